@@ -1,0 +1,3 @@
+from gaincurate.cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Every mistake a user can make (a missing file, a bad column, a clashing output directory) raises a
+subclass of `GaincurateError` whose message names the bad value and the fix. `gaincurate.cli.main`
+prints that message as one line and exits non-zero. Bugs are not wrapped: they keep their traceback.
+"""
+
+
+class GaincurateError(Exception):
+    """A problem the user can fix; the message says how."""
+
+    exit_code = 2
+
+
+class InputError(GaincurateError):
+    """A dataset, file or column that cannot be read as asked."""
+
+
+class ModelError(GaincurateError):
+    """A model that cannot be found or loaded."""
+
+
+class ConfigError(GaincurateError):
+    """An option value that is invalid, or clashes with existing output."""
+
+
+class BackendError(GaincurateError, ValueError):
+    """A compute backend that cannot run on this device."""
