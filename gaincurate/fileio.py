@@ -14,6 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# mkstemp creates files readable by the owner only; published files get the usual umask instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and rename the result onto `path` once it has returned."""
@@ -26,6 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb+") as file:
             os.fsync(file.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

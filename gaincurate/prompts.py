@@ -1,0 +1,273 @@
+"""Build scoring prompts and label every token as question, context or template.
+
+A prompt is an optional system prompt, optional few-shot turns and the question as the last user
+message, rendered with the tokenizer's chat template (or as plain text). Labels come from character
+spans, never from fixed token offsets:
+
+* the template is rendered once with unique placeholders in place of each message's content, so the
+  exact character span of every content is known even when the same text appears twice (a question
+  that repeats a few-shot question, or that occurs inside the system prompt);
+* the fast tokenizer's offset mapping then assigns each token to the content it overlaps.
+
+Everything the template adds (role headers, special tokens, a default system prompt it injects, the
+generation prompt) is labelled `TEMPLATE` and excluded from scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError, InputError
+
+QUESTION = 0
+CONTEXT = 1
+TEMPLATE = -1
+NUM_SEGMENTS = 2
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the following math problem. Think it through step by step, "
+    "then write only the final answer inside \\boxed{}."
+)
+
+# One worked example in the format the system prompt asks for.
+DEFAULT_FEW_SHOT: tuple[dict[str, str], ...] = (
+    {
+        "question": "A baker fills 3 trays with 12 muffins each and sells 20 muffins. How many are left?",
+        "answer": "The trays hold 3 * 12 = 36 muffins. After selling 20, 36 - 20 = 16 remain.\n\n"
+        "The answer is \\boxed{16}.",
+    },
+)
+
+# Status values for rows that cannot be scored; they are kept, flagged and counted, never dropped.
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty_question"
+STATUS_NO_QUESTION_TOKENS = "no_question_tokens"
+STATUS_ONE_QUESTION_TOKEN = "one_question_token"
+STATUS_QUESTION_TRUNCATED = "question_truncated"
+
+_PLACEHOLDER = "@@GAINCURATE-SEGMENT-{}@@"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptFormat:
+    """How a question becomes a prompt; everything here changes the tokens that are scored."""
+
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    few_shot: tuple[dict[str, str], ...] = DEFAULT_FEW_SHOT
+    chat_template: bool = True
+
+    def __post_init__(self) -> None:
+        for index, shot in enumerate(self.few_shot):
+            if set(shot) != {"question", "answer"} or not all(isinstance(v, str) for v in shot.values()):
+                raise ConfigError(
+                    f"few-shot example {index} must be an object with string keys 'question' and 'answer'; "
+                    f"got keys {sorted(shot)}"
+                )
+
+    def fingerprint(self) -> str:
+        payload = json.dumps(
+            {"system": self.system_prompt, "few_shot": list(self.few_shot), "chat": self.chat_template},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    """Token ids and their segment labels (QUESTION, CONTEXT or TEMPLATE) for one row."""
+
+    input_ids: np.ndarray  # int64 [T]
+    segment_ids: np.ndarray  # int8 [T]
+    truncated: bool
+    status: str
+
+    @property
+    def question_tokens(self) -> int:
+        return int((self.segment_ids == QUESTION).sum())
+
+    @property
+    def context_tokens(self) -> int:
+        return int((self.segment_ids == CONTEXT).sum())
+
+
+def build_messages(
+    question: str, *, system_prompt: str | None, few_shot: tuple[dict[str, str], ...] | list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """Chat messages for one question: system prompt, few-shot turns, then the question."""
+    messages = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt.strip()})
+    for shot in few_shot:
+        messages.append({"role": "user", "content": shot["question"].strip()})
+        messages.append({"role": "assistant", "content": shot["answer"].strip()})
+    messages.append({"role": "user", "content": question.strip()})
+    return messages
+
+
+def _labels_of(message_index: int, num_messages: int) -> int:
+    return QUESTION if message_index == num_messages - 1 else CONTEXT
+
+
+def render_with_spans(tokenizer: Any, question: str, fmt: PromptFormat) -> tuple[str, list[tuple[int, int, int]]]:
+    """Render one prompt; return its text and `(start, end, label)` character spans of each content."""
+    messages = build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
+    if not fmt.chat_template:
+        return _render_plain(messages)
+
+    placeholders = [_PLACEHOLDER.format(i) for i in range(len(messages))]
+    skeleton = tokenizer.apply_chat_template(
+        [{"role": m["role"], "content": p} for m, p in zip(messages, placeholders, strict=True)],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    pieces, spans, cursor = [], [], 0
+    for index, (message, placeholder) in enumerate(zip(messages, placeholders, strict=True)):
+        at = skeleton.find(placeholder, cursor)
+        if at < 0 or skeleton.find(placeholder, at + len(placeholder)) >= 0:
+            raise ConfigError(
+                f"the chat template does not render message {index} ({message['role']}) exactly once; "
+                "use --no-chat-template or another model"
+            )
+        pieces.append(skeleton[cursor:at])
+        start = sum(len(p) for p in pieces)
+        pieces.append(message["content"])
+        spans.append((start, start + len(message["content"]), _labels_of(index, len(messages))))
+        cursor = at + len(placeholder)
+    pieces.append(skeleton[cursor:])
+    text = "".join(pieces)
+
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if rendered != text:
+        raise ConfigError(
+            "the chat template rewrites message text, so token labels cannot be trusted; use --no-chat-template"
+        )
+    return text, spans
+
+
+def _render_plain(messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int, int]]]:
+    """Plain-text prompt: 'Question:'/'Answer:' labels are template text, excluded from scoring."""
+    prefix = {"system": "", "user": "Question: ", "assistant": "Answer: "}
+    text, spans = "", []
+    for index, message in enumerate(messages):
+        text += prefix[message["role"]]
+        spans.append((len(text), len(text) + len(message["content"]), _labels_of(index, len(messages))))
+        text += message["content"] + ("\n\n" if index < len(messages) - 1 else "\nAnswer:")
+    return text, spans
+
+
+def label_tokens(offsets: np.ndarray, spans: list[tuple[int, int, int]], text_length: int) -> np.ndarray:
+    """Label each token by the content it overlaps most; tokens touching no content are TEMPLATE.
+
+    `offsets` is the `[T, 2]` character offset mapping. A token that straddles a content boundary
+    (say a leading space from the template plus the first word of the question) belongs to the content.
+    """
+    question_chars = np.zeros(text_length + 1, dtype=np.int64)
+    context_chars = np.zeros(text_length + 1, dtype=np.int64)
+    for start, end, label in spans:
+        target = question_chars if label == QUESTION else context_chars
+        target[start + 1 : end + 1] = 1
+    question_prefix, context_prefix = np.cumsum(question_chars), np.cumsum(context_chars)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    in_question = question_prefix[ends] - question_prefix[starts]
+    in_context = context_prefix[ends] - context_prefix[starts]
+    labels = np.full(len(offsets), TEMPLATE, dtype=np.int8)
+    labels[(in_context > 0) & (in_context > in_question)] = CONTEXT
+    labels[(in_question > 0) & (in_question >= in_context)] = QUESTION
+    return labels
+
+
+def truncate(ids: np.ndarray, labels: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+    """Fit a prompt into `max_length` tokens: drop the earliest context first, then the question's tail.
+
+    Template tokens are kept so the prompt keeps its shape (role headers, generation prompt).
+    Returns `(ids, labels, any_truncated, question_truncated)`.
+    """
+    excess = len(ids) - max_length if max_length else 0
+    if excess <= 0:
+        return ids, labels, False, False
+    keep = np.ones(len(ids), dtype=bool)
+    context_positions = np.flatnonzero(labels == CONTEXT)
+    drop_context = context_positions[:excess]
+    keep[drop_context] = False
+    excess -= len(drop_context)
+    question_cut = False
+    if excess > 0:
+        question_positions = np.flatnonzero(labels == QUESTION)
+        drop_question = question_positions[len(question_positions) - min(excess, len(question_positions)) :]
+        keep[drop_question] = False
+        excess -= len(drop_question)
+        question_cut = len(drop_question) > 0
+    if excess > 0:
+        # Template alone is longer than max_length: keep its head so the row still has a defined prompt.
+        template_positions = np.flatnonzero(keep)
+        keep[template_positions[len(template_positions) - excess :]] = False
+    return ids[keep], labels[keep], True, question_cut
+
+
+class PromptEncoder:
+    """Turns question strings into `EncodedPrompt`s for one tokenizer and prompt format."""
+
+    def __init__(self, tokenizer: Any, fmt: PromptFormat, max_length: int | None) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError("scoring needs a fast tokenizer (offset mapping); this model only has a slow one")
+        if fmt.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("this model's tokenizer has no chat template; pass --no-chat-template")
+        self.tokenizer = tokenizer
+        self.fmt = fmt
+        self.max_length = max_length
+        # A chat template writes its own BOS; plain text needs the tokenizer's.
+        self.add_special_tokens = not fmt.chat_template
+
+    def encode(self, questions: list[Any]) -> list[EncodedPrompt]:
+        texts, spans, empty = [], [], []
+        for question in questions:
+            text_question = "" if question is None else str(question).strip()
+            empty.append(not text_question)
+            text, question_spans = render_with_spans(self.tokenizer, text_question, self.fmt)
+            texts.append(text)
+            spans.append(question_spans)
+        encoded = self.tokenizer(
+            texts, add_special_tokens=self.add_special_tokens, return_offsets_mapping=True, verbose=False
+        )
+        results = []
+        for i, text in enumerate(texts):
+            ids = np.asarray(encoded["input_ids"][i], dtype=np.int64)
+            offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+            labels = label_tokens(offsets, spans[i], len(text))
+            ids, labels, truncated, question_cut = truncate(ids, labels, self.max_length)
+            results.append(EncodedPrompt(ids, labels, truncated, _status(labels, empty[i], question_cut)))
+        return results
+
+
+def _status(labels: np.ndarray, empty: bool, question_cut: bool) -> str:
+    question_tokens = int((labels == QUESTION).sum())
+    if empty:
+        return STATUS_EMPTY
+    if question_tokens == 0:
+        return STATUS_NO_QUESTION_TOKENS
+    if question_tokens == 1:
+        return STATUS_ONE_QUESTION_TOKEN
+    if question_cut:
+        return STATUS_QUESTION_TRUNCATED
+    return STATUS_OK
+
+
+def load_few_shot(path: str) -> tuple[dict[str, str], ...]:
+    """Read `--few-shot FILE`: a JSON list of {"question": ..., "answer": ...} objects."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"few-shot file {path} does not exist; pass a JSON list of question/answer objects")
+    try:
+        shots = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"few-shot file {path} is not valid JSON ({error}); fix it or pass --no-few-shot") from None
+    if not isinstance(shots, list) or not all(isinstance(s, dict) for s in shots):
+        raise InputError(f"few-shot file {path} must hold a JSON list of {{'question', 'answer'}} objects")
+    return tuple({"question": s.get("question"), "answer": s.get("answer")} for s in shots)

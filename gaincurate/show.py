@@ -1,0 +1,136 @@
+"""Summarise a scores directory: extremes, distribution, length confound, flags and speed.
+
+`summarize(dir)` returns plain data (what `gaincurate show --json` prints); `render(console, summary)`
+draws it with rich for `gaincurate show DIR`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import InputError
+from gaincurate.metrics import spearman
+from gaincurate.shards import RESERVED_PREFIX, ranking_scores, read_manifest, read_scores
+
+
+def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 5, bins: int = 12) -> dict[str, Any]:
+    manifest = read_manifest(scores_dir)
+    table = read_scores(scores_dir)
+    prompt_column = manifest["config"]["prompt_column"]
+    rank_score = ranking_scores(table, manifest)
+    tokens = table.column("gc_question_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(rank_score)
+
+    correlations = {"question_tokens": spearman(rank_score, tokens)}
+    for column in against or []:
+        if column not in table.column_names or column.startswith(RESERVED_PREFIX):
+            available = [c for c in table.column_names if not c.startswith(RESERVED_PREFIX)]
+            raise InputError(f"--against {column}: no such input column; available: {', '.join(available)}")
+        values = np.asarray(table.column(column).to_pylist(), dtype=object)
+        try:
+            numeric = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"--against {column}: the column is not numeric; pick a numeric column") from None
+        correlations[column] = spearman(rank_score, numeric)
+
+    order = np.flatnonzero(finite)[np.argsort(-rank_score[finite], kind="stable")]
+    texts = table.column(prompt_column).to_pylist()
+
+    def row(index: int) -> dict[str, Any]:
+        return {
+            "gc_id": int(table.column("gc_id")[index].as_py()),
+            "score": float(rank_score[index]),
+            "intra": _float(table.column("gc_intra")[index].as_py()),
+            "inter": _float(table.column("gc_inter")[index].as_py()),
+            "question_tokens": int(tokens[index]),
+            "text": str(texts[index]),
+        }
+
+    counts, edges = np.histogram(rank_score[finite], bins=bins) if finite.any() else (np.array([]), np.array([]))
+    return {
+        "dir": str(scores_dir),
+        "rows": int(len(table)),
+        "scored": int(finite.sum()),
+        "model": manifest["model"]["id"],
+        "site": f"{manifest['site']} of layer {manifest['layer']}",
+        "dtype": manifest["dtype"],
+        "device": manifest["device"],
+        "backend": manifest["backend"],
+        "debias": manifest.get("debias"),
+        "score_mean": float(rank_score[finite].mean()) if finite.any() else None,
+        "score_std": float(rank_score[finite].std()) if finite.any() else None,
+        "spearman": correlations,
+        "top": [row(i) for i in order[:top]],
+        "bottom": [row(i) for i in order[::-1][:top]],
+        "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
+        "flags": manifest["diagnostics"]["status_counts"],
+        "truncated_rows": manifest["diagnostics"]["truncated_rows"],
+        "timings": manifest.get("timings", {}),
+    }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def render(console: Any, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"[bold]{summary['dir']}[/]  {summary['rows']} rows ({summary['scored']} scored)  model {summary['model']}  "
+        f"site {summary['site']}  {summary['dtype']} on {summary['device']} ({summary['backend']})"
+    )
+    if summary["debias"]:
+        console.print("ranking by the length-debiased score (residual of score ~ log question tokens)")
+    for title, rows in (("Highest concentration (trained first)", summary["top"]), ("Lowest", summary["bottom"])):
+        table = Table(title=title, title_justify="left")
+        for name, justify in (("id", "right"), ("score", "right"), ("intra", "right"), ("inter", "right")):
+            table.add_column(name, justify=justify)
+        table.add_column("q tok", justify="right")
+        table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=70)
+        for row in rows:
+            table.add_row(
+                str(row["gc_id"]),
+                f"{row['score']:.4f}",
+                _fmt(row["intra"]),
+                _fmt(row["inter"]),
+                str(row["question_tokens"]),
+                " ".join(row["text"].split()),
+            )
+        console.print(table)
+
+    counts, edges = summary["histogram"]["counts"], summary["histogram"]["edges"]
+    if counts:
+        console.print("[bold]Score distribution[/]")
+        widest = max(counts) or 1
+        for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
+            console.print(f"  {low:8.4f} .. {high:8.4f} │{'█' * round(40 * count / widest):<40}│ {count}")
+
+    console.print("[bold]Spearman correlation of the ranking score with[/]")
+    for name, value in summary["spearman"].items():
+        note = "  (|rho| > 0.8: the ranking is mostly a length sort)" if name == "question_tokens" and abs(
+            value
+        ) > 0.8 else ""
+        console.print(f"  {name:<20} {value:+.3f}{note}")
+    flagged = {k: v for k, v in summary["flags"].items() if k != "ok"}
+    console.print(
+        f"[bold]Flags[/] {', '.join(f'{k}: {v}' for k, v in flagged.items()) or 'none'}; "
+        f"truncated rows: {summary['truncated_rows']}"
+    )
+    timings = summary["timings"]
+    if timings:
+        rate = timings.get("rows_per_second")
+        tokens = timings.get("tokens_per_second")
+        console.print(
+            f"[bold]Speed[/] model load {timings.get('model_load_seconds', 0):.1f}s, scoring "
+            f"{timings.get('score_seconds', 0):.1f}s"
+            + (f", {rate:.1f} rows/s" if rate else "")
+            + (f", {tokens:,.0f} tokens/s in the forward" if tokens else "")
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4f}"

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny offline model folders and datasets. Nothing here touches the network."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Test modules import `helpers` from this folder (importlib import mode does not add it to sys.path).
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from helpers import PROBLEMS, save_tiny_model, write_jsonl  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Folders with a random 3-layer Llama, Qwen2 and GPT-2, each with a ChatML-template tokenizer."""
+    root = tmp_path_factory.mktemp("models")
+    return {arch: save_tiny_model(root / arch, arch) for arch in ("llama", "qwen2", "gpt2")}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_models) -> Path:
+    return tiny_models["llama"]
+
+
+@pytest.fixture()
+def problems_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)

@@ -1,0 +1,124 @@
+"""Token labels come from character spans: question, context or template, on several templates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import CHATML_TEMPLATE, LLAMA_LIKE_TEMPLATE, SMOLLM2_TEMPLATE, build_tokenizer
+
+from gaincurate.errors import ConfigError
+from gaincurate.prompts import (
+    CONTEXT,
+    QUESTION,
+    STATUS_EMPTY,
+    STATUS_ONE_QUESTION_TOKEN,
+    STATUS_QUESTION_TRUNCATED,
+    TEMPLATE,
+    PromptEncoder,
+    PromptFormat,
+    truncate,
+)
+
+SHOTS = ({"question": "What is 2 + 3?", "answer": "2 + 3 = 5. The answer is \\boxed{5}."},)
+SYSTEM = "Solve the following math problem."
+
+TEMPLATES = {
+    "smollm2": (SMOLLM2_TEMPLATE, "You are a helpful AI assistant named SmolLM"),
+    "chatml": (CHATML_TEMPLATE, "You are a helpful assistant."),
+    "llama-like": (LLAMA_LIKE_TEMPLATE, None),
+    "plain": (None, None),
+}
+
+
+def _text(tokenizer, ids, labels, label) -> str:
+    return tokenizer.decode(ids[labels == label]).strip()
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+@pytest.mark.parametrize("with_context", [True, False], ids=["context", "no-context"])
+def test_labels_cover_exactly_the_contents(name, with_context):
+    template, injected = TEMPLATES[name]
+    tokenizer = build_tokenizer(template)
+    fmt = PromptFormat(
+        system_prompt=SYSTEM if with_context else None,
+        few_shot=SHOTS if with_context else (),
+        chat_template=template is not None,
+    )
+    question = "If x + 4 = 9, what is x?"
+    [encoded] = PromptEncoder(tokenizer, fmt, max_length=None).encode([question])
+    ids, labels = encoded.input_ids, encoded.segment_ids
+
+    assert _text(tokenizer, ids, labels, QUESTION) == question
+    context = _text(tokenizer, ids, labels, CONTEXT)
+    if with_context:
+        for piece in (SYSTEM, SHOTS[0]["question"], SHOTS[0]["answer"]):
+            assert piece in context
+    else:
+        assert encoded.context_tokens == 0
+    # Everything the template injects (headers, default system prompt, generation prompt) is excluded.
+    template_text = _text(tokenizer, ids, labels, TEMPLATE)
+    if injected and not with_context:
+        assert injected in template_text
+    if injected:
+        assert injected not in context and injected not in _text(tokenizer, ids, labels, QUESTION)
+    assert "<|im_start|>" not in context + _text(tokenizer, ids, labels, QUESTION)
+    # The generation prompt follows the question and is template.
+    assert labels[-1] == TEMPLATE
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_question_repeating_context_is_labelled_at_its_own_place(name):
+    template, _ = TEMPLATES[name]
+    tokenizer = build_tokenizer(template)
+    repeated = SHOTS[0]["question"]
+    fmt = PromptFormat(system_prompt=f"{SYSTEM} {repeated}", few_shot=SHOTS, chat_template=template is not None)
+    [encoded] = PromptEncoder(tokenizer, fmt, max_length=None).encode([repeated])
+    labels = encoded.segment_ids
+    question_positions = np.flatnonzero(labels == QUESTION)
+    # One contiguous run, after every context token: the last user message, not an earlier copy.
+    assert np.all(np.diff(question_positions) == 1)
+    assert question_positions.min() > np.flatnonzero(labels == CONTEXT).max()
+    assert _text(tokenizer, encoded.input_ids, labels, QUESTION) == repeated
+    assert _text(tokenizer, encoded.input_ids, labels, CONTEXT).count(repeated) == 2
+
+
+def test_flags_empty_and_one_token_questions():
+    tokenizer = build_tokenizer(CHATML_TEMPLATE)
+    encoder = PromptEncoder(tokenizer, PromptFormat(), max_length=None)
+    empty, one = encoder.encode(["   ", "7"])
+    assert empty.status == STATUS_EMPTY and empty.question_tokens == 0
+    assert one.status == STATUS_ONE_QUESTION_TOKEN and one.question_tokens == 1
+
+
+def test_truncation_drops_earliest_context_first_then_question_tail():
+    ids = np.arange(12)
+    labels = np.array([-1, 1, 1, 1, -1, 1, 1, -1, 0, 0, 0, -1], dtype=np.int8)
+    kept_ids, kept_labels, truncated, question_cut = truncate(ids, labels, 9)
+    assert truncated and not question_cut
+    assert kept_ids.tolist() == [0, 4, 5, 6, 7, 8, 9, 10, 11]
+    kept_ids, kept_labels, truncated, question_cut = truncate(ids, labels, 5)
+    assert question_cut
+    assert kept_ids.tolist() == [0, 4, 7, 8, 11]
+    assert (kept_labels == CONTEXT).sum() == 0
+
+
+def test_truncated_prompt_is_flagged_and_keeps_generation_prompt():
+    tokenizer = build_tokenizer(CHATML_TEMPLATE)
+    full = PromptEncoder(tokenizer, PromptFormat(), max_length=None).encode(["Find 15% of 80."])[0]
+    limit = len(full.input_ids) - full.context_tokens - 2
+    cut = PromptEncoder(tokenizer, PromptFormat(), max_length=limit).encode(["Find 15% of 80."])[0]
+    assert len(cut.input_ids) == limit
+    assert cut.truncated and cut.status == STATUS_QUESTION_TRUNCATED
+    assert cut.context_tokens == 0 and cut.question_tokens == full.question_tokens - 2
+    assert tokenizer.decode(cut.input_ids).endswith("<|im_start|>assistant\n")
+
+
+def test_template_that_rewrites_content_is_refused():
+    tokenizer = build_tokenizer("{% for m in messages %}{{ m['content'] | upper }}{% endfor %}")
+    with pytest.raises(ConfigError, match="rewrites message text"):
+        PromptEncoder(tokenizer, PromptFormat(), max_length=None).encode(["What is 2 + 3?"])
+
+
+def test_missing_chat_template_names_the_fix():
+    with pytest.raises(ConfigError, match="--no-chat-template"):
+        PromptEncoder(build_tokenizer(None), PromptFormat(), max_length=None)

@@ -1,0 +1,181 @@
+"""`gaincurate score` and `show` end to end on a tiny model: files, resume, errors, flags."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pytest
+from helpers import PROBLEMS, write_jsonl
+
+from gaincurate.cli import main
+from gaincurate.shards import read_manifest, read_scores
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["gaincurate", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def shard_bytes(folder: Path) -> dict[str, str]:
+    return {name: digest for name, digest in snapshot(folder).items() if name.startswith("shard-")}
+
+
+def base_args(model: Path, out: Path) -> list[str]:
+    return ["--model", str(model), "--out", str(out), "--dtype", "float32", "--device", "cpu", "--quiet"]
+
+
+def test_score_writes_shards_other_tools_read(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scores"
+    code, stdout, _ = run_cli(["score", str(problems_file), *base_args(tiny_llama, out), "--shard-size", "3"],
+                              monkeypatch, capsys)  # fmt: skip
+    assert code == 0
+    manifest = read_manifest(out)
+    assert manifest["complete"] and manifest["rows"] == len(PROBLEMS)
+    assert manifest["shards"] == ["shard-00000.arrow", "shard-00001.arrow", "shard-00002.arrow"]
+    assert "spearman_score_vs_question_tokens" in manifest["diagnostics"]
+    assert "Spearman" in stdout
+    # Every shard opens with datasets and pyarrow, with input columns carried through.
+    first = datasets.Dataset.from_file(str(out / "shard-00000.arrow"))
+    assert first["problem"] == [p["problem"] for p in PROBLEMS[:3]]
+    assert set(first.column_names) >= {"problem", "answer", "difficulty", "gc_id", "gc_score", "gc_truncated"}
+    with pa.memory_map(str(out / "shard-00001.arrow")) as source:
+        assert pa.ipc.open_stream(source).read_all()["gc_id"].to_pylist() == [3, 4, 5]
+    table = read_scores(out)
+    assert table["gc_id"].to_pylist() == list(range(len(PROBLEMS)))
+    assert table.schema.field("gc_question_tokens").type == pa.int32()
+    # The one-token question is kept and flagged, not dropped.
+    assert manifest["diagnostics"]["status_counts"]["one_question_token"] == 1
+
+
+def test_show_json_and_against(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scores"
+    run_cli(["score", str(problems_file), *base_args(tiny_llama, out)], monkeypatch, capsys)
+    code, stdout, _ = run_cli(["show", str(out), "--json", "--against", "difficulty", "--top", "2"],
+                              monkeypatch, capsys)  # fmt: skip
+    assert code == 0
+    summary = json.loads(stdout)
+    assert set(summary["spearman"]) == {"question_tokens", "difficulty"}
+    assert len(summary["top"]) == 2 and summary["top"][0]["score"] >= summary["top"][1]["score"]
+    assert summary["rows"] == len(PROBLEMS)
+    code, stdout, _ = run_cli(["show", str(out), "--against", "difficulty"], monkeypatch, capsys)
+    assert code == 0 and "Highest concentration" in stdout and "difficulty" in stdout
+
+
+def test_rerun_resumes_and_equals(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scores"
+    args = ["score", str(problems_file), *base_args(tiny_llama, out), "--shard-size", "2"]
+    run_cli(args, monkeypatch, capsys)
+    before = shard_bytes(out)
+    (out / "shard-00002.arrow").unlink()
+    code, _, _ = run_cli(args, monkeypatch, capsys)
+    assert code == 0
+    assert read_manifest(out)["timings"]["shards_resumed"] == 3
+    assert shard_bytes(out) == before
+
+
+def test_overwrite_starts_over(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scores"
+    run_cli(["score", str(problems_file), *base_args(tiny_llama, out)], monkeypatch, capsys)
+    code, _, err = run_cli(["score", str(problems_file), *base_args(tiny_llama, out), "--layer", "1", "--overwrite"],
+                           monkeypatch, capsys)  # fmt: skip
+    assert code == 0, err
+    assert read_manifest(out)["layer"] == 1
+
+
+def test_debias_length_ranks_by_residual(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scores"
+    run_cli(["score", str(problems_file), *base_args(tiny_llama, out), "--debias", "length"], monkeypatch, capsys)
+    manifest = read_manifest(out)
+    assert manifest["debias"]["method"] == "length"
+    assert abs(manifest["diagnostics"]["spearman_debiased_vs_question_tokens"]) < 0.6
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing-file", "corrupt-file", "missing-column", "missing-model", "config-clash", "bad-few-shot", "foreign-dir"],
+)
+def test_user_errors_are_one_line_and_leave_disk_untouched(case, tiny_llama, problems_file, tmp_path, monkeypatch,
+                                                           capsys):  # fmt: skip
+    out = tmp_path / "scores"
+    dataset, extra = str(problems_file), []
+    if case == "config-clash":
+        run_cli(["score", dataset, *base_args(tiny_llama, out)], monkeypatch, capsys)
+        extra = ["--layer", "1"]
+    elif case == "foreign-dir":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "missing-file":
+        dataset = str(tmp_path / "nope.jsonl")
+    elif case == "corrupt-file":
+        dataset = str(tmp_path / "bad.parquet")
+        Path(dataset).write_bytes(b"not a parquet file at all")
+    elif case == "missing-column":
+        extra = ["--prompt-column", "question"]
+    elif case == "bad-few-shot":
+        (tmp_path / "shots.json").write_text('[{"question": "q"}]')
+        extra = ["--few-shot", str(tmp_path / "shots.json")]
+    model = tmp_path / "no-such-model" if case == "missing-model" else tiny_llama
+    before = snapshot(tmp_path)
+
+    code, stdout, err = run_cli(["score", dataset, *base_args(model, out), *extra], monkeypatch, capsys)
+
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gaincurate: error: "), err
+    assert "Traceback" not in err
+    assert snapshot(tmp_path) == before
+    expected = {
+        "missing-file": "does not exist", "corrupt-file": "cannot read", "missing-column": "available: problem",
+        "missing-model": "does not exist", "config-clash": "--overwrite", "bad-few-shot": "few-shot",
+        "foreign-dir": "not empty",
+    }[case]  # fmt: skip
+    assert expected in lines[0]
+
+
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_llama, tmp_path):
+    rows = [{"problem": f"{p['problem']} Then add {i} to the result and double it.", "answer": p["answer"]}
+            for i in range(150) for p in PROBLEMS[:4]]  # fmt: skip
+    dataset = write_jsonl(tmp_path / "many.jsonl", rows)
+    command = [sys.executable, "-m", "gaincurate", "score", str(dataset), "--shard-size", "8", "--batch-tokens", "256"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
+
+    process = subprocess.Popen([*command, *base_args(tiny_llama, killed_out)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(killed_out.glob("shard-*.arrow"))) < 4:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = len(list(killed_out.glob("shard-*.arrow")))
+    assert 4 <= written < 75, "the kill must land mid-run"
+    assert not read_manifest(killed_out)["complete"]
+
+    subprocess.run([*command, *base_args(tiny_llama, killed_out)], env=env, check=True, capture_output=True)
+    subprocess.run([*command, *base_args(tiny_llama, clean_out)], env=env, check=True, capture_output=True)
+    assert read_manifest(killed_out)["timings"]["shards_resumed"] >= 4
+    assert read_scores(killed_out)["gc_id"].to_pylist() == list(range(len(rows)))
+    assert shard_bytes(killed_out) == shard_bytes(clean_out)

@@ -1,0 +1,123 @@
+"""The pipeline's scores equal a brute-force float64 O(T^2) cosine computation on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from gaincurate.config import ScoreConfig
+from gaincurate.metrics import concentration
+from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
+from gaincurate.scoring import pack_batches, score
+from gaincurate.shards import read_scores
+
+CASES = {
+    # name: config overrides
+    "batch-padding": {"batch_tokens": 100_000},
+    "no-prefix-cache": {"prefix_cache": False, "batch_tokens": 100_000},
+    "one-per-batch": {"batch_tokens": 1},
+    "truncation": {"max_length": 40},
+    "no-context": {"system_prompt": None, "few_shot": ()},
+    "plain-text": {"chat_template": False},
+    "residual-layer-1": {"site": "residual", "layer": 1},
+    "inter-weight-8": {"inter_weight": 8.0},
+}
+
+
+def _site_module(model, architecture: str, layer: int, site: str):
+    blocks = model.transformer.h if architecture == "gpt2" else model.model.layers
+    block = blocks[layer]
+    if site == "residual":
+        return block
+    return block.ln_2 if architecture == "gpt2" else block.post_attention_layernorm
+
+
+def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_weight: float) -> tuple[float, ...]:
+    """Full float64 forward of one prompt, then the cosine matrix over its labelled tokens."""
+    captured = {}
+
+    def hook(module, args, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+
+    handle = _site_module(model, architecture, layer, site).register_forward_hook(hook)
+    with torch.no_grad():
+        model(input_ids=torch.from_numpy(prompt.input_ids)[None])
+    handle.remove()
+    hidden = captured["h"][0].double()
+    if hidden.dim() == 1:  # some blocks return [B, T, D] without a tuple
+        hidden = hidden[None]
+    unit = hidden / hidden.norm(dim=-1, keepdim=True)
+    cosine = (unit @ unit.T).numpy()
+    labels = prompt.segment_ids
+    question, context = np.flatnonzero(labels == QUESTION), np.flatnonzero(labels == CONTEXT)
+    block = cosine[np.ix_(question, question)]
+    off_diagonal = ~np.eye(len(question), dtype=bool)
+    intra = block[off_diagonal].mean() if len(question) >= 2 else np.nan
+    inter = cosine[np.ix_(question, context)].mean() if len(context) and len(question) else np.nan
+    total = intra if np.isnan(inter) else intra + inter_weight * inter
+    return intra, inter, total
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt2"])
+def test_scores_equal_bruteforce(architecture, case, tiny_models, problems_file, tmp_path):
+    folder = tiny_models[architecture]
+    config = ScoreConfig(
+        dataset=str(problems_file), model=str(folder), out=str(tmp_path / "scores"), dtype="float32",
+        device="cpu", backend="torch", shard_size=5, quiet=True, **CASES[case],
+    )  # fmt: skip
+    manifest = score(config)
+    table = read_scores(tmp_path / "scores")
+    # The shared system/few-shot prefix is computed once unless switched off (truncated rows run in full).
+    if case != "truncation":
+        assert (manifest["timings"]["prefix_tokens_reused"] > 0) == config.prefix_cache
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64).eval()
+    prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(table["problem"].to_pylist())
+    layer = config.layer % model.config.num_hidden_layers
+    expected = np.array(
+        [brute_force(model, architecture, p, layer=layer, site=config.site, inter_weight=config.inter_weight)
+         for p in prompts]
+    )  # fmt: skip
+    got = np.stack([table[c].to_numpy() for c in ("gc_intra", "gc_inter", "gc_score")], axis=1)
+
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.nanmax(np.abs(got - expected)) <= 1e-5
+    assert table["gc_question_tokens"].to_pylist() == [p.question_tokens for p in prompts]
+    assert table["gc_context_tokens"].to_pylist() == [p.context_tokens for p in prompts]
+    if case == "truncation":
+        assert any(table["gc_truncated"].to_pylist())
+    if case == "no-context":
+        assert np.isnan(got[:, 1]).all()
+
+
+def test_concentration_matches_pairwise_definition_on_random_vectors():
+    rng = np.random.default_rng(0)
+    for n_question, n_context in [(2, 0), (5, 3), (17, 1), (1, 4), (0, 3)]:
+        hidden = rng.normal(size=(n_question + n_context, 33))
+        unit = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+        sums = np.stack([unit[:n_question].sum(0), unit[n_question:].sum(0)])[None]
+        intra, inter, total = concentration(sums, np.array([[n_question, n_context]]), inter_weight=2.5)
+        cosine = unit @ unit.T
+        pairs = [cosine[i, j] for i in range(n_question) for j in range(n_question) if i != j]
+        cross = [cosine[i, n_question + j] for i in range(n_question) for j in range(n_context)]
+        expected_intra = np.mean(pairs) if pairs else np.nan
+        expected_inter = np.mean(cross) if cross else np.nan
+        np.testing.assert_allclose(intra[0], expected_intra, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(inter[0], expected_inter, atol=1e-12, equal_nan=True)
+        expected_total = expected_intra if np.isnan(expected_inter) else expected_intra + 2.5 * expected_inter
+        np.testing.assert_allclose(total[0], expected_total, atol=1e-12, equal_nan=True)
+
+
+def test_pack_batches_respects_budget_and_covers_every_row():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 300, size=200).tolist()
+    batches = pack_batches(lengths, 1024)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert width * len(batch) <= 1024 or len(batch) == 1
+    assert pack_batches(lengths, 1024) == batches
