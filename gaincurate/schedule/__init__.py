@@ -1,1 +1,33 @@
-"""schedule."""
+"""The curriculum scheduler: which prompts each epoch trains on.
+
+The pure core (numpy only, no files) is importable from here, for in-process trainer integrations:
+
+    from gaincurate.schedule import Scheduler, ScheduleConfig, PromptSet
+
+The run directory (`gaincurate.schedule.run`), the trainer loop (`.loop`), checkpoint discovery
+(`.checkpoints`) and the CLI (`.cli`) are imported from their modules; they need pyarrow.
+"""
+
+from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
+from gaincurate.schedule.core import EpochPlan, EpochRecord, EpochStep, Rescored, Scheduler
+from gaincurate.schedule.feedback import Feedback, read_feedback, summarize_feedback
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy, get_strategy
+
+__all__ = [
+    "EpochPlan",
+    "EpochRecord",
+    "EpochStep",
+    "Feedback",
+    "PromptSet",
+    "RankingContext",
+    "Rescored",
+    "ScheduleConfig",
+    "ScheduleParams",
+    "ScheduleState",
+    "Scheduler",
+    "Strategy",
+    "get_strategy",
+    "read_feedback",
+    "summarize_feedback",
+]

@@ -1,0 +1,159 @@
+"""Find the newest *complete* checkpoint a trainer wrote; a half-written one is never returned.
+
+Layouts understood, under a trainer's output directory (or given directly):
+
+* TRL / transformers: `checkpoint-N/`. Complete when `trainer_state.json` parses (the Trainer writes
+  it after the weights) and the weights are whole.
+* verl: `global_step_N/`, complete when `latest_checkpointed_iteration.txt` names N (verl writes it
+  last). Its model for re-scoring is `global_step_N/actor/huggingface/`, which holds full weights only
+  when `actor.checkpoint.save_contents` includes `hf_model`.
+* A plain Hugging Face model folder: `config.json` plus whole weights.
+
+"Whole weights" is checked, not assumed: a safetensors file must be exactly as long as its header
+says, every shard named by an index file must be whole, and a `.bin` must be a complete zip archive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+TRL_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+VERL_PATTERN = re.compile(r"^global_step_(\d+)$")
+VERL_TRACKER = "latest_checkpointed_iteration.txt"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint: `path` to resume the trainer from, `model_path` to load for re-scoring."""
+
+    path: Path
+    model_path: Path | None  # None: no loadable full model inside (a verl run without hf_model)
+    kind: str  # "trl", "verl" or "hf"
+    step: int | None
+
+
+def find_checkpoint(directory: Path) -> Checkpoint | None:
+    """The newest complete checkpoint in (or at) `directory`, or None when there is none yet."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    own = _as_checkpoint(directory)
+    if own is not None or TRL_PATTERN.match(directory.name) or VERL_PATTERN.match(directory.name):
+        return own
+    candidates = [c for c in (_newest_trl(directory), _verl(directory)) if c is not None]
+    if candidates:
+        return max(candidates, key=lambda c: c.step or 0)
+    return Checkpoint(directory, directory, "hf", None) if is_complete_model(directory) else None
+
+
+def is_complete_model(folder: Path) -> bool:
+    """A Hugging Face model folder with a parsable config.json and whole weights."""
+    return _parses(folder / "config.json") and _weights_complete(folder, WEIGHT_FILES)
+
+
+def _as_checkpoint(directory: Path) -> Checkpoint | None:
+    """`directory` itself as a checkpoint-N or global_step_N folder, when it is one and complete."""
+    trl = TRL_PATTERN.match(directory.name)
+    if trl:
+        return _trl(directory, int(trl.group(1)))
+    verl = VERL_PATTERN.match(directory.name)
+    if verl:
+        tracker = directory.parent / VERL_TRACKER
+        if _tracker_step(tracker) is None or _tracker_step(tracker) < int(verl.group(1)):
+            return None  # verl has not yet declared this step done
+        return _verl_step(directory, int(verl.group(1)))
+    return None
+
+
+def _trl(folder: Path, step: int) -> Checkpoint | None:
+    if not _parses(folder / "trainer_state.json"):
+        return None
+    if is_complete_model(folder):
+        return Checkpoint(folder, folder, "trl", step)
+    if _weights_complete(folder, ADAPTER_FILES):
+        return Checkpoint(folder, None, "trl", step)  # a PEFT adapter: resumable, not loadable alone
+    return None
+
+
+def _newest_trl(directory: Path) -> Checkpoint | None:
+    steps = sorted(
+        ((int(m.group(1)), p) for p in directory.iterdir() if (m := TRL_PATTERN.match(p.name)) and p.is_dir()),
+        reverse=True,
+    )
+    for step, folder in steps:
+        checkpoint = _trl(folder, step)
+        if checkpoint is not None:
+            return checkpoint
+    return None
+
+
+def _verl(directory: Path) -> Checkpoint | None:
+    step = _tracker_step(directory / VERL_TRACKER)
+    if step is None:
+        return None
+    folder = directory / f"global_step_{step}"
+    return _verl_step(folder, step) if folder.is_dir() else None
+
+
+def _verl_step(folder: Path, step: int) -> Checkpoint:
+    model = folder / "actor" / "huggingface"
+    return Checkpoint(folder, model if is_complete_model(model) else None, "verl", step)
+
+
+def _tracker_step(tracker: Path) -> int | None:
+    try:
+        return int(tracker.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _weights_complete(folder: Path, names: tuple[str, ...]) -> bool:
+    for name in names:
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            try:
+                shards = set(json.loads(index.read_text())["weight_map"].values())
+            except (OSError, ValueError, KeyError, AttributeError):
+                return False
+            return bool(shards) and all(_file_complete(folder / shard) for shard in shards)
+        if (folder / name).is_file():
+            return _file_complete(folder / name)
+    return False
+
+
+def _file_complete(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return _safetensors_complete(path)
+    try:
+        return zipfile.is_zipfile(path)  # torch.save writes a zip; a cut-off one has no end record
+    except OSError:
+        return False
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """True when the file is exactly 8 + header + the data the header describes."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            header_size = int.from_bytes(file.read(8), "little")
+            if size < 8 or 8 + header_size > size:
+                return False
+            header = json.loads(file.read(header_size))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return size == 8 + header_size + max(ends, default=0)

@@ -1,0 +1,238 @@
+"""The scheduler: a pure state machine from (feedback, angle) to the next epoch's prompts.
+
+No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run` wraps
+it with a run directory. One step consumes the latest epoch's feedback, moves mu (DESIGN section 4)
+and draws the next epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed
+and feedback always give the same epochs.
+
+    scheduler = Scheduler(ScheduleConfig(seed=1), prompts)
+    first = scheduler.next_epoch().plan                         # epoch 0, mu = 0
+    step = scheduler.next_epoch(feedback=scheduler.summarize(rollouts), ang=mean_fresh_score)
+    step.record.delta, step.plan.gc_ids                         # how mu moved; epoch 1's prompts
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gaincurate.metrics import apply_debias
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.feedback import Feedback, summarize_feedback
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies import PromptSet, RankingContext, get_strategy
+from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
+
+WINDOW_SIGMAS = 3.0  # `--rescore window` re-scores positions within mu +- 3 sigma
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's prompts: rank positions (ascending) and their gc_ids, drawn around `mu`."""
+
+    epoch: int
+    mu: float
+    positions: np.ndarray
+    gc_ids: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """Fresh gc_scores of some prompts under the newest model (from `gaincurate.scoring.rescore`)."""
+
+    gc_ids: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.gc_ids) != len(self.scores):
+            raise ValueError(f"Rescored has {len(self.gc_ids)} ids but {len(self.scores)} scores")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What happened to mu after an epoch: one line of history.jsonl."""
+
+    epoch: int
+    mu: float
+    positions: np.ndarray
+    gc_ids: np.ndarray
+    feedback: Feedback
+    ang: float | None
+    ang_source: str  # "given", "rescored" or "stored"
+    signal: float
+    delta: float
+    mu_next: float
+    reranked: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "mu": self.mu,
+            "subset_ids": [int(i) for i in self.gc_ids],
+            "positions": [int(p) for p in self.positions],
+            **self.feedback.to_dict(),
+            "ang": self.ang,
+            "ang_source": self.ang_source,
+            "signal": self.signal,
+            "delta": self.delta,
+            "mu_next": self.mu_next,
+            "reranked": self.reranked,
+        }
+
+
+@dataclass(frozen=True)
+class EpochStep:
+    plan: EpochPlan  # the epoch just drawn
+    record: EpochRecord | None  # the update from the previous epoch; None for epoch 0
+
+
+class Scheduler:
+    """GAIN-RL-style curriculum over a fixed prompt set; `state` is all that changes."""
+
+    def __init__(self, config: ScheduleConfig, prompts: PromptSet, state: ScheduleState | None = None) -> None:
+        self.config = config
+        self.params = config.resolve(len(prompts))
+        self.prompts = prompts
+        self.strategy = get_strategy(config.strategy)
+        if state is None:
+            order = self.strategy.rank(prompts)
+            state = ScheduleState(ranking=prompts.gc_ids[order], scores=prompts.scores[order])
+        elif not np.array_equal(np.sort(state.ranking), prompts.gc_ids):
+            raise ValueError("the state's ranking does not hold the same gc_ids as the prompt set")
+        self.state = state
+        self._order = np.argsort(state.ranking, kind="stable")
+
+    @property
+    def current(self) -> EpochPlan | None:
+        """The latest emitted epoch, or None before epoch 0."""
+        if self.state.epoch < 0:
+            return None
+        return EpochPlan(self.state.epoch, self.state.mu, self.state.positions, self.state.subset_ids)
+
+    def rescore_due(self) -> bool:
+        """Whether the config asks for fresh scores after the current epoch."""
+        params = self.params
+        return params.rescore != "none" and self.state.epoch >= 0 and (self.state.epoch + 1) % params.rescore_every == 0
+
+    def rescore_ids(self) -> np.ndarray | None:
+        """gc_ids (ascending) to re-score after the current epoch, or None when none are due."""
+        if not self.rescore_due():
+            return None
+        state, mode = self.state, self.params.rescore
+        if mode == "full":
+            return np.sort(state.ranking)
+        positions = state.positions
+        if mode == "window":
+            reach = WINDOW_SIGMAS * self.params.sigma
+            low, high = max(0, math.ceil(state.mu - reach)), min(len(state.ranking) - 1, math.floor(state.mu + reach))
+            positions = np.union1d(positions, np.arange(low, high + 1))
+        return np.sort(state.ranking[positions])
+
+    def summarize(self, records: Iterable[Any]) -> Feedback:
+        """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`."""
+        if self.state.epoch < 0:
+            raise ValueError("no epoch has been drawn yet, so there is no feedback to summarize")
+        return summarize_feedback(
+            records, epoch_ids=self.state.subset_ids, known_ids=self.state.ranking, reward_max=self.params.reward_max
+        )
+
+    def next_epoch(
+        self,
+        *,
+        feedback: Feedback | Iterable[Any] | None = None,
+        ang: float | None = None,
+        rescored: Rescored | None = None,
+    ) -> EpochStep:
+        """Draw epoch 0 (no arguments), or consume the current epoch's feedback and draw the next.
+
+        `ang` overrides the epoch's mean score (an in-process caller that re-scored with the live model);
+        otherwise it is the mean current score of the epoch's prompts, after applying `rescored`.
+        """
+        state = self.state
+        if state.epoch < 0:
+            if feedback is not None or ang is not None or rescored is not None:
+                raise ValueError("epoch 0 is drawn without feedback; call next_epoch() with no arguments first")
+            return EpochStep(self._draw(state), None)
+        if feedback is None:
+            raise ValueError(f"epoch {state.epoch} needs its feedback before the next epoch can be drawn")
+        if not isinstance(feedback, Feedback):
+            feedback = self.summarize(feedback)
+
+        scores, refreshed = state.scores, np.zeros(len(state.scores), dtype=bool)
+        if rescored is not None:
+            scores = scores.copy()
+            positions = self._positions_of(rescored.gc_ids)
+            scores[positions] = np.asarray(rescored.scores, dtype=np.float64)
+            refreshed[positions] = True
+        ang_value, source = (float(ang), "given") if ang is not None else self._subset_mean(scores, refreshed)
+        finite_scores = scores[np.isfinite(scores)]
+        mean = float(finite_scores.mean()) if len(finite_scores) else None
+        std = float(finite_scores.std()) if len(finite_scores) else None
+        signal = angle_signal(ang_value, mode=self.params.angle_signal, score_mean=mean, score_std=std)
+        delta = mu_delta(feedback.accuracy, signal, self.params)
+        mu = next_mu(state.mu, delta, self.params.n_prompts)
+
+        ranking, kept_scores, reranked = state.ranking, state.scores, False
+        if rescored is not None and self.params.rescore in ("window", "full"):
+            kept_scores = scores
+        if rescored is not None and self.params.rescore == "full" and refreshed.all():
+            ranking, kept_scores = self._rerank(scores)
+            reranked = True
+        record = EpochRecord(
+            epoch=state.epoch,
+            mu=state.mu,
+            positions=state.positions,
+            gc_ids=state.subset_ids,
+            feedback=feedback,
+            ang=ang_value if ang_value is not None and math.isfinite(ang_value) else None,
+            ang_source=source,
+            signal=signal,
+            delta=delta,
+            mu_next=mu,
+            reranked=reranked,
+        )
+        following = replace(state, epoch=state.epoch + 1, mu=mu, ranking=ranking, scores=kept_scores)
+        return EpochStep(self._draw(following), record)
+
+    def _subset_mean(self, scores: np.ndarray, refreshed: np.ndarray) -> tuple[float | None, str]:
+        """The epoch's mean score (NaN scores left out) and whether any of it is fresh."""
+        positions = self.state.positions
+        finite = scores[positions][np.isfinite(scores[positions])]
+        return (float(finite.mean()) if len(finite) else None), ("rescored" if refreshed[positions].any() else "stored")
+
+    def _draw(self, state: ScheduleState) -> EpochPlan:
+        epoch = state.epoch if state.epoch >= 0 else 0
+        state = replace(state, epoch=epoch)
+        context = RankingContext(gc_ids=state.ranking, scores=state.scores, params=self.params)
+        rng = np.random.default_rng([self.params.seed, epoch])
+        positions = np.asarray(self.strategy.select(state, context, rng), dtype=np.int64)
+        self.state = replace(state, positions=positions)
+        self._order = np.argsort(state.ranking, kind="stable")
+        return EpochPlan(epoch, state.mu, positions, state.ranking[positions])
+
+    def _positions_of(self, gc_ids: np.ndarray) -> np.ndarray:
+        gc_ids = np.asarray(gc_ids, dtype=np.int64)
+        sorted_ids = self.state.ranking[self._order]
+        found = np.clip(np.searchsorted(sorted_ids, gc_ids), 0, len(sorted_ids) - 1)
+        unknown = gc_ids[sorted_ids[found] != gc_ids]
+        if len(unknown):
+            raise ValueError(f"re-scored gc_id {int(unknown[0])} is not in the prompt set")
+        return self._order[found]
+
+    def _rerank(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A new ranking from fresh scores (given per rank position), with the prompt set's debias."""
+        by_id = scores[self._order]  # the ranking sorted is the prompt set's gc_id order
+        prompts = self.prompts
+        fresh = PromptSet(
+            gc_ids=prompts.gc_ids,
+            scores=by_id,
+            ranking_scores=apply_debias(by_id, prompts.question_tokens, prompts.debias),
+            question_tokens=prompts.question_tokens,
+            debias=prompts.debias,
+        )
+        order = self.strategy.rank(fresh)
+        return prompts.gc_ids[order], by_id[order]

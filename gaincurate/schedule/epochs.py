@@ -1,0 +1,96 @@
+"""Epoch data files: the rows of one epoch, in rank order, as the trainer reads them.
+
+`RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column of chat messages
+built exactly as for scoring (system prompt, few-shot turns, the question). With `--format verl` it
+also carries verl's columns: `data_source`, `ability`, `reward_model` {style, ground_truth} and
+`extra_info` {index = gc_id}. The schema is fixed up front, and the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gaincurate.errors import ConfigError
+from gaincurate.fileio import atomic_write
+from gaincurate.schedule.inputs import ScoresInput
+
+MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+VERL_FIELDS = [
+    pa.field("data_source", pa.string()),
+    pa.field("prompt", MESSAGES),
+    pa.field("ability", pa.string()),
+    pa.field("reward_model", pa.struct([pa.field("style", pa.string()), pa.field("ground_truth", pa.string())])),
+    pa.field("extra_info", pa.struct([pa.field("index", pa.int64())])),
+]
+GC_ID = pa.field("gc_id", pa.int64())
+VERL_ABILITY = "math"
+
+
+def epoch_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.parquet"
+
+
+def check_format(scores: ScoresInput, data_format: str) -> None:
+    """Refuse a format the scores directory cannot fill, before anything is written."""
+    config = scores.prompt_config
+    if config.get("prompt_column") not in scores.table.column_names:
+        raise ConfigError(f"{scores.directory} has no prompt column {config.get('prompt_column')!r}; re-score it")
+    if data_format == "verl" and not config.get("answer_column"):
+        raise ConfigError(
+            "--format verl needs a ground truth, but the scores were made without an answer column; "
+            "re-score with --answer-column NAME or use --format trl"
+        )
+    if data_format == "verl" and config["answer_column"] not in scores.table.column_names:
+        raise ConfigError(f"{scores.directory} has no answer column {config['answer_column']!r}; re-score it")
+
+
+def epoch_schema(scores: ScoresInput, data_format: str) -> pa.Schema:
+    inputs = [field for field in scores.table.schema if not field.name.startswith("gc_")]
+    if data_format == "verl":
+        ours = {field.name for field in VERL_FIELDS}
+        return pa.schema([*VERL_FIELDS, *(f for f in inputs if f.name not in ours), GC_ID])
+    return pa.schema([pa.field("prompt", MESSAGES), *(f for f in inputs if f.name != "prompt"), GC_ID])
+
+
+def epoch_table(scores: ScoresInput, gc_ids: np.ndarray, *, data_format: str, metadata: dict[str, Any]) -> pa.Table:
+    """The epoch's rows, in the order of `gc_ids`, under the fixed schema for `data_format`."""
+    schema = epoch_schema(scores, data_format)
+    rows = scores.table.take(pa.array(scores.rows_of(gc_ids), pa.int64()))
+    config = scores.prompt_config
+    few_shot = config.get("few_shot") or []
+    questions = rows.column(config["prompt_column"]).to_pylist()
+    from gaincurate.prompts import build_messages
+
+    columns: dict[str, Any] = {
+        "prompt": [
+            build_messages("" if q is None else str(q), system_prompt=config.get("system_prompt"), few_shot=few_shot)
+            for q in questions
+        ],
+        "gc_id": rows.column("gc_id"),
+    }
+    if data_format == "verl":
+        answers = rows.column(config["answer_column"]).to_pylist()
+        columns["data_source"] = [str(scores.manifest.get("dataset", {}).get("name") or "gaincurate")] * len(rows)
+        columns["ability"] = [VERL_ABILITY] * len(rows)
+        columns["reward_model"] = [{"style": "rule", "ground_truth": None if a is None else str(a)} for a in answers]
+        columns["extra_info"] = [{"index": int(i)} for i in rows.column("gc_id").to_pylist()]
+    arrays = []
+    for field in schema:
+        if field.name not in columns:
+            arrays.append(rows.column(field.name))
+        elif isinstance(columns[field.name], pa.ChunkedArray):
+            arrays.append(columns[field.name])
+        else:
+            arrays.append(pa.array(columns[field.name], field.type))
+    encoded = json.dumps(metadata, sort_keys=True).encode()
+    return pa.Table.from_arrays(arrays, schema=schema.with_metadata({b"gaincurate": encoded}))
+
+
+def write_epoch(path: Path, table: pa.Table) -> None:
+    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))

@@ -1,0 +1,40 @@
+"""The GAIN-RL update of the Gaussian's centre mu after an epoch.
+
+    delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
+    mu_next   = clamp(mu + delta, 0, N - 1)
+
+`acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean score
+`ang` of the epoch's prompts as is (`raw`, the paper's formula), or standardised against the score
+distribution of the whole set (`centered`): (ang - mean) / std. Pure functions of floats.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gaincurate.schedule.config import ScheduleParams
+
+
+def angle_signal(ang: float | None, *, mode: str, score_mean: float | None, score_std: float | None) -> float:
+    """The value fed to tanh in the angle term; 0 when there is no usable angle at all."""
+    if ang is None or not math.isfinite(ang):
+        return 0.0
+    if mode == "raw":
+        return float(ang)
+    if mode == "centered":
+        if score_mean is None or not score_std or not math.isfinite(score_std):
+            return 0.0  # a set whose scores do not vary carries no angle information
+        return (float(ang) - score_mean) / score_std
+    raise ValueError(f"unknown angle signal mode {mode!r}")
+
+
+def mu_delta(accuracy: float, signal: float, params: ScheduleParams) -> float:
+    """The clamped step of mu for one epoch."""
+    step = params.step_size
+    raw = step * math.tanh(params.alpha * (accuracy - params.beta)) + step * math.tanh(params.alpha * signal)
+    return min(max(raw, params.adj_min), params.adj_max)
+
+
+def next_mu(mu: float, delta: float, n_prompts: int) -> float:
+    """mu moved by delta, kept on the ranking [0, N - 1]."""
+    return min(max(mu + delta, 0.0), float(n_prompts - 1))

@@ -1,0 +1,89 @@
+"""The `schedule` commands: flags reach the config, results go to stdout, errors stay one line."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.schedule.cli import app
+from gaincurate.schedule.run import load_run
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("init", "next", "run", "status"):
+        assert command in result.output
+
+
+def test_init_next_status(tmp_path, scores_dir):
+    run = tmp_path / "run"
+    result = invoke(
+        "init", "--scores", scores_dir, "--run", run, "--subset-size", "0.25", "--sigma", "0.1", "--step-size", "4",
+        "--adj-min", "-2", "--adj-max", "0.3", "--seed", "9", "--rescore", "subset", "--rescore-every", "2",
+        "--format", "verl", "--angle-signal", "centered", "--strategy", "length", "--alpha", "1.5", "--beta", "0.4",
+        "--reward-max", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    params = load_run(run).config.resolve(40)
+    assert (params.subset_size, params.sigma, params.step_size, params.adj_min, params.adj_max) == (10, 4, 4, -2, 12)
+    assert (params.seed, params.rescore, params.rescore_every, params.format, params.angle_signal) == (
+        9, "subset", 2, "verl", "centered",
+    )  # fmt: skip
+    assert (params.strategy, params.alpha, params.beta, params.reward_max) == ("length", 1.5, 0.4, 2.0)
+
+    result = invoke("next", "--run", run)
+    assert result.exit_code == 0 and "epoch 0: 10 prompts" in result.output
+    ids = pq.read_table(run / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
+    feedback = tmp_path / "f.jsonl"
+    feedback.write_text("".join(json.dumps({"gc_id": i, "reward": 2.0 * (i % 2)}) + "\n" for i in ids))
+    result = invoke("next", "--run", run, "--feedback", feedback)
+    assert result.exit_code == 0, result.output
+    assert "epoch 0: acc" in result.output and "epoch 1: 10 prompts" in result.output
+
+    result = invoke("status", "--run", run, "--json")
+    assert result.exit_code == 0
+    status = json.loads(result.output)
+    assert status["epoch"] == 1 and len(status["history"]) == 1
+    assert status["history"][0]["accuracy"] == sum(i % 2 for i in ids) / 10
+    assert (run / status["plot"].split("/")[-1]).is_file()
+    result = invoke("status", "--run", run)
+    assert result.exit_code == 0 and "waiting for training" in result.output
+
+
+def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):
+    result = invoke("init", "--scores", scores_dir, "--run", tmp_path / "run", "--beta", "3")
+    assert isinstance(result.exception, ConfigError) and "--beta" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+    result = invoke("next", "--run", tmp_path / "nowhere")
+    assert isinstance(result.exception, InputError) and "schedule init" in str(result.exception)
+    result = invoke("init", "--scores", scores_dir, "--run", tmp_path / "run", "--strategy", "dots")
+    assert result.exit_code == 2 and not (tmp_path / "run").exists()
+
+
+def test_run_command(tmp_path, scores_dir):
+    run = tmp_path / "run"
+    assert invoke("init", "--scores", scores_dir, "--run", run, "--subset-size", "5").exit_code == 0
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import json, sys\n"
+        "with open(sys.argv[2], 'w') as f:\n"
+        "    for i in range(40):\n"
+        "        f.write(json.dumps({'gc_id': i, 'correct': i % 4 == 0}) + '\\n')\n"
+    )
+    command = f"{shlex.quote(sys.executable)} -S {shlex.quote(str(script))} {{epoch_data}} {{feedback_file}}"
+    result = invoke("run", "--run", run, "--epochs", "2", "--trainer-cmd", command)
+    assert result.exit_code == 0, result.output
+    assert "trained epochs: 0, 1" in result.output
+    assert load_run(run).schedule.epoch == 2

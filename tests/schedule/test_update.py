@@ -1,0 +1,144 @@
+"""The mu update equals hand-computed values, with both clamps and with fraction arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import Scheduler
+from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.strategies import PromptSet
+from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
+
+# tanh values used below: tanh(0.5) = 0.46211715726, tanh(0.2) = 0.19737532022,
+# tanh(1) = 0.76159415596, tanh(2.8) = 0.99263152020.
+ABSOLUTE = ScheduleConfig(step_size=50, sigma=100, alpha=2, beta=0.5, adj_min=0, adj_max=80)
+# The same numbers as fractions of N = 1000.
+FRACTIONS = ScheduleConfig(step_size=0.05, sigma=0.1, alpha=2, beta=0.5, adj_min=0, adj_max=0.08)
+
+
+@pytest.mark.parametrize("config", [ABSOLUTE, FRACTIONS], ids=["absolute", "fractions"])
+@pytest.mark.parametrize(
+    ("accuracy", "signal", "expected"),
+    [
+        (0.75, 0.1, 50 * 0.46211715726 + 50 * 0.19737532022),  # 32.9746 inside both clamps
+        (1.0, 1.4, 80.0),  # 50 * 0.76159 + 50 * 0.99263 = 87.71, clamped to adj_max
+        (0.0, 0.0, 0.0),  # 50 * tanh(-1) = -38.08, clamped to adj_min
+        (0.5, 0.5, 50 * 0.76159415596),  # acc at beta: only the angle term moves mu
+    ],
+)
+def test_delta_hand_computed(config, accuracy, signal, expected):
+    params = config.resolve(1000)
+    assert mu_delta(accuracy, signal, params) == pytest.approx(expected, abs=1e-8)
+
+
+def test_fraction_arguments_resolve_to_rank_units():
+    params = FRACTIONS.resolve(1000)
+    assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((50, 100, 0, 80))
+
+
+def test_negative_adj_min_lets_mu_move_back():
+    params = ScheduleConfig(step_size=50, adj_min=-100, adj_max=80).resolve(1000)
+    assert mu_delta(0.0, 0.0, params) == pytest.approx(-38.079707797788245)
+    assert next_mu(500.0, -38.079707797788245, 1000) == pytest.approx(461.920292202)
+
+
+def test_mu_is_clamped_to_the_ranking():
+    assert next_mu(990.0, 80.0, 1000) == 999.0
+    assert next_mu(10.0, -38.0, 1000) == 0.0
+    assert next_mu(10.0, 5.5, 1000) == 15.5
+
+
+def test_angle_signal_raw_and_centered():
+    assert angle_signal(1.45, mode="raw", score_mean=1.4, score_std=0.1) == 1.45
+    assert angle_signal(1.45, mode="centered", score_mean=1.4, score_std=0.1) == pytest.approx(0.5)
+    assert angle_signal(None, mode="raw", score_mean=1.4, score_std=0.1) == 0.0
+    assert angle_signal(1.45, mode="centered", score_mean=1.4, score_std=0.0) == 0.0
+
+
+def test_released_defaults_at_reference_size():
+    params = ScheduleConfig().resolve(7500)
+    assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((500, 1000, 0, 1000))
+    assert params.subset_size == 256
+    assert (params.alpha, params.beta) == (2.0, 0.5)
+
+
+def test_defaults_scale_with_n():
+    params = ScheduleConfig().resolve(750)
+    assert (params.step_size, params.sigma, params.adj_max, params.subset_size) == pytest.approx((50, 100, 100, 26))
+
+
+def prompt_set(n_prompts: int, scores: np.ndarray) -> PromptSet:
+    return PromptSet(
+        gc_ids=np.arange(n_prompts),
+        scores=scores,
+        ranking_scores=scores,
+        question_tokens=np.full(n_prompts, 10),
+    )
+
+
+def test_scheduler_step_uses_the_formula_and_the_epoch_mean_score():
+    """One step through the Scheduler: ang is the mean stored score of the epoch's prompts."""
+    n_prompts = 1000
+    scores = np.linspace(2.0, 0.0, n_prompts)  # already in rank order: position i has score 2 - 2i/999
+    config = ScheduleConfig(step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
+    scheduler = Scheduler(config, prompt_set(n_prompts, scores))
+    first = scheduler.next_epoch().plan
+    assert first.epoch == 0 and first.mu == 0.0
+    ang = float(scores[first.positions].mean())
+    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.6))
+    expected = min(max(50 * np.tanh(2 * 0.1) + 50 * np.tanh(2 * ang), 0), 80)
+    assert step.record.ang == pytest.approx(ang)
+    assert step.record.ang_source == "stored"
+    assert step.record.delta == pytest.approx(expected)
+    assert step.plan.mu == pytest.approx(expected) and step.plan.epoch == 1
+
+
+def test_centered_signal_through_the_scheduler():
+    n_prompts = 200
+    scores = np.linspace(1.5, 1.3, n_prompts)
+    config = ScheduleConfig(step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered")
+    scheduler = Scheduler(config, prompt_set(n_prompts, scores))
+    scheduler.next_epoch()
+    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), ang=1.45)
+    signal = (1.45 - scores.mean()) / scores.std()
+    assert step.record.signal == pytest.approx(signal)
+    assert step.record.delta == pytest.approx(10 * np.tanh(2 * signal))
+    assert step.record.ang_source == "given"
+
+
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        ({"subset_size": 0}, "--subset-size"),
+        ({"subset_size": 2.5}, "--subset-size"),
+        ({"sigma": 0}, "--sigma"),
+        ({"step_size": -1}, "--step-size"),
+        ({"beta": 1.5}, "--beta"),
+        ({"reward_max": 0}, "--reward-max"),
+        ({"adj_min": 10, "adj_max": 5}, "--adj-min"),
+        ({"strategy": "dots"}, "--strategy"),
+        ({"rescore": "sometimes"}, "--rescore"),
+        ({"rescore_every": 0}, "--rescore-every"),
+        ({"seed": -1}, "--seed"),
+        ({"alpha": float("nan")}, "--alpha"),
+    ],
+)
+def test_bad_values_name_the_flag(options, flag):
+    with pytest.raises(ConfigError, match=flag):
+        ScheduleConfig(**options)
+
+
+def test_resolve_errors_name_the_value():
+    with pytest.raises(ConfigError, match="--subset-size 300 is more than the 200 prompts"):
+        ScheduleConfig(subset_size=300).resolve(200)
+    with pytest.raises(ConfigError, match="--adj-min resolves to 100"):
+        ScheduleConfig(adj_min=0.5, adj_max=50).resolve(200)
+
+
+def test_stored_config_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown key"):
+        ScheduleConfig.from_dict({"sigma": 3, "sigmaa": 4})
+    assert ScheduleConfig.from_dict(ABSOLUTE.to_dict()) == ABSOLUTE
