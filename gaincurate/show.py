@@ -86,11 +86,11 @@ def render(console: Any, summary: dict[str, Any]) -> None:
     if summary["debias"]:
         console.print("ranking by the length-debiased score (residual of score ~ log question tokens)")
     for title, rows in (("Highest concentration (trained first)", summary["top"]), ("Lowest", summary["bottom"])):
-        table = Table(title=title, title_justify="left")
-        for name, justify in (("id", "right"), ("score", "right"), ("intra", "right"), ("inter", "right")):
-            table.add_column(name, justify=justify)
-        table.add_column("q tok", justify="right")
-        table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=70)
+        # Numbers keep their width; the prompt column takes what is left and is cut with an ellipsis.
+        table = Table(title=title, title_justify="left", expand=True)
+        for name, width in (("id", 5), ("score", 7), ("intra", 7), ("inter", 7), ("q tok", 5)):
+            table.add_column(name, justify="right", no_wrap=True, min_width=width)
+        table.add_column("prompt", overflow="ellipsis", no_wrap=True, ratio=1)
         for row in rows:
             table.add_row(
                 str(row["gc_id"]),
@@ -111,9 +111,8 @@ def render(console: Any, summary: dict[str, Any]) -> None:
 
     console.print("[bold]Spearman correlation of the ranking score with[/]")
     for name, value in summary["spearman"].items():
-        note = "  (|rho| > 0.8: the ranking is mostly a length sort)" if name == "question_tokens" and abs(
-            value
-        ) > 0.8 else ""
+        mostly_length = name == "question_tokens" and abs(value) > 0.8
+        note = "  (|rho| > 0.8: the ranking is mostly a length sort)" if mostly_length else ""
         console.print(f"  {name:<20} {value:+.3f}{note}")
     flagged = {k: v for k, v in summary["flags"].items() if k != "ok"}
     console.print(
