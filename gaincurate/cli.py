@@ -103,8 +103,10 @@ class RowProgress:
 def score(
     dataset: Annotated[
         str | None,
-        typer.Argument(help="A .json/.jsonl/.parquet/.arrow/.csv file, a save_to_disk folder or a Hub id. "
-                       "Default: the bundled sample math prompts."),
+        typer.Argument(
+            help="A .json/.jsonl/.parquet/.arrow/.csv file, a save_to_disk folder or a Hub id. "
+            "Default: the bundled sample math prompts."
+        ),
     ] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output directory for shards and manifest.")] = None,
     model: Annotated[
@@ -114,8 +116,9 @@ def score(
     prompt_column: Annotated[str | None, typer.Option(help="Column holding the question. [default: problem]")] = None,
     answer_column: Annotated[str | None, typer.Option(help="Column holding the reference answer.")] = None,
     limit: Annotated[int | None, typer.Option(help="Score only the first N rows.")] = None,
-    system_prompt: Annotated[str | None, typer.Option(help="System prompt text (default: a step-by-step, "
-                                                           "\\boxed{} instruction).")] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="System prompt text (default: a step-by-step, \\boxed{} instruction).")
+    ] = None,
     no_system_prompt: Annotated[bool, typer.Option("--no-system-prompt", help="Use no system prompt.")] = False,
     few_shot: Annotated[
         str | None, typer.Option(help="JSON list of {question, answer} turns (default: one worked example).")
@@ -135,11 +138,18 @@ def score(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
     backend: Annotated[str | None, typer.Option(help="Segment-sum backend: auto, torch or triton.")] = None,
     inter_weight: Annotated[float | None, typer.Option(help="w in score = intra + w * inter. [default: 1]")] = None,
-    debias: Annotated[str | None, typer.Option(help="none, or length: rank by the residual after a "
-                                                    "log-length fit.")] = None,
+    debias: Annotated[
+        str | None, typer.Option(help="none, or length: rank by the residual after a log-length fit.")
+    ] = None,
     embed: Annotated[bool, typer.Option("--embed", help="Also store the mean-pooled question embedding.")] = False,
     embed_layer: Annotated[int | None, typer.Option(help="Layer for --embed (default: the scoring layer).")] = None,
     shard_size: Annotated[int | None, typer.Option(help="Rows per shard (the unit of resume).")] = None,
+    num_shards: Annotated[
+        int | None, typer.Option(help="Array jobs: split the work into K parts (with --shard-index).")
+    ] = None,
+    shard_index: Annotated[
+        int | None, typer.Option(help="Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing scores directory.")] = False,
     config: ConfigFile = None,
     quiet: Quiet = False,
@@ -159,6 +169,7 @@ def score(
         "answer_column": answer_column, "limit": limit, "layer": layer, "site": site, "max_length": max_length,
         "batch_tokens": batch_tokens, "dtype": dtype, "device": device, "backend": backend,
         "inter_weight": inter_weight, "debias": debias, "embed_layer": embed_layer, "shard_size": shard_size,
+        "num_shards": num_shards, "shard_index": shard_index,
         "system_prompt": system_prompt,
     }  # fmt: skip
     flags["system_prompt"] = "" if no_system_prompt else system_prompt
@@ -175,8 +186,11 @@ def score(
         manifest = run_score(resolved, progress=progress.advance, on_total=progress.set_total)
     if as_json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
-        return
-    _print_score_result(manifest, resolved.out)
+    elif not manifest["complete"]:
+        print(f"Part {resolved.shard_index} of {resolved.num_shards} is written; run `gaincurate merge {resolved.out}` "
+              "once every part has finished.")  # fmt: skip
+    else:
+        _print_score_result(manifest, resolved.out)
 
 
 def _print_score_result(manifest: dict[str, Any], out: str) -> None:
@@ -219,6 +233,21 @@ def show(
         print(json.dumps(summarize(scores_dir, against=against, top=top), indent=2, sort_keys=True))
         return
     _print_summary(scores_dir, against=against, top=top)
+
+
+@app.command(epilog="Example:\n\n* `gaincurate merge scores` after every `--num-shards 8 --shard-index I` part has run")
+def merge(
+    scores_dir: Annotated[Path, typer.Argument(help="A directory scored with --num-shards/--shard-index.")],
+    as_json: AsJson = False,
+) -> None:
+    """Complete the manifest of an array-job scoring run once all its parts are present."""
+    from gaincurate.scoring import merge as run_merge
+
+    manifest = run_merge(scores_dir)
+    if as_json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        _print_score_result(manifest, str(scores_dir))
 
 
 def _mount_subcommands() -> None:

@@ -19,7 +19,7 @@ BACKENDS = ("auto", "torch", "triton")
 DEBIAS = ("none", "length")
 
 # Fields that only steer the run, not its result.
-_OPERATIONAL = {"quiet", "overwrite", "out"}
+_OPERATIONAL = {"quiet", "overwrite", "out", "num_shards", "shard_index"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +46,8 @@ class ScoreConfig:
     embed: bool = False
     embed_layer: int | None = None  # None: the scoring layer
     shard_size: int = 1000
+    num_shards: int | None = None  # array jobs: this process writes part `shard_index` of `num_shards`
+    shard_index: int | None = None
     out: str = "scores"
     overwrite: bool = False
     quiet: bool = False

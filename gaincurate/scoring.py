@@ -13,24 +13,27 @@ live model inside a trainer, using the same prompt and site configuration.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from gaincurate import __version__
+from gaincurate import __version__, distributed
 from gaincurate.config import ScoreConfig
 from gaincurate.data import fingerprint as dataset_fingerprint
 from gaincurate.data import load_rows
+from gaincurate.engine import ProgressHook, Scorer, find_shared_prefix
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.fileio import atomic_write_json
-from gaincurate.metrics import concentration, fit_length_debias, spearman
+from gaincurate.fileio import atomic_write_json, read_json
+from gaincurate.metrics import fit_length_debias, spearman
 from gaincurate.model import (
     SiteForward,
     describe_model,
@@ -41,7 +44,7 @@ from gaincurate.model import (
     resolve_source,
     source_fingerprint,
 )
-from gaincurate.prompts import NUM_SEGMENTS, QUESTION, EncodedPrompt, PromptEncoder
+from gaincurate.prompts import EncodedPrompt, PromptEncoder
 from gaincurate.shards import (
     FORMAT_VERSION,
     MANIFEST,
@@ -55,177 +58,6 @@ from gaincurate.shards import (
 )
 
 log = logging.getLogger(__name__)
-
-ProgressHook = Callable[[int], None]
-
-
-@dataclass
-class BatchStats:
-    """Work counters across batches, for the manifest's timings."""
-
-    tokens: int = 0
-    padded_tokens: int = 0
-    batches: int = 0
-    forward_seconds: float = 0.0
-    prefix_tokens_reused: int = 0
-
-
-def pack_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Group row indices, longest first, so each batch's padded size stays within `batch_tokens`.
-
-    A row longer than the budget gets a batch of its own. Ties keep input order, so packing is
-    deterministic.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # Sorted longest first, so the first row of a batch sets its padded length.
-        width = lengths[current[0]] if current else lengths[index]
-        if current and width * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
-
-
-@dataclass(frozen=True)
-class SharedPrefix:
-    """The leading tokens every prompt shares: system prompt, few-shot turns, role headers.
-
-    In a causal model their hidden states do not depend on the question, so they are computed once:
-    each batch continues from their key/value cache and adds their segment sums. Only the question
-    and the generation prompt go through the model per row, which cuts the forward's FLOPs by the
-    prefix's share of the prompt. A row whose tokens do not start with the prefix (say its context was
-    truncated) simply runs in full.
-    """
-
-    input_ids: np.ndarray
-    segment_ids: np.ndarray
-
-    def matches(self, prompt: EncodedPrompt) -> bool:
-        length = len(self.input_ids)
-        return (
-            len(prompt.input_ids) > length
-            and np.array_equal(prompt.input_ids[:length], self.input_ids)
-            and np.array_equal(prompt.segment_ids[:length], self.segment_ids)
-        )
-
-
-def find_shared_prefix(encoder: PromptEncoder) -> SharedPrefix | None:
-    """The longest run of tokens before the question that two unrelated questions share."""
-    first, second = encoder.encode(["0", "Which x?"])
-    limit = min(int(np.argmax(first.segment_ids == QUESTION)), int(np.argmax(second.segment_ids == QUESTION)))
-    differs = np.flatnonzero(first.input_ids[:limit] != second.input_ids[:limit])
-    length = int(differs[0]) if len(differs) else limit
-    if length < 2:
-        return None
-    return SharedPrefix(first.input_ids[:length].copy(), first.segment_ids[:length].copy())
-
-
-class Scorer:
-    """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch."""
-
-    def __init__(
-        self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig, prefix: SharedPrefix | None
-    ) -> None:
-        from gaincurate.kernels import resolve_backend
-
-        self.site = site
-        self.device = device
-        self.config = config
-        self.backend = resolve_backend(backend, device)
-        self.stats = BatchStats()
-        self.prefix = prefix
-        self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
-
-    def score(self, prompts: list[EncodedPrompt], progress: ProgressHook | None = None) -> dict[str, np.ndarray]:
-        count = len(prompts)
-        intra, inter, score = (np.full(count, np.nan) for _ in range(3))
-        embeddings: list[np.ndarray | None] = [None] * count
-        runnable = [i for i, p in enumerate(prompts) if p.question_tokens > 0]
-        unrunnable = count - len(runnable)
-        if progress and unrunnable:
-            progress(unrunnable)
-        with_prefix = [i for i in runnable if self.prefix is not None and self.prefix.matches(prompts[i])]
-        in_full = sorted(set(runnable) - set(with_prefix))
-        for group, offset in ((with_prefix, len(self.prefix.input_ids) if self.prefix else 0), (in_full, 0)):
-            lengths = [len(prompts[i].input_ids) - offset for i in group]
-            for batch in pack_batches(lengths, self.config.batch_tokens):
-                rows = [group[i] for i in batch]
-                sums, counts, pooled = self._run_batch([prompts[i] for i in rows], offset)
-                batch_intra, batch_inter, batch_score = concentration(sums, counts, self.config.inter_weight)
-                intra[rows], inter[rows], score[rows] = batch_intra, batch_inter, batch_score
-                if pooled is not None:
-                    for row, vector in zip(rows, pooled, strict=True):
-                        embeddings[row] = vector
-                if progress:
-                    progress(len(rows))
-        result = {"intra": intra, "inter": inter, "score": score}
-        if self.config.embed:
-            result["embedding"] = embeddings
-        return result
-
-    def _prefix_parts(self) -> tuple[Any, Any, Any]:
-        """Run the shared prefix once: its key/value cache and its segment sums."""
-        if self._prefix_state is None:
-            import torch
-
-            from gaincurate.kernels import segment_unit_sums
-
-            ids = torch.from_numpy(self.prefix.input_ids)[None].to(self.device)
-            cache = self.site.new_cache()
-            hidden = self.site(ids, torch.ones_like(ids), past_key_values=cache)
-            segments = torch.from_numpy(self.prefix.segment_ids)[None].to(self.device)
-            sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
-            self._prefix_state = (cache, sums, counts)
-        return self._prefix_state
-
-    def _run_batch(
-        self, prompts: list[EncodedPrompt], offset: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Score one batch; with `offset` > 0 the first `offset` tokens come from the shared prefix."""
-        import copy
-
-        import torch
-
-        from gaincurate.kernels import segment_unit_sums
-
-        width = max(len(p.input_ids) for p in prompts) - offset
-        input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), offset + width), dtype=torch.long)
-        attention_mask[:, :offset] = 1
-        segments = torch.full((len(prompts), width), -1, dtype=torch.int8)
-        for row, prompt in enumerate(prompts):
-            length = len(prompt.input_ids) - offset
-            input_ids[row, :length] = torch.from_numpy(prompt.input_ids[offset:])
-            attention_mask[row, offset : offset + length] = 1
-            segments[row, :length] = torch.from_numpy(prompt.segment_ids[offset:])
-        start = time.perf_counter()
-        cache = None
-        if offset:
-            prefix_cache, prefix_sums, prefix_counts = self._prefix_parts()
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(prompts))
-        hidden = self.site(input_ids.to(self.device), attention_mask.to(self.device), past_key_values=cache)
-        segments = segments.to(self.device)
-        sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
-        if offset:
-            sums, counts = sums + prefix_sums, counts + prefix_counts
-        pooled = None
-        if self.config.embed:
-            # Mean of the raw question hidden states: the DOTS embedding, free from the same forward.
-            mask = (segments == QUESTION).to(torch.float32).unsqueeze(-1)
-            pooled = ((hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu().numpy()
-        sums, counts = sums.cpu().numpy(), counts.cpu().numpy()
-        self.stats.forward_seconds += time.perf_counter() - start
-        self.stats.batches += 1
-        self.stats.tokens += int(attention_mask[:, offset:].sum())
-        self.stats.padded_tokens += input_ids.numel()
-        self.stats.prefix_tokens_reused += offset * len(prompts)
-        return sums, counts, pooled
 
 
 def _score_columns(prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[str, Any]) -> dict[str, pa.Array]:
@@ -249,8 +81,15 @@ def _score_columns(prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[s
 def score(
     config: ScoreConfig, progress: ProgressHook | None = None, on_total: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Score a dataset into `config.out`; return the final manifest. Resumes a matching partial run."""
+    """Score a dataset into `config.out` and return its manifest. Resumes a matching partial run.
+
+    Under torchrun, or with `num_shards`/`shard_index`, this process writes only its part of the shards;
+    see `gaincurate.distributed`.
+    """
     started = time.perf_counter()
+    part = distributed.current_part(config.num_shards, config.shard_index)
+    if config.overwrite and part.count > 1 and not part.distributed:
+        raise ConfigError("--overwrite cannot be combined with --num-shards; clear the --out directory first")
     dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit)
     rows = dataset.rows
     source = resolve_source(config.model)
@@ -271,28 +110,31 @@ def score(
         "dataset_fingerprint": dataset_fingerprint(rows, config.prompt_column),
     }
     stale = plan_output(out, fingerprint, config.overwrite)
+    if not config.overwrite and (out / MANIFEST).exists() and read_manifest(out).get("complete"):
+        return read_manifest(out)  # already done: keep the original timings
 
+    device = distributed.device_for(part, device)
+    distributed.init(part, device)
     load_started = time.perf_counter()
     model = load_model(source, dtype=dtype, device=device)
     load_seconds = time.perf_counter() - load_started
     site = SiteForward(model, layer=config.layer, site=config.site)
     prefix = find_shared_prefix(encoder) if config.prefix_cache else None
     scorer = Scorer(site, device=device, backend=config.backend, config=config, prefix=prefix)
-    for path in stale:
-        path.unlink()
 
     num_shards = max(1, math.ceil(len(rows) / config.shard_size))
+    bounds = [(i * config.shard_size, min(len(rows), (i + 1) * config.shard_size)) for i in range(num_shards)]
     manifest = {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
         "complete": False,
         "fingerprint": fingerprint,
-        "config": config.to_dict(),
+        "config": config.replace(num_shards=None, shard_index=None).to_dict(),
         "model": describe_model(source, model, tokenizer),
         "site": config.site,
         "layer": site.layer_index,
         "dtype": dtype,
-        "device": device,
+        "device": resolve_device(config.device),
         "backend": scorer.backend,
         "prompt_hash": config.prompt_format.fingerprint(),
         "dataset": {
@@ -305,50 +147,118 @@ def score(
         "shards": [shard_name(i) for i in range(num_shards)],
         "debias": None,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / MANIFEST, manifest)
+    if part.is_leader or not part.distributed:
+        for path in stale if part.is_leader else []:
+            path.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / MANIFEST, manifest)
+    distributed.barrier(part)
 
+    mine = distributed.assign(_shard_weights(rows, config.prompt_column, bounds), part.count)[part.index]
+    todo = [i for i in mine if not (out / shard_name(i)).exists()]
     if on_total:
-        on_total(len(rows))
-    score_started = time.perf_counter()
-    skipped, rows_scored = 0, 0
-    for index in range(num_shards):
-        low, high = index * config.shard_size, min(len(rows), (index + 1) * config.shard_size)
-        path = out / shard_name(index)
-        if path.exists():
-            skipped += 1
-            if progress:
-                progress(high - low)
-            continue
-        rows_scored += high - low
-        chunk = rows.select(range(low, high))
-        prompts = encoder.encode(chunk[config.prompt_column])
-        result = scorer.score(prompts, progress)
-        table = chunk.with_format("arrow")[:]
-        columns = _score_columns(prompts, np.arange(low, high), result)
-        table = (
-            pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)
-            if len(table)
-            else schema.empty_table()
-        )
-        write_shard(path, table)
-    score_seconds = time.perf_counter() - score_started
+        on_total(sum(bounds[i][1] - bounds[i][0] for i in mine))
+    if progress:
+        progress(sum(bounds[i][1] - bounds[i][0] for i in mine if i not in todo))
 
-    manifest.update(_diagnostics(out, manifest, config))
-    stats = scorer.stats
-    manifest["timings"] = {
-        "total_seconds": time.perf_counter() - started,
+    def encode(index: int) -> tuple[Any, list[EncodedPrompt]]:
+        chunk = rows.select(range(*bounds[index]))
+        return chunk, encoder.encode(chunk[config.prompt_column])
+
+    score_started = time.perf_counter()
+    # Tokenize the next shard on a worker thread while the model runs on this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(encode, todo[0]) if todo else None
+        for position, index in enumerate(todo):
+            chunk, prompts = upcoming.result()
+            if position + 1 < len(todo):
+                upcoming = pool.submit(encode, todo[position + 1])
+            result = scorer.score(prompts, progress)
+            table = chunk.with_format("arrow")[:]
+            columns = _score_columns(prompts, np.arange(*bounds[index]), result)
+            table = (
+                pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)
+                if len(table)
+                else (schema.empty_table())
+            )
+            write_shard(out / shard_name(index), table)
+    work = {
+        **dataclasses.asdict(scorer.stats),
+        "score_seconds": time.perf_counter() - score_started,
+        "rows_scored": sum(bounds[i][1] - bounds[i][0] for i in todo),
+        "shards_resumed": len(mine) - len(todo),
         "model_load_seconds": load_seconds,
+    }
+    if part.count > 1 and not part.distributed:
+        atomic_write_json(out / distributed.part_marker(part), {"fingerprint": fingerprint, "work": work})
+        return manifest
+    works = distributed.gather(part, work)
+    distributed.barrier(part)
+    if part.is_leader:
+        manifest = _finalize(out, manifest, config, works, time.perf_counter() - started)
+    distributed.barrier(part)
+    distributed.finish(part)
+    return manifest
+
+
+def merge(out: Path) -> dict[str, Any]:
+    """Complete the manifest of a directory scored as an array job (`--num-shards K --shard-index I`)."""
+    manifest = read_manifest(out)
+    if manifest.get("complete"):
+        return manifest
+    markers = sorted(out.glob("part-*-of-*.json"))
+    counts = {int(m.stem.rsplit("-", 1)[1]) for m in markers}
+    if len(counts) != 1:
+        raise InputError(
+            f"{out} holds no part markers of one --num-shards run (found {len(markers)}); "
+            "run every `gaincurate score ... --num-shards K --shard-index I` part first"
+        )
+    count = counts.pop()
+    missing = distributed.missing_parts(out, count)
+    if missing:
+        raise InputError(
+            f"{out}: part(s) {', '.join(map(str, missing))} of {count} are missing; "
+            f"rerun `gaincurate score ... --num-shards {count} --shard-index N` for each, then merge again"
+        )
+    parts = [read_json(marker) for marker in markers]
+    if any(p["fingerprint"] != manifest["fingerprint"] for p in parts):
+        raise InputError(f"{out}: the parts were scored with different configs; rescore them into a new --out")
+    absent = [name for name in manifest["shards"] if not (out / name).exists()]
+    if absent:
+        raise InputError(f"{out}: {absent[0]} is missing although every part finished; rerun its part")
+    config = ScoreConfig(**{**manifest["config"], "few_shot": tuple(manifest["config"]["few_shot"])})
+    return _finalize(out, manifest, config, [p["work"] for p in parts], None)
+
+
+def _shard_weights(rows: Any, prompt_column: str, bounds: list[tuple[int, int]]) -> list[int]:
+    """Characters of prompt text per shard: the balancing weight (tokens would need a tokenizer pass)."""
+    import pyarrow.compute as pc
+
+    lengths = []
+    for batch in rows.select_columns([prompt_column]).with_format("arrow").iter(batch_size=50_000):
+        lengths.append(pc.fill_null(pc.utf8_length(pc.cast(batch[prompt_column], pa.string())), 0).to_numpy())
+    cumulative = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1)
+    return [int(cumulative[high] - cumulative[low]) for low, high in bounds]
+
+
+def _finalize(
+    out: Path, manifest: dict[str, Any], config: ScoreConfig, works: list[dict[str, Any]], total: float | None
+) -> dict[str, Any]:
+    """Diagnostics over every shard, summed work counters, `complete: true`, written atomically."""
+    manifest = {**manifest, **_diagnostics(out, manifest, config)}
+    summed = {key: sum(w[key] for w in works) for key in ("tokens", "padded_tokens", "batches", "rows_scored",
+                                                          "prefix_tokens_reused", "shards_resumed")}  # fmt: skip
+    score_seconds = max(w["score_seconds"] for w in works)
+    forward_seconds = max(w["forward_seconds"] for w in works)
+    manifest["timings"] = {
+        **summed,
+        "processes": len(works),
+        "total_seconds": total,
+        "model_load_seconds": max(w["model_load_seconds"] for w in works),
         "score_seconds": score_seconds,
-        "forward_seconds": stats.forward_seconds,
-        "rows_scored": rows_scored,
-        "shards_resumed": skipped,
-        "tokens": stats.tokens,
-        "padded_tokens": stats.padded_tokens,
-        "batches": stats.batches,
-        "prefix_tokens_reused": stats.prefix_tokens_reused,
-        "rows_per_second": _rate(rows_scored, score_seconds),
-        "tokens_per_second": _rate(stats.tokens, stats.forward_seconds),
+        "forward_seconds": forward_seconds,
+        "rows_per_second": _rate(summed["rows_scored"], score_seconds),
+        "tokens_per_second": _rate(summed["tokens"], forward_seconds),
     }
     manifest["complete"] = True
     atomic_write_json(out / MANIFEST, manifest)
@@ -400,11 +310,13 @@ def rescore(
     model: Any = None,
     tokenizer: Any = None,
     progress: ProgressHook | None = None,
+    nproc: int = 1,
 ) -> np.ndarray:
     """Re-score rows `ids` (gc_id) of a scores directory with a checkpoint folder or a live model.
 
     The prompt format, site, layer and metric settings come from the directory's manifest, so the new
-    scores are comparable with the stored ones. Returns gc_score in the order of `ids`.
+    scores are comparable with the stored ones. Returns gc_score in the order of `ids`. With `nproc` > 1
+    (checkpoints only) the rows are scored by `torchrun --nproc-per-node nproc -m gaincurate score`.
     """
     manifest = read_manifest(scores_dir)
     config = ScoreConfig(**{**manifest["config"], "few_shot": tuple(manifest["config"]["few_shot"])})
@@ -418,6 +330,8 @@ def rescore(
 
     if (model is None) != (tokenizer is None):
         raise ConfigError("rescore needs both a live model and its tokenizer, or a checkpoint")
+    if nproc > 1 and model is None and checkpoint is not None:
+        return _rescore_in_processes(config, questions, checkpoint, nproc)
     if model is None:
         if checkpoint is None:
             raise ConfigError("rescore needs --checkpoint or a live model")
@@ -442,3 +356,28 @@ def rescore(
         if was_training:
             model.train()
     return result["score"]
+
+
+def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint: str | Path, nproc: int) -> np.ndarray:
+    """Score `questions` with the multi-process `score` path, reusing the scores directory's config."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gaincurate-rescore-") as tmp:
+        folder = Path(tmp)
+        data = folder / "rows.jsonl"
+        data.write_text("".join(json.dumps({config.prompt_column: q}) + "\n" for q in questions))
+        settings = config.replace(
+            dataset=str(data), split=None, limit=None, model=str(checkpoint), out=str(folder / "scores"),
+            embed=False, debias="none", overwrite=False, quiet=True,
+            shard_size=max(1, math.ceil(len(questions) / (2 * nproc))),
+        ).to_dict()  # fmt: skip
+        (folder / "config.json").write_text(json.dumps(settings))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "gaincurate", "score", "--config", str(folder / "config.json")]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise RuntimeError(f"multi-process re-scoring failed with exit code {done.returncode}: {tail}")
+        return read_scores(folder / "scores")["gc_score"].to_numpy(zero_copy_only=False).astype(np.float64)

@@ -9,7 +9,8 @@ from gaincurate.config import ScoreConfig
 from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_source
 from gaincurate.prompts import CONTEXT, QUESTION, TEMPLATE, PromptEncoder
 from gaincurate.sample_data import load_sample
-from gaincurate.scoring import Scorer, find_shared_prefix, score
+from gaincurate.engine import Scorer, find_shared_prefix
+from gaincurate.scoring import score
 from gaincurate.shards import read_scores
 
 pytestmark = pytest.mark.slow

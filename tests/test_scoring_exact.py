@@ -10,7 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from gaincurate.config import ScoreConfig
 from gaincurate.metrics import concentration
 from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
-from gaincurate.scoring import pack_batches, score
+from gaincurate.engine import pack_batches
+from gaincurate.scoring import score
 from gaincurate.shards import read_scores
 
 CASES = {

@@ -85,6 +85,9 @@ def init(
     seed: Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")] = None,
     rescore: Annotated[RescoreMode | None, typer.Option(help="Re-score from checkpoints (default none).")] = None,
     rescore_every: Annotated[int | None, typer.Option(help="Re-score every K epochs (default 1).")] = None,
+    rescore_nproc: Annotated[
+        int | None, typer.Option(help="Re-score with N processes via torchrun (default 1: in process).")
+    ] = None,
     data_format: Annotated[DataFormat | None, typer.Option("--format", help="Epoch file layout (default trl).")] = None,
     angle_signal: Annotated[
         AngleSignal | None, typer.Option(help="Angle term: raw score or centered (default raw).")
@@ -97,6 +100,7 @@ def init(
         "strategy": strategy.value, "subset_size": subset_size, "sigma": sigma, "step_size": step_size,
         "alpha": alpha, "beta": beta, "adj_min": adj_min, "adj_max": adj_max, "reward_max": reward_max,
         "seed": seed, "rescore": rescore and rescore.value, "rescore_every": rescore_every,
+        "rescore_nproc": rescore_nproc,
         "format": data_format and data_format.value, "angle_signal": angle_signal and angle_signal.value,
     }  # fmt: skip
     config = ScheduleConfig(**{key: value for key, value in given.items() if value is not None})

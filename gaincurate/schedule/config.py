@@ -52,6 +52,7 @@ class ScheduleConfig:
     seed: int = 0
     rescore: str = "none"
     rescore_every: int = 1
+    rescore_nproc: int = 1  # processes for checkpoint re-scoring (torchrun); 1 = in this process
     format: str = "trl"
     angle_signal: str = "raw"
 
@@ -92,6 +93,8 @@ class ScheduleConfig:
             raise ConfigError(f"--seed must be a whole number 0 or more; got {self.seed!r}")
         if isinstance(self.rescore_every, bool) or not isinstance(self.rescore_every, int) or self.rescore_every < 1:
             raise ConfigError(f"--rescore-every must be a whole number 1 or more; got {self.rescore_every!r}")
+        if isinstance(self.rescore_nproc, bool) or not isinstance(self.rescore_nproc, int) or self.rescore_nproc < 1:
+            raise ConfigError(f"--rescore-nproc must be a whole number 1 or more; got {self.rescore_nproc!r}")
         # Bounds of the same kind can be compared before N is known; mixed kinds are checked in resolve.
         if _is_fraction(self.adj_min) == _is_fraction(self.adj_max) and self.adj_min > self.adj_max:
             raise ConfigError(f"--adj-min {self.adj_min} is above --adj-max {self.adj_max}; swap them")
@@ -145,6 +148,7 @@ class ScheduleConfig:
             strategy=self.strategy,
             rescore=self.rescore,
             rescore_every=self.rescore_every,
+            rescore_nproc=self.rescore_nproc,
             format=self.format,
             angle_signal=self.angle_signal,
         )
@@ -167,6 +171,7 @@ class ScheduleParams:
     strategy: str
     rescore: str
     rescore_every: int
+    rescore_nproc: int
     format: str
     angle_signal: str
 

@@ -258,7 +258,9 @@ def _rescore(
     if progress:
         progress(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
-    fresh = scoring.rescore(scores.directory, [int(i) for i in ids], checkpoint=found.model_path)
+    fresh = scoring.rescore(
+        scores.directory, [int(i) for i in ids], checkpoint=found.model_path, nproc=scheduler.params.rescore_nproc
+    )
     timings["rescore_s"] = time.perf_counter() - started
     return Rescored(ids, fresh), used
 

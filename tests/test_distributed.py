@@ -1,0 +1,136 @@
+"""Scale-out scoring: torchrun ranks and array-job parts write what a single process writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import PROBLEMS, write_jsonl
+
+from gaincurate.config import ScoreConfig
+from gaincurate.distributed import assign
+from gaincurate.errors import InputError
+from gaincurate.scoring import merge, score
+from gaincurate.shards import read_manifest, read_scores
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture()
+def many_problems(tmp_path) -> Path:
+    rows = [{"problem": f"{p['problem']} Repeat this {i} times.", "answer": p["answer"]}
+            for i in range(40) for p in PROBLEMS]  # fmt: skip
+    return write_jsonl(tmp_path / "many.jsonl", rows)
+
+
+def score_args(dataset: Path, model: Path, out: Path) -> list[str]:
+    return ["score", str(dataset), "--model", str(model), "--out", str(out), "--dtype", "float32",
+            "--device", "cpu", "--shard-size", "16", "--quiet"]  # fmt: skip
+
+
+def torchrun(nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "gaincurate"]  # fmt: skip
+
+
+def assert_same_scores(got: Path, expected: Path) -> None:
+    a, b = read_scores(got), read_scores(expected)
+    assert a["gc_id"].to_pylist() == b["gc_id"].to_pylist()
+    assert len(set(a["gc_id"].to_pylist())) == a.num_rows
+    np.testing.assert_allclose(a["gc_score"].to_numpy(), b["gc_score"].to_numpy(), atol=1e-5, equal_nan=True)
+
+
+def test_assign_balances_weights_and_covers_everything():
+    weights = [50, 10, 10, 30, 40, 5, 5, 20]
+    parts = assign(weights, 3)
+    assert sorted(i for p in parts for i in p) == list(range(len(weights)))
+    loads = [sum(weights[i] for i in p) for p in parts]
+    assert max(loads) - min(loads) <= max(weights) and assign(weights, 3) == parts
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_one_process(tiny_llama, many_problems, tmp_path):
+    single, ranked = tmp_path / "single", tmp_path / "ranked"
+    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), out=str(single), dtype="float32",
+                      device="cpu", shard_size=16, quiet=True))  # fmt: skip
+    subprocess.run([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    manifest = read_manifest(ranked)
+    assert manifest["complete"] and manifest["timings"]["processes"] == 2
+    assert_same_scores(ranked, single)
+
+
+@pytest.mark.slow
+def test_killed_rank_then_rerun_resumes_and_matches(tiny_llama, many_problems, tmp_path):
+    single, ranked = tmp_path / "single", tmp_path / "ranked"
+    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), out=str(single), dtype="float32",
+                      device="cpu", shard_size=16, quiet=True))  # fmt: skip
+    launcher = subprocess.Popen([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(ranked.glob("shard-*.arrow"))) < 2:
+        time.sleep(0.01)
+    workers = _children(launcher.pid)
+    assert workers, "torchrun started no worker"
+    os.kill(workers[-1], signal.SIGKILL)
+    assert launcher.wait(timeout=120) != 0
+    finished = len(list(ranked.glob("shard-*.arrow")))
+    assert 2 <= finished < 20 and not read_manifest(ranked)["complete"]
+
+    subprocess.run([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    assert read_manifest(ranked)["timings"]["shards_resumed"] >= 2
+    assert_same_scores(ranked, single)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def test_array_parts_then_merge(tiny_llama, problems_file, tmp_path):
+    single, parted = tmp_path / "single", tmp_path / "parted"
+    common = dict(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu", shard_size=2,
+                  quiet=True)  # fmt: skip
+    score(ScoreConfig(out=str(single), **common))
+    for index in (0, 2):
+        manifest = score(ScoreConfig(out=str(parted), num_shards=3, shard_index=index, **common))
+        assert not manifest["complete"]
+    with pytest.raises(InputError, match=r"part\(s\) 1 of 3 are missing"):
+        merge(parted)
+    assert not read_manifest(parted)["complete"]
+    score(ScoreConfig(out=str(parted), num_shards=3, shard_index=1, **common))
+    manifest = merge(parted)
+    assert manifest["complete"] and manifest["timings"]["processes"] == 3
+    assert_same_scores(parted, single)
+    # The shards are the very bytes a single process writes.
+    for name in manifest["shards"]:
+        assert (parted / name).read_bytes() == (single / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_rescore_with_two_processes_equals_in_process(tiny_llama, problems_file, tmp_path):
+    from gaincurate.scoring import rescore
+
+    scores = tmp_path / "scores"
+    score(ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), out=str(scores), dtype="float32",
+                      device="cpu", quiet=True))  # fmt: skip
+    ids = [6, 0, 3, 4, 1]
+    in_process = rescore(scores, ids, checkpoint=tiny_llama)
+    two_processes = rescore(scores, ids, checkpoint=tiny_llama, nproc=2)
+    stored = read_scores(scores)["gc_score"].to_numpy()[ids]
+    np.testing.assert_allclose(in_process, stored, atol=1e-5)
+    np.testing.assert_allclose(two_processes, in_process, atol=1e-5)
