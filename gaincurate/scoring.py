@@ -110,8 +110,10 @@ def score(
         "dataset_fingerprint": dataset_fingerprint(rows, config.prompt_column),
     }
     stale = plan_output(out, fingerprint, config.overwrite)
-    if not config.overwrite and (out / MANIFEST).exists() and read_manifest(out).get("complete"):
-        return read_manifest(out)  # already done: keep the original timings
+    if not config.overwrite and (out / MANIFEST).exists():
+        previous = read_manifest(out)
+        if previous.get("complete") and all((out / name).exists() for name in previous["shards"]):
+            return previous  # already done: keep the original timings
 
     device = distributed.device_for(part, device)
     distributed.init(part, device)

@@ -10,5 +10,152 @@ CONTRACT (shared with gaincurate/scoring.py; do not change the signature):
                  (norm clamped below at 1e-12, as torch.nn.functional.normalize does)
     counts       [B, S] int32: number of tokens in each segment
 
-Placeholder until the kernel work lands; see kernels/reference.py etc.
+    resolve_backend(backend, device) -> "triton" | "torch"
+
+Backends:
+    "triton"  the fused kernel in triton_impl.py: CUDA tensors, or CPU tensors when TRITON_INTERPRET=1
+              was set before the process started (Triton's CPU interpreter, for tests)
+    "torch"   the vectorised fp32 implementation in torch_impl.py; runs anywhere
+    "auto"    "triton" for CUDA tensors when Triton imports (and TRITON_INTERPRET is off), else "torch"
+
+An impossible request raises gaincurate.errors.BackendError (a ValueError) naming the device and
+the fix. Triton is imported only when the Triton backend is chosen, so this package imports fine
+where Triton is missing or broken. reference.py holds the float64 oracle every backend is tested
+against; docs/kernel.md explains the math and the kernel design.
+
+Example:
+    sums, counts = segment_unit_sums(hidden, segment_ids, num_segments=2)
 """
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from gaincurate.errors import BackendError
+
+from .launch import MAX_SEGMENTS, interpret_requested
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["BACKENDS", "BackendError", "resolve_backend", "segment_unit_sums"]
+
+BACKENDS = ("auto", "triton", "torch")
+
+logger = logging.getLogger(__name__)
+
+# The outcome of the one attempt to import triton_impl: (module, None) or (None, "why it failed").
+_triton_import: tuple[ModuleType | None, str | None] | None = None
+
+
+def _load_triton_impl() -> tuple[ModuleType | None, str | None]:
+    """Import triton_impl once. A missing or broken Triton is reported, never raised."""
+    global _triton_import
+    if _triton_import is None:
+        try:
+            from . import triton_impl
+        except Exception as error:  # a broken install raises anything, not only ImportError
+            _triton_import = (None, f"{type(error).__name__}: {error}".splitlines()[0])
+        else:
+            _triton_import = (triton_impl, None)
+    return _triton_import
+
+
+def _triton_unavailable(device: object, reason: str) -> BackendError:
+    return BackendError(
+        f"backend 'triton' cannot run on device '{device}': Triton failed to import ({reason}); "
+        "install it with `pip install 'gaincurate[triton]'`, or use backend='torch'"
+    )
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """The backend ("triton" or "torch") that `segment_unit_sums` uses for tensors on `device`."""
+    import torch
+
+    device = torch.device(device)
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        if device.type != "cuda":
+            return "torch"
+        module, reason = _load_triton_impl()
+        if module is None:
+            logger.warning("Triton failed to import (%s); using the torch backend on %s", reason, device)
+            return "torch"
+        # Interpreted kernels on GPU tensors are correct but far slower than the torch backend.
+        return "torch" if module.INTERPRETED else "triton"
+
+    if device.type == "cuda":
+        module, reason = _load_triton_impl()
+        if module is None:
+            raise _triton_unavailable(device, reason)
+        return "triton"
+    if device.type == "cpu":
+        if not interpret_requested():
+            raise BackendError(
+                "backend 'triton' cannot run on device 'cpu': Triton kernels need a CUDA device; "
+                "use backend='torch' (or 'auto'), or set TRITON_INTERPRET=1 before starting Python "
+                "to run the kernel in Triton's CPU interpreter"
+            )
+        module, reason = _load_triton_impl()
+        if module is None:
+            raise _triton_unavailable(device, reason)
+        if not module.INTERPRETED:
+            raise BackendError(
+                "backend 'triton' cannot run on device 'cpu': TRITON_INTERPRET=1 was set after the "
+                "Triton kernels were compiled for the GPU; set it before starting Python"
+            )
+        return "triton"
+    raise BackendError(
+        f"backend 'triton' cannot run on device '{device}': Triton kernels need a CUDA device; "
+        "use backend='torch' (or 'auto')"
+    )
+
+
+def _check_inputs(hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int) -> None:
+    """Raise ValueError for inputs outside the contract; the message names the bad value."""
+    import torch
+
+    if hidden.dim() != 3:
+        raise ValueError(f"hidden must be [B, T, D], got shape {tuple(hidden.shape)}")
+    if hidden.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise ValueError(f"hidden must be bfloat16, float16 or float32, got {hidden.dtype}")
+    if hidden.shape[-1] > 1 and hidden.stride(-1) != 1:
+        raise ValueError(f"hidden must have a contiguous last dim, got strides {hidden.stride()}; call .contiguous()")
+    if tuple(segment_ids.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(
+            f"segment_ids must be [B, T] = {tuple(hidden.shape[:2])}, got shape {tuple(segment_ids.shape)}"
+        )
+    if segment_ids.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
+        raise ValueError(f"segment_ids must be int8, int16, int32 or int64, got {segment_ids.dtype}")
+    if segment_ids.device != hidden.device:
+        raise ValueError(f"segment_ids are on {segment_ids.device} but hidden is on {hidden.device}")
+    if isinstance(num_segments, bool) or not isinstance(num_segments, int):
+        raise ValueError(f"num_segments must be an int, got {num_segments!r}")
+    if not 1 <= num_segments <= MAX_SEGMENTS:
+        raise ValueError(f"num_segments must be in 1..{MAX_SEGMENTS}, got {num_segments}")
+    # One small reduction (a sync on CUDA): an id the kernel would silently drop is a caller bug.
+    out_of_range = (segment_ids < -1) | (segment_ids >= num_segments)
+    if segment_ids.numel() and bool(out_of_range.any()):
+        bad = segment_ids[out_of_range][0].item()
+        raise ValueError(f"segment_ids must be -1 or in 0..{num_segments - 1}, found {bad}")
+
+
+def segment_unit_sums(
+    hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-segment sums of unit vectors [B, S, D] fp32 and token counts [B, S] int32.
+
+    See the module docstring for the contract and the backends.
+    """
+    _check_inputs(hidden, segment_ids, num_segments)
+    if resolve_backend(backend, hidden.device) == "triton":
+        module, _ = _load_triton_impl()
+        return module.segment_unit_sums_triton(hidden, segment_ids, num_segments)
+    from .torch_impl import segment_unit_sums_torch
+
+    return segment_unit_sums_torch(hidden, segment_ids, num_segments)

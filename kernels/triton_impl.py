@@ -1,0 +1,365 @@
+"""Fused Triton kernel: per-sample, per-segment sums of unit hidden vectors in one read of HBM.
+
+This is the only module of gaincurate that imports Triton. `gaincurate.kernels` imports it lazily,
+and only when the Triton backend is chosen, so gaincurate works where Triton is missing or broken.
+TRITON_INTERPRET=1 must be set before this module is first imported: `@triton.jit` decides at
+decoration time whether it builds a compiled or an interpreted kernel.
+
+Design (docs/kernel.md has the long form):
+
+* Grid (chunks, batch). Program (c, b) reads tokens [c * CHUNK_T, (c + 1) * CHUNK_T) of sample b,
+  BLOCK_T tokens at a time, each as a whole hidden row (BLOCK_D >= D). Holding the whole row lets
+  the fp32 norm and the accumulation use the same registers: every hidden state is read from HBM
+  exactly once. Ignored tokens (id -1) and padding are masked out of the load and cost no bytes.
+* Splitting T into chunks fills the GPU when B is small and T is long. Each program writes fp32
+  partial sums [S, D] and int32 partial counts [S] to a workspace.
+* `_reduce_chunks_kernel` adds the partials in chunk order 0, 1, 2, ... No atomics anywhere, so two
+  runs give identical bits, and a sample's bits do not depend on its batch-mates or its padding.
+  With a single chunk the workspace is the output and the reduction is skipped.
+
+Run `python -m gaincurate.kernels.bench` to check and time it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+from triton import knobs
+
+from .launch import NORM_EPS, LaunchConfig, check_shape, launch_config
+
+# Whether the kernels below were built for the CPU interpreter (fixed at import, see docstring).
+INTERPRETED: bool = bool(knobs.runtime.interpret)
+TRITON_VERSION: str = triton.__version__
+# Fused multiply-adds in the norm and the scaling: Triton 3.9 fuses by default and 3.10 will not;
+# saying so pins the generated code (and the bits) across that change.
+ENABLE_FP_FUSION = True
+
+
+@triton.jit
+def _segment_unit_sums_kernel(
+    # pointers
+    hidden_ptr,  # [B, T, D], bf16 / fp16 / fp32, last dim contiguous
+    segment_ids_ptr,  # [B, T], int8..int64, -1 = ignored
+    partial_sums_ptr,  # [B, C, S, D] fp32, contiguous
+    partial_counts_ptr,  # [B, C, S] int32, contiguous
+    # sizes
+    num_tokens,
+    dim,
+    # strides, in elements
+    stride_hidden_b,
+    stride_hidden_t,
+    stride_ids_b,
+    stride_ids_t,
+    stride_partial_sums_b,
+    stride_partial_sums_c,
+    stride_partial_sums_s,
+    stride_partial_counts_b,
+    stride_partial_counts_c,
+    # meta
+    NUM_SEGMENTS: tl.constexpr,
+    SEGMENTS_PAD: tl.constexpr,
+    CHUNK_T: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
+    NORM_EPS: tl.constexpr,
+):
+    chunk = tl.program_id(0).to(tl.int64)
+    batch = tl.program_id(1).to(tl.int64)
+
+    features = tl.arange(0, BLOCK_D)
+    feature_mask = features < dim
+    segment_rows = tl.arange(0, SEGMENTS_PAD)
+    hidden_sample = hidden_ptr + batch * stride_hidden_b
+    ids_sample = segment_ids_ptr + batch * stride_ids_b
+
+    sums = tl.zeros((SEGMENTS_PAD, BLOCK_D), dtype=tl.float32)
+    # Per (tile position, segment) token counts, reduced once after the loop.
+    token_counts = tl.zeros((BLOCK_T, SEGMENTS_PAD), dtype=tl.int32)
+    # NUM_STAGES > 1: the next tiles' loads are issued (cp.async) while this one is reduced.
+    for tile_start in tl.range(0, CHUNK_T, BLOCK_T, num_stages=NUM_STAGES):
+        tokens = chunk * CHUNK_T + tile_start + tl.arange(0, BLOCK_T)
+        segment = tl.load(ids_sample + tokens * stride_ids_t, mask=tokens < num_tokens, other=-1)
+        segment = segment.to(tl.int32)
+        # Ids outside 0..S-1 (the -1 of template tokens and padding) are never loaded.
+        wanted = (segment >= 0) & (segment < NUM_SEGMENTS)
+        rows = tl.load(
+            hidden_sample + tokens[:, None] * stride_hidden_t + features[None, :],
+            mask=wanted[:, None] & feature_mask[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        # F.normalize semantics: h / max(||h||, eps), the norm in fp32.
+        norms = tl.sqrt_rn(tl.sum(rows * rows, axis=1))
+        units = rows * (1.0 / tl.maximum(norms, NORM_EPS))[:, None]
+        # One-hot [BLOCK_T, SEGMENTS_PAD]: padded rows and id -1 match nothing.
+        member = segment[:, None] == segment_rows[None, :]
+        sums += tl.sum(tl.where(member[:, :, None], units[:, None, :], 0.0), axis=0)
+        token_counts += member.to(tl.int32)
+
+    row_mask = segment_rows < NUM_SEGMENTS
+    partial_sums = partial_sums_ptr + batch * stride_partial_sums_b + chunk * stride_partial_sums_c
+    tl.store(
+        partial_sums + segment_rows[:, None] * stride_partial_sums_s + features[None, :],
+        sums,
+        mask=row_mask[:, None] & feature_mask[None, :],
+    )
+    partial_counts = partial_counts_ptr + batch * stride_partial_counts_b + chunk * stride_partial_counts_c
+    tl.store(partial_counts + segment_rows, tl.sum(token_counts, axis=0), mask=row_mask)
+
+
+@triton.jit
+def _reduce_chunks_kernel(
+    # pointers
+    partial_sums_ptr,  # [B, C, S, D] fp32, contiguous
+    partial_counts_ptr,  # [B, C, S] int32, contiguous
+    sums_ptr,  # [B, S, D] fp32, contiguous
+    counts_ptr,  # [B, S] int32, contiguous
+    # sizes
+    num_chunks,
+    dim,
+    # strides, in elements
+    stride_partial_sums_b,
+    stride_partial_sums_c,
+    stride_partial_sums_s,
+    stride_partial_counts_b,
+    stride_partial_counts_c,
+    stride_sums_b,
+    stride_sums_s,
+    stride_counts_b,
+    # meta
+    NUM_SEGMENTS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    sample_segment = tl.program_id(0).to(tl.int64)
+    feature_block = tl.program_id(1).to(tl.int64)
+    batch = sample_segment // NUM_SEGMENTS
+    segment = sample_segment % NUM_SEGMENTS
+
+    features = feature_block * BLOCK_D + tl.arange(0, BLOCK_D)
+    feature_mask = features < dim
+    partial = partial_sums_ptr + batch * stride_partial_sums_b + segment * stride_partial_sums_s + features
+    total = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    # Chunk order 0, 1, 2, ...: the fixed summation order that makes the output reproducible.
+    for chunk in range(0, num_chunks):
+        total += tl.load(partial + chunk * stride_partial_sums_c, mask=feature_mask, other=0.0)
+    tl.store(sums_ptr + batch * stride_sums_b + segment * stride_sums_s + features, total, mask=feature_mask)
+
+    if feature_block == 0:
+        partial_count = partial_counts_ptr + batch * stride_partial_counts_b + segment
+        count = tl.load(partial_count)
+        for chunk in range(1, num_chunks):
+            count += tl.load(partial_count + chunk * stride_partial_counts_c)
+        tl.store(counts_ptr + batch * stride_counts_b + segment, count)
+
+
+def segment_unit_sums_triton(
+    hidden: torch.Tensor,
+    segment_ids: torch.Tensor,
+    num_segments: int,
+    config: LaunchConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton backend of `gaincurate.kernels.segment_unit_sums`; inputs are already validated.
+
+    `config` overrides `launch_config(D, num_segments)`; tests use it to reach every code path.
+    """
+    batch, num_tokens, dim = hidden.shape
+    check_shape(batch, dim, num_segments)
+    if config is None:
+        config = launch_config(dim, num_segments, interpret=INTERPRETED)
+    if config.block_d < dim or config.segments_pad < num_segments:
+        raise ValueError(f"{config} cannot hold D={dim} and num_segments={num_segments}")
+    device = hidden.device
+    if batch == 0 or num_tokens == 0:
+        return (
+            torch.zeros((batch, num_segments, dim), dtype=torch.float32, device=device),
+            torch.zeros((batch, num_segments), dtype=torch.int32, device=device),
+        )
+
+    num_chunks = triton.cdiv(num_tokens, config.chunk_t)
+    partial_sums = torch.empty((batch, num_chunks, num_segments, dim), dtype=torch.float32, device=device)
+    partial_counts = torch.empty((batch, num_chunks, num_segments), dtype=torch.int32, device=device)
+    _segment_unit_sums_kernel[(num_chunks, batch)](
+        hidden,
+        segment_ids,
+        partial_sums,
+        partial_counts,
+        num_tokens,
+        dim,
+        hidden.stride(0),
+        hidden.stride(1),
+        segment_ids.stride(0),
+        segment_ids.stride(1),
+        partial_sums.stride(0),
+        partial_sums.stride(1),
+        partial_sums.stride(2),
+        partial_counts.stride(0),
+        partial_counts.stride(1),
+        NUM_SEGMENTS=num_segments,
+        SEGMENTS_PAD=config.segments_pad,
+        CHUNK_T=config.chunk_t,
+        BLOCK_T=config.block_t,
+        BLOCK_D=config.block_d,
+        NUM_STAGES=config.num_stages,
+        NORM_EPS=NORM_EPS,
+        num_warps=config.num_warps,
+        enable_fp_fusion=ENABLE_FP_FUSION,
+    )
+    if num_chunks == 1:
+        return partial_sums.view(batch, num_segments, dim), partial_counts.view(batch, num_segments)
+
+    sums = torch.empty((batch, num_segments, dim), dtype=torch.float32, device=device)
+    counts = torch.empty((batch, num_segments), dtype=torch.int32, device=device)
+    _reduce_chunks_kernel[(batch * num_segments, triton.cdiv(dim, config.reduce_block_d))](
+        partial_sums,
+        partial_counts,
+        sums,
+        counts,
+        num_chunks,
+        dim,
+        partial_sums.stride(0),
+        partial_sums.stride(1),
+        partial_sums.stride(2),
+        partial_counts.stride(0),
+        partial_counts.stride(1),
+        sums.stride(0),
+        sums.stride(1),
+        counts.stride(0),
+        NUM_SEGMENTS=num_segments,
+        BLOCK_D=config.reduce_block_d,
+        num_warps=config.reduce_num_warps,
+        enable_fp_fusion=ENABLE_FP_FUSION,
+    )
+    return sums, counts
+
+
+_POINTER_TYPES = {
+    torch.bfloat16: "*bf16",
+    torch.float16: "*fp16",
+    torch.float32: "*fp32",
+    torch.int8: "*i8",
+    torch.int16: "*i16",
+    torch.int32: "*i32",
+    torch.int64: "*i64",
+}
+
+_IR_ELEMENT_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", torch.float32: "f32"}
+
+
+def _compile_for_cuda(
+    kernel, constants: dict[str, object], pointers: dict[str, str], aligned: list[str], arch: int, num_warps: int
+) -> tuple[object, dict[str, str]]:
+    """Compile `kernel` for sm_<arch>; return it and cuobjdump's resource usage (REG, STACK, ...)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {name: "constexpr" if name in constants else "i32" for name in names} | pointers
+    attrs = {(names.index(name),): [["tt.divisibility", 16]] for name in aligned}
+    compiled = triton.compile(
+        ASTSource(kernel, signature, constants, attrs),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": num_warps, "enable_fp_fusion": ENABLE_FP_FUSION},
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "kernel.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        usage = subprocess.run(
+            [knobs.nvidia.cuobjdump.path, "--dump-resource-usage", str(cubin)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    line = next(line for line in usage.splitlines() if "REG:" in line)
+    return compiled, dict(field.split(":", 1) for field in line.split() if ":" in field)
+
+
+def compile_report(
+    dim: int,
+    num_segments: int,
+    hidden_dtype: torch.dtype = torch.bfloat16,
+    id_dtype: torch.dtype = torch.int64,
+    arch: int = 90,
+    config: LaunchConfig | None = None,
+) -> dict[str, object]:
+    """Compile both kernels for CUDA sm_<arch> on any machine and report their resources.
+
+    Triton ships ptxas and cuobjdump, so this needs no GPU. It is the CPU-side check that the code
+    the interpreter runs also passes the real compiler, and that a config does not spill
+    (`stack_bytes` > 0 means registers spilled). Needs compiled mode: TRITON_INTERPRET unset.
+    """
+    if INTERPRETED:
+        raise RuntimeError("compile_report needs compiled kernels; start Python without TRITON_INTERPRET")
+    if config is None:
+        config = launch_config(dim, num_segments, interpret=False)
+    # What a launch sees for 16-byte aligned buffers: Triton specialises pointers and ints that are
+    # multiples of 16. A `dim` multiple of 16 is what lets the masked row loads become cp.async.
+    aligned = ["hidden_ptr", "segment_ids_ptr", "partial_sums_ptr", "partial_counts_ptr", "sums_ptr", "counts_ptr"]
+    if dim % 16 == 0:
+        aligned += ["dim", "stride_hidden_b", "stride_hidden_t"]
+        aligned += ["stride_partial_sums_b", "stride_partial_sums_c", "stride_partial_sums_s"]
+        aligned += ["stride_sums_b", "stride_sums_s"]
+    main_constants = {
+        "NUM_SEGMENTS": num_segments,
+        "SEGMENTS_PAD": config.segments_pad,
+        "CHUNK_T": config.chunk_t,
+        "BLOCK_T": config.block_t,
+        "BLOCK_D": config.block_d,
+        "NUM_STAGES": config.num_stages,
+        "NORM_EPS": NORM_EPS,
+    }
+    main_pointers = {
+        "hidden_ptr": _POINTER_TYPES[hidden_dtype],
+        "segment_ids_ptr": _POINTER_TYPES[id_dtype],
+        "partial_sums_ptr": "*fp32",
+        "partial_counts_ptr": "*i32",
+    }
+    main, main_usage = _compile_for_cuda(
+        _segment_unit_sums_kernel,
+        main_constants,
+        main_pointers,
+        [name for name in aligned if name in _segment_unit_sums_kernel.arg_names],
+        arch,
+        config.num_warps,
+    )
+    reduce_pointers = {"partial_sums_ptr": "*fp32", "partial_counts_ptr": "*i32", "sums_ptr": "*fp32"}
+    _, reduce_usage = _compile_for_cuda(
+        _reduce_chunks_kernel,
+        {"NUM_SEGMENTS": num_segments, "BLOCK_D": config.reduce_block_d},
+        reduce_pointers | {"counts_ptr": "*i32"},
+        [name for name in aligned if name in _reduce_chunks_kernel.arg_names],
+        arch,
+        config.reduce_num_warps,
+    )
+    return {
+        "arch": f"sm_{arch}",
+        "dim": dim,
+        "num_segments": num_segments,
+        "hidden_dtype": str(hidden_dtype).removeprefix("torch."),
+        "block_t": config.block_t,
+        "num_warps": config.num_warps,
+        "num_stages": config.num_stages,
+        "registers": int(main_usage["REG"]),
+        "stack_bytes": int(main_usage["STACK"]),
+        "shared_bytes": int(main.metadata.shared),
+        # Whether the hidden-state loads are issued ahead (async copies into shared memory).
+        "pipelined_hidden_loads": any(
+            "async_copy_global_to_local" in line and f"!tt.ptr<{_IR_ELEMENT_TYPES[hidden_dtype]}>" in line
+            for line in main.asm["ttgir"].splitlines()
+        ),
+        "reduce_registers": int(reduce_usage["REG"]),
+        "reduce_stack_bytes": int(reduce_usage["STACK"]),
+    }
+
+
+def do_bench(function: Callable[[], object], quantiles: tuple[float, ...] = (0.5, 0.2, 0.8)) -> list[float]:
+    """triton.testing.do_bench (milliseconds at `quantiles`), here so Triton stays in this module."""
+    from triton.testing import do_bench as triton_do_bench
+
+    return list(triton_do_bench(function, quantiles=list(quantiles)))
