@@ -31,7 +31,7 @@ test-main: setup
 
 # The Triton interpreter must be switched on before the kernel module is imported: own process.
 test-kernels: setup
-	TRITON_INTERPRET=1 $(VENV)/bin/pytest -m triton -q tests/kernels
+	TRITON_INTERPRET=1 $(VENV)/bin/pytest -m triton -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
