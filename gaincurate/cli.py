@@ -97,7 +97,7 @@ class RowProgress:
 @app.command(
     epilog="Examples:\n\n"
     "* `gaincurate score --out scores` scores the bundled sample prompts with the embedded SmolLM2-135M.\n\n"
-    "* `gaincurate score data/math.jsonl --model Qwen/Qwen2.5-0.5B-Instruct --out scores --against difficulty`\n\n"
+    "* `gaincurate score data/math.jsonl --model Qwen/Qwen2.5-0.5B-Instruct --out scores --limit 1000`\n\n"
     "* `gaincurate score my_prompts.parquet --prompt-column question --no-few-shot --debias length --out s`"
 )
 def score(
@@ -108,13 +108,17 @@ def score(
             "Default: the bundled sample math prompts."
         ),
     ] = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output directory for shards and manifest.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Output directory for shards and manifest. [default: scores]")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Hub id, local model folder or .gguf file. Default: embedded SmolLM2-135M.")
     ] = None,
     split: Annotated[str | None, typer.Option(help="Dataset split (Hub ids and saved DatasetDicts).")] = None,
     prompt_column: Annotated[str | None, typer.Option(help="Column holding the question. [default: problem]")] = None,
-    answer_column: Annotated[str | None, typer.Option(help="Column holding the reference answer.")] = None,
+    answer_column: Annotated[
+        str | None, typer.Option(help="Column holding the reference answer (for trainer exports). [default: answer]")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Score only the first N rows.")] = None,
     system_prompt: Annotated[
         str | None, typer.Option(help="System prompt text (default: a step-by-step, \\boxed{} instruction).")
@@ -127,10 +131,14 @@ def score(
     no_chat_template: Annotated[
         bool, typer.Option("--no-chat-template", help="Render plain 'Question:/Answer:' text instead.")
     ] = False,
-    layer: Annotated[int | None, typer.Option(help="Decoder layer of the site; negative counts from the end.")] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="Decoder layer of the site; negative counts from the end. [default: -1]")
+    ] = None,
     site: Annotated[str | None, typer.Option(help="mlp-input (default) or residual.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate prompts to N tokens, context first.")] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward batch.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Truncate prompts to N tokens, context first. [default: 4096]")
+    ] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward batch. [default: 2048]")] = None,
     no_prefix_cache: Annotated[
         bool, typer.Option("--no-prefix-cache", help="Run the shared system/few-shot prefix for every row.")
     ] = False,
@@ -143,7 +151,7 @@ def score(
     ] = None,
     embed: Annotated[bool, typer.Option("--embed", help="Also store the mean-pooled question embedding.")] = False,
     embed_layer: Annotated[int | None, typer.Option(help="Layer for --embed (default: the scoring layer).")] = None,
-    shard_size: Annotated[int | None, typer.Option(help="Rows per shard (the unit of resume).")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Rows per shard (the unit of resume). [default: 1000]")] = None,
     num_shards: Annotated[
         int | None, typer.Option(help="Array jobs: split the work into K parts (with --shard-index).")
     ] = None,
