@@ -51,3 +51,6 @@ bench-kernel: setup
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache
+
+bench-gpu: setup
+	$(PY) -m gaincurate.benchmarks.gpu --out out/bench-gpu.json

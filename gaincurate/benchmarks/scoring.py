@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 
-def naive_scores(model, tokenizer, prompts, layer_index: int, inter_weight: float) -> tuple[np.ndarray, float]:
+def naive_scores(
+    model, tokenizer, prompts, layer_index: int, inter_weight: float, device: str = "cpu"
+) -> tuple[np.ndarray, float]:
     """Published-style scorer: per prompt, full forward with logits, hook, O(T^2) cosine matrix."""
     import torch
 
@@ -38,17 +40,17 @@ def naive_scores(model, tokenizer, prompts, layer_index: int, inter_weight: floa
     start = time.perf_counter()
     with torch.inference_mode():
         for prompt in prompts:
-            model(input_ids=torch.from_numpy(prompt.input_ids)[None])  # logits computed and thrown away
+            model(input_ids=torch.from_numpy(prompt.input_ids)[None].to(device))  # logits computed, thrown away
             hidden = captured["h"][0].float()
             unit = hidden / hidden.norm(dim=-1, keepdim=True)
             cosine = unit @ unit.T
-            labels = torch.from_numpy(prompt.segment_ids)
+            labels = torch.from_numpy(prompt.segment_ids).to(device)
             question, context = labels == QUESTION, labels == CONTEXT
             block = cosine[question][:, question]
             n = int(question.sum())
             intra = (block.sum() - block.diagonal().sum()) / (n * (n - 1)) if n > 1 else torch.tensor(float("nan"))
             inter = cosine[question][:, context].mean() if context.any() else torch.tensor(0.0)
-            scores.append(float(intra + inter_weight * inter))
+            scores.append(float(intra + inter_weight * inter))  # float() waits for the device
     elapsed = time.perf_counter() - start
     handle.remove()
     return np.array(scores), elapsed

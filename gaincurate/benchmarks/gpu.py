@@ -1,0 +1,180 @@
+"""End-to-end scoring throughput on one GPU against the naive baseline and the forward roofline.
+
+    python -m gaincurate.benchmarks.gpu [--out results.json]            # on a CUDA machine
+    python -m gaincurate.benchmarks.gpu --device cpu --tiny --rows 16    # smoke test anywhere
+
+Models are random-weight Qwen2 configs of the 0.5B and 1.5B class (throughput does not depend on the
+weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Prompts are long: sample
+problems joined to about `--prompt-tokens` tokens. For each model it reports, in one run:
+
+* gaincurate's scoring throughput (question tokens through the forward per second);
+* the naive published-style scorer (one prompt at a time, full forward with logits, T x T cosines) on
+  the same GPU and prompts, and the speed-up;
+* the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = {
+    "qwen2-0.5b-class": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                             num_attention_heads=14, num_key_value_heads=2),
+    "qwen2-1.5b-class": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                             num_attention_heads=12, num_key_value_heads=2),
+}  # fmt: skip
+TINY = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2)}  # fmt: skip
+
+
+def matmul_rate(device: str, dtype_name: str, size: int) -> float:
+    """Median dense matmul FLOP/s measured with device events (or perf_counter on CPU)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    times = []
+    for step in range(23):
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            a @ b
+            end.record()
+            torch.cuda.synchronize()
+            elapsed = start.elapsed_time(end) / 1e3
+        else:
+            began = time.perf_counter()
+            a @ b
+            elapsed = time.perf_counter() - began
+        if step >= 3:  # warm-up
+            times.append(elapsed)
+    return 2 * size**3 / float(np.median(times))
+
+
+def build_model_folder(folder: Path, shape: dict, dtype_name: str) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from gaincurate.model import load_tokenizer, resolve_source
+
+    tokenizer = load_tokenizer(resolve_source(None))
+    config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=True, **shape)
+    with torch.device("cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def long_prompts(rows: int, prompt_tokens: int) -> list[dict]:
+    from gaincurate.sample_data import load_sample
+
+    sample = [r["problem"] for r in load_sample()]
+    words_per_prompt = int(prompt_tokens * 0.75)
+    prompts = []
+    for i in range(rows):
+        words: list[str] = []
+        j = i
+        while len(words) < words_per_prompt:
+            words += sample[j % len(sample)].split()
+            j += 7
+        prompts.append({"problem": " ".join(words[:words_per_prompt])})
+    return prompts
+
+
+def flops_per_token(shape: dict) -> float:
+    d, kv = shape["hidden_size"], shape["hidden_size"] // shape["num_attention_heads"] * shape["num_key_value_heads"]
+    layer = 2 * (2 * d * d + 2 * d * kv) + 2 * 3 * d * shape["intermediate_size"]
+    return shape["num_hidden_layers"] * layer - 2 * 3 * d * shape["intermediate_size"]  # stops at the last MLP
+
+
+def bench_model(name: str, shape: dict, args: argparse.Namespace, rate: float) -> dict:
+    import torch
+
+    from gaincurate.benchmarks.scoring import naive_scores
+    from gaincurate.config import ScoreConfig
+    from gaincurate.model import load_model, load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring import score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model_folder(Path(tmp) / "model", shape, args.dtype)
+        data = Path(tmp) / "prompts.jsonl"
+        data.write_text("".join(json.dumps(p) + "\n" for p in long_prompts(args.rows, args.prompt_tokens)))
+        config = ScoreConfig(dataset=str(data), model=str(folder), out=str(Path(tmp) / "scores"), dtype=args.dtype,
+                             device=args.device, batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
+                             quiet=True)  # fmt: skip
+        score(config.replace(out=str(Path(tmp) / "warmup"), limit=min(8, args.rows)))  # compile, allocator, caches
+        manifest = score(config)
+        timings = manifest["timings"]
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+        source = resolve_source(str(folder))
+        tokenizer = load_tokenizer(source)
+        naive_rows = min(args.naive_rows, args.rows)
+        prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(
+            [p["problem"] for p in long_prompts(naive_rows, args.prompt_tokens)]
+        )
+        model = load_model(source, dtype=args.dtype, device=args.device)
+        _, naive_seconds = naive_scores(model, tokenizer, prompts, shape["num_hidden_layers"] - 1, 1.0,
+                                        device=args.device)  # fmt: skip
+        naive_tokens = sum(len(p.input_ids) for p in prompts)
+    tokens_per_second = timings["tokens"] / timings["forward_seconds"]
+    achieved = flops_per_token(shape) * tokens_per_second
+    return {
+        "model": name,
+        "rows": args.rows,
+        "prompt_tokens": args.prompt_tokens,
+        "tokens_per_second": tokens_per_second,
+        "rows_per_second": timings["rows_per_second"],
+        "naive_tokens_per_second": naive_tokens / naive_seconds,
+        "speedup_vs_naive": tokens_per_second / (naive_tokens / naive_seconds),
+        "achieved_tflops": achieved / 1e12,
+        "fraction_of_roofline": achieved / rate,
+        "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--naive-rows", type=int, default=32)
+    parser.add_argument("--prompt-tokens", type=int, default=1024)
+    parser.add_argument("--batch-tokens", type=int, default=32768)
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model: a smoke test of this script")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    rate = matmul_rate(args.device, args.dtype, 256 if args.tiny else 8192)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device_name,
+        "dtype": args.dtype,
+        "matmul_tflops": rate / 1e12,
+        "models": [bench_model(n, s, args, rate) for n, s in (TINY if args.tiny else MODELS).items()],
+    }
+    print(f"{results['device']}  {args.dtype}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s")
+    print(f"{'model':<18} {'tok/s':>10} {'naive tok/s':>12} {'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}")
+    for r in results["models"]:
+        print(
+            f"{r['model']:<18} {r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
+            f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
