@@ -54,9 +54,7 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
         show_progress=False,
     )
     backend.train_from_iterator(CORPUS * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     tokenizer.chat_template = chat_template
     return tokenizer
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gaincurate.config import ScoreConfig
+from gaincurate.engine import Scorer, find_shared_prefix
 from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_source
 from gaincurate.prompts import CONTEXT, QUESTION, TEMPLATE, PromptEncoder
 from gaincurate.sample_data import load_sample
-from gaincurate.engine import Scorer, find_shared_prefix
 from gaincurate.scoring import score
 from gaincurate.shards import read_scores
 

@@ -8,9 +8,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gaincurate.config import ScoreConfig
+from gaincurate.engine import pack_batches
 from gaincurate.metrics import concentration
 from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
-from gaincurate.engine import pack_batches
 from gaincurate.scoring import score
 from gaincurate.shards import read_scores
 

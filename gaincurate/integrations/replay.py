@@ -121,9 +121,7 @@ class ReplayConfig:
                 "generate half of each batch fresh (0 would never refresh the buffer)"
             )
         if self.replay_capacity is not None and self.replay_capacity < 1:
-            raise ConfigError(
-                f"replay_capacity={self.replay_capacity} must be a positive number of prompt groups"
-            )
+            raise ConfigError(f"replay_capacity={self.replay_capacity} must be a positive number of prompt groups")
         if self.replay_is_cap is not None and not self.replay_is_cap >= 1.0:
             raise ConfigError(
                 f"replay_is_cap={self.replay_is_cap} must be >= 1 (a weight of 1 means no correction), "
@@ -193,9 +191,7 @@ class ReplayMixin:
             if path.exists():
                 self.replay_buffer = ReplayBuffer.load(path, capacity=self.replay_buffer.capacity)
             else:
-                logger.warning(
-                    "%s has no %s; replay starts from an empty buffer", checkpoint, REPLAY_BUFFER_FILE
-                )
+                logger.warning("%s has no %s; replay starts from an empty buffer", checkpoint, REPLAY_BUFFER_FILE)
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         self._flush_pending_groups()
         return output
@@ -205,9 +201,7 @@ class ReplayMixin:
         # Written before the Trainer's files so that trainer_state.json, which marks a checkpoint complete
         # for readers of the folder, never appears before the buffer does.
         if self.args.should_save:
-            folder = (
-                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             self.replay_buffer.save(folder / REPLAY_BUFFER_FILE)
         super()._save_checkpoint(model, trial)
 
@@ -269,9 +263,7 @@ class ReplayMixin:
                 "times in a row (like TRL's RepeatSampler)"
             )
         for start in range(0, len(inputs), group_size):
-            if any(
-                row.get("prompt") != inputs[start].get("prompt") for row in inputs[start : start + group_size]
-            ):
+            if any(row.get("prompt") != inputs[start].get("prompt") for row in inputs[start : start + group_size]):
                 raise ConfigError(
                     f"rows {start}..{start + group_size - 1} of the generation batch are not one prompt "
                     f"repeated num_generations={group_size} times; give the sampler "
@@ -287,9 +279,7 @@ class ReplayMixin:
         pad_id = self._tokenizer.pad_token_id
         replay = replay_tensors(replayed, pad_id, self.pad_to_multiple_of, device)
         completion_mask = join_rows(fresh["completion_mask"], replay["completion_mask"], 0)
-        rewards = torch.cat(
-            [fresh_rewards.to(device), *[group.rewards_per_func.to(device) for group in replayed]]
-        )
+        rewards = torch.cat([fresh_rewards.to(device), *[group.rewards_per_func.to(device) for group in replayed]])
         advantages = group_advantages(
             rewards,
             self.reward_weights,
@@ -334,9 +324,7 @@ class ReplayMixin:
         )
         old = join_rows(fresh_behaviour.float(), replay_old, 0.0)
         behaviour = join_rows(fresh_behaviour.float(), replay["behaviour_logps"], 0.0)
-        folded = fold_replay_weights(
-            old, behaviour, advantages, completion_mask, self.replay_config.replay_is_cap
-        )
+        folded = fold_replay_weights(old, behaviour, advantages, completion_mask, self.replay_config.replay_is_cap)
         output["old_per_token_logps"] = folded.old_logps.to(fresh_behaviour.dtype)
         output["advantages"] = folded.advantages
         self._log_weight_metrics(folded, completion_mask.bool() & replayed_rows.unsqueeze(1))
@@ -366,9 +354,7 @@ class ReplayMixin:
             metrics = self._metrics["train"]
             metrics["replay/is_weight_mean"].append(weights.mean().item())
             metrics["replay/is_weight_max"].append(weights.max().item())
-            metrics["replay/is_truncation_rate"].append(
-                folded.truncated[replayed_tokens].float().mean().item()
-            )
+            metrics["replay/is_truncation_rate"].append(folded.truncated[replayed_tokens].float().mean().item())
 
     # -- storing fresh groups ----------------------------------------------------------------------
 
@@ -398,9 +384,7 @@ class ReplayMixin:
             behaviour = None
             if fresh_behaviour is not None:
                 behaviour = fresh_behaviour[selected, :width].detach().float().cpu()
-            self._pending_groups.append(
-                {"rows": rows, "width": width, "fields": fields, "behaviour": behaviour}
-            )
+            self._pending_groups.append({"rows": rows, "width": width, "fields": fields, "behaviour": behaviour})
             queued_rows.extend(rows)
         return queued_rows
 

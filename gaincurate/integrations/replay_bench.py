@@ -35,9 +35,7 @@ def build_tokenizer():
     vocab = {token: index for index, token in enumerate(_SPECIAL + WORDS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
 def build_model(tokenizer, *, hidden_size: int = 32, layers: int = 2, seed: int = 0):
@@ -65,9 +63,7 @@ def build_prompts(count: int, words_per_prompt: int = 3):
     """`count` distinct plain-text prompts."""
     from datasets import Dataset
 
-    prompts = [
-        " ".join(WORDS[(i + k * 7) % len(WORDS)] for k in range(words_per_prompt)) for i in range(count)
-    ]
+    prompts = [" ".join(WORDS[(i + k * 7) % len(WORDS)] for k in range(words_per_prompt)) for i in range(count)]
     return Dataset.from_dict({"prompt": prompts})
 
 

@@ -60,16 +60,12 @@ class RolloutGroup:
 
     def same_as(self, other: RolloutGroup) -> bool:
         """Equal ids, steps and tensors (NaN rewards compare equal)."""
-        if (self.uid, self.step) != (other.uid, other.step) or (self.ref_logps is None) != (
-            other.ref_logps is None
-        ):
+        if (self.uid, self.step) != (other.uid, other.step) or (self.ref_logps is None) != (other.ref_logps is None):
             return False
         pairs = [(getattr(self, name), getattr(other, name)) for name in _TENSOR_FIELDS]
         if self.ref_logps is not None:
             pairs.append((self.ref_logps, other.ref_logps))
-        return all(
-            a.shape == b.shape and torch.equal(a.nan_to_num(-7.0), b.nan_to_num(-7.0)) for a, b in pairs
-        )
+        return all(a.shape == b.shape and torch.equal(a.nan_to_num(-7.0), b.nan_to_num(-7.0)) for a, b in pairs)
 
 
 class ReplayBuffer:
@@ -139,9 +135,7 @@ class ReplayBuffer:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             if metadata.get("format") != _FORMAT:
-                raise InputError(
-                    f"{path} is not a gaincurate replay buffer; delete it or point to the right file"
-                )
+                raise InputError(f"{path} is not a gaincurate replay buffer; delete it or point to the right file")
             if int(metadata.get("version", -1)) != _FORMAT_VERSION:
                 raise InputError(
                     f"{path} has replay-buffer format version {metadata.get('version')}, this gaincurate "

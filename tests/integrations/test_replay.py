@@ -155,9 +155,7 @@ def test_group_has_signal():
     ones = torch.ones(1)
     assert not group_has_signal(torch.tensor([[1.0], [1.0], [1.0]]), ones, "sum_then_normalize")
     assert group_has_signal(torch.tensor([[1.0], [0.0], [1.0]]), ones, "sum_then_normalize")
-    assert not group_has_signal(
-        torch.tensor([[1.0], [float("nan")], [float("nan")]]), ones, "sum_then_normalize"
-    )
+    assert not group_has_signal(torch.tensor([[1.0], [float("nan")], [float("nan")]]), ones, "sum_then_normalize")
     # Two functions cancelling in the weighted sum: no signal summed, signal when normalized separately.
     cancelling = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert not group_has_signal(cancelling, torch.ones(2), "sum_then_normalize")

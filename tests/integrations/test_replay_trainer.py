@@ -169,9 +169,7 @@ def test_trl_compute_loss_on_folded_inputs_is_the_replay_loss(plain_trainer, los
     trl_grads = gradients(trainer.model, trl_loss)
 
     logps = policy_logps(trainer, inputs)
-    per_token = replay_token_loss(
-        logps, old, behaviour, advantages, trainer.epsilon_low, trainer.epsilon_high, cap
-    )
+    per_token = replay_token_loss(logps, old, behaviour, advantages, trainer.epsilon_low, trainer.epsilon_high, cap)
     reference = aggregate(trainer, per_token, mask, inputs["num_items_in_batch"])
     reference_grads = gradients(trainer.model, reference)
 
@@ -292,9 +290,7 @@ class TrlOutputSpy:
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         if self.model.training:
-            self.trl_outputs.append(
-                {"advantages": output["advantages"].clone(), "rewards": self._replay_rewards}
-            )
+            self.trl_outputs.append({"advantages": output["advantages"].clone(), "rewards": self._replay_rewards})
         return output
 
     def _compute_loss(self, model, inputs):
@@ -360,8 +356,7 @@ def test_replay_generates_for_delta_of_the_sampler_batch_once_warm(tmp_path):
             assert call["rows"] == fresh_target * GROUP
         # The custom sampler decides the fresh prompts: the first ones of its batch for this step.
         sampler_batch = [
-            dataset[len(dataset) - 1 - (round_.step * BATCH_PROMPTS + i)]["prompt"]
-            for i in range(BATCH_PROMPTS)
+            dataset[len(dataset) - 1 - (round_.step * BATCH_PROMPTS + i)]["prompt"] for i in range(BATCH_PROMPTS)
         ]
         expected = [prompt for prompt in sampler_batch[: round_.fresh_prompts] for _ in range(GROUP)]
         assert call["prompts"] == expected

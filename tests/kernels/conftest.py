@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from gaincurate.kernels.launch import interpret_requested
 
 

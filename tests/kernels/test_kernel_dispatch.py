@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
 from gaincurate.kernels.launch import MAX_BATCH, MAX_DIM, check_shape, launch_config, next_power_of_two
 from gaincurate.kernels.testing import random_segment_inputs

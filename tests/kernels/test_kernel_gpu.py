@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 import torch
+
 from gaincurate.kernels import resolve_backend, segment_unit_sums
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
 from gaincurate.kernels.testing import agreement_with_reference, random_segment_inputs

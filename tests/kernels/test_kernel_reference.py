@@ -10,6 +10,7 @@ import zlib
 import pytest
 import torch
 import torch.nn.functional as F
+
 from gaincurate.kernels import segment_unit_sums, torch_impl
 from gaincurate.kernels.reference import (
     cosine_means_from_sums,

@@ -15,6 +15,7 @@ import zlib
 
 import pytest
 import torch
+
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
 from gaincurate.kernels.launch import MAX_DIM, LaunchConfig, launch_config
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
