@@ -37,7 +37,7 @@ def fake_rescore(monkeypatch) -> list[list[int]]:
 
     calls: list[list[int]] = []
 
-    def rescore(scores_dir, ids, *, checkpoint=None, model=None, tokenizer=None, progress=None):
+    def rescore(scores_dir, ids, *, checkpoint=None, model=None, tokenizer=None, progress=None, nproc=1):
         assert checkpoint is not None and Path(checkpoint).is_dir()
         calls.append([int(i) for i in ids])
         return 3.0 - np.asarray(ids, dtype=np.float64) / 100

@@ -1,0 +1,123 @@
+"""Train one GAIN-RL epoch with TRL's GRPOTrainer: the trainer command for `gaincurate schedule run`.
+
+    gaincurate schedule init --scores scores/ --run run/ --subset-size 64 --rescore subset
+    gaincurate schedule run --run run/ --epochs 10 --trainer-cmd \\
+        'python docs/examples/trl_epoch.py --model MODEL --data {epoch_data} --checkpoint {checkpoint} \\
+         --output-dir {output_dir} --feedback-file {feedback_file} --epoch {epoch} --total-epochs 10'
+
+Each call reads the epoch file (rows in rank order), resumes the trainer from the checkpoint that ended the
+previous epoch, trains exactly one epoch with `shuffle_dataset=False`, saves a checkpoint at its end, and
+appends one `{"gc_id", "reward"}` line per rollout to the feedback file. Epoch files all have the same row
+count, so resuming skips no rows (the Trainer counts epochs by steps).
+
+`--total-epochs` keeps the learning-rate schedule of one long run: the trainer is told the whole length and
+stops after the epoch. Without it the trainer's length is epoch + 1, so a decaying schedule restarts its
+horizon every epoch.
+
+Runs on CPU with a tiny model (tests/helpers.py's `save_tiny_model`), or on a GPU when there is one.
+The reward is 1 when the completion contains the answer column's value; `--reward parity` gives a random
+model varied rewards (for smoke tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Base model folder or Hub id (epoch 0 starts from it).")
+    parser.add_argument("--data", required=True, help="{epoch_data}: this epoch's parquet file.")
+    parser.add_argument("--checkpoint", default="", help="{checkpoint}: newest complete checkpoint, or ''.")
+    parser.add_argument("--output-dir", required=True, help="{output_dir}: where checkpoints go.")
+    parser.add_argument("--feedback-file", required=True, help="{feedback_file}: rollout feedback (JSON lines).")
+    parser.add_argument("--epoch", type=int, required=True, help="{epoch}: the epoch number, from 0.")
+    parser.add_argument("--total-epochs", type=int, default=None, help="Length of the whole run, for the LR schedule.")
+    parser.add_argument("--num-generations", type=int, default=2, help="Rollouts per prompt (at least 2).")
+    parser.add_argument("--prompts-per-step", type=int, default=2, help="Prompts per optimizer step.")
+    parser.add_argument("--max-completion-length", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--reward", choices=("answer", "parity"), default="answer")
+    parser.add_argument("--answer-column", default="answer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch.")
+    args = parser.parse_args(argv)
+    # Checked before the heavy imports, so a wrong command fails in a second.
+    if args.num_generations < 2:
+        parser.error(f"--num-generations must be at least 2 (GRPO compares rollouts); got {args.num_generations}")
+    if args.epoch < 0 or (args.total_epochs is not None and args.total_epochs <= args.epoch):
+        parser.error(f"--epoch {args.epoch} must lie in [0, --total-epochs {args.total_epochs})")
+    return args
+
+
+def answer_reward(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the completion contains the reference answer, else 0.0."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [float(str(a).strip() != "" and str(a).strip() in text) for text, a in zip(texts, answer, strict=True)]
+
+
+def parity_reward(completion_ids, **kwargs) -> list[float]:
+    """1.0 when the completion's token ids sum to an odd number: varied rewards from a random model."""
+    return [float(sum(ids) % 2) for ids in completion_ids]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
+
+    class StopAfterOneEpoch(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_training_stop = True  # the epoch's checkpoint is still written
+
+    dataset = epoch_dataset(args.data)
+    resume = resume_checkpoint(args.checkpoint, args.epoch)
+    reward = answer_reward if args.reward == "answer" else parity_reward
+    if args.reward == "answer" and args.answer_column != "answer":
+        reward = _renamed(answer_reward, args.answer_column)
+    cuda = torch.cuda.is_available()
+    config = GRPOConfig(
+        output_dir=args.output_dir,
+        num_train_epochs=args.total_epochs or args.epoch + 1,
+        shuffle_dataset=False,  # keep the epoch file's rank order
+        save_strategy="epoch",
+        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        num_generations=args.num_generations,
+        max_completion_length=args.max_completion_length,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        use_cpu=not cuda,
+        bf16=cuda,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(args.model),
+        args=config,
+        train_dataset=dataset,
+        reward_funcs=[record_rewards(reward, path=args.feedback_file)],
+        processing_class=AutoTokenizer.from_pretrained(args.model),
+        callbacks=[StopAfterOneEpoch()],
+    )
+    print(f"epoch {args.epoch}: {len(dataset)} prompts, resuming from {resume or args.model}", file=sys.stderr)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return 0
+
+
+def _renamed(reward, column: str):
+    def answer_in_column(completions, **kwargs):
+        return reward(completions, kwargs[column])
+
+    answer_in_column.__name__ = reward.__name__
+    return answer_in_column
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,482 @@
+"""GAIN-RL curricula for TRL's GRPOTrainer: in process (a sampler plus a callback), or one epoch per process.
+
+In process, five lines added to a GRPOTrainer script make every epoch train on the scheduler's subset:
+
+    curriculum = GainCurriculum(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
+    trainer = GRPOTrainer(model=..., args=GRPOConfig(..., save_strategy="epoch"),
+                          train_dataset=curriculum.train_dataset(),
+                          reward_funcs=curriculum.wrap_rewards([accuracy_reward, format_reward]),
+                          callbacks=[curriculum.callback])
+    curriculum.attach(trainer)
+    trainer.train()
+
+How it works (trl 1.x, transformers 5.x):
+
+* `attach` replaces `_get_train_sampler` on that trainer instance. The sampler keeps TRL's RepeatSampler
+  structure (each prompt `num_generations` times in a row, grouped into generation batches, each batch
+  repeated `num_iterations * steps_per_generation` times) over the epoch's subset instead of a random
+  permutation of the whole set. The subset has the same size every epoch, so the epoch length is fixed.
+* The wrapped reward function records each rollout's reward with its `gc_id` (TRL passes every dataset
+  column to reward functions). Evaluation rollouts are not recorded.
+* At `on_epoch_end` the callback re-scores the prompts the config asks for with the live model (when
+  `rescore` is not "none"), feeds accuracy and angle to the scheduler and draws the next epoch. That is
+  before the Trainer writes the epoch's checkpoint, so `trainer_state.json` carries the stepped curriculum
+  (the callback is an `ExportableState`) and `resume_from_checkpoint` continues it exactly. The live model
+  at `on_epoch_end` holds the same weights the checkpoint saves.
+
+Out of process (`gaincurate schedule run --trainer-cmd ...`), one epoch per command: read the epoch file with
+`epoch_dataset`, train with `shuffle_dataset=False` from `resume_checkpoint(...)`, and write feedback with
+`record_rewards(func, path=feedback_file)`. `docs/examples/trl_epoch.py` is a complete script.
+
+trl is an optional dependency: this module imports it only where it is used.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from gaincurate.errors import ConfigError
+from gaincurate.integrations.command import CurriculumDriver, FeedbackFile
+from gaincurate.schedule.config import ScheduleConfig
+
+logger = logging.getLogger(__name__)
+
+# Live curricula, so that a callback the Trainer rebuilds from a checkpoint
+# (`restore_callback_states_from_checkpoint=True`) can find the curriculum attached to its trainer.
+_LIVE: weakref.WeakValueDictionary[str, GainCurriculum] = weakref.WeakValueDictionary()
+
+
+class GainCurriculum:
+    """A GAIN-RL (or uniform, length, ...) curriculum driving one GRPOTrainer in process.
+
+    `scores_dir` is a `gaincurate score` output; `config` the schedule (`ScheduleConfig`); `run_dir`, optional,
+    keeps the schedule on disk in the layout of `gaincurate schedule` (history.jsonl, epoch files, feedback),
+    and an existing one is continued. `shuffle=True` shuffles each epoch's subset (seeded by the schedule's
+    seed and the epoch) instead of training it in rank order.
+    """
+
+    def __init__(
+        self,
+        scores_dir: str | Path | None = None,
+        config: ScheduleConfig | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        shuffle: bool = False,
+    ) -> None:
+        # Only the main process writes the run directory; the others follow its state.
+        self.driver = CurriculumDriver(scores_dir, config, run_dir=run_dir, write=_is_main_process())
+        self.shuffle = shuffle
+        self.trainer: Any = None
+        self._key = f"{id(self):x}"
+        _LIVE[self._key] = self
+        self.callback = GainCurriculumCallback(key=self._key, curriculum=self)
+
+    @property
+    def config(self) -> ScheduleConfig:
+        return self.driver.config
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per epoch this curriculum finished: subset, accuracy, ang, delta, mu, ..."""
+        return self.driver.history
+
+    def train_dataset(self):
+        """Every scored prompt as a `datasets.Dataset` in TRL's conversational format, in gc_id order.
+
+        Columns: `prompt` (chat messages built as for scoring), the input columns, and `gc_id`.
+        """
+        import datasets
+
+        from gaincurate.schedule.epochs import epoch_table
+
+        scores = self.driver.scores
+        table = epoch_table(scores, scores.prompts.gc_ids, data_format="trl", metadata={})
+        return datasets.Dataset(table.replace_schema_metadata(None))
+
+    def wrap_rewards(self, reward_funcs: Any, *, feedback: int = 0) -> list[Any]:
+        """The reward functions, with `reward_funcs[feedback]` also recording each rollout as feedback.
+
+        The recorded function must say whether an answer is right: 0 for wrong, `config.reward_max` for right
+        (values in between count proportionally). The others are returned unchanged.
+        """
+        funcs = list(reward_funcs) if isinstance(reward_funcs, list | tuple) else [reward_funcs]
+        if not -len(funcs) <= feedback < len(funcs):
+            raise ConfigError(f"feedback={feedback} is not an index into the {len(funcs)} reward function(s)")
+        if isinstance(funcs[feedback], torch.nn.Module | str):
+            raise ConfigError(
+                "the feedback reward must be a Python function (a reward model cannot be recorded); "
+                "pass feedback=INDEX of your correctness function"
+            )
+        funcs[feedback] = record_rewards(funcs[feedback], sink=self._record, when=self._recording)
+        return funcs
+
+    def attach(self, trainer: Any) -> Any:
+        """Make `trainer` draw each epoch's prompts from this curriculum; returns the trainer."""
+        args = trainer.args
+        if getattr(args, "remove_unused_columns", False):
+            raise ConfigError(
+                "GRPOConfig(remove_unused_columns=True) drops the gc_id column that feedback needs; set it to False"
+            )
+        dataset = trainer.train_dataset
+        if dataset is None or not hasattr(dataset, "__getitem__") or "gc_id" not in (dataset.column_names or []):
+            raise ConfigError(
+                "the trainer's train_dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()"
+            )
+        if not any(getattr(f, "sink", None) == self._record for f in trainer.reward_funcs):
+            raise ConfigError(
+                "no reward function records feedback for this curriculum; "
+                "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"
+            )
+        prompts_per_batch = args.generation_batch_size // trainer.num_generations
+        subset = self.driver.params.subset_size
+        if subset % prompts_per_batch:
+            low = subset - subset % prompts_per_batch
+            raise ConfigError(
+                f"subset_size {subset} is not a multiple of the {prompts_per_batch} prompts per generation batch "
+                f"(generation_batch_size / num_generations); TRL would drop {subset % prompts_per_batch} prompts "
+                f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}"
+            )
+        if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
+            trainer.add_callback(self.callback)
+        self.trainer = trainer
+        curriculum = self
+
+        def _get_train_sampler(dataset=None):
+            return curriculum.sampler(dataset if dataset is not None else trainer.train_dataset)
+
+        trainer._get_train_sampler = _get_train_sampler
+        return trainer
+
+    def sampler(self, dataset: Any) -> CurriculumSampler:
+        """The epoch sampler over `dataset` (its gc_id column), shaped like the attached trainer's RepeatSampler."""
+        trainer = self.trainer
+        if trainer is None:
+            raise ConfigError("call curriculum.attach(trainer) before training")
+        args = trainer.args
+        return CurriculumSampler(
+            self,
+            _rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids),
+            mini_repeat_count=trainer.num_generations,
+            batch_size=args.generation_batch_size // trainer.num_generations,
+            repeat_count=trainer.num_iterations * args.steps_per_generation,
+        )
+
+    # -- what the callback and the reward wrapper call ------------------------------------------------
+
+    def _recording(self) -> bool:
+        """Rollouts count as feedback only while training (TRL also scores evaluation rollouts)."""
+        trainer = self.trainer
+        return trainer is None or bool(trainer.model.training)
+
+    def _record(self, gc_ids: Sequence[Any], rewards: Sequence[Any]) -> None:
+        self.driver.record(gc_ids, rewards)
+
+    def _end_epoch(self) -> dict[str, Any] | None:
+        """Step the scheduler with the epoch's rollouts (from every process) and the live model's scores."""
+        trainer = self.trainer
+        if trainer is None:
+            raise ConfigError("call curriculum.attach(trainer) before training")
+        accelerator = trainer.accelerator
+        multi = accelerator.num_processes > 1
+        if multi:
+            from accelerate.utils import broadcast_object_list, gather_object
+
+            self.driver.replace_records(gather_object(self.driver.state_dict()["records"]))
+        record = None
+        if not multi or accelerator.is_main_process:
+            tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+            record = self.driver.step(rescored=self.driver.rescore(model=trainer.model, tokenizer=tokenizer))
+        if multi:
+            shared = broadcast_object_list([self.driver.state_dict() if accelerator.is_main_process else None])
+            if not accelerator.is_main_process:
+                self.driver.load_state_dict(shared[0])
+        if record is not None:
+            trainer.log(
+                {
+                    "curriculum/accuracy": record["accuracy"],
+                    "curriculum/ang": record["ang"] if record["ang"] is not None else math.nan,
+                    "curriculum/delta": record["delta"],
+                    "curriculum/mu": record["mu_next"],
+                }
+            )
+        return record
+
+    def _begin_training(self, state: Any) -> None:
+        """Restore the curriculum a resumed trainer's checkpoint carries, and finish an epoch it left open."""
+        if state.global_step > 0:
+            stored = (state.stateful_callbacks or {}).get(GainCurriculumCallback.__name__)
+            if isinstance(stored, list):
+                stored = stored[0]
+            saved = (stored or {}).get("attributes", {}).get(GainCurriculumCallback.STATE_KEY)
+            if saved is None:
+                logger.warning("the checkpoint carries no gaincurate curriculum; continuing from %s", self._where())
+            else:
+                self.driver.load_state_dict(saved)
+                accelerator = getattr(self.trainer, "accelerator", None)
+                if accelerator is not None and not accelerator.is_main_process:
+                    # The checkpoint holds the main process's rollouts only; at the epoch's end every process's
+                    # are gathered, so the others must not bring a second copy of them.
+                    self.driver.replace_records([])
+        # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
+        trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        if self.driver.epoch == trainer_epoch - 1 and self.driver.records:
+            self._end_epoch()
+
+    def _where(self) -> str:
+        run_dir = self.driver.run_dir
+        return f"{run_dir} (epoch {self.driver.epoch})" if run_dir else f"epoch {self.driver.epoch}"
+
+
+class GainCurriculumCallback(TrainerCallback, ExportableState):
+    """Steps its `GainCurriculum` at each epoch's end; its state rides in every checkpoint's trainer_state.json."""
+
+    STATE_KEY = "gaincurate_state"
+
+    def __init__(self, key: str | None = None, curriculum: GainCurriculum | None = None) -> None:
+        self.key = key
+        self._curriculum = curriculum
+
+    @property
+    def curriculum(self) -> GainCurriculum:
+        if self._curriculum is None:
+            raise ConfigError("this callback has no GainCurriculum; pass callbacks=[curriculum.callback]")
+        return self._curriculum
+
+    def _bind(self, model: Any) -> GainCurriculum:
+        # With restore_callback_states_from_checkpoint=True the Trainer replaces this callback by a copy built
+        # from `args`; the copy finds its curriculum as the one attached to the trainer of `model`.
+        if self._curriculum is None:
+            attached = [c for c in list(_LIVE.values()) if c.trainer is not None and c.trainer.model is model]
+            self._curriculum = attached[0] if len(attached) == 1 else _LIVE.get(self.key or "")
+        return self.curriculum
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"key": self.key}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._bind(model)._begin_training(state)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self._bind(model)._end_epoch()
+
+
+class CurriculumSampler(Sampler[int]):
+    """Dataset row indices for the curriculum's current epoch, with TRL's RepeatSampler structure.
+
+    Built once per `train()`; each `__iter__` (one per epoch) reads the epoch the scheduler holds then.
+    """
+
+    def __init__(
+        self,
+        curriculum: GainCurriculum,
+        row_of: dict[int, int],
+        *,
+        mini_repeat_count: int,
+        batch_size: int,
+        repeat_count: int,
+    ) -> None:
+        self.curriculum = curriculum
+        self.row_of = row_of
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.trainer_epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The Trainer announces its epoch (through accelerate) before iterating; used as a consistency check."""
+        self.trainer_epoch = int(epoch)
+
+    def epoch_rows(self) -> list[int]:
+        """The current epoch's dataset rows, in training order (rank order, or seeded shuffle)."""
+        driver = self.curriculum.driver
+        plan = driver.plan
+        if self.trainer_epoch is not None and self.trainer_epoch != plan.epoch:
+            raise ConfigError(
+                f"the trainer is at epoch {self.trainer_epoch} but the curriculum at epoch {plan.epoch}; resume the "
+                "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
+                "from a new run_dir"
+            )
+        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
+        if self.curriculum.shuffle:
+            order = np.random.default_rng([driver.params.seed, plan.epoch, 1]).permutation(len(rows))
+            rows = [rows[i] for i in order]
+        return rows
+
+    def __iter__(self) -> Iterator[int]:
+        from trl.trainer.utils import RepeatSampler
+
+        rows = self.epoch_rows()
+        structure = RepeatSampler(
+            rows,
+            mini_repeat_count=self.mini_repeat_count,
+            batch_size=self.batch_size,
+            repeat_count=self.repeat_count,
+            shuffle=False,
+        )
+        return (rows[index] for index in structure)
+
+    def __len__(self) -> int:
+        subset = self.curriculum.driver.params.subset_size
+        return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+
+# -- reward recording -----------------------------------------------------------------------------------
+
+
+class RecordingReward:
+    """A TRL reward function that also hands each rollout's `(gc_id, reward)` to `sink`.
+
+    TRL sees the wrapped function's name (for its logs) and calls it exactly as before.
+    """
+
+    def __init__(self, reward_func: Callable, sink: Callable, when: Callable[[], bool] | None = None) -> None:
+        self.reward_func = reward_func
+        self.sink = sink
+        self.when = when
+        self.__name__ = getattr(reward_func, "__name__", type(reward_func).__name__)
+        functools.update_wrapper(self, reward_func, assigned=("__module__", "__qualname__", "__doc__"), updated=())
+
+    def _keep(self, rewards: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        if self.when is not None and not self.when():
+            return
+        gc_ids = kwargs.get("gc_id")
+        if gc_ids is None:
+            raise ConfigError(
+                "the reward function got no gc_id column; train on a gaincurate dataset "
+                "(curriculum.train_dataset() or an epoch file) with GRPOConfig(remove_unused_columns=False)"
+            )
+        self.sink(list(gc_ids), list(rewards))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        rewards = self.reward_func(*args, **kwargs)
+        self._keep(rewards, kwargs)
+        return rewards
+
+
+class AsyncRecordingReward(RecordingReward):
+    """`RecordingReward` for an async reward function (TRL awaits those concurrently)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        rewards = await self.reward_func(*args, **kwargs)
+        self._keep(rewards, kwargs)
+        return rewards
+
+
+def record_rewards(
+    reward_func: Callable,
+    *,
+    path: str | Path | None = None,
+    sink: Callable[[Sequence[Any], Sequence[Any]], None] | None = None,
+    when: Callable[[], bool] | None = None,
+) -> RecordingReward:
+    """Wrap a TRL reward function so every rollout's reward is also recorded as gaincurate feedback.
+
+    `path`: append JSON lines to this file (out of process; default `$GAINCURATE_FEEDBACK_FILE`, which
+    `gaincurate schedule run` sets). `sink(gc_ids, rewards)`: call this instead (in process). `when()`:
+    record only while it returns True.
+    """
+    if sink is None:
+        path = path or os.environ.get("GAINCURATE_FEEDBACK_FILE")
+        if not path:
+            raise ConfigError("record_rewards needs path= (or $GAINCURATE_FEEDBACK_FILE, set by `schedule run`)")
+        sink = FeedbackFile(path)
+    # TRL's own test (trl.trainer.utils.is_async_callable), without importing trl here.
+    target = reward_func.func if isinstance(reward_func, functools.partial) else reward_func
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
+    return (AsyncRecordingReward if is_async else RecordingReward)(reward_func, sink, when)
+
+
+# -- out of process: one epoch per command ----------------------------------------------------------------
+
+
+def epoch_dataset(path: str | Path):
+    """An epoch file (`RUN/epoch-NNNN.parquet`) as a `datasets.Dataset`, rows in the file's (rank) order."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    return datasets.Dataset(pq.read_table(path).replace_schema_metadata(None))
+
+
+def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
+    """The TRL checkpoint to resume epoch `epoch` from: the one written at the end of epoch `epoch - 1`.
+
+    `checkpoint` is what `schedule run` passes as {checkpoint}: the newest complete checkpoint in the output
+    directory, or '' / a base model folder before the first. When the newest is already past this epoch (the
+    scheduler died after the trainer finished the epoch but before it noted so, and now retries it), the
+    checkpoint that ended epoch `epoch - 1` is taken from the same directory; None means start from the model.
+    """
+    from gaincurate.schedule.checkpoints import TRL_PATTERN, find_checkpoint
+
+    if not checkpoint or not TRL_PATTERN.match(Path(checkpoint).name):
+        if epoch > 0:
+            raise ConfigError(
+                f"epoch {epoch} needs the checkpoint that ended epoch {epoch - 1}, got {checkpoint!r}; "
+                "save at every epoch's end (save_strategy='epoch')"
+            )
+        return None
+    checkpoint = Path(checkpoint)
+    ends = _checkpoint_epoch(checkpoint)
+    if ends == epoch:
+        return checkpoint
+    if ends is not None and ends < epoch:
+        raise ConfigError(
+            f"{checkpoint} ends epoch {ends - 1}, but epoch {epoch} needs the one that ended epoch {epoch - 1}; "
+            "save at every epoch's end (save_strategy='epoch') and keep the output directory"
+        )
+    if epoch == 0:
+        return None
+    for sibling in sorted(checkpoint.parent.iterdir()):
+        if TRL_PATTERN.match(sibling.name) and _checkpoint_epoch(sibling) == epoch:
+            found = find_checkpoint(sibling)
+            if found is not None:
+                return found.path
+    raise ConfigError(
+        f"no complete checkpoint in {checkpoint.parent} ends epoch {epoch - 1}; keep every epoch's checkpoint "
+        "(save_total_limit=None) or restart the run"
+    )
+
+
+def _checkpoint_epoch(folder: Path) -> int | None:
+    """How many epochs a checkpoint completed, when it was written at an epoch boundary."""
+    try:
+        completed = float(json.loads((folder / "trainer_state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    nearest = round(completed)
+    return nearest if abs(completed - nearest) < 1e-6 else None
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
+    if "gc_id" not in (getattr(dataset, "column_names", None) or []):
+        raise ConfigError("the training dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()")
+    row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
+    missing = [int(i) for i in expected if int(i) not in row_of]
+    if missing:
+        raise ConfigError(
+            f"the training dataset lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); "
+            "pass train_dataset=curriculum.train_dataset()"
+        )
+    return row_of
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a launched job (torchrun/accelerate set RANK), or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,319 @@
+"""GAIN-RL curricula for verl: a curriculum sampler (verl 0.5-0.7.1) and reward-side feedback (any verl).
+
+verl 0.5-0.7.1 lets a sampler class choose the training rows and see every step's batch. Point it here:
+
+    gaincurate schedule init --scores scores/ --run run/ --format verl --subset-size 256
+    python -m gaincurate.integrations.verl export --scores scores/ --out all_prompts.parquet
+    python -m verl.trainer.main_ppo data.train_files=all_prompts.parquet \\
+        data.sampler.class_path=pkg://gaincurate.integrations.verl data.sampler.class_name=GainCurriculumSampler \\
+        data.dataloader_num_workers=0 +data.gaincurate.run_dir=run/ ...
+
+(verl versions whose `load_extern_type` takes only a file path: `data.sampler.class_path=$(python -c
+"import gaincurate.integrations.verl as m; print(m.__file__)")`.) Each epoch the sampler hands out the
+schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (verl's `index`, which the
+export sets from `extra_info.index`); when an epoch's last row has been handed out and trained, the next
+`__iter__` steps the schedule and draws the next epoch. The run directory stays in the layout of
+`gaincurate schedule`. The sampler's `state_dict()` rides in verl's `data.pt`, so resuming a verl checkpoint
+resumes the curriculum at the same row.
+
+Keys under `data.gaincurate` (add them with `+data.gaincurate.KEY=VALUE`):
+
+    run_dir         a run directory from `gaincurate schedule init` (required)
+    index_key       the batch's gc_id column (default "index")
+    reward_key      the batch tensor of rewards (default "token_level_scores", summed over tokens)
+    checkpoint_dir  verl's trainer.default_local_dir; re-score from its newest checkpoint when the schedule's
+                    --rescore asks (needs actor.checkpoint.save_contents with hf_model)
+    shuffle         shuffle each epoch's subset, seeded by the schedule (default false: rank order)
+
+verl 0.8 and later have no sampler hook: use `gaincurate schedule run` with `--format verl` epoch files,
+`data.shuffle=False`, one epoch per launch, and `recording_score` around the reward function for feedback.
+docs/verl.md has both recipes. verl itself is imported only when it is installed: verl calls `update` only on
+subclasses of its `AbstractCurriculumSampler`, so the sampler derives from it there, and from torch's
+`Sampler` elsewhere (tests, and processes that merely import this module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from gaincurate.errors import ConfigError
+from gaincurate.integrations.command import CurriculumDriver, FeedbackFile
+
+logger = logging.getLogger(__name__)
+
+
+def _curriculum_base() -> type:
+    """verl's AbstractCurriculumSampler where verl is installed (its home moved between versions)."""
+    for module in ("verl.experimental.dataset.sampler", "verl.utils.dataset.sampler"):
+        try:
+            return __import__(module, fromlist=["AbstractCurriculumSampler"]).AbstractCurriculumSampler
+        except (ImportError, AttributeError):
+            continue
+    return Sampler
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerSettings:
+    """The `data.gaincurate` keys of verl's data config."""
+
+    run_dir: str
+    index_key: str = "index"
+    reward_key: str = "token_level_scores"
+    checkpoint_dir: str | None = None
+    shuffle: bool = False
+
+    @classmethod
+    def from_data_config(cls, data_config: Any) -> SamplerSettings:
+        section = _get(data_config, "gaincurate")
+        if section is None or _get(section, "run_dir") is None:
+            raise ConfigError(
+                "the gaincurate sampler needs +data.gaincurate.run_dir=RUN (a run from `gaincurate schedule init`)"
+            )
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: _get(section, key) for key in known}
+        unknown = sorted(set(_keys(section)) - known)
+        if unknown:
+            raise ConfigError(f"unknown data.gaincurate key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{key: value for key, value in values.items() if value is not None})
+
+
+class GainCurriculumSampler(_curriculum_base()):
+    """verl 0.5-0.7.1 curriculum sampler: yields the schedule's rows each epoch, learns from every batch.
+
+    `data_source` is verl's training dataset (the full prompt set from `export`); `data_config` is verl's
+    `data` config, with the `data.gaincurate` keys in this module's docstring.
+    """
+
+    def __init__(self, data_source: Any, data_config: Any) -> None:
+        self.settings = SamplerSettings.from_data_config(data_config)
+        self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
+        self.row_of = _rows_by_gc_id(data_source, self.settings.index_key)
+        missing = [int(g) for g in self.driver.scores.prompts.gc_ids if int(g) not in self.row_of]
+        if missing:
+            raise ConfigError(
+                f"data.train_files lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); train on "
+                "`python -m gaincurate.integrations.verl export --scores SCORES --out FILE.parquet`"
+            )
+        batch = _get(data_config, "train_batch_size")
+        subset = self.driver.params.subset_size
+        if batch and subset % int(batch):
+            raise ConfigError(
+                f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "
+                f"{subset % int(batch)} prompts each epoch. Re-init the run with a multiple of {batch}"
+            )
+        self._yielded = 0  # rows of the current epoch handed out so far
+        self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
+
+    def __len__(self) -> int:
+        return self.driver.params.subset_size
+
+    def __iter__(self) -> Iterator[int]:
+        # A generator: nothing happens until the first row is asked for, so the throwaway iterators that
+        # torchdata creates while restoring a checkpoint change nothing.
+        if self._resume_at is not None:
+            self._yielded, self._resume_at = self._resume_at, None
+        else:
+            self._yielded = self._yielded if self._yielded >= len(self) else 0
+        if self._yielded >= len(self):
+            self._end_epoch()
+            self._yielded = 0
+        rows = self.epoch_rows()
+        while self._yielded < len(rows):
+            row = rows[self._yielded]
+            self._yielded += 1
+            yield row
+
+    def epoch_rows(self) -> list[int]:
+        """The current epoch's dataset rows in training order."""
+        plan = self.driver.plan
+        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
+        if self.settings.shuffle:
+            order = np.random.default_rng([self.driver.params.seed, plan.epoch, 1]).permutation(len(rows))
+            rows = [rows[i] for i in order]
+        return rows
+
+    def update(self, batch: Any) -> None:
+        """Record the step's rollouts: one reward per row, under the row's gc_id."""
+        gc_ids, rewards = batch_rollouts(batch, self.settings.index_key, self.settings.reward_key)
+        self.driver.record(gc_ids, rewards)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"curriculum": self.driver.state_dict(), "yielded": self._yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.driver.load_state_dict(state["curriculum"])
+        self._resume_at = int(state["yielded"])
+
+    def _end_epoch(self) -> None:
+        rescored, checkpoint = None, None
+        if self.driver.scheduler.rescore_due() and self.settings.checkpoint_dir:
+            from gaincurate.schedule.checkpoints import find_checkpoint
+
+            found = find_checkpoint(Path(self.settings.checkpoint_dir))
+            if found is not None and found.model_path is not None:
+                checkpoint = str(found.path)
+                rescored = self.driver.rescore(checkpoint=found.model_path)
+            else:
+                logger.warning(
+                    "no checkpoint with full weights in %s; epoch %d's angle comes from the stored scores "
+                    "(save actor.checkpoint.save_contents with hf_model)",
+                    self.settings.checkpoint_dir,
+                    self.driver.epoch,
+                )
+        record = self.driver.step(rescored=rescored, checkpoint=checkpoint)
+        logger.info(
+            "gaincurate: epoch %d accuracy %.3f, mu %.1f -> %.1f",
+            record["epoch"],
+            record["accuracy"],
+            record["mu"],
+            record["mu_next"],
+        )
+
+
+def batch_rollouts(batch: Any, index_key: str = "index", reward_key: str = "token_level_scores"):
+    """(gc_ids, rewards) of a verl batch: a DataProto, or a plain mapping holding both keys.
+
+    Token-level rewards ([rows, tokens], nonzero at the last response token) are summed to one per row.
+    """
+    tensors = getattr(batch, "batch", None)
+    others = getattr(batch, "non_tensor_batch", None)
+    if tensors is None and others is None and isinstance(batch, Mapping):
+        tensors = others = batch
+    ids = _first(_lookup(others, index_key), _lookup(tensors, index_key))
+    scores = _first(_lookup(tensors, reward_key), _lookup(others, reward_key))
+    if ids is None or scores is None:
+        raise ConfigError(
+            f"the verl batch has no {index_key!r} (gc_id) or no {reward_key!r} (reward); set "
+            "+data.gaincurate.index_key / reward_key to the batch's keys"
+        )
+    scores = scores.detach().float().cpu().numpy() if hasattr(scores, "detach") else np.asarray(scores, dtype=float)
+    if scores.ndim == 2:
+        scores = scores.sum(axis=1)
+    ids = ids.detach().cpu().numpy() if hasattr(ids, "detach") else np.asarray(ids)
+    return [int(i) for i in ids.reshape(-1)], [float(r) for r in scores.reshape(-1)]
+
+
+# -- verl 0.8 and later: feedback from the reward function ---------------------------------------------
+
+
+def recording_score(compute_score: Callable, path: str | Path | None = None) -> Callable:
+    """Wrap a verl reward function so each scored rollout also writes a feedback line.
+
+    verl calls `compute_score(data_source, solution_str, ground_truth, extra_info, ...)`; the line is
+    `{"gc_id": extra_info["index"], "reward": score}`, appended to `path` or `$GAINCURATE_FEEDBACK_FILE`
+    (set by `gaincurate schedule run`). Rows whose extra_info has no index, or a `split` other than
+    "train" (verl's validation sets carry split "test"), are not recorded.
+    """
+
+    def sink_path() -> str | None:
+        return str(path) if path else os.environ.get("GAINCURATE_FEEDBACK_FILE")
+
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        result = compute_score(*args, **kwargs)
+        extra_info = kwargs.get("extra_info", args[3] if len(args) > 3 else None)
+        target = sink_path()
+        training = isinstance(extra_info, Mapping) and extra_info.get("split", "train") == "train"
+        if target and training and extra_info.get("index") is not None:
+            value = result.get("score") if isinstance(result, Mapping) else result
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                FeedbackFile(target)([int(extra_info["index"])], [float(value)])
+        return result
+
+    scored.__name__ = getattr(compute_score, "__name__", "compute_score")
+    scored.__doc__ = compute_score.__doc__
+    return scored
+
+
+# -- the full prompt set for the sampler ---------------------------------------------------------------
+
+
+def export_prompts(scores_dir: str | Path, out: str | Path) -> Path:
+    """Write every scored prompt in verl's format (gc_id order) to a parquet file for data.train_files."""
+    from gaincurate.schedule.epochs import check_format, epoch_table, write_epoch
+    from gaincurate.schedule.inputs import load_scores
+
+    scores = load_scores(Path(scores_dir))
+    check_format(scores, "verl")
+    table = epoch_table(scores, scores.prompts.gc_ids, data_format="verl", metadata={"epoch": None})
+    write_epoch(Path(out), table)
+    return Path(out)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
+    """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe)."""
+    frame = getattr(data_source, "dataframe", data_source)
+    columns = getattr(frame, "column_names", None) or []
+    if "gc_id" in columns:
+        ids = list(frame["gc_id"])
+    elif "extra_info" in columns:
+        ids = [(info or {}).get("index") for info in frame["extra_info"]]
+    else:
+        # Slow path: verl's __getitem__ tokenizes each row, but it exposes extra_info.index as `index`.
+        logger.warning("the dataset has no gc_id/extra_info column; reading %d rows one by one", len(data_source))
+        ids = [data_source[row].get(index_key) for row in range(len(data_source))]
+    if any(gc_id is None for gc_id in ids):
+        raise ConfigError(
+            "some training rows carry no gc_id (extra_info.index); train on "
+            "`python -m gaincurate.integrations.verl export --scores SCORES --out FILE.parquet`"
+        )
+    return {int(gc_id): row for row, gc_id in enumerate(ids)}
+
+
+def _get(config: Any, key: str) -> Any:
+    if config is None:
+        return None
+    if isinstance(config, Mapping) or hasattr(config, "get"):
+        return config.get(key)
+    return getattr(config, key, None)
+
+
+def _keys(config: Any) -> list[str]:
+    return list(config.keys()) if hasattr(config, "keys") else []
+
+
+def _lookup(container: Any, key: str) -> Any:
+    if container is None:
+        return None
+    try:
+        return container[key]
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gaincurate.integrations.verl export --scores DIR --out FILE.parquet`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gaincurate.integrations.verl")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="every scored prompt in verl's format, for data.train_files")
+    export.add_argument("--scores", required=True, help="scores directory from `gaincurate score`")
+    export.add_argument("--out", required=True, help="parquet file to write")
+    args = parser.parse_args(argv)
+    try:
+        path = export_prompts(args.scores, args.out)
+    except ConfigError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

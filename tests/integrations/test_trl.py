@@ -1,0 +1,376 @@
+"""The TRL integration: sampler structure, reward recording, resume logic, and real GRPOTrainer runs on CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from trl.trainer.utils import RepeatSampler  # noqa: E402
+from trl_helpers import (  # noqa: E402
+    NUM_GENERATIONS,
+    SCHEDULE,
+    STRATEGIES,
+    SUBSET,
+    expected_mu_next,
+    grpo_settings,
+    parity_reward,
+    score_prompts,
+)
+
+from gaincurate.errors import ConfigError  # noqa: E402
+from gaincurate.integrations.trl import (  # noqa: E402
+    CurriculumSampler,
+    GainCurriculum,
+    record_rewards,
+    resume_checkpoint,
+)
+from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
+from gaincurate.schedule.inputs import load_scores  # noqa: E402
+from gaincurate.schedule.run import read_history  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def scores(tiny_llama, tmp_path_factory) -> Path:
+    return score_prompts(tiny_llama, tmp_path_factory.mktemp("trl-scores") / "scores")
+
+
+# -- the sampler --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 1), (2, 1, 3), (3, 2, 2)], ids=lambda s: "G{}-B{}-R{}".format(*s))
+def test_sampler_has_repeat_sampler_structure_over_the_subset(scores, shape):
+    generations, batch, repeat = shape
+    config = ScheduleConfig(**{**SCHEDULE, "subset_size": 6, "rescore": "none"})
+    curriculum = GainCurriculum(scores, config)
+    dataset = curriculum.train_dataset()
+    # Rows in a shuffled order: the sampler must map gc_ids to rows, not assume row == gc_id.
+    dataset = dataset.select(np.random.default_rng(0).permutation(len(dataset)).tolist())
+    row_of = {int(g): r for r, g in enumerate(dataset["gc_id"])}
+    structure = {"mini_repeat_count": generations, "batch_size": batch, "repeat_count": repeat}
+    sampler = CurriculumSampler(curriculum, row_of, **structure)
+    indices = list(sampler)
+    plan_rows = [row_of[int(g)] for g in curriculum.driver.plan.gc_ids]
+    reference = RepeatSampler(plan_rows, **structure, shuffle=False)
+    assert indices == [plan_rows[i] for i in reference]
+    assert len(indices) == len(sampler) == len(reference)
+    assert {int(dataset[i]["gc_id"]) for i in indices} == set(curriculum.driver.plan.gc_ids.tolist())
+
+
+def test_shuffled_epochs_are_seeded_permutations(scores):
+    config = ScheduleConfig(**{**SCHEDULE, "rescore": "none"})
+    first, second = (GainCurriculum(scores, config, shuffle=True) for _ in range(2))
+    row_of = {i: i for i in range(16)}
+    structure = {"mini_repeat_count": 1, "batch_size": 1, "repeat_count": 1}
+    rows = [CurriculumSampler(c, row_of, **structure).epoch_rows() for c in (first, second)]
+    assert rows[0] == rows[1]
+    assert sorted(rows[0]) == sorted(int(g) for g in first.driver.plan.gc_ids)
+
+
+def test_sampler_refuses_an_epoch_the_curriculum_is_not_at(scores):
+    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    row_of = {i: i for i in range(16)}
+    sampler = CurriculumSampler(curriculum, row_of, mini_repeat_count=2, batch_size=2, repeat_count=1)
+    sampler.set_epoch(1)
+    with pytest.raises(ConfigError, match="trainer is at epoch 1 but the curriculum at epoch 0"):
+        list(sampler)
+
+
+# -- reward recording ---------------------------------------------------------------------------------
+
+
+def test_recorded_rewards_reach_memory_and_file(tmp_path):
+    seen = []
+    wrapped = record_rewards(parity_reward, sink=lambda ids, rewards: seen.append((ids, rewards)))
+    assert wrapped.__name__ == "parity_reward"
+    rewards = wrapped(prompts=["a", "b"], completions=["x", "y"], completion_ids=[[1, 2], [2, 2]], gc_id=[7, 9])
+    assert rewards == [1.0, 0.0] and seen == [([7, 9], [1.0, 0.0])]
+
+    path = tmp_path / "feedback.jsonl"
+
+    def sometimes(completions, gc_id, **kwargs):
+        return [None, 0.5]
+
+    wrapped = record_rewards(sometimes, path=path)
+    wrapped(completions=["x", "y"], gc_id=[3, 4])
+    wrapped(completions=["x", "y"], gc_id=[5, 6])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [{"gc_id": 4, "reward": 0.5}, {"gc_id": 6, "reward": 0.5}]  # None: not applicable, skipped
+
+
+def test_async_reward_stays_async_and_records():
+    seen = []
+
+    async def slow(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    wrapped = record_rewards(slow, sink=lambda ids, rewards: seen.append(ids), when=lambda: True)
+    assert asyncio.iscoroutinefunction(type(wrapped).__call__)
+    assert asyncio.run(wrapped(completions=["a"], gc_id=[2])) == [1.0] and seen == [[2]]
+
+
+def test_evaluation_rewards_are_not_feedback(scores):
+    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    [wrapped] = curriculum.wrap_rewards([parity_reward])
+    curriculum.trainer = SimpleNamespace(model=torch.nn.Linear(1, 1).eval())
+    wrapped(completion_ids=[[1]], gc_id=[0])
+    assert curriculum.driver.records == []
+    curriculum.trainer.model.train()
+    wrapped(completion_ids=[[1]], gc_id=[0])
+    assert curriculum.driver.records == [{"gc_id": 0, "reward": 1.0}]
+
+
+def test_reward_outside_range_is_a_one_line_error(scores):
+    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    [wrapped] = curriculum.wrap_rewards([lambda completions, **kw: [2.0] * len(completions)])
+    with pytest.raises(ConfigError, match=r"reward 2 of gc_id 5 is outside \[0, reward_max=1\]"):
+        wrapped(completions=["a"], gc_id=[5])
+
+
+def test_missing_gc_id_column_says_how_to_fix():
+    wrapped = record_rewards(parity_reward, sink=lambda ids, rewards: None)
+    with pytest.raises(ConfigError, match="remove_unused_columns=False"):
+        wrapped(completion_ids=[[1]])
+
+
+# -- out of process: which checkpoint an epoch resumes from -------------------------------------------
+
+
+def write_checkpoint(output_dir: Path, step: int, epoch: float) -> Path:
+    """A complete TRL checkpoint folder (whole one-tensor safetensors) that ends at `epoch`."""
+    folder = output_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    (folder / "config.json").write_text("{}")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "epoch": epoch}))
+    return folder
+
+
+def test_resume_checkpoint_picks_the_end_of_the_previous_epoch(tmp_path):
+    out = tmp_path / "trainer"
+    first, second = write_checkpoint(out, 2, 1.0), write_checkpoint(out, 4, 2.0)
+    write_checkpoint(out, 3, 1.5)  # a mid-epoch save is never an epoch's start
+    assert resume_checkpoint("", 0) is None
+    assert resume_checkpoint(str(first), 1) == first
+    assert resume_checkpoint(str(second), 2) == second
+    # The newest is already past the epoch (a retried epoch): the previous epoch's end, or the base model.
+    assert resume_checkpoint(str(second), 1) == first
+    assert resume_checkpoint(str(second), 0) is None
+    with pytest.raises(ConfigError, match="needs the one that ended epoch 2"):
+        resume_checkpoint(str(second), 3)
+    with pytest.raises(ConfigError, match="epoch 1 needs the checkpoint that ended epoch 0"):
+        resume_checkpoint("", 1)
+
+
+# -- attach checks ------------------------------------------------------------------------------------
+
+
+def tiny_trainer(curriculum, model_dir, output_dir, reward_funcs=None, **overrides):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    return GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        args=GRPOConfig(**grpo_settings(output_dir, **overrides)),
+        train_dataset=curriculum.train_dataset(),
+        reward_funcs=reward_funcs if reward_funcs is not None else curriculum.wrap_rewards([parity_reward]),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        callbacks=[curriculum.callback],
+    )
+
+
+def test_attach_refuses_what_would_train_the_wrong_prompts(scores, tiny_llama, tmp_path):
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{**SCHEDULE, "subset_size": 5}))
+    trainer = tiny_trainer(curriculum, tiny_llama, tmp_path)
+    with pytest.raises(ConfigError, match="subset_size 5 is not a multiple of the 2 prompts.*subset_size=4 or 6"):
+        curriculum.attach(trainer)
+    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    with pytest.raises(ConfigError, match="curriculum.wrap_rewards"):
+        curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path, reward_funcs=[parity_reward]))
+
+
+# -- real GRPOTrainer runs ----------------------------------------------------------------------------
+
+
+class EpochRewards:
+    """The test's own record of what the reward function saw: (trainer epoch, gc_id, reward) per rollout."""
+
+    def __init__(self) -> None:
+        self.rollouts: list[tuple[int, int, float]] = []
+
+    def __call__(self, completion_ids, gc_id, trainer_state, **kwargs):
+        rewards = parity_reward(completion_ids)
+        epoch = math.floor(trainer_state.epoch + 1e-6)
+        self.rollouts.extend((epoch, int(g), r) for g, r in zip(gc_id, rewards, strict=True))
+        return rewards
+
+    def ids(self, epoch: int) -> Counter:
+        return Counter(g for e, g, _ in self.rollouts if e == epoch)
+
+    def feedback(self, epoch: int) -> list[dict]:
+        return [{"gc_id": g, "reward": r} for e, g, r in self.rollouts if e == epoch]
+
+
+class StopAfter:
+    """A callback that ends training after `epochs` epochs (the checkpoint of the last one is still written)."""
+
+    def __new__(cls, epochs: int):
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_epoch_end(self, args, state, control, **kwargs):
+                if math.floor(state.epoch + 1e-6) >= epochs:
+                    control.should_training_stop = True
+
+        return _Stop()
+
+
+def train_inprocess(
+    scores, model_dir, root: Path, strategy: str, *, stop_after=None, resume=None, run_dir=None, **overrides
+):
+    config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
+    run_dir = run_dir or root / "run"
+    curriculum = GainCurriculum(scores, config, run_dir=run_dir) if not resume else GainCurriculum(run_dir=run_dir)
+    rewards = EpochRewards()
+    rewards.__name__ = "parity"
+    reward_funcs = curriculum.wrap_rewards([rewards])
+    trainer = tiny_trainer(curriculum, model_dir, root / "out", reward_funcs=reward_funcs, **overrides)
+    if stop_after is not None:
+        trainer.add_callback(StopAfter(stop_after))
+    curriculum.attach(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return SimpleNamespace(curriculum=curriculum, rewards=rewards, trainer=trainer, run_dir=run_dir, out=root / "out")
+
+
+@pytest.fixture(scope="module")
+def inprocess(scores, tiny_llama, tmp_path_factory):
+    runs = {}
+
+    def run(strategy: str):
+        if strategy not in runs:
+            runs[strategy] = train_inprocess(scores, tiny_llama, tmp_path_factory.mktemp(strategy), strategy)
+        return runs[strategy]
+
+    return run
+
+
+def epoch_end_checkpoints(out: Path) -> dict[int, Path]:
+    found = {}
+    for folder in out.glob("checkpoint-*"):
+        state = json.loads((folder / "trainer_state.json").read_text())
+        found[round(state["epoch"])] = folder
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, strategy):
+    result = inprocess(strategy)
+    history = read_history(result.run_dir)
+    assert [line["epoch"] for line in history] == [0, 1, 2]
+    assert result.curriculum.history == [{**line} for line in history]
+
+    # What the reward function saw is exactly each epoch's subset, each prompt num_generations times.
+    for line in history:
+        assert result.rewards.ids(line["epoch"]) == {g: NUM_GENERATIONS for g in line["subset_ids"]}
+        assert len(line["subset_ids"]) == SUBSET
+
+    # An independent scheduler fed the test's own rewards and the logged angles draws the same epochs.
+    config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
+    scheduler = Scheduler(config, load_scores(scores).prompts)
+    plans = [scheduler.next_epoch().plan]
+    for line in history:
+        step = scheduler.next_epoch(feedback=result.rewards.feedback(line["epoch"]), ang=line["ang"])
+        assert step.record.mu_next == pytest.approx(line["mu_next"], abs=1e-12)
+        plans.append(step.plan)
+    for line, plan in zip(history, plans, strict=False):
+        assert line["subset_ids"] == plan.gc_ids.tolist()
+    assert result.curriculum.driver.plan.gc_ids.tolist() == plans[3].gc_ids.tolist()  # epoch 3, drawn and waiting
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, strategy):
+    from gaincurate import scoring
+
+    result = inprocess(strategy)
+    params = result.curriculum.driver.params
+    checkpoints = epoch_end_checkpoints(result.out)
+    mu = 0.0
+    for line in read_history(result.run_dir):
+        epoch = line["epoch"]
+        rollouts = result.rewards.feedback(epoch)
+        accuracy = sum(r["reward"] for r in rollouts) / len(rollouts) / params.reward_max
+        assert line["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+        assert line["rollouts"] == SUBSET * NUM_GENERATIONS
+        # ang is the mean score of the subset under the model as it ended the epoch: the weights the
+        # epoch's checkpoint holds.
+        fresh = scoring.rescore(scores, line["subset_ids"], checkpoint=checkpoints[epoch + 1])
+        assert line["ang_source"] == "rescored"
+        assert line["ang"] == pytest.approx(float(np.mean(fresh)), rel=1e-5)
+        delta, mu_next = expected_mu_next(mu, accuracy, line["ang"], params)
+        assert line["mu"] == pytest.approx(mu, abs=1e-9)
+        assert line["delta"] == pytest.approx(delta, abs=1e-9)
+        assert line["mu_next"] == pytest.approx(mu_next, abs=1e-9)
+        mu = mu_next
+        # The checkpoint carries the curriculum already stepped to the next epoch.
+        state = json.loads((checkpoints[epoch + 1] / "trainer_state.json").read_text())
+        saved = state["stateful_callbacks"]["GainCurriculumCallback"]["attributes"]["gaincurate_state"]
+        assert saved["schedule"]["epoch"] == epoch + 1 and saved["records"] == []
+
+
+# "steps": the checkpoint is written at the epoch's last step, before on_epoch_end, so it holds the finished
+# epoch's rollouts unstepped and the resumed trainer steps it first; the Trainer also rebuilds the callback.
+RESUME_CASES = {
+    "epoch-save": {},
+    "step-save": {"save_strategy": "steps", "save_steps": 2, "restore_callback_states_from_checkpoint": True},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tmp_path, case):
+    straight = inprocess("gain")
+    settings = RESUME_CASES[case]
+    first = train_inprocess(scores, tiny_llama, tmp_path, "gain", stop_after=1, **settings)
+    checkpoint = epoch_end_checkpoints(first.out)[1]
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    saved = saved["GainCurriculumCallback"]["attributes"]["gaincurate_state"]
+    assert (saved["schedule"]["epoch"], len(saved["records"])) == ((1, 0) if case == "epoch-save" else (0, 8))
+    # A new process: a new curriculum object over the same run directory, the trainer resumed from epoch 0's end.
+    second = train_inprocess(scores, tiny_llama, tmp_path, "gain", resume=checkpoint, run_dir=first.run_dir, **settings)
+
+    def strip(history):
+        return [{k: v for k, v in line.items() if k not in ("timings", "checkpoint")} for line in history]
+
+    assert strip(read_history(second.run_dir)) == strip(read_history(straight.run_dir))
+    for epoch in (1, 2):
+        assert second.rewards.ids(epoch) == straight.rewards.ids(epoch)
+    for name in ("epoch-0003.parquet", "feedback-0002.jsonl"):
+        assert (second.run_dir / name).read_bytes() == (straight.run_dir / name).read_bytes()
+    from safetensors.torch import load_file
+
+    ours = load_file(epoch_end_checkpoints(second.out)[3] / "model.safetensors")
+    theirs = load_file(epoch_end_checkpoints(straight.out)[3] / "model.safetensors")
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)

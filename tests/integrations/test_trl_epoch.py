@@ -1,0 +1,97 @@
+"""`gaincurate schedule run` driving the real TRL script docs/examples/trl_epoch.py, one epoch per process.
+
+The scheduler is killed with SIGKILL right after the trainer finished epoch 0 (before it could note so),
+and a first attempt fails with a real error of the script; re-running the same command continues, and
+every epoch is trained on its own subset exactly once in the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("trl")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from trl_helpers import EXAMPLE_DIR, NUM_GENERATIONS, PROMPTS_PER_STEP, SCHEDULE, SUBSET, score_prompts  # noqa: E402
+
+
+def gaincurate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "gaincurate", *args], cwd=cwd, env=environment, capture_output=True, text=True
+    )
+
+
+def trainer_command(model: Path, *, generations: int, then: str = "") -> str:
+    script = shlex.quote(str(EXAMPLE_DIR / "trl_epoch.py"))
+    command = (
+        f"{shlex.quote(sys.executable)} {script} --model {shlex.quote(str(model))} --data {{epoch_data}} "
+        f"--checkpoint {{checkpoint}} --output-dir {{output_dir}} --feedback-file {{feedback_file}} "
+        f"--epoch {{epoch}} --total-epochs 2 --reward parity --learning-rate 0.01 "
+        f"--num-generations {generations} --prompts-per-step {PROMPTS_PER_STEP}"
+    )
+    return f"{command}; code=$?; {then} exit $code" if then else command
+
+
+def gc_ids(path: Path) -> list[int]:
+    return pq.read_table(path, columns=["gc_id"]).column("gc_id").to_pylist()
+
+
+@pytest.mark.slow
+def test_schedule_run_with_the_trl_script_survives_failure_and_kill(tiny_llama, tmp_path):
+    scores = score_prompts(tiny_llama, tmp_path / "scores")
+    run = tmp_path / "run"
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in SCHEDULE.items()]
+    init = gaincurate("schedule", "init", "--scores", str(scores), "--run", str(run), *options, cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+
+    # 1. A real failure: the script rejects its arguments. The loop stops with the command's exit code and log tail.
+    failed = gaincurate(
+        "schedule", "run", "--run", str(run), "--epochs", "2",
+        "--trainer-cmd", trainer_command(tiny_llama, generations=1), cwd=tmp_path,
+    )  # fmt: skip
+    assert failed.returncode == 2
+    assert "exit code 2 on epoch 0" in failed.stderr
+    assert "--num-generations must be at least 2" in failed.stderr
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 0 and not state["trained"]
+
+    # 2. Fixed. The scheduler is SIGKILLed as soon as the trainer has finished epoch 0, before it noted so.
+    marker = tmp_path / "killed-once"
+    kill = f"if [ ! -e {shlex.quote(str(marker))} ]; then touch {shlex.quote(str(marker))}; kill -9 $PPID; fi;"
+    command = trainer_command(tiny_llama, generations=NUM_GENERATIONS, then=kill)
+    killed = gaincurate("schedule", "run", "--run", str(run), "--epochs", "2", "--trainer-cmd", command, cwd=tmp_path)
+    assert killed.returncode == -9
+    assert (run / "trainer" / "checkpoint-2").is_dir()
+    assert json.loads((run / "state.json").read_text())["epoch"] == 0
+
+    # 3. The same command again: epoch 0 is retried from the base model (its stale checkpoint is skipped), then 1.
+    resumed = gaincurate("schedule", "run", "--run", str(run), "--epochs", "2", "--trainer-cmd", command, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in history] == [0, 1]
+    for line in history:
+        epoch = line["epoch"]
+        subset = gc_ids(run / f"epoch-{epoch:04d}.parquet")
+        assert line["subset_ids"] == subset and len(subset) == SUBSET
+        # The rollouts the script wrote are exactly this epoch's prompts, num_generations each.
+        rollouts = [json.loads(x) for x in (run / f"feedback-{epoch:04d}.jsonl").read_text().splitlines()]
+        assert Counter(r["gc_id"] for r in rollouts) == {g: NUM_GENERATIONS for g in subset}
+        assert line["accuracy"] == pytest.approx(sum(r["reward"] for r in rollouts) / len(rollouts))
+        assert line["ang_source"] == "rescored" and line["checkpoint"].endswith(f"checkpoint-{2 * (epoch + 1)}")
+    # The trainer's own count: two epochs of two steps each, epoch 1 resumed from the end of epoch 0.
+    steps_per_epoch = SUBSET // PROMPTS_PER_STEP
+    final = json.loads((run / "trainer" / f"checkpoint-{2 * steps_per_epoch}" / "trainer_state.json").read_text())
+    assert final["global_step"] == 2 * steps_per_epoch and final["epoch"] == 2.0
+    assert "resuming from" in (run / "logs" / "epoch-0001.log").read_text()
+    assert f"checkpoint-{steps_per_epoch}" in (run / "logs" / "epoch-0001.log").read_text()

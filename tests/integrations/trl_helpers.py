@@ -1,0 +1,75 @@
+"""Builders shared by the TRL and verl integration tests: a scored prompt set, GRPO settings, the mu formula.
+
+Everything runs offline on CPU: the model is tests/helpers.py's random 3-layer Llama.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from helpers import write_jsonl
+
+from gaincurate.schedule.config import ScheduleParams
+
+N_PROMPTS = 16
+NUM_GENERATIONS = 2
+PROMPTS_PER_STEP = 2  # prompts per generation batch; an epoch of 4 prompts is 2 optimizer steps
+SUBSET = 4
+# Small rank units so that mu visibly moves across a 16-prompt set in three epochs.
+SCHEDULE = {"subset_size": SUBSET, "sigma": 4, "step_size": 3, "adj_max": 6, "seed": 3, "rescore": "subset"}
+# Strategies the in-process end-to-end test runs; a new strategy is one more entry here.
+STRATEGIES = ["gain", "uniform"]
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+def write_prompts(path: Path, n_prompts: int = N_PROMPTS) -> Path:
+    rows = [{"problem": f"What is {i} + {3 * i + 1}?", "answer": str(4 * i + 1)} for i in range(n_prompts)]
+    return write_jsonl(path, rows)
+
+
+def score_prompts(model_dir: Path, out: Path) -> Path:
+    """Score the test prompts with the tiny model: a real scores directory, as `gaincurate score` writes."""
+    from gaincurate.config import ScoreConfig
+    from gaincurate.scoring import score
+
+    prompts = write_prompts(out.parent / f"{out.name}-prompts.jsonl")
+    config = ScoreConfig(
+        dataset=str(prompts), model=str(model_dir), out=str(out), dtype="float32", device="cpu",
+        backend="torch", system_prompt="Solve it.", few_shot=(), quiet=True,
+    )  # fmt: skip
+    score(config)
+    return out
+
+
+def parity_reward(completion_ids, **kwargs) -> list[float]:
+    """1 when the completion's token ids sum to an odd number: varied rewards from a random model."""
+    return [float(sum(ids) % 2) for ids in completion_ids]
+
+
+def grpo_settings(output_dir: Path, **overrides) -> dict:
+    settings = {
+        "output_dir": str(output_dir),
+        "use_cpu": True,
+        "per_device_train_batch_size": PROMPTS_PER_STEP * NUM_GENERATIONS,
+        "num_generations": NUM_GENERATIONS,
+        "max_completion_length": 8,
+        "num_train_epochs": 3,
+        "learning_rate": 1e-2,
+        "save_strategy": "epoch",
+        "logging_steps": 1,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "seed": 0,
+        "bf16": False,
+    }
+    settings.update(overrides)
+    return settings
+
+
+def expected_mu_next(mu: float, accuracy: float, ang: float, params: ScheduleParams) -> tuple[float, float]:
+    """DESIGN section 4, written out again: delta and mu_{t+1} from acc_t and ang_t (raw angle signal)."""
+    n, alpha = params.step_size, params.alpha
+    delta = n * math.tanh(alpha * (accuracy - params.beta)) + n * math.tanh(alpha * ang)
+    delta = min(max(delta, params.adj_min), params.adj_max)
+    return delta, min(max(mu + delta, 0.0), params.n_prompts - 1.0)
