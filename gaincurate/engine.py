@@ -146,6 +146,7 @@ class Scorer:
             segments = torch.from_numpy(self.prefix.segment_ids)[None].to(self.device)
             sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
             self._prefix_state = (cache, sums, counts)
+            self.stats.tokens += len(self.prefix.input_ids)  # the prefix goes through the model once
         return self._prefix_state
 
     def _run_batch(self, prompts: list[EncodedPrompt], offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -82,16 +81,18 @@ def forward_flops_per_token(config, layers: int) -> float:
 
 
 def peak_memory_mb(data: str, rows: int, layer: int) -> float:
-    """Peak RSS of a child process that scores `rows` prompts (Linux reports ru_maxrss in KiB)."""
+    """Peak RSS of a fresh child process that scores `rows` prompts (its own ru_maxrss, in KiB on Linux)."""
     with tempfile.TemporaryDirectory() as out:
-        command = [
-            sys.executable, "-m", "gaincurate", "score", data, "--limit", str(rows), "--out", out,
-            "--quiet", "--layer", str(layer), "--json",
-        ]  # fmt: skip
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run(command, check=True, capture_output=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+        argv = ["gaincurate", "score", data, "--limit", str(rows), "--out", out, "--quiet", "--layer", str(layer)]
+        program = (
+            "import resource, sys\n"
+            "from gaincurate.cli import main\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     ours_seconds = timings["score_seconds"]
 
     rate = matmul_rate(dtype)
-    flops = forward_flops_per_token(model_config, model_config.num_hidden_layers) * tokens
+    per_token = forward_flops_per_token(model_config, model_config.num_hidden_layers)
+    # The floor counts the tokens this run pushed through the model; the shared prefix ran once.
+    computed_tokens = timings["tokens"]
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
@@ -152,8 +155,11 @@ def main(argv: list[str] | None = None) -> None:
         "gaincurate_forward_seconds": timings["forward_seconds"],
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
         "matmul_gflops": rate / 1e9,
-        "floor_seconds": flops / rate,
-        "fraction_of_floor": (flops / rate) / ours_seconds,
+        "tokens_through_model": computed_tokens,
+        "floor_seconds_full_prompts": per_token * tokens / rate,
+        "floor_seconds": per_token * computed_tokens / rate,
+        "fraction_of_floor": (per_token * computed_tokens / rate) / ours_seconds,
+        "naive_floor_seconds": (per_token + 2 * model_config.hidden_size * model_config.vocab_size) * tokens / rate,
         "max_abs_diff_vs_naive": float(np.nanmax(np.abs(naive - ours))),
         "spearman_vs_naive": spearman(naive, ours),
     }
