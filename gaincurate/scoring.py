@@ -149,9 +149,11 @@ def score(
         "shards": [shard_name(i) for i in range(num_shards)],
         "debias": None,
     }
+    # Array parts run concurrently, so none of them may delete another's temporary files; merge does.
+    if part.count == 1 or (part.distributed and part.is_leader):
+        for path in stale:
+            path.unlink(missing_ok=True)
     if part.is_leader or not part.distributed:
-        for path in stale if part.is_leader else []:
-            path.unlink()
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / MANIFEST, manifest)
     distributed.barrier(part)
@@ -228,6 +230,8 @@ def merge(out: Path) -> dict[str, Any]:
     absent = [name for name in manifest["shards"] if not (out / name).exists()]
     if absent:
         raise InputError(f"{out}: {absent[0]} is missing although every part finished; rerun its part")
+    for leftover in out.glob(".shard-*.tmp"):  # from parts that were killed and rerun
+        leftover.unlink(missing_ok=True)
     config = ScoreConfig(**{**manifest["config"], "few_shot": tuple(manifest["config"]["few_shot"])})
     return _finalize(out, manifest, config, [p["work"] for p in parts], None)
 

@@ -116,9 +116,10 @@ def plan_output(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> list
         return []
     if not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
-    ours = sorted(p for p in out.iterdir() if p.name == MANIFEST or p.name.startswith(("shard-", ".shard-")))
+    ours = sorted(p for p in out.iterdir() if p.name == MANIFEST or p.name.startswith(("shard-", ".shard-", "part-")))
     if not (out / MANIFEST).exists():
-        if any(out.iterdir()):
+        # Another array part may be writing the manifest right now: its temporary file is not foreign.
+        if any(not p.name.startswith((".shard-", f".{MANIFEST}.")) for p in out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and holds no {MANIFEST}; choose an empty or new directory")
         return []
     if overwrite:
