@@ -264,6 +264,11 @@ def _mount_subcommands() -> None:
     except ImportError:  # the scheduler is optional while it is being built
         return
     app.add_typer(schedule_app, name="schedule")
+    from gaincurate.difficulty.cli import app as difficulty_app
+    from gaincurate.difficulty.cli import rollout
+
+    app.add_typer(difficulty_app, name="difficulty")
+    app.command("rollout")(rollout)
 
 
 _mount_subcommands()

@@ -36,6 +36,7 @@ class StrategyName(StrEnum):
     gain = "gain"
     uniform = "uniform"
     length = "length"
+    dots = "dots"
 
 
 class RescoreMode(StrEnum):
@@ -64,7 +65,8 @@ def init(
     scores: Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")],
     run: RunOption,
     strategy: Annotated[
-        StrategyName, typer.Option(help="gain: by score; length: shortest first; uniform: baseline.")
+        StrategyName,
+        typer.Option(help="gain: by score; length: shortest first; uniform: baseline; dots: pass rate near --target."),
     ] = StrategyName.gain,
     subset_size: Annotated[
         float | None, typer.Option(help=f"Prompts per epoch (default 256/7500 of N). {FRACTION}")
@@ -92,6 +94,15 @@ def init(
     angle_signal: Annotated[
         AngleSignal | None, typer.Option(help="Angle term: raw score or centered (default raw).")
     ] = None,
+    target: Annotated[float | None, typer.Option(help="dots: the pass rate to aim at (default 0.5).")] = None,
+    tau: Annotated[float | None, typer.Option(help="dots: selection temperature (default 1e-3).")] = None,
+    tau_attn: Annotated[float | None, typer.Option(help="dots: attention temperature (default 0.1).")] = None,
+    decay: Annotated[
+        float | None, typer.Option(help="dots: weight per epoch of a measurement's age (default 1: none).")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="dots: feedback JSON lines measured before epoch 0 (`gaincurate rollout`).")
+    ] = None,
 ) -> None:
     """Create a run directory for a scores directory."""
     from gaincurate.schedule.run import init_run
@@ -102,6 +113,7 @@ def init(
         "seed": seed, "rescore": rescore and rescore.value, "rescore_every": rescore_every,
         "rescore_nproc": rescore_nproc,
         "format": data_format and data_format.value, "angle_signal": angle_signal and angle_signal.value,
+        "target": target, "tau": tau, "tau_attn": tau_attn, "decay": decay, "reference": reference,
     }  # fmt: skip
     config = ScheduleConfig(**{key: value for key, value in given.items() if value is not None})
     state, params = init_run(run, scores, config)

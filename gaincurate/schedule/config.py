@@ -22,7 +22,7 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 
-STRATEGIES = ("gain", "uniform", "length")
+STRATEGIES = ("gain", "uniform", "length", "dots")
 RESCORE_MODES = ("none", "subset", "window", "full")
 FORMATS = ("trl", "verl")
 ANGLE_SIGNALS = ("raw", "centered")
@@ -55,6 +55,12 @@ class ScheduleConfig:
     rescore_nproc: int = 1  # processes for checkpoint re-scoring (torchrun); 1 = in this process
     format: str = "trl"
     angle_signal: str = "raw"
+    # dots only (gaincurate.schedule.dots): P(q) ∝ exp(-|p_q - target| / tau), p_q from attention at tau_attn.
+    target: float = 0.5
+    tau: float = 1e-3
+    tau_attn: float = 0.1
+    decay: float = 1.0  # weight of a measurement per epoch of age (1: all rollouts count alike)
+    reference: str | None = None  # feedback JSON lines measured before epoch 0 (`gaincurate rollout`)
 
     def __post_init__(self) -> None:
         _choice("--strategy", self.strategy, STRATEGIES)
@@ -70,6 +76,10 @@ class ScheduleConfig:
             ("--adj-min", self.adj_min),
             ("--adj-max", self.adj_max),
             ("--reward-max", self.reward_max),
+            ("--target", self.target),
+            ("--tau", self.tau),
+            ("--tau-attn", self.tau_attn),
+            ("--decay", self.decay),
         ]:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"{flag} must be a finite number; got {value!r}")
@@ -89,6 +99,14 @@ class ScheduleConfig:
             raise ConfigError(f"--beta is an accuracy target and must lie in [0, 1]; got {self.beta}")
         if self.reward_max <= 0:
             raise ConfigError(f"--reward-max must be positive (the reward of a correct answer); got {self.reward_max}")
+        if not 0 <= self.target <= 1:
+            raise ConfigError(f"--target is a pass rate and must lie in [0, 1]; got {self.target}")
+        if self.tau <= 0 or self.tau_attn <= 0:
+            raise ConfigError(f"--tau and --tau-attn must be positive; got {self.tau} and {self.tau_attn}")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"--decay must lie in (0, 1] (1: no recency weighting); got {self.decay}")
+        if self.reference is not None and self.strategy != "dots":
+            raise ConfigError("--reference is a dots option; pass --strategy dots or drop --reference")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a whole number 0 or more; got {self.seed!r}")
         if isinstance(self.rescore_every, bool) or not isinstance(self.rescore_every, int) or self.rescore_every < 1:
@@ -151,6 +169,10 @@ class ScheduleConfig:
             rescore_nproc=self.rescore_nproc,
             format=self.format,
             angle_signal=self.angle_signal,
+            target=float(self.target),
+            tau=float(self.tau),
+            tau_attn=float(self.tau_attn),
+            decay=float(self.decay),
         )
 
 
@@ -174,6 +196,10 @@ class ScheduleParams:
     rescore_nproc: int
     format: str
     angle_signal: str
+    target: float = 0.5
+    tau: float = 1e-3
+    tau_attn: float = 0.1
+    decay: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,7 +24,7 @@ from gaincurate.metrics import apply_debias
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext, get_strategy
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy, get_strategy
 from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
 
 WINDOW_SIGMAS = 3.0  # `--rescore window` re-scores positions within mu +- 3 sigma
@@ -93,14 +93,27 @@ class EpochStep:
 class Scheduler:
     """GAIN-RL-style curriculum over a fixed prompt set; `state` is all that changes."""
 
-    def __init__(self, config: ScheduleConfig, prompts: PromptSet, state: ScheduleState | None = None) -> None:
+    def __init__(
+        self,
+        config: ScheduleConfig,
+        prompts: PromptSet,
+        state: ScheduleState | None = None,
+        *,
+        strategy: Strategy | None = None,
+    ) -> None:
         self.config = config
         self.params = config.resolve(len(prompts))
         self.prompts = prompts
-        self.strategy = get_strategy(config.strategy)
+        # A strategy that needs more than the prompt set (dots: embeddings) is built by the caller.
+        self.strategy = strategy if strategy is not None else get_strategy(config.strategy)
         if state is None:
             order = self.strategy.rank(prompts)
-            state = ScheduleState(ranking=prompts.gc_ids[order], scores=prompts.scores[order])
+            initial_memory = getattr(self.strategy, "initial_memory", None)
+            state = ScheduleState(
+                ranking=prompts.gc_ids[order],
+                scores=prompts.scores[order],
+                memory=initial_memory() if initial_memory is not None else None,
+            )
         elif not np.array_equal(np.sort(state.ranking), prompts.gc_ids):
             raise ValueError("the state's ranking does not hold the same gc_ids as the prompt set")
         self.state = state
@@ -196,6 +209,9 @@ class Scheduler:
             reranked=reranked,
         )
         following = replace(state, epoch=state.epoch + 1, mu=mu, ranking=ranking, scores=kept_scores)
+        observe = getattr(self.strategy, "observe", None)
+        if observe is not None:  # a stateful strategy folds the epoch's per-prompt feedback into its memory
+            following = replace(following, memory=observe(state, feedback))
         return EpochStep(self._draw(following), record)
 
     def _subset_mean(self, scores: np.ndarray, refreshed: np.ndarray) -> tuple[float | None, str]:

@@ -20,7 +20,7 @@ import json
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class Feedback:
     prompts: int  # epoch prompts with at least one rollout
     missing_prompts: int = 0  # epoch prompts without any rollout
     outside_epoch: int = 0  # rollouts of known prompts outside this epoch, left out
+    # Per prompt: gc_id -> (sum of correctness, rollouts). The dots strategy grows its reference set from it.
+    per_prompt: dict[int, tuple[float, int]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_accuracy(cls, accuracy: float, *, rollouts: int = 1, prompts: int = 1) -> Feedback:
@@ -71,6 +73,7 @@ def summarize_feedback(
     known_set = {int(i) for i in known_ids}
     values: list[float] = []
     seen: set[int] = set()
+    per_prompt: dict[int, tuple[float, int]] = {}
     outside = 0
     problems: list[str] = []
     for location, record in _located(records, source):
@@ -87,6 +90,8 @@ def summarize_feedback(
             continue
         values.append(value)
         seen.add(gc_id)
+        total, count = per_prompt.get(gc_id, (0.0, 0))
+        per_prompt[gc_id] = (total + value, count + 1)
     if problems:
         more = f" ({len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
         raise InputError(f"{problems[0]}{more}; {FORMAT_HINT}, with gc_id passed through from the epoch file unchanged")
@@ -102,6 +107,7 @@ def summarize_feedback(
         prompts=len(seen),
         missing_prompts=len(epoch_set - seen),
         outside_epoch=outside,
+        per_prompt=per_prompt,
     )
 
 

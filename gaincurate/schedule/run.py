@@ -31,6 +31,7 @@ from gaincurate.schedule.epochs import check_format, epoch_name, epoch_table, wr
 from gaincurate.schedule.feedback import read_feedback
 from gaincurate.schedule.inputs import ScoresInput, load_scores
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies import Strategy
 
 STATE_VERSION = 1
 STATE = "state.json"
@@ -131,7 +132,7 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
         raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")
     scores = load_scores(scores_dir)
     check_format(scores, config.format)
-    scheduler = Scheduler(config, scores.prompts)
+    scheduler = Scheduler(config, scores.prompts, strategy=strategy_for(scores, config, initial=True))
     run = RunState(
         config=config,
         scores_dir=str(Path(scores_dir).resolve()),
@@ -144,6 +145,15 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
     return run, scheduler.params
 
 
+def strategy_for(scores: ScoresInput, config: ScheduleConfig, *, initial: bool) -> Strategy | None:
+    """A strategy that needs the scores table (dots: embeddings, and at init its --reference file)."""
+    if config.strategy != "dots":
+        return None
+    from gaincurate.schedule.dots import DotsStrategy
+
+    return DotsStrategy.from_scores(scores, config, read_reference=initial)
+
+
 def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
     """The scheduler of a run, over its scores directory, checked to be the one it started with."""
     scores = load_scores(Path(run.scores_dir))
@@ -154,7 +164,8 @@ def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
             f"run has {run.n_prompts}); restore them or start a new run with `schedule init`"
         )
     try:
-        return Scheduler(run.config, scores.prompts, run.schedule), scores
+        strategy = strategy_for(scores, run.config, initial=False)
+        return Scheduler(run.config, scores.prompts, run.schedule, strategy=strategy), scores
     except ValueError as error:
         raise InputError(f"the scores in {run.scores_dir} do not match this run ({error}); start a new run") from None
 

@@ -24,6 +24,7 @@ class ScheduleState:
     ranking: np.ndarray  # int64 gc_id at each rank position
     scores: np.ndarray  # float64 current gc_score at each rank position; NaN where unscorable
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # epoch `epoch`
+    memory: dict[str, Any] | None = None  # JSON-ready data a stateful strategy keeps (dots: measured pass rates)
 
     def __post_init__(self) -> None:
         if len(self.ranking) != len(self.scores):
@@ -42,6 +43,7 @@ class ScheduleState:
             "ranking": [int(i) for i in self.ranking],
             # NaN is not JSON; unscorable rows are stored as null.
             "scores": [float(s) if math.isfinite(s) else None for s in self.scores],
+            **({"memory": self.memory} if self.memory is not None else {}),
         }
 
     @classmethod
@@ -52,4 +54,5 @@ class ScheduleState:
             positions=np.asarray(data["positions"], dtype=np.int64),
             ranking=np.asarray(data["ranking"], dtype=np.int64),
             scores=np.asarray([np.nan if s is None else s for s in data["scores"]], dtype=np.float64),
+            memory=data.get("memory"),
         )

@@ -143,4 +143,9 @@ STRATEGIES: dict[str, type] = {cls.name: cls for cls in (GainStrategy, UniformSt
 
 
 def get_strategy(name: str) -> Strategy:
+    if name == "dots":
+        raise ValueError(
+            "the dots strategy needs prompt embeddings: build it with "
+            "gaincurate.schedule.dots.DotsStrategy and pass Scheduler(..., strategy=...)"
+        )
     return STRATEGIES[name]()

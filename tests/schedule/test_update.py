@@ -119,7 +119,7 @@ def test_centered_signal_through_the_scheduler():
         ({"beta": 1.5}, "--beta"),
         ({"reward_max": 0}, "--reward-max"),
         ({"adj_min": 10, "adj_max": 5}, "--adj-min"),
-        ({"strategy": "dots"}, "--strategy"),
+        ({"strategy": "zigzag"}, "--strategy"),
         ({"rescore": "sometimes"}, "--rescore"),
         ({"rescore_every": 0}, "--rescore-every"),
         ({"seed": -1}, "--seed"),

@@ -1,0 +1,84 @@
+"""Answer checking for rollouts: the last `\\boxed{...}` of a completion against the gold answer.
+
+The comparison is `math-verify`'s (`parse` then `verify`), so "3/4", "\\frac{3}{4}" and "0.75" agree and
+"x = 5" matches "5". The gold answer is wrapped as `$...$` unless it already carries LaTeX delimiters
+or a box, which is the form math-verify extracts from. A completion without a complete box is wrong.
+
+    checker = AnswerChecker()
+    checker("... so the answer is \\boxed{16}.", "16")    # True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gaincurate.errors import ConfigError
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{...}`) in `text`, braces balanced; None if absent."""
+    best = None
+    for command in ("\\boxed", "\\fbox"):
+        at = text.rfind(command)
+        while at >= 0:
+            content = _braced_after(text, at + len(command))
+            if content is not None:
+                if best is None or at > best[0]:
+                    best = (at, content)
+                break
+            at = text.rfind(command, 0, at)
+    return None if best is None else best[1].strip()
+
+
+def _braced_after(text: str, start: int) -> str | None:
+    index = start
+    while index < len(text) and text[index] == " ":
+        index += 1
+    if index >= len(text) or text[index] != "{":
+        return None
+    depth = 0
+    for end in range(index, len(text)):
+        if text[end] == "{":
+            depth += 1
+        elif text[end] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[index + 1 : end]
+    return None  # unbalanced: the completion was cut off inside the box
+
+
+class AnswerChecker:
+    """Checks completions against gold answers with math-verify; gold answers are parsed once."""
+
+    def __init__(self) -> None:
+        try:
+            from math_verify import parse, verify
+        except ImportError:
+            raise ConfigError("answer checking needs math-verify; run `pip install 'gaincurate[rollout]'`") from None
+        self._parse, self._verify = parse, verify
+        self._gold: dict[str, Any] = {}
+
+    def gold(self, answer: str) -> Any:
+        if answer not in self._gold:
+            text = answer.strip()
+            # math-verify extracts from LaTeX delimiters; a bare "3/4" or "16" is wrapped as $...$.
+            wrapped = text if ("$" in text or "\\boxed" in text) else f"${text}$"
+            self._gold[answer] = self._parse(wrapped)
+        return self._gold[answer]
+
+    def __call__(self, completion: str, answer: str | None) -> bool:
+        if answer is None or not str(answer).strip():
+            return False
+        content = last_boxed(completion)
+        if content is None or not content:
+            return False
+        gold = self.gold(str(answer))
+        if not gold:
+            return False
+        predicted = self._parse(f"\\boxed{{{content}}}")
+        return bool(predicted) and bool(self._verify(gold, predicted))
+
+
+def check_answer(completion: str, answer: str | None) -> bool:
+    """One-off check (tests, scripts); loops should hold one `AnswerChecker`."""
+    return AnswerChecker()(completion, answer)

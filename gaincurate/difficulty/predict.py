@@ -1,0 +1,151 @@
+"""Predict pass rates by attention over a reference set with measured pass rates (DOTS, arXiv 2506.05316).
+
+For a prompt q with embedding z_q and reference prompts i with embeddings z_i and pass rates y_i:
+
+    p_q = sum_i softmax_i( <z_q, z_i> / (sqrt(h) tau) + log w_i ) y_i
+
+h is the embedding dimension and tau the attention temperature. w_i is an optional recency weight:
+w_i = decay ** age_i, where age_i counts the epochs (or feedback files) since prompt i was last
+measured; decay = 1 (the default) gives every reference prompt the same prior weight, which is the
+paper's formula exactly. A prompt that is itself in the reference set never attends to itself when
+its own value is predicted (leave-one-out), so its own label never leaks into its prediction.
+
+Embeddings are prepared once by `prepare_embeddings`: centred on the mean embedding of the prompt set
+and scaled to norm h^(1/4), so that <z_q, z_i> / sqrt(h) is exactly their cosine similarity and tau
+is a temperature on cosines, the same for any model width. Raw mean-pooled hidden states share a few
+huge directions (the same in every prompt), so without centring every prompt would look alike.
+
+Pure numpy, float64, chunked over queries so N x R never has to fit in memory at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NORMALIZATIONS = ("cosine", "none")
+QUERY_CHUNK = 1024
+
+
+def prepare_embeddings(raw: np.ndarray, *, center: np.ndarray | None = None, normalize: str = "cosine") -> np.ndarray:
+    """Float64 embeddings for attention: centred and scaled to norm h^(1/4) (`cosine`), or as they are.
+
+    `center` defaults to the mean of `raw`; pass the prompt set's mean to prepare a subset alike.
+    Rows of NaN (prompts without an embedding) stay NaN.
+    """
+    matrix = np.asarray(raw, dtype=np.float64)
+    if normalize == "none":
+        return matrix.copy()
+    if normalize != "cosine":
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+    if center is None:
+        finite = np.isfinite(matrix).all(axis=1)
+        center = matrix[finite].mean(axis=0) if finite.any() else np.zeros(matrix.shape[1])
+    centred = matrix - np.asarray(center, dtype=np.float64)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    scale = matrix.shape[1] ** 0.25
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prepared = np.where(norms > 0, centred / norms * scale, 0.0)
+    prepared[~np.isfinite(matrix).all(axis=1)] = np.nan
+    return prepared
+
+
+def recency_log_weights(last_measured: np.ndarray, now: int, decay: float) -> np.ndarray | None:
+    """log w_i = (now - last_i) log(decay); None when decay is 1 (no recency weighting)."""
+    if decay == 1.0:
+        return None
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must lie in (0, 1]; got {decay}")
+    age = np.maximum(now - np.asarray(last_measured, dtype=np.float64), 0.0)
+    return age * math.log(decay)
+
+
+def attention_predict(
+    queries: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    *,
+    tau: float,
+    exclude: np.ndarray | None = None,
+    key_log_weights: np.ndarray | None = None,
+    scale_dim: int | None = None,
+) -> np.ndarray:
+    """p_q = sum_i softmax_i(<q, k_i> / (sqrt(h) tau) + log w_i) v_i for each query row.
+
+    `exclude[q]` is the index of a key that query q must not attend to (itself), or -1 for none.
+    `scale_dim` is the h in sqrt(h); it defaults to the keys' width. A query left with no key to
+    attend to gets NaN.
+    """
+    queries = np.asarray(queries, dtype=np.float64)
+    keys = np.asarray(keys, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if tau <= 0:
+        raise ValueError(f"tau must be positive; got {tau}")
+    if len(keys) != len(values):
+        raise ValueError(f"{len(keys)} keys but {len(values)} values")
+    result = np.full(len(queries), np.nan)
+    if len(keys) == 0 or len(queries) == 0:
+        return result
+    factor = 1.0 / (math.sqrt(scale_dim or keys.shape[1]) * tau)
+    bias = np.zeros(len(keys)) if key_log_weights is None else np.asarray(key_log_weights, dtype=np.float64)
+    for low in range(0, len(queries), QUERY_CHUNK):
+        high = min(low + QUERY_CHUNK, len(queries))
+        logits = queries[low:high] @ keys.T * factor + bias
+        if exclude is not None:
+            rows = np.arange(high - low)
+            masked = np.asarray(exclude[low:high], dtype=np.int64)
+            hit = masked >= 0
+            logits[rows[hit], masked[hit]] = -np.inf
+        top = logits.max(axis=1, keepdims=True)
+        usable = np.isfinite(top[:, 0])
+        weights = np.exp(logits[usable] - top[usable])
+        result[low:high][usable] = (weights @ values) / weights.sum(axis=1)
+    return result
+
+
+def self_index(query_ids: np.ndarray, key_ids: np.ndarray) -> np.ndarray:
+    """For each query id, the index of the same id among the keys, or -1 (for leave-one-out)."""
+    query_ids = np.asarray(query_ids, dtype=np.int64)
+    order = np.argsort(key_ids, kind="stable")
+    sorted_keys = np.asarray(key_ids, dtype=np.int64)[order]
+    if len(sorted_keys) == 0:
+        return np.full(len(query_ids), -1, dtype=np.int64)
+    found = np.clip(np.searchsorted(sorted_keys, query_ids), 0, len(sorted_keys) - 1)
+    return np.where(sorted_keys[found] == query_ids, order[found], -1).astype(np.int64)
+
+
+def predict_pass_rates(
+    embeddings: np.ndarray,
+    gc_ids: np.ndarray,
+    reference_ids: np.ndarray,
+    reference_rates: np.ndarray,
+    *,
+    tau: float,
+    reference_log_weights: np.ndarray | None = None,
+    fallback: float | None = None,
+) -> np.ndarray:
+    """Predicted pass rate of every prompt (rows of `embeddings`, ids `gc_ids`), leave-one-out.
+
+    Reference prompts are located by id among `gc_ids`; a reference prompt never attends to itself.
+    Prompts without an embedding (NaN rows), and any prompt with nothing to attend to, get `fallback`
+    (default: the mean reference pass rate).
+    """
+    gc_ids = np.asarray(gc_ids, dtype=np.int64)
+    reference_ids = np.asarray(reference_ids, dtype=np.int64)
+    rows = self_index(reference_ids, gc_ids)
+    if (rows < 0).any():
+        raise ValueError(f"reference gc_id {int(reference_ids[rows < 0][0])} is not among the prompts")
+    embedded = np.isfinite(embeddings).all(axis=1)
+    usable = embedded[rows]
+    keys = embeddings[rows[usable]]
+    values = np.asarray(reference_rates, dtype=np.float64)[usable]
+    weights = None if reference_log_weights is None else np.asarray(reference_log_weights)[usable]
+    exclude = self_index(gc_ids, reference_ids[usable])
+    predicted = np.full(len(gc_ids), np.nan)
+    predicted[embedded] = attention_predict(
+        embeddings[embedded], keys, values, tau=tau, exclude=exclude[embedded], key_log_weights=weights
+    )
+    if fallback is None:
+        fallback = float(np.mean(reference_rates)) if len(reference_rates) else 0.5
+    return np.where(np.isfinite(predicted), predicted, fallback)

@@ -1,0 +1,243 @@
+"""The `dots` schedule strategy: the selection formula, the growing reference set, seeds, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from difficulty_helpers import true_pass_rates, write_embedded_scores, write_feedback
+
+from gaincurate.difficulty.reference import PassRates, PromptEmbeddings
+from gaincurate.errors import InputError
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.dots import DotsStrategy, selection_probabilities
+from gaincurate.schedule.run import advance, init_run, load_run
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies import RankingContext, draw_without_replacement
+
+CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
+
+
+def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
+    """Pearson's statistic, with cells expecting fewer than 5 draws pooled into one bin."""
+    expected = probabilities * counts.sum()
+    small = expected < 5
+    observed_bins, expected_bins = counts[~small], expected[~small]
+    if small.any():
+        observed_bins = np.append(observed_bins, counts[small].sum())
+        expected_bins = np.append(expected_bins, expected[small].sum())
+    return float((((observed_bins - expected_bins) ** 2) / expected_bins).sum()), len(expected_bins) - 1
+
+
+def chi_square_critical(degrees: int, z: float = 3.09) -> float:
+    """Upper 0.1% point of chi-square (Wilson-Hilferty)."""
+    return degrees * (1 - 2 / (9 * degrees) + z * math.sqrt(2 / (9 * degrees))) ** 3
+
+
+def strategy_with_memory(n_prompts: int = 40, target: float = 0.5, tau: float = 0.1):
+    embeddings, rates = true_pass_rates(n_prompts, seed=2)
+    prompts = PromptEmbeddings(np.arange(n_prompts), embeddings, np.full(n_prompts, 10), np.zeros(n_prompts))
+    strategy = DotsStrategy(prompts, target=target, tau=tau, tau_attn=0.2)
+    measured = {i: (float(round(rates[i] * 4)), 4) for i in range(0, n_prompts, 3)}
+    memory = {"pass_rates": PassRates.empty().add(measured, time=0, decay=1.0).to_json()}
+    state = ScheduleState(epoch=1, ranking=np.arange(n_prompts), scores=np.zeros(n_prompts), memory=memory)
+    params = ScheduleConfig(strategy="dots", subset_size=1, target=target, tau=tau).resolve(n_prompts)
+    return strategy, state, RankingContext(np.arange(n_prompts), np.zeros(n_prompts), params)
+
+
+def single_draw_counts(strategy, state, context, draws: int = 10_000) -> np.ndarray:
+    rng = np.random.default_rng(1234)
+    counts = np.zeros(len(context.gc_ids), dtype=np.int64)
+    for _ in range(draws):
+        (position,) = strategy.select(state, context, rng)
+        counts[position] += 1
+    return counts
+
+
+def test_single_draws_follow_the_selection_formula():
+    strategy, state, context = strategy_with_memory()
+    predicted = strategy.pass_rates(state)
+    probabilities = selection_probabilities(predicted, target=0.5, tau=0.1)
+    np.testing.assert_allclose(
+        probabilities, np.exp(-np.abs(predicted - 0.5) / 0.1) / np.exp(-np.abs(predicted - 0.5) / 0.1).sum(), rtol=1e-12
+    )
+    statistic, degrees = chi_square(single_draw_counts(strategy, state, context), probabilities)
+    assert degrees >= 10
+    assert statistic < chi_square_critical(degrees)
+
+
+def test_chi_square_rejects_another_target():
+    """The same test notices draws aimed at 0.7 instead of 0.5: it has power."""
+    strategy, state, context = strategy_with_memory(target=0.7)
+    predicted = strategy.pass_rates(state)
+    statistic, degrees = chi_square(
+        single_draw_counts(strategy, state, context), selection_probabilities(predicted, target=0.5, tau=0.1)
+    )
+    assert statistic > chi_square_critical(degrees)
+
+
+def test_measured_prompts_use_their_own_pass_rate_others_the_prediction():
+    strategy, state, _ = strategy_with_memory()
+    predicted = strategy.pass_rates(state)
+    measured = strategy.measured(state)
+    np.testing.assert_array_equal(predicted[measured.gc_ids], measured.rates)
+    assert np.all((predicted >= 0) & (predicted <= 1))
+
+
+def run_epochs(run_dir: Path, scores: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
+    init_run(run_dir, scores, config)
+    advance(run_dir)
+    for epoch in range(epochs):
+        ids = load_run(run_dir).schedule.subset_ids
+        feedback = write_feedback(run_dir.parent / f"{run_dir.name}-fb{epoch}.jsonl", ids, samples=4, seed=epoch)
+        advance(run_dir, feedback=feedback)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes; history lines without their wall-clock timings."""
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "history.jsonl"}
+    lines = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    files["history.jsonl"] = json.dumps([{k: v for k, v in line.items() if k != "timings"} for line in lines]).encode()
+    return files
+
+
+def test_seeded_runs_are_byte_identical_and_the_reference_grows(embedded_scores, tmp_path):
+    run_epochs(tmp_path / "a", embedded_scores, 3)
+    run_epochs(tmp_path / "b", embedded_scores, 3)
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+    run = load_run(tmp_path / "a")
+    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+    trained = sorted({gc_id for line in history for gc_id in line["subset_ids"]})
+    memory = PassRates.from_json(run.schedule.memory["pass_rates"])
+    np.testing.assert_array_equal(memory.gc_ids, trained)  # every trained prompt joined the reference set
+    assert memory.counts.sum() == 4 * 10 * 3
+    run_epochs(tmp_path / "c", embedded_scores, 3, ScheduleConfig(**{**CONFIG.to_dict(), "seed": 6}))
+    assert snapshot(tmp_path / "c")["epoch-0001.parquet"] != snapshot(tmp_path / "a")["epoch-0001.parquet"]
+
+
+def test_a_step_killed_before_its_commit_is_redone_identically(embedded_scores, tmp_path):
+    run_dir = tmp_path / "run"
+    run_epochs(run_dir, embedded_scores, 1)
+    committed = (run_dir / "state.json").read_bytes()
+    feedback = write_feedback(tmp_path / "fb.jsonl", load_run(run_dir).schedule.subset_ids, samples=4, seed=9)
+    advance(run_dir, feedback=feedback)
+    finished = snapshot(run_dir)
+    (run_dir / "state.json").write_bytes(committed)  # killed after writing epoch 2, before state.json
+    advance(run_dir, feedback=feedback)
+    assert snapshot(run_dir) == finished
+
+
+def test_epoch_zero_is_uniform_without_a_reference(embedded_scores, tmp_path):
+    init_run(tmp_path / "run", embedded_scores, CONFIG)
+    advance(tmp_path / "run")
+    positions = load_run(tmp_path / "run").schedule.positions
+    expected = draw_without_replacement(np.zeros(60), 10, np.random.default_rng([CONFIG.seed, 0]))
+    np.testing.assert_array_equal(positions, expected)
+
+
+def test_a_reference_file_aims_epoch_zero(embedded_scores, tmp_path):
+    reference = write_feedback(tmp_path / "reference.jsonl", range(0, 60, 2), samples=8, seed=1)
+    config = ScheduleConfig(**{**CONFIG.to_dict(), "reference": str(reference), "tau": 1e-3})
+    init_run(tmp_path / "run", embedded_scores, config)
+    advance(tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    strategy = DotsStrategy.from_scores(_scores(embedded_scores), config, read_reference=False)
+    distance = np.abs(strategy.pass_rates(run.schedule) - 0.5)
+    chosen = run.schedule.subset_ids
+    # tau = 1e-3 makes the draw all but greedy: the ten prompts nearest the target, up to near-ties.
+    assert distance[chosen].max() <= np.sort(distance)[9] + 0.02
+    assert PassRates.from_json(run.schedule.memory["pass_rates"]).last.tolist() == [-1] * 30
+
+
+def _scores(directory: Path):
+    from gaincurate.schedule.inputs import load_scores
+
+    return load_scores(directory)
+
+
+def test_scores_without_embeddings_give_one_line_and_write_nothing(tmp_path):
+    scores = write_embedded_scores(tmp_path / "plain", embed=False)
+    with pytest.raises(InputError, match=r"gaincurate score --embed") as caught:
+        init_run(tmp_path / "run", scores, CONFIG)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
+    partial = write_embedded_scores(tmp_path / "partial", missing_ids=(7,))
+    with pytest.raises(InputError, match=r"gc_id 7.*gaincurate score --embed"):
+        init_run(tmp_path / "run", partial, CONFIG)
+
+
+def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedded_scores):
+    from gaincurate.schedule.core import Scheduler
+    from gaincurate.schedule.feedback import Feedback
+
+    scores = _scores(embedded_scores)
+    with pytest.raises(ValueError, match="needs prompt embeddings"):
+        Scheduler(CONFIG, scores.prompts)
+    strategy = DotsStrategy.from_scores(scores, CONFIG, read_reference=True)
+    scheduler = Scheduler(CONFIG, scores.prompts, strategy=strategy)
+    first = scheduler.next_epoch().plan
+    with pytest.raises(ValueError, match="per-rollout feedback"):
+        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+    records = [{"gc_id": int(i), "reward": float(i % 2)} for i in first.gc_ids for _ in range(2)]
+    step = scheduler.next_epoch(feedback=records)
+    assert step.plan.epoch == 1
+    memory = PassRates.from_json(scheduler.state.memory["pass_rates"])
+    np.testing.assert_array_equal(memory.gc_ids, first.gc_ids)
+    np.testing.assert_array_equal(memory.rates, first.gc_ids % 2)
+
+
+def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypatch, capsys):
+    from gaincurate.cli import main
+
+    reference = write_feedback(tmp_path / "reference.jsonl", [1, 2, 3], samples=2)
+    args = [
+        "gaincurate",
+        "schedule",
+        "init",
+        "--scores",
+        str(embedded_scores),
+        "--run",
+        str(tmp_path / "run"),
+        "--strategy",
+        "dots",
+        "--subset-size",
+        "5",
+        "--target",
+        "0.4",
+        "--tau",
+        "0.01",
+        "--tau-attn",
+        "0.3",
+        "--decay",
+        "0.5",
+        "--reference",
+        str(reference),
+    ]
+    monkeypatch.setattr(sys, "argv", args)
+    main()
+    config = load_run(tmp_path / "run").config
+    assert (config.strategy, config.target, config.tau, config.tau_attn, config.decay) == ("dots", 0.4, 0.01, 0.3, 0.5)
+    assert config.reference == str(reference)
+    assert "dots" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        ({"target": 1.5}, "--target"),
+        ({"tau": 0.0}, "--tau"),
+        ({"tau_attn": -1.0}, "--tau-attn"),
+        ({"decay": 0.0}, "--decay"),
+        ({"strategy": "gain", "reference": "ref.jsonl"}, "--reference"),
+    ],
+    ids=["target", "tau", "tau-attn", "decay", "reference-without-dots"],
+)
+def test_bad_dots_values_name_the_flag(options, flag):
+    from gaincurate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=flag):
+        ScheduleConfig(**{"strategy": "dots", **options})
