@@ -138,7 +138,9 @@ def score(
     max_length: Annotated[
         int | None, typer.Option(help="Truncate prompts to N tokens, context first. [default: 4096]")
     ] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward batch. [default: 2048]")] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Padded tokens per forward batch. [default: 512 on CPU, 16384 on CUDA]")
+    ] = None,
     no_prefix_cache: Annotated[
         bool, typer.Option("--no-prefix-cache", help="Run the shared system/few-shot prefix for every row.")
     ] = False,

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import __version__, distributed
-from gaincurate.config import ScoreConfig
+from gaincurate.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.data import fingerprint as dataset_fingerprint
 from gaincurate.data import load_rows
 from gaincurate.engine import ProgressHook, Scorer, find_shared_prefix
@@ -101,6 +101,7 @@ def score(
     if len(rows):
         encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
 
+    config = config.replace(batch_tokens=resolve_batch_tokens(config.batch_tokens, device))
     out = Path(config.out)
     fingerprint = {
         **{k: _jsonable(v) for k, v in config.result_fields().items()},
@@ -349,6 +350,7 @@ def rescore(
     else:
         device = str(next(model.parameters()).device)
         site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
+    config = config.replace(batch_tokens=resolve_batch_tokens(config.batch_tokens, device))
     was_training = model.training
     model.eval()
     try:

@@ -103,10 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 500 and 5,000 rows")
     parser.add_argument("--memory-layer", type=int, default=2, help="site layer for the memory runs (speed)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        # On a shared machine, 2 OpenMP threads fighting other jobs can run several times slower than 1.
+        torch.set_num_threads(args.threads)
 
     from gaincurate.config import ScoreConfig
     from gaincurate.data import load_rows
