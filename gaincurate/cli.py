@@ -261,14 +261,12 @@ def merge(
 
 
 def _mount_subcommands() -> None:
-    try:
-        from gaincurate.schedule.cli import app as schedule_app
-    except ImportError:  # the scheduler is optional while it is being built
-        return
-    app.add_typer(schedule_app, name="schedule")
+    """Sub-apps live beside their libraries; their modules import no torch, so --help stays fast."""
     from gaincurate.difficulty.cli import app as difficulty_app
     from gaincurate.difficulty.cli import rollout
+    from gaincurate.schedule.cli import app as schedule_app
 
+    app.add_typer(schedule_app, name="schedule")
     app.add_typer(difficulty_app, name="difficulty")
     app.command("rollout")(rollout)
 
