@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+import numpy as np
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -110,3 +113,29 @@ PROBLEMS = [
     {"problem": "What is (12 * 12) - (11 * 13)? Explain your steps and give the final answer.",
      "answer": "1", "difficulty": 4},
 ]  # fmt: skip
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run `gaincurate ARGS` in this process; return (exit code, stdout, stderr)."""
+    from gaincurate.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["gaincurate", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
+    """Pearson's statistic and degrees of freedom, cells expecting fewer than 5 draws pooled into one bin."""
+    expected = probabilities * counts.sum()
+    small = expected < 5
+    observed_bins, expected_bins = counts[~small], expected[~small]
+    if small.any():
+        observed_bins = np.append(observed_bins, counts[small].sum())
+        expected_bins = np.append(expected_bins, expected[small].sum())
+    statistic = float((((observed_bins - expected_bins) ** 2) / expected_bins).sum())
+    return statistic, len(expected_bins) - 1

@@ -14,21 +14,9 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 import pytest
-from helpers import PROBLEMS, write_jsonl
+from helpers import PROBLEMS, run_cli, write_jsonl
 
-from gaincurate.cli import main
 from gaincurate.shards import read_manifest, read_scores
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["gaincurate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from difficulty_helpers import true_pass_rates, write_embedded_scores, write_feedback
+from helpers import chi_square
 
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings
 from gaincurate.errors import InputError
@@ -20,17 +21,6 @@ from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import RankingContext, draw_without_replacement
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
-
-
-def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
-    """Pearson's statistic, with cells expecting fewer than 5 draws pooled into one bin."""
-    expected = probabilities * counts.sum()
-    small = expected < 5
-    observed_bins, expected_bins = counts[~small], expected[~small]
-    if small.any():
-        observed_bins = np.append(observed_bins, counts[small].sum())
-        expected_bins = np.append(expected_bins, expected[small].sum())
-    return float((((observed_bins - expected_bins) ** 2) / expected_bins).sum()), len(expected_bins) - 1
 
 
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from difficulty_helpers import true_pass_rates, write_feedback
+from helpers import run_cli
 
 from gaincurate.difficulty.evaluate import EvaluateConfig, evaluate_predictions, least_squares_predict, noise_ceiling
 from gaincurate.difficulty.predict import prepare_embeddings
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    from gaincurate.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["gaincurate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_least_squares_baseline_recovers_a_line():

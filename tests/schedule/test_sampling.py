@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import chi_square
 
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.state import ScheduleState
@@ -24,18 +25,6 @@ from gaincurate.schedule.strategies import (
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:
     """Upper 0.1% point of chi-square (Wilson-Hilferty); z = 3.09 is the normal's 0.999 quantile."""
     return degrees * (1 - 2 / (9 * degrees) + z * math.sqrt(2 / (9 * degrees))) ** 3
-
-
-def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
-    """Pearson's statistic, with positions expecting fewer than 5 draws pooled into one bin."""
-    expected = probabilities * counts.sum()
-    small = expected < 5
-    observed_bins, expected_bins = counts[~small], expected[~small]
-    if small.any():
-        observed_bins = np.append(observed_bins, counts[small].sum())
-        expected_bins = np.append(expected_bins, expected[small].sum())
-    statistic = float((((observed_bins - expected_bins) ** 2) / expected_bins).sum())
-    return statistic, len(expected_bins) - 1
 
 
 def context_for(n_prompts: int, **config) -> RankingContext:
