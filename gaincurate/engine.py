@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.config import ScoreConfig
+from gaincurate.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.metrics import concentration
 from gaincurate.model import SiteForward
 from gaincurate.prompts import NUM_SEGMENTS, QUESTION, EncodedPrompt, PromptEncoder
@@ -102,6 +102,7 @@ class Scorer:
         self.device = device
         self.config = config
         self.backend = resolve_backend(backend, device)
+        self.batch_tokens = resolve_batch_tokens(config.batch_tokens, device)
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
@@ -118,7 +119,7 @@ class Scorer:
         in_full = sorted(set(runnable) - set(with_prefix))
         for group, offset in ((with_prefix, len(self.prefix.input_ids) if self.prefix else 0), (in_full, 0)):
             lengths = [len(prompts[i].input_ids) - offset for i in group]
-            for batch in pack_batches(lengths, self.config.batch_tokens):
+            for batch in pack_batches(lengths, self.batch_tokens):
                 rows = [group[i] for i in batch]
                 sums, counts, pooled = self._run_batch([prompts[i] for i in rows], offset)
                 batch_intra, batch_inter, batch_score = concentration(sums, counts, self.config.inter_weight)

@@ -350,7 +350,6 @@ def rescore(
     else:
         device = str(next(model.parameters()).device)
         site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
-    config = config.replace(batch_tokens=resolve_batch_tokens(config.batch_tokens, device))
     was_training = model.training
     model.eval()
     try:
