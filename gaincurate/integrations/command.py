@@ -90,7 +90,9 @@ class CurriculumDriver:
         else:
             self.scores_dir = Path(scores_dir)
             self.scores = load_scores(self.scores_dir)
-            self.scheduler = Scheduler(config or ScheduleConfig(), self.scores.prompts)
+            config = config or ScheduleConfig()
+            strategy = run_files.strategy_for(self.scores, config, initial=True)
+            self.scheduler = Scheduler(config, self.scores.prompts, strategy=strategy)
         self.write = write and self.run_dir is not None
         self.config = self.scheduler.config
         self.params = self.scheduler.params
@@ -194,7 +196,7 @@ class CurriculumDriver:
                 f"this gaincurate reads {STATE_DICT_VERSION}"
             )
         schedule = ScheduleState.from_json(state["schedule"])
-        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule)
+        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy)
         self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
         self._epoch_started = time.perf_counter()
         if self.write:

@@ -30,6 +30,7 @@ from trl_helpers import (  # noqa: E402
     score_prompts,
 )
 
+from gaincurate.difficulty.reference import PassRates  # noqa: E402
 from gaincurate.errors import ConfigError  # noqa: E402
 from gaincurate.integrations.trl import (  # noqa: E402
     CurriculumSampler,
@@ -39,7 +40,7 @@ from gaincurate.integrations.trl import (  # noqa: E402
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
 from gaincurate.schedule.inputs import load_scores  # noqa: E402
-from gaincurate.schedule.run import read_history  # noqa: E402
+from gaincurate.schedule.run import read_history, strategy_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -298,7 +299,8 @@ def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, stra
 
     # An independent scheduler fed the test's own rewards and the logged angles draws the same epochs.
     config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
-    scheduler = Scheduler(config, load_scores(scores).prompts)
+    table = load_scores(scores)
+    scheduler = Scheduler(config, table.prompts, strategy=strategy_for(table, config, initial=True))
     plans = [scheduler.next_epoch().plan]
     for line in history:
         step = scheduler.next_epoch(feedback=result.rewards.feedback(line["epoch"]), ang=line["ang"])
@@ -340,6 +342,25 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
         assert saved["schedule"]["epoch"] == epoch + 1 and saved["records"] == []
 
 
+@pytest.mark.slow
+def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
+    # Each epoch's rollouts join the reference set before the next draw: after three epochs the measured
+    # pass rates are exactly the trained prompts' mean rewards (decay 1), and the rest are predicted.
+    result = inprocess("dots")
+    history = read_history(result.run_dir)
+    rewards: dict[int, list[float]] = {}
+    for line in history:
+        for record in result.rewards.feedback(line["epoch"]):
+            rewards.setdefault(record["gc_id"], []).append(record["reward"])
+    driver = result.curriculum.driver
+    rates = PassRates.from_json(driver.scheduler.state.memory["pass_rates"])
+    measured = dict(zip(rates.gc_ids.tolist(), rates.rates.tolist(), strict=True))
+    assert sorted(measured) == sorted(rewards)
+    for gc_id, values in rewards.items():
+        assert measured[gc_id] == pytest.approx(sum(values) / len(values), abs=1e-12)
+    assert len(measured) < len(driver.scores.prompts.gc_ids)
+
+
 # "steps": the checkpoint is written at the epoch's last step, before on_epoch_end, so it holds the finished
 # epoch's rollouts unstepped and the resumed trainer steps it first; the Trainer also rebuilds the callback.
 RESUME_CASES = {
@@ -349,17 +370,19 @@ RESUME_CASES = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(RESUME_CASES))
-def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tmp_path, case):
-    straight = inprocess("gain")
+@pytest.mark.parametrize(("strategy", "case"), [("gain", "epoch-save"), ("gain", "step-save"), ("dots", "step-save")])
+def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tmp_path, strategy, case):
+    straight = inprocess(strategy)
     settings = RESUME_CASES[case]
-    first = train_inprocess(scores, tiny_llama, tmp_path, "gain", stop_after=1, **settings)
+    first = train_inprocess(scores, tiny_llama, tmp_path, strategy, stop_after=1, **settings)
     checkpoint = epoch_end_checkpoints(first.out)[1]
     saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
     saved = saved["GainCurriculumCallback"]["attributes"]["gaincurate_state"]
     assert (saved["schedule"]["epoch"], len(saved["records"])) == ((1, 0) if case == "epoch-save" else (0, 8))
     # A new process: a new curriculum object over the same run directory, the trainer resumed from epoch 0's end.
-    second = train_inprocess(scores, tiny_llama, tmp_path, "gain", resume=checkpoint, run_dir=first.run_dir, **settings)
+    second = train_inprocess(
+        scores, tiny_llama, tmp_path, strategy, resume=checkpoint, run_dir=first.run_dir, **settings
+    )
 
     def strip(history):
         return [{k: v for k, v in line.items() if k not in ("timings", "checkpoint")} for line in history]

@@ -19,7 +19,7 @@ SUBSET = 4
 # Small rank units so that mu visibly moves across a 16-prompt set in three epochs.
 SCHEDULE = {"subset_size": SUBSET, "sigma": 4, "step_size": 3, "adj_max": 6, "seed": 3, "rescore": "subset"}
 # Strategies the in-process end-to-end test runs; a new strategy is one more entry here.
-STRATEGIES = ["gain", "uniform"]
+STRATEGIES = ["gain", "uniform", "dots"]
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
@@ -29,14 +29,17 @@ def write_prompts(path: Path, n_prompts: int = N_PROMPTS) -> Path:
 
 
 def score_prompts(model_dir: Path, out: Path) -> Path:
-    """Score the test prompts with the tiny model: a real scores directory, as `gaincurate score` writes."""
+    """Score the test prompts with the tiny model: a real scores directory, as `gaincurate score` writes.
+
+    With embeddings (`--embed`), so the dots strategy can run on it too.
+    """
     from gaincurate.config import ScoreConfig
     from gaincurate.scoring import score
 
     prompts = write_prompts(out.parent / f"{out.name}-prompts.jsonl")
     config = ScoreConfig(
         dataset=str(prompts), model=str(model_dir), out=str(out), dtype="float32", device="cpu",
-        backend="torch", system_prompt="Solve it.", few_shot=(), quiet=True,
+        backend="torch", system_prompt="Solve it.", few_shot=(), embed=True, quiet=True,
     )  # fmt: skip
     score(config)
     return out
