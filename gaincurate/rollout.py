@@ -4,7 +4,8 @@
 
 For each chosen prompt of a scores directory, the model samples `samples` completions of the prompt
 built exactly as for scoring (the manifest's system prompt, few-shot turns and chat template). The
-last `\\boxed{...}` of each completion is checked against the answer column with `math-verify`, and one
+last `\\boxed{...}` of each completion (or, with `--answer-format any`, the answer math-verify finds
+anywhere in it) is checked against the answer column with `math-verify`, and one
 feedback line `{"gc_id": int, "reward": 1.0 | 0.0}` is written per rollout: the same format a trainer
 writes, so `gaincurate difficulty` and `gaincurate schedule --strategy dots` read it as a reference set.
 
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.difficulty import sampling
-from gaincurate.difficulty.answers import AnswerChecker, check_answer, last_boxed
+from gaincurate.difficulty.answers import ANSWER_FORMATS, AnswerChecker, check_answer, last_boxed
 from gaincurate.errors import ConfigError, InputError
 
 __all__ = ["RolloutConfig", "RolloutResult", "check_answer", "last_boxed", "run_rollouts"]
@@ -64,6 +65,7 @@ class RolloutConfig:
     temperature: float = 0.7
     seed: int = 0
     answer_column: str | None = None  # None: the manifest's answer column
+    answer_format: str = "boxed"  # see gaincurate.difficulty.answers
     batch_size: int = 32  # sequences per generate call, rounded down to whole prompt groups
     dtype: str = "auto"
     device: str = "auto"
@@ -88,6 +90,8 @@ class RolloutConfig:
             raise ConfigError(f"--temperature must be 0 (greedy) or more; got {self.temperature!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a whole number 0 or more; got {self.seed!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}")
 
     @property
     def prompts_per_batch(self) -> int:
@@ -280,7 +284,7 @@ def run_rollouts(
     from gaincurate.model import source_fingerprint as model_fingerprint
 
     inputs = _read_inputs(config)
-    checker = AnswerChecker()
+    checker = AnswerChecker(config.answer_format)
     source = resolve_source(inputs.model_spec)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
@@ -294,6 +298,7 @@ def run_rollouts(
         "temperature": float(config.temperature),
         "seed": config.seed,
         "answer_column": inputs.answer_column,
+        "answer_format": config.answer_format,
         "prompts_per_batch": config.prompts_per_batch,
         "dtype": dtype,
         "device": device,

@@ -66,6 +66,28 @@ def test_answers_are_checked_with_math_verify(completion, gold, correct):
     assert check_answer(completion, gold) is correct
 
 
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        ("So, half of 4 is 2.", "2", True),
+        ("The answer is 16.", "16", True),
+        ("One half of 18 is 18/2.", "9", True),
+        ("The answer is \\boxed{3}. Then 5 more.", "3", True),
+        ("The number is 50.", "60", False),
+        ("I do not know.", "4", False),
+        ("\\boxed{16}", None, False),
+    ],
+    ids=["last-number", "plain-answer", "expression", "box-first", "wrong", "no-answer", "no-gold"],
+)
+def test_answer_format_any_lets_math_verify_find_the_answer(completion, gold, correct):
+    assert check_answer(completion, gold, answer_format="any") is correct
+
+
+def test_an_unknown_answer_format_is_a_config_error(tiny_scores, tmp_path):
+    with pytest.raises(ConfigError, match="--answer-format must be one of boxed, any; got 'last'"):
+        config_for(tiny_scores, tmp_path / "out.jsonl", answer_format="last")
+
+
 def test_last_boxed_keeps_nested_braces():
     assert last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
     assert last_boxed("\\boxed {42}") == "42"

@@ -1,8 +1,16 @@
-"""Answer checking for rollouts: the last `\\boxed{...}` of a completion against the gold answer.
+"""Answer checking for rollouts: a completion's final answer against the gold answer.
 
 The comparison is `math-verify`'s (`parse` then `verify`), so "3/4", "\\frac{3}{4}" and "0.75" agree and
 "x = 5" matches "5". The gold answer is wrapped as `$...$` unless it already carries LaTeX delimiters
-or a box, which is the form math-verify extracts from. A completion without a complete box is wrong.
+or a box, which is the form math-verify extracts from. Which part of the completion is the answer
+depends on the format:
+
+* `boxed` (default): the last complete `\\boxed{...}`; a completion without one is wrong. This is what
+  GRPO reward functions usually check, so rollout pass rates match the trainer's rewards.
+* `any`: math-verify's own extraction from the whole completion: a box, else an anchored "the final
+  answer is ...", else the last expression. For small models that seldom box their answer (the
+  embedded SmolLM2-135M often ends with "so half of 4 is 2."), where `boxed` would measure formatting
+  rather than solving.
 
     checker = AnswerChecker()
     checker("... so the answer is \\boxed{16}.", "16")    # True
@@ -47,10 +55,16 @@ def _braced_after(text: str, start: int) -> str | None:
     return None  # unbalanced: the completion was cut off inside the box
 
 
+ANSWER_FORMATS = ("boxed", "any")
+
+
 class AnswerChecker:
     """Checks completions against gold answers with math-verify; gold answers are parsed once."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer_format: str = "boxed") -> None:
+        if answer_format not in ANSWER_FORMATS:
+            raise ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}; got {answer_format!r}")
+        self.answer_format = answer_format
         try:
             from math_verify import parse, verify
         except ImportError:
@@ -69,16 +83,17 @@ class AnswerChecker:
     def __call__(self, completion: str, answer: str | None) -> bool:
         if answer is None or not str(answer).strip():
             return False
-        content = last_boxed(completion)
-        if content is None or not content:
-            return False
+        if self.answer_format == "boxed":
+            content = last_boxed(completion)
+            if not content:
+                return False
+            predicted = self._parse(f"\\boxed{{{content}}}")
+        else:
+            predicted = self._parse(completion)
         gold = self.gold(str(answer))
-        if not gold:
-            return False
-        predicted = self._parse(f"\\boxed{{{content}}}")
-        return bool(predicted) and bool(self._verify(gold, predicted))
+        return bool(gold) and bool(predicted) and bool(self._verify(gold, predicted))
 
 
-def check_answer(completion: str, answer: str | None) -> bool:
+def check_answer(completion: str, answer: str | None, answer_format: str = "boxed") -> bool:
     """One-off check (tests, scripts); loops should hold one `AnswerChecker`."""
-    return AnswerChecker()(completion, answer)
+    return AnswerChecker(answer_format)(completion, answer)

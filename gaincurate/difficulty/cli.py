@@ -162,6 +162,13 @@ def rollout(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
     seed: Annotated[int, typer.Option(help="Seed of the reference sample and of every rollout.")] = 0,
     answer_column: Annotated[str | None, typer.Option(help="Gold answers (default: the manifest's).")] = None,
+    answer_format: Annotated[
+        str,
+        typer.Option(
+            help="boxed: the last \\boxed{} is the answer (as GRPO rewards check); "
+            "any: math-verify finds it (box, 'the answer is', last expression)."
+        ),
+    ] = "boxed",
     batch_size: Annotated[int, typer.Option(help="Sequences per generate call (whole prompt groups).")] = 32,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
@@ -193,6 +200,7 @@ def rollout(
             temperature=temperature,
             seed=seed,
             answer_column=answer_column,
+            answer_format=answer_format,
             batch_size=batch_size,
             dtype=dtype,
             device=device,
