@@ -144,7 +144,9 @@ def next_(
         )
     for notice in step.notices:
         err.print(f"note: {notice}")
-    out.print(f"epoch {step.epoch}: {step.subset_size} prompts around mu {step.mu:.1f} -> {step.path}")
+    # Only the Gaussian strategies draw around mu; the others log it without using it.
+    drawn = f"around mu {step.mu:.1f}" if step.strategy in ("gain", "length") else f"by {step.strategy}"
+    out.print(f"epoch {step.epoch}: {step.subset_size} prompts {drawn} -> {step.path}")
 
 
 @app.command("run")

@@ -90,6 +90,7 @@ class StepResult:
     subset_size: int
     record: dict[str, Any] | None
     notices: list[str]
+    strategy: str
 
 
 def epoch_path(run_dir: Path, epoch: int) -> Path:
@@ -230,7 +231,9 @@ def advance(
     save_run(
         run_dir, dataclasses.replace(run, schedule=scheduler.state, trained=False, checkpoint=None, train_seconds=None)
     )
-    return StepResult(step.plan.epoch, step.plan.mu, path, len(step.plan.gc_ids), record, notices)
+    return StepResult(
+        step.plan.epoch, step.plan.mu, path, len(step.plan.gc_ids), record, notices, scheduler.config.strategy
+    )
 
 
 def _rescore(

@@ -213,6 +213,9 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
     assert (config.strategy, config.target, config.tau, config.tau_attn, config.decay) == ("dots", 0.4, 0.01, 0.3, 0.5)
     assert config.reference == str(reference)
     assert "dots" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "next", "--run", str(tmp_path / "run")])
+    main()
+    assert "epoch 0: 5 prompts by dots ->" in capsys.readouterr().out  # not "around mu": dots does not draw by it
 
 
 @pytest.mark.parametrize(
