@@ -26,21 +26,19 @@ How it works (trl 1.x, transformers 5.x):
 
 Out of process (`gaincurate schedule run --trainer-cmd ...`), one epoch per command: read the epoch file with
 `epoch_dataset`, train with `shuffle_dataset=False` from `resume_checkpoint(...)`, and write feedback with
-`record_rewards(func, path=feedback_file)`. `docs/examples/trl_epoch.py` is a complete script.
+`record_rewards(func, path=feedback_file)`. `docs/examples/trl_epoch.py` is a complete script. Those helpers
+live in `trl_epoch.py` and `rewards.py` and are importable from here too.
 
 trl is an optional dependency: this module imports it only where it is used.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import json
 import logging
 import math
 import os
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +49,20 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.command import CurriculumDriver, FeedbackFile
+from gaincurate.integrations.command import CurriculumDriver
+from gaincurate.integrations.rewards import RecordingReward, record_rewards
+from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
 from gaincurate.schedule.config import ScheduleConfig
+
+__all__ = [
+    "CurriculumSampler",
+    "GainCurriculum",
+    "GainCurriculumCallback",
+    "RecordingReward",
+    "epoch_dataset",
+    "record_rewards",
+    "resume_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -333,132 +343,6 @@ class CurriculumSampler(Sampler[int]):
     def __len__(self) -> int:
         subset = self.curriculum.driver.params.subset_size
         return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-
-# -- reward recording -----------------------------------------------------------------------------------
-
-
-class RecordingReward:
-    """A TRL reward function that also hands each rollout's `(gc_id, reward)` to `sink`.
-
-    TRL sees the wrapped function's name (for its logs) and calls it exactly as before.
-    """
-
-    def __init__(self, reward_func: Callable, sink: Callable, when: Callable[[], bool] | None = None) -> None:
-        self.reward_func = reward_func
-        self.sink = sink
-        self.when = when
-        self.__name__ = getattr(reward_func, "__name__", type(reward_func).__name__)
-        functools.update_wrapper(self, reward_func, assigned=("__module__", "__qualname__", "__doc__"), updated=())
-
-    def _keep(self, rewards: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        if self.when is not None and not self.when():
-            return
-        gc_ids = kwargs.get("gc_id")
-        if gc_ids is None:
-            raise ConfigError(
-                "the reward function got no gc_id column; train on a gaincurate dataset "
-                "(curriculum.train_dataset() or an epoch file) with GRPOConfig(remove_unused_columns=False)"
-            )
-        self.sink(list(gc_ids), list(rewards))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
-        rewards = self.reward_func(*args, **kwargs)
-        self._keep(rewards, kwargs)
-        return rewards
-
-
-class AsyncRecordingReward(RecordingReward):
-    """`RecordingReward` for an async reward function (TRL awaits those concurrently)."""
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
-        rewards = await self.reward_func(*args, **kwargs)
-        self._keep(rewards, kwargs)
-        return rewards
-
-
-def record_rewards(
-    reward_func: Callable,
-    *,
-    path: str | Path | None = None,
-    sink: Callable[[Sequence[Any], Sequence[Any]], None] | None = None,
-    when: Callable[[], bool] | None = None,
-) -> RecordingReward:
-    """Wrap a TRL reward function so every rollout's reward is also recorded as gaincurate feedback.
-
-    `path`: append JSON lines to this file (out of process; default `$GAINCURATE_FEEDBACK_FILE`, which
-    `gaincurate schedule run` sets). `sink(gc_ids, rewards)`: call this instead (in process). `when()`:
-    record only while it returns True.
-    """
-    if sink is None:
-        path = path or os.environ.get("GAINCURATE_FEEDBACK_FILE")
-        if not path:
-            raise ConfigError("record_rewards needs path= (or $GAINCURATE_FEEDBACK_FILE, set by `schedule run`)")
-        sink = FeedbackFile(path)
-    # TRL's own test (trl.trainer.utils.is_async_callable), without importing trl here.
-    target = reward_func.func if isinstance(reward_func, functools.partial) else reward_func
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
-    return (AsyncRecordingReward if is_async else RecordingReward)(reward_func, sink, when)
-
-
-# -- out of process: one epoch per command ----------------------------------------------------------------
-
-
-def epoch_dataset(path: str | Path):
-    """An epoch file (`RUN/epoch-NNNN.parquet`) as a `datasets.Dataset`, rows in the file's (rank) order."""
-    import datasets
-    import pyarrow.parquet as pq
-
-    return datasets.Dataset(pq.read_table(path).replace_schema_metadata(None))
-
-
-def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
-    """The TRL checkpoint to resume epoch `epoch` from: the one written at the end of epoch `epoch - 1`.
-
-    `checkpoint` is what `schedule run` passes as {checkpoint}: the newest complete checkpoint in the output
-    directory, or '' / a base model folder before the first. When the newest is already past this epoch (the
-    scheduler died after the trainer finished the epoch but before it noted so, and now retries it), the
-    checkpoint that ended epoch `epoch - 1` is taken from the same directory; None means start from the model.
-    """
-    from gaincurate.schedule.checkpoints import TRL_PATTERN, find_checkpoint
-
-    if not checkpoint or not TRL_PATTERN.match(Path(checkpoint).name):
-        if epoch > 0:
-            raise ConfigError(
-                f"epoch {epoch} needs the checkpoint that ended epoch {epoch - 1}, got {checkpoint!r}; "
-                "save at every epoch's end (save_strategy='epoch')"
-            )
-        return None
-    checkpoint = Path(checkpoint)
-    ends = _checkpoint_epoch(checkpoint)
-    if ends == epoch:
-        return checkpoint
-    if ends is not None and ends < epoch:
-        raise ConfigError(
-            f"{checkpoint} ends epoch {ends - 1}, but epoch {epoch} needs the one that ended epoch {epoch - 1}; "
-            "save at every epoch's end (save_strategy='epoch') and keep the output directory"
-        )
-    if epoch == 0:
-        return None
-    for sibling in sorted(checkpoint.parent.iterdir()):
-        if TRL_PATTERN.match(sibling.name) and _checkpoint_epoch(sibling) == epoch:
-            found = find_checkpoint(sibling)
-            if found is not None:
-                return found.path
-    raise ConfigError(
-        f"no complete checkpoint in {checkpoint.parent} ends epoch {epoch - 1}; keep every epoch's checkpoint "
-        "(save_total_limit=None) or restart the run"
-    )
-
-
-def _checkpoint_epoch(folder: Path) -> int | None:
-    """How many epochs a checkpoint completed, when it was written at an epoch boundary."""
-    try:
-        completed = float(json.loads((folder / "trainer_state.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    nearest = round(completed)
-    return nearest if abs(completed - nearest) < 1e-6 else None
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Reward functions that also record each rollout's reward as gaincurate feedback, `(gc_id, reward)`.
+
+TRL (and any trainer that calls reward functions with the dataset columns as keywords) passes `gc_id`
+to the reward function, so wrapping it is all a trainer script needs: in process the rewards go to the
+curriculum (`GainCurriculum.wrap_rewards`), out of process to the feedback file that
+`gaincurate schedule run` reads (`record_rewards(func)`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError
+from gaincurate.integrations.command import FeedbackFile
+
+
+class RecordingReward:
+    """A TRL reward function that also hands each rollout's `(gc_id, reward)` to `sink`.
+
+    TRL sees the wrapped function's name (for its logs) and calls it exactly as before.
+    """
+
+    def __init__(self, reward_func: Callable, sink: Callable, when: Callable[[], bool] | None = None) -> None:
+        self.reward_func = reward_func
+        self.sink = sink
+        self.when = when
+        self.__name__ = getattr(reward_func, "__name__", type(reward_func).__name__)
+        functools.update_wrapper(self, reward_func, assigned=("__module__", "__qualname__", "__doc__"), updated=())
+
+    def _keep(self, rewards: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        if self.when is not None and not self.when():
+            return
+        gc_ids = kwargs.get("gc_id")
+        if gc_ids is None:
+            raise ConfigError(
+                "the reward function got no gc_id column; train on a gaincurate dataset "
+                "(curriculum.train_dataset() or an epoch file) with GRPOConfig(remove_unused_columns=False)"
+            )
+        self.sink(list(gc_ids), list(rewards))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        rewards = self.reward_func(*args, **kwargs)
+        self._keep(rewards, kwargs)
+        return rewards
+
+
+class AsyncRecordingReward(RecordingReward):
+    """`RecordingReward` for an async reward function (TRL awaits those concurrently)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        rewards = await self.reward_func(*args, **kwargs)
+        self._keep(rewards, kwargs)
+        return rewards
+
+
+def record_rewards(
+    reward_func: Callable,
+    *,
+    path: str | Path | None = None,
+    sink: Callable[[Sequence[Any], Sequence[Any]], None] | None = None,
+    when: Callable[[], bool] | None = None,
+) -> RecordingReward:
+    """Wrap a TRL reward function so every rollout's reward is also recorded as gaincurate feedback.
+
+    `path`: append JSON lines to this file (out of process; default `$GAINCURATE_FEEDBACK_FILE`, which
+    `gaincurate schedule run` sets). `sink(gc_ids, rewards)`: call this instead (in process). `when()`:
+    record only while it returns True.
+    """
+    if sink is None:
+        path = path or os.environ.get("GAINCURATE_FEEDBACK_FILE")
+        if not path:
+            raise ConfigError("record_rewards needs path= (or $GAINCURATE_FEEDBACK_FILE, set by `schedule run`)")
+        sink = FeedbackFile(path)
+    # TRL's own test (trl.trainer.utils.is_async_callable), without importing trl here.
+    target = reward_func.func if isinstance(reward_func, functools.partial) else reward_func
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
+    return (AsyncRecordingReward if is_async else RecordingReward)(reward_func, sink, when)
