@@ -88,6 +88,20 @@ def test_shuffled_epochs_are_seeded_permutations(scores):
     assert sorted(rows[0]) == sorted(int(g) for g in first.driver.plan.gc_ids)
 
 
+def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scores):
+    # No run_dir: the curriculum holds the scheduler in memory and must build the dots strategy itself.
+    config = ScheduleConfig(**{**SCHEDULE, "strategy": "dots", "rescore": "none"})
+    driver = GainCurriculum(scores, config).driver
+    table = load_scores(scores)
+    scheduler = Scheduler(config, table.prompts, strategy=strategy_for(table, config, initial=True))
+    assert driver.plan.gc_ids.tolist() == scheduler.next_epoch().plan.gc_ids.tolist()
+    rewards = [float(g % 2) for g in driver.plan.gc_ids]
+    driver.record(driver.plan.gc_ids, rewards)
+    driver.step()
+    feedback = [{"gc_id": int(g), "reward": r} for g, r in zip(scheduler.current.gc_ids, rewards, strict=True)]
+    assert driver.plan.gc_ids.tolist() == scheduler.next_epoch(feedback=feedback).plan.gc_ids.tolist()
+
+
 def test_sampler_refuses_an_epoch_the_curriculum_is_not_at(scores):
     curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
     row_of = {i: i for i in range(16)}
