@@ -98,6 +98,17 @@ def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:
     return table.sort_by("gc_id") if "gc_id" in table.column_names else table
 
 
+def numeric_input_column(table: pa.Table, column: str) -> np.ndarray:
+    """An input column of a scores table as float64 (None -> NaN), for `--against COLUMN`."""
+    if column not in table.column_names or column.startswith(RESERVED_PREFIX):
+        available = [c for c in table.column_names if not c.startswith(RESERVED_PREFIX)]
+        raise InputError(f"--against {column}: no such input column; available: {', '.join(available)}")
+    try:
+        return np.array([np.nan if v is None else float(v) for v in table.column(column).to_pylist()])
+    except (TypeError, ValueError):
+        raise InputError(f"--against {column}: the column is not numeric; pick a numeric column") from None
+
+
 def ranking_scores(table: pa.Table, manifest: dict[str, Any]) -> np.ndarray:
     """The score a ranking uses: gc_score, or its length residual when scored with `--debias length`."""
     score = table.column("gc_score").to_numpy(zero_copy_only=False).astype(np.float64)

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.errors import InputError
 from gaincurate.metrics import spearman
-from gaincurate.shards import RESERVED_PREFIX, ranking_scores, read_manifest, read_scores
+from gaincurate.shards import numeric_input_column, ranking_scores, read_manifest, read_scores
 
 
 def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 5, bins: int = 12) -> dict[str, Any]:
@@ -26,15 +25,7 @@ def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 
 
     correlations = {"question_tokens": spearman(rank_score, tokens)}
     for column in against or []:
-        if column not in table.column_names or column.startswith(RESERVED_PREFIX):
-            available = [c for c in table.column_names if not c.startswith(RESERVED_PREFIX)]
-            raise InputError(f"--against {column}: no such input column; available: {', '.join(available)}")
-        values = np.asarray(table.column(column).to_pylist(), dtype=object)
-        try:
-            numeric = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"--against {column}: the column is not numeric; pick a numeric column") from None
-        correlations[column] = spearman(rank_score, numeric)
+        correlations[column] = spearman(rank_score, numeric_input_column(table, column))
 
     order = np.flatnonzero(finite)[np.argsort(-rank_score[finite], kind="stable")]
     texts = table.column(prompt_column).to_pylist()

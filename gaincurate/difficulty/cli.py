@@ -107,6 +107,10 @@ def evaluate(
     tau_attn: TauAttn = 0.1,
     no_fit: Annotated[bool, typer.Option("--no-fit", help="Skip the fitted adapter (no torch needed).")] = False,
     reward_max: RewardMax = 1.0,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(help="Numeric input column (a known difficulty label) to set beside the methods (repeatable)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Hold out measured prompts, predict them from the rest, and compare with three baselines."""
@@ -121,7 +125,7 @@ def evaluate(
         config = EvaluateConfig(holdout=holdout, repeats=repeats, seed=seed, tau_attn=tau_attn, fit=not no_fit)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    report = evaluate_scores(scores, feedback, config=config, reward_max=reward_max)
+    report = evaluate_scores(scores, feedback, config=config, reward_max=reward_max, against=against or ())
     if as_json:
         _echo_json(report)
         return
@@ -147,6 +151,20 @@ def evaluate(
         f"mean pass rate {report['mean_pass_rate']:.3f}; noise ceiling on Pearson "
         f"{'-' if ceiling is None else f'{ceiling:.3f}'} (binomial noise of the measured rates)"
     )
+    solved = report["measured"]
+    console.print(
+        f"measured prompts: {solved['never']} never solved, {solved['sometimes']} sometimes, {solved['always']} always"
+    )
+    for name, wins in report["attention_vs"].items():
+        pearson_wins = "" if wins["pearson_higher"] is None else f"higher Pearson in {wins['pearson_higher']}, "
+        console.print(f"attention vs {name}: {pearson_wins}lower MAE in {wins['mae_lower']} of {wins['splits']} splits")
+    for column, compared in report.get("against", {}).items():
+        correlation = "-" if compared["pearson"] is None else f"{compared['pearson']:.3f}"
+        line = f"{column} (all measured prompts, not held out): Pearson {correlation}"
+        if compared["by_value"]:
+            levels = ", ".join(f"{level['value']:g}: {level['mean_pass_rate']:.3f}" for level in compared["by_value"])
+            line += f"; mean pass rate by value {levels}"
+        console.print(line)
 
 
 def rollout(

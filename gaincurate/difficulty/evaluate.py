@@ -10,6 +10,10 @@ Spearman correlations and the mean absolute error (mean and standard deviation o
 * `length`: least squares on log(question tokens);
 * `angle`: least squares on the angle score `gc_score` alone.
 
+Beside the averages, `attention_vs` counts, split by split, how often attention beats each baseline
+(higher Pearson, lower MAE): a paired comparison, tighter than comparing two means with their spreads.
+`measured` counts the prompts never, sometimes and always solved.
+
 `noise_ceiling` bounds what any predictor can reach against noisy measurements: with n rollouts per
 prompt, the measured rate is the true one plus binomial noise of variance p(1-p)/n, estimated without
 bias by y(1-y)/(n-1). The Pearson correlation of even a perfect predictor with the measured rates is
@@ -69,6 +73,52 @@ def noise_ceiling(rates: np.ndarray, counts: np.ndarray) -> float | None:
         return None
     noise = float(np.mean(rates[usable] * (1 - rates[usable]) / (counts[usable] - 1)))
     return float(np.sqrt(max(0.0, 1.0 - noise / variance)))
+
+
+def solved_counts(rates: np.ndarray) -> dict[str, int]:
+    """How many prompts were never, sometimes and always solved (rates in [0, 1])."""
+    rates = np.asarray(rates, dtype=np.float64)
+    never, always = int((rates <= 0).sum()), int((rates >= 1).sum())
+    return {"never": never, "sometimes": len(rates) - never - always, "always": always}
+
+
+def paired_wins(per_repeat: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, int | None]]:
+    """Per baseline: in how many splits attention had the higher Pearson and the lower MAE.
+
+    A count is None where the baseline never has that metric (the global mean has no correlation).
+    """
+    wins: dict[str, dict[str, int | None]] = {}
+    for name in METHODS[1:]:
+        pairs = [(repeat["attention"], repeat[name]) for repeat in per_repeat if name in repeat]
+        if not pairs:
+            continue
+        wins[name] = {"splits": len(pairs)}
+        for metric, key, sign in (("pearson", "pearson_higher", 1), ("mae", "mae_lower", -1)):
+            both = [(ours[metric], theirs[metric]) for ours, theirs in pairs]
+            both = [(a, b) for a, b in both if a is not None and b is not None]
+            wins[name][key] = sum(sign * (a - b) > 0 for a, b in both) if both else None
+    return wins
+
+
+def compare_column(values: np.ndarray, rates: np.ndarray, *, max_levels: int = 20) -> dict[str, Any]:
+    """A known per-prompt label (a dataset's difficulty level, say) against the measured pass rates.
+
+    Not a predictor (it is not held out or fitted): a yardstick for the methods' correlations. A column
+    with at most `max_levels` distinct values also gets its mean pass rate per value.
+    """
+    values, rates = np.asarray(values, dtype=np.float64), np.asarray(rates, dtype=np.float64)
+    finite = np.isfinite(values)
+    values, rates = values[finite], rates[finite]
+    report: dict[str, Any] = {"prompts": int(len(values)), "pearson": None, "spearman": None, "by_value": None}
+    if len(values) > 2 and values.std() > 0 and rates.std() > 0:
+        report["pearson"], report["spearman"] = float(pearson(values, rates)), float(spearman(values, rates))
+    levels = np.unique(values)
+    if len(levels) <= max_levels:
+        report["by_value"] = [
+            {"value": float(v), "prompts": int((values == v).sum()), "mean_pass_rate": float(rates[values == v].mean())}
+            for v in levels
+        ]
+    return report
 
 
 def _metrics(predicted: np.ndarray, observed: np.ndarray) -> dict[str, float | None]:
@@ -153,6 +203,8 @@ def evaluate_predictions(
         "tau_attn": config.tau_attn,
         "mean_pass_rate": float(rates.mean()),
         "noise_ceiling": noise_ceiling(rates, counts),
+        "measured": solved_counts(rates),
         "methods": methods,
+        "attention_vs": paired_wins(per_repeat),
         "per_repeat": per_repeat,
     }

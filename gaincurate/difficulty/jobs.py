@@ -153,11 +153,22 @@ def fit_scores(
 
 
 def evaluate_scores(
-    scores_dir: Path, feedback: Sequence[Path], *, config: Any, reward_max: float = 1.0
+    scores_dir: Path,
+    feedback: Sequence[Path],
+    *,
+    config: Any,
+    reward_max: float = 1.0,
+    against: Sequence[str] = (),
 ) -> dict[str, Any]:
-    from gaincurate.difficulty.evaluate import evaluate_predictions
+    from gaincurate.difficulty.evaluate import compare_column, evaluate_predictions
+    from gaincurate.shards import numeric_input_column, read_scores
 
     measured = load_measured(scores_dir, feedback, reward_max=reward_max)
+    labels = {}
+    if against:  # read (and check) the label columns before the slow part
+        table = read_scores(scores_dir)  # in gc_id order
+        table_rows = np.searchsorted(table.column("gc_id").to_numpy(), measured.rates.gc_ids)
+        labels = {column: numeric_input_column(table, column)[table_rows] for column in against}
     rows = measured.rows
     try:
         report = evaluate_predictions(
@@ -170,6 +181,8 @@ def evaluate_scores(
         )
     except ValueError as error:
         raise InputError(f"{error}; measure more prompts with `gaincurate rollout`") from None
+    if labels:
+        report["against"] = {column: compare_column(values, measured.rates.rates) for column, values in labels.items()}
     report["scores_dir"] = str(scores_dir)
     report["feedback"] = [str(path) for path in feedback]
     return report

@@ -9,7 +9,15 @@ import pytest
 from difficulty_helpers import true_pass_rates, write_feedback
 from helpers import run_cli
 
-from gaincurate.difficulty.evaluate import EvaluateConfig, evaluate_predictions, least_squares_predict, noise_ceiling
+from gaincurate.difficulty.evaluate import (
+    EvaluateConfig,
+    compare_column,
+    evaluate_predictions,
+    least_squares_predict,
+    noise_ceiling,
+    paired_wins,
+    solved_counts,
+)
 from gaincurate.difficulty.predict import prepare_embeddings
 
 
@@ -46,6 +54,37 @@ def test_attention_beats_the_baselines_when_embeddings_carry_the_signal():
     assert methods["attention"]["mae"] < methods["global_mean"]["mae"]
     assert abs(methods["length"]["pearson"]) < 0.6 and abs(methods["angle"]["pearson"]) < 0.6
     assert report["held_out"] == 16 and len(report["per_repeat"]) == 3
+
+
+def test_paired_wins_count_split_by_split():
+    def split(attention, length_pearson, length_mae):
+        return {
+            "attention": {"pearson": attention[0], "mae": attention[1]},
+            "global_mean": {"pearson": None, "mae": 0.2},
+            "length": {"pearson": length_pearson, "mae": length_mae},
+        }
+
+    per_repeat = [split((0.5, 0.1), 0.4, 0.15), split((0.3, 0.3), 0.4, 0.15), split((0.6, 0.1), None, 0.05)]
+    wins = paired_wins(per_repeat)
+    assert wins == {
+        "global_mean": {"splits": 3, "pearson_higher": None, "mae_lower": 2},
+        "length": {"splits": 3, "pearson_higher": 1, "mae_lower": 1},
+    }
+
+
+def test_solved_counts_and_a_known_label_beside_the_methods():
+    assert solved_counts(np.array([0.0, 0.25, 1.0, 0.0, 0.5])) == {"never": 2, "sometimes": 2, "always": 1}
+    levels = np.array([1, 1, 2, 2, 3, np.nan])
+    rates = np.array([0.75, 0.25, 0.5, 0.0, 0.0, 1.0])
+    compared = compare_column(levels, rates)
+    assert compared["prompts"] == 5  # the NaN label is left out
+    assert compared["pearson"] == pytest.approx(np.corrcoef(levels[:5], rates[:5])[0, 1])
+    assert compared["by_value"] == [
+        {"value": 1.0, "prompts": 2, "mean_pass_rate": 0.5},
+        {"value": 2.0, "prompts": 2, "mean_pass_rate": 0.25},
+        {"value": 3.0, "prompts": 1, "mean_pass_rate": 0.0},
+    ]
+    assert compare_column(np.arange(30.0), np.linspace(0, 1, 30))["by_value"] is None  # too many levels to list
 
 
 def test_evaluation_is_seeded():
@@ -112,13 +151,24 @@ def test_cli_predict_fit_evaluate(embedded_scores, tmp_path, monkeypatch, capsys
     assert code == 0 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 60
 
     code, out, _ = run_cli(
-        ["difficulty", "evaluate", str(embedded_scores), *sources, "--repeats", "2", "--no-fit", "--json"],
+        ["difficulty", "evaluate", str(embedded_scores), *sources, "--repeats", "2", "--no-fit", "--json",
+         "--against", "answer"],
         monkeypatch,
         capsys,
-    )
+    )  # fmt: skip
     report = json.loads(out)
     assert code == 0 and report["prompts"] == 45 and report["held_out"] == 9
     assert report["methods"]["attention"]["pearson"] > 0.5
+    assert report["attention_vs"]["length"]["splits"] == 2
+    assert sum(report["measured"].values()) == 45
+    # "answer" is i % 7 for gc_id i: 7 levels, each with the measured prompts of that residue.
+    assert [level["value"] for level in report["against"]["answer"]["by_value"]] == list(range(7))
+    assert sum(level["prompts"] for level in report["against"]["answer"]["by_value"]) == 45
+
+    code, out, err = run_cli(
+        ["difficulty", "evaluate", str(embedded_scores), *sources, "--against", "problem"], monkeypatch, capsys
+    )
+    assert code == 2 and "--against problem: the column is not numeric" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
