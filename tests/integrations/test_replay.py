@@ -21,14 +21,6 @@ from gaincurate.integrations.replay_loss import (
 EPS_LOW, EPS_HIGH = 0.2, 0.28
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def trl_clipped_token_loss(logps, old_logps, advantages, epsilon_low, epsilon_high):
     """TRL's token-level clipped loss (grpo_trainer.py `_compute_loss`, loss_type grpo/bnpo/dr_grpo/dapo)."""
     if advantages.dim() == 1:

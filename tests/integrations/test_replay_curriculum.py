@@ -48,14 +48,6 @@ RESUME_STEP = 3  # mid epoch 1: the checkpoint holds epoch 1's first fresh rollo
 REPLAY = ReplayConfig(replay_fresh_fraction=DELTA, replay_capacity=4, replay_seed=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def scores(tiny_llama, tmp_path_factory) -> Path:
     return score_prompts(tiny_llama, tmp_path_factory.mktemp("replay-curriculum-scores") / "scores")

@@ -43,14 +43,6 @@ GROUP = 4  # num_generations
 BATCH_PROMPTS = 4  # prompts per generation batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def grpo_args(output_dir, **overrides) -> GRPOConfig:
     settings = {
         "output_dir": str(output_dir),

@@ -43,14 +43,6 @@ from gaincurate.schedule.inputs import load_scores  # noqa: E402
 from gaincurate.schedule.run import read_history, strategy_for  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def scores(tiny_llama, tmp_path_factory) -> Path:
     return score_prompts(tiny_llama, tmp_path_factory.mktemp("trl-scores") / "scores")
