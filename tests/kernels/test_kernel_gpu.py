@@ -6,10 +6,9 @@ Every test skips cleanly where there is no CUDA device (or when the interpreter 
 
 from __future__ import annotations
 
-import zlib
-
 import pytest
 import torch
+from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import resolve_backend, segment_unit_sums
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
@@ -17,18 +16,7 @@ from gaincurate.kernels.testing import agreement_with_reference, random_segment_
 
 pytestmark = [pytest.mark.gpu, pytest.mark.triton, pytest.mark.usefixtures("cuda")]
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MATRIX = [
-    pytest.param(batch, num_tokens, dim, dtype_name, id=f"B{batch}-T{num_tokens}-D{dim}-{dtype_name}")
-    for batch in (1, 5)
-    for num_tokens in (1, 7, 300, 4096)
-    for dim in (64, 96, 576, 896, 1000, 1536, 3584, 8192)
-    for dtype_name in DTYPES
-]
-
-
-def seed_for(*parts: object) -> int:
-    return zlib.crc32("-".join(map(str, parts)).encode())
+MATRIX = shape_matrix(num_tokens=(1, 7, 300, 4096), dims=(64, 96, 576, 896, 1000, 1536, 3584, 8192))
 
 
 def cuda_inputs(batch, num_tokens, dim, dtype, num_segments=2, layout="runs", seed_parts=()):

@@ -5,11 +5,10 @@ These run in the normal process (`pytest -m "not triton"`); nothing here imports
 
 from __future__ import annotations
 
-import zlib
-
 import pytest
 import torch
 import torch.nn.functional as F
+from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import segment_unit_sums, torch_impl
 from gaincurate.kernels.reference import (
@@ -24,18 +23,7 @@ from gaincurate.kernels.testing import (
 )
 from gaincurate.kernels.torch_impl import segment_unit_sums_torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MATRIX = [
-    pytest.param(batch, num_tokens, dim, dtype_name, id=f"B{batch}-T{num_tokens}-D{dim}-{dtype_name}")
-    for batch in (1, 5)
-    for num_tokens in (1, 7, 300)
-    for dim in (64, 96, 576, 896, 1000)
-    for dtype_name in DTYPES
-]
-
-
-def seed_for(*parts: object) -> int:
-    return zlib.crc32("-".join(map(str, parts)).encode())
+MATRIX = shape_matrix()
 
 
 def test_reference_equals_a_token_by_token_loop():

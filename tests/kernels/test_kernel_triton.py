@@ -11,10 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import zlib
 
 import pytest
 import torch
+from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
 from gaincurate.kernels.launch import MAX_DIM, LaunchConfig, launch_config
@@ -23,18 +23,7 @@ from gaincurate.kernels.testing import agreement_with_reference, random_segment_
 
 pytestmark = [pytest.mark.triton, pytest.mark.usefixtures("interpreter")]
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MATRIX = [
-    pytest.param(batch, num_tokens, dim, dtype_name, id=f"B{batch}-T{num_tokens}-D{dim}-{dtype_name}")
-    for batch in (1, 5)
-    for num_tokens in (1, 7, 300)
-    for dim in (64, 96, 576, 896, 1000)
-    for dtype_name in DTYPES
-]
-
-
-def seed_for(*parts: object) -> int:
-    return zlib.crc32("-".join(map(str, parts)).encode())
+MATRIX = shape_matrix()
 
 
 def triton_sums(hidden, segment_ids, num_segments, config: LaunchConfig | None = None):

@@ -1,0 +1,26 @@
+"""The kernel tests' shared cases: one shape matrix and one seeding rule for the reference, interpreter and GPU runs."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def shape_matrix(num_tokens=(1, 7, 300), dims=(64, 96, 576, 896, 1000), batches=(1, 5)) -> list:
+    """(batch, num_tokens, dim, dtype_name) cases; the default is the CPU matrix, the GPU tests pass larger ones."""
+    return [
+        pytest.param(batch, tokens, dim, dtype_name, id=f"B{batch}-T{tokens}-D{dim}-{dtype_name}")
+        for batch in batches
+        for tokens in num_tokens
+        for dim in dims
+        for dtype_name in DTYPES
+    ]
+
+
+def seed_for(*parts: object) -> int:
+    """A stable seed per case, so one case's inputs never depend on which other cases run."""
+    return zlib.crc32("-".join(map(str, parts)).encode())
