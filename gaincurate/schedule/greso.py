@@ -1,0 +1,182 @@
+"""Zero-variance skipping (GRESO, arXiv 2506.02177): `--strategy greso`, or `--skip-zero-variance` over another.
+
+A prompt whose rollouts were all right, or all wrong, gave GRPO no gradient, and tends to stay that way.
+Each prompt keeps a streak: +k after k epochs in a row whose rollouts were all correct, -k after k all
+wrong; an epoch with mixed rewards resets it to 0, and an epoch without a rollout of the prompt leaves it
+as it was. Before rollout the prompt is skipped with probability
+
+    P(skip) = 1 - max(p ** |streak|, 0.01),   p = explore_easy (streak > 0) or explore_hard (streak < 0)
+
+The exploration rates start at 0.5. After each epoch the share of its prompts whose rollouts were all
+correct is compared with target_zero_variance / 3, and the all-wrong share with 2 * target_zero_variance / 3
+(hard prompts get more exploration: they are the ones a learning policy turns around). At or above its
+target a rate drops by EXPLORE_STEP (skip more), below it rises by EXPLORE_STEP, within
+[explore_min, explore_max].
+
+`ZeroVarianceFilter` wraps any strategy that has `priority`: the base orders every prompt, one uniform
+per position decides the skips, and the epoch is the first `subset_size` prompts not skipped, so it keeps
+its size with the base strategy's next choices (if too few are left, skipped ones fill it in the base's
+order). `greso` alone is the filter over `uniform`, the released code's random order. The streaks and
+rates live in the scheduler state, and each epoch's history line says how many prompts were skipped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.schedule.mopps import per_prompt_feedback
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, UniformStrategy
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.feedback import Feedback
+    from gaincurate.schedule.state import ScheduleState
+    from gaincurate.schedule.strategies import Strategy
+
+MEMORY_KEY = "zero_variance"
+EXPLORE_START = 0.5  # the released scripts' p_easy = p_hard = 0.5
+KEEP_FLOOR = 0.01  # a prompt is never skipped with certainty
+# Per epoch; the released code steps 0.01 per optimizer step, about a hundred per pass over its data.
+EXPLORE_STEP = 0.1
+EASY_SHARE, HARD_SHARE = 1 / 3, 2 / 3  # how the zero-variance target splits between all-correct and all-wrong
+EXACT = 1e-9  # correctness is reward / reward_max: all correct sums to the rollout count up to rounding
+
+
+def skip_probabilities(streaks: np.ndarray, *, explore_easy: float, explore_hard: float) -> np.ndarray:
+    """P(skip) per prompt: 1 - max(p ** |streak|, KEEP_FLOOR); 0 for a prompt without a streak."""
+    streaks = np.asarray(streaks, dtype=np.int64)
+    rates = np.where(streaks > 0, explore_easy, explore_hard)
+    keep = np.maximum(rates ** np.abs(streaks), KEEP_FLOOR)
+    return np.where(streaks == 0, 0.0, 1.0 - keep)
+
+
+def next_streaks(streaks: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Streaks after one epoch's rollouts (correctness sum and count per prompt)."""
+    streaks = np.asarray(streaks, dtype=np.int64)
+    all_correct = sums >= counts - EXACT * counts
+    all_wrong = sums <= EXACT * counts
+    return np.where(all_correct, np.maximum(streaks, 0) + 1, np.where(all_wrong, np.minimum(streaks, 0) - 1, 0))
+
+
+def next_rate(rate: float, share: float, target: float, *, low: float, high: float) -> float:
+    """An exploration rate after an epoch whose zero-variance share of one kind was `share`."""
+    moved = max(rate - EXPLORE_STEP, low) if share >= target else min(rate + EXPLORE_STEP, high)
+    return round(moved, 12)  # no float drift in state.json: 0.2, not 0.20000000000000004
+
+
+class ZeroVarianceFilter:
+    """Skip, before rollout, the prompts a base strategy picks whose recent rollouts all agreed."""
+
+    def __init__(
+        self,
+        base: Strategy,
+        gc_ids: np.ndarray,
+        *,
+        explore_min: float = 0.05,
+        explore_max: float = 0.95,
+        target_zero_variance: float = 0.25,
+        name: str | None = None,
+    ) -> None:
+        if not hasattr(base, "priority"):
+            raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
+        self.base = base
+        self.name = name or base.name
+        self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
+        self.low, self.high, self.target = float(explore_min), float(explore_max), float(target_zero_variance)
+
+    @classmethod
+    def from_config(
+        cls, base: Strategy, prompts: PromptSet, config: ScheduleConfig, *, name: str | None = None
+    ) -> ZeroVarianceFilter:
+        return cls(
+            base,
+            prompts.gc_ids,
+            explore_min=config.explore_min,
+            explore_max=config.explore_max,
+            target_zero_variance=config.target_zero_variance,
+            name=name,
+        )
+
+    @classmethod
+    def greso(cls, prompts: PromptSet, config: ScheduleConfig) -> ZeroVarianceFilter:
+        """GRESO on its own: the filter over a uniformly random order."""
+        return cls.from_config(UniformStrategy(), prompts, config, name="greso")
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return self.base.rank(prompts)
+
+    def initial_memory(self) -> dict[str, Any]:
+        start = min(max(EXPLORE_START, self.low), self.high)
+        base = getattr(self.base, "initial_memory", None)
+        own = {"gc_ids": [], "streaks": [], "explore_easy": start, "explore_hard": start}
+        return {**(base() if base is not None else {}), MEMORY_KEY: own}
+
+    def memory(self, state: ScheduleState) -> tuple[np.ndarray, float, float]:
+        """(streak of every prompt in gc_id order, explore_easy, explore_hard)."""
+        stored = (state.memory or {})[MEMORY_KEY]
+        streaks = np.zeros(len(self.gc_ids), dtype=np.int64)
+        if stored["gc_ids"]:
+            streaks[np.searchsorted(self.gc_ids, np.asarray(stored["gc_ids"], dtype=np.int64))] = stored["streaks"]
+        return streaks, float(stored["explore_easy"]), float(stored["explore_hard"])
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        """The memory after epoch `state.epoch`: the base's, then the streaks and rates moved by its rollouts."""
+        per_prompt = per_prompt_feedback(feedback, self.name)
+        observe = getattr(self.base, "observe", None)
+        memory = observe(state, feedback) if observe is not None else (state.memory or {})
+        streaks, easy, hard = self.memory(state)
+        if per_prompt:
+            ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
+            rows = np.searchsorted(self.gc_ids, ids)
+            sums = np.array([per_prompt[int(i)][0] for i in ids])
+            counts = np.array([per_prompt[int(i)][1] for i in ids])
+            streaks[rows] = next_streaks(streaks[rows], sums, counts)
+            easy_share = float(np.mean(streaks[rows] > 0))
+            hard_share = float(np.mean(streaks[rows] < 0))
+            easy = next_rate(easy, easy_share, self.target * EASY_SHARE, low=self.low, high=self.high)
+            hard = next_rate(hard, hard_share, self.target * HARD_SHARE, low=self.low, high=self.high)
+        kept = np.flatnonzero(streaks)
+        own = {
+            "gc_ids": self.gc_ids[kept].tolist(),
+            "streaks": streaks[kept].tolist(),
+            "explore_easy": easy,
+            "explore_hard": hard,
+        }
+        return {**memory, MEMORY_KEY: own}
+
+    def _skips(
+        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the base's order, skipped per rank position, streak per rank position)."""
+        order = self.base.priority(state, context, rng)
+        streaks, easy, hard = self.memory(state)
+        streaks = streaks[np.searchsorted(self.gc_ids, context.gc_ids)]
+        # Drawn after the base's draw, one per position, so the base draws exactly what it draws alone.
+        skipped = rng.random(len(streaks)) < skip_probabilities(streaks, explore_easy=easy, explore_hard=hard)
+        return order, skipped, streaks
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        count = context.params.subset_size
+        order, skipped, streaks = self._skips(state, context, rng)
+        kept = ~skipped[order]
+        taken = np.cumsum(kept)
+        if taken[-1] >= count:
+            walked = order[: int(np.searchsorted(taken, count)) + 1]  # up to the count-th prompt kept
+            chosen, passed = walked[kept[: len(walked)]], walked[~kept[: len(walked)]]
+        else:  # too few left: the skipped ones the base wanted most fill the epoch after all
+            fill = order[~kept][: count - int(taken[-1])]
+            chosen, passed = np.concatenate([order[kept], fill]), order[~kept][len(fill) :]
+        positions = np.sort(chosen).astype(np.int64)
+        _, easy, hard = self.memory(state)
+        describe = getattr(self.base, "describe", None)
+        info = describe(state, context, positions) if describe is not None else {}
+        info |= {
+            "skipped": len(passed),
+            "skipped_easy": int(np.sum(streaks[passed] > 0)),
+            "skipped_hard": int(np.sum(streaks[passed] < 0)),
+            "explore_easy": easy,
+            "explore_hard": hard,
+        }
+        return Selection(positions, info)

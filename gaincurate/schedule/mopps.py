@@ -1,0 +1,151 @@
+"""The `mopps` strategy: Bayesian pass-rate tracking with Thompson sampling (MoPPS, arXiv 2507.04632).
+
+Every prompt q keeps a Beta(a_q, b_q) posterior over its pass rate, starting at the prior Beta(a0, b0).
+After an epoch, a prompt with k_q rollouts whose correctness sums to s_q (rewards / reward_max) becomes
+
+    a_q <- forget * a_q + (1 - forget) * a0 + s_q
+    b_q <- forget * b_q + (1 - forget) * b0 + (k_q - s_q)
+
+so old evidence is discounted toward the prior and the posterior follows a policy that improves
+(`forget` = 1 never forgets). A prompt without a rollout in the epoch keeps its posterior. Each epoch
+draws one value theta_q ~ Beta(a_q, b_q) per prompt with `numpy.random.default_rng([seed, epoch])` and
+takes the `subset_size` prompts whose draws lie closest to `target` (ties by gc_id).
+
+The posteriors of the prompts measured so far are the strategy's memory in the scheduler state
+(`state.json`), as JSON floats that read back exactly, so a resumed run draws the same epochs. Epoch 0
+draws every theta from the prior: with Beta(1, 1) that is a uniform draw of prompts. No forward pass and
+no embedding are needed; `docs/strategies.md` compares it with the released code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.errors import InputError
+from gaincurate.schedule.config import DEFAULT_FORGET
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, first_positions
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.feedback import Feedback
+    from gaincurate.schedule.state import ScheduleState
+
+MEMORY_KEY = "posterior"
+
+
+def per_prompt_feedback(feedback: Feedback, strategy: str) -> dict[int, tuple[float, int]]:
+    """The epoch's per-prompt (correctness sum, rollouts); a bare accuracy cannot teach a per-prompt strategy."""
+    if feedback.per_prompt is None:
+        raise InputError(
+            f"the {strategy} strategy learns from each prompt's own rollouts: pass per-rollout feedback "
+            '({"gc_id": int, "reward": float} lines, or the records themselves), not a bare accuracy'
+        )
+    return feedback.per_prompt
+
+
+def update_posterior(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    successes: np.ndarray,
+    trials: np.ndarray,
+    *,
+    prior: tuple[float, float],
+    forget: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One discounted Beta update per prompt: old evidence weighs `forget`, the prior takes the rest."""
+    successes = np.asarray(successes, dtype=np.float64)
+    failures = np.asarray(trials, dtype=np.float64) - successes
+    new_alpha = forget * np.asarray(alpha, dtype=np.float64) + (1.0 - forget) * prior[0] + successes
+    new_beta = forget * np.asarray(beta, dtype=np.float64) + (1.0 - forget) * prior[1] + failures
+    return new_alpha, new_beta
+
+
+def posterior_mean(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    return alpha / (alpha + beta)
+
+
+def posterior_sd(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    total = alpha + beta
+    return np.sqrt(alpha * beta / (total * total * (total + 1.0)))
+
+
+class MoppsStrategy:
+    """Select the prompts whose Thompson draw of the pass rate lies nearest the target."""
+
+    name = "mopps"
+
+    def __init__(
+        self,
+        gc_ids: np.ndarray,
+        *,
+        target: float = 0.5,
+        prior: tuple[float, float] = (1.0, 1.0),
+        forget: float = DEFAULT_FORGET,
+    ) -> None:
+        self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
+        self.target, self.prior, self.forget = float(target), (float(prior[0]), float(prior[1])), float(forget)
+
+    @classmethod
+    def from_config(cls, prompts: PromptSet, config: ScheduleConfig) -> MoppsStrategy:
+        return cls(prompts.gc_ids, target=config.target, prior=config.prior, forget=config.forget)
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+
+    def initial_memory(self) -> dict[str, Any]:
+        return {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
+
+    def posterior(self, state: ScheduleState) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha, beta) of every prompt in gc_id order; prompts never measured are at the prior."""
+        alpha = np.full(len(self.gc_ids), self.prior[0])
+        beta = np.full(len(self.gc_ids), self.prior[1])
+        stored = (state.memory or {}).get(MEMORY_KEY)
+        if stored and stored["gc_ids"]:
+            rows = np.searchsorted(self.gc_ids, np.asarray(stored["gc_ids"], dtype=np.int64))
+            alpha[rows] = np.asarray(stored["alpha"], dtype=np.float64)
+            beta[rows] = np.asarray(stored["beta"], dtype=np.float64)
+        return alpha, beta
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        """The memory after epoch `state.epoch`: each prompt with rollouts gets its discounted update."""
+        per_prompt = per_prompt_feedback(feedback, self.name)
+        alpha, beta = self.posterior(state)
+        measured = {int(i) for i in (state.memory or {}).get(MEMORY_KEY, {}).get("gc_ids", [])}
+        if per_prompt:
+            ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
+            rows = np.searchsorted(self.gc_ids, ids)
+            sums = np.array([per_prompt[int(i)][0] for i in ids])
+            counts = np.array([per_prompt[int(i)][1] for i in ids])
+            alpha[rows], beta[rows] = update_posterior(
+                alpha[rows], beta[rows], sums, counts, prior=self.prior, forget=self.forget
+            )
+            measured.update(int(i) for i in ids)
+        kept = np.searchsorted(self.gc_ids, np.array(sorted(measured), dtype=np.int64))
+        stored = {"gc_ids": self.gc_ids[kept].tolist(), "alpha": alpha[kept].tolist(), "beta": beta[kept].tolist()}
+        return {**(state.memory or {}), MEMORY_KEY: stored}
+
+    def _rows(self, context: RankingContext) -> np.ndarray:
+        """Index into gc_id order of each rank position."""
+        return np.searchsorted(self.gc_ids, context.gc_ids)
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """Every rank position, nearest draw to the target first (ties by position)."""
+        alpha, beta = self.posterior(state)
+        rows = self._rows(context)
+        draws = rng.beta(alpha[rows], beta[rows])
+        return np.argsort(np.abs(draws - self.target), kind="stable").astype(np.int64)
+
+    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+        """Posterior mean and sd, averaged over the epoch's prompts, as the posterior stood when it was drawn."""
+        alpha, beta = self.posterior(state)
+        rows = self._rows(context)[positions]
+        return {
+            "posterior_mean": float(np.mean(posterior_mean(alpha[rows], beta[rows]))),
+            "posterior_sd": float(np.mean(posterior_sd(alpha[rows], beta[rows]))),
+        }
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        positions = first_positions(self.priority(state, context, rng), context.params.subset_size)
+        return Selection(positions, self.describe(state, context, positions))

@@ -1,0 +1,232 @@
+"""A simulated learning policy over the 320 bundled prompts, to test what a curriculum strategy selects.
+
+No model is involved. Each prompt gets a made-up embedding and a hidden hardness that is a function of it,
+so embedding neighbours share their pass rates. The policy improves every epoch:
+
+    p_q(t) = sigmoid(START + RATE * t - hardness_q)
+
+and each selected prompt gets ROLLOUTS Bernoulli rollouts of that pass rate. The outcomes come from one
+fixed table of uniforms per (prompt, epoch, rollout), so two strategies that pick the same prompt in the same
+epoch see the same rewards (common random numbers: comparisons between strategies are less noisy).
+
+`simulate` drives a run directory through the public API, `gaincurate.schedule.driver.init_run` and
+`advance`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
+`gaincurate.feedback.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
+
+    scores = write_scores(tmp_path / "scores", policy := bundled_policy())
+    result = simulate(scores, tmp_path / "run", policy, strategy="mopps", seed=1)
+    band(result)   # selected prompts vs a uniform draw over epochs 5-19
+
+Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+import gaincurate
+from gaincurate import shards
+from gaincurate.feedback import append_rollouts
+from gaincurate.fileio import atomic_write_json
+
+ASSET = Path(gaincurate.__file__).parent / "assets" / "math_sample.jsonl"
+ROLLOUTS = 4
+EPOCHS = 20
+SUBSET = 128  # of the 320 prompts: each prompt comes back every few epochs
+WINDOW = range(5, 20)  # epochs the margins are measured over
+EXTREME = 0.05  # a true pass rate below 0.05 or above 0.95 rarely gives a mixed rollout group
+WIDTH = 16  # embedding width
+START, RATE = -1.5, 0.15  # the policy's logit offset at epoch 0, and its gain per epoch
+
+
+@dataclass(frozen=True)
+class SimulatedPolicy:
+    """Hidden pass rates that rise every epoch; `hardness` is a function of `embeddings`."""
+
+    embeddings: np.ndarray  # [N, WIDTH] float32, row q is gc_id q
+    hardness: np.ndarray  # [N]
+    uniforms: np.ndarray  # [N, epochs, ROLLOUTS]: rollout r of prompt q in epoch t is correct iff below p_q(t)
+    start: float = START
+    rate: float = RATE
+
+    def pass_rates(self, epoch: int) -> np.ndarray:
+        """True pass rate of every prompt (gc_id order) while epoch `epoch` trains."""
+        return 1.0 / (1.0 + np.exp(-(self.start + self.rate * epoch - self.hardness)))
+
+    def rollouts(self, gc_ids: np.ndarray, epoch: int) -> np.ndarray:
+        """[len(gc_ids), ROLLOUTS] rewards, 1.0 for a correct rollout."""
+        gc_ids = np.asarray(gc_ids, dtype=np.int64)
+        probabilities = self.pass_rates(epoch)[gc_ids]
+        return (self.uniforms[gc_ids, epoch] < probabilities[:, None]).astype(np.float64)
+
+
+def bundled_rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in ASSET.read_text().splitlines() if line.strip()]
+
+
+def bundled_policy(seed: int = 0, *, epochs: int = EPOCHS, start: float = START, rate: float = RATE) -> SimulatedPolicy:
+    """The policy over the bundled prompts: hardness from the stated difficulty (1-5), the type and noise."""
+    rows = bundled_rows()
+    rng = np.random.default_rng([seed, 15])
+    types = sorted({row["type"] for row in rows})
+    type_offset = dict(zip(types, rng.normal(0.0, 0.7, len(types)), strict=True))
+    type_centre = dict(zip(types, rng.normal(0.0, 2.0, (len(types), WIDTH)), strict=True))
+    difficulty = np.array([row["difficulty"] for row in rows], dtype=np.float64)
+    hardness = 1.1 * (difficulty - 3) + np.array([type_offset[row["type"]] for row in rows])
+    hardness += rng.normal(0.0, 0.4, len(rows))
+    # The embedding carries the hardness along one direction, plus the type and a little noise: prompts
+    # near each other in it have nearly the same pass rate, as the DOTS paper assumes of real embeddings.
+    direction = rng.normal(size=WIDTH)
+    direction /= np.linalg.norm(direction)
+    embeddings = np.stack([type_centre[row["type"]] for row in rows]) + np.outer(hardness, direction) * 2.0
+    embeddings += rng.normal(0.0, 0.3, embeddings.shape)
+    uniforms = rng.random((len(rows), epochs, ROLLOUTS))
+    return SimulatedPolicy(embeddings.astype(np.float32), hardness, uniforms, start, rate)
+
+
+def write_scores(directory: Path, policy: SimulatedPolicy) -> Path:
+    """A complete scores directory of the bundled prompts, embeddings included, as `gaincurate score` writes.
+
+    gc_score falls with hardness plus as much noise again (correlation about -0.5), so `gain` ranks by a
+    real but weak signal, as angle scores do on real data.
+    """
+    rows = bundled_rows()
+    count = len(rows)
+    rng = np.random.default_rng(7)
+    inputs = pa.table({key: [row[key] for row in rows] for key in ("problem", "answer", "type")})
+    score = 1.0 - 0.1 * policy.hardness + rng.normal(0.0, 0.25, count)
+    columns = {
+        "gc_id": pa.array(np.arange(count), pa.int64()),
+        "gc_intra": pa.array(score / 2),
+        "gc_inter": pa.array(score / 2),
+        "gc_score": pa.array(score),
+        "gc_question_tokens": pa.array([len(row["problem"].split()) for row in rows], pa.int32()),
+        "gc_context_tokens": pa.array(np.full(count, 20), pa.int32()),
+        "gc_truncated": pa.array(np.zeros(count, dtype=bool)),
+        "gc_status": pa.array(["ok"] * count),
+        "gc_embedding": pa.array([row.astype(np.float16) for row in policy.embeddings], pa.list_(pa.float16())),
+    }
+    schema = shards.output_schema(inputs.schema, embed=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    shards.write_shard(
+        directory / shards.shard_name(0), pa.Table.from_arrays([*inputs.columns, *columns.values()], schema=schema)
+    )
+    manifest = {
+        "format_version": shards.FORMAT_VERSION,
+        "complete": True,
+        "rows": count,
+        "shards": [shards.shard_name(0)],
+        "config": {
+            "prompt_column": "problem",
+            "answer_column": "answer",
+            "system_prompt": "Solve it.",
+            "few_shot": [],
+            "chat_template": True,
+        },
+        "dataset": {"name": "math_sample", "fingerprint": "math-sample-simulated"},
+        "debias": None,
+    }
+    atomic_write_json(directory / shards.MANIFEST, manifest)
+    return directory
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    selected: list[np.ndarray]  # gc_ids of each epoch
+    pass_rates: list[np.ndarray]  # every prompt's true pass rate during each epoch (gc_id order)
+    memories: list[dict[str, Any] | None]  # the strategy's memory in the state as each epoch was drawn
+    history: list[dict[str, Any]]  # the run's history.jsonl
+
+
+def simulate(
+    scores_dir: Path,
+    run_dir: Path,
+    policy: SimulatedPolicy,
+    *,
+    strategy: str,
+    epochs: int = EPOCHS,
+    subset_size: int = SUBSET,
+    seed: int = 0,
+    **options: Any,
+) -> SimulationResult:
+    """Train `epochs` simulated epochs with `strategy` (and ScheduleConfig `options`) in `run_dir`."""
+    from gaincurate.schedule import rundir
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.driver import advance, init_run
+
+    config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, rescore="none", **options)
+    init_run(run_dir, scores_dir, config)
+    advance(run_dir)
+    selected, rates, memories = [], [], []
+    for epoch in range(epochs):
+        schedule = rundir.load_run(run_dir).schedule
+        gc_ids = schedule.subset_ids
+        selected.append(gc_ids)
+        memories.append(schedule.memory)
+        rates.append(policy.pass_rates(epoch))
+        if epoch == epochs - 1:
+            break
+        rewards = policy.rollouts(gc_ids, epoch)
+        feedback = run_dir / f"rollouts-{epoch:04d}.jsonl"
+        append_rollouts(feedback, np.repeat(gc_ids, ROLLOUTS).tolist(), rewards.ravel().tolist())
+        advance(run_dir, feedback=feedback)
+    return SimulationResult(selected, rates, memories, rundir.read_history(run_dir))
+
+
+def band(result: SimulationResult, window: range = WINDOW) -> dict[str, float]:
+    """Over `window`: the selected prompts' mean |p - 0.5| and count of extreme pass rates, and both for a
+    uniform draw of the same size (exact expectations, not a sampled run)."""
+    distance = extremes = uniform_distance = uniform_extremes = 0.0
+    for epoch in window:
+        rates, chosen = result.pass_rates[epoch], result.selected[epoch]
+        extreme = (rates < EXTREME) | (rates > 1 - EXTREME)
+        distance += float(np.abs(rates[chosen] - 0.5).mean())
+        extremes += float(extreme[chosen].sum())
+        uniform_distance += float(np.abs(rates - 0.5).mean())
+        uniform_extremes += float(extreme.mean()) * len(chosen)
+    return {
+        "distance": distance / len(window),
+        "uniform_distance": uniform_distance / len(window),
+        "distance_ratio": distance / uniform_distance,
+        "extremes": extremes,
+        "uniform_extremes": uniform_extremes,
+        "fewer_extremes": 1.0 - extremes / uniform_extremes,
+    }
+
+
+def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """The markdown table of docs/strategies.md: each strategy, with and without the GRESO filter."""
+    policy = bundled_policy()
+    scores = write_scores(root / "scores", policy)
+    lines = [
+        "| strategy | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform | per seed (fewer) |",
+        "|---|---|---|---|",
+    ]
+    runs = [(name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso")]
+    runs += [(name, {"skip_zero_variance": True}) for name in ("uniform", "gain", "length", "dots", "mopps")]
+    runs += [("mopps", {"forget": 1.0})]
+    for index, (name, options) in enumerate(runs):
+        bands = [
+            band(simulate(scores, root / f"run-{index}-{seed}", policy, strategy=name, seed=seed, **options))
+            for seed in seeds
+        ]
+        label = name + "".join(f" {key}={value}" for key, value in options.items())
+        ratio = np.mean([b["distance_ratio"] for b in bands])
+        fewer = np.mean([b["fewer_extremes"] for b in bands])
+        per_seed = ", ".join(f"{b['fewer_extremes']:.0%}" for b in bands)
+        lines.append(f"| {label} | {ratio:.3f} | {fewer:.0%} | {per_seed} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        sys.stdout.write(margins_table(Path(folder)) + "\n")
