@@ -1,0 +1,132 @@
+"""Sizes along the ranking: how `--subset-size`, `--sigma`, `--step-size`, `--adj-min` and `--adj-max` are spelled.
+
+A bare number is rank units (`--sigma 0.5` is half a rank). A share of the prompt count N has its own
+spelling, a percentage: `--sigma 2%` is 2% of N. Left out (None), a size is the released GAIN-RL value
+scaled to N: the released number divided by 7,500, the size of MATH train that it was tuned on, times N.
+So at N = 7,500 the defaults are exactly the released values.
+
+The subset size is also the number of rows a trainer sees per epoch, and trainers take whole batches
+(TRL: `generation_batch_size / num_generations` prompts; verl: `data.train_batch_size`). With
+`subset_multiple` K, a default or percentage subset rounds to the nearest multiple of K, and a count
+that is not a multiple is refused with the two nearest ones. `subset_choice` says in words what was chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gaincurate.errors import ConfigError
+
+# The prompt count the released hyperparameters were tuned for (MATH train); defaults are shares of it.
+REFERENCE_PROMPTS = 7500
+RELEASED = {"step_size": 500, "sigma": 1000, "adj_min": 0, "adj_max": 1000, "subset_size": 256}
+FLAGS = {
+    "subset_size": "--subset-size",
+    "sigma": "--sigma",
+    "step_size": "--step-size",
+    "adj_min": "--adj-min",
+    "adj_max": "--adj-max",
+}
+
+
+def size_text(text: str) -> str:
+    """A size as typed on the command line, checked to be a number or a percentage (for a CLI option parser)."""
+    body = text.strip()
+    try:
+        number = float(body[:-1] if body.endswith("%") else body)
+    except ValueError:
+        raise ValueError("not a number of ranks or a share of N such as 2%") from None
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return body
+
+
+def normalize_size(name: str, value: Any) -> int | float | str | None:
+    """A size as stored in the config: None (the scaled default), ranks (a float; the subset size an int), or
+    "X%" (a share of N).
+
+    A string that is a plain number (from a config file or a CLI option) is ranks; "X%" keeps its spelling.
+    """
+    flag = FLAGS[name]
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        percent = text.endswith("%")
+        try:
+            number = float(text[:-1] if percent else text)
+        except ValueError:
+            raise ConfigError(f"{flag} must be a number of ranks or a share of N such as 2%; got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{flag} must be finite; got {value!r}")
+        if percent:
+            _check_sign(name, number, f"{text}")
+            return f"{number:g}%" if float(f"{number:g}") == number else f"{number!r}%"
+        value = number
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number of ranks or a percentage of N such as 2%; got {value!r}")
+    _check_sign(name, float(value), f"{value:g}")
+    if name == "subset_size":
+        if value != int(value):
+            raise ConfigError(
+                f"--subset-size {value:g} is not a whole number of prompts; give a count, or a share of N such as 5%"
+            )
+        return int(value)
+    return float(value)
+
+
+def _check_sign(name: str, number: float, shown: str) -> None:
+    flag = FLAGS[name]
+    if name in ("subset_size", "sigma") and number <= 0:
+        raise ConfigError(f"{flag} must be positive; got {shown}")
+    if name == "step_size" and number < 0:
+        raise ConfigError(f"{flag} must be 0 or more; got {shown}")
+
+
+def is_share(value: float | str | None) -> bool:
+    """Whether a stored size scales with N (the default, or a percentage)."""
+    return value is None or isinstance(value, str)
+
+
+def absolute(name: str, value: float | str | None, n_prompts: int) -> float:
+    """A stored size in rank units for `n_prompts` prompts."""
+    if value is None:
+        return RELEASED[name] / REFERENCE_PROMPTS * n_prompts
+    if isinstance(value, str):
+        return float(value[:-1]) / 100.0 * n_prompts
+    return float(value)
+
+
+def resolve_subset(value: float | str | None, n_prompts: int, multiple: int) -> int:
+    """The subset size in prompts: a share of N rounds to the nearest multiple of `multiple` (at least one)."""
+    if not is_share(value):
+        count = int(value)
+        if count % multiple:
+            low = count - count % multiple
+            raise ConfigError(
+                f"--subset-size {count} is not a multiple of --subset-multiple {multiple}; the trainer would drop "
+                f"{count % multiple} prompts each epoch. Use {low or multiple} or {low + multiple}, or give a share "
+                "of N such as 5%, which rounds by itself"
+            )
+    else:
+        count = max(1, round(absolute("subset_size", value, n_prompts) / multiple)) * multiple
+        if count > n_prompts:
+            count = n_prompts - n_prompts % multiple
+    if count < 1:
+        raise ConfigError(f"the {n_prompts} prompts are fewer than one batch of --subset-multiple {multiple}; lower it")
+    if count > n_prompts:
+        raise ConfigError(
+            f"--subset-size {count} is more than the {n_prompts} prompts; pass at most {n_prompts}, or a share of N"
+        )
+    return count
+
+
+def subset_choice(value: float | str | None, n_prompts: int, multiple: int, chosen: int) -> str:
+    """One line on how the subset size was chosen, for `schedule init` and in-process trainers to print."""
+    if not is_share(value):
+        return f"subset size {chosen} prompts per epoch (as given)"
+    spelled = "the default 256/7,500 of N" if value is None else f"{value} of N"
+    exact = absolute("subset_size", value, n_prompts)
+    rounded = "rounded" if multiple == 1 else f"rounded to a multiple of {multiple} (--subset-multiple)"
+    return f"subset size {chosen} prompts per epoch: {spelled} = {exact:.1f} of {n_prompts}, {rounded}"
