@@ -1,0 +1,115 @@
+"""The one error path, seen through the real console script: one line naming the bad value and the fix.
+
+Usage errors exit 2, other user errors 1, Ctrl-C 130; a traceback only with GAINCURATE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import PROBLEMS, write_jsonl
+
+from gaincurate.cli import INTERRUPTED
+
+# (arguments, words the one line must hold: the bad value, and the help to run)
+USAGE_ERRORS = {
+    "unknown-flag": (["show", "scores", "--bogus"], ["--bogus", "`gaincurate show --help`"]),
+    "misspelt-flag": (["show", "scores", "--tpo", "3"], ["--tpo", "--top"]),
+    "unknown-command": (["scroe"], ["scroe", "`gaincurate --help`"]),
+    "missing-option": (["schedule", "next"], ["--run", "`gaincurate schedule next --help`"]),
+    "missing-argument": (["show"], ["scores_dir", "`gaincurate show --help`"]),
+    "bad-choice": (["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "gian"], ["gian", "'gain'"]),
+    "bad-choice-score": (["score", "--site", "attention"], ["--site attention", "'mlp-input', 'residual'"]),
+    "wrong-type": (["score", "--limit", "ten"], ["--limit ten", "integer"]),
+    "wrong-type-float": (["schedule", "init", "--scores", "s", "--run", "r", "--sigma", "wide"], ["--sigma wide"]),
+    "negative-top": (["show", "scores", "--top", "-1"], ["--top -1", "greater than or equal to 0"]),
+    "zero-limit": (["score", "--limit", "0"], ["--limit 0", "greater than or equal to 1"]),
+    "zero-seeds": (["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),
+}
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS)
+def test_usage_errors_are_one_line_exit_2(case, gaincurate, error_line, tmp_path):
+    args, words = USAGE_ERRORS[case]
+    result = gaincurate(*args)
+    line = error_line(result)
+    assert result.returncode == 2, result.stderr
+    for word in words:
+        assert word in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == [], "a refused command writes nothing"
+
+
+def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line, tmp_path):
+    result = gaincurate("show", tmp_path / "missing")
+    assert result.returncode == 1
+    assert "has no manifest.json" in error_line(result) and "gaincurate score" in error_line(result)
+
+    debug = gaincurate("show", tmp_path / "missing", env={"GAINCURATE_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "InputError" in debug.stderr
+    debug = gaincurate("show", "scores", "--bogus", env={"GAINCURATE_DEBUG": "1"})
+    assert debug.returncode == 1 and "NoSuchOption" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--strategies", "gian"],
+            "unknown strategy 'gian'",
+        ),
+        (["bench", "curriculum", "--config", "no-such-bench", "--out", "b"], "neither a bundled config"),
+        (["signal", "check", "missing"], "missing has no manifest.json"),
+        (["schedule", "next", "--run", "missing"], "schedule init"),
+    ],
+    ids=["bench-strategy", "bench-config", "signal-scores", "schedule-run"],
+)
+def test_other_commands_user_errors_are_one_line(args, message, gaincurate, error_line, tmp_path):
+    result = gaincurate(*args)
+    assert result.returncode == 1 and message in error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_arguments_prints_the_help(gaincurate):
+    result = gaincurate("schedule")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert all(command in result.stdout + result.stderr for command in ("init", "next", "run", "status"))
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
+    rows = [{"problem": f"{p['problem']} Then add {i} and double it.", "answer": p["answer"]}
+            for i in range(400) for p in PROBLEMS]  # fmt: skip
+    dataset = write_jsonl(tmp_path / "many.jsonl", rows)
+    script = Path(sys.executable).with_name("gaincurate")
+    command = [str(script), "score", str(dataset), "--model", str(tiny_llama), "--out", str(tmp_path / "s"),
+               "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", "--shard-size", "16"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stderr.readline()  # stderr is a pipe, not a terminal: stage lines arrive as plain lines
+    deadline = time.monotonic() + 120
+    while "loading model" not in first and time.monotonic() < deadline:
+        first = process.stderr.readline()
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in stderr
+    assert stdout == ""
+
+
+def test_a_write_that_fails_for_lack_of_room_is_one_line(scored, gaincurate, error_line, tmp_path):
+    """No disk can be filled here, so a file-size limit of 0 bytes makes every write fail the same way (EFBIG)."""
+
+    def no_room() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+    result = gaincurate("schedule", "init", "--scores", scored, "--run", tmp_path / "run", preexec_fn=no_room,
+                        env={"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    line = error_line(result)
+    assert result.returncode == 1
+    assert "File too large" in line and "run the same command again" in line

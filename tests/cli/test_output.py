@@ -1,0 +1,78 @@
+"""Results reach stdout through one renderer: `--json` is strict JSON everywhere, and `status` fits the strategy."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from gaincurate.cli import main
+from gaincurate.cli.render import json_line, json_text, plain
+
+
+def strict_json(text: str):
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def run(args: list, capsys) -> str:
+    main([str(arg) for arg in args])
+    return capsys.readouterr().out
+
+
+def test_non_finite_numbers_become_null():
+    data = {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": np.float64("nan"), "d": np.int64(3), "e": (Path("x"),)}
+    assert plain(data) == {"a": None, "b": [None, None, 1.5], "c": None, "d": 3, "e": ["x"]}
+    assert strict_json(json_text(data)) == plain(data)
+    assert json_line({"r": np.float32(0.5)}) == '{"r": 0.5}\n'
+
+
+def test_show_json_prints_null_for_an_undefined_correlation(scored, gaincurate):
+    result = gaincurate("show", scored, "--json", "--against", "level")  # `level` is constant: Spearman is NaN
+    assert result.returncode == 0, result.stderr
+    summary = strict_json(result.stdout)
+    assert summary["spearman"]["level"] is None and isinstance(summary["spearman"]["question_tokens"], float)
+
+
+def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(["schedule", "init", "--scores", scored, "--run", run_dir, "--strategy", "uniform", "--subset-size", "4"],
+        capsys)  # fmt: skip
+    assert "around mu" not in run(["schedule", "next", "--run", run_dir], capsys)
+    ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
+    feedback = tmp_path / "f.jsonl"
+    feedback.write_text("".join(json.dumps({"gc_id": i, "reward": float(i % 2)}) + "\n" for i in ids))
+    stepped = strict_json(run(["schedule", "next", "--run", run_dir, "--feedback", feedback, "--json"], capsys))
+    assert stepped["mu"] is None and stepped["record"]["mu"] is None and stepped["record"]["accuracy"] is not None
+
+    status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
+    assert status["uses_mu"] is False and status["mu"] is None
+    assert [line["mu"] for line in status["history"]] == [None] and "plot" not in status
+    table = run(["schedule", "status", "--run", run_dir, "--plot", tmp_path / "chart.txt"], capsys)
+    header = next(line for line in table.splitlines() if "epoch" in line and "acc" in line)
+    assert "mu" not in header and "strategy uniform" in table and "waiting for training" in table
+    chart = (tmp_path / "chart.txt").read_text()
+    assert "m" not in chart.split("+")[0] and chart.splitlines()[-1] == "a = accuracy (uniform)"
+
+
+def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(["schedule", "init", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
+    assert "around mu 0.0" in run(["schedule", "next", "--run", run_dir], capsys)
+    status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
+    assert status["uses_mu"] is True and status["mu"] == 0.0
+    assert "mu 0.0 of 7" in run(["schedule", "status", "--run", run_dir], capsys)
+
+
+def test_status_plot_to_a_png_file(scored, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(["schedule", "init", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
+    pytest.importorskip("matplotlib")
+    run(["schedule", "status", "--run", run_dir, "--plot", tmp_path / "run.png"], capsys)
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,139 @@
+"""Fault injection on `schedule run`: the real console script is stopped or killed while its trainer runs.
+
+No trainer may outlive it, and the rerun trains the interrupted epoch once, with one epoch's rollouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "schedule"))
+
+from schedule_helpers import write_scores  # noqa: E402
+
+from gaincurate.integrations.supervisor import stop_group, supervise  # noqa: E402
+from gaincurate.schedule.config import ScheduleConfig  # noqa: E402
+from gaincurate.schedule.driver import init_run  # noqa: E402
+from gaincurate.schedule.rundir import load_run, read_history  # noqa: E402
+
+GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
+SUBSET = 6
+
+# Notes its pid (one file per call), sleeps TRAIN_SECONDS, then appends two rollouts per prompt of the epoch.
+TRAINER = """
+import json, os, pathlib, sys, time
+data, feedback, epoch, notes = sys.argv[1:5]
+calls = pathlib.Path(notes, "calls.txt")
+with calls.open("a") as file:
+    file.write(epoch + "\\n")
+pathlib.Path(notes, f"pid-{len(calls.read_text().split())}").write_text(str(os.getpid()))
+time.sleep(float(os.environ.get("TRAIN_SECONDS", "0")))
+import pyarrow.parquet as pq
+ids = pq.read_table(data, columns=["gc_id"]).column("gc_id").to_pylist()
+with open(feedback, "a") as file:
+    for i in ids:
+        for r in range(2):
+            file.write(json.dumps({"gc_id": i, "correct": (i + r) % 3 == 0}) + "\\n")
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture()
+def run(tmp_path) -> tuple[Path, str, Path]:
+    """A run directory, the trainer command (a compound one: the trainer is the shell's child), its notes folder."""
+    run_dir, notes = tmp_path / "run", tmp_path / "notes"
+    notes.mkdir()
+    init_run(
+        run_dir, write_scores(tmp_path / "scores"), ScheduleConfig(seed=5, subset_size=SUBSET, sigma=6, rescore="none")
+    )
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    python = shlex.quote(sys.executable)
+    command = f"{python} {shlex.quote(str(script))} {{epoch_data}} {{feedback_file}} {{epoch}} {notes}; echo done"
+    return run_dir, command, notes
+
+
+def schedule_run(run_dir: Path, command: str, *, train_seconds: float) -> subprocess.Popen:
+    environment = {**os.environ, "TRAIN_SECONDS": str(train_seconds)}
+    return subprocess.Popen(
+        [str(GAINCURATE), "schedule", "run", "--run", str(run_dir), "--epochs", "1", "--trainer-cmd", command],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopped_schedule_run_leaves_no_trainer_and_the_rerun_trains_once(run, signum, code):
+    run_dir, command, notes = run
+    first = schedule_run(run_dir, command, train_seconds=600)
+    assert wait_for(lambda: (notes / "pid-1").is_file()), first.communicate(timeout=5)
+    trainer = int((notes / "pid-1").read_text())
+    first.send_signal(signum)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == code, stderr
+    assert not alive(trainer)  # gone by the time `schedule run` has exited
+    assert "Traceback" not in stderr and f"stopped by {signum.name} while training epoch 0" in stderr
+    assert not load_run(run_dir).trained and not (run_dir / "feedback-0000.jsonl").exists()
+
+    second = schedule_run(run_dir, command, train_seconds=0)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr
+    assert (notes / "calls.txt").read_text().split() == ["0", "0"]  # the stopped attempt, then one training
+    (record,) = read_history(run_dir)
+    rollouts = (run_dir / "feedback-0000.jsonl").read_text().splitlines()
+    assert record["rollouts"] == len(rollouts) == 2 * SUBSET
+    assert {json.loads(line)["gc_id"] for line in rollouts} == set(record["subset_ids"])
+
+
+def test_killed_schedule_run_leaves_no_trainer(run):
+    """SIGKILL gives `schedule run` no chance to act: its watchdog stops the trainer's group."""
+    run_dir, command, notes = run
+    first = schedule_run(run_dir, command, train_seconds=600)
+    assert wait_for(lambda: (notes / "pid-1").is_file()), first.communicate(timeout=5)
+    trainer = int((notes / "pid-1").read_text())
+    first.kill()
+    first.communicate(timeout=60)
+    assert wait_for(lambda: not alive(trainer), timeout=30)
+    assert not load_run(run_dir).trained
+
+
+def test_a_trainer_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    ready = tmp_path / "ready"
+    ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+    stubborn = f"{ignore}; open({str(ready)!r}, 'w'); time.sleep(600)"
+    process = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+    assert wait_for(ready.is_file)
+    started = time.monotonic()
+    stop_group(process.pid, signal.SIGTERM, 1.0, process=process)
+    assert process.returncode == -signal.SIGKILL and time.monotonic() - started >= 1.0
+
+
+def test_processes_a_command_leaves_behind_are_stopped(tmp_path):
+    """A background child of a finished command would hold its memory (a GPU's) into the next epoch."""
+    pid_file = tmp_path / "pid"
+    code = supervise(f"sleep 600 & echo $! > {pid_file}; exit 0", env=os.environ, log=tmp_path / "log")
+    assert code == 0 and not alive(int(pid_file.read_text()))

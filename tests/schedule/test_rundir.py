@@ -1,0 +1,74 @@
+"""A damaged run directory: state.json or history.jsonl changed from outside gives one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gaincurate.errors import InputError
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.driver import advance, init_run, run_status
+from gaincurate.schedule.rundir import load_run, read_history
+
+CONFIG = ScheduleConfig(seed=3, subset_size=8, sigma=6)
+GAINCURATE = Path(sys.executable).parent / "gaincurate"
+
+
+@pytest.fixture()
+def run_dir(tmp_path, scores_dir) -> Path:
+    init_run(tmp_path / "run", scores_dir, CONFIG)
+    advance(tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda text: text[: len(text) // 2], "Unterminated string|Expecting"),  # cut off
+        (lambda text: "[]", "a JSON list, not an object"),
+        (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "ranking"}), "no 'ranking' entry"),
+        (lambda text: text.replace('"epoch": 0', '"epoch": "zero"'), "invalid literal"),
+        (lambda text: "\udcff", "utf-8"),
+    ],
+    ids=["truncated", "list", "missing-key", "wrong-type", "not-utf8"],
+)
+def test_damaged_state_is_one_line(run_dir, damage, reason):
+    path = run_dir / "state.json"
+    path.write_bytes(damage(path.read_text()).encode(errors="surrogateescape"))
+    with pytest.raises(InputError, match=rf"state.json is damaged \(.*({reason})") as error:
+        load_run(run_dir)
+    assert "\n" not in str(error.value) and "restore it from a backup" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [('{"epoch": 0, "mu"', "Expecting"), ("[1, 2]", "not an object with an integer epoch")],
+    ids=["truncated", "not-an-object"],
+)
+def test_damaged_history_names_the_line(run_dir, line, reason):
+    feedback = run_dir.parent / "f.jsonl"
+    feedback.write_text(
+        "".join(json.dumps({"gc_id": int(i), "reward": 1.0}) + "\n" for i in load_run(run_dir).schedule.subset_ids)
+    )
+    advance(run_dir, feedback=feedback)
+    path = run_dir / "history.jsonl"
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(InputError, match=rf"history.jsonl: line 2 is damaged \({reason}") as error:
+        read_history(run_dir)
+    assert "\n" not in str(error.value) and "repair or delete" in str(error.value)
+    with pytest.raises(InputError, match="history.jsonl: line 2"):
+        run_status(run_dir)
+
+
+def test_damaged_state_through_the_console_script(run_dir):
+    (run_dir / "state.json").write_text('{"version": 1, "config": ')
+    result = subprocess.run(
+        [str(GAINCURATE), "schedule", "status", "--run", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "state.json is damaged" in line
