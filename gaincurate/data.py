@@ -8,13 +8,19 @@ math prompts). Every input column is kept; scoring reads only `--prompt-column`.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import InputError
+from gaincurate.fileio import cache_dir
+from gaincurate.hub import hub_offline, hub_unreachable
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
+
+# The bundled sample: 320 generated math problems with exact answers (generator: tests/sample_set/generate.py).
+SAMPLE_PATH = Path(__file__).parent / "assets" / "math_sample.jsonl"
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,6 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
 
     datasets.disable_progress_bars()
     if spec is None:
-        from gaincurate.sample_data import SAMPLE_PATH
-
         rows, name = _load_file(SAMPLE_PATH, split), "gaincurate/math_sample"
     else:
         path = Path(spec).expanduser()
@@ -55,15 +59,25 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
         )
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
+    _check_prompt_column(rows, prompt_column, name)
+    _check_utf8(rows, name)
     return LoadedDataset(rows, name, split)
+
+
+def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
+    """Rows of the bundled sample (or of another JSON-lines file in the same format), as plain dicts."""
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
 
 
 def _load_file(path: Path, split: str | None) -> Any:
     import datasets
 
+    if _BUILDERS[path.suffix] == "json":
+        _check_json_depth_once(path)
     try:
         rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
-    except Exception as error:  # noqa: BLE001 - any parser failure means the file is unreadable
+    except Exception as error:  # any parser failure means the file is unreadable
         raise InputError(
             f"cannot read {path}: {_first_line(error)}. Check that it is valid {path.suffix[1:]}"
         ) from None
@@ -77,7 +91,7 @@ def _load_saved(path: Path, split: str | None) -> Any:
 
     try:
         loaded = datasets.load_from_disk(str(path))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # whatever `load_from_disk` trips on, the folder is not one it wrote
         raise InputError(f"{path} is not a datasets save_to_disk folder ({_first_line(error)})") from None
     return _pick_split(loaded, split, str(path))
 
@@ -85,9 +99,15 @@ def _load_saved(path: Path, split: str | None) -> Any:
 def _load_hub(spec: str, split: str | None) -> Any:
     import datasets
 
+    unreachable = None if hub_offline() else hub_unreachable()
+    if unreachable:  # datasets would retry for a minute first
+        raise InputError(
+            f"cannot load dataset {spec}: the Hugging Face Hub is unreachable ({unreachable}); connect, set "
+            "HF_HUB_OFFLINE=1 to use a cached copy, or pass a local .json/.jsonl/.parquet/.arrow/.csv file"
+        )
     try:
         loaded = datasets.load_dataset(spec, split=split)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # the Hub client and the builders raise many types; all mean "cannot load"
         raise InputError(
             f"cannot load dataset {spec} from the Hub ({_first_line(error)}); check the id and network"
         ) from None
@@ -109,7 +129,9 @@ def _pick_split(loaded: Any, split: str | None, name: str) -> Any:
     return loaded[split]
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
+    if type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
+        error = error.__cause__  # "An error occurred while generating the dataset" says nothing; its cause does
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -122,3 +144,136 @@ def fingerprint(rows: Any, prompt_column: str) -> str:
             digest.update(repr(text).encode())
             digest.update(b"\x00")
     return digest.hexdigest()[:16]
+
+
+# Arrow nests types at most 64 deep, so deeper JSON never loads; far deeper JSON (about 10,000 levels)
+# crashes pyarrow's reader with a segmentation fault instead of an error, so it is refused before parsing.
+MAX_JSON_DEPTH = 64
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = (ord("["), ord("{")), (ord("]"), ord("}")), ord('"'), ord("\\")
+
+
+def _check_json_depth_once(path: Path) -> None:
+    """`check_json_depth`, remembered per file version in the user cache: a large file is scanned once."""
+    stat = path.stat()
+    identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{MAX_JSON_DEPTH}"
+    marker = cache_dir() / "json-depth-checked" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    if marker.exists():
+        return
+    check_json_depth(path)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # an unwritable cache only means scanning again next time
+
+
+def check_json_depth(path: Path, limit: int = MAX_JSON_DEPTH, block: int = 8 << 20) -> None:
+    """Refuse a JSON (lines) file whose brackets nest deeper than `limit`, outside strings; one pass, by block."""
+    import numpy as np
+
+    step_of = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one, by byte value
+    step_of[list(_OPEN)], step_of[list(_CLOSE)] = 1, -1
+    depth, in_string, backslashes = 0, False, 0  # carried from block to block
+    with open(path, "rb") as file:
+        while chunk := file.read(block):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            quotes = np.flatnonzero(data == _QUOTE)
+            quotes = quotes[_unescaped(data, quotes, backslashes)]
+            step = step_of[data]
+            brackets = np.flatnonzero(step)
+            outside = (np.searchsorted(quotes, brackets) + in_string) % 2 == 0
+            levels = depth + np.cumsum(step[brackets[outside]], dtype=np.int64)
+            if len(levels) and levels.max() > limit:
+                raise InputError(
+                    f"{path} nests JSON values more than {limit} levels deep, more than Arrow can read; "
+                    "flatten or drop the deeply nested fields"
+                )
+            depth = int(levels[-1]) if len(levels) else depth
+            in_string = bool((in_string + len(quotes)) % 2)
+            run = 0  # a run of backslashes at the block's end goes on in the next block
+            while run < len(data) and data[len(data) - 1 - run] == _BACKSLASH:
+                run += 1
+            backslashes = backslashes + run if run == len(data) else run
+
+
+def _unescaped(data: Any, quotes: Any, carried: int) -> Any:
+    """Which quotes open or close a string: those after an even run of backslashes (`carried` end the last block)."""
+    import numpy as np
+
+    runs = np.zeros(len(quotes), dtype=np.int64)
+    before = quotes - 1
+    going = before >= 0
+    going[going] = data[before[going]] == _BACKSLASH
+    while going.any():  # as many rounds as the longest run of backslashes, not one per quote
+        runs += going
+        before = before - going
+        going &= before >= 0
+        going[going] = data[before[going]] == _BACKSLASH
+    runs += np.where(before < 0, carried, 0)  # a run that reaches the block's start goes on in the previous one
+    return runs % 2 == 0
+
+
+def _check_prompt_column(rows: Any, column: str, name: str) -> None:
+    """Prompts must be text: refuse lists, numbers, and JSON columns that mix strings with other values."""
+    import pyarrow as pa
+
+    kind = rows.data.table.schema.field(column).type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return
+    if pa.types.is_null(kind):
+        return  # every prompt empty: each row is flagged `empty_question`, none is dropped
+    if getattr(kind, "extension_name", None) == "arrow.json":  # what datasets makes of a mixed-type JSON column
+        values = rows[column]
+        bad = [(i, _json_kind(v)) for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
+        shown = ", ".join(f"{i} ({what})" for i, what in bad[:5]) + (
+            f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
+        raise InputError(
+            f"column {column!r} of {name} mixes text with other JSON values: row(s) {shown} (counting from 0) "
+            "hold no string; make every prompt a string"
+        )
+    raise InputError(
+        f"column {column!r} of {name} holds {kind} values, not text; pass --prompt-column naming a text column"
+    )
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _check_utf8(rows: Any, name: str) -> None:
+    """Refuse text that is not UTF-8: the JSON reader passes such bytes through, and reading them fails later."""
+    import pyarrow as pa
+
+    table = rows.data.table
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        for column_name in table.column_names:
+            for offset, chunk in _chunks(table.column(column_name)):
+                try:
+                    chunk.validate(full=True)
+                except pa.ArrowInvalid:
+                    row = offset + _first_undecodable(chunk)
+                    raise InputError(
+                        f"{name} is not UTF-8 text: column {column_name!r}, row {row} (counting from 0) holds "
+                        "bytes that are not UTF-8; re-save the file as UTF-8"
+                    ) from None
+        raise
+
+
+def _chunks(column: Any) -> Any:
+    offset = 0
+    for chunk in column.chunks:
+        yield offset, chunk
+        offset += len(chunk)
+
+
+def _first_undecodable(chunk: Any) -> int:
+    for index in range(len(chunk)):
+        try:
+            chunk[index].as_py()
+        except UnicodeDecodeError:
+            return index
+    return 0

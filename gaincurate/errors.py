@@ -9,7 +9,7 @@ prints that message as one line and exits non-zero. Bugs are not wrapped: they k
 class GaincurateError(Exception):
     """A problem the user can fix; the message says how."""
 
-    exit_code = 2
+    exit_code = 1
 
 
 class InputError(GaincurateError):

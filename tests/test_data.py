@@ -6,7 +6,7 @@ import datasets
 import pytest
 from helpers import PROBLEMS
 
-from gaincurate.config import ScoreConfig
+from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.data import fingerprint, load_rows
 from gaincurate.errors import InputError
 from gaincurate.scoring import score
@@ -59,8 +59,8 @@ def test_empty_and_missing_questions_are_kept_and_flagged(tiny_llama, tmp_path):
     rows = [*PROBLEMS[:3], {"problem": "", "answer": "0", "difficulty": 1},
             {"problem": None, "answer": "0", "difficulty": 1}]  # fmt: skip
     datasets.Dataset.from_list(rows).to_json(tmp_path / "d.jsonl", lines=True)
-    manifest = score(ScoreConfig(dataset=str(tmp_path / "d.jsonl"), model=str(tiny_llama), out=str(tmp_path / "s"),
-                                 dtype="float32", device="cpu", quiet=True))  # fmt: skip
+    config = ScoreConfig(dataset=str(tmp_path / "d.jsonl"), model=str(tiny_llama), dtype="float32", device="cpu")
+    manifest = score(config, RunOptions(out=str(tmp_path / "s")))
     table = read_scores(tmp_path / "s")
     assert table.num_rows == 5 and table["gc_status"].to_pylist()[3:] == ["empty_question", "empty_question"]
     assert manifest["diagnostics"]["status_counts"]["empty_question"] == 2

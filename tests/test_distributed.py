@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.config import ScoreConfig
+from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.distributed import assign
 from gaincurate.errors import InputError
 from gaincurate.scoring import merge, score
@@ -57,8 +57,8 @@ def test_assign_balances_weights_and_covers_everything():
 @pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(tiny_llama, many_problems, tmp_path):
     single, ranked = tmp_path / "single", tmp_path / "ranked"
-    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), out=str(single), dtype="float32",
-                      device="cpu", shard_size=16, quiet=True))  # fmt: skip
+    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), dtype="float32", device="cpu"),
+          RunOptions(out=str(single), shard_rows=16))  # fmt: skip
     subprocess.run([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     manifest = read_manifest(ranked)
@@ -69,8 +69,8 @@ def test_torchrun_two_ranks_equal_one_process(tiny_llama, many_problems, tmp_pat
 @pytest.mark.slow
 def test_killed_rank_then_rerun_resumes_and_matches(tiny_llama, many_problems, tmp_path):
     single, ranked = tmp_path / "single", tmp_path / "ranked"
-    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), out=str(single), dtype="float32",
-                      device="cpu", shard_size=16, quiet=True))  # fmt: skip
+    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), dtype="float32", device="cpu"),
+          RunOptions(out=str(single), shard_rows=16))  # fmt: skip
     launcher = subprocess.Popen([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 180
@@ -103,16 +103,15 @@ def _children(pid: int) -> list[int]:
 
 def test_array_parts_then_merge(tiny_llama, problems_file, tmp_path):
     single, parted = tmp_path / "single", tmp_path / "parted"
-    common = dict(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu", shard_size=2,
-                  quiet=True)  # fmt: skip
-    score(ScoreConfig(out=str(single), **common))
+    config = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu")
+    score(config, RunOptions(out=str(single), shard_rows=2))
     for index in (0, 2):
-        manifest = score(ScoreConfig(out=str(parted), num_shards=3, shard_index=index, **common))
+        manifest = score(config, RunOptions(out=str(parted), num_shards=3, shard_index=index, shard_rows=2))
         assert not manifest["complete"]
     with pytest.raises(InputError, match=r"part\(s\) 1 of 3 are missing"):
         merge(parted)
     assert not read_manifest(parted)["complete"]
-    score(ScoreConfig(out=str(parted), num_shards=3, shard_index=1, **common))
+    score(config, RunOptions(out=str(parted), num_shards=3, shard_index=1, shard_rows=2))
     manifest = merge(parted)
     assert manifest["complete"] and manifest["timings"]["processes"] == 3
     assert_same_scores(parted, single)
@@ -126,8 +125,8 @@ def test_rescore_with_two_processes_equals_in_process(tiny_llama, problems_file,
     from gaincurate.scoring import rescore
 
     scores = tmp_path / "scores"
-    score(ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), out=str(scores), dtype="float32",
-                      device="cpu", quiet=True))  # fmt: skip
+    score(ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu"),
+          RunOptions(out=str(scores)))  # fmt: skip
     ids = [6, 0, 3, 4, 1]
     in_process = rescore(scores, ids, checkpoint=tiny_llama)
     two_processes = rescore(scores, ids, checkpoint=tiny_llama, nproc=2)

@@ -9,9 +9,10 @@ from collections import Counter
 from fractions import Fraction
 
 import pytest
+from sample_set import generate
+from sample_set.generate import dumps_jsonl, format_answer, generate_sample
 
-from gaincurate import sample_data
-from gaincurate.sample_data import SAMPLE_PATH, dumps_jsonl, format_answer, generate_sample, load_sample
+from gaincurate.data import SAMPLE_PATH, load_sample
 
 ANSWER_RE = re.compile(r"-?\d+(/\d+|\.\d+)?")
 
@@ -140,7 +141,7 @@ def test_format_answer_rejects_the_wrong_form(value, form):
 
 def test_main_writes_json_lines(tmp_path):
     out = tmp_path / "nested" / "sample.jsonl"
-    sample_data.main(["--out", str(out), "--n", "25", "--seed", "3"])
+    generate.main(["--out", str(out), "--n", "25", "--seed", "3"])
     data = out.read_bytes()
     assert data == dumps_jsonl(generate_sample(25, seed=3))
     lines = data.decode("utf-8").splitlines()

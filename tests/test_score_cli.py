@@ -58,6 +58,15 @@ def test_score_writes_shards_other_tools_read(tiny_llama, problems_file, tmp_pat
     assert manifest["diagnostics"]["status_counts"]["one_question_token"] == 1
 
 
+def test_score_reports_its_stages_on_stderr_unless_quiet(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
+    loud = [a for a in base_args(tiny_llama, tmp_path / "loud") if a != "--quiet"]
+    code, stdout, stderr = run_cli(["score", str(problems_file), *loud], monkeypatch, capsys)
+    assert code == 0 and "loading model" in stderr and "loading model" not in stdout
+    code, _, stderr = run_cli(["score", str(problems_file), *base_args(tiny_llama, tmp_path / "quiet")],
+                              monkeypatch, capsys)  # fmt: skip
+    assert code == 0 and "loading model" not in stderr
+
+
 def test_show_json_and_against(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scores"
     run_cli(["score", str(problems_file), *base_args(tiny_llama, out)], monkeypatch, capsys)
@@ -130,7 +139,7 @@ def test_user_errors_are_one_line_and_leave_disk_untouched(case, tiny_llama, pro
 
     code, stdout, err = run_cli(["score", dataset, *base_args(model, out), *extra], monkeypatch, capsys)
 
-    assert code == 2
+    assert code == 1
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("gaincurate: error: "), err
     assert "Traceback" not in err

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaincurate.config import ScoreConfig
+from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.scoring import score
 from gaincurate.shards import read_scores
 
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.triton
 
 @pytest.mark.parametrize("prefix_cache", [True, False], ids=["prefix-cache", "full-forward"])
 def test_triton_backend_scores_equal_torch_backend(prefix_cache, tiny_llama, problems_file, tmp_path):
-    common = dict(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu", quiet=True,
+    common = dict(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu",
                   prefix_cache=prefix_cache)  # fmt: skip
-    triton_manifest = score(ScoreConfig(out=str(tmp_path / "triton"), backend="triton", **common))
-    score(ScoreConfig(out=str(tmp_path / "torch"), backend="torch", **common))
+    triton_manifest = score(ScoreConfig(backend="triton", **common), RunOptions(out=str(tmp_path / "triton")))
+    score(ScoreConfig(backend="torch", **common), RunOptions(out=str(tmp_path / "torch")))
     assert triton_manifest["backend"] == "triton"
     got, expected = read_scores(tmp_path / "triton"), read_scores(tmp_path / "torch")
     for column in ("gc_intra", "gc_inter", "gc_score"):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gaincurate.config import ScoreConfig
-from gaincurate.engine import pack_batches
+from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.metrics import concentration
 from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
 from gaincurate.scoring import score
+from gaincurate.scoring.engine import pack_batches
 from gaincurate.shards import read_scores
 
 CASES = {
@@ -35,8 +35,8 @@ def _site_module(model, architecture: str, layer: int, site: str):
     return block.ln_2 if architecture == "gpt2" else block.post_attention_layernorm
 
 
-def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_weight: float) -> tuple[float, ...]:
-    """Full float64 forward of one prompt, then the cosine matrix over its labelled tokens."""
+def site_hidden(model, architecture, prompt, *, layer: int, site: str) -> torch.Tensor:
+    """Full float64 forward of one prompt: the hidden states at `site` of `layer`, `[T, D]`."""
     captured = {}
 
     def hook(module, args, output):
@@ -49,6 +49,12 @@ def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_wei
     hidden = captured["h"][0].double()
     if hidden.dim() == 1:  # some blocks return [B, T, D] without a tuple
         hidden = hidden[None]
+    return hidden
+
+
+def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_weight: float) -> tuple[float, ...]:
+    """Full float64 forward of one prompt, then the cosine matrix over its labelled tokens."""
+    hidden = site_hidden(model, architecture, prompt, layer=layer, site=site)
     unit = hidden / hidden.norm(dim=-1, keepdim=True)
     cosine = (unit @ unit.T).numpy()
     labels = prompt.segment_ids
@@ -66,10 +72,10 @@ def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_wei
 def test_scores_equal_bruteforce(architecture, case, tiny_models, problems_file, tmp_path):
     folder = tiny_models[architecture]
     config = ScoreConfig(
-        dataset=str(problems_file), model=str(folder), out=str(tmp_path / "scores"), dtype="float32",
-        device="cpu", backend="torch", shard_size=5, quiet=True, **CASES[case],
+        dataset=str(problems_file), model=str(folder), dtype="float32", device="cpu", backend="torch",
+        **CASES[case],
     )  # fmt: skip
-    manifest = score(config)
+    manifest = score(config, RunOptions(out=str(tmp_path / "scores"), shard_rows=5))
     table = read_scores(tmp_path / "scores")
     # The shared system/few-shot prefix is computed once unless switched off (truncated rows run in full).
     if case != "truncation":
@@ -122,3 +128,43 @@ def test_pack_batches_respects_budget_and_covers_every_row():
         width = max(lengths[i] for i in batch)
         assert width * len(batch) <= 1024 or len(batch) == 1
     assert pack_batches(lengths, 1024) == batches
+
+
+# name: (scoring layer, embed layer); the tiny models have 3 layers, so -1 and 2 name the same one.
+EMBED_CASES = {"default": (-1, None), "first": (-1, 0), "middle": (-1, 1), "named-last": (-1, 2),
+               "site-0": (0, None), "deeper-than-site": (0, 2)}  # fmt: skip
+
+
+@pytest.mark.parametrize("site", ["mlp-input", "residual"])
+def test_embed_layer_takes_the_embedding_from_that_layer(site, tiny_llama, problems_file, tmp_path):
+    base = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), dtype="float32", device="cpu",
+                       backend="torch", site=site, embed=True)  # fmt: skip
+    tables = {}
+    for name, (layer, embed_layer) in EMBED_CASES.items():
+        score(base.replace(layer=layer, embed_layer=embed_layer), RunOptions(out=str(tmp_path / name)))
+        tables[name] = read_scores(tmp_path / name)
+
+    def embeddings(name: str) -> np.ndarray:
+        return np.array(tables[name]["gc_embedding"].to_pylist(), dtype=np.float64)
+
+    # No --embed-layer means the scoring layer: the very bytes of naming that layer.
+    assert (tmp_path / "default" / "shard-00000.arrow").read_bytes() == (
+        tmp_path / "named-last" / "shard-00000.arrow"
+    ).read_bytes()
+    assert not np.allclose(embeddings("first"), embeddings("middle"), rtol=1e-2, atol=1e-6)
+    assert not np.allclose(embeddings("middle"), embeddings("default"), rtol=1e-2, atol=1e-6)
+    # Where the embedding comes from never changes a score, even when the forward has to run further.
+    for name, (layer, _) in EMBED_CASES.items():
+        same_site = "default" if layer == -1 else "site-0"
+        np.testing.assert_array_equal(tables[name]["gc_score"], tables[same_site]["gc_score"], err_msg=name)
+
+    # Each embedding is the mean of the question's hidden states at that layer's site (float64 reference).
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float64).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    encoder = PromptEncoder(tokenizer, base.prompt_format, base.max_length)
+    prompts = encoder.encode(tables["default"]["problem"].to_pylist())
+    for name, layer in (("first", 0), ("middle", 1), ("default", 2), ("deeper-than-site", 2)):
+        question = [torch.from_numpy(p.segment_ids == QUESTION) for p in prompts]
+        expected = [site_hidden(model, "llama", p, layer=layer, site=site)[mask].mean(0).numpy()
+                    for p, mask in zip(prompts, question, strict=True)]  # fmt: skip
+        np.testing.assert_allclose(embeddings(name), np.stack(expected), rtol=1e-3, atol=1e-6)  # stored as float16

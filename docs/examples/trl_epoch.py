@@ -1,9 +1,9 @@
 """Train one GAIN-RL epoch with TRL's GRPOTrainer: the trainer command for `gaincurate schedule run`.
 
-    gaincurate schedule init --scores scores/ --run run/ --subset-size 64 --rescore subset
-    gaincurate schedule run --run run/ --epochs 10 --trainer-cmd \\
-        'python docs/examples/trl_epoch.py --model MODEL --data {epoch_data} --checkpoint {checkpoint} \\
-         --output-dir {output_dir} --feedback-file {feedback_file} --epoch {epoch} --total-epochs 10'
+    gaincurate schedule init --scores scores/ --run run/ --subset-size 16
+    gaincurate schedule run --run run/ --epochs 3 --trainer-cmd \\
+        'python docs/examples/trl_epoch.py --data {epoch_data} --checkpoint {checkpoint} \\
+         --output-dir {output_dir} --feedback-file {feedback_file} --epoch {epoch} --total-epochs 3'
 
 Each call reads the epoch file (rows in rank order), resumes the trainer from the checkpoint that ended the
 previous epoch, trains exactly one epoch with `shuffle_dataset=False`, saves a checkpoint at its end, and
@@ -14,9 +14,11 @@ count, so resuming skips no rows (the Trainer counts epochs by steps).
 stops after the epoch. Without it the trainer's length is epoch + 1, so a decaying schedule restarts its
 horizon every epoch.
 
-Runs on CPU with a tiny model (tests/helpers.py's `save_tiny_model`), or on a GPU when there is one.
-The reward is 1 when the completion contains the answer column's value; `--reward parity` gives a random
-model varied rewards (for smoke tests).
+The model is `--model` (a folder, a Hub id or a .gguf file), by default the embedded SmolLM2-135M-Instruct
+GGUF that `gaincurate score` uses, so the example runs offline on a CPU. Epoch 0 converts the GGUF (half a
+minute); later epochs load the model and tokenizer from the checkpoint they resume. It uses a GPU when there
+is one. The reward is 1 when the completion contains the answer column's value; `--reward parity` gives a
+random model varied rewards (for smoke tests).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import sys
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Base model folder or Hub id (epoch 0 starts from it).")
+    parser.add_argument(
+        "--model", default=None, help="Base model: folder, Hub id or .gguf (default: the embedded SmolLM2 GGUF)."
+    )
     parser.add_argument("--data", required=True, help="{epoch_data}: this epoch's parquet file.")
     parser.add_argument("--checkpoint", default="", help="{checkpoint}: newest complete checkpoint, or ''.")
     parser.add_argument("--output-dir", required=True, help="{output_dir}: where checkpoints go.")
@@ -67,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
+    from gaincurate.model import resolve_source
 
     class StopAfterOneEpoch(TrainerCallback):
         def on_epoch_end(self, args, state, control, **kwargs):
@@ -78,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = epoch_dataset(args.data)
     resume = resume_checkpoint(args.checkpoint, args.epoch)
+    source = resolve_source(args.model)  # None: the embedded GGUF
+    # A checkpoint holds the weights and the tokenizer: resuming skips the GGUF conversion.
+    folder, gguf_file = (str(resume), None) if resume else (source.folder, source.gguf_file)
+    # GGUF weights unpacked to plain floats: the Trainer refuses to fine-tune packed (quantized) blocks.
+    unpacked = {"gguf_file": gguf_file, "quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
     reward = answer_reward if args.reward == "answer" else parity_reward
     if args.reward == "answer" and args.answer_column != "answer":
         reward = _renamed(answer_reward, args.answer_column)
@@ -99,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         disable_tqdm=True,
     )
     trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(args.model),
+        model=AutoModelForCausalLM.from_pretrained(folder, **unpacked),
         args=config,
         train_dataset=dataset,
         reward_funcs=[record_rewards(reward, path=args.feedback_file)],
-        processing_class=AutoTokenizer.from_pretrained(args.model),
+        processing_class=AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file),
         callbacks=[StopAfterOneEpoch()],
     )
-    print(f"epoch {args.epoch}: {len(dataset)} prompts, resuming from {resume or args.model}", file=sys.stderr)
+    print(f"epoch {args.epoch}: {len(dataset)} prompts, resuming from {resume or source.display}", file=sys.stderr)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return 0
 

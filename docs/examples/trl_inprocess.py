@@ -31,7 +31,7 @@ def build_tiny_model(folder: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from gaincurate.sample_data import SAMPLE_PATH
+    from gaincurate.data import SAMPLE_PATH
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -70,7 +70,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from gaincurate.config import ScoreConfig
+    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.integrations.trl import GainCurriculum
     from gaincurate.schedule import ScheduleConfig
     from gaincurate.scoring import score
@@ -79,11 +79,11 @@ def main() -> None:
     model_dir = Path(args.model) if args.model else build_tiny_model(workdir / "model")
     # Score once (the CLI equivalent: gaincurate score --model MODEL --limit 32 --out WORKDIR/scores).
     scores = workdir / "scores"
-    score(ScoreConfig(model=str(model_dir), limit=args.prompts, out=str(scores), dtype="float32", quiet=True))
+    score(ScoreConfig(model=str(model_dir), limit=args.prompts, dtype="float32"), RunOptions(out=str(scores)))
 
     curriculum = GainCurriculum(  # gaincurate
         scores_dir=scores,
-        config=ScheduleConfig(subset_size=8, rescore="subset", angle_signal="centered", seed=0),
+        config=ScheduleConfig(subset_size=8, rescore="window", angle_signal="centered", seed=0),
         run_dir=workdir / "run",
     )
     config = GRPOConfig(

@@ -73,7 +73,7 @@ def build_model_folder(folder: Path, shape: dict, dtype_name: str) -> Path:
 
 
 def long_prompts(rows: int, prompt_tokens: int) -> list[dict]:
-    from gaincurate.sample_data import load_sample
+    from gaincurate.data import load_sample
 
     sample = [r["problem"] for r in load_sample()]
     words_per_prompt = int(prompt_tokens * 0.75)
@@ -98,7 +98,7 @@ def bench_model(name: str, shape: dict, args: argparse.Namespace, rate: float) -
     import torch
 
     from gaincurate.benchmarks.scoring import naive_scores
-    from gaincurate.config import ScoreConfig
+    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import score
@@ -107,11 +107,11 @@ def bench_model(name: str, shape: dict, args: argparse.Namespace, rate: float) -
         folder = build_model_folder(Path(tmp) / "model", shape, args.dtype)
         data = Path(tmp) / "prompts.jsonl"
         data.write_text("".join(json.dumps(p) + "\n" for p in long_prompts(args.rows, args.prompt_tokens)))
-        config = ScoreConfig(dataset=str(data), model=str(folder), out=str(Path(tmp) / "scores"), dtype=args.dtype,
-                             device=args.device, batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
-                             quiet=True)  # fmt: skip
-        score(config.replace(out=str(Path(tmp) / "warmup"), limit=min(8, args.rows)))  # compile, allocator, caches
-        manifest = score(config)
+        config = ScoreConfig(dataset=str(data), model=str(folder), dtype=args.dtype, device=args.device,
+                             batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2)  # fmt: skip
+        warmup = config.replace(limit=min(8, args.rows))  # compile, allocator, caches
+        score(warmup, RunOptions(out=str(Path(tmp) / "warmup"), quiet=True))
+        manifest = score(config, RunOptions(out=str(Path(tmp) / "scores"), quiet=True))
         timings = manifest["timings"]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()

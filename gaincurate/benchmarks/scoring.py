@@ -1,26 +1,36 @@
 """Scoring throughput against a naive baseline and the forward's compute floor, in one run.
 
     python -m gaincurate.benchmarks.scoring --data ../shared/data/math_train.json --rows 200 [--out r.json]
+    python -m gaincurate.benchmarks.scoring --data ../shared/data/math_train.json --offset 5000 --rows 200 \\
+        --threads 1 --compare-dtypes float32,bfloat16,float16,int8 --batch-sweep 256,512,1024,2048
 
-The naive baseline does what the published GAIN-RL scorer does: one prompt at a time, a full forward
-through every layer and the LM head (logits), then the O(T^2) cosine matrix of the hooked hidden
-states. gaincurate scores the same prompts with the same model: truncated forward, length-bucketed
-batches, one pass of segment sums. The floor is forward FLOPs over the fp32 matmul rate measured
-in this run. `--memory` also measures peak RSS when scoring 500 and 5,000 prompts, in subprocesses.
+The naive baseline does what the published GAIN-RL scorer does, with its defaults: float32, one prompt
+at a time, a full forward through every layer and the LM head (logits), then the O(T^2) cosine matrix
+of the hooked hidden states. gaincurate scores the same prompts with the same model as `gaincurate
+score` would (`--dtype auto` by default: dtype and batch size measured on this machine): truncated
+forward, shared prefix run once, length-bucketed batches, one pass of segment sums.
+
+The floor is the forward's matmul FLOPs over the rate measured in this run for the dtype actually used,
+on the model's own linear shapes at the batch size actually used. Fixed costs (model load, tokenizer,
+tuning, first batch) are reported apart from the forward. `--compare-dtypes` scores the same prompts
+with each forced dtype, and `--batch-sweep` with each forced batch size, in the same process.
+`--memory` also measures peak RSS when scoring 500 and 5,000 prompts, in subprocesses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+_FIXED = ("model_load_seconds", "tokenizer_seconds", "tuning_seconds", "first_batch_seconds")
 
 
 def naive_scores(
@@ -56,7 +66,7 @@ def naive_scores(
 
 
 def matmul_rate(dtype_name: str, size: int = 1536, repeats: int = 20) -> float:
-    """Measured dense matmul rate on this machine, FLOP/s (median of repeats)."""
+    """Dense square matmul rate on this machine, FLOP/s (best of repeats): a reference next to the model's shapes."""
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -68,16 +78,15 @@ def matmul_rate(dtype_name: str, size: int = 1536, repeats: int = 20) -> float:
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
-    return 2 * size**3 / float(np.median(times))
+    return 2 * size**3 / float(np.min(times))
 
 
-def forward_flops_per_token(config, layers: int) -> float:
-    """Matmul FLOPs per token up to the scoring site (attention score FLOPs excluded: small at these T)."""
-    d = config.hidden_size
-    kv = d // config.num_attention_heads * getattr(config, "num_key_value_heads", config.num_attention_heads)
-    attention = 2 * (d * d * 2 + d * kv * 2)
-    mlp = 2 * 3 * d * config.intermediate_size
-    return layers * (attention + mlp) - mlp  # the last layer stops at its MLP input
+def model_rate(shapes: dict[str, Any], dtype: str, tokens: int, seconds: float = 2.0) -> float:
+    """FLOP/s of the model's own linear shapes in `dtype` on `tokens` tokens: the floor's rate, measured with care."""
+    from gaincurate.scoring.dtype import layer_flops_per_token, probe_layer, race
+
+    per_token = race({dtype: (probe_layer(shapes, dtype), tokens)}, budget=seconds, rounds=50)[dtype]
+    return layer_flops_per_token(shapes) / per_token
 
 
 def peak_memory_mb(data: str, rows: int, layer: int) -> float:
@@ -95,87 +104,164 @@ def peak_memory_mb(data: str, rows: int, layer: int) -> float:
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="JSON/JSONL prompt file with a 'problem' column")
     parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--offset", type=int, default=0, help="skip this many rows first")
     parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtype", default="auto", help="gaincurate's dtype (default auto: measured)")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="default: measured")
+    parser.add_argument("--compare-dtypes", default="", help="comma list: also score with each forced dtype")
+    parser.add_argument("--batch-sweep", default="", help="comma list: also score with each forced batch size")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 500 and 5,000 rows")
     parser.add_argument("--memory-layer", type=int, default=2, help="site layer for the memory runs (speed)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _write_rows(data: str, offset: int, rows: int, path: Path) -> None:
+    from gaincurate.data import load_rows
+
+    selected = load_rows(data, split=None, prompt_column="problem", limit=offset + rows).rows
+    selected = selected.select(range(offset, min(offset + rows, len(selected))))
+    path.write_text("".join(json.dumps({"problem": text}) + "\n" for text in selected["problem"]))
+
+
+def _score_once(config: Any, reference: np.ndarray | None) -> dict[str, Any]:
+    """One `score` run in a fresh directory: its times, floor, choices and agreement with `reference`."""
+    from gaincurate.config import RunOptions
+    from gaincurate.metrics import spearman
+    from gaincurate.scoring import score
+    from gaincurate.shards import read_scores
+
+    with tempfile.TemporaryDirectory() as out:
+        manifest = score(config, RunOptions(out=out, quiet=True))
+        scores = read_scores(Path(out))["gc_score"].to_numpy()
+    timings, tuning = manifest["timings"], manifest["tuning"]
+    result = {
+        "dtype": manifest["dtype"],
+        "dtype_reason": tuning["dtype"]["reason"],
+        "batch_tokens": manifest["config"]["batch_tokens"],
+        "seconds": timings["score_seconds"],
+        "forward_seconds": timings["forward_seconds"],
+        "fraction_of_floor_probe_rate": timings.get("fraction_of_floor"),
+        "tokens_through_model": timings["tokens"],
+        "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+        **{key: timings.get(key) for key in _FIXED},
+        "gates": tuning["dtype"].get("gates", {}),
+        "flops_per_token": tuning.get("flops_per_token"),
+        "scores": scores,
+    }
+    if reference is not None:
+        result["max_abs_diff_vs_naive"] = float(np.nanmax(np.abs(reference - scores)))
+        result["spearman_vs_naive"] = spearman(reference, scores)
+    return result
+
+
+def _naive(source: Any, tokenizer: Any, prompts: list, inter_weight: float) -> tuple[np.ndarray, float, Any]:
+    from gaincurate.model import load_model
+
+    model = load_model(source, dtype="float32", device="cpu")  # the published scorer's default
+    scores, seconds = naive_scores(model, tokenizer, prompts, model.config.num_hidden_layers - 1, inter_weight)
+    return scores, seconds, model.config
+
+
+def _floor(run: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
+    """The floor of one run at its own dtype and batch size, with the rate measured now, with care."""
+    rate = model_rate(shapes, run["dtype"], run["batch_tokens"])
+    floor = run["flops_per_token"] * run["tokens_through_model"] / rate
+    return {"rate_gflops": rate / 1e9, "floor_seconds": floor, "fraction_of_floor": floor / run["forward_seconds"],
+            "fraction_of_floor_wall": floor / run["seconds"]}  # fmt: skip
+
+
+def run_benchmark(args: argparse.Namespace, data: str) -> dict[str, Any]:
+    import torch
+
+    from gaincurate.config import ScoreConfig
+    from gaincurate.model import load_tokenizer, resolve_source, source_fingerprint
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring import tuning_cache
+    from gaincurate.scoring.dtype import layer_flops_per_token
+
+    config = ScoreConfig(dataset=data, model=args.model, dtype=args.dtype, device="cpu", batch_tokens=args.batch_tokens)
+    source = resolve_source(args.model)
+    tokenizer = load_tokenizer(source)
+    prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(
+        [json.loads(line)["problem"] for line in Path(data).read_text().splitlines()]
+    )
+    tokens = sum(len(p.input_ids) for p in prompts)
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": tuning_cache.machine(),
+        "threads": torch.get_num_threads(),
+        "rows": len(prompts),
+        "offset": args.offset,
+        "prompt_tokens": tokens,
+    }
+    naive = None
+    if not args.no_naive:
+        naive, naive_seconds, model_config = _naive(source, tokenizer, prompts, config.inter_weight)
+        result["naive_seconds"] = naive_seconds
+    ours = _score_once(config, naive)
+    shapes = tuning_cache.get("model_shapes", source_fingerprint(source))  # stored by the run above
+    ours.update(_floor(ours, shapes))
+    result["gaincurate"] = ours
+    if naive is not None:
+        result["speedup"] = naive_seconds / ours["seconds"]
+        # Its floor: every layer and the LM head for every token, at float32's rate on prompt-sized matmuls.
+        per_token = layer_flops_per_token(shapes) * shapes["num_layers"]
+        per_token += 2 * model_config.hidden_size * model_config.vocab_size
+        naive_floor = per_token * tokens / model_rate(shapes, "float32", 256)
+        result["naive_fraction_of_floor"] = naive_floor / naive_seconds
+    for dtype in filter(None, args.compare_dtypes.split(",")):
+        forced = _score_once(config.replace(dtype=dtype), naive)
+        forced.update(_floor(forced, shapes))
+        if naive is not None:
+            forced["speedup"] = result["naive_seconds"] / forced["seconds"]
+        result.setdefault("forced_dtypes", {})[dtype] = forced
+    for size in filter(None, args.batch_sweep.split(",")):
+        run = _score_once(config.replace(batch_tokens=int(size), dtype=ours["dtype"]), naive)
+        result.setdefault("batch_sweep", {})[size] = {key: run[key] for key in ("seconds", "forward_seconds")}
+    result["square_matmul_gflops"] = {dtype: matmul_rate(dtype) / 1e9 for dtype in ("float32", ours["dtype"])
+                                      if dtype != "int8"}  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     import torch
 
     if args.threads:
         # On a shared machine, 2 OpenMP threads fighting other jobs can run several times slower than 1.
         torch.set_num_threads(args.threads)
-
-    from gaincurate.config import ScoreConfig
-    from gaincurate.data import load_rows
-    from gaincurate.metrics import spearman
-    from gaincurate.model import load_model, load_tokenizer, resolve_dtype, resolve_source
-    from gaincurate.prompts import PromptEncoder
-    from gaincurate.scoring import score
-    from gaincurate.shards import read_scores
-
-    dtype = resolve_dtype(args.dtype, "cpu")
-    config = ScoreConfig(dataset=args.data, limit=args.rows, model=args.model, dtype=dtype, device="cpu", quiet=True)
-    rows = load_rows(args.data, split=None, prompt_column="problem", limit=args.rows).rows
-    source = resolve_source(args.model)
-    tokenizer = load_tokenizer(source)
-    prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(rows["problem"])
-    tokens = sum(len(p.input_ids) for p in prompts)
-
-    # Same model, same prompts, same dtype: the naive baseline first.
-    model = load_model(source, dtype=dtype, device="cpu")
-    last = model.config.num_hidden_layers - 1
-    naive, naive_seconds = naive_scores(model, tokenizer, prompts, last, config.inter_weight)
-    model_config = model.config
-    del model
-
-    with tempfile.TemporaryDirectory() as out:
-        manifest = score(config.replace(out=out))
-        ours = read_scores(Path(out))["gc_score"].to_numpy()
-    timings = manifest["timings"]
-    ours_seconds = timings["score_seconds"]
-
-    rate = matmul_rate(dtype)
-    per_token = forward_flops_per_token(model_config, model_config.num_hidden_layers)
-    # The floor counts the tokens this run pushed through the model; the shared prefix ran once.
-    computed_tokens = timings["tokens"]
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-        "model": manifest["model"]["id"],
-        "dtype": dtype,
-        "rows": len(prompts),
-        "prompt_tokens": tokens,
-        "naive_seconds": naive_seconds,
-        "gaincurate_seconds": ours_seconds,
-        "speedup": naive_seconds / ours_seconds,
-        "gaincurate_forward_seconds": timings["forward_seconds"],
-        "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
-        "matmul_gflops": rate / 1e9,
-        "tokens_through_model": computed_tokens,
-        "floor_seconds_full_prompts": per_token * tokens / rate,
-        "floor_seconds": per_token * computed_tokens / rate,
-        "fraction_of_floor": (per_token * computed_tokens / rate) / ours_seconds,
-        "naive_floor_seconds": (per_token + 2 * model_config.hidden_size * model_config.vocab_size) * tokens / rate,
-        "max_abs_diff_vs_naive": float(np.nanmax(np.abs(naive - ours))),
-        "spearman_vs_naive": spearman(naive, ours),
-    }
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "rows.jsonl"
+        _write_rows(args.data, args.offset, args.rows, data)
+        result = run_benchmark(args, str(data))
     if args.memory:
         result["peak_rss_mb"] = {n: peak_memory_mb(args.data, n, args.memory_layer) for n in (500, 5000)}
         result["memory_layer"] = args.memory_layer
-
-    for key, value in result.items():
-        print(f"{key:>28}: {value:.4g}" if isinstance(value, float) else f"{key:>28}: {value}")
+    _print(result)
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(result, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else str(value)
+
+
+def _print(result: dict[str, Any], indent: str = "") -> None:
+    for key, value in result.items():
+        if key == "scores":
+            continue
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print(value, indent + "  ")
+        else:
+            print(f"{indent}{key:>30}: {value:.4g}" if isinstance(value, float) else f"{indent}{key:>30}: {value}")
 
 
 if __name__ == "__main__":

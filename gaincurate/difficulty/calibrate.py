@@ -17,16 +17,20 @@ cross-fitted: the reference set is split into `folds` (seeded, independent of th
 parameters used for the prompts of one fold are trained on the other folds only. So a reference
 prompt's own label reaches neither the parameters nor the attention that predict it; change it and
 its own prediction stays bit-for-bit the same. The published DOTS code instead fitted calibration on
-in-sample predictions in which each prompt attended to itself.
+in-sample predictions in which each prompt attended to itself. With `folds = 0` there is no honest
+prediction of a reference prompt, so none is reported (NaN).
 
-The fitted `Calibrator` is applied with numpy alone (`predict`); only fitting needs torch.
+The saved file (`FittedCalibrator`) keeps the fold models and which gc_ids were in which fold, so later
+predictions (`difficulty predict --calibrator`, `schedule --strategy dots --calibrator`) predict a prompt
+the fit saw with the fold model that never saw its label, and plain attention where no such model exists
+(a `folds = 0` fit). Everything is applied with numpy alone (`predict`); only fitting needs torch.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +121,95 @@ class Calibrator:
 
 
 @dataclass(frozen=True)
+class FittedCalibrator:
+    """A fit as saved by `difficulty fit`: the full model, the fold models, and which gc_ids it was fitted on."""
+
+    full: Calibrator  # trained on every fitted prompt: for prompts it never saw
+    folds: list[Calibrator]  # folds[f] was trained without fold f: for the fitted prompts of fold f
+    fit_ids: np.ndarray  # int64, ascending: the gc_ids the fit saw
+    fit_folds: np.ndarray  # fold of each fitted gc_id (-1: folds = 0, no model that never saw it)
+
+    def predict(
+        self,
+        query_ids: np.ndarray,
+        queries: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        *,
+        exclude: np.ndarray | None = None,
+        key_log_weights: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Calibrated predictions; a query the fit saw gets a model that never saw its label."""
+        at = self_index(query_ids, self.fit_ids)
+        fold = np.where(at >= 0, self.fit_folds[np.maximum(at, 0)], -2)  # -2: not fitted on
+        result = np.full(len(queries), np.nan)
+        models: list[tuple[int, Any]] = [(-2, self.full), (-1, None), *enumerate(self.folds)]
+        for which, model in models:
+            rows = np.flatnonzero(fold == which)
+            if not len(rows):
+                continue
+            part = {"exclude": None if exclude is None else exclude[rows], "key_log_weights": key_log_weights}
+            if model is None:  # fitted on, with no fold model that left it out: plain attention, uncalibrated
+                result[rows] = attention_predict(queries[rows], keys, values, tau=self.full.tau, **part)
+            else:
+                result[rows] = model.predict(queries[rows], keys, values, **part)
+        return result
+
+    def save(self, path: Path, metadata: dict[str, Any] | None = None) -> None:
+        from gaincurate.fileio import atomic_write
+
+        header = {"weight": self.full.weight, "bias": self.full.bias, "tau": self.full.tau, **(metadata or {})}
+        header["fold_heads"] = [[model.weight, model.bias] for model in self.folds]
+        arrays = {
+            "projection": self.full.projection,
+            "fold_projections": np.stack([m.projection for m in self.folds]) if self.folds else np.zeros((0, 0, 0)),
+            "fit_ids": self.fit_ids,
+            "fit_folds": self.fit_folds,
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        }
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as file:
+                np.savez(file, **arrays)
+
+        atomic_write(Path(path), write)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[FittedCalibrator, dict[str, Any]]:
+        try:
+            with np.load(Path(path)) as data:
+                header = json.loads(bytes(data["header"]).decode())
+                arrays = {key: np.asarray(data[key]) for key in ("projection", "fold_projections", "fit_ids")}
+                fit_folds = np.asarray(data["fit_folds"], dtype=np.int64)
+            tau = float(header.pop("tau"))
+            full = Calibrator(
+                arrays["projection"].astype(np.float64), float(header.pop("weight")), float(header.pop("bias")), tau
+            )
+            heads = header.pop("fold_heads")
+        except (OSError, ValueError, KeyError) as error:
+            raise InputError(
+                f"{path} is not a calibrator written by this `gaincurate difficulty fit` ({error}); fit it again"
+            ) from None
+        folds = [
+            Calibrator(projection.astype(np.float64), float(w), float(b), tau)
+            for projection, (w, b) in zip(arrays["fold_projections"], heads, strict=True)
+        ]
+        return cls(full, folds, arrays["fit_ids"].astype(np.int64), fit_folds), header
+
+
+@dataclass(frozen=True)
 class FitResult:
     calibrator: Calibrator  # trained on the whole reference set: for new prompts
-    loo_predictions: np.ndarray  # cross-fitted, leave-one-out predictions of the reference prompts
+    loo_predictions: np.ndarray  # cross-fitted, leave-one-out predictions of the reference prompts (NaN: folds 0)
     folds: np.ndarray  # fold of each reference prompt (-1 when folds = 0)
     losses: list[float]  # training loss of the final fit, per step
+    fold_calibrators: list[Calibrator] = field(default_factory=list)  # fold_calibrators[f] never saw fold f
+
+    def fitted(self, gc_ids: np.ndarray) -> FittedCalibrator:
+        """The fit as saved, for reference prompts `gc_ids` (in the order the fit was given them)."""
+        gc_ids = np.asarray(gc_ids, dtype=np.int64)
+        order = np.argsort(gc_ids, kind="stable")
+        return FittedCalibrator(self.calibrator, list(self.fold_calibrators), gc_ids[order], self.folds[order])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -224,13 +312,13 @@ def fit_calibrator(
     projection = initial_projection(embeddings, config.dim)
     calibrator, losses = _train(embeddings, rates, counts, projection, config)
     folds = fold_assignment(len(rates), config.folds, config.seed)
-    loo = np.full(len(rates), np.nan)
+    loo = np.full(len(rates), np.nan)  # folds 0: no model left any prompt out, so nothing honest to report
     everyone = np.arange(len(rates))
+    parts = []
     for fold in range(config.folds):
         held, kept = everyone[folds == fold], everyone[folds != fold]
         # The fold's own parameters never see its labels; its prompts attend to all others but themselves.
         part, _ = _train(embeddings[kept], rates[kept], counts[kept], projection, config)
+        parts.append(part)
         loo[held] = part.predict(embeddings[held], embeddings, rates, exclude=self_index(held, everyone))
-    if config.folds == 0:
-        loo = calibrator.predict(embeddings, embeddings, rates, exclude=everyone)
-    return FitResult(calibrator, loo, folds, losses)
+    return FitResult(calibrator, loo, folds, losses, parts)

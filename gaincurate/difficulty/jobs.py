@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.difficulty.predict import prepare_embeddings, recency_log_weights, self_index
+from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, load_embeddings, read_pass_rates
 from gaincurate.errors import InputError
 
@@ -60,38 +60,19 @@ def predict_scores(
     calibrator_path: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One row per prompt: predicted pass rate (leave-one-out for measured prompts) and what was measured."""
+    from gaincurate.difficulty.estimate import neighbour_predictions
+
     measured = load_measured(scores_dir, feedback, reward_max=reward_max, decay=decay)
     prompts, rates = measured.prompts, measured.rates
-    now = len(feedback) - 1
-    log_weights = recency_log_weights(rates.last, now, decay)
-    embedded = prompts.has_embedding
-    keys = measured.embeddings[measured.rows]
-    exclude = self_index(prompts.gc_ids, rates.gc_ids)
-    predicted = np.full(len(prompts.gc_ids), np.nan)
-    if calibrator_path is None:
-        from gaincurate.difficulty.predict import attention_predict
-
-        predicted[embedded] = attention_predict(
-            measured.embeddings[embedded],
-            keys,
-            rates.rates,
-            tau=tau_attn,
-            exclude=exclude[embedded],
-            key_log_weights=log_weights,
-        )
-    else:
-        from gaincurate.difficulty.calibrate import Calibrator
-
-        calibrator, header = Calibrator.load(calibrator_path)
-        center = np.asarray(header.get("center", measured.center), dtype=np.float64)
-        prepared = prepare_embeddings(prompts.embeddings, center=center)
-        predicted[embedded] = calibrator.predict(
-            prepared[embedded],
-            prepared[measured.rows],
-            rates.rates,
-            exclude=exclude[embedded],
-            key_log_weights=log_weights,
-        )
+    embeddings, calibrator = measured.embeddings, None
+    if calibrator_path is not None:
+        calibrator, center = load_calibrator(calibrator_path, prompts)
+        embeddings = prepare_embeddings(prompts.embeddings, center=center)
+    # Leave-one-out; a prompt the calibrator was fitted on is predicted by a fold model that never saw its label.
+    predicted = neighbour_predictions(
+        embeddings, prompts.gc_ids, rates, now=len(feedback) - 1, tau=tau_attn, decay=decay, calibrator=calibrator
+    )
+    predicted[~prompts.has_embedding] = np.nan
     measured_rate = np.full(len(prompts.gc_ids), np.nan)
     rollouts = np.zeros(len(prompts.gc_ids))
     measured_rate[measured.rows], rollouts[measured.rows] = rates.rates, rates.counts
@@ -104,6 +85,20 @@ def predict_scores(
         }
         for gc_id, p, m, n in zip(prompts.gc_ids, predicted, measured_rate, rollouts, strict=True)
     ]
+
+
+def load_calibrator(path: Path, prompts: PromptEmbeddings) -> tuple[Any, np.ndarray]:
+    """A `difficulty fit` file and the centre its embeddings are prepared with (checked to fit these prompts)."""
+    from gaincurate.difficulty.calibrate import FittedCalibrator
+
+    calibrator, header = FittedCalibrator.load(Path(path))
+    center = np.asarray(header.get("center", []), dtype=np.float64)
+    if center.shape != (prompts.embeddings.shape[1],):
+        raise InputError(
+            f"{path} was fitted on embeddings of width {center.shape[0]}, but these scores have width "
+            f"{prompts.embeddings.shape[1]}; fit it on this scores directory"
+        )
+    return calibrator, center
 
 
 def fit_scores(
@@ -131,8 +126,9 @@ def fit_scores(
         "scores_dir": str(scores_dir),
         "fit": {k: v for k, v in vars(config).items()},
     }
-    result.calibrator.save(out, metadata)
+    result.fitted(rates.gc_ids).save(out, metadata)
     observed = rates.rates
+    honest = bool(np.isfinite(result.loo_predictions).all())  # folds 0: no fit left any prompt out
     return {
         "out": str(out),
         "reference_prompts": len(rates),
@@ -143,7 +139,9 @@ def fit_scores(
             "pearson": pearson(result.loo_predictions, observed),
             "spearman": spearman(result.loo_predictions, observed),
             "mae": float(np.mean(np.abs(result.loo_predictions - observed))),
-        },
+        }
+        if honest
+        else None,
         "loo_attention": {
             "pearson": pearson(raw, observed),
             "spearman": spearman(raw, observed),

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
+from gaincurate.feedback import no_rollout_error, read_rollouts, tally
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"
 
@@ -95,20 +96,32 @@ def read_pass_rates(
     reward_max: float = 1.0,
     decay: float = 1.0,
     first_time: int = 0,
+    reward_min: float = 0.0,
 ) -> PassRates:
     """Pass rates from feedback files in time order (file k is measured at time first_time + k).
 
     Every line is validated as the scheduler validates feedback; a gc_id that is not a known prompt is
     an error, since it means the feedback belongs to another dataset.
     """
-    from gaincurate.schedule.feedback import read_feedback
-
     known = np.asarray(sorted({int(i) for i in known_ids}), dtype=np.int64)
     rates = PassRates.empty()
     for time, path in enumerate(paths, start=first_time):
-        summary = read_feedback(Path(path), epoch_ids=known, known_ids=known, reward_max=reward_max)
-        rates = rates.add(summary.per_prompt or {}, time=time, decay=decay)
+        path = Path(path)
+        rates = rates.add(
+            read_measurements(path, known, reward_max=reward_max, reward_min=reward_min), time=time, decay=decay
+        )
     return rates
+
+
+def read_measurements(
+    path: Path, known_ids: Iterable[int], *, reward_max: float = 1.0, reward_min: float = 0.0
+) -> dict[int, tuple[float, int]]:
+    """{gc_id: (sum of correctness, rollouts)} of one feedback file; a file without rollouts is an error."""
+    known = np.asarray(sorted({int(i) for i in known_ids}), dtype=np.int64)
+    per_prompt = tally(read_rollouts(Path(path), known_ids=known, reward_max=reward_max, reward_min=reward_min))
+    if not per_prompt:
+        raise no_rollout_error(str(path), len(known))
+    return per_prompt
 
 
 @dataclass(frozen=True)

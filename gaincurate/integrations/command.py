@@ -1,248 +1,199 @@
-"""Drive a curriculum from inside a trainer process: the in-process counterpart of `schedule run`.
+"""The trainer-command adapter: drive any trainer through the schedule, one epoch per command, resumably.
 
-`gaincurate schedule run` launches the trainer once per epoch. A trainer that stays up for the whole
-run (TRL's GRPOTrainer through `gaincurate.integrations.trl`, verl 0.5-0.7.1 through
-`gaincurate.integrations.verl`) holds a `CurriculumDriver` instead. It hands out the current epoch's
-prompts, collects the rollouts' rewards as they arrive, and at the end of each epoch steps the
-scheduler (with fresh scores when the caller re-scored) and draws the next epoch:
+    gaincurate schedule run --run RUN --epochs 10 \\
+        --trainer-cmd 'python train.py --data {epoch_data} --resume {checkpoint} --out {output_dir}'
 
-    driver = CurriculumDriver(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
-    driver.plan.gc_ids                     # the epoch's prompts, in rank order
-    driver.record(gc_ids, rewards)         # any number of times during the epoch
-    record = driver.step(rescored=driver.rescore(model=model, tokenizer=tokenizer))   # at the epoch's end
+Per epoch: run the command with the placeholders filled in (shell-quoted, paths absolute), wait for it,
+check and archive the feedback it wrote, find the newest complete checkpoint in the output directory, then
+`advance` the schedule (re-scoring from that checkpoint when asked). Placeholders:
 
-With a run directory the driver keeps it in the layout of `gaincurate schedule` (state.json,
-history.jsonl, epoch-NNNN.parquet, feedback-NNNN.jsonl), so `gaincurate schedule status` reads an
-in-process run too. `state_dict()` / `load_state_dict()` carry what a trainer checkpoint needs to
-resume exactly: the scheduler state and the current epoch's rollouts so far.
+    {epoch_data}     RUN/epoch-NNNN.parquet, the epoch's rows
+    {checkpoint}     newest complete checkpoint in the output directory ('' or --initial-checkpoint before one exists)
+    {output_dir}     where the trainer writes checkpoints (default RUN/trainer)
+    {feedback_file}  where the trainer writes its rollout feedback (default RUN/feedback-NNNN.jsonl)
+    {epoch}, {run_dir}
 
-`FeedbackFile(path)` is the out-of-process counterpart of `record`: it appends one feedback line per rollout
-to the file `gaincurate schedule run` reads after each epoch.
+The same values are in the environment as GAINCURATE_EPOCH_DATA, GAINCURATE_CHECKPOINT, ... for
+reward functions that write the feedback. The command runs under `gaincurate.integrations.supervisor`: its
+own process group, which a signal to us stops too. Its output goes to RUN/logs/epoch-NNNN.log, with a bounded
+copy to `echo`. A failing or stopped command stops the loop with its exit code and the tail of its log; an
+epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
+
+Each epoch's update is `gaincurate.schedule.driver.advance`, the step `schedule next` takes; the run
+directory is written through `gaincurate.schedule.rundir` only. `FeedbackFile(path)` is what a trainer
+command's reward function uses to append its feedback lines to the file this loop reads after the epoch.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
+import shlex
+import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-import numpy as np
+from gaincurate.errors import ConfigError, GaincurateError, InputError
+from gaincurate.feedback import append_rollouts
+from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.schedule import rundir
+from gaincurate.schedule.checkpoints import find_checkpoint
+from gaincurate.schedule.driver import advance, check_feedback
 
-from gaincurate.errors import ConfigError
-from gaincurate.fileio import atomic_write_bytes
-from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.core import EpochPlan, EpochStep, Rescored, Scheduler
-from gaincurate.schedule.state import ScheduleState
-
-STATE_DICT_VERSION = 1
+PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
+LOG_TAIL_LINES = 20
+_TAIL_BYTES = 64 * 1024  # the tail is read from the end of the log, however long it is
 
 
-class CurriculumDriver:
-    """A `Scheduler` plus the rollout bookkeeping and run directory an in-process trainer needs.
+class TrainerCommandError(GaincurateError):
+    """The trainer command failed; the CLI exits with the command's own exit code."""
 
-    Give `scores_dir` (and `config`) for a new schedule; give `run_dir` too to keep it on disk. An
-    existing `run_dir` is continued from its state.json; a `config` or `scores_dir` passed with it must
-    match the ones it was started with. `write=False` (the other ranks of a multi-process job) reads an
-    existing run directory but never writes one.
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    trained: list[int]  # epochs trained by this call
+    epoch: int  # the epoch now written and waiting (== --epochs when the loop is done)
+    mu: float
+
+
+@dataclass(frozen=True)
+class _Trainer:
+    """How each epoch's command is run: what `run_loop` was given, paths made absolute."""
+
+    command: str
+    feedback_file: str | None
+    output_dir: Path
+    initial_checkpoint: str
+    echo: TextIO | None
+    grace_s: float
+
+
+def fill_command(template: str, values: dict[str, str]) -> str:
+    """Replace the known `{name}` placeholders with shell-quoted values; other braces are left alone."""
+    command = template
+    for name in PLACEHOLDERS:
+        command = command.replace("{" + name + "}", shlex.quote(values[name]))
+    return command
+
+
+def run_loop(
+    run_dir: Path,
+    *,
+    epochs: int,
+    trainer_cmd: str,
+    feedback_file: str | None = None,
+    output_dir: Path | None = None,
+    initial_checkpoint: str = "",
+    progress: Progress = NULL_PROGRESS,
+    echo: TextIO | None = None,
+    grace_s: float = GRACE_S,
+) -> LoopResult:
+    """Train epochs until `epochs` of them are done; resumes wherever a previous call stopped.
+
+    `echo`: where a bounded copy of the trainer's output goes (the CLI passes stderr). `grace_s`: how long a
+    stopped trainer gets between the forwarded signal and SIGKILL.
     """
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1; got {epochs}")
+    if "{epoch_data}" not in trainer_cmd:
+        raise ConfigError("--trainer-cmd never mentions {epoch_data}; the trainer would not see the epoch's rows")
+    # Absolute, so that the state and the placeholders mean the same from any working directory.
+    run_dir = Path(run_dir).resolve()
+    output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
+    trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s)
+    trained: list[int] = []
+    if rundir.load_run(run_dir).schedule.epoch < 0:
+        advance(run_dir, progress=progress)
+    while (run := rundir.load_run(run_dir)).schedule.epoch < epochs:
+        epoch = run.schedule.epoch
+        if not run.trained:
+            _train(run_dir, epoch, trainer, progress)
+            trained.append(epoch)
+        step = advance(run_dir, progress=progress)
+        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written, mu {step.mu:.1f}")
+        for notice in step.notices:
+            progress.stage(notice)
+    return LoopResult(trained, run.schedule.epoch, run.schedule.mu)
 
-    def __init__(
-        self,
-        scores_dir: str | Path | None = None,
-        config: ScheduleConfig | None = None,
-        *,
-        run_dir: str | Path | None = None,
-        write: bool = True,
-    ) -> None:
-        from gaincurate.schedule import run as run_files
-        from gaincurate.schedule.inputs import load_scores
 
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._run = None
-        if self.run_dir is not None and (self.run_dir / run_files.STATE).is_file():
-            run = run_files.load_run(self.run_dir)
-            if config is not None and config != run.config:
-                raise ConfigError(
-                    f"{self.run_dir} was started with a different schedule config ({run.config.to_dict()}); "
-                    "drop config= to continue it, or pick a new run_dir"
-                )
-            if scores_dir is not None and Path(scores_dir).resolve() != Path(run.scores_dir):
-                raise ConfigError(
-                    f"{self.run_dir} schedules {run.scores_dir}, not {scores_dir}; "
-                    "drop scores_dir= or pick a new run_dir"
-                )
-            self._run = run
-        elif self.run_dir is not None and write:
-            if scores_dir is None:
-                raise ConfigError(f"{self.run_dir} holds no schedule yet; pass scores_dir= to start one there")
-            self._run, _ = run_files.init_run(self.run_dir, Path(scores_dir), config or ScheduleConfig())
-        elif scores_dir is None:
-            raise ConfigError("a curriculum needs scores_dir= (a `gaincurate score` output) or an existing run_dir=")
-
-        if self._run is not None:
-            self.scheduler, self.scores = run_files.open_scheduler(self._run)
-            self.scores_dir = Path(self._run.scores_dir)
-        else:
-            self.scores_dir = Path(scores_dir)
-            self.scores = load_scores(self.scores_dir)
-            config = config or ScheduleConfig()
-            strategy = run_files.strategy_for(self.scores, config, initial=True)
-            self.scheduler = Scheduler(config, self.scores.prompts, strategy=strategy)
-        self.write = write and self.run_dir is not None
-        self.config = self.scheduler.config
-        self.params = self.scheduler.params
-        self.history: list[dict[str, Any]] = []  # the records of the steps taken by this driver
-        self._records: list[tuple[int, float]] = []
-        self._epoch_started = time.perf_counter()
-        if self.scheduler.state.epoch < 0:
-            self._persist(self.scheduler.next_epoch(), {})
-
-    # -- the epoch ---------------------------------------------------------------------------------
-
-    @property
-    def plan(self) -> EpochPlan:
-        """The epoch being trained: its prompts' gc_ids in rank order."""
-        plan = self.scheduler.current
-        assert plan is not None  # epoch 0 is drawn in __init__
-        return plan
-
-    @property
-    def epoch(self) -> int:
-        return self.scheduler.state.epoch
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        """The current epoch's rollouts so far, as feedback lines."""
-        return [{"gc_id": gc_id, "reward": reward} for gc_id, reward in self._records]
-
-    def record(self, gc_ids: Iterable[Any], rewards: Iterable[Any]) -> int:
-        """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
-        added = []
-        reward_max = self.params.reward_max
-        for gc_id, reward in zip(gc_ids, rewards, strict=True):
-            if reward is None or (isinstance(reward, float) and math.isnan(reward)):
-                continue
-            value = float(reward)
-            if not 0.0 <= value <= reward_max:
-                raise ConfigError(
-                    f"reward {value:g} of gc_id {int(gc_id)} is outside [0, reward_max={reward_max:g}]; make the "
-                    "recorded reward function return 0 for a wrong answer and reward_max for a right one "
-                    "(set ScheduleConfig(reward_max=...) to the reward of a correct answer)"
-                )
-            added.append((int(gc_id), value))
-        self._records.extend(added)
-        return len(added)
-
-    def replace_records(self, records: Iterable[Any]) -> None:
-        """Set the current epoch's rollouts to `records` (`(gc_id, reward)` pairs), e.g. gathered from all ranks."""
-        self._records = [(int(gc_id), float(reward)) for gc_id, reward in records]
-
-    def rescore(self, *, model: Any = None, tokenizer: Any = None, checkpoint: str | Path | None = None):
-        """Fresh scores for the prompts the config wants re-scored now, or None when none are due.
-
-        Pass the live model and its tokenizer (in-process trainers), or a checkpoint folder.
-        """
-        ids = self.scheduler.rescore_ids()
-        if ids is None:
-            return None
-        from gaincurate import scoring
-
-        started = time.perf_counter()
-        scores = scoring.rescore(self.scores_dir, ids, checkpoint=checkpoint, model=model, tokenizer=tokenizer)
-        self._rescore_seconds = time.perf_counter() - started
-        return Rescored(np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64))
-
-    def step(self, *, rescored: Rescored | None = None, ang: float | None = None, checkpoint: str | None = None):
-        """End the current epoch: summarize its rollouts, move mu, draw the next epoch. Returns the record."""
-        if not self._records:
-            raise ConfigError(
-                f"no rollout reward was recorded for epoch {self.epoch}; record the rewards of the reward "
-                "function that says whether an answer is right (see gaincurate.integrations.trl.GainCurriculum."
-                "wrap_rewards, or the verl sampler's update)"
-            )
-        train_seconds = time.perf_counter() - self._epoch_started
-        started = time.perf_counter()
-        summary = self.scheduler.summarize(self.records)
-        timings = {"feedback_s": time.perf_counter() - started, "train_s": train_seconds}
-        if rescored is not None:
-            timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
-        feedback_lines = self.records
-        step = self.scheduler.next_epoch(feedback=summary, rescored=rescored, ang=ang)
-        record = self._persist(step, timings, feedback_lines=feedback_lines, checkpoint=checkpoint)
-        self._records = []
-        self._epoch_started = time.perf_counter()
-        return record
-
-    # -- checkpoints -------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume mid-run: the scheduler state and this epoch's rollouts so far."""
-        return {
-            "version": STATE_DICT_VERSION,
-            "schedule": self.scheduler.state.to_json(),
-            "records": [[gc_id, reward] for gc_id, reward in self._records],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Return to a saved point (a trainer resuming from a checkpoint); the run directory follows."""
-        if state.get("version") != STATE_DICT_VERSION:
-            raise ConfigError(
-                f"the checkpoint's curriculum state has version {state.get('version')}; "
-                f"this gaincurate reads {STATE_DICT_VERSION}"
-            )
-        schedule = ScheduleState.from_json(state["schedule"])
-        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy)
-        self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
-        self._epoch_started = time.perf_counter()
-        if self.write:
-            from gaincurate.schedule import run as run_files
-
-            run_files.save_run(self.run_dir, dataclasses.replace(self._run, schedule=self.scheduler.state))
-
-    # -- the run directory -------------------------------------------------------------------------
-
-    def _persist(
-        self,
-        step: EpochStep,
-        timings: dict[str, float],
-        *,
-        feedback_lines: list[dict[str, Any]] | None = None,
-        checkpoint: str | None = None,
-    ) -> dict[str, Any] | None:
-        record = None
-        if step.record is not None:
-            record = step.record.to_json() | {"checkpoint": checkpoint}
-            self.history.append(record | {"timings": timings})
-        if not self.write:
-            return self.history[-1] if record is not None else None
-        from gaincurate.schedule import run as run_files
-        from gaincurate.schedule.epochs import epoch_table, write_epoch
-
-        written = time.perf_counter()
-        plan, params = step.plan, self.params
-        metadata = {"epoch": plan.epoch, "mu": plan.mu, "strategy": params.strategy, "seed": params.seed}
-        table = epoch_table(self.scores, plan.gc_ids, data_format=params.format, metadata=metadata)
-        write_epoch(run_files.epoch_path(self.run_dir, plan.epoch), table)
-        if record is not None:
-            lines = "".join(json.dumps(line) + "\n" for line in feedback_lines or [])
-            atomic_write_bytes(run_files.feedback_path(self.run_dir, record["epoch"]), lines.encode())
-            timings["write_s"] = time.perf_counter() - written
-            record = record | {"timings": timings}
-            self.history[-1] = record
-            # A resumed trainer may repeat an epoch that an earlier process already logged: keep one line each.
-            kept = [line for line in run_files.read_history(self.run_dir) if line["epoch"] < record["epoch"]]
-            text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in [*kept, record])
-            atomic_write_bytes(self.run_dir / run_files.HISTORY, text.encode())
-        self._run = dataclasses.replace(
-            self._run, schedule=self.scheduler.state, trained=False, checkpoint=None, train_seconds=None
+def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> None:
+    """Run the command for `epoch`; mark the epoch trained only once its feedback is in and valid."""
+    archived = rundir.feedback_path(run_dir, epoch)
+    template = trainer.feedback_file
+    target = Path(template.replace("{epoch}", f"{epoch:04d}")).resolve() if template else archived
+    # A leftover from a failed attempt would be counted twice; this path belongs to the loop.
+    target.unlink(missing_ok=True)
+    before = find_checkpoint(trainer.output_dir)
+    trainer.output_dir.mkdir(parents=True, exist_ok=True)
+    values = {
+        "epoch_data": str(rundir.epoch_path(run_dir, epoch)),
+        "checkpoint": str(before.path) if before else trainer.initial_checkpoint,
+        "output_dir": str(trainer.output_dir),
+        "feedback_file": str(target),
+        "epoch": str(epoch),
+        "run_dir": str(run_dir),
+    }
+    log = rundir.trainer_log(run_dir, epoch)
+    progress.stage(f"epoch {epoch}: training (log {log})")
+    started = time.perf_counter()
+    environment = {**os.environ, **{f"GAINCURATE_{name.upper()}": value for name, value in values.items()}}
+    copy = BoundedEcho(trainer.echo, log) if trainer.echo is not None else None
+    try:
+        code = supervise(
+            fill_command(trainer.command, values), env=environment, log=log, echo=copy, grace_s=trainer.grace_s
         )
-        run_files.save_run(self.run_dir, self._run)
-        return record
+    except Stopped as stopped:
+        raise TrainerCommandError(
+            f"stopped by {stopped} while training epoch {epoch}; the trainer was stopped too and nothing was "
+            f"recorded, so the same `gaincurate schedule run` trains epoch {epoch} again (log: {log})",
+            exit_code=128 + stopped.signum,
+        ) from None
+    seconds = time.perf_counter() - started
+    if code != 0:
+        name = f" ({signal.Signals(-code).name})" if code < 0 and -code in signal.valid_signals() else ""
+        # The echo has just shown the end of the log, unless it had stopped: then the tail is repeated here.
+        if copy is not None and not copy.done:
+            shown = f"Its output is above; the full log is {log}"
+        else:
+            shown = f"Last lines of {log}:\n{_tail(log)}"
+        raise TrainerCommandError(
+            f"trainer command failed with exit code {code}{name} on epoch {epoch}; state is unchanged, so the same "
+            f"`gaincurate schedule run` resumes at epoch {epoch}. {shown}",
+            exit_code=code if code > 0 else 128 - code,
+        )
+    after = find_checkpoint(trainer.output_dir)
+    if not target.is_file():
+        kept = f" --checkpoint {after.path}" if after else ""
+        raise InputError(
+            f"the trainer exited 0 on epoch {epoch} but wrote no feedback to {target}, so epoch {epoch} is not "
+            f"marked trained: make it write one JSON line per rollout there ({{feedback_file}} or "
+            f"$GAINCURATE_FEEDBACK_FILE) and rerun, or hand its rollouts over with "
+            f"`gaincurate schedule next --run {run_dir} --feedback FILE{kept}`"
+        )
+    check_feedback(run_dir, target)  # bad feedback is an error now, not a trained epoch stuck before its update
+    if target != archived:
+        rundir.archive_feedback(run_dir, epoch, target.read_bytes())
+    if after is None or (before is not None and after.path == before.path):
+        progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
+    rundir.mark_trained(run_dir, checkpoint=str(after.path) if after else None, train_seconds=seconds)
+
+
+def _tail(log: Path) -> str:
+    """The log's last lines, each cut to a screen-friendly length."""
+    with log.open("rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
+        lines = deque(file.read().splitlines(), maxlen=LOG_TAIL_LINES)
+    cut = [line.decode(errors="replace") for line in lines]
+    cut = [line if len(line) <= ECHO_LINE_CHARS else f"{line[:ECHO_LINE_CHARS]} [...]" for line in cut]
+    return "\n".join(cut).rstrip() or "(the log is empty)"
 
 
 class FeedbackFile:
@@ -253,14 +204,4 @@ class FeedbackFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, gc_ids: Sequence[Any], rewards: Sequence[Any]) -> None:
-        lines = "".join(
-            json.dumps({"gc_id": int(gc_id), "reward": float(reward)}) + "\n"
-            for gc_id, reward in zip(gc_ids, rewards, strict=True)
-            if reward is not None and not (isinstance(reward, float) and math.isnan(reward))
-        )
-        # One O_APPEND write per call: lines from several processes never interleave mid-line.
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, lines.encode())
-        finally:
-            os.close(descriptor)
+        append_rollouts(self.path, gc_ids, rewards)

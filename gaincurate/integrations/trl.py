@@ -49,10 +49,11 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.command import CurriculumDriver
 from gaincurate.integrations.rewards import RecordingReward, record_rewards
 from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
 from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.order import EpochOrder
 
 __all__ = [
     "CurriculumSampler",
@@ -77,7 +78,8 @@ class GainCurriculum:
     `scores_dir` is a `gaincurate score` output; `config` the schedule (`ScheduleConfig`); `run_dir`, optional,
     keeps the schedule on disk in the layout of `gaincurate schedule` (history.jsonl, epoch files, feedback),
     and an existing one is continued. `shuffle=True` shuffles each epoch's subset (seeded by the schedule's
-    seed and the epoch) instead of training it in rank order.
+    seed and the epoch) instead of training it in rank order. `args`, the trainer's `GRPOConfig`, rounds a
+    default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
     """
 
     def __init__(
@@ -87,9 +89,20 @@ class GainCurriculum:
         *,
         run_dir: str | Path | None = None,
         shuffle: bool = False,
+        args: Any = None,
     ) -> None:
+        if args is not None and (config is not None or run_dir is None or not Path(run_dir, "state.json").is_file()):
+            config = _whole_batches(config or ScheduleConfig(), args)
         # Only the main process writes the run directory; the others follow its state.
         self.driver = CurriculumDriver(scores_dir, config, run_dir=run_dir, write=_is_main_process())
+        if args is not None:
+            from gaincurate.schedule.sizes import subset_choice
+
+            params = self.driver.params
+            chosen = subset_choice(
+                self.driver.config.subset_size, params.n_prompts, params.subset_multiple, params.subset_size
+            )
+            logger.info("gaincurate: %s", chosen)
         self.shuffle = shuffle
         self.trainer: Any = None
         self._key = f"{id(self):x}"
@@ -159,7 +172,8 @@ class GainCurriculum:
             raise ConfigError(
                 f"subset_size {subset} is not a multiple of the {prompts_per_batch} prompts per generation batch "
                 f"(generation_batch_size / num_generations); TRL would drop {subset % prompts_per_batch} prompts "
-                f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}"
+                f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
+                f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
             )
         if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
             trainer.add_callback(self.callback)
@@ -322,10 +336,7 @@ class CurriculumSampler(Sampler[int]):
                 "from a new run_dir"
             )
         rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        if self.curriculum.shuffle:
-            order = np.random.default_rng([driver.params.seed, plan.epoch, 1]).permutation(len(rows))
-            rows = [rows[i] for i in order]
-        return rows
+        return EpochOrder(driver.params.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
 
     def __iter__(self) -> Iterator[int]:
         from trl.trainer.utils import RepeatSampler
@@ -359,6 +370,16 @@ def _rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
             "pass train_dataset=curriculum.train_dataset()"
         )
     return row_of
+
+
+def _whole_batches(config: ScheduleConfig, args: Any) -> ScheduleConfig:
+    """`config` with subset_multiple set to the prompts per generation batch of the trainer's `args`."""
+    import dataclasses
+
+    prompts_per_batch = max(1, args.generation_batch_size // args.num_generations)
+    if config.subset_multiple != 1 or prompts_per_batch == 1:
+        return config
+    return dataclasses.replace(config, subset_multiple=prompts_per_batch)
 
 
 def _is_main_process() -> bool:

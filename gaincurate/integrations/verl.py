@@ -8,11 +8,11 @@ verl 0.5-0.7.1 lets a sampler class choose the training rows and see every step'
         data.sampler.class_path=pkg://gaincurate.integrations.verl data.sampler.class_name=GainCurriculumSampler \\
         data.dataloader_num_workers=0 +data.gaincurate.run_dir=run/ ...
 
-(verl versions whose `load_extern_type` takes only a file path: `data.sampler.class_path=$(python -c
-"import gaincurate.integrations.verl as m; print(m.__file__)")`.) Each epoch the sampler hands out the
-schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (verl's `index`, which the
-export sets from `extra_info.index`); when an epoch's last row has been handed out and trained, the next
-`__iter__` steps the schedule and draws the next epoch. The run directory stays in the layout of
+(verl versions whose `load_extern_type` takes only a file path: `data.sampler.class_path=$(python -c "import
+gaincurate.integrations.verl as m; print(m.__file__)")`; both routes are tested.) Each epoch the sampler hands
+out the schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (verl's `index`,
+which the export sets from `extra_info.index`); when an epoch's last row has been handed out and trained, the
+next `__iter__` steps the schedule and draws the next epoch. The run directory stays in the layout of
 `gaincurate schedule`. The sampler's `state_dict()` rides in verl's `data.pt`, so resuming a verl checkpoint
 resumes the curriculum at the same row.
 
@@ -22,44 +22,57 @@ Keys under `data.gaincurate` (add them with `+data.gaincurate.KEY=VALUE`):
     index_key       the batch's gc_id column (default "index")
     reward_key      the batch tensor of rewards (default "token_level_scores", summed over tokens)
     checkpoint_dir  verl's trainer.default_local_dir; re-score from its newest checkpoint when the schedule's
-                    --rescore asks (needs actor.checkpoint.save_contents with hf_model)
+                    --rescore asks (needs actor.checkpoint.save_contents with hf_model; a Megatron checkpoint
+                    without Hugging Face weights is refused with verl's model-merger command)
     shuffle         shuffle each epoch's subset, seeded by the schedule (default false: rank order)
 
+`data.filter_overlong_prompts=True` is refused when it dropped scored prompts (the schedule may pick them).
+
 verl 0.8 and later have no sampler hook: use `gaincurate schedule run` with `--format verl` epoch files,
-`data.shuffle=False`, one epoch per launch, and `recording_score` around the reward function for feedback.
-docs/verl.md has both recipes. verl itself is imported only when it is installed: verl calls `update` only on
-subclasses of its `AbstractCurriculumSampler`, so the sampler derives from it there, and from torch's
-`Sampler` elsewhere (tests, and processes that merely import this module).
+`data.shuffle=False`, one epoch per launch, and the reward function of `gaincurate.integrations.verl_reward`
+(or `recording_score` around your own) for feedback. docs/verl.md has both recipes.
+
+verl itself is imported only when it is installed: verl calls `update` only on subclasses of its
+`AbstractCurriculumSampler`, so the sampler derives from it there, and from torch's `Sampler` elsewhere
+(tests, and processes that merely import this module).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: verl's file-path loader executes this module under a name
+# that is not in sys.modules, and @dataclass cannot resolve string annotations there.
 import dataclasses
 import logging
-import math
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.command import CurriculumDriver, FeedbackFile
+from gaincurate.integrations.verl_checkpoint import refuse_megatron
+from gaincurate.integrations.verl_reward import recording_score
+from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.order import EpochOrder
+
+__all__ = [
+    "GainCurriculumSampler",
+    "SamplerSettings",
+    "batch_rollouts",
+    "export_prompts",
+    "recording_score",  # lives in verl_reward with the bundled reward function; kept importable here
+]
 
 logger = logging.getLogger(__name__)
 
 
 def _curriculum_base() -> type:
-    """verl's AbstractCurriculumSampler where verl is installed (its home moved between versions)."""
-    for module in ("verl.experimental.dataset.sampler", "verl.utils.dataset.sampler"):
-        try:
-            return __import__(module, fromlist=["AbstractCurriculumSampler"]).AbstractCurriculumSampler
-        except (ImportError, AttributeError):
-            continue
-    return Sampler
+    """verl's AbstractCurriculumSampler where verl 0.5-0.7.1 is installed, else torch's Sampler."""
+    try:
+        from verl.experimental.dataset.sampler import AbstractCurriculumSampler
+    except ImportError:  # no verl, or verl 0.8+, which dropped the sampler hook
+        return Sampler
+    return AbstractCurriculumSampler
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +86,7 @@ class SamplerSettings:
     shuffle: bool = False
 
     @classmethod
-    def from_data_config(cls, data_config: Any) -> SamplerSettings:
+    def from_data_config(cls, data_config: Any) -> Self:
         section = _get(data_config, "gaincurate")
         if section is None or _get(section, "run_dir") is None:
             raise ConfigError(
@@ -99,6 +112,12 @@ class GainCurriculumSampler(_curriculum_base()):
         self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
         self.row_of = _rows_by_gc_id(data_source, self.settings.index_key)
         missing = [int(g) for g in self.driver.scores.prompts.gc_ids if int(g) not in self.row_of]
+        if missing and _get(data_config, "filter_overlong_prompts"):
+            raise ConfigError(
+                f"data.filter_overlong_prompts dropped {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...) "
+                "that the schedule may pick; set data.filter_overlong_prompts=False and data.truncation=left "
+                "(or a data.max_prompt_length that fits every prompt)"
+            )
         if missing:
             raise ConfigError(
                 f"data.train_files lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); train on "
@@ -137,10 +156,7 @@ class GainCurriculumSampler(_curriculum_base()):
         """The current epoch's dataset rows in training order."""
         plan = self.driver.plan
         rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        if self.settings.shuffle:
-            order = np.random.default_rng([self.driver.params.seed, plan.epoch, 1]).permutation(len(rows))
-            rows = [rows[i] for i in order]
-        return rows
+        return EpochOrder(self.driver.params.seed, shuffle=self.settings.shuffle).arrange(plan.epoch, rows)
 
     def update(self, batch: Any) -> None:
         """Record the step's rollouts: one reward per row, under the row's gc_id."""
@@ -160,6 +176,8 @@ class GainCurriculumSampler(_curriculum_base()):
             from gaincurate.schedule.checkpoints import find_checkpoint
 
             found = find_checkpoint(Path(self.settings.checkpoint_dir))
+            if found is not None:
+                refuse_megatron(found.path)
             if found is not None and found.model_path is not None:
                 checkpoint = str(found.path)
                 rescored = self.driver.rescore(checkpoint=found.model_path)
@@ -203,48 +221,21 @@ def batch_rollouts(batch: Any, index_key: str = "index", reward_key: str = "toke
     return [int(i) for i in ids.reshape(-1)], [float(r) for r in scores.reshape(-1)]
 
 
-# -- verl 0.8 and later: feedback from the reward function ---------------------------------------------
-
-
-def recording_score(compute_score: Callable, path: str | Path | None = None) -> Callable:
-    """Wrap a verl reward function so each scored rollout also writes a feedback line.
-
-    verl calls `compute_score(data_source, solution_str, ground_truth, extra_info, ...)`; the line is
-    `{"gc_id": extra_info["index"], "reward": score}`, appended to `path` or `$GAINCURATE_FEEDBACK_FILE`
-    (set by `gaincurate schedule run`). Rows whose extra_info has no index, or a `split` other than
-    "train" (verl's validation sets carry split "test"), are not recorded.
-    """
-
-    def sink_path() -> str | None:
-        return str(path) if path else os.environ.get("GAINCURATE_FEEDBACK_FILE")
-
-    def scored(*args: Any, **kwargs: Any) -> Any:
-        result = compute_score(*args, **kwargs)
-        extra_info = kwargs.get("extra_info", args[3] if len(args) > 3 else None)
-        target = sink_path()
-        training = isinstance(extra_info, Mapping) and extra_info.get("split", "train") == "train"
-        if target and training and extra_info.get("index") is not None:
-            value = result.get("score") if isinstance(result, Mapping) else result
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                FeedbackFile(target)([int(extra_info["index"])], [float(value)])
-        return result
-
-    scored.__name__ = getattr(compute_score, "__name__", "compute_score")
-    scored.__doc__ = compute_score.__doc__
-    return scored
-
-
 # -- the full prompt set for the sampler ---------------------------------------------------------------
 
 
-def export_prompts(scores_dir: str | Path, out: str | Path) -> Path:
-    """Write every scored prompt in verl's format (gc_id order) to a parquet file for data.train_files."""
+def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | None = None) -> Path:
+    """Write every scored prompt in verl's format (gc_id order) to a parquet file for data.train_files.
+
+    `data_source` is verl's reward key of every row (default lighteval/MATH, scored 1/0 on boxed answers).
+    """
     from gaincurate.schedule.epochs import check_format, epoch_table, write_epoch
     from gaincurate.schedule.inputs import load_scores
 
     scores = load_scores(Path(scores_dir))
     check_format(scores, "verl")
-    table = epoch_table(scores, scores.prompts.gc_ids, data_format="verl", metadata={"epoch": None})
+    gc_ids = scores.prompts.gc_ids
+    table = epoch_table(scores, gc_ids, data_format="verl", metadata={"epoch": None}, data_source=data_source)
     write_epoch(Path(out), table)
     return Path(out)
 
@@ -306,9 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export", help="every scored prompt in verl's format, for data.train_files")
     export.add_argument("--scores", required=True, help="scores directory from `gaincurate score`")
     export.add_argument("--out", required=True, help="parquet file to write")
+    export.add_argument("--data-source", help="the rows' data_source, verl's reward key (default lighteval/MATH)")
     args = parser.parse_args(argv)
     try:
-        path = export_prompts(args.scores, args.out)
+        path = export_prompts(args.scores, args.out, data_source=args.data_source)
     except ConfigError as error:
         parser.exit(2, f"error: {error}\n")
     print(path)

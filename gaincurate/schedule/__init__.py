@@ -4,8 +4,9 @@ The pure core (numpy only, no files) is importable from here, for in-process tra
 
     from gaincurate.schedule import Scheduler, ScheduleConfig, PromptSet
 
-The run directory (`gaincurate.schedule.run`), the trainer loop (`.loop`), checkpoint discovery
-(`.checkpoints`) and the CLI (`.cli`) are imported from their modules; they need pyarrow.
+The run directory (`gaincurate.schedule.rundir`), the epoch loop (`.driver`), the in-process driver
+(`.curriculum`), checkpoint discovery (`.checkpoints`) and the CLI (`.cli`) are imported from their
+modules; they need pyarrow.
 """
 
 from gaincurate.schedule.config import ScheduleConfig, ScheduleParams

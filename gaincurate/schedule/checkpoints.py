@@ -5,8 +5,9 @@ Layouts understood, under a trainer's output directory (or given directly):
 * TRL / transformers: `checkpoint-N/`. Complete when `trainer_state.json` parses (the Trainer writes
   it after the weights) and the weights are whole.
 * verl: `global_step_N/`, complete when `latest_checkpointed_iteration.txt` names N (verl writes it
-  last). Its model for re-scoring is `global_step_N/actor/huggingface/`, which holds full weights only
-  when `actor.checkpoint.save_contents` includes `hf_model`.
+  last). Its model for re-scoring is `global_step_N/actor/huggingface/` (FSDP) or
+  `global_step_N/actor/model/huggingface/` (Megatron, verl 0.9), which hold full weights only when
+  `actor.checkpoint.save_contents` includes `hf_model`.
 * A plain Hugging Face model folder: `config.json` plus whole weights.
 
 "Whole weights" is checked, not assumed: a safetensors file must be exactly as long as its header
@@ -102,8 +103,9 @@ def _verl(directory: Path) -> Checkpoint | None:
 
 
 def _verl_step(folder: Path, step: int) -> Checkpoint:
-    model = folder / "actor" / "huggingface"
-    return Checkpoint(folder, model if is_complete_model(model) else None, "verl", step)
+    # FSDP writes actor/huggingface/; Megatron (verl 0.9 layout, hf_model through a bridge) actor/model/huggingface/.
+    models = (folder / "actor" / "huggingface", folder / "actor" / "model" / "huggingface")
+    return Checkpoint(folder, next((m for m in models if is_complete_model(m)), None), "verl", step)
 
 
 def _tracker_step(tracker: Path) -> int | None:

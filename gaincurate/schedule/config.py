@@ -1,13 +1,15 @@
 """The schedule's configuration: what the user asks for, and the absolute numbers it resolves to.
 
 `ScheduleConfig` holds the values as given. Sizes along the ranking (`sigma`, `step_size`,
-`adj_min`, `adj_max`, `subset_size`) may be absolute rank units or, when their magnitude is below 1,
-fractions of the prompt count N. `ScheduleConfig.resolve(N)` turns them into a `ScheduleParams` of
+`adj_min`, `adj_max`, `subset_size`) are rank units when given as a number, a share of the prompt
+count N when spelled as a percentage ("2%"), and the scaled released value when left out (None);
+see `gaincurate.schedule.sizes`. `ScheduleConfig.resolve(N)` turns them into a `ScheduleParams` of
 absolute numbers, which is all the scheduler core ever looks at.
 
 The defaults are the released GAIN-RL hyperparameters (n=500, sigma=1000, adj_max=1000, subset 256)
 divided by 7,500, the size of the MATH training set they were tuned on, so at N=7,500 they are exactly
-the released numbers and on other sets they keep the same shape relative to N.
+the released numbers and on other sets they keep the same shape relative to N. The subset size then
+rounds to a multiple of `subset_multiple`, the prompts a trainer takes per batch.
 
     >>> ScheduleConfig().resolve(7500).sigma
     1000.0
@@ -20,62 +22,87 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
+from gaincurate.schedule import sizes
 
-STRATEGIES = ("gain", "uniform", "length", "dots")
+STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso")
+# The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
+MU_STRATEGIES = ("gain", "length")
 RESCORE_MODES = ("none", "subset", "window", "full")
 FORMATS = ("trl", "verl")
+# verl's default_compute_score gives 1/0 on \boxed{} answers for this data_source (verl 0.5-0.9.1).
+VERL_DATA_SOURCE = "lighteval/MATH"
 ANGLE_SIGNALS = ("raw", "centered")
 
-# The prompt count the released hyperparameters were tuned for (MATH train); defaults are fractions of it.
-REFERENCE_PROMPTS = 7500
-RELEASED = {"step_size": 500, "sigma": 1000, "adj_min": 0, "adj_max": 1000, "subset_size": 256}
-
-
-def _is_fraction(value: float) -> bool:
-    return value != 0 and abs(value) < 1
+REFERENCE_PROMPTS, RELEASED = sizes.REFERENCE_PROMPTS, sizes.RELEASED  # defaults: RELEASED / 7,500 of N
+# dots (docs/dots.md shows the simulation that picked them): a measurement's weight per epoch of age, and
+# the selection temperature. The paper's are 1 (no ageing: it rolls a fresh reference set each step) and 1e-3.
+DOTS_DECAY = 0.4
+DOTS_TAU = 0.05
+# mopps: the weight old evidence keeps at each update (docs/strategies.md shows the simulation that picked it).
+DEFAULT_FORGET = 0.8
 
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
-    """A schedule as the user asked for it; sizes below 1 in magnitude are fractions of N."""
+    """A schedule as the user asked for it; a size is ranks (a number), a share of N ("2%") or None (default)."""
 
     strategy: str = "gain"
-    subset_size: float = RELEASED["subset_size"] / REFERENCE_PROMPTS
-    sigma: float = RELEASED["sigma"] / REFERENCE_PROMPTS
-    step_size: float = RELEASED["step_size"] / REFERENCE_PROMPTS
+    subset_size: float | str | None = None  # None: 256/7,500 of N, rounded to a multiple of subset_multiple
+    sigma: float | str | None = None  # None: 1,000/7,500 of N
+    step_size: float | str | None = None  # None: 500/7,500 of N
     alpha: float = 2.0
     beta: float = 0.5
-    adj_min: float = 0.0
-    adj_max: float = RELEASED["adj_max"] / REFERENCE_PROMPTS
+    adj_min: float | str | None = 0.0
+    adj_max: float | str | None = None  # None: 1,000/7,500 of N
+    subset_multiple: int = 1  # the subset size is a multiple of this (a trainer's prompts per batch)
     reward_max: float = 1.0
+    reward_min: float = 0.0  # the reward of a wrong answer; --reward-range LO,HI sets both (verl's -1/+1 scorers)
     seed: int = 0
-    rescore: str = "none"
+    # The angle term's source: the newest checkpoint's scores of the epoch's prompts (subset), or none (no angle
+    # term). None: subset for gain and length, whose draws mu steers, and none for the others, which never use mu.
+    rescore: str | None = None
     rescore_every: int = 1
     rescore_nproc: int = 1  # processes for checkpoint re-scoring (torchrun); 1 = in this process
     format: str = "trl"
     angle_signal: str = "raw"
-    # dots only (gaincurate.schedule.dots): P(q) ∝ exp(-|p_q - target| / tau), p_q from attention at tau_attn.
+    # dots (gaincurate.schedule.dots): P(q) ∝ exp(-|p_q - target| / tau), p_q from attention at tau_attn.
+    # mopps aims its Thompson draws at the same target.
     target: float = 0.5
-    tau: float = 1e-3
+    tau: float = DOTS_TAU
     tau_attn: float = 0.1
-    decay: float = 1.0  # weight of a measurement per epoch of age (1: all rollouts count alike)
+    decay: float = DOTS_DECAY  # weight of a measurement per epoch of age (1: all rollouts count alike for ever)
     reference: str | None = None  # feedback JSON lines measured before epoch 0 (`gaincurate rollout`)
+    reference_every: int = 0  # dots: every K epochs roll a fresh reference set with the newest checkpoint (0: never)
+    reference_size: int = 0  # dots: prompts in that fresh reference set (0: the subset size)
+    calibrator: str | None = None  # dots: an adapter and calibration head from `gaincurate difficulty fit`
+    data_source: str | None = None  # --format verl: the rows' data_source (None: VERL_DATA_SOURCE)
+    # mopps (gaincurate.schedule.mopps): a Beta(prior) per prompt; before each update its old evidence is
+    # weighted by `forget` and the rest of the weight goes back to the prior (1: never forget).
+    prior: tuple[float, float] = (1.0, 1.0)
+    forget: float = DEFAULT_FORGET
+    # greso, and the --skip-zero-variance filter over any other strategy (gaincurate.schedule.greso): the
+    # exploration rates stay in [explore_min, explore_max] and steer the zero-variance share to its target.
+    explore_min: float = 0.05
+    explore_max: float = 0.95
+    target_zero_variance: float = 0.25
+    skip_zero_variance: bool = False
 
     def __post_init__(self) -> None:
         _choice("--strategy", self.strategy, STRATEGIES)
+        if self.rescore is None:
+            object.__setattr__(self, "rescore", "subset" if self.strategy in MU_STRATEGIES else "none")
         _choice("--rescore", self.rescore, RESCORE_MODES)
         _choice("--format", self.format, FORMATS)
         _choice("--angle-signal", self.angle_signal, ANGLE_SIGNALS)
+        for name in sizes.FLAGS:
+            object.__setattr__(self, name, sizes.normalize_size(name, getattr(self, name)))
         for flag, value in [
-            ("--subset-size", self.subset_size),
-            ("--sigma", self.sigma),
-            ("--step-size", self.step_size),
             ("--alpha", self.alpha),
             ("--beta", self.beta),
-            ("--adj-min", self.adj_min),
-            ("--adj-max", self.adj_max),
             ("--reward-max", self.reward_max),
+            ("--reward-range", self.reward_min),
             ("--target", self.target),
             ("--tau", self.tau),
             ("--tau-attn", self.tau_attn),
@@ -83,28 +110,28 @@ class ScheduleConfig:
         ]:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"{flag} must be a finite number; got {value!r}")
-        if self.subset_size <= 0:
-            raise ConfigError(
-                f"--subset-size must be positive (a count, or a fraction of N below 1); got {self.subset_size}"
-            )
-        if self.subset_size >= 1 and self.subset_size != int(self.subset_size):
-            raise ConfigError(f"--subset-size {self.subset_size} is neither a whole count nor a fraction below 1")
-        if self.sigma <= 0:
-            raise ConfigError(f"--sigma must be positive (rank units, or a fraction of N below 1); got {self.sigma}")
-        if self.step_size < 0:
-            raise ConfigError(f"--step-size must be 0 or more; got {self.step_size}")
         if self.alpha < 0:
             raise ConfigError(f"--alpha must be 0 or more; got {self.alpha}")
         if not 0 <= self.beta <= 1:
             raise ConfigError(f"--beta is an accuracy target and must lie in [0, 1]; got {self.beta}")
-        if self.reward_max <= 0:
+        if self.reward_min == 0 and self.reward_max <= 0:
             raise ConfigError(f"--reward-max must be positive (the reward of a correct answer); got {self.reward_max}")
+        if self.reward_min >= self.reward_max:
+            raise ConfigError(
+                f"--reward-range LO,HI needs LO (a wrong answer) below HI (a right one); got {self.reward_min:g},"
+                f"{self.reward_max:g}"
+            )
         if not 0 <= self.target <= 1:
             raise ConfigError(f"--target is a pass rate and must lie in [0, 1]; got {self.target}")
         if self.tau <= 0 or self.tau_attn <= 0:
             raise ConfigError(f"--tau and --tau-attn must be positive; got {self.tau} and {self.tau_attn}")
         if not 0 < self.decay <= 1:
             raise ConfigError(f"--decay must lie in (0, 1] (1: no recency weighting); got {self.decay}")
+        if self.data_source is not None and (self.format != "verl" or not self.data_source.strip()):
+            raise ConfigError(
+                f"--data-source names verl's reward scorer; pass --format verl and a name, got {self.data_source!r}"
+            )
+        _check_reward_history_options(self)
         if self.reference is not None and self.strategy != "dots":
             raise ConfigError("--reference is a dots option; pass --strategy dots or drop --reference")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -113,19 +140,16 @@ class ScheduleConfig:
             raise ConfigError(f"--rescore-every must be a whole number 1 or more; got {self.rescore_every!r}")
         if isinstance(self.rescore_nproc, bool) or not isinstance(self.rescore_nproc, int) or self.rescore_nproc < 1:
             raise ConfigError(f"--rescore-nproc must be a whole number 1 or more; got {self.rescore_nproc!r}")
-        # Bounds of the same kind can be compared before N is known; mixed kinds are checked in resolve.
-        if _is_fraction(self.adj_min) == _is_fraction(self.adj_max) and self.adj_min > self.adj_max:
-            raise ConfigError(f"--adj-min {self.adj_min} is above --adj-max {self.adj_max}; swap them")
+        _check_dots_and_angle_options(self)
+        # Bounds in ranks can be compared before N is known; shares of N are checked in resolve.
+        low, high = self.adj_min, self.adj_max
+        if isinstance(low, float) and isinstance(high, float) and low > high:
+            raise ConfigError(f"--adj-min {low:g} is above --adj-max {high:g}; swap them")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScheduleConfig:
         """Rebuild a stored config; unknown keys are an error, not silently dropped."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"schedule config has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+        check_keys("schedule config", data, (field.name for field in dataclasses.fields(cls)))
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,18 +160,11 @@ class ScheduleConfig:
         if n_prompts < 1:
             raise ConfigError("the scores directory holds no prompts; score a non-empty dataset first")
 
-        def absolute(value: float) -> float:
-            return float(value) * n_prompts if _is_fraction(value) else float(value)
+        def absolute(name: str) -> float:
+            return sizes.absolute(name, getattr(self, name), n_prompts)
 
-        subset = (
-            max(1, round(self.subset_size * n_prompts)) if _is_fraction(self.subset_size) else int(self.subset_size)
-        )
-        if subset > n_prompts:
-            raise ConfigError(
-                f"--subset-size {subset} is more than the {n_prompts} prompts; "
-                f"pass at most {n_prompts}, or a fraction below 1"
-            )
-        adj_min, adj_max = absolute(self.adj_min), absolute(self.adj_max)
+        subset = sizes.resolve_subset(self.subset_size, n_prompts, self.subset_multiple)
+        adj_min, adj_max = absolute("adj_min"), absolute("adj_max")
         if adj_min > adj_max:
             raise ConfigError(
                 f"--adj-min resolves to {adj_min:g}, above --adj-max {adj_max:g} for N={n_prompts}; swap them"
@@ -155,13 +172,15 @@ class ScheduleConfig:
         return ScheduleParams(
             n_prompts=n_prompts,
             subset_size=subset,
-            sigma=absolute(self.sigma),
-            step_size=absolute(self.step_size),
+            sigma=absolute("sigma"),
+            step_size=absolute("step_size"),
+            subset_multiple=self.subset_multiple,
             alpha=float(self.alpha),
             beta=float(self.beta),
             adj_min=adj_min,
             adj_max=adj_max,
             reward_max=float(self.reward_max),
+            reward_min=float(self.reward_min),
             seed=self.seed,
             strategy=self.strategy,
             rescore=self.rescore,
@@ -173,6 +192,16 @@ class ScheduleConfig:
             tau=float(self.tau),
             tau_attn=float(self.tau_attn),
             decay=float(self.decay),
+            reference_every=self.reference_every,
+            reference_size=self.reference_size or subset,
+            calibrator=self.calibrator,
+            data_source=(self.data_source or VERL_DATA_SOURCE) if self.format == "verl" else None,
+            prior=self.prior,
+            forget=float(self.forget),
+            explore_min=float(self.explore_min),
+            explore_max=float(self.explore_max),
+            target_zero_variance=float(self.target_zero_variance),
+            skip_zero_variance=self.skip_zero_variance,
         )
 
 
@@ -197,12 +226,78 @@ class ScheduleParams:
     format: str
     angle_signal: str
     target: float = 0.5
-    tau: float = 1e-3
+    tau: float = DOTS_TAU
     tau_attn: float = 0.1
-    decay: float = 1.0
+    decay: float = DOTS_DECAY
+    reference_every: int = 0
+    reference_size: int = 0
+    calibrator: str | None = None
+    subset_multiple: int = 1
+    data_source: str | None = None  # --format verl only
+    reward_min: float = 0.0
+    prior: tuple[float, float] = (1.0, 1.0)
+    forget: float = DEFAULT_FORGET
+    explore_min: float = 0.05
+    explore_max: float = 0.95
+    target_zero_variance: float = 0.25
+    skip_zero_variance: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_dots_and_angle_options(config: ScheduleConfig) -> None:
+    """Validate the subset multiple, the dots-only options, and that a centred angle has fresh statistics."""
+    for flag, value, low in [
+        ("--subset-multiple", config.subset_multiple, 1),
+        ("--reference-every", config.reference_every, 0),
+        ("--reference-size", config.reference_size, 0),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{flag} must be a whole number {low} or more; got {value!r}")
+    dots_only = {"--reference-every": config.reference_every, "--calibrator": config.calibrator}
+    for flag, value in dots_only.items():
+        if value and config.strategy != "dots":
+            raise ConfigError(f"{flag} is a dots option; pass --strategy dots or drop {flag}")
+    if config.reference_size and not config.reference_every:
+        raise ConfigError("--reference-size sizes the fresh reference set of --reference-every K; pass both")
+    if config.angle_signal == "centered" and config.rescore in ("none", "subset"):
+        # Centring needs the mean and spread of fresh scores beyond the epoch's own prompts: centred on itself,
+        # the subset's mean is always 0; centred on the stored scores, it mixes two models' scales.
+        raise ConfigError(
+            f"--angle-signal centered compares the epoch's fresh scores with fresh scores around it; with --rescore "
+            f"{config.rescore} there are none. Pass --rescore window or full, or --angle-signal raw"
+        )
+
+
+def _check_reward_history_options(config: ScheduleConfig) -> None:
+    """Validate the mopps and greso options; a stored prior (a JSON list) becomes a tuple again."""
+    prior = config.prior
+    if (
+        not isinstance(prior, tuple | list)
+        or len(prior) != 2
+        or not all(_is_number(value) and value > 0 for value in prior)
+    ):
+        raise ConfigError(f"--prior must be two positive numbers A,B (a Beta(A, B) prior); got {prior!r}")
+    object.__setattr__(config, "prior", (float(prior[0]), float(prior[1])))
+    for flag, value in [
+        ("--forget", config.forget),
+        ("--explore-min", config.explore_min),
+        ("--explore-max", config.explore_max),
+        ("--target-zero-variance", config.target_zero_variance),
+    ]:
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ConfigError(f"{flag} must be a number in [0, 1]; got {value!r}")
+    if config.explore_min > config.explore_max:
+        raise ConfigError(f"--explore-min {config.explore_min} is above --explore-max {config.explore_max}; swap them")
+    if not isinstance(config.skip_zero_variance, bool):
+        raise ConfigError(f"--skip-zero-variance is a switch (true/false); got {config.skip_zero_variance!r}")
+    if config.skip_zero_variance and config.strategy == "greso":
+        raise ConfigError("--strategy greso already skips zero-variance prompts; drop --skip-zero-variance")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,6 +1,6 @@
 """The scheduler: a pure state machine from (feedback, angle) to the next epoch's prompts.
 
-No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run` wraps
+No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.driver` wraps
 it with a run directory. One step consumes the latest epoch's feedback, moves mu (DESIGN section 4)
 and draws the next epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed
 and feedback always give the same epochs.
@@ -23,8 +23,9 @@ import numpy as np
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
+from gaincurate.schedule.registry import prompt_strategy
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy, get_strategy
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, Strategy
 from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
 
 WINDOW_SIGMAS = 3.0  # `--rescore window` re-scores positions within mu +- 3 sigma
@@ -67,6 +68,8 @@ class EpochRecord:
     delta: float
     mu_next: float
     reranked: bool
+    selection: dict[str, Any] | None = None  # how the strategy drew the epoch (skips, posteriors), if it says
+    reference: dict[str, Any] | None = None  # a fresh reference set rolled after the epoch: what it cost
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,7 +84,21 @@ class EpochRecord:
             "delta": self.delta,
             "mu_next": self.mu_next,
             "reranked": self.reranked,
+            **({"selection": self.selection} if self.selection is not None else {}),
+            **({"reference": self.reference} if self.reference is not None else {}),
         }
+
+
+@dataclass(frozen=True)
+class FreshReference:
+    """Rollouts of a fresh reference set, rolled with the newest checkpoint after the current epoch (dots).
+
+    `per_prompt` holds {gc_id: (sum of correctness, rollouts)}; `info` what it cost (prompts, rollouts, seconds),
+    which the epoch's history line keeps, since those rollouts are spent beside training's.
+    """
+
+    per_prompt: dict[int, tuple[float, int]]
+    info: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,7 @@ class Scheduler:
         self.params = config.resolve(len(prompts))
         self.prompts = prompts
         # A strategy that needs more than the prompt set (dots: embeddings) is built by the caller.
-        self.strategy = strategy if strategy is not None else get_strategy(config.strategy)
+        self.strategy = strategy if strategy is not None else prompt_strategy(prompts, config)
         if state is None:
             order = self.strategy.rank(prompts)
             initial_memory = getattr(self.strategy, "initial_memory", None)
@@ -150,7 +167,11 @@ class Scheduler:
         if self.state.epoch < 0:
             raise ValueError("no epoch has been drawn yet, so there is no feedback to summarize")
         return summarize_feedback(
-            records, epoch_ids=self.state.subset_ids, known_ids=self.state.ranking, reward_max=self.params.reward_max
+            records,
+            epoch_ids=self.state.subset_ids,
+            known_ids=self.state.ranking,
+            reward_max=self.params.reward_max,
+            reward_min=self.params.reward_min,
         )
 
     def next_epoch(
@@ -159,11 +180,15 @@ class Scheduler:
         feedback: Feedback | Iterable[Any] | None = None,
         ang: float | None = None,
         rescored: Rescored | None = None,
+        reference: FreshReference | None = None,
     ) -> EpochStep:
         """Draw epoch 0 (no arguments), or consume the current epoch's feedback and draw the next.
 
-        `ang` overrides the epoch's mean score (an in-process caller that re-scored with the live model);
-        otherwise it is the mean current score of the epoch's prompts, after applying `rescored`.
+        `reference` (dots) adds a fresh reference set, measured after the current epoch, to the pass rates.
+
+        The angle term carries model signal only: `ang` (an in-process caller that scored the epoch's prompts
+        with the live model), or else the mean fresh score of the epoch's prompts in `rescored`. Without
+        either, the stored mean is logged but the angle term is off, and mu moves by accuracy alone.
         """
         state = self.state
         if state.epoch < 0:
@@ -181,11 +206,7 @@ class Scheduler:
             positions = self._positions_of(rescored.gc_ids)
             scores[positions] = np.asarray(rescored.scores, dtype=np.float64)
             refreshed[positions] = True
-        ang_value, source = (float(ang), "given") if ang is not None else self._subset_mean(scores, refreshed)
-        finite_scores = scores[np.isfinite(scores)]
-        mean = float(finite_scores.mean()) if len(finite_scores) else None
-        std = float(finite_scores.std()) if len(finite_scores) else None
-        signal = angle_signal(ang_value, mode=self.params.angle_signal, score_mean=mean, score_std=std)
+        ang_value, source, signal = self._angle(ang, rescored, scores, refreshed)
         delta = mu_delta(feedback.accuracy, signal, self.params)
         mu = next_mu(state.mu, delta, self.params.n_prompts)
 
@@ -207,25 +228,58 @@ class Scheduler:
             delta=delta,
             mu_next=mu,
             reranked=reranked,
+            selection=(state.memory or {}).get("selection"),
+            reference=None if reference is None else reference.info,
         )
         following = replace(state, epoch=state.epoch + 1, mu=mu, ranking=ranking, scores=kept_scores)
         observe = getattr(self.strategy, "observe", None)
         if observe is not None:  # a stateful strategy folds the epoch's per-prompt feedback into its memory
             following = replace(following, memory=observe(state, feedback))
+        if reference is not None:
+            # dots keeps the pass rates, also under the --skip-zero-variance filter (its `base`).
+            measure = getattr(self.strategy, "measure", None) or getattr(
+                getattr(self.strategy, "base", None), "measure", None
+            )
+            if measure is None:
+                raise ValueError(f"the {self.strategy.name} strategy keeps no pass rates for a fresh reference set")
+            following = replace(following, memory=measure(following, reference.per_prompt, time=state.epoch))
         return EpochStep(self._draw(following), record)
 
-    def _subset_mean(self, scores: np.ndarray, refreshed: np.ndarray) -> tuple[float | None, str]:
-        """The epoch's mean score (NaN scores left out) and whether any of it is fresh."""
+    def _angle(
+        self, ang: float | None, rescored: Rescored | None, scores: np.ndarray, refreshed: np.ndarray
+    ) -> tuple[float | None, str, float]:
+        """(ang, its source, the signal fed to tanh) for the current epoch.
+
+        Only fresh scores move mu: `centered` standardises with the mean and spread of the same fresh scores
+        (`rescored`), never with stored ones, which a different model produced on a different scale.
+        """
         positions = self.state.positions
-        finite = scores[positions][np.isfinite(scores[positions])]
-        return (float(finite.mean()) if len(finite) else None), ("rescored" if refreshed[positions].any() else "stored")
+        fresh = None if rescored is None else np.asarray(rescored.scores, dtype=np.float64)
+        fresh = None if fresh is None else fresh[np.isfinite(fresh)]
+        mean, std = (None, None) if fresh is None or not len(fresh) else (float(fresh.mean()), float(fresh.std()))
+        if ang is not None:
+            if self.params.angle_signal == "centered" and mean is None:
+                raise ValueError("--angle-signal centered needs the fresh scores ang is centred on: pass rescored=")
+            source, value = "given", float(ang)
+        else:
+            own = positions[refreshed[positions]]  # the epoch's prompts that have a fresh score
+            own = own[np.isfinite(scores[own])]
+            stored = scores[positions][np.isfinite(scores[positions])]
+            if not len(own):  # no model signal: the stored mean is logged, the angle term is off
+                return (float(stored.mean()) if len(stored) else None), "stored", 0.0
+            source, value = "rescored", float(scores[own].mean())
+        return value, source, angle_signal(value, mode=self.params.angle_signal, score_mean=mean, score_std=std)
 
     def _draw(self, state: ScheduleState) -> EpochPlan:
         epoch = state.epoch if state.epoch >= 0 else 0
         state = replace(state, epoch=epoch)
         context = RankingContext(gc_ids=state.ranking, scores=state.scores, params=self.params)
         rng = np.random.default_rng([self.params.seed, epoch])
-        positions = np.asarray(self.strategy.select(state, context, rng), dtype=np.int64)
+        chosen = self.strategy.select(state, context, rng)
+        if isinstance(chosen, Selection):  # kept in the state until the epoch's history line is written
+            state = replace(state, memory={**(state.memory or {}), "selection": chosen.info})
+            chosen = chosen.positions
+        positions = np.asarray(chosen, dtype=np.int64)
         self.state = replace(state, positions=positions)
         self._order = np.argsort(state.ranking, kind="stable")
         return EpochPlan(epoch, state.mu, positions, state.ranking[positions])

@@ -1,38 +1,46 @@
 """The `dots` strategy: difficulty-targeted online data selection (DOTS, arXiv 2506.05316).
 
-Each epoch every prompt q gets a pass rate p_q, and the epoch draws `subset_size` prompts without
-replacement with
+Each epoch every prompt q gets a pass-rate estimate p_q, and the epoch draws `subset_size` prompts
+without replacement with
 
-    P(q) ∝ exp(-|p_q - target| / tau)        (target 0.5, tau 1e-3 by default)
+    P(q) ∝ exp(-|p_q - target| / tau)        (target 0.5, tau 0.05 by default)
 
 using the scheduler's Gumbel-top-k draw and `numpy.random.default_rng([seed, epoch])`, like `gain`.
 
-* A prompt that has been measured (it was in an earlier epoch, or in the `--reference` feedback
-  passed at init) uses its own adaptive pass rate: the mean reward over its recent rollouts (decay).
-* Every other prompt gets the attention prediction over the measured prompts
-  (`gaincurate.difficulty.predict`), with embeddings from `gaincurate score --embed` and the
-  attention temperature `tau_attn`; older measurements weigh decay ** age in the softmax.
+* Every prompt has a neighbours' prediction m_q: attention over the measured prompts
+  (`gaincurate.difficulty.predict`), leave-one-out, with embeddings from `gaincurate score --embed`,
+  the attention temperature `tau_attn`, older measurements weighing decay ** age in the softmax, and
+  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`).
+* Measurements age (`gaincurate.difficulty.estimate`): a measured prompt's estimate blends its own
+  rollouts, weighed decay ** (epochs since measured), with m_q weighed as NEIGHBOUR_ROLLOUTS rollouts. So
+  a fresh measurement dominates and an old one gives way to its neighbours: a stale 0 or 1 never bars a
+  prompt for ever while the policy improves. An unmeasured prompt's estimate is m_q.
 * Before any measurement (epoch 0 without `--reference`) every prompt is equally likely: there is
   nothing to aim with, and a uniform first epoch is the cheapest unbiased reference set.
 
 The measured pass rates are the strategy's memory in the scheduler state (`state.json`), so a run
 resumes exactly: `observe` folds each epoch's per-prompt feedback in before the next draw, and the
-reference set grows by every prompt the trainer has trained on. The ranking is dataset order: the
-positions an epoch draws are its gc_ids in ascending order, and `mu` is computed and logged only.
+reference set grows by every prompt the trainer has trained on. `measure` folds in extra rollouts, such
+as a fresh reference set rolled with the newest checkpoint (`--reference-every`). The ranking is
+dataset order: the positions an epoch draws are its gc_ids in ascending order, and `mu` is logged only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.difficulty.predict import predict_pass_rates, prepare_embeddings, recency_log_weights
+from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
+from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
+from gaincurate.schedule.config import DOTS_DECAY, DOTS_TAU
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.strategies import PromptSet, RankingContext, draw_without_replacement
+from gaincurate.schedule.strategies import PromptSet, RankingContext, draw_order, first_positions
 
 if TYPE_CHECKING:
+    from gaincurate.difficulty.calibrate import FittedCalibrator
     from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.inputs import ScoresInput
     from gaincurate.schedule.state import ScheduleState
@@ -62,15 +70,19 @@ class DotsStrategy:
         prompts: PromptEmbeddings,
         *,
         target: float = 0.5,
-        tau: float = 1e-3,
+        tau: float = DOTS_TAU,
         tau_attn: float = 0.1,
-        decay: float = 1.0,
+        decay: float = DOTS_DECAY,
         reference: PassRates | None = None,
+        calibrator: FittedCalibrator | None = None,
+        center: np.ndarray | None = None,
     ) -> None:
         self.gc_ids = prompts.gc_ids
-        self.embeddings = prepare_embeddings(prompts.embeddings)
+        # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file).
+        self.embeddings = prepare_embeddings(prompts.embeddings, center=center)
         self.target, self.tau, self.tau_attn, self.decay = target, tau, tau_attn, decay
         self.reference = reference if reference is not None else PassRates.empty()
+        self.calibrator = calibrator
 
     @classmethod
     def from_scores(cls, scores: ScoresInput, config: ScheduleConfig, *, read_reference: bool) -> DotsStrategy:
@@ -78,14 +90,18 @@ class DotsStrategy:
         prompts = embeddings_from_table(scores.table, str(scores.directory))
         reference = None
         if read_reference and config.reference is not None:
-            from pathlib import Path
-
             reference = read_pass_rates(
                 [Path(config.reference)],
                 known_ids=prompts.gc_ids,
                 reward_max=config.reward_max,
+                reward_min=config.reward_min,
                 first_time=REFERENCE_TIME,
             )
+        calibrator, center = None, None
+        if config.calibrator is not None:
+            from gaincurate.difficulty.jobs import load_calibrator
+
+            calibrator, center = load_calibrator(Path(config.calibrator), prompts)
         return cls(
             prompts,
             target=config.target,
@@ -93,6 +109,8 @@ class DotsStrategy:
             tau_attn=config.tau_attn,
             decay=config.decay,
             reference=reference,
+            calibrator=calibrator,
+            center=center,
         )
 
     def rank(self, prompts: PromptSet) -> np.ndarray:
@@ -111,33 +129,43 @@ class DotsStrategy:
             raise ValueError(
                 "the dots strategy needs per-rollout feedback ({'gc_id', 'reward'} records), not a bare accuracy"
             )
-        rates = self.measured(state).add(feedback.per_prompt, time=state.epoch, decay=self.decay)
+        return self.measure(state, feedback.per_prompt, time=state.epoch)
+
+    def measure(self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int) -> dict[str, Any]:
+        """The memory with extra measurements at `time` (a fresh reference set) added to the reference set."""
+        rates = self.measured(state).add(per_prompt, time=time, decay=self.decay)
         return {**(state.memory or {}), "pass_rates": rates.to_json()}
 
-    def pass_rates(self, state: ScheduleState) -> np.ndarray | None:
-        """p_q for every prompt (gc_id order) before drawing epoch `state.epoch`; None before any measurement."""
+    def estimates(self, state: ScheduleState) -> Estimates | None:
+        """The neighbours' prediction and the aged estimate of every prompt (gc_id order) before drawing epoch
+        `state.epoch`; None before any measurement."""
         rates = self.measured(state)
         if not len(rates):
             return None
-        now = state.epoch - 1  # the epoch whose feedback is the newest
-        predicted = predict_pass_rates(
+        return estimate_pass_rates(
             self.embeddings,
             self.gc_ids,
-            rates.gc_ids,
-            rates.rates,
+            rates,
+            now=state.epoch - 1,  # the epoch whose feedback is the newest
             tau=self.tau_attn,
-            reference_log_weights=recency_log_weights(rates.last, now, self.decay),
+            decay=self.decay,
+            calibrator=self.calibrator,
         )
-        # A prompt measured itself uses its own adaptive pass rate, not a prediction.
-        predicted[np.searchsorted(self.gc_ids, rates.gc_ids)] = rates.rates
-        return predicted
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        params = context.params
+    def pass_rates(self, state: ScheduleState) -> np.ndarray | None:
+        """p_q, what selection aims with, for every prompt (gc_id order); None before any measurement."""
+        estimates = self.estimates(state)
+        return None if estimates is None else estimates.estimate
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped)."""
         predicted = self.pass_rates(state)
         if predicted is None:
-            log_weights = np.zeros(params.n_prompts)
+            log_weights = np.zeros(context.params.n_prompts)
         else:
             rows = np.searchsorted(self.gc_ids, context.gc_ids)
             log_weights = selection_log_weights(predicted[rows], target=self.target, tau=self.tau)
-        return draw_without_replacement(log_weights, params.subset_size, rng)
+        return draw_order(log_weights, rng)
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return first_positions(self.priority(state, context, rng), context.params.subset_size)

@@ -3,7 +3,8 @@
 `RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column of chat messages
 built exactly as for scoring (system prompt, few-shot turns, the question). With `--format verl` it
 also carries verl's columns: `data_source`, `ability`, `reward_model` {style, ground_truth} and
-`extra_info` {index = gc_id}. The schema is fixed up front, and the same rows give the same bytes.
+`extra_info` {index = gc_id, split = "train", dataset = the scores' dataset name}. The schema is fixed
+up front, and the same rows give the same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write
+from gaincurate.schedule.config import VERL_DATA_SOURCE
 from gaincurate.schedule.inputs import ScoresInput
 
 MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
@@ -26,7 +28,10 @@ VERL_FIELDS = [
     pa.field("prompt", MESSAGES),
     pa.field("ability", pa.string()),
     pa.field("reward_model", pa.struct([pa.field("style", pa.string()), pa.field("ground_truth", pa.string())])),
-    pa.field("extra_info", pa.struct([pa.field("index", pa.int64())])),
+    pa.field(
+        "extra_info",
+        pa.struct([pa.field("index", pa.int64()), pa.field("split", pa.string()), pa.field("dataset", pa.string())]),
+    ),
 ]
 GC_ID = pa.field("gc_id", pa.int64())
 VERL_ABILITY = "math"
@@ -58,8 +63,19 @@ def epoch_schema(scores: ScoresInput, data_format: str) -> pa.Schema:
     return pa.schema([pa.field("prompt", MESSAGES), *(f for f in inputs if f.name != "prompt"), GC_ID])
 
 
-def epoch_table(scores: ScoresInput, gc_ids: np.ndarray, *, data_format: str, metadata: dict[str, Any]) -> pa.Table:
-    """The epoch's rows, in the order of `gc_ids`, under the fixed schema for `data_format`."""
+def epoch_table(
+    scores: ScoresInput,
+    gc_ids: np.ndarray,
+    *,
+    data_format: str,
+    metadata: dict[str, Any],
+    data_source: str | None = None,
+) -> pa.Table:
+    """The epoch's rows, in the order of `gc_ids`, under the fixed schema for `data_format`.
+
+    verl rows carry `data_source` (default VERL_DATA_SOURCE, which verl's default_compute_score scores 1/0 on
+    boxed answers); the dataset's own name goes to `extra_info.dataset`.
+    """
     schema = epoch_schema(scores, data_format)
     rows = scores.table.take(pa.array(scores.rows_of(gc_ids), pa.int64()))
     config = scores.prompt_config
@@ -76,10 +92,13 @@ def epoch_table(scores: ScoresInput, gc_ids: np.ndarray, *, data_format: str, me
     }
     if data_format == "verl":
         answers = rows.column(config["answer_column"]).to_pylist()
-        columns["data_source"] = [str(scores.manifest.get("dataset", {}).get("name") or "gaincurate")] * len(rows)
+        dataset = str(scores.manifest.get("dataset", {}).get("name") or "gaincurate")
+        columns["data_source"] = [data_source or VERL_DATA_SOURCE] * len(rows)
         columns["ability"] = [VERL_ABILITY] * len(rows)
         columns["reward_model"] = [{"style": "rule", "ground_truth": None if a is None else str(a)} for a in answers]
-        columns["extra_info"] = [{"index": int(i)} for i in rows.column("gc_id").to_pylist()]
+        columns["extra_info"] = [
+            {"index": int(i), "split": "train", "dataset": dataset} for i in rows.column("gc_id").to_pylist()
+        ]
     arrays = []
     for field in schema:
         if field.name not in columns:

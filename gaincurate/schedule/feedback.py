@@ -1,25 +1,22 @@
-"""Trainer feedback: one JSON line per rollout, reduced to the epoch's accuracy.
+"""Trainer feedback reduced to an epoch's accuracy: what the scheduler steps on.
 
-Each line is `{"gc_id": int, "reward": float}` (a reward in [0, reward_max], divided by reward_max)
-or `{"gc_id": int, "correct": bool}`. Other keys are allowed and ignored.
+The line format, its validation and its errors live in `gaincurate.feedback`; this module splits the
+validated rollouts by epoch, so bad data never moves mu silently:
 
-What is wrong with the feedback decides what happens, so bad data never moves mu silently:
-
-* malformed lines and gc_ids that are not in the prompt set are errors: they mean the trainer writes
-  the wrong thing, and every such line is counted in a one-line message naming the first;
+* malformed lines and gc_ids that are not in the prompt set are errors (see `gaincurate.feedback.validated`);
 * rollouts of known prompts that were not in this epoch are left out and counted (a trainer that
   resumed mid-epoch, or a stale line); epoch prompts without any rollout are counted too;
 * feedback with no usable rollout for the epoch is an error.
 
 Read a file with `read_feedback(path, ...)`; in-process callers pass records to `summarize_feedback`.
+`fingerprint(data)` is the content hash a run's history records for each consumed feedback file, so the
+same file is not consumed for two epochs.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import numbers
-from collections.abc import Iterable, Iterator, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
-
-FORMAT_HINT = 'write one {"gc_id": int, "reward": float} or {"gc_id": int, "correct": bool} per rollout'
+from gaincurate.feedback import Rollout, no_rollout_error, read_rollouts, tally, validated
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,8 @@ class Feedback:
     outside_epoch: int = 0  # rollouts of known prompts outside this epoch, left out
     # Per prompt: gc_id -> (sum of correctness, rollouts). The dots strategy grows its reference set from it.
     per_prompt: dict[int, tuple[float, int]] | None = field(default=None, compare=False, repr=False)
+    # The gc_ids of the rollouts left out (outside the epoch): which epoch the feedback was really for.
+    outside_ids: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def from_accuracy(cls, accuracy: float, *, rollouts: int = 1, prompts: int = 1) -> Feedback:
@@ -66,75 +64,52 @@ def summarize_feedback(
     epoch_ids: Iterable[int],
     known_ids: Iterable[int],
     reward_max: float,
+    reward_min: float = 0.0,
     source: str = "feedback",
 ) -> Feedback:
-    """Reduce rollout records (mappings, or `(location, mapping-or-error)` pairs) to a `Feedback`."""
-    epoch_set = {int(i) for i in epoch_ids}
-    known_set = {int(i) for i in known_ids}
-    values: list[float] = []
-    seen: set[int] = set()
-    per_prompt: dict[int, tuple[float, int]] = {}
-    outside = 0
-    problems: list[str] = []
-    for location, record in _located(records, source):
-        try:
-            gc_id, value = _rollout(record, reward_max)
-        except ValueError as problem:
-            problems.append(f"{location}: {problem}")
-            continue
-        if gc_id not in known_set:
-            problems.append(f"{location}: gc_id {gc_id} is not in the prompt set")
-            continue
-        if gc_id not in epoch_set:
-            outside += 1
-            continue
-        values.append(value)
-        seen.add(gc_id)
-        total, count = per_prompt.get(gc_id, (0.0, 0))
-        per_prompt[gc_id] = (total + value, count + 1)
-    if problems:
-        more = f" ({len(problems) - 1} more bad line(s))" if len(problems) > 1 else ""
-        raise InputError(f"{problems[0]}{more}; {FORMAT_HINT}, with gc_id passed through from the epoch file unchanged")
-    if not values:
-        raise InputError(
-            f"{source} has no rollout for the {len(epoch_set)} prompts of this epoch"
-            f"{f' ({outside} line(s) were for other prompts)' if outside else ''}; "
-            "pass the feedback the trainer wrote while training on this epoch's file"
-        )
-    return Feedback(
-        accuracy=float(np.mean(values)),
-        rollouts=len(values),
-        prompts=len(seen),
-        missing_prompts=len(epoch_set - seen),
-        outside_epoch=outside,
-        per_prompt=per_prompt,
-    )
+    """Reduce rollout records (mappings, or `(location, mapping)` pairs) to a `Feedback`."""
+    located = _located(records, source)
+    rollouts = validated(located, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min)
+    return _reduce(rollouts, epoch_ids=epoch_ids, source=source)
 
 
-def read_feedback(path: Path, *, epoch_ids: Iterable[int], known_ids: Iterable[int], reward_max: float) -> Feedback:
+def read_feedback(
+    path: Path, *, epoch_ids: Iterable[int], known_ids: Iterable[int], reward_max: float, reward_min: float = 0.0
+) -> Feedback:
     """Read a feedback JSON-lines file and summarize it; blank lines are skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"feedback file {path} does not exist; {FORMAT_HINT}")
-    return summarize_feedback(
-        _file_records(path), epoch_ids=epoch_ids, known_ids=known_ids, reward_max=reward_max, source=str(path)
+    rollouts = read_rollouts(path, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min)
+    return _reduce(rollouts, epoch_ids=epoch_ids, source=str(path))
+
+
+def _reduce(rollouts: Iterator[Rollout], *, epoch_ids: Iterable[int], source: str) -> Feedback:
+    epoch_set = {int(i) for i in epoch_ids}
+    in_epoch: list[Rollout] = []
+    outside = 0
+    outside_ids: set[int] = set()
+    for rollout in rollouts:  # raises, once exhausted, if any line was bad
+        if rollout[0] in epoch_set:
+            in_epoch.append(rollout)
+        else:
+            outside += 1
+            outside_ids.add(rollout[0])
+    if not in_epoch:
+        raise no_rollout_error(source, len(epoch_set), outside)
+    per_prompt = tally(in_epoch)
+    return Feedback(
+        accuracy=float(np.mean([value for _, value in in_epoch])),
+        rollouts=len(in_epoch),
+        prompts=len(per_prompt),
+        missing_prompts=len(epoch_set - per_prompt.keys()),
+        outside_epoch=outside,
+        per_prompt=per_prompt,
+        outside_ids=frozenset(outside_ids),
     )
 
 
-class _Malformed:
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-def _file_records(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield f"{path} line {number}", json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                yield f"{path} line {number}", _Malformed(f"not valid JSON ({raw[:60]!r})")
+def fingerprint(data: bytes) -> str:
+    """The content hash of a feedback file, as recorded in history.jsonl (`feedback_sha256`)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _located(records: Iterable[Any], source: str) -> Iterator[tuple[str, Any]]:
@@ -143,28 +118,3 @@ def _located(records: Iterable[Any], source: str) -> Iterator[tuple[str, Any]]:
             yield record
         else:
             yield f"{source} record {index}", record
-
-
-def _rollout(record: Any, reward_max: float) -> tuple[int, float]:
-    """(gc_id, correctness in [0, 1]) of one record, or ValueError saying what is wrong with it."""
-    if isinstance(record, _Malformed):
-        raise ValueError(record.reason)
-    if not isinstance(record, Mapping):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    gc_id = record.get("gc_id")
-    if isinstance(gc_id, bool) or not isinstance(gc_id, numbers.Integral):
-        raise ValueError(f"gc_id {gc_id!r} is not an integer")
-    has_reward, has_correct = "reward" in record, "correct" in record
-    if has_reward == has_correct:
-        raise ValueError("needs exactly one of 'reward' and 'correct'")
-    if has_correct:
-        correct = record["correct"]
-        if not isinstance(correct, bool | np.bool_):
-            raise ValueError(f"correct {correct!r} is not true/false")
-        return int(gc_id), float(bool(correct))
-    reward = record["reward"]
-    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-        raise ValueError(f"reward {reward!r} is not a finite number")
-    if not 0.0 <= reward <= reward_max:
-        raise ValueError(f"reward {reward} is outside [0, reward_max={reward_max:g}] (set --reward-max at init)")
-    return int(gc_id), float(reward) / reward_max

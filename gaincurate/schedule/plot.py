@@ -1,8 +1,12 @@
-"""A picture of a run: mu (as a fraction of the ranking) and accuracy per epoch.
+"""A picture of a run: accuracy per epoch and, for the strategies that draw around it, mu.
 
-`write_plot(run_dir, status)` writes `RUN/status.png` with matplotlib when it is installed (the
-`plot` extra), and `RUN/status.txt`, a plain text chart, otherwise. Both show the same series: the
-centre mu that drew each epoch, over N - 1, and that epoch's accuracy, both on [0, 1].
+`save_plot(path, status)` writes the chart that `gaincurate schedule status --plot PATH` asks for: a PNG
+with matplotlib (the `plot` extra) when PATH ends in .png, a plain text chart otherwise. `write_plot(run_dir,
+status)` writes `RUN/status.png` or `RUN/status.txt`, whichever this machine can draw.
+
+The series are on [0, 1]: each epoch's accuracy and, only for the Gaussian strategies (gain, length),
+the centre mu that drew the epoch, over N - 1. The other strategies carry mu in their state without using
+it, so their chart leaves it out rather than suggest it steered the draw.
 """
 
 from __future__ import annotations
@@ -12,13 +16,20 @@ import io
 from pathlib import Path
 from typing import Any
 
+from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.schedule.config import MU_STRATEGIES
 
 CHART_ROWS = 10
 
 
-def series(status: dict[str, Any]) -> tuple[list[int], list[float], list[float | None]]:
-    """Epochs, mu / (N - 1), and accuracy (None for the epoch still waiting for feedback)."""
+def uses_mu(status: dict[str, Any]) -> bool:
+    """Whether the run's strategy draws its epochs around mu."""
+    return status["params"]["strategy"] in MU_STRATEGIES
+
+
+def series(status: dict[str, Any]) -> tuple[list[int], list[float] | None, list[float | None]]:
+    """Epochs, mu / (N - 1) (None when the strategy does not use mu), and accuracy (None while waiting)."""
     scale = max(1, status["n_prompts"] - 1)
     epochs = [line["epoch"] for line in status["history"]]
     mus = [line["mu"] / scale for line in status["history"]]
@@ -27,20 +38,26 @@ def series(status: dict[str, Any]) -> tuple[list[int], list[float], list[float |
         epochs.append(status["epoch"])
         mus.append(status["mu"] / scale)
         accuracies.append(None)
-    return epochs, mus, accuracies
+    return epochs, (mus if uses_mu(status) else None), accuracies
+
+
+def save_plot(path: Path, status: dict[str, Any]) -> Path:
+    """Write the chart to `path`: PNG when it ends in .png (needs matplotlib), a text chart otherwise."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        atomic_write_bytes(path, text_chart(status).encode())
+    elif importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError(f"--plot {path} needs matplotlib: pip install 'gaincurate[plot]', or name a .txt file")
+    else:
+        atomic_write_bytes(path, _png(status))
+    return path
 
 
 def write_plot(run_dir: Path, status: dict[str, Any], *, png: bool | None = None) -> Path:
-    """Write the chart; `png=None` picks PNG exactly when matplotlib can be imported."""
+    """Write `RUN/status.png`, or `RUN/status.txt`; `png=None` picks PNG exactly when matplotlib can be imported."""
     if png is None:
         png = importlib.util.find_spec("matplotlib") is not None
-    if png:
-        path = Path(run_dir) / "status.png"
-        atomic_write_bytes(path, _png(status))
-    else:
-        path = Path(run_dir) / "status.txt"
-        atomic_write_bytes(path, text_chart(status).encode())
-    return path
+    return save_plot(Path(run_dir) / ("status.png" if png else "status.txt"), status)
 
 
 def _png(status: dict[str, Any]) -> bytes:
@@ -52,14 +69,16 @@ def _png(status: dict[str, Any]) -> bytes:
     figure = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot(epochs, mus, marker="o", label="mu / (N - 1)")
+    if mus is not None:
+        axes.plot(epochs, mus, marker="o", label="mu / (N - 1)")
     done = [(e, a) for e, a in zip(epochs, accuracies, strict=True) if a is not None]
     if done:
         axes.plot(*zip(*done, strict=True), marker="s", label="accuracy")
     axes.set_xlabel("epoch")
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(f"{Path(status['run']).name}: {status['params']['strategy']}, N = {status['n_prompts']}")
-    axes.legend(loc="best")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="best")
     axes.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
@@ -67,13 +86,14 @@ def _png(status: dict[str, Any]) -> bytes:
 
 
 def text_chart(status: dict[str, Any]) -> str:
-    """Columns per epoch; `m` marks mu / (N - 1), `a` accuracy, `*` both in the same cell."""
+    """Columns per epoch; `m` marks mu / (N - 1) (Gaussian strategies only), `a` accuracy, `*` both in one cell."""
     epochs, mus, accuracies = series(status)
     if not epochs:
         return "no epoch written yet\n"
     grid = [[" "] * len(epochs) for _ in range(CHART_ROWS + 1)]
-    for column, (mu, accuracy) in enumerate(zip(mus, accuracies, strict=True)):
-        grid[round(mu * CHART_ROWS)][column] = "m"
+    for column, accuracy in enumerate(accuracies):
+        if mus is not None:
+            grid[round(mus[column] * CHART_ROWS)][column] = "m"
         if accuracy is not None:
             row = round(accuracy * CHART_ROWS)
             grid[row][column] = "*" if grid[row][column] == "m" else "a"
@@ -82,5 +102,6 @@ def text_chart(status: dict[str, Any]) -> str:
     ]
     lines.append("     +" + "---" * len(epochs))
     lines.append("epoch " + "".join(f"{e:>3d}"[-3:] for e in epochs))
-    lines.append("m = mu / (N - 1), a = accuracy, * = both")
+    legend = "m = mu / (N - 1), a = accuracy, * = both" if mus is not None else "a = accuracy"
+    lines.append(f"{legend} ({status['params']['strategy']})")
     return "\n".join(lines) + "\n"

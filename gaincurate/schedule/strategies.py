@@ -1,10 +1,14 @@
 """Curriculum strategies: how prompts are ranked, and which rank positions an epoch draws.
 
 Every strategy has the same two methods, so the scheduler, its state and its files do not care which
-one runs (a later `dots` strategy plugs in the same way):
+one runs (`dots`, `mopps` and `greso` plug in the same way, built by `gaincurate.schedule.registry`):
 
 * `rank(prompts)` orders the prompt set; position 0 is where a curriculum starts.
-* `select(state, context, rng)` returns the epoch's rank positions, unique and ascending.
+* `select(state, context, rng)` returns the epoch's rank positions, unique and ascending (or a `Selection`:
+  the positions plus a few numbers about the draw that the epoch's history line keeps).
+* `priority(state, context, rng)`, where a strategy has it, returns every position, the one it wants most
+  first; `select` then takes the first `subset_size`. A filter (`--skip-zero-variance`) walks it past the
+  prompts it skips, so the epoch keeps its size with the base strategy's next choices.
 
 `gain` ranks by score, highest first, and draws from a Gaussian over positions centred on mu;
 `length` draws the same Gaussian over a shortest-question-first ranking (the confound baseline);
@@ -59,6 +63,14 @@ class RankingContext:
     params: ScheduleParams
 
 
+@dataclass(frozen=True)
+class Selection:
+    """An epoch's rank positions plus JSON-ready numbers about how they were drawn (skips, posteriors)."""
+
+    positions: np.ndarray
+    info: dict[str, Any]
+
+
 class Strategy(Protocol):
     name: str
 
@@ -66,7 +78,7 @@ class Strategy(Protocol):
         """Indices into `prompts` (row order) giving rank positions 0..N-1."""
         ...
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray | Selection:
         """Rank positions for the epoch: `params.subset_size` of them, unique, ascending."""
         ...
 
@@ -84,14 +96,26 @@ def gaussian_probabilities(n_prompts: int, mu: float, sigma: float) -> np.ndarra
     return weights / weights.sum()
 
 
+def draw_order(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every index, in the order of a successive draw without replacement ∝ exp(log_weights).
+
+    Any prefix of it is a draw of that many; `draw_without_replacement` keeps the first `count`.
+    """
+    keys = log_weights + rng.gumbel(size=len(log_weights))
+    return np.argsort(-keys, kind="stable").astype(np.int64)
+
+
 def draw_without_replacement(log_weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` distinct indices, drawn successively with probability proportional to exp(log_weights).
 
     Returned ascending (rank order), so the draw order never leaks into the epoch file.
     """
-    keys = log_weights + rng.gumbel(size=len(log_weights))
-    chosen = np.argsort(-keys, kind="stable")[:count]
-    return np.sort(chosen).astype(np.int64)
+    return first_positions(draw_order(log_weights, rng), count)
+
+
+def first_positions(order: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` entries of a priority order, ascending (rank order)."""
+    return np.sort(order[:count]).astype(np.int64)
 
 
 def rank_by_score(prompts: PromptSet) -> np.ndarray:
@@ -111,10 +135,12 @@ class GainStrategy:
     def rank(self, prompts: PromptSet) -> np.ndarray:
         return rank_by_score(prompts)
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         params = context.params
-        log_weights = gaussian_log_weights(params.n_prompts, state.mu, params.sigma)
-        return draw_without_replacement(log_weights, params.subset_size, rng)
+        return draw_order(gaussian_log_weights(params.n_prompts, state.mu, params.sigma), rng)
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return first_positions(self.priority(state, context, rng), context.params.subset_size)
 
 
 class LengthStrategy(GainStrategy):
@@ -134,18 +160,21 @@ class UniformStrategy:
     def rank(self, prompts: PromptSet) -> np.ndarray:
         return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
 
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return draw_order(np.zeros(context.params.n_prompts), rng)
+
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        params = context.params
-        return draw_without_replacement(np.zeros(params.n_prompts), params.subset_size, rng)
+        return first_positions(self.priority(state, context, rng), context.params.subset_size)
 
 
 STRATEGIES: dict[str, type] = {cls.name: cls for cls in (GainStrategy, UniformStrategy, LengthStrategy)}
 
 
 def get_strategy(name: str) -> Strategy:
-    if name == "dots":
+    if name not in STRATEGIES:
+        need = "needs prompt embeddings" if name == "dots" else "keeps per-prompt memory"
         raise ValueError(
-            "the dots strategy needs prompt embeddings: build it with "
-            "gaincurate.schedule.dots.DotsStrategy and pass Scheduler(..., strategy=...)"
+            f"the {name} strategy {need}: build it with gaincurate.schedule.registry.build_strategy "
+            "and pass Scheduler(..., strategy=...)"
         )
     return STRATEGIES[name]()

@@ -3,9 +3,11 @@
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
 
-`acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean score
-`ang` of the epoch's prompts as is (`raw`, the paper's formula), or standardised against the score
-distribution of the whole set (`centered`): (ang - mean) / std. Pure functions of floats.
+`acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean fresh score
+`ang` of the epoch's prompts under the newest model, as is (`raw`, the paper's formula), or standardised
+with the mean and spread of the same fresh scores (`centered`): (ang - mean) / std. The scheduler passes
+signal 0 when no fresh score exists (`--rescore none`, or no checkpoint yet): stored scores are one fixed
+number per subset, not model signal. Pure functions of floats.
 """
 
 from __future__ import annotations
@@ -38,3 +40,15 @@ def mu_delta(accuracy: float, signal: float, params: ScheduleParams) -> float:
 def next_mu(mu: float, delta: float, n_prompts: int) -> float:
     """mu moved by delta, kept on the ranking [0, N - 1]."""
     return min(max(mu + delta, 0.0), float(n_prompts - 1))
+
+
+def angle_source_note(params: ScheduleParams) -> str:
+    """One line on where the angle term comes from, for `schedule init` to print."""
+    if params.rescore == "none":
+        return "--rescore none: the angle term is off, and mu moves by accuracy alone"
+    every = "each epoch" if params.rescore_every == 1 else f"every {params.rescore_every} epochs"
+    what = {"subset": "the epoch's prompts", "window": "mu ± 3 sigma", "full": "every prompt"}[params.rescore]
+    return (
+        f"ang: {what} re-scored with the newest checkpoint {every} (--rescore {params.rescore}); "
+        "an epoch without a checkpoint or fresh scores has no angle term"
+    )

@@ -6,13 +6,13 @@ clusters, and each cluster has its own pass rate. Feedback draws Bernoulli rewar
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from gaincurate import shards
+from gaincurate.feedback import format_line
 from gaincurate.fileio import atomic_write_json
 
 WIDTH = 12
@@ -85,6 +85,6 @@ def write_feedback(path: Path, gc_ids, *, samples: int = 8, seed: int = 0, n_pro
     lines = []
     for gc_id in gc_ids:
         for _ in range(samples):
-            lines.append(json.dumps({"gc_id": int(gc_id), "reward": float(rng.random() < rates[gc_id])}) + "\n")
+            lines.append(format_line(gc_id, float(rng.random() < rates[gc_id])))
     path.write_text("".join(lines))
     return path

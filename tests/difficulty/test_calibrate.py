@@ -5,10 +5,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from difficulty_helpers import true_pass_rates
 
-from gaincurate.difficulty.calibrate import Calibrator, FitConfig, fit_calibrator, fold_assignment
-from gaincurate.difficulty.predict import prepare_embeddings
+from gaincurate.difficulty.calibrate import (
+    Calibrator,
+    FitConfig,
+    FittedCalibrator,
+    fit_calibrator,
+    fold_assignment,
+    initial_projection,
+)
+from gaincurate.difficulty.predict import attention_predict, prepare_embeddings
 
 FAST = FitConfig(dim=6, steps=30, folds=4, seed=3, tau=0.2)
 
@@ -32,14 +40,39 @@ def test_changing_a_label_leaves_its_own_prediction_unchanged():
         assert not np.array_equal(np.delete(after, index), np.delete(before, index))
 
 
-def test_in_sample_fitting_would_leak_and_folds_zero_is_not_claimed_leak_free():
-    """With folds=0 the parameters see every label, so a prompt's own label moves its prediction."""
+def test_folds_zero_reports_no_in_sample_prediction_as_leave_one_out():
+    """With folds=0 every model saw every label. In-sample predictions would leak a prompt's own label, so
+    none is reported (before, they were, as "leave-one-out", and changing a label moved its own prediction)."""
     embeddings, rates, counts = reference()
     config = FitConfig(dim=6, steps=30, folds=0, seed=3, tau=0.2)
-    before = fit_calibrator(embeddings, rates, counts, config).loo_predictions
+    result = fit_calibrator(embeddings, rates, counts, config)
+    assert np.isnan(result.loo_predictions).all() and result.fold_calibrators == []
     changed = rates.copy()
     changed[5] = 1.0 - changed[5]
-    assert fit_calibrator(embeddings, changed, counts, config).loo_predictions[5] != before[5]
+    leaky = fit_calibrator(embeddings, changed, counts, config).calibrator
+    everyone = np.arange(len(rates))
+    in_sample = result.calibrator.predict(embeddings, embeddings, rates, exclude=everyone)[5]
+    assert leaky.predict(embeddings, embeddings, changed, exclude=everyone)[5] != in_sample  # what it would leak
+
+
+def test_a_saved_fit_predicts_fitted_prompts_with_the_model_that_never_saw_them(tmp_path):
+    embeddings, rates, counts = reference()
+    ids = np.arange(100, 140)
+    everyone = np.arange(len(rates))
+    for config in (FAST, FitConfig(dim=6, steps=30, folds=0, seed=3, tau=0.2)):
+        result = fit_calibrator(embeddings, rates, counts, config)
+        result.fitted(ids).save(tmp_path / "fit.npz", {"center": [0.0]})
+        fitted, header = FittedCalibrator.load(tmp_path / "fit.npz")
+        assert header == {"center": [0.0]}
+        predicted = fitted.predict(ids, embeddings, embeddings, rates, exclude=everyone)
+        if config.folds:  # the cross-fitted predictions, exactly
+            np.testing.assert_array_equal(predicted, result.loo_predictions)
+        else:  # no model left them out: plain leave-one-out attention, uncalibrated
+            expected = attention_predict(embeddings, embeddings, rates, tau=0.2, exclude=everyone)
+            np.testing.assert_array_equal(predicted, expected)
+        # A prompt the fit never saw gets the model fitted on everyone.
+        outsider = fitted.predict(np.array([7]), embeddings[:1], embeddings, rates)
+        np.testing.assert_array_equal(outsider, result.calibrator.predict(embeddings[:1], embeddings, rates))
 
 
 def test_fits_are_seeded_and_byte_identical(tmp_path):
@@ -59,10 +92,28 @@ def test_fits_are_seeded_and_byte_identical(tmp_path):
     )
 
 
-def test_training_lowers_the_loss():
-    embeddings, rates, counts = reference()
-    losses = fit_calibrator(embeddings, rates, counts, FitConfig(dim=6, steps=60, folds=0, tau=0.2)).losses
-    assert losses[-1] < losses[0]
+def test_training_reaches_the_known_optimum():
+    """Four far-apart pairs of identical prompts, pass rates 0.2 and 0.8 in each pair.
+
+    Leave-one-out attention at a small tau gives each prompt its partner's rate, so the raw prediction is
+    the label swapped, whatever the adapter: the adapter gets no gradient and stays at its start, and the
+    head's unique optimum is w = -1, b = 0, where every prediction equals its label and the loss is the
+    labels' entropy. Before training (w = 1, b = 0) the loss is the cross-entropy of the swapped labels.
+    """
+    pairs = 4
+    embeddings = prepare_embeddings(np.repeat(np.eye(pairs), 2, axis=0))
+    rates = np.tile([0.2, 0.8], pairs)
+    config = FitConfig(dim=pairs, steps=400, folds=0, tau=0.01, learning_rate=0.05)
+    result = fit_calibrator(embeddings, rates, np.full(2 * pairs, 8.0), config)
+    swapped_loss = -(0.2 * math.log(0.8) + 0.8 * math.log(0.2))
+    entropy = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
+    assert result.losses[0] == pytest.approx(swapped_loss, abs=1e-12)
+    assert result.losses[-1] == pytest.approx(entropy, abs=1e-9)
+    assert (result.calibrator.weight, result.calibrator.bias) == pytest.approx((-1.0, 0.0), abs=1e-6)
+    np.testing.assert_allclose(result.calibrator.projection, initial_projection(embeddings, pairs), atol=1e-6)
+    everyone = np.arange(2 * pairs)
+    in_sample = result.calibrator.predict(embeddings, embeddings, rates, exclude=everyone)
+    np.testing.assert_allclose(in_sample, rates, atol=1e-6)
 
 
 def test_calibrator_predicts_by_the_stated_formula():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,13 @@ import pytest
 from difficulty_helpers import true_pass_rates, write_embedded_scores, write_feedback
 from helpers import chi_square
 
+from gaincurate.difficulty.estimate import NEIGHBOUR_ROLLOUTS
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.dots import DotsStrategy, selection_probabilities
-from gaincurate.schedule.run import advance, init_run, load_run
+from gaincurate.schedule.driver import advance, init_run
+from gaincurate.schedule.rundir import load_run
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import RankingContext, draw_without_replacement
 
@@ -70,12 +73,27 @@ def test_chi_square_rejects_another_target():
     assert statistic > chi_square_critical(degrees)
 
 
-def test_measured_prompts_use_their_own_pass_rate_others_the_prediction():
-    strategy, state, _ = strategy_with_memory()
-    predicted = strategy.pass_rates(state)
+def test_measurements_age_toward_the_neighbours_prediction():
+    """p_q = (w sums + K m_q) / (w counts + K), w = decay ** age; unmeasured prompts get m_q itself."""
+    strategy, state, _ = strategy_with_memory()  # measured at epoch 0, so at epoch 1 their age is 0
+    strategy.decay = 0.5
     measured = strategy.measured(state)
-    np.testing.assert_array_equal(predicted[measured.gc_ids], measured.rates)
-    assert np.all((predicted >= 0) & (predicted <= 1))
+    previous_gap = None
+    for epoch in (1, 2, 4, 30):
+        aged = replace(state, epoch=epoch)
+        estimates = strategy.estimates(aged)
+        neighbour = estimates.neighbour[measured.gc_ids]
+        weight = 0.5 ** (epoch - 1)
+        expected = (weight * measured.sums + NEIGHBOUR_ROLLOUTS * neighbour) / (weight * measured.counts + 3.0)
+        np.testing.assert_allclose(estimates.estimate[measured.gc_ids], expected, rtol=1e-12)
+        unmeasured = np.setdiff1d(np.arange(len(estimates.estimate)), measured.gc_ids)
+        np.testing.assert_array_equal(estimates.estimate[unmeasured], estimates.neighbour[unmeasured])
+        gap = np.abs(estimates.estimate[measured.gc_ids] - neighbour).max()
+        assert previous_gap is None or gap < previous_gap  # older measurements give way to the neighbours
+        previous_gap = gap
+        np.testing.assert_array_equal(strategy.pass_rates(aged), estimates.estimate)
+    assert previous_gap < 1e-6
+    assert np.all((estimates.estimate >= 0) & (estimates.estimate <= 1))
 
 
 def run_epochs(run_dir: Path, scores: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
@@ -104,7 +122,12 @@ def test_seeded_runs_are_byte_identical_and_the_reference_grows(embedded_scores,
     trained = sorted({gc_id for line in history for gc_id in line["subset_ids"]})
     memory = PassRates.from_json(run.schedule.memory["pass_rates"])
     np.testing.assert_array_equal(memory.gc_ids, trained)  # every trained prompt joined the reference set
-    assert memory.counts.sum() == 4 * 10 * 3
+    # Each rollout weighs decay per epoch of age since (--decay 0.4): 4 x 0.4 ** (last - t) per epoch t trained.
+    expected = {gc_id: 0.0 for gc_id in trained}
+    for line in history:
+        for gc_id in line["subset_ids"]:
+            expected[gc_id] += 4 * 0.4 ** (memory.last[trained.index(gc_id)] - line["epoch"])
+    np.testing.assert_allclose(memory.counts, [expected[gc_id] for gc_id in trained], rtol=1e-12)
     run_epochs(tmp_path / "c", embedded_scores, 3, ScheduleConfig(**{**CONFIG.to_dict(), "seed": 6}))
     assert snapshot(tmp_path / "c")["epoch-0001.parquet"] != snapshot(tmp_path / "a")["epoch-0001.parquet"]
 
@@ -180,6 +203,14 @@ def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedd
     np.testing.assert_array_equal(memory.rates, first.gc_ids % 2)
 
 
+def calibrate(scores, feedback, out):
+    from gaincurate.difficulty.calibrate import FitConfig
+    from gaincurate.difficulty.jobs import fit_scores
+
+    more = write_feedback(out.parent / "more.jsonl", list(range(0, 60, 3)), samples=4)
+    fit_scores(scores, [feedback, more], out, config=FitConfig(dim=4, steps=5, folds=2, tau=0.3))
+
+
 def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypatch, capsys):
     from gaincurate.cli import main
 
@@ -206,12 +237,22 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
         "0.5",
         "--reference",
         str(reference),
+        "--reference-every",
+        "3",
+        "--reference-size",
+        "7",
+        "--calibrator",
+        "cal.npz",
     ]
+    calibrate(embedded_scores, reference, tmp_path / "cal.npz")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", args)
     main()
     config = load_run(tmp_path / "run").config
     assert (config.strategy, config.target, config.tau, config.tau_attn, config.decay) == ("dots", 0.4, 0.01, 0.3, 0.5)
     assert config.reference == str(reference)
+    assert (config.reference_every, config.reference_size) == (3, 7)
+    assert config.calibrator == str(tmp_path / "cal.npz")  # stored absolute: it is read at every step
     assert "dots" in capsys.readouterr().out
     monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "next", "--run", str(tmp_path / "run")])
     main()

@@ -168,7 +168,7 @@ def test_cli_predict_fit_evaluate(embedded_scores, tmp_path, monkeypatch, capsys
     code, out, err = run_cli(
         ["difficulty", "evaluate", str(embedded_scores), *sources, "--against", "problem"], monkeypatch, capsys
     )
-    assert code == 2 and "--against problem: the column is not numeric" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "--against problem: the column is not numeric" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -185,5 +185,5 @@ def test_bad_feedback_is_one_line(embedded_scores, tmp_path, monkeypatch, capsys
     (tmp_path / "unknown.jsonl").write_text('{"gc_id": 999, "reward": 1.0}\n')
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["difficulty", "evaluate", str(embedded_scores), *args], monkeypatch, capsys)
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1

@@ -1,15 +1,7 @@
-"""Fixtures shared by the trainer integration tests."""
+"""Fixtures shared by the trainer integration tests: one torch thread for every test (tiny CPU trainers)."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+from torch_threads import one_torch_thread
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny models train faster and identically on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+__all__ = ["one_torch_thread"]  # autouse for every test in this folder

@@ -40,7 +40,8 @@ from gaincurate.integrations.trl import (  # noqa: E402
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
 from gaincurate.schedule.inputs import load_scores  # noqa: E402
-from gaincurate.schedule.run import read_history, strategy_for  # noqa: E402
+from gaincurate.schedule.registry import build_strategy  # noqa: E402
+from gaincurate.schedule.rundir import read_history  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scor
     config = ScheduleConfig(**{**SCHEDULE, "strategy": "dots", "rescore": "none"})
     driver = GainCurriculum(scores, config).driver
     table = load_scores(scores)
-    scheduler = Scheduler(config, table.prompts, strategy=strategy_for(table, config, initial=True))
+    scheduler = Scheduler(config, table.prompts, strategy=build_strategy(table, config, initial=True))
     assert driver.plan.gc_ids.tolist() == scheduler.next_epoch().plan.gc_ids.tolist()
     rewards = [float(g % 2) for g in driver.plan.gc_ids]
     driver.record(driver.plan.gc_ids, rewards)
@@ -217,6 +218,19 @@ def test_attach_refuses_what_would_train_the_wrong_prompts(scores, tiny_llama, t
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path, reward_funcs=[parity_reward]))
 
 
+def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(scores, tiny_llama, tmp_path):
+    from trl import GRPOConfig
+
+    # 16 prompts: the default 256/7500 of N rounds to 1 prompt, but each generation batch here takes 2.
+    schedule = ScheduleConfig(**{key: value for key, value in SCHEDULE.items() if key != "subset_size"})
+    curriculum = GainCurriculum(scores, schedule)
+    with pytest.raises(ConfigError, match="subset_size 1 is not a multiple of the 2 prompts.*args=training_args"):
+        curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
+    curriculum = GainCurriculum(scores, schedule, args=GRPOConfig(**grpo_settings(tmp_path / "out")))
+    assert (curriculum.driver.params.subset_size, curriculum.config.subset_multiple) == (2, 2)
+    curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
+
+
 # -- real GRPOTrainer runs ----------------------------------------------------------------------------
 
 
@@ -306,7 +320,7 @@ def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, stra
     # An independent scheduler fed the test's own rewards and the logged angles draws the same epochs.
     config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
     table = load_scores(scores)
-    scheduler = Scheduler(config, table.prompts, strategy=strategy_for(table, config, initial=True))
+    scheduler = Scheduler(config, table.prompts, strategy=build_strategy(table, config, initial=True))
     plans = [scheduler.next_epoch().plan]
     for line in history:
         step = scheduler.next_epoch(feedback=result.rewards.feedback(line["epoch"]), ang=line["ang"])
@@ -351,19 +365,24 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
 @pytest.mark.slow
 def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
     # Each epoch's rollouts join the reference set before the next draw: after three epochs the measured
-    # pass rates are exactly the trained prompts' mean rewards (decay 1), and the rest are predicted.
+    # pass rates are exactly the trained prompts' mean rewards, a rollout from k epochs before the prompt's
+    # last measurement weighing decay ** k, and the rest are predicted.
     result = inprocess("dots")
     history = read_history(result.run_dir)
-    rewards: dict[int, list[float]] = {}
+    rewards: dict[int, list[tuple[int, float]]] = {}
     for line in history:
         for record in result.rewards.feedback(line["epoch"]):
-            rewards.setdefault(record["gc_id"], []).append(record["reward"])
+            rewards.setdefault(record["gc_id"], []).append((line["epoch"], record["reward"]))
     driver = result.curriculum.driver
     rates = PassRates.from_json(driver.scheduler.state.memory["pass_rates"])
     measured = dict(zip(rates.gc_ids.tolist(), rates.rates.tolist(), strict=True))
     assert sorted(measured) == sorted(rewards)
+    decay = driver.params.decay
     for gc_id, values in rewards.items():
-        assert measured[gc_id] == pytest.approx(sum(values) / len(values), abs=1e-12)
+        last = max(epoch for epoch, _ in values)
+        weights = [decay ** (last - epoch) for epoch, _ in values]
+        mean = sum(w * reward for w, (_, reward) in zip(weights, values, strict=True)) / sum(weights)
+        assert measured[gc_id] == pytest.approx(mean, abs=1e-12)
     assert len(measured) < len(driver.scores.prompts.gc_ids)
 
 

@@ -30,8 +30,9 @@ from gaincurate.integrations.verl import (  # noqa: E402
     recording_score,
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
+from gaincurate.schedule.driver import init_run  # noqa: E402
 from gaincurate.schedule.inputs import load_scores  # noqa: E402
-from gaincurate.schedule.run import init_run, read_history  # noqa: E402
+from gaincurate.schedule.rundir import read_history  # noqa: E402
 
 CONFIG = ScheduleConfig(subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
 BATCH = 2  # data.train_batch_size: prompts per step

@@ -19,7 +19,7 @@ SUBSET = 4
 # Small rank units so that mu visibly moves across a 16-prompt set in three epochs.
 SCHEDULE = {"subset_size": SUBSET, "sigma": 4, "step_size": 3, "adj_max": 6, "seed": 3, "rescore": "subset"}
 # Strategies the in-process end-to-end test runs; a new strategy is one more entry here.
-STRATEGIES = ["gain", "uniform", "dots"]
+STRATEGIES = ["gain", "uniform", "dots", "mopps", "greso"]
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
@@ -33,15 +33,15 @@ def score_prompts(model_dir: Path, out: Path) -> Path:
 
     With embeddings (`--embed`), so the dots strategy can run on it too.
     """
-    from gaincurate.config import ScoreConfig
+    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.scoring import score
 
     prompts = write_prompts(out.parent / f"{out.name}-prompts.jsonl")
     config = ScoreConfig(
-        dataset=str(prompts), model=str(model_dir), out=str(out), dtype="float32", device="cpu",
-        backend="torch", system_prompt="Solve it.", few_shot=(), embed=True, quiet=True,
+        dataset=str(prompts), model=str(model_dir), dtype="float32", device="cpu",
+        backend="torch", system_prompt="Solve it.", few_shot=(), embed=True,
     )  # fmt: skip
-    score(config)
+    score(config, RunOptions(out=str(out), quiet=True))
     return out
 
 

@@ -9,9 +9,9 @@ import sys
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
+from gaincurate.cli.schedule import app
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule.cli import app
-from gaincurate.schedule.run import load_run
+from gaincurate.schedule.rundir import load_run
 
 runner = CliRunner()
 
@@ -30,8 +30,8 @@ def test_help_lists_the_commands():
 def test_init_next_status(tmp_path, scores_dir):
     run = tmp_path / "run"
     result = invoke(
-        "init", "--scores", scores_dir, "--run", run, "--subset-size", "0.25", "--sigma", "0.1", "--step-size", "4",
-        "--adj-min", "-2", "--adj-max", "0.3", "--seed", "9", "--rescore", "subset", "--rescore-every", "2",
+        "init", "--scores", scores_dir, "--run", run, "--subset-size", "25%", "--sigma", "10%", "--step-size", "4",
+        "--adj-min", "-2", "--adj-max", "30%", "--seed", "9", "--rescore", "window", "--rescore-every", "2",
         "--format", "verl", "--angle-signal", "centered", "--strategy", "length", "--alpha", "1.5", "--beta", "0.4",
         "--reward-max", "2",
     )  # fmt: skip
@@ -39,7 +39,7 @@ def test_init_next_status(tmp_path, scores_dir):
     params = load_run(run).config.resolve(40)
     assert (params.subset_size, params.sigma, params.step_size, params.adj_min, params.adj_max) == (10, 4, 4, -2, 12)
     assert (params.seed, params.rescore, params.rescore_every, params.format, params.angle_signal) == (
-        9, "subset", 2, "verl", "centered",
+        9, "window", 2, "verl", "centered",
     )  # fmt: skip
     assert (params.strategy, params.alpha, params.beta, params.reward_max) == ("length", 1.5, 0.4, 2.0)
 
@@ -57,9 +57,11 @@ def test_init_next_status(tmp_path, scores_dir):
     status = json.loads(result.output)
     assert status["epoch"] == 1 and len(status["history"]) == 1
     assert status["history"][0]["accuracy"] == sum(i % 2 for i in ids) / 10
-    assert (run / status["plot"].split("/")[-1]).is_file()
-    result = invoke("status", "--run", run)
+    assert "plot" not in status and not list(run.glob("status.*")), "status writes a plot only when asked"
+    result = invoke("status", "--run", run, "--plot", tmp_path / "chart.txt")
     assert result.exit_code == 0 and "waiting for training" in result.output
+    assert f"plot: {tmp_path / 'chart.txt'}" in result.output
+    assert (tmp_path / "chart.txt").read_text().splitlines()[-2] == "epoch   0  1"
 
 
 def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gaincurate.schedule import PromptSet, Rescored, ScheduleConfig, Scheduler, ScheduleState
+from gaincurate.schedule.order import EpochOrder
 
 CONFIG = ScheduleConfig(seed=11, subset_size=12, sigma=15, step_size=10, adj_max=20)
 
@@ -117,3 +118,13 @@ def test_the_core_imports_neither_pyarrow_nor_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_epoch_order_is_rank_order_or_a_shuffle_seeded_by_seed_and_epoch():
+    rows = list(range(100, 120))
+    assert EpochOrder(7).arrange(3, rows) == rows
+    shuffled = EpochOrder(7, shuffle=True).arrange(3, rows)
+    assert sorted(shuffled) == rows and shuffled != rows
+    # The stream the TRL and verl adapters have always used, so resumed runs keep their order.
+    assert shuffled == [rows[i] for i in np.random.default_rng([7, 3, 1]).permutation(len(rows))]
+    assert EpochOrder(7, shuffle=True).arrange(4, rows) != shuffled

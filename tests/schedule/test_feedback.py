@@ -1,4 +1,4 @@
-"""Feedback lines reduce to the epoch's accuracy; bad lines are named, never silently counted."""
+"""Feedback reduces to the epoch's accuracy: rollouts outside the epoch are counted and left out."""
 
 from __future__ import annotations
 
@@ -45,33 +45,10 @@ def test_outside_epoch_rollouts_are_counted_and_left_out(tmp_path):
     assert feedback.outside_epoch == 2
 
 
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        ('{"gc_id": 3, "correct": tr', "line 2: not valid JSON"),
-        ({"gc_id": "3", "correct": True}, "line 2: gc_id '3' is not an integer"),
-        ({"gc_id": 3}, "line 2: needs exactly one of 'reward' and 'correct'"),
-        ({"gc_id": 3, "reward": 1, "correct": True}, "line 2: needs exactly one"),
-        ({"gc_id": 3, "correct": 1}, "line 2: correct 1 is not true/false"),
-        ({"gc_id": 3, "reward": True}, "line 2: reward True is not a finite number"),
-        ({"gc_id": 3, "reward": 1.5}, r"line 2: reward 1.5 is outside \[0, reward_max=1\]"),
-        ({"gc_id": 99, "correct": True}, "line 2: gc_id 99 is not in the prompt set"),
-        ([3, True], "line 2: expected a JSON object"),
-    ],
-)
-def test_bad_lines_are_one_clear_error(tmp_path, bad, message):
-    path = write_lines(tmp_path / "f.jsonl", [{"gc_id": 3, "correct": True}, bad, {"gc_id": 5, "correct": True}])
-    with pytest.raises(InputError, match=message) as error:
-        read_feedback(path, epoch_ids=EPOCH, known_ids=KNOWN, reward_max=1.0)
-    assert "\n" not in str(error.value)
-    assert str(path) in str(error.value)
-
-
-def test_every_bad_line_is_counted(tmp_path):
-    path = write_lines(
-        tmp_path / "f.jsonl", ["nope", {"gc_id": 3, "correct": True}, "{}", {"gc_id": 77, "correct": True}]
-    )
-    with pytest.raises(InputError, match=r"line 1: not valid JSON .* \(2 more bad line\(s\)\)"):
+def test_a_bad_line_stops_the_reduction(tmp_path):
+    """Validation is `gaincurate.feedback`'s (tests/test_feedback.py); its error reaches the scheduler unchanged."""
+    path = write_lines(tmp_path / "f.jsonl", [{"gc_id": 3, "correct": True}, {"gc_id": 99, "correct": True}])
+    with pytest.raises(InputError, match="line 2: gc_id 99 is not in the prompt set"):
         read_feedback(path, epoch_ids=EPOCH, known_ids=KNOWN, reward_max=1.0)
 
 
@@ -79,11 +56,6 @@ def test_no_rollout_for_the_epoch_is_an_error(tmp_path):
     path = write_lines(tmp_path / "f.jsonl", [{"gc_id": 1, "correct": True}])
     with pytest.raises(InputError, match=r"no rollout for the 3 prompts of this epoch \(1 line\(s\) were for other"):
         read_feedback(path, epoch_ids=EPOCH, known_ids=KNOWN, reward_max=1.0)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
-        read_feedback(tmp_path / "none.jsonl", epoch_ids=EPOCH, known_ids=KNOWN, reward_max=1.0)
 
 
 def test_in_process_records():

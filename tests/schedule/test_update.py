@@ -1,4 +1,4 @@
-"""The mu update equals hand-computed values, with both clamps and with fraction arguments."""
+"""The mu update equals hand-computed values, with both clamps and with shares of N; the angle term is model signal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.core import Scheduler
+from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.strategies import PromptSet
 from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
@@ -15,8 +15,8 @@ from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
 # tanh values used below: tanh(0.5) = 0.46211715726, tanh(0.2) = 0.19737532022,
 # tanh(1) = 0.76159415596, tanh(2.8) = 0.99263152020.
 ABSOLUTE = ScheduleConfig(step_size=50, sigma=100, alpha=2, beta=0.5, adj_min=0, adj_max=80)
-# The same numbers as fractions of N = 1000.
-FRACTIONS = ScheduleConfig(step_size=0.05, sigma=0.1, alpha=2, beta=0.5, adj_min=0, adj_max=0.08)
+# The same numbers as shares of N = 1000.
+FRACTIONS = ScheduleConfig(step_size="5%", sigma="10%", alpha=2, beta=0.5, adj_min=0, adj_max="8%")
 
 
 @pytest.mark.parametrize("config", [ABSOLUTE, FRACTIONS], ids=["absolute", "fractions"])
@@ -37,6 +37,28 @@ def test_delta_hand_computed(config, accuracy, signal, expected):
 def test_fraction_arguments_resolve_to_rank_units():
     params = FRACTIONS.resolve(1000)
     assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((50, 100, 0, 80))
+
+
+def test_a_bare_number_below_one_is_ranks():
+    # Before, any size below 1 was read as a share of N: --sigma 0.5 meant 500 ranks of 1000, not half a rank.
+    params = ScheduleConfig(sigma=0.5, step_size=0.25, adj_min=-0.5, adj_max=0.75, subset_size="1%").resolve(1000)
+    assert (params.sigma, params.step_size, params.adj_min, params.adj_max) == (0.5, 0.25, -0.5, 0.75)
+    assert params.subset_size == 10
+    # A share stays spelled as given in the stored config; a plain number in a string is ranks.
+    assert ScheduleConfig(sigma=" 2.5% ").sigma == "2.5%"
+    assert ScheduleConfig(sigma="40").sigma == 40.0
+
+
+def test_the_default_subset_rounds_to_the_trainer_batch():
+    # MATH train: 256/7500 of 7,474 prompts is 255.1; a TRL trainer taking 8 prompts per batch needs 256.
+    assert ScheduleConfig().resolve(7474).subset_size == 255
+    assert ScheduleConfig(subset_multiple=8).resolve(7474).subset_size == 256
+    assert ScheduleConfig(subset_size="5%", subset_multiple=16).resolve(1000).subset_size == 48
+    assert ScheduleConfig(subset_size="99%", subset_multiple=16).resolve(100).subset_size == 96
+    with pytest.raises(ConfigError, match="--subset-size 255 is not a multiple of --subset-multiple 8.*248 or 256"):
+        ScheduleConfig(subset_size=255, subset_multiple=8).resolve(7474)
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        ScheduleConfig(subset_multiple=16).resolve(10)
 
 
 def test_negative_adj_min_lets_mu_move_back():
@@ -65,6 +87,12 @@ def test_released_defaults_at_reference_size():
     assert (params.alpha, params.beta) == (2.0, 0.5)
 
 
+def test_the_default_angle_comes_from_re_scoring_the_subset():
+    assert ScheduleConfig().rescore == ScheduleConfig(strategy="length").rescore == "subset"
+    # The other strategies never draw by mu, so re-scoring would cost a pass for nothing.
+    assert ScheduleConfig(strategy="dots").rescore == ScheduleConfig(strategy="uniform").rescore == "none"
+
+
 def test_defaults_scale_with_n():
     params = ScheduleConfig().resolve(750)
     assert (params.step_size, params.sigma, params.adj_max, params.subset_size) == pytest.approx((50, 100, 100, 26))
@@ -79,34 +107,82 @@ def prompt_set(n_prompts: int, scores: np.ndarray) -> PromptSet:
     )
 
 
-def test_scheduler_step_uses_the_formula_and_the_epoch_mean_score():
-    """One step through the Scheduler: ang is the mean stored score of the epoch's prompts."""
+def test_scheduler_step_uses_the_formula_and_the_epoch_mean_fresh_score():
+    """One step through the Scheduler: ang is the mean fresh score of the epoch's prompts."""
     n_prompts = 1000
     scores = np.linspace(2.0, 0.0, n_prompts)  # already in rank order: position i has score 2 - 2i/999
     config = ScheduleConfig(step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     first = scheduler.next_epoch().plan
     assert first.epoch == 0 and first.mu == 0.0
-    ang = float(scores[first.positions].mean())
-    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.6))
+    fresh = np.linspace(0.1, 0.3, len(first.gc_ids))
+    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.6), rescored=Rescored(first.gc_ids, fresh))
+    ang = float(fresh.mean())
     expected = min(max(50 * np.tanh(2 * 0.1) + 50 * np.tanh(2 * ang), 0), 80)
     assert step.record.ang == pytest.approx(ang)
-    assert step.record.ang_source == "stored"
+    assert step.record.ang_source == "rescored"
     assert step.record.delta == pytest.approx(expected)
     assert step.plan.mu == pytest.approx(expected) and step.plan.epoch == 1
 
 
-def test_centered_signal_through_the_scheduler():
-    n_prompts = 200
-    scores = np.linspace(1.5, 1.3, n_prompts)
-    config = ScheduleConfig(step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered")
+@pytest.mark.parametrize("rescore", ["none", "subset"])
+def test_without_fresh_scores_accuracy_at_beta_leaves_mu_where_it_is(rescore):
+    # Stored scores are one fixed number per subset, not model signal. Before, raw stored scores of about 1.4 put
+    # tanh near 1, and mu moved by about n every epoch at any accuracy.
+    n_prompts = 1000
+    scores = np.full(n_prompts, 1.4)
+    config = ScheduleConfig(step_size=50, sigma=100, adj_min=-80, adj_max=80, subset_size=10, rescore=rescore)
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     scheduler.next_epoch()
-    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), ang=1.45)
-    signal = (1.45 - scores.mean()) / scores.std()
-    assert step.record.signal == pytest.approx(signal)
+    for _ in range(5):
+        step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        assert (step.record.signal, step.record.delta, step.plan.mu) == (0.0, 0.0, 0.0)
+        assert step.record.ang == pytest.approx(1.4) and step.record.ang_source == "stored"
+
+
+def test_centered_signal_uses_the_statistics_of_the_same_fresh_scores():
+    # The stored scores sit near 1.4; the newest model scores its window about 0.6 higher. Before, the statistics
+    # were those of the stored scores with the fresh ones written over the window, two models' scales mixed
+    # (signal 1.72 here, against 1.15 from the fresh scores alone).
+    n_prompts = 200
+    scores = np.linspace(1.5, 1.3, n_prompts)
+    config = ScheduleConfig(
+        step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered", rescore="window"
+    )
+    scheduler = Scheduler(config, prompt_set(n_prompts, scores))
+    first = scheduler.next_epoch().plan
+    window = scheduler.rescore_ids()
+    fresh = np.linspace(2.1, 1.9, len(window))
+    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), rescored=Rescored(window, fresh))
+    own = fresh[np.searchsorted(window, first.gc_ids)]
+    signal = (own.mean() - fresh.mean()) / fresh.std()
+    assert step.record.ang == pytest.approx(own.mean()) and step.record.ang_source == "rescored"
+    assert step.record.signal == pytest.approx(signal) and abs(signal) < 2
     assert step.record.delta == pytest.approx(10 * np.tanh(2 * signal))
+
+
+def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
+    n_prompts = 200
+    scores = np.linspace(1.5, 1.3, n_prompts)
+    config = ScheduleConfig(
+        step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered", rescore="full"
+    )
+    scheduler = Scheduler(config, prompt_set(n_prompts, scores))
+    scheduler.next_epoch()
+    with pytest.raises(ValueError, match="centered needs the fresh scores"):
+        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), ang=1.45)
+    fresh = np.linspace(1.6, 1.2, n_prompts)
+    step = scheduler.next_epoch(
+        feedback=Feedback.from_accuracy(0.5), ang=1.45, rescored=Rescored(np.arange(n_prompts), fresh)
+    )
+    assert step.record.signal == pytest.approx((1.45 - fresh.mean()) / fresh.std())
     assert step.record.ang_source == "given"
+
+
+@pytest.mark.parametrize("rescore", ["none", "subset"])
+def test_centered_without_fresh_scores_around_the_subset_is_refused(rescore):
+    with pytest.raises(ConfigError, match="--angle-signal centered.*--rescore window or full"):
+        ScheduleConfig(angle_signal="centered", rescore=rescore)
 
 
 @pytest.mark.parametrize(
@@ -114,6 +190,9 @@ def test_centered_signal_through_the_scheduler():
     [
         ({"subset_size": 0}, "--subset-size"),
         ({"subset_size": 2.5}, "--subset-size"),
+        ({"subset_size": "0%"}, "--subset-size"),
+        ({"sigma": "wide"}, "--sigma"),
+        ({"subset_multiple": 0}, "--subset-multiple"),
         ({"sigma": 0}, "--sigma"),
         ({"step_size": -1}, "--step-size"),
         ({"beta": 1.5}, "--beta"),
@@ -135,10 +214,33 @@ def test_resolve_errors_name_the_value():
     with pytest.raises(ConfigError, match="--subset-size 300 is more than the 200 prompts"):
         ScheduleConfig(subset_size=300).resolve(200)
     with pytest.raises(ConfigError, match="--adj-min resolves to 100"):
-        ScheduleConfig(adj_min=0.5, adj_max=50).resolve(200)
+        ScheduleConfig(adj_min="50%", adj_max=50).resolve(200)
 
 
 def test_stored_config_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="unknown key"):
         ScheduleConfig.from_dict({"sigma": 3, "sigmaa": 4})
     assert ScheduleConfig.from_dict(ABSOLUTE.to_dict()) == ABSOLUTE
+
+
+@pytest.mark.parametrize(
+    ("options", "angle"),
+    [
+        ([], "ang: the epoch's prompts re-scored with the newest checkpoint each epoch (--rescore subset)"),
+        (["--rescore", "none"], "--rescore none: the angle term is off, and mu moves by accuracy alone"),
+    ],
+)
+def test_init_says_what_subset_it_chose_and_where_ang_comes_from(
+    scores_dir, tmp_path, monkeypatch, capsys, options, angle
+):
+    import sys
+
+    from gaincurate.cli import main
+
+    run = tmp_path / "run"
+    args = ["gaincurate", "schedule", "init", "--scores", str(scores_dir), "--run", str(run), "--subset-size", "30%"]
+    monkeypatch.setattr(sys, "argv", [*args, "--subset-multiple", "5", *options])
+    main()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "subset size 10 prompts per epoch: 30% of N = 12.0 of 40, rounded to a multiple of 5" in out
+    assert angle in out

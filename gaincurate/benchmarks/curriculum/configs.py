@@ -1,0 +1,239 @@
+"""Bench configurations: one frozen dataclass, the bundled configs by name, and config files.
+
+A config fixes everything but the strategy and the seed: the task and its data split, the model and its warm
+start, the GRPO hyper-parameters and rollout budget, and how the summary reads the curves. Every strategy of a
+bench runs with the same config; only the prompts it trains on differ.
+
+    load_config("cpu-arith")              # a bundled config
+    load_config("my-bench.json")          # a JSON or TOML file of BenchConfig fields (unknown keys are an error)
+    load_config("cpu-arith").smoke()      # the same code at smoke size: 1 seed, a few steps
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError
+
+TASKS = ("arith", "math")
+HEADLINES = ("greedy", "sampled")
+DEFAULT_STRATEGIES = ("uniform", "length", "gain", "dots")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """One bench: task, model, warm start, GRPO settings, evaluation and summary rules."""
+
+    name: str
+    task: str = "arith"
+    # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed.
+    pool: tuple[tuple[int, int], ...] = ((1, 64), (2, 192), (3, 192), (4, 64))
+    eval: tuple[tuple[int, int], ...] = ((1, 36), (2, 80), (3, 80), (4, 40))
+    data_seed: int = 0
+    # arith: the warm-started model, built from a config and fine-tuned on answers inside the bench.
+    model_shape: dict[str, int] = field(default_factory=lambda: {"layers": 4, "hidden": 128, "heads": 4})
+    warm_start_digits: tuple[int, ...] = (1, 2, 3)
+    warm_start_steps: int = 3000
+    warm_start_batch: int = 64
+    warm_start_lr: float = 1e-3
+    warm_start_seed: int = 0
+    warm_start_noise: tuple[tuple[int, float], ...] = ()  # (digits, rate): supervise those sums with a slip
+    # math: a local model folder, GGUF or Hub id (None: the embedded SmolLM2-135M-Instruct), and rows of a dataset.
+    model: str | None = None
+    dataset: str | None = None  # None: the bundled sample prompt set
+    pool_rows: int = 256
+    eval_rows: int = 64
+    # GRPO (stock TRL GRPOTrainer): the same for every strategy.
+    steps: int = 400
+    prompts_per_step: int = 8
+    num_generations: int = 8
+    subset_size: int = 64  # prompts per curriculum epoch; the schedule steps every subset_size / prompts_per_step
+    learning_rate: float = 1e-4
+    temperature: float = 1.0
+    max_completion_length: int = 8
+    # Evaluation: held-out greedy accuracy and sampled pass rate (eval_samples per prompt) every eval_every steps.
+    eval_every: int = 25
+    eval_samples: int = 4
+    eval_batch: int = 256
+    # Summary: the headline metric, the target (absolute, or a fraction of the best final accuracy), smoothing.
+    headline: str = "greedy"
+    target: float | None = None
+    target_fraction: float = 0.9
+    smooth: int = 1  # trailing mean over this many evaluation points before reading to-target figures
+    # Strategies and seeds; per-strategy ScheduleConfig fields ("*" applies to all).
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    seeds: int = 3
+    schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baseline: str = "uniform"  # plain GRPO: the paired ratios' denominator, charged no gaincurate scoring
+    oracle_rollouts: int = 8
+    oracle_target: float = 0.5
+    threads: int = 1
+    device: str = "cpu"
+    # What --smoke changes (any fields above).
+    smoke_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}")
+        if self.headline not in HEADLINES:
+            raise ConfigError(f"headline must be one of {', '.join(HEADLINES)}; got {self.headline!r}")
+        for name in ("steps", "prompts_per_step", "num_generations", "subset_size", "eval_every", "eval_samples",
+                     "seeds", "smooth", "threads", "oracle_rollouts", "eval_batch"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number 1 or more; got {value!r}")
+        if self.num_generations < 2:
+            raise ConfigError("num_generations must be at least 2: GRPO compares the rollouts of a group")
+        if self.subset_size % self.prompts_per_step:
+            raise ConfigError(
+                f"subset_size {self.subset_size} must be a multiple of prompts_per_step {self.prompts_per_step}"
+            )
+        if self.target is not None and not 0 < self.target <= 1:
+            raise ConfigError(f"target is a held-out accuracy in (0, 1]; got {self.target}")
+        if not 0 < self.target_fraction <= 1:
+            raise ConfigError(f"target_fraction must lie in (0, 1]; got {self.target_fraction}")
+        object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
+        object.__setattr__(self, "eval", tuple(tuple(int(x) for x in pair) for pair in self.eval))
+        object.__setattr__(self, "warm_start_digits", tuple(int(d) for d in self.warm_start_digits))
+        for digits in {d for d, _ in (*self.pool, *self.eval)}:
+            wanted = sum(c for d, c in (*self.pool, *self.eval) if d == digits)
+            possible = (10**digits - (0 if digits == 1 else 10 ** (digits - 1))) ** 2
+            if digits < 1 or wanted > possible:
+                raise ConfigError(f"pool and eval ask for {wanted} distinct {digits}-digit sums; there are {possible}")
+        noise = tuple((int(d), float(rate)) for d, rate in self.warm_start_noise)
+        if any(not 0 <= rate <= 1 for _, rate in noise):
+            raise ConfigError(f"warm_start_noise rates must lie in [0, 1]; got {noise}")
+        object.__setattr__(self, "warm_start_noise", noise)
+        object.__setattr__(self, "strategies", tuple(self.strategies))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.subset_size // self.prompts_per_step
+
+    @property
+    def epochs(self) -> int:
+        """Curriculum epochs needed to cover `steps` optimizer steps (the last one may be cut short)."""
+        return -(-self.steps // self.steps_per_epoch)
+
+    def smoke(self) -> BenchConfig:
+        """The same bench at smoke size (one seed, a few steps): what CI runs."""
+        return dataclasses.replace(self, **{"seeds": 1, **self.smoke_overrides, "smoke_overrides": {}})
+
+    def schedule_fields(self, strategy: str) -> dict[str, Any]:
+        """The ScheduleConfig fields this bench sets for `strategy` (besides strategy, seed and subset_size)."""
+        return {**self.schedule.get("*", {}), **self.schedule.get(strategy, {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"bench config has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+_ARITH_SMOKE = {
+    "pool": ((1, 16), (2, 16)),
+    "eval": ((1, 8), (2, 8)),
+    "warm_start_steps": 60,
+    "warm_start_digits": (1, 2),
+    "model_shape": {"layers": 2, "hidden": 32, "heads": 2},
+    "steps": 4,
+    "subset_size": 8,
+    "prompts_per_step": 4,
+    "num_generations": 4,
+    "eval_every": 2,
+    "eval_samples": 2,
+    "oracle_rollouts": 2,
+}
+
+_MATH_SMOKE = {
+    **{"pool_rows": 8, "eval_rows": 4, "steps": 2, "subset_size": 4, "eval_every": 1, "max_completion_length": 16},
+    **{"eval_samples": 1, "oracle_rollouts": 2},
+}
+
+BUNDLED: dict[str, BenchConfig] = {
+    # Hyper-parameters fixed from uniform and oracle runs only (docs/bench-curriculum.md lists every one tried).
+    "cpu-arith": BenchConfig(
+        name="cpu-arith",
+        schedule={"gain": {"rescore": "window", "angle_signal": "centered"}},
+        smoke_overrides=_ARITH_SMOKE,
+    ),
+    "cpu-smollm2-math": BenchConfig(
+        name="cpu-smollm2-math",
+        task="math",
+        model=None,
+        dataset=None,
+        pool_rows=64,
+        eval_rows=32,
+        steps=48,
+        prompts_per_step=2,
+        num_generations=4,
+        subset_size=16,
+        learning_rate=1e-6,
+        max_completion_length=96,
+        eval_every=8,
+        eval_samples=2,
+        eval_batch=16,
+        seeds=1,
+        schedule={"gain": {"rescore": "window", "angle_signal": "centered"}},
+        smoke_overrides=_MATH_SMOKE,
+    ),
+    # One H100 call (10 minutes) per (strategy, seed); see docs/bench-curriculum.md for how to run it.
+    "gpu-math": BenchConfig(
+        name="gpu-math",
+        task="math",
+        model=None,
+        dataset="../shared/data/math_train.json",
+        pool_rows=1024,
+        eval_rows=256,
+        steps=120,
+        prompts_per_step=16,
+        num_generations=8,
+        subset_size=128,
+        learning_rate=1e-6,
+        max_completion_length=384,
+        eval_every=20,
+        eval_samples=4,
+        eval_batch=128,
+        device="cuda",
+        schedule={"gain": {"rescore": "window", "angle_signal": "centered"}},
+        smoke_overrides={
+            **_MATH_SMOKE,
+            **{"prompts_per_step": 2, "num_generations": 2, "eval_batch": 4, "device": "cpu", "dataset": None},
+        },
+    ),
+}
+
+
+def load_config(spec: str | Path) -> BenchConfig:
+    """A bundled config by name (`cpu-arith`, `cpu-smollm2-math`, `gpu-math`) or a JSON/TOML file of fields."""
+    if str(spec) in BUNDLED:
+        return BUNDLED[str(spec)]
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"--config {spec} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(path.read_text())
+        else:
+            data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ConfigError(f"--config {spec} cannot be parsed ({error})") from None
+    base = data.pop("base", None)
+    if base is not None:
+        if base not in BUNDLED:
+            raise ConfigError(f"--config {spec}: base {base!r} is not a bundled config ({', '.join(BUNDLED)})")
+        data = {**BUNDLED[base].to_dict(), **data}
+    return BenchConfig.from_dict(data)

@@ -1,0 +1,305 @@
+"""One (strategy, seed) pair of the bench: a real stock TRL `GRPOTrainer` run driven by the in-process curriculum.
+
+The pair does exactly what a user's script does with `gaincurate.integrations.trl` (docs/trl.md): a
+`GainCurriculum` over the bench's scores, `train_dataset()`, `wrap_rewards(...)`, `callbacks=[...]`,
+`attach(trainer)`, `trainer.train()`. The strategy is only a name in the `ScheduleConfig`, so every strategy
+the scheduler knows runs here unchanged; `oracle` (bench only) swaps its own selector into the scheduler.
+
+What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
+
+* held-out greedy accuracy and sampled pass rate (`evaluate.py`);
+* cumulative training rollouts and generated tokens, counted in the reward function while the model trains;
+* the fraction of rollout groups since the previous point whose rewards were all equal;
+* wall-clock seconds of everything the strategy costs: model load, trainer set-up, training, the curriculum's
+  epoch ends (re-scoring, prediction, drawing), plus the initial scoring for every strategy but the baseline.
+  Evaluation and the oracle's measurement pause the clock; each cost is also reported on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from gaincurate.benchmarks.curriculum.assets import Assets
+from gaincurate.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.benchmarks.curriculum.evaluate import evaluate, pass_rates, zero_variance_groups
+from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
+from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
+
+POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
+              "sampled_accuracy")  # fmt: skip
+EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
+
+
+class Clock:
+    """Seconds since start, less the time spent in `exclude(...)` blocks (measurement that is not charged)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.excluded: dict[str, float] = {}
+
+    def now(self) -> float:
+        return time.perf_counter() - self.started - sum(self.excluded.values())
+
+    @contextmanager
+    def exclude(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded[name] = self.excluded.get(name, 0.0) + time.perf_counter() - started
+
+
+class CountingReward:
+    """The task's reward, counting training rollouts, tokens and zero-variance groups as TRL calls it."""
+
+    def __init__(self, reward: Callable[..., list[float]], group_size: int, training: Callable[[], bool]) -> None:
+        self.reward = reward
+        self.group_size = group_size
+        self.training = training
+        self.__name__ = getattr(reward, "__name__", "reward")
+        self.rollouts = self.tokens = self.zero_groups = self.groups = 0
+
+    def __call__(self, *, completions: list[Any], completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
+        rewards = self.reward(completions=completions, completion_ids=completion_ids, **kwargs)
+        if self.training():
+            zero, groups = zero_variance_groups(rewards, self.group_size)
+            self.rollouts += len(rewards)
+            self.tokens += sum(len(ids) for ids in completion_ids)
+            self.zero_groups += zero
+            self.groups += groups
+        return rewards
+
+    def take_zero_variance_fraction(self) -> float | None:
+        """Zero-variance groups over groups since the last call (None when no group was trained)."""
+        fraction = self.zero_groups / self.groups if self.groups else None
+        self.zero_groups = self.groups = 0
+        return fraction
+
+
+def state_sha256(model: Any) -> str:
+    """A digest of every parameter and buffer (name, dtype, shape, bytes): equal digests mean equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_initial(assets: Assets, config: BenchConfig) -> tuple[Any, Any]:
+    """The bench's initial model and tokenizer, loaded afresh for each pair."""
+    from gaincurate.model import load_model, load_tokenizer, resolve_source
+
+    source = resolve_source(assets.model)
+    tokenizer = load_tokenizer(source)
+    dtype = "float32" if config.device == "cpu" else "bfloat16"
+    model = load_model(source, dtype=dtype, device=config.device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def grpo_config(config: BenchConfig, output_dir: Path, seed: int) -> Any:
+    """The GRPO settings shared by every strategy: the rollout budget per step, the optimizer, the length."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(output_dir), use_cpu=config.device == "cpu", bf16=config.device != "cpu",
+        per_device_train_batch_size=config.prompts_per_step * config.num_generations, gradient_accumulation_steps=1,
+        num_generations=config.num_generations, max_completion_length=config.max_completion_length,
+        num_train_epochs=config.epochs, max_steps=config.steps, learning_rate=config.learning_rate,
+        lr_scheduler_type="constant", warmup_steps=0, beta=0.0, temperature=config.temperature,
+        save_strategy="no", logging_steps=max(1, config.eval_every), report_to="none", disable_tqdm=True,
+        seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
+    )  # fmt: skip
+
+
+class _Callbacks:
+    """The pair's trainer callbacks: evaluation every K steps, progress, and the curriculum's epoch-end time."""
+
+    def __init__(self, run: PairRun) -> None:
+        self.run = run
+        self.epoch_end_started = 0.0
+
+    def before(self) -> TrainerCallback:
+        outer = self
+
+        class Before(TrainerCallback):
+            def on_epoch_end(self, args, state, control, **kwargs):
+                outer.epoch_end_started = outer.run.clock.now()
+
+        return Before()
+
+    def after(self) -> TrainerCallback:
+        outer = self
+
+        class After(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                outer.run.progress_step()
+                if state.global_step % outer.run.config.eval_every == 0 or state.global_step == args.max_steps:
+                    outer.run.measure(state.global_step)
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                outer.run.costs["curriculum_seconds"] += outer.run.clock.now() - outer.epoch_end_started
+
+        return After()
+
+
+class PairRun:
+    """Everything one (strategy, seed) pair holds while it trains; `run()` returns its record."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        assets: Assets,
+        strategy: str,
+        seed: int,
+        work_dir: Path,
+        on_point: Callable[[dict], None] | None = None,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
+        self.config, self.assets, self.strategy, self.seed = config, assets, strategy, seed
+        self.work_dir = work_dir
+        self.on_point, self.on_step = on_point, on_step
+        self.points: list[dict[str, Any]] = []
+        self.charged_setup = 0.0 if strategy == config.baseline else assets.scoring_seconds
+        self.costs = {"scoring_seconds": self.charged_setup, "curriculum_seconds": 0.0}
+        self.clock = Clock()
+
+    def progress_step(self) -> None:
+        if self.on_step is not None:
+            self.on_step()
+
+    def measure(self, step: int) -> None:
+        """One evaluation point (the clock stands still meanwhile)."""
+        config, assets = self.config, self.assets
+        with self.clock.exclude("eval"):
+            result = evaluate(
+                self.model, self.tokenizer, [assets.messages(r["problem"]) for r in assets.eval],
+                [r["answer"] for r in assets.eval], assets.check, samples=config.eval_samples,
+                temperature=config.temperature, max_new_tokens=config.max_completion_length,
+                batch_size=config.eval_batch, seed=EVAL_STREAM + step,
+            )  # fmt: skip
+        point = {
+            "strategy": self.strategy, "seed": self.seed, "step": step, "rollouts": self.counter.rollouts,
+            "tokens": self.counter.tokens, "seconds": self.charged_setup + self.clock.now(),
+            "accuracy": result.accuracy, "zero_variance_fraction": self.counter.take_zero_variance_fraction(),
+            "sampled_accuracy": result.sampled_accuracy,
+        }  # fmt: skip
+        self.points.append(point)
+        if self.on_point is not None:
+            self.on_point(point)
+
+    def _oracle_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
+        config = self.config
+
+        def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
+            rows = [dataset[row_of[int(i)]] for i in gc_ids]
+            with self.clock.exclude("oracle"):
+                return pass_rates(
+                    self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows],
+                    self.assets.check, samples=config.oracle_rollouts, temperature=config.temperature,
+                    max_new_tokens=config.max_completion_length, batch_size=config.eval_batch,
+                    seed=self.seed * 100_003 + epoch,
+                )  # fmt: skip
+
+        return measure
+
+    def _curriculum(self) -> tuple[Any, Any, OracleStrategy | None]:
+        from gaincurate.integrations.trl import GainCurriculum
+        from gaincurate.schedule.config import ScheduleConfig
+        from gaincurate.schedule.core import Scheduler
+
+        config = self.config
+        name = config.baseline if self.strategy == ORACLE else self.strategy
+        fields = config.schedule_fields(self.strategy)
+        schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
+        started = self.clock.now()
+        curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule)
+        dataset = curriculum.train_dataset()
+        oracle = None
+        if self.strategy == ORACLE:
+            row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
+            oracle = OracleStrategy(self._oracle_measure(dataset, row_of), target=config.oracle_target,
+                                    rollouts=config.oracle_rollouts)  # fmt: skip
+            driver = curriculum.driver
+            driver.scheduler = Scheduler(driver.config, driver.scores.prompts, strategy=oracle)
+            driver.scheduler.next_epoch()
+        self.costs["curriculum_seconds"] += self.clock.now() - started
+        return curriculum, dataset, oracle
+
+    def run(self) -> dict[str, Any]:
+        from trl import GRPOTrainer
+
+        config = self.config
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            self.clock = Clock()
+            self.model, self.tokenizer = load_initial(self.assets, config)
+            initial_sha256 = state_sha256(self.model)
+            curriculum, dataset, oracle = self._curriculum()
+            self.counter = CountingReward(self.assets.reward, config.num_generations, lambda: self.model.training)
+            callbacks = _Callbacks(self)
+            trainer = GRPOTrainer(
+                model=self.model, args=grpo_config(config, self.work_dir, self.seed), train_dataset=dataset,
+                reward_funcs=curriculum.wrap_rewards([self.counter]), processing_class=self.tokenizer,
+                callbacks=[callbacks.before(), curriculum.callback, callbacks.after()],
+            )  # fmt: skip
+            from transformers import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # TRL's log lines would go to stdout, which carries results
+            curriculum.attach(trainer)
+            self.measure(0)
+            trainer.train()
+            if not self.points or self.points[-1]["step"] != trainer.state.global_step:
+                self.measure(trainer.state.global_step)
+        finally:
+            torch.set_num_threads(previous_threads)
+        return self._record(curriculum, oracle, initial_sha256)
+
+    def _record(self, curriculum: Any, oracle: OracleStrategy | None, initial_sha256: str) -> dict[str, Any]:
+        history = curriculum.history
+        rescore = sum(float(line.get("timings", {}).get("rescore_s", 0.0)) for line in history)
+        costs = {
+            **self.costs,
+            "rescore_seconds": rescore,
+            "select_seconds": self.costs["curriculum_seconds"] - rescore,
+            "total_seconds": self.points[-1]["seconds"],
+            "eval_seconds": self.clock.excluded.get("eval", 0.0),
+        }
+        if oracle is not None:
+            costs |= {"measure_rollouts": oracle.costs.rollouts, "measure_tokens": oracle.costs.tokens,
+                      "measure_seconds": oracle.costs.seconds}  # fmt: skip
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "initial_sha256": initial_sha256,
+            "points": self.points,
+            "costs": costs,
+            "epochs": [{"epoch": line["epoch"], "accuracy": line.get("accuracy")} for line in history],
+            "oracle_epochs": oracle.costs.epochs if oracle is not None else None,
+        }
+
+
+def run_pair(
+    config: BenchConfig,
+    assets: Assets,
+    strategy: str,
+    seed: int,
+    work_dir: Path,
+    *,
+    on_point: Callable[[dict], None] | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> dict:
+    """Train one (strategy, seed) pair from the bench's initial model; returns its points, costs and weights digest."""
+    return PairRun(config, assets, strategy, seed, work_dir, on_point, on_step).run()

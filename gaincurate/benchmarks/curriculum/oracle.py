@@ -1,0 +1,81 @@
+"""The `oracle` arm of the bench: the ceiling of pass-rate-targeted selection, never a strategy to train with.
+
+Every epoch, before drawing, it measures every pool prompt's pass rate with the current policy (`rollouts`
+sampled completions each, at the training temperature) and trains on the `subset_size` prompts measured
+nearest the target rate (ties broken by the epoch's seeded draw). Nothing a real strategy could do knows
+more about pass rates than that, so the fraction of uniform's rollouts-to-target it needs is the most any
+such selection can save on the setup.
+
+Its measurement is reported apart (rollouts, tokens, seconds) and not charged: the bench pauses the clock
+while it runs. It plugs into the scheduler like any strategy (`rank` and `select`), so TRL trains it through
+the same in-process curriculum as every other arm. `ScheduleConfig` does not know the name, so it cannot be
+asked for outside the bench.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NAME = "oracle"
+
+Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+
+
+@dataclass
+class OracleCosts:
+    """What measuring cost, per epoch and in all; reported apart from the arm's training figures."""
+
+    rollouts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OracleStrategy:
+    """Rank in gc_id order; each epoch select the prompts whose freshly measured pass rate is nearest `target`.
+
+    `measure(gc_ids, epoch)` returns the pass rates of `gc_ids` under the current policy and the tokens it
+    generated; `rollouts` is the samples per prompt it draws (for the cost count).
+    """
+
+    name = NAME
+
+    def __init__(self, measure: Measure, *, target: float, rollouts: int) -> None:
+        self.measure = measure
+        self.target = target
+        self.rollouts = rollouts
+        self.costs = OracleCosts()
+
+    def rank(self, prompts: Any) -> np.ndarray:
+        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+
+    def select(self, state: Any, context: Any, rng: np.random.Generator) -> np.ndarray:
+        started = time.perf_counter()
+        rates, tokens = self.measure(np.asarray(context.gc_ids), int(state.epoch))
+        seconds = time.perf_counter() - started
+        chosen = nearest(rates, self.target, context.params.subset_size, rng)
+        self.costs.rollouts += len(rates) * self.rollouts
+        self.costs.tokens += tokens
+        self.costs.seconds += seconds
+        self.costs.epochs.append(
+            {
+                "epoch": int(state.epoch),
+                "pool_pass_rate": float(rates.mean()),
+                "pool_informative": float(np.mean((rates > 0) & (rates < 1))),
+                "chosen_pass_rate": float(rates[chosen].mean()),
+                "seconds": seconds,
+            }
+        )
+        return chosen
+
+
+def nearest(rates: np.ndarray, target: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of the `count` rates nearest `target`, ties broken at random by `rng`; ascending."""
+    ties = rng.random(len(rates))
+    order = np.lexsort((ties, np.abs(np.asarray(rates, dtype=np.float64) - target)))
+    return np.sort(order[:count]).astype(np.int64)

@@ -1,0 +1,110 @@
+"""The `gaincurate` command line: thin Typer commands over the library, and the one error path.
+
+    gaincurate score data.jsonl --out scores        # gaincurate/cli/score.py (score, merge)
+    gaincurate show scores                          # show.py
+    gaincurate schedule init|next|run|status        # schedule.py
+    gaincurate rollout / difficulty ...             # rollout.py, difficulty.py
+    gaincurate bench curriculum / signal check      # bench.py
+
+Each command parses its options (shared ones in `options.py`), calls one library function and hands the
+result to `render.emit`: results go to stdout, progress (`progress.py`) and errors to stderr.
+
+`main()` is the console entry point and the only place errors are turned into output. A user error
+prints one line, `gaincurate: error: ...`, naming the bad value and the fix: usage errors (an unknown
+flag, a missing option, a bad choice or type) exit 2, a `GaincurateError` 1 (or its own code), a full
+disk or a denied write 1. Ctrl-C exits 130 and says the run resumes when re-run. Set GAINCURATE_DEBUG=1
+for the traceback. Bugs are not caught.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+import typer
+from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
+
+from gaincurate.errors import GaincurateError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    help="Choose which prompts an RL fine-tuning run trains on, and when (GAIN-RL angle concentration).",
+)
+
+# Environment faults the user fixes outside gaincurate; everything written so far is kept.
+_NO_SPACE = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some quota", errno.EFBIG: "raise `ulimit -f`"}
+_NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
+INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same command again to resume"
+
+
+def _mount() -> None:
+    """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
+    from gaincurate.cli import bench, difficulty, rollout, schedule, score, show
+
+    score.register(app)
+    show.register(app)
+    rollout.register(app)
+    app.add_typer(schedule.app, name="schedule")
+    app.add_typer(difficulty.app, name="difficulty")
+    app.add_typer(bench.bench_app, name="bench")
+    app.add_typer(bench.signal_app, name="signal")
+
+
+_mount()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: run the app; every user error becomes one line on stderr and an exit code."""
+    try:
+        code = app(args=args, prog_name="gaincurate", standalone_mode=False)
+    except KeyboardInterrupt:  # raised outside a command (Typer turns one inside a command into 130)
+        code = 130
+    except NoArgsIsHelpError as shown:
+        print(shown.format_message(), file=sys.stderr, end="")
+        sys.exit(shown.exit_code)
+    except (GaincurateError, ClickException, typer.Abort, OSError) as error:
+        _fail(error)
+    if code == 130:
+        print(INTERRUPTED, file=sys.stderr)
+    if isinstance(code, int) and code != 0:  # success returns, so callers in Python can go on
+        sys.exit(code)
+
+
+def _fail(error: BaseException) -> None:
+    """Print a user error as one line and exit with its code; anything else is a bug and keeps its traceback."""
+    if isinstance(error, OSError) and error.errno not in _NO_SPACE.keys() | _NO_ACCESS:
+        raise error
+    if os.environ.get("GAINCURATE_DEBUG") == "1":
+        raise error
+    print(f"gaincurate: error: {_one_line(error)}", file=sys.stderr)
+    sys.exit(getattr(error, "exit_code", 1) if isinstance(error, GaincurateError | ClickException) else 1)
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, UsageError):
+        where = error.ctx.command_path if error.ctx is not None else "gaincurate"
+        return f"{_usage_message(error)} (see `{where} --help`)"
+    if isinstance(error, ClickException):
+        return " ".join(error.format_message().split())
+    if isinstance(error, typer.Abort):
+        return "aborted"
+    if isinstance(error, OSError):
+        fix = _NO_SPACE.get(error.errno, "fix the permissions or pick another path")
+        return f"{error.filename or 'a file'}: {error.strerror}; {fix}, then run the same command again to resume"
+    return str(error) or type(error).__name__  # the library's own wording: one line, or a line and a log tail
+
+
+def _usage_message(error: UsageError) -> str:
+    """Click's message, with the value that failed to parse named: `--top -1 is not valid: input should be ...`."""
+    errors = getattr(error.__cause__, "errors", None)  # Typer parses values with pydantic; its error holds the input
+    if isinstance(error, BadParameter) and error.param is not None and callable(errors) and errors():
+        first = errors()[0]
+        hint = error.param_hint or error.param.get_error_hint()
+        hint = hint if isinstance(hint, str) else " / ".join(hint)
+        detail = str(first["msg"]).removeprefix("Value error, ")
+        return f"{hint.replace(chr(39), '')} {first['input']} is not valid: {detail[0].lower()}{detail[1:]}"
+    return " ".join(error.format_message().split())

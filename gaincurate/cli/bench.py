@@ -1,0 +1,104 @@
+"""`gaincurate bench curriculum` and `gaincurate signal check`: the measurements behind the docs' claims.
+
+    gaincurate bench curriculum --config cpu-arith --out bench/ --strategies uniform,gain,oracle --seeds 3
+    gaincurate signal check scores/ --data problems.jsonl --rows 200 --json
+
+`bench curriculum` trains every (strategy, seed) pair with stock TRL GRPO and reports accuracy per rollout
+spent (gaincurate.benchmarks.curriculum); a killed bench resumes at the first unfinished pair. `signal
+check` correlates the angle score with the gradient of each prompt's right answer, beyond length
+(gaincurate.benchmarks.signal). Both load torch only when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument
+from gaincurate.cli.progress import RowProgress, setup_logging
+from gaincurate.cli.render import Stdout, emit
+
+bench_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy.",
+)
+signal_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Check that the angle score carries learning signal on a model, beyond prompt length.",
+)
+
+
+@bench_app.command(
+    epilog="Examples:\n\n* `gaincurate bench curriculum --config cpu-arith --out bench --smoke`\n\n"
+    "* `gaincurate bench curriculum --config my-bench.toml --out bench --strategies uniform,gain,dots --seeds 5`"
+)
+def curriculum(
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", metavar="NAME|FILE", help="cpu-arith, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bench directory (resumed when it holds this bench).")],
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated: schedule strategies and oracle (default: the config's).")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 per strategy (default: the config's).")] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="One seed, a few steps: checks the harness end to end.")
+    ] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train each strategy and seed with stock TRL GRPO; print accuracy per rollout spent, with 95% CIs."""
+    setup_logging(quiet or as_json)
+    from gaincurate.benchmarks.curriculum.bench import run_bench
+    from gaincurate.benchmarks.curriculum.summary import markdown_table
+
+    chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies else None
+    with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
+        summary = run_bench(config, out, strategies=chosen, seeds=seeds, smoke=smoke, progress=progress)
+    emit(summary, as_json=as_json, human=lambda stdout: stdout.write(markdown_table(summary)))
+
+
+@signal_app.command(
+    epilog="Example:\n\n* `gaincurate signal check scores --data problems.jsonl --rows 200` after `gaincurate score`"
+)
+def check(
+    scores: ScoresDirArgument,
+    data: Annotated[
+        str | None, typer.Option(help="The dataset the scores came from, for answers (default: the scores' columns).")
+    ] = None,
+    rows: Annotated[int | None, typer.Option(min=1, help="A seeded sample of N prompts (default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    answer_column: Annotated[str, typer.Option(help="Column of the right answers.")] = "answer",
+    difficulty_column: Annotated[str, typer.Option(help="Column of a known difficulty, if any.")] = "difficulty",
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    config: ConfigFile = None,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Spearman of each prompt's answer-gradient norm with its score, its length and its difficulty."""
+    setup_logging(quiet or as_json)
+    from gaincurate.benchmarks.signal import signal_check
+
+    with RowProgress("signal (prompts)", quiet=quiet or as_json) as progress:
+        result = signal_check(
+            scores, data, rows=rows, seed=seed, answer_column=answer_column, difficulty_column=difficulty_column,
+            device=device, progress=progress,
+        )  # fmt: skip
+    emit(result, as_json=as_json, human=lambda stdout: _draw_signal(stdout, result))
+
+
+def _draw_signal(stdout: Stdout, result: dict[str, Any]) -> None:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.3f}"
+
+    stdout.line(f"{result['rows']} prompts: Spearman of the answer-gradient norm with")
+    for name, value in result["spearman"].items():
+        stdout.line(f"  {name:<16} {number(value)}")
+    stdout.line(f"  score, length held fixed (partial) {number(result['partial_spearman_score_given_length'])}")

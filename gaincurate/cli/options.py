@@ -1,0 +1,83 @@
+"""Options shared by the commands, each defined once as an `Annotated` alias, and `--config FILE` for all.
+
+Choices are `Literal[CONSTANT]` of the library's own constants (`Literal[STRATEGIES]`), so a new strategy or
+backend appears in the CLI, its `--help` and its config check without a second list to keep in step.
+
+`--config FILE` (JSON or TOML) gives option values by their long names, `prompt_column` or
+`prompt-column`. It is read before the other options and its values act as defaults, so the order is
+defaults, then the file, then flags. Every command reads it through `gaincurate.config_file`, the one
+check of unknown keys and value types. `score` reads it as a scoring config instead (`ScoreConfigFile`),
+so the `config` of any scores manifest can be passed back as `--config`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gaincurate.config_file import read_config_file
+
+
+def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
+    """`--config FILE`: check the file against this command's options, then make its values their defaults."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    by_key, schema = command_schema(ctx.command)
+    values = read_config_file(value, schema)
+    # An option with its own text parser (`--subset-size 1/8`) takes the number a file gives as that text.
+    defaults = {by_key[key].name: str(item) if _parsed(by_key[key]) and item is not None else item
+                for key, item in values.items()}  # fmt: skip
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def command_schema(command: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config keys of a command (its long option names, underscored) mapped to its parameters and types."""
+    hints = typing.get_type_hints(inspect.unwrap(command.callback))
+    by_key = {}
+    for param in command.params:
+        if param.name in ("config", None) or not param.expose_value:
+            continue
+        long_names = [opt for opt in param.opts if opt.startswith("--")]
+        by_key[(long_names[0][2:] if long_names else param.name).replace("-", "_")] = param
+    schema = {
+        key: hints[param.name] | int | float if _parsed(param) else hints[param.name] for key, param in by_key.items()
+    }
+    return by_key, schema
+
+
+def _parsed(param: Any) -> bool:
+    """Whether the option reads its value with its own parser from text (Typer's `parser=`)."""
+    info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
+    return getattr(info, "parser", None) is not None
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        is_eager=True,
+        callback=apply_config_file,
+        help='JSON or TOML table of option values by long name (`prompt_column = "q"`); flags override it.',
+    ),
+]
+ScoreConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="JSON or TOML table of scoring settings: the option names, or a manifest's `config`; flags override it.",
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr: no progress, stage or log lines.")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (NaN and infinities as null); no progress.")
+]
+ScoresDirArgument = Annotated[Path, typer.Argument(help="A directory written by `gaincurate score`.")]
+Dtype = Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16. [default: auto]")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N]. [default: auto]")]

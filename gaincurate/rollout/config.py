@@ -1,0 +1,85 @@
+"""What `gaincurate rollout` is asked to do (`RolloutConfig`, checked on construction) and what it did."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gaincurate.errors import ConfigError
+from gaincurate.rollout.answers import ANSWER_FORMATS
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutConfig:
+    """What `gaincurate rollout` was asked to do (the settings a resume must match are in `OUT.rollout.json`)."""
+
+    scores: str
+    out: str
+    model: str | None = None  # None: the model recorded in the scores manifest
+    samples: int = 4
+    reference_size: int | None = None  # None (and no ids_file): every prompt
+    ids_file: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    seed: int = 0
+    answer_column: str | None = None  # None: the manifest's answer column
+    answer_format: str = "boxed"  # see gaincurate.rollout.answers
+    batch_size: int = 32  # sequences per generate call, rounded down to whole prompt groups
+    dtype: str = "auto"
+    device: str = "auto"
+    threads: int | None = None  # torch intra-op threads while generating; None: torch's default
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"--threads must be 1 or more; got {self.threads!r}")
+        for flag, value, low in [
+            ("--samples", self.samples, 1),
+            ("--max-new-tokens", self.max_new_tokens, 1),
+            ("--batch-size", self.batch_size, 1),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{flag} must be a whole number {low} or more; got {value!r}")
+        if self.reference_size is not None and (isinstance(self.reference_size, bool) or self.reference_size < 1):
+            raise ConfigError(f"--reference-size must be 1 or more; got {self.reference_size!r}")
+        if self.reference_size is not None and self.ids_file is not None:
+            raise ConfigError("pass either --reference-size or --ids, not both")
+        if not (isinstance(self.temperature, int | float) and 0 <= self.temperature < float("inf")):
+            raise ConfigError(f"--temperature must be 0 (greedy) or more; got {self.temperature!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a whole number 0 or more; got {self.seed!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}")
+
+    @property
+    def prompts_per_batch(self) -> int:
+        return max(1, self.batch_size // self.samples)
+
+
+@dataclass
+class RolloutResult:
+    out: str
+    prompts: int
+    prompts_resumed: int
+    rollouts_written: int
+    mean_reward: float | None  # over the whole output file
+    generated_tokens: int
+    truncated_rollouts: int  # rollouts that reached max_new_tokens without stopping
+    generate_seconds: float
+    load_seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.generated_tokens / self.generate_seconds if self.generate_seconds > 0 else None
+
+    @property
+    def rollouts_per_second(self) -> float | None:
+        return self.rollouts_written / self.generate_seconds if self.generate_seconds > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "tokens_per_second": self.tokens_per_second,
+            "rollouts_per_second": self.rollouts_per_second,
+        }

@@ -1,0 +1,95 @@
+"""The prompts a rollout run samples: chosen gc_ids, their questions and gold answers, and prompt settings.
+
+Everything comes from the scores directory, so a rollout prompt is built exactly as the scored one was
+(system prompt, few-shot turns, chat template recorded in its manifest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.rollout.config import RolloutConfig
+
+REFERENCE_STREAM = 7  # seed-sequence branch for drawing the reference ids, apart from sampling streams
+
+
+@dataclass(frozen=True)
+class Inputs:
+    gc_ids: np.ndarray
+    questions: list[str]
+    answers: list[str | None]
+    prompt_config: dict[str, Any]
+    dataset_fingerprint: str | None
+    model_spec: str | None
+    answer_column: str
+
+
+def choose_ids(all_ids: np.ndarray, *, reference_size: int | None, ids_file: str | None, seed: int) -> np.ndarray:
+    """The gc_ids to roll out, ascending: from --ids, a seeded sample of --reference-size, or all."""
+    all_ids = np.asarray(all_ids, dtype=np.int64)
+    if ids_file is not None:
+        return _ids_from_file(all_ids, ids_file)
+    if reference_size is None:
+        return np.sort(all_ids)
+    if reference_size > len(all_ids):
+        raise ConfigError(f"--reference-size {reference_size} is more than the {len(all_ids)} prompts")
+    rng = np.random.default_rng([seed, REFERENCE_STREAM])
+    return np.sort(rng.choice(np.sort(all_ids), size=reference_size, replace=False))
+
+
+def _ids_from_file(all_ids: np.ndarray, ids_file: str) -> np.ndarray:
+    path = Path(ids_file)
+    if not path.is_file():
+        raise InputError(f"--ids {ids_file} does not exist; pass a file of gc_ids, one per line")
+    try:
+        text = path.read_text().strip()
+        values = json.loads(text) if text.startswith("[") else [int(t) for t in text.replace(",", " ").split()]
+        chosen = np.asarray(sorted({int(v) for v in values}), dtype=np.int64)
+    except (ValueError, TypeError):
+        raise InputError(f"--ids {ids_file} must hold whole gc_ids, one per line (or a JSON list)") from None
+    unknown = np.setdiff1d(chosen, all_ids)
+    if len(unknown):
+        raise InputError(f"--ids {ids_file} names gc_id {int(unknown[0])}, which is not in the scores directory")
+    if not len(chosen):
+        raise InputError(f"--ids {ids_file} names no gc_id")
+    return chosen
+
+
+def read_inputs(config: RolloutConfig) -> Inputs:
+    """The chosen prompts of `config.scores`, with their answers; one-line errors for a missing column."""
+    from gaincurate.shards import read_manifest, read_scores
+
+    manifest = read_manifest(Path(config.scores))
+    prompt_config = manifest.get("config", {})
+    prompt_column = prompt_config.get("prompt_column", "problem")
+    answer_column = config.answer_column or prompt_config.get("answer_column")
+    if not answer_column:
+        raise ConfigError(f"{config.scores} was scored without an answer column; pass --answer-column NAME")
+    columns = manifest.get("dataset", {}).get("columns")
+    if columns is not None and answer_column not in columns:
+        raise InputError(
+            f"{config.scores} has no column {answer_column!r}; available: {', '.join(columns)}. Pass --answer-column"
+        )
+    table = read_scores(Path(config.scores))
+    if answer_column not in table.column_names:
+        raise InputError(f"{config.scores} has no column {answer_column!r}; pass --answer-column NAME")
+    all_ids = table.column("gc_id").to_numpy(zero_copy_only=False).astype(np.int64)
+    chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)
+    rows = np.searchsorted(all_ids, chosen)
+    questions = table.column(prompt_column).take(rows).to_pylist()
+    answers = table.column(answer_column).take(rows).to_pylist()
+    return Inputs(
+        gc_ids=chosen,
+        questions=["" if q is None else str(q) for q in questions],
+        answers=[None if a is None else str(a) for a in answers],
+        prompt_config=prompt_config,
+        dataset_fingerprint=manifest.get("dataset", {}).get("fingerprint"),
+        model_spec=config.model if config.model is not None else prompt_config.get("model"),
+        answer_column=answer_column,
+    )

@@ -1,0 +1,205 @@
+"""Batched, seeded sampling with `transformers` `generate` for `gaincurate rollout`.
+
+* `render_prompts` builds each prompt exactly as the scores directory did (system prompt, few-shot
+  turns, chat template) with `gaincurate.prompts.build_messages`.
+* `generate_batch` left-pads the distinct prompts, prefills each once, repeats its key/value cache
+  for the samples, and lets `generate` continue. Every rollout (gc_id, sample) draws its tokens with
+  its own `torch.Generator`, seeded from (seed, gc_id, sample), inside a logits processor; `generate`
+  then takes the argmax of the one-hot it returns. So a completion depends on its own seed only, not
+  on which other rows share the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from gaincurate.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SamplingSettings(Protocol):
+    """What `generate_batch` reads of a run's settings (`RolloutConfig` has these fields)."""
+
+    @property
+    def samples(self) -> int: ...
+
+    @property
+    def max_new_tokens(self) -> int: ...
+
+    @property
+    def temperature(self) -> float: ...
+
+    @property
+    def seed(self) -> int: ...
+
+
+def rollout_seed(seed: int, gc_id: int, sample: int) -> int:
+    """A 64-bit seed for one rollout, independent of batching and of every other rollout."""
+    return int(np.random.SeedSequence([seed, gc_id, sample]).generate_state(1, np.uint64)[0])
+
+
+def seeded_sampler(seeds: Sequence[int], temperature: float) -> Any:
+    """A logits processor that samples each row with its own generator and returns a one-hot mask.
+
+    `generate` runs greedy (argmax) on its output, so the token is exactly the sampled one. Each row
+    draws once per step whatever the other rows do, so its completion depends only on its own seed.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededSampler(LogitsProcessor):
+        def __init__(self) -> None:
+            self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            scores = scores.float().cpu()
+            if temperature == 0:
+                chosen = scores.argmax(-1)
+            else:
+                probs = torch.softmax(scores / temperature, dim=-1)
+                chosen = torch.stack(
+                    [torch.multinomial(row, 1, generator=g)[0] for row, g in zip(probs, self.generators, strict=True)]
+                )
+            mask = torch.full_like(scores, float("-inf"))
+            mask[torch.arange(len(chosen)), chosen] = 0.0
+            return mask.to(input_ids.device)
+
+    return SeededSampler()
+
+
+def render_prompts(tokenizer: Any, questions: Sequence[str], prompt_config: dict[str, Any]) -> list[list[int]]:
+    """Token ids of each prompt, built like the scores directory's: system prompt, few-shot, template."""
+    from gaincurate.prompts import PromptFormat, build_messages, render_with_spans
+
+    fmt = PromptFormat(
+        system_prompt=prompt_config.get("system_prompt"),
+        few_shot=tuple(dict(s) for s in prompt_config.get("few_shot") or ()),
+        chat_template=prompt_config.get("chat_template", True),
+    )
+    texts = []
+    for question in questions:
+        if fmt.chat_template:
+            messages = build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
+            texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        else:
+            texts.append(render_with_spans(tokenizer, question, fmt)[0])
+    # A chat template writes its own BOS; plain text needs the tokenizer's (as in scoring).
+    encoded = tokenizer(texts, add_special_tokens=not fmt.chat_template)
+    ids = [list(row) for row in encoded["input_ids"]]
+    max_length = prompt_config.get("max_length")
+    if max_length and any(len(row) > max_length for row in ids):
+        log.warning("some prompts are longer than the scoring --max-length %d; they are generated in full", max_length)
+    return ids
+
+
+def plan_batches(lengths: Sequence[int], prompts_per_batch: int) -> list[list[int]]:
+    """Indices grouped into fixed batches, longest prompts first (ties by index): less left padding."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + prompts_per_batch] for i in range(0, len(order), prompts_per_batch)]
+
+
+def default_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` torch intra-op threads, restoring the previous count afterwards.
+
+    On a CPU shared with other busy processes, one thread can decode many times faster than two:
+    threads that wait for a descheduled peer at every small matmul spin instead of working.
+    """
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ConfigError(
+            "the tokenizer has no end-of-sequence token, so generation could not stop; pick another model"
+        )
+    return ids
+
+
+def generate_batch(
+    model: Any,
+    prompts: list[list[int]],
+    gc_ids: list[int],
+    config: SamplingSettings,
+    *,
+    pad_id: int,
+    stop_ids: list[int],
+    device: str,
+) -> tuple[list[list[int]], list[int]]:
+    """Sample `config.samples` completions of each prompt in one left-padded `generate` call.
+
+    Each distinct prompt is prefilled once (all but its last token) and its key/value cache repeated
+    for its samples, so the prompt is not run `samples` times; `generate` continues from that cache.
+    Returns each row's completion tokens (up to, not including, the stop token) and its generated
+    token count (the stop token included), rows ordered prompt by prompt, sample by sample.
+    """
+    import torch
+    from transformers import DynamicCache, GenerationConfig, LogitsProcessorList
+
+    width = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, width - len(prompt) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    seeds = [rollout_seed(config.seed, gc_id, k) for gc_id in gc_ids for k in range(config.samples)]
+    generation = GenerationConfig(
+        do_sample=False, max_new_tokens=config.max_new_tokens, pad_token_id=pad_id, eos_token_id=stop_ids
+    )
+    # `generate` numbers the positions of a left-padded row from its first real token; the prefill must
+    # number them the same way, or the cached keys and the new tokens disagree on where they are.
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        if width > 1:
+            prefix = slice(0, width - 1)
+            model(
+                input_ids=input_ids[:, prefix],
+                attention_mask=attention_mask[:, prefix],
+                position_ids=position_ids[:, prefix],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        cache.batch_repeat_interleave(config.samples)
+        output = model.generate(
+            input_ids=input_ids.repeat_interleave(config.samples, dim=0),
+            attention_mask=attention_mask.repeat_interleave(config.samples, dim=0),
+            past_key_values=cache,
+            generation_config=generation,
+            logits_processor=LogitsProcessorList([seeded_sampler(seeds, config.temperature)]),
+        )
+    completions, counts = [], []
+    stops = set(stop_ids)
+    for tokens in output[:, width:].tolist():
+        end = next((i for i, token in enumerate(tokens) if token in stops), None)
+        completions.append(tokens if end is None else tokens[:end])
+        counts.append(len(tokens) if end is None else end + 1)
+    return completions, counts

@@ -1,0 +1,216 @@
+"""The in-process curriculum: a scheduler that a trainer process holds for the whole run.
+
+`gaincurate schedule run` launches the trainer once per epoch. A trainer that stays up for the whole run
+(TRL's GRPOTrainer through `gaincurate.integrations.trl`, verl 0.5-0.7.1 through
+`gaincurate.integrations.verl`) holds a `CurriculumDriver` instead. It hands out the current epoch's
+prompts, collects the rollouts' rewards as they arrive, and at the end of each epoch takes the same step
+as `schedule next` (`gaincurate.schedule.driver.take_step`), with fresh scores when the caller re-scored:
+
+    driver = CurriculumDriver(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
+    driver.plan.gc_ids                     # the epoch's prompts, in rank order
+    driver.record(gc_ids, rewards)         # any number of times during the epoch
+    record = driver.step(rescored=driver.rescore(model=model, tokenizer=tokenizer))   # at the epoch's end
+
+With a run directory the driver keeps it through `gaincurate.schedule.rundir`, byte for byte as
+`gaincurate schedule` does, so `gaincurate schedule status` reads an in-process run too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError
+from gaincurate.feedback import format_line
+from gaincurate.schedule import rundir
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
+from gaincurate.schedule.driver import init_run, open_scheduler, take_step
+from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.inputs import load_scores
+from gaincurate.schedule.registry import build_strategy
+from gaincurate.schedule.rundir import RunState
+from gaincurate.schedule.state import ScheduleState
+
+STATE_DICT_VERSION = 1
+
+
+class CurriculumDriver:
+    """A `Scheduler` plus the rollout bookkeeping and run directory an in-process trainer needs.
+
+    Give `scores_dir` (and `config`) for a new schedule; give `run_dir` too to keep it on disk. An
+    existing `run_dir` is continued from its state.json; a `config` or `scores_dir` passed with it must
+    match the ones it was started with. `write=False` (the other ranks of a multi-process job) reads an
+    existing run directory but never writes one. `state_dict()` / `load_state_dict()` carry what a trainer
+    checkpoint needs to resume exactly: the scheduler state and the current epoch's rollouts so far.
+    """
+
+    def __init__(
+        self,
+        scores_dir: str | Path | None = None,
+        config: ScheduleConfig | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        write: bool = True,
+    ) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._run = _open_run(self.run_dir, scores_dir, config, write=write)
+        if self._run is not None:
+            self.scheduler, self.scores = open_scheduler(self._run)
+            self.scores_dir = Path(self._run.scores_dir)
+        else:
+            self.scores_dir = Path(scores_dir)
+            self.scores = load_scores(self.scores_dir)
+            config = config or ScheduleConfig()
+            self.scheduler = Scheduler(
+                config, self.scores.prompts, strategy=build_strategy(self.scores, config, initial=True)
+            )
+        self.write = write and self.run_dir is not None
+        self.config = self.scheduler.config
+        self.params = self.scheduler.params
+        self.history: list[dict[str, Any]] = []  # the records of the steps taken by this driver
+        self._records: list[tuple[int, float]] = []
+        self._epoch_started = time.perf_counter()
+        if self.scheduler.state.epoch < 0:
+            self._take()
+
+    @property
+    def plan(self) -> EpochPlan:
+        """The epoch being trained: its prompts' gc_ids in rank order."""
+        plan = self.scheduler.current
+        assert plan is not None  # epoch 0 is drawn in __init__
+        return plan
+
+    @property
+    def epoch(self) -> int:
+        return self.scheduler.state.epoch
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The current epoch's rollouts so far, as feedback lines."""
+        return [{"gc_id": gc_id, "reward": reward} for gc_id, reward in self._records]
+
+    def record(self, gc_ids: Iterable[Any], rewards: Iterable[Any]) -> int:
+        """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
+        added = []
+        reward_min, reward_max = self.params.reward_min, self.params.reward_max
+        for gc_id, reward in zip(gc_ids, rewards, strict=True):
+            if reward is None or (isinstance(reward, float) and math.isnan(reward)):
+                continue
+            value = float(reward)
+            if not reward_min <= value <= reward_max:
+                raise ConfigError(
+                    f"reward {value:g} of gc_id {int(gc_id)} is outside [{reward_min:g}, reward_max={reward_max:g}]; "
+                    "make the recorded reward function return 0 for a wrong answer and reward_max for a right one "
+                    "(set ScheduleConfig(reward_max=...) to the reward of a correct answer)"
+                )
+            added.append((int(gc_id), value))
+        self._records.extend(added)
+        return len(added)
+
+    def replace_records(self, records: Iterable[Any]) -> None:
+        """Set the current epoch's rollouts to `records` (`(gc_id, reward)` pairs), e.g. gathered from all ranks."""
+        self._records = [(int(gc_id), float(reward)) for gc_id, reward in records]
+
+    def rescore(self, *, model: Any = None, tokenizer: Any = None, checkpoint: str | Path | None = None):
+        """Fresh scores for the prompts the config wants re-scored now, or None when none are due.
+
+        Pass the live model and its tokenizer (in-process trainers), or a checkpoint folder.
+        """
+        ids = self.scheduler.rescore_ids()
+        if ids is None:
+            return None
+        from gaincurate import scoring
+
+        started = time.perf_counter()
+        scores = scoring.rescore(self.scores_dir, ids, checkpoint=checkpoint, model=model, tokenizer=tokenizer)
+        self._rescore_seconds = time.perf_counter() - started
+        return Rescored(np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64))
+
+    def step(self, *, rescored: Rescored | None = None, ang: float | None = None, checkpoint: str | None = None):
+        """End the current epoch: summarize its rollouts, move mu, draw the next epoch. Returns the record."""
+        if not self._records:
+            raise ConfigError(
+                f"no rollout reward was recorded for epoch {self.epoch}; record the rewards of the reward "
+                "function that says whether an answer is right (see gaincurate.integrations.trl.GainCurriculum."
+                "wrap_rewards, or the verl sampler's update)"
+            )
+        train_seconds = time.perf_counter() - self._epoch_started
+        started = time.perf_counter()
+        summary = self.scheduler.summarize(self.records)
+        timings = {"feedback_s": time.perf_counter() - started, "train_s": train_seconds}
+        if rescored is not None:
+            timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
+        archive = "".join(format_line(gc_id, reward) for gc_id, reward in self._records).encode()
+        record = self._take(
+            summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings
+        )
+        self._records = []
+        self._epoch_started = time.perf_counter()
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume mid-run: the scheduler state and this epoch's rollouts so far."""
+        return {
+            "version": STATE_DICT_VERSION,
+            "schedule": self.scheduler.state.to_json(),
+            "records": [[gc_id, reward] for gc_id, reward in self._records],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Return to a saved point (a trainer resuming from a checkpoint); the run directory follows."""
+        if state.get("version") != STATE_DICT_VERSION:
+            raise ConfigError(
+                f"the checkpoint's curriculum state has version {state.get('version')}; "
+                f"this gaincurate reads {STATE_DICT_VERSION}"
+            )
+        schedule = ScheduleState.from_json(state["schedule"])
+        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy)
+        self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
+        self._epoch_started = time.perf_counter()
+        if self.write:
+            self._run = dataclasses.replace(self._run, schedule=self.scheduler.state)
+            rundir.save_run(self.run_dir, self._run)
+
+    def _take(self, feedback: Feedback | None = None, **step: Any) -> dict[str, Any] | None:
+        """One `take_step`, written to the run directory when this driver writes one."""
+        stepped = take_step(
+            self.scheduler, self.scores, run_dir=self.run_dir if self.write else None, run=self._run, feedback=feedback,
+            **step,
+        )  # fmt: skip
+        if stepped.run is not None:
+            self._run = stepped.run
+        if stepped.record is not None:
+            self.history.append(stepped.record)
+        return stepped.record
+
+
+def _open_run(
+    run_dir: Path | None, scores_dir: str | Path | None, config: ScheduleConfig | None, *, write: bool
+) -> RunState | None:
+    """The run an in-process driver continues or starts in `run_dir`; None when it keeps no run directory."""
+    if run_dir is not None and rundir.holds_run(run_dir):
+        run = rundir.load_run(run_dir)
+        if config is not None and config != run.config:
+            raise ConfigError(
+                f"{run_dir} was started with a different schedule config ({run.config.to_dict()}); "
+                "drop config= to continue it, or pick a new run_dir"
+            )
+        if scores_dir is not None and Path(scores_dir).resolve() != Path(run.scores_dir):
+            raise ConfigError(
+                f"{run_dir} schedules {run.scores_dir}, not {scores_dir}; drop scores_dir= or pick a new run_dir"
+            )
+        return run
+    if run_dir is not None and write:
+        if scores_dir is None:
+            raise ConfigError(f"{run_dir} holds no schedule yet; pass scores_dir= to start one there")
+        return init_run(run_dir, Path(scores_dir), config or ScheduleConfig())[0]
+    if scores_dir is None:
+        raise ConfigError("a curriculum needs scores_dir= (a `gaincurate score` output) or an existing run_dir=")
+    return None

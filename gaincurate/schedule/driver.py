@@ -1,0 +1,309 @@
+"""The epoch loop: one scheduler step, taken by `schedule next`, `schedule run` and in-process trainers alike.
+
+`init_run` creates a run directory; `advance` consumes the latest epoch's feedback file (re-scoring from a
+checkpoint when asked), moves mu and writes the next epoch (the first call writes epoch 0); `run_status`
+reads it back. The trainer-command loop (`gaincurate.integrations.command`) calls `advance` after each
+trained epoch; the in-process `gaincurate.schedule.curriculum.CurriculumDriver` calls `take_step` with
+rollouts it collected in memory. Every file goes through `gaincurate.schedule.rundir`, so a run directory
+is the same whichever way it was driven.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import InputError
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.schedule import rundir
+from gaincurate.schedule.checkpoints import find_checkpoint
+from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
+from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
+from gaincurate.schedule.epochs import check_format
+from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
+from gaincurate.schedule.inputs import ScoresInput, load_scores
+from gaincurate.schedule.reference import fresh_reference
+from gaincurate.schedule.registry import build_strategy
+from gaincurate.schedule.rundir import RunState
+
+STATUS_KEYS = (
+    "epoch", "mu", "accuracy", "ang", "ang_source", "signal", "delta", "mu_next", "rollouts", "reranked", "timings",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one `advance` did: the epoch written and, after epoch 0, the update that led to it."""
+
+    epoch: int
+    mu: float
+    path: Path
+    subset_size: int
+    record: dict[str, Any] | None
+    notices: list[str]
+    strategy: str
+
+
+@dataclass(frozen=True)
+class Stepped:
+    """What `take_step` did: the scheduler's step, its history line, and (when written) the epoch file and state."""
+
+    step: EpochStep
+    record: dict[str, Any] | None
+    path: Path | None
+    run: RunState | None
+
+
+def take_step(
+    scheduler: Scheduler,
+    scores: ScoresInput,
+    *,
+    run_dir: Path | None,
+    run: RunState | None,
+    feedback: Feedback | None = None,
+    rescored: Rescored | None = None,
+    ang: float | None = None,
+    archive: bytes | None = None,
+    checkpoint: str | None = None,
+    timings: dict[str, float] | None = None,
+    feedback_sha256: str | None = None,
+    reference: FreshReference | None = None,
+) -> Stepped:
+    """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
+
+    The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
+    epoch file, the history line, and last the state, so a step killed half-way is simply done again.
+    `feedback_sha256` (default: the hash of `archive`) goes into the history line.
+    """
+    timings = {} if timings is None else timings
+    step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
+    if feedback_sha256 is None and archive is not None:
+        feedback_sha256 = fingerprint(archive)
+    record = None
+    if step.record is not None:
+        record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
+    if run_dir is None or run is None:
+        return Stepped(step, None if record is None else record | {"timings": timings}, None, None)
+    started = time.perf_counter()
+    if record is not None and archive is not None:
+        rundir.archive_feedback(run_dir, record["epoch"], archive)
+    path = rundir.write_epoch_file(run_dir, scores, scheduler.params, step.plan)
+    timings["write_s"] = time.perf_counter() - started
+    if record is not None:
+        record = record | {"timings": timings}
+        rundir.write_history(run_dir, record)
+    run = dataclasses.replace(run, schedule=scheduler.state, trained=False, checkpoint=None, train_seconds=None)
+    rundir.save_run(run_dir, run)
+    return Stepped(step, record, path, run)
+
+
+def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, ScheduleParams]:
+    """Create a run directory for `scores_dir`; nothing is written when any check fails."""
+    run_dir = Path(run_dir)
+    rundir.check_new(run_dir)
+    scores = load_scores(scores_dir)
+    check_format(scores, config.format)
+    scheduler = Scheduler(config, scores.prompts, strategy=build_strategy(scores, config, initial=True))
+    run = RunState(
+        config=config,
+        scores_dir=str(Path(scores_dir).resolve()),
+        n_prompts=len(scores.prompts),
+        dataset_fingerprint=scores.manifest.get("dataset", {}).get("fingerprint"),
+        schedule=scheduler.state,
+    )
+    rundir.create(run_dir, run)
+    return run, scheduler.params
+
+
+def check_feedback(
+    run_dir: Path, source: Path, *, run: RunState | None = None, unseen: bool = False
+) -> tuple[Feedback, str]:
+    """The current epoch's feedback in `source`, validated, and its content hash.
+
+    Refused, each with one line: bad lines (`read_feedback`), and feedback for another epoch: all its prompts
+    lie in one earlier epoch and some lie outside this one. `unseen`: a file whose content an earlier epoch
+    consumed (the same file handed over twice) is refused too.
+    """
+    run_dir, source = Path(run_dir), Path(source)
+    run = run if run is not None else rundir.load_run(run_dir)
+    epoch = run.schedule.epoch
+    wanted = f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
+    earlier = [line for line in rundir.read_history(run_dir) if line["epoch"] < epoch]
+    digest = fingerprint(source.read_bytes()) if source.is_file() else ""
+    consumed = {line.get("feedback_sha256"): line["epoch"] for line in earlier} if unseen else {}
+    if digest in consumed:
+        raise InputError(f"{source} is the feedback epoch {consumed[digest]} already consumed (same content); {wanted}")
+    summary = read_feedback(
+        source,
+        epoch_ids=run.schedule.subset_ids,
+        known_ids=run.schedule.ranking,
+        reward_max=run.config.resolve(run.n_prompts).reward_max,
+        reward_min=run.config.reward_min,
+    )
+    if summary.outside_epoch:
+        prompts = summary.outside_ids | set(summary.per_prompt or {})
+        for line in reversed(earlier):
+            if prompts <= set(line.get("subset_ids", ())):
+                raise InputError(
+                    f"{source} holds the rollouts of epoch {line['epoch']}: all its {len(prompts)} prompts are in "
+                    f"{rundir.epoch_path(run_dir, line['epoch']).name}, {summary.outside_epoch} of its rollouts "
+                    f"are outside epoch {epoch}; {wanted}"
+                )
+    return summary, digest
+
+
+def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
+    """The scheduler of a run, over its scores directory, checked to be the one it started with."""
+    scores = load_scores(Path(run.scores_dir))
+    fingerprint = scores.manifest.get("dataset", {}).get("fingerprint")
+    if len(scores.prompts) != run.n_prompts or (run.dataset_fingerprint and fingerprint != run.dataset_fingerprint):
+        raise InputError(
+            f"the scores in {run.scores_dir} changed since this run started ({len(scores.prompts)} rows, "
+            f"run has {run.n_prompts}); restore them or start a new run with `schedule init`"
+        )
+    try:
+        strategy = build_strategy(scores, run.config, initial=False)
+        return Scheduler(run.config, scores.prompts, run.schedule, strategy=strategy), scores
+    except ValueError as error:
+        raise InputError(f"the scores in {run.scores_dir} do not match this run ({error}); start a new run") from None
+
+
+def advance(
+    run_dir: Path,
+    *,
+    feedback: Path | None = None,
+    checkpoint: Path | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> StepResult:
+    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch."""
+    run_dir = Path(run_dir)
+    checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
+    run = rundir.load_run(run_dir)
+    scheduler, scores = open_scheduler(run)
+    current = run.schedule.epoch
+    notices: list[str] = []
+    if current < 0:
+        if feedback is not None:
+            raise InputError(
+                f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
+                f"run `gaincurate schedule next --run {run_dir}` without --feedback first"
+            )
+        stepped = take_step(scheduler, scores, run_dir=run_dir, run=run)
+    else:
+        started = time.perf_counter()
+        archived = rundir.feedback_path(run_dir, current)
+        source = Path(feedback) if feedback is not None else archived
+        if feedback is None and not archived.is_file():
+            raise InputError(
+                f"epoch {current} is waiting for its feedback; pass --feedback FILE.jsonl with the trainer's "
+                f"rollouts of {rundir.epoch_path(run_dir, current).name}"
+            )
+        # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
+        # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
+        summary, digest = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
+        timings = {"feedback_s": time.perf_counter() - started}
+        rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
+        fresh = fresh_reference(run_dir, scheduler.params, scores, run, checkpoint, notices, timings, progress)
+        if run.train_seconds is not None:
+            timings["train_s"] = run.train_seconds
+        archive = source.read_bytes() if source.resolve() != archived.resolve() else None
+        stepped = take_step(
+            scheduler,
+            scores,
+            run_dir=run_dir,
+            run=run,
+            feedback=summary,
+            reference=fresh,
+            rescored=rescored,
+            archive=archive,
+            checkpoint=used,
+            timings=timings,
+            feedback_sha256=digest,
+        )
+        if summary.outside_epoch:
+            notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {current} were left out")
+        if summary.missing_prompts:
+            notices.append(f"{summary.missing_prompts} prompt(s) of epoch {current} had no rollout in the feedback")
+    plan = stepped.step.plan
+    assert stepped.path is not None  # written: advance always has a run directory
+    return StepResult(
+        plan.epoch, plan.mu, stepped.path, len(plan.gc_ids), stepped.record, notices, scheduler.config.strategy
+    )
+
+
+def _rescore(
+    scheduler: Scheduler,
+    scores: ScoresInput,
+    run: RunState,
+    checkpoint: Path | None,
+    notices: list[str],
+    timings: dict[str, float],
+    progress: Progress,
+) -> tuple[Rescored | None, str | None]:
+    """Fresh scores from the newest checkpoint when the config asks for them this epoch."""
+    if scheduler.params.rescore == "none":
+        if checkpoint is not None:
+            notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
+        return None, run.checkpoint
+    found = None
+    if checkpoint is not None:
+        found = find_checkpoint(checkpoint)
+        if found is None:
+            raise InputError(
+                f"--checkpoint {checkpoint} holds no complete checkpoint yet; wait for the trainer to finish it"
+            )
+    elif run.checkpoint:
+        found = find_checkpoint(Path(run.checkpoint))
+    used = str(found.path) if found else None
+    ids = scheduler.rescore_ids()
+    if ids is None:
+        return None, used
+    if found is None and run.checkpoint:
+        # Falling back to the stored scores here would quietly change where mu goes.
+        raise InputError(
+            f"state.json names {run.checkpoint} as the checkpoint of epoch {run.schedule.epoch}, but it is gone or "
+            f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
+        )
+    if found is None or found.model_path is None:
+        why = "no checkpoint was given" if found is None else f"{found.path} has no full model (verl: save hf_model)"
+        notices.append(f"not re-scored: {why}; ang comes from the stored scores")
+        return None, used
+    from gaincurate import scoring
+
+    progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
+    started = time.perf_counter()
+    fresh = scoring.rescore(
+        scores.directory, [int(i) for i in ids], checkpoint=found.model_path, nproc=scheduler.params.rescore_nproc
+    )
+    timings["rescore_s"] = time.perf_counter() - started
+    return Rescored(ids, fresh), used
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """Where the run stands, as JSON-ready data: the current epoch, mu, and the per-epoch history."""
+    run_dir = Path(run_dir)
+    run = rundir.load_run(run_dir)
+    # `selection` (how a strategy such as mopps drew an epoch) is shown only by the strategies that record it.
+    history = [
+        {key: line.get(key) for key in STATUS_KEYS}
+        | {"subset_size": len(line.get("subset_ids", []))}
+        | ({"selection": line["selection"]} if "selection" in line else {})
+        | ({"reference": line["reference"]} if "reference" in line else {})  # dots: a fresh set's extra cost
+        for line in rundir.read_history(run_dir)
+    ]
+    selection = (run.schedule.memory or {}).get("selection")
+    return {
+        "run": str(run_dir),
+        "epoch": run.schedule.epoch,
+        "mu": run.schedule.mu,
+        "trained": run.trained,
+        "epoch_file": str(rundir.epoch_path(run_dir, run.schedule.epoch)) if run.schedule.epoch >= 0 else None,
+        "n_prompts": run.n_prompts,
+        "scores_dir": run.scores_dir,
+        "params": run.config.resolve(run.n_prompts).to_dict(),
+        "history": history,
+        **({"selection": selection} if selection is not None else {}),
+    }

@@ -1,0 +1,198 @@
+"""Before any forward: load the rows, the tokenizer and the model, fingerprint the run and plan its shards.
+
+`plan_run` needs neither tokenizer nor model (so a finished run is recognised without loading either);
+`prepare` runs under the lock on `--out` (`scoring.output`) and decides dtype, batch size and fingerprint.
+Nothing here writes to `--out`: both only check that the directory can be used (a clashing run is refused
+before anything is touched) and list the files an `--overwrite` will delete.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from gaincurate import distributed
+from gaincurate.config import RunOptions, ScoreConfig
+from gaincurate.data import LoadedDataset, load_rows
+from gaincurate.data import fingerprint as dataset_fingerprint
+from gaincurate.model import (
+    ModelSource,
+    SiteForward,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_source,
+    source_fingerprint,
+)
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompts import PromptEncoder
+from gaincurate.scoring.dtype import convert_model, load_dtype
+from gaincurate.scoring.engine import Scorer, find_shared_prefix
+from gaincurate.scoring.tuning import tune
+from gaincurate.shards import inspect_output, output_schema, plan_output
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run knows before any tokenizer or model loads: rows, model source, device, and what `--out` holds."""
+
+    config: ScoreConfig
+    options: RunOptions
+    dataset: LoadedDataset
+    source: ModelSource
+    device: str  # resolved, before a torchrun rank picks its own GPU
+    schema: pa.Schema
+    out: Path
+    model_fingerprint: str
+    dataset_fingerprint: str
+    previous: dict[str, Any] | None  # the manifest in --out before this run, read without the lock
+
+    @property
+    def rows(self) -> Any:
+        return self.dataset.rows
+
+    def fingerprint(self, config: ScoreConfig, dtype: str | None) -> dict[str, Any]:
+        """Every setting a score depends on: the config (batch tokens resolved), device, dtype, model, data."""
+        return {
+            **{k: _jsonable(v) for k, v in config.result_fields().items()},
+            "device": self.device,
+            "dtype": dtype,
+            "model_fingerprint": self.model_fingerprint,
+            "dataset_fingerprint": self.dataset_fingerprint,
+        }
+
+    def resumed_fingerprint(self) -> dict[str, Any]:
+        """The fingerprint this run gets if it resumes `--out`: an `auto` dtype or batch size keeps the recorded one."""
+        recorded = (self.previous or {}).get("fingerprint", {})
+        batch_tokens = self.config.batch_tokens or recorded.get("batch_tokens")
+        dtype = self.config.dtype if self.config.dtype != "auto" else recorded.get("dtype")
+        return self.fingerprint(self.config.replace(batch_tokens=batch_tokens), dtype)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs before the model is loaded."""
+
+    config: ScoreConfig  # with `batch_tokens` resolved for the device
+    options: RunOptions  # with `shard_rows` resolved for --out
+    dataset: LoadedDataset
+    source: ModelSource
+    device: str  # resolved, before a torchrun rank picks its own GPU
+    dtype: str
+    tokenizer: Any
+    encoder: PromptEncoder
+    schema: pa.Schema
+    out: Path
+    fingerprint: dict[str, Any]
+    stale: list[Path]  # files to delete before writing (an --overwrite, or leftovers of a killed writer)
+    previous: dict[str, Any] | None  # the manifest found in --out under the lock (its shard checksums)
+    tuning: dict[str, Any] | None = None  # how dtype and batch tokens were chosen: the manifest's `tuning`
+    preloaded: Any = None  # the float32 model the fidelity gate loaded; `load_scorer` converts it in place
+    preloaded_seconds: float = 0.0
+
+    @property
+    def rows(self) -> Any:
+        return self.dataset.rows
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        return shard_bounds(len(self.rows), self.options.shard_rows)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The model cut at the scoring site, wrapped in a `Scorer`."""
+
+    model: Any
+    site: SiteForward
+    scorer: Scorer
+    seconds: float
+
+
+def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = True) -> Plan:
+    """Load the rows, find the model, fingerprint the data and look at `--out`: no tokenizer, no model, no write."""
+    dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit)
+    rows = dataset.rows
+    source = resolve_source(config.model)
+    schema = output_schema(rows.features.arrow_schema, embed=config.embed)
+    out = Path(options.out)
+    previous = inspect_output(out, probe_lock=probe_lock)
+    return Plan(
+        config, options, dataset, source, resolve_device(config.device), schema, out, source_fingerprint(source),
+        dataset_fingerprint(rows, config.prompt_column), previous,
+    )  # fmt: skip
+
+
+def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
+    """Under the lock on `--out`: load the tokenizer, check the prompt template on the first row, choose dtype
+    and batch size, fingerprint, check `--out` against it. The choices are stage lines on `progress`."""
+    config, options, rows = plan.config, plan.options, plan.rows
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(plan.source)
+    tokenizer_seconds = time.perf_counter() - started
+    encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+    if len(rows):
+        encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
+
+    previous = None if options.overwrite else inspect_output(plan.out, probe_lock=False)  # it may have changed
+    split = distributed.current_part(options.num_shards, options.shard_index).count > 1
+    tuning = tune(config, plan.source, plan.model_fingerprint, plan.device, encoder,
+                  previous=(previous or {}).get("fingerprint"), split=split, progress=progress)  # fmt: skip
+    config = config.replace(batch_tokens=tuning.batch_tokens)
+    fingerprint = plan.fingerprint(config, tuning.dtype)
+    output = plan_output(plan.out, fingerprint, overwrite=options.overwrite, shard_rows=options.shard_rows,
+                         probe_lock=False)  # fmt: skip
+    record = {**tuning.record, "tokenizer_seconds": tokenizer_seconds}
+    return Prepared(
+        config, options.replace(shard_rows=output.shard_rows), plan.dataset, plan.source, plan.device, tuning.dtype,
+        tokenizer, encoder, plan.schema, plan.out, fingerprint, output.stale, output.previous,
+        tuning=record, preloaded=tuning.model, preloaded_seconds=tuning.model_seconds,
+    )  # fmt: skip
+
+
+def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
+    """Load the model on `device` and cut it after the last layer scoring (or embedding) needs."""
+    config = prepared.config
+    progress.stage("loading model")
+    started = time.perf_counter()
+    if prepared.preloaded is not None:
+        model = convert_model(prepared.preloaded, prepared.dtype).to(device)
+    else:
+        model = load_model(prepared.source, dtype=load_dtype(prepared.dtype), device=device)
+        if prepared.dtype == "int8":
+            model = convert_model(model, "int8")
+    seconds = time.perf_counter() - started + prepared.preloaded_seconds
+    embed_layer = config.embed_layer if config.embed else None
+    site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)
+    prefix = find_shared_prefix(prepared.encoder) if config.prefix_cache else None
+    scorer = Scorer(site, device=device, backend=config.backend, config=config, prefix=prefix)
+    return Loaded(model, site, scorer, seconds)
+
+
+def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """Row ranges `[low, high)` of the output shards; an empty dataset still gets one (empty) shard."""
+    count = max(1, math.ceil(num_rows / shard_rows))
+    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
+
+
+def shard_weights(rows: Any, prompt_column: str, bounds: list[tuple[int, int]]) -> list[int]:
+    """Characters of prompt text per shard: the balancing weight (tokens would need a tokenizer pass)."""
+    import pyarrow.compute as pc
+
+    lengths = []
+    for batch in rows.select_columns([prompt_column]).with_format("arrow").iter(batch_size=50_000):
+        lengths.append(pc.fill_null(pc.utf8_length(pc.cast(batch[prompt_column], pa.string())), 0).to_numpy())
+    cumulative = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1)
+    return [int(cumulative[high] - cumulative[low]) for low, high in bounds]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,105 @@
+"""Re-scoring chosen rows of a scores directory with a newer checkpoint, or a live model inside a trainer.
+
+The prompt format, site, layer and metric settings come from the directory's manifest, so the fresh
+scores are comparable with the stored ones. Used by `gaincurate schedule` and the trainer integrations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.config import RunOptions, ScoreConfig, split_config
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_source
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompts import PromptEncoder
+from gaincurate.scoring.engine import Scorer, find_shared_prefix
+from gaincurate.shards import read_manifest, read_scores
+
+
+def rescore(
+    scores_dir: Path,
+    ids: Sequence[int],
+    *,
+    checkpoint: str | Path | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    progress: Progress = NULL_PROGRESS,
+    nproc: int = 1,
+) -> np.ndarray:
+    """Re-score rows `ids` (gc_id) of a scores directory with a checkpoint folder or a live model.
+
+    Returns gc_score in the order of `ids`. With `nproc` > 1 (checkpoints only) the rows are scored by
+    `torchrun --nproc-per-node nproc -m gaincurate score`.
+    """
+    config, _ = split_config(read_manifest(scores_dir)["config"])
+    questions = _questions(scores_dir, ids, config.prompt_column)
+    if (model is None) != (tokenizer is None):
+        raise ConfigError("rescore needs both a live model and its tokenizer, or a checkpoint")
+    if nproc > 1 and model is None and checkpoint is not None:
+        return _rescore_in_processes(config, questions, checkpoint, nproc)
+    if model is None:
+        if checkpoint is None:
+            raise ConfigError("rescore needs --checkpoint or a live model")
+        source = resolve_source(str(checkpoint))
+        device = resolve_device(config.device)
+        tokenizer = load_tokenizer(source)
+        model = load_model(source, dtype=resolve_dtype(config.dtype, device), device=device)
+        site = SiteForward(model, layer=config.layer, site=config.site)
+    else:
+        device = str(next(model.parameters()).device)
+        site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
+    was_training = model.training
+    model.eval()
+    try:
+        encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+        prefix = find_shared_prefix(encoder) if config.prefix_cache else None
+        scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix)
+        result = scorer.score(encoder.encode(questions), progress)
+    finally:
+        site.close()
+        if was_training:
+            model.train()
+    return result["score"]
+
+
+def _questions(scores_dir: Path, ids: Sequence[int], prompt_column: str) -> list[Any]:
+    """The prompt text of rows `ids`, in that order."""
+    table = read_scores(scores_dir, columns=["gc_id", prompt_column])
+    id_column = table.column("gc_id").to_numpy()
+    position = {int(gc_id): i for i, gc_id in enumerate(id_column)}
+    missing = [i for i in ids if int(i) not in position]
+    if missing:
+        raise InputError(f"gc_id {missing[0]} is not in {scores_dir}; it holds ids 0..{len(id_column) - 1}")
+    return table.column(prompt_column).take([position[int(i)] for i in ids]).to_pylist()
+
+
+def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint: str | Path, nproc: int) -> np.ndarray:
+    """Score `questions` with the multi-process `score` path, reusing the scores directory's config."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gaincurate-rescore-") as tmp:
+        folder = Path(tmp)
+        data = folder / "rows.jsonl"
+        data.write_text("".join(json.dumps({config.prompt_column: q}) + "\n" for q in questions))
+        settings = config.replace(
+            dataset=str(data), split=None, limit=None, model=str(checkpoint), embed=False, debias="none",
+        ).to_dict()  # fmt: skip
+        shard_rows = max(1, math.ceil(len(questions) / (2 * nproc)))
+        settings.update(RunOptions(out=str(folder / "scores"), quiet=True, shard_rows=shard_rows).to_dict())
+        (folder / "config.json").write_text(json.dumps(settings))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "gaincurate", "score", "--config", str(folder / "config.json")]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise RuntimeError(f"multi-process re-scoring failed with exit code {done.returncode}: {tail}")
+        return read_scores(folder / "scores")["gc_score"].to_numpy(zero_copy_only=False).astype(np.float64)

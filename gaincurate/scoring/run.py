@@ -1,0 +1,145 @@
+"""The scoring run: dataset rows -> prompts -> truncated forward -> segment sums -> shards.
+
+Rows are cut into shards of `shard_rows` consecutive rows. Inside a shard, prompts are sorted by length
+and packed into batches of at most `batch_tokens` padded tokens, so batches waste little on padding. A
+shard's content depends only on its rows and the config, so a killed run that is started again skips the
+finished shards and produces the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from gaincurate import distributed
+from gaincurate.config import RunOptions, ScoreConfig
+from gaincurate.distributed import Part
+from gaincurate.errors import ConfigError
+from gaincurate.fileio import atomic_write_json
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompts import EncodedPrompt
+from gaincurate.scoring.engine import Scorer
+from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
+from gaincurate.scoring.output import OutputClaim, check_resume, shards_to_write
+from gaincurate.scoring.prepare import Loaded, Prepared, load_scorer, plan_run, prepare, shard_weights
+from gaincurate.shards import MANIFEST, shard_name, write_shard
+
+
+def score(
+    config: ScoreConfig, options: RunOptions | None = None, *, progress: Progress = NULL_PROGRESS
+) -> dict[str, Any]:
+    """Score a dataset into `options.out` and return its manifest. Resumes a matching partial run.
+
+    A run that already finished there returns its manifest, marked `already_complete`, without loading
+    tokenizer or model. Under torchrun, or with `num_shards`/`shard_index`, this process writes only its
+    part of the shards; see `gaincurate.distributed`. `progress` hears the stages, then this part's rows.
+    """
+    options = options or RunOptions()
+    started = time.perf_counter()
+    part = distributed.current_part(options.num_shards, options.shard_index)
+    if options.overwrite and part.count > 1 and not part.distributed:
+        raise ConfigError("--overwrite cannot be combined with --num-shards; clear the --out directory first")
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    plan = plan_run(config, options, probe_lock=not part.distributed or part.is_leader)
+    finished = check_resume(plan)  # a clashing run stops here, before any tokenizer or model loads
+    if finished is not None:
+        return finished
+    with OutputClaim(plan.out, part) as claim:
+        prepared = prepare(plan, progress)
+        device = distributed.device_for(part, prepared.device)
+        distributed.init(part, device)
+        manifest = claim.publish(start_manifest(prepared, prepared.options), prepared)  # before the model loads
+        distributed.barrier(part)
+        loaded = load_scorer(prepared, device, progress)
+        manifest = {**manifest, **model_fields(prepared, loaded)}
+        if claim.locks:
+            atomic_write_json(prepared.out / MANIFEST, manifest)
+        distributed.barrier(part)
+        return _score_part(prepared, loaded, manifest, part, progress, started)
+
+
+def _score_part(
+    prepared: Prepared, loaded: Loaded, manifest: dict[str, Any], part: Part, progress: Progress, started: float
+) -> dict[str, Any]:
+    """Write this part's missing or damaged shards, then complete the manifest (or leave an array part's marker)."""
+    out, bounds = prepared.out, prepared.bounds
+    mine = distributed.assign(shard_weights(prepared.rows, prepared.config.prompt_column, bounds), part.count)
+    mine = mine[part.index]
+    todo = shards_to_write(prepared, mine, bounds)
+    progress.set_total(sum(bounds[i][1] - bounds[i][0] for i in mine))
+    progress.advance(sum(bounds[i][1] - bounds[i][0] for i in mine if i not in todo))
+
+    score_started = time.perf_counter()
+    _score_shards(prepared, loaded.scorer, bounds, todo, progress)
+    work = {
+        **dataclasses.asdict(loaded.scorer.stats),
+        "score_seconds": time.perf_counter() - score_started,
+        "rows_scored": sum(bounds[i][1] - bounds[i][0] for i in todo),
+        "shards_resumed": len(mine) - len(todo),
+        "model_load_seconds": loaded.seconds,
+    }
+    if part.count > 1 and not part.distributed:
+        atomic_write_json(out / distributed.part_marker(part), {"fingerprint": prepared.fingerprint, "work": work})
+        return manifest
+    works = distributed.gather(part, work)
+    distributed.barrier(part)
+    if part.is_leader:
+        manifest = finalize(out, manifest, prepared.config, works, time.perf_counter() - started)
+    distributed.barrier(part)
+    distributed.finish(part)
+    return manifest
+
+
+def _score_shards(
+    prepared: Prepared, scorer: Scorer, bounds: list[tuple[int, int]], todo: list[int], progress: Progress
+) -> None:
+    """Score and write the shards `todo`, tokenizing the next shard on a worker thread meanwhile."""
+    rows, column = prepared.rows, prepared.config.prompt_column
+
+    def encode(index: int) -> tuple[Any, list[EncodedPrompt]]:
+        chunk = rows.select(range(*bounds[index]))
+        return chunk, prepared.encoder.encode(chunk[column])
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(encode, todo[0]) if todo else None
+        for position, index in enumerate(todo):
+            chunk, prompts = upcoming.result()
+            if position + 1 < len(todo):
+                upcoming = pool.submit(encode, todo[position + 1])
+            result = scorer.score(prompts, progress)
+            table = chunk.with_format("arrow")[:]
+            columns = score_columns(prompts, np.arange(*bounds[index]), result)
+            schema = prepared.schema
+            table = (
+                pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)
+                if len(table)
+                else schema.empty_table()
+            )
+            write_shard(prepared.out / shard_name(index), table)
+
+
+def score_columns(prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[str, Any]) -> dict[str, pa.Array]:
+    """The gc_* columns of one shard, in the order of `shards.SCORE_FIELDS` (plus the embedding)."""
+    columns = {
+        "gc_id": pa.array(ids, pa.int64()),
+        "gc_intra": pa.array(result["intra"], pa.float64()),
+        "gc_inter": pa.array(result["inter"], pa.float64()),
+        "gc_score": pa.array(result["score"], pa.float64()),
+        "gc_question_tokens": pa.array([p.question_tokens for p in prompts], pa.int32()),
+        "gc_context_tokens": pa.array([p.context_tokens for p in prompts], pa.int32()),
+        "gc_truncated": pa.array([p.truncated for p in prompts], pa.bool_()),
+        "gc_status": pa.array([p.status for p in prompts], pa.string()),
+    }
+    if "embedding" in result:
+        columns["gc_embedding"] = pa.array(
+            [None if v is None else v.astype(np.float16) for v in result["embedding"]], pa.list_(pa.float16())
+        )
+    return columns

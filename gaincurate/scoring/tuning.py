@@ -1,0 +1,232 @@
+"""Dtype and batch size for one scoring run, decided before the model loads, and the compute floor after.
+
+On CPU, `--dtype auto` and an unset `--batch-tokens` are decided by measurement on this machine
+(`gaincurate.scoring.dtype`, `.fidelity`, `.batch_size`), cached per machine and torch version
+(`gaincurate.scoring.tuning_cache`). A flag the user gave is kept as given. A run resumed in an existing
+`--out` keeps the choices recorded there, and a run split into parts (torchrun, `--num-shards`) never
+measures, since parts that measured differently would write clashing shards: it takes float32 and 512
+tokens unless told otherwise. On CUDA the choice stays bf16 (fp16 without bf16 support) and 16,384 tokens.
+
+The decision, its one-line reason and the figures behind it become the manifest's `tuning`; after the
+run, `floor_fields` turns them into the fraction of the compute floor at the chosen dtype's measured rate.
+
+When a lossy dtype needs its fidelity gate (a cache miss), the float32 model is loaded here to run it
+and handed to the run in `Tuning.model`, so the weights are read once either way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gaincurate.config import ScoreConfig, resolve_batch_tokens
+from gaincurate.errors import ConfigError
+from gaincurate.model import ModelSource, resolve_dtype, resolve_layer
+from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompts import PromptEncoder
+from gaincurate.scoring import tuning_cache
+from gaincurate.scoring.batch_size import choose_batch_tokens, measure_batch_sizes
+from gaincurate.scoring.dtype import (
+    choose_dtype,
+    flops_per_token,
+    layer_flops_per_token,
+    measure_dtypes,
+    model_shapes,
+    unavailable,
+)
+
+SPLIT_DTYPE, SPLIT_BATCH_TOKENS = "float32", 512
+
+
+@dataclass(frozen=True)
+class Tuning:
+    dtype: str
+    batch_tokens: int
+    record: dict[str, Any]  # the manifest's `tuning`
+    model: Any = None  # the float32 model loaded for the fidelity gate, reused by the run
+    model_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the decisions depend on, passed down together."""
+
+    config: ScoreConfig
+    source: ModelSource
+    model_fingerprint: str
+    encoder: PromptEncoder
+    previous: dict[str, Any] | None  # the fingerprint of the run already in --out, if any
+    split: bool
+
+
+def tune(
+    config: ScoreConfig,
+    source: ModelSource,
+    model_fingerprint: str,
+    device: str,
+    encoder: PromptEncoder,
+    *,
+    previous: dict[str, Any] | None = None,
+    split: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> Tuning:
+    """Decide dtype and batch tokens for a run of `config` on `device`; reports each choice as a stage line."""
+    started = time.perf_counter()
+    if config.dtype == "int8" and (why := unavailable("int8")):
+        raise ConfigError(f"--dtype int8 cannot run here: {why}")
+    if not device.startswith("cpu"):
+        dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
+        how = "forced" if config.dtype != "auto" else "device"
+        batch_tokens = resolve_batch_tokens(config.batch_tokens, device)
+        record = {
+            "dtype": {"chosen": dtype, "how": how, "reason": f"{how} ({device}: not measured)"},
+            "batch_tokens": {"chosen": batch_tokens, "how": "forced" if config.batch_tokens else "device"},
+        }
+        progress.stage(f"dtype {dtype}: {record['dtype']['reason']}")
+        return Tuning(dtype, batch_tokens, record)
+    import torch
+
+    run = _Run(config, source, model_fingerprint, encoder, previous, split)
+    threads = torch.get_num_threads()
+    shapes = _shapes(source, model_fingerprint)
+    dtype_record, model, model_seconds = _dtype(run, shapes, threads, progress)
+    dtype = dtype_record["chosen"]
+    progress.stage(f"dtype {dtype}: {dtype_record['reason']}")
+    batch_record = _batch_tokens(run, shapes, dtype, threads)
+    progress.stage(f"batch tokens {batch_record['chosen']}: {batch_record['reason']}")
+
+    layers = shapes["num_layers"]
+    last = resolve_layer(config.layer, layers)
+    if config.embed and config.embed_layer is not None:
+        last = max(last, resolve_layer(config.embed_layer, layers, "--embed-layer"))
+    per_token = batch_record.get("seconds_per_token", {}).get(str(batch_record["chosen"]))
+    rate_at = "batch_tokens" if per_token else "probe"
+    per_token = per_token or dtype_record["seconds_per_token"].get(dtype)
+    record = {
+        "dtype": dtype_record,
+        "batch_tokens": batch_record,
+        "threads": threads,
+        "flops_per_token": flops_per_token(shapes, last, config.site),
+        "rate_flops": layer_flops_per_token(shapes) / per_token if per_token else None,
+        "rate_measured_at": rate_at,
+        "seconds": time.perf_counter() - started - model_seconds,
+    }
+    return Tuning(dtype, batch_record["chosen"], record, model, model_seconds)
+
+
+def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
+    """One decoder layer's linear shapes, from the model's config (cached: a GGUF's config takes seconds)."""
+    shapes = tuning_cache.get("model_shapes", model_fingerprint)
+    if shapes is None:
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
+        shapes = model_shapes(model_config)
+        tuning_cache.put("model_shapes", model_fingerprint, shapes)
+    return shapes
+
+
+def _dtype(run: _Run, shapes: dict[str, Any], threads: int, progress: Progress) -> tuple[dict[str, Any], Any, float]:
+    """The dtype record (and the float32 model, if the fidelity gate had to load it)."""
+    key = f"{run.model_fingerprint}|threads={threads}"
+    timings = tuning_cache.get("dtype_timings", key)
+    cached = timings is not None
+    if timings is None:
+        timings = measure_dtypes(shapes)
+        tuning_cache.put("dtype_timings", key, timings)
+    record = {"seconds_per_token": timings["seconds_per_token"], "unavailable": timings["unavailable"]}
+    config = run.config
+    if config.dtype != "auto":
+        return {"chosen": config.dtype, "how": "forced", "reason": "forced by --dtype", **record}, None, 0.0
+    if run.previous and run.previous.get("dtype"):
+        reason = "kept from the run already in --out"
+        return {"chosen": run.previous["dtype"], "how": "kept", "reason": reason, **record}, None, 0.0
+    if run.split:
+        reason = "split run: parts must agree, so none measures; pass --dtype to choose (a single run measures)"
+        return {"chosen": SPLIT_DTYPE, "how": "split-default", "reason": reason, **record}, None, 0.0
+
+    gate_key = "|".join(
+        [run.model_fingerprint, config.prompt_format.fingerprint(), f"layer={config.layer}", config.site,
+         f"w={config.inter_weight}", f"max_length={config.max_length}"]
+    )  # fmt: skip
+    verdicts = tuning_cache.get("fidelity", gate_key) or {}
+    loaded: dict[str, Any] = {}
+
+    def gate(dtype: str) -> dict[str, Any]:
+        if dtype not in verdicts:
+            if "gate" not in loaded:
+                loaded.update(_load_for_gate(run, progress))
+            progress.stage(f"fidelity gate: scoring the fixed prompts in float32 and {dtype}")
+            verdicts[dtype] = loaded["gate"](dtype)
+            tuning_cache.put("fidelity", gate_key, verdicts)
+        return verdicts[dtype]
+
+    choice = choose_dtype(timings["seconds_per_token"], gate)
+    cached_note = " [measurements cached]" if cached and not loaded else ""
+    dtype_record = {"chosen": choice.dtype, "how": "measured", "reason": choice.reason + cached_note, **record}
+    dtype_record["gates"] = choice.gates
+    return dtype_record, loaded.get("model"), loaded.get("seconds", 0.0)
+
+
+def _load_for_gate(run: _Run, progress: Progress) -> dict[str, Any]:
+    from gaincurate.model import load_model
+    from gaincurate.scoring.fidelity import FidelityGate
+
+    progress.stage("loading model (float32, for the fidelity gate; the run reuses it)")
+    started = time.perf_counter()
+    model = load_model(run.source, dtype="float32", device="cpu")
+    seconds = time.perf_counter() - started
+    return {"model": model, "seconds": seconds, "gate": FidelityGate(model, run.config, run.encoder)}
+
+
+def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -> dict[str, Any]:
+    if run.config.batch_tokens is not None:
+        return {"chosen": run.config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
+    if run.previous and run.previous.get("batch_tokens"):
+        return {"chosen": run.previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
+    if run.split:
+        reason = "split run: parts must agree, so none measures; pass --batch-tokens to choose"
+        return {"chosen": SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
+    key = f"{run.model_fingerprint}|threads={threads}|{dtype}"
+    timings = tuning_cache.get("batch_timings", key)
+    cached = timings is not None
+    if timings is None:
+        timings = measure_batch_sizes(shapes, dtype)
+        tuning_cache.put("batch_timings", key, timings)
+    size, reason = choose_batch_tokens(timings)
+    reason += " [cached]" if cached else ""
+    return {"chosen": size, "how": "measured", "reason": reason, "seconds_per_token": timings}
+
+
+def floor_fields(tuning: dict[str, Any] | None, timings: dict[str, Any], works: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fixed costs apart from the forward, and the fraction of the compute floor at the chosen dtype's rate.
+
+    The floor is matmul FLOPs per token up to the site, times the tokens that went through the model, over
+    the rate measured for the chosen dtype and batch size. `fraction_of_floor` compares it with the forward
+    after the first batch (which also builds the kernels and runs the shared prefix); `..._wall` with the
+    whole scoring loop. Reported for single-process runs only: parts on other machines run at other rates.
+    """
+    fields: dict[str, Any] = {
+        "first_batch_seconds": max(w.get("first_batch_seconds", 0.0) for w in works) if works else 0.0,
+        "tokenizer_seconds": (tuning or {}).get("tokenizer_seconds"),
+        "tuning_seconds": (tuning or {}).get("seconds"),
+    }
+    rate = (tuning or {}).get("rate_flops")
+    if not rate or len(works) != 1 or not timings.get("tokens"):
+        return fields
+    work = works[0]
+    per_token = tuning["flops_per_token"]
+    steady_seconds = work["forward_seconds"] - work.get("first_batch_seconds", 0.0)
+    steady_tokens = work["tokens"] - work.get("first_batch_tokens", 0)
+    if work["batches"] < 2 or steady_seconds <= 0:
+        steady_seconds, steady_tokens = work["forward_seconds"], work["tokens"]
+    floor = per_token * timings["tokens"] / rate
+    fields.update(
+        floor_dtype=tuning["dtype"]["chosen"],
+        matmul_rate_gflops=rate / 1e9,
+        floor_seconds=floor,
+        fraction_of_floor=per_token * steady_tokens / rate / steady_seconds if steady_seconds > 0 else None,
+        fraction_of_floor_wall=floor / timings["score_seconds"] if timings.get("score_seconds") else None,
+    )
+    return fields

@@ -1,0 +1,128 @@
+"""The bench's parts: the arithmetic task, the configs, the clock, the counters and the oracle's choice."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from gaincurate.benchmarks.curriculum import task
+from gaincurate.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
+from gaincurate.benchmarks.curriculum.evaluate import zero_variance_groups
+from gaincurate.benchmarks.curriculum.harness import Clock, CountingReward
+from gaincurate.benchmarks.curriculum.oracle import OracleStrategy, nearest
+from gaincurate.errors import ConfigError
+
+
+def test_problems_are_distinct_seeded_and_splits_disjoint():
+    pool = task.problems([(1, 50), (3, 20)], seed=0)
+    assert len({r["problem"] for r in pool}) == 70
+    assert pool == task.problems([(1, 50), (3, 20)], seed=0)
+    for row in pool:
+        a, b = (int(x) for x in row["problem"].split("+"))
+        assert row["answer"] == str(a + b)[::-1]
+        assert len(str(a)) == len(str(b)) == row["digits"]
+    held_out = task.problems([(1, 40)], seed=1, exclude={r["problem"] for r in pool})
+    assert not {r["problem"] for r in held_out} & {r["problem"] for r in pool}
+    with pytest.raises(ValueError, match="distinct"):
+        task.problems([(1, 101)], seed=0)
+
+
+def test_warm_start_noise_supervises_one_family_with_a_systematic_slip():
+    rows = task.problems([(1, 20), (2, 20)], seed=0)
+    slipped = task.corrupt(rows, {2: 1.0}, np.random.default_rng(0))
+    for row, new in zip(rows, slipped, strict=True):
+        a, b = (int(x) for x in row["problem"].split("+"))
+        assert new["answer"] == (str(a + b + 1)[::-1] if row["digits"] == 2 else row["answer"])
+    assert task.corrupt(rows, {2: 0.0}, np.random.default_rng(0)) == rows
+
+
+def test_character_tokenizer_and_prompt():
+    tokenizer = task.build_tokenizer()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "12+345"}], tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
+    assert text == "12+345="
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert len(encoded["input_ids"]) == 7
+    assert encoded["offset_mapping"][3] == (3, 4)
+    assert tokenizer.decode(encoded["input_ids"]) == text
+    assert tokenizer.unk_token_id not in encoded["input_ids"]
+
+
+def test_answers_are_checked_exactly():
+    assert task.is_correct(" 975 ", "975") and not task.is_correct("9750", "975")
+    conversation = [{"role": "assistant", "content": "21"}]
+    assert task.arithmetic_reward(completions=[conversation, "3"], answer=["21", "21"]) == [1.0, 0.0]
+
+
+def test_zero_variance_groups():
+    assert zero_variance_groups([1, 1, 0, 1, 0, 0, 1, 1], 2) == (3, 4)
+
+
+def test_counting_reward_counts_training_rollouts_only():
+    training = {"on": True}
+    counter = CountingReward(lambda completions, **kw: [1.0, 1.0, 0.0, 1.0], 2, lambda: training["on"])
+    counter(completions=["a", "b", "c", "d"], completion_ids=[[1], [2, 3], [4], [5, 6, 7]], answer=None)
+    training["on"] = False
+    counter(completions=["a", "b", "c", "d"], completion_ids=[[1], [2], [3], [4]], answer=None)
+    assert (counter.rollouts, counter.tokens) == (4, 7)
+    assert counter.take_zero_variance_fraction() == 0.5
+    assert counter.take_zero_variance_fraction() is None
+
+
+def test_clock_leaves_out_excluded_time():
+    clock = Clock()
+    with clock.exclude("eval"):
+        time.sleep(0.05)
+    assert clock.excluded["eval"] >= 0.05
+    assert clock.now() < 0.05
+
+
+def test_oracle_trains_on_the_rates_nearest_the_target_and_counts_its_rollouts():
+    rng = np.random.default_rng(0)
+    assert nearest(np.array([0.0, 0.5, 1.0, 0.375, 0.625, 0.875]), 0.5, 3, rng).tolist() == [1, 3, 4]
+    # Ties are broken by the seeded draw: the same seed, the same choice.
+    ties = np.array([0.0, 1.0, 0.0, 1.0])
+    first, again = (nearest(ties, 0.5, 2, np.random.default_rng(3)).tolist() for _ in range(2))
+    assert first == again
+
+    class Context:
+        gc_ids = np.arange(6)
+
+        class params:  # noqa: N801 (a stand-in for ScheduleParams)
+            subset_size = 2
+
+    class State:
+        epoch = 4
+
+    seen = []
+
+    def measure(gc_ids, epoch):
+        seen.append((gc_ids.tolist(), epoch))
+        return np.array([0.0, 0.25, 0.5, 1.0, 0.5, 0.0]), 99
+
+    oracle = OracleStrategy(measure, target=0.5, rollouts=8)
+    assert oracle.select(State, Context, np.random.default_rng(0)).tolist() == [2, 4]
+    assert seen == [([0, 1, 2, 3, 4, 5], 4)]
+    assert (oracle.costs.rollouts, oracle.costs.tokens) == (48, 99)
+    assert oracle.costs.epochs[0]["pool_informative"] == pytest.approx(3 / 6)
+
+
+def test_configs_load_by_name_or_file_and_refuse_unknown_keys(tmp_path):
+    assert load_config("cpu-arith") is BUNDLED["cpu-arith"]
+    smoke = BUNDLED["cpu-arith"].smoke()
+    assert smoke.seeds == 1 and smoke.steps < BUNDLED["cpu-arith"].steps and smoke.smoke_overrides == {}
+    file = tmp_path / "mine.json"
+    file.write_text(json.dumps({"base": "cpu-arith", "name": "mine", "steps": 16}))
+    mine = load_config(str(file))
+    assert (mine.name, mine.steps, mine.pool) == ("mine", 16, BUNDLED["cpu-arith"].pool)
+    assert BenchConfig.from_dict(mine.to_dict()) == mine
+    file.write_text(json.dumps({"name": "x", "stepz": 1}))
+    with pytest.raises(ConfigError, match="stepz"):
+        load_config(str(file))
+    with pytest.raises(ConfigError, match="multiple"):
+        BenchConfig(name="x", subset_size=10, prompts_per_step=4)
+    with pytest.raises(ConfigError, match="neither"):
+        load_config("no-such-config")

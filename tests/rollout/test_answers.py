@@ -1,0 +1,76 @@
+"""Answer checking with the real math-verify: boxed answers, the `any` format, and nested braces."""
+
+from __future__ import annotations
+
+import pytest
+
+from gaincurate.errors import ConfigError
+from gaincurate.rollout.answers import check_answer, last_boxed
+from gaincurate.rollout.config import RolloutConfig
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        ("3 trays of 12 is 36, minus 20 leaves 16. The answer is \\boxed{16}.", "16", True),
+        ("The answer is \\boxed{15}.", "16", False),
+        ("First guess \\boxed{3}, but checking again: \\boxed{16}", "16", True),
+        ("\\boxed{16} is wrong, so \\boxed{3}", "16", False),
+        ("So x is \\boxed{\\frac{3}{4}}", "3/4", True),
+        ("So x is \\boxed{0.75}", "3/4", True),
+        ("\\boxed{7.5}", "7.5", True),
+        ("\\boxed{-3}", "-3", True),
+        ("\\boxed{x = 5}", "5", True),
+        ("\\fbox{12}", "12", True),
+        ("The answer is 16.", "16", False),
+        ("\\boxed{16", "16", False),
+        ("\\boxed{}", "0", False),
+        ("\\boxed{16}", None, False),
+    ],
+    ids=[
+        "right",
+        "wrong",
+        "last-box-right",
+        "last-box-wrong",
+        "frac",
+        "decimal-of-frac",
+        "decimal",
+        "negative",
+        "equation",
+        "fbox",
+        "no-box",
+        "cut-off-box",
+        "empty-box",
+        "no-gold",
+    ],
+)
+def test_answers_are_checked_with_math_verify(completion, gold, correct):
+    assert check_answer(completion, gold) is correct
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        ("So, half of 4 is 2.", "2", True),
+        ("The answer is 16.", "16", True),
+        ("One half of 18 is 18/2.", "9", True),
+        ("The answer is \\boxed{3}. Then 5 more.", "3", True),
+        ("The number is 50.", "60", False),
+        ("I do not know.", "4", False),
+        ("\\boxed{16}", None, False),
+    ],
+    ids=["last-number", "plain-answer", "expression", "box-first", "wrong", "no-answer", "no-gold"],
+)
+def test_answer_format_any_lets_math_verify_find_the_answer(completion, gold, correct):
+    assert check_answer(completion, gold, answer_format="any") is correct
+
+
+def test_an_unknown_answer_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="--answer-format must be one of boxed, any; got 'last'"):
+        RolloutConfig(scores="scores", out="out.jsonl", answer_format="last")
+
+
+def test_last_boxed_keeps_nested_braces():
+    assert last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
+    assert last_boxed("\\boxed {42}") == "42"
+    assert last_boxed("no box here") is None

@@ -1,0 +1,234 @@
+"""`gaincurate rollout` end to end: real answer checks, seeded sampling, and resume equal to uninterrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import PROBLEMS, write_jsonl
+
+from gaincurate.errors import ConfigError
+from gaincurate.rollout import sampling
+from gaincurate.rollout.answers import AnswerChecker
+from gaincurate.rollout.config import RolloutConfig
+from gaincurate.rollout.job import run_rollouts
+
+SAMPLES = 3  # rollouts per prompt in `config_for`
+PROMPTS = 3 * len(PROBLEMS)  # the prompts of `tiny_scores`
+
+
+@pytest.fixture(scope="module")
+def tiny_scores(tiny_llama, tmp_path_factory) -> Path:
+    """A scores directory of the helper problems (3 rewordings each), scored with the tiny Llama."""
+    from gaincurate.config import RunOptions, ScoreConfig
+    from gaincurate.scoring import score
+
+    root = tmp_path_factory.mktemp("rollout")
+    rows = [{**row, "problem": f"{row['problem']} (version {k})"} for k in range(3) for row in PROBLEMS]
+    data = write_jsonl(root / "problems.jsonl", rows)
+    out = root / "scores"
+    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", few_shot=())
+    score(config, RunOptions(out=str(out), quiet=True))
+    return out
+
+
+def config_for(scores: Path, out: Path, **changes) -> RolloutConfig:
+    values = {
+        "scores": str(scores),
+        "out": str(out),
+        "samples": SAMPLES,
+        "max_new_tokens": 6,
+        "temperature": 1.0,
+        "seed": 11,
+        "batch_size": 6,
+        "dtype": "float32",
+        "device": "cpu",
+        "threads": 1,
+    }
+    return RolloutConfig(**{**values, **changes})
+
+
+class RecordingProgress:
+    """A `Progress` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.totals: list[int] = []
+        self.advanced: list[int] = []
+
+    def stage(self, message: str) -> None:
+        self.stages.append(message)
+
+    def set_total(self, total: int) -> None:
+        self.totals.append(total)
+
+    def advance(self, rows: int) -> None:
+        self.advanced.append(rows)
+
+
+def test_a_rollout_run_checks_answers_for_real(tiny_scores, tiny_llama, tmp_path, monkeypatch):
+    """Generation is replaced by known completions; decoding and the math-verify check are real."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    answers = {i: row["answer"] for i, row in enumerate(PROBLEMS * 3)}
+
+    def fake_generate(model, prompts, gc_ids, config, *, pad_id, stop_ids, device):
+        texts = [
+            f"so \\boxed{{{answers[g]}}}" if k % 2 == 0 else f"so \\boxed{{{answers[g]}1}}"
+            for g in gc_ids
+            for k in range(config.samples)
+        ]
+        completions = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        return completions, [len(c) + 1 for c in completions]
+
+    monkeypatch.setattr(sampling, "generate_batch", fake_generate)
+    out = tmp_path / "feedback.jsonl"
+    progress = RecordingProgress()
+    result = run_rollouts(config_for(tiny_scores, out), progress=progress)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == PROMPTS * SAMPLES and result.rollouts_written == PROMPTS * SAMPLES
+    by_prompt: dict[int, list[float]] = {}
+    for line in lines:
+        assert set(line) == {"gc_id", "reward"}
+        by_prompt.setdefault(line["gc_id"], []).append(line["reward"])
+    assert sorted(by_prompt) == list(range(PROMPTS))
+    assert all(rewards == [1.0, 0.0, 1.0] for rewards in by_prompt.values())
+    assert result.mean_reward == pytest.approx(2 / 3)
+    # batch_size 6 over 3 samples: 2 prompts a batch; progress counts prompts.
+    assert progress.totals == [PROMPTS] and progress.advanced == [2] * (PROMPTS // 2) and len(progress.stages) == 1
+
+
+@pytest.fixture()
+def parity_checker(monkeypatch):
+    """Reward = parity of the completion's length: real sampled text decides it, so files show any drift."""
+    monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
+
+
+def test_seeded_rollouts_are_byte_identical(tiny_scores, tmp_path, parity_checker):
+    run_rollouts(config_for(tiny_scores, tmp_path / "a.jsonl"))
+    run_rollouts(config_for(tiny_scores, tmp_path / "b.jsonl"))
+    run_rollouts(config_for(tiny_scores, tmp_path / "c.jsonl", seed=12))
+    first = (tmp_path / "a.jsonl").read_bytes()
+    assert first == (tmp_path / "b.jsonl").read_bytes()
+    assert first != (tmp_path / "c.jsonl").read_bytes()
+    assert 0 < sum(json.loads(line)["reward"] for line in first.splitlines()) < PROMPTS * SAMPLES
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.77, 1.0], ids=["mid-file", "mid-line", "complete"])
+def test_resume_after_a_torn_write_equals_uninterrupted(tiny_scores, tmp_path, parity_checker, cut):
+    straight = tmp_path / "straight.jsonl"
+    run_rollouts(config_for(tiny_scores, straight))
+    resumed = tmp_path / "resumed.jsonl"
+    run_rollouts(config_for(tiny_scores, resumed))
+    data = resumed.read_bytes()
+    kept = data[: int(len(data) * cut)]
+    resumed.write_bytes(kept)
+    result = run_rollouts(config_for(tiny_scores, resumed))
+    assert resumed.read_bytes() == straight.read_bytes()
+    # Every prompt's SAMPLES lines are consecutive, so the whole groups kept are the whole lines kept // SAMPLES:
+    # exactly those are resumed, and exactly the rest is rolled out again.
+    whole_groups = kept.count(b"\n") // SAMPLES
+    assert result.prompts_resumed == whole_groups
+    assert result.rollouts_written == (PROMPTS - whole_groups) * SAMPLES
+
+
+def test_resume_with_other_settings_is_refused_and_changes_nothing(tiny_scores, tmp_path, parity_checker):
+    out, ids = tmp_path / "out.jsonl", tmp_path / "ids.txt"
+    ids.write_text("1\n5\n")
+    run_rollouts(config_for(tiny_scores, out, ids_file=str(ids)))
+    before = out.read_bytes(), (tmp_path / "out.jsonl.rollout.json").read_bytes()
+    with pytest.raises(ConfigError, match="seed=11.*seed=12"):
+        run_rollouts(config_for(tiny_scores, out, ids_file=str(ids), seed=12))
+    assert (out.read_bytes(), (tmp_path / "out.jsonl.rollout.json").read_bytes()) == before
+    run_rollouts(config_for(tiny_scores, out, ids_file=str(ids), seed=12, overwrite=True))
+    assert out.read_bytes() != before[0]
+
+
+def test_cli_rollout_writes_feedback_the_scheduler_reads(tiny_scores, tmp_path, monkeypatch, capsys, parity_checker):
+    from gaincurate.cli import main
+    from gaincurate.schedule.feedback import read_feedback
+
+    out = tmp_path / "fb.jsonl"
+    argv = [
+        "gaincurate",
+        "rollout",
+        str(tiny_scores),
+        "--out",
+        str(out),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--reference-size",
+        "5",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--threads",
+        "1",
+        "--json",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompts"] == 5 and report["rollouts_written"] == 10 and report["settings"]["threads"] == 1
+    summary = read_feedback(out, epoch_ids=range(PROMPTS), known_ids=range(PROMPTS), reward_max=1.0)
+    assert summary.rollouts == 10 and summary.prompts == 5
+
+
+KILLABLE = """
+import sys
+from gaincurate.rollout import answers, job
+answers.AnswerChecker.__call__ = lambda self, completion, answer: len(completion) % 2 == 0
+original = job.append_rollouts
+def slow_append(*args, **kwargs):
+    written = original(*args, **kwargs)
+    import time; time.sleep(0.3)
+    return written
+job.append_rollouts = slow_append
+from gaincurate.cli import main
+sys.argv = ["gaincurate", "rollout", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path):
+    args = [
+        str(tiny_scores),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "--batch-size",
+        "2",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight, killed = tmp_path / "straight.jsonl", tmp_path / "killed.jsonl"
+    subprocess.run([sys.executable, "-c", KILLABLE, *args, "--out", str(straight)], check=True, env=env)
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not killed.exists() or killed.read_bytes().count(b"\n") < 6):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert killed.read_bytes().count(b"\n") < straight.read_bytes().count(b"\n")  # it really was cut short
+    subprocess.run([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], check=True, env=env)
+    assert killed.read_bytes() == straight.read_bytes()

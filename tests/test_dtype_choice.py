@@ -1,0 +1,231 @@
+"""`--dtype auto` and `--batch-tokens` by measurement: the choice, the fidelity gate, the cache, the manifest.
+
+Timings and fidelity figures are faked where the property is about the decision, so the tests say the
+same thing on every CPU; the tiny `from_config` models run the real measuring code where it is about
+plumbing (the cache, the manifest, the int8 conversion).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaincurate.config import RunOptions, ScoreConfig
+from gaincurate.errors import ConfigError
+from gaincurate.scoring import tuning
+from gaincurate.scoring.batch_size import choose_batch_tokens
+from gaincurate.scoring.dtype import choose_dtype, flops_per_token, model_shapes
+from gaincurate.scoring.fidelity import MAX_DIFF_FRACTION, MIN_SPEARMAN, verdict
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test starts from an empty measurement cache of its own."""
+    monkeypatch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def gate_result(passed: bool, spearman: float = 0.999, max_abs_diff: float = 0.001) -> dict:
+    return {"passed": passed, "spearman": spearman, "min_spearman": MIN_SPEARMAN, "max_abs_diff": max_abs_diff,
+            "bound": 0.01, "prompts": 64}  # fmt: skip
+
+
+class RecordingGate:
+    def __init__(self, passes: dict[str, bool]) -> None:
+        self.passes, self.asked = passes, []
+
+    def __call__(self, dtype: str) -> dict:
+        self.asked.append(dtype)
+        return gate_result(self.passes[dtype], spearman=0.999 if self.passes[dtype] else 0.98)
+
+
+def test_bf16_faster_and_faithful_is_chosen():
+    gate = RecordingGate({"bfloat16": True})
+    choice = choose_dtype({"float32": 4e-6, "bfloat16": 1e-6}, gate)
+    assert choice.dtype == "bfloat16" and gate.asked == ["bfloat16"]
+    assert "4.00x" in choice.reason and "passed the fidelity gate" in choice.reason
+
+
+def test_bf16_slower_keeps_float32_without_running_the_gate():
+    # The AVX512-BF16 Xeon without AMX: flags say bf16, the measurement says 0.58x.
+    gate = RecordingGate({"bfloat16": True})
+    choice = choose_dtype({"float32": 1e-6, "bfloat16": 1.72e-6}, gate)
+    assert choice.dtype == "float32" and gate.asked == []
+    assert "bfloat16 0.58x" in choice.reason
+
+
+def test_a_faster_dtype_that_fails_the_gate_gives_way_to_the_next():
+    gate = RecordingGate({"int8": False, "bfloat16": True, "float16": True})
+    choice = choose_dtype({"float32": 8e-6, "float16": 6e-6, "bfloat16": 2e-6, "int8": 1e-6}, gate)
+    assert choice.dtype == "bfloat16" and gate.asked == ["int8", "bfloat16"]
+    assert "int8 ran at 8.00x float32's speed but failed" in choice.reason
+    assert set(choice.gates) == {"int8", "bfloat16"}
+
+
+def test_every_lossy_dtype_failing_leaves_float32():
+    gate = RecordingGate({"bfloat16": False, "int8": False})
+    choice = choose_dtype({"float32": 4e-6, "bfloat16": 1e-6, "int8": 2e-6}, gate)
+    assert choice.dtype == "float32" and gate.asked == ["bfloat16", "int8"]
+
+
+def test_gate_verdict_from_fidelity_numbers():
+    reference = np.linspace(0.0, 1.0, 64)
+    bound = MAX_DIFF_FRACTION * reference.std()
+    assert verdict(reference, reference + 0.5 * bound)["passed"]
+    moved = reference.copy()
+    moved[10] += 1.5 * bound  # ranking still almost intact, but one prompt moved past the bound
+    result = verdict(reference, moved)
+    assert result["spearman"] >= MIN_SPEARMAN and not result["passed"]
+    assert result["max_abs_diff"] == pytest.approx(1.5 * bound)
+    # Every run of 4 reversed: no prompt moves past the bound, yet the ranking falls below the minimum.
+    reversed_fours = reference.reshape(16, 4)[:, ::-1].reshape(-1)
+    result = verdict(reference, reversed_fours)
+    assert result["max_abs_diff"] <= result["bound"] and result["spearman"] < MIN_SPEARMAN and not result["passed"]
+    unscored = reference.copy()
+    unscored[3] = np.nan
+    assert not verdict(reference, unscored)["passed"]  # a prompt the candidate cannot score fails it
+
+
+def test_batch_size_choice_prefers_the_largest_within_tolerance():
+    assert choose_batch_tokens({"256": 1.0, "512": 0.9, "1024": 0.92, "2048": 1.3})[0] == 1024
+    assert choose_batch_tokens({"256": 0.5, "512": 0.9, "1024": 1.0, "2048": 1.3})[0] == 256
+
+
+def test_flops_follow_the_model_shapes(tiny_llama):
+    from transformers import AutoConfig
+
+    shapes = model_shapes(AutoConfig.from_pretrained(tiny_llama))
+    # hidden 48, 4 heads of 12, 2 key/value heads: q, o 48x48; k, v 48x24; gate, up 48x96; down 96x48.
+    assert sorted(map(tuple, shapes["linears"])) == [
+        (48, 24, 2, False), (48, 48, 2, False), (48, 96, 2, True), (96, 48, 1, True),
+    ]  # fmt: skip
+    attention, mlp = 2 * (2 * 48 * 48 + 2 * 48 * 24), 2 * 3 * 48 * 96
+    assert flops_per_token(shapes, 2, "residual") == 3 * (attention + mlp)
+    assert flops_per_token(shapes, 2, "mlp-input") == 3 * (attention + mlp) - mlp
+
+
+def fake_measurements(monkeypatch, seconds: dict[str, float], passes: dict[str, bool]) -> dict[str, int]:
+    """Replace the timing probe and the gate's figures; count how often each runs."""
+    calls = {"dtype": 0, "batch": 0, "gate": 0}
+
+    def measure(shapes):
+        calls["dtype"] += 1
+        return {"seconds_per_token": dict(seconds), "unavailable": {}, "tokens": 256}
+
+    def measure_batches(shapes, dtype):
+        calls["batch"] += 1
+        return {"256": 2.0, "512": 1.0, "1024": 1.2, "2048": 1.5}
+
+    class Gate:
+        def __init__(self, model, config, encoder):
+            pass
+
+        def __call__(self, dtype):
+            calls["gate"] += 1
+            return gate_result(passes[dtype])
+
+    monkeypatch.setattr(tuning, "measure_dtypes", measure)
+    monkeypatch.setattr(tuning, "measure_batch_sizes", measure_batches)
+    monkeypatch.setattr("gaincurate.scoring.fidelity.FidelityGate", Gate)
+    return calls
+
+
+class Stages:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage(self, message: str) -> None:
+        self.lines.append(message)
+
+    def set_total(self, total: int) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+
+def test_auto_run_records_the_choice_and_a_second_run_does_not_measure(
+    tiny_llama, problems_file, tmp_path, monkeypatch
+):
+    from gaincurate.scoring import score
+
+    calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})
+    config = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu")
+    stages = Stages()
+    manifest = score(config, RunOptions(out=str(tmp_path / "a")), progress=stages)
+    assert calls == {"dtype": 1, "batch": 1, "gate": 1}
+    assert manifest["dtype"] == "bfloat16" and manifest["config"]["batch_tokens"] == 512
+    record = manifest["tuning"]
+    assert record["dtype"]["how"] == "measured" and record["dtype"]["gates"]["bfloat16"]["passed"]
+    dtype_lines = [line for line in stages.lines if line.startswith("dtype ")]
+    assert dtype_lines == [f"dtype bfloat16: {record['dtype']['reason']}"]
+    timings = manifest["timings"]
+    assert timings["floor_dtype"] == "bfloat16"
+    # The rate comes from the faked 1e-6 s per token at 512 tokens of one layer's linears.
+    from transformers import AutoConfig
+
+    layer_flops = sum(2 * i * o * n for i, o, n, _ in model_shapes(AutoConfig.from_pretrained(tiny_llama))["linears"])
+    assert timings["matmul_rate_gflops"] == pytest.approx(layer_flops / 1.0 / 1e9)
+    for fixed in ("model_load_seconds", "tokenizer_seconds", "first_batch_seconds", "tuning_seconds"):
+        assert timings[fixed] >= 0
+
+    again = score(config, RunOptions(out=str(tmp_path / "b")), progress=Stages())
+    assert calls == {"dtype": 1, "batch": 1, "gate": 1}, "the cache answers the second run"
+    assert again["dtype"] == "bfloat16" and again["config"]["batch_tokens"] == 512
+    assert again["tuning"]["dtype"]["reason"].endswith("[measurements cached]")
+
+
+def test_forced_dtype_skips_the_gate_and_a_slower_bf16_keeps_float32(tiny_llama, problems_file, tmp_path, monkeypatch):
+    from gaincurate.scoring import score
+
+    calls = fake_measurements(monkeypatch, {"float32": 1e-6, "bfloat16": 2e-6}, {"bfloat16": True})
+    base = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu", batch_tokens=256)
+    manifest = score(base, RunOptions(out=str(tmp_path / "auto")))
+    assert manifest["dtype"] == "float32" and calls["gate"] == 0
+    forced = score(base.replace(dtype="bfloat16"), RunOptions(out=str(tmp_path / "forced")))
+    assert forced["dtype"] == "bfloat16" and forced["tuning"]["dtype"]["how"] == "forced"
+    assert forced["config"]["batch_tokens"] == 256 and calls["batch"] == 0 and calls["gate"] == 0
+
+
+def test_split_runs_do_not_measure(tiny_llama, problems_file, tmp_path, monkeypatch):
+    from gaincurate.config import ScoreConfig as Config
+    from gaincurate.model import resolve_source, source_fingerprint
+
+    calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})
+    source = resolve_source(str(tiny_llama))
+    config = Config(dataset=str(problems_file), model=str(tiny_llama), device="cpu")
+    chosen = tuning.tune(config, source, source_fingerprint(source), "cpu", encoder=None, split=True)
+    assert (chosen.dtype, chosen.batch_tokens) == ("float32", 512) and calls["gate"] == 0 and calls["batch"] == 0
+
+
+def test_gate_runs_on_real_scores(tiny_llama, problems_file, tmp_path):
+    """The real gate on the tiny model: float16 scores track float32's (a property of the numbers, not a fake)."""
+    from gaincurate.model import load_model, load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.fidelity import GATE_PROMPTS, FidelityGate
+
+    source = resolve_source(str(tiny_llama))
+    config = ScoreConfig(model=str(tiny_llama), device="cpu")
+    encoder = PromptEncoder(load_tokenizer(source), config.prompt_format, config.max_length)
+    model = load_model(source, dtype="float32", device="cpu")
+    result = FidelityGate(model, config, encoder)("float16")
+    assert result["prompts"] == GATE_PROMPTS and result["spearman"] > 0.9 and result["max_abs_diff"] < 0.05
+    assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
+
+
+def test_int8_scores_close_to_float32(tiny_llama, problems_file, tmp_path):
+    pytest.importorskip("torchao")
+    from gaincurate.scoring import score
+    from gaincurate.shards import read_scores
+
+    base = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu", batch_tokens=256)
+    score(base.replace(dtype="float32"), RunOptions(out=str(tmp_path / "fp32")))
+    manifest = score(base.replace(dtype="int8"), RunOptions(out=str(tmp_path / "int8")))
+    assert manifest["dtype"] == "int8"
+    exact, quantized = (read_scores(tmp_path / name)["gc_score"].to_numpy() for name in ("fp32", "int8"))
+    assert not np.array_equal(exact, quantized), "int8 must actually quantize"
+    np.testing.assert_allclose(quantized, exact, atol=0.05)
+
+
+def test_unknown_dtype_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="--dtype must be one of auto, float32, bfloat16, float16, int8"):
+        ScoreConfig(dtype="float8")
