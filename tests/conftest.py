@@ -5,14 +5,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# Test modules import `helpers` from this folder (importlib import mode does not add it to sys.path).
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -21,7 +18,7 @@ if "GAINCURATE_CACHE_DIR" not in os.environ:
     os.environ["GAINCURATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="gaincurate-test-cache-")
     atexit.register(shutil.rmtree, os.environ["GAINCURATE_CACHE_DIR"], ignore_errors=True)
 
-from helpers import PROBLEMS, save_tiny_model, write_jsonl  # noqa: E402
+from helpers import PROBLEMS, save_tiny_model, write_jsonl
 
 
 @pytest.fixture(scope="session")

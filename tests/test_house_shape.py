@@ -171,3 +171,12 @@ def test_every_child_has_a_floor_and_every_module_is_in_the_architecture_page():
         str(path.relative_to(ROOT)) for path in _module_files().values() if f"`{path.relative_to(ROOT)}`" not in page
     ]
     assert missing == []
+
+
+def test_every_package_folder_is_in_the_installed_packages_list():
+    """A sub-package missing from pyproject's explicit list would vanish from a non-editable install."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module for module, path in _module_files().items() if path.name == "__init__.py"}
+    assert folders == listed

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-# Test modules import `difficulty_helpers` from this folder (importlib import mode does not add it).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from difficulty_helpers import write_embedded_scores  # noqa: E402
+from difficulty_helpers import write_embedded_scores
 
 
 @pytest.fixture()

@@ -12,17 +12,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from schedule_helpers import write_scores
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "schedule"))
-
-from schedule_helpers import write_scores  # noqa: E402
-
-from gaincurate.errors import ConfigError, InputError  # noqa: E402
-from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop  # noqa: E402
-from gaincurate.integrations.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho  # noqa: E402
-from gaincurate.schedule.config import ScheduleConfig  # noqa: E402
-from gaincurate.schedule.driver import advance, init_run, run_status  # noqa: E402
-from gaincurate.schedule.rundir import load_run, read_history  # noqa: E402
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop
+from gaincurate.integrations.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.driver import advance, init_run, run_status
+from gaincurate.schedule.rundir import load_run, read_history
 
 CONFIG = ScheduleConfig(seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
 

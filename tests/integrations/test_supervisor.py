@@ -15,15 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from schedule_helpers import write_scores
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "schedule"))
-
-from schedule_helpers import write_scores  # noqa: E402
-
-from gaincurate.integrations.supervisor import stop_group, supervise  # noqa: E402
-from gaincurate.schedule.config import ScheduleConfig  # noqa: E402
-from gaincurate.schedule.driver import init_run  # noqa: E402
-from gaincurate.schedule.rundir import load_run, read_history  # noqa: E402
+from gaincurate.integrations.supervisor import stop_group, supervise
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.driver import init_run
+from gaincurate.schedule.rundir import load_run, read_history
 
 GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 SUBSET = 6

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sys
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,32 +14,32 @@ import torch
 
 pytest.importorskip("trl")
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from trl.trainer.utils import RepeatSampler  # noqa: E402
-from trl_helpers import (  # noqa: E402
+from trl.trainer.utils import RepeatSampler
+from trl_helpers import (
     NUM_GENERATIONS,
     SCHEDULE,
     STRATEGIES,
     SUBSET,
+    EpochRewards,
     expected_mu_next,
     grpo_settings,
     parity_reward,
     score_prompts,
 )
 
-from gaincurate.difficulty.reference import PassRates  # noqa: E402
-from gaincurate.errors import ConfigError  # noqa: E402
-from gaincurate.integrations.trl import (  # noqa: E402
+from gaincurate.difficulty.reference import PassRates
+from gaincurate.errors import ConfigError
+from gaincurate.integrations.trl import (
     CurriculumSampler,
     GainCurriculum,
     record_rewards,
     resume_checkpoint,
 )
-from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
-from gaincurate.schedule.inputs import load_scores  # noqa: E402
-from gaincurate.schedule.registry import build_strategy  # noqa: E402
-from gaincurate.schedule.rundir import read_history  # noqa: E402
+from gaincurate.schedule import ScheduleConfig, Scheduler
+from gaincurate.schedule.inputs import load_scores
+from gaincurate.schedule.registry import build_strategy
+from gaincurate.schedule.rundir import read_history
 
 
 @pytest.fixture(scope="module")
@@ -232,25 +230,6 @@ def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(s
 
 
 # -- real GRPOTrainer runs ----------------------------------------------------------------------------
-
-
-class EpochRewards:
-    """The test's own record of what the reward function saw: (trainer epoch, gc_id, reward) per rollout."""
-
-    def __init__(self) -> None:
-        self.rollouts: list[tuple[int, int, float]] = []
-
-    def __call__(self, completion_ids, gc_id, trainer_state, **kwargs):
-        rewards = parity_reward(completion_ids)
-        epoch = math.floor(trainer_state.epoch + 1e-6)
-        self.rollouts.extend((epoch, int(g), r) for g, r in zip(gc_id, rewards, strict=True))
-        return rewards
-
-    def ids(self, epoch: int) -> Counter:
-        return Counter(g for e, g, _ in self.rollouts if e == epoch)
-
-    def feedback(self, epoch: int) -> list[dict]:
-        return [{"gc_id": g, "reward": r} for e, g, r in self.rollouts if e == epoch]
 
 
 class StopAfter:

@@ -20,9 +20,8 @@ import pytest
 
 pytest.importorskip("trl")
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from trl_helpers import EXAMPLE_DIR, NUM_GENERATIONS, PROMPTS_PER_STEP, SCHEDULE, SUBSET, score_prompts  # noqa: E402
+from trl_helpers import EXAMPLE_DIR, NUM_GENERATIONS, PROMPTS_PER_STEP, SCHEDULE, SUBSET, score_prompts
 
 
 def gaincurate(*args: str, cwd: Path) -> subprocess.CompletedProcess:

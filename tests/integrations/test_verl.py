@@ -15,24 +15,21 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from schedule_helpers import write_hf_model, write_scores
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "schedule"))
-
-from schedule_helpers import write_hf_model, write_scores  # noqa: E402
-
-from gaincurate.errors import ConfigError  # noqa: E402
-from gaincurate.integrations import verl as verl_integration  # noqa: E402
-from gaincurate.integrations.verl import (  # noqa: E402
+from gaincurate.errors import ConfigError
+from gaincurate.integrations import verl as verl_integration
+from gaincurate.integrations.verl import (
     GainCurriculumSampler,
     SamplerSettings,
     batch_rollouts,
     export_prompts,
     recording_score,
 )
-from gaincurate.schedule import ScheduleConfig, Scheduler  # noqa: E402
-from gaincurate.schedule.driver import init_run  # noqa: E402
-from gaincurate.schedule.inputs import load_scores  # noqa: E402
-from gaincurate.schedule.rundir import read_history  # noqa: E402
+from gaincurate.schedule import ScheduleConfig, Scheduler
+from gaincurate.schedule.driver import init_run
+from gaincurate.schedule.inputs import load_scores
+from gaincurate.schedule.rundir import read_history
 
 CONFIG = ScheduleConfig(subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
 BATCH = 2  # data.train_batch_size: prompts per step

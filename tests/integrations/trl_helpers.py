@@ -6,6 +6,7 @@ Everything runs offline on CPU: the model is tests/helpers.py's random 3-layer L
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 from helpers import write_jsonl
@@ -76,3 +77,22 @@ def expected_mu_next(mu: float, accuracy: float, ang: float, params: SchedulePar
     delta = n * math.tanh(alpha * (accuracy - params.beta)) + n * math.tanh(alpha * ang)
     delta = min(max(delta, params.adj_min), params.adj_max)
     return delta, min(max(mu + delta, 0.0), params.n_prompts - 1.0)
+
+
+class EpochRewards:
+    """The test's own record of what the reward function saw: (trainer epoch, gc_id, reward) per rollout."""
+
+    def __init__(self) -> None:
+        self.rollouts: list[tuple[int, int, float]] = []
+
+    def __call__(self, completion_ids, gc_id, trainer_state, **kwargs):
+        rewards = parity_reward(completion_ids)
+        epoch = math.floor(trainer_state.epoch + 1e-6)
+        self.rollouts.extend((epoch, int(g), r) for g, r in zip(gc_id, rewards, strict=True))
+        return rewards
+
+    def ids(self, epoch: int) -> Counter:
+        return Counter(g for e, g, _ in self.rollouts if e == epoch)
+
+    def feedback(self, epoch: int) -> list[dict]:
+        return [{"gc_id": g, "reward": r} for e, g, r in self.rollouts if e == epoch]

@@ -22,9 +22,8 @@ import torch
 pytest.importorskip("trl")
 
 from replay_helpers import GenerationCounter, buffer_sizes_before_rounds
-from test_trl import EpochRewards
 from transformers import TrainerCallback
-from trl_helpers import SCHEDULE, expected_mu_next, grpo_settings, score_prompts
+from trl_helpers import SCHEDULE, EpochRewards, expected_mu_next, grpo_settings, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
 from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig, ReplayGRPOTrainer

@@ -4,17 +4,12 @@ scores, and re-scoring is replaced by a deterministic fake where a test asks for
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-# Test modules import `schedule_helpers` from this folder (importlib import mode does not add it).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from schedule_helpers import write_scores  # noqa: E402
+from schedule_helpers import write_scores
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from simulation import bundled_policy, simulate, write_scores  # tests/ is on sys.path (conftest)
+from simulation import bundled_policy, simulate, write_scores
 
 EPOCHS, SUBSET = 10, 32
 EARLY = range(0, 3)  # epochs whose 0/4 prompts must come back

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from simulation import WINDOW, band, bundled_policy, simulate, write_scores  # tests/ is on sys.path (conftest)
+from simulation import WINDOW, band, bundled_policy, simulate, write_scores
 
 from gaincurate.schedule.mopps import posterior_mean
 

@@ -5,22 +5,17 @@ the Megatron refusal and the tracker wait. tests/verl/test_real_verl.py checks t
 import importlib.util
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import run_cli
+from schedule_helpers import write_scores
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "schedule"))
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from helpers import run_cli  # noqa: E402
-from schedule_helpers import write_scores  # noqa: E402
-
-from gaincurate.errors import ConfigError, InputError  # noqa: E402
-from gaincurate.integrations import verl_checkpoint, verl_reward  # noqa: E402
-from gaincurate.schedule.driver import advance  # noqa: E402
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.integrations import verl_checkpoint, verl_reward
+from gaincurate.schedule.driver import advance
 
 
 def init(tmp_path, monkeypatch, capsys, *options: str) -> tuple[int, str, Path]:

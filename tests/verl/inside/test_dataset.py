@@ -90,7 +90,7 @@ def test_the_sampler_learns_from_real_dataprotos_and_steps_at_the_epoch_end(scor
     try:
         from verl.experimental.dataset.sampler import AbstractCurriculumSampler
     except ImportError:  # verl 0.8+: no sampler hook, so nothing to derive from
-        AbstractCurriculumSampler = torch.utils.data.Sampler  # noqa: N806
+        AbstractCurriculumSampler = torch.utils.data.Sampler
     assert isinstance(sampler, AbstractCurriculumSampler)
     rows = list(sampler)
     for start in range(0, len(rows), 8):
