@@ -12,12 +12,11 @@ import dataclasses
 import functools
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from gaincurate.config_file import describe, matches
 from gaincurate.errors import ConfigError
 from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFormat
 
@@ -121,44 +120,25 @@ class RunOptions:
         return dataclasses.replace(self, **changes)
 
 
-_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null"}
-
-
 def check_types(instance: Any) -> None:
     """Refuse a field value of the wrong type (say `"ten"` for `limit` from a config file or a manifest) in one line.
 
-    Strict like JSON: `true` is no number and `1.5` no whole number. `few_shot` takes any list of tables;
-    `PromptFormat` checks their keys.
+    The `--config FILE` type check (`config_file.matches`), so a field is judged the same from a file, a manifest
+    or Python: strict like JSON, `true` is no number and `1.5` no whole number. `PromptFormat` checks the keys
+    of `few_shot`'s tables.
     """
     hints = _hints(type(instance))
     for field in dataclasses.fields(instance):
         value, hint = getattr(instance, field.name), hints[field.name]
-        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if typing.get_origin(hint) is tuple:  # few_shot: a list of question/answer tables
-            valid = isinstance(value, list | tuple) and all(isinstance(item, dict) for item in value)
-            words = "a list of tables"
-        else:
-            valid = any(_is(value, kind) for kind in kinds)
-            words = " or ".join(_WORDS.get(kind, getattr(kind, "__name__", str(kind))) for kind in kinds)
-        if not valid:
+        if not matches(value, hint):
             shown = json.dumps(value, default=repr)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ConfigError(f"--{field.name.replace('_', '-')} must be {words}; got {shown}")
+            raise ConfigError(f"--{field.name.replace('_', '-')} must be {describe(hint)}; got {shown}")
 
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def _is(value: Any, kind: Any) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is type(None):
-        return value is None
-    return isinstance(value, kind)
 
 
 def manifest_config(config: ScoreConfig, options: RunOptions) -> dict[str, Any]:
@@ -177,33 +157,6 @@ def split_config(values: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
         values["few_shot"] = tuple(values["few_shot"])
     options = RunOptions(**{k: v for k, v in values.items() if k in run_fields})
     return ScoreConfig(**{k: v for k, v in values.items() if k not in run_fields}), options
-
-
-def load_config_file(path: str | None) -> dict[str, Any]:
-    """Read `--config FILE` (JSON or TOML); unknown keys are an error, not silently ignored."""
-    if path is None:
-        return {}
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--config {path} does not exist")
-    try:
-        if file.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(file.read_text())
-        else:
-            data = json.loads(file.read_text())
-    except ValueError as error:
-        raise ConfigError(f"--config {path} cannot be parsed ({error})") from None
-    known = {f.name for cls in (ScoreConfig, RunOptions) for f in dataclasses.fields(cls)} | set(ALIASES)
-    keys = {key.replace("-", "_") for key in data}
-    unknown = sorted(keys - known)
-    if unknown:
-        raise ConfigError(f"--config {path} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    data = {key.replace("-", "_"): value for key, value in data.items()}
-    if "few_shot" in data:
-        data["few_shot"] = tuple(data["few_shot"])
-    return data
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:

@@ -72,9 +72,9 @@ def matches(value: Any, annotation: Any) -> bool:
         return any(matches(value, arg) for arg in args)
     if origin is typing.Literal:
         return value in args
-    if origin in (list, tuple):
+    if origin in (list, tuple):  # a tuple too: what a frozen config holds (JSON and TOML give lists)
         inner = args[0] if args else Any
-        return isinstance(value, list) and all(matches(item, inner) for item in value)
+        return isinstance(value, list | tuple) and all(matches(item, inner) for item in value)
     if origin is dict:
         inner = args[1] if args else Any
         return isinstance(value, dict) and all(matches(item, inner) for item in value.values())

@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from fake_scores import score_columns, write_scores_dir
 
 import gaincurate
-from gaincurate import shards
 from gaincurate.feedback import append_rollouts
-from gaincurate.fileio import atomic_write_json
 
 ASSET = Path(gaincurate.__file__).parent / "assets" / "math_sample.jsonl"
 ROLLOUTS = 4
@@ -102,39 +101,11 @@ def write_scores(directory: Path, policy: SimulatedPolicy) -> Path:
     rng = np.random.default_rng(7)
     inputs = pa.table({key: [row[key] for row in rows] for key in ("problem", "answer", "type")})
     score = 1.0 - 0.1 * policy.hardness + rng.normal(0.0, 0.25, count)
-    columns = {
-        "gc_id": pa.array(np.arange(count), pa.int64()),
-        "gc_intra": pa.array(score / 2),
-        "gc_inter": pa.array(score / 2),
-        "gc_score": pa.array(score),
-        "gc_question_tokens": pa.array([len(row["problem"].split()) for row in rows], pa.int32()),
-        "gc_context_tokens": pa.array(np.full(count, 20), pa.int32()),
-        "gc_truncated": pa.array(np.zeros(count, dtype=bool)),
-        "gc_status": pa.array(["ok"] * count),
-        "gc_embedding": pa.array([row.astype(np.float16) for row in policy.embeddings], pa.list_(pa.float16())),
-    }
-    schema = shards.output_schema(inputs.schema, embed=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    shards.write_shard(
-        directory / shards.shard_name(0), pa.Table.from_arrays([*inputs.columns, *columns.values()], schema=schema)
+    columns = score_columns(score, [len(row["problem"].split()) for row in rows])
+    columns["gc_embedding"] = pa.array([row.astype(np.float16) for row in policy.embeddings], pa.list_(pa.float16()))
+    return write_scores_dir(
+        directory, inputs, columns, dataset={"name": "math_sample", "fingerprint": "math-sample-simulated"}
     )
-    manifest = {
-        "format_version": shards.FORMAT_VERSION,
-        "complete": True,
-        "rows": count,
-        "shards": [shards.shard_name(0)],
-        "config": {
-            "prompt_column": "problem",
-            "answer_column": "answer",
-            "system_prompt": "Solve it.",
-            "few_shot": [],
-            "chat_template": True,
-        },
-        "dataset": {"name": "math_sample", "fingerprint": "math-sample-simulated"},
-        "debias": None,
-    }
-    atomic_write_json(directory / shards.MANIFEST, manifest)
-    return directory
 
 
 @dataclass(frozen=True)

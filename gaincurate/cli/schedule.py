@@ -41,6 +41,21 @@ def _size(text: str) -> str:
     return size_text(text)  # its ValueError becomes the usage error "--sigma wide is not valid: ..."
 
 
+def _pair_parser(form: str):
+    """A parser for an `A,B` option: exactly two numbers, checked at parse time (a usage error naming the value)."""
+
+    def parse(text: str) -> str:
+        try:
+            numbers = [float(part) for part in text.split(",")]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 2:
+            raise ValueError(f"expected {form}")
+        return text
+
+    return parse
+
+
 ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
 StrategyOption = Annotated[
     Literal[STRATEGIES],
@@ -70,7 +85,12 @@ AdjMax = Annotated[
     str | None, typer.Option(parser=_size, help=f"Upper clamp of a step (default 2/15 of N). {FRACTION}")
 ]
 RewardMax = Annotated[float | None, typer.Option(help="Reward of a correct rollout (default 1).")]
-RewardRange = Annotated[str | None, typer.Option(help="LO,HI: wrong and right rewards, e.g. -1,1.")]
+RewardRange = Annotated[
+    str | None,
+    typer.Option(
+        parser=_pair_parser("two numbers LO,HI such as -1,1"), help="LO,HI: wrong and right rewards, e.g. -1,1."
+    ),
+]
 Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
 Rescore = Annotated[
     Literal[RESCORE_MODES] | None,
@@ -109,7 +129,13 @@ Calibrator = Annotated[Path | None, typer.Option(help="dots: an adapter and head
 Reference = Annotated[
     str | None, typer.Option(help="dots: feedback JSON lines measured before epoch 0 (`gaincurate rollout`).")
 ]
-Prior = Annotated[str | None, typer.Option(help="mopps: Beta prior A,B of every pass rate (default 1,1).")]
+Prior = Annotated[
+    str | None,
+    typer.Option(
+        parser=_pair_parser("two positive numbers A,B such as 1,1"),
+        help="mopps: Beta prior A,B of every pass rate (default 1,1).",
+    ),
+]
 Forget = Annotated[
     float | None, typer.Option(help="mopps: weight old evidence keeps at each update (default 0.8; 1: never forget).")
 ]
@@ -198,11 +224,11 @@ def _schedule_config(given: dict[str, Any]) -> Any:
 
     values = {key: value for key, value in given.items() if key not in _NOT_CONFIG}
     values |= {"format": given["data_format"], "skip_zero_variance": given["skip_zero_variance"] or None}
-    values |= {"prior": given["prior"] and _pair("--prior", given["prior"], "two positive numbers A,B such as 1,1")}
+    values |= {"prior": given["prior"] and _pair(given["prior"])}
     if given["calibrator"] is not None:  # read at every step, so kept as an absolute path
         values |= {"calibrator": str(Path(given["calibrator"]).resolve())}
     if given["reward_range"] is not None:
-        low, high = _pair("--reward-range", given["reward_range"], "two numbers LO,HI such as -1,1")
+        low, high = _pair(given["reward_range"])
         if given["reward_max"] is not None and given["reward_max"] != high:
             raise ConfigError(
                 f"--reward-range {given['reward_range']} and --reward-max {given['reward_max']:g} disagree; "
@@ -212,12 +238,10 @@ def _schedule_config(given: dict[str, Any]) -> Any:
     return ScheduleConfig(**{key: value for key, value in values.items() if value is not None})
 
 
-def _pair(flag: str, text: str, what: str) -> tuple[float, ...]:
-    """`A,B` as numbers; ScheduleConfig checks how many there are and their range."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{flag} must be {what}; got {text!r}") from None
+def _pair(text: str) -> tuple[float, float]:
+    """`A,B` as two numbers (`_pair_parser` checked the form); ScheduleConfig checks their range."""
+    low, high = (float(part) for part in text.split(","))
+    return low, high
 
 
 @app.command("next")

@@ -49,6 +49,7 @@ from typing import Any, Self
 import numpy as np
 from torch.utils.data import Sampler
 
+from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl_checkpoint import refuse_megatron
 from gaincurate.integrations.verl_reward import recording_score
@@ -94,9 +95,7 @@ class SamplerSettings:
             )
         known = {field.name for field in dataclasses.fields(cls)}
         values = {key: _get(section, key) for key in known}
-        unknown = sorted(set(_keys(section)) - known)
-        if unknown:
-            raise ConfigError(f"unknown data.gaincurate key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_keys("data.gaincurate", _keys(section), known)
         return cls(**{key: value for key, value in values.items() if value is not None})
 
 

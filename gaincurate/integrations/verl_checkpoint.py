@@ -29,42 +29,23 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.checkpoints import VERL_TRACKER, is_complete_model
+from gaincurate.schedule.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
 
 logger = logging.getLogger(__name__)
 
-MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
 DEFAULT_TRACKER_TIMEOUT = 300.0
-
-
-def verl_model_path(step_dir: str | Path) -> Path | None:
-    """The Hugging Face model with full weights inside a `global_step_N` folder, or None."""
-    actor = Path(step_dir) / "actor"
-    for folder in (actor / "huggingface", actor / "model" / "huggingface"):
-        if is_complete_model(folder):
-            return folder
-    return None
-
-
-def model_merger_command(step_dir: str | Path) -> str | None:
-    """verl's command that turns a Megatron checkpoint's shards into a loadable model, or None if not Megatron."""
-    actor = Path(step_dir) / "actor"
-    if not any((actor / shards).is_dir() for shards in MEGATRON_SHARDS):
-        return None
-    return (
-        f"python -m verl.model_merger merge --backend megatron --local_dir {actor} --target_dir {actor / 'huggingface'}"
-    )
+# model_merger_command lives with the verl layouts in gaincurate.schedule.checkpoints; docs/verl.md names it here.
+__all__ = ["StepScheduleOnSave", "model_merger_command", "refuse_megatron", "wait_for_tracker"]
 
 
 def refuse_megatron(step_dir: str | Path) -> None:
     """Raise, naming verl's merger command, when `step_dir` is a Megatron checkpoint without loadable weights."""
-    command = model_merger_command(step_dir)
-    if command is None or verl_model_path(step_dir) is not None:
-        return
-    raise ConfigError(
-        f"{step_dir} is a Megatron checkpoint without Hugging Face weights, which gaincurate cannot re-score from. "
-        f"Convert it with `{command}` and step again, or save hf_model through a bridge, or use --rescore none"
-    )
+    megatron = megatron_without_model(step_dir)
+    if megatron is not None:
+        raise ConfigError(
+            f"{megatron} and step again, or save hf_model through a bridge, or use --rescore none "
+            "(gaincurate cannot re-score from Megatron shards)"
+        )
 
 
 def wait_for_tracker(step_dir: str | Path, step: int, timeout: float, poll: float = 1.0) -> bool:

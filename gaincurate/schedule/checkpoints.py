@@ -7,7 +7,8 @@ Layouts understood, under a trainer's output directory (or given directly):
 * verl: `global_step_N/`, complete when `latest_checkpointed_iteration.txt` names N (verl writes it
   last). Its model for re-scoring is `global_step_N/actor/huggingface/` (FSDP) or
   `global_step_N/actor/model/huggingface/` (Megatron, verl 0.9), which hold full weights only when
-  `actor.checkpoint.save_contents` includes `hf_model`.
+  `actor.checkpoint.save_contents` includes `hf_model`. A Megatron step with shards only has no model;
+  `no_model_reason` names verl's merger command for it, the wording the verl adapters refuse with too.
 * A plain Hugging Face model folder: `config.json` plus whole weights.
 
 "Whole weights" is checked, not assumed: a safetensors file must be exactly as long as its header
@@ -27,6 +28,9 @@ VERL_PATTERN = re.compile(r"^global_step_(\d+)$")
 VERL_TRACKER = "latest_checkpointed_iteration.txt"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+# Under a verl step's actor/: FSDP's model folder, then Megatron's (verl 0.9 layout, hf_model through a bridge).
+VERL_MODEL_FOLDERS = ("huggingface", "model/huggingface")
+MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,41 @@ def find_checkpoint(directory: Path) -> Checkpoint | None:
 def is_complete_model(folder: Path) -> bool:
     """A Hugging Face model folder with a parsable config.json and whole weights."""
     return _parses(folder / "config.json") and _weights_complete(folder, WEIGHT_FILES)
+
+
+def verl_model_path(step_dir: str | Path) -> Path | None:
+    """The Hugging Face model with full weights inside a verl `global_step_N` folder, or None."""
+    actor = Path(step_dir) / "actor"
+    return next((actor / name for name in VERL_MODEL_FOLDERS if is_complete_model(actor / name)), None)
+
+
+def model_merger_command(step_dir: str | Path) -> str | None:
+    """verl's command that turns a Megatron checkpoint's shards into a loadable model, or None if not Megatron."""
+    actor = Path(step_dir) / "actor"
+    if not any((actor / shards).is_dir() for shards in MEGATRON_SHARDS):
+        return None
+    return (
+        f"python -m verl.model_merger merge --backend megatron --local_dir {actor} --target_dir {actor / 'huggingface'}"
+    )
+
+
+def megatron_without_model(step_dir: str | Path) -> str | None:
+    """For a verl Megatron step with shards only: what it is and verl's command that converts it; else None.
+
+    The one wording of this case, for `schedule next`/`run`'s notice and the verl adapters' refusal alike.
+    """
+    command = model_merger_command(step_dir)
+    if command is None or verl_model_path(step_dir) is not None:
+        return None
+    return f"{step_dir} is a Megatron checkpoint without Hugging Face weights; convert it with `{command}`"
+
+
+def no_model_reason(checkpoint: Checkpoint) -> str:
+    """Why a complete checkpoint has no model to re-score from (`model_path` is None), and the fix."""
+    if checkpoint.kind != "verl":
+        return f"{checkpoint.path} has no full model (a PEFT adapter alone; merge it into its base model)"
+    megatron = megatron_without_model(checkpoint.path)
+    return megatron or f"{checkpoint.path} has no full model (verl: add hf_model to actor.checkpoint.save_contents)"
 
 
 def _as_checkpoint(directory: Path) -> Checkpoint | None:
@@ -103,9 +142,7 @@ def _verl(directory: Path) -> Checkpoint | None:
 
 
 def _verl_step(folder: Path, step: int) -> Checkpoint:
-    # FSDP writes actor/huggingface/; Megatron (verl 0.9 layout, hf_model through a bridge) actor/model/huggingface/.
-    models = (folder / "actor" / "huggingface", folder / "actor" / "model" / "huggingface")
-    return Checkpoint(folder, next((m for m in models if is_complete_model(m)), None), "verl", step)
+    return Checkpoint(folder, verl_model_path(folder), "verl", step)
 
 
 def _tracker_step(tracker: Path) -> int | None:

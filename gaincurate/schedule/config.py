@@ -207,7 +207,10 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleParams:
-    """A `ScheduleConfig` resolved for N prompts: every size in absolute rank units."""
+    """A `ScheduleConfig` resolved for N prompts: every size in absolute rank units.
+
+    No defaults here: only `ScheduleConfig.resolve` builds one, so every default lives in `ScheduleConfig`.
+    """
 
     n_prompts: int
     subset_size: int
@@ -225,22 +228,22 @@ class ScheduleParams:
     rescore_nproc: int
     format: str
     angle_signal: str
-    target: float = 0.5
-    tau: float = DOTS_TAU
-    tau_attn: float = 0.1
-    decay: float = DOTS_DECAY
-    reference_every: int = 0
-    reference_size: int = 0
-    calibrator: str | None = None
-    subset_multiple: int = 1
-    data_source: str | None = None  # --format verl only
-    reward_min: float = 0.0
-    prior: tuple[float, float] = (1.0, 1.0)
-    forget: float = DEFAULT_FORGET
-    explore_min: float = 0.05
-    explore_max: float = 0.95
-    target_zero_variance: float = 0.25
-    skip_zero_variance: bool = False
+    target: float
+    tau: float
+    tau_attn: float
+    decay: float
+    reference_every: int
+    reference_size: int
+    calibrator: str | None
+    subset_multiple: int
+    data_source: str | None  # --format verl only
+    reward_min: float
+    prior: tuple[float, float]
+    forget: float
+    explore_min: float
+    explore_max: float
+    target_zero_variance: float
+    skip_zero_variance: bool
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from typing import Any
 from gaincurate.errors import InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule import rundir
-from gaincurate.schedule.checkpoints import find_checkpoint
+from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
 from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.epochs import check_format
@@ -268,7 +268,7 @@ def _rescore(
             f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
         )
     if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else f"{found.path} has no full model (verl: save hf_model)"
+        why = "no checkpoint was given" if found is None else no_model_reason(found)
         notices.append(f"not re-scored: {why}; ang comes from the stored scores")
         return None, used
     from gaincurate import scoring

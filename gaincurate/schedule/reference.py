@@ -107,7 +107,7 @@ def fresh_reference(
     progress: Progress = NULL_PROGRESS,
 ) -> FreshReference | None:
     """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
-    from gaincurate.schedule.checkpoints import find_checkpoint
+    from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
 
     epoch = run.schedule.epoch
     if not reference_due(params, epoch):
@@ -116,7 +116,7 @@ def fresh_reference(
     if found is None and run.checkpoint:
         found = find_checkpoint(Path(run.checkpoint))
     if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else f"{found.path} has no full model (verl: save hf_model)"
+        why = "no checkpoint was given" if found is None else no_model_reason(found)
         notices.append(f"no fresh reference set after epoch {epoch}: {why}")
         return None
     fresh = roll_reference(run_dir, scores, params, epoch=epoch, model_path=found.model_path, progress=progress)

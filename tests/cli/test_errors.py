@@ -28,6 +28,11 @@ USAGE_ERRORS = {
     "bad-choice-score": (["score", "--site", "attention"], ["--site attention", "'mlp-input', 'residual'"]),
     "wrong-type": (["score", "--limit", "ten"], ["--limit ten", "integer"]),
     "wrong-type-float": (["schedule", "init", "--scores", "s", "--run", "r", "--sigma", "wide"], ["--sigma wide"]),
+    "three-number-range": (
+        ["schedule", "init", "--scores", "s", "--run", "r", "--reward-range", "1,2,3"],
+        ["--reward-range 1,2,3", "LO,HI", "`gaincurate schedule init --help`"],
+    ),
+    "one-number-prior": (["schedule", "init", "--scores", "s", "--run", "r", "--prior", "2"], ["--prior 2", "A,B"]),
     "negative-top": (["show", "scores", "--top", "-1"], ["--top -1", "greater than or equal to 0"]),
     "zero-limit": (["score", "--limit", "0"], ["--limit 0", "greater than or equal to 1"]),
     "zero-seeds": (["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from fake_scores import score_columns, write_scores_dir
 
-from gaincurate import shards
 from gaincurate.feedback import format_line
-from gaincurate.fileio import atomic_write_json
 
 WIDTH = 12
 
@@ -41,41 +40,17 @@ def write_embedded_scores(
             "answer": [str(i % 7) for i in range(n_prompts)],
         }
     )
-    schema = shards.output_schema(inputs.schema, embed=embed)
-    columns = {
-        "gc_id": pa.array(np.arange(n_prompts), pa.int64()),
-        "gc_intra": pa.array(rng.uniform(0.2, 0.8, n_prompts)),
-        "gc_inter": pa.array(rng.uniform(0.2, 0.8, n_prompts)),
-        "gc_score": pa.array(rng.uniform(0.5, 1.5, n_prompts)),
-        "gc_question_tokens": pa.array(rng.integers(5, 60, n_prompts), pa.int32()),
-        "gc_context_tokens": pa.array(np.full(n_prompts, 20), pa.int32()),
-        "gc_truncated": pa.array(np.zeros(n_prompts, dtype=bool)),
-        "gc_status": pa.array(["ok"] * n_prompts),
-    }
+    intra, inter = rng.uniform(0.2, 0.8, n_prompts), rng.uniform(0.2, 0.8, n_prompts)
+    score, tokens = rng.uniform(0.5, 1.5, n_prompts), rng.integers(5, 60, n_prompts)
+    columns = score_columns(score, tokens, intra=intra, inter=inter)
     if embed:
         columns["gc_embedding"] = pa.array(
             [None if i in missing_ids else row.astype(np.float16) for i, row in enumerate(embeddings)],
             pa.list_(pa.float16()),
         )
-    table = pa.Table.from_arrays([*inputs.columns, *columns.values()], schema=schema)
-    shards.write_shard(directory / shards.shard_name(0), table)
-    manifest = {
-        "format_version": shards.FORMAT_VERSION,
-        "complete": True,
-        "rows": n_prompts,
-        "shards": [shards.shard_name(0)],
-        "config": {
-            "prompt_column": "problem",
-            "answer_column": "answer",
-            "system_prompt": "Solve it.",
-            "few_shot": [],
-            "chat_template": True,
-        },
-        "dataset": {"name": "toy", "fingerprint": f"toy-{n_prompts}-{seed}"},
-        "debias": None,
-    }
-    atomic_write_json(directory / shards.MANIFEST, manifest)
-    return directory
+    return write_scores_dir(
+        directory, inputs, columns, dataset={"name": "toy", "fingerprint": f"toy-{n_prompts}-{seed}"}
+    )
 
 
 def write_feedback(path: Path, gc_ids, *, samples: int = 8, seed: int = 0, n_prompts: int = 60) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from schedule_helpers import write_hf_model, write_scores
+from schedule_helpers import without_timings, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations import verl as verl_integration
@@ -102,10 +102,6 @@ def updates(sampler, frame, rows: list[int], epoch: int) -> None:
         sampler.update(fake_batch(frame, rows[start : start + BATCH], epoch))
 
 
-def without_timings(history):
-    return [{k: v for k, v in line.items() if k != "timings"} for line in history]
-
-
 @pytest.mark.parametrize("stop_after_rows", [2, 6], ids=["mid-epoch", "epoch-end"])
 def test_checkpoint_state_resumes_at_the_same_row(setup, stop_after_rows):
     frame = setup.source.dataframe
@@ -168,7 +164,7 @@ def test_rescore_from_the_newest_verl_checkpoint(setup, tmp_path, monkeypatch):
 def test_settings_and_sizes_are_checked(setup):
     with pytest.raises(ConfigError, match=r"\+data.gaincurate.run_dir=RUN"):
         SamplerSettings.from_data_config({"train_batch_size": 2})
-    with pytest.raises(ConfigError, match="unknown data.gaincurate key.*run"):
+    with pytest.raises(ConfigError, match=r"data.gaincurate has unknown key\(s\) run; known: checkpoint_dir"):
         SamplerSettings.from_data_config({"gaincurate": {"run_dir": "r", "run": "typo"}})
     with pytest.raises(ConfigError, match="subset_size 6 is not a multiple of data.train_batch_size 4"):
         GainCurriculumSampler(setup.source, {**setup.config, "train_batch_size": 4})

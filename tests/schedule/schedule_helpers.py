@@ -1,18 +1,25 @@
-"""Builders for the scheduler tests: tiny scores directories and checkpoint folders, written directly.
+"""Builders for the scheduler tests: tiny scores directories and checkpoint folders, written directly, and
+a run driven for some epochs, its files hashed and its history without the wall-clock timings, and the check
+that a step killed before state.json resumes to the same run.
 
-No model is involved: a scores directory is written with `gaincurate.shards` from made-up scores.
+No model is involved: a scores directory is written by `fake_scores.write_scores_dir` from made-up scores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
+from fake_scores import score_columns, write_scores_dir
 
-from gaincurate import shards
-from gaincurate.fileio import atomic_write_json
+from gaincurate.schedule import rundir
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.driver import advance, init_run
 
 SYSTEM_PROMPT = "Solve it."
 FEW_SHOT = [{"question": "1 + 1?", "answer": "2"}]
@@ -40,41 +47,17 @@ def write_scores(
             "level": pa.array(rng.integers(1, 6, n_prompts), pa.int64()),
         }
     )
-    schema = shards.output_schema(inputs.schema, embed=False)
-    names = []
-    for index, low in enumerate(range(0, n_prompts, shard_size)):
-        high = min(n_prompts, low + shard_size)
-        part = inputs.slice(low, high - low)
-        columns = {
-            "gc_id": pa.array(np.arange(low, high), pa.int64()),
-            "gc_intra": pa.array(scores[low:high] / 2),
-            "gc_inter": pa.array(scores[low:high] / 2),
-            "gc_score": pa.array(scores[low:high], from_pandas=True),
-            "gc_question_tokens": pa.array(tokens[low:high], pa.int32()),
-            "gc_context_tokens": pa.array(np.full(high - low, 20), pa.int32()),
-            "gc_truncated": pa.array(np.zeros(high - low, dtype=bool)),
-            "gc_status": pa.array(["ok"] * (high - low)),
-        }
-        table = pa.Table.from_arrays([*part.columns, *columns.values()], schema=schema)
-        names.append(shards.shard_name(index))
-        shards.write_shard(directory / names[-1], table)
-    manifest = {
-        "format_version": shards.FORMAT_VERSION,
-        "complete": True,
-        "rows": n_prompts,
-        "shards": names,
-        "config": {
-            "prompt_column": "problem",
-            "answer_column": answer_column,
-            "system_prompt": SYSTEM_PROMPT,
-            "few_shot": FEW_SHOT,
-            "chat_template": True,
-        },
-        "dataset": {"name": "toy-math", "fingerprint": f"toy-{n_prompts}-{seed}"},
-        "debias": debias,
-    }
-    atomic_write_json(directory / shards.MANIFEST, manifest)
-    return directory
+    return write_scores_dir(
+        directory,
+        inputs,
+        score_columns(scores, tokens),
+        dataset={"name": "toy-math", "fingerprint": f"toy-{n_prompts}-{seed}"},
+        shard_size=shard_size,
+        system_prompt=SYSTEM_PROMPT,
+        few_shot=FEW_SHOT,
+        answer_column=answer_column,
+        debias=debias,
+    )
 
 
 def write_safetensors(path: Path, *, truncate: int = 0) -> None:
@@ -98,3 +81,60 @@ def write_trl_checkpoint(output_dir: Path, step: int, *, state: bool = True, tru
     if state:
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return folder
+
+
+def drive_epochs(
+    run_dir: Path,
+    scores_dir: Path,
+    epochs: int,
+    config: ScheduleConfig,
+    feedback: Callable[[Path, Sequence[int], int], Path],
+) -> None:
+    """Init a run, write epoch 0, then take `epochs` steps on `feedback(path, the epoch's gc_ids, epoch)`."""
+    init_run(run_dir, scores_dir, config)
+    advance(run_dir)
+    for epoch in range(epochs):
+        ids = rundir.load_run(run_dir).schedule.subset_ids
+        advance(run_dir, feedback=feedback(run_dir.parent / f"{run_dir.name}-{epoch}.jsonl", ids, epoch))
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """The SHA-256 of every file directly in `directory`, by name."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def without_timings(lines: list[dict]) -> list[dict]:
+    """History lines without `timings`, the one part of a run that is not deterministic."""
+    return [{key: value for key, value in line.items() if key != "timings"} for line in lines]
+
+
+def check_killed_step_resumes(
+    tmp_path: Path,
+    scores_dir: Path,
+    config: ScheduleConfig,
+    feedback: Callable[[Path, Sequence[int], int], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[dict]:
+    """Three steps straight, and three with the last killed before state.json and then taken again: the same
+    files and history. Returns the resumed run's history, without timings."""
+    straight, run_dir = tmp_path / "straight", tmp_path / "killed"
+    drive_epochs(straight, scores_dir, 3, config, feedback)
+    drive_epochs(run_dir, scores_dir, 2, config, feedback)
+    path = feedback(tmp_path / "killed-2.jsonl", rundir.load_run(run_dir).schedule.subset_ids, 2)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after the epoch file and the history line, before state.json
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir, "save_run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            advance(run_dir, feedback=path)
+    assert rundir.load_run(run_dir).schedule.epoch == 2
+    advance(run_dir, feedback=path)
+    resumed, whole = snapshot(run_dir), snapshot(straight)
+    assert {k: v for k, v in resumed.items() if k != "history.jsonl"} == {
+        k: v for k, v in whole.items() if k != "history.jsonl"
+    }
+    history = without_timings(rundir.read_history(run_dir))
+    assert history == without_timings(rundir.read_history(straight))
+    return history

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, write_trl_checkpoint
+from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, snapshot, without_timings, write_trl_checkpoint
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
@@ -36,14 +36,6 @@ def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleCon
     step = advance(run_dir)
     for _ in range(epochs):
         step = advance(run_dir, feedback=write_feedback(run_dir.parent / f"{run_dir.name}.jsonl", step.path))
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-def without_timings(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in line.items() if k != "timings"} for line in history]
 
 
 def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
@@ -262,6 +254,20 @@ def test_rescore_without_checkpoint_falls_back_with_a_notice(tmp_path, scores_di
     assert any("not re-scored" in notice for notice in step.notices)
     with pytest.raises(InputError, match="holds no complete checkpoint"):
         advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "empty")
+
+
+def test_a_megatron_checkpoint_without_hf_weights_falls_back_naming_verls_merger(tmp_path, scores_dir, fake_rescore):
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
+    step_dir = tmp_path / "ckpt" / "global_step_4"
+    (step_dir / "actor" / "dist_ckpt").mkdir(parents=True)  # Megatron shards only (verl before 0.9)
+    (step_dir.parent / "latest_checkpointed_iteration.txt").write_text("4")
+    step = advance(run_dir)
+    step = advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=step_dir.parent)
+    assert step.record["ang_source"] == "stored" and not fake_rescore
+    (notice,) = [notice for notice in step.notices if "not re-scored" in notice]
+    assert "is a Megatron checkpoint without Hugging Face weights" in notice
+    assert f"python -m verl.model_merger merge --backend megatron --local_dir {step_dir / 'actor'}" in notice
 
 
 def test_status_and_plots(tmp_path, scores_dir):

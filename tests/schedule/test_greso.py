@@ -3,19 +3,18 @@ other strategies, the history's skip counts, byte-identical runs and resume afte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.driver import advance, init_run
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.greso import (
     EXPLORE_STEP,
@@ -198,19 +197,7 @@ def feedback_file(path: Path, gc_ids, epoch: int) -> Path:
 
 
 def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
-    init_run(run_dir, scores_dir, config)
-    advance(run_dir)
-    for epoch in range(epochs):
-        ids = rundir.load_run(run_dir).schedule.subset_ids
-        advance(run_dir, feedback=feedback_file(run_dir.parent / f"{run_dir.name}-{epoch}.jsonl", ids, epoch))
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-def without_timings(lines: list[dict]) -> list[dict]:
-    return [{key: value for key, value in line.items() if key != "timings"} for line in lines]
+    drive_epochs(run_dir, scores_dir, epochs, config, feedback_file)
 
 
 @pytest.mark.parametrize(
@@ -236,26 +223,7 @@ def test_seeded_runs_are_byte_identical_and_log_their_skips(tmp_path, scores_dir
 
 
 def test_killed_step_resumes_to_the_same_run(tmp_path, scores_dir, monkeypatch):
-    run_epochs(tmp_path / "straight", scores_dir, 3)
-    run_dir = tmp_path / "killed"
-    run_epochs(run_dir, scores_dir, 2)
-    ids = rundir.load_run(run_dir).schedule.subset_ids
-    feedback = feedback_file(tmp_path / "killed-2.jsonl", ids, 2)
-    real_save = rundir.save_run
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt  # after the epoch file and the history line, before state.json
-
-    monkeypatch.setattr(rundir, "save_run", killed)
-    with pytest.raises(KeyboardInterrupt):
-        advance(run_dir, feedback=feedback)
-    monkeypatch.setattr(rundir, "save_run", real_save)
-    advance(run_dir, feedback=feedback)
-    straight, resumed = snapshot(tmp_path / "straight"), snapshot(run_dir)
-    assert {k: v for k, v in resumed.items() if k != "history.jsonl"} == {
-        k: v for k, v in straight.items() if k != "history.jsonl"
-    }
-    assert without_timings(rundir.read_history(run_dir)) == without_timings(rundir.read_history(tmp_path / "straight"))
+    check_killed_step_resumes(tmp_path, scores_dir, CONFIG, feedback_file, monkeypatch)
 
 
 def test_schedule_cli_takes_the_reward_history_options(scores_dir, tmp_path, monkeypatch, capsys):

@@ -3,18 +3,18 @@ formula, the memory in the state, and runs on disk that are byte-identical and r
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule import rundir
 from gaincurate.schedule.config import DEFAULT_FORGET, ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.driver import advance, init_run, run_status
+from gaincurate.schedule.driver import run_status
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.mopps import MoppsStrategy, posterior_mean, posterior_sd, update_posterior
 from gaincurate.schedule.state import ScheduleState
@@ -139,19 +139,7 @@ def feedback_file(path: Path, gc_ids, epoch: int) -> Path:
 
 
 def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
-    init_run(run_dir, scores_dir, config)
-    advance(run_dir)
-    for epoch in range(epochs):
-        ids = rundir.load_run(run_dir).schedule.subset_ids
-        advance(run_dir, feedback=feedback_file(run_dir.parent / f"{run_dir.name}-{epoch}.jsonl", ids, epoch))
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-def without_timings(lines: list[dict]) -> list[dict]:
-    return [{key: value for key, value in line.items() if key != "timings"} for line in lines]
+    drive_epochs(run_dir, scores_dir, epochs, config, feedback_file)
 
 
 @pytest.mark.parametrize("options", [{}, {"skip_zero_variance": True}], ids=["mopps", "mopps-skip"])
@@ -169,29 +157,7 @@ def test_seeded_runs_are_byte_identical(tmp_path, scores_dir, options):
 
 
 def test_killed_step_resumes_to_the_same_run(tmp_path, scores_dir, monkeypatch):
-    run_epochs(tmp_path / "straight", scores_dir, 3)
-    run_dir = tmp_path / "killed"
-    run_epochs(run_dir, scores_dir, 2)
-    ids = rundir.load_run(run_dir).schedule.subset_ids
-    feedback = feedback_file(tmp_path / "killed-2.jsonl", ids, 2)
-    real_save = rundir.save_run
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt  # after the epoch file and the history line, before state.json
-
-    monkeypatch.setattr(rundir, "save_run", killed)
-    with pytest.raises(KeyboardInterrupt):
-        advance(run_dir, feedback=feedback)
-    monkeypatch.setattr(rundir, "save_run", real_save)
-    assert rundir.load_run(run_dir).schedule.epoch == 2
-    advance(run_dir, feedback=feedback)
-
-    straight, resumed = snapshot(tmp_path / "straight"), snapshot(run_dir)
-    assert {k: v for k, v in resumed.items() if k != "history.jsonl"} == {
-        k: v for k, v in straight.items() if k != "history.jsonl"
-    }
-    history = without_timings(rundir.read_history(run_dir))
-    assert history == without_timings(rundir.read_history(tmp_path / "straight"))
+    history = check_killed_step_resumes(tmp_path, scores_dir, CONFIG, feedback_file, monkeypatch)
     assert all(set(line["selection"]) == {"posterior_mean", "posterior_sd"} for line in history)
 
 
