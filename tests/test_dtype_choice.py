@@ -85,9 +85,27 @@ def test_gate_verdict_from_fidelity_numbers():
     assert not verdict(reference, unscored)["passed"]  # a prompt the candidate cannot score fails it
 
 
-def test_batch_size_choice_prefers_the_largest_within_tolerance():
-    assert choose_batch_tokens({"256": 1.0, "512": 0.9, "1024": 0.92, "2048": 1.3})[0] == 1024
+def test_batch_size_choice_takes_the_fastest():
+    assert choose_batch_tokens({"256": 1.0, "512": 0.9, "1024": 0.92, "2048": 1.3})[0] == 512
     assert choose_batch_tokens({"256": 0.5, "512": 0.9, "1024": 1.0, "2048": 1.3})[0] == 256
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt2"])
+def test_batch_probe_times_the_engine_on_a_one_layer_copy(architecture, tiny_models):
+    from transformers import AutoConfig
+
+    from gaincurate.model import load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.batch_size import measure_batch_sizes, one_layer_model
+
+    folder = tiny_models[architecture]
+    model_config = AutoConfig.from_pretrained(folder)
+    assert one_layer_model(model_config, "float32").config.num_hidden_layers == 1
+    config = ScoreConfig(model=str(folder), device="cpu")
+    encoder = PromptEncoder(load_tokenizer(resolve_source(str(folder))), config.prompt_format, config.max_length)
+    questions = [f"What is {i} + {i * i}? Show the steps." for i in range(40)]
+    timings = measure_batch_sizes(model_config, "float32", config, encoder, questions, sizes=(64, 256), budget=0.1)
+    assert set(timings) == {"64", "256"} and all(0 < value < 1 for value in timings.values())
 
 
 def test_flops_follow_the_model_shapes(tiny_llama):
@@ -111,8 +129,9 @@ def fake_measurements(monkeypatch, seconds: dict[str, float], passes: dict[str, 
         calls["dtype"] += 1
         return {"seconds_per_token": dict(seconds), "unavailable": {}, "tokens": 256}
 
-    def measure_batches(shapes, dtype):
+    def measure_batches(model_config, dtype, config, encoder, questions):
         calls["batch"] += 1
+        assert questions, "the probe times the run's own prompts"
         return {"256": 2.0, "512": 1.0, "1024": 1.2, "2048": 1.5}
 
     class Gate:
@@ -160,11 +179,8 @@ def test_auto_run_records_the_choice_and_a_second_run_does_not_measure(
     assert dtype_lines == [f"dtype bfloat16: {record['dtype']['reason']}"]
     timings = manifest["timings"]
     assert timings["floor_dtype"] == "bfloat16"
-    # The rate comes from the faked 1e-6 s per token at 512 tokens of one layer's linears.
-    from transformers import AutoConfig
-
-    layer_flops = sum(2 * i * o * n for i, o, n, _ in model_shapes(AutoConfig.from_pretrained(tiny_llama))["linears"])
-    assert timings["matmul_rate_gflops"] == pytest.approx(layer_flops / 1.0 / 1e9)
+    rate = record["rate_flops"]
+    assert timings["floor_seconds"] == pytest.approx(record["flops_per_token"] * timings["tokens"] / rate)
     for fixed in ("model_load_seconds", "tokenizer_seconds", "first_batch_seconds", "tuning_seconds"):
         assert timings[fixed] >= 0
 

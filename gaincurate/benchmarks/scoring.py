@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _write_rows(data: str, offset: int, rows: int, path: Path) -> None:
+def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
     from gaincurate.data import load_rows
 
     selected = load_rows(data, split=None, prompt_column="problem", limit=offset + rows).rows
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "rows.jsonl"
-        _write_rows(args.data, args.offset, args.rows, data)
+        write_rows(args.data, args.offset, args.rows, data)
         result = run_benchmark(args, str(data))
     if args.memory:
         result["peak_rss_mb"] = {n: peak_memory_mb(args.data, n, args.memory_layer) for n in (500, 5000)}

@@ -32,6 +32,7 @@ from gaincurate.model import (
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder
+from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.scoring.tuning import tune
@@ -142,8 +143,10 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
 
     previous = None if options.overwrite else inspect_output(plan.out, probe_lock=False)  # it may have changed
     split = distributed.current_part(options.num_shards, options.shard_index).count > 1
+    questions = rows.select(range(min(len(rows), SAMPLE_ROWS)))[config.prompt_column]  # the batch-size probe's
     tuning = tune(config, plan.source, plan.model_fingerprint, plan.device, encoder,
-                  previous=(previous or {}).get("fingerprint"), split=split, progress=progress)  # fmt: skip
+                  previous=(previous or {}).get("fingerprint"), split=split, questions=questions,
+                  progress=progress)  # fmt: skip
     config = config.replace(batch_tokens=tuning.batch_tokens)
     fingerprint = plan.fingerprint(config, tuning.dtype)
     output = plan_output(plan.out, fingerprint, overwrite=options.overwrite, shard_rows=options.shard_rows,

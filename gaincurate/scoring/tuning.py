@@ -16,6 +16,7 @@ and handed to the run in `Tuning.model`, so the weights are read once either way
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from gaincurate.scoring.dtype import (
     layer_flops_per_token,
     measure_dtypes,
     model_shapes,
+    probe_layer,
+    race,
     unavailable,
 )
 
@@ -58,6 +61,7 @@ class _Run:
     encoder: PromptEncoder
     previous: dict[str, Any] | None  # the fingerprint of the run already in --out, if any
     split: bool
+    questions: list[str]  # the run's first prompts: the batch-size probe times the engine on them
 
 
 def tune(
@@ -69,9 +73,13 @@ def tune(
     *,
     previous: dict[str, Any] | None = None,
     split: bool = False,
+    questions: list[str] | None = None,
     progress: Progress = NULL_PROGRESS,
 ) -> Tuning:
-    """Decide dtype and batch tokens for a run of `config` on `device`; reports each choice as a stage line."""
+    """Decide dtype and batch tokens for a run of `config` on `device`; reports each choice as a stage line.
+
+    `questions`: the run's first prompts (a few hundred are plenty), for the batch-size probe.
+    """
     started = time.perf_counter()
     if config.dtype == "int8" and (why := unavailable("int8")):
         raise ConfigError(f"--dtype int8 cannot run here: {why}")
@@ -87,7 +95,7 @@ def tune(
         return Tuning(dtype, batch_tokens, record)
     import torch
 
-    run = _Run(config, source, model_fingerprint, encoder, previous, split)
+    run = _Run(config, source, model_fingerprint, encoder, previous, split, list(questions or []))
     threads = torch.get_num_threads()
     shapes = _shapes(source, model_fingerprint)
     dtype_record, model, model_seconds = _dtype(run, shapes, threads, progress)
@@ -100,29 +108,29 @@ def tune(
     last = resolve_layer(config.layer, layers)
     if config.embed and config.embed_layer is not None:
         last = max(last, resolve_layer(config.embed_layer, layers, "--embed-layer"))
-    per_token = batch_record.get("seconds_per_token", {}).get(str(batch_record["chosen"]))
-    rate_at = "batch_tokens" if per_token else "probe"
-    per_token = per_token or dtype_record["seconds_per_token"].get(dtype)
     record = {
         "dtype": dtype_record,
         "batch_tokens": batch_record,
         "threads": threads,
         "flops_per_token": flops_per_token(shapes, last, config.site),
-        "rate_flops": layer_flops_per_token(shapes) / per_token if per_token else None,
-        "rate_measured_at": rate_at,
+        "rate_flops": _linear_rate(run, shapes, dtype, batch_record["chosen"], threads),
         "seconds": time.perf_counter() - started - model_seconds,
     }
     return Tuning(dtype, batch_record["chosen"], record, model, model_seconds)
+
+
+@functools.lru_cache(maxsize=4)  # a GGUF's config takes seconds to read; shapes and batch probe both need it
+def _model_config(source: ModelSource) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
 
 
 def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
     """One decoder layer's linear shapes, from the model's config (cached: a GGUF's config takes seconds)."""
     shapes = tuning_cache.get("model_shapes", model_fingerprint)
     if shapes is None:
-        from transformers import AutoConfig
-
-        model_config = AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
-        shapes = model_shapes(model_config)
+        shapes = model_shapes(_model_config(source))
         tuning_cache.put("model_shapes", model_fingerprint, shapes)
     return shapes
 
@@ -192,11 +200,24 @@ def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -
     timings = tuning_cache.get("batch_timings", key)
     cached = timings is not None
     if timings is None:
-        timings = measure_batch_sizes(shapes, dtype)
+        if not run.questions:
+            return {"chosen": SPLIT_BATCH_TOKENS, "how": "default", "reason": "no prompts to measure on"}
+        timings = measure_batch_sizes(_model_config(run.source), dtype, run.config, run.encoder, run.questions)
         tuning_cache.put("batch_timings", key, timings)
     size, reason = choose_batch_tokens(timings)
     reason += " [cached]" if cached else ""
     return {"chosen": size, "how": "measured", "reason": reason, "seconds_per_token": timings}
+
+
+def _linear_rate(run: _Run, shapes: dict[str, Any], dtype: str, batch_tokens: int, threads: int) -> float:
+    """FLOP/s of one layer's linears in `dtype` on `batch_tokens` tokens: the floor's rate (cached)."""
+    key = f"{run.model_fingerprint}|threads={threads}|{dtype}|{batch_tokens}"
+    rate = tuning_cache.get("linear_rates", key)
+    if rate is None:
+        parts = probe_layer(shapes, dtype)
+        rate = layer_flops_per_token(shapes) / race({dtype: (parts, batch_tokens)}, budget=0.3, rounds=10)[dtype]
+        tuning_cache.put("linear_rates", key, rate)
+    return rate
 
 
 def floor_fields(tuning: dict[str, Any] | None, timings: dict[str, Any], works: list[dict[str, Any]]) -> dict[str, Any]:
