@@ -15,11 +15,12 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from gaincurate.config_file import read_config_file
+from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
 
 
 def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
@@ -81,3 +82,13 @@ AsJson = Annotated[
 ScoresDirArgument = Annotated[Path, typer.Argument(help="A directory written by `gaincurate score`.")]
 Dtype = Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16. [default: auto]")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N]. [default: auto]")]
+
+# Every schedule strategy, plus the bench-only ones so that `--strategy oracle` gets its own one-line refusal.
+StrategyOption = Annotated[
+    Literal[(*STRATEGIES, *BENCH_ONLY_STRATEGIES)],
+    typer.Option(
+        help="gain: by score; length: shortest first; uniform: baseline; dots: pass rate near --target; "
+        "mopps: Thompson draw of a Beta posterior near --target; greso: uniform, skipping zero-variance prompts; "
+        "oracle: the bench's ceiling, refused here."
+    ),
+]

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile, Quiet
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.config import ANGLE_SIGNALS, FORMATS, MU_STRATEGIES, RESCORE_MODES, STRATEGIES
+from gaincurate.schedule.config import ANGLE_SIGNALS, FORMATS, MU_STRATEGIES, RESCORE_MODES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -57,13 +57,6 @@ def _pair_parser(form: str):
 
 
 ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
-StrategyOption = Annotated[
-    Literal[STRATEGIES],
-    typer.Option(
-        help="gain: by score; length: shortest first; uniform: baseline; dots: pass rate near --target; "
-        "mopps: Thompson draw of a Beta posterior near --target; greso: uniform, skipping zero-variance prompts."
-    ),
-]
 SubsetSize = Annotated[
     str | None,
     typer.Option(

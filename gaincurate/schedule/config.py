@@ -29,6 +29,8 @@ from gaincurate.schedule import sizes
 STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso")
 # The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
 MU_STRATEGIES = ("gain", "length")
+# Ceilings that only a benchmark may run: they measure every prompt with the current policy each epoch.
+BENCH_ONLY_STRATEGIES = ("oracle",)
 RESCORE_MODES = ("none", "subset", "window", "full")
 FORMATS = ("trl", "verl")
 # verl's default_compute_score gives 1/0 on \boxed{} answers for this data_source (verl 0.5-0.9.1).
@@ -90,6 +92,12 @@ class ScheduleConfig:
     skip_zero_variance: bool = False
 
     def __post_init__(self) -> None:
+        if self.strategy in BENCH_ONLY_STRATEGIES:
+            raise ConfigError(
+                f"--strategy {self.strategy} is the benchmark's ceiling (it measures every prompt with the current "
+                "policy each epoch), not a strategy to train with; run it with "
+                f"`gaincurate bench curriculum --strategies uniform,{self.strategy}`"
+            )
         _choice("--strategy", self.strategy, STRATEGIES)
         if self.rescore is None:
             object.__setattr__(self, "rescore", "subset" if self.strategy in MU_STRATEGIES else "none")

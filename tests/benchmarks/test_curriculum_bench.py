@@ -120,6 +120,8 @@ def test_a_killed_bench_resumes_at_the_first_unfinished_pair(tmp_path):
     assert not (out / "pairs" / "length-seed0.json").exists()
 
     progress = Recorder()
+    run_bench(str(config), out, strategies=["uniform", "length"], seeds=1, max_pairs=0, progress=progress)
+    assert progress.stages == [] and not (out / "pairs" / "length-seed0.json").exists()
     summary = run_bench(str(config), out, strategies=["uniform", "length"], seeds=1, progress=progress)
     assert progress.stages == ["length, seed 0"]  # the finished pair is not run again, nor the warm start
     assert (first.read_bytes(), first.stat().st_mtime_ns) == before

@@ -71,8 +71,12 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
         (["bench", "curriculum", "--config", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
         (["schedule", "next", "--run", "missing"], "schedule init"),
+        (
+            ["schedule", "init", "--scores", "missing", "--run", "r", "--strategy", "oracle"],
+            "the benchmark's ceiling",
+        ),
     ],
-    ids=["bench-strategy", "bench-config", "signal-scores", "schedule-run"],
+    ids=["bench-strategy", "bench-config", "signal-scores", "schedule-run", "oracle-outside-the-bench"],
 )
 def test_other_commands_user_errors_are_one_line(args, message, gaincurate, error_line, tmp_path):
     result = gaincurate(*args)

@@ -1,7 +1,7 @@
 """Command-line entry until `gaincurate bench curriculum` exists:
 
     python -m gaincurate.benchmarks.curriculum --config cpu-arith --out OUT [--strategies uniform,oracle]
-        [--seeds 3] [--smoke] [--quiet]
+        [--seeds 3] [--smoke] [--max-pairs N] [--quiet]
 
 Prints the markdown table (and the headroom line when the oracle ran) on stdout; progress goes to stderr.
 """
@@ -56,17 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default=None, help="comma-separated (default: the config's)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="1 seed, a few steps: checks the harness end to end")
+    parser.add_argument("--max-pairs", type=int, default=None, help="train at most N pairs in this call, then stop")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     try:
         if args.quiet or not sys.stderr.isatty():
             summary = run_bench(args.config, args.out, strategies=strategies, seeds=args.seeds, smoke=args.smoke,
-                                progress=NULL_PROGRESS)  # fmt: skip
+                                max_pairs=args.max_pairs, progress=NULL_PROGRESS)  # fmt: skip
         else:
             with RichProgress() as progress:
                 summary = run_bench(args.config, args.out, strategies=strategies, seeds=args.seeds,
-                                    smoke=args.smoke, progress=progress)  # fmt: skip
+                                    smoke=args.smoke, max_pairs=args.max_pairs, progress=progress)  # fmt: skip
     except GaincurateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -27,8 +27,9 @@ from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 
-# A bench's identity: every config field but the strategies and seed count, which a later call may extend.
-_EXTENDABLE = ("strategies", "seeds")
+# A bench's identity: every config field that changes a run. Strategies and seeds may be extended by a later call;
+# the summary's reading (headline, target, smoothing) and the name change no run.
+_NOT_IDENTITY = ("name", "strategies", "seeds", "headline", "target", "target_fraction", "smooth", "smoke_overrides")
 
 
 def pair_name(strategy: str, seed: int) -> str:
@@ -49,6 +50,7 @@ def run_bench(
     strategies: list[str] | tuple[str, ...] | None = None,
     seeds: int | None = None,
     smoke: bool = False,
+    max_pairs: int | None = None,
     progress: Progress = NULL_PROGRESS,
 ) -> dict[str, Any]:
     """Run (or resume) a training-efficiency bench into `out_dir`; returns the summary (also in summary.json).
@@ -56,7 +58,9 @@ def run_bench(
     `config`: a `BenchConfig`, a bundled name (`cpu-arith`, `cpu-smollm2-math`, `gpu-math`) or a JSON/TOML file.
     `strategies`: names the scheduler knows (`gaincurate.schedule.config.STRATEGIES`) or `oracle`; default the
     config's. `seeds`: how many seeds (0..seeds-1); default the config's. `smoke`: the config's smoke size (one
-    seed, a few steps). `progress` hears a stage per pair and one `advance(1)` per optimizer step.
+    seed, a few steps). `max_pairs`: train at most this many pairs in this call, then summarize what is done (one
+    pair per call keeps each call of a time-limited machine short; call again to go on). `progress` hears a stage
+    per pair and one `advance(1)` per optimizer step.
     Raises `ConfigError` for an unknown strategy, or an `out_dir` that holds a bench of another config.
     """
     if not isinstance(config, BenchConfig):
@@ -75,6 +79,7 @@ def run_bench(
     _claim(out, config)
     assets = prepare_assets(config, out, progress)
     todo = [(s, seed) for seed in range(seed_count) for s in chosen if not _pair_file(out, s, seed).is_file()]
+    todo = todo[:max_pairs] if max_pairs is not None else todo
     progress.set_total(len(todo) * config.steps)
     for strategy, seed in todo:
         progress.stage(f"{strategy}, seed {seed}")
@@ -129,11 +134,11 @@ def _pair_file(out: Path, strategy: str, seed: int) -> Path:
 
 def _claim(out: Path, config: BenchConfig) -> None:
     """Record the config in `out/bench.json`, or check that the bench already there ran the same one."""
-    identity = {k: v for k, v in config.to_dict().items() if k not in _EXTENDABLE}
+    identity = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
     stored_file = out / "bench.json"
     if stored_file.is_file():
         stored = json.loads(stored_file.read_text())
-        stored_identity = {k: v for k, v in stored["config"].items() if k not in _EXTENDABLE}
+        stored_identity = {k: v for k, v in stored["config"].items() if k not in _NOT_IDENTITY}
         if stored_identity != identity:
             changed = sorted(k for k in identity.keys() | stored_identity.keys()
                              if identity.get(k) != stored_identity.get(k))  # fmt: skip

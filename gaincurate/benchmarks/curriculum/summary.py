@@ -1,6 +1,6 @@
 """From runs.jsonl's evaluation points to summary.json and a markdown table.
 
-Definitions (docs/bench-curriculum.md says the same in words):
+Definitions (docs/benchmarks.md, "Training efficiency" says the same in words):
 
 * A curve is one (strategy, seed) pair's points by step. Before any threshold is read, accuracy is smoothed by
   a trailing mean over `smooth` points (1: none). Final accuracy is the smoothed value at the last point.
