@@ -139,3 +139,16 @@ def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, in
         expected_bins = np.append(expected_bins, expected[small].sum())
     statistic = float((((observed_bins - expected_bins) ** 2) / expected_bins).sum())
     return statistic, len(expected_bins) - 1
+
+
+def score_helper_problems(model: Path, root: Path) -> Path:
+    """A scores directory of the helper problems (3 rewordings each, with answers), scored with `model` on CPU."""
+    from gaincurate.config import RunOptions, ScoreConfig
+    from gaincurate.scoring import score
+
+    rows = [{**row, "problem": f"{row['problem']} (version {k})"} for k in range(3) for row in PROBLEMS]
+    data = write_jsonl(root / "problems.jsonl", rows)
+    out = root / "scores"
+    config = ScoreConfig(dataset=str(data), model=str(model), dtype="float32", device="cpu", few_shot=())
+    score(config, RunOptions(out=str(out), quiet=True))
+    return out

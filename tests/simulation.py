@@ -22,6 +22,7 @@ Run this file (`python tests/simulation.py`) to print the margins table of docs/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -64,6 +65,28 @@ class SimulatedPolicy:
         gc_ids = np.asarray(gc_ids, dtype=np.int64)
         probabilities = self.pass_rates(epoch)[gc_ids]
         return (self.uniforms[gc_ids, epoch] < probabilities[:, None]).astype(np.float64)
+
+
+def simulated_screener(policy: SimulatedPolicy, calls: list[tuple[np.ndarray, int, int]]):
+    """A stand-in for `gaincurate.schedule.screeners.checkpoint_screener` that screens with the simulated policy.
+
+    Candidates drawn for epoch t are rolled with the pass rates of epoch t (the policy that will train it), from
+    uniforms of their own (seeded by the run's seed and t), so screening never replays the training rollouts.
+    Every call is appended to `calls` as (gc_ids, epoch, rollouts), so a test can count the rollouts spent.
+    """
+    from gaincurate.schedule.screen import Screening
+
+    def factory(run_dir: Path, scores_dir: Path, *, seed: int, model_path: Path | None, progress: Any = None):
+        def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
+            gc_ids = np.asarray(gc_ids, dtype=np.int64)
+            calls.append((gc_ids.copy(), epoch, rollouts))
+            uniforms = np.random.default_rng([seed, epoch, 31]).random((len(gc_ids), rollouts))
+            sums = (uniforms < policy.pass_rates(epoch)[gc_ids][:, None]).sum(axis=1).astype(np.float64)
+            return Screening(sums, np.full(len(gc_ids), rollouts), 0)
+
+        return screen
+
+    return factory
 
 
 def bundled_rows() -> list[dict[str, Any]]:
@@ -125,16 +148,20 @@ def simulate(
     epochs: int = EPOCHS,
     subset_size: int = SUBSET,
     seed: int = 0,
+    checkpoint: Path | None = None,
     **options: Any,
 ) -> SimulationResult:
-    """Train `epochs` simulated epochs with `strategy` (and ScheduleConfig `options`) in `run_dir`."""
+    """Train `epochs` simulated epochs with `strategy` (and ScheduleConfig `options`) in `run_dir`.
+
+    `checkpoint` is passed to every step, as `schedule run` passes the newest one (screen needs one to screen with).
+    """
     from gaincurate.schedule import rundir
     from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.driver import advance, init_run
 
     config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, rescore="none", **options)
     init_run(run_dir, scores_dir, config)
-    advance(run_dir)
+    advance(run_dir, checkpoint=checkpoint)
     selected, rates, memories = [], [], []
     for epoch in range(epochs):
         schedule = rundir.load_run(run_dir).schedule
@@ -147,7 +174,7 @@ def simulate(
         rewards = policy.rollouts(gc_ids, epoch)
         feedback = run_dir / f"rollouts-{epoch:04d}.jsonl"
         append_rollouts(feedback, np.repeat(gc_ids, ROLLOUTS).tolist(), rewards.ravel().tolist())
-        advance(run_dir, feedback=feedback)
+        advance(run_dir, feedback=feedback, checkpoint=checkpoint)
     return SimulationResult(selected, rates, memories, rundir.read_history(run_dir))
 
 
@@ -180,20 +207,42 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         "| strategy | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform | per seed (fewer) |",
         "|---|---|---|---|",
     ]
-    runs = [(name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso")]
+    runs = [(name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen")]
     runs += [(name, {"skip_zero_variance": True}) for name in ("uniform", "gain", "length", "dots", "mopps")]
     runs += [("mopps", {"forget": 1.0})]
+    runs += [(name, {"band": (0.2, 0.8)}) for name in ("dots", "mopps", "screen")]
+    checkpoint = root / "policy"  # screen screens with a checkpoint; the simulated screener never loads it
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "model.safetensors").write_bytes((8).to_bytes(8, "little") + b"{}      ")
     for index, (name, options) in enumerate(runs):
-        bands = [
-            band(simulate(scores, root / f"run-{index}-{seed}", policy, strategy=name, seed=seed, **options))
-            for seed in seeds
-        ]
+        bands = []
+        for seed in seeds:
+            screener = simulated_screener(policy, [])
+            with _replaced("gaincurate.schedule.screeners", "checkpoint_screener", screener):
+                run_dir = root / f"run-{index}-{seed}"
+                result = simulate(scores, run_dir, policy, strategy=name, seed=seed, checkpoint=checkpoint, **options)
+            bands.append(band(result))
         label = name + "".join(f" {key}={value}" for key, value in options.items())
         ratio = np.mean([b["distance_ratio"] for b in bands])
         fewer = np.mean([b["fewer_extremes"] for b in bands])
         per_seed = ", ".join(f"{b['fewer_extremes']:.0%}" for b in bands)
         lines.append(f"| {label} | {ratio:.3f} | {fewer:.0%} | {per_seed} |")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _replaced(module: str, name: str, value: Any):
+    """`module.name` set to `value` for the block (the margins table runs outside pytest's monkeypatch)."""
+    import importlib
+
+    target = importlib.import_module(module)
+    previous = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, previous)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ StrategyOption = Annotated[
     typer.Option(
         help="gain: by score; length: shortest first; uniform: baseline; dots: pass rate near --target; "
         "mopps: Thompson draw of a Beta posterior near --target; greso: uniform, skipping zero-variance prompts; "
+        "screen: candidates measured with the current policy, kept in the band; "
         "oracle: the bench's ceiling, refused here."
     ),
 ]

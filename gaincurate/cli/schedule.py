@@ -7,22 +7,60 @@
     gaincurate schedule status --run run/ [--json] [--plot status.png]
 
 `init`'s options that share a `ScheduleConfig` field's name reach the config as given (None: not given, so the
-config's default applies); a new strategy option needs only its `Annotated` alias and parameter here.
+config's default applies); a new strategy option needs only its `Annotated` alias (`schedule_options`) and a
+parameter here.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
+from gaincurate.cli.schedule_options import (
+    AdjMax,
+    AdjMin,
+    Alpha,
+    AngleSignal,
+    Band,
+    Beta,
+    Calibrator,
+    DataFormat,
+    DataSource,
+    Decay,
+    ExploreMax,
+    ExploreMin,
+    Forget,
+    Prior,
+    Reference,
+    ReferenceEvery,
+    ReferenceSize,
+    Rescore,
+    RescoreEvery,
+    RescoreNproc,
+    RewardMax,
+    RewardRange,
+    ScoresOption,
+    ScreenFactor,
+    ScreenRollouts,
+    Seed,
+    Sigma,
+    SkipZeroVariance,
+    StepSize,
+    SubsetMultiple,
+    SubsetSize,
+    Target,
+    TargetZeroVariance,
+    Tau,
+    TauAttn,
+)
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.config import ANGLE_SIGNALS, FORMATS, MU_STRATEGIES, RESCORE_MODES
+from gaincurate.schedule.config import MU_STRATEGIES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -31,115 +69,6 @@ app = typer.Typer(
 )
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.json, epoch files, history).")]
-FRACTION = "A number is ranks; a share of the prompt count N is a percentage, e.g. 2%."
-
-
-def _size(text: str) -> str:
-    """A size option's text, checked at parse time, so a bad one is a usage error like any mistyped value."""
-    from gaincurate.schedule.sizes import size_text
-
-    return size_text(text)  # its ValueError becomes the usage error "--sigma wide is not valid: ..."
-
-
-def _pair_parser(form: str):
-    """A parser for an `A,B` option: exactly two numbers, checked at parse time (a usage error naming the value)."""
-
-    def parse(text: str) -> str:
-        try:
-            numbers = [float(part) for part in text.split(",")]
-        except ValueError:
-            numbers = []
-        if len(numbers) != 2:
-            raise ValueError(f"expected {form}")
-        return text
-
-    return parse
-
-
-ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
-SubsetSize = Annotated[
-    str | None,
-    typer.Option(
-        parser=_size, help=f"Prompts per epoch (default 256/7500 of N, rounded to --subset-multiple). {FRACTION}"
-    ),
-]
-SubsetMultiple = Annotated[
-    int | None,
-    typer.Option(help="The subset size is a multiple of K: the prompts your trainer takes per batch (default 1)."),
-]
-Sigma = Annotated[str | None, typer.Option(parser=_size, help=f"Gaussian width (default 2/15 of N). {FRACTION}")]
-StepSize = Annotated[
-    str | None, typer.Option(parser=_size, help=f"n, the step scale of mu (default 1/15 of N). {FRACTION}")
-]
-Alpha = Annotated[float | None, typer.Option(help="tanh sharpness (default 2).")]
-Beta = Annotated[float | None, typer.Option(help="Target accuracy (default 0.5).")]
-AdjMin = Annotated[str | None, typer.Option(parser=_size, help=f"Lower clamp of a step (default 0). {FRACTION}")]
-AdjMax = Annotated[
-    str | None, typer.Option(parser=_size, help=f"Upper clamp of a step (default 2/15 of N). {FRACTION}")
-]
-RewardMax = Annotated[float | None, typer.Option(help="Reward of a correct rollout (default 1).")]
-RewardRange = Annotated[
-    str | None,
-    typer.Option(
-        parser=_pair_parser("two numbers LO,HI such as -1,1"), help="LO,HI: wrong and right rewards, e.g. -1,1."
-    ),
-]
-Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
-Rescore = Annotated[
-    Literal[RESCORE_MODES] | None,
-    typer.Option(
-        help="Re-score from checkpoints for the angle term (default: subset for gain and length, none for the "
-        "others, which never use mu; none: no angle term)."
-    ),
-]
-RescoreEvery = Annotated[int | None, typer.Option(help="Re-score every K epochs (default 1).")]
-RescoreNproc = Annotated[
-    int | None, typer.Option(help="Re-score with N processes via torchrun (default 1: in process).")
-]
-DataFormat = Annotated[Literal[FORMATS] | None, typer.Option("--format", help="Epoch file layout (default trl).")]
-DataSource = Annotated[
-    str | None, typer.Option(help="verl: the rows' data_source, verl's reward key (default lighteval/MATH).")
-]
-AngleSignal = Annotated[
-    Literal[ANGLE_SIGNALS] | None,
-    typer.Option(help="Angle term: raw fresh score, or centered on the fresh scores (needs --rescore window|full)."),
-]
-# dots (docs/dots.md) and the reward-history strategies (gaincurate.schedule.mopps, .greso; docs/strategies.md).
-Target = Annotated[float | None, typer.Option(help="dots, mopps: the pass rate to aim at (default 0.5).")]
-Tau = Annotated[float | None, typer.Option(help="dots: selection temperature (default 0.05; the paper's 1e-3).")]
-TauAttn = Annotated[float | None, typer.Option(help="dots: attention temperature (default 0.1).")]
-Decay = Annotated[
-    float | None, typer.Option(help="dots: weight per epoch of a measurement's age (default 0.4; 1: never ages).")
-]
-ReferenceEvery = Annotated[
-    int | None,
-    typer.Option(help="dots: every K epochs roll a fresh reference set with the newest checkpoint (default 0: never)."),
-]
-ReferenceSize = Annotated[
-    int | None, typer.Option(help="dots: prompts in each fresh reference set (default: the subset size).")
-]
-Calibrator = Annotated[Path | None, typer.Option(help="dots: an adapter and head from `difficulty fit` (.npz).")]
-Reference = Annotated[
-    str | None, typer.Option(help="dots: feedback JSON lines measured before epoch 0 (`gaincurate rollout`).")
-]
-Prior = Annotated[
-    str | None,
-    typer.Option(
-        parser=_pair_parser("two positive numbers A,B such as 1,1"),
-        help="mopps: Beta prior A,B of every pass rate (default 1,1).",
-    ),
-]
-Forget = Annotated[
-    float | None, typer.Option(help="mopps: weight old evidence keeps at each update (default 0.8; 1: never forget).")
-]
-ExploreMin = Annotated[float | None, typer.Option(help="greso: lowest exploration rate (default 0.05).")]
-ExploreMax = Annotated[float | None, typer.Option(help="greso: highest exploration rate (default 0.95).")]
-TargetZeroVariance = Annotated[
-    float | None, typer.Option(help="greso: share of all-right or all-wrong prompts to steer to (default 0.25).")
-]
-SkipZeroVariance = Annotated[
-    bool, typer.Option(help="Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy.")
-]
 
 
 @app.command()
@@ -178,6 +107,9 @@ def init(
     explore_max: ExploreMax = None,
     target_zero_variance: TargetZeroVariance = None,
     skip_zero_variance: SkipZeroVariance = False,
+    screen_factor: ScreenFactor = None,
+    screen_rollouts: ScreenRollouts = None,
+    band: Band = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
@@ -208,7 +140,9 @@ def init(
 
 
 # `init` parameters that are not `ScheduleConfig` fields under their own names.
-_NOT_CONFIG = ("scores", "run", "config", "as_json", "data_format", "prior", "reward_range", "skip_zero_variance")
+_NOT_CONFIG = (
+    "scores", "run", "config", "as_json", "data_format", "prior", "reward_range", "skip_zero_variance", "band",
+)  # fmt: skip
 
 
 def _schedule_config(given: dict[str, Any]) -> Any:
@@ -217,7 +151,7 @@ def _schedule_config(given: dict[str, Any]) -> Any:
 
     values = {key: value for key, value in given.items() if key not in _NOT_CONFIG}
     values |= {"format": given["data_format"], "skip_zero_variance": given["skip_zero_variance"] or None}
-    values |= {"prior": given["prior"] and _pair(given["prior"])}
+    values |= {"prior": given["prior"] and _pair(given["prior"]), "band": given["band"] and _pair(given["band"])}
     if given["calibrator"] is not None:  # read at every step, so kept as an absolute path
         values |= {"calibrator": str(Path(given["calibrator"]).resolve())}
     if given["reward_range"] is not None:
@@ -381,12 +315,20 @@ def _draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
 
 
 def _selection(info: dict | None) -> str:
-    """How an epoch was drawn: mopps's posterior of its prompts (mean ± sd), and the prompts GRESO skipped."""
+    """How an epoch was drawn: mopps's posterior (mean ± sd), screen's screening, the band, GRESO's skips."""
     if not info:
         return "-"
     parts = []
     if "posterior_mean" in info:
         parts.append(f"pass rate {info['posterior_mean']:.2f} ± {info['posterior_sd']:.2f}")
+    if "screened" in info:
+        chosen = info.get("chosen_pass_rate")
+        rate = "" if chosen is None else f", kept pass rate {chosen:.2f}"
+        screened = f"screened {info['screened']} ({info['screen_rollouts']} rollouts)"
+        parts.append(f"{screened}, {info['in_band']} in band{rate}")
+    elif "band" in info:
+        low, high = info["band"]
+        parts.append(f"{info.get('band_kept', '?')} in band [{low:g}, {high:g}]")
     if "skipped" in info:
         parts.append(f"{info['skipped']} skipped")
     return ", ".join(parts) or "-"

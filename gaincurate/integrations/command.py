@@ -111,7 +111,9 @@ def run_loop(
     trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s)
     trained: list[int] = []
     if rundir.load_run(run_dir).schedule.epoch < 0:
-        advance(run_dir, progress=progress)
+        # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
+        first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
+        advance(run_dir, checkpoint=first, progress=progress)
     while (run := rundir.load_run(run_dir)).schedule.epoch < epochs:
         epoch = run.schedule.epoch
         if not run.trained:

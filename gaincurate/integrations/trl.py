@@ -38,22 +38,20 @@ import logging
 import math
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.rewards import RecordingReward, record_rewards
 from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
+from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.curriculum import CurriculumDriver
-from gaincurate.schedule.order import EpochOrder
 
 __all__ = [
     "CurriculumSampler",
@@ -80,6 +78,8 @@ class GainCurriculum:
     and an existing one is continued. `shuffle=True` shuffles each epoch's subset (seeded by the schedule's
     seed and the epoch) instead of training it in rank order. `args`, the trainer's `GRPOConfig`, rounds a
     default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
+    `screener`, for `strategy="screen"` only, replaces the default screening (the attached trainer's live model,
+    sampled and checked as `gaincurate rollout` does) with your own `gaincurate.schedule.screen.Screener`.
     """
 
     def __init__(
@@ -90,6 +90,7 @@ class GainCurriculum:
         run_dir: str | Path | None = None,
         shuffle: bool = False,
         args: Any = None,
+        screener: Any = None,
     ) -> None:
         if args is not None and (config is not None or run_dir is None or not Path(run_dir, "state.json").is_file()):
             config = _whole_batches(config or ScheduleConfig(), args)
@@ -104,6 +105,7 @@ class GainCurriculum:
             )
             logger.info("gaincurate: %s", chosen)
         self.shuffle = shuffle
+        self.screener = screener
         self.trainer: Any = None
         self._key = f"{id(self):x}"
         _LIVE[self._key] = self
@@ -178,6 +180,14 @@ class GainCurriculum:
         if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
             trainer.add_callback(self.callback)
         self.trainer = trainer
+        if self.driver.screens:
+            from gaincurate.schedule.screeners import live_screener
+
+            tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+            self.driver.use_screener(
+                self.screener
+                or live_screener(self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.params.seed)
+            )
         curriculum = self
 
         def _get_train_sampler(dataset=None):
@@ -194,7 +204,7 @@ class GainCurriculum:
         args = trainer.args
         return CurriculumSampler(
             self,
-            _rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids),
+            rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids),
             mini_repeat_count=trainer.num_generations,
             batch_size=args.generation_batch_size // trainer.num_generations,
             repeat_count=trainer.num_iterations * args.steps_per_generation,
@@ -240,6 +250,20 @@ class GainCurriculum:
             )
         return record
 
+    def _first_epoch(self) -> None:
+        """Draw epoch 0 where it waits for the policy (screen): on the main process, then shared with the others."""
+        accelerator = getattr(self.trainer, "accelerator", None)
+        if accelerator is None or accelerator.num_processes == 1:
+            self.driver.plan  # noqa: B018 - draws it
+            return
+        from accelerate.utils import broadcast_object_list
+
+        if accelerator.is_main_process:
+            self.driver.plan  # noqa: B018 - draws it
+        shared = broadcast_object_list([self.driver.state_dict() if accelerator.is_main_process else None])
+        if not accelerator.is_main_process:
+            self.driver.load_state_dict(shared[0])
+
     def _begin_training(self, state: Any) -> None:
         """Restore the curriculum a resumed trainer's checkpoint carries, and finish an epoch it left open."""
         if state.global_step > 0:
@@ -256,6 +280,8 @@ class GainCurriculum:
                     # The checkpoint holds the main process's rollouts only; at the epoch's end every process's
                     # are gathered, so the others must not bring a second copy of them.
                     self.driver.replace_records([])
+        if self.driver.epoch < 0:
+            self._first_epoch()
         # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
         trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
         if self.driver.epoch == trainer_epoch - 1 and self.driver.records:
@@ -299,77 +325,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         self._bind(model)._end_epoch()
 
 
-class CurriculumSampler(Sampler[int]):
-    """Dataset row indices for the curriculum's current epoch, with TRL's RepeatSampler structure.
-
-    Built once per `train()`; each `__iter__` (one per epoch) reads the epoch the scheduler holds then.
-    """
-
-    def __init__(
-        self,
-        curriculum: GainCurriculum,
-        row_of: dict[int, int],
-        *,
-        mini_repeat_count: int,
-        batch_size: int,
-        repeat_count: int,
-    ) -> None:
-        self.curriculum = curriculum
-        self.row_of = row_of
-        self.mini_repeat_count = mini_repeat_count
-        self.batch_size = batch_size
-        self.repeat_count = repeat_count
-        self.trainer_epoch: int | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """The Trainer announces its epoch (through accelerate) before iterating; used as a consistency check."""
-        self.trainer_epoch = int(epoch)
-
-    def epoch_rows(self) -> list[int]:
-        """The current epoch's dataset rows, in training order (rank order, or seeded shuffle)."""
-        driver = self.curriculum.driver
-        plan = driver.plan
-        if self.trainer_epoch is not None and self.trainer_epoch != plan.epoch:
-            raise ConfigError(
-                f"the trainer is at epoch {self.trainer_epoch} but the curriculum at epoch {plan.epoch}; resume the "
-                "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
-                "from a new run_dir"
-            )
-        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        return EpochOrder(driver.params.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
-
-    def __iter__(self) -> Iterator[int]:
-        from trl.trainer.utils import RepeatSampler
-
-        rows = self.epoch_rows()
-        structure = RepeatSampler(
-            rows,
-            mini_repeat_count=self.mini_repeat_count,
-            batch_size=self.batch_size,
-            repeat_count=self.repeat_count,
-            shuffle=False,
-        )
-        return (rows[index] for index in structure)
-
-    def __len__(self) -> int:
-        subset = self.curriculum.driver.params.subset_size
-        return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def _rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
-    if "gc_id" not in (getattr(dataset, "column_names", None) or []):
-        raise ConfigError("the training dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()")
-    row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-    missing = [int(i) for i in expected if int(i) not in row_of]
-    if missing:
-        raise ConfigError(
-            f"the training dataset lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); "
-            "pass train_dataset=curriculum.train_dataset()"
-        )
-    return row_of
 
 
 def _whole_batches(config: ScheduleConfig, args: Any) -> ScheduleConfig:

@@ -129,6 +129,13 @@ class GainCurriculumSampler(_curriculum_base()):
                 f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "
                 f"{subset % int(batch)} prompts each epoch. Re-init the run with a multiple of {batch}"
             )
+        if self.driver.screens:
+            if not self.settings.checkpoint_dir:
+                raise ConfigError(
+                    "--strategy screen measures each epoch's candidates with the newest policy; set "
+                    "+data.gaincurate.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
+                )
+            self.driver.use_screener(self._screen)
         self._yielded = 0  # rows of the current epoch handed out so far
         self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
 
@@ -168,6 +175,28 @@ class GainCurriculumSampler(_curriculum_base()):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.driver.load_state_dict(state["curriculum"])
         self._resume_at = int(state["yielded"])
+
+    def _screen(self, gc_ids: np.ndarray, epoch: int, rollouts: int) -> Any:
+        """screen's measurement: epoch 0 with the model the prompts were scored with, later the newest checkpoint."""
+        from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
+        from gaincurate.schedule.screeners import checkpoint_screener
+
+        model_path = None
+        if epoch > 0:
+            found = find_checkpoint(Path(self.settings.checkpoint_dir))
+            if found is not None:
+                refuse_megatron(found.path)
+            if found is None or found.model_path is None:
+                why = "there is none" if found is None else no_model_reason(found)
+                raise ConfigError(
+                    f"--strategy screen needs the newest checkpoint's weights in {self.settings.checkpoint_dir} to "
+                    f"screen epoch {epoch}, but {why}; save actor.checkpoint.save_contents with hf_model every epoch"
+                )
+            model_path = found.model_path
+        run_dir, scores_dir = Path(self.settings.run_dir), self.driver.scores_dir
+        return checkpoint_screener(run_dir, scores_dir, seed=self.driver.params.seed, model_path=model_path)(
+            gc_ids, epoch, rollouts
+        )
 
     def _end_epoch(self) -> None:
         rescored, checkpoint = None, None

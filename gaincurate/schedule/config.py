@@ -26,9 +26,14 @@ from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.schedule import sizes
 
-STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso")
+STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso", "screen")
 # The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
 MU_STRATEGIES = ("gain", "length")
+# The strategies whose estimate of a prompt is a pass rate: --band LO,HI filters them.
+BAND_STRATEGIES = ("dots", "mopps", "screen")
+# screen (gaincurate.schedule.screen): candidates per epoch prompt, and rollouts per candidate.
+SCREEN_FACTOR = 2
+SCREEN_ROLLOUTS = 4
 # Ceilings that only a benchmark may run: they measure every prompt with the current policy each epoch.
 BENCH_ONLY_STRATEGIES = ("oracle",)
 RESCORE_MODES = ("none", "subset", "window", "full")
@@ -90,6 +95,12 @@ class ScheduleConfig:
     explore_max: float = 0.95
     target_zero_variance: float = 0.25
     skip_zero_variance: bool = False
+    # screen: k x subset candidates, r rollouts each with the current policy (None: SCREEN_FACTOR, SCREEN_ROLLOUTS).
+    screen_factor: int | None = None
+    screen_rollouts: int | None = None
+    # dots, mopps, screen: keep prompts whose pass-rate estimate lies in [LO, HI] first (screen's default:
+    # drop 0/r and r/r). None: no band.
+    band: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.strategy in BENCH_ONLY_STRATEGIES:
@@ -140,6 +151,7 @@ class ScheduleConfig:
                 f"--data-source names verl's reward scorer; pass --format verl and a name, got {self.data_source!r}"
             )
         _check_reward_history_options(self)
+        _check_screen_and_band_options(self)
         if self.reference is not None and self.strategy != "dots":
             raise ConfigError("--reference is a dots option; pass --strategy dots or drop --reference")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -210,6 +222,9 @@ class ScheduleConfig:
             explore_max=float(self.explore_max),
             target_zero_variance=float(self.target_zero_variance),
             skip_zero_variance=self.skip_zero_variance,
+            screen_factor=self.screen_factor,
+            screen_rollouts=self.screen_rollouts,
+            band=self.band,
         )
 
 
@@ -252,6 +267,9 @@ class ScheduleParams:
     explore_max: float
     target_zero_variance: float
     skip_zero_variance: bool
+    screen_factor: int | None
+    screen_rollouts: int | None
+    band: tuple[float, float] | None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -305,6 +323,41 @@ def _check_reward_history_options(config: ScheduleConfig) -> None:
         raise ConfigError(f"--skip-zero-variance is a switch (true/false); got {config.skip_zero_variance!r}")
     if config.skip_zero_variance and config.strategy == "greso":
         raise ConfigError("--strategy greso already skips zero-variance prompts; drop --skip-zero-variance")
+
+
+def _check_screen_and_band_options(config: ScheduleConfig) -> None:
+    """Validate screen's sizes (defaults filled in for screen) and the band; a stored band becomes a tuple."""
+    for flag, name, default in [
+        ("--screen-factor", "screen_factor", SCREEN_FACTOR),
+        ("--screen-rollouts", "screen_rollouts", SCREEN_ROLLOUTS),
+    ]:
+        value = getattr(config, name)
+        if value is not None and config.strategy != "screen":
+            raise ConfigError(f"{flag} is a screen option; pass --strategy screen or drop {flag}")
+        if config.strategy == "screen" and value is None:
+            object.__setattr__(config, name, default)
+            value = default
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{flag} must be a whole number 1 or more; got {value!r}")
+    if config.strategy == "screen" and config.skip_zero_variance:
+        raise ConfigError(
+            "--strategy screen already drops prompts its screening found all right or all wrong; "
+            "drop --skip-zero-variance"
+        )
+    band = config.band
+    if band is None:
+        return
+    if config.strategy not in BAND_STRATEGIES:
+        raise ConfigError(
+            f"--band filters by pass-rate estimates, which {config.strategy} has none of; use it with "
+            f"{', '.join(BAND_STRATEGIES)}"
+        )
+    if not isinstance(band, tuple | list) or len(band) != 2 or not all(_is_number(value) for value in band):
+        raise ConfigError(f"--band must be two pass rates LO,HI such as 0.1,0.9; got {band!r}")
+    low, high = float(band[0]), float(band[1])
+    if not 0 <= low <= high <= 1:
+        raise ConfigError(f"--band LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}")
+    object.__setattr__(config, "band", (low, high))
 
 
 def _is_number(value: Any) -> bool:

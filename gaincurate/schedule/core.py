@@ -107,6 +107,16 @@ class EpochStep:
     record: EpochRecord | None  # the update from the previous epoch; None for epoch 0
 
 
+def innermost(strategy: Any, attribute: str) -> Any:
+    """`attribute` of the strategy, or of the base under its filters (--band, --skip-zero-variance); else None."""
+    while strategy is not None:
+        found = getattr(strategy, attribute, None)
+        if found is not None:
+            return found
+        strategy = getattr(strategy, "base", None)
+    return None
+
+
 class Scheduler:
     """GAIN-RL-style curriculum over a fixed prompt set; `state` is all that changes."""
 
@@ -236,10 +246,8 @@ class Scheduler:
         if observe is not None:  # a stateful strategy folds the epoch's per-prompt feedback into its memory
             following = replace(following, memory=observe(state, feedback))
         if reference is not None:
-            # dots keeps the pass rates, also under the --skip-zero-variance filter (its `base`).
-            measure = getattr(self.strategy, "measure", None) or getattr(
-                getattr(self.strategy, "base", None), "measure", None
-            )
+            # dots keeps the pass rates, also under the --band and --skip-zero-variance filters (its `base`).
+            measure = innermost(self.strategy, "measure")
             if measure is None:
                 raise ValueError(f"the {self.strategy.name} strategy keeps no pass rates for a fresh reference set")
             following = replace(following, memory=measure(following, reference.per_prompt, time=state.epoch))

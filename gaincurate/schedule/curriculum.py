@@ -36,6 +36,7 @@ from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.inputs import load_scores
 from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.rundir import RunState
+from gaincurate.schedule.screen import Screener
 from gaincurate.schedule.state import ScheduleState
 
 STATE_DICT_VERSION = 1
@@ -77,14 +78,28 @@ class CurriculumDriver:
         self.history: list[dict[str, Any]] = []  # the records of the steps taken by this driver
         self._records: list[tuple[int, float]] = []
         self._epoch_started = time.perf_counter()
-        if self.scheduler.state.epoch < 0:
+        # screen draws epoch 0 by measuring candidates with the policy, which a trainer hands over later
+        # (`use_screener`); every other strategy draws it now.
+        if self.scheduler.state.epoch < 0 and not self.screens:
             self._take()
 
     @property
+    def screens(self) -> bool:
+        """Whether the strategy measures candidates with the policy (screen) before each draw."""
+        return hasattr(self.scheduler.strategy, "screener")
+
+    def use_screener(self, screener: Screener) -> None:
+        """The policy a screen strategy measures with from now on (see `gaincurate.schedule.screeners`)."""
+        if self.screens:
+            self.scheduler.strategy.screener = screener
+
+    @property
     def plan(self) -> EpochPlan:
-        """The epoch being trained: its prompts' gc_ids in rank order."""
+        """The epoch being trained: its prompts' gc_ids in rank order (screen draws epoch 0 on first use)."""
+        if self.scheduler.state.epoch < 0:
+            self._take()
         plan = self.scheduler.current
-        assert plan is not None  # epoch 0 is drawn in __init__
+        assert plan is not None
         return plan
 
     @property

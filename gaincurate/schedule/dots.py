@@ -157,6 +157,11 @@ class DotsStrategy:
         estimates = self.estimates(state)
         return None if estimates is None else estimates.estimate
 
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
+        """p_q at each rank position, for `--band` (None before any measurement)."""
+        predicted = self.pass_rates(state)
+        return None if predicted is None else predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
+
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped)."""
         predicted = self.pass_rates(state)

@@ -191,6 +191,7 @@ def advance(
                 f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
                 f"run `gaincurate schedule next --run {run_dir}` without --feedback first"
             )
+        arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
         stepped = take_step(scheduler, scores, run_dir=run_dir, run=run)
     else:
         started = time.perf_counter()
@@ -207,6 +208,7 @@ def advance(
         timings = {"feedback_s": time.perf_counter() - started}
         rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
         fresh = fresh_reference(run_dir, scheduler.params, scores, run, checkpoint, notices, timings, progress)
+        arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
         if run.train_seconds is not None:
             timings["train_s"] = run.train_seconds
         archive = source.read_bytes() if source.resolve() != archived.resolve() else None
@@ -234,6 +236,41 @@ def advance(
     )
 
 
+def arm_screener(
+    scheduler: Scheduler,
+    scores: ScoresInput,
+    run_dir: Path,
+    run: RunState,
+    checkpoint: Path | None,
+    progress: Progress = NULL_PROGRESS,
+) -> None:
+    """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
+
+    Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
+    scored with; a later epoch without a checkpoint holding full weights is refused, since screening with a
+    stale policy would measure the wrong pass rates.
+    """
+    strategy = scheduler.strategy
+    if not hasattr(strategy, "screener"):
+        return
+    from gaincurate.schedule.screeners import checkpoint_screener
+
+    found = find_checkpoint(checkpoint) if checkpoint is not None else None
+    if found is None and run.checkpoint:
+        found = find_checkpoint(Path(run.checkpoint))
+    epoch = run.schedule.epoch
+    if epoch >= 0 and (found is None or found.model_path is None):
+        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        raise InputError(
+            f"--strategy screen measures epoch {epoch + 1}'s candidates with the policy that trained epoch {epoch}, "
+            f"but {why}; pass --checkpoint PATH (a folder with full weights)"
+        )
+    model_path = None if found is None else found.model_path
+    strategy.screener = checkpoint_screener(
+        run_dir, scores.directory, seed=scheduler.params.seed, model_path=model_path, progress=progress
+    )
+
+
 def _rescore(
     scheduler: Scheduler,
     scores: ScoresInput,
@@ -245,6 +282,9 @@ def _rescore(
 ) -> tuple[Rescored | None, str | None]:
     """Fresh scores from the newest checkpoint when the config asks for them this epoch."""
     if scheduler.params.rescore == "none":
+        if hasattr(scheduler.strategy, "screener"):  # screen: the checkpoint screens the next epoch (arm_screener)
+            found = find_checkpoint(checkpoint) if checkpoint is not None else None
+            return None, str(found.path) if found is not None else run.checkpoint
         if checkpoint is not None:
             notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
         return None, run.checkpoint

@@ -130,6 +130,12 @@ class MoppsStrategy:
         """Index into gc_id order of each rank position."""
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray:
+        """The posterior mean at each rank position, for `--band` (the prior mean where never measured)."""
+        alpha, beta = self.posterior(state)
+        rows = self._rows(context)
+        return posterior_mean(alpha[rows], beta[rows])
+
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position, nearest draw to the target first (ties by position)."""
         alpha, beta = self.posterior(state)

@@ -5,6 +5,7 @@
     RUN/epoch-NNNN.parquet    the rows of epoch NNNN, in the trainer's format
     RUN/feedback-NNNN.jsonl   the feedback that epoch NNNN's update consumed (a copy)
     RUN/reference-NNNN.jsonl  dots --reference-every: a fresh reference set rolled after epoch NNNN
+    RUN/screen-NNNN.jsonl     screen: the rollouts that screened epoch NNNN's candidates (and .ids, their gc_ids)
 
 `state.json` is the commit point: every other file of a step is written first, and deterministically,
 so a step killed half-way is simply done again and yields the same bytes. `gaincurate.schedule.driver`
@@ -90,6 +91,14 @@ def reference_path(run_dir: Path, epoch: int) -> Path:
     `gaincurate rollout` writes it, resumably; the step that rolled it reads it into the pass rates.
     """
     return Path(run_dir) / f"reference-{epoch:04d}.jsonl"
+
+
+def screen_path(run_dir: Path, epoch: int) -> Path:
+    """RUN/screen-NNNN.jsonl: the screening rollouts of epoch NNNN's candidates (`--strategy screen`).
+
+    `gaincurate rollout` writes it, resumably, from the candidate list in RUN/screen-NNNN.ids.
+    """
+    return Path(run_dir) / f"screen-{epoch:04d}.jsonl"
 
 
 def trainer_dir(run_dir: Path) -> Path:

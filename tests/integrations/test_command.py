@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from schedule_helpers import write_scores
+from schedule_helpers import write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop
@@ -309,3 +309,31 @@ def test_echo_shows_a_progress_bar_once_in_its_last_state():
         "two",
         "[gaincurate: the trainer's output is no longer echoed here; the full log is x.log]",
     ]
+
+
+def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last(
+    tmp_path, scores_dir, trainer_cmd, monkeypatch
+):
+    """`schedule run --strategy screen`: epoch 0 screens with the initial weights, epoch k with checkpoint k-1's."""
+    from gaincurate.schedule.screen import Screening
+
+    used: list[tuple[int, str | None, int]] = []
+
+    def factory(run_dir, scores, *, seed, model_path, progress=None):
+        def screen(gc_ids, epoch, rollouts):
+            used.append((epoch, None if model_path is None else Path(model_path).name, len(gc_ids)))
+            rates = (np.asarray(gc_ids) % 4) / 4.0  # 0, 1/4, 1/2, 3/4: the 0s are screened out
+            return Screening(rates * rollouts, np.full(len(gc_ids), rollouts), 0)
+
+        return screen
+
+    monkeypatch.setattr("gaincurate.schedule.screeners.checkpoint_screener", factory)
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, ScheduleConfig(strategy="screen", subset_size=6, seed=2))
+    base = write_hf_model(tmp_path / "base-model")
+    run_loop(run_dir, epochs=3, trainer_cmd=trainer_cmd, initial_checkpoint=str(base))
+    assert used == [(0, "base-model", 12), (1, "checkpoint-10", 12), (2, "checkpoint-20", 12), (3, "checkpoint-30", 12)]
+    history = read_history(run_dir)
+    assert [line["selection"]["screen_rollouts"] for line in history] == [48, 48, 48]
+    for line in history:  # every kept prompt was measured in the band: never a 0 here (gc_id % 4 == 0)
+        assert all(gc_id % 4 for gc_id in line["subset_ids"]) and line["selection"]["in_band"] >= 6

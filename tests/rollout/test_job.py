@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PROBLEMS, write_jsonl
+from helpers import PROBLEMS, score_helper_problems
 
 from gaincurate.errors import ConfigError
 from gaincurate.rollout import sampling
@@ -25,17 +25,8 @@ PROMPTS = 3 * len(PROBLEMS)  # the prompts of `tiny_scores`
 
 @pytest.fixture(scope="module")
 def tiny_scores(tiny_llama, tmp_path_factory) -> Path:
-    """A scores directory of the helper problems (3 rewordings each), scored with the tiny Llama."""
-    from gaincurate.config import RunOptions, ScoreConfig
-    from gaincurate.scoring import score
-
-    root = tmp_path_factory.mktemp("rollout")
-    rows = [{**row, "problem": f"{row['problem']} (version {k})"} for k in range(3) for row in PROBLEMS]
-    data = write_jsonl(root / "problems.jsonl", rows)
-    out = root / "scores"
-    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", few_shot=())
-    score(config, RunOptions(out=str(out), quiet=True))
-    return out
+    """A scores directory of the helper problems (3 rewordings each, with answers), scored with the tiny Llama."""
+    return score_helper_problems(tiny_llama, tmp_path_factory.mktemp("rollout"))
 
 
 def config_for(scores: Path, out: Path, **changes) -> RolloutConfig:

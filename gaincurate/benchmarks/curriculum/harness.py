@@ -8,7 +8,7 @@ the scheduler knows runs here unchanged; `oracle` (bench only) swaps its own sel
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 
 * held-out greedy accuracy and sampled pass rate (`evaluate.py`);
-* cumulative training rollouts and generated tokens, counted in the reward function while the model trains;
+* cumulative rollouts (training, plus screen's screening) and generated tokens, counted as they are spent;
 * the fraction of rollout groups since the previous point whose rewards were all equal;
 * wall-clock seconds of everything the strategy costs: model load, trainer set-up, training, the curriculum's
   epoch ends (re-scoring, prediction, drawing), plus the initial scoring for every strategy but the baseline.
@@ -17,6 +17,7 @@ What it measures, every `eval_every` optimizer steps and at step 0 (the initial 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -174,10 +175,19 @@ class PairRun:
         self.charged_setup = 0.0 if strategy == config.baseline else assets.scoring_seconds
         self.costs = {"scoring_seconds": self.charged_setup, "curriculum_seconds": 0.0}
         self.clock = Clock()
+        self.curriculum: Any = None
+        self.screen_charged: Any = None  # screening as of the last point (what the points carry)
 
     def progress_step(self) -> None:
         if self.on_step is not None:
             self.on_step()
+
+    def screen_spent(self) -> Any:
+        """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
+        from gaincurate.schedule.screen import Spent
+
+        strategy = self.curriculum.driver.scheduler.strategy if self.curriculum is not None else None
+        return getattr(strategy, "spent", None) or Spent()
 
     def measure(self, step: int) -> None:
         """One evaluation point (the clock stands still meanwhile)."""
@@ -189,9 +199,12 @@ class PairRun:
                 temperature=config.temperature, max_new_tokens=config.max_completion_length,
                 batch_size=config.eval_batch, seed=EVAL_STREAM + step,
             )  # fmt: skip
+        spent = self.screen_spent()
+        self.screen_charged = dataclasses.replace(spent)  # a copy: the strategy's own keeps growing
         point = {
-            "strategy": self.strategy, "seed": self.seed, "step": step, "rollouts": self.counter.rollouts,
-            "tokens": self.counter.tokens, "seconds": self.charged_setup + self.clock.now(),
+            "strategy": self.strategy, "seed": self.seed, "step": step,
+            "rollouts": self.counter.rollouts + spent.rollouts, "tokens": self.counter.tokens + spent.tokens,
+            "seconds": self.charged_setup + self.clock.now(),
             "accuracy": result.accuracy, "zero_variance_fraction": self.counter.take_zero_variance_fraction(),
             "sampled_accuracy": result.sampled_accuracy,
         }  # fmt: skip
@@ -214,6 +227,25 @@ class PairRun:
 
         return measure
 
+    def _screener(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int, int], Any]:
+        """screen's measurement with the live model and the task's checker; on the clock: it is charged."""
+        from gaincurate.schedule.screen import Screening
+        from gaincurate.schedule.screeners import screen_seed
+
+        config = self.config
+
+        def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
+            rows = [dataset[row_of[int(i)]] for i in gc_ids]
+            rates, tokens = pass_rates(
+                self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows],
+                self.assets.check, samples=rollouts, temperature=config.temperature,
+                max_new_tokens=config.max_completion_length, batch_size=config.eval_batch,
+                seed=screen_seed(self.seed, epoch),
+            )  # fmt: skip
+            return Screening(np.rint(rates * rollouts), np.full(len(gc_ids), rollouts), tokens)
+
+        return screen
+
     def _curriculum(self) -> tuple[Any, Any, OracleStrategy | None]:
         from gaincurate.integrations.trl import GainCurriculum
         from gaincurate.schedule.config import ScheduleConfig
@@ -226,9 +258,11 @@ class PairRun:
         started = self.clock.now()
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule)
         dataset = curriculum.train_dataset()
+        row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
+        if curriculum.driver.screens:  # screen measures with the live model at each draw, on the clock
+            curriculum.screener = self._screener(dataset, row_of)
         oracle = None
         if self.strategy == ORACLE:
-            row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
             oracle = OracleStrategy(self._oracle_measure(dataset, row_of), target=config.oracle_target,
                                     rollouts=config.oracle_rollouts)  # fmt: skip
             driver = curriculum.driver
@@ -248,6 +282,7 @@ class PairRun:
             self.model, self.tokenizer = load_initial(self.assets, config)
             initial_sha256 = state_sha256(self.model)
             curriculum, dataset, oracle = self._curriculum()
+            self.curriculum = curriculum
             self.counter = CountingReward(self.assets.reward, config.num_generations, lambda: self.model.training)
             callbacks = _Callbacks(self)
             trainer = GRPOTrainer(
@@ -277,6 +312,11 @@ class PairRun:
             "total_seconds": self.points[-1]["seconds"],
             "eval_seconds": self.clock.excluded.get("eval", 0.0),
         }
+        # As of the last point, whose rollouts, tokens and seconds include it; listed apart here. The epoch drawn
+        # after the last step (never trained) was screened after that point and is not charged.
+        spent = self.screen_charged
+        if spent is not None and spent.rollouts:
+            costs |= {"screen_rollouts": spent.rollouts, "screen_tokens": spent.tokens, "screen_seconds": spent.seconds}
         if oracle is not None:
             costs |= {"measure_rollouts": oracle.costs.rollouts, "measure_tokens": oracle.costs.tokens,
                       "measure_seconds": oracle.costs.seconds}  # fmt: skip

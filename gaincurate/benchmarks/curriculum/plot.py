@@ -40,7 +40,7 @@ def plot_curves(points: list[dict[str, Any]], path: Path, *, title: str = "") ->
                 y = np.array([c[metric][:length] for c in seeds])
                 (line,) = axis.plot(x, y.mean(axis=0), label=f"{strategy} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
                 axis.fill_between(x, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.15, linewidth=0)
-            axis.set_xlabel("training rollouts" if x_field == "rollouts" else "seconds (all strategy costs)")
+            axis.set_xlabel("rollouts (+ screening)" if x_field == "rollouts" else "seconds (all strategy costs)")
             axis.set_ylabel(f"held-out {name} accuracy")
             axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)

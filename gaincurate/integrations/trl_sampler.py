@@ -1,0 +1,87 @@
+"""The epoch sampler of the in-process TRL curriculum (`gaincurate.integrations.trl.GainCurriculum.attach`).
+
+It keeps TRL's RepeatSampler structure (each prompt `num_generations` times in a row, grouped into generation
+batches, each batch repeated `num_iterations * steps_per_generation` times) over the epoch's subset instead of a
+random permutation of the whole set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule.order import EpochOrder
+
+
+class CurriculumSampler(Sampler[int]):
+    """Dataset row indices for the curriculum's current epoch, with TRL's RepeatSampler structure.
+
+    Built once per `train()`; each `__iter__` (one per epoch) reads the epoch the scheduler holds then.
+    """
+
+    def __init__(
+        self,
+        curriculum: Any,
+        row_of: dict[int, int],
+        *,
+        mini_repeat_count: int,
+        batch_size: int,
+        repeat_count: int,
+    ) -> None:
+        self.curriculum = curriculum
+        self.row_of = row_of
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.trainer_epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The Trainer announces its epoch (through accelerate) before iterating; used as a consistency check."""
+        self.trainer_epoch = int(epoch)
+
+    def epoch_rows(self) -> list[int]:
+        """The current epoch's dataset rows, in training order (rank order, or seeded shuffle)."""
+        driver = self.curriculum.driver
+        plan = driver.plan
+        if self.trainer_epoch is not None and self.trainer_epoch != plan.epoch:
+            raise ConfigError(
+                f"the trainer is at epoch {self.trainer_epoch} but the curriculum at epoch {plan.epoch}; resume the "
+                "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
+                "from a new run_dir"
+            )
+        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
+        return EpochOrder(driver.params.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
+
+    def __iter__(self) -> Iterator[int]:
+        from trl.trainer.utils import RepeatSampler
+
+        rows = self.epoch_rows()
+        structure = RepeatSampler(
+            rows,
+            mini_repeat_count=self.mini_repeat_count,
+            batch_size=self.batch_size,
+            repeat_count=self.repeat_count,
+            shuffle=False,
+        )
+        return (rows[index] for index in structure)
+
+    def __len__(self) -> int:
+        subset = self.curriculum.driver.params.subset_size
+        return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+
+def rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
+    if "gc_id" not in (getattr(dataset, "column_names", None) or []):
+        raise ConfigError("the training dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()")
+    row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
+    missing = [int(i) for i in expected if int(i) not in row_of]
+    if missing:
+        raise ConfigError(
+            f"the training dataset lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); "
+            "pass train_dataset=curriculum.train_dataset()"
+        )
+    return row_of

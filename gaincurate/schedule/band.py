@@ -1,0 +1,76 @@
+"""`--band LO,HI` over dots and mopps: train first on prompts whose pass-rate estimate lies in [LO, HI].
+
+The band-pass filter verl users ask for (drop what the policy already solves or cannot yet touch), over
+the strategies that estimate a pass rate per prompt:
+
+* dots: its aged estimate p_q (measured, or its neighbours' prediction);
+* mopps: the posterior mean a_q / (a_q + b_q) (a never-measured prompt sits at the prior mean);
+* screen applies the band to its own measurements (`gaincurate.schedule.screen`), not through this filter.
+
+The base strategy orders every prompt (`priority`); the epoch is the first `subset_size` prompts of that
+order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
+epoch keeps its size. Before any measurement (a dots run's first epoch without `--reference`) there is no
+estimate and the base draws alone. The epoch's history line says how many were in the band.
+`--skip-zero-variance` may wrap this filter in turn: it walks the banded order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, first_positions
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.feedback import Feedback
+    from gaincurate.schedule.state import ScheduleState
+    from gaincurate.schedule.strategies import Strategy
+
+
+class BandFilter:
+    """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
+
+    def __init__(self, base: Strategy, band: tuple[float, float]) -> None:
+        if not hasattr(base, "priority") or not hasattr(base, "band_estimates"):
+            raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
+        self.base = base
+        self.name = base.name
+        self.low, self.high = float(band[0]), float(band[1])
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return self.base.rank(prompts)
+
+    def initial_memory(self) -> dict[str, Any]:
+        initial = getattr(self.base, "initial_memory", None)
+        return initial() if initial is not None else {}
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        observe = getattr(self.base, "observe", None)
+        return observe(state, feedback) if observe is not None else (state.memory or {})
+
+    def banded(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """(every position, in-band ones first, each part in the base's order; how many are in the band)."""
+        order = self.base.priority(state, context, rng)
+        estimates = self.base.band_estimates(state, context)
+        if estimates is None:  # nothing measured yet: the base's own draw
+            return order, len(order)
+        inside = (estimates[order] >= self.low) & (estimates[order] <= self.high)
+        return np.concatenate([order[inside], order[~inside]]), int(np.sum(inside))
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return self.banded(state, context, rng)[0]
+
+    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+        describe = getattr(self.base, "describe", None)
+        info = describe(state, context, positions) if describe is not None else {}
+        estimates = self.base.band_estimates(state, context)
+        if estimates is not None:
+            chosen = estimates[positions]
+            info["band_kept"] = int(np.sum((chosen >= self.low) & (chosen <= self.high)))
+        return info | {"band": [self.low, self.high]}
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        order, inside = self.banded(state, context, rng)
+        positions = first_positions(order, context.params.subset_size)
+        return Selection(positions, self.describe(state, context, positions) | {"in_band": inside})

@@ -1,0 +1,142 @@
+"""The `screen` strategy: measure candidates with the current policy, train on those still in play (SPEED-RL).
+
+SPEED-RL (arXiv 2506.09016) spends a few cheap rollouts per prompt before training and drops the prompts
+the policy gets all right or all wrong: their GRPO groups would have zero reward variance. Each epoch:
+
+1. draw k x m candidates uniformly without replacement (`default_rng([seed, epoch])`, like every draw);
+2. roll each r times with the current policy (the integration's `Screener`: the live model in process,
+   `gaincurate rollout` on the newest checkpoint out of process);
+3. keep the m candidates whose measured rate lies in the band (default: 0 < p < 1, i.e. drop 0/r and
+   r/r; `--band LO,HI`: LO <= p <= HI), nearest `target` first, ties by the epoch's draw. When fewer than
+   m are in the band, the out-of-band candidates nearest the target fill the epoch, so it keeps its size.
+
+k is `--screen-factor` (default 2), r `--screen-rollouts` (default 4), m the subset size. The screening
+rollouts are a real cost, k x r per trained prompt beside the trainer's own: they are counted in the
+epoch's history line (`selection`: screened, screen_rollouts, screen_tokens, screen_seconds) and in
+`spent`, which the bench charges to the arm's rollouts, tokens and seconds. Unlike the paper we do not
+reuse them as training rollouts: a stock trainer generates its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule.config import SCREEN_FACTOR, SCREEN_ROLLOUTS
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, draw_order
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.state import ScheduleState
+
+
+@dataclass(frozen=True)
+class Screening:
+    """The measured candidates: each one's correctness sum and rollout count (in the order asked), and tokens."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    tokens: int = 0
+
+    @property
+    def rates(self) -> np.ndarray:
+        return np.asarray(self.sums, dtype=np.float64) / np.maximum(np.asarray(self.counts), 1)
+
+
+# screener(gc_ids, epoch, rollouts): each candidate rolled `rollouts` times with the current policy.
+Screener = Callable[[np.ndarray, int, int], Screening]
+
+
+@dataclass
+class Spent:
+    """What screening has cost this process so far (the bench charges it to the arm)."""
+
+    rollouts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def in_band(rates: np.ndarray, band: tuple[float, float] | None) -> np.ndarray:
+    """Whether each rate is in the band: LO <= p <= HI, or 0 < p < 1 without one (SPEED's default)."""
+    rates = np.asarray(rates, dtype=np.float64)
+    if band is None:
+        return (rates > 0.0) & (rates < 1.0)
+    return (rates >= band[0]) & (rates <= band[1])
+
+
+def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: float, ties: np.ndarray) -> np.ndarray:
+    """Indices of `rates`, in-band first, then nearest `target`, then by `ties`: the first m are kept."""
+    rates = np.asarray(rates, dtype=np.float64)
+    return np.lexsort((ties, np.abs(rates - target), ~in_band(rates, band))).astype(np.int64)
+
+
+class ScreenStrategy:
+    """Screen k x m uniformly drawn candidates with r rollouts each; train on the m in the band nearest target."""
+
+    name = "screen"
+
+    def __init__(
+        self,
+        *,
+        factor: int = SCREEN_FACTOR,
+        rollouts: int = SCREEN_ROLLOUTS,
+        band: tuple[float, float] | None = None,
+        target: float = 0.5,
+        screener: Screener | None = None,
+    ) -> None:
+        self.factor, self.rollouts, self.band, self.target = int(factor), int(rollouts), band, float(target)
+        self.screener = screener  # set by the integration that holds the policy
+        self.spent = Spent()
+
+    @classmethod
+    def from_config(cls, config: ScheduleConfig) -> ScreenStrategy:
+        return cls(
+            factor=config.screen_factor or SCREEN_FACTOR,
+            rollouts=config.screen_rollouts or SCREEN_ROLLOUTS,
+            band=config.band,
+            target=config.target,
+        )
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+
+    def candidates(self, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """The epoch's k x m candidate positions, in the order drawn (all prompts when there are fewer)."""
+        params = context.params
+        count = min(self.factor * params.subset_size, params.n_prompts)
+        return draw_order(np.zeros(params.n_prompts), rng)[:count]
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        if self.screener is None:
+            raise ConfigError(
+                "the screen strategy measures candidates with the current policy, and no model was given to "
+                "screen with; drive it through `gaincurate schedule`, GainCurriculum or the verl sampler"
+            )
+        candidates = self.candidates(context, rng)
+        ties = rng.random(len(candidates))  # drawn after the candidates, so they are the uniform draw's own
+        started = time.perf_counter()
+        screening = self.screener(np.asarray(context.gc_ids)[candidates], int(state.epoch), self.rollouts)
+        seconds = time.perf_counter() - started
+        rates = screening.rates
+        if len(rates) != len(candidates):
+            raise ValueError(f"the screener measured {len(rates)} of {len(candidates)} candidates")
+        order = keep_order(rates, self.band, self.target, ties)[: context.params.subset_size]
+        rollouts = int(np.sum(screening.counts))
+        self.spent.rollouts += rollouts
+        self.spent.tokens += int(screening.tokens)
+        self.spent.seconds += seconds
+        info: dict[str, Any] = {
+            "screened": len(candidates),
+            "screen_rollouts": rollouts,
+            "screen_tokens": int(screening.tokens),
+            "screen_seconds": seconds,
+            "in_band": int(np.sum(in_band(rates, self.band))),
+            "screened_pass_rate": float(rates.mean()) if len(rates) else None,
+            "chosen_pass_rate": float(rates[order].mean()) if len(order) else None,
+        }
+        return Selection(np.sort(candidates[order]).astype(np.int64), info)

@@ -1,0 +1,56 @@
+"""The bench's screen arm pays for its screening: its rollouts, tokens and seconds are charged like training's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gaincurate.benchmarks.curriculum import run_bench
+from gaincurate.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.schedule.config import SCREEN_FACTOR, SCREEN_ROLLOUTS
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """`--smoke` cpu-arith with uniform (no screening) and screen (default k and r): about 10 s."""
+    out = tmp_path_factory.mktemp("bench-screen") / "out"
+    summary = run_bench("cpu-arith", out, strategies=["uniform", "screen"], smoke=True)
+    pairs = {name: json.loads((out / "pairs" / f"{name}-seed0.json").read_text()) for name in ("uniform", "screen")}
+    return out, summary, pairs
+
+
+def training_rollouts(step: int) -> int:
+    config = BUNDLED["cpu-arith"].smoke()
+    return step * config.prompts_per_step * config.num_generations
+
+
+def test_uniform_is_charged_its_training_rollouts_only(bench):
+    _, _, pairs = bench
+    uniform = pairs["uniform"]
+    assert [p["rollouts"] for p in uniform["points"]] == [training_rollouts(p["step"]) for p in uniform["points"]]
+    assert "screen_rollouts" not in uniform["costs"]
+
+
+def test_screen_charges_its_screening_to_every_point(bench):
+    out, summary, pairs = bench
+    config = BUNDLED["cpu-arith"].smoke()
+    screen = pairs["screen"]
+    costs = screen["costs"]
+    per_draw = SCREEN_FACTOR * config.subset_size * SCREEN_ROLLOUTS  # k x m candidates, r rollouts each
+    # One screening per epoch trained; the epoch drawn after the last step (never trained) is not charged.
+    assert costs["screen_rollouts"] == config.epochs * per_draw > 0
+    assert costs["screen_tokens"] > 0 and costs["screen_seconds"] > 0
+    final = screen["points"][-1]
+    assert final["step"] == config.steps
+    assert final["rollouts"] == training_rollouts(final["step"]) + costs["screen_rollouts"]
+    assert final["tokens"] > costs["screen_tokens"]  # training's tokens, and the screening's on top
+    # Every point after the start carries the screening done so far: more than training's, never less later.
+    extra = [p["rollouts"] - training_rollouts(p["step"]) for p in screen["points"]]
+    assert extra[0] == 0 and all(e > 0 and e % per_draw == 0 for e in extra[1:])
+    assert extra == sorted(extra)
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [line["rollouts"] for line in lines if line["strategy"] == "screen"] == [
+        p["rollouts"] for p in screen["points"]
+    ]
+    assert summary["strategies"]["screen"]["costs"]["screen_rollouts"] == costs["screen_rollouts"]
