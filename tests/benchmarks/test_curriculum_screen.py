@@ -54,3 +54,18 @@ def test_screen_charges_its_screening_to_every_point(bench):
         p["rollouts"] for p in screen["points"]
     ]
     assert summary["strategies"]["screen"]["costs"]["screen_rollouts"] == costs["screen_rollouts"]
+
+
+def test_a_band_reaches_the_bench_through_the_configs_schedule_field(tmp_path):
+    """Strategy options such as --band go in a config file's `schedule` field, keyed by strategy."""
+    config_file = tmp_path / "banded.json"
+    config_file.write_text(json.dumps({"base": "cpu-arith", "schedule": {"mopps": {"band": [0.2, 0.8]}}}))
+    out = tmp_path / "out"
+    run_bench(config_file, out, strategies=["mopps"], smoke=True)
+    pair = json.loads((out / "pairs" / "mopps-seed0.json").read_text())
+    assert pair["points"][-1]["step"] == BUNDLED["cpu-arith"].smoke().steps
+    from gaincurate.benchmarks.curriculum.configs import load_config
+    from gaincurate.schedule.config import ScheduleConfig
+
+    fields = load_config(config_file).schedule_fields("mopps")
+    assert ScheduleConfig(strategy="mopps", **fields).band == (0.2, 0.8)

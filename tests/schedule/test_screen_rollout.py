@@ -167,7 +167,7 @@ def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, 
     feedback = write_feedback(tmp_path / "feedback-0.jsonl", epoch_ids(run_dir, 0))
     before = snapshot(run_dir)
     result = console("schedule", "next", "--run", run_dir, "--feedback", feedback)
-    assert result.returncode != 0
+    assert result.returncode == 1  # a user error, not a usage error
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "--checkpoint" in errors[0], result.stderr
     assert snapshot(run_dir) == before
