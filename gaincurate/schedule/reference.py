@@ -58,9 +58,8 @@ def roll_reference(
     started = time.perf_counter()
     run_rollouts(config, progress=progress)
     seconds = time.perf_counter() - started
-    per_prompt = read_measurements(
-        path, scores.prompts.gc_ids, reward_max=params.reward_max, reward_min=params.reward_min
-    )
+    # `gaincurate rollout` writes 1 for a right answer and 0 for a wrong one, whatever the trainer's reward range.
+    per_prompt = read_measurements(path, scores.prompts.gc_ids)
     rollouts = sum(count for _, count in per_prompt.values())
     info = {
         "file": path.name,

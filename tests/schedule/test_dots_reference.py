@@ -92,6 +92,23 @@ def test_without_a_checkpoint_the_step_goes_on_with_a_notice(tmp_path, fake_roll
     assert any("no fresh reference set after epoch 0: no checkpoint was given" in notice for notice in step.notices)
 
 
+def test_a_fresh_reference_set_reads_rollouts_1_and_0_whatever_the_trainers_reward_range(tmp_path, fake_rollout):
+    """`gaincurate rollout` writes 1/0; a run whose trainer rewards -1/+1 must not read its 0s as half right."""
+    scores = write_scores(tmp_path / "scores", bundled_policy())
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores, ScheduleConfig(**{**CONFIG.to_dict(), "reference_every": 1, "reward_min": -1.0}))
+    advance(run_dir)
+    ids = load_run(run_dir).schedule.subset_ids
+    feedback = tmp_path / "fb.jsonl"
+    append_rollouts(feedback, np.repeat(ids, 4).tolist(), [1.0 if i % 2 else -1.0 for i in np.repeat(ids, 4)])
+    advance(run_dir, feedback=feedback, checkpoint=write_trl_checkpoint(tmp_path / "trainer", 10))
+    rates = PassRates.from_json(load_run(run_dir).schedule.memory["pass_rates"])
+    fresh = {json.loads(line)["gc_id"] for line in reference_path(run_dir, 0).read_text().splitlines()}
+    for gc_id in fresh - set(ids.tolist()):  # measured by the reference set alone: solved iff gc_id % 3 == 0
+        row = np.searchsorted(rates.gc_ids, gc_id)
+        assert rates.sums[row] / rates.counts[row] == (1.0 if gc_id % 3 == 0 else 0.0)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
