@@ -94,6 +94,19 @@ def test_headroom_is_the_oracles_rollouts_to_uniforms_final_accuracy(summary):
     assert "Headroom: selection can save at most 53%" in markdown_table(summary)
 
 
+def test_a_baseline_that_never_moved_leaves_no_headroom_to_read():
+    # uniform ends where it starts (0.2), which every arm has at step 0: no ratio, and the line says why.
+    flat = [line | {"accuracy": 0.2} if line["strategy"] == "uniform" else line for line in runs_lines()]
+    room = summarize(flat, BenchConfig(name="hand", smooth=1))["headroom"]
+    assert room["rollouts_ratio"]["mean"] is None and room["oracle_missed"] == 0
+    assert room["baseline_gain"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert room["oracle_gain"]["mean"] == pytest.approx(0.5)
+    assert room["line"] == (
+        "no headroom can be read on this setup: uniform gained +0.0 points over its run, so uniform's final greedy "
+        "accuracy is where every arm starts (the oracle gained +50.0 points), 2 seed(s)"
+    )
+
+
 def test_smoothing_and_an_absolute_target():
     assert smoothed(np.array([1.0, 2.0, 3.0, 4.0]), 2) == pytest.approx([1.0, 1.5, 2.5, 3.5])
     summary = summarize(runs_lines(), BenchConfig(name="hand", smooth=2, target=0.5))

@@ -148,16 +148,30 @@ def headroom(by_strategy, config: BenchConfig, metric_name: str) -> dict[str, An
         ratios.append(best["rollouts"] / own["rollouts"] if usable else None)
         steps.append(best["steps"] / own["steps"] if usable and own["steps"] > 0 else None)
     gains = [float(smoothed(c[metric], window)[-1] - c[metric][0]) for c in base.values()]
+    oracle_gains = [float(smoothed(c[metric], window)[-1] - c[metric][0]) for c in oracle.values()]
     result = {"metric": metric_name, "rollouts_ratio": ratio_ci(ratios), "steps_ratio": ratio_ci(steps),
-              "oracle_missed": misses, "baseline_gain": mean_ci(gains)}  # fmt: skip
+              "oracle_missed": misses, "baseline_gain": mean_ci(gains),
+              "oracle_gain": mean_ci(oracle_gains)}  # fmt: skip
     result["line"] = headroom_line(result, config.baseline)
     return result
+
+
+def _points(fraction: float) -> str:
+    """An accuracy change in signed points, one decimal, without a "-0.0" from rounding noise."""
+    return f"{round(100 * fraction, 1) + 0.0:+.1f}"
 
 
 def headroom_line(result: dict[str, Any], baseline: str) -> str:
     ratio = result["rollouts_ratio"]
     seeds = len(ratio["per_seed"])
     reach = f"{baseline}'s final {result['metric']} accuracy"
+    if ratio["mean"] is None and not result["oracle_missed"]:
+        # The baseline ended where it started: every arm "reaches" that at step 0, so no ratio exists.
+        gain, oracle_gain = result["baseline_gain"]["mean"], result["oracle_gain"]["mean"]
+        return (
+            f"no headroom can be read on this setup: {baseline} gained {_points(gain)} points over its run, so "
+            f"{reach} is where every arm starts (the oracle gained {_points(oracle_gain)} points), {seeds} seed(s)"
+        )
     if ratio["mean"] is None:
         return f"the oracle never reached {reach} within the budget ({result['oracle_missed']} of {seeds} seeds)"
     interval = f" [95% CI {ratio['low']:.2f}, {ratio['high']:.2f}]" if ratio["low"] is not None else ""
@@ -165,7 +179,7 @@ def headroom_line(result: dict[str, Any], baseline: str) -> str:
     gain = result["baseline_gain"]["mean"]
     figures = (
         f"the oracle needs {ratio['mean']:.2f}x {baseline}'s rollouts to reach {reach}{interval}, {seeds} seed(s); "
-        f"{baseline} gained {100 * gain:+.1f} points over its run"
+        f"{baseline} gained {_points(gain)} points over its run"
     )
     if ratio["mean"] < 1:
         saved = 100 * (1 - ratio["mean"])
