@@ -104,6 +104,11 @@ class GainCurriculum:
                 self.driver.config.subset_size, params.n_prompts, params.subset_multiple, params.subset_size
             )
             logger.info("gaincurate: %s", chosen)
+        if screener is not None and not self.driver.screens:
+            raise ConfigError(
+                f"screener= measures candidates for strategy='screen'; this curriculum's strategy is "
+                f"{self.driver.config.strategy!r}: drop screener= or use ScheduleConfig(strategy='screen')"
+            )
         self.shuffle = shuffle
         self.screener = screener
         self.trainer: Any = None

@@ -148,3 +148,10 @@ def test_a_custom_screener_decides_each_epoch(scores, tiny_llama, tmp_path, monk
         assert sorted(line["subset_ids"]) == sorted(inside[:SUBSET])
         assert line["selection"]["screen_tokens"] == 7
         assert line["selection"]["chosen_pass_rate"] == pytest.approx(np.mean([rates[g] for g in inside[:SUBSET]]))
+
+
+def test_a_screener_for_another_strategy_is_refused(scores):
+    from gaincurate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="screener= measures candidates for strategy='screen'"):
+        GainCurriculum(scores, ScheduleConfig(strategy="uniform", subset_size=4), screener=fixed_rates)
