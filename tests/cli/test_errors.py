@@ -99,9 +99,12 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
     out = tmp_path / "s"
     command = [str(script), "score", str(dataset), "--model", str(tiny_llama), "--out", str(out),
                "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", "--shard-size", "16"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Interrupt once scoring is under way: the first finished shard on disk says so, whatever a busy CI
-    # machine does to the timing of stderr lines (waiting for "loading model" there once missed the run).
+    # Ctrl-C reaches a terminal's foreground job, whose SIGINT is at its default. A test run started in the
+    # background by a shell script inherits SIGINT ignored (POSIX), and Python then never raises
+    # KeyboardInterrupt: give the child the terminal's disposition, whatever started pytest.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    # Interrupt once scoring is under way: the first finished shard on disk says so.
     deadline = time.monotonic() + 120
     while not list(out.glob("shard-*.arrow")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
