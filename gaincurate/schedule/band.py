@@ -49,28 +49,37 @@ class BandFilter:
         observe = getattr(self.base, "observe", None)
         return observe(state, feedback) if observe is not None else (state.memory or {})
 
-    def banded(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """(every position, in-band ones first, each part in the base's order; how many are in the band)."""
-        order = self.base.priority(state, context, rng)
-        estimates = self.base.band_estimates(state, context)
+    def inside(self, estimates: np.ndarray) -> np.ndarray:
+        return (estimates >= self.low) & (estimates <= self.high)
+
+    def banded(self, order: np.ndarray, estimates: np.ndarray | None) -> np.ndarray:
+        """The base's `order` with the in-band positions first, each part in the base's order."""
         if estimates is None:  # nothing measured yet: the base's own draw
-            return order, len(order)
-        inside = (estimates[order] >= self.low) & (estimates[order] <= self.high)
-        return np.concatenate([order[inside], order[~inside]]), int(np.sum(inside))
+            return order
+        inside = self.inside(estimates[order])
+        return np.concatenate([order[inside], order[~inside]])
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return self.banded(state, context, rng)[0]
+        return self.banded(self.base.priority(state, context, rng), self.base.band_estimates(state, context))
 
-    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(
+        self,
+        state: ScheduleState,
+        context: RankingContext,
+        positions: np.ndarray,
+        estimates: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """The base's description, the band, and how many chosen prompts are in it (`estimates`: if known)."""
         describe = getattr(self.base, "describe", None)
         info = describe(state, context, positions) if describe is not None else {}
-        estimates = self.base.band_estimates(state, context)
+        estimates = self.base.band_estimates(state, context) if estimates is None else estimates
         if estimates is not None:
-            chosen = estimates[positions]
-            info["band_kept"] = int(np.sum((chosen >= self.low) & (chosen <= self.high)))
+            info["band_kept"] = int(np.sum(self.inside(estimates[positions])))
         return info | {"band": [self.low, self.high]}
 
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        order, inside = self.banded(state, context, rng)
+        estimates = self.base.band_estimates(state, context)  # once per draw: dots' estimate is an attention pass
+        order = self.banded(self.base.priority(state, context, rng), estimates)
         positions = first_positions(order, context.params.subset_size)
-        return Selection(positions, self.describe(state, context, positions) | {"in_band": inside})
+        inside = len(order) if estimates is None else int(np.sum(self.inside(estimates)))
+        return Selection(positions, self.describe(state, context, positions, estimates) | {"in_band": inside})

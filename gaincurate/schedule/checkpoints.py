@@ -57,6 +57,14 @@ def find_checkpoint(directory: Path) -> Checkpoint | None:
     return Checkpoint(directory, directory, "hf", None) if is_complete_model(directory) else None
 
 
+def given_or_recorded(checkpoint: Path | None, recorded: str | None) -> Checkpoint | None:
+    """The checkpoint `schedule next --checkpoint` named, else the one state.json recorded; None when neither is."""
+    found = find_checkpoint(checkpoint) if checkpoint is not None else None
+    if found is None and recorded:
+        found = find_checkpoint(Path(recorded))
+    return found
+
+
 def is_complete_model(folder: Path) -> bool:
     """A Hugging Face model folder with a parsable config.json and whole weights."""
     return _parses(folder / "config.json") and _weights_complete(folder, WEIGHT_FILES)

@@ -36,7 +36,7 @@ from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.inputs import load_scores
 from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.rundir import RunState
-from gaincurate.schedule.screen import Screener
+from gaincurate.schedule.screen import Screener, screens
 from gaincurate.schedule.state import ScheduleState
 
 STATE_DICT_VERSION = 1
@@ -86,7 +86,7 @@ class CurriculumDriver:
     @property
     def screens(self) -> bool:
         """Whether the strategy measures candidates with the policy (screen) before each draw."""
-        return hasattr(self.scheduler.strategy, "screener")
+        return screens(self.scheduler.strategy)
 
     def use_screener(self, screener: Screener) -> None:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.screeners`)."""

@@ -83,6 +83,7 @@ class DotsStrategy:
         self.target, self.tau, self.tau_attn, self.decay = target, tau, tau_attn, decay
         self.reference = reference if reference is not None else PassRates.empty()
         self.calibrator = calibrator
+        self._last: tuple[ScheduleState, Estimates | None] | None = None
 
     @classmethod
     def from_scores(cls, scores: ScoresInput, config: ScheduleConfig, *, read_reference: bool) -> DotsStrategy:
@@ -139,18 +140,22 @@ class DotsStrategy:
     def estimates(self, state: ScheduleState) -> Estimates | None:
         """The neighbours' prediction and the aged estimate of every prompt (gc_id order) before drawing epoch
         `state.epoch`; None before any measurement."""
+        if self._last is not None and self._last[0] is state:  # the same draw asks again (priority, --band)
+            return self._last[1]
         rates = self.measured(state)
-        if not len(rates):
-            return None
-        return estimate_pass_rates(
-            self.embeddings,
-            self.gc_ids,
-            rates,
-            now=state.epoch - 1,  # the epoch whose feedback is the newest
-            tau=self.tau_attn,
-            decay=self.decay,
-            calibrator=self.calibrator,
-        )
+        estimates = None
+        if len(rates):
+            estimates = estimate_pass_rates(
+                self.embeddings,
+                self.gc_ids,
+                rates,
+                now=state.epoch - 1,  # the epoch whose feedback is the newest
+                tau=self.tau_attn,
+                decay=self.decay,
+                calibrator=self.calibrator,
+            )
+        self._last = (state, estimates)  # states are frozen: the same object always gives the same estimates
+        return estimates
 
     def pass_rates(self, state: ScheduleState) -> np.ndarray | None:
         """p_q, what selection aims with, for every prompt (gc_id order); None before any measurement."""

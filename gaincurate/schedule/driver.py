@@ -19,7 +19,7 @@ from typing import Any
 from gaincurate.errors import InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule import rundir
-from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
+from gaincurate.schedule.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
 from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.epochs import check_format
@@ -28,6 +28,7 @@ from gaincurate.schedule.inputs import ScoresInput, load_scores
 from gaincurate.schedule.reference import fresh_reference
 from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.rundir import RunState
+from gaincurate.schedule.screen import screens
 
 STATUS_KEYS = (
     "epoch", "mu", "accuracy", "ang", "ang_source", "signal", "delta", "mu_next", "rollouts", "reranked", "timings",
@@ -208,7 +209,10 @@ def advance(
         timings = {"feedback_s": time.perf_counter() - started}
         rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
         fresh = fresh_reference(run_dir, scheduler.params, scores, run, checkpoint, notices, timings, progress)
-        arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
+        screened_with = arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
+        if checkpoint is not None and scheduler.params.rescore == "none" and screened_with is None:
+            notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
+        used = screened_with or used
         if run.train_seconds is not None:
             timings["train_s"] = run.train_seconds
         archive = source.read_bytes() if source.resolve() != archived.resolve() else None
@@ -243,21 +247,20 @@ def arm_screener(
     run: RunState,
     checkpoint: Path | None,
     progress: Progress = NULL_PROGRESS,
-) -> None:
+) -> str | None:
     """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
 
     Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
     scored with; a later epoch without a checkpoint holding full weights is refused, since screening with a
-    stale policy would measure the wrong pass rates.
+    stale policy would measure the wrong pass rates. Returns the checkpoint it screens with (None: none, or
+    not a screen run).
     """
     strategy = scheduler.strategy
-    if not hasattr(strategy, "screener"):
-        return
+    if not screens(strategy):
+        return None
     from gaincurate.schedule.screeners import checkpoint_screener
 
-    found = find_checkpoint(checkpoint) if checkpoint is not None else None
-    if found is None and run.checkpoint:
-        found = find_checkpoint(Path(run.checkpoint))
+    found = given_or_recorded(checkpoint, run.checkpoint)
     epoch = run.schedule.epoch
     if epoch >= 0 and (found is None or found.model_path is None):
         why = "no checkpoint was given" if found is None else no_model_reason(found)
@@ -269,6 +272,7 @@ def arm_screener(
     strategy.screener = checkpoint_screener(
         run_dir, scores.directory, seed=scheduler.params.seed, model_path=model_path, progress=progress
     )
+    return None if found is None else str(found.path)
 
 
 def _rescore(
@@ -282,11 +286,6 @@ def _rescore(
 ) -> tuple[Rescored | None, str | None]:
     """Fresh scores from the newest checkpoint when the config asks for them this epoch."""
     if scheduler.params.rescore == "none":
-        if hasattr(scheduler.strategy, "screener"):  # screen: the checkpoint screens the next epoch (arm_screener)
-            found = find_checkpoint(checkpoint) if checkpoint is not None else None
-            return None, str(found.path) if found is not None else run.checkpoint
-        if checkpoint is not None:
-            notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
         return None, run.checkpoint
     found = None
     if checkpoint is not None:

@@ -106,14 +106,12 @@ def fresh_reference(
     progress: Progress = NULL_PROGRESS,
 ) -> FreshReference | None:
     """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
-    from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
+    from gaincurate.schedule.checkpoints import given_or_recorded, no_model_reason
 
     epoch = run.schedule.epoch
     if not reference_due(params, epoch):
         return None
-    found = find_checkpoint(checkpoint) if checkpoint is not None else None
-    if found is None and run.checkpoint:
-        found = find_checkpoint(Path(run.checkpoint))
+    found = given_or_recorded(checkpoint, run.checkpoint)
     if found is None or found.model_path is None:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
         notices.append(f"no fresh reference set after epoch {epoch}: {why}")

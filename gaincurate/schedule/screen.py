@@ -75,6 +75,11 @@ def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: floa
     return np.lexsort((ties, np.abs(rates - target), ~in_band(rates, band))).astype(np.int64)
 
 
+def screens(strategy: Any) -> bool:
+    """Whether `strategy` measures candidates with the policy before each draw (and so needs a screener)."""
+    return isinstance(strategy, ScreenStrategy)
+
+
 class ScreenStrategy:
     """Screen k x m uniformly drawn candidates with r rollouts each; train on the m in the band nearest target."""
 
@@ -95,9 +100,9 @@ class ScreenStrategy:
 
     @classmethod
     def from_config(cls, config: ScheduleConfig) -> ScreenStrategy:
-        return cls(
-            factor=config.screen_factor or SCREEN_FACTOR,
-            rollouts=config.screen_rollouts or SCREEN_ROLLOUTS,
+        return cls(  # ScheduleConfig fills in screen's defaults
+            factor=config.screen_factor,
+            rollouts=config.screen_rollouts,
             band=config.band,
             target=config.target,
         )

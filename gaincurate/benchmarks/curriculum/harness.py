@@ -212,18 +212,21 @@ class PairRun:
         if self.on_point is not None:
             self.on_point(point)
 
-    def _oracle_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
+    def _pass_rates(self, dataset: Any, row_of: dict[int, int], gc_ids: np.ndarray, samples: int, seed: int):
+        """(pass rate of each of `gc_ids` under the live model, tokens generated): the task's own prompts and check."""
         config = self.config
+        rows = [dataset[row_of[int(i)]] for i in gc_ids]
+        return pass_rates(
+            self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], self.assets.check,
+            samples=samples, temperature=config.temperature, max_new_tokens=config.max_completion_length,
+            batch_size=config.eval_batch, seed=seed,
+        )  # fmt: skip
 
+    def _oracle_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
         def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
-            rows = [dataset[row_of[int(i)]] for i in gc_ids]
+            seed = self.seed * 100_003 + epoch
             with self.clock.exclude("oracle"):
-                return pass_rates(
-                    self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows],
-                    self.assets.check, samples=config.oracle_rollouts, temperature=config.temperature,
-                    max_new_tokens=config.max_completion_length, batch_size=config.eval_batch,
-                    seed=self.seed * 100_003 + epoch,
-                )  # fmt: skip
+                return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
 
         return measure
 
@@ -232,16 +235,8 @@ class PairRun:
         from gaincurate.schedule.screen import Screening
         from gaincurate.schedule.screeners import screen_seed
 
-        config = self.config
-
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
-            rows = [dataset[row_of[int(i)]] for i in gc_ids]
-            rates, tokens = pass_rates(
-                self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows],
-                self.assets.check, samples=rollouts, temperature=config.temperature,
-                max_new_tokens=config.max_completion_length, batch_size=config.eval_batch,
-                seed=screen_seed(self.seed, epoch),
-            )  # fmt: skip
+            rates, tokens = self._pass_rates(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
             return Screening(np.rint(rates * rollouts), np.full(len(gc_ids), rollouts), tokens)
 
         return screen
