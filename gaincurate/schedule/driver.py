@@ -210,7 +210,7 @@ def advance(
         rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
         fresh = fresh_reference(run_dir, scheduler.params, scores, run, checkpoint, notices, timings, progress)
         screened_with = arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
-        if checkpoint is not None and scheduler.params.rescore == "none" and screened_with is None:
+        if checkpoint is not None and scheduler.params.rescore == "none" and fresh is None and screened_with is None:
             notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
         used = screened_with or used
         if run.train_seconds is not None:

@@ -72,6 +72,7 @@ def test_a_fresh_reference_set_is_rolled_every_k_epochs_and_counted(tmp_path, fa
         assert (reference["prompts"], reference["rollouts"], reference["checkpoint"]) == (24, 96, str(checkpoint))
         assert step.record["timings"]["reference_s"] == reference["seconds"]
         assert any("fresh reference set after epoch" in notice for notice in step.notices)
+        assert not any("the checkpoint is not used" in notice for notice in step.notices)  # it rolled the set
         lines = [json.loads(line) for line in reference_path(run_dir, epoch).read_text().splitlines()]
         fresh = {line["gc_id"] for line in lines}
         trained = set(load_run(run_dir).schedule.subset_ids.tolist()) | fresh
