@@ -232,3 +232,25 @@ def test_schedule_status_says_what_screening_and_the_band_did():
     assert _selection(screened) == "screened 16 (64 rollouts), 9 in band, kept pass rate 0.50"
     banded = {"posterior_mean": 0.4, "posterior_sd": 0.1, "band": [0.2, 0.8], "band_kept": 7, "in_band": 20}
     assert _selection(banded) == "pass rate 0.40 ± 0.10, 7 in band [0.2, 0.8]"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--strategy", "uniform", "--band", "0.1,0.9"], 1, "--band filters by pass-rate estimates"),
+        (["--strategy", "mopps", "--band", "x"], 2, "--band x is not valid: expected two pass rates LO,HI"),
+        (["--strategy", "dots", "--screen-factor", "3"], 1, "--screen-factor is a screen option"),
+    ],
+)
+def test_bad_screen_and_band_options_through_the_console_script(tmp_path, args, code, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scores = write_scores(tmp_path / "scores", bundled_policy())
+    script = Path(sys.executable).with_name("gaincurate")
+    command = [str(script), "schedule", "init", "--scores", str(scores), "--run", str(tmp_path / "run"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gaincurate: error:")]
+    assert result.returncode == code and len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
