@@ -34,34 +34,60 @@ signal_app = typer.Typer(
 
 @bench_app.command(
     epilog="Examples:\n\n* `gaincurate bench curriculum --config cpu-arith --out bench --smoke`\n\n"
-    "* `gaincurate bench curriculum --config my-bench.toml --out bench --strategies uniform,gain,dots --seeds 5`"
+    "* `gaincurate bench curriculum --config cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
+    "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )
 def curriculum(
     config: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--config", metavar="NAME|FILE", help="cpu-arith, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bench directory (resumed when it holds this bench).")],
-    strategies: Annotated[
-        str | None, typer.Option(help="Comma-separated: schedule strategies and oracle (default: the config's).")
     ] = None,
-    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 per strategy (default: the config's).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Bench directory (resumed when it holds this bench).")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="A count (12: seeds 0-11), a range (100-111) or a list (default: the config's).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Pairs trained at once, each in its own process.")] = 1,
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated arms: strategies, oracle, or arms the config defines.")
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Print the tables re-derived from a bench directory or docs/results/NAME; trains nothing."),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="With --report: draw the curves to this PNG.")] = None,
+    max_pairs: Annotated[int | None, typer.Option(min=1, help="Train at most N pairs in this call, then stop.")] = None,
     smoke: Annotated[
         bool, typer.Option("--smoke", help="One seed, a few steps: checks the harness end to end.")
     ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Train each strategy and seed with stock TRL GRPO; print accuracy per rollout spent, with 95% CIs."""
+    """Train each arm and seed with stock TRL GRPO; print the declared paired comparisons against the baseline."""
     setup_logging(quiet or as_json)
+    from gaincurate.benchmarks.curriculum.report import markdown_table
+    from gaincurate.errors import ConfigError
+
+    if report is not None:
+        from gaincurate.benchmarks.curriculum.report import plot_results
+        from gaincurate.benchmarks.curriculum.report import report as rederive
+
+        summary, table = rederive(report)
+        if plot is not None:
+            plot_results(report, plot)
+        emit(summary, as_json=as_json, human=lambda stdout: stdout.write(table))
+        return
+    if config is None or out is None:
+        raise ConfigError("bench curriculum needs --config and --out to run a bench (or --report DIR to read one)")
     from gaincurate.benchmarks.curriculum.bench import run_bench
-    from gaincurate.benchmarks.curriculum.summary import markdown_table
 
     chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies else None
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
-        summary = run_bench(config, out, strategies=chosen, seeds=seeds, smoke=smoke, progress=progress)
+        summary = run_bench(config, out, strategies=chosen, seeds=seeds, smoke=smoke, max_pairs=max_pairs,
+                            workers=workers, progress=progress)  # fmt: skip
     emit(summary, as_json=as_json, human=lambda stdout: stdout.write(markdown_table(summary)))
 
 

@@ -99,7 +99,7 @@ def test_a_bench_of_another_config_or_an_unknown_strategy_is_refused(smoke):
     out, _, _ = smoke
     with pytest.raises(ConfigError, match="another config"):
         run_bench(BUNDLED["cpu-arith"], out, strategies=["uniform"])  # the full size, not --smoke
-    with pytest.raises(ConfigError, match="unknown strategy 'best'"):
+    with pytest.raises(ConfigError, match="unknown arm 'best'"):
         run_bench("cpu-arith", out, strategies=["best"], smoke=True)
 
 

@@ -7,9 +7,10 @@ the choice of prompts differs. `oracle` (bench only) measures the headroom: how 
 selection could save on the setup.
 
     from gaincurate.benchmarks.curriculum import run_bench
-    summary = run_bench("cpu-arith", "bench-out/", strategies=["uniform", "oracle"], seeds=3)
+    summary = run_bench("cpu-arith", "bench-out/", strategies=["uniform", "oracle"], seeds="100-111", workers=2)
 
-    python -m gaincurate.benchmarks.curriculum --config cpu-arith --out bench-out/ --smoke
+    gaincurate bench curriculum --config cpu-arith --out bench-out/ --smoke
+    gaincurate bench curriculum --report docs/results/cpu-arith      # the published tables, re-derived
 """
 
 from gaincurate.benchmarks.curriculum.bench import finish, known_strategies, run_bench

@@ -1,35 +1,39 @@
-"""`run_bench`: every (strategy, seed) pair of a bench, resumable, then the summary, the table and the plot.
+"""`run_bench`: every (arm, seed) pair of a bench, resumable and in parallel, then the summary, tables and plot.
 
-    OUT/bench.json          the config the bench runs (a resume with another config is refused)
+    OUT/bench.json          the config the bench runs, its declared analysis included (another one is refused)
     OUT/assets/             the data split, the initial model and the pool's scores (shared by every pair)
     OUT/pairs/NAME.json     one finished pair: its evaluation points, costs and initial-weights digest
     OUT/work/NAME/          the pair in progress (its points so far); removed when it finishes
-    OUT/runs.jsonl          the evaluation points of every finished pair (rebuilt after each pair)
-    OUT/summary.json, OUT/table.md, OUT/curves.png
+    OUT/work/NAME.lock      held by the process training NAME, so two workers (or two benches) never train one pair
+    OUT/runs.jsonl, OUT/costs.jsonl, OUT/summary.json, OUT/table.md, OUT/curves.png
 
-Pairs run seed by seed (every strategy of seed 0, then seed 1, ...), so a partial bench already holds
-paired comparisons. A pair's file is written atomically when it finishes; a killed bench therefore resumes
-at the first pair without one, trains it from the start, and never reruns a finished pair.
+Pairs run seed by seed (every arm of the first seed, then the next...), so a partial bench already holds paired
+comparisons. With `workers` > 1 each pair trains in its own spawned process with the config's torch threads;
+every process loads the same initial weights from OUT/assets, so the starts are byte-identical (each pair
+records the digest, and the summary refuses pairs whose digests differ). A pair's file is written atomically
+when it finishes; a killed bench therefore resumes at the pairs without one and never reruns a finished pair.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from gaincurate.benchmarks.curriculum.assets import prepare_assets
-from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config
+from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
 from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, run_pair
 from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 
-# A bench's identity: every config field that changes a run. Strategies and seeds may be extended by a later call;
-# the summary's reading (headline, target, smoothing) and the name change no run.
-_NOT_IDENTITY = ("name", "strategies", "seeds", "headline", "target", "target_fraction", "smooth", "smoke_overrides")
+# A bench's identity: every config field that changes a run or its declared analysis. Arms and seeds may be
+# extended by a later call; the name and the smoke size change nothing.
+_NOT_IDENTITY = ("name", "strategies", "seeds", "smoke_overrides")
 
 
 def pair_name(strategy: str, seed: int) -> str:
@@ -48,67 +52,141 @@ def run_bench(
     out_dir: str | Path,
     *,
     strategies: list[str] | tuple[str, ...] | None = None,
-    seeds: int | None = None,
+    seeds: int | str | None = None,
     smoke: bool = False,
     max_pairs: int | None = None,
+    workers: int = 1,
     progress: Progress = NULL_PROGRESS,
 ) -> dict[str, Any]:
     """Run (or resume) a training-efficiency bench into `out_dir`; returns the summary (also in summary.json).
 
     `config`: a `BenchConfig`, a bundled name (`cpu-arith`, `cpu-smollm2-math`, `gpu-math`) or a JSON/TOML file.
-    `strategies`: names the scheduler knows (`gaincurate.schedule.config.STRATEGIES`) or `oracle`; default the
-    config's. `seeds`: how many seeds (0..seeds-1); default the config's. `smoke`: the config's smoke size (one
-    seed, a few steps). `max_pairs`: train at most this many pairs in this call, then summarize what is done (one
-    pair per call keeps each call of a time-limited machine short; call again to go on). `progress` hears a stage
-    per pair and one `advance(1)` per optimizer step.
-    Raises `ConfigError` for an unknown strategy, or an `out_dir` that holds a bench of another config.
+    `strategies`: arms: names the scheduler knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the
+    config's `schedule` field defines; default the config's. `seeds`: a count (0..K-1), a range "A-B" or a list
+    "A,B-C"; default the config's. `smoke`: the config's smoke size. `max_pairs`: train at most this many pairs in
+    this call. `workers`: pairs trained at once, each in its own process. `progress` hears a stage per pair and
+    `advance` per optimizer step (per finished pair with workers).
+    Raises `ConfigError` for an unknown arm, a bad seed spec, or an `out_dir` that holds another config's bench.
     """
     if not isinstance(config, BenchConfig):
         config = load_config(config)
     if smoke:
         config = config.smoke()
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more; got {workers}")
     chosen = tuple(strategies or config.strategies)
-    known = known_strategies()
+    known = (*known_strategies(), *config.defined_arms())
     unknown = [name for name in chosen if name not in known]
     if unknown:
-        raise ConfigError(f"unknown strategy {unknown[0]!r}; the bench runs {', '.join(known)}")
-    seed_count = config.seeds if seeds is None else int(seeds)
-    if seed_count < 1:
-        raise ConfigError(f"--seeds must be 1 or more; got {seed_count}")
+        raise ConfigError(f"unknown arm {unknown[0]!r}; the bench runs {', '.join(known)}")
+    seed_list = config.seed_list if seeds is None else parse_seeds(seeds)
     out = Path(out_dir)
     _claim(out, config)
     assets = prepare_assets(config, out, progress)
-    todo = [(s, seed) for seed in range(seed_count) for s in chosen if not _pair_file(out, s, seed).is_file()]
+    todo = [(s, seed) for seed in seed_list for s in chosen if not _pair_file(out, s, seed).is_file()]
     todo = todo[:max_pairs] if max_pairs is not None else todo
     progress.set_total(len(todo) * config.steps)
-    for strategy, seed in todo:
-        progress.stage(f"{strategy}, seed {seed}")
-        work = out / "work" / pair_name(strategy, seed)
+    if workers == 1:
+        for strategy, seed in todo:
+            progress.stage(f"{strategy}, seed {seed}")
+            train_pair(config, out, strategy, seed, assets=assets, on_step=lambda: progress.advance(1))
+            write_outputs(out, read_pairs(out, chosen))
+    else:
+        _train_in_workers(config, out, todo, workers, chosen, progress)
+    return finish(out, config, chosen)
+
+
+def _train_in_workers(config, out: Path, todo, workers: int, order, progress: Progress) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent) as pool:
+        running = {pool.submit(train_pair, config, out, strategy, seed): (strategy, seed) for strategy, seed in todo}
+        progress.stage(f"{len(todo)} pairs on {workers} workers")
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                strategy, seed = running.pop(future)
+                future.result()  # a failed pair stops the bench with its error; finished pairs are kept
+                progress.stage(f"finished {strategy}, seed {seed}")
+                progress.advance(config.steps)
+                write_outputs(out, read_pairs(out, order))
+
+
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when the bench process dies, even by SIGKILL (Linux), so no pair trains on orphaned."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, assets=None, on_step=None) -> bool:
+    """Train one pair and write its file; False when another process holds its lock (it is training it)."""
+    name = pair_name(strategy, seed)
+    lock = out / "work" / f"{name}.lock"
+    if not _lock(lock):
+        return False
+    try:
+        if _pair_file(out, strategy, seed).is_file():
+            return True
+        assets = assets or prepare_assets(config, out)
+        work = out / "work" / name
         if work.exists():
             shutil.rmtree(work)  # a pair a killed bench left half-trained starts again from the initial model
         work.mkdir(parents=True)
         live = work / "points.jsonl"
 
-        def note(point: dict[str, Any], live: Path = live) -> None:
+        def note(point: dict[str, Any]) -> None:
             with live.open("a") as handle:
                 handle.write(json.dumps(point) + "\n")
 
-        record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=lambda: progress.advance(1))
+        record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
         shutil.rmtree(work)
-        write_runs(out, read_pairs(out, chosen))
-    return finish(out, config, chosen)
+        return True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock(path: Path) -> bool:
+    """Take `path` (O_EXCL), or take it over when the process that holds it is gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text() or 0)
+                os.kill(holder, 0)
+                return False  # alive: that process trains the pair
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # stale: its process died
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(handle, "w") as stream:
+            stream.write(str(os.getpid()))
+        return True
+    return False
 
 
 def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Rebuild runs.jsonl, summary.json, table.md and curves.png from the finished pairs in `out`."""
+    """Rebuild runs.jsonl, costs.jsonl, summary.json, table.md and curves.png from the finished pairs in `out`."""
     from gaincurate.benchmarks.curriculum.plot import plot_curves
-    from gaincurate.benchmarks.curriculum.summary import markdown_table, summarize
+    from gaincurate.benchmarks.curriculum.report import markdown_table
+    from gaincurate.benchmarks.curriculum.summary import summarize
 
     pairs = read_pairs(out, order)
-    write_runs(out, pairs)
+    digests = sorted({pair["initial_sha256"] for pair in pairs})
+    if len(digests) > 1:
+        raise ConfigError(f"{out}: pairs started from different weights ({len(digests)} digests); delete the bench")
+    write_outputs(out, pairs)
     points = [p for pair in pairs for p in pair["points"]]
     summary = summarize(points, config, costs={(p["strategy"], p["seed"]): p["costs"] for p in pairs})
+    summary["initial_sha256"] = digests[0] if digests else None
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     atomic_write_bytes(out / "table.md", markdown_table(summary).encode())
     if points:
@@ -117,15 +195,18 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
 
 
 def read_pairs(out: Path, order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Every finished pair in `out`, by seed, then in `order` (strategies not in it after, by name)."""
+    """Every finished pair in `out`, by seed, then in `order` (arms not in it after, by name)."""
     pairs = [json.loads(path.read_text()) for path in sorted((out / "pairs").glob("*.json"))]
     rank = {name: i for i, name in enumerate(order)}
     return sorted(pairs, key=lambda p: (p["seed"], rank.get(p["strategy"], len(rank)), p["strategy"]))
 
 
-def write_runs(out: Path, pairs: list[dict[str, Any]]) -> None:
+def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
+    """runs.jsonl (every evaluation point) and costs.jsonl (every pair's costs): what a report re-derives from."""
     lines = [json.dumps({key: point[key] for key in POINT_KEYS}) + "\n" for pair in pairs for point in pair["points"]]
     atomic_write_bytes(out / "runs.jsonl", "".join(lines).encode())
+    costs = [json.dumps({"strategy": p["strategy"], "seed": p["seed"], "costs": p["costs"]}) + "\n" for p in pairs]
+    atomic_write_bytes(out / "costs.jsonl", "".join(costs).encode())
 
 
 def _pair_file(out: Path, strategy: str, seed: int) -> Path:
@@ -143,8 +224,8 @@ def _claim(out: Path, config: BenchConfig) -> None:
             changed = sorted(k for k in identity.keys() | stored_identity.keys()
                              if identity.get(k) != stored_identity.get(k))  # fmt: skip
             raise ConfigError(
-                f"{out} holds a bench of another config (differs in {', '.join(changed)}); "
-                "pass another --out, or delete it to start again"
+                f"{out} holds a bench of another config (differs in {', '.join(changed)}); the analysis is declared "
+                "before the runs, so pass another --out, or delete it to start again"
             )
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(stored_file, (json.dumps({"config": config.to_dict()}, indent=2) + "\n").encode())

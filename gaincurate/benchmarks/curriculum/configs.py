@@ -24,6 +24,28 @@ HEADLINES = ("greedy", "sampled")
 DEFAULT_STRATEGIES = ("uniform", "length", "gain", "dots")
 
 
+def parse_seeds(spec: int | str) -> tuple[int, ...]:
+    """Seeds from a count (3: seeds 0, 1, 2), an inclusive range ("100-111") or a comma list of those ("5,7-9")."""
+    if isinstance(spec, bool):
+        raise ConfigError(f"seeds is a count, a range A-B or a comma list; got {spec!r}")
+    if isinstance(spec, int):
+        if spec < 1:
+            raise ConfigError(f"seeds must be 1 or more; got {spec}")
+        return tuple(range(spec))
+    seeds: list[int] = []
+    text = str(spec).strip()
+    if text.isdigit():
+        return parse_seeds(int(text))
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+            raise ConfigError(f"seeds {spec!r}: write a count (12), a range (100-111) or a list (3,5,9-12)")
+        seeds.extend(range(int(low), int(high) + 1) if dash else [int(low)])
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds {spec!r} names a seed twice")
+    return tuple(seeds)
+
+
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     """One bench: task, model, warm start, GRPO settings, evaluation and summary rules."""
@@ -59,14 +81,22 @@ class BenchConfig:
     eval_every: int = 25
     eval_samples: int = 4
     eval_batch: int = 256
-    # Summary: the headline metric, the target (absolute, or a fraction of the best final accuracy), smoothing.
+    # The analysis, declared before any pair runs (summary.py, stats.py): the headline metric; the absolute target
+    # on it (None: target_fraction x the best final, which moves with the arms and so is never published); the
+    # arms compared with the baseline (Holm across them); other targets read for sensitivity; the rollout budget
+    # of the partial AUC (None: the baseline's whole run); a centred mean over `smooth` points (odd) before
+    # crossings are interpolated.
     headline: str = "greedy"
     target: float | None = None
     target_fraction: float = 0.9
-    smooth: int = 1  # trailing mean over this many evaluation points before reading to-target figures
-    # Strategies and seeds; per-strategy ScheduleConfig fields ("*" applies to all).
+    primary: tuple[str, ...] = ()
+    other_targets: tuple[float, ...] = ()
+    pauc_budget: int | None = None
+    smooth: int = 1
+    # Strategies and seeds (a count from 0, "A-B" inclusive, or a comma list of those); per-strategy
+    # ScheduleConfig fields ("*" applies to all).
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    seeds: int = 3
+    seeds: int | str = 3
     schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline: str = "uniform"  # plain GRPO: the paired ratios' denominator, charged no gaincurate scoring
     oracle_rollouts: int = 8
@@ -82,7 +112,7 @@ class BenchConfig:
         if self.headline not in HEADLINES:
             raise ConfigError(f"headline must be one of {', '.join(HEADLINES)}; got {self.headline!r}")
         for name in ("steps", "prompts_per_step", "num_generations", "subset_size", "eval_every", "eval_samples",
-                     "seeds", "smooth", "threads", "oracle_rollouts", "eval_batch"):  # fmt: skip
+                     "smooth", "threads", "oracle_rollouts", "eval_batch"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number 1 or more; got {value!r}")
@@ -92,8 +122,16 @@ class BenchConfig:
             raise ConfigError(
                 f"subset_size {self.subset_size} must be a multiple of prompts_per_step {self.prompts_per_step}"
             )
-        if self.target is not None and not 0 < self.target <= 1:
-            raise ConfigError(f"target is a held-out accuracy in (0, 1]; got {self.target}")
+        if self.smooth % 2 == 0:
+            raise ConfigError(f"smooth is a centred window, so it is odd (1: no smoothing); got {self.smooth}")
+        parse_seeds(self.seeds)
+        for target in (self.target, *self.other_targets):
+            if target is not None and not 0 < target <= 1:
+                raise ConfigError(f"a target is a held-out accuracy in (0, 1]; got {target}")
+        if self.pauc_budget is not None and self.pauc_budget < 1:
+            raise ConfigError(f"pauc_budget is a number of rollouts, 1 or more; got {self.pauc_budget}")
+        if self.baseline in self.primary:
+            raise ConfigError(f"primary lists the arms compared with the baseline; {self.baseline!r} is the baseline")
         if not 0 < self.target_fraction <= 1:
             raise ConfigError(f"target_fraction must lie in (0, 1]; got {self.target_fraction}")
         object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
@@ -109,6 +147,8 @@ class BenchConfig:
             raise ConfigError(f"warm_start_noise rates must lie in [0, 1]; got {noise}")
         object.__setattr__(self, "warm_start_noise", noise)
         object.__setattr__(self, "strategies", tuple(self.strategies))
+        object.__setattr__(self, "primary", tuple(self.primary))
+        object.__setattr__(self, "other_targets", tuple(float(t) for t in self.other_targets))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -119,13 +159,25 @@ class BenchConfig:
         """Curriculum epochs needed to cover `steps` optimizer steps (the last one may be cut short)."""
         return -(-self.steps // self.steps_per_epoch)
 
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return parse_seeds(self.seeds)
+
     def smoke(self) -> BenchConfig:
         """The same bench at smoke size (one seed, a few steps): what CI runs."""
         return dataclasses.replace(self, **{"seeds": 1, **self.smoke_overrides, "smoke_overrides": {}})
 
-    def schedule_fields(self, strategy: str) -> dict[str, Any]:
-        """The ScheduleConfig fields this bench sets for `strategy` (besides strategy, seed and subset_size)."""
-        return {**self.schedule.get("*", {}), **self.schedule.get(strategy, {})}
+    def schedule_fields(self, arm: str) -> dict[str, Any]:
+        """The ScheduleConfig fields this bench sets for `arm` (besides seed and subset_size).
+
+        An arm is a strategy's name, or a name of the `schedule` field whose entry names its strategy:
+        `{"gain-random": {"strategy": "gain", "ranking": "random"}}` runs gain with that option as its own arm.
+        """
+        return {**self.schedule.get("*", {}), **self.schedule.get(arm, {})}
+
+    def defined_arms(self) -> tuple[str, ...]:
+        """The arms the `schedule` field defines under names of their own."""
+        return tuple(name for name, fields in self.schedule.items() if "strategy" in fields)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -154,6 +206,7 @@ _ARITH_SMOKE = {
     "eval_every": 2,
     "eval_samples": 2,
     "oracle_rollouts": 2,
+    "pauc_budget": None,
 }
 
 _MATH_SMOKE = {
@@ -163,9 +216,13 @@ _MATH_SMOKE = {
 
 # No bundled config sets a strategy option: every strategy runs with the scheduler's own defaults.
 BUNDLED: dict[str, BenchConfig] = {
-    # Fixed from uniform and oracle runs only (docs/benchmarks.md, "Training efficiency", lists every config tried):
-    # a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved family (1 digit) and
-    # never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
+    # The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
+    # every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
+    # family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
+    # The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
+    # timing run of seed 0, then plateaus), evaluation every 10 steps, crossings on a centred 3-point mean, the
+    # target from a uniform-only pilot on seeds 90-93 (75% of its gain; 50% and 90% for sensitivity), the partial
+    # AUC over the first 5,120 rollouts (80 steps), Holm over dots, mopps and gain. Published seeds: 100-111.
     "cpu-arith": BenchConfig(
         name="cpu-arith",
         pool=((1, 96), (2, 64), (3, 176), (4, 176)),
@@ -173,8 +230,14 @@ BUNDLED: dict[str, BenchConfig] = {
         warm_start_digits=(1, 2),
         warm_start_steps=1500,
         warm_start_noise=((2, 0.5),),
+        steps=160,
+        eval_every=10,
         headline="sampled",
         smooth=3,
+        primary=("dots", "mopps", "gain"),
+        pauc_budget=5120,
+        strategies=("uniform", "oracle", "dots", "mopps", "gain"),
+        seeds="100-111",
         smoke_overrides=_ARITH_SMOKE,
     ),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one

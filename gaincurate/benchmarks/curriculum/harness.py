@@ -247,8 +247,8 @@ class PairRun:
         from gaincurate.schedule.core import Scheduler
 
         config = self.config
-        name = config.baseline if self.strategy == ORACLE else self.strategy
         fields = config.schedule_fields(self.strategy)
+        name = config.baseline if self.strategy == ORACLE else fields.pop("strategy", self.strategy)
         schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
         started = self.clock.now()
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule)

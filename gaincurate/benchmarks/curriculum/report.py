@@ -1,0 +1,154 @@
+"""The bench's tables, and the published results that re-derive them.
+
+A bench directory, or a published copy of its small outputs under docs/results/NAME/, holds:
+
+    bench.json     the config, with its declared analysis (target, primary arms, estimator settings)
+    runs.jsonl     every evaluation point of every finished pair
+    costs.jsonl    every finished pair's costs (seconds by part, screening and oracle measurement)
+    summary.json   what `summarize` computed from the three files above
+
+`report(DIR)` recomputes the summary from the first three and returns it with the markdown tables; that is
+`gaincurate bench curriculum --report DIR`, and tests/benchmarks/test_published_results.py checks that the
+tables in docs/benchmarks.md are exactly what it prints. `publish(OUT, DIR)` copies a bench's small outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from gaincurate.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.benchmarks.curriculum.summary import summarize
+from gaincurate.errors import ConfigError
+
+FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
+
+
+def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[tuple[str, int], dict[str, float]]]:
+    """The config, the points and the costs kept in a bench directory or a published results folder."""
+    folder = Path(folder)
+    missing = [name for name in FILES[:3] if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{folder} lacks {', '.join(missing)}: point --report at a bench --out or a docs/results folder"
+        )
+    config = BenchConfig.from_dict(json.loads((folder / "bench.json").read_text())["config"])
+    points = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines() if line.strip()]
+    costs = {}
+    for line in (folder / "costs.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            costs[(row["strategy"], int(row["seed"]))] = row["costs"]
+    return config, points, costs
+
+
+def report(folder: Path) -> tuple[dict[str, Any], str]:
+    """(summary, markdown) recomputed from a results folder's points, costs and config."""
+    config, points, costs = read_results(folder)
+    summary = summarize(points, config, costs)
+    return summary, markdown_table(summary)
+
+
+def publish(out: Path, folder: Path) -> None:
+    """Copy a bench's small outputs (not its assets, pairs or plots) into a results folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        shutil.copyfile(Path(out) / name, folder / name)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _fmt(stats: dict[str, Any] | None, digits: int = 2) -> str:
+    if not stats or stats.get("mean") is None:
+        return "n/a"
+    if stats.get("low") is None:
+        return _number(stats["mean"], digits)
+    return f"{_number(stats['mean'], digits)} [{_number(stats['low'], digits)}, {_number(stats['high'], digits)}]"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if value < 0.001 else f"{value:.3f}"
+
+
+def _verdict_line(summary: dict[str, Any]) -> str:
+    baseline, primary = summary["baseline"], summary["primary"]
+    if not primary:
+        return "No primary comparison was declared, so no arm is tested against the baseline."
+    parts = []
+    for arm, result in primary.items():
+        parts.append(f"{arm} {result['verdict']} {baseline} ({result['ratio']:.2f}x its rollouts, Holm p = "
+                     f"{_p(result['p_holm'])}, {result['censored']} censored)")  # fmt: skip
+    winners = [arm for arm, result in primary.items() if result["verdict"] == "beats"]
+    lead = (f"At the 5% level, after Holm's correction over {', '.join(primary)}: "
+            + (f"{' and '.join(winners)} beat{'s' if len(winners) == 1 else ''} {baseline}." if winners
+               else f"no arm beats {baseline}."))  # fmt: skip
+    return lead + " " + "; ".join(parts) + "."
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The headline table, the verdict, the sensitivity table, the cost table and the headroom line."""
+    headline, baseline, analysis = summary["headline"], summary["baseline"], summary["analysis"]
+    budget = analysis["pauc_budget"]
+    smoothing = "the raw curve" if analysis["smooth"] == 1 else f"a centred {analysis['smooth']}-point mean"
+    lines = [
+        f"Headline: held-out {headline} accuracy. Target {analysis['target']:.3f} ({analysis['target_rule']}); "
+        f"crossings interpolated on {smoothing}; a seed that never reaches the target "
+        f"is censored at its budget and counted. Intervals are 95% over seeds; ratios and differences are paired "
+        f"against {baseline} by seed; p is an exact two-sided sign-flip test.",
+        "",
+        f"| arm | seeds | initial | final | censored | rollouts to target | rollouts / {baseline} | p | Holm p "
+        f"| partial AUC - {baseline} ({_number(budget, 0)} rollouts) | steps / {baseline} | seconds / {baseline} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, entry in summary["strategies"].items():
+        versus = entry["vs_baseline"] or {}
+        rollouts = versus.get("rollouts") or {}
+        holm = summary["primary"].get(arm, {}).get("p_holm")
+        lines.append(
+            f"| {arm} | {len(entry['seeds'])} | {_fmt(entry['initial'], 3)} | {_fmt(entry['final'], 3)} "
+            f"| {entry['censored']} | {_fmt(entry['to_target']['rollouts'], 0)} | {_fmt(rollouts)} "
+            f"| {_p(rollouts.get('p'))} | {_p(holm)} | {_fmt(versus.get('pauc'), 3)} | {_fmt(versus.get('steps'))} "
+            f"| {_fmt(versus.get('seconds'))} |"
+        )
+    lines += ["", _verdict_line(summary)]
+    others = analysis["other_targets"]
+    if others:
+        lines += ["", f"Rollouts / {baseline} at other targets (sensitivity; censored seeds in brackets):", "",
+                  "| arm | " + " | ".join(f"target {t:.3f}" for t in others) + " |",
+                  "|---|" + "---|" * len(others)]  # fmt: skip
+        for arm, entry in summary["strategies"].items():
+            if arm == baseline:
+                continue
+            cells = []
+            for target in others:
+                ratio = (entry["sensitivity"].get(f"{target:g}") or {}).get("rollouts")
+                cells.append(f"{_fmt(ratio)} ({ratio['censored']})" if ratio else "n/a")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Costs per pair, mean over seeds, in seconds (measured with the load noted beside the table):", "",
+              "| arm | scoring | curriculum (re-score, select) | total | evaluation (not charged) "
+              "| oracle measurement (not charged) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for arm, entry in summary["strategies"].items():
+        c = entry["costs"]
+        measured = (f"{c['measure_rollouts']:,.0f} rollouts, {c['measure_seconds']:.0f} s"
+                    if "measure_rollouts" in c else "")  # fmt: skip
+        screening = f"; screening {c['screen_rollouts']:,.0f} rollouts (charged)" if c.get("screen_rollouts") else ""
+        lines.append(
+            f"| {arm} | {c.get('scoring_seconds', 0):.1f} | {c.get('curriculum_seconds', 0):.1f} "
+            f"({c.get('rescore_seconds', 0):.1f}, {c.get('select_seconds', 0):.1f}){screening} "
+            f"| {c.get('total_seconds', 0):.0f} | {c.get('eval_seconds', 0):.0f} | {measured} |"
+        )
+    if summary.get("headroom"):
+        lines += ["", f"Headroom: {summary['headroom']['line']}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(folder: Path, path: Path) -> Path | None:
+    """curves.png from a results folder's points (None without matplotlib)."""
+    from gaincurate.benchmarks.curriculum.plot import plot_curves
+
+    config, points, _ = read_results(folder)
+    return plot_curves(points, Path(path), title=config.name)

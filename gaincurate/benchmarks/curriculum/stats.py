@@ -1,0 +1,167 @@
+"""The bench's paired statistics: crossings, censoring, intervals, sign-flip tests, partial AUC and Holm.
+
+Every function works on a few small arrays (one curve, or one value per seed) and is checked against a hand
+computation in tests/benchmarks/test_curriculum_stats.py. docs/benchmarks.md ("How the summary reads the
+curves") says the same in words.
+
+* `centred_mean`: smoothing that does not lag. A trailing mean reaches a threshold about half its window late,
+  which pushes every crossing (and so every ratio) toward the end of the run; a centred mean does not.
+* `crossing`: the x (rollouts, steps, seconds) at which a piecewise-linear curve first reaches a target,
+  interpolated between evaluation points, so ratios are not ratios of grid positions.
+* `Reach`: a crossing, or the budget when the curve never gets there (censored: counted, never dropped).
+* `paired_ratio`: per seed, arm over baseline; geometric mean with a Student-t interval on the log ratios and
+  an exact two-sided sign-flip p-value.
+* `partial_auc`: mean accuracy over a fixed rollout budget (the area under the curve up to it, over its span).
+* `holm`: Holm's step-down adjustment across the arms compared with one baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; above that the normal 1.96 is close enough.
+T975 = (
+    *(12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131),
+    *(2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042),
+)
+# Sign flips are enumerated exactly up to this many seeds (2^24 sums, in chunks); more is refused.
+MAX_EXACT_SEEDS = 24
+_FLIP_CHUNK = 1 << 16
+
+
+def t_quantile(df: int) -> float:
+    return T975[df - 1] if df <= len(T975) else 1.96
+
+
+def mean_ci(values: list[float]) -> dict[str, Any]:
+    """Mean and 95% t interval; the interval is None with fewer than two values."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(np.mean(values))
+    if n == 1:
+        return {"mean": mean, "low": None, "high": None, "n": 1}
+    half = t_quantile(n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def centred_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean over `window` points centred on each point (window odd; it narrows symmetrically at both ends)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"a centred window is odd and at least 1; got {window}")
+    values = np.asarray(values, dtype=np.float64)
+    n, half = len(values), window // 2
+    out = np.empty(n)
+    for i in range(n):
+        reach = min(half, i, n - 1 - i)
+        out[i] = values[i - reach : i + reach + 1].mean()
+    return out
+
+
+def crossing(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
+    """The x at which the piecewise-linear curve through (x, y) first reaches `target`; None if it never does.
+
+    A curve already at the target at its first point crosses there.
+    """
+    above = np.flatnonzero(np.asarray(y) >= target - 1e-12)
+    if not len(above):
+        return None
+    i = int(above[0])
+    if i == 0:
+        return float(x[0])
+    x0, x1, y0, y1 = float(x[i - 1]), float(x[i]), float(y[i - 1]), float(y[i])
+    return x0 + (target - y0) / (y1 - y0) * (x1 - x0)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where a curve reached the target, or its budget (its last x) when it never did (`censored`)."""
+
+    value: float
+    censored: bool
+
+
+def reach(x: np.ndarray, y: np.ndarray, target: float) -> Reach:
+    found = crossing(x, y, target)
+    return Reach(float(x[-1]), True) if found is None else Reach(found, False)
+
+
+def sign_flip_p(values: list[float]) -> float | None:
+    """Exact two-sided p-value of a zero-centred sign-flip test of the mean of `values` (paired differences).
+
+    Under the null each difference is as likely to have either sign, so every one of the 2^n sign patterns
+    is equally likely; p is the share whose |sum| is at least the observed |sum| (the observed one included).
+    With n values it is never below 2 / 2^n: five seeds cannot reach p < 0.05.
+    """
+    d = np.asarray(values, dtype=np.float64)
+    n = len(d)
+    if n == 0:
+        return None
+    if n > MAX_EXACT_SEEDS:
+        raise ValueError(f"an exact sign-flip test enumerates 2^n patterns; {n} seeds is more than {MAX_EXACT_SEEDS}")
+    observed = abs(float(d.sum()))
+    tolerance = 1e-9 * max(1.0, observed)
+    bits = np.arange(n)
+    at_least = 0
+    for start in range(0, 1 << n, _FLIP_CHUNK):
+        patterns = np.arange(start, min(start + _FLIP_CHUNK, 1 << n))
+        signs = 1.0 - 2.0 * ((patterns[:, None] >> bits) & 1)
+        at_least += int(np.count_nonzero(np.abs(signs @ d) >= observed - tolerance))
+    return at_least / float(1 << n)
+
+
+def paired_ratio(arm: list[Reach], base: list[Reach], floor: float) -> dict[str, Any]:
+    """Per seed arm / base; geometric mean, 95% t interval on the logs, sign-flip p, censored counts.
+
+    `floor`: what a crossing at the very start (x = 0: the curve began at the target) counts as, so it gives a
+    finite ratio rather than a division by zero.
+    """
+    logs = [math.log(_positive(a.value, floor) / _positive(b.value, floor)) for a, b in zip(arm, base, strict=True)]
+    stats = mean_ci(logs)
+    return {
+        "mean": None if stats["mean"] is None else math.exp(stats["mean"]),
+        "low": None if stats["low"] is None else math.exp(stats["low"]),
+        "high": None if stats["high"] is None else math.exp(stats["high"]),
+        "n": stats["n"],
+        "p": sign_flip_p(logs),
+        "per_seed": [math.exp(v) for v in logs],
+        "censored": sum(a.censored for a in arm),
+        "baseline_censored": sum(b.censored for b in base),
+    }
+
+
+def _positive(value: float, floor: float) -> float:
+    return value if value > 0 else floor
+
+
+def partial_auc(x: np.ndarray, y: np.ndarray, budget: float) -> float | None:
+    """Mean of the piecewise-linear curve over [x[0], budget]; None when the curve ends before the budget."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if budget <= x[0] or x[-1] < budget - 1e-9:
+        return None
+    end = float(np.interp(budget, x, y))
+    inside = x < budget
+    xs = np.concatenate([x[inside], [budget]])
+    ys = np.concatenate([y[inside], [end]])
+    return float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)) / (budget - x[0]))
+
+
+def paired_difference(arm: list[float], base: list[float]) -> dict[str, Any]:
+    """Per seed arm - base; mean with a 95% t interval and the sign-flip p."""
+    differences = [a - b for a, b in zip(arm, base, strict=True)]
+    return {**mean_ci(differences), "p": sign_flip_p(differences), "per_seed": differences}
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values: the i-th smallest times (m - i), kept monotone, capped at 1."""
+    order = sorted(pvalues, key=lambda name: (pvalues[name], name))
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted

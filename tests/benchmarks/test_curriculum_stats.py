@@ -1,0 +1,103 @@
+"""The bench's statistics against hand computations: crossings, censoring, sign flips, partial AUC, Holm."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from gaincurate.benchmarks.curriculum import stats
+
+
+def test_centred_mean_narrows_symmetrically_and_does_not_lag():
+    values = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    assert stats.centred_mean(values, 1) == pytest.approx(values)
+    # Index 0 and 5 keep their own value; 1..4 average with one neighbour on each side: a line stays itself.
+    assert stats.centred_mean(values, 3) == pytest.approx(values)
+    assert stats.centred_mean(np.array([0.0, 3.0, 0.0, 3.0]), 3) == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert stats.centred_mean(np.array([1.0, 2.0, 6.0, 1.0, 5.0]), 5) == pytest.approx([1.0, 3.0, 3.0, 4.0, 5.0])
+    with pytest.raises(ValueError, match="odd"):
+        stats.centred_mean(values, 2)
+
+
+def test_crossing_is_interpolated_between_evaluation_points():
+    x = np.array([0.0, 100.0, 200.0, 300.0])
+    y = np.array([0.2, 0.4, 0.8, 0.9])
+    # 0.5 lies a quarter of the way from 0.4 (x=100) to 0.8 (x=200).
+    assert stats.crossing(x, y, 0.5) == pytest.approx(125.0)
+    assert stats.crossing(x, y, 0.8) == pytest.approx(200.0)
+    assert stats.crossing(x, y, 0.1) == 0.0  # already there at the start
+    assert stats.crossing(x, y, 0.95) is None
+    # The first crossing counts, even when the curve dips back below afterwards.
+    assert stats.crossing(x, np.array([0.2, 0.6, 0.3, 0.9]), 0.5) == pytest.approx(75.0)
+
+
+def test_a_curve_that_never_reaches_the_target_is_censored_at_its_budget():
+    x = np.array([0.0, 64.0, 128.0])
+    assert stats.reach(x, np.array([0.1, 0.2, 0.3]), 0.5) == stats.Reach(128.0, True)
+    assert stats.reach(x, np.array([0.1, 0.3, 0.5]), 0.4) == stats.Reach(96.0, False)
+
+
+def brute_force_sign_flip(values):
+    observed = abs(sum(values))
+    patterns = list(itertools.product((1, -1), repeat=len(values)))
+    return sum(abs(sum(s * v for s, v in zip(signs, values, strict=True))) >= observed - 1e-12
+               for signs in patterns) / len(patterns)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.3], [0.5, -0.1], [0.2, 0.4, -0.1, 0.3], [-0.3, -0.2, -0.4, -0.1, -0.5, -0.25], [0.1, -0.1, 0.2, -0.2, 0.0]],
+)
+def test_sign_flip_p_is_the_exact_share_of_sign_patterns(values):
+    assert stats.sign_flip_p(values) == pytest.approx(brute_force_sign_flip(values))
+
+
+def test_sign_flip_needs_six_seeds_for_five_percent():
+    assert stats.sign_flip_p([-0.3] * 5) == pytest.approx(2 / 32)  # the best five seeds can do: 0.0625
+    assert stats.sign_flip_p([-0.3] * 6) == pytest.approx(2 / 64)
+    # Twelve seeds, all better by different amounts: only the observed pattern and its mirror are as extreme.
+    assert stats.sign_flip_p([-0.1 * (i + 1) for i in range(12)]) == pytest.approx(2 / 4096)
+    assert stats.sign_flip_p([]) is None
+
+
+def test_paired_ratio_counts_censored_seeds_at_their_budget():
+    arm = [stats.Reach(50.0, False), stats.Reach(400.0, True), stats.Reach(100.0, False)]
+    base = [stats.Reach(100.0, False), stats.Reach(200.0, False), stats.Reach(400.0, True)]
+    result = stats.paired_ratio(arm, base, floor=10.0)
+    logs = [math.log(0.5), math.log(2.0), math.log(0.25)]
+    assert result["per_seed"] == pytest.approx([0.5, 2.0, 0.25])
+    assert result["mean"] == pytest.approx(math.exp(np.mean(logs)))
+    half = stats.t_quantile(2) * np.std(logs, ddof=1) / math.sqrt(3)
+    centre = np.mean(logs)
+    assert (result["low"], result["high"]) == pytest.approx((math.exp(centre - half), math.exp(centre + half)))
+    assert result["p"] == pytest.approx(brute_force_sign_flip(logs))
+    assert (result["censored"], result["baseline_censored"]) == (1, 1)
+    # A crossing at the start (x = 0) counts as the floor, not as a division by zero.
+    assert stats.paired_ratio([stats.Reach(0.0, False)], [stats.Reach(40.0, False)], floor=10.0)["mean"] == 0.25
+
+
+def test_partial_auc_cuts_the_last_trapezoid_at_the_budget():
+    x = np.array([0.0, 100.0, 200.0, 300.0])
+    y = np.array([0.2, 0.4, 0.8, 0.9])
+    # Up to 150: trapezoid 0-100 (area 30) plus 100-150 from 0.4 to 0.6 (area 25), over 150.
+    assert stats.partial_auc(x, y, 150.0) == pytest.approx(55 / 150)
+    assert stats.partial_auc(x, y, 300.0) == pytest.approx((30 + 60 + 85) / 300)
+    assert stats.partial_auc(x, y, 301.0) is None  # the curve ends before the budget
+
+
+def test_paired_difference():
+    result = stats.paired_difference([0.5, 0.6, 0.7], [0.4, 0.6, 0.5])
+    assert result["per_seed"] == pytest.approx([0.1, 0.0, 0.2])
+    assert result["mean"] == pytest.approx(0.1)
+    assert result["p"] == pytest.approx(brute_force_sign_flip([0.1, 0.0, 0.2]))
+
+
+def test_holm_steps_down_and_stays_monotone():
+    adjusted = stats.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    # Sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> monotone 0.03, 0.06, 0.06.
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert stats.holm({"a": 0.6, "b": 0.7}) == pytest.approx({"a": 1.0, "b": 1.0})
+    assert stats.holm({}) == {}
