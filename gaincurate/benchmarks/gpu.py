@@ -1,7 +1,7 @@
 """End-to-end scoring throughput on one GPU against the naive baseline and the forward roofline.
 
-    python -m gaincurate.benchmarks.gpu [--out results.json]            # on a CUDA machine
-    python -m gaincurate.benchmarks.gpu --device cpu --tiny --rows 16    # smoke test anywhere
+    gaincurate bench gpu [--out results.json]            # on a CUDA machine
+    gaincurate bench gpu --device cpu --tiny --rows 16    # smoke test anywhere
 
 Models are random-weight Qwen2 configs of the 0.5B and 1.5B class (throughput does not depend on the
 weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Prompts are long: sample
@@ -15,10 +15,10 @@ problems joined to about `--prompt-tokens` tokens. For each model it reports, in
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,19 @@ MODELS = {
 }  # fmt: skip
 TINY = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2)}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuBench:
+    """What one GPU bench runs; `gaincurate bench gpu` documents each field."""
+
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    rows: int = 512
+    naive_rows: int = 32
+    prompt_tokens: int = 1024
+    batch_tokens: int = 32768
+    tiny: bool = False
 
 
 def matmul_rate(device: str, dtype_name: str, size: int) -> float:
@@ -94,7 +107,7 @@ def flops_per_token(shape: dict) -> float:
     return shape["num_hidden_layers"] * layer - 2 * 3 * d * shape["intermediate_size"]  # stops at the last MLP
 
 
-def bench_model(name: str, shape: dict, args: argparse.Namespace, rate: float) -> dict:
+def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     import torch
 
     from gaincurate.benchmarks.scoring import naive_scores
@@ -142,39 +155,29 @@ def bench_model(name: str, shape: dict, args: argparse.Namespace, rate: float) -
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--rows", type=int, default=512)
-    parser.add_argument("--naive-rows", type=int, default=32)
-    parser.add_argument("--prompt-tokens", type=int, default=1024)
-    parser.add_argument("--batch-tokens", type=int, default=32768)
-    parser.add_argument("--tiny", action="store_true", help="a 2-layer model: a smoke test of this script")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-
+def bench_gpu(options: GpuBench) -> dict:
+    """Every model of the run (or the tiny one): gaincurate and naive throughput, and the roofline."""
     import torch
 
-    rate = matmul_rate(args.device, args.dtype, 256 if args.tiny else 8192)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    results = {
+    rate = matmul_rate(options.device, options.dtype, 256 if options.tiny else 8192)
+    return {
         "date": time.strftime("%Y-%m-%d"),
-        "device": device_name,
-        "dtype": args.dtype,
+        "device": torch.cuda.get_device_name() if options.device.startswith("cuda") else "cpu",
+        "dtype": options.dtype,
         "matmul_tflops": rate / 1e12,
-        "models": [bench_model(n, s, args, rate) for n, s in (TINY if args.tiny else MODELS).items()],
+        "models": [bench_model(n, s, options, rate) for n, s in (TINY if options.tiny else MODELS).items()],
     }
-    print(f"{results['device']}  {args.dtype}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s")
-    print(f"{'model':<18} {'tok/s':>10} {'naive tok/s':>12} {'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}")
+
+
+def table_lines(results: dict) -> list[str]:
+    """The run as a header line and one row per model."""
+    lines = [
+        f"{results['device']}  {results['dtype']}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s",
+        f"{'model':<18} {'tok/s':>10} {'naive tok/s':>12} {'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}",
+    ]
     for r in results["models"]:
-        print(
+        lines.append(
             f"{r['model']:<18} {r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return lines

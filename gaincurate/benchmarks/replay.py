@@ -4,7 +4,7 @@ Trains the same tiny random Llama twice in one process on CPU, first with TRL's 
 and then with ReplayGRPOTrainer, from the same seed and data, and prints a table (stdout); `--out`
 also writes the numbers as JSON. Steps before the buffer first fills (warm-up) are reported apart.
 
-    python -m gaincurate.benchmarks.replay --steps 12 --out bench.json
+    gaincurate bench replay --steps 12 --out bench.json
 
 The workload (a word-level tokenizer, a random Llama, plain-text prompts and a parity reward) is built
 here, offline; the replay tests build the same kind of workload from their own helpers in tests/replay/.
@@ -12,12 +12,9 @@ here, offline; the replay tests build the same kind of workload from their own h
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -247,24 +244,3 @@ def format_table(result: dict[str, Any]) -> str:
         "(baseline: steps after the first; replay: steps after warm-up)",
     ]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = BenchConfig()
-    for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
-    options = vars(parser.parse_args(argv))
-    out = options.pop("out")
-    config = BenchConfig(**options)
-    print(f"benchmarking {config}", file=sys.stderr)
-    result = run_bench(config)
-    print(format_table(result))
-    if out is not None:
-        out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Scoring throughput against a naive baseline and the forward's compute floor, in one run.
 
-    python -m gaincurate.benchmarks.scoring --data ../shared/data/math_train.json --rows 200 [--out r.json]
-    python -m gaincurate.benchmarks.scoring --data ../shared/data/math_train.json --offset 5000 --rows 200 \\
+    gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 [--out r.json]
+    gaincurate bench scoring --data ../shared/data/math_train.json --offset 5000 --rows 200 \\
         --threads 1 --compare-dtypes float32,bfloat16,float16,int8 --batch-sweep 256,512,1024,2048
 
 The naive baseline does what the published GAIN-RL scorer does, with its defaults: float32, one prompt
@@ -19,12 +19,12 @@ with each forced dtype, and `--batch-sweep` with each forced batch size, in the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +104,22 @@ def peak_memory_mb(data: str, rows: int, layer: int) -> float:
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="JSON/JSONL prompt file with a 'problem' column")
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--offset", type=int, default=0, help="skip this many rows first")
-    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
-    parser.add_argument("--dtype", default="auto", help="gaincurate's dtype (default auto: measured)")
-    parser.add_argument("--batch-tokens", type=int, default=None, help="default: measured")
-    parser.add_argument("--compare-dtypes", default="", help="comma list: also score with each forced dtype")
-    parser.add_argument("--batch-sweep", default="", help="comma list: also score with each forced batch size")
-    parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 500 and 5,000 rows")
-    parser.add_argument("--memory-layer", type=int, default=2, help="site layer for the memory runs (speed)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
-    return parser.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class ScoringBench:
+    """What one scoring bench measures; `gaincurate bench scoring` documents each field."""
+
+    data: str
+    rows: int = 200
+    offset: int = 0
+    model: str | None = None
+    dtype: str = "auto"
+    batch_tokens: int | None = None
+    compare_dtypes: tuple[str, ...] = ()
+    batch_sweep: tuple[int, ...] = ()
+    naive: bool = True
+    memory: bool = False
+    memory_layer: int = 2
+    threads: int | None = None
 
 
 def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
@@ -177,7 +177,7 @@ def _floor(run: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
             "fraction_of_floor_wall": floor / run["seconds"]}  # fmt: skip
 
 
-def run_benchmark(args: argparse.Namespace, data: str) -> dict[str, Any]:
+def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
     import torch
 
     from gaincurate.config import ScoreConfig
@@ -202,7 +202,7 @@ def run_benchmark(args: argparse.Namespace, data: str) -> dict[str, Any]:
         "prompt_tokens": tokens,
     }
     naive = None
-    if not args.no_naive:
+    if args.naive:
         naive, naive_seconds, model_config = _naive(source, tokenizer, prompts, config.inter_weight)
         result["naive_seconds"] = naive_seconds
     ours = _score_once(config, naive)
@@ -216,53 +216,46 @@ def run_benchmark(args: argparse.Namespace, data: str) -> dict[str, Any]:
         per_token += 2 * model_config.hidden_size * model_config.vocab_size
         naive_floor = per_token * tokens / model_rate(shapes, "float32", 256)
         result["naive_fraction_of_floor"] = naive_floor / naive_seconds
-    for dtype in filter(None, args.compare_dtypes.split(",")):
+    for dtype in args.compare_dtypes:
         forced = _score_once(config.replace(dtype=dtype), naive)
         forced.update(_floor(forced, shapes))
         if naive is not None:
             forced["speedup"] = result["naive_seconds"] / forced["seconds"]
         result.setdefault("forced_dtypes", {})[dtype] = forced
-    for size in filter(None, args.batch_sweep.split(",")):
-        run = _score_once(config.replace(batch_tokens=int(size), dtype=ours["dtype"]), naive)
-        result.setdefault("batch_sweep", {})[size] = {key: run[key] for key in ("seconds", "forward_seconds")}
+    for size in args.batch_sweep:
+        run = _score_once(config.replace(batch_tokens=size, dtype=ours["dtype"]), naive)
+        result.setdefault("batch_sweep", {})[str(size)] = {key: run[key] for key in ("seconds", "forward_seconds")}
     result["square_matmul_gflops"] = {dtype: matmul_rate(dtype) / 1e9 for dtype in ("float32", ours["dtype"])
                                       if dtype != "int8"}  # fmt: skip
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def bench_scoring(options: ScoringBench) -> dict[str, Any]:
+    """Score `options.rows` rows of `options.data` naively and with gaincurate; times, floors and agreement."""
     import torch
 
-    if args.threads:
+    if options.threads:
         # On a shared machine, 2 OpenMP threads fighting other jobs can run several times slower than 1.
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "rows.jsonl"
-        write_rows(args.data, args.offset, args.rows, data)
-        result = run_benchmark(args, str(data))
-    if args.memory:
-        result["peak_rss_mb"] = {n: peak_memory_mb(args.data, n, args.memory_layer) for n in (500, 5000)}
-        result["memory_layer"] = args.memory_layer
-    _print(result)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2, default=_plain) + "\n")
+        write_rows(options.data, options.offset, options.rows, data)
+        result = run_benchmark(options, str(data))
+    if options.memory:
+        result["peak_rss_mb"] = {n: peak_memory_mb(options.data, n, options.memory_layer) for n in (500, 5000)}
+        result["memory_layer"] = options.memory_layer
+    return result
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else str(value)
-
-
-def _print(result: dict[str, Any], indent: str = "") -> None:
+def result_lines(result: dict[str, Any], indent: str = "") -> list[str]:
+    """The result as aligned `key: value` lines, nested sections indented; the per-prompt scores left out."""
+    lines = []
     for key, value in result.items():
         if key == "scores":
             continue
         if isinstance(value, dict):
-            print(f"{indent}{key}:")
-            _print(value, indent + "  ")
+            lines += [f"{indent}{key}:", *result_lines(value, indent + "  ")]
         else:
-            print(f"{indent}{key:>30}: {value:.4g}" if isinstance(value, float) else f"{indent}{key:>30}: {value}")
-
-
-if __name__ == "__main__":
-    main()
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            lines.append(f"{indent}{key:>30}: {shown}")
+    return lines

@@ -1,22 +1,22 @@
 """Where a scoring run's forward time goes, by kind of operator, and the fidelity gate of every lossy dtype.
 
-    python -m gaincurate.benchmarks.scoring_profile --data ../shared/data/math_train.json --offset 5000 \\
+    gaincurate bench profile --data ../shared/data/math_train.json --offset 5000 \\
         --rows 200 --threads 1 [--dtype auto] [--batch-tokens N] [--gates]
 
 Scores the rows once to warm up (kernels built, shared prefix cached), then once more under
 `torch.profiler`, and sums each operator's own CPU time into groups: matmuls, attention, element-wise
 and norm ops, copies (key/value cache, casts, padding) and the Python/framework time outside any
-operator. Compare the matmul group with the floor that `gaincurate.benchmarks.scoring` reports.
+operator. Compare the matmul group with the floor that `gaincurate bench scoring` reports.
 `--gates` also runs the fidelity gate (`gaincurate.scoring.fidelity`) for bfloat16, float16 and int8.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,20 @@ GROUPS = {
     "copies, casts and concatenation": ("aten::copy_", "aten::cat", "aten::index", "aten::clone", "aten::_to_copy",
                                         "aten::repeat_interleave", "aten::fill_", "aten::zero_"),
 }  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileBench:
+    """What one profile run scores; `gaincurate bench profile` documents each field."""
+
+    data: str
+    rows: int = 200
+    offset: int = 0
+    model: str | None = None
+    dtype: str = "auto"
+    batch_tokens: int | None = None
+    threads: int | None = None
+    gates: bool = False
 
 
 def profile_scoring(config: Any, questions: list[str]) -> dict[str, Any]:
@@ -77,39 +91,33 @@ def gate_figures(config: Any) -> dict[str, Any]:
     return {dtype: gate(dtype) for dtype in ("bfloat16", "float16", "int8") if not unavailable(dtype)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="JSON/JSONL prompt file with a 'problem' column")
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--offset", type=int, default=0)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--batch-tokens", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--gates", action="store_true", help="also run the fidelity gate of every lossy dtype")
-    args = parser.parse_args(argv)
+def bench_profile(options: ProfileBench) -> dict[str, Any]:
+    """Profile one warm scoring pass of the rows; with `gates`, also each lossy dtype's fidelity gate."""
     import torch
 
     from gaincurate.benchmarks.scoring import write_rows
     from gaincurate.config import ScoreConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "rows.jsonl"
-        write_rows(args.data, args.offset, args.rows, data)
+        write_rows(options.data, options.offset, options.rows, data)
         questions = [json.loads(line)["problem"] for line in data.read_text().splitlines()]
-        config = ScoreConfig(dataset=str(data), model=args.model, dtype=args.dtype, device="cpu",
-                             batch_tokens=args.batch_tokens)  # fmt: skip
+        config = ScoreConfig(dataset=str(data), model=options.model, dtype=options.dtype, device="cpu",
+                             batch_tokens=options.batch_tokens)  # fmt: skip
         result = profile_scoring(config, questions)
-    print(f"{result['dtype']}, batch tokens {result['batch_tokens']}: {result['profiled_seconds']:.2f} s profiled")
+    if options.gates:
+        result["gates"] = gate_figures(config)
+    return result
+
+
+def profile_lines(result: dict[str, Any]) -> list[str]:
+    """Seconds and share per operator group, the top operators, then each gate's figures."""
+    profiled = result["profiled_seconds"]
+    lines = [f"{result['dtype']}, batch tokens {result['batch_tokens']}: {profiled:.2f} s profiled"]
     for group, seconds in result["seconds"].items():
-        print(f"  {group:40s} {seconds:7.2f} s  {seconds / result['profiled_seconds']:6.1%}")
-    print(result["top_ops"])
-    if args.gates:
-        for dtype, figures in gate_figures(config).items():
-            print(f"gate {dtype}: {json.dumps(figures)}")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"  {group:40s} {seconds:7.2f} s  {seconds / profiled:6.1%}")
+    lines += result["top_ops"].splitlines()
+    lines += [f"gate {dtype}: {json.dumps(figures)}" for dtype, figures in result.get("gates", {}).items()]
+    return lines

@@ -5,6 +5,7 @@
     gaincurate schedule init|next|run|status        # schedule.py
     gaincurate rollout / difficulty ...             # rollout.py, difficulty.py
     gaincurate bench curriculum / signal check      # bench.py
+    gaincurate bench scoring|kernel|gpu|replay|profile  # bench_tools.py
 
 Each command parses its options (shared ones in `options.py`), calls one library function and hands the
 result to `render.emit`: results go to stdout, progress (`progress.py`) and errors to stderr.
@@ -43,13 +44,14 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 
 def _mount() -> None:
     """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
-    from gaincurate.cli import bench, difficulty, rollout, schedule, score, show
+    from gaincurate.cli import bench, bench_tools, difficulty, rollout, schedule, score, show
 
     score.register(app)
     show.register(app)
     rollout.register(app)
     app.add_typer(schedule.app, name="schedule")
     app.add_typer(difficulty.app, name="difficulty")
+    bench_tools.register(bench.bench_app)  # bench scoring|kernel|gpu|replay|profile, after curriculum
     app.add_typer(bench.bench_app, name="bench")
     app.add_typer(bench.signal_app, name="signal")
 

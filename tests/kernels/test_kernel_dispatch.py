@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
+from gaincurate.kernels.accuracy import random_segment_inputs
 from gaincurate.kernels.launch import MAX_BATCH, MAX_DIM, check_shape, launch_config, next_power_of_two
-from gaincurate.kernels.testing import random_segment_inputs
 from gaincurate.kernels.torch_impl import segment_unit_sums_torch
 
 

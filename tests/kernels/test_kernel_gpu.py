@@ -11,8 +11,8 @@ import torch
 from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import resolve_backend, segment_unit_sums
+from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
-from gaincurate.kernels.testing import agreement_with_reference, random_segment_inputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.triton, pytest.mark.usefixtures("cuda")]
 

@@ -11,15 +11,15 @@ import torch.nn.functional as F
 from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import segment_unit_sums, torch_impl
+from gaincurate.kernels.accuracy import (
+    agreement_with_reference,
+    max_row_relative_error,
+    random_segment_inputs,
+)
 from gaincurate.kernels.reference import (
     cosine_means_from_sums,
     cosine_means_naive,
     segment_unit_sums_reference,
-)
-from gaincurate.kernels.testing import (
-    agreement_with_reference,
-    max_row_relative_error,
-    random_segment_inputs,
 )
 from gaincurate.kernels.torch_impl import segment_unit_sums_torch
 

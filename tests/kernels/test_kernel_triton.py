@@ -11,19 +11,21 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
+from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
 from gaincurate.kernels.launch import MAX_DIM, LaunchConfig, launch_config
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
-from gaincurate.kernels.testing import agreement_with_reference, random_segment_inputs
 
 pytestmark = [pytest.mark.triton, pytest.mark.usefixtures("interpreter")]
 
 MATRIX = shape_matrix()
+TESTS = Path(__file__).parents[1]  # kernel_compile.py, the test-only compiler check
 
 
 def triton_sums(hidden, segment_ids, num_segments, config: LaunchConfig | None = None):
@@ -239,7 +241,7 @@ def test_the_kernel_leaves_its_inputs_unchanged():
 
 COMPILE_SCRIPT = """
 import json, torch
-from gaincurate.kernels.triton_impl import compile_report
+from kernel_compile import compile_report
 reports = [compile_report(dim, 2) for dim in (896, 1536, 3584)]
 reports += [compile_report(896, s) for s in (1, 3, 8)]
 reports += [compile_report(1000, 2, dtype, ids, arch=arch)
@@ -252,6 +254,7 @@ print(json.dumps(reports))
 def test_kernel_compiles_for_sm80_and_sm90_without_spills():
     """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas)."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=environment, timeout=300
     )

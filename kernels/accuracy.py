@@ -1,4 +1,4 @@
-"""Inputs and accuracy rules shared by the kernel tests and the benchmark, so both judge the same way.
+"""Inputs and accuracy rules shared by `gaincurate bench kernel` and the kernel tests, so both judge the same way.
 
 `random_segment_inputs` draws hidden states and segment ids the way scoring produces them: token
 norms spread over three decades, a shared direction per sample (real hidden states are far from

@@ -1,0 +1,54 @@
+"""`gaincurate bench scoring|kernel|gpu|replay|profile`: the benches behind docs/benchmarks.md, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import PROBLEMS, run_cli, write_jsonl
+
+
+def test_bench_kernel_checks_every_backend_then_times_and_writes_the_same_json(tmp_path, monkeypatch, capsys):
+    args = ["bench", "kernel", "--quick", "--device", "cpu", "--json", "--out", str(tmp_path / "kernel.json")]
+
+    code, out, err = run_cli(args, monkeypatch, capsys)
+
+    assert code == 0, err
+    report = json.loads(out)
+    assert report == json.loads((tmp_path / "kernel.json").read_text())
+    assert report["correctness"] and all(check["ok"] for check in report["correctness"])
+    assert {check["backend"] for check in report["correctness"]} == set(report["backends"]) >= {"torch"}
+    assert report["timings"] and all(row["results"]["torch"]["median_ms"] > 0 for row in report["timings"])
+
+
+def test_bench_scoring_agrees_with_the_naive_scorer(tiny_llama, tmp_path, monkeypatch, capsys):
+    data = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
+    args = ["bench", "scoring", "--data", str(data), "--rows", "4", "--model", str(tiny_llama), "--dtype", "float32"]
+    args += ["--batch-tokens", "512", "--threads", "1", "--batch-sweep", "256", "--json"]
+
+    code, out, _ = run_cli(args, monkeypatch, capsys)
+
+    assert code == 0
+    result = json.loads(out)
+    ours = result["gaincurate"]
+    assert result["rows"] == 4 and ours["dtype"] == "float32" and len(ours["scores"]) == 4
+    assert ours["max_abs_diff_vs_naive"] < 1e-4 and ours["spearman_vs_naive"] == pytest.approx(1.0)
+    assert result["speedup"] > 0 and ours["floor_seconds"] > 0
+    assert set(result["batch_sweep"]) == {"256"}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bench", "scoring", "--data", "x.jsonl", "--batch-sweep", "256,big"], ["--batch-sweep 256,big", "256,512"]),
+        (["bench", "kernel", "--device", "tpu"], ["--device", "tpu"]),
+    ],
+    ids=["bad-sweep", "bad-device"],
+)
+def test_bench_tool_mistakes_are_one_line(args, words, gaincurate, error_line):
+    result = gaincurate(*args)
+
+    line = error_line(result)
+    assert result.returncode in (1, 2)
+    for word in words:
+        assert word in line
