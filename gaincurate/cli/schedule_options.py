@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import typer
 
 from gaincurate.schedule.config import ANGLE_SIGNALS, FORMATS, RESCORE_MODES
+from gaincurate.schedule.gain_options import DIRECTIONS, MU_CONTROLS, RANKINGS
 
 FRACTION = "A number is ranks; a share of the prompt count N is a percentage, e.g. 2%."
 
@@ -55,7 +56,10 @@ StepSize = Annotated[
 ]
 Alpha = Annotated[float | None, typer.Option(help="tanh sharpness (default 2).")]
 Beta = Annotated[float | None, typer.Option(help="Target accuracy (default 0.5).")]
-AdjMin = Annotated[str | None, typer.Option(parser=_size, help=f"Lower clamp of a step (default 0). {FRACTION}")]
+AdjMin = Annotated[
+    str | None,
+    typer.Option(parser=_size, help=f"Lower clamp of a step (default 0; below 0 mu can move back). {FRACTION}"),
+]
 AdjMax = Annotated[
     str | None, typer.Option(parser=_size, help=f"Upper clamp of a step (default 2/15 of N). {FRACTION}")
 ]
@@ -133,4 +137,26 @@ Band = Annotated[
 ]
 SkipZeroVariance = Annotated[
     bool, typer.Option(help="Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy.")
+]
+# gain's ablation options (docs/strategies.md, "GAIN-RL ablation options"); the defaults are the published schedule.
+Ranking = Annotated[
+    Literal[RANKINGS] | None,
+    typer.Option(help="gain: rank by angle score, or by a permutation seeded by --seed (default score)."),
+]
+MuControl = Annotated[
+    Literal[MU_CONTROLS] | None,
+    typer.Option(help="gain: move mu by the GAIN-RL update, or sweep it --sweep-rate a step (default feedback)."),
+]
+SweepRate = Annotated[
+    str | None,
+    typer.Option(
+        parser=_size, help=f"gain --mu-control sweep: ranks mu moves per epoch (default --step-size). {FRACTION}"
+    ),
+]
+Direction = Annotated[
+    Literal[DIRECTIONS] | None,
+    typer.Option(
+        help="gain: highest score first, or auto: reversed when the first epoch's pass rates fall with the score "
+        "(default high-first)."
+    ),
 ]

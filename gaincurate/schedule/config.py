@@ -24,7 +24,7 @@ from typing import Any
 
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
-from gaincurate.schedule import sizes
+from gaincurate.schedule import gain_options, sizes
 
 STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso", "screen")
 # The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
@@ -101,6 +101,13 @@ class ScheduleConfig:
     # dots, mopps, screen: keep prompts whose pass-rate estimate lies in [LO, HI] first (screen's default:
     # drop 0/r and r/r). None: no band.
     band: tuple[float, float] | None = None
+    # gain's ablation options (gaincurate.schedule.gain_options): the ranking ("score" or a seeded "random"
+    # permutation), how mu moves ("feedback", or "sweep" by sweep_rate ranks a step; None: step_size), and the
+    # ranking's direction ("high-first", or "auto": kept or reversed by the first epoch's pass rates).
+    ranking: str = "score"
+    mu_control: str = "feedback"
+    sweep_rate: float | str | None = None
+    direction: str = "high-first"
 
     def __post_init__(self) -> None:
         if self.strategy in BENCH_ONLY_STRATEGIES:
@@ -161,6 +168,7 @@ class ScheduleConfig:
         if isinstance(self.rescore_nproc, bool) or not isinstance(self.rescore_nproc, int) or self.rescore_nproc < 1:
             raise ConfigError(f"--rescore-nproc must be a whole number 1 or more; got {self.rescore_nproc!r}")
         _check_dots_and_angle_options(self)
+        gain_options.check_gain_options(self)
         # Bounds in ranks can be compared before N is known; shares of N are checked in resolve.
         low, high = self.adj_min, self.adj_max
         if isinstance(low, float) and isinstance(high, float) and low > high:
@@ -173,7 +181,8 @@ class ScheduleConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The stored form; gain's ablation options at their defaults are left out (state.json keeps its bytes)."""
+        return gain_options.stored(dataclasses.asdict(self))
 
     def resolve(self, n_prompts: int) -> ScheduleParams:
         """Absolute rank units for a set of `n_prompts` prompts."""
@@ -225,6 +234,10 @@ class ScheduleConfig:
             screen_factor=self.screen_factor,
             screen_rollouts=self.screen_rollouts,
             band=self.band,
+            ranking=self.ranking,
+            mu_control=self.mu_control,
+            sweep_rate=absolute("step_size") if self.sweep_rate is None else absolute("sweep_rate"),
+            direction=self.direction,
         )
 
 
@@ -270,6 +283,10 @@ class ScheduleParams:
     screen_factor: int | None
     screen_rollouts: int | None
     band: tuple[float, float] | None
+    ranking: str
+    mu_control: str
+    sweep_rate: float  # ranks mu moves per epoch under mu_control "sweep"
+    direction: str
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

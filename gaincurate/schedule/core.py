@@ -70,6 +70,7 @@ class EpochRecord:
     reranked: bool
     selection: dict[str, Any] | None = None  # how the strategy drew the epoch (skips, posteriors), if it says
     reference: dict[str, Any] | None = None  # a fresh reference set rolled after the epoch: what it cost
+    direction: dict[str, Any] | None = None  # gain --direction auto: the ranking kept or reversed after this epoch
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class EpochRecord:
             "reranked": self.reranked,
             **({"selection": self.selection} if self.selection is not None else {}),
             **({"reference": self.reference} if self.reference is not None else {}),
+            **({"direction": self.direction} if self.direction is not None else {}),
         }
 
 
@@ -251,6 +253,10 @@ class Scheduler:
             if measure is None:
                 raise ValueError(f"the {self.strategy.name} strategy keeps no pass rates for a fresh reference set")
             following = replace(following, memory=measure(following, reference.per_prompt, time=state.epoch))
+        orient = innermost(self.strategy, "orient")
+        if orient is not None:  # gain --direction auto: the first epoch's pass rates keep or reverse the ranking
+            following, direction = orient(state, following, feedback)
+            record = record if direction is None else replace(record, direction=direction)
         return EpochStep(self._draw(following), record)
 
     def _angle(

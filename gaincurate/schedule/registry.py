@@ -3,7 +3,7 @@
 The run directory, the in-process integrations, the benches and a bare `Scheduler(config, prompts)` all
 get the same object for the same config:
 
-* `gain`, `length`, `uniform`: rank positions only (`gaincurate.schedule.strategies`);
+* `gain` (with its ablation options), `length`, `uniform`: rank positions only (`gaincurate.schedule.strategies`);
 * `mopps`: a Beta posterior per prompt (`gaincurate.schedule.mopps`);
 * `greso`: zero-variance skipping over a uniform order (`gaincurate.schedule.greso`);
 * `screen`: candidates measured by the integration's screener (`gaincurate.schedule.screen`);
@@ -20,7 +20,7 @@ from gaincurate.schedule.band import BandFilter
 from gaincurate.schedule.greso import ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
 from gaincurate.schedule.screen import ScreenStrategy
-from gaincurate.schedule.strategies import get_strategy
+from gaincurate.schedule.strategies import GainStrategy, get_strategy
 
 if TYPE_CHECKING:
     from gaincurate.schedule.config import ScheduleConfig
@@ -48,6 +48,8 @@ def prompt_strategy(prompts: PromptSet, config: ScheduleConfig) -> Strategy:
         return ScreenStrategy.from_config(config)
     if config.strategy == "mopps":
         base: Strategy = MoppsStrategy.from_config(prompts, config)
+    elif config.strategy == "gain":
+        base = GainStrategy.from_config(config)
     else:
         base = get_strategy(config.strategy)  # dots raises here: it needs build_strategy's scores table
     return _filtered(base, prompts, config)

@@ -27,6 +27,7 @@ FLAGS = {
     "step_size": "--step-size",
     "adj_min": "--adj-min",
     "adj_max": "--adj-max",
+    "sweep_rate": "--sweep-rate",  # gain --mu-control sweep; None: the step size (gaincurate.schedule.gain_options)
 }
 
 
@@ -80,7 +81,7 @@ def _check_sign(name: str, number: float, shown: str) -> None:
     flag = FLAGS[name]
     if name in ("subset_size", "sigma") and number <= 0:
         raise ConfigError(f"{flag} must be positive; got {shown}")
-    if name == "step_size" and number < 0:
+    if name in ("step_size", "sweep_rate") and number < 0:
         raise ConfigError(f"{flag} must be 0 or more; got {shown}")
 
 

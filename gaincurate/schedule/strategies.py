@@ -10,7 +10,8 @@ one runs (`dots`, `mopps` and `greso` plug in the same way, built by `gaincurate
   first; `select` then takes the first `subset_size`. A filter (`--skip-zero-variance`) walks it past the
   prompts it skips, so the epoch keeps its size with the base strategy's next choices.
 
-`gain` ranks by score, highest first, and draws from a Gaussian over positions centred on mu;
+`gain` ranks by score, highest first (or by a seeded permutation, `--ranking random`), and draws from a
+Gaussian over positions centred on mu;
 `length` draws the same Gaussian over a shortest-question-first ranking (the confound baseline);
 `uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling).
 
@@ -28,9 +29,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from gaincurate.schedule.config import ScheduleParams
+from gaincurate.schedule.direction import orient
 
 if TYPE_CHECKING:
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
+
+# `gain --ranking random`: its permutation's stream in the seed sequence, apart from the draws seeded by
+# (seed, epoch) and the training-order shuffle's (seed, epoch, 1) (gaincurate.schedule.order).
+RANKING_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -128,12 +136,34 @@ def rank_by_score(prompts: PromptSet) -> np.ndarray:
 
 
 class GainStrategy:
-    """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu."""
+    """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu.
+
+    `ranking="random"` ranks by a permutation seeded by `seed` instead; `direction="auto"` keeps or reverses
+    the ranking after the first epoch (`orient`, `gaincurate.schedule.direction`). Both are ablation options
+    (`gaincurate.schedule.gain_options`); the defaults are the published schedule.
+    """
 
     name = "gain"
 
+    def __init__(self, *, ranking: str = "score", direction: str = "high-first", seed: int = 0) -> None:
+        self.ranking, self.direction, self.seed = ranking, direction, seed
+
+    @classmethod
+    def from_config(cls, config: ScheduleConfig) -> GainStrategy:
+        return cls(ranking=config.ranking, direction=config.direction, seed=config.seed)
+
     def rank(self, prompts: PromptSet) -> np.ndarray:
+        if self.ranking == "random":  # fixed for the run: a rerank (--rescore full) gives the same order
+            return np.random.default_rng([self.seed, 0, RANKING_STREAM]).permutation(len(prompts)).astype(np.int64)
         return rank_by_score(prompts)
+
+    def orient(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback
+    ) -> tuple[ScheduleState, dict[str, Any] | None]:
+        """`following` with its ranking kept or reversed by the first epoch's pass rates (`--direction auto`)."""
+        if self.direction != "auto":
+            return following, None
+        return orient(state, following, feedback)
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         params = context.params

@@ -3,6 +3,9 @@
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
 
+`--mu-control sweep` (gain's ablation option) replaces delta by a fixed `sweep_rate`, feedback unread.
+`adj_min` may be negative: then an epoch below the target accuracy moves mu back.
+
 `acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean fresh score
 `ang` of the epoch's prompts under the newest model, as is (`raw`, the paper's formula), or standardised
 with the mean and spread of the same fresh scores (`centered`): (ang - mean) / std. The scheduler passes
@@ -31,7 +34,9 @@ def angle_signal(ang: float | None, *, mode: str, score_mean: float | None, scor
 
 
 def mu_delta(accuracy: float, signal: float, params: ScheduleParams) -> float:
-    """The clamped step of mu for one epoch."""
+    """The clamped step of mu for one epoch; under `--mu-control sweep`, `sweep_rate` whatever the feedback."""
+    if params.mu_control == "sweep":  # the order alone: no feedback, and no adj clamp (next_mu keeps [0, N - 1])
+        return params.sweep_rate
     step = params.step_size
     raw = step * math.tanh(params.alpha * (accuracy - params.beta)) + step * math.tanh(params.alpha * signal)
     return min(max(raw, params.adj_min), params.adj_max)
