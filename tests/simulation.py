@@ -17,7 +17,8 @@ epoch see the same rewards (common random numbers: comparisons between strategie
     result = simulate(scores, tmp_path / "run", policy, strategy="mopps", seed=1)
     band(result)   # selected prompts vs a uniform draw over epochs 5-19
 
-Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md.
+Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md, and
+`python tests/simulation.py ablation` for its table of gain's ablation options.
 """
 
 from __future__ import annotations
@@ -113,17 +114,18 @@ def bundled_policy(seed: int = 0, *, epochs: int = EPOCHS, start: float = START,
     return SimulatedPolicy(embeddings.astype(np.float32), hardness, uniforms, start, rate)
 
 
-def write_scores(directory: Path, policy: SimulatedPolicy) -> Path:
+def write_scores(directory: Path, policy: SimulatedPolicy, *, reversed_scores: bool = False) -> Path:
     """A complete scores directory of the bundled prompts, embeddings included, as `gaincurate score` writes.
 
     gc_score falls with hardness plus as much noise again (correlation about -0.5), so `gain` ranks by a
-    real but weak signal, as angle scores do on real data.
+    real but weak signal, as angle scores do on real data. `reversed_scores`: it rises with hardness instead
+    (the same noise), so the highest score marks the hardest prompts, as on the bench's `cpu-arith`.
     """
     rows = bundled_rows()
     count = len(rows)
     rng = np.random.default_rng(7)
     inputs = pa.table({key: [row[key] for row in rows] for key in ("problem", "answer", "type")})
-    score = 1.0 - 0.1 * policy.hardness + rng.normal(0.0, 0.25, count)
+    score = 1.0 + (0.1 if reversed_scores else -0.1) * policy.hardness + rng.normal(0.0, 0.25, count)
     columns = score_columns(score, [len(row["problem"].split()) for row in rows])
     columns["gc_embedding"] = pa.array([row.astype(np.float16) for row in policy.embeddings], pa.list_(pa.float16()))
     return write_scores_dir(
@@ -231,6 +233,64 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
     return "\n".join(lines)
 
 
+# gain's ablation options (docs/strategies.md, "GAIN-RL ablation options"): each arm is gain's config fields.
+# A signed update: adj_min -10% of N lies below the largest backward step without an angle term (-0.76 n = -5.1%).
+ABLATION_ARMS: dict[str, dict[str, Any]] = {
+    "uniform": {"strategy": "uniform"},
+    "gain": {"strategy": "gain"},
+    "gain --ranking random": {"strategy": "gain", "ranking": "random"},
+    "gain --mu-control sweep": {"strategy": "gain", "mu_control": "sweep"},
+    "gain --direction auto": {"strategy": "gain", "direction": "auto"},
+    "gain --adj-min -10%": {"strategy": "gain", "adj_min": "-10%"},
+    "gain --direction auto --adj-min -10%": {"strategy": "gain", "direction": "auto", "adj_min": "-10%"},
+}
+
+
+def ablation_runs(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[tuple[str, str], list[SimulationResult]]:
+    """Every arm of ABLATION_ARMS on both score directions ("falls" with hardness, as published; "rises"), by seed."""
+    policy = bundled_policy()
+    results: dict[tuple[str, str], list[SimulationResult]] = {}
+    for scores_name, flipped in (("falls", False), ("rises", True)):
+        scores = write_scores(root / f"scores-{scores_name}", policy, reversed_scores=flipped)
+        for index, (arm, fields) in enumerate(ABLATION_ARMS.items()):
+            options = {key: value for key, value in fields.items() if key != "strategy"}
+            results[scores_name, arm] = [
+                simulate(scores, root / f"run-{scores_name}-{index}-{seed}", policy, strategy=fields["strategy"],
+                         seed=seed, **options)
+                for seed in seeds
+            ]  # fmt: skip
+    return results
+
+
+def ablation_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """The markdown table of docs/strategies.md's "GAIN-RL ablation options": `python tests/simulation.py ablation`."""
+    lines = [
+        "| score vs hardness | arm | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform "
+        "| mean p chosen (uniform's) | mu at epoch 19, per seed | direction |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (scores_name, arm), results in ablation_runs(root, seeds).items():
+        bands = [band(result) for result in results]
+        chosen = np.mean([_mean_rate(result, chosen=True) for result in results])
+        everyone = np.mean([_mean_rate(result, chosen=False) for result in results])
+        mus = ", ".join(f"{result.history[-1]['mu_next']:.0f}" for result in results)
+        directions = {
+            line["direction"]["ranking"] for result in results for line in result.history if "direction" in line
+        }
+        lines.append(
+            f"| {scores_name} | {arm} | {np.mean([b['distance_ratio'] for b in bands]):.3f} "
+            f"| {np.mean([b['fewer_extremes'] for b in bands]):.0%} | {chosen:.2f} ({everyone:.2f}) "
+            f"| {mus if arm != 'uniform' else '-'} | {', '.join(sorted(directions)) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _mean_rate(result: SimulationResult, *, chosen: bool, window: range = WINDOW) -> float:
+    """The mean true pass rate over `window` of the selected prompts, or of every prompt (a uniform draw's)."""
+    rates = [result.pass_rates[t][result.selected[t]] if chosen else result.pass_rates[t] for t in window]
+    return float(np.mean([r.mean() for r in rates]))
+
+
 @contextlib.contextmanager
 def _replaced(module: str, name: str, value: Any):
     """`module.name` set to `value` for the block (the margins table runs outside pytest's monkeypatch)."""
@@ -249,4 +309,5 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        sys.stdout.write(margins_table(Path(folder)) + "\n")
+        table = ablation_table if sys.argv[1:] == ["ablation"] else margins_table
+        sys.stdout.write(table(Path(folder)) + "\n")
