@@ -18,6 +18,7 @@ from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, load_initial, s
 from gaincurate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+CONSOLE = str(Path(sys.executable).parent / "gaincurate")  # the installed console script, as a user runs it
 
 
 class Recorder:
@@ -108,10 +109,9 @@ def test_a_killed_bench_resumes_at_the_first_unfinished_pair(tmp_path):
     config.write_text(json.dumps({"base": "cpu-arith", **json.loads(json.dumps(BUNDLED["cpu-arith"].smoke_overrides)),
                                   "name": "tiny", "steps": 6, "eval_every": 2, "smoke_overrides": {}}))  # fmt: skip
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gaincurate.benchmarks.curriculum", "--config", str(config), "--out", str(out),
+    command = [CONSOLE, "bench", "curriculum", "--config", str(config), "--out", str(out),
                "--strategies", "uniform,length", "--seeds", "1", "--quiet"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     second = out / "work" / "length-seed0" / "points.jsonl"
     deadline = time.monotonic() + 240
     while not second.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -134,3 +134,78 @@ def test_a_killed_bench_resumes_at_the_first_unfinished_pair(tmp_path):
         (s, step) for s in ("uniform", "length") for step in (0, 2, 4, 6)
     ]
     assert set(summary["strategies"]) == {"uniform", "length"}
+
+
+def test_two_workers_train_the_same_pairs_as_one_process(smoke, tmp_path):
+    """Pairs trained in two spawned workers equal the in-process ones, from the same initial weights."""
+    out, _, _ = smoke
+    progress = Recorder()
+    summary = run_bench("cpu-arith", tmp_path / "out", strategies=["uniform", "length"], seeds="0-1", smoke=True,
+                        workers=2, progress=progress)  # fmt: skip
+    assert progress.done == progress.total == 4 * BUNDLED["cpu-arith"].smoke().steps
+    assert set(summary["strategies"]["uniform"]["seeds"]) == {0, 1}
+    mine = {p.name: json.loads(p.read_text()) for p in (tmp_path / "out" / "pairs").glob("*.json")}
+    assert len(mine) == 4 and len({pair["initial_sha256"] for pair in mine.values()}) == 1
+    for name in ("uniform-seed0.json", "length-seed0.json"):
+        theirs = json.loads((out / "pairs" / name).read_text())
+        assert mine[name]["initial_sha256"] == theirs["initial_sha256"]
+        drop = ("seconds",)  # wall-clock time is the one thing a run in another process may change
+        assert [{k: v for k, v in p.items() if k not in drop} for p in mine[name]["points"]] == [
+            {k: v for k, v in p.items() if k not in drop} for p in theirs["points"]
+        ]
+    assert not [p for p in (tmp_path / "out" / "work").iterdir()]  # no pair left behind, no lock
+
+
+def test_a_pair_locked_by_a_live_process_is_left_to_it_and_a_stale_lock_is_taken_over(tmp_path):
+    from gaincurate.benchmarks.curriculum.bench import _lock
+
+    live = tmp_path / "work" / "uniform-seed0.lock"
+    live.parent.mkdir()
+    live.write_text(str(os.getppid()))  # a process that is alive: pytest's parent
+    assert not _lock(live)
+    stale = tmp_path / "work" / "gain-seed0.lock"
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale.write_text(process.stdout.strip())  # a process that has exited
+    assert _lock(stale) and stale.read_text() == str(os.getpid())
+
+
+def test_the_report_re_derives_the_summary_from_the_kept_files(smoke, tmp_path):
+    from gaincurate.benchmarks.curriculum.report import publish, report
+
+    out, summary, _ = smoke
+    publish(out, tmp_path / "results")
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "bench.json",
+        "costs.jsonl",
+        "runs.jsonl",
+        "summary.json",
+    ]
+    again, table = report(tmp_path / "results")
+    kept = json.loads((tmp_path / "results" / "summary.json").read_text())
+    kept.pop("initial_sha256")
+    assert json.loads(json.dumps(again)) == kept
+    assert table == (out / "table.md").read_text()
+    result = subprocess.run([CONSOLE, "bench", "curriculum", "--report", str(tmp_path / "results")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0 and result.stdout == table
+
+
+def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
+    out, _, _ = smoke
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**BUNDLED["cpu-arith"].smoke().to_dict(), "target": 0.99}))
+    result = subprocess.run([CONSOLE, "bench", "curriculum", "--config", str(changed), "--out", str(out)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "holds a bench of another config (differs in target); the analysis is declared before the runs, so pass "
+            "another --out, or delete it to start again"
+        )
+    )
+    bad = subprocess.run([CONSOLE, "bench", "curriculum", "--config", "cpu-arith", "--out", str(tmp_path / "x"),
+                          "--seeds", "9-3"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "write a count (12), a range (100-111) or a list" in bad.stderr
+    assert not (tmp_path / "x").exists()

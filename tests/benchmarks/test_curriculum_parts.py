@@ -126,3 +126,27 @@ def test_configs_load_by_name_or_file_and_refuse_unknown_keys(tmp_path):
         BenchConfig(name="x", subset_size=10, prompts_per_step=4)
     with pytest.raises(ConfigError, match="neither"):
         load_config("no-such-config")
+
+
+def test_seeds_are_a_count_a_range_or_a_list():
+    from gaincurate.benchmarks.curriculum.configs import BenchConfig, parse_seeds
+
+    assert parse_seeds(3) == (0, 1, 2) and parse_seeds("3") == (0, 1, 2)
+    assert parse_seeds("100-103") == (100, 101, 102, 103)
+    assert parse_seeds("5,7-9") == (5, 7, 8, 9)
+    for bad in ("9-3", "a-b", "1,1", "", 0):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+    assert BenchConfig(name="x", seeds="100-111").seed_list == tuple(range(100, 112))
+
+
+def test_a_config_can_define_an_arm_of_a_strategy_with_options():
+    from gaincurate.benchmarks.curriculum.configs import BenchConfig
+
+    config = BenchConfig(name="x", schedule={"*": {"reward_max": 1.0}, "dots-hot": {"strategy": "dots", "tau": 0.2}})
+    assert config.defined_arms() == ("dots-hot",)
+    assert config.schedule_fields("dots-hot") == {"reward_max": 1.0, "strategy": "dots", "tau": 0.2}
+    with pytest.raises(ConfigError, match="odd"):
+        BenchConfig(name="x", smooth=2)
+    with pytest.raises(ConfigError, match="the baseline"):
+        BenchConfig(name="x", primary=("uniform",))

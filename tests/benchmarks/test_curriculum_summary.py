@@ -163,3 +163,12 @@ def test_the_table_has_every_arm_and_the_costs():
     assert "Target 0.500 (declared in the config before the runs)" in table
     assert "No primary comparison was declared" in table
     assert np.isfinite(0.0)
+
+
+def test_a_pilot_hands_on_targets_at_shares_of_the_baselines_gain():
+    from gaincurate.benchmarks.curriculum.report import pilot_targets
+
+    summary = summarize(lines_of(CURVES), config(target=0.5))
+    # uniform: initial 0.2, final (0.6 + 0.55) / 2 = 0.575, so a gain of 0.375 (0.3875 rounds down in binary).
+    assert pilot_targets(summary) == {0.5: 0.387, 0.75: 0.481, 0.9: 0.537}
+    assert "(50%: 0.387, 75%: 0.481, 90%: 0.537)" in markdown_table(summary)

@@ -234,10 +234,22 @@ BUNDLED: dict[str, BenchConfig] = {
         eval_every=10,
         headline="sampled",
         smooth=3,
+        # From `gaincurate bench curriculum --report docs/results/cpu-arith-pilot`: 50%, 75%, 90% of uniform's gain.
+        target=0.768,
+        other_targets=(0.652, 0.838),
         primary=("dots", "mopps", "gain"),
         pauc_budget=5120,
-        strategies=("uniform", "oracle", "dots", "mopps", "gain"),
+        oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
+        strategies=("uniform", "dots", "mopps", "gain", "oracle"),
         seeds="100-111",
+        # The GAIN-RL ablation (#26), declared with the rest and run after the arms above (`--strategies`): the
+        # accuracy-driven centre over a random ranking, the angle ranking swept at a fixed rate, and the ranking
+        # oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu can move back.
+        schedule={
+            "gain-random": {"strategy": "gain", "ranking": "random"},
+            "gain-sweep": {"strategy": "gain", "mu_control": "sweep"},
+            "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
+        },
         smoke_overrides=_ARITH_SMOKE,
     ),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one

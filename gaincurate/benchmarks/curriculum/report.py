@@ -143,7 +143,26 @@ def markdown_table(summary: dict[str, Any]) -> str:
         )
     if summary.get("headroom"):
         lines += ["", f"Headroom: {summary['headroom']['line']}."]
+    targets = pilot_targets(summary)
+    if targets:
+        shares = ", ".join(f"{round(100 * share)}%: {value:.3f}" for share, value in targets.items())
+        lines += ["", f"As a pilot: targets at a share of {baseline}'s mean gain over the run ({shares})."]
     return "\n".join(lines) + "\n"
+
+
+PILOT_SHARES = (0.5, 0.75, 0.9)
+
+
+def pilot_targets(summary: dict[str, Any]) -> dict[float, float]:
+    """Absolute targets at shares of the baseline's mean gain (initial to final), rounded to 3 decimals: what a
+    uniform-only pilot hands the config it precedes. Empty when the baseline did not run or did not gain."""
+    entry = summary["strategies"].get(summary["baseline"])
+    if not entry or entry["initial"]["mean"] is None:
+        return {}
+    start, end = entry["initial"]["mean"], entry["final"]["mean"]
+    if end <= start:
+        return {}
+    return {share: round(start + share * (end - start), 3) for share in PILOT_SHARES}
 
 
 def plot_results(folder: Path, path: Path) -> Path | None:
