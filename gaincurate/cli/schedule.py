@@ -64,7 +64,7 @@ from gaincurate.cli.schedule_options import (
     TauAttn,
 )
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.config import MU_STRATEGIES
+from gaincurate.schedule.config import DEFAULT_STRATEGY, MU_STRATEGIES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -79,7 +79,7 @@ RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.jso
 def init(
     scores: ScoresOption,
     run: RunOption,
-    strategy: StrategyOption = "gain",
+    strategy: StrategyOption = DEFAULT_STRATEGY,
     subset_size: SubsetSize = None,
     subset_multiple: SubsetMultiple = None,
     sigma: Sigma = None,

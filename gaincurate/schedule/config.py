@@ -27,6 +27,9 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule import gain_options, sizes
 
 STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso", "screen")
+# The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
+# the training-efficiency bench's declared comparison (docs/strategies.md, "Which strategy by default").
+DEFAULT_STRATEGY = "gain"
 # The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
 MU_STRATEGIES = ("gain", "length")
 # The strategies whose estimate of a prompt is a pass rate: --band LO,HI filters them.
@@ -55,7 +58,7 @@ DEFAULT_FORGET = 0.8
 class ScheduleConfig:
     """A schedule as the user asked for it; a size is ranks (a number), a share of N ("2%") or None (default)."""
 
-    strategy: str = "gain"
+    strategy: str = DEFAULT_STRATEGY
     subset_size: float | str | None = None  # None: 256/7,500 of N, rounded to a multiple of subset_multiple
     sigma: float | str | None = None  # None: 1,000/7,500 of N
     step_size: float | str | None = None  # None: 500/7,500 of N
