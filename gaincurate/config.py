@@ -105,6 +105,8 @@ class RunOptions:
     # Rows per shard, the unit of resume; None: what the --out directory was started with, else 1,000.
     # The shard layout changes no score, so it is checked against the directory, not fingerprinted.
     shard_rows: int | None = None
+    # Score rows whose answer is missing (counted in the manifest's `answers`) instead of refusing the dataset.
+    allow_missing_answers: bool = False
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -64,6 +64,36 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
     return LoadedDataset(rows, name, split)
 
 
+# The answer column a run uses unless told otherwise; a dataset without it is scored, and the manifest says so.
+DEFAULT_ANSWER_COLUMN = "answer"
+
+
+def check_answers(rows: Any, column: str | None, name: str, *, allow_missing: bool) -> dict[str, Any]:
+    """Refuse a dataset whose answer column (one it was told to use) is absent or has rows without an answer.
+
+    Returns the manifest's `answers`: the column, whether it is there, and how many rows lack an answer.
+    `allow_missing` scores such rows instead and counts them; a default column that is absent is only noted.
+    """
+    if column is None:
+        return {"column": None, "present": False, "missing": None}
+    if column not in rows.column_names:
+        if column != DEFAULT_ANSWER_COLUMN and not allow_missing:
+            raise InputError(
+                f"dataset {name} has no answer column {column!r}; available: {', '.join(rows.column_names)}. "
+                "Pass --answer-column naming it, or --allow-missing-answers to score without answers"
+            )
+        return {"column": column, "present": False, "missing": len(rows)}
+    missing = [
+        i for i, value in enumerate(rows[column]) if value is None or (isinstance(value, str) and not value.strip())
+    ]
+    if missing and not allow_missing:
+        raise InputError(
+            f"{len(missing)} of {len(rows)} rows of {name} have no {column!r} answer (first: row {missing[0]}, "
+            "counting from 0); fill them in, or pass --allow-missing-answers to score them anyway (counted)"
+        )
+    return {"column": column, "present": True, "missing": len(missing)}
+
+
 def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
     """Rows of the bundled sample (or of another JSON-lines file in the same format), as plain dicts."""
     with open(path, encoding="utf-8") as file:
@@ -222,6 +252,8 @@ def _check_prompt_column(rows: Any, column: str, name: str) -> None:
         return
     if pa.types.is_null(kind):
         return  # every prompt empty: each row is flagged `empty_question`, none is dropped
+    if _is_messages_type(kind):
+        return  # TRL's conversational prompts: chat messages, scored and trained as they are
     if getattr(kind, "extension_name", None) == "arrow.json":  # what datasets makes of a mixed-type JSON column
         values = rows[column]
         bad = [(i, _json_kind(v)) for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
@@ -235,6 +267,16 @@ def _check_prompt_column(rows: Any, column: str, name: str) -> None:
     raise InputError(
         f"column {column!r} of {name} holds {kind} values, not text; pass --prompt-column naming a text column"
     )
+
+
+def _is_messages_type(kind: Any) -> bool:
+    """A list of {role, content} structs: a column of chat conversations (TRL's conversational format)."""
+    import pyarrow as pa
+
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
+        return False
+    names = {kind.value_type.field(i).name for i in range(kind.value_type.num_fields)}
+    return {"role", "content"} <= names
 
 
 def _json_kind(value: Any) -> str:

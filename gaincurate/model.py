@@ -138,6 +138,32 @@ def load_tokenizer(source: ModelSource) -> Any:
         raise ModelError(f"cannot load the tokenizer of {source.display}: {_first_line(error)}") from None
 
 
+def load_embedded(*, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
+    """The embedded SmolLM2-135M-Instruct and its tokenizer, ready to train: what `score` uses with no `--model`."""
+    source = resolve_source(None)
+    model, tokenizer = load_model(source, dtype=dtype, device=device), load_tokenizer(source)
+    if getattr(model, "hf_quantizer", None) is not None:  # a fresh conversion: plain floats, but marked as GGUF
+        model.hf_quantizer = None
+        getattr(model.config, "__dict__", {}).pop("quantization_config", None)
+    return model, tokenizer
+
+
+# Import-time messages of dependencies that mean nothing to a user (reported upstream, see docs/trl.md):
+# torchao's CUDA-only extensions failing to load on a CPU machine, and its Enum pytree registrations.
+_NOISE = {"torchao": "Failed to load ", "torch.utils._pytree": "is an Enum subclass and is now natively supported"}
+
+
+def _drop_noise(record: logging.LogRecord) -> bool:
+    return not any(fragment in record.getMessage() for fragment in _NOISE.values())
+
+
+def quiet_dependency_noise() -> None:
+    """Filter the known import noise of torchao and torch's pytree; every other message of theirs still shows."""
+    for name in _NOISE:
+        if _drop_noise not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_drop_noise)
+
+
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
     import torch

@@ -1,8 +1,10 @@
 """Build scoring prompts and label every token as question, context or template.
 
 A prompt is an optional system prompt, optional few-shot turns and the question as the last user
-message, rendered with the tokenizer's chat template (or as plain text). Labels come from character
-spans, never from fixed token offsets:
+message, rendered with the tokenizer's chat template (or as plain text). A value that already is a TRL
+prompt (chat messages, or the text of a column named `prompt`, TRL's prompt column) is taken as it is:
+nothing is added, and it is rendered exactly as TRL's GRPOTrainer renders it, so what is scored is what
+is trained (`training_prompt`). Labels come from character spans, never from fixed token offsets:
 
 * the template is rendered once with unique placeholders in place of each message's content, so the
   exact character span of every content is known even when the same text appears twice (a question
@@ -52,6 +54,9 @@ STATUS_QUESTION_TRUNCATED = "question_truncated"
 
 _PLACEHOLDER = "@@GAINCURATE-SEGMENT-{}@@"
 
+# TRL's prompt column: its text (or chat messages) is the whole prompt, trained and scored as it is.
+TRL_PROMPT_COLUMN = "prompt"
+
 
 @dataclass(frozen=True, kw_only=True)
 class PromptFormat:
@@ -60,6 +65,8 @@ class PromptFormat:
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     few_shot: tuple[dict[str, str], ...] = DEFAULT_FEW_SHOT
     chat_template: bool = True
+    # The column is TRL's `prompt`: each text value is the whole prompt (chat messages always are).
+    as_is: bool = False
 
     def __post_init__(self) -> None:
         for index, shot in enumerate(self.few_shot):
@@ -70,10 +77,10 @@ class PromptFormat:
                 )
 
     def fingerprint(self) -> str:
-        payload = json.dumps(
-            {"system": self.system_prompt, "few_shot": list(self.few_shot), "chat": self.chat_template},
-            sort_keys=True,
-        )
+        fields = {"system": self.system_prompt, "few_shot": list(self.few_shot), "chat": self.chat_template}
+        if self.as_is:  # only when set, so the fingerprints of question-column runs stay as they were
+            fields["as_is"] = True
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -109,14 +116,65 @@ def build_messages(
     return messages
 
 
-def _labels_of(message_index: int, num_messages: int) -> int:
-    return QUESTION if message_index == num_messages - 1 else CONTEXT
+def for_column(fmt: PromptFormat, column: str) -> PromptFormat:
+    """The format of prompts read from `column`: TRL's `prompt` column is taken as it is."""
+    import dataclasses
+
+    return dataclasses.replace(fmt, as_is=column == TRL_PROMPT_COLUMN)
 
 
-def render_with_spans(tokenizer: Any, question: str, fmt: PromptFormat) -> tuple[str, list[tuple[int, int, int]]]:
+def is_messages(value: Any) -> bool:
+    """Whether a prompt value is a conversation: a list of {"role", "content"} messages."""
+    return isinstance(value, list | tuple) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def training_prompt(value: Any, fmt: PromptFormat) -> Any:
+    """What TRL trains on for one row's prompt value, rendered by scoring exactly so.
+
+    Chat messages and the text of TRL's `prompt` column stay as they are; a raw question becomes the
+    system prompt, the few-shot turns and the question as the last user message.
+    """
+    if is_messages(value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    if fmt.as_is:
+        return "" if value is None else str(value)
+    question = "" if value is None else str(value)
+    return build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
+
+
+def prompt_digest(value: Any) -> str | None:
+    """A short SHA-256 of a prompt (or answer) value: text as it is, messages as canonical JSON; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        value = training_prompt(value, PromptFormat(as_is=True)) if is_messages(value) else value  # role, content
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def answer_text(value: Any) -> str | None:
+    """An answer as the text that is hashed: numbers and text alike as `str`; None or blank is no answer."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _labels_of(message_index: int, messages: list[dict[str, Any]]) -> int:
+    """The last user message is the question; every other message's content is context."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    last = users[-1] if users else len(messages) - 1
+    return QUESTION if message_index == last else CONTEXT
+
+
+def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat) -> tuple[str, list[tuple[int, int, int]]]:
     """Render one prompt; return its text and `(start, end, label)` character spans of each content."""
-    messages = build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
-    if not fmt.chat_template:
+    if not is_messages(question) and fmt.as_is:
+        text = "" if question is None else str(question)  # TRL tokenizes a text prompt as it is
+        return text, [(0, len(text), QUESTION)]
+    messages = training_prompt(question, fmt)
+    if not fmt.chat_template and not is_messages(question):
         return _render_plain(messages)
 
     placeholders = [_PLACEHOLDER.format(i) for i in range(len(messages))]
@@ -136,7 +194,7 @@ def render_with_spans(tokenizer: Any, question: str, fmt: PromptFormat) -> tuple
         pieces.append(skeleton[cursor:at])
         start = sum(len(p) for p in pieces)
         pieces.append(message["content"])
-        spans.append((start, start + len(message["content"]), _labels_of(index, len(messages))))
+        spans.append((start, start + len(message["content"]), _labels_of(index, messages)))
         cursor = at + len(placeholder)
     pieces.append(skeleton[cursor:])
     text = "".join(pieces)
@@ -155,7 +213,7 @@ def _render_plain(messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, 
     text, spans = "", []
     for index, message in enumerate(messages):
         text += prefix[message["role"]]
-        spans.append((len(text), len(text) + len(message["content"]), _labels_of(index, len(messages))))
+        spans.append((len(text), len(text) + len(message["content"]), _labels_of(index, messages)))
         text += message["content"] + ("\n\n" if index < len(messages) - 1 else "\nAnswer:")
     return text, spans
 
@@ -215,25 +273,30 @@ class PromptEncoder:
     def __init__(self, tokenizer: Any, fmt: PromptFormat, max_length: int | None) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError("scoring needs a fast tokenizer (offset mapping); this model only has a slow one")
-        if fmt.chat_template and not getattr(tokenizer, "chat_template", None):
+        if fmt.chat_template and not fmt.as_is and not getattr(tokenizer, "chat_template", None):
             raise ConfigError("this model's tokenizer has no chat template; pass --no-chat-template")
         self.tokenizer = tokenizer
         self.fmt = fmt
         self.max_length = max_length
-        # A chat template writes its own BOS; plain text needs the tokenizer's.
-        self.add_special_tokens = not fmt.chat_template
+        # A chat template writes its own BOS; plain text needs the tokenizer's (TRL's text prompts get it too).
+        self.add_special_tokens = not fmt.chat_template or fmt.as_is
 
     def encode(self, questions: list[Any]) -> list[EncodedPrompt]:
         texts, spans, empty = [], [], []
         for question in questions:
-            text_question = "" if question is None else str(question).strip()
-            empty.append(not text_question)
-            text, question_spans = render_with_spans(self.tokenizer, text_question, self.fmt)
+            if is_messages(question):
+                value = list(question)
+                users = [m for m in value if m.get("role") == "user"]
+                empty.append(not users or not str(users[-1].get("content") or "").strip())
+            else:
+                value = "" if question is None else (str(question) if self.fmt.as_is else str(question).strip())
+                empty.append(not value.strip())
+            text, question_spans = render_with_spans(self.tokenizer, value, self.fmt)
             texts.append(text)
             spans.append(question_spans)
-        encoded = self.tokenizer(
-            texts, add_special_tokens=self.add_special_tokens, return_offsets_mapping=True, verbose=False
-        )
+        # TRL renders conversations with the chat template (its own BOS) and tokenizes text with special tokens.
+        special = self.add_special_tokens and not any(is_messages(q) for q in questions)
+        encoded = self.tokenizer(texts, add_special_tokens=special, return_offsets_mapping=True, verbose=False)
         results = []
         for i, text in enumerate(texts):
             ids = np.asarray(encoded["input_ids"][i], dtype=np.int64)

@@ -51,7 +51,12 @@ SCORE_FIELDS = [
     pa.field("gc_context_tokens", pa.int32()),
     pa.field("gc_truncated", pa.bool_()),
     pa.field("gc_status", pa.string()),
+    # Short SHA-256 of the scored prompt value and of the answer (null: no answer column, or no answer):
+    # a trainer checks its rows against them. Scores written before these columns have neither.
+    pa.field("gc_prompt_hash", pa.string()),
+    pa.field("gc_answer_hash", pa.string()),
 ]
+HASH_COLUMNS = ("gc_prompt_hash", "gc_answer_hash")
 EMBEDDING_FIELD = pa.field("gc_embedding", pa.list_(pa.float16()))
 SCORE_COLUMNS = [field.name for field in SCORE_FIELDS] + [EMBEDDING_FIELD.name]
 

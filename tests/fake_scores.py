@@ -48,9 +48,28 @@ def write_scores_dir(
     few_shot: Sequence[dict[str, str]] = (),
     answer_column: str | None = "answer",
     debias: dict | None = None,
+    hashes: bool = True,
 ) -> Path:
-    """`inputs` and their gc_* `columns` (with `gc_embedding`: an embedded run) in shards, then the manifest."""
+    """`inputs` and their gc_* `columns` (with `gc_embedding`: an embedded run) in shards, then the manifest.
+
+    The prompt and answer hash columns are computed from `inputs` as `gaincurate score` does; `hashes=False`
+    leaves them out, as scores written before they existed.
+    """
+    from gaincurate.prompts import answer_text, prompt_digest
+
     schema = shards.output_schema(inputs.schema, embed="gc_embedding" in columns)
+    columns = {name: array for name, array in columns.items() if name not in shards.HASH_COLUMNS}
+    if hashes:
+        answers = inputs.column(answer_column).to_pylist() if answer_column in inputs.column_names else None
+        columns["gc_prompt_hash"] = pa.array([prompt_digest(v) for v in inputs.column("problem").to_pylist()])
+        columns["gc_answer_hash"] = pa.array(
+            [prompt_digest(answer_text(a)) for a in answers] if answers else [None] * inputs.num_rows, pa.string()
+        )
+    else:
+        schema = pa.schema([field for field in schema if field.name not in shards.HASH_COLUMNS])
+    embedding = columns.pop("gc_embedding", None)  # the schema's order: score fields, hashes, then the embedding
+    if embedding is not None:
+        columns["gc_embedding"] = embedding
     table = pa.Table.from_arrays([*inputs.columns, *columns.values()], schema=schema)
     directory.mkdir(parents=True, exist_ok=True)
     size = shard_size or max(table.num_rows, 1)

@@ -145,7 +145,7 @@ FLOORS = {
     "difficulty": 6,
     "schedule": 7,
     "integrations": 8, "replay": 8,
-    "benchmarks": 9,
+    "benchmarks": 9, "examples": 9,
     "cli": 10, "__main__": 10,
 }  # fmt: skip
 

@@ -5,6 +5,7 @@
     gaincurate schedule init|next|run|status        # schedule.py
     gaincurate rollout / difficulty ...             # rollout.py, difficulty.py
     gaincurate bench curriculum / signal check      # bench.py
+    gaincurate example trl-epoch ...                # example.py: the trainer scripts shipped in the package
     gaincurate bench scoring|kernel|gpu|replay|profile  # bench_tools.py
 
 Each command parses its options (shared ones in `options.py`), calls one library function and hands the
@@ -44,9 +45,10 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 
 def _mount() -> None:
     """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
-    from gaincurate.cli import bench, bench_tools, difficulty, rollout, schedule, score, show
+    from gaincurate.cli import bench, bench_tools, difficulty, example, rollout, schedule, score, show
 
     score.register(app)
+    example.register(app)
     show.register(app)
     rollout.register(app)
     app.add_typer(schedule.app, name="schedule")
@@ -59,8 +61,26 @@ def _mount() -> None:
 _mount()
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"gaincurate {version('gaincurate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Choose which prompts an RL fine-tuning run trains on, and when (GAIN-RL angle concentration)."""
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry point: run the app; every user error becomes one line on stderr and an exit code."""
+    from gaincurate.model import quiet_dependency_noise
+
+    quiet_dependency_noise()
     try:
         code = app(args=args, prog_name="gaincurate", standalone_mode=False)
     except KeyboardInterrupt:  # raised outside a command (Typer turns one inside a command into 130)

@@ -93,6 +93,12 @@ ShardIndex = Annotated[
     int | None, typer.Option(help="Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`.")
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing scores directory.")]
+AllowMissingAnswers = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing-answers", help="Score rows without an answer (counted in the manifest) instead of refusing."
+    ),
+]
 
 
 def score(
@@ -125,6 +131,7 @@ def score(
     num_shards: NumShards = None,
     shard_index: ShardIndex = None,
     overwrite: Overwrite = False,
+    allow_missing_answers: AllowMissingAnswers = False,
     config: ScoreConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -177,6 +184,7 @@ def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions
     flags["embed"] = True if given["embed"] else None
     flags["prefix_cache"] = False if given["no_prefix_cache"] else None
     flags["overwrite"] = True if given["overwrite"] else None
+    flags["allow_missing_answers"] = True if given["allow_missing_answers"] else None
     flags["quiet"] = True if given["quiet"] or given["as_json"] else None
     file_values = score_config_file(given["config"]) if given["config"] is not None else {}
     resolved, options = build_config(file_values, flags)
@@ -212,6 +220,11 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
         f"({timings['shards_resumed']} shard(s) resumed); Spearman(score, question tokens) = "
         f"{'n/a' if spearman is None else f'{spearman:+.3f}'}; flagged rows: {sum(flagged.values())}."
     )
+    answers = manifest.get("answers") or {}
+    if answers.get("column") and not answers.get("present"):
+        stdout.line(f"No {answers['column']!r} column: rewards that check answers need --answer-column NAME.")
+    elif answers.get("missing"):
+        stdout.line(f"{answers['missing']} row(s) have no {answers['column']!r} answer (--allow-missing-answers).")
     stdout.line(f"Next: gaincurate show {options.out}")
 
 

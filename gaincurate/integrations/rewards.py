@@ -25,10 +25,17 @@ class RecordingReward:
     TRL sees the wrapped function's name (for its logs) and calls it exactly as before.
     """
 
-    def __init__(self, reward_func: Callable, sink: Callable, when: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        reward_func: Callable,
+        sink: Callable,
+        when: Callable[[], bool] | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.reward_func = reward_func
         self.sink = sink
         self.when = when
+        self.check = check  # called with the keyword columns before the reward function runs; raises to refuse
         self.__name__ = getattr(reward_func, "__name__", type(reward_func).__name__)
         functools.update_wrapper(self, reward_func, assigned=("__module__", "__qualname__", "__doc__"), updated=())
 
@@ -44,6 +51,8 @@ class RecordingReward:
         self.sink(list(gc_ids), list(rewards))
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        if self.check is not None:
+            self.check(kwargs)
         rewards = self.reward_func(*args, **kwargs)
         self._keep(rewards, kwargs)
         return rewards
@@ -53,6 +62,8 @@ class AsyncRecordingReward(RecordingReward):
     """`RecordingReward` for an async reward function (TRL awaits those concurrently)."""
 
     async def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
+        if self.check is not None:
+            self.check(kwargs)
         rewards = await self.reward_func(*args, **kwargs)
         self._keep(rewards, kwargs)
         return rewards
@@ -64,12 +75,13 @@ def record_rewards(
     path: str | Path | None = None,
     sink: Callable[[Sequence[Any], Sequence[Any]], None] | None = None,
     when: Callable[[], bool] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> RecordingReward:
     """Wrap a TRL reward function so every rollout's reward is also recorded as gaincurate feedback.
 
     `path`: append JSON lines to this file (out of process; default `$GAINCURATE_FEEDBACK_FILE`, which
     `gaincurate schedule run` sets). `sink(gc_ids, rewards)`: call this instead (in process). `when()`:
-    record only while it returns True.
+    record only while it returns True. `check(kwargs)`: called before each call, to refuse one (it raises).
     """
     if sink is None:
         path = path or os.environ.get("GAINCURATE_FEEDBACK_FILE")
@@ -79,4 +91,4 @@ def record_rewards(
     # TRL's own test (trl.trainer.utils.is_async_callable), without importing trl here.
     target = reward_func.func if isinstance(reward_func, functools.partial) else reward_func
     is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
-    return (AsyncRecordingReward if is_async else RecordingReward)(reward_func, sink, when)
+    return (AsyncRecordingReward if is_async else RecordingReward)(reward_func, sink, when, check)

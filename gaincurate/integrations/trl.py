@@ -24,12 +24,9 @@ How it works (trl 1.x, transformers 5.x):
   (the callback is an `ExportableState`) and `resume_from_checkpoint` continues it exactly. The live model
   at `on_epoch_end` holds the same weights the checkpoint saves.
 
-Out of process (`gaincurate schedule run --trainer-cmd ...`), one epoch per command: read the epoch file with
-`epoch_dataset`, train with `shuffle_dataset=False` from `resume_checkpoint(...)`, and write feedback with
-`record_rewards(func, path=feedback_file)`. `docs/examples/trl_epoch.py` is a complete script. Those helpers
-live in `trl_epoch.py` and `rewards.py` and are importable from here too.
-
-trl is an optional dependency: this module imports it only where it is used.
+Out of process, one epoch per command: `epoch_dataset`, `resume_checkpoint` and `record_rewards` (from
+`trl_epoch.py` and `rewards.py`); `gaincurate example trl-epoch` is a complete script. trl is imported only
+where it is used; importing this module filters torchao's and pytree's import noise (`quiet_dependency_noise`).
 """
 
 from __future__ import annotations
@@ -49,7 +46,8 @@ from transformers.trainer_callback import ExportableState
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.rewards import RecordingReward, record_rewards
 from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
-from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
+from gaincurate.integrations.trl_sampler import CurriculumSampler, check_same_prompts, rows_by_gc_id
+from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.curriculum import CurriculumDriver
 
@@ -64,6 +62,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+quiet_dependency_noise()  # before the user's `from trl import GRPOTrainer` pulls torchao in
 
 # Live curricula, so that a callback the Trainer rebuilds from a checkpoint
 # (`restore_callback_states_from_checkpoint=True`) can find the curriculum attached to its trainer.
@@ -94,6 +93,12 @@ class GainCurriculum:
     ) -> None:
         if args is not None and (config is not None or run_dir is None or not Path(run_dir, "state.json").is_file()):
             config = _whole_batches(config or ScheduleConfig(), args)
+        # A new run directory (or an untrained one started again with another config) is written only once
+        # `attach` accepted the set-up: until then the curriculum lives in memory.
+        self._pending_run_dir = _pending(run_dir, config) if _is_main_process() else None
+        if self._pending_run_dir is not None:
+            scores_dir = scores_dir if scores_dir is not None else _scores_of(self._pending_run_dir)
+            run_dir = None
         # Only the main process writes the run directory; the others follow its state.
         self.driver = CurriculumDriver(scores_dir, config, run_dir=run_dir, write=_is_main_process())
         if args is not None:
@@ -126,9 +131,10 @@ class GainCurriculum:
         return self.driver.history
 
     def train_dataset(self):
-        """Every scored prompt as a `datasets.Dataset` in TRL's conversational format, in gc_id order.
+        """Every scored prompt as a `datasets.Dataset` for TRL, in gc_id order.
 
-        Columns: `prompt` (chat messages built as for scoring), the input columns, and `gc_id`.
+        Columns: `prompt` (your own TRL `prompt` column as it is; for a raw question column, the chat messages
+        scoring built from it: `gaincurate.prompts.training_prompt`), the input columns, and `gc_id`.
         """
         import datasets
 
@@ -152,7 +158,9 @@ class GainCurriculum:
                 "the feedback reward must be a Python function (a reward model cannot be recorded); "
                 "pass feedback=INDEX of your correctness function"
             )
-        funcs[feedback] = record_rewards(funcs[feedback], sink=self._record, when=self._recording)
+        funcs[feedback] = record_rewards(
+            funcs[feedback], sink=self._record, when=self._recording, check=self._check_call
+        )
         return funcs
 
     def attach(self, trainer: Any) -> Any:
@@ -182,6 +190,13 @@ class GainCurriculum:
                 f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
                 f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
             )
+        row_of = rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids)
+        check_same_prompts(dataset, self.driver.scores, row_of)
+        # Every check passed: only now is a new run directory written.
+        if self._pending_run_dir is not None:
+            driver = self.driver
+            self.driver = CurriculumDriver(driver.scores_dir, driver.config, run_dir=self._pending_run_dir)
+            self._pending_run_dir = None
         if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
             trainer.add_callback(self.callback)
         self.trainer = trainer
@@ -221,6 +236,11 @@ class GainCurriculum:
         """Rollouts count as feedback only while training (TRL also scores evaluation rollouts)."""
         trainer = self.trainer
         return trainer is None or bool(trainer.model.training)
+
+    def _check_call(self, columns: dict[str, Any]) -> None:
+        """A trainer calls the recorded reward (it passes `trainer_state`): it must be the attached one."""
+        if self.trainer is None and columns.get("trainer_state") is not None:
+            raise ConfigError(_NOT_ATTACHED)
 
     def _record(self, gc_ids: Sequence[Any], rewards: Sequence[Any]) -> None:
         self.driver.record(gc_ids, rewards)
@@ -324,13 +344,41 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         return {"args": {"key": self.key}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._bind(model)._begin_training(state)
+        curriculum = self._bind(model)
+        if curriculum.trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
+            raise ConfigError(_NOT_ATTACHED)
+        curriculum._begin_training(state)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         self._bind(model)._end_epoch()
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+_NOT_ATTACHED = (
+    "the curriculum is not attached to this trainer, so it would train on every prompt; "
+    "call curriculum.attach(trainer) before trainer.train()"
+)
+
+
+def _pending(run_dir: str | Path | None, config: ScheduleConfig | None) -> Path | None:
+    """The run directory `attach` creates: a new one, or an untrained one given another config (else None)."""
+    from gaincurate.schedule import rundir
+
+    if run_dir is None:
+        return None
+    if not rundir.holds_run(run_dir):
+        return Path(run_dir)
+    if config is not None and rundir.untrained(run_dir) and rundir.load_run(run_dir).config != config:
+        return Path(run_dir)
+    return None
+
+
+def _scores_of(run_dir: Path) -> str | None:
+    """The scores directory an untrained run directory was started on (None: a new one)."""
+    from gaincurate.schedule import rundir
+
+    return rundir.load_run(run_dir).scores_dir if rundir.holds_run(run_dir) else None
 
 
 def _whole_batches(config: ScheduleConfig, args: Any) -> ScheduleConfig:

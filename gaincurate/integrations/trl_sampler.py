@@ -85,3 +85,52 @@ def rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
             "pass train_dataset=curriculum.train_dataset()"
         )
     return row_of
+
+
+_UNCHECKED: set[str] = set()  # scores directories already reported as predating prompt hashes
+
+
+def check_same_prompts(dataset: Any, scores: Any, row_of: dict[int, int]) -> None:
+    """Refuse training rows whose prompt (or answer) is not the one scored under their gc_id, naming the first.
+
+    `scores` is the curriculum's `ScoresInput`; its `gc_prompt_hash` and `gc_answer_hash` columns hold what was
+    scored. Scores written before those columns existed are not checked, and that is said once.
+    """
+    import logging
+
+    from gaincurate.prompts import answer_text, prompt_digest
+
+    table, where = scores.table, scores.directory
+    if "gc_prompt_hash" not in table.column_names:
+        if str(where) not in _UNCHECKED:
+            _UNCHECKED.add(str(where))
+            logging.getLogger(__name__).warning(
+                "gaincurate: %s predates prompt hashes, so the training rows are not checked against it; "
+                "re-score it to have them checked",
+                where,
+            )
+        return
+    config = scores.prompt_config
+    column, answer_column = config.get("prompt_column"), config.get("answer_column")
+    if column not in (getattr(dataset, "column_names", None) or []):
+        raise ConfigError(
+            f"the training dataset has no {column!r} column, the prompts {where} scored, so its rows cannot be "
+            "checked against the scores; pass train_dataset=curriculum.train_dataset()"
+        )
+    gc_ids = np.asarray(scores.prompts.gc_ids, dtype=np.int64)  # every one is in `row_of` (`rows_by_gc_id`)
+    rows = [row_of[int(g)] for g in gc_ids]
+    positions = scores.rows_of(gc_ids)
+    checks = [(column, "gc_prompt_hash", prompt_digest, "prompt")]
+    if answer_column and answer_column in dataset.column_names and "gc_answer_hash" in table.column_names:
+        checks.append((answer_column, "gc_answer_hash", lambda v: prompt_digest(answer_text(v)), "answer"))
+    for name, hash_column, digest, what in checks:
+        expected = table.column(hash_column).take(positions).to_pylist()
+        values = dataset.select(rows)[name]
+        for gc_id, row, value, want in zip(gc_ids.tolist(), rows, values, expected, strict=True):
+            if want is not None and digest(value) != want:
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise ConfigError(
+                    f"training row {row} (gc_id {gc_id}) has the {what} {shown}, not the one {where} scored as "
+                    f"gc_id {gc_id}; train on curriculum.train_dataset(), or score this dataset"
+                )

@@ -120,10 +120,11 @@ class CurriculumDriver:
                 continue
             value = float(reward)
             if not reward_min <= value <= reward_max:
+                fix = f"reward_min={value:g}" if value < reward_min else f"reward_max={value:g}"
                 raise ConfigError(
                     f"reward {value:g} of gc_id {int(gc_id)} is outside [{reward_min:g}, reward_max={reward_max:g}]; "
-                    "make the recorded reward function return 0 for a wrong answer and reward_max for a right one "
-                    "(set ScheduleConfig(reward_max=...) to the reward of a correct answer)"
+                    f"if it is the reward of a {'wrong' if value < reward_min else 'right'} answer, pass "
+                    f"ScheduleConfig({fix})"
                 )
             added.append((int(gc_id), value))
         self._records.extend(added)
@@ -212,9 +213,14 @@ def _open_run(
     """The run an in-process driver continues or starts in `run_dir`; None when it keeps no run directory."""
     if run_dir is not None and rundir.holds_run(run_dir):
         run = rundir.load_run(run_dir)
+        if config is not None and config != run.config and write and rundir.untrained(run_dir):
+            rundir.clear_untrained(run_dir)  # never trained on: started again with this config
+            return _open_run(run_dir, scores_dir, config, write=write)
         if config is not None and config != run.config:
+            started, given = run.config.to_dict(), config.to_dict()
+            key = next(k for k in sorted(started.keys() | given.keys()) if started.get(k) != given.get(k))
             raise ConfigError(
-                f"{run_dir} was started with a different schedule config ({run.config.to_dict()}); "
+                f"{run_dir} was started and trained with {key}={started.get(key)!r}, not {key}={given.get(key)!r}; "
                 "drop config= to continue it, or pick a new run_dir"
             )
         if scores_dir is not None and Path(scores_dir).resolve() != Path(run.scores_dir):

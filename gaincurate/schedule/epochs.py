@@ -1,7 +1,8 @@
 """Epoch data files: the rows of one epoch, in rank order, as the trainer reads them.
 
-`RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column of chat messages
-built exactly as for scoring (system prompt, few-shot turns, the question). With `--format verl` it
+`RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column built exactly as for
+scoring (`gaincurate.prompts.training_prompt`): TRL's own `prompt` column (text or chat messages) as it
+is, or, for a column of raw questions, the system prompt, few-shot turns and the question. With `--format verl` it
 also carries verl's columns: `data_source`, `ability`, `reward_model` {style, ground_truth} and
 `extra_info` {index = gc_id, split = "train", dataset = the scores' dataset name}. The schema is fixed
 up front, and the same rows give the same bytes.
@@ -46,6 +47,11 @@ def check_format(scores: ScoresInput, data_format: str) -> None:
     config = scores.prompt_config
     if config.get("prompt_column") not in scores.table.column_names:
         raise ConfigError(f"{scores.directory} has no prompt column {config.get('prompt_column')!r}; re-score it")
+    if data_format == "verl" and _text_prompts(scores):
+        raise ConfigError(
+            "--format verl needs chat messages, but the scores were made from TRL's text `prompt` column; "
+            "use --format trl, or score a column of questions or chat messages"
+        )
     if data_format == "verl" and not config.get("answer_column"):
         raise ConfigError(
             "--format verl needs a ground truth, but the scores were made without an answer column; "
@@ -55,12 +61,33 @@ def check_format(scores: ScoresInput, data_format: str) -> None:
         raise ConfigError(f"{scores.directory} has no answer column {config['answer_column']!r}; re-score it")
 
 
+def prompt_format(scores: ScoresInput):
+    """How the scores rendered their prompts (`gaincurate.prompts.training_prompt` builds TRL's from it)."""
+    from gaincurate.prompts import PromptFormat, for_column
+
+    config = scores.prompt_config
+    fmt = PromptFormat(
+        system_prompt=config.get("system_prompt"),
+        few_shot=tuple(config.get("few_shot") or ()),
+        chat_template=bool(config.get("chat_template", True)),
+    )
+    return for_column(fmt, str(config.get("prompt_column")))
+
+
+def _text_prompts(scores: ScoresInput) -> bool:
+    """TRL's `prompt` column of text: the epoch's prompt is that text as it is."""
+    column = scores.prompt_config.get("prompt_column")
+    kind = scores.table.schema.field(column).type if column in scores.table.column_names else None
+    return prompt_format(scores).as_is and kind is not None and not pa.types.is_list(kind)
+
+
 def epoch_schema(scores: ScoresInput, data_format: str) -> pa.Schema:
     inputs = [field for field in scores.table.schema if not field.name.startswith("gc_")]
     if data_format == "verl":
         ours = {field.name for field in VERL_FIELDS}
         return pa.schema([*VERL_FIELDS, *(f for f in inputs if f.name not in ours), GC_ID])
-    return pa.schema([pa.field("prompt", MESSAGES), *(f for f in inputs if f.name != "prompt"), GC_ID])
+    prompt = pa.field("prompt", pa.string() if _text_prompts(scores) else MESSAGES)
+    return pa.schema([prompt, *(f for f in inputs if f.name != "prompt"), GC_ID])
 
 
 def epoch_table(
@@ -79,15 +106,12 @@ def epoch_table(
     schema = epoch_schema(scores, data_format)
     rows = scores.table.take(pa.array(scores.rows_of(gc_ids), pa.int64()))
     config = scores.prompt_config
-    few_shot = config.get("few_shot") or []
     questions = rows.column(config["prompt_column"]).to_pylist()
-    from gaincurate.prompts import build_messages
+    from gaincurate.prompts import training_prompt
 
+    fmt = prompt_format(scores)
     columns: dict[str, Any] = {
-        "prompt": [
-            build_messages("" if q is None else str(q), system_prompt=config.get("system_prompt"), few_shot=few_shot)
-            for q in questions
-        ],
+        "prompt": [training_prompt(q, fmt) for q in questions],
         "gc_id": rows.column("gc_id"),
     }
     if data_format == "verl":

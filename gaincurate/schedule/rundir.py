@@ -187,6 +187,31 @@ def check_new(run_dir: Path) -> None:
         raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")
 
 
+# What a run directory holds before its first epoch is trained: a fresh `init` and epoch 0's draw.
+_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0)}
+
+
+def untrained(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run whose config was never trained on: epoch 0 drawn at most, no feedback, no
+    history, no trainer output. Such a run may be re-initialised with another config (nothing is lost)."""
+    run_dir = Path(run_dir)
+    if not holds_run(run_dir) or any(p.name not in _UNTRAINED_FILES for p in run_dir.iterdir()):
+        return False
+    try:
+        run = load_run(run_dir)
+    except InputError:
+        return False
+    return not run.trained and run.schedule.epoch <= 0 and not read_history(run_dir)
+
+
+def clear_untrained(run_dir: Path) -> None:
+    """Remove an untrained run (`untrained`) so that it can be created again; the state goes first."""
+    if not untrained(run_dir):
+        raise ConfigError(f"{run_dir} holds a run that was trained on; pick a new run directory")
+    for name in (STATE, epoch_name(0), HISTORY):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def create(run_dir: Path, run: RunState) -> None:
     """A new run directory: an empty history, then the state."""
     atomic_write_bytes(Path(run_dir) / HISTORY, b"")

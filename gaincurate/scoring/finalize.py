@@ -19,6 +19,7 @@ from gaincurate.config import RunOptions, ScoreConfig, manifest_config
 from gaincurate.fileio import atomic_write_json, file_sha256
 from gaincurate.metrics import apply_debias, fit_length_debias, spearman
 from gaincurate.model import describe_model
+from gaincurate.prompts import for_column
 from gaincurate.scoring.prepare import Loaded, Prepared
 from gaincurate.scoring.tuning import floor_fields
 from gaincurate.shards import FORMAT_VERSION, MANIFEST, read_shard, shard_name
@@ -42,7 +43,10 @@ def start_manifest(prepared: Prepared, options: RunOptions) -> dict[str, Any]:
         "dtype": prepared.dtype,
         "device": prepared.device,
         "tuning": prepared.tuning,
-        "prompt_hash": config.prompt_format.fingerprint(),
+        "prompt_hash": for_column(config.prompt_format, config.prompt_column).fingerprint(),
+        # What TRL trains on: "as_is" (TRL's prompt column, or chat messages) or "question" (system + few-shot added).
+        "prompt_format": "as_is" if for_column(config.prompt_format, config.prompt_column).as_is else "question",
+        "answers": prepared.answers,
         "dataset": {
             "name": dataset.name,
             "split": dataset.split,

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from gaincurate import distributed
 from gaincurate.config import RunOptions, ScoreConfig
-from gaincurate.data import LoadedDataset, load_rows
+from gaincurate.data import LoadedDataset, check_answers, load_rows
 from gaincurate.data import fingerprint as dataset_fingerprint
 from gaincurate.model import (
     ModelSource,
@@ -31,7 +31,7 @@ from gaincurate.model import (
     source_fingerprint,
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.prompts import PromptEncoder
+from gaincurate.prompts import PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
@@ -53,6 +53,7 @@ class Plan:
     model_fingerprint: str
     dataset_fingerprint: str
     previous: dict[str, Any] | None  # the manifest in --out before this run, read without the lock
+    answers: dict[str, Any] | None = None  # the answer column: present, rows without an answer (`check_answers`)
 
     @property
     def rows(self) -> Any:
@@ -96,6 +97,7 @@ class Prepared:
     tuning: dict[str, Any] | None = None  # how dtype and batch tokens were chosen: the manifest's `tuning`
     preloaded: Any = None  # the float32 model the fidelity gate loaded; `load_scorer` converts it in place
     preloaded_seconds: float = 0.0
+    answers: dict[str, Any] | None = None  # the manifest's `answers` (`data.check_answers`)
 
     @property
     def rows(self) -> Any:
@@ -120,13 +122,14 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
     """Load the rows, find the model, fingerprint the data and look at `--out`: no tokenizer, no model, no write."""
     dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit)
     rows = dataset.rows
+    answers = check_answers(rows, config.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
     source = resolve_source(config.model)
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out = Path(options.out)
     previous = inspect_output(out, probe_lock=probe_lock)
     return Plan(
         config, options, dataset, source, resolve_device(config.device), schema, out, source_fingerprint(source),
-        dataset_fingerprint(rows, config.prompt_column), previous,
+        dataset_fingerprint(rows, config.prompt_column), previous, answers,
     )  # fmt: skip
 
 
@@ -137,7 +140,7 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
     started = time.perf_counter()
     tokenizer = load_tokenizer(plan.source)
     tokenizer_seconds = time.perf_counter() - started
-    encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+    encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), config.max_length)
     if len(rows):
         encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
 
@@ -155,7 +158,7 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
     return Prepared(
         config, options.replace(shard_rows=output.shard_rows), plan.dataset, plan.source, plan.device, tuning.dtype,
         tokenizer, encoder, plan.schema, plan.out, fingerprint, output.stale, output.previous,
-        tuning=record, preloaded=tuning.model, preloaded_seconds=tuning.model_seconds,
+        tuning=record, preloaded=tuning.model, preloaded_seconds=tuning.model_seconds, answers=plan.answers,
     )  # fmt: skip
 
 
@@ -190,7 +193,11 @@ def shard_weights(rows: Any, prompt_column: str, bounds: list[tuple[int, int]]) 
 
     lengths = []
     for batch in rows.select_columns([prompt_column]).with_format("arrow").iter(batch_size=50_000):
-        lengths.append(pc.fill_null(pc.utf8_length(pc.cast(batch[prompt_column], pa.string())), 0).to_numpy())
+        column = batch[prompt_column]
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # chat messages: their contents
+            lengths.append(np.array([sum(len(m["content"] or "") for m in v or []) for v in column.to_pylist()]))
+            continue
+        lengths.append(pc.fill_null(pc.utf8_length(pc.cast(column, pa.string())), 0).to_numpy())
     cumulative = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1)
     return [int(cumulative[high] - cumulative[low]) for low, high in bounds]
 

@@ -18,7 +18,7 @@ from gaincurate.config import RunOptions, ScoreConfig, split_config
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_source
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.prompts import PromptEncoder
+from gaincurate.prompts import PromptEncoder, for_column
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.shards import read_manifest, read_scores
 
@@ -58,7 +58,7 @@ def rescore(
     was_training = model.training
     model.eval()
     try:
-        encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+        encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), config.max_length)
         prefix = find_shared_prefix(encoder) if config.prefix_cache else None
         scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix)
         result = scorer.score(encoder.encode(questions), progress)
@@ -92,6 +92,7 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
         data.write_text("".join(json.dumps({config.prompt_column: q}) + "\n" for q in questions))
         settings = config.replace(
             dataset=str(data), split=None, limit=None, model=str(checkpoint), embed=False, debias="none",
+            answer_column=None,
         ).to_dict()  # fmt: skip
         shard_rows = max(1, math.ceil(len(questions) / (2 * nproc)))
         settings.update(RunOptions(out=str(folder / "scores"), quiet=True, shard_rows=shard_rows).to_dict())

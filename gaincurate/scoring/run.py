@@ -22,7 +22,7 @@ from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_json
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.prompts import EncodedPrompt
+from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.engine import Scorer
 from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
 from gaincurate.scoring.output import OutputClaim, check_resume, shards_to_write
@@ -103,6 +103,8 @@ def _score_shards(
 ) -> None:
     """Score and write the shards `todo`, tokenizing the next shard on a worker thread meanwhile."""
     rows, column = prepared.rows, prepared.config.prompt_column
+    answer_column = prepared.config.answer_column
+    answer_column = answer_column if answer_column in rows.column_names else None
 
     def encode(index: int) -> tuple[Any, list[EncodedPrompt]]:
         chunk = rows.select(range(*bounds[index]))
@@ -116,7 +118,8 @@ def _score_shards(
                 upcoming = pool.submit(encode, todo[position + 1])
             result = scorer.score(prompts, progress)
             table = chunk.with_format("arrow")[:]
-            columns = score_columns(prompts, np.arange(*bounds[index]), result)
+            answers = chunk[answer_column] if answer_column else [None] * len(chunk)
+            columns = score_columns(prompts, np.arange(*bounds[index]), result, chunk[column], answers)
             schema = prepared.schema
             table = (
                 pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)
@@ -126,8 +129,13 @@ def _score_shards(
             write_shard(prepared.out / shard_name(index), table)
 
 
-def score_columns(prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[str, Any]) -> dict[str, pa.Array]:
-    """The gc_* columns of one shard, in the order of `shards.SCORE_FIELDS` (plus the embedding)."""
+def score_columns(
+    prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[str, Any], values: list[Any], answers: list[Any]
+) -> dict[str, pa.Array]:
+    """The gc_* columns of one shard, in the order of `shards.SCORE_FIELDS` (plus the embedding).
+
+    `values` are the rows' prompt values and `answers` their answers (None: none), hashed for later checks.
+    """
     columns = {
         "gc_id": pa.array(ids, pa.int64()),
         "gc_intra": pa.array(result["intra"], pa.float64()),
@@ -137,6 +145,8 @@ def score_columns(prompts: list[EncodedPrompt], ids: np.ndarray, result: dict[st
         "gc_context_tokens": pa.array([p.context_tokens for p in prompts], pa.int32()),
         "gc_truncated": pa.array([p.truncated for p in prompts], pa.bool_()),
         "gc_status": pa.array([p.status for p in prompts], pa.string()),
+        "gc_prompt_hash": pa.array([prompt_digest(v) for v in values], pa.string()),
+        "gc_answer_hash": pa.array([prompt_digest(answer_text(a)) for a in answers], pa.string()),
     }
     if "embedding" in result:
         columns["gc_embedding"] = pa.array(

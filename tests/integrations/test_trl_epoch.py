@@ -1,4 +1,4 @@
-"""`gaincurate schedule run` driving the real TRL script docs/examples/trl_epoch.py, one epoch per process.
+"""`gaincurate schedule run` driving the shipped TRL script (`gaincurate example trl-epoch`), one epoch per process.
 
 The scheduler is killed with SIGKILL right after the trainer finished epoch 0 (before it could note so),
 and a first attempt fails with a real error of the script; re-running the same command continues, and
@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("trl")
 
 
-from trl_helpers import EXAMPLE_DIR, NUM_GENERATIONS, PROMPTS_PER_STEP, SCHEDULE, SUBSET, score_prompts
+from trl_helpers import NUM_GENERATIONS, PROMPTS_PER_STEP, SCHEDULE, SUBSET, score_prompts
 
 
 def gaincurate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -32,11 +32,10 @@ def gaincurate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def trainer_command(model: Path, *, generations: int, then: str = "") -> str:
-    script = shlex.quote(str(EXAMPLE_DIR / "trl_epoch.py"))
     command = (
-        f"{shlex.quote(sys.executable)} {script} --model {shlex.quote(str(model))} --data {{epoch_data}} "
-        f"--checkpoint {{checkpoint}} --output-dir {{output_dir}} --feedback-file {{feedback_file}} "
-        f"--epoch {{epoch}} --total-epochs 2 --reward parity --learning-rate 0.01 "
+        f"{shlex.quote(sys.executable)} -m gaincurate example trl-epoch --model {shlex.quote(str(model))} "
+        f"--data {{epoch_data}} --checkpoint {{checkpoint}} --output-dir {{output_dir}} "
+        f"--feedback-file {{feedback_file}} --epoch {{epoch}} --total-epochs 2 --reward parity --learning-rate 0.01 "
         f"--num-generations {generations} --prompts-per-step {PROMPTS_PER_STEP}"
     )
     return f"{command}; code=$?; {then} exit $code" if then else command

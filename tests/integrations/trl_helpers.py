@@ -21,7 +21,7 @@ SUBSET = 4
 SCHEDULE = {"subset_size": SUBSET, "sigma": 4, "step_size": 3, "adj_max": 6, "seed": 3, "rescore": "subset"}
 # Strategies the in-process end-to-end test runs; a new strategy is one more entry here.
 STRATEGIES = ["gain", "uniform", "dots", "mopps", "greso"]
-EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "docs" / "examples"
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "gaincurate" / "examples"
 
 
 def write_prompts(path: Path, n_prompts: int = N_PROMPTS) -> Path:

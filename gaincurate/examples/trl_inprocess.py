@@ -1,7 +1,7 @@
 """GRPO with a GAIN-RL curriculum inside one TRL process: score, then train three epochs on CPU.
 
-    python docs/examples/trl_inprocess.py                       # a tiny random Llama, built on the spot
-    python docs/examples/trl_inprocess.py --model path/to/model  # any local causal LM with a chat template
+    gaincurate example trl-inprocess                        # a tiny random Llama, built on the spot
+    gaincurate example trl-inprocess --model path/to/model  # any local causal LM with a chat template
 
 The lines marked `# gaincurate` are all a GRPOTrainer script needs. Each epoch trains on the schedule's
 subset of the prompts; at each epoch's end the subset is re-scored with the live model, mu moves, and the
@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gaincurate example trl-inprocess", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Local model folder (default: build a tiny random Llama).")
     parser.add_argument("--workdir", default=None, help="Where scores, run and checkpoints go (default: a temp dir).")
     parser.add_argument("--prompts", type=int, default=32, help="How many bundled sample prompts to use.")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build_tiny_model(folder: Path) -> Path:
@@ -62,8 +62,8 @@ def answer_reward(completions, answer, **kwargs) -> list[float]:
     return [float(a in c[-1]["content"]) for c, a in zip(completions, answer, strict=True)]
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -117,6 +117,7 @@ def main() -> None:
             f"ang {line['ang']:.4f} ({line['ang_source']}) mu {line['mu']:.1f} -> {line['mu_next']:.1f}"
         )
     print(f"run directory: {workdir / 'run'}  (gaincurate schedule status --run {workdir / 'run'})")
+    return 0
 
 
 if __name__ == "__main__":

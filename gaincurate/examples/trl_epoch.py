@@ -2,7 +2,7 @@
 
     gaincurate schedule init --scores scores/ --run run/ --subset-size 16
     gaincurate schedule run --run run/ --epochs 3 --trainer-cmd \\
-        'python docs/examples/trl_epoch.py --data {epoch_data} --checkpoint {checkpoint} \\
+        'gaincurate example trl-epoch --data {epoch_data} --checkpoint {checkpoint} \\
          --output-dir {output_dir} --feedback-file {feedback_file} --epoch {epoch} --total-epochs 3'
 
 Each call reads the epoch file (rows in rank order), resumes the trainer from the checkpoint that ended the
@@ -28,7 +28,7 @@ import sys
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gaincurate example trl-epoch", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model", default=None, help="Base model: folder, Hub id or .gguf (default: the embedded SmolLM2 GGUF)."
     )
