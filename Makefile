@@ -38,20 +38,27 @@ demo: setup
 	$(VENV)/bin/gaincurate score --out out/sample-scores
 	$(VENV)/bin/gaincurate show out/sample-scores --against difficulty
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist; 0 runs them in this one). Every test keeps its files
+# under its own tmp_path and each worker gets its own GAINCURATE_CACHE_DIR (tests/conftest.py); worksteal
+# rebalances when one worker draws the minutes-long trainer tests.
+PYTEST_WORKERS ?= 2
+PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
+
 # The quick loop: everything but the `slow` tests (real embedded model, real trainers).
 test: setup verl-env
-	$(VENV)/bin/pytest -m "not triton and not slow" -q
+	$(VENV)/bin/pytest -m "not triton and not slow" -q $(PARALLEL)
 	$(MAKE) test-kernels
 
 # Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is.
 test-all: setup test-main test-kernels
 
+# --durations: the log says where the time goes (issue #27 keeps the suite under 15 minutes on 2 cores).
 test-main: setup verl-env
-	$(VENV)/bin/pytest -m "not triton" -q
+	$(VENV)/bin/pytest -m "not triton" -q $(PARALLEL) --durations=25
 
-# The Triton interpreter must be switched on before the kernel module is imported: own process.
+# The Triton interpreter must be switched on before the kernel module is imported: own process(es).
 test-kernels: setup
-	TRITON_INTERPRET=1 $(VENV)/bin/pytest -m triton -q
+	TRITON_INTERPRET=1 $(VENV)/bin/pytest -m triton -q $(PARALLEL)
 
 lint: setup
 	$(VENV)/bin/ruff check .
