@@ -45,7 +45,7 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 
 def _mount() -> None:
     """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
-    from gaincurate.cli import bench, bench_tools, difficulty, example, rollout, schedule, score, show
+    from gaincurate.cli import bench, bench_tools, difficulty, example, rollout, schedule, score, show, verl
 
     score.register(app)
     example.register(app)
@@ -56,6 +56,7 @@ def _mount() -> None:
     bench_tools.register(bench.bench_app)  # bench scoring|kernel|gpu|replay|profile, after curriculum
     app.add_typer(bench.bench_app, name="bench")
     app.add_typer(bench.signal_app, name="signal")
+    app.add_typer(verl.app, name="verl")
 
 
 _mount()

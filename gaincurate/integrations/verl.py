@@ -3,7 +3,7 @@
 verl 0.5-0.7.1 lets a sampler class choose the training rows and see every step's batch. Point it here:
 
     gaincurate schedule init --scores scores/ --run run/ --format verl --subset-size 256
-    python -m gaincurate.integrations.verl export --scores scores/ --out all_prompts.parquet
+    gaincurate verl export --scores scores/ --out all_prompts.parquet
     python -m verl.trainer.main_ppo data.train_files=all_prompts.parquet \\
         data.sampler.class_path=pkg://gaincurate.integrations.verl data.sampler.class_name=GainCurriculumSampler \\
         data.dataloader_num_workers=0 +data.gaincurate.run_dir=run/ ...
@@ -28,9 +28,9 @@ Keys under `data.gaincurate` (add them with `+data.gaincurate.KEY=VALUE`):
 
 `data.filter_overlong_prompts=True` is refused when it dropped scored prompts (the schedule may pick them).
 
-verl 0.8 and later have no sampler hook: use `gaincurate schedule run` with `--format verl` epoch files,
-`data.shuffle=False`, one epoch per launch, and the reward function of `gaincurate.integrations.verl_reward`
-(or `recording_score` around your own) for feedback. docs/verl.md has both recipes.
+verl 0.8 and later have no sampler hook. verl 0.9.1 runs the curriculum in one launch through its dataset class
+and replay buffer hooks (`gaincurate.integrations.verl_v1`); otherwise `gaincurate schedule run` relaunches verl
+once per epoch with `--format verl` epoch files. docs/verl.md has every recipe.
 
 verl itself is imported only when it is installed: verl calls `update` only on subclasses of its
 `AbstractCurriculumSampler`, so the sampler derives from it there, and from torch's `Sampler` elsewhere
@@ -51,7 +51,7 @@ from torch.utils.data import Sampler
 
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl_checkpoint import refuse_megatron
+from gaincurate.integrations.verl_checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl_reward import recording_score
 from gaincurate.schedule.curriculum import CurriculumDriver
 from gaincurate.schedule.order import EpochOrder
@@ -110,32 +110,16 @@ class GainCurriculumSampler(_curriculum_base()):
         self.settings = SamplerSettings.from_data_config(data_config)
         self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
         self.row_of = _rows_by_gc_id(data_source, self.settings.index_key)
-        missing = [int(g) for g in self.driver.scores.prompts.gc_ids if int(g) not in self.row_of]
-        if missing and _get(data_config, "filter_overlong_prompts"):
-            raise ConfigError(
-                f"data.filter_overlong_prompts dropped {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...) "
-                "that the schedule may pick; set data.filter_overlong_prompts=False and data.truncation=left "
-                "(or a data.max_prompt_length that fits every prompt)"
-            )
-        if missing:
-            raise ConfigError(
-                f"data.train_files lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); train on "
-                "`python -m gaincurate.integrations.verl export --scores SCORES --out FILE.parquet`"
-            )
-        batch = _get(data_config, "train_batch_size")
-        subset = self.driver.params.subset_size
-        if batch and subset % int(batch):
-            raise ConfigError(
-                f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "
-                f"{subset % int(batch)} prompts each epoch. Re-init the run with a multiple of {batch}"
-            )
+        check_rows(self.driver, self.row_of, data_config)
         if self.driver.screens:
             if not self.settings.checkpoint_dir:
                 raise ConfigError(
                     "--strategy screen measures each epoch's candidates with the newest policy; set "
                     "+data.gaincurate.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
                 )
-            self.driver.use_screener(self._screen)
+            self.driver.use_screener(
+                newest_checkpoint_screener(self.driver, self.settings.run_dir, self.settings.checkpoint_dir)
+            )
         self._yielded = 0  # rows of the current epoch handed out so far
         self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
 
@@ -176,53 +160,30 @@ class GainCurriculumSampler(_curriculum_base()):
         self.driver.load_state_dict(state["curriculum"])
         self._resume_at = int(state["yielded"])
 
-    def _screen(self, gc_ids: np.ndarray, epoch: int, rollouts: int) -> Any:
-        """screen's measurement: epoch 0 with the model the prompts were scored with, later the newest checkpoint."""
-        from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
-        from gaincurate.schedule.screeners import checkpoint_screener
-
-        model_path = None
-        if epoch > 0:
-            found = find_checkpoint(Path(self.settings.checkpoint_dir))
-            if found is not None:
-                refuse_megatron(found.path)
-            if found is None or found.model_path is None:
-                why = "there is none" if found is None else no_model_reason(found)
-                raise ConfigError(
-                    f"--strategy screen needs the newest checkpoint's weights in {self.settings.checkpoint_dir} to "
-                    f"screen epoch {epoch}, but {why}; save actor.checkpoint.save_contents with hf_model every epoch"
-                )
-            model_path = found.model_path
-        run_dir, scores_dir = Path(self.settings.run_dir), self.driver.scores_dir
-        return checkpoint_screener(run_dir, scores_dir, seed=self.driver.params.seed, model_path=model_path)(
-            gc_ids, epoch, rollouts
-        )
-
     def _end_epoch(self) -> None:
-        rescored, checkpoint = None, None
-        if self.driver.scheduler.rescore_due() and self.settings.checkpoint_dir:
-            from gaincurate.schedule.checkpoints import find_checkpoint
+        step_at_epoch_end(self.driver, self.settings.checkpoint_dir)
 
-            found = find_checkpoint(Path(self.settings.checkpoint_dir))
-            if found is not None:
-                refuse_megatron(found.path)
-            if found is not None and found.model_path is not None:
-                checkpoint = str(found.path)
-                rescored = self.driver.rescore(checkpoint=found.model_path)
-            else:
-                logger.warning(
-                    "no checkpoint with full weights in %s; epoch %d's angle comes from the stored scores "
-                    "(save actor.checkpoint.save_contents with hf_model)",
-                    self.settings.checkpoint_dir,
-                    self.driver.epoch,
-                )
-        record = self.driver.step(rescored=rescored, checkpoint=checkpoint)
-        logger.info(
-            "gaincurate: epoch %d accuracy %.3f, mu %.1f -> %.1f",
-            record["epoch"],
-            record["accuracy"],
-            record["mu"],
-            record["mu_next"],
+
+def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config: Any) -> None:
+    """Refuse, in one line, training rows the schedule cannot draw from, or a subset verl would cut short."""
+    missing = [int(g) for g in driver.scores.prompts.gc_ids if int(g) not in row_of]
+    if missing and _get(data_config, "filter_overlong_prompts"):
+        raise ConfigError(
+            f"data.filter_overlong_prompts dropped {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...) "
+            "that the schedule may pick; set data.filter_overlong_prompts=False and data.truncation=left "
+            "(or a data.max_prompt_length that fits every prompt)"
+        )
+    if missing:
+        raise ConfigError(
+            f"data.train_files lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); train on "
+            "`gaincurate verl export --scores SCORES --out FILE.parquet`"
+        )
+    batch = _get(data_config, "train_batch_size")
+    subset = driver.params.subset_size
+    if batch and subset % int(batch):
+        raise ConfigError(
+            f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "
+            f"{subset % int(batch)} prompts each epoch. Re-init the run with a multiple of {batch}"
         )
 
 
@@ -255,6 +216,8 @@ def batch_rollouts(batch: Any, index_key: str = "index", reward_key: str = "toke
 def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | None = None) -> Path:
     """Write every scored prompt in verl's format (gc_id order) to a parquet file for data.train_files.
 
+    `gaincurate verl export` runs it.
+
     `data_source` is verl's reward key of every row (default lighteval/MATH, scored 1/0 on boxed answers).
     """
     from gaincurate.schedule.epochs import check_format, epoch_table, write_epoch
@@ -286,7 +249,7 @@ def _rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
     if any(gc_id is None for gc_id in ids):
         raise ConfigError(
             "some training rows carry no gc_id (extra_info.index); train on "
-            "`python -m gaincurate.integrations.verl export --scores SCORES --out FILE.parquet`"
+            "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
     return {int(gc_id): row for row, gc_id in enumerate(ids)}
 
@@ -314,26 +277,3 @@ def _lookup(container: Any, key: str) -> Any:
 
 def _first(*values: Any) -> Any:
     return next((value for value in values if value is not None), None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m gaincurate.integrations.verl export --scores DIR --out FILE.parquet`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m gaincurate.integrations.verl")
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="every scored prompt in verl's format, for data.train_files")
-    export.add_argument("--scores", required=True, help="scores directory from `gaincurate score`")
-    export.add_argument("--out", required=True, help="parquet file to write")
-    export.add_argument("--data-source", help="the rows' data_source, verl's reward key (default lighteval/MATH)")
-    args = parser.parse_args(argv)
-    try:
-        path = export_prompts(args.scores, args.out, data_source=args.data_source)
-    except ConfigError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -35,7 +35,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKER_TIMEOUT = 300.0
 # model_merger_command lives with the verl layouts in gaincurate.schedule.checkpoints; docs/verl.md names it here.
-__all__ = ["StepScheduleOnSave", "model_merger_command", "refuse_megatron", "wait_for_tracker"]
+__all__ = [
+    "StepScheduleOnSave",
+    "model_merger_command",
+    "newest_checkpoint_screener",
+    "refuse_megatron",
+    "step_at_epoch_end",
+    "wait_for_tracker",
+]
 
 
 def refuse_megatron(step_dir: str | Path) -> None:
@@ -46,6 +53,70 @@ def refuse_megatron(step_dir: str | Path) -> None:
             f"{megatron} and step again, or save hf_model through a bridge, or use --rescore none "
             "(gaincurate cannot re-score from Megatron shards)"
         )
+
+
+def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]:
+    """End an in-process curriculum's epoch in verl's driver process; returns the step's history record.
+
+    When the schedule re-scores this epoch, the fresh scores come from the newest complete checkpoint in
+    `checkpoint_dir` (verl's trainer.default_local_dir) with full Hugging Face weights; without one the angle
+    comes from the stored scores, and the log says so. Megatron shards are refused with verl's merger command.
+    """
+    from gaincurate.schedule.checkpoints import find_checkpoint
+
+    rescored, checkpoint = None, None
+    if driver.scheduler.rescore_due() and checkpoint_dir:
+        found = find_checkpoint(Path(checkpoint_dir))
+        if found is not None:
+            refuse_megatron(found.path)
+        if found is not None and found.model_path is not None:
+            checkpoint = str(found.path)
+            rescored = driver.rescore(checkpoint=found.model_path)
+        else:
+            logger.warning(
+                "no checkpoint with full weights in %s; epoch %d's angle comes from the stored scores "
+                "(save actor.checkpoint.save_contents with hf_model)",
+                checkpoint_dir,
+                driver.epoch,
+            )
+    record = driver.step(rescored=rescored, checkpoint=checkpoint)
+    logger.info(
+        "gaincurate: epoch %d accuracy %.3f, mu %.1f -> %.1f",
+        record["epoch"],
+        record["accuracy"],
+        record["mu"],
+        record["mu_next"],
+    )
+    return record
+
+
+def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir: str) -> Any:
+    """screen's measurement in verl's driver: epoch 0 with the scored model, later the newest checkpoint.
+
+    verl's live policy sits in its Ray workers, out of the driver's reach; a later epoch without a checkpoint
+    holding full weights is refused rather than screened with a stale policy.
+    """
+
+    def screen(gc_ids: Any, epoch: int, rollouts: int) -> Any:
+        from gaincurate.schedule.checkpoints import find_checkpoint, no_model_reason
+        from gaincurate.schedule.screeners import checkpoint_screener
+
+        model_path = None
+        if epoch > 0:
+            found = find_checkpoint(Path(checkpoint_dir))
+            if found is not None:
+                refuse_megatron(found.path)
+            if found is None or found.model_path is None:
+                why = "there is none" if found is None else no_model_reason(found)
+                raise ConfigError(
+                    f"--strategy screen needs the newest checkpoint's weights in {checkpoint_dir} to "
+                    f"screen epoch {epoch}, but {why}; save actor.checkpoint.save_contents with hf_model every epoch"
+                )
+            model_path = found.model_path
+        screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.params.seed, model_path=model_path)
+        return screener(gc_ids, epoch, rollouts)
+
+    return screen
 
 
 def wait_for_tracker(step_dir: str | Path, step: int, timeout: float, poll: float = 1.0) -> bool:

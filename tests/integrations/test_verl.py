@@ -218,5 +218,5 @@ def test_export_holds_every_prompt_with_its_gc_id(setup, tmp_path):
     assert table.column("gc_id").to_pylist() == list(range(40))
     assert {"data_source", "prompt", "ability", "reward_model"} <= set(table.column_names)
     again = tmp_path / "again.parquet"
-    assert verl_integration.main(["export", "--scores", str(setup.scores), "--out", str(again)]) == 0
+    verl_integration.export_prompts(setup.scores, again)  # `gaincurate verl export`: tests/verl/test_verl_rows.py
     assert again.read_bytes() == (tmp_path / "all.parquet").read_bytes()

@@ -33,12 +33,10 @@ def epoch_file(scores, workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(scores, workdir) -> Path:
-    """Every scored prompt in verl's format: `python -m gaincurate.integrations.verl export`."""
-    from gaincurate.integrations.verl import main
+    """Every scored prompt in verl's format, as `gaincurate verl export` writes it."""
+    from gaincurate.integrations.verl import export_prompts
 
-    out = workdir / "all_prompts.parquet"
-    assert main(["export", "--scores", str(scores), "--out", str(out)]) == 0
-    return out
+    return export_prompts(scores, workdir / "all_prompts.parquet")
 
 
 @pytest.fixture(scope="session")
