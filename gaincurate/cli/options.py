@@ -87,8 +87,10 @@ Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N]. [defaul
 StrategyOption = Annotated[
     Literal[(*STRATEGIES, *BENCH_ONLY_STRATEGIES)],
     typer.Option(
-        help="gain: by score; length: shortest first; uniform: baseline; dots: pass rate near --target; "
-        "mopps: Thompson draw of a Beta posterior near --target; greso: uniform, skipping zero-variance prompts; "
+        help="gain: by score (lost to uniform on the bench); length: shortest first; uniform: baseline; "
+        "dots: pass rate near --target (recommended: 0.53x uniform's rollouts on the bench; needs score --embed); "
+        "mopps: Thompson draw of a Beta posterior near --target (0.69x); "
+        "greso: uniform, skipping zero-variance prompts; "
         "screen: candidates measured with the current policy, kept in the band; "
         "oracle: the bench's ceiling, refused here."
     ),

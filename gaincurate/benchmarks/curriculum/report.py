@@ -22,6 +22,7 @@ from typing import Any
 from gaincurate.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.benchmarks.curriculum.summary import summarize
 from gaincurate.errors import ConfigError
+from gaincurate.fileio import atomic_write_bytes
 
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
 
@@ -52,10 +53,15 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
 
 
 def publish(out: Path, folder: Path) -> None:
-    """Copy a bench's small outputs (not its assets, pairs or plots) into a results folder."""
+    """Copy a bench's small outputs (not its assets, pairs or plots) into a results folder, with its summary
+    recomputed by this code, so the kept summary.json is what `report` re-derives."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in FILES[:3]:
         shutil.copyfile(Path(out) / name, folder / name)
+    summary, _ = report(folder)
+    kept = json.loads((Path(out) / "summary.json").read_text())
+    summary["initial_sha256"] = kept.get("initial_sha256")
+    atomic_write_bytes(folder / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -189,6 +189,14 @@ def _verdicts(arms: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     return out
 
 
+def arm_order(arms, config: BenchConfig) -> list[str]:
+    """The baseline, the primary arms, the config's other arms, then any other by name: tables read the same
+    whichever command wrote the points last."""
+    declared = [config.baseline, *config.primary, *config.strategies, *config.defined_arms()]
+    rank = {arm: i for i, arm in reversed(list(enumerate(declared)))}
+    return sorted(arms, key=lambda arm: (rank.get(arm, len(rank)), arm))
+
+
 def summarize(
     points: list[dict[str, Any]], config: BenchConfig, costs: dict[tuple[str, int], dict[str, float]] | None = None
 ) -> dict[str, Any]:
@@ -196,6 +204,7 @@ def summarize(
     by_arm: dict[str, dict[int, Curve]] = defaultdict(dict)
     for (arm, seed), curve in curves(points).items():
         by_arm[arm][seed] = curve
+    by_arm = {arm: by_arm[arm] for arm in arm_order(by_arm, config)}
     target, rule, declared = _target(by_arm, config)
     base = by_arm.get(config.baseline)
     budget = config.pauc_budget
