@@ -58,6 +58,8 @@ def test_the_docs_have_commands_for_this_verl():
     if verl_version() >= (0, 8):
         assert {"data.shuffle", "data.train_files", "reward.custom_reward_function.path"} <= names
         assert "trainer.checkpoint_callback_class" in names
+        one_launch = {"data.custom_cls.path", "trainer.v1.sampler.custom_sampler.path", "data.dataloader_num_workers"}
+        assert one_launch | {"+trainer.v1.sampler.sampler_kwargs.run_dir"} <= names  # verl 0.9.1's recipe
     else:
         assert {"data.sampler.class_path", "+data.gaincurate.run_dir"} <= names
 
