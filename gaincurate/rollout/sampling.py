@@ -74,23 +74,20 @@ def seeded_sampler(seeds: Sequence[int], temperature: float) -> Any:
 
 
 def render_prompts(tokenizer: Any, questions: Sequence[str], prompt_config: dict[str, Any]) -> list[list[int]]:
-    """Token ids of each prompt, built like the scores directory's: system prompt, few-shot, template."""
-    from gaincurate.prompts import PromptFormat, build_messages, render_with_spans
+    """Token ids of each prompt, built like the scores directory's: system prompt, few-shot, template; or TRL's
+    own `prompt` column (text or chat messages) as it is, as scoring and training render it."""
+    from gaincurate.prompts import PromptFormat, for_column, is_messages, render_with_spans
 
     fmt = PromptFormat(
         system_prompt=prompt_config.get("system_prompt"),
         few_shot=tuple(dict(s) for s in prompt_config.get("few_shot") or ()),
         chat_template=prompt_config.get("chat_template", True),
     )
-    texts = []
-    for question in questions:
-        if fmt.chat_template:
-            messages = build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
-            texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        else:
-            texts.append(render_with_spans(tokenizer, question, fmt)[0])
+    fmt = for_column(fmt, str(prompt_config.get("prompt_column")))
+    texts = [render_with_spans(tokenizer, question, fmt)[0] for question in questions]
     # A chat template writes its own BOS; plain text needs the tokenizer's (as in scoring).
-    encoded = tokenizer(texts, add_special_tokens=not fmt.chat_template)
+    special = (not fmt.chat_template or fmt.as_is) and not any(is_messages(q) for q in questions)
+    encoded = tokenizer(texts, add_special_tokens=special)
     ids = [list(row) for row in encoded["input_ids"]]
     max_length = prompt_config.get("max_length")
     if max_length and any(len(row) > max_length for row in ids):
