@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -22,6 +23,11 @@ def test_bench_kernel_checks_every_backend_then_times_and_writes_the_same_json(t
 
 
 def test_bench_scoring_agrees_with_the_naive_scorer(tiny_llama, tmp_path, monkeypatch, capsys):
+    from gaincurate.benchmarks import scoring
+
+    # The rate probes at a test's size: a 1536-wide matmul and 2-second races would cost more than the scoring.
+    monkeypatch.setattr(scoring, "matmul_rate", functools.partial(scoring.matmul_rate, size=64, repeats=2))
+    monkeypatch.setattr(scoring, "model_rate", functools.partial(scoring.model_rate, seconds=0.1))
     data = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
     args = ["bench", "scoring", "--data", str(data), "--rows", "4", "--model", str(tiny_llama), "--dtype", "float32"]
     args += ["--batch-tokens", "512", "--threads", "1", "--batch-sweep", "256", "--json"]
