@@ -10,6 +10,7 @@ up front, and the same rows give the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,9 @@ def prompt_format(scores: ScoresInput):
         few_shot=tuple(config.get("few_shot") or ()),
         chat_template=bool(config.get("chat_template", True)),
     )
-    return for_column(fmt, str(config.get("prompt_column")))
+    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: train them as scored.
+    as_is = for_column(fmt, str(config.get("prompt_column"))).as_is and scores.manifest.get("prompt_format") == "as_is"
+    return dataclasses.replace(fmt, as_is=as_is)
 
 
 def _text_prompts(scores: ScoresInput) -> bool:

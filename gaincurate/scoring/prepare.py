@@ -31,7 +31,7 @@ from gaincurate.model import (
     source_fingerprint,
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.prompts import PromptEncoder, for_column
+from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
@@ -67,6 +67,8 @@ class Plan:
             "dtype": dtype,
             "model_fingerprint": self.model_fingerprint,
             "dataset_fingerprint": self.dataset_fingerprint,
+            # TRL's prompt column is scored as it is since #28; only then, so other fingerprints stay as they were.
+            **({"prompt_format": "as_is"} if config.prompt_column == TRL_PROMPT_COLUMN else {}),
         }
 
     def resumed_fingerprint(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ scores are comparable with the stored ones. Used by `gaincurate schedule` and th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -38,7 +39,11 @@ def rescore(
     Returns gc_score in the order of `ids`. With `nproc` > 1 (checkpoints only) the rows are scored by
     `torchrun --nproc-per-node nproc -m gaincurate score`.
     """
-    config, _ = split_config(read_manifest(scores_dir)["config"])
+    manifest = read_manifest(scores_dir)
+    config, _ = split_config(manifest["config"])
+    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: re-score them the same way.
+    fmt = for_column(config.prompt_format, config.prompt_column)
+    fmt = dataclasses.replace(fmt, as_is=fmt.as_is and manifest.get("prompt_format") == "as_is")
     questions = _questions(scores_dir, ids, config.prompt_column)
     if (model is None) != (tokenizer is None):
         raise ConfigError("rescore needs both a live model and its tokenizer, or a checkpoint")
@@ -58,7 +63,7 @@ def rescore(
     was_training = model.training
     model.eval()
     try:
-        encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), config.max_length)
+        encoder = PromptEncoder(tokenizer, fmt, config.max_length)
         prefix = find_shared_prefix(encoder) if config.prefix_cache else None
         scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix)
         result = scorer.score(encoder.encode(questions), progress)
