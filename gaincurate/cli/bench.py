@@ -32,6 +32,18 @@ signal_app = typer.Typer(
 )
 
 
+def _seeds(text: str) -> str:
+    """A --seeds spec checked at parse time: a malformed one is a usage error naming it, before torch loads."""
+    from gaincurate.benchmarks.curriculum.configs import parse_seeds
+    from gaincurate.errors import ConfigError
+
+    try:
+        parse_seeds(text)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
+    return text
+
+
 @bench_app.command(
     epilog="Examples:\n\n* `gaincurate bench curriculum --config cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --config cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
@@ -48,7 +60,11 @@ def curriculum(
         Path | None, typer.Option("--out", "-o", help="Bench directory (resumed when it holds this bench).")
     ] = None,
     seeds: Annotated[
-        str | None, typer.Option(help="A count (12: seeds 0-11), a range (100-111) or a list (default: the config's).")
+        str | None,
+        typer.Option(
+            help="A count (12: seeds 0-11), a range (100-111) or a list (default: the config's).",
+            parser=_seeds,
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Pairs trained at once, each in its own process.")] = 1,
     strategies: Annotated[

@@ -207,5 +207,5 @@ def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
     )
     bad = subprocess.run([CONSOLE, "bench", "curriculum", "--config", "cpu-arith", "--out", str(tmp_path / "x"),
                           "--seeds", "9-3"], capture_output=True, text=True)  # fmt: skip
-    assert bad.returncode == 1 and "write a count (12), a range (100-111) or a list" in bad.stderr
+    assert bad.returncode == 2 and "--seeds 9-3 is not valid" in bad.stderr  # a usage error, before any work
     assert not (tmp_path / "x").exists()

@@ -66,7 +66,7 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
     [
         (
             ["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--strategies", "gian"],
-            "unknown strategy 'gian'",
+            "unknown arm 'gian'",
         ),
         (["bench", "curriculum", "--config", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
