@@ -49,7 +49,7 @@ class ScoreConfig:
     backend: str = "auto"
     inter_weight: float = 1.0
     debias: str = "none"
-    embed: bool = False
+    embed: bool = True  # dots, the default strategy, reads it; the same forward pass, so it costs only storage
     embed_layer: int | None = None  # None: the scoring layer
 
     def __post_init__(self) -> None:

@@ -125,7 +125,10 @@ def test_a_damaged_shard_is_refused_by_name_then_rebuilt(score_args, clean, tmp_
     data[len(data) // 2] ^= 0xFF  # one flipped bit-pattern in the middle: still a file, no longer the same
     damaged.write_bytes(bytes(data))
 
-    for command in (["show", out], ["schedule", "init", "--scores", out, "--run", tmp_path / "run"]):
+    for command in (
+        ["show", out],
+        ["schedule", "init", "--strategy", "gain", "--scores", out, "--run", tmp_path / "run"],
+    ):
         line = error_line(gaincurate(*command))
         assert "shard-00002.arrow" in line and "damaged" in line and "gaincurate score" in line, line
     assert not (tmp_path / "run").exists()

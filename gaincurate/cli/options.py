@@ -88,7 +88,7 @@ StrategyOption = Annotated[
     Literal[(*STRATEGIES, *BENCH_ONLY_STRATEGIES)],
     typer.Option(
         help="gain: by score (lost to uniform on the bench); length: shortest first; uniform: baseline; "
-        "dots: pass rate near --target (recommended: 0.53x uniform's rollouts on the bench; needs score --embed); "
+        "dots: pass rate near --target (the default: 0.53x uniform's rollouts on the bench); "
         "mopps: Thompson draw of a Beta posterior near --target (0.69x); "
         "greso: uniform, skipping zero-variance prompts; "
         "screen: candidates measured with the current policy, kept in the band; "

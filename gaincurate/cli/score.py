@@ -78,7 +78,12 @@ InterWeight = Annotated[float | None, typer.Option(help="w in score = intra + w 
 Debias = Annotated[
     Literal[DEBIAS] | None, typer.Option(help="length: rank by the residual after a log-length fit. [default: none]")
 ]
-Embed = Annotated[bool, typer.Option("--embed", help="Also store the mean-pooled question embedding (for dots).")]
+Embed = Annotated[
+    bool, typer.Option("--embed", help="Store the mean-pooled question embedding (the default; dots needs it).")
+]
+NoEmbed = Annotated[
+    bool, typer.Option("--no-embed", help="Leave the embedding out (2 bytes x hidden size per row); not for dots.")
+]
 EmbedLayer = Annotated[int | None, typer.Option(help="Layer for --embed (default: the scoring layer).")]
 ShardRows = Annotated[
     int | None,
@@ -125,6 +130,7 @@ def score(
     inter_weight: InterWeight = None,
     debias: Debias = None,
     embed: Embed = False,
+    no_embed: NoEmbed = False,
     embed_layer: EmbedLayer = None,
     shard_rows: ShardRows = None,
     threads: Threads = None,
@@ -181,7 +187,7 @@ def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions
         () if given["no_few_shot"] else (load_few_shot(given["few_shot"]) if given["few_shot"] else None)
     )
     flags["chat_template"] = False if given["no_chat_template"] else None
-    flags["embed"] = True if given["embed"] else None
+    flags["embed"] = False if given["no_embed"] else True if given["embed"] else None
     flags["prefix_cache"] = False if given["no_prefix_cache"] else None
     flags["overwrite"] = True if given["overwrite"] else None
     flags["allow_missing_answers"] = True if given["allow_missing_answers"] else None

@@ -29,7 +29,7 @@ from gaincurate.schedule import gain_options, sizes
 STRATEGIES = ("gain", "uniform", "length", "dots", "mopps", "greso", "screen")
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparison (docs/strategies.md, "Which strategy by default").
-DEFAULT_STRATEGY = "gain"
+DEFAULT_STRATEGY = "dots"
 # The strategies that draw around mu (a Gaussian over the ranking); the others keep mu but never use it.
 MU_STRATEGIES = ("gain", "length")
 # The strategies whose estimate of a prompt is a pass rate: --band LO,HI filters them.

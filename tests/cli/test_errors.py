@@ -27,12 +27,18 @@ USAGE_ERRORS = {
     "bad-choice": (["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "gian"], ["gian", "'gain'"]),
     "bad-choice-score": (["score", "--site", "attention"], ["--site attention", "'mlp-input', 'residual'"]),
     "wrong-type": (["score", "--limit", "ten"], ["--limit ten", "integer"]),
-    "wrong-type-float": (["schedule", "init", "--scores", "s", "--run", "r", "--sigma", "wide"], ["--sigma wide"]),
+    "wrong-type-float": (
+        ["schedule", "init", "--strategy", "gain", "--scores", "s", "--run", "r", "--sigma", "wide"],
+        ["--sigma wide"],
+    ),
     "three-number-range": (
-        ["schedule", "init", "--scores", "s", "--run", "r", "--reward-range", "1,2,3"],
+        ["schedule", "init", "--strategy", "gain", "--scores", "s", "--run", "r", "--reward-range", "1,2,3"],
         ["--reward-range 1,2,3", "LO,HI", "`gaincurate schedule init --help`"],
     ),
-    "one-number-prior": (["schedule", "init", "--scores", "s", "--run", "r", "--prior", "2"], ["--prior 2", "A,B"]),
+    "one-number-prior": (
+        ["schedule", "init", "--strategy", "gain", "--scores", "s", "--run", "r", "--prior", "2"],
+        ["--prior 2", "A,B"],
+    ),
     "negative-top": (["show", "scores", "--top", "-1"], ["--top -1", "greater than or equal to 0"]),
     "zero-limit": (["score", "--limit", "0"], ["--limit 0", "greater than or equal to 1"]),
     "zero-seeds": (["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),
@@ -123,8 +129,8 @@ def test_a_write_that_fails_for_lack_of_room_is_one_line(scored, gaincurate, err
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
 
-    result = gaincurate("schedule", "init", "--scores", scored, "--run", tmp_path / "run", preexec_fn=no_room,
-                        env={"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    result = gaincurate("schedule", "init", "--strategy", "gain", "--scores", scored, "--run", tmp_path / "run",
+                        preexec_fn=no_room, env={"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
     line = error_line(result)
     assert result.returncode == 1
     assert "File too large" in line and "run the same command again" in line

@@ -63,7 +63,7 @@ def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
 
 def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run(["schedule", "init", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
+    run(["schedule", "init", "--strategy", "gain", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
     assert "around mu 0.0" in run(["schedule", "next", "--run", run_dir], capsys)
     status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
     assert status["uses_mu"] is True and status["mu"] == 0.0
@@ -72,7 +72,7 @@ def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):
 
 def test_status_plot_to_a_png_file(scored, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run(["schedule", "init", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
+    run(["schedule", "init", "--strategy", "gain", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
     pytest.importorskip("matplotlib")
     run(["schedule", "status", "--run", run_dir, "--plot", tmp_path / "run.png"], capsys)
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

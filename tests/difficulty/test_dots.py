@@ -274,4 +274,4 @@ def test_bad_dots_values_name_the_flag(options, flag):
     from gaincurate.errors import ConfigError
 
     with pytest.raises(ConfigError, match=flag):
-        ScheduleConfig(**{"strategy": "dots", **options})
+        ScheduleConfig(**{"strategy": "gain", **{"strategy": "dots", **options}})

@@ -21,7 +21,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.driver import advance, init_run, run_status
 from gaincurate.schedule.rundir import load_run, read_history
 
-CONFIG = ScheduleConfig(seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
+CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
 
 # A stand-in trainer that starts fast (no pyarrow): it writes two rollouts for every prompt of the
 # 40-prompt set (the loop counts and drops those outside the epoch) and a TRL checkpoint.

@@ -66,7 +66,9 @@ def run(tmp_path) -> tuple[Path, str, Path]:
     run_dir, notes = tmp_path / "run", tmp_path / "notes"
     notes.mkdir()
     init_run(
-        run_dir, write_scores(tmp_path / "scores"), ScheduleConfig(seed=5, subset_size=SUBSET, sigma=6, rescore="none")
+        run_dir,
+        write_scores(tmp_path / "scores"),
+        ScheduleConfig(strategy="gain", seed=5, subset_size=SUBSET, sigma=6, rescore="none"),
     )
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)

@@ -53,7 +53,7 @@ def scores(tiny_llama, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("shape", [(2, 2, 1), (2, 1, 3), (3, 2, 2)], ids=lambda s: "G{}-B{}-R{}".format(*s))
 def test_sampler_has_repeat_sampler_structure_over_the_subset(scores, shape):
     generations, batch, repeat = shape
-    config = ScheduleConfig(**{**SCHEDULE, "subset_size": 6, "rescore": "none"})
+    config = ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "subset_size": 6, "rescore": "none"}})
     curriculum = GainCurriculum(scores, config)
     dataset = curriculum.train_dataset()
     # Rows in a shuffled order: the sampler must map gc_ids to rows, not assume row == gc_id.
@@ -70,7 +70,7 @@ def test_sampler_has_repeat_sampler_structure_over_the_subset(scores, shape):
 
 
 def test_shuffled_epochs_are_seeded_permutations(scores):
-    config = ScheduleConfig(**{**SCHEDULE, "rescore": "none"})
+    config = ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "rescore": "none"}})
     first, second = (GainCurriculum(scores, config, shuffle=True) for _ in range(2))
     row_of = {i: i for i in range(16)}
     structure = {"mini_repeat_count": 1, "batch_size": 1, "repeat_count": 1}
@@ -81,7 +81,7 @@ def test_shuffled_epochs_are_seeded_permutations(scores):
 
 def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scores):
     # No run_dir: the curriculum holds the scheduler in memory and must build the dots strategy itself.
-    config = ScheduleConfig(**{**SCHEDULE, "strategy": "dots", "rescore": "none"})
+    config = ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "strategy": "dots", "rescore": "none"}})
     driver = GainCurriculum(scores, config).driver
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, strategy=build_strategy(table, config, initial=True))
@@ -94,7 +94,7 @@ def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scor
 
 
 def test_sampler_refuses_an_epoch_the_curriculum_is_not_at(scores):
-    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **SCHEDULE}))
     row_of = {i: i for i in range(16)}
     sampler = CurriculumSampler(curriculum, row_of, mini_repeat_count=2, batch_size=2, repeat_count=1)
     sampler.set_epoch(1)
@@ -136,7 +136,7 @@ def test_async_reward_stays_async_and_records():
 
 
 def test_evaluation_rewards_are_not_feedback(scores):
-    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **SCHEDULE}))
     [wrapped] = curriculum.wrap_rewards([parity_reward])
     curriculum.trainer = SimpleNamespace(model=torch.nn.Linear(1, 1).eval())
     wrapped(completion_ids=[[1]], gc_id=[0])
@@ -147,7 +147,7 @@ def test_evaluation_rewards_are_not_feedback(scores):
 
 
 def test_reward_outside_range_is_a_one_line_error(scores):
-    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **SCHEDULE}))
     [wrapped] = curriculum.wrap_rewards([lambda completions, **kw: [2.0] * len(completions)])
     with pytest.raises(ConfigError, match=r"reward 2 of gc_id 5 is outside \[0, reward_max=1\]"):
         wrapped(completions=["a"], gc_id=[5])
@@ -207,11 +207,11 @@ def tiny_trainer(curriculum, model_dir, output_dir, reward_funcs=None, **overrid
 
 
 def test_attach_refuses_what_would_train_the_wrong_prompts(scores, tiny_llama, tmp_path):
-    curriculum = GainCurriculum(scores, ScheduleConfig(**{**SCHEDULE, "subset_size": 5}))
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "subset_size": 5}}))
     trainer = tiny_trainer(curriculum, tiny_llama, tmp_path)
     with pytest.raises(ConfigError, match="subset_size 5 is not a multiple of the 2 prompts.*subset_size=4 or 6"):
         curriculum.attach(trainer)
-    curriculum = GainCurriculum(scores, ScheduleConfig(**SCHEDULE))
+    curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **SCHEDULE}))
     with pytest.raises(ConfigError, match="curriculum.wrap_rewards"):
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path, reward_funcs=[parity_reward]))
 
@@ -220,7 +220,9 @@ def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(s
     from trl import GRPOConfig
 
     # 16 prompts: the default 256/7500 of N rounds to 1 prompt, but each generation batch here takes 2.
-    schedule = ScheduleConfig(**{key: value for key, value in SCHEDULE.items() if key != "subset_size"})
+    schedule = ScheduleConfig(
+        **{"strategy": "gain", **{key: value for key, value in SCHEDULE.items() if key != "subset_size"}}
+    )
     curriculum = GainCurriculum(scores, schedule)
     with pytest.raises(ConfigError, match="subset_size 1 is not a multiple of the 2 prompts.*args=training_args"):
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
@@ -249,7 +251,7 @@ class StopAfter:
 def train_inprocess(
     scores, model_dir, root: Path, strategy: str, *, stop_after=None, resume=None, run_dir=None, **overrides
 ):
-    config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
+    config = ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "strategy": strategy}})
     run_dir = run_dir or root / "run"
     curriculum = GainCurriculum(scores, config, run_dir=run_dir) if not resume else GainCurriculum(run_dir=run_dir)
     rewards = EpochRewards()
@@ -297,7 +299,7 @@ def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, stra
         assert len(line["subset_ids"]) == SUBSET
 
     # An independent scheduler fed the test's own rewards and the logged angles draws the same epochs.
-    config = ScheduleConfig(**{**SCHEDULE, "strategy": strategy})
+    config = ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "strategy": strategy}})
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, strategy=build_strategy(table, config, initial=True))
     plans = [scheduler.next_epoch().plan]

@@ -50,7 +50,9 @@ def test_schedule_run_with_the_trl_script_survives_failure_and_kill(tiny_llama, 
     scores = score_prompts(tiny_llama, tmp_path / "scores")
     run = tmp_path / "run"
     options = [f"--{key.replace('_', '-')}={value}" for key, value in SCHEDULE.items()]
-    init = gaincurate("schedule", "init", "--scores", str(scores), "--run", str(run), *options, cwd=tmp_path)
+    init = gaincurate(
+        "schedule", "init", "--strategy", "gain", "--scores", str(scores), "--run", str(run), *options, cwd=tmp_path
+    )
     assert init.returncode == 0, init.stderr
 
     # 1. A real failure: the script rejects its arguments. The loop stops with the command's exit code and log tail.

@@ -100,7 +100,9 @@ def grpo(model_dir: Path, out: Path, dataset, reward_funcs, callbacks=(), **over
 def five_lines(scores: Path, model_dir: Path, root: Path, *, config=None, attach=True, dataset=None, reward=None):
     """docs/trl.md's five lines around a GRPOTrainer; returns (curriculum, trainer, reward)."""
     curriculum = GainCurriculum(
-        scores_dir=scores, config=config or ScheduleConfig(subset_size=4, rescore="none"), run_dir=root / "run"
+        scores_dir=scores,
+        config=config or ScheduleConfig(strategy="gain", subset_size=4, rescore="none"),
+        run_dir=root / "run",
     )
     reward = reward or CountingReward()
     trainer = grpo(
@@ -156,7 +158,9 @@ def test_a_raw_question_column_gets_the_scoring_format_and_the_manifest_says_so(
     data = write_jsonl(tmp_path / "data.jsonl", rows)
     config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", backend="torch")
     score(config, RunOptions(out=str(tmp_path / "scores"), quiet=True))
-    prompts = GainCurriculum(tmp_path / "scores", ScheduleConfig(subset_size=4)).train_dataset()["prompt"]
+    prompts = GainCurriculum(tmp_path / "scores", ScheduleConfig(strategy="gain", subset_size=4)).train_dataset()[
+        "prompt"
+    ]
     assert [m["role"] for m in prompts[0]] == ["system", "user", "assistant", "user"]
     assert prompts[3][-1] == {"role": "user", "content": "What is 3 + 1?"}
     assert json.loads((tmp_path / "scores" / "manifest.json").read_text())["prompt_format"] == "question"
@@ -175,7 +179,7 @@ def test_a_forgotten_attach_fails_before_the_first_step(tiny_llama, tmp_path):
 
 def test_a_forgotten_attach_and_callback_fails_at_the_first_reward(tiny_llama, tmp_path):
     scores = score_rows(user_rows("messages"), tiny_llama, tmp_path)
-    curriculum = GainCurriculum(scores, ScheduleConfig(subset_size=4, rescore="none"))
+    curriculum = GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4, rescore="none"))
     reward = CountingReward()
     trainer = grpo(
         tiny_llama, tmp_path / "out", curriculum.train_dataset(), curriculum.wrap_rewards([reward]),
@@ -189,19 +193,21 @@ def test_a_forgotten_attach_and_callback_fails_at_the_first_reward(tiny_llama, t
 def test_a_refused_attach_writes_no_run_directory_and_an_untrained_one_starts_again(tiny_llama, tmp_path):
     scores = score_rows(user_rows("messages"), tiny_llama, tmp_path)
     with pytest.raises(ConfigError, match="subset_size 7 is not a multiple of the 2 prompts.*subset_size=6 or 8"):
-        five_lines(scores, tiny_llama, tmp_path, config=ScheduleConfig(subset_size=7, rescore="none"))
+        five_lines(scores, tiny_llama, tmp_path, config=ScheduleConfig(strategy="gain", subset_size=7, rescore="none"))
     assert not (tmp_path / "run").exists()
 
-    five_lines(scores, tiny_llama, tmp_path, config=ScheduleConfig(subset_size=4, rescore="none"))
+    five_lines(scores, tiny_llama, tmp_path, config=ScheduleConfig(strategy="gain", subset_size=4, rescore="none"))
     assert load_run(tmp_path / "run").config.subset_size == 4
     # Never trained on: another config starts it again instead of asking for `rm -rf`.
-    curriculum, trainer, _ = five_lines(scores, tiny_llama, tmp_path, config=ScheduleConfig(subset_size=6))
+    curriculum, trainer, _ = five_lines(
+        scores, tiny_llama, tmp_path, config=ScheduleConfig(strategy="gain", subset_size=6)
+    )
     assert load_run(tmp_path / "run").config.subset_size == 6
     trainer.train()
     assert len(curriculum.history) == 1
     # Trained on now: a different config is refused in one short line that names the setting.
     with pytest.raises(ConfigError, match=r"started and trained with subset_size=6, not subset_size=4; drop config="):
-        GainCurriculum(scores, ScheduleConfig(subset_size=4), run_dir=tmp_path / "run")
+        GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4), run_dir=tmp_path / "run")
 
 
 def test_plus_minus_one_rewards_are_refused_naming_reward_min(tiny_llama, tmp_path):
@@ -237,7 +243,7 @@ def test_scores_without_hash_columns_still_train_and_say_once_they_are_unchecked
     columns = score_columns(np.arange(N_ROWS, dtype=float), [3] * N_ROWS)
     scores = write_scores_dir(tmp_path / "old", rows, columns, dataset={"name": "old"}, hashes=False)
 
-    curriculum = GainCurriculum(scores, ScheduleConfig(subset_size=4))
+    curriculum = GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4))
     dataset = curriculum.train_dataset()
     row_of = rows_by_gc_id(dataset, curriculum.driver.scores.prompts.gc_ids)
     with caplog.at_level("WARNING"):

@@ -31,7 +31,7 @@ from gaincurate.schedule.driver import init_run
 from gaincurate.schedule.inputs import load_scores
 from gaincurate.schedule.rundir import read_history
 
-CONFIG = ScheduleConfig(subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
+CONFIG = ScheduleConfig(strategy="gain", subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
 BATCH = 2  # data.train_batch_size: prompts per step
 ROLLOUTS = 3  # actor_rollout_ref.rollout.n
 

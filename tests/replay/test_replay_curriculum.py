@@ -68,7 +68,9 @@ def train_replay_curriculum(scores, model_dir, root: Path, *, resume=None, run_d
 
     run_dir = run_dir or root / "run"
     if resume is None:
-        curriculum = GainCurriculum(scores, ScheduleConfig(**{**SCHEDULE, "subset_size": SUBSET_SIZE}), run_dir=run_dir)
+        curriculum = GainCurriculum(
+            scores, ScheduleConfig(**{"strategy": "gain", **{**SCHEDULE, "subset_size": SUBSET_SIZE}}), run_dir=run_dir
+        )
     else:  # a new process: the curriculum comes back from the run directory and the checkpoint
         curriculum = GainCurriculum(run_dir=run_dir)
     assert curriculum.config.strategy == "gain"

@@ -65,7 +65,7 @@ def test_init_next_status(tmp_path, scores_dir):
 
 
 def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):
-    result = invoke("init", "--scores", scores_dir, "--run", tmp_path / "run", "--beta", "3")
+    result = invoke("init", "--strategy", "gain", "--scores", scores_dir, "--run", tmp_path / "run", "--beta", "3")
     assert isinstance(result.exception, ConfigError) and "--beta" in str(result.exception)
     assert not (tmp_path / "run").exists()
     result = invoke("next", "--run", tmp_path / "nowhere")
@@ -78,7 +78,9 @@ def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):
 
 def test_run_command(tmp_path, scores_dir):
     run = tmp_path / "run"
-    assert invoke("init", "--scores", scores_dir, "--run", run, "--subset-size", "5").exit_code == 0
+    assert (
+        invoke("init", "--strategy", "gain", "--scores", scores_dir, "--run", run, "--subset-size", "5").exit_code == 0
+    )
     script = tmp_path / "trainer.py"
     script.write_text(
         "import json, sys\n"

@@ -12,7 +12,7 @@ import pytest
 from gaincurate.schedule import PromptSet, Rescored, ScheduleConfig, Scheduler, ScheduleState
 from gaincurate.schedule.order import EpochOrder
 
-CONFIG = ScheduleConfig(seed=11, subset_size=12, sigma=15, step_size=10, adj_max=20)
+CONFIG = ScheduleConfig(strategy="gain", seed=11, subset_size=12, sigma=15, step_size=10, adj_max=20)
 
 
 def prompts(n_prompts: int = 120) -> PromptSet:

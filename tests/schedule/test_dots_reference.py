@@ -121,4 +121,4 @@ def test_a_fresh_reference_set_reads_rollouts_1_and_0_whatever_the_trainers_rewa
 )
 def test_reference_options_are_checked(options, message):
     with pytest.raises(ConfigError, match=message):
-        ScheduleConfig(**options)
+        ScheduleConfig(**{"strategy": "gain", **options})

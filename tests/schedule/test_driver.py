@@ -20,7 +20,7 @@ from gaincurate.schedule.driver import advance, init_run, run_status
 from gaincurate.schedule.plot import text_chart, write_plot
 from gaincurate.schedule.rundir import load_run, read_history
 
-CONFIG = ScheduleConfig(seed=3, subset_size=8, sigma=6, step_size=5, adj_max=12)
+CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6, step_size=5, adj_max=12)
 
 
 def write_feedback(path: Path, epoch_file: Path, *, rollouts: int = 2) -> Path:
@@ -60,7 +60,7 @@ def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
 
 
 def test_verl_form(tmp_path, scores_dir):
-    init_run(tmp_path / "run", scores_dir, ScheduleConfig(subset_size=5, format="verl"))
+    init_run(tmp_path / "run", scores_dir, ScheduleConfig(strategy="gain", subset_size=5, format="verl"))
     table = pq.read_table(advance(tmp_path / "run").path)
     assert table.column_names[:5] == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
     assert {"problem", "answer", "level", "gc_id"} <= set(table.column_names)
@@ -74,7 +74,7 @@ def test_verl_form(tmp_path, scores_dir):
 def test_verl_needs_an_answer_column(tmp_path, make_scores):
     scores = make_scores(answer_column=None)
     with pytest.raises(ConfigError, match="--format verl needs a ground truth"):
-        init_run(tmp_path / "run", scores, ScheduleConfig(format="verl"))
+        init_run(tmp_path / "run", scores, ScheduleConfig(strategy="gain", format="verl"))
     assert not (tmp_path / "run").exists()
 
 
@@ -186,7 +186,7 @@ def test_init_refuses_to_overwrite(tmp_path, scores_dir):
         init_run(tmp_path / "run", scores_dir, CONFIG)
     assert snapshot(tmp_path / "run") == before
     with pytest.raises(ConfigError, match="--subset-size 41 is more than the 40 prompts"):
-        init_run(tmp_path / "other", scores_dir, ScheduleConfig(subset_size=41))
+        init_run(tmp_path / "other", scores_dir, ScheduleConfig(strategy="gain", subset_size=41))
     assert not (tmp_path / "other").exists()
 
 

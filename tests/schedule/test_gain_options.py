@@ -77,14 +77,14 @@ def test_defaults_draw_the_epochs_pinned_before_the_options_existed(tmp_path, sc
 
 
 def test_stored_config_leaves_out_only_the_options_at_their_defaults():
-    assert not set(NEW_FIELDS) & set(ScheduleConfig().to_dict())
-    changed = ScheduleConfig(mu_control="sweep", sweep_rate="4%", direction="auto")
+    assert not set(NEW_FIELDS) & set(ScheduleConfig(strategy="gain").to_dict())
+    changed = ScheduleConfig(strategy="gain", mu_control="sweep", sweep_rate="4%", direction="auto")
     stored = changed.to_dict()
     assert {key: stored[key] for key in ("mu_control", "sweep_rate", "direction")} == {
         "mu_control": "sweep", "sweep_rate": "4%", "direction": "auto"
     }  # fmt: skip
     assert "ranking" not in stored and ScheduleConfig.from_dict(stored) == changed
-    assert ScheduleConfig(**{"strategy": "gain", "ranking": "random"}).ranking == "random"
+    assert ScheduleConfig(**{"strategy": "gain", **{"strategy": "gain", "ranking": "random"}}).ranking == "random"
 
 
 # -- --ranking random ---------------------------------------------------------------------------------------
@@ -93,16 +93,18 @@ def test_stored_config_leaves_out_only_the_options_at_their_defaults():
 def test_random_ranking_is_the_seeded_permutation_whatever_the_scores():
     permutation = np.random.default_rng([4, 0, RANKING_STREAM]).permutation(6)
     for scores in ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]):
-        scheduler = Scheduler(ScheduleConfig(ranking="random", seed=4, subset_size=2), prompt_set(scores))
+        scheduler = Scheduler(
+            ScheduleConfig(strategy="gain", ranking="random", seed=4, subset_size=2), prompt_set(scores)
+        )
         assert scheduler.state.ranking.tolist() == permutation.tolist()
         assert scheduler.state.scores.tolist() == np.asarray(scores)[permutation].tolist()
-    other = Scheduler(ScheduleConfig(ranking="random", seed=5, subset_size=2), prompt_set([0.1] * 6))
+    other = Scheduler(ScheduleConfig(strategy="gain", ranking="random", seed=5, subset_size=2), prompt_set([0.1] * 6))
     assert other.state.ranking.tolist() != permutation.tolist()
 
 
 def test_random_ranking_draws_around_mu_as_gain_does():
     """A tiny sigma takes the positions nearest mu: epoch 0 is the permutation's first two prompts."""
-    config = ScheduleConfig(ranking="random", seed=4, subset_size=2, sigma=0.01)
+    config = ScheduleConfig(strategy="gain", ranking="random", seed=4, subset_size=2, sigma=0.01)
     plan = Scheduler(config, prompt_set([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])).next_epoch().plan
     assert sorted(plan.gc_ids.tolist()) == sorted(np.random.default_rng([4, 0, RANKING_STREAM]).permutation(6)[:2])
 
@@ -113,7 +115,7 @@ def test_random_ranking_draws_around_mu_as_gain_does():
 @pytest.mark.parametrize(("rate", "step"), [(15, 15.0), ("10%", 4.0), (None, 5.0)])
 def test_sweep_moves_mu_by_its_rate_whatever_the_feedback(rate, step):
     """40 prompts, step_size 5: all right, all wrong, all right... mu still goes 0, step, 2 step, up to 39."""
-    config = ScheduleConfig(mu_control="sweep", sweep_rate=rate, step_size=5, subset_size=4, seed=1)
+    config = ScheduleConfig(strategy="gain", mu_control="sweep", sweep_rate=rate, step_size=5, subset_size=4, seed=1)
     scheduler = Scheduler(config, prompt_set(list(np.linspace(1, 0, 40))))
     scheduler.next_epoch()
     mus = [scheduler.state.mu]
@@ -125,9 +127,9 @@ def test_sweep_moves_mu_by_its_rate_whatever_the_feedback(rate, step):
 
 
 def test_the_default_sweep_rate_is_the_step_size_scaled_to_n():
-    assert ScheduleConfig(mu_control="sweep").resolve(7500).sweep_rate == 500.0
-    assert ScheduleConfig(mu_control="sweep").resolve(300).sweep_rate == pytest.approx(20.0)
-    assert ScheduleConfig(mu_control="sweep", step_size=7).resolve(300).sweep_rate == 7.0
+    assert ScheduleConfig(strategy="gain", mu_control="sweep").resolve(7500).sweep_rate == 500.0
+    assert ScheduleConfig(strategy="gain", mu_control="sweep").resolve(300).sweep_rate == pytest.approx(20.0)
+    assert ScheduleConfig(strategy="gain", mu_control="sweep", step_size=7).resolve(300).sweep_rate == 7.0
 
 
 # -- --direction auto ---------------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def test_spearman_by_hand():
     assert math.isnan(spearman(np.array([1.0]), np.array([0.5])))
 
 
-AUTO = ScheduleConfig(direction="auto", subset_size=5, sigma=0.01, step_size=1, rescore="none")
+AUTO = ScheduleConfig(strategy="gain", direction="auto", subset_size=5, sigma=0.01, step_size=1, rescore="none")
 SCORES = [0.9, 0.8, 0.7, 0.6, 0.5, float("nan")]  # ranked as given: gc_id 5 (unscorable) last
 
 
@@ -202,8 +204,9 @@ def gaincurate(*args: str) -> subprocess.CompletedProcess:
 def test_negative_adj_min_moves_mu_back_through_the_console_script(tmp_path, scores_dir):
     """40 prompts, n = 5: all right moves mu by 5 tanh(1) = 3.808, all wrong by -3.808 (inside -10% = -4)."""
     run = tmp_path / "run"
-    init = gaincurate("schedule", "init", "--scores", str(scores_dir), "--run", str(run), "--subset-size", "8",
-                      "--step-size", "5", "--adj-min", "-10%", "--rescore", "none", "--json")  # fmt: skip
+    init = gaincurate("schedule", "init", "--strategy", "gain", "--scores", str(scores_dir), "--run", str(run),
+                      "--subset-size", "8", "--step-size", "5", "--adj-min", "-10%", "--rescore", "none",
+                      "--json")  # fmt: skip
     assert init.returncode == 0, init.stderr
     assert json.loads(init.stdout)["params"]["adj_min"] == -4.0
     assert gaincurate("schedule", "next", "--run", str(run), "--json").returncode == 0
@@ -230,7 +233,7 @@ def test_negative_adj_min_moves_mu_back_through_the_console_script(tmp_path, sco
 def test_a_step_killed_before_state_json_resumes_to_the_uninterrupted_run(
     tmp_path, scores_dir, monkeypatch, options, killed_at
 ):
-    config = ScheduleConfig(**SMALL, **options)
+    config = ScheduleConfig(**{"strategy": "gain", **SMALL}, **options)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     drive_epochs(straight, scores_dir, 4, config, rollouts_file)
     drive_epochs(killed, scores_dir, killed_at, config, rollouts_file)
@@ -278,7 +281,9 @@ def test_a_step_killed_before_state_json_resumes_to_the_uninterrupted_run(
     ],
 )
 def test_bad_gain_options_through_the_console_script(tmp_path, scores_dir, args, code, message):
-    result = gaincurate("schedule", "init", "--scores", str(scores_dir), "--run", str(tmp_path / "run"), *args)
+    result = gaincurate(
+        "schedule", "init", "--strategy", "gain", "--scores", str(scores_dir), "--run", str(tmp_path / "run"), *args
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("gaincurate: error:")]
     assert result.returncode == code and len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
@@ -295,4 +300,4 @@ def test_bad_gain_options_through_the_console_script(tmp_path, scores_dir, args,
 )
 def test_bad_gain_fields_from_a_bench_config(fields, message):
     with pytest.raises(ConfigError, match=message):
-        ScheduleConfig(**fields)
+        ScheduleConfig(**{"strategy": "gain", **fields})

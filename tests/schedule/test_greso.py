@@ -50,7 +50,7 @@ def zero_variance_state(streaks: list[int], *, easy: float = 0.5, hard: float = 
 
 
 def context_for(count: int, subset: int, **options) -> RankingContext:
-    params = ScheduleConfig(subset_size=subset, **options).resolve(count)
+    params = ScheduleConfig(subset_size=subset, **{"strategy": "gain", **options}).resolve(count)
     return RankingContext(gc_ids=np.arange(count), scores=np.zeros(count), params=params)
 
 
@@ -179,7 +179,7 @@ def test_a_bare_accuracy_is_refused_in_one_line():
 )
 def test_bad_greso_values_name_the_flag(options, flag):
     with pytest.raises(ConfigError, match=flag):
-        ScheduleConfig(**{"strategy": "greso", **options})
+        ScheduleConfig(**{"strategy": "gain", **{"strategy": "greso", **options}})
 
 
 # -- on disk -------------------------------------------------------------------------------------------
@@ -230,7 +230,18 @@ def test_schedule_cli_takes_the_reward_history_options(scores_dir, tmp_path, mon
     from gaincurate.cli import main
 
     def init(run: Path, *options: str) -> ScheduleConfig:
-        command = ["gaincurate", "schedule", "init", "--scores", str(scores_dir), "--run", str(run), *options]
+        command = [
+            "gaincurate",
+            "schedule",
+            "init",
+            "--strategy",
+            "gain",
+            "--scores",
+            str(scores_dir),
+            "--run",
+            str(run),
+            *options,
+        ]
         monkeypatch.setattr(sys, "argv", command)
         main()
         return rundir.load_run(run).config

@@ -142,7 +142,7 @@ def replay(name: str, root: Path, scores: Path) -> dict[str, Any]:
     run, checkpoint = root / "run", write_hf_model(root / "policy")
     options = ("--checkpoint", checkpoint) if name == "screen" else ()  # screen screens with the newest one
     paths = {str(root): "<run-root>", str(scores.parent): "<scores-root>"}
-    schedule("init", "--scores", scores, "--run", run, *SETTINGS, *RUNS[name])
+    schedule("init", "--strategy", "gain", "--scores", scores, "--run", run, *SETTINGS, *RUNS[name])
     seen = [look(run, paths)]
     schedule("next", "--run", run, *options)
     seen.append(look(run, paths))

@@ -28,7 +28,7 @@ def chi_square_critical(degrees: int, z: float = 3.09) -> float:
 
 
 def context_for(n_prompts: int, **config) -> RankingContext:
-    params = ScheduleConfig(**config).resolve(n_prompts)
+    params = ScheduleConfig(**{"strategy": "gain", **config}).resolve(n_prompts)
     return RankingContext(gc_ids=np.arange(n_prompts), scores=np.zeros(n_prompts), params=params)
 
 

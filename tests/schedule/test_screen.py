@@ -122,14 +122,14 @@ def test_screen_without_a_screener_says_what_is_missing():
 )
 def test_screen_and_band_options_are_checked(options, message):
     with pytest.raises(ConfigError, match=message):
-        ScheduleConfig(**options)
+        ScheduleConfig(**{"strategy": "gain", **options})
 
 
 def test_screen_defaults_are_filled_in_and_survive_a_round_trip():
     config = ScheduleConfig(strategy="screen", band=[0.1, 0.9])
     assert (config.screen_factor, config.screen_rollouts, config.band) == (SCREEN_FACTOR, SCREEN_ROLLOUTS, (0.1, 0.9))
     assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert ScheduleConfig().screen_factor is None  # not a screen run: nothing to fill in
+    assert ScheduleConfig(strategy="gain").screen_factor is None  # not a screen run: nothing to fill in
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -249,7 +249,18 @@ def test_bad_screen_and_band_options_through_the_console_script(tmp_path, args, 
 
     scores = write_scores(tmp_path / "scores", bundled_policy())
     script = Path(sys.executable).with_name("gaincurate")
-    command = [str(script), "schedule", "init", "--scores", str(scores), "--run", str(tmp_path / "run"), *args]
+    command = [
+        str(script),
+        "schedule",
+        "init",
+        "--strategy",
+        "gain",
+        "--scores",
+        str(scores),
+        "--run",
+        str(tmp_path / "run"),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     errors = [line for line in result.stderr.splitlines() if line.startswith("gaincurate: error:")]
     assert result.returncode == code and len(errors) == 1 and message in errors[0], result.stderr

@@ -14,9 +14,9 @@ from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
 
 # tanh values used below: tanh(0.5) = 0.46211715726, tanh(0.2) = 0.19737532022,
 # tanh(1) = 0.76159415596, tanh(2.8) = 0.99263152020.
-ABSOLUTE = ScheduleConfig(step_size=50, sigma=100, alpha=2, beta=0.5, adj_min=0, adj_max=80)
+ABSOLUTE = ScheduleConfig(strategy="gain", step_size=50, sigma=100, alpha=2, beta=0.5, adj_min=0, adj_max=80)
 # The same numbers as shares of N = 1000.
-FRACTIONS = ScheduleConfig(step_size="5%", sigma="10%", alpha=2, beta=0.5, adj_min=0, adj_max="8%")
+FRACTIONS = ScheduleConfig(strategy="gain", step_size="5%", sigma="10%", alpha=2, beta=0.5, adj_min=0, adj_max="8%")
 
 
 @pytest.mark.parametrize("config", [ABSOLUTE, FRACTIONS], ids=["absolute", "fractions"])
@@ -41,28 +41,30 @@ def test_fraction_arguments_resolve_to_rank_units():
 
 def test_a_bare_number_below_one_is_ranks():
     # Before, any size below 1 was read as a share of N: --sigma 0.5 meant 500 ranks of 1000, not half a rank.
-    params = ScheduleConfig(sigma=0.5, step_size=0.25, adj_min=-0.5, adj_max=0.75, subset_size="1%").resolve(1000)
+    params = ScheduleConfig(
+        strategy="gain", sigma=0.5, step_size=0.25, adj_min=-0.5, adj_max=0.75, subset_size="1%"
+    ).resolve(1000)
     assert (params.sigma, params.step_size, params.adj_min, params.adj_max) == (0.5, 0.25, -0.5, 0.75)
     assert params.subset_size == 10
     # A share stays spelled as given in the stored config; a plain number in a string is ranks.
-    assert ScheduleConfig(sigma=" 2.5% ").sigma == "2.5%"
-    assert ScheduleConfig(sigma="40").sigma == 40.0
+    assert ScheduleConfig(strategy="gain", sigma=" 2.5% ").sigma == "2.5%"
+    assert ScheduleConfig(strategy="gain", sigma="40").sigma == 40.0
 
 
 def test_the_default_subset_rounds_to_the_trainer_batch():
     # MATH train: 256/7500 of 7,474 prompts is 255.1; a TRL trainer taking 8 prompts per batch needs 256.
-    assert ScheduleConfig().resolve(7474).subset_size == 255
-    assert ScheduleConfig(subset_multiple=8).resolve(7474).subset_size == 256
-    assert ScheduleConfig(subset_size="5%", subset_multiple=16).resolve(1000).subset_size == 48
-    assert ScheduleConfig(subset_size="99%", subset_multiple=16).resolve(100).subset_size == 96
+    assert ScheduleConfig(strategy="gain").resolve(7474).subset_size == 255
+    assert ScheduleConfig(strategy="gain", subset_multiple=8).resolve(7474).subset_size == 256
+    assert ScheduleConfig(strategy="gain", subset_size="5%", subset_multiple=16).resolve(1000).subset_size == 48
+    assert ScheduleConfig(strategy="gain", subset_size="99%", subset_multiple=16).resolve(100).subset_size == 96
     with pytest.raises(ConfigError, match="--subset-size 255 is not a multiple of --subset-multiple 8.*248 or 256"):
-        ScheduleConfig(subset_size=255, subset_multiple=8).resolve(7474)
+        ScheduleConfig(strategy="gain", subset_size=255, subset_multiple=8).resolve(7474)
     with pytest.raises(ConfigError, match="fewer than one batch"):
-        ScheduleConfig(subset_multiple=16).resolve(10)
+        ScheduleConfig(strategy="gain", subset_multiple=16).resolve(10)
 
 
 def test_negative_adj_min_lets_mu_move_back():
-    params = ScheduleConfig(step_size=50, adj_min=-100, adj_max=80).resolve(1000)
+    params = ScheduleConfig(strategy="gain", step_size=50, adj_min=-100, adj_max=80).resolve(1000)
     assert mu_delta(0.0, 0.0, params) == pytest.approx(-38.079707797788245)
     assert next_mu(500.0, -38.079707797788245, 1000) == pytest.approx(461.920292202)
 
@@ -81,20 +83,20 @@ def test_angle_signal_raw_and_centered():
 
 
 def test_released_defaults_at_reference_size():
-    params = ScheduleConfig().resolve(7500)
+    params = ScheduleConfig(strategy="gain").resolve(7500)
     assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((500, 1000, 0, 1000))
     assert params.subset_size == 256
     assert (params.alpha, params.beta) == (2.0, 0.5)
 
 
 def test_the_default_angle_comes_from_re_scoring_the_subset():
-    assert ScheduleConfig().rescore == ScheduleConfig(strategy="length").rescore == "subset"
+    assert ScheduleConfig(strategy="gain").rescore == ScheduleConfig(strategy="length").rescore == "subset"
     # The other strategies never draw by mu, so re-scoring would cost a pass for nothing.
     assert ScheduleConfig(strategy="dots").rescore == ScheduleConfig(strategy="uniform").rescore == "none"
 
 
 def test_defaults_scale_with_n():
-    params = ScheduleConfig().resolve(750)
+    params = ScheduleConfig(strategy="gain").resolve(750)
     assert (params.step_size, params.sigma, params.adj_max, params.subset_size) == pytest.approx((50, 100, 100, 26))
 
 
@@ -111,7 +113,7 @@ def test_scheduler_step_uses_the_formula_and_the_epoch_mean_fresh_score():
     """One step through the Scheduler: ang is the mean fresh score of the epoch's prompts."""
     n_prompts = 1000
     scores = np.linspace(2.0, 0.0, n_prompts)  # already in rank order: position i has score 2 - 2i/999
-    config = ScheduleConfig(step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
+    config = ScheduleConfig(strategy="gain", step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     first = scheduler.next_epoch().plan
     assert first.epoch == 0 and first.mu == 0.0
@@ -131,7 +133,9 @@ def test_without_fresh_scores_accuracy_at_beta_leaves_mu_where_it_is(rescore):
     # tanh near 1, and mu moved by about n every epoch at any accuracy.
     n_prompts = 1000
     scores = np.full(n_prompts, 1.4)
-    config = ScheduleConfig(step_size=50, sigma=100, adj_min=-80, adj_max=80, subset_size=10, rescore=rescore)
+    config = ScheduleConfig(
+        strategy="gain", step_size=50, sigma=100, adj_min=-80, adj_max=80, subset_size=10, rescore=rescore
+    )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     scheduler.next_epoch()
     for _ in range(5):
@@ -147,7 +151,14 @@ def test_centered_signal_uses_the_statistics_of_the_same_fresh_scores():
     n_prompts = 200
     scores = np.linspace(1.5, 1.3, n_prompts)
     config = ScheduleConfig(
-        step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered", rescore="window"
+        strategy="gain",
+        step_size=10,
+        sigma=20,
+        adj_min=-50,
+        adj_max=50,
+        subset_size=5,
+        angle_signal="centered",
+        rescore="window",
     )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     first = scheduler.next_epoch().plan
@@ -165,7 +176,14 @@ def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
     n_prompts = 200
     scores = np.linspace(1.5, 1.3, n_prompts)
     config = ScheduleConfig(
-        step_size=10, sigma=20, adj_min=-50, adj_max=50, subset_size=5, angle_signal="centered", rescore="full"
+        strategy="gain",
+        step_size=10,
+        sigma=20,
+        adj_min=-50,
+        adj_max=50,
+        subset_size=5,
+        angle_signal="centered",
+        rescore="full",
     )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     scheduler.next_epoch()
@@ -182,7 +200,7 @@ def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
 @pytest.mark.parametrize("rescore", ["none", "subset"])
 def test_centered_without_fresh_scores_around_the_subset_is_refused(rescore):
     with pytest.raises(ConfigError, match="--angle-signal centered.*--rescore window or full"):
-        ScheduleConfig(angle_signal="centered", rescore=rescore)
+        ScheduleConfig(strategy="gain", angle_signal="centered", rescore=rescore)
 
 
 @pytest.mark.parametrize(
@@ -207,14 +225,14 @@ def test_centered_without_fresh_scores_around_the_subset_is_refused(rescore):
 )
 def test_bad_values_name_the_flag(options, flag):
     with pytest.raises(ConfigError, match=flag):
-        ScheduleConfig(**options)
+        ScheduleConfig(**{"strategy": "gain", **options})
 
 
 def test_resolve_errors_name_the_value():
     with pytest.raises(ConfigError, match="--subset-size 300 is more than the 200 prompts"):
-        ScheduleConfig(subset_size=300).resolve(200)
+        ScheduleConfig(strategy="gain", subset_size=300).resolve(200)
     with pytest.raises(ConfigError, match="--adj-min resolves to 100"):
-        ScheduleConfig(adj_min="50%", adj_max=50).resolve(200)
+        ScheduleConfig(strategy="gain", adj_min="50%", adj_max=50).resolve(200)
 
 
 def test_stored_config_rejects_unknown_keys():
@@ -238,7 +256,19 @@ def test_init_says_what_subset_it_chose_and_where_ang_comes_from(
     from gaincurate.cli import main
 
     run = tmp_path / "run"
-    args = ["gaincurate", "schedule", "init", "--scores", str(scores_dir), "--run", str(run), "--subset-size", "30%"]
+    args = [
+        "gaincurate",
+        "schedule",
+        "init",
+        "--strategy",
+        "gain",
+        "--scores",
+        str(scores_dir),
+        "--run",
+        str(run),
+        "--subset-size",
+        "30%",
+    ]
     monkeypatch.setattr(sys, "argv", [*args, "--subset-multiple", "5", *options])
     main()
     out = " ".join(capsys.readouterr().out.split())

@@ -21,7 +21,19 @@ from gaincurate.schedule.driver import advance
 def init(tmp_path, monkeypatch, capsys, *options: str) -> tuple[int, str, Path]:
     scores = write_scores(tmp_path / "scores")
     run = tmp_path / "run"
-    args = ["schedule", "init", "--scores", str(scores), "--run", str(run), "--subset-size", "8", *options]
+    args = [
+        "schedule",
+        "init",
+        "--strategy",
+        "gain",
+        "--scores",
+        str(scores),
+        "--run",
+        str(run),
+        "--subset-size",
+        "8",
+        *options,
+    ]
     code, out, err = run_cli(args, monkeypatch, capsys)
     return code, out + err, run
 

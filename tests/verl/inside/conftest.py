@@ -26,7 +26,19 @@ def scores(workdir) -> Path:
 def epoch_file(scores, workdir) -> Path:
     """RUN/epoch-0000.parquet of `schedule init --format verl` (default data_source) and `schedule next`."""
     run = workdir / "run"
-    schedule("init", "--scores", str(scores), "--run", str(run), "--format", "verl", "--subset-size", str(SUBSET))
+    schedule(
+        "init",
+        "--strategy",
+        "gain",
+        "--scores",
+        str(scores),
+        "--run",
+        str(run),
+        "--format",
+        "verl",
+        "--subset-size",
+        str(SUBSET),
+    )
     schedule("next", "--run", str(run))
     return run / "epoch-0000.parquet"
 

@@ -42,7 +42,7 @@ def run(scores, tmp_path, monkeypatch) -> SimpleNamespace:
 
     def make(rescore: str = "subset") -> SimpleNamespace:
         run_dir = tmp_path / f"run-{rescore}"
-        schedule("init", "--scores", str(scores), "--run", str(run_dir), "--format", "verl",
+        schedule("init", "--strategy", "gain", "--scores", str(scores), "--run", str(run_dir), "--format", "verl",
                  "--subset-size", str(SUBSET), "--rescore", rescore)  # fmt: skip
         schedule("next", "--run", str(run_dir))
         feedback = tmp_path / "rollouts.jsonl"

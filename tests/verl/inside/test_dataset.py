@@ -84,7 +84,19 @@ def test_the_sampler_learns_from_real_dataprotos_and_steps_at_the_epoch_end(scor
     from gaincurate.integrations.verl import GainCurriculumSampler
 
     run = tmp_path / "run"
-    schedule("init", "--scores", str(scores), "--run", str(run), "--format", "verl", "--subset-size", str(SUBSET))
+    schedule(
+        "init",
+        "--strategy",
+        "gain",
+        "--scores",
+        str(scores),
+        "--run",
+        str(run),
+        "--format",
+        "verl",
+        "--subset-size",
+        str(SUBSET),
+    )
     data = dataset(exported, tokenizer, tmp_path)
     sampler = GainCurriculumSampler(data, sampler_config(run / "epoch-0000.parquet"))
     try:
