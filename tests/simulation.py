@@ -161,7 +161,9 @@ def simulate(
     from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.driver import advance, init_run
 
-    config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, rescore="none", **options)
+    # No checkpoint scores here: gain and length move mu by accuracy alone (their angle term off).
+    mu_settings = {"rescore": "none"} if strategy in ("gain", "length") else {}
+    config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, **(mu_settings | options))
     init_run(run_dir, scores_dir, config)
     advance(run_dir, checkpoint=checkpoint)
     selected, rates, memories = [], [], []

@@ -206,11 +206,15 @@ def _online(run_dir: Path) -> dict[str, Any]:
 
     run = load_run(run_dir)
     found = measurements(run_dir, run)
+    from gaincurate.schedule.dots import DotsOptions
+
     config = run.config
+    # A dots run predicts with its own settings; another strategy's run is read with dots' defaults.
+    dots = config.options if isinstance(config.options, DotsOptions) else DotsOptions()
     report = online_evaluation(
-        Path(run.scores_dir), found.feedback, references=found.references, tau_attn=config.tau_attn,
-        decay=config.decay, reward_max=config.reward_max, reward_min=config.reward_min,
-        calibrator_path=None if config.calibrator is None else Path(config.calibrator),
+        Path(run.scores_dir), found.feedback, references=found.references, tau_attn=dots.tau_attn,
+        decay=dots.forget, reward_max=config.reward_max, reward_min=config.reward_min,
+        calibrator_path=None if dots.calibrator is None else Path(dots.calibrator),
     )  # fmt: skip
     return {"run": str(run_dir), "strategy": config.strategy, **report}
 

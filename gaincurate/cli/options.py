@@ -83,15 +83,12 @@ ScoresDirArgument = Annotated[Path, typer.Argument(help="A directory written by 
 Dtype = Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16. [default: auto]")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N]. [default: auto]")]
 
-# Every schedule strategy, plus the bench-only ones so that `--strategy oracle` gets its own one-line refusal.
+# Every schedule strategy (each one's line from its class), plus the bench-only ones so that `--strategy oracle`
+# gets its own one-line refusal.
 StrategyOption = Annotated[
     Literal[(*STRATEGIES, *BENCH_ONLY_STRATEGIES)],
     typer.Option(
-        help="gain: by score (lost to uniform on the bench); length: shortest first; uniform: baseline; "
-        "dots: pass rate near --target (the default: 0.53x uniform's rollouts on the bench); "
-        "mopps: Thompson draw of a Beta posterior near --target (0.69x); "
-        "greso: uniform, skipping zero-variance prompts; "
-        "screen: candidates measured with the current policy, kept in the band; "
-        "oracle: the bench's ceiling, refused here."
+        help="; ".join(f"{name}: {cls.summary}" for name, cls in STRATEGIES.items())
+        + "; oracle: the bench's ceiling, refused here."
     ),
 ]

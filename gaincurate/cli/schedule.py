@@ -6,13 +6,13 @@
     gaincurate schedule run --run run/ --epochs 10 --trainer-cmd 'python train.py {epoch_data} ...'
     gaincurate schedule status --run run/ [--json] [--plot status.png]
 
-`init`'s options that share a `ScheduleConfig` field's name reach the config as given (None: not given, so the
-config's default applies); a new strategy option needs only its `Annotated` alias (`schedule_options`) and a
-parameter here.
+`init` takes the common settings as written below and every strategy's options as generated from their
+`Options` fields (`gaincurate.cli.schedule_options`); a value left out (None) takes the config's default.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,48 +23,23 @@ from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
-    AdjMax,
-    AdjMin,
-    Alpha,
-    AngleSignal,
     Band,
-    Beta,
-    Calibrator,
     DataFormat,
     DataSource,
-    Decay,
-    Direction,
-    ExploreMax,
-    ExploreMin,
-    Forget,
-    MuControl,
-    Prior,
-    Ranking,
-    Reference,
-    ReferenceEvery,
-    ReferenceSize,
-    Rescore,
-    RescoreEvery,
     RescoreNproc,
     RewardMax,
     RewardRange,
     ScoresOption,
-    ScreenFactor,
-    ScreenRollouts,
     Seed,
-    Sigma,
     SkipZeroVariance,
-    StepSize,
     SubsetMultiple,
     SubsetSize,
-    SweepRate,
-    Target,
-    TargetZeroVariance,
-    Tau,
-    TauAttn,
+    pair,
+    strategy_parameters,
+    strategy_settings,
 )
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.config import DEFAULT_STRATEGY, MU_STRATEGIES
+from gaincurate.schedule.config import DEFAULT_STRATEGY
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -75,69 +50,60 @@ app = typer.Typer(
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.json, epoch files, history).")]
 
 
-@app.command()
 def init(
     scores: ScoresOption,
     run: RunOption,
     strategy: StrategyOption = DEFAULT_STRATEGY,
     subset_size: SubsetSize = None,
     subset_multiple: SubsetMultiple = None,
-    sigma: Sigma = None,
-    step_size: StepSize = None,
-    alpha: Alpha = None,
-    beta: Beta = None,
-    adj_min: AdjMin = None,
-    adj_max: AdjMax = None,
+    seed: Seed = None,
     reward_max: RewardMax = None,
     reward_range: RewardRange = None,
-    seed: Seed = None,
-    rescore: Rescore = None,
-    rescore_every: RescoreEvery = None,
-    rescore_nproc: RescoreNproc = None,
     data_format: DataFormat = None,
     data_source: DataSource = None,
-    angle_signal: AngleSignal = None,
-    target: Target = None,
-    tau: Tau = None,
-    tau_attn: TauAttn = None,
-    decay: Decay = None,
-    reference: Reference = None,
-    reference_every: ReferenceEvery = None,
-    reference_size: ReferenceSize = None,
-    calibrator: Calibrator = None,
-    prior: Prior = None,
-    forget: Forget = None,
-    explore_min: ExploreMin = None,
-    explore_max: ExploreMax = None,
-    target_zero_variance: TargetZeroVariance = None,
-    skip_zero_variance: SkipZeroVariance = False,
-    screen_factor: ScreenFactor = None,
-    screen_rollouts: ScreenRollouts = None,
     band: Band = None,
-    ranking: Ranking = None,
-    mu_control: MuControl = None,
-    sweep_rate: SweepRate = None,
-    direction: Direction = None,
+    skip_zero_variance: SkipZeroVariance = False,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    rescore_nproc: RescoreNproc = None,
+    **options: Any,
 ) -> None:
-    """Create a run directory for a scores directory."""
-    schedule_config = _schedule_config(dict(locals()))  # first, so `locals()` holds just the parameters
+    """Create a run directory for a scores directory.
+
+    The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        schedule_config = _schedule_config(
+            strategy=strategy, subset_size=subset_size, subset_multiple=subset_multiple, seed=seed,
+            reward_max=reward_max, reward_range=reward_range, format=data_format, data_source=data_source,
+            band=band, skip_zero_variance=skip_zero_variance, rescore_nproc=rescore_nproc, options=options,
+        )  # fmt: skip
+    for warning in caught:  # an old option name: one line saying the new one
+        note(f"note: {warning.message}")
     from gaincurate.schedule.driver import init_run
     from gaincurate.schedule.sizes import subset_choice
-    from gaincurate.schedule.update import angle_source_note
 
-    _, params = init_run(run, scores, schedule_config)
-    resolved = params.to_dict()
-    chosen = subset_choice(schedule_config.subset_size, params.n_prompts, params.subset_multiple, params.subset_size)
-    notes = [chosen, *([angle_source_note(params)] if params.strategy in MU_STRATEGIES else [])]
+    _, scheduler = init_run(run, scores, schedule_config)
+    n_prompts = scheduler.n_prompts
+    common = {
+        key: value for key, value in schedule_config.to_dict().items() if key not in schedule_config.options.names()
+    }
+    resolved = {**common, "n_prompts": n_prompts, "subset_size": scheduler.subset_size}
+    resolved |= scheduler.strategy.settings(n_prompts) or schedule_config.options.to_dict()
+    chosen = subset_choice(
+        schedule_config.subset_size, n_prompts, schedule_config.subset_multiple, scheduler.subset_size
+    )
+    notes = [chosen, *scheduler.strategy.notes()]
 
     def draw(stdout: Stdout) -> None:
         from rich.table import Table
 
         for line in notes:
             stdout.line(line)
-        stdout.line(f"{run}: {params.n_prompts} prompts, strategy {params.strategy}, resolved to rank units:")
+        stdout.line(f"{run}: {n_prompts} prompts, strategy {schedule_config.strategy}, resolved to rank units:")
         table = Table(show_header=False)
         for key, value in resolved.items():
             table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
@@ -147,36 +113,38 @@ def init(
     emit({"run": str(run), "params": resolved, "notes": notes}, as_json=as_json, human=draw)
 
 
-# `init` parameters that are not `ScheduleConfig` fields under their own names.
-_NOT_CONFIG = (
-    "scores", "run", "config", "as_json", "data_format", "prior", "reward_range", "skip_zero_variance", "band",
-)  # fmt: skip
+def _with_strategy_options(command: Any) -> Any:
+    """`command` taking every strategy option as a keyword (generated from the strategies' `Options` fields)."""
+    import typing
+
+    hints = typing.get_type_hints(command, include_extras=True)
+    fixed = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+    generated = strategy_parameters()
+    command.__signature__ = inspect.Signature([*fixed, *generated], return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
+    return command
 
 
-def _schedule_config(given: dict[str, Any]) -> Any:
-    """`ScheduleConfig` from `init`'s parameters: given values only, the comma pairs parsed."""
+app.command("init")(_with_strategy_options(init))
+
+
+def _schedule_config(*, reward_range: str | None, options: dict[str, Any], **common: Any) -> Any:
+    """`ScheduleConfig` from `init`'s values: given values only, the comma pairs parsed."""
     from gaincurate.schedule.config import ScheduleConfig
 
-    values = {key: value for key, value in given.items() if key not in _NOT_CONFIG}
-    values |= {"format": given["data_format"], "skip_zero_variance": given["skip_zero_variance"] or None}
-    values |= {"prior": given["prior"] and _pair(given["prior"]), "band": given["band"] and _pair(given["band"])}
-    if given["calibrator"] is not None:  # read at every step, so kept as an absolute path
-        values |= {"calibrator": str(Path(given["calibrator"]).resolve())}
-    if given["reward_range"] is not None:
-        low, high = _pair(given["reward_range"])
-        if given["reward_max"] is not None and given["reward_max"] != high:
+    values = {key: value for key, value in common.items() if value is not None}
+    values["skip_zero_variance"] = common["skip_zero_variance"] or None
+    if common["band"] is not None:
+        values["band"] = pair(common["band"])
+    if reward_range is not None:
+        low, high = pair(reward_range)
+        if common["reward_max"] is not None and common["reward_max"] != high:
             raise ConfigError(
-                f"--reward-range {given['reward_range']} and --reward-max {given['reward_max']:g} disagree; "
-                "pass one of them"
+                f"--reward-range {reward_range} and --reward-max {common['reward_max']:g} disagree; pass one of them"
             )
         values |= {"reward_min": low, "reward_max": high}
-    return ScheduleConfig(**{key: value for key, value in values.items() if value is not None})
-
-
-def _pair(text: str) -> tuple[float, float]:
-    """`A,B` as two numbers (`_pair_parser` checked the form); ScheduleConfig checks their range."""
-    low, high = (float(part) for part in text.split(","))
-    return low, high
+    return ScheduleConfig(**values, **strategy_settings(options))
 
 
 @app.command("next")
@@ -193,13 +161,12 @@ def next_(
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
         step = advance(run, feedback=feedback, checkpoint=checkpoint, progress=progress)
-    uses_mu = step.strategy in MU_STRATEGIES
     for notice in step.notices:
         if not (quiet or as_json):
             note(f"note: {notice}")
     result = {
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
-        "mu": step.mu if uses_mu else None, "record": _for_strategy(step.record, uses_mu), "notices": step.notices,
+        "mu": step.mu, "record": step.record, "notices": step.notices,
     }  # fmt: skip
     emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result))
 
@@ -207,23 +174,15 @@ def next_(
 def _draw_step(stdout: Stdout, result: dict[str, Any]) -> None:
     record = result["record"]
     if record is not None:
-        ang = "n/a" if record["ang"] is None else f"{record['ang']:.4f} ({record['ang_source']})"
-        if record["ang_source"] == "stored":  # not model signal: logged, but the angle term is off
-            ang = ang[:-1] + ", angle term off)" if record["ang"] is not None else "off"
-        move = "" if result["mu"] is None else f", delta {record['delta']:+.1f}, mu {record['mu']:.1f} -> "
-        move += "" if result["mu"] is None else f"{record['mu_next']:.1f}"
-        stdout.line(
-            f"epoch {record['epoch']}: acc {record['accuracy']:.3f} over {record['rollouts']} rollouts, ang {ang}{move}"
-        )
+        move = ""
+        if "mu" in record:  # gain and length: how the epoch moved mu
+            ang = "n/a" if record["ang"] is None else f"{record['ang']:.4f} ({record['ang_source']})"
+            if record["ang_source"] == "stored":  # not model signal: logged, but the angle term is off
+                ang = ang[:-1] + ", angle term off)" if record["ang"] is not None else "off"
+            move = f", ang {ang}, delta {record['delta']:+.1f}, mu {record['mu']:.1f} -> {record['mu_next']:.1f}"
+        stdout.line(f"epoch {record['epoch']}: acc {record['accuracy']:.3f} over {record['rollouts']} rollouts{move}")
     drawn = f"by {result['strategy']}" if result["mu"] is None else f"around mu {result['mu']:.1f}"
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
-
-
-def _for_strategy(line: dict[str, Any] | None, uses_mu: bool) -> dict[str, Any] | None:
-    """A history line as shown: mu and its step are null for the strategies that never draw around mu."""
-    if line is None or uses_mu:
-        return line
-    return {**line, **{key: None for key in ("mu", "mu_next", "delta") if key in line}}
 
 
 @app.command("run")
@@ -256,10 +215,8 @@ def run_(
             initial_checkpoint=initial_checkpoint, progress=progress,
             echo=None if quiet else sys.stderr,  # the trainer's output, bounded (its full log is in RUN/logs/)
         )  # fmt: skip
-    from gaincurate.schedule.rundir import load_run
-
-    uses_mu = load_run(run).config.strategy in MU_STRATEGIES
-    done = {"trained": result.trained, "epoch": result.epoch, "mu": result.mu if uses_mu else None}
+    uses_mu = result.mu is not None
+    done = {"trained": result.trained, "epoch": result.epoch, "mu": result.mu}
 
     def draw(stdout: Stdout) -> None:
         trained = ", ".join(map(str, result.trained)) or "none (already done)"
@@ -285,11 +242,8 @@ def status(
     report = run_status(run)
     if plot is not None:
         report["plot"] = str(save_plot(plot, report))
-    uses_mu = report["params"]["strategy"] in MU_STRATEGIES
-    shown = {
-        **report, "uses_mu": uses_mu, "mu": report["mu"] if uses_mu else None,
-        "history": [_for_strategy(line, uses_mu) for line in report["history"]],
-    }  # fmt: skip
+    uses_mu = "mu" in report  # gain and length keep mu; the others have none
+    shown = {**report, "uses_mu": uses_mu, "mu": report.get("mu")}
     emit(shown, as_json=as_json, human=lambda stdout: _draw_status(stdout, shown))
 
 
@@ -302,20 +256,20 @@ def _draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     )
     table = Table(title=f"{report['run']}: epoch {report['epoch']}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])
-    mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "ang", "rollouts", "state"]
+    mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
     for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
         table.add_column(column, justify="right")
     for line in report["history"]:
-        ang = "-" if line["ang"] is None else f"{line['ang']:.4f}"
+        ang = "-" if line.get("ang") is None else f"{line['ang']:.4f}"
         cells = (
             [f"{line['mu']:.1f}", f"{line['accuracy']:.3f}", ang, f"{line['delta']:+.1f}", f"{line['mu_next']:.1f}"]
             if uses_mu
-            else [f"{line['accuracy']:.3f}", ang, str(line["rollouts"]), "trained"]
+            else [f"{line['accuracy']:.3f}", str(line["rollouts"]), "trained"]
         )
         table.add_row(str(line["epoch"]), *cells, *([_selection(line.get("selection"))] if drawn else []))
     if report["epoch"] >= 0:
         waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
-        cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", "-", waiting]
+        cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
         table.add_row(str(report["epoch"]), *cells, *([_selection(report.get("selection"))] if drawn else []))
     stdout.print(table)
     if "plot" in report:

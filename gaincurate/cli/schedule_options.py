@@ -1,20 +1,27 @@
-"""The options of `gaincurate schedule init`: one `Annotated` alias per `ScheduleConfig` field it sets.
+"""The options of `gaincurate schedule init`: the common ones here, each strategy's generated from its `Options`.
 
-A size is checked at parse time (`_size`), and so is an `A,B` pair (`_pair_parser`), so a bad value is a usage
-error naming it, like any mistyped value.
+The common settings are `Annotated` aliases below. Every strategy option comes from its dataclass field
+(`gaincurate.schedule.options.option`: default, help, check), so a new strategy's options appear in `init`, its
+`--help` (one panel per strategy, after the common options), `--config FILE` and docs/cli.md with no second list
+to keep in step. An option several strategies share (`--target`, `--forget`) is one flag, shown in the panel of
+the first, its help naming every owner and each one's default. Old names (`Options.renamed`) stay readable as
+hidden flags. A size is checked at parse time (`_size`), and so is an `A,B` pair (`_pair_parser`), so a bad value
+is a usage error naming it, like any mistyped value.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from gaincurate.schedule.config import ANGLE_SIGNALS, FORMATS, RESCORE_MODES
-from gaincurate.schedule.gain_options import DIRECTIONS, MU_CONTROLS, RANKINGS
-
-FRACTION = "A number is ranks; a share of the prompt count N is a percentage, e.g. 2%."
+from gaincurate.schedule.config import FORMATS
+from gaincurate.schedule.greso import ZeroVarianceOptions
+from gaincurate.schedule.options import flag
+from gaincurate.schedule.registry import STRATEGIES
 
 
 def _size(text: str) -> str:
@@ -39,29 +46,24 @@ def _pair_parser(form: str):
     return parse
 
 
+def pair(text: str) -> tuple[float, float]:
+    """`A,B` as two numbers (`_pair_parser` checked the form); the config checks their range."""
+    low, high = (float(part) for part in text.split(","))
+    return low, high
+
+
 ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
 SubsetSize = Annotated[
     str | None,
     typer.Option(
-        parser=_size, help=f"Prompts per epoch (default 256/7500 of N, rounded to --subset-multiple). {FRACTION}"
+        parser=_size,
+        help="Prompts per epoch (default 256/7500 of N, rounded to --subset-multiple). A number is ranks; a share "
+        "of the prompt count N is a percentage, e.g. 2%.",
     ),
 ]
 SubsetMultiple = Annotated[
     int | None,
     typer.Option(help="The subset size is a multiple of K: the prompts your trainer takes per batch (default 1)."),
-]
-Sigma = Annotated[str | None, typer.Option(parser=_size, help=f"Gaussian width (default 2/15 of N). {FRACTION}")]
-StepSize = Annotated[
-    str | None, typer.Option(parser=_size, help=f"n, the step scale of mu (default 1/15 of N). {FRACTION}")
-]
-Alpha = Annotated[float | None, typer.Option(help="tanh sharpness (default 2).")]
-Beta = Annotated[float | None, typer.Option(help="Target accuracy (default 0.5).")]
-AdjMin = Annotated[
-    str | None,
-    typer.Option(parser=_size, help=f"Lower clamp of a step (default 0; below 0 mu can move back). {FRACTION}"),
-]
-AdjMax = Annotated[
-    str | None, typer.Option(parser=_size, help=f"Upper clamp of a step (default 2/15 of N). {FRACTION}")
 ]
 RewardMax = Annotated[float | None, typer.Option(help="Reward of a correct rollout (default 1).")]
 RewardRange = Annotated[
@@ -71,92 +73,116 @@ RewardRange = Annotated[
     ),
 ]
 Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
-Rescore = Annotated[
-    Literal[RESCORE_MODES] | None,
-    typer.Option(
-        help="Re-score from checkpoints for the angle term (default: subset for gain and length, none for the "
-        "others, which never use mu; none: no angle term)."
-    ),
-]
-RescoreEvery = Annotated[int | None, typer.Option(help="Re-score every K epochs (default 1).")]
-RescoreNproc = Annotated[
-    int | None, typer.Option(help="Re-score with N processes via torchrun (default 1: in process).")
-]
 DataFormat = Annotated[Literal[FORMATS] | None, typer.Option("--format", help="Epoch file layout (default trl).")]
 DataSource = Annotated[
     str | None, typer.Option(help="verl: the rows' data_source, verl's reward key (default lighteval/MATH).")
-]
-AngleSignal = Annotated[
-    Literal[ANGLE_SIGNALS] | None,
-    typer.Option(help="Angle term: raw fresh score, or centered on the fresh scores (needs --rescore window|full)."),
-]
-# dots (docs/dots.md) and the reward-history strategies (gaincurate.schedule.mopps, .greso; docs/strategies.md).
-Target = Annotated[float | None, typer.Option(help="dots, mopps: the pass rate to aim at (default 0.5).")]
-Tau = Annotated[float | None, typer.Option(help="dots: selection temperature (default 0.05; the paper's 1e-3).")]
-TauAttn = Annotated[float | None, typer.Option(help="dots: attention temperature (default 0.1).")]
-Decay = Annotated[
-    float | None, typer.Option(help="dots: weight per epoch of a measurement's age (default 0.4; 1: never ages).")
-]
-ReferenceEvery = Annotated[
-    int | None,
-    typer.Option(help="dots: every K epochs roll a fresh reference set with the newest checkpoint (default 0: never)."),
-]
-ReferenceSize = Annotated[
-    int | None, typer.Option(help="dots: prompts in each fresh reference set (default: the subset size).")
-]
-Calibrator = Annotated[Path | None, typer.Option(help="dots: an adapter and head from `difficulty fit` (.npz).")]
-Reference = Annotated[
-    str | None, typer.Option(help="dots: feedback JSON lines measured before epoch 0 (`gaincurate rollout`).")
-]
-Prior = Annotated[
-    str | None,
-    typer.Option(
-        parser=_pair_parser("two positive numbers A,B such as 1,1"),
-        help="mopps: Beta prior A,B of every pass rate (default 1,1).",
-    ),
-]
-Forget = Annotated[
-    float | None, typer.Option(help="mopps: weight old evidence keeps at each update (default 0.8; 1: never forget).")
-]
-ExploreMin = Annotated[float | None, typer.Option(help="greso: lowest exploration rate (default 0.05).")]
-ExploreMax = Annotated[float | None, typer.Option(help="greso: highest exploration rate (default 0.95).")]
-TargetZeroVariance = Annotated[
-    float | None, typer.Option(help="greso: share of all-right or all-wrong prompts to steer to (default 0.25).")
-]
-ScreenFactor = Annotated[int | None, typer.Option(help="screen: candidates screened per epoch prompt, k (default 2).")]
-ScreenRollouts = Annotated[
-    int | None, typer.Option(help="screen: rollouts per candidate with the current policy, r (default 4).")
 ]
 Band = Annotated[
     str | None,
     typer.Option(
         parser=_pair_parser("two pass rates LO,HI such as 0.1,0.9"),
-        help="dots, mopps, screen: train first on prompts whose pass-rate estimate is in [LO, HI] "
-        "(screen's default: drop 0/r and r/r).",
+        help="Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's own default: "
+        "drop 0/r and r/r).",
     ),
 ]
 SkipZeroVariance = Annotated[
     bool, typer.Option(help="Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy.")
 ]
-# gain's ablation options (docs/strategies.md, "GAIN-RL ablation options"); the defaults are the published schedule.
-Ranking = Annotated[
-    Literal[RANKINGS] | None,
-    typer.Option(help="gain: rank by angle score, or by a permutation seeded by --seed (default score)."),
-]
-MuControl = Annotated[
-    Literal[MU_CONTROLS] | None,
-    typer.Option(help="gain: move mu by the GAIN-RL update, or sweep it --sweep-rate a step (default feedback)."),
-]
-SweepRate = Annotated[
-    str | None,
+RESCORE_PANEL = "gain and length options"
+RescoreNproc = Annotated[
+    int | None,
     typer.Option(
-        parser=_size, help=f"gain --mu-control sweep: ranks mu moves per epoch (default --step-size). {FRACTION}"
+        help="gain, length: re-score with N processes via torchrun (default 1: in process).",
+        rich_help_panel=RESCORE_PANEL,
     ),
 ]
-Direction = Annotated[
-    Literal[DIRECTIONS] | None,
-    typer.Option(
-        help="gain: highest score first, or auto: reversed when the first epoch's pass rates fall with the score "
-        "(default high-first)."
-    ),
-]
+
+# A field's spelling on the command line (`option(cli=...)`), when it is not a plain number.
+_PARSERS = {
+    "size": _size,
+    "pair": _pair_parser("two positive numbers A,B such as 1,1"),
+}
+
+
+def _owners() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Each option name, with the strategies that have it (registry order) and their fields."""
+    owners: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, cls in STRATEGIES.items():
+        for field in dataclasses.fields(cls.options_class):
+            owners.setdefault(field.name, []).append((name, field))
+    for field in dataclasses.fields(ZeroVarianceOptions):  # also the filter's, over any strategy
+        owners.setdefault(field.name, [])
+    return owners
+
+
+def _panel(strategies: list[str]) -> str:
+    first = strategies[0]
+    return RESCORE_PANEL if first in ("gain", "length") else f"{first} options"
+
+
+def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
+    field = owned[0][1]
+    strategies = [strategy for strategy, _ in owned]
+    if name in ZeroVarianceOptions.names():
+        strategies.append("--skip-zero-variance")
+    defaults = {strategy: other.default for strategy, other in owned}
+    shown = set(map(repr, defaults.values()))
+    if None in defaults.values():
+        default = ""  # the help says what leaving it out means
+    elif len(shown) == 1:
+        default = f" [default: {_text(field.default)}]"
+    else:
+        default = " [default: " + ", ".join(f"{s} {_text(d)}" for s, d in defaults.items()) + "]"
+    return f"{', '.join(strategies)}: {field.metadata['help']}{default}"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
+    kind = field.metadata["cli"]
+    option = {"help": help, "rich_help_panel": panel, "hidden": hidden}
+    if kind in _PARSERS:
+        return Annotated[str | None, typer.Option(flag(name or field.name), parser=_PARSERS[kind], **option)]
+    if kind == "choice":
+        return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(flag(name or field.name), **option)]
+    if kind == "path":
+        return Annotated[Path | None, typer.Option(flag(name or field.name), **option)]
+    base = int if isinstance(field.default, int) and not isinstance(field.default, bool) else float
+    return Annotated[base | None, typer.Option(flag(name or field.name), **option)]
+
+
+def strategy_parameters() -> list[inspect.Parameter]:
+    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name."""
+    parameters = []
+    for name, owned in _owners().items():
+        if not owned:  # the zero-variance filter's options belong to greso's panel
+            owned = [("greso", next(f for f in dataclasses.fields(ZeroVarianceOptions) if f.name == name))]
+        strategies = [strategy for strategy, _ in owned]
+        annotation = _annotation(owned[0][1], _help(name, owned), _panel(strategies))
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    for cls in STRATEGIES.values():
+        for old, new in cls.options_class.renamed.items():
+            field = next(f for f in dataclasses.fields(cls.options_class) if f.name == new)
+            annotation = _annotation(field, f"Old name of {flag(new)}.", "", hidden=True, name=old)
+            parameters.append(
+                inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+            )
+    return parameters
+
+
+def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The strategy options given on the command line, as `ScheduleConfig` takes them (pairs parsed, paths
+    absolute: a calibrator is read at every step, from wherever the step runs)."""
+    kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners().items() if owned}
+    kinds |= {old: "number" for cls in STRATEGIES.values() for old in cls.options_class.renamed}
+    settings = {}
+    for name, value in values.items():
+        if name not in kinds and name not in ZeroVarianceOptions.names() or value is None:
+            continue
+        kind = kinds.get(name)
+        settings[name] = pair(value) if kind == "pair" else str(Path(value).resolve()) if kind == "path" else value
+    return settings

@@ -61,7 +61,7 @@ class TrainerCommandError(GaincurateError):
 class LoopResult:
     trained: list[int]  # epochs trained by this call
     epoch: int  # the epoch now written and waiting (== --epochs when the loop is done)
-    mu: float
+    mu: float | None  # gain and length: the centre that drew `epoch` (the others keep none)
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,11 @@ def run_loop(
             _train(run_dir, epoch, trainer, progress)
             trained.append(epoch)
         step = advance(run_dir, progress=progress)
-        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written, mu {step.mu:.1f}")
+        mu = "" if step.mu is None else f", mu {step.mu:.1f}"
+        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written{mu}")
         for notice in step.notices:
             progress.stage(notice)
-    return LoopResult(trained, run.schedule.epoch, run.schedule.mu)
+    return LoopResult(trained, run.schedule.epoch, (run.schedule.memory or {}).get("mu"))
 
 
 def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> None:

@@ -104,9 +104,9 @@ class GainCurriculum:
         if args is not None:
             from gaincurate.schedule.sizes import subset_choice
 
-            params = self.driver.params
+            driver = self.driver
             chosen = subset_choice(
-                self.driver.config.subset_size, params.n_prompts, params.subset_multiple, params.subset_size
+                driver.config.subset_size, driver.scheduler.n_prompts, driver.config.subset_multiple, driver.subset_size
             )
             logger.info("gaincurate: %s", chosen)
         if screener is not None and not self.driver.screens:
@@ -181,7 +181,7 @@ class GainCurriculum:
                 "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"
             )
         prompts_per_batch = args.generation_batch_size // trainer.num_generations
-        subset = self.driver.params.subset_size
+        subset = self.driver.subset_size
         if subset % prompts_per_batch:
             low = subset - subset % prompts_per_batch
             raise ConfigError(
@@ -206,7 +206,7 @@ class GainCurriculum:
             tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
             self.driver.use_screener(
                 self.screener
-                or live_screener(self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.params.seed)
+                or live_screener(self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.config.seed)
             )
         curriculum = self
 
@@ -265,14 +265,11 @@ class GainCurriculum:
             if not accelerator.is_main_process:
                 self.driver.load_state_dict(shared[0])
         if record is not None:
-            trainer.log(
-                {
-                    "curriculum/accuracy": record["accuracy"],
-                    "curriculum/ang": record["ang"] if record["ang"] is not None else math.nan,
-                    "curriculum/delta": record["delta"],
-                    "curriculum/mu": record["mu_next"],
-                }
-            )
+            logged = {"curriculum/accuracy": record["accuracy"]}
+            if "mu_next" in record:  # gain and length: how the epoch moved mu
+                ang = record["ang"] if record["ang"] is not None else math.nan
+                logged |= {"curriculum/ang": ang, "curriculum/delta": record["delta"], "curriculum/mu": record["mu_next"]}
+            trainer.log(logged)
         return record
 
     def _first_epoch(self) -> None:

@@ -54,7 +54,7 @@ class CurriculumSampler(Sampler[int]):
                 "from a new run_dir"
             )
         rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        return EpochOrder(driver.params.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
+        return EpochOrder(driver.config.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
 
     def __iter__(self) -> Iterator[int]:
         from trl.trainer.utils import RepeatSampler
@@ -70,7 +70,7 @@ class CurriculumSampler(Sampler[int]):
         return (rows[index] for index in structure)
 
     def __len__(self) -> int:
-        subset = self.curriculum.driver.params.subset_size
+        subset = self.curriculum.driver.subset_size
         return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 

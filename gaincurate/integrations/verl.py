@@ -124,7 +124,7 @@ class GainCurriculumSampler(_curriculum_base()):
         self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
 
     def __len__(self) -> int:
-        return self.driver.params.subset_size
+        return self.driver.subset_size
 
     def __iter__(self) -> Iterator[int]:
         # A generator: nothing happens until the first row is asked for, so the throwaway iterators that
@@ -146,7 +146,7 @@ class GainCurriculumSampler(_curriculum_base()):
         """The current epoch's dataset rows in training order."""
         plan = self.driver.plan
         rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        return EpochOrder(self.driver.params.seed, shuffle=self.settings.shuffle).arrange(plan.epoch, rows)
+        return EpochOrder(self.driver.config.seed, shuffle=self.settings.shuffle).arrange(plan.epoch, rows)
 
     def update(self, batch: Any) -> None:
         """Record the step's rollouts: one reward per row, under the row's gc_id."""
@@ -179,7 +179,7 @@ def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config:
             "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
     batch = _get(data_config, "train_batch_size")
-    subset = driver.params.subset_size
+    subset = driver.subset_size
     if batch and subset % int(batch):
         raise ConfigError(
             f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "

@@ -113,7 +113,7 @@ def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir:
                     f"screen epoch {epoch}, but {why}; save actor.checkpoint.save_contents with hf_model every epoch"
                 )
             model_path = found.model_path
-        screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.params.seed, model_path=model_path)
+        screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.config.seed, model_path=model_path)
         return screener(gc_ids, epoch, rollouts)
 
     return screen
@@ -169,9 +169,12 @@ class StepScheduleOnSave(_callback_base()):
         if steps_per_epoch and global_step % steps_per_epoch:
             return  # a save inside the epoch: the schedule steps at the epoch's end only
         from gaincurate.schedule import rundir
+        from gaincurate.schedule.gain import LengthOptions
 
-        # With --rescore none the checkpoint is never loaded: no need to wait for it, or to check its layout.
-        checkpoint = Path(checkpoint_dir) if rundir.load_run(self.run_dir).config.rescore != "none" else None
+        # Only gain's and length's re-scoring loads the checkpoint here: else no need to wait for it, or check it.
+        options = rundir.load_run(self.run_dir).config.options
+        rescores = isinstance(options, LengthOptions) and options.rescore != "none"
+        checkpoint = Path(checkpoint_dir) if rescores else None
         if (
             checkpoint is not None
             and async_save

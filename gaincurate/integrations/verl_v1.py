@@ -172,9 +172,9 @@ class GainCurriculumDataset(_dataset_base()):
         self.row_of = _rows_by_gc_id(self, self.settings.index_key)
         check_rows(driver, self.row_of, config)
         gen_batch = _get(config, "gen_batch_size")
-        if gen_batch and driver.params.subset_size % int(gen_batch):
+        if gen_batch and driver.subset_size % int(gen_batch):
             raise ConfigError(
-                f"subset_size {driver.params.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "
+                f"subset_size {driver.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "
                 "drop data.gen_batch_size or re-init the run with a multiple of it"
             )
         if driver.screens:
@@ -196,7 +196,7 @@ class GainCurriculumDataset(_dataset_base()):
     def __len__(self) -> int:
         if self.curriculum is None:
             return super().__len__()
-        return self.curriculum.params.subset_size
+        return self.curriculum.subset_size
 
     def __getitem__(self, item: int) -> dict:
         if self.curriculum is None:

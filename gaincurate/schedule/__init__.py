@@ -9,11 +9,12 @@ The run directory (`gaincurate.schedule.rundir`), the epoch loop (`.driver`), th
 modules; they need pyarrow.
 """
 
-from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, EpochRecord, EpochStep, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback, read_feedback, summarize_feedback
+from gaincurate.schedule.options import Options
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy, get_strategy
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, Strategy, StrategyInputs
 
 __all__ = [
     "EpochPlan",
@@ -24,11 +25,12 @@ __all__ = [
     "RankingContext",
     "Rescored",
     "ScheduleConfig",
-    "ScheduleParams",
     "ScheduleState",
     "Scheduler",
+    "Options",
+    "Selection",
     "Strategy",
-    "get_strategy",
+    "StrategyInputs",
     "read_feedback",
     "summarize_feedback",
 ]

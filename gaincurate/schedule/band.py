@@ -20,34 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, first_positions
+from gaincurate.schedule.strategies import Filter, RankingContext, Selection, Strategy, first_positions
 
 if TYPE_CHECKING:
-    from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies import Strategy
 
 
-class BandFilter:
+class BandFilter(Filter):
     """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
 
     def __init__(self, base: Strategy, band: tuple[float, float]) -> None:
-        if not hasattr(base, "priority") or not hasattr(base, "band_estimates"):
+        if not (base.ordered and base.pass_rate_estimates):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
-        self.base = base
-        self.name = base.name
+        super().__init__(base)
         self.low, self.high = float(band[0]), float(band[1])
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return self.base.rank(prompts)
-
-    def initial_memory(self) -> dict[str, Any]:
-        initial = getattr(self.base, "initial_memory", None)
-        return initial() if initial is not None else {}
-
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        observe = getattr(self.base, "observe", None)
-        return observe(state, feedback) if observe is not None else (state.memory or {})
 
     def inside(self, estimates: np.ndarray) -> np.ndarray:
         return (estimates >= self.low) & (estimates <= self.high)
@@ -70,8 +56,7 @@ class BandFilter:
         estimates: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """The base's description, the band, and how many chosen prompts are in it (`estimates`: if known)."""
-        describe = getattr(self.base, "describe", None)
-        info = describe(state, context, positions) if describe is not None else {}
+        info = self.base.describe(state, context, positions)
         estimates = self.base.band_estimates(state, context) if estimates is None else estimates
         if estimates is not None:
             info["band_kept"] = int(np.sum(self.inside(estimates[positions])))
@@ -80,6 +65,6 @@ class BandFilter:
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
         estimates = self.base.band_estimates(state, context)  # once per draw: dots' estimate is an attention pass
         order = self.banded(self.base.priority(state, context, rng), estimates)
-        positions = first_positions(order, context.params.subset_size)
+        positions = first_positions(order, context.subset_size)
         inside = len(order) if estimates is None else int(np.sum(self.inside(estimates)))
         return Selection(positions, self.describe(state, context, positions, estimates) | {"in_band": inside})

@@ -34,12 +34,12 @@ from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
 from gaincurate.schedule.driver import init_run, open_scheduler, take_step
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.inputs import load_scores
-from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.rundir import RunState
-from gaincurate.schedule.screen import Screener, screens
+from gaincurate.schedule.screen import Screener
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies import POLICY
 
-STATE_DICT_VERSION = 1
+STATE_DICT_VERSION = 2  # 2: mu in gain's memory (1: beside the state, for every strategy)
 
 
 class CurriculumDriver:
@@ -69,12 +69,10 @@ class CurriculumDriver:
             self.scores_dir = Path(scores_dir)
             self.scores = load_scores(self.scores_dir)
             config = config or ScheduleConfig()
-            self.scheduler = Scheduler(
-                config, self.scores.prompts, strategy=build_strategy(self.scores, config, initial=True)
-            )
+            self.scheduler = Scheduler(config, self.scores.prompts, scores=self.scores)
         self.write = write and self.run_dir is not None
         self.config = self.scheduler.config
-        self.params = self.scheduler.params
+        self.subset_size = self.scheduler.subset_size  # prompts per epoch, resolved for this prompt set
         self.history: list[dict[str, Any]] = []  # the records of the steps taken by this driver
         self._records: list[tuple[int, float]] = []
         self._epoch_started = time.perf_counter()
@@ -86,12 +84,12 @@ class CurriculumDriver:
     @property
     def screens(self) -> bool:
         """Whether the strategy measures candidates with the policy (screen) before each draw."""
-        return screens(self.scheduler.strategy)
+        return POLICY in self.scheduler.strategy.needs
 
     def use_screener(self, screener: Screener) -> None:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.screeners`)."""
         if self.screens:
-            self.scheduler.strategy.screener = screener
+            self.scheduler.strategy.use_screener(screener)
 
     @property
     def plan(self) -> EpochPlan:
@@ -114,7 +112,7 @@ class CurriculumDriver:
     def record(self, gc_ids: Iterable[Any], rewards: Iterable[Any]) -> int:
         """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
         added = []
-        reward_min, reward_max = self.params.reward_min, self.params.reward_max
+        reward_min, reward_max = self.config.reward_min, self.config.reward_max
         for gc_id, reward in zip(gc_ids, rewards, strict=True):
             if reward is None or (isinstance(reward, float) and math.isnan(reward)):
                 continue
@@ -181,10 +179,15 @@ class CurriculumDriver:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Return to a saved point (a trainer resuming from a checkpoint); the run directory follows."""
-        if state.get("version") != STATE_DICT_VERSION:
+        if state.get("version") == 1:  # gaincurate 0.x: mu beside the state, for every strategy
+            mu = state["schedule"].get("mu", 0.0)
+            memory = state["schedule"].get("memory") or {}
+            keeps_mu = "mu" in (self.scheduler.strategy.initial_memory() or {})
+            state = {**state, "schedule": {**state["schedule"], "memory": {**memory, "mu": mu} if keeps_mu else memory}}
+        elif state.get("version") != STATE_DICT_VERSION:
             raise ConfigError(
                 f"the checkpoint's curriculum state has version {state.get('version')}; "
-                f"this gaincurate reads {STATE_DICT_VERSION}"
+                f"this gaincurate reads 1 and {STATE_DICT_VERSION}: upgrade gaincurate to resume from it"
             )
         schedule = ScheduleState.from_json(state["schedule"])
         self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy)

@@ -20,19 +20,18 @@ from gaincurate.errors import InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule import rundir
 from gaincurate.schedule.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
-from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.epochs import check_format
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
 from gaincurate.schedule.inputs import ScoresInput, load_scores
 from gaincurate.schedule.reference import fresh_reference
-from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.rundir import RunState
-from gaincurate.schedule.screen import screens
+from gaincurate.schedule.strategies import FRESH_SCORES, POLICY
 
-STATUS_KEYS = (
-    "epoch", "mu", "accuracy", "ang", "ang_source", "signal", "delta", "mu_next", "rollouts", "reranked", "timings",
-)  # fmt: skip
+STATUS_KEYS = ("epoch", "accuracy", "rollouts", "timings")  # every history line has them
+# gain and length: how the epoch moved mu (a history line has them only for the strategies that keep mu).
+MU_KEYS = ("mu", "ang", "ang_source", "signal", "delta", "mu_next", "reranked")
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def take_step(
     started = time.perf_counter()
     if record is not None and archive is not None:
         rundir.archive_feedback(run_dir, record["epoch"], archive)
-    path = rundir.write_epoch_file(run_dir, scores, scheduler.params, step.plan)
+    path = rundir.write_epoch_file(run_dir, scores, scheduler.config, step.plan)
     timings["write_s"] = time.perf_counter() - started
     if record is not None:
         record = record | {"timings": timings}
@@ -101,13 +100,13 @@ def take_step(
     return Stepped(step, record, path, run)
 
 
-def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, ScheduleParams]:
+def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, Scheduler]:
     """Create a run directory for `scores_dir`; nothing is written when any check fails."""
     run_dir = Path(run_dir)
     rundir.check_new(run_dir)
     scores = load_scores(scores_dir)
     check_format(scores, config.format)
-    scheduler = Scheduler(config, scores.prompts, strategy=build_strategy(scores, config, initial=True))
+    scheduler = Scheduler(config, scores.prompts, scores=scores)
     run = RunState(
         config=config,
         scores_dir=str(Path(scores_dir).resolve()),
@@ -116,7 +115,7 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
         schedule=scheduler.state,
     )
     rundir.create(run_dir, run)
-    return run, scheduler.params
+    return run, scheduler
 
 
 def check_feedback(
@@ -141,7 +140,7 @@ def check_feedback(
         source,
         epoch_ids=run.schedule.subset_ids,
         known_ids=run.schedule.ranking,
-        reward_max=run.config.resolve(run.n_prompts).reward_max,
+        reward_max=run.config.reward_max,
         reward_min=run.config.reward_min,
     )
     if summary.outside_epoch:
@@ -166,8 +165,7 @@ def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
             f"run has {run.n_prompts}); restore them or start a new run with `schedule init`"
         )
     try:
-        strategy = build_strategy(scores, run.config, initial=False)
-        return Scheduler(run.config, scores.prompts, run.schedule, strategy=strategy), scores
+        return Scheduler(run.config, scores.prompts, run.schedule, scores=scores), scores
     except ValueError as error:
         raise InputError(f"the scores in {run.scores_dir} do not match this run ({error}); start a new run") from None
 
@@ -208,10 +206,10 @@ def advance(
         summary, digest = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
         timings = {"feedback_s": time.perf_counter() - started}
         rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
-        fresh = fresh_reference(run_dir, scheduler.params, scores, run, checkpoint, notices, timings, progress)
+        fresh = fresh_reference(run_dir, scheduler, scores, run, checkpoint, notices, timings, progress)
         screened_with = arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
-        if checkpoint is not None and scheduler.params.rescore == "none" and fresh is None and screened_with is None:
-            notices.append("--rescore none: the checkpoint is not used; ang comes from the stored scores")
+        if checkpoint is not None and FRESH_SCORES not in scheduler.strategy.needs and not fresh and not screened_with:
+            notices.append(_unused_checkpoint(scheduler))
         used = screened_with or used
         if run.train_seconds is not None:
             timings["train_s"] = run.train_seconds
@@ -236,7 +234,13 @@ def advance(
     plan = stepped.step.plan
     assert stepped.path is not None  # written: advance always has a run directory
     return StepResult(
-        plan.epoch, plan.mu, stepped.path, len(plan.gc_ids), stepped.record, notices, scheduler.config.strategy
+        plan.epoch,
+        plan.draw.get("mu"),
+        stepped.path,
+        len(plan.gc_ids),
+        stepped.record,
+        notices,
+        scheduler.config.strategy,
     )
 
 
@@ -256,7 +260,7 @@ def arm_screener(
     not a screen run).
     """
     strategy = scheduler.strategy
-    if not screens(strategy):
+    if POLICY not in strategy.needs:
         return None
     from gaincurate.schedule.screeners import checkpoint_screener
 
@@ -269,8 +273,10 @@ def arm_screener(
             f"but {why}; pass --checkpoint PATH (a folder with full weights)"
         )
     model_path = None if found is None else found.model_path
-    strategy.screener = checkpoint_screener(
-        run_dir, scores.directory, seed=scheduler.params.seed, model_path=model_path, progress=progress
+    strategy.use_screener(
+        checkpoint_screener(
+            run_dir, scores.directory, seed=scheduler.config.seed, model_path=model_path, progress=progress
+        )
     )
     return None if found is None else str(found.path)
 
@@ -284,8 +290,8 @@ def _rescore(
     timings: dict[str, float],
     progress: Progress,
 ) -> tuple[Rescored | None, str | None]:
-    """Fresh scores from the newest checkpoint when the config asks for them this epoch."""
-    if scheduler.params.rescore == "none":
+    """Fresh scores from the newest checkpoint when the strategy asks for them this epoch."""
+    if FRESH_SCORES not in scheduler.strategy.needs:
         return None, run.checkpoint
     found = None
     if checkpoint is not None:
@@ -315,10 +321,15 @@ def _rescore(
     progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
     fresh = scoring.rescore(
-        scores.directory, [int(i) for i in ids], checkpoint=found.model_path, nproc=scheduler.params.rescore_nproc
+        scores.directory, [int(i) for i in ids], checkpoint=found.model_path, nproc=scheduler.config.rescore_nproc
     )
     timings["rescore_s"] = time.perf_counter() - started
     return Rescored(ids, fresh), used
+
+
+def _unused_checkpoint(scheduler: Scheduler) -> str:
+    """The notice for a checkpoint that nothing this step read."""
+    return f"the checkpoint is not used: the {scheduler.config.strategy} strategy, as configured, reads nothing from it"
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
@@ -328,21 +339,23 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     # `selection` (how a strategy such as mopps drew an epoch) is shown only by the strategies that record it.
     history = [
         {key: line.get(key) for key in STATUS_KEYS}
+        | {key: line[key] for key in MU_KEYS if key in line}
         | {"subset_size": len(line.get("subset_ids", []))}
         | ({"selection": line["selection"]} if "selection" in line else {})
         | ({"reference": line["reference"]} if "reference" in line else {})  # dots: a fresh set's extra cost
         for line in rundir.read_history(run_dir)
     ]
-    selection = (run.schedule.memory or {}).get("selection")
+    memory = run.schedule.memory or {}
+    selection = memory.get("selection")
     return {
         "run": str(run_dir),
         "epoch": run.schedule.epoch,
-        "mu": run.schedule.mu,
+        **({"mu": memory["mu"]} if "mu" in memory else {}),  # gain and length
         "trained": run.trained,
         "epoch_file": str(rundir.epoch_path(run_dir, run.schedule.epoch)) if run.schedule.epoch >= 0 else None,
         "n_prompts": run.n_prompts,
         "scores_dir": run.scores_dir,
-        "params": run.config.resolve(run.n_prompts).to_dict(),
+        "params": {**run.config.to_dict(), "subset_size": run.config.subset_count(run.n_prompts)},
         "history": history,
         **({"selection": selection} if selection is not None else {}),
     }

@@ -22,18 +22,27 @@ rates live in the scheduler state, and each epoch's history line says how many p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gaincurate.errors import ConfigError
 from gaincurate.schedule.mopps import per_prompt_feedback
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, UniformStrategy
+from gaincurate.schedule.options import RATE, Options, option
+from gaincurate.schedule.strategies import (
+    ROLLOUTS,
+    Filter,
+    RankingContext,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    UniformStrategy,
+)
 
 if TYPE_CHECKING:
-    from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies import Strategy
 
 MEMORY_KEY = "zero_variance"
 EXPLORE_START = 0.5  # the released scripts' p_easy = p_hard = 0.5
@@ -66,52 +75,38 @@ def next_rate(rate: float, share: float, target: float, *, low: float, high: flo
     return round(moved, 12)  # no float drift in state.json: 0.2, not 0.20000000000000004
 
 
-class ZeroVarianceFilter:
+@dataclass(frozen=True, kw_only=True)
+class ZeroVarianceOptions(Options):
+    """GRESO's exploration rates: `--strategy greso`, and `--skip-zero-variance` over another strategy."""
+
+    explore_min: float = option(0.05, "Lowest exploration rate of the zero-variance filter.", RATE)
+    explore_max: float = option(0.95, "Highest exploration rate of the zero-variance filter.", RATE)
+    target_zero_variance: float = option(
+        0.25, "Share of all-right or all-wrong prompts the zero-variance filter steers to.", RATE
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.explore_min > self.explore_max:
+            raise ConfigError(f"--explore-min {self.explore_min} is above --explore-max {self.explore_max}; swap them")
+
+
+class ZeroVarianceFilter(Filter):
     """Skip, before rollout, the prompts a base strategy picks whose recent rollouts all agreed."""
 
-    def __init__(
-        self,
-        base: Strategy,
-        gc_ids: np.ndarray,
-        *,
-        explore_min: float = 0.05,
-        explore_max: float = 0.95,
-        target_zero_variance: float = 0.25,
-        name: str | None = None,
-    ) -> None:
-        if not hasattr(base, "priority"):
+    def __init__(self, base: Strategy, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
+        if not base.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
-        self.base = base
-        self.name = name or base.name
+        super().__init__(base)
+        self.needs = base.needs | {ROLLOUTS}
+        options = options or ZeroVarianceOptions()
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
-        self.low, self.high, self.target = float(explore_min), float(explore_max), float(target_zero_variance)
-
-    @classmethod
-    def from_config(
-        cls, base: Strategy, prompts: PromptSet, config: ScheduleConfig, *, name: str | None = None
-    ) -> ZeroVarianceFilter:
-        return cls(
-            base,
-            prompts.gc_ids,
-            explore_min=config.explore_min,
-            explore_max=config.explore_max,
-            target_zero_variance=config.target_zero_variance,
-            name=name,
-        )
-
-    @classmethod
-    def greso(cls, prompts: PromptSet, config: ScheduleConfig) -> ZeroVarianceFilter:
-        """GRESO on its own: the filter over a uniformly random order."""
-        return cls.from_config(UniformStrategy(), prompts, config, name="greso")
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return self.base.rank(prompts)
+        self.low, self.high, self.target = options.explore_min, options.explore_max, options.target_zero_variance
 
     def initial_memory(self) -> dict[str, Any]:
         start = min(max(EXPLORE_START, self.low), self.high)
-        base = getattr(self.base, "initial_memory", None)
         own = {"gc_ids": [], "streaks": [], "explore_easy": start, "explore_hard": start}
-        return {**(base() if base is not None else {}), MEMORY_KEY: own}
+        return {**(self.base.initial_memory() or {}), MEMORY_KEY: own}
 
     def memory(self, state: ScheduleState) -> tuple[np.ndarray, float, float]:
         """(streak of every prompt in gc_id order, explore_easy, explore_hard)."""
@@ -124,8 +119,7 @@ class ZeroVarianceFilter:
     def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: the base's, then the streaks and rates moved by its rollouts."""
         per_prompt = per_prompt_feedback(feedback, self.name)
-        observe = getattr(self.base, "observe", None)
-        memory = observe(state, feedback) if observe is not None else (state.memory or {})
+        memory = self.base.observe(state, feedback) or {}
         streaks, easy, hard = self.memory(state)
         if per_prompt:
             ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
@@ -158,7 +152,7 @@ class ZeroVarianceFilter:
         return order, skipped, streaks
 
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        count = context.params.subset_size
+        count = context.subset_size
         order, skipped, streaks = self._skips(state, context, rng)
         kept = ~skipped[order]
         taken = np.cumsum(kept)
@@ -170,9 +164,7 @@ class ZeroVarianceFilter:
             chosen, passed = np.concatenate([order[kept], fill]), order[~kept][len(fill) :]
         positions = np.sort(chosen).astype(np.int64)
         _, easy, hard = self.memory(state)
-        describe = getattr(self.base, "describe", None)
-        info = describe(state, context, positions) if describe is not None else {}
-        info |= {
+        info = self.base.describe(state, context, positions) | {
             "skipped": len(passed),
             "skipped_easy": int(np.sum(streaks[passed] > 0)),
             "skipped_hard": int(np.sum(streaks[passed] < 0)),
@@ -180,3 +172,21 @@ class ZeroVarianceFilter:
             "explore_hard": hard,
         }
         return Selection(positions, info)
+
+
+class GresoStrategy(ZeroVarianceFilter):
+    """GRESO on its own: the zero-variance filter over a uniformly random order (the released code's)."""
+
+    name = "greso"
+    options_class = ZeroVarianceOptions
+    summary = "uniform, skipping prompts whose recent rollouts all agreed (GRESO)"
+    keeps_zero_variance = False
+
+    def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
+        super().__init__(UniformStrategy(), gc_ids, options)
+        self.name = "greso"
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> GresoStrategy:
+        assert isinstance(options, ZeroVarianceOptions)
+        return cls(inputs.prompts.gc_ids, options)

@@ -19,20 +19,30 @@ no embedding are needed; `docs/strategies.md` compares it with the released code
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gaincurate.errors import InputError
-from gaincurate.schedule.config import DEFAULT_FORGET
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, first_positions
+from gaincurate.schedule.options import RATE, Options, option, positive_pair
+from gaincurate.schedule.strategies import ROLLOUTS, RankingContext, Strategy, StrategyInputs
 
 if TYPE_CHECKING:
-    from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
 MEMORY_KEY = "posterior"
+# The weight old evidence keeps at each update (docs/strategies.md shows the simulation that picked it).
+DEFAULT_FORGET = 0.8
+TARGET_HELP = "The pass rate to aim at."
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoppsOptions(Options):
+    target: float = option(0.5, TARGET_HELP, RATE)
+    prior: tuple[float, float] = option((1.0, 1.0), "Beta prior A,B of every pass rate.", positive_pair, cli="pair")
+    forget: float = option(DEFAULT_FORGET, "Weight old evidence keeps at each update (1: never forget).", RATE)
 
 
 def per_prompt_feedback(feedback: Feedback, strategy: str) -> dict[int, tuple[float, int]]:
@@ -71,10 +81,14 @@ def posterior_sd(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.sqrt(alpha * beta / (total * total * (total + 1.0)))
 
 
-class MoppsStrategy:
+class MoppsStrategy(Strategy):
     """Select the prompts whose Thompson draw of the pass rate lies nearest the target."""
 
     name = "mopps"
+    options_class = MoppsOptions
+    summary = "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform on the bench)"
+    needs = frozenset({ROLLOUTS})
+    pass_rate_estimates = True
 
     def __init__(
         self,
@@ -88,11 +102,9 @@ class MoppsStrategy:
         self.target, self.prior, self.forget = float(target), (float(prior[0]), float(prior[1])), float(forget)
 
     @classmethod
-    def from_config(cls, prompts: PromptSet, config: ScheduleConfig) -> MoppsStrategy:
-        return cls(prompts.gc_ids, target=config.target, prior=config.prior, forget=config.forget)
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+    def build(cls, inputs: StrategyInputs, options: Options) -> MoppsStrategy:
+        assert isinstance(options, MoppsOptions)
+        return cls(inputs.prompts.gc_ids, target=options.target, prior=options.prior, forget=options.forget)
 
     def initial_memory(self) -> dict[str, Any]:
         return {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
@@ -151,7 +163,3 @@ class MoppsStrategy:
             "posterior_mean": float(np.mean(posterior_mean(alpha[rows], beta[rows]))),
             "posterior_sd": float(np.mean(posterior_sd(alpha[rows], beta[rows]))),
         }
-
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        positions = first_positions(self.priority(state, context, rng), context.params.subset_size)
-        return Selection(positions, self.describe(state, context, positions))

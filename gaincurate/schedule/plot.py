@@ -4,9 +4,8 @@
 with matplotlib (the `plot` extra) when PATH ends in .png, a plain text chart otherwise. `write_plot(run_dir,
 status)` writes `RUN/status.png` or `RUN/status.txt`, whichever this machine can draw.
 
-The series are on [0, 1]: each epoch's accuracy and, only for the Gaussian strategies (gain, length),
-the centre mu that drew the epoch, over N - 1. The other strategies carry mu in their state without using
-it, so their chart leaves it out rather than suggest it steered the draw.
+The series are on [0, 1]: each epoch's accuracy and, for the strategies that keep it (gain, length: the
+status has "mu"), the centre mu that drew the epoch, over N - 1.
 """
 
 from __future__ import annotations
@@ -18,25 +17,24 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
-from gaincurate.schedule.config import MU_STRATEGIES
 
 CHART_ROWS = 10
 
 
 def uses_mu(status: dict[str, Any]) -> bool:
-    """Whether the run's strategy draws its epochs around mu."""
-    return status["params"]["strategy"] in MU_STRATEGIES
+    """Whether the run's strategy draws its epochs around mu (only those keep it)."""
+    return "mu" in status
 
 
 def series(status: dict[str, Any]) -> tuple[list[int], list[float] | None, list[float | None]]:
     """Epochs, mu / (N - 1) (None when the strategy does not use mu), and accuracy (None while waiting)."""
     scale = max(1, status["n_prompts"] - 1)
     epochs = [line["epoch"] for line in status["history"]]
-    mus = [line["mu"] / scale for line in status["history"]]
+    mus = [line.get("mu", 0.0) / scale for line in status["history"]]
     accuracies: list[float | None] = [line["accuracy"] for line in status["history"]]
     if status["epoch"] >= 0 and status["epoch"] not in epochs:
         epochs.append(status["epoch"])
-        mus.append(status["mu"] / scale)
+        mus.append(status.get("mu", 0.0) / scale)
         accuracies.append(None)
     return epochs, (mus if uses_mu(status) else None), accuracies
 

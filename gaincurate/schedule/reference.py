@@ -20,24 +20,20 @@ from pathlib import Path
 from gaincurate.difficulty.reference import read_measurements
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule import rundir
-from gaincurate.schedule.config import ScheduleParams
-from gaincurate.schedule.core import FreshReference
+from gaincurate.schedule.core import FreshReference, Scheduler
+from gaincurate.schedule.dots import DotsOptions
 from gaincurate.schedule.inputs import ScoresInput
 from gaincurate.schedule.rundir import RunState
 
 SEED_STREAM = 1_000_003  # the rollout seed of epoch t's reference set: seed * SEED_STREAM + t
 
 
-def reference_due(params: ScheduleParams, epoch: int) -> bool:
-    """Whether a fresh reference set is rolled after `epoch` (after epochs K-1, 2K-1, ...)."""
-    return params.reference_every > 0 and (epoch + 1) % params.reference_every == 0
-
-
 def roll_reference(
     run_dir: Path,
     scores: ScoresInput,
-    params: ScheduleParams,
     *,
+    size: int,
+    seed: int,
     epoch: int,
     model_path: Path,
     progress: Progress = NULL_PROGRESS,
@@ -51,8 +47,8 @@ def roll_reference(
         scores=str(scores.directory),
         out=str(path),
         model=str(model_path),
-        reference_size=min(params.reference_size, params.n_prompts),
-        seed=params.seed * SEED_STREAM + epoch,
+        reference_size=size,
+        seed=seed * SEED_STREAM + epoch,
     )
     progress.stage(f"rolling a fresh reference set of {config.reference_size} prompts with {model_path}")
     started = time.perf_counter()
@@ -87,7 +83,9 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
         path = rundir.feedback_path(run_dir, epoch)
         if path.is_file():
             feedback[epoch] = path
-    references = [] if run.config.reference is None else [(-1, Path(run.config.reference))]
+    options = run.config.options  # dots' --reference file was measured before epoch 0
+    given = options.reference if isinstance(options, DotsOptions) else None
+    references = [] if given is None else [(-1, Path(given))]
     for epoch in range(run.schedule.epoch):  # a set rolled after the current epoch is not committed yet
         path = rundir.reference_path(run_dir, epoch)
         if path.is_file():
@@ -97,7 +95,7 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
 
 def fresh_reference(
     run_dir: Path,
-    params: ScheduleParams,
+    scheduler: Scheduler,
     scores: ScoresInput,
     run: RunState,
     checkpoint: Path | None,
@@ -109,14 +107,18 @@ def fresh_reference(
     from gaincurate.schedule.checkpoints import given_or_recorded, no_model_reason
 
     epoch = run.schedule.epoch
-    if not reference_due(params, epoch):
+    size = scheduler.reference_due()
+    if not size:
         return None
     found = given_or_recorded(checkpoint, run.checkpoint)
     if found is None or found.model_path is None:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
         notices.append(f"no fresh reference set after epoch {epoch}: {why}")
         return None
-    fresh = roll_reference(run_dir, scores, params, epoch=epoch, model_path=found.model_path, progress=progress)
+    fresh = roll_reference(
+        run_dir, scores, size=size, seed=scheduler.config.seed, epoch=epoch, model_path=found.model_path,
+        progress=progress,
+    )  # fmt: skip
     timings["reference_s"] = fresh.info["seconds"]
     notices.append(
         f"fresh reference set after epoch {epoch}: {fresh.info['prompts']} prompts, {fresh.info['rollouts']} "

@@ -1,62 +1,71 @@
-"""Strategy construction: the one place that maps a run's config to the `Strategy` object that selects.
+"""The strategies a run can name, one line each, and the one place that builds a run's strategy from its config.
 
-The run directory, the in-process integrations, the benches and a bare `Scheduler(config, prompts)` all
-get the same object for the same config:
+A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
+config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table.
 
-* `gain` (with its ablation options), `length`, `uniform`: rank positions only (`gaincurate.schedule.strategies`);
-* `mopps`: a Beta posterior per prompt (`gaincurate.schedule.mopps`);
-* `greso`: zero-variance skipping over a uniform order (`gaincurate.schedule.greso`);
-* `screen`: candidates measured by the integration's screener (`gaincurate.schedule.screen`);
-* `dots`: needs the scores table's embeddings, so only `build_strategy` makes it;
-* `band` wraps dots and mopps in the band-pass filter (`gaincurate.schedule.band`; screen bands its own);
-* `skip_zero_variance` wraps any of them but greso and screen in the GRESO filter, outermost.
+The filters wrap the strategy the config names: `--band` (`gaincurate.schedule.band`) over a strategy that
+declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then `--skip-zero-variance`
+(`gaincurate.schedule.greso`) outermost, over one that declares `ordered` and `keeps_zero_variance`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
+from gaincurate.errors import ConfigError
 from gaincurate.schedule.band import BandFilter
-from gaincurate.schedule.greso import ZeroVarianceFilter
+from gaincurate.schedule.dots import DotsStrategy
+from gaincurate.schedule.gain import GainStrategy, LengthStrategy
+from gaincurate.schedule.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
 from gaincurate.schedule.screen import ScreenStrategy
-from gaincurate.schedule.strategies import GainStrategy, get_strategy
+from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
 
-if TYPE_CHECKING:
-    from gaincurate.schedule.config import ScheduleConfig
-    from gaincurate.schedule.inputs import ScoresInput
-    from gaincurate.schedule.strategies import PromptSet, Strategy
-
-
-def build_strategy(scores: ScoresInput, config: ScheduleConfig, *, initial: bool) -> Strategy:
-    """The strategy object for `config` over a scores directory.
-
-    `initial` is True when a run starts (dots then reads its `--reference` file), False on resume.
-    """
-    if config.strategy != "dots":
-        return prompt_strategy(scores.prompts, config)
-    from gaincurate.schedule.dots import DotsStrategy
-
-    return _filtered(DotsStrategy.from_scores(scores, config, read_reference=initial), scores.prompts, config)
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (
+        GainStrategy,
+        UniformStrategy,
+        LengthStrategy,
+        DotsStrategy,
+        MoppsStrategy,
+        GresoStrategy,
+        ScreenStrategy,
+    )
+}
 
 
-def prompt_strategy(prompts: PromptSet, config: ScheduleConfig) -> Strategy:
-    """The strategy object for `config` when the prompt set is all there is (every strategy but dots)."""
-    if config.strategy == "greso":
-        return ZeroVarianceFilter.greso(prompts, config)
-    if config.strategy == "screen":
-        return ScreenStrategy.from_config(config)
-    if config.strategy == "mopps":
-        base: Strategy = MoppsStrategy.from_config(prompts, config)
-    elif config.strategy == "gain":
-        base = GainStrategy.from_config(config)
-    else:
-        base = get_strategy(config.strategy)  # dots raises here: it needs build_strategy's scores table
-    return _filtered(base, prompts, config)
+def strategy_class(name: str) -> type[Strategy]:
+    if name not in STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    return STRATEGIES[name]
 
 
-def _filtered(base: Strategy, prompts: PromptSet, config: ScheduleConfig) -> Strategy:
-    """`base` under the filters the config asks for: the band first, zero-variance skipping around it."""
-    if config.band is not None:
-        base = BandFilter(base, config.band)
-    return ZeroVarianceFilter.from_config(base, prompts, config) if config.skip_zero_variance else base
+def check_filters(config: Any) -> None:
+    """Refuse a filter the strategy cannot take, from its declarations, in one line naming the fix."""
+    cls = strategy_class(config.strategy)
+    if config.band is not None and not (cls.own_band or (cls.pass_rate_estimates and cls.ordered)):
+        usable = ", ".join(name for name, other in STRATEGIES.items() if other.own_band or other.pass_rate_estimates)
+        raise ConfigError(
+            f"--band filters by pass-rate estimates, which {config.strategy} has none of; use it with {usable}"
+        )
+    if config.skip_zero_variance is not None:
+        if not cls.keeps_zero_variance:
+            what = "skips" if cls.ordered else "drops prompts its screening found all right or all wrong, as"
+            raise ConfigError(
+                f"--strategy {config.strategy} already {what} zero-variance prompts; drop --skip-zero-variance"
+            )
+        if not cls.ordered:
+            raise ConfigError(f"--skip-zero-variance needs an order to walk, which {config.strategy} has not")
+
+
+def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:
+    """The strategy object for `config` under the filters it asks for: the band first, zero-variance skipping
+    around it."""
+    cls = strategy_class(config.strategy)
+    strategy = cls.build(inputs, config.options)
+    if config.band is not None and not cls.own_band:
+        strategy = BandFilter(strategy, config.band)
+    if config.skip_zero_variance is not None:
+        strategy = ZeroVarianceFilter(strategy, inputs.prompts.gc_ids, config.skip_zero_variance)
+    return strategy

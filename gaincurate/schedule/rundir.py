@@ -23,13 +23,15 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json
-from gaincurate.schedule.config import ScheduleConfig, ScheduleParams
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan
 from gaincurate.schedule.epochs import epoch_name, epoch_table, write_epoch
 from gaincurate.schedule.inputs import ScoresInput
 from gaincurate.schedule.state import ScheduleState
 
-STATE_VERSION = 1
+# 2: the config keeps the common settings and its strategy's options only, and mu lives in gain's memory.
+# 1 (gaincurate 0.x) still loads: `_from_version_1`.
+STATE_VERSION = 2
 STATE = "state.json"
 HISTORY = "history.jsonl"
 
@@ -125,8 +127,13 @@ def load_run(run_dir: Path) -> RunState:
         data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, not an object")
-        if data.get("version") != STATE_VERSION:
-            raise InputError(f"{path} has state version {data.get('version')}; this gaincurate reads {STATE_VERSION}")
+        if data.get("version") == 1:
+            data = _from_version_1(data)
+        elif data.get("version") != STATE_VERSION:
+            raise InputError(
+                f"{path} has state version {data.get('version')}; this gaincurate reads versions 1 and "
+                f"{STATE_VERSION}: upgrade gaincurate to continue this run, or start a new one with `schedule init`"
+            )
         return RunState.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as error:
         # Written atomically by gaincurate only, so damage came from outside; nothing here can rebuild it.
@@ -134,6 +141,16 @@ def load_run(run_dir: Path) -> RunState:
             f"{path} is damaged ({_problem(error)}); restore it from a backup, or start a new run with "
             "`gaincurate schedule init`"
         ) from None
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A 0.x state.json in today's form: the config's other strategies' options dropped, mu into gain's memory."""
+    config = ScheduleConfig.from_legacy(data["config"])
+    data = {**data, "config": config.to_dict(), "version": STATE_VERSION}
+    mu = data.pop("mu", 0.0)
+    if config.strategy in ("gain", "length"):
+        data["memory"] = {**(data.get("memory") or {}), "mu": float(mu)}
+    return data
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -232,12 +249,12 @@ def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float)
     save_run(run_dir, dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds))
 
 
-def write_epoch_file(run_dir: Path, scores: ScoresInput, params: ScheduleParams, plan: EpochPlan) -> Path:
+def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig, plan: EpochPlan) -> Path:
     """RUN/epoch-NNNN.parquet: the plan's rows in the run's format, with the draw in the file's metadata."""
-    metadata = {"epoch": plan.epoch, "mu": plan.mu, "strategy": params.strategy, "seed": params.seed}
+    metadata = {"epoch": plan.epoch, **plan.draw, "strategy": config.strategy, "seed": config.seed}
     path = epoch_path(run_dir, plan.epoch)
     table = epoch_table(
-        scores, plan.gc_ids, data_format=params.format, metadata=metadata, data_source=params.data_source
+        scores, plan.gc_ids, data_format=config.format, metadata=metadata, data_source=config.verl_data_source
     )
     write_epoch(path, table)
     return path

@@ -27,12 +27,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.config import SCREEN_FACTOR, SCREEN_ROLLOUTS
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, draw_order
+from gaincurate.schedule.mopps import TARGET_HELP
+from gaincurate.schedule.options import RATE, Options, option, whole
+from gaincurate.schedule.strategies import (
+    POLICY,
+    RankingContext,
+    Selection,
+    Spent,
+    Strategy,
+    StrategyInputs,
+    draw_order,
+)
 
 if TYPE_CHECKING:
-    from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.state import ScheduleState
+
+# Candidates per epoch prompt, and rollouts per candidate.
+SCREEN_FACTOR = 2
+SCREEN_ROLLOUTS = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenOptions(Options):
+    target: float = option(0.5, TARGET_HELP, RATE)
+    screen_factor: int = option(SCREEN_FACTOR, "Candidates screened per epoch prompt, k.", whole(1))
+    screen_rollouts: int = option(SCREEN_ROLLOUTS, "Rollouts per candidate with the current policy, r.", whole(1))
 
 
 @dataclass(frozen=True)
@@ -52,15 +71,6 @@ class Screening:
 Screener = Callable[[np.ndarray, int, int], Screening]
 
 
-@dataclass
-class Spent:
-    """What screening has cost this process so far (the bench charges it to the arm)."""
-
-    rollouts: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-
-
 def in_band(rates: np.ndarray, band: tuple[float, float] | None) -> np.ndarray:
     """Whether each rate is in the band: LO <= p <= HI, or 0 < p < 1 without one (SPEED's default)."""
     rates = np.asarray(rates, dtype=np.float64)
@@ -75,15 +85,16 @@ def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: floa
     return np.lexsort((ties, np.abs(rates - target), ~in_band(rates, band))).astype(np.int64)
 
 
-def screens(strategy: Any) -> bool:
-    """Whether `strategy` measures candidates with the policy before each draw (and so needs a screener)."""
-    return isinstance(strategy, ScreenStrategy)
-
-
-class ScreenStrategy:
+class ScreenStrategy(Strategy):
     """Screen k x m uniformly drawn candidates with r rollouts each; train on the m in the band nearest target."""
 
     name = "screen"
+    options_class = ScreenOptions
+    summary = "candidates measured with the current policy, kept in the band"
+    needs = frozenset({POLICY})
+    ordered = False
+    keeps_zero_variance = False
+    own_band = True
 
     def __init__(
         self,
@@ -95,26 +106,27 @@ class ScreenStrategy:
         screener: Screener | None = None,
     ) -> None:
         self.factor, self.rollouts, self.band, self.target = int(factor), int(rollouts), band, float(target)
-        self.screener = screener  # set by the integration that holds the policy
-        self.spent = Spent()
+        self.screener = screener  # set by the integration that holds the policy (`use_screener`)
+        self._spent = Spent()
 
     @classmethod
-    def from_config(cls, config: ScheduleConfig) -> ScreenStrategy:
-        return cls(  # ScheduleConfig fills in screen's defaults
-            factor=config.screen_factor,
-            rollouts=config.screen_rollouts,
-            band=config.band,
-            target=config.target,
+    def build(cls, inputs: StrategyInputs, options: Options) -> ScreenStrategy:
+        assert isinstance(options, ScreenOptions)
+        return cls(
+            factor=options.screen_factor, rollouts=options.screen_rollouts, band=inputs.band, target=options.target
         )
 
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+    def use_screener(self, screener: Screener) -> None:
+        self.screener = screener
+
+    @property
+    def spent(self) -> Spent:
+        return self._spent
 
     def candidates(self, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """The epoch's k x m candidate positions, in the order drawn (all prompts when there are fewer)."""
-        params = context.params
-        count = min(self.factor * params.subset_size, params.n_prompts)
-        return draw_order(np.zeros(params.n_prompts), rng)[:count]
+        count = min(self.factor * context.subset_size, context.n_prompts)
+        return draw_order(np.zeros(context.n_prompts), rng)[:count]
 
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
         if self.screener is None:
@@ -130,11 +142,11 @@ class ScreenStrategy:
         rates = screening.rates
         if len(rates) != len(candidates):
             raise ValueError(f"the screener measured {len(rates)} of {len(candidates)} candidates")
-        order = keep_order(rates, self.band, self.target, ties)[: context.params.subset_size]
+        order = keep_order(rates, self.band, self.target, ties)[: context.subset_size]
         rollouts = int(np.sum(screening.counts))
-        self.spent.rollouts += rollouts
-        self.spent.tokens += int(screening.tokens)
-        self.spent.seconds += seconds
+        self._spent.rollouts += rollouts
+        self._spent.tokens += int(screening.tokens)
+        self._spent.seconds += seconds
         info: dict[str, Any] = {
             "screened": len(candidates),
             "screen_rollouts": rollouts,

@@ -27,7 +27,7 @@ FLAGS = {
     "step_size": "--step-size",
     "adj_min": "--adj-min",
     "adj_max": "--adj-max",
-    "sweep_rate": "--sweep-rate",  # gain --mu-control sweep; None: the step size (gaincurate.schedule.gain_options)
+    "sweep_rate": "--sweep-rate",  # gain --mu-control sweep; None: the step size (gaincurate.schedule.gain)
 }
 
 

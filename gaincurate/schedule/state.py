@@ -1,9 +1,9 @@
 """The scheduler's state: everything needed to draw the next epoch, and its JSON form.
 
-The state is small and explicit: the latest emitted epoch, the centre mu that drew it, the ranking
-(gc_id at each position), the current score at each position (refreshed by re-scoring), and the
-positions of the latest epoch. With the config and the seed, it fixes every later epoch, which is
-what makes a killed run resume exactly.
+The state is small and explicit: the latest emitted epoch, the ranking (gc_id at each position), the
+current score at each position (refreshed by re-scoring), the positions of the latest epoch, and the
+strategy's memory (gain: mu; dots: measured pass rates). With the config and the seed, it fixes every later
+epoch, which is what makes a killed run resume exactly.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ class ScheduleState:
     """Where a schedule stands. `epoch` is the latest emitted epoch, -1 before the first."""
 
     epoch: int = -1
-    mu: float = 0.0  # the centre that drew `epoch` (before epoch 0: the centre that will draw it)
     ranking: np.ndarray  # int64 gc_id at each rank position
     scores: np.ndarray  # float64 current gc_score at each rank position; NaN where unscorable
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # epoch `epoch`
-    memory: dict[str, Any] | None = None  # JSON-ready data a stateful strategy keeps (dots: measured pass rates)
+    memory: dict[str, Any] | None = None  # JSON-ready data the strategy keeps (gain: mu; dots: measured pass rates)
 
     def __post_init__(self) -> None:
         if len(self.ranking) != len(self.scores):
@@ -38,7 +37,6 @@ class ScheduleState:
     def to_json(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "mu": self.mu,
             "positions": [int(p) for p in self.positions],
             "ranking": [int(i) for i in self.ranking],
             # NaN is not JSON; unscorable rows are stored as null.
@@ -50,7 +48,6 @@ class ScheduleState:
     def from_json(cls, data: dict[str, Any]) -> ScheduleState:
         return cls(
             epoch=int(data["epoch"]),
-            mu=float(data["mu"]),
             positions=np.asarray(data["positions"], dtype=np.int64),
             ranking=np.asarray(data["ranking"], dtype=np.int64),
             scores=np.asarray([np.nan if s is None else s for s in data["scores"]], dtype=np.float64),

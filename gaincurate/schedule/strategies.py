@@ -1,44 +1,49 @@
-"""Curriculum strategies: how prompts are ranked, and which rank positions an epoch draws.
+"""The strategy plug-in: the hooks the scheduler calls, declared once, and the draws they share.
 
-Every strategy has the same two methods, so the scheduler, its state and its files do not care which
-one runs (`dots`, `mopps` and `greso` plug in the same way, built by `gaincurate.schedule.registry`):
+A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
+`gaincurate.schedule.registry`. It declares its options (an `Options` dataclass, `gaincurate.schedule.options`),
+what it needs from the run (`needs`), and overrides the hooks it uses; every other hook has a default here,
+and the scheduler core calls nothing that is not declared on this class:
 
-* `rank(prompts)` orders the prompt set; position 0 is where a curriculum starts.
-* `select(state, context, rng)` returns the epoch's rank positions, unique and ascending (or a `Selection`:
-  the positions plus a few numbers about the draw that the epoch's history line keeps).
-* `priority(state, context, rng)`, where a strategy has it, returns every position, the one it wants most
-  first; `select` then takes the first `subset_size`. A filter (`--skip-zero-variance`) walks it past the
-  prompts it skips, so the epoch keeps its size with the base strategy's next choices.
+* `build(inputs, options)` makes it for a run (the prompt set, the scores table, the common settings);
+* `rank(prompts)` orders the prompt set; position 0 is where a curriculum starts (default: dataset order);
+* `initial_memory()` is its state before epoch 0, JSON-ready, kept in `ScheduleState.memory`;
+* `priority(state, context, rng)` returns every position, the one it wants most first (`ordered`); `select`
+  then takes the first `subset_size` (or returns a `Selection`: the positions plus numbers about the draw);
+* `observe(state, feedback)` folds an epoch's feedback into the memory; `measure` folds in extra rollouts
+  (a fresh reference set); `update(state, following, feedback, fresh)` may change the state that draws the
+  next epoch from the model's fresh scores (gain moves mu there) and returns the numbers its history line keeps;
+* `band_estimates(state, context)`: a pass-rate estimate per position (declared by `pass_rate_estimates`);
+* `rescore_ids(state)`: the prompts whose fresh scores it wants after the current epoch (default: none);
+* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (gain: mu).
 
-`gain` ranks by score, highest first (or by a seeded permutation, `--ranking random`), and draws from a
-Gaussian over positions centred on mu;
-`length` draws the same Gaussian over a shortest-question-first ranking (the confound baseline);
-`uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling).
+Filters (`--band`, `--skip-zero-variance`) are `Filter`s: strategies over a base strategy, delegating every
+hook they do not change, and built only over a base whose declarations they need (`pass_rate_estimates`, `ordered`).
 
-The Gaussian draw without replacement uses Gumbel-top-k: add independent Gumbel noise to each
-log-weight and keep the k largest. That is exactly successive sampling without replacement with
-probability proportional to the weights, and working with log-weights means positions far from mu
-never underflow to probability zero.
+`uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling). The draw without replacement
+uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k largest. That is exactly
+successive sampling without replacement with probability proportional to the weights, and working with
+log-weights means positions far from the mode never underflow to probability zero.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from gaincurate.schedule.config import ScheduleParams
-from gaincurate.schedule.direction import orient
+from gaincurate.schedule.options import Options
 
 if TYPE_CHECKING:
-    from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
-# `gain --ranking random`: its permutation's stream in the seed sequence, apart from the draws seeded by
-# (seed, epoch) and the training-order shuffle's (seed, epoch, 1) (gaincurate.schedule.order).
-RANKING_STREAM = 2
+# What a strategy may need from the run (`Strategy.needs`), so an integration can refuse early what it lacks.
+EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)
+ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, not a bare accuracy
+POLICY = "policy"  # the current policy, to measure candidates before a draw (`use_screener`)
+FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`rescore_ids`)
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,34 @@ class PromptSet:
 
 
 @dataclass(frozen=True)
-class RankingContext:
-    """The ranking an epoch is drawn from, plus the resolved schedule numbers."""
+class StrategyInputs:
+    """What a strategy is built from: the prompt set, the run's common settings (the seed, the epoch's size, the
+    reward range), and (when the run has one) its scores table.
 
-    gc_ids: np.ndarray  # gc_id at each rank position
-    scores: np.ndarray  # current gc_score at each rank position
-    params: ScheduleParams
+    `initial` is True when a run starts (dots then reads its `--reference` file), False on resume.
+    """
+
+    prompts: PromptSet
+    subset_size: int
+    seed: int = 0
+    reward_min: float = 0.0
+    reward_max: float = 1.0
+    band: tuple[float, float] | None = None  # read by a strategy that declares `own_band`
+    scores: Any = None  # a `gaincurate.schedule.inputs.ScoresInput` (which imports this module)
+    initial: bool = True
+
+
+@dataclass(frozen=True)
+class RankingContext:
+    """The ranking an epoch is drawn from: gc_id and current score at each rank position, and the epoch's size."""
+
+    gc_ids: np.ndarray
+    scores: np.ndarray
+    subset_size: int
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.gc_ids)
 
 
 @dataclass(frozen=True)
@@ -79,16 +106,172 @@ class Selection:
     info: dict[str, Any]
 
 
-class Strategy(Protocol):
-    name: str
+@dataclass(frozen=True)
+class Fresh:
+    """The model's signal after an epoch, for `Strategy.update`: a mean angle score given in process (`ang`), or
+    fresh scores of some prompts from the newest checkpoint (`gc_ids`, `scores`); either may be absent."""
+
+    ang: float | None = None
+    gc_ids: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+
+@dataclass
+class Spent:
+    """What a strategy's own measurements have cost this process so far (screen; the bench charges it to the arm)."""
+
+    rollouts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+class Strategy:
+    """A curriculum strategy: every hook the scheduler calls, with its default. Subclass it and override."""
+
+    name: ClassVar[str]
+    options_class: ClassVar[type[Options]] = Options  # its settings; `Options` itself: none
+    summary: ClassVar[str] = ""  # one line for `--strategy`'s help
+    needs: ClassVar[frozenset[str]] = frozenset()
+    ordered: ClassVar[bool] = True  # `priority` orders every prompt, so a filter can walk past skipped ones
+    pass_rate_estimates: ClassVar[bool] = False  # `band_estimates` gives a pass rate per prompt: `--band` applies
+    keeps_zero_variance: ClassVar[bool] = True  # False: it drops zero-variance prompts itself (no --skip-zero-variance)
+    own_band: ClassVar[bool] = False  # it applies `--band` itself (`StrategyInputs.band`), not through the band filter
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> Strategy:
+        """The strategy for a run; the default takes no inputs and no options."""
+        return cls()
 
     def rank(self, prompts: PromptSet) -> np.ndarray:
-        """Indices into `prompts` (row order) giving rank positions 0..N-1."""
-        ...
+        """Indices into `prompts` (row order) giving rank positions 0..N-1; default: dataset (gc_id) order."""
+        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+
+    def initial_memory(self) -> dict[str, Any] | None:
+        """The strategy's state before epoch 0 (JSON-ready), or None when it keeps none."""
+        return None
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """Every rank position, the one it wants most first (strategies that declare `ordered`)."""
+        raise NotImplementedError(f"the {self.name} strategy has no priority order")
 
     def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray | Selection:
-        """Rank positions for the epoch: `params.subset_size` of them, unique, ascending."""
-        ...
+        """The epoch's rank positions, `context.subset_size` of them, unique and ascending."""
+        positions = first_positions(self.priority(state, context, rng), context.subset_size)
+        info = self.describe(state, context, positions)
+        return Selection(positions, info) if info else positions
+
+    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+        """JSON-ready numbers about a draw, for the epoch's history line (default: none)."""
+        return {}
+
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
+        """A pass-rate estimate at each rank position (declared by `pass_rate_estimates`); None: none yet."""
+        return None
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
+        """The memory after epoch `state.epoch`'s feedback (default: unchanged)."""
+        return state.memory
+
+    def measure(
+        self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int
+    ) -> dict[str, Any] | None:
+        """The memory with extra measurements (a fresh reference set) folded in."""
+        raise ValueError(f"the {self.name} strategy keeps no pass rates for a fresh reference set")
+
+    def update(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+    ) -> tuple[ScheduleState, dict[str, Any]]:
+        """`following` (the state that draws the next epoch) moved by the model's fresh signal, and the numbers
+        the epoch's history line keeps about it (default: unchanged, nothing)."""
+        return following, {}
+
+    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+        """gc_ids (ascending) whose fresh scores it wants after the current epoch; None: none."""
+        return None
+
+    def reference_due(self, state: ScheduleState) -> int:
+        """Prompts of a fresh reference set to roll with the newest checkpoint after the current epoch (0: none)."""
+        return 0
+
+    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
+        """Numbers about the draw of `state`'s epoch that its epoch file keeps in its metadata (default: none)."""
+        return {}
+
+    def settings(self, n_prompts: int) -> dict[str, Any]:
+        """The strategy's settings resolved for `n_prompts` prompts, for `schedule init` to show."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """Lines `schedule init` prints about how this run will behave (default: none)."""
+        return []
+
+    def use_screener(self, screener: Any) -> None:
+        """Measure candidates with this policy before each draw (strategies that need `POLICY`)."""
+        raise ValueError(f"the {self.name} strategy does not screen with the policy")
+
+    @property
+    def spent(self) -> Spent:
+        """What its own measurements have cost so far (default: nothing)."""
+        return Spent()
+
+
+class Filter(Strategy):
+    """A strategy over a base strategy: every hook goes to the base unless the filter changes it."""
+
+    def __init__(self, base: Strategy) -> None:
+        self.base = base
+        self.name = base.name
+        self.needs = base.needs
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return self.base.rank(prompts)
+
+    def initial_memory(self) -> dict[str, Any] | None:
+        return self.base.initial_memory()
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return self.base.priority(state, context, rng)
+
+    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+        return self.base.describe(state, context, positions)
+
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
+        return self.base.band_estimates(state, context)
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
+        return self.base.observe(state, feedback)
+
+    def measure(
+        self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int
+    ) -> dict[str, Any] | None:
+        return self.base.measure(state, per_prompt, time=time)
+
+    def update(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+    ) -> tuple[ScheduleState, dict[str, Any]]:
+        return self.base.update(state, following, feedback, fresh)
+
+    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+        return self.base.rescore_ids(state)
+
+    def reference_due(self, state: ScheduleState) -> int:
+        return self.base.reference_due(state)
+
+    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
+        return self.base.draw_info(state)
+
+    def settings(self, n_prompts: int) -> dict[str, Any]:
+        return self.base.settings(n_prompts)
+
+    def notes(self) -> list[str]:
+        return self.base.notes()
+
+    def use_screener(self, screener: Any) -> None:
+        self.base.use_screener(screener)
+
+    @property
+    def spent(self) -> Spent:
+        return self.base.spent
 
 
 def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
@@ -135,76 +318,11 @@ def rank_by_score(prompts: PromptSet) -> np.ndarray:
     return order.astype(np.int64)
 
 
-class GainStrategy:
-    """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu.
-
-    `ranking="random"` ranks by a permutation seeded by `seed` instead; `direction="auto"` keeps or reverses
-    the ranking after the first epoch (`orient`, `gaincurate.schedule.direction`). Both are ablation options
-    (`gaincurate.schedule.gain_options`); the defaults are the published schedule.
-    """
-
-    name = "gain"
-
-    def __init__(self, *, ranking: str = "score", direction: str = "high-first", seed: int = 0) -> None:
-        self.ranking, self.direction, self.seed = ranking, direction, seed
-
-    @classmethod
-    def from_config(cls, config: ScheduleConfig) -> GainStrategy:
-        return cls(ranking=config.ranking, direction=config.direction, seed=config.seed)
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        if self.ranking == "random":  # fixed for the run: a rerank (--rescore full) gives the same order
-            return np.random.default_rng([self.seed, 0, RANKING_STREAM]).permutation(len(prompts)).astype(np.int64)
-        return rank_by_score(prompts)
-
-    def orient(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback
-    ) -> tuple[ScheduleState, dict[str, Any] | None]:
-        """`following` with its ranking kept or reversed by the first epoch's pass rates (`--direction auto`)."""
-        if self.direction != "auto":
-            return following, None
-        return orient(state, following, feedback)
-
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        params = context.params
-        return draw_order(gaussian_log_weights(params.n_prompts, state.mu, params.sigma), rng)
-
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return first_positions(self.priority(state, context, rng), context.params.subset_size)
-
-
-class LengthStrategy(GainStrategy):
-    """The length confound baseline: the GAIN-RL schedule over a shortest-question-first ranking."""
-
-    name = "length"
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return np.lexsort((prompts.gc_ids, prompts.question_tokens)).astype(np.int64)
-
-
-class UniformStrategy:
+class UniformStrategy(Strategy):
     """Plain GRPO sampling: every prompt equally likely; ranking is dataset order."""
 
     name = "uniform"
-
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+    summary = "the baseline: every prompt equally likely (plain GRPO)"
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return draw_order(np.zeros(context.params.n_prompts), rng)
-
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return first_positions(self.priority(state, context, rng), context.params.subset_size)
-
-
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (GainStrategy, UniformStrategy, LengthStrategy)}
-
-
-def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        need = "needs prompt embeddings" if name == "dots" else "keeps per-prompt memory"
-        raise ValueError(
-            f"the {name} strategy {need}: build it with gaincurate.schedule.registry.build_strategy "
-            "and pass Scheduler(..., strategy=...)"
-        )
-    return STRATEGIES[name]()
+        return draw_order(np.zeros(context.n_prompts), rng)

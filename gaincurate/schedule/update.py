@@ -3,7 +3,7 @@
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
 
-`--mu-control sweep` (gain's ablation option) replaces delta by a fixed `sweep_rate`, feedback unread.
+`--mu-control sweep` (gain's ablation option, `gaincurate.schedule.gain`) replaces delta by a fixed rate.
 `adj_min` may be negative: then an epoch below the target accuracy moves mu back.
 
 `acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean fresh score
@@ -16,8 +16,6 @@ number per subset, not model signal. Pure functions of floats.
 from __future__ import annotations
 
 import math
-
-from gaincurate.schedule.config import ScheduleParams
 
 
 def angle_signal(ang: float | None, *, mode: str, score_mean: float | None, score_std: float | None) -> float:
@@ -33,27 +31,14 @@ def angle_signal(ang: float | None, *, mode: str, score_mean: float | None, scor
     raise ValueError(f"unknown angle signal mode {mode!r}")
 
 
-def mu_delta(accuracy: float, signal: float, params: ScheduleParams) -> float:
-    """The clamped step of mu for one epoch; under `--mu-control sweep`, `sweep_rate` whatever the feedback."""
-    if params.mu_control == "sweep":  # the order alone: no feedback, and no adj clamp (next_mu keeps [0, N - 1])
-        return params.sweep_rate
-    step = params.step_size
-    raw = step * math.tanh(params.alpha * (accuracy - params.beta)) + step * math.tanh(params.alpha * signal)
-    return min(max(raw, params.adj_min), params.adj_max)
+def mu_delta(
+    accuracy: float, signal: float, *, step_size: float, alpha: float, beta: float, adj_min: float, adj_max: float
+) -> float:
+    """The clamped step of mu for one epoch."""
+    raw = step_size * math.tanh(alpha * (accuracy - beta)) + step_size * math.tanh(alpha * signal)
+    return min(max(raw, adj_min), adj_max)
 
 
 def next_mu(mu: float, delta: float, n_prompts: int) -> float:
     """mu moved by delta, kept on the ranking [0, N - 1]."""
     return min(max(mu + delta, 0.0), float(n_prompts - 1))
-
-
-def angle_source_note(params: ScheduleParams) -> str:
-    """One line on where the angle term comes from, for `schedule init` to print."""
-    if params.rescore == "none":
-        return "--rescore none: the angle term is off, and mu moves by accuracy alone"
-    every = "each epoch" if params.rescore_every == 1 else f"every {params.rescore_every} epochs"
-    what = {"subset": "the epoch's prompts", "window": "mu ± 3 sigma", "full": "every prompt"}[params.rescore]
-    return (
-        f"ang: {what} re-scored with the newest checkpoint {every} (--rescore {params.rescore}); "
-        "an epoch without a checkpoint or fresh scores has no angle term"
-    )

@@ -90,9 +90,7 @@ def test_oracle_trains_on_the_rates_nearest_the_target_and_counts_its_rollouts()
 
     class Context:
         gc_ids = np.arange(6)
-
-        class params:
-            subset_size = 2
+        subset_size = 2
 
     class State:
         epoch = 4

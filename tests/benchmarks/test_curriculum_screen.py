@@ -8,7 +8,7 @@ import pytest
 
 from gaincurate.benchmarks.curriculum import run_bench
 from gaincurate.benchmarks.curriculum.configs import BUNDLED
-from gaincurate.schedule.config import SCREEN_FACTOR, SCREEN_ROLLOUTS
+from gaincurate.schedule.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def test_the_flags_the_old_reference_missed_are_documented():
         words = [word for word in section.split("`")[1].split() if word.islower()]
         sections[" ".join(words[1:])] = section
     expected = {
-        "schedule init": ["--target", "--tau", "--tau-attn", "--decay", "--reference", "--config"],
+        "schedule init": ["--target", "--tau", "--tau-attn", "--forget", "--reference", "--config"],
         "schedule run": ["--feedback-file", "--output-dir", "--initial-checkpoint", "{run_dir}"],
         "rollout": ["--samples", "--reference-size", "--answer-format", "--threads"],
         "difficulty evaluate": ["--holdout", "--against", "--no-fit"],

@@ -21,7 +21,7 @@ from gaincurate.schedule.dots import DotsStrategy, selection_probabilities
 from gaincurate.schedule.driver import advance, init_run
 from gaincurate.schedule.rundir import load_run
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import RankingContext, draw_without_replacement
+from gaincurate.schedule.strategies import RankingContext, StrategyInputs, draw_without_replacement
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
 
@@ -38,8 +38,8 @@ def strategy_with_memory(n_prompts: int = 40, target: float = 0.5, tau: float = 
     measured = {i: (float(round(rates[i] * 4)), 4) for i in range(0, n_prompts, 3)}
     memory = {"pass_rates": PassRates.empty().add(measured, time=0, decay=1.0).to_json()}
     state = ScheduleState(epoch=1, ranking=np.arange(n_prompts), scores=np.zeros(n_prompts), memory=memory)
-    params = ScheduleConfig(strategy="dots", subset_size=1, target=target, tau=tau).resolve(n_prompts)
-    return strategy, state, RankingContext(np.arange(n_prompts), np.zeros(n_prompts), params)
+    subset_size = ScheduleConfig(strategy="dots", subset_size=1, target=target, tau=tau).subset_count(n_prompts)
+    return strategy, state, RankingContext(np.arange(n_prompts), np.zeros(n_prompts), subset_size)
 
 
 def single_draw_counts(strategy, state, context, draws: int = 10_000) -> np.ndarray:
@@ -74,9 +74,9 @@ def test_chi_square_rejects_another_target():
 
 
 def test_measurements_age_toward_the_neighbours_prediction():
-    """p_q = (w sums + K m_q) / (w counts + K), w = decay ** age; unmeasured prompts get m_q itself."""
+    """p_q = (w sums + K m_q) / (w counts + K), w = forget ** age; unmeasured prompts get m_q itself."""
     strategy, state, _ = strategy_with_memory()  # measured at epoch 0, so at epoch 1 their age is 0
-    strategy.decay = 0.5
+    strategy.forget = 0.5
     measured = strategy.measured(state)
     previous_gap = None
     for epoch in (1, 2, 4, 30):
@@ -122,7 +122,7 @@ def test_seeded_runs_are_byte_identical_and_the_reference_grows(embedded_scores,
     trained = sorted({gc_id for line in history for gc_id in line["subset_ids"]})
     memory = PassRates.from_json(run.schedule.memory["pass_rates"])
     np.testing.assert_array_equal(memory.gc_ids, trained)  # every trained prompt joined the reference set
-    # Each rollout weighs decay per epoch of age since (--decay 0.4): 4 x 0.4 ** (last - t) per epoch t trained.
+    # Each rollout weighs forget per epoch of age since (--forget 0.4): 4 x 0.4 ** (last - t) per epoch t trained.
     expected = {gc_id: 0.0 for gc_id in trained}
     for line in history:
         for gc_id in line["subset_ids"]:
@@ -158,7 +158,7 @@ def test_a_reference_file_aims_epoch_zero(embedded_scores, tmp_path):
     init_run(tmp_path / "run", embedded_scores, config)
     advance(tmp_path / "run")
     run = load_run(tmp_path / "run")
-    strategy = DotsStrategy.from_scores(_scores(embedded_scores), config, read_reference=False)
+    strategy = dots_strategy(_scores(embedded_scores), config, initial=False)  # the reference lives in the state
     distance = np.abs(strategy.pass_rates(run.schedule) - 0.5)
     chosen = run.schedule.subset_ids
     # tau = 1e-3 makes the draw all but greedy: the ten prompts nearest the target, up to near-ties.
@@ -170,6 +170,15 @@ def _scores(directory: Path):
     from gaincurate.schedule.inputs import load_scores
 
     return load_scores(directory)
+
+
+def dots_strategy(scores, config: ScheduleConfig, *, initial: bool) -> DotsStrategy:
+    """The run's strategy built from its scores table; `initial`: read the --reference file (a run's start)."""
+    inputs = StrategyInputs(
+        prompts=scores.prompts, subset_size=config.subset_count(len(scores.prompts)), seed=config.seed,
+        scores=scores, initial=initial,
+    )  # fmt: skip
+    return DotsStrategy.build(inputs, config.options)
 
 
 def test_scores_without_embeddings_give_one_line_and_write_nothing(tmp_path):
@@ -188,10 +197,14 @@ def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedd
     from gaincurate.schedule.feedback import Feedback
 
     scores = _scores(embedded_scores)
-    with pytest.raises(ValueError, match="needs prompt embeddings"):
+    with pytest.raises(ValueError, match="needs the scores table's embeddings"):
         Scheduler(CONFIG, scores.prompts)
-    strategy = DotsStrategy.from_scores(scores, CONFIG, read_reference=True)
-    scheduler = Scheduler(CONFIG, scores.prompts, strategy=strategy)
+    strategy = dots_strategy(scores, CONFIG, initial=True)
+    np.testing.assert_array_equal(
+        Scheduler(CONFIG, scores.prompts, strategy=strategy).next_epoch().plan.gc_ids,
+        Scheduler(CONFIG, scores.prompts, scores=scores).next_epoch().plan.gc_ids,
+    )  # a strategy built by hand draws what the scheduler's own does
+    scheduler = Scheduler(CONFIG, scores.prompts, scores=scores)
     first = scheduler.next_epoch().plan
     with pytest.raises(ValueError, match="per-rollout feedback"):
         scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
@@ -233,7 +246,7 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
         "0.01",
         "--tau-attn",
         "0.3",
-        "--decay",
+        "--forget",
         "0.5",
         "--reference",
         str(reference),
@@ -249,10 +262,12 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", args)
     main()
     config = load_run(tmp_path / "run").config
-    assert (config.strategy, config.target, config.tau, config.tau_attn, config.decay) == ("dots", 0.4, 0.01, 0.3, 0.5)
-    assert config.reference == str(reference)
-    assert (config.reference_every, config.reference_size) == (3, 7)
-    assert config.calibrator == str(tmp_path / "cal.npz")  # stored absolute: it is read at every step
+    options = config.options
+    assert config.strategy == "dots"
+    assert (options.target, options.tau, options.tau_attn, options.forget) == (0.4, 0.01, 0.3, 0.5)
+    assert options.reference == str(reference)
+    assert (options.reference_every, options.reference_size) == (3, 7)
+    assert options.calibrator == str(tmp_path / "cal.npz")  # stored absolute: it is read at every step
     assert "dots" in capsys.readouterr().out
     monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "next", "--run", str(tmp_path / "run")])
     main()
@@ -265,13 +280,20 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
         ({"target": 1.5}, "--target"),
         ({"tau": 0.0}, "--tau"),
         ({"tau_attn": -1.0}, "--tau-attn"),
-        ({"decay": 0.0}, "--decay"),
+        ({"forget": 0.0}, "--forget"),
         ({"strategy": "gain", "reference": "ref.jsonl"}, "--reference"),
     ],
-    ids=["target", "tau", "tau-attn", "decay", "reference-without-dots"],
+    ids=["target", "tau", "tau-attn", "forget", "reference-without-dots"],
 )
 def test_bad_dots_values_name_the_flag(options, flag):
     from gaincurate.errors import ConfigError
 
     with pytest.raises(ConfigError, match=flag):
         ScheduleConfig(**{"strategy": "gain", **{"strategy": "dots", **options}})
+
+
+def test_decay_is_read_as_forget_with_a_notice():
+    """dots' old name for the weight a measurement keeps per epoch of age."""
+    with pytest.warns(FutureWarning, match="--decay is now --forget"):
+        config = ScheduleConfig(strategy="dots", decay=0.5)
+    assert config == ScheduleConfig(strategy="dots", forget=0.5)

@@ -227,7 +227,7 @@ def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(s
     with pytest.raises(ConfigError, match="subset_size 1 is not a multiple of the 2 prompts.*args=training_args"):
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
     curriculum = GainCurriculum(scores, schedule, args=GRPOConfig(**grpo_settings(tmp_path / "out")))
-    assert (curriculum.driver.params.subset_size, curriculum.config.subset_multiple) == (2, 2)
+    assert (curriculum.driver.subset_size, curriculum.config.subset_multiple) == (2, 2)
     curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
 
 
@@ -318,13 +318,13 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
     from gaincurate import scoring
 
     result = inprocess(strategy)
-    params = result.curriculum.driver.params
+    driver = result.curriculum.driver
     checkpoints = epoch_end_checkpoints(result.out)
     mu = 0.0
     for line in read_history(result.run_dir):
         epoch = line["epoch"]
         rollouts = result.rewards.feedback(epoch)
-        accuracy = sum(r["reward"] for r in rollouts) / len(rollouts) / params.reward_max
+        accuracy = sum(r["reward"] for r in rollouts) / len(rollouts) / driver.config.reward_max
         assert line["accuracy"] == pytest.approx(accuracy, abs=1e-12)
         assert line["rollouts"] == SUBSET * NUM_GENERATIONS
         # ang is the mean score of the subset under the model as it ended the epoch: the weights the
@@ -332,7 +332,7 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
         fresh = scoring.rescore(scores, line["subset_ids"], checkpoint=checkpoints[epoch + 1])
         assert line["ang_source"] == "rescored"
         assert line["ang"] == pytest.approx(float(np.mean(fresh)), rel=1e-5)
-        delta, mu_next = expected_mu_next(mu, accuracy, line["ang"], params)
+        delta, mu_next = expected_mu_next(mu, accuracy, line["ang"], driver)
         assert line["mu"] == pytest.approx(mu, abs=1e-9)
         assert line["delta"] == pytest.approx(delta, abs=1e-9)
         assert line["mu_next"] == pytest.approx(mu_next, abs=1e-9)
@@ -358,7 +358,7 @@ def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
     rates = PassRates.from_json(driver.scheduler.state.memory["pass_rates"])
     measured = dict(zip(rates.gc_ids.tolist(), rates.rates.tolist(), strict=True))
     assert sorted(measured) == sorted(rewards)
-    decay = driver.params.decay
+    decay = driver.config.options.forget
     for gc_id, values in rewards.items():
         last = max(epoch for epoch, _ in values)
         weights = [decay ** (last - epoch) for epoch, _ in values]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import write_jsonl
 
-from gaincurate.schedule.config import ScheduleParams
+from gaincurate.schedule.curriculum import CurriculumDriver
 
 N_PROMPTS = 16
 NUM_GENERATIONS = 2
@@ -71,12 +71,17 @@ def grpo_settings(output_dir: Path, **overrides) -> dict:
     return settings
 
 
-def expected_mu_next(mu: float, accuracy: float, ang: float, params: ScheduleParams) -> tuple[float, float]:
-    """DESIGN section 4, written out again: delta and mu_{t+1} from acc_t and ang_t (raw angle signal)."""
-    n, alpha = params.step_size, params.alpha
-    delta = n * math.tanh(alpha * (accuracy - params.beta)) + n * math.tanh(alpha * ang)
-    delta = min(max(delta, params.adj_min), params.adj_max)
-    return delta, min(max(mu + delta, 0.0), params.n_prompts - 1.0)
+def expected_mu_next(mu: float, accuracy: float, ang: float, driver: CurriculumDriver) -> tuple[float, float]:
+    """DESIGN section 4, written out again: delta and mu_{t+1} from acc_t and ang_t (raw angle signal), with the
+    driver's gain options and its sizes resolved for its prompt set."""
+    from gaincurate.schedule.gain import resolve_sizes
+
+    options = driver.config.options
+    sizes = resolve_sizes(options, driver.scheduler.n_prompts)
+    n, alpha = sizes.step_size, options.alpha
+    delta = n * math.tanh(alpha * (accuracy - options.beta)) + n * math.tanh(alpha * ang)
+    delta = min(max(delta, sizes.adj_min), sizes.adj_max)
+    return delta, min(max(mu + delta, 0.0), sizes.n_prompts - 1.0)
 
 
 class EpochRewards:

@@ -153,7 +153,7 @@ def test_fresh_prompts_are_delta_of_each_curriculum_batch_once_warm(straight):
 
 @pytest.mark.slow
 def test_curriculum_advances_on_fresh_rollouts_only(straight):
-    params = straight.curriculum.driver.params
+    driver = straight.curriculum.driver
     history = read_history(straight.run_dir)
     assert strip(straight.curriculum.history) == strip(history)
     mu = 0.0
@@ -171,11 +171,11 @@ def test_curriculum_advances_on_fresh_rollouts_only(straight):
         assert (line["prompts"], line["missing_prompts"]) == (len(fresh), SUBSET_SIZE - len(fresh))
         if epoch > 0:  # warm all epoch: replay skipped B - ceil(delta * B) prompts of each batch
             assert line["rollouts"] == STEPS_PER_EPOCH * FRESH * GROUP
-        accuracy = sum(r["reward"] for r in feedback) / len(feedback) / params.reward_max
+        accuracy = sum(r["reward"] for r in feedback) / len(feedback) / driver.config.reward_max
         assert line["accuracy"] == pytest.approx(accuracy, abs=1e-12)
         # mu still moves by the GAIN-RL update, with the whole subset re-scored by the live model.
         assert line["ang_source"] == "rescored"
-        delta, mu_next = expected_mu_next(mu, accuracy, line["ang"], params)
+        delta, mu_next = expected_mu_next(mu, accuracy, line["ang"], driver)
         assert (line["mu"], line["delta"], line["mu_next"]) == pytest.approx((mu, delta, mu_next), abs=1e-9)
         mu = mu_next
     assert len({tuple(line["subset_ids"]) for line in history}) > 1  # the curriculum moved between epochs

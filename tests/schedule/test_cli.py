@@ -36,12 +36,15 @@ def test_init_next_status(tmp_path, scores_dir):
         "--reward-max", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    params = load_run(run).config.resolve(40)
-    assert (params.subset_size, params.sigma, params.step_size, params.adj_min, params.adj_max) == (10, 4, 4, -2, 12)
-    assert (params.seed, params.rescore, params.rescore_every, params.format, params.angle_signal) == (
+    from gaincurate.schedule.gain import resolve_sizes
+
+    config = load_run(run).config
+    options, sizes = config.options, resolve_sizes(config.options, 40)
+    assert (config.subset_count(40), sizes.sigma, sizes.step_size, sizes.adj_min, sizes.adj_max) == (10, 4, 4, -2, 12)
+    assert (config.seed, options.rescore, options.rescore_every, config.format, options.angle_signal) == (
         9, "window", 2, "verl", "centered",
     )  # fmt: skip
-    assert (params.strategy, params.alpha, params.beta, params.reward_max) == ("length", 1.5, 0.4, 2.0)
+    assert (config.strategy, options.alpha, options.beta, config.reward_max) == ("length", 1.5, 0.4, 2.0)
 
     result = invoke("next", "--run", run)
     assert result.exit_code == 0 and "epoch 0: 10 prompts" in result.output

@@ -42,7 +42,7 @@ def test_json_round_trip_resumes_identically():
     resumed = Scheduler(CONFIG, prompts(), ScheduleState.from_json(json.loads(saved)))
     for expected in plans[3:]:
         plan = resumed.next_epoch(feedback=rollouts(resumed.current.gc_ids)).plan
-        assert plan.epoch == expected.epoch and plan.mu == expected.mu
+        assert plan.epoch == expected.epoch and plan.draw == expected.draw
         np.testing.assert_array_equal(plan.gc_ids, expected.gc_ids)
 
 
@@ -83,10 +83,10 @@ def test_full_rescore_reranks_and_keeps_fresh_scores():
     ids = scheduler.rescore_ids()
     fresh = (ids - 1000) / 100.0  # the highest gc_id now has the highest score
     step = scheduler.next_epoch(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, fresh))
-    assert step.record.reranked and step.record.ang_source == "rescored"
+    assert step.record.update["reranked"] and step.record.update["ang_source"] == "rescored"
     np.testing.assert_array_equal(scheduler.state.ranking, np.arange(120)[::-1] + 1000)
     np.testing.assert_allclose(scheduler.state.scores, np.arange(120)[::-1] / 100.0)
-    assert step.record.ang == pytest.approx(np.mean((plan.gc_ids - 1000) / 100.0))
+    assert step.record.update["ang"] == pytest.approx(np.mean((plan.gc_ids - 1000) / 100.0))
 
 
 def test_subset_rescore_does_not_touch_the_stored_scores():
@@ -95,7 +95,7 @@ def test_subset_rescore_does_not_touch_the_stored_scores():
     before = scheduler.state.scores.copy()
     ids = scheduler.rescore_ids()
     step = scheduler.next_epoch(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, np.full(len(ids), 9.0)))
-    assert step.record.ang == 9.0 and not step.record.reranked
+    assert step.record.update["ang"] == 9.0 and not step.record.update["reranked"]
     np.testing.assert_array_equal(scheduler.state.scores, before)
 
 

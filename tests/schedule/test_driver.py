@@ -125,7 +125,7 @@ def test_history_records_the_update(tmp_path, scores_dir):
     expected = sum((i + r) % 3 == 0 for i in first["subset_ids"] for r in range(2)) / 16
     assert first["accuracy"] == pytest.approx(expected)
     state = load_run(tmp_path / "run")
-    assert state.schedule.epoch == 2 and state.schedule.mu == history[1]["mu_next"]
+    assert state.schedule.epoch == 2 and state.schedule.memory["mu"] == history[1]["mu_next"]
 
 
 def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from simulation import EPOCHS, band, bundled_policy, simulate, write_scores
 
 from gaincurate.schedule import rundir
-from gaincurate.schedule.strategies import RANKING_STREAM
+from gaincurate.schedule.gain import RANKING_STREAM
 
 
 @pytest.fixture(scope="module")

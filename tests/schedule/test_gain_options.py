@@ -24,7 +24,8 @@ from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.direction import average_ranks, spearman
 from gaincurate.schedule.driver import advance
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.strategies import RANKING_STREAM, PromptSet
+from gaincurate.schedule.gain import RANKING_STREAM, GainOptions, GainStrategy, resolve_sizes
+from gaincurate.schedule.strategies import PromptSet
 
 SMALL = {"seed": 3, "subset_size": 8, "sigma": 6, "step_size": 5, "adj_max": 12}
 NEW_FIELDS = ("ranking", "mu_control", "sweep_rate", "direction")
@@ -73,18 +74,28 @@ def test_defaults_draw_the_epochs_pinned_before_the_options_existed(tmp_path, sc
             assert [line["mu"] for line in history] == mus[strategy]
         assert all("direction" not in line for line in history)
         state = json.loads((run / "state.json").read_text())
-        assert not set(NEW_FIELDS) & set(state["config"]) and "memory" not in state
+        config = ScheduleConfig.from_dict(state["config"])
+        assert config == ScheduleConfig(strategy=strategy, **SMALL)
+        assert not set(NEW_FIELDS) & set(config.options.changed())  # gain's ablation options at their defaults
+        assert set(state["memory"]) == {"mu"}  # gain's mu alone: no direction decision
 
 
-def test_stored_config_leaves_out_only_the_options_at_their_defaults():
-    assert not set(NEW_FIELDS) & set(ScheduleConfig(strategy="gain").to_dict())
+def test_stored_config_keeps_only_the_strategys_own_options():
+    defaults = ScheduleConfig(strategy="gain").to_dict()
+    assert {key: defaults[key] for key in NEW_FIELDS} == {
+        "ranking": "score", "mu_control": "feedback", "sweep_rate": None, "direction": "high-first"
+    }  # fmt: skip
+    assert not set(NEW_FIELDS) & set(ScheduleConfig(strategy="length").to_dict())  # gain's own, not length's
+    assert not {"tau", "prior", "screen_factor", "explore_min"} & set(defaults)  # nor any other strategy's
     changed = ScheduleConfig(strategy="gain", mu_control="sweep", sweep_rate="4%", direction="auto")
     stored = changed.to_dict()
     assert {key: stored[key] for key in ("mu_control", "sweep_rate", "direction")} == {
         "mu_control": "sweep", "sweep_rate": "4%", "direction": "auto"
     }  # fmt: skip
-    assert "ranking" not in stored and ScheduleConfig.from_dict(stored) == changed
-    assert ScheduleConfig(**{"strategy": "gain", **{"strategy": "gain", "ranking": "random"}}).ranking == "random"
+    assert changed.options.changed() == {"mu_control": "sweep", "sweep_rate": "4%", "direction": "auto"}
+    assert stored["ranking"] == "score" and ScheduleConfig.from_dict(stored) == changed
+    random = ScheduleConfig(**{"strategy": "gain", **{"strategy": "gain", "ranking": "random"}})
+    assert random.options.ranking == "random"
 
 
 # -- --ranking random ---------------------------------------------------------------------------------------
@@ -118,18 +129,23 @@ def test_sweep_moves_mu_by_its_rate_whatever_the_feedback(rate, step):
     config = ScheduleConfig(strategy="gain", mu_control="sweep", sweep_rate=rate, step_size=5, subset_size=4, seed=1)
     scheduler = Scheduler(config, prompt_set(list(np.linspace(1, 0, 40))))
     scheduler.next_epoch()
-    mus = [scheduler.state.mu]
+    mus = [scheduler.state.memory["mu"]]
     for epoch in range(10):
         ids = scheduler.state.subset_ids.tolist()
         scheduler.next_epoch(feedback=per_prompt(dict.fromkeys(ids, float(epoch % 2 == 0))))
-        mus.append(scheduler.state.mu)
+        mus.append(scheduler.state.memory["mu"])
     assert mus == [min(step * epoch, 39.0) for epoch in range(11)]
 
 
 def test_the_default_sweep_rate_is_the_step_size_scaled_to_n():
-    assert ScheduleConfig(strategy="gain", mu_control="sweep").resolve(7500).sweep_rate == 500.0
-    assert ScheduleConfig(strategy="gain", mu_control="sweep").resolve(300).sweep_rate == pytest.approx(20.0)
-    assert ScheduleConfig(strategy="gain", mu_control="sweep", step_size=7).resolve(300).sweep_rate == 7.0
+    def sweep_rate(n_prompts: int, **options) -> float:
+        config = ScheduleConfig(strategy="gain", mu_control="sweep", **options)
+        return resolve_sizes(config.options, n_prompts).sweep_rate
+
+    assert sweep_rate(7500) == 500.0
+    assert sweep_rate(300) == pytest.approx(20.0)
+    assert sweep_rate(300, step_size=7) == 7.0
+    assert GainStrategy(GainOptions(mu_control="sweep"), 300).sizes.sweep_rate == pytest.approx(20.0)
 
 
 # -- --direction auto ---------------------------------------------------------------------------------------
@@ -163,13 +179,16 @@ def test_auto_direction_keeps_or_reverses_after_the_first_epoch(rates, ranking, 
     assert scheduler.next_epoch().plan.gc_ids.tolist() == [0, 1, 2, 3, 4]  # the five nearest mu = 0
     step = scheduler.next_epoch(feedback=per_prompt(rates))
     decision = {"epoch": 0, "ranking": ranking, "spearman": rho, "prompts": 5}
-    assert step.record.direction == (decision if rho is None else decision | {"spearman": pytest.approx(rho)})
-    assert step.record.to_json()["direction"] == step.record.direction
-    assert scheduler.state.ranking.tolist() == order and scheduler.state.memory == {"direction": step.record.direction}
-    assert scheduler.state.mu == step.record.mu_next  # mu keeps its value: ranks from the (new) start
+    direction = step.record.update["direction"]
+    assert direction == (decision if rho is None else decision | {"spearman": pytest.approx(rho)})
+    assert step.record.to_json()["direction"] == direction
+    mu_next = step.record.update["mu_next"]
+    assert scheduler.state.ranking.tolist() == order
+    # mu keeps its value: it counts ranks from the (new) start
+    assert scheduler.state.memory == {"mu": mu_next, "direction": direction}
     # decided once: a later epoch whose rates run the other way changes nothing
     later = scheduler.next_epoch(feedback=per_prompt({int(i): 1.0 - rates.get(int(i), 0.5) for i in step.plan.gc_ids}))
-    assert later.record.direction is None and scheduler.state.ranking.tolist() == order
+    assert "direction" not in later.record.update and scheduler.state.ranking.tolist() == order
 
 
 def test_auto_direction_needs_per_prompt_feedback():

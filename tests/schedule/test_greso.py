@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.gain import GainOptions, GainStrategy
 from gaincurate.schedule.greso import (
     EXPLORE_STEP,
     KEEP_FLOOR,
@@ -25,7 +27,7 @@ from gaincurate.schedule.greso import (
     skip_probabilities,
 )
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import GainStrategy, PromptSet, RankingContext
+from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy
 
 CONFIG = ScheduleConfig(strategy="greso", subset_size=8, seed=5)
 
@@ -49,9 +51,9 @@ def zero_variance_state(streaks: list[int], *, easy: float = 0.5, hard: float = 
     return ScheduleState(ranking=np.arange(count), scores=np.zeros(count), memory=memory)
 
 
-def context_for(count: int, subset: int, **options) -> RankingContext:
-    params = ScheduleConfig(subset_size=subset, **{"strategy": "gain", **options}).resolve(count)
-    return RankingContext(gc_ids=np.arange(count), scores=np.zeros(count), params=params)
+def context_for(count: int, subset: int) -> RankingContext:
+    subset_size = ScheduleConfig(strategy="gain", subset_size=subset).subset_count(count)
+    return RankingContext(gc_ids=np.arange(count), scores=np.zeros(count), subset_size=subset_size)
 
 
 def test_skip_probabilities_follow_the_rule():
@@ -65,8 +67,10 @@ def test_skip_probabilities_follow_the_rule():
 def test_the_filter_skips_each_prompt_as_often_as_its_rule_says():
     streaks = [0, 1, 2, -1, -3, 1, 0, -2]
     state = zero_variance_state(streaks, easy=0.6, hard=0.3)
-    strategy = ZeroVarianceFilter(GainStrategy(), np.arange(8))
-    context = context_for(8, 2, sigma=100)
+    base = GainStrategy(GainOptions(sigma=100), 8)
+    state = replace(state, memory={**base.initial_memory(), **state.memory})  # gain draws around its mu
+    strategy = ZeroVarianceFilter(base, np.arange(8))
+    context = context_for(8, 2)
     draws = 4000
     counts = np.zeros(8)
     for seed in range(draws):
@@ -126,7 +130,7 @@ def test_without_streaks_the_filter_draws_what_its_base_draws():
     np.testing.assert_array_equal(plain.next_epoch().plan.gc_ids, filtered.next_epoch().plan.gc_ids)
 
 
-class FixedOrder:
+class FixedOrder(Strategy):
     """A base strategy whose priority is fixed: 9, 8, ..., 0."""
 
     name = "fixed"
@@ -135,7 +139,7 @@ class FixedOrder:
         return np.arange(len(prompts))
 
     def priority(self, state, context, rng):
-        return np.arange(context.params.n_prompts)[::-1].copy()
+        return np.arange(context.n_prompts)[::-1].copy()
 
 
 def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
@@ -247,12 +251,14 @@ def test_schedule_cli_takes_the_reward_history_options(scores_dir, tmp_path, mon
         return rundir.load_run(run).config
 
     config = init(tmp_path / "mopps", "--strategy", "mopps", "--prior", "2,3", "--forget", "0.6", "--target", "0.4")
-    assert (config.strategy, config.prior, config.forget, config.target) == ("mopps", (2.0, 3.0), 0.6, 0.4)
+    options = config.options
+    assert (config.strategy, options.prior, options.forget, options.target) == ("mopps", (2.0, 3.0), 0.6, 0.4)
     config = init(
         tmp_path / "greso", "--strategy", "greso", "--explore-min", "0.1", "--explore-max", "0.8",
         "--target-zero-variance", "0.2",
     )  # fmt: skip
-    assert (config.explore_min, config.explore_max, config.target_zero_variance) == (0.1, 0.8, 0.2)
+    options = config.options
+    assert (options.explore_min, options.explore_max, options.target_zero_variance) == (0.1, 0.8, 0.2)
     assert init(tmp_path / "skip", "--strategy", "length", "--skip-zero-variance").skip_zero_variance
     monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "init", "--scores", str(scores_dir), "--run",
                                       str(tmp_path / "bad"), "--strategy", "mopps", "--prior", "1;1"])  # fmt: skip

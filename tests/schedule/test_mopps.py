@@ -12,11 +12,11 @@ from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, 
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule import rundir
-from gaincurate.schedule.config import DEFAULT_FORGET, ScheduleConfig
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.driver import run_status
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.mopps import MoppsStrategy, posterior_mean, posterior_sd, update_posterior
+from gaincurate.schedule.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd, update_posterior
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import PromptSet, RankingContext
 
@@ -75,8 +75,8 @@ def test_thompson_selection_frequencies_match_a_monte_carlo_of_the_formula():
     strategy = MoppsStrategy(np.arange(6), target=target)
     memory = {"posterior": {"gc_ids": list(range(6)), "alpha": alpha.tolist(), "beta": beta.tolist()}}
     state = ScheduleState(ranking=np.arange(6), scores=np.ones(6), memory=memory)
-    params = ScheduleConfig(strategy="mopps", subset_size=keep).resolve(6)
-    context = RankingContext(gc_ids=np.arange(6), scores=np.ones(6), params=params)
+    subset_size = ScheduleConfig(strategy="mopps", subset_size=keep).subset_count(6)
+    context = RankingContext(gc_ids=np.arange(6), scores=np.ones(6), subset_size=subset_size)
     counts = np.zeros(6)
     for seed in range(draws):
         selection = strategy.select(state, context, np.random.default_rng([11, seed]))
@@ -116,7 +116,8 @@ def test_a_bare_accuracy_is_refused_in_one_line():
 
 def test_config_checks_and_defaults():
     config = ScheduleConfig(strategy="mopps")
-    assert (config.target, config.prior, config.forget) == (0.5, (1.0, 1.0), DEFAULT_FORGET)
+    options = config.options
+    assert (options.target, options.prior, options.forget) == (0.5, (1.0, 1.0), DEFAULT_FORGET)
     assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # the prior survives JSON
     for options, message in [
         ({"prior": (0.0, 1.0)}, "--prior"),
@@ -165,7 +166,7 @@ def test_status_shows_the_posterior_of_the_selected_prompts(tmp_path, scores_dir
     run_epochs(tmp_path / "run", scores_dir, 2)
     report = run_status(tmp_path / "run")
     state = rundir.load_run(tmp_path / "run").schedule
-    strategy = MoppsStrategy(np.arange(40), prior=CONFIG.prior, forget=CONFIG.forget)
+    strategy = MoppsStrategy(np.arange(40), prior=CONFIG.options.prior, forget=CONFIG.options.forget)
     alpha, beta = strategy.posterior(state)
     chosen = state.subset_ids
     assert report["selection"]["posterior_mean"] == pytest.approx(np.mean(posterior_mean(alpha, beta)[chosen]))

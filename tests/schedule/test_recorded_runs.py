@@ -24,12 +24,17 @@ history line's feedback_s / write_s seconds) and `screen_seconds` (the time scre
 `<scores-root>`. Values compare as JSON text in file order: an int that became a float, a renamed or moved
 key and a changed last digit all fail.
 
-A deliberate change (a documented rename, mu leaving the strategies that never use it) re-records every
-run with one command, and shows up as a reviewable diff of tests/schedule/recorded/:
+A deliberate change re-records every run with one command, and shows up as a reviewable diff of
+tests/schedule/recorded/:
 
     GAINCURATE_RECORD=1 .venv/bin/pytest tests/schedule/test_recorded_runs.py
 
-The recordings were made from the committed code of 9cb81cc (a clean worktree), before the refactor.
+tests/schedule/recorded-v1/ keeps the recordings made before the strategy plug-ins (from the committed code of
+9cb81cc, gaincurate 0.x, state version 1). `test_the_plug_ins_changed_only_what_is_documented` checks the current
+recordings against them: every epoch's gc_ids the same; for gain and length (mu's strategies) the epoch files the
+same bytes and the history the same lines; for the others the same with mu and its step (mu, ang, ang_source,
+signal, delta, mu_next, reranked) left out; and every state.json the same as the old one migrated by the loader
+(`gaincurate.schedule.rundir`: the config keeps its strategy's options only, mu moves into gain's memory).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from gaincurate.feedback import append_rollouts
 from gaincurate.schedule.screen import Screening
 
 RECORDED = Path(__file__).parent / "recorded"
+RECORDED_V1 = Path(__file__).parent / "recorded-v1"  # gaincurate 0.x, before the strategy plug-ins
+MU_KEYS = ("mu", "ang", "ang_source", "signal", "delta", "mu_next", "reranked")  # gain's step, history and metadata
 RECORD = os.environ.get("GAINCURATE_RECORD") == "1"  # rewrite the recordings instead of trusting them
 PROMPTS, SUBSET, EPOCHS, ROLLOUTS = 20, 5, 5, 4
 DRAW = ("gc_ids", "parquet_sha256", "table_sha256", "metadata")  # what each epoch file holds
@@ -274,3 +281,33 @@ def test_every_strategy_is_recorded():
 
     assert set(STRATEGIES) <= {options[1] for options in RUNS.values()}
     assert set(RUNS) == {path.stem for path in RECORDED.glob("*.json")}, "a recording without its run, or the reverse"
+
+
+def states(recording: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole state.json after each step, rebuilt from a recording's changes."""
+    state: dict[str, Any] = {}
+    rebuilt = []
+    for step in recording["steps"]:
+        state = {key: value for key, value in state.items() if key not in step["state_removed"]}
+        state = {**state, **step["state_changed"]}
+        rebuilt.append(state)
+    return rebuilt
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_the_plug_ins_changed_only_what_is_documented(name):
+    from gaincurate.schedule.rundir import RunState, _from_version_1
+
+    now, then = (json.loads((folder / f"{name}.json").read_text()) for folder in (RECORDED, RECORDED_V1))
+    keeps_mu = name.split("-")[0] in ("gain", "length")
+    for new, old in zip(now["steps"][1:], then["steps"][1:], strict=True):
+        assert new["gc_ids"] == old["gc_ids"], f"{name}: {old['step']} drew other prompts"
+        dropped = () if keeps_mu else MU_KEYS
+        assert new["metadata"] == {k: v for k, v in old["metadata"].items() if k not in dropped}
+        lines = [{k: v for k, v in line.items() if k not in dropped} for line in old["history_added"]]
+        assert layout(new["history_added"]) == layout(lines), f"{name}: {old['step']} history"
+        if keeps_mu:
+            assert new["parquet_sha256"] == old["parquet_sha256"]
+    for new, old in zip(states(now), states(then), strict=True):
+        migrated = RunState.from_json(_from_version_1(old)).to_json()
+        assert json.dumps(new, sort_keys=True) == json.dumps(migrated, sort_keys=True), f"{name}: state.json"

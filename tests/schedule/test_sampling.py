@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 from helpers import chi_square
 
-from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.gain import GainOptions, GainStrategy, LengthStrategy
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import (
-    GainStrategy,
-    LengthStrategy,
     PromptSet,
     RankingContext,
     UniformStrategy,
@@ -27,17 +25,20 @@ def chi_square_critical(degrees: int, z: float = 3.09) -> float:
     return degrees * (1 - 2 / (9 * degrees) + z * math.sqrt(2 / (9 * degrees))) ** 3
 
 
-def context_for(n_prompts: int, **config) -> RankingContext:
-    params = ScheduleConfig(**{"strategy": "gain", **config}).resolve(n_prompts)
-    return RankingContext(gc_ids=np.arange(n_prompts), scores=np.zeros(n_prompts), params=params)
+def context_for(n_prompts: int, subset_size: int) -> RankingContext:
+    return RankingContext(gc_ids=np.arange(n_prompts), scores=np.zeros(n_prompts), subset_size=subset_size)
+
+
+def gain(n_prompts: int, **options) -> GainStrategy:
+    return GainStrategy(GainOptions(**options), n_prompts)
 
 
 def state_at(mu: float, n_prompts: int) -> ScheduleState:
-    return ScheduleState(mu=mu, ranking=np.arange(n_prompts), scores=np.zeros(n_prompts))
+    return ScheduleState(memory={"mu": mu}, ranking=np.arange(n_prompts), scores=np.zeros(n_prompts))
 
 
-def single_draw_counts(strategy, mu: float, n_prompts: int, draws: int, **config) -> np.ndarray:
-    context = context_for(n_prompts, subset_size=1, **config)
+def single_draw_counts(strategy, mu: float, n_prompts: int, draws: int) -> np.ndarray:
+    context = context_for(n_prompts, subset_size=1)
     rng = np.random.default_rng(1234)
     counts = np.zeros(n_prompts, dtype=np.int64)
     for _ in range(draws):
@@ -49,7 +50,7 @@ def single_draw_counts(strategy, mu: float, n_prompts: int, draws: int, **config
 @pytest.mark.parametrize("mu", [0.0, 23.4, 59.0], ids=["mu-start", "mu-middle", "mu-end"])
 def test_single_draws_follow_the_gaussian(mu):
     n_prompts, sigma = 60, 7.5
-    counts = single_draw_counts(GainStrategy(), mu, n_prompts, 10_000, sigma=sigma)
+    counts = single_draw_counts(gain(n_prompts, sigma=sigma), mu, n_prompts, 10_000)
     statistic, degrees = chi_square(counts, gaussian_probabilities(n_prompts, mu, sigma))
     assert degrees >= 10
     assert statistic < chi_square_critical(degrees)
@@ -58,7 +59,7 @@ def test_single_draws_follow_the_gaussian(mu):
 def test_chi_square_detects_a_shifted_centre():
     """The same test rejects draws around mu + 2 when the Gaussian is at mu: it has power."""
     n_prompts, sigma, mu = 60, 7.5, 23.4
-    counts = single_draw_counts(GainStrategy(), mu + 2, n_prompts, 10_000, sigma=sigma)
+    counts = single_draw_counts(gain(n_prompts, sigma=sigma), mu + 2, n_prompts, 10_000)
     statistic, degrees = chi_square(counts, gaussian_probabilities(n_prompts, mu, sigma))
     assert statistic > chi_square_critical(degrees)
 
@@ -84,10 +85,10 @@ def test_two_draws_match_successive_sampling_without_replacement():
 
 
 def test_subsets_are_unique_sorted_and_in_range():
-    context = context_for(200, subset_size=50, sigma=30)
+    context = context_for(200, subset_size=50)
     rng = np.random.default_rng(0)
     for mu in (0.0, 77.7, 199.0):
-        positions = GainStrategy().select(state_at(mu, 200), context, rng)
+        positions = gain(200, sigma=30).select(state_at(mu, 200), context, rng)
         assert len(positions) == 50
         assert np.all(np.diff(positions) > 0)
         assert positions.min() >= 0 and positions.max() < 200
@@ -95,8 +96,8 @@ def test_subsets_are_unique_sorted_and_in_range():
 
 def test_a_narrow_gaussian_takes_the_positions_nearest_mu():
     """Far positions never underflow to an error: the draw degrades to the nearest positions."""
-    context = context_for(100, subset_size=30, sigma=1.0)
-    positions = GainStrategy().select(state_at(40.2, 100), context, np.random.default_rng(5))
+    context = context_for(100, subset_size=30)
+    positions = gain(100, sigma=1.0).select(state_at(40.2, 100), context, np.random.default_rng(5))
     np.testing.assert_array_equal(positions, np.arange(26, 56))
 
 
@@ -107,11 +108,11 @@ def test_uniform_single_draws_are_uniform():
 
 
 def test_same_seed_same_draw_and_other_seed_differs():
-    context = context_for(500, subset_size=64, sigma=80)
+    context = context_for(500, subset_size=64)
     state = state_at(120.0, 500)
-    first = GainStrategy().select(state, context, np.random.default_rng([7, 3]))
-    again = GainStrategy().select(state, context, np.random.default_rng([7, 3]))
-    other = GainStrategy().select(state, context, np.random.default_rng([8, 3]))
+    first = gain(500, sigma=80).select(state, context, np.random.default_rng([7, 3]))
+    again = gain(500, sigma=80).select(state, context, np.random.default_rng([7, 3]))
+    other = gain(500, sigma=80).select(state, context, np.random.default_rng([8, 3]))
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

@@ -13,9 +13,9 @@ from schedule_helpers import write_hf_model
 from simulation import band, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule.config import SCREEN_FACTOR, SCREEN_ROLLOUTS, ScheduleConfig
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.screen import Screening, in_band, keep_order
+from gaincurate.schedule.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, Screening, in_band, keep_order
 from gaincurate.schedule.strategies import PromptSet, RankingContext
 
 SEEDS = (0, 1, 2)
@@ -127,9 +127,11 @@ def test_screen_and_band_options_are_checked(options, message):
 
 def test_screen_defaults_are_filled_in_and_survive_a_round_trip():
     config = ScheduleConfig(strategy="screen", band=[0.1, 0.9])
-    assert (config.screen_factor, config.screen_rollouts, config.band) == (SCREEN_FACTOR, SCREEN_ROLLOUTS, (0.1, 0.9))
+    options = config.options
+    assert (options.screen_factor, options.screen_rollouts, config.band) == (SCREEN_FACTOR, SCREEN_ROLLOUTS, (0.1, 0.9))
     assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert ScheduleConfig(strategy="gain").screen_factor is None  # not a screen run: nothing to fill in
+    gain = ScheduleConfig(strategy="gain")  # not a screen run: nothing to fill in, nothing stored
+    assert not hasattr(gain.options, "screen_factor") and "screen_factor" not in gain.to_dict()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -141,7 +143,7 @@ def test_the_band_over_mopps_is_the_base_order_with_in_band_prompts_first(seed):
     posterior = {"gc_ids": prompts.gc_ids.tolist(), "alpha": rng.uniform(0.5, 6, 30).tolist(),
                  "beta": rng.uniform(0.5, 6, 30).tolist()}  # fmt: skip
     state = replace(base.state, epoch=1, memory={"posterior": posterior})
-    context = RankingContext(state.ranking, state.scores, base.params)
+    context = RankingContext(state.ranking, state.scores, base.subset_size)
     order = base.strategy.priority(state, context, np.random.default_rng([seed, 1]))
     means = np.array(posterior["alpha"]) / (np.array(posterior["alpha"]) + np.array(posterior["beta"]))
     means = means[np.searchsorted(prompts.gc_ids, context.gc_ids)]  # brute force: a / (a + b) per position

@@ -152,7 +152,7 @@ def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = rundir.load_run(run_dir).config
-    assert (config.strategy, config.screen_factor, config.screen_rollouts, config.band) == (
+    assert (config.strategy, config.options.screen_factor, config.options.screen_rollouts, config.band) == (
         "screen", FACTOR, ROLLOUTS, (0.0, 1.0),
     )  # fmt: skip
 

@@ -9,8 +9,9 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.gain import GainStrategy, resolve_sizes
 from gaincurate.schedule.strategies import PromptSet
-from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
+from gaincurate.schedule.update import angle_signal, next_mu
 
 # tanh values used below: tanh(0.5) = 0.46211715726, tanh(0.2) = 0.19737532022,
 # tanh(1) = 0.76159415596, tanh(2.8) = 0.99263152020.
@@ -30,42 +31,52 @@ FRACTIONS = ScheduleConfig(strategy="gain", step_size="5%", sigma="10%", alpha=2
     ],
 )
 def test_delta_hand_computed(config, accuracy, signal, expected):
-    params = config.resolve(1000)
-    assert mu_delta(accuracy, signal, params) == pytest.approx(expected, abs=1e-8)
+    assert delta(config, 1000, accuracy, signal) == pytest.approx(expected, abs=1e-8)
+
+
+def delta(config: ScheduleConfig, n_prompts: int, accuracy: float, signal: float) -> float:
+    """gain's clamped step of mu for one epoch, its sizes resolved for `n_prompts`."""
+    return GainStrategy(config.options, n_prompts)._delta(accuracy, signal)
+
+
+def resolved(config: ScheduleConfig, n_prompts: int):
+    """The config's numbers for N prompts: gain's sizes in ranks, and the subset size."""
+    sizes = resolve_sizes(config.options, n_prompts)
+    return type("Resolved", (), {**vars(sizes), "subset_size": config.subset_count(n_prompts)})
 
 
 def test_fraction_arguments_resolve_to_rank_units():
-    params = FRACTIONS.resolve(1000)
+    params = resolved(FRACTIONS, 1000)
     assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((50, 100, 0, 80))
 
 
 def test_a_bare_number_below_one_is_ranks():
     # Before, any size below 1 was read as a share of N: --sigma 0.5 meant 500 ranks of 1000, not half a rank.
-    params = ScheduleConfig(
-        strategy="gain", sigma=0.5, step_size=0.25, adj_min=-0.5, adj_max=0.75, subset_size="1%"
-    ).resolve(1000)
+    params = resolved(
+        ScheduleConfig(strategy="gain", sigma=0.5, step_size=0.25, adj_min=-0.5, adj_max=0.75, subset_size="1%"), 1000
+    )
     assert (params.sigma, params.step_size, params.adj_min, params.adj_max) == (0.5, 0.25, -0.5, 0.75)
     assert params.subset_size == 10
     # A share stays spelled as given in the stored config; a plain number in a string is ranks.
-    assert ScheduleConfig(strategy="gain", sigma=" 2.5% ").sigma == "2.5%"
-    assert ScheduleConfig(strategy="gain", sigma="40").sigma == 40.0
+    assert ScheduleConfig(strategy="gain", sigma=" 2.5% ").options.sigma == "2.5%"
+    assert ScheduleConfig(strategy="gain", sigma="40").options.sigma == 40.0
 
 
 def test_the_default_subset_rounds_to_the_trainer_batch():
     # MATH train: 256/7500 of 7,474 prompts is 255.1; a TRL trainer taking 8 prompts per batch needs 256.
-    assert ScheduleConfig(strategy="gain").resolve(7474).subset_size == 255
-    assert ScheduleConfig(strategy="gain", subset_multiple=8).resolve(7474).subset_size == 256
-    assert ScheduleConfig(strategy="gain", subset_size="5%", subset_multiple=16).resolve(1000).subset_size == 48
-    assert ScheduleConfig(strategy="gain", subset_size="99%", subset_multiple=16).resolve(100).subset_size == 96
+    assert resolved(ScheduleConfig(strategy="gain"), 7474).subset_size == 255
+    assert resolved(ScheduleConfig(strategy="gain", subset_multiple=8), 7474).subset_size == 256
+    assert resolved(ScheduleConfig(strategy="gain", subset_size="5%", subset_multiple=16), 1000).subset_size == 48
+    assert resolved(ScheduleConfig(strategy="gain", subset_size="99%", subset_multiple=16), 100).subset_size == 96
     with pytest.raises(ConfigError, match="--subset-size 255 is not a multiple of --subset-multiple 8.*248 or 256"):
-        ScheduleConfig(strategy="gain", subset_size=255, subset_multiple=8).resolve(7474)
+        resolved(ScheduleConfig(strategy="gain", subset_size=255, subset_multiple=8), 7474)
     with pytest.raises(ConfigError, match="fewer than one batch"):
-        ScheduleConfig(strategy="gain", subset_multiple=16).resolve(10)
+        resolved(ScheduleConfig(strategy="gain", subset_multiple=16), 10)
 
 
 def test_negative_adj_min_lets_mu_move_back():
-    params = ScheduleConfig(strategy="gain", step_size=50, adj_min=-100, adj_max=80).resolve(1000)
-    assert mu_delta(0.0, 0.0, params) == pytest.approx(-38.079707797788245)
+    config = ScheduleConfig(strategy="gain", step_size=50, adj_min=-100, adj_max=80)
+    assert GainStrategy(config.options, 1000)._delta(0.0, 0.0) == pytest.approx(-38.079707797788245)
     assert next_mu(500.0, -38.079707797788245, 1000) == pytest.approx(461.920292202)
 
 
@@ -83,20 +94,22 @@ def test_angle_signal_raw_and_centered():
 
 
 def test_released_defaults_at_reference_size():
-    params = ScheduleConfig(strategy="gain").resolve(7500)
+    params = resolved(ScheduleConfig(strategy="gain"), 7500)
     assert (params.step_size, params.sigma, params.adj_min, params.adj_max) == pytest.approx((500, 1000, 0, 1000))
     assert params.subset_size == 256
-    assert (params.alpha, params.beta) == (2.0, 0.5)
+    assert (ScheduleConfig(strategy="gain").options.alpha, ScheduleConfig(strategy="gain").options.beta) == (2.0, 0.5)
 
 
 def test_the_default_angle_comes_from_re_scoring_the_subset():
-    assert ScheduleConfig(strategy="gain").rescore == ScheduleConfig(strategy="length").rescore == "subset"
-    # The other strategies never draw by mu, so re-scoring would cost a pass for nothing.
-    assert ScheduleConfig(strategy="dots").rescore == ScheduleConfig(strategy="uniform").rescore == "none"
+    assert ScheduleConfig(strategy="gain").options.rescore == ScheduleConfig(strategy="length").options.rescore
+    assert ScheduleConfig(strategy="gain").options.rescore == "subset"
+    # The other strategies never draw by mu: they have no re-scoring to ask for.
+    with pytest.raises(ConfigError, match="--rescore is a gain or length option; pass --strategy gain"):
+        ScheduleConfig(strategy="dots", rescore="subset")
 
 
 def test_defaults_scale_with_n():
-    params = ScheduleConfig(strategy="gain").resolve(750)
+    params = resolved(ScheduleConfig(strategy="gain"), 750)
     assert (params.step_size, params.sigma, params.adj_max, params.subset_size) == pytest.approx((50, 100, 100, 26))
 
 
@@ -116,15 +129,15 @@ def test_scheduler_step_uses_the_formula_and_the_epoch_mean_fresh_score():
     config = ScheduleConfig(strategy="gain", step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
     first = scheduler.next_epoch().plan
-    assert first.epoch == 0 and first.mu == 0.0
+    assert first.epoch == 0 and first.draw["mu"] == 0.0
     fresh = np.linspace(0.1, 0.3, len(first.gc_ids))
     step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.6), rescored=Rescored(first.gc_ids, fresh))
     ang = float(fresh.mean())
     expected = min(max(50 * np.tanh(2 * 0.1) + 50 * np.tanh(2 * ang), 0), 80)
-    assert step.record.ang == pytest.approx(ang)
-    assert step.record.ang_source == "rescored"
-    assert step.record.delta == pytest.approx(expected)
-    assert step.plan.mu == pytest.approx(expected) and step.plan.epoch == 1
+    assert step.record.update["ang"] == pytest.approx(ang)
+    assert step.record.update["ang_source"] == "rescored"
+    assert step.record.update["delta"] == pytest.approx(expected)
+    assert step.plan.draw["mu"] == pytest.approx(expected) and step.plan.epoch == 1
 
 
 @pytest.mark.parametrize("rescore", ["none", "subset"])
@@ -140,8 +153,8 @@ def test_without_fresh_scores_accuracy_at_beta_leaves_mu_where_it_is(rescore):
     scheduler.next_epoch()
     for _ in range(5):
         step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
-        assert (step.record.signal, step.record.delta, step.plan.mu) == (0.0, 0.0, 0.0)
-        assert step.record.ang == pytest.approx(1.4) and step.record.ang_source == "stored"
+        assert (step.record.update["signal"], step.record.update["delta"], step.plan.draw["mu"]) == (0.0, 0.0, 0.0)
+        assert step.record.update["ang"] == pytest.approx(1.4) and step.record.update["ang_source"] == "stored"
 
 
 def test_centered_signal_uses_the_statistics_of_the_same_fresh_scores():
@@ -167,9 +180,9 @@ def test_centered_signal_uses_the_statistics_of_the_same_fresh_scores():
     step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), rescored=Rescored(window, fresh))
     own = fresh[np.searchsorted(window, first.gc_ids)]
     signal = (own.mean() - fresh.mean()) / fresh.std()
-    assert step.record.ang == pytest.approx(own.mean()) and step.record.ang_source == "rescored"
-    assert step.record.signal == pytest.approx(signal) and abs(signal) < 2
-    assert step.record.delta == pytest.approx(10 * np.tanh(2 * signal))
+    assert step.record.update["ang"] == pytest.approx(own.mean()) and step.record.update["ang_source"] == "rescored"
+    assert step.record.update["signal"] == pytest.approx(signal) and abs(signal) < 2
+    assert step.record.update["delta"] == pytest.approx(10 * np.tanh(2 * signal))
 
 
 def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
@@ -193,8 +206,8 @@ def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
     step = scheduler.next_epoch(
         feedback=Feedback.from_accuracy(0.5), ang=1.45, rescored=Rescored(np.arange(n_prompts), fresh)
     )
-    assert step.record.signal == pytest.approx((1.45 - fresh.mean()) / fresh.std())
-    assert step.record.ang_source == "given"
+    assert step.record.update["signal"] == pytest.approx((1.45 - fresh.mean()) / fresh.std())
+    assert step.record.update["ang_source"] == "given"
 
 
 @pytest.mark.parametrize("rescore", ["none", "subset"])
@@ -230,14 +243,14 @@ def test_bad_values_name_the_flag(options, flag):
 
 def test_resolve_errors_name_the_value():
     with pytest.raises(ConfigError, match="--subset-size 300 is more than the 200 prompts"):
-        ScheduleConfig(strategy="gain", subset_size=300).resolve(200)
+        resolved(ScheduleConfig(strategy="gain", subset_size=300), 200)
     with pytest.raises(ConfigError, match="--adj-min resolves to 100"):
-        ScheduleConfig(strategy="gain", adj_min="50%", adj_max=50).resolve(200)
+        resolved(ScheduleConfig(strategy="gain", adj_min="50%", adj_max=50), 200)
 
 
 def test_stored_config_rejects_unknown_keys():
-    with pytest.raises(ConfigError, match="unknown key"):
-        ScheduleConfig.from_dict({"sigma": 3, "sigmaa": 4})
+    with pytest.raises(ConfigError, match="--sigmaa is not a schedule setting of any strategy"):
+        ScheduleConfig.from_dict({"strategy": "gain", "sigma": 3, "sigmaa": 4})
     assert ScheduleConfig.from_dict(ABSOLUTE.to_dict()) == ABSOLUTE
 
 

@@ -7,9 +7,9 @@ more about pass rates than that, so the fraction of uniform's rollouts-to-target
 such selection can save on the setup.
 
 Its measurement is reported apart (rollouts, tokens, seconds) and not charged: the bench pauses the clock
-while it runs. It plugs into the scheduler like any strategy (`rank` and `select`), so TRL trains it through
-the same in-process curriculum as every other arm. `ScheduleConfig` does not know the name, so it cannot be
-asked for outside the bench.
+while it runs. It plugs into the scheduler like any strategy (a `Strategy` overriding `select`), so TRL trains
+it through the same in-process curriculum as every other arm. `ScheduleConfig` does not know the name, so it
+cannot be asked for outside the bench.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from gaincurate.schedule.strategies import Strategy
 
 NAME = "oracle"
 
@@ -36,29 +38,26 @@ class OracleCosts:
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
 
-class OracleStrategy:
+class OracleStrategy(Strategy):
     """Rank in gc_id order; each epoch select the prompts whose freshly measured pass rate is nearest `target`.
 
-    `measure(gc_ids, epoch)` returns the pass rates of `gc_ids` under the current policy and the tokens it
+    `measure_pool(gc_ids, epoch)` returns the pass rates of `gc_ids` under the current policy and the tokens it
     generated; `rollouts` is the samples per prompt it draws (for the cost count).
     """
 
     name = NAME
 
     def __init__(self, measure: Measure, *, target: float, rollouts: int) -> None:
-        self.measure = measure
+        self.measure_pool = measure
         self.target = target
         self.rollouts = rollouts
         self.costs = OracleCosts()
 
-    def rank(self, prompts: Any) -> np.ndarray:
-        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
-
     def select(self, state: Any, context: Any, rng: np.random.Generator) -> np.ndarray:
         started = time.perf_counter()
-        rates, tokens = self.measure(np.asarray(context.gc_ids), int(state.epoch))
+        rates, tokens = self.measure_pool(np.asarray(context.gc_ids), int(state.epoch))
         seconds = time.perf_counter() - started
-        chosen = nearest(rates, self.target, context.params.subset_size, rng)
+        chosen = nearest(rates, self.target, context.subset_size, rng)
         self.costs.rollouts += len(rates) * self.rollouts
         self.costs.tokens += tokens
         self.costs.seconds += seconds

@@ -1,0 +1,388 @@
+"""The `gain` strategy (GAIN-RL, arXiv 2506.02281) and `length`: a Gaussian over a ranking, centred on mu.
+
+`gain` ranks by angle concentration, highest first, and draws `subset_size` positions without replacement
+from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies`). After each epoch mu
+moves by the GAIN-RL update (DESIGN section 4, `gaincurate.schedule.update`):
+
+    delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
+    mu_next   = clamp(mu + delta, 0, N - 1)
+
+where `signal` is the angle term: the mean fresh score of the epoch's prompts under the newest model (`--rescore`),
+or an `ang` given in process; without either the angle term is off and mu moves by accuracy alone. mu lives in
+this strategy's memory (state.json), and each epoch's history line keeps mu, ang, its source, the signal, delta
+and mu_next. `length` is the same schedule over a shortest-question-first ranking (the confound baseline).
+
+The defaults are the released hyperparameters (n=500, sigma=1000, adj_max=1000) divided by 7,500, the size of
+the MATH training set they were tuned on (`gaincurate.schedule.sizes`), so at N=7,500 they are exactly the
+released numbers. gain's ablation options (docs/strategies.md, "GAIN-RL ablation options") each replace one part
+of the published schedule:
+
+* `ranking`: "score" (published) or "random": a permutation seeded by the run's seed, fixed for the run, so the
+  accuracy-driven centre runs over an order that knows nothing of the prompts (the controller alone);
+* `mu_control`: "feedback" (published) or "sweep": mu moves `sweep_rate` ranks every epoch whatever the feedback
+  (the order alone); left out, the sweep rate is the step size n, the step the published update takes when
+  accuracy sits at beta and the raw angle term is saturated (n tanh(0) + n tanh(2 x 1.4) = 0.993 n);
+* `direction`: "high-first" (published) or "auto": the first epoch's pass rates keep or reverse the ranking
+  (`gaincurate.schedule.direction`);
+* a negative `adj_min` lets the feedback update move mu back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError
+from gaincurate.metrics import apply_debias
+from gaincurate.schedule import sizes
+from gaincurate.schedule.direction import orient
+from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
+from gaincurate.schedule.strategies import (
+    FRESH_SCORES,
+    Fresh,
+    PromptSet,
+    RankingContext,
+    Strategy,
+    StrategyInputs,
+    draw_order,
+    gaussian_log_weights,
+    rank_by_score,
+)
+from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.feedback import Feedback
+    from gaincurate.schedule.state import ScheduleState
+
+RESCORE_MODES = ("none", "subset", "window", "full")
+ANGLE_SIGNALS = ("raw", "centered")
+RANKINGS = ("score", "random")
+MU_CONTROLS = ("feedback", "sweep")
+DIRECTIONS = ("high-first", "auto")
+WINDOW_SIGMAS = 3.0  # `--rescore window` re-scores positions within mu +- 3 sigma
+# `gain --ranking random`: its permutation's stream in the seed sequence, apart from the draws seeded by
+# (seed, epoch) and the training-order shuffle's (seed, epoch, 1) (gaincurate.schedule.order).
+RANKING_STREAM = 2
+SHARE = " A number is ranks; a share of the prompt count N is a percentage, e.g. 2%."
+
+
+@dataclass(frozen=True, kw_only=True)
+class LengthOptions(Options):
+    """The published GAIN-RL schedule: the Gaussian, the update of mu, and where its angle term comes from."""
+
+    sigma: float | str | None = option(None, "Gaussian width (default 2/15 of N)." + SHARE, size("sigma"), cli="size")
+    step_size: float | str | None = option(
+        None, "n, the step scale of mu (default 1/15 of N)." + SHARE, size("step_size"), cli="size"
+    )
+    alpha: float = option(2.0, "tanh sharpness of the update of mu.", NON_NEGATIVE)
+    beta: float = option(0.5, "Target accuracy of the update of mu.", RATE)
+    adj_min: float | str | None = option(
+        0.0, "Lower clamp of a step of mu (below 0 mu can move back)." + SHARE, size("adj_min"), cli="size"
+    )
+    adj_max: float | str | None = option(
+        None, "Upper clamp of a step of mu (default 2/15 of N)." + SHARE, size("adj_max"), cli="size"
+    )
+    rescore: str = option(
+        "subset",
+        "Re-score from checkpoints for the angle term: the epoch's prompts, mu +- 3 sigma, every prompt "
+        "(and re-rank), or none (no angle term).",
+        choice(*RESCORE_MODES),
+        choices=RESCORE_MODES,
+    )
+    rescore_every: int = option(1, "Re-score every K epochs.", whole(1))
+    angle_signal: str = option(
+        "raw",
+        "Angle term: the raw fresh score, or centered on the fresh scores (needs --rescore window or full).",
+        choice(*ANGLE_SIGNALS),
+        choices=ANGLE_SIGNALS,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = self.adj_min, self.adj_max  # in ranks they compare now; shares of N when N is known
+        if isinstance(low, float) and isinstance(high, float) and low > high:
+            raise ConfigError(f"--adj-min {low:g} is above --adj-max {high:g}; swap them")
+        if self.angle_signal == "centered" and self.rescore in ("none", "subset"):
+            # Centring needs the mean and spread of fresh scores beyond the epoch's own prompts: centred on itself,
+            # the subset's mean is always 0; centred on the stored scores, it mixes two models' scales.
+            raise ConfigError(
+                f"--angle-signal centered compares the epoch's fresh scores with fresh scores around it; with "
+                f"--rescore {self.rescore} there are none. Pass --rescore window or full, or --angle-signal raw"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GainOptions(LengthOptions):
+    """gain's options: the published schedule, and the ablation options (each default is the published one)."""
+
+    ranking: str = option(
+        "score", "Rank by angle score, or by a permutation seeded by --seed.", choice(*RANKINGS), choices=RANKINGS
+    )
+    mu_control: str = option(
+        "feedback",
+        "Move mu by the GAIN-RL update, or sweep it --sweep-rate ranks an epoch.",
+        choice(*MU_CONTROLS),
+        choices=MU_CONTROLS,
+    )
+    sweep_rate: float | str | None = option(
+        None, "--mu-control sweep: ranks mu moves per epoch (default --step-size)." + SHARE, size("sweep_rate"),
+        cli="size",
+    )  # fmt: skip
+    direction: str = option(
+        "high-first",
+        "Highest score first, or auto: reversed when the first epoch's pass rates fall with the score.",
+        choice(*DIRECTIONS),
+        choices=DIRECTIONS,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sweep_rate is not None and self.mu_control != "sweep":
+            raise ConfigError(
+                "--sweep-rate is how far mu moves each epoch under --mu-control sweep; pass --mu-control sweep "
+                "or drop --sweep-rate"
+            )
+        if self.direction == "auto" and self.rescore == "full":
+            raise ConfigError(
+                "--direction auto with --rescore full: each full re-score re-ranks highest score first and would "
+                "undo a reversal; pass --rescore subset or window"
+            )
+        if self.direction == "auto" and self.ranking == "random":
+            raise ConfigError(
+                "--direction auto orients the angle ranking, and a random ranking has no direction to take from the "
+                "data; pass --ranking score or drop --direction auto"
+            )
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """gain's sizes resolved in ranks for N prompts."""
+
+    n_prompts: int
+    sigma: float
+    step_size: float
+    adj_min: float
+    adj_max: float
+    sweep_rate: float
+
+
+def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
+    def absolute(name: str) -> float:
+        return sizes.absolute(name, getattr(options, name), n_prompts)
+
+    adj_min, adj_max = absolute("adj_min"), absolute("adj_max")
+    if adj_min > adj_max:
+        raise ConfigError(
+            f"--adj-min resolves to {adj_min:g}, above --adj-max {adj_max:g} for N={n_prompts}; swap them"
+        )
+    sweep = getattr(options, "sweep_rate", None)
+    return Sizes(
+        n_prompts=n_prompts,
+        sigma=absolute("sigma"),
+        step_size=absolute("step_size"),
+        adj_min=adj_min,
+        adj_max=adj_max,
+        sweep_rate=absolute("step_size") if sweep is None else sizes.absolute("sweep_rate", sweep, n_prompts),
+    )
+
+
+class LengthStrategy(Strategy):
+    """The GAIN-RL schedule over a shortest-question-first ranking (the length confound baseline)."""
+
+    name = "length"
+    options_class = LengthOptions
+    summary = "gain's schedule over a shortest-question-first ranking (the length confound)"
+    needs = frozenset({FRESH_SCORES})
+
+    def __init__(
+        self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None
+    ) -> None:
+        """`n_prompts` resolves the sizes given as shares of N (and the defaults); `prompts` allows a re-rank."""
+        options = options if options is not None else self.options_class()
+        self.options = options
+        self.sizes = resolve_sizes(options, n_prompts)
+        self.needs = frozenset() if options.rescore == "none" else frozenset({FRESH_SCORES})
+        self.prompts = prompts  # for a re-rank from fresh scores (`--rescore full`)
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> LengthStrategy:
+        assert isinstance(options, LengthOptions)
+        return cls(options, len(inputs.prompts), inputs.prompts)
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        return np.lexsort((prompts.gc_ids, prompts.question_tokens)).astype(np.int64)
+
+    def initial_memory(self) -> dict[str, Any]:
+        return {"mu": 0.0}
+
+    @staticmethod
+    def mu(state: ScheduleState) -> float:
+        return float((state.memory or {})["mu"])
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return draw_order(gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
+
+    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
+        return {"mu": self.mu(state)}
+
+    def settings(self, n_prompts: int) -> dict[str, Any]:
+        resolved = resolve_sizes(self.options, n_prompts)
+        return {**self.options.to_dict(), **{k: v for k, v in vars(resolved).items() if k != "n_prompts"}}
+
+    def notes(self) -> list[str]:
+        return [angle_source_note(self.options)]
+
+    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+        options = self.options
+        if options.rescore == "none" or state.epoch < 0 or (state.epoch + 1) % options.rescore_every:
+            return None
+        if options.rescore == "full":
+            return np.sort(state.ranking)
+        positions = state.positions
+        if options.rescore == "window":
+            reach, mu = WINDOW_SIGMAS * self.sizes.sigma, self.mu(state)
+            low, high = max(0, math.ceil(mu - reach)), min(len(state.ranking) - 1, math.floor(mu + reach))
+            positions = np.union1d(positions, np.arange(low, high + 1))
+        return np.sort(state.ranking[positions])
+
+    def update(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+    ) -> tuple[ScheduleState, dict[str, Any]]:
+        """mu moved by the epoch's accuracy and angle term; fresh scores kept (window, full) or re-ranked (full)."""
+        scores, refreshed = state.scores, np.zeros(len(state.scores), dtype=bool)
+        if fresh.gc_ids is not None:
+            scores = scores.copy()
+            positions = _positions_of(state.ranking, fresh.gc_ids)
+            scores[positions] = np.asarray(fresh.scores, dtype=np.float64)
+            refreshed[positions] = True
+        ang, source, signal = self._angle(state, fresh, scores, refreshed)
+        delta = self._delta(feedback.accuracy, signal)
+        mu = next_mu(self.mu(state), delta, self.sizes.n_prompts)
+        ranking, kept, reranked = state.ranking, state.scores, False
+        if fresh.gc_ids is not None and self.options.rescore in ("window", "full"):
+            kept = scores
+        if fresh.gc_ids is not None and self.options.rescore == "full" and refreshed.all():
+            ranking, kept = self._rerank(state.ranking, scores)
+            reranked = True
+        memory = {**(following.memory or {}), "mu": mu}
+        following = replace(following, ranking=ranking, scores=kept, memory=memory)
+        record = {
+            "mu": self.mu(state),
+            "ang": ang if ang is not None and math.isfinite(ang) else None,
+            "ang_source": source,
+            "signal": signal,
+            "delta": delta,
+            "mu_next": mu,
+            "reranked": reranked,
+        }
+        return following, record
+
+    def _delta(self, accuracy: float, signal: float) -> float:
+        resolved, options = self.sizes, self.options
+        return mu_delta(
+            accuracy, signal, step_size=resolved.step_size, alpha=options.alpha, beta=options.beta,
+            adj_min=resolved.adj_min, adj_max=resolved.adj_max,
+        )  # fmt: skip
+
+    def _angle(
+        self, state: ScheduleState, fresh: Fresh, scores: np.ndarray, refreshed: np.ndarray
+    ) -> tuple[float | None, str, float]:
+        """(ang, its source, the signal fed to tanh) for the current epoch.
+
+        Only fresh scores move mu: `centered` standardises with the mean and spread of the same fresh scores,
+        never with stored ones, which a different model produced on a different scale.
+        """
+        positions, mode = state.positions, self.options.angle_signal
+        values = None if fresh.scores is None else np.asarray(fresh.scores, dtype=np.float64)
+        values = None if values is None else values[np.isfinite(values)]
+        mean, std = (None, None) if values is None or not len(values) else (float(values.mean()), float(values.std()))
+        if fresh.ang is not None:
+            if mode == "centered" and mean is None:
+                raise ValueError("--angle-signal centered needs the fresh scores ang is centred on: pass rescored=")
+            source, value = "given", float(fresh.ang)
+        else:
+            own = positions[refreshed[positions]]  # the epoch's prompts that have a fresh score
+            own = own[np.isfinite(scores[own])]
+            stored = scores[positions][np.isfinite(scores[positions])]
+            if not len(own):  # no model signal: the stored mean is logged, the angle term is off
+                return (float(stored.mean()) if len(stored) else None), "stored", 0.0
+            source, value = "rescored", float(scores[own].mean())
+        return value, source, angle_signal(value, mode=mode, score_mean=mean, score_std=std)
+
+    def _rerank(self, ranking: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A new ranking from fresh scores (given per rank position), with the prompt set's debias."""
+        prompts = self.prompts
+        if prompts is None:
+            raise ValueError("a re-rank needs the prompt set the strategy was built with")
+        by_id = scores[np.argsort(ranking, kind="stable")]  # the ranking sorted is the prompt set's gc_id order
+        fresh = replace(
+            prompts, scores=by_id, ranking_scores=apply_debias(by_id, prompts.question_tokens, prompts.debias)
+        )
+        order = self.rank(fresh)
+        return prompts.gc_ids[order], by_id[order]
+
+
+class GainStrategy(LengthStrategy):
+    """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu."""
+
+    name = "gain"
+    options_class = GainOptions
+    summary = "GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on the bench)"
+
+    def __init__(
+        self, options: GainOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None, seed: int = 0
+    ) -> None:
+        super().__init__(options, n_prompts, prompts)
+        self.seed = seed
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> GainStrategy:
+        assert isinstance(options, GainOptions)
+        return cls(options, len(inputs.prompts), inputs.prompts, inputs.seed)
+
+    def rank(self, prompts: PromptSet) -> np.ndarray:
+        if self.options.ranking == "random":  # fixed for the run: a rerank (--rescore full) gives the same order
+            return np.random.default_rng([self.seed, 0, RANKING_STREAM]).permutation(len(prompts)).astype(np.int64)
+        return rank_by_score(prompts)
+
+    def _delta(self, accuracy: float, signal: float) -> float:
+        if self.options.mu_control == "sweep":  # the order alone: no feedback, and no adj clamp
+            return self.sizes.sweep_rate
+        return super()._delta(accuracy, signal)
+
+    def update(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+    ) -> tuple[ScheduleState, dict[str, Any]]:
+        following, record = super().update(state, following, feedback, fresh)
+        if self.options.direction == "auto":  # the first epoch's pass rates keep or reverse the ranking
+            following, decision = orient(state, following, feedback)
+            if decision is not None:
+                record["direction"] = decision
+        return following, record
+
+
+def _positions_of(ranking: np.ndarray, gc_ids: np.ndarray) -> np.ndarray:
+    """The rank positions of `gc_ids`; an id outside the ranking is refused."""
+    gc_ids = np.asarray(gc_ids, dtype=np.int64)
+    order = np.argsort(ranking, kind="stable")
+    sorted_ids = ranking[order]
+    found = np.clip(np.searchsorted(sorted_ids, gc_ids), 0, len(sorted_ids) - 1)
+    unknown = gc_ids[sorted_ids[found] != gc_ids]
+    if len(unknown):
+        raise ValueError(f"re-scored gc_id {int(unknown[0])} is not in the prompt set")
+    return order[found]
+
+
+def angle_source_note(options: LengthOptions) -> str:
+    """One line on where the angle term comes from, for `schedule init` to print."""
+    if options.rescore == "none":
+        return "--rescore none: the angle term is off, and mu moves by accuracy alone"
+    every = "each epoch" if options.rescore_every == 1 else f"every {options.rescore_every} epochs"
+    what = {"subset": "the epoch's prompts", "window": "mu ± 3 sigma", "full": "every prompt"}[options.rescore]
+    return (
+        f"ang: {what} re-scored with the newest checkpoint {every} (--rescore {options.rescore}); "
+        "an epoch without a checkpoint or fresh scores has no angle term"
+    )

@@ -1,0 +1,137 @@
+"""Strategy options: each setting is defined once, in the module of the strategy that reads it.
+
+    @dataclass(frozen=True, kw_only=True)
+    class MoppsOptions(Options):
+        target: float = option(0.5, "The pass rate to aim at.", RATE)
+        forget: float = option(0.8, "Weight old evidence keeps at each update (1: never forget).", RATE)
+
+`option(default, help, check)` is a `dataclasses.field` whose metadata holds the help text and the check
+(TRL's `field(metadata={"help": ...})` pattern). Everything else is read from those fields: the checks run
+in `Options.__post_init__` with one message form ("--forget must be a number in [0, 1]; got 2"), the
+`schedule init` options and their help come from them (`gaincurate.cli.schedule_options`), docs/cli.md is
+generated from that CLI, and `to_dict` is the stored form in state.json. A check may normalise a value (a
+size "2%" keeps its spelling, a stored JSON pair becomes a tuple).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule import sizes
+
+Check = Callable[[str, Any], Any]  # (flag, value) -> the value as stored; raises ConfigError
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def option(default: Any, help: str, check: Check, *, cli: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A strategy setting: its default, its help (one sentence, without the default) and its check.
+
+    `cli` is how the command line spells a value when it is not a plain number: "size" (ranks or a share of N),
+    "pair" (A,B), "choice" (one of `choices`), "path" or "text".
+    """
+    kind = cli or ("choice" if choices else None)
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, "cli": kind, "choices": choices})
+
+
+def is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _number(test: Callable[[float], bool], words: str) -> Check:
+    def check(name: str, value: Any) -> float:
+        if not is_number(value) or not test(value):
+            raise ConfigError(f"{name} must be {words}; got {value!r}")
+        return float(value)
+
+    return check
+
+
+RATE = _number(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+POSITIVE = _number(lambda v: v > 0, "a positive number")
+NON_NEGATIVE = _number(lambda v: v >= 0, "a number 0 or more")
+NUMBER = _number(lambda v: True, "a finite number")
+
+
+def whole(low: int) -> Check:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be a whole number {low} or more; got {value!r}")
+        return value
+
+    return check
+
+
+def optional(check: Check) -> Check:
+    """`check`, or None (the strategy's own default) left as it is."""
+
+    def optional_check(name: str, value: Any) -> Any:
+        return None if value is None else check(name, value)
+
+    return optional_check
+
+
+def choice(*choices: str) -> Check:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return check
+
+
+def size(key: str) -> Check:
+    """A size along the ranking (gaincurate.schedule.sizes): ranks, a share of N ("2%"), or None (the default)."""
+
+    def check(name: str, value: Any) -> Any:
+        return sizes.normalize_size(key, value)
+
+    return check
+
+
+def positive_pair(name: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, tuple | list) or len(value) != 2 or not all(is_number(v) and v > 0 for v in value):
+        raise ConfigError(f"{name} must be two positive numbers A,B (a Beta(A, B) prior); got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def text(name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{name} must be a file path; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The options of one strategy; a subclass declares them with `option(...)`. No options: this class itself."""
+
+    # Old names still read (a stored config, a flag), each with the name it became.
+    renamed: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = field.metadata["check"](flag(field.name), getattr(self, field.name))
+            object.__setattr__(self, field.name, value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults."""
+        return {name: value for name, value in self.to_dict().items() if value != _default(type(self), name)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+def _default(cls: type[Options], name: str) -> Any:
+    field = next(field for field in dataclasses.fields(cls) if field.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
