@@ -181,6 +181,8 @@ def advance(
 ) -> StepResult:
     """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch."""
     run_dir = Path(run_dir)
+    if checkpoint is not None:
+        check_given_checkpoint(Path(checkpoint))
     checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
     run = rundir.load_run(run_dir)
     scheduler, scores = open_scheduler(run)
@@ -238,6 +240,21 @@ def advance(
     return StepResult(
         plan.epoch, plan.mu, stepped.path, len(plan.gc_ids), stepped.record, notices, scheduler.config.strategy
     )
+
+
+def check_given_checkpoint(checkpoint: Path) -> None:
+    """Refuse, before any work, a checkpoint path that does not exist or is a file, naming what to pass instead.
+
+    Such a path is a wrong path, not a checkpoint the trainer is still writing (that one is waited for).
+    """
+    what = "pass a folder the trainer saved (checkpoint-N, global_step_N, a model folder) or its output folder"
+    if not checkpoint.exists():
+        parent = checkpoint.parent
+        newest = find_checkpoint(parent) if parent.is_dir() else None
+        hint = f" (the newest complete checkpoint in {parent} is {newest.path})" if newest is not None else ""
+        raise InputError(f"checkpoint {checkpoint} does not exist; {what}{hint}")
+    if not checkpoint.is_dir():
+        raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
 
 
 def arm_screener(
