@@ -3,7 +3,8 @@
     gaincurate example trl-inprocess                        # a tiny random Llama, built on the spot
     gaincurate example trl-inprocess --model path/to/model  # any local causal LM with a chat template
 
-The lines marked `# gaincurate` are all a GRPOTrainer script needs. Each epoch trains on the schedule's
+The lines marked `# gaincurate` are all a GRPOTrainer script needs: a `GainCurriculum`, and the trainer class
+`CurriculumGRPOTrainer` that takes it (docs/trl.md). Each epoch trains on the schedule's
 subset of the prompts; at each epoch's end the subset is re-scored with the live model, mu moves, and the
 next subset is drawn. The run directory can be inspected with `gaincurate schedule status --run RUN`.
 """
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from gaincurate.config import RunOptions, ScoreConfig
-    from gaincurate.integrations.trl import GainCurriculum
+    from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
     from gaincurate.schedule import ScheduleConfig
     from gaincurate.scoring import score
 
@@ -100,15 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         report_to="none",
         disable_tqdm=True,
     )
-    trainer = GRPOTrainer(
+    trainer = CurriculumGRPOTrainer(  # gaincurate: GRPOTrainer's arguments, plus the curriculum
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         args=config,
-        train_dataset=curriculum.train_dataset(),  # gaincurate
-        reward_funcs=curriculum.wrap_rewards([answer_reward]),  # gaincurate
+        reward_funcs=[answer_reward],  # the first says whether an answer is right: recorded as feedback
         processing_class=AutoTokenizer.from_pretrained(model_dir),
-        callbacks=[curriculum.callback],  # gaincurate
+        curriculum=curriculum,  # gaincurate: trains on curriculum.train_dataset(), each epoch on its subset
     )
-    curriculum.attach(trainer)  # gaincurate
     trainer.train()
 
     for line in curriculum.history:

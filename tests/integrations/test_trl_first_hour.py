@@ -205,6 +205,9 @@ def test_a_refused_attach_writes_no_run_directory_and_an_untrained_one_starts_ag
     assert load_run(tmp_path / "run").config.subset_size == 6
     trainer.train()
     assert len(curriculum.history) == 1
+    # train() returned: the run is finished, not "waiting for training".
+    status = console("schedule", "status", "--run", tmp_path / "run", cwd=tmp_path)
+    assert "finished: the trainer ended after 1 epochs" in status.stdout and "waiting for training" not in status.stdout
     # Trained on now: a different config is refused in one short line that names the setting.
     with pytest.raises(ConfigError, match=r"started and trained with subset_size=6, not subset_size=4; drop config="):
         GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4), run_dir=tmp_path / "run")
