@@ -64,22 +64,25 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
     return LoadedDataset(rows, name, split)
 
 
-# The answer column a run uses unless told otherwise; a dataset without it is scored, and the manifest says so.
+# The answer column a run uses unless told otherwise (`--answer-column`; None in `ScoreConfig`: no answers).
 DEFAULT_ANSWER_COLUMN = "answer"
 
 
 def check_answers(rows: Any, column: str | None, name: str, *, allow_missing: bool) -> dict[str, Any]:
-    """Refuse a dataset whose answer column (one it was told to use) is absent or has rows without an answer.
+    """Refuse a dataset that lacks the answer column it is told to use (by default `answer`), or has rows
+    without an answer in it: a trainer's answer-checking reward would fail at its first step, or give those
+    rows reward 0.
 
     Returns the manifest's `answers`: the column, whether it is there, and how many rows lack an answer.
-    `allow_missing` scores such rows instead and counts them; a default column that is absent is only noted.
+    `allow_missing` scores such rows instead and counts them (every row, when the column is absent).
     """
     if column is None:
         return {"column": None, "present": False, "missing": None}
     if column not in rows.column_names:
-        if column != DEFAULT_ANSWER_COLUMN and not allow_missing:
+        if not allow_missing:
+            named = "" if column != DEFAULT_ANSWER_COLUMN else " (the default)"
             raise InputError(
-                f"dataset {name} has no answer column {column!r}; available: {', '.join(rows.column_names)}. "
+                f"dataset {name} has no answer column {column!r}{named}; available: {', '.join(rows.column_names)}. "
                 "Pass --answer-column naming it, or --allow-missing-answers to score without answers"
             )
         return {"column": column, "present": False, "missing": len(rows)}

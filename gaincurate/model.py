@@ -142,9 +142,11 @@ def load_embedded(*, dtype: str = "float32", device: str = "cpu") -> tuple[Any, 
     """The embedded SmolLM2-135M-Instruct and its tokenizer, ready to train: what `score` uses with no `--model`."""
     source = resolve_source(None)
     model, tokenizer = load_model(source, dtype=dtype, device=device), load_tokenizer(source)
-    if getattr(model, "hf_quantizer", None) is not None:  # a fresh conversion: plain floats, but marked as GGUF
-        model.hf_quantizer = None
-        getattr(model.config, "__dict__", {}).pop("quantization_config", None)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # a fresh conversion: plain floats, but still marked as quantized (GGUF)
+        # transformers' own undo (the quantizer, the config's entry, `is_quantized`); the Trainer refuses to
+        # fine-tune a model whose `is_quantized` is set.
+        quantizer.remove_quantization_config(model)
     return model, tokenizer
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,46 @@ pytestmark = pytest.mark.slow
 def embedded():
     source = resolve_source(None)
     return source, load_tokenizer(source)
+
+
+def test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_the_same_from_the_cache(tmp_path):
+    """First in the module, so that its first call is usually the one that converts the GGUF (the session's cache
+    is empty), as a user's first call is; the later tests then read the converted copy."""
+    pytest.importorskip("trl")
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gaincurate.model import load_embedded
+
+    model, tokenizer = load_embedded()
+    cached, _ = load_embedded()  # later calls read the converted copy
+    # SmolLM2-135M-Instruct: a Llama of 30 layers, width 576, in plain trainable float32, with its chat template.
+    assert (model.config.model_type, model.config.num_hidden_layers, model.config.hidden_size) == ("llama", 30, 576)
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False).count("Hi") == 1
+    for loaded in (model, cached):
+        assert getattr(loaded, "hf_quantizer", None) is None and not getattr(loaded, "is_quantized", False)
+        assert getattr(loaded.config, "quantization_config", None) is None
+        assert all(p.dtype == torch.float32 and p.requires_grad for p in loaded.parameters())
+    fresh, kept = model.state_dict(), cached.state_dict()
+    assert fresh.keys() == kept.keys() and all(torch.equal(fresh[k], kept[k]) for k in fresh)
+
+    # Gradients reach every weight.
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], return_tensors="pt")
+    ids = ids if isinstance(ids, torch.Tensor) else ids["input_ids"]
+    cached(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in cached.parameters())
+
+    # TRL refuses to fine-tune a quantized model; this one takes a GRPO step (rewards that differ in each group).
+    prompts = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 2 + 3?"}]}] * 2)
+    settings = {"per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8}
+    trainer = GRPOTrainer(
+        model=model, processing_class=tokenizer, train_dataset=prompts,
+        reward_funcs=[lambda completion_ids, **kwargs: [float(i % 2) for i in range(len(completion_ids))]],
+        args=GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, max_steps=1, learning_rate=1e-3,
+                        save_strategy="no", report_to="none", disable_tqdm=True, seed=0, **settings),
+    )  # fmt: skip
+    output = trainer.train()
+    assert output.global_step == 1 and math.isfinite(output.training_loss)
 
 
 def test_real_template_labels(embedded):

@@ -120,8 +120,10 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
         folder = build_model_folder(Path(tmp) / "model", shape, args.dtype)
         data = Path(tmp) / "prompts.jsonl"
         data.write_text("".join(json.dumps(p) + "\n" for p in long_prompts(args.rows, args.prompt_tokens)))
+        # Generated questions: no answer column to check.
         config = ScoreConfig(dataset=str(data), model=str(folder), dtype=args.dtype, device=args.device,
-                             batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2)  # fmt: skip
+                             batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
+                             answer_column=None)  # fmt: skip
         warmup = config.replace(limit=min(8, args.rows))  # compile, allocator, caches
         score(warmup, RunOptions(out=str(Path(tmp) / "warmup"), quiet=True))
         manifest = score(config, RunOptions(out=str(Path(tmp) / "scores"), quiet=True))

@@ -186,7 +186,10 @@ def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
     from gaincurate.scoring import tuning_cache
     from gaincurate.scoring.dtype import layer_flops_per_token
 
-    config = ScoreConfig(dataset=data, model=args.model, dtype=args.dtype, device="cpu", batch_tokens=args.batch_tokens)
+    config = ScoreConfig(  # the bench's rows are questions only: no answer column to check
+        dataset=data, model=args.model, dtype=args.dtype, device="cpu", batch_tokens=args.batch_tokens,
+        answer_column=None,
+    )  # fmt: skip
     source = resolve_source(args.model)
     tokenizer = load_tokenizer(source)
     prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(

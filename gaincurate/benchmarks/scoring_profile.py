@@ -104,8 +104,9 @@ def bench_profile(options: ProfileBench) -> dict[str, Any]:
         data = Path(folder) / "rows.jsonl"
         write_rows(options.data, options.offset, options.rows, data)
         questions = [json.loads(line)["problem"] for line in data.read_text().splitlines()]
+        # Questions only: no answer column to check.
         config = ScoreConfig(dataset=str(data), model=options.model, dtype=options.dtype, device="cpu",
-                             batch_tokens=options.batch_tokens)  # fmt: skip
+                             batch_tokens=options.batch_tokens, answer_column=None)  # fmt: skip
         result = profile_scoring(config, questions)
     if options.gates:
         result["gates"] = gate_figures(config)

@@ -238,8 +238,9 @@ def status(
     """Show the current epoch, per-epoch accuracy, angle and steps (mu only for the strategies that use it)."""
     from gaincurate.schedule.driver import run_status
     from gaincurate.schedule.plot import save_plot
+    from gaincurate.schedule.rundir import load_run
 
-    report = run_status(run)
+    report = run_status(run) | {"finished": load_run(run).is_finished}
     if plot is not None:
         report["plot"] = str(save_plot(plot, report))
     uses_mu = "mu" in report  # gain and length keep mu; the others have none
@@ -254,7 +255,9 @@ def _draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     where = (
         f"mu {report['mu']:.1f} of {report['n_prompts'] - 1}" if uses_mu else f"strategy {report['params']['strategy']}"
     )
-    table = Table(title=f"{report['run']}: epoch {report['epoch']}, {where}")
+    finished = report["finished"]
+    stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
+    table = Table(title=f"{report['run']}: {stage}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])
     mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
     for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
@@ -269,9 +272,15 @@ def _draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         table.add_row(str(line["epoch"]), *cells, *([_selection(line.get("selection"))] if drawn else []))
     if report["epoch"] >= 0:
         waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
+        waiting = "drawn, not trained: finished" if finished else waiting
         cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
         table.add_row(str(report["epoch"]), *cells, *([_selection(report.get("selection"))] if drawn else []))
     stdout.print(table)
+    if finished:
+        stdout.line(
+            f"finished: the trainer ended after {report['epoch']} epochs; epoch {report['epoch']} is drawn but not "
+            "trained. To train on, run the trainer again (`schedule run --epochs` more, or train() with more epochs)"
+        )
     if "plot" in report:
         stdout.line(f"plot: {report['plot']}")
 

@@ -228,7 +228,10 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
     )
     answers = manifest.get("answers") or {}
     if answers.get("column") and not answers.get("present"):
-        stdout.line(f"No {answers['column']!r} column: rewards that check answers need --answer-column NAME.")
+        stdout.line(
+            f"No {answers['column']!r} column: {answers['missing']} row(s) scored without an answer "
+            "(--allow-missing-answers); rewards that check answers need --answer-column NAME."
+        )
     elif answers.get("missing"):
         stdout.line(f"{answers['missing']} row(s) have no {answers['column']!r} answer (--allow-missing-answers).")
     stdout.line(f"Next: gaincurate show {options.out}")

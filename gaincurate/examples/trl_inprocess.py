@@ -3,7 +3,8 @@
     gaincurate example trl-inprocess                        # a tiny random Llama, built on the spot
     gaincurate example trl-inprocess --model path/to/model  # any local causal LM with a chat template
 
-The lines marked `# gaincurate` are all a GRPOTrainer script needs. Each epoch trains on the schedule's
+The lines marked `# gaincurate` are all a GRPOTrainer script needs: a `GainCurriculum`, and the trainer class
+`CurriculumGRPOTrainer` that takes it (docs/trl.md). Each epoch trains on the schedule's
 subset of the prompts; at each epoch's end the subset is re-scored with the live model, mu moves, and the
 next subset is drawn. The run directory can be inspected with `gaincurate schedule status --run RUN`.
 """
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from gaincurate.config import RunOptions, ScoreConfig
-    from gaincurate.integrations.trl import GainCurriculum
+    from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
     from gaincurate.schedule import ScheduleConfig
     from gaincurate.scoring import score
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     curriculum = GainCurriculum(  # gaincurate
         scores_dir=scores,
-        config=ScheduleConfig(subset_size=8, rescore="window", angle_signal="centered", seed=0),
+        config=ScheduleConfig(strategy="gain", subset_size=8, rescore="window", angle_signal="centered", seed=0),
         run_dir=workdir / "run",
     )
     config = GRPOConfig(
@@ -100,22 +101,21 @@ def main(argv: list[str] | None = None) -> int:
         report_to="none",
         disable_tqdm=True,
     )
-    trainer = GRPOTrainer(
+    trainer = CurriculumGRPOTrainer(  # gaincurate: GRPOTrainer's arguments, plus the curriculum
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         args=config,
-        train_dataset=curriculum.train_dataset(),  # gaincurate
-        reward_funcs=curriculum.wrap_rewards([answer_reward]),  # gaincurate
+        reward_funcs=[answer_reward],  # the first says whether an answer is right: recorded as feedback
         processing_class=AutoTokenizer.from_pretrained(model_dir),
-        callbacks=[curriculum.callback],  # gaincurate
+        curriculum=curriculum,  # gaincurate: trains on curriculum.train_dataset(), each epoch on its subset
     )
-    curriculum.attach(trainer)  # gaincurate
     trainer.train()
 
     for line in curriculum.history:
-        print(
-            f"epoch {line['epoch']}: prompts {line['subset_ids']} accuracy {line['accuracy']:.2f} "
-            f"ang {line['ang']:.4f} ({line['ang_source']}) mu {line['mu']:.1f} -> {line['mu_next']:.1f}"
-        )
+        moved = ""
+        if "mu_next" in line:  # gain and length: how the epoch moved mu
+            ang = "n/a" if line["ang"] is None else f"{line['ang']:.4f}"
+            moved = f" ang {ang} ({line['ang_source']}) mu {line['mu']:.1f} -> {line['mu_next']:.1f}"
+        print(f"epoch {line['epoch']}: prompts {line['subset_ids']} accuracy {line['accuracy']:.2f}{moved}")
     print(f"run directory: {workdir / 'run'}  (gaincurate schedule status --run {workdir / 'run'})")
     return 0
 

@@ -110,6 +110,8 @@ def run_loop(
     output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
     trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s)
     trained: list[int] = []
+    if rundir.load_run(run_dir).schedule.epoch < epochs:
+        rundir.mark_finished(run_dir, None)  # training on: a run finished by an earlier call is not any more
     if rundir.load_run(run_dir).schedule.epoch < 0:
         # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
@@ -124,6 +126,7 @@ def run_loop(
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written{mu}")
         for notice in step.notices:
             progress.stage(notice)
+    rundir.mark_finished(run_dir, run.schedule.epoch)  # `schedule status` says so, not "waiting for training"
     return LoopResult(trained, run.schedule.epoch, (run.schedule.memory or {}).get("mu"))
 
 

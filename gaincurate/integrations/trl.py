@@ -1,21 +1,19 @@
-"""GAIN-RL curricula for TRL's GRPOTrainer: in process (a sampler plus a callback), or one epoch per process.
+"""GAIN-RL curricula for TRL's GRPOTrainer: in process (a trainer class plus a callback), or one epoch per process.
 
-In process, five lines added to a GRPOTrainer script make every epoch train on the scheduler's subset:
+In process, the trainer class takes the curriculum, and every epoch trains on the scheduler's subset:
 
     curriculum = GainCurriculum(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
-    trainer = GRPOTrainer(model=..., args=GRPOConfig(..., save_strategy="epoch"),
-                          train_dataset=curriculum.train_dataset(),
-                          reward_funcs=curriculum.wrap_rewards([accuracy_reward, format_reward]),
-                          callbacks=[curriculum.callback])
-    curriculum.attach(trainer)
+    trainer = CurriculumGRPOTrainer(model=..., args=GRPOConfig(..., save_strategy="epoch"),
+                                    reward_funcs=[accuracy_reward, format_reward], curriculum=curriculum)
     trainer.train()
 
 How it works (trl 1.x, transformers 5.x):
 
-* `attach` replaces `_get_train_sampler` on that trainer instance. The sampler keeps TRL's RepeatSampler
-  structure (each prompt `num_generations` times in a row, grouped into generation batches, each batch
-  repeated `num_iterations * steps_per_generation` times) over the epoch's subset instead of a random
-  permutation of the whole set. The subset has the same size every epoch, so the epoch length is fixed.
+* `CurriculumGRPOTrainer` (`CurriculumMixin` in your own subclass; `trl_trainer.py`) overrides
+  `_get_train_sampler`. Its sampler keeps TRL's RepeatSampler structure (each prompt `num_generations` times in
+  a row, grouped into generation batches, each batch repeated `num_iterations * steps_per_generation` times)
+  over the epoch's subset instead of a random permutation of the whole set. The subset has the same size every
+  epoch, so the epoch length is fixed. `curriculum.attach(trainer)` gives a trainer built elsewhere that class.
 * The wrapped reward function records each rollout's reward with its `gc_id` (TRL passes every dataset
   column to reward functions). Evaluation rollouts are not recorded.
 * At `on_epoch_end` the callback re-scores the prompts the config asks for with the live model (when
@@ -25,8 +23,8 @@ How it works (trl 1.x, transformers 5.x):
   at `on_epoch_end` holds the same weights the checkpoint saves.
 
 Out of process, one epoch per command: `epoch_dataset`, `resume_checkpoint` and `record_rewards` (from
-`trl_epoch.py` and `rewards.py`); `gaincurate example trl-epoch` is a complete script. trl is imported only
-where it is used; importing this module filters torchao's and pytree's import noise (`quiet_dependency_noise`).
+`trl_epoch.py` and `rewards.py`); `gaincurate example trl-epoch` is a complete script. Importing this module
+imports trl, after filtering torchao's and pytree's import noise (`quiet_dependency_noise`).
 """
 
 from __future__ import annotations
@@ -34,24 +32,33 @@ from __future__ import annotations
 import logging
 import math
 import os
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.rewards import RecordingReward, record_rewards
 from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
-from gaincurate.integrations.trl_sampler import CurriculumSampler, check_same_prompts, rows_by_gc_id
+from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.curriculum import CurriculumDriver
 
+quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
+
+from gaincurate.integrations.trl_trainer import (  # noqa: E402
+    NOT_ATTACHED,
+    CurriculumGRPOTrainer,
+    CurriculumMixin,
+    GainCurriculumCallback,
+    check_setup,
+)
+
 __all__ = [
+    "CurriculumGRPOTrainer",
+    "CurriculumMixin",
     "CurriculumSampler",
     "GainCurriculum",
     "GainCurriculumCallback",
@@ -62,15 +69,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-quiet_dependency_noise()  # before the user's `from trl import GRPOTrainer` pulls torchao in
-
-# Live curricula, so that a callback the Trainer rebuilds from a checkpoint
-# (`restore_callback_states_from_checkpoint=True`) can find the curriculum attached to its trainer.
-_LIVE: weakref.WeakValueDictionary[str, GainCurriculum] = weakref.WeakValueDictionary()
 
 
 class GainCurriculum:
-    """A GAIN-RL (or uniform, length, ...) curriculum driving one GRPOTrainer in process.
+    """A GAIN-RL (or uniform, length, ...) curriculum driving one GRPOTrainer in process (`CurriculumGRPOTrainer`).
 
     `scores_dir` is a `gaincurate score` output; `config` the schedule (`ScheduleConfig`); `run_dir`, optional,
     keeps the schedule on disk in the layout of `gaincurate schedule` (history.jsonl, epoch files, feedback),
@@ -93,8 +95,8 @@ class GainCurriculum:
     ) -> None:
         if args is not None and (config is not None or run_dir is None or not Path(run_dir, "state.json").is_file()):
             config = _whole_batches(config or ScheduleConfig(), args)
-        # A new run directory (or an untrained one started again with another config) is written only once
-        # `attach` accepted the set-up: until then the curriculum lives in memory.
+        # A new run directory (or an untrained one started again with another config) is written only once a
+        # trainer's set-up was accepted (`check_setup`): until then the curriculum lives in memory.
         self._pending_run_dir = _pending(run_dir, config) if _is_main_process() else None
         if self._pending_run_dir is not None:
             scores_dir = scores_dir if scores_dir is not None else _scores_of(self._pending_run_dir)
@@ -117,9 +119,7 @@ class GainCurriculum:
         self.shuffle = shuffle
         self.screener = screener
         self.trainer: Any = None
-        self._key = f"{id(self):x}"
-        _LIVE[self._key] = self
-        self.callback = GainCurriculumCallback(key=self._key, curriculum=self)
+        self.callback = GainCurriculumCallback(curriculum=self)
 
     @property
     def config(self) -> ScheduleConfig:
@@ -129,6 +129,22 @@ class GainCurriculum:
     def history(self) -> list[dict[str, Any]]:
         """One record per epoch this curriculum finished: subset, accuracy, ang, delta, mu, ..."""
         return self.driver.history
+
+    @property
+    def screen_spent(self):
+        """What screening has cost so far (`Spent`: rollouts, tokens, seconds), a snapshot; zeros unless screen."""
+        return self.driver.screen_spent
+
+    def use_strategy(self, strategy: Any) -> None:
+        """Draw the epochs with `strategy` (an object with the scheduler's strategy hooks: `rank`, `select`, ...)
+        instead of the one `config.strategy` names; epoch 0 is drawn again by it. Only before training, and
+        without `run_dir` (state.json names the config's strategy). The bench's `oracle` arm plugs in this way."""
+        if self.trainer is not None or self.driver.run_dir is not None or self._pending_run_dir is not None:
+            raise ConfigError(
+                "use_strategy() replaces the strategy before anything is trained or written: call it before "
+                "building the trainer, on a GainCurriculum without run_dir="
+            )
+        self.driver.use_strategy(strategy)
 
     def train_dataset(self):
         """Every scored prompt as a `datasets.Dataset` for TRL, in gc_id order.
@@ -164,34 +180,37 @@ class GainCurriculum:
         return funcs
 
     def attach(self, trainer: Any) -> Any:
-        """Make `trainer` draw each epoch's prompts from this curriculum; returns the trainer."""
-        args = trainer.args
-        if getattr(args, "remove_unused_columns", False):
-            raise ConfigError(
-                "GRPOConfig(remove_unused_columns=True) drops the gc_id column that feedback needs; set it to False"
-            )
-        dataset = trainer.train_dataset
-        if dataset is None or not hasattr(dataset, "__getitem__") or "gc_id" not in (dataset.column_names or []):
-            raise ConfigError(
-                "the trainer's train_dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()"
-            )
-        if not any(getattr(f, "sink", None) == self._record for f in trainer.reward_funcs):
-            raise ConfigError(
-                "no reward function records feedback for this curriculum; "
-                "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"
-            )
-        prompts_per_batch = args.generation_batch_size // trainer.num_generations
-        subset = self.driver.subset_size
-        if subset % prompts_per_batch:
-            low = subset - subset % prompts_per_batch
-            raise ConfigError(
-                f"subset_size {subset} is not a multiple of the {prompts_per_batch} prompts per generation batch "
-                f"(generation_batch_size / num_generations); TRL would drop {subset % prompts_per_batch} prompts "
-                f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
-                f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
-            )
-        row_of = rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids)
-        check_same_prompts(dataset, self.driver.scores, row_of)
+        """Make a GRPOTrainer built elsewhere train on this curriculum; returns it (a thin convenience).
+
+        The trainer becomes what `CurriculumGRPOTrainer(..., curriculum=self)` builds: its class gains
+        `CurriculumMixin` (`Curriculum<ItsClass>`). Unlike the class, `attach` fills in nothing: the trainer must
+        already have `train_dataset=curriculum.train_dataset()`, `reward_funcs=curriculum.wrap_rewards([...])`
+        and `callbacks=[curriculum.callback]`. Every check runs before anything changes.
+        """
+        from trl import GRPOTrainer
+
+        from gaincurate.integrations.trl_trainer import with_curriculum
+
+        if isinstance(trainer, CurriculumMixin):
+            if trainer.curriculum is not self:
+                raise ConfigError("this trainer already trains on another curriculum; build a new trainer")
+            return trainer
+        if not isinstance(trainer, GRPOTrainer):
+            raise ConfigError(f"attach() takes a trl GRPOTrainer, not a {type(trainer).__name__}")
+        self._bind_trainer(trainer)
+        trainer.__class__ = with_curriculum(type(trainer))
+        trainer.curriculum = self
+        return trainer
+
+    def _records_feedback(self, reward_funcs: Any) -> bool:
+        """Whether one of `reward_funcs` records its rewards for this curriculum (`wrap_rewards`)."""
+        funcs = reward_funcs if isinstance(reward_funcs, list | tuple) else [reward_funcs]
+        return any(getattr(f, "sink", None) == self._record for f in funcs)
+
+    def _bind_trainer(self, trainer: Any) -> None:
+        """Check the trainer's set-up (`check_setup`), then make this curriculum its own; nothing is written
+        before every check passed (`CurriculumMixin` calls this once the trainer is built, `attach` first)."""
+        check_setup(self, trainer)
         # Every check passed: only now is a new run directory written.
         if self._pending_run_dir is not None:
             driver = self.driver
@@ -208,19 +227,12 @@ class GainCurriculum:
                 self.screener
                 or live_screener(self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.config.seed)
             )
-        curriculum = self
-
-        def _get_train_sampler(dataset=None):
-            return curriculum.sampler(dataset if dataset is not None else trainer.train_dataset)
-
-        trainer._get_train_sampler = _get_train_sampler
-        return trainer
 
     def sampler(self, dataset: Any) -> CurriculumSampler:
         """The epoch sampler over `dataset` (its gc_id column), shaped like the attached trainer's RepeatSampler."""
         trainer = self.trainer
         if trainer is None:
-            raise ConfigError("call curriculum.attach(trainer) before training")
+            raise ConfigError(NOT_ATTACHED)
         args = trainer.args
         return CurriculumSampler(
             self,
@@ -240,7 +252,7 @@ class GainCurriculum:
     def _check_call(self, columns: dict[str, Any]) -> None:
         """A trainer calls the recorded reward (it passes `trainer_state`): it must be the attached one."""
         if self.trainer is None and columns.get("trainer_state") is not None:
-            raise ConfigError(_NOT_ATTACHED)
+            raise ConfigError(NOT_ATTACHED)
 
     def _record(self, gc_ids: Sequence[Any], rewards: Sequence[Any]) -> None:
         self.driver.record(gc_ids, rewards)
@@ -249,7 +261,7 @@ class GainCurriculum:
         """Step the scheduler with the epoch's rollouts (from every process) and the live model's scores."""
         trainer = self.trainer
         if trainer is None:
-            raise ConfigError("call curriculum.attach(trainer) before training")
+            raise ConfigError(NOT_ATTACHED)
         accelerator = trainer.accelerator
         multi = accelerator.num_processes > 1
         if multi:
@@ -268,7 +280,11 @@ class GainCurriculum:
             logged = {"curriculum/accuracy": record["accuracy"]}
             if "mu_next" in record:  # gain and length: how the epoch moved mu
                 ang = record["ang"] if record["ang"] is not None else math.nan
-                logged |= {"curriculum/ang": ang, "curriculum/delta": record["delta"], "curriculum/mu": record["mu_next"]}
+                logged |= {
+                    "curriculum/ang": ang,
+                    "curriculum/delta": record["delta"],
+                    "curriculum/mu": record["mu_next"],
+                }
             trainer.log(logged)
         return record
 
@@ -314,48 +330,7 @@ class GainCurriculum:
         return f"{run_dir} (epoch {self.driver.epoch})" if run_dir else f"epoch {self.driver.epoch}"
 
 
-class GainCurriculumCallback(TrainerCallback, ExportableState):
-    """Steps its `GainCurriculum` at each epoch's end; its state rides in every checkpoint's trainer_state.json."""
-
-    STATE_KEY = "gaincurate_state"
-
-    def __init__(self, key: str | None = None, curriculum: GainCurriculum | None = None) -> None:
-        self.key = key
-        self._curriculum = curriculum
-
-    @property
-    def curriculum(self) -> GainCurriculum:
-        if self._curriculum is None:
-            raise ConfigError("this callback has no GainCurriculum; pass callbacks=[curriculum.callback]")
-        return self._curriculum
-
-    def _bind(self, model: Any) -> GainCurriculum:
-        # With restore_callback_states_from_checkpoint=True the Trainer replaces this callback by a copy built
-        # from `args`; the copy finds its curriculum as the one attached to the trainer of `model`.
-        if self._curriculum is None:
-            attached = [c for c in list(_LIVE.values()) if c.trainer is not None and c.trainer.model is model]
-            self._curriculum = attached[0] if len(attached) == 1 else _LIVE.get(self.key or "")
-        return self.curriculum
-
-    def state(self) -> dict[str, Any]:
-        return {"args": {"key": self.key}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        curriculum = self._bind(model)
-        if curriculum.trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
-            raise ConfigError(_NOT_ATTACHED)
-        curriculum._begin_training(state)
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        self._bind(model)._end_epoch()
-
-
 # -- helpers ----------------------------------------------------------------------------------------------
-
-_NOT_ATTACHED = (
-    "the curriculum is not attached to this trainer, so it would train on every prompt; "
-    "call curriculum.attach(trainer) before trainer.train()"
-)
 
 
 def _pending(run_dir: str | Path | None, config: ScheduleConfig | None) -> Path | None:

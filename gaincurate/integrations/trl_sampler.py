@@ -1,4 +1,4 @@
-"""The epoch sampler of the in-process TRL curriculum (`gaincurate.integrations.trl.GainCurriculum.attach`).
+"""The epoch sampler of the in-process TRL curriculum, which `CurriculumMixin._get_train_sampler` returns.
 
 It keeps TRL's RepeatSampler structure (each prompt `num_generations` times in a row, grouped into generation
 batches, each batch repeated `num_iterations * steps_per_generation` times) over the epoch's subset instead of a

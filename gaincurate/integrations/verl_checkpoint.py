@@ -80,13 +80,8 @@ def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]
                 driver.epoch,
             )
     record = driver.step(rescored=rescored, checkpoint=checkpoint)
-    logger.info(
-        "gaincurate: epoch %d accuracy %.3f, mu %.1f -> %.1f",
-        record["epoch"],
-        record["accuracy"],
-        record["mu"],
-        record["mu_next"],
-    )
+    moved = f", mu {record['mu']:.1f} -> {record['mu_next']:.1f}" if "mu_next" in record else ""  # gain, length
+    logger.info("gaincurate: epoch %d accuracy %.3f%s", record["epoch"], record["accuracy"], moved)
     return record
 
 

@@ -14,8 +14,9 @@ the trainer class:
     )
     trainer.train()
 
-or put `ReplayMixin` first in the bases of your own GRPOTrainer subclass. A subclass that overrides
-`_get_train_sampler` (a curriculum) still decides which prompts are fresh.
+or put `ReplayMixin` first in the bases of your own GRPOTrainer subclass. A curriculum still decides which
+prompts are fresh: `class Trainer(CurriculumMixin, ReplayMixin, GRPOTrainer)` (`gaincurate.integrations.trl`),
+or `curriculum.attach(ReplayGRPOTrainer(...))`, overrides `_get_train_sampler`.
 
 Where the log-probs come from. The loss needs mu (the generating policy) for every stored token and pi_old
 (the policy at the start of the step) for every replayed token.

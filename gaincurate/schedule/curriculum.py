@@ -35,7 +35,7 @@ from gaincurate.schedule.driver import init_run, open_scheduler, take_step
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.inputs import load_scores
 from gaincurate.schedule.rundir import RunState
-from gaincurate.schedule.screen import Screener
+from gaincurate.schedule.screen import Screener, Spent
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import POLICY
 
@@ -90,6 +90,27 @@ class CurriculumDriver:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.screeners`)."""
         if self.screens:
             self.scheduler.strategy.use_screener(screener)
+
+    @property
+    def screen_spent(self) -> Spent:
+        """What screening has cost this process so far, a snapshot (zeros for a strategy that does not screen)."""
+        return dataclasses.replace(self.scheduler.strategy.spent) if self.screens else Spent()
+
+    def use_strategy(self, strategy: Any) -> None:
+        """Draw with `strategy` from epoch 0 on, instead of the config's (before training; no run directory)."""
+        if self.run_dir is not None or self.history or self._records:
+            raise ConfigError("a strategy object replaces the config's only before training, without a run directory")
+        self.scheduler = Scheduler(self.config, self.scores.prompts, strategy=strategy)
+        if not self.screens:
+            self._take()
+
+    def mark_finished(self, ended: bool) -> None:
+        """The trainer ended (`gaincurate schedule status` then says the run is finished), or trains again."""
+        if self.write:
+            finished = self.epoch if ended else None
+            if self._run.finished != finished:
+                self._run = dataclasses.replace(self._run, finished=finished)
+                rundir.save_run(self.run_dir, self._run)
 
     @property
     def plan(self) -> EpochPlan:
@@ -199,15 +220,15 @@ class CurriculumDriver:
 
     def _take(self, feedback: Feedback | None = None, **step: Any) -> dict[str, Any] | None:
         """One `take_step`, written to the run directory when this driver writes one."""
-        stepped = take_step(
+        result = take_step(
             self.scheduler, self.scores, run_dir=self.run_dir if self.write else None, run=self._run, feedback=feedback,
             **step,
         )  # fmt: skip
-        if stepped.run is not None:
-            self._run = stepped.run
-        if stepped.record is not None:
-            self.history.append(stepped.record)
-        return stepped.record
+        if result.run is not None:
+            self._run = result.run
+        if result.record is not None:
+            self.history.append(result.record)
+        return result.record
 
 
 def _open_run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +36,34 @@ MU_KEYS = ("mu", "ang", "ang_source", "signal", "delta", "mu_next", "reranked")
 
 @dataclass(frozen=True)
 class StepResult:
-    """What one `advance` did: the epoch written and, after epoch 0, the update that led to it."""
+    """One step as the driver took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
+    and the update that led to it), its history line, and what was written: the epoch file and the run's state
+    (None without a run directory), plus what `advance` noticed on the way.
 
-    epoch: int
-    mu: float
-    path: Path
-    subset_size: int
-    record: dict[str, Any] | None
-    notices: list[str]
-    strategy: str
-
-
-@dataclass(frozen=True)
-class Stepped:
-    """What `take_step` did: the scheduler's step, its history line, and (when written) the epoch file and state."""
+    The one result type of a step outside the pure core; `EpochStep` stays the core's return, which knows no
+    files, timings or notices.
+    """
 
     step: EpochStep
-    record: dict[str, Any] | None
-    path: Path | None
-    run: RunState | None
+    record: dict[str, Any] | None  # the history line (JSON-ready, timings included); None for epoch 0
+    path: Path | None  # the epoch file written; None without a run directory
+    run: RunState | None  # the run's state after the step; None without a run directory
+    strategy: str
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch drawn (and written) by this step."""
+        return self.step.plan.epoch
+
+    @property
+    def mu(self) -> float | None:
+        """gain and length: the centre that drew the epoch (the other strategies keep none)."""
+        return self.step.plan.draw.get("mu")
+
+    @property
+    def subset_size(self) -> int:
+        return len(self.step.plan.gc_ids)
 
 
 def take_step(
@@ -71,7 +80,7 @@ def take_step(
     timings: dict[str, float] | None = None,
     feedback_sha256: str | None = None,
     reference: FreshReference | None = None,
-) -> Stepped:
+) -> StepResult:
     """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
 
     The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
@@ -86,7 +95,8 @@ def take_step(
     if step.record is not None:
         record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
     if run_dir is None or run is None:
-        return Stepped(step, None if record is None else record | {"timings": timings}, None, None)
+        record = None if record is None else record | {"timings": timings}
+        return StepResult(step, record, None, None, scheduler.config.strategy)
     started = time.perf_counter()
     if record is not None and archive is not None:
         rundir.archive_feedback(run_dir, record["epoch"], archive)
@@ -97,7 +107,7 @@ def take_step(
         rundir.write_history(run_dir, record)
     run = dataclasses.replace(run, schedule=scheduler.state, trained=False, checkpoint=None, train_seconds=None)
     rundir.save_run(run_dir, run)
-    return Stepped(step, record, path, run)
+    return StepResult(step, record, path, run, scheduler.config.strategy)
 
 
 def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, Scheduler]:
@@ -179,6 +189,8 @@ def advance(
 ) -> StepResult:
     """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch."""
     run_dir = Path(run_dir)
+    if checkpoint is not None:
+        check_given_checkpoint(Path(checkpoint))
     checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
     run = rundir.load_run(run_dir)
     scheduler, scores = open_scheduler(run)
@@ -231,17 +243,23 @@ def advance(
             notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {current} were left out")
         if summary.missing_prompts:
             notices.append(f"{summary.missing_prompts} prompt(s) of epoch {current} had no rollout in the feedback")
-    plan = stepped.step.plan
     assert stepped.path is not None  # written: advance always has a run directory
-    return StepResult(
-        plan.epoch,
-        plan.draw.get("mu"),
-        stepped.path,
-        len(plan.gc_ids),
-        stepped.record,
-        notices,
-        scheduler.config.strategy,
-    )
+    return dataclasses.replace(stepped, notices=notices)
+
+
+def check_given_checkpoint(checkpoint: Path) -> None:
+    """Refuse, before any work, a checkpoint path that does not exist or is a file, naming what to pass instead.
+
+    Such a path is a wrong path, not a checkpoint the trainer is still writing (that one is waited for).
+    """
+    what = "pass a folder the trainer saved (checkpoint-N, global_step_N, a model folder) or its output folder"
+    if not checkpoint.exists():
+        parent = checkpoint.parent
+        newest = find_checkpoint(parent) if parent.is_dir() else None
+        hint = f" (the newest complete checkpoint in {parent} is {newest.path})" if newest is not None else ""
+        raise InputError(f"checkpoint {checkpoint} does not exist; {what}{hint}")
+    if not checkpoint.is_dir():
+        raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
 
 
 def arm_screener(

@@ -48,6 +48,14 @@ class RunState:
     trained: bool = False  # the trainer finished the current epoch; its feedback is archived
     checkpoint: str | None = None  # newest complete checkpoint after that training
     train_seconds: float | None = None
+    # The trainer driving the run ended with this epoch drawn and untrained (`mark_finished`); None: it did not.
+    finished: int | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """The run is finished: its trainer ended (`schedule run --epochs N` reached N, or TRL's `train()`
+        returned) and nothing has moved since. Training on (more epochs) makes it unfinished again."""
+        return self.finished is not None and self.finished == self.schedule.epoch and not self.trained
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +68,7 @@ class RunState:
             "checkpoint": self.checkpoint,
             "train_seconds": self.train_seconds,
             **self.schedule.to_json(),
+            **({"finished": self.finished} if self.finished is not None else {}),  # absent: every run before it
         }
 
     @classmethod
@@ -73,6 +82,7 @@ class RunState:
             trained=bool(data.get("trained", False)),
             checkpoint=data.get("checkpoint"),
             train_seconds=data.get("train_seconds"),
+            finished=data.get("finished"),
         )
 
 
@@ -247,6 +257,13 @@ def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float)
     run = load_run(run_dir)
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
     save_run(run_dir, dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds))
+
+
+def mark_finished(run_dir: Path, epoch: int | None) -> None:
+    """The trainer driving the run ended with `epoch` drawn (None: it starts training again); see `is_finished`."""
+    run = load_run(run_dir)
+    if run.finished != epoch:
+        save_run(run_dir, dataclasses.replace(run, finished=epoch))
 
 
 def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig, plan: EpochPlan) -> Path:

@@ -205,6 +205,9 @@ def test_a_refused_attach_writes_no_run_directory_and_an_untrained_one_starts_ag
     assert load_run(tmp_path / "run").config.subset_size == 6
     trainer.train()
     assert len(curriculum.history) == 1
+    # train() returned: the run is finished, not "waiting for training".
+    status = console("schedule", "status", "--run", tmp_path / "run", cwd=tmp_path)
+    assert "finished: the trainer ended after 1 epochs" in status.stdout and "waiting for training" not in status.stdout
     # Trained on now: a different config is refused in one short line that names the setting.
     with pytest.raises(ConfigError, match=r"started and trained with subset_size=6, not subset_size=4; drop config="):
         GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4), run_dir=tmp_path / "run")
@@ -285,6 +288,18 @@ def test_score_refuses_missing_answers_unless_allowed_and_counts_them(tiny_llama
     assert allowed.returncode == 0, allowed.stderr
     manifest = json.loads(allowed.stdout)
     assert manifest["answers"] == {"column": "answer", "present": True, "missing": 3}
+
+    # No answer column at all (the default `answer`, which the rewards would read): refused the same way.
+    bare = write_jsonl(tmp_path / "bare.jsonl", [{"problem": row["problem"]} for row in rows])
+    refused = console("score", bare, "--out", "bare", *common, cwd=tmp_path)
+    line = one_error_line(refused)
+    assert refused.returncode == 1 and "has no answer column 'answer' (the default)" in line
+    assert "--answer-column" in line and "--allow-missing-answers" in line and not (tmp_path / "bare").exists()
+    counted = console("score", bare, "--out", "bare", "--allow-missing-answers", *common[:-1], cwd=tmp_path)
+    assert counted.returncode == 0, counted.stderr
+    assert "No 'answer' column: 8 row(s) scored without an answer (--allow-missing-answers)" in counted.stdout
+    answers = json.loads((tmp_path / "bare" / "manifest.json").read_text())["answers"]
+    assert answers == {"column": "answer", "present": False, "missing": 8}
 
 
 def test_version_and_the_shipped_examples_work_from_an_empty_directory(tmp_path):

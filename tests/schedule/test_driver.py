@@ -252,8 +252,11 @@ def test_rescore_without_checkpoint_falls_back_with_a_notice(tmp_path, scores_di
     step = advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path))
     assert step.record["ang_source"] == "stored" and not fake_rescore
     assert any("not re-scored" in notice for notice in step.notices)
-    with pytest.raises(InputError, match="holds no complete checkpoint"):
+    (tmp_path / "empty").mkdir()  # an output folder the trainer has not saved into yet: wait
+    with pytest.raises(InputError, match="holds no complete checkpoint yet; wait"):
         advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "empty")
+    with pytest.raises(InputError, match="missing does not exist; pass a folder the trainer saved"):
+        advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "missing")
 
 
 def test_a_megatron_checkpoint_without_hf_weights_falls_back_naming_verls_merger(tmp_path, scores_dir, fake_rescore):

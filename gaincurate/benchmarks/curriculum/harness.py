@@ -1,9 +1,10 @@
 """One (strategy, seed) pair of the bench: a real stock TRL `GRPOTrainer` run driven by the in-process curriculum.
 
-The pair does exactly what a user's script does with `gaincurate.integrations.trl` (docs/trl.md): a
-`GainCurriculum` over the bench's scores, `train_dataset()`, `wrap_rewards(...)`, `callbacks=[...]`,
-`attach(trainer)`, `trainer.train()`. The strategy is only a name in the `ScheduleConfig`, so every strategy
-the scheduler knows runs here unchanged; `oracle` (bench only) swaps its own selector into the scheduler.
+The pair does exactly what a user's script does with `gaincurate.integrations.trl` (docs/trl.md), through the
+same public API only: a `GainCurriculum` over the bench's scores, `train_dataset()`, `wrap_rewards(...)`, a
+`CurriculumGRPOTrainer(..., curriculum=curriculum)`, `trainer.train()`. The strategy is only a name in the
+`ScheduleConfig`, so every strategy the scheduler knows runs here unchanged; `oracle` (bench only) plugs its own
+selector in with `GainCurriculum.use_strategy`, and screen's cost is read from `GainCurriculum.screen_spent`.
 
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 
@@ -17,7 +18,6 @@ What it measures, every `eval_every` optimizer steps and at step 0 (the initial 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -186,8 +186,7 @@ class PairRun:
         """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
         from gaincurate.schedule.screen import Spent
 
-        strategy = self.curriculum.driver.scheduler.strategy if self.curriculum is not None else None
-        return getattr(strategy, "spent", None) or Spent()
+        return self.curriculum.screen_spent if self.curriculum is not None else Spent()
 
     def measure(self, step: int) -> None:
         """One evaluation point (the clock stands still meanwhile)."""
@@ -199,8 +198,8 @@ class PairRun:
                 temperature=config.temperature, max_new_tokens=config.max_completion_length,
                 batch_size=config.eval_batch, seed=EVAL_STREAM + step,
             )  # fmt: skip
-        spent = self.screen_spent()
-        self.screen_charged = dataclasses.replace(spent)  # a copy: the strategy's own keeps growing
+        spent = self.screen_spent()  # a snapshot: the strategy's own count keeps growing
+        self.screen_charged = spent
         point = {
             "strategy": self.strategy, "seed": self.seed, "step": step,
             "rollouts": self.counter.rollouts + spent.rollouts, "tokens": self.counter.tokens + spent.tokens,
@@ -244,7 +243,6 @@ class PairRun:
     def _curriculum(self) -> tuple[Any, Any, OracleStrategy | None]:
         from gaincurate.integrations.trl import GainCurriculum
         from gaincurate.schedule.config import ScheduleConfig
-        from gaincurate.schedule.core import Scheduler
 
         config = self.config
         fields = config.schedule_fields(self.strategy)
@@ -254,20 +252,18 @@ class PairRun:
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-        if curriculum.driver.screens:  # screen measures with the live model at each draw, on the clock
+        if curriculum.config.strategy == "screen":  # measures with the live model at each draw, on the clock
             curriculum.screener = self._screener(dataset, row_of)
         oracle = None
         if self.strategy == ORACLE:
             oracle = OracleStrategy(self._oracle_measure(dataset, row_of), target=config.oracle_target,
                                     rollouts=config.oracle_rollouts)  # fmt: skip
-            driver = curriculum.driver
-            driver.scheduler = Scheduler(driver.config, driver.scores.prompts, strategy=oracle)
-            driver.scheduler.next_epoch()
+            curriculum.use_strategy(oracle)
         self.costs["curriculum_seconds"] += self.clock.now() - started
         return curriculum, dataset, oracle
 
     def run(self) -> dict[str, Any]:
-        from trl import GRPOTrainer
+        from gaincurate.integrations.trl import CurriculumGRPOTrainer
 
         config = self.config
         previous_threads = torch.get_num_threads()
@@ -280,15 +276,14 @@ class PairRun:
             self.curriculum = curriculum
             self.counter = CountingReward(self.assets.reward, config.num_generations, lambda: self.model.training)
             callbacks = _Callbacks(self)
-            trainer = GRPOTrainer(
+            trainer = CurriculumGRPOTrainer(
                 model=self.model, args=grpo_config(config, self.work_dir, self.seed), train_dataset=dataset,
-                reward_funcs=curriculum.wrap_rewards([self.counter]), processing_class=self.tokenizer,
+                reward_funcs=[self.counter], processing_class=self.tokenizer, curriculum=curriculum,
                 callbacks=[callbacks.before(), curriculum.callback, callbacks.after()],
             )  # fmt: skip
             from transformers import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # TRL's log lines would go to stdout, which carries results
-            curriculum.attach(trainer)
             self.measure(0)
             trainer.train()
             if not self.points or self.points[-1]["step"] != trainer.state.global_step:

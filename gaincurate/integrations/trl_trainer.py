@@ -1,0 +1,170 @@
+"""The one way a curriculum hooks TRL's GRPOTrainer: `CurriculumGRPOTrainer`, or `CurriculumMixin` in your subclass.
+
+    curriculum = GainCurriculum(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
+    trainer = CurriculumGRPOTrainer(
+        model=model, args=GRPOConfig(..., save_strategy="epoch"),
+        reward_funcs=[accuracy_reward, format_reward],  # reward_funcs[0] says whether an answer is right
+        curriculum=curriculum,
+    )
+    trainer.train()
+
+What TRL calls (trl 1.16): `GRPOTrainer.get_train_dataloader` builds the training DataLoader once per `train()`
+with `sampler_fn=self._get_train_sampler`, and the DataLoader iterates that sampler once per epoch. The mixin
+overrides `_get_train_sampler` to return the curriculum's sampler (`CurriculumSampler`: TRL's RepeatSampler
+structure over the epoch's subset), and `_load_callback_state` so that a curriculum callback the Trainer rebuilds
+from a checkpoint (`restore_callback_states_from_checkpoint=True`) is bound to this trainer's curriculum again.
+`GainCurriculumCallback` steps the curriculum at each epoch's end and carries it in every checkpoint. Everything
+else is the trainer's own. `GainCurriculum.attach(trainer)` gives an already-built trainer this same class (its
+class gains the mixin), for scripts that build the trainer elsewhere.
+
+Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
+`class MyTrainer(CurriculumMixin, ReplayMixin, GRPOTrainer)`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+from trl import GRPOTrainer
+
+from gaincurate.errors import ConfigError
+from gaincurate.integrations.trl_sampler import check_same_prompts, rows_by_gc_id
+
+# GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
+_POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
+
+NOT_ATTACHED = (
+    "the curriculum is not attached to this trainer, so it would train on every prompt; build the trainer as "
+    "CurriculumGRPOTrainer(..., curriculum=curriculum), or call curriculum.attach(trainer) before trainer.train()"
+)
+
+
+class CurriculumMixin:
+    """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
+
+    Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
+    `reward_funcs` of the function whose reward says whether an answer is right; it is recorded as the
+    curriculum's feedback unless you already passed `curriculum.wrap_rewards(...)`). `train_dataset` defaults
+    to `curriculum.train_dataset()`, and `curriculum.callback` joins the callbacks. The set-up is checked
+    (`check_setup`) before anything is written.
+    """
+
+    curriculum: Any
+
+    def __init__(self, *args: Any, curriculum: Any, feedback_reward: int = 0, **kwargs: Any) -> None:
+        if len(args) > len(_POSITIONAL):
+            raise ConfigError(f"pass the trainer's arguments after {_POSITIONAL[-1]} by name")
+        kwargs.update(zip(_POSITIONAL, args, strict=False))
+        if kwargs.get("train_dataset") is None:
+            kwargs["train_dataset"] = curriculum.train_dataset()
+        funcs = kwargs.get("reward_funcs")
+        if funcs is not None and not curriculum._records_feedback(funcs):
+            kwargs["reward_funcs"] = curriculum.wrap_rewards(funcs, feedback=feedback_reward)
+        callbacks = list(kwargs.get("callbacks") or [])
+        if curriculum.callback not in callbacks:
+            callbacks.append(curriculum.callback)
+        kwargs["callbacks"] = callbacks
+        super().__init__(**kwargs)
+        curriculum._bind_trainer(self)
+        self.curriculum = curriculum
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        return self.curriculum.sampler(dataset if dataset is not None else self.train_dataset)
+
+    def _load_callback_state(self) -> None:
+        super()._load_callback_state()
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, GainCurriculumCallback):
+                callback._use(self.curriculum)
+
+
+class CurriculumGRPOTrainer(CurriculumMixin, GRPOTrainer):
+    """TRL's `GRPOTrainer` training on a `GainCurriculum`; takes GRPOTrainer's arguments plus `curriculum`."""
+
+
+@functools.cache
+def with_curriculum(trainer_class: type) -> type:
+    """`trainer_class` with `CurriculumMixin` first in its bases (CurriculumGRPOTrainer for GRPOTrainer itself)."""
+    if trainer_class is GRPOTrainer:
+        return CurriculumGRPOTrainer
+    return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class), {})
+
+
+class GainCurriculumCallback(TrainerCallback, ExportableState):
+    """Steps its `GainCurriculum` at each epoch's end; its state rides in every checkpoint's trainer_state.json.
+
+    It refuses, at `on_train_begin`, a curriculum no trainer was given to; and it marks the run directory
+    finished when `train()` returns (`gaincurate schedule status` says so), unfinished when training starts again.
+    """
+
+    STATE_KEY = "gaincurate_state"
+
+    def __init__(self, key: str | None = None, curriculum: Any = None) -> None:
+        # `key`: what checkpoints written before CurriculumMixin stored in the callback's args; unused now.
+        self._curriculum = curriculum
+
+    @property
+    def curriculum(self) -> Any:
+        if self._curriculum is None:
+            raise ConfigError(NOT_ATTACHED)
+        return self._curriculum
+
+    def _use(self, curriculum: Any) -> None:
+        """Bind a copy the Trainer rebuilt from a checkpoint (`restore_callback_states_from_checkpoint=True`)."""
+        if self._curriculum is None:
+            self._curriculum = curriculum
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        curriculum = self.curriculum
+        if curriculum.trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
+            raise ConfigError(NOT_ATTACHED)
+        curriculum._begin_training(state)
+        curriculum.driver.mark_finished(False)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.curriculum._end_epoch()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.curriculum.driver.mark_finished(True)
+
+
+def check_setup(curriculum: Any, trainer: Any) -> None:
+    """Refuse a trainer whose set-up would train the wrong prompts or record nothing, each in one line naming the fix.
+
+    `remove_unused_columns=True` (drops gc_id), a train_dataset without gc_id, no reward function recording
+    feedback, a subset that is not whole generation batches (TRL would drop the rest), training rows that are not
+    the scored ones (`check_same_prompts`).
+    """
+    args = trainer.args
+    if getattr(args, "remove_unused_columns", False):
+        raise ConfigError(
+            "GRPOConfig(remove_unused_columns=True) drops the gc_id column that feedback needs; set it to False"
+        )
+    dataset = trainer.train_dataset
+    if dataset is None or not hasattr(dataset, "__getitem__") or "gc_id" not in (dataset.column_names or []):
+        raise ConfigError(
+            "the trainer's train_dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()"
+        )
+    if not curriculum._records_feedback(trainer.reward_funcs):
+        raise ConfigError(
+            "no reward function records feedback for this curriculum; "
+            "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"
+        )
+    prompts_per_batch = args.generation_batch_size // trainer.num_generations
+    subset = curriculum.driver.subset_size
+    if subset % prompts_per_batch:
+        low = subset - subset % prompts_per_batch
+        raise ConfigError(
+            f"subset_size {subset} is not a multiple of the {prompts_per_batch} prompts per generation batch "
+            f"(generation_batch_size / num_generations); TRL would drop {subset % prompts_per_batch} prompts "
+            f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
+            f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
+        )
+    row_of = rows_by_gc_id(dataset, curriculum.driver.scores.prompts.gc_ids)
+    check_same_prompts(dataset, curriculum.driver.scores, row_of)
