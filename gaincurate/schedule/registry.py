@@ -20,6 +20,7 @@ from gaincurate.schedule.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
 from gaincurate.schedule.screen import ScreenStrategy
 from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
+from gaincurate.schedule.variance import VarianceStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
@@ -31,6 +32,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         MoppsStrategy,
         GresoStrategy,
         ScreenStrategy,
+        VarianceStrategy,
     )
 }
 
