@@ -1,6 +1,6 @@
 """`gaincurate bench curriculum` and `gaincurate signal check`: the measurements behind the docs' claims.
 
-    gaincurate bench curriculum --config cpu-arith --out bench/ --strategies uniform,gain,oracle --seeds 3
+    gaincurate bench curriculum --bench cpu-arith --out bench/ --strategies uniform,gain,oracle --seeds 3
     gaincurate signal check scores/ --data problems.jsonl --rows 200 --json
 
 `bench curriculum` trains every (strategy, seed) pair with stock TRL GRPO and reports accuracy per rollout
@@ -45,15 +45,15 @@ def _seeds(text: str) -> str:
 
 
 @bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --config cpu-arith --out bench --smoke`\n\n"
-    "* `gaincurate bench curriculum --config cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )
 def curriculum(
-    config: Annotated[
+    bench: Annotated[
         str | None,
         typer.Option(
-            "--config", metavar="NAME|FILE", help="cpu-arith, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig."
+            "--bench", metavar="NAME|FILE", help="cpu-arith, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig."
         ),
     ] = None,
     out: Annotated[
@@ -79,6 +79,7 @@ def curriculum(
     smoke: Annotated[
         bool, typer.Option("--smoke", help="One seed, a few steps: checks the harness end to end.")
     ] = False,
+    config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -96,13 +97,13 @@ def curriculum(
             plot_results(report, plot)
         emit(summary, as_json=as_json, human=lambda stdout: stdout.write(table))
         return
-    if config is None or out is None:
-        raise ConfigError("bench curriculum needs --config and --out to run a bench (or --report DIR to read one)")
+    if bench is None or out is None:
+        raise ConfigError("bench curriculum needs --bench and --out to run a bench (or --report DIR to read one)")
     from gaincurate.benchmarks.curriculum.bench import run_bench
 
     chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies else None
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
-        summary = run_bench(config, out, strategies=chosen, seeds=seeds, smoke=smoke, max_pairs=max_pairs,
+        summary = run_bench(bench, out, strategies=chosen, seeds=seeds, smoke=smoke, max_pairs=max_pairs,
                             workers=workers, progress=progress)  # fmt: skip
     emit(summary, as_json=as_json, human=lambda stdout: stdout.write(markdown_table(summary)))
 

@@ -109,7 +109,7 @@ def test_a_killed_bench_resumes_at_the_first_unfinished_pair(tmp_path):
     config.write_text(json.dumps({"base": "cpu-arith", **json.loads(json.dumps(BUNDLED["cpu-arith"].smoke_overrides)),
                                   "name": "tiny", "steps": 6, "eval_every": 2, "smoke_overrides": {}}))  # fmt: skip
     out = tmp_path / "out"
-    command = [CONSOLE, "bench", "curriculum", "--config", str(config), "--out", str(out),
+    command = [CONSOLE, "bench", "curriculum", "--bench", str(config), "--out", str(out),
                "--strategies", "uniform,length", "--seeds", "1", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     second = out / "work" / "length-seed0" / "points.jsonl"
@@ -194,7 +194,7 @@ def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
     out, _, _ = smoke
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps({**BUNDLED["cpu-arith"].smoke().to_dict(), "target": 0.99}))
-    result = subprocess.run([CONSOLE, "bench", "curriculum", "--config", str(changed), "--out", str(out)],
+    result = subprocess.run([CONSOLE, "bench", "curriculum", "--bench", str(changed), "--out", str(out)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 1
     assert (
@@ -205,7 +205,7 @@ def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
             "another --out, or delete it to start again"
         )
     )
-    bad = subprocess.run([CONSOLE, "bench", "curriculum", "--config", "cpu-arith", "--out", str(tmp_path / "x"),
+    bad = subprocess.run([CONSOLE, "bench", "curriculum", "--bench", "cpu-arith", "--out", str(tmp_path / "x"),
                           "--seeds", "9-3"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "--seeds 9-3 is not valid" in bad.stderr  # a usage error, before any work
     assert not (tmp_path / "x").exists()

@@ -41,7 +41,7 @@ USAGE_ERRORS = {
     ),
     "negative-top": (["show", "scores", "--top", "-1"], ["--top -1", "greater than or equal to 0"]),
     "zero-limit": (["score", "--limit", "0"], ["--limit 0", "greater than or equal to 1"]),
-    "zero-seeds": (["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),
+    "zero-seeds": (["bench", "curriculum", "--bench", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),
 }
 
 
@@ -71,10 +71,10 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
     ("args", "message"),
     [
         (
-            ["bench", "curriculum", "--config", "cpu-arith", "--out", "b", "--strategies", "gian"],
+            ["bench", "curriculum", "--bench", "cpu-arith", "--out", "b", "--strategies", "gian"],
             "unknown arm 'gian'",
         ),
-        (["bench", "curriculum", "--config", "no-such-bench", "--out", "b"], "neither a bundled config"),
+        (["bench", "curriculum", "--bench", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
         (["schedule", "next", "--run", "missing"], "schedule init"),
         (

@@ -9,7 +9,7 @@ selection could save on the setup.
     from gaincurate.benchmarks.curriculum import run_bench
     summary = run_bench("cpu-arith", "bench-out/", strategies=["uniform", "oracle"], seeds="100-111", workers=2)
 
-    gaincurate bench curriculum --config cpu-arith --out bench-out/ --smoke
+    gaincurate bench curriculum --bench cpu-arith --out bench-out/ --smoke
     gaincurate bench curriculum --report docs/results/cpu-arith      # the published tables, re-derived
 """
 

@@ -307,7 +307,7 @@ def load_config(spec: str | Path) -> BenchConfig:
         return BUNDLED[str(spec)]
     path = Path(spec)
     if not path.is_file():
-        raise ConfigError(f"--config {spec} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
+        raise ConfigError(f"--bench {spec} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -316,10 +316,10 @@ def load_config(spec: str | Path) -> BenchConfig:
         else:
             data = json.loads(path.read_text())
     except ValueError as error:
-        raise ConfigError(f"--config {spec} cannot be parsed ({error})") from None
+        raise ConfigError(f"--bench {spec} cannot be parsed ({error})") from None
     base = data.pop("base", None)
     if base is not None:
         if base not in BUNDLED:
-            raise ConfigError(f"--config {spec}: base {base!r} is not a bundled config ({', '.join(BUNDLED)})")
+            raise ConfigError(f"--bench {spec}: base {base!r} is not a bundled config ({', '.join(BUNDLED)})")
         data = {**BUNDLED[base].to_dict(), **data}
     return BenchConfig.from_dict(data)
