@@ -23,11 +23,13 @@ sampler hook: `create_rl_sampler` builds a sequential or random sampler, nothing
 * **Stepping.** In sync mode one step fetches its prompts, samples, trains and saves, in that order, so when the
   dataset is asked for the next epoch's first row, every group of the epoch has been recorded and the epoch-end
   checkpoint is on disk. Then the schedule steps (`gaincurate.schedule.curriculum.CurriculumDriver`, the run
-  directory of `gaincurate schedule`), re-scoring from the newest checkpoint in `checkpoint_dir` when due. The
-  live actor sits in verl's Ray workers, out of the driver's reach.
-* **Resume.** The dataset's `state_dict` rides in verl's `global_step_N/data.pt`: the epoch, the rows handed
-  out and the rewards so far. state.json stays the source of truth: a checkpoint of the epoch state.json is at
-  resumes that epoch at its row; an epoch-end checkpoint of an epoch already stepped starts the next one.
+  directory of `gaincurate schedule`), re-scoring from the newest checkpoint in `checkpoint_dir` when due. This
+  runs where verl's trainer runs (its TaskRunner, a Ray actor); the live actor's weights sit in other Ray
+  workers, out of reach, so the newest checkpoint is the newest policy it can load.
+* **Resume.** The dataset's `state_dict` rides in verl's `global_step_N/data.pt`: the schedule state, the rows of
+  the epoch handed out and their rewards. The checkpoint wins over state.json, since its weights trained that
+  curriculum: a resume continues the checkpoint's epoch at its row. One exception saves a second re-score: an
+  epoch-end checkpoint whose epoch state.json has already stepped starts the drawn epoch.
 
 Keys under `trainer.v1.sampler.sampler_kwargs` (add them with `+...=VALUE`; unknown keys are an error):
 `run_dir` (required), `checkpoint_dir` (trainer.default_local_dir: re-scoring and screen), `index_key`
@@ -40,6 +42,7 @@ epoch's prompts before the last groups of this one are scored. docs/verl.md has 
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 from gaincurate.config_file import check_keys
@@ -52,14 +55,14 @@ __all__ = ["GainCurriculumDataset", "GainReplayBuffer", "OneLaunchSettings", "gr
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 1: the first draft (2367206), which kept no schedule state in data.pt
 SAMPLER_KWARGS = "trainer.v1.sampler.sampler_kwargs"
 DATASET_HOOK = "data.custom_cls.path=pkg://gaincurate.integrations.verl_v1 data.custom_cls.name=GainCurriculumDataset"
 BUFFER_HOOK = (
     "trainer.v1.sampler.custom_sampler.path=pkg://gaincurate.integrations.verl_v1 "
     "trainer.v1.sampler.custom_sampler.name=GainReplayBuffer"
 )
-_BUFFERS: list[Any] = []  # the replay buffers built in this process, newest last (see _newest_buffer)
+_BUFFERS: list[Any] = []  # replay buffers built in this process and not yet paired (see _claim_buffer)
 
 
 def _replay_buffer_base() -> type:
@@ -154,7 +157,7 @@ class GainCurriculumDataset(_dataset_base()):
         self.curriculum: CurriculumDriver | None = None
         if _paths(data_files) != _paths(_get(config, "train_files")):
             return
-        buffer = _newest_buffer()
+        buffer = _claim_buffer()
         if buffer is None:
             raise ConfigError(
                 f"GainCurriculumDataset takes its rewards from GainReplayBuffer; set trainer.use_v1=True {BUFFER_HOOK}"
@@ -218,34 +221,59 @@ class GainCurriculumDataset(_dataset_base()):
     def state_dict(self) -> dict[str, Any]:
         if self.curriculum is None:
             return {}
-        records = self.curriculum.state_dict()["records"]
-        return {"version": STATE_VERSION, "epoch": self.curriculum.epoch, "served": self._served, "records": records}
+        return {
+            "version": STATE_VERSION,
+            "run": _run_identity(self.curriculum),
+            "epoch": self.curriculum.epoch,
+            "served": self._served,
+            "curriculum": self.curriculum.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from verl's data.pt, with the run directory's state.json as the source of truth."""
+        """Resume from verl's data.pt: the checkpoint's epoch, row and rewards, as its weights were trained."""
         if self.curriculum is None or not state:
             return
         if state.get("version") != STATE_VERSION:
-            raise ConfigError(f"verl's data.pt holds curriculum state version {state.get('version')}; expected 1")
-        saved, served, current = int(state["epoch"]), int(state["served"]), self.curriculum.epoch
-        where = f"{self.settings.run_dir}/state.json"
-        if saved == current:
-            self._served = served
-            self.curriculum.replace_records(state["records"])
-        elif saved < current and served >= len(self):  # an epoch-end checkpoint; the step was already taken
+            raise ConfigError(
+                f"verl's data.pt holds curriculum state version {state.get('version')}, not {STATE_VERSION}; resume "
+                "with the gaincurate that saved it, or start afresh with trainer.resume_mode=disable"
+            )
+        where = Path(self.settings.run_dir) / "state.json"
+        saved, ours = state["run"], _run_identity(self.curriculum)
+        if saved != ours:
+            key = next(key for key in sorted(ours) if saved.get(key) != ours[key])
+            raise ConfigError(
+                f"verl's checkpoint trained a curriculum with {key}={saved.get(key)!r}, but {where} has "
+                f"{key}={ours[key]!r}; point +{SAMPLER_KWARGS}.run_dir at that checkpoint's run, or set "
+                "trainer.resume_mode=disable"
+            )
+        epoch, served, current = int(state["epoch"]), int(state["served"]), self.curriculum.epoch
+        if epoch == current - 1 and served >= len(self):
+            # An epoch-end checkpoint whose epoch the schedule already stepped on exactly these rewards (the step
+            # comes at the next fetch, before any later save): start the drawn epoch, without stepping twice.
             self._served = 0
             self.curriculum.replace_records([])
-        elif saved < current:
-            raise ConfigError(
-                f"verl's checkpoint trained {served} of {len(self)} rows of epoch {saved}, but {where} has moved on "
-                f"to epoch {current}; resume from that epoch's last checkpoint (trainer.resume_mode=resume_path) "
-                "and set trainer.save_freq to a divisor of the steps per epoch"
-            )
-        else:
-            raise ConfigError(
-                f"verl's checkpoint is at epoch {saved}, but {where} is at epoch {current}: it is not the run this "
-                f"checkpoint trained; point +{SAMPLER_KWARGS}.run_dir at that run, or set trainer.resume_mode=disable"
-            )
+            return
+        if epoch != current:
+            logger.warning(
+                "gaincurate: %s is at epoch %d, but verl's checkpoint trained %d row(s) of epoch %d; the curriculum "
+                "goes back to the checkpoint, whose weights these are (history from epoch %d on is rewritten)",
+                where, current, served, epoch, epoch,
+            )  # fmt: skip
+        self.curriculum.load_state_dict(state["curriculum"])
+        self._served = served
+        self._rows = None
+
+
+def _run_identity(driver: CurriculumDriver) -> dict[str, Any]:
+    """What a checkpoint's curriculum must share with the run directory it resumes into."""
+    params = driver.params
+    return {
+        "strategy": params.strategy,
+        "seed": int(params.seed),
+        "n_prompts": int(params.n_prompts),
+        "subset_size": int(params.subset_size),
+    }
 
 
 def group_rewards(data: Any, index_key: str = "index", reward_key: str = "rm_scores") -> tuple[list[int], list[float]]:
@@ -287,6 +315,7 @@ def _buffers() -> list[Any]:
     return imported._BUFFERS
 
 
-def _newest_buffer() -> Any:
+def _claim_buffer() -> Any:
+    """The newest replay buffer not yet paired with a training dataset (verl builds the buffer first), or None."""
     buffers = _buffers()
-    return buffers[-1] if buffers else None
+    return buffers.pop() if buffers else None

@@ -8,7 +8,8 @@
 # depend on which clone built it. The stamp file is written last: an interrupted build is rebuilt from scratch.
 #
 #   VERL_SPEC            what to install (default verl==0.9.1)
-#   VERL_EXTRA           more requirements, space-separated (verl 0.7.1 needs "numpy<2 pyarrow<26")
+#   VERL_EXTRA           more requirements, space-separated (default: what verl 0.9's v1 trainer imports
+#                        beyond verl's own dependencies; verl 0.7.1 needs "numpy<2 pyarrow<26")
 #   GAINCURATE_VERL_VENV where the environment lives (default ~/.cache/gaincurate/verl-VERSION)
 #   TORCH_INDEX          an index URL for the CPU torch wheel (on PyPI itself: https://download.pytorch.org/whl/cpu)
 #
@@ -17,7 +18,11 @@
 set -euo pipefail
 
 VERL_SPEC="${VERL_SPEC:-verl==0.9.1}"
-VERL_EXTRA="${VERL_EXTRA:-}"
+# verl 0.9's default trainer (trainer.use_v1) imports transfer_queue, cachetools, fastapi and uvicorn, which only
+# verl's `verl-core` extra declares; the whole extra would also bring GPU and media packages (nvtx, torchcodec,
+# qwen_vl_utils). The one-launch curriculum runs inside that trainer. An explicit VERL_EXTRA (even empty) replaces
+# this default.
+VERL_EXTRA="${VERL_EXTRA-TransferQueue>=0.1.10 cachetools fastapi uvicorn}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 TORCH_INDEX="${TORCH_INDEX:-}"
 PYTHON="${PYTHON:-python3}"

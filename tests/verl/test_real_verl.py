@@ -3,10 +3,10 @@
 verl 0.9.1 pins transformers below the version the project uses, so it cannot share `.venv`.
 `tests/verl/setup_env.sh` builds its environment once, in a cache outside the clone (`make verl-env`, a
 prerequisite of `make test`; CI reuses the cache). This test finds that environment with `setup_env.sh --check`
-and runs the inside tests with its python: real `RLHFDataset`, `default_compute_score`, hydra config,
-custom-reward loader and checkpoint hook, with no Ray workers and no GPU. Without the environment the test is
-skipped and says why; it never passes without verl. `VERL_SPEC`/`VERL_EXTRA` pick another verl
-(`make test-verl07`: verl 0.7.1 with numpy<2 and pyarrow<26).
+and runs the inside tests with its python, in one process: real `RLHFDataset`, `default_compute_score`, hydra
+config, custom-reward loader, checkpoint hook, and verl 0.9's v1 trainer with its TransferQueue on a local Ray
+(no model workers, no GPU). Without the environment the test is skipped and says why; it never passes without
+verl. `VERL_SPEC`/`VERL_EXTRA` pick another verl (`make test-verl07`: verl 0.7.1 with numpy<2 and pyarrow<26).
 """
 
 import importlib.util
@@ -19,7 +19,7 @@ import pytest
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 INSIDE = HERE / "inside"
-LIMIT_S = 600  # the inside tests take about a minute on two cores; a hang must not stall CI
+LIMIT_S = 600  # the inside tests take one to two minutes on two cores; a hang must not stall CI
 
 
 def verl_environment() -> Path:

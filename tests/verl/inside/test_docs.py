@@ -5,46 +5,11 @@ and each plain key is looked up in the wheel's `verl/trainer/config/_generated_p
 checks the page's main sections; verl 0.7.1 (`make test-verl07`) checks its marked 0.5 - 0.7.1 section.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from verl_helpers import verl_version
-
-DOC = Path(__file__).parents[3] / "docs" / "verl.md"
-LEGACY_HEADING = "## verl 0.5 - 0.7.1"
-OVERRIDE = re.compile(r"""(?:^|(?<=[\s"']))(\+{0,2}[a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)+)=([^\s"']*)""")
-
-
-def bash_blocks() -> list[tuple[bool, str]]:
-    """(in the legacy section, text) of each ```bash block."""
-    blocks: list[tuple[bool, str]] = []
-    legacy, block = False, None
-    for line in DOC.read_text().splitlines():
-        if block is not None:
-            if line.startswith("```"):
-                blocks.append((legacy, "\n".join(block)))
-                block = None
-            else:
-                block.append(line)
-        elif line.startswith("```bash"):
-            block = []
-        elif line.startswith("## "):
-            legacy = line.startswith(LEGACY_HEADING)
-    return blocks
-
-
-def overrides(text: str) -> list[str]:
-    """The verl overrides in one block, with shell placeholders replaced by plain values."""
-    found = []
-    for key, value in OVERRIDE.findall(text):
-        if value.startswith("$(("):
-            value = "1"
-        elif "{" in value or "$" in value or value in ("MODEL", ""):
-            value = "/tmp/placeholder"
-        found.append(f"{key}={value}")
-    return found
+from verl_helpers import OVERRIDE, bash_blocks, overrides, verl_version
 
 
 def blocks_checked_here() -> list[list[str]]:

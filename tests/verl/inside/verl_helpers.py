@@ -1,9 +1,11 @@
-"""Builders for the tests inside verl's environment: the sample's scores directory, the schedule CLI.
+"""Builders for the tests inside verl's environment: the sample's scores directory, the schedule CLI, and the
+verl overrides of docs/verl.md's commands.
 
 No model is run: the scores are made up, the prompts and answers are the bundled sample's real ones.
 """
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -15,11 +17,53 @@ from gaincurate import shards
 from gaincurate.fileio import atomic_write_json
 
 SUBSET = 64  # rows per epoch: a multiple of the batch size the tests use
+EMBEDDING_WIDTH = 16
 SYSTEM_PROMPT = "Put the final answer in \\boxed{}."
+
+DOC = Path(__file__).parents[3] / "docs" / "verl.md"
+LEGACY_HEADING = "## verl 0.5 - 0.7.1"
+OVERRIDE = re.compile(r"""(?:^|(?<=[\s"']))(\+{0,2}[a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)+)=([^\s"']*)""")
+
+
+def bash_blocks() -> list[tuple[bool, str]]:
+    """(in the legacy section, text) of each ```bash block."""
+    blocks: list[tuple[bool, str]] = []
+    legacy, block = False, None
+    for line in DOC.read_text().splitlines():
+        if block is not None:
+            if line.startswith("```"):
+                blocks.append((legacy, "\n".join(block)))
+                block = None
+            else:
+                block.append(line)
+        elif line.startswith("```bash"):
+            block = []
+        elif line.startswith("## "):
+            legacy = line.startswith(LEGACY_HEADING)
+    return blocks
+
+
+def overrides(text: str) -> list[str]:
+    """The verl overrides in one block, with shell placeholders replaced by plain values."""
+    found = []
+    for key, value in OVERRIDE.findall(text):
+        if value.startswith("$(("):
+            value = "1"
+        elif "{" in value or "$" in value or value in ("MODEL", ""):
+            value = "/tmp/placeholder"
+        found.append(f"{key}={value}")
+    return found
+
+
+def one_launch_overrides() -> list[str]:
+    """The verl overrides of docs/verl.md's one-launch command (the block that sets data.custom_cls)."""
+    [text] = [text for _, text in bash_blocks() if "data.custom_cls.path=" in text]
+    return overrides(text)
 
 
 def write_sample_scores(directory: Path) -> Path:
-    """A complete scores directory over the bundled sample: real problems and answers, made-up scores."""
+    """A complete scores directory over the bundled sample: real problems and answers, made-up scores and
+    embeddings (dots, the default strategy, reads them)."""
     text = resources.files("gaincurate").joinpath("assets/math_sample.jsonl").read_text()
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     n = len(rows)
@@ -35,8 +79,11 @@ def write_sample_scores(directory: Path) -> Path:
         "gc_context_tokens": pa.array(np.full(n, 20), pa.int32()),
         "gc_truncated": pa.array(np.zeros(n, dtype=bool)),
         "gc_status": pa.array(["ok"] * n),
+        "gc_embedding": pa.array(
+            list(rng.normal(size=(n, EMBEDDING_WIDTH)).astype(np.float16)), shards.EMBEDDING_FIELD.type
+        ),
     }
-    schema = shards.output_schema(inputs.schema, embed=False)
+    schema = shards.output_schema(inputs.schema, embed=True)
     given = dict(zip(inputs.column_names, inputs.columns, strict=True)) | columns
     # Columns this test does not fill (the prompt/answer hashes, when the shards have them) stay null.
     arrays = [given.get(field.name, pa.nulls(n, field.type)) for field in schema]
