@@ -267,12 +267,11 @@ class GainCurriculumDataset(_dataset_base()):
 
 def _run_identity(driver: CurriculumDriver) -> dict[str, Any]:
     """What a checkpoint's curriculum must share with the run directory it resumes into."""
-    params = driver.params
     return {
-        "strategy": params.strategy,
-        "seed": int(params.seed),
-        "n_prompts": int(params.n_prompts),
-        "subset_size": int(params.subset_size),
+        "strategy": driver.config.strategy,
+        "seed": int(driver.config.seed),
+        "n_prompts": int(driver.scheduler.n_prompts),
+        "subset_size": int(driver.subset_size),
     }
 
 
