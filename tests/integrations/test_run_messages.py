@@ -21,7 +21,7 @@ from gaincurate.errors import InputError
 from gaincurate.integrations.verl_checkpoint import StepScheduleOnSave
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "gaincurate"
-INIT = ["--strategy", "uniform", "--subset-size", "6", "--seed", "5", "--rescore", "subset"]
+INIT = ["--strategy", "gain", "--subset-size", "6", "--seed", "5", "--rescore", "subset"]
 
 
 def console(*args, cwd: Path) -> subprocess.CompletedProcess:
@@ -82,7 +82,7 @@ def test_verls_on_save_hook_refuses_a_missing_checkpoint_the_same_way(epoch_0, t
 
 def test_status_says_a_run_is_finished_once_its_trainer_ended_and_not_while_it_trains_on(tmp_path):
     write_scores(tmp_path / "scores")
-    init = ["--strategy", "uniform", "--subset-size", "6", "--seed", "5", "--rescore", "none"]
+    init = ["--strategy", "uniform", "--subset-size", "6", "--seed", "5"]
     assert console("schedule", "init", "--scores", "scores", "--run", "run", *init, cwd=tmp_path).returncode == 0
     (tmp_path / "trainer.py").write_text(TRAINER)
     # The stand-in trainer also asks for the status while it trains (the third epoch, in the second call).

@@ -91,7 +91,7 @@ def test_epochs_are_the_schedule_and_mu_learns_from_updates(setup):
         feedback = [{"gc_id": int(g), "reward": float(r)} for g, r in pairs]
         step = scheduler.next_epoch(feedback=feedback)
         if epoch < 2:
-            assert history[epoch]["mu_next"] == pytest.approx(step.record.mu_next, abs=1e-12)
+            assert history[epoch]["mu_next"] == pytest.approx(step.record.update["mu_next"], abs=1e-12)
             assert history[epoch]["rollouts"] == CONFIG.subset_size * ROLLOUTS
         plan = step.plan
     assert (setup.run / "epoch-0002.parquet").is_file() and (setup.run / "feedback-0001.jsonl").is_file()

@@ -19,6 +19,15 @@ PROMPTS_PER_STEP = 2  # prompts per generation batch; an epoch of 4 prompts is 2
 SUBSET = 4
 # Small rank units so that mu visibly moves across a 16-prompt set in three epochs.
 SCHEDULE = {"subset_size": SUBSET, "sigma": 4, "step_size": 3, "adj_max": 6, "seed": 3, "rescore": "subset"}
+MU_OPTIONS = ("sigma", "step_size", "adj_max", "rescore")  # gain's and length's own options in SCHEDULE
+
+
+def schedule(strategy: str, **overrides) -> dict:
+    """SCHEDULE's settings for `strategy` (the other strategies take no mu options), with `overrides`."""
+    keeps_mu = strategy in ("gain", "length")
+    return {"strategy": strategy, **{k: v for k, v in SCHEDULE.items() if keeps_mu or k not in MU_OPTIONS}, **overrides}
+
+
 # Strategies the in-process end-to-end test runs; a new strategy is one more entry here.
 STRATEGIES = ["gain", "uniform", "dots", "mopps", "greso"]
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "gaincurate" / "examples"
