@@ -96,3 +96,22 @@ def test_run_command(tmp_path, scores_dir):
     assert result.exit_code == 0, result.output
     assert "trained epochs: 0, 1" in result.output
     assert load_run(run).schedule.epoch == 2
+
+
+def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_panel():
+    """At most 15 options before the strategy panels, and every strategy option in a panel, generated from the
+    strategies' `Options` fields (so a new strategy's options appear without a second list)."""
+    import typer.main
+
+    from gaincurate.cli.schedule import app
+    from gaincurate.schedule.registry import STRATEGIES
+
+    init = typer.main.get_command(app).commands["init"]
+    shown = [p for p in init.params if p.param_type_name == "option" and not p.hidden]
+    common = [p for p in shown if getattr(p, "rich_help_panel", None) is None]
+    assert len(common) + 1 <= 15, [p.name for p in common]  # + --help
+    panels = {getattr(p, "rich_help_panel", None) for p in shown} - {None}
+    assert {"gain and length options", "dots options", "mopps options", "screen options", "variance options"} <= panels
+    option_names = {p.name for p in shown}
+    for cls in STRATEGIES.values():
+        assert set(cls.options_class.names()) <= option_names, cls.name
