@@ -103,7 +103,7 @@ def init(
 
         for line in notes:
             stdout.line(line)
-        stdout.line(f"{run}: {n_prompts} prompts, strategy {schedule_config.strategy}, resolved to rank units:")
+        stdout.line(f"{run}: {n_prompts} prompts, strategy {schedule_config.strategy}; its settings (sizes in ranks):")
         table = Table(show_header=False)
         for key, value in resolved.items():
             table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
