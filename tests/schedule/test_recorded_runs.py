@@ -74,6 +74,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "mopps": ("--strategy", "mopps"),
     "greso": ("--strategy", "greso"),
     "screen": ("--strategy", "screen"),
+    "variance": ("--strategy", "variance"),  # added after the plug-ins (no 0.x recording)
     "dots-band": ("--strategy", "dots", "--band", "0.2,0.8"),
     "mopps-band": ("--strategy", "mopps", "--band", "0.2,0.8"),
     "gain-skip-zero-variance": ("--strategy", "gain", "--skip-zero-variance"),
@@ -294,7 +295,7 @@ def states(recording: dict[str, Any]) -> list[dict[str, Any]]:
     return rebuilt
 
 
-@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.parametrize("name", [name for name in RUNS if (RECORDED_V1 / f"{name}.json").is_file()])
 def test_the_plug_ins_changed_only_what_is_documented(name):
     from gaincurate.schedule.rundir import RunState, _from_version_1
 
