@@ -175,14 +175,15 @@ def test_cli_rollout_writes_feedback_the_scheduler_reads(tiny_scores, tmp_path, 
     assert summary.rollouts == 10 and summary.prompts == 5
 
 
+# The parity checker, and with GAINCURATE_TEST_APPEND_DELAY a pause after each append so a kill lands mid-run.
 KILLABLE = """
-import sys
+import os, sys
 from gaincurate.rollout import answers, job
 answers.AnswerChecker.__call__ = lambda self, completion, answer: len(completion) % 2 == 0
-original = job.append_rollouts
+original, delay = job.append_rollouts, float(os.environ.get("GAINCURATE_TEST_APPEND_DELAY", "0"))
 def slow_append(*args, **kwargs):
     written = original(*args, **kwargs)
-    import time; time.sleep(0.3)
+    import time; time.sleep(delay)
     return written
 job.append_rollouts = slow_append
 from gaincurate.cli import main
@@ -214,7 +215,9 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight, killed = tmp_path / "straight.jsonl", tmp_path / "killed.jsonl"
     subprocess.run([sys.executable, "-c", KILLABLE, *args, "--out", str(straight)], check=True, env=env)
-    process = subprocess.Popen([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], env=env)
+    # Only the run to be killed pauses after each append: the other two idled 13 s between them (#27).
+    slow = {**env, "GAINCURATE_TEST_APPEND_DELAY": "0.3"}
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], env=slow)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not killed.exists() or killed.read_bytes().count(b"\n") < 6):
         time.sleep(0.02)
