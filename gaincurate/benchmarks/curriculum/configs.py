@@ -209,12 +209,13 @@ _ARITH_SMOKE = {
     "pauc_budget": None,
 }
 
-# The real 135M model on one thread: a GRPO step costs about 5 s per completion, a generation about 1.5 s plus
-# 0.15 s per new token. So one prompt of two completions a step, evaluation only at steps 0 and 2, two held-out
-# prompts and 8 new tokens: about 30 s per arm (it was 2-3 minutes; #27). Nothing is learnt at this size anyway.
+# The real 135M model on one thread: a GRPO step of two 8-token completions costs about 10 s (generation,
+# forward and backward, AdamW over 135M weights), an evaluation about 5 s. So one step on one prompt (one
+# curriculum epoch: its draw, training, epoch end and the next draw), evaluated at steps 0 and 1 on two held-out
+# prompts: 25-35 s per arm, where eight-completion steps took 2-3 minutes (#27). Nothing is learnt at this size.
 _MATH_SMOKE = {
-    **{"pool_rows": 4, "eval_rows": 2, "steps": 2, "prompts_per_step": 1, "num_generations": 2, "subset_size": 2},
-    **{"eval_every": 2, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
+    **{"pool_rows": 4, "eval_rows": 2, "steps": 1, "prompts_per_step": 1, "num_generations": 2, "subset_size": 1},
+    **{"eval_every": 1, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
 }
 
 # No bundled config sets a strategy option: every strategy runs with the scheduler's own defaults.
