@@ -39,8 +39,8 @@ demo: setup
 	$(VENV)/bin/gaincurate show out/sample-scores --against difficulty
 
 # Tests run in PYTEST_WORKERS processes (pytest-xdist; 0 runs them in this one). Every test keeps its files
-# under its own tmp_path and each worker gets its own GAINCURATE_CACHE_DIR (tests/conftest.py); worksteal
-# rebalances when one worker draws the minutes-long trainer tests.
+# under its own tmp_path; the workers share the session's GAINCURATE_CACHE_DIR (tests/conftest.py), so they
+# share one conversion of the embedded GGUF. worksteal rebalances when one worker draws the minute-long tests.
 PYTEST_WORKERS ?= 2
 PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 
