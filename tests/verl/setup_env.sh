@@ -58,10 +58,11 @@ quiet_pip() {
     grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip.err" >&2 || true
     return "$status"
 }
-quiet_pip --upgrade pip
-quiet_pip "$TORCH_SPEC" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+# pip for torch (it honours the machine's pip.conf, which may name a local CPU wheel) and uv; uv for the rest,
+# several times faster than pip on a cold machine, where this build is part of CI's time.
+quiet_pip "$TORCH_SPEC" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} uv
 # shellcheck disable=SC2086  # VERL_EXTRA and OURS are word lists on purpose
-quiet_pip -c "$constraints" "$VERL_SPEC" $VERL_EXTRA $OURS
+"$VENV/bin/uv" pip install --python "$py" -q -c "$constraints" "$VERL_SPEC" $VERL_EXTRA $OURS
 "$py" - "$TORCH_SPEC" <<'PY' >&2
 import sys
 
