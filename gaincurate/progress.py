@@ -15,7 +15,11 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    """Where long work reports: `stage` for a one-line step, `set_total`/`advance` for a row count."""
+    """Where long work reports: `stage` for a one-line step, `set_total`/`advance` for a row count.
+
+    `set_total` starts a count from zero; work that has several counts (a warm start, then training) calls it
+    before each.
+    """
 
     def stage(self, message: str) -> None: ...
 

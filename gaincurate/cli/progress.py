@@ -72,13 +72,14 @@ class RowProgress:
             self._write(message)
 
     def set_total(self, total: int) -> None:
-        self._total = total
+        """Start a count of `total` rows (a second call starts another: the bench's warm start, then its pairs)."""
+        self._total, self._done, self._counted_from = total, 0, None
         if self._bar is None and not self._quiet and self._terminal:
             self._bar = _rich_bar(self._out())
             self._task = self._bar.add_task(self._description, total=None, rate="")
             self._bar.start()
         if self._bar is not None:
-            self._bar.update(self._task, total=total, completed=self._done)
+            self._bar.reset(self._task, total=total, completed=0, rate="")
 
     def advance(self, rows: int) -> None:
         self._done += rows

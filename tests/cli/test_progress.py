@@ -35,6 +35,27 @@ def test_without_a_terminal_one_plain_line_every_30_seconds():
     ]
 
 
+def test_a_second_total_starts_a_new_count():
+    clock, stream = Clock(), io.StringIO()
+    with RowProgress("bench", quiet=False, stream=stream, terminal=False, clock=clock) as progress:
+        progress.set_total(1000)  # the bench's warm start
+        for _ in range(10):
+            clock.now += 10
+            progress.advance(100)
+        progress.set_total(640)  # then its pairs: 1,160/640 before this fix
+        for _ in range(4):
+            clock.now += 10
+            progress.advance(40)
+    assert stream.getvalue().splitlines()[-1] == "bench: 80/640 rows (12%), 4.0 rows/s, ETA 2m20s"
+    bar = io.StringIO()
+    with RowProgress("bench", quiet=False, stream=bar, terminal=True) as progress:
+        progress.set_total(10)
+        progress.advance(10)
+        progress.set_total(8)
+        progress.advance(2)
+    assert "2/8" in bar.getvalue()
+
+
 def test_quiet_prints_nothing_not_even_stages():
     clock, stream = Clock(), io.StringIO()
     with RowProgress("scoring", quiet=True, stream=stream, terminal=False, clock=clock) as progress:
