@@ -30,6 +30,27 @@ def test_problems_are_distinct_seeded_and_splits_disjoint():
         task.problems([(1, 101)], seed=0)
 
 
+def test_products_multiply_a_number_by_one_digit_on_a_vocabulary_that_extends_the_sums():
+    pool = task.problems([(1, 100), (3, 30)], seed=0, operator="*")
+    assert len({r["problem"] for r in pool}) == 130
+    for row in pool:
+        a, b = (int(x) for x in row["problem"].split("*"))
+        assert row["answer"] == str(a * b)[::-1] and len(str(a)) == row["digits"] and 0 <= b <= 9
+    with pytest.raises(ValueError, match="distinct"):
+        task.problems([(1, 101)], seed=0, operator="*")
+    assert task.distinct_problems(2, "*") == 900 and task.distinct_problems(2, "+") == 8100
+    sums, products = task.build_tokenizer(), task.build_tokenizer("*")
+    assert all(products.convert_tokens_to_ids(t) == sums.convert_tokens_to_ids(t) for t in task.ALPHABET)
+    assert len(products) == len(sums) + 1
+    assert products.unk_token_id not in products("12*7=", add_special_tokens=False)["input_ids"]
+    rows = task.sample_rows(np.random.default_rng(0), (1, 2), 50, "*")
+    assert all(row["answer"] == str(eval(row["problem"]))[::-1] for row in rows)
+    with pytest.raises(ConfigError, match="operator"):
+        BenchConfig(name="x", operator="-")
+    with pytest.raises(ConfigError, match="there are 100"):
+        BenchConfig(name="x", operator="*", pool=((1, 96),), eval=((1, 8),))
+
+
 def test_warm_start_noise_supervises_one_family_with_a_systematic_slip():
     rows = task.problems([(1, 20), (2, 20)], seed=0)
     slipped = task.corrupt(rows, {2: 1.0}, np.random.default_rng(0))

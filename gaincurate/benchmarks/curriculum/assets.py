@@ -113,7 +113,8 @@ def warm_start_settings(config: BenchConfig) -> dict[str, Any]:
     return {"digits": list(config.warm_start_digits), "steps": config.warm_start_steps,
             "batch_size": config.warm_start_batch, "learning_rate": config.warm_start_lr,
             "shape": dict(config.model_shape), "seed": config.warm_start_seed,
-            "noise": [[int(d), float(r)] for d, r in config.warm_start_noise]}  # fmt: skip
+            "noise": [[int(d), float(r)] for d, r in config.warm_start_noise],
+            **({} if config.operator == "+" else {"operator": config.operator})}  # fmt: skip
 
 
 def _warm_start(config: BenchConfig, folder: Path, progress: Progress) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def _warm_start(config: BenchConfig, folder: Path, progress: Progress) -> dict[s
         return arith.warm_start(
             folder, digits=settings["digits"], steps=settings["steps"], batch_size=settings["batch_size"],
             learning_rate=settings["learning_rate"], shape=settings["shape"], seed=settings["seed"],
-            noise=settings["noise"], progress=progress,
+            noise=settings["noise"], operator=config.operator, progress=progress,
         )  # fmt: skip
     finally:
         torch.set_num_threads(previous)
@@ -141,8 +142,9 @@ def _warm_start(config: BenchConfig, folder: Path, progress: Progress) -> dict[s
 def split_rows(config: BenchConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The training pool and the held-out split: disjoint, the same for every strategy and seed."""
     if config.task == "arith":
-        pool = arith.problems(config.pool, seed=config.data_seed)
-        held_out = arith.problems(config.eval, seed=config.data_seed + 1, exclude={r["problem"] for r in pool})
+        pool = arith.problems(config.pool, seed=config.data_seed, operator=config.operator)
+        held_out = arith.problems(config.eval, seed=config.data_seed + 1, exclude={r["problem"] for r in pool},
+                                  operator=config.operator)  # fmt: skip
         return pool, held_out
     from gaincurate.data import load_rows
 

@@ -219,7 +219,9 @@ def _claim(out: Path, config: BenchConfig) -> None:
     stored_file = out / "bench.json"
     if stored_file.is_file():
         stored = json.loads(stored_file.read_text())
-        stored_identity = {k: v for k, v in stored["config"].items() if k not in _NOT_IDENTITY}
+        # Through from_dict, so a field added since the bench ran reads as its default.
+        stored_config = BenchConfig.from_dict(stored["config"]).to_dict()
+        stored_identity = {k: v for k, v in stored_config.items() if k not in _NOT_IDENTITY}
         if stored_identity != identity:
             changed = sorted(k for k in identity.keys() | stored_identity.keys()
                              if identity.get(k) != stored_identity.get(k))  # fmt: skip

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gaincurate.benchmarks.curriculum import task as arith
 from gaincurate.errors import ConfigError
 
 TASKS = ("arith", "math")
@@ -52,6 +53,8 @@ class BenchConfig:
 
     name: str
     task: str = "arith"
+    # arith: "+" adds two d-digit integers, "*" multiplies a d-digit integer by one digit.
+    operator: str = "+"
     # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed.
     pool: tuple[tuple[int, int], ...] = ((1, 96), (2, 64), (3, 176), (4, 176))
     eval: tuple[tuple[int, int], ...] = ((2, 240),)
@@ -137,11 +140,16 @@ class BenchConfig:
         object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
         object.__setattr__(self, "eval", tuple(tuple(int(x) for x in pair) for pair in self.eval))
         object.__setattr__(self, "warm_start_digits", tuple(int(d) for d in self.warm_start_digits))
+        if self.operator not in arith.OPERATORS:
+            raise ConfigError(f"operator must be one of {' '.join(arith.OPERATORS)}; got {self.operator!r}")
         for digits in {d for d, _ in (*self.pool, *self.eval)}:
             wanted = sum(c for d, c in (*self.pool, *self.eval) if d == digits)
-            possible = (10**digits - (0 if digits == 1 else 10 ** (digits - 1))) ** 2
-            if digits < 1 or wanted > possible:
-                raise ConfigError(f"pool and eval ask for {wanted} distinct {digits}-digit sums; there are {possible}")
+            possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
+            if wanted > possible:
+                raise ConfigError(
+                    f"pool and eval ask for {wanted} distinct {digits}-digit problems ({self.operator}); "
+                    f"there are {possible}"
+                )
         noise = tuple((int(d), float(rate)) for d, rate in self.warm_start_noise)
         if any(not 0 <= rate <= 1 for _, rate in noise):
             raise ConfigError(f"warm_start_noise rates must lie in [0, 1]; got {noise}")

@@ -1,9 +1,10 @@
 """The arithmetic task of the CPU bench: seeded problems, exact answer checks, a character tokenizer, warm start.
 
-A problem of `d` digits adds two `d`-digit integers, `"123+456"`. The model answers with the digits of the sum
-least significant first (`"975"` for 579), then its end-of-sequence token: reversed digits let a tiny model carry
-from left to right, which is what makes several digit lengths learnable at all (DESIGN section 8). The answer
-column holds the reversed digits, so checking is an exact string comparison.
+A problem of `d` digits adds two `d`-digit integers, `"123+456"`, or (operator `*`) multiplies a `d`-digit integer
+by one digit, `"123*7"`. The model answers with the digits of the result least significant first (`"975"` for 579),
+then its end-of-sequence token: reversed digits let a tiny model carry from left to right, which is what makes
+several digit lengths learnable at all (DESIGN section 8). The answer column holds the reversed digits, so checking
+is an exact string comparison.
 
 The tokenizer has one token per character (digits, `+`, `=`, and the special tokens), with a chat template that
 renders the question followed by `=`; `gaincurate score` and TRL build exactly the same prompt from it. The
@@ -25,6 +26,7 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 ALPHABET = "0123456789+="
+OPERATORS = ("+", "*")
 WARM_START_FILE = "warm_start.json"  # written last: its presence means the model folder is complete
 # A fixed warm-up, not a fraction of the run, so a longer warm start passes through the same weights as a shorter one.
 WARM_UP_STEPS = 250
@@ -34,24 +36,28 @@ CHAT_TEMPLATE = (
 )
 
 
-def problems(digit_counts: Sequence[Sequence[int]], *, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
-    """Distinct problems: for each `(digits, count)`, `count` sums of two `digits`-digit integers, seeded.
+def problems(
+    digit_counts: Sequence[Sequence[int]], *, seed: int, exclude: set[str] = frozenset(), operator: str = "+"
+) -> list[dict]:
+    """Distinct problems: for each `(digits, count)`, `count` problems whose first operand has `digits` digits, seeded.
 
-    Rows are `{"problem": "12+345", "answer": "753", "digits": 3}`; `answer` is the sum reversed. Questions in
+    Rows are `{"problem": "12+345", "answer": "753", "digits": 3}`; `answer` is the result reversed. Questions in
     `exclude` (another split's) are never drawn, so splits do not overlap.
     """
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
     seen = set(exclude)
     for digits, count in digit_counts:
-        low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits
-        possible = (high - low) ** 2
-        if count > possible - sum(1 for q in seen if _digits_of(q) == digits):
+        low, high = operand_range(digits)
+        if count > distinct_problems(digits, operator) - sum(1 for q in seen if _digits_of(q) == digits):
             raise ValueError(f"cannot draw {count} distinct {digits}-digit problems")
         drawn = 0
         while drawn < count:
-            a, b = (int(x) for x in rng.integers(low, high, size=2))
-            row = make_row(a, b, digits)
+            if operator == "+":
+                a, b = (int(x) for x in rng.integers(low, high, size=2))
+            else:
+                a, b = int(rng.integers(low, high)), int(rng.integers(0, 10))
+            row = make_row(a, b, digits, operator)
             if row["problem"] in seen:
                 continue
             seen.add(row["problem"])
@@ -60,22 +66,34 @@ def problems(digit_counts: Sequence[Sequence[int]], *, seed: int, exclude: set[s
     return rows
 
 
-def make_row(a: int, b: int, digits: int) -> dict:
-    return {"problem": f"{a}+{b}", "answer": str(a + b)[::-1], "digits": int(digits)}
+def operand_range(digits: int) -> tuple[int, int]:
+    """The `digits`-digit integers, `[low, high)`: 0-9 for one digit (so 0 and 1 are operands too)."""
+    return (0 if digits == 1 else 10 ** (digits - 1)), 10**digits
 
 
-def sample_rows(rng: np.random.Generator, digits: Sequence[int], size: int) -> list[dict]:
+def distinct_problems(digits: int, operator: str) -> int:
+    """How many problems of `digits` digits exist: two such operands for a sum, one and a digit for a product."""
+    low, high = operand_range(digits)
+    return (high - low) * ((high - low) if operator == "+" else 10)
+
+
+def make_row(a: int, b: int, digits: int, operator: str = "+") -> dict:
+    result = a + b if operator == "+" else a * b
+    return {"problem": f"{a}{operator}{b}", "answer": str(result)[::-1], "digits": int(digits)}
+
+
+def sample_rows(rng: np.random.Generator, digits: Sequence[int], size: int, operator: str = "+") -> list[dict]:
     """`size` random problems (repeats allowed), each of a digit count drawn uniformly from `digits`."""
     chosen = rng.choice(np.asarray(digits), size=size)
     low = np.where(chosen == 1, 0, 10 ** (chosen - 1))
     high = 10**chosen
     a = rng.integers(low, high)
-    b = rng.integers(low, high)
-    return [make_row(int(x), int(y), int(d)) for x, y, d in zip(a, b, chosen, strict=True)]
+    b = rng.integers(low, high) if operator == "+" else rng.integers(0, 10, size=size)
+    return [make_row(int(x), int(y), int(d), operator) for x, y, d in zip(a, b, chosen, strict=True)]
 
 
 def _digits_of(question: str) -> int:
-    return len(question.split("+", 1)[0])
+    return len(next(question.split(op, 1)[0] for op in OPERATORS if op in question))
 
 
 def is_correct(completion: str, answer: str) -> bool:
@@ -96,7 +114,7 @@ def arithmetic_reward(completions: list[Any], answer: list[str], **kwargs: Any) 
 
 
 def corrupt(rows: list[dict], noise: dict[int, float], rng: np.random.Generator) -> list[dict]:
-    """Supervision with a systematic slip: for `digits` in `noise`, the sum plus one, with that probability.
+    """Supervision with a systematic slip: for `digits` in `noise`, the result plus one, with that probability.
 
     A model fine-tuned on it samples the right answer of such problems with about `1 - rate` probability (and the
     slip otherwise): a frontier family whose pass rate reinforcement learning can raise, since the slip is one rule.
@@ -105,18 +123,21 @@ def corrupt(rows: list[dict], noise: dict[int, float], rng: np.random.Generator)
     out = []
     for row, draw in zip(rows, draws, strict=True):
         if draw < noise.get(row["digits"], 0.0):
-            a, b = (int(x) for x in row["problem"].split("+"))
-            row = {**row, "answer": str(a + b + 1)[::-1]}
+            row = {**row, "answer": str(int(row["answer"][::-1]) + 1)[::-1]}
         out.append(row)
     return out
 
 
-def build_tokenizer() -> Any:
-    """A fast tokenizer with one token per character (offsets included, as scoring needs) and the chat template."""
+def build_tokenizer(operator: str = "+") -> Any:
+    """A fast tokenizer with one token per character (offsets included, as scoring needs) and the chat template.
+
+    An operator outside `ALPHABET` gets the next id, so the sums' vocabulary (and their models' bytes) never change.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: index for index, token in enumerate([*SPECIALS, *ALPHABET])}
+    alphabet = ALPHABET if operator in ALPHABET else ALPHABET + operator
+    vocab = {token: index for index, token in enumerate([*SPECIALS, *alphabet])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
@@ -172,6 +193,7 @@ def warm_start(
     shape: dict[str, int],
     seed: int,
     noise: Sequence[Sequence[float]] = (),
+    operator: str = "+",
     progress: Progress = NULL_PROGRESS,
 ) -> dict[str, Any]:
     """Build the model and fine-tune it on fresh problems of `digits` digits; save it (and its tokenizer) to `folder`.
@@ -182,7 +204,7 @@ def warm_start(
     import torch
 
     started = time.perf_counter()
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(operator)
     model = build_model(tokenizer, seed=seed, **shape)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     rng = np.random.default_rng([seed, 1])
@@ -196,7 +218,7 @@ def warm_start(
         # A warm-up keeps the first large steps from wrecking the embeddings.
         for group in optimizer.param_groups:
             group["lr"] = learning_rate * min(1.0, (step + 1) / min(WARM_UP_STEPS, steps))
-        rows = sample_rows(rng, digits, batch_size)
+        rows = sample_rows(rng, digits, batch_size, operator)
         batch = sft_batch(tokenizer, corrupt(rows, slips, slip_rng) if slips else rows)
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -211,9 +233,14 @@ def warm_start(
     info = {
         "settings": {"digits": [int(d) for d in digits], "steps": steps, "batch_size": batch_size,
                      "learning_rate": learning_rate, "shape": dict(shape), "seed": seed,
-                     "noise": [[int(d), float(r)] for d, r in noise]},
+                     "noise": [[int(d), float(r)] for d, r in noise], **_operator_setting(operator)},
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
     (folder / WARM_START_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _operator_setting(operator: str) -> dict[str, str]:
+    """The operator as a warm-start setting, left out for sums so their recorded settings stay as they were."""
+    return {} if operator == "+" else {"operator": operator}
