@@ -52,8 +52,12 @@ test: setup verl-env
 	$(VENV)/bin/pytest -m "not triton and not slow" -q $(PARALLEL)
 	$(MAKE) test-kernels
 
-# Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is.
-test-all: setup test-main test-kernels
+# Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is. On a machine
+# without the verl environment, it is built while the kernel tests run: pip and uv wait on the network and the
+# disk as much as on the CPU.
+test-all: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target verl-env test-kernels
+	$(MAKE) --no-print-directory test-main
 
 # --durations: the log says where the time goes (issue #27 keeps the suite under 15 minutes on 2 cores).
 test-main: setup verl-env
