@@ -209,3 +209,13 @@ def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
                           "--seeds", "9-3"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "--seeds 9-3 is not valid" in bad.stderr  # a usage error, before any work
     assert not (tmp_path / "x").exists()
+
+
+def test_the_products_task_runs_by_name_at_smoke_size(tmp_path):
+    # cpu-mult (#26): the same harness on products; the pool, the held-out split and the model's vocabulary are its own.
+    summary = run_bench("cpu-mult", tmp_path / "out", strategies=["uniform", "dots"], smoke=True)
+    pool = [json.loads(line) for line in (tmp_path / "out" / "assets" / "pool.jsonl").read_text().splitlines()]
+    assert pool and all(str(eval(row["problem"]))[::-1] == row["answer"] and "*" in row["problem"] for row in pool)
+    vocabulary = json.loads((tmp_path / "out" / "assets" / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert "*" in vocabulary
+    assert set(summary["strategies"]) == {"uniform", "dots"}

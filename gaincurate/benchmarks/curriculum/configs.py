@@ -226,7 +226,17 @@ _MATH_SMOKE = {
     **{"eval_every": 1, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
 }
 
-# No bundled config sets a strategy option: every strategy runs with the scheduler's own defaults.
+# The GAIN-RL ablation (#26): the accuracy-driven centre over a random ranking, the angle ranking swept at a fixed
+# rate, and the ranking oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu
+# can move back. Arms of their own, run after the declared strategies (`--strategies`).
+GAIN_ABLATION = {
+    "gain-random": {"strategy": "gain", "ranking": "random"},
+    "gain-sweep": {"strategy": "gain", "mu_control": "sweep"},
+    "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
+}
+
+# The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
+# set options.
 BUNDLED: dict[str, BenchConfig] = {
     # The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
     # every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
@@ -254,14 +264,36 @@ BUNDLED: dict[str, BenchConfig] = {
         oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
         strategies=("uniform", "dots", "mopps", "gain", "oracle"),
         seeds="100-111",
-        # The GAIN-RL ablation (#26), declared with the rest and run after the arms above (`--strategies`): the
-        # accuracy-driven centre over a random ranking, the angle ranking swept at a fixed rate, and the ranking
-        # oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu can move back.
-        schedule={
-            "gain-random": {"strategy": "gain", "ranking": "random"},
-            "gain-sweep": {"strategy": "gain", "mu_control": "sweep"},
-            "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
-        },
+        # The GAIN-RL ablation (#26), declared with the rest and run after the arms above.
+        schedule=GAIN_ABLATION,
+        smoke_overrides=_ARITH_SMOKE,
+    ),
+    # The second task (#26), different in kind and built by nobody's hand: products of a d-digit number and one
+    # digit, whose difficulty varies naturally (length, carries, the multiplier). The frontier is the warm start's
+    # own half-learnt family: 1,000 supervised steps on 1- to 3-digit products, no slip, leave 3-digit ones at
+    # about 0.4 sampled; 4-digit ones were never seen. Chosen from uniform and oracle runs on pilot seeds 90-91
+    # (docs/benchmarks.md lists every design tried, with its figures); the target from uniform on seeds 90-93; the
+    # analysis and the ablation arms as cpu-arith's, declared before the runs. Published seeds: 100-111.
+    "cpu-mult": BenchConfig(
+        name="cpu-mult",
+        operator="*",
+        pool=((1, 100), (2, 150), (3, 150), (4, 150)),
+        eval=((3, 240),),
+        warm_start_digits=(1, 2, 3),
+        warm_start_steps=1000,
+        steps=160,
+        eval_every=10,
+        headline="sampled",
+        smooth=3,
+        # From `gaincurate bench curriculum --report docs/results/cpu-mult-pilot`: 50%, 75%, 90% of uniform's gain.
+        target=0.446,
+        other_targets=(0.435, 0.452),
+        primary=("dots", "mopps", "gain"),
+        pauc_budget=5120,
+        oracle_rollouts=4,
+        strategies=("uniform", "dots", "mopps", "gain", "oracle"),
+        seeds="100-111",
+        schedule=GAIN_ABLATION,
         smoke_overrides=_ARITH_SMOKE,
     ),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
