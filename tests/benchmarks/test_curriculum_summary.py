@@ -93,9 +93,9 @@ def test_a_centred_mean_smooths_before_the_crossing_and_finals_average_the_last_
 
 def test_an_undeclared_target_follows_the_arms_and_says_so():
     summary = summarize(lines_of(CURVES), config())
-    # Mean finals: uniform 0.575, gain 0.6; the oracle's 0.7 does not count.
-    assert summary["analysis"]["target"] == pytest.approx(0.9 * 0.6)
-    assert summary["analysis"]["target_rule"] == "0.9 x the best final (not declared)"
+    # Mean finals: uniform 0.575, gain 0.6; the oracle's 0.7 does not count. Every arm starts at 0.2.
+    assert summary["analysis"]["target"] == pytest.approx(0.2 + 0.9 * (0.6 - 0.2))
+    assert summary["analysis"]["target_rule"] == "0.9 of the way from the start to the best final (not declared)"
     assert not summary["analysis"]["declared"]
 
 

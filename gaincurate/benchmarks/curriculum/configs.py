@@ -85,7 +85,7 @@ class BenchConfig:
     eval_samples: int = 4
     eval_batch: int = 256
     # The analysis, declared before any pair runs (summary.py, stats.py): the headline metric; the absolute target
-    # on it (None: target_fraction x the best final, which moves with the arms and so is never published); the
+    # on it (None: target_fraction of the way from the start to the best final, which moves with the arms); the
     # arms compared with the baseline (Holm across them); other targets read for sensitivity; the rollout budget
     # of the partial AUC (None: the baseline's whole run); a centred mean over `smooth` points (odd) before
     # crossings are interpolated.
