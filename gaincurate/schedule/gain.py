@@ -330,7 +330,7 @@ class GainStrategy(LengthStrategy):
 
     name = "gain"
     options_class = GainOptions
-    summary = "GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on the bench)"
+    summary = "GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)"
 
     def __init__(
         self, options: GainOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None, seed: int = 0

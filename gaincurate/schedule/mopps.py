@@ -86,7 +86,10 @@ class MoppsStrategy(Strategy):
 
     name = "mopps"
     options_class = MoppsOptions
-    summary = "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform on the bench)"
+    summary = (
+        "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on cpu-arith, "
+        "1.05x on cpu-mult)"
+    )
     needs = frozenset({ROLLOUTS})
     pass_rate_estimates = True
 
