@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-UV := $(VENV)/bin/uv pip install --python $(PY)
+UV := $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode
 # The CPU wheel; an unpinned `torch` would pull gigabytes of CUDA packages. Override on GPU machines.
 TORCH_SPEC ?= torch==2.13.0
 # On a normal package index the CPU build lives on PyTorch's own index: TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -15,6 +15,8 @@ DATA ?= ../shared/data/math_train.json
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
 # uv installs the rest, with torch held where it is: about 10 s where pip took 80 (#27: setup is part of CI's time).
 # uv reads no pip.conf: where it cannot be had or cannot reach an index, pip does the same installs.
+# --compile-bytecode: pip writes .pyc files at install and uv does not; where PYTHONDONTWRITEBYTECODE is set
+# (this machine), every process would compile torch's and transformers' sources again on import.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))

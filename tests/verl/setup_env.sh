@@ -64,7 +64,7 @@ quiet_pip() {
 quiet_pip "$TORCH_SPEC" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 quiet_pip uv || echo "uv not installed: pip installs the rest" >&2
 # shellcheck disable=SC2086  # VERL_EXTRA and OURS are word lists on purpose
-"$VENV/bin/uv" pip install --python "$py" -q -c "$constraints" "$VERL_SPEC" $VERL_EXTRA $OURS \
+"$VENV/bin/uv" pip install --python "$py" --compile-bytecode -q -c "$constraints" "$VERL_SPEC" $VERL_EXTRA $OURS \
     || quiet_pip -c "$constraints" "$VERL_SPEC" $VERL_EXTRA $OURS
 "$py" - "$TORCH_SPEC" <<'PY' >&2
 import sys
