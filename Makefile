@@ -13,7 +13,8 @@ DATA ?= ../shared/data/math_train.json
 .PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format docs bench bench-kernel bench-gpu clean
 
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
-# uv installs the rest, with torch held where it is: about 20 s with bytecode where pip took 80 (#27: setup is part of CI's time).
+# uv installs the rest, with torch held where it is: about 20 s, bytecode included, where pip took 80 (#27: setup
+# is part of CI's time).
 # uv reads no pip.conf: where it cannot be had or cannot reach an index, pip does the same installs.
 # --compile-bytecode: pip writes .pyc files at install and uv does not; where PYTHONDONTWRITEBYTECODE is set
 # (this machine), every process would compile torch's and transformers' sources again on import.
