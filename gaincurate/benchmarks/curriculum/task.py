@@ -6,10 +6,10 @@ then its end-of-sequence token: reversed digits let a tiny model carry from left
 several digit lengths learnable at all (DESIGN section 8). The answer column holds the reversed digits, so checking
 is an exact string comparison.
 
-The tokenizer has one token per character (digits, `+`, `=`, and the special tokens), with a chat template that
-renders the question followed by `=`; `gaincurate score` and TRL build exactly the same prompt from it. The
-warm-start model is a small Llama built with `from_config` and fine-tuned on answers (cross-entropy on the answer
-tokens only), seeded, so every strategy and every seed of a bench starts from the same bytes.
+The tokenizer has one token per character (digits, `+`, `=`, `*` for products, and the special tokens), with a
+chat template that renders the question followed by `=`; `gaincurate score` and TRL build exactly the same prompt
+from it. The warm-start model is a small Llama built with `from_config` and fine-tuned on answers (cross-entropy on
+the answer tokens only), seeded, so every strategy and every seed of a bench starts from the same bytes.
 """
 
 from __future__ import annotations
