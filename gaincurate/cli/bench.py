@@ -53,7 +53,9 @@ def curriculum(
     bench: Annotated[
         str | None,
         typer.Option(
-            "--bench", metavar="NAME|FILE", help="cpu-arith, cpu-mult, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig."
+            "--bench",
+            metavar="NAME|FILE",
+            help="cpu-arith, cpu-mult, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig.",
         ),
     ] = None,
     out: Annotated[

@@ -343,7 +343,7 @@ BUNDLED: dict[str, BenchConfig] = {
 
 
 def load_config(spec: str | Path) -> BenchConfig:
-    """A bundled config by name (`cpu-arith`, `cpu-mult`, `cpu-smollm2-math`, `gpu-math`) or a JSON/TOML file of fields."""
+    """A bundled config by name (`cpu-arith`, `cpu-mult`, `cpu-smollm2-math`, `gpu-math`) or a JSON/TOML file."""
     if str(spec) in BUNDLED:
         return BUNDLED[str(spec)]
     path = Path(spec)
