@@ -235,66 +235,59 @@ GAIN_ABLATION = {
     "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
 }
 
+# The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
+# every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
+# family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
+# The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
+# timing run of seed 0, then plateaus), evaluation every 10 steps, crossings on a centred 3-point mean, the
+# target from a uniform-only pilot on seeds 90-93 (75% of its gain; 50% and 90% for sensitivity), the partial
+# AUC over the first 5,120 rollouts (80 steps), Holm over dots, mopps and gain. Published seeds: 100-111.
+_CPU_ARITH = BenchConfig(
+    name="cpu-arith",
+    pool=((1, 96), (2, 64), (3, 176), (4, 176)),
+    eval=((2, 240),),
+    warm_start_digits=(1, 2),
+    warm_start_steps=1500,
+    warm_start_noise=((2, 0.5),),
+    steps=160,
+    eval_every=10,
+    headline="sampled",
+    smooth=3,
+    # From `gaincurate bench curriculum --report docs/results/cpu-arith-pilot`: 50%, 75%, 90% of uniform's gain.
+    target=0.768,
+    other_targets=(0.652, 0.838),
+    primary=("dots", "mopps", "gain"),
+    pauc_budget=5120,
+    oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
+    strategies=("uniform", "dots", "mopps", "gain", "oracle"),
+    seeds="100-111",
+    # The GAIN-RL ablation (#26), declared with the rest and run after the arms above.
+    schedule=GAIN_ABLATION,
+    smoke_overrides=_ARITH_SMOKE,
+)
+
 # The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
 # set options.
 BUNDLED: dict[str, BenchConfig] = {
-    # The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
-    # every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
-    # family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
-    # The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
-    # timing run of seed 0, then plateaus), evaluation every 10 steps, crossings on a centred 3-point mean, the
-    # target from a uniform-only pilot on seeds 90-93 (75% of its gain; 50% and 90% for sensitivity), the partial
-    # AUC over the first 5,120 rollouts (80 steps), Holm over dots, mopps and gain. Published seeds: 100-111.
-    "cpu-arith": BenchConfig(
-        name="cpu-arith",
-        pool=((1, 96), (2, 64), (3, 176), (4, 176)),
-        eval=((2, 240),),
-        warm_start_digits=(1, 2),
-        warm_start_steps=1500,
-        warm_start_noise=((2, 0.5),),
-        steps=160,
-        eval_every=10,
-        headline="sampled",
-        smooth=3,
-        # From `gaincurate bench curriculum --report docs/results/cpu-arith-pilot`: 50%, 75%, 90% of uniform's gain.
-        target=0.768,
-        other_targets=(0.652, 0.838),
-        primary=("dots", "mopps", "gain"),
-        pauc_budget=5120,
-        oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
-        strategies=("uniform", "dots", "mopps", "gain", "oracle"),
-        seeds="100-111",
-        # The GAIN-RL ablation (#26), declared with the rest and run after the arms above.
-        schedule=GAIN_ABLATION,
-        smoke_overrides=_ARITH_SMOKE,
-    ),
+    "cpu-arith": _CPU_ARITH,
     # The second task (#26), different in kind and built by nobody's hand: products of a d-digit number and one
     # digit, whose difficulty varies naturally (length, carries, the multiplier). The frontier is the warm start's
     # own half-learnt family: 1,000 supervised steps on 1- to 3-digit products, no slip, leave 3-digit ones at
     # about 0.4 sampled; 4-digit ones were never seen. Chosen from uniform and oracle runs on pilot seeds 90-91
     # (docs/benchmarks.md lists every design tried, with its figures); the target from uniform on seeds 90-93; the
-    # analysis and the ablation arms as cpu-arith's, declared before the runs. Published seeds: 100-111.
-    "cpu-mult": BenchConfig(
+    # analysis, the arms and the GRPO settings are cpu-arith's, declared before the runs. Published seeds: 100-111.
+    "cpu-mult": dataclasses.replace(
+        _CPU_ARITH,
         name="cpu-mult",
         operator="*",
         pool=((1, 100), (2, 150), (3, 150), (4, 150)),
         eval=((3, 240),),
         warm_start_digits=(1, 2, 3),
         warm_start_steps=1000,
-        steps=160,
-        eval_every=10,
-        headline="sampled",
-        smooth=3,
+        warm_start_noise=(),
         # From `gaincurate bench curriculum --report docs/results/cpu-mult-pilot`: 50%, 75%, 90% of uniform's gain.
         target=0.446,
         other_targets=(0.435, 0.452),
-        primary=("dots", "mopps", "gain"),
-        pauc_budget=5120,
-        oracle_rollouts=4,
-        strategies=("uniform", "dots", "mopps", "gain", "oracle"),
-        seeds="100-111",
-        schedule=GAIN_ABLATION,
-        smoke_overrides=_ARITH_SMOKE,
     ),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
