@@ -40,7 +40,7 @@ verl-env:
 VERL07 := TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" VERL_SPEC=verl==0.7.1 VERL_EXTRA="numpy<2 pyarrow<26"
 test-verl07: setup
 	$(VERL07) bash tests/verl/setup_env.sh >/dev/null
-	$(VERL07) $(VENV)/bin/pytest tests/verl -q -rs
+	$(VERL07) $(PYTEST) tests/verl -q -rs
 
 demo: setup
 	$(VENV)/bin/gaincurate score --out out/sample-scores
@@ -51,10 +51,14 @@ demo: setup
 # share one conversion of the embedded GGUF. worksteal rebalances when one worker draws the minute-long tests.
 PYTEST_WORKERS ?= 2
 PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
+# The tests start hundreds of Python processes (the console script, trainers, torchrun ranks). Where the machine
+# sets PYTHONDONTWRITEBYTECODE (this one does), each would compile the project's sources again, and pytest would
+# rewrite every test module's asserts again in each worker: bytecode goes to the venv instead (#27).
+PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(VENV)/bin/pytest
 
 # The quick loop: everything but the `slow` tests (real embedded model, real trainers).
 test: setup verl-env
-	$(VENV)/bin/pytest -m "not triton and not slow" -q $(PARALLEL)
+	$(PYTEST) -m "not triton and not slow" -q $(PARALLEL)
 	$(MAKE) test-kernels
 
 # Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is. On a machine
@@ -66,11 +70,11 @@ test-all: setup
 
 # --durations: the log says where the time goes (issue #27 keeps the suite under 15 minutes on 2 cores).
 test-main: setup verl-env
-	$(VENV)/bin/pytest -m "not triton" -q $(PARALLEL) --durations=25
+	$(PYTEST) -m "not triton" -q $(PARALLEL) --durations=25
 
 # The Triton interpreter must be switched on before the kernel module is imported: own process(es).
 test-kernels: setup
-	TRITON_INTERPRET=1 $(VENV)/bin/pytest -m triton -q $(PARALLEL)
+	TRITON_INTERPRET=1 $(PYTEST) -m triton -q $(PARALLEL)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -84,7 +88,7 @@ check: lint test
 
 # docs/cli.md is generated from the commands' help; tests/cli/test_docs.py fails when it drifts.
 docs: setup
-	GAINCURATE_WRITE_DOCS=1 $(VENV)/bin/pytest tests/cli/test_docs.py -q
+	GAINCURATE_WRITE_DOCS=1 $(PYTEST) tests/cli/test_docs.py -q
 
 bench: setup
 	$(VENV)/bin/gaincurate bench scoring --data $(DATA) --rows 200

@@ -166,6 +166,19 @@ def quiet_dependency_noise() -> None:
             logging.getLogger(name).addFilter(_drop_noise)
 
 
+def load_config(source: ModelSource) -> Any:
+    """The model's config, without its weights. A GGUF's is kept beside its conversion: reading it from the file
+    parses all of the file's metadata (15 s for the embedded model's 49k-token vocabulary), on every run."""
+    from transformers import AutoConfig
+
+    def convert() -> Any:
+        return AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
+
+    if source.gguf_file:
+        return _from_gguf(source, "config", convert, AutoConfig.from_pretrained)
+    return AutoConfig.from_pretrained(source.folder)
+
+
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
     import torch
@@ -185,7 +198,7 @@ def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
 
 
 def _from_gguf(source: ModelSource, part: str, convert: Any, load_folder: Any) -> Any:
-    """A GGUF's tokenizer or model, converted once and then read from the cache as safetensors.
+    """A GGUF's tokenizer, config or model, converted once and then read from the cache (safetensors, JSON).
 
     De-quantizing a GGUF takes tens of seconds on every load (the embedded model's tokenizer alone takes
     ten); a safetensors copy loads in about a second and holds the very same values. The copy lives in

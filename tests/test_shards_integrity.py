@@ -13,7 +13,7 @@ from helpers import PROBLEMS
 from gaincurate.config import RunOptions, ScoreConfig, split_config
 from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.fileio import atomic_write, create_exclusive
-from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder
+from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder, load_config, resolve_source
 from gaincurate.scoring import score
 from gaincurate.shards import OutputLock, read_manifest, read_scores
 
@@ -174,6 +174,9 @@ def test_a_gguf_is_converted_once_and_again_when_its_copy_breaks(tmp_path, monke
 @pytest.mark.slow
 def test_the_embedded_model_loads_from_its_cached_conversion(tmp_path, monkeypatch):
     from helpers import write_jsonl
+    from transformers import AutoConfig
+
+    from gaincurate.scoring.dtype import model_shapes
 
     monkeypatch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path / "cache"))
     dataset = write_jsonl(tmp_path / "rows.jsonl", PROBLEMS)
@@ -186,6 +189,11 @@ def test_the_embedded_model_loads_from_its_cached_conversion(tmp_path, monkeypat
     first, second = read_manifest(tmp_path / "first"), read_manifest(tmp_path / "second")
     assert first["checksums"] == second["checksums"] and first["model"] == second["model"]
     assert second["timings"]["model_load_seconds"] < first["timings"]["model_load_seconds"] / 3
+    # The config the tuning reads (a GGUF's takes seconds to parse) is kept too, and has the converted model's shapes.
+    source = resolve_source(None)
+    converted = AutoConfig.from_pretrained(gguf_cache_folder(source) / "model-float32")
+    assert (gguf_cache_folder(source) / "config" / "config.json").is_file()
+    assert model_shapes(load_config(source)) == model_shapes(converted)
     loads = [manifest["timings"]["model_load_seconds"] for manifest in (first, second)]
     print(
         f"embedded model: runs {seconds[0]:.1f}s then {seconds[1]:.1f}s; model load {loads[0]:.1f}s -> {loads[1]:.1f}s"

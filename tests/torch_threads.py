@@ -1,7 +1,8 @@
 """The one-torch-thread fixture of the trainer test folders; their conftests import it (it is autouse there).
 
 Kept out of tests/conftest.py on purpose: the rollout job takes torch's thread count as its default, and the
-scoring tests run at the machine's setting; only the folders that train tiny models pin it.
+scoring tests run at the process's share of the cores (tests/conftest.py); only the folders that train tiny models
+pin it to one.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 from gaincurate.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.errors import ConfigError
-from gaincurate.model import ModelSource, resolve_dtype, resolve_layer
+from gaincurate.model import ModelSource, load_config, resolve_dtype, resolve_layer
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder
 from gaincurate.scoring import tuning_cache
@@ -119,11 +119,9 @@ def tune(
     return Tuning(dtype, batch_record["chosen"], record, model, model_seconds)
 
 
-@functools.lru_cache(maxsize=4)  # a GGUF's config takes seconds to read; shapes and batch probe both need it
+@functools.lru_cache(maxsize=4)  # shapes and the batch probe both need it
 def _model_config(source: ModelSource) -> Any:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
+    return load_config(source)
 
 
 def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
