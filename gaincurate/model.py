@@ -5,10 +5,9 @@ a `.gguf` file, a local Hugging Face folder, or a Hub id. The forward stops at t
 exception raised from a hook: later layers, the final norm and the LM head never run, and the layers
 after the site are dropped from memory after loading.
 
-A GGUF (the embedded model included) is de-quantized once and cached as safetensors in the user cache
-(`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file's path, size and mtime and the
-transformers version), so later runs load in seconds. A Hub id is checked for reachability first, so an
-offline machine gets a one-line answer at once instead of a minute of retries.
+A GGUF (the embedded model included) is read once and cached, its config, tokenizer and de-quantized weights
+(`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file and the transformers version), so
+later runs load in seconds. A Hub id is checked for reachability first: offline, one line, no minute of retries.
 
 Sites: `mlp-input` is the tensor the MLP of layer K reads (for Llama/Qwen the output of
 `post_attention_layernorm`, for GPT-2 the output of `ln_2`); `residual` is layer K's output hidden state.
@@ -144,9 +143,7 @@ def load_embedded(*, dtype: str = "float32", device: str = "cpu") -> tuple[Any, 
     model, tokenizer = load_model(source, dtype=dtype, device=device), load_tokenizer(source)
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:  # a fresh conversion: plain floats, but still marked as quantized (GGUF)
-        # transformers' own undo (the quantizer, the config's entry, `is_quantized`); the Trainer refuses to
-        # fine-tune a model whose `is_quantized` is set.
-        quantizer.remove_quantization_config(model)
+        quantizer.remove_quantization_config(model)  # transformers' own undo: the Trainer refuses `is_quantized`
     return model, tokenizer
 
 
@@ -167,16 +164,13 @@ def quiet_dependency_noise() -> None:
 
 
 def load_config(source: ModelSource) -> Any:
-    """The model's config, without its weights. A GGUF's is kept beside its conversion: reading it from the file
-    parses all of the file's metadata (15 s for the embedded model's 49k-token vocabulary), on every run."""
+    """The model's config. A GGUF's is kept beside its conversion: reading it parses all of the file's metadata."""
     from transformers import AutoConfig
 
-    def convert() -> Any:
-        return AutoConfig.from_pretrained(source.folder, gguf_file=source.gguf_file)
-
-    if source.gguf_file:
-        return _from_gguf(source, "config", convert, AutoConfig.from_pretrained)
-    return AutoConfig.from_pretrained(source.folder)
+    read = AutoConfig.from_pretrained
+    if source.gguf_file:  # 15 s for the embedded model's 49k-token vocabulary
+        return _from_gguf(source, "config", lambda: read(source.folder, gguf_file=source.gguf_file), read)
+    return read(source.folder)
 
 
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
@@ -198,13 +192,11 @@ def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
 
 
 def _from_gguf(source: ModelSource, part: str, convert: Any, load_folder: Any) -> Any:
-    """A GGUF's tokenizer, config or model, converted once and then read from the cache (safetensors, JSON).
+    """A GGUF's tokenizer, config or model, converted once, then read from `gguf_cache_folder(source)/part`.
 
-    De-quantizing a GGUF takes tens of seconds on every load (the embedded model's tokenizer alone takes
-    ten); a safetensors copy loads in about a second and holds the very same values. The copy lives in
-    `gguf_cache_folder(source)/part`, keyed by the file and the transformers version that converted it.
-    A copy that fails to load is converted again; one that cannot be written (a full or read-only cache
-    folder) only costs the next run the conversion.
+    Reading a GGUF takes seconds to tens of seconds on every load (the embedded model's tokenizer alone takes
+    ten); the copy (safetensors, JSON) loads in about one and holds the very same values. A copy that fails to
+    load is converted again; one that cannot be written (a full or read-only cache) costs the next run the same.
     """
     folder = gguf_cache_folder(source) / part
     if folder.is_dir():

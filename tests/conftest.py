@@ -28,6 +28,19 @@ if "GAINCURATE_CACHE_DIR" not in os.environ:
 
 from helpers import PROBLEMS, save_tiny_model, write_jsonl
 
+# The test that converts the embedded GGUF (and times its cached copy) goes first, so that its conversion is the
+# session's; then the minute-long ones, so that no worker ends the run waiting on one: the `slow` tests and the
+# real-verl test (90 s; not `slow`, because `make test` runs it).
+FIRST = "test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_the_same_from_the_cache"
+LONG = "test_real_verl_runs_the_documented_integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        return 0 if item.name == FIRST else 1 if item.name == LONG or item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: each group keeps the collection order
+
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -25,17 +26,26 @@ def embedded():
     return source, load_tokenizer(source)
 
 
-def test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_the_same_from_the_cache(tmp_path):
-    """First in the module, so that its first call is usually the one that converts the GGUF (the session's cache
-    is empty), as a user's first call is; the later tests then read the converted copy."""
+def test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_the_same_from_the_cache(tmp_path, monkeypatch):
+    """A fresh conversion of the GGUF and its cached copy: the same weights and tokenizer, the copy read in seconds.
+
+    tests/conftest.py runs this test first, so its conversion is usually the session's only one (35-50 s): the
+    later tests read its copy. Where another process has begun converting already, it converts into a cache of its
+    own, so that it always compares a fresh conversion with the copy it left.
+    """
     pytest.importorskip("trl")
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 
-    from gaincurate.model import load_embedded
+    from gaincurate.model import gguf_cache_folder, load_embedded
 
+    if gguf_cache_folder(resolve_source(None)).exists():
+        monkeypatch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path / "cache"))
+    started = time.perf_counter()
     model, tokenizer = load_embedded()
-    cached, _ = load_embedded()  # later calls read the converted copy
+    converted = time.perf_counter()
+    cached, cached_tokenizer = load_embedded()  # later calls read the converted copy
+    assert time.perf_counter() - converted < (converted - started) / 3
     # SmolLM2-135M-Instruct: a Llama of 30 layers, width 576, in plain trainable float32, with its chat template.
     assert (model.config.model_type, model.config.num_hidden_layers, model.config.hidden_size) == ("llama", 30, 576)
     assert tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False).count("Hi") == 1
@@ -43,6 +53,10 @@ def test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_the_sam
         assert getattr(loaded, "hf_quantizer", None) is None and not getattr(loaded, "is_quantized", False)
         assert getattr(loaded.config, "quantization_config", None) is None
         assert all(p.dtype == torch.float32 and p.requires_grad for p in loaded.parameters())
+    # The copy tokenizes as the GGUF's own tokenizer does, so a run scores the same from either.
+    chat = [{"role": "user", "content": "What is 12 + 30? Think step by step, then write \\boxed{42}."}]
+    assert cached_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert cached_tokenizer.apply_chat_template(chat) == tokenizer.apply_chat_template(chat)
     fresh, kept = model.state_dict(), cached.state_dict()
     assert fresh.keys() == kept.keys() and all(torch.equal(fresh[k], kept[k]) for k in fresh)
 

@@ -4,16 +4,14 @@ manifest, the already-complete path, the old `shard_size` layout, config types, 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from helpers import PROBLEMS
 
 from gaincurate.config import RunOptions, ScoreConfig, split_config
 from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.fileio import atomic_write, create_exclusive
-from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder, load_config, resolve_source
+from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder, load_config
 from gaincurate.scoring import score
 from gaincurate.shards import OutputLock, read_manifest, read_scores
 
@@ -171,30 +169,24 @@ def test_a_gguf_is_converted_once_and_again_when_its_copy_breaks(tmp_path, monke
     assert isinstance(_from_gguf(source, "model-float32", convert, load_folder), _Converted)
 
 
-@pytest.mark.slow
-def test_the_embedded_model_loads_from_its_cached_conversion(tmp_path, monkeypatch):
-    from helpers import write_jsonl
-    from transformers import AutoConfig
+def test_a_gguf_config_is_read_once_then_from_its_copy(tmp_path, monkeypatch):
+    """The tuning reads the model's config on every run; a GGUF's means parsing all of the file's metadata."""
+    from transformers import AutoConfig, LlamaConfig
 
     from gaincurate.scoring.dtype import model_shapes
 
     monkeypatch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path / "cache"))
-    dataset = write_jsonl(tmp_path / "rows.jsonl", PROBLEMS)
-    config = ScoreConfig(dataset=str(dataset), dtype="float32", device="cpu", batch_tokens=512)
-    seconds = []
-    for name in ("first", "second"):
-        started = time.perf_counter()
-        score(config, RunOptions(out=str(tmp_path / name)))
-        seconds.append(time.perf_counter() - started)
-    first, second = read_manifest(tmp_path / "first"), read_manifest(tmp_path / "second")
-    assert first["checksums"] == second["checksums"] and first["model"] == second["model"]
-    assert second["timings"]["model_load_seconds"] < first["timings"]["model_load_seconds"] / 3
-    # The config the tuning reads (a GGUF's takes seconds to parse) is kept too, and has the converted model's shapes.
-    source = resolve_source(None)
-    converted = AutoConfig.from_pretrained(gguf_cache_folder(source) / "model-float32")
-    assert (gguf_cache_folder(source) / "config" / "config.json").is_file()
-    assert model_shapes(load_config(source)) == model_shapes(converted)
-    loads = [manifest["timings"]["model_load_seconds"] for manifest in (first, second)]
-    print(
-        f"embedded model: runs {seconds[0]:.1f}s then {seconds[1]:.1f}s; model load {loads[0]:.1f}s -> {loads[1]:.1f}s"
-    )
+    (tmp_path / "m.gguf").write_bytes(b"GGUF" + bytes(60))
+    source = ModelSource("gguf", str(tmp_path), "m.gguf", "m.gguf")
+    read_folder, parsed = AutoConfig.from_pretrained, []
+
+    def from_pretrained(name: str, gguf_file: str | None = None, **kwargs):
+        if gguf_file is None:
+            return read_folder(name, **kwargs)
+        parsed.append(gguf_file)
+        return LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4)
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", staticmethod(from_pretrained))
+    first, second = load_config(source), load_config(source)
+    assert parsed == ["m.gguf"] and (gguf_cache_folder(source) / "config" / "config.json").is_file()
+    assert model_shapes(second) == model_shapes(first) and second.num_hidden_layers == 3
