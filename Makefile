@@ -62,9 +62,10 @@ test: setup verl-env
 	$(MAKE) test-kernels
 
 # Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is. On a machine
-# without the verl environment, it is built while the kernel tests run: pip and uv wait on the network and the
-# disk as much as on the CPU.
-test-all: setup
+# without the verl environment, it is built while .venv is set up and the kernel tests run: pip and uv wait on
+# the network and the disk as much as on the CPU (the build takes about two minutes, the other two together
+# about as long).
+test-all:
 	$(MAKE) --no-print-directory -j2 --output-sync=target verl-env test-kernels
 	$(MAKE) --no-print-directory test-main
 
