@@ -15,7 +15,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # PYTEST_WORKERS workers share the machine's cores: each gets its share of torch threads, and so do the commands
 # its tests start, which inherit it. Two workers with a torch thread per core each, contending for two cores, made
-# the suite about 15% slower (#27). A thread count the user set is kept; a run without workers keeps torch's own.
+# the model tests 13% slower (#27). A thread count the user set is kept; a run without workers keeps torch's own.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))

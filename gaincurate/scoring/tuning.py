@@ -119,9 +119,7 @@ def tune(
     return Tuning(dtype, batch_record["chosen"], record, model, model_seconds)
 
 
-@functools.lru_cache(maxsize=4)  # shapes and the batch probe both need it
-def _model_config(source: ModelSource) -> Any:
-    return load_config(source)
+_model_config = functools.lru_cache(maxsize=4)(load_config)  # shapes and the batch probe both need it
 
 
 def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
