@@ -26,7 +26,7 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     table = Table(title=f"{report['run']}: {stage}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])
     mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
-    for column in ("epoch", *mu_columns, *READOUT_COLUMNS, *(["selected"] if drawn else [])):
+    for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
         table.add_column(column, justify="right")
     for line in report["history"]:
         ang = "-" if line.get("ang") is None else f"{line['ang']:.4f}"
@@ -35,23 +35,17 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
             if uses_mu
             else [f"{line['accuracy']:.3f}", str(line["rollouts"]), "trained"]
         )
-        table.add_row(
-            str(line["epoch"]),
-            *cells,
-            *readout_cells(line.get("readout")),
-            *([figures(line.get("selection"))] if drawn else []),
-        )
+        table.add_row(str(line["epoch"]), *cells, *([figures(line.get("selection"))] if drawn else []))
     if report["epoch"] >= 0:
         waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
         waiting = "drawn, not trained: finished" if finished else waiting
         cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
-        blank = ["-"] * len(READOUT_COLUMNS)
-        table.add_row(str(report["epoch"]), *cells, *blank, *([figures(report.get("selection"))] if drawn else []))
+        table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"))] if drawn else []))
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
     stdout.print(table)
-    spent = spent_line(report["history"])
-    if spent:
-        stdout.line(spent)
+    if any(line.get("readout") for line in report["history"]):
+        stdout.print(readout_table(report["history"]))
+        stdout.line(spent_line(report["history"]))
     for warning in report.get("warnings", []):
         stdout.line(f"warning: {warning}")
     if finished:
@@ -61,6 +55,19 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         )
     if "plot" in report:
         stdout.line(f"plot: {report['plot']}")
+
+
+def readout_table(history: list[dict[str, Any]]) -> Any:
+    """Each epoch's savings readout (docs/readout.md): aimed at, measured, zero variance, uniform's, r."""
+    from rich.table import Table
+
+    table = Table(title="savings readout (aimed at: the strategy's estimate of its picks; r: over every prompt so far)")
+    for column in ("epoch", *READOUT_COLUMNS):
+        table.add_column(column, justify="right")
+    for line in history:
+        if line.get("readout"):
+            table.add_row(str(line["epoch"]), *readout_cells(line["readout"]))
+    return table
 
 
 def readout_cells(readout: dict[str, Any] | None) -> list[str]:
