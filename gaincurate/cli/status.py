@@ -100,7 +100,12 @@ def spent_line(history: list[dict[str, Any]]) -> str:
         return ""
     last = readouts[-1]
     uniform = last.get("uniform_nonzero_rollouts_estimate")
-    versus = "" if uniform is None else f" (a uniform draw: ~{uniform:.0f}, estimated from the strategy's estimates)"
+    versus = ""
+    if uniform is not None:
+        versus = (
+            f"; over the epochs with an estimate {last['compared_nonzero_rollouts']}, where a uniform draw would "
+            f"have spent ~{uniform:.0f} (estimated from the strategy's own estimates)"
+        )
     total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
     return f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}{versus}"
 

@@ -239,6 +239,8 @@ def advance(
             timings=timings,
             feedback_sha256=digest,
         )
+        readout = (stepped.record or {}).get("readout") or {}
+        notices.extend(f"warning: {warning}" for warning in readout.get("warnings", []))
         if summary.outside_epoch:
             notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {current} were left out")
         if summary.missing_prompts:

@@ -13,8 +13,9 @@ trainer path and the bench mean the same thing by each number. Per epoch with fe
 * what uniform would have drawn: `uniform_zero_variance_estimate`, the expected zero-variance share of a uniform
   draw over the pool, E[p^n + (1 - p)^n] over the strategy's own pool estimates for each group's n: an estimate;
 * how good the estimate is: `correlation`, Pearson's r of each prompt's estimate at the draw with the pass rate then
-  measured, over every prompt measured so far (shown from CORRELATION_MIN_PROMPTS on), and `nonzero_rollouts`,
-  the rollouts spent so far in groups with nonzero variance, beside `uniform_nonzero_rollouts_estimate`;
+  measured, over every prompt measured so far (shown from CORRELATION_MIN_PROMPTS on); `nonzero_rollouts`, the
+  rollouts spent so far in groups with nonzero variance, and over the epochs that had uniform's estimate
+  (`compared_nonzero_rollouts`) beside uniform's estimate of the same (`uniform_nonzero_rollouts_estimate`);
 * `warnings`: most groups zero-variance two epochs in a row, or estimates that carry no information
   (`Thresholds`; `schedule status --warn-zero-variance/--warn-correlation` sets them when reading a run).
 
@@ -122,14 +123,15 @@ def epoch_readout(
     nonzero = sum(count for g, count in zip(measured, counts, strict=True) if sides[g] is None)
     pairs = [(estimate_of[g], rates[g]) for g in measured if g in estimate_of]
     sums = _sums(tally.sums, pairs)
-    uniform_nonzero = None
-    if uniform is not None and tally.uniform_nonzero_rollouts is not None:
+    compared, uniform_nonzero = tally.compared_nonzero_rollouts, tally.uniform_nonzero_rollouts
+    if uniform is not None:  # only epochs with uniform's estimate are compared with it
         spent = math.fsum(count * (1.0 - share) for count, share in zip(counts, uniform, strict=True))
-        uniform_nonzero = recorded(tally.uniform_nonzero_rollouts + spent)
+        compared, uniform_nonzero = compared + nonzero, recorded(math.fsum([uniform_nonzero, spent]))
     following = Tally(
         pairs=tally.pairs + len(pairs),
         sums=sums,
         nonzero_rollouts=tally.nonzero_rollouts + nonzero,
+        compared_nonzero_rollouts=compared,
         uniform_nonzero_rollouts=uniform_nonzero,
         last_zero_variance=_share(sum(side is not None for side in sides.values()), groups),
     )
@@ -145,7 +147,8 @@ def epoch_readout(
         "correlated_prompts": following.pairs,
         **({"correlation_note": why} if why else {}),
         "nonzero_rollouts": following.nonzero_rollouts,
-        "uniform_nonzero_rollouts_estimate": uniform_nonzero,
+        "compared_nonzero_rollouts": compared if compared or uniform is not None else None,
+        "uniform_nonzero_rollouts_estimate": uniform_nonzero if compared or uniform is not None else None,
     }
     readout["warnings"] = warnings(readout, tally.last_zero_variance, thresholds)
     return readout, following

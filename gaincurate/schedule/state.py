@@ -71,12 +71,14 @@ class Drawn:
 class Tally:
     """What the readout sums over every epoch with feedback so far: the (estimate at the draw, measured pass rate)
     pairs' count and sums (x, y, xx, yy, xy: the correlation's), the rollouts spent in groups with nonzero reward
-    variance and uniform's estimate of the same, and the latest epoch's zero-variance share (the warnings')."""
+    variance, the same over the epochs that had uniform's estimate beside uniform's estimate of them, and the latest
+    epoch's zero-variance share (the warnings')."""
 
     pairs: int = 0
     sums: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
     nonzero_rollouts: int = 0
-    uniform_nonzero_rollouts: float | None = 0.0
+    compared_nonzero_rollouts: int = 0
+    uniform_nonzero_rollouts: float = 0.0
     last_zero_variance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class Tally:
             "pairs": self.pairs,
             "sums": list(self.sums),
             "nonzero_rollouts": self.nonzero_rollouts,
+            "compared_nonzero_rollouts": self.compared_nonzero_rollouts,
             "uniform_nonzero_rollouts": self.uniform_nonzero_rollouts,
             "last_zero_variance": self.last_zero_variance,
         }
@@ -95,7 +98,8 @@ class Tally:
             pairs=int(data.get("pairs", 0)),
             sums=sums,  # type: ignore[arg-type]
             nonzero_rollouts=int(data.get("nonzero_rollouts", 0)),
-            uniform_nonzero_rollouts=data.get("uniform_nonzero_rollouts"),
+            compared_nonzero_rollouts=int(data.get("compared_nonzero_rollouts", 0)),
+            uniform_nonzero_rollouts=float(data.get("uniform_nonzero_rollouts", 0.0)),
             last_zero_variance=data.get("last_zero_variance"),
         )
 

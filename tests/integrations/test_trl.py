@@ -406,3 +406,28 @@ def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tm
     ours = load_file(epoch_end_checkpoints(second.out)[3] / "model.safetensors")
     theirs = load_file(epoch_end_checkpoints(straight.out)[3] / "model.safetensors")
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_the_savings_readout_is_logged_with_trls_metrics_and_agrees_with_frac_reward_zero_std(inprocess):
+    """With one reward function and each prompt's group in one generation batch, our zero-variance share of an
+    epoch is the mean of TRL's `frac_reward_zero_std` over that epoch's steps (each step holds as many groups)."""
+    run = inprocess("dots")
+    history = run.curriculum.history
+    steps: list[float] = []
+    epochs = []
+    for entry in run.trainer.state.log_history:
+        if "frac_reward_zero_std" in entry:
+            steps.append(entry["frac_reward_zero_std"])
+        if "curriculum/zero_variance" in entry:
+            epochs.append((float(np.mean(steps)), entry))
+            steps = []
+    assert len(epochs) == len(history) >= 2
+    for (trl_share, entry), line in zip(epochs, history, strict=True):
+        readout = line["readout"]
+        assert entry["curriculum/zero_variance"] == pytest.approx(trl_share, abs=1e-9)
+        assert entry["curriculum/zero_variance"] == pytest.approx(readout["zero_variance"])
+        assert entry["curriculum/measured_pass_rate"] == pytest.approx(readout["measured_pass_rate"])
+        assert entry["curriculum/groups"] == readout["groups"] == SUBSET
+    later = epochs[-1][1]  # dots estimates from epoch 1 on: its aim, uniform's estimate and the spend are logged
+    for key in ("estimated_pass_rate", "uniform_zero_variance_estimate", "nonzero_rollouts"):
+        assert f"curriculum/{key}" in later, key

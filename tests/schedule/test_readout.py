@@ -88,6 +88,14 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
         assert readout["correlation"] is not None and readout["correlated_prompts"] == 128 * epoch
         assert readout["band"] == [0.25, 0.75] and 0.0 <= readout["estimated_in_band"] <= 1.0
         assert readout["warnings"] == []  # the policy learns, and dots' estimates track it
+    # Spent in nonzero-variance groups: every epoch, and beside uniform's estimate over the epochs that had one.
+    assert history[0]["compared_nonzero_rollouts"] is None and history[0]["uniform_nonzero_rollouts_estimate"] is None
+    nonzero = [ROLLOUTS * round(128 * (1 - r["zero_variance"])) for r in history]
+    assert history[-1]["nonzero_rollouts"] == sum(nonzero)
+    assert history[-1]["compared_nonzero_rollouts"] == sum(nonzero[1:])
+    assert history[-1]["uniform_nonzero_rollouts_estimate"] == pytest.approx(
+        sum(ROLLOUTS * 128 * (1 - r["uniform_zero_variance_estimate"]) for r in history[1:]), rel=1e-9
+    )
     # dots aims where groups vary: fewer zero-variance groups than its estimate of a uniform draw
     assert np.mean([r["zero_variance"] for r in history[1:]]) < np.mean(
         [r["uniform_zero_variance_estimate"] for r in history[1:]]
