@@ -316,7 +316,11 @@ class PairRun:
             "initial_sha256": initial_sha256,
             "points": self.points,
             "costs": costs,
-            "epochs": [{"epoch": line["epoch"], "accuracy": line.get("accuracy")} for line in history],
+            # Each epoch's savings readout, as the run's history holds it (`gaincurate.schedule.readout`).
+            "epochs": [
+                {"epoch": line["epoch"], "accuracy": line.get("accuracy"), "readout": line.get("readout")}
+                for line in history
+            ],
             "oracle_epochs": oracle.costs.epochs if oracle is not None else None,
         }
 
