@@ -76,6 +76,11 @@ def test_smoke_run_writes_runs_summary_table_and_plot(smoke):
     )
     assert all(0.0 <= epoch["zero_variance"] <= 1.0 for arm in readout.values() for epoch in arm["epochs"])
     assert "Savings readout per arm" in (out / "table.md").read_text()
+    assert readout["oracle"]["estimate"].startswith("measured pass rate")
+    # Each pair but the oracle keeps its run directory, whose history holds the same readout.
+    history = [json.loads(line) for line in (out / "runs" / "dots-seed0" / "history.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "readouts.jsonl").read_text().splitlines()]
+    assert [line["readout"] for line in history] == [line["readout"] for line in lines if line["strategy"] == "dots"]
     assert progress.total == progress.done == len(known_strategies()) * config.steps
 
 

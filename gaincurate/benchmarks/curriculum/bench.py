@@ -4,6 +4,7 @@
     OUT/assets/             the data split, the initial model and the pool's scores (shared by every pair)
     OUT/pairs/NAME.json     one finished pair: its evaluation points, costs and initial-weights digest
     OUT/work/NAME/          the pair in progress (its points so far); removed when it finishes
+    OUT/runs/NAME/          the pair's run directory (history.jsonl, epoch files): `gaincurate schedule status` reads it
     OUT/work/NAME.lock      held by the process training NAME, so two workers (or two benches) never train one pair
     OUT/runs.jsonl, OUT/costs.jsonl, OUT/summary.json, OUT/table.md, OUT/curves.png
     OUT/readouts.jsonl      every epoch's savings readout; table.md shows it per arm (`...curriculum.readout`)
@@ -26,7 +27,7 @@ from typing import Any
 
 from gaincurate.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
-from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, run_pair
+from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
 from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
@@ -147,6 +148,11 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
 
         record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
+        if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run
+            kept = out / "runs" / name
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(exist_ok=True)
+            shutil.move(str(work / RUN), kept)
         shutil.rmtree(work)
         return True
     finally:
