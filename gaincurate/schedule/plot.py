@@ -46,6 +46,7 @@ READOUT_SERIES = (  # (readout key, label, style) of the PNG's readout panel
     ("uniform_zero_variance_estimate", "uniform's zero-variance (est.)", "o--"),
     ("estimated_pass_rate", "estimated pass rate of the picks", "^-"),
     ("measured_pass_rate", "measured pass rate of the picks", "v-"),
+    ("correlation", "r: estimate vs measured, so far", "s:"),
 )
 
 
@@ -92,7 +93,7 @@ def _png(status: dict[str, Any]) -> bytes:
     readout.set_ylim(-0.02, 1.02)
     readout.set_title("savings readout")
     if readout.get_legend_handles_labels()[0]:
-        readout.legend(loc="best", fontsize="small")
+        readout.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     readout.grid(alpha=0.3)
     if mus is not None:
         axes.plot(epochs, mus, marker="o", label="mu / (N - 1)")

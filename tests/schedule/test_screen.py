@@ -228,12 +228,13 @@ def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
 
 
 def test_schedule_status_says_what_screening_and_the_band_did():
-    from gaincurate.cli.schedule import _selection
+    """Status shows each strategy's figures as the strategy names them, without knowing any of them."""
+    from gaincurate.cli.status import figures
 
     screened = {"screened": 16, "screen_rollouts": 64, "in_band": 9, "chosen_pass_rate": 0.5}
-    assert _selection(screened) == "screened 16 (64 rollouts), 9 in band, kept pass rate 0.50"
+    assert figures(screened) == "screened 16, screen rollouts 64, in band 9, chosen pass rate 0.5"
     banded = {"posterior_mean": 0.4, "posterior_sd": 0.1, "band": [0.2, 0.8], "band_kept": 7, "in_band": 20}
-    assert _selection(banded) == "pass rate 0.40 ± 0.10, 7 in band [0.2, 0.8]"
+    assert figures(banded) == "posterior mean 0.4, posterior sd 0.1, band [0.2, 0.8], band kept 7, in band 20"
 
 
 @pytest.mark.parametrize(
