@@ -431,3 +431,23 @@ def test_the_savings_readout_is_logged_with_trls_metrics_and_agrees_with_frac_re
     later = epochs[-1][1]  # dots estimates from epoch 1 on: its aim, uniform's estimate and the spend are logged
     for key in ("estimated_pass_rate", "uniform_zero_variance_estimate", "nonzero_rollouts"):
         assert f"curriculum/{key}" in later, key
+
+
+def test_a_run_whose_rewards_are_all_zero_is_warned_in_the_trainers_log(scores, tiny_llama, tmp_path, caplog):
+    """Today's quickstart failure (2 generations, 8-token completions, nothing ever right): the log says so."""
+
+    def never_right(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    curriculum = GainCurriculum(scores, ScheduleConfig(**schedule("dots")))
+    trainer = tiny_trainer(
+        curriculum, tiny_llama, tmp_path / "out", reward_funcs=curriculum.wrap_rewards([never_right])
+    )
+    curriculum.attach(trainer)
+    with caplog.at_level("WARNING", logger="gaincurate"):
+        trainer.train()
+    readouts = [line["readout"] for line in curriculum.history]
+    assert [readout["zero_variance"] for readout in readouts] == [1.0] * len(readouts) and len(readouts) >= 2
+    assert readouts[0]["warnings"] == [] and all(readout["warnings"] for readout in readouts[1:])
+    warned = [record.getMessage() for record in caplog.records if "zero reward variance" in record.getMessage()]
+    assert warned and "100% all wrong" in warned[0] and "max_completion_length" in warned[0]
