@@ -127,12 +127,12 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
     """Load the rows, find the model, fingerprint the data and look at `--out`: no tokenizer, no model, no write."""
     dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit,
                         answer_column=config.answer_column)  # fmt: skip
+    rows = dataset.rows
+    answers = check_answers(rows, dataset.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
     if (dataset.prompt_column, dataset.answer_column) != (config.prompt_column, config.answer_column):
         logger.info("reading verl's columns: prompts from %r, answers from %r", dataset.prompt_column,
                     dataset.answer_column)  # fmt: skip
         config = config.replace(prompt_column=dataset.prompt_column, answer_column=dataset.answer_column)
-    rows = dataset.rows
-    answers = check_answers(rows, config.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
     source = resolve_source(config.model)
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out = Path(options.out)
