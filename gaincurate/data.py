@@ -77,6 +77,9 @@ def load_rows(
         else:
             rows, name = _load_hub(spec, split), spec
     prompt_column, answer_column = default_columns(rows, prompt_column, answer_column)
+    if prompt_column not in rows.column_names and has_column(rows, prompt_column):
+        # A field of a struct column: copied to a column of that name, which every later step reads as any other.
+        rows = rows.add_column(prompt_column, column_values(rows, prompt_column))
     if prompt_column not in rows.column_names:
         raise InputError(
             f"dataset {name} has no column {prompt_column!r}; available: {', '.join(rows.column_names)}. "

@@ -197,3 +197,11 @@ def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tmp
     feedback.write_text("".join(json.dumps({"gc_id": g, "reward": 1.0}) + "\n" for g in first["gc_id"].to_pylist()))
     gaincurate("schedule", "next", "--run", str(run), "--feedback", str(feedback))
     assert_kept(pq.read_table(run / "epoch-0001.parquet"), source)
+
+
+def test_a_nested_prompt_column_is_read_as_named(tmp_path):
+    parquet = write_parquet(gsm8k_split(4), tmp_path / "train.parquet")
+    loaded = load_rows(str(parquet), split=None, prompt_column="extra_info.question", limit=None)
+    assert loaded.prompt_column == "extra_info.question"
+    questions = [row["extra_info"]["question"] for row in source_rows(parquet)]
+    assert loaded.rows["extra_info.question"][:] == questions
