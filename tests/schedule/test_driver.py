@@ -68,7 +68,9 @@ def test_verl_form(tmp_path, scores_dir):
     # data_source names verl's reward scorer (default lighteval/MATH); the dataset's name goes to extra_info.
     assert row["data_source"] == "lighteval/MATH" and row["ability"] == "math"
     assert row["reward_model"] == {"style": "rule", "ground_truth": row["answer"]}
-    assert row["extra_info"] == {"index": row["gc_id"], "split": "train", "dataset": "toy-math"}
+    # extra_info.gc_id is the row's id; index, split and dataset are there too, as the data had no extra_info.
+    gc_id = row["gc_id"]
+    assert row["extra_info"] == {"index": gc_id, "split": "train", "dataset": "toy-math", "gc_id": gc_id}
 
 
 def test_verl_needs_an_answer_column(tmp_path, make_scores):
