@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from gaincurate.numerics import exp
 from gaincurate.schedule.options import Options
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
 def gaussian_probabilities(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
     """The normalised single-draw probabilities p_i (for tests and plots)."""
     log_weights = gaussian_log_weights(n_prompts, mu, sigma)
-    weights = np.exp(log_weights - log_weights.max())
+    weights = exp(log_weights - log_weights.max())  # the same bits on every CPU, unlike np.exp
     return weights / weights.sum()
 
 
