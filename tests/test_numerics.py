@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -71,17 +72,23 @@ for values in (exp(x), int_powers(0.4, rng.integers(0, 30, 1000)), p):
 """
 
 
+# OpenBLAS (numpy's wheels) picks its kernel by CPU; OPENBLAS_CORETYPE forces another, Prescott (SSE3) runs on any
+# x86-64. Two threads split the matmul otherwise than one.
+OTHER_BLAS = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "2"}
+
+
 @pytest.mark.determinism
-def test_the_same_bits_on_the_widest_and_the_narrowest_path():
-    """numerics' exp and powers, and DOTS' attention built on them, agree across paths (np.exp does not on
-    AVX-512: its loop there rounds otherwise than the baseline's)."""
+def test_the_same_bits_on_every_simd_path_and_blas_kernel():
+    """numerics' exp and powers, and DOTS' attention built on them, agree across numpy's paths and BLAS's kernels
+    (the former np.exp and BLAS attention did not on this AVX-512 machine, with either change)."""
     outputs = []
-    for environment in ({}, narrowest_environment()):
-        env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY")}
+    others = [OTHER_BLAS] if platform.machine() in ("x86_64", "AMD64") else []
+    for environment in ({}, narrowest_environment(), *others):
+        switches = ("NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY", *OTHER_BLAS)
+        env = {k: v for k, v in os.environ.items() if k not in switches}
         done = subprocess.run(
             [sys.executable, "-c", PROBE], env=env | environment, capture_output=True, text=True, check=True,
             cwd=Path(__file__).parent,
         )  # fmt: skip
         outputs.append(done.stdout.split())
-    wide, narrow = outputs
-    assert len(wide) == 3 and wide == narrow
+    assert len(outputs[0]) == 3 and all(output == outputs[0] for output in outputs)
