@@ -76,7 +76,7 @@ test-main: setup verl-env
 
 # The `determinism` tests (recorded runs, resume, byte identity) once more on numpy's baseline loops and torch's
 # default kernels (#40), so a machine without AVX-512 still runs two SIMD paths and one with it shows its widest and
-# narrowest agree. tests/simd_paths.py names the paths this numpy build has. One process: about 20 s.
+# narrowest agree. tests/simd_paths.py names the paths this numpy build has. One process: 15-40 s on 2 cores.
 test-determinism: setup
 	env $$($(PY) tests/simd_paths.py) $(PYTEST) -m determinism -q -p no:xdist
 
