@@ -12,6 +12,8 @@ So everything here is built from those alone:
   0.16000000000000003 everywhere);
 * `exp(x)`: e ** x from a fixed Cody-Waite reduction and Horner polynomial, within one ULP of the true
   value and the same bits on every path;
+* `log_by_value(values)`: natural logs through the C library's scalar `log`, once per distinct value, for
+  arrays of few distinct values (token counts) whose logs rank prompts;
 * `recorded(value)`: a float that is only reported (never fed back) as the file keeps it, RECORDED_DIGITS
   significant digits, so a last-bit difference upstream never reaches the file.
 
@@ -83,6 +85,15 @@ def int_powers(base: float | np.ndarray, exponents: np.ndarray) -> np.ndarray:
             remaining >>= 1
             square *= square
     return result
+
+
+def log_by_value(values: np.ndarray) -> np.ndarray:
+    """`math.log` of every element (float64), computed once per distinct value: the C library's scalar log, the
+    same on every SIMD path, where `np.log`'s loop is not. Cheap where values repeat (token counts)."""
+    values = np.asarray(values, dtype=np.float64)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    logs = np.array([math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan) for v in distinct.tolist()])
+    return logs[inverse].reshape(values.shape)
 
 
 def exp(x: np.ndarray) -> np.ndarray:

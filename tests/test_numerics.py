@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from simd_paths import narrowest_environment
 
-from gaincurate.numerics import RECORDED_DIGITS, exp, int_power, int_powers, recorded
+from gaincurate.numerics import RECORDED_DIGITS, exp, int_power, int_powers, log_by_value, recorded
 
 
 def test_recorded_keeps_twelve_significant_digits_and_leaves_the_rest_alone():
@@ -59,15 +59,25 @@ def test_exp_is_within_one_ulp_of_the_true_value():
     assert exp(np.zeros((2, 3))).shape == (2, 3) and exp(np.zeros(0)).shape == (0,)
 
 
+def test_log_by_value_is_the_c_librarys_log_of_each_element():
+    tokens = np.random.default_rng(5).integers(1, 400, size=(30, 7))
+    np.testing.assert_array_equal(log_by_value(tokens), [[math.log(t) for t in row] for row in tokens.tolist()])
+    edges = log_by_value(np.array([0.0, -1.0, np.nan, 1.0]))
+    assert edges[0] == -math.inf and math.isnan(edges[1]) and math.isnan(edges[2]) and edges[3] == 0.0
+    assert log_by_value(np.zeros(0)).shape == (0,)
+
+
 PROBE = """
 import hashlib, numpy as np
 from gaincurate.numerics import exp, int_powers
 from gaincurate.difficulty.predict import attention_predict, prepare_embeddings
+from gaincurate.metrics import apply_debias
 rng = np.random.default_rng(4)
 x = rng.uniform(-60, 5, 100_000)
 z = prepare_embeddings(rng.normal(size=(300, 64)))
 p = attention_predict(z, z[:200], rng.uniform(size=200), tau=0.1, exclude=np.arange(300) % 250 - 50)
-for values in (exp(x), int_powers(0.4, rng.integers(0, 30, 1000)), p):
+debiased = apply_debias(x, rng.integers(1, 500, len(x)), {"intercept": 0.3, "slope": -0.07})
+for values in (exp(x), int_powers(0.4, rng.integers(0, 30, 1000)), p, debiased):
     print(hashlib.sha256(values.tobytes()).hexdigest())
 """
 
@@ -79,8 +89,9 @@ OTHER_BLAS = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "2"}
 
 @pytest.mark.determinism
 def test_the_same_bits_on_every_simd_path_and_blas_kernel():
-    """numerics' exp and powers, and DOTS' attention built on them, agree across numpy's paths and BLAS's kernels
-    (the former np.exp and BLAS attention did not on this AVX-512 machine, with either change)."""
+    """numerics' exp and powers, DOTS' attention and the length-debiased ranking score built on them agree across
+    numpy's paths and BLAS's kernels (the former np.exp and BLAS attention did not on this AVX-512 machine, with
+    either change)."""
     outputs = []
     others = [OTHER_BLAS] if platform.machine() in ("x86_64", "AMD64") else []
     for environment in ({}, narrowest_environment(), *others):
@@ -91,4 +102,4 @@ def test_the_same_bits_on_every_simd_path_and_blas_kernel():
             cwd=Path(__file__).parent,
         )  # fmt: skip
         outputs.append(done.stdout.split())
-    assert len(outputs[0]) == 3 and all(output == outputs[0] for output in outputs)
+    assert len(outputs[0]) == 4 and all(output == outputs[0] for output in outputs)
