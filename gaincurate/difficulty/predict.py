@@ -18,7 +18,7 @@ huge directions (the same in every prompt), so without centring every prompt wou
 Pure numpy, float64, chunked over queries so N x R never has to fit in memory at once.
 
 The same bits on every CPU (the rule in docs/architecture.md, "Floats and the CPU"): prepared embeddings are
-snapped to a grid of 2 ** -GRID_BITS(h), fine enough for about 7 significant digits of a cosine and coarse
+snapped to a grid of 2 ** -grid_bits(h), fine enough to move a cosine by under 1e-7 (h = 576) and coarse
 enough that every product and partial sum of <z_q, z_i> is exact in float64 (|partial sum| <= |z_q| |z_i| =
 sqrt(h)), so the matmul gives the same bits whatever BLAS kernel, order or thread count computes it. The
 softmax's exp is `gaincurate.numerics.exp` and its sums are numpy's fixed-order ones, never BLAS's. That costs a
