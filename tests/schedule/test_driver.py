@@ -80,6 +80,7 @@ def test_verl_needs_an_answer_column(tmp_path, make_scores):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.determinism
 def test_same_seed_gives_byte_identical_epoch_files(tmp_path, scores_dir):
     run_epochs(tmp_path / "a", scores_dir, 3)
     run_epochs(tmp_path / "b", scores_dir, 3)
@@ -130,6 +131,7 @@ def test_history_records_the_update(tmp_path, scores_dir):
     assert state.schedule.epoch == 2 and state.schedule.memory["mu"] == history[1]["mu_next"]
 
 
+@pytest.mark.determinism
 def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir, monkeypatch):
     run_epochs(tmp_path / "straight", scores_dir, 2)
 
