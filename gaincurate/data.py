@@ -2,7 +2,9 @@
 
 Accepted: a local `.json`, `.jsonl`, `.parquet`, `.arrow` or `.csv` file, a folder written by
 `datasets.Dataset.save_to_disk` (or a `DatasetDict`), a Hub dataset id, or nothing (the bundled sample
-math prompts). Every input column is kept; scoring reads only `--prompt-column`.
+math prompts). Every input column is kept; scoring reads only `--prompt-column` (and the answers). A file laid
+out as verl's preprocessing writes it (`gaincurate.columns.verl_columns`) is read with verl's columns when the
+default ones are absent.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gaincurate.columns import (
+    VERL_ANSWER_PATH,
+    VERL_PROMPT_COLUMN,
+    check_ground_truths,
+    column_values,
+    has_column,
+    verl_columns,
+)
 from gaincurate.errors import InputError
 from gaincurate.fileio import cache_dir
 from gaincurate.hub import hub_offline, hub_unreachable
@@ -23,15 +33,29 @@ _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow":
 SAMPLE_PATH = Path(__file__).parent / "assets" / "math_sample.jsonl"
 
 
+# The columns a run reads unless told otherwise (`--prompt-column`, `--answer-column`).
+DEFAULT_PROMPT_COLUMN = "problem"
+DEFAULT_ANSWER_COLUMN = "answer"
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
     rows: Any  # datasets.Dataset
     name: str
     split: str | None
+    prompt_column: str = DEFAULT_PROMPT_COLUMN  # the columns to read: as asked, or verl's (`default_columns`)
+    answer_column: str | None = DEFAULT_ANSWER_COLUMN
 
 
-def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit: int | None) -> LoadedDataset:
-    """Load, check the prompt column exists, and apply `--limit` (the first N rows)."""
+def load_rows(
+    spec: str | None,
+    *,
+    split: str | None,
+    prompt_column: str,
+    limit: int | None,
+    answer_column: str | None = DEFAULT_ANSWER_COLUMN,
+) -> LoadedDataset:
+    """Load, pick the columns (`default_columns`), check the prompt column exists, apply `--limit` (the first N)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -52,6 +76,10 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
             )
         else:
             rows, name = _load_hub(spec, split), spec
+    prompt_column, answer_column = default_columns(rows, prompt_column, answer_column)
+    if prompt_column not in rows.column_names and has_column(rows, prompt_column):
+        # A field of a struct column: copied to a column of that name, which every later step reads as any other.
+        rows = rows.add_column(prompt_column, column_values(rows, prompt_column))
     if prompt_column not in rows.column_names:
         raise InputError(
             f"dataset {name} has no column {prompt_column!r}; available: {', '.join(rows.column_names)}. "
@@ -61,24 +89,31 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
         rows = rows.select(range(min(limit, len(rows))))
     _check_prompt_column(rows, prompt_column, name)
     _check_utf8(rows, name)
-    return LoadedDataset(rows, name, split)
+    return LoadedDataset(rows, name, split, prompt_column, answer_column)
 
 
-# The answer column a run uses unless told otherwise (`--answer-column`; None in `ScoreConfig`: no answers).
-DEFAULT_ANSWER_COLUMN = "answer"
+def default_columns(rows: Any, prompt_column: str, answer_column: str | None) -> tuple[str, str | None]:
+    """verl's own layout needs no flags: where a default column is absent, its verl counterpart is read."""
+    if not verl_columns(rows):
+        return prompt_column, answer_column
+    if prompt_column == DEFAULT_PROMPT_COLUMN and prompt_column not in rows.column_names:
+        prompt_column = VERL_PROMPT_COLUMN
+    if answer_column == DEFAULT_ANSWER_COLUMN and answer_column not in rows.column_names:
+        answer_column = VERL_ANSWER_PATH
+    return prompt_column, answer_column
 
 
 def check_answers(rows: Any, column: str | None, name: str, *, allow_missing: bool) -> dict[str, Any]:
-    """Refuse a dataset that lacks the answer column it is told to use (by default `answer`), or has rows
-    without an answer in it: a trainer's answer-checking reward would fail at its first step, or give those
-    rows reward 0.
+    """Refuse a dataset that lacks the answer column it is told to use (by default `answer`; a dotted path
+    reads a struct's field), has rows without an answer in it, or answers that are objects: a trainer's
+    answer-checking reward would fail at its first step, or give those rows reward 0.
 
     Returns the manifest's `answers`: the column, whether it is there, and how many rows lack an answer.
     `allow_missing` scores such rows instead and counts them (every row, when the column is absent).
     """
     if column is None:
         return {"column": None, "present": False, "missing": None}
-    if column not in rows.column_names:
+    if not has_column(rows, column):
         if not allow_missing:
             named = "" if column != DEFAULT_ANSWER_COLUMN else " (the default)"
             raise InputError(
@@ -86,9 +121,9 @@ def check_answers(rows: Any, column: str | None, name: str, *, allow_missing: bo
                 "Pass --answer-column naming it, or --allow-missing-answers to score without answers"
             )
         return {"column": column, "present": False, "missing": len(rows)}
-    missing = [
-        i for i, value in enumerate(rows[column]) if value is None or (isinstance(value, str) and not value.strip())
-    ]
+    values = column_values(rows, column)
+    check_ground_truths(values, column, name)
+    missing = [i for i, value in enumerate(values) if value is None or (isinstance(value, str) and not value.strip())]
     if missing and not allow_missing:
         raise InputError(
             f"{len(missing)} of {len(rows)} rows of {name} have no {column!r} answer (first: row {missing[0]}, "

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gaincurate.numerics import log_by_value
+
 
 def concentration(
     sums: np.ndarray, counts: np.ndarray, inter_weight: float
@@ -66,7 +68,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 def fit_length_debias(score: np.ndarray, question_tokens: np.ndarray) -> dict[str, float]:
     """Least-squares fit score ~ a + b log(question tokens) over the finite scores."""
     score = np.asarray(score, dtype=np.float64)
-    log_tokens = np.log(np.maximum(np.asarray(question_tokens, dtype=np.float64), 1.0))
+    log_tokens = log_by_value(np.maximum(np.asarray(question_tokens, dtype=np.float64), 1.0))  # not np.log: numerics
     keep = np.isfinite(score)
     if keep.sum() < 2:
         return {"method": "length", "intercept": 0.0, "slope": 0.0}
@@ -80,5 +82,6 @@ def apply_debias(score: np.ndarray, question_tokens: np.ndarray, debias: dict[st
     score = np.asarray(score, dtype=np.float64)
     if not debias:
         return score
-    log_tokens = np.log(np.maximum(np.asarray(question_tokens, dtype=np.float64), 1.0))
+    # The residual ranks prompts (state.json's ranking): the C library's log, the same on every SIMD path (numerics).
+    log_tokens = log_by_value(np.maximum(np.asarray(question_tokens, dtype=np.float64), 1.0))
     return score - (debias["intercept"] + debias["slope"] * log_tokens)

@@ -49,19 +49,21 @@ def write_scores_dir(
     answer_column: str | None = "answer",
     debias: dict | None = None,
     hashes: bool = True,
+    prompt_column: str = "problem",
 ) -> Path:
     """`inputs` and their gc_* `columns` (with `gc_embedding`: an embedded run) in shards, then the manifest.
 
     The prompt and answer hash columns are computed from `inputs` as `gaincurate score` does; `hashes=False`
     leaves them out, as scores written before they existed.
     """
+    from gaincurate.columns import column_values, has_column
     from gaincurate.prompts import answer_text, prompt_digest
 
     schema = shards.output_schema(inputs.schema, embed="gc_embedding" in columns)
     columns = {name: array for name, array in columns.items() if name not in shards.HASH_COLUMNS}
     if hashes:
-        answers = inputs.column(answer_column).to_pylist() if answer_column in inputs.column_names else None
-        columns["gc_prompt_hash"] = pa.array([prompt_digest(v) for v in inputs.column("problem").to_pylist()])
+        answers = column_values(inputs, answer_column) if answer_column and has_column(inputs, answer_column) else None
+        columns["gc_prompt_hash"] = pa.array([prompt_digest(v) for v in inputs.column(prompt_column).to_pylist()])
         columns["gc_answer_hash"] = pa.array(
             [prompt_digest(answer_text(a)) for a in answers] if answers else [None] * inputs.num_rows, pa.string()
         )
@@ -82,7 +84,7 @@ def write_scores_dir(
         "rows": table.num_rows,
         "shards": names,
         "config": {
-            "prompt_column": "problem",
+            "prompt_column": prompt_column,
             "answer_column": answer_column,
             "system_prompt": system_prompt,
             "few_shot": list(few_shot),

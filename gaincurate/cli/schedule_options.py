@@ -75,7 +75,8 @@ RewardRange = Annotated[
 Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
 DataFormat = Annotated[Literal[FORMATS] | None, typer.Option("--format", help="Epoch file layout (default trl).")]
 DataSource = Annotated[
-    str | None, typer.Option(help="verl: the rows' data_source, verl's reward key (default lighteval/MATH).")
+    str | None,
+    typer.Option(help="verl: data_source of rows without their own, verl's reward key (default lighteval/MATH)."),
 ]
 Band = Annotated[
     str | None,

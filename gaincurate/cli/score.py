@@ -45,9 +45,18 @@ Model = Annotated[
     str | None, typer.Option(help="Hub id, local model folder or .gguf file. Default: embedded SmolLM2-135M.")
 ]
 Split = Annotated[str | None, typer.Option(help="Dataset split (Hub ids and saved DatasetDicts).")]
-PromptColumn = Annotated[str | None, typer.Option(help="Column holding the question. [default: problem]")]
+PromptColumn = Annotated[
+    str | None,
+    typer.Option(
+        help="Column holding the question; A.B reads field B of struct column A. [default: problem; verl's: prompt]"
+    ),
+]
 AnswerColumn = Annotated[
-    str | None, typer.Option(help="Column holding the reference answer (for trainer exports). [default: answer]")
+    str | None,
+    typer.Option(
+        help="Column holding the reference answer (for trainer exports), or a struct's field "
+        "(`reward_model.ground_truth`). [default: answer; verl's layout: reward_model.ground_truth]"
+    ),
 ]
 Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows.")]
 SystemPrompt = Annotated[str | None, typer.Option(help="System prompt text (default: a step-by-step, \\boxed{} one).")]

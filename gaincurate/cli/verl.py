@@ -27,12 +27,15 @@ def export(
     scores: Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write (verl's data.train_files).")],
     data_source: Annotated[
-        str | None, typer.Option(help="The rows' data_source, verl's reward key (default lighteval/MATH).")
+        str | None,
+        typer.Option(help="data_source of rows without their own, verl's reward key (default lighteval/MATH)."),
     ] = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
-    """Write every scored prompt in verl's format, in gc_id order, with extra_info.index = gc_id.
+    """Write every scored prompt in verl's format, in gc_id order, with extra_info.gc_id = gc_id.
+
+    The data's own data_source, prompt, ability, reward_model and extra_info keys come back unchanged.
 
     Train on it with the one-launch curriculum (verl 0.9.1) or the curriculum sampler (verl 0.5-0.7.1);
     each picks the epoch's rows from it. Example: `gaincurate verl export --scores scores/ --out all.parquet`.

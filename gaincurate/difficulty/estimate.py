@@ -32,6 +32,7 @@ import numpy as np
 
 from gaincurate.difficulty.predict import predict_pass_rates, recency_log_weights, self_index
 from gaincurate.difficulty.reference import PassRates
+from gaincurate.numerics import int_powers
 
 if TYPE_CHECKING:
     from gaincurate.difficulty.calibrate import FittedCalibrator
@@ -99,7 +100,7 @@ def aged_blend(
     if not len(rates):
         return estimate
     rows = self_index(rates.gc_ids, gc_ids)
-    weight = np.power(float(decay), np.maximum(now - rates.last, 0).astype(np.float64))
+    weight = int_powers(float(decay), np.maximum(now - rates.last, 0))  # the same bits on every CPU (numerics)
     estimate[rows] = (weight * rates.sums + prior * estimate[rows]) / (weight * rates.counts + prior)
     return estimate
 

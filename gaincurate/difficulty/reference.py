@@ -24,6 +24,7 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.feedback import no_rollout_error, read_rollouts, tally
+from gaincurate.numerics import int_powers
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"
 
@@ -65,7 +66,8 @@ class PassRates:
         old = np.searchsorted(ids, self.gc_ids)
         sums[old], counts[old], last[old] = self.sums, self.counts, self.last
         fresh = np.searchsorted(ids, new_ids)
-        discount = np.power(float(decay), np.maximum(time - last[fresh], 0).astype(np.float64))
+        # Products in a fixed order, not np.power: its AVX-512 loop rounds 0.4 ** 2 otherwise (numerics).
+        discount = int_powers(float(decay), np.maximum(time - last[fresh], 0))
         sums[fresh] = sums[fresh] * discount + new_sums
         counts[fresh] = counts[fresh] * discount + new_counts
         last[fresh] = time

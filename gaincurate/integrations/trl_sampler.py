@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.order import EpochOrder
 
@@ -121,11 +122,11 @@ def check_same_prompts(dataset: Any, scores: Any, row_of: dict[int, int]) -> Non
     rows = [row_of[int(g)] for g in gc_ids]
     positions = scores.rows_of(gc_ids)
     checks = [(column, "gc_prompt_hash", prompt_digest, "prompt")]
-    if answer_column and answer_column in dataset.column_names and "gc_answer_hash" in table.column_names:
+    if answer_column and has_column(dataset, answer_column) and "gc_answer_hash" in table.column_names:
         checks.append((answer_column, "gc_answer_hash", lambda v: prompt_digest(answer_text(v)), "answer"))
     for name, hash_column, digest, what in checks:
         expected = table.column(hash_column).take(positions).to_pylist()
-        values = dataset.select(rows)[name]
+        values = column_values(dataset.select(rows), name)
         for gc_id, row, value, want in zip(gc_ids.tolist(), rows, values, expected, strict=True):
             if want is not None and digest(value) != want:
                 shown = repr(value)

@@ -10,16 +10,17 @@ verl 0.5-0.7.1 lets a sampler class choose the training rows and see every step'
 
 (verl versions whose `load_extern_type` takes only a file path: `data.sampler.class_path=$(python -c "import
 gaincurate.integrations.verl as m; print(m.__file__)")`; both routes are tested.) Each epoch the sampler hands
-out the schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (verl's `index`,
-which the export sets from `extra_info.index`); when an epoch's last row has been handed out and trained, the
-next `__iter__` steps the schedule and draws the next epoch. The run directory stays in the layout of
-`gaincurate schedule`. The sampler's `state_dict()` rides in verl's `data.pt`, so resuming a verl checkpoint
-resumes the curriculum at the same row.
+out the schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (the export's
+`gc_id` column, which verl passes into each batch; verl's own `index` repeats across concatenated files);
+when an epoch's last row has been handed out and trained, the next `__iter__` steps the schedule and draws
+the next epoch. The run directory stays in the layout of `gaincurate schedule`. The sampler's `state_dict()`
+rides in verl's `data.pt`, so resuming a verl checkpoint resumes the curriculum at the same row.
 
 Keys under `data.gaincurate` (add them with `+data.gaincurate.KEY=VALUE`):
 
     run_dir         a run directory from `gaincurate schedule init` (required)
-    index_key       the batch's gc_id column (default "index")
+    index_key       the batch's gc_id column (default "gc_id"; "index" for a dataset that keeps only verl's keys
+                    and was exported before gaincurate wrote extra_info.gc_id)
     reward_key      the batch tensor of rewards (default "token_level_scores", summed over tokens)
     checkpoint_dir  verl's trainer.default_local_dir; re-score from its newest checkpoint when the schedule's
                     --rescore asks (needs actor.checkpoint.save_contents with hf_model; a Megatron checkpoint
@@ -81,7 +82,7 @@ class SamplerSettings:
     """The `data.gaincurate` keys of verl's data config."""
 
     run_dir: str
-    index_key: str = "index"
+    index_key: str = "gc_id"
     reward_key: str = "token_level_scores"
     checkpoint_dir: str | None = None
     shuffle: bool = False
@@ -187,7 +188,7 @@ def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config:
         )
 
 
-def batch_rollouts(batch: Any, index_key: str = "index", reward_key: str = "token_level_scores"):
+def batch_rollouts(batch: Any, index_key: str = "gc_id", reward_key: str = "token_level_scores"):
     """(gc_ids, rewards) of a verl batch: a DataProto, or a plain mapping holding both keys.
 
     Token-level rewards ([rows, tokens], nonzero at the last response token) are summed to one per row.
@@ -218,7 +219,8 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 
     `gaincurate verl export` runs it.
 
-    `data_source` is verl's reward key of every row (default lighteval/MATH, scored 1/0 on boxed answers).
+    `data_source` is verl's reward key of rows without their own (default lighteval/MATH, scored 1/0 on boxed
+    answers).
     """
     from gaincurate.schedule.epochs import check_format, epoch_table, write_epoch
     from gaincurate.schedule.inputs import load_scores
@@ -235,20 +237,21 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 
 
 def _rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
-    """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe)."""
+    """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe):
+    the export's `gc_id` column, else `extra_info.gc_id`, else (exports before it) `extra_info.index`."""
     frame = getattr(data_source, "dataframe", data_source)
     columns = getattr(frame, "column_names", None) or []
     if "gc_id" in columns:
         ids = list(frame["gc_id"])
     elif "extra_info" in columns:
-        ids = [(info or {}).get("index") for info in frame["extra_info"]]
+        ids = [(info or {}).get("gc_id", (info or {}).get("index")) for info in frame["extra_info"]]
     else:
-        # Slow path: verl's __getitem__ tokenizes each row, but it exposes extra_info.index as `index`.
+        # Slow path: verl's __getitem__ prepares each row, but it keeps the row's columns.
         logger.warning("the dataset has no gc_id/extra_info column; reading %d rows one by one", len(data_source))
         ids = [data_source[row].get(index_key) for row in range(len(data_source))]
     if any(gc_id is None for gc_id in ids):
         raise ConfigError(
-            "some training rows carry no gc_id (extra_info.index); train on "
+            "some training rows carry no gc_id (extra_info.gc_id); train on "
             "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
     return {int(gc_id): row for row, gc_id in enumerate(ids)}

@@ -14,9 +14,11 @@ makes, and rewards in the scheduler's default range [0, 1].
 
 The feedback line goes to the `feedback_file` keyword when given (verl's `reward_kwargs` reach its reward
 workers wherever Ray runs them), else to `$GAINCURATE_FEEDBACK_FILE` (`gaincurate schedule run` sets it; Ray
-workers see it when `ray.init` starts them from the launch, not on a cluster started beforehand). Only
-training rollouts are recorded: rows whose `extra_info` has an `index` (the gc_id) and a `split` of "train"
-or none (verl's example validation sets carry "test").
+workers see it when `ray.init` starts them from the launch, not on a cluster started beforehand). Only rows
+of a gaincurate export are recorded: those whose `extra_info` has our `gc_id`, and, for exports made before
+it, those with an `index` (then the gc_id) and a `split` of "train" or none (verl's own validation files
+carry "test" and no `gc_id`). verl's own `index` is never read as our id once `gc_id` is there: it counts rows
+within a split, so it repeats across concatenated files.
 
 `recording_score(fn)` wraps any other verl reward function (verl's own `default_compute_score`, say) so that
 it writes the same lines; a dict result contributes its "score".
@@ -87,11 +89,22 @@ def recording_score(compute_score: Callable, path: str | Path | None = None) -> 
     return scored
 
 
+def exported_id(extra_info: Any) -> int | None:
+    """The gc_id of an exported row from its `extra_info`: `gc_id`, or, in exports before it, `index` on a
+    training row; None for a row that is not ours (verl's own files, validation rows)."""
+    if not isinstance(extra_info, Mapping):
+        return None
+    if extra_info.get("gc_id") is not None:
+        return int(extra_info["gc_id"])
+    if extra_info.get("index") is None or extra_info.get("split", "train") not in ("train", None):
+        return None
+    return int(extra_info["index"])
+
+
 def record_feedback(extra_info: Any, result: Any, feedback_file: str | Path | None = None) -> bool:
-    """Append `{"gc_id": extra_info["index"], "reward": score}` for a training rollout; True when written."""
-    if not isinstance(extra_info, Mapping) or extra_info.get("index") is None:
-        return False
-    if extra_info.get("split", "train") not in ("train", None):
+    """Append `{"gc_id": exported_id(extra_info), "reward": score}` for a row of an export; True when written."""
+    gc_id = exported_id(extra_info)
+    if gc_id is None:
         return False
     value = result.get("score") if isinstance(result, Mapping) else result
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -101,7 +114,7 @@ def record_feedback(extra_info: Any, result: Any, feedback_file: str | Path | No
         _warn_no_target()
         return False
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    append_rollouts(target, [int(extra_info["index"])], [float(value)])
+    append_rollouts(target, [gc_id], [float(value)])
     return True
 
 

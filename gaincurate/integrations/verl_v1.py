@@ -18,7 +18,7 @@ sampler hook: `create_rl_sampler` builds a sequential or random sampler, nothing
   rows, and maps row i to the current epoch's i-th prompt, so verl's steps per epoch (`len(dataset) //
   train_batch_size`) are the schedule's.
 * **Rewards: the replay buffer** (`trainer.v1.sampler.custom_sampler`). Its `sample` returns each step's
-  finished rollout groups; `GainReplayBuffer` reads their rewards (`rm_scores`) and gc_ids (`index`) from
+  finished rollout groups; `GainReplayBuffer` reads their rewards (`rm_scores`) and gc_ids (`gc_id`) from
   verl's TransferQueue and records them in the curriculum, in process.
 * **Stepping.** In sync mode one step fetches its prompts, samples, trains and saves, in that order, so when the
   dataset is asked for the next epoch's first row, every group of the epoch has been recorded and the epoch-end
@@ -33,8 +33,9 @@ sampler hook: `create_rl_sampler` builds a sequential or random sampler, nothing
 
 Keys under `trainer.v1.sampler.sampler_kwargs` (add them with `+...=VALUE`; unknown keys are an error):
 `run_dir` (required), `checkpoint_dir` (trainer.default_local_dir: re-scoring and screen), `index_key`
-(default "index") and `reward_key` (default "rm_scores"). Async trainer modes are refused: they fetch the next
-epoch's prompts before the last groups of this one are scored. docs/verl.md has the recipe and its checks.
+(default "gc_id", the export's column) and `reward_key` (default "rm_scores"). Async trainer modes are refused:
+they fetch the next epoch's prompts before the last groups of this one are scored. docs/verl.md has the recipe
+and its checks.
 """
 
 # No `from __future__ import annotations`: verl's file-path loader runs this module outside sys.modules, where
@@ -90,7 +91,7 @@ class OneLaunchSettings:
 
     run_dir: str
     checkpoint_dir: str | None = None
-    index_key: str = "index"
+    index_key: str = "gc_id"
     reward_key: str = "rm_scores"
 
     @classmethod
@@ -290,7 +291,7 @@ def _run_identity(driver: CurriculumDriver) -> dict[str, Any]:
     }
 
 
-def group_rewards(data: Any, index_key: str = "index", reward_key: str = "rm_scores") -> tuple[list[int], list[float]]:
+def group_rewards(data: Any, index_key: str = "gc_id", reward_key: str = "rm_scores") -> tuple[list[int], list[float]]:
     """(gc_ids, rewards) of trajectories read from verl's TransferQueue (or any mapping of the two fields).
 
     A reward is a trajectory's token-level scores summed (verl puts the score on the last response token).

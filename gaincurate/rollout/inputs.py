@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.rollout.config import RolloutConfig
 
@@ -72,18 +73,18 @@ def read_inputs(config: RolloutConfig) -> Inputs:
     if not answer_column:
         raise ConfigError(f"{config.scores} was scored without an answer column; pass --answer-column NAME")
     columns = manifest.get("dataset", {}).get("columns")
-    if columns is not None and answer_column not in columns:
+    if columns is not None and answer_column.split(".")[0] not in columns:
         raise InputError(
             f"{config.scores} has no column {answer_column!r}; available: {', '.join(columns)}. Pass --answer-column"
         )
     table = read_scores(Path(config.scores))
-    if answer_column not in table.column_names:
+    if not has_column(table, answer_column):
         raise InputError(f"{config.scores} has no column {answer_column!r}; pass --answer-column NAME")
     all_ids = table.column("gc_id").to_numpy(zero_copy_only=False).astype(np.int64)
     chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)
     rows = np.searchsorted(all_ids, chosen)
     questions = table.column(prompt_column).take(rows).to_pylist()
-    answers = table.column(answer_column).take(rows).to_pylist()
+    answers = column_values(table.take(rows), answer_column)
     return Inputs(
         gc_ids=chosen,
         questions=["" if q is None else str(q) for q in questions],

@@ -51,7 +51,7 @@ class ScheduleConfig:
     reward_max: float
     reward_min: float  # the reward of a wrong answer; --reward-range LO,HI sets both (verl's -1/+1 scorers)
     format: str
-    data_source: str | None  # --format verl: the rows' data_source (None: VERL_DATA_SOURCE)
+    data_source: str | None  # --format verl: data_source of rows without their own (None: VERL_DATA_SOURCE)
     rescore_nproc: int  # processes for checkpoint re-scoring (torchrun); 1 = in this process
     band: tuple[float, float] | None  # keep prompts whose pass-rate estimate lies in [LO, HI] first
     skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy (None: off)

@@ -51,7 +51,8 @@ def spearman(first: np.ndarray, second: np.ndarray) -> float:
         return math.nan
     x, y = average_ranks(first), average_ranks(second)
     x, y = x - x.mean(), y - y.mean()
-    return float(np.dot(x, y) / math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y))))
+    # numpy's fixed-order sums, not np.dot: BLAS's sum order, and so its last bit, varies by CPU (numerics).
+    return float(np.sum(x * y) / math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y))))
 
 
 def decided(state: ScheduleState) -> dict[str, Any] | None:

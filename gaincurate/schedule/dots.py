@@ -37,6 +37,7 @@ from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
 from gaincurate.errors import ConfigError
+from gaincurate.numerics import exp
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.mopps import TARGET_HELP
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, text, whole
@@ -97,7 +98,7 @@ def selection_log_weights(pass_rates: np.ndarray, *, target: float, tau: float) 
 def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float) -> np.ndarray:
     """Single-draw probabilities (for tests and plots)."""
     log_weights = selection_log_weights(pass_rates, target=target, tau=tau)
-    weights = np.exp(log_weights - log_weights.max())
+    weights = exp(log_weights - log_weights.max())  # the same bits on every CPU, unlike np.exp
     return weights / weights.sum()
 
 

@@ -3,9 +3,9 @@
 `RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column built exactly as for
 scoring (`gaincurate.prompts.training_prompt`): TRL's own `prompt` column (text or chat messages) as it
 is, or, for a column of raw questions, the system prompt, few-shot turns and the question. With `--format verl` it
-also carries verl's columns: `data_source`, `ability`, `reward_model` {style, ground_truth} and
-`extra_info` {index = gc_id, split = "train", dataset = the scores' dataset name}. The schema is fixed
-up front, and the same rows give the same bytes.
+also carries verl's columns (`gaincurate.schedule.verl_rows`): the user's `data_source`, `ability`,
+`reward_model` and `extra_info` as they were, ours where they had none, and `extra_info.gc_id`. The schema is
+fixed up front, and the same rows give the same bytes.
 """
 
 from __future__ import annotations
@@ -19,24 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write
 from gaincurate.schedule.config import VERL_DATA_SOURCE
 from gaincurate.schedule.inputs import ScoresInput
+from gaincurate.schedule.verl_rows import verl_arrays, verl_fields
 
 MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
-VERL_FIELDS = [
-    pa.field("data_source", pa.string()),
-    pa.field("prompt", MESSAGES),
-    pa.field("ability", pa.string()),
-    pa.field("reward_model", pa.struct([pa.field("style", pa.string()), pa.field("ground_truth", pa.string())])),
-    pa.field(
-        "extra_info",
-        pa.struct([pa.field("index", pa.int64()), pa.field("split", pa.string()), pa.field("dataset", pa.string())]),
-    ),
-]
 GC_ID = pa.field("gc_id", pa.int64())
-VERL_ABILITY = "math"
 
 
 def epoch_name(epoch: int) -> str:
@@ -58,7 +49,7 @@ def check_format(scores: ScoresInput, data_format: str) -> None:
             "--format verl needs a ground truth, but the scores were made without an answer column; "
             "re-score with --answer-column NAME or use --format trl"
         )
-    if data_format == "verl" and config["answer_column"] not in scores.table.column_names:
+    if data_format == "verl" and not has_column(scores.table, config["answer_column"]):
         raise ConfigError(f"{scores.directory} has no answer column {config['answer_column']!r}; re-score it")
 
 
@@ -84,12 +75,27 @@ def _text_prompts(scores: ScoresInput) -> bool:
     return prompt_format(scores).as_is and kind is not None and not pa.types.is_list(kind)
 
 
+def _prompt_kept(scores: ScoresInput) -> bool:
+    """The scores read chat messages from a column named `prompt` (TRL's and verl's): it is exported untouched,
+    every key of every message included."""
+    column = scores.prompt_config.get("prompt_column")
+    if column != "prompt" or column not in scores.table.column_names:
+        return False
+    kind = scores.table.schema.field(column).type
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
 def epoch_schema(scores: ScoresInput, data_format: str) -> pa.Schema:
     inputs = [field for field in scores.table.schema if not field.name.startswith("gc_")]
+    if _prompt_kept(scores):
+        prompt = scores.table.schema.field("prompt")
+    else:
+        prompt = pa.field("prompt", pa.string() if _text_prompts(scores) else MESSAGES)
     if data_format == "verl":
-        ours = {field.name for field in VERL_FIELDS}
-        return pa.schema([*VERL_FIELDS, *(f for f in inputs if f.name not in ours), GC_ID])
-    prompt = pa.field("prompt", pa.string() if _text_prompts(scores) else MESSAGES)
+        data_source, ability, reward_model, extra_info = verl_fields(scores.table.schema)
+        fields = [data_source, prompt, ability, reward_model, extra_info]
+        ours = {field.name for field in fields}
+        return pa.schema([*fields, *(f for f in inputs if f.name not in ours), GC_ID])
     return pa.schema([prompt, *(f for f in inputs if f.name != "prompt"), GC_ID])
 
 
@@ -103,8 +109,8 @@ def epoch_table(
 ) -> pa.Table:
     """The epoch's rows, in the order of `gc_ids`, under the fixed schema for `data_format`.
 
-    verl rows carry `data_source` (default VERL_DATA_SOURCE, which verl's default_compute_score scores 1/0 on
-    boxed answers); the dataset's own name goes to `extra_info.dataset`.
+    verl rows carry the user's `data_source` or, in rows without one, `data_source` (default VERL_DATA_SOURCE,
+    which verl's default_compute_score scores 1/0 on boxed answers); `gaincurate.schedule.verl_rows` fills the rest.
     """
     schema = epoch_schema(scores, data_format)
     rows = scores.table.take(pa.array(scores.rows_of(gc_ids), pa.int64()))
@@ -113,24 +119,18 @@ def epoch_table(
     from gaincurate.prompts import training_prompt
 
     fmt = prompt_format(scores)
-    columns: dict[str, Any] = {
-        "prompt": [training_prompt(q, fmt) for q in questions],
-        "gc_id": rows.column("gc_id"),
-    }
+    columns: dict[str, Any] = {"gc_id": rows.column("gc_id")}
+    if not _prompt_kept(scores):
+        columns["prompt"] = [training_prompt(q, fmt) for q in questions]
     if data_format == "verl":
-        answers = rows.column(config["answer_column"]).to_pylist()
+        answers = column_values(rows, config["answer_column"])
         dataset = str(scores.manifest.get("dataset", {}).get("name") or "gaincurate")
-        columns["data_source"] = [data_source or VERL_DATA_SOURCE] * len(rows)
-        columns["ability"] = [VERL_ABILITY] * len(rows)
-        columns["reward_model"] = [{"style": "rule", "ground_truth": None if a is None else str(a)} for a in answers]
-        columns["extra_info"] = [
-            {"index": int(i), "split": "train", "dataset": dataset} for i in rows.column("gc_id").to_pylist()
-        ]
+        columns |= verl_arrays(rows, answers, dataset=dataset, data_source=data_source or VERL_DATA_SOURCE)
     arrays = []
     for field in schema:
         if field.name not in columns:
             arrays.append(rows.column(field.name))
-        elif isinstance(columns[field.name], pa.ChunkedArray):
+        elif isinstance(columns[field.name], pa.ChunkedArray | pa.Array):
             arrays.append(columns[field.name])
         else:
             arrays.append(pa.array(columns[field.name], field.type))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.errors import ConfigError
+from gaincurate.numerics import int_powers
 from gaincurate.schedule.mopps import per_prompt_feedback
 from gaincurate.schedule.options import RATE, Options, option
 from gaincurate.schedule.strategies import (
@@ -58,7 +59,7 @@ def skip_probabilities(streaks: np.ndarray, *, explore_easy: float, explore_hard
     """P(skip) per prompt: 1 - max(p ** |streak|, KEEP_FLOOR); 0 for a prompt without a streak."""
     streaks = np.asarray(streaks, dtype=np.int64)
     rates = np.where(streaks > 0, explore_easy, explore_hard)
-    keep = np.maximum(rates ** np.abs(streaks), KEEP_FLOOR)
+    keep = np.maximum(int_powers(rates, np.abs(streaks)), KEEP_FLOOR)  # not np.power: its bits vary by CPU
     return np.where(streaks == 0, 0.0, 1.0 - keep)
 
 

@@ -8,6 +8,7 @@ before anything is touched) and list the files an `--overwrite` will delete.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.scoring.tuning import tune
 from gaincurate.shards import inspect_output, output_schema, plan_output
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,14 @@ class Loaded:
 
 def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = True) -> Plan:
     """Load the rows, find the model, fingerprint the data and look at `--out`: no tokenizer, no model, no write."""
-    dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit)
+    dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit,
+                        answer_column=config.answer_column)  # fmt: skip
     rows = dataset.rows
-    answers = check_answers(rows, config.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
+    answers = check_answers(rows, dataset.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
+    if (dataset.prompt_column, dataset.answer_column) != (config.prompt_column, config.answer_column):
+        logger.info("reading verl's columns: prompts from %r, answers from %r", dataset.prompt_column,
+                    dataset.answer_column)  # fmt: skip
+        config = config.replace(prompt_column=dataset.prompt_column, answer_column=dataset.answer_column)
     source = resolve_source(config.model)
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out = Path(options.out)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import distributed
+from gaincurate.columns import column_values, has_column
 from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError
@@ -104,7 +105,7 @@ def _score_shards(
     """Score and write the shards `todo`, tokenizing the next shard on a worker thread meanwhile."""
     rows, column = prepared.rows, prepared.config.prompt_column
     answer_column = prepared.config.answer_column
-    answer_column = answer_column if answer_column in rows.column_names else None
+    answer_column = answer_column if answer_column and has_column(rows, answer_column) else None
 
     def encode(index: int) -> tuple[Any, list[EncodedPrompt]]:
         chunk = rows.select(range(*bounds[index]))
@@ -118,7 +119,7 @@ def _score_shards(
                 upcoming = pool.submit(encode, todo[position + 1])
             result = scorer.score(prompts, progress)
             table = chunk.with_format("arrow")[:]
-            answers = chunk[answer_column] if answer_column else [None] * len(chunk)
+            answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
             columns = score_columns(prompts, np.arange(*bounds[index]), result, chunk[column], answers)
             schema = prepared.schema
             table = (

@@ -75,6 +75,7 @@ def test_a_saved_fit_predicts_fitted_prompts_with_the_model_that_never_saw_them(
         np.testing.assert_array_equal(outsider, result.calibrator.predict(embeddings[:1], embeddings, rates))
 
 
+@pytest.mark.determinism
 def test_fits_are_seeded_and_byte_identical(tmp_path):
     embeddings, rates, counts = reference()
     first, second = (fit_calibrator(embeddings, rates, counts, FAST) for _ in range(2))

@@ -113,6 +113,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.determinism
 def test_seeded_runs_are_byte_identical_and_the_reference_grows(embedded_scores, tmp_path):
     run_epochs(tmp_path / "a", embedded_scores, 3)
     run_epochs(tmp_path / "b", embedded_scores, 3)
@@ -132,6 +133,7 @@ def test_seeded_runs_are_byte_identical_and_the_reference_grows(embedded_scores,
     assert snapshot(tmp_path / "c")["epoch-0001.parquet"] != snapshot(tmp_path / "a")["epoch-0001.parquet"]
 
 
+@pytest.mark.determinism
 def test_a_step_killed_before_its_commit_is_redone_identically(embedded_scores, tmp_path):
     run_dir = tmp_path / "run"
     run_epochs(run_dir, embedded_scores, 1)

@@ -9,6 +9,7 @@ import pytest
 
 from gaincurate.difficulty.predict import (
     attention_predict,
+    grid_bits,
     predict_pass_rates,
     prepare_embeddings,
     recency_log_weights,
@@ -88,8 +89,28 @@ def test_prepared_embeddings_turn_the_formula_into_cosines():
     prepared = prepare_embeddings(raw)
     centred = raw - raw.mean(axis=0)
     cosines = (centred @ centred.T) / np.outer(np.linalg.norm(centred, axis=1), np.linalg.norm(centred, axis=1))
-    np.testing.assert_allclose(prepared @ prepared.T / math.sqrt(9), cosines, rtol=1e-12)
+    # Up to the grid the prepared rows are snapped to: half a step per coordinate, 9 coordinates of norm <= sqrt(3).
+    step = 2.0 ** -grid_bits(9)
+    np.testing.assert_allclose(prepared @ prepared.T / math.sqrt(9), cosines, rtol=0, atol=9 * step)
     np.testing.assert_array_equal(prepare_embeddings(raw, normalize="none"), raw)
+
+
+@pytest.mark.determinism
+@pytest.mark.parametrize("width", [4, 9, 576, 4096])
+def test_prepared_dot_products_are_exact_in_any_order(width):
+    """On the grid, every partial sum of <z_q, z_i> is exact: BLAS, any order and the exact sum agree bit for bit."""
+    rng = np.random.default_rng(width)
+    raw = rng.normal(size=(12, width)) * rng.uniform(0.01, 100, size=width)  # uneven scales: big and small terms
+    raw[3] = raw[4] * 1e-6  # a short vector scaled up by the normalisation
+    prepared = prepare_embeddings(raw)
+    step = 2.0 ** -grid_bits(width)
+    np.testing.assert_array_equal(np.rint(prepared / step) * step, prepared)
+    exact = np.array([[math.fsum(a * b for a, b in zip(q, k, strict=True)) for k in prepared] for q in prepared])
+    np.testing.assert_array_equal(prepared @ prepared.T, exact)
+    backwards = np.zeros((12, 12))
+    for column in reversed(range(width)):  # the opposite order, one rounding-free add at a time
+        backwards += np.outer(prepared[:, column], prepared[:, column])
+    np.testing.assert_array_equal(backwards, exact)
 
 
 def test_permuting_the_reference_permutes_nothing_out():

@@ -50,12 +50,12 @@ def setup(tmp_path):
 
 
 def fake_batch(frame, rows: list[int], epoch: int) -> dict:
-    """What verl hands `update`: ROLLOUTS rows per prompt, `index` = extra_info.index, token-level scores."""
-    gc_ids = np.repeat([frame[row]["extra_info"]["index"] for row in rows], ROLLOUTS)
+    """What verl hands `update`: ROLLOUTS rows per prompt, the export's `gc_id` column, token-level scores."""
+    gc_ids = np.repeat([frame[row]["gc_id"] for row in rows], ROLLOUTS)
     rewards = np.array([float((gc_id * 7 + epoch + k) % 3 == 0) for k, gc_id in enumerate(gc_ids)])
     tokens = torch.zeros(len(gc_ids), 5)
     tokens[:, 3] = torch.tensor(rewards)  # the score sits on the last response token
-    return {"index": np.array(gc_ids, dtype=object), "token_level_scores": tokens, "rewards": rewards}
+    return {"gc_id": np.array(gc_ids, dtype=object), "token_level_scores": tokens, "rewards": rewards}
 
 
 def run_epochs(sampler, frame, epochs: int, *, trace=None):
@@ -85,9 +85,9 @@ def test_epochs_are_the_schedule_and_mu_learns_from_updates(setup):
     assert [line["epoch"] for line in history] == [0, 1]  # epoch 2 is trained; it steps at the next __iter__
     steps_per_epoch = CONFIG.subset_size // BATCH
     for epoch, rows in enumerate(trained):
-        assert [frame[r]["extra_info"]["index"] for r in rows] == plan.gc_ids.tolist()
+        assert [frame[r]["extra_info"]["gc_id"] for r in rows] == plan.gc_ids.tolist()
         epoch_batches = batches[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]
-        pairs = [pair for b in epoch_batches for pair in zip(b["index"], b["rewards"], strict=True)]
+        pairs = [pair for b in epoch_batches for pair in zip(b["gc_id"], b["rewards"], strict=True)]
         feedback = [{"gc_id": int(g), "reward": float(r)} for g, r in pairs]
         step = scheduler.next_epoch(feedback=feedback)
         if epoch < 2:
@@ -185,13 +185,15 @@ def test_sampler_derives_from_verls_base_where_verl_exists(monkeypatch):
 
 
 def test_batch_rollouts_reads_a_dataproto_shape():
+    # verl's own `index` (extra_info.index: the row within its split) repeats; the export's gc_id column does not.
     proto = SimpleNamespace(
         batch={"token_level_scores": torch.tensor([[0.0, 1.0], [0.0, 0.0]])},
-        non_tensor_batch={"index": np.array([4, 9], dtype=object)},
+        non_tensor_batch={"index": np.array([0, 0], dtype=object), "gc_id": np.array([4, 9], dtype=object)},
     )
     assert batch_rollouts(proto) == ([4, 9], [1.0, 0.0])
+    assert batch_rollouts(proto, index_key="index") == ([0, 0], [1.0, 0.0])  # a dataset keeping only verl's keys
     with pytest.raises(ConfigError, match="reward_key"):
-        batch_rollouts({"index": [1]})
+        batch_rollouts({"gc_id": [1]})
 
 
 def test_recording_score_writes_training_rollouts_only(tmp_path, monkeypatch):

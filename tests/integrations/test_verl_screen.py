@@ -80,13 +80,13 @@ def write_verl_step(checkpoints: Path, step: int) -> Path:
 def train_epoch(sampler, frame, rows: list[int]) -> None:
     """verl's updates for one epoch's rows: every prompt rolled twice, half right."""
     for start in range(0, len(rows), BATCH):
-        gc_ids = np.repeat([frame[row]["extra_info"]["index"] for row in rows[start : start + BATCH]], 2)
+        gc_ids = np.repeat([frame[row]["gc_id"] for row in rows[start : start + BATCH]], 2)
         rewards = np.tile([1.0, 0.0], len(gc_ids) // 2)
-        sampler.update({"index": np.array(gc_ids, dtype=object), "token_level_scores": rewards[:, None]})
+        sampler.update({"gc_id": np.array(gc_ids, dtype=object), "token_level_scores": rewards[:, None]})
 
 
 def gc_ids_of(frame, rows: list[int]) -> list[int]:
-    return [frame[row]["extra_info"]["index"] for row in rows]
+    return [frame[row]["gc_id"] for row in rows]
 
 
 def check_choice(candidates: list[int], chosen: list[int]) -> None:

@@ -30,6 +30,7 @@ def rollouts(gc_ids) -> list[dict]:
     return [{"gc_id": int(i), "reward": float(i % 2)} for i in gc_ids for _ in range(3)]
 
 
+@pytest.mark.determinism
 def test_json_round_trip_resumes_identically():
     straight = Scheduler(CONFIG, prompts())
     plans = [straight.next_epoch().plan]

@@ -68,7 +68,9 @@ def test_verl_form(tmp_path, scores_dir):
     # data_source names verl's reward scorer (default lighteval/MATH); the dataset's name goes to extra_info.
     assert row["data_source"] == "lighteval/MATH" and row["ability"] == "math"
     assert row["reward_model"] == {"style": "rule", "ground_truth": row["answer"]}
-    assert row["extra_info"] == {"index": row["gc_id"], "split": "train", "dataset": "toy-math"}
+    # extra_info.gc_id is the row's id; index, split and dataset are there too, as the data had no extra_info.
+    gc_id = row["gc_id"]
+    assert row["extra_info"] == {"index": gc_id, "split": "train", "dataset": "toy-math", "gc_id": gc_id}
 
 
 def test_verl_needs_an_answer_column(tmp_path, make_scores):
@@ -78,6 +80,7 @@ def test_verl_needs_an_answer_column(tmp_path, make_scores):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.determinism
 def test_same_seed_gives_byte_identical_epoch_files(tmp_path, scores_dir):
     run_epochs(tmp_path / "a", scores_dir, 3)
     run_epochs(tmp_path / "b", scores_dir, 3)
@@ -128,6 +131,7 @@ def test_history_records_the_update(tmp_path, scores_dir):
     assert state.schedule.epoch == 2 and state.schedule.memory["mu"] == history[1]["mu_next"]
 
 
+@pytest.mark.determinism
 def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir, monkeypatch):
     run_epochs(tmp_path / "straight", scores_dir, 2)
 

@@ -243,6 +243,7 @@ def test_negative_adj_min_moves_mu_back_through_the_console_script(tmp_path, sco
 # -- resume equals uninterrupted -------------------------------------------------------------------------------
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize(
     "options",
     [{"ranking": "random"}, {"mu_control": "sweep", "sweep_rate": "7%"}, {"direction": "auto"}, {"adj_min": "-5%"}],

@@ -204,6 +204,7 @@ def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleCon
     drive_epochs(run_dir, scores_dir, epochs, config, feedback_file)
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize(
     "config",
     [CONFIG, ScheduleConfig(strategy="uniform", subset_size=8, seed=5, skip_zero_variance=True)],
@@ -226,6 +227,7 @@ def test_seeded_runs_are_byte_identical_and_log_their_skips(tmp_path, scores_dir
         assert len(line["subset_ids"]) == 8  # skipping never shrinks the epoch
 
 
+@pytest.mark.determinism
 def test_killed_step_resumes_to_the_same_run(tmp_path, scores_dir, monkeypatch):
     check_killed_step_resumes(tmp_path, scores_dir, CONFIG, feedback_file, monkeypatch)
 

@@ -143,6 +143,7 @@ def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleCon
     drive_epochs(run_dir, scores_dir, epochs, config, feedback_file)
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("options", [{}, {"skip_zero_variance": True}], ids=["mopps", "mopps-skip"])
 def test_seeded_runs_are_byte_identical(tmp_path, scores_dir, options):
     config = ScheduleConfig(**{**CONFIG.to_dict(), **options})
@@ -157,6 +158,7 @@ def test_seeded_runs_are_byte_identical(tmp_path, scores_dir, options):
     assert snapshot(tmp_path / "c")["epoch-0002.parquet"] != first["epoch-0002.parquet"]
 
 
+@pytest.mark.determinism
 def test_killed_step_resumes_to_the_same_run(tmp_path, scores_dir, monkeypatch):
     history = check_killed_step_resumes(tmp_path, scores_dir, CONFIG, feedback_file, monkeypatch)
     assert all(set(line["selection"]) == {"posterior_mean", "posterior_sd"} for line in history)

@@ -56,6 +56,8 @@ from typer.testing import CliRunner
 from gaincurate.feedback import append_rollouts
 from gaincurate.schedule.screen import Screening
 
+pytestmark = pytest.mark.determinism  # make test-determinism runs them again on the narrowest SIMD path
+
 RECORDED = Path(__file__).parent / "recorded"
 RECORDED_V1 = Path(__file__).parent / "recorded-v1"  # gaincurate 0.x, before the strategy plug-ins
 MU_KEYS = ("mu", "ang", "ang_source", "signal", "delta", "mu_next", "reranked")  # gain's step, history and metadata

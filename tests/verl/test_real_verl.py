@@ -40,7 +40,8 @@ def test_real_verl_runs_the_documented_integration():
     venv = verl_environment()
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(INSIDE)]),
+        # tests/: the builders shared with the outer tests (verl_preprocessing, fake_scores).
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(INSIDE), str(ROOT / "tests")]),
         GAINCURATE_SMOLLM2_GGUF=str(smollm2_gguf()),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",

@@ -45,7 +45,8 @@ def test_verl_rows_default_to_a_data_source_verl_scores_and_keep_the_dataset_nam
     table = pq.read_table(run / "epoch-0000.parquet")
     assert set(table.column("data_source").to_pylist()) == {"lighteval/MATH"}
     info = table.column("extra_info").to_pylist()
-    assert info[0] == {"index": table.column("gc_id")[0].as_py(), "split": "train", "dataset": "toy-math"}
+    gc_id = table.column("gc_id")[0].as_py()
+    assert info[0] == {"index": gc_id, "split": "train", "dataset": "toy-math", "gc_id": gc_id}
 
 
 def test_data_source_is_chosen_at_init_and_only_for_verl_rows(tmp_path, monkeypatch, capsys):

@@ -29,7 +29,8 @@ def test_rlhf_dataset_reads_an_epoch_file_in_rank_order(epoch_file, tokenizer, t
     gc_ids = table.column("gc_id").to_pylist()
     for row in range(len(data)):
         item = data[row]
-        assert item["index"] == gc_ids[row]  # verl's `index`, from extra_info.index: the gc_id
+        assert item["gc_id"] == gc_ids[row]  # the export's column, which verl keeps in every row
+        assert item["index"] == gc_ids[row]  # verl's `index`, from extra_info.index: the gc_id (no user extra_info)
         assert item["data_source"] == "lighteval/MATH"
         assert item["extra_info"]["dataset"] == "gaincurate/math_sample"
         messages = item.get("raw_prompt", item["prompt"])
@@ -76,9 +77,9 @@ def test_filter_overlong_prompts_that_drops_scored_rows_is_refused(epoch_file, e
 
 def test_the_sampler_learns_from_real_dataprotos_and_steps_at_the_epoch_end(scores, exported, tokenizer, tmp_path):
     """verl's fit loop in small: batches of 8 prompts x 2 rollouts as DataProto, update after each step."""
-    import numpy as np
     import torch
     from verl import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn
     from verl_helpers import schedule
 
     from gaincurate.integrations.verl import GainCurriculumSampler
@@ -106,10 +107,12 @@ def test_the_sampler_learns_from_real_dataprotos_and_steps_at_the_epoch_end(scor
     assert isinstance(sampler, AbstractCurriculumSampler)
     rows = list(sampler)
     for start in range(0, len(rows), 8):
-        gc_ids = np.repeat([data[row]["index"] for row in rows[start : start + 8]], 2)
-        scores_ = torch.zeros(len(gc_ids), 4)
-        scores_[:, -1] = torch.tensor([float(i % 3 == 0) for i in range(len(gc_ids))])
-        sampler.update(DataProto.from_dict(tensors={"token_level_scores": scores_}, non_tensors={"index": gc_ids}))
+        # As verl's fit loop builds it: the dataloader's collate_fn, one DataProto, each prompt rollout.n times.
+        batch = DataProto.from_single_dict(collate_fn([data[row] for row in rows[start : start + 8]]))
+        batch = batch.repeat(repeat_times=2, interleave=True)
+        scores_ = torch.zeros(len(batch), 4)
+        scores_[:, -1] = torch.tensor([float(i % 3 == 0) for i in range(len(batch))])
+        sampler.update(batch.union(DataProto.from_dict(tensors={"token_level_scores": scores_})))
     second = list(sampler)  # the next epoch: steps the schedule first
     [line] = [json.loads(text) for text in (run / "history.jsonl").read_text().splitlines()]
     assert line["rollouts"] == 2 * SUBSET and line["epoch"] == 0
