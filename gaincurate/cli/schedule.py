@@ -164,7 +164,7 @@ def next_(
         step = advance(run, feedback=feedback, checkpoint=checkpoint, progress=progress)
     for notice in step.notices:
         if not (quiet or as_json):
-            note(f"note: {notice}")
+            note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
     result = {
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
         "mu": step.mu, "record": step.record, "notices": step.notices,
