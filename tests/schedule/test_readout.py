@@ -218,3 +218,20 @@ def test_every_registered_strategy_says_how_it_draws():
     for name, cls in STRATEGIES.items():
         assert cls.draws, f"{name} has no `draws` line for schedule status"
         assert cls.report is not Strategy.report or not cls.pass_rate_estimates, f"{name} keeps the default report"
+
+
+@pytest.mark.parametrize(
+    "options, band",
+    [({"band": (0.2, 0.8)}, [0.2, 0.8]), ({"skip_zero_variance": True}, [0.25, 0.75])],
+)
+def test_the_filters_pass_the_base_strategys_readout_on(world, tmp_path, options, band):
+    """--band aims the readout at its band; --skip-zero-variance keeps the base's estimate and adds its skips."""
+    policy, scores = world
+    result = simulate(scores, tmp_path / "run", policy, strategy="mopps", seed=2, epochs=EPOCHS, **options)
+    for line in result.history:
+        assert line["readout"]["estimate"] == "posterior mean" and line["readout"]["band"] == band
+        assert ("skipped" in line["selection"]) == ("skip_zero_variance" in options)
+        assert ("band_kept" in line["selection"]) == ("band" in options)
+    shown = json.loads(console("schedule", "status", "--run", tmp_path / "run", "--json").stdout)
+    assert ("prompts estimated inside [0.2, 0.8] first" in shown["draws"]) == ("band" in options)
+    assert ("recent rollouts all agreed" in shown["draws"]) == ("skip_zero_variance" in options)
