@@ -76,7 +76,9 @@ def render(console: Any, summary: dict[str, Any]) -> None:
     )
     if summary["debias"]:
         console.print("ranking by the length-debiased score (residual of score ~ log question tokens)")
-    for title, rows in (("Highest concentration (trained first)", summary["top"]), ("Lowest", summary["bottom"])):
+    # The score ranking only: which prompts a run trains, and when, is its strategy's (`schedule status` says how).
+    titles = ("Highest concentration (top of the score ranking)", "Lowest concentration (bottom of the ranking)")
+    for title, rows in zip(titles, (summary["top"], summary["bottom"]), strict=True):
         # Numbers keep their width; the prompt column takes what is left and is cut with an ellipsis.
         table = Table(title=title, title_justify="left", expand=True)
         for name, width in (("id", 5), ("score", 7), ("intra", 7), ("inter", 7), ("q tok", 5)):

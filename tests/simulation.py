@@ -139,6 +139,7 @@ class SimulationResult:
     pass_rates: list[np.ndarray]  # every prompt's true pass rate during each epoch (gc_id order)
     memories: list[dict[str, Any] | None]  # the strategy's memory in the state as each epoch was drawn
     history: list[dict[str, Any]]  # the run's history.jsonl
+    selections: list[Any]  # the state's record of how each epoch was drawn (`gaincurate.schedule.state.Drawn`)
 
 
 def simulate(
@@ -166,12 +167,13 @@ def simulate(
     config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, **(mu_settings | options))
     init_run(run_dir, scores_dir, config)
     advance(run_dir, checkpoint=checkpoint)
-    selected, rates, memories = [], [], []
+    selected, rates, memories, selections = [], [], [], []
     for epoch in range(epochs):
         schedule = rundir.load_run(run_dir).schedule
         gc_ids = schedule.subset_ids
         selected.append(gc_ids)
         memories.append(schedule.memory)
+        selections.append(schedule.selection)
         rates.append(policy.pass_rates(epoch))
         if epoch == epochs - 1:
             break
@@ -179,7 +181,7 @@ def simulate(
         feedback = run_dir / f"rollouts-{epoch:04d}.jsonl"
         append_rollouts(feedback, np.repeat(gc_ids, ROLLOUTS).tolist(), rewards.ravel().tolist())
         advance(run_dir, feedback=feedback, checkpoint=checkpoint)
-    return SimulationResult(selected, rates, memories, rundir.read_history(run_dir))
+    return SimulationResult(selected, rates, memories, rundir.read_history(run_dir), selections)
 
 
 def band(result: SimulationResult, window: range = WINDOW) -> dict[str, float]:

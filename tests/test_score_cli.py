@@ -79,6 +79,7 @@ def test_show_json_and_against(tiny_llama, problems_file, tmp_path, monkeypatch,
     assert summary["rows"] == len(PROBLEMS)
     code, stdout, _ = run_cli(["show", str(out), "--against", "difficulty"], monkeypatch, capsys)
     assert code == 0 and "Highest concentration" in stdout and "difficulty" in stdout
+    assert "trained first" not in stdout  # the ranking is described; which prompts train is the strategy's
 
 
 def test_rerun_resumes_and_equals(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):

@@ -107,7 +107,10 @@ def curriculum(
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
         summary = run_bench(bench, out, strategies=chosen, seeds=seeds, smoke=smoke, max_pairs=max_pairs,
                             workers=workers, progress=progress)  # fmt: skip
-    emit(summary, as_json=as_json, human=lambda stdout: stdout.write(markdown_table(summary)))
+    from gaincurate.benchmarks.curriculum.readout import readout_markdown
+
+    shown = markdown_table(summary) + readout_markdown(summary.get("readout") or {})
+    emit(summary, as_json=as_json, human=lambda stdout: stdout.write(shown))
 
 
 @signal_app.command(

@@ -40,6 +40,7 @@ from gaincurate.cli.schedule_options import (
 )
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import DEFAULT_STRATEGY
+from gaincurate.schedule.readout import Thresholds
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -163,7 +164,7 @@ def next_(
         step = advance(run, feedback=feedback, checkpoint=checkpoint, progress=progress)
     for notice in step.notices:
         if not (quiet or as_json):
-            note(f"note: {notice}")
+            note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
     result = {
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
         "mu": step.mu, "record": step.record, "notices": step.notices,
@@ -232,74 +233,27 @@ def status(
     plot: Annotated[
         Path | None, typer.Option(help="Also draw the run into this file: a PNG for .png, a text chart otherwise.")
     ] = None,
+    warn_zero_variance: Annotated[
+        float,
+        typer.Option(help="Warn when this share of rollout groups had zero reward variance two epochs in a row."),
+    ] = Thresholds.zero_variance,
+    warn_correlation: Annotated[
+        float, typer.Option(help="Warn when the estimates' correlation with the measured pass rates is below this.")
+    ] = Thresholds.correlation,
     config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show the current epoch, per-epoch accuracy, angle and steps (mu only for the strategies that use it)."""
+    """Show each epoch's accuracy and savings readout: what the strategy aimed at, what the feedback measured,
+    the share of zero-variance groups against a uniform draw's estimate, and warnings (docs/readout.md)."""
+    from gaincurate.cli.status import draw_status
     from gaincurate.schedule.driver import run_status
     from gaincurate.schedule.plot import save_plot
     from gaincurate.schedule.rundir import load_run
 
-    report = run_status(run) | {"finished": load_run(run).is_finished}
+    thresholds = Thresholds(zero_variance=warn_zero_variance, correlation=warn_correlation)
+    report = run_status(run, thresholds) | {"finished": load_run(run).is_finished}
     if plot is not None:
         report["plot"] = str(save_plot(plot, report))
     uses_mu = "mu" in report  # gain and length keep mu; the others have none
     shown = {**report, "uses_mu": uses_mu, "mu": report.get("mu")}
-    emit(shown, as_json=as_json, human=lambda stdout: _draw_status(stdout, shown))
-
-
-def _draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    uses_mu = report["uses_mu"]
-    where = (
-        f"mu {report['mu']:.1f} of {report['n_prompts'] - 1}" if uses_mu else f"strategy {report['params']['strategy']}"
-    )
-    finished = report["finished"]
-    stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
-    table = Table(title=f"{report['run']}: {stage}, {where}")
-    drawn = "selection" in report or any("selection" in line for line in report["history"])
-    mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
-    for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
-        table.add_column(column, justify="right")
-    for line in report["history"]:
-        ang = "-" if line.get("ang") is None else f"{line['ang']:.4f}"
-        cells = (
-            [f"{line['mu']:.1f}", f"{line['accuracy']:.3f}", ang, f"{line['delta']:+.1f}", f"{line['mu_next']:.1f}"]
-            if uses_mu
-            else [f"{line['accuracy']:.3f}", str(line["rollouts"]), "trained"]
-        )
-        table.add_row(str(line["epoch"]), *cells, *([_selection(line.get("selection"))] if drawn else []))
-    if report["epoch"] >= 0:
-        waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
-        waiting = "drawn, not trained: finished" if finished else waiting
-        cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
-        table.add_row(str(report["epoch"]), *cells, *([_selection(report.get("selection"))] if drawn else []))
-    stdout.print(table)
-    if finished:
-        stdout.line(
-            f"finished: the trainer ended after {report['epoch']} epochs; epoch {report['epoch']} is drawn but not "
-            "trained. To train on, run the trainer again (`schedule run --epochs` more, or train() with more epochs)"
-        )
-    if "plot" in report:
-        stdout.line(f"plot: {report['plot']}")
-
-
-def _selection(info: dict | None) -> str:
-    """How an epoch was drawn: mopps's posterior (mean ± sd), screen's screening, the band, GRESO's skips."""
-    if not info:
-        return "-"
-    parts = []
-    if "posterior_mean" in info:
-        parts.append(f"pass rate {info['posterior_mean']:.2f} ± {info['posterior_sd']:.2f}")
-    if "screened" in info:
-        chosen = info.get("chosen_pass_rate")
-        rate = "" if chosen is None else f", kept pass rate {chosen:.2f}"
-        screened = f"screened {info['screened']} ({info['screen_rollouts']} rollouts)"
-        parts.append(f"{screened}, {info['in_band']} in band{rate}")
-    elif "band" in info:
-        low, high = info["band"]
-        parts.append(f"{info.get('band_kept', '?')} in band [{low:g}, {high:g}]")
-    if "skipped" in info:
-        parts.append(f"{info['skipped']} skipped")
-    return ", ".join(parts) or "-"
+    emit(shown, as_json=as_json, human=lambda stdout: draw_status(stdout, shown))

@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         if "mu_next" in line:  # gain and length: how the epoch moved mu
             ang = "n/a" if line["ang"] is None else f"{line['ang']:.4f}"
             moved = f" ang {ang} ({line['ang_source']}) mu {line['mu']:.1f} -> {line['mu_next']:.1f}"
+        readout = line.get("readout") or {}  # the savings readout (docs/readout.md)
+        if readout.get("zero_variance") is not None:
+            moved += f" zero-variance groups {readout['zero_variance']:.0%}"
+        for warning in readout.get("warnings", []):
+            moved += f"\n  warning: {warning}"
         print(f"epoch {line['epoch']}: prompts {line['subset_ids']} accuracy {line['accuracy']:.2f}{moved}")
     print(f"run directory: {workdir / 'run'}  (gaincurate schedule status --run {workdir / 'run'})")
     return 0

@@ -45,6 +45,7 @@ from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.readout import logged as logged_readout
 
 quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
 
@@ -285,6 +286,9 @@ class GainCurriculum:
                     "curriculum/delta": record["delta"],
                     "curriculum/mu": record["mu_next"],
                 }
+            # The savings readout and the strategy's own figures, as every path names them (docs/readout.md).
+            logged |= logged_readout(record.get("readout") or {})
+            logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")
             trainer.log(logged)
         return record
 

@@ -51,6 +51,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl import _get, _keys, _rows_by_gc_id, check_rows
 from gaincurate.integrations.verl_checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.readout import logged
 
 __all__ = ["GainCurriculumDataset", "GainReplayBuffer", "OneLaunchSettings", "group_rewards"]
 
@@ -105,6 +106,15 @@ class OneLaunchSettings:
         return cls(**{key: str(value) for key, value in values.items() if value is not None})
 
 
+def unreported_readout(history: list[dict[str, Any]], reported: int) -> tuple[dict[str, float], int]:
+    """The savings readout of the newest epoch finished since `reported` epochs were logged, as verl metrics
+    (`curriculum/...`, docs/readout.md), and how many epochs are reported after it."""
+    if len(history) <= reported:
+        return {}, reported
+    line = history[-1]
+    return {"curriculum/accuracy": float(line["accuracy"]), **logged(line.get("readout") or {})}, len(history)
+
+
 class GainReplayBuffer(_replay_buffer_base()):
     """verl 0.9.1's replay buffer, recording the rewards of every group it hands to training."""
 
@@ -117,12 +127,17 @@ class GainReplayBuffer(_replay_buffer_base()):
             )
         super().__init__(trainer_mode, *args, sampler_kwargs=sampler_kwargs, **kwargs)
         self.curriculum: CurriculumDriver | None = None  # set by GainCurriculumDataset
+        self.reported = 0  # epochs of the curriculum's history whose readout verl's logger has had
         _buffers().append(self)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> tuple[Any, dict]:
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         if partition_id == "train":
             self.record(batch)
+            # verl's trainer logs these metrics with the step's own: the readout of an epoch that just ended goes too.
+            history = self.curriculum.history if self.curriculum is not None else []
+            readout, self.reported = unreported_readout(history, self.reported)
+            metrics = {**metrics, **readout}
         return batch, metrics
 
     def record(self, batch: Any) -> int:

@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies import Filter, RankingContext, Selection, Strategy, first_positions
+from gaincurate.schedule.strategies import Filter, RankingContext, Report, Selection, Strategy, first_positions
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
+
+
+def band_note(band: tuple[float, float]) -> str:
+    """How the filter changes a draw, in words."""
+    return f"; prompts estimated inside [{band[0]:g}, {band[1]:g}] first"
 
 
 class BandFilter(Filter):
@@ -34,6 +39,7 @@ class BandFilter(Filter):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
         super().__init__(base)
         self.low, self.high = float(band[0]), float(band[1])
+        self.draws = base.draws + band_note((self.low, self.high))
 
     def inside(self, estimates: np.ndarray) -> np.ndarray:
         return (estimates >= self.low) & (estimates <= self.high)
@@ -47,6 +53,11 @@ class BandFilter(Filter):
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         return self.banded(self.base.priority(state, context, rng), self.base.band_estimates(state, context))
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """The base's report, aiming at the band."""
+        report = self.base.report(state, context, drawn)
+        return Report(report.estimates, report.source, (self.low, self.high), report.figures)
 
     def describe(
         self,

@@ -21,6 +21,7 @@ import numpy as np
 
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
+from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
@@ -60,6 +61,7 @@ class EpochRecord:
     update: dict[str, Any] = field(default_factory=dict)  # the strategy's numbers (gain: mu, ang, delta, mu_next)
     selection: dict[str, Any] | None = None  # how the strategy drew the epoch (skips, posteriors), if it says
     reference: dict[str, Any] | None = None  # a fresh reference set rolled after the epoch: what it cost
+    readout: dict[str, Any] | None = None  # the savings readout (`gaincurate.schedule.readout`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class EpochRecord:
             **self.update,
             **({"selection": self.selection} if self.selection is not None else {}),
             **({"reference": self.reference} if self.reference is not None else {}),
+            **({"readout": self.readout} if self.readout is not None else {}),
         }
 
 
@@ -189,14 +192,17 @@ class Scheduler:
             )
         fresh = Fresh(ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores)))
         following, update = self.strategy.update(state, following, feedback, fresh)
+        readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
+        following = replace(following, tally=tally)
         record = EpochRecord(
             epoch=state.epoch,
             positions=state.positions,
             gc_ids=state.subset_ids,
             feedback=feedback,
             update=update,
-            selection=(state.memory or {}).get("selection"),
+            selection=(state.selection.figures or None) if state.selection is not None else None,
             reference=None if reference is None else reference.info,
+            readout=readout,
         )
         return EpochStep(self._draw(following), record)
 
@@ -206,9 +212,10 @@ class Scheduler:
         context = RankingContext(gc_ids=state.ranking, scores=state.scores, subset_size=self.subset_size)
         rng = np.random.default_rng([self.config.seed, epoch])
         chosen = self.strategy.select(state, context, rng)
-        if isinstance(chosen, Selection):  # kept in the state until the epoch's history line is written
-            state = replace(state, memory={**(state.memory or {}), "selection": chosen.info})
-            chosen = chosen.positions
-        positions = np.asarray(chosen, dtype=np.int64)
-        self.state = replace(state, positions=positions)
+        if not isinstance(chosen, Selection):
+            chosen = Selection(np.asarray(chosen, dtype=np.int64), {})
+        positions = np.asarray(chosen.positions, dtype=np.int64)
+        # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
+        record = drawn(self.strategy.report(state, context, chosen), positions)
+        self.state = replace(state, positions=positions, selection=record)
         return EpochPlan(epoch, positions, state.ranking[positions], self.strategy.draw_info(self.state))

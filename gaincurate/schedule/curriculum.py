@@ -18,6 +18,7 @@ With a run directory the driver keeps it through `gaincurate.schedule.rundir`, b
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Iterable
@@ -38,6 +39,8 @@ from gaincurate.schedule.rundir import RunState
 from gaincurate.schedule.screen import Screener, Spent
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies import POLICY
+
+logger = logging.getLogger(__name__)
 
 STATE_DICT_VERSION = 2  # 2: mu in gain's memory (1: beside the state, for every strategy)
 
@@ -228,6 +231,8 @@ class CurriculumDriver:
             self._run = result.run
         if result.record is not None:
             self.history.append(result.record)
+            for warning in (result.record.get("readout") or {}).get("warnings", []):  # the trainer's log shows them
+                logger.warning("gaincurate: epoch %d: %s", result.record["epoch"], warning)
         return result.record
 
 

@@ -45,9 +45,12 @@ from gaincurate.schedule.strategies import (
     EMBEDDINGS,
     ROLLOUTS,
     RankingContext,
+    Report,
+    Selection,
     Strategy,
     StrategyInputs,
     draw_order,
+    target_band,
 )
 
 if TYPE_CHECKING:
@@ -110,6 +113,10 @@ class DotsStrategy(Strategy):
     )
     needs = frozenset({EMBEDDINGS, ROLLOUTS})
     pass_rate_estimates = True
+    draws = (
+        "epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, "
+        "each prompt's estimated from its own rollouts and its embedding neighbours'"
+    )
 
     def __init__(
         self,
@@ -224,6 +231,12 @@ class DotsStrategy(Strategy):
         """p_q at each rank position, for `--band` (None before any measurement)."""
         predicted = self.pass_rates(state)
         return None if predicted is None else predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """p_q of every prompt at the draw: its aged measurement blended with its neighbours' prediction."""
+        estimates = self.band_estimates(state, context)
+        source = "no estimate yet: nothing measured" if estimates is None else "estimated pass rate (dots)"
+        return Report(estimates, source, target_band(self.target), drawn.info)
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped)."""

@@ -25,13 +25,13 @@ from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Schedu
 from gaincurate.schedule.epochs import check_format
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
 from gaincurate.schedule.inputs import ScoresInput, load_scores
+from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.reference import fresh_reference
+from gaincurate.schedule.registry import how_it_draws
 from gaincurate.schedule.rundir import RunState
 from gaincurate.schedule.strategies import FRESH_SCORES, POLICY
 
-STATUS_KEYS = ("epoch", "accuracy", "rollouts", "timings")  # every history line has them
-# gain and length: how the epoch moved mu (a history line has them only for the strategies that keep mu).
-MU_KEYS = ("mu", "ang", "ang_source", "signal", "delta", "mu_next", "reranked")
+PER_PROMPT_KEYS = ("subset_ids", "positions")  # a history line's lists of the epoch's prompts: status counts them
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,8 @@ def advance(
             timings=timings,
             feedback_sha256=digest,
         )
+        readout = (stepped.record or {}).get("readout") or {}
+        notices.extend(f"warning: {warning}" for warning in readout.get("warnings", []))
         if summary.outside_epoch:
             notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {current} were left out")
         if summary.missing_prompts:
@@ -350,21 +352,21 @@ def _unused_checkpoint(scheduler: Scheduler) -> str:
     return f"the checkpoint is not used: the {scheduler.config.strategy} strategy, as configured, reads nothing from it"
 
 
-def run_status(run_dir: Path) -> dict[str, Any]:
-    """Where the run stands, as JSON-ready data: the current epoch, mu, and the per-epoch history."""
+def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """Where the run stands, as JSON-ready data: the current epoch, mu, how the strategy draws, and each epoch's
+    history line (its prompts counted, not listed) with its readout's warnings under `thresholds`."""
     run_dir = Path(run_dir)
     run = rundir.load_run(run_dir)
-    # `selection` (how a strategy such as mopps drew an epoch) is shown only by the strategies that record it.
-    history = [
-        {key: line.get(key) for key in STATUS_KEYS}
-        | {key: line[key] for key in MU_KEYS if key in line}
-        | {"subset_size": len(line.get("subset_ids", []))}
-        | ({"selection": line["selection"]} if "selection" in line else {})
-        | ({"reference": line["reference"]} if "reference" in line else {})  # dots: a fresh set's extra cost
-        for line in rundir.read_history(run_dir)
-    ]
+    lines = rundir.read_history(run_dir)
+    history = []
+    for line, found in zip(lines, rewarned(lines, thresholds), strict=True):
+        shown = {key: value for key, value in line.items() if key not in PER_PROMPT_KEYS}
+        shown["subset_size"] = len(line.get("subset_ids", []))
+        if "readout" in line:
+            shown["readout"] = line["readout"] | {"warnings": found}
+        history.append(shown)
     memory = run.schedule.memory or {}
-    selection = memory.get("selection")
+    selection = run.schedule.selection
     return {
         "run": str(run_dir),
         "epoch": run.schedule.epoch,
@@ -374,6 +376,8 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         "n_prompts": run.n_prompts,
         "scores_dir": run.scores_dir,
         "params": {**run.config.to_dict(), "subset_size": run.config.subset_count(run.n_prompts)},
+        "draws": how_it_draws(run.config),
         "history": history,
-        **({"selection": selection} if selection is not None else {}),
+        "warnings": history[-1].get("readout", {}).get("warnings", []) if history else [],
+        **({"selection": selection.figures} if selection is not None and selection.figures else {}),
     }

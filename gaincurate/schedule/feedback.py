@@ -38,6 +38,8 @@ class Feedback:
     outside_epoch: int = 0  # rollouts of known prompts outside this epoch, left out
     # Per prompt: gc_id -> (sum of correctness, rollouts). The dots strategy grows its reference set from it.
     per_prompt: dict[int, tuple[float, int]] | None = field(default=None, compare=False, repr=False)
+    # Per prompt: gc_id -> (lowest, highest correctness): a group whose two agree had zero reward variance.
+    extremes: dict[int, tuple[float, float]] | None = field(default=None, compare=False, repr=False)
     # The gc_ids of the rollouts left out (outside the epoch): which epoch the feedback was really for.
     outside_ids: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
 
@@ -96,6 +98,10 @@ def _reduce(rollouts: Iterator[Rollout], *, epoch_ids: Iterable[int], source: st
     if not in_epoch:
         raise no_rollout_error(source, len(epoch_set), outside)
     per_prompt = tally(in_epoch)
+    extremes: dict[int, tuple[float, float]] = {}
+    for gc_id, value in in_epoch:
+        low, high = extremes.get(gc_id, (value, value))
+        extremes[gc_id] = (min(low, value), max(high, value))
     return Feedback(
         accuracy=float(np.mean([value for _, value in in_epoch])),
         rollouts=len(in_epoch),
@@ -103,6 +109,7 @@ def _reduce(rollouts: Iterator[Rollout], *, epoch_ids: Iterable[int], source: st
         missing_prompts=len(epoch_set - per_prompt.keys()),
         outside_epoch=outside,
         per_prompt=per_prompt,
+        extremes=extremes,
         outside_ids=frozenset(outside_ids),
     )
 

@@ -194,6 +194,7 @@ class LengthStrategy(Strategy):
 
     name = "length"
     options_class = LengthOptions
+    draws = "a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy"
     summary = "gain's schedule over a shortest-question-first ranking (the length confound)"
     needs = frozenset({FRESH_SCORES})
 
@@ -330,6 +331,10 @@ class GainStrategy(LengthStrategy):
 
     name = "gain"
     options_class = GainOptions
+    draws = (
+        "a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's "
+        "accuracy and angle; it keeps no pass-rate estimate"
+    )
     summary = "GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)"
 
     def __init__(

@@ -51,6 +51,7 @@ KEEP_FLOOR = 0.01  # a prompt is never skipped with certainty
 # Per epoch; the released code steps 0.01 per optimizer step, about a hundred per pass over its data.
 EXPLORE_STEP = 0.1
 EASY_SHARE, HARD_SHARE = 1 / 3, 2 / 3  # how the zero-variance target splits between all-correct and all-wrong
+SKIP_NOTE = "; skipping, at random, prompts whose recent rollouts all agreed"  # how the filter changes a draw
 EXACT = 1e-9  # correctness is reward / reward_max: all correct sums to the rollout count up to rounding
 
 
@@ -100,6 +101,7 @@ class ZeroVarianceFilter(Filter):
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
         super().__init__(base)
         self.needs = base.needs | {ROLLOUTS}
+        self.draws = base.draws + SKIP_NOTE
         options = options or ZeroVarianceOptions()
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
         self.low, self.high, self.target = options.explore_min, options.explore_max, options.target_zero_variance
@@ -181,11 +183,13 @@ class GresoStrategy(ZeroVarianceFilter):
     name = "greso"
     options_class = ZeroVarianceOptions
     summary = "uniform, skipping prompts whose recent rollouts all agreed (GRESO)"
+    draws = "every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate"
     keeps_zero_variance = False
 
     def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
         super().__init__(UniformStrategy(), gc_ids, options)
         self.name = "greso"
+        self.draws = GresoStrategy.draws
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> GresoStrategy:

@@ -26,7 +26,15 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.schedule.options import RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import ROLLOUTS, RankingContext, Strategy, StrategyInputs
+from gaincurate.schedule.strategies import (
+    ROLLOUTS,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    target_band,
+)
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -92,6 +100,7 @@ class MoppsStrategy(Strategy):
     )
     needs = frozenset({ROLLOUTS})
     pass_rate_estimates = True
+    draws = "epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson draw"
 
     def __init__(
         self,
@@ -150,6 +159,10 @@ class MoppsStrategy(Strategy):
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
         return posterior_mean(alpha[rows], beta[rows])
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """The posterior mean of every prompt at the draw (the prior mean where never measured)."""
+        return Report(self.band_estimates(state, context), "posterior mean", target_band(self.target), drawn.info)
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position, nearest draw to the target first (ties by position)."""

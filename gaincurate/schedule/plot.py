@@ -1,11 +1,13 @@
-"""A picture of a run: accuracy per epoch and, for the strategies that draw around it, mu.
+"""A picture of a run: accuracy per epoch, its savings readout and, for the strategies that draw around it, mu.
 
 `save_plot(path, status)` writes the chart that `gaincurate schedule status --plot PATH` asks for: a PNG
 with matplotlib (the `plot` extra) when PATH ends in .png, a plain text chart otherwise. `write_plot(run_dir,
 status)` writes `RUN/status.png` or `RUN/status.txt`, whichever this machine can draw.
 
 The series are on [0, 1]: each epoch's accuracy and, for the strategies that keep it (gain, length: the
-status has "mu"), the centre mu that drew the epoch, over N - 1.
+status has "mu"), the centre mu that drew the epoch, over N - 1. Beside them, the savings readout of every
+strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
+reward variance against uniform's estimate of it, and the estimated against the measured pass rate of the picks.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ def series(status: dict[str, Any]) -> tuple[list[int], list[float] | None, list[
     return epochs, (mus if uses_mu(status) else None), accuracies
 
 
+READOUT_SERIES = (  # (readout key, label, style) of the PNG's readout panel
+    ("zero_variance", "zero-variance groups", "o-"),
+    ("uniform_zero_variance_estimate", "uniform's zero-variance (est.)", "o--"),
+    ("estimated_pass_rate", "estimated pass rate of the picks", "^-"),
+    ("measured_pass_rate", "measured pass rate of the picks", "v-"),
+    ("correlation", "r: estimate vs measured, so far", "s:"),
+)
+
+
+def readout_series(status: dict[str, Any], key: str) -> list[float | None]:
+    """One readout figure per epoch of `series` (None where an epoch has none, or waits for its feedback)."""
+    values = [(line.get("readout") or {}).get(key) for line in status["history"]]
+    epochs = [line["epoch"] for line in status["history"]]
+    return values + ([None] if status["epoch"] >= 0 and status["epoch"] not in epochs else [])
+
+
 def save_plot(path: Path, status: dict[str, Any]) -> Path:
     """Write the chart to `path`: PNG when it ends in .png (needs matplotlib), a text chart otherwise."""
     path = Path(path)
@@ -64,9 +82,19 @@ def _png(status: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     epochs, mus, accuracies = series(status)
-    figure = Figure(figsize=(6, 3.5), dpi=100)
+    figure = Figure(figsize=(11, 3.8), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes, readout = figure.subplots(1, 2)
+    for key, label, style in READOUT_SERIES:
+        points = [(e, v) for e, v in zip(epochs, readout_series(status, key), strict=True) if v is not None]
+        if points:
+            readout.plot(*zip(*points, strict=True), style, label=label)
+    readout.set_xlabel("epoch")
+    readout.set_ylim(-0.02, 1.02)
+    readout.set_title("savings readout")
+    if readout.get_legend_handles_labels()[0]:
+        readout.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    readout.grid(alpha=0.3)
     if mus is not None:
         axes.plot(epochs, mus, marker="o", label="mu / (N - 1)")
     done = [(e, a) for e, a in zip(epochs, accuracies, strict=True) if a is not None]
@@ -84,22 +112,26 @@ def _png(status: dict[str, Any]) -> bytes:
 
 
 def text_chart(status: dict[str, Any]) -> str:
-    """Columns per epoch; `m` marks mu / (N - 1) (Gaussian strategies only), `a` accuracy, `*` both in one cell."""
+    """Columns per epoch; `m` marks mu / (N - 1) (Gaussian strategies only), `a` accuracy, `z` the share of
+    zero-variance groups, `u` uniform's estimate of it, `*` several in one cell."""
     epochs, mus, accuracies = series(status)
     if not epochs:
         return "no epoch written yet\n"
     grid = [[" "] * len(epochs) for _ in range(CHART_ROWS + 1)]
-    for column, accuracy in enumerate(accuracies):
-        if mus is not None:
-            grid[round(mus[column] * CHART_ROWS)][column] = "m"
-        if accuracy is not None:
-            row = round(accuracy * CHART_ROWS)
-            grid[row][column] = "*" if grid[row][column] == "m" else "a"
+    marks = [("m", mus or [None] * len(epochs)), ("a", accuracies)]
+    marks += [("z", readout_series(status, "zero_variance"))]
+    marks += [("u", readout_series(status, "uniform_zero_variance_estimate"))]
+    for mark, values in marks:
+        for column, value in enumerate(values):
+            if value is not None:
+                row = round(value * CHART_ROWS)
+                grid[row][column] = mark if grid[row][column] == " " else "*"
     lines = [
         f"{row / CHART_ROWS:4.1f} |{''.join(f' {cell} ' for cell in grid[row])}" for row in range(CHART_ROWS, -1, -1)
     ]
     lines.append("     +" + "---" * len(epochs))
     lines.append("epoch " + "".join(f"{e:>3d}"[-3:] for e in epochs))
-    legend = "m = mu / (N - 1), a = accuracy, * = both" if mus is not None else "a = accuracy"
+    legend = ("m = mu / (N - 1), " if mus is not None else "") + "a = accuracy, z = zero-variance groups"
+    legend += ", u = uniform's (est.), * = several"
     lines.append(f"{legend} ({status['params']['strategy']})")
     return "\n".join(lines) + "\n"

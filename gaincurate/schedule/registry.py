@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.band import BandFilter
+from gaincurate.schedule.band import BandFilter, band_note
 from gaincurate.schedule.dots import DotsStrategy
 from gaincurate.schedule.gain import GainStrategy, LengthStrategy
-from gaincurate.schedule.greso import GresoStrategy, ZeroVarianceFilter
+from gaincurate.schedule.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
 from gaincurate.schedule.screen import ScreenStrategy
 from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
@@ -59,6 +59,15 @@ def check_filters(config: Any) -> None:
             )
         if not cls.ordered:
             raise ConfigError(f"--skip-zero-variance needs an order to walk, which {config.strategy} has not")
+
+
+def how_it_draws(config: Any) -> str:
+    """How a run's strategy draws its epochs, in words (`schedule status`), from the strategy's and filters' own."""
+    cls = strategy_class(config.strategy)
+    text = cls.draws or cls.summary
+    if config.band is not None and not cls.own_band:
+        text += band_note(config.band)
+    return text + (SKIP_NOTE if config.skip_zero_variance is not None else "")
 
 
 def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:

@@ -32,6 +32,7 @@ from gaincurate.schedule.options import RATE, Options, option, whole
 from gaincurate.schedule.strategies import (
     POLICY,
     RankingContext,
+    Report,
     Selection,
     Spent,
     Strategy,
@@ -95,6 +96,7 @@ class ScreenStrategy(Strategy):
     ordered = False
     keeps_zero_variance = False
     own_band = True
+    draws = "candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept"
 
     def __init__(
         self,
@@ -108,6 +110,7 @@ class ScreenStrategy(Strategy):
         self.factor, self.rollouts, self.band, self.target = int(factor), int(rollouts), band, float(target)
         self.screener = screener  # set by the integration that holds the policy (`use_screener`)
         self._spent = Spent()
+        self._measured: tuple[int, np.ndarray, np.ndarray] | None = None  # the last draw's (epoch, candidates, rates)
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> ScreenStrategy:
@@ -122,6 +125,15 @@ class ScreenStrategy(Strategy):
     @property
     def spent(self) -> Spent:
         return self._spent
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """The screened candidates' measured pass rates (NaN for the prompts not screened), aiming at the band."""
+        # 0 < k/r < 1 is, for rates of r rollouts, the closed band [1/(2r), 1 - 1/(2r)].
+        band = self.band if self.band is not None else (0.5 / self.rollouts, 1.0 - 0.5 / self.rollouts)
+        estimates = np.full(context.n_prompts, np.nan)
+        if self._measured is not None and self._measured[0] == state.epoch:
+            estimates[self._measured[1]] = self._measured[2]
+        return Report(estimates, f"screened pass rate ({self.rollouts} rollouts)", band, drawn.info)
 
     def candidates(self, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """The epoch's k x m candidate positions, in the order drawn (all prompts when there are fewer)."""
@@ -144,6 +156,7 @@ class ScreenStrategy(Strategy):
             raise ValueError(f"the screener measured {len(rates)} of {len(candidates)} candidates")
         order = keep_order(rates, self.band, self.target, ties)[: context.subset_size]
         rollouts = int(np.sum(screening.counts))
+        self._measured = (int(state.epoch), candidates, rates)
         self._spent.rollouts += rollouts
         self._spent.tokens += int(screening.tokens)
         self._spent.seconds += seconds

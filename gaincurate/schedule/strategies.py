@@ -15,7 +15,11 @@ and the scheduler core calls nothing that is not declared on this class:
   next epoch from the model's fresh scores (gain moves mu there) and returns the numbers its history line keeps;
 * `band_estimates(state, context)`: a pass-rate estimate per position (declared by `pass_rate_estimates`);
 * `rescore_ids(state)`: the prompts whose fresh scores it wants after the current epoch (default: none);
-* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (gain: mu).
+* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (gain: mu);
+* `report(state, context, drawn)`: after each draw, its pass-rate estimate of every prompt as it stood at the draw,
+  what that estimate is, the band it aims at, and its own figures about the draw (a `Report`). The savings readout
+  (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
+  `draws` says in a line how it draws its epochs, for `schedule status`.
 
 Filters (`--band`, `--skip-zero-variance`) are `Filter`s: strategies over a base strategy, delegating every
 hook they do not change, and built only over a base whose declarations they need (`pass_rate_estimates`, `ordered`).
@@ -28,7 +32,7 @@ log-weights means positions far from the mode never underflow to probability zer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -107,6 +111,33 @@ class Selection:
     info: dict[str, Any]
 
 
+NO_ESTIMATE = "no pass-rate estimate"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a strategy says about an epoch it drew (`Strategy.report`).
+
+    `estimates`: its pass-rate estimate at each rank position as it stood at the draw (NaN where it has none;
+    None: it keeps no estimate); `source`: what the estimate is, or why there is none; `band`: the pass rates it
+    aims at (None: it aims at none); `figures`: its own JSON-ready numbers about the draw (skips, posteriors), which
+    the epoch's history line keeps as `selection`.
+    """
+
+    estimates: np.ndarray | None
+    source: str
+    band: tuple[float, float] | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+TARGET_HALF_WIDTH = 0.25  # the readout counts a strategy aiming at one pass rate as aiming at target +- this
+
+
+def target_band(target: float) -> tuple[float, float]:
+    """The band a strategy aiming at one pass rate is counted as aiming at: the target +- 0.25, within [0, 1]."""
+    return (max(0.0, target - TARGET_HALF_WIDTH), min(1.0, target + TARGET_HALF_WIDTH))
+
+
 @dataclass(frozen=True)
 class Fresh:
     """The model's signal after an epoch, for `Strategy.update`: a mean angle score given in process (`ang`), or
@@ -137,6 +168,7 @@ class Strategy:
     pass_rate_estimates: ClassVar[bool] = False  # `band_estimates` gives a pass rate per prompt: `--band` applies
     keeps_zero_variance: ClassVar[bool] = True  # False: it drops zero-variance prompts itself (no --skip-zero-variance)
     own_band: ClassVar[bool] = False  # it applies `--band` itself (`StrategyInputs.band`), not through the band filter
+    draws: ClassVar[str] = ""  # how it draws its epochs, in a line, for `schedule status`
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> Strategy:
@@ -168,6 +200,14 @@ class Strategy:
     def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
         """A pass-rate estimate at each rank position (declared by `pass_rate_estimates`); None: none yet."""
         return None
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """Its estimates of the whole pool at the draw of `drawn`, and its figures about it (default: the band
+        estimates of a strategy that declares `pass_rate_estimates`, none otherwise; the draw's own numbers)."""
+        if not self.pass_rate_estimates:
+            return Report(None, NO_ESTIMATE, None, drawn.info)
+        estimates = self.band_estimates(state, context)
+        return Report(estimates, "pass-rate estimate" if estimates is not None else "no estimate yet", None, drawn.info)
 
     def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
         """The memory after epoch `state.epoch`'s feedback (default: unchanged)."""
@@ -223,6 +263,7 @@ class Filter(Strategy):
         self.base = base
         self.name = base.name
         self.needs = base.needs
+        self.draws = base.draws
 
     def rank(self, prompts: PromptSet) -> np.ndarray:
         return self.base.rank(prompts)
@@ -238,6 +279,9 @@ class Filter(Strategy):
 
     def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
         return self.base.band_estimates(state, context)
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        return self.base.report(state, context, drawn)
 
     def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
         return self.base.observe(state, feedback)
@@ -324,6 +368,7 @@ class UniformStrategy(Strategy):
 
     name = "uniform"
     summary = "the baseline: every prompt equally likely (plain GRPO)"
+    draws = "every prompt equally likely, every epoch (plain GRPO's sampling); it keeps no pass-rate estimate"
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         return draw_order(np.zeros(context.n_prompts), rng)

@@ -57,6 +57,7 @@ class VarianceStrategy(MoppsStrategy):
     name = "variance"
     options_class = VarianceOptions
     summary = "expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)"
+    draws = "by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform"
 
     def __init__(self, gc_ids: np.ndarray, options: VarianceOptions) -> None:
         super().__init__(gc_ids, prior=options.prior, forget=options.forget)

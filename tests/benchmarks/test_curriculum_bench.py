@@ -68,6 +68,19 @@ def test_smoke_run_writes_runs_summary_table_and_plot(smoke):
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert set(summary["strategies"]) == set(known_strategies())
     assert summary["headroom"] is not None
+    # Every arm's savings readout, from the same code as a user's run (its history lines), in the table too.
+    readout = summary["readout"]
+    assert set(readout) == set(known_strategies())
+    assert (
+        readout["uniform"]["estimate"] == "no pass-rate estimate" and readout["mopps"]["estimate"] == "posterior mean"
+    )
+    assert all(0.0 <= epoch["zero_variance"] <= 1.0 for arm in readout.values() for epoch in arm["epochs"])
+    assert "Savings readout per arm" in (out / "table.md").read_text()
+    assert readout["oracle"]["estimate"].startswith("measured pass rate")
+    # Each pair but the oracle keeps its run directory, whose history holds the same readout.
+    history = [json.loads(line) for line in (out / "runs" / "dots-seed0" / "history.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "readouts.jsonl").read_text().splitlines()]
+    assert [line["readout"] for line in history] == [line["readout"] for line in lines if line["strategy"] == "dots"]
     assert progress.total == progress.done == len(known_strategies()) * config.steps
 
 
@@ -177,6 +190,7 @@ def test_the_report_re_derives_the_summary_from_the_kept_files(smoke, tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "bench.json",
         "costs.jsonl",
+        "readouts.jsonl",
         "runs.jsonl",
         "summary.json",
     ]

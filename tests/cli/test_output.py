@@ -58,7 +58,9 @@ def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
     header = next(line for line in table.splitlines() if "epoch" in line and "acc" in line)
     assert "mu" not in header and "strategy uniform" in " ".join(table.split()) and "waiting for training" in table
     chart = (tmp_path / "chart.txt").read_text()
-    assert "m" not in chart.split("+")[0] and chart.splitlines()[-1] == "a = accuracy (uniform)"
+    assert "m" not in chart.split("+")[0] and chart.splitlines()[-1] == (
+        "a = accuracy, z = zero-variance groups, u = uniform's (est.), * = several (uniform)"
+    )
 
 
 def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):

@@ -406,3 +406,48 @@ def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tm
     ours = load_file(epoch_end_checkpoints(second.out)[3] / "model.safetensors")
     theirs = load_file(epoch_end_checkpoints(straight.out)[3] / "model.safetensors")
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_the_savings_readout_is_logged_with_trls_metrics_and_agrees_with_frac_reward_zero_std(inprocess):
+    """With one reward function and each prompt's group in one generation batch, our zero-variance share of an
+    epoch is the mean of TRL's `frac_reward_zero_std` over that epoch's steps (each step holds as many groups)."""
+    run = inprocess("dots")
+    history = run.curriculum.history
+    steps: list[float] = []
+    epochs = []
+    for entry in run.trainer.state.log_history:
+        if "frac_reward_zero_std" in entry:
+            steps.append(entry["frac_reward_zero_std"])
+        if "curriculum/zero_variance" in entry:
+            epochs.append((float(np.mean(steps)), entry))
+            steps = []
+    assert len(epochs) == len(history) >= 2
+    for (trl_share, entry), line in zip(epochs, history, strict=True):
+        readout = line["readout"]
+        assert entry["curriculum/zero_variance"] == pytest.approx(trl_share, abs=1e-9)
+        assert entry["curriculum/zero_variance"] == pytest.approx(readout["zero_variance"])
+        assert entry["curriculum/measured_pass_rate"] == pytest.approx(readout["measured_pass_rate"])
+        assert entry["curriculum/groups"] == readout["groups"] == SUBSET
+    later = epochs[-1][1]  # dots estimates from epoch 1 on: its aim, uniform's estimate and the spend are logged
+    for key in ("estimated_pass_rate", "uniform_zero_variance_estimate", "nonzero_rollouts"):
+        assert f"curriculum/{key}" in later, key
+
+
+def test_a_run_whose_rewards_are_all_zero_is_warned_in_the_trainers_log(scores, tiny_llama, tmp_path, caplog):
+    """Today's quickstart failure (2 generations, 8-token completions, nothing ever right): the log says so."""
+
+    def never_right(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    curriculum = GainCurriculum(scores, ScheduleConfig(**schedule("dots")))
+    trainer = tiny_trainer(
+        curriculum, tiny_llama, tmp_path / "out", reward_funcs=curriculum.wrap_rewards([never_right])
+    )
+    curriculum.attach(trainer)
+    with caplog.at_level("WARNING", logger="gaincurate"):
+        trainer.train()
+    readouts = [line["readout"] for line in curriculum.history]
+    assert [readout["zero_variance"] for readout in readouts] == [1.0] * len(readouts) and len(readouts) >= 2
+    assert readouts[0]["warnings"] == [] and all(readout["warnings"] for readout in readouts[1:])
+    warned = [record.getMessage() for record in caplog.records if "zero reward variance" in record.getMessage()]
+    assert warned and "100% all wrong" in warned[0] and "max_completion_length" in warned[0]

@@ -222,3 +222,13 @@ def test_export_holds_every_prompt_with_its_gc_id(setup, tmp_path):
     again = tmp_path / "again.parquet"
     verl_integration.export_prompts(setup.scores, again)  # `gaincurate verl export`: tests/verl/test_verl_rows.py
     assert again.read_bytes() == (tmp_path / "all.parquet").read_bytes()
+
+
+def test_the_one_launch_replay_buffer_hands_each_epochs_readout_to_verls_logger_once():
+    """verl's trainer logs the metrics its replay buffer's `sample` returns; an epoch's readout rides along once."""
+    from gaincurate.integrations.verl_v1 import unreported_readout
+
+    history = [{"epoch": 0, "accuracy": 0.5, "readout": {"zero_variance": 0.25, "estimate": "x", "correlation": None}}]
+    metrics, reported = unreported_readout(history, 0)
+    assert metrics == {"curriculum/accuracy": 0.5, "curriculum/zero_variance": 0.25} and reported == 1
+    assert unreported_readout(history, reported) == ({}, 1)

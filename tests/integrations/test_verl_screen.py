@@ -118,7 +118,7 @@ def test_epoch_0_screens_with_the_scores_model_and_later_epochs_with_the_newest_
     assert (len(candidates), epoch, rollouts) == (SCREENED, 0, ROLLOUTS)
     epoch_0 = gc_ids_of(frame, rows)
     check_choice(candidates, epoch_0)
-    selection = load_run(setup.run).schedule.memory["selection"]
+    selection = load_run(setup.run).schedule.selection.figures
     assert selection["screen_rollouts"] == SCREENED * ROLLOUTS and selection["screen_tokens"] == 5
     train_epoch(sampler, frame, rows)
 

@@ -100,7 +100,7 @@ def test_epoch_zero_is_a_uniform_draw_under_a_flat_prior():
     scheduler = Scheduler(ScheduleConfig(strategy="mopps", subset_size=5, seed=1), prompt_set(50))
     step = scheduler.next_epoch()
     assert len(step.plan.gc_ids) == 5 and len(set(step.plan.gc_ids.tolist())) == 5
-    assert scheduler.state.memory["selection"] == {
+    assert scheduler.state.selection.figures == {
         "posterior_mean": 0.5,
         "posterior_sd": pytest.approx(np.sqrt(1 / 12)),
     }
@@ -185,9 +185,10 @@ def test_status_command_prints_the_posterior_column(tmp_path, scores_dir, monkey
 
     run_epochs(tmp_path / "run", scores_dir, 1, ScheduleConfig(**{**CONFIG.to_dict(), "skip_zero_variance": True}))
     monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "status", "--run", str(tmp_path / "run")])
-    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row
     main()
     printed = capsys.readouterr().out
-    info = rundir.load_run(tmp_path / "run").schedule.memory["selection"]
+    info = rundir.load_run(tmp_path / "run").schedule.selection.figures
     assert "selected" in printed
-    assert f"pass rate {info['posterior_mean']:.2f} ± {info['posterior_sd']:.2f}, {info['skipped']} skipped" in printed
+    # The figures as mopps and the zero-variance filter name them: status names no strategy's keys.
+    assert f"posterior mean {info['posterior_mean']:.3g}, posterior sd {info['posterior_sd']:.3g}, skipped 0" in printed

@@ -185,8 +185,9 @@ def replay(name: str, root: Path, scores: Path) -> dict[str, Any]:
 
 def look(run: Path, paths: dict[str, str]) -> dict[str, Any]:
     """The run directory now: the newest epoch file, state.json, history.jsonl and the list of files."""
-    state = scrub(json.loads((run / "state.json").read_text()), paths)
+    state = before_readout(scrub(json.loads((run / "state.json").read_text()), paths))
     history = [scrub(json.loads(line), paths) for line in (run / "history.jsonl").read_text().splitlines()]
+    history = [{key: value for key, value in line.items() if key != "readout"} for line in history]
     seen: dict[str, Any] = {"files": {}}
     for path in sorted(run.iterdir()):
         seen["files"][path.name] = sha256(path.read_bytes()) if path.name.startswith("feedback-") else "present"
@@ -200,6 +201,17 @@ def look(run: Path, paths: dict[str, str]) -> dict[str, Any]:
             "metadata": json.loads(table.schema.metadata[b"gaincurate"]),
         }
     return seen | {"state": state, "history": history}
+
+
+def before_readout(state: dict[str, Any]) -> dict[str, Any]:
+    """state.json as the recordings (made before the savings readout, issue 39) hold it: without the readout's
+    tally, and the draw's figures in the memory under "selection", where they were kept before they got their own
+    field (state.json sorts its keys). The readout itself is tested in tests/schedule/test_readout.py."""
+    kept = {key: value for key, value in state.items() if key not in ("tally", "selection")}
+    figures = (state.get("selection") or {}).get("figures")
+    if figures:
+        kept["memory"] = dict(sorted({**(kept.get("memory") or {}), "selection": figures}.items()))
+    return dict(sorted(kept.items()))
 
 
 def table_content(table: pa.Table) -> dict[str, Any]:
@@ -312,5 +324,5 @@ def test_the_plug_ins_changed_only_what_is_documented(name):
         if keeps_mu:
             assert new["parquet_sha256"] == old["parquet_sha256"]
     for new, old in zip(states(now), states(then), strict=True):
-        migrated = RunState.from_json(_from_version_1(old)).to_json()
+        migrated = before_readout(RunState.from_json(_from_version_1(old)).to_json())
         assert json.dumps(new, sort_keys=True) == json.dumps(migrated, sort_keys=True), f"{name}: state.json"

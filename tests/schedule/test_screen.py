@@ -67,7 +67,7 @@ def test_screen_draws_k_times_m_candidates_and_keeps_the_m_in_band_nearest_the_t
     # The kept prompts are the candidates at 0.5 first, then 0.25/0.75 (brute force over the candidates).
     by_distance = sorted(abs(rates[int(i)] - 0.5) for i in candidates if 0 < rates[int(i)] < 1)
     assert sorted(abs(rates[int(i)] - 0.5) for i in plan.gc_ids) == by_distance[:8]
-    info = scheduler.state.memory["selection"]
+    info = scheduler.state.selection.figures
     assert info["screened"] == 24 and info["screen_rollouts"] == 24 * SCREEN_ROLLOUTS
     assert info["screen_tokens"] == 72 and info["in_band"] == sum(0 < rates[int(i)] < 1 for i in candidates)
     assert scheduler.strategy.spent.rollouts == 24 * SCREEN_ROLLOUTS
@@ -195,7 +195,7 @@ def test_screening_rollouts_are_counted_exactly(world):
     assert all(len(ids) == 2 * 128 and rollouts == SCREEN_ROLLOUTS for ids, _, rollouts in calls)
     logged = [line["selection"]["screen_rollouts"] for line in result.history]
     assert logged == [per_epoch] * (epochs - 1)  # each finished epoch's history line
-    assert result.memories[-1]["selection"]["screen_rollouts"] == per_epoch  # the epoch still waiting
+    assert result.selections[-1].figures["screen_rollouts"] == per_epoch  # the epoch still waiting
     for (ids, _, _), chosen in zip(calls, result.selected, strict=True):
         assert set(chosen.tolist()) <= set(ids.tolist())
 
@@ -228,12 +228,13 @@ def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
 
 
 def test_schedule_status_says_what_screening_and_the_band_did():
-    from gaincurate.cli.schedule import _selection
+    """Status shows each strategy's figures as the strategy names them, without knowing any of them."""
+    from gaincurate.cli.status import figures
 
     screened = {"screened": 16, "screen_rollouts": 64, "in_band": 9, "chosen_pass_rate": 0.5}
-    assert _selection(screened) == "screened 16 (64 rollouts), 9 in band, kept pass rate 0.50"
+    assert figures(screened) == "screened 16, screen rollouts 64, in band 9, chosen pass rate 0.5"
     banded = {"posterior_mean": 0.4, "posterior_sd": 0.1, "band": [0.2, 0.8], "band_kept": 7, "in_band": 20}
-    assert _selection(banded) == "pass rate 0.40 ± 0.10, 7 in band [0.2, 0.8]"
+    assert figures(banded) == "posterior mean 0.4, posterior sd 0.1, band [0.2, 0.8], band kept 7, in band 20"
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,7 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     run = rundir.load_run(run_dir)
     chosen = epoch_ids(run_dir, 0)
     assert sorted(chosen) == sorted(run.schedule.subset_ids.tolist())
-    check_screened_epoch(run_dir, 0, chosen, run.schedule.memory["selection"])
+    check_screened_epoch(run_dir, 0, chosen, run.schedule.selection.figures)
     assert not rundir.screen_path(run_dir, 1).exists()
 
     # Epoch 0 trained: without a checkpoint there is no policy to screen epoch 1 with. One line, nothing written.
@@ -119,7 +119,7 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     assert line["checkpoint"] == str(tiny_llama.resolve())  # the policy that screened the next epoch
     check_screened_epoch(run_dir, 0, line["subset_ids"], line["selection"])  # epoch 0's draw, now in history
     run = rundir.load_run(run_dir)
-    check_screened_epoch(run_dir, 1, epoch_ids(run_dir, 1), run.schedule.memory["selection"])
+    check_screened_epoch(run_dir, 1, epoch_ids(run_dir, 1), run.schedule.selection.figures)
     # Screening seeds differ by epoch: epoch 1 drew (and rolled) its own candidates.
     assert rundir.screen_path(run_dir, 1).with_suffix(".ids").read_text() != (
         rundir.screen_path(run_dir, 0).with_suffix(".ids").read_text()

@@ -4,8 +4,10 @@
     OUT/assets/             the data split, the initial model and the pool's scores (shared by every pair)
     OUT/pairs/NAME.json     one finished pair: its evaluation points, costs and initial-weights digest
     OUT/work/NAME/          the pair in progress (its points so far); removed when it finishes
+    OUT/runs/NAME/          the pair's run directory (history.jsonl, epoch files): `gaincurate schedule status` reads it
     OUT/work/NAME.lock      held by the process training NAME, so two workers (or two benches) never train one pair
     OUT/runs.jsonl, OUT/costs.jsonl, OUT/summary.json, OUT/table.md, OUT/curves.png
+    OUT/readouts.jsonl      every epoch's savings readout; table.md shows it per arm (`...curriculum.readout`)
 
 Pairs run seed by seed (every arm of the first seed, then the next...), so a partial bench already holds paired
 comparisons. With `workers` > 1 each pair trains in its own spawned process with the config's torch threads;
@@ -25,7 +27,7 @@ from typing import Any
 
 from gaincurate.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
-from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, run_pair
+from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
 from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
@@ -146,6 +148,11 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
 
         record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
+        if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run
+            kept = out / "runs" / name
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(exist_ok=True)
+            shutil.move(str(work / RUN), kept)
         shutil.rmtree(work)
         return True
     finally:
@@ -175,8 +182,10 @@ def _lock(path: Path) -> bool:
 
 
 def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Rebuild runs.jsonl, costs.jsonl, summary.json, table.md and curves.png from the finished pairs in `out`."""
+    """Rebuild runs.jsonl, costs.jsonl, readouts.jsonl, summary.json, table.md and curves.png from the finished
+    pairs in `out`."""
     from gaincurate.benchmarks.curriculum.plot import plot_curves
+    from gaincurate.benchmarks.curriculum.readout import arm_readouts, readout_markdown
     from gaincurate.benchmarks.curriculum.report import markdown_table
     from gaincurate.benchmarks.curriculum.summary import summarize
 
@@ -188,8 +197,9 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
     points = [p for pair in pairs for p in pair["points"]]
     summary = summarize(points, config, costs={(p["strategy"], p["seed"]): p["costs"] for p in pairs})
     summary["initial_sha256"] = digests[0] if digests else None
+    summary["readout"] = arm_readouts(pairs)
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    atomic_write_bytes(out / "table.md", markdown_table(summary).encode())
+    atomic_write_bytes(out / "table.md", (markdown_table(summary) + readout_markdown(summary["readout"])).encode())
     if points:
         plot_curves(points, out / "curves.png", title=config.name)
     return summary
@@ -203,11 +213,16 @@ def read_pairs(out: Path, order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 
 
 def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
-    """runs.jsonl (every evaluation point) and costs.jsonl (every pair's costs): what a report re-derives from."""
+    """runs.jsonl (every evaluation point), costs.jsonl (every pair's costs) and readouts.jsonl (every epoch's
+    savings readout): what a report re-derives from."""
+    from gaincurate.benchmarks.curriculum.readout import readout_lines
+
     lines = [json.dumps({key: point[key] for key in POINT_KEYS}) + "\n" for pair in pairs for point in pair["points"]]
     atomic_write_bytes(out / "runs.jsonl", "".join(lines).encode())
     costs = [json.dumps({"strategy": p["strategy"], "seed": p["seed"], "costs": p["costs"]}) + "\n" for p in pairs]
     atomic_write_bytes(out / "costs.jsonl", "".join(costs).encode())
+    readouts = [json.dumps(line) + "\n" for line in readout_lines(pairs)]
+    atomic_write_bytes(out / "readouts.jsonl", "".join(readouts).encode())
 
 
 def _pair_file(out: Path, strategy: str, seed: int) -> Path:

@@ -37,6 +37,7 @@ from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
 
 POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
               "sampled_accuracy")  # fmt: skip
+RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
 
 
@@ -249,7 +250,10 @@ class PairRun:
         name = config.baseline if self.strategy == ORACLE else fields.pop("strategy", self.strategy)
         schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
         started = self.clock.now()
-        curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule)
+        # A run directory like a user's (the oracle's strategy is the bench's own, which state.json cannot name), so
+        # `gaincurate schedule status --run OUT/runs/NAME` shows the pair's readout; the bench keeps it (`train_pair`).
+        run_dir = None if self.strategy == ORACLE else self.work_dir / RUN
+        curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule, run_dir=run_dir)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
         if curriculum.config.strategy == "screen":  # measures with the live model at each draw, on the clock
@@ -316,7 +320,11 @@ class PairRun:
             "initial_sha256": initial_sha256,
             "points": self.points,
             "costs": costs,
-            "epochs": [{"epoch": line["epoch"], "accuracy": line.get("accuracy")} for line in history],
+            # Each epoch's savings readout, as the run's history holds it (`gaincurate.schedule.readout`).
+            "epochs": [
+                {"epoch": line["epoch"], "accuracy": line.get("accuracy"), "readout": line.get("readout")}
+                for line in history
+            ],
             "oracle_epochs": oracle.costs.epochs if oracle is not None else None,
         }
 

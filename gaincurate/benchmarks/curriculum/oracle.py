@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies import Strategy
+from gaincurate.schedule.strategies import Report, Selection, Strategy, target_band
 
 NAME = "oracle"
 
@@ -46,17 +46,20 @@ class OracleStrategy(Strategy):
     """
 
     name = NAME
+    draws = "every pool prompt measured with the current policy each epoch; the ones nearest the target kept"
 
     def __init__(self, measure: Measure, *, target: float, rollouts: int) -> None:
         self.measure_pool = measure
         self.target = target
         self.rollouts = rollouts
         self.costs = OracleCosts()
+        self._measured: tuple[int, np.ndarray] | None = None  # the last draw's (epoch, rates), for `report`
 
     def select(self, state: Any, context: Any, rng: np.random.Generator) -> np.ndarray:
         started = time.perf_counter()
         rates, tokens = self.measure_pool(np.asarray(context.gc_ids), int(state.epoch))
         seconds = time.perf_counter() - started
+        self._measured = (int(state.epoch), np.asarray(rates, dtype=np.float64))
         chosen = nearest(rates, self.target, context.subset_size, rng)
         self.costs.rollouts += len(rates) * self.rollouts
         self.costs.tokens += tokens
@@ -71,6 +74,13 @@ class OracleStrategy(Strategy):
             }
         )
         return chosen
+
+    def report(self, state: Any, context: Any, drawn: Selection) -> Report:
+        """Its estimate is the pool's measurement itself, taken before the draw."""
+        measured = self._measured
+        rates = measured[1] if measured is not None and measured[0] == state.epoch else None
+        source = f"measured pass rate ({self.rollouts} rollouts, the oracle)"
+        return Report(rates, source, target_band(self.target), drawn.info)
 
 
 def nearest(rates: np.ndarray, target: float, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
+READOUTS = "readouts.jsonl"  # each epoch's savings readout (benches since issue 39)
 
 
 def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[tuple[str, int], dict[str, float]]]:
@@ -47,16 +48,26 @@ def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[
 
 def report(folder: Path) -> tuple[dict[str, Any], str]:
     """(summary, markdown) recomputed from a results folder's points, costs and config."""
+    from gaincurate.benchmarks.curriculum.readout import arm_readouts, pairs_of, readout_markdown
+
     config, points, costs = read_results(folder)
     summary = summarize(points, config, costs)
-    return summary, markdown_table(summary)
+    table = markdown_table(summary)
+    readouts = Path(folder) / READOUTS
+    if readouts.is_file():  # benches run before the savings readout (issue 39) have none
+        lines = [json.loads(line) for line in readouts.read_text().splitlines() if line.strip()]
+        summary["readout"] = arm_readouts(pairs_of(lines))
+        table += readout_markdown(summary["readout"])
+    return summary, table
 
 
 def publish(out: Path, folder: Path) -> None:
     """Copy a bench's small outputs (not its assets, pairs or plots) into a results folder, with its summary
     recomputed by this code, so the kept summary.json is what `report` re-derives."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in FILES[:3]:
+    for name in (*FILES[:3], READOUTS):
+        if name == READOUTS and not (Path(out) / name).is_file():
+            continue
         shutil.copyfile(Path(out) / name, folder / name)
     summary, _ = report(folder)
     kept = json.loads((Path(out) / "summary.json").read_text())

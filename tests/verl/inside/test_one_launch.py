@@ -125,6 +125,7 @@ class Launch:
         self.trainer.actor_rollout_wg = Actor()
         self.trainer._load_checkpoint()  # trainer.resume_mode=auto: the newest global_step_N and its data.pt
         self.rollouts = self.trainer.agent_loop_manager = Rollouts(tq, reward)
+        self.metrics: list[dict] = []  # what each step's `replay_buffer.sample` returned: verl's trainer logs it
         SkipManager.init(config)
 
     @property
@@ -144,9 +145,10 @@ class Launch:
             trainer.global_steps += 1
             SkipManager.set_step(trainer.global_steps)
             trainer.prepare_step()
-            batch, _ = trainer.replay_buffer.sample(
+            batch, metrics = trainer.replay_buffer.sample(
                 global_steps=trainer.global_steps, partition_id="train", batch_size=BATCH
             )
+            self.metrics.append(metrics)
             if save_freq > 0 and trainer.global_steps % save_freq == 0:
                 trainer._save_checkpoint()
             self.tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
@@ -236,6 +238,11 @@ def test_rewards_are_recorded_and_the_schedule_steps_at_the_epoch_boundary(score
     assert launched.rollouts.submitted[SUBSET:] == epoch_ids(launched.run, 1)[:BATCH]
     archived = [json.loads(text) for text in (launched.run / "feedback-0000.jsonl").read_text().splitlines()]
     assert sorted((r["gc_id"], r["reward"]) for r in archived) == want
+    # The epoch's savings readout, in its history line and handed once to verl's logger with the step's metrics.
+    groups = [[reward(gc_id, session) for session in range(N)] for gc_id in epoch_ids(launched.run, 0)]
+    assert line["readout"]["zero_variance"] == pytest.approx(sum(len(set(g)) == 1 for g in groups) / len(groups))
+    assert launched.metrics[-1]["curriculum/zero_variance"] == pytest.approx(line["readout"]["zero_variance"])
+    assert not any("curriculum/zero_variance" in metrics for metrics in launched.metrics[:-1])
 
 
 def comparable(run: Path) -> list[dict]:
@@ -378,6 +385,7 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
         launched.train(3)
         [line] = history(run)
         assert line["epoch"] == 0 and line["rollouts"] == subset * N, name
+        assert line["readout"]["groups"] == subset and line["readout"]["estimate"], name
         assert launched.rollouts.submitted == epoch_ids(run, 0) + epoch_ids(run, 1)[:BATCH], name
 
     def newest(name: str) -> Path:

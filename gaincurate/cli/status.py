@@ -1,0 +1,131 @@
+"""`gaincurate schedule status` as a table: each epoch's accuracy, its savings readout and the strategy's figures.
+
+Everything strategy-specific comes from the run's data: how the strategy draws (`draws`, its own line), the
+readout each history line holds (`gaincurate.schedule.readout`), and the figures its report hook gave about each
+draw (`selection`), shown as they are named. Only gain and length's mu columns are read by name (their update).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gaincurate.cli.render import Stdout
+
+READOUT_COLUMNS = ("aimed at", "measured", "zero variance", "uniform (est.)", "r")
+
+
+def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    uses_mu = report["uses_mu"]
+    where = (
+        f"mu {report['mu']:.1f} of {report['n_prompts'] - 1}" if uses_mu else f"strategy {report['params']['strategy']}"
+    )
+    finished = report["finished"]
+    stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
+    table = Table(title=f"{report['run']}: {stage}, {where}")
+    drawn = "selection" in report or any("selection" in line for line in report["history"])
+    mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
+    for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
+        table.add_column(column, justify="right")
+    for line in report["history"]:
+        ang = "-" if line.get("ang") is None else f"{line['ang']:.4f}"
+        cells = (
+            [f"{line['mu']:.1f}", f"{line['accuracy']:.3f}", ang, f"{line['delta']:+.1f}", f"{line['mu_next']:.1f}"]
+            if uses_mu
+            else [f"{line['accuracy']:.3f}", str(line["rollouts"]), "trained"]
+        )
+        table.add_row(str(line["epoch"]), *cells, *([figures(line.get("selection"))] if drawn else []))
+    if report["epoch"] >= 0:
+        waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
+        waiting = "drawn, not trained: finished" if finished else waiting
+        cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
+        table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"))] if drawn else []))
+    stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
+    stdout.print(table)
+    if any(line.get("readout") for line in report["history"]):
+        stdout.print(readout_table(report["history"]))
+        stdout.line(spent_line(report["history"]))
+    for warning in report.get("warnings", []):
+        stdout.line(f"warning: {warning}")
+    if finished:
+        stdout.line(
+            f"finished: the trainer ended after {report['epoch']} epochs; epoch {report['epoch']} is drawn but not "
+            "trained. To train on, run the trainer again (`schedule run --epochs` more, or train() with more epochs)"
+        )
+    if "plot" in report:
+        stdout.line(f"plot: {report['plot']}")
+
+
+def readout_table(history: list[dict[str, Any]]) -> Any:
+    """Each epoch's savings readout (docs/readout.md): aimed at, measured, zero variance, uniform's, r."""
+    from rich.table import Table
+
+    table = Table(title="savings readout (aimed at: the strategy's estimate of its picks; r: over every prompt so far)")
+    for column in ("epoch", *READOUT_COLUMNS):
+        table.add_column(column, justify="right")
+    for line in history:
+        if line.get("readout"):
+            table.add_row(str(line["epoch"]), *readout_cells(line["readout"]))
+    return table
+
+
+def readout_cells(readout: dict[str, Any] | None) -> list[str]:
+    """The readout's columns: estimated pass rate (share in band), measured, zero variance (sides), uniform, r."""
+    if not readout:
+        return ["-"] * len(READOUT_COLUMNS)
+    aimed = _rate(readout.get("estimated_pass_rate"))
+    if readout.get("estimated_in_band") is not None:
+        aimed += f" ({readout['estimated_in_band']:.0%} in band)"
+    if readout.get("estimated_pass_rate") is None:
+        aimed = "no estimate"
+    zero = "-"
+    if readout.get("zero_variance") is not None:
+        zero = f"{readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} wrong, {readout['all_right']:.0%} right)"
+    uniform = readout.get("uniform_zero_variance_estimate")
+    correlation = readout.get("correlation")
+    return [
+        aimed,
+        _rate(readout.get("measured_pass_rate")),
+        zero,
+        "-" if uniform is None else f"~{uniform:.0%}",
+        "-" if correlation is None else f"{correlation:+.2f}",
+    ]
+
+
+def spent_line(history: list[dict[str, Any]]) -> str:
+    """The rollouts spent in groups with nonzero variance so far, against uniform's estimate."""
+    readouts = [line["readout"] for line in history if line.get("readout", {}).get("nonzero_rollouts") is not None]
+    if not readouts:
+        return ""
+    last = readouts[-1]
+    uniform = last.get("uniform_nonzero_rollouts_estimate")
+    versus = ""
+    if uniform is not None:
+        versus = (
+            f"; over the epochs with an estimate {last['compared_nonzero_rollouts']}, where a uniform draw would "
+            f"have spent ~{uniform:.0f} (estimated from the strategy's own estimates)"
+        )
+    total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
+    return f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}{versus}"
+
+
+def figures(info: dict[str, Any] | None) -> str:
+    """A strategy's own figures about a draw, as it names them."""
+    if not info:
+        return "-"
+    return ", ".join(f"{key.replace('_', ' ')} {_value(value)}" for key, value in info.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    return str(value)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,253 @@
+"""The savings readout: per epoch, whether the curriculum is saving anything on this run.
+
+Every figure comes from the strategy's one report hook (`Strategy.report`: its pass-rate estimate of every prompt
+at the draw, the band it aims at, its own figures) and from the feedback lines themselves, so every strategy, every
+trainer path and the bench mean the same thing by each number. Per epoch with feedback (history.jsonl's `readout`):
+
+* what the strategy aimed at: `estimated_pass_rate`, the mean estimate of the epoch's prompts at the draw, and
+  `estimated_in_band`, the share of them estimated inside the band it aims at (`estimate` says what the estimate
+  is, or that the strategy keeps none);
+* what happened: `measured_pass_rate`, the mean over the epoch's prompts of each one's measured pass rate, and
+  `zero_variance`, the share of rollout groups (a prompt's rollouts in the epoch) whose rewards were all equal,
+  `all_wrong` and `all_right` apart (a group all at one reward in between counts in neither side);
+* what uniform would have drawn: `uniform_zero_variance_estimate`, the expected zero-variance share of a uniform
+  draw over the pool, E[p^n + (1 - p)^n] over the strategy's own pool estimates for each group's n: an estimate;
+* how good the estimate is: `correlation`, Pearson's r of each prompt's estimate at the draw with the pass rate then
+  measured, over every prompt measured so far (shown from CORRELATION_MIN_PROMPTS on); `nonzero_rollouts`, the
+  rollouts spent so far in groups with nonzero variance, and over the epochs that had uniform's estimate
+  (`compared_nonzero_rollouts`) beside uniform's estimate of the same (`uniform_nonzero_rollouts_estimate`);
+* `warnings`: most groups zero-variance two epochs in a row, or estimates that carry no information
+  (`Thresholds`; `schedule status --warn-zero-variance/--warn-correlation` sets them when reading a run).
+
+The readout reads only what the draw and the feedback already hold: no forward pass, no rollout. Its sums are
+plain float64 sums in a fixed order (`math.fsum`), so no BLAS or SIMD path changes them, and every float it writes
+goes through `gaincurate.numerics.recorded`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaincurate.numerics import recorded
+from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.state import Drawn, Tally
+from gaincurate.schedule.strategies import NO_ESTIMATE, Report
+
+CORRELATION_MIN_PROMPTS = 30  # fewer measured prompts give a correlation too noisy to show
+MAX_GROUP = 64  # uniform's zero-variance share is kept for groups of 1..MAX_GROUP rollouts
+EXACT = 1e-9  # correctness is reward rescaled to [0, 1]: equal up to rounding
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the readout warns (docs/readout.md): `zero_variance`, the share of zero-variance groups that, two epochs
+    in a row, says the rollouts teach little; `correlation`, the |r| below which estimates carry no information."""
+
+    zero_variance: float = 0.9
+    correlation: float = 0.1
+
+
+def drawn(report: Report, positions: np.ndarray) -> Drawn:
+    """The typed record of a draw: the strategy's figures and what its estimates say, at the draw."""
+    if report.estimates is None:
+        return Drawn(figures=report.figures, source=report.source, band=report.band)
+    estimates = np.asarray(report.estimates, dtype=np.float64)
+    picked = tuple(recorded(value) if math.isfinite(value) else None for value in estimates[positions].tolist())
+    pool = estimates[np.isfinite(estimates)]
+    if not len(pool):
+        return Drawn(figures=report.figures, source=report.source, band=report.band, picked=picked)
+    return Drawn(
+        figures=report.figures,
+        source=report.source,
+        band=report.band,
+        picked=picked,
+        uniform_zero_variance=uniform_zero_variance(pool),
+        pool_mean=recorded(math.fsum(pool.tolist()) / len(pool)),
+        pool_spread=recorded(float(pool.max() - pool.min())),
+    )
+
+
+def uniform_zero_variance(pool: np.ndarray) -> tuple[float | None, ...]:
+    """For n = 1..MAX_GROUP: the mean over the pool of p^n + (1 - p)^n, a group of n rollouts' chance of agreeing.
+
+    Powers by repeated products (each correctly rounded, on any CPU), the mean by `math.fsum`."""
+    p = np.clip(np.asarray(pool, dtype=np.float64), 0.0, 1.0)
+    q = 1.0 - p
+    right, wrong = np.ones_like(p), np.ones_like(p)
+    shares = []
+    for _ in range(MAX_GROUP):
+        right, wrong = right * p, wrong * q
+        shares.append(recorded(math.fsum((right + wrong).tolist()) / len(p)))
+    return tuple(shares)
+
+
+def epoch_readout(
+    drawn_record: Drawn | None,
+    gc_ids: np.ndarray,
+    feedback: Feedback,
+    tally: Tally | None,
+    thresholds: Thresholds = Thresholds(),
+) -> tuple[dict[str, Any], Tally]:
+    """The readout of the epoch of `gc_ids` (rank order) and the tally after it."""
+    record = drawn_record if drawn_record is not None else Drawn(source=NO_ESTIMATE)
+    tally = tally if tally is not None else Tally()
+    ids = [int(i) for i in gc_ids]
+    estimate_of = (
+        {} if record.picked is None else {g: e for g, e in zip(ids, record.picked, strict=True) if e is not None}
+    )
+    estimated = [estimate_of[g] for g in ids if g in estimate_of]
+    band = record.band
+    readout: dict[str, Any] = {
+        "estimate": record.source or NO_ESTIMATE,
+        "estimated_pass_rate": _mean(estimated),
+        "estimated_in_band": None
+        if band is None or not estimated
+        else recorded(sum(band[0] <= e <= band[1] for e in estimated) / len(estimated)),
+        "band": None if band is None else [recorded(band[0]), recorded(band[1])],
+        "estimate_spread": record.pool_spread,
+    }
+    per_prompt = feedback.per_prompt
+    if per_prompt is None:  # a bare accuracy: nothing measured per prompt
+        return readout | {"measured_pass_rate": None, "groups": 0, "warnings": []}, tally
+    measured = [g for g in ids if g in per_prompt]
+    rates = {g: per_prompt[g][0] / per_prompt[g][1] for g in measured}
+    sides = {g: _side(g, per_prompt, feedback.extremes) for g in measured}
+    groups = len(measured)
+    table = record.uniform_zero_variance
+    counts = [per_prompt[g][1] for g in measured]
+    uniform = None if not table or max(counts, default=0) > len(table) else [table[n - 1] for n in counts]
+    nonzero = sum(count for g, count in zip(measured, counts, strict=True) if sides[g] is None)
+    pairs = [(estimate_of[g], rates[g]) for g in measured if g in estimate_of]
+    sums = _sums(tally.sums, pairs)
+    compared, uniform_nonzero = tally.compared_nonzero_rollouts, tally.uniform_nonzero_rollouts
+    if uniform is not None:  # only epochs with uniform's estimate are compared with it
+        spent = math.fsum(count * (1.0 - share) for count, share in zip(counts, uniform, strict=True))
+        compared, uniform_nonzero = compared + nonzero, recorded(math.fsum([uniform_nonzero, spent]))
+    following = Tally(
+        pairs=tally.pairs + len(pairs),
+        sums=sums,
+        nonzero_rollouts=tally.nonzero_rollouts + nonzero,
+        compared_nonzero_rollouts=compared,
+        uniform_nonzero_rollouts=uniform_nonzero,
+        last_zero_variance=_share(sum(side is not None for side in sides.values()), groups),
+    )
+    correlation, why = correlation_of(following)
+    readout |= {
+        "measured_pass_rate": _mean([rates[g] for g in measured]),
+        "groups": groups,
+        "zero_variance": following.last_zero_variance,
+        "all_wrong": _share(sum(side == "wrong" for side in sides.values()), groups),
+        "all_right": _share(sum(side == "right" for side in sides.values()), groups),
+        "uniform_zero_variance_estimate": None if uniform is None else _mean(uniform),
+        "correlation": correlation,
+        "correlated_prompts": following.pairs,
+        **({"correlation_note": why} if why else {}),
+        "nonzero_rollouts": following.nonzero_rollouts,
+        "compared_nonzero_rollouts": compared if compared or uniform is not None else None,
+        "uniform_nonzero_rollouts_estimate": uniform_nonzero if compared or uniform is not None else None,
+    }
+    readout["warnings"] = warnings(readout, tally.last_zero_variance, thresholds)
+    return readout, following
+
+
+def correlation_of(tally: Tally) -> tuple[float | None, str | None]:
+    """Pearson's r of the tally's pairs, and why there is none (too few, or one side all equal)."""
+    n = tally.pairs
+    if n < CORRELATION_MIN_PROMPTS:
+        return None, None
+    sx, sy, sxx, syy, sxy = tally.sums
+    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    if vx <= EXACT * n:
+        return None, "estimates all equal"
+    if vy <= EXACT * n:
+        return None, "measured pass rates all equal"
+    return recorded(max(-1.0, min(1.0, (sxy - sx * sy / n) / math.sqrt(vx * vy)))), None
+
+
+def warnings(readout: dict[str, Any], previous_zero_variance: float | None, thresholds: Thresholds) -> list[str]:
+    """What a user would want told about this epoch, given the epoch before's zero-variance share."""
+    found = []
+    share = readout.get("zero_variance")
+    limit = thresholds.zero_variance
+    if share is not None and previous_zero_variance is not None and min(share, previous_zero_variance) >= limit:
+        wrong, right = readout.get("all_wrong") or 0.0, readout.get("all_right") or 0.0
+        if wrong >= right:
+            cause = (
+                f"{wrong:.0%} all wrong: usual causes are completions cut short (raise max_completion_length), a "
+                "reward function that never pays (try it on a known right answer), an answer format it does not parse"
+            )
+        else:
+            cause = (
+                f"{right:.0%} all right: the prompts are too easy for the policy, or the reward pays every answer "
+                "(a format-only reward)"
+            )
+        found.append(f"{share:.0%} of rollout groups had zero reward variance two epochs in a row ({cause})")
+    if readout.get("estimate_spread") == 0.0 and previous_zero_variance is not None:
+        found.append("the strategy's estimates are all equal: they carry no information to aim with")
+    correlation = readout.get("correlation")
+    if correlation is not None and abs(correlation) < thresholds.correlation:
+        found.append(
+            f"the estimates do not track the measured pass rates (r = {correlation:.2f} over "
+            f"{readout['correlated_prompts']} prompts): aiming with them saves nothing over uniform"
+        )
+    elif readout.get("correlation_note") == "estimates all equal" and readout.get("estimate_spread") != 0.0:
+        found.append("the strategy's estimates were all equal over every prompt measured: they carry no information")
+    return found
+
+
+def rewarned(history: list[dict[str, Any]], thresholds: Thresholds) -> list[list[str]]:
+    """The warnings of each history line's readout under `thresholds` (status reads a run with its own)."""
+    previous: float | None = None
+    found = []
+    for line in history:
+        readout = line.get("readout") or {}
+        found.append(warnings(readout, previous, thresholds) if readout else [])
+        previous = readout.get("zero_variance") if readout else None
+    return found
+
+
+def logged(readout: dict[str, Any], prefix: str = "curriculum/") -> dict[str, float]:
+    """The readout's numbers, for a trainer's logger (TensorBoard, W&B): every number, under `prefix`."""
+    return {
+        f"{prefix}{key}": float(value)
+        for key, value in readout.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and value is not None
+    }
+
+
+def _side(gc_id: int, per_prompt: dict[int, tuple[float, int]], extremes: dict | None) -> str | None:
+    """'wrong' / 'right' / 'even' for a zero-variance group, None for one whose rewards varied."""
+    total, count = per_prompt[gc_id]
+    if extremes is not None and gc_id in extremes:
+        low, high = extremes[gc_id]
+    else:  # rewards reduced to sums: only 0/1 correctness tells its variance
+        low = high = total / count if total <= EXACT * count or total >= count - EXACT * count else None
+        if low is None:
+            return None
+    if high - low > EXACT:
+        return None
+    return "wrong" if high <= EXACT else "right" if low >= 1.0 - EXACT else "even"
+
+
+def _sums(before: tuple[float, ...], pairs: list[tuple[float, float]]) -> tuple[float, float, float, float, float]:
+    sx, sy, sxx, syy, sxy = before
+    xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+    return (
+        recorded(math.fsum([sx, *xs])),
+        recorded(math.fsum([sy, *ys])),
+        recorded(math.fsum([sxx, *(x * x for x in xs)])),
+        recorded(math.fsum([syy, *(y * y for y in ys)])),
+        recorded(math.fsum([sxy, *(x * y for x, y in pairs)])),
+    )  # type: ignore[return-value]
+
+
+def _mean(values: list[float]) -> float | None:
+    return recorded(math.fsum(values) / len(values)) if values else None
+
+
+def _share(count: int, total: int) -> float | None:
+    return recorded(count / total) if total else None
