@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import shutil
@@ -305,6 +306,11 @@ def resolve_layer(layer: int, num_layers: int, flag: str = "--layer") -> int:
     return index
 
 
+def cache_keyword(model: Any) -> str:
+    """The keyword a model's forward and `generate` take a cache by: `cache` since transformers 5.24 (warned on)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class _StopForward(Exception):
     """Raised by the last site hook once the hidden states are captured, so nothing after it runs."""
 
@@ -354,14 +360,14 @@ class SiteForward:
         for handle in self._handles:
             handle.remove()
 
-    def __call__(self, input_ids: Any, attention_mask: Any, past_key_values: Any = None) -> Any:
+    def __call__(self, input_ids: Any, attention_mask: Any, cache: Any = None) -> Any:
         """Hidden states at the site for `input_ids`, `[B, T, D]`.
 
-        `past_key_values` continues from a cached prefix; `attention_mask` then covers prefix and input.
+        `cache` continues from a cached prefix; `attention_mask` then covers prefix and input.
         """
-        return self.capture(input_ids, attention_mask, past_key_values)[self.layer_index]
+        return self.capture(input_ids, attention_mask, cache)[self.layer_index]
 
-    def capture(self, input_ids: Any, attention_mask: Any, past_key_values: Any = None) -> dict[int, Any]:
+    def capture(self, input_ids: Any, attention_mask: Any, cache: Any = None) -> dict[int, Any]:
         """Hidden states at the site of the scoring layer and of the embedding layer, by layer index."""
         import torch
 
@@ -370,19 +376,13 @@ class SiteForward:
             self.base(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                past_key_values=past_key_values,
-                use_cache=past_key_values is not None,
+                use_cache=cache is not None,
+                **{cache_keyword(self.base): cache},
             )
         if self._last not in self._captured:
             raise RuntimeError("the scoring site was never reached in the forward pass")
         captured, self._captured = self._captured, {}
         return captured
-
-    def new_cache(self) -> Any:
-        """An empty key/value cache that a prefix forward fills in place (the forward never returns)."""
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.base.config)
 
 
 def describe_model(source: ModelSource, model: Any, tokenizer: Any) -> dict[str, Any]:

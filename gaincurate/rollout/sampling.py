@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gaincurate.errors import ConfigError
+from gaincurate.model import cache_keyword
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +182,16 @@ def generate_batch(
                 input_ids=input_ids[:, prefix],
                 attention_mask=attention_mask[:, prefix],
                 position_ids=position_ids[:, prefix],
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_keyword(model): cache},
                 logits_to_keep=1,
             )
         cache.batch_repeat_interleave(config.samples)
         output = model.generate(
             input_ids=input_ids.repeat_interleave(config.samples, dim=0),
             attention_mask=attention_mask.repeat_interleave(config.samples, dim=0),
-            past_key_values=cache,
             generation_config=generation,
+            **{cache_keyword(model): cache},
             logits_processor=LogitsProcessorList([seeded_sampler(seeds, config.temperature)]),
         )
     completions, counts = [], []

@@ -139,12 +139,13 @@ class Scorer:
         """Run the shared prefix once: its key/value cache and its segment sums."""
         if self._prefix_state is None:
             import torch
+            from transformers import DynamicCache
 
             from gaincurate.kernels import segment_unit_sums
 
             ids = torch.from_numpy(self.prefix.input_ids)[None].to(self.device)
-            cache = self.site.new_cache()
-            hidden = self.site(ids, torch.ones_like(ids), past_key_values=cache)
+            cache = DynamicCache(config=self.site.base.config)  # the prefix forward fills it in place
+            hidden = self.site(ids, torch.ones_like(ids), cache=cache)
             segments = torch.from_numpy(self.prefix.segment_ids)[None].to(self.device)
             sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
             self._prefix_state = (cache, sums, counts)
@@ -173,7 +174,7 @@ class Scorer:
             prefix_cache, prefix_sums, prefix_counts = self._prefix_parts()
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(prompts))
-        captured = self.site.capture(input_ids.to(self.device), attention_mask.to(self.device), past_key_values=cache)
+        captured = self.site.capture(input_ids.to(self.device), attention_mask.to(self.device), cache=cache)
         hidden = captured[self.site.layer_index]
         segments = segments.to(self.device)
         sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
