@@ -72,3 +72,10 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
     assert later <= set(memory["posterior"]["gc_ids"])
     assert memory["pilot"]["epoch"] == EPOCHS and memory["pilot"]["gc_ids"] == recorder.calls[-1][0]
     assert np.array_equal(memory["pilot"]["sums"], recorder.calls[-1][3].sums)
+
+
+def test_a_screener_of_your_own_is_taken_for_pilot(scores):
+    def mine(gc_ids, epoch, rollouts):  # never called: nothing trains here
+        raise AssertionError
+
+    assert GainCurriculum(scores, CONFIG, screener=mine).screener is mine
