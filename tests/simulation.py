@@ -213,7 +213,10 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         "| strategy | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform | per seed (fewer) |",
         "|---|---|---|---|",
     ]
-    runs = [(name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance")]
+    runs = [
+        (name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance", "pilot")
+    ]
+    runs += [("screen", {"screen_rollouts": 2})]  # pilot's pilot budget (k = 2, r = 2)
     runs += [(name, {"skip_zero_variance": True}) for name in ("uniform", "gain", "length", "dots", "mopps")]
     runs += [("mopps", {"forget": 1.0})]
     runs += [(name, {"band": (0.2, 0.8)}) for name in ("dots", "mopps", "screen")]

@@ -82,8 +82,8 @@ Band = Annotated[
     str | None,
     typer.Option(
         parser=_pair_parser("two pass rates LO,HI such as 0.1,0.9"),
-        help="Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's own default: "
-        "drop 0/r and r/r).",
+        help="Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's and pilot's "
+        "own default: drop 0/r and r/r).",
     ),
 ]
 SkipZeroVariance = Annotated[

@@ -80,8 +80,8 @@ class GainCurriculum:
     and an existing one is continued. `shuffle=True` shuffles each epoch's subset (seeded by the schedule's
     seed and the epoch) instead of training it in rank order. `args`, the trainer's `GRPOConfig`, rounds a
     default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
-    `screener`, for `strategy="screen"` only, replaces the default screening (the attached trainer's live model,
-    sampled and checked as `gaincurate rollout` does) with your own `gaincurate.schedule.screen.Screener`.
+    `screener`, for `strategy="screen"` or `"pilot"` only, replaces the default measurement (the attached trainer's
+    live model, sampled and checked as `gaincurate rollout` does) with your own `gaincurate.schedule.screen.Screener`.
     """
 
     def __init__(
@@ -114,7 +114,7 @@ class GainCurriculum:
             logger.info("gaincurate: %s", chosen)
         if screener is not None and not self.driver.screens:
             raise ConfigError(
-                f"screener= measures candidates for strategy='screen'; this curriculum's strategy is "
+                f"screener= measures candidates for strategy='screen' or 'pilot'; this curriculum's strategy is "
                 f"{self.driver.config.strategy!r}: drop screener= or use ScheduleConfig(strategy='screen')"
             )
         self.shuffle = shuffle

@@ -115,7 +115,8 @@ class GainCurriculumSampler(_curriculum_base()):
         if self.driver.screens:
             if not self.settings.checkpoint_dir:
                 raise ConfigError(
-                    "--strategy screen measures each epoch's candidates with the newest policy; set "
+                    f"--strategy {self.driver.config.strategy} measures each epoch's candidates with the newest "
+                    "policy; set "
                     "+data.gaincurate.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
                 )
             self.driver.use_screener(

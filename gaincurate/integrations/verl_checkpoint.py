@@ -106,8 +106,9 @@ def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir:
             if found is None or found.model_path is None:
                 why = "there is none" if found is None else no_model_reason(found)
                 raise ConfigError(
-                    f"--strategy screen needs the newest checkpoint's weights in {checkpoint_dir} to "
-                    f"screen epoch {epoch}, but {why}; save actor.checkpoint.save_contents with hf_model every epoch"
+                    f"--strategy {driver.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
+                    f"to measure epoch {epoch}'s candidates, but {why}; save actor.checkpoint.save_contents with "
+                    "hf_model every epoch"
                 )
             model_path = found.model_path
         screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.config.seed, model_path=model_path)

@@ -199,7 +199,7 @@ class GainCurriculumDataset(_dataset_base()):
         if driver.screens:
             if not self.settings.checkpoint_dir:
                 raise ConfigError(
-                    "--strategy screen measures each epoch's candidates with the newest policy; set "
+                    f"--strategy {driver.config.strategy} measures each epoch's candidates with the newest policy; set "
                     f"+{SAMPLER_KWARGS}.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
                 )
             logger.warning(

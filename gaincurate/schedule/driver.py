@@ -289,8 +289,8 @@ def arm_screener(
     if epoch >= 0 and (found is None or found.model_path is None):
         why = "no checkpoint was given" if found is None else no_model_reason(found)
         raise InputError(
-            f"--strategy screen measures epoch {epoch + 1}'s candidates with the policy that trained epoch {epoch}, "
-            f"but {why}; pass --checkpoint PATH (a folder with full weights)"
+            f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
+            f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
         )
     model_path = None if found is None else found.model_path
     strategy.use_screener(

@@ -18,6 +18,7 @@ from gaincurate.schedule.dots import DotsStrategy
 from gaincurate.schedule.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
+from gaincurate.schedule.pilot import PilotStrategy
 from gaincurate.schedule.screen import ScreenStrategy
 from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
 from gaincurate.schedule.variance import VarianceStrategy
@@ -33,6 +34,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         GresoStrategy,
         ScreenStrategy,
         VarianceStrategy,
+        PilotStrategy,
     )
 }
 

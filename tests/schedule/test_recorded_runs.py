@@ -77,6 +77,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "greso": ("--strategy", "greso"),
     "screen": ("--strategy", "screen"),
     "variance": ("--strategy", "variance"),  # added after the plug-ins (no 0.x recording)
+    "pilot": ("--strategy", "pilot"),  # added after the plug-ins (no 0.x recording)
     "dots-band": ("--strategy", "dots", "--band", "0.2,0.8"),
     "mopps-band": ("--strategy", "mopps", "--band", "0.2,0.8"),
     "gain-skip-zero-variance": ("--strategy", "gain", "--skip-zero-variance"),
@@ -150,7 +151,7 @@ def schedule(*args: Any) -> None:
 def replay(name: str, root: Path, scores: Path) -> dict[str, Any]:
     """Init the run, write epoch 0, then EPOCHS - 1 steps of feedback: what the run directory held each time."""
     run, checkpoint = root / "run", write_hf_model(root / "policy")
-    options = ("--checkpoint", checkpoint) if name == "screen" else ()  # screen screens with the newest one
+    options = ("--checkpoint", checkpoint) if name in ("screen", "pilot") else ()  # they measure with the newest
     paths = {str(root): "<run-root>", str(scores.parent): "<scores-root>"}
     schedule("init", "--strategy", "gain", "--scores", scores, "--run", run, *SETTINGS, *RUNS[name])
     seen = [look(run, paths)]

@@ -391,7 +391,8 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     def newest(name: str) -> Path:
         return tmp_path / name / "ckpt" / "global_step_2" / "actor" / "huggingface"
 
-    assert screened == [None, newest("screen")]  # epoch 0 with the scored model, epoch 1 with the newest checkpoint
+    # screen, then pilot: epoch 0 with the scored model, epoch 1 with the newest checkpoint
+    assert screened == [None, newest("screen"), None, newest("pilot")]
     assert "gain" in dict(rescored)  # gain re-scores its subset by default, from the epoch-end checkpoint
     assert all(Path(checkpoint) == newest(name) for name, checkpoint in rescored)
     assert "screen cannot screen with verl's live policy" in caplog.text
