@@ -7,8 +7,11 @@ math prompts). Every input column is kept; scoring reads only `--prompt-column`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,11 +109,18 @@ def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
 def _load_file(path: Path, split: str | None) -> Any:
     import datasets
 
-    if _BUILDERS[path.suffix] == "json":
+    json_file = _BUILDERS[path.suffix] == "json"
+    if json_file:
         _check_json_depth_once(path)
     try:
-        rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
+        with _json_reader_quiet(json_file):
+            rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     except Exception as error:  # any parser failure means the file is unreadable
+        where = _json_syntax_error(path) if json_file else None
+        if where is not None:
+            raise InputError(
+                f"cannot read {path}: {where}; fix or remove it, then run the same command again"
+            ) from None
         raise InputError(
             f"cannot read {path}: {_first_line(error)}. Check that it is valid {path.suffix[1:]}"
         ) from None
@@ -160,6 +170,45 @@ def _pick_split(loaded: Any, split: str | None, name: str) -> Any:
     if split not in loaded:
         raise InputError(f"dataset {name} has no split {split!r}; available: {', '.join(splits)}")
     return loaded[split]
+
+
+@contextlib.contextmanager
+def _json_reader_quiet(json_file: bool) -> Iterator[None]:
+    """datasets logs a parse failure before raising it, so the user saw it twice; our error replaces both."""
+    logger = logging.getLogger("datasets.packaged_modules.json.json")
+    level = logger.level
+    if json_file:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _json_syntax_error(path: Path) -> str | None:
+    """Where a JSON (lines) file stops being JSON, counting lines from 1: datasets says "row" from 0, or nothing.
+
+    Read as one document first (a `.json` array may span lines); "Extra data" after the first value means
+    JSON lines, checked one line at a time. None: the syntax is fine, the failure is something else.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            json.load(file)
+        return None
+    except UnicodeDecodeError:
+        return None  # the UTF-8 check names the row
+    except json.JSONDecodeError as whole:
+        if not whole.msg.startswith("Extra data"):
+            return f"line {whole.lineno} is not valid JSON ({whole.msg}, column {whole.colno})"
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line.rstrip("\r\n"))  # the column, not "line 2 column 1" of the newline
+            except json.JSONDecodeError as error:
+                return f"line {number} is not valid JSON ({error.msg}, column {error.colno})"
+    return None
 
 
 def _first_line(error: BaseException) -> str:
