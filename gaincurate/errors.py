@@ -26,3 +26,17 @@ class ConfigError(GaincurateError):
 
 class BackendError(GaincurateError, ValueError):
     """A compute backend that cannot run on this device."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C in work that keeps whole pieces (shards): how many it kept. Still a KeyboardInterrupt for callers."""
+
+    def __init__(self, *, kept: int, total: int, piece_rows: int, where: str) -> None:
+        self.kept, self.total, self.piece_rows, self.where = kept, total, piece_rows, where
+        super().__init__(f"interrupted; {kept} of {total} pieces of {piece_rows} rows are kept in {where}")
+
+
+class InterruptedCommand(GaincurateError):
+    """The command line's form of `Interrupted`: `gaincurate` prints its message and exits 130."""
+
+    exit_code = 130

@@ -96,30 +96,55 @@ def test_no_arguments_prints_the_help(gaincurate):
     assert all(command in result.stdout + result.stderr for command in ("init", "next", "run", "status"))
 
 
-def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
-    # About 20 s of scoring uninterrupted.
+def interrupted_score(tmp_path: Path, tiny_llama: Path, *extra: str, ready) -> tuple[subprocess.Popen, str, str, Path]:
+    """`score` over ~20 s of rows, sent SIGINT once `ready(out)` holds; its exit code, stdout, stderr, and --out."""
     rows = [{"problem": f"{p['problem']} Then add {i} and double it.", "answer": p["answer"]}
             for i in range(1000) for p in PROBLEMS]  # fmt: skip
     dataset = write_jsonl(tmp_path / "many.jsonl", rows)
     script = Path(sys.executable).with_name("gaincurate")
     out = tmp_path / "s"
     command = [str(script), "score", str(dataset), "--model", str(tiny_llama), "--out", str(out),
-               "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", "--shard-size", "16"]  # fmt: skip
+               "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", *extra]  # fmt: skip
     # Ctrl-C reaches a terminal's foreground job, whose SIGINT is at its default. A test run started in the
     # background by a shell script inherits SIGINT ignored (POSIX), and Python then never raises
     # KeyboardInterrupt: give the child the terminal's disposition, whatever started pytest.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    # Interrupt once scoring is under way: the first finished shard on disk says so.
     deadline = time.monotonic() + 120
-    while not list(out.glob("shard-*.arrow")) and process.poll() is None and time.monotonic() < deadline:
+    while not ready(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
+    return process, stdout, stderr, out
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
+    # Interrupt once scoring is under way: the first finished shard on disk says so.
+    process, stdout, stderr, out = interrupted_score(
+        tmp_path, tiny_llama, "--shard-size", "16", ready=lambda out: list(out.glob("shard-*.arrow"))
+    )
     assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in stderr
+    kept, total = len(list(out.glob("shard-*.arrow"))), -(-len(PROBLEMS) * 1000 // 16)
+    last = stderr.strip().splitlines()[-1]
+    expected = f"gaincurate: interrupted; {kept} of {total} shards (16 rows each) are kept in {out}: run the same"
+    assert last == f"{expected} command again to resume" and "Traceback" not in stderr, stderr
     assert stdout == ""
+
+
+def test_ctrl_c_before_the_first_shard_says_nothing_is_kept(tiny_llama, tmp_path):
+    """With the default 1000-row shards, a Ctrl-C in the first minutes used to say "finished work is kept"."""
+    process, stdout, stderr, out = interrupted_score(
+        tmp_path, tiny_llama, ready=lambda out: (out / "manifest.json").exists()
+    )
+    assert process.returncode == 130, stderr
+    assert not list(out.glob("shard-*.arrow"))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1] == (
+        "gaincurate: interrupted before the first shard (1000 rows) was complete, so nothing is kept and the "
+        "same command starts over; a smaller --shard-rows keeps work more often"
+    ), stderr
+    assert INTERRUPTED not in stderr and "Traceback" not in stderr and stdout == ""
 
 
 def test_a_write_that_fails_for_lack_of_room_is_one_line(scored, gaincurate, error_line, tmp_path):
