@@ -38,14 +38,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feedback-file", required=True, help="{feedback_file}: rollout feedback (JSON lines).")
     parser.add_argument("--epoch", type=int, required=True, help="{epoch}: the epoch number, from 0.")
     parser.add_argument("--total-epochs", type=int, default=None, help="Length of the whole run, for the LR schedule.")
-    parser.add_argument("--num-generations", type=int, default=2, help="Rollouts per prompt (at least 2).")
-    parser.add_argument("--prompts-per-step", type=int, default=2, help="Prompts per optimizer step.")
-    parser.add_argument("--max-completion-length", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument("--reward", choices=("answer", "parity"), default="answer")
-    parser.add_argument("--answer-column", default="answer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch.")
+    parser.add_argument(
+        "--num-generations", type=int, default=2, help="Rollouts per prompt, at least 2 (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=2, help="Prompts per optimizer step (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--max-completion-length", type=int, default=8, help="Tokens per completion at most (default: %(default)s)."
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-5, help="(default: %(default)s)")
+    parser.add_argument(
+        "--reward", choices=("answer", "parity"), default="answer",
+        help="answer: 1 when the completion holds the answer column's value; parity: varied rewards for smoke "
+        "tests (default: %(default)s).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--answer-column", default="answer", help="Column of the reference answer (default: %(default)s)."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s).")
     args = parser.parse_args(argv)
     # Checked before the heavy imports, so a wrong command fails in a second.
     if args.num_generations < 2:

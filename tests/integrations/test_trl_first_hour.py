@@ -314,6 +314,20 @@ def test_version_and_the_shipped_examples_work_from_an_empty_directory(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_example_help_is_ours_and_the_scripts_help_shows_their_defaults(tmp_path):
+    """`example --help` exited 1 ("no example '--help'"); the scripts' help showed no defaults."""
+    ours = console("example", "--help", cwd=tmp_path)
+    assert ours.returncode == 0 and "trl-epoch or trl-inprocess" in ours.stdout and "Traceback" not in ours.stderr
+    for name, shown in [
+        ("trl-epoch", ["--num-generations", "(default: 2)", "--max-completion-length", "(default: 8)"]),
+        ("trl-inprocess", ["--epochs", "(default: 3)", "--prompts", "(default: 32)"]),
+    ]:
+        script = console("example", name, "--help", cwd=tmp_path)
+        text = " ".join(script.stdout.split())
+        assert script.returncode == 0 and all(words in text for words in shown), script.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_importing_the_integration_and_trl_prints_nothing(tmp_path):
     code = "import gaincurate.integrations.trl\nfrom trl import GRPOTrainer, GRPOConfig\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
