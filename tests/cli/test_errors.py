@@ -76,7 +76,11 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
         ),
         (["bench", "curriculum", "--bench", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
-        (["schedule", "next", "--run", "missing"], "schedule init"),
+        (
+            ["schedule", "next", "--run", "missing"],
+            "--run missing does not exist; check the path, or start a run there: "
+            "`gaincurate schedule init --scores SCORES --run missing`",
+        ),
         (
             ["schedule", "init", "--scores", "missing", "--run", "r", "--strategy", "oracle"],
             "the benchmark's ceiling",
@@ -88,6 +92,46 @@ def test_other_commands_user_errors_are_one_line(args, message, gaincurate, erro
     result = gaincurate(*args)
     assert result.returncode == 1 and message in error_line(result)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_directory_that_is_no_run_gets_the_fix_that_works_there(scored, gaincurate, error_line, tmp_path):
+    """The old line suggested `schedule init --run DIR` (no --scores, and refused for a scores directory)."""
+    line = error_line(gaincurate("schedule", "next", "--run", scored))
+    assert line.endswith(
+        f"--run {scored} is a scores directory (written by `gaincurate score`), not a run; pass the run directory, "
+        f"or start a run on these scores: `gaincurate schedule init --scores {scored} --run NEW_RUN`"
+    )
+    (tmp_path / "empty").mkdir()
+    line = error_line(gaincurate("schedule", "status", "--run", "empty"))
+    assert "--run empty is empty: no run was started there" in line
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    line = error_line(gaincurate("schedule", "next", "--run", "other"))
+    assert "--run other holds no state.json, so it is not a run directory" in line and "--run NEW_RUN`" in line
+    # Each suggested init is one that is accepted.
+    for run in ("NEW_RUN", "empty"):
+        result = gaincurate("schedule", "init", "--scores", scored, "--run", run, "--subset-size", "4")
+        assert result.returncode == 0, result.stderr
+
+
+def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_changed(
+    tiny_llama, gaincurate, error_line, tmp_path
+):
+    """`score --overwrite` of edited prompts under a live run said only "(8 rows, run has 8)"."""
+    score = ["--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--quiet", "--out", "scores"]
+    assert gaincurate("score", write_jsonl(tmp_path / "a.jsonl", PROBLEMS), *score).returncode == 0
+    assert gaincurate("schedule", "init", "--scores", "scores", "--run", "run", "--subset-size", "4").returncode == 0
+    assert gaincurate("schedule", "next", "--run", "run").returncode == 0
+    edited = [{**row, "problem": row["problem"] + " Explain."} if i == 3 else row for i, row in enumerate(PROBLEMS)]
+    assert gaincurate("score", write_jsonl(tmp_path / "b.jsonl", edited), *score, "--overwrite").returncode == 0
+    line = error_line(gaincurate("schedule", "next", "--run", "run"))
+    scores = tmp_path / "scores"
+    assert line == (
+        f"gaincurate: error: the scores in {scores} hold other prompts than when the run started (the same "
+        f"{len(PROBLEMS)} rows, but their text or columns differ), so the run's prompt ids no longer name the prompts "
+        f"it drew; score the run's own dataset into {scores} again, or start a new run on these scores in another "
+        f"directory (`gaincurate schedule init --scores {scores} --run NEW_RUN`)"
+    )
 
 
 def test_no_arguments_prints_the_help(gaincurate):

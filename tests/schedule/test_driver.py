@@ -201,7 +201,7 @@ def test_changed_scores_are_refused(tmp_path, make_scores):
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     state["scores_dir"] = str(make_scores("b", n_prompts=41))
     (tmp_path / "run" / "state.json").write_text(json.dumps(state))
-    with pytest.raises(InputError, match="changed since this run started"):
+    with pytest.raises(InputError, match="hold 41 rows, the run started with 40"):
         advance(tmp_path / "run")
 
 
