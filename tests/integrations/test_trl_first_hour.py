@@ -328,6 +328,21 @@ def test_example_help_is_ours_and_the_scripts_help_shows_their_defaults(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_path):
+    """2 rollouts of 8 tokens learn nothing; the quickstart's run said nothing of it (issue #41)."""
+    common = ["example", "trl-epoch", "--data", "absent.parquet", "--output-dir", "o", "--feedback-file", "f"]
+    small = console(*common, "--epoch", "0", cwd=tmp_path)
+    lines = small.stderr.splitlines()
+    assert lines[0].startswith("note: this run shows the mechanics only: 2 rollouts of at most 8 tokens"), lines
+    assert "--num-generations 8 --max-completion-length 512" in lines[0] and "zero reward variance" in lines[0]
+    # A missing epoch file is one line, not a traceback.
+    missing = "epoch file absent.parquet does not exist; pass {epoch_data}, the RUN/epoch-NNNN.parquet file"
+    assert small.returncode == 1 and lines[1:] == [f"gaincurate: error: {missing}"]
+    large = console(*common, "--epoch", "0", "--num-generations", "8", "--max-completion-length", "512", cwd=tmp_path)
+    assert "mechanics only" not in large.stderr and large.returncode == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_importing_the_integration_and_trl_prints_nothing(tmp_path):
     code = "import gaincurate.integrations.trl\nfrom trl import GRPOTrainer, GRPOConfig\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
