@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.errors import InputError
+from gaincurate.errors import InputError, MissingColumnError
 from gaincurate.fileio import cache_dir
 from gaincurate.hub import hub_offline, hub_unreachable
 
@@ -56,9 +56,11 @@ def load_rows(spec: str | None, *, split: str | None, prompt_column: str, limit:
         else:
             rows, name = _load_hub(spec, split), spec
     if prompt_column not in rows.column_names:
-        raise InputError(
+        raise MissingColumnError(
             f"dataset {name} has no column {prompt_column!r}; available: {', '.join(rows.column_names)}. "
-            "Pass --prompt-column"
+            "Pass --prompt-column",
+            column=prompt_column,
+            available=rows.column_names,
         )
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))

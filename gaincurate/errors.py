@@ -16,6 +16,14 @@ class InputError(GaincurateError):
     """A dataset, file or column that cannot be read as asked."""
 
 
+class MissingColumnError(InputError):
+    """A dataset without the column a caller named; callers that name columns otherwise than by flag re-word it."""
+
+    def __init__(self, message: str, *, column: str, available: list[str]) -> None:
+        super().__init__(message)
+        self.column, self.available = column, list(available)
+
+
 class ModelError(GaincurateError):
     """A model that cannot be found or loaded."""
 

@@ -5,6 +5,7 @@ Usage errors exit 2, other user errors 1, Ctrl-C 130; a traceback only with GAIN
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import subprocess
@@ -132,6 +133,25 @@ def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_change
         f"it drew; score the run's own dataset into {scores} again, or start a new run on these scores in another "
         f"directory (`gaincurate schedule init --scores {scores} --run NEW_RUN`)"
     )
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{"question": "What is 2 + 3?", "answer": "5"}], "(dataset {data} has question, answer)"),
+        ([{"problem": "What is 2 + 3?", "solution": "5"}], "(dataset {data} has problem, solution)"),
+        ([{"problem": "What is 2 + 3?", "answer": "5"}], "has 1 rows with an answer; the bench config needs"),
+    ],
+    ids=["no-problem-column", "no-answer-column", "too-few-rows"],
+)
+def test_a_bench_configs_dataset_is_checked_in_the_configs_own_terms(rows, expected, gaincurate, error_line, tmp_path):
+    """The error named `--prompt-column`, which `bench` lacks; a missing answer column was a KeyError."""
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    (tmp_path / "bench.json").write_text(json.dumps({"base": "cpu-smollm2-math", "dataset": str(data)}))
+    line = error_line(gaincurate("bench", "curriculum", "--bench", "bench.json", "--out", "b", "--quiet"))
+    assert expected.format(data=data) in line and "--prompt-column" not in line, line
+    if "has 1 rows" not in expected:
+        assert "needs a 'problem' column (the question) and an 'answer' column; rename its columns" in line
 
 
 def test_no_arguments_prints_the_help(gaincurate):
