@@ -5,6 +5,43 @@ subclass of `GaincurateError` whose message names the bad value and the fix. `ga
 prints that message as one line and exits non-zero. Bugs are not wrapped: they keep their traceback.
 """
 
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+# Errors name a setting as their caller spells it: `--subset-size 41` on the command line, `subset_size=41` in
+# Python. The `gaincurate` entry point runs every command under `settings_as_flags()`; Python callers get names.
+_AS_FLAGS = contextvars.ContextVar("gaincurate_settings_as_flags", default=False)
+_NO_VALUE = object()
+
+
+def setting(name: str, value: Any = _NO_VALUE) -> str:
+    """`name` (a config field), with `value` when given, as the caller spells it: a flag, or a Python keyword."""
+    flags = _AS_FLAGS.get()
+    spelled = "--" + name.replace("_", "-") if flags else name
+    if value is _NO_VALUE:
+        return spelled
+    shown = f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) and not flags else value
+    return f"{spelled} {shown}" if flags else f"{spelled}={shown}"
+
+
+def settings_as_flags_now() -> bool:
+    """Whether errors raised here name settings as command-line flags."""
+    return _AS_FLAGS.get()
+
+
+@contextlib.contextmanager
+def settings_as_flags() -> Iterator[None]:
+    """Inside, errors name settings as command-line flags (`--subset-size`), not as fields (`subset_size`)."""
+    token = _AS_FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _AS_FLAGS.reset(token)
+
 
 class GaincurateError(Exception):
     """A problem the user can fix; the message says how."""

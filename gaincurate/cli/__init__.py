@@ -27,9 +27,11 @@ import sys
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
+from gaincurate.cli.options import FlagErrors
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
 app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,

@@ -154,6 +154,22 @@ def test_a_bench_configs_dataset_is_checked_in_the_configs_own_terms(rows, expec
         assert "needs a 'problem' column (the question) and an 'answer' column; rename its columns" in line
 
 
+def test_a_schedule_setting_is_named_as_its_caller_spells_it(scored, gaincurate, error_line):
+    """On the command line a flag; in Python the field (the Python error was phrased in flags)."""
+    from gaincurate.errors import ConfigError
+    from gaincurate.schedule import ScheduleConfig
+
+    line = error_line(gaincurate("schedule", "init", "--scores", scored, "--run", "r", "--strategy", "mopps",
+                                 "--tau", "0.2", "--subset-size", "4"))  # fmt: skip
+    assert line == "gaincurate: error: --tau is a dots or variance option; pass --strategy dots or drop --tau"
+    with pytest.raises(ConfigError) as refused:
+        ScheduleConfig(strategy="mopps", tau=0.2, subset_size=4)
+    assert str(refused.value) == "tau is a dots or variance option; pass strategy='dots' or drop tau"
+    with pytest.raises(ConfigError) as refused:
+        ScheduleConfig(reward_min=1.0, reward_max=0.0)
+    assert str(refused.value) == "reward_min (a wrong answer) must be below reward_max (a right one); got 1,0"
+
+
 def test_no_arguments_prints_the_help(gaincurate):
     result = gaincurate("schedule")
     assert result.returncode == 2 and "Traceback" not in result.stderr

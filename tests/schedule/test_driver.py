@@ -185,7 +185,7 @@ def test_init_refuses_to_overwrite(tmp_path, scores_dir):
     with pytest.raises(ConfigError, match="already holds a schedule"):
         init_run(tmp_path / "run", scores_dir, CONFIG)
     assert snapshot(tmp_path / "run") == before
-    with pytest.raises(ConfigError, match="--subset-size 41 is more than the 40 prompts"):
+    with pytest.raises(ConfigError, match="subset_size=41 is more than the 40 prompts"):
         init_run(tmp_path / "other", scores_dir, ScheduleConfig(strategy="gain", subset_size=41))
     assert not (tmp_path / "other").exists()
 
