@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -32,6 +33,11 @@ def setup_logging(quiet: bool) -> None:
     # which the commands defer until after this (the GGUF conversion bar comes from plain tqdm).
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # The prefix-cache forward passes `past_key_values`, the only name transformers 4.x knows; 5.x renamed it
+    # `cache` and warns on every score. Not the user's to act on.
+    warnings.filterwarnings(
+        "ignore", message="`past_key_values` is deprecated and will be removed", category=FutureWarning
+    )
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
         os.environ.setdefault("TORCH_LOGS", "-all")  # torch's own log handler: warnings on import otherwise
