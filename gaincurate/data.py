@@ -23,9 +23,9 @@ from gaincurate.columns import (
     has_column,
     verl_columns,
 )
-from gaincurate.errors import InputError
-from gaincurate.fileio import cache_dir
+from gaincurate.errors import InputError, MissingColumnError
 from gaincurate.hub import hub_offline, hub_unreachable
+from gaincurate.json_files import check_json_depth_once, json_reader_quiet, json_syntax_error
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
@@ -81,9 +81,11 @@ def load_rows(
         # A field of a struct column: copied to a column of that name, which every later step reads as any other.
         rows = rows.add_column(prompt_column, column_values(rows, prompt_column))
     if prompt_column not in rows.column_names:
-        raise InputError(
+        raise MissingColumnError(
             f"dataset {name} has no column {prompt_column!r}; available: {', '.join(rows.column_names)}. "
-            "Pass --prompt-column"
+            "Pass --prompt-column",
+            column=prompt_column,
+            available=rows.column_names,
         )
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
@@ -141,11 +143,18 @@ def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
 def _load_file(path: Path, split: str | None) -> Any:
     import datasets
 
-    if _BUILDERS[path.suffix] == "json":
-        _check_json_depth_once(path)
+    json_file = _BUILDERS[path.suffix] == "json"
+    if json_file:
+        check_json_depth_once(path)
     try:
-        rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
+        with json_reader_quiet(json_file):
+            rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     except Exception as error:  # any parser failure means the file is unreadable
+        where = json_syntax_error(path) if json_file else None
+        if where is not None:
+            raise InputError(
+                f"cannot read {path}: {where}; fix or remove it, then run the same command again"
+            ) from None
         raise InputError(
             f"cannot read {path}: {_first_line(error)}. Check that it is valid {path.suffix[1:]}"
         ) from None
@@ -212,73 +221,6 @@ def fingerprint(rows: Any, prompt_column: str) -> str:
             digest.update(repr(text).encode())
             digest.update(b"\x00")
     return digest.hexdigest()[:16]
-
-
-# Arrow nests types at most 64 deep, so deeper JSON never loads; far deeper JSON (about 10,000 levels)
-# crashes pyarrow's reader with a segmentation fault instead of an error, so it is refused before parsing.
-MAX_JSON_DEPTH = 64
-_OPEN, _CLOSE, _QUOTE, _BACKSLASH = (ord("["), ord("{")), (ord("]"), ord("}")), ord('"'), ord("\\")
-
-
-def _check_json_depth_once(path: Path) -> None:
-    """`check_json_depth`, remembered per file version in the user cache: a large file is scanned once."""
-    stat = path.stat()
-    identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{MAX_JSON_DEPTH}"
-    marker = cache_dir() / "json-depth-checked" / hashlib.sha256(identity.encode()).hexdigest()[:24]
-    if marker.exists():
-        return
-    check_json_depth(path)
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    except OSError:
-        pass  # an unwritable cache only means scanning again next time
-
-
-def check_json_depth(path: Path, limit: int = MAX_JSON_DEPTH, block: int = 8 << 20) -> None:
-    """Refuse a JSON (lines) file whose brackets nest deeper than `limit`, outside strings; one pass, by block."""
-    import numpy as np
-
-    step_of = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one, by byte value
-    step_of[list(_OPEN)], step_of[list(_CLOSE)] = 1, -1
-    depth, in_string, backslashes = 0, False, 0  # carried from block to block
-    with open(path, "rb") as file:
-        while chunk := file.read(block):
-            data = np.frombuffer(chunk, dtype=np.uint8)
-            quotes = np.flatnonzero(data == _QUOTE)
-            quotes = quotes[_unescaped(data, quotes, backslashes)]
-            step = step_of[data]
-            brackets = np.flatnonzero(step)
-            outside = (np.searchsorted(quotes, brackets) + in_string) % 2 == 0
-            levels = depth + np.cumsum(step[brackets[outside]], dtype=np.int64)
-            if len(levels) and levels.max() > limit:
-                raise InputError(
-                    f"{path} nests JSON values more than {limit} levels deep, more than Arrow can read; "
-                    "flatten or drop the deeply nested fields"
-                )
-            depth = int(levels[-1]) if len(levels) else depth
-            in_string = bool((in_string + len(quotes)) % 2)
-            run = 0  # a run of backslashes at the block's end goes on in the next block
-            while run < len(data) and data[len(data) - 1 - run] == _BACKSLASH:
-                run += 1
-            backslashes = backslashes + run if run == len(data) else run
-
-
-def _unescaped(data: Any, quotes: Any, carried: int) -> Any:
-    """Which quotes open or close a string: those after an even run of backslashes (`carried` end the last block)."""
-    import numpy as np
-
-    runs = np.zeros(len(quotes), dtype=np.int64)
-    before = quotes - 1
-    going = before >= 0
-    going[going] = data[before[going]] == _BACKSLASH
-    while going.any():  # as many rounds as the longest run of backslashes, not one per quote
-        runs += going
-        before = before - going
-        going &= before >= 0
-        going[going] = data[before[going]] == _BACKSLASH
-    runs += np.where(before < 0, carried, 0)  # a run that reaches the block's start goes on in the previous one
-    return runs % 2 == 0
 
 
 def _check_prompt_column(rows: Any, column: str, name: str) -> None:

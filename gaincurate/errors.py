@@ -5,6 +5,43 @@ subclass of `GaincurateError` whose message names the bad value and the fix. `ga
 prints that message as one line and exits non-zero. Bugs are not wrapped: they keep their traceback.
 """
 
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+# Errors name a setting as their caller spells it: `--subset-size 41` on the command line, `subset_size=41` in
+# Python. The `gaincurate` entry point runs every command under `settings_as_flags()`; Python callers get names.
+_AS_FLAGS = contextvars.ContextVar("gaincurate_settings_as_flags", default=False)
+_NO_VALUE = object()
+
+
+def setting(name: str, value: Any = _NO_VALUE) -> str:
+    """`name` (a config field), with `value` when given, as the caller spells it: a flag, or a Python keyword."""
+    flags = _AS_FLAGS.get()
+    spelled = "--" + name.replace("_", "-") if flags else name
+    if value is _NO_VALUE:
+        return spelled
+    shown = f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) and not flags else value
+    return f"{spelled} {shown}" if flags else f"{spelled}={shown}"
+
+
+def settings_as_flags_now() -> bool:
+    """Whether errors raised here name settings as command-line flags."""
+    return _AS_FLAGS.get()
+
+
+@contextlib.contextmanager
+def settings_as_flags() -> Iterator[None]:
+    """Inside, errors name settings as command-line flags (`--subset-size`), not as fields (`subset_size`)."""
+    token = _AS_FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _AS_FLAGS.reset(token)
+
 
 class GaincurateError(Exception):
     """A problem the user can fix; the message says how."""
@@ -14,6 +51,14 @@ class GaincurateError(Exception):
 
 class InputError(GaincurateError):
     """A dataset, file or column that cannot be read as asked."""
+
+
+class MissingColumnError(InputError):
+    """A dataset without the column a caller named; callers that name columns otherwise than by flag re-word it."""
+
+    def __init__(self, message: str, *, column: str, available: list[str]) -> None:
+        super().__init__(message)
+        self.column, self.available = column, list(available)
 
 
 class ModelError(GaincurateError):
@@ -26,3 +71,17 @@ class ConfigError(GaincurateError):
 
 class BackendError(GaincurateError, ValueError):
     """A compute backend that cannot run on this device."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C in work that keeps whole pieces (shards): how many it kept. Still a KeyboardInterrupt for callers."""
+
+    def __init__(self, *, kept: int, total: int, piece_rows: int, where: str) -> None:
+        self.kept, self.total, self.piece_rows, self.where = kept, total, piece_rows, where
+        super().__init__(f"interrupted; {kept} of {total} pieces of {piece_rows} rows are kept in {where}")
+
+
+class InterruptedCommand(GaincurateError):
+    """The command line's form of `Interrupted`: `gaincurate` prints its message and exits 130."""
+
+    exit_code = 130

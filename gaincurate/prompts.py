@@ -128,6 +128,14 @@ def is_messages(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
+def question_text(value: Any) -> str:
+    """The question a prompt value asks, for people to read: a conversation's last user message, text as it is."""
+    if is_messages(value):
+        users = [m for m in value if m.get("role") == "user"]
+        return str((users[-1] if users else value[-1]).get("content") or "") if value else ""
+    return "" if value is None else str(value)
+
+
 def training_prompt(value: Any, fmt: PromptFormat) -> Any:
     """What TRL trains on for one row's prompt value, rendered by scoring exactly so.
 

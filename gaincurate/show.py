@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.metrics import spearman
+from gaincurate.prompts import question_text
 from gaincurate.shards import numeric_input_column, ranking_scores, read_manifest, read_scores
 
 
@@ -37,7 +38,7 @@ def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 
             "intra": _float(table.column("gc_intra")[index].as_py()),
             "inter": _float(table.column("gc_inter")[index].as_py()),
             "question_tokens": int(tokens[index]),
-            "text": str(texts[index]),
+            "text": question_text(texts[index]),  # a conversation shows its last user message, not the dicts
         }
 
     counts, edges = np.histogram(rank_score[finite], bins=bins) if finite.any() else (np.array([]), np.array([]))

@@ -212,6 +212,29 @@ def test_bad_input_files_are_one_line(case, score_args, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("lines.jsonl", '{"problem": "What is 2 + 3?"}\n{"problem": "What is 2 + 4?"\n', "line 2 is not valid JSON"),
+        ("late.jsonl", "".join(f'{{"problem": "{i} + 1?"}}\n' for i in range(40)) + '{"problem": 1,,}\n',
+         "line 41 is not valid JSON (Expecting property name"),
+        ("array.json", '[{"problem": "a"},\n {"problem": "b" "answer": "2"}]\n', "line 2 is not valid JSON"),
+    ],
+    ids=["jsonl-unclosed", "jsonl-late", "json-array"],
+)  # fmt: skip
+def test_a_malformed_json_line_is_named_once_counting_from_1(name, content, expected, score_args, tmp_path):
+    """datasets logged its parse error, then we repeated it: "in row 1" counting from 0, or no line at all."""
+    path = tmp_path / name
+    path.write_text(content)
+    args = [str(path) if i == 1 else arg for i, arg in enumerate(score_args)]
+    result = gaincurate(*args, "--out", tmp_path / "scores")
+    line = error_line(result)
+    assert [line] == [text for text in result.stderr.splitlines() if text.strip()], result.stderr
+    assert f"cannot read {path}: {expected}" in line and line.endswith(
+        "fix or remove it, then run the same command again"
+    )
+
+
 def embedded_gguf() -> Path:
     import importlib.util
 

@@ -14,8 +14,8 @@ result to `render.emit`: results go to stdout, progress (`progress.py`) and erro
 `main()` is the console entry point and the only place errors are turned into output. A user error
 prints one line, `gaincurate: error: ...`, naming the bad value and the fix: usage errors (an unknown
 flag, a missing option, a bad choice or type) exit 2, a `GaincurateError` 1 (or its own code), a full
-disk or a denied write 1. Ctrl-C exits 130 and says the run resumes when re-run. Set GAINCURATE_DEBUG=1
-for the traceback. Bugs are not caught.
+disk or a denied write 1. Ctrl-C exits 130 and says what was kept (`score`: its whole shards) and that
+re-running resumes. Set GAINCURATE_DEBUG=1 for the traceback. Bugs are not caught.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ import sys
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
-from gaincurate.errors import GaincurateError
+from gaincurate.cli.options import FlagErrors
+from gaincurate.errors import GaincurateError, InterruptedCommand
 
 app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -89,6 +91,9 @@ def main(args: list[str] | None = None) -> None:
     except NoArgsIsHelpError as shown:
         print(shown.format_message(), file=sys.stderr, end="")
         sys.exit(shown.exit_code)
+    except InterruptedCommand as stopped:  # a command that says what its Ctrl-C kept
+        print(f"gaincurate: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
     except (GaincurateError, ClickException, typer.Abort, OSError) as error:
         _fail(error)
     if code == 130:

@@ -16,16 +16,18 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument
+from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
 
 bench_app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy.",
 )
 signal_app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="Check that the angle score carries learning signal on a model, beyond prompt length.",

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile
+from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import Stdout, emit, json_line
 from gaincurate.errors import ConfigError
 
 app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="Predict prompt pass rates from embeddings and measured rollouts (DOTS), and check the predictions.",

@@ -39,8 +39,8 @@ and logs go to stderr.
   other user errors (a missing file, a bad column, a clashing output directory, a full disk) with 1.
   Set `GAINCURATE_DEBUG=1` to see the traceback. `schedule run` exits with the trainer's own code
   when the trainer fails.
-* **Ctrl-C** exits with status 130 and says so: finished work is kept, and running the same command
-  again resumes it.
+* **Ctrl-C** exits with status 130 and says what was kept (`score`: its whole shards, or nothing
+  before the first); running the same command again resumes it.
 """
 
 

@@ -42,5 +42,6 @@ def example(
 
 
 def register(app: typer.Typer) -> None:
-    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    # Options are parsed up to NAME only: `example --help` is ours, `example trl-epoch --help` the script's.
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False}
     app.command(epilog=EXAMPLES_HELP, context_settings=settings)(example)

@@ -18,9 +18,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperGroup
 
 from gaincurate.config_file import read_config_file
+from gaincurate.errors import settings_as_flags
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
+
+
+class FlagErrors(TyperGroup):
+    """A command group whose commands' errors name settings as the flags typed (`--subset-size`), not as the
+    Python fields they set (`subset_size`): every group of the CLI, so it holds however a command is invoked."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with settings_as_flags():
+            return super().invoke(ctx)
 
 
 def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption
+from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
@@ -43,6 +43,7 @@ from gaincurate.schedule.config import DEFAULT_STRATEGY
 from gaincurate.schedule.readout import Thresholds
 
 app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="Turn prompt scores and trainer feedback into each epoch's training data (GAIN-RL curriculum).",

@@ -20,6 +20,7 @@ from gaincurate.cli.options import AsJson, ConfigFile, Device, Quiet, ScoreConfi
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import emit
 from gaincurate.config import BACKENDS, DEBIAS, RunOptions, ScoreConfig
+from gaincurate.errors import Interrupted, InterruptedCommand
 from gaincurate.model import SITES
 
 SCORE_EXAMPLES = (
@@ -159,8 +160,11 @@ def score(
     setup_logging(quiet or as_json)  # before the heavy imports, so other libraries' bars see it
     from gaincurate.scoring import score as run_score
 
-    with RowProgress("scoring", quiet=quiet or as_json) as progress:
-        manifest = run_score(resolved, options, progress=progress)
+    try:
+        with RowProgress("scoring", quiet=quiet or as_json) as progress:
+            manifest = run_score(resolved, options, progress=progress)
+    except Interrupted as stopped:
+        raise InterruptedCommand(_what_was_kept(stopped)) from None
     emit(manifest, as_json=as_json, human=lambda stdout: _draw_result(stdout, manifest, options))
 
 
@@ -214,6 +218,19 @@ def score_config_file(path: Path) -> dict[str, Any]:
 
     schema = {**typing.get_type_hints(ScoreConfig), **typing.get_type_hints(RunOptions), "shard_size": int | None}
     return read_config_file(path, schema)
+
+
+def _what_was_kept(stopped: Interrupted) -> str:
+    """Ctrl-C's line: "finished work is kept" only when a whole shard was finished."""
+    if stopped.kept == 0:
+        return (
+            f"interrupted before the first shard ({stopped.piece_rows} rows) was complete, so nothing is kept "
+            "and the same command starts over; a smaller --shard-rows keeps work more often"
+        )
+    return (
+        f"interrupted; {stopped.kept} of {stopped.total} shards ({stopped.piece_rows} rows each) are kept in "
+        f"{stopped.where}: run the same command again to resume"
+    )
 
 
 def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> None:

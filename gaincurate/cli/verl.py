@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile
+from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import emit
 
 app = typer.Typer(
+    cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="Files for verl's own launch: the full prompt set its one-launch curriculum and sampler pick from.",

@@ -14,6 +14,12 @@ count, so resuming skips no rows (the Trainer counts epochs by steps).
 stops after the epoch. Without it the trainer's length is epoch + 1, so a decaying schedule restarts its
 horizon every epoch.
 
+Its defaults show the mechanics only (epoch files, resume, feedback) in minutes on a CPU: 2 rollouts of at
+most 8 tokens clip every completion, every reward is 0 and nothing is learned; the first line it prints says
+so. Learning needs room and variety, TRL's own defaults at least (`--num-generations 8
+--max-completion-length 512`), which is GPU work: on two shared CPU cores, 4 rollouts of 64 tokens took 2 to
+4 minutes per step, and 14 of 16 groups still had equal rewards (docs/quickstart.md).
+
 The model is `--model` (a folder, a Hub id or a .gguf file), by default the embedded SmolLM2-135M-Instruct
 GGUF that `gaincurate score` uses, so the example runs offline on a CPU. Epoch 0 converts the GGUF (half a
 minute); later epochs load the model and tokenizer from the checkpoint they resume. It uses a GPU when there
@@ -38,18 +44,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feedback-file", required=True, help="{feedback_file}: rollout feedback (JSON lines).")
     parser.add_argument("--epoch", type=int, required=True, help="{epoch}: the epoch number, from 0.")
     parser.add_argument("--total-epochs", type=int, default=None, help="Length of the whole run, for the LR schedule.")
-    parser.add_argument("--num-generations", type=int, default=2, help="Rollouts per prompt (at least 2).")
-    parser.add_argument("--prompts-per-step", type=int, default=2, help="Prompts per optimizer step.")
-    parser.add_argument("--max-completion-length", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument("--reward", choices=("answer", "parity"), default="answer")
-    parser.add_argument("--answer-column", default="answer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch.")
+    parser.add_argument(
+        "--num-generations", type=int, default=2, help="Rollouts per prompt, at least 2 (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=2, help="Prompts per optimizer step (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--max-completion-length", type=int, default=8, help="Tokens per completion at most (default: %(default)s)."
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-5, help="(default: %(default)s)")
+    parser.add_argument(
+        "--reward", choices=("answer", "parity"), default="answer",
+        help="answer: 1 when the completion holds the answer column's value; parity: varied rewards for smoke "
+        "tests (default: %(default)s).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--answer-column", default="answer", help="Column of the reference answer (default: %(default)s)."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s).")
+    parser.add_argument(
+        "--save-total-limit", type=int, default=2,
+        help="Checkpoints kept in --output-dir, newest first; at least 2, as a retried epoch resumes from the "
+        "one before the newest (default: %(default)s).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # Checked before the heavy imports, so a wrong command fails in a second.
     if args.num_generations < 2:
         parser.error(f"--num-generations must be at least 2 (GRPO compares rollouts); got {args.num_generations}")
+    if args.save_total_limit < 2:
+        limit = args.save_total_limit
+        parser.error(
+            f"--save-total-limit must be at least 2 (a retried epoch resumes from the second newest); got {limit}"
+        )
     if args.epoch < 0 or (args.total_epochs is not None and args.total_epochs <= args.epoch):
         parser.error(f"--epoch {args.epoch} must lie in [0, --total-epochs {args.total_epochs})")
     return args
@@ -66,8 +94,30 @@ def parity_reward(completion_ids, **kwargs) -> list[float]:
     return [float(sum(ids) % 2) for ids in completion_ids]
 
 
+# TRL's GRPOConfig defaults: below them a run on this example's reward shows the mechanics, not learning.
+LEARNING_GENERATIONS, LEARNING_COMPLETION_TOKENS = 8, 512
+
+
+def mechanics_only_notice(args: argparse.Namespace) -> str | None:
+    """The first line printed when the settings are too small to learn: what the run shows, and what learns."""
+    if args.reward != "answer" or (
+        args.num_generations >= LEARNING_GENERATIONS and args.max_completion_length >= LEARNING_COMPLETION_TOKENS
+    ):
+        return None
+    return (
+        f"note: this run shows the mechanics only: {args.num_generations} rollouts of at most "
+        f"{args.max_completion_length} tokens per prompt are too few and too short to reach an answer, so nearly "
+        "every reward is 0, nearly every group has zero reward variance (a readout of the run warns so), and the "
+        f"model learns nothing. To learn: --num-generations {LEARNING_GENERATIONS} --max-completion-length "
+        f"{LEARNING_COMPLETION_TOKENS} (TRL's defaults) or more, on a GPU."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    notice = mechanics_only_notice(args)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)  # first, before the libraries' own lines
     import torch
 
     torch.set_num_threads(args.threads)
@@ -75,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from trl import GRPOConfig, GRPOTrainer
 
     from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
+    from gaincurate.integrations.trl_noise import quiet_training_noise
     from gaincurate.model import resolve_source
 
     class StopAfterOneEpoch(TrainerCallback):
@@ -91,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     reward = answer_reward if args.reward == "answer" else parity_reward
     if args.reward == "answer" and args.answer_column != "answer":
         reward = _renamed(answer_reward, args.answer_column)
+    model = AutoModelForCausalLM.from_pretrained(folder, **unpacked)
+    quiet_training_noise(model)  # before GRPOConfig: TRL's use of renamed transformers API, a tied head on resume
     cuda = torch.cuda.is_available()
     config = GRPOConfig(
         output_dir=args.output_dir,
         num_train_epochs=args.total_epochs or args.epoch + 1,
         shuffle_dataset=False,  # keep the epoch file's rank order
         save_strategy="epoch",
+        save_total_limit=args.save_total_limit,  # a checkpoint is ~1.6 GB for SmolLM2-135M: weights and Adam state
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         num_generations=args.num_generations,
         max_completion_length=args.max_completion_length,
@@ -109,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         disable_tqdm=True,
     )
     trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(folder, **unpacked),
+        model=model,
         args=config,
         train_dataset=dataset,
         reward_funcs=[record_rewards(reward, path=args.feedback_file)],

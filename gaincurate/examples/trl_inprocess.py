@@ -20,9 +20,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gaincurate example trl-inprocess", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Local model folder (default: build a tiny random Llama).")
     parser.add_argument("--workdir", default=None, help="Where scores, run and checkpoints go (default: a temp dir).")
-    parser.add_argument("--prompts", type=int, default=32, help="How many bundled sample prompts to use.")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--prompts", type=int, default=32, help="How many bundled sample prompts to use (default: %(default)s)."
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="Epochs to train (default: %(default)s).")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s).")
     return parser.parse_args(argv)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, InputError
 
 
 def epoch_dataset(path: str | Path):
@@ -18,6 +18,8 @@ def epoch_dataset(path: str | Path):
     import datasets
     import pyarrow.parquet as pq
 
+    if not Path(path).is_file():
+        raise InputError(f"epoch file {path} does not exist; pass {{epoch_data}}, the RUN/epoch-NNNN.parquet file")
     return datasets.Dataset(pq.read_table(path).replace_schema_metadata(None))
 
 
@@ -28,6 +30,7 @@ def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
     directory, or '' / a base model folder before the first. When the newest is already past this epoch (the
     scheduler died after the trainer finished the epoch but before it noted so, and now retries it), the
     checkpoint that ended epoch `epoch - 1` is taken from the same directory; None means start from the model.
+    So the two newest checkpoints are all it ever reads: `save_total_limit=2` keeps them and deletes the rest.
     """
     from gaincurate.schedule.checkpoints import TRL_PATTERN, find_checkpoint
 
@@ -55,8 +58,9 @@ def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
             if found is not None:
                 return found.path
     raise ConfigError(
-        f"no complete checkpoint in {checkpoint.parent} ends epoch {epoch - 1}; keep every epoch's checkpoint "
-        "(save_total_limit=None) or restart the run"
+        f"{checkpoint} already ends epoch {epoch} (the run was stopped before it noted so), and no complete "
+        f"checkpoint in {checkpoint.parent} ends epoch {epoch - 1} to train it again from; keep the two newest "
+        "checkpoints (save_total_limit=2, or more) so a retried epoch finds it"
     )
 
 

@@ -6,8 +6,9 @@ strategy's module (`gaincurate.schedule.registry` lists them). A strategy's opti
 
     ScheduleConfig(strategy="dots", subset_size="5%", tau=0.1)      # options=DotsOptions(tau=0.1)
 
-An option of another strategy is refused in one line ("--tau is a dots option; pass --strategy dots or drop
---tau"), and an old name is read with a one-line deprecation notice (`decay`, dots' name for mopps' `forget`).
+An option of another strategy is refused in one line ("tau is a dots option; pass strategy='dots' or drop tau";
+errors name settings as the caller spells them, `--tau` and `--strategy dots` on the command line), and an old
+name is read with a one-line deprecation notice (`decay`, dots' name for mopps' `forget`).
 
 The subset size is rank units when given as a number, a share of the prompt count N when spelled as a
 percentage ("2%"), and 256/7,500 of N when left out (the released GAIN-RL subset on MATH's 7,500 prompts),
@@ -24,10 +25,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.greso import ZeroVarianceOptions
-from gaincurate.schedule.options import Options, flag, is_number
+from gaincurate.schedule.options import Options, is_number
 from gaincurate.schedule.registry import STRATEGIES, check_filters, strategy_class
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
@@ -76,8 +77,8 @@ class ScheduleConfig:
     ) -> None:
         if strategy in BENCH_ONLY_STRATEGIES:
             raise ConfigError(
-                f"--strategy {strategy} is the benchmark's ceiling (it measures every prompt with the current "
-                "policy each epoch), not a strategy to train with; run it with "
+                f"{setting('strategy', strategy)} is the benchmark's ceiling (it measures every prompt with the "
+                "current policy each epoch), not a strategy to train with; run it with "
                 f"`gaincurate bench curriculum --strategies uniform,{strategy}`"
             )
         cls = strategy_class(strategy)
@@ -85,11 +86,11 @@ class ScheduleConfig:
         if options is None:
             options = cls.options_class(**own)
         elif own:
-            raise ConfigError(f"pass {flag(next(iter(own)))} inside options=, or options= alone; not both")
+            raise ConfigError(f"pass {next(iter(own))} inside options=, or options= alone; not both")
         elif not isinstance(options, cls.options_class):
-            raise ConfigError(f"options= of --strategy {strategy} must be {cls.options_class.__name__}")
+            raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.options_class.__name__}")
         if not (skip_zero_variance is None or isinstance(skip_zero_variance, bool | dict | ZeroVarianceOptions)):
-            raise ConfigError(f"--skip-zero-variance is a switch (true/false); got {skip_zero_variance!r}")
+            raise ConfigError(f"{setting('skip_zero_variance')} is a switch (true/false); got {skip_zero_variance!r}")
         if isinstance(skip_zero_variance, dict):
             skip_zero_variance = ZeroVarianceOptions(**skip_zero_variance)
         elif skip_zero_variance is True:
@@ -107,36 +108,45 @@ class ScheduleConfig:
 
     def _check(self) -> None:
         if self.format not in FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+            raise ConfigError(f"{setting('format')} must be one of {', '.join(FORMATS)}; got {self.format!r}")
         object.__setattr__(self, "subset_size", sizes.normalize_size("subset_size", self.subset_size))
-        for name, value in (("--reward-max", self.reward_max), ("--reward-range", self.reward_min)):
+        # The command line sets reward_min with --reward-range LO,HI (both ends); Python sets each by name.
+        as_range = "--reward-range" if settings_as_flags_now() else setting("reward_min")
+        for name, value in ((setting("reward_max"), self.reward_max), (as_range, self.reward_min)):
             if not is_number(value):
                 raise ConfigError(f"{name} must be a finite number; got {value!r}")
         if self.reward_min == 0 and self.reward_max <= 0:
-            raise ConfigError(f"--reward-max must be positive (the reward of a correct answer); got {self.reward_max}")
-        if self.reward_min >= self.reward_max:
             raise ConfigError(
-                f"--reward-range LO,HI needs LO (a wrong answer) below HI (a right one); got {self.reward_min:g},"
-                f"{self.reward_max:g}"
+                f"{setting('reward_max')} must be positive (the reward of a correct answer); got {self.reward_max}"
             )
+        if self.reward_min >= self.reward_max:
+            wanted = (
+                "--reward-range LO,HI needs LO (a wrong answer) below HI (a right one)"
+                if settings_as_flags_now()
+                else "reward_min (a wrong answer) must be below reward_max (a right one)"
+            )
+            raise ConfigError(f"{wanted}; got {self.reward_min:g},{self.reward_max:g}")
         for name, value, low in [
-            ("--seed", self.seed, 0),
-            ("--subset-multiple", self.subset_multiple, 1),
-            ("--rescore-nproc", self.rescore_nproc, 1),
+            (setting("seed"), self.seed, 0),
+            (setting("subset_multiple"), self.subset_multiple, 1),
+            (setting("rescore_nproc"), self.rescore_nproc, 1),
         ]:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be a whole number {low} or more; got {value!r}")
         if self.data_source is not None and (self.format != "verl" or not str(self.data_source).strip()):
             raise ConfigError(
-                f"--data-source names verl's reward scorer; pass --format verl and a name, got {self.data_source!r}"
+                f"{setting('data_source')} names verl's reward scorer; pass {setting('format', 'verl')} and a name, "
+                f"got {self.data_source!r}"
             )
         band = self.band
         if band is not None:
             if not isinstance(band, tuple | list) or len(band) != 2 or not all(is_number(value) for value in band):
-                raise ConfigError(f"--band must be two pass rates LO,HI such as 0.1,0.9; got {band!r}")
+                raise ConfigError(f"{setting('band')} must be two pass rates LO,HI such as 0.1,0.9; got {band!r}")
             low, high = float(band[0]), float(band[1])
             if not 0 <= low <= high <= 1:
-                raise ConfigError(f"--band LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}")
+                raise ConfigError(
+                    f"{setting('band')} LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}"
+                )
             object.__setattr__(self, "band", (low, high))
         check_filters(self)
 
@@ -208,7 +218,9 @@ def _split_settings(
     for key, value in settings.items():
         if key in options_class.renamed:
             new = options_class.renamed[key]
-            warnings.warn(f"{flag(key)} is now {flag(new)} (the same setting); pass {flag(new)}", FutureWarning, 2)
+            warnings.warn(
+                f"{setting(key)} is now {setting(new)} (the same setting); pass {setting(new)}", FutureWarning, 2
+            )
             key = new
         if key in options_class.names():
             own[key] = value
@@ -216,10 +228,11 @@ def _split_settings(
             filter_settings[key] = value
         elif owners := options_owners(key):
             raise ConfigError(
-                f"{flag(key)} is {_article(owners)} option; pass --strategy {owners[0]} or drop {flag(key)}"
+                f"{setting(key)} is {_article(owners)} option; pass {setting('strategy', owners[0])} or drop "
+                f"{setting(key)}"
             )
         else:
-            raise ConfigError(f"{flag(key)} is not a schedule setting of any strategy; drop it")
+            raise ConfigError(f"{setting(key)} is not a schedule setting of any strategy; drop it")
     return own, filter_settings
 
 

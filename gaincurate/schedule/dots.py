@@ -36,7 +36,7 @@ import numpy as np
 from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.mopps import TARGET_HELP
@@ -85,9 +85,14 @@ class DotsOptions(Options):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.forget <= 0:
-            raise ConfigError(f"--forget must lie in (0, 1] for dots (1: no recency weighting); got {self.forget}")
+            raise ConfigError(
+                f"{setting('forget')} must lie in (0, 1] for dots (1: no recency weighting); got {self.forget}"
+            )
         if self.reference_size and not self.reference_every:
-            raise ConfigError("--reference-size sizes the fresh reference set of --reference-every K; pass both")
+            raise ConfigError(
+                f"{setting('reference_size')} sizes the fresh reference set of {setting('reference_every')} K; "
+                "pass both"
+            )
 
 
 def selection_log_weights(pass_rates: np.ndarray, *, target: float, tau: float) -> np.ndarray:

@@ -170,9 +170,16 @@ def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
     scores = load_scores(Path(run.scores_dir))
     fingerprint = scores.manifest.get("dataset", {}).get("fingerprint")
     if len(scores.prompts) != run.n_prompts or (run.dataset_fingerprint and fingerprint != run.dataset_fingerprint):
+        changed = (
+            f"hold {len(scores.prompts)} rows, the run started with {run.n_prompts}"
+            if len(scores.prompts) != run.n_prompts
+            else f"hold other prompts than when the run started (the same {run.n_prompts} rows, but their text "
+            "or columns differ)"
+        )
         raise InputError(
-            f"the scores in {run.scores_dir} changed since this run started ({len(scores.prompts)} rows, "
-            f"run has {run.n_prompts}); restore them or start a new run with `schedule init`"
+            f"the scores in {run.scores_dir} {changed}, so the run's prompt ids no longer name the prompts it "
+            f"drew; score the run's own dataset into {run.scores_dir} again, or start a new run on these scores "
+            f"in another directory (`gaincurate schedule init --scores {run.scores_dir} --run NEW_RUN`)"
         )
     try:
         return Scheduler(run.config, scores.prompts, run.schedule, scores=scores), scores

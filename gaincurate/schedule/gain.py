@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule import sizes
 from gaincurate.schedule.direction import orient
@@ -104,13 +104,14 @@ class LengthOptions(Options):
         super().__post_init__()
         low, high = self.adj_min, self.adj_max  # in ranks they compare now; shares of N when N is known
         if isinstance(low, float) and isinstance(high, float) and low > high:
-            raise ConfigError(f"--adj-min {low:g} is above --adj-max {high:g}; swap them")
+            raise ConfigError(f"{setting('adj_min', low)} is above {setting('adj_max', high)}; swap them")
         if self.angle_signal == "centered" and self.rescore in ("none", "subset"):
             # Centring needs the mean and spread of fresh scores beyond the epoch's own prompts: centred on itself,
             # the subset's mean is always 0; centred on the stored scores, it mixes two models' scales.
             raise ConfigError(
-                f"--angle-signal centered compares the epoch's fresh scores with fresh scores around it; with "
-                f"--rescore {self.rescore} there are none. Pass --rescore window or full, or --angle-signal raw"
+                f"{setting('angle_signal', 'centered')} compares the epoch's fresh scores with fresh scores around "
+                f"it; with {setting('rescore', self.rescore)} there are none. Pass {setting('rescore', 'window')} "
+                f"or {setting('rescore', 'full')}, or {setting('angle_signal', 'raw')}"
             )
 
 
@@ -142,18 +143,19 @@ class GainOptions(LengthOptions):
         super().__post_init__()
         if self.sweep_rate is not None and self.mu_control != "sweep":
             raise ConfigError(
-                "--sweep-rate is how far mu moves each epoch under --mu-control sweep; pass --mu-control sweep "
-                "or drop --sweep-rate"
+                f"{setting('sweep_rate')} is how far mu moves each epoch under {setting('mu_control', 'sweep')}; "
+                f"pass {setting('mu_control', 'sweep')} or drop {setting('sweep_rate')}"
             )
         if self.direction == "auto" and self.rescore == "full":
             raise ConfigError(
-                "--direction auto with --rescore full: each full re-score re-ranks highest score first and would "
-                "undo a reversal; pass --rescore subset or window"
+                f"{setting('direction', 'auto')} with {setting('rescore', 'full')}: each full re-score re-ranks "
+                f"highest score first and would undo a reversal; pass {setting('rescore', 'subset')} or "
+                f"{setting('rescore', 'window')}"
             )
         if self.direction == "auto" and self.ranking == "random":
             raise ConfigError(
-                "--direction auto orients the angle ranking, and a random ranking has no direction to take from the "
-                "data; pass --ranking score or drop --direction auto"
+                f"{setting('direction', 'auto')} orients the angle ranking, and a random ranking has no direction to "
+                f"take from the data; pass {setting('ranking', 'score')} or drop {setting('direction', 'auto')}"
             )
 
 
@@ -176,7 +178,8 @@ def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
     adj_min, adj_max = absolute("adj_min"), absolute("adj_max")
     if adj_min > adj_max:
         raise ConfigError(
-            f"--adj-min resolves to {adj_min:g}, above --adj-max {adj_max:g} for N={n_prompts}; swap them"
+            f"{setting('adj_min')} resolves to {adj_min:g}, above {setting('adj_max', adj_max)} for N={n_prompts}; "
+            "swap them"
         )
     sweep = getattr(options, "sweep_rate", None)
     return Sizes(

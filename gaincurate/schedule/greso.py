@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
 from gaincurate.schedule.mopps import per_prompt_feedback
 from gaincurate.schedule.options import RATE, Options, option
@@ -90,7 +90,10 @@ class ZeroVarianceOptions(Options):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.explore_min > self.explore_max:
-            raise ConfigError(f"--explore-min {self.explore_min} is above --explore-max {self.explore_max}; swap them")
+            raise ConfigError(
+                f"{setting('explore_min', self.explore_min)} is above {setting('explore_max', self.explore_max)}; "
+                "swap them"
+            )
 
 
 class ZeroVarianceFilter(Filter):

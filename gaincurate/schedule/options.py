@@ -7,7 +7,8 @@
 
 `option(default, help, check)` is a `dataclasses.field` whose metadata holds the help text and the check
 (TRL's `field(metadata={"help": ...})` pattern). Everything else is read from those fields: the checks run
-in `Options.__post_init__` with one message form ("--forget must be a number in [0, 1]; got 2"), the
+in `Options.__post_init__` with one message form ("forget must be a number in [0, 1]; got 2", `--forget` on
+the command line: `errors.setting`), the
 `schedule init` options and their help come from them (`gaincurate.cli.schedule_options`), docs/cli.md is
 generated from that CLI, and `to_dict` is the stored form in state.json. A check may normalise a value (a
 size "2%" keeps its spelling, a stored JSON pair becomes a tuple).
@@ -21,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule import sizes
 
 Check = Callable[[str, Any], Any]  # (flag, value) -> the value as stored; raises ConfigError
 
 
 def flag(name: str) -> str:
+    """A setting's command-line flag (`--forget`); errors name it with `errors.setting`, as the caller spells it."""
     return "--" + name.replace("_", "-")
 
 
@@ -117,7 +119,7 @@ class Options:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = field.metadata["check"](flag(field.name), getattr(self, field.name))
+            value = field.metadata["check"](setting(field.name), getattr(self, field.name))
             object.__setattr__(self, field.name, value)
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.band import BandFilter, band_note
 from gaincurate.schedule.dots import DotsStrategy
 from gaincurate.schedule.gain import GainStrategy, LengthStrategy
@@ -41,7 +41,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def strategy_class(name: str) -> type[Strategy]:
     if name not in STRATEGIES:
-        raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+        raise ConfigError(f"{setting('strategy')} must be one of {', '.join(STRATEGIES)}; got {name!r}")
     return STRATEGIES[name]
 
 
@@ -51,16 +51,20 @@ def check_filters(config: Any) -> None:
     if config.band is not None and not (cls.own_band or (cls.pass_rate_estimates and cls.ordered)):
         usable = ", ".join(name for name, other in STRATEGIES.items() if other.own_band or other.pass_rate_estimates)
         raise ConfigError(
-            f"--band filters by pass-rate estimates, which {config.strategy} has none of; use it with {usable}"
+            f"{setting('band')} filters by pass-rate estimates, which {config.strategy} has none of; use it with "
+            f"{usable}"
         )
     if config.skip_zero_variance is not None:
         if not cls.keeps_zero_variance:
             what = "skips" if cls.ordered else "drops prompts its screening found all right or all wrong, as"
             raise ConfigError(
-                f"--strategy {config.strategy} already {what} zero-variance prompts; drop --skip-zero-variance"
+                f"{setting('strategy', config.strategy)} already {what} zero-variance prompts; drop "
+                f"{setting('skip_zero_variance')}"
             )
         if not cls.ordered:
-            raise ConfigError(f"--skip-zero-variance needs an order to walk, which {config.strategy} has not")
+            raise ConfigError(
+                f"{setting('skip_zero_variance')} needs an order to walk, which {config.strategy} has not"
+            )
 
 
 def how_it_draws(config: Any) -> str:

@@ -28,6 +28,7 @@ from gaincurate.schedule.core import EpochPlan
 from gaincurate.schedule.epochs import epoch_name, epoch_table, write_epoch
 from gaincurate.schedule.inputs import ScoresInput
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.shards import MANIFEST
 
 # 2: the config keeps the common settings and its strategy's options only, and mu lives in gain's memory.
 # 1 (gaincurate 0.x) still loads: `_from_version_1`.
@@ -129,10 +130,31 @@ def holds_run(run_dir: Path) -> bool:
     return (Path(run_dir) / STATE).is_file()
 
 
+def _not_a_run(run_dir: Path) -> str:
+    """Why `run_dir` holds no run, and the fix that works there: `init` takes only a new or empty directory."""
+
+    def start(scores: object, run: object) -> str:
+        return f"`gaincurate schedule init --scores {scores} --run {run}`"
+
+    if (run_dir / MANIFEST).is_file():
+        return (
+            f"--run {run_dir} is a scores directory (written by `gaincurate score`), not a run; pass the run "
+            f"directory, or start a run on these scores: {start(run_dir, 'NEW_RUN')}"
+        )
+    if not run_dir.exists():
+        return f"--run {run_dir} does not exist; check the path, or start a run there: {start('SCORES', run_dir)}"
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        return f"--run {run_dir} is empty: no run was started there; start one: {start('SCORES', run_dir)}"
+    return (
+        f"--run {run_dir} holds no {STATE}, so it is not a run directory; pass the directory given to "
+        f"`schedule init --run`, or start a run in a new one: {start('SCORES', 'NEW_RUN')}"
+    )
+
+
 def load_run(run_dir: Path) -> RunState:
     path = Path(run_dir) / STATE
     if not path.is_file():
-        raise InputError(f"{run_dir} holds no {STATE}; create it with `gaincurate schedule init --run {run_dir}`")
+        raise InputError(_not_a_run(Path(run_dir)))
     try:
         data = read_json(path)
         if not isinstance(data, dict):

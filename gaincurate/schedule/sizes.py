@@ -16,19 +16,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, setting
 
 # The prompt count the released hyperparameters were tuned for (MATH train); defaults are shares of it.
 REFERENCE_PROMPTS = 7500
 RELEASED = {"step_size": 500, "sigma": 1000, "adj_min": 0, "adj_max": 1000, "subset_size": 256}
-FLAGS = {
-    "subset_size": "--subset-size",
-    "sigma": "--sigma",
-    "step_size": "--step-size",
-    "adj_min": "--adj-min",
-    "adj_max": "--adj-max",
-    "sweep_rate": "--sweep-rate",  # gain --mu-control sweep; None: the step size (gaincurate.schedule.gain)
-}
+# The settings that are sizes; sweep_rate is gain's under --mu-control sweep (None: the step size).
+SIZE_SETTINGS = ("subset_size", "sigma", "step_size", "adj_min", "adj_max", "sweep_rate")
 
 
 def size_text(text: str) -> str:
@@ -49,7 +43,7 @@ def normalize_size(name: str, value: Any) -> int | float | str | None:
 
     A string that is a plain number (from a config file or a CLI option) is ranks; "X%" keeps its spelling.
     """
-    flag = FLAGS[name]
+    flag = setting(name)
     if value is None:
         return None
     if isinstance(value, str):
@@ -71,14 +65,15 @@ def normalize_size(name: str, value: Any) -> int | float | str | None:
     if name == "subset_size":
         if value != int(value):
             raise ConfigError(
-                f"--subset-size {value:g} is not a whole number of prompts; give a count, or a share of N such as 5%"
+                f"{setting('subset_size', float(value))} is not a whole number of prompts; give a count, or a share "
+                "of N such as 5%"
             )
         return int(value)
     return float(value)
 
 
 def _check_sign(name: str, number: float, shown: str) -> None:
-    flag = FLAGS[name]
+    flag = setting(name)
     if name in ("subset_size", "sigma") and number <= 0:
         raise ConfigError(f"{flag} must be positive; got {shown}")
     if name in ("step_size", "sweep_rate") and number < 0:
@@ -106,7 +101,8 @@ def resolve_subset(value: float | str | None, n_prompts: int, multiple: int) -> 
         if count % multiple:
             low = count - count % multiple
             raise ConfigError(
-                f"--subset-size {count} is not a multiple of --subset-multiple {multiple}; the trainer would drop "
+                f"{setting('subset_size', count)} is not a multiple of {setting('subset_multiple', multiple)}; the "
+                "trainer would drop "
                 f"{count % multiple} prompts each epoch. Use {low or multiple} or {low + multiple}, or give a share "
                 "of N such as 5%, which rounds by itself"
             )
@@ -115,10 +111,13 @@ def resolve_subset(value: float | str | None, n_prompts: int, multiple: int) -> 
         if count > n_prompts:
             count = n_prompts - n_prompts % multiple
     if count < 1:
-        raise ConfigError(f"the {n_prompts} prompts are fewer than one batch of --subset-multiple {multiple}; lower it")
+        raise ConfigError(
+            f"the {n_prompts} prompts are fewer than one batch of {setting('subset_multiple', multiple)}; lower it"
+        )
     if count > n_prompts:
         raise ConfigError(
-            f"--subset-size {count} is more than the {n_prompts} prompts; pass at most {n_prompts}, or a share of N"
+            f"{setting('subset_size', count)} is more than the {n_prompts} prompts; pass at most {n_prompts}, or a "
+            "share of N"
         )
     return count
 
@@ -129,5 +128,5 @@ def subset_choice(value: float | str | None, n_prompts: int, multiple: int, chos
         return f"subset size {chosen} prompts per epoch (as given)"
     spelled = "the default 256/7,500 of N" if value is None else f"{value} of N"
     exact = absolute("subset_size", value, n_prompts)
-    rounded = "rounded" if multiple == 1 else f"rounded to a multiple of {multiple} (--subset-multiple)"
+    rounded = "rounded" if multiple == 1 else f"rounded to a multiple of {multiple} ({setting('subset_multiple')})"
     return f"subset size {chosen} prompts per epoch: {spelled} = {exact:.1f} of {n_prompts}, {rounded}"

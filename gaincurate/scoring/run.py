@@ -20,15 +20,15 @@ from gaincurate import distributed
 from gaincurate.columns import column_values, has_column
 from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.distributed import Part
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, GaincurateError, Interrupted
 from gaincurate.fileio import atomic_write_json
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.engine import Scorer
 from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
 from gaincurate.scoring.output import OutputClaim, check_resume, shards_to_write
-from gaincurate.scoring.prepare import Loaded, Prepared, load_scorer, plan_run, prepare, shard_weights
-from gaincurate.shards import MANIFEST, shard_name, write_shard
+from gaincurate.scoring.prepare import Loaded, Plan, Prepared, load_scorer, plan_run, prepare, shard_weights
+from gaincurate.shards import DEFAULT_SHARD_ROWS, MANIFEST, manifest_shard_rows, read_manifest, shard_name, write_shard
 
 
 def score(
@@ -53,6 +53,26 @@ def score(
     finished = check_resume(plan)  # a clashing run stops here, before any tokenizer or model loads
     if finished is not None:
         return finished
+    try:
+        return _claim_and_score(plan, part, progress, started)
+    except KeyboardInterrupt:
+        raise _interrupted(plan) from None
+
+
+def _interrupted(plan: Plan) -> Interrupted:
+    """What a Ctrl-C left in `--out`: whole shards only, as each is written atomically."""
+    out = plan.out
+    try:
+        shard_rows = manifest_shard_rows(read_manifest(out))
+    except (OSError, GaincurateError):  # stopped before the first manifest: the layout this run would have used
+        shard_rows = plan.options.shard_rows or DEFAULT_SHARD_ROWS
+    kept = len(list(out.glob("shard-*.arrow"))) if out.is_dir() else 0
+    total = max(1, -(-len(plan.rows) // shard_rows))
+    return Interrupted(kept=kept, total=total, piece_rows=shard_rows, where=str(out))
+
+
+def _claim_and_score(plan: Plan, part: Part, progress: Progress, started: float) -> dict[str, Any]:
+    """Own `--out`, load the model, and score this part's shards."""
     with OutputClaim(plan.out, part) as claim:
         prepared = prepare(plan, progress)
         device = distributed.device_for(part, prepared.device)

@@ -5,6 +5,7 @@ Usage errors exit 2, other user errors 1, Ctrl-C 130; a traceback only with GAIN
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import subprocess
@@ -76,7 +77,11 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
         ),
         (["bench", "curriculum", "--bench", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
-        (["schedule", "next", "--run", "missing"], "schedule init"),
+        (
+            ["schedule", "next", "--run", "missing"],
+            "--run missing does not exist; check the path, or start a run there: "
+            "`gaincurate schedule init --scores SCORES --run missing`",
+        ),
         (
             ["schedule", "init", "--scores", "missing", "--run", "r", "--strategy", "oracle"],
             "the benchmark's ceiling",
@@ -90,36 +95,136 @@ def test_other_commands_user_errors_are_one_line(args, message, gaincurate, erro
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_directory_that_is_no_run_gets_the_fix_that_works_there(scored, gaincurate, error_line, tmp_path):
+    """The old line suggested `schedule init --run DIR` (no --scores, and refused for a scores directory)."""
+    line = error_line(gaincurate("schedule", "next", "--run", scored))
+    assert line.endswith(
+        f"--run {scored} is a scores directory (written by `gaincurate score`), not a run; pass the run directory, "
+        f"or start a run on these scores: `gaincurate schedule init --scores {scored} --run NEW_RUN`"
+    )
+    (tmp_path / "empty").mkdir()
+    line = error_line(gaincurate("schedule", "status", "--run", "empty"))
+    assert "--run empty is empty: no run was started there" in line
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    line = error_line(gaincurate("schedule", "next", "--run", "other"))
+    assert "--run other holds no state.json, so it is not a run directory" in line and "--run NEW_RUN`" in line
+    # Each suggested init is one that is accepted.
+    for run in ("NEW_RUN", "empty"):
+        result = gaincurate("schedule", "init", "--scores", scored, "--run", run, "--subset-size", "4")
+        assert result.returncode == 0, result.stderr
+
+
+def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_changed(
+    tiny_llama, gaincurate, error_line, tmp_path
+):
+    """`score --overwrite` of edited prompts under a live run said only "(8 rows, run has 8)"."""
+    score = ["--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--quiet", "--out", "scores"]
+    assert gaincurate("score", write_jsonl(tmp_path / "a.jsonl", PROBLEMS), *score).returncode == 0
+    assert gaincurate("schedule", "init", "--scores", "scores", "--run", "run", "--subset-size", "4").returncode == 0
+    assert gaincurate("schedule", "next", "--run", "run").returncode == 0
+    edited = [{**row, "problem": row["problem"] + " Explain."} if i == 3 else row for i, row in enumerate(PROBLEMS)]
+    assert gaincurate("score", write_jsonl(tmp_path / "b.jsonl", edited), *score, "--overwrite").returncode == 0
+    line = error_line(gaincurate("schedule", "next", "--run", "run"))
+    scores = tmp_path / "scores"
+    assert line == (
+        f"gaincurate: error: the scores in {scores} hold other prompts than when the run started (the same "
+        f"{len(PROBLEMS)} rows, but their text or columns differ), so the run's prompt ids no longer name the prompts "
+        f"it drew; score the run's own dataset into {scores} again, or start a new run on these scores in another "
+        f"directory (`gaincurate schedule init --scores {scores} --run NEW_RUN`)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{"question": "What is 2 + 3?", "answer": "5"}], "(dataset {data} has question, answer)"),
+        ([{"problem": "What is 2 + 3?", "solution": "5"}], "(dataset {data} has problem, solution)"),
+        ([{"problem": "What is 2 + 3?", "answer": "5"}], "has 1 rows with an answer; the bench config needs"),
+    ],
+    ids=["no-problem-column", "no-answer-column", "too-few-rows"],
+)
+def test_a_bench_configs_dataset_is_checked_in_the_configs_own_terms(rows, expected, gaincurate, error_line, tmp_path):
+    """The error named `--prompt-column`, which `bench` lacks; a missing answer column was a KeyError."""
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    (tmp_path / "bench.json").write_text(json.dumps({"base": "cpu-smollm2-math", "dataset": str(data)}))
+    line = error_line(gaincurate("bench", "curriculum", "--bench", "bench.json", "--out", "b", "--quiet"))
+    assert expected.format(data=data) in line and "--prompt-column" not in line, line
+    if "has 1 rows" not in expected:
+        assert "needs a 'problem' column (the question) and an 'answer' column; rename its columns" in line
+
+
+def test_a_schedule_setting_is_named_as_its_caller_spells_it(scored, gaincurate, error_line):
+    """On the command line a flag; in Python the field (the Python error was phrased in flags)."""
+    from gaincurate.errors import ConfigError
+    from gaincurate.schedule import ScheduleConfig
+
+    line = error_line(gaincurate("schedule", "init", "--scores", scored, "--run", "r", "--strategy", "mopps",
+                                 "--tau", "0.2", "--subset-size", "4"))  # fmt: skip
+    assert line == "gaincurate: error: --tau is a dots or variance option; pass --strategy dots or drop --tau"
+    with pytest.raises(ConfigError) as refused:
+        ScheduleConfig(strategy="mopps", tau=0.2, subset_size=4)
+    assert str(refused.value) == "tau is a dots or variance option; pass strategy='dots' or drop tau"
+    with pytest.raises(ConfigError) as refused:
+        ScheduleConfig(reward_min=1.0, reward_max=0.0)
+    assert str(refused.value) == "reward_min (a wrong answer) must be below reward_max (a right one); got 1,0"
+
+
 def test_no_arguments_prints_the_help(gaincurate):
     result = gaincurate("schedule")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert all(command in result.stdout + result.stderr for command in ("init", "next", "run", "status"))
 
 
-def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
-    # About 20 s of scoring uninterrupted.
+def interrupted_score(tmp_path: Path, tiny_llama: Path, *extra: str, ready) -> tuple[subprocess.Popen, str, str, Path]:
+    """`score` over ~20 s of rows, sent SIGINT once `ready(out)` holds; its exit code, stdout, stderr, and --out."""
     rows = [{"problem": f"{p['problem']} Then add {i} and double it.", "answer": p["answer"]}
             for i in range(1000) for p in PROBLEMS]  # fmt: skip
     dataset = write_jsonl(tmp_path / "many.jsonl", rows)
     script = Path(sys.executable).with_name("gaincurate")
     out = tmp_path / "s"
     command = [str(script), "score", str(dataset), "--model", str(tiny_llama), "--out", str(out),
-               "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", "--shard-size", "16"]  # fmt: skip
+               "--device", "cpu", "--dtype", "float32", "--batch-tokens", "64", *extra]  # fmt: skip
     # Ctrl-C reaches a terminal's foreground job, whose SIGINT is at its default. A test run started in the
     # background by a shell script inherits SIGINT ignored (POSIX), and Python then never raises
     # KeyboardInterrupt: give the child the terminal's disposition, whatever started pytest.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    # Interrupt once scoring is under way: the first finished shard on disk says so.
     deadline = time.monotonic() + 120
-    while not list(out.glob("shard-*.arrow")) and process.poll() is None and time.monotonic() < deadline:
+    while not ready(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
+    return process, stdout, stderr, out
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
+    # Interrupt once scoring is under way: the first finished shard on disk says so.
+    process, stdout, stderr, out = interrupted_score(
+        tmp_path, tiny_llama, "--shard-size", "16", ready=lambda out: list(out.glob("shard-*.arrow"))
+    )
     assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in stderr
+    kept, total = len(list(out.glob("shard-*.arrow"))), -(-len(PROBLEMS) * 1000 // 16)
+    last = stderr.strip().splitlines()[-1]
+    expected = f"gaincurate: interrupted; {kept} of {total} shards (16 rows each) are kept in {out}: run the same"
+    assert last == f"{expected} command again to resume" and "Traceback" not in stderr, stderr
     assert stdout == ""
+
+
+def test_ctrl_c_before_the_first_shard_says_nothing_is_kept(tiny_llama, tmp_path):
+    """With the default 1000-row shards, a Ctrl-C in the first minutes used to say "finished work is kept"."""
+    process, stdout, stderr, out = interrupted_score(
+        tmp_path, tiny_llama, ready=lambda out: (out / "manifest.json").exists()
+    )
+    assert process.returncode == 130, stderr
+    assert not list(out.glob("shard-*.arrow"))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1] == (
+        "gaincurate: interrupted before the first shard (1000 rows) was complete, so nothing is kept and the "
+        "same command starts over; a smaller --shard-rows keeps work more often"
+    ), stderr
+    assert INTERRUPTED not in stderr and "Traceback" not in stderr and stdout == ""
 
 
 def test_a_write_that_fails_for_lack_of_room_is_one_line(scored, gaincurate, error_line, tmp_path):

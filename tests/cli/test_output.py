@@ -40,6 +40,23 @@ def test_show_json_prints_null_for_an_undefined_correlation(scored, gaincurate):
     assert summary["spearman"]["level"] is None and isinstance(summary["spearman"]["question_tokens"], float)
 
 
+def test_show_prints_a_conversations_question_not_its_dicts(tiny_llama, gaincurate, tmp_path):
+    """TRL's conversational `prompt` column was shown as "[{'role': 'system', 'content': ..."."""
+    from helpers import PROBLEMS, write_jsonl
+
+    rows = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": p["problem"]}],
+             "answer": p["answer"]} for p in PROBLEMS]  # fmt: skip
+    data = write_jsonl(tmp_path / "chat.jsonl", rows)
+    scored = gaincurate("score", data, "--prompt-column", "prompt", "--model", tiny_llama, "--device", "cpu",
+                        "--dtype", "float32", "--quiet", "--out", "scores")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    shown = gaincurate("show", "scores", "--json")
+    texts = [row["text"] for row in strict_json(shown.stdout)["top"]]
+    assert texts and all(text in {p["problem"] for p in PROBLEMS} for text in texts), texts
+    table = gaincurate("show", "scores")
+    assert "role" not in table.stdout and "Be brief" not in table.stdout and texts[0][:20] in table.stdout
+
+
 def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(["schedule", "init", "--scores", scored, "--run", run_dir, "--strategy", "uniform", "--subset-size", "4"],

@@ -279,23 +279,23 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
 @pytest.mark.parametrize(
     ("options", "flag"),
     [
-        ({"target": 1.5}, "--target"),
-        ({"tau": 0.0}, "--tau"),
-        ({"tau_attn": -1.0}, "--tau-attn"),
-        ({"forget": 0.0}, "--forget"),
-        ({"strategy": "gain", "reference": "ref.jsonl"}, "--reference"),
+        ({"target": 1.5}, "target"),
+        ({"tau": 0.0}, "tau"),
+        ({"tau_attn": -1.0}, "tau_attn"),
+        ({"forget": 0.0}, "forget"),
+        ({"strategy": "gain", "reference": "ref.jsonl"}, "reference"),
     ],
     ids=["target", "tau", "tau-attn", "forget", "reference-without-dots"],
 )
 def test_bad_dots_values_name_the_flag(options, flag):
     from gaincurate.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=flag):
+    with pytest.raises(ConfigError, match=rf"^{flag}\b"):
         ScheduleConfig(**{"strategy": "gain", **{"strategy": "dots", **options}})
 
 
 def test_decay_is_read_as_forget_with_a_notice():
     """dots' old name for the weight a measurement keeps per epoch of age."""
-    with pytest.warns(FutureWarning, match="--decay is now --forget"):
+    with pytest.warns(FutureWarning, match="decay is now forget"):
         config = ScheduleConfig(strategy="dots", decay=0.5)
     assert config == ScheduleConfig(strategy="dots", forget=0.5)

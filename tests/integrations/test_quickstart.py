@@ -92,3 +92,11 @@ def test_the_quickstart_runs_as_written_from_an_empty_directory(tiny_llama, tmp_
     history = [json.loads(x) for x in (tmp_path / "run-trl" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2] and all(h["rollouts"] == 16 * 2 for h in history)
     assert "finished: the trainer ended after 3 epochs" in done.stdout and "waiting for training" not in done.stdout
+    # Each epoch's output starts by saying the run shows the mechanics only (the page says so too), and the
+    # trainer keeps two checkpoints, not one per epoch (about 1.6 GB each with SmolLM2-135M).
+    for epoch in range(3):
+        log = (tmp_path / "run-trl" / "logs" / f"epoch-{epoch:04d}.log").read_text()
+        assert log.startswith("note: this run shows the mechanics only"), log[:300]
+    assert "shows the mechanics only" in QUICKSTART.read_text().split("## 2.")[0]
+    kept = sorted(p.name for p in (tmp_path / "run-trl" / "trainer").glob("checkpoint-*"))
+    assert kept == ["checkpoint-16", "checkpoint-24"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,6 +188,10 @@ def test_resume_checkpoint_picks_the_end_of_the_previous_epoch(tmp_path):
         resume_checkpoint(str(second), 3)
     with pytest.raises(ConfigError, match="epoch 1 needs the checkpoint that ended epoch 0"):
         resume_checkpoint("", 1)
+    # A retried epoch with the second newest deleted (save_total_limit=1): the fix is to keep two.
+    shutil.rmtree(first)
+    with pytest.raises(ConfigError, match=r"no complete checkpoint .* ends epoch 0 .*save_total_limit=2"):
+        resume_checkpoint(str(second), 1)
 
 
 # -- attach checks ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """`gaincurate schedule run` driving the shipped TRL script (`gaincurate example trl-epoch`), one epoch per process.
 
-The scheduler is killed with SIGKILL right after the trainer finished epoch 0 (before it could note so),
-and a first attempt fails with a real error of the script; re-running the same command continues, and
-every epoch is trained on its own subset exactly once in the result.
+The scheduler is killed with SIGKILL right after the trainer finished epoch 0, and again after epoch 1 (before
+it could note so), and a first attempt fails with a real error of the script; re-running the same command
+continues, and every epoch is trained on its own subset exactly once in the result. The script keeps two
+checkpoints (`save_total_limit=2`): the retried epoch 1 resumes from the second newest, and no more are left.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def trainer_command(model: Path, *, generations: int, then: str = "") -> str:
     command = (
         f"{shlex.quote(sys.executable)} -m gaincurate example trl-epoch --model {shlex.quote(str(model))} "
         f"--data {{epoch_data}} --checkpoint {{checkpoint}} --output-dir {{output_dir}} "
-        f"--feedback-file {{feedback_file}} --epoch {{epoch}} --total-epochs 2 --reward parity --learning-rate 0.01 "
-        f"--num-generations {generations} --prompts-per-step {PROMPTS_PER_STEP}"
+        f"--feedback-file {{feedback_file}} --epoch {{epoch}} --total-epochs {EPOCHS} --reward parity "
+        f"--learning-rate 0.01 --num-generations {generations} --prompts-per-step {PROMPTS_PER_STEP}"
     )
     return f"{command}; code=$?; {then} exit $code" if then else command
+
+
+EPOCHS = 3
 
 
 def gc_ids(path: Path) -> list[int]:
@@ -57,7 +61,7 @@ def test_schedule_run_with_the_trl_script_survives_failure_and_kill(tiny_llama, 
 
     # 1. A real failure: the script rejects its arguments. The loop stops with the command's exit code and log tail.
     failed = gaincurate(
-        "schedule", "run", "--run", str(run), "--epochs", "2",
+        "schedule", "run", "--run", str(run), "--epochs", str(EPOCHS),
         "--trainer-cmd", trainer_command(tiny_llama, generations=1), cwd=tmp_path,
     )  # fmt: skip
     assert failed.returncode == 2
@@ -66,20 +70,33 @@ def test_schedule_run_with_the_trl_script_survives_failure_and_kill(tiny_llama, 
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 0 and not state["trained"]
 
-    # 2. Fixed. The scheduler is SIGKILLed as soon as the trainer has finished epoch 0, before it noted so.
-    marker = tmp_path / "killed-once"
-    kill = f"if [ ! -e {shlex.quote(str(marker))} ]; then touch {shlex.quote(str(marker))}; kill -9 $PPID; fi;"
+    # 2. Fixed. The scheduler is SIGKILLed as soon as the trainer has finished epoch 0, and later epoch 1, before
+    # it noted so: once per epoch (a marker file each).
+    marker = shlex.quote(str(tmp_path / "killed-after-epoch-"))
+    kill = f"if [ {{epoch}} -le 1 ] && [ ! -e {marker}{{epoch}} ]; then touch {marker}{{epoch}}; kill -9 $PPID; fi;"
     command = trainer_command(tiny_llama, generations=NUM_GENERATIONS, then=kill)
-    killed = gaincurate("schedule", "run", "--run", str(run), "--epochs", "2", "--trainer-cmd", command, cwd=tmp_path)
+    schedule_run = ["schedule", "run", "--run", str(run), "--epochs", str(EPOCHS), "--trainer-cmd", command]
+    killed = gaincurate(*schedule_run, cwd=tmp_path)
     assert killed.returncode == -9
     assert (run / "trainer" / "checkpoint-2").is_dir()
     assert json.loads((run / "state.json").read_text())["epoch"] == 0
 
-    # 3. The same command again: epoch 0 is retried from the base model (its stale checkpoint is skipped), then 1.
-    resumed = gaincurate("schedule", "run", "--run", str(run), "--epochs", "2", "--trainer-cmd", command, cwd=tmp_path)
+    # 3. The same command again: epoch 0 is retried from the base model (its stale checkpoint is skipped), then
+    # epoch 1 trains and the scheduler is killed again.
+    killed = gaincurate(*schedule_run, cwd=tmp_path)
+    assert killed.returncode == -9
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+
+    # 4. Again: epoch 1 is retried from the second newest checkpoint (the end of epoch 0), then epoch 2 trains.
+    resumed = gaincurate(*schedule_run, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    steps_per_epoch = SUBSET // PROMPTS_PER_STEP
+    assert (
+        f"resuming from {run / 'trainer' / f'checkpoint-{steps_per_epoch}'}"
+        in (run / "logs" / "epoch-0001.log").read_text()
+    )
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in history] == [0, 1]
+    assert [line["epoch"] for line in history] == list(range(EPOCHS))
     for line in history:
         epoch = line["epoch"]
         subset = gc_ids(run / f"epoch-{epoch:04d}.parquet")
@@ -88,10 +105,11 @@ def test_schedule_run_with_the_trl_script_survives_failure_and_kill(tiny_llama, 
         rollouts = [json.loads(x) for x in (run / f"feedback-{epoch:04d}.jsonl").read_text().splitlines()]
         assert Counter(r["gc_id"] for r in rollouts) == {g: NUM_GENERATIONS for g in subset}
         assert line["accuracy"] == pytest.approx(sum(r["reward"] for r in rollouts) / len(rollouts))
-        assert line["ang_source"] == "rescored" and line["checkpoint"].endswith(f"checkpoint-{2 * (epoch + 1)}")
-    # The trainer's own count: two epochs of two steps each, epoch 1 resumed from the end of epoch 0.
-    steps_per_epoch = SUBSET // PROMPTS_PER_STEP
-    final = json.loads((run / "trainer" / f"checkpoint-{2 * steps_per_epoch}" / "trainer_state.json").read_text())
-    assert final["global_step"] == 2 * steps_per_epoch and final["epoch"] == 2.0
-    assert "resuming from" in (run / "logs" / "epoch-0001.log").read_text()
-    assert f"checkpoint-{steps_per_epoch}" in (run / "logs" / "epoch-0001.log").read_text()
+        assert line["ang_source"] == "rescored"
+        assert line["checkpoint"].endswith(f"checkpoint-{steps_per_epoch * (epoch + 1)}")
+    # The trainer's own count: three epochs of two steps each, each resumed from the end of the one before.
+    final = json.loads((run / "trainer" / f"checkpoint-{EPOCHS * steps_per_epoch}" / "trainer_state.json").read_text())
+    assert final["global_step"] == EPOCHS * steps_per_epoch and final["epoch"] == float(EPOCHS)
+    # Disk: two checkpoints are left, the two newest, not one per epoch.
+    kept = sorted(p.name for p in (run / "trainer").iterdir() if p.name.startswith("checkpoint-"))
+    assert kept == [f"checkpoint-{steps_per_epoch * e}" for e in (EPOCHS - 1, EPOCHS)]

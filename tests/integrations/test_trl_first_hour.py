@@ -314,6 +314,35 @@ def test_version_and_the_shipped_examples_work_from_an_empty_directory(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_example_help_is_ours_and_the_scripts_help_shows_their_defaults(tmp_path):
+    """`example --help` exited 1 ("no example '--help'"); the scripts' help showed no defaults."""
+    ours = console("example", "--help", cwd=tmp_path)
+    assert ours.returncode == 0 and "trl-epoch or trl-inprocess" in ours.stdout and "Traceback" not in ours.stderr
+    for name, shown in [
+        ("trl-epoch", ["--num-generations", "(default: 2)", "--max-completion-length", "(default: 8)"]),
+        ("trl-inprocess", ["--epochs", "(default: 3)", "--prompts", "(default: 32)"]),
+    ]:
+        script = console("example", name, "--help", cwd=tmp_path)
+        text = " ".join(script.stdout.split())
+        assert script.returncode == 0 and all(words in text for words in shown), script.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_path):
+    """2 rollouts of 8 tokens learn nothing; the quickstart's run said nothing of it (issue #41)."""
+    common = ["example", "trl-epoch", "--data", "absent.parquet", "--output-dir", "o", "--feedback-file", "f"]
+    small = console(*common, "--epoch", "0", cwd=tmp_path)
+    lines = small.stderr.splitlines()
+    assert lines[0].startswith("note: this run shows the mechanics only: 2 rollouts of at most 8 tokens"), lines
+    assert "--num-generations 8 --max-completion-length 512" in lines[0] and "zero reward variance" in lines[0]
+    # A missing epoch file is one line, not a traceback.
+    missing = "epoch file absent.parquet does not exist; pass {epoch_data}, the RUN/epoch-NNNN.parquet file"
+    assert small.returncode == 1 and lines[1:] == [f"gaincurate: error: {missing}"]
+    large = console(*common, "--epoch", "0", "--num-generations", "8", "--max-completion-length", "512", cwd=tmp_path)
+    assert "mechanics only" not in large.stderr and large.returncode == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_importing_the_integration_and_trl_prints_nothing(tmp_path):
     code = "import gaincurate.integrations.trl\nfrom trl import GRPOTrainer, GRPOConfig\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

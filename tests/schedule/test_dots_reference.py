@@ -113,10 +113,10 @@ def test_a_fresh_reference_set_reads_rollouts_1_and_0_whatever_the_trainers_rewa
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"strategy": "gain", "reference_every": 2}, "--reference-every is a dots option"),
-        ({"strategy": "dots", "reference_size": 8}, "--reference-size sizes the fresh reference set"),
-        ({"strategy": "dots", "reference_every": -1}, "--reference-every must be a whole number"),
-        ({"strategy": "gain", "calibrator": "cal.npz"}, "--calibrator is a dots option"),
+        ({"strategy": "gain", "reference_every": 2}, "reference_every is a dots option"),
+        ({"strategy": "dots", "reference_size": 8}, "reference_size sizes the fresh reference set"),
+        ({"strategy": "dots", "reference_every": -1}, "reference_every must be a whole number"),
+        ({"strategy": "gain", "calibrator": "cal.npz"}, "calibrator is a dots option"),
     ],
 )
 def test_reference_options_are_checked(options, message):

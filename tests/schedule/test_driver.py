@@ -189,7 +189,7 @@ def test_init_refuses_to_overwrite(tmp_path, scores_dir):
     with pytest.raises(ConfigError, match="already holds a schedule"):
         init_run(tmp_path / "run", scores_dir, CONFIG)
     assert snapshot(tmp_path / "run") == before
-    with pytest.raises(ConfigError, match="--subset-size 41 is more than the 40 prompts"):
+    with pytest.raises(ConfigError, match="subset_size=41 is more than the 40 prompts"):
         init_run(tmp_path / "other", scores_dir, ScheduleConfig(strategy="gain", subset_size=41))
     assert not (tmp_path / "other").exists()
 
@@ -205,7 +205,7 @@ def test_changed_scores_are_refused(tmp_path, make_scores):
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     state["scores_dir"] = str(make_scores("b", n_prompts=41))
     (tmp_path / "run" / "state.json").write_text(json.dumps(state))
-    with pytest.raises(InputError, match="changed since this run started"):
+    with pytest.raises(InputError, match="hold 41 rows, the run started with 40"):
         advance(tmp_path / "run")
 
 

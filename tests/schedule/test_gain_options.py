@@ -296,7 +296,11 @@ def test_a_step_killed_before_state_json_resumes_to_the_uninterrupted_run(
         (["--strategy", "uniform", "--ranking", "random"], 1, "--ranking is a gain option; pass --strategy gain"),
         (["--strategy", "length", "--direction", "auto"], 1, "--direction is a gain option"),
         (["--ranking", "random", "--direction", "auto"], 1, "a random ranking has no direction"),
-        (["--direction", "auto", "--rescore", "full"], 1, "would undo a reversal; pass --rescore subset or window"),
+        (
+            ["--direction", "auto", "--rescore", "full"],
+            1,
+            "would undo a reversal; pass --rescore subset or --rescore window",
+        ),
         (["--adj-min", "-10", "--adj-max", "-20"], 1, "--adj-min -10 is above --adj-max -20"),
     ],
 )
@@ -312,10 +316,10 @@ def test_bad_gain_options_through_the_console_script(tmp_path, scores_dir, args,
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"ranking": "angle"}, "--ranking must be one of score, random; got 'angle'"),
-        ({"mu_control": "fixed"}, "--mu-control must be one of feedback, sweep"),
-        ({"direction": "low-first"}, "--direction must be one of high-first, auto"),
-        ({"strategy": "mopps", "mu_control": "sweep"}, "--mu-control is a gain option"),
+        ({"ranking": "angle"}, "ranking must be one of score, random; got 'angle'"),
+        ({"mu_control": "fixed"}, "mu_control must be one of feedback, sweep"),
+        ({"direction": "low-first"}, "direction must be one of high-first, auto"),
+        ({"strategy": "mopps", "mu_control": "sweep"}, "mu_control is a gain option"),
     ],
 )
 def test_bad_gain_fields_from_a_bench_config(fields, message):

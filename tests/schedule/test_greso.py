@@ -172,12 +172,12 @@ def test_a_bare_accuracy_is_refused_in_one_line():
 @pytest.mark.parametrize(
     ("options", "flag"),
     [
-        ({"explore_min": -0.1}, "--explore-min"),
-        ({"explore_max": 1.5}, "--explore-max"),
-        ({"explore_min": 0.6, "explore_max": 0.4}, "--explore-min"),
-        ({"target_zero_variance": 2.0}, "--target-zero-variance"),
-        ({"skip_zero_variance": True}, "--skip-zero-variance"),
-        ({"strategy": "gain", "skip_zero_variance": "yes"}, "--skip-zero-variance"),
+        ({"explore_min": -0.1}, "explore_min"),
+        ({"explore_max": 1.5}, "explore_max"),
+        ({"explore_min": 0.6, "explore_max": 0.4}, "explore_min=0.6 is above explore_max=0.4"),
+        ({"target_zero_variance": 2.0}, "target_zero_variance"),
+        ({"skip_zero_variance": True}, "drop skip_zero_variance"),
+        ({"strategy": "gain", "skip_zero_variance": "yes"}, "skip_zero_variance is a switch"),
     ],
     ids=["min", "max", "swapped", "target", "greso-and-skip", "not-a-switch"],
 )

@@ -120,10 +120,10 @@ def test_config_checks_and_defaults():
     assert (options.target, options.prior, options.forget) == (0.5, (1.0, 1.0), DEFAULT_FORGET)
     assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # the prior survives JSON
     for options, message in [
-        ({"prior": (0.0, 1.0)}, "--prior"),
-        ({"prior": (1.0,)}, "--prior"),
-        ({"forget": 1.2}, "--forget"),
-        ({"forget": float("nan")}, "--forget"),
+        ({"prior": (0.0, 1.0)}, "prior must"),
+        ({"prior": (1.0,)}, "prior must"),
+        ({"forget": 1.2}, "forget must"),
+        ({"forget": float("nan")}, "forget must"),
     ]:
         with pytest.raises(ConfigError, match=message):
             ScheduleConfig(strategy="mopps", **options)

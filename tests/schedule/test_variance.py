@@ -78,9 +78,9 @@ def test_its_options_are_its_own(tmp_path):
     config = ScheduleConfig(strategy="variance", bonus=0.2, forget=0.9)
     assert config.options == VarianceOptions(bonus=0.2, forget=0.9)
     assert ScheduleConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ConfigError, match="--bonus is a variance option; pass --strategy variance"):
+    with pytest.raises(ConfigError, match="bonus is a variance option; pass strategy='variance'"):
         ScheduleConfig(strategy="mopps", bonus=0.2)
-    with pytest.raises(ConfigError, match="--bonus must be a number 0 or more"):
+    with pytest.raises(ConfigError, match="bonus must be a number 0 or more"):
         ScheduleConfig(strategy="variance", bonus=-1)
 
 

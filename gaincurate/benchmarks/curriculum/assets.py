@@ -22,6 +22,7 @@ import numpy as np
 
 from gaincurate.benchmarks.curriculum import task as arith
 from gaincurate.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.errors import ConfigError, MissingColumnError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 
@@ -148,12 +149,22 @@ def split_rows(config: BenchConfig) -> tuple[list[dict[str, Any]], list[dict[str
         return pool, held_out
     from gaincurate.data import load_rows
 
-    rows = load_rows(config.dataset, split=None, prompt_column="problem", limit=None).rows
+    # The bench has no column flags: its dataset names its columns `problem` and `answer`, as the bundled sample does.
+    columns = "a bench config's dataset needs a 'problem' column (the question) and an 'answer' column; rename its"
+    try:
+        rows = load_rows(config.dataset, split=None, prompt_column="problem", limit=None).rows
+    except MissingColumnError as missing:
+        raise ConfigError(f"{columns} columns (dataset {config.dataset} has {', '.join(missing.available)})") from None
+    if "answer" not in rows.column_names:
+        raise ConfigError(f"{columns} columns (dataset {config.dataset} has {', '.join(rows.column_names)})")
     usable = [i for i, answer in enumerate(rows["answer"]) if answer not in (None, "")]
     order = np.random.default_rng(config.data_seed).permutation(len(usable))
     need = config.pool_rows + config.eval_rows
     if need > len(usable):
-        raise ValueError(f"the dataset has {len(usable)} rows with an answer; the config needs {need}")
+        raise ConfigError(
+            f"dataset {config.dataset} has {len(usable)} rows with an answer; the bench config needs pool_rows + "
+            f"eval_rows = {need}: lower them, or use a larger dataset"
+        )
     chosen = [usable[i] for i in order[:need]]
     keep = [{"problem": rows[i]["problem"], "answer": str(rows[i]["answer"])} for i in chosen]
     return keep[: config.pool_rows], keep[config.pool_rows :]

@@ -268,6 +268,7 @@ class PairRun:
 
     def run(self) -> dict[str, Any]:
         from gaincurate.integrations.trl import CurriculumGRPOTrainer
+        from gaincurate.integrations.trl_noise import quiet_training_noise
 
         config = self.config
         previous_threads = torch.get_num_threads()
@@ -275,6 +276,7 @@ class PairRun:
         try:
             self.clock = Clock()
             self.model, self.tokenizer = load_initial(self.assets, config)
+            quiet_training_noise(self.model)  # TRL's renamed-API FutureWarnings, on every pair otherwise
             initial_sha256 = state_sha256(self.model)
             curriculum, dataset, oracle = self._curriculum()
             self.curriculum = curriculum
