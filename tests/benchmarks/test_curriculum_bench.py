@@ -16,6 +16,8 @@ from gaincurate.benchmarks.curriculum import known_strategies, run_bench
 from gaincurate.benchmarks.curriculum.configs import BUNDLED
 from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
 from gaincurate.errors import ConfigError
+from gaincurate.schedule.registry import STRATEGIES
+from gaincurate.schedule.strategies import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")  # the installed console script, as a user runs it
@@ -61,7 +63,7 @@ def test_smoke_run_writes_runs_summary_table_and_plot(smoke):
         assert mine[0]["rollouts"] == 0 and mine[0]["zero_variance_fraction"] is None
         per_step = config.prompts_per_step * config.num_generations
         training = [s * per_step for s in steps]
-        if strategy == "screen":  # its screening is charged on top (tests/benchmarks/test_curriculum_screen.py)
+        if strategy in STRATEGIES and POLICY in STRATEGIES[strategy].needs:  # screen, pilot: measuring is charged too
             assert all(line["rollouts"] > spent for line, spent in zip(mine[1:], training[1:], strict=True))
         else:
             assert [line["rollouts"] for line in mine] == training

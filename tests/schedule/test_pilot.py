@@ -155,9 +155,9 @@ def test_pilot_without_a_policy_says_what_is_missing():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"strategy": "pilot", "pilot_factor": 0.5}, "--pilot-factor must be a number 1 or more"),
-        ({"strategy": "pilot", "pilot_rollouts": 0}, "--pilot-rollouts must be a whole number 1 or more"),
-        ({"strategy": "mopps", "pilot_rollouts": 2}, "--pilot-rollouts is a pilot option"),
+        ({"strategy": "pilot", "pilot_factor": 0.5}, "pilot_factor must be a number 1 or more"),
+        ({"strategy": "pilot", "pilot_rollouts": 0}, "pilot_rollouts must be a whole number 1 or more"),
+        ({"strategy": "mopps", "pilot_rollouts": 2}, "pilot_rollouts is a pilot option"),
         ({"strategy": "pilot", "skip_zero_variance": True}, "already drops prompts"),
     ],
 )

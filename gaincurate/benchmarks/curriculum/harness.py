@@ -256,7 +256,7 @@ class PairRun:
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule, run_dir=run_dir)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-        if curriculum.config.strategy == "screen":  # measures with the live model at each draw, on the clock
+        if curriculum.driver.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
             curriculum.screener = self._screener(dataset, row_of)
         oracle = None
         if self.strategy == ORACLE:
