@@ -158,7 +158,8 @@ def next_(
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Consume the last epoch's feedback, move mu and write the next epoch (epoch 0 on the first call)."""
+    """Consume the last epoch's feedback, update the strategy (gain: move mu) and write the next epoch (epoch 0 on
+    the first call)."""
     from gaincurate.schedule.driver import advance
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
@@ -166,24 +167,24 @@ def next_(
     for notice in step.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
+    from gaincurate.schedule.registry import strategy_class, top_level
+
+    strategy = strategy_class(step.strategy)
     result = {
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
-        "mu": step.mu, "record": step.record, "notices": step.notices,
+        **top_level(step.draw), "draw": step.draw, "record": step.record, "notices": step.notices,
     }  # fmt: skip
-    emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result))
+    update = "" if step.record is None else strategy.update_words(step.record)
+    emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result, update, strategy.draw_words))
 
 
-def _draw_step(stdout: Stdout, result: dict[str, Any]) -> None:
+def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, draw_words: Any) -> None:
+    """`epoch 0: acc 0.412 over 3008 rollouts<what the update did>`, then how the next epoch was drawn."""
     record = result["record"]
     if record is not None:
-        move = ""
-        if "mu" in record:  # gain and length: how the epoch moved mu
-            ang = "n/a" if record["ang"] is None else f"{record['ang']:.4f} ({record['ang_source']})"
-            if record["ang_source"] == "stored":  # not model signal: logged, but the angle term is off
-                ang = ang[:-1] + ", angle term off)" if record["ang"] is not None else "off"
-            move = f", ang {ang}, delta {record['delta']:+.1f}, mu {record['mu']:.1f} -> {record['mu_next']:.1f}"
-        stdout.line(f"epoch {record['epoch']}: acc {record['accuracy']:.3f} over {record['rollouts']} rollouts{move}")
-    drawn = f"by {result['strategy']}" if result["mu"] is None else f"around mu {result['mu']:.1f}"
+        done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
+        stdout.line(f"epoch {record['epoch']}: {done}{update}")
+    drawn = draw_words(result["draw"])  # gain: "around mu 410.7"; by default "by dots"
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 
 
@@ -217,13 +218,17 @@ def run_(
             initial_checkpoint=initial_checkpoint, progress=progress,
             echo=None if quiet else sys.stderr,  # the trainer's output, bounded (its full log is in RUN/logs/)
         )  # fmt: skip
-    uses_mu = result.mu is not None
-    done = {"trained": result.trained, "epoch": result.epoch, "mu": result.mu}
+    from gaincurate.schedule.figures import figure_words
+    from gaincurate.schedule.registry import strategy_class, top_level
+    from gaincurate.schedule.rundir import load_run
+
+    done = {"trained": result.trained, "epoch": result.epoch, **top_level(result.draw), "draw": result.draw}
+    words = figure_words(strategy_class(load_run(run).config.strategy).columns, result.draw)  # "mu 410.7"
+    shown = f", {words}" if words else ""
 
     def draw(stdout: Stdout) -> None:
         trained = ", ".join(map(str, result.trained)) or "none (already done)"
-        mu = f", mu {result.mu:.1f}" if uses_mu else ""
-        stdout.line(f"trained epochs: {trained}; epoch {result.epoch} is written and waiting{mu}")
+        stdout.line(f"trained epochs: {trained}; epoch {result.epoch} is written and waiting{shown}")
 
     emit(done, as_json=as_json, human=draw)
 
@@ -255,6 +260,4 @@ def status(
     report = run_status(run, thresholds) | {"finished": load_run(run).is_finished}
     if plot is not None:
         report["plot"] = str(save_plot(plot, report))
-    uses_mu = "mu" in report  # gain and length keep mu; the others have none
-    shown = {**report, "uses_mu": uses_mu, "mu": report.get("mu")}
-    emit(shown, as_json=as_json, human=lambda stdout: draw_status(stdout, shown))
+    emit(report, as_json=as_json, human=lambda stdout: draw_status(stdout, report))

@@ -2,7 +2,7 @@
 
 Everything strategy-specific comes from the run's data: how the strategy draws (`draws`, its own line), the
 readout each history line holds (`gaincurate.schedule.readout`), and the figures its report hook gave about each
-draw (`selection`), shown as they are named. Only gain and length's mu columns are read by name (their update).
+draw (`selection`), shown as they are named, and the columns it declares (`Strategy.columns`: gain's mu, ang, delta).
 """
 
 from __future__ import annotations
@@ -17,29 +17,27 @@ READOUT_COLUMNS = ("aimed at", "measured", "zero variance", "uniform (est.)", "r
 def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    uses_mu = report["uses_mu"]
-    where = (
-        f"mu {report['mu']:.1f} of {report['n_prompts'] - 1}" if uses_mu else f"strategy {report['params']['strategy']}"
-    )
+    from gaincurate.schedule.figures import STATE, cell, figure_words
+    from gaincurate.schedule.registry import strategy_class
+
+    columns = strategy_class(report["params"]["strategy"]).columns
+    where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"
     finished = report["finished"]
     stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
     table = Table(title=f"{report['run']}: {stage}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])
-    mu_columns = ["mu", "acc", "ang", "delta", "mu next"] if uses_mu else ["acc", "rollouts", "state"]
-    for column in ("epoch", *mu_columns, *(["selected"] if drawn else [])):
-        table.add_column(column, justify="right")
+    for heading in ("epoch", *(column.heading for column in columns), *(["selected"] if drawn else [])):
+        table.add_column(heading, justify="right")
     for line in report["history"]:
-        ang = "-" if line.get("ang") is None else f"{line['ang']:.4f}"
-        cells = (
-            [f"{line['mu']:.1f}", f"{line['accuracy']:.3f}", ang, f"{line['delta']:+.1f}", f"{line['mu_next']:.1f}"]
-            if uses_mu
-            else [f"{line['accuracy']:.3f}", str(line["rollouts"]), "trained"]
-        )
+        values = {**line, STATE.key: "trained"}
+        cells = [cell(column, values.get(column.key)) for column in columns]
         table.add_row(str(line["epoch"]), *cells, *([figures(line.get("selection"))] if drawn else []))
     if report["epoch"] >= 0:
         waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
         waiting = "drawn, not trained: finished" if finished else waiting
-        cells = [f"{report['mu']:.1f}", "-", "-", "-", waiting] if uses_mu else ["-", "-", waiting]
+        # The waiting epoch: the numbers that draw it, and what it waits for in the last column.
+        cells = [cell(column, report["draw"].get(column.key)) if column.drawn else "-" for column in columns]
+        cells[-1] = waiting
         table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"))] if drawn else []))
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
     stdout.print(table)

@@ -113,13 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train()
 
     for line in curriculum.history:
-        moved = ""
-        if "mu_next" in line:  # gain and length: how the epoch moved mu
-            ang = "n/a" if line["ang"] is None else f"{line['ang']:.4f}"
-            moved = f" ang {ang} ({line['ang_source']}) mu {line['mu']:.1f} -> {line['mu_next']:.1f}"
+        moved = curriculum.strategy.update_words(line)  # the strategy's own words (gain: how it moved mu)
         readout = line.get("readout") or {}  # the savings readout (docs/readout.md)
         if readout.get("zero_variance") is not None:
-            moved += f" zero-variance groups {readout['zero_variance']:.0%}"
+            moved += f", zero-variance groups {readout['zero_variance']:.0%}"
         for warning in readout.get("warnings", []):
             moved += f"\n  warning: {warning}"
         print(f"epoch {line['epoch']}: prompts {line['subset_ids']} accuracy {line['accuracy']:.2f}{moved}")

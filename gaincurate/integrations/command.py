@@ -43,6 +43,8 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule import rundir
 from gaincurate.schedule.checkpoints import find_checkpoint
 from gaincurate.schedule.driver import advance, check_feedback
+from gaincurate.schedule.figures import drawn_figures, figure_words
+from gaincurate.schedule.registry import strategy_class
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
@@ -61,7 +63,12 @@ class TrainerCommandError(GaincurateError):
 class LoopResult:
     trained: list[int]  # epochs trained by this call
     epoch: int  # the epoch now written and waiting (== --epochs when the loop is done)
-    mu: float | None  # gain and length: the centre that drew `epoch` (the others keep none)
+    draw: dict[str, Any]  # the strategy's numbers that drew `epoch` (its `columns` declared `drawn`; gain: mu)
+
+    @property
+    def mu(self) -> float | None:
+        """gaincurate 0.x's field, kept for its callers: gain and length's centre that drew `epoch` (else None)."""
+        return self.draw.get("mu")
 
 
 @dataclass(frozen=True)
@@ -122,12 +129,13 @@ def run_loop(
             _train(run_dir, epoch, trainer, progress)
             trained.append(epoch)
         step = advance(run_dir, progress=progress)
-        mu = "" if step.mu is None else f", mu {step.mu:.1f}"
-        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written{mu}")
+        words = figure_words(strategy_class(step.strategy).columns, step.draw)  # gain: "mu 410.7"
+        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:
             progress.stage(notice)
     rundir.mark_finished(run_dir, run.schedule.epoch)  # `schedule status` says so, not "waiting for training"
-    return LoopResult(trained, run.schedule.epoch, (run.schedule.memory or {}).get("mu"))
+    draw = drawn_figures(strategy_class(run.config.strategy).columns, run.schedule.memory)
+    return LoopResult(trained, run.schedule.epoch, draw)
 
 
 def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> None:

@@ -45,6 +45,7 @@ from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.figures import logged_figures
 from gaincurate.schedule.readout import logged as logged_readout
 
 quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
@@ -130,6 +131,11 @@ class GainCurriculum:
     def history(self) -> list[dict[str, Any]]:
         """One record per epoch this curriculum finished: subset, accuracy, ang, delta, mu, ..."""
         return self.driver.history
+
+    @property
+    def strategy(self) -> Any:
+        """The strategy drawing the epochs; its `columns` and `update_words` say what its history numbers mean."""
+        return self.driver.scheduler.strategy
 
     @property
     def screen_spent(self):
@@ -279,13 +285,8 @@ class GainCurriculum:
                 self.driver.load_state_dict(shared[0])
         if record is not None:
             logged = {"curriculum/accuracy": record["accuracy"]}
-            if "mu_next" in record:  # gain and length: how the epoch moved mu
-                ang = record["ang"] if record["ang"] is not None else math.nan
-                logged |= {
-                    "curriculum/ang": ang,
-                    "curriculum/delta": record["delta"],
-                    "curriculum/mu": record["mu_next"],
-                }
+            # The numbers the strategy declares for its log (gain: ang, delta, mu), under the names it gives them.
+            logged |= logged_figures(self.strategy.columns, record)
             # The savings readout and the strategy's own figures, as every path names them (docs/readout.md).
             logged |= logged_readout(record.get("readout") or {})
             logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")

@@ -80,7 +80,7 @@ def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]
                 driver.epoch,
             )
     record = driver.step(rescored=rescored, checkpoint=checkpoint)
-    moved = f", mu {record['mu']:.1f} -> {record['mu_next']:.1f}" if "mu_next" in record else ""  # gain, length
+    moved = driver.scheduler.strategy.update_words(record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
     zero = (record.get("readout") or {}).get("zero_variance")
     moved += "" if zero is None else f", zero-variance groups {zero:.0%}"  # the savings readout (docs/readout.md)
     logger.info("gaincurate: epoch %d accuracy %.3f%s", record["epoch"], record["accuracy"], moved)

@@ -51,6 +51,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl import _get, _keys, _rows_by_gc_id, check_rows
 from gaincurate.integrations.verl_checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
 
 __all__ = ["GainCurriculumDataset", "GainReplayBuffer", "OneLaunchSettings", "group_rewards"]
@@ -106,13 +107,17 @@ class OneLaunchSettings:
         return cls(**{key: str(value) for key, value in values.items() if value is not None})
 
 
-def unreported_readout(history: list[dict[str, Any]], reported: int) -> tuple[dict[str, float], int]:
+def unreported_readout(
+    history: list[dict[str, Any]], reported: int, columns: tuple[Column, ...] = ()
+) -> tuple[dict[str, float], int]:
     """The savings readout of the newest epoch finished since `reported` epochs were logged, as verl metrics
-    (`curriculum/...`, docs/readout.md), and how many epochs are reported after it."""
+    (`curriculum/...`, docs/readout.md), with the numbers the strategy's `columns` declare logged (gain: ang,
+    delta, mu), as TRL's callback logs them; and how many epochs are reported after it."""
     if len(history) <= reported:
         return {}, reported
     line = history[-1]
-    return {"curriculum/accuracy": float(line["accuracy"]), **logged(line.get("readout") or {})}, len(history)
+    metrics = {"curriculum/accuracy": float(line["accuracy"]), **logged_figures(columns, line)}
+    return metrics | logged(line.get("readout") or {}), len(history)
 
 
 class GainReplayBuffer(_replay_buffer_base()):
@@ -136,7 +141,8 @@ class GainReplayBuffer(_replay_buffer_base()):
             self.record(batch)
             # verl's trainer logs these metrics with the step's own: the readout of an epoch that just ended goes too.
             history = self.curriculum.history if self.curriculum is not None else []
-            readout, self.reported = unreported_readout(history, self.reported)
+            columns = self.curriculum.scheduler.strategy.columns if self.curriculum is not None else ()
+            readout, self.reported = unreported_readout(history, self.reported, columns)
             metrics = {**metrics, **readout}
         return batch, metrics
 

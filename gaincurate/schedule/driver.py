@@ -24,10 +24,11 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.epochs import check_format
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
+from gaincurate.schedule.figures import drawn_figures
 from gaincurate.schedule.inputs import ScoresInput, load_scores
 from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.reference import fresh_reference
-from gaincurate.schedule.registry import how_it_draws
+from gaincurate.schedule.registry import how_it_draws, strategy_class, top_level
 from gaincurate.schedule.rundir import RunState
 from gaincurate.schedule.strategies import FRESH_SCORES, POLICY
 
@@ -57,9 +58,9 @@ class StepResult:
         return self.step.plan.epoch
 
     @property
-    def mu(self) -> float | None:
-        """gain and length: the centre that drew the epoch (the other strategies keep none)."""
-        return self.step.plan.draw.get("mu")
+    def draw(self) -> dict[str, Any]:
+        """The strategy's numbers about the epoch's draw (`draw_info`; gain: mu), as its epoch file keeps them."""
+        return self.step.plan.draw
 
     @property
     def subset_size(self) -> int:
@@ -360,8 +361,9 @@ def _unused_checkpoint(scheduler: Scheduler) -> str:
 
 
 def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
-    """Where the run stands, as JSON-ready data: the current epoch, mu, how the strategy draws, and each epoch's
-    history line (its prompts counted, not listed) with its readout's warnings under `thresholds`."""
+    """Where the run stands, as JSON-ready data: the current epoch, the numbers that draw it (`draw`: the strategy's
+    `columns` declared `drawn`), how the strategy draws, and each epoch's history line (its prompts counted, not
+    listed) with its readout's warnings under `thresholds`."""
     run_dir = Path(run_dir)
     run = rundir.load_run(run_dir)
     lines = rundir.read_history(run_dir)
@@ -372,12 +374,13 @@ def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str
         if "readout" in line:
             shown["readout"] = line["readout"] | {"warnings": found}
         history.append(shown)
-    memory = run.schedule.memory or {}
+    draw = drawn_figures(strategy_class(run.config.strategy).columns, run.schedule.memory)
     selection = run.schedule.selection
     return {
         "run": str(run_dir),
         "epoch": run.schedule.epoch,
-        **({"mu": memory["mu"]} if "mu" in memory else {}),  # gain and length
+        **top_level(draw, uses=True),  # 0.x's `mu` and `uses_mu`, as docs/schedule.md shows them
+        "draw": draw,
         "trained": run.trained,
         "epoch_file": str(rundir.epoch_path(run_dir, run.schedule.epoch)) if run.schedule.epoch >= 0 else None,
         "n_prompts": run.n_prompts,

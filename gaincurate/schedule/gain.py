@@ -51,7 +51,7 @@ from gaincurate.schedule.strategies import (
     gaussian_log_weights,
     rank_by_score,
 )
-from gaincurate.schedule.update import angle_signal, mu_delta, next_mu
+from gaincurate.schedule.update import MU_COLUMNS, angle_signal, mu_delta, mu_drawn, mu_moved, next_mu
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -200,6 +200,9 @@ class LengthStrategy(Strategy):
     draws = "a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy"
     summary = "gain's schedule over a shortest-question-first ranking (the length confound)"
     needs = frozenset({FRESH_SCORES})
+    columns = MU_COLUMNS  # mu (drawn, so `draw_info` gives it), acc, ang, delta, mu next
+    update_words = staticmethod(mu_moved)
+    draw_words = staticmethod(mu_drawn)
 
     def __init__(
         self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None
@@ -228,9 +231,6 @@ class LengthStrategy(Strategy):
 
     def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         return draw_order(gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
-
-    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
-        return {"mu": self.mu(state)}
 
     def settings(self, n_prompts: int) -> dict[str, Any]:
         resolved = resolve_sizes(self.options, n_prompts)

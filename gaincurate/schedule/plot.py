@@ -1,11 +1,12 @@
-"""A picture of a run: accuracy per epoch, its savings readout and, for the strategies that draw around it, mu.
+"""A picture of a run: accuracy per epoch, its savings readout and the numbers its strategy declares plotted.
 
 `save_plot(path, status)` writes the chart that `gaincurate schedule status --plot PATH` asks for: a PNG
 with matplotlib (the `plot` extra) when PATH ends in .png, a plain text chart otherwise. `write_plot(run_dir,
 status)` writes `RUN/status.png` or `RUN/status.txt`, whichever this machine can draw.
 
-The series are on [0, 1]: each epoch's accuracy and, for the strategies that keep it (gain, length: the
-status has "mu"), the centre mu that drew the epoch, over N - 1. Beside them, the savings readout of every
+The series are on [0, 1]: each epoch's accuracy and every number the run's strategy declares with a plot `mark`
+(`Strategy.columns`; gain and length: `m`, the centre mu that drew the epoch, over N - 1, a rank position).
+Beside them, the savings readout of every
 strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
 reward variance against uniform's estimate of it, and the estimated against the measured pass rate of the picks.
 """
@@ -19,26 +20,38 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.schedule.figures import Column, plot_label, plotted
+from gaincurate.schedule.registry import strategy_class
 
 CHART_ROWS = 10
 
 
-def uses_mu(status: dict[str, Any]) -> bool:
-    """Whether the run's strategy draws its epochs around mu (only those keep it)."""
-    return "mu" in status
+def strategy_series(status: dict[str, Any]) -> list[tuple[Column, list[float | None]]]:
+    """Each number the run's strategy declares plotted, per epoch of `series` (the waiting one: the number that
+    draws it, for a number declared `drawn`), on [0, 1]."""
+    columns = strategy_class(status["params"]["strategy"]).columns
+    n_prompts, waiting = status["n_prompts"], status["epoch"] >= 0 and status["epoch"] not in _epochs(status)
+    found = []
+    for column in (column for column in columns if column.mark is not None):
+        values = [plotted(column, line.get(column.key), n_prompts) for line in status["history"]]
+        if waiting:
+            values.append(plotted(column, status["draw"].get(column.key), n_prompts) if column.drawn else None)
+        found.append((column, values))
+    return found
 
 
-def series(status: dict[str, Any]) -> tuple[list[int], list[float] | None, list[float | None]]:
-    """Epochs, mu / (N - 1) (None when the strategy does not use mu), and accuracy (None while waiting)."""
-    scale = max(1, status["n_prompts"] - 1)
-    epochs = [line["epoch"] for line in status["history"]]
-    mus = [line.get("mu", 0.0) / scale for line in status["history"]]
+def series(status: dict[str, Any]) -> tuple[list[int], list[float | None]]:
+    """Epochs and accuracy (None while waiting)."""
+    epochs = _epochs(status)
     accuracies: list[float | None] = [line["accuracy"] for line in status["history"]]
     if status["epoch"] >= 0 and status["epoch"] not in epochs:
         epochs.append(status["epoch"])
-        mus.append(status.get("mu", 0.0) / scale)
         accuracies.append(None)
-    return epochs, (mus if uses_mu(status) else None), accuracies
+    return epochs, accuracies
+
+
+def _epochs(status: dict[str, Any]) -> list[int]:
+    return [line["epoch"] for line in status["history"]]
 
 
 READOUT_SERIES = (  # (readout key, label, style) of the PNG's readout panel
@@ -81,7 +94,7 @@ def _png(status: dict[str, Any]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    epochs, mus, accuracies = series(status)
+    epochs, accuracies = series(status)
     figure = Figure(figsize=(11, 3.8), dpi=100)
     FigureCanvasAgg(figure)
     axes, readout = figure.subplots(1, 2)
@@ -95,8 +108,10 @@ def _png(status: dict[str, Any]) -> bytes:
     if readout.get_legend_handles_labels()[0]:
         readout.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     readout.grid(alpha=0.3)
-    if mus is not None:
-        axes.plot(epochs, mus, marker="o", label="mu / (N - 1)")
+    for column, values in strategy_series(status):
+        points = [(e, v) for e, v in zip(epochs, values, strict=True) if v is not None]
+        if points:
+            axes.plot(*zip(*points, strict=True), marker="o", label=plot_label(column))
     done = [(e, a) for e, a in zip(epochs, accuracies, strict=True) if a is not None]
     if done:
         axes.plot(*zip(*done, strict=True), marker="s", label="accuracy")
@@ -112,13 +127,14 @@ def _png(status: dict[str, Any]) -> bytes:
 
 
 def text_chart(status: dict[str, Any]) -> str:
-    """Columns per epoch; `m` marks mu / (N - 1) (Gaussian strategies only), `a` accuracy, `z` the share of
-    zero-variance groups, `u` uniform's estimate of it, `*` several in one cell."""
-    epochs, mus, accuracies = series(status)
+    """Columns per epoch; the strategy's declared marks first (gain: `m`, mu / (N - 1)), `a` accuracy, `z` the
+    share of zero-variance groups, `u` uniform's estimate of it, `*` several in one cell."""
+    epochs, accuracies = series(status)
+    declared = strategy_series(status)
     if not epochs:
         return "no epoch written yet\n"
     grid = [[" "] * len(epochs) for _ in range(CHART_ROWS + 1)]
-    marks = [("m", mus or [None] * len(epochs)), ("a", accuracies)]
+    marks = [(column.mark, values) for column, values in declared] + [("a", accuracies)]
     marks += [("z", readout_series(status, "zero_variance"))]
     marks += [("u", readout_series(status, "uniform_zero_variance_estimate"))]
     for mark, values in marks:
@@ -131,7 +147,8 @@ def text_chart(status: dict[str, Any]) -> str:
     ]
     lines.append("     +" + "---" * len(epochs))
     lines.append("epoch " + "".join(f"{e:>3d}"[-3:] for e in epochs))
-    legend = ("m = mu / (N - 1), " if mus is not None else "") + "a = accuracy, z = zero-variance groups"
+    legend = "".join(f"{column.mark} = {plot_label(column)}, " for column, _ in declared)
+    legend += "a = accuracy, z = zero-variance groups"
     legend += ", u = uniform's (est.), * = several"
     lines.append(f"{legend} ({status['params']['strategy']})")
     return "\n".join(lines) + "\n"

@@ -86,3 +86,10 @@ def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:
     if config.skip_zero_variance is not None:
         strategy = ZeroVarianceFilter(strategy, inputs.prompts.gc_ids, config.skip_zero_variance)
     return strategy
+
+
+def top_level(draw: dict[str, Any], *, uses: bool = False) -> dict[str, Any]:
+    """gaincurate 0.x's JSON (`schedule status/next/run --json`): every number a registered strategy declares
+    `top_level`, at the top, null where this run's strategy keeps none; `uses`: status's `uses_<key>` beside it."""
+    keys = dict.fromkeys(c.key for cls in STRATEGIES.values() for c in cls.columns if c.top_level)
+    return {key: draw.get(key) for key in keys} | ({f"uses_{key}": key in draw for key in keys} if uses else {})

@@ -15,7 +15,11 @@ and the scheduler core calls nothing that is not declared on this class:
   next epoch from the model's fresh scores (gain moves mu there) and returns the numbers its history line keeps;
 * `band_estimates(state, context)`: a pass-rate estimate per position (declared by `pass_rate_estimates`);
 * `rescore_ids(state)`: the prompts whose fresh scores it wants after the current epoch (default: none);
-* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (gain: mu);
+* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (default: its `columns` declared
+  `drawn`, from its memory; gain: mu);
+* `columns`: the numbers its history line keeps that `schedule status` shows, the plot draws and a trainer's log
+  logs, with their formats (`gaincurate.schedule.figures.Column`); `update_words(record)` and `draw_words(draw)`
+  say in words what an update did and how an epoch was drawn (`schedule next`, the verl and TRL logs);
 * `report(state, context, drawn)`: after each draw, its pass-rate estimate of every prompt as it stood at the draw,
   what that estimate is, the band it aims at, and its own figures about the draw (a `Report`). The savings readout
   (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from gaincurate.numerics import exp
+from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
 
 if TYPE_CHECKING:
@@ -169,6 +174,18 @@ class Strategy:
     keeps_zero_variance: ClassVar[bool] = True  # False: it drops zero-variance prompts itself (no --skip-zero-variance)
     own_band: ClassVar[bool] = False  # it applies `--band` itself (`StrategyInputs.band`), not through the band filter
     draws: ClassVar[str] = ""  # how it draws its epochs, in a line, for `schedule status`
+    columns: ClassVar[tuple[Column, ...]] = DEFAULT_COLUMNS  # its numbers per epoch: status, plot, logs
+
+    @classmethod
+    def update_words(cls, record: dict[str, Any]) -> str:
+        """What its update did in an epoch (a history line), as the end of a sentence; '' when it says nothing."""
+        return ""
+
+    @classmethod
+    def draw_words(cls, draw: dict[str, Any]) -> str:
+        """How it drew an epoch, from its `draw_info` numbers: "by uniform", "by mine (temperature 0.5)"."""
+        words = figure_words(cls.columns, draw)
+        return f"by {cls.name}" + (f" ({words})" if words else "")
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> Strategy:
@@ -235,8 +252,9 @@ class Strategy:
         return 0
 
     def draw_info(self, state: ScheduleState) -> dict[str, Any]:
-        """Numbers about the draw of `state`'s epoch that its epoch file keeps in its metadata (default: none)."""
-        return {}
+        """Numbers about the draw of `state`'s epoch that its epoch file keeps in its metadata (default: its
+        `columns` declared `drawn`, as its memory keeps them)."""
+        return drawn_figures(self.columns, state.memory)
 
     def settings(self, n_prompts: int) -> dict[str, Any]:
         """The strategy's settings resolved for `n_prompts` prompts, for `schedule init` to show."""
@@ -264,6 +282,9 @@ class Filter(Strategy):
         self.name = base.name
         self.needs = base.needs
         self.draws = base.draws
+        self.columns = base.columns
+        self.update_words = base.update_words  # type: ignore[method-assign]
+        self.draw_words = base.draw_words  # type: ignore[method-assign]
 
     def rank(self, prompts: PromptSet) -> np.ndarray:
         return self.base.rank(prompts)

@@ -11,11 +11,38 @@
 with the mean and spread of the same fresh scores (`centered`): (ang - mean) / std. The scheduler passes
 signal 0 when no fresh score exists (`--rescore none`, or no checkpoint yet): stored scores are one fixed
 number per subset, not model signal. Pure functions of floats.
+
+`MU_COLUMNS`, `mu_moved` and `mu_drawn` are what gain and length declare about these numbers (their `columns`,
+`update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule next`'s line.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from gaincurate.schedule.figures import ACCURACY, Column
+
+MU_COLUMNS = (
+    Column("mu", "mu", ".1f", mark="m", rank=True, drawn=True, top_level=True),  # the centre that drew the epoch
+    ACCURACY,
+    Column("ang", "ang", ".4f", logged="ang"),
+    Column("delta", "delta", "+.1f", logged="delta"),
+    Column("mu next", "mu_next", ".1f", logged="mu"),  # logged as `curriculum/mu`: where mu went
+)
+
+
+def mu_moved(record: dict[str, Any]) -> str:
+    """", ang 1.7120 (rescored), delta +410.7, mu 0.0 -> 410.7": how an epoch's update moved mu."""
+    ang = "n/a" if record["ang"] is None else f"{record['ang']:.4f} ({record['ang_source']})"
+    if record["ang_source"] == "stored":  # not model signal: logged, but the angle term is off
+        ang = ang[:-1] + ", angle term off)" if record["ang"] is not None else "off"
+    return f", ang {ang}, delta {record['delta']:+.1f}, mu {record['mu']:.1f} -> {record['mu_next']:.1f}"
+
+
+def mu_drawn(draw: dict[str, Any]) -> str:
+    """"around mu 410.7": how an epoch was drawn."""
+    return f"around mu {draw['mu']:.1f}"
 
 
 def angle_signal(ang: float | None, *, mode: str, score_mean: float | None, score_std: float | None) -> float:

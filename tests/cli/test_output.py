@@ -87,6 +87,15 @@ def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):
     status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
     assert status["uses_mu"] is True and status["mu"] == 0.0
     assert "mu 0.0 of 7" in run(["schedule", "status", "--run", run_dir], capsys)
+    ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
+    feedback = tmp_path / "f.jsonl"
+    feedback.write_text("".join(json.dumps({"gc_id": i, "reward": float(i % 2)}) + "\n" for i in ids))
+    stepped = run(["schedule", "next", "--run", run_dir, "--feedback", feedback], capsys)
+    assert "rollouts, ang " in stepped and " (stored, angle term off), delta +0.0, mu 0.0 -> 0.0\n" in stepped
+    assert "epoch 1: 4 prompts around mu 0.0 -> " in stepped  # docs/schedule.md's lines, from gain's own words
+    table = run(["schedule", "status", "--run", run_dir], capsys)  # gain's declared columns, in their order
+    header = next(line for line in table.splitlines() if "┃ epoch" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == ["epoch", "mu", "acc", "ang", "delta", "mu next"]
 
 
 def test_status_plot_to_a_png_file(scored, tmp_path, capsys):

@@ -456,3 +456,22 @@ def test_a_run_whose_rewards_are_all_zero_is_warned_in_the_trainers_log(scores, 
     assert readouts[0]["warnings"] == [] and all(readout["warnings"] for readout in readouts[1:])
     warned = [record.getMessage() for record in caplog.records if "zero reward variance" in record.getMessage()]
     assert warned and "100% all wrong" in warned[0] and "max_completion_length" in warned[0]
+
+
+def test_a_strategys_declared_numbers_are_logged_with_trls_metrics(scores, tiny_llama, tmp_path):
+    """A new strategy's own numbers reach the trainer's log under the names it declares, as gain's mu does, with
+    nothing outside its module (tests/made_up_strategy.py) naming them."""
+    from made_up_strategy import TemperedStrategy
+
+    curriculum = GainCurriculum(scores, ScheduleConfig(**schedule("uniform")))
+    curriculum.use_strategy(TemperedStrategy())
+    trainer = tiny_trainer(curriculum, tiny_llama, tmp_path / "out", num_train_epochs=2, save_strategy="no")
+    curriculum.attach(trainer)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "curriculum/temperature" in entry]
+    assert [(e["curriculum/temperature"], e["curriculum/temperature_next"]) for e in logged] == [
+        (1.0, 0.5),
+        (0.5, 0.25),
+    ]
+    assert all("curriculum/accuracy" in e and "curriculum/zero_variance" in e for e in logged)
+    assert not any("curriculum/mu" in entry for entry in trainer.state.log_history)

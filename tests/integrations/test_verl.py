@@ -5,6 +5,7 @@ state, reward-side feedback, and the full-set export. Scores are made up (no mod
 from __future__ import annotations
 
 import json
+import math
 import sys
 import types
 from pathlib import Path
@@ -232,3 +233,9 @@ def test_the_one_launch_replay_buffer_hands_each_epochs_readout_to_verls_logger_
     metrics, reported = unreported_readout(history, 0)
     assert metrics == {"curriculum/accuracy": 0.5, "curriculum/zero_variance": 0.25} and reported == 1
     assert unreported_readout(history, reported) == ({}, 1)
+    from gaincurate.schedule.update import MU_COLUMNS  # gain's declared numbers go with it, as TRL logs them
+
+    gain = [{**history[0], "mu": 0.0, "ang": None, "delta": 3.0, "mu_next": 3.0}]
+    metrics, _ = unreported_readout(gain, 0, MU_COLUMNS)
+    assert (metrics["curriculum/delta"], metrics["curriculum/mu"]) == (3.0, 3.0)
+    assert math.isnan(metrics["curriculum/ang"])

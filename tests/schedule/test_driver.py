@@ -42,7 +42,7 @@ def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
     init_run(tmp_path / "run", scores_dir, CONFIG)
     assert not list((tmp_path / "run").glob("epoch-*"))
     step = advance(tmp_path / "run")
-    assert step.epoch == 0 and step.mu == 0.0 and step.path.name == "epoch-0000.parquet"
+    assert step.epoch == 0 and step.draw == {"mu": 0.0} and step.path.name == "epoch-0000.parquet"
     table = pq.read_table(step.path)
     assert table.column_names == ["prompt", "problem", "answer", "level", "gc_id"]
     assert table.num_rows == 8

@@ -235,3 +235,46 @@ def test_the_filters_pass_the_base_strategys_readout_on(world, tmp_path, options
     shown = json.loads(console("schedule", "status", "--run", tmp_path / "run", "--json").stdout)
     assert ("prompts estimated inside [0.2, 0.8] first" in shown["draws"]) == ("band" in options)
     assert ("recent rollouts all agreed" in shown["draws"]) == ("skip_zero_variance" in options)
+
+
+def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_schedule_next(world, tmp_path, monkeypatch):
+    """A new strategy is its module and a registry line: status, the plot and `schedule next` show what it declares
+    (tests/made_up_strategy.py: a `temperature` drawn, plotted `t`, logged) and name nothing of gain's."""
+    import made_up_strategy
+
+    from gaincurate.schedule.registry import STRATEGIES
+
+    monkeypatch.setitem(STRATEGIES, made_up_strategy.NAME, made_up_strategy.TemperedStrategy)
+    policy, scores = world
+    run = tmp_path / "run"
+    result = simulate(scores, run, policy, strategy=made_up_strategy.NAME, seed=1, epochs=3)
+    assert [line["temperature"] for line in result.history] == [1.0, 0.5]
+
+    def tempered(*args: object) -> subprocess.CompletedProcess:  # the console script, with the strategy registered
+        env = {**os.environ, "COLUMNS": "250"}
+        command = [sys.executable, made_up_strategy.__file__, *map(str, args)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    shown = json.loads(tempered("schedule", "status", "--run", run, "--json").stdout)
+    assert shown["draw"] == {"temperature": 0.25}
+    assert [(line["temperature"], line["temperature_next"]) for line in shown["history"]] == [(1.0, 0.5), (0.5, 0.25)]
+    assert shown["mu"] is None and shown["uses_mu"] is False  # 0.x's keys stay, null for a strategy without mu
+    table = tempered("schedule", "status", "--run", run, "--plot", tmp_path / "chart.txt").stdout
+    header = next(line for line in table.splitlines() if "┃ epoch" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == ["epoch", "temp", "acc", "temp next"], header
+    assert "epoch 2, temp 0.250" in " ".join(table.split())  # the title: the number that draws the waiting epoch
+    rows = [line.split("│") for line in table.splitlines() if line.count("│") >= 4]
+    assert [[cell.strip() for cell in row[1:5]] for row in rows[:3]] == [
+        ["0", "1.000", rows[0][3].strip(), "0.500"],
+        ["1", "0.500", rows[1][3].strip(), "0.250"],
+        ["2", "0.250", "-", "waiting for training"],
+    ]
+    chart = (tmp_path / "chart.txt").read_text()
+    assert chart.splitlines()[-1].startswith("t = temp, a = accuracy") and "t" in chart.split("+")[0]
+    feedback = tmp_path / "rollouts-2.jsonl"
+    ids = np.asarray(result.selected[2])
+    append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), policy.rollouts(ids, 2).ravel().tolist())
+    stepped = tempered("schedule", "next", "--run", run, "--feedback", feedback).stdout
+    assert "rollouts, cooled 0.250 -> 0.125" in stepped and "prompts by tempered (temp 0.125) ->" in stepped
