@@ -186,12 +186,27 @@ def diagnosis_markdown(arms: dict[str, Any]) -> str:
     ]
     for arm, data in arms.items():
         lines.append(f"| {arm} | {data['seeds']} | {data['estimate']} | " + _cells(data["trained_epochs_after_first"]))
-    lines += ["", "Per epoch (mean over seeds; the last draw is never trained):", "", "| arm | epoch " + head,
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for arm, data in arms.items():
-        for epoch, figures in data["epochs"].items():
-            lines.append(f"| {arm} | {epoch} | " + _cells(figures))
+    names = list(arms)
+    lines += [
+        "",
+        "Per epoch, mean over seeds: spearman r / trained 0<p<1 / zero-variance groups (the last draw is never "
+        "trained; `-`: none):",
+        "",
+        "| epoch | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    epochs = sorted({int(epoch) for data in arms.values() for epoch in data["epochs"]})
+    for epoch in epochs:
+        cells = [_epoch_cell(arms[name]["epochs"].get(str(epoch))) for name in names]
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _epoch_cell(figures: dict[str, Any] | None) -> str:
+    if figures is None:
+        return ""
+    parts = zip(("spearman", "trained_informative", "zero_variance"), ("{:+.2f}", "{:.0%}", "{:.0%}"), strict=True)
+    return " / ".join("-" if figures[k] is None else f.format(figures[k]) for k, f in parts)
 
 
 def _cells(figures: dict[str, Any]) -> str:
