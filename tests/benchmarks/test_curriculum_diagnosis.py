@@ -11,7 +11,7 @@ import pytest
 
 from gaincurate.benchmarks.curriculum import run_bench
 from gaincurate.benchmarks.curriculum.configs import BUNDLED
-from gaincurate.benchmarks.curriculum.diagnosis import epoch_diagnosis, pearson_r, ranks
+from gaincurate.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
 from gaincurate.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
 from gaincurate.benchmarks.curriculum.report import publish, report
 
@@ -93,6 +93,12 @@ def test_correlations_are_pearson_and_spearman_with_tied_ranks():
         1.0,
         0.5,
     )
+    # What a greedy aim would have drawn, and how well nearness to the target finds the informative prompts.
+    assert informative_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert informative_auc([0.5, 0.5, 0.5], [True, False, False]) == 0.5  # ties count half
+    assert informative_auc([0.1, 0.2], [True, True]) is None
+    aim = epoch_diagnosis(1, np.array([0.5, 0.45, 0.0, 1.0]), "est", np.array([0.5, 0.25, 1.0, 0.0]), [2, 3])
+    assert (aim["aimed_pass_rate"], aim["aimed_informative"], aim["informative_auc"]) == (0.375, 1.0, 1.0)
     none = epoch_diagnosis(0, None, "no pass-rate estimate", np.array([0.0, 1.0, 0.5]), [0])
     assert none["pearson"] is None and none["spearman"] is None and none["compared"] == 0
 

@@ -32,7 +32,9 @@ import numpy as np
 from gaincurate.numerics import recorded
 
 MIN_PAIRS = 3  # a correlation over fewer prompts says nothing
-FIGURES = ("pearson", "spearman", "pool_informative", "trained_pass_rate", "trained_informative", "zero_variance")
+DEFAULT_TARGET = 0.5  # what a strategy that names no band is held to aim at
+FIGURES = ("pearson", "spearman", "informative_auc", "aimed_informative", "pool_informative", "trained_pass_rate",
+           "trained_informative", "zero_variance")  # fmt: skip
 
 Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 
@@ -79,16 +81,29 @@ class PoolInstrument:
         self.costs["pool_measure_rollouts"] += len(rates) * self.rollouts
         self.costs["pool_measure_tokens"] += int(tokens)
         self.costs["pool_measure_seconds"] += seconds
-        self.epochs.append(epoch_diagnosis(int(state.epoch), report.estimates, report.source, rates, state.positions))
+        target = DEFAULT_TARGET if report.band is None else (report.band[0] + report.band[1]) / 2.0
+        diagnosis = epoch_diagnosis(int(state.epoch), report.estimates, report.source, rates, state.positions, target)
+        self.epochs.append(diagnosis)
 
 
 def epoch_diagnosis(
-    epoch: int, estimates: np.ndarray | None, source: str, rates: np.ndarray, positions: np.ndarray
+    epoch: int,
+    estimates: np.ndarray | None,
+    source: str,
+    rates: np.ndarray,
+    positions: np.ndarray,
+    target: float = DEFAULT_TARGET,
 ) -> dict[str, Any]:
-    """One drawn epoch's figures: the estimates (rank positions) against the measured rates, and the picks'."""
+    """One drawn epoch's figures: the estimates (rank positions) against the measured rates, and the picks'.
+
+    Beside the correlations, what the estimate could aim with: `aimed_pass_rate` and `aimed_informative`, the
+    measured figures of the epoch's worth of prompts whose estimate lies nearest `target` (a greedy aim, whatever
+    the strategy's own draw does), and `informative_auc`, the chance that a prompt measured with 0 < p < 1 has its
+    estimate nearer `target` than one measured at 0 or 1 (0.5: the estimate cannot tell them apart)."""
     rates = np.asarray(rates, dtype=np.float64)
     picked = rates[np.asarray(positions, dtype=np.int64)]
-    pearson = spearman = None
+    pearson = spearman = auc = None
+    aimed: list[float] = []
     compared = 0
     if estimates is not None:
         values = np.asarray(estimates, dtype=np.float64)
@@ -96,17 +111,36 @@ def epoch_diagnosis(
         compared = int(known.sum())
         pearson = pearson_r(values[known].tolist(), rates[known].tolist())
         spearman = pearson_r(ranks(values[known].tolist()), ranks(rates[known].tolist()))
+        closeness = (-np.abs(values[known] - target)).tolist()
+        informative = [0.0 < r < 1.0 for r in rates[known].tolist()]
+        auc = informative_auc(closeness, informative)
+        nearest = sorted(range(compared), key=lambda i: (-closeness[i], i))[: len(picked)]
+        aimed = [rates[known].tolist()[i] for i in nearest] if compared else []
     return {
         "epoch": epoch,
         "estimate": source,
         "compared": compared,
         "pearson": pearson,
         "spearman": spearman,
+        "informative_auc": auc,
+        "aimed_pass_rate": _mean(aimed),
+        "aimed_informative": _informative(aimed),
         "pool_pass_rate": _mean(rates.tolist()),
         "pool_informative": _informative(rates.tolist()),
         "trained_pass_rate": _mean(picked.tolist()),
         "trained_informative": _informative(picked.tolist()),
     }
+
+
+def informative_auc(scores: list[float], positive: list[bool]) -> float | None:
+    """Mann-Whitney AUC of `scores` for the positives (ties count half); None when either side is empty."""
+    n1 = sum(positive)
+    n0 = len(positive) - n1
+    if not n1 or not n0:
+        return None
+    rank = ranks(scores)
+    positives = math.fsum(r for r, p in zip(rank, positive, strict=True) if p)
+    return recorded((positives - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def pearson_r(xs: list[float], ys: list[float]) -> float | None:
@@ -174,15 +208,20 @@ def diagnosis_markdown(arms: dict[str, Any]) -> str:
     """The diagnosis tables: per arm over the trained epochs after the first, then per arm and epoch."""
     if not arms:
         return ""
-    head = "| pearson r | spearman r | pool 0<p<1 | trained p | trained 0<p<1 | zero-variance groups |"
+    head = (
+        "| pearson r | spearman r | AUC 0<p<1 | aimed 0<p<1 | pool 0<p<1 | trained p | trained 0<p<1 "
+        "| zero-variance groups |"
+    )
     lines = [
         "",
         "Pool diagnosis (`measure_pool`: the whole pool measured with the current policy at every draw, not charged; "
         "r: the strategy's estimate against that measurement; trained: the prompts drawn for the epoch, as measured; "
+        "AUC: how well nearness of the estimate to its target tells the prompts measured with 0<p<1 from the rest; "
+        "aimed: the epoch's worth of prompts whose estimate is nearest its target, as measured; "
         "mean over seeds of the trained epochs 1 and later):",
         "",
         "| arm | seeds | estimate " + head,
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, data in arms.items():
         lines.append(f"| {arm} | {data['seeds']} | {data['estimate']} | " + _cells(data["trained_epochs_after_first"]))
@@ -210,7 +249,7 @@ def _epoch_cell(figures: dict[str, Any] | None) -> str:
 
 
 def _cells(figures: dict[str, Any]) -> str:
-    formats = ("{:+.2f}", "{:+.2f}", "{:.0%}", "{:.2f}", "{:.0%}", "{:.0%}")
+    formats = ("{:+.2f}", "{:+.2f}", "{:.2f}", "{:.0%}", "{:.0%}", "{:.2f}", "{:.0%}", "{:.0%}")
     cells = ("-" if figures[k] is None else f.format(figures[k]) for k, f in zip(FIGURES, formats, strict=True))
     return " | ".join(cells) + " |"
 
