@@ -48,6 +48,7 @@ def test_the_instrument_changes_no_draw_of_training_and_is_never_charged(on_and_
         costs = after["costs"]
         pool = len(after["pool_epochs"]) * 32 * BUNDLED["cpu-arith"].smoke().oracle_rollouts
         assert costs["pool_measure_rollouts"] == pool and "pool_measure_rollouts" not in before["costs"]
+        assert costs["pool_measure_seconds"] > 0.0 and costs["pool_measure_tokens"] > 0
     # A run directory's history (the epoch's positions and the feedback's digest) is byte for byte the same.
     strip = [{k: v for k, v in json.loads(line).items() if k != "timings"} for line in
              (off / "runs" / "dots-seed0" / "history.jsonl").read_text().splitlines()]  # fmt: skip

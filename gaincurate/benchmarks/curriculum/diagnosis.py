@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,13 @@ Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 class PoolInstrument:
     """Measures the whole pool after every draw of `curriculum` and keeps each epoch's diagnosis (`epochs`)."""
 
-    def __init__(self, curriculum: Any, measure: Measure, rollouts: int) -> None:
+    def __init__(
+        self, curriculum: Any, measure: Measure, rollouts: int, off_clock: Callable[[], Any] = nullcontext
+    ) -> None:
         self.curriculum = curriculum
         self.measure = measure
         self.rollouts = rollouts
+        self.off_clock = off_clock  # a context in which the arm's clock stands still (`Clock.exclude`)
         self.epochs: list[dict[str, Any]] = []
         self.costs = {"pool_measure_rollouts": 0, "pool_measure_tokens": 0, "pool_measure_seconds": 0.0}
 
@@ -65,7 +69,11 @@ class PoolInstrument:
         return PoolMeasure()
 
     def take(self) -> None:
-        """Measure the pool as the current epoch was drawn (once per epoch)."""
+        """Measure the pool as the current epoch was drawn (once per epoch), all of it off the arm's clock."""
+        with self.off_clock():
+            self._take()
+
+    def _take(self) -> None:
         from gaincurate.schedule.strategies import RankingContext, Selection
 
         scheduler = self.curriculum.driver.scheduler

@@ -234,12 +234,12 @@ class PairRun:
         return measure
 
     def _pool_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
-        """The pool instrument's measurement: the oracle's code, a seed stream of its own, off the clock."""
+        """The pool instrument's measurement: the oracle's code, a seed stream of its own (the instrument stops
+        the clock around it)."""
 
         def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
             seed = self.seed * 100_003 + POOL_STREAM + epoch
-            with self.clock.exclude("pool"):
-                return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
+            return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
 
         return measure
 
@@ -277,7 +277,8 @@ class PairRun:
                                                 rollouts=config.oracle_rollouts)  # fmt: skip
             curriculum.use_strategy(oracle)
         if config.measure_pool:
-            self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts)
+            self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts,
+                                             off_clock=lambda: self.clock.exclude("pool"))  # fmt: skip
         self.costs["curriculum_seconds"] += self.clock.now() - started
         return curriculum, dataset, oracle
 
