@@ -72,7 +72,8 @@ def curriculum(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Pairs trained at once, each in its own process.")] = 1,
     strategies: Annotated[
-        str | None, typer.Option(help="Comma-separated arms: strategies, oracle, or arms the config defines.")
+        str | None,
+        typer.Option(help="Comma-separated arms: strategies, oracle, oracle-nonzero, or arms the config defines."),
     ] = None,
     report: Annotated[
         Path | None,

@@ -8,6 +8,7 @@
     OUT/work/NAME.lock      held by the process training NAME, so two workers (or two benches) never train one pair
     OUT/runs.jsonl, OUT/costs.jsonl, OUT/summary.json, OUT/table.md, OUT/curves.png
     OUT/readouts.jsonl      every epoch's savings readout; table.md shows it per arm (`...curriculum.readout`)
+    OUT/diagnosis.jsonl     with `measure_pool`: every draw's pool measurement against the estimates (`...diagnosis`)
 
 Pairs run seed by seed (every arm of the first seed, then the next...), so a partial bench already holds paired
 comparisons. With `workers` > 1 each pair trains in its own spawned process with the config's torch threads;
@@ -28,7 +29,7 @@ from typing import Any
 from gaincurate.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
 from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
-from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
+from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
@@ -43,10 +44,11 @@ def pair_name(strategy: str, seed: int) -> str:
 
 
 def known_strategies() -> tuple[str, ...]:
-    """Every strategy the scheduler knows (read from its config, so new ones need no change here), plus oracle."""
+    """Every strategy the scheduler knows (read from its config, so new ones need no change here), plus the oracle
+    arms (oracle, oracle-nonzero)."""
     from gaincurate.schedule.config import STRATEGIES
 
-    return (*STRATEGIES, ORACLE)
+    return (*STRATEGIES, *ORACLE_ARMS)
 
 
 def run_bench(
@@ -184,6 +186,7 @@ def _lock(path: Path) -> bool:
 def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[str, Any]:
     """Rebuild runs.jsonl, costs.jsonl, readouts.jsonl, summary.json, table.md and curves.png from the finished
     pairs in `out`."""
+    from gaincurate.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_lines, diagnosis_markdown
     from gaincurate.benchmarks.curriculum.plot import plot_curves
     from gaincurate.benchmarks.curriculum.readout import arm_readouts, readout_markdown
     from gaincurate.benchmarks.curriculum.report import markdown_table
@@ -198,8 +201,13 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
     summary = summarize(points, config, costs={(p["strategy"], p["seed"]): p["costs"] for p in pairs})
     summary["initial_sha256"] = digests[0] if digests else None
     summary["readout"] = arm_readouts(pairs)
+    diagnosed = diagnosis_lines(pairs)
+    if diagnosed:  # only benches run with `measure_pool`
+        summary["diagnosis"] = arm_diagnosis(diagnosed)
+    table = markdown_table(summary) + readout_markdown(summary["readout"])
+    table += diagnosis_markdown(summary.get("diagnosis") or {})
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    atomic_write_bytes(out / "table.md", (markdown_table(summary) + readout_markdown(summary["readout"])).encode())
+    atomic_write_bytes(out / "table.md", table.encode())
     if points:
         plot_curves(points, out / "curves.png", title=config.name)
     return summary
@@ -215,7 +223,9 @@ def read_pairs(out: Path, order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
     """runs.jsonl (every evaluation point), costs.jsonl (every pair's costs) and readouts.jsonl (every epoch's
     savings readout): what a report re-derives from."""
+    from gaincurate.benchmarks.curriculum.diagnosis import diagnosis_lines
     from gaincurate.benchmarks.curriculum.readout import readout_lines
+    from gaincurate.benchmarks.curriculum.report import DIAGNOSIS
 
     lines = [json.dumps({key: point[key] for key in POINT_KEYS}) + "\n" for pair in pairs for point in pair["points"]]
     atomic_write_bytes(out / "runs.jsonl", "".join(lines).encode())
@@ -223,6 +233,9 @@ def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
     atomic_write_bytes(out / "costs.jsonl", "".join(costs).encode())
     readouts = [json.dumps(line) + "\n" for line in readout_lines(pairs)]
     atomic_write_bytes(out / "readouts.jsonl", "".join(readouts).encode())
+    diagnosed = [json.dumps(line) + "\n" for line in diagnosis_lines(pairs)]
+    if diagnosed:
+        atomic_write_bytes(out / DIAGNOSIS, "".join(diagnosed).encode())
 
 
 def _pair_file(out: Path, strategy: str, seed: int) -> Path:

@@ -104,6 +104,9 @@ class BenchConfig:
     baseline: str = "uniform"  # plain GRPO: the paired ratios' denominator, charged no gaincurate scoring
     oracle_rollouts: int = 8
     oracle_target: float = 0.5
+    # Bench only (diagnosis.py): measure every pool prompt with the current policy at every draw, in every arm, with
+    # oracle_rollouts samples each; reported apart (OUT/diagnosis.jsonl), never charged, no training draw changed.
+    measure_pool: bool = False
     threads: int = 1
     device: str = "cpu"
     # What --smoke changes (any fields above).
@@ -128,6 +131,8 @@ class BenchConfig:
         if self.smooth % 2 == 0:
             raise ConfigError(f"smooth is a centred window, so it is odd (1: no smoothing); got {self.smooth}")
         parse_seeds(self.seeds)
+        if not isinstance(self.measure_pool, bool):
+            raise ConfigError(f"measure_pool is true or false; got {self.measure_pool!r}")
         for target in (self.target, *self.other_targets):
             if target is not None and not 0 < target <= 1:
                 raise ConfigError(f"a target is a held-out accuracy in (0, 1]; got {target}")

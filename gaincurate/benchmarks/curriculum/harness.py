@@ -31,14 +31,16 @@ from transformers import TrainerCallback
 
 from gaincurate.benchmarks.curriculum.assets import Assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.benchmarks.curriculum.diagnosis import PoolInstrument
 from gaincurate.benchmarks.curriculum.evaluate import evaluate, pass_rates, zero_variance_groups
-from gaincurate.benchmarks.curriculum.oracle import NAME as ORACLE
+from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
 
 POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
               "sampled_accuracy")  # fmt: skip
 RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
+POOL_STREAM = 50_021  # the pool instrument's sampling seeds sit this far from the oracle's (seed * 100_003 + epoch)
 
 
 class Clock:
@@ -178,6 +180,7 @@ class PairRun:
         self.clock = Clock()
         self.curriculum: Any = None
         self.screen_charged: Any = None  # screening as of the last point (what the points carry)
+        self.instrument: PoolInstrument | None = None  # `measure_pool`: the whole pool measured, never charged
 
     def progress_step(self) -> None:
         if self.on_step is not None:
@@ -230,6 +233,16 @@ class PairRun:
 
         return measure
 
+    def _pool_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
+        """The pool instrument's measurement: the oracle's code, a seed stream of its own (the instrument stops
+        the clock around it)."""
+
+        def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
+            seed = self.seed * 100_003 + POOL_STREAM + epoch
+            return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
+
+        return measure
+
     def _screener(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int, int], Any]:
         """screen's measurement with the live model and the task's checker; on the clock: it is charged."""
         from gaincurate.schedule.screen import Screening
@@ -247,22 +260,25 @@ class PairRun:
 
         config = self.config
         fields = config.schedule_fields(self.strategy)
-        name = config.baseline if self.strategy == ORACLE else fields.pop("strategy", self.strategy)
+        name = config.baseline if self.strategy in ORACLE_ARMS else fields.pop("strategy", self.strategy)
         schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
         started = self.clock.now()
         # A run directory like a user's (the oracle's strategy is the bench's own, which state.json cannot name), so
         # `gaincurate schedule status --run OUT/runs/NAME` shows the pair's readout; the bench keeps it (`train_pair`).
-        run_dir = None if self.strategy == ORACLE else self.work_dir / RUN
+        run_dir = None if self.strategy in ORACLE_ARMS else self.work_dir / RUN
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule, run_dir=run_dir)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
         if curriculum.driver.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
             curriculum.screener = self._screener(dataset, row_of)
         oracle = None
-        if self.strategy == ORACLE:
-            oracle = OracleStrategy(self._oracle_measure(dataset, row_of), target=config.oracle_target,
-                                    rollouts=config.oracle_rollouts)  # fmt: skip
+        if self.strategy in ORACLE_ARMS:
+            oracle = ORACLE_ARMS[self.strategy](self._oracle_measure(dataset, row_of), target=config.oracle_target,
+                                                rollouts=config.oracle_rollouts)  # fmt: skip
             curriculum.use_strategy(oracle)
+        if config.measure_pool:
+            self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts,
+                                             off_clock=lambda: self.clock.exclude("pool"))  # fmt: skip
         self.costs["curriculum_seconds"] += self.clock.now() - started
         return curriculum, dataset, oracle
 
@@ -282,10 +298,12 @@ class PairRun:
             self.curriculum = curriculum
             self.counter = CountingReward(self.assets.reward, config.num_generations, lambda: self.model.training)
             callbacks = _Callbacks(self)
+            listed = [callbacks.before(), curriculum.callback, callbacks.after()]
+            if self.instrument is not None:  # after the curriculum's: it measures once the next epoch is drawn
+                listed.append(self.instrument.callback())
             trainer = CurriculumGRPOTrainer(
                 model=self.model, args=grpo_config(config, self.work_dir, self.seed), train_dataset=dataset,
-                reward_funcs=[self.counter], processing_class=self.tokenizer, curriculum=curriculum,
-                callbacks=[callbacks.before(), curriculum.callback, callbacks.after()],
+                reward_funcs=[self.counter], processing_class=self.tokenizer, curriculum=curriculum, callbacks=listed,
             )  # fmt: skip
             from transformers import PrinterCallback
 
@@ -316,6 +334,8 @@ class PairRun:
         if oracle is not None:
             costs |= {"measure_rollouts": oracle.costs.rollouts, "measure_tokens": oracle.costs.tokens,
                       "measure_seconds": oracle.costs.seconds}  # fmt: skip
+        if self.instrument is not None:
+            costs |= self.instrument.costs
         return {
             "strategy": self.strategy,
             "seed": self.seed,
@@ -328,6 +348,7 @@ class PairRun:
                 for line in history
             ],
             "oracle_epochs": oracle.costs.epochs if oracle is not None else None,
+            "pool_epochs": self.instrument.epochs if self.instrument is not None else None,
         }
 
 

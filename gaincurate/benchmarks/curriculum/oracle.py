@@ -10,6 +10,10 @@ Its measurement is reported apart (rollouts, tokens, seconds) and not charged: t
 while it runs. It plugs into the scheduler like any strategy (a `Strategy` overriding `select`), so TRL trains
 it through the same in-process curriculum as every other arm. `ScheduleConfig` does not know the name, so it
 cannot be asked for outside the bench.
+
+`oracle-nonzero` measures the same way but draws uniformly over the prompts measured with 0 < p < 1 (filling up
+uniformly from the rest when there are fewer than an epoch's worth): it avoids zero-variance groups without aiming
+at any pass rate, so oracle against oracle-nonzero says how much of the oracle's saving comes from each.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from gaincurate.schedule.strategies import Report, Selection, Strategy, target_band
 
 NAME = "oracle"
+NONZERO = "oracle-nonzero"
 
 Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 
@@ -60,7 +65,7 @@ class OracleStrategy(Strategy):
         rates, tokens = self.measure_pool(np.asarray(context.gc_ids), int(state.epoch))
         seconds = time.perf_counter() - started
         self._measured = (int(state.epoch), np.asarray(rates, dtype=np.float64))
-        chosen = nearest(rates, self.target, context.subset_size, rng)
+        chosen = self.choose(np.asarray(rates, dtype=np.float64), context.subset_size, rng)
         self.costs.rollouts += len(rates) * self.rollouts
         self.costs.tokens += tokens
         self.costs.seconds += seconds
@@ -75,16 +80,49 @@ class OracleStrategy(Strategy):
         )
         return chosen
 
+    def choose(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        """The positions to train on, given every pool prompt's measured pass rate: the `count` nearest the target."""
+        return nearest(rates, self.target, count, rng)
+
     def report(self, state: Any, context: Any, drawn: Selection) -> Report:
         """Its estimate is the pool's measurement itself, taken before the draw."""
         measured = self._measured
         rates = measured[1] if measured is not None and measured[0] == state.epoch else None
-        source = f"measured pass rate ({self.rollouts} rollouts, the oracle)"
-        return Report(rates, source, target_band(self.target), drawn.info)
+        source = f"measured pass rate ({self.rollouts} rollouts, the {self.name})"
+        return Report(rates, source, self.band(), drawn.info)
+
+    def band(self) -> tuple[float, float] | None:
+        return target_band(self.target)
+
+
+class OracleNonzeroStrategy(OracleStrategy):
+    """The oracle's measurement, drawn uniformly over the prompts measured with 0 < p < 1: no pass rate aimed at."""
+
+    name = NONZERO
+    draws = "every pool prompt measured with the current policy each epoch; uniform over those with 0 < p < 1"
+
+    def choose(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        return informative_uniform(rates, count, rng)
+
+    def band(self) -> tuple[float, float] | None:
+        return None  # it aims at no pass rate, only away from 0 and 1
+
+
+ARMS: dict[str, type[OracleStrategy]] = {NAME: OracleStrategy, NONZERO: OracleNonzeroStrategy}
 
 
 def nearest(rates: np.ndarray, target: float, count: int, rng: np.random.Generator) -> np.ndarray:
     """Positions of the `count` rates nearest `target`, ties broken at random by `rng`; ascending."""
     ties = rng.random(len(rates))
     order = np.lexsort((ties, np.abs(np.asarray(rates, dtype=np.float64) - target)))
+    return np.sort(order[:count]).astype(np.int64)
+
+
+def informative_uniform(rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` positions drawn uniformly among those with 0 < rate < 1, then uniformly among the rest if too few;
+    ascending. With none informative it is a uniform draw over all."""
+    rates = np.asarray(rates, dtype=np.float64)
+    keys = rng.random(len(rates))  # one uniform key per prompt: the smallest keys are a uniform draw
+    informative = (rates > 0.0) & (rates < 1.0)
+    order = np.lexsort((keys, ~informative))  # informative first, each side in random order
     return np.sort(order[:count]).astype(np.int64)

@@ -28,9 +28,10 @@ import numpy as np
 
 from gaincurate.benchmarks.curriculum import stats
 from gaincurate.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 
 METRICS = {"greedy": "accuracy", "sampled": "sampled_accuracy"}
-ORACLE = "oracle"
+ORACLE = "oracle"  # the ceiling arm the headroom line reads
 UNITS = ("steps", "rollouts", "seconds")
 ALPHA = 0.05
 Curve = dict[str, np.ndarray]
@@ -168,7 +169,7 @@ def _target(by_arm: dict[str, dict[int, Curve]], config: BenchConfig) -> tuple[f
     if config.target is not None:
         return config.target, "declared in the config before the runs", True
     metric = METRICS[config.headline]
-    arms = [seeds for arm, seeds in by_arm.items() if arm != ORACLE]
+    arms = [seeds for arm, seeds in by_arm.items() if arm not in ORACLE_ARMS]
     finals = [np.mean([final(c, metric, config.smooth) for c in seeds.values()]) for seeds in arms]
     starts = [c[metric][0] for seeds in arms for c in seeds.values()]
     if not finals:

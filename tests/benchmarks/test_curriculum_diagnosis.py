@@ -1,0 +1,129 @@
+"""The pool instrument (`measure_pool`) and the oracle-nonzero arm: issue 38's diagnosis, on the tiny bench."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaincurate.benchmarks.curriculum import run_bench
+from gaincurate.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
+from gaincurate.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
+from gaincurate.benchmarks.curriculum.report import publish, report
+
+ARMS = ["dots", "oracle-nonzero"]
+
+
+@pytest.fixture(scope="module")
+def on_and_off(tmp_path_factory):
+    """The same arms at smoke size, the instrument off and on."""
+    smoke = BUNDLED["cpu-arith"].smoke()
+    outs = {}
+    for measure in (False, True):
+        out = tmp_path_factory.mktemp("diagnosis") / f"measure-{measure}"
+        run_bench(dataclasses.replace(smoke, measure_pool=measure), out, strategies=ARMS)
+        outs[measure] = out
+    return outs
+
+
+def _pair(out: Path, arm: str) -> dict:
+    return json.loads((out / "pairs" / f"{arm}-seed0.json").read_text())
+
+
+def test_the_instrument_changes_no_draw_of_training_and_is_never_charged(on_and_off):
+    off, on = on_and_off[False], on_and_off[True]
+    for arm in ARMS:
+        before, after = _pair(off, arm), _pair(on, arm)
+        # The same points (rollouts, tokens, accuracies, zero-variance shares) and the same epochs' readouts: the
+        # arm trained on the same prompts and drew the same completions; only the seconds may differ.
+        drop = [{k: v for k, v in p.items() if k != "seconds"} for p in before["points"]]
+        assert drop == [{k: v for k, v in p.items() if k != "seconds"} for p in after["points"]]
+        assert before["epochs"] == after["epochs"]
+        assert before["pool_epochs"] is None and [e["epoch"] for e in after["pool_epochs"]] == [0, 1, 2]
+        # Reported apart, never charged: its rollouts are in costs only, its seconds off the clock.
+        costs = after["costs"]
+        pool = len(after["pool_epochs"]) * 32 * BUNDLED["cpu-arith"].smoke().oracle_rollouts
+        assert costs["pool_measure_rollouts"] == pool and "pool_measure_rollouts" not in before["costs"]
+        assert costs["pool_measure_seconds"] > 0.0 and costs["pool_measure_tokens"] > 0
+    # A run directory's history (the epoch's positions and the feedback's digest) is byte for byte the same.
+    strip = [{k: v for k, v in json.loads(line).items() if k != "timings"} for line in
+             (off / "runs" / "dots-seed0" / "history.jsonl").read_text().splitlines()]  # fmt: skip
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "timings"} for line in
+                     (on / "runs" / "dots-seed0" / "history.jsonl").read_text().splitlines()]  # fmt: skip
+    assert not (off / "diagnosis.jsonl").exists()
+
+
+def test_diagnosis_lines_the_table_and_the_report_re_derive_them(on_and_off, tmp_path):
+    on = on_and_off[True]
+    lines = [json.loads(line) for line in (on / "diagnosis.jsonl").read_text().splitlines()]
+    assert {(line["strategy"], line["epoch"]) for line in lines} == {(a, e) for a in ARMS for e in (0, 1, 2)}
+    for line in lines:
+        assert 0.0 <= line["pool_informative"] <= 1.0 and 0.0 <= line["trained_pass_rate"] <= 1.0
+    # The zero-variance share is the savings readout's for the trained epochs; the draw after the last step has none.
+    readout = {e["epoch"]: e["readout"]["zero_variance"] for e in _pair(on, "dots")["epochs"]}
+    assert {line["epoch"]: line["zero_variance"] for line in lines if line["strategy"] == "dots"} == {
+        **readout,
+        2: None,
+    }
+    summary = json.loads((on / "summary.json").read_text())
+    assert set(summary["diagnosis"]) == set(ARMS)
+    assert "Pool diagnosis" in (on / "table.md").read_text()
+    folder = tmp_path / "results-pilot"
+    publish(on, folder)
+    assert (folder / "diagnosis.jsonl").read_bytes() == (on / "diagnosis.jsonl").read_bytes()
+    again, table = report(folder)
+    assert again["diagnosis"] == summary["diagnosis"] and "Pool diagnosis" in table
+
+
+def test_correlations_are_pearson_and_spearman_with_tied_ranks():
+    assert ranks([0.5, 0.0, 0.5, 1.0]) == [2.5, 1.0, 2.5, 4.0]
+    assert pearson_r([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx(1.0)
+    assert pearson_r([0.0, 1.0, 2.0], [2.0, 1.0, 0.0]) == pytest.approx(-1.0)
+    assert pearson_r([0.0, 1.0], [0.0, 1.0]) is None  # too few
+    assert pearson_r([0.5, 0.5, 0.5], [0.0, 0.5, 1.0]) is None  # one side constant
+    xs, ys = [0.1, 0.2, 0.3, 0.9], [0.0, 0.01, 0.02, 1.0]  # monotone, not linear: Spearman 1, Pearson below
+    assert pearson_r(ranks(xs), ranks(ys)) == pytest.approx(1.0) and pearson_r(xs, ys) < 0.99
+    figures = epoch_diagnosis(3, np.array([0.1, np.nan, 0.5, 0.9]), "est", np.array([0.0, 0.5, 0.5, 1.0]), [1, 2])
+    assert figures["compared"] == 3 and figures["pearson"] == pytest.approx(pearson_r([0.1, 0.5, 0.9], [0, 0.5, 1]))
+    assert (figures["trained_pass_rate"], figures["trained_informative"], figures["pool_informative"]) == (
+        0.5,
+        1.0,
+        0.5,
+    )
+    # What a greedy aim would have drawn, and how well nearness to the target finds the informative prompts.
+    assert informative_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert informative_auc([0.5, 0.5, 0.5], [True, False, False]) == 0.5  # ties count half
+    assert informative_auc([0.1, 0.2], [True, True]) is None
+    aim = epoch_diagnosis(1, np.array([0.5, 0.45, 0.0, 1.0]), "est", np.array([0.5, 0.25, 1.0, 0.0]), [2, 3])
+    assert (aim["aimed_pass_rate"], aim["aimed_informative"], aim["informative_auc"]) == (0.375, 1.0, 1.0)
+    none = epoch_diagnosis(0, None, "no pass-rate estimate", np.array([0.0, 1.0, 0.5]), [0])
+    assert none["pearson"] is None and none["spearman"] is None and none["compared"] == 0
+
+
+def test_oracle_nonzero_draws_uniformly_among_the_informative_prompts():
+    rates = np.array([0.0, 0.25, 1.0, 0.5, 0.0, 0.75, 1.0, 0.0])
+    informative = {1, 3, 5}
+    for seed in range(20):
+        chosen = informative_uniform(rates, 2, np.random.default_rng(seed)).tolist()
+        assert set(chosen) <= informative and chosen == sorted(chosen)
+    seen = {tuple(informative_uniform(rates, 2, np.random.default_rng(s)).tolist()) for s in range(50)}
+    assert len(seen) == 3  # every pair of the three is drawn
+    # Fewer informative prompts than an epoch: all of them, then the rest uniformly; none at all: uniform over all.
+    assert informative <= set(informative_uniform(rates, 5, np.random.default_rng(0)).tolist())
+    assert len(set(informative_uniform(np.zeros(8), 4, np.random.default_rng(0)).tolist())) == 4
+
+    class Context:
+        gc_ids = np.arange(8)
+        subset_size = 3
+
+    class State:
+        epoch = 0
+
+    arm = OracleNonzeroStrategy(lambda ids, epoch: (rates, 5), target=0.5, rollouts=4)
+    assert arm.select(State, Context, np.random.default_rng(0)).tolist() == [1, 3, 5]
+    report = arm.report(State, Context, type("Drawn", (), {"info": {}})())
+    assert report.band is None and report.estimates.tolist() == rates.tolist()
