@@ -20,6 +20,8 @@ from fake_scores import score_columns, write_scores_dir
 from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.driver import advance, init_run
+from gaincurate.schedule.screen import Screening
+from gaincurate.schedule.strategies import PromptSet
 
 SYSTEM_PROMPT = "Solve it."
 FEW_SHOT = [{"question": "1 + 1?", "answer": "2"}]
@@ -138,3 +140,20 @@ def check_killed_step_resumes(
     history = without_timings(rundir.read_history(run_dir))
     assert history == without_timings(rundir.read_history(straight))
     return history
+
+
+def prompt_set(count: int) -> PromptSet:
+    """`count` prompts with equal scores and gc_ids that are not positions."""
+    ids = np.arange(count, dtype=np.int64) * 3 + 5
+    return PromptSet(ids, np.zeros(count), np.zeros(count), np.ones(count, dtype=np.int64))
+
+
+def fixed_screener(rates_by_id: dict[int, float], calls: list) -> Callable:
+    """A screener whose r rollouts give each gc_id exactly its rate in `rates_by_id`; every call is kept in `calls`."""
+
+    def screen(gc_ids, epoch, rollouts):
+        calls.append((np.asarray(gc_ids).copy(), epoch, rollouts))
+        sums = np.array([rates_by_id[int(i)] * rollouts for i in gc_ids])
+        return Screening(sums, np.full(len(gc_ids), rollouts), 3 * len(gc_ids))
+
+    return screen

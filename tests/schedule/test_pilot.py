@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from schedule_helpers import snapshot, without_timings, write_hf_model
+from schedule_helpers import fixed_screener, prompt_set, snapshot, without_timings, write_hf_model
 from simulation import ROLLOUTS, band, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.errors import ConfigError, InputError
@@ -31,27 +31,9 @@ from gaincurate.schedule.pilot import (
     commit_order,
     thompson_candidates,
 )
-from gaincurate.schedule.screen import Screening
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet
 
 SEEDS = (0, 1, 2)
-
-
-def prompt_set(count: int) -> PromptSet:
-    ids = np.arange(count, dtype=np.int64) * 3 + 5  # gc_ids that are not positions
-    return PromptSet(ids, np.zeros(count), np.zeros(count), np.ones(count, dtype=np.int64))
-
-
-def fixed_screener(rates_by_id: dict[int, float], calls: list):
-    """Each gc_id's r rollouts give exactly its rate in `rates_by_id`; every call is kept."""
-
-    def screen(gc_ids, epoch, rollouts):
-        calls.append((np.asarray(gc_ids).copy(), epoch, rollouts))
-        sums = np.array([rates_by_id[int(i)] * rollouts for i in gc_ids])
-        return Screening(sums, np.full(len(gc_ids), rollouts), 3 * len(gc_ids))
-
-    return screen
 
 
 @pytest.mark.parametrize("seed", range(10))

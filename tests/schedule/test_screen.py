@@ -9,32 +9,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from schedule_helpers import write_hf_model
+from schedule_helpers import fixed_screener, prompt_set, write_hf_model
 from simulation import band, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, Screening, in_band, keep_order
-from gaincurate.schedule.strategies import PromptSet, RankingContext
+from gaincurate.schedule.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
+from gaincurate.schedule.strategies import RankingContext
 
 SEEDS = (0, 1, 2)
-
-
-def prompt_set(count: int) -> PromptSet:
-    ids = np.arange(count, dtype=np.int64) * 3 + 5  # gc_ids that are not positions
-    return PromptSet(ids, np.zeros(count), np.zeros(count), np.ones(count, dtype=np.int64))
-
-
-def fixed_screener(rates_by_id: dict[int, float], calls: list):
-    """A screener whose rollouts give each gc_id the pass rate in `rates_by_id` exactly (r rollouts each)."""
-
-    def screen(gc_ids, epoch, rollouts):
-        calls.append((np.asarray(gc_ids).copy(), epoch, rollouts))
-        sums = np.array([rates_by_id[int(i)] * rollouts for i in gc_ids])
-        return Screening(sums, np.full(len(gc_ids), rollouts), 3 * len(gc_ids))
-
-    return screen
 
 
 @pytest.mark.parametrize("seed", range(20))
