@@ -57,7 +57,8 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help="cpu-arith, cpu-mult, cpu-smollm2-math, gpu-math, or a JSON/TOML BenchConfig.",
+            help="cpu-arith, cpu-mult, cpu-arith-headroom, cpu-mult-headroom, cpu-smollm2-math, gpu-math, or a "
+            "JSON/TOML BenchConfig.",
         ),
     ] = None,
     out: Annotated[

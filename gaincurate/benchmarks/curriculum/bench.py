@@ -64,7 +64,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run (or resume) a training-efficiency bench into `out_dir`; returns the summary (also in summary.json).
 
-    `config`: a `BenchConfig`, a bundled name (`cpu-arith`, `cpu-mult`, `cpu-smollm2-math`, `gpu-math`) or a
+    `config`: a `BenchConfig`, a bundled name (`BUNDLED` in configs.py: `cpu-arith`, `cpu-mult`, ...) or a
     JSON/TOML file.
     `strategies`: arms: names the scheduler knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the
     config's `schedule` field defines; default the config's. `seeds`: a count (0..K-1), a range "A-B" or a list
