@@ -101,3 +101,22 @@ def test_holm_steps_down_and_stays_monotone():
     assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
     assert stats.holm({"a": 0.6, "b": 0.7}) == pytest.approx({"a": 1.0, "b": 1.0})
     assert stats.holm({}) == {}
+
+
+def test_share_of_saving_is_the_saving_ratio_of_geometric_means_with_a_bootstrap_over_seeds():
+    arm, oracle = [0.5, 0.8, 0.6, 1.1], [0.3, 0.5, 0.4, 0.6]
+    geo = lambda values: float(np.exp(np.mean(np.log(np.array(values, dtype=np.float64)))))  # noqa: E731
+    share = stats.share_of_saving(arm, oracle)
+    assert share["mean"] == pytest.approx((1 - geo(arm)) / (1 - geo(oracle)), rel=1e-12)
+    assert share["n"] == 4 and share["low"] < share["mean"] < share["high"]
+    # The interval is a percentile bootstrap of the same rule over resampled seeds, drawn as documented.
+    draws = np.random.default_rng(stats.BOOTSTRAP_SEED).integers(0, 4, size=(stats.BOOTSTRAP_RESAMPLES, 4))
+    brute = sorted(
+        (1 - geo([arm[i] for i in row])) / (1 - geo([oracle[i] for i in row]))
+        for row in draws
+        if geo([oracle[i] for i in row]) < 1
+    )
+    assert share["low"] == pytest.approx(brute[int(0.025 * (len(brute) - 1))], rel=1e-12)
+    assert share["high"] == pytest.approx(brute[int(np.ceil(0.975 * (len(brute) - 1)))], rel=1e-12)
+    assert stats.share_of_saving(arm, [1.0, 1.2, 0.9, 1.0])["mean"] is None  # the oracle saved nothing: no share
+    assert stats.share_of_saving([0.5], [0.25]) == {"mean": pytest.approx(2 / 3), "low": None, "high": None, "n": 1}

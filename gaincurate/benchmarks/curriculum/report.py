@@ -139,6 +139,12 @@ def markdown_table(summary: dict[str, Any]) -> str:
             f"| {_fmt(versus.get('seconds'))} |"
         )
     lines += ["", _verdict_line(summary)]
+    shares = {arm: e["oracle_share"] for arm, e in summary["strategies"].items() if e.get("oracle_share")}
+    if shares:
+        lines += ["", "Share of the oracle's saving captured: (1 - arm) / (1 - oracle) on the geometric-mean rollouts "
+                  f"/ {baseline}, 95% bootstrap over seeds (1: all of it, 0: none, below 0: more than {baseline}):", "",
+                  "| arm | share of the oracle's saving | seeds |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {arm} | {_fmt(share)} | {share['n']} |" for arm, share in shares.items()]
     others = analysis["other_targets"]
     if others:
         lines += ["", f"Rollouts / {baseline} at other targets (sensitivity; censored seeds in brackets):", "",

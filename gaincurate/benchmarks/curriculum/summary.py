@@ -17,6 +17,10 @@ themselves are in stats.py):
   Holm-adjusted p is below 0.05 and its ratio is below 1.
 * Headroom (when `oracle` ran beside the baseline): per seed, the oracle's rollouts to reach the baseline's own
   final accuracy, over the baseline's rollouts to reach it.
+* Share of the oracle's saving (when `oracle` ran): (1 - arm's rollouts ratio) / (1 - the oracle's), both geometric
+  means against the baseline at the declared target over the seeds both ran, with a 95% percentile bootstrap over
+  those seeds (`stats.share_of_saving`). 1 captures all the oracle saves, 0 nothing, below 0 the arm costs more
+  than the baseline.
 """
 
 from __future__ import annotations
@@ -181,6 +185,21 @@ def _target(by_arm: dict[str, dict[int, Curve]], config: BenchConfig) -> tuple[f
     return start + config.target_fraction * (best - start), rule, False
 
 
+def _oracle_shares(arms: dict[str, Any]) -> None:
+    """Each practical arm's `oracle_share`: the share of the oracle's rollout saving it captured, seed by seed."""
+    versus = (arms.get(ORACLE) or {}).get("vs_baseline")
+    if not versus:
+        return
+    oracle = dict(zip(versus["seeds"], versus["rollouts"]["per_seed"], strict=True))
+    for arm, entry in arms.items():
+        mine = entry["vs_baseline"]
+        if arm in ORACLE_ARMS or not mine:
+            continue
+        ratios = dict(zip(mine["seeds"], mine["rollouts"]["per_seed"], strict=True))
+        seeds = sorted(set(ratios) & set(oracle))
+        entry["oracle_share"] = stats.share_of_saving([ratios[s] for s in seeds], [oracle[s] for s in seeds])
+
+
 def _verdicts(arms: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     """Holm over the primary arms' rollouts-ratio p-values, and who beats the baseline at the 5% level."""
     compared = {arm: arms[arm]["vs_baseline"] for arm in config.primary if arm in arms}
@@ -235,6 +254,7 @@ def summarize(
         entry["seeds"] = sorted(seeds)
         entry["costs"] = {k: float(np.mean([c.get(k, 0.0) for c in spent])) for k in keys}
         arms[arm] = entry
+    _oracle_shares(arms)
     return {
         "config": config.name,
         "headline": config.headline,
