@@ -141,6 +141,7 @@ class PilotStrategy(MoppsStrategy):
     ordered = False
     keeps_zero_variance = False
     own_band = True
+    reuses_pilots = True  # the TRL adapter trains committed prompts on their pilot completions (trl_reuse.py)
     draws = (
         "candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the current "
         "policy, the ones in the band committed; the pilots feed the posterior"

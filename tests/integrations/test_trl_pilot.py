@@ -38,9 +38,9 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
 
-    def recording_live_screener(scores_dir, model, tokenizer, *, seed):
+    def recording_live_screener(scores_dir, model, tokenizer, *, seed, **keep):
         made.append(model)
-        recorder = RecordingScreener(real(scores_dir, model, tokenizer, seed=seed))
+        recorder = RecordingScreener(real(scores_dir, model, tokenizer, seed=seed, **keep))
         made.append(recorder)
         return recorder
 
