@@ -53,8 +53,13 @@ def completion_logps(
         tokens = list(prompt) + list(completion)
         rows[row, : len(tokens)] = torch.tensor(tokens)
         mask[row, : len(tokens)] = 1
-    with torch.no_grad():
-        logits = model(input_ids=rows.to(device), attention_mask=mask.to(device)).logits.float()
+    was_training = model.training
+    model.eval()  # as it sampled: no dropout
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=rows.to(device), attention_mask=mask.to(device)).logits.float()
+    finally:
+        model.train(was_training)
     start = len(prompt) - 1
     logps = torch.log_softmax(logits[:, start : start + width] / temperature, dim=-1)
     picked = logps.gather(-1, rows[:, len(prompt) :].unsqueeze(-1).to(device)).squeeze(-1).double().cpu()
