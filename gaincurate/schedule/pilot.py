@@ -21,8 +21,9 @@ in `select`, which cannot write the memory, so epoch 0's pilot chooses that epoc
 
 Cost. k x r rollouts per trained prompt, every one charged, kept or not: `spent` (the bench charges it) and the
 epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in `spent` only, so
-state.json stays byte-identical across runs. The committed prompts' pilot completions are not yet part of their
-trained group: the trainer rolls a full group of its own.
+state.json stays byte-identical across runs. In TRL in process the committed prompts' pilot completions join their
+trained group (`reuses_pilots`; gaincurate/integrations/trl_reuse.py): the trainer rolls n - r fresh rollouts for
+each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
 from __future__ import annotations
