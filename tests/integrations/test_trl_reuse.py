@@ -7,7 +7,9 @@ The answer check is the completion's length parity, so that the random model get
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 from collections import Counter, defaultdict
 
 import pytest
@@ -45,6 +47,20 @@ class SeenRewards:
         epoch = int(trainer_state.epoch + 1e-6)
         self.rows += [(epoch, int(g), tuple(c), bool(r)) for g, c, r in zip(gc_id, completion_ids, reused, strict=True)]
         return [float(sum(c) % 2) for c in completion_ids]  # varied rewards, so the policy moves
+
+
+def policy_logps64(trainer, inputs):
+    """Per-token log-probs of the trainer's policy on the batch's completions, in float64, as TRL's loss takes them."""
+    import torch
+
+    model = copy.deepcopy(trainer.model).double()
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    width = inputs["completion_ids"].size(1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, -width - 1 : -1] / trainer.temperature
+    logps = torch.log_softmax(logits, dim=-1)
+    return logps.gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +108,18 @@ def trained(scores, tiny_llama, tmp_path_factory):
         return folded
 
     patch.setattr(trl_reuse, "fold_replay_weights", spying_fold)
+    real_fold_pilot, brute = trl_reuse.PilotReuseMixin._fold_pilot_weights, []
+
+    def checking_fold(self, inputs, logps):
+        """pi_old / mu by brute force: the policy as it stands, in float64, on the batch's own rows."""
+        reused, mu = inputs[trl_reuse.REUSED_KEY].clone(), inputs[trl_reuse.BEHAVIOUR_KEY].double()
+        expected = policy_logps64(self, inputs) - mu
+        real_fold_pilot(self, inputs, logps)
+        folded = inputs["old_per_token_logps"].double() - mu  # log of the weight folded in, after the cap
+        tokens = inputs["completion_mask"].bool() & reused.unsqueeze(1)
+        brute.append((folded[tokens], expected[tokens].clamp(max=math.log(trl_reuse.REUSE_IS_CAP))))
+
+    patch.setattr(trl_reuse.PilotReuseMixin, "_fold_pilot_weights", checking_fold)
     try:
         seen = SeenRewards()
         curriculum = GainCurriculum(scores, CONFIG)
@@ -107,7 +135,7 @@ def trained(scores, tiny_llama, tmp_path_factory):
         patch.undo()
     (recorder,) = recorders
     return {"curriculum": curriculum, "trainer": trainer, "calls": recorder.calls, "seen": seen,
-            "generated": generated, "recorded": recorded, "weights": weights}  # fmt: skip
+            "generated": generated, "recorded": recorded, "weights": weights, "brute": brute}  # fmt: skip
 
 
 def test_the_trainer_generates_n_minus_r_rows_for_each_committed_prompt(trained):
@@ -145,6 +173,17 @@ def test_the_weight_is_one_until_the_policy_moves_and_then_it_is_not(trained):
     assert max(float(w.abs().max()) for w in same) < 1e-4
     # After an optimizer step with lr 1e-2 the policy moved: the weights are no longer 1.
     assert max(float(w.abs().max()) for w in later) > 1e-3
+
+
+def test_the_weight_is_pi_old_over_mu_computed_in_float64(trained):
+    """The weight folded into the loss is the policy at the loss over the pilot's mu, capped at 2."""
+    assert trained["brute"] and any(len(folded) for folded, _ in trained["brute"])
+    moved = 0.0
+    for folded, expected in trained["brute"]:
+        if folded.numel():
+            assert (folded - expected).abs().max().item() < 1e-4
+            moved = max(moved, expected.abs().max().item())
+    assert moved > 1e-3  # among them, weights of a policy that had moved since its pilot
 
 
 def test_a_trainer_that_cannot_weigh_them_trains_full_groups_with_one_warning(scores, tiny_llama, tmp_path, caplog):
