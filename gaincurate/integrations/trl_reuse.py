@@ -56,7 +56,9 @@ class PilotStore:
     fresh_rows: list[int] = field(default_factory=list)  # rows generated per training batch that reused any
 
     def keep(self, gc_ids: np.ndarray, screening: Screening, step: int) -> None:
-        completions = screening.completions or []
+        completions = screening.completions or []  # none kept: the epoch trains full groups
+        if completions and len(completions) != len(gc_ids):
+            raise ValueError(f"the screener kept completions for {len(completions)} of {len(gc_ids)} candidates")
         self.kept = {int(g): c for g, c in zip(gc_ids, completions, strict=False) if c is not None}
         self.step = int(step)
 
@@ -101,7 +103,8 @@ def pilot_sampling(trainer: Any) -> dict[str, Any]:
 def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
     """A store for the pilot's completions when `strategy` keeps them and the trainer can weigh them, else None
     (with one warning saying why, when the strategy would have)."""
-    if not getattr(strategy, "reuses_pilots", False) or not isinstance(trainer, PilotReuseMixin):
+    # The trainer is, or is about to become (`GainCurriculum.attach`), a `CurriculumMixin`, hence a PilotReuseMixin.
+    if not getattr(strategy, "reuses_pilots", False):
         return None
     problems = reuse_problems(trainer)
     if problems:
