@@ -18,6 +18,10 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.command import FeedbackFile
 
+# The column a trainer that reuses pilot completions (`trl_reuse`) adds to a batch: True for a row it did not
+# generate but took from the pilot, whose reward the pilot already recorded. Such rows are not recorded again.
+REUSED_COLUMN = "gc_reused"
+
 
 class RecordingReward:
     """A TRL reward function that also hands each rollout's `(gc_id, reward)` to `sink`.
@@ -48,6 +52,10 @@ class RecordingReward:
                 "the reward function got no gc_id column; train on a gaincurate dataset "
                 "(curriculum.train_dataset() or an epoch file) with GRPOConfig(remove_unused_columns=False)"
             )
+        reused = kwargs.get(REUSED_COLUMN)
+        if reused is not None:  # the pilot's rows were fed back when it measured them: only the fresh ones now
+            kept = [i for i, flag in enumerate(reused) if not flag]
+            gc_ids, rewards = [gc_ids[i] for i in kept], [rewards[i] for i in kept]
         self.sink(list(gc_ids), list(rewards))
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:

@@ -227,13 +227,17 @@ class GainCurriculum:
             trainer.add_callback(self.callback)
         self.trainer = trainer
         if self.driver.screens:
+            from gaincurate.integrations.trl_reuse import keeping_pilots, pilot_sampling, reuse_pilots
             from gaincurate.schedule.screeners import live_screener
 
             tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
-            self.driver.use_screener(
-                self.screener
-                or live_screener(self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.config.seed)
+            store = reuse_pilots(trainer, self.strategy)  # None: the pilot's completions are not reused
+            # When they are, the live pilot samples as the trainer does and keeps what it sampled.
+            keep = {} if store is None else {"keep": pilot_sampling(trainer)}
+            screener = self.screener or live_screener(
+                self.driver.scores_dir, trainer.model, tokenizer, seed=self.driver.config.seed, **keep
             )
+            self.driver.use_screener(screener if store is None else keeping_pilots(screener, store, trainer))
 
     def sampler(self, dataset: Any) -> CurriculumSampler:
         """The epoch sampler over `dataset` (its gc_id column), shaped like the attached trainer's RepeatSampler."""

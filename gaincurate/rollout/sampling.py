@@ -149,13 +149,15 @@ def generate_batch(
     pad_id: int,
     stop_ids: list[int],
     device: str,
+    keep_stop: bool = False,
 ) -> tuple[list[list[int]], list[int]]:
     """Sample `config.samples` completions of each prompt in one left-padded `generate` call.
 
     Each distinct prompt is prefilled once (all but its last token) and its key/value cache repeated
     for its samples, so the prompt is not run `samples` times; `generate` continues from that cache.
     Returns each row's completion tokens (up to, not including, the stop token) and its generated
-    token count (the stop token included), rows ordered prompt by prompt, sample by sample.
+    token count (the stop token included), rows ordered prompt by prompt, sample by sample. `keep_stop`: the
+    completions end with their stop token when they stopped (as a trainer's completion ids do).
     """
     import torch
     from transformers import DynamicCache, GenerationConfig, LogitsProcessorList
@@ -198,6 +200,6 @@ def generate_batch(
     stops = set(stop_ids)
     for tokens in output[:, width:].tolist():
         end = next((i for i, token in enumerate(tokens) if token in stops), None)
-        completions.append(tokens if end is None else tokens[:end])
+        completions.append(tokens if end is None else tokens[: end + keep_stop])
         counts.append(len(tokens) if end is None else end + 1)
     return completions, counts

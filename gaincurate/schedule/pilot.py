@@ -21,8 +21,9 @@ in `select`, which cannot write the memory, so epoch 0's pilot chooses that epoc
 
 Cost. k x r rollouts per trained prompt, every one charged, kept or not: `spent` (the bench charges it) and the
 epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in `spent` only, so
-state.json stays byte-identical across runs. The committed prompts' pilot completions are not yet part of their
-trained group: the trainer rolls a full group of its own.
+state.json stays byte-identical across runs. In TRL in process the committed prompts' pilot completions join their
+trained group (`reuses_pilots`; gaincurate/integrations/trl_reuse.py): the trainer rolls n - r fresh rollouts for
+each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class PilotStrategy(MoppsStrategy):
     ordered = False
     keeps_zero_variance = False
     own_band = True
+    reuses_pilots = True  # the TRL adapter trains committed prompts on their pilot completions (trl_reuse.py)
     draws = (
         "candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the current "
         "policy, the ones in the band committed; the pilots feed the posterior"

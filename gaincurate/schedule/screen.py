@@ -56,12 +56,30 @@ class ScreenOptions(Options):
 
 
 @dataclass(frozen=True)
+class PilotCompletions:
+    """One candidate's measuring rollouts, kept so that a trainer can train on them (TRL in process only).
+
+    `prompt_ids`: the prompt as the trainer tokenizes it; `completion_ids`: each completion, its stop token
+    included when it stopped; `rewards`: each one's correctness; `logps`: mu, each token's log-prob under the
+    policy that sampled it, at its sampling temperature. Memory only: never written to the run directory.
+    """
+
+    prompt_ids: list[int]
+    completion_ids: list[list[int]]
+    rewards: list[float]
+    logps: list[list[float]]
+
+
+@dataclass(frozen=True)
 class Screening:
-    """The measured candidates: each one's correctness sum and rollout count (in the order asked), and tokens."""
+    """The measured candidates: each one's correctness sum and rollout count (in the order asked), and tokens.
+
+    `completions`, when the screener kept them: each candidate's `PilotCompletions` (None: not kept)."""
 
     sums: np.ndarray
     counts: np.ndarray
     tokens: int = 0
+    completions: list[PilotCompletions] | None = None
 
     @property
     def rates(self) -> np.ndarray:

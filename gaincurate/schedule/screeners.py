@@ -20,7 +20,7 @@ from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.rollout.config import RolloutConfig
 from gaincurate.schedule.reference import SEED_STREAM
-from gaincurate.schedule.screen import Screener, Screening
+from gaincurate.schedule.screen import PilotCompletions, Screener, Screening
 
 SCREEN_OFFSET = 500_009  # screening seeds sit apart from fresh reference sets' (seed * SEED_STREAM + epoch)
 
@@ -29,14 +29,26 @@ def screen_seed(seed: int, epoch: int) -> int:
     return seed * SEED_STREAM + SCREEN_OFFSET + epoch
 
 
-def live_screener(scores_dir: str | Path, model: Any, tokenizer: Any, *, seed: int) -> Screener:
-    """Screen with `model` in memory, as it is when each epoch is drawn."""
+def live_screener(
+    scores_dir: str | Path, model: Any, tokenizer: Any, *, seed: int, keep: dict[str, Any] | None = None
+) -> Screener:
+    """Screen with `model` in memory, as it is when each epoch is drawn.
+
+    `keep`: sample with these settings instead (the trainer's `temperature` and `max_new_tokens`) and keep every
+    completion with its behaviour log-probs in the Screening, so that the trainer can train on them.
+    """
     from gaincurate.rollout.live import roll_live
 
     def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
-        config = RolloutConfig(scores=str(scores_dir), out="", samples=rollouts, seed=screen_seed(seed, epoch))
-        correct, tokens = roll_live(model, tokenizer, config, gc_ids)
-        return Screening(correct.astype(np.float64), np.full(len(gc_ids), rollouts), tokens)
+        config = RolloutConfig(
+            scores=str(scores_dir), out="", samples=rollouts, seed=screen_seed(seed, epoch), **(keep or {})
+        )
+        rolled = roll_live(model, tokenizer, config, gc_ids, keep=keep is not None)
+        kept = None
+        if keep is not None:
+            parts = zip(rolled.prompt_ids, rolled.completions, rolled.rewards, rolled.logps, strict=True)
+            kept = [PilotCompletions(*part) for part in parts]
+        return Screening(rolled.correct.astype(np.float64), np.full(len(gc_ids), rollouts), rolled.tokens, kept)
 
     return screen
 

@@ -93,6 +93,14 @@ def test_counting_reward_counts_training_rollouts_only():
     assert counter.take_zero_variance_fraction() is None
 
 
+def test_rows_reused_from_the_pilot_are_in_the_groups_but_not_counted_again():
+    counter = CountingReward(lambda completions, **kw: [1.0, 0.0, 1.0, 1.0], 4, lambda: True)
+    reused = [False, False, True, True]  # the last two rows of the group are the pilot's, charged as pilot rollouts
+    counter(completions=["a", "b", "c", "d"], completion_ids=[[1], [2, 3], [4], [5, 6]], gc_reused=reused)
+    assert (counter.rollouts, counter.tokens) == (2, 3)
+    assert counter.take_zero_variance_fraction() == 0.0  # the group, all four rows, had variance
+
+
 def test_clock_leaves_out_excluded_time():
     clock = Clock()
     with clock.exclude("eval"):

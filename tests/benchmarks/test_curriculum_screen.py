@@ -69,3 +69,24 @@ def test_a_band_reaches_the_bench_through_the_configs_schedule_field(tmp_path):
 
     fields = load_config(config_file).schedule_fields("mopps")
     assert ScheduleConfig(strategy="mopps", **fields).band == (0.2, 0.8)
+
+
+def test_a_pilot_pair_pays_r_pilot_and_n_minus_r_fresh_rollouts_per_trained_prompt(tmp_path):
+    """pilot's committed prompts keep their pilot completions in the trained group (TRL in process): the trainer
+    rolls n - r fresh rollouts for each, and every pilot rollout, the discarded candidates' too, is charged once."""
+    from gaincurate.schedule.pilot import PILOT_FACTOR, PILOT_ROLLOUTS
+
+    out = tmp_path / "out"
+    run_bench("cpu-arith", out, strategies=["pilot"], smoke=True)
+    pair = json.loads((out / "pairs" / "pilot-seed0.json").read_text())
+    config = BUNDLED["cpu-arith"].smoke()
+    costs, final = pair["costs"], pair["points"][-1]
+    per_draw = int(PILOT_FACTOR * config.subset_size) * PILOT_ROLLOUTS  # k x m candidates, r rollouts each
+    assert costs["screen_rollouts"] == config.epochs * per_draw > 0
+    fresh = config.num_generations - min(PILOT_ROLLOUTS, config.num_generations - 1)
+    assert final["step"] == config.steps
+    assert final["rollouts"] == final["step"] * config.prompts_per_step * fresh + costs["screen_rollouts"]
+    # Every point: the fresh rollouts of the steps so far, plus the pilots drawn so far.
+    for point in pair["points"][1:]:
+        extra = point["rollouts"] - point["step"] * config.prompts_per_step * fresh
+        assert extra > 0 and extra % per_draw == 0

@@ -38,9 +38,9 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
 
-    def recording_live_screener(scores_dir, model, tokenizer, *, seed):
+    def recording_live_screener(scores_dir, model, tokenizer, *, seed, **keep):
         made.append(model)
-        recorder = RecordingScreener(real(scores_dir, model, tokenizer, seed=seed))
+        recorder = RecordingScreener(real(scores_dir, model, tokenizer, seed=seed, **keep))
         made.append(recorder)
         return recorder
 
@@ -49,6 +49,8 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
     rewards, trainer = train(curriculum, tiny_llama, tmp_path / "out")
     model, recorder = made
     assert model is trainer.model
+    # attach() reuses the pilots too: each committed prompt's group of 2 is 1 fresh and 1 pilot completion.
+    assert trainer._pilot_store.fresh_rows and set(trainer._pilot_store.fresh_rows) == {2}
     history = read_history(tmp_path / "run")
     assert curriculum.history == history and [line["epoch"] for line in history] == list(range(EPOCHS))
     # One pilot per epoch drawn (the trained ones and the next), k x m candidates, r rollouts each, in order.
@@ -56,7 +58,7 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
         (epoch, ROLLOUTS, PILOTED) for epoch in range(EPOCHS + 1)
     ]
     for line, (candidates, _, _, screening) in zip(history, recorder.calls, strict=False):
-        assert rewards.ids(line["epoch"]) == {g: NUM_GENERATIONS for g in line["subset_ids"]}  # full groups
+        assert rewards.ids(line["epoch"]) == {g: NUM_GENERATIONS for g in line["subset_ids"]}  # whole groups scored
         chosen = line["subset_ids"]
         assert len(chosen) == SUBSET and set(chosen) <= set(candidates)
         # Committed: in the band (0 < p < 1) first, then nearest 0.5, against every candidate left out.

@@ -57,13 +57,15 @@ def generate(
     batch_size: int,
     temperature: float | None = None,
     seed: int = 0,
+    keep_end: bool = False,
 ) -> list[list[int]]:
-    """Completion token ids (end token and padding removed) for each prompt; greedy when `temperature` is None."""
+    """Completion token ids (end token and padding removed) for each prompt; greedy when `temperature` is None.
+    `keep_end`: each completion that stopped keeps its end token, as a trainer's completion ids do."""
     from transformers import LogitsProcessorList
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stops = {tokenizer.eos_token_id, pad}
+    stops = _stops(tokenizer)
     generator = torch.Generator().manual_seed(seed)
     processors = LogitsProcessorList([_SeededSample(generator, temperature)] if temperature is not None else [])
     was_training = model.training
@@ -82,11 +84,57 @@ def generate(
             )  # fmt: skip
             for row in generated[:, width:].tolist():
                 cut = next((i for i, token in enumerate(row) if token in stops), len(row))
-                out.append(row[:cut])
+                out.append(row[: cut + (keep_end and cut < len(row))])
     finally:
         if was_training:
             model.train()
     return out
+
+
+def _stops(tokenizer: Any) -> set[int]:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return {tokenizer.eos_token_id, pad}
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """`samples` completions of each prompt: pass rates, tokens generated (end tokens not counted), and, to train
+    on, each prompt's token ids, its completions (end token kept when they stopped) and their correctness."""
+
+    rates: np.ndarray
+    tokens: int
+    prompt_ids: list[list[int]]
+    completions: list[list[list[int]]]
+    correct: np.ndarray  # [prompts, samples]
+
+
+def sample_prompts(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[list[dict[str, str]]],
+    answers: Sequence[Any],
+    check: Check,
+    *,
+    samples: int,
+    temperature: float | None,
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int,
+) -> Sampled:
+    """Sample and check `samples` completions of each conversation (the completions `pass_rates` measures)."""
+    ids = prompt_ids(tokenizer, conversations)
+    repeated = [p for p in ids for _ in range(samples)]
+    completions = generate(
+        model, tokenizer, repeated, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        temperature=temperature, seed=seed, keep_end=True,
+    )  # fmt: skip
+    stops = _stops(tokenizer)
+    bare = [c[:-1] if c and c[-1] in stops else c for c in completions]
+    texts = tokenizer.batch_decode(bare, skip_special_tokens=True)
+    correct = np.array([check(text, answers[i // samples]) for i, text in enumerate(texts)], dtype=np.float64)
+    correct = correct.reshape(len(ids), samples)
+    grouped = [completions[i * samples : (i + 1) * samples] for i in range(len(ids))]
+    return Sampled(correct.mean(axis=1), sum(len(c) for c in bare), ids, grouped, correct)
 
 
 def pass_rates(
@@ -103,15 +151,11 @@ def pass_rates(
     seed: int,
 ) -> tuple[np.ndarray, int]:
     """Per-prompt fraction of `samples` completions that `check` accepts, and the tokens generated."""
-    ids = prompt_ids(tokenizer, conversations)
-    repeated = [p for p in ids for _ in range(samples)]
-    completions = generate(
-        model, tokenizer, repeated, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        temperature=temperature, seed=seed,
+    sampled = sample_prompts(
+        model, tokenizer, conversations, answers, check, samples=samples, temperature=temperature,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
     )  # fmt: skip
-    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-    correct = np.array([check(text, answers[i // samples]) for i, text in enumerate(texts)], dtype=np.float64)
-    return correct.reshape(len(ids), samples).mean(axis=1), sum(len(c) for c in completions)
+    return sampled.rates, sampled.tokens
 
 
 def evaluate(

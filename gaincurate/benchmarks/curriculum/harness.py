@@ -32,9 +32,10 @@ from transformers import TrainerCallback
 from gaincurate.benchmarks.curriculum.assets import Assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.benchmarks.curriculum.diagnosis import PoolInstrument
-from gaincurate.benchmarks.curriculum.evaluate import evaluate, pass_rates, zero_variance_groups
+from gaincurate.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
 from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
+from gaincurate.integrations.rewards import REUSED_COLUMN
 
 POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
               "sampled_accuracy")  # fmt: skip
@@ -63,7 +64,10 @@ class Clock:
 
 
 class CountingReward:
-    """The task's reward, counting training rollouts, tokens and zero-variance groups as TRL calls it."""
+    """The task's reward, counting training rollouts, tokens and zero-variance groups as TRL calls it.
+
+    The rows a pilot arm's trainer reused from the pilot are counted in the groups, not in the rollouts and tokens:
+    the pilot's own cost (`screen_spent`) already holds them."""
 
     def __init__(self, reward: Callable[..., list[float]], group_size: int, training: Callable[[], bool]) -> None:
         self.reward = reward
@@ -76,8 +80,10 @@ class CountingReward:
         rewards = self.reward(completions=completions, completion_ids=completion_ids, **kwargs)
         if self.training():
             zero, groups = zero_variance_groups(rewards, self.group_size)
-            self.rollouts += len(rewards)
-            self.tokens += sum(len(ids) for ids in completion_ids)
+            # A row the trainer took from the pilot (`trl_reuse`) was charged as a pilot rollout: not again here.
+            reused = kwargs.get(REUSED_COLUMN) or [False] * len(rewards)
+            self.rollouts += sum(not flag for flag in reused)
+            self.tokens += sum(len(ids) for ids, flag in zip(completion_ids, reused, strict=True) if not flag)
             self.zero_groups += zero
             self.groups += groups
         return rewards
@@ -217,9 +223,13 @@ class PairRun:
 
     def _pass_rates(self, dataset: Any, row_of: dict[int, int], gc_ids: np.ndarray, samples: int, seed: int):
         """(pass rate of each of `gc_ids` under the live model, tokens generated): the task's own prompts and check."""
+        sampled = self._sample(dataset, row_of, gc_ids, samples, seed)
+        return sampled.rates, sampled.tokens
+
+    def _sample(self, dataset: Any, row_of: dict[int, int], gc_ids: np.ndarray, samples: int, seed: int) -> Sampled:
         config = self.config
         rows = [dataset[row_of[int(i)]] for i in gc_ids]
-        return pass_rates(
+        return sample_prompts(
             self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], self.assets.check,
             samples=samples, temperature=config.temperature, max_new_tokens=config.max_completion_length,
             batch_size=config.eval_batch, seed=seed,
@@ -243,14 +253,26 @@ class PairRun:
 
         return measure
 
-    def _screener(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int, int], Any]:
-        """screen's measurement with the live model and the task's checker; on the clock: it is charged."""
-        from gaincurate.schedule.screen import Screening
+    def _screener(self, dataset: Any, row_of: dict[int, int], keep: bool) -> Callable[[np.ndarray, int, int], Any]:
+        """screen's and pilot's measurement with the live model and the task's checker; on the clock: it is charged.
+        `keep`: the completions and their mu go with it, so that the trainer trains on them (`trl_reuse`)."""
+        from gaincurate.rollout.live import completion_logps
+        from gaincurate.schedule.screen import PilotCompletions, Screening
         from gaincurate.schedule.screeners import screen_seed
 
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
-            rates, tokens = self._pass_rates(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
-            return Screening(np.rint(rates * rollouts), np.full(len(gc_ids), rollouts), tokens)
+            sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
+            kept = None
+            if keep:
+                parts = zip(sampled.prompt_ids, sampled.completions, sampled.correct, strict=True)
+                temperature = self.config.temperature
+                kept = [
+                    PilotCompletions(
+                        ids, group, correct.tolist(), completion_logps(self.model, ids, group, temperature)
+                    )
+                    for ids, group, correct in parts
+                ]
+            return Screening(np.rint(sampled.rates * rollouts), np.full(len(gc_ids), rollouts), sampled.tokens, kept)
 
         return screen
 
@@ -270,7 +292,8 @@ class PairRun:
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
         if curriculum.driver.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
-            curriculum.screener = self._screener(dataset, row_of)
+            keep = getattr(curriculum.strategy, "reuses_pilots", False)  # pilot: its completions join the groups
+            curriculum.screener = self._screener(dataset, row_of, keep)
         oracle = None
         if self.strategy in ORACLE_ARMS:
             oracle = ORACLE_ARMS[self.strategy](self._oracle_measure(dataset, row_of), target=config.oracle_target,
