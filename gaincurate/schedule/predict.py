@@ -13,12 +13,16 @@ Evidence: each trained group is one observation y (1: informative, 0: all alike)
     m_q     = (A + sum_{j != q} K(q, j) I_j) / (A + B + sum_{j != q} K(q, j) G_j)    the neighbours' rate
     a_q     = neighbours * m_q + I_q,    b_q = neighbours * (1 - m_q) + G_q - I_q
 
-m_q is Nadaraya-Watson over the other prompts with a Beta(A, B) prior (`--prior`), so an empty neighbourhood gives
-A / (A + B); a prompt's own groups count one each and its neighbours' rate as `--neighbours` groups, so its own
-evidence dominates once it has some, and ages back to its neighbours' when it stops being measured. The prediction
-is a_q / (a_q + b_q). Each epoch draws theta_q ~ Beta(a_q, b_q) (`default_rng([seed, epoch])`) and takes the
-`subset_size` largest (ties by a second seeded draw): prompts with little evidence have wide posteriors and still
-get drawn. Before any feedback every prompt sits at the same prior, so epoch 0 is a uniform draw.
+m_q is Nadaraya-Watson over the other prompts with a Beta(A, B) prior (`--informative-prior`), so an empty
+neighbourhood gives A / (A + B); a prompt's own groups count one each and its neighbours' rate as `--neighbours`
+groups, so its own evidence dominates once it has some, and ages back to its neighbours' when it stops being
+measured. The prediction is a_q / (a_q + b_q).
+
+Each epoch draws theta_q ~ Beta(a_q / explore, b_q / explore) (`default_rng([seed, epoch])`) and takes the
+`subset_size` largest (ties by a second seeded draw): a Thompson draw whose spread `--explore` narrows (1: the
+posterior itself, which in the simulation strays too often; 0: the highest predictions), so prompts with little
+evidence, whose posteriors are wide, still get drawn now and then. Before any feedback every prompt sits at the
+same prior, so epoch 0 is a uniform draw.
 
 The same kernel over correctness gives a pass-rate estimate that the savings readout reads (`report`); the draw
 never does. The history line's `selection` keeps the predicted informative share of the picked prompts and of the
@@ -70,7 +74,7 @@ class PredictOptions(Options):
     neighbours: float = option(
         PREDICT_NEIGHBOURS, "How many of a prompt's own groups its neighbours' informative rate weighs.", POSITIVE
     )
-    prior: tuple[float, float] = option(
+    informative_prior: tuple[float, float] = option(
         PREDICT_PRIOR, "Beta prior A,B of a group being informative where no neighbour was measured.", positive_pair,
         cli="pair",
     )  # fmt: skip
@@ -156,7 +160,7 @@ def predict_informative(
         sums = kernel_sums(embeddings, rows, own[rows], bandwidth=options.bandwidth)
     else:
         sums = np.zeros((n, 4))
-    a0, b0 = options.prior
+    a0, b0 = options.informative_prior
     neighbour = (a0 + sums[:, 0]) / (a0 + b0 + sums[:, 1])
     k = options.neighbours
     alpha = k * neighbour + own[:, 0]
