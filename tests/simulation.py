@@ -214,7 +214,8 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         "|---|---|---|---|",
     ]
     runs = [
-        (name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance", "pilot")
+        (name, {})
+        for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance", "pilot", "predict")
     ]
     runs += [("screen", {"screen_rollouts": 2})]  # pilot's pilot budget (k = 2, r = 2)
     runs += [(name, {"skip_zero_variance": True}) for name in ("uniform", "gain", "length", "dots", "mopps")]
