@@ -6,8 +6,10 @@ not at the frontier (docs/strategies.md, "Why dots and mopps save nothing on `cp
 the thing itself: the chance that a prompt's next group has nonzero reward variance (it is *informative*), learned
 from every group the run has trained, for every prompt of the pool, those never trained on too.
 
-Evidence: each trained group is one observation y (1: informative, 0: all alike), weighted forget ** age in epochs
-(measurements age, DESIGN §6e). Per prompt q: I_q = sum of weighted y, G_q = sum of weights. Then
+Evidence: each trained group is one observation y (1: informative, 0: all alike), weighted by its age in epochs
+(measurements age, DESIGN §6e): forget ** age, or forget_solved ** age for a group all right, since the policy
+improves and what it solved tends to stay solved while what it failed may come into play. Per prompt q: I_q = the
+weighted sum of y, G_q = the sum of the weights. Then
 
     K(q, j) = exp((cos(z_q, z_j) - 1) / bandwidth)                    a kernel on the scoring pass's embeddings
     m_q     = (A + sum_{j != q} K(q, j) I_j) / (A + B + sum_{j != q} K(q, j) G_j)    the neighbours' rate
@@ -56,9 +58,9 @@ if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
     from gaincurate.schedule.strategies import StrategyInputs
 
-INFORMATIVE_KEY, PASS_KEY = "informative", "pass_rates"  # the memory: groups' informativeness, rollouts' correctness
 # Chosen with tests/simulation.py (docs/strategies.md, "predict"); the bench's pilot seeds are the coordinator's.
-PREDICT_FORGET = 0.7
+PREDICT_FORGET = 0.9
+PREDICT_FORGET_SOLVED = 1.0
 PREDICT_BANDWIDTH = 0.05
 PREDICT_NEIGHBOURS = 4.0
 PREDICT_PRIOR = (1.0, 1.0)
@@ -68,6 +70,11 @@ PREDICT_EXPLORE = 0.1
 @dataclass(frozen=True, kw_only=True)
 class PredictOptions(Options):
     forget: float = option(PREDICT_FORGET, "Weight an observation keeps per epoch of age (1: never ages).", RATE)
+    forget_solved: float = option(
+        PREDICT_FORGET_SOLVED,
+        "Weight an all-right group keeps per epoch of age (1: what was solved stays solved).",
+        RATE,
+    )
     bandwidth: float = option(
         PREDICT_BANDWIDTH, "Kernel bandwidth: a neighbour at cosine c weighs exp((c - 1) / bandwidth).", POSITIVE
     )
@@ -100,19 +107,60 @@ class Prediction:
         return self.alpha / (self.alpha + self.beta)
 
 
-def informative_groups(feedback: Feedback, strategy: str) -> dict[int, tuple[float, int]]:
-    """{gc_id: (1.0 if its rewards differed else 0.0, 1)}: each prompt's group in the epoch, one observation."""
+def group_outcomes(feedback: Feedback, strategy: str) -> tuple[dict, dict]:
+    """Each trained prompt's group in the epoch as two observations for `PassRates.add`: ({gc_id: (1.0 if its
+    rewards differed else 0.0, 0 if all right else 1)}, {gc_id: (1.0 if all right else 0.0, 1)})."""
     per_prompt = per_prompt_feedback(feedback, strategy)
     extremes = feedback.extremes or {}
-    groups = {}
+    informative, solved = {}, {}
     for gc_id, (total, count) in per_prompt.items():
         if gc_id in extremes:
             low, high = extremes[gc_id]
-            varied = high - low > EXACT
-        else:  # rewards reduced to sums: only a strictly partial sum of 0/1 rewards shows variance
-            varied = EXACT * count < total < count - EXACT * count
-        groups[gc_id] = (1.0 if varied else 0.0, 1)
-    return groups
+        elif EXACT * count < total < count - EXACT * count:  # reduced to sums: only 0/1 rewards tell their variance
+            low, high = 0.0, 1.0
+        else:
+            low = high = total / count
+        varied, right = high - low > EXACT, low >= 1.0 - EXACT
+        informative[gc_id] = (1.0 if varied else 0.0, 0 if right else 1)
+        solved[gc_id] = (1.0 if right else 0.0, 1)
+    return informative, solved
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the run measured, per trained prompt, each as `PassRates` (decayed sums, gc_ids and last epochs shared):
+    `informative` sums its informative groups over its groups not all right (aged by `--forget`), `solved` its
+    all-right groups (aged by `--forget-solved`), `correct` its correctness over its rollouts (by `--forget`)."""
+
+    informative: PassRates
+    solved: PassRates
+    correct: PassRates
+
+    KEYS = ("informative", "solved", "pass_rates")  # their keys in the strategy's memory
+
+    @classmethod
+    def empty(cls) -> Evidence:
+        return cls(PassRates.empty(), PassRates.empty(), PassRates.empty())
+
+    @classmethod
+    def from_memory(cls, memory: dict[str, Any] | None) -> Evidence:
+        memory = memory or {}
+        if cls.KEYS[0] not in memory:
+            return cls.empty()
+        return cls(*(PassRates.from_json(memory[key]) for key in cls.KEYS))
+
+    def to_memory(self) -> dict[str, Any]:
+        kept = (self.informative, self.solved, self.correct)
+        return {key: rates.to_json() for key, rates in zip(self.KEYS, kept, strict=True)}
+
+    def add(self, feedback: Feedback, strategy: str, *, time: int, options: PredictOptions) -> Evidence:
+        informative, solved = group_outcomes(feedback, strategy)
+        forget = options.forget
+        return Evidence(
+            self.informative.add(informative, time=time, decay=forget),
+            self.solved.add(solved, time=time, decay=options.forget_solved),
+            self.correct.add(per_prompt_feedback(feedback, strategy), time=time, decay=forget),
+        )
 
 
 def kernel_sums(embeddings: np.ndarray, rows: np.ndarray, values: np.ndarray, *, bandwidth: float) -> np.ndarray:
@@ -140,23 +188,18 @@ def kernel_sums(embeddings: np.ndarray, rows: np.ndarray, values: np.ndarray, *,
 
 
 def predict_informative(
-    embeddings: np.ndarray,
-    gc_ids: np.ndarray,
-    informative: PassRates,
-    correct: PassRates,
-    *,
-    now: int,
-    options: PredictOptions,
+    embeddings: np.ndarray, gc_ids: np.ndarray, evidence: Evidence, *, now: int, options: PredictOptions
 ) -> Prediction:
     """The module docstring's formulas for every prompt at epoch `now` (the newest feedback's epoch)."""
     n = len(gc_ids)
-    own = np.zeros((n, 4))  # I_q, G_q, correct, rollouts: aged by forget ** (now - last)
-    if len(informative):
+    own = np.zeros((n, 4))  # I_q, G_q, correct, rollouts, each aged as of `now`
+    if len(evidence.informative):
+        informative, solved, correct = evidence.informative, evidence.solved, evidence.correct
         rows = self_index(informative.gc_ids, gc_ids)
-        aged = int_powers(options.forget, np.maximum(now - informative.last, 0))  # the same bits on every CPU
-        own[rows] = np.stack(
-            [informative.sums * aged, informative.counts * aged, correct.sums * aged, correct.counts * aged], axis=1
-        )
+        age = np.maximum(now - informative.last, 0)  # the three share their prompts and epochs
+        aged = int_powers(options.forget, age)  # the same bits on every CPU (numerics)
+        groups = informative.counts * aged + solved.sums * int_powers(options.forget_solved, age)
+        own[rows] = np.stack([informative.sums * aged, groups, correct.sums * aged, correct.counts * aged], axis=1)
         sums = kernel_sums(embeddings, rows, own[rows], bandwidth=options.bandwidth)
     else:
         sums = np.zeros((n, 4))
@@ -212,30 +255,20 @@ class PredictStrategy(Strategy):
         return cls(prompts.gc_ids, prompts.embeddings, options)
 
     def initial_memory(self) -> dict[str, Any]:
-        return {INFORMATIVE_KEY: PassRates.empty().to_json(), PASS_KEY: PassRates.empty().to_json()}
-
-    def evidence(self, state: ScheduleState) -> tuple[PassRates, PassRates]:
-        memory = state.memory or {}
-        if INFORMATIVE_KEY not in memory:
-            return PassRates.empty(), PassRates.empty()
-        return PassRates.from_json(memory[INFORMATIVE_KEY]), PassRates.from_json(memory[PASS_KEY])
+        return Evidence.empty().to_memory()
 
     def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        """The memory after epoch `state.epoch`: one observation per trained group, older ones aged by `forget`."""
-        groups = informative_groups(feedback, self.name)
-        informative, correct = self.evidence(state)
-        forget = self.options.forget
-        informative = informative.add(groups, time=state.epoch, decay=forget)
-        correct = correct.add(feedback.per_prompt or {}, time=state.epoch, decay=forget)
-        return {**(state.memory or {}), INFORMATIVE_KEY: informative.to_json(), PASS_KEY: correct.to_json()}
+        """The memory after epoch `state.epoch`: one observation per trained group, older ones aged."""
+        evidence = Evidence.from_memory(state.memory).add(feedback, self.name, time=state.epoch, options=self.options)
+        return {**(state.memory or {}), **evidence.to_memory()}
 
     def prediction(self, state: ScheduleState) -> Prediction:
         """Every prompt's prediction (gc_id order) before drawing epoch `state.epoch`."""
         if self._last is not None and self._last[0] is state:  # the same draw asks again (describe, report)
             return self._last[1]
-        informative, correct = self.evidence(state)
+        evidence = Evidence.from_memory(state.memory)
         now = state.epoch - 1  # the epoch whose feedback is the newest
-        result = predict_informative(self.embeddings, self.gc_ids, informative, correct, now=now, options=self.options)
+        result = predict_informative(self.embeddings, self.gc_ids, evidence, now=now, options=self.options)
         self._last = (state, result)  # states are frozen: the same object always gives the same prediction
         return result
 
