@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -277,3 +278,27 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     assert (run / "epoch-0000.parquet").is_file()
     shown = console("schedule", "init", "--help").stdout
     assert "predict options" in shown and "--bandwidth" in shown and "--informative-prior" in shown
+
+
+def test_schedule_run_drives_it_with_a_trainer_command(tmp_path):
+    """The `--trainer-cmd` path: a stand-in trainer writes each epoch's rewards; predict learns from them alone."""
+    scores = write_recorded_scores(tmp_path / "scores")
+    run = tmp_path / "run"
+    init = ("schedule", "init", "--scores", scores, "--run", run, "--strategy", "predict", "--subset-size", "5")
+    assert console(*init).returncode == 0
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(
+        "import json, sys\n"
+        "epoch = int(sys.argv[3])\n"
+        "with open(sys.argv[2], 'w') as f:\n"
+        "    for i in range(20):\n"
+        "        for r in range(4):\n"
+        "            f.write(json.dumps({'gc_id': i, 'correct': (i + r * epoch) % 3 == 0}) + '\\n')\n"
+    )
+    command = f"{shlex.quote(sys.executable)} -S {shlex.quote(str(trainer))} {{epoch_data}} {{feedback_file}} {{epoch}}"
+    done = console("schedule", "run", "--run", run, "--epochs", "3", "--trainer-cmd", command)
+    assert done.returncode == 0, done.stderr
+    history = rundir.read_history(run)
+    assert [line["epoch"] for line in history] == [0, 1, 2]
+    assert all(line["selection"]["informative_estimate"] is not None for line in history)
+    assert rundir.load_run(run).schedule.memory["informative"]["gc_ids"]  # it learned from the command's rewards
