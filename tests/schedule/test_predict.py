@@ -265,7 +265,10 @@ def console(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run([str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_path):
+def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_path, scores_dir):
+    bare = console("schedule", "init", "--scores", scores_dir, "--run", tmp_path / "bare", "--strategy", "predict")
+    assert bare.returncode != 0 and len(bare.stderr.strip().splitlines()) == 1
+    assert "has no gc_embedding column" in bare.stderr and "gaincurate score --embed" in bare.stderr
     scores = write_recorded_scores(tmp_path / "scores")
     run = tmp_path / "run"
     refused = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "predict", "--bandwidth", "0")
