@@ -17,8 +17,9 @@ epoch see the same rewards (common random numbers: comparisons between strategie
     result = simulate(scores, tmp_path / "run", policy, strategy="mopps", seed=1)
     band(result)   # selected prompts vs a uniform draw over epochs 5-19
 
-Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md, and
-`python tests/simulation.py ablation` for its table of gain's ablation options.
+Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md,
+`python tests/simulation.py ablation` for its table of gain's ablation options, and
+`python tests/simulation.py all-or-nothing` for its table of the all-or-nothing variant (`predict`'s section).
 """
 
 from __future__ import annotations
@@ -94,8 +95,15 @@ def bundled_rows() -> list[dict[str, Any]]:
     return [json.loads(line) for line in ASSET.read_text().splitlines() if line.strip()]
 
 
-def bundled_policy(seed: int = 0, *, epochs: int = EPOCHS, start: float = START, rate: float = RATE) -> SimulatedPolicy:
-    """The policy over the bundled prompts: hardness from the stated difficulty (1-5), the type and noise."""
+def bundled_policy(
+    seed: int = 0, *, epochs: int = EPOCHS, start: float = START, rate: float = RATE, member_spread: float = 0.0
+) -> SimulatedPolicy:
+    """The policy over the bundled prompts: hardness from the stated difficulty (1-5), the type and noise.
+
+    `member_spread` > 0 adds to each prompt's hardness an offset of its own (normal, that sd) that its embedding
+    does not carry: the all-or-nothing variant (`all_or_nothing_table`), where embedding neighbours share a level
+    but each member is mostly all right or all wrong, as on the bench's `cpu-mult`.
+    """
     rows = bundled_rows()
     rng = np.random.default_rng([seed, 15])
     types = sorted({row["type"] for row in rows})
@@ -111,6 +119,8 @@ def bundled_policy(seed: int = 0, *, epochs: int = EPOCHS, start: float = START,
     embeddings = np.stack([type_centre[row["type"]] for row in rows]) + np.outer(hardness, direction) * 2.0
     embeddings += rng.normal(0.0, 0.3, embeddings.shape)
     uniforms = rng.random((len(rows), epochs, ROLLOUTS))
+    if member_spread:  # drawn from a stream of its own, so the default policy stays what it was
+        hardness = hardness + np.random.default_rng([seed, 16]).normal(0.0, member_spread, len(rows))
     return SimulatedPolicy(embeddings.astype(np.float32), hardness, uniforms, start, rate)
 
 
@@ -214,7 +224,8 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         "|---|---|---|---|",
     ]
     runs = [
-        (name, {}) for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance", "pilot")
+        (name, {})
+        for name in ("uniform", "gain", "length", "dots", "mopps", "greso", "screen", "variance", "pilot", "predict")
     ]
     runs += [("screen", {"screen_rollouts": 2})]  # pilot's pilot budget (k = 2, r = 2)
     runs += [(name, {"skip_zero_variance": True}) for name in ("uniform", "gain", "length", "dots", "mopps")]
@@ -237,6 +248,49 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         fewer = np.mean([b["fewer_extremes"] for b in bands])
         per_seed = ", ".join(f"{b['fewer_extremes']:.0%}" for b in bands)
         lines.append(f"| {label} | {ratio:.3f} | {fewer:.0%} | {per_seed} |")
+    return "\n".join(lines)
+
+
+ALL_OR_NOTHING_SPREAD = 6.0  # member offsets this wide leave most prompts all right or all wrong in every epoch
+
+
+def zero_variance_share(result: SimulationResult, window: range = WINDOW) -> float:
+    """The share of trained groups whose rollouts all agreed over `window`, from the run's own readout."""
+    return float(np.mean([line["readout"]["zero_variance"] for line in result.history if line["epoch"] in window]))
+
+
+def oracle_zero_variance(policy: SimulatedPolicy, subset: int = SUBSET, window: range = WINDOW) -> float:
+    """The expected zero-variance share of the `subset` prompts most likely to give a mixed group (an oracle)."""
+    shares = []
+    for epoch in window:
+        rates = policy.pass_rates(epoch)
+        mixed = 1.0 - rates**ROLLOUTS - (1.0 - rates) ** ROLLOUTS
+        shares.append(1.0 - float(np.sort(mixed)[-subset:].mean()))
+    return float(np.mean(shares))
+
+
+def all_or_nothing_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """docs/strategies.md's table for the all-or-nothing variant: `python tests/simulation.py all-or-nothing`."""
+    lines = [
+        "| policy | strategy | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform "
+        "| zero-variance groups (per seed) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, spread in (("bundled", 0.0), ("all-or-nothing", ALL_OR_NOTHING_SPREAD)):
+        policy = bundled_policy(member_spread=spread)
+        scores = write_scores(root / f"scores-{label}", policy)
+        for name in ("uniform", "dots", "mopps", "variance", "predict"):
+            results = [simulate(scores, root / f"{label}-{name}-{seed}", policy, strategy=name, seed=seed)
+                       for seed in seeds]  # fmt: skip
+            bands, zero = [band(result) for result in results], [zero_variance_share(result) for result in results]
+            lines.append(
+                f"| {label} | {name} | {np.mean([b['distance_ratio'] for b in bands]):.3f} "
+                f"| {np.mean([b['fewer_extremes'] for b in bands]):.0%} "
+                f"| {np.mean(zero):.0%} ({', '.join(f'{z:.0%}' for z in zero)}) |"
+            )
+        lines.append(
+            f"| {label} | oracle (expected, best {SUBSET} by true p) | - | - | {oracle_zero_variance(policy):.0%} |"
+        )
     return "\n".join(lines)
 
 
@@ -316,5 +370,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        table = ablation_table if sys.argv[1:] == ["ablation"] else margins_table
+        tables = {"ablation": ablation_table, "all-or-nothing": all_or_nothing_table}
+        table = tables[sys.argv[1]] if sys.argv[1:] else margins_table
         sys.stdout.write(table(Path(folder)) + "\n")

@@ -19,6 +19,7 @@ from gaincurate.schedule.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.mopps import MoppsStrategy
 from gaincurate.schedule.pilot import PilotStrategy
+from gaincurate.schedule.predict import PredictStrategy
 from gaincurate.schedule.screen import ScreenStrategy
 from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
 from gaincurate.schedule.variance import VarianceStrategy
@@ -35,6 +36,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         ScreenStrategy,
         VarianceStrategy,
         PilotStrategy,
+        PredictStrategy,
     )
 }
 

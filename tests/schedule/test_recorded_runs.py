@@ -78,6 +78,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "screen": ("--strategy", "screen"),
     "variance": ("--strategy", "variance"),  # added after the plug-ins (no 0.x recording)
     "pilot": ("--strategy", "pilot"),  # added after the plug-ins (no 0.x recording)
+    "predict": ("--strategy", "predict"),  # added after the plug-ins (no 0.x recording)
     "dots-band": ("--strategy", "dots", "--band", "0.2,0.8"),
     "mopps-band": ("--strategy", "mopps", "--band", "0.2,0.8"),
     "gain-skip-zero-variance": ("--strategy", "gain", "--skip-zero-variance"),
