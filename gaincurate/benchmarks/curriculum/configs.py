@@ -307,6 +307,7 @@ BUNDLED: dict[str, BenchConfig] = {
     # Targets: 75% of uniform's gain on this machine's pilot seeds 90-92 (`--report
     # docs/results/cpu-*-diagnosis-pilot`: "As a pilot"), 50% and 90% for sensitivity. Holm over the four practical
     # arms; `pilot` and `predict` (issue 38's two mechanisms) take the options chosen on pilot seeds 90-92 only.
+    # Results (run 2026-11-24, every pair on this one machine): docs/results/cpu-arith-headroom, cpu-mult-headroom.
     "cpu-arith-headroom": dataclasses.replace(
         _CPU_ARITH,
         name="cpu-arith-headroom",
