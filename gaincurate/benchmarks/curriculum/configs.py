@@ -296,6 +296,15 @@ _CPU_MULT = dataclasses.replace(
 HEADROOM_ARMS = ("uniform", "dots", "mopps", "oracle", "pilot", "predict")
 HEADROOM_PRIMARY = ("dots", "mopps", "pilot", "predict")
 
+
+def _headroom(task: BenchConfig, *, target: float, other_targets: tuple[float, ...]) -> BenchConfig:
+    """`task` with the headroom verdict's arms, analysis and fresh seeds (below, in BUNDLED)."""
+    return dataclasses.replace(
+        task, name=f"{task.name}-headroom", target=target, other_targets=other_targets, primary=HEADROOM_PRIMARY,
+        strategies=HEADROOM_ARMS, seeds="112-123", schedule={},
+    )  # fmt: skip
+
+
 # The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
 # set options.
 BUNDLED: dict[str, BenchConfig] = {
@@ -308,26 +317,8 @@ BUNDLED: dict[str, BenchConfig] = {
     # docs/results/cpu-*-diagnosis-pilot`: "As a pilot"), 50% and 90% for sensitivity. Holm over the four practical
     # arms; `pilot` and `predict` (issue 38's two mechanisms) take the options chosen on pilot seeds 90-92 only.
     # Results (run 2026-11-24, every pair on this one machine): docs/results/cpu-arith-headroom, cpu-mult-headroom.
-    "cpu-arith-headroom": dataclasses.replace(
-        _CPU_ARITH,
-        name="cpu-arith-headroom",
-        target=0.729,
-        other_targets=(0.638, 0.783),
-        primary=HEADROOM_PRIMARY,
-        strategies=HEADROOM_ARMS,
-        seeds="112-123",
-        schedule={},
-    ),
-    "cpu-mult-headroom": dataclasses.replace(
-        _CPU_MULT,
-        name="cpu-mult-headroom",
-        target=0.421,
-        other_targets=(0.405, 0.431),
-        primary=HEADROOM_PRIMARY,
-        strategies=HEADROOM_ARMS,
-        seeds="112-123",
-        schedule={},
-    ),
+    "cpu-arith-headroom": _headroom(_CPU_ARITH, target=0.729, other_targets=(0.638, 0.783)),
+    "cpu-mult-headroom": _headroom(_CPU_MULT, target=0.421, other_targets=(0.405, 0.431)),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
     # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).

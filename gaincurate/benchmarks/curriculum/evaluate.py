@@ -143,18 +143,11 @@ def pass_rates(
     conversations: Sequence[list[dict[str, str]]],
     answers: Sequence[Any],
     check: Check,
-    *,
-    samples: int,
-    temperature: float | None,
-    max_new_tokens: int,
-    batch_size: int,
-    seed: int,
+    **sampling: Any,
 ) -> tuple[np.ndarray, int]:
-    """Per-prompt fraction of `samples` completions that `check` accepts, and the tokens generated."""
-    sampled = sample_prompts(
-        model, tokenizer, conversations, answers, check, samples=samples, temperature=temperature,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-    )  # fmt: skip
+    """Per-prompt fraction of the completions that `check` accepts, and the tokens generated; `sampling` are
+    `sample_prompts`' keywords (samples, temperature, max_new_tokens, batch_size, seed)."""
+    sampled = sample_prompts(model, tokenizer, conversations, answers, check, **sampling)
     return sampled.rates, sampled.tokens
 
 
