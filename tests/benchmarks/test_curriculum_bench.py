@@ -192,6 +192,7 @@ def test_the_report_re_derives_the_summary_from_the_kept_files(smoke, tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "bench.json",
         "costs.jsonl",
+        "draws.jsonl",
         "readouts.jsonl",
         "runs.jsonl",
         "summary.json",

@@ -184,9 +184,10 @@ def _lock(path: Path) -> bool:
 
 
 def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Rebuild runs.jsonl, costs.jsonl, readouts.jsonl, summary.json, table.md and curves.png from the finished
-    pairs in `out`."""
+    """Rebuild runs.jsonl, costs.jsonl, readouts.jsonl, draws.jsonl, summary.json, table.md and curves.png from the
+    finished pairs in `out`."""
     from gaincurate.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_lines, diagnosis_markdown
+    from gaincurate.benchmarks.curriculum.draws import arm_draws, draw_lines, draws_markdown
     from gaincurate.benchmarks.curriculum.plot import plot_curves
     from gaincurate.benchmarks.curriculum.readout import arm_readouts, readout_markdown
     from gaincurate.benchmarks.curriculum.report import markdown_table
@@ -206,6 +207,10 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
         summary["diagnosis"] = arm_diagnosis(diagnosed)
     table = markdown_table(summary) + readout_markdown(summary["readout"])
     table += diagnosis_markdown(summary.get("diagnosis") or {})
+    drawn = draw_lines(out, pairs)
+    if drawn:  # pairs whose run directory was kept
+        summary["draws"] = arm_draws(drawn)
+        table += draws_markdown(summary["draws"])
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     atomic_write_bytes(out / "table.md", table.encode())
     if points:
@@ -221,11 +226,12 @@ def read_pairs(out: Path, order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 
 
 def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
-    """runs.jsonl (every evaluation point), costs.jsonl (every pair's costs) and readouts.jsonl (every epoch's
-    savings readout): what a report re-derives from."""
+    """runs.jsonl (every evaluation point), costs.jsonl (every pair's costs), readouts.jsonl (every epoch's
+    savings readout) and draws.jsonl (what each pair trained on): what a report re-derives from."""
     from gaincurate.benchmarks.curriculum.diagnosis import diagnosis_lines
+    from gaincurate.benchmarks.curriculum.draws import draw_lines
     from gaincurate.benchmarks.curriculum.readout import readout_lines
-    from gaincurate.benchmarks.curriculum.report import DIAGNOSIS
+    from gaincurate.benchmarks.curriculum.report import DIAGNOSIS, DRAWS
 
     lines = [json.dumps({key: point[key] for key in POINT_KEYS}) + "\n" for pair in pairs for point in pair["points"]]
     atomic_write_bytes(out / "runs.jsonl", "".join(lines).encode())
@@ -236,6 +242,9 @@ def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
     diagnosed = [json.dumps(line) + "\n" for line in diagnosis_lines(pairs)]
     if diagnosed:
         atomic_write_bytes(out / DIAGNOSIS, "".join(diagnosed).encode())
+    drawn = [json.dumps(line) + "\n" for line in draw_lines(out, pairs)]
+    if drawn:
+        atomic_write_bytes(out / DRAWS, "".join(drawn).encode())
 
 
 def _pair_file(out: Path, strategy: str, seed: int) -> Path:

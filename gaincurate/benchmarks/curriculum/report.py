@@ -27,6 +27,7 @@ from gaincurate.fileio import atomic_write_bytes
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
 READOUTS = "readouts.jsonl"  # each epoch's savings readout (benches since issue 39)
 DIAGNOSIS = "diagnosis.jsonl"  # each draw's pool measurement against the estimates (`measure_pool`, issue 38)
+DRAWS = "draws.jsonl"  # what each pair trained on (benches since the headroom verdict, issue 38)
 
 
 def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[tuple[str, int], dict[str, float]]]:
@@ -50,6 +51,7 @@ def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[
 def report(folder: Path) -> tuple[dict[str, Any], str]:
     """(summary, markdown) recomputed from a results folder's points, costs and config."""
     from gaincurate.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_markdown
+    from gaincurate.benchmarks.curriculum.draws import arm_draws, draws_markdown
     from gaincurate.benchmarks.curriculum.readout import arm_readouts, pairs_of, readout_markdown
 
     config, points, costs = read_results(folder)
@@ -65,6 +67,11 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         lines = [json.loads(line) for line in diagnosis.read_text().splitlines() if line.strip()]
         summary["diagnosis"] = arm_diagnosis(lines)
         table += diagnosis_markdown(summary["diagnosis"])
+    drawn = Path(folder) / DRAWS
+    if drawn.is_file():  # benches since the headroom verdict (issue 38)
+        lines = [json.loads(line) for line in drawn.read_text().splitlines() if line.strip()]
+        summary["draws"] = arm_draws(lines)
+        table += draws_markdown(summary["draws"])
     return summary, table
 
 
@@ -72,8 +79,8 @@ def publish(out: Path, folder: Path) -> None:
     """Copy a bench's small outputs (not its assets, pairs or plots) into a results folder, with its summary
     recomputed by this code, so the kept summary.json is what `report` re-derives."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (*FILES[:3], READOUTS, DIAGNOSIS):
-        if name in (READOUTS, DIAGNOSIS) and not (Path(out) / name).is_file():
+    for name in (*FILES[:3], READOUTS, DIAGNOSIS, DRAWS):
+        if name in (READOUTS, DIAGNOSIS, DRAWS) and not (Path(out) / name).is_file():
             continue
         shutil.copyfile(Path(out) / name, folder / name)
     summary, _ = report(folder)
