@@ -190,7 +190,7 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
     from gaincurate.benchmarks.curriculum.draws import arm_draws, draw_lines, draws_markdown
     from gaincurate.benchmarks.curriculum.plot import plot_curves
     from gaincurate.benchmarks.curriculum.readout import arm_readouts, readout_markdown
-    from gaincurate.benchmarks.curriculum.report import markdown_table
+    from gaincurate.benchmarks.curriculum.report import markdown_table, whole_groups_line
     from gaincurate.benchmarks.curriculum.summary import summarize
 
     pairs = read_pairs(out, order)
@@ -205,7 +205,11 @@ def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[
     diagnosed = diagnosis_lines(pairs)
     if diagnosed:  # only benches run with `measure_pool`
         summary["diagnosis"] = arm_diagnosis(diagnosed)
-    table = markdown_table(summary) + readout_markdown(summary["readout"])
+    table = (
+        markdown_table(summary)
+        + whole_groups_line(points, list(summary["strategies"]))
+        + readout_markdown(summary["readout"])
+    )
     table += diagnosis_markdown(summary.get("diagnosis") or {})
     drawn = draw_lines(out, pairs)
     if drawn:  # pairs whose run directory was kept

@@ -56,7 +56,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
 
     config, points, costs = read_results(folder)
     summary = summarize(points, config, costs)
-    table = markdown_table(summary)
+    table = markdown_table(summary) + whole_groups_line(points, list(summary["strategies"]))
     readouts = Path(folder) / READOUTS
     if readouts.is_file():  # benches run before the savings readout (issue 39) have none
         lines = [json.loads(line) for line in readouts.read_text().splitlines() if line.strip()]
@@ -73,6 +73,21 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         summary["draws"] = arm_draws(lines)
         table += draws_markdown(summary["draws"])
     return summary, table
+
+
+def whole_groups_line(points: list[dict[str, Any]], order: list[str]) -> str:
+    """Each arm's zero-variance share of whole trained groups, as the bench counted them between evaluation points
+    (mean over its points), in `order`. The readout's share (below) reads the curriculum's feedback, which leaves
+    out rows a trainer reused from a pilot; this count keeps them."""
+    shares: dict[str, list[float]] = {}
+    for point in points:
+        if point.get("zero_variance_fraction") is not None:
+            shares.setdefault(point["strategy"], []).append(float(point["zero_variance_fraction"]))
+    if not shares:
+        return ""
+    arms = [arm for arm in order if arm in shares]  # the tables' order
+    cells = ", ".join(f"{arm} {sum(shares[arm]) / len(shares[arm]):.0%}" for arm in arms)
+    return f"\nZero-variance share of whole trained groups (the bench's count, reused pilot rows included): {cells}.\n"
 
 
 def publish(out: Path, folder: Path) -> None:
