@@ -191,6 +191,8 @@ def share_of_saving(arm: list[float], oracle: list[float]) -> dict[str, Any]:
         return {"mean": point, "low": None, "high": None, "n": n}
     draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
     values = sorted(v for v in (share(row) for row in draws.tolist()) if v is not None)
+    if not values:  # no resample in which the oracle saved: no interval
+        return {"mean": point, "low": None, "high": None, "n": n}
     low = values[int(0.025 * (len(values) - 1))]
     high = values[int(math.ceil(0.975 * (len(values) - 1)))]
     return {"mean": point, "low": low, "high": high, "n": n}
