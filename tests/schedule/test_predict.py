@@ -3,7 +3,7 @@
 Its formulas against a brute-force float64 computation over the observations one by one; the diagnosis it answers
 (a family whose members are each all right or all wrong looks like 0.5 to a pass-rate average, not to this
 predictor); the simulated improving policy of tests/simulation.py; resume; its options' one-line errors through the
-console script; and an epoch's update at 1000 prompts well under a second.
+console script; and an epoch's draw over a 1,000-prompt pool (its speed is not asserted: timing is for benches).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -151,15 +150,15 @@ def test_each_group_is_informative_all_right_or_neither_by_its_extremes():
     assert "\n" not in str(error.value)
 
 
-def test_an_epochs_update_at_1000_prompts_takes_well_under_a_second():
+def test_an_epochs_draw_over_a_1000_prompt_pool_takes_distinct_prompts():
+    # A pool twice the bench's, embeddings of a real model's width: the draw is still one epoch of distinct prompts.
     rng = np.random.default_rng(0)
     strategy = PredictStrategy(np.arange(1000), rng.normal(size=(1000, 576)).astype(np.float32), PredictOptions())
     memory = evidence(observations(rng, 1000, 10), PredictOptions()).to_memory()
     state = ScheduleState(ranking=np.arange(1000), scores=np.zeros(1000), memory=memory, epoch=10)
     context = RankingContext(gc_ids=np.arange(1000), scores=np.zeros(1000), subset_size=128)
-    started = time.perf_counter()
-    strategy.select(state, context, np.random.default_rng(0))
-    assert time.perf_counter() - started < 1.0
+    picked = np.asarray(strategy.select(state, context, np.random.default_rng(0)).positions)
+    assert len(picked) == 128 == len(set(picked.tolist())) and set(picked.tolist()) <= set(range(1000))
 
 
 # -- the simulated improving policy -------------------------------------------------------------------------------
