@@ -143,8 +143,8 @@ def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, in
 
 def score_helper_problems(model: Path, root: Path) -> Path:
     """A scores directory of the helper problems (3 rewordings each, with answers), scored with `model` on CPU."""
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     rows = [{**row, "problem": f"{row['problem']} (version {k})"} for k in range(3) for row in PROBLEMS]
     data = write_jsonl(root / "problems.jsonl", rows)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.schedule.figures import ACCURACY, Column
-from gaincurate.schedule.strategies import Strategy, draw_order
+from gaincurate.schedule.strategies.base import Strategy, draw_order
 
 NAME = "tempered"
 
@@ -45,8 +45,8 @@ class TemperedStrategy(Strategy):
 
 
 def register() -> None:
-    """The one registry line (`gaincurate.schedule.registry.STRATEGIES`), made at run time."""
-    from gaincurate.schedule.registry import STRATEGIES
+    """The one registry line (`gaincurate.schedule.strategies.registry.STRATEGIES`), made at run time."""
+    from gaincurate.schedule.strategies.registry import STRATEGIES
 
     STRATEGIES[NAME] = TemperedStrategy
 

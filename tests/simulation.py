@@ -9,7 +9,7 @@ and each selected prompt gets ROLLOUTS Bernoulli rollouts of that pass rate. The
 fixed table of uniforms per (prompt, epoch, rollout), so two strategies that pick the same prompt in the same
 epoch see the same rewards (common random numbers: comparisons between strategies are less noisy).
 
-`simulate` drives a run directory through the public API, `gaincurate.schedule.driver.init_run` and
+`simulate` drives a run directory through the public API, `gaincurate.schedule.run.driver.init_run` and
 `advance`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
 `gaincurate.feedback.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
 
@@ -70,13 +70,13 @@ class SimulatedPolicy:
 
 
 def simulated_screener(policy: SimulatedPolicy, calls: list[tuple[np.ndarray, int, int]]):
-    """A stand-in for `gaincurate.schedule.screeners.checkpoint_screener` that screens with the simulated policy.
+    """A stand-in for `gaincurate.schedule.run.screeners.checkpoint_screener` that screens with the simulated policy.
 
     Candidates drawn for epoch t are rolled with the pass rates of epoch t (the policy that will train it), from
     uniforms of their own (seeded by the run's seed and t), so screening never replays the training rollouts.
     Every call is appended to `calls` as (gc_ids, epoch, rollouts), so a test can count the rollouts spent.
     """
-    from gaincurate.schedule.screen import Screening
+    from gaincurate.schedule.strategies.screen import Screening
 
     def factory(run_dir: Path, scores_dir: Path, *, seed: int, model_path: Path | None, progress: Any = None):
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
@@ -168,9 +168,9 @@ def simulate(
 
     `checkpoint` is passed to every step, as `schedule run` passes the newest one (screen needs one to screen with).
     """
-    from gaincurate.schedule import rundir
     from gaincurate.schedule.config import ScheduleConfig
-    from gaincurate.schedule.driver import advance, init_run
+    from gaincurate.schedule.run import rundir
+    from gaincurate.schedule.run.driver import advance, init_run
 
     # No checkpoint scores here: gain and length move mu by accuracy alone (their angle term off).
     mu_settings = {"rescore": "none"} if strategy in ("gain", "length") else {}
@@ -239,7 +239,7 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         bands = []
         for seed in seeds:
             screener = simulated_screener(policy, [])
-            with _replaced("gaincurate.schedule.screeners", "checkpoint_screener", screener):
+            with _replaced("gaincurate.schedule.run.screeners", "checkpoint_screener", screener):
                 run_dir = root / f"run-{index}-{seed}"
                 result = simulate(scores, run_dir, policy, strategy=name, seed=seed, checkpoint=checkpoint, **options)
             bands.append(band(result))

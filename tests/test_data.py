@@ -6,10 +6,10 @@ import datasets
 import pytest
 from helpers import PROBLEMS
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.data import fingerprint, load_rows
 from gaincurate.errors import InputError
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.shards import read_manifest, read_scores
 
 

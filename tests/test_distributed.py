@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.distributed import assign
 from gaincurate.errors import InputError
 from gaincurate.scoring import merge, score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.shards import read_manifest, read_scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

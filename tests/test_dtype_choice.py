@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.errors import ConfigError
 from gaincurate.scoring import tuning
 from gaincurate.scoring.batch_size import choose_batch_tokens
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.dtype import choose_dtype, flops_per_token, model_shapes
 from gaincurate.scoring.fidelity import MAX_DIFF_FRACTION, MIN_SPEARMAN, verdict
 
@@ -203,8 +203,8 @@ def test_forced_dtype_skips_the_gate_and_a_slower_bf16_keeps_float32(tiny_llama,
 
 
 def test_split_runs_do_not_measure(tiny_llama, problems_file, tmp_path, monkeypatch):
-    from gaincurate.config import ScoreConfig as Config
     from gaincurate.model import resolve_source, source_fingerprint
+    from gaincurate.scoring.config import ScoreConfig as Config
 
     calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})
     source = resolve_source(str(tiny_llama))

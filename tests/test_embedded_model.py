@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.data import load_sample
 from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_source
 from gaincurate.prompts import CONTEXT, QUESTION, TEMPLATE, PromptEncoder
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.shards import read_scores
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.shards import read_scores
 
 pytestmark = pytest.mark.triton

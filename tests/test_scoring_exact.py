@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.metrics import concentration
 from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import pack_batches
 from gaincurate.shards import read_scores
 

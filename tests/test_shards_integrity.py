@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate.config import RunOptions, ScoreConfig, split_config
 from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.fileio import atomic_write, create_exclusive
 from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder, load_config
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig, split_config
 from gaincurate.shards import OutputLock, read_manifest, read_scores
 
 

@@ -111,10 +111,10 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     import torch
 
     from gaincurate.benchmarks.scoring import naive_scores
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model_folder(Path(tmp) / "model", shape, args.dtype)

@@ -132,9 +132,9 @@ def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
 
 def _score_once(config: Any, reference: np.ndarray | None) -> dict[str, Any]:
     """One `score` run in a fresh directory: its times, floor, choices and agreement with `reference`."""
-    from gaincurate.config import RunOptions
     from gaincurate.metrics import spearman
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions
     from gaincurate.shards import read_scores
 
     with tempfile.TemporaryDirectory() as out:
@@ -180,10 +180,10 @@ def _floor(run: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
 def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
     import torch
 
-    from gaincurate.config import ScoreConfig
     from gaincurate.model import load_tokenizer, resolve_source, source_fingerprint
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import tuning_cache
+    from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.dtype import layer_flops_per_token
 
     config = ScoreConfig(  # the bench's rows are questions only: no answer column to check

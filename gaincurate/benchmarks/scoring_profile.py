@@ -51,8 +51,8 @@ def profile_scoring(config: Any, questions: list[str]) -> dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from gaincurate.config import RunOptions
     from gaincurate.progress import NULL_PROGRESS
+    from gaincurate.scoring.config import RunOptions
     from gaincurate.scoring.prepare import load_scorer, plan_run, prepare
 
     with tempfile.TemporaryDirectory() as folder:
@@ -96,7 +96,7 @@ def bench_profile(options: ProfileBench) -> dict[str, Any]:
     import torch
 
     from gaincurate.benchmarks.scoring import write_rows
-    from gaincurate.config import ScoreConfig
+    from gaincurate.scoring.config import ScoreConfig
 
     if options.threads:
         torch.set_num_threads(options.threads)

@@ -101,7 +101,7 @@ def answer_gradient(model: Any, prompt_ids: list[int], answer_ids: list[int]) ->
 
 def _inputs(scores_dir: Path, data: str | None, answer_column: str, difficulty_column: str):
     """The scores table's gc_id, score, question tokens and question, with answers and difficulty."""
-    from gaincurate.config import split_config
+    from gaincurate.scoring.config import split_config
     from gaincurate.shards import read_manifest, read_scores
 
     config, _ = split_config(read_manifest(scores_dir)["config"])

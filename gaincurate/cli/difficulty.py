@@ -202,12 +202,12 @@ def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:
 def _online(run_dir: Path) -> dict[str, Any]:
     """`online_evaluation` of a run directory, with the run's own tau_attn, decay and calibrator."""
     from gaincurate.difficulty.online import online_evaluation
-    from gaincurate.schedule.reference import measurements
-    from gaincurate.schedule.rundir import load_run
+    from gaincurate.schedule.run.reference import measurements
+    from gaincurate.schedule.run.rundir import load_run
 
     run = load_run(run_dir)
     found = measurements(run_dir, run)
-    from gaincurate.schedule.dots import DotsOptions
+    from gaincurate.schedule.strategies.dots import DotsOptions
 
     config = run.config
     # A dots run predicts with its own settings; another strategy's run is read with dots' defaults.

@@ -1,4 +1,4 @@
-"""`gaincurate schedule ...`: thin commands over `gaincurate.schedule.driver` and `gaincurate.integrations.command`.
+"""`gaincurate schedule ...`: thin commands over `gaincurate.schedule.run.driver` and `gaincurate.integrations.command`.
 
     gaincurate schedule init --scores scores/ --run run/ --seed 1
     gaincurate schedule next --run run/                                 # writes run/epoch-0000.parquet
@@ -85,7 +85,7 @@ def init(
         )  # fmt: skip
     for warning in caught:  # an old option name: one line saying the new one
         note(f"note: {warning.message}")
-    from gaincurate.schedule.driver import init_run
+    from gaincurate.schedule.run.driver import init_run
     from gaincurate.schedule.sizes import subset_choice
 
     _, scheduler = init_run(run, scores, schedule_config)
@@ -160,14 +160,14 @@ def next_(
 ) -> None:
     """Consume the last epoch's feedback, update the strategy (gain: move mu) and write the next epoch (epoch 0 on
     the first call)."""
-    from gaincurate.schedule.driver import advance
+    from gaincurate.schedule.run.driver import advance
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
         step = advance(run, feedback=feedback, checkpoint=checkpoint, progress=progress)
     for notice in step.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
-    from gaincurate.schedule.registry import strategy_class, top_level
+    from gaincurate.schedule.strategies.registry import strategy_class, top_level
 
     strategy = strategy_class(step.strategy)
     result = {
@@ -219,8 +219,8 @@ def run_(
             echo=None if quiet else sys.stderr,  # the trainer's output, bounded (its full log is in RUN/logs/)
         )  # fmt: skip
     from gaincurate.schedule.figures import figure_words
-    from gaincurate.schedule.registry import strategy_class, top_level
-    from gaincurate.schedule.rundir import load_run
+    from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.strategies.registry import strategy_class, top_level
 
     done = {"trained": result.trained, "epoch": result.epoch, **top_level(result.draw), "draw": result.draw}
     words = figure_words(strategy_class(load_run(run).config.strategy).columns, result.draw)  # "mu 410.7"
@@ -252,9 +252,9 @@ def status(
     """Show each epoch's accuracy and savings readout: what the strategy aimed at, what the feedback measured,
     the share of zero-variance groups against a uniform draw's estimate, and warnings (docs/readout.md)."""
     from gaincurate.cli.status import draw_status
-    from gaincurate.schedule.driver import run_status
-    from gaincurate.schedule.plot import save_plot
-    from gaincurate.schedule.rundir import load_run
+    from gaincurate.schedule.run.driver import run_status
+    from gaincurate.schedule.run.plot import save_plot
+    from gaincurate.schedule.run.rundir import load_run
 
     thresholds = Thresholds(zero_variance=warn_zero_variance, correlation=warn_correlation)
     report = run_status(run, thresholds) | {"finished": load_run(run).is_finished}

@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal
 import typer
 
 from gaincurate.schedule.config import FORMATS
-from gaincurate.schedule.greso import ZeroVarianceOptions
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.registry import STRATEGIES
+from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
+from gaincurate.schedule.strategies.registry import STRATEGIES
 
 
 def _size(text: str) -> str:

@@ -19,9 +19,9 @@ import typer
 from gaincurate.cli.options import AsJson, ConfigFile, Device, Quiet, ScoreConfigFile
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import emit
-from gaincurate.config import BACKENDS, DEBIAS, RunOptions, ScoreConfig
 from gaincurate.errors import Interrupted, InterruptedCommand
 from gaincurate.model import SITES
+from gaincurate.scoring.config import BACKENDS, DEBIAS, RunOptions, ScoreConfig
 
 SCORE_EXAMPLES = (
     "Examples:\n\n"
@@ -190,8 +190,8 @@ _PASSED_ON = ("dataset", "out", "model", "split", "prompt_column", "answer_colum
 
 def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
     """Defaults, then `--config FILE`, then the flags given: the `no_*` switches become config values."""
-    from gaincurate.config import build_config
     from gaincurate.prompts import load_few_shot
+    from gaincurate.scoring.config import build_config
 
     flags = {name: given[name] for name in _PASSED_ON}
     if given["no_system_prompt"]:

@@ -18,7 +18,7 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from gaincurate.schedule.figures import STATE, cell, figure_words
-    from gaincurate.schedule.registry import strategy_class
+    from gaincurate.schedule.strategies.registry import strategy_class
 
     columns = strategy_class(report["params"]["strategy"]).columns
     where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"

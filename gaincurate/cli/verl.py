@@ -41,7 +41,7 @@ def export(
     Train on it with the one-launch curriculum (verl 0.9.1) or the curriculum sampler (verl 0.5-0.7.1);
     each picks the epoch's rows from it. Example: `gaincurate verl export --scores scores/ --out all.parquet`.
     """
-    from gaincurate.integrations.verl import export_prompts
+    from gaincurate.integrations.verl.sampler import export_prompts
 
     path = export_prompts(scores, out, data_source=data_source)
     emit({"out": str(path)}, as_json=as_json, human=lambda stdout: stdout.line(str(path)))

@@ -13,5 +13,5 @@
 
 It imports `gaincurate.feedback` and never `gaincurate.schedule`: the schedule builds on it, not the reverse.
 
-The `dots` schedule strategy (`gaincurate.schedule.dots`) uses `predict` and `reference` each epoch.
+The `dots` schedule strategy (`gaincurate.schedule.strategies.dots`) uses `predict` and `reference` each epoch.
 """

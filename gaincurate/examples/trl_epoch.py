@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from trl import GRPOConfig, GRPOTrainer
 
     from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
-    from gaincurate.integrations.trl_noise import quiet_training_noise
+    from gaincurate.integrations.trl.noise import quiet_training_noise
     from gaincurate.model import resolve_source
 
     class StopAfterOneEpoch(TrainerCallback):

@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
     from gaincurate.schedule import ScheduleConfig
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gaincurate-trl-"))
     model_dir = Path(args.model) if args.model else build_tiny_model(workdir / "model")

@@ -19,8 +19,8 @@ own process group, which a signal to us stops too. Its output goes to RUN/logs/e
 copy to `echo`. A failing or stopped command stops the loop with its exit code and the tail of its log; an
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
-Each epoch's update is `gaincurate.schedule.driver.advance`, the step `schedule next` takes; the run
-directory is written through `gaincurate.schedule.rundir` only. `FeedbackFile(path)` is what a trainer
+Each epoch's update is `gaincurate.schedule.run.driver.advance`, the step `schedule next` takes; the run
+directory is written through `gaincurate.schedule.run.rundir` only. `FeedbackFile(path)` is what a trainer
 command's reward function uses to append its feedback lines to the file this loop reads after the epoch.
 """
 
@@ -40,11 +40,11 @@ from gaincurate.errors import ConfigError, GaincurateError, InputError
 from gaincurate.feedback import append_rollouts
 from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule import rundir
-from gaincurate.schedule.checkpoints import find_checkpoint
-from gaincurate.schedule.driver import advance, check_feedback
 from gaincurate.schedule.figures import drawn_figures, figure_words
-from gaincurate.schedule.registry import strategy_class
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.checkpoints import find_checkpoint
+from gaincurate.schedule.run.driver import advance, check_feedback
+from gaincurate.schedule.strategies.registry import strategy_class
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20

@@ -4,7 +4,7 @@ The pure core (numpy only, no files) is importable from here, for in-process tra
 
     from gaincurate.schedule import Scheduler, ScheduleConfig, PromptSet
 
-The run directory (`gaincurate.schedule.rundir`), the epoch loop (`.driver`), the in-process driver
+The run directory (`gaincurate.schedule.run.rundir`), the epoch loop (`.driver`), the in-process driver
 (`.curriculum`), checkpoint discovery (`.checkpoints`) and the CLI (`.cli`) are imported from their
 modules; they need pyarrow.
 """
@@ -14,7 +14,7 @@ from gaincurate.schedule.core import EpochPlan, EpochRecord, EpochStep, Rescored
 from gaincurate.schedule.feedback import Feedback, read_feedback, summarize_feedback
 from gaincurate.schedule.options import Options
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Selection, Strategy, StrategyInputs
 
 __all__ = [
     "EpochPlan",

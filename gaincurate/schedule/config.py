@@ -2,7 +2,7 @@
 
 `ScheduleConfig` holds the common settings (the strategy, the seed, the epoch's size, the reward range, the
 epoch file format, the filters) and `options`, the named strategy's `Options` dataclass, defined in that
-strategy's module (`gaincurate.schedule.registry` lists them). A strategy's options may be given flat:
+strategy's module (`gaincurate.schedule.strategies.registry` lists them). A strategy's options may be given flat:
 
     ScheduleConfig(strategy="dots", subset_size="5%", tau=0.1)      # options=DotsOptions(tau=0.1)
 
@@ -27,9 +27,9 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
-from gaincurate.schedule.greso import ZeroVarianceOptions
 from gaincurate.schedule.options import Options, is_number
-from gaincurate.schedule.registry import STRATEGIES, check_filters, strategy_class
+from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
+from gaincurate.schedule.strategies.registry import STRATEGIES, check_filters, strategy_class
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparison (docs/strategies.md, "Which strategy by default").
@@ -56,7 +56,7 @@ class ScheduleConfig:
     rescore_nproc: int  # processes for checkpoint re-scoring (torchrun); 1 = in this process
     band: tuple[float, float] | None  # keep prompts whose pass-rate estimate lies in [LO, HI] first
     skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy (None: off)
-    options: Options  # the strategy's own (gaincurate.schedule.registry)
+    options: Options  # the strategy's own (gaincurate.schedule.strategies.registry)
 
     def __init__(
         self,

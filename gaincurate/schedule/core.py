@@ -1,8 +1,8 @@
 """The scheduler: a pure state machine from feedback (and the model's fresh scores) to the next epoch's prompts.
 
-No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.driver` wraps
+No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run.driver` wraps
 it with a run directory. One step consumes the latest epoch's feedback through the strategy's declared hooks
-(`gaincurate.schedule.strategies.Strategy`: observe, measure, update) and draws the next epoch with
+(`gaincurate.schedule.strategies.base.Strategy`: observe, measure, update) and draws the next epoch with
 `numpy.random.default_rng([seed, epoch])`, so the same config, seed and feedback always give the same epochs.
 
     scheduler = Scheduler(ScheduleConfig(strategy="gain", seed=1), prompts)
@@ -22,9 +22,9 @@ import numpy as np
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
-from gaincurate.schedule.registry import build_strategy
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.base import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.registry import build_strategy
 
 
 @dataclass(frozen=True)

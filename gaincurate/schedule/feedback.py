@@ -26,6 +26,8 @@ import numpy as np
 from gaincurate.errors import InputError
 from gaincurate.feedback import Rollout, no_rollout_error, read_rollouts, tally, validated
 
+EXACT = 1e-9  # correctness is reward rescaled to [0, 1]: all-correct sums to the rollout count up to rounding
+
 
 @dataclass(frozen=True)
 class Feedback:

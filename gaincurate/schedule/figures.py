@@ -4,7 +4,7 @@ A strategy lists `Column`s (`Strategy.columns`): each a number its history line 
 `schedule status` shows it under, the mark the plot draws it with, and the name a trainer's log gives it
 (`curriculum/<logged>`). A column declared `drawn` is also a number of the draw: the strategy's memory keeps the
 current one under the same key, so the waiting epoch's row, the status title and `draw_info` show it. The code that
-reads these declarations (`gaincurate.cli.status`, `gaincurate.schedule.plot`, the TRL callback, the verl and
+reads these declarations (`gaincurate.cli.status`, `gaincurate.schedule.run.plot`, the TRL callback, the verl and
 command loops) loops over them and names no strategy's key.
 
 The default columns are the epoch's accuracy, its rollouts and its state (trained, or waiting); `STATE` is the
@@ -60,7 +60,7 @@ def cell(column: Column, value: Any) -> str:
 
 
 def figure_words(columns: Iterable[Column], values: dict[str, Any], n_prompts: int | None = None) -> str:
-    """"mu 0.0" (or "mu 0.0 of 7" given N for a rank position): every declared number in `values`, by heading."""
+    """ "mu 0.0" (or "mu 0.0 of 7" given N for a rank position): every declared number in `values`, by heading."""
     words = []
     for column in columns:
         if column.key in values and values[column.key] is not None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gaincurate.config import ScoreConfig
 from gaincurate.prompts import EncodedPrompt, PromptEncoder
+from gaincurate.scoring.config import ScoreConfig
 
 BATCH_SIZES = (256, 512, 1024, 2048)
 SAMPLE_ROWS = 128

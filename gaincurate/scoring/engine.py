@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.metrics import concentration
 from gaincurate.model import SiteForward
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import NUM_SEGMENTS, QUESTION, EncodedPrompt, PromptEncoder
+from gaincurate.scoring.config import ScoreConfig, resolve_batch_tokens
 
 
 @dataclass

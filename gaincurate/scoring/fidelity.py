@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.config import ScoreConfig
 from gaincurate.metrics import spearman
 from gaincurate.prompts import EncodedPrompt, PromptEncoder
+from gaincurate.scoring.config import ScoreConfig
 
 GATE_PROMPTS = 64
 MIN_SPEARMAN = 0.995

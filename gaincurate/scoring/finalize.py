@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import __version__
-from gaincurate.config import RunOptions, ScoreConfig, manifest_config
 from gaincurate.fileio import atomic_write_json, file_sha256
 from gaincurate.metrics import apply_debias, fit_length_debias, spearman
 from gaincurate.model import describe_model
 from gaincurate.prompts import for_column
+from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
 from gaincurate.scoring.prepare import Loaded, Prepared
 from gaincurate.scoring.tuning import floor_fields
 from gaincurate.shards import FORMAT_VERSION, MANIFEST, read_shard, shard_name

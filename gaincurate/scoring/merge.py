@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate import distributed
-from gaincurate.config import split_config
 from gaincurate.errors import InputError
 from gaincurate.fileio import read_json
+from gaincurate.scoring.config import split_config
 from gaincurate.scoring.finalize import finalize
 from gaincurate.shards import read_manifest
 

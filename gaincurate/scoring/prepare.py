@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import distributed
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.data import LoadedDataset, check_answers, load_rows
 from gaincurate.data import fingerprint as dataset_fingerprint
 from gaincurate.model import (
@@ -34,6 +33,7 @@ from gaincurate.model import (
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.scoring.tuning import tune

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.config import RunOptions, ScoreConfig, split_config
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_source
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder, for_column
+from gaincurate.scoring.config import RunOptions, ScoreConfig, split_config
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.shards import read_manifest, read_scores
 

@@ -18,12 +18,12 @@ import pyarrow as pa
 
 from gaincurate import distributed
 from gaincurate.columns import column_values, has_column
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError, GaincurateError, Interrupted
 from gaincurate.fileio import atomic_write_json
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import Scorer
 from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
 from gaincurate.scoring.output import OutputClaim, check_resume, shards_to_write

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gaincurate.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.errors import ConfigError
 from gaincurate.model import ModelSource, load_config, resolve_dtype, resolve_layer
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder
 from gaincurate.scoring import tuning_cache
 from gaincurate.scoring.batch_size import choose_batch_tokens, measure_batch_sizes
+from gaincurate.scoring.config import ScoreConfig, resolve_batch_tokens
 from gaincurate.scoring.dtype import (
     choose_dtype,
     flops_per_token,

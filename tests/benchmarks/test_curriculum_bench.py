@@ -16,8 +16,8 @@ from gaincurate.benchmarks.curriculum import known_strategies, run_bench
 from gaincurate.benchmarks.curriculum.configs import BUNDLED
 from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.registry import STRATEGIES
-from gaincurate.schedule.strategies import POLICY
+from gaincurate.schedule.strategies.base import POLICY
+from gaincurate.schedule.strategies.registry import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")  # the installed console script, as a user runs it

@@ -52,8 +52,8 @@ def test_answer_gradient_is_the_answer_tokens_mean_nll_and_its_full_gradient_nor
 
 @pytest.fixture(scope="module")
 def scored(tiny_llama, tmp_path_factory):
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     root = tmp_path_factory.mktemp("signal")
     data = write_jsonl(root / "problems.jsonl", PROBLEMS)

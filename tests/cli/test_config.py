@@ -9,7 +9,7 @@ import typer
 
 from gaincurate.cli import app
 from gaincurate.cli.score import score_config_file
-from gaincurate.config import RunOptions, ScoreConfig, manifest_config
+from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
 
 
 def leaf_commands(command=None, path="gaincurate"):
@@ -41,7 +41,7 @@ def test_config_values_are_defaults_and_flags_override_them(scored, gaincurate, 
 
 
 def test_schedule_init_reads_its_options_from_the_file(scored, gaincurate, tmp_path):
-    from gaincurate.schedule.rundir import load_run
+    from gaincurate.schedule.run.rundir import load_run
 
     (tmp_path / "init.toml").write_text(f'scores = "{scored}"\nstrategy = "uniform"\nsubset-size = 4\nseed = 7\n')
     result = gaincurate(

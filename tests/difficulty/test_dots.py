@@ -17,11 +17,11 @@ from gaincurate.difficulty.estimate import NEIGHBOUR_ROLLOUTS
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.dots import DotsStrategy, selection_probabilities
-from gaincurate.schedule.driver import advance, init_run
-from gaincurate.schedule.rundir import load_run
+from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.rundir import load_run
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import RankingContext, StrategyInputs, draw_without_replacement
+from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_without_replacement
+from gaincurate.schedule.strategies.dots import DotsStrategy, selection_probabilities
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
 
@@ -169,7 +169,7 @@ def test_a_reference_file_aims_epoch_zero(embedded_scores, tmp_path):
 
 
 def _scores(directory: Path):
-    from gaincurate.schedule.inputs import load_scores
+    from gaincurate.schedule.run.inputs import load_scores
 
     return load_scores(directory)
 

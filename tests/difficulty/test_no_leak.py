@@ -21,8 +21,8 @@ from gaincurate.difficulty.calibrate import FitConfig
 from gaincurate.difficulty.jobs import fit_scores, predict_scores
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run, open_scheduler
-from gaincurate.schedule.rundir import load_run
+from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
+from gaincurate.schedule.run.rundir import load_run
 
 REFERENCE = list(range(0, 60, 2))  # 30 measured prompts
 CHANGED = 10  # the prompt whose label changes

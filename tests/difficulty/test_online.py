@@ -12,9 +12,9 @@ from difficulty_helpers import write_feedback
 from gaincurate.difficulty.online import online_evaluation
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run, open_scheduler
-from gaincurate.schedule.reference import measurements
-from gaincurate.schedule.rundir import load_run, reference_path
+from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
+from gaincurate.schedule.run.reference import measurements
+from gaincurate.schedule.run.rundir import load_run, reference_path
 
 EPOCHS = 4
 CONFIG = ScheduleConfig(strategy="dots", subset_size=12, seed=4, tau_attn=0.2)

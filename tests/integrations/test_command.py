@@ -18,8 +18,8 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop
 from gaincurate.integrations.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run, run_status
-from gaincurate.schedule.rundir import load_run, read_history
+from gaincurate.schedule.run.driver import advance, init_run, run_status
+from gaincurate.schedule.run.rundir import load_run, read_history
 
 CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
 
@@ -315,7 +315,7 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
     tmp_path, scores_dir, trainer_cmd, monkeypatch
 ):
     """`schedule run --strategy screen`: epoch 0 screens with the initial weights, epoch k with checkpoint k-1's."""
-    from gaincurate.schedule.screen import Screening
+    from gaincurate.schedule.strategies.screen import Screening
 
     used: list[tuple[int, str | None, int]] = []
 
@@ -327,7 +327,7 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
 
         return screen
 
-    monkeypatch.setattr("gaincurate.schedule.screeners.checkpoint_screener", factory)
+    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", factory)
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(strategy="screen", subset_size=6, seed=2))
     base = write_hf_model(tmp_path / "base-model")

@@ -18,7 +18,7 @@ from schedule_helpers import write_scores, write_trl_checkpoint
 from test_command import TRAINER
 
 from gaincurate.errors import InputError
-from gaincurate.integrations.verl_checkpoint import StepScheduleOnSave
+from gaincurate.integrations.verl.checkpoint import StepScheduleOnSave
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "gaincurate"
 INIT = ["--strategy", "gain", "--subset-size", "6", "--seed", "5", "--rescore", "subset"]

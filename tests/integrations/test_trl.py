@@ -39,8 +39,8 @@ from gaincurate.integrations.trl import (
     resume_checkpoint,
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler
-from gaincurate.schedule.inputs import load_scores
-from gaincurate.schedule.rundir import read_history
+from gaincurate.schedule.run.inputs import load_scores
+from gaincurate.schedule.run.rundir import read_history
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ pytest.importorskip("trl")
 from helpers import write_jsonl
 from trl_helpers import grpo_settings, parity_reward
 
-from gaincurate.config import RunOptions, ScoreConfig
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl import GainCurriculum
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.rundir import load_run
+from gaincurate.schedule.run.rundir import load_run
 from gaincurate.scoring import score
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 
 N_ROWS = 8
 CONSOLE_SCRIPT = Path(sys.executable).parent / "gaincurate"
@@ -240,7 +240,7 @@ def test_scores_without_hash_columns_still_train_and_say_once_they_are_unchecked
     import pyarrow as pa
     from fake_scores import score_columns, write_scores_dir
 
-    from gaincurate.integrations.trl_sampler import check_same_prompts, rows_by_gc_id
+    from gaincurate.integrations.trl.sampler import check_same_prompts, rows_by_gc_id
 
     rows = pa.Table.from_pylist([{"problem": f"q{i}", "answer": str(i)} for i in range(N_ROWS)])
     columns = score_columns(np.arange(N_ROWS, dtype=float), [3] * N_ROWS)

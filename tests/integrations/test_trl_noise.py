@@ -8,7 +8,7 @@ import warnings
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from gaincurate.integrations.trl_noise import TIED_HEAD_MISSING, quiet_training_noise
+from gaincurate.integrations.trl.noise import TIED_HEAD_MISSING, quiet_training_noise
 
 
 def tiny(tied: bool) -> LlamaForCausalLM:

@@ -19,7 +19,7 @@ from trl_helpers import NUM_GENERATIONS, score_prompts
 from gaincurate.integrations.trl import GainCurriculum
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.rundir import load_run, read_history
+from gaincurate.schedule.run.rundir import load_run, read_history
 
 SUBSET, FACTOR, ROLLOUTS = 4, 2, 2  # m, k, r
 PILOTED = FACTOR * SUBSET
@@ -33,7 +33,7 @@ def scores(tiny_llama, tmp_path_factory):
 
 
 def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule import screeners
+    from gaincurate.schedule.run import screeners
 
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []

@@ -19,9 +19,9 @@ pytest.importorskip("trl")
 from test_trl_screen import RecordingScreener
 from trl_helpers import grpo_settings, score_prompts
 
-from gaincurate.integrations import trl_reuse
-from gaincurate.integrations.rewards import REUSED_COLUMN
 from gaincurate.integrations.trl import GainCurriculum
+from gaincurate.integrations.trl import reuse as trl_reuse
+from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
 
@@ -70,8 +70,8 @@ def trained(scores, tiny_llama, tmp_path_factory):
     from trl import GRPOConfig, GRPOTrainer
 
     from gaincurate.integrations.trl import CurriculumGRPOTrainer
-    from gaincurate.schedule import screeners
-    from gaincurate.schedule.curriculum import CurriculumDriver
+    from gaincurate.schedule.run import screeners
+    from gaincurate.schedule.run.curriculum import CurriculumDriver
 
     patch = pytest.MonkeyPatch()
     patch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
@@ -194,7 +194,7 @@ def test_a_trainer_that_cannot_weigh_them_trains_full_groups_with_one_warning(sc
 
     curriculum = GainCurriculum(scores, CONFIG)
     settings = grpo_settings(tmp_path, num_generations=GROUP, per_device_train_batch_size=PROMPTS_PER_STEP * GROUP)
-    with caplog.at_level(logging.WARNING, logger="gaincurate.integrations.trl_reuse"):
+    with caplog.at_level(logging.WARNING, logger="gaincurate.integrations.trl.reuse"):
         trainer = CurriculumGRPOTrainer(
             model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=GRPOConfig(**settings, loss_type="sapo"),
             reward_funcs=[SeenRewards()], processing_class=AutoTokenizer.from_pretrained(tiny_llama),

@@ -17,8 +17,8 @@ from trl_helpers import NUM_GENERATIONS, EpochRewards, grpo_settings, score_prom
 from gaincurate.integrations.trl import GainCurriculum
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.rundir import read_history
-from gaincurate.schedule.screen import Screening
+from gaincurate.schedule.run.rundir import read_history
+from gaincurate.schedule.strategies.screen import Screening
 
 SUBSET, FACTOR, ROLLOUTS = 4, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET
@@ -94,7 +94,7 @@ def check_epochs(history, rewards, calls, plan_ids) -> None:
 
 
 def test_grpo_trains_the_prompts_the_live_model_screened(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule import screeners
+    from gaincurate.schedule.run import screeners
 
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
@@ -129,7 +129,7 @@ def fixed_rates(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
 
 
 def test_a_custom_screener_decides_each_epoch(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule import screeners
+    from gaincurate.schedule.run import screeners
 
     def no_live_screener(*args, **kwargs):
         raise AssertionError("a given screener replaces the live one")

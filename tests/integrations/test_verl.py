@@ -19,8 +19,8 @@ import torch
 from schedule_helpers import without_timings, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations import verl as verl_integration
-from gaincurate.integrations.verl import (
+from gaincurate.integrations.verl import sampler as verl_integration
+from gaincurate.integrations.verl.sampler import (
     GainCurriculumSampler,
     SamplerSettings,
     batch_rollouts,
@@ -28,9 +28,9 @@ from gaincurate.integrations.verl import (
     recording_score,
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler
-from gaincurate.schedule.driver import init_run
-from gaincurate.schedule.inputs import load_scores
-from gaincurate.schedule.rundir import read_history
+from gaincurate.schedule.run.driver import init_run
+from gaincurate.schedule.run.inputs import load_scores
+from gaincurate.schedule.run.rundir import read_history
 
 CONFIG = ScheduleConfig(strategy="gain", subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
 BATCH = 2  # data.train_batch_size: prompts per step
@@ -227,13 +227,15 @@ def test_export_holds_every_prompt_with_its_gc_id(setup, tmp_path):
 
 def test_the_one_launch_replay_buffer_hands_each_epochs_readout_to_verls_logger_once():
     """verl's trainer logs the metrics its replay buffer's `sample` returns; an epoch's readout rides along once."""
-    from gaincurate.integrations.verl_v1 import unreported_readout
+    from gaincurate.integrations.verl.one_launch import unreported_readout
 
     history = [{"epoch": 0, "accuracy": 0.5, "readout": {"zero_variance": 0.25, "estimate": "x", "correlation": None}}]
     metrics, reported = unreported_readout(history, 0)
     assert metrics == {"curriculum/accuracy": 0.5, "curriculum/zero_variance": 0.25} and reported == 1
     assert unreported_readout(history, reported) == ({}, 1)
-    from gaincurate.schedule.update import MU_COLUMNS  # gain's declared numbers go with it, as TRL logs them
+    from gaincurate.schedule.strategies.gain_update import (
+        MU_COLUMNS,  # gain's declared numbers go with it, as TRL logs them
+    )
 
     gain = [{**history[0], "mu": 0.0, "ang": None, "delta": 3.0, "mu_next": 3.0}]
     metrics, _ = unreported_readout(gain, 0, MU_COLUMNS)

@@ -24,12 +24,12 @@ from verl_preprocessing import concatenated_gsm8k, gsm8k_split, math_split, writ
 from gaincurate.columns import VERL_ANSWER_PATH
 from gaincurate.data import check_answers, load_rows
 from gaincurate.errors import InputError
-from gaincurate.integrations import verl_reward
-from gaincurate.integrations.verl import _rows_by_gc_id, batch_rollouts, export_prompts
+from gaincurate.integrations.verl import reward as verl_reward
+from gaincurate.integrations.verl.sampler import _rows_by_gc_id, batch_rollouts, export_prompts
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run
-from gaincurate.schedule.epochs import epoch_table
-from gaincurate.schedule.inputs import load_scores
+from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.epochs import epoch_table
+from gaincurate.schedule.run.inputs import load_scores
 
 VERL_COLUMNS = ("data_source", "prompt", "ability", "reward_model")
 GAINCURATE = str(Path(sys.executable).parent / "gaincurate")

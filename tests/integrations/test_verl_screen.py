@@ -17,11 +17,11 @@ import pytest
 from schedule_helpers import snapshot, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl import GainCurriculumSampler, export_prompts
+from gaincurate.integrations.verl.sampler import GainCurriculumSampler, export_prompts
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.driver import init_run
-from gaincurate.schedule.rundir import load_run, read_history
-from gaincurate.schedule.screen import Screening
+from gaincurate.schedule.run.driver import init_run
+from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.strategies.screen import Screening
 
 SUBSET, FACTOR, ROLLOUTS = 6, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET
@@ -51,7 +51,7 @@ def setup(tmp_path):
 @pytest.fixture()
 def fake_screener(monkeypatch):
     """Replace `checkpoint_screener`: record each screener's model and each call; rates are gc_id % 3 of 2."""
-    from gaincurate.schedule import screeners
+    from gaincurate.schedule.run import screeners
 
     built: list[dict] = []
     calls: list[tuple[list[int], int, int]] = []

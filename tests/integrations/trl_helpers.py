@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import write_jsonl
 
-from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.schedule.run.curriculum import CurriculumDriver
 
 N_PROMPTS = 16
 NUM_GENERATIONS = 2
@@ -43,8 +43,8 @@ def score_prompts(model_dir: Path, out: Path) -> Path:
 
     With embeddings (`--embed`), so the dots strategy can run on it too.
     """
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     prompts = write_prompts(out.parent / f"{out.name}-prompts.jsonl")
     config = ScoreConfig(
@@ -83,7 +83,7 @@ def grpo_settings(output_dir: Path, **overrides) -> dict:
 def expected_mu_next(mu: float, accuracy: float, ang: float, driver: CurriculumDriver) -> tuple[float, float]:
     """DESIGN section 4, written out again: delta and mu_{t+1} from acc_t and ang_t (raw angle signal), with the
     driver's gain options and its sizes resolved for its prompt set."""
-    from gaincurate.schedule.gain import resolve_sizes
+    from gaincurate.schedule.strategies.gain import resolve_sizes
 
     options = driver.config.options
     sizes = resolve_sizes(options, driver.scheduler.n_prompts)

@@ -28,7 +28,7 @@ from trl_helpers import SCHEDULE, EpochRewards, expected_mu_next, grpo_settings,
 from gaincurate.integrations.trl import GainCurriculum
 from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig, ReplayGRPOTrainer
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.rundir import read_history
+from gaincurate.schedule.run.rundir import read_history
 
 GROUP = 4  # num_generations: a parity-rewarded group of 4 usually has signal, so the buffer fills
 BATCH = 3  # prompts per generation batch: ceil(0.5 * 3) = 2 fresh and 1 replayed once warm (the ceiling matters)

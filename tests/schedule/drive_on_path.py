@@ -21,7 +21,7 @@ from simd_paths import enabled_targets  # noqa: E402
 from test_recorded_runs import ROLLOUTS, RUNS, SETTINGS, feedback_rewards, schedule  # noqa: E402
 
 from gaincurate.feedback import append_rollouts  # noqa: E402
-from gaincurate.schedule import rundir  # noqa: E402
+from gaincurate.schedule.run import rundir  # noqa: E402
 
 
 def drive(name: str, run: Path, scores: Path, first: int, stop: int) -> None:

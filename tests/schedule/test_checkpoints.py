@@ -6,7 +6,7 @@ import json
 
 from schedule_helpers import write_hf_model, write_safetensors, write_trl_checkpoint
 
-from gaincurate.schedule.checkpoints import find_checkpoint, is_complete_model
+from gaincurate.schedule.run.checkpoints import find_checkpoint, is_complete_model
 
 
 def test_empty_or_missing_directory_has_none(tmp_path):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gaincurate.cli.schedule import app
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule.rundir import load_run
+from gaincurate.schedule.run.rundir import load_run
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_init_next_status(tmp_path, scores_dir):
         "--reward-max", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    from gaincurate.schedule.gain import resolve_sizes
+    from gaincurate.schedule.strategies.gain import resolve_sizes
 
     config = load_run(run).config
     options, sizes = config.options, resolve_sizes(config.options, 40)
@@ -104,7 +104,7 @@ def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_
     import typer.main
 
     from gaincurate.cli.schedule import app
-    from gaincurate.schedule.registry import STRATEGIES
+    from gaincurate.schedule.strategies.registry import STRATEGIES
 
     init = typer.main.get_command(app).commands["init"]
     shown = [p for p in init.params if p.param_type_name == "option" and not p.hidden]

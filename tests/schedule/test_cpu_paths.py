@@ -22,7 +22,7 @@ from schedule_helpers import snapshot, without_timings
 from simd_paths import enabled_targets, narrowest_environment
 from test_recorded_runs import EPOCHS, write_recorded_scores
 
-from gaincurate.schedule.rundir import read_history
+from gaincurate.schedule.run.rundir import read_history
 
 pytestmark = pytest.mark.determinism
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gaincurate.config import ScoreConfig
 from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
+from gaincurate.scoring.config import ScoreConfig
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 

@@ -21,8 +21,8 @@ from gaincurate.feedback import append_rollouts
 from gaincurate.rollout.config import RolloutResult
 from gaincurate.rollout.inputs import choose_ids
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run
-from gaincurate.schedule.rundir import load_run, read_history, reference_path
+from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.rundir import load_run, read_history, reference_path
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=16, seed=3, reference_every=2, reference_size=24)
 

@@ -13,12 +13,12 @@ from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, snapshot, without_timings,
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.curriculum import CurriculumDriver
-from gaincurate.schedule.driver import advance, init_run, run_status
-from gaincurate.schedule.plot import text_chart, write_plot
-from gaincurate.schedule.rundir import load_run, read_history
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.run.driver import advance, init_run, run_status
+from gaincurate.schedule.run.plot import text_chart, write_plot
+from gaincurate.schedule.run.rundir import load_run, read_history
 
 CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6, step_size=5, adj_max=12)
 

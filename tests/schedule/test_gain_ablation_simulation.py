@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from simulation import EPOCHS, band, bundled_policy, simulate, write_scores
 
-from gaincurate.schedule import rundir
-from gaincurate.schedule.gain import RANKING_STREAM
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.strategies.gain import RANKING_STREAM
 
 
 @pytest.fixture(scope="module")

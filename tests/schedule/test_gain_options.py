@@ -18,14 +18,14 @@ from schedule_helpers import drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.direction import average_ranks, spearman
-from gaincurate.schedule.driver import advance
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.gain import RANKING_STREAM, GainOptions, GainStrategy, resolve_sizes
-from gaincurate.schedule.strategies import PromptSet
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.strategies.base import PromptSet
+from gaincurate.schedule.strategies.gain import RANKING_STREAM, GainOptions, GainStrategy, resolve_sizes
+from gaincurate.schedule.strategies.gain_direction import average_ranks, spearman
 
 SMALL = {"seed": 3, "subset_size": 8, "sigma": 6, "step_size": 5, "adj_max": 12}
 NEW_FIELDS = ("ranking", "mu_control", "sweep_rate", "direction")

@@ -13,12 +13,14 @@ import pytest
 from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.gain import GainOptions, GainStrategy
-from gaincurate.schedule.greso import (
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy
+from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy
+from gaincurate.schedule.strategies.greso import (
     EXPLORE_STEP,
     KEEP_FLOOR,
     ZeroVarianceFilter,
@@ -26,8 +28,6 @@ from gaincurate.schedule.greso import (
     next_streaks,
     skip_probabilities,
 )
-from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext, Strategy
 
 CONFIG = ScheduleConfig(strategy="greso", subset_size=8, seed=5)
 

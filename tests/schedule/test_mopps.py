@@ -11,14 +11,20 @@ import pytest
 from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.driver import run_status
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd, update_posterior
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.driver import run_status
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import PromptSet, RankingContext
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext
+from gaincurate.schedule.strategies.mopps import (
+    DEFAULT_FORGET,
+    MoppsStrategy,
+    posterior_mean,
+    posterior_sd,
+    update_posterior,
+)
 
 CONFIG = ScheduleConfig(strategy="mopps", subset_size=8, seed=3, prior=(1.0, 2.0), forget=0.5)
 

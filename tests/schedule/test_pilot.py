@@ -17,12 +17,13 @@ from simulation import ROLLOUTS, band, bundled_policy, simulate, simulated_scree
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.driver import advance, init_run
-from gaincurate.schedule.mopps import update_posterior
-from gaincurate.schedule.pilot import (
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.mopps import update_posterior
+from gaincurate.schedule.strategies.pilot import (
     CANDIDATE_STREAM,
     PILOT_FACTOR,
     PILOT_KEY,
@@ -31,7 +32,6 @@ from gaincurate.schedule.pilot import (
     commit_order,
     thompson_candidates,
 )
-from gaincurate.schedule.state import ScheduleState
 
 SEEDS = (0, 1, 2)
 
@@ -172,7 +172,9 @@ def world(tmp_path_factory):
         if key not in runs:
             calls: list = []
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, calls))
+                patch.setattr(
+                    "gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls)
+                )
                 folder = root / f"run-{len(runs)}"
                 result = simulate(
                     scores, folder, policy, strategy=strategy, seed=seed, checkpoint=checkpoint, **options
@@ -244,7 +246,7 @@ def test_a_step_killed_in_its_pilot_or_before_state_json_resumes_to_the_same_run
     scores = write_scores(tmp_path / "scores", policy)
     checkpoint = write_hf_model(tmp_path / "policy")
     config = ScheduleConfig(strategy="pilot", subset_size=32, seed=6)
-    monkeypatch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, []))
+    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     drive(straight, scores, checkpoint, policy, 4, config=config)
     drive(killed, scores, checkpoint, policy, 2, config=config)
@@ -257,7 +259,7 @@ def test_a_step_killed_in_its_pilot_or_before_state_json_resumes_to_the_same_run
         return screen
 
     with monkeypatch.context() as patch:  # killed while piloting epoch 3's candidates
-        patch.setattr("gaincurate.schedule.screeners.checkpoint_screener", dies_in_its_pilot)
+        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", dies_in_its_pilot)
         with pytest.raises(KeyboardInterrupt):
             advance(killed, feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
     assert (killed / "state.json").read_bytes() == before
@@ -305,7 +307,7 @@ def test_a_pilot_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     run = tmp_path / "run"
     init_run(run, scores, ScheduleConfig(strategy="pilot", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, []))
+        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
         advance(run)  # epoch 0 pilots with the model the prompts were scored with
         before = (run / "state.json").read_bytes()
         with pytest.raises(InputError, match="--strategy pilot .* pass --checkpoint PATH"):

@@ -12,7 +12,7 @@ import json
 from schedule_helpers import snapshot
 from test_screen_rollout import console, epoch_ids, screened, tiny_scores, write_feedback  # noqa: F401 - a fixture
 
-from gaincurate.schedule import rundir
+from gaincurate.schedule.run import rundir
 
 SUBSET, FACTOR, ROLLOUTS = 2, 2, 2  # m, k, r
 PILOTED = FACTOR * SUBSET

@@ -1,4 +1,4 @@
-"""`predict`: the chance a prompt's next group is informative, learned across prompts (gaincurate/schedule/predict.py).
+"""`predict`: the chance a prompt's next group is informative, learned across prompts (schedule/strategies/predict.py).
 
 Its formulas against a brute-force float64 computation over the observations one by one; the diagnosis it answers
 (a family whose members are each all right or all wrong looks like 0.5 to a pass-rate average, not to this
@@ -24,12 +24,18 @@ from test_recorded_runs import write_recorded_scores
 
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
-from gaincurate.schedule.predict import Evidence, PredictOptions, PredictStrategy, group_outcomes, predict_informative
+from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import RankingContext
+from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.predict import (
+    Evidence,
+    PredictOptions,
+    PredictStrategy,
+    group_outcomes,
+    predict_informative,
+)
 
 SEEDS = (0, 1, 2)
 

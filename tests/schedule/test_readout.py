@@ -26,7 +26,7 @@ from gaincurate.schedule.readout import (
     uniform_zero_variance,
 )
 from gaincurate.schedule.state import Drawn, ScheduleState, Tally
-from gaincurate.schedule.strategies import Strategy
+from gaincurate.schedule.strategies.base import Strategy
 
 EPOCHS = 4
 
@@ -120,7 +120,7 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
 def test_every_strategy_gives_the_same_readout(world, tmp_path, monkeypatch, strategy, estimate):
     policy, scores = world
     calls: list = []
-    monkeypatch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, calls))
+    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls))
     checkpoint = write_hf_model(tmp_path / "policy") if strategy == "screen" else None  # the stand-in ignores it
     result = simulate(scores, tmp_path / "run", policy, strategy=strategy, seed=1, epochs=EPOCHS, checkpoint=checkpoint)
     readouts = [line["readout"] for line in result.history]
@@ -213,7 +213,7 @@ def test_a_state_written_before_the_record_loads_its_figures_into_it():
 
 
 def test_every_registered_strategy_says_how_it_draws():
-    from gaincurate.schedule.registry import STRATEGIES
+    from gaincurate.schedule.strategies.registry import STRATEGIES
 
     for name, cls in STRATEGIES.items():
         assert cls.draws, f"{name} has no `draws` line for schedule status"
@@ -242,7 +242,7 @@ def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_sche
     (tests/made_up_strategy.py: a `temperature` drawn, plotted `t`, logged) and name nothing of gain's."""
     import made_up_strategy
 
-    from gaincurate.schedule.registry import STRATEGIES
+    from gaincurate.schedule.strategies.registry import STRATEGIES
 
     monkeypatch.setitem(STRATEGIES, made_up_strategy.NAME, made_up_strategy.TemperedStrategy)
     policy, scores = world

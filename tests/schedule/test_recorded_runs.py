@@ -34,7 +34,7 @@ tests/schedule/recorded-v1/ keeps the recordings made before the strategy plug-i
 recordings against them: every epoch's gc_ids the same; for gain and length (mu's strategies) the epoch files the
 same bytes and the history the same lines; for the others the same with mu and its step (mu, ang, ang_source,
 signal, delta, mu_next, reranked) left out; and every state.json the same as the old one migrated by the loader
-(`gaincurate.schedule.rundir`: the config keeps its strategy's options only, mu moves into gain's memory).
+(`gaincurate.schedule.run.rundir`: the config keeps its strategy's options only, mu moves into gain's memory).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, write_hf_model
 from typer.testing import CliRunner
 
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule.screen import Screening
+from gaincurate.schedule.strategies.screen import Screening
 
 pytestmark = pytest.mark.determinism  # make test-determinism runs them again on the narrowest SIMD path
 
@@ -267,7 +267,7 @@ def scores(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", RUNS)
 def test_a_run_replays_its_recording_exactly(name, scores, tmp_path, monkeypatch):
-    monkeypatch.setattr("gaincurate.schedule.screeners.checkpoint_screener", fake_screener)
+    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", fake_screener)
     replayed = replay(name, tmp_path, scores)
     path = RECORDED / f"{name}.json"
     if RECORD:
@@ -313,7 +313,7 @@ def states(recording: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("name", [name for name in RUNS if (RECORDED_V1 / f"{name}.json").is_file()])
 def test_the_plug_ins_changed_only_what_is_documented(name):
-    from gaincurate.schedule.rundir import RunState, _from_version_1
+    from gaincurate.schedule.run.rundir import RunState, _from_version_1
 
     now, then = (json.loads((folder / f"{name}.json").read_text()) for folder in (RECORDED, RECORDED_V1))
     keeps_mu = name.split("-")[0] in ("gain", "length")

@@ -11,8 +11,8 @@ import pytest
 
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run, run_status
-from gaincurate.schedule.rundir import load_run, read_history
+from gaincurate.schedule.run.driver import advance, init_run, run_status
+from gaincurate.schedule.run.rundir import load_run, read_history
 
 CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6)
 GAINCURATE = Path(sys.executable).parent / "gaincurate"

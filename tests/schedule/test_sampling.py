@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from helpers import chi_square
 
-from gaincurate.schedule.gain import GainOptions, GainStrategy, LengthStrategy
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import (
+from gaincurate.schedule.strategies.base import (
     PromptSet,
     RankingContext,
     UniformStrategy,
@@ -18,6 +17,7 @@ from gaincurate.schedule.strategies import (
     gaussian_log_weights,
     gaussian_probabilities,
 )
+from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy, LengthStrategy
 
 
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:

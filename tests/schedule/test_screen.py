@@ -15,8 +15,8 @@ from simulation import band, bundled_policy, simulate, simulated_screener, write
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
-from gaincurate.schedule.strategies import RankingContext
+from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 
 SEEDS = (0, 1, 2)
 
@@ -152,7 +152,9 @@ def world(tmp_path_factory):
         if key not in runs:
             calls: list = []
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, calls))
+                patch.setattr(
+                    "gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls)
+                )
                 folder = root / f"run-{len(runs)}"
                 result = simulate(
                     scores, folder, policy, strategy=strategy, seed=seed, checkpoint=checkpoint, **options
@@ -192,15 +194,15 @@ def test_a_band_over_dots_and_mopps_keeps_extreme_prompts_out(world):
 
 
 def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
-    from gaincurate.schedule import rundir
-    from gaincurate.schedule.driver import advance, init_run
+    from gaincurate.schedule.run import rundir
+    from gaincurate.schedule.run.driver import advance, init_run
 
     policy = bundled_policy()
     scores = write_scores(tmp_path / "scores", policy)
     run = tmp_path / "run"
     init_run(run, scores, ScheduleConfig(strategy="screen", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gaincurate.schedule.screeners.checkpoint_screener", simulated_screener(policy, []))
+        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
         advance(run)  # epoch 0 screens with the model the prompts were scored with
         ids = rundir.load_run(run).schedule.subset_ids
         feedback = tmp_path / "rollouts.jsonl"

@@ -22,9 +22,9 @@ from schedule_helpers import snapshot
 
 from gaincurate.errors import InputError
 from gaincurate.rollout.answers import AnswerChecker
-from gaincurate.schedule import rundir
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.driver import advance, init_run
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.driver import advance, init_run
 
 SUBSET, FACTOR, ROLLOUTS = 2, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET

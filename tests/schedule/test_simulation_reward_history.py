@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from simulation import WINDOW, band, bundled_policy, simulate, write_scores
 
-from gaincurate.schedule.mopps import posterior_mean
+from gaincurate.schedule.strategies.mopps import posterior_mean
 
 SEEDS = (0, 1, 2)
 

@@ -1,4 +1,4 @@
-"""The `variance` strategy (gaincurate/schedule/variance.py): its formula against brute force, its draw, a
+"""The `variance` strategy (gaincurate/schedule/strategies/variance.py): its formula against brute force, its draw, a
 simulated learning policy (tests/simulation.py), and its options through the console script."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from simulation import band, bundled_policy, simulate, write_scores
 
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.mopps import posterior_sd
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies import RankingContext
-from gaincurate.schedule.variance import VarianceOptions, VarianceStrategy, expected_variance, values
+from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.mopps import posterior_sd
+from gaincurate.schedule.strategies.variance import VarianceOptions, VarianceStrategy, expected_variance, values
 
 
 def brute_force_expected_variance(a: float, b: float, points: int = 200_000) -> float:

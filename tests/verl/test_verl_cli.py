@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from schedule_helpers import write_scores
 
-from gaincurate.integrations.verl import export_prompts
+from gaincurate.integrations.verl.sampler import export_prompts
 
 
 def gaincurate(*args: str) -> subprocess.CompletedProcess:

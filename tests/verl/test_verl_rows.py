@@ -14,8 +14,9 @@ from helpers import run_cli
 from schedule_helpers import write_scores
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.integrations import verl_checkpoint, verl_reward
-from gaincurate.schedule.driver import advance
+from gaincurate.integrations.verl import checkpoint as verl_checkpoint
+from gaincurate.integrations.verl import reward as verl_reward
+from gaincurate.schedule.run.driver import advance
 
 
 def init(tmp_path, monkeypatch, capsys, *options: str) -> tuple[int, str, Path]:
@@ -128,7 +129,7 @@ def test_the_tracker_wait_ends_at_its_timeout(tmp_path):
 
 def test_the_sampler_module_loads_from_its_file_path_as_verls_loader_does():
     """verl runs the file under a name outside sys.modules; @dataclass must not need to resolve string annotations."""
-    import gaincurate.integrations.verl as module
+    import gaincurate.integrations.verl.sampler as module
 
     spec = importlib.util.spec_from_file_location("custom_module_gaincurate", module.__file__)
     loaded = importlib.util.module_from_spec(spec)

@@ -174,8 +174,8 @@ def score_pool(config: BenchConfig, pool_file: Path, model: str | None, out: Pat
     """Score the pool as a user would (`gaincurate score --embed`); returns the seconds it took."""
     import torch
 
-    from gaincurate.config import RunOptions, ScoreConfig
     from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     arith_format = {"system_prompt": None, "few_shot": ()} if config.task == "arith" else {}
     score_config = ScoreConfig(

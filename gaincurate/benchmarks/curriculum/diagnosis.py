@@ -74,7 +74,7 @@ class PoolInstrument:
             self._take()
 
     def _take(self) -> None:
-        from gaincurate.schedule.strategies import RankingContext, Selection
+        from gaincurate.schedule.strategies.base import RankingContext, Selection
 
         scheduler = self.curriculum.driver.scheduler
         state = scheduler.state

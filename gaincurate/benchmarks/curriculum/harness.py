@@ -35,7 +35,7 @@ from gaincurate.benchmarks.curriculum.diagnosis import PoolInstrument
 from gaincurate.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
 from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
-from gaincurate.integrations.rewards import REUSED_COLUMN
+from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 
 POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
               "sampled_accuracy")  # fmt: skip
@@ -194,7 +194,7 @@ class PairRun:
 
     def screen_spent(self) -> Any:
         """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
-        from gaincurate.schedule.screen import Spent
+        from gaincurate.schedule.strategies.screen import Spent
 
         return self.curriculum.screen_spent if self.curriculum is not None else Spent()
 
@@ -257,8 +257,8 @@ class PairRun:
         """screen's and pilot's measurement with the live model and the task's checker; on the clock: it is charged.
         `keep`: the completions and their mu go with it, so that the trainer trains on them (`trl_reuse`)."""
         from gaincurate.rollout.live import completion_logps
-        from gaincurate.schedule.screen import PilotCompletions, Screening
-        from gaincurate.schedule.screeners import screen_seed
+        from gaincurate.schedule.run.screeners import screen_seed
+        from gaincurate.schedule.strategies.screen import PilotCompletions, Screening
 
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
             sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
@@ -307,7 +307,7 @@ class PairRun:
 
     def run(self) -> dict[str, Any]:
         from gaincurate.integrations.trl import CurriculumGRPOTrainer
-        from gaincurate.integrations.trl_noise import quiet_training_noise
+        from gaincurate.integrations.trl.noise import quiet_training_noise
 
         config = self.config
         previous_threads = torch.get_num_threads()

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies import Report, Selection, Strategy, target_band
+from gaincurate.schedule.strategies.base import Report, Selection, Strategy, target_band
 
 NAME = "oracle"
 NONZERO = "oracle-nonzero"

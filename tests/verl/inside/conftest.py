@@ -46,7 +46,7 @@ def epoch_file(scores, workdir) -> Path:
 @pytest.fixture(scope="session")
 def exported(scores, workdir) -> Path:
     """Every scored prompt in verl's format, as `gaincurate verl export` writes it."""
-    from gaincurate.integrations.verl import export_prompts
+    from gaincurate.integrations.verl.sampler import export_prompts
 
     return export_prompts(scores, workdir / "all_prompts.parquet")
 

@@ -17,8 +17,8 @@ import pytest
 from verl_helpers import SUBSET, schedule, verl_version
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl_checkpoint import StepScheduleOnSave, model_merger_command
-from gaincurate.schedule.checkpoints import VERL_TRACKER, find_checkpoint
+from gaincurate.integrations.verl.checkpoint import StepScheduleOnSave, model_merger_command
+from gaincurate.schedule.run.checkpoints import VERL_TRACKER, find_checkpoint
 
 STEPS = 8  # steps per epoch: SUBSET rows in batches of 8
 needs_hook = pytest.mark.skipif(verl_version() < (0, 9, 1), reason="trainer.checkpoint_callback_class is verl >= 0.9.1")
@@ -108,7 +108,7 @@ def test_verls_builder_makes_the_hook_from_the_documented_config(verl_config, tm
 
     config = verl_config(
         [
-            "trainer.checkpoint_callback_class=gaincurate.integrations.verl_checkpoint.StepScheduleOnSave",
+            "trainer.checkpoint_callback_class=gaincurate.integrations.verl.checkpoint.StepScheduleOnSave",
             f"+gaincurate.run_dir={tmp_path / 'run'}",
             f"+reward.custom_reward_function.reward_kwargs.feedback_file={tmp_path / 'rollouts.jsonl'}",
         ]

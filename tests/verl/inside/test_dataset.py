@@ -50,9 +50,9 @@ def sampler_config(epoch_file: Path, **more: object):
 
 @pytest.mark.parametrize("route", ["pkg", "file"])
 def test_the_sampler_loads_by_package_and_by_file_path(route, epoch_file, exported, tokenizer, tmp_path):
-    import gaincurate.integrations.verl as module
+    import gaincurate.integrations.verl.sampler as module
 
-    path = "pkg://gaincurate.integrations.verl" if route == "pkg" else module.__file__
+    path = "pkg://gaincurate.integrations.verl.sampler" if route == "pkg" else module.__file__
     sampler_class = load_extern_object(path, "GainCurriculumSampler")
     sampler = sampler_class(dataset(exported, tokenizer, tmp_path), sampler_config(epoch_file))
     rows = list(iter(sampler))
@@ -62,7 +62,7 @@ def test_the_sampler_loads_by_package_and_by_file_path(route, epoch_file, export
 
 
 def test_filter_overlong_prompts_that_drops_scored_rows_is_refused(epoch_file, exported, tokenizer, tmp_path):
-    from gaincurate.integrations.verl import GainCurriculumSampler
+    from gaincurate.integrations.verl.sampler import GainCurriculumSampler
 
     prompts = pq.read_table(exported).column("prompt").to_pylist()
     lengths = sorted(len(prompt_ids(tokenizer, messages)) for messages in prompts)
@@ -82,7 +82,7 @@ def test_the_sampler_learns_from_real_dataprotos_and_steps_at_the_epoch_end(scor
     from verl.utils.dataset.rl_dataset import collate_fn
     from verl_helpers import schedule
 
-    from gaincurate.integrations.verl import GainCurriculumSampler
+    from gaincurate.integrations.verl.sampler import GainCurriculumSampler
 
     run = tmp_path / "run"
     schedule(

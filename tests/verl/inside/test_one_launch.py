@@ -212,7 +212,7 @@ def epoch_ids(run: Path, epoch: int) -> list[int]:
 
 
 def test_verl_loads_both_hooks_and_trains_each_epoch_in_rank_order(scores, launch, tmp_path):
-    from gaincurate.integrations.verl_v1 import GainCurriculumDataset, GainReplayBuffer
+    from gaincurate.integrations.verl.one_launch import GainCurriculumDataset, GainReplayBuffer
 
     launched = launch(new_run(scores, tmp_path / "run"))
     assert isinstance(launched.trainer.replay_buffer, GainReplayBuffer)
@@ -358,9 +358,9 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     import numpy as np
 
     from gaincurate import scoring
-    from gaincurate.schedule import screeners
     from gaincurate.schedule.config import STRATEGIES
-    from gaincurate.schedule.screen import Screening
+    from gaincurate.schedule.run import screeners
+    from gaincurate.schedule.strategies.screen import Screening
 
     screened, rescored = [], []
 
@@ -375,7 +375,7 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     monkeypatch.setattr(screeners, "checkpoint_screener", fake_screener)
     monkeypatch.setattr(scoring, "rescore", fake_rescore)
     subset = 2 * BATCH  # two steps an epoch: this test is about the strategies, not the steps
-    caplog.set_level(logging.WARNING, logger="gaincurate.integrations.verl_v1")
+    caplog.set_level(logging.WARNING, logger="gaincurate.integrations.verl.one_launch")
     runs = {strategy: ("--strategy", strategy) for strategy in STRATEGIES}
     runs["skip-zero-variance"] = ("--strategy", "dots", "--skip-zero-variance")
     runs["band"] = ("--strategy", "dots", "--band", "0.2,0.8")

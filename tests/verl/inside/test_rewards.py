@@ -7,7 +7,7 @@ import pytest
 from verl.utils.reward_score import default_compute_score
 
 from gaincurate.feedback import read_rollouts
-from gaincurate.integrations import verl_reward
+from gaincurate.integrations.verl import reward as verl_reward
 
 
 def rows(path):
@@ -72,7 +72,7 @@ def test_verls_loader_resolves_the_documented_reward_config(route, verl_config, 
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
     feedback = tmp_path / "rollouts.jsonl"
-    path = "pkg://gaincurate.integrations.verl_reward" if route == "pkg" else verl_reward.__file__
+    path = "pkg://gaincurate.integrations.verl.reward" if route == "pkg" else verl_reward.__file__
     config = verl_config(
         [
             f"reward.custom_reward_function.path={path}",

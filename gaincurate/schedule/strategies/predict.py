@@ -48,15 +48,15 @@ import numpy as np
 from gaincurate.difficulty.predict import QUERY_CHUNK, prepare_embeddings, self_index
 from gaincurate.difficulty.reference import PassRates, embeddings_from_table
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.mopps import per_prompt_feedback
+from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.readout import EXACT
-from gaincurate.schedule.strategies import EMBEDDINGS, ROLLOUTS, RankingContext, Report, Selection, Strategy
+from gaincurate.schedule.strategies.base import EMBEDDINGS, ROLLOUTS, RankingContext, Report, Selection, Strategy
+from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies import StrategyInputs
+    from gaincurate.schedule.strategies.base import StrategyInputs
 
 # Chosen with tests/simulation.py (docs/strategies.md, "predict"); the bench's pilot seeds are the coordinator's.
 PREDICT_FORGET = 0.9

@@ -1,7 +1,7 @@
 """TRL out of process: one epoch per command, driven by `gaincurate schedule run`.
 
 The epoch script reads its epoch file with `epoch_dataset`, trains with `shuffle_dataset=False` from
-`resume_checkpoint(...)`, and writes feedback with `gaincurate.integrations.rewards.record_rewards`.
+`resume_checkpoint(...)`, and writes feedback with `gaincurate.integrations.trl.rewards.record_rewards`.
 `docs/examples/trl_epoch.py` is a complete script.
 """
 
@@ -32,7 +32,7 @@ def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
     checkpoint that ended epoch `epoch - 1` is taken from the same directory; None means start from the model.
     So the two newest checkpoints are all it ever reads: `save_total_limit=2` keeps them and deletes the rest.
     """
-    from gaincurate.schedule.checkpoints import TRL_PATTERN, find_checkpoint
+    from gaincurate.schedule.run.checkpoints import TRL_PATTERN, find_checkpoint
 
     if not checkpoint or not TRL_PATTERN.match(Path(checkpoint).name):
         if epoch > 0:

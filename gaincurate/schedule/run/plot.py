@@ -21,7 +21,7 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.schedule.figures import Column, plot_label, plotted
-from gaincurate.schedule.registry import strategy_class
+from gaincurate.schedule.strategies.registry import strategy_class
 
 CHART_ROWS = 10
 

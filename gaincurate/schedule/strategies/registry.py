@@ -3,9 +3,9 @@
 A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
 config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table.
 
-The filters wrap the strategy the config names: `--band` (`gaincurate.schedule.band`) over a strategy that
+The filters wrap the strategy the config names: `--band` (`gaincurate.schedule.strategies.band`) over a strategy that
 declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then `--skip-zero-variance`
-(`gaincurate.schedule.greso`) outermost, over one that declares `ordered` and `keeps_zero_variance`.
+(`gaincurate.schedule.strategies.greso`) outermost, over one that declares `ordered` and `keeps_zero_variance`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.errors import ConfigError, setting
-from gaincurate.schedule.band import BandFilter, band_note
-from gaincurate.schedule.dots import DotsStrategy
-from gaincurate.schedule.gain import GainStrategy, LengthStrategy
-from gaincurate.schedule.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
-from gaincurate.schedule.mopps import MoppsStrategy
-from gaincurate.schedule.pilot import PilotStrategy
-from gaincurate.schedule.predict import PredictStrategy
-from gaincurate.schedule.screen import ScreenStrategy
-from gaincurate.schedule.strategies import Strategy, StrategyInputs, UniformStrategy
-from gaincurate.schedule.variance import VarianceStrategy
+from gaincurate.schedule.strategies.band import BandFilter, band_note
+from gaincurate.schedule.strategies.base import Strategy, StrategyInputs, UniformStrategy
+from gaincurate.schedule.strategies.dots import DotsStrategy
+from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
+from gaincurate.schedule.strategies.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
+from gaincurate.schedule.strategies.mopps import MoppsStrategy
+from gaincurate.schedule.strategies.pilot import PilotStrategy
+from gaincurate.schedule.strategies.predict import PredictStrategy
+from gaincurate.schedule.strategies.screen import ScreenStrategy
+from gaincurate.schedule.strategies.variance import VarianceStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls

@@ -19,8 +19,8 @@ import numpy as np
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.rollout.config import RolloutConfig
-from gaincurate.schedule.reference import SEED_STREAM
-from gaincurate.schedule.screen import PilotCompletions, Screener, Screening
+from gaincurate.schedule.run.reference import SEED_STREAM
+from gaincurate.schedule.strategies.screen import PilotCompletions, Screener, Screening
 
 SCREEN_OFFSET = 500_009  # screening seeds sit apart from fresh reference sets' (seed * SEED_STREAM + epoch)
 
@@ -64,7 +64,7 @@ def checkpoint_screener(
     """Screen with the weights at `model_path` (None: the model the scores directory was scored with)."""
     from gaincurate.difficulty.reference import read_measurements
     from gaincurate.rollout.job import run_rollouts
-    from gaincurate.schedule import rundir
+    from gaincurate.schedule.run import rundir
 
     def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
         out = rundir.screen_path(run_dir, epoch)

@@ -5,11 +5,12 @@ verl 0.5-0.7.1 lets a sampler class choose the training rows and see every step'
     gaincurate schedule init --scores scores/ --run run/ --format verl --subset-size 256
     gaincurate verl export --scores scores/ --out all_prompts.parquet
     python -m verl.trainer.main_ppo data.train_files=all_prompts.parquet \\
-        data.sampler.class_path=pkg://gaincurate.integrations.verl data.sampler.class_name=GainCurriculumSampler \\
+        data.sampler.class_path=pkg://gaincurate.integrations.verl.sampler \\
+        data.sampler.class_name=GainCurriculumSampler \\
         data.dataloader_num_workers=0 +data.gaincurate.run_dir=run/ ...
 
 (verl versions whose `load_extern_type` takes only a file path: `data.sampler.class_path=$(python -c "import
-gaincurate.integrations.verl as m; print(m.__file__)")`; both routes are tested.) Each epoch the sampler hands
+gaincurate.integrations.verl.sampler as m; print(m.__file__)")`; both routes are tested.) Each epoch the sampler hands
 out the schedule's subset; `update(batch)` records every rollout's reward under its `gc_id` (the export's
 `gc_id` column, which verl passes into each batch; verl's own `index` repeats across concatenated files);
 when an epoch's last row has been handed out and trained, the next `__iter__` steps the schedule and draws
@@ -30,7 +31,7 @@ Keys under `data.gaincurate` (add them with `+data.gaincurate.KEY=VALUE`):
 `data.filter_overlong_prompts=True` is refused when it dropped scored prompts (the schedule may pick them).
 
 verl 0.8 and later have no sampler hook. verl 0.9.1 runs the curriculum in one launch through its dataset class
-and replay buffer hooks (`gaincurate.integrations.verl_v1`); otherwise `gaincurate schedule run` relaunches verl
+and replay buffer hooks (`gaincurate.integrations.verl.one_launch`); otherwise `gaincurate schedule run` relaunches verl
 once per epoch with `--format verl` epoch files. docs/verl.md has every recipe.
 
 verl itself is imported only when it is installed: verl calls `update` only on subclasses of its
@@ -52,10 +53,10 @@ from torch.utils.data import Sampler
 
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl_checkpoint import newest_checkpoint_screener, step_at_epoch_end
-from gaincurate.integrations.verl_reward import recording_score
-from gaincurate.schedule.curriculum import CurriculumDriver
+from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
+from gaincurate.integrations.verl.reward import recording_score
 from gaincurate.schedule.order import EpochOrder
+from gaincurate.schedule.run.curriculum import CurriculumDriver
 
 __all__ = [
     "GainCurriculumSampler",
@@ -223,8 +224,8 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
     `data_source` is verl's reward key of rows without their own (default lighteval/MATH, scored 1/0 on boxed
     answers).
     """
-    from gaincurate.schedule.epochs import check_format, epoch_table, write_epoch
-    from gaincurate.schedule.inputs import load_scores
+    from gaincurate.schedule.run.epochs import check_format, epoch_table, write_epoch
+    from gaincurate.schedule.run.inputs import load_scores
 
     scores = load_scores(Path(scores_dir))
     check_format(scores, "verl")

@@ -26,7 +26,7 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.schedule.options import RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import (
+from gaincurate.schedule.strategies.base import (
     ROLLOUTS,
     RankingContext,
     Report,

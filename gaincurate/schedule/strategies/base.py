@@ -1,7 +1,8 @@
 """The strategy plug-in: the hooks the scheduler calls, declared once, and the draws they share.
 
 A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
-`gaincurate.schedule.registry`. It declares its options (an `Options` dataclass, `gaincurate.schedule.options`),
+`gaincurate.schedule.strategies.registry`. It declares its options (an `Options` dataclass,
+`gaincurate.schedule.options`),
 what it needs from the run (`needs`), and overrides the hooks it uses; every other hook has a default here,
 and the scheduler core calls nothing that is not declared on this class:
 
@@ -91,7 +92,7 @@ class StrategyInputs:
     reward_min: float = 0.0
     reward_max: float = 1.0
     band: tuple[float, float] | None = None  # read by a strategy that declares `own_band`
-    scores: Any = None  # a `gaincurate.schedule.inputs.ScoresInput` (which imports this module)
+    scores: Any = None  # a `gaincurate.schedule.run.inputs.ScoresInput` (which imports this module)
     initial: bool = True
 
 

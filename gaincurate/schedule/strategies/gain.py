@@ -1,8 +1,8 @@
 """The `gain` strategy (GAIN-RL, arXiv 2506.02281) and `length`: a Gaussian over a ranking, centred on mu.
 
 `gain` ranks by angle concentration, highest first, and draws `subset_size` positions without replacement
-from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies`). After each epoch mu
-moves by the GAIN-RL update (DESIGN section 4, `gaincurate.schedule.update`):
+from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.base`). After each epoch mu
+moves by the GAIN-RL update (DESIGN section 4, `gaincurate.schedule.strategies.gain_update`):
 
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
@@ -23,7 +23,7 @@ of the published schedule:
   (the order alone); left out, the sweep rate is the step size n, the step the published update takes when
   accuracy sits at beta and the raw angle term is saturated (n tanh(0) + n tanh(2 x 1.4) = 0.993 n);
 * `direction`: "high-first" (published) or "auto": the first epoch's pass rates keep or reverse the ranking
-  (`gaincurate.schedule.direction`);
+  (`gaincurate.schedule.strategies.gain_direction`);
 * a negative `adj_min` lets the feedback update move mu back.
 """
 
@@ -38,9 +38,8 @@ import numpy as np
 from gaincurate.errors import ConfigError, setting
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule import sizes
-from gaincurate.schedule.direction import orient
 from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
-from gaincurate.schedule.strategies import (
+from gaincurate.schedule.strategies.base import (
     FRESH_SCORES,
     Fresh,
     PromptSet,
@@ -51,7 +50,8 @@ from gaincurate.schedule.strategies import (
     gaussian_log_weights,
     rank_by_score,
 )
-from gaincurate.schedule.update import MU_COLUMNS, angle_signal, mu_delta, mu_drawn, mu_moved, next_mu
+from gaincurate.schedule.strategies.gain_direction import orient
+from gaincurate.schedule.strategies.gain_update import MU_COLUMNS, angle_signal, mu_delta, mu_drawn, mu_moved, next_mu
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback

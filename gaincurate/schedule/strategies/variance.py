@@ -2,8 +2,8 @@
 
 In the spirit of Pilot-Commit (arXiv 2605.26606) and HIVE (arXiv 2603.25184): a GRPO group's advantage is zero
 when every rollout agrees, and the expected reward variance of a prompt with pass rate p is p(1 - p). Each prompt
-keeps mopps' discounted Beta(a, b) posterior of its pass rate (`gaincurate.schedule.mopps`, the same update and
-`forget`), and each epoch scores it by the posterior's expected variance plus a bonus for what is not known yet:
+keeps mopps' discounted Beta(a, b) posterior of its pass rate (`mopps`, the same update and `forget`),
+and each epoch scores it by the posterior's expected variance plus a bonus for what is not known yet:
 
     value_q = E[p(1 - p)] + bonus * sd(p) = a b / ((a + b)(a + b + 1)) + bonus * sqrt(a b / ((a + b)^2 (a + b + 1)))
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.schedule.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd
 from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import RankingContext, StrategyInputs, draw_order
+from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_order
+from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gaincurate.integrations.rewards import REUSED_COLUMN
+from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.replay.loss import fold_replay_weights
-from gaincurate.schedule.screen import PilotCompletions, Screener, Screening
+from gaincurate.schedule.strategies.screen import PilotCompletions, Screener, Screening
 
 logger = logging.getLogger(__name__)
 

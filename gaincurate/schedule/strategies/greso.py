@@ -29,9 +29,9 @@ import numpy as np
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
-from gaincurate.schedule.mopps import per_prompt_feedback
+from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import RATE, Options, option
-from gaincurate.schedule.strategies import (
+from gaincurate.schedule.strategies.base import (
     ROLLOUTS,
     Filter,
     RankingContext,
@@ -40,6 +40,7 @@ from gaincurate.schedule.strategies import (
     StrategyInputs,
     UniformStrategy,
 )
+from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -52,7 +53,6 @@ KEEP_FLOOR = 0.01  # a prompt is never skipped with certainty
 EXPLORE_STEP = 0.1
 EASY_SHARE, HARD_SHARE = 1 / 3, 2 / 3  # how the zero-variance target splits between all-correct and all-wrong
 SKIP_NOTE = "; skipping, at random, prompts whose recent rollouts all agreed"  # how the filter changes a draw
-EXACT = 1e-9  # correctness is reward / reward_max: all correct sums to the rollout count up to rounding
 
 
 def skip_probabilities(streaks: np.ndarray, *, explore_easy: float, explore_hard: float) -> np.ndarray:

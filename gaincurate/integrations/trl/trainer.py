@@ -31,8 +31,8 @@ from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.trl_reuse import PilotReuseMixin
-from gaincurate.integrations.trl_sampler import check_same_prompts, rows_by_gc_id
+from gaincurate.integrations.trl.reuse import PilotReuseMixin
+from gaincurate.integrations.trl.sampler import check_same_prompts, rows_by_gc_id
 
 # GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
 _POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
@@ -47,7 +47,7 @@ class CurriculumMixin(PilotReuseMixin):
     """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
 
     When the curriculum's strategy pilots and keeps its completions (`pilot`), a committed prompt's group takes
-    its pilot completions and n - k fresh ones (`PilotReuseMixin`, gaincurate/integrations/trl_reuse.py).
+    its pilot completions and n - k fresh ones (`PilotReuseMixin`, gaincurate/integrations/trl/reuse.py).
 
     Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
     `reward_funcs` of the function whose reward says whether an answer is right; it is recorded as the

@@ -3,8 +3,8 @@
 Pilot-Commit (arXiv 2605.26606) and SPEED-RL (arXiv 2506.09016) measure candidates with a few rollouts of the
 current policy before committing a full group. `screen` does that over uniformly drawn candidates and throws its
 measurements away; here the candidates come from a prior that already points near the frontier, and every pilot
-measurement is kept. Each prompt keeps mopps' discounted Beta posterior (`gaincurate.schedule.mopps`: the same
-update, `--prior` and `--forget`), fed by the trainer's feedback AND by the pilots. Each epoch:
+measurement is kept. Each prompt keeps mopps' discounted Beta posterior (`mopps`: the same update, `--prior`
+and `--forget`), fed by the trainer's feedback AND by the pilots. Each epoch:
 
 1. draw k x m candidates by the posterior: one Thompson draw per prompt (`default_rng([seed, epoch, 41])`), the
    draws nearest `--target` first;
@@ -22,7 +22,7 @@ in `select`, which cannot write the memory, so epoch 0's pilot chooses that epoc
 Cost. k x r rollouts per trained prompt, every one charged, kept or not: `spent` (the bench charges it) and the
 epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in `spent` only, so
 state.json stays byte-identical across runs. In TRL in process the committed prompts' pilot completions join their
-trained group (`reuses_pilots`; gaincurate/integrations/trl_reuse.py): the trainer rolls n - r fresh rollouts for
+trained group (`reuses_pilots`; gaincurate/integrations/trl/reuse.py): the trainer rolls n - r fresh rollouts for
 each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
@@ -37,18 +37,8 @@ import numpy as np
 
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import recorded
-from gaincurate.schedule.mopps import (
-    DEFAULT_FORGET,
-    MEMORY_KEY,
-    TARGET_HELP,
-    MoppsStrategy,
-    per_prompt_feedback,
-    posterior_mean,
-    update_posterior,
-)
 from gaincurate.schedule.options import RATE, Options, is_number, option, positive_pair, whole
-from gaincurate.schedule.screen import Screener, Screening, in_band, keep_order
-from gaincurate.schedule.strategies import (
+from gaincurate.schedule.strategies.base import (
     POLICY,
     ROLLOUTS,
     RankingContext,
@@ -57,6 +47,16 @@ from gaincurate.schedule.strategies import (
     Spent,
     StrategyInputs,
 )
+from gaincurate.schedule.strategies.mopps import (
+    DEFAULT_FORGET,
+    MEMORY_KEY,
+    TARGET_HELP,
+    MoppsStrategy,
+    per_prompt_feedback,
+    posterior_mean,
+    update_posterior,
+)
+from gaincurate.schedule.strategies.screen import Screener, Screening, in_band, keep_order
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback

@@ -39,18 +39,18 @@ from typing import Any
 import torch
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.rewards import RecordingReward, record_rewards
-from gaincurate.integrations.trl_epoch import epoch_dataset, resume_checkpoint
-from gaincurate.integrations.trl_sampler import CurriculumSampler, rows_by_gc_id
+from gaincurate.integrations.trl.epoch import epoch_dataset, resume_checkpoint
+from gaincurate.integrations.trl.rewards import RecordingReward, record_rewards
+from gaincurate.integrations.trl.sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.curriculum import CurriculumDriver
 from gaincurate.schedule.figures import logged_figures
 from gaincurate.schedule.readout import logged as logged_readout
+from gaincurate.schedule.run.curriculum import CurriculumDriver
 
 quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
 
-from gaincurate.integrations.trl_trainer import (  # noqa: E402
+from gaincurate.integrations.trl.trainer import (  # noqa: E402
     NOT_ATTACHED,
     CurriculumGRPOTrainer,
     CurriculumMixin,
@@ -82,7 +82,8 @@ class GainCurriculum:
     seed and the epoch) instead of training it in rank order. `args`, the trainer's `GRPOConfig`, rounds a
     default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
     `screener`, for `strategy="screen"` or `"pilot"` only, replaces the default measurement (the attached trainer's
-    live model, sampled and checked as `gaincurate rollout` does) with your own `gaincurate.schedule.screen.Screener`.
+    live model, sampled and checked as `gaincurate rollout` does) with your own
+    `gaincurate.schedule.strategies.screen.Screener`.
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class GainCurriculum:
         """
         import datasets
 
-        from gaincurate.schedule.epochs import epoch_table
+        from gaincurate.schedule.run.epochs import epoch_table
 
         scores = self.driver.scores
         table = epoch_table(scores, scores.prompts.gc_ids, data_format="trl", metadata={})
@@ -196,7 +197,7 @@ class GainCurriculum:
         """
         from trl import GRPOTrainer
 
-        from gaincurate.integrations.trl_trainer import with_curriculum
+        from gaincurate.integrations.trl.trainer import with_curriculum
 
         if isinstance(trainer, CurriculumMixin):
             if trainer.curriculum is not self:
@@ -227,8 +228,8 @@ class GainCurriculum:
             trainer.add_callback(self.callback)
         self.trainer = trainer
         if self.driver.screens:
-            from gaincurate.integrations.trl_reuse import keeping_pilots, pilot_sampling, reuse_pilots
-            from gaincurate.schedule.screeners import live_screener
+            from gaincurate.integrations.trl.reuse import keeping_pilots, pilot_sampling, reuse_pilots
+            from gaincurate.schedule.run.screeners import live_screener
 
             tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
             store = reuse_pilots(trainer, self.strategy)  # None: the pilot's completions are not reused
@@ -344,7 +345,7 @@ class GainCurriculum:
 
 def _pending(run_dir: str | Path | None, config: ScheduleConfig | None) -> Path | None:
     """The run directory `attach` creates: a new one, or an untrained one given another config (else None)."""
-    from gaincurate.schedule import rundir
+    from gaincurate.schedule.run import rundir
 
     if run_dir is None:
         return None
@@ -357,7 +358,7 @@ def _pending(run_dir: str | Path | None, config: ScheduleConfig | None) -> Path 
 
 def _scores_of(run_dir: Path) -> str | None:
     """The scores directory an untrained run directory was started on (None: a new one)."""
-    from gaincurate.schedule import rundir
+    from gaincurate.schedule.run import rundir
 
     return rundir.load_run(run_dir).scores_dir if rundir.holds_run(run_dir) else None
 

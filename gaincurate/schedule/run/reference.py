@@ -19,11 +19,11 @@ from pathlib import Path
 
 from gaincurate.difficulty.reference import read_measurements
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule import rundir
 from gaincurate.schedule.core import FreshReference, Scheduler
-from gaincurate.schedule.dots import DotsOptions
-from gaincurate.schedule.inputs import ScoresInput
-from gaincurate.schedule.rundir import RunState
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.inputs import ScoresInput
+from gaincurate.schedule.run.rundir import RunState
+from gaincurate.schedule.strategies.dots import DotsOptions
 
 SEED_STREAM = 1_000_003  # the rollout seed of epoch t's reference set: seed * SEED_STREAM + t
 
@@ -104,7 +104,7 @@ def fresh_reference(
     progress: Progress = NULL_PROGRESS,
 ) -> FreshReference | None:
     """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
-    from gaincurate.schedule.checkpoints import given_or_recorded, no_model_reason
+    from gaincurate.schedule.run.checkpoints import given_or_recorded, no_model_reason
 
     epoch = run.schedule.epoch
     size = scheduler.reference_due()

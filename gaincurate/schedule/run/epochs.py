@@ -3,7 +3,7 @@
 `RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column built exactly as for
 scoring (`gaincurate.prompts.training_prompt`): TRL's own `prompt` column (text or chat messages) as it
 is, or, for a column of raw questions, the system prompt, few-shot turns and the question. With `--format verl` it
-also carries verl's columns (`gaincurate.schedule.verl_rows`): the user's `data_source`, `ability`,
+also carries verl's columns (`gaincurate.schedule.run.verl_rows`): the user's `data_source`, `ability`,
 `reward_model` and `extra_info` as they were, ours where they had none, and `extra_info.gc_id`. The schema is
 fixed up front, and the same rows give the same bytes.
 """
@@ -23,8 +23,8 @@ from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write
 from gaincurate.schedule.config import VERL_DATA_SOURCE
-from gaincurate.schedule.inputs import ScoresInput
-from gaincurate.schedule.verl_rows import verl_arrays, verl_fields
+from gaincurate.schedule.run.inputs import ScoresInput
+from gaincurate.schedule.run.verl_rows import verl_arrays, verl_fields
 
 MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 GC_ID = pa.field("gc_id", pa.int64())
@@ -110,7 +110,7 @@ def epoch_table(
     """The epoch's rows, in the order of `gc_ids`, under the fixed schema for `data_format`.
 
     verl rows carry the user's `data_source` or, in rows without one, `data_source` (default VERL_DATA_SOURCE,
-    which verl's default_compute_score scores 1/0 on boxed answers); `gaincurate.schedule.verl_rows` fills the rest.
+    which verl's default_compute_score scores 1/0 on boxed answers); `gaincurate.schedule.run.verl_rows` fills the rest.
     """
     schema = epoch_schema(scores, data_format)
     rows = scores.table.take(pa.array(scores.rows_of(gc_ids), pa.int64()))

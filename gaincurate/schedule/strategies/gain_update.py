@@ -3,7 +3,7 @@
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
 
-`--mu-control sweep` (gain's ablation option, `gaincurate.schedule.gain`) replaces delta by a fixed rate.
+`--mu-control sweep` (gain's ablation option, `gaincurate.schedule.strategies.gain`) replaces delta by a fixed rate.
 `adj_min` may be negative: then an epoch below the target accuracy moves mu back.
 
 `acc` is the epoch's mean rollout correctness in [0, 1]. `signal` is the angle term: the mean fresh score
@@ -33,7 +33,7 @@ MU_COLUMNS = (
 
 
 def mu_moved(record: dict[str, Any]) -> str:
-    """", ang 1.7120 (rescored), delta +410.7, mu 0.0 -> 410.7": how an epoch's update moved mu."""
+    """ ", ang 1.7120 (rescored), delta +410.7, mu 0.0 -> 410.7": how an epoch's update moved mu."""
     ang = "n/a" if record["ang"] is None else f"{record['ang']:.4f} ({record['ang_source']})"
     if record["ang_source"] == "stored":  # not model signal: logged, but the angle term is off
         ang = ang[:-1] + ", angle term off)" if record["ang"] is not None else "off"
@@ -41,7 +41,7 @@ def mu_moved(record: dict[str, Any]) -> str:
 
 
 def mu_drawn(draw: dict[str, Any]) -> str:
-    """"around mu 410.7": how an epoch was drawn."""
+    """ "around mu 410.7": how an epoch was drawn."""
     return f"around mu {draw['mu']:.1f}"
 
 

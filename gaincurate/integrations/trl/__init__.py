@@ -1,0 +1,33 @@
+"""TRL's GRPOTrainer with a curriculum: in process (`curriculum`, `trainer`), or one epoch per process (`epoch`).
+
+    from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
+
+The public names load on first use, so that importing one module of this package (the reward recorder, the
+epoch script's helpers) does not import trl and torch through this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "CurriculumGRPOTrainer": "trainer",
+    "CurriculumMixin": "trainer",
+    "GainCurriculumCallback": "trainer",
+    "CurriculumSampler": "sampler",
+    "GainCurriculum": "curriculum",
+    "RecordingReward": "rewards",
+    "record_rewards": "rewards",
+    "epoch_dataset": "epoch",
+    "resume_checkpoint": "epoch",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _PUBLIC[name] == "trainer":
+        importlib.import_module(f"{__name__}.curriculum")  # filters torchao's import noise before trl loads
+    return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)

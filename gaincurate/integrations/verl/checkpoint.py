@@ -1,0 +1,222 @@
+"""verl checkpoints for gaincurate: the model to re-score from, the Megatron refusal, and an on-save hook.
+
+verl writes `global_step_N/` under `trainer.default_local_dir` and names the newest complete step in
+`latest_checkpointed_iteration.txt`, written last. Where the Hugging Face weights that re-scoring loads are:
+
+* FSDP: `global_step_N/actor/huggingface/`, with full weights when `actor.checkpoint.save_contents` has hf_model.
+* Megatron, verl 0.9 layout: `global_step_N/actor/model/huggingface/`, only with hf_model and a bridge;
+  otherwise the weights are Megatron shards (`actor/model/dist_ckpt/`, or `actor/dist_ckpt/` before 0.9).
+  gaincurate cannot load shards: `model_merger_command` is verl's own conversion, and re-scoring from such
+  a checkpoint is refused with that command rather than silently falling back.
+
+`StepScheduleOnSave` is a verl >= 0.9.1 `trainer.checkpoint_callback_class`: at each epoch-end save it steps
+the schedule (`gaincurate schedule next`) in verl's driver, so one-epoch launches need no `schedule run`:
+
+    trainer.checkpoint_callback_class=gaincurate.integrations.verl.checkpoint.StepScheduleOnSave
+    +gaincurate.run_dir=run/  [+gaincurate.feedback_file=FILE] [+gaincurate.tracker_timeout=SECONDS]
+
+The feedback file defaults to the bundled reward's `reward.custom_reward_function.reward_kwargs.feedback_file`,
+then `$GAINCURATE_FEEDBACK_FILE`. With `actor.checkpoint.async_save=True` verl calls the hook before the
+checkpoint is durable (no tracker yet): when the schedule re-scores, the hook waits for the tracker up to
+`tracker_timeout` seconds (default 300), and past that steps the schedule without the checkpoint (the angle
+from the stored scores), saying so in the log.
+"""
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError
+from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKER_TIMEOUT = 300.0
+# model_merger_command lives with the verl layouts in gaincurate.schedule.run.checkpoints; docs/verl.md names it here.
+__all__ = [
+    "StepScheduleOnSave",
+    "model_merger_command",
+    "newest_checkpoint_screener",
+    "refuse_megatron",
+    "step_at_epoch_end",
+    "wait_for_tracker",
+]
+
+
+def refuse_megatron(step_dir: str | Path) -> None:
+    """Raise, naming verl's merger command, when `step_dir` is a Megatron checkpoint without loadable weights."""
+    megatron = megatron_without_model(step_dir)
+    if megatron is not None:
+        raise ConfigError(
+            f"{megatron} and step again, or save hf_model through a bridge, or use --rescore none "
+            "(gaincurate cannot re-score from Megatron shards)"
+        )
+
+
+def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]:
+    """End an in-process curriculum's epoch in verl's driver process; returns the step's history record.
+
+    When the schedule re-scores this epoch, the fresh scores come from the newest complete checkpoint in
+    `checkpoint_dir` (verl's trainer.default_local_dir) with full Hugging Face weights; without one the angle
+    comes from the stored scores, and the log says so. Megatron shards are refused with verl's merger command.
+    """
+    from gaincurate.schedule.run.checkpoints import find_checkpoint
+
+    rescored, checkpoint = None, None
+    if driver.scheduler.rescore_due() and checkpoint_dir:
+        found = find_checkpoint(Path(checkpoint_dir))
+        if found is not None:
+            refuse_megatron(found.path)
+        if found is not None and found.model_path is not None:
+            checkpoint = str(found.path)
+            rescored = driver.rescore(checkpoint=found.model_path)
+        else:
+            logger.warning(
+                "no checkpoint with full weights in %s; epoch %d's angle comes from the stored scores "
+                "(save actor.checkpoint.save_contents with hf_model)",
+                checkpoint_dir,
+                driver.epoch,
+            )
+    record = driver.step(rescored=rescored, checkpoint=checkpoint)
+    moved = driver.scheduler.strategy.update_words(record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
+    zero = (record.get("readout") or {}).get("zero_variance")
+    moved += "" if zero is None else f", zero-variance groups {zero:.0%}"  # the savings readout (docs/readout.md)
+    logger.info("gaincurate: epoch %d accuracy %.3f%s", record["epoch"], record["accuracy"], moved)
+    return record
+
+
+def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir: str) -> Any:
+    """screen's measurement in verl's driver: epoch 0 with the scored model, later the newest checkpoint.
+
+    verl's live policy sits in its Ray workers, out of the driver's reach; a later epoch without a checkpoint
+    holding full weights is refused rather than screened with a stale policy.
+    """
+
+    def screen(gc_ids: Any, epoch: int, rollouts: int) -> Any:
+        from gaincurate.schedule.run.checkpoints import find_checkpoint, no_model_reason
+        from gaincurate.schedule.run.screeners import checkpoint_screener
+
+        model_path = None
+        if epoch > 0:
+            found = find_checkpoint(Path(checkpoint_dir))
+            if found is not None:
+                refuse_megatron(found.path)
+            if found is None or found.model_path is None:
+                why = "there is none" if found is None else no_model_reason(found)
+                raise ConfigError(
+                    f"--strategy {driver.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
+                    f"to measure epoch {epoch}'s candidates, but {why}; save actor.checkpoint.save_contents with "
+                    "hf_model every epoch"
+                )
+            model_path = found.model_path
+        screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.config.seed, model_path=model_path)
+        return screener(gc_ids, epoch, rollouts)
+
+    return screen
+
+
+def wait_for_tracker(step_dir: str | Path, step: int, timeout: float, poll: float = 1.0) -> bool:
+    """Wait until verl's tracker names `step` or later; False after `timeout` seconds."""
+    tracker = Path(step_dir).parent / VERL_TRACKER
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if int(tracker.read_text().strip()) >= step:
+                return True
+        except (OSError, ValueError):
+            pass  # not written yet, or caught mid-write
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def _callback_base() -> type:
+    try:
+        from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
+    except ImportError:  # verl < 0.9.1 has no hook; the class still imports for tests and docs
+        return object
+    return CheckpointCallback
+
+
+class StepScheduleOnSave(_callback_base()):
+    """verl's `trainer.checkpoint_callback_class`: step the schedule at each epoch-end save."""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        section = _section(config, "gaincurate")
+        run_dir = _get(section, "run_dir")
+        if not run_dir:
+            raise ConfigError(
+                "StepScheduleOnSave needs +gaincurate.run_dir=RUN (a run from `gaincurate schedule init`)"
+            )
+        self.run_dir = Path(str(run_dir))
+        reward_kwargs = _section(_section(_section(config, "reward"), "custom_reward_function"), "reward_kwargs")
+        feedback = _get(section, "feedback_file") or _get(reward_kwargs, "feedback_file")
+        feedback = feedback or os.environ.get("GAINCURATE_FEEDBACK_FILE")
+        if not feedback:
+            raise ConfigError(
+                "StepScheduleOnSave needs +gaincurate.feedback_file=FILE (the file the reward writes feedback to)"
+            )
+        self.feedback_file = Path(str(feedback))
+        self.tracker_timeout = float(_get(section, "tracker_timeout") or DEFAULT_TRACKER_TIMEOUT)
+
+    def on_save(self, trainer: Any, global_step: int, checkpoint_dir: str, async_save: bool = False, **kwargs: Any):
+        steps_per_epoch = _steps_per_epoch(trainer)
+        if steps_per_epoch and global_step % steps_per_epoch:
+            return  # a save inside the epoch: the schedule steps at the epoch's end only
+        from gaincurate.schedule.run import rundir
+        from gaincurate.schedule.strategies.gain import LengthOptions
+
+        # Only gain's and length's re-scoring loads the checkpoint here: else no need to wait for it, or check it.
+        options = rundir.load_run(self.run_dir).config.options
+        rescores = isinstance(options, LengthOptions) and options.rescore != "none"
+        checkpoint = Path(checkpoint_dir) if rescores else None
+        if (
+            checkpoint is not None
+            and async_save
+            and not wait_for_tracker(checkpoint, global_step, self.tracker_timeout)
+        ):
+            logger.warning(
+                "gaincurate: verl's asynchronous save of %s wrote no %s within %g s; stepping the schedule "
+                "without it (the angle comes from the stored scores). Save the epoch-end checkpoint "
+                "synchronously, or raise +gaincurate.tracker_timeout",
+                checkpoint_dir,
+                VERL_TRACKER,
+                self.tracker_timeout,
+            )
+            checkpoint = None
+        self.step(checkpoint)
+
+    def step(self, checkpoint: Path | None) -> Any:
+        """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process."""
+        from gaincurate.schedule.run.driver import advance
+
+        if checkpoint is not None:
+            refuse_megatron(checkpoint)
+        result = advance(self.run_dir, feedback=self.feedback_file, checkpoint=checkpoint)
+        for notice in result.notices:
+            logger.warning("gaincurate: %s", notice)
+        logger.info("gaincurate: epoch %d written to %s", result.epoch, result.path)
+        return result
+
+
+def _steps_per_epoch(trainer: Any) -> int | None:
+    try:
+        return len(trainer.train_dataloader)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _section(config: Any, key: str) -> Any:
+    value = _get(config, key)
+    return value if value is not None else {}
+
+
+def _get(config: Any, key: str) -> Any:
+    if config is None:
+        return None
+    if hasattr(config, "get"):
+        return config.get(key)
+    return getattr(config, key, None)

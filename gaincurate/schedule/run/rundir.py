@@ -1,0 +1,314 @@
+"""The run directory on disk: the one module that writes (and reads) it.
+
+    RUN/state.json            config, scores directory, scheduler state; rewritten atomically each step
+    RUN/history.jsonl         one line per finished epoch: subset, acc, ang, delta, mu, timings
+    RUN/epoch-NNNN.parquet    the rows of epoch NNNN, in the trainer's format
+    RUN/feedback-NNNN.jsonl   the feedback that epoch NNNN's update consumed (a copy)
+    RUN/reference-NNNN.jsonl  dots --reference-every: a fresh reference set rolled after epoch NNNN
+    RUN/screen-NNNN.jsonl     screen: the rollouts that screened epoch NNNN's candidates (and .ids, their gc_ids)
+
+`state.json` is the commit point: every other file of a step is written first, and deterministically,
+so a step killed half-way is simply done again and yields the same bytes. `gaincurate.schedule.run.driver`
+decides what a step writes; this module only knows the layout. `schedule run` also names RUN/logs/ (the
+trainer command's output) and RUN/trainer/ (its default checkpoint folder) here; the trainer fills them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import EpochPlan
+from gaincurate.schedule.run.epochs import epoch_name, epoch_table, write_epoch
+from gaincurate.schedule.run.inputs import ScoresInput
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.shards import MANIFEST
+
+# 2: the config keeps the common settings and its strategy's options only, and mu lives in gain's memory.
+# 1 (gaincurate 0.x) still loads: `_from_version_1`.
+STATE_VERSION = 2
+STATE = "state.json"
+HISTORY = "history.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunState:
+    """Everything in state.json. `trained`/`checkpoint` are set by `schedule run` between steps."""
+
+    config: ScheduleConfig
+    scores_dir: str
+    n_prompts: int
+    dataset_fingerprint: str | None
+    schedule: ScheduleState
+    trained: bool = False  # the trainer finished the current epoch; its feedback is archived
+    checkpoint: str | None = None  # newest complete checkpoint after that training
+    train_seconds: float | None = None
+    # The trainer driving the run ended with this epoch drawn and untrained (`mark_finished`); None: it did not.
+    finished: int | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """The run is finished: its trainer ended (`schedule run --epochs N` reached N, or TRL's `train()`
+        returned) and nothing has moved since. Training on (more epochs) makes it unfinished again."""
+        return self.finished is not None and self.finished == self.schedule.epoch and not self.trained
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "scores_dir": self.scores_dir,
+            "n_prompts": self.n_prompts,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "trained": self.trained,
+            "checkpoint": self.checkpoint,
+            "train_seconds": self.train_seconds,
+            **self.schedule.to_json(),
+            **({"finished": self.finished} if self.finished is not None else {}),  # absent: every run before it
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        return cls(
+            config=ScheduleConfig.from_dict(data["config"]),
+            scores_dir=data["scores_dir"],
+            n_prompts=int(data["n_prompts"]),
+            dataset_fingerprint=data.get("dataset_fingerprint"),
+            schedule=ScheduleState.from_json(data),
+            trained=bool(data.get("trained", False)),
+            checkpoint=data.get("checkpoint"),
+            train_seconds=data.get("train_seconds"),
+            finished=data.get("finished"),
+        )
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+def epoch_path(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / epoch_name(epoch)
+
+
+def feedback_path(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / f"feedback-{epoch:04d}.jsonl"
+
+
+def reference_path(run_dir: Path, epoch: int) -> Path:
+    """RUN/reference-NNNN.jsonl: a fresh reference set (dots `--reference-every`) rolled after epoch NNNN.
+
+    `gaincurate rollout` writes it, resumably; the step that rolled it reads it into the pass rates.
+    """
+    return Path(run_dir) / f"reference-{epoch:04d}.jsonl"
+
+
+def screen_path(run_dir: Path, epoch: int) -> Path:
+    """RUN/screen-NNNN.jsonl: the screening rollouts of epoch NNNN's candidates (`--strategy screen`).
+
+    `gaincurate rollout` writes it, resumably, from the candidate list in RUN/screen-NNNN.ids.
+    """
+    return Path(run_dir) / f"screen-{epoch:04d}.jsonl"
+
+
+def trainer_dir(run_dir: Path) -> Path:
+    """The default `{output_dir}` of `schedule run`: the trainer's checkpoints, written by the trainer."""
+    return Path(run_dir) / "trainer"
+
+
+def trainer_log(run_dir: Path, epoch: int) -> Path:
+    """RUN/logs/epoch-NNNN.log, where `schedule run` streams the trainer command's output (its folder made)."""
+    path = Path(run_dir) / "logs" / f"epoch-{epoch:04d}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def holds_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / STATE).is_file()
+
+
+def _not_a_run(run_dir: Path) -> str:
+    """Why `run_dir` holds no run, and the fix that works there: `init` takes only a new or empty directory."""
+
+    def start(scores: object, run: object) -> str:
+        return f"`gaincurate schedule init --scores {scores} --run {run}`"
+
+    if (run_dir / MANIFEST).is_file():
+        return (
+            f"--run {run_dir} is a scores directory (written by `gaincurate score`), not a run; pass the run "
+            f"directory, or start a run on these scores: {start(run_dir, 'NEW_RUN')}"
+        )
+    if not run_dir.exists():
+        return f"--run {run_dir} does not exist; check the path, or start a run there: {start('SCORES', run_dir)}"
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        return f"--run {run_dir} is empty: no run was started there; start one: {start('SCORES', run_dir)}"
+    return (
+        f"--run {run_dir} holds no {STATE}, so it is not a run directory; pass the directory given to "
+        f"`schedule init --run`, or start a run in a new one: {start('SCORES', 'NEW_RUN')}"
+    )
+
+
+def load_run(run_dir: Path) -> RunState:
+    path = Path(run_dir) / STATE
+    if not path.is_file():
+        raise InputError(_not_a_run(Path(run_dir)))
+    try:
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        if data.get("version") == 1:
+            data = _from_version_1(data)
+        elif data.get("version") != STATE_VERSION:
+            raise InputError(
+                f"{path} has state version {data.get('version')}; this gaincurate reads versions 1 and "
+                f"{STATE_VERSION}: upgrade gaincurate to continue this run, or start a new one with `schedule init`"
+            )
+        return RunState.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as error:
+        # Written atomically by gaincurate only, so damage came from outside; nothing here can rebuild it.
+        raise InputError(
+            f"{path} is damaged ({_problem(error)}); restore it from a backup, or start a new run with "
+            "`gaincurate schedule init`"
+        ) from None
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A 0.x state.json in today's form: the config's other strategies' options dropped, mu into gain's memory."""
+    config = ScheduleConfig.from_legacy(data["config"])
+    data = {**data, "config": config.to_dict(), "version": STATE_VERSION}
+    mu = data.pop("mu", 0.0)
+    if config.strategy in ("gain", "length"):
+        data["memory"] = {**(data.get("memory") or {}), "mu": float(mu)}
+    return data
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise _damaged_history(path, "the file", "not UTF-8 text") from None
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError as error:
+            raise _damaged_history(path, f"line {number}", _problem(error)) from None
+        if not isinstance(line, dict) or isinstance(line.get("epoch"), bool) or not isinstance(line.get("epoch"), int):
+            raise _damaged_history(path, f"line {number}", "not an object with an integer epoch")
+        lines.append(line)
+    return lines
+
+
+def _damaged_history(path: Path, where: str, problem: str) -> InputError:
+    return InputError(
+        f"{path}: {where} is damaged ({problem}); it is a log of finished epochs (the run itself is in {STATE}): "
+        "repair or delete the damaged line(s) and rerun; `schedule status` then shows a gap there"
+    )
+
+
+def _problem(error: BaseException) -> str:
+    """A one-line reason for a damaged file."""
+    if isinstance(error, KeyError):
+        return f"no {error} entry"
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+
+def check_new(run_dir: Path) -> None:
+    """Refuse a run directory that already holds something, before anything is read or written."""
+    run_dir = Path(run_dir)
+    if (run_dir / STATE).exists():
+        raise ConfigError(
+            f"--run {run_dir} already holds a schedule; continue it with `schedule next`, or pick a new --run"
+        )
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")
+
+
+# What a run directory holds before its first epoch is trained: a fresh `init` and epoch 0's draw.
+_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0)}
+
+
+def untrained(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run whose config was never trained on: epoch 0 drawn at most, no feedback, no
+    history, no trainer output. Such a run may be re-initialised with another config (nothing is lost)."""
+    run_dir = Path(run_dir)
+    if not holds_run(run_dir) or any(p.name not in _UNTRAINED_FILES for p in run_dir.iterdir()):
+        return False
+    try:
+        run = load_run(run_dir)
+    except InputError:
+        return False
+    return not run.trained and run.schedule.epoch <= 0 and not read_history(run_dir)
+
+
+def clear_untrained(run_dir: Path) -> None:
+    """Remove an untrained run (`untrained`) so that it can be created again; the state goes first."""
+    if not untrained(run_dir):
+        raise ConfigError(f"{run_dir} holds a run that was trained on; pick a new run directory")
+    for name in (STATE, epoch_name(0), HISTORY):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def create(run_dir: Path, run: RunState) -> None:
+    """A new run directory: an empty history, then the state."""
+    atomic_write_bytes(Path(run_dir) / HISTORY, b"")
+    save_run(run_dir, run)
+
+
+def save_run(run_dir: Path, run: RunState) -> None:
+    atomic_write_json(Path(run_dir) / STATE, run.to_json())
+
+
+def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float) -> None:
+    """The trainer finished the current epoch (its feedback is archived); the next step may use `checkpoint`.
+
+    The checkpoint is stored absolute: the step that uses it may run from another working directory.
+    """
+    run = load_run(run_dir)
+    checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
+    save_run(run_dir, dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds))
+
+
+def mark_finished(run_dir: Path, epoch: int | None) -> None:
+    """The trainer driving the run ended with `epoch` drawn (None: it starts training again); see `is_finished`."""
+    run = load_run(run_dir)
+    if run.finished != epoch:
+        save_run(run_dir, dataclasses.replace(run, finished=epoch))
+
+
+def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig, plan: EpochPlan) -> Path:
+    """RUN/epoch-NNNN.parquet: the plan's rows in the run's format, with the draw in the file's metadata."""
+    metadata = {"epoch": plan.epoch, **plan.draw, "strategy": config.strategy, "seed": config.seed}
+    path = epoch_path(run_dir, plan.epoch)
+    table = epoch_table(
+        scores, plan.gc_ids, data_format=config.format, metadata=metadata, data_source=config.verl_data_source
+    )
+    write_epoch(path, table)
+    return path
+
+
+def archive_feedback(run_dir: Path, epoch: int, data: bytes) -> None:
+    """RUN/feedback-NNNN.jsonl: the feedback lines epoch NNNN's update consumed."""
+    atomic_write_bytes(feedback_path(run_dir, epoch), data)
+
+
+def write_history(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append `record` to history.jsonl, dropping the lines of its epoch and later ones.
+
+    A step done again (after a kill, or a trainer resumed from an older checkpoint) keeps one line per epoch.
+    """
+    kept = [line for line in read_history(run_dir) if line["epoch"] < record["epoch"]]
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in [*kept, record])
+    atomic_write_bytes(Path(run_dir) / HISTORY, text.encode())

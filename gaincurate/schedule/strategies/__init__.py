@@ -1,0 +1,32 @@
+"""Strategy plug-ins and filters: one module each, listed in `registry`; the protocol they implement is `base`.
+
+A new strategy subclasses `Strategy` (importable from here) and adds one line to `registry.STRATEGIES`.
+"""
+
+from gaincurate.schedule.strategies.base import (
+    EMBEDDINGS,
+    FRESH_SCORES,
+    POLICY,
+    ROLLOUTS,
+    Filter,
+    PromptSet,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+    StrategyInputs,
+)
+
+__all__ = [
+    "EMBEDDINGS",
+    "FRESH_SCORES",
+    "POLICY",
+    "ROLLOUTS",
+    "Filter",
+    "PromptSet",
+    "RankingContext",
+    "Report",
+    "Selection",
+    "Strategy",
+    "StrategyInputs",
+]

@@ -1,0 +1,254 @@
+"""The `dots` strategy: difficulty-targeted online data selection (DOTS, arXiv 2506.05316).
+
+Each epoch every prompt q gets a pass-rate estimate p_q, and the epoch draws `subset_size` prompts
+without replacement with
+
+    P(q) ∝ exp(-|p_q - target| / tau)        (target 0.5, tau 0.05 by default)
+
+using the scheduler's Gumbel-top-k draw and `numpy.random.default_rng([seed, epoch])`, like `gain`.
+
+* Every prompt has a neighbours' prediction m_q: attention over the measured prompts
+  (`gaincurate.difficulty.predict`), leave-one-out, with embeddings from `gaincurate score --embed`,
+  the attention temperature `tau_attn`, older measurements weighing forget ** age in the softmax, and
+  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`).
+* Measurements age (`gaincurate.difficulty.estimate`): a measured prompt's estimate blends its own
+  rollouts, weighed forget ** (epochs since measured), with m_q weighed as NEIGHBOUR_ROLLOUTS rollouts. So
+  a fresh measurement dominates and an old one gives way to its neighbours: a stale 0 or 1 never bars a
+  prompt for ever while the policy improves. An unmeasured prompt's estimate is m_q.
+* Before any measurement (epoch 0 without `--reference`) every prompt is equally likely: there is
+  nothing to aim with, and a uniform first epoch is the cheapest unbiased reference set.
+
+The measured pass rates are the strategy's memory in the scheduler state (`state.json`), so a run
+resumes exactly: `observe` folds each epoch's per-prompt feedback in before the next draw, and the
+reference set grows by every prompt the trainer has trained on. `measure` folds in extra rollouts, such
+as a fresh reference set rolled with the newest checkpoint (`--reference-every`). The ranking is
+dataset order: the positions an epoch draws are its gc_ids in ascending order, and `mu` is logged only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
+from gaincurate.difficulty.predict import prepare_embeddings
+from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
+from gaincurate.errors import ConfigError, setting
+from gaincurate.numerics import exp
+from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, text, whole
+from gaincurate.schedule.strategies.base import (
+    EMBEDDINGS,
+    ROLLOUTS,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    draw_order,
+    target_band,
+)
+from gaincurate.schedule.strategies.mopps import TARGET_HELP
+
+if TYPE_CHECKING:
+    from gaincurate.difficulty.calibrate import FittedCalibrator
+    from gaincurate.schedule.state import ScheduleState
+
+REFERENCE_TIME = -1  # a --reference file is measured before epoch 0
+# docs/dots.md shows the simulation that picked them: a measurement's weight per epoch of age, and the selection
+# temperature. The paper's are 1 (no ageing: it rolls a fresh reference set each step) and 1e-3.
+DOTS_FORGET = 0.4
+DOTS_TAU = 0.05
+
+
+@dataclass(frozen=True, kw_only=True)
+class DotsOptions(Options):
+    target: float = option(0.5, TARGET_HELP, RATE)
+    tau: float = option(DOTS_TAU, "Selection temperature (the paper's: 1e-3).", POSITIVE)
+    tau_attn: float = option(0.1, "Attention temperature of the neighbours' prediction.", POSITIVE)
+    forget: float = option(DOTS_FORGET, "Weight a measurement keeps per epoch of age (1: never ages).", RATE)
+    reference: str | None = option(
+        None, "Feedback JSON lines measured before epoch 0 (`gaincurate rollout`).", text, cli="path"
+    )
+    reference_every: int = option(
+        0, "Every K epochs roll a fresh reference set with the newest checkpoint (0: never).", whole(0)
+    )
+    reference_size: int = option(0, "Prompts in each fresh reference set (0: the subset size).", whole(0))
+    calibrator: str | None = option(
+        None, "An adapter and calibration head from `gaincurate difficulty fit` (.npz).", optional(text), cli="path"
+    )
+    renamed: ClassVar[dict[str, str]] = {"decay": "forget"}  # mopps' name for the same idea since 0.x
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.forget <= 0:
+            raise ConfigError(
+                f"{setting('forget')} must lie in (0, 1] for dots (1: no recency weighting); got {self.forget}"
+            )
+        if self.reference_size and not self.reference_every:
+            raise ConfigError(
+                f"{setting('reference_size')} sizes the fresh reference set of {setting('reference_every')} K; "
+                "pass both"
+            )
+
+
+def selection_log_weights(pass_rates: np.ndarray, *, target: float, tau: float) -> np.ndarray:
+    """log P(q) up to a constant: -|p_q - target| / tau."""
+    return -np.abs(np.asarray(pass_rates, dtype=np.float64) - target) / tau
+
+
+def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float) -> np.ndarray:
+    """Single-draw probabilities (for tests and plots)."""
+    log_weights = selection_log_weights(pass_rates, target=target, tau=tau)
+    weights = exp(log_weights - log_weights.max())  # the same bits on every CPU, unlike np.exp
+    return weights / weights.sum()
+
+
+class DotsStrategy(Strategy):
+    """Pick prompts whose (measured or predicted) pass rate is near the target."""
+
+    name = "dots"
+    options_class = DotsOptions
+    summary = (
+        "pass rate near --target, predicted from embeddings (the default: 0.53x uniform's rollouts on cpu-arith, "
+        "1.02x on cpu-mult)"
+    )
+    needs = frozenset({EMBEDDINGS, ROLLOUTS})
+    pass_rate_estimates = True
+    draws = (
+        "epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, "
+        "each prompt's estimated from its own rollouts and its embedding neighbours'"
+    )
+
+    def __init__(
+        self,
+        prompts: PromptEmbeddings,
+        *,
+        target: float = 0.5,
+        tau: float = DOTS_TAU,
+        tau_attn: float = 0.1,
+        forget: float = DOTS_FORGET,
+        reference: PassRates | None = None,
+        calibrator: FittedCalibrator | None = None,
+        center: np.ndarray | None = None,
+    ) -> None:
+        self.gc_ids = prompts.gc_ids
+        # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file).
+        self.embeddings = prepare_embeddings(prompts.embeddings, center=center)
+        self.target, self.tau, self.tau_attn, self.forget = target, tau, tau_attn, forget
+        self.reference = reference if reference is not None else PassRates.empty()
+        self.calibrator = calibrator
+        self.reference_every, self.reference_size = 0, 0  # --reference-every K, --reference-size M (`build`)
+        self._last: tuple[ScheduleState, Estimates | None] | None = None
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> DotsStrategy:
+        """The strategy for a scores table; its `--reference` file is read when a run starts (later it lives in
+        the state)."""
+        assert isinstance(options, DotsOptions)
+        if inputs.scores is None:
+            raise ValueError(
+                "the dots strategy needs the scores table's embeddings: build it with StrategyInputs(scores=)"
+            )
+        prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
+        reference = None
+        if inputs.initial and options.reference is not None:
+            reference = read_pass_rates(
+                [Path(options.reference)],
+                known_ids=prompts.gc_ids,
+                reward_max=inputs.reward_max,
+                reward_min=inputs.reward_min,
+                first_time=REFERENCE_TIME,
+            )
+        calibrator, center = None, None
+        if options.calibrator is not None:
+            from gaincurate.difficulty.jobs import load_calibrator
+
+            calibrator, center = load_calibrator(Path(options.calibrator), prompts)
+        strategy = cls(
+            prompts,
+            target=options.target,
+            tau=options.tau,
+            tau_attn=options.tau_attn,
+            forget=options.forget,
+            reference=reference,
+            calibrator=calibrator,
+            center=center,
+        )
+        strategy.reference_every = options.reference_every
+        strategy.reference_size = min(options.reference_size or inputs.subset_size, len(inputs.prompts))
+        return strategy
+
+    def reference_due(self, state: ScheduleState) -> int:
+        """After epochs K-1, 2K-1, ...: a fresh reference set of M prompts (`--reference-every K`)."""
+        every = self.reference_every
+        return self.reference_size if every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0 else 0
+
+    def initial_memory(self) -> dict[str, Any]:
+        return {"pass_rates": self.reference.to_json()}
+
+    def measured(self, state: ScheduleState) -> PassRates:
+        memory = state.memory or {}
+        return PassRates.from_json(memory["pass_rates"]) if "pass_rates" in memory else PassRates.empty()
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        """The memory after epoch `state.epoch`'s feedback: its per-prompt rewards added to the reference set."""
+        if feedback.per_prompt is None:
+            raise ValueError(
+                "the dots strategy needs per-rollout feedback ({'gc_id', 'reward'} records), not a bare accuracy"
+            )
+        return self.measure(state, feedback.per_prompt, time=state.epoch)
+
+    def measure(self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int) -> dict[str, Any]:
+        """The memory with extra measurements at `time` (a fresh reference set) added to the reference set."""
+        rates = self.measured(state).add(per_prompt, time=time, decay=self.forget)
+        return {**(state.memory or {}), "pass_rates": rates.to_json()}
+
+    def estimates(self, state: ScheduleState) -> Estimates | None:
+        """The neighbours' prediction and the aged estimate of every prompt (gc_id order) before drawing epoch
+        `state.epoch`; None before any measurement."""
+        if self._last is not None and self._last[0] is state:  # the same draw asks again (priority, --band)
+            return self._last[1]
+        rates = self.measured(state)
+        estimates = None
+        if len(rates):
+            estimates = estimate_pass_rates(
+                self.embeddings,
+                self.gc_ids,
+                rates,
+                now=state.epoch - 1,  # the epoch whose feedback is the newest
+                tau=self.tau_attn,
+                decay=self.forget,
+                calibrator=self.calibrator,
+            )
+        self._last = (state, estimates)  # states are frozen: the same object always gives the same estimates
+        return estimates
+
+    def pass_rates(self, state: ScheduleState) -> np.ndarray | None:
+        """p_q, what selection aims with, for every prompt (gc_id order); None before any measurement."""
+        estimates = self.estimates(state)
+        return None if estimates is None else estimates.estimate
+
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
+        """p_q at each rank position, for `--band` (None before any measurement)."""
+        predicted = self.pass_rates(state)
+        return None if predicted is None else predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """p_q of every prompt at the draw: its aged measurement blended with its neighbours' prediction."""
+        estimates = self.band_estimates(state, context)
+        source = "no estimate yet: nothing measured" if estimates is None else "estimated pass rate (dots)"
+        return Report(estimates, source, target_band(self.target), drawn.info)
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped)."""
+        predicted = self.pass_rates(state)
+        if predicted is None:
+            log_weights = np.zeros(context.n_prompts)
+        else:
+            rows = np.searchsorted(self.gc_ids, context.gc_ids)
+            log_weights = selection_log_weights(predicted[rows], target=self.target, tau=self.tau)
+        return draw_order(log_weights, rng)
