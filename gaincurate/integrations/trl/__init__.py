@@ -3,13 +3,18 @@
     from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
 
 The public names load on first use, so that importing one module of this package (the reward recorder, the
-epoch script's helpers) does not import trl and torch through this file.
+epoch script's helpers) does not import trl and torch through this file. The known import noise of torchao and
+torch's pytree is filtered here, before anything (ours or the user's script) imports trl.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from gaincurate.model import quiet_dependency_noise
+
+quiet_dependency_noise()
 
 _PUBLIC = {
     "CurriculumGRPOTrainer": "trainer",
@@ -28,6 +33,4 @@ __all__ = sorted(_PUBLIC)
 def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _PUBLIC[name] == "trainer":
-        importlib.import_module(f"{__name__}.curriculum")  # filters torchao's import noise before trl loads
     return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
