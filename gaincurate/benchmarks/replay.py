@@ -7,7 +7,7 @@ also writes the numbers as JSON. Steps before the buffer first fills (warm-up) a
     gaincurate bench replay --steps 12 --out bench.json
 
 The workload (a word-level tokenizer, a random Llama, plain-text prompts and a parity reward) is built
-here, offline; the replay tests build the same kind of workload from their own helpers in tests/replay/.
+here, offline; the replay tests (tests/replay/) train on the same builders.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _SPECIAL = ("<pad>", "<eos>", "<unk>")
 
 
 def build_tokenizer():
-    """A word-level tokenizer over `WORDS`, built offline; pad id 0, eos id 1."""
+    """A word-level tokenizer over `WORDS`, built offline; pad id 0, eos id 1, the words from id 3."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -58,7 +58,7 @@ def build_model(tokenizer, *, hidden_size: int = 32, layers: int = 2, seed: int 
 
 
 def build_prompts(count: int, words_per_prompt: int = 3):
-    """`count` distinct plain-text prompts."""
+    """`count` distinct plain-text prompts of `WORDS`."""
     from datasets import Dataset
 
     prompts = [" ".join(WORDS[(i + k * 7) % len(WORDS)] for k in range(words_per_prompt)) for i in range(count)]

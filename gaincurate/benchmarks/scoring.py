@@ -24,11 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gaincurate.scoring.config import ScoreConfig
 
 _FIXED = ("model_load_seconds", "tokenizer_seconds", "tuning_seconds", "first_batch_seconds")
 
@@ -105,8 +110,8 @@ def peak_memory_mb(data: str, rows: int, layer: int) -> float:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScoringBench:
-    """What one scoring bench measures; `gaincurate bench scoring` documents each field."""
+class ScoringRows:
+    """What `bench scoring` and `bench profile` share: the rows they score, the model and dtype, the threads."""
 
     data: str
     rows: int = 200
@@ -114,12 +119,26 @@ class ScoringBench:
     model: str | None = None
     dtype: str = "auto"
     batch_tokens: int | None = None
+    threads: int | None = None
+
+    def score_config(self, dataset: str) -> ScoreConfig:
+        """The `score` settings for the rows written to `dataset`, on the CPU."""
+        from gaincurate.scoring.config import ScoreConfig
+
+        # The bench's rows are questions only: no answer column to check.
+        return ScoreConfig(dataset=dataset, model=self.model, dtype=self.dtype, device="cpu",
+                           batch_tokens=self.batch_tokens, answer_column=None)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringBench(ScoringRows):
+    """What one scoring bench measures; `gaincurate bench scoring` documents each field."""
+
     compare_dtypes: tuple[str, ...] = ()
     batch_sweep: tuple[int, ...] = ()
     naive: bool = True
     memory: bool = False
     memory_layer: int = 2
-    threads: int | None = None
 
 
 def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
@@ -128,6 +147,20 @@ def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
     selected = load_rows(data, split=None, prompt_column="problem", limit=offset + rows).rows
     selected = selected.select(range(offset, min(offset + rows, len(selected))))
     path.write_text("".join(json.dumps({"problem": text}) + "\n" for text in selected["problem"]))
+
+
+@contextmanager
+def selected_rows(options: ScoringRows) -> Iterator[Path]:
+    """Set torch's CPU threads, then hold the chosen rows in a temporary JSONL file for the bench to score."""
+    import torch
+
+    if options.threads:
+        # On a shared machine, 2 OpenMP threads fighting other jobs can run several times slower than 1.
+        torch.set_num_threads(options.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "rows.jsonl"
+        write_rows(options.data, options.offset, options.rows, data)
+        yield data
 
 
 def _score_once(config: Any, reference: np.ndarray | None) -> dict[str, Any]:
@@ -183,13 +216,9 @@ def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
     from gaincurate.model import load_tokenizer, resolve_source, source_fingerprint
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import tuning_cache
-    from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.dtype import layer_flops_per_token
 
-    config = ScoreConfig(  # the bench's rows are questions only: no answer column to check
-        dataset=data, model=args.model, dtype=args.dtype, device="cpu", batch_tokens=args.batch_tokens,
-        answer_column=None,
-    )  # fmt: skip
+    config = args.score_config(data)
     source = resolve_source(args.model)
     tokenizer = load_tokenizer(source)
     prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(
@@ -235,14 +264,7 @@ def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
 
 def bench_scoring(options: ScoringBench) -> dict[str, Any]:
     """Score `options.rows` rows of `options.data` naively and with gaincurate; times, floors and agreement."""
-    import torch
-
-    if options.threads:
-        # On a shared machine, 2 OpenMP threads fighting other jobs can run several times slower than 1.
-        torch.set_num_threads(options.threads)
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "rows.jsonl"
-        write_rows(options.data, options.offset, options.rows, data)
+    with selected_rows(options) as data:
         result = run_benchmark(options, str(data))
     if options.memory:
         result["peak_rss_mb"] = {n: peak_memory_mb(options.data, n, options.memory_layer) for n in (500, 5000)}

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gaincurate.benchmarks.scoring import ScoringRows, selected_rows
+
 GROUPS = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm", "mkldnn", "onednn"),
     "attention": ("scaled_dot_product", "flash_attention", "_efficient_attention"),
@@ -33,16 +35,9 @@ GROUPS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProfileBench:
+class ProfileBench(ScoringRows):
     """What one profile run scores; `gaincurate bench profile` documents each field."""
 
-    data: str
-    rows: int = 200
-    offset: int = 0
-    model: str | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    threads: int | None = None
     gates: bool = False
 
 
@@ -93,20 +88,9 @@ def gate_figures(config: Any) -> dict[str, Any]:
 
 def bench_profile(options: ProfileBench) -> dict[str, Any]:
     """Profile one warm scoring pass of the rows; with `gates`, also each lossy dtype's fidelity gate."""
-    import torch
-
-    from gaincurate.benchmarks.scoring import write_rows
-    from gaincurate.scoring.config import ScoreConfig
-
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "rows.jsonl"
-        write_rows(options.data, options.offset, options.rows, data)
+    with selected_rows(options) as data:
         questions = [json.loads(line)["problem"] for line in data.read_text().splitlines()]
-        # Questions only: no answer column to check.
-        config = ScoreConfig(dataset=str(data), model=options.model, dtype=options.dtype, device="cpu",
-                             batch_tokens=options.batch_tokens, answer_column=None)  # fmt: skip
+        config = options.score_config(str(data))
         result = profile_scoring(config, questions)
     if options.gates:
         result["gates"] = gate_figures(config)

@@ -9,18 +9,11 @@ import torch
 
 pytest.importorskip("trl")
 
-from replay_helpers import (
-    WORDS,
-    GenerationCounter,
-    buffer_sizes_before_rounds,
-    build_model,
-    build_prompts,
-    build_tokenizer,
-    parity_reward,
-)
+from replay_helpers import GenerationCounter, buffer_sizes_before_rounds
 from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
+from gaincurate.benchmarks.replay import WORDS, build_model, build_prompts, build_tokenizer, parity_reward
 from gaincurate.errors import ConfigError
 from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig
 from gaincurate.replay.loss import (

@@ -29,6 +29,7 @@ from gaincurate.schedule.run.epochs import check_format
 from gaincurate.schedule.run.inputs import ScoresInput, load_scores
 from gaincurate.schedule.run.reference import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
+from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.strategies.base import FRESH_SCORES, POLICY
 from gaincurate.schedule.strategies.registry import how_it_draws, strategy_class, top_level
 
@@ -202,15 +203,18 @@ def advance(
     checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
     run = rundir.load_run(run_dir)
     scheduler, scores = open_scheduler(run)
+    context = StepContext(
+        run_dir=run_dir, run=run, scheduler=scheduler, scores=scores, checkpoint=checkpoint, progress=progress
+    )
+    notices, timings = context.notices, context.timings  # the work before the draw adds to them too
     current = run.schedule.epoch
-    notices: list[str] = []
     if current < 0:
         if feedback is not None:
             raise InputError(
                 f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
                 f"run `gaincurate schedule next --run {run_dir}` without --feedback first"
             )
-        arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
+        arm_screener(context)
         stepped = take_step(scheduler, scores, run_dir=run_dir, run=run)
     else:
         started = time.perf_counter()
@@ -224,10 +228,10 @@ def advance(
         # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
         # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
         summary, digest = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
-        timings = {"feedback_s": time.perf_counter() - started}
-        rescored, used = _rescore(scheduler, scores, run, checkpoint, notices, timings, progress)
-        fresh = fresh_reference(run_dir, scheduler, scores, run, checkpoint, notices, timings, progress)
-        screened_with = arm_screener(scheduler, scores, run_dir, run, checkpoint, progress)
+        timings["feedback_s"] = time.perf_counter() - started
+        rescored, used = _rescore(context)
+        fresh = fresh_reference(context)
+        screened_with = arm_screener(context)
         if checkpoint is not None and FRESH_SCORES not in scheduler.strategy.needs and not fresh and not screened_with:
             notices.append(_unused_checkpoint(scheduler))
         used = screened_with or used
@@ -272,14 +276,7 @@ def check_given_checkpoint(checkpoint: Path) -> None:
         raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
 
 
-def arm_screener(
-    scheduler: Scheduler,
-    scores: ScoresInput,
-    run_dir: Path,
-    run: RunState,
-    checkpoint: Path | None,
-    progress: Progress = NULL_PROGRESS,
-) -> str | None:
+def arm_screener(context: StepContext) -> str | None:
     """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
 
     Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
@@ -287,13 +284,13 @@ def arm_screener(
     stale policy would measure the wrong pass rates. Returns the checkpoint it screens with (None: none, or
     not a screen run).
     """
-    strategy = scheduler.strategy
+    strategy = context.scheduler.strategy
     if POLICY not in strategy.needs:
         return None
     from gaincurate.schedule.run.screeners import checkpoint_screener
 
-    found = given_or_recorded(checkpoint, run.checkpoint)
-    epoch = run.schedule.epoch
+    found = given_or_recorded(context.checkpoint, context.run.checkpoint)
+    epoch = context.run.schedule.epoch
     if epoch >= 0 and (found is None or found.model_path is None):
         why = "no checkpoint was given" if found is None else no_model_reason(found)
         raise InputError(
@@ -301,24 +298,18 @@ def arm_screener(
             f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
         )
     model_path = None if found is None else found.model_path
+    seed = context.scheduler.config.seed
     strategy.use_screener(
         checkpoint_screener(
-            run_dir, scores.directory, seed=scheduler.config.seed, model_path=model_path, progress=progress
+            context.run_dir, context.scores.directory, seed=seed, model_path=model_path, progress=context.progress
         )
     )
     return None if found is None else str(found.path)
 
 
-def _rescore(
-    scheduler: Scheduler,
-    scores: ScoresInput,
-    run: RunState,
-    checkpoint: Path | None,
-    notices: list[str],
-    timings: dict[str, float],
-    progress: Progress,
-) -> tuple[Rescored | None, str | None]:
+def _rescore(context: StepContext) -> tuple[Rescored | None, str | None]:
     """Fresh scores from the newest checkpoint when the strategy asks for them this epoch."""
+    scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
     if FRESH_SCORES not in scheduler.strategy.needs:
         return None, run.checkpoint
     found = None
@@ -342,16 +333,17 @@ def _rescore(
         )
     if found is None or found.model_path is None:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
-        notices.append(f"not re-scored: {why}; ang comes from the stored scores")
+        context.notices.append(f"not re-scored: {why}; ang comes from the stored scores")
         return None, used
     from gaincurate import scoring
 
-    progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
+    context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
     fresh = scoring.rescore(
-        scores.directory, [int(i) for i in ids], checkpoint=found.model_path, nproc=scheduler.config.rescore_nproc
-    )
-    timings["rescore_s"] = time.perf_counter() - started
+        context.scores.directory, [int(i) for i in ids], checkpoint=found.model_path,
+        nproc=scheduler.config.rescore_nproc,
+    )  # fmt: skip
+    context.timings["rescore_s"] = time.perf_counter() - started
     return Rescored(ids, fresh), used
 
 

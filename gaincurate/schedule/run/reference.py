@@ -19,10 +19,11 @@ from pathlib import Path
 
 from gaincurate.difficulty.reference import read_measurements
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule.core import FreshReference, Scheduler
+from gaincurate.schedule.core import FreshReference
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import ScoresInput
 from gaincurate.schedule.run.rundir import RunState
+from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.strategies.dots import DotsOptions
 
 SEED_STREAM = 1_000_003  # the rollout seed of epoch t's reference set: seed * SEED_STREAM + t
@@ -93,34 +94,25 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
     return Measurements(feedback, references)
 
 
-def fresh_reference(
-    run_dir: Path,
-    scheduler: Scheduler,
-    scores: ScoresInput,
-    run: RunState,
-    checkpoint: Path | None,
-    notices: list[str],
-    timings: dict[str, float],
-    progress: Progress = NULL_PROGRESS,
-) -> FreshReference | None:
+def fresh_reference(context: StepContext) -> FreshReference | None:
     """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
     from gaincurate.schedule.run.checkpoints import given_or_recorded, no_model_reason
 
-    epoch = run.schedule.epoch
-    size = scheduler.reference_due()
+    epoch = context.run.schedule.epoch
+    size = context.scheduler.reference_due()
     if not size:
         return None
-    found = given_or_recorded(checkpoint, run.checkpoint)
+    found = given_or_recorded(context.checkpoint, context.run.checkpoint)
     if found is None or found.model_path is None:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
-        notices.append(f"no fresh reference set after epoch {epoch}: {why}")
+        context.notices.append(f"no fresh reference set after epoch {epoch}: {why}")
         return None
     fresh = roll_reference(
-        run_dir, scores, size=size, seed=scheduler.config.seed, epoch=epoch, model_path=found.model_path,
-        progress=progress,
+        context.run_dir, context.scores, size=size, seed=context.scheduler.config.seed, epoch=epoch,
+        model_path=found.model_path, progress=context.progress,
     )  # fmt: skip
-    timings["reference_s"] = fresh.info["seconds"]
-    notices.append(
+    context.timings["reference_s"] = fresh.info["seconds"]
+    context.notices.append(
         f"fresh reference set after epoch {epoch}: {fresh.info['prompts']} prompts, {fresh.info['rollouts']} "
         f"rollouts with {found.model_path} in {fresh.info['seconds']:.0f} s (extra cost, beside training's)"
     )

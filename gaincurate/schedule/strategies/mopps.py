@@ -173,9 +173,16 @@ class MoppsStrategy(Strategy):
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """Posterior mean and sd, averaged over the epoch's prompts, as the posterior stood when it was drawn."""
+        alpha, beta = self._drawn_posterior(state, context, positions)
+        return {
+            "posterior_mean": float(np.mean(posterior_mean(alpha, beta))),
+            "posterior_sd": float(np.mean(posterior_sd(alpha, beta))),
+        }
+
+    def _drawn_posterior(
+        self, state: ScheduleState, context: RankingContext, positions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The Beta(alpha, beta) posterior of each prompt at the rank `positions` drawn."""
         alpha, beta = self.posterior(state)
         rows = self._rows(context)[positions]
-        return {
-            "posterior_mean": float(np.mean(posterior_mean(alpha[rows], beta[rows]))),
-            "posterior_sd": float(np.mean(posterior_sd(alpha[rows], beta[rows]))),
-        }
+        return alpha[rows], beta[rows]

@@ -26,7 +26,7 @@ import numpy as np
 
 from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, option, positive_pair
 from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_order
-from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd
+from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_sd
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
@@ -74,11 +74,7 @@ class VarianceStrategy(MoppsStrategy):
         return draw_order(values(alpha[rows], beta[rows], bonus=self.bonus) / self.tau, rng)
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
-        """Posterior mean and expected variance, averaged over the epoch's prompts, as it stood at the draw."""
-        alpha, beta = self.posterior(state)
-        rows = self._rows(context)[positions]
-        return {
-            "posterior_mean": float(np.mean(posterior_mean(alpha[rows], beta[rows]))),
-            "posterior_sd": float(np.mean(posterior_sd(alpha[rows], beta[rows]))),
-            "expected_variance": float(np.mean(expected_variance(alpha[rows], beta[rows]))),
-        }
+        """mopps' posterior mean and sd, then the expected variance, averaged over the epoch's prompts at the draw."""
+        alpha, beta = self._drawn_posterior(state, context, positions)
+        variance = float(np.mean(expected_variance(alpha, beta)))
+        return {**super().describe(state, context, positions), "expected_variance": variance}
