@@ -4,9 +4,9 @@ The pure core (numpy only, no files) is importable from here, for in-process tra
 
     from gaincurate.schedule import Scheduler, ScheduleConfig, PromptSet
 
-The run directory (`gaincurate.schedule.run.rundir`), the epoch loop (`.driver`), the in-process driver
-(`.curriculum`), checkpoint discovery (`.checkpoints`) and the CLI (`.cli`) are imported from their
-modules; they need pyarrow.
+The strategies are in `gaincurate.schedule.strategies` (one module each, `registry` names them). The run on disk
+is in `gaincurate.schedule.run`: the run directory (`rundir`), the epoch loop (`driver`), the in-process driver
+(`curriculum`) and checkpoint discovery (`checkpoints`), imported from their modules; they need pyarrow.
 """
 
 from gaincurate.schedule.config import ScheduleConfig
