@@ -23,7 +23,6 @@ from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, Strate
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
-    Band,
     DataFormat,
     DataSource,
     RescoreNproc,
@@ -31,9 +30,9 @@ from gaincurate.cli.schedule_options import (
     RewardRange,
     ScoresOption,
     Seed,
-    SkipZeroVariance,
     SubsetMultiple,
     SubsetSize,
+    filter_parameters,
     pair,
     strategy_parameters,
     strategy_settings,
@@ -63,8 +62,6 @@ def init(
     reward_range: RewardRange = None,
     data_format: DataFormat = None,
     data_source: DataSource = None,
-    band: Band = None,
-    skip_zero_variance: SkipZeroVariance = False,
     config: ConfigFile = None,
     as_json: AsJson = False,
     rescore_nproc: RescoreNproc = None,
@@ -81,7 +78,7 @@ def init(
         schedule_config = _schedule_config(
             strategy=strategy, subset_size=subset_size, subset_multiple=subset_multiple, seed=seed,
             reward_max=reward_max, reward_range=reward_range, format=data_format, data_source=data_source,
-            band=band, skip_zero_variance=skip_zero_variance, rescore_nproc=rescore_nproc, options=options,
+            rescore_nproc=rescore_nproc, options=options,
         )  # fmt: skip
     for warning in caught:  # an old option name: one line saying the new one
         note(f"note: {warning.message}")
@@ -116,15 +113,18 @@ def init(
 
 
 def _with_strategy_options(command: Any) -> Any:
-    """`command` taking every strategy option as a keyword (generated from the strategies' `Options` fields)."""
+    """`command` taking every filter's flag (after the common options, before `--config`) and every strategy option
+    as keywords, generated from the registry's filters and the strategies' `Options` fields."""
     import typing
 
     hints = typing.get_type_hints(command, include_extras=True)
-    fixed = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
-             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
-    generated = strategy_parameters()
-    command.__signature__ = inspect.Signature([*fixed, *generated], return_annotation=None)
-    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
+    # All keyword-only (Typer passes keywords), so that the filters' flags may sit among the written ones.
+    written = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    fixed = [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY) for p in written]
+    at = [p.name for p in fixed].index("config")
+    parameters = [*fixed[:at], *filter_parameters(), *fixed[at:], *strategy_parameters()]
+    command.__signature__ = inspect.Signature(parameters, return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
     return command
 
 
@@ -136,9 +136,6 @@ def _schedule_config(*, reward_range: str | None, options: dict[str, Any], **com
     from gaincurate.schedule.config import ScheduleConfig
 
     values = {key: value for key, value in common.items() if value is not None}
-    values["skip_zero_variance"] = common["skip_zero_variance"] or None
-    if common["band"] is not None:
-        values["band"] = pair(common["band"])
     if reward_range is not None:
         low, high = pair(reward_range)
         if common["reward_max"] is not None and common["reward_max"] != high:

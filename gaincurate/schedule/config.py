@@ -29,7 +29,7 @@ from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, is_number
 from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
-from gaincurate.schedule.strategies.registry import STRATEGIES, check_filters, strategy_class
+from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparison (docs/strategies.md, "Which strategy by default").
@@ -54,8 +54,9 @@ class ScheduleConfig:
     format: str
     data_source: str | None  # --format verl: data_source of rows without their own (None: VERL_DATA_SOURCE)
     rescore_nproc: int  # processes for checkpoint re-scoring (torchrun); 1 = in this process
+    # One field per filter (`registry.FILTERS`, named by its `setting`; None: off), set and checked by the filter.
     band: tuple[float, float] | None  # keep prompts whose pass-rate estimate lies in [LO, HI] first
-    skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy (None: off)
+    skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy
     options: Options  # the strategy's own (gaincurate.schedule.strategies.registry)
 
     def __init__(
@@ -70,11 +71,11 @@ class ScheduleConfig:
         format: str = "trl",
         data_source: str | None = None,
         rescore_nproc: int = 1,
-        band: tuple[float, float] | list[float] | None = None,
-        skip_zero_variance: ZeroVarianceOptions | dict[str, Any] | bool | None = None,
         options: Options | None = None,
         **settings: Any,
     ) -> None:
+        """`settings`: the strategy's options, flat, and each filter's (`band=(0.2, 0.8)`, `skip_zero_variance=True`
+        with its options flat beside it, or a dict of them)."""
         if strategy in BENCH_ONLY_STRATEGIES:
             raise ConfigError(
                 f"{setting('strategy', strategy)} is the benchmark's ceiling (it measures every prompt with the "
@@ -82,25 +83,19 @@ class ScheduleConfig:
                 f"`gaincurate bench curriculum --strategies uniform,{strategy}`"
             )
         cls = strategy_class(strategy)
-        own, filter_settings = _split_settings(strategy, cls.options_class, settings, skip_zero_variance)
+        switches = {name: settings.pop(name, None) for name in FILTERS}
+        own, filter_settings = _split_settings(strategy, cls.options_class, settings, switches)
         if options is None:
             options = cls.options_class(**own)
         elif own:
             raise ConfigError(f"pass {next(iter(own))} inside options=, or options= alone; not both")
         elif not isinstance(options, cls.options_class):
             raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.options_class.__name__}")
-        if not (skip_zero_variance is None or isinstance(skip_zero_variance, bool | dict | ZeroVarianceOptions)):
-            raise ConfigError(f"{setting('skip_zero_variance')} is a switch (true/false); got {skip_zero_variance!r}")
-        if isinstance(skip_zero_variance, dict):
-            skip_zero_variance = ZeroVarianceOptions(**skip_zero_variance)
-        elif skip_zero_variance is True:
-            skip_zero_variance = ZeroVarianceOptions(**filter_settings)
-        elif skip_zero_variance is False:
-            skip_zero_variance = None
+        filters = {name: FILTERS[name].configure(value, filter_settings[name]) for name, value in switches.items()}
         values = {
             "strategy": strategy, "seed": seed, "subset_size": subset_size, "subset_multiple": subset_multiple,
             "reward_max": reward_max, "reward_min": reward_min, "format": format, "data_source": data_source,
-            "rescore_nproc": rescore_nproc, "band": band, "skip_zero_variance": skip_zero_variance, "options": options,
+            "rescore_nproc": rescore_nproc, **filters, "options": options,
         }  # fmt: skip
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -138,16 +133,6 @@ class ScheduleConfig:
                 f"{setting('data_source')} names verl's reward scorer; pass {setting('format', 'verl')} and a name, "
                 f"got {self.data_source!r}"
             )
-        band = self.band
-        if band is not None:
-            if not isinstance(band, tuple | list) or len(band) != 2 or not all(is_number(value) for value in band):
-                raise ConfigError(f"{setting('band')} must be two pass rates LO,HI such as 0.1,0.9; got {band!r}")
-            low, high = float(band[0]), float(band[1])
-            if not 0 <= low <= high <= 1:
-                raise ConfigError(
-                    f"{setting('band')} LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}"
-                )
-            object.__setattr__(self, "band", (low, high))
         check_filters(self)
 
     @property
@@ -165,8 +150,8 @@ class ScheduleConfig:
         """The common settings and the strategy's options, flat, as `ScheduleConfig(**settings)` takes them."""
         common = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         del common["options"]
-        zero_variance = self.skip_zero_variance
-        common["skip_zero_variance"] = None if zero_variance is None else zero_variance.to_dict()
+        for name in FILTERS:  # a filter's options as a dict; a pair as a list (`to_dict`)
+            common[name] = common[name].to_dict() if isinstance(common[name], Options) else common[name]
         return {**common, **self.options.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,12 +168,14 @@ class ScheduleConfig:
         """A config stored by gaincurate 0.x (state version 1): every strategy's options flat, most at defaults.
 
         The options of other strategies never changed that run's draws, so they are dropped; dots' `decay` is
-        its `forget`; `skip_zero_variance` was a switch with the exploration rates beside it.
+        its `forget`; `skip_zero_variance` was a switch with the exploration rates beside it (a filter's options
+        sat flat beside its switch).
         """
         strategy = data.get("strategy", "gain")
         cls_options = strategy_class(strategy).options_class
         own = set(cls_options.names()) | set(cls_options.renamed)
-        common = {field.name for field in dataclasses.fields(cls)} - {"options", "skip_zero_variance"}
+        switches = {name for name, filter_class in FILTERS.items() if filter_class.options_class.names()}
+        common = {field.name for field in dataclasses.fields(cls)} - {"options"} - switches
         kept = {key: value for key, value in data.items() if key in common or key in own}
         for old, new in cls_options.renamed.items():  # in 0.x `new` was another strategy's (dots' decay, mopps' forget)
             if old in kept:
@@ -198,8 +185,9 @@ class ScheduleConfig:
         if strategy != "gain":
             for key in ("ranking", "mu_control", "sweep_rate", "direction"):
                 kept.pop(key, None)
-        if data.get("skip_zero_variance"):
-            kept["skip_zero_variance"] = {key: data[key] for key in ZeroVarianceOptions.names() if key in data}
+        for name in switches:
+            if data.get(name):
+                kept[name] = {key: data[key] for key in FILTERS[name].options_class.names() if key in data}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # a stored 0.x name is not the user's to rename
             return cls(**kept)
@@ -211,10 +199,12 @@ def options_owners(name: str) -> list[str]:
 
 
 def _split_settings(
-    strategy: str, options_class: type[Options], settings: dict[str, Any], skip_zero_variance: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the strategy's own options, the zero-variance filter's) from flat settings; anything else is refused."""
-    own, filter_settings = {}, {}
+    strategy: str, options_class: type[Options], settings: dict[str, Any], switches: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the strategy's own options, each filter's by its setting) from flat settings; a filter's count only when
+    its switch is on (`switches`); anything else is refused."""
+    own: dict[str, Any] = {}
+    filter_settings: dict[str, dict[str, Any]] = {name: {} for name in switches}
     for key, value in settings.items():
         if key in options_class.renamed:
             new = options_class.renamed[key]
@@ -222,10 +212,11 @@ def _split_settings(
                 f"{setting(key)} is now {setting(new)} (the same setting); pass {setting(new)}", FutureWarning, 2
             )
             key = new
+        filters = [name for name, on in switches.items() if on and key in FILTERS[name].options_class.names()]
         if key in options_class.names():
             own[key] = value
-        elif key in ZeroVarianceOptions.names() and skip_zero_variance:
-            filter_settings[key] = value
+        elif filters:
+            filter_settings[filters[0]][key] = value
         elif owners := options_owners(key):
             raise ConfigError(
                 f"{setting(key)} is {_article(owners)} option; pass {setting('strategy', owners[0])} or drop "
