@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from gaincurate.cli.fields import fixed_parameters, install
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
@@ -117,15 +117,7 @@ def init(
 
 def _with_strategy_options(command: Any) -> Any:
     """`command` taking every strategy option as a keyword (generated from the strategies' `Options` fields)."""
-    import typing
-
-    hints = typing.get_type_hints(command, include_extras=True)
-    fixed = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
-             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
-    generated = strategy_parameters()
-    command.__signature__ = inspect.Signature([*fixed, *generated], return_annotation=None)
-    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
-    return command
+    return install(command, fixed_parameters(command), strategy_parameters())
 
 
 app.command("init")(_with_strategy_options(init))
