@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gaincurate.cli.fields import fixed_parameters, install
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
@@ -115,17 +116,10 @@ def init(
 def _with_strategy_options(command: Any) -> Any:
     """`command` taking every filter's flag (after the common options, before `--config`) and every strategy option
     as keywords, generated from the registry's filters and the strategies' `Options` fields."""
-    import typing
-
-    hints = typing.get_type_hints(command, include_extras=True)
     # All keyword-only (Typer passes keywords), so that the filters' flags may sit among the written ones.
-    written = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    fixed = [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY) for p in written]
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)]
     at = [p.name for p in fixed].index("config")
-    parameters = [*fixed[:at], *filter_parameters(), *fixed[at:], *strategy_parameters()]
-    command.__signature__ = inspect.Signature(parameters, return_annotation=None)
-    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
-    return command
+    return install(command, [*fixed[:at], *filter_parameters(), *fixed[at:]], strategy_parameters())
 
 
 app.command("init")(_with_strategy_options(init))

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from gaincurate.cli.fields import default_text, option_annotation, value_text
 from gaincurate.schedule.config import FORMATS
 from gaincurate.schedule.options import flag
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
@@ -119,29 +120,15 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
     if None in defaults.values():
         default = ""  # the help says what leaving it out means
     elif len(shown) == 1:
-        default = f" [default: {_text(field.default)}]"
+        default = f" [default: {default_text(field)}]"
     else:
-        default = " [default: " + ", ".join(f"{s} {_text(d)}" for s, d in defaults.items()) + "]"
+        default = " [default: " + ", ".join(f"{s} {value_text(d)}" for s, d in defaults.items()) + "]"
     return f"{', '.join(strategies)}: {field.metadata['help']}{default}"
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(f"{v:g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
-    kind = field.metadata["cli"]
-    option = {"help": help, "rich_help_panel": panel, "hidden": hidden}
-    if kind in _PARSERS:
-        return Annotated[str | None, typer.Option(flag(name or field.name), parser=_PARSERS[kind], **option)]
-    if kind == "choice":
-        return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(flag(name or field.name), **option)]
-    if kind == "path":
-        return Annotated[Path | None, typer.Option(flag(name or field.name), **option)]
     base = int if isinstance(field.default, int) and not isinstance(field.default, bool) else float
-    return Annotated[base | None, typer.Option(flag(name or field.name), **option)]
+    return option_annotation(field, base, help=help, panel=panel, hidden=hidden, name=name, parsers=_PARSERS)
 
 
 def strategy_parameters() -> list[inspect.Parameter]:
