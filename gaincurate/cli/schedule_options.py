@@ -1,6 +1,8 @@
-"""The options of `gaincurate schedule init`: the common ones here, each strategy's generated from its `Options`.
+"""The options of `gaincurate schedule init`, generated from the dataclass fields that declare them.
 
-The common settings are `Annotated` aliases below. Every strategy option comes from its dataclass field
+The common settings come from `ScheduleConfig`'s fields (`common_parameters`: help, "[default: ...]" and form, by
+`gaincurate.cli.fields`); only `--scores` and `--reward-range` (which sets two fields) are written here. Every
+strategy option comes from its dataclass field
 (`gaincurate.schedule.options.option`: default, help, check), so a new strategy's options appear in `init`, its
 `--help` (one panel per strategy, after the common options), `--config FILE` and docs/cli.md with no second list
 to keep in step. Each filter's flag (`--band`, `--skip-zero-variance`) comes from its class in `registry.FILTERS`
@@ -15,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.fields import default_text, option_annotation, value_text
-from gaincurate.schedule.config import FORMATS
+from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.options import flag
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
 
@@ -54,39 +56,16 @@ def pair(text: str) -> tuple[float, float]:
 
 
 ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
-SubsetSize = Annotated[
-    str | None,
-    typer.Option(
-        parser=_size,
-        help="Prompts per epoch (default 256/7500 of N, rounded to --subset-multiple). A number is ranks; a share "
-        "of the prompt count N is a percentage, e.g. 2%.",
-    ),
-]
-SubsetMultiple = Annotated[
-    int | None,
-    typer.Option(help="The subset size is a multiple of K: the prompts your trainer takes per batch (default 1)."),
-]
-RewardMax = Annotated[float | None, typer.Option(help="Reward of a correct rollout (default 1).")]
+_FIELDS = {field.name: field for field in dataclasses.fields(ScheduleConfig)}
+_REWARDS = ",".join(default_text(_FIELDS[name]) for name in ("reward_min", "reward_max"))  # --reward-range sets both
 RewardRange = Annotated[
     str | None,
     typer.Option(
-        parser=_pair_parser("two numbers LO,HI such as -1,1"), help="LO,HI: wrong and right rewards, e.g. -1,1."
+        parser=_pair_parser("two numbers LO,HI such as -1,1"),
+        help=f"LO,HI: wrong and right rewards, e.g. -1,1. [default: {_REWARDS}]",
     ),
-]
-Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
-DataFormat = Annotated[Literal[FORMATS] | None, typer.Option("--format", help="Epoch file layout (default trl).")]
-DataSource = Annotated[
-    str | None,
-    typer.Option(help="verl: data_source of rows without their own, verl's reward key (default lighteval/MATH)."),
 ]
 RESCORE_PANEL = "gain and length options"
-RescoreNproc = Annotated[
-    int | None,
-    typer.Option(
-        help="gain, length: re-score with N processes via torchrun (default 1: in process).",
-        rich_help_panel=RESCORE_PANEL,
-    ),
-]
 
 # A field's spelling on the command line (`option(cli=...)`), when it is not a plain number.
 _PARSERS = {
@@ -129,6 +108,12 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
 def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
     base = int if isinstance(field.default, int) and not isinstance(field.default, bool) else float
     return option_annotation(field, base, help=help, panel=panel, hidden=hidden, name=name, parsers=_PARSERS)
+
+
+def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Parameter]:
+    """A keyword parameter (default None: not given) per common setting named, from its `ScheduleConfig` field:
+    its help, its "[default: ...]" and how the command line spells it."""
+    return field_parameters(ScheduleConfig, only=names, panel=panel, parsers=_PARSERS)
 
 
 def strategy_parameters() -> list[inspect.Parameter]:
