@@ -113,14 +113,14 @@ def _with_generated_options(command: Any) -> Any:
 
 
 app.command("init")(_with_generated_options(init))
-COMMON = ("subset_size", "subset_multiple", "seed", "reward_max", "format", "data_source", "rescore_nproc")
 
 
 def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, Any]) -> Any:
     """`ScheduleConfig` from `init`'s values: given values only, the comma pairs parsed."""
-    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.config import ScheduleConfig, common_fields
 
-    common = {name: values[name] for name in COMMON if values.get(name) is not None}
+    names = [field.name for field in common_fields()]
+    common = {name: values[name] for name in names if values.get(name) is not None}
     if reward_range is not None:
         low, high = pair(reward_range)
         if common.get("reward_max", high) != high:
@@ -128,7 +128,7 @@ def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, 
                 f"--reward-range {reward_range} and --reward-max {common['reward_max']:g} disagree; pass one of them"
             )
         common |= {"reward_min": low, "reward_max": high}
-    options = {name: value for name, value in values.items() if name not in COMMON}
+    options = {name: value for name, value in values.items() if name not in names}
     return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options))
 
 
