@@ -6,8 +6,9 @@
     gaincurate schedule run --run run/ --epochs 10 --trainer-cmd 'python train.py {epoch_data} ...'
     gaincurate schedule status --run run/ [--json] [--plot status.png]
 
-`init` takes the common settings as written below and every strategy's options as generated from their
-`Options` fields (`gaincurate.cli.schedule_options`); a value left out (None) takes the config's default.
+`init` takes the common settings generated from `ScheduleConfig`'s fields, every filter's flag from
+`registry.FILTERS` and every strategy's options from their `Options` fields (`gaincurate.cli.schedule_options`);
+a value left out (None) takes the config's default.
 """
 
 from __future__ import annotations
@@ -19,21 +20,16 @@ from typing import Annotated, Any
 
 import typer
 
+from gaincurate.cli.fields import fixed_parameters, install
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
-    Band,
-    DataFormat,
-    DataSource,
-    RescoreNproc,
-    RewardMax,
+    RESCORE_PANEL,
     RewardRange,
     ScoresOption,
-    Seed,
-    SkipZeroVariance,
-    SubsetMultiple,
-    SubsetSize,
+    common_parameters,
+    filter_parameters,
     pair,
     strategy_parameters,
     strategy_settings,
@@ -56,19 +52,10 @@ def init(
     scores: ScoresOption,
     run: RunOption,
     strategy: StrategyOption = DEFAULT_STRATEGY,
-    subset_size: SubsetSize = None,
-    subset_multiple: SubsetMultiple = None,
-    seed: Seed = None,
-    reward_max: RewardMax = None,
     reward_range: RewardRange = None,
-    data_format: DataFormat = None,
-    data_source: DataSource = None,
-    band: Band = None,
-    skip_zero_variance: SkipZeroVariance = False,
     config: ConfigFile = None,
     as_json: AsJson = False,
-    rescore_nproc: RescoreNproc = None,
-    **options: Any,
+    **values: Any,
 ) -> None:
     """Create a run directory for a scores directory.
 
@@ -78,11 +65,7 @@ def init(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FutureWarning)
-        schedule_config = _schedule_config(
-            strategy=strategy, subset_size=subset_size, subset_multiple=subset_multiple, seed=seed,
-            reward_max=reward_max, reward_range=reward_range, format=data_format, data_source=data_source,
-            band=band, skip_zero_variance=skip_zero_variance, rescore_nproc=rescore_nproc, options=options,
-        )  # fmt: skip
+        schedule_config = _schedule_config(strategy, reward_range, values)
     for warning in caught:  # an old option name: one line saying the new one
         note(f"note: {warning.message}")
     from gaincurate.schedule.run.driver import init_run
@@ -115,38 +98,38 @@ def init(
     emit({"run": str(run), "params": resolved, "notes": notes}, as_json=as_json, human=draw)
 
 
-def _with_strategy_options(command: Any) -> Any:
-    """`command` taking every strategy option as a keyword (generated from the strategies' `Options` fields)."""
-    import typing
-
-    hints = typing.get_type_hints(command, include_extras=True)
-    fixed = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
-             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
-    generated = strategy_parameters()
-    command.__signature__ = inspect.Signature([*fixed, *generated], return_annotation=None)
-    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
-    return command
-
-
-app.command("init")(_with_strategy_options(init))
+def _with_generated_options(command: Any) -> Any:
+    """`command` taking, as keywords, the common settings (from `ScheduleConfig`'s fields), every filter's flag (from
+    `registry.FILTERS`) and every strategy option (from the strategies' `Options` fields), among its written ones."""
+    # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones.
+    fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)}
+    parameters = [
+        fixed["scores"], fixed["run"], fixed["strategy"],
+        *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
+        *common_parameters("format", "data_source"), *filter_parameters(), fixed["config"], fixed["as_json"],
+        *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
+    ]  # fmt: skip
+    return install(command, parameters, strategy_parameters())
 
 
-def _schedule_config(*, reward_range: str | None, options: dict[str, Any], **common: Any) -> Any:
+app.command("init")(_with_generated_options(init))
+
+
+def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, Any]) -> Any:
     """`ScheduleConfig` from `init`'s values: given values only, the comma pairs parsed."""
-    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.config import ScheduleConfig, common_fields
 
-    values = {key: value for key, value in common.items() if value is not None}
-    values["skip_zero_variance"] = common["skip_zero_variance"] or None
-    if common["band"] is not None:
-        values["band"] = pair(common["band"])
+    names = [field.name for field in common_fields()]
+    common = {name: values[name] for name in names if values.get(name) is not None}
     if reward_range is not None:
         low, high = pair(reward_range)
-        if common["reward_max"] is not None and common["reward_max"] != high:
+        if common.get("reward_max", high) != high:
             raise ConfigError(
                 f"--reward-range {reward_range} and --reward-max {common['reward_max']:g} disagree; pass one of them"
             )
-        values |= {"reward_min": low, "reward_max": high}
-    return ScheduleConfig(**values, **strategy_settings(options))
+        common |= {"reward_min": low, "reward_max": high}
+    options = {name: value for name, value in values.items() if name not in names}
+    return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options))
 
 
 @app.command("next")

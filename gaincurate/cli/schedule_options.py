@@ -1,12 +1,15 @@
-"""The options of `gaincurate schedule init`: the common ones here, each strategy's generated from its `Options`.
+"""The options of `gaincurate schedule init`, generated from the dataclass fields that declare them.
 
-The common settings are `Annotated` aliases below. Every strategy option comes from its dataclass field
+The common settings come from `ScheduleConfig`'s fields (`common_parameters`: help, "[default: ...]" and form, by
+`gaincurate.cli.fields`); only `--scores` and `--reward-range` (which sets two fields) are written here. Every
+strategy option comes from its dataclass field
 (`gaincurate.schedule.options.option`: default, help, check), so a new strategy's options appear in `init`, its
 `--help` (one panel per strategy, after the common options), `--config FILE` and docs/cli.md with no second list
-to keep in step. An option several strategies share (`--target`, `--forget`) is one flag, shown in the panel of
-the first, its help naming every owner and each one's default. Old names (`Options.renamed`) stay readable as
-hidden flags. A size is checked at parse time (`_size`), and so is an `A,B` pair (`_pair_parser`), so a bad value
-is a usage error naming it, like any mistyped value.
+to keep in step. Each filter's flag (`--band`, `--skip-zero-variance`) comes from its class in `registry.FILTERS`
+(`filter_parameters`), its options from its `Options` as a strategy's do. An option several strategies share
+(`--target`, `--forget`) is one flag, shown in the panel of the first, its help naming every owner and each one's
+default. Old names (`Options.renamed`) stay readable as hidden flags. A size is checked at parse time (`_size`),
+and so is an `A,B` pair (`_pair_parser`), so a bad value is a usage error naming it, like any mistyped value.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
-from gaincurate.schedule.config import FORMATS
+from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
-from gaincurate.schedule.strategies.registry import STRATEGIES
+from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
 
 
 def _size(text: str) -> str:
@@ -53,50 +56,16 @@ def pair(text: str) -> tuple[float, float]:
 
 
 ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
-SubsetSize = Annotated[
-    str | None,
-    typer.Option(
-        parser=_size,
-        help="Prompts per epoch (default 256/7500 of N, rounded to --subset-multiple). A number is ranks; a share "
-        "of the prompt count N is a percentage, e.g. 2%.",
-    ),
-]
-SubsetMultiple = Annotated[
-    int | None,
-    typer.Option(help="The subset size is a multiple of K: the prompts your trainer takes per batch (default 1)."),
-]
-RewardMax = Annotated[float | None, typer.Option(help="Reward of a correct rollout (default 1).")]
+_FIELDS = {field.name: field for field in dataclasses.fields(ScheduleConfig)}
+_REWARDS = ",".join(default_text(_FIELDS[name]) for name in ("reward_min", "reward_max"))  # --reward-range sets both
 RewardRange = Annotated[
     str | None,
     typer.Option(
-        parser=_pair_parser("two numbers LO,HI such as -1,1"), help="LO,HI: wrong and right rewards, e.g. -1,1."
+        parser=_pair_parser("two numbers LO,HI such as -1,1"),
+        help=f"LO,HI: wrong and right rewards, e.g. -1,1. [default: {_REWARDS}]",
     ),
-]
-Seed = Annotated[int | None, typer.Option(help="Seed of every epoch's draw (default 0).")]
-DataFormat = Annotated[Literal[FORMATS] | None, typer.Option("--format", help="Epoch file layout (default trl).")]
-DataSource = Annotated[
-    str | None,
-    typer.Option(help="verl: data_source of rows without their own, verl's reward key (default lighteval/MATH)."),
-]
-Band = Annotated[
-    str | None,
-    typer.Option(
-        parser=_pair_parser("two pass rates LO,HI such as 0.1,0.9"),
-        help="Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's and pilot's "
-        "own default: drop 0/r and r/r).",
-    ),
-]
-SkipZeroVariance = Annotated[
-    bool, typer.Option(help="Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy.")
 ]
 RESCORE_PANEL = "gain and length options"
-RescoreNproc = Annotated[
-    int | None,
-    typer.Option(
-        help="gain, length: re-score with N processes via torchrun (default 1: in process).",
-        rich_help_panel=RESCORE_PANEL,
-    ),
-]
 
 # A field's spelling on the command line (`option(cli=...)`), when it is not a plain number.
 _PARSERS = {
@@ -106,13 +75,14 @@ _PARSERS = {
 
 
 def _owners() -> dict[str, list[tuple[str, dataclasses.Field]]]:
-    """Each option name, with the strategies that have it (registry order) and their fields."""
+    """Each option name, with the strategies (registry order) and filters' flags that have it, and their fields."""
     owners: dict[str, list[tuple[str, dataclasses.Field]]] = {}
     for name, cls in STRATEGIES.items():
         for field in dataclasses.fields(cls.options_class):
             owners.setdefault(field.name, []).append((name, field))
-    for field in dataclasses.fields(ZeroVarianceOptions):  # also the filter's, over any strategy
-        owners.setdefault(field.name, [])
+    for setting, filter_class in FILTERS.items():  # a filter's options, over any strategy: its flag has them too
+        for field in dataclasses.fields(filter_class.options_class):
+            owners.setdefault(field.name, []).append((flag(setting), field))
     return owners
 
 
@@ -124,46 +94,33 @@ def _panel(strategies: list[str]) -> str:
 def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
     field = owned[0][1]
     strategies = [strategy for strategy, _ in owned]
-    if name in ZeroVarianceOptions.names():
-        strategies.append("--skip-zero-variance")
     defaults = {strategy: other.default for strategy, other in owned}
     shown = set(map(repr, defaults.values()))
     if None in defaults.values():
         default = ""  # the help says what leaving it out means
     elif len(shown) == 1:
-        default = f" [default: {_text(field.default)}]"
+        default = f" [default: {default_text(field)}]"
     else:
-        default = " [default: " + ", ".join(f"{s} {_text(d)}" for s, d in defaults.items()) + "]"
+        default = " [default: " + ", ".join(f"{s} {value_text(d)}" for s, d in defaults.items()) + "]"
     return f"{', '.join(strategies)}: {field.metadata['help']}{default}"
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(f"{v:g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
-    kind = field.metadata["cli"]
-    option = {"help": help, "rich_help_panel": panel, "hidden": hidden}
-    if kind in _PARSERS:
-        return Annotated[str | None, typer.Option(flag(name or field.name), parser=_PARSERS[kind], **option)]
-    if kind == "choice":
-        return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(flag(name or field.name), **option)]
-    if kind == "path":
-        return Annotated[Path | None, typer.Option(flag(name or field.name), **option)]
     base = int if isinstance(field.default, int) and not isinstance(field.default, bool) else float
-    return Annotated[base | None, typer.Option(flag(name or field.name), **option)]
+    return option_annotation(field, base, help=help, panel=panel, hidden=hidden, name=name, parsers=_PARSERS)
+
+
+def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Parameter]:
+    """A keyword parameter (default None: not given) per common setting named, from its `ScheduleConfig` field:
+    its help, its "[default: ...]" and how the command line spells it."""
+    return field_parameters(ScheduleConfig, only=names, panel=panel, parsers=_PARSERS)
 
 
 def strategy_parameters() -> list[inspect.Parameter]:
     """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name."""
     parameters = []
     for name, owned in _owners().items():
-        if not owned:  # the zero-variance filter's options belong to greso's panel
-            owned = [("greso", next(f for f in dataclasses.fields(ZeroVarianceOptions) if f.name == name))]
-        strategies = [strategy for strategy, _ in owned]
-        annotation = _annotation(owned[0][1], _help(name, owned), _panel(strategies))
+        annotation = _annotation(owned[0][1], _help(name, owned), _panel([owner for owner, _ in owned]))
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
     for cls in STRATEGIES.values():
         for old, new in cls.options_class.renamed.items():
@@ -175,14 +132,31 @@ def strategy_parameters() -> list[inspect.Parameter]:
     return parameters
 
 
+def filter_parameters() -> list[inspect.Parameter]:
+    """A keyword parameter per filter (`registry.FILTERS`): `--band LO,HI` (default None: not given), or a switch
+    (`--skip-zero-variance`, default off), with the filter's summary as its help."""
+    parameters = []
+    # Typer names each flag after its parameter (`--band`), and a switch gets its --no- form as well.
+    for setting, filter_class in FILTERS.items():
+        if filter_class.pair_form is not None:
+            option = typer.Option(parser=_pair_parser(filter_class.pair_form), help=filter_class.summary)
+            annotation, default = Annotated[str | None, option], None
+        else:
+            annotation, default = Annotated[bool, typer.Option(help=filter_class.summary)], False
+        parameter = inspect.Parameter(setting, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        parameters.append(parameter)
+    return parameters
+
+
 def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
-    """The strategy options given on the command line, as `ScheduleConfig` takes them (pairs parsed, paths
-    absolute: a calibrator is read at every step, from wherever the step runs)."""
-    kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners().items() if owned}
+    """The strategy and filter options given on the command line, as `ScheduleConfig` takes them (pairs parsed,
+    paths absolute: a calibrator is read at every step, from wherever the step runs)."""
+    kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners().items()}
     kinds |= {old: "number" for cls in STRATEGIES.values() for old in cls.options_class.renamed}
+    kinds |= {setting: "pair" if cls.pair_form else "switch" for setting, cls in FILTERS.items()}
     settings = {}
     for name, value in values.items():
-        if name not in kinds and name not in ZeroVarianceOptions.names() or value is None:
+        if name not in kinds or value is None:
             continue
         kind = kinds.get(name)
         settings[name] = pair(value) if kind == "pair" else str(Path(value).resolve()) if kind == "path" else value

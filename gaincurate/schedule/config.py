@@ -1,8 +1,10 @@
 """The schedule's configuration: the settings every run has, plus the options of the strategy it names.
 
 `ScheduleConfig` holds the common settings (the strategy, the seed, the epoch's size, the reward range, the
-epoch file format, the filters) and `options`, the named strategy's `Options` dataclass, defined in that
-strategy's module (`gaincurate.schedule.strategies.registry` lists them). A strategy's options may be given flat:
+epoch file format), each declared once on its field with its default, help and check; the filters
+(`registry.FILTERS`, each setting and checking its own field); and `options`, the named strategy's `Options`
+dataclass, defined in that strategy's module (`registry.STRATEGIES` lists them). A strategy's options may be given
+flat:
 
     ScheduleConfig(strategy="dots", subset_size="5%", tau=0.1)      # options=DotsOptions(tau=0.1)
 
@@ -27,9 +29,10 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
-from gaincurate.schedule.options import Options, is_number
+from gaincurate.schedule.options import Options, choice, is_number, size, whole
 from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
-from gaincurate.schedule.strategies.registry import STRATEGIES, check_filters, strategy_class
+from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
+from gaincurate.settings import setting as declare  # a field with its help and check (errors' `setting` names one)
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparison (docs/strategies.md, "Which strategy by default").
@@ -41,40 +44,56 @@ FORMATS = ("trl", "verl")
 VERL_DATA_SOURCE = "lighteval/MATH"
 
 
+def _finite(name: str, value: Any) -> Any:
+    """A reward: a finite number, kept as given (an int stays an int in state.json)."""
+    if not is_number(value):
+        raise ConfigError(f"{name} must be a finite number; got {value!r}")
+    return value
+
+
+def _reward_min(name: str, value: Any) -> Any:
+    # The command line sets reward_min with --reward-range LO,HI (both ends); Python sets each by name.
+    return _finite("--reward-range" if settings_as_flags_now() else name, value)
+
+
 @dataclass(frozen=True, kw_only=True, init=False)
 class ScheduleConfig:
-    """A schedule as the user asked for it: the common settings and the strategy's options."""
+    """A schedule as the user asked for it: the common settings and the strategy's options.
 
-    strategy: str
-    seed: int
-    subset_size: float | str | None  # None: 256/7,500 of N, rounded to a multiple of subset_multiple
-    subset_multiple: int  # the subset size is a multiple of this (a trainer's prompts per batch)
-    reward_max: float
-    reward_min: float  # the reward of a wrong answer; --reward-range LO,HI sets both (verl's -1/+1 scorers)
-    format: str
-    data_source: str | None  # --format verl: data_source of rows without their own (None: VERL_DATA_SOURCE)
-    rescore_nproc: int  # processes for checkpoint re-scoring (torchrun); 1 = in this process
+    Each common setting is declared once, below: its default, its help and its check (`gaincurate.settings.setting`);
+    `schedule init`'s options are generated from these fields (`gaincurate.cli.schedule_options`).
+    """
+
+    strategy: str  # `--strategy`: one of `registry.STRATEGIES` (DEFAULT_STRATEGY when not named)
+    seed: int = declare(0, "Seed of every epoch's draw.", check=whole(0))
+    subset_size: float | str | None = declare(
+        None,
+        "Prompts per epoch. A number is ranks; a share of the prompt count N is a percentage, e.g. 2%.",
+        check=size("subset_size"),
+        cli="size",
+        shown="256/7500 of N, rounded to --subset-multiple",
+    )
+    subset_multiple: int = declare(
+        1, "The subset size is a multiple of K: the prompts your trainer takes per batch.", check=whole(1)
+    )
+    reward_max: float = declare(1.0, "Reward of a correct rollout.", check=_finite)
+    # The reward of a wrong answer; --reward-range LO,HI sets both ends (verl's -1/+1 scorers).
+    reward_min: float = declare(0.0, "Reward of a wrong rollout.", check=_reward_min)
+    format: str = declare("trl", "Epoch file layout.", check=choice(*FORMATS), choices=FORMATS)
+    data_source: str | None = declare(
+        None, "verl: data_source of rows without their own, verl's reward key.", shown=VERL_DATA_SOURCE
+    )
+    rescore_nproc: int = declare(
+        1, "gain, length: re-score with N processes via torchrun (1: in this process).", check=whole(1)
+    )
+    # One field per filter (`registry.FILTERS`, named by its `setting`; None: off), set and checked by the filter.
     band: tuple[float, float] | None  # keep prompts whose pass-rate estimate lies in [LO, HI] first
-    skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy (None: off)
+    skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy
     options: Options  # the strategy's own (gaincurate.schedule.strategies.registry)
 
-    def __init__(
-        self,
-        *,
-        strategy: str = DEFAULT_STRATEGY,
-        seed: int = 0,
-        subset_size: float | str | None = None,
-        subset_multiple: int = 1,
-        reward_max: float = 1.0,
-        reward_min: float = 0.0,
-        format: str = "trl",
-        data_source: str | None = None,
-        rescore_nproc: int = 1,
-        band: tuple[float, float] | list[float] | None = None,
-        skip_zero_variance: ZeroVarianceOptions | dict[str, Any] | bool | None = None,
-        options: Options | None = None,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, *, strategy: str = DEFAULT_STRATEGY, options: Options | None = None, **settings: Any) -> None:
+        """`settings`: the common settings (the fields above), the strategy's options flat, and each filter's
+        (`band=(0.2, 0.8)`, `skip_zero_variance=True` with its options flat beside it, or a dict of them)."""
         if strategy in BENCH_ONLY_STRATEGIES:
             raise ConfigError(
                 f"{setting('strategy', strategy)} is the benchmark's ceiling (it measures every prompt with the "
@@ -82,39 +101,26 @@ class ScheduleConfig:
                 f"`gaincurate bench curriculum --strategies uniform,{strategy}`"
             )
         cls = strategy_class(strategy)
-        own, filter_settings = _split_settings(strategy, cls.options_class, settings, skip_zero_variance)
+        common = {field.name: settings.pop(field.name, field.default) for field in common_fields()}
+        switches = {name: settings.pop(name, None) for name in FILTERS}
+        own, filter_settings = _split_settings(strategy, cls.options_class, settings, switches)
         if options is None:
             options = cls.options_class(**own)
         elif own:
             raise ConfigError(f"pass {next(iter(own))} inside options=, or options= alone; not both")
         elif not isinstance(options, cls.options_class):
             raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.options_class.__name__}")
-        if not (skip_zero_variance is None or isinstance(skip_zero_variance, bool | dict | ZeroVarianceOptions)):
-            raise ConfigError(f"{setting('skip_zero_variance')} is a switch (true/false); got {skip_zero_variance!r}")
-        if isinstance(skip_zero_variance, dict):
-            skip_zero_variance = ZeroVarianceOptions(**skip_zero_variance)
-        elif skip_zero_variance is True:
-            skip_zero_variance = ZeroVarianceOptions(**filter_settings)
-        elif skip_zero_variance is False:
-            skip_zero_variance = None
-        values = {
-            "strategy": strategy, "seed": seed, "subset_size": subset_size, "subset_multiple": subset_multiple,
-            "reward_max": reward_max, "reward_min": reward_min, "format": format, "data_source": data_source,
-            "rescore_nproc": rescore_nproc, "band": band, "skip_zero_variance": skip_zero_variance, "options": options,
-        }  # fmt: skip
-        for name, value in values.items():
+        filters = {name: FILTERS[name].configure(value, filter_settings[name]) for name, value in switches.items()}
+        for name, value in {"strategy": strategy, **common, **filters, "options": options}.items():
             object.__setattr__(self, name, value)
         self._check()
 
     def _check(self) -> None:
-        if self.format not in FORMATS:
-            raise ConfigError(f"{setting('format')} must be one of {', '.join(FORMATS)}; got {self.format!r}")
-        object.__setattr__(self, "subset_size", sizes.normalize_size("subset_size", self.subset_size))
-        # The command line sets reward_min with --reward-range LO,HI (both ends); Python sets each by name.
-        as_range = "--reward-range" if settings_as_flags_now() else setting("reward_min")
-        for name, value in ((setting("reward_max"), self.reward_max), (as_range, self.reward_min)):
-            if not is_number(value):
-                raise ConfigError(f"{name} must be a finite number; got {value!r}")
+        """Each common setting's own check (on its field), then the ones between settings."""
+        for field in common_fields():
+            check = field.metadata["check"]
+            if check is not None:
+                object.__setattr__(self, field.name, check(setting(field.name), getattr(self, field.name)))
         if self.reward_min == 0 and self.reward_max <= 0:
             raise ConfigError(
                 f"{setting('reward_max')} must be positive (the reward of a correct answer); got {self.reward_max}"
@@ -126,28 +132,11 @@ class ScheduleConfig:
                 else "reward_min (a wrong answer) must be below reward_max (a right one)"
             )
             raise ConfigError(f"{wanted}; got {self.reward_min:g},{self.reward_max:g}")
-        for name, value, low in [
-            (setting("seed"), self.seed, 0),
-            (setting("subset_multiple"), self.subset_multiple, 1),
-            (setting("rescore_nproc"), self.rescore_nproc, 1),
-        ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be a whole number {low} or more; got {value!r}")
         if self.data_source is not None and (self.format != "verl" or not str(self.data_source).strip()):
             raise ConfigError(
                 f"{setting('data_source')} names verl's reward scorer; pass {setting('format', 'verl')} and a name, "
                 f"got {self.data_source!r}"
             )
-        band = self.band
-        if band is not None:
-            if not isinstance(band, tuple | list) or len(band) != 2 or not all(is_number(value) for value in band):
-                raise ConfigError(f"{setting('band')} must be two pass rates LO,HI such as 0.1,0.9; got {band!r}")
-            low, high = float(band[0]), float(band[1])
-            if not 0 <= low <= high <= 1:
-                raise ConfigError(
-                    f"{setting('band')} LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}"
-                )
-            object.__setattr__(self, "band", (low, high))
         check_filters(self)
 
     @property
@@ -165,8 +154,8 @@ class ScheduleConfig:
         """The common settings and the strategy's options, flat, as `ScheduleConfig(**settings)` takes them."""
         common = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         del common["options"]
-        zero_variance = self.skip_zero_variance
-        common["skip_zero_variance"] = None if zero_variance is None else zero_variance.to_dict()
+        for name in FILTERS:  # a filter's options as a dict; a pair as a list (`to_dict`)
+            common[name] = common[name].to_dict() if isinstance(common[name], Options) else common[name]
         return {**common, **self.options.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,12 +172,14 @@ class ScheduleConfig:
         """A config stored by gaincurate 0.x (state version 1): every strategy's options flat, most at defaults.
 
         The options of other strategies never changed that run's draws, so they are dropped; dots' `decay` is
-        its `forget`; `skip_zero_variance` was a switch with the exploration rates beside it.
+        its `forget`; `skip_zero_variance` was a switch with the exploration rates beside it (a filter's options
+        sat flat beside its switch).
         """
         strategy = data.get("strategy", "gain")
         cls_options = strategy_class(strategy).options_class
         own = set(cls_options.names()) | set(cls_options.renamed)
-        common = {field.name for field in dataclasses.fields(cls)} - {"options", "skip_zero_variance"}
+        switches = {name for name, filter_class in FILTERS.items() if filter_class.options_class.names()}
+        common = {field.name for field in dataclasses.fields(cls)} - {"options"} - switches
         kept = {key: value for key, value in data.items() if key in common or key in own}
         for old, new in cls_options.renamed.items():  # in 0.x `new` was another strategy's (dots' decay, mopps' forget)
             if old in kept:
@@ -198,11 +189,17 @@ class ScheduleConfig:
         if strategy != "gain":
             for key in ("ranking", "mu_control", "sweep_rate", "direction"):
                 kept.pop(key, None)
-        if data.get("skip_zero_variance"):
-            kept["skip_zero_variance"] = {key: data[key] for key in ZeroVarianceOptions.names() if key in data}
+        for name in switches:
+            if data.get(name):
+                kept[name] = {key: data[key] for key in FILTERS[name].options_class.names() if key in data}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # a stored 0.x name is not the user's to rename
             return cls(**kept)
+
+
+def common_fields() -> list[dataclasses.Field]:
+    """The common settings every schedule has, declared with their help and check (`gaincurate.settings.setting`)."""
+    return [field for field in dataclasses.fields(ScheduleConfig) if "help" in field.metadata]
 
 
 def options_owners(name: str) -> list[str]:
@@ -211,10 +208,12 @@ def options_owners(name: str) -> list[str]:
 
 
 def _split_settings(
-    strategy: str, options_class: type[Options], settings: dict[str, Any], skip_zero_variance: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the strategy's own options, the zero-variance filter's) from flat settings; anything else is refused."""
-    own, filter_settings = {}, {}
+    strategy: str, options_class: type[Options], settings: dict[str, Any], switches: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the strategy's own options, each filter's by its setting) from flat settings; a filter's count only when
+    its switch is on (`switches`); anything else is refused."""
+    own: dict[str, Any] = {}
+    filter_settings: dict[str, dict[str, Any]] = {name: {} for name in switches}
     for key, value in settings.items():
         if key in options_class.renamed:
             new = options_class.renamed[key]
@@ -222,10 +221,11 @@ def _split_settings(
                 f"{setting(key)} is now {setting(new)} (the same setting); pass {setting(new)}", FutureWarning, 2
             )
             key = new
+        filters = [name for name, on in switches.items() if on and key in FILTERS[name].options_class.names()]
         if key in options_class.names():
             own[key] = value
-        elif key in ZeroVarianceOptions.names() and skip_zero_variance:
-            filter_settings[key] = value
+        elif filters:
+            filter_settings[filters[0]][key] = value
         elif owners := options_owners(key):
             raise ConfigError(
                 f"{setting(key)} is {_article(owners)} option; pass {setting('strategy', owners[0])} or drop "

@@ -22,25 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gaincurate import settings
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule import sizes
-
-Check = Callable[[str, Any], Any]  # (flag, value) -> the value as stored; raises ConfigError
-
-
-def flag(name: str) -> str:
-    """A setting's command-line flag (`--forget`); errors name it with `errors.setting`, as the caller spells it."""
-    return "--" + name.replace("_", "-")
+from gaincurate.settings import Check
+from gaincurate.settings import flag as flag  # re-exported: strategies and the CLI spell flags through it
 
 
 def option(default: Any, help: str, check: Check, *, cli: str | None = None, choices: tuple[str, ...] = ()) -> Any:
     """A strategy setting: its default, its help (one sentence, without the default) and its check.
 
     `cli` is how the command line spells a value when it is not a plain number: "size" (ranks or a share of N),
-    "pair" (A,B), "choice" (one of `choices`), "path" or "text".
+    "pair" (A,B), "choice" (one of `choices`), "path" or "text" (`gaincurate.settings.setting`).
     """
-    kind = cli or ("choice" if choices else None)
-    return dataclasses.field(default=default, metadata={"help": help, "check": check, "cli": kind, "choices": choices})
+    return settings.setting(default, help, check=check, cli=cli, choices=choices)
 
 
 def is_number(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """Strategy plug-ins and filters: one module each, listed in `registry`; the protocol they implement is `base`.
 
 A new strategy subclasses `Strategy` (importable from here) and adds one line to `registry.STRATEGIES`.
+A new filter subclasses `Filter` and adds one line to `registry.FILTERS`.
 """
 
 from gaincurate.schedule.strategies.base import (

@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies.base import Filter, RankingContext, Report, Selection, Strategy, first_positions
+from gaincurate.errors import ConfigError, setting
+from gaincurate.schedule.options import is_number
+from gaincurate.schedule.strategies.base import (
+    Filter,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    first_positions,
+)
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
@@ -33,6 +43,47 @@ def band_note(band: tuple[float, float]) -> str:
 
 class BandFilter(Filter):
     """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
+
+    setting = "band"
+    pair_form = "two pass rates LO,HI such as 0.1,0.9"
+    summary = (
+        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's and pilot's own "
+        "default: drop 0/r and r/r)."
+    )
+
+    @classmethod
+    def configure(cls, value: Any, settings: dict[str, Any]) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        if not isinstance(value, tuple | list) or len(value) != 2 or not all(is_number(number) for number in value):
+            raise ConfigError(f"{setting('band')} must be two pass rates LO,HI such as 0.1,0.9; got {value!r}")
+        low, high = float(value[0]), float(value[1])
+        if not 0 <= low <= high <= 1:
+            raise ConfigError(f"{setting('band')} LO,HI needs 0 <= LO <= HI <= 1 (pass rates); got {low:g},{high:g}")
+        return low, high
+
+    @classmethod
+    def applies_to(cls, strategy: type[Strategy]) -> bool:
+        return strategy.own_band or (strategy.pass_rate_estimates and strategy.ordered)
+
+    @classmethod
+    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
+        return (
+            f"{setting('band')} filters by pass-rate estimates, which {strategy.name} has none of; use it with "
+            f"{', '.join(usable)}"
+        )
+
+    @classmethod
+    def applied_by(cls, strategy: type[Strategy]) -> bool:
+        return strategy.own_band
+
+    @classmethod
+    def note(cls, value: tuple[float, float]) -> str:
+        return band_note(value)
+
+    @classmethod
+    def over(cls, base: Strategy, value: tuple[float, float], inputs: StrategyInputs) -> BandFilter:
+        return cls(base, value)
 
     def __init__(self, base: Strategy, band: tuple[float, float]) -> None:
         if not (base.ordered and base.pass_rate_estimates):

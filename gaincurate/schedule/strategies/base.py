@@ -26,8 +26,8 @@ and the scheduler core calls nothing that is not declared on this class:
   (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
   `draws` says in a line how it draws its epochs, for `schedule status`.
 
-Filters (`--band`, `--skip-zero-variance`) are `Filter`s: strategies over a base strategy, delegating every
-hook they do not change, and built only over a base whose declarations they need (`pass_rate_estimates`, `ordered`).
+Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`registry.FILTERS`): strategies over a base strategy, taking
+from it every hook they do not change, built only over a base whose declarations they need (`ordered`, ...).
 
 `uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling). The draw without replacement
 uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k largest. That is exactly
@@ -276,69 +276,72 @@ class Strategy:
 
 
 class Filter(Strategy):
-    """A strategy over a base strategy: every hook goes to the base unless the filter changes it."""
+    """A strategy over a base strategy, turned on by a setting of its own, listed in `registry.FILTERS`.
+
+    What a filter declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
+    `pair_form`, how the command line spells that value (an `LO,HI` pair; None: a switch, on or off); its own
+    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help; and which
+    strategies it goes over (`applies_to`; `refusal(strategy, usable)`, the one-line error for the others). Every hook
+    and declaration of `Strategy` it does not override is its base's (`_FromBase`): it writes only what it changes.
+    """
+
+    setting: ClassVar[str]
+    pair_form: ClassVar[str | None] = None
 
     def __init__(self, base: Strategy) -> None:
         self.base = base
-        self.name = base.name
-        self.needs = base.needs
-        self.draws = base.draws
-        self.columns = base.columns
-        self.update_words = base.update_words  # type: ignore[method-assign]
-        self.draw_words = base.draw_words  # type: ignore[method-assign]
 
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        return self.base.rank(prompts)
+    @classmethod
+    def configure(cls, value: Any, settings: dict[str, Any]) -> Any:
+        """The config's value of `setting` from what the caller gave (`settings`: its own options, flat); None: off."""
+        return value
 
-    def initial_memory(self) -> dict[str, Any] | None:
-        return self.base.initial_memory()
+    @classmethod
+    def applies_to(cls, strategy: type[Strategy]) -> bool:
+        """Whether it can go over `strategy`, from the strategy's declarations."""
+        return True
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return self.base.priority(state, context, rng)
+    @classmethod
+    def applied_by(cls, strategy: type[Strategy]) -> bool:
+        """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not wrapped around it."""
+        return False
 
-    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
-        return self.base.describe(state, context, positions)
+    @classmethod
+    def note(cls, value: Any) -> str:
+        """How it changes a draw, in words, appended to the base's `draws`."""
+        return ""
 
-    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
-        return self.base.band_estimates(state, context)
+    @classmethod
+    def over(cls, base: Strategy, value: Any, inputs: StrategyInputs) -> Strategy:
+        """It over `base`, for a run whose config gives it `value`."""
+        raise NotImplementedError(f"the {cls.setting} filter does not say how it is built")
 
-    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
-        return self.base.report(state, context, drawn)
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
-        return self.base.observe(state, feedback)
+class _FromBase:
+    """A `Strategy` hook or declaration a filter takes from its base: a non-data descriptor, so the filter's own method,
+    class attribute or instance attribute (`self.draws = ...`) wins. Read on a filter class, it is `Strategy`'s default.
+    """
 
-    def measure(
-        self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int
-    ) -> dict[str, Any] | None:
-        return self.base.measure(state, per_prompt, time=time)
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-    def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
-    ) -> tuple[ScheduleState, dict[str, Any]]:
-        return self.base.update(state, following, feedback, fresh)
+    def __get__(self, instance: Filter | None, owner: type | None = None) -> Any:
+        if instance is not None:
+            return getattr(instance.base, self.name)
+        if self.name not in vars(Strategy):  # `name`: a filter class has none of its own
+            raise AttributeError(self.name)
+        default = vars(Strategy)[self.name]
+        return default.__get__(None, owner) if hasattr(default, "__get__") else default
 
-    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
-        return self.base.rescore_ids(state)
 
-    def reference_due(self, state: ScheduleState) -> int:
-        return self.base.reference_due(state)
-
-    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
-        return self.base.draw_info(state)
-
-    def settings(self, n_prompts: int) -> dict[str, Any]:
-        return self.base.settings(n_prompts)
-
-    def notes(self) -> list[str]:
-        return self.base.notes()
-
-    def use_screener(self, screener: Any) -> None:
-        self.base.use_screener(screener)
-
-    @property
-    def spent(self) -> Spent:
-        return self.base.spent
+# A filter's own, not its base's: `build` (it is built `over` a base), `select` (its default walks the filter's own
+# `priority`), `options_class` and `summary` (for its flag), and the declarations filters check, which keep
+# `Strategy`'s defaults on a filter (it has an order of its own; the base's estimates reach the readout by `report`).
+_OWN = {"build", "select", "options_class", "summary", "ordered", "pass_rate_estimates", "keeps_zero_variance",
+        "own_band"}  # fmt: skip
+for _name in ("name", *vars(Strategy)):
+    if not _name.startswith("_") and _name not in _OWN and _name not in vars(Filter):
+        setattr(Filter, _name, _FromBase(_name))
 
 
 def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:

@@ -99,6 +99,43 @@ class ZeroVarianceOptions(Options):
 class ZeroVarianceFilter(Filter):
     """Skip, before rollout, the prompts a base strategy picks whose recent rollouts all agreed."""
 
+    setting = "skip_zero_variance"
+    options_class = ZeroVarianceOptions
+    summary = "Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy."
+
+    @classmethod
+    def configure(cls, value: Any, settings: dict[str, Any]) -> ZeroVarianceOptions | None:
+        """A switch (True: the rates in `settings`, or their defaults), or the rates themselves (a stored dict)."""
+        if not (value is None or isinstance(value, bool | dict | ZeroVarianceOptions)):
+            raise ConfigError(f"{setting('skip_zero_variance')} is a switch (true/false); got {value!r}")
+        if isinstance(value, dict):
+            return ZeroVarianceOptions(**value)
+        if value is True:
+            return ZeroVarianceOptions(**settings)
+        return value or None
+
+    @classmethod
+    def applies_to(cls, strategy: type[Strategy]) -> bool:
+        return strategy.keeps_zero_variance and strategy.ordered
+
+    @classmethod
+    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
+        if not strategy.keeps_zero_variance:
+            what = "skips" if strategy.ordered else "drops prompts its screening found all right or all wrong, as"
+            return (
+                f"{setting('strategy', strategy.name)} already {what} zero-variance prompts; drop "
+                f"{setting('skip_zero_variance')}"
+            )
+        return f"{setting('skip_zero_variance')} needs an order to walk, which {strategy.name} has not"
+
+    @classmethod
+    def note(cls, value: ZeroVarianceOptions) -> str:
+        return SKIP_NOTE
+
+    @classmethod
+    def over(cls, base: Strategy, value: ZeroVarianceOptions, inputs: StrategyInputs) -> ZeroVarianceFilter:
+        return cls(base, inputs.prompts.gc_ids, value)
+
     def __init__(self, base: Strategy, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
         if not base.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
@@ -191,8 +228,7 @@ class GresoStrategy(ZeroVarianceFilter):
 
     def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
         super().__init__(UniformStrategy(), gc_ids, options)
-        self.name = "greso"
-        self.draws = GresoStrategy.draws
+        self.draws = GresoStrategy.draws  # its own line, not uniform's with the filter's note
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> GresoStrategy:

@@ -3,9 +3,12 @@
 A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
 config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table.
 
-The filters wrap the strategy the config names: `--band` (`gaincurate.schedule.strategies.band`) over a strategy that
-declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then `--skip-zero-variance`
-(`gaincurate.schedule.strategies.greso`) outermost, over one that declares `ordered` and `keeps_zero_variance`.
+A filter is a `Filter` subclass, listed in `FILTERS` the same way, by the setting that turns it on; the config
+(its value, its options, its check against the strategy), the CLI, state.json and `schedule status` read that
+table. Filters wrap the strategy in `FILTERS` order: `--band` (`gaincurate.schedule.strategies.band`) over a
+strategy that declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then
+`--skip-zero-variance` (`gaincurate.schedule.strategies.greso`) outermost, over one that declares `ordered` and
+`keeps_zero_variance`. `ScheduleConfig` declares a field per filter, named by its `setting`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.errors import ConfigError, setting
-from gaincurate.schedule.strategies.band import BandFilter, band_note
-from gaincurate.schedule.strategies.base import Strategy, StrategyInputs, UniformStrategy
+from gaincurate.schedule.strategies.band import BandFilter
+from gaincurate.schedule.strategies.base import Filter, Strategy, StrategyInputs, UniformStrategy
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
-from gaincurate.schedule.strategies.greso import SKIP_NOTE, GresoStrategy, ZeroVarianceFilter
+from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
 from gaincurate.schedule.strategies.pilot import PilotStrategy
 from gaincurate.schedule.strategies.predict import PredictStrategy
@@ -41,6 +44,10 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+# The filters a config can turn on, by the setting that does it, in the order they wrap the strategy.
+FILTERS: dict[str, type[Filter]] = {cls.setting: cls for cls in (BandFilter, ZeroVarianceFilter)}
+
+
 def strategy_class(name: str) -> type[Strategy]:
     if name not in STRATEGIES:
         raise ConfigError(f"{setting('strategy')} must be one of {', '.join(STRATEGIES)}; got {name!r}")
@@ -50,43 +57,31 @@ def strategy_class(name: str) -> type[Strategy]:
 def check_filters(config: Any) -> None:
     """Refuse a filter the strategy cannot take, from its declarations, in one line naming the fix."""
     cls = strategy_class(config.strategy)
-    if config.band is not None and not (cls.own_band or (cls.pass_rate_estimates and cls.ordered)):
-        usable = ", ".join(name for name, other in STRATEGIES.items() if other.own_band or other.pass_rate_estimates)
-        raise ConfigError(
-            f"{setting('band')} filters by pass-rate estimates, which {config.strategy} has none of; use it with "
-            f"{usable}"
-        )
-    if config.skip_zero_variance is not None:
-        if not cls.keeps_zero_variance:
-            what = "skips" if cls.ordered else "drops prompts its screening found all right or all wrong, as"
-            raise ConfigError(
-                f"{setting('strategy', config.strategy)} already {what} zero-variance prompts; drop "
-                f"{setting('skip_zero_variance')}"
-            )
-        if not cls.ordered:
-            raise ConfigError(
-                f"{setting('skip_zero_variance')} needs an order to walk, which {config.strategy} has not"
-            )
+    for name, filter_class in FILTERS.items():
+        if getattr(config, name) is not None and not filter_class.applies_to(cls):
+            usable = [strategy for strategy, other in STRATEGIES.items() if filter_class.applies_to(other)]
+            raise ConfigError(filter_class.refusal(cls, usable))
 
 
 def how_it_draws(config: Any) -> str:
     """How a run's strategy draws its epochs, in words (`schedule status`), from the strategy's and filters' own."""
     cls = strategy_class(config.strategy)
     text = cls.draws or cls.summary
-    if config.band is not None and not cls.own_band:
-        text += band_note(config.band)
-    return text + (SKIP_NOTE if config.skip_zero_variance is not None else "")
+    for name, filter_class in FILTERS.items():
+        value = getattr(config, name)
+        if value is not None and not filter_class.applied_by(cls):
+            text += filter_class.note(value)
+    return text
 
 
 def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:
-    """The strategy object for `config` under the filters it asks for: the band first, zero-variance skipping
-    around it."""
+    """The strategy object for `config` under the filters it asks for, each around the last (`FILTERS` order)."""
     cls = strategy_class(config.strategy)
     strategy = cls.build(inputs, config.options)
-    if config.band is not None and not cls.own_band:
-        strategy = BandFilter(strategy, config.band)
-    if config.skip_zero_variance is not None:
-        strategy = ZeroVarianceFilter(strategy, inputs.prompts.gc_ids, config.skip_zero_variance)
+    for name, filter_class in FILTERS.items():
+        value = getattr(config, name)
+        if value is not None and not filter_class.applied_by(cls):
+            strategy = filter_class.over(strategy, value, inputs)
     return strategy
 
 

@@ -1,0 +1,167 @@
+"""A command's options generated from a dataclass's fields (`gaincurate.settings.setting`), so each default and its
+help are written once: in the field.
+
+Every generated option is keyword-only with the default None, meaning "not given", so `--config FILE` and the
+dataclass's own default still show through; the help ends "[default: ...]" written from the field (`default_text`).
+A command takes them through `install`, which gives the command the signature Typer reads:
+
+    install(bench, fixed_parameters(bench), field_parameters(ScoringBench, exclude=("out",)))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from gaincurate.settings import flag
+
+Parser = Callable[[str], Any]
+
+
+def default_value(field: dataclasses.Field) -> Any:
+    """The field's default (its factory's value), or MISSING for a required field."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def value_text(value: Any) -> str:
+    """A value as a user types it: floats with :g (1, not 1.0), pairs as A,B."""
+    if isinstance(value, tuple | list):
+        return ",".join(value_text(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def default_text(field: dataclasses.Field) -> str:
+    """The default as the help shows it; "" when there is none to show.
+
+    `shown` when the field has it; nothing for None (the help says what leaving it out means) or a required
+    field; a bool as the flag that keeps it (`embed`, `no-embed`, as Typer shows an on/off pair), nothing for
+    a one-way switch (`--overwrite`, `--no-prefix-cache`: leaving it out is the default).
+    """
+    shown = field.metadata.get("shown")
+    if shown is not None:
+        return shown
+    value = default_value(field)
+    if value is None or value is dataclasses.MISSING:
+        return ""
+    if isinstance(value, bool):
+        on, off = _switches(field)
+        kept = on if value else off
+        return kept.removeprefix("--") if kept else ""
+    return value_text(value)
+
+
+def help_text(field: dataclasses.Field) -> str:
+    """The field's help with its default: "Rows per shard. [default: 1000]"."""
+    text = default_text(field)
+    return f"{field.metadata.get('help', '')}{f' [default: {text}]' if text else ''}".strip()
+
+
+def option_annotation(
+    field: dataclasses.Field,
+    base: Any,
+    *,
+    help: str,
+    panel: str | None = None,
+    hidden: bool = False,
+    name: str = "",
+    parsers: dict[str, Parser] | None = None,
+) -> Any:
+    """`Annotated[base | None, typer.Option(...)]` for a field; `name` spells the flag when it is not the field's.
+
+    The field's `cli` kind picks the type: a kind in `parsers` is text checked by its parser, "choice" is one of
+    `choices`, "path" a Path, "count" a whole number 1 or more; a bool is an on/off switch.
+    """
+    kind = field.metadata.get("cli")
+    declared = {"help": help, "rich_help_panel": panel, "hidden": hidden}
+    flags = _declarations(field, name, base)
+    if kind in (parsers or {}):
+        return Annotated[str | None, typer.Option(*flags, parser=parsers[kind], **declared)]
+    if field.metadata.get("choices"):
+        return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(*flags, **declared)]
+    if kind == "path":
+        return Annotated[Path | None, typer.Option(*flags, **declared)]
+    if kind == "count":
+        return Annotated[int | None, typer.Option(*flags, min=1, **declared)]
+    return Annotated[base | None, typer.Option(*flags, **declared)]
+
+
+def field_parameters(
+    cls: type,
+    *,
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    panel: str | None = None,
+    parsers: dict[str, Parser] | None = None,
+) -> list[inspect.Parameter]:
+    """A keyword-only parameter (default None: not given) per field of `cls`, in `only`'s order when given."""
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    names = [name for name in (fields if only is None else only) if name not in set(exclude)]
+    hints = typing.get_type_hints(cls)
+    parameters = []
+    for name in names:
+        field = fields[name]
+        annotation = option_annotation(field, _plain(hints[name]), help=help_text(field), panel=panel, parsers=parsers)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return parameters
+
+
+def given(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The values of `cls`'s fields that were given (not None), to build it with its own defaults for the rest."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    return {name: value for name, value in values.items() if name in names and value is not None}
+
+
+def fixed_parameters(command: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The command's own parameters, their annotations resolved, without its `**values` catch-all."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    return [
+        parameter.replace(annotation=hints[parameter.name])
+        for parameter in inspect.signature(command).parameters.values()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+
+
+def install(
+    command: Callable[..., Any], fixed: list[inspect.Parameter], generated: list[inspect.Parameter]
+) -> Callable[..., Any]:
+    """Give `command` the signature Typer reads: its fixed parameters, then the generated ones as keywords."""
+    command.__signature__ = inspect.Signature([*fixed, *generated], return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
+    return command
+
+
+def _declarations(field: dataclasses.Field, name: str, base: Any) -> tuple[str, ...]:
+    """The flags Typer declares: the field's own spellings, `--x/--no-x` for a bool, else `--name`."""
+    if name:
+        return (flag(name),)
+    if base is not bool:
+        return field.metadata.get("flags") or (flag(field.name),)
+    on, off = _switches(field)
+    return (f"{on or ' '}/{off}",) if off else (on,)
+
+
+def _switches(field: dataclasses.Field) -> tuple[str, str]:
+    """A bool field's on and off flags ("" for a side it lacks): `--no-...` among its flags turns it off."""
+    flags = field.metadata.get("flags") or (flag(field.name), "--no-" + field.name.replace("_", "-"))
+    off = next((spelled for spelled in flags if spelled.startswith("--no-")), "")
+    on = next((spelled for spelled in flags if not spelled.startswith("--no-")), "")
+    return on, off
+
+
+def _plain(hint: Any) -> Any:
+    """`int | None` as `int`: every generated option is optional anyway (None: not given)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return rest[0] if len(rest) == 1 else str
+    return hint
