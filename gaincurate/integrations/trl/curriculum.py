@@ -48,9 +48,12 @@ from gaincurate.integrations.trl.sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.model import quiet_dependency_noise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.strategies.base import Strategy
 from gaincurate.schedule.strategies.screen import Screener, Spent
 
 quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
+
+from trl import GRPOTrainer  # noqa: E402
 
 from gaincurate.integrations.trl.trainer import (  # noqa: E402
     NOT_ATTACHED,
@@ -114,7 +117,7 @@ class GainCurriculum:
             )
         self.shuffle = shuffle
         self.screener = screener
-        self.trainer: Any = None  # the GRPOTrainer it trains, once attached (`bind`)
+        self.trainer: GRPOTrainer | None = None  # the trainer it trains, once attached (`bind`)
         self.callback = GainCurriculumCallback(curriculum=self)
 
     @property
@@ -127,7 +130,7 @@ class GainCurriculum:
         return self.driver.history
 
     @property
-    def strategy(self) -> Any:
+    def strategy(self) -> Strategy:
         """The strategy drawing the epochs; its `columns` and `update_words` say what its history numbers mean."""
         return self.driver.scheduler.strategy
 
@@ -136,7 +139,7 @@ class GainCurriculum:
         """What screening has cost so far (`Spent`: rollouts, tokens, seconds), a snapshot; zeros unless screen."""
         return self.driver.screen_spent
 
-    def use_strategy(self, strategy: Any) -> None:
+    def use_strategy(self, strategy: Strategy) -> None:
         """Draw the epochs with `strategy` (an object with the scheduler's strategy hooks: `rank`, `select`, ...)
         instead of the one `config.strategy` names; epoch 0 is drawn again by it. Only before training, and
         without `run_dir` (state.json names the config's strategy). The bench's `oracle` arm plugs in this way."""
@@ -181,7 +184,7 @@ class GainCurriculum:
         funcs = reward_funcs if isinstance(reward_funcs, list | tuple) else [reward_funcs]
         return any(getattr(f, "sink", None) == self.driver.record for f in funcs)
 
-    def attach(self, trainer: Any) -> Any:
+    def attach(self, trainer: GRPOTrainer) -> GRPOTrainer:
         """Make a GRPOTrainer built elsewhere train on this curriculum; returns it (a thin convenience).
 
         The trainer becomes what `CurriculumGRPOTrainer(..., curriculum=self)` builds: its class gains
@@ -189,8 +192,6 @@ class GainCurriculum:
         already have `train_dataset=curriculum.train_dataset()`, `reward_funcs=curriculum.wrap_rewards([...])`
         and `callbacks=[curriculum.callback]`. Every check runs before anything changes.
         """
-        from trl import GRPOTrainer
-
         if isinstance(trainer, CurriculumMixin):
             if trainer.curriculum is not self:
                 raise ConfigError("this trainer already trains on another curriculum; build a new trainer")
