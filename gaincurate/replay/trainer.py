@@ -25,8 +25,9 @@ Where the log-probs come from. The loss needs mu (the generating policy) for eve
   mu for the fresh rows, and one extra no-grad forward gives pi_old for the replayed rows.
 * Otherwise (TRL's default: one generation per optimizer step) pi_old is exactly the policy the loss's own
   forward evaluates, so no extra forward runs: `_compute_loss` hands the loss forward's log-probs to
-  `_use_loss_logps`, which records mu for the fresh rows and folds the weight into the replayed rows
-  before TRL reads them. TRL's inputs hold NaN until then, so a TRL that read them earlier fails loudly.
+  `_use_loss_logps` (`gaincurate.replay.loss_forward`, the hook pilot reuse shares), which records mu for the
+  fresh rows and folds the weight into the replayed rows before TRL reads them. TRL's inputs hold NaN until
+  then, so a TRL that read them earlier fails loudly.
 
 TRL internals used (trl 1.x, checked against 1.16): wrapped `_generate_and_score_completions`,
 `_calculate_rewards`, `_compute_loss`, `_get_per_token_logps_and_entropies`, `_save_checkpoint` and
@@ -60,6 +61,7 @@ from gaincurate.replay.batch import (
 from gaincurate.replay.buffer import REPLAY_BUFFER_FILE, ReplayBuffer, RolloutGroup
 from gaincurate.replay.config import ReplayConfig
 from gaincurate.replay.loss import FoldedReplay, fold_replay_weights, group_advantages, group_has_signal
+from gaincurate.replay.loss_forward import LossForward
 
 try:
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
@@ -95,6 +97,11 @@ CAPTURE_KEY = "replay_capture"  # [N] bool: fresh row whose mu the loss forward 
 REPLAYED_KEY = "replay_replayed"  # [N] bool: replayed row (weight folded at loss time)
 BEHAVIOUR_KEY = "replay_behaviour_logps"  # [N, C] mu of replayed rows (folded at loss time)
 ADVANTAGES_KEY = "replay_advantages"  # [N] advantages (folded at loss time; TRL's key holds NaN until then)
+LOSS_ORDER = (
+    "rollout replay expects TRL's _compute_loss to compute the policy log-probs (through "
+    "_get_per_token_logps_and_entropies) before it reads advantages and old_per_token_logps; "
+    "this TRL does not (or the loss is NaN). Pin trl to a tested version (1.16) or report it."
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class ReplayMixin:
         # Fresh groups waiting for their mu from the loss forward, and the mu rows recorded so far.
         self._pending_groups: list[dict[str, Any]] = []
         self._captured_logps: dict[int, torch.Tensor] = {}
-        self._loss_inputs: dict[str, Any] | None = None
+        self._loss_forward = LossForward(self._use_loss_logps, LOSS_ORDER)
 
     def _check_replay_supported(self) -> None:
         problems = []
@@ -337,26 +344,13 @@ class ReplayMixin:
     def _compute_loss(self, model, inputs):
         if CAPTURE_KEY not in inputs and ADVANTAGES_KEY not in inputs:
             return super()._compute_loss(model, inputs)
-        self._loss_inputs = inputs
-        try:
-            loss = super()._compute_loss(model, inputs)
-            missed = self._loss_inputs is not None
-        finally:
-            self._loss_inputs = None
-        if missed or (ADVANTAGES_KEY in inputs and torch.isnan(loss).any()):
-            raise RuntimeError(
-                "rollout replay expects TRL's _compute_loss to compute the policy log-probs (through "
-                "_get_per_token_logps_and_entropies) before it reads advantages and old_per_token_logps; "
-                "this TRL does not (or the loss is NaN). Pin trl to a tested version (1.16) or report it."
-            )
+        loss = self._loss_forward.compute_loss(super()._compute_loss, model, inputs)
+        if ADVANTAGES_KEY in inputs and torch.isnan(loss).any():
+            raise RuntimeError(LOSS_ORDER)
         return loss
 
     def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
-        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        inputs, self._loss_inputs = self._loss_inputs, None
-        if inputs is not None:
-            self._use_loss_logps(inputs, result[0].detach())
-        return result
+        return self._loss_forward.saw(super()._get_per_token_logps_and_entropies(*args, **kwargs))
 
     def _use_loss_logps(self, inputs: dict[str, Any], logps: torch.Tensor) -> None:
         """The loss forward's log-probs are pi_old here (no optimizer step since generation): record them

@@ -221,6 +221,35 @@ def test_attach_refuses_what_would_train_the_wrong_prompts(scores, tiny_llama, t
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path, reward_funcs=[parity_reward]))
 
 
+def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(scores, tmp_path):
+    """`start_later`: a new run directory is written at `start_run_dir()` only, by the same driver, byte for byte as
+    a driver built on it at once writes it; an untrained one given another config starts again the same way."""
+    import dataclasses
+
+    from gaincurate.schedule.run.curriculum import CurriculumDriver
+    from gaincurate.schedule.run.rundir import load_run
+
+    config = ScheduleConfig(**{"strategy": "gain", **SCHEDULE})
+    at_once = CurriculumDriver(scores, config, run_dir=tmp_path / "at-once")
+    later = CurriculumDriver(scores, config, run_dir=tmp_path / "later", start_later=True)
+    assert not (tmp_path / "later").exists() and not later.write
+    assert later.plan.gc_ids.tolist() == at_once.plan.gc_ids.tolist()  # drawn in memory meanwhile
+    later.start_run_dir()
+    later.start_run_dir()  # once only
+    assert later.write and later.run_dir == tmp_path / "later"
+    files = sorted(path.relative_to(tmp_path / "at-once") for path in (tmp_path / "at-once").rglob("*"))
+    assert files == sorted(path.relative_to(tmp_path / "later") for path in (tmp_path / "later").rglob("*"))
+    for name in (name for name in files if (tmp_path / "at-once" / name).is_file()):
+        assert (tmp_path / "later" / name).read_bytes() == (tmp_path / "at-once" / name).read_bytes(), name
+
+    other = dataclasses.replace(config, seed=config.seed + 1)
+    again = CurriculumDriver(config=other, run_dir=tmp_path / "later", start_later=True)  # its scores: the run's
+    assert load_run(tmp_path / "later").config == config  # untouched until started
+    again.start_run_dir()
+    assert load_run(tmp_path / "later").config == other and again.scores_dir == later.scores_dir
+    assert CurriculumDriver(run_dir=tmp_path / "at-once", start_later=True).write  # continued: opened at once
+
+
 def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(scores, tiny_llama, tmp_path):
     from trl import GRPOConfig
 

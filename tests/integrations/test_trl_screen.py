@@ -99,7 +99,8 @@ def test_grpo_trains_the_prompts_the_live_model_screened(scores, tiny_llama, tmp
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
 
-    def recording_live_screener(scores_dir, model, tokenizer, *, seed):
+    def recording_live_screener(scores_dir, model, tokenizer, *, seed, keep=None):
+        assert keep is None  # screen keeps no completions
         made.append((model, seed))
         recorder = RecordingScreener(real(scores_dir, model, tokenizer, seed=seed))
         made.append(recorder)

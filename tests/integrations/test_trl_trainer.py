@@ -117,11 +117,12 @@ def test_the_class_refuses_a_wrong_set_up_before_writing_and_reads_grpos_positio
     assert not (tmp_path / "r").exists()
 
     curriculum = GainCurriculum(scores, CONFIG, run_dir=tmp_path / "r")
+    driver = curriculum.driver  # one driver for the curriculum's life: it starts the run directory once checked
     arguments = trainer_arguments(tiny_llama, tmp_path / "out")
     trainer = CurriculumGRPOTrainer(
         arguments.pop("model"), [parity], arguments.pop("args"), curriculum=curriculum, **arguments
     )
-    assert trainer.curriculum is curriculum and curriculum.trainer is trainer
+    assert trainer.curriculum is curriculum and curriculum.trainer is trainer and curriculum.driver is driver
     assert trainer.train_dataset["gc_id"] == curriculum.train_dataset()["gc_id"]
     assert (tmp_path / "r" / "state.json").is_file()
     assert sum(callback is curriculum.callback for callback in trainer.callback_handler.callbacks) == 1

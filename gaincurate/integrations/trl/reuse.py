@@ -13,7 +13,8 @@ what it commits with rollouts the trainer would otherwise throw away. Here they 
 * the reused rows carry an importance weight pi_old / mu (capped at 2, truncated importance sampling as replay's
   default): the pilot sampled with the policy at the epoch's start, up to steps_per_epoch - 1 optimizer steps ago.
   It is folded into TRL's loss inputs by `gaincurate.replay.loss.fold_replay_weights`, at the loss forward (whose
-  log-probs are pi_old with TRL's one generation per optimizer step) or from TRL's own old log-probs;
+  log-probs are pi_old with TRL's one generation per optimizer step: `gaincurate.replay.loss_forward`, the hook
+  rollout replay uses too) or from TRL's own old log-probs;
 * each reused row is marked in the batch's `gc_reused` column, so the curriculum's feedback (`RecordingReward`) does
   not record its reward again: the pilot already fed it to the posterior.
 
@@ -36,6 +37,7 @@ import torch
 
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.replay.loss import fold_replay_weights
+from gaincurate.replay.loss_forward import LossForward
 from gaincurate.schedule.strategies.screen import PilotCompletions, Screener, Screening
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")  # the clipped-ratio 
 # Keys added to TRL's batch; TRL's shuffle and split carry them with the rows, its loss ignores them.
 REUSED_KEY = "pilot_reused"  # [N] bool: a row taken from the pilot
 BEHAVIOUR_KEY = "pilot_behaviour_logps"  # [N, C] mu of the reused rows (0 elsewhere)
+LOSS_ORDER = (
+    "reusing pilot completions expects TRL's _compute_loss to compute the policy log-probs (through "
+    "_get_per_token_logps_and_entropies) before it reads advantages; pin trl to 1.16 or report it"
+)
 
 
 @dataclass
@@ -115,6 +121,11 @@ def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
         )
         return None
     trainer._pilot_store = PilotStore()
+
+    def fold(inputs: dict[str, Any], logps: torch.Tensor) -> None:
+        trainer._fold_pilot_weights(inputs, logps)  # looked up when it runs: `attach` swaps the class after this
+
+    trainer._pilot_loss_forward = LossForward(fold, LOSS_ORDER)
     return trainer._pilot_store
 
 
@@ -124,9 +135,10 @@ class PilotReuseMixin:
     `CurriculumMixin` carries it, so `CurriculumGRPOTrainer` reuses pilots whenever its curriculum's strategy keeps
     them (`reuse_pilots`)."""
 
+    # Set by `reuse_pilots` (the class is also given to a built trainer, whose __init__ has run: `attach`).
     _pilot_store: PilotStore | None = None
+    _pilot_loss_forward: LossForward | None = None
     _reuse_plan: dict[str, Any] | None = None
-    _reuse_loss_inputs: dict[str, Any] | None = None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         store = self._pilot_store
@@ -199,27 +211,13 @@ class PilotReuseMixin:
     # -- the loss forward: pi_old is known there, so the weight pi_old / mu is folded then --------------
 
     def _compute_loss(self, model, inputs):
-        if REUSED_KEY not in inputs:
+        if REUSED_KEY not in inputs:  # a batch with reused rows comes only with a store (`reuse_pilots`)
             return super()._compute_loss(model, inputs)
-        self._reuse_loss_inputs = inputs
-        try:
-            loss = super()._compute_loss(model, inputs)
-            missed = self._reuse_loss_inputs is not None
-        finally:
-            self._reuse_loss_inputs = None
-        if missed:
-            raise RuntimeError(
-                "reusing pilot completions expects TRL's _compute_loss to compute the policy log-probs (through "
-                "_get_per_token_logps_and_entropies) before it reads advantages; pin trl to 1.16 or report it"
-            )
-        return loss
+        return self._pilot_loss_forward.compute_loss(super()._compute_loss, model, inputs)
 
     def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
         result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        inputs, self._reuse_loss_inputs = self._reuse_loss_inputs, None
-        if inputs is not None:
-            self._fold_pilot_weights(inputs, result[0].detach())
-        return result
+        return result if self._pilot_loss_forward is None else self._pilot_loss_forward.saw(result)
 
     def _fold_pilot_weights(self, inputs: dict[str, Any], logps: torch.Tensor) -> None:
         """Fold pi_old / mu into the reused rows' inputs, once: TRL's old log-probs when it computed them at

@@ -13,9 +13,11 @@ with `sampler_fn=self._get_train_sampler`, and the DataLoader iterates that samp
 overrides `_get_train_sampler` to return the curriculum's sampler (`CurriculumSampler`: TRL's RepeatSampler
 structure over the epoch's subset), and `_load_callback_state` so that a curriculum callback the Trainer rebuilds
 from a checkpoint (`restore_callback_states_from_checkpoint=True`) is bound to this trainer's curriculum again.
-`GainCurriculumCallback` steps the curriculum at each epoch's end and carries it in every checkpoint. Everything
-else is the trainer's own. `GainCurriculum.attach(trainer)` gives an already-built trainer this same class (its
-class gains the mixin), for scripts that build the trainer elsewhere.
+`bind` checks a trainer's set-up (`check_setup`) and makes the curriculum its own. `GainCurriculumCallback` owns
+the epoch events, as TRL's own callbacks do: at `on_train_begin` it restores the curriculum a checkpoint carries
+and draws epoch 0, at `on_epoch_end` it steps the curriculum's driver, and it carries the driver's state in every
+checkpoint. Everything else is the trainer's own. `GainCurriculum.attach(trainer)` gives an already-built trainer
+this same class (its class gains the mixin), for scripts that build the trainer elsewhere.
 
 Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
 `class MyTrainer(CurriculumMixin, ReplayMixin, GRPOTrainer)`.
@@ -24,6 +26,9 @@ Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
 from __future__ import annotations
 
 import functools
+import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -33,6 +38,10 @@ from trl import GRPOTrainer
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.reuse import PilotReuseMixin
 from gaincurate.integrations.trl.sampler import check_same_prompts, rows_by_gc_id
+from gaincurate.schedule.figures import logged_figures
+from gaincurate.schedule.readout import logged as logged_readout
+
+logger = logging.getLogger(__name__)
 
 # GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
 _POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
@@ -65,14 +74,14 @@ class CurriculumMixin(PilotReuseMixin):
         if kwargs.get("train_dataset") is None:
             kwargs["train_dataset"] = curriculum.train_dataset()
         funcs = kwargs.get("reward_funcs")
-        if funcs is not None and not curriculum._records_feedback(funcs):
+        if funcs is not None and not curriculum.records_feedback(funcs):
             kwargs["reward_funcs"] = curriculum.wrap_rewards(funcs, feedback=feedback_reward)
         callbacks = list(kwargs.get("callbacks") or [])
         if curriculum.callback not in callbacks:
             callbacks.append(curriculum.callback)
         kwargs["callbacks"] = callbacks
         super().__init__(**kwargs)
-        curriculum._bind_trainer(self)
+        bind(curriculum, self)
         self.curriculum = curriculum
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
@@ -82,7 +91,7 @@ class CurriculumMixin(PilotReuseMixin):
         super()._load_callback_state()
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, GainCurriculumCallback):
-                callback._use(self.curriculum)
+                callback.use_curriculum(self.curriculum)
 
 
 class CurriculumGRPOTrainer(CurriculumMixin, GRPOTrainer):
@@ -97,8 +106,29 @@ def with_curriculum(trainer_class: type) -> type:
     return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class), {})
 
 
+def bind(curriculum: Any, trainer: Any) -> None:
+    """Check the trainer's set-up (`check_setup`), then make `curriculum` its own; nothing is written before every
+    check passed (`CurriculumMixin` calls this once the trainer is built, `GainCurriculum.attach` first)."""
+    check_setup(curriculum, trainer)
+    driver = curriculum.driver
+    driver.start_run_dir()  # every check passed: only now is a new run directory written
+    if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
+        trainer.add_callback(curriculum.callback)
+    curriculum.trainer = trainer
+    if driver.screens:
+        from gaincurate.integrations.trl.reuse import keeping_pilots, pilot_sampling, reuse_pilots
+
+        store = reuse_pilots(trainer, driver.scheduler.strategy)  # None: the pilot's completions are not reused
+        # When they are, the live pilot samples as the trainer does and keeps what it sampled.
+        keep = None if store is None else pilot_sampling(trainer)
+        screener = curriculum.screener or driver.live_screener(trainer.model, _tokenizer(trainer), keep=keep)
+        driver.use_screener(screener if store is None else keeping_pilots(screener, store, trainer))
+
+
 class GainCurriculumCallback(TrainerCallback, ExportableState):
-    """Steps its `GainCurriculum` at each epoch's end; its state rides in every checkpoint's trainer_state.json.
+    """Owns the curriculum's epoch events: draws epoch 0 when training begins (restoring the curriculum a resumed
+    checkpoint carries), steps the curriculum's driver at each epoch's end, and carries its state in every
+    checkpoint's trainer_state.json.
 
     It refuses, at `on_train_begin`, a curriculum no trainer was given to; and it marks the run directory
     finished when `train()` returns (`gaincurate schedule status` says so), unfinished when training starts again.
@@ -116,7 +146,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             raise ConfigError(NOT_ATTACHED)
         return self._curriculum
 
-    def _use(self, curriculum: Any) -> None:
+    def use_curriculum(self, curriculum: Any) -> None:
         """Bind a copy the Trainer rebuilt from a checkpoint (`restore_callback_states_from_checkpoint=True`)."""
         if self._curriculum is None:
             self._curriculum = curriculum
@@ -125,17 +155,89 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
 
     def on_train_begin(self, args, state, control, **kwargs):
+        """Restore the curriculum a resumed trainer's checkpoint carries, draw epoch 0 if it waits for the policy,
+        and finish an epoch the checkpoint left open."""
         curriculum = self.curriculum
-        if curriculum.trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
+        trainer, driver = curriculum.trainer, curriculum.driver
+        if trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
             raise ConfigError(NOT_ATTACHED)
-        curriculum._begin_training(state)
-        curriculum.driver.mark_finished(False)
+        if state.global_step > 0:
+            self._restore(state)
+        if driver.epoch < 0:
+            _on_main_then_shared(trainer, driver, lambda: driver.plan)  # screen: draws it with the live model
+        # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
+        trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        if driver.epoch == trainer_epoch - 1 and driver.records:
+            self._step()
+        driver.mark_finished(False)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.curriculum._end_epoch()
+        self._step()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.curriculum.driver.mark_finished(True)
+
+    def _restore(self, state: Any) -> None:
+        """Load the curriculum state a resumed checkpoint's trainer_state.json carries (a warning when none)."""
+        driver = self.curriculum.driver
+        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(stored, list):
+            stored = stored[0]
+        saved = (stored or {}).get("attributes", {}).get(self.STATE_KEY)
+        if saved is None:
+            where = f"epoch {driver.epoch}" if driver.run_dir is None else f"{driver.run_dir} (epoch {driver.epoch})"
+            logger.warning("the checkpoint carries no gaincurate curriculum; continuing from %s", where)
+            return
+        driver.load_state_dict(saved)
+        accelerator = getattr(self.curriculum.trainer, "accelerator", None)
+        if accelerator is not None and not accelerator.is_main_process:
+            # The checkpoint holds the main process's rollouts only; at the epoch's end every process's
+            # are gathered, so the others must not bring a second copy of them.
+            driver.replace_records([])
+
+    def _step(self) -> dict[str, Any] | None:
+        """Step the driver with the epoch's rollouts (from every process) and the live model's scores; log it."""
+        curriculum = self.curriculum
+        trainer, driver = curriculum.trainer, curriculum.driver
+        if trainer is None:
+            raise ConfigError(NOT_ATTACHED)
+        accelerator = trainer.accelerator
+        if accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            driver.replace_records(gather_object(driver.state_dict()["records"]))
+
+        def step() -> dict[str, Any] | None:
+            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=_tokenizer(trainer)))
+
+        record = _on_main_then_shared(trainer, driver, step)
+        if record is not None:
+            logged = {"curriculum/accuracy": record["accuracy"]}
+            # The numbers the strategy declares for its log (gain: ang, delta, mu), under the names it gives them.
+            logged |= logged_figures(driver.scheduler.strategy.columns, record)
+            # The savings readout and the strategy's own figures, as every path names them (docs/readout.md).
+            logged |= logged_readout(record.get("readout") or {})
+            logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")
+            trainer.log(logged)
+        return record
+
+
+def _on_main_then_shared(trainer: Any, driver: Any, work: Callable[[], Any]) -> Any:
+    """`work()` on the main process only, then the driver's state it left shared with the other processes."""
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is None or accelerator.num_processes == 1:
+        return work()
+    from accelerate.utils import broadcast_object_list
+
+    result = work() if accelerator.is_main_process else None
+    shared = broadcast_object_list([driver.state_dict() if accelerator.is_main_process else None])
+    if not accelerator.is_main_process:
+        driver.load_state_dict(shared[0])
+    return result
+
+
+def _tokenizer(trainer: Any) -> Any:
+    return getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
 
 
 def check_setup(curriculum: Any, trainer: Any) -> None:
@@ -155,7 +257,7 @@ def check_setup(curriculum: Any, trainer: Any) -> None:
         raise ConfigError(
             "the trainer's train_dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()"
         )
-    if not curriculum._records_feedback(trainer.reward_funcs):
+    if not curriculum.records_feedback(trainer.reward_funcs):
         raise ConfigError(
             "no reward function records feedback for this curriculum; "
             "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"

@@ -49,7 +49,7 @@ from typing import Any, Self
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
-from gaincurate.integrations.verl.sampler import _get, _keys, _rows_by_gc_id, check_rows
+from gaincurate.integrations.verl.sampler import check_rows, config_keys, config_value, rows_by_gc_id
 from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
 from gaincurate.schedule.run.curriculum import CurriculumDriver
@@ -99,13 +99,13 @@ class OneLaunchSettings:
 
     @classmethod
     def from_sampler_kwargs(cls, kwargs: Any) -> Self:
-        if _get(kwargs, "run_dir") is None:
+        if config_value(kwargs, "run_dir") is None:
             raise ConfigError(
                 f"GainReplayBuffer needs +{SAMPLER_KWARGS}.run_dir=RUN (a run from `gaincurate schedule init`)"
             )
         known = {field.name for field in dataclasses.fields(cls)}
-        check_keys(SAMPLER_KWARGS, _keys(kwargs), known)
-        values = {key: _get(kwargs, key) for key in known}
+        check_keys(SAMPLER_KWARGS, config_keys(kwargs), known)
+        values = {key: config_value(kwargs, key) for key in known}
         return cls(**{key: str(value) for key, value in values.items() if value is not None})
 
 
@@ -179,16 +179,16 @@ class GainCurriculumDataset(_dataset_base()):
     def __init__(self, data_files: Any, tokenizer: Any, config: Any, processor: Any = None, **kwargs: Any) -> None:
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, **kwargs)
         self.curriculum: CurriculumDriver | None = None
-        if _paths(data_files) != _paths(_get(config, "train_files")):
+        if _paths(data_files) != _paths(config_value(config, "train_files")):
             return
         buffer = _claim_buffer()
         if buffer is None:
             raise ConfigError(
                 f"GainCurriculumDataset takes its rewards from GainReplayBuffer; set trainer.use_v1=True {BUFFER_HOOK}"
             )
-        if _paths(_get(config, "val_files")) == _paths(data_files):
+        if _paths(config_value(config, "val_files")) == _paths(data_files):
             raise ConfigError("data.val_files names data.train_files; validate on another file (a held-out split)")
-        workers = _get(config, "dataloader_num_workers")
+        workers = config_value(config, "dataloader_num_workers")
         if workers:
             raise ConfigError(
                 f"data.dataloader_num_workers={workers} copies the dataset into worker processes, where the "
@@ -196,9 +196,9 @@ class GainCurriculumDataset(_dataset_base()):
             )
         self.settings = buffer.settings
         driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = _rows_by_gc_id(self, self.settings.index_key)
+        self.row_of = rows_by_gc_id(self, self.settings.index_key)
         check_rows(driver, self.row_of, config)
-        gen_batch = _get(config, "gen_batch_size")
+        gen_batch = config_value(config, "gen_batch_size")
         if gen_batch and driver.subset_size % int(gen_batch):
             raise ConfigError(
                 f"subset_size {driver.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "

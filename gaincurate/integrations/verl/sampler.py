@@ -90,14 +90,14 @@ class SamplerSettings:
 
     @classmethod
     def from_data_config(cls, data_config: Any) -> Self:
-        section = _get(data_config, "gaincurate")
-        if section is None or _get(section, "run_dir") is None:
+        section = config_value(data_config, "gaincurate")
+        if section is None or config_value(section, "run_dir") is None:
             raise ConfigError(
                 "the gaincurate sampler needs +data.gaincurate.run_dir=RUN (a run from `gaincurate schedule init`)"
             )
         known = {field.name for field in dataclasses.fields(cls)}
-        values = {key: _get(section, key) for key in known}
-        check_keys("data.gaincurate", _keys(section), known)
+        values = {key: config_value(section, key) for key in known}
+        check_keys("data.gaincurate", config_keys(section), known)
         return cls(**{key: value for key, value in values.items() if value is not None})
 
 
@@ -111,7 +111,7 @@ class GainCurriculumSampler(_curriculum_base()):
     def __init__(self, data_source: Any, data_config: Any) -> None:
         self.settings = SamplerSettings.from_data_config(data_config)
         self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = _rows_by_gc_id(data_source, self.settings.index_key)
+        self.row_of = rows_by_gc_id(data_source, self.settings.index_key)
         check_rows(self.driver, self.row_of, data_config)
         if self.driver.screens:
             if not self.settings.checkpoint_dir:
@@ -170,7 +170,7 @@ class GainCurriculumSampler(_curriculum_base()):
 def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config: Any) -> None:
     """Refuse, in one line, training rows the schedule cannot draw from, or a subset verl would cut short."""
     missing = [int(g) for g in driver.scores.prompts.gc_ids if int(g) not in row_of]
-    if missing and _get(data_config, "filter_overlong_prompts"):
+    if missing and config_value(data_config, "filter_overlong_prompts"):
         raise ConfigError(
             f"data.filter_overlong_prompts dropped {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...) "
             "that the schedule may pick; set data.filter_overlong_prompts=False and data.truncation=left "
@@ -181,7 +181,7 @@ def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config:
             f"data.train_files lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); train on "
             "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
-    batch = _get(data_config, "train_batch_size")
+    batch = config_value(data_config, "train_batch_size")
     subset = driver.subset_size
     if batch and subset % int(batch):
         raise ConfigError(
@@ -238,7 +238,7 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def _rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
+def rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
     """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe):
     the export's `gc_id` column, else `extra_info.gc_id`, else (exports before it) `extra_info.index`."""
     frame = getattr(data_source, "dataframe", data_source)
@@ -259,7 +259,8 @@ def _rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
     return {int(gc_id): row for row, gc_id in enumerate(ids)}
 
 
-def _get(config: Any, key: str) -> Any:
+def config_value(config: Any, key: str) -> Any:
+    """`config[key]` of a verl config (OmegaConf, a mapping or an object), None when it is unset."""
     if config is None:
         return None
     if isinstance(config, Mapping) or hasattr(config, "get"):
@@ -267,7 +268,8 @@ def _get(config: Any, key: str) -> Any:
     return getattr(config, key, None)
 
 
-def _keys(config: Any) -> list[str]:
+def config_keys(config: Any) -> list[str]:
+    """The keys a verl config section sets (none for a section that is not a mapping)."""
     return list(config.keys()) if hasattr(config, "keys") else []
 
 

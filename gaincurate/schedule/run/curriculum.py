@@ -51,8 +51,10 @@ class CurriculumDriver:
     Give `scores_dir` (and `config`) for a new schedule; give `run_dir` too to keep it on disk. An
     existing `run_dir` is continued from its state.json; a `config` or `scores_dir` passed with it must
     match the ones it was started with. `write=False` (the other ranks of a multi-process job) reads an
-    existing run directory but never writes one. `state_dict()` / `load_state_dict()` carry what a trainer
-    checkpoint needs to resume exactly: the scheduler state and the current epoch's rollouts so far.
+    existing run directory but never writes one. `start_later=True` (a trainer that checks its set-up first)
+    holds a run directory it would write in memory until `start_run_dir()`. `state_dict()` / `load_state_dict()`
+    carry what a trainer checkpoint needs to resume exactly: the scheduler state and the current epoch's rollouts
+    so far.
     """
 
     def __init__(
@@ -62,9 +64,29 @@ class CurriculumDriver:
         *,
         run_dir: str | Path | None = None,
         write: bool = True,
+        start_later: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._run = _open_run(self.run_dir, scores_dir, config, write=write)
+        # A trainer checks its set-up before anything is written: until `start_run_dir()` a new run directory
+        # (or an untrained one given another config) is kept in memory only.
+        self._waiting = start_later and write and _starts_anew(self.run_dir, config)
+        if self._waiting and scores_dir is None and rundir.holds_run(self.run_dir):
+            scores_dir = rundir.load_run(self.run_dir).scores_dir  # the untrained run's scores
+        self._open(None if self._waiting else self.run_dir, scores_dir, config, write=write and not self._waiting)
+
+    def start_run_dir(self) -> None:
+        """Keep the schedule in `run_dir` from now on, for a driver built with `start_later=True`: the run
+        directory is written (or an untrained one started again) with this driver's scores and config, and
+        epoch 0 drawn there. Nothing happens when the driver already keeps it, or keeps none."""
+        if self._waiting:
+            self._waiting = False
+            self._open(self.run_dir, self.scores_dir, self.config, write=True)
+
+    def _open(
+        self, run_dir: Path | None, scores_dir: str | Path | None, config: ScheduleConfig | None, *, write: bool
+    ) -> None:
+        """Continue or start the run in `run_dir` (None: in memory), and draw epoch 0 when it waits for nothing."""
+        self._run = _open_run(run_dir, scores_dir, config, write=write)
         if self._run is not None:
             self.scheduler, self.scores = open_scheduler(self._run)
             self.scores_dir = Path(self._run.scores_dir)
@@ -73,7 +95,7 @@ class CurriculumDriver:
             self.scores = load_scores(self.scores_dir)
             config = config or ScheduleConfig()
             self.scheduler = Scheduler(config, self.scores.prompts, scores=self.scores)
-        self.write = write and self.run_dir is not None
+        self.write = write and run_dir is not None
         self.config = self.scheduler.config
         self.subset_size = self.scheduler.subset_size  # prompts per epoch, resolved for this prompt set
         self.history: list[dict[str, Any]] = []  # the records of the steps taken by this driver
@@ -94,6 +116,13 @@ class CurriculumDriver:
         if self.screens:
             self.scheduler.strategy.use_screener(screener)
 
+    def live_screener(self, model: Any, tokenizer: Any, *, keep: dict[str, Any] | None = None) -> Screener:
+        """A screener measuring with `model` as it is at each draw, over this driver's scores and seed
+        (`gaincurate.schedule.run.screeners.live_screener`; `keep`: the trainer's sampling, completions kept)."""
+        from gaincurate.schedule.run.screeners import live_screener
+
+        return live_screener(self.scores_dir, model, tokenizer, seed=self.config.seed, keep=keep)
+
     @property
     def screen_spent(self) -> Spent:
         """What screening has cost this process so far, a snapshot (zeros for a strategy that does not screen)."""
@@ -106,6 +135,19 @@ class CurriculumDriver:
         self.scheduler = Scheduler(self.config, self.scores.prompts, strategy=strategy)
         if not self.screens:
             self._take()
+
+    def subset_choice(self) -> str:
+        """One line on how the subset size was chosen, for the trainer's log."""
+        from gaincurate.schedule.sizes import subset_choice
+
+        config = self.config
+        return subset_choice(config.subset_size, self.scheduler.n_prompts, config.subset_multiple, self.subset_size)
+
+    def prompt_table(self, data_format: str):
+        """Every scored prompt, in gc_id order, as an epoch file's table in `data_format` (a trainer's dataset)."""
+        from gaincurate.schedule.run.epochs import epoch_table
+
+        return epoch_table(self.scores, self.scores.prompts.gc_ids, data_format=data_format, metadata={})
 
     def mark_finished(self, ended: bool) -> None:
         """The trainer ended (`gaincurate schedule status` then says the run is finished), or trains again."""
@@ -234,6 +276,15 @@ class CurriculumDriver:
             for warning in (result.record.get("readout") or {}).get("warnings", []):  # the trainer's log shows them
                 logger.warning("gaincurate: epoch %d: %s", result.record["epoch"], warning)
         return result.record
+
+
+def _starts_anew(run_dir: Path | None, config: ScheduleConfig | None) -> bool:
+    """Whether opening `run_dir` writes it: it holds no run yet, or an untrained one that `config` changes."""
+    if run_dir is None:
+        return False
+    if not rundir.holds_run(run_dir):
+        return True
+    return config is not None and rundir.untrained(run_dir) and rundir.load_run(run_dir).config != config
 
 
 def _open_run(
