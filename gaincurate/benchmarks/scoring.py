@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.settings import at_least, setting
+
 _FIXED = ("model_load_seconds", "tokenizer_seconds", "tuning_seconds", "first_batch_seconds")
 
 
@@ -106,20 +108,20 @@ def peak_memory_mb(data: str, rows: int, layer: int) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class ScoringBench:
-    """What one scoring bench measures; `gaincurate bench scoring` documents each field."""
+    """What one scoring bench measures; `gaincurate bench scoring` takes each field as an option."""
 
-    data: str
-    rows: int = 200
-    offset: int = 0
-    model: str | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    compare_dtypes: tuple[str, ...] = ()
-    batch_sweep: tuple[int, ...] = ()
-    naive: bool = True
-    memory: bool = False
-    memory_layer: int = 2
-    threads: int | None = None
+    data: str = setting(help="JSON/JSONL prompt file with a 'problem' column.")
+    rows: int = setting(200, "Rows to score.", check=at_least(1))
+    offset: int = setting(0, "Skip this many rows first.", check=at_least(0))
+    model: str | None = setting(None, "Hub id, local folder or .gguf.", shown="the embedded SmolLM2-135M")
+    dtype: str = setting("auto", "gaincurate's dtype; auto: measured on this machine.")
+    batch_tokens: int | None = setting(None, "Padded tokens per batch.", check=at_least(1), shown="measured")
+    compare_dtypes: tuple[str, ...] = setting((), "Comma list: also score with each forced dtype.", cli="words")
+    batch_sweep: tuple[int, ...] = setting((), "Comma list: also score with each forced batch size.", cli="sizes")
+    naive: bool = setting(True, "Run the naive published-style baseline (--no-naive: skip it).", flags=("--no-naive",))
+    memory: bool = setting(False, "Also measure peak RSS at 500 and 5,000 rows.", flags=("--memory",))
+    memory_layer: int = setting(2, "Site layer of the memory runs.")
+    threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="torch's choice")
 
 
 def write_rows(data: str, offset: int, rows: int, path: Path) -> None:

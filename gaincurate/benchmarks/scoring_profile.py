@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gaincurate.settings import at_least, setting
+
 GROUPS = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm", "mkldnn", "onednn"),
     "attention": ("scaled_dot_product", "flash_attention", "_efficient_attention"),
@@ -34,16 +36,16 @@ GROUPS = {
 
 @dataclass(frozen=True, kw_only=True)
 class ProfileBench:
-    """What one profile run scores; `gaincurate bench profile` documents each field."""
+    """What one profile run scores; `gaincurate bench profile` takes each field as an option."""
 
-    data: str
-    rows: int = 200
-    offset: int = 0
-    model: str | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    threads: int | None = None
-    gates: bool = False
+    data: str = setting(help="JSON/JSONL prompt file with a 'problem' column.")
+    rows: int = setting(200, "Rows to score.", check=at_least(1))
+    offset: int = setting(0, "Skip this many rows first.", check=at_least(0))
+    model: str | None = setting(None, "Hub id, local folder or .gguf.", shown="the embedded SmolLM2-135M")
+    dtype: str = setting("auto", "gaincurate's dtype; auto: measured on this machine.")
+    batch_tokens: int | None = setting(None, "Padded tokens per batch.", check=at_least(1), shown="measured")
+    threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="torch's choice")
+    gates: bool = setting(False, "Also run the fidelity gate of every lossy dtype.", flags=("--gates",))
 
 
 def profile_scoring(config: Any, questions: list[str]) -> dict[str, Any]:
