@@ -18,6 +18,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from gaincurate.errors import ConfigError
+
 Check = Callable[[str, Any], Any]  # (flag, value) -> the value as stored; raises ConfigError
 
 
@@ -54,3 +56,16 @@ def setting(
         "flags": flags,
     }
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def at_least(low: int) -> Check:
+    """A check: a number `low` or more (None, where the field allows it, passes). The command line takes `low` as
+    the option's minimum (`gaincurate.cli.fields`), so a smaller number is a usage error before any work starts."""
+
+    def check(name: str, value: Any) -> Any:
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be at least {low}; got {value}")
+        return value
+
+    check.minimum = low  # type: ignore[attr-defined]
+    return check

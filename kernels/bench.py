@@ -35,6 +35,7 @@ import torch
 
 from . import resolve_backend
 from .accuracy import agreement_with_reference, random_segment_inputs
+from .bench_options import KernelBench
 from .launch import LaunchConfig, launch_config
 from .reference import cosine_means_from_sums, cosine_means_naive
 from .torch_impl import segment_unit_sums_torch
@@ -291,8 +292,9 @@ def render_table(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def run_kernel_bench(device_name: str = "auto", quick: bool = False) -> dict[str, object]:
+def run_kernel_bench(options: KernelBench = KernelBench()) -> dict[str, object]:
     """Correctness of every backend this device runs, then timings (and on CUDA, unless quick, a config sweep)."""
+    device_name, quick = options.device, options.quick
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device_name)

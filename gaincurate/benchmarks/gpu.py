@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaincurate.settings import at_least, setting
+
 MODELS = {
     "qwen2-0.5b-class": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                              num_attention_heads=14, num_key_value_heads=2),
@@ -35,15 +37,15 @@ TINY = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
 
 @dataclass(frozen=True, kw_only=True)
 class GpuBench:
-    """What one GPU bench runs; `gaincurate bench gpu` documents each field."""
+    """What one GPU bench runs; `gaincurate bench gpu` takes each field as an option."""
 
-    device: str = "cuda"
-    dtype: str = "bfloat16"
-    rows: int = 512
-    naive_rows: int = 32
-    prompt_tokens: int = 1024
-    batch_tokens: int = 32768
-    tiny: bool = False
+    device: str = setting("cuda", "cuda[:N], or cpu for a smoke test.")
+    dtype: str = setting("bfloat16", "Model and scoring dtype.")
+    rows: int = setting(512, "Rows to score.", check=at_least(1))
+    naive_rows: int = setting(32, "Rows for the naive baseline.", check=at_least(1))
+    prompt_tokens: int = setting(1024, "Tokens per prompt.", check=at_least(8))
+    batch_tokens: int = setting(32768, "Padded tokens per batch.", check=at_least(1))
+    tiny: bool = setting(False, "A 2-layer model: a smoke test of the bench.", flags=("--tiny",))
 
 
 def matmul_rate(device: str, dtype_name: str, size: int) -> float:

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gaincurate.settings import at_least, setting
+
 WORDS = tuple(f"w{i}" for i in range(60))
 _SPECIAL = ("<pad>", "<eos>", "<unk>")
 
@@ -105,16 +107,16 @@ class _LogpsTimer:
 
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
-    steps: int = 12
-    batch_prompts: int = 8
-    num_generations: int = 4
-    completion_length: int = 64
-    hidden_size: int = 128
-    layers: int = 4
-    fresh_fraction: float = 0.5
+    steps: int = setting(12, "Optimizer steps per run.", check=at_least(1))
+    batch_prompts: int = setting(8, "Prompts per step.", check=at_least(1))
+    num_generations: int = setting(4, "Completions per prompt.", check=at_least(2))
+    completion_length: int = setting(64, "Most tokens per completion.", check=at_least(1))
+    hidden_size: int = setting(128, "The random Llama's width.", check=at_least(2))
+    layers: int = setting(4, "The random Llama's depth.", check=at_least(1))
+    fresh_fraction: float = setting(0.5, "Replay's share of fresh prompts per step.")
     # One thread: on a shared 2-core machine a second thread mostly measures contention.
-    threads: int = 1
-    seed: int = 0
+    threads: int = setting(1, "Torch CPU threads.", check=at_least(1))
+    seed: int = setting(0, "Seed of the model, data and both runs.")
 
 
 def _train(config: BenchConfig, replay: bool, output_dir: Path) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gaincurate.settings import at_least, setting
+
 if TYPE_CHECKING:
     from gaincurate.scoring.config import ScoreConfig
 
@@ -113,13 +115,13 @@ def peak_memory_mb(data: str, rows: int, layer: int) -> float:
 class ScoringRows:
     """What `bench scoring` and `bench profile` share: the rows they score, the model and dtype, the threads."""
 
-    data: str
-    rows: int = 200
-    offset: int = 0
-    model: str | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    threads: int | None = None
+    data: str = setting(help="JSON/JSONL prompt file with a 'problem' column.")
+    rows: int = setting(200, "Rows to score.", check=at_least(1))
+    offset: int = setting(0, "Skip this many rows first.", check=at_least(0))
+    model: str | None = setting(None, "Hub id, local folder or .gguf.", shown="the embedded SmolLM2-135M")
+    dtype: str = setting("auto", "gaincurate's dtype; auto: measured on this machine.")
+    batch_tokens: int | None = setting(None, "Padded tokens per batch.", check=at_least(1), shown="measured")
+    threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="torch's choice")
 
     def score_config(self, dataset: str) -> ScoreConfig:
         """The `score` settings for the rows written to `dataset`, on the CPU."""
@@ -132,13 +134,13 @@ class ScoringRows:
 
 @dataclass(frozen=True, kw_only=True)
 class ScoringBench(ScoringRows):
-    """What one scoring bench measures; `gaincurate bench scoring` documents each field."""
+    """What one scoring bench measures; `gaincurate bench scoring` takes each field as an option."""
 
-    compare_dtypes: tuple[str, ...] = ()
-    batch_sweep: tuple[int, ...] = ()
-    naive: bool = True
-    memory: bool = False
-    memory_layer: int = 2
+    compare_dtypes: tuple[str, ...] = setting((), "Comma list: also score with each forced dtype.", cli="words")
+    batch_sweep: tuple[int, ...] = setting((), "Comma list: also score with each forced batch size.", cli="sizes")
+    naive: bool = setting(True, "Run the naive published-style baseline (--no-naive: skip it).", flags=("--no-naive",))
+    memory: bool = setting(False, "Also measure peak RSS at 500 and 5,000 rows.", flags=("--memory",))
+    memory_layer: int = setting(2, "Site layer of the memory runs.")
 
 
 def write_rows(data: str, offset: int, rows: int, path: Path) -> None:

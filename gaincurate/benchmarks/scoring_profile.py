@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.benchmarks.scoring import ScoringRows, selected_rows
+from gaincurate.settings import setting
 
 GROUPS = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm", "mkldnn", "onednn"),
@@ -36,9 +37,9 @@ GROUPS = {
 
 @dataclass(frozen=True, kw_only=True)
 class ProfileBench(ScoringRows):
-    """What one profile run scores; `gaincurate bench profile` documents each field."""
+    """What one profile run scores; `gaincurate bench profile` takes each field as an option."""
 
-    gates: bool = False
+    gates: bool = setting(False, "Also run the fidelity gate of every lossy dtype.", flags=("--gates",))
 
 
 def profile_scoring(config: Any, questions: list[str]) -> dict[str, Any]:

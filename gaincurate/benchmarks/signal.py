@@ -27,8 +27,21 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.settings import at_least, setting
 
 ANSWER_TEMPLATE = "The answer is \\boxed{{{answer}}}."
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignalCheck:
+    """What one check reads and how (the scores directory aside); `gaincurate signal check` takes each as an option."""
+
+    data: str | None = setting(None, "The dataset the scores came from, for answers.", shown="the scores' columns")
+    rows: int | None = setting(None, "A seeded sample of N prompts.", check=at_least(1), shown="all with an answer")
+    seed: int = setting(0, "Seed of the sample.")
+    answer_column: str = setting("answer", "Column of the right answers.")
+    difficulty_column: str = setting("difficulty", "Column of a known difficulty, if any.")
+    device: str = setting("cpu", "cpu or cuda[:N].")
 
 
 @dataclass(frozen=True)
@@ -123,24 +136,17 @@ def _inputs(scores_dir: Path, data: str | None, answer_column: str, difficulty_c
     return config, table, questions, source[answer_column], difficulty
 
 
-def measure_rows(
-    scores_dir: str | Path,
-    data: str | None = None,
-    *,
-    rows: int | None = None,
-    seed: int = 0,
-    answer_column: str = "answer",
-    difficulty_column: str = "difficulty",
-    device: str = "cpu",
-    progress: Progress = NULL_PROGRESS,
-) -> SignalRows:
+def measure_rows(scores_dir: str | Path, check: SignalCheck, progress: Progress = NULL_PROGRESS) -> SignalRows:
     """NLL and gradient norm of the right answer for each scored prompt with an answer (or a seeded sample)."""
     import torch
 
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
 
-    config, table, questions, answers, difficulty = _inputs(Path(scores_dir), data, answer_column, difficulty_column)
+    config, table, questions, answers, difficulty = _inputs(
+        Path(scores_dir), check.data, check.answer_column, check.difficulty_column
+    )
+    rows, seed = check.rows, check.seed
     scores = np.asarray([np.nan if s is None else s for s in table["gc_score"]], dtype=np.float64)
     usable = [i for i, a in enumerate(answers) if a not in (None, "") and np.isfinite(scores[i])]
     if rows is not None and rows < len(usable):
@@ -148,7 +154,7 @@ def measure_rows(
     progress.stage("loading the model")
     source = resolve_source(config.model)
     tokenizer = load_tokenizer(source)
-    model = load_model(source, dtype="float32", device=device)  # eval mode
+    model = load_model(source, dtype="float32", device=check.device)  # eval mode
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     nll, norms = np.zeros(len(usable)), np.zeros(len(usable))
     progress.stage("answer gradients")
@@ -195,26 +201,14 @@ def report(measured: SignalRows) -> dict[str, Any]:
 
 
 def signal_check(
-    scores_dir: str | Path,
-    data: str | None = None,
-    *,
-    rows: int | None = None,
-    seed: int = 0,
-    answer_column: str = "answer",
-    difficulty_column: str = "difficulty",
-    device: str = "cpu",
-    progress: Progress = NULL_PROGRESS,
+    scores_dir: str | Path, data: str | None = None, *, progress: Progress = NULL_PROGRESS, **check: Any
 ) -> dict[str, Any]:
     """`gaincurate signal check`: the correlations of the answer-gradient norm (see the module docstring).
 
     `scores_dir`: a `gaincurate score` output (its manifest names the model and prompt format). `data`: the
-    dataset it was scored from, for the answer and difficulty columns (default: the scores table's own).
-    `rows`: a seeded sample of that many prompts (default: all with an answer). Returns the `--json` object:
+    dataset it was scored from, for the answer and difficulty columns (None: the scores table's own). `check`:
+    the other fields of `SignalCheck` (`rows`: a seeded sample of that many prompts, ...). Returns the `--json` object:
     `{"rows", "spearman": {"score", "question_tokens", "difficulty", "nll"}, "partial_spearman_score_given_length"}`.
     Raises `InputError` when `data` is not the scored dataset or has no answer column.
     """
-    measured = measure_rows(
-        scores_dir, data, rows=rows, seed=seed, answer_column=answer_column, difficulty_column=difficulty_column,
-        device=device, progress=progress,
-    )  # fmt: skip
-    return report(measured)
+    return report(measure_rows(scores_dir, SignalCheck(data=data, **check), progress))

@@ -16,6 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
+from gaincurate.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.benchmarks.curriculum.run_options import BenchRun
+from gaincurate.benchmarks.signal import SignalCheck
+from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
@@ -34,6 +38,11 @@ signal_app = typer.Typer(
 )
 
 
+def _words(text: str) -> tuple[str, ...] | None:
+    """A comma list, blanks dropped; none left means "not given" (the config's)."""
+    return tuple(word.strip() for word in text.split(",") if word.strip()) or None
+
+
 def _seeds(text: str) -> str:
     """A --seeds spec checked at parse time: a malformed one is a usage error naming it, before torch loads."""
     from gaincurate.benchmarks.curriculum.configs import parse_seeds
@@ -46,48 +55,28 @@ def _seeds(text: str) -> str:
     return text
 
 
-@bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
-    "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
-    "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
-)
 def curriculum(
+    *,
     bench: Annotated[
         str | None,
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help="cpu-arith, cpu-mult, cpu-arith-headroom, cpu-mult-headroom, cpu-smollm2-math, gpu-math, or a "
-            "JSON/TOML BenchConfig.",
+            help=f"{', '.join(BUNDLED)}, or a JSON/TOML BenchConfig.",  # the bundled configs, by name
         ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Bench directory (resumed when it holds this bench).")
-    ] = None,
-    seeds: Annotated[
-        str | None,
-        typer.Option(
-            help="A count (12: seeds 0-11), a range (100-111) or a list (default: the config's).",
-            parser=_seeds,
-        ),
-    ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Pairs trained at once, each in its own process.")] = 1,
-    strategies: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated arms: strategies, oracle, oracle-nonzero, or arms the config defines."),
     ] = None,
     report: Annotated[
         Path | None,
         typer.Option(help="Print the tables re-derived from a bench directory or docs/results/NAME; trains nothing."),
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="With --report: draw the curves to this PNG.")] = None,
-    max_pairs: Annotated[int | None, typer.Option(min=1, help="Train at most N pairs in this call, then stop.")] = None,
-    smoke: Annotated[
-        bool, typer.Option("--smoke", help="One seed, a few steps: checks the harness end to end.")
-    ] = False,
     config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    **run: Any,
 ) -> None:
     """Train each arm and seed with stock TRL GRPO; print the declared paired comparisons against the baseline."""
     setup_logging(quiet or as_json)
@@ -107,43 +96,48 @@ def curriculum(
         raise ConfigError("bench curriculum needs --bench and --out to run a bench (or --report DIR to read one)")
     from gaincurate.benchmarks.curriculum.bench import run_bench
 
-    chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies else None
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
-        summary = run_bench(bench, out, strategies=chosen, seeds=seeds, smoke=smoke, max_pairs=max_pairs,
-                            workers=workers, progress=progress)  # fmt: skip
+        summary = run_bench(bench, out, progress=progress, **given(BenchRun, run))
     from gaincurate.benchmarks.curriculum.readout import readout_markdown
 
     shown = markdown_table(summary) + readout_markdown(summary.get("readout") or {})
     emit(summary, as_json=as_json, human=lambda stdout: stdout.write(shown))
 
 
-@signal_app.command(
-    epilog="Example:\n\n* `gaincurate signal check scores --data problems.jsonl --rows 200` after `gaincurate score`"
-)
+def _with_run_options(command: Any) -> Any:
+    """`curriculum` taking `BenchRun`'s fields as options, after --bench, --out, --report and --plot."""
+    fixed = fixed_parameters(command)
+    generated = field_parameters(BenchRun, parsers={"words": _words, "seeds": _seeds})
+    return install(command, [], [*fixed[:4], *generated, *fixed[4:]])
+
+
+bench_app.command(
+    epilog="Examples:\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
+    "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
+)(_with_run_options(curriculum))
+
+
 def check(
     scores: ScoresDirArgument,
-    data: Annotated[
-        str | None, typer.Option(help="The dataset the scores came from, for answers (default: the scores' columns).")
-    ] = None,
-    rows: Annotated[int | None, typer.Option(min=1, help="A seeded sample of N prompts (default: all).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
-    answer_column: Annotated[str, typer.Option(help="Column of the right answers.")] = "answer",
-    difficulty_column: Annotated[str, typer.Option(help="Column of a known difficulty, if any.")] = "difficulty",
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    *,
     config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    **values: Any,
 ) -> None:
     """Spearman of each prompt's answer-gradient norm with its score, its length and its difficulty."""
     setup_logging(quiet or as_json)
     from gaincurate.benchmarks.signal import signal_check
 
     with RowProgress("signal (prompts)", quiet=quiet or as_json) as progress:
-        result = signal_check(
-            scores, data, rows=rows, seed=seed, answer_column=answer_column, difficulty_column=difficulty_column,
-            device=device, progress=progress,
-        )  # fmt: skip
+        result = signal_check(scores, progress=progress, **given(SignalCheck, values))
     emit(result, as_json=as_json, human=lambda stdout: _draw_signal(stdout, result))
+
+
+signal_app.command(
+    epilog="Example:\n\n* `gaincurate signal check scores --data problems.jsonl --rows 200` after `gaincurate score`"
+)(install(check, fixed_parameters(check)[:1], [*field_parameters(SignalCheck), *fixed_parameters(check)[1:]]))
 
 
 def _draw_signal(stdout: Stdout, result: dict[str, Any]) -> None:

@@ -79,11 +79,15 @@ def option_annotation(
 ) -> Any:
     """`Annotated[base | None, typer.Option(...)]` for a field; `name` spells the flag when it is not the field's.
 
-    The field's `cli` kind picks the type: a kind in `parsers` is text checked by its parser, "choice" is one of
-    `choices`, "path" a Path, "count" a whole number 1 or more; a bool is an on/off switch.
+    The field's `cli` kind picks the type: a kind in `parsers` is text checked by its parser, a field with
+    `choices` is one of them, "path" a Path, "count" a whole number 1 or more; a bool is an on/off switch; a check's
+    minimum (`settings.at_least`) is the option's.
     """
     kind = field.metadata.get("cli")
     declared = {"help": help, "rich_help_panel": panel, "hidden": hidden}
+    minimum = getattr(field.metadata.get("check"), "minimum", None)  # `settings.at_least`: Typer checks it too
+    if minimum is not None:
+        declared["min"] = minimum
     flags = _declarations(field, name, base)
     if kind in (parsers or {}):
         return Annotated[str | None, typer.Option(*flags, parser=parsers[kind], **declared)]
@@ -91,9 +95,14 @@ def option_annotation(
         return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(*flags, **declared)]
     if kind == "path":
         return Annotated[Path | None, typer.Option(*flags, **declared)]
-    if kind == "count":
-        return Annotated[int | None, typer.Option(*flags, min=1, **declared)]
+    if kind == "count":  # 1 or more; `check=settings.at_least(n)` gives any other floor
+        return Annotated[int | None, typer.Option(*flags, **{"min": 1, **declared})]
     return Annotated[base | None, typer.Option(*flags, **declared)]
+
+
+def field_named(cls: type, name: str) -> dataclasses.Field:
+    """The field `name` of the dataclass `cls`."""
+    return next(field for field in dataclasses.fields(cls) if field.name == name)
 
 
 def field_parameters(
@@ -104,7 +113,8 @@ def field_parameters(
     panel: str | None = None,
     parsers: dict[str, Parser] | None = None,
 ) -> list[inspect.Parameter]:
-    """A keyword-only parameter (default None: not given) per field of `cls`, in `only`'s order when given."""
+    """A keyword-only parameter (default None: not given) per field of `cls`, in `only`'s order when given; a field
+    without a default is a required option."""
     fields = {field.name: field for field in dataclasses.fields(cls)}
     names = [name for name in (fields if only is None else only) if name not in set(exclude)]
     hints = typing.get_type_hints(cls)
@@ -112,7 +122,11 @@ def field_parameters(
     for name in names:
         field = fields[name]
         annotation = option_annotation(field, _plain(hints[name]), help=help_text(field), panel=panel, parsers=parsers)
-        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+        required = default_value(field) is dataclasses.MISSING  # a field without a default: a required option
+        default = inspect.Parameter.empty if required else None
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
     return parameters
 
 

@@ -91,8 +91,6 @@ AsJson = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (NaN and infinities as null); no progress.")
 ]
 ScoresDirArgument = Annotated[Path, typer.Argument(help="A directory written by `gaincurate score`.")]
-Dtype = Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16. [default: auto]")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N]. [default: auto]")]
 
 # Every schedule strategy (each one's line from its class), plus the bench-only ones so that `--strategy oracle`
 # gets its own one-line refusal.

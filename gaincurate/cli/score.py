@@ -5,23 +5,26 @@
     gaincurate merge scores                                                  # after every array part ran
 
 Scoring settings resolve as defaults, then `--config FILE` (a `ScoreConfig`/`RunOptions` table), then the
-flags that were given. Flags default to None, meaning "not given", so the file and defaults show through.
+flags that were given. The options are generated from those two dataclasses' fields (`gaincurate.cli.fields`),
+each default and its help written once, in the field; they default to None, meaning "not given", so the file
+and the defaults show through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.options import AsJson, ConfigFile, Device, Quiet, ScoreConfigFile
+from gaincurate.cli.fields import field_named, field_parameters, fixed_parameters, help_text, install
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoreConfigFile
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import emit
 from gaincurate.errors import Interrupted, InterruptedCommand
-from gaincurate.model import SITES
-from gaincurate.scoring.config import BACKENDS, DEBIAS, RunOptions, ScoreConfig
+from gaincurate.scoring.config import RunOptions, ScoreConfig
 
 SCORE_EXAMPLES = (
     "Examples:\n\n"
@@ -32,131 +35,28 @@ SCORE_EXAMPLES = (
 )
 MERGE_EXAMPLES = "Example:\n\n* `gaincurate merge scores` after every `--num-shards 8 --shard-index I` part has run"
 
-Dataset = Annotated[
-    str | None,
-    typer.Argument(
-        help="A .json/.jsonl/.parquet/.arrow/.csv file, a save_to_disk folder or a Hub id. "
-        "Default: the bundled sample math prompts."
-    ),
-]
-Out = Annotated[
-    str | None, typer.Option("--out", "-o", help="Output directory for shards and manifest. [default: scores]")
-]
-Model = Annotated[
-    str | None, typer.Option(help="Hub id, local model folder or .gguf file. Default: embedded SmolLM2-135M.")
-]
-Split = Annotated[str | None, typer.Option(help="Dataset split (Hub ids and saved DatasetDicts).")]
-PromptColumn = Annotated[
-    str | None,
-    typer.Option(
-        help="Column holding the question; A.B reads field B of struct column A. [default: problem; verl's: prompt]"
-    ),
-]
-AnswerColumn = Annotated[
-    str | None,
-    typer.Option(
-        help="Column holding the reference answer (for trainer exports), or a struct's field "
-        "(`reward_model.ground_truth`). [default: answer; verl's layout: reward_model.ground_truth]"
-    ),
-]
-Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows.")]
-SystemPrompt = Annotated[str | None, typer.Option(help="System prompt text (default: a step-by-step, \\boxed{} one).")]
+Dataset = Annotated[str | None, typer.Argument(help=help_text(field_named(ScoreConfig, "dataset")))]
+# Switches that set a field to "none" rather than a value of their own, so they are not fields themselves.
 NoSystemPrompt = Annotated[bool, typer.Option("--no-system-prompt", help="Use no system prompt.")]
-FewShot = Annotated[str | None, typer.Option(help="JSON file: a list of {question, answer} turns (default: one).")]
 NoFewShot = Annotated[bool, typer.Option("--no-few-shot", help="Use no few-shot turns.")]
-NoChatTemplate = Annotated[bool, typer.Option("--no-chat-template", help="Render plain 'Question:/Answer:' text.")]
-Layer = Annotated[
-    int | None, typer.Option(help="Decoder layer of the site; negative counts from the end. [default: -1]")
-]
-Site = Annotated[Literal[SITES] | None, typer.Option(help="Where the hidden states are read. [default: mlp-input]")]
-MaxLength = Annotated[int | None, typer.Option(help="Truncate prompts to N tokens, context first. [default: 4096]")]
-BatchTokens = Annotated[
-    int | None, typer.Option(help="Padded tokens per forward batch. [default: measured on CPU, 16384 on CUDA]")
-]
-Dtype = Annotated[
-    str | None,
-    typer.Option(
-        help="auto, float32, bfloat16, float16 or int8 (torchao). auto: on CPU the fastest measured here "
-        "that ranks like float32. [default: auto]"
-    ),
-]
-NoPrefixCache = Annotated[
-    bool, typer.Option("--no-prefix-cache", help="Run the shared system/few-shot prefix for every row.")
-]
-Backend = Annotated[Literal[BACKENDS] | None, typer.Option(help="Segment-sum backend. [default: auto]")]
-InterWeight = Annotated[float | None, typer.Option(help="w in score = intra + w * inter. [default: 1]")]
-Debias = Annotated[
-    Literal[DEBIAS] | None, typer.Option(help="length: rank by the residual after a log-length fit. [default: none]")
-]
-Embed = Annotated[
-    bool, typer.Option("--embed", help="Store the mean-pooled question embedding (the default; dots needs it).")
-]
-NoEmbed = Annotated[
-    bool, typer.Option("--no-embed", help="Leave the embedding out (2 bytes x hidden size per row); not for dots.")
-]
-EmbedLayer = Annotated[int | None, typer.Option(help="Layer for --embed (default: the scoring layer).")]
-ShardRows = Annotated[
-    int | None,
-    typer.Option(
-        "--shard-rows", "--shard-size", min=1,
-        help="Rows per shard: the unit of resume. [default: the --out directory's, else 1000]",
-    ),
-]  # fmt: skip
-Threads = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads. [default: one per core]")]
-NumShards = Annotated[int | None, typer.Option(help="Array jobs: split the work into K parts (with --shard-index).")]
-ShardIndex = Annotated[
-    int | None, typer.Option(help="Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`.")
-]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing scores directory.")]
-AllowMissingAnswers = Annotated[
-    bool,
-    typer.Option(
-        "--allow-missing-answers", help="Score rows without an answer (counted in the manifest) instead of refusing."
-    ),
-]
 
 
 def score(
     dataset: Dataset = None,
-    out: Out = None,
-    model: Model = None,
-    split: Split = None,
-    prompt_column: PromptColumn = None,
-    answer_column: AnswerColumn = None,
-    limit: Limit = None,
-    system_prompt: SystemPrompt = None,
+    *,
     no_system_prompt: NoSystemPrompt = False,
-    few_shot: FewShot = None,
     no_few_shot: NoFewShot = False,
-    no_chat_template: NoChatTemplate = False,
-    layer: Layer = None,
-    site: Site = None,
-    max_length: MaxLength = None,
-    batch_tokens: BatchTokens = None,
-    no_prefix_cache: NoPrefixCache = False,
-    dtype: Dtype = None,
-    device: Device = None,
-    backend: Backend = None,
-    inter_weight: InterWeight = None,
-    debias: Debias = None,
-    embed: Embed = False,
-    no_embed: NoEmbed = False,
-    embed_layer: EmbedLayer = None,
-    shard_rows: ShardRows = None,
-    threads: Threads = None,
-    num_shards: NumShards = None,
-    shard_index: ShardIndex = None,
-    overwrite: Overwrite = False,
-    allow_missing_answers: AllowMissingAnswers = False,
     config: ScoreConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    **settings: Any,
 ) -> None:
     """Score every prompt by hidden-state angle concentration and write Arrow shards.
 
     Re-running the same command resumes after a crash; a different model or config is refused.
     """
-    resolved, options = resolve_score_config(dict(locals()))  # first, so `locals()` holds just the parameters
+    switches = {"no_system_prompt": no_system_prompt, "no_few_shot": no_few_shot, "quiet": quiet, "as_json": as_json}
+    resolved, options = resolve_score_config({"dataset": dataset, "config": config, **switches, **settings})
     setup_logging(quiet or as_json)  # before the heavy imports, so other libraries' bars see it
     from gaincurate.scoring import score as run_score
 
@@ -166,6 +66,25 @@ def score(
     except Interrupted as stopped:
         raise InterruptedCommand(_what_was_kept(stopped)) from None
     emit(manifest, as_json=as_json, human=lambda stdout: _draw_result(stdout, manifest, options))
+
+
+def _with_setting_options(command: Any) -> Any:
+    """`score` taking every `ScoreConfig` and `RunOptions` field as an option, generated from the fields; the
+    `--no-system-prompt` and `--no-few-shot` switches right after the fields they empty."""
+    dataset, *fixed = fixed_parameters(command)
+    after = {"system_prompt": fixed.pop(0), "few_shot": fixed.pop(0)}
+    generated = [
+        *field_parameters(RunOptions, only=("out",)),
+        *field_parameters(ScoreConfig, exclude=("dataset",)),
+        *field_parameters(RunOptions, exclude=("out", "quiet")),  # --quiet is every command's
+    ]
+    ordered = []
+    for parameter in generated:
+        ordered += [parameter, after[parameter.name]] if parameter.name in after else [parameter]
+    return install(command, [dataset], [*ordered, *fixed])
+
+
+_with_setting_options(score)
 
 
 def merge(
@@ -182,28 +101,18 @@ def merge(
     )
 
 
-# `score` flags passed on under their own names (None: not given, so the config file or the default applies).
-_PASSED_ON = ("dataset", "out", "model", "split", "prompt_column", "answer_column", "limit", "layer", "site",
-              "max_length", "batch_tokens", "dtype", "device", "backend", "inter_weight", "debias", "embed_layer",
-              "shard_rows", "threads", "num_shards", "shard_index", "system_prompt")  # fmt: skip
-
-
 def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
-    """Defaults, then `--config FILE`, then the flags given: the `no_*` switches become config values."""
+    """Defaults, then `--config FILE`, then the flags given (None: not given): the `no_*` switches become values."""
     from gaincurate.prompts import load_few_shot
     from gaincurate.scoring.config import build_config
 
-    flags = {name: given[name] for name in _PASSED_ON}
+    names = {field.name for cls in (ScoreConfig, RunOptions) for field in dataclasses.fields(cls)}
+    flags = {name: value for name, value in given.items() if name in names}
     if given["no_system_prompt"]:
         flags["system_prompt"] = ""
     flags["few_shot"] = (
         () if given["no_few_shot"] else (load_few_shot(given["few_shot"]) if given["few_shot"] else None)
     )
-    flags["chat_template"] = False if given["no_chat_template"] else None
-    flags["embed"] = False if given["no_embed"] else True if given["embed"] else None
-    flags["prefix_cache"] = False if given["no_prefix_cache"] else None
-    flags["overwrite"] = True if given["overwrite"] else None
-    flags["allow_missing_answers"] = True if given["allow_missing_answers"] else None
     flags["quiet"] = True if given["quiet"] or given["as_json"] else None
     file_values = score_config_file(given["config"]) if given["config"] is not None else {}
     resolved, options = build_config(file_values, flags)

@@ -7,28 +7,38 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.rollout.answers import ANSWER_FORMATS
+from gaincurate.settings import setting
 
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutConfig:
-    """What `gaincurate rollout` was asked to do (the settings a resume must match are in `OUT.rollout.json`)."""
+    """What `gaincurate rollout` was asked to do (the settings a resume must match are in `OUT.rollout.json`); the
+    command's options are these fields (`gaincurate.settings.setting`)."""
 
-    scores: str
-    out: str
-    model: str | None = None  # None: the model recorded in the scores manifest
-    samples: int = 4
-    reference_size: int | None = None  # None (and no ids_file): every prompt
-    ids_file: str | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    seed: int = 0
-    answer_column: str | None = None  # None: the manifest's answer column
-    answer_format: str = "boxed"  # see gaincurate.rollout.answers
-    batch_size: int = 32  # sequences per generate call, rounded down to whole prompt groups
-    dtype: str = "auto"
-    device: str = "auto"
-    threads: int | None = None  # torch intra-op threads while generating; None: torch's default
-    overwrite: bool = False
+    scores: str = setting(help="A directory written by `gaincurate score`.")
+    out: str = setting(help="Feedback JSON lines to write (resumed if present).", flags=("--out", "-o"), cli="path")
+    model: str | None = setting(None, "Model to sample.", shown="the scores manifest's")
+    samples: int = setting(4, "Rollouts per prompt.")
+    reference_size: int | None = setting(None, "Roll out a seeded sample of K prompts.", shown="every prompt")
+    ids_file: str | None = setting(None, "File of gc_ids to roll out, one per line.", flags=("--ids",), cli="path")
+    max_new_tokens: int = setting(256, "Longest completion in tokens.")
+    temperature: float = setting(0.7, "Sampling temperature (0: greedy).")
+    seed: int = setting(0, "Seed of the reference sample and of every rollout.")
+    answer_column: str | None = setting(None, "Gold answers.", shown="the manifest's")
+    answer_format: str = setting(  # see gaincurate.rollout.answers
+        "boxed",
+        "boxed: the last \\boxed{} is the answer (as GRPO rewards check); any: math-verify finds it (box, "
+        "'the answer is', last expression).",
+        choices=ANSWER_FORMATS,
+    )
+    # Sequences per generate call, rounded down to whole prompt groups.
+    batch_size: int = setting(32, "Sequences per generate call (whole prompt groups).")
+    dtype: str = setting("auto", "auto, float32, bfloat16 or float16.")
+    device: str = setting("auto", "auto, cpu or cuda[:N].")
+    threads: int | None = setting(  # torch intra-op threads while generating
+        None, "CPU threads for torch (1 is often fastest on a busy shared CPU).", shown="torch's choice"
+    )
+    overwrite: bool = setting(False, "Start --out again instead of resuming.", flags=("--overwrite",))
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):

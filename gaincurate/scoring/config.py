@@ -1,6 +1,7 @@
 """The scoring configuration, built from defaults, then `--config FILE`, then flags.
 
-Two frozen dataclasses. `ScoreConfig` holds what the scores depend on; every field that can change a
+Two frozen dataclasses, each field declared once with its help (`gaincurate.settings.setting`), from which
+`gaincurate score`'s options are generated. `ScoreConfig` holds what the scores depend on; every field that can change a
 score is part of the fingerprint stored in the manifest, so a resumed run can prove it computes the same
 thing, and a clashing run is refused instead of mixed in. `RunOptions` only steers a run (where it writes,
 whether it may replace, which array part this process is) and never changes a score.
@@ -16,10 +17,14 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from gaincurate.columns import VERL_ANSWER_PATH, VERL_PROMPT_COLUMN
 from gaincurate.config_file import describe, matches
 from gaincurate.data import DEFAULT_ANSWER_COLUMN, DEFAULT_PROMPT_COLUMN
 from gaincurate.errors import ConfigError
+from gaincurate.model import SITES
 from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFormat
+from gaincurate.settings import at_least, setting
+from gaincurate.shards import DEFAULT_SHARD_ROWS
 
 BACKENDS = ("auto", "torch", "triton")
 DEBIAS = ("none", "length")
@@ -27,51 +32,81 @@ DEBIAS = ("none", "length")
 ALIASES = {"shard_size": "shard_rows"}
 # auto: measured on CPU (gaincurate/scoring/dtype.py); int8 is torchao's dynamic quantization of the linears.
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+# Padded tokens per forward batch on a GPU, which needs large batches to fill (`resolve_batch_tokens`).
+CUDA_BATCH_TOKENS = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreConfig:
-    dataset: str | None = None  # None: the bundled sample prompt set
-    split: str | None = None
-    prompt_column: str = DEFAULT_PROMPT_COLUMN  # verl's `prompt` when the file is verl's and lacks it
-    answer_column: str | None = DEFAULT_ANSWER_COLUMN  # a dotted path reads a struct's field
-    limit: int | None = None
-    model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-    few_shot: tuple[dict[str, str], ...] = DEFAULT_FEW_SHOT
-    chat_template: bool = True
-    layer: int = -1
-    site: str = "mlp-input"
-    max_length: int | None = 4096
-    batch_tokens: int | None = None  # None: measured on CPU (scoring/batch_size.py), 16384 on CUDA
-    prefix_cache: bool = True
-    dtype: str = "auto"
-    device: str = "auto"
-    backend: str = "auto"
-    inter_weight: float = 1.0
-    debias: str = "none"
-    embed: bool = True  # dots, the default strategy, reads it; the same forward pass, so it costs only storage
-    embed_layer: int | None = None  # None: the scoring layer
+    """What the scores depend on. Each field's help is `gaincurate score --help`'s (`gaincurate.settings.setting`)."""
+
+    dataset: str | None = setting(
+        None,
+        "A .json/.jsonl/.parquet/.arrow/.csv file, a save_to_disk folder or a Hub id.",
+        shown="the bundled sample math prompts",
+    )
+    split: str | None = setting(None, "Dataset split (Hub ids and saved DatasetDicts).")
+    prompt_column: str = setting(
+        DEFAULT_PROMPT_COLUMN,
+        "Column holding the question; A.B reads field B of struct column A.",
+        shown=f"{DEFAULT_PROMPT_COLUMN}; verl's: {VERL_PROMPT_COLUMN}",  # verl's when the file is verl's and lacks it
+    )
+    answer_column: str | None = setting(
+        DEFAULT_ANSWER_COLUMN,
+        "Column holding the reference answer (for trainer exports), or a struct's field (`reward_model.ground_truth`).",
+        shown=f"{DEFAULT_ANSWER_COLUMN}; verl's layout: {VERL_ANSWER_PATH}",
+    )
+    limit: int | None = setting(None, "Score only the first N rows.", check=at_least(1))
+    model: str | None = setting(None, "Hub id, local model folder or .gguf file.", shown="embedded SmolLM2-135M")
+    system_prompt: str | None = setting(
+        DEFAULT_SYSTEM_PROMPT, "System prompt text.", shown="a step-by-step, \\boxed{} one"
+    )
+    few_shot: tuple[dict[str, str], ...] = setting(
+        DEFAULT_FEW_SHOT, "JSON file: a list of {question, answer} turns.", shown="one worked example", cli="path"
+    )
+    chat_template: bool = setting(
+        True,
+        "Wrap prompts in the model's chat template; --no-chat-template renders plain 'Question:/Answer:' text.",
+        flags=("--no-chat-template",),
+    )
+    layer: int = setting(-1, "Decoder layer of the site; negative counts from the end.")
+    site: str = setting("mlp-input", "Where the hidden states are read.", choices=SITES)
+    max_length: int | None = setting(4096, "Truncate prompts to N tokens, context first.", check=at_least(2))
+    batch_tokens: int | None = setting(
+        None,
+        "Padded tokens per forward batch.",
+        check=at_least(1),
+        shown=f"measured on CPU (gaincurate/scoring/batch_size.py), {CUDA_BATCH_TOKENS} on CUDA",
+    )
+    prefix_cache: bool = setting(
+        True,
+        "Run the shared system/few-shot prefix once and reuse it; --no-prefix-cache runs it for every row.",
+        flags=("--no-prefix-cache",),
+    )
+    dtype: str = setting(
+        "auto",
+        "int8 is torchao's dynamic quantization of the linears; auto: on CPU the fastest measured here "
+        "(gaincurate/scoring/dtype.py) that ranks like float32.",
+        choices=DTYPES,
+    )
+    device: str = setting("auto", "auto, cpu or cuda[:N].")
+    backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
+    inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
+    debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
+    # dots, the default strategy, reads it; the same forward pass, so it costs only storage.
+    embed: bool = setting(
+        True,
+        "Store the mean-pooled question embedding (dots needs it); --no-embed leaves it out "
+        "(2 bytes x hidden size per row).",
+    )
+    embed_layer: int | None = setting(None, "Layer for --embed.", shown="the scoring layer")
 
     def __post_init__(self) -> None:
         check_types(self)
+        check_settings(self)
         object.__setattr__(self, "inter_weight", float(self.inter_weight))  # 1 and 1.0 must fingerprint alike
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be at least 1; got {self.limit}")
-        if self.max_length is not None and self.max_length < 2:
-            raise ConfigError(f"--max-length must be at least 2; got {self.max_length}")
-        if self.batch_tokens is not None and self.batch_tokens < 1:
-            raise ConfigError(f"--batch-tokens must be positive; got {self.batch_tokens}")
         if not math.isfinite(self.inter_weight):
             raise ConfigError(f"--inter-weight must be a finite number; got {self.inter_weight}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {self.backend}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype}")
-        if self.debias not in DEBIAS:
-            raise ConfigError(f"--debias must be one of {', '.join(DEBIAS)}; got {self.debias}")
-        if self.site not in ("mlp-input", "residual"):
-            raise ConfigError(f"--site must be mlp-input or residual; got {self.site}")
         # Normalise few-shot rows so equal configs compare (and hash) equal.
         object.__setattr__(self, "few_shot", tuple(dict(s) for s in self.few_shot))
         PromptFormat(system_prompt=self.system_prompt, few_shot=self.few_shot, chat_template=self.chat_template)
@@ -97,24 +132,32 @@ class ScoreConfig:
 class RunOptions:
     """How one run is carried out; none of these changes a score, so none is fingerprinted."""
 
-    out: str = "scores"
-    overwrite: bool = False
-    quiet: bool = False  # the library never prints; kept so the manifest records how the run was asked for
-    num_shards: int | None = None  # array jobs: this process writes part `shard_index` of `num_shards`
-    shard_index: int | None = None
-    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
-    # Rows per shard, the unit of resume; None: what the --out directory was started with, else 1,000.
+    out: str = setting("scores", "Output directory for shards and manifest.", flags=("--out", "-o"))
+    overwrite: bool = setting(False, "Replace an existing scores directory.", flags=("--overwrite",))
+    # The library never prints; kept so the manifest records how the run was asked for (the CLI's --quiet).
+    quiet: bool = False
+    num_shards: int | None = setting(None, "Array jobs: split the work into K parts (with --shard-index).")
+    shard_index: int | None = setting(
+        None, "Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`."
+    )
+    threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="one per core")
     # The shard layout changes no score, so it is checked against the directory, not fingerprinted.
-    shard_rows: int | None = None
-    # Score rows whose answer is missing (counted in the manifest's `answers`) instead of refusing the dataset.
-    allow_missing_answers: bool = False
+    shard_rows: int | None = setting(
+        None,
+        "Rows per shard: the unit of resume.",
+        check=at_least(1),
+        shown=f"the --out directory's, else {DEFAULT_SHARD_ROWS}",
+        flags=("--shard-rows", "--shard-size"),
+    )
+    allow_missing_answers: bool = setting(
+        False,
+        "Score rows without an answer (counted in the manifest) instead of refusing.",
+        flags=("--allow-missing-answers",),
+    )
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("threads", "shard_rows"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+        check_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +180,17 @@ def check_types(instance: Any) -> None:
             shown = json.dumps(value, default=repr)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise ConfigError(f"--{field.name.replace('_', '-')} must be {describe(hint)}; got {shown}")
+
+
+def check_settings(instance: Any) -> None:
+    """Each field's own check (`setting(check=...)`) and choices, in one message form: "--limit must be ..."."""
+    for field in dataclasses.fields(instance):
+        value, name = getattr(instance, field.name), "--" + field.name.replace("_", "-")
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value}")
+        if field.metadata.get("check") is not None:
+            field.metadata["check"](name, value)
 
 
 @functools.cache
@@ -178,4 +232,4 @@ def resolve_batch_tokens(batch_tokens: int | None, device: str) -> int:
     """
     if batch_tokens is not None:
         return batch_tokens
-    return 16384 if device.startswith("cuda") else 512
+    return CUDA_BATCH_TOKENS if device.startswith("cuda") else 512

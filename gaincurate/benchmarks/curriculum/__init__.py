@@ -13,7 +13,22 @@ selection could save on the setup.
     gaincurate bench curriculum --report docs/results/cpu-arith      # the published tables, re-derived
 """
 
-from gaincurate.benchmarks.curriculum.bench import finish, known_strategies, run_bench
-from gaincurate.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
+from __future__ import annotations
 
-__all__ = ["BUNDLED", "BenchConfig", "finish", "known_strategies", "load_config", "run_bench"]
+import importlib
+from typing import Any
+
+# Each name and its module, imported on first use: the harness loads torch, and the CLI reads this package's
+# light modules (`run_options`) at start-up.
+_EXPORTS = {
+    "finish": "bench", "known_strategies": "bench", "run_bench": "bench",
+    "BUNDLED": "configs", "BenchConfig": "configs", "load_config": "configs",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -30,6 +30,7 @@ from gaincurate.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
 from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
 from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
+from gaincurate.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
@@ -55,24 +56,24 @@ def run_bench(
     config: BenchConfig | str | Path,
     out_dir: str | Path,
     *,
-    strategies: list[str] | tuple[str, ...] | None = None,
-    seeds: int | str | None = None,
-    smoke: bool = False,
-    max_pairs: int | None = None,
-    workers: int = 1,
     progress: Progress = NULL_PROGRESS,
+    **run: Any,
 ) -> dict[str, Any]:
     """Run (or resume) a training-efficiency bench into `out_dir`; returns the summary (also in summary.json).
 
     `config`: a `BenchConfig`, a bundled name (`BUNDLED` in configs.py: `cpu-arith`, `cpu-mult`, ...) or a
     JSON/TOML file.
-    `strategies`: arms: names the scheduler knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the
-    config's `schedule` field defines; default the config's. `seeds`: a count (0..K-1), a range "A-B" or a list
+    `run`: `BenchRun`'s fields, by name (its defaults for the rest). `strategies`: arms: names the scheduler
+    knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the config's `schedule` field defines;
+    default the config's. `seeds`: a count (0..K-1), a range "A-B" or a list
     "A,B-C"; default the config's. `smoke`: the config's smoke size. `max_pairs`: train at most this many pairs in
     this call. `workers`: pairs trained at once, each in its own process. `progress` hears a stage per pair and
     `advance` per optimizer step (per finished pair with workers).
     Raises `ConfigError` for an unknown arm, a bad seed spec, or an `out_dir` that holds another config's bench.
     """
+    options = BenchRun(**run)  # an unknown keyword is a TypeError, as for any function
+    strategies, seeds, smoke = options.strategies, options.seeds, options.smoke
+    max_pairs, workers = options.max_pairs, options.workers
     if not isinstance(config, BenchConfig):
         config = load_config(config)
     if smoke:
