@@ -63,8 +63,12 @@ def default_text(field: dataclasses.Field) -> str:
 
 def help_text(field: dataclasses.Field) -> str:
     """The field's help with its default: "Rows per shard. [default: 1000]"."""
-    text = default_text(field)
-    return f"{field.metadata.get('help', '')}{f' [default: {text}]' if text else ''}".strip()
+    return with_default(field.metadata.get("help", ""), default_text(field))
+
+
+def with_default(help: str, default: str) -> str:
+    """A help text with the default it shows, in Typer's own form; an option that is not one field's uses it too."""
+    return f"{help}{f' [default: {default}]' if default else ''}".strip()
 
 
 def option_annotation(

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.fields import fixed_parameters, install
+from gaincurate.cli.fields import fixed_parameters, install, with_default
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
@@ -182,10 +182,10 @@ def run_(
         ),
     ],
     feedback_file: Annotated[
-        str | None, typer.Option(help="Where the trainer writes feedback (default RUN/feedback-NNNN.jsonl).")
+        str | None, typer.Option(help=with_default("Where the trainer writes feedback.", "RUN/feedback-NNNN.jsonl"))
     ] = None,
     output_dir: Annotated[
-        Path | None, typer.Option(help="The trainer's checkpoint folder (default RUN/trainer).")
+        Path | None, typer.Option(help=with_default("The trainer's checkpoint folder.", "RUN/trainer"))
     ] = None,
     initial_checkpoint: Annotated[str, typer.Option(help="{checkpoint} before the trainer has saved one.")] = "",
     config: ConfigFile = None,

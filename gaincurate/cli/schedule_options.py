@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text
+from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text, with_default
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.options import flag
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
@@ -62,7 +62,7 @@ RewardRange = Annotated[
     str | None,
     typer.Option(
         parser=_pair_parser("two numbers LO,HI such as -1,1"),
-        help=f"LO,HI: wrong and right rewards, e.g. -1,1. [default: {_REWARDS}]",
+        help=with_default("LO,HI: wrong and right rewards, e.g. -1,1.", _REWARDS),
     ),
 ]
 RESCORE_PANEL = "gain and length options"
@@ -96,8 +96,9 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
     strategies = [strategy for strategy, _ in owned]
     defaults = {strategy: other.default for strategy, other in owned}
     shown = set(map(repr, defaults.values()))
-    if None in defaults.values():
-        default = ""  # the help says what leaving it out means
+    shown_texts = {other.metadata.get("shown") for _, other in owned}
+    if None in defaults.values():  # resolved later: the field says how (`shown`), or the help says what it means
+        default = f" [default: {shown_texts.pop()}]" if len(shown_texts) == 1 and None not in shown_texts else ""
     elif len(shown) == 1:
         default = f" [default: {default_text(field)}]"
     else:

@@ -12,8 +12,10 @@ from typing import Annotated
 
 import typer
 
+from gaincurate.cli.fields import field_named, help_text
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import emit
+from gaincurate.schedule.config import ScheduleConfig
 
 app = typer.Typer(
     cls=FlagErrors,
@@ -29,7 +31,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write (verl's data.train_files).")],
     data_source: Annotated[
         str | None,
-        typer.Option(help="data_source of rows without their own, verl's reward key (default lighteval/MATH)."),
+        typer.Option(help=help_text(field_named(ScheduleConfig, "data_source"))),
     ] = None,
     config: ConfigFile = None,
     as_json: AsJson = False,

@@ -71,7 +71,7 @@ class ScheduleConfig:
         "Prompts per epoch. A number is ranks; a share of the prompt count N is a percentage, e.g. 2%.",
         check=size("subset_size"),
         cli="size",
-        shown="256/7500 of N, rounded to --subset-multiple",
+        shown=f"{sizes.default_text('subset_size')}, rounded to --subset-multiple",
     )
     subset_multiple: int = declare(
         1, "The subset size is a multiple of K: the prompts your trainer takes per batch.", check=whole(1)

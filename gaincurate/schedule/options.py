@@ -29,13 +29,16 @@ from gaincurate.settings import Check
 from gaincurate.settings import flag as flag  # re-exported: strategies and the CLI spell flags through it
 
 
-def option(default: Any, help: str, check: Check, *, cli: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+def option(
+    default: Any, help: str, check: Check, *, cli: str | None = None, choices: tuple[str, ...] = (), shown: str = ""
+) -> Any:
     """A strategy setting: its default, its help (one sentence, without the default) and its check.
 
     `cli` is how the command line spells a value when it is not a plain number: "size" (ranks or a share of N),
-    "pair" (A,B), "choice" (one of `choices`), "path" or "text" (`gaincurate.settings.setting`).
+    "pair" (A,B), "choice" (one of `choices`), "path" or "text" (`gaincurate.settings.setting`). `shown` is what
+    the help shows as the default when the value does not say it (None resolved later: "2/15 of N").
     """
-    return settings.setting(default, help, check=check, cli=cli, choices=choices)
+    return settings.setting(default, help, check=check, cli=cli, choices=choices, shown=shown or None)
 
 
 def is_number(value: Any) -> bool:

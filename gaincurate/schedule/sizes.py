@@ -14,6 +14,7 @@ that is not a multiple is refused with the two nearest ones. `subset_choice` say
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from gaincurate.errors import ConfigError, setting
@@ -83,6 +84,13 @@ def _check_sign(name: str, number: float, shown: str) -> None:
 def is_share(value: float | str | None) -> bool:
     """Whether a stored size scales with N (the default, or a percentage)."""
     return value is None or isinstance(value, str)
+
+
+def default_text(name: str) -> str:
+    """A size's default as help shows it: the released value's share of N ("2/15 of N", "256/7500 of N")."""
+    share = Fraction(RELEASED[name], REFERENCE_PROMPTS)
+    shown = share if share.denominator <= 100 else f"{RELEASED[name]}/{REFERENCE_PROMPTS}"
+    return f"{shown} of N"
 
 
 def absolute(name: str, value: float | str | None, n_prompts: int) -> float:

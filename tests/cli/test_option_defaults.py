@@ -96,24 +96,6 @@ def test_the_score_argument_shows_its_fields_default(gaincurate):
     assert f"[default: {_expected(dataclasses.fields(ScoreConfig)[0])}]" in line
 
 
-# Options whose defaults are not yet fields: the common `schedule init` settings and the schedule commands are
-# another part of issue 42 (ScheduleConfig's fields become settings); `verl export --data-source` is
-# ScheduleConfig's data_source. Each entry: file, and the words of the help that name the default.
-NOT_YET_FIELDS = {
-    ("schedule_options.py", "default 256/7500 of N"),
-    ("schedule_options.py", "(default 1)"),
-    ("schedule_options.py", "(default 1)."),
-    ("schedule_options.py", "(default 0)"),
-    ("schedule_options.py", "(default trl)"),
-    ("schedule_options.py", "(default lighteval/MATH)"),
-    ("schedule_options.py", "own default"),
-    ("schedule_options.py", "(default 1: in process)"),
-    ("schedule.py", "(default RUN/feedback-NNNN.jsonl)"),
-    ("schedule.py", "(default RUN/trainer)"),
-    ("verl.py", "(default lighteval/MATH)"),
-}
-
-
 def _help_texts(path: Path):
     """Every `help=` keyword's literal text in a module (string pieces joined; an f-string's literal parts)."""
     for node in ast.walk(ast.parse(path.read_text())):
@@ -127,8 +109,6 @@ def test_no_help_string_types_a_default_by_hand():
     for path in sorted(CLI.glob("*.py")):
         for line, text in _help_texts(path):
             if "default" not in text.lower():
-                continue
-            if any(path.name == name and words in text for name, words in NOT_YET_FIELDS):
                 continue
             typed.append(f"{path.name}:{line}: {text}")
     assert typed == []

@@ -47,8 +47,8 @@ class BandFilter(Filter):
     setting = "band"
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
-        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen's and pilot's own "
-        "default: drop 0/r and r/r)."
+        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen and pilot "
+        "without it: drop 0/r and r/r)."
     )
 
     @classmethod

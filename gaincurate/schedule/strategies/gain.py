@@ -73,9 +73,11 @@ SHARE = " A number is ranks; a share of the prompt count N is a percentage, e.g.
 class LengthOptions(Options):
     """The published GAIN-RL schedule: the Gaussian, the update of mu, and where its angle term comes from."""
 
-    sigma: float | str | None = option(None, "Gaussian width (default 2/15 of N)." + SHARE, size("sigma"), cli="size")
+    sigma: float | str | None = option(
+        None, "Gaussian width." + SHARE, size("sigma"), cli="size", shown=sizes.default_text("sigma")
+    )
     step_size: float | str | None = option(
-        None, "n, the step scale of mu (default 1/15 of N)." + SHARE, size("step_size"), cli="size"
+        None, "n, the step scale of mu." + SHARE, size("step_size"), cli="size", shown=sizes.default_text("step_size")
     )
     alpha: float = option(2.0, "tanh sharpness of the update of mu.", NON_NEGATIVE)
     beta: float = option(0.5, "Target accuracy of the update of mu.", RATE)
@@ -83,7 +85,7 @@ class LengthOptions(Options):
         0.0, "Lower clamp of a step of mu (below 0 mu can move back)." + SHARE, size("adj_min"), cli="size"
     )
     adj_max: float | str | None = option(
-        None, "Upper clamp of a step of mu (default 2/15 of N)." + SHARE, size("adj_max"), cli="size"
+        None, "Upper clamp of a step of mu." + SHARE, size("adj_max"), cli="size", shown=sizes.default_text("adj_max")
     )
     rescore: str = option(
         "subset",
@@ -129,8 +131,8 @@ class GainOptions(LengthOptions):
         choices=MU_CONTROLS,
     )
     sweep_rate: float | str | None = option(
-        None, "--mu-control sweep: ranks mu moves per epoch (default --step-size)." + SHARE, size("sweep_rate"),
-        cli="size",
+        None, "--mu-control sweep: ranks mu moves per epoch." + SHARE, size("sweep_rate"), cli="size",
+        shown="--step-size",
     )  # fmt: skip
     direction: str = option(
         "high-first",
