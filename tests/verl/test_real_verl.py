@@ -36,12 +36,26 @@ def smollm2_gguf() -> Path:
     return sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
 
 
-def test_real_verl_runs_the_documented_integration():
+def installed_layout(folder: Path) -> Path:
+    """The package as a wheel lays it out, from links into the clone: gaincurate/ with kernels/ inside it as
+    gaincurate/kernels (pyproject's package-dir). verl's environment does not install gaincurate (it is shared by
+    every clone), so without this the clone's own layout would hide gaincurate.kernels from the code under test."""
+    package = folder / "gaincurate"
+    package.mkdir(parents=True)
+    for entry in (ROOT / "gaincurate").iterdir():
+        if entry.name != "__pycache__":
+            (package / entry.name).symlink_to(entry)
+    (package / "kernels").symlink_to(ROOT / "kernels")
+    return folder
+
+
+def test_real_verl_runs_the_documented_integration(tmp_path):
     venv = verl_environment()
     env = dict(
         os.environ,
         # tests/: the builders shared with the outer tests (verl_preprocessing, fake_scores).
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(INSIDE), str(ROOT / "tests")]),
+        PYTHONPATH=os.pathsep.join([str(installed_layout(tmp_path / "site")), str(INSIDE), str(ROOT / "tests")]),
+        PYTHONSAFEPATH="1",  # else `python -m` puts the clone (the working directory) before the layout above
         GAINCURATE_SMOLLM2_GGUF=str(smollm2_gguf()),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
