@@ -5,6 +5,9 @@
     gaincurate difficulty evaluate scores/ --feedback ref.jsonl --json
 
 Results go to stdout (or --out); notes to stderr. The measured rollouts come from `gaincurate rollout`.
+Each command's settings are its library config's fields (`PredictConfig`, `FitConfig`, `EvaluateConfig`), and
+`--reward-max` is `ScheduleConfig.reward_max` (the same reading of the same feedback lines), generated with
+`gaincurate.cli.fields`, so each default and its help are written once, in the field.
 """
 
 from __future__ import annotations
@@ -14,9 +17,22 @@ from typing import Annotated, Any
 
 import typer
 
+from gaincurate.cli.fields import (
+    default_value,
+    field_named,
+    field_parameters,
+    fixed_parameters,
+    given,
+    help_text,
+    install,
+)
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import Stdout, emit, json_line
+from gaincurate.difficulty.calibrate import FitConfig
+from gaincurate.difficulty.evaluate import EvaluateConfig
+from gaincurate.difficulty.jobs import PredictConfig
 from gaincurate.errors import ConfigError
+from gaincurate.schedule.config import ScheduleConfig
 
 app = typer.Typer(
     cls=FlagErrors,
@@ -30,22 +46,30 @@ FeedbackOption = Annotated[
     list[Path],
     typer.Option("--feedback", "-f", help="Feedback JSON lines with measured rollouts; repeat, oldest first."),
 ]
-TauAttn = Annotated[float, typer.Option(help="Attention temperature on cosine similarity.")]
-RewardMax = Annotated[float, typer.Option(help="Reward of a correct rollout.")]
-Seed = Annotated[int, typer.Option(help="Seed of the splits and the fit.")]
 
 
-@app.command()
+def _reward_max(values: dict[str, Any]) -> float:
+    """`--reward-max` as given, else `ScheduleConfig.reward_max`'s default: a schedule reads feedback the same way."""
+    given_value = values.get("reward_max")
+    return default_value(field_named(ScheduleConfig, "reward_max")) if given_value is None else given_value
+
+
+def _config(cls: type, values: dict[str, Any]) -> Any:
+    """`cls` built from the options given (its own defaults for the rest); its ValueError is the user's ConfigError."""
+    try:
+        return cls(**given(cls, values))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def predict(
     scores: EmbeddedScores,
+    *,
     feedback: FeedbackOption,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write JSON lines here instead of stdout.")] = None,
-    tau_attn: TauAttn = 0.1,
-    decay: Annotated[float, typer.Option(help="Weight per feedback file of age (1: all alike).")] = 1.0,
-    calibrator: Annotated[Path | None, typer.Option(help="A calibrator from `difficulty fit`.")] = None,
-    reward_max: RewardMax = 1.0,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    **values: Any,
 ) -> None:
     """Predict every prompt's pass rate by attention over the measured ones (leave-one-out for those).
 
@@ -54,9 +78,7 @@ def predict(
     from gaincurate.difficulty.jobs import predict_scores
     from gaincurate.fileio import atomic_write_bytes
 
-    rows = predict_scores(
-        scores, feedback, tau_attn=tau_attn, decay=decay, reward_max=reward_max, calibrator_path=calibrator
-    )
+    rows = predict_scores(scores, feedback, config=_config(PredictConfig, values), reward_max=_reward_max(values))
     if out is None:
         emit(rows, as_json=as_json, human=lambda stdout: stdout.write("".join(map(json_line, rows))))
         return
@@ -71,29 +93,19 @@ def predict(
     )
 
 
-@app.command()
 def fit(
     scores: EmbeddedScores,
+    *,
     feedback: FeedbackOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the calibrator (.npz).")],
-    tau_attn: TauAttn = 0.1,
-    dim: Annotated[int, typer.Option(help="Adapter output dimension.")] = 32,
-    steps: Annotated[int, typer.Option(help="Adam steps (full batch).")] = 200,
-    folds: Annotated[int, typer.Option(help="Cross-fitting folds for leave-one-out predictions.")] = 5,
-    seed: Seed = 0,
-    reward_max: RewardMax = 1.0,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    **values: Any,
 ) -> None:
     """Fit a linear adapter and a calibration head on measured prompts, leave-one-out (CPU, torch)."""
-    from gaincurate.difficulty.calibrate import FitConfig
     from gaincurate.difficulty.jobs import fit_scores
 
-    try:
-        fit_config = FitConfig(dim=dim, steps=steps, folds=folds, seed=seed, tau=tau_attn)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    report = fit_scores(scores, feedback, out, config=fit_config, reward_max=reward_max)
+    report = fit_scores(scores, feedback, out, config=_config(FitConfig, values), reward_max=_reward_max(values))
 
     def draw(stdout: Stdout) -> None:
         fitted, raw = report["loo_fit"], report["loo_attention"]
@@ -112,11 +124,11 @@ def fit(
     emit(report, as_json=as_json, human=draw)
 
 
-@app.command()
 def evaluate(
     scores: Annotated[
         Path | None, typer.Argument(help="Scores directory written by `gaincurate score --embed` (not with --online).")
     ] = None,
+    *,
     feedback: Annotated[
         list[Path] | None,
         typer.Option("--feedback", "-f", help="Feedback JSON lines with measured rollouts; repeat, oldest first."),
@@ -128,25 +140,21 @@ def evaluate(
             "and score it against what t+1 measured (replaces SCORES and --feedback)."
         ),
     ] = None,
-    holdout: Annotated[float, typer.Option(help="Fraction of measured prompts held out per repeat.")] = 0.2,
-    repeats: Annotated[int, typer.Option(help="Seeded splits to average over.")] = 5,
-    seed: Seed = 0,
-    tau_attn: TauAttn = 0.1,
-    no_fit: Annotated[bool, typer.Option("--no-fit", help="Skip the fitted adapter (no torch needed).")] = False,
-    reward_max: RewardMax = 1.0,
     against: Annotated[
         list[str] | None,
         typer.Option(help="Numeric input column (a known difficulty label) to set beside the methods (repeatable)."),
     ] = None,
+    # EvaluateConfig.fit's off switch, kept as the parameter `no_fit` so that a --config file's key stays `no_fit`.
+    no_fit: Annotated[bool | None, typer.Option("--no-fit", help=help_text(field_named(EvaluateConfig, "fit")))] = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    **values: Any,
 ) -> None:
     """Hold out measured prompts, predict them from the rest, and compare with three baselines.
 
     With --online RUN: replay a run, predicting each epoch from the ones before it (beside the global mean and
     each prompt's own last measurement).
     """
-    from gaincurate.difficulty.evaluate import EvaluateConfig
     from gaincurate.difficulty.jobs import evaluate_scores
 
     if online is not None:
@@ -158,12 +166,36 @@ def evaluate(
     if scores is None or not feedback:
         raise ConfigError("pass SCORES and --feedback FILE.jsonl (measured rollouts), or --online RUN")
 
-    try:
-        evaluate_config = EvaluateConfig(holdout=holdout, repeats=repeats, seed=seed, tau_attn=tau_attn, fit=not no_fit)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    report = evaluate_scores(scores, feedback, config=evaluate_config, reward_max=reward_max, against=against or ())
+    evaluate_config = _config(EvaluateConfig, {**values, "fit": False if no_fit else None})
+    report = evaluate_scores(
+        scores, feedback, config=evaluate_config, reward_max=_reward_max(values), against=against or ()
+    )
     emit(report, as_json=as_json, human=lambda stdout: _draw_evaluation(stdout, report))
+
+
+# `--reward-max`: ScheduleConfig's field, the reward of a correct rollout wherever feedback is read.
+_REWARD_MAX = ("reward_max",)
+
+
+def _register() -> None:
+    """Each command with its config's fields as options (generated), in the order the options always had."""
+    scores, feedback, out, *rest = fixed_parameters(predict)
+    generated = field_parameters(PredictConfig, only=("tau_attn", "decay", "calibrator"))
+    reward_max = field_parameters(ScheduleConfig, only=_REWARD_MAX)
+    app.command()(install(predict, [scores], [feedback, out, *generated, *reward_max, *rest]))
+
+    scores, feedback, out, *rest = fixed_parameters(fit)
+    generated = field_parameters(FitConfig, only=("tau", "dim", "steps", "folds", "seed"))
+    reward_max = field_parameters(ScheduleConfig, only=_REWARD_MAX)
+    app.command()(install(fit, [scores], [feedback, out, *generated, *reward_max, *rest]))
+
+    scores, feedback, online, against, no_fit, *rest = fixed_parameters(evaluate)
+    generated = field_parameters(EvaluateConfig, only=("holdout", "repeats", "seed", "tau_attn"))
+    reward_max = field_parameters(ScheduleConfig, only=_REWARD_MAX)
+    app.command()(install(evaluate, [scores], [feedback, online, *generated, no_fit, *reward_max, against, *rest]))
+
+
+_register()
 
 
 def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:

@@ -38,19 +38,29 @@ import numpy as np
 
 from gaincurate.difficulty.predict import attention_predict, self_index
 from gaincurate.errors import InputError
+from gaincurate.settings import setting
 
 EPSILON = 1e-4  # pass rates are clipped to [EPSILON, 1 - EPSILON] before logit
 
 
+def attention_temperature() -> Any:
+    """The attention temperature tau_attn: one setting, declared here, wherever DOTS' prediction is made
+    (`FitConfig.tau`, `EvaluateConfig.tau_attn`, `jobs.PredictConfig.tau_attn`); `--tau-attn` on the command line."""
+    return setting(0.1, "Attention temperature on cosine similarity.", flags=("--tau-attn",))
+
+
 @dataclass(frozen=True, kw_only=True)
 class FitConfig:
-    dim: int = 32
-    steps: int = 200
-    learning_rate: float = 0.01
-    anchor: float = 1e-3  # strength of the L2 pull of the adapter towards its initial projection
-    folds: int = 5
-    seed: int = 0
-    tau: float = 0.1
+    """How `difficulty fit` trains; each setting declared once (`gaincurate.settings`), its options generated
+    from these fields. The checks stay in `__post_init__`: Python callers get ValueError, the CLI a ConfigError."""
+
+    dim: int = setting(32, "Adapter output dimension.")
+    steps: int = setting(200, "Adam steps (full batch).")
+    learning_rate: float = setting(0.01, "Adam learning rate.")
+    anchor: float = setting(1e-3, "Strength of the L2 pull of the adapter towards its initial projection.")
+    folds: int = setting(5, "Cross-fitting folds for leave-one-out predictions.")
+    seed: int = setting(0, "Seed of the splits and the fit.")
+    tau: float = attention_temperature()
 
     def __post_init__(self) -> None:
         for name, value, low in [("dim", self.dim, 1), ("steps", self.steps, 0), ("folds", self.folds, 0)]:

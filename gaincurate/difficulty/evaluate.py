@@ -27,21 +27,26 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.difficulty.calibrate import FitConfig, attention_temperature
 from gaincurate.difficulty.predict import attention_predict
 from gaincurate.metrics import pearson, spearman
+from gaincurate.settings import setting
 
 METHODS = ("attention", "attention_fit", "global_mean", "length", "angle")
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
-    holdout: float = 0.2
-    repeats: int = 5
-    seed: int = 0
-    tau_attn: float = 0.1
-    fit: bool = True
-    fit_dim: int = 32
-    fit_steps: int = 200
+    """How `difficulty evaluate` splits and predicts; each setting declared once (`gaincurate.settings`)."""
+
+    holdout: float = setting(0.2, "Fraction of measured prompts held out per repeat.")
+    repeats: int = setting(5, "Seeded splits to average over.")
+    seed: int = setting(0, "Seed of the splits and the fit.")
+    tau_attn: float = attention_temperature()
+    fit: bool = setting(True, "Also score a fitted adapter; --no-fit skips it (no torch needed).", flags=("--no-fit",))
+    # The fitted method's adapter, as `difficulty fit` trains it by default (no options of their own).
+    fit_dim: int = setting(FitConfig.dim, "Adapter output dimension of the fitted method.")
+    fit_steps: int = setting(FitConfig.steps, "Adam steps of the fitted method.")
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 1:
@@ -153,7 +158,7 @@ def predict_split(
         "angle": least_squares_predict(scores[train], y_train, scores[test]),
     }
     if config.fit:
-        from gaincurate.difficulty.calibrate import FitConfig, fit_calibrator
+        from gaincurate.difficulty.calibrate import fit_calibrator
 
         fit_config = FitConfig(
             dim=config.fit_dim, steps=config.fit_steps, folds=0, seed=config.seed, tau=config.tau_attn

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, load_embeddings, read_pass_rates
 from gaincurate.errors import InputError
+from gaincurate.settings import setting
 
 
 @dataclass(frozen=True)
@@ -50,28 +52,38 @@ def load_measured(
     return Measured(prompts, embeddings, center, rates, rows)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    """How `difficulty predict` predicts; each setting declared once (`gaincurate.settings`), its options generated
+    from these fields."""
+
+    tau_attn: float = attention_temperature()
+    decay: float = setting(1.0, "Weight per feedback file of age (1: all alike).")
+    calibrator: Path | None = setting(None, "A calibrator from `difficulty fit`.", cli="path")
+
+
 def predict_scores(
     scores_dir: Path,
     feedback: Sequence[Path],
     *,
-    tau_attn: float,
-    decay: float = 1.0,
+    config: PredictConfig | None = None,
     reward_max: float = 1.0,
-    calibrator_path: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One row per prompt: predicted pass rate (leave-one-out for measured prompts) and what was measured."""
     from gaincurate.difficulty.estimate import neighbour_predictions
 
-    measured = load_measured(scores_dir, feedback, reward_max=reward_max, decay=decay)
+    config = config or PredictConfig()
+    measured = load_measured(scores_dir, feedback, reward_max=reward_max, decay=config.decay)
     prompts, rates = measured.prompts, measured.rates
     embeddings, calibrator = measured.embeddings, None
-    if calibrator_path is not None:
-        calibrator, center = load_calibrator(calibrator_path, prompts)
+    if config.calibrator is not None:
+        calibrator, center = load_calibrator(config.calibrator, prompts)
         embeddings = prepare_embeddings(prompts.embeddings, center=center)
     # Leave-one-out; a prompt the calibrator was fitted on is predicted by a fold model that never saw its label.
     predicted = neighbour_predictions(
-        embeddings, prompts.gc_ids, rates, now=len(feedback) - 1, tau=tau_attn, decay=decay, calibrator=calibrator
-    )
+        embeddings, prompts.gc_ids, rates, now=len(feedback) - 1, tau=config.tau_attn, decay=config.decay,
+        calibrator=calibrator,
+    )  # fmt: skip
     predicted[~prompts.has_embedding] = np.nan
     measured_rate = np.full(len(prompts.gc_ids), np.nan)
     rollouts = np.zeros(len(prompts.gc_ids))

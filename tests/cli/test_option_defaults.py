@@ -112,3 +112,57 @@ def test_no_help_string_types_a_default_by_hand():
                 continue
             typed.append(f"{path.name}:{line}: {text}")
     assert typed == []
+
+
+# `difficulty predict|fit|evaluate` (imports here, below, so the list above stays as it was): each command's library
+# config, and `--reward-max` from ScheduleConfig, the same reading of the same feedback lines.
+DIFFICULTY = [("difficulty", "predict"), ("difficulty", "fit"), ("difficulty", "evaluate")]
+
+
+def _difficulty_configs(command: tuple[str, ...]) -> list[tuple[type, set[str]]]:
+    """Like COMMANDS: the dataclasses whose fields are the command's options, and their fields that are not."""
+    from gaincurate.difficulty.calibrate import FitConfig
+    from gaincurate.difficulty.evaluate import EvaluateConfig
+    from gaincurate.difficulty.jobs import PredictConfig
+    from gaincurate.schedule.config import ScheduleConfig
+
+    not_reward_max = {field.name for field in dataclasses.fields(ScheduleConfig)} - {"reward_max"}
+    own = {
+        "predict": (PredictConfig, set()),
+        "fit": (FitConfig, {"learning_rate", "anchor"}),  # fixed by the method; settable from Python
+        "evaluate": (EvaluateConfig, {"fit_dim", "fit_steps"}),  # the fitted method's adapter: FitConfig's defaults
+    }
+    return [own[command[-1]], (ScheduleConfig, not_reward_max)]
+
+
+@pytest.mark.parametrize("command", DIFFICULTY, ids=" ".join)
+def test_every_difficulty_default_that_help_shows_is_the_fields(command, gaincurate):
+    result = gaincurate(*command, "--help", env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    shown = _shown_defaults(result.stdout)
+    configs = _difficulty_configs(command)
+    checked = 0
+    for cls, not_options in configs:
+        for field in dataclasses.fields(cls):
+            if field.name in not_options:
+                continue
+            assert _flag(field) in shown, f"{' '.join(command)}: {_flag(field)} missing from --help"
+            assert shown[_flag(field)] == _expected(field), f"{' '.join(command)} {_flag(field)}"
+            checked += 1
+    assert checked == sum(len(dataclasses.fields(cls)) - len(skip) for cls, skip in configs)
+
+
+def test_the_attention_temperature_is_one_setting():
+    """`--tau-attn` of predict, fit and evaluate: one declaration (`calibrate.attention_temperature`), one default;
+    evaluate's fitted adapter takes `difficulty fit`'s defaults."""
+    from gaincurate.cli.fields import field_named
+    from gaincurate.difficulty.calibrate import FitConfig
+    from gaincurate.difficulty.evaluate import EvaluateConfig
+    from gaincurate.difficulty.jobs import PredictConfig
+
+    fields = [field_named(cls, name) for cls, name in ((PredictConfig, "tau_attn"), (FitConfig, "tau"))]
+    fields.append(field_named(EvaluateConfig, "tau_attn"))
+    assert {(field.default, field.metadata["help"], field.metadata["flags"]) for field in fields} == {
+        (0.1, "Attention temperature on cosine similarity.", ("--tau-attn",))
+    }
+    assert (EvaluateConfig().fit_dim, EvaluateConfig().fit_steps) == (FitConfig().dim, FitConfig().steps)

@@ -18,7 +18,7 @@ import pytest
 from difficulty_helpers import write_embedded_scores
 
 from gaincurate.difficulty.calibrate import FitConfig
-from gaincurate.difficulty.jobs import fit_scores, predict_scores
+from gaincurate.difficulty.jobs import PredictConfig, fit_scores, predict_scores
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
@@ -57,8 +57,8 @@ def assert_own_unchanged(before: np.ndarray, after: np.ndarray, index: int = CHA
 def test_predict(world):
     scores, before, after = world
     assert_own_unchanged(
-        predictions(predict_scores(scores, [before], tau_attn=0.2)),
-        predictions(predict_scores(scores, [after], tau_attn=0.2)),
+        predictions(predict_scores(scores, [before], config=PredictConfig(tau_attn=0.2))),
+        predictions(predict_scores(scores, [after], config=PredictConfig(tau_attn=0.2))),
     )
 
 
@@ -70,9 +70,8 @@ def test_predict_with_a_calibrator_fitted_on_the_label(world, tmp_path, folds):
     for name, labels in (("before", before), ("after", after)):
         report = fit_scores(scores, [labels], tmp_path / f"{name}.npz", config=config)
         assert (report["loo_fit"] is None) == (folds == 0)  # folds 0: no honest in-sample number is reported
-        got.append(
-            predictions(predict_scores(scores, [labels], tau_attn=0.2, calibrator_path=tmp_path / f"{name}.npz"))
-        )
+        calibrated = PredictConfig(tau_attn=0.2, calibrator=tmp_path / f"{name}.npz")
+        got.append(predictions(predict_scores(scores, [labels], config=calibrated)))
     assert_own_unchanged(*got)
 
 
