@@ -28,7 +28,7 @@ schedule and the run directory), the training dataset, the recorded rewards and 
 
 Out of process, one epoch per command: `epoch_dataset`, `resume_checkpoint` and `record_rewards` (from
 `epoch.py` and `rewards.py`); `gaincurate example trl-epoch` is a complete script. Importing this module
-imports trl, after filtering torchao's and pytree's import noise (`quiet_dependency_noise`).
+imports trl; the package (`__init__`) filtered torchao's and pytree's import noise before it.
 """
 
 from __future__ import annotations
@@ -40,22 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.epoch import epoch_dataset, resume_checkpoint
 from gaincurate.integrations.trl.rewards import RecordingReward, record_rewards
 from gaincurate.integrations.trl.sampler import CurriculumSampler, rows_by_gc_id
-from gaincurate.model import quiet_dependency_noise
-from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.curriculum import CurriculumDriver
-from gaincurate.schedule.strategies.base import Strategy
-from gaincurate.schedule.strategies.screen import Screener, Spent
-
-quiet_dependency_noise()  # before trl (imported next, and by the user's script) pulls torchao in
-
-from trl import GRPOTrainer  # noqa: E402
-
-from gaincurate.integrations.trl.trainer import (  # noqa: E402
+from gaincurate.integrations.trl.trainer import (
     NOT_ATTACHED,
     CurriculumGRPOTrainer,
     CurriculumMixin,
@@ -63,6 +54,10 @@ from gaincurate.integrations.trl.trainer import (  # noqa: E402
     bind,
     with_curriculum,
 )
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.strategies.base import Strategy
+from gaincurate.schedule.strategies.screen import Screener, Spent
 
 __all__ = [
     "CurriculumGRPOTrainer",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
+from gaincurate.integrations.verl.config import config_value
 from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
 
 logger = logging.getLogger(__name__)
@@ -146,21 +147,21 @@ class StepScheduleOnSave(_callback_base()):
     def __init__(self, config: Any = None) -> None:
         self.config = config
         section = _section(config, "gaincurate")
-        run_dir = _get(section, "run_dir")
+        run_dir = config_value(section, "run_dir")
         if not run_dir:
             raise ConfigError(
                 "StepScheduleOnSave needs +gaincurate.run_dir=RUN (a run from `gaincurate schedule init`)"
             )
         self.run_dir = Path(str(run_dir))
         reward_kwargs = _section(_section(_section(config, "reward"), "custom_reward_function"), "reward_kwargs")
-        feedback = _get(section, "feedback_file") or _get(reward_kwargs, "feedback_file")
+        feedback = config_value(section, "feedback_file") or config_value(reward_kwargs, "feedback_file")
         feedback = feedback or os.environ.get("GAINCURATE_FEEDBACK_FILE")
         if not feedback:
             raise ConfigError(
                 "StepScheduleOnSave needs +gaincurate.feedback_file=FILE (the file the reward writes feedback to)"
             )
         self.feedback_file = Path(str(feedback))
-        self.tracker_timeout = float(_get(section, "tracker_timeout") or DEFAULT_TRACKER_TIMEOUT)
+        self.tracker_timeout = float(config_value(section, "tracker_timeout") or DEFAULT_TRACKER_TIMEOUT)
 
     def on_save(self, trainer: Any, global_step: int, checkpoint_dir: str, async_save: bool = False, **kwargs: Any):
         steps_per_epoch = _steps_per_epoch(trainer)
@@ -210,13 +211,5 @@ def _steps_per_epoch(trainer: Any) -> int | None:
 
 
 def _section(config: Any, key: str) -> Any:
-    value = _get(config, key)
+    value = config_value(config, key)
     return value if value is not None else {}
-
-
-def _get(config: Any, key: str) -> Any:
-    if config is None:
-        return None
-    if hasattr(config, "get"):
-        return config.get(key)
-    return getattr(config, key, None)

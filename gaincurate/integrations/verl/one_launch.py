@@ -49,7 +49,8 @@ from typing import Any, Self
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
-from gaincurate.integrations.verl.sampler import check_rows, config_keys, config_value, rows_by_gc_id
+from gaincurate.integrations.verl.config import config_keys, config_value
+from gaincurate.integrations.verl.sampler import check_rows, rows_by_gc_id
 from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
 from gaincurate.schedule.run.curriculum import CurriculumDriver

@@ -54,6 +54,7 @@ from torch.utils.data import Sampler
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
+from gaincurate.integrations.verl.config import config_keys, config_value
 from gaincurate.integrations.verl.reward import recording_score
 from gaincurate.schedule.order import EpochOrder
 from gaincurate.schedule.run.curriculum import CurriculumDriver
@@ -257,20 +258,6 @@ def rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
             "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
     return {int(gc_id): row for row, gc_id in enumerate(ids)}
-
-
-def config_value(config: Any, key: str) -> Any:
-    """`config[key]` of a verl config (OmegaConf, a mapping or an object), None when it is unset."""
-    if config is None:
-        return None
-    if isinstance(config, Mapping) or hasattr(config, "get"):
-        return config.get(key)
-    return getattr(config, key, None)
-
-
-def config_keys(config: Any) -> list[str]:
-    """The keys a verl config section sets (none for a section that is not a mapping)."""
-    return list(config.keys()) if hasattr(config, "keys") else []
 
 
 def _lookup(container: Any, key: str) -> Any:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
@@ -68,7 +69,10 @@ DOTS_TAU = 0.05
 class DotsOptions(Options):
     target: float = option(0.5, TARGET_HELP, RATE)
     tau: float = option(DOTS_TAU, "Selection temperature (the paper's: 1e-3).", POSITIVE)
-    tau_attn: float = option(0.1, "Attention temperature of the neighbours' prediction.", POSITIVE)
+    # difficulty's attention temperature (`--tau-attn` of `difficulty predict|fit|evaluate`): one default.
+    tau_attn: float = option(
+        attention_temperature().default, "Attention temperature of the neighbours' prediction.", POSITIVE
+    )
     forget: float = option(DOTS_FORGET, "Weight a measurement keeps per epoch of age (1: never ages).", RATE)
     reference: str | None = option(
         None, "Feedback JSON lines measured before epoch 0 (`gaincurate rollout`).", text, cli="path"
@@ -127,10 +131,10 @@ class DotsStrategy(Strategy):
         self,
         prompts: PromptEmbeddings,
         *,
-        target: float = 0.5,
-        tau: float = DOTS_TAU,
-        tau_attn: float = 0.1,
-        forget: float = DOTS_FORGET,
+        target: float = DotsOptions.target,
+        tau: float = DotsOptions.tau,
+        tau_attn: float = DotsOptions.tau_attn,
+        forget: float = DotsOptions.forget,
         reference: PassRates | None = None,
         calibrator: FittedCalibrator | None = None,
         center: np.ndarray | None = None,
