@@ -18,8 +18,9 @@ import pytest
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.strategies.base import Filter, Spent, Strategy, UniformStrategy
+from gaincurate.schedule.strategies.base import Filter, Spent, Strategy
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, how_it_draws
+from gaincurate.schedule.strategies.uniform import UniformStrategy
 
 # The hooks a filter does not take from its base: what it is built from, and `select`, whose default walks the
 # filter's own `priority`.
@@ -114,3 +115,14 @@ def test_a_refused_filter_says_which_strategies_take_it():
         ScheduleConfig(strategy="uniform", band=(0.1, 0.9))
     config = ScheduleConfig(strategy="dots", band=(0.1, 0.9))
     check_filters(config)  # no error for a strategy it applies to
+
+
+def test_a_filter_that_says_nothing_of_its_refusal_still_refuses_in_one_line():
+    class Picky(Filter):
+        setting = "band"  # any config field; only the words are under test
+
+        @classmethod
+        def applies_to(cls, strategy):
+            return strategy is not UniformStrategy
+
+    assert Picky.refusal(UniformStrategy, ["dots", "mopps"]) == "band cannot go over uniform; use it with dots, mopps"

@@ -12,12 +12,12 @@ from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import (
     PromptSet,
     RankingContext,
-    UniformStrategy,
     draw_without_replacement,
     gaussian_log_weights,
     gaussian_probabilities,
 )
 from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy, LengthStrategy
+from gaincurate.schedule.strategies.uniform import UniformStrategy
 
 
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:

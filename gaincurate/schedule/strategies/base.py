@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from gaincurate import errors
 from gaincurate.numerics import exp
 from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
@@ -302,6 +303,11 @@ class Filter(Strategy):
         return True
 
     @classmethod
+    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
+        """The one-line error for a strategy it cannot go over (`applies_to` False); a filter may say why."""
+        return f"{errors.setting(cls.setting)} cannot go over {strategy.name}; use it with {', '.join(usable)}"
+
+    @classmethod
     def applied_by(cls, strategy: type[Strategy]) -> bool:
         """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not wrapped around it."""
         return False
@@ -386,14 +392,3 @@ def rank_by_score(prompts: PromptSet) -> np.ndarray:
     # lexsort sorts by the last key first: not-finite flag, then descending score, then gc_id.
     order = np.lexsort((prompts.gc_ids, np.where(finite, -ranking, 0.0), ~finite))
     return order.astype(np.int64)
-
-
-class UniformStrategy(Strategy):
-    """Plain GRPO sampling: every prompt equally likely; ranking is dataset order."""
-
-    name = "uniform"
-    summary = "the baseline: every prompt equally likely (plain GRPO)"
-    draws = "every prompt equally likely, every epoch (plain GRPO's sampling); it keeps no pass-rate estimate"
-
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return draw_order(np.zeros(context.n_prompts), rng)

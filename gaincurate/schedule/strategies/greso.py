@@ -38,9 +38,9 @@ from gaincurate.schedule.strategies.base import (
     Selection,
     Strategy,
     StrategyInputs,
-    UniformStrategy,
 )
 from gaincurate.schedule.strategies.mopps import per_prompt_feedback
+from gaincurate.schedule.strategies.uniform import UniformStrategy
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback

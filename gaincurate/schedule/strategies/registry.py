@@ -17,7 +17,7 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.strategies.band import BandFilter
-from gaincurate.schedule.strategies.base import Filter, Strategy, StrategyInputs, UniformStrategy
+from gaincurate.schedule.strategies.base import Filter, Strategy, StrategyInputs
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
@@ -25,6 +25,7 @@ from gaincurate.schedule.strategies.mopps import MoppsStrategy
 from gaincurate.schedule.strategies.pilot import PilotStrategy
 from gaincurate.schedule.strategies.predict import PredictStrategy
 from gaincurate.schedule.strategies.screen import ScreenStrategy
+from gaincurate.schedule.strategies.uniform import UniformStrategy
 from gaincurate.schedule.strategies.variance import VarianceStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
