@@ -74,20 +74,26 @@ def _shown_defaults(help_text: str) -> dict[str, str | None]:
     return rows
 
 
-@pytest.mark.parametrize("command", list(COMMANDS), ids=" ".join)
-def test_every_default_that_help_shows_is_the_fields(command, gaincurate):
+def _check_help_defaults(command: tuple[str, ...], configs, gaincurate) -> None:
+    """Every field of `configs` ((dataclass, fields that are no option) pairs) is an option of `command` whose
+    `--help` shows the field's default."""
     result = gaincurate(*command, "--help", env={"COLUMNS": "400"})
     assert result.returncode == 0, result.stderr
     shown = _shown_defaults(result.stdout)
     checked = 0
-    for cls, not_options in COMMANDS[command]:
+    for cls, not_options in configs:
         for field in dataclasses.fields(cls):
             if field.name in not_options:
                 continue
             assert _flag(field) in shown, f"{' '.join(command)}: {_flag(field)} missing from --help"
             assert shown[_flag(field)] == _expected(field), f"{' '.join(command)} {_flag(field)}"
             checked += 1
-    assert checked == sum(len(dataclasses.fields(cls)) - len(skip) for cls, skip in COMMANDS[command])
+    assert checked == sum(len(dataclasses.fields(cls)) - len(skip) for cls, skip in configs)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS), ids=" ".join)
+def test_every_default_that_help_shows_is_the_fields(command, gaincurate):
+    _check_help_defaults(command, COMMANDS[command], gaincurate)
 
 
 def test_the_score_argument_shows_its_fields_default(gaincurate):
@@ -137,19 +143,7 @@ def _difficulty_configs(command: tuple[str, ...]) -> list[tuple[type, set[str]]]
 
 @pytest.mark.parametrize("command", DIFFICULTY, ids=" ".join)
 def test_every_difficulty_default_that_help_shows_is_the_fields(command, gaincurate):
-    result = gaincurate(*command, "--help", env={"COLUMNS": "400"})
-    assert result.returncode == 0, result.stderr
-    shown = _shown_defaults(result.stdout)
-    configs = _difficulty_configs(command)
-    checked = 0
-    for cls, not_options in configs:
-        for field in dataclasses.fields(cls):
-            if field.name in not_options:
-                continue
-            assert _flag(field) in shown, f"{' '.join(command)}: {_flag(field)} missing from --help"
-            assert shown[_flag(field)] == _expected(field), f"{' '.join(command)} {_flag(field)}"
-            checked += 1
-    assert checked == sum(len(dataclasses.fields(cls)) - len(skip) for cls, skip in configs)
+    _check_help_defaults(command, _difficulty_configs(command), gaincurate)
 
 
 def test_the_attention_temperature_is_one_setting():
