@@ -68,7 +68,6 @@ def command_sections(command: Any, path: str) -> list[str]:
         name, meaning = record
         if type(param).__name__ == "TyperArgument":
             name = name.split(" ")[0].upper()
-        name = name.strip().removeprefix("/ ")  # an off-only switch (`--no-prefix-cache`) has no on-flag before "/"
         lines.append(f"| `{_cell(name)}` | {_cell(meaning)} |")
     if command.epilog:
         lines += ["", command.epilog.strip()]

@@ -93,6 +93,8 @@ def option_annotation(
     if minimum is not None:
         declared["min"] = minimum
     flags = _declarations(field, name, base)
+    if base is bool and not name and _switches(field)[0] == "":  # `--no-x` alone: a flag row of its own in --help
+        return Annotated[bool | None, typer.Option(*flags, callback=_turned_off, **declared)]
     if kind in (parsers or {}):
         return Annotated[str | None, typer.Option(*flags, parser=parsers[kind], **declared)]
     if field.metadata.get("choices"):
@@ -166,7 +168,13 @@ def _declarations(field: dataclasses.Field, name: str, base: Any) -> tuple[str, 
     if base is not bool:
         return field.metadata.get("flags") or (flag(field.name),)
     on, off = _switches(field)
-    return (f"{on or ' '}/{off}",) if off else (on,)
+    return (f"{on}/{off}",) if on and off else (on or off,)
+
+
+def _turned_off(given: bool | None) -> bool | None:
+    """An off-only switch (`--no-prefix-cache`) sets its field to False when given, and is "not given" (None)
+    otherwise, so `--config FILE` and the field's default still apply."""
+    return False if given else None
 
 
 def _switches(field: dataclasses.Field) -> tuple[str, str]:

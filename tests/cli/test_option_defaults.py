@@ -160,3 +160,26 @@ def test_the_attention_temperature_is_one_setting():
         (0.1, "Attention temperature on cosine similarity.", ("--tau-attn",))
     }
     assert (EvaluateConfig().fit_dim, EvaluateConfig().fit_steps) == (FitConfig().dim, FitConfig().steps)
+
+
+def test_an_off_only_switch_is_false_when_given_and_not_given_otherwise():
+    """`--no-prefix-cache` (a field that defaults to True with only its off flag) has a row of its own in --help, and
+    leaves the field to `--config FILE` and its default unless it is typed."""
+    import typer
+    from typer.main import get_command
+
+    from gaincurate.cli.fields import field_parameters, install
+    from gaincurate.settings import setting
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Run:
+        prefix_cache: bool = setting(True, "Reuse the prefix.", flags=("--no-prefix-cache",))
+
+    seen = []
+    app = typer.Typer()
+    app.command()(install(lambda **values: seen.append(values), [], field_parameters(Run)))
+    command = get_command(app)
+    command.main([], standalone_mode=False)
+    command.main(["--no-prefix-cache"], standalone_mode=False)
+    assert seen == [{"prefix_cache": None}, {"prefix_cache": False}]
+    assert [param.opts for param in command.params if param.name == "prefix_cache"] == [["--no-prefix-cache"]]
