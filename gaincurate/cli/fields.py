@@ -84,7 +84,7 @@ def option_annotation(
     """`Annotated[base | None, typer.Option(...)]` for a field; `name` spells the flag when it is not the field's.
 
     The field's `cli` kind picks the type: a kind in `parsers` is text checked by its parser, a field with
-    `choices` is one of them, "path" a Path, "count" a whole number 1 or more; a bool is an on/off switch; a check's
+    `choices` is one of them, "path" a Path; a bool is an on/off switch; a check's
     minimum (`settings.at_least`) is the option's.
     """
     kind = field.metadata.get("cli")
@@ -101,8 +101,6 @@ def option_annotation(
         return Annotated[Literal[field.metadata["choices"]] | None, typer.Option(*flags, **declared)]
     if kind == "path":
         return Annotated[Path | None, typer.Option(*flags, **declared)]
-    if kind == "count":  # 1 or more; `check=settings.at_least(n)` gives any other floor
-        return Annotated[int | None, typer.Option(*flags, **{"min": 1, **declared})]
     return Annotated[base | None, typer.Option(*flags, **declared)]
 
 

@@ -43,12 +43,10 @@ import torch
 from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.trl.epoch import epoch_dataset, resume_checkpoint
-from gaincurate.integrations.trl.rewards import RecordingReward, record_rewards
+from gaincurate.integrations.trl.rewards import record_rewards
 from gaincurate.integrations.trl.sampler import CurriculumSampler, rows_by_gc_id
 from gaincurate.integrations.trl.trainer import (
     NOT_ATTACHED,
-    CurriculumGRPOTrainer,
     CurriculumMixin,
     GainCurriculumCallback,
     bind,
@@ -59,17 +57,7 @@ from gaincurate.schedule.run.curriculum import CurriculumDriver
 from gaincurate.schedule.strategies.base import Strategy
 from gaincurate.schedule.strategies.screen import Screener, Spent
 
-__all__ = [
-    "CurriculumGRPOTrainer",
-    "CurriculumMixin",
-    "CurriculumSampler",
-    "GainCurriculum",
-    "GainCurriculumCallback",
-    "RecordingReward",
-    "epoch_dataset",
-    "record_rewards",
-    "resume_checkpoint",
-]
+__all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
 
 logger = logging.getLogger(__name__)
 
