@@ -107,7 +107,7 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
 
 
 def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
-    base = int if isinstance(field.default, int) and not isinstance(field.default, bool) else float
+    base = next((kind for kind in (bool, int, str) if isinstance(field.default, kind)), float)  # bool before int
     return option_annotation(field, base, help=help, panel=panel, hidden=hidden, name=name, parsers=_PARSERS)
 
 

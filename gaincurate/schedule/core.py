@@ -40,14 +40,18 @@ class EpochPlan:
 
 @dataclass(frozen=True)
 class Rescored:
-    """Fresh gc_scores of some prompts under the newest model (from `gaincurate.scoring.rescore`)."""
+    """What the newest model says of some prompts: fresh gc_scores (`gaincurate.scoring.rescore`) and/or its
+    log-probability of each one's reference answer (`gaincurate.scoring.likelihood`), as the strategy needs."""
 
     gc_ids: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None
+    likelihood: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if len(self.gc_ids) != len(self.scores):
-            raise ValueError(f"Rescored has {len(self.gc_ids)} ids but {len(self.scores)} scores")
+        for name in ("scores", "likelihood"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.gc_ids):
+                raise ValueError(f"Rescored has {len(self.gc_ids)} ids but {len(values)} {name}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ class Scheduler:
             following = replace(
                 following, memory=self.strategy.measure(following, reference.per_prompt, time=state.epoch)
             )
-        fresh = Fresh(ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores)))
+        fresh = Fresh(ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)))
         following, update = self.strategy.update(state, following, feedback, fresh)
         readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
         following = replace(following, tally=tally)

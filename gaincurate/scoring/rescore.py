@@ -39,12 +39,8 @@ def rescore(
     Returns gc_score in the order of `ids`. With `nproc` > 1 (checkpoints only) the rows are scored by
     `torchrun --nproc-per-node nproc -m gaincurate score`.
     """
-    manifest = read_manifest(scores_dir)
-    config, _ = split_config(manifest["config"])
-    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: re-score them the same way.
-    fmt = for_column(config.prompt_format, config.prompt_column)
-    fmt = dataclasses.replace(fmt, as_is=fmt.as_is and manifest.get("prompt_format") == "as_is")
-    questions = _questions(scores_dir, ids, config.prompt_column)
+    config, fmt = prompt_format(scores_dir)
+    questions = questions_and_answers(scores_dir, ids, config.prompt_column)[0]
     if (model is None) != (tokenizer is None):
         raise ConfigError("rescore needs both a live model and its tokenizer, or a checkpoint")
     if nproc > 1 and model is None and checkpoint is not None:
@@ -74,15 +70,35 @@ def rescore(
     return result["score"]
 
 
-def _questions(scores_dir: Path, ids: Sequence[int], prompt_column: str) -> list[Any]:
-    """The prompt text of rows `ids`, in that order."""
-    table = read_scores(scores_dir, columns=["gc_id", prompt_column])
+def prompt_format(scores_dir: Path) -> tuple[ScoreConfig, Any]:
+    """The scoring config of a scores directory and the prompt format its prompts were built with."""
+    manifest = read_manifest(scores_dir)
+    config, _ = split_config(manifest["config"])
+    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: re-score them the same way.
+    fmt = for_column(config.prompt_format, config.prompt_column)
+    return config, dataclasses.replace(fmt, as_is=fmt.as_is and manifest.get("prompt_format") == "as_is")
+
+
+def questions_and_answers(
+    scores_dir: Path, ids: Sequence[int], prompt_column: str, answer_column: str | None = None
+) -> tuple[list[Any], list[Any] | None]:
+    """The prompt text of rows `ids` (and their answers, given `answer_column`), in that order."""
+    from gaincurate.columns import column_values, has_column
+
+    columns = ["gc_id", prompt_column] + ([answer_column.split(".")[0]] if answer_column else [])
+    table = read_scores(scores_dir, columns=list(dict.fromkeys(columns)))
     id_column = table.column("gc_id").to_numpy()
     position = {int(gc_id): i for i, gc_id in enumerate(id_column)}
     missing = [i for i in ids if int(i) not in position]
     if missing:
         raise InputError(f"gc_id {missing[0]} is not in {scores_dir}; it holds ids 0..{len(id_column) - 1}")
-    return table.column(prompt_column).take([position[int(i)] for i in ids]).to_pylist()
+    rows = table.take([position[int(i)] for i in ids])
+    questions = rows.column(prompt_column).to_pylist()
+    if not answer_column:
+        return questions, None
+    if not has_column(rows, answer_column):
+        raise InputError(f"{scores_dir} has no column {answer_column!r}; score the data with its answer column")
+    return questions, column_values(rows, answer_column)
 
 
 def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint: str | Path, nproc: int) -> np.ndarray:

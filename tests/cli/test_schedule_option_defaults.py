@@ -79,7 +79,9 @@ def expected_defaults() -> dict[str, str | None]:
         if None in defaults.values():
             expected[flag(name)] = None  # resolved later and the field shows nothing: the help says what it means
         elif len({repr(default) for default in defaults.values()}) == 1:
-            expected[flag(name)] = text(next(iter(defaults.values())))
+            default = next(iter(defaults.values()))
+            switch = flag(name)[2:] if default else f"no-{flag(name)[2:]}"  # Typer shows an on/off switch's side
+            expected[flag(name)] = switch if isinstance(default, bool) else text(default)
         else:
             expected[flag(name)] = ", ".join(f"{owner} {text(default)}" for owner, default in defaults.items())
     return expected

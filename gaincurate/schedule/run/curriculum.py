@@ -25,8 +25,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gaincurate.errors import ConfigError
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
@@ -199,19 +197,21 @@ class CurriculumDriver:
         self._records = [(int(gc_id), float(reward)) for gc_id, reward in records]
 
     def rescore(self, *, model: Any = None, tokenizer: Any = None, checkpoint: str | Path | None = None):
-        """Fresh scores for the prompts the config wants re-scored now, or None when none are due.
+        """What the newest model says of the prompts the strategy asks about now (fresh scores, answer
+        likelihoods: `gaincurate.schedule.run.fresh`), or None when none are due.
 
         Pass the live model and its tokenizer (in-process trainers), or a checkpoint folder.
         """
         ids = self.scheduler.rescore_ids()
         if ids is None:
             return None
-        from gaincurate import scoring
+        from gaincurate.schedule.run.fresh import measure
 
         started = time.perf_counter()
-        scores = scoring.rescore(self.scores_dir, ids, checkpoint=checkpoint, model=model, tokenizer=tokenizer)
+        rescored = measure(self.scheduler.strategy, self.scores_dir, ids, checkpoint=checkpoint, model=model,
+                           tokenizer=tokenizer)  # fmt: skip
         self._rescore_seconds = time.perf_counter() - started
-        return Rescored(np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64))
+        return rescored
 
     def step(self, *, rescored: Rescored | None = None, ang: float | None = None, checkpoint: str | None = None):
         """End the current epoch: summarize its rollouts, move mu, draw the next epoch. Returns the record."""

@@ -26,6 +26,7 @@ from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
 from gaincurate.schedule.run.epochs import check_format
+from gaincurate.schedule.run.fresh import measure, wants_fresh
 from gaincurate.schedule.run.inputs import ScoresInput, load_scores
 from gaincurate.schedule.run.reference import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
@@ -232,7 +233,7 @@ def advance(
         rescored, used = _rescore(context)
         fresh = fresh_reference(context)
         screened_with = arm_screener(context)
-        if checkpoint is not None and FRESH_SCORES not in scheduler.strategy.needs and not fresh and not screened_with:
+        if checkpoint is not None and not wants_fresh(scheduler.strategy) and not fresh and not screened_with:
             notices.append(_unused_checkpoint(scheduler))
         used = screened_with or used
         if run.train_seconds is not None:
@@ -308,9 +309,9 @@ def arm_screener(context: StepContext) -> str | None:
 
 
 def _rescore(context: StepContext) -> tuple[Rescored | None, str | None]:
-    """Fresh scores from the newest checkpoint when the strategy asks for them this epoch."""
+    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
     scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
-    if FRESH_SCORES not in scheduler.strategy.needs:
+    if not wants_fresh(scheduler.strategy):
         return None, run.checkpoint
     found = None
     if checkpoint is not None:
@@ -333,18 +334,19 @@ def _rescore(context: StepContext) -> tuple[Rescored | None, str | None]:
         )
     if found is None or found.model_path is None:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
-        context.notices.append(f"not re-scored: {why}; ang comes from the stored scores")
+        lost = (
+            "ang comes from the stored scores"
+            if FRESH_SCORES in scheduler.strategy.needs
+            else ("the fit keeps the likelihoods it had")
+        )
+        context.notices.append(f"not re-scored: {why}; {lost}")
         return None, used
-    from gaincurate import scoring
-
     context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
-    fresh = scoring.rescore(
-        context.scores.directory, [int(i) for i in ids], checkpoint=found.model_path,
-        nproc=scheduler.config.rescore_nproc,
-    )  # fmt: skip
+    rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
+                       nproc=scheduler.config.rescore_nproc)  # fmt: skip
     context.timings["rescore_s"] = time.perf_counter() - started
-    return Rescored(ids, fresh), used
+    return rescored, used
 
 
 def _unused_checkpoint(scheduler: Scheduler) -> str:

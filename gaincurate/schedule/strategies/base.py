@@ -56,6 +56,7 @@ EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate
 ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, not a bare accuracy
 POLICY = "policy"  # the current policy, to measure candidates before a draw (`use_screener`)
 FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`rescore_ids`)
+LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`rescore_ids`)
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,13 @@ def target_band(target: float) -> tuple[float, float]:
 @dataclass(frozen=True)
 class Fresh:
     """The model's signal after an epoch, for `Strategy.update`: a mean angle score given in process (`ang`), or
-    fresh scores of some prompts from the newest checkpoint (`gc_ids`, `scores`); either may be absent."""
+    fresh scores of some prompts from the newest model (`gc_ids`, `scores`), or that model's log-probability of
+    their reference answers (`gc_ids`, `likelihood`: a strategy that needs `LIKELIHOOD`); any may be absent."""
 
     ang: float | None = None
     gc_ids: np.ndarray | None = None
     scores: np.ndarray | None = None
+    likelihood: np.ndarray | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilt
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
 from gaincurate.schedule.strategies.pilot import PilotStrategy
 from gaincurate.schedule.strategies.predict import PredictStrategy
+from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.screen import ScreenStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 from gaincurate.schedule.strategies.variance import VarianceStrategy
@@ -41,6 +42,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         VarianceStrategy,
         PilotStrategy,
         PredictStrategy,
+        ProbeStrategy,
     )
 }
 

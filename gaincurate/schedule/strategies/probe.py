@@ -1,0 +1,346 @@
+"""The `probe` strategy: each prompt's pass rate under the current policy, predicted by a fit across prompts.
+
+Every trained group is a measurement: its mean reward, with its size as weight, aged by `--forget` per epoch (the
+policy has moved since, DESIGN §6). A ridge regression across the measured prompts maps features to pass rates,
+and predicts the rest of the pool; each epoch draws near `--target` from those predictions, with a uniform slice
+(`--uniform-share`) so that its own measurements keep covering the pool (fed only the prompts it aims at, a fit
+loses sight of the rest; docs/strategies.md, "probe").
+
+Features, per prompt:
+* the scoring pass's question embedding (`gc_embedding`; no extra cost), standardised over the pool; an embedding
+  wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
+  values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
+* with `--likelihood`, the current policy's log-probability of the prompt's reference answer, and that probability
+  (`gaincurate.scoring.likelihood`): one teacher-forced forward, refreshed after every epoch from the live model or
+  the newest checkpoint, through the re-score hooks (`rescore_ids` / `update`), up to `--refresh` prompts per epoch,
+  those measured longest ago first. On a task whose reward checks a short exact answer at temperature 1 that
+  probability *is* the pass rate; on a chain-of-thought task it is a proxy, so the fit decides how much it says:
+  its two columns, like the intercept, are not penalised, the embedding's are.
+
+The fit: labels y (mean reward of a group, in [0, 1]), weights (group size * forget ** age), each row's features
+as they stood when the group was drawn. The penalty is chosen each epoch from `ridge.STRENGTHS` by the weighted
+error on the newest epoch's groups when fitted on the older ones (`gaincurate.difficulty.ridge`), then the fit is
+made on all. Estimates are the fit's predictions clipped to [0, 1].
+
+The draw: epoch 0 (nothing measured yet) is uniform. Then `(1 - uniform_share)` of the epoch by a Gumbel-top-k draw
+with log-weight -|estimate - target| / tau, the rest uniformly from the prompts not yet drawn; seeded by
+(seed, epoch). Every float that reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no
+BLAS, exp is `gaincurate.numerics.exp`, ageing is `int_powers`, and model outputs go through `recorded` before use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaincurate.difficulty import ridge
+from gaincurate.difficulty.reference import embeddings_from_table
+from gaincurate.errors import ConfigError
+from gaincurate.numerics import exp, int_powers, recorded
+from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
+from gaincurate.schedule.strategies.base import (
+    EMBEDDINGS,
+    LIKELIHOOD,
+    ROLLOUTS,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+    draw_order,
+    target_band,
+)
+from gaincurate.schedule.strategies.mopps import TARGET_HELP, per_prompt_feedback
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.feedback import Feedback
+    from gaincurate.schedule.state import ScheduleState
+    from gaincurate.schedule.strategies.base import Fresh, StrategyInputs
+
+LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
+PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every run of a pool sees the same features
+FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} is true or false; got {value!r}")
+    return value
+
+
+def _answer_template(name: str, value: Any) -> str:
+    if not isinstance(value, str) or "{answer}" not in value:
+        raise ConfigError(f"{name} must be text holding {{answer}}, where the reference answer goes; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeOptions(Options):
+    target: float = option(0.5, TARGET_HELP, RATE)
+    tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
+    forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
+    uniform_share: float = option(
+        0.2, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
+    )
+    likelihood: bool = option(
+        False, "Add the current policy's log-probability of the reference answer to the features.", _boolean
+    )
+    answer_template: str = option(
+        "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
+        cli="text",
+    )  # fmt: skip
+    refresh: int = option(8192, "Prompts whose likelihood is measured again after each epoch.", whole(1))
+    width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
+
+
+def project(embeddings: np.ndarray, width: int) -> np.ndarray:
+    """`embeddings` (float16 values) as at most `width` columns: as they are, or times a seeded sign matrix over
+    sqrt(its density) - exact in any summation order, since float16 values times signs sum exactly in float64."""
+    if embeddings.shape[1] <= width:
+        return np.asarray(embeddings, dtype=np.float64)
+    signs = np.random.default_rng(PROJECTION_SEED).choice([-1.0, 0.0, 0.0, 1.0], size=(embeddings.shape[1], width))
+    return (np.asarray(embeddings, dtype=np.float16).astype(np.float64) @ signs) / math.sqrt(embeddings.shape[1] / 2)
+
+
+def standardise(matrix: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit spread over the rows (a constant column stays 0), float32."""
+    centred = matrix - matrix.mean(axis=0)
+    spread = np.sqrt((centred * centred).mean(axis=0))  # products and numpy's own sums: the same on every CPU
+    return (centred / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+
+
+def likelihood_columns(logps: np.ndarray) -> np.ndarray:
+    """[N, 2]: the answer's probability and its log-probability (floored), NaN where unmeasured."""
+    floored = np.maximum(logps, LOGP_FLOOR)  # NaN stays NaN
+    measured = np.isfinite(floored)
+    probability = np.full(len(logps), np.nan)
+    probability[measured] = exp(floored[measured])  # not np.exp: its bits vary by CPU
+    return np.stack([probability, floored], axis=1)
+
+
+class Measured:
+    """The strategy's memory as arrays: every trained group (gc_id, epoch, reward sum, rollouts, the answer's
+    log-probability when it was drawn) and the newest log-probability of each prompt measured (gc_id, value, epoch)."""
+
+    GROUPS = ("gc_ids", "epochs", "sums", "counts", "logps")
+    LATEST = ("gc_ids", "values", "epochs")
+
+    def __init__(self, memory: dict[str, Any] | None) -> None:
+        memory = memory or {}
+        groups, latest = memory.get("groups", {}), memory.get("likelihood", {})
+        self.groups = {key: _array(groups.get(key, []), key) for key in self.GROUPS}
+        self.latest = {key: _array(latest.get(key, []), key) for key in self.LATEST}
+
+    def to_memory(self) -> dict[str, Any]:
+        return {"groups": {key: _listed(v) for key, v in self.groups.items()},
+                "likelihood": {key: _listed(v) for key, v in self.latest.items()}}  # fmt: skip
+
+    def logps_of(self, gc_ids: np.ndarray) -> np.ndarray:
+        """The newest log-probability of each of `gc_ids` (NaN: never measured)."""
+        out = np.full(len(gc_ids), np.nan)
+        known, rows = _lookup(self.latest["gc_ids"], gc_ids)
+        out[known] = self.latest["values"][rows]
+        return out
+
+    def add_groups(self, per_prompt: dict[int, tuple[float, int]], epoch: int) -> None:
+        ids = np.asarray(sorted(per_prompt), dtype=np.int64)
+        new = {"gc_ids": ids, "epochs": np.full(len(ids), epoch, dtype=np.int64),
+               "sums": np.asarray([per_prompt[int(i)][0] for i in ids], dtype=np.float64),
+               "counts": np.asarray([per_prompt[int(i)][1] for i in ids], dtype=np.float64),
+               "logps": self.logps_of(ids)}  # fmt: skip
+        self.groups = {key: np.concatenate([self.groups[key], new[key]]) for key in self.GROUPS}
+
+    def add_likelihood(self, gc_ids: np.ndarray, values: np.ndarray, epoch: int) -> None:
+        kept = ~np.isin(self.latest["gc_ids"], gc_ids)
+        ids = np.concatenate([self.latest["gc_ids"][kept], gc_ids])
+        order = np.argsort(ids, kind="stable")
+        values = np.asarray([recorded(float(v)) for v in values], dtype=np.float64)  # model floats: rounded once
+        epochs = np.full(len(values), epoch, dtype=np.int64)
+        self.latest = {"gc_ids": ids[order],
+                       "values": np.concatenate([self.latest["values"][kept], values])[order],
+                       "epochs": np.concatenate([self.latest["epochs"][kept], epochs])[order]}  # fmt: skip
+
+
+def _array(values: list[Any], key: str) -> np.ndarray:
+    if key in ("gc_ids", "epochs"):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _listed(values: np.ndarray) -> list[Any]:
+    if values.dtype.kind == "i":
+        return [int(v) for v in values]
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def _lookup(sorted_ids: np.ndarray, gc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `gc_ids` are in `sorted_ids`, their rows there)."""
+    rows = np.minimum(np.searchsorted(sorted_ids, gc_ids), max(len(sorted_ids) - 1, 0))
+    known = (sorted_ids[rows] == gc_ids) if len(sorted_ids) else np.zeros(len(gc_ids), dtype=bool)
+    return known, rows[known]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Every prompt's estimated pass rate (gc_id order) and how the fit that made it went."""
+
+    rates: np.ndarray
+    figures: dict[str, Any]
+
+
+class ProbeStrategy(Strategy):
+    """Draw near a target pass rate, estimated by a ridge across prompts on embeddings and the answer's likelihood."""
+
+    name = "probe"
+    options_class = ProbeOptions
+    summary = "pass rates predicted by a ridge fit across prompts (embedding; --likelihood: the policy's own answer)"
+    needs = frozenset({EMBEDDINGS, ROLLOUTS})
+    pass_rate_estimates = True
+    draws = (
+        "epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
+        "embedding, and with --likelihood the policy's probability of each answer), plus a uniform slice"
+    )
+
+    def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
+        self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
+        self.options = options
+        finite = np.isfinite(embeddings).all(axis=1)
+        projected = project(np.where(finite[:, None], embeddings, 0.0), options.width)
+        self.features = standardise(projected)  # float32: width * 4 bytes per prompt
+        if options.likelihood:
+            self.needs = frozenset({EMBEDDINGS, ROLLOUTS, LIKELIHOOD})
+        self._last: tuple[ScheduleState, Estimate | None] | None = None
+
+    @classmethod
+    def build(cls, inputs: StrategyInputs, options: Options) -> ProbeStrategy:
+        assert isinstance(options, ProbeOptions)
+        if inputs.scores is None:
+            raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
+        prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
+        return cls(prompts.gc_ids, prompts.embeddings, options)
+
+    @property
+    def answer_template(self) -> str:
+        """The completion whose likelihood is measured (`gaincurate.schedule.run.fresh`)."""
+        return self.options.answer_template
+
+    def initial_memory(self) -> dict[str, Any]:
+        return Measured(None).to_memory()
+
+    def settings(self, n_prompts: int) -> dict[str, Any]:
+        return {"feature_columns": self.features.shape[1] + (2 if self.options.likelihood else 0)}
+
+    def notes(self) -> list[str]:
+        if not self.options.likelihood:
+            return []
+        return [
+            "the answer's likelihood is measured after each epoch with the newest model (the live model, or "
+            "--checkpoint); until then, and for prompts never measured, the fit uses the embedding alone"
+        ]
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        measured = Measured(state.memory)
+        measured.add_groups(per_prompt_feedback(feedback, self.name), state.epoch)
+        return measured.to_memory()
+
+    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+        """The prompts whose answer likelihood to measure after this epoch: those measured longest ago first."""
+        if not self.options.likelihood:
+            return None
+        measured = Measured(state.memory)
+        last = np.full(len(self.gc_ids), -2, dtype=np.int64)
+        known, rows = _lookup(measured.latest["gc_ids"], self.gc_ids)
+        last[known] = measured.latest["epochs"][rows]
+        chosen = np.lexsort((self.gc_ids, last))[: self.options.refresh]
+        return np.sort(self.gc_ids[chosen])
+
+    def update(
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+    ) -> tuple[ScheduleState, dict[str, Any]]:
+        """Keep the answer likelihoods measured after the epoch (the features of the next draw)."""
+        if fresh.likelihood is None or fresh.gc_ids is None:
+            return following, {}
+        measured = Measured(following.memory)
+        measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
+        return replace(following, memory=measured.to_memory()), {}
+
+    def estimate(self, state: ScheduleState) -> Estimate | None:
+        """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
+        if self._last is not None and self._last[0] is state:
+            return self._last[1]
+        result = self._fit(Measured(state.memory), now=state.epoch - 1)
+        self._last = (state, result)
+        return result
+
+    def _fit(self, measured: Measured, *, now: int) -> Estimate | None:
+        groups = measured.groups
+        if not len(groups["gc_ids"]):
+            return None
+        rows = np.searchsorted(self.gc_ids, groups["gc_ids"])
+        pool_logps = measured.logps_of(self.gc_ids) if self.options.likelihood else None
+        features = self._design(rows, groups["logps"], pool_logps)
+        pool = self._design(np.arange(len(self.gc_ids)), pool_logps, pool_logps)
+        weights = groups["counts"] * int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0))
+        labels = groups["sums"] / groups["counts"]
+        choice = ridge.choose_strength(features, weights, labels, groups["epochs"] == now, free=FREE_COLUMNS)
+        strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
+        system = ridge.normal_equations(features, weights, labels)
+        beta = ridge.solve(system, ridge.penalty_vector(features.shape[1], free=FREE_COLUMNS, strength=strength))
+        rates = np.clip(ridge.predict(pool, beta), 0.0, 1.0)
+        figures = {"strength": strength, "strength_at_edge": bool(choice.at_edge) if choice else None,
+                   "measured_groups": len(labels)}  # fmt: skip
+        return Estimate(rates, figures)
+
+    def _design(self, rows: np.ndarray, logps: np.ndarray | None, pool_logps: np.ndarray | None) -> np.ndarray:
+        """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns are
+        standardised over the pool's measured values, 0 where unmeasured (and everywhere without --likelihood)."""
+        columns = np.zeros((len(rows), FREE_COLUMNS + self.features.shape[1]), dtype=np.float32)
+        columns[:, 0] = 1.0
+        if logps is not None and pool_logps is not None and np.isfinite(pool_logps).any():
+            pool_columns = likelihood_columns(pool_logps)
+            reference = pool_columns[np.isfinite(pool_logps)]
+            mean = reference.mean(axis=0)
+            centred = reference - mean
+            spread = np.sqrt((centred * centred).mean(axis=0))
+            values = (likelihood_columns(logps) - mean) / np.where(spread > 0, spread, 1.0)
+            columns[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
+        columns[:, FREE_COLUMNS:] = self.features[rows]
+        return columns
+
+    def _rows(self, context: RankingContext) -> np.ndarray:
+        return np.searchsorted(self.gc_ids, context.gc_ids)
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
+        estimate = self.estimate(state)
+        if estimate is None:
+            return draw_order(np.zeros(context.n_prompts), rng)
+        rates = estimate.rates[self._rows(context)]
+        aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
+        order = draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
+        first, rest = order[:aimed], order[aimed:]
+        return np.concatenate([first, rest[draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64)
+
+    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+        """How the fit went (the chosen penalty, whether at the grid's edge, the groups fitted) and the mean estimate
+        of the picked prompts."""
+        estimate = self.estimate(state)
+        if estimate is None:
+            return {}
+        picked = estimate.rates[self._rows(context)[positions]]
+        mean = recorded(math.fsum(picked.tolist()) / len(picked)) if len(picked) else None
+        return {**estimate.figures, "estimate_mean": mean}
+
+    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
+        estimate = self.estimate(state)
+        return None if estimate is None else estimate.rates[self._rows(context)]
+
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        estimates = self.band_estimates(state, context)
+        source = "probe: ridge across prompts on the embedding" + (
+            " and the policy's answer likelihood" if self.options.likelihood else ""
+        )
+        return Report(estimates, source if estimates is not None else "no estimate yet",
+                      target_band(self.options.target), drawn.info)  # fmt: skip

@@ -1,0 +1,173 @@
+"""The policy's log-probability of each prompt's reference answer: one teacher-forced forward over prompt + answer.
+
+For a reward that checks a short exact answer, sampled at temperature 1, the chance that the policy writes the
+reference answer and then stops is the prompt's expected pass rate, measured without sampling: the sum over the
+answer's tokens (and the end-of-sequence token) of log p(token | everything before it). The `probe` strategy
+(`gaincurate.schedule.strategies.probe`) reads it as a feature, refreshed between epochs from the live model (TRL
+in process) or the newest checkpoint (`schedule next`, verl), through the same hooks as re-scoring.
+
+    logps = answer_logprobs(model, tokenizer, prompt_ids, answer_ids)             # token ids in, float64 out
+    logps = likelihoods(scores_dir, [3, 7], model=model, tokenizer=tokenizer)     # rows of a scores directory
+    logps = likelihoods(scores_dir, [3, 7], checkpoint="out/checkpoint-40")
+
+The prompt is built exactly as scoring built it (the directory's manifest: template, system prompt, few-shot
+turns), so it is the prompt the trainer samples from. The answer is `template.format(answer=...)` (default: the
+answer alone, right after the generation prompt); for a chain-of-thought template it is a proxy (the answer after a
+short cue, without the reasoning), whose worth the probe's fit measures rather than assumes. Unlike scoring, this
+runs the whole model and its LM head, but only over the answer positions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import InputError
+
+DEFAULT_TEMPLATE = "{answer}"
+BATCH_TOKENS = 8192  # padded tokens per forward
+
+
+def answer_ids(tokenizer: Any, answers: Sequence[Any], template: str = DEFAULT_TEMPLATE) -> list[list[int]]:
+    """Token ids of each completion that a correct answer is: the template's text, then end-of-sequence."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise InputError("the tokenizer has no end-of-sequence token, so an answer's end cannot be scored")
+    texts = [template.format(answer=answer) for answer in answers]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [list(ids) + [int(eos)] for ids in encoded]
+
+
+def answer_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    temperature: float = 1.0,
+    batch_tokens: int = BATCH_TOKENS,
+) -> np.ndarray:
+    """sum_t log p(completion_t | prompt, completion_<t) for each row, at `temperature`, float64.
+
+    Rows are batched longest first, padded on the right (a causal model never sees the padding of its own row);
+    the LM head runs only at the positions that predict a completion token.
+    """
+    import torch
+
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = [list(map(int, p)) + list(map(int, c)) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]), i))
+    result = np.zeros(len(rows), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        start = 0
+        while start < len(order):
+            width = len(rows[order[start]])
+            count = max(1, batch_tokens // max(width, 1))
+            batch = order[start : start + count]
+            start += len(batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for slot, row in enumerate(batch):
+                ids[slot, : len(rows[row])] = torch.tensor(rows[row])
+                mask[slot, : len(rows[row])] = 1
+            with torch.no_grad():
+                values = _completion_logprobs(model, ids.to(device), mask.to(device), batch, prompt_ids, rows,
+                                              temperature)  # fmt: skip
+            result[batch] = values
+    finally:
+        if was_training:
+            model.train()
+    return result
+
+
+def _completion_logprobs(model, ids, mask, batch, prompt_ids, rows, temperature) -> np.ndarray:
+    """One batch: the hidden state before each completion token, through the LM head, log-softmax, gathered."""
+    import torch
+
+    # (slot, position predicting a completion token, that token) for every completion token of the batch.
+    slots, positions, targets = [], [], []
+    for slot, row in enumerate(batch):
+        start, end = len(prompt_ids[row]), len(rows[row])
+        slots.extend([slot] * (end - start))
+        positions.extend(range(start - 1, end - 1))
+        targets.extend(rows[row][start:end])
+    decoder, head = _decoder_and_head(model)
+    if decoder is not None:
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = head(hidden[slots, positions])
+    else:  # a model without a separate decoder: the full logits, read at those positions
+        logits = model(input_ids=ids, attention_mask=mask).logits[slots, positions]
+    logps = torch.log_softmax(logits.float() / temperature, dim=-1)
+    picked = logps[torch.arange(len(targets)), torch.tensor(targets, device=logps.device)].double().cpu().numpy()
+    sums = np.zeros(len(batch), dtype=np.float64)
+    np.add.at(sums, np.asarray(slots, dtype=np.int64), picked)
+    return sums
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any]:
+    """The base model (final norm included) and the LM head of a causal LM, or (None, None) when it has no such split
+    (or changes its logits after the head: softcapping, scaling), so the full forward is used instead."""
+    config = getattr(model, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None, None
+    get_decoder, get_head = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None, None
+    decoder, head = get_decoder(), get_head()
+    return (decoder, head) if decoder is not None and head is not None else (None, None)
+
+
+def likelihoods(
+    scores_dir: Path,
+    ids: Sequence[int],
+    *,
+    checkpoint: str | Path | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    template: str = DEFAULT_TEMPLATE,
+    answer_column: str | None = None,
+) -> np.ndarray:
+    """The answer log-probability of rows `ids` (gc_id) of a scores directory, with a checkpoint or a live model.
+
+    The prompts are built as the directory's scoring built them; the answers are its `answer_column` (the
+    manifest's, unless given). Returns float64 values in the order of `ids`.
+    """
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.rescore import prompt_format, questions_and_answers
+
+    config, fmt = prompt_format(scores_dir)
+    column = answer_column or config.answer_column
+    if not column:
+        raise InputError(
+            f"{scores_dir} names no answer column, so the policy's likelihood of the answer cannot be measured; "
+            "score the data with --answer-column NAME"
+        )
+    questions, answers = questions_and_answers(scores_dir, ids, config.prompt_column, column)
+    if (model is None) != (tokenizer is None):
+        raise InputError("likelihoods needs both a live model and its tokenizer, or a checkpoint")
+    if model is None:
+        if checkpoint is None:
+            raise InputError("likelihoods needs a checkpoint or a live model")
+        from gaincurate.model import load_model, load_tokenizer, resolve_device, resolve_source
+
+        source = resolve_source(str(checkpoint))
+        tokenizer = load_tokenizer(source)
+        model = load_model(source, dtype="float32", device=resolve_device(config.device))
+    prompts = [encoded.input_ids for encoded in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
+    return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))
+
+
+def timed_likelihoods(scores_dir: Path, ids: Sequence[int], **kwargs: Any) -> tuple[np.ndarray, float]:
+    """`likelihoods` and the seconds it took (a cost the run is charged)."""
+    started = time.perf_counter()
+    values = likelihoods(scores_dir, ids, **kwargs)
+    return values, time.perf_counter() - started

@@ -1,0 +1,284 @@
+"""`probe`: pass rates predicted by a ridge across prompts (schedule/strategies/probe.py, difficulty/ridge.py).
+
+The fit against a brute-force float64 solve; the penalty rule against its definition; the simulated improving policy
+of tests/simulation.py, with and without the answer likelihood (given as the log of the true pass rate, what a
+direct-answer task's likelihood is); the exploration share; resume and byte identity; its options' one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
+from simulation import ROLLOUTS, band, bundled_policy, simulate, write_scores, zero_variance_share
+from test_recorded_runs import write_recorded_scores
+
+from gaincurate.difficulty import ridge
+from gaincurate.errors import ConfigError
+from gaincurate.feedback import append_rollouts
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import Rescored, Scheduler
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.inputs import load_scores
+from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy, project
+
+SEEDS = (0, 1, 2)
+
+
+# -- the ridge -------------------------------------------------------------------------------------------------
+
+
+def brute_ridge(features, weights, labels, penalty) -> np.ndarray:
+    """The same estimator in float64 by numpy's own solver: (X^T W X + diag(penalty) sum W) beta = X^T W y."""
+    x = np.asarray(features, dtype=np.float64)
+    gram = (x * weights[:, None]).T @ x + np.diag(penalty * weights.sum())
+    return np.linalg.solve(gram, (x * weights[:, None]).T @ labels)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_fit_is_the_ridge_solved_in_float64(seed):
+    rng = np.random.default_rng(seed)
+    rows, width = 300, 17
+    features = np.concatenate([np.ones((rows, 1)), rng.normal(size=(rows, width - 1))], axis=1).astype(np.float32)
+    weights, labels = rng.uniform(0.1, 8, rows), rng.uniform(0, 1, rows)
+    for strength in (1e-6, 0.1, 10.0):
+        penalty = ridge.penalty_vector(width, free=3, strength=strength)
+        beta = ridge.solve(ridge.normal_equations(features, weights, labels), penalty)
+        expected = brute_ridge(features, weights, labels, penalty)
+        assert np.allclose(beta, expected, rtol=1e-9, atol=1e-11)
+        assert np.allclose(ridge.predict(features, beta), features.astype(np.float64) @ expected, atol=1e-10)
+
+
+def test_normal_equations_in_blocks_are_the_whole_sum(monkeypatch):
+    rng = np.random.default_rng(4)
+    features, weights, labels = rng.normal(size=(50, 6)), rng.uniform(0, 1, 50), rng.uniform(0, 1, 50)
+    whole = ridge.normal_equations(features, weights, labels)
+    monkeypatch.setattr(ridge, "ROW_BLOCK", 7)
+    blocked = ridge.normal_equations(features, weights, labels)
+    assert np.allclose(blocked.gram, whole.gram, rtol=1e-13) and np.allclose(blocked.moment, whole.moment, rtol=1e-13)
+    assert np.array_equal(whole.gram, whole.gram.T)
+
+
+def test_the_penalty_is_chosen_by_its_held_out_error_and_its_edge_is_flagged():
+    rng = np.random.default_rng(9)
+    rows = 400
+    features = np.concatenate([np.ones((rows, 1)), rng.normal(size=(rows, 12))], axis=1)
+    labels = np.clip(0.5 + 0.1 * features[:, 1] + rng.normal(0, 0.2, rows), 0, 1)
+    weights, held_out = np.full(rows, 4.0), np.arange(rows) >= 300
+    choice = ridge.choose_strength(features, weights, labels, held_out, free=1)
+    errors = []
+    for strength in ridge.STRENGTHS:  # the definition, brute force
+        beta = brute_ridge(features[~held_out], weights[~held_out], labels[~held_out],
+                           ridge.penalty_vector(13, free=1, strength=strength))  # fmt: skip
+        miss = np.clip(features[held_out] @ beta, 0, 1) - labels[held_out]
+        errors.append(float(np.sum(weights[held_out] * miss**2)))
+    assert choice.strength == ridge.STRENGTHS[int(np.argmin(errors))]
+    assert np.allclose(choice.errors, errors, rtol=1e-8)
+    assert choice.at_edge == (choice.strength in (ridge.STRENGTHS[0], ridge.STRENGTHS[-1]))
+    assert ridge.choose_strength(features, weights, labels, np.zeros(rows, bool), free=1) is None
+
+
+def test_a_wide_embedding_is_projected_exactly_whatever_the_summation_order():
+    """Float16 values times signs sum exactly in float64: BLAS's product equals a sum in any order."""
+    rng = np.random.default_rng(2)
+    embeddings = rng.normal(size=(20, 4096)).astype(np.float16)
+    projected = project(embeddings.astype(np.float32), 256)
+    signs = np.random.default_rng(20_506).choice([-1.0, 0.0, 0.0, 1.0], size=(4096, 256))
+    rows = embeddings.astype(np.float64)
+    by_hand = np.array([[math.fsum(rows[i] * signs[:, k]) for k in range(3)] for i in range(3)])
+    assert np.array_equal(projected[:3, :3], by_hand / math.sqrt(4096 / 2))
+    assert project(embeddings[:, :200].astype(np.float32), 256).shape == (20, 200)  # narrow: as it is
+
+
+def test_features_of_a_7b_sized_model_stay_within_2_kib_per_prompt():
+    """A 7B-sized config (hidden 4096, 32 layers: Llama-2-7B's shape) scores a 4,096-wide embedding; the probe keeps
+    `width` float32 columns of it, 1 KiB per prompt by default (plus the likelihood's two floats in its memory)."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=4096, num_hidden_layers=32, intermediate_size=11008, num_attention_heads=32)
+    embeddings = np.random.default_rng(0).normal(size=(64, config.hidden_size)).astype(np.float16)
+    probe = ProbeStrategy(np.arange(64), embeddings.astype(np.float32), ProbeOptions(likelihood=True))
+    per_prompt = probe.features.nbytes / 64 + 2 * 8
+    assert per_prompt <= 2048, per_prompt
+
+
+# -- following an improving policy ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    policy = bundled_policy()
+    return root, policy, write_scores(root / "scores", policy)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_it_follows_an_improving_policy_from_the_embedding_alone(world, seed):
+    """Over epochs 5-19, with room for seed-to-seed spread (docs/strategies.md's simulation table)."""
+    root, policy, scores = world
+    result = simulate(scores, root / f"run-{seed}", policy, strategy="probe", seed=seed)
+    measured = band(result)
+    assert measured["distance_ratio"] < 0.8
+    assert measured["fewer_extremes"] > 0.6
+    figures = [line["selection"] for line in result.history[2:]]
+    assert all(f["measured_groups"] > 0 and f["strength"] in ridge.STRENGTHS for f in figures)
+
+
+def drive_with_likelihood(scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float = 0.2):
+    """The scheduler fed, after each epoch, the log of every prompt's true pass rate at the next epoch as the
+    answer likelihood: what a direct-answer task's likelihood is (docs/strategies.md, "probe")."""
+    config = ScheduleConfig(strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=uniform_share)
+    table = load_scores(scores)
+    scheduler = Scheduler(config, table.prompts, scores=table)
+    plan = scheduler.next_epoch().plan
+    selected, records = [plan.gc_ids], []
+    for epoch in range(epochs - 1):
+        rewards = policy.rollouts(plan.gc_ids, epoch)
+        feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
+                    for r in row]  # fmt: skip
+        ids = scheduler.rescore_ids()
+        logps = np.log(policy.pass_rates(epoch + 1)[ids])
+        step = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps))
+        plan = step.plan
+        selected.append(plan.gc_ids)
+        records.append(step.record)
+    return selected, records
+
+
+def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow(world):
+    """Given the true pass rates as its likelihood feature, the estimate is nearly exact: over epochs 5-19 the 100
+    prompts of each epoch nearest 0.5 (its aimed 80% and a few more) sit within 0.02 of the 100 nearest in the whole
+    pool, and far closer than the embedding alone aims."""
+    root, policy, scores = world
+    selected, records = drive_with_likelihood(scores, policy, seed=0)
+    aimed, best = [], []
+    for epoch in range(5, 20):
+        rates = policy.pass_rates(epoch)
+        aimed.append(np.sort(np.abs(rates[selected[epoch]] - 0.5))[:100].mean())
+        best.append(np.sort(np.abs(rates - 0.5))[:100].mean())
+    with_likelihood = float(np.mean(aimed))
+    assert with_likelihood < float(np.mean(best)) + 0.02, (with_likelihood, np.mean(best))
+    plain = simulate(scores, root / "plain", policy, strategy="probe", seed=0).selected
+    from_embedding = np.mean([np.sort(np.abs(policy.pass_rates(e)[plain[e]] - 0.5))[:100].mean() for e in range(5, 20)])
+    assert with_likelihood < from_embedding - 0.02, (with_likelihood, from_embedding)
+    assert "likelihood" in records[-1].readout["estimate"]
+
+
+def test_the_uniform_share_keeps_measuring_the_whole_pool(tmp_path):
+    """However sure the estimates, a uniform slice of every epoch keeps the fit's labels covering the pool. Where the
+    policy stands still (so the prompts near the target stay the same), half a share trains nearly every prompt
+    within 20 epochs, and far more than none does."""
+    policy = bundled_policy(rate=0.0)
+    scores = write_scores(tmp_path / "scores", policy)
+    distinct = {}
+    for share in (0.0, 0.5):
+        selected, _ = drive_with_likelihood(scores, policy, seed=1, uniform_share=share)
+        distinct[share] = len(np.unique(np.concatenate(selected)))
+    assert distinct[0.5] >= 0.95 * 320 and distinct[0.5] > distinct[0.0] + 30, distinct
+
+
+def test_epoch_0_is_uniform_and_nothing_is_estimated_before_a_group_was_measured(world):
+    root, policy, scores = world
+    result = simulate(scores, root / "zero", policy, strategy="probe", seed=3, epochs=2)
+    assert result.selections[0].picked is None
+    assert result.history[0]["readout"]["estimate"] == "no estimate yet"
+
+
+# -- on disk -------------------------------------------------------------------------------------------------------
+
+CONFIG = ScheduleConfig(strategy="probe", subset_size=5, seed=3)
+
+
+def feedback_file(path: Path, gc_ids, epoch: int) -> Path:
+    """Rollout r of gc_id i in epoch t is right when (i + r * t) % 3 == 0: some prompts mixed, some all alike."""
+    lines = [json.dumps({"gc_id": int(i), "correct": (int(i) + r * epoch) % 3 == 0}) for i in gc_ids for r in range(4)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.determinism
+def test_seeded_runs_are_byte_identical_and_a_killed_step_resumes(tmp_path, monkeypatch):
+    scores = write_recorded_scores(tmp_path / "scores")
+    drive_epochs(tmp_path / "a", scores, 3, CONFIG, feedback_file)
+    drive_epochs(tmp_path / "b", scores, 3, CONFIG, feedback_file)
+    first, second = snapshot(tmp_path / "a"), snapshot(tmp_path / "b")
+    assert {k: v for k, v in first.items() if k != "history.jsonl"} == {
+        k: v for k, v in second.items() if k != "history.jsonl"
+    }
+    assert without_timings(rundir.read_history(tmp_path / "a")) == without_timings(rundir.read_history(tmp_path / "b"))
+    state = json.loads((tmp_path / "a" / "state.json").read_text())
+    assert set(state["memory"]) == {"groups", "likelihood"}
+    assert len(state["memory"]["groups"]["gc_ids"]) == 15  # three epochs of five groups: it grows with what it measured
+    history = check_killed_step_resumes(tmp_path / "resume", scores, CONFIG, feedback_file, monkeypatch)
+    assert history[-1]["readout"]["estimate"] == "probe: ridge across prompts on the embedding"
+
+
+def test_its_options_are_its_own():
+    config = ScheduleConfig(strategy="probe", uniform_share=0.3, likelihood=True, answer_template="= {answer}")
+    assert config.options == ProbeOptions(uniform_share=0.3, likelihood=True, answer_template="= {answer}")
+    assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    for options, message in [
+        ({"uniform_share": 2}, r"uniform_share must be a number in \[0, 1\]"),
+        ({"tau": 0}, "tau must be a positive number"),
+        ({"likelihood": "yes"}, "likelihood is true or false"),
+        ({"answer_template": "the answer"}, r"answer_template must be text holding \{answer\}"),
+        ({"width": 0}, "width must be"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as error:
+            ScheduleConfig(strategy="probe", **options)
+        assert "\n" not in str(error.value)
+
+
+def test_only_the_likelihood_columns_and_the_intercept_go_unpenalised():
+    assert FREE_COLUMNS == 3  # intercept, probability, log-probability: docs/strategies.md says so
+
+
+def console(*args: object) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("gaincurate")
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_path):
+    scores = write_recorded_scores(tmp_path / "scores")
+    run = tmp_path / "run"
+    refused = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "probe",
+                      "--uniform-share", "1.5")  # fmt: skip
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "gaincurate: error: --uniform-share must be a number in [0, 1]; got 1.5"
+    ]
+    assert not run.exists()
+    done = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "probe", "--likelihood",
+                   "--subset-size", "4")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert rundir.load_run(run).config.options.likelihood is True
+    assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
+    ids = rundir.load_run(run).schedule.subset_ids
+    feedback = tmp_path / "feedback.jsonl"
+    append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), [1.0, 0.0] * (2 * len(ids)))
+    stepped = console("schedule", "next", "--run", run, "--feedback", feedback)
+    assert stepped.returncode == 0, stepped.stderr
+    assert "not re-scored: no checkpoint was given" in stepped.stdout + stepped.stderr
+    shown = console("schedule", "init", "--help").stdout
+    assert "probe options" in shown and "--uniform-share" in shown and "--likelihood" in shown
+
+
+def test_where_each_prompt_is_all_right_or_all_wrong_the_likelihood_wastes_fewer_groups(tmp_path):
+    """The all-or-nothing simulation (docs/strategies.md): embedding neighbours share a level, each member is mostly
+    all right or all wrong. From the embedding the probe wastes about what dots does; with the likelihood, far less."""
+    from simulation import ALL_OR_NOTHING_SPREAD
+
+    policy = bundled_policy(member_spread=ALL_OR_NOTHING_SPREAD)
+    scores = write_scores(tmp_path / "scores", policy)
+    uniform = zero_variance_share(simulate(scores, tmp_path / "uniform", policy, strategy="uniform", seed=0))
+    selected, records = drive_with_likelihood(scores, policy, seed=0)
+    wasted = np.mean([record.readout["zero_variance"] for record in records[5:]])
+    assert wasted < uniform - 0.2, (wasted, uniform)

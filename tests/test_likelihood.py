@@ -1,0 +1,90 @@
+"""The policy's log-probability of a reference answer (gaincurate/scoring/likelihood.py).
+
+Against a brute-force float64 forward of each row alone; batching and padding change nothing; the rows of a scores
+directory are scored with the prompt scoring built; on a tiny model, exp of it is the chance that sampling at
+temperature 1 writes exactly the answer and stops (the reason the probe reads it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import build_model, build_tokenizer
+
+from gaincurate.errors import InputError
+from gaincurate.scoring.likelihood import answer_ids, answer_logprobs, likelihoods
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tokenizer = build_tokenizer()
+    return build_model("llama", len(tokenizer)), tokenizer
+
+
+def brute_force(model, prompt: list[int], completion: list[int]) -> float:
+    """One row alone, the whole model in float64, every position's logits: sum of log p(completion token)."""
+    wide = model.double()
+    try:
+        with torch.no_grad():
+            logits = wide(input_ids=torch.tensor([prompt + completion])).logits[0]
+        logps = torch.log_softmax(logits, dim=-1)
+        return float(sum(logps[len(prompt) - 1 + t, token] for t, token in enumerate(completion)))
+    finally:
+        model.float()
+
+
+def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny):
+    model, tokenizer = tiny
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, len(tokenizer), size=n).tolist() for n in (5, 9, 2, 14)]
+    completions = answer_ids(tokenizer, ["12", "7", "345", "0"])
+    assert all(ids[-1] == tokenizer.eos_token_id for ids in completions)
+    values = answer_logprobs(model, tokenizer, prompts, completions)
+    expected = [brute_force(model, p, c) for p, c in zip(prompts, completions, strict=True)]
+    assert values.dtype == np.float64
+    assert np.allclose(values, expected, rtol=1e-5, atol=1e-5)
+    for batch_tokens in (1, 20, 10_000):  # one row a batch, a few, all: padding and neighbours change nothing
+        assert np.allclose(answer_logprobs(model, tokenizer, prompts, completions, batch_tokens=batch_tokens), values,
+                           atol=1e-5)  # fmt: skip
+    hotter = answer_logprobs(model, tokenizer, prompts, completions, temperature=2.0)
+    assert np.all(np.abs(hotter - values) > 0)
+
+
+def test_exp_of_it_is_the_chance_of_sampling_exactly_the_answer(tiny):
+    """Temperature-1 sampling of len(answer) + 1 tokens: the share of samples equal to answer + EOS matches exp(logp)
+    within four standard errors (a deterministic seed)."""
+    model, tokenizer = tiny
+    prompt = [5, 9, 11]
+    answer = answer_ids(tokenizer, ["3"])[0]
+    probability = float(np.exp(answer_logprobs(model, tokenizer, [prompt], [answer])[0]))
+    torch.manual_seed(0)
+    samples = 4000
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt] * samples), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                             max_new_tokens=len(answer), min_new_tokens=len(answer), pad_token_id=0)  # fmt: skip
+    hits = float((out[:, len(prompt) :] == torch.tensor(answer)).all(dim=1).float().mean())
+    assert abs(hits - probability) < 4 * np.sqrt(probability * (1 - probability) / samples) + 1e-3
+
+
+def test_rows_of_a_scores_directory_are_scored_with_the_prompt_scoring_built(tiny_llama, tmp_path):
+    from trl_helpers import score_prompts
+
+    from gaincurate.model import load_model, load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.rescore import prompt_format, questions_and_answers
+
+    scores = score_prompts(tiny_llama, tmp_path / "scores")
+    source = resolve_source(str(tiny_llama))
+    model, tokenizer = load_model(source, dtype="float32", device="cpu"), load_tokenizer(source)
+    ids = [3, 0, 7]
+    live = likelihoods(scores, ids, model=model, tokenizer=tokenizer)
+    from_checkpoint = likelihoods(scores, ids, checkpoint=tiny_llama)
+    assert np.allclose(live, from_checkpoint, atol=1e-6)
+    config, fmt = prompt_format(scores)
+    questions, answers = questions_and_answers(scores, ids, config.prompt_column, "answer")
+    prompts = [e.input_ids.tolist() for e in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
+    expected = [brute_force(model, p, c) for p, c in zip(prompts, answer_ids(tokenizer, answers), strict=True)]
+    assert np.allclose(live, expected, atol=1e-5)
+    with pytest.raises(InputError, match="gc_id 99 is not in"):
+        likelihoods(scores, [99], model=model, tokenizer=tokenizer)
