@@ -305,6 +305,21 @@ def _headroom(task: BenchConfig, *, target: float, other_targets: tuple[float, .
     )  # fmt: skip
 
 
+# The probe verdict (#47): the baseline, the default strategy, the probe without and with the policy's answer
+# likelihood, and the ceiling.
+PROBE_ARMS = ("uniform", "dots", "probe", "probe-likelihood", "oracle")
+PROBE_PRIMARY = ("dots", "probe", "probe-likelihood")
+
+
+def _probe(task: BenchConfig, *, target: float, other_targets: tuple[float, ...]) -> BenchConfig:
+    """`task` with the probe verdict's arms, analysis and fresh seeds (below, in BUNDLED)."""
+    return dataclasses.replace(
+        task, name=f"{task.name}-probe", target=target, other_targets=other_targets, primary=PROBE_PRIMARY,
+        strategies=PROBE_ARMS, seeds="124-135",
+        schedule={"probe-likelihood": {"strategy": "probe", "likelihood": True}},
+    )  # fmt: skip
+
+
 # The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
 # set options.
 BUNDLED: dict[str, BenchConfig] = {
@@ -319,6 +334,14 @@ BUNDLED: dict[str, BenchConfig] = {
     # Results (run 2026-11-24, every pair on this one machine): docs/results/cpu-arith-headroom, cpu-mult-headroom.
     "cpu-arith-headroom": _headroom(_CPU_ARITH, target=0.729, other_targets=(0.638, 0.783)),
     "cpu-mult-headroom": _headroom(_CPU_MULT, target=0.421, other_targets=(0.405, 0.431)),
+    # The probe verdict (#47), declared 2026-11-25 before any of its seeds ran (docs/benchmarks.md, "The probe (issue
+    # 47): what was declared before its runs"): fresh seeds 124-135, every arm on one machine. Targets: 75% of
+    # uniform's gain on pilot seeds 90-92 of `cpu-*-probe-pilot` on an AMD EPYC without AVX-512 (`--report
+    # docs/results/cpu-*-probe-pilot`, "As a pilot"), 50% and 90% for sensitivity; a machine whose warm start differs
+    # (another `initial_sha256`) must set its own from its own pilot seeds first. Holm over dots, probe and
+    # probe-likelihood; the probe's `uniform_share` default is the one the declared rule chose on pilot seeds.
+    "cpu-arith-probe": _probe(_CPU_ARITH, target=0.779, other_targets=(0.659, 0.851)),
+    "cpu-mult-probe": _probe(_CPU_MULT, target=0.447, other_targets=(0.436, 0.454)),
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
     # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).
