@@ -79,6 +79,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "variance": ("--strategy", "variance"),  # added after the plug-ins (no 0.x recording)
     "pilot": ("--strategy", "pilot"),  # added after the plug-ins (no 0.x recording)
     "predict": ("--strategy", "predict"),  # added after the plug-ins (no 0.x recording)
+    "probe": ("--strategy", "probe"),  # added after the plug-ins (no 0.x recording)
     "dots-band": ("--strategy", "dots", "--band", "0.2,0.8"),
     "mopps-band": ("--strategy", "mopps", "--band", "0.2,0.8"),
     "gain-skip-zero-variance": ("--strategy", "gain", "--skip-zero-variance"),
