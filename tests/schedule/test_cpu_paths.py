@@ -27,7 +27,8 @@ from gaincurate.schedule.run.rundir import read_history
 pytestmark = pytest.mark.determinism
 
 DRIVER = Path(__file__).parent / "drive_on_path.py"
-FLOAT_STATE = ("gain", "dots", "dots-band", "mopps", "greso", "variance", "predict", "probe")  # mu, pass rates, posteriors
+# mu, pass rates, posteriors, fitted estimates
+FLOAT_STATE = ("gain", "dots", "dots-band", "mopps", "greso", "variance", "predict", "probe")
 SWITCH = 3  # the resumed run's first epoch drawn on the narrow path
 
 
