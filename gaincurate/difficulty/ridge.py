@@ -108,13 +108,15 @@ class Choice:
 
 def choose_strength(
     features: np.ndarray, weights: np.ndarray, labels: np.ndarray, held_out: np.ndarray, *, free: int
-) -> Choice | None:
+) -> tuple[Choice | None, NormalEquations]:
     """The strength of `STRENGTHS` whose fit on the rows not `held_out` has the least weighted squared error on the
-    `held_out` rows (predictions clipped to [0, 1]; ties to the stronger penalty); None without rows on both sides."""
+    `held_out` rows (predictions clipped to [0, 1]; ties to the stronger penalty; None without rows on both sides),
+    and the normal equations of all rows, which the final fit needs (built once, from the two parts)."""
     train, test = ~held_out, held_out
-    if not train.any() or not test.any():
-        return None
     system = normal_equations(features[train], weights[train], labels[train])
+    whole = system + normal_equations(features[test], weights[test], labels[test])
+    if not train.any() or not test.any():
+        return None, whole
     test_features, test_weights, test_labels = features[test], weights[test], labels[test]
     errors = []
     for strength in STRENGTHS:
@@ -122,4 +124,4 @@ def choose_strength(
         miss = np.clip(predict(test_features, beta), 0.0, 1.0) - test_labels
         errors.append(math.fsum((test_weights * miss * miss).tolist()))
     best = min(range(len(STRENGTHS)), key=lambda k: (errors[k], -k))
-    return Choice(STRENGTHS[best], best in (0, len(STRENGTHS) - 1), tuple(errors))
+    return Choice(STRENGTHS[best], best in (0, len(STRENGTHS) - 1), tuple(errors)), whole

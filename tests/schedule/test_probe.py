@@ -72,7 +72,7 @@ def test_the_penalty_is_chosen_by_its_held_out_error_and_its_edge_is_flagged():
     features = np.concatenate([np.ones((rows, 1)), rng.normal(size=(rows, 12))], axis=1)
     labels = np.clip(0.5 + 0.1 * features[:, 1] + rng.normal(0, 0.2, rows), 0, 1)
     weights, held_out = np.full(rows, 4.0), np.arange(rows) >= 300
-    choice = ridge.choose_strength(features, weights, labels, held_out, free=1)
+    choice, whole = ridge.choose_strength(features, weights, labels, held_out, free=1)
     errors = []
     for strength in ridge.STRENGTHS:  # the definition, brute force
         beta = brute_ridge(features[~held_out], weights[~held_out], labels[~held_out],
@@ -82,7 +82,9 @@ def test_the_penalty_is_chosen_by_its_held_out_error_and_its_edge_is_flagged():
     assert choice.strength == ridge.STRENGTHS[int(np.argmin(errors))]
     assert np.allclose(choice.errors, errors, rtol=1e-8)
     assert choice.at_edge == (choice.strength in (ridge.STRENGTHS[0], ridge.STRENGTHS[-1]))
-    assert ridge.choose_strength(features, weights, labels, np.zeros(rows, bool), free=1) is None
+    assert ridge.choose_strength(features, weights, labels, np.zeros(rows, bool), free=1)[0] is None
+    direct = ridge.normal_equations(features, weights, labels)  # the parts add up to the whole
+    assert np.allclose(whole.gram, direct.gram, rtol=1e-12) and np.allclose(whole.moment, direct.moment, rtol=1e-12)
 
 
 def test_a_wide_embedding_is_projected_exactly_whatever_the_summation_order():

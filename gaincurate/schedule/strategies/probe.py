@@ -284,9 +284,9 @@ class ProbeStrategy(Strategy):
         pool = self._design(np.arange(len(self.gc_ids)), pool_logps, pool_logps)
         weights = groups["counts"] * int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0))
         labels = groups["sums"] / groups["counts"]
-        choice = ridge.choose_strength(features, weights, labels, groups["epochs"] == now, free=FREE_COLUMNS)
+        held_out = groups["epochs"] == now
+        choice, system = ridge.choose_strength(features, weights, labels, held_out, free=FREE_COLUMNS)
         strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
-        system = ridge.normal_equations(features, weights, labels)
         beta = ridge.solve(system, ridge.penalty_vector(features.shape[1], free=FREE_COLUMNS, strength=strength))
         rates = np.clip(ridge.predict(pool, beta), 0.0, 1.0)
         figures = {"strength": strength, "strength_at_edge": bool(choice.at_edge) if choice else None,

@@ -360,7 +360,9 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     from gaincurate import scoring
     from gaincurate.schedule.config import STRATEGIES
     from gaincurate.schedule.run import screeners
+    from gaincurate.schedule.run.rundir import load_run
     from gaincurate.schedule.strategies.screen import Screening
+    from gaincurate.scoring import likelihood
 
     screened, rescored = [], []
 
@@ -372,13 +374,19 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
         rescored.append((name, checkpoint))
         return np.full(len(ids), 1.5)
 
+    def fake_likelihoods(scores_dir, ids, *, checkpoint=None, **options):
+        rescored.append((name, checkpoint))
+        return np.full(len(ids), -0.7)
+
     monkeypatch.setattr(screeners, "checkpoint_screener", fake_screener)
     monkeypatch.setattr(scoring, "rescore", fake_rescore)
+    monkeypatch.setattr(likelihood, "likelihoods", fake_likelihoods)
     subset = 2 * BATCH  # two steps an epoch: this test is about the strategies, not the steps
     caplog.set_level(logging.WARNING, logger="gaincurate.integrations.verl.one_launch")
     runs = {strategy: ("--strategy", strategy) for strategy in STRATEGIES}
     runs["skip-zero-variance"] = ("--strategy", "dots", "--skip-zero-variance")
     runs["band"] = ("--strategy", "dots", "--band", "0.2,0.8")
+    runs["probe-likelihood"] = ("--strategy", "probe", "--likelihood")  # the answer's likelihood, from a checkpoint
     for name, options in runs.items():
         run = new_run(scores, tmp_path / name / "run", *options, subset=subset)
         launched = launch(run, save_freq=2)
@@ -394,5 +402,8 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     # screen, then pilot: epoch 0 with the scored model, epoch 1 with the newest checkpoint
     assert screened == [None, newest("screen"), None, newest("pilot")]
     assert "gain" in dict(rescored)  # gain re-scores its subset by default, from the epoch-end checkpoint
+    assert "probe-likelihood" in dict(rescored)  # probe measures its answers' likelihood there too
+    kept = load_run(tmp_path / "probe-likelihood" / "run").schedule.memory["likelihood"]
+    assert kept["values"] and set(kept["values"]) == {-0.7} and set(kept["epochs"]) == {0}
     assert all(Path(checkpoint) == newest(name) for name, checkpoint in rescored)
     assert "screen cannot screen with verl's live policy" in caplog.text
