@@ -297,51 +297,29 @@ HEADROOM_ARMS = ("uniform", "dots", "mopps", "oracle", "pilot", "predict")
 HEADROOM_PRIMARY = ("dots", "mopps", "pilot", "predict")
 
 
-def _headroom(task: BenchConfig, *, target: float, other_targets: tuple[float, ...]) -> BenchConfig:
-    """`task` with the headroom verdict's arms, analysis and fresh seeds (below, in BUNDLED)."""
-    return dataclasses.replace(
-        task, name=f"{task.name}-headroom", target=target, other_targets=other_targets, primary=HEADROOM_PRIMARY,
-        strategies=HEADROOM_ARMS, seeds="112-123", schedule={},
-    )  # fmt: skip
+def _verdict(name: str, task: BenchConfig, arms: tuple, primary: tuple, seeds: str, targets: tuple) -> BenchConfig:
+    """`task` with a verdict's arms, analysis, fresh seeds and targets: (target, (sensitivity targets))."""
+    schedule = {"probe-likelihood": PROBE_LIKELIHOOD} if "probe-likelihood" in arms else {}
+    return dataclasses.replace(task, name=name, target=targets[0], other_targets=targets[1], primary=primary,
+                               strategies=arms, seeds=seeds, schedule=schedule)  # fmt: skip
 
 
-# The probe verdict (#47): the baseline, the default strategy, the probe without and with the policy's answer
-# likelihood, and the ceiling.
+# The probe verdict (#47): the baseline, the default, the probe without and with the answer likelihood, the ceiling.
 PROBE_ARMS = ("uniform", "dots", "probe", "probe-likelihood", "oracle")
 PROBE_PRIMARY = ("dots", "probe", "probe-likelihood")
-
-
-def _probe(task: BenchConfig, *, target: float, other_targets: tuple[float, ...]) -> BenchConfig:
-    """`task` with the probe verdict's arms, analysis and fresh seeds (below, in BUNDLED)."""
-    return dataclasses.replace(
-        task, name=f"{task.name}-probe", target=target, other_targets=other_targets, primary=PROBE_PRIMARY,
-        strategies=PROBE_ARMS, seeds="124-135",
-        schedule={"probe-likelihood": {"strategy": "probe", "likelihood": True}},
-    )  # fmt: skip
-
+PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
 
 # The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
 # set options.
 BUNDLED: dict[str, BenchConfig] = {
     "cpu-arith": _CPU_ARITH,
     "cpu-mult": _CPU_MULT,
-    # The headroom verdict (#38), declared 2026-11-24 before any of its seeds ran. The published cpu-arith and
-    # cpu-mult runs (seeds 100-111) started from other warm-start weights than this machine's (a CPU with AVX-512
-    # builds other float32 weights), so every arm runs again here, on one machine, on seeds never used: 112-123.
-    # Targets: 75% of uniform's gain on this machine's pilot seeds 90-92 (`--report
-    # docs/results/cpu-*-diagnosis-pilot`: "As a pilot"), 50% and 90% for sensitivity. Holm over the four practical
-    # arms; `pilot` and `predict` (issue 38's two mechanisms) take the options chosen on pilot seeds 90-92 only.
-    # Results (run 2026-11-24, every pair on this one machine): docs/results/cpu-arith-headroom, cpu-mult-headroom.
-    "cpu-arith-headroom": _headroom(_CPU_ARITH, target=0.729, other_targets=(0.638, 0.783)),
-    "cpu-mult-headroom": _headroom(_CPU_MULT, target=0.421, other_targets=(0.405, 0.431)),
-    # The probe verdict (#47), declared 2026-11-25 before any of its seeds ran (docs/benchmarks.md, "The probe (issue
-    # 47): what was declared before its runs"): fresh seeds 124-135, every arm on one machine. Targets: 75% of
-    # uniform's gain on pilot seeds 90-92 of `cpu-*-probe-pilot` on an AMD EPYC without AVX-512 (`--report
-    # docs/results/cpu-*-probe-pilot`, "As a pilot"), 50% and 90% for sensitivity; a machine whose warm start differs
-    # (another `initial_sha256`) must set its own from its own pilot seeds first. Holm over dots, probe and
-    # probe-likelihood; the probe's `uniform_share` default is the one the declared rule chose on pilot seeds.
-    "cpu-arith-probe": _probe(_CPU_ARITH, target=0.779, other_targets=(0.659, 0.851)),
-    "cpu-mult-probe": _probe(_CPU_MULT, target=0.447, other_targets=(0.436, 0.454)),
+    # The headroom verdict (#38, in _VERDICTS below), declared 2026-11-24 before any of its seeds ran, on a machine
+    # (AVX-512) whose warm start differs from the published runs': every arm again, seeds 112-123, targets from that
+    # machine's pilot seeds 90-92 (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"); Holm over the four
+    # practical arms. Results: docs/results/cpu-arith-headroom, cpu-mult-headroom.
+    # The probe verdict (#47, in _VERDICTS below), declared 2026-11-25 before any of its seeds ran: docs/benchmarks.md,
+    # "The probe (issue 47): what was declared before its runs" (its targets come from this machine's pilot seeds).
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
     # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).
@@ -386,6 +364,16 @@ BUNDLED: dict[str, BenchConfig] = {
         smoke_overrides={**_MATH_SMOKE, "device": "cpu", "dataset": None},
     ),
 }
+
+
+# The verdicts, each declared before its seeds ran (the comments in BUNDLED above say where and how).
+_VERDICTS = {
+    "cpu-arith-headroom": (_CPU_ARITH, HEADROOM_ARMS, HEADROOM_PRIMARY, "112-123", (0.729, (0.638, 0.783))),
+    "cpu-mult-headroom": (_CPU_MULT, HEADROOM_ARMS, HEADROOM_PRIMARY, "112-123", (0.421, (0.405, 0.431))),
+    "cpu-arith-probe": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.779, (0.659, 0.851))),
+    "cpu-mult-probe": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.447, (0.436, 0.454))),
+}
+BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
 
 
 def load_config(spec: str | Path) -> BenchConfig:
