@@ -64,6 +64,18 @@ PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 
 
+def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and spread (1 where there is none) of the likelihood columns over the pool's measured prompts; None
+    when none was measured (or the probe reads no likelihood)."""
+    if pool_logps is None or not np.isfinite(pool_logps).any():
+        return None
+    reference = likelihood_columns(pool_logps[np.isfinite(pool_logps)])
+    mean = reference.mean(axis=0)
+    centred = reference - mean
+    spread = np.sqrt((centred * centred).mean(axis=0))
+    return mean, np.where(spread > 0, spread, 1.0)
+
+
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} is true or false; got {value!r}")
@@ -95,20 +107,37 @@ class ProbeOptions(Options):
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
+FEATURE_BLOCK = 65_536  # rows projected and standardised at a time: a million prompts never hold a float64 copy
+
+
 def project(embeddings: np.ndarray, width: int) -> np.ndarray:
-    """`embeddings` (float16 values) as at most `width` columns: as they are, or times a seeded sign matrix over
-    sqrt(its density) - exact in any summation order, since float16 values times signs sum exactly in float64."""
+    """`embeddings` (float16 values) as at most `width` columns, float64: as they are, or times a seeded sign matrix
+    over sqrt(its density) - exact in any summation order, since float16 values times signs sum exactly in float64."""
     if embeddings.shape[1] <= width:
         return np.asarray(embeddings, dtype=np.float64)
     signs = np.random.default_rng(PROJECTION_SEED).choice([-1.0, 0.0, 0.0, 1.0], size=(embeddings.shape[1], width))
     return (np.asarray(embeddings, dtype=np.float16).astype(np.float64) @ signs) / math.sqrt(embeddings.shape[1] / 2)
 
 
-def standardise(matrix: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled to unit spread over the rows (a constant column stays 0), float32."""
-    centred = matrix - matrix.mean(axis=0)
-    spread = np.sqrt((centred * centred).mean(axis=0))  # products and numpy's own sums: the same on every CPU
-    return (centred / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+def standardised_features(embeddings: np.ndarray, width: int) -> np.ndarray:
+    """The projected embedding's columns centred and scaled to unit spread over the rows (a constant column stays 0),
+    float32, built FEATURE_BLOCK rows at a time (the column sums added block by block, in a fixed order)."""
+    rows = len(embeddings)
+
+    def block(low: int) -> np.ndarray:
+        return project(embeddings[low : low + FEATURE_BLOCK], width)
+
+    starts = range(0, rows, FEATURE_BLOCK)
+    mean = sum((block(low).sum(axis=0) for low in starts), np.zeros(min(width, embeddings.shape[1]))) / max(rows, 1)
+    squares = np.zeros(len(mean))
+    for low in starts:
+        centred = block(low) - mean
+        squares += (centred * centred).sum(axis=0)  # products and numpy's own sums: the same on every CPU
+    spread = np.sqrt(squares / max(rows, 1))
+    out = np.empty((rows, len(mean)), dtype=np.float32)
+    for low in starts:
+        out[low : low + FEATURE_BLOCK] = (block(low) - mean) / np.where(spread > 0, spread, 1.0)
+    return out
 
 
 def likelihood_columns(logps: np.ndarray) -> np.ndarray:
@@ -207,8 +236,8 @@ class ProbeStrategy(Strategy):
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
         self.options = options
         finite = np.isfinite(embeddings).all(axis=1)
-        projected = project(np.where(finite[:, None], embeddings, 0.0), options.width)
-        self.features = standardise(projected)  # float32: width * 4 bytes per prompt
+        embeddings = np.where(finite[:, None], embeddings, np.float32(0.0)).astype(np.float32, copy=False)
+        self.features = standardised_features(embeddings, options.width)  # float32: width * 4 bytes per prompt
         if options.likelihood:
             self.needs = frozenset({EMBEDDINGS, ROLLOUTS, LIKELIHOOD})
         self._last: tuple[ScheduleState, Estimate | None] | None = None
@@ -280,31 +309,30 @@ class ProbeStrategy(Strategy):
             return None
         rows = np.searchsorted(self.gc_ids, groups["gc_ids"])
         pool_logps = measured.logps_of(self.gc_ids) if self.options.likelihood else None
-        features = self._design(rows, groups["logps"], pool_logps)
-        pool = self._design(np.arange(len(self.gc_ids)), pool_logps, pool_logps)
+        scale = likelihood_scale(pool_logps)
+        features = self._design(rows, groups["logps"], scale)
         weights = groups["counts"] * int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0))
         labels = groups["sums"] / groups["counts"]
         held_out = groups["epochs"] == now
         choice, system = ridge.choose_strength(features, weights, labels, held_out, free=FREE_COLUMNS)
         strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
         beta = ridge.solve(system, ridge.penalty_vector(features.shape[1], free=FREE_COLUMNS, strength=strength))
-        rates = np.clip(ridge.predict(pool, beta), 0.0, 1.0)
+        rates = np.empty(len(self.gc_ids))
+        for low in range(0, len(self.gc_ids), ridge.ROW_BLOCK):  # the pool's design a block at a time
+            block = np.arange(low, min(low + ridge.ROW_BLOCK, len(self.gc_ids)))
+            logps = None if pool_logps is None else pool_logps[block]
+            rates[block] = ridge.predict(self._design(block, logps, scale), beta)
         figures = {"strength": strength, "strength_at_edge": bool(choice.at_edge) if choice else None,
                    "measured_groups": len(labels)}  # fmt: skip
-        return Estimate(rates, figures)
+        return Estimate(np.clip(rates, 0.0, 1.0), figures)
 
-    def _design(self, rows: np.ndarray, logps: np.ndarray | None, pool_logps: np.ndarray | None) -> np.ndarray:
-        """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns are
-        standardised over the pool's measured values, 0 where unmeasured (and everywhere without --likelihood)."""
+    def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
+        """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
+        standardised by `scale` (`likelihood_scale`), 0 where unmeasured (and everywhere without it)."""
         columns = np.zeros((len(rows), FREE_COLUMNS + self.features.shape[1]), dtype=np.float32)
         columns[:, 0] = 1.0
-        if logps is not None and pool_logps is not None and np.isfinite(pool_logps).any():
-            pool_columns = likelihood_columns(pool_logps)
-            reference = pool_columns[np.isfinite(pool_logps)]
-            mean = reference.mean(axis=0)
-            centred = reference - mean
-            spread = np.sqrt((centred * centred).mean(axis=0))
-            values = (likelihood_columns(logps) - mean) / np.where(spread > 0, spread, 1.0)
+        if logps is not None and scale is not None:
+            values = (likelihood_columns(logps) - scale[0]) / scale[1]
             columns[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
         columns[:, FREE_COLUMNS:] = self.features[rows]
         return columns
