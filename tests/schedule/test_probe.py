@@ -242,6 +242,12 @@ def test_only_the_likelihood_columns_and_the_intercept_go_unpenalised():
     assert FREE_COLUMNS == 3  # intercept, probability, log-probability: docs/strategies.md says so
 
 
+def write_scores_without_answers(directory: Path) -> Path:
+    from schedule_helpers import write_scores as write_toy_scores
+
+    return write_toy_scores(directory, answer_column=None)
+
+
 def console(*args: object) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("gaincurate")
     env = {**os.environ, "COLUMNS": "200"}
@@ -258,6 +264,10 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
         "gaincurate: error: --uniform-share must be a number in [0, 1]; got 1.5"
     ]
     assert not run.exists()
+    unanswered = write_scores_without_answers(tmp_path / "unanswered")
+    refused = console("schedule", "init", "--scores", unanswered, "--run", run, "--strategy", "probe", "--likelihood")
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+    assert "names no answer column" in refused.stderr and not run.exists()
     done = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "probe", "--likelihood",
                    "--subset-size", "4")  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -247,6 +247,12 @@ class ProbeStrategy(Strategy):
         assert isinstance(options, ProbeOptions)
         if inputs.scores is None:
             raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
+        if options.likelihood and not inputs.scores.prompt_config.get("answer_column"):
+            raise ConfigError(
+                f"--likelihood measures the policy's probability of each reference answer, but "
+                f"{inputs.scores.directory} names no answer column; score the data with --answer-column NAME, or drop "
+                "--likelihood"
+            )
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
         return cls(prompts.gc_ids, prompts.embeddings, options)
 
