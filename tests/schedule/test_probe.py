@@ -100,15 +100,22 @@ def test_a_wide_embedding_is_projected_exactly_whatever_the_summation_order():
 
 
 def test_features_of_a_7b_sized_model_stay_within_2_kib_per_prompt():
-    """A 7B-sized config (hidden 4096, 32 layers: Llama-2-7B's shape) scores a 4,096-wide embedding; the probe keeps
-    `width` float32 columns of it, 1 KiB per prompt by default (plus the likelihood's two floats in its memory)."""
-    from transformers import LlamaConfig
+    """A 7B-sized model (Llama-2-7B's width and depth, built `from_config` on the meta device: no weights, no
+    download) emits 4,096-wide hidden states at every scoring site, so its stored embedding is 4,096 wide; the probe
+    keeps `width` float32 columns of it, 1 KiB per prompt by default, plus the likelihood's two floats in its memory."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     config = LlamaConfig(hidden_size=4096, num_hidden_layers=32, intermediate_size=11008, num_attention_heads=32)
-    embeddings = np.random.default_rng(0).normal(size=(64, config.hidden_size)).astype(np.float16)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    layers = model.model.layers
+    assert len(layers) == 32
+    site_width = layers[-1].post_attention_layernorm.weight.shape[0]  # the scoring site: the last MLP's input
+    embeddings = np.random.default_rng(0).normal(size=(64, site_width)).astype(np.float16)
     probe = ProbeStrategy(np.arange(64), embeddings.astype(np.float32), ProbeOptions(likelihood=True))
     per_prompt = probe.features.nbytes / 64 + 2 * 8
-    assert per_prompt <= 2048, per_prompt
+    assert site_width == 4096 and per_prompt <= 2048, per_prompt
 
 
 # -- following an improving policy ---------------------------------------------------------------------------------
