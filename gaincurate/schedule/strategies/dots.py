@@ -35,7 +35,7 @@ import numpy as np
 
 from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
-from gaincurate.difficulty.predict import prepare_embeddings
+from gaincurate.difficulty.predict import PreparedEmbeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
 from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
@@ -63,6 +63,11 @@ REFERENCE_TIME = -1  # a --reference file is measured before epoch 0
 # temperature. The paper's are 1 (no ageing: it rolls a fresh reference set each step) and 1e-3.
 DOTS_FORGET = 0.4
 DOTS_TAU = 0.05
+# The neighbours' prediction attends to this many of the most recently measured prompts at most: a step costs
+# N x R (prompt, measured prompt) pairs, so with R bounded it stays linear in the pool as epochs pass (docs/dots.md,
+# "A bounded reference set", shows the rankings agree with the unbounded ones). Not an option: a run's state.json
+# and every recorded run stay as they were; runs whose reference set is smaller are unchanged.
+DOTS_REFERENCE_LIMIT = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,11 +143,14 @@ class DotsStrategy(Strategy):
         reference: PassRates | None = None,
         calibrator: FittedCalibrator | None = None,
         center: np.ndarray | None = None,
+        reference_limit: int = DOTS_REFERENCE_LIMIT,
     ) -> None:
         self.gc_ids = prompts.gc_ids
-        # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file).
-        self.embeddings = prepare_embeddings(prompts.embeddings, center=center)
+        # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file). Prepared a block
+        # of rows at a time when used: the pool's float64 matrix is never held.
+        self.embeddings = PreparedEmbeddings.of(prompts.embeddings, center=center)
         self.target, self.tau, self.tau_attn, self.forget = target, tau, tau_attn, forget
+        self.reference_limit = reference_limit
         self.reference = reference if reference is not None else PassRates.empty()
         self.calibrator = calibrator
         self.reference_every, self.reference_size = 0, 0  # --reference-every K, --reference-size M (`build`)
@@ -227,6 +235,7 @@ class DotsStrategy(Strategy):
                 tau=self.tau_attn,
                 decay=self.forget,
                 calibrator=self.calibrator,
+                limit=self.reference_limit,
             )
         self._last = (state, estimates)  # states are frozen: the same object always gives the same estimates
         return estimates
