@@ -184,8 +184,8 @@ def kernel_sums(
     factor = 1.0 / math.sqrt(embeddings.shape[1])  # prepared norms are h ** (1/4): <z_q, z_j> / sqrt(h) is the cosine
     for low in range(0, len(queries), QUERY_CHUNK):
         chunk = queries[low : low + QUERY_CHUNK]
-        queries = prepared_rows(embeddings, chunk)
-        kernel = exp((queries @ keys.T * factor - 1.0) / bandwidth)  # not np.exp: its bits vary by CPU
+        block = prepared_rows(embeddings, chunk)
+        kernel = exp((block @ keys.T * factor - 1.0) / bandwidth)  # not np.exp: its bits vary by CPU
         hit = self_index(chunk, key_rows)
         kernel[np.flatnonzero(hit >= 0), hit[hit >= 0]] = 0.0  # leave one out: a prompt is not its own neighbour
         for column in range(values.shape[1]):
