@@ -138,9 +138,11 @@ def shard_intact(path: Path, checksum: str | None, low: int, high: int, schema: 
         table = read_shard(path)
     except InputError:
         return False
-    ids = table.column("gc_id").to_pylist() if "gc_id" in table.column_names else None
+    if "gc_id" not in table.column_names or table.column("gc_id").null_count:
+        return False
+    ids = table.column("gc_id").to_numpy()  # compared as one array: no Python int per row on the resume path
     same_schema = schema is None or table.schema.equals(schema, check_metadata=False)
-    return same_schema and ids == list(range(low, high))
+    return same_schema and len(ids) == high - low and bool(np.array_equal(ids, np.arange(low, high)))
 
 
 def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:

@@ -72,6 +72,8 @@ def write_synthetic_scores(directory: Path, *, rows: int, width: int, seed: int)
                    "chat_template": True},
         "dataset": {"name": f"synthetic-{rows}", "fingerprint": f"synthetic-{rows}-{width}-{seed}"},
         "model": {"id": "synthetic"},
+        "site": "mlp-input", "layer": -1, "dtype": "none", "device": "none", "backend": "none",
+        "diagnostics": {"status_counts": {"ok": rows}, "truncated_rows": 0},
         "debias": None,
     }  # fmt: skip
     atomic_write_json(manifest_path, manifest)
