@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gaincurate.settings import at_least, setting
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -37,6 +39,11 @@ class ScaleBench:
     epochs: int = setting(3, "`schedule next` steps with feedback after epoch 0.", check=at_least(1))
     width: int = setting(576, "Embedding width (SmolLM2-135M's hidden size; 0: no embeddings).", check=at_least(0))
     seed: int = setting(0, "Seed of the synthetic scores and feedback.")
+    agreement: int = setting(
+        100_000,
+        "Up to this pool size, also compare bounded and unbounded reference sets (Spearman).",
+        check=at_least(0),
+    )
     workdir: str | None = setting(
         None, "Folder for the scores and run directories (scores kept and reused).", cli="path", shown="a temporary one"
     )
@@ -107,6 +114,52 @@ def bench_strategy(name: str, scores: Path, run: Path, options: ScaleBench, pass
     }
 
 
+def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | None:
+    """For dots and predict after the run's last step: Spearman of each prompt's estimate (and of its selection
+    weight) with the reference set bounded, as the strategy runs, against every measured prompt attended to."""
+    from gaincurate.difficulty.estimate import estimate_pass_rates
+    from gaincurate.difficulty.reference import embeddings_from_table
+    from gaincurate.metrics import spearman
+    from gaincurate.schedule.run.inputs import load_scores
+    from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.strategies import dots, predict
+
+    state = load_run(run).schedule
+    prompts = embeddings_from_table(load_scores(scores).table, str(scores))
+    if name == "dots":
+        strategy = dots.DotsStrategy(prompts)
+        rates = strategy.measured(state)
+
+        def estimate(limit: int) -> np.ndarray:
+            found = estimate_pass_rates(strategy.embeddings, strategy.gc_ids, rates, now=state.epoch - 1,
+                                        tau=strategy.tau_attn, decay=strategy.forget, limit=limit)  # fmt: skip
+            return found.estimate
+
+        bounded, full = estimate(dots.DOTS_REFERENCE_LIMIT), estimate(0)
+        weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
+        measured, limit = len(rates), dots.DOTS_REFERENCE_LIMIT
+    elif name == "predict":
+        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
+        evidence = predict.Evidence.from_memory(state.memory)
+
+        def rate(limit: int) -> np.ndarray:
+            return predict.predict_informative(strategy.embeddings, strategy.gc_ids, evidence, now=state.epoch - 1,
+                                               options=strategy.options, limit=limit).rate  # fmt: skip
+
+        bounded, full = rate(predict.PREDICT_REFERENCE_LIMIT), rate(0)
+        weights = [bounded, full]
+        measured, limit = len(evidence.informative), predict.PREDICT_REFERENCE_LIMIT
+    else:
+        return None
+    return {
+        "measured": measured,
+        "limit": limit,
+        "spearman_estimate": round(spearman(bounded, full), 4),
+        "spearman_selection": round(spearman(*weights), 4),
+        "max_abs_difference": round(float(np.nanmax(np.abs(bounded - full))), 4),
+    }
+
+
 def machine() -> dict[str, Any]:
     """The CPU, its cores, the date and the load average when the bench started."""
     model = next(
@@ -145,6 +198,9 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
                     load = os.getloadavg()[0]
                     line = bench_strategy(name, scores, workdir / f"run-{size}-{name}", options, rates)
                     line["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+                    if size <= options.agreement and "failed" not in line:
+                        found = reference_agreement(name, scores, workdir / f"run-{size}-{name}")
+                        line |= {"agreement": found} if found else {}
                 else:
                     line = {"skipped": reason}
                 per_size["strategies"][name] = line
@@ -179,4 +235,12 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {line['state_mb']} MB | {load} |")
             if "error" in line:
                 lines.append(f"|   | error: {line['error'][:150]} |")
+        for name, line in per_size["strategies"].items():
+            if "agreement" in line:
+                found = line["agreement"]
+                lines.append(
+                    f"{name}: reference set bounded to {found['limit']} of {found['measured']} measured prompts: "
+                    f"Spearman {found['spearman_estimate']} (estimates), {found['spearman_selection']} (selection), "
+                    f"largest difference {found['max_abs_difference']}"
+                )
     return lines

@@ -121,10 +121,9 @@ def estimate_pass_rates(
 ) -> Estimates:
     """Both the leave-one-out neighbour prediction and the aged estimate of every prompt at time `now`.
 
-    `limit` bounds the reference set the neighbours' prediction attends to: the `limit` most recently measured
-    prompts (`PassRates.recent`; 0: every measured prompt). Each prompt's own rollouts always count.
+    `limit` bounds the reference set the neighbours' prediction attends to: a sample of that many measured prompts
+    weighted by decay ** age (`PassRates.sample`; 0: every measured prompt). Each prompt's own rollouts always count.
     """
-    neighbour = neighbour_predictions(
-        embeddings, gc_ids, rates.recent(limit), now=now, tau=tau, decay=decay, calibrator=calibrator
-    )
+    keys = rates.sample(limit, now=now, decay=decay)
+    neighbour = neighbour_predictions(embeddings, gc_ids, keys, now=now, tau=tau, decay=decay, calibrator=calibrator)
     return Estimates(neighbour, aged_blend(neighbour, gc_ids, rates, now=now, decay=decay, prior=prior))

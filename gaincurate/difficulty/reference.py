@@ -24,7 +24,7 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.feedback import no_rollout_error, read_rollouts, tally
-from gaincurate.numerics import int_powers
+from gaincurate.numerics import int_powers, log_by_value
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"
 
@@ -73,16 +73,21 @@ class PassRates:
         last[fresh] = time
         return PassRates(ids, sums, counts, last)
 
-    def recent(self, limit: int) -> PassRates:
-        """The `limit` most recently measured prompts (0: all), the rest left out: a bounded reference set.
+    def sample(self, limit: int, *, now: int, decay: float) -> PassRates:
+        """At most `limit` of the measured prompts (0: all), drawn in proportion to their weight decay ** age at
+        `now`, the weight the attention gives them: a bounded reference set in which fresh measurements dominate
+        and older ones keep their share (docs/dots.md, "A bounded reference set").
 
-        Among prompts measured at the same time the cut goes by a fixed scramble of the gc_id (not dataset order,
-        which often groups a topic), so the same measurements always keep the same prompts.
+        Weighted sampling without replacement (Efraimidis and Spirakis): keep the smallest E_i / w_i, E_i an
+        exponential from a fixed scramble of the gc_id, so the same measurements always keep the same prompts,
+        with logs and powers that give the same bits on every CPU (`numerics`).
         """
         if limit <= 0 or len(self) <= limit:
             return self
         scramble = (self.gc_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)
-        kept = np.sort(np.lexsort((scramble, -self.last))[:limit])  # newest first; gc_id order kept
+        uniform = (scramble.astype(np.float64) + 0.5) / 2.0**53  # in (0, 1), exactly
+        keys = -log_by_value(uniform) / int_powers(float(decay), np.maximum(now - self.last, 0))
+        kept = np.sort(np.lexsort((self.gc_ids, keys))[:limit])  # gc_id order kept
         return PassRates(self.gc_ids[kept], self.sums[kept], self.counts[kept], self.last[kept])
 
     def to_json(self) -> dict[str, Any]:

@@ -95,15 +95,18 @@ def test_a_gc_id_ordered_scores_table_is_read_as_mapped_and_an_unordered_one_is_
     assert table.column("problem").to_pylist() == [f"q{i}" for i in range(30)][::-1]
 
 
-def test_the_bounded_reference_set_keeps_the_newest_measurements():
+def test_the_bounded_reference_set_is_a_sample_weighted_by_recency():
     rng = np.random.default_rng(6)
-    ids = np.sort(rng.choice(10_000, 900, replace=False))
-    rates = PassRates(ids, rng.random(900), np.full(900, 4.0), rng.integers(0, 6, 900))
-    kept = rates.recent(300)
-    assert len(kept) == 300 and np.all(np.diff(kept.gc_ids) > 0)
-    cut = np.sort(rates.last)[::-1][299]  # the 300th newest time: everything newer is kept, nothing older
-    assert set(rates.gc_ids[rates.last > cut]) <= set(kept.gc_ids) and kept.last.min() == cut
-    assert rates.recent(0) is rates and rates.recent(900) is rates
+    ids = np.sort(rng.choice(100_000, 9000, replace=False))
+    rates = PassRates(ids, rng.random(9000), np.full(9000, 4.0), np.repeat(np.arange(3), 3000)[rng.permutation(9000)])
+    kept = rates.sample(1000, now=2, decay=0.4)
+    assert len(kept) == 1000 and np.all(np.diff(kept.gc_ids) > 0) and np.isin(kept.gc_ids, ids).all()
+    shares = np.bincount(kept.last, minlength=3) / 1000
+    assert shares[2] > shares[1] > shares[0] > 0.02  # fresh ones dominate, old ones keep a share
+    assert np.array_equal(rates.sample(1000, now=2, decay=0.4).gc_ids, kept.gc_ids)  # a fixed draw
+    flat = np.bincount(rates.sample(3000, now=2, decay=1.0).last, minlength=3) / 3000
+    assert np.all(np.abs(flat - 1 / 3) < 0.05)  # no ageing: every measurement alike
+    assert rates.sample(0, now=2, decay=0.4) is rates and rates.sample(9000, now=2, decay=0.4) is rates
 
 
 @pytest.mark.determinism

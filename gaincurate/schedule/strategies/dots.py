@@ -10,7 +10,8 @@ using the scheduler's Gumbel-top-k draw and `numpy.random.default_rng([seed, epo
 * Every prompt has a neighbours' prediction m_q: attention over the measured prompts
   (`gaincurate.difficulty.predict`), leave-one-out, with embeddings from `gaincurate score --embed`,
   the attention temperature `tau_attn`, older measurements weighing forget ** age in the softmax, and
-  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`).
+  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`). Past DOTS_REFERENCE_LIMIT measured
+  prompts it attends to a sample of that many, drawn by the same weight, so a step stays linear in the pool.
 * Measurements age (`gaincurate.difficulty.estimate`): a measured prompt's estimate blends its own
   rollouts, weighed forget ** (epochs since measured), with m_q weighed as NEIGHBOUR_ROLLOUTS rollouts. So
   a fresh measurement dominates and an old one gives way to its neighbours: a stale 0 or 1 never bars a
@@ -63,11 +64,11 @@ REFERENCE_TIME = -1  # a --reference file is measured before epoch 0
 # temperature. The paper's are 1 (no ageing: it rolls a fresh reference set each step) and 1e-3.
 DOTS_FORGET = 0.4
 DOTS_TAU = 0.05
-# The neighbours' prediction attends to this many of the most recently measured prompts at most: a step costs
-# N x R (prompt, measured prompt) pairs, so with R bounded it stays linear in the pool as epochs pass (docs/dots.md,
-# "A bounded reference set", shows the rankings agree with the unbounded ones). Not an option: a run's state.json
-# and every recorded run stay as they were; runs whose reference set is smaller are unchanged.
-DOTS_REFERENCE_LIMIT = 1024
+# The neighbours' prediction attends to at most this many measured prompts, sampled by their weight forget ** age:
+# a step costs N x R (prompt, measured prompt) pairs, so with R bounded it stays linear in the pool as epochs pass
+# (docs/dots.md, "A bounded reference set", shows the rankings agree with the unbounded ones). Not an option: a run's
+# state.json and every recorded run stay as they were; a run that measured fewer prompts is unchanged.
+DOTS_REFERENCE_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)

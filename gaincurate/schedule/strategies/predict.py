@@ -65,9 +65,9 @@ PREDICT_BANDWIDTH = 0.05
 PREDICT_NEIGHBOURS = 4.0
 PREDICT_PRIOR = (1.0, 1.0)
 PREDICT_EXPLORE = 0.1
-# The kernel's neighbours: the most recently measured prompts, at most this many, so a step costs N x R pairs with R
-# bounded (docs/strategies.md, "predict"); as dots' (`DOTS_REFERENCE_LIMIT`), not an option.
-PREDICT_REFERENCE_LIMIT = 1024
+# The kernel's neighbours: at most this many measured prompts, sampled by their weight forget ** age, so a step costs
+# N x R pairs with R bounded (docs/dots.md, "A bounded reference set"); as dots' (`DOTS_REFERENCE_LIMIT`), no option.
+PREDICT_REFERENCE_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,7 +203,7 @@ def predict_informative(
     limit: int = 0,
 ) -> Prediction:
     """The module docstring's formulas for every prompt at epoch `now` (the newest feedback's epoch); the kernel's
-    neighbours are the `limit` most recently measured prompts (0: all of them)."""
+    neighbours are `limit` measured prompts sampled by their weight forget ** age (0: all of them)."""
     n = len(gc_ids)
     own = np.zeros((n, 4))  # I_q, G_q, correct, rollouts, each aged as of `now`
     if len(evidence.informative):
@@ -213,8 +213,10 @@ def predict_informative(
         aged = int_powers(options.forget, age)  # the same bits on every CPU (numerics)
         groups = informative.counts * aged + solved.sums * int_powers(options.forget_solved, age)
         own[rows] = np.stack([informative.sums * aged, groups, correct.sums * aged, correct.counts * aged], axis=1)
-        # The neighbours are the most recently measured prompts, at most `limit` (every prompt's own evidence counts).
-        keys = rows[np.isin(informative.gc_ids, informative.recent(limit).gc_ids, assume_unique=True)]
+        # The neighbours: at most `limit` measured prompts, sampled by their weight forget ** age (dots' bound); every
+        # prompt's own evidence counts.
+        sampled = informative.sample(limit, now=now, decay=options.forget).gc_ids
+        keys = rows[np.isin(informative.gc_ids, sampled, assume_unique=True)]
         sums = kernel_sums(embeddings, keys, own[keys], bandwidth=options.bandwidth)
     else:
         sums = np.zeros((n, 4))
