@@ -207,7 +207,7 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
                 per_size["strategies"][name] = line
                 result["sizes"][str(size)] = per_size
                 # Kept as it grows: a million-prompt bench runs for hours on a shared machine, and may be stopped.
-                (workdir / "scale-partial.json").write_text(json.dumps(result, indent=1) + "\n")
+                (workdir / "scale-partial.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
                 if progress is not None:
                     progress(size, name, line)
             result["sizes"][str(size)] = per_size
