@@ -177,3 +177,17 @@ def test_a_dots_step_on_20000_prompts_stays_under_its_memory_bound(tmp_path):
     per_prompt = (used - fixed) / MEMORY_PROMPTS
     print(f"dots step: {per_prompt:.0f} bytes per prompt (peak {used / 2**20:.0f} MB, status {fixed / 2**20:.0f} MB)")
     assert per_prompt < MEMORY_PER_PROMPT, f"{per_prompt:.0f} bytes per prompt (peak {used / 2**20:.0f} MB)"
+
+
+def test_an_epochs_rows_taken_shard_by_shard_are_those_of_a_whole_table_take(tmp_path):
+    from gaincurate.schedule.run.epochs import take_rows
+
+    inputs = pa.table({"problem": [f"q{i}" for i in range(50)], "level": list(range(50))})
+    columns = score_columns(np.linspace(0, 1, 50), [5] * 50)
+    write_scores_dir(tmp_path / "s", inputs, columns, dataset={"name": "t", "fingerprint": "t"}, shard_size=7)
+    table = shards.read_scores(tmp_path / "s")
+    rows = np.random.default_rng(8).permutation(50)[:23]  # across shards, in no order
+    taken = take_rows(table, rows)
+    assert taken.column_names == ["problem", "level", "gc_id"]
+    assert taken.equals(table.take(pa.array(rows)).select(taken.column_names))
+    assert take_rows(table, np.zeros(0, dtype=np.int64)).num_rows == 0
