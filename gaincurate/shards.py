@@ -138,9 +138,11 @@ def shard_intact(path: Path, checksum: str | None, low: int, high: int, schema: 
         table = read_shard(path)
     except InputError:
         return False
-    ids = table.column("gc_id").to_pylist() if "gc_id" in table.column_names else None
+    if "gc_id" not in table.column_names or table.column("gc_id").null_count:
+        return False
+    ids = table.column("gc_id").to_numpy()  # compared as one array: no Python int per row on the resume path
     same_schema = schema is None or table.schema.equals(schema, check_metadata=False)
-    return same_schema and ids == list(range(low, high))
+    return same_schema and len(ids) == high - low and bool(np.array_equal(ids, np.arange(low, high)))
 
 
 def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:
@@ -160,8 +162,23 @@ def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:
         tables.append(table.select(columns) if columns else table)
     if not tables:
         return pa.table({})
-    table = pa.concat_tables(tables)
-    return table.sort_by("gc_id") if "gc_id" in table.column_names else table
+    table = pa.concat_tables(tables)  # zero-copy: the shards stay memory-mapped, read only where a column is used
+    if "gc_id" not in table.column_names or in_id_order(table.column("gc_id")):
+        return table  # `score` writes gc_id order: sorting it again would copy every column (6 GB at 1M rows)
+    return table.sort_by("gc_id")
+
+
+def in_id_order(ids: pa.ChunkedArray) -> bool:
+    """Whether gc_ids never decrease (a stable sort would leave the table as it is), tested chunk by chunk."""
+    previous = None
+    for chunk in ids.chunks:
+        values = chunk.to_numpy(zero_copy_only=False)
+        if not len(values):
+            continue
+        if chunk.null_count or (previous is not None and values[0] < previous) or np.any(values[1:] < values[:-1]):
+            return False
+        previous = values[-1]
+    return True
 
 
 def numeric_input_column(table: pa.Table, column: str) -> np.ndarray:

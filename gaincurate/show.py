@@ -29,7 +29,9 @@ def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 
         correlations[column] = spearman(rank_score, numeric_input_column(table, column))
 
     order = np.flatnonzero(finite)[np.argsort(-rank_score[finite], kind="stable")]
-    texts = table.column(prompt_column).to_pylist()
+    shown = np.concatenate([order[:top], order[::-1][:top]])
+    # Only the rows shown are read as Python values: the prompts of a million rows would be 1 GB of strings.
+    texts = dict(zip(shown.tolist(), table.column(prompt_column).take(shown).to_pylist(), strict=True))
 
     def row(index: int) -> dict[str, Any]:
         return {

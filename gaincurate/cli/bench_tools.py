@@ -1,10 +1,11 @@
-"""`gaincurate bench scoring|kernel|gpu|replay|profile`: the throughput measurements behind docs/benchmarks.md.
+"""`gaincurate bench scoring|kernel|gpu|replay|profile|scale`: the measurements behind docs/benchmarks.md.
 
     gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 --threads 1 --out r.json
     gaincurate bench kernel --quick
     gaincurate bench gpu --device cpu --tiny --rows 16
     gaincurate bench replay --steps 12
     gaincurate bench profile --data ../shared/data/math_train.json --offset 5000 --rows 200 --gates
+    gaincurate bench scale --sizes 10000,100000 --workdir scale-bench
 
 Each command's options are its library bench's fields (a dataclass in gaincurate.benchmarks.* or
 gaincurate.kernels.bench_options), generated with `gaincurate.cli.fields`, so a default and its help are written
@@ -22,6 +23,7 @@ import typer
 
 from gaincurate.benchmarks.gpu import GpuBench
 from gaincurate.benchmarks.replay import BenchConfig as ReplayBench
+from gaincurate.benchmarks.scale import ScaleBench
 from gaincurate.benchmarks.scoring import ScoringBench
 from gaincurate.benchmarks.scoring_profile import ProfileBench
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
@@ -51,7 +53,7 @@ _PARSERS = {"words": _words, "sizes": _sizes}
 
 
 def register(bench_app: typer.Typer) -> None:
-    """Add the five measurement commands to `gaincurate bench`, after `curriculum`: each takes its bench's fields
+    """Add the six measurement commands to `gaincurate bench`, after `curriculum`: each takes its bench's fields
     as options (generated from the dataclass), then `--out`, `--config` and the output switches."""
     for command, options in _BENCHES.items():
         install(command, [], [*field_parameters(options, parsers=_PARSERS), *fixed_parameters(command)])
@@ -115,14 +117,36 @@ def profile(
     _finish(bench_profile(ProfileBench(**given(ProfileBench, values))), out, as_json, profile_lines)
 
 
+def scale(
+    *, out: JsonOut = None, config: ConfigFile = None, quiet: Quiet = False, as_json: AsJson = False, **values: Any
+) -> None:
+    """Seconds and peak memory of every strategy's schedule steps on synthetic pools of each size."""
+    setup_logging(quiet or as_json)
+    from gaincurate.benchmarks.scale import bench_scale, result_lines
+
+    def progress(size: int, name: str, line: dict[str, Any]) -> None:
+        if not (quiet or as_json):
+            note(f"{size:,} prompts, {name}: " + ("skipped" if "skipped" in line else "done"))
+
+    _finish(bench_scale(ScaleBench(**given(ScaleBench, values)), progress), out, as_json, result_lines)
+
+
 # Each command and the dataclass whose fields are its options.
-_BENCHES = {scoring: ScoringBench, kernel: KernelBench, gpu: GpuBench, replay: ReplayBench, profile: ProfileBench}
+_BENCHES = {
+    scoring: ScoringBench,
+    kernel: KernelBench,
+    gpu: GpuBench,
+    replay: ReplayBench,
+    profile: ProfileBench,
+    scale: ScaleBench,
+}
 _EPILOGS = {
     "scoring": "Example:\n\n* `gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 --threads 1`",
     "kernel": "Example:\n\n* `gaincurate bench kernel --quick` (a GPU run: `gaincurate bench kernel --out r.json`)",
     "gpu": "Example:\n\n* `gaincurate bench gpu --device cpu --tiny --rows 16` (a smoke test anywhere)",
     "replay": "Example:\n\n* `gaincurate bench replay --steps 12 --out bench.json`",
     "profile": "Example:\n\n* `gaincurate bench profile --data ../shared/data/math_train.json --rows 200 --gates`",
+    "scale": "Example:\n\n* `gaincurate bench scale --sizes 10000,100000 --workdir scale-bench --out scale.json`",
 }
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gaincurate.difficulty.predict import predict_pass_rates, recency_log_weights, self_index
+from gaincurate.difficulty.predict import PreparedEmbeddings, predict_pass_rates, recency_log_weights, self_index
 from gaincurate.difficulty.reference import PassRates
 from gaincurate.numerics import int_powers
 
@@ -49,7 +49,7 @@ class Estimates:
 
 
 def neighbour_predictions(
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | PreparedEmbeddings,
     gc_ids: np.ndarray,
     rates: PassRates,
     *,
@@ -68,6 +68,8 @@ def neighbour_predictions(
         return predict_pass_rates(
             embeddings, gc_ids, rates.gc_ids, rates.rates, tau=tau, reference_log_weights=log_weights
         )
+    if isinstance(embeddings, PreparedEmbeddings):
+        embeddings = embeddings.rows(slice(None))  # a calibrator takes the whole matrix
     rows = self_index(rates.gc_ids, gc_ids)
     embedded = np.isfinite(embeddings).all(axis=1)
     usable = embedded[rows]
@@ -106,7 +108,7 @@ def aged_blend(
 
 
 def estimate_pass_rates(
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | PreparedEmbeddings,
     gc_ids: np.ndarray,
     rates: PassRates,
     *,
@@ -115,7 +117,13 @@ def estimate_pass_rates(
     decay: float,
     calibrator: FittedCalibrator | None = None,
     prior: float = NEIGHBOUR_ROLLOUTS,
+    limit: int = 0,
 ) -> Estimates:
-    """Both the leave-one-out neighbour prediction and the aged estimate of every prompt at time `now`."""
-    neighbour = neighbour_predictions(embeddings, gc_ids, rates, now=now, tau=tau, decay=decay, calibrator=calibrator)
+    """Both the leave-one-out neighbour prediction and the aged estimate of every prompt at time `now`.
+
+    `limit` bounds the reference set the neighbours' prediction attends to: a sample of that many measured prompts
+    weighted by decay ** age (`PassRates.sample`; 0: every measured prompt). Each prompt's own rollouts always count.
+    """
+    keys = rates.sample(limit, now=now, decay=decay)
+    neighbour = neighbour_predictions(embeddings, gc_ids, keys, now=now, tau=tau, decay=decay, calibrator=calibrator)
     return Estimates(neighbour, aged_blend(neighbour, gc_ids, rates, now=now, decay=decay, prior=prior))

@@ -15,7 +15,10 @@ and scaled to norm h^(1/4), so that <z_q, z_i> / sqrt(h) is exactly their cosine
 is a temperature on cosines, the same for any model width. Raw mean-pooled hidden states share a few
 huge directions (the same in every prompt), so without centring every prompt would look alike.
 
-Pure numpy, float64, chunked over queries so N x R never has to fit in memory at once.
+Pure numpy, float64, chunked over queries so N x R never has to fit in memory at once. A pool's prepared
+embeddings need not be held either (`PreparedEmbeddings`: the stored float16 matrix and the centre, each block of
+rows prepared when it is used, the same bits as `prepare_embeddings`), and callers bound R (`recent_reference`),
+so a step costs N x R pairs with R fixed, not one that grows with every epoch.
 
 The same bits on every CPU (the rule in docs/architecture.md, "Floats and the CPU"): prepared embeddings are
 snapped to a grid of 2 ** -grid_bits(h), fine enough to move a cosine by under 1e-7 (h = 576) and coarse
@@ -37,28 +40,97 @@ NORMALIZATIONS = ("cosine", "none")
 QUERY_CHUNK = 1024
 
 
+PREPARE_ROWS = 8192  # rows prepared at a time: a block's float64 temporaries stay a few tens of MB
+
+
 def prepare_embeddings(raw: np.ndarray, *, center: np.ndarray | None = None, normalize: str = "cosine") -> np.ndarray:
     """Float64 embeddings for attention: centred and scaled to norm h^(1/4) (`cosine`), or as they are.
 
     `center` defaults to the mean of `raw`; pass the prompt set's mean to prepare a subset alike.
     Rows of NaN (prompts without an embedding) stay NaN.
     """
-    matrix = np.asarray(raw, dtype=np.float64)
-    if normalize == "none":
-        return matrix.copy()
-    if normalize != "cosine":
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
-    if center is None:
-        finite = np.isfinite(matrix).all(axis=1)
-        center = matrix[finite].mean(axis=0) if finite.any() else np.zeros(matrix.shape[1])
-    centred = matrix - np.asarray(center, dtype=np.float64)
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    scale = matrix.shape[1] ** 0.25
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prepared = np.where(norms > 0, centred / norms * scale, 0.0)
-    prepared[~np.isfinite(matrix).all(axis=1)] = np.nan
-    step = 2.0 ** -grid_bits(matrix.shape[1])
-    return np.rint(prepared / step) * step  # on the grid: dot products exact in any order (module docstring)
+    prepared = PreparedEmbeddings.of(raw, center=center, normalize=normalize)
+    result = np.empty(prepared.shape)
+    for low in range(0, len(prepared), PREPARE_ROWS):
+        result[low : low + PREPARE_ROWS] = prepared.rows(slice(low, low + PREPARE_ROWS))
+    return result
+
+
+def embedding_center(raw: np.ndarray) -> np.ndarray:
+    """The float64 mean of the rows of `raw` with an embedding (zeros when none has), a block of rows at a time.
+
+    numpy sums along the slow axis row after row (pairwise summation is for the fast axis only), so the running
+    total with each block stacked under it gives the bits of `raw[finite].astype(float64).mean(axis=0)`.
+    """
+    total, count = None, 0
+    for low in range(0, len(raw), PREPARE_ROWS):
+        block = np.asarray(raw[low : low + PREPARE_ROWS], dtype=np.float64)
+        block = block[np.isfinite(block).all(axis=1)]
+        if len(block):
+            total = block.sum(axis=0) if total is None else np.concatenate([total[None], block]).sum(axis=0)
+            count += len(block)
+    return np.zeros(np.shape(raw)[1]) if total is None else total / count
+
+
+class PreparedEmbeddings:
+    """A pool's prepared embeddings (`prepare_embeddings`) kept as the stored matrix plus its centre: each block of
+    rows is prepared when it is used, with the same bits, so N x h float64 is never held (4.6 GB at 1M x 576)."""
+
+    def __init__(self, raw: np.ndarray, center: np.ndarray | None, normalize: str) -> None:
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+        self.raw, self.normalize = raw, normalize
+        self.center = None if center is None else np.asarray(center, dtype=np.float64)
+        self.shape = raw.shape
+        self.step = 2.0 ** -grid_bits(raw.shape[1])
+        self.embedded = np.concatenate(
+            [np.isfinite(raw[low : low + PREPARE_ROWS]).all(axis=1) for low in range(0, len(raw), PREPARE_ROWS)]
+            or [np.zeros(0, dtype=bool)]
+        )
+
+    @classmethod
+    def of(cls, raw: np.ndarray, *, center: np.ndarray | None = None, normalize: str = "cosine") -> PreparedEmbeddings:
+        """`raw` (any float dtype, kept as it is) prepared on use; `center` defaults to its mean (embedding_center)."""
+        if isinstance(raw, PreparedEmbeddings):
+            return raw
+        raw = np.asarray(raw)
+        if center is None and normalize == "cosine":
+            center = embedding_center(raw)
+        return cls(raw, center, normalize)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, index: slice | np.ndarray) -> np.ndarray:
+        """The prepared float64 rows `raw[index]`: centred, scaled to norm h^(1/4) and snapped to the grid."""
+        matrix = np.asarray(self.raw[index], dtype=np.float64)
+        if self.normalize == "none":
+            return matrix.copy()
+        centred = matrix - self.center
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        scale = matrix.shape[1] ** 0.25
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prepared = np.where(norms > 0, centred / norms * scale, 0.0)
+        prepared[~np.isfinite(matrix).all(axis=1)] = np.nan
+        return np.rint(prepared / self.step) * self.step  # on the grid: dot products exact in any order (module doc)
+
+    def subset(self, mask: np.ndarray) -> PreparedEmbeddings:
+        """The rows where `mask` holds, prepared alike (the same centre)."""
+        return PreparedEmbeddings(self.raw[mask], self.center, self.normalize)
+
+
+def prepared_rows(matrix: np.ndarray | PreparedEmbeddings, index: slice | np.ndarray) -> np.ndarray:
+    """Rows of a float64 matrix, or of prepared embeddings prepared now."""
+    if isinstance(matrix, PreparedEmbeddings):
+        return matrix.rows(index)
+    return matrix[index]
+
+
+def embedded_rows(matrix: np.ndarray | PreparedEmbeddings) -> np.ndarray:
+    """Which rows have an embedding (no NaN)."""
+    if isinstance(matrix, PreparedEmbeddings):
+        return matrix.embedded
+    return np.isfinite(matrix).all(axis=1)
 
 
 def grid_bits(width: int) -> int:
@@ -78,7 +150,7 @@ def recency_log_weights(last_measured: np.ndarray, now: int, decay: float) -> np
 
 
 def attention_predict(
-    queries: np.ndarray,
+    queries: np.ndarray | PreparedEmbeddings,
     keys: np.ndarray,
     values: np.ndarray,
     *,
@@ -91,9 +163,10 @@ def attention_predict(
 
     `exclude[q]` is the index of a key that query q must not attend to (itself), or -1 for none.
     `scale_dim` is the h in sqrt(h); it defaults to the keys' width. A query left with no key to
-    attend to gets NaN.
+    attend to gets NaN. `queries` may be `PreparedEmbeddings`, prepared a block at a time.
     """
-    queries = np.asarray(queries, dtype=np.float64)
+    if not isinstance(queries, PreparedEmbeddings):
+        queries = np.asarray(queries, dtype=np.float64)
     keys = np.asarray(keys, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     if tau <= 0:
@@ -107,7 +180,7 @@ def attention_predict(
     bias = np.zeros(len(keys)) if key_log_weights is None else np.asarray(key_log_weights, dtype=np.float64)
     for low in range(0, len(queries), QUERY_CHUNK):
         high = min(low + QUERY_CHUNK, len(queries))
-        logits = queries[low:high] @ keys.T * factor + bias
+        logits = prepared_rows(queries, slice(low, high)) @ keys.T * factor + bias
         if exclude is not None:
             rows = np.arange(high - low)
             masked = np.asarray(exclude[low:high], dtype=np.int64)
@@ -132,7 +205,7 @@ def self_index(query_ids: np.ndarray, key_ids: np.ndarray) -> np.ndarray:
 
 
 def predict_pass_rates(
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | PreparedEmbeddings,
     gc_ids: np.ndarray,
     reference_ids: np.ndarray,
     reference_rates: np.ndarray,
@@ -152,15 +225,19 @@ def predict_pass_rates(
     rows = self_index(reference_ids, gc_ids)
     if (rows < 0).any():
         raise ValueError(f"reference gc_id {int(reference_ids[rows < 0][0])} is not among the prompts")
-    embedded = np.isfinite(embeddings).all(axis=1)
+    embedded = embedded_rows(embeddings)
     usable = embedded[rows]
-    keys = embeddings[rows[usable]]
+    keys = prepared_rows(embeddings, rows[usable])
     values = np.asarray(reference_rates, dtype=np.float64)[usable]
     weights = None if reference_log_weights is None else np.asarray(reference_log_weights)[usable]
     exclude = self_index(gc_ids, reference_ids[usable])
     predicted = np.full(len(gc_ids), np.nan)
+    everyone = bool(embedded.all())  # the usual case: the queries are the pool itself, never copied
+    queries = embeddings if everyone else (
+        embeddings.subset(embedded) if isinstance(embeddings, PreparedEmbeddings) else embeddings[embedded]
+    )  # fmt: skip
     predicted[embedded] = attention_predict(
-        embeddings[embedded], keys, values, tau=tau, exclude=exclude[embedded], key_log_weights=weights
+        queries, keys, values, tau=tau, exclude=exclude if everyone else exclude[embedded], key_log_weights=weights
     )
     if fallback is None:
         fallback = float(np.mean(reference_rates)) if len(reference_rates) else 0.5

@@ -24,7 +24,7 @@ import numpy as np
 
 from gaincurate.errors import InputError
 from gaincurate.feedback import no_rollout_error, read_rollouts, tally
-from gaincurate.numerics import int_powers
+from gaincurate.numerics import int_powers, log_by_value
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"
 
@@ -72,6 +72,23 @@ class PassRates:
         counts[fresh] = counts[fresh] * discount + new_counts
         last[fresh] = time
         return PassRates(ids, sums, counts, last)
+
+    def sample(self, limit: int, *, now: int, decay: float) -> PassRates:
+        """At most `limit` of the measured prompts (0: all), drawn in proportion to their weight decay ** age at
+        `now`, the weight the attention gives them: a bounded reference set in which fresh measurements dominate
+        and older ones keep their share (docs/dots.md, "A bounded reference set").
+
+        Weighted sampling without replacement (Efraimidis and Spirakis): keep the smallest E_i / w_i, E_i an
+        exponential from a fixed scramble of the gc_id, so the same measurements always keep the same prompts,
+        with logs and powers that give the same bits on every CPU (`numerics`).
+        """
+        if limit <= 0 or len(self) <= limit:
+            return self
+        scramble = (self.gc_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)
+        uniform = (scramble.astype(np.float64) + 0.5) / 2.0**53  # in (0, 1), exactly
+        keys = -log_by_value(uniform) / int_powers(float(decay), np.maximum(now - self.last, 0))
+        kept = np.sort(np.lexsort((self.gc_ids, keys))[:limit])  # gc_id order kept
+        return PassRates(self.gc_ids[kept], self.sums[kept], self.counts[kept], self.last[kept])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,7 +148,7 @@ class PromptEmbeddings:
     """A scores directory's prompts in gc_id order, with the columns difficulty prediction uses."""
 
     gc_ids: np.ndarray  # int64 ascending
-    embeddings: np.ndarray  # float32 [N, h]; NaN rows where a prompt has no embedding
+    embeddings: np.ndarray  # [N, h] as stored (float16 from `score`); NaN rows where a prompt has no embedding
     question_tokens: np.ndarray  # int64
     scores: np.ndarray  # float64 gc_score (NaN where unscorable)
 
@@ -150,29 +167,60 @@ class PromptEmbeddings:
 
 
 def embeddings_from_table(table: Any, source: str) -> PromptEmbeddings:
-    """The embeddings of a scores table (pyarrow, gc_id order); a one-line error when there are none."""
+    """The embeddings of a scores table (pyarrow, gc_id order); a one-line error when there are none.
+
+    Read column-wise, never row by row: one matrix in the stored dtype (float16 from `gaincurate score`; the same
+    numbers as float32 or float64), NaN rows where a prompt has none.
+    """
     if "gc_embedding" not in table.column_names:
         raise InputError(f"{source} has no gc_embedding column; {RESCORE_HINT}")
-    column = table.column("gc_embedding").to_pylist()
-    width = next((len(v) for v in column if v is not None), 0)
-    if width == 0:
+    import pyarrow.compute as pc
+
+    column = table.column("gc_embedding")
+    matrix = embedding_matrix(column, source)
+    if matrix is None:
         raise InputError(f"{source} has no question embedding in any row; {RESCORE_HINT}")
-    matrix = np.full((len(column), width), np.nan, dtype=np.float32)
-    for row, vector in enumerate(column):
-        if vector is not None:
-            matrix[row] = np.asarray(vector, dtype=np.float32)
-    statuses = table.column("gc_status").to_pylist() if "gc_status" in table.column_names else ["ok"] * len(column)
-    missing = [i for i, (v, s) in enumerate(zip(column, statuses, strict=True)) if v is None and s == "ok"]
-    if missing:
-        gc_id = table.column("gc_id")[missing[0]].as_py()
-        raise InputError(f"{source}: {len(missing)} scored prompt(s) have no embedding (gc_id {gc_id}); {RESCORE_HINT}")
-    scores = table.column("gc_score").to_pylist()
+    missing = column.is_null().to_numpy(zero_copy_only=False)
+    if "gc_status" in table.column_names:
+        missing &= pc.equal(table.column("gc_status"), "ok").fill_null(False).to_numpy(zero_copy_only=False)
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        gc_id = table.column("gc_id")[first].as_py()
+        raise InputError(
+            f"{source}: {int(missing.sum())} scored prompt(s) have no embedding (gc_id {gc_id}); {RESCORE_HINT}"
+        )
+    scores = table.column("gc_score")
     return PromptEmbeddings(
         gc_ids=table.column("gc_id").to_numpy(zero_copy_only=False).astype(np.int64),
         embeddings=matrix,
         question_tokens=table.column("gc_question_tokens").to_numpy(zero_copy_only=False).astype(np.int64),
-        scores=np.asarray([np.nan if s is None else s for s in scores], dtype=np.float64),
+        scores=scores.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64),
     )
+
+
+def embedding_matrix(column: Any, source: str) -> np.ndarray | None:
+    """A list column as one [rows, width] matrix (NaN rows for nulls), chunk by chunk; None when every row is null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    present = ~column.is_null().to_numpy(zero_copy_only=False)
+    widths = np.unique(lengths[present].astype(np.int64))
+    if not len(widths) or widths[-1] == 0:
+        return None
+    if len(widths) > 1:
+        raise InputError(
+            f"{source}: gc_embedding rows have different widths ({widths[0]}, {widths[-1]}); {RESCORE_HINT}"
+        )
+    width = int(widths[0])
+    dtype = np.float16 if pa.types.is_float16(column.type.value_type) else np.float32
+    matrix = np.full((len(column), width), np.nan, dtype=dtype)
+    low = 0
+    for chunk in column.chunks:
+        rows = np.flatnonzero(present[low : low + len(chunk)]) + low
+        matrix[rows] = chunk.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)
+        low += len(chunk)
+    return matrix
 
 
 def load_embeddings(scores_dir: Path) -> PromptEmbeddings:

@@ -130,7 +130,7 @@ class Scheduler:
             )
         elif not np.array_equal(np.sort(state.ranking), prompts.gc_ids):
             raise ValueError("the state's ranking does not hold the same gc_ids as the prompt set")
-        self.state = state
+        self.state = state.resolved(prompts.gc_ids, prompts.scores)  # state.json keeps only what differs from them
 
     @property
     def current(self) -> EpochPlan | None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.difficulty.predict import QUERY_CHUNK, prepare_embeddings, self_index
+from gaincurate.difficulty.predict import QUERY_CHUNK, PreparedEmbeddings, embedded_rows, prepared_rows, self_index
 from gaincurate.difficulty.reference import PassRates, embeddings_from_table
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.feedback import EXACT
@@ -65,6 +65,9 @@ PREDICT_BANDWIDTH = 0.05
 PREDICT_NEIGHBOURS = 4.0
 PREDICT_PRIOR = (1.0, 1.0)
 PREDICT_EXPLORE = 0.1
+# The kernel's neighbours: at most this many measured prompts, sampled by their weight forget ** age, so a step costs
+# N x R pairs with R bounded (docs/dots.md, "A bounded reference set"); as dots' (`DOTS_REFERENCE_LIMIT`), no option.
+PREDICT_REFERENCE_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,15 +166,17 @@ class Evidence:
         )
 
 
-def kernel_sums(embeddings: np.ndarray, rows: np.ndarray, values: np.ndarray, *, bandwidth: float) -> np.ndarray:
+def kernel_sums(
+    embeddings: np.ndarray | PreparedEmbeddings, rows: np.ndarray, values: np.ndarray, *, bandwidth: float
+) -> np.ndarray:
     """[N, V]: for each prompt q, sum over keys j != q of K(q, j) * values[j], K = exp((cos - 1) / bandwidth).
 
     `embeddings` are prepared (on the grid: exact dot products); `rows[j]` is key j's row among them (its own row
     is left out of its sum). A prompt or key without an embedding adds nothing and gets nothing.
     """
-    embedded = np.isfinite(embeddings).all(axis=1)
+    embedded = embedded_rows(embeddings)
     keep = embedded[rows]
-    keys, key_rows, key_values = embeddings[rows[keep]], rows[keep], values[keep]
+    keys, key_rows, key_values = prepared_rows(embeddings, rows[keep]), rows[keep], values[keep]
     sums = np.zeros((len(embeddings), values.shape[1]))
     if not len(key_rows):
         return sums
@@ -179,7 +184,8 @@ def kernel_sums(embeddings: np.ndarray, rows: np.ndarray, values: np.ndarray, *,
     factor = 1.0 / math.sqrt(embeddings.shape[1])  # prepared norms are h ** (1/4): <z_q, z_j> / sqrt(h) is the cosine
     for low in range(0, len(queries), QUERY_CHUNK):
         chunk = queries[low : low + QUERY_CHUNK]
-        kernel = exp((embeddings[chunk] @ keys.T * factor - 1.0) / bandwidth)  # not np.exp: its bits vary by CPU
+        block = prepared_rows(embeddings, chunk)
+        kernel = exp((block @ keys.T * factor - 1.0) / bandwidth)  # not np.exp: its bits vary by CPU
         hit = self_index(chunk, key_rows)
         kernel[np.flatnonzero(hit >= 0), hit[hit >= 0]] = 0.0  # leave one out: a prompt is not its own neighbour
         for column in range(values.shape[1]):
@@ -188,9 +194,16 @@ def kernel_sums(embeddings: np.ndarray, rows: np.ndarray, values: np.ndarray, *,
 
 
 def predict_informative(
-    embeddings: np.ndarray, gc_ids: np.ndarray, evidence: Evidence, *, now: int, options: PredictOptions
+    embeddings: np.ndarray | PreparedEmbeddings,
+    gc_ids: np.ndarray,
+    evidence: Evidence,
+    *,
+    now: int,
+    options: PredictOptions,
+    limit: int = 0,
 ) -> Prediction:
-    """The module docstring's formulas for every prompt at epoch `now` (the newest feedback's epoch)."""
+    """The module docstring's formulas for every prompt at epoch `now` (the newest feedback's epoch); the kernel's
+    neighbours are `limit` measured prompts sampled by their weight forget ** age (0: all of them)."""
     n = len(gc_ids)
     own = np.zeros((n, 4))  # I_q, G_q, correct, rollouts, each aged as of `now`
     if len(evidence.informative):
@@ -200,7 +213,11 @@ def predict_informative(
         aged = int_powers(options.forget, age)  # the same bits on every CPU (numerics)
         groups = informative.counts * aged + solved.sums * int_powers(options.forget_solved, age)
         own[rows] = np.stack([informative.sums * aged, groups, correct.sums * aged, correct.counts * aged], axis=1)
-        sums = kernel_sums(embeddings, rows, own[rows], bandwidth=options.bandwidth)
+        # The neighbours: at most `limit` measured prompts, sampled by their weight forget ** age (dots' bound); every
+        # prompt's own evidence counts.
+        sampled = informative.sample(limit, now=now, decay=options.forget).gc_ids
+        keys = rows[np.isin(informative.gc_ids, sampled, assume_unique=True)]
+        sums = kernel_sums(embeddings, keys, own[keys], bandwidth=options.bandwidth)
     else:
         sums = np.zeros((n, 4))
     a0, b0 = options.informative_prior
@@ -240,7 +257,7 @@ class PredictStrategy(Strategy):
 
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: PredictOptions) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
-        self.embeddings = prepare_embeddings(embeddings)  # centred, on dots' grid
+        self.embeddings = PreparedEmbeddings.of(embeddings)  # centred, on dots' grid, a block of rows when used
         self.options = options
         self._last: tuple[ScheduleState, Prediction] | None = None
 
@@ -268,7 +285,9 @@ class PredictStrategy(Strategy):
             return self._last[1]
         evidence = Evidence.from_memory(state.memory)
         now = state.epoch - 1  # the epoch whose feedback is the newest
-        result = predict_informative(self.embeddings, self.gc_ids, evidence, now=now, options=self.options)
+        result = predict_informative(
+            self.embeddings, self.gc_ids, evidence, now=now, options=self.options, limit=PREDICT_REFERENCE_LIMIT
+        )
         self._last = (state, result)  # states are frozen: the same object always gives the same prediction
         return result
 

@@ -1,0 +1,252 @@
+"""The scale bench (`gaincurate bench scale`): seconds and peak memory of every strategy's steps, by pool size.
+
+For each size it builds (once, then reuses) a synthetic scores directory (`gaincurate.benchmarks.scale_data`),
+then for every registered strategy runs, each in a fresh process through the real `gaincurate` console script:
+`schedule init`, `schedule next` (epoch 0), `schedule next --feedback` `epochs` times with seeded synthetic
+feedback (`rollouts` per prompt of the epoch), and `schedule status`. It records each command's wall seconds and
+peak resident memory (`os.wait4`'s `ru_maxrss`, that process alone). A strategy added to the registry joins without
+a change here; one that needs a live policy (screen, pilot) is skipped, with the reason.
+
+    gaincurate bench scale --sizes 10000,100000 --workdir /tmp/scale --out scale.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.settings import at_least, setting
+
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaleBench:
+    """What one scale bench measures; `gaincurate bench scale` takes each field as an option."""
+
+    sizes: tuple[int, ...] = setting(DEFAULT_SIZES, "Comma list of pool sizes (prompts).", cli="sizes")
+    strategies: tuple[str, ...] = setting((), "Comma list of strategies.", cli="words", shown="every registered one")
+    subset: int = setting(4096, "Prompts per epoch.", check=at_least(1))
+    rollouts: int = setting(8, "Rollouts per prompt of an epoch's synthetic feedback.", check=at_least(1))
+    epochs: int = setting(3, "`schedule next` steps with feedback after epoch 0.", check=at_least(1))
+    width: int = setting(576, "Embedding width (SmolLM2-135M's hidden size; 0: no embeddings).", check=at_least(0))
+    seed: int = setting(0, "Seed of the synthetic scores and feedback.")
+    agreement: int = setting(
+        100_000,
+        "Up to this pool size, also compare bounded and unbounded reference sets (Spearman).",
+        check=at_least(0),
+    )
+    workdir: str | None = setting(
+        None, "Folder for the scores and run directories (scores kept and reused).", cli="path", shown="a temporary one"
+    )
+
+
+def console_script() -> list[str]:
+    """The `gaincurate` console script beside this Python, or `python -m gaincurate` where there is none."""
+    script = Path(sys.executable).with_name("gaincurate")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "gaincurate"]
+
+
+def timed(command: list[str], log: Path) -> dict[str, Any]:
+    """Run one command in a fresh process: its wall seconds, peak RSS (GB), CPU seconds and exit status."""
+    started = time.perf_counter()
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_gb": round(usage.ru_maxrss / 2**20, 3),  # Linux gives KiB
+        "ok": process.returncode == 0,
+    }
+
+
+def skip_reason(name: str) -> str | None:
+    """Why a strategy is not benched (None: it is): it needs a live policy to measure candidates with."""
+    from gaincurate.schedule.strategies.base import POLICY
+    from gaincurate.schedule.strategies.registry import STRATEGIES
+
+    if POLICY in STRATEGIES[name].needs:
+        return "needs a live policy to measure candidates (no model in this bench)"
+    return None
+
+
+def bench_strategy(name: str, scores: Path, run: Path, options: ScaleBench, pass_rates: Any) -> dict[str, Any]:
+    """init, next (epoch 0), next with feedback `epochs` times, status: each timed in a fresh process."""
+    import pyarrow.parquet as pq
+
+    from gaincurate.benchmarks.scale_data import write_feedback
+
+    shutil.rmtree(run, ignore_errors=True)
+    gaincurate, log = console_script(), run.with_suffix(".log")
+    log.unlink(missing_ok=True)
+    steps: dict[str, Any] = {}
+    init = ["schedule", "init", "--scores", str(scores), "--run", str(run), "--strategy", name]
+    steps["init"] = timed([*gaincurate, *init, "--subset-size", str(options.subset), "--seed", str(options.seed)], log)
+    steps["next_0"] = timed([*gaincurate, "schedule", "next", "--run", str(run)], log) if steps["init"]["ok"] else None
+    for epoch in range(1, options.epochs + 1):
+        previous = steps.get(f"next_{epoch - 1}")
+        if not previous or not previous["ok"]:
+            break
+        drawn = pq.read_table(run / f"epoch-{epoch - 1:04d}.parquet", columns=["gc_id"]).column("gc_id").to_numpy()
+        feedback = run.parent / f"{run.name}-feedback-{epoch - 1}.jsonl"
+        write_feedback(feedback, drawn, pass_rates=pass_rates, rollouts=options.rollouts, seed=options.seed,
+                       epoch=epoch - 1)  # fmt: skip
+        step = ["schedule", "next", "--run", str(run), "--feedback", str(feedback)]
+        steps[f"next_{epoch}"] = timed([*gaincurate, *step], log)
+    steps["status"] = timed([*gaincurate, "schedule", "status", "--run", str(run), "--json"], log)
+    failed = [step for step, value in steps.items() if value is not None and not value["ok"]]
+    error = log.read_text(errors="replace").strip().splitlines()[-1:] if failed else []
+    state = run / "state.json"
+    return {
+        "steps": steps,
+        "state_mb": round(state.stat().st_size / 2**20, 3) if state.is_file() else None,
+        **({"failed": failed, "error": error[0] if error else ""} if failed else {}),
+    }
+
+
+def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | None:
+    """For dots and predict after the run's last step: Spearman of each prompt's estimate (and of its selection
+    weight) with the reference set bounded, as the strategy runs, against every measured prompt attended to."""
+    from gaincurate.difficulty.estimate import estimate_pass_rates
+    from gaincurate.difficulty.reference import embeddings_from_table
+    from gaincurate.metrics import spearman
+    from gaincurate.schedule.run.inputs import load_scores
+    from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.strategies import dots, predict
+
+    state = load_run(run).schedule
+    prompts = embeddings_from_table(load_scores(scores).table, str(scores))
+    if name == "dots":
+        strategy = dots.DotsStrategy(prompts)
+        rates = strategy.measured(state)
+
+        def estimate(limit: int) -> np.ndarray:
+            found = estimate_pass_rates(strategy.embeddings, strategy.gc_ids, rates, now=state.epoch - 1,
+                                        tau=strategy.tau_attn, decay=strategy.forget, limit=limit)  # fmt: skip
+            return found.estimate
+
+        bounded, full = estimate(dots.DOTS_REFERENCE_LIMIT), estimate(0)
+        weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
+        measured, limit = len(rates), dots.DOTS_REFERENCE_LIMIT
+    elif name == "predict":
+        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
+        evidence = predict.Evidence.from_memory(state.memory)
+
+        def rate(limit: int) -> np.ndarray:
+            return predict.predict_informative(strategy.embeddings, strategy.gc_ids, evidence, now=state.epoch - 1,
+                                               options=strategy.options, limit=limit).rate  # fmt: skip
+
+        bounded, full = rate(predict.PREDICT_REFERENCE_LIMIT), rate(0)
+        weights = [bounded, full]
+        measured, limit = len(evidence.informative), predict.PREDICT_REFERENCE_LIMIT
+    else:
+        return None
+    return {
+        "measured": measured,
+        "limit": limit,
+        "spearman_estimate": round(spearman(bounded, full), 4),
+        "spearman_selection": round(spearman(*weights), 4),
+        "max_abs_difference": round(float(np.nanmax(np.abs(bounded - full))), 4),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, its cores, the date and the load average when the bench started."""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), "unknown",
+    ) if Path("/proc/cpuinfo").is_file() else "unknown"  # fmt: skip
+    return {"cpu": model, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
+    """Every size, every strategy: the steps' seconds and peak memory, with the machine and its load."""
+    import tempfile
+
+    from gaincurate.benchmarks.scale_data import hidden_pass_rates, write_synthetic_scores
+    from gaincurate.schedule.strategies.registry import STRATEGIES
+
+    names = options.strategies or tuple(STRATEGIES)
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown:
+        from gaincurate.errors import ConfigError
+
+        raise ConfigError(f"--strategies: {', '.join(unknown)} not registered; choose from {', '.join(STRATEGIES)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(options.workdir) if options.workdir else Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result: dict[str, Any] = {"options": asdict(options), "machine": machine(), "sizes": {}}
+        for size in options.sizes:
+            started = time.perf_counter()
+            scores = write_synthetic_scores(workdir / f"scores-{size}-w{options.width}-s{options.seed}", rows=size,
+                                            width=options.width, seed=options.seed)  # fmt: skip
+            rates = hidden_pass_rates(size, options.seed)
+            per_size: dict[str, Any] = {"build_seconds": round(time.perf_counter() - started, 1), "strategies": {}}
+            for name in names:
+                reason = skip_reason(name)
+                if reason is None:
+                    load = os.getloadavg()[0]
+                    line = bench_strategy(name, scores, workdir / f"run-{size}-{name}", options, rates)
+                    line["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+                    if size <= options.agreement and "failed" not in line:
+                        found = reference_agreement(name, scores, workdir / f"run-{size}-{name}")
+                        line |= {"agreement": found} if found else {}
+                else:
+                    line = {"skipped": reason}
+                per_size["strategies"][name] = line
+                result["sizes"][str(size)] = per_size
+                # Kept as it grows: a million-prompt bench runs for hours on a shared machine, and may be stopped.
+                (workdir / "scale-partial.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+                if progress is not None:
+                    progress(size, name, line)
+            result["sizes"][str(size)] = per_size
+        return result
+
+
+def _cell(step: dict[str, Any] | None) -> str:
+    if step is None:
+        return "-"
+    # CPU seconds beside the wall clock: on a shared machine the load average inflates the wall clock, not the CPU.
+    cell = f"{step['seconds']:.1f} s (cpu {step['cpu_seconds']:.1f}) / {step['peak_gb']:.2f} GB"
+    return cell + ("" if step["ok"] else " (failed)")
+
+
+def result_lines(result: dict[str, Any]) -> list[str]:
+    """A markdown table per size: each strategy's init, next (epoch 0, then with feedback), status."""
+    epochs = result["options"]["epochs"]
+    heads = ["init", "next 0", *(f"next {e}" for e in range(1, epochs + 1)), "status"]
+    keys = ["init", "next_0", *(f"next_{e}" for e in range(1, epochs + 1)), "status"]
+    lines = [f"machine: {result['machine']}"]
+    for size, per_size in result["sizes"].items():
+        lines += ["", f"{int(size):,} prompts (built in {per_size['build_seconds']} s)", ""]
+        lines.append("| strategy | " + " | ".join(heads) + " | state.json | load |")
+        lines.append("|---" * (len(heads) + 3) + "|")
+        for name, line in per_size["strategies"].items():
+            if "skipped" in line:
+                lines.append(f"| {name} | skipped: {line['skipped']} |")
+                continue
+            cells = [_cell(line["steps"].get(key)) for key in keys]
+            load = "-".join(f"{value:.1f}" for value in line["load"])
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {line['state_mb']} MB | {load} |")
+            if "error" in line:
+                lines.append(f"|   | error: {line['error'][:150]} |")
+        for name, line in per_size["strategies"].items():
+            if "agreement" in line:
+                found = line["agreement"]
+                lines.append(
+                    f"{name}: reference set bounded to {found['limit']} of {found['measured']} measured prompts: "
+                    f"Spearman {found['spearman_estimate']} (estimates), {found['spearman_selection']} (selection), "
+                    f"largest difference {found['max_abs_difference']}"
+                )
+    return lines
