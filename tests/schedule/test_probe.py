@@ -140,10 +140,11 @@ def test_it_follows_an_improving_policy_from_the_embedding_alone(world, seed):
     assert all(f["measured_groups"] > 0 and f["strength"] in ridge.STRENGTHS for f in figures)
 
 
-def drive_with_likelihood(scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float = 0.2):
+def drive_with_likelihood(scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None):
     """The scheduler fed, after each epoch, the log of every prompt's true pass rate at the next epoch as the
     answer likelihood: what a direct-answer task's likelihood is (docs/strategies.md, "probe")."""
-    config = ScheduleConfig(strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=uniform_share)
+    share = ProbeOptions().uniform_share if uniform_share is None else uniform_share
+    config = ScheduleConfig(strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=share)
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
     plan = scheduler.next_epoch().plan
@@ -163,8 +164,8 @@ def drive_with_likelihood(scores: Path, policy, *, seed: int, epochs: int = 20, 
 
 def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow(world):
     """Given the true pass rates as its likelihood feature, the estimate is nearly exact: over epochs 5-19 the 100
-    prompts of each epoch nearest 0.5 (its aimed 80% and a few more) sit within 0.02 of the 100 nearest in the whole
-    pool, and far closer than the embedding alone aims."""
+    prompts of each epoch nearest 0.5 (its aimed 90% and a few fewer) sit within 0.02 of the 100 nearest in the whole
+    pool, and closer than the embedding alone aims."""
     root, policy, scores = world
     selected, records = drive_with_likelihood(scores, policy, seed=0)
     aimed, best = [], []
@@ -176,7 +177,7 @@ def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow
     assert with_likelihood < float(np.mean(best)) + 0.02, (with_likelihood, np.mean(best))
     plain = simulate(scores, root / "plain", policy, strategy="probe", seed=0).selected
     from_embedding = np.mean([np.sort(np.abs(policy.pass_rates(e)[plain[e]] - 0.5))[:100].mean() for e in range(5, 20)])
-    assert with_likelihood < from_embedding - 0.02, (with_likelihood, from_embedding)
+    assert with_likelihood < from_embedding - 0.01, (with_likelihood, from_embedding)
     assert "likelihood" in records[-1].readout["estimate"]
 
 
