@@ -1,6 +1,7 @@
 """The compute engine: encoded prompts -> truncated forward -> segment sums -> (intra, inter, score).
 
-Prompts are packed into batches of at most `batch_tokens` padded tokens, longest first. The leading
+Prompts are packed into batches of rows of one token length, at most `batch_tokens` tokens, widest first,
+so no row is padded and no row's floats depend on its batch companions (`pack_batches`). The leading
 tokens that every prompt shares (system prompt, few-shot turns, role headers) run once: each batch
 continues from their key/value cache and adds their segment sums, since in a causal model their hidden
 states do not depend on the question.
