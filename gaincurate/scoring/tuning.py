@@ -171,6 +171,8 @@ def _dtype(run: _Run, shapes: dict[str, Any], threads: int, progress: Progress) 
 
     choice = choose_dtype(timings["seconds_per_token"], gate)
     cached_note = " [measurements cached]" if cached and not loaded else ""
+    if timings["load"] > BUSY_LOAD:  # contention can change the ratios themselves (seen: bf16 1.66x quiet, 0.5x busy)
+        cached_note += f" [measured under load, {timings['load']:.1f} per core: measured again once quiet]"
     pin = f"; pin it with --dtype {choice.dtype}"
     dtype_record = {"chosen": choice.dtype, "how": "measured", "reason": choice.reason + cached_note + pin, **record}
     dtype_record["gates"] = choice.gates

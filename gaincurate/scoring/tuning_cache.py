@@ -4,7 +4,7 @@ One JSON file per machine and torch version, in the user cache folder (`gaincura
 `$GAINCURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/gaincurate`, else `~/.cache/gaincurate`):
 
     tuning-<hash of CPU model, CPU flags, machine, torch version>.json
-    {"machine": {...}, "sections": {"dtype_timings": {KEY: {...}}, "fidelity": {...}, ...}}
+    {"machine": {...}, "sections": {"dtype_speed": {KEY: {...}}, "fidelity": {...}, ...}}
 
 A kernel or a BLAS library that changes with torch can reorder the dtypes, so a new torch version
 starts a fresh file. Entries are keyed inside a section by what they depend on (model fingerprint,
