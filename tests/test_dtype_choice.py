@@ -7,6 +7,8 @@ plumbing (the cache, the manifest, the int8 conversion).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,11 @@ from gaincurate.scoring.fidelity import MAX_DIFF_FRACTION, MIN_SPEARMAN, verdict
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    """Every test starts from an empty measurement cache of its own."""
+    """Every test starts from an empty measurement cache of its own, on a machine that reads as quiet."""
+    from gaincurate.scoring import tuning_cache
+
     monkeypatch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tuning_cache, "machine_load", lambda: 0.0)  # the cache's rule depends on the load
 
 
 def gate_result(passed: bool, spearman: float = 0.999, max_abs_diff: float = 0.001) -> dict:
@@ -127,7 +132,8 @@ def fake_measurements(monkeypatch, seconds: dict[str, float], passes: dict[str, 
 
     def measure(shapes):
         calls["dtype"] += 1
-        return {"seconds_per_token": dict(seconds), "unavailable": {}, "tokens": 256}
+        speedup = {dtype: seconds["float32"] / value for dtype, value in seconds.items()}
+        return {"seconds_per_token": dict(seconds), "speedup": speedup, "rounds": 9, "unavailable": {}, "tokens": 256}
 
     def measure_batches(model_config, dtype, config, encoder, questions):
         calls["batch"] += 1
@@ -187,7 +193,7 @@ def test_auto_run_records_the_choice_and_a_second_run_does_not_measure(
     again = score(config, RunOptions(out=str(tmp_path / "b")), progress=Stages())
     assert calls == {"dtype": 1, "batch": 1, "gate": 1}, "the cache answers the second run"
     assert again["dtype"] == "bfloat16" and again["config"]["batch_tokens"] == 512
-    assert again["tuning"]["dtype"]["reason"].endswith("[measurements cached]")
+    assert "[measurements cached]" in again["tuning"]["dtype"]["reason"]
 
 
 def test_forced_dtype_skips_the_gate_and_a_slower_bf16_keeps_float32(tiny_llama, problems_file, tmp_path, monkeypatch):
@@ -245,3 +251,86 @@ def test_int8_scores_close_to_float32(tiny_llama, problems_file, tmp_path):
 def test_unknown_dtype_is_a_one_line_error():
     with pytest.raises(ConfigError, match="--dtype must be one of auto, float32, bfloat16, float16, int8"):
         ScoreConfig(dtype="float8")
+
+
+def load_timers(speed: dict[str, float], *, busy: bool, seed: int) -> dict[str, object]:
+    """Fake probe timers: seconds of one pass per dtype, on a quiet machine or a busy one.
+
+    Busy: everything runs 2-3x slower and a third of the passes are hit by a burst (up to 4x more), at
+    random, whichever dtype happens to be running: what made the old one-off measurement flip.
+    """
+    rng = np.random.default_rng(seed)
+
+    def timer(dtype: str):
+        def one_pass() -> float:
+            seconds = 1e-3 / speed[dtype] * (1 + 0.01 * rng.random())
+            if busy:
+                seconds *= rng.uniform(2.0, 3.0) * (rng.uniform(1.5, 4.0) if rng.random() < 1 / 3 else 1.0)
+            return seconds
+
+        return one_pass
+
+    return {dtype: timer(dtype) for dtype in speed}
+
+
+@pytest.mark.parametrize("speed", [{"float32": 1.0, "bfloat16": 1.54}, {"float32": 1.0, "bfloat16": 0.8}],
+                         ids=["bf16-faster", "bf16-slower"])  # fmt: skip
+def test_auto_chooses_the_same_dtype_quiet_or_busy(speed):
+    """Two runs of the same command, one on a busy machine, choose the same dtype (timings faked)."""
+    gate = RecordingGate({"bfloat16": True})
+    quiet_choice = measure_and_choose(load_timers(speed, busy=False, seed=0), gate)
+    for seed in range(20):
+        busy_choice = measure_and_choose(load_timers(speed, busy=True, seed=seed), gate)
+        assert busy_choice == quiet_choice, f"seed {seed}"
+    assert quiet_choice == ("bfloat16" if speed["bfloat16"] > 1 else "float32")
+
+
+def measure_and_choose(timers, gate) -> str:
+    from gaincurate.scoring.dtype import measure_dtypes
+
+    shapes = {"linears": [[8, 8, 1, False]], "num_layers": 1}
+    timings = measure_dtypes(shapes, candidates=tuple(timers), timers=timers)
+    return choose_dtype(timings["seconds_per_token"], gate).dtype
+
+
+def test_a_near_tie_keeps_float32_and_says_what_a_lossy_dtype_needs():
+    gate = RecordingGate({"bfloat16": True})
+    choice = choose_dtype({"float32": 1.05e-6, "bfloat16": 1e-6}, gate)
+    assert choice.dtype == "float32" and gate.asked == []
+    assert "bfloat16 1.05x" in choice.reason and "needs 1.10x" in choice.reason
+
+
+def test_a_measurement_under_load_is_taken_again_once_the_machine_is_quiet(
+    tiny_llama, problems_file, tmp_path, monkeypatch
+):
+    """The cache keeps a busy machine's measurement only until a quiet run re-measures; quiet ones are kept."""
+    from gaincurate.scoring import score, tuning_cache
+
+    calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})
+    config = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu", batch_tokens=256)
+    runs = iter(range(100))
+    for load, measured in [(3.0, 1), (2.5, 1), (0.4, 2), (3.0, 2), (0.2, 2)]:
+        monkeypatch.setattr(tuning_cache, "machine_load", lambda load=load: load)
+        stages = Stages()
+        manifest = score(config, RunOptions(out=str(tmp_path / f"run-{next(runs)}")), progress=stages)
+        assert calls["dtype"] == measured, f"load {load}"
+        assert manifest["dtype"] == "bfloat16"
+        line = next(line for line in stages.lines if line.startswith("dtype "))
+        assert line.endswith("pin it with --dtype bfloat16")
+
+
+def test_an_old_one_off_measurement_in_the_cache_is_not_read(tiny_llama, problems_file, tmp_path, monkeypatch):
+    """Caches written before paired rounds hold a best-of-one figure taken under whatever load there was."""
+    from gaincurate.scoring import score, tuning_cache
+
+    calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})
+    config = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu", batch_tokens=256)
+    score(config, RunOptions(out=str(tmp_path / "first")))
+    path = tuning_cache.cache_path()
+    data = json.loads(path.read_text())
+    (key,) = data["sections"].pop("dtype_speed")
+    slow_bf16 = {"seconds_per_token": {"float32": 1e-6, "bfloat16": 1.37e-6}, "unavailable": {}, "tokens": 256}
+    data["sections"]["dtype_timings"] = {key: slow_bf16}  # "bfloat16 0.73x", measured once under load
+    path.write_text(json.dumps(data))
+    manifest = score(config, RunOptions(out=str(tmp_path / "second")))
+    assert calls["dtype"] == 2 and manifest["dtype"] == "bfloat16"

@@ -11,7 +11,6 @@ from gaincurate.metrics import concentration
 from gaincurate.prompts import CONTEXT, QUESTION, PromptEncoder
 from gaincurate.scoring import score
 from gaincurate.scoring.config import RunOptions, ScoreConfig
-from gaincurate.scoring.engine import pack_batches
 from gaincurate.shards import read_scores
 
 CASES = {
@@ -117,17 +116,6 @@ def test_concentration_matches_pairwise_definition_on_random_vectors():
         np.testing.assert_allclose(inter[0], expected_inter, atol=1e-12, equal_nan=True)
         expected_total = expected_intra if np.isnan(expected_inter) else expected_intra + 2.5 * expected_inter
         np.testing.assert_allclose(total[0], expected_total, atol=1e-12, equal_nan=True)
-
-
-def test_pack_batches_respects_budget_and_covers_every_row():
-    rng = np.random.default_rng(1)
-    lengths = rng.integers(1, 300, size=200).tolist()
-    batches = pack_batches(lengths, 1024)
-    assert sorted(i for b in batches for i in b) == list(range(200))
-    for batch in batches:
-        width = max(lengths[i] for i in batch)
-        assert width * len(batch) <= 1024 or len(batch) == 1
-    assert pack_batches(lengths, 1024) == batches
 
 
 # name: (scoring layer, embed layer); the tiny models have 3 layers, so -1 and 2 name the same one.

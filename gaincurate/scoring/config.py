@@ -74,7 +74,7 @@ class ScoreConfig:
     max_length: int | None = setting(4096, "Truncate prompts to N tokens, context first.", check=at_least(2))
     batch_tokens: int | None = setting(
         None,
-        "Padded tokens per forward batch.",
+        "Tokens per forward batch (rows of one length). Changes speed, not scores.",
         check=at_least(1),
         shown=f"measured on CPU (gaincurate/scoring/batch_size.py), {CUDA_BATCH_TOKENS} on CUDA",
     )
@@ -86,7 +86,8 @@ class ScoreConfig:
     dtype: str = setting(
         "auto",
         "int8 is torchao's dynamic quantization of the linears; auto: on CPU the fastest measured here "
-        "(gaincurate/scoring/dtype.py) that ranks like float32.",
+        "(gaincurate/scoring/dtype.py, load-proof, cached) that ranks like float32; the run prints its "
+        "choice: pass it to pin it.",
         choices=DTYPES,
     )
     device: str = setting("auto", "auto, cpu or cuda[:N].")
@@ -141,10 +142,11 @@ class RunOptions:
         None, "Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`."
     )
     threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="one per core")
-    # The shard layout changes no score, so it is checked against the directory, not fingerprinted.
+    # The shard layout changes no score (a row's padding depends on its own length only: engine.padded_width),
+    # so it is checked against the directory, not fingerprinted.
     shard_rows: int | None = setting(
         None,
-        "Rows per shard: the unit of resume.",
+        "Rows per shard: the unit of resume. Changes no score.",
         check=at_least(1),
         shown=f"the --out directory's, else {DEFAULT_SHARD_ROWS}",
         flags=("--shard-rows", "--shard-size"),

@@ -3,8 +3,14 @@
 Flags mislead: a Xeon with AVX512-BF16 but no AMX runs torch's bf16 matmul at about half its fp32 rate,
 one with AMX at several times it, and an EPYC without bf16 units emulates it. So `--dtype auto` times
 one decoder layer's linear shapes (q/k/v/o and the MLP, from the model's config, random weights) in
-each candidate dtype on `PROBE_TOKENS` tokens, within about `PROBE_BUDGET_SECONDS`, and picks the
-fastest candidate that is exact (float32) or passes the fidelity gate (`gaincurate.scoring.fidelity`).
+each candidate dtype on `PROBE_TOKENS` tokens, and picks the fastest candidate that is exact (float32) or
+passes the fidelity gate (`gaincurate.scoring.fidelity`).
+
+The measurement is built so that load from other processes cannot flip it: every round times each
+candidate right after float32, and a candidate's speed is the median over at least `MIN_ROUNDS` rounds
+of its ratio to float32 within the round. A load that lasts slows both sides of a ratio alike, and a
+burst spoils a few rounds, which the median ignores. A lossy dtype must then be at least `MARGIN` times
+float32's speed: near a tie float32 wins, so noise around a tie cannot flip the choice either.
 
 Candidates: float32, bfloat16, float16 (where torch can run it) and int8: dynamic int8 quantization of
 the `nn.Linear` layers with torchao (`pip install 'gaincurate[int8]'`), activations quantized per token.
@@ -21,10 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 CANDIDATES = ("float32", "bfloat16", "float16", "int8")
 REFERENCE = "float32"  # exact: the dtype every lossy candidate is gated against
 PROBE_TOKENS = 256
-PROBE_BUDGET_SECONDS = 0.15  # rounds stop here: with the set-up, about 0.2 s on one core
+PROBE_BUDGET_SECONDS = 0.15  # rounds past MIN_ROUNDS stop here
+MIN_ROUNDS = 9  # rounds always timed: the median of 9 ratios ignores 4 spoiled by bursts of load
+MAX_ROUNDS = 15
+MARGIN = 1.1  # a lossy dtype must beat float32 by this factor: a tie keeps the exact dtype
 _MLP_NAMES = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 
 
@@ -161,25 +172,30 @@ def race(contestants: dict[str, tuple[Parts, int]], budget: float, rounds: int =
     alike rather than whichever happened to be running. Rounds stop once `budget` seconds have passed,
     the warm-up included, after at least one timed round.
     """
+    seconds = timed_rounds(_layer_timers(contestants), budget, min_rounds=1, max_rounds=rounds)
+    return {name: min(seconds[name]) / tokens for name, (_, tokens) in contestants.items()}
+
+
+def _layer_timers(contestants: dict[str, tuple[Parts, int]]) -> dict[str, Callable[[], float]]:
+    """One timer per contestant: seconds of one pass through its layer, warmed up (kernels built)."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    inputs = {
-        name: [(linear, torch.randn(tokens, linear.in_features, generator=generator).to(work), count)
-               for linear, work, count in parts]
-        for name, (parts, tokens) in contestants.items()
-    }  # fmt: skip
-    best = dict.fromkeys(inputs, float("inf"))
-    with torch.inference_mode():
-        started = time.perf_counter()
-        for layer in inputs.values():
+    timers = {}
+    for name, (parts, tokens) in contestants.items():
+        layer = [(linear, torch.randn(tokens, linear.in_features, generator=generator).to(work), count)
+                 for linear, work, count in parts]  # fmt: skip
+        with torch.inference_mode():
             _layer_seconds(layer)  # warm-up: oneDNN builds its kernels on the first call of a shape
-        for _ in range(rounds):
-            for name, layer in inputs.items():
-                best[name] = min(best[name], _layer_seconds(layer))
-            if time.perf_counter() - started > budget:
-                break
-    return {name: best[name] / tokens for name, (_, tokens) in contestants.items()}
+        timers[name] = lambda layer=layer: _inference_seconds(layer)
+    return timers
+
+
+def _inference_seconds(layer: list[tuple[Any, Any, Any]]) -> float:
+    import torch
+
+    with torch.inference_mode():
+        return _layer_seconds(layer)
 
 
 def _layer_seconds(layer: list[tuple[Any, Any, Any]]) -> float:
@@ -191,13 +207,55 @@ def _layer_seconds(layer: list[tuple[Any, Any, Any]]) -> float:
     return total
 
 
+def timed_rounds(
+    timers: dict[str, Callable[[], float]], budget: float, *, min_rounds: int, max_rounds: int
+) -> dict[str, list[float]]:
+    """Seconds of every round per timer: each round calls every timer once, in a fixed order.
+
+    At least `min_rounds` rounds; more while the timed seconds stay within `budget`, up to `max_rounds`.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in timers}
+    spent = 0.0
+    for round_index in range(max_rounds):
+        if round_index >= min_rounds and spent > budget:
+            break
+        for name, timer in timers.items():
+            seconds[name].append(timer())
+            spent += seconds[name][-1]
+    return seconds
+
+
 def measure_dtypes(
-    shapes: dict[str, Any], candidates: tuple[str, ...] = CANDIDATES, budget: float = PROBE_BUDGET_SECONDS
+    shapes: dict[str, Any],
+    candidates: tuple[str, ...] = CANDIDATES,
+    budget: float = PROBE_BUDGET_SECONDS,
+    timers: dict[str, Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
-    """Seconds per token of one layer's linears in each candidate dtype, and why any candidate cannot run."""
+    """Each candidate's speed against float32 (median of paired ratios), and why any candidate cannot run.
+
+    `seconds_per_token` is float32's median time over the candidate's median speed-up, so the ratio of
+    any two entries is the load-proof figure `choose_dtype` compares. `timers` (seconds of one pass, per
+    dtype) replace the real probe, for tests.
+    """
     missing = {dtype: why for dtype in candidates if (why := unavailable(dtype))}
-    contestants = {dtype: (probe_layer(shapes, dtype), PROBE_TOKENS) for dtype in candidates if dtype not in missing}
-    return {"seconds_per_token": race(contestants, budget), "unavailable": missing, "tokens": PROBE_TOKENS}
+    runnable = [REFERENCE, *(dtype for dtype in candidates if dtype not in missing and dtype != REFERENCE)]
+    if timers is None:
+        timers = _layer_timers({dtype: (probe_layer(shapes, dtype), PROBE_TOKENS) for dtype in runnable})
+    seconds = timed_rounds({d: timers[d] for d in runnable}, budget, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS)
+    reference = float(np.median(seconds[REFERENCE])) / PROBE_TOKENS
+    speedups = {dtype: paired_speedup(seconds[REFERENCE], seconds[dtype]) for dtype in runnable}
+    return {
+        "seconds_per_token": {dtype: reference / speedup for dtype, speedup in speedups.items()},
+        "speedup": speedups,
+        "rounds": len(seconds[REFERENCE]),
+        "unavailable": missing,
+        "tokens": PROBE_TOKENS,
+    }
+
+
+def paired_speedup(reference: list[float], candidate: list[float]) -> float:
+    """Median over rounds of float32's time over the candidate's, each pair timed back to back."""
+    return float(np.median([r / c for r, c in zip(reference, candidate, strict=True)]))
 
 
 @dataclass(frozen=True)
@@ -216,16 +274,20 @@ def describe_gate(result: dict[str, Any]) -> str:
 
 
 def choose_dtype(timings: dict[str, float], gate: Callable[[str], dict[str, Any]]) -> DtypeChoice:
-    """The fastest dtype that is float32 or passes `gate`; `gate` runs only for lossy dtypes faster than float32."""
+    """The fastest dtype that is float32 or passes `gate`; a lossy dtype counts only at `MARGIN` x float32's speed.
+
+    `gate` runs only for lossy dtypes that clear the margin.
+    """
     reference = timings[REFERENCE]
     steps, gates = [], {}
     for dtype in sorted(timings, key=lambda name: (timings[name], name != REFERENCE)):
         speed = f"{reference / timings[dtype]:.2f}x float32's speed"
-        if dtype == REFERENCE:
-            untried = [d for d in sorted(timings) if d not in gates and d != dtype]
+        if dtype == REFERENCE or reference / timings[dtype] < MARGIN:
+            untried = [d for d in sorted(timings) if d not in gates and d != REFERENCE]
             others = ", ".join(f"{d} {reference / timings[d]:.2f}x" for d in untried)
-            steps.append("float32 is exact" + (f" (measured speed vs float32: {others})" if others else ""))
-            return DtypeChoice(dtype, "; ".join(steps), gates)
+            tie = f"; a lossy dtype needs {MARGIN:.2f}x" if any(reference / timings[d] >= 1 for d in untried) else ""
+            steps.append("float32 is exact" + (f" (measured speed vs float32: {others}{tie})" if others else ""))
+            return DtypeChoice(REFERENCE, "; ".join(steps), gates)
         gates[dtype] = result = gate(dtype)
         if result["passed"]:
             steps.append(f"{dtype} ran at {speed} and passed the fidelity gate ({describe_gate(result)})")

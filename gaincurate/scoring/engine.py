@@ -1,6 +1,7 @@
 """The compute engine: encoded prompts -> truncated forward -> segment sums -> (intra, inter, score).
 
-Prompts are packed into batches of at most `batch_tokens` padded tokens, longest first. The leading
+Prompts are packed into batches of rows of one token length, at most `batch_tokens` tokens, widest first,
+so no row is padded and no row's floats depend on its batch companions (`pack_batches`). The leading
 tokens that every prompt shares (system prompt, few-shot turns, role headers) run once: each batch
 continues from their key/value cache and adds their segment sums, since in a causal model their hidden
 states do not depend on the question.
@@ -36,24 +37,30 @@ class BatchStats:
     first_batch_tokens: int = 0
 
 
-def pack_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Group row indices, longest first, so each batch's padded size stays within `batch_tokens`.
+WIDTH_STEP = 1  # padded widths are multiples of this: 1 pads nothing
 
-    A row longer than the budget gets a batch of its own. Ties keep input order, so packing is
-    deterministic.
+
+def padded_width(length: int) -> int:
+    """The width a row of `length` tokens is padded to: a function of its own length only."""
+    return -(-length // WIDTH_STEP) * WIDTH_STEP
+
+
+def pack_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Group row indices into batches of rows of one padded width, widest first, at most `batch_tokens` tokens.
+
+    A row's width is `padded_width` of its own length, never its batch companions': padded to another
+    width, a row's floats change in the last bits (attention and matmuls reduce over the width), while
+    the rows beside it at the same width change nothing. So a row's score does not depend on which rows
+    share its shard, its part or the budget. A row wider than the budget gets a batch of its own. Rows of
+    one width keep input order, so packing is deterministic.
     """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: dict[int, list[int]] = {}
+    for index, length in enumerate(lengths):
+        groups.setdefault(padded_width(length), []).append(index)
     batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # Sorted longest first, so the first row of a batch sets its padded length.
-        width = lengths[current[0]] if current else lengths[index]
-        if current and width * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
+    for width in sorted(groups, reverse=True):
+        rows, size = groups[width], max(1, batch_tokens // width)
+        batches.extend(rows[start : start + size] for start in range(0, len(rows), size))
     return batches
 
 
@@ -123,7 +130,8 @@ class Scorer:
             lengths = [len(prompts[i].input_ids) - offset for i in group]
             for batch in pack_batches(lengths, self.batch_tokens):
                 rows = [group[i] for i in batch]
-                sums, counts, pooled = self._run_batch([prompts[i] for i in rows], offset)
+                width = padded_width(lengths[batch[0]])
+                sums, counts, pooled = self._run_batch([prompts[i] for i in rows], offset, width)
                 batch_intra, batch_inter, batch_score = concentration(sums, counts, self.config.inter_weight)
                 intra[rows], inter[rows], score[rows] = batch_intra, batch_inter, batch_score
                 if pooled is not None:
@@ -152,13 +160,14 @@ class Scorer:
             self.stats.tokens += len(self.prefix.input_ids)  # the prefix goes through the model once
         return self._prefix_state
 
-    def _run_batch(self, prompts: list[EncodedPrompt], offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Score one batch; with `offset` > 0 the first `offset` tokens come from the shared prefix."""
+    def _run_batch(
+        self, prompts: list[EncodedPrompt], offset: int, width: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Score one batch padded to `width` tokens; with `offset` > 0 the first `offset` are the shared prefix's."""
         import torch
 
         from gaincurate.kernels import segment_unit_sums
 
-        width = max(len(p.input_ids) for p in prompts) - offset
         input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), offset + width), dtype=torch.long)
         attention_mask[:, :offset] = 1

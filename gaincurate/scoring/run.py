@@ -1,9 +1,10 @@
 """The scoring run: dataset rows -> prompts -> truncated forward -> segment sums -> shards.
 
-Rows are cut into shards of `shard_rows` consecutive rows. Inside a shard, prompts are sorted by length
-and packed into batches of at most `batch_tokens` padded tokens, so batches waste little on padding. A
-shard's content depends only on its rows and the config, so a killed run that is started again skips the
-finished shards and produces the same bytes as an uninterrupted run.
+Rows are cut into shards of `shard_rows` consecutive rows. Inside a shard, prompts of one token length
+are batched together, at most `batch_tokens` tokens a batch, so nothing is padded. A row's score depends
+only on the row and the config, not on its shard, part or batch companions, so a killed run that is
+started again skips the finished shards and produces the same bytes as an uninterrupted run, and any
+`--shard-rows`, `--batch-tokens` or number of ranks gives the same scores.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ from gaincurate.scoring.dtype import (
 )
 
 SPLIT_DTYPE, SPLIT_BATCH_TOKENS = "float32", 512
+DTYPE_SECTION = "dtype_speed"  # paired-round medians; the old `dtype_timings` section (one-off best-of) is ignored
+# Load average per core: a measurement above BUSY_LOAD is re-taken by the first run at or below QUIET_LOAD.
+BUSY_LOAD, QUIET_LOAD = 1.0, 0.5
 
 
 @dataclass(frozen=True)
@@ -133,13 +136,13 @@ def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
 
 def _dtype(run: _Run, shapes: dict[str, Any], threads: int, progress: Progress) -> tuple[dict[str, Any], Any, float]:
     """The dtype record (and the float32 model, if the fidelity gate had to load it)."""
-    key = f"{run.model_fingerprint}|threads={threads}"
-    timings = tuning_cache.get("dtype_timings", key)
-    cached = timings is not None
-    if timings is None:
-        timings = measure_dtypes(shapes)
-        tuning_cache.put("dtype_timings", key, timings)
-    record = {"seconds_per_token": timings["seconds_per_token"], "unavailable": timings["unavailable"]}
+    timings, cached = _dtype_timings(run, shapes, threads)
+    record = {
+        "seconds_per_token": timings["seconds_per_token"],
+        "speedup": timings["speedup"],
+        "unavailable": timings["unavailable"],
+        "measured_under_load": timings["load"],
+    }
     config = run.config
     if config.dtype != "auto":
         return {"chosen": config.dtype, "how": "forced", "reason": "forced by --dtype", **record}, None, 0.0
@@ -168,9 +171,29 @@ def _dtype(run: _Run, shapes: dict[str, Any], threads: int, progress: Progress) 
 
     choice = choose_dtype(timings["seconds_per_token"], gate)
     cached_note = " [measurements cached]" if cached and not loaded else ""
-    dtype_record = {"chosen": choice.dtype, "how": "measured", "reason": choice.reason + cached_note, **record}
+    if timings["load"] > BUSY_LOAD:  # contention can change the ratios themselves (seen: bf16 1.66x quiet, 0.5x busy)
+        cached_note += f" [measured under load, {timings['load']:.1f} per core: measured again once quiet]"
+    pin = f"; pin it with --dtype {choice.dtype}"
+    dtype_record = {"chosen": choice.dtype, "how": "measured", "reason": choice.reason + cached_note + pin, **record}
     dtype_record["gates"] = choice.gates
     return dtype_record, loaded.get("model"), loaded.get("seconds", 0.0)
+
+
+def _dtype_timings(run: _Run, shapes: dict[str, Any], threads: int) -> tuple[dict[str, Any], bool]:
+    """The dtype speeds of this machine, model and thread count, and whether they came from the cache.
+
+    A measurement taken on a busy machine is kept only until a run finds the machine quiet, which then
+    measures again: the paired medians resist load, and a quiet measurement is better still.
+    (`dtype_timings`, the one-off best-of measurements before paired rounds, is no longer read.)
+    """
+    key = f"{run.model_fingerprint}|threads={threads}"
+    timings = tuning_cache.get(DTYPE_SECTION, key)
+    load = tuning_cache.machine_load()
+    if timings is not None and not (timings["load"] > BUSY_LOAD and load <= QUIET_LOAD):
+        return timings, True
+    timings = {**measure_dtypes(shapes), "load": load}
+    tuning_cache.put(DTYPE_SECTION, key, timings)
+    return timings, False
 
 
 def _load_for_gate(run: _Run, progress: Progress) -> dict[str, Any]:

@@ -4,7 +4,7 @@ One JSON file per machine and torch version, in the user cache folder (`gaincura
 `$GAINCURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/gaincurate`, else `~/.cache/gaincurate`):
 
     tuning-<hash of CPU model, CPU flags, machine, torch version>.json
-    {"machine": {...}, "sections": {"dtype_timings": {KEY: {...}}, "fidelity": {...}, ...}}
+    {"machine": {...}, "sections": {"dtype_speed": {KEY: {...}}, "fidelity": {...}, ...}}
 
 A kernel or a BLAS library that changes with torch can reorder the dtypes, so a new torch version
 starts a fresh file. Entries are keyed inside a section by what they depend on (model fingerprint,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,14 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+
+
+def machine_load() -> float:
+    """The 1-minute load average per core (0.0 where the platform has none): how busy the machine is now."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):
+        return 0.0
 
 
 def cache_path() -> Path:
