@@ -158,10 +158,12 @@ def test_configs_load_by_name_or_file_and_refuse_unknown_keys(tmp_path):
 def test_seeds_are_a_count_a_range_or_a_list():
     from gaincurate.benchmarks.curriculum.configs import BenchConfig, parse_seeds
 
-    assert parse_seeds(3) == (0, 1, 2) and parse_seeds("3") == (0, 1, 2)
-    assert parse_seeds("100-103") == (100, 101, 102, 103)
-    assert parse_seeds("5,7-9") == (5, 7, 8, 9)
-    for bad in ("9-3", "a-b", "1,1", "", 0):
+    assert parse_seeds(3) == (0, 1, 2)  # an int (a config file's `seeds: 3`) is a count
+    assert parse_seeds("100-103") == (100, 101, 102, 103) and parse_seeds("90-90") == (90,)
+    assert parse_seeds("5,7-9") == (5, 7, 8, 9) and parse_seeds("5,90") == (5, 90)
+    with pytest.raises(ConfigError, match="write 90-90 for seed 90 alone, or 0-89 for the 90 seeds from 0"):
+        parse_seeds("90")  # text: seed 90 or 90 seeds? refused, both spellings shown (#49)
+    for bad in ("9-3", "a-b", "1,1", "", 0, "3", "1"):
         with pytest.raises(ConfigError):
             parse_seeds(bad)
     assert BenchConfig(name="x", seeds="100-111").seed_list == tuple(range(100, 112))

@@ -18,7 +18,10 @@ class BenchRun:
         cli="words",
     )
     seeds: int | str | None = setting(
-        None, "A count (12: seeds 0-11), a range (100-111) or a list.", shown="the config's", cli="seeds"
+        None,
+        "A range (100-111: seeds 100 to 111; 90-90: seed 90 alone) or a list (3,5,9-12); one number alone is refused.",
+        shown="the config's",
+        cli="seeds",
     )
     smoke: bool = setting(False, "One seed, a few steps: checks the harness end to end.", flags=("--smoke",))
     max_pairs: int | None = setting(None, "Train at most N pairs in this call, then stop.", check=at_least(1))
