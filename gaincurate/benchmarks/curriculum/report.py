@@ -89,7 +89,8 @@ def demo_note(summary: dict[str, Any], name: str) -> str:
     for arm, entry in summary["strategies"].items():
         ratio = ((entry["vs_baseline"] or {}).get("rollouts") or {}).get("mean")
         if ratio is not None:
-            arms.append(f"{arm} reached the target with {ratio:.2f}x {baseline}'s rollouts")
+            missed = f", {entry['censored']} seed(s) never reaching it" if entry["censored"] else ""
+            arms.append(f"{arm} needed {ratio:.2f}x {baseline}'s rollouts to reach the target{missed}")
     shown = "; ".join(arms) or f"no arm reached the target on both sides of a pair with {baseline}"
     return (
         f"\nWhat this shows: on {seeds} seed(s) of cpu-arith on this machine, {shown} (rollouts to target: the table's "
