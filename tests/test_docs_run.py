@@ -29,7 +29,7 @@ SAMPLE = ROOT / "gaincurate" / "assets" / "math_sample.jsonl"
 def run(command: list[str], cwd: Path, *, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TOKENIZERS_PARALLELISM": "false"}
     env |= {"COLUMNS": "200", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    done = subprocess.run(command, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, f"{command}\n{stdin or ''}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 

@@ -48,7 +48,7 @@ def _words(text: str) -> tuple[str, ...] | None:
 
 def _seeds(text: str) -> str:
     """A --seeds spec checked at parse time: a malformed one is a usage error naming it, before torch loads."""
-    from gaincurate.benchmarks.curriculum.configs import parse_seeds
+    from gaincurate.benchmarks.curriculum.run_options import parse_seeds
     from gaincurate.errors import ConfigError
 
     try:
