@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.benchmarks.curriculum.configs import BUNDLED, DEMO_WORKERS
 from gaincurate.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.benchmarks.signal import SignalCheck
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
@@ -38,6 +38,9 @@ signal_app = typer.Typer(
 )
 
 
+DEMO_OUT = "bench-demo"
+
+
 def _words(text: str) -> tuple[str, ...] | None:
     """A comma list, blanks dropped; none left means "not given" (the config's)."""
     return tuple(word.strip() for word in text.split(",") if word.strip()) or None
@@ -45,7 +48,7 @@ def _words(text: str) -> tuple[str, ...] | None:
 
 def _seeds(text: str) -> str:
     """A --seeds spec checked at parse time: a malformed one is a usage error naming it, before torch loads."""
-    from gaincurate.benchmarks.curriculum.configs import parse_seeds
+    from gaincurate.benchmarks.curriculum.run_options import parse_seeds
     from gaincurate.errors import ConfigError
 
     try:
@@ -73,6 +76,15 @@ def curriculum(
         typer.Option(help="Print the tables re-derived from a bench directory or docs/results/NAME; trains nothing."),
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="With --report: draw the curves to this PNG.")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="See the saving in about ten minutes on 2 cores: the bundled `demo` bench (cpu-arith, uniform "
+            f"against the default strategy, seeds {BUNDLED['demo'].seeds}) on {DEMO_WORKERS} workers, into --out "
+            f"(default {DEMO_OUT}).",
+        ),
+    ] = False,
     config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -92,27 +104,40 @@ def curriculum(
             plot_results(report, plot)
         emit(summary, as_json=as_json, human=lambda stdout: stdout.write(table))
         return
+    options = given(BenchRun, run)
+    if demo:
+        if bench not in (None, "demo"):
+            raise ConfigError(f"--demo runs the bundled demo bench; drop --bench {bench}, or drop --demo")
+        bench, out = "demo", out or Path(DEMO_OUT)
+        options = {"workers": DEMO_WORKERS, **options}
     if bench is None or out is None:
         raise ConfigError("bench curriculum needs --bench and --out to run a bench (or --report DIR to read one)")
     from gaincurate.benchmarks.curriculum.bench import run_bench
 
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
-        summary = run_bench(bench, out, progress=progress, **given(BenchRun, run))
+        summary = run_bench(bench, out, progress=progress, **options)
     from gaincurate.benchmarks.curriculum.readout import readout_markdown
+    from gaincurate.benchmarks.curriculum.report import demo_note
 
     shown = markdown_table(summary) + readout_markdown(summary.get("readout") or {})
+    if demo:
+        shown += demo_note(summary, "demo") + (
+            f"\nCurves: {out / 'curves.png'}. The same tables and plot again from the folder: gaincurate bench "
+            f"curriculum --report {out} --plot curves.png\n"
+        )
     emit(summary, as_json=as_json, human=lambda stdout: stdout.write(shown))
 
 
 def _with_run_options(command: Any) -> Any:
-    """`curriculum` taking `BenchRun`'s fields as options, after --bench, --out, --report and --plot."""
+    """`curriculum` taking `BenchRun`'s fields as options, after --bench, --out, --report, --plot and --demo."""
     fixed = fixed_parameters(command)
     generated = field_parameters(BenchRun, parsers={"words": _words, "seeds": _seeds})
-    return install(command, [], [*fixed[:4], *generated, *fixed[4:]])
+    return install(command, [], [*fixed[:5], *generated, *fixed[5:]])
 
 
 bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about ten "
+    "minutes on 2 cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )(_with_run_options(curriculum))

@@ -86,7 +86,7 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
         aimed,
         _rate(readout.get("measured_pass_rate")),
         zero,
-        "-" if uniform is None else f"~{uniform:.0%}",
+        "no estimate" if _all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
         "-" if correlation is None else f"{correlation:+.2f}",
     ]
 
@@ -99,13 +99,21 @@ def spent_line(history: list[dict[str, Any]]) -> str:
     last = readouts[-1]
     uniform = last.get("uniform_nonzero_rollouts_estimate")
     versus = ""
-    if uniform is not None:
+    compared = [line for line in readouts if line.get("uniform_zero_variance_estimate") is not None]
+    if compared and all(_all_equal(line) for line in compared):
+        versus = "; no estimate to compare with (the strategy's estimates were all equal: they tell no prompts apart)"
+    elif uniform is not None:
         versus = (
             f"; over the epochs with an estimate {last['compared_nonzero_rollouts']}, where a uniform draw would "
             f"have spent ~{uniform:.0f} (estimated from the strategy's own estimates)"
         )
     total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
     return f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}{versus}"
+
+
+def _all_equal(readout: dict[str, Any]) -> bool:
+    """Whether the draw's estimates were all equal: uniform's "estimate" from them then describes no pool."""
+    return readout.get("estimate_spread") == 0.0
 
 
 def figures(info: dict[str, Any] | None) -> str:

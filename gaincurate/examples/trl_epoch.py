@@ -69,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Checkpoints kept in --output-dir, newest first; at least 2, as a retried epoch resumes from the "
         "one before the newest (default: %(default)s).",
     )  # fmt: skip
+    parser.add_argument(
+        "--save-only-model", action="store_true",
+        help="Checkpoints without the optimizer, scheduler and RNG state (a third of the size): each epoch then "
+        "resumes with fresh Adam moments, so the run is not the one an unbroken run trains (docs/trl.md, Disk).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # Checked before the heavy imports, so a wrong command fails in a second.
     if args.num_generations < 2:
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         shuffle_dataset=False,  # keep the epoch file's rank order
         save_strategy="epoch",
         save_total_limit=args.save_total_limit,  # a checkpoint is ~1.6 GB for SmolLM2-135M: weights and Adam state
+        save_only_model=args.save_only_model,  # 0.54 GB: the weights, config, tokenizer and trainer_state.json
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         num_generations=args.num_generations,
         max_completion_length=args.max_completion_length,

@@ -125,7 +125,7 @@ def test_a_killed_bench_resumes_at_the_first_unfinished_pair(tmp_path):
                                   "name": "tiny", "steps": 6, "eval_every": 2, "smoke_overrides": {}}))  # fmt: skip
     out = tmp_path / "out"
     command = [CONSOLE, "bench", "curriculum", "--bench", str(config), "--out", str(out),
-               "--strategies", "uniform,length", "--seeds", "1", "--quiet"]  # fmt: skip
+               "--strategies", "uniform,length", "--seeds", "0-0", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     second = out / "work" / "length-seed0" / "points.jsonl"
     deadline = time.monotonic() + 240
@@ -226,6 +226,19 @@ def test_the_declared_analysis_cannot_change_inside_a_bench(smoke, tmp_path):
                           "--seeds", "9-3"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "--seeds 9-3 is not valid" in bad.stderr  # a usage error, before any work
     assert not (tmp_path / "x").exists()
+
+
+def test_one_number_given_to_seeds_is_refused_with_both_spellings(tmp_path):
+    """`--seeds 90` could mean seed 90 (as the docs' `--seeds 90-92` means 90 to 92) or seeds 0-89 (#49): refused at
+    parse time, naming both spellings; `--help` says so."""
+    bad = subprocess.run([CONSOLE, "bench", "curriculum", "--bench", "cpu-arith", "--out", str(tmp_path / "x"),
+                          "--seeds", "90"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    assert "--seeds 90 is not valid" in bad.stderr and "90-90 for seed 90 alone" in bad.stderr
+    assert "0-89 for the 90 seeds from 0" in bad.stderr and not (tmp_path / "x").exists()
+    shown = subprocess.run([CONSOLE, "bench", "curriculum", "--help"], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert "90-90: seed 90 alone" in shown.stdout and "one number alone is refused" in shown.stdout
 
 
 def test_the_products_task_runs_by_name_at_smoke_size(tmp_path):

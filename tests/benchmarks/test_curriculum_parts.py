@@ -158,10 +158,12 @@ def test_configs_load_by_name_or_file_and_refuse_unknown_keys(tmp_path):
 def test_seeds_are_a_count_a_range_or_a_list():
     from gaincurate.benchmarks.curriculum.configs import BenchConfig, parse_seeds
 
-    assert parse_seeds(3) == (0, 1, 2) and parse_seeds("3") == (0, 1, 2)
-    assert parse_seeds("100-103") == (100, 101, 102, 103)
-    assert parse_seeds("5,7-9") == (5, 7, 8, 9)
-    for bad in ("9-3", "a-b", "1,1", "", 0):
+    assert parse_seeds(3) == (0, 1, 2)  # an int (a config file's `seeds: 3`) is a count
+    assert parse_seeds("100-103") == (100, 101, 102, 103) and parse_seeds("90-90") == (90,)
+    assert parse_seeds("5,7-9") == (5, 7, 8, 9) and parse_seeds("5,90") == (5, 90)
+    with pytest.raises(ConfigError, match="write 90-90 for seed 90 alone, or 0-89 for the 90 seeds from 0"):
+        parse_seeds("90")  # text: seed 90 or 90 seeds? refused, both spellings shown (#49)
+    for bad in ("9-3", "a-b", "1,1", "", 0, "3", "1"):
         with pytest.raises(ConfigError):
             parse_seeds(bad)
     assert BenchConfig(name="x", seeds="100-111").seed_list == tuple(range(100, 112))
@@ -177,3 +179,29 @@ def test_a_config_can_define_an_arm_of_a_strategy_with_options():
         BenchConfig(name="x", smooth=2)
     with pytest.raises(ConfigError, match="the baseline"):
         BenchConfig(name="x", primary=("uniform",))
+
+
+def test_the_demo_is_cpu_arith_with_uniform_against_the_default_strategy_on_unpublished_seeds():
+    from gaincurate.benchmarks.curriculum.configs import BUNDLED
+    from gaincurate.benchmarks.curriculum.report import demo_note
+    from gaincurate.schedule.config import DEFAULT_STRATEGY
+
+    demo, arith = BUNDLED["demo"], BUNDLED["cpu-arith"]
+    assert demo.strategies == ("uniform", DEFAULT_STRATEGY) and demo.primary == (DEFAULT_STRATEGY,)
+    published = set(range(90, 136))  # pilots 90-99, published 100-123, the next declared verdict 124-135
+    assert not published & set(demo.seed_list) and len(demo.seed_list) >= 2
+    same = ("name", "strategies", "primary", "seeds", "schedule")
+    assert {k: v for k, v in demo.to_dict().items() if k not in same} == {
+        k: v for k, v in arith.to_dict().items() if k not in same
+    }  # the task, warm start, GRPO settings, target and analysis as declared
+    summary = {
+        "baseline": "uniform",
+        "strategies": {
+            "uniform": {"seeds": [200, 201], "vs_baseline": None, "censored": 0},
+            "dots": {"seeds": [200, 201], "vs_baseline": {"rollouts": {"mean": 0.5}}, "censored": 1},
+        },
+    }
+    note = demo_note(summary, "demo")
+    assert "on 2 seed(s)" in note and "dots needed 0.50x uniform's rollouts" in note and "1 seed(s) never" in note
+    assert "not the published verdict" in note and "docs/benchmarks.md" in note
+    assert demo_note(summary, "cpu-arith") == ""  # published tables keep their text

@@ -3,8 +3,9 @@
 The shell blocks of the page are read from the page itself and run by bash through the installed `gaincurate`
 console script, in a fresh `tmp_path`. One change keeps the test offline and fast: the embedded SmolLM2 is
 replaced by the tests' tiny random Llama, with the option the quickstart names for it (`--model` on
-`gaincurate score` and on `gaincurate example trl-epoch`). Two blocks are not run: the install block (`make
-setup`, which built this environment) and "Your own data and model" (a Hub model and ../shared/data). Where the
+`gaincurate score` and on `gaincurate example trl-epoch`), as the page's marks say (tests/doc_blocks.py). The
+blocks marked not run (the install, a Hub model) are not run; the demo and MATH blocks run in
+tests/test_docs_run.py. Where the
 page says "train on it, collect {"gc_id": ..., "reward": ...} lines", the test does that: one reward line per
 prompt of epoch 0, and a checkpoint folder at out/checkpoint-100 holding the model.
 """
@@ -22,17 +23,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from doc_blocks import QUICKSTART_TEST, RUN_BY, block
 
 pytest.importorskip("trl")
+PAGE = "docs/quickstart.md"
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
-NOT_RUN = ("make setup", "Qwen/")  # the install block; the block that needs the Hub and ../shared/data
 TRAINING = "# ... train on it"  # where the page hands over to the user's trainer
 
 
 def shell_blocks() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", QUICKSTART.read_text(), flags=re.DOTALL)
-    return [block for block in blocks if not any(marker in block for marker in NOT_RUN)]
+    """The page's scoring, curriculum and TRL blocks (tests/doc_blocks.py: the install block and the Hub model's are
+    marked not run; the demo and MATH blocks run in tests/test_docs_run.py)."""
+    found = [block(PAGE, phrase) for phrase, test in RUN_BY[PAGE].items() if test == QUICKSTART_TEST]
+    return [b.text for b in sorted(found, key=lambda b: b.line) if b.language == "bash"]
 
 
 def with_model(block: str, model: Path) -> str:
@@ -71,7 +75,7 @@ def test_the_quickstart_runs_as_written_from_an_empty_directory(tiny_llama, tmp_
     assert "difficulty" in shown.stdout
 
     # 3. Read the scores anywhere: the page's Python, its last expression printed.
-    python = re.search(r"```python\n(.*?)```", QUICKSTART.read_text(), flags=re.DOTALL).group(1).strip().splitlines()
+    python = block(PAGE, "datasets.load_dataset").text.strip().splitlines()
     code = "\n".join([*python[:-1], f"print(repr({python[-1]}))"])
     read = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert read.returncode == 0, read.stderr
@@ -97,6 +101,6 @@ def test_the_quickstart_runs_as_written_from_an_empty_directory(tiny_llama, tmp_
     for epoch in range(3):
         log = (tmp_path / "run-trl" / "logs" / f"epoch-{epoch:04d}.log").read_text()
         assert log.startswith("note: this run shows the mechanics only"), log[:300]
-    assert "shows the mechanics only" in QUICKSTART.read_text().split("## 2.")[0]
+    assert "shows the mechanics only" in QUICKSTART.read_text().split("## 1.")[0]
     kept = sorted(p.name for p in (tmp_path / "run-trl" / "trainer").glob("checkpoint-*"))
     assert kept == ["checkpoint-16", "checkpoint-24"]

@@ -160,6 +160,11 @@ def test_the_warnings_fire_where_every_reward_is_zero(world, tmp_path):
         assert any("estimates are all equal" in w for w in readout["warnings"])
     shown = console("schedule", "status", "--run", tmp_path / "run").stdout
     assert "warning: 100% of rollout groups had zero reward variance" in shown
+    # Estimates all equal describe no pool: the spent line says so rather than "a uniform draw would have spent ~0",
+    # and the table's uniform column says it has no estimate (issue 49).
+    assert all(r["estimate_spread"] == 0.0 and r["uniform_zero_variance_estimate"] is not None for r in readouts[1:])
+    assert "no estimate to compare with" in shown and "would have spent" not in shown
+    assert "~100%" not in shown and "no estimate" in shown
     quiet = console("schedule", "status", "--run", tmp_path / "run", "--warn-zero-variance", "1.01", "--json")
     assert not any("zero reward variance" in w for w in json.loads(quiet.stdout)["warnings"])
 

@@ -65,10 +65,10 @@ def run_bench(
     JSON/TOML file.
     `run`: `BenchRun`'s fields, by name (its defaults for the rest). `strategies`: arms: names the scheduler
     knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the config's `schedule` field defines;
-    default the config's. `seeds`: a count (0..K-1), a range "A-B" or a list
-    "A,B-C"; default the config's. `smoke`: the config's smoke size. `max_pairs`: train at most this many pairs in
-    this call. `workers`: pairs trained at once, each in its own process. `progress` hears a stage per pair and
-    `advance` per optimizer step (per finished pair with workers).
+    default the config's. `seeds`: an int count (0..K-1), or text: a range "A-B" or a list "A,B-C" (a number alone
+    as text is refused: configs.parse_seeds); default the config's. `smoke`: the config's smoke size. `max_pairs`:
+    train at most this many pairs in this call. `workers`: pairs trained at once, each in its own process.
+    `progress` hears a stage per pair and `advance` per optimizer step (per finished pair with workers).
     Raises `ConfigError` for an unknown arm, a bad seed spec, or an `out_dir` that holds another config's bench.
     """
     options = BenchRun(**run)  # an unknown keyword is a TypeError, as for any function

@@ -72,7 +72,32 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         lines = [json.loads(line) for line in drawn.read_text().splitlines() if line.strip()]
         summary["draws"] = arm_draws(lines)
         table += draws_markdown(summary["draws"])
-    return summary, table
+    return summary, table + demo_note(summary, config.name)
+
+
+# What the demonstration (`gaincurate bench curriculum --demo`) shows and what it does not, said under its tables.
+PUBLISHED = 'docs/benchmarks.md, "Results: `cpu-arith`, powered"'
+
+
+def demo_note(summary: dict[str, Any], name: str) -> str:
+    """For the `demo` bench only: one sentence on what the run shows and does not (empty for any other bench)."""
+    if name != "demo":
+        return ""
+    baseline = summary["baseline"]
+    seeds = len(summary["strategies"].get(baseline, {}).get("seeds", []))
+    arms = []
+    for arm, entry in summary["strategies"].items():
+        ratio = ((entry["vs_baseline"] or {}).get("rollouts") or {}).get("mean")
+        if ratio is not None:
+            missed = f", {entry['censored']} seed(s) never reaching it" if entry["censored"] else ""
+            arms.append(f"{arm} needed {ratio:.2f}x {baseline}'s rollouts to reach the target{missed}")
+    shown = "; ".join(arms) or f"no arm reached the target on both sides of a pair with {baseline}"
+    return (
+        f"\nWhat this shows: on {seeds} seed(s) of cpu-arith on this machine, {shown} (rollouts to target: the table's "
+        f"column; curves.png plots accuracy per rollout spent). What it does not: it is a demonstration on a few "
+        f"seeds, too few for a sign-flip test to reach 5%, not the published verdict (12 seeds, an analysis declared "
+        f"before the runs: {PUBLISHED}).\n"
+    )
 
 
 def whole_groups_line(points: list[dict[str, Any]], order: list[str]) -> str:
