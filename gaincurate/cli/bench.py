@@ -81,8 +81,7 @@ def curriculum(
         typer.Option(
             "--demo",
             help="See the saving in about ten minutes on 2 cores: the bundled `demo` bench (cpu-arith, uniform "
-            f"against the default strategy, seeds {BUNDLED['demo'].seeds}) on {DEMO_WORKERS} workers, into --out "
-            f"(default {DEMO_OUT}).",
+            "against the strategy a schedule uses when none is named, two fresh seeds, two workers), into --out.",
         ),
     ] = False,
     config: ConfigFile = None,
