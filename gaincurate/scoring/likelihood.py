@@ -19,7 +19,6 @@ runs the whole model and its LM head, but only over the answer positions.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,10 +163,3 @@ def likelihoods(
         model = load_model(source, dtype="float32", device=resolve_device(config.device))
     prompts = [encoded.input_ids for encoded in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
     return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))
-
-
-def timed_likelihoods(scores_dir: Path, ids: Sequence[int], **kwargs: Any) -> tuple[np.ndarray, float]:
-    """`likelihoods` and the seconds it took (a cost the run is charged)."""
-    started = time.perf_counter()
-    values = likelihoods(scores_dir, ids, **kwargs)
-    return values, time.perf_counter() - started

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from schedule_helpers import check_killed_step_resumes, drive_epochs, snapshot, without_timings
 from simulation import ROLLOUTS, band, bundled_policy, simulate, write_scores, zero_variance_share
+from test_predict import console, feedback_file
 from test_recorded_runs import write_recorded_scores
 
 from gaincurate.difficulty import ridge
@@ -206,13 +204,6 @@ def test_epoch_0_is_uniform_and_nothing_is_estimated_before_a_group_was_measured
 CONFIG = ScheduleConfig(strategy="probe", subset_size=5, seed=3)
 
 
-def feedback_file(path: Path, gc_ids, epoch: int) -> Path:
-    """Rollout r of gc_id i in epoch t is right when (i + r * t) % 3 == 0: some prompts mixed, some all alike."""
-    lines = [json.dumps({"gc_id": int(i), "correct": (int(i) + r * epoch) % 3 == 0}) for i in gc_ids for r in range(4)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.mark.determinism
 def test_seeded_runs_are_byte_identical_and_a_killed_step_resumes(tmp_path, monkeypatch):
     scores = write_recorded_scores(tmp_path / "scores")
@@ -254,12 +245,6 @@ def write_scores_without_answers(directory: Path) -> Path:
     from schedule_helpers import write_scores as write_toy_scores
 
     return write_toy_scores(directory, answer_column=None)
-
-
-def console(*args: object) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("gaincurate")
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_path):
