@@ -233,27 +233,30 @@ def diagnosis_markdown(arms: dict[str, Any]) -> str:
     ]
     for arm, data in arms.items():
         lines.append(f"| {arm} | {data['seeds']} | {data['estimate']} | " + _cells(data["trained_epochs_after_first"]))
-    names = list(arms)
-    lines += [
-        "",
-        "Per epoch, mean over seeds: spearman r / trained 0<p<1 / zero-variance groups (the last draw is never "
-        "trained; `-`: none):",
-        "",
-        "| epoch | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    epochs = sorted({int(epoch) for data in arms.values() for epoch in data["epochs"]})
-    for epoch in epochs:
-        cells = [_epoch_cell(arms[name]["epochs"].get(str(epoch))) for name in names]
-        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    lines += _per_epoch(arms, "spearman r / trained 0<p<1 / zero-variance groups (the last draw is never trained; "
+                        "`-`: none)", (("spearman", "{:+.2f}"), ("trained_informative", "{:.0%}"),
+                                       ("zero_variance", "{:.0%}")))  # fmt: skip
+    lines += _per_epoch(arms, "AUC 0<p<1 / aimed 0<p<1 (how the estimate tells the informative prompts apart, "
+                        "and the share it would aim at them)", (("informative_auc", "{:.2f}"),
+                                                                ("aimed_informative", "{:.0%}")))  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _epoch_cell(figures: dict[str, Any] | None) -> str:
-    if figures is None:
+def _per_epoch(arms: dict[str, Any], what: str, figures: tuple[tuple[str, str], ...]) -> list[str]:
+    """One table of the given figures, a row per epoch and a column per arm, mean over seeds."""
+    names = list(arms)
+    lines = ["", f"Per epoch, mean over seeds: {what}:", "", "| epoch | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 1) + "|"]  # fmt: skip
+    for epoch in sorted({int(epoch) for data in arms.values() for epoch in data["epochs"]}):
+        cells = [_epoch_cell(arms[name]["epochs"].get(str(epoch)), figures) for name in names]
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _epoch_cell(values: dict[str, Any] | None, figures: tuple[tuple[str, str], ...]) -> str:
+    if values is None:
         return ""
-    parts = zip(("spearman", "trained_informative", "zero_variance"), ("{:+.2f}", "{:.0%}", "{:.0%}"), strict=True)
-    return " / ".join("-" if figures[k] is None else f.format(figures[k]) for k, f in parts)
+    return " / ".join("-" if values[k] is None else f.format(values[k]) for k, f in figures)
 
 
 def _cells(figures: dict[str, Any]) -> str:
