@@ -365,6 +365,11 @@ _VERDICTS = {
     "cpu-mult-headroom": (_CPU_MULT, HEADROOM_ARMS, HEADROOM_PRIMARY, "112-123", (0.421, (0.405, 0.431))),
     "cpu-arith-probe": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.779, (0.659, 0.851))),
     "cpu-mult-probe": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.447, (0.436, 0.454))),
+    # The same verdict for the other warm start (AVX-512 machines: initial_sha256 128ce2c7... for cpu-arith, 7ee3a0bb...
+    # for cpu-mult), its targets by the same declared rule from that warm start's uniform pilot seeds 90-92
+    # (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"), declared 2026-11-25 before any of its pairs ran.
+    "cpu-arith-probe-avx512": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.729, (0.638, 0.783))),
+    "cpu-mult-probe-avx512": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.421, (0.405, 0.431))),
 }
 BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
 
