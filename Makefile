@@ -99,7 +99,7 @@ docs: setup
 	GAINCURATE_WRITE_DOCS=1 $(PYTEST) tests/cli/test_docs.py -q
 
 bench: setup
-	$(VENV)/bin/gaincurate bench scoring --data $(DATA) --rows 200
+	$(VENV)/bin/gaincurate bench scoring --data $(DATA) --rows 200 --compare-dtypes float32,bfloat16
 
 bench-kernel: setup
 	$(VENV)/bin/gaincurate bench kernel
