@@ -30,13 +30,19 @@ from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpEr
 from gaincurate.cli.options import FlagErrors
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
+TOP_LINE = (
+    "Choose which prompts a GRPO run trains on, and when, to reach its accuracy with fewer rollouts: by default "
+    "each epoch takes the prompts predicted nearest a 50% pass rate (dots)."
+)
 app = typer.Typer(
     cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
     rich_markup_mode="markdown",
-    help="Choose which prompts an RL fine-tuning run trains on, and when (GAIN-RL angle concentration).",
+    help=TOP_LINE,
+    epilog="First run: `gaincurate score PROMPTS.jsonl --out scores`, then `gaincurate schedule init --scores scores "
+    "--run run`; docs/quickstart.md walks through it, and `gaincurate bench curriculum --demo` shows the saving.",
 )
 
 # Environment faults the user fixes outside gaincurate; everything written so far is kept.
@@ -45,20 +51,25 @@ _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same command again to resume"
 
 
+# `gaincurate --help` in panels: the path a run takes first, then what measures, then the glue for other tools.
+START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
+
+
 def _mount() -> None:
     """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
     from gaincurate.cli import bench, bench_tools, difficulty, example, rollout, schedule, score, show, verl
 
-    score.register(app)
-    example.register(app)
-    show.register(app)
-    rollout.register(app)
-    app.add_typer(schedule.app, name="schedule")
-    app.add_typer(difficulty.app, name="difficulty")
+    score.register(app, START)
+    app.add_typer(schedule.app, name="schedule", rich_help_panel=START)
+    show.register(app, START)
+    app.add_typer(bench.bench_app, name="bench", rich_help_panel=MEASURE)
+    rollout.register(app, MEASURE)
+    score.register_merge(app, TOOLS)
+    app.add_typer(difficulty.app, name="difficulty", rich_help_panel=MEASURE)
+    app.add_typer(bench.signal_app, name="signal", rich_help_panel=MEASURE)
     bench_tools.register(bench.bench_app)  # bench scoring|kernel|gpu|replay|profile, after curriculum
-    app.add_typer(bench.bench_app, name="bench")
-    app.add_typer(bench.signal_app, name="signal")
-    app.add_typer(verl.app, name="verl")
+    app.add_typer(verl.app, name="verl", rich_help_panel=TOOLS)
+    example.register(app, TOOLS)
 
 
 _mount()
@@ -76,7 +87,7 @@ def _version(shown: bool) -> None:
 def _options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Choose which prompts an RL fine-tuning run trains on, and when (GAIN-RL angle concentration)."""
+    """The top-level options: `--version`."""
 
 
 def main(args: list[str] | None = None) -> None:

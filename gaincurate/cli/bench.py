@@ -80,7 +80,7 @@ def curriculum(
         bool,
         typer.Option(
             "--demo",
-            help="See the saving in about ten minutes on 2 cores: the bundled `demo` bench (cpu-arith, uniform "
+            help="See the saving in about three minutes on 2 idle cores: the bundled `demo` bench (cpu-arith, uniform "
             "against the strategy a schedule uses when none is named, two fresh seeds, two workers), into --out.",
         ),
     ] = False,

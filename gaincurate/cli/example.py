@@ -41,7 +41,7 @@ def example(
         raise typer.Exit(code)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str) -> None:
     # Options are parsed up to NAME only: `example --help` is ours, `example trl-epoch --help` the script's.
     settings = {"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False}
-    app.command(epilog=EXAMPLES_HELP, context_settings=settings)(example)
+    app.command(epilog=EXAMPLES_HELP, context_settings=settings, rich_help_panel=panel)(example)

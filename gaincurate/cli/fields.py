@@ -115,17 +115,19 @@ def field_parameters(
     only: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
     panel: str | None = None,
+    panels: dict[str, str] | None = None,
     parsers: dict[str, Parser] | None = None,
 ) -> list[inspect.Parameter]:
     """A keyword-only parameter (default None: not given) per field of `cls`, in `only`'s order when given; a field
-    without a default is a required option."""
+    without a default is a required option. `panels` puts named fields in a `--help` panel of their own."""
     fields = {field.name: field for field in dataclasses.fields(cls)}
     names = [name for name in (fields if only is None else only) if name not in set(exclude)]
     hints = typing.get_type_hints(cls)
     parameters = []
     for name in names:
         field = fields[name]
-        annotation = option_annotation(field, _plain(hints[name]), help=help_text(field), panel=panel, parsers=parsers)
+        where = (panels or {}).get(name, panel)
+        annotation = option_annotation(field, _plain(hints[name]), help=help_text(field), panel=where, parsers=parsers)
         required = default_value(field) is dataclasses.MISSING  # a field without a default: a required option
         default = inspect.Parameter.empty if required else None
         parameters.append(

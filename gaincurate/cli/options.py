@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -92,12 +92,26 @@ AsJson = Annotated[
 ]
 ScoresDirArgument = Annotated[Path, typer.Argument(help="A directory written by `gaincurate score`.")]
 
-# Every schedule strategy (each one's line from its class), plus the bench-only ones so that `--strategy oracle`
-# gets its own one-line refusal.
+
+def _strategy(text: str) -> str:
+    """A strategy's name, checked at parse time: an unknown one is a usage error with the nearest names."""
+    import difflib
+
+    if text in STRATEGIES or text in BENCH_ONLY_STRATEGIES:  # the bench-only ones get the config's own refusal
+        return text
+    near = difflib.get_close_matches(text, list(STRATEGIES), n=2, cutoff=0.6)
+    guess = f"did you mean {' or '.join(near)}? " if near else ""
+    raise ValueError(f"no such strategy; {guess}`gaincurate schedule strategies` lists them")
+
+
+# A name (the choices listed in `schedule strategies`, each described there) rather than a choice list: the bench's
+# ceilings are accepted only to be refused with their own line, so they are not offered.
 StrategyOption = Annotated[
-    Literal[(*STRATEGIES, *BENCH_ONLY_STRATEGIES)],
+    str,
     typer.Option(
-        help="; ".join(f"{name}: {cls.summary}" for name, cls in STRATEGIES.items())
-        + "; oracle: the bench's ceiling, refused here."
+        metavar="NAME",
+        parser=_strategy,
+        help=f"Which prompts each epoch trains on: {', '.join(STRATEGIES)}; `gaincurate schedule strategies` "
+        "says what each estimates and what it saved.",
     ),
 ]

@@ -62,7 +62,9 @@ def rollout(
     emit(result.to_dict(), as_json=as_json, human=draw)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str) -> None:
     """`rollout` taking `RolloutConfig`'s fields as options (generated from the fields), before --config."""
     scores, *fixed = fixed_parameters(rollout)
-    app.command()(install(rollout, [scores], [*field_parameters(RolloutConfig, exclude=("scores",)), *fixed]))
+    app.command(rich_help_panel=panel)(
+        install(rollout, [scores], [*field_parameters(RolloutConfig, exclude=("scores",)), *fixed])
+    )

@@ -5,6 +5,7 @@
     gaincurate schedule next --run run/ --feedback rollouts.jsonl       # updates mu, writes epoch 1
     gaincurate schedule run --run run/ --epochs 10 --trainer-cmd 'python train.py {epoch_data} ...'
     gaincurate schedule status --run run/ [--json] [--plot status.png]
+    gaincurate schedule strategies                                      # what each --strategy does, its options
 
 `init` takes the common settings generated from `ScheduleConfig`'s fields, every filter's flag from
 `registry.FILTERS` and every strategy's options from their `Options` fields (`gaincurate.cli.schedule_options`);
@@ -42,7 +43,7 @@ app = typer.Typer(
     cls=FlagErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    help="Turn prompt scores and trainer feedback into each epoch's training data (GAIN-RL curriculum).",
+    help="Turn prompt scores and trainer feedback into each epoch's training data, by the strategy you choose.",
 )
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.json, epoch files, history).")]
@@ -244,3 +245,32 @@ def status(
     if plot is not None:
         report["plot"] = str(save_plot(plot, report))
     emit(report, as_json=as_json, human=lambda stdout: draw_status(stdout, report))
+
+
+@app.command()
+def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
+    """List the strategies `init --strategy` takes: what each draws, its own options, and which is the default."""
+    import dataclasses
+
+    from gaincurate.schedule.options import flag
+    from gaincurate.schedule.strategies.registry import STRATEGIES
+
+    listed = [
+        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.summary,
+         "options": [flag(field.name) for field in dataclasses.fields(cls.options_class)]}
+        for name, cls in STRATEGIES.items()
+    ]  # fmt: skip
+
+    def draw(stdout: Stdout) -> None:
+        from rich.table import Table
+
+        table = Table(title="gaincurate schedule init --strategy NAME", show_lines=True)
+        for column in ("strategy", "what it draws (and what it saved on the bench)", "its options"):
+            table.add_column(column)
+        for row in listed:
+            name = row["strategy"] + (" (default)" if row["default"] else "")
+            table.add_row(name, row["draws"], " ".join(row["options"]) or "-")
+        stdout.print(table)
+        stdout.line("Which to use: docs/strategies.md; an option shared by several strategies is one flag.")
+
+    emit(listed, as_json=as_json, human=draw)

@@ -66,6 +66,7 @@ RewardRange = Annotated[
     ),
 ]
 RESCORE_PANEL = "gain and length options"
+FILTER_PANEL = "filters over any strategy"
 
 # A field's spelling on the command line (`option(cli=...)`), when it is not a plain number.
 _PARSERS = {
@@ -135,15 +136,19 @@ def strategy_parameters() -> list[inspect.Parameter]:
 
 def filter_parameters() -> list[inspect.Parameter]:
     """A keyword parameter per filter (`registry.FILTERS`): `--band LO,HI` (default None: not given), or a switch
-    (`--skip-zero-variance`, default off), with the filter's summary as its help."""
+    (`--skip-zero-variance`, default off), with the filter's summary as its help, in a panel of their own (a
+    switch's `--no-` form would narrow the common panel's help column)."""
     parameters = []
     # Typer names each flag after its parameter (`--band`), and a switch gets its --no- form as well.
     for setting, filter_class in FILTERS.items():
         if filter_class.pair_form is not None:
-            option = typer.Option(parser=_pair_parser(filter_class.pair_form), help=filter_class.summary)
+            option = typer.Option(
+                parser=_pair_parser(filter_class.pair_form), help=filter_class.summary, rich_help_panel=FILTER_PANEL
+            )
             annotation, default = Annotated[str | None, option], None
         else:
-            annotation, default = Annotated[bool, typer.Option(help=filter_class.summary)], False
+            option = typer.Option(help=filter_class.summary, rich_help_panel=FILTER_PANEL)
+            annotation, default = Annotated[bool, option], False
         parameter = inspect.Parameter(setting, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         parameters.append(parameter)
     return parameters

@@ -37,8 +37,21 @@ MERGE_EXAMPLES = "Example:\n\n* `gaincurate merge scores` after every `--num-sha
 
 Dataset = Annotated[str | None, typer.Argument(help=help_text(field_named(ScoreConfig, "dataset")))]
 # Switches that set a field to "none" rather than a value of their own, so they are not fields themselves.
-NoSystemPrompt = Annotated[bool, typer.Option("--no-system-prompt", help="Use no system prompt.")]
-NoFewShot = Annotated[bool, typer.Option("--no-few-shot", help="Use no few-shot turns.")]
+# `score --help` in panels, the common options first: the settings most runs leave alone are grouped by what they set.
+_PANELS = {
+    "data columns": ("split", "prompt_column", "answer_column", "allow_missing_answers"),
+    "prompt format": ("system_prompt", "few_shot", "chat_template", "max_length"),
+    "what is stored": ("layer", "site", "inter_weight", "debias", "embed", "embed_layer"),
+    "speed": ("batch_tokens", "prefix_cache", "dtype", "device", "backend", "threads"),
+    "array jobs and shards": ("num_shards", "shard_index", "shard_rows"),
+}
+PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
+NoSystemPrompt = Annotated[
+    bool, typer.Option("--no-system-prompt", help="Use no system prompt.", rich_help_panel="prompt format")
+]
+NoFewShot = Annotated[
+    bool, typer.Option("--no-few-shot", help="Use no few-shot turns.", rich_help_panel="prompt format")
+]
 
 
 def score(
@@ -51,9 +64,9 @@ def score(
     as_json: AsJson = False,
     **settings: Any,
 ) -> None:
-    """Score every prompt by hidden-state angle concentration and write Arrow shards.
+    """Score every prompt in one model pass: the embedding dots and probe read, GAIN-RL's angle concentration.
 
-    Re-running the same command resumes after a crash; a different model or config is refused.
+    Writes Arrow shards; re-running the same command resumes after a crash; a different model or config is refused.
     """
     switches = {"no_system_prompt": no_system_prompt, "no_few_shot": no_few_shot, "quiet": quiet, "as_json": as_json}
     resolved, options = resolve_score_config({"dataset": dataset, "config": config, **switches, **settings})
@@ -75,8 +88,8 @@ def _with_setting_options(command: Any) -> Any:
     after = {"system_prompt": fixed.pop(0), "few_shot": fixed.pop(0)}
     generated = [
         *field_parameters(RunOptions, only=("out",)),
-        *field_parameters(ScoreConfig, exclude=("dataset",)),
-        *field_parameters(RunOptions, exclude=("out", "quiet")),  # --quiet is every command's
+        *field_parameters(ScoreConfig, exclude=("dataset",), panels=PANEL_OF),
+        *field_parameters(RunOptions, exclude=("out", "quiet"), panels=PANEL_OF),  # --quiet is every command's
     ]
     ordered = []
     for parameter in generated:
@@ -172,6 +185,9 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
     stdout.line(f"Next: gaincurate show {options.out}")
 
 
-def register(app: typer.Typer) -> None:
-    app.command(epilog=SCORE_EXAMPLES)(score)
-    app.command(epilog=MERGE_EXAMPLES)(merge)
+def register(app: typer.Typer, panel: str) -> None:
+    app.command(epilog=SCORE_EXAMPLES, rich_help_panel=panel)(score)
+
+
+def register_merge(app: typer.Typer, panel: str) -> None:
+    app.command(epilog=MERGE_EXAMPLES, rich_help_panel=panel)(merge)

@@ -35,5 +35,5 @@ def show(
     emit(summary, as_json=as_json, human=lambda stdout: render(stdout.console, summary))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(epilog=SHOW_EXAMPLES)(show)
+def register(app: typer.Typer, panel: str) -> None:
+    app.command(epilog=SHOW_EXAMPLES, rich_help_panel=panel)(show)

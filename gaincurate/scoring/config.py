@@ -85,9 +85,8 @@ class ScoreConfig:
     )
     dtype: str = setting(
         "auto",
-        "int8 is torchao's dynamic quantization of the linears; auto: on CPU the fastest measured here "
-        "(gaincurate/scoring/dtype.py, load-proof, cached) that ranks like float32; the run prints its "
-        "choice: pass it to pin it.",
+        "auto: on CPU, the fastest that ranks like float32, measured once here and cached (the run prints it; "
+        "pass it to pin it); int8: torchao's dynamic quantization of the linears.",
         choices=DTYPES,
     )
     device: str = setting("auto", "auto, cpu or cuda[:N].")

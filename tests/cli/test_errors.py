@@ -25,7 +25,10 @@ USAGE_ERRORS = {
     "unknown-command": (["scroe"], ["scroe", "`gaincurate --help`"]),
     "missing-option": (["schedule", "next"], ["--run", "`gaincurate schedule next --help`"]),
     "missing-argument": (["show"], ["scores_dir", "`gaincurate show --help`"]),
-    "bad-choice": (["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "gian"], ["gian", "'gain'"]),
+    "bad-choice": (
+        ["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "gian"],
+        ["gian", "did you mean gain"],
+    ),
     "bad-choice-score": (["score", "--site", "attention"], ["--site attention", "'mlp-input', 'residual'"]),
     "wrong-type": (["score", "--limit", "ten"], ["--limit ten", "integer"]),
     "wrong-type-float": (
