@@ -27,6 +27,8 @@ from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
     RESCORE_PANEL,
+    PromptColumnOption,
+    PromptsOption,
     RewardRange,
     ScoresOption,
     common_parameters,
@@ -50,15 +52,17 @@ RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.jso
 
 
 def init(
-    scores: ScoresOption,
     run: RunOption,
+    scores: ScoresOption = None,
+    prompts: PromptsOption = None,
+    prompt_column: PromptColumnOption = None,
     strategy: StrategyOption = DEFAULT_STRATEGY,
     reward_range: RewardRange = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
     **values: Any,
 ) -> None:
-    """Create a run directory for a scores directory.
+    """Create a run directory for a scores directory (or, for strategies that read no score, a prompt file).
 
     The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
     """
@@ -70,9 +74,17 @@ def init(
     for warning in caught:  # an old option name: one line saying the new one
         note(f"note: {warning.message}")
     from gaincurate.schedule.run.driver import init_run
+    from gaincurate.schedule.run.unscored import init_unscored
     from gaincurate.schedule.sizes import subset_choice
 
-    _, scheduler = init_run(run, scores, schedule_config)
+    if (scores is None) == (prompts is None):
+        raise ConfigError("pass --scores DIR (a `gaincurate score` directory) or --prompts FILE, one of them")
+    if prompt_column is not None and prompts is None:
+        raise ConfigError("--prompt-column goes with --prompts; --scores DIR already names its prompt column")
+    if prompts is not None:
+        _, scheduler = init_unscored(run, str(prompts), schedule_config, prompt_column=prompt_column)
+    else:
+        _, scheduler = init_run(run, scores, schedule_config)
     n_prompts = scheduler.n_prompts
     common = {
         key: value for key, value in schedule_config.to_dict().items() if key not in schedule_config.options.names()
@@ -105,7 +117,7 @@ def _with_generated_options(command: Any) -> Any:
     # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones.
     fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)}
     parameters = [
-        fixed["scores"], fixed["run"], fixed["strategy"],
+        fixed["scores"], fixed["prompts"], fixed["prompt_column"], fixed["run"], fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
         *common_parameters("format", "data_source"), *filter_parameters(), fixed["config"], fixed["as_json"],
         *common_parameters("rescore_nproc", panel=RESCORE_PANEL),

@@ -55,7 +55,21 @@ def pair(text: str) -> tuple[float, float]:
     return low, high
 
 
-ScoresOption = Annotated[Path, typer.Option("--scores", help="Scores directory written by `gaincurate score`.")]
+ScoresOption = Annotated[
+    Path | None, typer.Option("--scores", help="Scores directory written by `gaincurate score` (or --prompts).")
+]
+PromptsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompts",
+        metavar="FILE",
+        help="Instead of --scores, for strategies that read no score (uniform, mopps, greso, variance, screen, "
+        "pilot): a JSONL/parquet prompt file, kept in RUN/prompts; no model pass.",
+    ),
+]
+PromptColumnOption = Annotated[
+    str | None, typer.Option(help="With --prompts: the column of prompts, when not `gaincurate score`'s own.")
+]
 _FIELDS = {field.name: field for field in dataclasses.fields(ScheduleConfig)}
 _REWARDS = ",".join(default_text(_FIELDS[name]) for name in ("reward_min", "reward_max"))  # --reward-range sets both
 RewardRange = Annotated[

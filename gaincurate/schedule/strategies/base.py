@@ -57,6 +57,7 @@ ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, n
 POLICY = "policy"  # the current policy, to measure candidates before a draw (`use_screener`)
 FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`rescore_ids`)
 LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`rescore_ids`)
+SCORES = "scores"  # the scoring pass's angle scores or question lengths (`schedule init --prompts` has neither)
 
 
 @dataclass(frozen=True)

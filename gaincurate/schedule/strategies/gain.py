@@ -41,6 +41,7 @@ from gaincurate.schedule import sizes
 from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
 from gaincurate.schedule.strategies.base import (
     FRESH_SCORES,
+    SCORES,
     Fresh,
     PromptSet,
     RankingContext,
@@ -201,7 +202,7 @@ class LengthStrategy(Strategy):
     options_class = LengthOptions
     draws = "a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy"
     summary = "gain's schedule over a shortest-question-first ranking (the length confound)"
-    needs = frozenset({FRESH_SCORES})
+    needs = frozenset({SCORES, FRESH_SCORES})
     columns = MU_COLUMNS  # mu (drawn, so `draw_info` gives it), acc, ang, delta, mu next
     update_words = staticmethod(mu_moved)
     draw_words = staticmethod(mu_drawn)
@@ -213,7 +214,7 @@ class LengthStrategy(Strategy):
         options = options if options is not None else self.options_class()
         self.options = options
         self.sizes = resolve_sizes(options, n_prompts)
-        self.needs = frozenset() if options.rescore == "none" else frozenset({FRESH_SCORES})
+        self.needs = frozenset({SCORES}) if options.rescore == "none" else frozenset({SCORES, FRESH_SCORES})
         self.prompts = prompts  # for a re-rank from fresh scores (`--rescore full`)
 
     @classmethod

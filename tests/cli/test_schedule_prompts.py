@@ -1,0 +1,59 @@
+"""`schedule init --prompts FILE`: a run for a strategy that reads no score, with no model pass.
+
+The unscored directory it keeps in RUN/prompts is read as any scores directory: the same epochs as a run on the
+file's real scores (mopps reads only gc_ids and rewards), the same rows and prompts in them. A strategy that reads
+a model pass's output is refused in one line, and so is a run given both sources or neither; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from gaincurate.schedule.run.unscored import MODEL_PASS, UNSCORED
+from gaincurate.schedule.strategies.registry import STRATEGIES
+from gaincurate.shards import read_manifest, read_scores
+
+
+def test_a_prompt_file_draws_the_epochs_its_scores_would(gaincurate, scored, tmp_path):
+    prompts = scored.parent / "problems.jsonl"
+    for source, run in (("--prompts", "from-file"), ("--scores", "from-scores")):
+        given = prompts if source == "--prompts" else scored
+        made = gaincurate("schedule", "init", source, given, "--run", run, "--strategy", "mopps", "--subset-size", "3")
+        assert made.returncode == 0, made.stderr
+        assert gaincurate("schedule", "next", "--run", run).returncode == 0
+    kept = tmp_path / "from-file" / "prompts"
+    assert read_manifest(kept)["unscored"] is True
+    table = read_scores(kept)
+    assert set(table.column("gc_status").to_pylist()) == {UNSCORED} and table.column("gc_score").null_count == len(
+        table
+    )
+    scored_table = read_scores(scored)
+    for column in ("gc_id", "gc_prompt_hash", "gc_answer_hash", "problem"):
+        assert table.column(column).to_pylist() == scored_table.column(column).to_pylist()
+    epochs = [pq.read_table(tmp_path / run / "epoch-0000.parquet").to_pylist() for run in ("from-file", "from-scores")]
+    assert epochs[0] == epochs[1] and len(epochs[0]) == 3
+    state = json.loads((tmp_path / "from-file" / "state.json").read_text())
+    assert state["scores_dir"] == str(kept.resolve())
+
+
+@pytest.mark.parametrize("strategy", [name for name, cls in STRATEGIES.items() if cls.needs & MODEL_PASS])
+def test_a_strategy_that_reads_a_model_pass_is_refused_and_nothing_is_written(
+    strategy, gaincurate, error_line, scored, tmp_path
+):
+    line = error_line(
+        gaincurate(
+            "schedule", "init", "--prompts", scored.parent / "problems.jsonl", "--run", "r", "--strategy", strategy
+        )
+    )
+    assert f"--strategy {strategy} reads" in line and "needs --scores" in line and "mopps" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("given", [(), ("--scores", "s", "--prompts", "p.jsonl")])
+def test_scores_or_prompts_one_of_them(given, gaincurate, error_line, tmp_path):
+    line = error_line(gaincurate("schedule", "init", "--run", "r", "--strategy", "uniform", *given))
+    assert "--scores DIR" in line and "--prompts FILE" in line
+    assert not (tmp_path / "r").exists()
