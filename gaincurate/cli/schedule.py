@@ -265,11 +265,13 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
     import dataclasses
 
     from gaincurate.schedule.options import flag
+    from gaincurate.schedule.run.unscored import MODEL_PASS
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     listed = [
         {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.summary,
-         "options": [flag(field.name) for field in dataclasses.fields(cls.options_class)]}
+         "options": [flag(field.name) for field in dataclasses.fields(cls.options_class)],
+         "needs": sorted(cls.needs), "prompts_file": not cls.needs & MODEL_PASS}
         for name, cls in STRATEGIES.items()
     ]  # fmt: skip
 
@@ -277,11 +279,12 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
         from rich.table import Table
 
         table = Table(title="gaincurate schedule init --strategy NAME", show_lines=True)
-        for column in ("strategy", "what it draws (and what it saved on the bench)", "its options"):
+        for column in ("strategy", "what it draws (and what it saved on the bench)", "its options", "reads"):
             table.add_column(column)
         for row in listed:
             name = row["strategy"] + (" (default)" if row["default"] else "")
-            table.add_row(name, row["draws"], " ".join(row["options"]) or "-")
+            reads = [", ".join(row["needs"]), "no score: --prompts FILE will do" if row["prompts_file"] else ""]
+            table.add_row(name, row["draws"], " ".join(row["options"]) or "-", "; ".join(filter(None, reads)) or "-")
         stdout.print(table)
         stdout.line("Which to use: docs/strategies.md; an option shared by several strategies is one flag.")
 

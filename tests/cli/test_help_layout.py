@@ -100,5 +100,7 @@ def test_schedule_strategies_lists_every_strategy_once_with_the_default(gaincura
     assert [row["strategy"] for row in listed] == list(STRATEGIES)
     assert [row["strategy"] for row in listed if row["default"]] == [DEFAULT_STRATEGY]
     assert "--likelihood" in next(row for row in listed if row["strategy"] == "probe")["options"]
+    from_file = {row["strategy"] for row in listed if row["prompts_file"]}
+    assert {"uniform", "mopps", "greso", "variance"} <= from_file and not from_file & {"gain", "dots", "probe"}
     table = gaincurate("schedule", "strategies").stdout
     assert f"{DEFAULT_STRATEGY} (default)" in table and "oracle" not in table
