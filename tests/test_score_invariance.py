@@ -3,7 +3,8 @@
 A row is padded to a width that depends on its own length only (`engine.padded_width`); the rows beside
 it in a batch change none of its floats. So the bundled 320 prompts score bit for bit alike under
 `--shard-rows 64`, the default 1,000, another `--batch-tokens` and two torchrun ranks, in float32 and
-bfloat16. The tiny `from_config` Llama runs in the quick suite; the embedded model in one `slow` test.
+bfloat16. The tiny `from_config` Llama runs in the quick suite; the embedded model in one `slow` test, on the first
+96 of them (all 320 cost the suite four minutes), cut into 32-row shards.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gaincurate.shards import read_scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 DTYPES = ["float32", "bfloat16"]
+EMBEDDED_ROWS = 96  # three 32-row shards: every cut crosses a shard and a rank boundary
 
 
 def scores_of(out: Path) -> dict[str, np.ndarray]:
@@ -37,18 +39,24 @@ def assert_identical(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]
         assert got[name].tobytes() == values.tobytes(), name
 
 
-def torchrun_score(model: str | None, dtype: str, out: Path) -> None:
+def torchrun_score(model: str | None, dtype: str, out: Path, *, limit: int | None = None) -> None:
+    shard_rows = 64 if limit is None else limit // 3
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-               "gaincurate", "score", "--dtype", dtype, "--device", "cpu", "--out", str(out), "--shard-rows", "64",
-               "--quiet", *(["--model", model] if model else [])]  # fmt: skip
+               "gaincurate", "score", "--dtype", dtype, "--device", "cpu", "--out", str(out),
+               "--shard-rows", str(shard_rows), "--quiet", *(["--model", model] if model else []),
+               *(["--limit", str(limit)] if limit else [])]  # fmt: skip
     subprocess.run(command, env=ENV, check=True, capture_output=True, timeout=1800)
 
 
-def cuts(model: str | None, dtype: str, root: Path) -> dict[str, dict[str, np.ndarray]]:
-    """The bundled prompts scored whole (default shards, budget 1,024) and cut (64-row shards, budget 256)."""
-    base = ScoreConfig(model=model, dtype=dtype, device="cpu")
+def cuts(model: str | None, dtype: str, root: Path, *, limit: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The bundled prompts (the first `limit`) scored whole (default shards, budget 1,024) and cut (64-row shards, or
+    a third of `limit`, budget 256)."""
+    base = ScoreConfig(model=model, dtype=dtype, device="cpu", limit=limit)
     score(base.replace(batch_tokens=1024), RunOptions(out=str(root / "whole")))
-    score(base.replace(batch_tokens=256), RunOptions(out=str(root / "cut"), shard_rows=64))
+    score(
+        base.replace(batch_tokens=256),
+        RunOptions(out=str(root / "cut"), shard_rows=64 if limit is None else limit // 3),
+    )
     return {name: scores_of(root / name) for name in ("whole", "cut")}
 
 
@@ -87,7 +95,8 @@ def test_two_torchrun_ranks_score_like_one_process(dtype, tiny_llama, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedded_model_scores_alike_however_cut(dtype, tmp_path):
-    scored = cuts(None, dtype, tmp_path)
-    torchrun_score(None, dtype, tmp_path / "ranked")
+    scored = cuts(None, dtype, tmp_path, limit=EMBEDDED_ROWS)
+    assert len(scored["whole"]["gc_id"]) == EMBEDDED_ROWS
+    torchrun_score(None, dtype, tmp_path / "ranked", limit=EMBEDDED_ROWS)
     assert_identical(scored["cut"], scored["whole"])
     assert_identical(scores_of(tmp_path / "ranked"), scored["whole"])
