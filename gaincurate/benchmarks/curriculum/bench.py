@@ -20,9 +20,12 @@ when it finishes; a killed bench therefore resumes at the pairs without one and 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +122,19 @@ def _train_in_workers(config, out: Path, todo, workers: int, order, progress: Pr
                 write_outputs(out, read_pairs(out, order))
 
 
+@contextmanager
+def _readout_warnings_kept() -> Iterator[None]:
+    """The readout's warnings stay in each pair's history and in readouts.jsonl, not on stderr: an arm is there to be
+    measured (uniform's wasted groups are the point), and a warning per epoch per pair buried the progress lines."""
+    log = logging.getLogger("gaincurate.schedule.run.curriculum")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _die_with_parent() -> None:
     """A worker gets SIGTERM when the bench process dies, even by SIGKILL (Linux), so no pair trains on orphaned."""
     import ctypes
@@ -149,7 +165,8 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
             with live.open("a") as handle:
                 handle.write(json.dumps(point) + "\n")
 
-        record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
+        with _readout_warnings_kept():
+            record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
         if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run
             kept = out / "runs" / name
