@@ -32,7 +32,7 @@ from gaincurate.errors import GaincurateError, InterruptedCommand
 
 TOP_LINE = (
     "Choose which prompts a GRPO run trains on, and when, to reach its accuracy with fewer rollouts: by default "
-    "each epoch takes the prompts predicted nearest a 50% pass rate (dots)."
+    "each epoch takes the prompts predicted nearest a 50% pass rate (probe)."
 )
 app = typer.Typer(
     cls=FlagErrors,

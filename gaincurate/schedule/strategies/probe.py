@@ -225,7 +225,10 @@ class ProbeStrategy(Strategy):
 
     name = "probe"
     options_class = ProbeOptions
-    summary = "pass rates predicted by a ridge fit across prompts (embedding; --likelihood: the policy's own answer)"
+    summary = (
+        "pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's rollouts "
+        "on cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer (0.47x, 0.53x)"
+    )
     needs = frozenset({EMBEDDINGS, ROLLOUTS})
     pass_rate_estimates = True
     draws = (
