@@ -19,7 +19,15 @@ from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
 
 OPTIONS_MODULE = Path(__file__).resolve().parents[2] / "gaincurate" / "cli" / "schedule_options.py"
 # The command's own options, which are no setting: none shows a default.
-OWN = {"--scores": None, "--prompts": None, "--prompt-column": None, "--run": None, "--config": None, "--json": None, "--help": None}
+OWN = {
+    "--scores": None,
+    "--prompts": None,
+    "--prompt-column": None,
+    "--run": None,
+    "--config": None,
+    "--json": None,
+    "--help": None,
+}
 
 
 def shown_defaults() -> dict[str, str | None]:
