@@ -180,7 +180,7 @@ def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, draw_words: 
     if record is not None:
         done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
         stdout.line(f"epoch {record['epoch']}: {done}{update}")
-    drawn = draw_words(result["draw"])  # gain: "around mu 410.7"; by default "by dots"
+    drawn = draw_words(result["draw"])  # gain: "around mu 410.7"; by default "by probe"
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 
 

@@ -93,7 +93,7 @@ class ScoreConfig:
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
     debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
-    # dots, the default strategy, reads it; the same forward pass, so it costs only storage.
+    # probe, the default strategy, and dots read it; the same forward pass, so it costs only storage.
     embed: bool = setting(
         True,
         "Store the mean-pooled question embedding (dots needs it); --no-embed leaves it out "

@@ -76,7 +76,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
 
 
 # What the demonstration (`gaincurate bench curriculum --demo`) shows and what it does not, said under its tables.
-PUBLISHED = 'docs/benchmarks.md, "Results: `cpu-arith`, powered"'
+PUBLISHED = 'docs/benchmarks.md, "Results: the probe verdict"'
 
 
 def demo_note(summary: dict[str, Any], name: str) -> str:
