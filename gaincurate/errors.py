@@ -85,3 +85,32 @@ class InterruptedCommand(GaincurateError):
     """The command line's form of `Interrupted`: `gaincurate` prints its message and exits 130."""
 
     exit_code = 130
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """A Ctrl-C (or SIGTERM, where Python handles it) during the block is acted on right after it, not inside it.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be; inside a compiled extension's import
+    (torch._dynamo's nanobind modules, which transformers imports when it loads a model) that aborts the whole
+    process with a C++ `terminate` instead of exit 130 and the usual one line. The handlers only note the signal
+    here; the previous handler then runs once the block is done. Off the main thread this holds nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if callable(signal.getsignal(number)):
+            previous[number] = signal.signal(number, lambda received, _frame: noted.append(received))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in noted[:1]:
+            previous[number](number, None)

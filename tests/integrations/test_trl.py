@@ -75,7 +75,7 @@ def test_shuffled_epochs_are_seeded_permutations(scores):
     first, second = (GainCurriculum(scores, config, shuffle=True) for _ in range(2))
     row_of = {i: i for i in range(16)}
     structure = {"mini_repeat_count": 1, "batch_size": 1, "repeat_count": 1}
-    rows = [CurriculumSampler(c, row_of, **structure).epoch_rows() for c in (first, second)]
+    rows = [CurriculumSampler(c, row_of, **structure).current_rows() for c in (first, second)]
     assert rows[0] == rows[1]
     assert sorted(rows[0]) == sorted(int(g) for g in first.driver.plan.gc_ids)
 

@@ -44,7 +44,7 @@ from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.rewards import record_rewards
-from gaincurate.integrations.trl.sampler import CurriculumSampler, rows_by_gc_id
+from gaincurate.integrations.trl.sampler import CurriculumSampler, dataset_rows
 from gaincurate.integrations.trl.trainer import (
     NOT_ATTACHED,
     CurriculumMixin,
@@ -194,7 +194,7 @@ class GainCurriculum:
         args = trainer.args
         return CurriculumSampler(
             self,
-            rows_by_gc_id(dataset, self.driver.scores.prompts.gc_ids),
+            dataset_rows(dataset, self.driver.scores.prompts.gc_ids),
             mini_repeat_count=trainer.num_generations,
             batch_size=args.generation_batch_size // trainer.num_generations,
             repeat_count=trainer.num_iterations * args.steps_per_generation,

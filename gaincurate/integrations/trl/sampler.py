@@ -15,7 +15,9 @@ from torch.utils.data import Sampler
 
 from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.order import EpochOrder
+from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
+
+TRAIN_DATASET = "pass train_dataset=curriculum.train_dataset()"
 
 
 class CurriculumSampler(Sampler[int]):
@@ -44,7 +46,7 @@ class CurriculumSampler(Sampler[int]):
         """The Trainer announces its epoch (through accelerate) before iterating; used as a consistency check."""
         self.trainer_epoch = int(epoch)
 
-    def epoch_rows(self) -> list[int]:
+    def current_rows(self) -> list[int]:
         """The current epoch's dataset rows, in training order (rank order, or seeded shuffle)."""
         driver = self.curriculum.driver
         plan = driver.plan
@@ -54,13 +56,12 @@ class CurriculumSampler(Sampler[int]):
                 "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
                 "from a new run_dir"
             )
-        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        return EpochOrder(driver.config.seed, shuffle=self.curriculum.shuffle).arrange(plan.epoch, rows)
+        return epoch_rows(plan, self.row_of, seed=driver.config.seed, shuffle=self.curriculum.shuffle)
 
     def __iter__(self) -> Iterator[int]:
         from trl.trainer.utils import RepeatSampler
 
-        rows = self.epoch_rows()
+        rows = self.current_rows()
         structure = RepeatSampler(
             rows,
             mini_repeat_count=self.mini_repeat_count,
@@ -75,17 +76,11 @@ class CurriculumSampler(Sampler[int]):
         return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
-def rows_by_gc_id(dataset: Any, expected: np.ndarray) -> dict[int, int]:
+def dataset_rows(dataset: Any, expected: np.ndarray) -> dict[int, int]:
+    """gc_id -> row of a TRL training dataset (its gc_id column), every scored prompt in `expected` among them."""
     if "gc_id" not in (getattr(dataset, "column_names", None) or []):
-        raise ConfigError("the training dataset has no gc_id column; pass train_dataset=curriculum.train_dataset()")
-    row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-    missing = [int(i) for i in expected if int(i) not in row_of]
-    if missing:
-        raise ConfigError(
-            f"the training dataset lacks {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...); "
-            "pass train_dataset=curriculum.train_dataset()"
-        )
-    return row_of
+        raise ConfigError(f"the training dataset has no gc_id column; {TRAIN_DATASET}")
+    return rows_by_gc_id(dataset["gc_id"], expected=expected, fix=TRAIN_DATASET)
 
 
 _UNCHECKED: set[str] = set()  # scores directories already reported as predating prompt hashes
@@ -118,7 +113,7 @@ def check_same_prompts(dataset: Any, scores: Any, row_of: dict[int, int]) -> Non
             f"the training dataset has no {column!r} column, the prompts {where} scored, so its rows cannot be "
             "checked against the scores; pass train_dataset=curriculum.train_dataset()"
         )
-    gc_ids = np.asarray(scores.prompts.gc_ids, dtype=np.int64)  # every one is in `row_of` (`rows_by_gc_id`)
+    gc_ids = np.asarray(scores.prompts.gc_ids, dtype=np.int64)  # every one is in `row_of` (`dataset_rows`)
     rows = [row_of[int(g)] for g in gc_ids]
     positions = scores.rows_of(gc_ids)
     checks = [(column, "gc_prompt_hash", prompt_digest, "prompt")]

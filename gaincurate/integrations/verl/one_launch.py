@@ -50,10 +50,11 @@ from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
-from gaincurate.integrations.verl.sampler import check_rows, rows_by_gc_id
+from gaincurate.integrations.verl.sampler import check_rows, data_source_rows
 from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
 from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.run.rows import epoch_rows
 
 __all__ = ["GainCurriculumDataset", "GainReplayBuffer", "OneLaunchSettings", "group_rewards"]
 
@@ -197,7 +198,7 @@ class GainCurriculumDataset(_dataset_base()):
             )
         self.settings = buffer.settings
         driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = rows_by_gc_id(self, self.settings.index_key)
+        self.row_of = data_source_rows(self, self.settings.index_key)
         check_rows(driver, self.row_of, config)
         gen_batch = config_value(config, "gen_batch_size")
         if gen_batch and driver.subset_size % int(gen_batch):
@@ -232,15 +233,15 @@ class GainCurriculumDataset(_dataset_base()):
         if self._served >= len(self):  # the first row of the next pass: the epoch is trained and recorded
             step_at_epoch_end(self.curriculum, self.settings.checkpoint_dir)
             self._served = 0
-        row = self.epoch_rows()[int(item)]
+        row = self.current_rows()[int(item)]
         self._served += 1
         return super().__getitem__(row)
 
-    def epoch_rows(self) -> list[int]:
-        """The current epoch's dataset rows, in rank order."""
+    def current_rows(self) -> list[int]:
+        """The current epoch's dataset rows, in rank order (kept for the epoch: verl asks for one row at a time)."""
         plan = self.curriculum.plan
         if self._rows is None or self._rows[0] != plan.epoch:
-            self._rows = (plan.epoch, [self.row_of[int(gc_id)] for gc_id in plan.gc_ids])
+            self._rows = (plan.epoch, epoch_rows(plan, self.row_of, seed=self.curriculum.config.seed))
         return self._rows[1]
 
     def state_dict(self) -> dict[str, Any]:

@@ -56,8 +56,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
 from gaincurate.integrations.verl.reward import recording_score
-from gaincurate.schedule.order import EpochOrder
 from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
 
 __all__ = [
     "GainCurriculumSampler",
@@ -112,7 +112,7 @@ class GainCurriculumSampler(_curriculum_base()):
     def __init__(self, data_source: Any, data_config: Any) -> None:
         self.settings = SamplerSettings.from_data_config(data_config)
         self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = rows_by_gc_id(data_source, self.settings.index_key)
+        self.row_of = data_source_rows(data_source, self.settings.index_key)
         check_rows(self.driver, self.row_of, data_config)
         if self.driver.screens:
             if not self.settings.checkpoint_dir:
@@ -140,17 +140,11 @@ class GainCurriculumSampler(_curriculum_base()):
         if self._yielded >= len(self):
             self._end_epoch()
             self._yielded = 0
-        rows = self.epoch_rows()
+        rows = epoch_rows(self.driver.plan, self.row_of, seed=self.driver.config.seed, shuffle=self.settings.shuffle)
         while self._yielded < len(rows):
             row = rows[self._yielded]
             self._yielded += 1
             yield row
-
-    def epoch_rows(self) -> list[int]:
-        """The current epoch's dataset rows in training order."""
-        plan = self.driver.plan
-        rows = [self.row_of[int(gc_id)] for gc_id in plan.gc_ids]
-        return EpochOrder(self.driver.config.seed, shuffle=self.settings.shuffle).arrange(plan.epoch, rows)
 
     def update(self, batch: Any) -> None:
         """Record the step's rollouts: one reward per row, under the row's gc_id."""
@@ -239,7 +233,7 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
+def data_source_rows(data_source: Any, index_key: str) -> dict[int, int]:
     """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe):
     the export's `gc_id` column, else `extra_info.gc_id`, else (exports before it) `extra_info.index`."""
     frame = getattr(data_source, "dataframe", data_source)
@@ -252,12 +246,8 @@ def rows_by_gc_id(data_source: Any, index_key: str) -> dict[int, int]:
         # Slow path: verl's __getitem__ prepares each row, but it keeps the row's columns.
         logger.warning("the dataset has no gc_id/extra_info column; reading %d rows one by one", len(data_source))
         ids = [data_source[row].get(index_key) for row in range(len(data_source))]
-    if any(gc_id is None for gc_id in ids):
-        raise ConfigError(
-            "some training rows carry no gc_id (extra_info.gc_id); train on "
-            "`gaincurate verl export --scores SCORES --out FILE.parquet`"
-        )
-    return {int(gc_id): row for row, gc_id in enumerate(ids)}
+    fix = "train on `gaincurate verl export --scores SCORES --out FILE.parquet`"
+    return rows_by_gc_id(ids, fix=fix, where=" (extra_info.gc_id)")
 
 
 def _lookup(container: Any, key: str) -> Any:
