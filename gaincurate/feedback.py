@@ -15,6 +15,7 @@ naming the first bad line (malformed, or a gc_id outside the prompt set) and cou
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
@@ -67,9 +68,10 @@ def parse_line(raw: bytes | str, reward_max: float, reward_min: float = 0.0) -> 
     return parse_record(record, reward_max, reward_min)
 
 
-def file_lines(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(location, raw line) of each non-blank line of a feedback file."""
-    with Path(path).open("rb") as file:
+def file_lines(path: Path, data: bytes | None = None) -> Iterator[tuple[str, bytes]]:
+    """(location, raw line) of each non-blank line of a feedback file, or of `data`, its bytes already read (split
+    as the file would be)."""
+    with Path(path).open("rb") if data is None else io.BytesIO(data) as file:
         for number, raw in enumerate(file, start=1):
             if raw.strip():
                 yield f"{path} line {number}", raw
@@ -106,14 +108,15 @@ def validated(
 
 
 def read_rollouts(
-    path: Path, *, known_ids: Iterable[int], reward_max: float, reward_min: float = 0.0
+    path: Path, *, known_ids: Iterable[int], reward_max: float, reward_min: float = 0.0, data: bytes | None = None
 ) -> Iterator[Rollout]:
-    """The rollouts of a feedback JSON-lines file (blank lines skipped), validated as `validated` does."""
+    """The rollouts of a feedback JSON-lines file (blank lines skipped), validated as `validated` does; `data`: the
+    file's bytes, when the caller has read them already."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(f"feedback file {path} does not exist; {FORMAT_HINT}")
     return validated(
-        file_lines(path), known_ids=known_ids, reward_max=reward_max, reward_min=reward_min, parse=parse_line
+        file_lines(path, data), known_ids=known_ids, reward_max=reward_max, reward_min=reward_min, parse=parse_line
     )
 
 

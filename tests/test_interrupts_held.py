@@ -11,6 +11,14 @@ import pytest
 from gaincurate.errors import interrupts_held
 
 
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """Python's own handler, as the console script has it (pytest-xdist's workers ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_ctrl_c_inside_the_block_is_raised_after_it():
     reached = []
     with pytest.raises(KeyboardInterrupt), interrupts_held():

@@ -192,9 +192,9 @@ def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> 
             f"$GAINCURATE_FEEDBACK_FILE) and rerun, or hand its rollouts over with "
             f"`gaincurate schedule next --run {run_dir} --feedback FILE{kept}`"
         )
-    check_feedback(run_dir, target)  # bad feedback is an error now, not a trained epoch stuck before its update
+    _, _, data = check_feedback(run_dir, target)  # bad feedback is an error now, not a trained epoch stuck
     if target != archived:
-        rundir.archive_feedback(run_dir, epoch, target.read_bytes())
+        rundir.archive_feedback(run_dir, epoch, data)
     if after is None or (before is not None and after.path == before.path):
         progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
     rundir.mark_trained(run_dir, checkpoint=str(after.path) if after else None, train_seconds=seconds)

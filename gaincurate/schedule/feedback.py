@@ -78,11 +78,17 @@ def summarize_feedback(
 
 
 def read_feedback(
-    path: Path, *, epoch_ids: Iterable[int], known_ids: Iterable[int], reward_max: float, reward_min: float = 0.0
+    path: Path,
+    *,
+    epoch_ids: Iterable[int],
+    known_ids: Iterable[int],
+    reward_max: float,
+    reward_min: float = 0.0,
+    data: bytes | None = None,
 ) -> Feedback:
-    """Read a feedback JSON-lines file and summarize it; blank lines are skipped."""
+    """Read a feedback JSON-lines file (or `data`, its bytes already read) and summarize it; blank lines skipped."""
     path = Path(path)
-    rollouts = read_rollouts(path, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min)
+    rollouts = read_rollouts(path, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min, data=data)
     return _reduce(rollouts, epoch_ids=epoch_ids, source=str(path))
 
 

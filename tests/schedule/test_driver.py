@@ -334,3 +334,34 @@ def test_checkpoint_given_relative_is_recorded_absolute(tmp_path, scores_dir, fa
     write_trl_checkpoint(tmp_path / "trainer", 10)
     step = advance(Path("run"), feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=Path("trainer"))
     assert step.record["checkpoint"] == str(tmp_path / "trainer" / "checkpoint-10")
+
+
+def test_a_step_reads_its_feedback_file_once_and_no_history_to_check_it(tmp_path, scores_dir, monkeypatch):
+    """The bytes are read once, then hashed, parsed and archived; staleness is told from the archived feedback and
+    the epoch files, never by reading history.jsonl (issue 50)."""
+    import builtins
+    import io
+
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, CONFIG)
+    advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", advance(run_dir).path))
+    feedback = write_feedback(tmp_path / "f1.jsonl", rundir.epoch_path(run_dir, 1))
+    opened: list[str] = []
+
+    def counting(original):
+        def wrapper(target, *args, **kwargs):
+            opened.append(Path(target).name)
+            return original(target, *args, **kwargs)
+
+        return wrapper
+
+    for owner in (builtins, io):  # every read of a file goes through io.open (pathlib's read_bytes and open too)
+        monkeypatch.setattr(owner, "open", counting(owner.open))
+    from gaincurate.schedule.run.driver import check_feedback
+
+    check_feedback(run_dir, feedback, unseen=True)
+    assert opened.count("f1.jsonl") == 1 and "history.jsonl" not in opened
+    opened.clear()
+    advance(run_dir, feedback=feedback)
+    assert opened.count("f1.jsonl") == 1
+    assert rundir.feedback_path(run_dir, 1).read_bytes() == feedback.read_bytes()  # archived from the one read

@@ -133,39 +133,39 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
 
 def check_feedback(
     run_dir: Path, source: Path, *, run: RunState | None = None, unseen: bool = False
-) -> tuple[Feedback, str]:
-    """The current epoch's feedback in `source`, validated, and its content hash.
+) -> tuple[Feedback, str, bytes]:
+    """The current epoch's feedback in `source`, validated, its content hash and its bytes (the file is read once).
 
     Refused, each with one line: bad lines (`read_feedback`), and feedback for another epoch: all its prompts
-    lie in one earlier epoch and some lie outside this one. `unseen`: a file whose content an earlier epoch
-    consumed (the same file handed over twice) is refused too.
+    lie in one earlier epoch's file and some lie outside this one. `unseen`: a file whose content an earlier epoch
+    consumed (the same file handed over twice, found among the archived feedback) is refused too.
     """
     run_dir, source = Path(run_dir), Path(source)
     run = run if run is not None else rundir.load_run(run_dir)
     epoch = run.schedule.epoch
     wanted = f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
-    earlier = [line for line in rundir.read_history(run_dir) if line["epoch"] < epoch]
-    digest = fingerprint(source.read_bytes()) if source.is_file() else ""
-    consumed = {line.get("feedback_sha256"): line["epoch"] for line in earlier} if unseen else {}
-    if digest in consumed:
-        raise InputError(f"{source} is the feedback epoch {consumed[digest]} already consumed (same content); {wanted}")
+    data = source.read_bytes() if source.is_file() else None  # the one read: hashed, parsed and archived from here
+    consumed = rundir.consumed_by(run_dir, epoch, data) if unseen and data is not None else None
+    if consumed is not None:
+        raise InputError(f"{source} is the feedback epoch {consumed} already consumed (same content); {wanted}")
     summary = read_feedback(
         source,
         epoch_ids=run.schedule.subset_ids,
         known_ids=run.schedule.ranking,
         reward_max=run.config.reward_max,
         reward_min=run.config.reward_min,
+        data=data,
     )
     if summary.outside_epoch:
         prompts = summary.outside_ids | set(summary.per_prompt or {})
-        for line in reversed(earlier):
-            if prompts <= set(line.get("subset_ids", ())):
-                raise InputError(
-                    f"{source} holds the rollouts of epoch {line['epoch']}: all its {len(prompts)} prompts are in "
-                    f"{rundir.epoch_path(run_dir, line['epoch']).name}, {summary.outside_epoch} of its rollouts "
-                    f"are outside epoch {epoch}; {wanted}"
-                )
-    return summary, digest
+        older = rundir.epoch_holding(run_dir, epoch, prompts)
+        if older is not None:
+            raise InputError(
+                f"{source} holds the rollouts of epoch {older}: all its {len(prompts)} prompts are in "
+                f"{rundir.epoch_path(run_dir, older).name}, {summary.outside_epoch} of its rollouts "
+                f"are outside epoch {epoch}; {wanted}"
+            )
+    return summary, fingerprint(data or b""), data or b""
 
 
 def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
@@ -228,7 +228,7 @@ def advance(
             )
         # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
         # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
-        summary, digest = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
+        summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
         timings["feedback_s"] = time.perf_counter() - started
         rescored, used = _rescore(context)
         fresh = fresh_reference(context)
@@ -238,7 +238,7 @@ def advance(
         used = screened_with or used
         if run.train_seconds is not None:
             timings["train_s"] = run.train_seconds
-        archive = source.read_bytes() if source.resolve() != archived.resolve() else None
+        archive = data if source.resolve() != archived.resolve() else None
         stepped = take_step(
             scheduler,
             scores,

@@ -299,6 +299,31 @@ def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig,
     return path
 
 
+def consumed_by(run_dir: Path, before: int, data: bytes) -> int | None:
+    """The epoch before `before` whose archived feedback holds exactly `data` (the same file handed over twice), or
+    None. Archives of another size are not read, so a step reads next to nothing but the file it was given."""
+    import hashlib
+
+    digest = hashlib.sha256(data).digest()
+    for epoch in range(before):
+        archived = feedback_path(run_dir, epoch)
+        same_size = archived.is_file() and archived.stat().st_size == len(data)
+        if same_size and hashlib.sha256(archived.read_bytes()).digest() == digest:
+            return epoch
+    return None
+
+
+def epoch_holding(run_dir: Path, before: int, gc_ids: set[int]) -> int | None:
+    """The newest epoch before `before` whose epoch file holds all of `gc_ids` (feedback of an older epoch)."""
+    import pyarrow.parquet as pq
+
+    for epoch in reversed(range(before)):
+        path = epoch_path(run_dir, epoch)
+        if path.is_file() and gc_ids <= set(pq.read_table(path, columns=["gc_id"]).column("gc_id").to_pylist()):
+            return epoch
+    return None
+
+
 def archive_feedback(run_dir: Path, epoch: int, data: bytes) -> None:
     """RUN/feedback-NNNN.jsonl: the feedback lines epoch NNNN's update consumed."""
     atomic_write_bytes(feedback_path(run_dir, epoch), data)
