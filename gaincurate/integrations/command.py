@@ -20,8 +20,8 @@ copy to `echo`. A failing or stopped command stops the loop with its exit code a
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
 Each epoch's update is `gaincurate.schedule.run.driver.advance`, the step `schedule next` takes; the run
-directory is written through `gaincurate.schedule.run.rundir` only. `FeedbackFile(path)` is what a trainer
-command's reward function uses to append its feedback lines to the file this loop reads after the epoch.
+directory is written through `gaincurate.schedule.run.rundir` only. A trainer command's reward function appends
+its feedback lines to the file this loop reads after the epoch through `gaincurate.schedule.run.rewards`.
 """
 
 from __future__ import annotations
@@ -31,19 +31,18 @@ import shlex
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from gaincurate.errors import ConfigError, GaincurateError, InputError
-from gaincurate.feedback import append_rollouts
 from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint
 from gaincurate.schedule.run.driver import advance, check_feedback
+from gaincurate.schedule.run.rewards import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
 from gaincurate.schedule.strategies.registry import strategy_class
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
@@ -208,14 +207,3 @@ def _tail(log: Path) -> str:
     cut = [line.decode(errors="replace") for line in lines]
     cut = [line if len(line) <= ECHO_LINE_CHARS else f"{line[:ECHO_LINE_CHARS]} [...]" for line in cut]
     return "\n".join(cut).rstrip() or "(the log is empty)"
-
-
-class FeedbackFile:
-    """Appends `{"gc_id": int, "reward": float}` lines to a file, one per rollout (None rewards skipped)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, gc_ids: Sequence[Any], rewards: Sequence[Any]) -> None:
-        append_rollouts(self.path, gc_ids, rewards)

@@ -49,3 +49,31 @@ def test_a_row_without_a_gc_id_or_a_prompt_without_a_row_is_refused_with_the_fix
         rows_by_gc_id([1, None], fix="export it", where=" (extra_info.gc_id)")
     with pytest.raises(ConfigError, match=r"lacks 1 scored prompt\(s\) \(gc_id 4, \.\.\.\); pass the dataset"):
         rows_by_gc_id([1, 2], expected=[1, 4], fix="pass the dataset")
+
+
+def test_feedback_lines_are_appended_in_one_place():
+    """Out of process, TRL's `record_rewards` and verl's reward functions write through one recorder
+    (`gaincurate.schedule.run.rewards`); no other module of the trainer paths appends feedback lines itself."""
+    writers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) == "append_rollouts"
+            ):
+                writers.append(str(path.relative_to(PACKAGE)))
+    assert [path for path in writers if path.startswith(("integrations/", "schedule/run/"))] == [
+        "schedule/run/rewards.py"
+    ]
+
+
+def test_trl_and_verl_record_the_same_lines_to_the_feedback_file(tmp_path, monkeypatch):
+    from gaincurate.integrations.trl.rewards import record_rewards
+    from gaincurate.integrations.verl.reward import record_feedback
+
+    monkeypatch.setenv("GAINCURATE_FEEDBACK_FILE", str(tmp_path / "env" / "feedback.jsonl"))
+    recorded = record_rewards(lambda completions, **kwargs: [1.0, 0.0])
+    assert recorded(["a", "b"], gc_id=[4, 7]) == [1.0, 0.0]
+    assert record_feedback({"gc_id": 4}, 1.0) and record_feedback({"gc_id": 7}, {"score": 0.0})
+    lines = (tmp_path / "env" / "feedback.jsonl").read_text().splitlines()
+    assert lines[:2] == lines[2:] and len(lines) == 4

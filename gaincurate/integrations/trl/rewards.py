@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.command import FeedbackFile
+from gaincurate.schedule.run.rewards import feedback_file
 
 # The column a trainer that reuses pilot completions (`trl_reuse`) adds to a batch: True for a row it did not
 # generate but took from the pilot, whose reward the pilot already recorded. Such rows are not recorded again.
@@ -92,10 +91,9 @@ def record_rewards(
     record only while it returns True. `check(kwargs)`: called before each call, to refuse one (it raises).
     """
     if sink is None:
-        path = path or os.environ.get("GAINCURATE_FEEDBACK_FILE")
-        if not path:
+        sink = feedback_file(path)
+        if sink is None:
             raise ConfigError("record_rewards needs path= (or $GAINCURATE_FEEDBACK_FILE, set by `schedule run`)")
-        sink = FeedbackFile(path)
     # TRL's own test (trl.trainer.utils.is_async_callable), without importing trl here.
     target = reward_func.func if isinstance(reward_func, functools.partial) else reward_func
     is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)

@@ -29,14 +29,12 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gaincurate.feedback import append_rollouts
-
-FEEDBACK_ENV = "GAINCURATE_FEEDBACK_FILE"
+from gaincurate.schedule.run.rewards import FEEDBACK_ENV
+from gaincurate.schedule.run.rewards import feedback_file as recording_file
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +107,11 @@ def record_feedback(extra_info: Any, result: Any, feedback_file: str | Path | No
     value = result.get("score") if isinstance(result, Mapping) else result
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
-    target = feedback_file or os.environ.get(FEEDBACK_ENV)
-    if not target:
+    recorder = recording_file(feedback_file)
+    if recorder is None:
         _warn_no_target()
         return False
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    append_rollouts(target, [gc_id], [float(value)])
+    recorder([gc_id], [float(value)])
     return True
 
 
