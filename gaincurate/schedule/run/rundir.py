@@ -25,6 +25,7 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan
+from gaincurate.schedule.feedback import fingerprint
 from gaincurate.schedule.run.epochs import epoch_name, epoch_table, write_epoch
 from gaincurate.schedule.run.inputs import ScoresInput
 from gaincurate.schedule.state import ScheduleState
@@ -302,13 +303,11 @@ def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig,
 def consumed_by(run_dir: Path, before: int, data: bytes) -> int | None:
     """The epoch before `before` whose archived feedback holds exactly `data` (the same file handed over twice), or
     None. Archives of another size are not read, so a step reads next to nothing but the file it was given."""
-    import hashlib
-
-    digest = hashlib.sha256(data).digest()
+    digest = fingerprint(data)
     for epoch in range(before):
         archived = feedback_path(run_dir, epoch)
         same_size = archived.is_file() and archived.stat().st_size == len(data)
-        if same_size and hashlib.sha256(archived.read_bytes()).digest() == digest:
+        if same_size and fingerprint(archived.read_bytes()) == digest:
             return epoch
     return None
 
