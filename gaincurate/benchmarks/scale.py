@@ -119,6 +119,7 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
     """For dots and predict after the run's last step: Spearman of each prompt's estimate (and of its selection
     weight) with the reference set bounded, as the strategy runs, against every measured prompt attended to."""
     from gaincurate.difficulty.estimate import estimate_pass_rates
+    from gaincurate.difficulty.predict import reference_limit
     from gaincurate.difficulty.reference import embeddings_from_table
     from gaincurate.metrics import spearman
     from gaincurate.schedule.run.inputs import load_scores
@@ -136,9 +137,9 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
                                         tau=strategy.tau_attn, decay=strategy.forget, limit=limit)  # fmt: skip
             return found.estimate
 
-        bounded, full = estimate(dots.DOTS_REFERENCE_LIMIT), estimate(0)
+        bounded, full = estimate(strategy.reference_limit), estimate(0)
         weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
-        measured, limit = len(rates), dots.DOTS_REFERENCE_LIMIT
+        measured, limit = len(rates), strategy.reference_limit
     elif name == "predict":
         strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
         evidence = predict.Evidence.from_memory(state.memory)
@@ -147,9 +148,9 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
             return predict.predict_informative(strategy.embeddings, strategy.gc_ids, evidence, now=state.epoch - 1,
                                                options=strategy.options, limit=limit).rate  # fmt: skip
 
-        bounded, full = rate(predict.PREDICT_REFERENCE_LIMIT), rate(0)
+        bounded, full = rate(reference_limit(len(prompts.gc_ids))), rate(0)
         weights = [bounded, full]
-        measured, limit = len(evidence.informative), predict.PREDICT_REFERENCE_LIMIT
+        measured, limit = len(evidence.informative), reference_limit(len(prompts.gc_ids))
     else:
         return None
     return {

@@ -17,7 +17,7 @@ huge directions (the same in every prompt), so without centring every prompt wou
 
 Pure numpy, float64, chunked over queries so N x R never has to fit in memory at once. A pool's prepared
 embeddings need not be held either (`PreparedEmbeddings`: the stored float16 matrix and the centre, each block of
-rows prepared when it is used, the same bits as `prepare_embeddings`), and callers bound R (`recent_reference`),
+rows prepared when it is used, the same bits as `prepare_embeddings`), and callers bound R (`reference_limit`),
 so a step costs N x R pairs with R fixed, not one that grows with every epoch.
 
 The same bits on every CPU (the rule in docs/architecture.md, "Floats and the CPU"): prepared embeddings are
@@ -41,6 +41,19 @@ QUERY_CHUNK = 1024
 
 
 PREPARE_ROWS = 8192  # rows prepared at a time: a block's float64 temporaries stay a few tens of MB
+
+# How many measured prompts a step attends to (docs/dots.md, "A bounded reference set"): a step costs N x R pairs at
+# about 25 ns each on a 2-core machine, so R is REFERENCE_LIMIT up to PAIR_BUDGET pairs, fewer in larger pools, and
+# never below REFERENCE_FLOOR, DOTS' own reference set size. Every pool up to 48,828 prompts keeps 2,048.
+REFERENCE_LIMIT = 2048
+REFERENCE_FLOOR = 256
+PAIR_BUDGET = 100_000_000
+
+
+def reference_limit(n_prompts: int) -> int:
+    """The most measured prompts attention over a pool of `n_prompts` attends to: N x R within PAIR_BUDGET pairs,
+    between REFERENCE_FLOOR and REFERENCE_LIMIT."""
+    return max(REFERENCE_FLOOR, min(REFERENCE_LIMIT, PAIR_BUDGET // max(int(n_prompts), 1)))
 
 
 def prepare_embeddings(raw: np.ndarray, *, center: np.ndarray | None = None, normalize: str = "cosine") -> np.ndarray:

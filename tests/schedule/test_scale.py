@@ -20,12 +20,23 @@ import pytest
 from fake_scores import score_columns, write_scores_dir
 
 from gaincurate import shards
-from gaincurate.difficulty.predict import PREPARE_ROWS, PreparedEmbeddings, grid_bits, prepare_embeddings
-from gaincurate.difficulty.reference import PassRates, embeddings_from_table
+from gaincurate.difficulty.predict import (
+    PAIR_BUDGET,
+    PREPARE_ROWS,
+    REFERENCE_FLOOR,
+    REFERENCE_LIMIT,
+    PreparedEmbeddings,
+    grid_bits,
+    prepare_embeddings,
+    reference_limit,
+)
+from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.state import LISTED_PROMPTS, ScheduleState
+from gaincurate.schedule.strategies import probe
 from gaincurate.schedule.strategies.base import PromptSet
+from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.predict import kernel_sums
 
 
@@ -107,6 +118,35 @@ def test_the_bounded_reference_set_is_a_sample_weighted_by_recency():
     flat = np.bincount(rates.sample(3000, now=2, decay=1.0).last, minlength=3) / 3000
     assert np.all(np.abs(flat - 1 / 3) < 0.05)  # no ageing: every measurement alike
     assert rates.sample(0, now=2, decay=0.4) is rates and rates.sample(9000, now=2, decay=0.4) is rates
+
+
+def test_the_reference_set_keeps_2048_in_pools_that_bench_and_record_and_shrinks_to_a_pair_budget_beyond():
+    assert reference_limit(320) == reference_limit(PAIR_BUDGET // REFERENCE_LIMIT) == REFERENCE_LIMIT == 2048
+    assert reference_limit(100_000) == 1000  # N x R = PAIR_BUDGET
+    assert reference_limit(1_000_000) == reference_limit(10**9) == REFERENCE_FLOOR == 256  # DOTS' reference set size
+    sizes = np.array([1, 10_000, 50_000, 100_000, 300_000, 1_000_000])
+    pairs = sizes * np.array([reference_limit(n) for n in sizes])
+    assert np.all(pairs[sizes * REFERENCE_FLOOR <= PAIR_BUDGET] <= PAIR_BUDGET)
+    rng = np.random.default_rng(8)
+    n = 60_000
+    prompts = PromptEmbeddings(np.arange(n), rng.normal(size=(n, 4)).astype(np.float16), np.ones(n, int), np.ones(n))
+    assert DotsStrategy(prompts).reference_limit == reference_limit(60_000) == 1666
+
+
+@pytest.mark.determinism
+def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(monkeypatch):
+    monkeypatch.setattr(probe, "FEATURE_BLOCK", 1000)
+    rng = np.random.default_rng(9)
+    raw = rng.normal(size=(2500, 40)).astype(np.float16)
+    raw[rng.random(len(raw)) < 0.02] = np.nan
+    kept = raw.copy()
+    whole = np.where(np.isfinite(raw).all(axis=1)[:, None], raw, np.float32(0.0)).astype(np.float32)
+    for width in (16, 64):
+        blocks = probe.standardised_features(raw, width)
+        monkeypatch.setattr(probe, "FEATURE_BLOCK", 10**6)
+        assert np.array_equal(blocks, probe.standardised_features(whole, width))
+        monkeypatch.setattr(probe, "FEATURE_BLOCK", 1000)
+    assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
 
 
 @pytest.mark.determinism

@@ -10,8 +10,9 @@ using the scheduler's Gumbel-top-k draw and `numpy.random.default_rng([seed, epo
 * Every prompt has a neighbours' prediction m_q: attention over the measured prompts
   (`gaincurate.difficulty.predict`), leave-one-out, with embeddings from `gaincurate score --embed`,
   the attention temperature `tau_attn`, older measurements weighing forget ** age in the softmax, and
-  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`). Past DOTS_REFERENCE_LIMIT measured
-  prompts it attends to a sample of that many, drawn by the same weight, so a step stays linear in the pool.
+  optionally a calibrator from `gaincurate difficulty fit` (`--calibrator`). Past `reference_limit(N)` measured
+  prompts (2,048 in a pool of up to 48,828) it attends to a sample of that many, drawn by the same weight, so a
+  step stays linear in the pool.
 * Measurements age (`gaincurate.difficulty.estimate`): a measured prompt's estimate blends its own
   rollouts, weighed forget ** (epochs since measured), with m_q weighed as NEIGHBOUR_ROLLOUTS rollouts. So
   a fresh measurement dominates and an old one gives way to its neighbours: a stale 0 or 1 never bars a
@@ -36,7 +37,7 @@ import numpy as np
 
 from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
-from gaincurate.difficulty.predict import PreparedEmbeddings
+from gaincurate.difficulty.predict import PreparedEmbeddings, reference_limit
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
 from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
@@ -64,11 +65,6 @@ REFERENCE_TIME = -1  # a --reference file is measured before epoch 0
 # temperature. The paper's are 1 (no ageing: it rolls a fresh reference set each step) and 1e-3.
 DOTS_FORGET = 0.4
 DOTS_TAU = 0.05
-# The neighbours' prediction attends to at most this many measured prompts, sampled by their weight forget ** age:
-# a step costs N x R (prompt, measured prompt) pairs, so with R bounded it stays linear in the pool as epochs pass
-# (docs/dots.md, "A bounded reference set", shows the rankings agree with the unbounded ones). Not an option: a run's
-# state.json and every recorded run stay as they were; a run that measured fewer prompts is unchanged.
-DOTS_REFERENCE_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,14 +140,16 @@ class DotsStrategy(Strategy):
         reference: PassRates | None = None,
         calibrator: FittedCalibrator | None = None,
         center: np.ndarray | None = None,
-        reference_limit: int = DOTS_REFERENCE_LIMIT,
+        limit: int | None = None,
     ) -> None:
         self.gc_ids = prompts.gc_ids
         # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file). Prepared a block
         # of rows at a time when used: the pool's float64 matrix is never held.
         self.embeddings = PreparedEmbeddings.of(prompts.embeddings, center=center)
         self.target, self.tau, self.tau_attn, self.forget = target, tau, tau_attn, forget
-        self.reference_limit = reference_limit
+        # The neighbours' prediction attends to at most this many measured prompts, sampled by their weight forget **
+        # age, so a step costs N x R pairs as epochs pass (docs/dots.md, "A bounded reference set"). Not an option.
+        self.reference_limit = reference_limit(len(self.gc_ids)) if limit is None else limit
         self.reference = reference if reference is not None else PassRates.empty()
         self.calibrator = calibrator
         self.reference_every, self.reference_size = 0, 0  # --reference-every K, --reference-size M (`build`)

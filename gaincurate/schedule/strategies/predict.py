@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.difficulty.predict import QUERY_CHUNK, PreparedEmbeddings, embedded_rows, prepared_rows, self_index
+from gaincurate.difficulty.predict import (
+    QUERY_CHUNK,
+    PreparedEmbeddings,
+    embedded_rows,
+    prepared_rows,
+    reference_limit,
+    self_index,
+)
 from gaincurate.difficulty.reference import PassRates, embeddings_from_table
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.feedback import EXACT
@@ -65,9 +72,6 @@ PREDICT_BANDWIDTH = 0.05
 PREDICT_NEIGHBOURS = 4.0
 PREDICT_PRIOR = (1.0, 1.0)
 PREDICT_EXPLORE = 0.1
-# The kernel's neighbours: at most this many measured prompts, sampled by their weight forget ** age, so a step costs
-# N x R pairs with R bounded (docs/dots.md, "A bounded reference set"); as dots' (`DOTS_REFERENCE_LIMIT`), no option.
-PREDICT_REFERENCE_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,9 +289,9 @@ class PredictStrategy(Strategy):
             return self._last[1]
         evidence = Evidence.from_memory(state.memory)
         now = state.epoch - 1  # the epoch whose feedback is the newest
-        result = predict_informative(
-            self.embeddings, self.gc_ids, evidence, now=now, options=self.options, limit=PREDICT_REFERENCE_LIMIT
-        )
+        # The kernel's neighbours: a sample of at most reference_limit(N) measured prompts, as dots' (docs/dots.md).
+        limit = reference_limit(len(self.gc_ids))
+        result = predict_informative(self.embeddings, self.gc_ids, evidence, now=now, options=self.options, limit=limit)
         self._last = (state, result)  # states are frozen: the same object always gives the same prediction
         return result
 

@@ -122,11 +122,15 @@ def project(embeddings: np.ndarray, width: int) -> np.ndarray:
 
 def standardised_features(embeddings: np.ndarray, width: int) -> np.ndarray:
     """The projected embedding's columns centred and scaled to unit spread over the rows (a constant column stays 0),
-    float32, built FEATURE_BLOCK rows at a time (the column sums added block by block, in a fixed order)."""
+    float32, built FEATURE_BLOCK rows at a time (the column sums added block by block, in a fixed order). A row
+    without an embedding (NaN) counts as zeros. The stored matrix is read a block at a time, never copied whole
+    (a float32 copy of a million float16 rows of width 576 would be 2.3 GB)."""
     rows = len(embeddings)
 
     def block(low: int) -> np.ndarray:
-        return project(embeddings[low : low + FEATURE_BLOCK], width)
+        chunk = np.array(embeddings[low : low + FEATURE_BLOCK], dtype=np.float32)  # a copy: the caller's rows stay
+        chunk[~np.isfinite(chunk).all(axis=1)] = 0.0
+        return project(chunk, width)
 
     starts = range(0, rows, FEATURE_BLOCK)
     mean = sum((block(low).sum(axis=0) for low in starts), np.zeros(min(width, embeddings.shape[1]))) / max(rows, 1)
@@ -239,8 +243,6 @@ class ProbeStrategy(Strategy):
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
         self.options = options
-        finite = np.isfinite(embeddings).all(axis=1)
-        embeddings = np.where(finite[:, None], embeddings, np.float32(0.0)).astype(np.float32, copy=False)
         self.features = standardised_features(embeddings, options.width)  # float32: width * 4 bytes per prompt
         if options.likelihood:
             self.needs = frozenset({EMBEDDINGS, ROLLOUTS, LIKELIHOOD})
