@@ -4,7 +4,8 @@ For each size it builds (once, then reuses) a synthetic scores directory (`gainc
 then for every registered strategy runs, each in a fresh process through the real `gaincurate` console script:
 `schedule init`, `schedule next` (epoch 0), `schedule next --feedback` `epochs` times with seeded synthetic
 feedback (`rollouts` per prompt of the epoch), and `schedule status`. It records each command's wall seconds and
-peak resident memory (`os.wait4`'s `ru_maxrss`, that process alone). A strategy added to the registry joins without
+peak resident memory (`os.wait4`'s `ru_maxrss`, that process alone, spawned by a small launcher so it does not
+inherit the bench's own peak). A strategy added to the registry joins without
 a change here; one that needs a live policy (screen, pilot) is skipped, with the reason.
 
     gaincurate bench scale --sizes 10000,100000 --workdir /tmp/scale --out scale.json
@@ -56,19 +57,47 @@ def console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "gaincurate"]
 
 
-def timed(command: list[str], log: Path) -> dict[str, Any]:
-    """Run one command in a fresh process: its wall seconds, peak RSS (GB), CPU seconds and exit status."""
+# Runs each timed command and reports its figures. On Linux a child's peak RSS starts at the high-water mark of the
+# process that spawned it (vfork, then exec, carries it over): a command spawned by the bench itself, which holds the
+# hidden pass rates and the agreement's matrices, would report the bench's size as its own. So every command is
+# spawned by this small process, started once, whose own peak stays near 15 MB.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
     started = time.perf_counter()
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=sink)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "seconds": round(time.perf_counter() - started, 2),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_gb": round(usage.ru_maxrss / 2**20, 3),  # Linux gives KiB
-        "ok": process.returncode == 0,
-    }
+    with open(job["log"], "ab") as sink:
+        pid = subprocess.Popen(job["command"], stdout=sink, stderr=sink).pid
+        _, status, usage = os.wait4(pid, 0)
+    print(json.dumps([time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
+                      os.waitstatus_to_exitcode(status)]), flush=True)
+"""
+
+
+class Launcher:
+    """The small process that spawns and times every command of a bench (`LAUNCHER`)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def timed(self, command: list[str], log: Path) -> dict[str, Any]:
+        """Run one command in a fresh process: its wall seconds, peak RSS (GB), CPU seconds and exit status."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"command": command, "log": str(log)}) + "\n")
+        self.process.stdin.flush()
+        seconds, cpu, maxrss, code = json.loads(self.process.stdout.readline())
+        return {
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
+            "peak_gb": round(maxrss / 2**20, 3),  # Linux gives KiB
+            "ok": code == 0,
+        }
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
 
 
 def skip_reason(name: str) -> str | None:
@@ -81,7 +110,9 @@ def skip_reason(name: str) -> str | None:
     return None
 
 
-def bench_strategy(name: str, scores: Path, run: Path, options: ScaleBench, pass_rates: Any) -> dict[str, Any]:
+def bench_strategy(
+    name: str, scores: Path, run: Path, options: ScaleBench, pass_rates: Any, launcher: Launcher
+) -> dict[str, Any]:
     """init, next (epoch 0), next with feedback `epochs` times, status: each timed in a fresh process."""
     import pyarrow.parquet as pq
 
@@ -92,8 +123,12 @@ def bench_strategy(name: str, scores: Path, run: Path, options: ScaleBench, pass
     log.unlink(missing_ok=True)
     steps: dict[str, Any] = {}
     init = ["schedule", "init", "--scores", str(scores), "--run", str(run), "--strategy", name]
-    steps["init"] = timed([*gaincurate, *init, "--subset-size", str(options.subset), "--seed", str(options.seed)], log)
-    steps["next_0"] = timed([*gaincurate, "schedule", "next", "--run", str(run)], log) if steps["init"]["ok"] else None
+    steps["init"] = launcher.timed(
+        [*gaincurate, *init, "--subset-size", str(options.subset), "--seed", str(options.seed)], log
+    )
+    steps["next_0"] = (
+        launcher.timed([*gaincurate, "schedule", "next", "--run", str(run)], log) if steps["init"]["ok"] else None
+    )
     for epoch in range(1, options.epochs + 1):
         previous = steps.get(f"next_{epoch - 1}")
         if not previous or not previous["ok"]:
@@ -103,8 +138,8 @@ def bench_strategy(name: str, scores: Path, run: Path, options: ScaleBench, pass
         write_feedback(feedback, drawn, pass_rates=pass_rates, rollouts=options.rollouts, seed=options.seed,
                        epoch=epoch - 1)  # fmt: skip
         step = ["schedule", "next", "--run", str(run), "--feedback", str(feedback)]
-        steps[f"next_{epoch}"] = timed([*gaincurate, *step], log)
-    steps["status"] = timed([*gaincurate, "schedule", "status", "--run", str(run), "--json"], log)
+        steps[f"next_{epoch}"] = launcher.timed([*gaincurate, *step], log)
+    steps["status"] = launcher.timed([*gaincurate, "schedule", "status", "--run", str(run), "--json"], log)
     failed = [step for step, value in steps.items() if value is not None and not value["ok"]]
     error = log.read_text(errors="replace").strip().splitlines()[-1:] if failed else []
     state = run / "state.json"
@@ -184,35 +219,39 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
         from gaincurate.errors import ConfigError
 
         raise ConfigError(f"--strategies: {', '.join(unknown)} not registered; choose from {', '.join(STRATEGIES)}")
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(options.workdir) if options.workdir else Path(scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        result: dict[str, Any] = {"options": asdict(options), "machine": machine(), "sizes": {}}
-        for size in options.sizes:
-            started = time.perf_counter()
-            scores = write_synthetic_scores(workdir / f"scores-{size}-w{options.width}-s{options.seed}", rows=size,
-                                            width=options.width, seed=options.seed)  # fmt: skip
-            rates = hidden_pass_rates(size, options.seed)
-            per_size: dict[str, Any] = {"build_seconds": round(time.perf_counter() - started, 1), "strategies": {}}
-            for name in names:
-                reason = skip_reason(name)
-                if reason is None:
-                    load = os.getloadavg()[0]
-                    line = bench_strategy(name, scores, workdir / f"run-{size}-{name}", options, rates)
-                    line["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
-                    if size <= options.agreement and "failed" not in line:
-                        found = reference_agreement(name, scores, workdir / f"run-{size}-{name}")
-                        line |= {"agreement": found} if found else {}
-                else:
-                    line = {"skipped": reason}
-                per_size["strategies"][name] = line
+    launcher = Launcher()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(options.workdir) if options.workdir else Path(scratch)
+            workdir.mkdir(parents=True, exist_ok=True)
+            result: dict[str, Any] = {"options": asdict(options), "machine": machine(), "sizes": {}}
+            for size in options.sizes:
+                started = time.perf_counter()
+                scores = write_synthetic_scores(workdir / f"scores-{size}-w{options.width}-s{options.seed}", rows=size,
+                                                width=options.width, seed=options.seed)  # fmt: skip
+                rates = hidden_pass_rates(size, options.seed)
+                per_size: dict[str, Any] = {"build_seconds": round(time.perf_counter() - started, 1), "strategies": {}}
+                for name in names:
+                    reason = skip_reason(name)
+                    if reason is None:
+                        load = os.getloadavg()[0]
+                        line = bench_strategy(name, scores, workdir / f"run-{size}-{name}", options, rates, launcher)
+                        line["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+                        if size <= options.agreement and "failed" not in line:
+                            found = reference_agreement(name, scores, workdir / f"run-{size}-{name}")
+                            line |= {"agreement": found} if found else {}
+                    else:
+                        line = {"skipped": reason}
+                    per_size["strategies"][name] = line
+                    result["sizes"][str(size)] = per_size
+                    # Kept as it grows: a million-prompt bench runs for hours on a shared machine, and may be stopped.
+                    (workdir / "scale-partial.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+                    if progress is not None:
+                        progress(size, name, line)
                 result["sizes"][str(size)] = per_size
-                # Kept as it grows: a million-prompt bench runs for hours on a shared machine, and may be stopped.
-                (workdir / "scale-partial.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-                if progress is not None:
-                    progress(size, name, line)
-            result["sizes"][str(size)] = per_size
-        return result
+            return result
+    finally:
+        launcher.close()
 
 
 def _cell(step: dict[str, Any] | None) -> str:

@@ -3,16 +3,16 @@
 Each shortcut that keeps a step linear in the pool is checked against the plain computation it replaces: the
 embeddings read column-wise against a row-by-row read, the prepared embeddings made a block at a time against the
 whole float64 matrix, the bounded reference set against a brute-force pick, the compact state.json against the
-listed one. The memory bound of a dots step at 20,000 prompts is measured in a subprocess (ru_maxrss), not timed.
+listed one. The memory a dots step holds per prompt is measured in subprocesses (ru_maxrss at 5,000 and 20,000 prompts),
+not timed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -149,6 +149,16 @@ def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(mo
     assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
 
 
+def test_a_command_the_scale_bench_times_does_not_report_the_bench_s_own_peak(tmp_path):
+    from gaincurate.benchmarks.scale import Launcher
+
+    held = np.ones(2**27)  # 1 GiB in this process, which a child spawned here would report as its own peak
+    launcher = Launcher()
+    step = launcher.timed([sys.executable, "-c", "pass"], tmp_path / "log")
+    launcher.close()
+    assert step["ok"] and step["peak_gb"] < 0.1 and held[-1] == 1.0
+
+
 @pytest.mark.determinism
 def test_kernel_sums_over_prepared_blocks_are_those_over_the_matrix():
     rng = np.random.default_rng(7)
@@ -184,39 +194,47 @@ def test_a_large_pools_state_json_keeps_what_changed_and_loads_back_the_same(tmp
     assert np.array_equal(old.scores, rescored, equal_nan=True)  # a state.json that lists the pool still loads
 
 
-MEMORY_PROMPTS = 20_000
-# Bytes per prompt of a dots step (third epoch, with feedback) beyond what `schedule status` takes in the same
-# interpreter: embeddings of 64 float16 as stored and as read, the scores table's columns, the estimates. Measured
-# 2.2 KB (`pytest -s` prints it); the bound fails when something per prompt is held again, as the sorted copy of the
-# whole table was (6 KB a prompt at a million).
+MEMORY_PROMPTS = (5_000, 20_000)
+# Bytes per prompt of a dots step (third epoch, with feedback): the growth of its peak from the smaller pool to the
+# larger over the prompts added, so the interpreter and the imports cancel. Per prompt it holds its 64 float16 of
+# embeddings as read, the scores table's memory-mapped columns, the estimates and the draw. `pytest -s` prints the
+# figure; the bound fails when something per prompt is held again, as the sorted copy of the whole table was (6 KB a
+# prompt at a million).
 MEMORY_PER_PROMPT = 4096
 
 
-def test_a_dots_step_on_20000_prompts_stays_under_its_memory_bound(tmp_path):
+def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
+    """Peak bytes of a dots `schedule next --feedback` (its third) on a synthetic pool of `prompts`."""
+    from gaincurate.benchmarks.scale import console_script
     from gaincurate.benchmarks.scale_data import hidden_pass_rates, write_feedback, write_synthetic_scores
 
-    scores = write_synthetic_scores(tmp_path / "scores", rows=MEMORY_PROMPTS, width=64, seed=1)
-    run = tmp_path / "run"
-    script = Path(sys.executable).with_name("gaincurate")
-    gaincurate = [str(script)] if script.is_file() else [sys.executable, "-m", "gaincurate"]
+    scores = write_synthetic_scores(directory / "scores", rows=prompts, width=64, seed=1)
+    run, log = directory / "run", directory / "log"
 
     def peak(*args: str) -> float:
-        process = subprocess.Popen([*gaincurate, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, process.stderr.read().decode()[-400:]
-        return usage.ru_maxrss * 1024.0  # KiB on Linux
+        step = launcher.timed([*console_script(), *args], log)
+        assert step["ok"], log.read_text()[-400:]
+        return step["peak_gb"] * 2**30
 
     peak("schedule", "init", "--scores", str(scores), "--run", str(run), "--strategy", "dots", "--subset-size", "2000")
     peak("schedule", "next", "--run", str(run))
-    rates = hidden_pass_rates(MEMORY_PROMPTS, 1)
+    rates = hidden_pass_rates(prompts, 1)
     for epoch in range(3):
         ids = json.loads((run / "state.json").read_text())["positions"]  # dataset order: positions are gc_ids
-        write_feedback(tmp_path / "f.jsonl", np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
-        used = peak("schedule", "next", "--run", str(run), "--feedback", str(tmp_path / "f.jsonl"))
-    fixed = peak("schedule", "status", "--run", str(run))  # the interpreter and the imports, no prompt read
-    per_prompt = (used - fixed) / MEMORY_PROMPTS
-    print(f"dots step: {per_prompt:.0f} bytes per prompt (peak {used / 2**20:.0f} MB, status {fixed / 2**20:.0f} MB)")
-    assert per_prompt < MEMORY_PER_PROMPT, f"{per_prompt:.0f} bytes per prompt (peak {used / 2**20:.0f} MB)"
+        write_feedback(directory / "f.jsonl", np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
+        used = peak("schedule", "next", "--run", str(run), "--feedback", str(directory / "f.jsonl"))
+    return used
+
+
+def test_a_dots_step_stays_under_its_memory_bound_per_prompt(tmp_path):
+    from gaincurate.benchmarks.scale import Launcher
+
+    launcher = Launcher()  # spawned from a small process: a child of this one would start at the worker's peak
+    small, large = (dots_step_peak(tmp_path / str(n), n, launcher) for n in MEMORY_PROMPTS)
+    launcher.close()
+    per_prompt = (large - small) / (MEMORY_PROMPTS[1] - MEMORY_PROMPTS[0])
+    print(f"dots step: {per_prompt:.0f} bytes per prompt (peaks {small / 2**20:.0f} and {large / 2**20:.0f} MB)")
+    assert per_prompt < MEMORY_PER_PROMPT, f"{per_prompt:.0f} bytes per prompt (peak {large / 2**20:.0f} MB)"
 
 
 def test_an_epochs_rows_taken_shard_by_shard_are_those_of_a_whole_table_take(tmp_path):
