@@ -64,9 +64,9 @@ def old_paths() -> dict[str, str]:
     """The shims: old module path -> the module it now is (gaincurate.moved.alias)."""
     shims = {}
     for path in (ROOT / "gaincurate").rglob("*.py"):
-        match = re.search(r'^alias\(__name__, "([\w.]+)"\)$', path.read_text(), re.M)
+        match = re.search(r'^alias(?:_package)?\(__name__, "([\w.]+)"\)$', path.read_text(), re.M)
         if match:
-            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             shims[module] = match.group(1)
     return shims
 
@@ -80,7 +80,31 @@ def test_the_old_paths_the_docs_named_before_the_move_are_kept():
         "gaincurate.schedule.curriculum",
         "gaincurate.schedule.inputs",
         "gaincurate.schedule.dots",
+        "gaincurate.benchmarks",
+        "gaincurate.difficulty.jobs",
+        "gaincurate.difficulty.evaluate",
+        "gaincurate.difficulty.online",
     } <= set(old_paths())
+
+
+def test_a_module_of_a_package_that_moved_is_the_new_module_and_runs_with_python_m():
+    """`gaincurate.benchmarks` moved to the lab with every module below it (issue 50)."""
+    code = (
+        "import importlib, warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from gaincurate.benchmarks.scale import ScaleBench\n"
+        "    import gaincurate.benchmarks.curriculum.configs as configs\n"
+        "from gaincurate.lab.benchmarks.scale import ScaleBench as new\n"
+        "assert ScaleBench is new\n"
+        "assert configs is importlib.import_module('gaincurate.lab.benchmarks.curriculum.configs')\n"
+        "assert any(issubclass(w.category, DeprecationWarning) and 'gaincurate.lab' in str(w.message)\n"
+        "           for w in caught)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    shown = subprocess.run([sys.executable, "-m", "gaincurate.benchmarks.probe_fit", "--help"], cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-400:]
 
 
 @pytest.mark.parametrize("old", sorted(old_paths()))

@@ -3,10 +3,9 @@
     gaincurate score data.jsonl --out scores        # gaincurate/cli/score.py (score, merge)
     gaincurate show scores                          # show.py
     gaincurate schedule init|next|run|status        # schedule.py
-    gaincurate rollout / difficulty ...             # rollout.py, difficulty.py
-    gaincurate bench curriculum / signal check      # bench.py
+    gaincurate rollout ...                          # rollout.py
     gaincurate example trl-epoch ...                # example.py: the trainer scripts shipped in the package
-    gaincurate bench scoring|kernel|gpu|replay|profile  # bench_tools.py
+    gaincurate bench ... / difficulty ... / signal check  # the lab's (gaincurate/lab/cli), mounted by name
 
 Each command parses its options (shared ones in `options.py`), calls one library function and hands the
 result to `render.emit`: results go to stdout, progress (`progress.py`) and errors to stderr.
@@ -21,6 +20,7 @@ re-running resumes. Set GAINCURATE_DEBUG=1 for the traceback. Bugs are not caugh
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 
@@ -55,24 +55,35 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
 
 
-def _mount() -> None:
-    """Command modules import no torch at module level, so `gaincurate --help` stays fast."""
-    from gaincurate.cli import bench, bench_tools, difficulty, example, rollout, schedule, score, show, verl
+# The commands a user's run is made of; every other command is the lab's (`gaincurate.lab.cli`).
+PRODUCT_COMMANDS = frozenset({"score", "merge", "schedule", "show", "rollout", "verl", "example"})
+LAB_COMMANDS = "gaincurate.lab.cli"
+
+
+def _mount(lab: bool) -> None:
+    """Command modules import no torch at module level, so `gaincurate --help` stays fast. The lab is mounted by name
+    and only when `lab` is set, so that a product command never imports it."""
+    from gaincurate.cli import example, rollout, schedule, score, show, verl
 
     score.register(app, START)
     app.add_typer(schedule.app, name="schedule", rich_help_panel=START)
     show.register(app, START)
-    app.add_typer(bench.bench_app, name="bench", rich_help_panel=MEASURE)
     rollout.register(app, MEASURE)
+    if lab:
+        importlib.import_module(LAB_COMMANDS).register(app, MEASURE)
     score.register_merge(app, TOOLS)
-    app.add_typer(difficulty.app, name="difficulty", rich_help_panel=MEASURE)
-    app.add_typer(bench.signal_app, name="signal", rich_help_panel=MEASURE)
-    bench_tools.register(bench.bench_app)  # bench scoring|kernel|gpu|replay|profile, after curriculum
     app.add_typer(verl.app, name="verl", rich_help_panel=TOOLS)
     example.register(app, TOOLS)
 
 
-_mount()
+def _asks_for_the_lab(argv: list[str]) -> bool:
+    """Whether a command line may reach a lab command: any but one whose command is a product command (`--help` and
+    a mistyped command see every command)."""
+    words = [word for word in argv[1:] if not word.startswith("-")]
+    return not words or words[0] not in PRODUCT_COMMANDS
+
+
+_mount(lab=_asks_for_the_lab(sys.argv))
 
 
 def _version(shown: bool) -> None:

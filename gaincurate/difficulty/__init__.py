@@ -3,13 +3,14 @@
 * `predict`: attention over a reference set of measured pass rates, leave-one-out (numpy);
 * `estimate`: the aged pass-rate estimates dots selects with (own rollouts blended with the neighbours'
   prediction as measurements age);
-* `calibrate`: an optional trained adapter and calibration head, cross-fitted (torch, CPU);
-* `online`: `difficulty evaluate --online`, each epoch of a run predicted from the epochs before it;
-* `evaluate`: held-out correlation against global-mean, length and angle-score baselines (numpy);
+* `calibrate`: an optional trained adapter and calibration head, cross-fitted (torch, CPU), and `load_calibrator`,
+  which dots' `--calibrator` reads;
 * `reference`: measured pass rates from feedback files (read with `gaincurate.feedback`), and a scores
   directory's embeddings;
-* `jobs` / `cli`: `gaincurate difficulty predict|fit|evaluate` (and the `gaincurate rollout` command,
-  whose job is `gaincurate.rollout`).
+* `ridge`: the probe strategy's CPU-exact weighted ridge.
+
+The `gaincurate difficulty predict|fit|evaluate` commands, their jobs and the held-out and online evaluations are
+the lab's (`gaincurate.lab.difficulty`): they measure this math; a run does not need them.
 
 It imports `gaincurate.feedback` and never `gaincurate.schedule`: the schedule builds on it, not the reverse.
 

@@ -32,13 +32,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gaincurate.difficulty.predict import attention_predict, self_index
 from gaincurate.errors import InputError
 from gaincurate.settings import setting
+
+if TYPE_CHECKING:
+    from gaincurate.difficulty.reference import PromptEmbeddings
 
 EPSILON = 1e-4  # pass rates are clipped to [EPSILON, 1 - EPSILON] before logit
 
@@ -332,3 +335,15 @@ def fit_calibrator(
         parts.append(part)
         loo[held] = part.predict(embeddings[held], embeddings, rates, exclude=self_index(held, everyone))
     return FitResult(calibrator, loo, folds, losses, parts)
+
+
+def load_calibrator(path: Path, prompts: PromptEmbeddings) -> tuple[FittedCalibrator, np.ndarray]:
+    """A `difficulty fit` file and the centre its embeddings are prepared with (checked to fit these prompts)."""
+    calibrator, header = FittedCalibrator.load(Path(path))
+    center = np.asarray(header.get("center", []), dtype=np.float64)
+    if center.shape != (prompts.embeddings.shape[1],):
+        raise InputError(
+            f"{path} was fitted on embeddings of width {center.shape[0]}, but these scores have width "
+            f"{prompts.embeddings.shape[1]}; fit it on this scores directory"
+        )
+    return calibrator, center

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate.benchmarks.curriculum import known_strategies, run_bench
-from gaincurate.benchmarks.curriculum.configs import BUNDLED
-from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
+from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
 from gaincurate.schedule.strategies.base import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
@@ -90,7 +90,7 @@ def test_every_strategy_starts_from_byte_identical_weights(smoke):
     out, _, _ = smoke
     pairs = [json.loads(path.read_text()) for path in (out / "pairs").glob("*.json")]
     assert len(pairs) == len(known_strategies())
-    from gaincurate.benchmarks.curriculum.assets import prepare_assets
+    from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
 
     assets = prepare_assets(BUNDLED["cpu-arith"].smoke(), out)
     model, _ = load_initial(assets, BUNDLED["cpu-arith"].smoke())
@@ -172,7 +172,7 @@ def test_two_workers_train_the_same_pairs_as_one_process(smoke, tmp_path):
 
 
 def test_a_pair_locked_by_a_live_process_is_left_to_it_and_a_stale_lock_is_taken_over(tmp_path):
-    from gaincurate.benchmarks.curriculum.bench import _lock
+    from gaincurate.lab.benchmarks.curriculum.bench import _lock
 
     live = tmp_path / "work" / "uniform-seed0.lock"
     live.parent.mkdir()
@@ -185,7 +185,7 @@ def test_a_pair_locked_by_a_live_process_is_left_to_it_and_a_stale_lock_is_taken
 
 
 def test_the_report_re_derives_the_summary_from_the_kept_files(smoke, tmp_path):
-    from gaincurate.benchmarks.curriculum.report import publish, report
+    from gaincurate.lab.benchmarks.curriculum.report import publish, report
 
     out, summary, _ = smoke
     publish(out, tmp_path / "results")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaincurate.benchmarks.curriculum import run_bench
-from gaincurate.benchmarks.curriculum.configs import BUNDLED
-from gaincurate.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
-from gaincurate.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
-from gaincurate.benchmarks.curriculum.report import publish, report
+from gaincurate.lab.benchmarks.curriculum import run_bench
+from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
+from gaincurate.lab.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
+from gaincurate.lab.benchmarks.curriculum.report import publish, report
 
 ARMS = ["dots", "oracle-nonzero"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gaincurate.benchmarks.curriculum.draws import TOP_PROMPTS, arm_draws, draw_lines, draws_markdown
+from gaincurate.lab.benchmarks.curriculum.draws import TOP_PROMPTS, arm_draws, draw_lines, draws_markdown
 
 
 def _epoch(run, epoch, gc_ids, digits, trained=True):

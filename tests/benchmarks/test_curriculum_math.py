@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gaincurate.benchmarks.curriculum import run_bench
+from gaincurate.lab.benchmarks.curriculum import run_bench
 
 pytestmark = pytest.mark.slow
 

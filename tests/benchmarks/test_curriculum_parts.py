@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from gaincurate.benchmarks.curriculum import task
-from gaincurate.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
-from gaincurate.benchmarks.curriculum.evaluate import zero_variance_groups
-from gaincurate.benchmarks.curriculum.harness import Clock, CountingReward
-from gaincurate.benchmarks.curriculum.oracle import OracleStrategy, nearest
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import task
+from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
+from gaincurate.lab.benchmarks.curriculum.evaluate import zero_variance_groups
+from gaincurate.lab.benchmarks.curriculum.harness import Clock, CountingReward
+from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy, nearest
 
 
 def test_problems_are_distinct_seeded_and_splits_disjoint():
@@ -156,7 +156,7 @@ def test_configs_load_by_name_or_file_and_refuse_unknown_keys(tmp_path):
 
 
 def test_seeds_are_a_count_a_range_or_a_list():
-    from gaincurate.benchmarks.curriculum.configs import BenchConfig, parse_seeds
+    from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
 
     assert parse_seeds(3) == (0, 1, 2)  # an int (a config file's `seeds: 3`) is a count
     assert parse_seeds("100-103") == (100, 101, 102, 103) and parse_seeds("90-90") == (90,)
@@ -170,7 +170,7 @@ def test_seeds_are_a_count_a_range_or_a_list():
 
 
 def test_a_config_can_define_an_arm_of_a_strategy_with_options():
-    from gaincurate.benchmarks.curriculum.configs import BenchConfig
+    from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 
     config = BenchConfig(name="x", schedule={"*": {"reward_max": 1.0}, "dots-hot": {"strategy": "dots", "tau": 0.2}})
     assert config.defined_arms() == ("dots-hot",)
@@ -182,8 +182,8 @@ def test_a_config_can_define_an_arm_of_a_strategy_with_options():
 
 
 def test_the_demo_is_cpu_arith_with_uniform_against_the_default_strategy_on_unpublished_seeds():
-    from gaincurate.benchmarks.curriculum.configs import BUNDLED
-    from gaincurate.benchmarks.curriculum.report import demo_note
+    from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+    from gaincurate.lab.benchmarks.curriculum.report import demo_note
     from gaincurate.schedule.config import DEFAULT_STRATEGY
 
     demo, arith = BUNDLED["demo"], BUNDLED["cpu-arith"]

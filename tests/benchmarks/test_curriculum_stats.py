@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gaincurate.benchmarks.curriculum import stats
+from gaincurate.lab.benchmarks.curriculum import stats
 
 
 def test_centred_mean_narrows_symmetrically_and_does_not_lag():

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from gaincurate.benchmarks.curriculum.configs import BenchConfig
-from gaincurate.benchmarks.curriculum.report import markdown_table
-from gaincurate.benchmarks.curriculum.stats import sign_flip_p
-from gaincurate.benchmarks.curriculum.summary import summarize
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.report import markdown_table
+from gaincurate.lab.benchmarks.curriculum.stats import sign_flip_p
+from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
 ROLLOUTS = [0, 80, 160, 240]
 CURVES = {  # (arm, seed): (greedy accuracy per point, seconds per point)
@@ -166,7 +166,7 @@ def test_the_table_has_every_arm_and_the_costs():
 
 
 def test_a_pilot_hands_on_targets_at_shares_of_the_baselines_gain():
-    from gaincurate.benchmarks.curriculum.report import pilot_targets
+    from gaincurate.lab.benchmarks.curriculum.report import pilot_targets
 
     summary = summarize(lines_of(CURVES), config(target=0.5))
     # uniform: initial 0.2, final (0.6 + 0.55) / 2 = 0.575, so a gain of 0.375 (0.3875 rounds down in binary).

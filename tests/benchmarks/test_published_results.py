@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate.benchmarks.curriculum.report import report
+from gaincurate.lab.benchmarks.curriculum.report import report
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "benchmarks.md"

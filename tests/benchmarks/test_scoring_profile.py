@@ -7,8 +7,8 @@ import json
 import pytest
 from helpers import PROBLEMS
 
-from gaincurate.benchmarks.scoring import ScoringRows, selected_rows
-from gaincurate.benchmarks.scoring_profile import ProfileBench, bench_profile
+from gaincurate.lab.benchmarks.scoring import ScoringRows, selected_rows
+from gaincurate.lab.benchmarks.scoring_profile import ProfileBench, bench_profile
 
 
 def test_the_scoring_benches_read_the_rows_after_the_offset_into_a_file_of_their_own(problems_file):

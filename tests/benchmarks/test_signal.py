@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.benchmarks.signal import answer_gradient, partial_spearman, rankdata, signal_check, spearman
 from gaincurate.errors import InputError
+from gaincurate.lab.benchmarks.signal import answer_gradient, partial_spearman, rankdata, signal_check, spearman
 
 
 def test_ranks_and_spearman_by_hand():

@@ -23,7 +23,7 @@ def test_bench_kernel_checks_every_backend_then_times_and_writes_the_same_json(t
 
 
 def test_bench_scoring_agrees_with_the_naive_scorer(tiny_llama, tmp_path, monkeypatch, capsys):
-    from gaincurate.benchmarks import scoring
+    from gaincurate.lab.benchmarks import scoring
 
     # The rate probes at a test's size: a 1536-wide matmul and 2-second races would cost more than the scoring.
     monkeypatch.setattr(scoring, "matmul_rate", functools.partial(scoring.matmul_rate, size=64, repeats=2))

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate.benchmarks.curriculum.run_options import BenchRun
-from gaincurate.benchmarks.gpu import GpuBench
-from gaincurate.benchmarks.replay import BenchConfig as ReplayBench
-from gaincurate.benchmarks.scoring import ScoringBench
-from gaincurate.benchmarks.scoring_profile import ProfileBench
-from gaincurate.benchmarks.signal import SignalCheck
 from gaincurate.kernels.bench_options import KernelBench
+from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
+from gaincurate.lab.benchmarks.gpu import GpuBench
+from gaincurate.lab.benchmarks.replay import BenchConfig as ReplayBench
+from gaincurate.lab.benchmarks.scoring import ScoringBench
+from gaincurate.lab.benchmarks.scoring_profile import ProfileBench
+from gaincurate.lab.benchmarks.signal import SignalCheck
 from gaincurate.rollout.config import RolloutConfig
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 
@@ -128,8 +128,8 @@ DIFFICULTY = [("difficulty", "predict"), ("difficulty", "fit"), ("difficulty", "
 def _difficulty_configs(command: tuple[str, ...]) -> list[tuple[type, set[str]]]:
     """Like COMMANDS: the dataclasses whose fields are the command's options, and their fields that are not."""
     from gaincurate.difficulty.calibrate import FitConfig
-    from gaincurate.difficulty.evaluate import EvaluateConfig
-    from gaincurate.difficulty.jobs import PredictConfig
+    from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+    from gaincurate.lab.difficulty.jobs import PredictConfig
     from gaincurate.schedule.config import ScheduleConfig
 
     not_reward_max = {field.name for field in dataclasses.fields(ScheduleConfig)} - {"reward_max"}
@@ -151,8 +151,8 @@ def test_the_attention_temperature_is_one_setting():
     evaluate's fitted adapter takes `difficulty fit`'s defaults."""
     from gaincurate.cli.fields import field_named
     from gaincurate.difficulty.calibrate import FitConfig
-    from gaincurate.difficulty.evaluate import EvaluateConfig
-    from gaincurate.difficulty.jobs import PredictConfig
+    from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+    from gaincurate.lab.difficulty.jobs import PredictConfig
 
     fields = [field_named(cls, name) for cls, name in ((PredictConfig, "tau_attn"), (FitConfig, "tau"))]
     fields.append(field_named(EvaluateConfig, "tau_attn"))

@@ -220,7 +220,7 @@ def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedd
 
 def calibrate(scores, feedback, out):
     from gaincurate.difficulty.calibrate import FitConfig
-    from gaincurate.difficulty.jobs import fit_scores
+    from gaincurate.lab.difficulty.jobs import fit_scores
 
     more = write_feedback(out.parent / "more.jsonl", list(range(0, 60, 3)), samples=4)
     fit_scores(scores, [feedback, more], out, config=FitConfig(dim=4, steps=5, folds=2, tau=0.3))

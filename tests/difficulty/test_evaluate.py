@@ -9,7 +9,8 @@ import pytest
 from difficulty_helpers import true_pass_rates, write_feedback
 from helpers import run_cli
 
-from gaincurate.difficulty.evaluate import (
+from gaincurate.difficulty.predict import prepare_embeddings
+from gaincurate.lab.difficulty.evaluate import (
     EvaluateConfig,
     compare_column,
     evaluate_predictions,
@@ -18,7 +19,6 @@ from gaincurate.difficulty.evaluate import (
     paired_wins,
     solved_counts,
 )
-from gaincurate.difficulty.predict import prepare_embeddings
 
 
 def test_least_squares_baseline_recovers_a_line():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from difficulty_helpers import write_feedback
 
-from gaincurate.difficulty.online import online_evaluation
 from gaincurate.errors import InputError
+from gaincurate.lab.difficulty.online import online_evaluation
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
 from gaincurate.schedule.run.reference import measurements

@@ -129,7 +129,7 @@ def test_the_class_refuses_a_wrong_set_up_before_writing_and_reads_grpos_positio
 
 
 def test_a_plug_in_strategy_draws_from_epoch_0_and_screen_cost_is_public(scores, tmp_path):
-    from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
+    from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
 
     pass_rate = np.linspace(0.0, 1.0, 16)  # gc_id i passes at rate i/15: the oracle keeps those nearest 0.5
 

@@ -1,7 +1,7 @@
 """Test-only pieces for the rollout-replay tests: `GenerationCounter` records what TRL generated, call by call.
 
 The workload itself (word-level tokenizer, tiny random Llama, prompts, parity reward) is the replay benchmark's,
-`gaincurate.benchmarks.replay`: the tests and the bench train on the same builders.
+`gaincurate.lab.benchmarks.replay`: the tests and the bench train on the same builders.
 """
 
 from __future__ import annotations

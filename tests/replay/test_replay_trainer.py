@@ -13,8 +13,8 @@ from replay_helpers import GenerationCounter, buffer_sizes_before_rounds
 from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
-from gaincurate.benchmarks.replay import WORDS, build_model, build_prompts, build_tokenizer, parity_reward
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.replay import WORDS, build_model, build_prompts, build_tokenizer, parity_reward
 from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig
 from gaincurate.replay.loss import (
     fold_replay_weights,

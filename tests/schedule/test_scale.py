@@ -150,7 +150,7 @@ def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(mo
 
 
 def test_a_command_the_scale_bench_times_does_not_report_the_bench_s_own_peak(tmp_path):
-    from gaincurate.benchmarks.scale import Launcher
+    from gaincurate.lab.benchmarks.scale import Launcher
 
     held = np.ones(2**27)  # 1 GiB in this process, which a child spawned here would report as its own peak
     launcher = Launcher()
@@ -205,8 +205,8 @@ MEMORY_PER_PROMPT = 4096
 
 def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
     """Peak bytes of a dots `schedule next --feedback` (its third) on a synthetic pool of `prompts`."""
-    from gaincurate.benchmarks.scale import console_script
-    from gaincurate.benchmarks.scale_data import hidden_pass_rates, write_feedback, write_synthetic_scores
+    from gaincurate.lab.benchmarks.scale import console_script
+    from gaincurate.lab.benchmarks.scale_data import hidden_pass_rates, write_feedback, write_synthetic_scores
 
     scores = write_synthetic_scores(directory / "scores", rows=prompts, width=64, seed=1)
     run, log = directory / "run", directory / "log"
@@ -227,7 +227,7 @@ def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
 
 
 def test_a_dots_step_stays_under_its_memory_bound_per_prompt(tmp_path):
-    from gaincurate.benchmarks.scale import Launcher
+    from gaincurate.lab.benchmarks.scale import Launcher
 
     launcher = Launcher()  # spawned from a small process: a child of this one would start at the worker's peak
     small, large = (dots_step_peak(tmp_path / str(n), n, launcher) for n in MEMORY_PROMPTS)

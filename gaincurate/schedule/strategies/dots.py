@@ -176,7 +176,7 @@ class DotsStrategy(Strategy):
             )
         calibrator, center = None, None
         if options.calibrator is not None:
-            from gaincurate.difficulty.jobs import load_calibrator
+            from gaincurate.difficulty.calibrate import load_calibrator
 
             calibrator, center = load_calibrator(Path(options.calibrator), prompts)
         strategy = cls(

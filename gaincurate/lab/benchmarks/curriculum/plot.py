@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.benchmarks.curriculum.summary import METRICS, curves
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum.summary import METRICS, curves
 
 
 def plot_curves(points: list[dict[str, Any]], path: Path, *, title: str = "") -> Path | None:

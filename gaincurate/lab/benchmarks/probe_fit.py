@@ -1,7 +1,7 @@
 """How long the `probe` strategy takes to fit and predict a large pool, in CPU seconds (a benchmark, not a test).
 
-    python -m gaincurate.benchmarks.probe_fit                 # 100,000 prompts, a 576-wide embedding, 3 epochs
-    python -m gaincurate.benchmarks.probe_fit --prompts 1000000 --width 4096
+    python -m gaincurate.lab.benchmarks.probe_fit                 # 100,000 prompts, a 576-wide embedding, 3 epochs
+    python -m gaincurate.lab.benchmarks.probe_fit --prompts 1000000 --width 4096
 
 It builds the strategy over seeded random float16 embeddings (the projection to 256 columns included), gives it
 three epochs of 4,096 measured groups and the answer likelihood of the whole pool (then 8,192 a refresh), and times

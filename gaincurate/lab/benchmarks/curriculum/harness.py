@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from gaincurate.benchmarks.curriculum.assets import Assets
-from gaincurate.benchmarks.curriculum.configs import BenchConfig
-from gaincurate.benchmarks.curriculum.diagnosis import PoolInstrument
-from gaincurate.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
-from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
-from gaincurate.benchmarks.curriculum.oracle import OracleStrategy
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
+from gaincurate.lab.benchmarks.curriculum.assets import Assets
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.diagnosis import PoolInstrument
+from gaincurate.lab.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
+from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
+from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
 
 POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
               "sampled_accuracy")  # fmt: skip

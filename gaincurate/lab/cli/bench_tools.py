@@ -7,7 +7,7 @@
     gaincurate bench profile --data ../shared/data/math_train.json --offset 5000 --rows 200 --gates
     gaincurate bench scale --sizes 10000,100000 --workdir scale-bench
 
-Each command's options are its library bench's fields (a dataclass in gaincurate.benchmarks.* or
+Each command's options are its library bench's fields (a dataclass in gaincurate.lab.benchmarks.* or
 gaincurate.kernels.bench_options), generated with `gaincurate.cli.fields`, so a default and its help are written
 once, in the field; the command builds the dataclass from the options given, runs it and prints the result:
 a table, or with `--json` the whole result; `--out FILE` also writes the result as JSON. They load torch
@@ -21,17 +21,17 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.benchmarks.gpu import GpuBench
-from gaincurate.benchmarks.replay import BenchConfig as ReplayBench
-from gaincurate.benchmarks.scale import ScaleBench
-from gaincurate.benchmarks.scoring import ScoringBench
-from gaincurate.benchmarks.scoring_profile import ProfileBench
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet
 from gaincurate.cli.progress import setup_logging
 from gaincurate.cli.render import emit, json_text, note
 from gaincurate.errors import GaincurateError
 from gaincurate.kernels.bench_options import KernelBench
+from gaincurate.lab.benchmarks.gpu import GpuBench
+from gaincurate.lab.benchmarks.replay import BenchConfig as ReplayBench
+from gaincurate.lab.benchmarks.scale import ScaleBench
+from gaincurate.lab.benchmarks.scoring import ScoringBench
+from gaincurate.lab.benchmarks.scoring_profile import ProfileBench
 
 JsonOut = Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Also write the result as JSON.")]
 
@@ -65,7 +65,7 @@ def scoring(
 ) -> None:
     """Scoring throughput against the naive published scorer and the forward's compute floor, in one run."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.scoring import bench_scoring, result_lines
+    from gaincurate.lab.benchmarks.scoring import bench_scoring, result_lines
 
     _finish(bench_scoring(ScoringBench(**given(ScoringBench, values))), out, as_json, result_lines)
 
@@ -89,7 +89,7 @@ def gpu(
 ) -> None:
     """Scoring throughput of 0.5B- and 1.5B-class random Qwen2 models on one GPU, against naive and the roofline."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.gpu import bench_gpu, table_lines
+    from gaincurate.lab.benchmarks.gpu import bench_gpu, table_lines
 
     _finish(bench_gpu(GpuBench(**given(GpuBench, values))), out, as_json, table_lines)
 
@@ -99,7 +99,7 @@ def replay(
 ) -> None:
     """Generated tokens and seconds per GRPO step without and with rollout replay (tiny random Llama, CPU)."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.replay import format_table, run_bench
+    from gaincurate.lab.benchmarks.replay import format_table, run_bench
 
     options = ReplayBench(**given(ReplayBench, values))
     if not (quiet or as_json):
@@ -112,7 +112,7 @@ def profile(
 ) -> None:
     """Where a warm scoring pass spends its time, by kind of operator (torch.profiler)."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.scoring_profile import bench_profile, profile_lines
+    from gaincurate.lab.benchmarks.scoring_profile import bench_profile, profile_lines
 
     _finish(bench_profile(ProfileBench(**given(ProfileBench, values))), out, as_json, profile_lines)
 
@@ -122,7 +122,7 @@ def scale(
 ) -> None:
     """Seconds and peak memory of every strategy's schedule steps on synthetic pools of each size."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.scale import bench_scale, result_lines
+    from gaincurate.lab.benchmarks.scale import bench_scale, result_lines
 
     def progress(size: int, name: str, line: dict[str, Any]) -> None:
         if not (quiet or as_json):

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gaincurate.benchmarks.curriculum import task as arith
-from gaincurate.benchmarks.curriculum.run_options import parse_seeds
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import task as arith
+from gaincurate.lab.benchmarks.curriculum.run_options import parse_seeds
 from gaincurate.schedule.config import DEFAULT_STRATEGY
 
 TASKS = ("arith", "math")

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.benchmarks.curriculum import stats
-from gaincurate.benchmarks.curriculum.configs import BenchConfig
-from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
+from gaincurate.lab.benchmarks.curriculum import stats
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 
 METRICS = {"greedy": "accuracy", "sampled": "sampled_accuracy"}
 ORACLE = "oracle"  # the ceiling arm the headroom line reads

@@ -29,13 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gaincurate.benchmarks.curriculum.assets import prepare_assets
-from gaincurate.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
-from gaincurate.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
-from gaincurate.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
-from gaincurate.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
+from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
+from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
+from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.progress import NULL_PROGRESS, Progress
 
 # A bench's identity: every config field that changes a run or its declared analysis. Arms and seeds may be
@@ -204,12 +204,12 @@ def _lock(path: Path) -> bool:
 def finish(out: Path, config: BenchConfig, order: tuple[str, ...] = ()) -> dict[str, Any]:
     """Rebuild runs.jsonl, costs.jsonl, readouts.jsonl, draws.jsonl, summary.json, table.md and curves.png from the
     finished pairs in `out`."""
-    from gaincurate.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_lines, diagnosis_markdown
-    from gaincurate.benchmarks.curriculum.draws import arm_draws, draw_lines, draws_markdown
-    from gaincurate.benchmarks.curriculum.plot import plot_curves
-    from gaincurate.benchmarks.curriculum.readout import arm_readouts, readout_markdown
-    from gaincurate.benchmarks.curriculum.report import markdown_table, whole_groups_line
-    from gaincurate.benchmarks.curriculum.summary import summarize
+    from gaincurate.lab.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_lines, diagnosis_markdown
+    from gaincurate.lab.benchmarks.curriculum.draws import arm_draws, draw_lines, draws_markdown
+    from gaincurate.lab.benchmarks.curriculum.plot import plot_curves
+    from gaincurate.lab.benchmarks.curriculum.readout import arm_readouts, readout_markdown
+    from gaincurate.lab.benchmarks.curriculum.report import markdown_table, whole_groups_line
+    from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
     pairs = read_pairs(out, order)
     digests = sorted({pair["initial_sha256"] for pair in pairs})
@@ -250,10 +250,10 @@ def read_pairs(out: Path, order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 def write_outputs(out: Path, pairs: list[dict[str, Any]]) -> None:
     """runs.jsonl (every evaluation point), costs.jsonl (every pair's costs), readouts.jsonl (every epoch's
     savings readout) and draws.jsonl (what each pair trained on): what a report re-derives from."""
-    from gaincurate.benchmarks.curriculum.diagnosis import diagnosis_lines
-    from gaincurate.benchmarks.curriculum.draws import draw_lines
-    from gaincurate.benchmarks.curriculum.readout import readout_lines
-    from gaincurate.benchmarks.curriculum.report import DIAGNOSIS, DRAWS
+    from gaincurate.lab.benchmarks.curriculum.diagnosis import diagnosis_lines
+    from gaincurate.lab.benchmarks.curriculum.draws import draw_lines
+    from gaincurate.lab.benchmarks.curriculum.readout import readout_lines
+    from gaincurate.lab.benchmarks.curriculum.report import DIAGNOSIS, DRAWS
 
     lines = [json.dumps({key: point[key] for key in POINT_KEYS}) + "\n" for pair in pairs for point in pair["points"]]
     atomic_write_bytes(out / "runs.jsonl", "".join(lines).encode())

@@ -6,7 +6,7 @@ same pool with the same GRPO settings and rollout budget, and is evaluated on th
 the choice of prompts differs. `oracle` (bench only) measures the headroom: how much any pass-rate-targeted
 selection could save on the setup.
 
-    from gaincurate.benchmarks.curriculum import run_bench
+    from gaincurate.lab.benchmarks.curriculum import run_bench
     summary = run_bench("cpu-arith", "bench-out/", strategies=["uniform", "oracle"], seeds="100-111", workers=2)
 
     gaincurate bench curriculum --bench cpu-arith --out bench-out/ --smoke

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.benchmarks.scoring import ScoringRows, selected_rows
+from gaincurate.lab.benchmarks.scoring import ScoringRows, selected_rows
 from gaincurate.settings import setting
 
 GROUPS = {

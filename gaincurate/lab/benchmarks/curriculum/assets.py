@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.benchmarks.curriculum import task as arith
-from gaincurate.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.errors import ConfigError, MissingColumnError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum import task as arith
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.progress import NULL_PROGRESS, Progress
 
 ASSETS = "assets"

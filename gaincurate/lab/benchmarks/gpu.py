@@ -112,7 +112,7 @@ def flops_per_token(shape: dict) -> float:
 def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     import torch
 
-    from gaincurate.benchmarks.scoring import naive_scores
+    from gaincurate.lab.benchmarks.scoring import naive_scores
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import score

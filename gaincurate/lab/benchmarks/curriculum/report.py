@@ -19,10 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gaincurate.benchmarks.curriculum.configs import BenchConfig
-from gaincurate.benchmarks.curriculum.summary import summarize
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
 READOUTS = "readouts.jsonl"  # each epoch's savings readout (benches since issue 39)
@@ -50,9 +50,9 @@ def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[
 
 def report(folder: Path) -> tuple[dict[str, Any], str]:
     """(summary, markdown) recomputed from a results folder's points, costs and config."""
-    from gaincurate.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_markdown
-    from gaincurate.benchmarks.curriculum.draws import arm_draws, draws_markdown
-    from gaincurate.benchmarks.curriculum.readout import arm_readouts, pairs_of, readout_markdown
+    from gaincurate.lab.benchmarks.curriculum.diagnosis import arm_diagnosis, diagnosis_markdown
+    from gaincurate.lab.benchmarks.curriculum.draws import arm_draws, draws_markdown
+    from gaincurate.lab.benchmarks.curriculum.readout import arm_readouts, pairs_of, readout_markdown
 
     config, points, costs = read_results(folder)
     summary = summarize(points, config, costs)
@@ -244,7 +244,7 @@ def pilot_targets(summary: dict[str, Any]) -> dict[float, float]:
 
 def plot_results(folder: Path, path: Path) -> Path | None:
     """curves.png from a results folder's points (None without matplotlib)."""
-    from gaincurate.benchmarks.curriculum.plot import plot_curves
+    from gaincurate.lab.benchmarks.curriculum.plot import plot_curves
 
     config, points, _ = read_results(folder)
     return plot_curves(points, Path(path), title=config.name)

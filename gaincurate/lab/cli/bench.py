@@ -4,9 +4,9 @@
     gaincurate signal check scores/ --data problems.jsonl --rows 200 --json
 
 `bench curriculum` trains every (strategy, seed) pair with stock TRL GRPO and reports accuracy per rollout
-spent (gaincurate.benchmarks.curriculum); a killed bench resumes at the first unfinished pair. `signal
+spent (gaincurate.lab.benchmarks.curriculum); a killed bench resumes at the first unfinished pair. `signal
 check` correlates the angle score with the gradient of each prompt's right answer, beyond length
-(gaincurate.benchmarks.signal). Both load torch only when they run.
+(gaincurate.lab.benchmarks.signal). Both load torch only when they run.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Annotated, Any
 
 import typer
 
-from gaincurate.benchmarks.curriculum.configs import BUNDLED, DEMO_WORKERS
-from gaincurate.benchmarks.curriculum.run_options import BenchRun
-from gaincurate.benchmarks.signal import SignalCheck
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
+from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
+from gaincurate.lab.benchmarks.signal import SignalCheck
 
 bench_app = typer.Typer(
     cls=FlagErrors,
@@ -48,8 +48,8 @@ def _words(text: str) -> tuple[str, ...] | None:
 
 def _seeds(text: str) -> str:
     """A --seeds spec checked at parse time: a malformed one is a usage error naming it, before torch loads."""
-    from gaincurate.benchmarks.curriculum.run_options import parse_seeds
     from gaincurate.errors import ConfigError
+    from gaincurate.lab.benchmarks.curriculum.run_options import parse_seeds
 
     try:
         parse_seeds(text)
@@ -91,12 +91,12 @@ def curriculum(
 ) -> None:
     """Train each arm and seed with stock TRL GRPO; print the declared paired comparisons against the baseline."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.curriculum.report import markdown_table
     from gaincurate.errors import ConfigError
+    from gaincurate.lab.benchmarks.curriculum.report import markdown_table
 
     if report is not None:
-        from gaincurate.benchmarks.curriculum.report import plot_results
-        from gaincurate.benchmarks.curriculum.report import report as rederive
+        from gaincurate.lab.benchmarks.curriculum.report import plot_results
+        from gaincurate.lab.benchmarks.curriculum.report import report as rederive
 
         summary, table = rederive(report)
         if plot is not None:
@@ -111,12 +111,12 @@ def curriculum(
         options = {"workers": DEMO_WORKERS, **options}
     if bench is None or out is None:
         raise ConfigError("bench curriculum needs --bench and --out to run a bench (or --report DIR to read one)")
-    from gaincurate.benchmarks.curriculum.bench import run_bench
+    from gaincurate.lab.benchmarks.curriculum.bench import run_bench
 
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
         summary = run_bench(bench, out, progress=progress, **options)
-    from gaincurate.benchmarks.curriculum.readout import readout_markdown
-    from gaincurate.benchmarks.curriculum.report import demo_note
+    from gaincurate.lab.benchmarks.curriculum.readout import readout_markdown
+    from gaincurate.lab.benchmarks.curriculum.report import demo_note
 
     shown = markdown_table(summary) + readout_markdown(summary.get("readout") or {})
     if demo:
@@ -152,7 +152,7 @@ def check(
 ) -> None:
     """Spearman of each prompt's answer-gradient norm with its score, its length and its difficulty."""
     setup_logging(quiet or as_json)
-    from gaincurate.benchmarks.signal import signal_check
+    from gaincurate.lab.benchmarks.signal import signal_check
 
     with RowProgress("signal (prompts)", quiet=quiet or as_json) as progress:
         result = signal_check(scores, progress=progress, **given(SignalCheck, values))

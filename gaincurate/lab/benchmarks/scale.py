@@ -1,6 +1,6 @@
 """The scale bench (`gaincurate bench scale`): seconds and peak memory of every strategy's steps, by pool size.
 
-For each size it builds (once, then reuses) a synthetic scores directory (`gaincurate.benchmarks.scale_data`),
+For each size it builds (once, then reuses) a synthetic scores directory (`gaincurate.lab.benchmarks.scale_data`),
 then for every registered strategy runs, each in a fresh process through the real `gaincurate` console script:
 `schedule init`, `schedule next` (epoch 0), `schedule next --feedback` `epochs` times with seeded synthetic
 feedback (`rollouts` per prompt of the epoch), and `schedule status`. It records each command's wall seconds and
@@ -116,7 +116,7 @@ def bench_strategy(
     """init, next (epoch 0), next with feedback `epochs` times, status: each timed in a fresh process."""
     import pyarrow.parquet as pq
 
-    from gaincurate.benchmarks.scale_data import write_feedback
+    from gaincurate.lab.benchmarks.scale_data import write_feedback
 
     shutil.rmtree(run, ignore_errors=True)
     gaincurate, log = console_script(), run.with_suffix(".log")
@@ -210,7 +210,7 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
     """Every size, every strategy: the steps' seconds and peak memory, with the machine and its load."""
     import tempfile
 
-    from gaincurate.benchmarks.scale_data import hidden_pass_rates, write_synthetic_scores
+    from gaincurate.lab.benchmarks.scale_data import hidden_pass_rates, write_synthetic_scores
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     names = options.strategies or tuple(STRATEGIES)

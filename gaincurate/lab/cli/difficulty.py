@@ -29,9 +29,9 @@ from gaincurate.cli.fields import (
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import Stdout, emit, json_line
 from gaincurate.difficulty.calibrate import FitConfig
-from gaincurate.difficulty.evaluate import EvaluateConfig
-from gaincurate.difficulty.jobs import PredictConfig
 from gaincurate.errors import ConfigError
+from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+from gaincurate.lab.difficulty.jobs import PredictConfig
 from gaincurate.schedule.config import ScheduleConfig
 
 app = typer.Typer(
@@ -75,8 +75,8 @@ def predict(
 
     Without --out the predictions are JSON lines on stdout (one JSON list with --json).
     """
-    from gaincurate.difficulty.jobs import predict_scores
     from gaincurate.fileio import atomic_write_bytes
+    from gaincurate.lab.difficulty.jobs import predict_scores
 
     rows = predict_scores(scores, feedback, config=_config(PredictConfig, values), reward_max=_reward_max(values))
     if out is None:
@@ -103,7 +103,7 @@ def fit(
     **values: Any,
 ) -> None:
     """Fit a linear adapter and a calibration head on measured prompts, leave-one-out (CPU, torch)."""
-    from gaincurate.difficulty.jobs import fit_scores
+    from gaincurate.lab.difficulty.jobs import fit_scores
 
     report = fit_scores(scores, feedback, out, config=_config(FitConfig, values), reward_max=_reward_max(values))
 
@@ -155,7 +155,7 @@ def evaluate(
     With --online RUN: replay a run, predicting each epoch from the ones before it (beside the global mean and
     each prompt's own last measurement).
     """
-    from gaincurate.difficulty.jobs import evaluate_scores
+    from gaincurate.lab.difficulty.jobs import evaluate_scores
 
     if online is not None:
         if scores is not None or feedback:
@@ -233,7 +233,7 @@ def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:
 
 def _online(run_dir: Path) -> dict[str, Any]:
     """`online_evaluation` of a run directory, with the run's own tau_attn, decay and calibrator."""
-    from gaincurate.difficulty.online import online_evaluation
+    from gaincurate.lab.difficulty.online import online_evaluation
     from gaincurate.schedule.run.reference import measurements
     from gaincurate.schedule.run.rundir import load_run
 
