@@ -148,7 +148,7 @@ class PromptEmbeddings:
     """A scores directory's prompts in gc_id order, with the columns difficulty prediction uses."""
 
     gc_ids: np.ndarray  # int64 ascending
-    embeddings: np.ndarray  # [N, h] as stored (float16 from `score`); NaN rows where a prompt has no embedding
+    embeddings: np.ndarray  # [N, h] as stored (float16 from `score`), NaN rows for none; or `EmbeddingRows`
     question_tokens: np.ndarray  # int64
     scores: np.ndarray  # float64 gc_score (NaN where unscorable)
 
@@ -166,18 +166,20 @@ class PromptEmbeddings:
         return rows
 
 
-def embeddings_from_table(table: Any, source: str) -> PromptEmbeddings:
+def embeddings_from_table(table: Any, source: str, *, blocks: bool = False) -> PromptEmbeddings:
     """The embeddings of a scores table (pyarrow, gc_id order); a one-line error when there are none.
 
     Read column-wise, never row by row: one matrix in the stored dtype (float16 from `gaincurate score`; the same
-    numbers as float32 or float64), NaN rows where a prompt has none.
+    numbers as float32 or float64), NaN rows where a prompt has none. With `blocks`, `EmbeddingRows` instead: the
+    same rows read a block at a time when sliced, for a caller that passes over them (the matrix is 1.1 GB at a
+    million prompts of width 576).
     """
     if "gc_embedding" not in table.column_names:
         raise InputError(f"{source} has no gc_embedding column; {RESCORE_HINT}")
     import pyarrow.compute as pc
 
     column = table.column("gc_embedding")
-    matrix = embedding_matrix(column, source)
+    matrix = EmbeddingRows.of(column, source) if blocks else embedding_matrix(column, source)
     if matrix is None:
         raise InputError(f"{source} has no question embedding in any row; {RESCORE_HINT}")
     missing = column.is_null().to_numpy(zero_copy_only=False)
@@ -200,6 +202,12 @@ def embeddings_from_table(table: Any, source: str) -> PromptEmbeddings:
 
 def embedding_matrix(column: Any, source: str) -> np.ndarray | None:
     """A list column as one [rows, width] matrix (NaN rows for nulls), chunk by chunk; None when every row is null."""
+    form = embedding_form(column, source)
+    return None if form is None else fill_matrix(column, *form)
+
+
+def embedding_form(column: Any, source: str) -> tuple[int, Any] | None:
+    """The width and dtype of a list column's rows; None when every row is null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -212,8 +220,12 @@ def embedding_matrix(column: Any, source: str) -> np.ndarray | None:
         raise InputError(
             f"{source}: gc_embedding rows have different widths ({widths[0]}, {widths[-1]}); {RESCORE_HINT}"
         )
-    width = int(widths[0])
-    dtype = np.float16 if pa.types.is_float16(column.type.value_type) else np.float32
+    return int(widths[0]), (np.float16 if pa.types.is_float16(column.type.value_type) else np.float32)
+
+
+def fill_matrix(column: Any, width: int, dtype: Any) -> np.ndarray:
+    """The rows of a list column of one width as a matrix of `dtype`, NaN rows for nulls."""
+    present = ~column.is_null().to_numpy(zero_copy_only=False)
     matrix = np.full((len(column), width), np.nan, dtype=dtype)
     low = 0
     for chunk in column.chunks:
@@ -221,6 +233,29 @@ def embedding_matrix(column: Any, source: str) -> np.ndarray | None:
         matrix[rows] = chunk.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)
         low += len(chunk)
     return matrix
+
+
+class EmbeddingRows:
+    """A gc_embedding column whose rows are read when sliced (`rows[low:high]`, the `embedding_matrix` of those rows),
+    so that a pass over a pool holds one block, not the whole matrix."""
+
+    def __init__(self, column: Any, width: int, dtype: Any) -> None:
+        self.column, self.dtype = column, dtype
+        self.shape = (len(column), width)
+
+    @classmethod
+    def of(cls, column: Any, source: str) -> EmbeddingRows | None:
+        form = embedding_form(column, source)
+        return None if form is None else cls(column, *form)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        low, high, step = rows.indices(len(self))
+        if step != 1:
+            raise IndexError("EmbeddingRows reads a contiguous block of rows")
+        return fill_matrix(self.column.slice(low, max(high - low, 0)), self.shape[1], self.dtype)
 
 
 def load_embeddings(scores_dir: Path) -> PromptEmbeddings:

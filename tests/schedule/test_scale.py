@@ -249,3 +249,21 @@ def test_an_epochs_rows_taken_shard_by_shard_are_those_of_a_whole_table_take(tmp
     assert taken.column_names == ["problem", "level", "gc_id"]
     assert taken.equals(table.take(pa.array(rows)).select(taken.column_names))
     assert take_rows(table, np.zeros(0, dtype=np.int64)).num_rows == 0
+
+
+def test_embedding_rows_read_a_block_at_a_time_are_the_whole_matrix_and_give_probe_the_same_features():
+    rng = np.random.default_rng(10)
+    raw = rng.normal(size=(3000, 24)).astype(np.float16)
+    rows = [None if i % 97 == 0 else list(map(float, raw[i])) for i in range(len(raw))]
+    column = pa.chunked_array(
+        [pa.array(rows[:1234], pa.list_(pa.float16())), pa.array(rows[1234:], pa.list_(pa.float16()))]
+    )
+    status = ["empty" if row is None else "ok" for row in rows]
+    table = pa.table({"gc_id": np.arange(3000), "gc_score": np.ones(3000), "gc_question_tokens": np.ones(3000, int),
+                      "gc_status": status, "gc_embedding": column})  # fmt: skip
+    whole = embeddings_from_table(table, "t").embeddings
+    lazy = embeddings_from_table(table, "t", blocks=True).embeddings
+    assert lazy.shape == whole.shape and lazy[:].dtype == whole.dtype == np.float16
+    assert np.array_equal(lazy[1200:1300], whole[1200:1300], equal_nan=True)
+    assert np.array_equal(lazy[2990:5000], whole[2990:], equal_nan=True)
+    assert np.array_equal(probe.standardised_features(lazy, 16), probe.standardised_features(whole, 16))

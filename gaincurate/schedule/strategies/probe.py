@@ -108,7 +108,9 @@ class ProbeOptions(Options):
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
-FEATURE_BLOCK = 65_536  # rows projected and standardised at a time: a million prompts never hold a float64 copy
+# Rows projected and standardised at a time: a million prompts never hold a float64 copy. numpy adds along the rows
+# one row after another, so the column sums have the same bits whatever the block size.
+FEATURE_BLOCK = 16_384
 
 
 def project(embeddings: np.ndarray, width: int) -> np.ndarray:
@@ -123,8 +125,9 @@ def project(embeddings: np.ndarray, width: int) -> np.ndarray:
 def standardised_features(embeddings: np.ndarray, width: int) -> np.ndarray:
     """The projected embedding's columns centred and scaled to unit spread over the rows (a constant column stays 0),
     float32, built FEATURE_BLOCK rows at a time (the column sums added block by block, in a fixed order). A row
-    without an embedding (NaN) counts as zeros. The stored matrix is read a block at a time, never copied whole
-    (a float32 copy of a million float16 rows of width 576 would be 2.3 GB)."""
+    without an embedding (NaN) counts as zeros. `embeddings` (a matrix, or `EmbeddingRows` that read the scores table
+    when sliced) is read a block at a time, never copied whole (a float32 copy of a million float16 rows of width 576
+    would be 2.3 GB)."""
     rows = len(embeddings)
 
     def block(low: int) -> np.ndarray:
@@ -259,8 +262,8 @@ class ProbeStrategy(Strategy):
                 f"{inputs.scores.directory} names no answer column; score the data with --answer-column NAME, or drop "
                 "--likelihood"
             )
-        prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
-        return cls(prompts.gc_ids, prompts.embeddings, options)
+        prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
+        return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
 
     @property
     def answer_template(self) -> str:
