@@ -90,7 +90,7 @@ class Launcher:
         return {
             "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu, 2),
-            "peak_gb": round(maxrss / 2**20, 3),  # Linux gives KiB
+            "peak_gb": round(maxrss / 2**20, 3),  # Linux gives KiB: GiB, the key keeps its old name
             "ok": code == 0,
         }
 
@@ -258,7 +258,7 @@ def _cell(step: dict[str, Any] | None) -> str:
     if step is None:
         return "-"
     # CPU seconds beside the wall clock: on a shared machine the load average inflates the wall clock, not the CPU.
-    cell = f"{step['seconds']:.1f} s (cpu {step['cpu_seconds']:.1f}) / {step['peak_gb']:.2f} GB"
+    cell = f"{step['seconds']:.1f} s (cpu {step['cpu_seconds']:.1f}) / {step['peak_gb']:.2f} GiB"  # KiB / 2 ** 20
     return cell + ("" if step["ok"] else " (failed)")
 
 
