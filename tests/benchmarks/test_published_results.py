@@ -37,3 +37,16 @@ def test_a_published_table_re_derives_from_its_results(folder, table):
     kept = json.loads((ROOT / folder / "summary.json").read_text())
     kept.pop("initial_sha256", None)
     assert json.loads(json.dumps(summary)) == kept
+
+
+SCALE_BLOCK = re.compile(r"<!-- scale: (?P<file>\S+) -->\n(?P<table>.*?)<!-- /scale -->", re.DOTALL)
+
+
+def test_every_published_scale_table_re_derives_from_its_result_file():
+    from gaincurate.lab.benchmarks.scale import result_lines
+
+    blocks = list(SCALE_BLOCK.finditer(DOC.read_text()))
+    assert blocks, "docs/benchmarks.md publishes no scale bench table"
+    for block in blocks:
+        result = json.loads((ROOT / block["file"]).read_text())
+        assert block["table"] == "\n".join(result_lines(result)) + "\n", block["file"]

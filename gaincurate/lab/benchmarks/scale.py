@@ -150,13 +150,15 @@ def bench_strategy(
     }
 
 
-def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | None:
+def reference_agreement(name: str, scores: Path, run: Path, hidden: np.ndarray) -> dict[str, Any] | None:
     """For dots and predict after the run's last step: Spearman of each prompt's estimate (and of its selection
-    weight) with the reference set bounded, as the strategy runs, against every measured prompt attended to."""
+    weight) with the reference set bounded, as the strategy runs, against every measured prompt attended to; for
+    dots also the Pearson of its neighbours' prediction with the `hidden` pass rates over the prompts never
+    measured, bounded and not (how much the bound costs its aim)."""
     from gaincurate.difficulty.estimate import estimate_pass_rates
     from gaincurate.difficulty.predict import reference_limit
     from gaincurate.difficulty.reference import embeddings_from_table
-    from gaincurate.metrics import spearman
+    from gaincurate.metrics import pearson, spearman
     from gaincurate.schedule.run.inputs import load_scores
     from gaincurate.schedule.run.rundir import load_run
     from gaincurate.schedule.strategies import dots, predict
@@ -167,14 +169,19 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
         strategy = dots.DotsStrategy(prompts)
         rates = strategy.measured(state)
 
+        never = ~np.isin(strategy.gc_ids, rates.gc_ids)
+        aim: dict[str, float] = {}
+
         def estimate(limit: int) -> np.ndarray:
             found = estimate_pass_rates(strategy.embeddings, strategy.gc_ids, rates, now=state.epoch - 1,
                                         tau=strategy.tau_attn, decay=strategy.forget, limit=limit)  # fmt: skip
+            key = "pearson_hidden_bounded" if limit else "pearson_hidden_all"
+            aim[key] = round(pearson(found.neighbour[never], hidden[never]), 4)
             return found.estimate
 
         bounded, full = estimate(strategy.reference_limit), estimate(0)
         weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
-        measured, limit = len(rates), strategy.reference_limit
+        measured, limit, extra = len(rates), strategy.reference_limit, aim
     elif name == "predict":
         strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
         evidence = predict.Evidence.from_memory(state.memory)
@@ -185,7 +192,7 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
 
         bounded, full = rate(reference_limit(len(prompts.gc_ids))), rate(0)
         weights = [bounded, full]
-        measured, limit = len(evidence.informative), reference_limit(len(prompts.gc_ids))
+        measured, limit, extra = len(evidence.informative), reference_limit(len(prompts.gc_ids)), {}
     else:
         return None
     return {
@@ -194,6 +201,7 @@ def reference_agreement(name: str, scores: Path, run: Path) -> dict[str, Any] | 
         "spearman_estimate": round(spearman(bounded, full), 4),
         "spearman_selection": round(spearman(*weights), 4),
         "max_abs_difference": round(float(np.nanmax(np.abs(bounded - full))), 4),
+        **extra,
     }
 
 
@@ -238,7 +246,7 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
                         line = bench_strategy(name, scores, workdir / f"run-{size}-{name}", options, rates, launcher)
                         line["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
                         if size <= options.agreement and "failed" not in line:
-                            found = reference_agreement(name, scores, workdir / f"run-{size}-{name}")
+                            found = reference_agreement(name, scores, workdir / f"run-{size}-{name}", rates)
                             line |= {"agreement": found} if found else {}
                     else:
                         line = {"skipped": reason}
@@ -288,5 +296,7 @@ def result_lines(result: dict[str, Any]) -> list[str]:
                     f"{name}: reference set bounded to {found['limit']} of {found['measured']} measured prompts: "
                     f"Spearman {found['spearman_estimate']} (estimates), {found['spearman_selection']} (selection), "
                     f"largest difference {found['max_abs_difference']}"
-                )
+                    + (f"; Pearson with the hidden rates, never-measured prompts: {found['pearson_hidden_bounded']}"
+                       f" (all measured: {found['pearson_hidden_all']})" if "pearson_hidden_all" in found else "")
+                )  # fmt: skip
     return lines
