@@ -87,6 +87,20 @@ def test_the_old_paths_the_docs_named_before_the_move_are_kept():
     } <= set(old_paths())
 
 
+def test_the_calibrator_fitting_that_moved_to_the_lab_still_loads_from_its_old_module_with_a_warning():
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from gaincurate.difficulty.calibrate import FitConfig, fit_calibrator\n"
+        "from gaincurate.lab.difficulty.fit import FitConfig as new, fit_calibrator as fit\n"
+        "assert FitConfig is new and fit_calibrator is fit\n"
+        "assert any(issubclass(w.category, DeprecationWarning) and 'lab.difficulty.fit' in str(w.message)\n"
+        "           for w in caught)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_a_module_of_a_package_that_moved_is_the_new_module_and_runs_with_python_m():
     """`gaincurate.benchmarks` moved to the lab with every module below it (issue 50)."""
     code = (

@@ -3,8 +3,8 @@
 * `predict`: attention over a reference set of measured pass rates, leave-one-out (numpy);
 * `estimate`: the aged pass-rate estimates dots selects with (own rollouts blended with the neighbours'
   prediction as measurements age);
-* `calibrate`: an optional trained adapter and calibration head, cross-fitted (torch, CPU), and `load_calibrator`,
-  which dots' `--calibrator` reads;
+* `calibrate`: an optional trained adapter and calibration head, applied with numpy, and `load_calibrator`, which
+  dots' `--calibrator` reads (the training is the lab's, `gaincurate.lab.difficulty.fit`);
 * `reference`: measured pass rates from feedback files (read with `gaincurate.feedback`), and a scores
   directory's embeddings;
 * `ridge`: the probe strategy's CPU-exact weighted ridge.

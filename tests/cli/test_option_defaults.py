@@ -127,8 +127,8 @@ DIFFICULTY = [("difficulty", "predict"), ("difficulty", "fit"), ("difficulty", "
 
 def _difficulty_configs(command: tuple[str, ...]) -> list[tuple[type, set[str]]]:
     """Like COMMANDS: the dataclasses whose fields are the command's options, and their fields that are not."""
-    from gaincurate.difficulty.calibrate import FitConfig
     from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+    from gaincurate.lab.difficulty.fit import FitConfig
     from gaincurate.lab.difficulty.jobs import PredictConfig
     from gaincurate.schedule.config import ScheduleConfig
 
@@ -150,8 +150,8 @@ def test_the_attention_temperature_is_one_setting():
     """`--tau-attn` of predict, fit and evaluate: one declaration (`calibrate.attention_temperature`), one default;
     evaluate's fitted adapter takes `difficulty fit`'s defaults."""
     from gaincurate.cli.fields import field_named
-    from gaincurate.difficulty.calibrate import FitConfig
     from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+    from gaincurate.lab.difficulty.fit import FitConfig
     from gaincurate.lab.difficulty.jobs import PredictConfig
 
     fields = [field_named(cls, name) for cls, name in ((PredictConfig, "tau_attn"), (FitConfig, "tau"))]

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 from difficulty_helpers import true_pass_rates
 
-from gaincurate.difficulty.calibrate import (
-    Calibrator,
-    FitConfig,
-    FittedCalibrator,
-    fit_calibrator,
-    fold_assignment,
-    initial_projection,
-)
+from gaincurate.difficulty.calibrate import Calibrator, FittedCalibrator
 from gaincurate.difficulty.predict import attention_predict, prepare_embeddings
+from gaincurate.lab.difficulty.fit import FitConfig, fit_calibrator, fold_assignment, initial_projection
 
 FAST = FitConfig(dim=6, steps=30, folds=4, seed=3, tau=0.2)
 

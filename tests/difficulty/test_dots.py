@@ -219,7 +219,7 @@ def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedd
 
 
 def calibrate(scores, feedback, out):
-    from gaincurate.difficulty.calibrate import FitConfig
+    from gaincurate.lab.difficulty.fit import FitConfig
     from gaincurate.lab.difficulty.jobs import fit_scores
 
     more = write_feedback(out.parent / "more.jsonl", list(range(0, 60, 3)), samples=4)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from difficulty_helpers import write_embedded_scores
 
-from gaincurate.difficulty.calibrate import FitConfig
 from gaincurate.feedback import format_line
+from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.lab.difficulty.jobs import PredictConfig, fit_scores, predict_scores
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run, open_scheduler

@@ -28,9 +28,9 @@ from gaincurate.cli.fields import (
 )
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
 from gaincurate.cli.render import Stdout, emit, json_line
-from gaincurate.difficulty.calibrate import FitConfig
 from gaincurate.errors import ConfigError
 from gaincurate.lab.difficulty.evaluate import EvaluateConfig
+from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.lab.difficulty.jobs import PredictConfig
 from gaincurate.schedule.config import ScheduleConfig
 

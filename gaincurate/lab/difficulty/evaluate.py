@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.difficulty.calibrate import FitConfig, attention_temperature
+from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.predict import attention_predict
+from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.metrics import pearson, spearman
 from gaincurate.settings import setting
 
@@ -158,7 +159,7 @@ def predict_split(
         "angle": least_squares_predict(scores[train], y_train, scores[test]),
     }
     if config.fit:
-        from gaincurate.difficulty.calibrate import fit_calibrator
+        from gaincurate.lab.difficulty.fit import fit_calibrator
 
         fit_config = FitConfig(
             dim=config.fit_dim, steps=config.fit_steps, folds=0, seed=config.seed, tau=config.tau_attn

@@ -108,8 +108,8 @@ def fit_scores(
     reward_max: float = 1.0,
 ) -> dict[str, Any]:
     """Fit adapter + calibration on the measured prompts; save it to `out`; report leave-one-out quality."""
-    from gaincurate.difficulty.calibrate import fit_calibrator
     from gaincurate.difficulty.predict import attention_predict
+    from gaincurate.lab.difficulty.fit import fit_calibrator
     from gaincurate.metrics import pearson, spearman
 
     measured = load_measured(scores_dir, feedback, reward_max=reward_max)
