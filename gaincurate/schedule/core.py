@@ -23,8 +23,17 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
-from gaincurate.schedule.strategies.registry import build_strategy
+from gaincurate.schedule.strategies.base import (
+    Filter,
+    Fresh,
+    PromptSet,
+    RankingContext,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    filtered_select,
+)
+from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 
 
 @dataclass(frozen=True)
@@ -108,10 +117,11 @@ class Scheduler:
         state: ScheduleState | None = None,
         *,
         strategy: Strategy | None = None,
+        filters: tuple[Filter, ...] = (),
         scores: Any = None,
     ) -> None:
         """`scores` (a `ScoresInput`): the scores table a strategy may need (dots: embeddings); `strategy`: one
-        built by the caller (a bench's oracle) instead of the config's."""
+        built by the caller (a bench's oracle) instead of the config's, under `filters` (none unless given)."""
         self.config = config
         self.prompts = prompts
         self.n_prompts = len(prompts)
@@ -122,12 +132,15 @@ class Scheduler:
                 reward_max=config.reward_max, band=config.band, scores=scores, initial=state is None,
             )  # fmt: skip
             strategy = build_strategy(config, inputs)
+            filters = build_filters(config, strategy, inputs)
         self.strategy = strategy
+        self.filters = tuple(filters)  # steps over the strategy's draw (`Filter`), in `registry.FILTERS` order
         if state is None:
             order = self.strategy.rank(prompts)
-            state = ScheduleState(
-                ranking=prompts.gc_ids[order], scores=prompts.scores[order], memory=self.strategy.initial_memory()
-            )
+            memory = self.strategy.initial_memory()
+            for step in self.filters:
+                memory = step.initial_memory(memory)
+            state = ScheduleState(ranking=prompts.gc_ids[order], scores=prompts.scores[order], memory=memory)
         elif not np.array_equal(np.sort(state.ranking), prompts.gc_ids):
             raise ValueError("the state's ranking does not hold the same gc_ids as the prompt set")
         self.state = state.resolved(prompts.gc_ids, prompts.scores)  # state.json keeps only what differs from them
@@ -189,7 +202,10 @@ class Scheduler:
             feedback = self.summarize(feedback)
         # The strategy folds the epoch's feedback into its memory, then any fresh reference set, then the model's
         # fresh signal; each hook sees the state the one before it left.
-        following = replace(state, epoch=state.epoch + 1, memory=self.strategy.observe(state, feedback))
+        memory = self.strategy.observe(state, feedback)
+        for step in self.filters:
+            memory = step.observe(state, feedback, memory)
+        following = replace(state, epoch=state.epoch + 1, memory=memory)
         if reference is not None:
             following = replace(
                 following, memory=self.strategy.measure(following, reference.per_prompt, time=state.epoch)
@@ -215,11 +231,17 @@ class Scheduler:
         state = replace(state, epoch=epoch)
         context = RankingContext(gc_ids=state.ranking, scores=state.scores, subset_size=self.subset_size)
         rng = np.random.default_rng([self.config.seed, epoch])
-        chosen = self.strategy.select(state, context, rng)
+        if self.filters:
+            chosen = filtered_select(self.strategy, self.filters, state, context, rng)
+        else:
+            chosen = self.strategy.select(state, context, rng)
         if not isinstance(chosen, Selection):
             chosen = Selection(np.asarray(chosen, dtype=np.int64), {})
         positions = np.asarray(chosen.positions, dtype=np.int64)
         # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
-        record = drawn(self.strategy.report(state, context, chosen), positions)
+        report = self.strategy.report(state, context, chosen)
+        for step in self.filters:
+            report = step.aim(report)
+        record = drawn(report, positions)
         self.state = replace(state, positions=positions, selection=record)
         return EpochPlan(epoch, positions, state.ranking[positions], self.strategy.draw_info(self.state))

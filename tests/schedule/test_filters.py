@@ -1,5 +1,6 @@
 """Filters register like strategies: one `FILTERS` line each, from which the config, state.json, the CLI and
-`schedule status` follow; a `Filter` takes every `Strategy` hook it does not override from its base."""
+`schedule status` follow; a `Filter` is a step over its base's draw, not a strategy, and answers for none of its
+hooks."""
 
 from __future__ import annotations
 
@@ -10,43 +11,21 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FunctionType
-from typing import Any
 
 import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.strategies.base import Filter, Spent, Strategy
+from gaincurate.schedule.strategies.base import Filter, PromptSet, RankingContext, Strategy, filtered_select
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, how_it_draws
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
-# The hooks a filter does not take from its base: what it is built from, and `select`, whose default walks the
-# filter's own `priority`.
-OWN = {"build", "select"}
-
-
-class Answers(Strategy):
-    """A base whose every hook answers with its own name, so a forwarded call is seen to reach it."""
-
-    name = "answers"
-    needs = frozenset({"its needs"})
-    draws = "its draws"
-    columns = ()
-
-
-def _answer(hook: str) -> Any:
-    def answer(self, *args: Any, **kwargs: Any) -> Any:
-        return (hook, args, kwargs)
-
-    return answer
-
-
-HOOKS = [name for name, value in vars(Strategy).items() if isinstance(value, FunctionType | classmethod)]
-for _hook in HOOKS:
-    setattr(Answers, _hook, _answer(_hook))
-Answers.spent = property(lambda self: Spent(rollouts=7))  # type: ignore[assignment]
+# A filter's own steps (`Filter`), some of them named as a strategy's hooks are, with steps' signatures.
+STEPS = {"reorder", "walk", "describe", "aim", "initial_memory", "observe"}
+HOOKS = [name for name, value in vars(Strategy).items() if isinstance(value, FunctionType | classmethod | property)]
 
 
 class Bare(Filter):
@@ -55,27 +34,38 @@ class Bare(Filter):
     setting = "bare"
 
 
-def test_a_filter_takes_every_hook_it_does_not_override_from_its_base():
+def test_a_filter_is_no_strategy_and_answers_for_none_of_its_hooks():
     assert {"rank", "priority", "observe", "update", "report", "measure", "use_screener", "notes"} <= set(HOOKS)
-    wrapped = Bare(Answers())
-    for hook in set(HOOKS) - OWN:
-        assert getattr(wrapped, hook)(1, key=2) == (hook, (1,), {"key": 2}), hook
-    assert wrapped.spent == Spent(rollouts=7)
-    assert (wrapped.name, wrapped.needs, wrapped.draws, wrapped.columns) == ("answers", {"its needs"}, "its draws", ())
+    bare = Bare()
+    assert not isinstance(bare, Strategy) and not hasattr(bare, "base")
+    assert [hook for hook in HOOKS if hasattr(bare, hook) and hook not in STEPS] == []
+    for name in ("name", "needs", "draws", "columns", "ordered", "pass_rate_estimates"):
+        assert not hasattr(bare, name), name
 
 
-def test_a_filter_s_own_hooks_and_attributes_win_over_its_base_s():
+@pytest.mark.parametrize("seed", range(3))
+def test_a_filter_that_changes_nothing_leaves_the_base_s_draw_and_memory_as_they_are(seed):
+    prompts = PromptSet(np.arange(30), np.zeros(30), np.zeros(30), np.full(30, 10))
+    plain = Scheduler(ScheduleConfig(strategy="mopps", subset_size=6, seed=seed), prompts)
+    bare = Scheduler(ScheduleConfig(strategy="mopps", subset_size=6, seed=seed), prompts, strategy=plain.strategy,
+                     filters=(Bare(),))  # fmt: skip
+    assert bare.state.memory == plain.state.memory
+    context = RankingContext(plain.state.ranking, plain.state.scores, plain.subset_size)
+    alone = plain.strategy.select(plain.state, context, np.random.default_rng(seed))
+    through = filtered_select(plain.strategy, (Bare(),), plain.state, context, np.random.default_rng(seed))
+    assert through.positions.tolist() == alone.positions.tolist() and through.info == alone.info
+
+
+def test_the_zero_variance_filter_keeps_its_memory_beside_the_base_s_and_greso_is_a_strategy_of_its_own():
     from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 
-    class Needy(UniformStrategy):
-        needs = frozenset({"its needs"})
-
-    over = ZeroVarianceFilter(Needy(), np.arange(4))
-    assert over.needs == {"its needs", "rollouts"} and over.draws.startswith("every prompt equally likely")
-    assert over.initial_memory()["zero_variance"]["explore_easy"] == 0.5  # its own, around the base's memory
+    skipping = ZeroVarianceFilter("gain", np.arange(4))
+    memory = skipping.initial_memory({"mu": 0.0})
+    assert list(memory) == ["mu", "zero_variance"] and memory["zero_variance"]["explore_easy"] == 0.5
     greso = GresoStrategy(np.arange(4))
-    assert (greso.name, GresoStrategy.name, greso.needs) == ("greso", "greso", {"rollouts"})
-    assert GresoStrategy.draw_words({}) == "by greso"  # read on the class: Strategy's default, bound to greso
+    assert isinstance(greso, Strategy) and (greso.name, greso.needs) == ("greso", {"rollouts"})
+    assert list(greso.initial_memory()) == ["zero_variance"]
+    assert GresoStrategy.draw_words({}) == "by greso"
 
 
 def test_every_filter_is_a_config_field_a_flag_and_a_stored_setting():

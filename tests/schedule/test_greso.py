@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy
-from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy, filtered_select
 from gaincurate.schedule.strategies.greso import (
     EXPLORE_STEP,
     KEEP_FLOOR,
@@ -67,14 +65,12 @@ def test_skip_probabilities_follow_the_rule():
 def test_the_filter_skips_each_prompt_as_often_as_its_rule_says():
     streaks = [0, 1, 2, -1, -3, 1, 0, -2]
     state = zero_variance_state(streaks, easy=0.6, hard=0.3)
-    base = GainStrategy(GainOptions(sigma=100), 8)
-    state = replace(state, memory={**base.initial_memory(), **state.memory})  # gain draws around its mu
-    strategy = ZeroVarianceFilter(base, np.arange(8))
+    strategy = ZeroVarianceFilter("gain", np.arange(8))
     context = context_for(8, 2)
     draws = 4000
     counts = np.zeros(8)
     for seed in range(draws):
-        _, skipped, _ = strategy._skips(state, context, np.random.default_rng([21, seed]))
+        skipped, _ = strategy.skips(state, context, np.random.default_rng([21, seed]))
         counts += skipped
     expected = skip_probabilities(np.array(streaks), explore_easy=0.6, explore_hard=0.3)
     spread = np.sqrt(draws * expected * (1 - expected))
@@ -145,8 +141,8 @@ class FixedOrder(Strategy):
 def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
     # Prompts 9 and 7 have long streaks (skipped unless a 1% keep comes up); the base wants 9, 8, 7, ...
     state = zero_variance_state([0, 0, 0, 0, 0, 0, 0, -40, 0, 40], easy=0.05, hard=0.05)
-    strategy = ZeroVarianceFilter(FixedOrder(), np.arange(10))
-    selection = strategy.select(state, context_for(10, 3), np.random.default_rng(0))
+    steps = (ZeroVarianceFilter("fixed", np.arange(10)),)
+    selection = filtered_select(FixedOrder(), steps, state, context_for(10, 3), np.random.default_rng(0))
     assert selection.positions.tolist() == [5, 6, 8]
     assert selection.info == {
         "skipped": 2,
@@ -157,7 +153,7 @@ def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
     }
     # Nearly everything skipped: the skipped prompts the base wants most fill the epoch after all.
     state = zero_variance_state([40] * 8 + [0, 0], easy=0.05, hard=0.05)
-    selection = strategy.select(state, context_for(10, 4), np.random.default_rng(0))
+    selection = filtered_select(FixedOrder(), steps, state, context_for(10, 4), np.random.default_rng(0))
     assert selection.positions.tolist() == [6, 7, 8, 9] and selection.info["skipped"] == 6
 
 

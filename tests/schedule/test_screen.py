@@ -15,7 +15,7 @@ from simulation import band, bundled_policy, simulate, simulated_screener, write
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.base import RankingContext, filtered_select
 from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 
 SEEDS = (0, 1, 2)
@@ -133,7 +133,7 @@ def test_the_band_over_mopps_is_the_base_order_with_in_band_prompts_first(seed):
     means = means[np.searchsorted(prompts.gc_ids, context.gc_ids)]  # brute force: a / (a + b) per position
     inside = [int(p) for p in order if 0.3 <= means[p] <= 0.7]
     outside = [int(p) for p in order if not 0.3 <= means[p] <= 0.7]
-    chosen = banded.strategy.select(state, context, np.random.default_rng([seed, 1]))
+    chosen = filtered_select(banded.strategy, banded.filters, state, context, np.random.default_rng([seed, 1]))
     assert chosen.positions.tolist() == sorted((inside + outside)[:6])
     assert chosen.info["in_band"] == len(inside) and chosen.info["band"] == [0.3, 0.7]
 

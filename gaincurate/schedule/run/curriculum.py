@@ -256,7 +256,8 @@ class CurriculumDriver:
                 f"this gaincurate reads 1 and {STATE_DICT_VERSION}: upgrade gaincurate to resume from it"
             )
         schedule = ScheduleState.from_json(state["schedule"])
-        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy)
+        self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy,
+                                   filters=self.scheduler.filters)  # fmt: skip
         self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
         self._epoch_started = time.perf_counter()
         if self.write:

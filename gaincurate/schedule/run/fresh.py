@@ -51,14 +51,7 @@ def measure(
     if LIKELIHOOD in strategy.needs:
         from gaincurate.scoring.likelihood import likelihoods
 
-        template = getattr(_innermost(strategy), "answer_template", "{answer}")
+        template = getattr(strategy, "answer_template", "{answer}")
         likelihood = likelihoods(scores_dir, listed, checkpoint=checkpoint, model=model, tokenizer=tokenizer,
                                  template=template)  # fmt: skip
     return Rescored(ids, scores, likelihood)
-
-
-def _innermost(strategy: Strategy) -> Strategy:
-    """The strategy under its filters (`--band`, `--skip-zero-variance` wrap it): the one that owns its options."""
-    while hasattr(strategy, "base"):
-        strategy = strategy.base
-    return strategy

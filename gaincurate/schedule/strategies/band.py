@@ -11,29 +11,18 @@ The base strategy orders every prompt (`priority`); the epoch is the first `subs
 order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
 epoch keeps its size. Before any measurement (a dots run's first epoch without `--reference`) there is no
 estimate and the base draws alone. The epoch's history line says how many were in the band.
-`--skip-zero-variance` may wrap this filter in turn: it walks the banded order.
+`--skip-zero-variance` may step after this filter: it walks the banded order.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.options import is_number
-from gaincurate.schedule.strategies.base import (
-    Filter,
-    RankingContext,
-    Report,
-    Selection,
-    Strategy,
-    StrategyInputs,
-    first_positions,
-)
-
-if TYPE_CHECKING:
-    from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.base import Filter, RankingContext, Report, Strategy, StrategyInputs
 
 
 def band_note(band: tuple[float, float]) -> str:
@@ -45,6 +34,7 @@ class BandFilter(Filter):
     """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
 
     setting = "band"
+    reads_estimates = True
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
         "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen and pilot "
@@ -83,50 +73,40 @@ class BandFilter(Filter):
 
     @classmethod
     def over(cls, base: Strategy, value: tuple[float, float], inputs: StrategyInputs) -> BandFilter:
-        return cls(base, value)
-
-    def __init__(self, base: Strategy, band: tuple[float, float]) -> None:
         if not (base.ordered and base.pass_rate_estimates):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
-        super().__init__(base)
+        return cls(value)
+
+    def __init__(self, band: tuple[float, float]) -> None:
         self.low, self.high = float(band[0]), float(band[1])
-        self.draws = base.draws + band_note((self.low, self.high))
 
     def inside(self, estimates: np.ndarray) -> np.ndarray:
         return (estimates >= self.low) & (estimates <= self.high)
 
-    def banded(self, order: np.ndarray, estimates: np.ndarray | None) -> np.ndarray:
+    def reorder(self, order: np.ndarray, estimates: np.ndarray | None) -> np.ndarray:
         """The base's `order` with the in-band positions first, each part in the base's order."""
         if estimates is None:  # nothing measured yet: the base's own draw
             return order
         inside = self.inside(estimates[order])
         return np.concatenate([order[inside], order[~inside]])
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return self.banded(self.base.priority(state, context, rng), self.base.band_estimates(state, context))
-
-    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
-        """The base's report, aiming at the band."""
-        report = self.base.report(state, context, drawn)
-        return Report(report.estimates, report.source, (self.low, self.high), report.figures)
-
     def describe(
         self,
-        state: ScheduleState,
+        info: dict[str, Any],
         context: RankingContext,
         positions: np.ndarray,
-        estimates: np.ndarray | None = None,
+        estimates: np.ndarray | None,
+        *,
+        outermost: bool,
     ) -> dict[str, Any]:
-        """The base's description, the band, and how many chosen prompts are in it (`estimates`: if known)."""
-        info = self.base.describe(state, context, positions)
-        estimates = self.base.band_estimates(state, context) if estimates is None else estimates
+        """How many chosen prompts are in the band, the band, and (outermost) how many of the pool are in it."""
         if estimates is not None:
             info["band_kept"] = int(np.sum(self.inside(estimates[positions])))
-        return info | {"band": [self.low, self.high]}
+        info = info | {"band": [self.low, self.high]}
+        if outermost:
+            info["in_band"] = context.n_prompts if estimates is None else int(np.sum(self.inside(estimates)))
+        return info
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        estimates = self.base.band_estimates(state, context)  # once per draw: dots' estimate is an attention pass
-        order = self.banded(self.base.priority(state, context, rng), estimates)
-        positions = first_positions(order, context.subset_size)
-        inside = len(order) if estimates is None else int(np.sum(self.inside(estimates)))
-        return Selection(positions, self.describe(state, context, positions, estimates) | {"in_band": inside})
+    def aim(self, report: Report) -> Report:
+        """The base's report, aiming at the band."""
+        return Report(report.estimates, report.source, (self.low, self.high), report.figures)

@@ -26,8 +26,8 @@ and the scheduler core calls nothing that is not declared on this class:
   (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
   `draws` says in a line how it draws its epochs, for `schedule status`.
 
-Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`registry.FILTERS`): strategies over a base strategy, taking
-from it every hook they do not change, built only over a base whose declarations they need (`ordered`, ...).
+Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`registry.FILTERS`): steps over a base strategy's draw
+(`filtered_select`), not strategies, built only over a base whose declarations they need (`ordered`, ...).
 
 `uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling). The draw without replacement
 uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k largest. That is exactly
@@ -280,21 +280,34 @@ class Strategy:
         return Spent()
 
 
-class Filter(Strategy):
-    """A strategy over a base strategy, turned on by a setting of its own, listed in `registry.FILTERS`.
+class Filter:
+    """A step over a base strategy's draw, turned on by a setting of its own, listed in `registry.FILTERS`.
 
-    What a filter declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
+    A filter is not a strategy and answers for none of a strategy's hooks: the scheduler asks the base strategy for
+    everything it asks a strategy (its order, estimates, report, updates), and each filter, in `FILTERS` order, only
+    changes the draw (`filtered_select`) and keeps a memory of its own beside the base's. Its steps, each changing
+    nothing by default:
+
+    * `reorder(order, estimates)`: the base's priority order, reordered (band: the prompts inside it first);
+    * `walk(state, context, rng, order)`: the epoch's positions from that order, with its figures about them
+      (zero variance: walking past skipped prompts); None: the first `subset_size`;
+    * `describe(info, context, positions, estimates, outermost)`: its numbers about the draw in the history line,
+      added to the base's;
+    * `aim(report)`: the base's report as the readout should read it (band: aiming at the band);
+    * `initial_memory(memory)` / `observe(state, feedback, memory)`: the memory with its own keys beside the base's.
+
+    What it declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
     `pair_form`, how the command line spells that value (an `LO,HI` pair; None: a switch, on or off); its own
-    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help; and which
-    strategies it goes over (`applies_to`; `refusal(strategy, usable)`, the one-line error for the others). Every hook
-    and declaration of `Strategy` it does not override is its base's (`_FromBase`): it writes only what it changes.
+    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help;
+    `reads_estimates`, whether its steps read the base's `band_estimates`; and which strategies it goes over
+    (`applies_to`; `refusal(strategy, usable)`, the one-line error for the others).
     """
 
     setting: ClassVar[str]
     pair_form: ClassVar[str | None] = None
-
-    def __init__(self, base: Strategy) -> None:
-        self.base = base
+    options_class: ClassVar[type[Options]] = Options
+    summary: ClassVar[str] = ""
+    reads_estimates: ClassVar[bool] = False
 
     @classmethod
     def configure(cls, value: Any, settings: dict[str, Any]) -> Any:
@@ -313,7 +326,7 @@ class Filter(Strategy):
 
     @classmethod
     def applied_by(cls, strategy: type[Strategy]) -> bool:
-        """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not wrapped around it."""
+        """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not put over it."""
         return False
 
     @classmethod
@@ -322,36 +335,56 @@ class Filter(Strategy):
         return ""
 
     @classmethod
-    def over(cls, base: Strategy, value: Any, inputs: StrategyInputs) -> Strategy:
+    def over(cls, base: Strategy, value: Any, inputs: StrategyInputs) -> Filter:
         """It over `base`, for a run whose config gives it `value`."""
         raise NotImplementedError(f"the {cls.setting} filter does not say how it is built")
 
+    def reorder(self, order: np.ndarray, estimates: np.ndarray | None) -> np.ndarray:
+        return order
 
-class _FromBase:
-    """A `Strategy` hook or declaration a filter takes from its base: a non-data descriptor, so the filter's own method,
-    class attribute or instance attribute (`self.draws = ...`) wins. Read on a filter class, it is `Strategy`'s default.
-    """
+    def walk(
+        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator, order: np.ndarray
+    ) -> Selection | None:
+        return None
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def describe(
+        self,
+        info: dict[str, Any],
+        context: RankingContext,
+        positions: np.ndarray,
+        estimates: np.ndarray | None,
+        *,
+        outermost: bool,
+    ) -> dict[str, Any]:
+        return info
 
-    def __get__(self, instance: Filter | None, owner: type | None = None) -> Any:
-        if instance is not None:
-            return getattr(instance.base, self.name)
-        if self.name not in vars(Strategy):  # `name`: a filter class has none of its own
-            raise AttributeError(self.name)
-        default = vars(Strategy)[self.name]
-        return default.__get__(None, owner) if hasattr(default, "__get__") else default
+    def aim(self, report: Report) -> Report:
+        return report
+
+    def initial_memory(self, memory: dict[str, Any] | None) -> dict[str, Any] | None:
+        return memory
+
+    def observe(self, state: ScheduleState, feedback: Feedback, memory: dict[str, Any] | None) -> dict[str, Any] | None:
+        return memory
 
 
-# A filter's own, not its base's: `build` (it is built `over` a base), `select` (its default walks the filter's own
-# `priority`), `options_class` and `summary` (for its flag), and the declarations filters check, which keep
-# `Strategy`'s defaults on a filter (it has an order of its own; the base's estimates reach the readout by `report`).
-_OWN = {"build", "select", "options_class", "summary", "ordered", "pass_rate_estimates", "keeps_zero_variance",
-        "own_band"}  # fmt: skip
-for _name in ("name", *vars(Strategy)):
-    if not _name.startswith("_") and _name not in _OWN and _name not in vars(Filter):
-        setattr(Filter, _name, _FromBase(_name))
+def filtered_select(
+    base: Strategy, filters: tuple[Filter, ...], state: ScheduleState, context: RankingContext, rng: np.random.Generator
+) -> Selection:
+    """The draw of `base` through `filters`: its priority order, reordered by each filter in turn, walked by the last
+    that walks (or its first `subset_size`), and described by the base and then by each filter."""
+    order = base.priority(state, context, rng)
+    estimates = base.band_estimates(state, context) if any(f.reads_estimates for f in filters) else None
+    for step in filters:
+        order = step.reorder(order, estimates)
+    walked = None
+    for step in filters:
+        walked = step.walk(state, context, rng, order) or walked
+    positions = first_positions(order, context.subset_size) if walked is None else walked.positions
+    info = base.describe(state, context, positions)
+    for number, step in enumerate(filters):
+        info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
+    return Selection(positions, info | (walked.info if walked is not None else {}))
 
 
 def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:

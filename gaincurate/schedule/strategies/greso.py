@@ -13,10 +13,10 @@ correct is compared with target_zero_variance / 3, and the all-wrong share with 
 target a rate drops by EXPLORE_STEP (skip more), below it rises by EXPLORE_STEP, within
 [explore_min, explore_max].
 
-`ZeroVarianceFilter` wraps any strategy that has `priority`: the base orders every prompt, one uniform
+`ZeroVarianceFilter` steps over any strategy that has `priority`: the base orders every prompt, one uniform
 per position decides the skips, and the epoch is the first `subset_size` prompts not skipped, so it keeps
 its size with the base strategy's next choices (if too few are left, skipped ones fill it in the base's
-order). `greso` alone is the filter over `uniform`, the released code's random order. The streaks and
+order). `greso` alone is the filter over `uniform`, the released code's random order, as a strategy of its own. The streaks and
 rates live in the scheduler state, and each epoch's history line says how many prompts were skipped.
 """
 
@@ -38,6 +38,7 @@ from gaincurate.schedule.strategies.base import (
     Selection,
     Strategy,
     StrategyInputs,
+    filtered_select,
 )
 from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 from gaincurate.schedule.strategies.uniform import UniformStrategy
@@ -134,22 +135,20 @@ class ZeroVarianceFilter(Filter):
 
     @classmethod
     def over(cls, base: Strategy, value: ZeroVarianceOptions, inputs: StrategyInputs) -> ZeroVarianceFilter:
-        return cls(base, inputs.prompts.gc_ids, value)
-
-    def __init__(self, base: Strategy, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
         if not base.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
-        super().__init__(base)
-        self.needs = base.needs | {ROLLOUTS}
-        self.draws = base.draws + SKIP_NOTE
+        return cls(base.name, inputs.prompts.gc_ids, value)
+
+    def __init__(self, base_name: str, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
+        self.base_name = base_name  # the strategy it goes over, named in its errors
         options = options or ZeroVarianceOptions()
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)  # ascending, as in PromptSet
         self.low, self.high, self.target = options.explore_min, options.explore_max, options.target_zero_variance
 
-    def initial_memory(self) -> dict[str, Any]:
+    def initial_memory(self, memory: dict[str, Any] | None) -> dict[str, Any]:
         start = min(max(EXPLORE_START, self.low), self.high)
         own = {"gc_ids": [], "streaks": [], "explore_easy": start, "explore_hard": start}
-        return {**(self.base.initial_memory() or {}), MEMORY_KEY: own}
+        return {**(memory or {}), MEMORY_KEY: own}
 
     def memory(self, state: ScheduleState) -> tuple[np.ndarray, float, float]:
         """(streak of every prompt in gc_id order, explore_easy, explore_hard)."""
@@ -159,10 +158,10 @@ class ZeroVarianceFilter(Filter):
             streaks[np.searchsorted(self.gc_ids, np.asarray(stored["gc_ids"], dtype=np.int64))] = stored["streaks"]
         return streaks, float(stored["explore_easy"]), float(stored["explore_hard"])
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        """The memory after epoch `state.epoch`: the base's, then the streaks and rates moved by its rollouts."""
-        per_prompt = per_prompt_feedback(feedback, self.name)
-        memory = self.base.observe(state, feedback) or {}
+    def observe(self, state: ScheduleState, feedback: Feedback, memory: dict[str, Any] | None) -> dict[str, Any]:
+        """The memory after epoch `state.epoch`: the base's (`memory`), then the streaks and rates moved by its
+        rollouts."""
+        per_prompt = per_prompt_feedback(feedback, self.base_name)
         streaks, easy, hard = self.memory(state)
         if per_prompt:
             ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
@@ -181,22 +180,24 @@ class ZeroVarianceFilter(Filter):
             "explore_easy": easy,
             "explore_hard": hard,
         }
-        return {**memory, MEMORY_KEY: own}
+        return {**(memory or {}), MEMORY_KEY: own}
 
-    def _skips(
+    def skips(
         self, state: ScheduleState, context: RankingContext, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(the base's order, skipped per rank position, streak per rank position)."""
-        order = self.base.priority(state, context, rng)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(skipped per rank position, streak per rank position)."""
         streaks, easy, hard = self.memory(state)
         streaks = streaks[np.searchsorted(self.gc_ids, context.gc_ids)]
         # Drawn after the base's draw, one per position, so the base draws exactly what it draws alone.
         skipped = rng.random(len(streaks)) < skip_probabilities(streaks, explore_easy=easy, explore_hard=hard)
-        return order, skipped, streaks
+        return skipped, streaks
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+    def walk(
+        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator, order: np.ndarray
+    ) -> Selection:
+        """The first `subset_size` prompts of `order` not skipped, and how many were skipped, of which kind."""
         count = context.subset_size
-        order, skipped, streaks = self._skips(state, context, rng)
+        skipped, streaks = self.skips(state, context, rng)
         kept = ~skipped[order]
         taken = np.cumsum(kept)
         if taken[-1] >= count:
@@ -205,32 +206,43 @@ class ZeroVarianceFilter(Filter):
         else:  # too few left: the skipped ones the base wanted most fill the epoch after all
             fill = order[~kept][: count - int(taken[-1])]
             chosen, passed = np.concatenate([order[kept], fill]), order[~kept][len(fill) :]
-        positions = np.sort(chosen).astype(np.int64)
         _, easy, hard = self.memory(state)
-        info = self.base.describe(state, context, positions) | {
+        info = {
             "skipped": len(passed),
             "skipped_easy": int(np.sum(streaks[passed] > 0)),
             "skipped_hard": int(np.sum(streaks[passed] < 0)),
             "explore_easy": easy,
             "explore_hard": hard,
         }
-        return Selection(positions, info)
+        return Selection(np.sort(chosen).astype(np.int64), info)
 
 
-class GresoStrategy(ZeroVarianceFilter):
+class GresoStrategy(Strategy):
     """GRESO on its own: the zero-variance filter over a uniformly random order (the released code's)."""
 
     name = "greso"
     options_class = ZeroVarianceOptions
     summary = "uniform, skipping prompts whose recent rollouts all agreed (GRESO)"
     draws = "every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate"
+    needs = frozenset({ROLLOUTS})
     keeps_zero_variance = False
 
     def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
-        super().__init__(UniformStrategy(), gc_ids, options)
-        self.draws = GresoStrategy.draws  # its own line, not uniform's with the filter's note
+        self.order, self.skipping = UniformStrategy(), ZeroVarianceFilter(self.name, gc_ids, options)
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> GresoStrategy:
         assert isinstance(options, ZeroVarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
+
+    def initial_memory(self) -> dict[str, Any]:
+        return self.skipping.initial_memory(self.order.initial_memory())
+
+    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        return self.skipping.observe(state, feedback, self.order.observe(state, feedback))
+
+    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return self.order.priority(state, context, rng)
+
+    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        return filtered_select(self.order, (self.skipping,), state, context, rng)

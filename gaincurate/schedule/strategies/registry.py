@@ -5,9 +5,9 @@ config, the CLI (`schedule init` options and help), docs/cli.md and the bench al
 
 A filter is a `Filter` subclass, listed in `FILTERS` the same way, by the setting that turns it on; the config
 (its value, its options, its check against the strategy), the CLI, state.json and `schedule status` read that
-table. Filters wrap the strategy in `FILTERS` order: `--band` (`gaincurate.schedule.strategies.band`) over a
-strategy that declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then
-`--skip-zero-variance` (`gaincurate.schedule.strategies.greso`) outermost, over one that declares `ordered` and
+table. Filters step over the strategy's draw in `FILTERS` order: `--band` (`gaincurate.schedule.strategies.band`)
+over a strategy that declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then
+`--skip-zero-variance` (`gaincurate.schedule.strategies.greso`) last, over one that declares `ordered` and
 `keeps_zero_variance`. `ScheduleConfig` declares a field per filter, named by its `setting`.
 """
 
@@ -47,7 +47,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-# The filters a config can turn on, by the setting that does it, in the order they wrap the strategy.
+# The filters a config can turn on, by the setting that does it, in the order they step over the strategy's draw.
 FILTERS: dict[str, type[Filter]] = {cls.setting: cls for cls in (BandFilter, ZeroVarianceFilter)}
 
 
@@ -78,14 +78,18 @@ def how_it_draws(config: Any) -> str:
 
 
 def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:
-    """The strategy object for `config` under the filters it asks for, each around the last (`FILTERS` order)."""
+    """The strategy object for `config` (its filters apart: `build_filters`)."""
+    return strategy_class(config.strategy).build(inputs, config.options)
+
+
+def build_filters(config: Any, strategy: Strategy, inputs: StrategyInputs) -> tuple[Filter, ...]:
+    """The filters `config` turns on over `strategy`, in `FILTERS` order (a strategy that applies one itself, none)."""
     cls = strategy_class(config.strategy)
-    strategy = cls.build(inputs, config.options)
-    for name, filter_class in FILTERS.items():
-        value = getattr(config, name)
-        if value is not None and not filter_class.applied_by(cls):
-            strategy = filter_class.over(strategy, value, inputs)
-    return strategy
+    return tuple(
+        filter_class.over(strategy, getattr(config, name), inputs)
+        for name, filter_class in FILTERS.items()
+        if getattr(config, name) is not None and not filter_class.applied_by(cls)
+    )
 
 
 def top_level(draw: dict[str, Any], *, uses: bool = False) -> dict[str, Any]:
