@@ -16,8 +16,9 @@ target a rate drops by EXPLORE_STEP (skip more), below it rises by EXPLORE_STEP,
 `ZeroVarianceFilter` steps over any strategy that has `priority`: the base orders every prompt, one uniform
 per position decides the skips, and the epoch is the first `subset_size` prompts not skipped, so it keeps
 its size with the base strategy's next choices (if too few are left, skipped ones fill it in the base's
-order). `greso` alone is the filter over `uniform`, the released code's random order, as a strategy of its own. The streaks and
-rates live in the scheduler state, and each epoch's history line says how many prompts were skipped.
+order). `greso` alone is the filter over `uniform`, the released code's random order, as a strategy of its
+own. The streaks and rates live in the scheduler state, and each epoch's history line says how many prompts were
+skipped.
 """
 
 from __future__ import annotations
