@@ -23,16 +23,8 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import (
-    Filter,
-    Fresh,
-    PromptSet,
-    RankingContext,
-    Selection,
-    Strategy,
-    StrategyInputs,
-    filtered_select,
-)
+from gaincurate.schedule.strategies.base import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.filters import Filter, filtered_select
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 
 

@@ -17,7 +17,8 @@ from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy, filtered_select
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy
+from gaincurate.schedule.strategies.filters import filtered_select
 from gaincurate.schedule.strategies.greso import (
     EXPLORE_STEP,
     KEEP_FLOOR,

@@ -15,7 +15,8 @@ from simulation import band, bundled_policy, simulate, simulated_screener, write
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.strategies.base import RankingContext, filtered_select
+from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.filters import filtered_select
 from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 
 SEEDS = (0, 1, 2)

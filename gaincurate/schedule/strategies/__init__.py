@@ -9,7 +9,6 @@ from gaincurate.schedule.strategies.base import (
     FRESH_SCORES,
     POLICY,
     ROLLOUTS,
-    Filter,
     PromptSet,
     RankingContext,
     Report,
@@ -17,6 +16,7 @@ from gaincurate.schedule.strategies.base import (
     Strategy,
     StrategyInputs,
 )
+from gaincurate.schedule.strategies.filters import Filter
 
 __all__ = [
     "EMBEDDINGS",

@@ -22,7 +22,8 @@ import numpy as np
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.options import is_number
-from gaincurate.schedule.strategies.base import Filter, RankingContext, Report, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.base import RankingContext, Report, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.filters import Filter
 
 
 def band_note(band: tuple[float, float]) -> str:

@@ -26,8 +26,9 @@ and the scheduler core calls nothing that is not declared on this class:
   (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
   `draws` says in a line how it draws its epochs, for `schedule status`.
 
-Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`registry.FILTERS`): steps over a base strategy's draw
-(`filtered_select`), not strategies, built only over a base whose declarations they need (`ordered`, ...).
+Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`gaincurate.schedule.strategies.filters`,
+`registry.FILTERS`): steps over a base strategy's draw, not strategies, built only over a base whose declarations
+they need (`ordered`, ...).
 
 `uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling). The draw without replacement
 uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k largest. That is exactly
@@ -42,7 +43,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from gaincurate import errors
 from gaincurate.numerics import exp
 from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
@@ -278,113 +278,6 @@ class Strategy:
     def spent(self) -> Spent:
         """What its own measurements have cost so far (default: nothing)."""
         return Spent()
-
-
-class Filter:
-    """A step over a base strategy's draw, turned on by a setting of its own, listed in `registry.FILTERS`.
-
-    A filter is not a strategy and answers for none of a strategy's hooks: the scheduler asks the base strategy for
-    everything it asks a strategy (its order, estimates, report, updates), and each filter, in `FILTERS` order, only
-    changes the draw (`filtered_select`) and keeps a memory of its own beside the base's. Its steps, each changing
-    nothing by default:
-
-    * `reorder(order, estimates)`: the base's priority order, reordered (band: the prompts inside it first);
-    * `walk(state, context, rng, order)`: the epoch's positions from that order, with its figures about them
-      (zero variance: walking past skipped prompts); None: the first `subset_size`;
-    * `describe(info, context, positions, estimates, outermost)`: its numbers about the draw in the history line,
-      added to the base's;
-    * `aim(report)`: the base's report as the readout should read it (band: aiming at the band);
-    * `initial_memory(memory)` / `observe(state, feedback, memory)`: the memory with its own keys beside the base's.
-
-    What it declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
-    `pair_form`, how the command line spells that value (an `LO,HI` pair; None: a switch, on or off); its own
-    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help;
-    `reads_estimates`, whether its steps read the base's `band_estimates`; and which strategies it goes over
-    (`applies_to`; `refusal(strategy, usable)`, the one-line error for the others).
-    """
-
-    setting: ClassVar[str]
-    pair_form: ClassVar[str | None] = None
-    options_class: ClassVar[type[Options]] = Options
-    summary: ClassVar[str] = ""
-    reads_estimates: ClassVar[bool] = False
-
-    @classmethod
-    def configure(cls, value: Any, settings: dict[str, Any]) -> Any:
-        """The config's value of `setting` from what the caller gave (`settings`: its own options, flat); None: off."""
-        return value
-
-    @classmethod
-    def applies_to(cls, strategy: type[Strategy]) -> bool:
-        """Whether it can go over `strategy`, from the strategy's declarations."""
-        return True
-
-    @classmethod
-    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
-        """The one-line error for a strategy it cannot go over (`applies_to` False); a filter may say why."""
-        return f"{errors.setting(cls.setting)} cannot go over {strategy.name}; use it with {', '.join(usable)}"
-
-    @classmethod
-    def applied_by(cls, strategy: type[Strategy]) -> bool:
-        """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not put over it."""
-        return False
-
-    @classmethod
-    def note(cls, value: Any) -> str:
-        """How it changes a draw, in words, appended to the base's `draws`."""
-        return ""
-
-    @classmethod
-    def over(cls, base: Strategy, value: Any, inputs: StrategyInputs) -> Filter:
-        """It over `base`, for a run whose config gives it `value`."""
-        raise NotImplementedError(f"the {cls.setting} filter does not say how it is built")
-
-    def reorder(self, order: np.ndarray, estimates: np.ndarray | None) -> np.ndarray:
-        return order
-
-    def walk(
-        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator, order: np.ndarray
-    ) -> Selection | None:
-        return None
-
-    def describe(
-        self,
-        info: dict[str, Any],
-        context: RankingContext,
-        positions: np.ndarray,
-        estimates: np.ndarray | None,
-        *,
-        outermost: bool,
-    ) -> dict[str, Any]:
-        return info
-
-    def aim(self, report: Report) -> Report:
-        return report
-
-    def initial_memory(self, memory: dict[str, Any] | None) -> dict[str, Any] | None:
-        return memory
-
-    def observe(self, state: ScheduleState, feedback: Feedback, memory: dict[str, Any] | None) -> dict[str, Any] | None:
-        return memory
-
-
-def filtered_select(
-    base: Strategy, filters: tuple[Filter, ...], state: ScheduleState, context: RankingContext, rng: np.random.Generator
-) -> Selection:
-    """The draw of `base` through `filters`: its priority order, reordered by each filter in turn, walked by the last
-    that walks (or its first `subset_size`), and described by the base and then by each filter."""
-    order = base.priority(state, context, rng)
-    estimates = base.band_estimates(state, context) if any(f.reads_estimates for f in filters) else None
-    for step in filters:
-        order = step.reorder(order, estimates)
-    walked = None
-    for step in filters:
-        walked = step.walk(state, context, rng, order) or walked
-    positions = first_positions(order, context.subset_size) if walked is None else walked.positions
-    info = base.describe(state, context, positions)
-    for number, step in enumerate(filters):
-        info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    return Selection(positions, info | (walked.info if walked is not None else {}))
 
 
 def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:

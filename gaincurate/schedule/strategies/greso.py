@@ -32,15 +32,8 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import RATE, Options, option
-from gaincurate.schedule.strategies.base import (
-    ROLLOUTS,
-    Filter,
-    RankingContext,
-    Selection,
-    Strategy,
-    StrategyInputs,
-    filtered_select,
-)
+from gaincurate.schedule.strategies.base import ROLLOUTS, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.filters import Filter, filtered_select
 from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 

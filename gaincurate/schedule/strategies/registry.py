@@ -17,8 +17,9 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.strategies.band import BandFilter
-from gaincurate.schedule.strategies.base import Filter, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.base import Strategy, StrategyInputs
 from gaincurate.schedule.strategies.dots import DotsStrategy
+from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
