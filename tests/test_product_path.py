@@ -35,7 +35,7 @@ ENTRY_POINTS = (
 )
 LAB = ("gaincurate.lab", "gaincurate.benchmarks")
 
-# Lines of the product path's modules: 17,848 once the lab moved out of it (issue 50, whose goal is 12,000: the
+# Lines of the product path's modules: 17,908 once the lab moved out of it (issue 50, whose goal is 12,000: the
 # strategy contract and the research strategies are still on it). The bound keeps it from growing back.
 PRODUCT_LINES = 18_000
 
