@@ -4,7 +4,8 @@ warning.
 Users name some modules in launch lines and scripts (verl's `pkg://` hooks, docs' imports); a shim at the old path
 calls `alias(__name__, new)`, after which the old name *is* the new module, so every object has one identity
 whichever path loaded it first. A package that moved with all its modules (`gaincurate.benchmarks`, now in the lab)
-calls `alias_package`: then `old.x` is `new.x` for every module below it, `python -m old.x` included.
+calls `alias_package`: then `old.x` is `new.x` for every module below it, `python -m old.x` included. A module some of
+whose names moved sets `__getattr__ = moved_names(__name__, names, new)`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,28 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
+from collections.abc import Callable
 from types import CodeType, ModuleType
+from typing import Any
 
 
 def alias(old: str, new: str) -> None:
     """Make module `old` the module `new`, warning once that `old` is deprecated."""
     warnings.warn(f"{old} moved to {new}; the old path will be removed in a later release", DeprecationWarning, 3)
     sys.modules[old] = importlib.import_module(new)
+
+
+def moved_names(old: str, names: tuple[str, ...], new: str) -> Callable[[str], Any]:
+    """A module `__getattr__` for `old` under which `names` are still found: each read from module `new` on first
+    use, with a warning that it moved."""
+
+    def found(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        warnings.warn(f"{old}.{name} moved to {new}.{name}", DeprecationWarning, 2)
+        return getattr(importlib.import_module(new), name)
+
+    return found
 
 
 def alias_package(old: str, new: str) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from gaincurate.difficulty.predict import attention_predict, self_index
 from gaincurate.errors import InputError
+from gaincurate.moved import moved_names
 from gaincurate.settings import setting
 
 if TYPE_CHECKING:
@@ -209,15 +210,6 @@ def load_calibrator(path: Path, prompts: PromptEmbeddings) -> tuple[FittedCalibr
     return calibrator, center
 
 
+# The fitting moved to the lab (issue 50): its old names here still load it, with a DeprecationWarning.
 _MOVED_TO_THE_LAB = ("FitConfig", "FitResult", "fit_calibrator", "initial_projection", "fold_assignment")
-
-
-def __getattr__(name: str) -> Any:
-    """The fitting moved to the lab (issue 50): its old names here still load it, with a DeprecationWarning."""
-    if name not in _MOVED_TO_THE_LAB:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    warnings.warn(f"{__name__}.{name} moved to gaincurate.lab.difficulty.fit.{name}", DeprecationWarning, 2)
-    return getattr(importlib.import_module("gaincurate.lab.difficulty.fit"), name)
+__getattr__ = moved_names(__name__, _MOVED_TO_THE_LAB, "gaincurate.lab.difficulty.fit")

@@ -7,15 +7,7 @@ with a deprecation warning; launch lines name `gaincurate.integrations.verl.samp
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from gaincurate.moved import moved_names
 
 _MOVED_TO_SAMPLER = ("GainCurriculumSampler", "SamplerSettings", "batch_rollouts", "export_prompts", "recording_score")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED_TO_SAMPLER:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"{__name__}.{name} moved to {__name__}.sampler.{name}", DeprecationWarning, 2)
-    return getattr(importlib.import_module(f"{__name__}.sampler"), name)
+__getattr__ = moved_names(__name__, _MOVED_TO_SAMPLER, f"{__name__}.sampler")
