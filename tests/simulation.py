@@ -18,8 +18,9 @@ epoch see the same rewards (common random numbers: comparisons between strategie
     band(result)   # selected prompts vs a uniform draw over epochs 5-19
 
 Run this file (`python tests/simulation.py`) to print the margins table of docs/strategies.md,
-`python tests/simulation.py ablation` for its table of gain's ablation options, and
-`python tests/simulation.py all-or-nothing` for its table of the all-or-nothing variant (`predict`'s section).
+`python tests/simulation.py ablation` for its table of gain's ablation options,
+`python tests/simulation.py all-or-nothing` for its table of the all-or-nothing variant (`predict`'s section), and
+`python tests/simulation.py bound` for docs/dots.md's table of dots and predict with a bounded reference set.
 """
 
 from __future__ import annotations
@@ -352,6 +353,36 @@ def _mean_rate(result: SimulationResult, *, chosen: bool, window: range = WINDOW
     return float(np.mean([r.mean() for r in rates]))
 
 
+# Reference sets as a share of the measured prompts, as a pool's size makes them (docs/dots.md, "A bounded reference
+# set"): all of them (a pool up to 48,828 prompts in the scale bench), about 1 in 12 (100,000 prompts: 1,000 of
+# 11,988 measured), about 1 in 47 (a million: 256).
+BOUNDS = (("all", 0), ("1 in 12", 27), ("1 in 47", 7))
+
+
+def bound_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """dots and predict under the improving policy with their reference set bounded as a large pool bounds it."""
+    policy = bundled_policy()
+    scores = write_scores(root / "scores", policy)
+    lines = [
+        "| strategy | reference set | mean abs(p - 0.5), ratio to uniform | extreme prompts, fewer than uniform | "
+        "zero-variance share |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("dots", "predict"):
+        for label, limit in BOUNDS:
+            bands, shares = [], []
+            for seed in seeds:
+                bounded = (lambda n, limit=limit: limit) if limit else (lambda n: 10**9)
+                with _replaced(f"gaincurate.schedule.strategies.{name}", "reference_limit", bounded):
+                    result = simulate(scores, root / f"run-{name}-{limit}-{seed}", policy, strategy=name, seed=seed)
+                bands.append(band(result))
+                shares.append(zero_variance_share(result))
+            ratio = np.mean([b["distance_ratio"] for b in bands])
+            fewer = np.mean([b["fewer_extremes"] for b in bands])
+            lines.append(f"| {name} | {label} | {ratio:.3f} | {fewer:.0%} | {np.mean(shares):.3f} |")
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def _replaced(module: str, name: str, value: Any):
     """`module.name` set to `value` for the block (the margins table runs outside pytest's monkeypatch)."""
@@ -370,6 +401,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        tables = {"ablation": ablation_table, "all-or-nothing": all_or_nothing_table}
+        tables = {"ablation": ablation_table, "all-or-nothing": all_or_nothing_table, "bound": bound_table}
         table = tables[sys.argv[1]] if sys.argv[1:] else margins_table
         sys.stdout.write(table(Path(folder)) + "\n")
