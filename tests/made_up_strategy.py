@@ -7,41 +7,44 @@ outside this module names it. `register()` is the registry line a real strategy 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from gaincurate.schedule.figures import ACCURACY, Column
-from gaincurate.schedule.strategies.base import Strategy, draw_order
+from gaincurate.schedule.strategies.base import About, Observed, Strategy, draw_order
 
 NAME = "tempered"
 
 
+def cooled(record: dict[str, Any]) -> str:
+    return f", cooled {record['temperature']:.3f} -> {record['temperature_next']:.3f}"
+
+
 class TemperedStrategy(Strategy):
     name = NAME
-    summary = "made up for the tests: uniform draws under a temperature that halves each epoch"
-    draws = "every prompt equally likely; its temperature halves each epoch"
-    columns = (
-        Column("temp", "temperature", ".3f", logged="temperature", mark="t", drawn=True),
-        ACCURACY,
-        Column("temp next", "temperature_next", ".3f", logged="temperature_next"),
+    about = About(
+        summary="made up for the tests: uniform draws under a temperature that halves each epoch",
+        draws="every prompt equally likely; its temperature halves each epoch",
+        columns=(
+            Column("temp", "temperature", ".3f", logged="temperature", mark="t", drawn=True),
+            ACCURACY,
+            Column("temp next", "temperature_next", ".3f", logged="temperature_next"),
+        ),
+        update_words=cooled,
     )
 
-    @classmethod
-    def update_words(cls, record: dict[str, Any]) -> str:
-        return f", cooled {record['temperature']:.3f} -> {record['temperature_next']:.3f}"
+    def start(self, prompts):
+        return super().start(prompts)[0], {"temperature": 1.0}
 
-    def initial_memory(self) -> dict[str, Any]:
-        return {"temperature": 1.0}
-
-    def priority(self, state, context, rng) -> np.ndarray:
+    def choose(self, state, context, rng) -> np.ndarray:
         return draw_order(np.zeros(context.n_prompts), rng)
 
-    def update(self, state, following, feedback, fresh):
+    def observe(self, state, feedback, fresh=None):
         temperature = state.memory["temperature"]
-        following = replace(following, memory={"temperature": temperature / 2})
-        return following, {"temperature": temperature, "temperature_next": temperature / 2}
+        return Observed(
+            {"temperature": temperature / 2}, {"temperature": temperature, "temperature_next": temperature / 2}
+        )
 
 
 def register() -> None:

@@ -90,11 +90,11 @@ def init(
         key: value for key, value in schedule_config.to_dict().items() if key not in schedule_config.options.names()
     }
     resolved = {**common, "n_prompts": n_prompts, "subset_size": scheduler.subset_size}
-    resolved |= scheduler.strategy.settings(n_prompts) or schedule_config.options.to_dict()
+    resolved |= dict(scheduler.strategy.about.settings) or schedule_config.options.to_dict()
     chosen = subset_choice(
         schedule_config.subset_size, n_prompts, schedule_config.subset_multiple, scheduler.subset_size
     )
-    notes = [chosen, *scheduler.strategy.notes()]
+    notes = [chosen, *scheduler.strategy.about.notes]
 
     def draw(stdout: Stdout) -> None:
         from rich.table import Table
@@ -163,6 +163,7 @@ def next_(
     for notice in step.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
+    from gaincurate.schedule.strategies.base import draw_words, update_words
     from gaincurate.schedule.strategies.registry import strategy_class, top_level
 
     strategy = strategy_class(step.strategy)
@@ -170,17 +171,17 @@ def next_(
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
         **top_level(step.draw), "draw": step.draw, "record": step.record, "notices": step.notices,
     }  # fmt: skip
-    update = "" if step.record is None else strategy.update_words(step.record)
-    emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result, update, strategy.draw_words))
+    update = "" if step.record is None else update_words(strategy, step.record)
+    drawn = draw_words(strategy, step.draw)  # gain: "around mu 410.7"; by default "by probe"
+    emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result, update, drawn))
 
 
-def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, draw_words: Any) -> None:
+def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, drawn: str) -> None:
     """`epoch 0: acc 0.412 over 3008 rollouts<what the update did>`, then how the next epoch was drawn."""
     record = result["record"]
     if record is not None:
         done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
         stdout.line(f"epoch {record['epoch']}: {done}{update}")
-    drawn = draw_words(result["draw"])  # gain: "around mu 410.7"; by default "by probe"
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 
 
@@ -219,7 +220,7 @@ def run_(
     from gaincurate.schedule.strategies.registry import strategy_class, top_level
 
     done = {"trained": result.trained, "epoch": result.epoch, **top_level(result.draw), "draw": result.draw}
-    words = figure_words(strategy_class(load_run(run).config.strategy).columns, result.draw)  # "mu 410.7"
+    words = figure_words(strategy_class(load_run(run).config.strategy).about.columns, result.draw)  # "mu 410.7"
     shown = f", {words}" if words else ""
 
     def draw(stdout: Stdout) -> None:
@@ -269,9 +270,9 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     listed = [
-        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.summary,
-         "options": [flag(field.name) for field in dataclasses.fields(cls.options_class)],
-         "needs": sorted(cls.needs), "prompts_file": not cls.needs & MODEL_PASS}
+        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.about.summary,
+         "options": [flag(field.name) for field in dataclasses.fields(cls.about.options)],
+         "needs": sorted(cls.about.needs), "prompts_file": not cls.about.needs & MODEL_PASS}
         for name, cls in STRATEGIES.items()
     ]  # fmt: skip
 

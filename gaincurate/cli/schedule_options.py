@@ -93,7 +93,7 @@ def _owners() -> dict[str, list[tuple[str, dataclasses.Field]]]:
     """Each option name, with the strategies (registry order) and filters' flags that have it, and their fields."""
     owners: dict[str, list[tuple[str, dataclasses.Field]]] = {}
     for name, cls in STRATEGIES.items():
-        for field in dataclasses.fields(cls.options_class):
+        for field in dataclasses.fields(cls.about.options):
             owners.setdefault(field.name, []).append((name, field))
     for setting, filter_class in FILTERS.items():  # a filter's options, over any strategy: its flag has them too
         for field in dataclasses.fields(filter_class.options_class):
@@ -139,8 +139,8 @@ def strategy_parameters() -> list[inspect.Parameter]:
         annotation = _annotation(owned[0][1], _help(name, owned), _panel([owner for owner, _ in owned]))
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
     for cls in STRATEGIES.values():
-        for old, new in cls.options_class.renamed.items():
-            field = next(f for f in dataclasses.fields(cls.options_class) if f.name == new)
+        for old, new in cls.about.options.renamed.items():
+            field = next(f for f in dataclasses.fields(cls.about.options) if f.name == new)
             annotation = _annotation(field, f"Old name of {flag(new)}.", "", hidden=True, name=old)
             parameters.append(
                 inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
@@ -172,7 +172,7 @@ def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The strategy and filter options given on the command line, as `ScheduleConfig` takes them (pairs parsed,
     paths absolute: a calibrator is read at every step, from wherever the step runs)."""
     kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners().items()}
-    kinds |= {old: "number" for cls in STRATEGIES.values() for old in cls.options_class.renamed}
+    kinds |= {old: "number" for cls in STRATEGIES.values() for old in cls.about.options.renamed}
     kinds |= {setting: "pair" if cls.pair_form else "switch" for setting, cls in FILTERS.items()}
     settings = {}
     for name, value in values.items():

@@ -2,7 +2,7 @@
 
 Everything strategy-specific comes from the run's data: how the strategy draws (`draws`, its own line), the
 readout each history line holds (`gaincurate.schedule.readout`), and the figures its report hook gave about each
-draw (`selection`), shown as they are named, and the columns it declares (`Strategy.columns`: gain's mu, ang, delta).
+draw (`selection`), shown as they are named, and the columns it declares (`About.columns`: gain's mu, ang, delta).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from gaincurate.schedule.figures import STATE, cell, figure_words
     from gaincurate.schedule.strategies.registry import strategy_class
 
-    columns = strategy_class(report["params"]["strategy"]).columns
+    columns = strategy_class(report["params"]["strategy"]).about.columns
     where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"
     finished = report["finished"]
     stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
     from gaincurate.schedule import ScheduleConfig
+    from gaincurate.schedule.strategies.base import update_words
     from gaincurate.scoring import score
     from gaincurate.scoring.config import RunOptions, ScoreConfig
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train()
 
     for line in curriculum.history:
-        moved = curriculum.strategy.update_words(line)  # the strategy's own words (gain: how it moved mu)
+        moved = update_words(curriculum.strategy, line)  # the strategy's own words (gain: how it moved mu)
         readout = line.get("readout") or {}  # the savings readout (docs/readout.md)
         if readout.get("zero_variance") is not None:
             moved += f", zero-variance groups {readout['zero_variance']:.0%}"

@@ -128,12 +128,12 @@ def run_loop(
             _train(run_dir, epoch, trainer, progress)
             trained.append(epoch)
         step = advance(run_dir, progress=progress)
-        words = figure_words(strategy_class(step.strategy).columns, step.draw)  # gain: "mu 410.7"
+        words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:
             progress.stage(notice)
     rundir.mark_finished(run_dir, run.schedule.epoch)  # `schedule status` says so, not "waiting for training"
-    draw = drawn_figures(strategy_class(run.config.strategy).columns, run.schedule.memory)
+    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.schedule.memory)
     return LoopResult(trained, run.schedule.epoch, draw)
 
 

@@ -104,13 +104,13 @@ class ScheduleConfig:
         cls = strategy_class(strategy)
         common = {field.name: settings.pop(field.name, field.default) for field in common_fields()}
         switches = {name: settings.pop(name, None) for name in FILTERS}
-        own, filter_settings = _split_settings(strategy, cls.options_class, settings, switches)
+        own, filter_settings = _split_settings(strategy, cls.about.options, settings, switches)
         if options is None:
-            options = cls.options_class(**own)
+            options = cls.about.options(**own)
         elif own:
             raise ConfigError(f"pass {next(iter(own))} inside options=, or options= alone; not both")
-        elif not isinstance(options, cls.options_class):
-            raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.options_class.__name__}")
+        elif not isinstance(options, cls.about.options):
+            raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.about.options.__name__}")
         filters = {name: FILTERS[name].configure(value, filter_settings[name]) for name, value in switches.items()}
         for name, value in {"strategy": strategy, **common, **filters, "options": options}.items():
             object.__setattr__(self, name, value)
@@ -177,7 +177,7 @@ class ScheduleConfig:
         sat flat beside its switch).
         """
         strategy = data.get("strategy", "gain")
-        cls_options = strategy_class(strategy).options_class
+        cls_options = strategy_class(strategy).about.options
         own = set(cls_options.names()) | set(cls_options.renamed)
         switches = {name for name, filter_class in FILTERS.items() if filter_class.options_class.names()}
         common = {field.name for field in dataclasses.fields(cls)} - {"options"} - switches
@@ -205,7 +205,7 @@ def common_fields() -> list[dataclasses.Field]:
 
 def options_owners(name: str) -> list[str]:
     """The strategies whose options include `name`."""
-    return [strategy for strategy, cls in STRATEGIES.items() if name in cls.options_class.names()]
+    return [strategy for strategy, cls in STRATEGIES.items() if name in cls.about.options.names()]
 
 
 def _split_settings(

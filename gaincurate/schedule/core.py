@@ -1,12 +1,12 @@
 """The scheduler: a pure state machine from feedback (and the model's fresh scores) to the next epoch's prompts.
 
 No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run.driver` wraps
-it with a run directory. One step consumes the latest epoch's feedback through the strategy's declared hooks
-(`gaincurate.schedule.strategies.base.Strategy`: observe, measure, update) and draws the next epoch with
+it with a run directory. One step consumes the latest epoch's feedback through the strategy's `observe`
+(`gaincurate.schedule.strategies.base.Strategy`, with what the newest model said: `Fresh`) and draws the next epoch with
 `numpy.random.default_rng([seed, epoch])`, so the same config, seed and feedback always give the same epochs.
 
     scheduler = Scheduler(ScheduleConfig(strategy="gain", seed=1), prompts)
-    first = scheduler.next_epoch().plan                         # epoch 0, mu = 0 (gain's draw_info)
+    first = scheduler.next_epoch().plan                         # epoch 0, mu = 0 (gain's drawn number)
     step = scheduler.next_epoch(feedback=scheduler.summarize(rollouts), ang=mean_fresh_score)
     step.record.update["delta"], step.plan.gc_ids               # how gain moved mu; epoch 1's prompts
 """
@@ -23,8 +23,19 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import Fresh, PromptSet, RankingContext, Selection, Strategy, StrategyInputs
-from gaincurate.schedule.strategies.filters import Filter, filtered_select
+from gaincurate.schedule.strategies.base import (
+    Fresh,
+    Metered,
+    PromptSet,
+    RankingContext,
+    Report,
+    Strategy,
+    StrategyInputs,
+    Wants,
+    draw_info,
+    observed,
+)
+from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 
 
@@ -127,9 +138,10 @@ class Scheduler:
             filters = build_filters(config, strategy, inputs)
         self.strategy = strategy
         self.filters = tuple(filters)  # steps over the strategy's draw (`Filter`), in `registry.FILTERS` order
+        self.policy: Metered | None = None  # the current policy's screener (`use_screener`), counting its cost
+        self.reported: Report | None = None  # the strategy's own report of the latest draw (not kept in the state)
         if state is None:
-            order = self.strategy.rank(prompts)
-            memory = self.strategy.initial_memory()
+            order, memory = self.strategy.start(prompts)
             for step in self.filters:
                 memory = step.initial_memory(memory)
             state = ScheduleState(ranking=prompts.gc_ids[order], scores=prompts.scores[order], memory=memory)
@@ -143,11 +155,19 @@ class Scheduler:
         if self.state.epoch < 0:
             return None
         state = self.state
-        return EpochPlan(state.epoch, state.positions, state.subset_ids, self.strategy.draw_info(state))
+        return EpochPlan(state.epoch, state.positions, state.subset_ids, draw_info(self.strategy, state.memory))
+
+    def use_screener(self, screener: Any) -> None:
+        """Measure candidates with this policy (a `Screener`) from now on, for a strategy that needs `POLICY`."""
+        self.policy = screener if isinstance(screener, Metered) else Metered(screener)
+
+    def wants(self) -> Wants:
+        """What the strategy asks of the newest model after the current epoch (nothing before epoch 0)."""
+        return Wants() if self.state.epoch < 0 else self.strategy.wants(self.state)
 
     def rescore_ids(self) -> np.ndarray | None:
         """gc_ids (ascending) the strategy wants re-scored after the current epoch, or None when none are due."""
-        return None if self.state.epoch < 0 else self.strategy.rescore_ids(self.state)
+        return self.wants().rescore
 
     def rescore_due(self) -> bool:
         """Whether the strategy asks for fresh scores after the current epoch."""
@@ -155,7 +175,7 @@ class Scheduler:
 
     def reference_due(self) -> int:
         """Prompts of a fresh reference set the strategy asks for after the current epoch (0: none)."""
-        return 0 if self.state.epoch < 0 else self.strategy.reference_due(self.state)
+        return self.wants().reference
 
     def summarize(self, records: Iterable[Any]) -> Feedback:
         """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`."""
@@ -192,18 +212,26 @@ class Scheduler:
             raise ValueError(f"epoch {state.epoch} needs its feedback before the next epoch can be drawn")
         if not isinstance(feedback, Feedback):
             feedback = self.summarize(feedback)
-        # The strategy folds the epoch's feedback into its memory, then any fresh reference set, then the model's
-        # fresh signal; each hook sees the state the one before it left.
-        memory = self.strategy.observe(state, feedback)
+        # The strategy folds the epoch's feedback and what the newest model said into its memory; then each filter
+        # adds its own keys beside the strategy's.
+        if reference is not None and not self.reference_due():
+            raise ValueError(f"the {self.config.strategy} strategy keeps no pass rates for a fresh reference set")
+        fresh = Fresh(
+            ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)),
+            reference=None if reference is None else reference.per_prompt, policy=self.policy,
+        )  # fmt: skip
+        learnt = observed(self.strategy.observe(state, feedback, fresh))
+        memory = learnt.memory
         for step in self.filters:
             memory = step.observe(state, feedback, memory)
-        following = replace(state, epoch=state.epoch + 1, memory=memory)
-        if reference is not None:
-            following = replace(
-                following, memory=self.strategy.measure(following, reference.per_prompt, time=state.epoch)
-            )
-        fresh = Fresh(ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)))
-        following, update = self.strategy.update(state, following, feedback, fresh)
+        following = replace(
+            state,
+            epoch=state.epoch + 1,
+            memory=memory,
+            ranking=state.ranking if learnt.ranking is None else learnt.ranking,
+            scores=state.scores if learnt.scores is None else learnt.scores,
+        )
+        update = learnt.numbers
         readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
         following = replace(following, tally=tally)
         record = EpochRecord(
@@ -221,19 +249,14 @@ class Scheduler:
     def _draw(self, state: ScheduleState) -> EpochPlan:
         epoch = state.epoch if state.epoch >= 0 else 0
         state = replace(state, epoch=epoch)
-        context = RankingContext(gc_ids=state.ranking, scores=state.scores, subset_size=self.subset_size)
+        context = RankingContext(state.ranking, state.scores, self.subset_size, self.policy)
         rng = np.random.default_rng([self.config.seed, epoch])
-        if self.filters:
-            chosen = filtered_select(self.strategy, self.filters, state, context, rng)
-        else:
-            chosen = self.strategy.select(state, context, rng)
-        if not isinstance(chosen, Selection):
-            chosen = Selection(np.asarray(chosen, dtype=np.int64), {})
+        chosen = chosen_through(self.strategy, self.filters, state, context, rng)
         positions = np.asarray(chosen.positions, dtype=np.int64)
         # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
-        report = self.strategy.report(state, context, chosen)
+        report = self.reported = self.strategy.report(state, context, chosen)
         for step in self.filters:
             report = step.aim(report)
         record = drawn(report, positions)
         self.state = replace(state, positions=positions, selection=record)
-        return EpochPlan(epoch, positions, state.ranking[positions], self.strategy.draw_info(self.state))
+        return EpochPlan(epoch, positions, state.ranking[positions], draw_info(self.strategy, self.state.memory))

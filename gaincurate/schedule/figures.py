@@ -1,6 +1,6 @@
 """What a strategy declares about its numbers per epoch, so that status, the plot and the logs name none of them.
 
-A strategy lists `Column`s (`Strategy.columns`): each a number its history line keeps, with the heading and format
+A strategy lists `Column`s (`About.columns`): each a number its history line keeps, with the heading and format
 `schedule status` shows it under, the mark the plot draws it with, and the name a trainer's log gives it
 (`curriculum/<logged>`). A column declared `drawn` is also a number of the draw: the strategy's memory keeps the
 current one under the same key, so the waiting epoch's row, the status title and `draw_info` show it. The code that

@@ -63,7 +63,8 @@ def test_smoke_run_writes_runs_summary_table_and_plot(smoke):
         assert mine[0]["rollouts"] == 0 and mine[0]["zero_variance_fraction"] is None
         per_step = config.prompts_per_step * config.num_generations
         training = [s * per_step for s in steps]
-        if strategy in STRATEGIES and POLICY in STRATEGIES[strategy].needs:  # screen, pilot: measuring is charged too
+        measures = strategy in STRATEGIES and POLICY in STRATEGIES[strategy].about.needs
+        if measures:  # screen, pilot: measuring is charged too
             assert all(line["rollouts"] > spent for line, spent in zip(mine[1:], training[1:], strict=True))
         else:
             assert [line["rollouts"] for line in mine] == training

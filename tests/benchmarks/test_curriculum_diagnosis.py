@@ -124,6 +124,6 @@ def test_oracle_nonzero_draws_uniformly_among_the_informative_prompts():
         epoch = 0
 
     arm = OracleNonzeroStrategy(lambda ids, epoch: (rates, 5), target=0.5, rollouts=4)
-    assert arm.select(State, Context, np.random.default_rng(0)).tolist() == [1, 3, 5]
+    assert arm.choose(State, Context, np.random.default_rng(0)).positions.tolist() == [1, 3, 5]
     report = arm.report(State, Context, type("Drawn", (), {"info": {}})())
     assert report.band is None and report.estimates.tolist() == rates.tolist()

@@ -131,7 +131,7 @@ def test_oracle_trains_on_the_rates_nearest_the_target_and_counts_its_rollouts()
         return np.array([0.0, 0.25, 0.5, 1.0, 0.5, 0.0]), 99
 
     oracle = OracleStrategy(measure, target=0.5, rollouts=8)
-    assert oracle.select(State, Context, np.random.default_rng(0)).tolist() == [2, 4]
+    assert oracle.choose(State, Context, np.random.default_rng(0)).positions.tolist() == [2, 4]
     assert seen == [([0, 1, 2, 3, 4, 5], 4)]
     assert (oracle.costs.rollouts, oracle.costs.tokens) == (48, 99)
     assert oracle.costs.epochs[0]["pool_informative"] == pytest.approx(3 / 6)

@@ -78,7 +78,7 @@ def expected_defaults() -> dict[str, str | None]:
         expected[flag(setting)] = None if filter_class.pair_form else f"no-{flag(setting)[2:]}"  # a switch, off
     owners: dict[str, dict[str, Any]] = {}
     for owner, options_class in [
-        *((name, cls.options_class) for name, cls in STRATEGIES.items()),
+        *((name, cls.about.options) for name, cls in STRATEGIES.items()),
         *((flag(setting), cls.options_class) for setting, cls in FILTERS.items()),
     ]:
         for field in dataclasses.fields(options_class):

@@ -39,7 +39,7 @@ def test_a_prompt_file_draws_the_epochs_its_scores_would(gaincurate, scored, tmp
     assert state["scores_dir"] == str(kept.resolve())
 
 
-@pytest.mark.parametrize("strategy", [name for name, cls in STRATEGIES.items() if cls.needs & MODEL_PASS])
+@pytest.mark.parametrize("strategy", [name for name, cls in STRATEGIES.items() if cls.about.needs & MODEL_PASS])
 def test_a_strategy_that_reads_a_model_pass_is_refused_and_nothing_is_written(
     strategy, gaincurate, error_line, scored, tmp_path
 ):

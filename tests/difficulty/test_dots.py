@@ -22,8 +22,14 @@ from gaincurate.schedule.run.rundir import load_run
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_without_replacement
 from gaincurate.schedule.strategies.dots import DotsStrategy, selection_probabilities
+from gaincurate.schedule.strategies.filters import chosen_through
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
+
+
+def drawn(strategy, state, context, rng):
+    """The positions a strategy draws, through no filter, as the scheduler takes them."""
+    return chosen_through(strategy, (), state, context, rng).positions
 
 
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:
@@ -46,7 +52,7 @@ def single_draw_counts(strategy, state, context, draws: int = 10_000) -> np.ndar
     rng = np.random.default_rng(1234)
     counts = np.zeros(len(context.gc_ids), dtype=np.int64)
     for _ in range(draws):
-        (position,) = strategy.select(state, context, rng)
+        (position,) = drawn(strategy, state, context, rng)
         counts[position] += 1
     return counts
 

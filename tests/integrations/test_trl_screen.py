@@ -117,7 +117,7 @@ def test_grpo_trains_the_prompts_the_live_model_screened(scores, tiny_llama, tmp
     assert all(line["selection"]["screen_tokens"] > 0 for line in history)
     # Every rollout of the epoch's screening is one completion of r per candidate.
     assert all(np.array_equal(s.counts, np.full(SCREENED, ROLLOUTS)) for *_, s in recorder.calls)
-    spent = curriculum.driver.scheduler.strategy.spent
+    spent = curriculum.driver.scheduler.policy.spent
     assert spent.rollouts == (EPOCHS + 1) * SCREENED * ROLLOUTS
 
 

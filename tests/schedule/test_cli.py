@@ -114,4 +114,4 @@ def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_
     assert {"gain and length options", "dots options", "mopps options", "screen options", "variance options"} <= panels
     option_names = {p.name for p in shown}
     for cls in STRATEGIES.values():
-        assert set(cls.options_class.names()) <= option_names, cls.name
+        assert set(cls.about.options.names()) <= option_names, cls.name

@@ -19,8 +19,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy
-from gaincurate.schedule.strategies.filters import Filter, filtered_select
+from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy, draw_words
+from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, how_it_draws
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -36,11 +36,11 @@ class Bare(Filter):
 
 
 def test_a_filter_is_no_strategy_and_answers_for_none_of_its_hooks():
-    assert {"rank", "priority", "observe", "update", "report", "measure", "use_screener", "notes"} <= set(HOOKS)
+    assert {"build", "start", "choose", "observe", "wants", "report"} <= set(HOOKS)
     bare = Bare()
     assert not isinstance(bare, Strategy) and not hasattr(bare, "base")
     assert [hook for hook in HOOKS if hasattr(bare, hook) and hook not in STEPS] == []
-    for name in ("name", "needs", "draws", "columns", "ordered", "pass_rate_estimates"):
+    for name in ("name", "about"):
         assert not hasattr(bare, name), name
 
 
@@ -52,8 +52,8 @@ def test_a_filter_that_changes_nothing_leaves_the_base_s_draw_and_memory_as_they
                      filters=(Bare(),))  # fmt: skip
     assert bare.state.memory == plain.state.memory
     context = RankingContext(plain.state.ranking, plain.state.scores, plain.subset_size)
-    alone = plain.strategy.select(plain.state, context, np.random.default_rng(seed))
-    through = filtered_select(plain.strategy, (Bare(),), plain.state, context, np.random.default_rng(seed))
+    alone = chosen_through(plain.strategy, (), plain.state, context, np.random.default_rng(seed))
+    through = chosen_through(plain.strategy, (Bare(),), plain.state, context, np.random.default_rng(seed))
     assert through.positions.tolist() == alone.positions.tolist() and through.info == alone.info
 
 
@@ -64,9 +64,10 @@ def test_the_zero_variance_filter_keeps_its_memory_beside_the_base_s_and_greso_i
     memory = skipping.initial_memory({"mu": 0.0})
     assert list(memory) == ["mu", "zero_variance"] and memory["zero_variance"]["explore_easy"] == 0.5
     greso = GresoStrategy(np.arange(4))
-    assert isinstance(greso, Strategy) and (greso.name, greso.needs) == ("greso", {"rollouts"})
-    assert list(greso.initial_memory()) == ["zero_variance"]
-    assert GresoStrategy.draw_words({}) == "by greso"
+    assert isinstance(greso, Strategy) and (greso.name, greso.about.needs) == ("greso", {"rollouts"})
+    prompts = PromptSet(np.arange(4), np.zeros(4), np.zeros(4), np.full(4, 10))
+    assert list(greso.start(prompts)[1]) == ["zero_variance"]
+    assert draw_words(GresoStrategy, {}) == "by greso"
 
 
 def test_every_filter_is_a_config_field_a_flag_and_a_stored_setting():

@@ -18,7 +18,7 @@ from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import PromptSet, RankingContext, Strategy
-from gaincurate.schedule.strategies.filters import filtered_select
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.greso import (
     EXPLORE_STEP,
     KEEP_FLOOR,
@@ -132,10 +132,10 @@ class FixedOrder(Strategy):
 
     name = "fixed"
 
-    def rank(self, prompts):
-        return np.arange(len(prompts))
+    def start(self, prompts):
+        return np.arange(len(prompts)), None
 
-    def priority(self, state, context, rng):
+    def choose(self, state, context, rng):
         return np.arange(context.n_prompts)[::-1].copy()
 
 
@@ -143,7 +143,7 @@ def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
     # Prompts 9 and 7 have long streaks (skipped unless a 1% keep comes up); the base wants 9, 8, 7, ...
     state = zero_variance_state([0, 0, 0, 0, 0, 0, 0, -40, 0, 40], easy=0.05, hard=0.05)
     steps = (ZeroVarianceFilter("fixed", np.arange(10)),)
-    selection = filtered_select(FixedOrder(), steps, state, context_for(10, 3), np.random.default_rng(0))
+    selection = chosen_through(FixedOrder(), steps, state, context_for(10, 3), np.random.default_rng(0))
     assert selection.positions.tolist() == [5, 6, 8]
     assert selection.info == {
         "skipped": 2,
@@ -154,7 +154,7 @@ def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
     }
     # Nearly everything skipped: the skipped prompts the base wants most fill the epoch after all.
     state = zero_variance_state([40] * 8 + [0, 0], easy=0.05, hard=0.05)
-    selection = filtered_select(FixedOrder(), steps, state, context_for(10, 4), np.random.default_rng(0))
+    selection = chosen_through(FixedOrder(), steps, state, context_for(10, 4), np.random.default_rng(0))
     assert selection.positions.tolist() == [6, 7, 8, 9] and selection.info["skipped"] == 6
 
 

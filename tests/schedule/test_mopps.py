@@ -18,6 +18,7 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import run_status
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import PromptSet, RankingContext
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.mopps import (
     DEFAULT_FORGET,
     MoppsStrategy,
@@ -27,6 +28,11 @@ from gaincurate.schedule.strategies.mopps import (
 )
 
 CONFIG = ScheduleConfig(strategy="mopps", subset_size=8, seed=3, prior=(1.0, 2.0), forget=0.5)
+
+
+def drawn(strategy, state, context, rng):
+    """The positions a strategy draws, through no filter, as the scheduler takes them."""
+    return chosen_through(strategy, (), state, context, rng)
 
 
 def prompt_set(count: int) -> PromptSet:
@@ -85,7 +91,7 @@ def test_thompson_selection_frequencies_match_a_monte_carlo_of_the_formula():
     context = RankingContext(gc_ids=np.arange(6), scores=np.ones(6), subset_size=subset_size)
     counts = np.zeros(6)
     for seed in range(draws):
-        selection = strategy.select(state, context, np.random.default_rng([11, seed]))
+        selection = drawn(strategy, state, context, np.random.default_rng([11, seed]))
         counts[selection.positions] += 1
 
     # The formula, simulated independently: theta ~ Beta(alpha, beta), keep the `keep` smallest |theta - target|.

@@ -62,7 +62,7 @@ def test_epoch_0_pilots_k_times_m_candidates_and_commits_the_m_that_can_teach():
     rates = {int(i): [0.0, 0.5, 1.0, 0.5, 0.5, 0.5][k % 6] for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=8, pilot_factor=2.5, seed=4), prompts)
-    scheduler.strategy.use_screener(fixed_screener(rates, calls))
+    scheduler.use_screener(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == PILOT_ROLLOUTS and len(set(candidates.tolist())) == 20
@@ -75,7 +75,7 @@ def test_epoch_0_pilots_k_times_m_candidates_and_commits_the_m_that_can_teach():
     info = scheduler.state.selection.figures
     assert (info["piloted"], info["pilot_rollouts"], info["pilot_tokens"]) == (20, 20 * PILOT_ROLLOUTS, 60)
     assert info["in_band"] == len(in_band) and info["chosen_pass_rate"] == 0.5
-    assert scheduler.strategy.spent.rollouts == 20 * PILOT_ROLLOUTS
+    assert scheduler.policy.spent.rollouts == 20 * PILOT_ROLLOUTS
     assert scheduler.state.memory == {"posterior": {"gc_ids": [], "alpha": [], "beta": []}}  # nowhere to keep it
 
 
@@ -85,7 +85,7 @@ def test_the_next_pilot_feeds_the_posterior_and_the_feedback_is_not_discounted_t
     calls: list = []
     config = ScheduleConfig(strategy="pilot", subset_size=5, seed=2, forget=0.5, prior=(1.0, 2.0))
     scheduler = Scheduler(config, prompts)
-    scheduler.strategy.use_screener(fixed_screener(rates, calls))
+    scheduler.use_screener(fixed_screener(rates, calls))
     scheduler.next_epoch()
     first = scheduler.state.subset_ids
     feedback = [{"gc_id": int(i), "reward": float(r)} for i in first for r in (1, 0, 0)]
@@ -109,7 +109,7 @@ def test_the_next_pilot_feeds_the_posterior_and_the_feedback_is_not_discounted_t
     # Epoch 1's feedback on a prompt piloted for epoch 1 adds its rollouts without a second discount.
     state = scheduler.state
     trained = int(state.subset_ids[0])
-    after = scheduler.strategy.observe(state, scheduler.summarize([{"gc_id": trained, "reward": 1.0}]))
+    after = scheduler.strategy.fold_feedback(state, scheduler.summarize([{"gc_id": trained, "reward": 1.0}]))
     assert PILOT_KEY not in after
     row = after["posterior"]["gc_ids"].index(trained)
     assert after["posterior"]["alpha"][row] == posterior[trained][0] + 1.0
@@ -120,7 +120,7 @@ def test_the_report_gives_posterior_means_and_the_pilot_rates_of_the_candidates(
     prompts = prompt_set(30)
     rates = {int(i): 0.5 for i in prompts.gc_ids}
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=4), prompts)
-    scheduler.strategy.use_screener(fixed_screener(rates, []))
+    scheduler.use_screener(fixed_screener(rates, []))
     scheduler.next_epoch()
     drawn = scheduler.state.selection
     assert drawn.picked == (0.5,) * 4 and drawn.band == (0.25, 0.75)  # 0 < k/2 < 1
@@ -289,13 +289,13 @@ def test_a_scheduler_rebuilt_from_its_state_json_draws_what_the_running_one_draw
         return scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": float((i + epoch) % 2)} for i in ids])
 
     running = Scheduler(config, prompts)
-    running.strategy.use_screener(fixed_screener(rates, []))
+    running.use_screener(fixed_screener(rates, []))
     running.next_epoch()
     for epoch in range(2):
         step(running, epoch)
     saved = json.dumps(running.state.to_json())
     rebuilt = Scheduler(config, prompts, state=ScheduleState.from_json(json.loads(saved)))
-    rebuilt.strategy.use_screener(fixed_screener(rates, []))
+    rebuilt.use_screener(fixed_screener(rates, []))
     for epoch in range(2, 5):
         assert step(running, epoch).plan.gc_ids.tolist() == step(rebuilt, epoch).plan.gc_ids.tolist()
         assert json.dumps(running.state.to_json()) == json.dumps(rebuilt.state.to_json())

@@ -29,6 +29,7 @@ from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.predict import (
     Evidence,
     PredictOptions,
@@ -132,7 +133,7 @@ def test_a_family_of_all_right_and_all_wrong_prompts_is_told_from_one_at_the_fro
         records += [{"gc_id": int(gc_id), "reward": r} for r in rewards]
     feedback = summarize_feedback(records, epoch_ids=seen, known_ids=range(80), reward_max=1.0)
     strategy = PredictStrategy(np.arange(80), raw, PredictOptions())
-    state = ScheduleState(ranking=np.arange(80), scores=np.zeros(80), memory=strategy.initial_memory(), epoch=0)
+    state = ScheduleState(ranking=np.arange(80), scores=np.zeros(80), memory=None, epoch=0)
     state = ScheduleState(ranking=np.arange(80), scores=np.zeros(80), memory=strategy.observe(state, feedback), epoch=1)
     prediction = strategy.prediction(state)
     unseen_a, unseen_b = prediction.rate[20:40], prediction.rate[60:80]
@@ -140,7 +141,7 @@ def test_a_family_of_all_right_and_all_wrong_prompts_is_told_from_one_at_the_fro
     assert abs(prediction.pass_rate[20:40].mean() - prediction.pass_rate[60:80].mean()) < 0.1  # both near 0.5
     assert prediction.rate[1] < 0.2 and prediction.rate[40] > 0.7  # seen all right; seen mixed
     context = RankingContext(gc_ids=np.arange(80), scores=np.zeros(80), subset_size=20)
-    picked = strategy.select(state, context, np.random.default_rng(1)).positions
+    picked = chosen_through(strategy, (), state, context, np.random.default_rng(1)).positions
     assert np.isin(picked, np.r_[40:80]).mean() > 0.9
 
 
@@ -163,7 +164,7 @@ def test_an_epochs_draw_over_a_1000_prompt_pool_takes_distinct_prompts():
     memory = evidence(observations(rng, 1000, 10), PredictOptions()).to_memory()
     state = ScheduleState(ranking=np.arange(1000), scores=np.zeros(1000), memory=memory, epoch=10)
     context = RankingContext(gc_ids=np.arange(1000), scores=np.zeros(1000), subset_size=128)
-    picked = np.asarray(strategy.select(state, context, np.random.default_rng(0)).positions)
+    picked = np.asarray(chosen_through(strategy, (), state, context, np.random.default_rng(0)).positions)
     assert len(picked) == 128 == len(set(picked.tolist())) and set(picked.tolist()) <= set(range(1000))
 
 

@@ -16,8 +16,14 @@ from gaincurate.schedule.strategies.base import (
     gaussian_log_weights,
     gaussian_probabilities,
 )
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
+
+
+def drawn(strategy, state, context, rng):
+    """The positions a strategy draws, through no filter, as the scheduler takes them."""
+    return chosen_through(strategy, (), state, context, rng).positions
 
 
 def chi_square_critical(degrees: int, z: float = 3.09) -> float:
@@ -42,7 +48,7 @@ def single_draw_counts(strategy, mu: float, n_prompts: int, draws: int) -> np.nd
     rng = np.random.default_rng(1234)
     counts = np.zeros(n_prompts, dtype=np.int64)
     for _ in range(draws):
-        (position,) = strategy.select(state_at(mu, n_prompts), context, rng)
+        (position,) = drawn(strategy, state_at(mu, n_prompts), context, rng)
         counts[position] += 1
     return counts
 
@@ -88,7 +94,7 @@ def test_subsets_are_unique_sorted_and_in_range():
     context = context_for(200, subset_size=50)
     rng = np.random.default_rng(0)
     for mu in (0.0, 77.7, 199.0):
-        positions = gain(200, sigma=30).select(state_at(mu, 200), context, rng)
+        positions = drawn(gain(200, sigma=30), state_at(mu, 200), context, rng)
         assert len(positions) == 50
         assert np.all(np.diff(positions) > 0)
         assert positions.min() >= 0 and positions.max() < 200
@@ -97,7 +103,7 @@ def test_subsets_are_unique_sorted_and_in_range():
 def test_a_narrow_gaussian_takes_the_positions_nearest_mu():
     """Far positions never underflow to an error: the draw degrades to the nearest positions."""
     context = context_for(100, subset_size=30)
-    positions = gain(100, sigma=1.0).select(state_at(40.2, 100), context, np.random.default_rng(5))
+    positions = drawn(gain(100, sigma=1.0), state_at(40.2, 100), context, np.random.default_rng(5))
     np.testing.assert_array_equal(positions, np.arange(26, 56))
 
 
@@ -110,9 +116,9 @@ def test_uniform_single_draws_are_uniform():
 def test_same_seed_same_draw_and_other_seed_differs():
     context = context_for(500, subset_size=64)
     state = state_at(120.0, 500)
-    first = gain(500, sigma=80).select(state, context, np.random.default_rng([7, 3]))
-    again = gain(500, sigma=80).select(state, context, np.random.default_rng([7, 3]))
-    other = gain(500, sigma=80).select(state, context, np.random.default_rng([8, 3]))
+    first = drawn(gain(500, sigma=80), state, context, np.random.default_rng([7, 3]))
+    again = drawn(gain(500, sigma=80), state, context, np.random.default_rng([7, 3]))
+    other = drawn(gain(500, sigma=80), state, context, np.random.default_rng([8, 3]))
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

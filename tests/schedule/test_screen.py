@@ -16,7 +16,7 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.strategies.base import RankingContext
-from gaincurate.schedule.strategies.filters import filtered_select
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 
 SEEDS = (0, 1, 2)
@@ -44,7 +44,7 @@ def test_screen_draws_k_times_m_candidates_and_keeps_the_m_in_band_nearest_the_t
     rates = {int(i): [0.0, 0.25, 0.5, 0.75, 1.0][k % 5] for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=8, screen_factor=3), prompts)
-    scheduler.strategy.screener = fixed_screener(rates, calls)
+    scheduler.use_screener(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == SCREEN_ROLLOUTS and len(set(candidates.tolist())) == 24
@@ -55,7 +55,7 @@ def test_screen_draws_k_times_m_candidates_and_keeps_the_m_in_band_nearest_the_t
     info = scheduler.state.selection.figures
     assert info["screened"] == 24 and info["screen_rollouts"] == 24 * SCREEN_ROLLOUTS
     assert info["screen_tokens"] == 72 and info["in_band"] == sum(0 < rates[int(i)] < 1 for i in candidates)
-    assert scheduler.strategy.spent.rollouts == 24 * SCREEN_ROLLOUTS
+    assert scheduler.policy.spent.rollouts == 24 * SCREEN_ROLLOUTS
 
 
 def test_screen_fills_the_epoch_from_out_of_band_candidates_when_too_few_are_in_it():
@@ -63,7 +63,7 @@ def test_screen_fills_the_epoch_from_out_of_band_candidates_when_too_few_are_in_
     rates = {int(i): (0.5 if k < 3 else 1.0 if k % 2 else 0.0) for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=10, screen_factor=4), prompts)
-    scheduler.strategy.screener = fixed_screener(rates, calls)
+    scheduler.use_screener(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     assert len(plan.gc_ids) == 10  # the epoch keeps its size
     assert {int(i) for i in prompts.gc_ids[:3]} <= set(plan.gc_ids.tolist())  # all three in band are kept
@@ -76,7 +76,7 @@ def test_screen_is_seeded_and_draws_new_candidates_every_epoch():
     def first_two(seed):
         calls: list = []
         scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=5, seed=seed), prompts)
-        scheduler.strategy.screener = fixed_screener(rates, calls)
+        scheduler.use_screener(fixed_screener(rates, calls))
         scheduler.next_epoch()
         scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": 1.0} for i in scheduler.state.subset_ids])
         return [c[0].tolist() for c in calls]
@@ -129,12 +129,12 @@ def test_the_band_over_mopps_is_the_base_order_with_in_band_prompts_first(seed):
                  "beta": rng.uniform(0.5, 6, 30).tolist()}  # fmt: skip
     state = replace(base.state, epoch=1, memory={"posterior": posterior})
     context = RankingContext(state.ranking, state.scores, base.subset_size)
-    order = base.strategy.priority(state, context, np.random.default_rng([seed, 1]))
+    order = base.strategy.choose(state, context, np.random.default_rng([seed, 1])).order
     means = np.array(posterior["alpha"]) / (np.array(posterior["alpha"]) + np.array(posterior["beta"]))
     means = means[np.searchsorted(prompts.gc_ids, context.gc_ids)]  # brute force: a / (a + b) per position
     inside = [int(p) for p in order if 0.3 <= means[p] <= 0.7]
     outside = [int(p) for p in order if not 0.3 <= means[p] <= 0.7]
-    chosen = filtered_select(banded.strategy, banded.filters, state, context, np.random.default_rng([seed, 1]))
+    chosen = chosen_through(banded.strategy, banded.filters, state, context, np.random.default_rng([seed, 1]))
     assert chosen.positions.tolist() == sorted((inside + outside)[:6])
     assert chosen.info["in_band"] == len(inside) and chosen.info["band"] == [0.3, 0.7]
 

@@ -17,8 +17,14 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.mopps import posterior_sd
 from gaincurate.schedule.strategies.variance import VarianceOptions, VarianceStrategy, expected_variance, values
+
+
+def drawn(strategy, state, context, rng):
+    """The positions a strategy draws, through no filter, as the scheduler takes them."""
+    return chosen_through(strategy, (), state, context, rng)
 
 
 def brute_force_expected_variance(a: float, b: float, points: int = 200_000) -> float:
@@ -52,7 +58,7 @@ def test_single_draws_follow_the_softmax_of_the_values():
     weights = np.exp(values(alpha, beta, bonus=0.5) / 0.05)
     expected = weights / weights.sum()
     rng, draws = np.random.default_rng(3), 6000
-    counts = np.bincount([int(strategy.select(state, context, rng).positions[0]) for _ in range(draws)], minlength=6)
+    counts = np.bincount([int(drawn(strategy, state, context, rng).positions[0]) for _ in range(draws)], minlength=6)
     statistic = float(np.sum((counts - draws * expected) ** 2 / (draws * expected)))
     assert statistic < 20.5  # the chi-square 0.1% point with 5 degrees of freedom
 

@@ -54,8 +54,8 @@ from gaincurate.integrations.trl.trainer import (
 )
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.curriculum import CurriculumDriver
-from gaincurate.schedule.strategies.base import Strategy
-from gaincurate.schedule.strategies.screen import Screener, Spent
+from gaincurate.schedule.strategies.base import Spent, Strategy
+from gaincurate.schedule.strategies.screen import Screener
 
 __all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
 

@@ -110,7 +110,7 @@ def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
     """A store for the pilot's completions when `strategy` keeps them and the trainer can weigh them, else None
     (with one warning saying why, when the strategy would have)."""
     # The trainer is, or is about to become (`GainCurriculum.attach`), a `CurriculumMixin`, hence a PilotReuseMixin.
-    if not getattr(strategy, "reuses_pilots", False):
+    if not strategy.about.reuses_pilots:
         return None
     problems = reuse_problems(trainer)
     if problems:

@@ -214,7 +214,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         if record is not None:
             logged = {"curriculum/accuracy": record["accuracy"]}
             # The numbers the strategy declares for its log (gain: ang, delta, mu), under the names it gives them.
-            logged |= logged_figures(driver.scheduler.strategy.columns, record)
+            logged |= logged_figures(driver.scheduler.strategy.about.columns, record)
             # The savings readout and the strategy's own figures, as every path names them (docs/readout.md).
             logged |= logged_readout(record.get("readout") or {})
             logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")

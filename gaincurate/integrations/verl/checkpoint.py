@@ -31,6 +31,7 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.config import config_value
 from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
+from gaincurate.schedule.strategies.base import update_words
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]
                 driver.epoch,
             )
     record = driver.step(rescored=rescored, checkpoint=checkpoint)
-    moved = driver.scheduler.strategy.update_words(record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
+    moved = update_words(driver.scheduler.strategy, record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
     zero = (record.get("readout") or {}).get("zero_variance")
     moved += "" if zero is None else f", zero-variance groups {zero:.0%}"  # the savings readout (docs/readout.md)
     logger.info("gaincurate: epoch %d accuracy %.3f%s", record["epoch"], record["accuracy"], moved)

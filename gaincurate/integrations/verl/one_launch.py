@@ -145,7 +145,7 @@ class GainReplayBuffer(_replay_buffer_base()):
             self.record(batch)
             # verl's trainer logs these metrics with the step's own: the readout of an epoch that just ended goes too.
             history = self.curriculum.history if self.curriculum is not None else []
-            columns = self.curriculum.scheduler.strategy.columns if self.curriculum is not None else ()
+            columns = self.curriculum.scheduler.strategy.about.columns if self.curriculum is not None else ()
             readout, self.reported = unreported_readout(history, self.reported, columns)
             metrics = {**metrics, **readout}
         return batch, metrics

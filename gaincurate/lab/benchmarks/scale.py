@@ -105,7 +105,7 @@ def skip_reason(name: str) -> str | None:
     from gaincurate.schedule.strategies.base import POLICY
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
-    if POLICY in STRATEGIES[name].needs:
+    if POLICY in STRATEGIES[name].about.needs:
         return "needs a live policy to measure candidates (no model in this bench)"
     return None
 

@@ -35,8 +35,8 @@ from gaincurate.schedule.run.driver import init_run, open_scheduler, take_step
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import POLICY
-from gaincurate.schedule.strategies.screen import Screener, Spent
+from gaincurate.schedule.strategies.base import POLICY, Spent
+from gaincurate.schedule.strategies.screen import Screener
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +107,12 @@ class CurriculumDriver:
     @property
     def screens(self) -> bool:
         """Whether the strategy measures candidates with the policy (screen) before each draw."""
-        return POLICY in self.scheduler.strategy.needs
+        return POLICY in self.scheduler.strategy.about.needs
 
     def use_screener(self, screener: Screener) -> None:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.run.screeners`)."""
         if self.screens:
-            self.scheduler.strategy.use_screener(screener)
+            self.scheduler.use_screener(screener)
 
     def live_screener(self, model: Any, tokenizer: Any, *, keep: dict[str, Any] | None = None) -> Screener:
         """A screener measuring with `model` as it is at each draw, over this driver's scores and seed
@@ -124,7 +124,8 @@ class CurriculumDriver:
     @property
     def screen_spent(self) -> Spent:
         """What screening has cost this process so far, a snapshot (zeros for a strategy that does not screen)."""
-        return dataclasses.replace(self.scheduler.strategy.spent) if self.screens else Spent()
+        policy = self.scheduler.policy
+        return dataclasses.replace(policy.spent) if self.screens and policy is not None else Spent()
 
     def use_strategy(self, strategy: Any) -> None:
         """Draw with `strategy` from epoch 0 on, instead of the config's (before training; no run directory)."""
@@ -248,7 +249,7 @@ class CurriculumDriver:
         if state.get("version") == 1:  # gaincurate 0.x: mu beside the state, for every strategy
             mu = state["schedule"].get("mu", 0.0)
             memory = state["schedule"].get("memory") or {}
-            keeps_mu = "mu" in (self.scheduler.strategy.initial_memory() or {})
+            keeps_mu = "mu" in (self.scheduler.strategy.start(self.scheduler.prompts)[1] or {})
             state = {**state, "schedule": {**state["schedule"], "memory": {**memory, "mu": mu} if keeps_mu else memory}}
         elif state.get("version") != STATE_DICT_VERSION:
             raise ConfigError(

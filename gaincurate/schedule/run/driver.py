@@ -286,7 +286,7 @@ def arm_screener(context: StepContext) -> str | None:
     not a screen run).
     """
     strategy = context.scheduler.strategy
-    if POLICY not in strategy.needs:
+    if POLICY not in strategy.about.needs:
         return None
     from gaincurate.schedule.run.screeners import checkpoint_screener
 
@@ -300,7 +300,7 @@ def arm_screener(context: StepContext) -> str | None:
         )
     model_path = None if found is None else found.model_path
     seed = context.scheduler.config.seed
-    strategy.use_screener(
+    context.scheduler.use_screener(
         checkpoint_screener(
             context.run_dir, context.scores.directory, seed=seed, model_path=model_path, progress=context.progress
         )
@@ -336,7 +336,7 @@ def _rescore(context: StepContext) -> tuple[Rescored | None, str | None]:
         why = "no checkpoint was given" if found is None else no_model_reason(found)
         lost = (
             "ang comes from the stored scores"
-            if FRESH_SCORES in scheduler.strategy.needs
+            if FRESH_SCORES in scheduler.strategy.about.needs
             else ("the fit keeps the likelihoods it had")
         )
         context.notices.append(f"not re-scored: {why}; {lost}")
@@ -368,7 +368,7 @@ def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str
         if "readout" in line:
             shown["readout"] = line["readout"] | {"warnings": found}
         history.append(shown)
-    draw = drawn_figures(strategy_class(run.config.strategy).columns, run.schedule.memory)
+    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.schedule.memory)
     selection = run.schedule.selection
     return {
         "run": str(run_dir),

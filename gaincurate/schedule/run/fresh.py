@@ -1,6 +1,6 @@
 """What the newest model says of the prompts a strategy asks about after an epoch: one home for every trainer path.
 
-A strategy names the prompts (`Strategy.rescore_ids`) and what it needs of them (`needs`): fresh angle scores
+A strategy names the prompts (`Strategy.wants`) and what it needs of them (`about.needs`): fresh angle scores
 (`FRESH_SCORES`: gain) and/or the policy's log-probability of each reference answer (`LIKELIHOOD`: probe). The
 in-process curriculum (TRL, verl's sampler) measures with the live model, `schedule next` and verl's checkpoint hook
 with the newest checkpoint; all of them call `measure` here.
@@ -24,7 +24,7 @@ MEASURED = frozenset({FRESH_SCORES, LIKELIHOOD})  # what `measure` can give a st
 
 def wants_fresh(strategy: Strategy) -> bool:
     """Whether the strategy reads anything the newest model says (fresh scores or answer likelihoods)."""
-    return bool(strategy.needs & MEASURED)
+    return bool(strategy.about.needs & MEASURED)
 
 
 def measure(
@@ -44,14 +44,14 @@ def measure(
     ids = np.asarray(ids, dtype=np.int64)
     listed = [int(i) for i in ids]
     scores = likelihood = None
-    if FRESH_SCORES in strategy.needs:
+    if FRESH_SCORES in strategy.about.needs:
         scores = scoring.rescore(scores_dir, listed, checkpoint=checkpoint, model=model, tokenizer=tokenizer,
                                  nproc=nproc)  # fmt: skip
         scores = np.asarray(scores, dtype=np.float64)
-    if LIKELIHOOD in strategy.needs:
+    if LIKELIHOOD in strategy.about.needs:
         from gaincurate.scoring.likelihood import likelihoods
 
-        template = getattr(strategy, "answer_template", "{answer}")
+        template = strategy.about.answer_template
         likelihood = likelihoods(scores_dir, listed, checkpoint=checkpoint, model=model, tokenizer=tokenizer,
                                  template=template)  # fmt: skip
     return Rescored(ids, scores, likelihood)

@@ -5,7 +5,7 @@ with matplotlib (the `plot` extra) when PATH ends in .png, a plain text chart ot
 status)` writes `RUN/status.png` or `RUN/status.txt`, whichever this machine can draw.
 
 The series are on [0, 1]: each epoch's accuracy and every number the run's strategy declares with a plot `mark`
-(`Strategy.columns`; gain and length: `m`, the centre mu that drew the epoch, over N - 1, a rank position).
+(`About.columns`; gain and length: `m`, the centre mu that drew the epoch, over N - 1, a rank position).
 Beside them, the savings readout of every
 strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
 reward variance against uniform's estimate of it, and the estimated against the measured pass rate of the picks.
@@ -29,7 +29,7 @@ CHART_ROWS = 10
 def strategy_series(status: dict[str, Any]) -> list[tuple[Column, list[float | None]]]:
     """Each number the run's strategy declares plotted, per epoch of `series` (the waiting one: the number that
     draws it, for a number declared `drawn`), on [0, 1]."""
-    columns = strategy_class(status["params"]["strategy"]).columns
+    columns = strategy_class(status["params"]["strategy"]).about.columns
     n_prompts, waiting = status["n_prompts"], status["epoch"] >= 0 and status["epoch"] not in _epochs(status)
     found = []
     for column in (column for column in columns if column.mark is not None):

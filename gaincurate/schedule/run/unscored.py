@@ -29,9 +29,9 @@ def check_unscored(strategy: str) -> None:
     """Refuse, in one line, a strategy that reads what only `gaincurate score` makes."""
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
-    wanted = sorted(STRATEGIES[strategy].needs & MODEL_PASS)
+    wanted = sorted(STRATEGIES[strategy].about.needs & MODEL_PASS)
     if wanted:
-        takes = ", ".join(name for name, cls in STRATEGIES.items() if not cls.needs & MODEL_PASS)
+        takes = ", ".join(name for name, cls in STRATEGIES.items() if not cls.about.needs & MODEL_PASS)
         raise ConfigError(
             f"--strategy {strategy} reads {' and '.join(wanted)} from a model pass, so it needs --scores (a "
             f"directory `gaincurate score` wrote); --prompts FILE serves {takes}"

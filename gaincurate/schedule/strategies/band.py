@@ -35,7 +35,6 @@ class BandFilter(Filter):
     """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
 
     setting = "band"
-    reads_estimates = True
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
         "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen and pilot "
@@ -55,7 +54,7 @@ class BandFilter(Filter):
 
     @classmethod
     def applies_to(cls, strategy: type[Strategy]) -> bool:
-        return strategy.own_band or (strategy.pass_rate_estimates and strategy.ordered)
+        return strategy.about.own_band or (strategy.about.estimates and strategy.about.ordered)
 
     @classmethod
     def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
@@ -66,7 +65,7 @@ class BandFilter(Filter):
 
     @classmethod
     def applied_by(cls, strategy: type[Strategy]) -> bool:
-        return strategy.own_band
+        return strategy.about.own_band
 
     @classmethod
     def note(cls, value: tuple[float, float]) -> str:
@@ -74,7 +73,7 @@ class BandFilter(Filter):
 
     @classmethod
     def over(cls, base: Strategy, value: tuple[float, float], inputs: StrategyInputs) -> BandFilter:
-        if not (base.ordered and base.pass_rate_estimates):
+        if not (base.about.ordered and base.about.estimates):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
         return cls(value)
 

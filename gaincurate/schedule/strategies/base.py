@@ -1,43 +1,23 @@
-"""The strategy plug-in: the hooks the scheduler calls, declared once, and the draws they share.
+"""The strategy plug-in: eight members a strategy may define, and the draws they share.
 
 A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
-`gaincurate.schedule.strategies.registry`. It declares its options (an `Options` dataclass,
-`gaincurate.schedule.options`),
-what it needs from the run (`needs`), and overrides the hooks it uses; every other hook has a default here,
-and the scheduler core calls nothing that is not declared on this class:
+`gaincurate.schedule.strategies.registry` (docs/strategies.md, "Adding a strategy"). The scheduler core calls nothing
+else of it: `name` and `about` (what it declares of itself, as data), `build` (the object for a run), `start` (its
+ranking and memory before epoch 0), `choose` (an epoch's draw, with its pass-rate estimates), `observe` (its memory
+after an epoch's feedback and what the newest model said), `wants` (what it asks of the newest model) and `report`
+(what it says of a draw: the savings readout, status, the plot, TRL's logs and the bench read nothing else).
+Filters (`--band`, `--skip-zero-variance`: `gaincurate.schedule.strategies.filters`) step over a strategy's
+`Priority`; they are not strategies.
 
-* `build(inputs, options)` makes it for a run (the prompt set, the scores table, the common settings);
-* `rank(prompts)` orders the prompt set; position 0 is where a curriculum starts (default: dataset order);
-* `initial_memory()` is its state before epoch 0, JSON-ready, kept in `ScheduleState.memory`;
-* `priority(state, context, rng)` returns every position, the one it wants most first (`ordered`); `select`
-  then takes the first `subset_size` (or returns a `Selection`: the positions plus numbers about the draw);
-* `observe(state, feedback)` folds an epoch's feedback into the memory; `measure` folds in extra rollouts
-  (a fresh reference set); `update(state, following, feedback, fresh)` may change the state that draws the
-  next epoch from the model's fresh scores (gain moves mu there) and returns the numbers its history line keeps;
-* `band_estimates(state, context)`: a pass-rate estimate per position (declared by `pass_rate_estimates`);
-* `rescore_ids(state)`: the prompts whose fresh scores it wants after the current epoch (default: none);
-* `draw_info(state)`: the numbers an epoch file's metadata keeps about the draw (default: its `columns` declared
-  `drawn`, from its memory; gain: mu);
-* `columns`: the numbers its history line keeps that `schedule status` shows, the plot draws and a trainer's log
-  logs, with their formats (`gaincurate.schedule.figures.Column`); `update_words(record)` and `draw_words(draw)`
-  say in words what an update did and how an epoch was drawn (`schedule next`, the verl and TRL logs);
-* `report(state, context, drawn)`: after each draw, its pass-rate estimate of every prompt as it stood at the draw,
-  what that estimate is, the band it aims at, and its own figures about the draw (a `Report`). The savings readout
-  (`gaincurate.schedule.readout`), status, the plot, TRL's logs and the bench read nothing else of a strategy;
-  `draws` says in a line how it draws its epochs, for `schedule status`.
-
-Filters (`--band`, `--skip-zero-variance`) are `Filter`s (`gaincurate.schedule.strategies.filters`,
-`registry.FILTERS`): steps over a base strategy's draw, not strategies, built only over a base whose declarations
-they need (`ordered`, ...).
-
-`uniform` ranks in dataset order and draws uniformly (plain GRPO's sampling). The draw without replacement
-uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k largest. That is exactly
-successive sampling without replacement with probability proportional to the weights, and working with
-log-weights means positions far from the mode never underflow to probability zero.
+The draw without replacement uses Gumbel-top-k: add independent Gumbel noise to each log-weight and keep the k
+largest. That is exactly successive sampling without replacement with probability proportional to the weights, and
+working with log-weights means positions far from the mode never underflow to probability zero.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -106,6 +86,7 @@ class RankingContext:
     gc_ids: np.ndarray
     scores: np.ndarray
     subset_size: int
+    policy: Any = None  # the current policy's screener (`Metered`), for a strategy that needs `POLICY`
 
     @property
     def n_prompts(self) -> int:
@@ -114,10 +95,21 @@ class RankingContext:
 
 @dataclass(frozen=True)
 class Selection:
-    """An epoch's rank positions plus JSON-ready numbers about how they were drawn (skips, posteriors)."""
+    """An epoch's rank positions plus JSON-ready numbers about how they were drawn (skips, posteriors), and the
+    strategy's pass-rate estimate at each rank position as it stood at the draw (None: it keeps none)."""
 
     positions: np.ndarray
-    info: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    estimates: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Priority:
+    """Every rank position, the one a strategy wants most first, and its pass-rate estimate at each position
+    (None: it keeps none). The scheduler keeps the first `subset_size`, after any filter's step over it."""
+
+    order: np.ndarray
+    estimates: np.ndarray | None = None
 
 
 NO_ESTIMATE = "no pass-rate estimate"
@@ -149,14 +141,42 @@ def target_band(target: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Fresh:
-    """The model's signal after an epoch, for `Strategy.update`: a mean angle score given in process (`ang`), or
-    fresh scores of some prompts from the newest model (`gc_ids`, `scores`), or that model's log-probability of
-    their reference answers (`gc_ids`, `likelihood`: a strategy that needs `LIKELIHOOD`); any may be absent."""
+    """What the newest model said after an epoch, for `Strategy.observe`: a mean angle score given in process
+    (`ang`), fresh scores of some prompts (`gc_ids`, `scores`), its log-probability of their reference answers
+    (`gc_ids`, `likelihood`: a strategy that needs `LIKELIHOOD`), the rollouts of a fresh reference set
+    (`reference`: {gc_id: (sum of correctness, rollouts)}, asked by `Wants.reference`), and the policy itself
+    (`policy`: its screener, for a strategy that needs `POLICY`); any may be absent."""
 
     ang: float | None = None
     gc_ids: np.ndarray | None = None
     scores: np.ndarray | None = None
     likelihood: np.ndarray | None = None
+    reference: dict[int, tuple[float, int]] | None = None
+    policy: Any = None
+
+
+NOTHING_FRESH = Fresh()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What `Strategy.observe` made of an epoch, when it is more than the memory: the memory, the numbers the
+    epoch's history line keeps about it (gain: mu, ang, delta), and a new ranking with its scores (None: kept)."""
+
+    memory: dict[str, Any] | None
+    numbers: dict[str, Any] = field(default_factory=dict)
+    ranking: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What a strategy asks of the newest model after the current epoch: fresh scores or answer likelihoods (as
+    `about.needs` says) of `rescore`'s gc_ids (ascending; None: none), and `reference` prompts of a fresh reference
+    set to roll (0: none)."""
+
+    rescore: np.ndarray | None = None
+    reference: int = 0
 
 
 @dataclass
@@ -168,116 +188,110 @@ class Spent:
     seconds: float = 0.0
 
 
+class Metered:
+    """A screener (the policy that rolls candidates) that counts what it has cost (`spent`): every rollout and
+    token it made, and the seconds it took, charged whether or not its candidates were kept."""
+
+    def __init__(self, screener: Callable[..., Any]) -> None:
+        self.screener = screener
+        self.spent = Spent()
+
+    def __call__(self, gc_ids: np.ndarray, epoch: int, rollouts: int) -> Any:
+        started = time.perf_counter()
+        screening = self.screener(gc_ids, epoch, rollouts)
+        self.spent.seconds += time.perf_counter() - started
+        self.spent.rollouts += int(np.sum(screening.counts))
+        self.spent.tokens += int(screening.tokens)
+        return screening
+
+
+@dataclass(frozen=True)
+class About:
+    """What a strategy declares of itself (`Strategy.about`), as data: docs/strategies.md's second table says what
+    each field is for. `build` may narrow it for a run (`dataclasses.replace`): gain without rescoring needs no fresh
+    scores, and says the sizes it resolved for the pool (`settings`) and how its angle term is fed (`notes`)."""
+
+    options: type[Options] = Options
+    summary: str = ""
+    draws: str = ""
+    needs: frozenset[str] = frozenset()
+    columns: tuple[Column, ...] = DEFAULT_COLUMNS
+    update_words: Callable[[dict[str, Any]], str] | None = None
+    draw_words: Callable[[dict[str, Any]], str] | None = None
+    ordered: bool = True
+    estimates: bool = False
+    keeps_zero_variance: bool = True
+    own_band: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    answer_template: str = "{answer}"
+    reuses_pilots: bool = False
+
+
 class Strategy:
-    """A curriculum strategy: every hook the scheduler calls, with its default. Subclass it and override."""
+    """A curriculum strategy: the eight members below, each with its default. Subclass it and override."""
 
     name: ClassVar[str]
-    options_class: ClassVar[type[Options]] = Options  # its settings; `Options` itself: none
-    summary: ClassVar[str] = ""  # one line for `--strategy`'s help
-    needs: ClassVar[frozenset[str]] = frozenset()
-    ordered: ClassVar[bool] = True  # `priority` orders every prompt, so a filter can walk past skipped ones
-    pass_rate_estimates: ClassVar[bool] = False  # `band_estimates` gives a pass rate per prompt: `--band` applies
-    keeps_zero_variance: ClassVar[bool] = True  # False: it drops zero-variance prompts itself (no --skip-zero-variance)
-    own_band: ClassVar[bool] = False  # it applies `--band` itself (`StrategyInputs.band`), not through the band filter
-    draws: ClassVar[str] = ""  # how it draws its epochs, in a line, for `schedule status`
-    columns: ClassVar[tuple[Column, ...]] = DEFAULT_COLUMNS  # its numbers per epoch: status, plot, logs
-
-    @classmethod
-    def update_words(cls, record: dict[str, Any]) -> str:
-        """What its update did in an epoch (a history line), as the end of a sentence; '' when it says nothing."""
-        return ""
-
-    @classmethod
-    def draw_words(cls, draw: dict[str, Any]) -> str:
-        """How it drew an epoch, from its `draw_info` numbers: "by uniform", "by mine (temperature 0.5)"."""
-        words = figure_words(cls.columns, draw)
-        return f"by {cls.name}" + (f" ({words})" if words else "")
+    about: About = About()  # what it declares of itself; `build` may narrow it for a run
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> Strategy:
         """The strategy for a run; the default takes no inputs and no options."""
         return cls()
 
-    def rank(self, prompts: PromptSet) -> np.ndarray:
-        """Indices into `prompts` (row order) giving rank positions 0..N-1; default: dataset (gc_id) order."""
-        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64)
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Its ranking (indices into `prompts`, row order, giving rank positions 0..N-1; default: dataset order)
+        and its memory before epoch 0 (JSON-ready; default: None, it keeps none)."""
+        return np.argsort(prompts.gc_ids, kind="stable").astype(np.int64), None
 
-    def initial_memory(self) -> dict[str, Any] | None:
-        """The strategy's state before epoch 0 (JSON-ready), or None when it keeps none."""
-        return None
+    def choose(
+        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator
+    ) -> np.ndarray | Priority | Selection:
+        """The epoch's draw: every rank position, most wanted first (`about.ordered`), or a `Selection` of
+        `context.subset_size` positions, unique and ascending."""
+        raise NotImplementedError(f"the {self.name} strategy does not say how it chooses")
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        """Every rank position, the one it wants most first (strategies that declare `ordered`)."""
-        raise NotImplementedError(f"the {self.name} strategy has no priority order")
-
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray | Selection:
-        """The epoch's rank positions, `context.subset_size` of them, unique and ascending."""
-        positions = first_positions(self.priority(state, context, rng), context.subset_size)
-        info = self.describe(state, context, positions)
-        return Selection(positions, info) if info else positions
-
-    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
-        """JSON-ready numbers about a draw, for the epoch's history line (default: none)."""
-        return {}
-
-    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
-        """A pass-rate estimate at each rank position (declared by `pass_rate_estimates`); None: none yet."""
-        return None
-
-    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
-        """Its estimates of the whole pool at the draw of `drawn`, and its figures about it (default: the band
-        estimates of a strategy that declares `pass_rate_estimates`, none otherwise; the draw's own numbers)."""
-        if not self.pass_rate_estimates:
-            return Report(None, NO_ESTIMATE, None, drawn.info)
-        estimates = self.band_estimates(state, context)
-        return Report(estimates, "pass-rate estimate" if estimates is not None else "no estimate yet", None, drawn.info)
-
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any] | None:
-        """The memory after epoch `state.epoch`'s feedback (default: unchanged)."""
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> Any:
+        """The memory after epoch `state.epoch`'s feedback and `fresh` (a dict, None, or an `Observed`);
+        default: unchanged."""
         return state.memory
 
-    def measure(
-        self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int
-    ) -> dict[str, Any] | None:
-        """The memory with extra measurements (a fresh reference set) folded in."""
-        raise ValueError(f"the {self.name} strategy keeps no pass rates for a fresh reference set")
+    def wants(self, state: ScheduleState) -> Wants:
+        """What it asks of the newest model after the current epoch (default: nothing)."""
+        return Wants()
 
-    def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
-    ) -> tuple[ScheduleState, dict[str, Any]]:
-        """`following` (the state that draws the next epoch) moved by the model's fresh signal, and the numbers
-        the epoch's history line keeps about it (default: unchanged, nothing)."""
-        return following, {}
+    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+        """Its estimates of the whole pool at the draw of `drawn`, and its figures about it (default: the draw's
+        estimates when it declares `about.estimates`, none otherwise; the draw's own numbers)."""
+        if not self.about.estimates:
+            return Report(None, NO_ESTIMATE, None, drawn.info)
+        estimates = drawn.estimates
+        return Report(estimates, "pass-rate estimate" if estimates is not None else "no estimate yet", None, drawn.info)
 
-    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
-        """gc_ids (ascending) whose fresh scores it wants after the current epoch; None: none."""
-        return None
 
-    def reference_due(self, state: ScheduleState) -> int:
-        """Prompts of a fresh reference set to roll with the newest checkpoint after the current epoch (0: none)."""
-        return 0
+def observed(result: Any) -> Observed:
+    """What `Strategy.observe` returned, as an `Observed` (a bare memory keeps the ranking and adds no numbers)."""
+    return result if isinstance(result, Observed) else Observed(result)
 
-    def draw_info(self, state: ScheduleState) -> dict[str, Any]:
-        """Numbers about the draw of `state`'s epoch that its epoch file keeps in its metadata (default: its
-        `columns` declared `drawn`, as its memory keeps them)."""
-        return drawn_figures(self.columns, state.memory)
 
-    def settings(self, n_prompts: int) -> dict[str, Any]:
-        """The strategy's settings resolved for `n_prompts` prompts, for `schedule init` to show."""
-        return {}
+def draw_info(strategy: Strategy | type[Strategy], memory: dict[str, Any] | None) -> dict[str, Any]:
+    """The numbers about a draw its epoch file keeps in its metadata: its `columns` declared `drawn`, as the
+    strategy's memory keeps them (gain: mu)."""
+    return drawn_figures(strategy.about.columns, memory)
 
-    def notes(self) -> list[str]:
-        """Lines `schedule init` prints about how this run will behave (default: none)."""
-        return []
 
-    def use_screener(self, screener: Any) -> None:
-        """Measure candidates with this policy before each draw (strategies that need `POLICY`)."""
-        raise ValueError(f"the {self.name} strategy does not screen with the policy")
+def update_words(strategy: Strategy | type[Strategy], record: dict[str, Any]) -> str:
+    """What a strategy's update did in an epoch (a history line), as the end of a sentence; '' when it says nothing."""
+    words = strategy.about.update_words
+    return words(record) if words is not None else ""
 
-    @property
-    def spent(self) -> Spent:
-        """What its own measurements have cost so far (default: nothing)."""
-        return Spent()
+
+def draw_words(strategy: Strategy | type[Strategy], draw: dict[str, Any]) -> str:
+    """How a strategy drew an epoch, from its drawn numbers: "by uniform", "by mine (temperature 0.5)"."""
+    if strategy.about.draw_words is not None:
+        return strategy.about.draw_words(draw)
+    words = figure_words(strategy.about.columns, draw)
+    return f"by {strategy.name}" + (f" ({words})" if words else "")
 
 
 def gaussian_log_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:

@@ -29,7 +29,7 @@ dataset order: the positions an epoch draws are its gc_ids in ascending order, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,12 +45,18 @@ from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, text, whole
 from gaincurate.schedule.strategies.base import (
     EMBEDDINGS,
+    NOTHING_FRESH,
     ROLLOUTS,
+    About,
+    Fresh,
+    Priority,
+    PromptSet,
     RankingContext,
     Report,
     Selection,
     Strategy,
     StrategyInputs,
+    Wants,
     draw_order,
     target_band,
 )
@@ -117,16 +123,18 @@ class DotsStrategy(Strategy):
     """Pick prompts whose (measured or predicted) pass rate is near the target."""
 
     name = "dots"
-    options_class = DotsOptions
-    summary = (
-        "pass rate near --target, predicted by attention over embeddings (0.54x uniform's rollouts on cpu-arith, "
-        "0.76x on cpu-mult; probe does better with the same inputs)"
-    )
-    needs = frozenset({EMBEDDINGS, ROLLOUTS})
-    pass_rate_estimates = True
-    draws = (
-        "epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, "
-        "each prompt's estimated from its own rollouts and its embedding neighbours'"
+    about = About(
+        options=DotsOptions,
+        summary=(
+            "pass rate near --target, predicted by attention over embeddings (0.54x uniform's rollouts on "
+            "cpu-arith, 0.76x on cpu-mult; probe does better with the same inputs)"
+        ),
+        draws=(
+            "epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, "
+            "each prompt's estimated from its own rollouts and its embedding neighbours'"
+        ),
+        needs=frozenset({EMBEDDINGS, ROLLOUTS}),
+        estimates=True,
     )
 
     def __init__(
@@ -193,25 +201,30 @@ class DotsStrategy(Strategy):
         strategy.reference_size = min(options.reference_size or inputs.subset_size, len(inputs.prompts))
         return strategy
 
-    def reference_due(self, state: ScheduleState) -> int:
+    def wants(self, state: ScheduleState) -> Wants:
         """After epochs K-1, 2K-1, ...: a fresh reference set of M prompts (`--reference-every K`)."""
         every = self.reference_every
-        return self.reference_size if every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0 else 0
+        due = every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0
+        return Wants(reference=self.reference_size if due else 0)
 
-    def initial_memory(self) -> dict[str, Any]:
-        return {"pass_rates": self.reference.to_json()}
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return Strategy.start(self, prompts)[0], {"pass_rates": self.reference.to_json()}
 
     def measured(self, state: ScheduleState) -> PassRates:
         memory = state.memory or {}
         return PassRates.from_json(memory["pass_rates"]) if "pass_rates" in memory else PassRates.empty()
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        """The memory after epoch `state.epoch`'s feedback: its per-prompt rewards added to the reference set."""
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+        """The memory after epoch `state.epoch`'s feedback: its per-prompt rewards added to the reference set, then
+        a fresh reference set's rollouts after it (`fresh.reference`), measured at the same time."""
         if feedback.per_prompt is None:
             raise ValueError(
                 "the dots strategy needs per-rollout feedback ({'gc_id', 'reward'} records), not a bare accuracy"
             )
-        return self.measure(state, feedback.per_prompt, time=state.epoch)
+        memory = self.measure(state, feedback.per_prompt, time=state.epoch)
+        if fresh.reference is not None:
+            memory = self.measure(replace(state, memory=memory), fresh.reference, time=state.epoch)
+        return memory
 
     def measure(self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int) -> dict[str, Any]:
         """The memory with extra measurements at `time` (a fresh reference set) added to the reference set."""
@@ -244,23 +257,17 @@ class DotsStrategy(Strategy):
         estimates = self.estimates(state)
         return None if estimates is None else estimates.estimate
 
-    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
-        """p_q at each rank position, for `--band` (None before any measurement)."""
-        predicted = self.pass_rates(state)
-        return None if predicted is None else predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
-
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         """p_q of every prompt at the draw: its aged measurement blended with its neighbours' prediction."""
-        estimates = self.band_estimates(state, context)
+        estimates = drawn.estimates
         source = "no estimate yet: nothing measured" if estimates is None else "estimated pass rate (dots)"
         return Report(estimates, source, target_band(self.target), drawn.info)
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped)."""
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
+        """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped), with p_q
+        at each (None before any measurement)."""
         predicted = self.pass_rates(state)
         if predicted is None:
-            log_weights = np.zeros(context.n_prompts)
-        else:
-            rows = np.searchsorted(self.gc_ids, context.gc_ids)
-            log_weights = selection_log_weights(predicted[rows], target=self.target, tau=self.tau)
-        return draw_order(log_weights, rng)
+            return Priority(draw_order(np.zeros(context.n_prompts), rng))
+        at = predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
+        return Priority(draw_order(selection_log_weights(at, target=self.target, tau=self.tau), rng), at)

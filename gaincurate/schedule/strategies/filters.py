@@ -1,7 +1,7 @@
 """Filters: steps over a base strategy's draw (`--band`, `--skip-zero-variance`), and the draw through them.
 
-A filter is not a strategy and answers for none of a strategy's hooks; the scheduler (`gaincurate.schedule.core`)
-asks the base strategy for everything and passes its draw through the run's filters (`filtered_select`), its
+A filter is not a strategy and answers for none of a strategy's members; the scheduler (`gaincurate.schedule.core`)
+asks the base strategy for everything and passes its draw through the run's filters (`chosen_through`), its
 memory through their `initial_memory` and `observe`, its report through their `aim`.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 from gaincurate import errors
 from gaincurate.schedule.options import Options
 from gaincurate.schedule.strategies.base import (
+    Priority,
     RankingContext,
     Report,
     Selection,
@@ -35,26 +36,25 @@ class Filter:
     changes the draw (`filtered_select`) and keeps a memory of its own beside the base's. Its steps, each changing
     nothing by default:
 
-    * `reorder(order, estimates)`: the base's priority order, reordered (band: the prompts inside it first);
+    * `reorder(order, estimates)`: the base's `Priority` order, reordered (band: the prompts inside it first);
     * `walk(state, context, rng, order)`: the epoch's positions from that order, with its figures about them
       (zero variance: walking past skipped prompts); None: the first `subset_size`;
     * `describe(info, context, positions, estimates, outermost)`: its numbers about the draw in the history line,
-      added to the base's;
+      beside the base's (`Strategy.report`);
     * `aim(report)`: the base's report as the readout should read it (band: aiming at the band);
     * `initial_memory(memory)` / `observe(state, feedback, memory)`: the memory with its own keys beside the base's.
 
     What it declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
     `pair_form`, how the command line spells that value (an `LO,HI` pair; None: a switch, on or off); its own
-    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help;
-    `reads_estimates`, whether its steps read the base's `band_estimates`; and which strategies it goes over
-    (`applies_to`; `refusal(strategy, usable)`, the one-line error for the others).
+    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help; and
+    which strategies it goes over (`applies_to`, from their `about`; `refusal(strategy, usable)`, the one-line error
+    for the others).
     """
 
     setting: ClassVar[str]
     pair_form: ClassVar[str | None] = None
     options_class: ClassVar[type[Options]] = Options
     summary: ClassVar[str] = ""
-    reads_estimates: ClassVar[bool] = False
 
     @classmethod
     def configure(cls, value: Any, settings: dict[str, Any]) -> Any:
@@ -115,20 +115,24 @@ class Filter:
         return memory
 
 
-def filtered_select(
+def chosen_through(
     base: Strategy, filters: tuple[Filter, ...], state: ScheduleState, context: RankingContext, rng: np.random.Generator
 ) -> Selection:
-    """The draw of `base` through `filters`: its priority order, reordered by each filter in turn, walked by the last
-    that walks (or its first `subset_size`), and described by the base and then by each filter."""
-    order = base.priority(state, context, rng)
-    estimates = base.band_estimates(state, context) if any(f.reads_estimates for f in filters) else None
+    """The draw of `base` (`Strategy.choose`) through `filters`: its priority order, reordered by each filter in
+    turn, walked by the last that walks (or its first `subset_size`), and described by each filter."""
+    chosen = base.choose(state, context, rng)
+    if isinstance(chosen, Selection):  # a strategy that selects itself takes no filter (`registry.check_filters`)
+        assert not filters, f"the {base.name} strategy selects its epochs itself, so no filter goes over it"
+        return chosen
+    priority = chosen if isinstance(chosen, Priority) else Priority(np.asarray(chosen, dtype=np.int64))
+    order, estimates = priority.order, priority.estimates
     for step in filters:
         order = step.reorder(order, estimates)
     walked = None
     for step in filters:
         walked = step.walk(state, context, rng, order) or walked
     positions = first_positions(order, context.subset_size) if walked is None else walked.positions
-    info = base.describe(state, context, positions)
+    info: dict[str, Any] = {}
     for number, step in enumerate(filters):
         info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    return Selection(positions, info | (walked.info if walked is not None else {}))
+    return Selection(positions, info | (walked.info if walked is not None else {}), estimates)

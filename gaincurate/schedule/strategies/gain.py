@@ -41,18 +41,31 @@ from gaincurate.schedule import sizes
 from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
 from gaincurate.schedule.strategies.base import (
     FRESH_SCORES,
+    NOTHING_FRESH,
     SCORES,
+    About,
     Fresh,
+    Observed,
     PromptSet,
     RankingContext,
     Strategy,
     StrategyInputs,
+    Wants,
     draw_order,
     gaussian_log_weights,
     rank_by_score,
 )
 from gaincurate.schedule.strategies.gain_direction import orient
-from gaincurate.schedule.strategies.gain_update import MU_COLUMNS, angle_signal, mu_delta, mu_drawn, mu_moved, next_mu
+from gaincurate.schedule.strategies.gain_update import (
+    MU_COLUMNS,
+    angle_signal,
+    angle_source_note,
+    mu_delta,
+    mu_drawn,
+    mu_moved,
+    next_mu,
+    positions_of,
+)
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -199,22 +212,30 @@ class LengthStrategy(Strategy):
     """The GAIN-RL schedule over a shortest-question-first ranking (the length confound baseline)."""
 
     name = "length"
-    options_class = LengthOptions
-    draws = "a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy"
-    summary = "gain's schedule over a shortest-question-first ranking (the length confound)"
-    needs = frozenset({SCORES, FRESH_SCORES})
-    columns = MU_COLUMNS  # mu (drawn, so `draw_info` gives it), acc, ang, delta, mu next
-    update_words = staticmethod(mu_moved)
-    draw_words = staticmethod(mu_drawn)
+    about = About(
+        options=LengthOptions,
+        summary="gain's schedule over a shortest-question-first ranking (the length confound)",
+        draws="a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy",
+        needs=frozenset({SCORES, FRESH_SCORES}),
+        columns=MU_COLUMNS,  # mu (drawn, so the epoch file keeps it), acc, ang, delta, mu next
+        update_words=mu_moved,
+        draw_words=mu_drawn,
+    )
 
     def __init__(
         self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None
     ) -> None:
         """`n_prompts` resolves the sizes given as shares of N (and the defaults); `prompts` allows a re-rank."""
-        options = options if options is not None else self.options_class()
+        options = options if options is not None else self.about.options()
         self.options = options
         self.sizes = resolve_sizes(options, n_prompts)
-        self.needs = frozenset({SCORES}) if options.rescore == "none" else frozenset({SCORES, FRESH_SCORES})
+        resolved = {k: v for k, v in vars(self.sizes).items() if k != "n_prompts"}
+        self.about = replace(
+            self.about,
+            needs=self.about.needs - ({FRESH_SCORES} if options.rescore == "none" else set()),
+            settings={**options.to_dict(), **resolved},
+            notes=(angle_source_note(options),),
+        )
         self.prompts = prompts  # for a re-rank from fresh scores (`--rescore full`)
 
     @classmethod
@@ -222,38 +243,35 @@ class LengthStrategy(Strategy):
         assert isinstance(options, LengthOptions)
         return cls(options, len(inputs.prompts), inputs.prompts)
 
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.rank(prompts), {"mu": 0.0}
+
     def rank(self, prompts: PromptSet) -> np.ndarray:
         return np.lexsort((prompts.gc_ids, prompts.question_tokens)).astype(np.int64)
-
-    def initial_memory(self) -> dict[str, Any]:
-        return {"mu": 0.0}
 
     @staticmethod
     def mu(state: ScheduleState) -> float:
         return float((state.memory or {})["mu"])
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         return draw_order(gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
 
-    def settings(self, n_prompts: int) -> dict[str, Any]:
-        resolved = resolve_sizes(self.options, n_prompts)
-        return {**self.options.to_dict(), **{k: v for k, v in vars(resolved).items() if k != "n_prompts"}}
-
-    def notes(self) -> list[str]:
-        return [angle_source_note(self.options)]
-
-    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+    def wants(self, state: ScheduleState) -> Wants:
         options = self.options
         if options.rescore == "none" or state.epoch < 0 or (state.epoch + 1) % options.rescore_every:
-            return None
+            return Wants()
         if options.rescore == "full":
-            return np.sort(state.ranking)
+            return Wants(np.sort(state.ranking))
         positions = state.positions
         if options.rescore == "window":
             reach, mu = WINDOW_SIGMAS * self.sizes.sigma, self.mu(state)
             low, high = max(0, math.ceil(mu - reach)), min(len(state.ranking) - 1, math.floor(mu + reach))
             positions = np.union1d(positions, np.arange(low, high + 1))
-        return np.sort(state.ranking[positions])
+        return Wants(np.sort(state.ranking[positions]))
+
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> Observed:
+        following, numbers = self.update(state, replace(state, epoch=state.epoch + 1), feedback, fresh)
+        return Observed(following.memory, numbers, following.ranking, following.scores)
 
     def update(
         self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
@@ -262,7 +280,7 @@ class LengthStrategy(Strategy):
         scores, refreshed = state.scores, np.zeros(len(state.scores), dtype=bool)
         if fresh.gc_ids is not None:
             scores = scores.copy()
-            positions = _positions_of(state.ranking, fresh.gc_ids)
+            positions = positions_of(state.ranking, fresh.gc_ids)
             scores[positions] = np.asarray(fresh.scores, dtype=np.float64)
             refreshed[positions] = True
         ang, source, signal = self._angle(state, fresh, scores, refreshed)
@@ -336,12 +354,15 @@ class GainStrategy(LengthStrategy):
     """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu."""
 
     name = "gain"
-    options_class = GainOptions
-    draws = (
-        "a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's "
-        "accuracy and angle; it keeps no pass-rate estimate"
+    about = replace(
+        LengthStrategy.about,
+        options=GainOptions,
+        summary="GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)",
+        draws=(
+            "a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's "
+            "accuracy and angle; it keeps no pass-rate estimate"
+        ),
     )
-    summary = "GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)"
 
     def __init__(
         self, options: GainOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None, seed: int = 0
@@ -373,27 +394,3 @@ class GainStrategy(LengthStrategy):
             if decision is not None:
                 record["direction"] = decision
         return following, record
-
-
-def _positions_of(ranking: np.ndarray, gc_ids: np.ndarray) -> np.ndarray:
-    """The rank positions of `gc_ids`; an id outside the ranking is refused."""
-    gc_ids = np.asarray(gc_ids, dtype=np.int64)
-    order = np.argsort(ranking, kind="stable")
-    sorted_ids = ranking[order]
-    found = np.clip(np.searchsorted(sorted_ids, gc_ids), 0, len(sorted_ids) - 1)
-    unknown = gc_ids[sorted_ids[found] != gc_ids]
-    if len(unknown):
-        raise ValueError(f"re-scored gc_id {int(unknown[0])} is not in the prompt set")
-    return order[found]
-
-
-def angle_source_note(options: LengthOptions) -> str:
-    """One line on where the angle term comes from, for `schedule init` to print."""
-    if options.rescore == "none":
-        return "--rescore none: the angle term is off, and mu moves by accuracy alone"
-    every = "each epoch" if options.rescore_every == 1 else f"every {options.rescore_every} epochs"
-    what = {"subset": "the epoch's prompts", "window": "mu ± 3 sigma", "full": "every prompt"}[options.rescore]
-    return (
-        f"ang: {what} re-scored with the newest checkpoint {every} (--rescore {options.rescore}); "
-        "an epoch without a checkpoint or fresh scores has no angle term"
-    )

@@ -13,13 +13,16 @@ signal 0 when no fresh score exists (`--rescore none`, or no checkpoint yet): st
 number per subset, not model signal. Pure functions of floats.
 
 `MU_COLUMNS`, `mu_moved` and `mu_drawn` are what gain and length declare about these numbers (their `columns`,
-`update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule next`'s line.
+`update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule next`'s line;
+`angle_source_note` is what `schedule init` says of the angle term, and `positions_of` finds fresh scores' positions.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 from gaincurate.schedule.figures import ACCURACY, Column
 
@@ -69,3 +72,27 @@ def mu_delta(
 def next_mu(mu: float, delta: float, n_prompts: int) -> float:
     """mu moved by delta, kept on the ranking [0, N - 1]."""
     return min(max(mu + delta, 0.0), float(n_prompts - 1))
+
+
+def angle_source_note(options: Any) -> str:
+    """One line on where the angle term comes from, for `schedule init` to print."""
+    if options.rescore == "none":
+        return "--rescore none: the angle term is off, and mu moves by accuracy alone"
+    every = "each epoch" if options.rescore_every == 1 else f"every {options.rescore_every} epochs"
+    what = {"subset": "the epoch's prompts", "window": "mu ± 3 sigma", "full": "every prompt"}[options.rescore]
+    return (
+        f"ang: {what} re-scored with the newest checkpoint {every} (--rescore {options.rescore}); "
+        "an epoch without a checkpoint or fresh scores has no angle term"
+    )
+
+
+def positions_of(ranking: np.ndarray, gc_ids: np.ndarray) -> np.ndarray:
+    """The rank positions of `gc_ids`; an id outside the ranking is refused."""
+    gc_ids = np.asarray(gc_ids, dtype=np.int64)
+    order = np.argsort(ranking, kind="stable")
+    sorted_ids = ranking[order]
+    found = np.clip(np.searchsorted(sorted_ids, gc_ids), 0, len(sorted_ids) - 1)
+    unknown = gc_ids[sorted_ids[found] != gc_ids]
+    if len(unknown):
+        raise ValueError(f"re-scored gc_id {int(unknown[0])} is not in the prompt set")
+    return order[found]

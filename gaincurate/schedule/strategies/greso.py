@@ -32,8 +32,18 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import RATE, Options, option
-from gaincurate.schedule.strategies.base import ROLLOUTS, RankingContext, Selection, Strategy, StrategyInputs
-from gaincurate.schedule.strategies.filters import Filter, filtered_select
+from gaincurate.schedule.strategies.base import (
+    NOTHING_FRESH,
+    ROLLOUTS,
+    About,
+    Fresh,
+    PromptSet,
+    RankingContext,
+    Selection,
+    Strategy,
+    StrategyInputs,
+)
+from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -111,12 +121,12 @@ class ZeroVarianceFilter(Filter):
 
     @classmethod
     def applies_to(cls, strategy: type[Strategy]) -> bool:
-        return strategy.keeps_zero_variance and strategy.ordered
+        return strategy.about.keeps_zero_variance and strategy.about.ordered
 
     @classmethod
     def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
-        if not strategy.keeps_zero_variance:
-            what = "skips" if strategy.ordered else "drops prompts its screening found all right or all wrong, as"
+        if not strategy.about.keeps_zero_variance:
+            what = "skips" if strategy.about.ordered else "drops prompts its screening found all right or all wrong, as"
             return (
                 f"{setting('strategy', strategy.name)} already {what} zero-variance prompts; drop "
                 f"{setting('skip_zero_variance')}"
@@ -129,7 +139,7 @@ class ZeroVarianceFilter(Filter):
 
     @classmethod
     def over(cls, base: Strategy, value: ZeroVarianceOptions, inputs: StrategyInputs) -> ZeroVarianceFilter:
-        if not base.ordered:
+        if not base.about.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
         return cls(base.name, inputs.prompts.gc_ids, value)
 
@@ -215,11 +225,13 @@ class GresoStrategy(Strategy):
     """GRESO on its own: the zero-variance filter over a uniformly random order (the released code's)."""
 
     name = "greso"
-    options_class = ZeroVarianceOptions
-    summary = "uniform, skipping prompts whose recent rollouts all agreed (GRESO)"
-    draws = "every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate"
-    needs = frozenset({ROLLOUTS})
-    keeps_zero_variance = False
+    about = About(
+        options=ZeroVarianceOptions,
+        summary="uniform, skipping prompts whose recent rollouts all agreed (GRESO)",
+        draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",
+        needs=frozenset({ROLLOUTS}),
+        keeps_zero_variance=False,
+    )
 
     def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:
         self.order, self.skipping = UniformStrategy(), ZeroVarianceFilter(self.name, gc_ids, options)
@@ -229,14 +241,12 @@ class GresoStrategy(Strategy):
         assert isinstance(options, ZeroVarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
 
-    def initial_memory(self) -> dict[str, Any]:
-        return self.skipping.initial_memory(self.order.initial_memory())
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        order, memory = self.order.start(prompts)
+        return order, self.skipping.initial_memory(memory)
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        return self.skipping.observe(state, feedback, self.order.observe(state, feedback))
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+        return self.skipping.observe(state, feedback, self.order.observe(state, feedback, fresh))
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return self.order.priority(state, context, rng)
-
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        return filtered_select(self.order, (self.skipping,), state, context, rng)
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        return chosen_through(self.order, (self.skipping,), state, context, rng)

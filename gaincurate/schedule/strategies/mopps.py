@@ -27,7 +27,12 @@ import numpy as np
 from gaincurate.errors import InputError
 from gaincurate.schedule.options import RATE, Options, option, positive_pair
 from gaincurate.schedule.strategies.base import (
+    NOTHING_FRESH,
     ROLLOUTS,
+    About,
+    Fresh,
+    Priority,
+    PromptSet,
     RankingContext,
     Report,
     Selection,
@@ -93,14 +98,18 @@ class MoppsStrategy(Strategy):
     """Select the prompts whose Thompson draw of the pass rate lies nearest the target."""
 
     name = "mopps"
-    options_class = MoppsOptions
-    summary = (
-        "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on cpu-arith, "
-        "1.05x on cpu-mult)"
+    about = About(
+        options=MoppsOptions,
+        summary=(
+            "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on "
+            "cpu-arith, 1.05x on cpu-mult)"
+        ),
+        draws=(
+            "epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson draw"
+        ),
+        needs=frozenset({ROLLOUTS}),
+        estimates=True,
     )
-    needs = frozenset({ROLLOUTS})
-    pass_rate_estimates = True
-    draws = "epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson draw"
 
     def __init__(
         self,
@@ -118,8 +127,8 @@ class MoppsStrategy(Strategy):
         assert isinstance(options, MoppsOptions)
         return cls(inputs.prompts.gc_ids, target=options.target, prior=options.prior, forget=options.forget)
 
-    def initial_memory(self) -> dict[str, Any]:
-        return {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return Strategy.start(self, prompts)[0], {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
 
     def posterior(self, state: ScheduleState) -> tuple[np.ndarray, np.ndarray]:
         """(alpha, beta) of every prompt in gc_id order; prompts never measured are at the prior."""
@@ -132,7 +141,7 @@ class MoppsStrategy(Strategy):
             beta[rows] = np.asarray(stored["beta"], dtype=np.float64)
         return alpha, beta
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: each prompt with rollouts gets its discounted update."""
         per_prompt = per_prompt_feedback(feedback, self.name)
         alpha, beta = self.posterior(state)
@@ -154,22 +163,19 @@ class MoppsStrategy(Strategy):
         """Index into gc_id order of each rank position."""
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray:
-        """The posterior mean at each rank position, for `--band` (the prior mean where never measured)."""
-        alpha, beta = self.posterior(state)
-        rows = self._rows(context)
-        return posterior_mean(alpha[rows], beta[rows])
-
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         """The posterior mean of every prompt at the draw (the prior mean where never measured)."""
-        return Report(self.band_estimates(state, context), "posterior mean", target_band(self.target), drawn.info)
+        figures = self.describe(state, context, drawn.positions) | drawn.info
+        return Report(drawn.estimates, "posterior mean", target_band(self.target), figures)
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        """Every rank position, nearest draw to the target first (ties by position)."""
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
+        """Every rank position, nearest draw to the target first (ties by position), with the posterior mean at
+        each (the prior mean where never measured)."""
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
         draws = rng.beta(alpha[rows], beta[rows])
-        return np.argsort(np.abs(draws - self.target), kind="stable").astype(np.int64)
+        order = np.argsort(np.abs(draws - self.target), kind="stable").astype(np.int64)
+        return Priority(order, posterior_mean(alpha[rows], beta[rows]))
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """Posterior mean and sd, averaged over the epoch's prompts, as the posterior stood when it was drawn."""

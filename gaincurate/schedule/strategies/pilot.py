@@ -22,14 +22,13 @@ in `select`, which cannot write the memory, so epoch 0's pilot chooses that epoc
 Cost. k x r rollouts per trained prompt, every one charged, kept or not: `spent` (the bench charges it) and the
 epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in `spent` only, so
 state.json stays byte-identical across runs. In TRL in process the committed prompts' pilot completions join their
-trained group (`reuses_pilots`; gaincurate/integrations/trl/reuse.py): the trainer rolls n - r fresh rollouts for
+trained group (`about.reuses_pilots`; gaincurate/integrations/trl/reuse.py): the trainer rolls n - r fresh rollouts for
 each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +38,13 @@ from gaincurate.errors import ConfigError
 from gaincurate.numerics import recorded
 from gaincurate.schedule.options import RATE, Options, is_number, option, positive_pair, whole
 from gaincurate.schedule.strategies.base import (
+    NOTHING_FRESH,
     POLICY,
     ROLLOUTS,
+    Fresh,
     RankingContext,
     Report,
     Selection,
-    Spent,
     StrategyInputs,
 )
 from gaincurate.schedule.strategies.mopps import (
@@ -136,16 +136,19 @@ class PilotStrategy(MoppsStrategy):
     """Pilot k x m candidates the posterior points at with r rollouts each; commit the m that can teach."""
 
     name = "pilot"
-    options_class = PilotOptions
-    summary = "candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed"
-    needs = frozenset({POLICY, ROLLOUTS})
-    ordered = False
-    keeps_zero_variance = False
-    own_band = True
-    reuses_pilots = True  # the TRL adapter trains committed prompts on their pilot completions (trl_reuse.py)
-    draws = (
-        "candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the current "
-        "policy, the ones in the band committed; the pilots feed the posterior"
+    about = replace(
+        MoppsStrategy.about,
+        options=PilotOptions,
+        summary="candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed",
+        draws=(
+            "candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the "
+            "current policy, the ones in the band committed; the pilots feed the posterior"
+        ),
+        needs=frozenset({POLICY, ROLLOUTS}),
+        ordered=False,
+        keeps_zero_variance=False,
+        own_band=True,
+        reuses_pilots=True,  # the TRL adapter trains committed prompts on their pilot completions (trl_reuse.py)
     )
 
     def __init__(
@@ -153,8 +156,6 @@ class PilotStrategy(MoppsStrategy):
     ) -> None:
         super().__init__(gc_ids, target=options.target, prior=options.prior, forget=options.forget)
         self.factor, self.rollouts, self.seed, self.band = options.pilot_factor, options.pilot_rollouts, seed, band
-        self.screener: Screener | None = None  # set by the integration that holds the policy (`use_screener`)
-        self._spent = Spent()
         self._drawn: tuple[int, np.ndarray, np.ndarray] | None = None  # the last draw's (epoch, positions, rates)
 
     @classmethod
@@ -162,16 +163,12 @@ class PilotStrategy(MoppsStrategy):
         assert isinstance(options, PilotOptions)
         return cls(inputs.prompts.gc_ids, options, seed=inputs.seed, band=inputs.band)
 
-    def use_screener(self, screener: Screener) -> None:
-        self.screener = screener
-
-    @property
-    def spent(self) -> Spent:
-        return self._spent
-
-    def pilot(self, alpha: np.ndarray, beta: np.ndarray, epoch: int, subset_size: int) -> Pilot:
-        """Draw epoch `epoch`'s candidates by the posterior (alpha, beta in gc_id order) and roll each r times."""
-        if self.screener is None:
+    def pilot(
+        self, alpha: np.ndarray, beta: np.ndarray, epoch: int, subset_size: int, screener: Screener | None
+    ) -> Pilot:
+        """Draw epoch `epoch`'s candidates by the posterior (alpha, beta in gc_id order) and roll each r times with
+        the current policy (`screener`, which the scheduler holds and meters)."""
+        if screener is None:
             raise ConfigError(
                 "the pilot strategy measures candidates with the current policy, and no model was given to pilot "
                 "with; drive it through `gaincurate schedule`, GainCurriculum or the verl sampler"
@@ -179,14 +176,10 @@ class PilotStrategy(MoppsStrategy):
         count = min(math.ceil(self.factor * subset_size), len(self.gc_ids))
         rng = np.random.default_rng([self.seed, epoch, CANDIDATE_STREAM])
         rows = thompson_candidates(alpha, beta, count, self.target, rng)
-        started = time.perf_counter()
-        screening = self.screener(self.gc_ids[rows], int(epoch), self.rollouts)
-        self._spent.seconds += time.perf_counter() - started
+        screening = screener(self.gc_ids[rows], int(epoch), self.rollouts)
         if len(screening.sums) != len(rows):
             raise ValueError(f"the screener measured {len(screening.sums)} of {len(rows)} candidates")
         counts = np.asarray(screening.counts, dtype=np.int64)
-        self._spent.rollouts += int(counts.sum())
-        self._spent.tokens += int(screening.tokens)
         return Pilot(int(epoch), rows, np.asarray(screening.sums, dtype=np.float64), counts, int(screening.tokens))
 
     def _memory(self, state: ScheduleState, alpha: np.ndarray, beta: np.ndarray, measured: set[int]) -> dict:
@@ -206,8 +199,14 @@ class PilotStrategy(MoppsStrategy):
             return None
         return Pilot.from_json(data, self.gc_ids)
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
-        """Fold the epoch's feedback in; a prompt piloted for this epoch was discounted then, so not again."""
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+        """Fold the epoch's feedback in, then pilot the next epoch's candidates with the policy that trained this
+        one (`fresh.policy`) and keep what they measured."""
+        following = replace(state, epoch=state.epoch + 1, memory=self.fold_feedback(state, feedback))
+        return self._piloted(state, following, fresh.policy)
+
+    def fold_feedback(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+        """The memory with the epoch's feedback; a prompt piloted for this epoch was discounted then, so not again."""
         per_prompt = per_prompt_feedback(feedback, self.name)
         alpha, beta = self.posterior(state)
         measured = self._measured(state)
@@ -227,25 +226,21 @@ class PilotStrategy(MoppsStrategy):
             measured.update(int(i) for i in ids)
         return self._memory(state, alpha, beta, measured)
 
-    def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Any
-    ) -> tuple[ScheduleState, dict[str, Any]]:
-        """Pilot the next epoch's candidates with the policy that trained this one, and keep what they measured."""
+    def _piloted(self, state: ScheduleState, following: ScheduleState, screener: Screener | None) -> dict[str, Any]:
         alpha, beta = self.posterior(following)
         subset_size = len(state.positions)
-        pilot = self.pilot(alpha, beta, following.epoch, subset_size)
+        pilot = self.pilot(alpha, beta, following.epoch, subset_size, screener)
         alpha[pilot.rows], beta[pilot.rows] = update_posterior(
             alpha[pilot.rows], beta[pilot.rows], pilot.sums, pilot.counts, prior=self.prior, forget=self.forget
         )
         measured = self._measured(following) | {int(i) for i in self.gc_ids[pilot.rows]}
-        memory = {**self._memory(following, alpha, beta, measured), PILOT_KEY: pilot.to_json(self.gc_ids)}
-        return replace(following, memory=memory), {}
+        return {**self._memory(following, alpha, beta, measured), PILOT_KEY: pilot.to_json(self.gc_ids)}
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
         """Commit the m candidates of the epoch's pilot in the band nearest the target (epoch 0 pilots now)."""
         pilot = self._stored_pilot(state)
         if pilot is None:
-            pilot = self.pilot(*self.posterior(state), int(state.epoch), context.subset_size)
+            pilot = self.pilot(*self.posterior(state), int(state.epoch), context.subset_size, context.policy)
         rates = pilot.rates
         order = commit_order(rates, self.band, self.target)[: context.subset_size]
         position_of_row = np.empty(len(self.gc_ids), dtype=np.int64)
@@ -263,13 +258,14 @@ class PilotStrategy(MoppsStrategy):
             "chosen_pass_rate": recorded(float(rates[order].mean())) if len(order) else None,
             "posterior_mean": recorded(float(np.mean(posterior_mean(alpha[chosen], beta[chosen])))),
         }
-        return Selection(np.sort(candidates[order]).astype(np.int64), info)
+        rows = self._rows(context)
+        return Selection(np.sort(candidates[order]).astype(np.int64), info, posterior_mean(alpha[rows], beta[rows]))
 
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         """The posterior mean of every prompt at the draw, and the pilot's measured rate for the candidates."""
         # 0 < k/r < 1 is, for rates of r rollouts, the closed band [1/(2r), 1 - 1/(2r)].
         band = self.band if self.band is not None else (0.5 / self.rollouts, 1.0 - 0.5 / self.rollouts)
-        estimates = self.band_estimates(state, context)
+        estimates = np.array(drawn.estimates, dtype=np.float64)
         if self._drawn is not None and self._drawn[0] == state.epoch:
             estimates[self._drawn[1]] = self._drawn[2]
         source = f"pilot pass rate ({self.rollouts} rollouts) for the candidates, posterior mean for the rest"

@@ -57,7 +57,18 @@ from gaincurate.difficulty.reference import PassRates, embeddings_from_table
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies.base import EMBEDDINGS, ROLLOUTS, RankingContext, Report, Selection, Strategy
+from gaincurate.schedule.strategies.base import (
+    EMBEDDINGS,
+    NOTHING_FRESH,
+    ROLLOUTS,
+    About,
+    Fresh,
+    PromptSet,
+    RankingContext,
+    Report,
+    Selection,
+    Strategy,
+)
 from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 
 if TYPE_CHECKING:
@@ -251,12 +262,14 @@ class PredictStrategy(Strategy):
     """Draw the prompts most likely to give an informative group, by a predictor learned across prompts."""
 
     name = "predict"
-    options_class = PredictOptions
-    summary = "the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings"
-    needs = frozenset({EMBEDDINGS, ROLLOUTS})
-    draws = (
-        "epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward "
-        "variance, from its own groups and its embedding neighbours'"
+    about = About(
+        options=PredictOptions,
+        summary="the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings",
+        draws=(
+            "epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward "
+            "variance, from its own groups and its embedding neighbours'"
+        ),
+        needs=frozenset({EMBEDDINGS, ROLLOUTS}),
     )
 
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: PredictOptions) -> None:
@@ -275,17 +288,17 @@ class PredictStrategy(Strategy):
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
         return cls(prompts.gc_ids, prompts.embeddings, options)
 
-    def initial_memory(self) -> dict[str, Any]:
-        return Evidence.empty().to_memory()
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return Strategy.start(self, prompts)[0], Evidence.empty().to_memory()
 
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: one observation per trained group, older ones aged."""
         evidence = Evidence.from_memory(state.memory).add(feedback, self.name, time=state.epoch, options=self.options)
         return {**(state.memory or {}), **evidence.to_memory()}
 
     def prediction(self, state: ScheduleState) -> Prediction:
         """Every prompt's prediction (gc_id order) before drawing epoch `state.epoch`."""
-        if self._last is not None and self._last[0] is state:  # the same draw asks again (describe, report)
+        if self._last is not None and self._last[0] is state:  # the same draw asks again (report)
             return self._last[1]
         evidence = Evidence.from_memory(state.memory)
         now = state.epoch - 1  # the epoch whose feedback is the newest
@@ -298,7 +311,7 @@ class PredictStrategy(Strategy):
     def _rows(self, context: RankingContext) -> np.ndarray:
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position, the largest Thompson draw of the informative chance first, ties by a seeded draw."""
         prediction = self.prediction(state)
         rows = self._rows(context)
@@ -320,4 +333,5 @@ class PredictStrategy(Strategy):
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         """The kernel's pass-rate estimate of every prompt, for the readout; the informative figures in `drawn`."""
         estimates = self.prediction(state).pass_rate[self._rows(context)]
-        return Report(estimates, "pass rate by the predict kernel (it draws by informativeness)", None, drawn.info)
+        figures = self.describe(state, context, drawn.positions) | drawn.info
+        return Report(estimates, "pass rate by the predict kernel (it draws by informativeness)", None, figures)

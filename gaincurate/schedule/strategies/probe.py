@@ -44,11 +44,17 @@ from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
 from gaincurate.schedule.strategies.base import (
     EMBEDDINGS,
     LIKELIHOOD,
+    NOTHING_FRESH,
     ROLLOUTS,
+    About,
+    Fresh,
+    Priority,
+    PromptSet,
     RankingContext,
     Report,
     Selection,
     Strategy,
+    Wants,
     draw_order,
     target_band,
 )
@@ -62,6 +68,10 @@ if TYPE_CHECKING:
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every run of a pool sees the same features
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
+LIKELIHOOD_NOTE = (
+    "the answer's likelihood is measured after each epoch with the newest model (the live model, or --checkpoint); "
+    "until then, and for prompts never measured, the fit uses the embedding alone"
+)
 
 
 def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -231,24 +241,32 @@ class ProbeStrategy(Strategy):
     """Draw near a target pass rate, estimated by a ridge across prompts on embeddings and the answer's likelihood."""
 
     name = "probe"
-    options_class = ProbeOptions
-    summary = (
-        "pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's rollouts "
-        "on cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer (0.47x, 0.53x)"
-    )
-    needs = frozenset({EMBEDDINGS, ROLLOUTS})
-    pass_rate_estimates = True
-    draws = (
-        "epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
-        "embedding, and with --likelihood the policy's probability of each answer), plus a uniform slice"
+    about = About(
+        options=ProbeOptions,
+        summary=(
+            "pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's "
+            "rollouts on cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer "
+            "(0.47x, 0.53x)"
+        ),
+        draws=(
+            "epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
+            "embedding, and with --likelihood the policy's probability of each answer), plus a uniform slice"
+        ),
+        needs=frozenset({EMBEDDINGS, ROLLOUTS}),
+        estimates=True,
     )
 
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
         self.options = options
         self.features = standardised_features(embeddings, options.width)  # float32: width * 4 bytes per prompt
-        if options.likelihood:
-            self.needs = frozenset({EMBEDDINGS, ROLLOUTS, LIKELIHOOD})
+        self.about = replace(
+            self.about,
+            needs=self.about.needs | ({LIKELIHOOD} if options.likelihood else set()),
+            settings={"feature_columns": self.features.shape[1] + (2 if options.likelihood else 0)},
+            notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
+            answer_template=options.answer_template,
+        )
         self._last: tuple[ScheduleState, Estimate | None] | None = None
 
     @classmethod
@@ -265,50 +283,28 @@ class ProbeStrategy(Strategy):
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
 
-    @property
-    def answer_template(self) -> str:
-        """The completion whose likelihood is measured (`gaincurate.schedule.run.fresh`)."""
-        return self.options.answer_template
+    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return Strategy.start(self, prompts)[0], Measured(None).to_memory()
 
-    def initial_memory(self) -> dict[str, Any]:
-        return Measured(None).to_memory()
-
-    def settings(self, n_prompts: int) -> dict[str, Any]:
-        return {"feature_columns": self.features.shape[1] + (2 if self.options.likelihood else 0)}
-
-    def notes(self) -> list[str]:
-        if not self.options.likelihood:
-            return []
-        return [
-            "the answer's likelihood is measured after each epoch with the newest model (the live model, or "
-            "--checkpoint); until then, and for prompts never measured, the fit uses the embedding alone"
-        ]
-
-    def observe(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
+    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+        """The memory with the epoch's groups, and the answer likelihoods measured after it (the features of the
+        next draw)."""
         measured = Measured(state.memory)
         measured.add_groups(per_prompt_feedback(feedback, self.name), state.epoch)
+        if fresh.likelihood is not None and fresh.gc_ids is not None:
+            measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
-    def rescore_ids(self, state: ScheduleState) -> np.ndarray | None:
+    def wants(self, state: ScheduleState) -> Wants:
         """The prompts whose answer likelihood to measure after this epoch: those measured longest ago first."""
         if not self.options.likelihood:
-            return None
+            return Wants()
         measured = Measured(state.memory)
         last = np.full(len(self.gc_ids), -2, dtype=np.int64)
         known, rows = _lookup(measured.latest["gc_ids"], self.gc_ids)
         last[known] = measured.latest["epochs"][rows]
         chosen = np.lexsort((self.gc_ids, last))[: self.options.refresh]
-        return np.sort(self.gc_ids[chosen])
-
-    def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
-    ) -> tuple[ScheduleState, dict[str, Any]]:
-        """Keep the answer likelihoods measured after the epoch (the features of the next draw)."""
-        if fresh.likelihood is None or fresh.gc_ids is None:
-            return following, {}
-        measured = Measured(following.memory)
-        measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
-        return replace(following, memory=measured.to_memory()), {}
+        return Wants(np.sort(self.gc_ids[chosen]))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
@@ -355,16 +351,16 @@ class ProbeStrategy(Strategy):
     def _rows(self, context: RankingContext) -> np.ndarray:
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
         """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
         estimate = self.estimate(state)
         if estimate is None:
-            return draw_order(np.zeros(context.n_prompts), rng)
+            return Priority(draw_order(np.zeros(context.n_prompts), rng))
         rates = estimate.rates[self._rows(context)]
         aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
         order = draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
         first, rest = order[:aimed], order[aimed:]
-        return np.concatenate([first, rest[draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64)
+        return Priority(np.concatenate([first, rest[draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates)
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """How the fit went (the chosen penalty, whether at the grid's edge, the groups fitted) and the mean estimate
@@ -376,14 +372,11 @@ class ProbeStrategy(Strategy):
         mean = recorded(math.fsum(picked.tolist()) / len(picked)) if len(picked) else None
         return {**estimate.figures, "estimate_mean": mean}
 
-    def band_estimates(self, state: ScheduleState, context: RankingContext) -> np.ndarray | None:
-        estimate = self.estimate(state)
-        return None if estimate is None else estimate.rates[self._rows(context)]
-
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
-        estimates = self.band_estimates(state, context)
+        estimates = drawn.estimates
         source = "probe: ridge across prompts on the embedding" + (
             " and the policy's answer likelihood" if self.options.likelihood else ""
         )
+        figures = self.describe(state, context, drawn.positions) | drawn.info
         return Report(estimates, source if estimates is not None else "no estimate yet",
-                      target_band(self.options.target), drawn.info)  # fmt: skip
+                      target_band(self.options.target), figures)  # fmt: skip

@@ -70,7 +70,7 @@ def check_filters(config: Any) -> None:
 def how_it_draws(config: Any) -> str:
     """How a run's strategy draws its epochs, in words (`schedule status`), from the strategy's and filters' own."""
     cls = strategy_class(config.strategy)
-    text = cls.draws or cls.summary
+    text = cls.about.draws or cls.about.summary
     for name, filter_class in FILTERS.items():
         value = getattr(config, name)
         if value is not None and not filter_class.applied_by(cls):
@@ -96,5 +96,5 @@ def build_filters(config: Any, strategy: Strategy, inputs: StrategyInputs) -> tu
 def top_level(draw: dict[str, Any], *, uses: bool = False) -> dict[str, Any]:
     """gaincurate 0.x's JSON (`schedule status/next/run --json`): every number a registered strategy declares
     `top_level`, at the top, null where this run's strategy keeps none; `uses`: status's `uses_<key>` beside it."""
-    keys = dict.fromkeys(c.key for cls in STRATEGIES.values() for c in cls.columns if c.top_level)
+    keys = dict.fromkeys(c.key for cls in STRATEGIES.values() for c in cls.about.columns if c.top_level)
     return {key: draw.get(key) for key in keys} | ({f"uses_{key}": key in draw for key in keys} if uses else {})

@@ -30,10 +30,10 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.options import RATE, Options, option, whole
 from gaincurate.schedule.strategies.base import (
     POLICY,
+    About,
     RankingContext,
     Report,
     Selection,
-    Spent,
     Strategy,
     StrategyInputs,
     draw_order,
@@ -108,13 +108,17 @@ class ScreenStrategy(Strategy):
     """Screen k x m uniformly drawn candidates with r rollouts each; train on the m in the band nearest target."""
 
     name = "screen"
-    options_class = ScreenOptions
-    summary = "candidates measured with the current policy, kept in the band"
-    needs = frozenset({POLICY})
-    ordered = False
-    keeps_zero_variance = False
-    own_band = True
-    draws = "candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept"
+    about = About(
+        options=ScreenOptions,
+        summary="candidates measured with the current policy, kept in the band",
+        draws=(
+            "candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept"
+        ),
+        needs=frozenset({POLICY}),
+        ordered=False,
+        keeps_zero_variance=False,
+        own_band=True,
+    )
 
     def __init__(
         self,
@@ -123,11 +127,8 @@ class ScreenStrategy(Strategy):
         rollouts: int = SCREEN_ROLLOUTS,
         band: tuple[float, float] | None = None,
         target: float = 0.5,
-        screener: Screener | None = None,
     ) -> None:
         self.factor, self.rollouts, self.band, self.target = int(factor), int(rollouts), band, float(target)
-        self.screener = screener  # set by the integration that holds the policy (`use_screener`)
-        self._spent = Spent()
         self._measured: tuple[int, np.ndarray, np.ndarray] | None = None  # the last draw's (epoch, candidates, rates)
 
     @classmethod
@@ -136,13 +137,6 @@ class ScreenStrategy(Strategy):
         return cls(
             factor=options.screen_factor, rollouts=options.screen_rollouts, band=inputs.band, target=options.target
         )
-
-    def use_screener(self, screener: Screener) -> None:
-        self.screener = screener
-
-    @property
-    def spent(self) -> Spent:
-        return self._spent
 
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         """The screened candidates' measured pass rates (NaN for the prompts not screened), aiming at the band."""
@@ -158,8 +152,10 @@ class ScreenStrategy(Strategy):
         count = min(self.factor * context.subset_size, context.n_prompts)
         return draw_order(np.zeros(context.n_prompts), rng)[:count]
 
-    def select(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
-        if self.screener is None:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+        """The k x m candidates drawn uniformly, each measured with the current policy (`context.policy`, which the
+        scheduler holds and meters), the m in the band nearest the target kept."""
+        if context.policy is None:
             raise ConfigError(
                 "the screen strategy measures candidates with the current policy, and no model was given to "
                 "screen with; drive it through `gaincurate schedule`, GainCurriculum or the verl sampler"
@@ -167,7 +163,7 @@ class ScreenStrategy(Strategy):
         candidates = self.candidates(context, rng)
         ties = rng.random(len(candidates))  # drawn after the candidates, so they are the uniform draw's own
         started = time.perf_counter()
-        screening = self.screener(np.asarray(context.gc_ids)[candidates], int(state.epoch), self.rollouts)
+        screening = context.policy(np.asarray(context.gc_ids)[candidates], int(state.epoch), self.rollouts)
         seconds = time.perf_counter() - started
         rates = screening.rates
         if len(rates) != len(candidates):
@@ -175,9 +171,6 @@ class ScreenStrategy(Strategy):
         order = keep_order(rates, self.band, self.target, ties)[: context.subset_size]
         rollouts = int(np.sum(screening.counts))
         self._measured = (int(state.epoch), candidates, rates)
-        self._spent.rollouts += rollouts
-        self._spent.tokens += int(screening.tokens)
-        self._spent.seconds += seconds
         info: dict[str, Any] = {
             "screened": len(candidates),
             "screen_rollouts": rollouts,

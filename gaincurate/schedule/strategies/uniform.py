@@ -5,15 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import RankingContext, Strategy, draw_order
+from gaincurate.schedule.strategies.base import (
+    About,
+    RankingContext,
+    Strategy,
+    draw_order,
+)
 
 
 class UniformStrategy(Strategy):
     """Plain GRPO sampling: every prompt equally likely; ranking is dataset order."""
 
     name = "uniform"
-    summary = "the baseline: every prompt equally likely (plain GRPO)"
-    draws = "every prompt equally likely, every epoch (plain GRPO's sampling); it keeps no pass-rate estimate"
+    about = About(
+        summary="the baseline: every prompt equally likely (plain GRPO)",
+        draws="every prompt equally likely, every epoch (plain GRPO's sampling); it keeps no pass-rate estimate",
+    )
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
         return draw_order(np.zeros(context.n_prompts), rng)

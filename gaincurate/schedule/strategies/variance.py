@@ -19,14 +19,14 @@ does, so it runs through every integration unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_order
-from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_sd
+from gaincurate.schedule.strategies.base import Priority, RankingContext, StrategyInputs, draw_order
+from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
@@ -55,9 +55,12 @@ class VarianceStrategy(MoppsStrategy):
     """Draw prompts by expected reward variance p(1-p) plus an uncertainty bonus, from mopps' posteriors."""
 
     name = "variance"
-    options_class = VarianceOptions
-    summary = "expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)"
-    draws = "by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform"
+    about = replace(
+        MoppsStrategy.about,
+        options=VarianceOptions,
+        summary="expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)",
+        draws="by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform",
+    )
 
     def __init__(self, gc_ids: np.ndarray, options: VarianceOptions) -> None:
         super().__init__(gc_ids, prior=options.prior, forget=options.forget)
@@ -68,10 +71,11 @@ class VarianceStrategy(MoppsStrategy):
         assert isinstance(options, VarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
 
-    def priority(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
-        return draw_order(values(alpha[rows], beta[rows], bonus=self.bonus) / self.tau, rng)
+        alpha, beta = alpha[rows], beta[rows]
+        return Priority(draw_order(values(alpha, beta, bonus=self.bonus) / self.tau, rng), posterior_mean(alpha, beta))
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """mopps' posterior mean and sd, then the expected variance, averaged over the epoch's prompts at the draw."""

@@ -74,15 +74,12 @@ class PoolInstrument:
             self._take()
 
     def _take(self) -> None:
-        from gaincurate.schedule.strategies.base import RankingContext, Selection
-
         scheduler = self.curriculum.driver.scheduler
         state = scheduler.state
         if state.epoch < 0 or any(line["epoch"] == state.epoch for line in self.epochs):
             return
-        context = RankingContext(gc_ids=state.ranking, scores=state.scores, subset_size=scheduler.subset_size)
-        figures = state.selection.figures if state.selection is not None else {}
-        report = scheduler.strategy.report(state, context, Selection(state.positions, figures or {}))
+        report = scheduler.reported  # the strategy's own report of the draw, as it stood
+        assert report is not None, "the diagnosis reads the report of a draw this process made"
         started = time.perf_counter()
         rates, tokens = self.measure(np.asarray(state.ranking), int(state.epoch))
         seconds = time.perf_counter() - started

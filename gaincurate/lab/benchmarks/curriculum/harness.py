@@ -194,7 +194,7 @@ class PairRun:
 
     def screen_spent(self) -> Any:
         """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
-        from gaincurate.schedule.strategies.screen import Spent
+        from gaincurate.schedule.strategies.base import Spent
 
         return self.curriculum.screen_spent if self.curriculum is not None else Spent()
 
@@ -292,7 +292,7 @@ class PairRun:
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
         if curriculum.driver.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
-            keep = getattr(curriculum.strategy, "reuses_pilots", False)  # pilot: its completions join the groups
+            keep = curriculum.strategy.about.reuses_pilots  # pilot: its completions join the groups
             curriculum.screener = self._screener(dataset, row_of, keep)
         oracle = None
         if self.strategy in ORACLE_ARMS:

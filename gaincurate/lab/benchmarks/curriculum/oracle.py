@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies.base import Report, Selection, Strategy, target_band
+from gaincurate.schedule.strategies.base import About, Report, Selection, Strategy, target_band
 
 NAME = "oracle"
 NONZERO = "oracle-nonzero"
@@ -51,7 +51,9 @@ class OracleStrategy(Strategy):
     """
 
     name = NAME
-    draws = "every pool prompt measured with the current policy each epoch; the ones nearest the target kept"
+    about = About(
+        draws="every pool prompt measured with the current policy each epoch; the ones nearest the target kept"
+    )
 
     def __init__(self, measure: Measure, *, target: float, rollouts: int) -> None:
         self.measure_pool = measure
@@ -60,12 +62,12 @@ class OracleStrategy(Strategy):
         self.costs = OracleCosts()
         self._measured: tuple[int, np.ndarray] | None = None  # the last draw's (epoch, rates), for `report`
 
-    def select(self, state: Any, context: Any, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: Any, context: Any, rng: np.random.Generator) -> Selection:
         started = time.perf_counter()
         rates, tokens = self.measure_pool(np.asarray(context.gc_ids), int(state.epoch))
         seconds = time.perf_counter() - started
         self._measured = (int(state.epoch), np.asarray(rates, dtype=np.float64))
-        chosen = self.choose(np.asarray(rates, dtype=np.float64), context.subset_size, rng)
+        chosen = self.pick(np.asarray(rates, dtype=np.float64), context.subset_size, rng)
         self.costs.rollouts += len(rates) * self.rollouts
         self.costs.tokens += tokens
         self.costs.seconds += seconds
@@ -78,9 +80,9 @@ class OracleStrategy(Strategy):
                 "seconds": seconds,
             }
         )
-        return chosen
+        return Selection(np.asarray(chosen, dtype=np.int64))
 
-    def choose(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    def pick(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
         """The positions to train on, given every pool prompt's measured pass rate: the `count` nearest the target."""
         return nearest(rates, self.target, count, rng)
 
@@ -99,9 +101,11 @@ class OracleNonzeroStrategy(OracleStrategy):
     """The oracle's measurement, drawn uniformly over the prompts measured with 0 < p < 1: no pass rate aimed at."""
 
     name = NONZERO
-    draws = "every pool prompt measured with the current policy each epoch; uniform over those with 0 < p < 1"
+    about = About(
+        draws="every pool prompt measured with the current policy each epoch; uniform over those with 0 < p < 1"
+    )
 
-    def choose(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    def pick(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
         return informative_uniform(rates, count, rng)
 
     def band(self) -> tuple[float, float] | None:
