@@ -1,193 +1,24 @@
-"""The epoch loop: one scheduler step, taken by `schedule next`, `schedule run` and in-process trainers alike.
-
-`init_run` creates a run directory; `advance` consumes the latest epoch's feedback file (re-scoring from a
-checkpoint when asked), moves mu and writes the next epoch (the first call writes epoch 0); `run_status`
-reads it back. The trainer-command loop (`gaincurate.integrations.command`) calls `advance` after each
-trained epoch; the in-process `gaincurate.schedule.run.curriculum.CurriculumDriver` calls `take_step` with
-rollouts it collected in memory. Every file goes through `gaincurate.schedule.run.rundir`, so a run directory
-is the same whichever way it was driven.
+"""The file-driven step and a run's status: `advance` (`gaincurate.schedule.run.run.Run.advance` on the run in a
+directory), taken by `schedule next`, `schedule run` and verl's on-save hook, and `run_status` for `schedule status`.
+The step's pieces (`gaincurate.schedule.run.steps`: `init_run`, `check_feedback`, ...) are importable here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gaincurate.errors import InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
-from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
 from gaincurate.schedule.figures import drawn_figures
 from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
-from gaincurate.schedule.run.epochs import check_format
-from gaincurate.schedule.run.fresh import measure, wants_fresh
-from gaincurate.schedule.run.inputs import ScoresInput, load_scores
-from gaincurate.schedule.run.reference import fresh_reference
-from gaincurate.schedule.run.rundir import RunState
-from gaincurate.schedule.run.step_context import StepContext
-from gaincurate.schedule.strategies.base import FRESH_SCORES, POLICY
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import StepResult, check_feedback, check_given_checkpoint, init_run, open_scheduler
 from gaincurate.schedule.strategies.registry import how_it_draws, strategy_class, top_level
 
+__all__ = ["PER_PROMPT_KEYS", "StepResult", "advance", "check_feedback", "init_run", "open_scheduler", "run_status"]
+
 PER_PROMPT_KEYS = ("subset_ids", "positions")  # a history line's lists of the epoch's prompts: status counts them
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One step as the driver took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
-    and the update that led to it), its history line, and what was written: the epoch file and the run's state
-    (None without a run directory), plus what `advance` noticed on the way.
-
-    The one result type of a step outside the pure core; `EpochStep` stays the core's return, which knows no
-    files, timings or notices.
-    """
-
-    step: EpochStep
-    record: dict[str, Any] | None  # the history line (JSON-ready, timings included); None for epoch 0
-    path: Path | None  # the epoch file written; None without a run directory
-    run: RunState | None  # the run's state after the step; None without a run directory
-    strategy: str
-    notices: list[str] = field(default_factory=list)
-
-    @property
-    def epoch(self) -> int:
-        """The epoch drawn (and written) by this step."""
-        return self.step.plan.epoch
-
-    @property
-    def draw(self) -> dict[str, Any]:
-        """The strategy's numbers about the epoch's draw (`draw_info`; gain: mu), as its epoch file keeps them."""
-        return self.step.plan.draw
-
-    @property
-    def subset_size(self) -> int:
-        return len(self.step.plan.gc_ids)
-
-
-def take_step(
-    scheduler: Scheduler,
-    scores: ScoresInput,
-    *,
-    run_dir: Path | None,
-    run: RunState | None,
-    feedback: Feedback | None = None,
-    rescored: Rescored | None = None,
-    ang: float | None = None,
-    archive: bytes | None = None,
-    checkpoint: str | None = None,
-    timings: dict[str, float] | None = None,
-    feedback_sha256: str | None = None,
-    reference: FreshReference | None = None,
-) -> StepResult:
-    """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
-
-    The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
-    epoch file, the history line, and last the state, so a step killed half-way is simply done again.
-    `feedback_sha256` (default: the hash of `archive`) goes into the history line.
-    """
-    timings = {} if timings is None else timings
-    step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
-    if feedback_sha256 is None and archive is not None:
-        feedback_sha256 = fingerprint(archive)
-    record = None
-    if step.record is not None:
-        record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
-    if run_dir is None or run is None:
-        record = None if record is None else record | {"timings": timings}
-        return StepResult(step, record, None, None, scheduler.config.strategy)
-    started = time.perf_counter()
-    if record is not None and archive is not None:
-        rundir.archive_feedback(run_dir, record["epoch"], archive)
-    path = rundir.write_epoch_file(run_dir, scores, scheduler.config, step.plan)
-    timings["write_s"] = time.perf_counter() - started
-    if record is not None:
-        record = record | {"timings": timings}
-        rundir.write_history(run_dir, record)
-    run = dataclasses.replace(run, schedule=scheduler.state, trained=False, checkpoint=None, train_seconds=None)
-    rundir.save_run(run_dir, run)
-    return StepResult(step, record, path, run, scheduler.config.strategy)
-
-
-def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, Scheduler]:
-    """Create a run directory for `scores_dir`; nothing is written when any check fails."""
-    run_dir = Path(run_dir)
-    rundir.check_new(run_dir)
-    scores = load_scores(scores_dir)
-    check_format(scores, config.format)
-    scheduler = Scheduler(config, scores.prompts, scores=scores)
-    run = RunState(
-        config=config,
-        scores_dir=str(Path(scores_dir).resolve()),
-        n_prompts=len(scores.prompts),
-        dataset_fingerprint=scores.manifest.get("dataset", {}).get("fingerprint"),
-        schedule=scheduler.state,
-    )
-    rundir.create(run_dir, run)
-    return run, scheduler
-
-
-def check_feedback(
-    run_dir: Path, source: Path, *, run: RunState | None = None, unseen: bool = False
-) -> tuple[Feedback, str, bytes]:
-    """The current epoch's feedback in `source`, validated, its content hash and its bytes (the file is read once).
-
-    Refused, each with one line: bad lines (`read_feedback`), and feedback for another epoch: all its prompts
-    lie in one earlier epoch's file and some lie outside this one. `unseen`: a file whose content an earlier epoch
-    consumed (the same file handed over twice, found among the archived feedback) is refused too.
-    """
-    run_dir, source = Path(run_dir), Path(source)
-    run = run if run is not None else rundir.load_run(run_dir)
-    epoch = run.schedule.epoch
-    wanted = f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
-    data = source.read_bytes() if source.is_file() else None  # the one read: hashed, parsed and archived from here
-    consumed = rundir.consumed_by(run_dir, epoch, data) if unseen and data is not None else None
-    if consumed is not None:
-        raise InputError(f"{source} is the feedback epoch {consumed} already consumed (same content); {wanted}")
-    summary = read_feedback(
-        source,
-        epoch_ids=run.schedule.subset_ids,
-        known_ids=run.schedule.ranking,
-        reward_max=run.config.reward_max,
-        reward_min=run.config.reward_min,
-        data=data,
-    )
-    if summary.outside_epoch:
-        prompts = summary.outside_ids | set(summary.per_prompt or {})
-        older = rundir.epoch_holding(run_dir, epoch, prompts)
-        if older is not None:
-            raise InputError(
-                f"{source} holds the rollouts of epoch {older}: all its {len(prompts)} prompts are in "
-                f"{rundir.epoch_path(run_dir, older).name}, {summary.outside_epoch} of its rollouts "
-                f"are outside epoch {epoch}; {wanted}"
-            )
-    return summary, fingerprint(data or b""), data or b""
-
-
-def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
-    """The scheduler of a run, over its scores directory, checked to be the one it started with."""
-    scores = load_scores(Path(run.scores_dir))
-    fingerprint = scores.manifest.get("dataset", {}).get("fingerprint")
-    if len(scores.prompts) != run.n_prompts or (run.dataset_fingerprint and fingerprint != run.dataset_fingerprint):
-        changed = (
-            f"hold {len(scores.prompts)} rows, the run started with {run.n_prompts}"
-            if len(scores.prompts) != run.n_prompts
-            else f"hold other prompts than when the run started (the same {run.n_prompts} rows, but their text "
-            "or columns differ)"
-        )
-        raise InputError(
-            f"the scores in {run.scores_dir} {changed}, so the run's prompt ids no longer name the prompts it "
-            f"drew; score the run's own dataset into {run.scores_dir} again, or start a new run on these scores "
-            f"in another directory (`gaincurate schedule init --scores {run.scores_dir} --run NEW_RUN`)"
-        )
-    try:
-        return Scheduler(run.config, scores.prompts, run.schedule, scores=scores), scores
-    except ValueError as error:
-        raise InputError(f"the scores in {run.scores_dir} do not match this run ({error}); start a new run") from None
 
 
 def advance(
@@ -196,162 +27,16 @@ def advance(
     feedback: Path | None = None,
     checkpoint: Path | None = None,
     progress: Progress = NULL_PROGRESS,
+    run: Run | None = None,
 ) -> StepResult:
-    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch."""
-    run_dir = Path(run_dir)
-    if checkpoint is not None:
-        check_given_checkpoint(Path(checkpoint))
-    checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
-    run = rundir.load_run(run_dir)
-    scheduler, scores = open_scheduler(run)
-    context = StepContext(
-        run_dir=run_dir, run=run, scheduler=scheduler, scores=scores, checkpoint=checkpoint, progress=progress
-    )
-    notices, timings = context.notices, context.timings  # the work before the draw adds to them too
-    current = run.schedule.epoch
-    if current < 0:
-        if feedback is not None:
-            raise InputError(
-                f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
-                f"run `gaincurate schedule next --run {run_dir}` without --feedback first"
-            )
-        arm_screener(context)
-        stepped = take_step(scheduler, scores, run_dir=run_dir, run=run)
-    else:
-        started = time.perf_counter()
-        archived = rundir.feedback_path(run_dir, current)
-        source = Path(feedback) if feedback is not None else archived
-        if feedback is None and not archived.is_file():
-            raise InputError(
-                f"epoch {current} is waiting for its feedback; pass --feedback FILE.jsonl with the trainer's "
-                f"rollouts of {rundir.epoch_path(run_dir, current).name}"
-            )
-        # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
-        # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
-        summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
-        timings["feedback_s"] = time.perf_counter() - started
-        rescored, used = _rescore(context)
-        fresh = fresh_reference(context)
-        screened_with = arm_screener(context)
-        if checkpoint is not None and not wants_fresh(scheduler.strategy) and not fresh and not screened_with:
-            notices.append(_unused_checkpoint(scheduler))
-        used = screened_with or used
-        if run.train_seconds is not None:
-            timings["train_s"] = run.train_seconds
-        archive = data if source.resolve() != archived.resolve() else None
-        stepped = take_step(
-            scheduler,
-            scores,
-            run_dir=run_dir,
-            run=run,
-            feedback=summary,
-            reference=fresh,
-            rescored=rescored,
-            archive=archive,
-            checkpoint=used,
-            timings=timings,
-            feedback_sha256=digest,
-        )
-        readout = (stepped.record or {}).get("readout") or {}
-        notices.extend(f"warning: {warning}" for warning in readout.get("warnings", []))
-        if summary.outside_epoch:
-            notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {current} were left out")
-        if summary.missing_prompts:
-            notices.append(f"{summary.missing_prompts} prompt(s) of epoch {current} had no rollout in the feedback")
-    assert stepped.path is not None  # written: advance always has a run directory
-    return dataclasses.replace(stepped, notices=notices)
+    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.advance`).
 
-
-def check_given_checkpoint(checkpoint: Path) -> None:
-    """Refuse, before any work, a checkpoint path that does not exist or is a file, naming what to pass instead.
-
-    Such a path is a wrong path, not a checkpoint the trainer is still writing (that one is waited for).
+    `run`: the `Run` of `run_dir` already open (the `--trainer-cmd` loop holds one), instead of opening it here.
     """
-    what = "pass a folder the trainer saved (checkpoint-N, global_step_N, a model folder) or its output folder"
-    if not checkpoint.exists():
-        parent = checkpoint.parent
-        newest = find_checkpoint(parent) if parent.is_dir() else None
-        hint = f" (the newest complete checkpoint in {parent} is {newest.path})" if newest is not None else ""
-        raise InputError(f"checkpoint {checkpoint} does not exist; {what}{hint}")
-    if not checkpoint.is_dir():
-        raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
-
-
-def arm_screener(context: StepContext) -> str | None:
-    """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
-
-    Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
-    scored with; a later epoch without a checkpoint holding full weights is refused, since screening with a
-    stale policy would measure the wrong pass rates. Returns the checkpoint it screens with (None: none, or
-    not a screen run).
-    """
-    strategy = context.scheduler.strategy
-    if POLICY not in strategy.about.needs:
-        return None
-    from gaincurate.schedule.run.screeners import checkpoint_screener
-
-    found = given_or_recorded(context.checkpoint, context.run.checkpoint)
-    epoch = context.run.schedule.epoch
-    if epoch >= 0 and (found is None or found.model_path is None):
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
-        raise InputError(
-            f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
-            f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
-        )
-    model_path = None if found is None else found.model_path
-    seed = context.scheduler.config.seed
-    context.scheduler.use_screener(
-        checkpoint_screener(
-            context.run_dir, context.scores.directory, seed=seed, model_path=model_path, progress=context.progress
-        )
-    )
-    return None if found is None else str(found.path)
-
-
-def _rescore(context: StepContext) -> tuple[Rescored | None, str | None]:
-    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
-    scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
-    if not wants_fresh(scheduler.strategy):
-        return None, run.checkpoint
-    found = None
     if checkpoint is not None:
-        found = find_checkpoint(checkpoint)
-        if found is None:
-            raise InputError(
-                f"--checkpoint {checkpoint} holds no complete checkpoint yet; wait for the trainer to finish it"
-            )
-    elif run.checkpoint:
-        found = find_checkpoint(Path(run.checkpoint))
-    used = str(found.path) if found else None
-    ids = scheduler.rescore_ids()
-    if ids is None:
-        return None, used
-    if found is None and run.checkpoint:
-        # Falling back to the stored scores here would quietly change where mu goes.
-        raise InputError(
-            f"state.json names {run.checkpoint} as the checkpoint of epoch {run.schedule.epoch}, but it is gone or "
-            f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
-        )
-    if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
-        lost = (
-            "ang comes from the stored scores"
-            if FRESH_SCORES in scheduler.strategy.about.needs
-            else ("the fit keeps the likelihoods it had")
-        )
-        context.notices.append(f"not re-scored: {why}; {lost}")
-        return None, used
-    context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
-    started = time.perf_counter()
-    rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
-                       nproc=scheduler.config.rescore_nproc)  # fmt: skip
-    context.timings["rescore_s"] = time.perf_counter() - started
-    return rescored, used
-
-
-def _unused_checkpoint(scheduler: Scheduler) -> str:
-    """The notice for a checkpoint that nothing this step read."""
-    return f"the checkpoint is not used: the {scheduler.config.strategy} strategy, as configured, reads nothing from it"
+        check_given_checkpoint(Path(checkpoint))  # a wrong path is refused before the run is opened
+    run = run if run is not None else Run.open(run_dir)
+    return run.advance(feedback=feedback, checkpoint=checkpoint, progress=progress)
 
 
 def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:

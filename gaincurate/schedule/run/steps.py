@@ -1,0 +1,357 @@
+"""The pieces of a step on a run directory, which `gaincurate.schedule.run.run.Run` puts together: start or open
+a run (`init_run`, `open_run`, `open_scheduler`), read a feedback file once (`check_feedback`), the work before a
+file-driven draw (`consume_feedback`), and the draw committed through `gaincurate.schedule.run.rundir` (`take_step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ConfigError, InputError
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
+from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
+from gaincurate.schedule.run.epochs import check_format
+from gaincurate.schedule.run.fresh import measure, wants_fresh
+from gaincurate.schedule.run.inputs import ScoresInput, load_scores
+from gaincurate.schedule.run.reference import fresh_reference
+from gaincurate.schedule.run.rundir import RunState
+from gaincurate.schedule.run.step_context import StepContext
+from gaincurate.schedule.strategies.base import FRESH_SCORES, POLICY
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step as the driver took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
+    and the update that led to it), its history line, and what was written: the epoch file and the run's state
+    (None without a run directory), plus what `advance` noticed on the way.
+
+    The one result type of a step outside the pure core; `EpochStep` stays the core's return, which knows no
+    files, timings or notices.
+    """
+
+    step: EpochStep
+    record: dict[str, Any] | None  # the history line (JSON-ready, timings included); None for epoch 0
+    path: Path | None  # the epoch file written; None without a run directory
+    run: RunState | None  # the run's state after the step; None without a run directory
+    strategy: str
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch drawn (and written) by this step."""
+        return self.step.plan.epoch
+
+    @property
+    def draw(self) -> dict[str, Any]:
+        """The strategy's numbers about the epoch's draw (`draw_info`; gain: mu), as its epoch file keeps them."""
+        return self.step.plan.draw
+
+    @property
+    def subset_size(self) -> int:
+        return len(self.step.plan.gc_ids)
+
+
+def take_step(
+    scheduler: Scheduler,
+    scores: ScoresInput,
+    *,
+    run_dir: Path | None,
+    run: RunState | None,
+    feedback: Feedback | None = None,
+    rescored: Rescored | None = None,
+    ang: float | None = None,
+    archive: bytes | None = None,
+    checkpoint: str | None = None,
+    timings: dict[str, float] | None = None,
+    feedback_sha256: str | None = None,
+    reference: FreshReference | None = None,
+) -> StepResult:
+    """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
+
+    The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
+    epoch file, the history line, and last the state, so a step killed half-way is simply done again.
+    `feedback_sha256` (default: the hash of `archive`) goes into the history line.
+    """
+    timings = {} if timings is None else timings
+    step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
+    if feedback_sha256 is None and archive is not None:
+        feedback_sha256 = fingerprint(archive)
+    record = None
+    if step.record is not None:
+        record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
+    if run_dir is None or run is None:
+        record = None if record is None else record | {"timings": timings}
+        return StepResult(step, record, None, None, scheduler.config.strategy)
+    started = time.perf_counter()
+    if record is not None and archive is not None:
+        rundir.archive_feedback(run_dir, record["epoch"], archive)
+    path = rundir.write_epoch_file(run_dir, scores, scheduler.config, step.plan)
+    timings["write_s"] = time.perf_counter() - started
+    if record is not None:
+        record = record | {"timings": timings}
+        rundir.write_history(run_dir, record)
+    run = dataclasses.replace(run, schedule=scheduler.state, trained=False, checkpoint=None, train_seconds=None)
+    rundir.save_run(run_dir, run)
+    return StepResult(step, record, path, run, scheduler.config.strategy)
+
+
+def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[RunState, Scheduler]:
+    """Create a run directory for `scores_dir`; nothing is written when any check fails."""
+    run_dir = Path(run_dir)
+    rundir.check_new(run_dir)
+    scores = load_scores(scores_dir)
+    check_format(scores, config.format)
+    scheduler = Scheduler(config, scores.prompts, scores=scores)
+    run = RunState(
+        config=config,
+        scores_dir=str(Path(scores_dir).resolve()),
+        n_prompts=len(scores.prompts),
+        dataset_fingerprint=scores.manifest.get("dataset", {}).get("fingerprint"),
+        schedule=scheduler.state,
+    )
+    rundir.create(run_dir, run)
+    return run, scheduler
+
+
+def check_feedback(
+    run_dir: Path, source: Path, *, run: RunState | None = None, unseen: bool = False
+) -> tuple[Feedback, str, bytes]:
+    """The current epoch's feedback in `source`, validated, its content hash and its bytes (the file is read once).
+
+    Refused, each with one line: bad lines (`read_feedback`), and feedback for another epoch: all its prompts
+    lie in one earlier epoch's file and some lie outside this one. `unseen`: a file whose content an earlier epoch
+    consumed (the same file handed over twice, found among the archived feedback) is refused too.
+    """
+    run_dir, source = Path(run_dir), Path(source)
+    run = run if run is not None else rundir.load_run(run_dir)
+    epoch = run.schedule.epoch
+    wanted = f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
+    data = source.read_bytes() if source.is_file() else None  # the one read: hashed, parsed and archived from here
+    consumed = rundir.consumed_by(run_dir, epoch, data) if unseen and data is not None else None
+    if consumed is not None:
+        raise InputError(f"{source} is the feedback epoch {consumed} already consumed (same content); {wanted}")
+    summary = read_feedback(
+        source,
+        epoch_ids=run.schedule.subset_ids,
+        known_ids=run.schedule.ranking,
+        reward_max=run.config.reward_max,
+        reward_min=run.config.reward_min,
+        data=data,
+    )
+    if summary.outside_epoch:
+        prompts = summary.outside_ids | set(summary.per_prompt or {})
+        older = rundir.epoch_holding(run_dir, epoch, prompts)
+        if older is not None:
+            raise InputError(
+                f"{source} holds the rollouts of epoch {older}: all its {len(prompts)} prompts are in "
+                f"{rundir.epoch_path(run_dir, older).name}, {summary.outside_epoch} of its rollouts "
+                f"are outside epoch {epoch}; {wanted}"
+            )
+    return summary, fingerprint(data or b""), data or b""
+
+
+def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
+    """The scheduler of a run, over its scores directory, checked to be the one it started with."""
+    scores = load_scores(Path(run.scores_dir))
+    fingerprint = scores.manifest.get("dataset", {}).get("fingerprint")
+    if len(scores.prompts) != run.n_prompts or (run.dataset_fingerprint and fingerprint != run.dataset_fingerprint):
+        changed = (
+            f"hold {len(scores.prompts)} rows, the run started with {run.n_prompts}"
+            if len(scores.prompts) != run.n_prompts
+            else f"hold other prompts than when the run started (the same {run.n_prompts} rows, but their text "
+            "or columns differ)"
+        )
+        raise InputError(
+            f"the scores in {run.scores_dir} {changed}, so the run's prompt ids no longer name the prompts it "
+            f"drew; score the run's own dataset into {run.scores_dir} again, or start a new run on these scores "
+            f"in another directory (`gaincurate schedule init --scores {run.scores_dir} --run NEW_RUN`)"
+        )
+    try:
+        return Scheduler(run.config, scores.prompts, run.schedule, scores=scores), scores
+    except ValueError as error:
+        raise InputError(f"the scores in {run.scores_dir} do not match this run ({error}); start a new run") from None
+
+
+def consume_feedback(
+    context: StepContext, feedback: Path | None, kept: tuple[Feedback, str] | None = None
+) -> dict[str, Any]:
+    """The work of a file-driven step before its draw, as `take_step`'s keywords: the epoch's feedback read and
+    checked once (`feedback`, else the archived file, or `kept`: that file already checked and its hash), re-scoring,
+    a fresh reference set, and the screener armed."""
+    run_dir, run, timings = context.run_dir, context.run, context.timings
+    current = run.schedule.epoch
+    started = time.perf_counter()
+    archived = rundir.feedback_path(run_dir, current)
+    source = Path(feedback) if feedback is not None else archived
+    if feedback is None and not archived.is_file():
+        raise InputError(
+            f"epoch {current} is waiting for its feedback; pass --feedback FILE.jsonl with the trainer's "
+            f"rollouts of {rundir.epoch_path(run_dir, current).name}"
+        )
+    if feedback is None and kept is not None:
+        (summary, digest), data = kept, b""
+    else:
+        # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
+        # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
+        summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
+    timings["feedback_s"] = time.perf_counter() - started
+    rescored, used = rescore_from_checkpoint(context)
+    fresh = fresh_reference(context)
+    screened_with = arm_screener(context)
+    scheduler = context.scheduler
+    if context.checkpoint is not None and not wants_fresh(scheduler.strategy) and not fresh and not screened_with:
+        context.notices.append(unused_checkpoint(scheduler))
+    if run.train_seconds is not None:
+        timings["train_s"] = run.train_seconds
+    archive = data if source.resolve() != archived.resolve() else None
+    return {"feedback": summary, "reference": fresh, "rescored": rescored, "archive": archive,
+            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
+
+
+def step_notices(result: StepResult, summary: Feedback, epoch: int) -> list[str]:
+    """What a file-driven step noticed of the feedback of `epoch` and the readout it wrote, one line each."""
+    readout = (result.record or {}).get("readout") or {}
+    notices = [f"warning: {warning}" for warning in readout.get("warnings", [])]
+    if summary.outside_epoch:
+        notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {epoch} were left out")
+    if summary.missing_prompts:
+        notices.append(f"{summary.missing_prompts} prompt(s) of epoch {epoch} had no rollout in the feedback")
+    return notices
+
+
+def check_given_checkpoint(checkpoint: Path) -> None:
+    """Refuse, before any work, a checkpoint path that does not exist or is a file, naming what to pass instead.
+
+    Such a path is a wrong path, not a checkpoint the trainer is still writing (that one is waited for).
+    """
+    what = "pass a folder the trainer saved (checkpoint-N, global_step_N, a model folder) or its output folder"
+    if not checkpoint.exists():
+        parent = checkpoint.parent
+        newest = find_checkpoint(parent) if parent.is_dir() else None
+        hint = f" (the newest complete checkpoint in {parent} is {newest.path})" if newest is not None else ""
+        raise InputError(f"checkpoint {checkpoint} does not exist; {what}{hint}")
+    if not checkpoint.is_dir():
+        raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
+
+
+def arm_screener(context: StepContext) -> str | None:
+    """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
+
+    Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
+    scored with; a later epoch without a checkpoint holding full weights is refused, since screening with a
+    stale policy would measure the wrong pass rates. Returns the checkpoint it screens with (None: none, or
+    not a screen run).
+    """
+    strategy = context.scheduler.strategy
+    if POLICY not in strategy.about.needs:
+        return None
+    from gaincurate.schedule.run.screeners import checkpoint_screener
+
+    found = given_or_recorded(context.checkpoint, context.run.checkpoint)
+    epoch = context.run.schedule.epoch
+    if epoch >= 0 and (found is None or found.model_path is None):
+        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        raise InputError(
+            f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
+            f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
+        )
+    model_path = None if found is None else found.model_path
+    seed = context.scheduler.config.seed
+    context.scheduler.use_screener(
+        checkpoint_screener(
+            context.run_dir, context.scores.directory, seed=seed, model_path=model_path, progress=context.progress
+        )
+    )
+    return None if found is None else str(found.path)
+
+
+def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None]:
+    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
+    scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
+    if not wants_fresh(scheduler.strategy):
+        return None, run.checkpoint
+    found = None
+    if checkpoint is not None:
+        found = find_checkpoint(checkpoint)
+        if found is None:
+            raise InputError(
+                f"--checkpoint {checkpoint} holds no complete checkpoint yet; wait for the trainer to finish it"
+            )
+    elif run.checkpoint:
+        found = find_checkpoint(Path(run.checkpoint))
+    used = str(found.path) if found else None
+    ids = scheduler.rescore_ids()
+    if ids is None:
+        return None, used
+    if found is None and run.checkpoint:
+        # Falling back to the stored scores here would quietly change where mu goes.
+        raise InputError(
+            f"state.json names {run.checkpoint} as the checkpoint of epoch {run.schedule.epoch}, but it is gone or "
+            f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
+        )
+    if found is None or found.model_path is None:
+        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        lost = (
+            "ang comes from the stored scores"
+            if FRESH_SCORES in scheduler.strategy.about.needs
+            else ("the fit keeps the likelihoods it had")
+        )
+        context.notices.append(f"not re-scored: {why}; {lost}")
+        return None, used
+    context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
+    started = time.perf_counter()
+    rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
+                       nproc=scheduler.config.rescore_nproc)  # fmt: skip
+    context.timings["rescore_s"] = time.perf_counter() - started
+    return rescored, used
+
+
+def unused_checkpoint(scheduler: Scheduler) -> str:
+    """The notice for a checkpoint that nothing this step read."""
+    return f"the checkpoint is not used: the {scheduler.config.strategy} strategy, as configured, reads nothing from it"
+
+
+def starts_anew(run_dir: Path | None, config: ScheduleConfig | None) -> bool:
+    """Whether opening `run_dir` writes it: it holds no run yet, or an untrained one that `config` changes."""
+    if run_dir is None:
+        return False
+    if not rundir.holds_run(run_dir):
+        return True
+    return config is not None and rundir.untrained(run_dir) and rundir.load_run(run_dir).config != config
+
+
+def open_run(
+    run_dir: Path | None, scores_dir: str | Path | None, config: ScheduleConfig | None, *, write: bool
+) -> RunState | None:
+    """The run an in-process driver continues or starts in `run_dir`; None when it keeps no run directory."""
+    if run_dir is not None and rundir.holds_run(run_dir):
+        run = rundir.load_run(run_dir)
+        if config is not None and config != run.config and write and rundir.untrained(run_dir):
+            rundir.clear_untrained(run_dir)  # never trained on: started again with this config
+            return open_run(run_dir, scores_dir, config, write=write)
+        if config is not None and config != run.config:
+            started, given = run.config.to_dict(), config.to_dict()
+            key = next(k for k in sorted(started.keys() | given.keys()) if started.get(k) != given.get(k))
+            raise ConfigError(
+                f"{run_dir} was started and trained with {key}={started.get(key)!r}, not {key}={given.get(key)!r}; "
+                "drop config= to continue it, or pick a new run_dir"
+            )
+        if scores_dir is not None and Path(scores_dir).resolve() != Path(run.scores_dir):
+            raise ConfigError(
+                f"{run_dir} schedules {run.scores_dir}, not {scores_dir}; drop scores_dir= or pick a new run_dir"
+            )
+        return run
+    if run_dir is not None and write:
+        if scores_dir is None:
+            raise ConfigError(f"{run_dir} holds no schedule yet; pass scores_dir= to start one there")
+        return init_run(run_dir, Path(scores_dir), config or ScheduleConfig())[0]
+    if scores_dir is None:
+        raise ConfigError("a curriculum needs scores_dir= (a `gaincurate score` output) or an existing run_dir=")
+    return None
