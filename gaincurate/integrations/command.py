@@ -19,9 +19,9 @@ own process group, which a signal to us stops too. Its output goes to RUN/logs/e
 copy to `echo`. A failing or stopped command stops the loop with its exit code and the tail of its log; an
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
-Each epoch's update is `gaincurate.schedule.run.driver.advance`, the step `schedule next` takes; the run
-directory is written through `gaincurate.schedule.run.rundir` only. A trainer command's reward function appends
-its feedback lines to the file this loop reads after the epoch through `gaincurate.schedule.run.rewards`.
+The loop holds one `gaincurate.schedule.run.run.Run`: it takes each epoch's feedback (read and checked once) and
+steps through `gaincurate.schedule.run.driver.advance`, the step `schedule next` takes. A trainer command's reward
+function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.rewards`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint
-from gaincurate.schedule.run.driver import advance, check_feedback
+from gaincurate.schedule.run.driver import advance
 from gaincurate.schedule.run.rewards import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.registry import strategy_class
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
@@ -116,29 +117,31 @@ def run_loop(
     output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
     trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s)
     trained: list[int] = []
-    if rundir.load_run(run_dir).schedule.epoch < epochs:
-        rundir.mark_finished(run_dir, None)  # training on: a run finished by an earlier call is not any more
-    if rundir.load_run(run_dir).schedule.epoch < 0:
+    run = Run.open(run_dir)  # the one run object of this loop: it takes each epoch's feedback and steps
+    if run.epoch < epochs:
+        run.mark_finished(False)  # training on: a run finished by an earlier call is not any more
+    if run.epoch < 0:
         # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
-        advance(run_dir, checkpoint=first, progress=progress)
-    while (run := rundir.load_run(run_dir)).schedule.epoch < epochs:
-        epoch = run.schedule.epoch
+        advance(run_dir, checkpoint=first, progress=progress, run=run)
+    while run.epoch < epochs:
+        epoch = run.epoch
         if not run.trained:
-            _train(run_dir, epoch, trainer, progress)
+            _train(run, trainer, progress)
             trained.append(epoch)
-        step = advance(run_dir, progress=progress)
+        step = advance(run_dir, progress=progress, run=run)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:
             progress.stage(notice)
-    rundir.mark_finished(run_dir, run.schedule.epoch)  # `schedule status` says so, not "waiting for training"
-    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.schedule.memory)
-    return LoopResult(trained, run.schedule.epoch, draw)
+    run.mark_finished(True)  # `schedule status` says so, not "waiting for training"
+    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.scheduler.state.memory)
+    return LoopResult(trained, run.epoch, draw)
 
 
-def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> None:
-    """Run the command for `epoch`; mark the epoch trained only once its feedback is in and valid."""
+def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
+    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid."""
+    run_dir, epoch = run.run_dir, run.epoch
     archived = rundir.feedback_path(run_dir, epoch)
     template = trainer.feedback_file
     target = Path(template.replace("{epoch}", f"{epoch:04d}")).resolve() if template else archived
@@ -191,12 +194,10 @@ def _train(run_dir: Path, epoch: int, trainer: _Trainer, progress: Progress) -> 
             f"$GAINCURATE_FEEDBACK_FILE) and rerun, or hand its rollouts over with "
             f"`gaincurate schedule next --run {run_dir} --feedback FILE{kept}`"
         )
-    _, _, data = check_feedback(run_dir, target)  # bad feedback is an error now, not a trained epoch stuck
-    if target != archived:
-        rundir.archive_feedback(run_dir, epoch, data)
+    run.take_feedback(target)  # read and checked once, archived: bad feedback is an error now, not a trained epoch
     if after is None or (before is not None and after.path == before.path):
         progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
-    rundir.mark_trained(run_dir, checkpoint=str(after.path) if after else None, train_seconds=seconds)
+    run.mark_trained(checkpoint=str(after.path) if after else None, train_seconds=seconds)
 
 
 def _tail(log: Path) -> str:

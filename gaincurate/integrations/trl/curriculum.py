@@ -23,8 +23,8 @@ How it works (trl 1.x, transformers 5.x):
   `resume_from_checkpoint` continues it exactly. The live model at `on_epoch_end` holds the same weights the
   checkpoint saves.
 
-`GainCurriculum` itself is the front end a script holds: the driver (`CurriculumDriver`, which keeps the
-schedule and the run directory), the training dataset, the recorded rewards and the trainer it is attached to.
+`GainCurriculum` itself is the front end a script holds over the run (`driver`, a `gaincurate.schedule.run.run.Run`:
+the schedule, the run directory, the epoch's rows and the reward recorder), and the trainer it is attached to.
 
 Out of process, one epoch per command: `epoch_dataset`, `resume_checkpoint` and `record_rewards` (from
 `epoch.py` and `rewards.py`); `gaincurate example trl-epoch` is a complete script. Importing this module
@@ -44,7 +44,7 @@ from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.rewards import record_rewards
-from gaincurate.integrations.trl.sampler import CurriculumSampler, dataset_rows
+from gaincurate.integrations.trl.sampler import TRAIN_DATASET, CurriculumSampler, dataset_gc_ids
 from gaincurate.integrations.trl.trainer import (
     NOT_ATTACHED,
     CurriculumMixin,
@@ -53,7 +53,7 @@ from gaincurate.integrations.trl.trainer import (
     with_curriculum,
 )
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.base import Spent, Strategy
 from gaincurate.schedule.strategies.screen import Screener
 
@@ -90,7 +90,7 @@ class GainCurriculum:
         # Only the main process writes the run directory; the others follow its state. A new run directory (or
         # an untrained one started again with another config) is written only once a trainer's set-up was
         # accepted (`bind`): until then the curriculum lives in memory.
-        self.driver = CurriculumDriver(scores_dir, config, run_dir=run_dir, write=_is_main_process(), start_later=True)
+        self.driver = Run(scores_dir, config, run_dir=run_dir, write=_is_main_process(), start_later=True)
         if args is not None:
             logger.info("gaincurate: %s", self.driver.subset_choice())
         if screener is not None and not self.driver.screens:
@@ -157,15 +157,14 @@ class GainCurriculum:
                 "the feedback reward must be a Python function (a reward model cannot be recorded); "
                 "pass feedback=INDEX of your correctness function"
             )
-        funcs[feedback] = record_rewards(
-            funcs[feedback], sink=self.driver.record, when=self._recording, check=self._check_call
-        )
+        sink = self.driver.recorder()  # the run's own `record`: in process, no feedback file
+        funcs[feedback] = record_rewards(funcs[feedback], sink=sink, when=self._recording, check=self._check_call)
         return funcs
 
     def records_feedback(self, reward_funcs: Any) -> bool:
         """Whether one of `reward_funcs` records its rewards for this curriculum (`wrap_rewards`)."""
         funcs = reward_funcs if isinstance(reward_funcs, list | tuple) else [reward_funcs]
-        return any(getattr(f, "sink", None) == self.driver.record for f in funcs)
+        return any(getattr(f, "sink", None) == self.driver.recorder() for f in funcs)
 
     def attach(self, trainer: GRPOTrainer) -> GRPOTrainer:
         """Make a GRPOTrainer built elsewhere train on this curriculum; returns it (a thin convenience).
@@ -194,7 +193,7 @@ class GainCurriculum:
         args = trainer.args
         return CurriculumSampler(
             self,
-            dataset_rows(dataset, self.driver.scores.prompts.gc_ids),
+            self.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET),
             mini_repeat_count=trainer.num_generations,
             batch_size=args.generation_batch_size // trainer.num_generations,
             repeat_count=trainer.num_iterations * args.steps_per_generation,

@@ -15,7 +15,7 @@ from torch.utils.data import Sampler
 
 from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
+from gaincurate.schedule.run.rows import rows_by_gc_id
 
 TRAIN_DATASET = "pass train_dataset=curriculum.train_dataset()"
 
@@ -56,7 +56,7 @@ class CurriculumSampler(Sampler[int]):
                 "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
                 "from a new run_dir"
             )
-        return epoch_rows(plan, self.row_of, seed=driver.config.seed, shuffle=self.curriculum.shuffle)
+        return driver.rows(self.row_of, shuffle=self.curriculum.shuffle)
 
     def __iter__(self) -> Iterator[int]:
         from trl.trainer.utils import RepeatSampler
@@ -76,11 +76,16 @@ class CurriculumSampler(Sampler[int]):
         return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
-def dataset_rows(dataset: Any, expected: np.ndarray) -> dict[int, int]:
-    """gc_id -> row of a TRL training dataset (its gc_id column), every scored prompt in `expected` among them."""
+def dataset_gc_ids(dataset: Any) -> Any:
+    """The gc_id of each row of a TRL training dataset (its gc_id column), for the run's `row_map`."""
     if "gc_id" not in (getattr(dataset, "column_names", None) or []):
         raise ConfigError(f"the training dataset has no gc_id column; {TRAIN_DATASET}")
-    return rows_by_gc_id(dataset["gc_id"], expected=expected, fix=TRAIN_DATASET)
+    return dataset["gc_id"]
+
+
+def dataset_rows(dataset: Any, expected: np.ndarray) -> dict[int, int]:
+    """gc_id -> row of a TRL training dataset, every scored prompt in `expected` among them (`Run.row_map`'s check)."""
+    return rows_by_gc_id(dataset_gc_ids(dataset), expected=expected, fix=TRAIN_DATASET)
 
 
 _UNCHECKED: set[str] = set()  # scores directories already reported as predating prompt hashes

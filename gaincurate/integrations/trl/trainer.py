@@ -37,7 +37,7 @@ from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.reuse import PilotReuseMixin
-from gaincurate.integrations.trl.sampler import check_same_prompts, dataset_rows
+from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 from gaincurate.schedule.figures import logged_figures
 from gaincurate.schedule.readout import logged as logged_readout
 
@@ -272,5 +272,5 @@ def check_setup(curriculum: Any, trainer: Any) -> None:
             f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
             f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
         )
-    row_of = dataset_rows(dataset, curriculum.driver.scores.prompts.gc_ids)
+    row_of = curriculum.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
     check_same_prompts(dataset, curriculum.driver.scores, row_of)

@@ -168,11 +168,12 @@ class StepScheduleOnSave(_callback_base()):
         steps_per_epoch = _steps_per_epoch(trainer)
         if steps_per_epoch and global_step % steps_per_epoch:
             return  # a save inside the epoch: the schedule steps at the epoch's end only
-        from gaincurate.schedule.run import rundir
+        from gaincurate.schedule.run.run import Run
         from gaincurate.schedule.strategies.gain import LengthOptions
 
         # Only gain's and length's re-scoring loads the checkpoint here: else no need to wait for it, or check it.
-        options = rundir.load_run(self.run_dir).config.options
+        run = Run.open(self.run_dir)  # read once: its config here, its step below
+        options = run.config.options
         rescores = isinstance(options, LengthOptions) and options.rescore != "none"
         checkpoint = Path(checkpoint_dir) if rescores else None
         if (
@@ -189,15 +190,17 @@ class StepScheduleOnSave(_callback_base()):
                 self.tracker_timeout,
             )
             checkpoint = None
-        self.step(checkpoint)
+        self.step(checkpoint, run)
 
-    def step(self, checkpoint: Path | None) -> Any:
-        """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process."""
-        from gaincurate.schedule.run.driver import advance
+    def step(self, checkpoint: Path | None, run: Any = None) -> Any:
+        """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process: the run's
+        `advance` (`run`: the `gaincurate.schedule.run.run.Run` of RUN, already open)."""
+        from gaincurate.schedule.run.run import Run
 
         if checkpoint is not None:
             refuse_megatron(checkpoint)
-        result = advance(self.run_dir, feedback=self.feedback_file, checkpoint=checkpoint)
+        run = run if run is not None else Run.open(self.run_dir)
+        result = run.advance(feedback=self.feedback_file, checkpoint=checkpoint)
         for notice in result.notices:
             logger.warning("gaincurate: %s", notice)
         logger.info("gaincurate: epoch %d written to %s", result.epoch, result.path)

@@ -22,8 +22,8 @@ sampler hook: `create_rl_sampler` builds a sequential or random sampler, nothing
   verl's TransferQueue and records them in the curriculum, in process.
 * **Stepping.** In sync mode one step fetches its prompts, samples, trains and saves, in that order, so when the
   dataset is asked for the next epoch's first row, every group of the epoch has been recorded and the epoch-end
-  checkpoint is on disk. Then the schedule steps (`gaincurate.schedule.run.curriculum.CurriculumDriver`, the run
-  directory of `gaincurate schedule`), re-scoring from the newest checkpoint in `checkpoint_dir` when due. This
+  checkpoint is on disk. Then the schedule steps (`gaincurate.schedule.run.run.Run`, the run object every
+  trainer path holds), re-scoring from the newest checkpoint in `checkpoint_dir` when due. This
   runs where verl's trainer runs (its TaskRunner, a Ray actor); the live actor's weights sit in other Ray
   workers, out of reach, so the newest checkpoint is the newest policy it can load.
 * **Resume.** The dataset's `state_dict` rides in verl's `global_step_N/data.pt`: the schedule state, the rows of
@@ -50,11 +50,10 @@ from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
-from gaincurate.integrations.verl.sampler import check_rows, data_source_rows
+from gaincurate.integrations.verl.sampler import EXPORT, check_rows, data_source_ids
 from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
-from gaincurate.schedule.run.curriculum import CurriculumDriver
-from gaincurate.schedule.run.rows import epoch_rows
+from gaincurate.schedule.run.run import Run
 
 __all__ = ["GainCurriculumDataset", "GainReplayBuffer", "OneLaunchSettings", "group_rewards"]
 
@@ -135,7 +134,7 @@ class GainReplayBuffer(_replay_buffer_base()):
                 "groups are scored, so the curriculum could not step on them; set trainer.v1.trainer_mode=sync"
             )
         super().__init__(trainer_mode, *args, sampler_kwargs=sampler_kwargs, **kwargs)
-        self.curriculum: CurriculumDriver | None = None  # set by GainCurriculumDataset
+        self.curriculum: Run | None = None  # set by GainCurriculumDataset
         self.reported = 0  # epochs of the curriculum's history whose readout verl's logger has had
         _buffers().append(self)
 
@@ -180,7 +179,7 @@ class GainCurriculumDataset(_dataset_base()):
 
     def __init__(self, data_files: Any, tokenizer: Any, config: Any, processor: Any = None, **kwargs: Any) -> None:
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, **kwargs)
-        self.curriculum: CurriculumDriver | None = None
+        self.curriculum: Run | None = None
         if _paths(data_files) != _paths(config_value(config, "train_files")):
             return
         buffer = _claim_buffer()
@@ -197,8 +196,9 @@ class GainCurriculumDataset(_dataset_base()):
                 "curriculum cannot step; set data.dataloader_num_workers=0"
             )
         self.settings = buffer.settings
-        driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = data_source_rows(self, self.settings.index_key)
+        driver = Run(run_dir=self.settings.run_dir)
+        ids = data_source_ids(self, self.settings.index_key)
+        self.row_of = driver.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
         check_rows(driver, self.row_of, config)
         gen_batch = config_value(config, "gen_batch_size")
         if gen_batch and driver.subset_size % int(gen_batch):
@@ -241,7 +241,7 @@ class GainCurriculumDataset(_dataset_base()):
         """The current epoch's dataset rows, in rank order (kept for the epoch: verl asks for one row at a time)."""
         plan = self.curriculum.plan
         if self._rows is None or self._rows[0] != plan.epoch:
-            self._rows = (plan.epoch, epoch_rows(plan, self.row_of, seed=self.curriculum.config.seed))
+            self._rows = (plan.epoch, self.curriculum.rows(self.row_of))
         return self._rows[1]
 
     def state_dict(self) -> dict[str, Any]:
@@ -291,7 +291,7 @@ class GainCurriculumDataset(_dataset_base()):
         self._rows = None
 
 
-def _run_identity(driver: CurriculumDriver) -> dict[str, Any]:
+def _run_identity(driver: Run) -> dict[str, Any]:
     """What a checkpoint's curriculum must share with the run directory it resumes into."""
     return {
         "strategy": driver.config.strategy,

@@ -56,8 +56,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
 from gaincurate.integrations.verl.reward import recording_score
-from gaincurate.schedule.run.curriculum import CurriculumDriver
-from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
+from gaincurate.schedule.run.rows import rows_by_gc_id
+from gaincurate.schedule.run.run import Run
 
 __all__ = [
     "GainCurriculumSampler",
@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+EXPORT = "train on `gaincurate verl export --scores SCORES --out FILE.parquet`"
 
 
 def _curriculum_base() -> type:
@@ -111,8 +113,9 @@ class GainCurriculumSampler(_curriculum_base()):
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
         self.settings = SamplerSettings.from_data_config(data_config)
-        self.driver = CurriculumDriver(run_dir=self.settings.run_dir)
-        self.row_of = data_source_rows(data_source, self.settings.index_key)
+        self.driver = Run(run_dir=self.settings.run_dir)
+        ids = data_source_ids(data_source, self.settings.index_key)
+        self.row_of = self.driver.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
         check_rows(self.driver, self.row_of, data_config)
         if self.driver.screens:
             if not self.settings.checkpoint_dir:
@@ -140,7 +143,7 @@ class GainCurriculumSampler(_curriculum_base()):
         if self._yielded >= len(self):
             self._end_epoch()
             self._yielded = 0
-        rows = epoch_rows(self.driver.plan, self.row_of, seed=self.driver.config.seed, shuffle=self.settings.shuffle)
+        rows = self.driver.rows(self.row_of, shuffle=self.settings.shuffle)
         while self._yielded < len(rows):
             row = rows[self._yielded]
             self._yielded += 1
@@ -162,7 +165,7 @@ class GainCurriculumSampler(_curriculum_base()):
         step_at_epoch_end(self.driver, self.settings.checkpoint_dir)
 
 
-def check_rows(driver: CurriculumDriver, row_of: Mapping[int, int], data_config: Any) -> None:
+def check_rows(driver: Run, row_of: Mapping[int, int], data_config: Any) -> None:
     """Refuse, in one line, training rows the schedule cannot draw from, or a subset verl would cut short."""
     missing = [int(g) for g in driver.scores.prompts.gc_ids if int(g) not in row_of]
     if missing and config_value(data_config, "filter_overlong_prompts"):
@@ -234,20 +237,22 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 
 
 def data_source_rows(data_source: Any, index_key: str) -> dict[int, int]:
-    """Map gc_id -> dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe):
+    """Map gc_id -> dataset row (`rows_by_gc_id` over `data_source_ids`), as the sampler's `Run.row_map` reads it."""
+    return rows_by_gc_id(data_source_ids(data_source, index_key), fix=EXPORT, where=" (extra_info.gc_id)")
+
+
+def data_source_ids(data_source: Any, index_key: str) -> list[Any]:
+    """The gc_id of each dataset row, from the dataset's columns when it has them (verl's RLHFDataset.dataframe):
     the export's `gc_id` column, else `extra_info.gc_id`, else (exports before it) `extra_info.index`."""
     frame = getattr(data_source, "dataframe", data_source)
     columns = getattr(frame, "column_names", None) or []
     if "gc_id" in columns:
-        ids = list(frame["gc_id"])
-    elif "extra_info" in columns:
-        ids = [(info or {}).get("gc_id", (info or {}).get("index")) for info in frame["extra_info"]]
-    else:
-        # Slow path: verl's __getitem__ prepares each row, but it keeps the row's columns.
-        logger.warning("the dataset has no gc_id/extra_info column; reading %d rows one by one", len(data_source))
-        ids = [data_source[row].get(index_key) for row in range(len(data_source))]
-    fix = "train on `gaincurate verl export --scores SCORES --out FILE.parquet`"
-    return rows_by_gc_id(ids, fix=fix, where=" (extra_info.gc_id)")
+        return list(frame["gc_id"])
+    if "extra_info" in columns:
+        return [(info or {}).get("gc_id", (info or {}).get("index")) for info in frame["extra_info"]]
+    # Slow path: verl's __getitem__ prepares each row, but it keeps the row's columns.
+    logger.warning("the dataset has no gc_id/extra_info column; reading %d rows one by one", len(data_source))
+    return [data_source[row].get(index_key) for row in range(len(data_source))]
 
 
 def _lookup(container: Any, key: str) -> Any:
