@@ -15,7 +15,7 @@ structure over the epoch's subset), and `_load_callback_state` so that a curricu
 from a checkpoint (`restore_callback_states_from_checkpoint=True`) is bound to this trainer's curriculum again.
 `bind` checks a trainer's set-up (`check_setup`) and makes the curriculum its own. `GainCurriculumCallback` owns
 the epoch events, as TRL's own callbacks do: at `on_train_begin` it restores the curriculum a checkpoint carries
-and draws epoch 0, at `on_epoch_end` it steps the curriculum's driver, and it carries the driver's state in every
+and draws epoch 0, at `on_epoch_end` it steps the curriculum's run (`Run`), and it carries the run's state in every
 checkpoint. Everything else is the trainer's own. `GainCurriculum.attach(trainer)` gives an already-built trainer
 this same class (its class gains the mixin), for scripts that build the trainer elsewhere.
 
@@ -127,7 +127,7 @@ def bind(curriculum: Any, trainer: Any) -> None:
 
 class GainCurriculumCallback(TrainerCallback, ExportableState):
     """Owns the curriculum's epoch events: draws epoch 0 when training begins (restoring the curriculum a resumed
-    checkpoint carries), steps the curriculum's driver at each epoch's end, and carries its state in every
+    checkpoint carries), steps the curriculum's run at each epoch's end, and carries its state in every
     checkpoint's trainer_state.json.
 
     It refuses, at `on_train_begin`, a curriculum no trainer was given to; and it marks the run directory
@@ -196,7 +196,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             driver.replace_records([])
 
     def _step(self) -> dict[str, Any] | None:
-        """Step the driver with the epoch's rollouts (from every process) and the live model's scores; log it."""
+        """Step the run with the epoch's rollouts (from every process) and the live model's scores; log it."""
         curriculum = self.curriculum
         trainer, driver = curriculum.trainer, curriculum.driver
         if trainer is None:
@@ -223,7 +223,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
 
 
 def _on_main_then_shared(trainer: Any, driver: Any, work: Callable[[], Any]) -> Any:
-    """`work()` on the main process only, then the driver's state it left shared with the other processes."""
+    """`work()` on the main process only, then the run's state it left shared with the other processes."""
     accelerator = getattr(trainer, "accelerator", None)
     if accelerator is None or accelerator.num_processes == 1:
         return work()

@@ -1,9 +1,9 @@
 """The reward recorder: where every trainer path hands its rollouts' rewards, `(gc_ids, rewards)` at a time.
 
-In process (TRL's `GainCurriculum.wrap_rewards`, verl's sampler and its one launch) the rewards go to the run's
-`CurriculumDriver.record`. Out of process (a `schedule run --trainer-cmd` epoch: TRL's `record_rewards`, verl's
-bundled `compute_score` and `recording_score`) they go to the feedback file the loop reads after the epoch:
-`feedback_file(path)` is that file's recorder, at `path` or else `$GAINCURATE_FEEDBACK_FILE`.
+In process (TRL's `GainCurriculum.wrap_rewards`, verl's sampler and its one launch) the rewards go to the run
+object's own `Run.record` (`Run.recorder()`). Out of process (a `schedule run --trainer-cmd` epoch: TRL's
+`record_rewards`, verl's bundled `compute_score` and `recording_score`) they go to the feedback file the loop reads
+after the epoch: `feedback_file(path)` is that file's recorder, at `path` or else `$GAINCURATE_FEEDBACK_FILE`.
 """
 
 from __future__ import annotations

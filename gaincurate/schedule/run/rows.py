@@ -1,8 +1,8 @@
 """A trainer's dataset rows for a run's epochs: the one home of the map gc_id -> row and of an epoch's rows.
 
 TRL in process (`integrations.trl`), verl's sampler and verl's one launch (`integrations.verl`) each read the
-gc_id of every row of their own dataset their own way, then use these two: `rows_by_gc_id` checks that every row
-has one and every scored prompt has a row, and `epoch_rows` gives an epoch's rows in training order.
+gc_id of every row of their own dataset their own way, then ask the run object (`Run.row_map`, `Run.rows`), which
+uses these two: `rows_by_gc_id` checks every row and scored prompt, `epoch_rows` orders an epoch's rows.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class Run:
             self.scheduler.use_screener(screener)
 
     def live_screener(self, model: Any, tokenizer: Any, *, keep: dict[str, Any] | None = None) -> Screener:
-        """A screener measuring with `model` as it is at each draw, over this driver's scores and seed
+        """A screener measuring with `model` as it is at each draw, over this run's scores and seed
         (`gaincurate.schedule.run.screeners.live_screener`; `keep`: the trainer's sampling, completions kept)."""
         from gaincurate.schedule.run.screeners import live_screener
 

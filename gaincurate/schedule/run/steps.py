@@ -28,7 +28,7 @@ from gaincurate.schedule.strategies.base import FRESH_SCORES, POLICY
 
 @dataclass(frozen=True)
 class StepResult:
-    """One step as the driver took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
+    """One step as the run took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
     and the update that led to it), its history line, and what was written: the epoch file and the run's state
     (None without a run directory), plus what `advance` noticed on the way.
 
