@@ -36,8 +36,11 @@ ENTRY_POINTS = (
 LAB = ("gaincurate.lab", "gaincurate.benchmarks")
 
 # Lines of the product path's modules: 17,908 once the lab moved out of it (issue 50, whose goal is 12,000: the
-# strategy contract and the research strategies are still on it). The bound keeps it from growing back.
-PRODUCT_LINES = 18_000
+# strategy contract and the research strategies are still on it); 18,062 with the eight-member strategy contract
+# (a33f02d), 18,169 with the one run object (`schedule.run.run`, its API for every trainer path, and
+# `schedule.run.steps` split off so that no module passes 400 lines and `driver` imports it without a cycle).
+# The bound keeps it from growing back.
+PRODUCT_LINES = 18_200
 
 
 def loaded_modules() -> dict[str, int]:
