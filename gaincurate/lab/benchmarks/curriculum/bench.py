@@ -126,7 +126,7 @@ def _train_in_workers(config, out: Path, todo, workers: int, order, progress: Pr
 def _readout_warnings_kept() -> Iterator[None]:
     """The readout's warnings stay in each pair's history and in readouts.jsonl, not on stderr: an arm is there to be
     measured (uniform's wasted groups are the point), and a warning per epoch per pair buried the progress lines."""
-    log = logging.getLogger("gaincurate.schedule.run.curriculum")
+    log = logging.getLogger("gaincurate.schedule.run.run")  # where the run object logs each readout warning
     level = log.level
     log.setLevel(logging.ERROR)
     try:
