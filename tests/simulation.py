@@ -77,7 +77,7 @@ def simulated_screener(policy: SimulatedPolicy, calls: list[tuple[np.ndarray, in
     uniforms of their own (seeded by the run's seed and t), so screening never replays the training rollouts.
     Every call is appended to `calls` as (gc_ids, epoch, rollouts), so a test can count the rollouts spent.
     """
-    from gaincurate.schedule.strategies.screen import Screening
+    from gaincurate.schedule.strategies.screening import Screening
 
     def factory(run_dir: Path, scores_dir: Path, *, seed: int, model_path: Path | None, progress: Any = None):
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:

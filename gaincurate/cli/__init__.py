@@ -27,7 +27,7 @@ import sys
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
-from gaincurate.cli.options import FlagErrors
+from gaincurate.cli.options import PRODUCT_COMMANDS, FlagErrors
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
 TOP_LINE = (
@@ -55,8 +55,6 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
 
 
-# The commands a user's run is made of; every other command is the lab's (`gaincurate.lab.cli`).
-PRODUCT_COMMANDS = frozenset({"score", "merge", "schedule", "show", "rollout", "verl", "example"})
 LAB_COMMANDS = "gaincurate.lab.cli"
 
 

@@ -23,6 +23,10 @@ from typer.core import TyperGroup
 from gaincurate.config_file import read_config_file
 from gaincurate.errors import settings_as_flags
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
+from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON
+
+# The commands a user's run is made of; every other command is the lab's (`gaincurate.lab.cli`).
+PRODUCT_COMMANDS = frozenset({"score", "merge", "schedule", "show", "rollout", "verl", "example"})
 
 
 class FlagErrors(TyperGroup):
@@ -111,7 +115,8 @@ StrategyOption = Annotated[
     typer.Option(
         metavar="NAME",
         parser=_strategy,
-        help=f"Which prompts each epoch trains on: {', '.join(STRATEGIES)}; `gaincurate schedule strategies` "
+        help=f"Which prompts each epoch trains on: {', '.join(n for n in STRATEGIES if n not in KEPT_FOR_COMPARISON)}; "
+        f"kept for comparison (the lab): {', '.join(sorted(KEPT_FOR_COMPARISON))}. `gaincurate schedule strategies` "
         "says what each estimates and what it saved.",
     ),
 ]

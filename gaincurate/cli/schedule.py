@@ -33,6 +33,7 @@ from gaincurate.cli.schedule_options import (
     ScoresOption,
     common_parameters,
     filter_parameters,
+    mounts_the_lab,
     pair,
     strategy_parameters,
     strategy_settings,
@@ -122,7 +123,7 @@ def _with_generated_options(command: Any) -> Any:
         *common_parameters("format", "data_source"), *filter_parameters(), fixed["config"], fixed["as_json"],
         *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
     ]  # fmt: skip
-    return install(command, parameters, strategy_parameters())
+    return install(command, parameters, strategy_parameters(lab=mounts_the_lab(sys.argv)))
 
 
 app.command("init")(_with_generated_options(init))
@@ -267,12 +268,13 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
 
     from gaincurate.schedule.options import flag
     from gaincurate.schedule.run.unscored import MODEL_PASS
-    from gaincurate.schedule.strategies.registry import STRATEGIES
+    from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
 
     listed = [
         {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.about.summary,
          "options": [flag(field.name) for field in dataclasses.fields(cls.about.options)],
-         "needs": sorted(cls.about.needs), "prompts_file": not cls.about.needs & MODEL_PASS}
+         "needs": sorted(cls.about.needs), "prompts_file": not cls.about.needs & MODEL_PASS,
+         "kept_for_comparison": name in KEPT_FOR_COMPARISON}
         for name, cls in STRATEGIES.items()
     ]  # fmt: skip
 
@@ -284,6 +286,7 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
             table.add_column(column)
         for row in listed:
             name = row["strategy"] + (" (default)" if row["default"] else "")
+            name += " (kept for comparison, gaincurate/lab)" if row["kept_for_comparison"] else ""
             reads = [", ".join(row["needs"]), "no score: --prompts FILE will do" if row["prompts_file"] else ""]
             table.add_row(name, row["draws"], " ".join(row["options"]) or "-", "; ".join(filter(None, reads)) or "-")
         stdout.print(table)

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text, with_default
+from gaincurate.cli.options import PRODUCT_COMMANDS
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.options import flag
-from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES
+from gaincurate.schedule.strategies.registry import FILTERS, KEPT_FOR_COMPARISON, STRATEGIES
 
 
 def _size(text: str) -> str:
@@ -89,10 +91,11 @@ _PARSERS = {
 }
 
 
-def _owners() -> dict[str, list[tuple[str, dataclasses.Field]]]:
-    """Each option name, with the strategies (registry order) and filters' flags that have it, and their fields."""
+def _owners(lab: bool = True) -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Each option name, with the strategies (registry order) and filters' flags that have it, and their fields;
+    without `lab`, none of the strategies kept for comparison (which are then not loaded)."""
     owners: dict[str, list[tuple[str, dataclasses.Field]]] = {}
-    for name, cls in STRATEGIES.items():
+    for name, cls in _mounted(lab).items():
         for field in dataclasses.fields(cls.about.options):
             owners.setdefault(field.name, []).append((name, field))
     for setting, filter_class in FILTERS.items():  # a filter's options, over any strategy: its flag has them too
@@ -101,9 +104,25 @@ def _owners() -> dict[str, list[tuple[str, dataclasses.Field]]]:
     return owners
 
 
+def _mounted(lab: bool) -> dict[str, type]:
+    """The registered strategies by name, in registry order; without `lab`, not those kept for comparison."""
+    return {name: STRATEGIES[name] for name in STRATEGIES if lab or name not in KEPT_FOR_COMPARISON}
+
+
 def _panel(strategies: list[str]) -> str:
     first = strategies[0]
-    return RESCORE_PANEL if first in ("gain", "length") else f"{first} options"
+    if first in ("gain", "length"):
+        return RESCORE_PANEL
+    return f"{first} options (kept for comparison)" if first in KEPT_FOR_COMPARISON else f"{first} options"
+
+
+def mounts_the_lab(argv: list[str]) -> bool:
+    """Whether `schedule init` offers the options of the strategies kept for comparison on this command line: on
+    `schedule init` itself (its flags, help, `--config` file and errors see every strategy's options) and on any
+    command line that is no product command (a script calling `main` in process, `gaincurate --help`). A product
+    command besides (`schedule next`, `status`, `score`, ...) never reads init's options, so it loads no lab module."""
+    words = [word for word in argv[1:] if not word.startswith("-")]
+    return not words or words[0] not in PRODUCT_COMMANDS or words[:2] == ["schedule", "init"]
 
 
 def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
@@ -132,13 +151,14 @@ def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Par
     return field_parameters(ScheduleConfig, only=names, panel=panel, parsers=_PARSERS)
 
 
-def strategy_parameters() -> list[inspect.Parameter]:
-    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name."""
+def strategy_parameters(lab: bool = True) -> list[inspect.Parameter]:
+    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name;
+    without `lab`, none of the strategies kept for comparison."""
     parameters = []
-    for name, owned in _owners().items():
+    for name, owned in _owners(lab).items():
         annotation = _annotation(owned[0][1], _help(name, owned), _panel([owner for owner, _ in owned]))
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
-    for cls in STRATEGIES.values():
+    for cls in _mounted(lab).values():
         for old, new in cls.about.options.renamed.items():
             field = next(f for f in dataclasses.fields(cls.about.options) if f.name == new)
             annotation = _annotation(field, f"Old name of {flag(new)}.", "", hidden=True, name=old)
@@ -170,9 +190,11 @@ def filter_parameters() -> list[inspect.Parameter]:
 
 def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The strategy and filter options given on the command line, as `ScheduleConfig` takes them (pairs parsed,
-    paths absolute: a calibrator is read at every step, from wherever the step runs)."""
-    kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners().items()}
-    kinds |= {old: "number" for cls in STRATEGIES.values() for old in cls.about.options.renamed}
+    paths absolute: a calibrator is read at every step, from wherever the step runs). Only the strategies whose
+    options this command line mounted are read (`mounts_the_lab`)."""
+    lab = mounts_the_lab(sys.argv)
+    kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners(lab).items()}
+    kinds |= {old: "number" for cls in _mounted(lab).values() for old in cls.about.options.renamed}
     kinds |= {setting: "pair" if cls.pair_form else "switch" for setting, cls in FILTERS.items()}
     settings = {}
     for name, value in values.items():

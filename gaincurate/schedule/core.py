@@ -25,7 +25,6 @@ from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import (
     Fresh,
-    Metered,
     PromptSet,
     RankingContext,
     Report,
@@ -37,6 +36,7 @@ from gaincurate.schedule.strategies.base import (
 )
 from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
+from gaincurate.schedule.strategies.screening import Metered
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,6 @@ class Scheduler:
         """gc_ids (ascending) the strategy wants re-scored after the current epoch, or None when none are due."""
         return self.wants().rescore
 
-    def rescore_due(self) -> bool:
-        """Whether the strategy asks for fresh scores after the current epoch."""
-        return self.rescore_ids() is not None
-
-    def reference_due(self) -> int:
-        """Prompts of a fresh reference set the strategy asks for after the current epoch (0: none)."""
-        return self.wants().reference
-
     def summarize(self, records: Iterable[Any]) -> Feedback:
         """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`."""
         if self.state.epoch < 0:
@@ -214,7 +206,7 @@ class Scheduler:
             feedback = self.summarize(feedback)
         # The strategy folds the epoch's feedback and what the newest model said into its memory; then each filter
         # adds its own keys beside the strategy's.
-        if reference is not None and not self.reference_due():
+        if reference is not None and not self.wants().reference:
             raise ValueError(f"the {self.config.strategy} strategy keeps no pass rates for a fresh reference set")
         fresh = Fresh(
             ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)),

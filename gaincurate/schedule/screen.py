@@ -1,8 +1,8 @@
-"""Deprecated path (issue 42): this module is `gaincurate.schedule.strategies.screen` now.
+"""Deprecated path (issues 42 and 50): this module is `gaincurate.lab.strategies.screen` now.
 
 The old name keeps existing scripts and launch lines working, with a DeprecationWarning.
 """
 
 from gaincurate.moved import alias
 
-alias(__name__, "gaincurate.schedule.strategies.screen")
+alias(__name__, "gaincurate.lab.strategies.screen")

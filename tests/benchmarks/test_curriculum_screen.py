@@ -8,7 +8,7 @@ import pytest
 
 from gaincurate.lab.benchmarks.curriculum import run_bench
 from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
-from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS
+from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_a_band_reaches_the_bench_through_the_configs_schedule_field(tmp_path):
 def test_a_pilot_pair_pays_r_pilot_and_n_minus_r_fresh_rollouts_per_trained_prompt(tmp_path):
     """pilot's committed prompts keep their pilot completions in the trained group (TRL in process): the trainer
     rolls n - r fresh rollouts for each, and every pilot rollout, the discarded candidates' too, is charged once."""
-    from gaincurate.schedule.strategies.pilot import PILOT_FACTOR, PILOT_ROLLOUTS
+    from gaincurate.lab.strategies.pilot import PILOT_FACTOR, PILOT_ROLLOUTS
 
     out = tmp_path / "out"
     run_bench("cpu-arith", out, strategies=["pilot"], smoke=True)

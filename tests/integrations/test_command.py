@@ -315,7 +315,7 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
     tmp_path, scores_dir, trainer_cmd, monkeypatch
 ):
     """`schedule run --strategy screen`: epoch 0 screens with the initial weights, epoch k with checkpoint k-1's."""
-    from gaincurate.schedule.strategies.screen import Screening
+    from gaincurate.schedule.strategies.screening import Screening
 
     used: list[tuple[int, str | None, int]] = []
 

@@ -15,10 +15,10 @@ pytest.importorskip("trl")
 from trl_helpers import NUM_GENERATIONS, EpochRewards, grpo_settings, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
+from gaincurate.lab.strategies.screen import Screening
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.rundir import read_history
-from gaincurate.schedule.strategies.screen import Screening
 
 SUBSET, FACTOR, ROLLOUTS = 4, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET

@@ -18,10 +18,10 @@ from schedule_helpers import snapshot, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.sampler import GainCurriculumSampler, export_prompts
+from gaincurate.lab.strategies.screen import Screening
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.driver import init_run
 from gaincurate.schedule.run.rundir import load_run, read_history
-from gaincurate.schedule.strategies.screen import Screening
 
 SUBSET, FACTOR, ROLLOUTS = 6, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET

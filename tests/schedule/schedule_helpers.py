@@ -21,7 +21,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.strategies.base import PromptSet
-from gaincurate.schedule.strategies.screen import Screening
+from gaincurate.schedule.strategies.screening import Screening
 
 SYSTEM_PROMPT = "Solve it."
 FEW_SHOT = [{"question": "1 + 1?", "answer": "2"}]

@@ -17,13 +17,7 @@ from simulation import ROLLOUTS, band, bundled_policy, simulate, simulated_scree
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
-from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.mopps import update_posterior
-from gaincurate.schedule.strategies.pilot import (
+from gaincurate.lab.strategies.pilot import (
     CANDIDATE_STREAM,
     PILOT_FACTOR,
     PILOT_KEY,
@@ -32,6 +26,12 @@ from gaincurate.schedule.strategies.pilot import (
     commit_order,
     thompson_candidates,
 )
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.core import Scheduler
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.mopps import update_posterior
 
 SEEDS = (0, 1, 2)
 

@@ -24,19 +24,19 @@ from test_recorded_runs import write_recorded_scores
 
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.feedback import Feedback, summarize_feedback
-from gaincurate.schedule.run import rundir
-from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import RankingContext
-from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.predict import (
+from gaincurate.lab.strategies.predict import (
     Evidence,
     PredictOptions,
     PredictStrategy,
     group_outcomes,
     predict_informative,
 )
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.feedback import Feedback, summarize_feedback
+from gaincurate.schedule.run import rundir
+from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.base import RankingContext
+from gaincurate.schedule.strategies.filters import chosen_through
 
 SEEDS = (0, 1, 2)
 

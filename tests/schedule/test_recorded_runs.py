@@ -54,7 +54,7 @@ from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, write_hf_model
 from typer.testing import CliRunner
 
 from gaincurate.feedback import append_rollouts
-from gaincurate.schedule.strategies.screen import Screening
+from gaincurate.schedule.strategies.screening import Screening
 
 pytestmark = pytest.mark.determinism  # make test-determinism runs them again on the narrowest SIMD path
 

@@ -31,13 +31,13 @@ from gaincurate.difficulty.predict import (
     reference_limit,
 )
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table
+from gaincurate.lab.strategies.predict import kernel_sums
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.state import LISTED_PROMPTS, ScheduleState
 from gaincurate.schedule.strategies import probe
 from gaincurate.schedule.strategies.base import PromptSet
 from gaincurate.schedule.strategies.dots import DotsStrategy
-from gaincurate.schedule.strategies.predict import kernel_sums
 
 
 def prepared_directly(raw: np.ndarray) -> np.ndarray:

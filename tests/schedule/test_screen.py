@@ -13,11 +13,11 @@ from schedule_helpers import fixed_screener, prompt_set, write_hf_model
 from simulation import band, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.errors import ConfigError, InputError
+from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.strategies.base import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 
 SEEDS = (0, 1, 2)
 

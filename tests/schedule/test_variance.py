@@ -14,12 +14,12 @@ import pytest
 from simulation import band, bundled_policy, simulate, write_scores
 
 from gaincurate.errors import ConfigError
+from gaincurate.lab.strategies.variance import VarianceOptions, VarianceStrategy, expected_variance, values
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.base import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.mopps import posterior_sd
-from gaincurate.schedule.strategies.variance import VarianceOptions, VarianceStrategy, expected_variance, values
 
 
 def drawn(strategy, state, context, rng):

@@ -54,8 +54,8 @@ from gaincurate.integrations.trl.trainer import (
 )
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
-from gaincurate.schedule.strategies.base import Spent, Strategy
-from gaincurate.schedule.strategies.screen import Screener
+from gaincurate.schedule.strategies.base import Strategy
+from gaincurate.schedule.strategies.screening import Screener, Spent
 
 __all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
 
@@ -72,7 +72,7 @@ class GainCurriculum:
     default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
     `screener`, for `strategy="screen"` or `"pilot"` only, replaces the default measurement (the attached trainer's
     live model, sampled and checked as `gaincurate rollout` does) with your own
-    `gaincurate.schedule.strategies.screen.Screener`.
+    `gaincurate.schedule.strategies.screening.Screener`.
     """
 
     def __init__(

@@ -38,7 +38,7 @@ import torch
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.replay.loss import fold_replay_weights
 from gaincurate.replay.loss_forward import LossForward
-from gaincurate.schedule.strategies.screen import PilotCompletions, Screener, Screening
+from gaincurate.schedule.strategies.screening import PilotCompletions, Screener, Screening
 
 logger = logging.getLogger(__name__)
 

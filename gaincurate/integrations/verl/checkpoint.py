@@ -67,7 +67,7 @@ def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]
     from gaincurate.schedule.run.checkpoints import find_checkpoint
 
     rescored, checkpoint = None, None
-    if driver.scheduler.rescore_due() and checkpoint_dir:
+    if driver.scheduler.rescore_ids() is not None and checkpoint_dir:
         found = find_checkpoint(Path(checkpoint_dir))
         if found is not None:
             refuse_megatron(found.path)

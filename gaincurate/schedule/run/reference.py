@@ -99,7 +99,7 @@ def fresh_reference(context: StepContext) -> FreshReference | None:
     from gaincurate.schedule.run.checkpoints import given_or_recorded, no_model_reason
 
     epoch = context.run.schedule.epoch
-    size = context.scheduler.reference_due()
+    size = context.scheduler.wants().reference
     if not size:
         return None
     found = given_or_recorded(context.checkpoint, context.run.checkpoint)

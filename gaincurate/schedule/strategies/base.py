@@ -16,7 +16,6 @@ working with log-weights means positions far from the mode never underflow to pr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -177,32 +176,6 @@ class Wants:
 
     rescore: np.ndarray | None = None
     reference: int = 0
-
-
-@dataclass
-class Spent:
-    """What a strategy's own measurements have cost this process so far (screen; the bench charges it to the arm)."""
-
-    rollouts: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-
-
-class Metered:
-    """A screener (the policy that rolls candidates) that counts what it has cost (`spent`): every rollout and
-    token it made, and the seconds it took, charged whether or not its candidates were kept."""
-
-    def __init__(self, screener: Callable[..., Any]) -> None:
-        self.screener = screener
-        self.spent = Spent()
-
-    def __call__(self, gc_ids: np.ndarray, epoch: int, rollouts: int) -> Any:
-        started = time.perf_counter()
-        screening = self.screener(gc_ids, epoch, rollouts)
-        self.spent.seconds += time.perf_counter() - started
-        self.spent.rollouts += int(np.sum(screening.counts))
-        self.spent.tokens += int(screening.tokens)
-        return screening
 
 
 @dataclass(frozen=True)

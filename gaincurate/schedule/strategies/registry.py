@@ -1,18 +1,22 @@
 """The strategies a run can name, one line each, and the one place that builds a run's strategy from its config.
 
 A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
-config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table.
+config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table. The strategies
+kept for comparison live in the lab (`gaincurate.lab.strategies`) and are named here by module path: loaded when a
+run names one, or when `schedule init`'s help and `schedule strategies` list them all.
 
 A filter is a `Filter` subclass, listed in `FILTERS` the same way, by the setting that turns it on; the config
 (its value, its options, its check against the strategy), the CLI, state.json and `schedule status` read that
 table. Filters step over the strategy's draw in `FILTERS` order: `--band` (`gaincurate.schedule.strategies.band`)
-over a strategy that declares `pass_rate_estimates` (one that declares `own_band` applies the band itself), then
+over a strategy whose `about` declares `estimates` (one that declares `own_band` applies the band itself), then
 `--skip-zero-variance` (`gaincurate.schedule.strategies.greso`) last, over one that declares `ordered` and
 `keeps_zero_variance`. `ScheduleConfig` declares a field per filter, named by its `setting`.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from gaincurate.errors import ConfigError, setting
@@ -23,29 +27,54 @@ from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
-from gaincurate.schedule.strategies.pilot import PilotStrategy
-from gaincurate.schedule.strategies.predict import PredictStrategy
 from gaincurate.schedule.strategies.probe import ProbeStrategy
-from gaincurate.schedule.strategies.screen import ScreenStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
-from gaincurate.schedule.strategies.variance import VarianceStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls
-    for cls in (
-        GainStrategy,
-        UniformStrategy,
-        LengthStrategy,
-        DotsStrategy,
-        MoppsStrategy,
-        GresoStrategy,
-        ScreenStrategy,
-        VarianceStrategy,
-        PilotStrategy,
-        PredictStrategy,
-        ProbeStrategy,
-    )
+LAB = "gaincurate.lab.strategies"  # the strategies kept for comparison (`gaincurate.lab.strategies`)
+
+
+class Registry(MutableMapping[str, type[Strategy]]):
+    """Strategy classes by name, in the order the help lists them. An entry may be a class or the module path of
+    one ("module:Class"), imported when first read: the lab's strategies, which a run of the product's never loads."""
+
+    def __init__(self, entries: dict[str, type[Strategy] | str]) -> None:
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> type[Strategy]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return entry
+
+    def __setitem__(self, name: str, cls: type[Strategy]) -> None:
+        self._entries[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_ENTRIES: dict[str, type[Strategy] | str] = {
+    "gain": GainStrategy,
+    "uniform": UniformStrategy,
+    "length": LengthStrategy,
+    "dots": DotsStrategy,
+    "mopps": MoppsStrategy,
+    "greso": GresoStrategy,
+    "screen": f"{LAB}.screen:ScreenStrategy",
+    "variance": f"{LAB}.variance:VarianceStrategy",
+    "pilot": f"{LAB}.pilot:PilotStrategy",
+    "predict": f"{LAB}.predict:PredictStrategy",
+    "probe": ProbeStrategy,
 }
+STRATEGIES = Registry(_ENTRIES)
+KEPT_FOR_COMPARISON = frozenset(name for name, entry in _ENTRIES.items() if isinstance(entry, str))  # the lab's
 
 
 # The filters a config can turn on, by the setting that does it, in the order they step over the strategy's draw.
@@ -94,7 +123,8 @@ def build_filters(config: Any, strategy: Strategy, inputs: StrategyInputs) -> tu
 
 
 def top_level(draw: dict[str, Any], *, uses: bool = False) -> dict[str, Any]:
-    """gaincurate 0.x's JSON (`schedule status/next/run --json`): every number a registered strategy declares
-    `top_level`, at the top, null where this run's strategy keeps none; `uses`: status's `uses_<key>` beside it."""
-    keys = dict.fromkeys(c.key for cls in STRATEGIES.values() for c in cls.about.columns if c.top_level)
+    """gaincurate 0.x's JSON (`schedule status/next/run --json`): every number declared `top_level` (gain's and
+    length's mu, the only strategies 0.x had with one), at the top, null where this run's strategy keeps none;
+    `uses`: status's `uses_<key>` beside it."""
+    keys = dict.fromkeys(c.key for cls in (GainStrategy, LengthStrategy) for c in cls.about.columns if c.top_level)
     return {key: draw.get(key) for key in keys} | ({f"uses_{key}": key in draw for key in keys} if uses else {})

@@ -358,10 +358,10 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     import numpy as np
 
     from gaincurate import scoring
+    from gaincurate.lab.strategies.screen import Screening
     from gaincurate.schedule.config import STRATEGIES
     from gaincurate.schedule.run import screeners
     from gaincurate.schedule.run.rundir import load_run
-    from gaincurate.schedule.strategies.screen import Screening
     from gaincurate.scoring import likelihood
 
     screened, rescored = [], []

@@ -194,7 +194,7 @@ class PairRun:
 
     def screen_spent(self) -> Any:
         """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
-        from gaincurate.schedule.strategies.base import Spent
+        from gaincurate.schedule.strategies.screening import Spent
 
         return self.curriculum.screen_spent if self.curriculum is not None else Spent()
 
@@ -258,7 +258,7 @@ class PairRun:
         `keep`: the completions and their mu go with it, so that the trainer trains on them (`trl_reuse`)."""
         from gaincurate.rollout.live import completion_logps
         from gaincurate.schedule.run.screeners import screen_seed
-        from gaincurate.schedule.strategies.screen import PilotCompletions, Screening
+        from gaincurate.schedule.strategies.screening import PilotCompletions, Screening
 
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
             sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
