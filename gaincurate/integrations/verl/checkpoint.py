@@ -31,6 +31,7 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.config import config_value
 from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
+from gaincurate.schedule.run.rewards import FEEDBACK_ENV
 from gaincurate.schedule.strategies.base import update_words
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class StepScheduleOnSave(_callback_base()):
         self.run_dir = Path(str(run_dir))
         reward_kwargs = _section(_section(_section(config, "reward"), "custom_reward_function"), "reward_kwargs")
         feedback = config_value(section, "feedback_file") or config_value(reward_kwargs, "feedback_file")
-        feedback = feedback or os.environ.get("GAINCURATE_FEEDBACK_FILE")
+        feedback = feedback or os.environ.get(FEEDBACK_ENV)
         if not feedback:
             raise ConfigError(
                 "StepScheduleOnSave needs +gaincurate.feedback_file=FILE (the file the reward writes feedback to)"

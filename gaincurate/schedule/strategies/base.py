@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # What a strategy may need from the run (`Strategy.needs`), so an integration can refuse early what it lacks.
 EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)
 ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, not a bare accuracy
-POLICY = "policy"  # the current policy, to measure candidates before a draw (`use_screener`)
+POLICY = "policy"  # the current policy, to measure candidates before a draw (`Scheduler.use_screener`)
 FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`rescore_ids`)
 LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`rescore_ids`)
 SCORES = "scores"  # the scoring pass's angle scores or question lengths (`schedule init --prompts` has neither)

@@ -33,7 +33,7 @@ class Filter:
 
     A filter is not a strategy and answers for none of a strategy's hooks: the scheduler asks the base strategy for
     everything it asks a strategy (its order, estimates, report, updates), and each filter, in `FILTERS` order, only
-    changes the draw (`filtered_select`) and keeps a memory of its own beside the base's. Its steps, each changing
+    changes the draw (`chosen_through`) and keeps a memory of its own beside the base's. Its steps, each changing
     nothing by default:
 
     * `reorder(order, estimates)`: the base's `Priority` order, reordered (band: the prompts inside it first);
