@@ -20,8 +20,8 @@ from test_trl_screen import RecordingScreener
 from trl_helpers import grpo_settings, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
-from gaincurate.integrations.trl import reuse as trl_reuse
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
+from gaincurate.lab.strategies import pilot_reuse as trl_reuse
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
 
@@ -194,11 +194,11 @@ def test_a_trainer_that_cannot_weigh_them_trains_full_groups_with_one_warning(sc
 
     curriculum = GainCurriculum(scores, CONFIG)
     settings = grpo_settings(tmp_path, num_generations=GROUP, per_device_train_batch_size=PROMPTS_PER_STEP * GROUP)
-    with caplog.at_level(logging.WARNING, logger="gaincurate.integrations.trl.reuse"):
+    with caplog.at_level(logging.WARNING, logger="gaincurate.lab.strategies.pilot_reuse"):
         trainer = CurriculumGRPOTrainer(
             model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=GRPOConfig(**settings, loss_type="sapo"),
             reward_funcs=[SeenRewards()], processing_class=AutoTokenizer.from_pretrained(tiny_llama),
             curriculum=curriculum,
         )  # fmt: skip
-    assert trainer._pilot_store is None
+    assert not isinstance(trainer, trl_reuse.PilotReuseMixin)  # its class gains the mixin only when it reuses
     assert [r.message for r in caplog.records if "not reused" in r.message] and "loss_type='sapo'" in caplog.text

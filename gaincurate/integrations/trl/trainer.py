@@ -26,6 +26,7 @@ Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 from collections.abc import Callable
@@ -36,7 +37,6 @@ from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.trl.reuse import PilotReuseMixin
 from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 from gaincurate.schedule.figures import logged_figures
 from gaincurate.schedule.readout import logged as logged_readout
@@ -46,17 +46,20 @@ logger = logging.getLogger(__name__)
 # GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
 _POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
 
+PILOT_REUSE = "gaincurate.lab.strategies.pilot_reuse"  # pilot's completions in their trained groups (by name)
+
 NOT_ATTACHED = (
     "the curriculum is not attached to this trainer, so it would train on every prompt; build the trainer as "
     "CurriculumGRPOTrainer(..., curriculum=curriculum), or call curriculum.attach(trainer) before trainer.train()"
 )
 
 
-class CurriculumMixin(PilotReuseMixin):
+class CurriculumMixin:
     """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
 
-    When the curriculum's strategy pilots and keeps its completions (`pilot`), a committed prompt's group takes
-    its pilot completions and n - k fresh ones (`PilotReuseMixin`, gaincurate/integrations/trl/reuse.py).
+    When the curriculum's strategy pilots and keeps its completions (`pilot`), the trainer's class also gains
+    `PilotReuseMixin` (gaincurate/lab/strategies/pilot_reuse.py): a committed prompt's group takes its pilot
+    completions and n - k fresh ones.
 
     Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
     `reward_funcs` of the function whose reward says whether an answer is right; it is recorded as the
@@ -115,14 +118,10 @@ def bind(curriculum: Any, trainer: Any) -> None:
     if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
         trainer.add_callback(curriculum.callback)
     curriculum.trainer = trainer
-    if driver.screens:
-        from gaincurate.integrations.trl.reuse import keeping_pilots, pilot_sampling, reuse_pilots
-
-        store = reuse_pilots(trainer, driver.scheduler.strategy)  # None: the pilot's completions are not reused
-        # When they are, the live pilot samples as the trainer does and keeps what it sampled.
-        keep = None if store is None else pilot_sampling(trainer)
-        screener = curriculum.screener or driver.live_screener(trainer.model, _tokenizer(trainer), keep=keep)
-        driver.use_screener(screener if store is None else keeping_pilots(screener, store, trainer))
+    if driver.screens and driver.scheduler.strategy.about.reuses_pilots:  # pilot's, kept in the lab with it
+        driver.use_screener(importlib.import_module(PILOT_REUSE).reusing_screener(curriculum, trainer))
+    elif driver.screens:
+        driver.use_screener(curriculum.screener or driver.live_screener(trainer.model, tokenizer_of(trainer)))
 
 
 class GainCurriculumCallback(TrainerCallback, ExportableState):
@@ -208,7 +207,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             driver.replace_records(gather_object(driver.state_dict()["records"]))
 
         def step() -> dict[str, Any] | None:
-            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=_tokenizer(trainer)))
+            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer)))
 
         record = _on_main_then_shared(trainer, driver, step)
         if record is not None:
@@ -236,7 +235,7 @@ def _on_main_then_shared(trainer: Any, driver: Any, work: Callable[[], Any]) -> 
     return result
 
 
-def _tokenizer(trainer: Any) -> Any:
+def tokenizer_of(trainer: Any) -> Any:
     return getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
 
 

@@ -16,14 +16,14 @@ and `--forget`), fed by the trainer's feedback AND by the pilots. Each epoch:
 
 Where the pilot runs. The pilot of epoch t + 1 runs in `update`, after epoch t's feedback, with the policy that
 trained epoch t (the one screen's draw would use at that moment), so its measurements go into the memory
-(state.json) and survive a restart; `select` then commits from them. Epoch 0 has no step before it: its pilot runs
-in `select`, which cannot write the memory, so epoch 0's pilot chooses that epoch but is not in the posterior.
+(state.json) and survive a restart; `choose` then commits from them. Epoch 0 has no step before it: its pilot runs
+in `choose`, which cannot write the memory, so epoch 0's pilot chooses that epoch but is not in the posterior.
 
-Cost. k x r rollouts per trained prompt, every one charged, kept or not: `spent` (the bench charges it) and the
-epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in `spent` only, so
-state.json stays byte-identical across runs. In TRL in process the committed prompts' pilot completions join their
-trained group (`about.reuses_pilots`; gaincurate/integrations/trl/reuse.py): the trainer rolls n - r fresh rollouts for
-each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
+Cost. k x r rollouts per trained prompt, every one charged, kept or not: `Metered.spent` (the bench charges it) and the
+epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in the scheduler's
+`Metered` screener only, so state.json stays byte-identical across runs. In TRL in process the committed prompts'
+pilot completions join their trained group (`about.reuses_pilots`; `pilot_reuse`): the trainer rolls n - r fresh
+rollouts for each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
 
 PILOT_KEY = "pilot"  # the memory's pilot of the epoch about to be drawn
-CANDIDATE_STREAM = 41  # the candidates' Thompson draw, apart from the stream `select` gets
+CANDIDATE_STREAM = 41  # the candidates' Thompson draw, apart from the stream `choose` gets
 # Candidates per epoch prompt: the prior already points near the frontier, so fewer than screen's uniform 2 would
 # leave little to choose from when a pilot disagrees with it; 2 keeps one spare per committed prompt.
 PILOT_FACTOR = 2.0
@@ -149,7 +149,7 @@ class PilotStrategy(MoppsStrategy):
         ordered=False,
         keeps_zero_variance=False,
         own_band=True,
-        reuses_pilots=True,  # the TRL adapter trains committed prompts on their pilot completions (trl_reuse.py)
+        reuses_pilots=True,  # the TRL adapter trains committed prompts on their pilot completions (pilot_reuse.py)
     )
 
     def __init__(

@@ -13,8 +13,8 @@ the policy gets all right or all wrong: their GRPO groups would have zero reward
 k is `--screen-factor` (default 2), r `--screen-rollouts` (default 4), m the subset size. The screening
 rollouts are a real cost, k x r per trained prompt beside the trainer's own: they are counted in the
 epoch's history line (`selection`: screened, screen_rollouts, screen_tokens, screen_seconds) and in
-`spent`, which the bench charges to the arm's rollouts, tokens and seconds. Unlike the paper we do not
-reuse them as training rollouts: a stock trainer generates its own.
+`Metered.spent` (the scheduler's screener), which the bench charges to the arm's rollouts, tokens and seconds.
+Unlike the paper we do not reuse them as training rollouts: a stock trainer generates its own.
 """
 
 from __future__ import annotations

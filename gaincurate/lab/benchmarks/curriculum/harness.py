@@ -80,7 +80,7 @@ class CountingReward:
         rewards = self.reward(completions=completions, completion_ids=completion_ids, **kwargs)
         if self.training():
             zero, groups = zero_variance_groups(rewards, self.group_size)
-            # A row the trainer took from the pilot (`trl_reuse`) was charged as a pilot rollout: not again here.
+            # A row the trainer took from the pilot (`pilot_reuse`) was charged as a pilot rollout: not again here.
             reused = kwargs.get(REUSED_COLUMN) or [False] * len(rewards)
             self.rollouts += sum(not flag for flag in reused)
             self.tokens += sum(len(ids) for ids, flag in zip(completion_ids, reused, strict=True) if not flag)
@@ -255,7 +255,7 @@ class PairRun:
 
     def _screener(self, dataset: Any, row_of: dict[int, int], keep: bool) -> Callable[[np.ndarray, int, int], Any]:
         """screen's and pilot's measurement with the live model and the task's checker; on the clock: it is charged.
-        `keep`: the completions and their mu go with it, so that the trainer trains on them (`trl_reuse`)."""
+        `keep`: the completions and their mu go with it, so that the trainer trains on them (`pilot_reuse`)."""
         from gaincurate.rollout.live import completion_logps
         from gaincurate.schedule.run.screeners import screen_seed
         from gaincurate.schedule.strategies.screening import PilotCompletions, Screening
