@@ -18,7 +18,7 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from schedule_helpers import without_timings, write_scores
+from schedule_helpers import fixed_screener, without_timings, write_scores
 
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
@@ -190,6 +190,22 @@ def test_the_recorder_is_the_runs_own_record_in_process_and_the_feedback_file_ou
     assert isinstance(recorder, FeedbackFile) and recorder.path == tmp_path / "env.jsonl"
     assert from_files.recorder(tmp_path / "given.jsonl").path == tmp_path / "given.jsonl"
     assert in_process.recorder(tmp_path / "given.jsonl").path == tmp_path / "given.jsonl"
+
+
+def test_a_run_resumed_from_a_trainer_checkpoint_keeps_the_screener_and_its_cost(tmp_path):
+    # The policy lives with the scheduler (`Scheduler.use_screener`); a resume rebuilds the scheduler from the saved
+    # state, after the trainer handed the screener over, and must keep measuring with it.
+    scores = write_scores(tmp_path / "scores")
+    run = Run(scores, ScheduleConfig(strategy="screen", seed=5, subset_size=4))
+    rates, calls = {int(i): 0.5 for i in run.scores.prompts.gc_ids}, []
+    run.use_screener(fixed_screener(rates, calls))
+    assert len(run.plan.gc_ids) == 4  # epoch 0, screened
+    saved = run.state_dict()
+    run.record(run.plan.gc_ids, [1.0] * len(run.plan.gc_ids))
+    run.load_state_dict(saved)
+    run.record(run.plan.gc_ids, [1.0] * len(run.plan.gc_ids))
+    run.step()  # epoch 1 is screened with the same screener
+    assert [epoch for _, epoch, _ in calls] == [0, 1] and run.screen_spent.rollouts == 2 * 2 * 4 * 4
 
 
 def run_files(run_dir: Path) -> tuple[dict[str, bytes], list[dict], dict]:

@@ -277,9 +277,10 @@ class Run:
                 f"the checkpoint's curriculum state has version {state.get('version')}; "
                 f"this gaincurate reads 1 and {STATE_DICT_VERSION}: upgrade gaincurate to resume from it"
             )
-        schedule = ScheduleState.from_json(state["schedule"])
+        schedule, policy = ScheduleState.from_json(state["schedule"]), self.scheduler.policy
         self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy,
                                    filters=self.scheduler.filters)  # fmt: skip
+        self.scheduler.policy = policy  # the screener a trainer handed over before resuming (screen, pilot)
         self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
         self._epoch_started = time.perf_counter()
         if self.write:
