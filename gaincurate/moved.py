@@ -15,7 +15,7 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -26,15 +26,16 @@ def alias(old: str, new: str) -> None:
     sys.modules[old] = importlib.import_module(new)
 
 
-def moved_names(old: str, names: tuple[str, ...], new: str) -> Callable[[str], Any]:
+def moved_names(old: str, names: tuple[str, ...] | Mapping[str, str], new: str) -> Callable[[str], Any]:
     """A module `__getattr__` for `old` under which `names` are still found: each read from module `new` on first
-    use, with a warning that it moved."""
+    use, with a warning that it moved; a mapping gives each old name its new one."""
+    renamed = dict(names) if isinstance(names, Mapping) else {name: name for name in names}
 
     def found(name: str) -> Any:
-        if name not in names:
+        if name not in renamed:
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
-        warnings.warn(f"{old}.{name} moved to {new}.{name}", DeprecationWarning, 2)
-        return getattr(importlib.import_module(new), name)
+        warnings.warn(f"{old}.{name} moved to {new}.{renamed[name]}", DeprecationWarning, 2)
+        return getattr(importlib.import_module(new), renamed[name])
 
     return found
 

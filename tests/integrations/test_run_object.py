@@ -23,7 +23,6 @@ from schedule_helpers import fixed_screener, without_timings, write_scores
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.curriculum import CurriculumDriver
 from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.rewards import FeedbackFile
 from gaincurate.schedule.run.run import Run
@@ -51,8 +50,13 @@ def reward(gc_id: int, epoch: int) -> float:
     return float((gc_id * 7 + epoch) % 3 == 0)
 
 
-def test_curriculum_driver_is_the_run_object():
-    assert CurriculumDriver is Run
+def test_curriculum_driver_is_the_run_object_under_a_warning():
+    from gaincurate.schedule.run import curriculum, driver, steps
+
+    with pytest.warns(DeprecationWarning, match=r"CurriculumDriver moved to gaincurate.schedule.run.run.Run"):
+        assert curriculum.CurriculumDriver is Run
+    with pytest.warns(DeprecationWarning, match=r"driver.take_step moved to gaincurate.schedule.run.steps"):
+        assert driver.take_step is steps.take_step
 
 
 def test_no_trainer_path_orders_rows_reads_feedback_or_builds_a_scheduler_itself():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import write_jsonl
 
-from gaincurate.schedule.run.curriculum import CurriculumDriver
+from gaincurate.schedule.run.run import Run
 
 N_PROMPTS = 16
 NUM_GENERATIONS = 2
@@ -80,7 +80,7 @@ def grpo_settings(output_dir: Path, **overrides) -> dict:
     return settings
 
 
-def expected_mu_next(mu: float, accuracy: float, ang: float, driver: CurriculumDriver) -> tuple[float, float]:
+def expected_mu_next(mu: float, accuracy: float, ang: float, driver: Run) -> tuple[float, float]:
     """DESIGN section 4, written out again: delta and mu_{t+1} from acc_t and ang_t (raw angle signal), with the
     driver's gain options and its sizes resolved for its prompt set."""
     from gaincurate.schedule.strategies.gain import resolve_sizes

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from gaincurate.moved import moved_names
 from gaincurate.numerics import exp
 from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
@@ -30,12 +31,14 @@ if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
-# What a strategy may need from the run (`Strategy.needs`), so an integration can refuse early what it lacks.
+__getattr__ = moved_names(__name__, ("Spent",), "gaincurate.schedule.strategies.screening")
+
+# What a strategy may need from the run (`About.needs`), so an integration can refuse early what it lacks.
 EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)
 ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, not a bare accuracy
 POLICY = "policy"  # the current policy, to measure candidates before a draw (`Scheduler.use_screener`)
-FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`rescore_ids`)
-LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`rescore_ids`)
+FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`Wants.rescore`)
+LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`Wants.rescore`)
 SCORES = "scores"  # the scoring pass's angle scores or question lengths (`schedule init --prompts` has neither)
 
 
@@ -220,8 +223,9 @@ class Strategy:
     def choose(
         self, state: ScheduleState, context: RankingContext, rng: np.random.Generator
     ) -> np.ndarray | Priority | Selection:
-        """The epoch's draw: every rank position, most wanted first (`about.ordered`), or a `Selection` of
-        `context.subset_size` positions, unique and ascending."""
+        """The epoch's draw: every rank position, most wanted first (`about.ordered`), bare or as a `Priority` with
+        its pass-rate estimate at each position (what `--band` and the default `report` read, when
+        `about.estimates`), or a `Selection` of `context.subset_size` positions, unique and ascending."""
         raise NotImplementedError(f"the {self.name} strategy does not say how it chooses")
 
     def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> Any:

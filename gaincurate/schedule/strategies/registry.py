@@ -53,6 +53,9 @@ class Registry(MutableMapping[str, type[Strategy]]):
     def __delitem__(self, name: str) -> None:
         del self._entries[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries  # without importing a lab strategy's module, as Mapping's default would
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
