@@ -240,7 +240,7 @@ def test_scores_without_hash_columns_still_train_and_say_once_they_are_unchecked
     import pyarrow as pa
     from fake_scores import score_columns, write_scores_dir
 
-    from gaincurate.integrations.trl.sampler import check_same_prompts, dataset_rows
+    from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 
     rows = pa.Table.from_pylist([{"problem": f"q{i}", "answer": str(i)} for i in range(N_ROWS)])
     columns = score_columns(np.arange(N_ROWS, dtype=float), [3] * N_ROWS)
@@ -248,7 +248,7 @@ def test_scores_without_hash_columns_still_train_and_say_once_they_are_unchecked
 
     curriculum = GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4))
     dataset = curriculum.train_dataset()
-    row_of = dataset_rows(dataset, curriculum.driver.scores.prompts.gc_ids)
+    row_of = curriculum.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
     with caplog.at_level("WARNING"):
         check_same_prompts(dataset, curriculum.driver.scores, row_of)
         check_same_prompts(dataset, curriculum.driver.scores, row_of)

@@ -25,7 +25,7 @@ from gaincurate.columns import VERL_ANSWER_PATH
 from gaincurate.data import check_answers, load_rows
 from gaincurate.errors import InputError
 from gaincurate.integrations.verl import reward as verl_reward
-from gaincurate.integrations.verl.sampler import batch_rollouts, data_source_rows, export_prompts
+from gaincurate.integrations.verl.sampler import batch_rollouts, data_source_ids, export_prompts
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.epochs import epoch_table
@@ -127,7 +127,7 @@ def test_feedback_reaches_the_right_prompt_when_two_files_repeat_their_index(tmp
     assert [line["gc_id"] for line in lines] == [row["gc_id"] for row in rows] == list(range(12))
     # The sampler side: rows found by gc_id in verl's dataframe, rewards read from the batch's gc_id column.
     frame = datasets.Dataset(exported.replace_schema_metadata(None))
-    assert data_source_rows(frame, "gc_id") == {gc_id: gc_id for gc_id in range(12)}
+    assert data_source_ids(frame, "gc_id") == list(range(12))
     batch = {
         "index": np.array([row["extra_info"]["index"] for row in rows], dtype=object),  # verl's: 0..5 twice
         "gc_id": np.array([row["gc_id"] for row in rows], dtype=object),
@@ -143,7 +143,7 @@ def test_exports_made_before_gc_id_are_still_read(tmp_path):
     assert verl_reward.exported_id(old | {"split": "test"}) is None  # verl's own validation rows
     assert verl_reward.exported_id({"index": 0, "split": "test", "gc_id": 9}) == 9  # ours, whatever the split
     frame = datasets.Dataset.from_list([{"extra_info": old}, {"extra_info": {**old, "index": 2}}])
-    assert data_source_rows(frame, "gc_id") == {5: 0, 2: 1}
+    assert data_source_ids(frame, "gc_id") == [5, 2]
 
 
 def test_the_trl_export_keeps_conversational_prompts_and_extra_columns(tmp_path):

@@ -114,7 +114,8 @@ class GainCurriculum:
 
     @property
     def strategy(self) -> Strategy:
-        """The strategy drawing the epochs; its `columns` and `update_words` say what its history numbers mean."""
+        """The strategy drawing the epochs; its `about.columns` and `about.update_words` say what its history
+        numbers mean."""
         return self.driver.scheduler.strategy
 
     @property

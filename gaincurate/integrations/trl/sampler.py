@@ -15,7 +15,6 @@ from torch.utils.data import Sampler
 
 from gaincurate.columns import column_values, has_column
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.run.rows import rows_by_gc_id
 
 TRAIN_DATASET = "pass train_dataset=curriculum.train_dataset()"
 
@@ -83,11 +82,6 @@ def dataset_gc_ids(dataset: Any) -> Any:
     return dataset["gc_id"]
 
 
-def dataset_rows(dataset: Any, expected: np.ndarray) -> dict[int, int]:
-    """gc_id -> row of a TRL training dataset, every scored prompt in `expected` among them (`Run.row_map`'s check)."""
-    return rows_by_gc_id(dataset_gc_ids(dataset), expected=expected, fix=TRAIN_DATASET)
-
-
 _UNCHECKED: set[str] = set()  # scores directories already reported as predating prompt hashes
 
 
@@ -118,7 +112,7 @@ def check_same_prompts(dataset: Any, scores: Any, row_of: dict[int, int]) -> Non
             f"the training dataset has no {column!r} column, the prompts {where} scored, so its rows cannot be "
             "checked against the scores; pass train_dataset=curriculum.train_dataset()"
         )
-    gc_ids = np.asarray(scores.prompts.gc_ids, dtype=np.int64)  # every one is in `row_of` (`dataset_rows`)
+    gc_ids = np.asarray(scores.prompts.gc_ids, dtype=np.int64)  # every one is in `row_of` (`Run.row_map`)
     rows = [row_of[int(g)] for g in gc_ids]
     positions = scores.rows_of(gc_ids)
     checks = [(column, "gc_prompt_hash", prompt_digest, "prompt")]

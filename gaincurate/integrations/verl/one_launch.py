@@ -48,9 +48,9 @@ from typing import Any, Self
 
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
+from gaincurate.integrations.verl.checkpoint import step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
-from gaincurate.integrations.verl.sampler import EXPORT, check_rows, data_source_ids
+from gaincurate.integrations.verl.sampler import open_run
 from gaincurate.schedule.figures import Column, logged_figures
 from gaincurate.schedule.readout import logged
 from gaincurate.schedule.run.run import Run
@@ -196,10 +196,7 @@ class GainCurriculumDataset(_dataset_base()):
                 "curriculum cannot step; set data.dataloader_num_workers=0"
             )
         self.settings = buffer.settings
-        driver = Run(run_dir=self.settings.run_dir)
-        ids = data_source_ids(self, self.settings.index_key)
-        self.row_of = driver.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
-        check_rows(driver, self.row_of, config)
+        driver, self.row_of = open_run(self, self.settings, config, keys=SAMPLER_KWARGS)
         gen_batch = config_value(config, "gen_batch_size")
         if gen_batch and driver.subset_size % int(gen_batch):
             raise ConfigError(
@@ -207,17 +204,11 @@ class GainCurriculumDataset(_dataset_base()):
                 "drop data.gen_batch_size or re-init the run with a multiple of it"
             )
         if driver.screens:
-            if not self.settings.checkpoint_dir:
-                raise ConfigError(
-                    f"--strategy {driver.config.strategy} measures each epoch's candidates with the newest policy; set "
-                    f"+{SAMPLER_KWARGS}.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
-                )
             logger.warning(
                 "gaincurate: screen cannot screen with verl's live policy (it lives in the Ray workers); it screens "
                 "each epoch with the newest checkpoint's Hugging Face weights in %s",
                 self.settings.checkpoint_dir,
             )
-            driver.use_screener(newest_checkpoint_screener(driver, self.settings.run_dir, self.settings.checkpoint_dir))
         buffer.curriculum = self.curriculum = driver
         self._served = 0  # rows of the current epoch handed out
         self._rows: tuple[int, list[int]] | None = None  # (epoch, its dataset rows), cached

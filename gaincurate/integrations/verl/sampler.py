@@ -56,7 +56,6 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
 from gaincurate.integrations.verl.reward import recording_score
-from gaincurate.schedule.run.rows import rows_by_gc_id
 from gaincurate.schedule.run.run import Run
 
 __all__ = [
@@ -113,20 +112,7 @@ class GainCurriculumSampler(_curriculum_base()):
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
         self.settings = SamplerSettings.from_data_config(data_config)
-        self.driver = Run(run_dir=self.settings.run_dir)
-        ids = data_source_ids(data_source, self.settings.index_key)
-        self.row_of = self.driver.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
-        check_rows(self.driver, self.row_of, data_config)
-        if self.driver.screens:
-            if not self.settings.checkpoint_dir:
-                raise ConfigError(
-                    f"--strategy {self.driver.config.strategy} measures each epoch's candidates with the newest "
-                    "policy; set "
-                    "+data.gaincurate.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
-                )
-            self.driver.use_screener(
-                newest_checkpoint_screener(self.driver, self.settings.run_dir, self.settings.checkpoint_dir)
-            )
+        self.driver, self.row_of = open_run(data_source, self.settings, data_config, keys="data.gaincurate")
         self._yielded = 0  # rows of the current epoch handed out so far
         self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
 
@@ -236,9 +222,22 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def data_source_rows(data_source: Any, index_key: str) -> dict[int, int]:
-    """Map gc_id -> dataset row (`rows_by_gc_id` over `data_source_ids`), as the sampler's `Run.row_map` reads it."""
-    return rows_by_gc_id(data_source_ids(data_source, index_key), fix=EXPORT, where=" (extra_info.gc_id)")
+def open_run(data_source: Any, settings: Any, data_config: Any, *, keys: str) -> tuple[Run, dict[int, int]]:
+    """The run a verl adapter holds (its sampler, its one launch) and the dataset's row of each gc_id, checked
+    against verl's `data` config; a strategy that screens measures with the newest checkpoint, which `settings`
+    (keys under `keys` in verl's config) must name."""
+    run = Run(run_dir=settings.run_dir)
+    ids = data_source_ids(data_source, settings.index_key)
+    row_of = run.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
+    check_rows(run, row_of, data_config)
+    if run.screens:
+        if not settings.checkpoint_dir:
+            raise ConfigError(
+                f"--strategy {run.config.strategy} measures each epoch's candidates with the newest policy; set "
+                f"+{keys}.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
+            )
+        run.use_screener(newest_checkpoint_screener(run, settings.run_dir, settings.checkpoint_dir))
+    return run, row_of
 
 
 def data_source_ids(data_source: Any, index_key: str) -> list[Any]:

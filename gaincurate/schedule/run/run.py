@@ -118,7 +118,7 @@ class Run:
         self.subset_size = self.scheduler.subset_size  # prompts per epoch, resolved for this prompt set
         self.history: list[dict[str, Any]] = []  # the records of the steps taken by this object
         self._records: list[tuple[int, float]] = []
-        self._feedback: tuple[int, Feedback, str] | None = None  # (epoch, checked, hash): `take_feedback`'s
+        self._feedback: tuple[int, Feedback, str, float] | None = None  # take_feedback's epoch, feedback, hash, s
         self._epoch_started = time.perf_counter()
         # screen draws epoch 0 by measuring candidates with the policy, which a trainer hands over later
         # (`use_screener`); every other strategy draws it now.
@@ -321,10 +321,12 @@ class Run:
         """Read and check the current epoch's feedback file once, archive it in the run directory, and keep it for
         the next `advance`; returns its bytes. Bad feedback is refused here, before the epoch counts as trained."""
         source, archived = Path(source), rundir.feedback_path(self.run_dir, self.epoch)
+        started = time.perf_counter()
         summary, digest, data = steps.check_feedback(self.run_dir, source, run=self._run)
+        seconds = time.perf_counter() - started  # the step's feedback_s, as when the step reads the file itself
         if source != archived:
             rundir.archive_feedback(self.run_dir, self.epoch, data)
-        self._feedback = (self.epoch, summary, digest)
+        self._feedback = (self.epoch, summary, digest, seconds)
         return data
 
     def mark_trained(self, *, checkpoint: str | None, train_seconds: float) -> None:

@@ -8,7 +8,7 @@
     RUN/screen-NNNN.jsonl     screen: the rollouts that screened epoch NNNN's candidates (and .ids, their gc_ids)
 
 `state.json` is the commit point: every other file of a step is written first, and deterministically,
-so a step killed half-way is simply done again and yields the same bytes. `gaincurate.schedule.run.driver`
+so a step killed half-way is simply done again and yields the same bytes. `gaincurate.schedule.run.steps`
 decides what a step writes; this module only knows the layout. `schedule run` also names RUN/logs/ (the
 trainer command's output) and RUN/trainer/ (its default checkpoint folder) here; the trainer fills them.
 """
@@ -50,7 +50,7 @@ class RunState:
     trained: bool = False  # the trainer finished the current epoch; its feedback is archived
     checkpoint: str | None = None  # newest complete checkpoint after that training
     train_seconds: float | None = None
-    # The trainer driving the run ended with this epoch drawn and untrained (`mark_finished`); None: it did not.
+    # The trainer driving the run ended with this epoch drawn and untrained (`Run.mark_finished`); None: it did not.
     finished: int | None = None
 
     @property
@@ -280,13 +280,6 @@ def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float)
     run = load_run(run_dir)
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
     save_run(run_dir, dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds))
-
-
-def mark_finished(run_dir: Path, epoch: int | None) -> None:
-    """The trainer driving the run ended with `epoch` drawn (None: it starts training again); see `is_finished`."""
-    run = load_run(run_dir)
-    if run.finished != epoch:
-        save_run(run_dir, dataclasses.replace(run, finished=epoch))
 
 
 def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig, plan: EpochPlan) -> Path:

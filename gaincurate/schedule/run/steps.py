@@ -180,11 +180,11 @@ def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
 
 
 def consume_feedback(
-    context: StepContext, feedback: Path | None, kept: tuple[Feedback, str] | None = None
+    context: StepContext, feedback: Path | None, kept: tuple[Feedback, str, float] | None = None
 ) -> dict[str, Any]:
     """The work of a file-driven step before its draw, as `take_step`'s keywords: the epoch's feedback read and
-    checked once (`feedback`, else the archived file, or `kept`: that file already checked and its hash), re-scoring,
-    a fresh reference set, and the screener armed."""
+    checked once (`feedback`, else the archived file, or `kept`: that file already checked, its hash and the seconds
+    that took), re-scoring, a fresh reference set, and the screener armed."""
     run_dir, run, timings = context.run_dir, context.run, context.timings
     current = run.schedule.epoch
     started = time.perf_counter()
@@ -196,12 +196,13 @@ def consume_feedback(
             f"rollouts of {rundir.epoch_path(run_dir, current).name}"
         )
     if feedback is None and kept is not None:
-        (summary, digest), data = kept, b""
+        (summary, digest, seconds), data = kept, b""
     else:
         # A file handed over by the user must not be one an earlier epoch consumed; the archived copy is the
         # loop's own (`schedule run` deletes it before each attempt), so only its epoch is checked.
         summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
-    timings["feedback_s"] = time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    timings["feedback_s"] = seconds
     rescored, used = rescore_from_checkpoint(context)
     fresh = fresh_reference(context)
     screened_with = arm_screener(context)
@@ -330,7 +331,7 @@ def starts_anew(run_dir: Path | None, config: ScheduleConfig | None) -> bool:
 def open_run(
     run_dir: Path | None, scores_dir: str | Path | None, config: ScheduleConfig | None, *, write: bool
 ) -> RunState | None:
-    """The run an in-process driver continues or starts in `run_dir`; None when it keeps no run directory."""
+    """The run an in-process `Run` continues or starts in `run_dir`; None when it keeps no run directory."""
     if run_dir is not None and rundir.holds_run(run_dir):
         run = rundir.load_run(run_dir)
         if config is not None and config != run.config and write and rundir.untrained(run_dir):
