@@ -191,9 +191,10 @@ class Scheduler:
     ) -> EpochStep:
         """Draw epoch 0 (no arguments), or consume the current epoch's feedback and draw the next.
 
-        `reference` (dots) adds a fresh reference set, measured after the current epoch, to the pass rates.
-        `ang` (the epoch's mean angle score under the live model) and `rescored` (fresh scores from the newest
-        checkpoint) are the model's signal, which a strategy that needs fresh scores (gain) reads in `update`.
+        `reference` (dots) adds a fresh reference set, measured after the current epoch, to the pass rates: taken
+        only when the strategy asks for one now (`Wants.reference`). `ang` (the epoch's mean angle score under the
+        live model) and `rescored` (fresh scores from the newest checkpoint) are the model's signal, which a
+        strategy that needs fresh scores (gain) reads in `observe` (through `Fresh`).
         """
         state = self.state
         if state.epoch < 0:
@@ -207,7 +208,8 @@ class Scheduler:
         # The strategy folds the epoch's feedback and what the newest model said into its memory; then each filter
         # adds its own keys beside the strategy's.
         if reference is not None and not self.wants().reference:
-            raise ValueError(f"the {self.config.strategy} strategy keeps no pass rates for a fresh reference set")
+            strategy = self.config.strategy
+            raise ValueError(f"the {strategy} strategy asks for no fresh reference set after epoch {state.epoch}")
         fresh = Fresh(
             ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)),
             reference=None if reference is None else reference.per_prompt, policy=self.policy,

@@ -138,11 +138,15 @@ def test_it_follows_an_improving_policy_from_the_embedding_alone(world, seed):
     assert all(f["measured_groups"] > 0 and f["strength"] in ridge.STRENGTHS for f in figures)
 
 
-def drive_with_likelihood(scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None):
+def drive_with_likelihood(
+    scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None, **settings
+):
     """The scheduler fed, after each epoch, the log of every prompt's true pass rate at the next epoch as the
     answer likelihood: what a direct-answer task's likelihood is (docs/strategies.md, "probe")."""
     share = ProbeOptions().uniform_share if uniform_share is None else uniform_share
-    config = ScheduleConfig(strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=share)
+    config = ScheduleConfig(
+        strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=share, **settings
+    )
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
     plan = scheduler.next_epoch().plan
@@ -287,3 +291,13 @@ def test_where_each_prompt_is_all_right_or_all_wrong_the_likelihood_wastes_fewer
     selected, records = drive_with_likelihood(scores, policy, seed=0)
     wasted = np.mean([record.readout["zero_variance"] for record in records[5:]])
     assert wasted < uniform - 0.2, (wasted, uniform)
+
+
+def test_the_likelihood_keeps_the_zero_variance_filters_memory_beside_its_own(world):
+    """probe --likelihood --skip-zero-variance: the fresh likelihoods and the filter's streaks live side by side in
+    the memory (before the eight-member contract, folding the likelihood dropped the filter's keys and the next
+    draw failed)."""
+    root, policy, scores = world
+    selected, records = drive_with_likelihood(scores, policy, seed=0, epochs=6, skip_zero_variance=True)
+    assert len(selected) == 6 and all(len(gc_ids) == 128 for gc_ids in selected)
+    assert all(record.selection["skipped"] >= 0 for record in records[1:])

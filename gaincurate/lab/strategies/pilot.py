@@ -14,7 +14,7 @@ and `--forget`), fed by the trainer's feedback AND by the pilots. Each epoch:
    wrong answer; `--band LO,HI`: LO <= p <= HI), nearest the target first, ties by the Thompson draw; when fewer
    are in the band, the nearest of the rest fill the epoch, so it keeps its size.
 
-Where the pilot runs. The pilot of epoch t + 1 runs in `update`, after epoch t's feedback, with the policy that
+Where the pilot runs. The pilot of epoch t + 1 runs in `observe`, after epoch t's feedback, with the policy that
 trained epoch t (the one screen's draw would use at that moment), so its measurements go into the memory
 (state.json) and survive a restart; `choose` then commits from them. Epoch 0 has no step before it: its pilot runs
 in `choose`, which cannot write the memory, so epoch 0's pilot chooses that epoch but is not in the posterior.

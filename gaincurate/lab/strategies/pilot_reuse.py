@@ -110,7 +110,7 @@ def pilot_sampling(trainer: Any) -> dict[str, Any]:
 def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
     """A store for the pilot's completions when `strategy` keeps them and the trainer can weigh them, else None
     (with one warning saying why, when the strategy would have)."""
-    # The trainer is, or is about to become (`GainCurriculum.attach`), a `CurriculumMixin`, hence a PilotReuseMixin.
+    # `reusing_screener` gives the trainer's class PilotReuseMixin once this store is set.
     if not strategy.about.reuses_pilots:
         return None
     problems = reuse_problems(trainer)
@@ -124,7 +124,7 @@ def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
     trainer._pilot_store = PilotStore()
 
     def fold(inputs: dict[str, Any], logps: torch.Tensor) -> None:
-        trainer._fold_pilot_weights(inputs, logps)  # looked up when it runs: `attach` swaps the class after this
+        trainer._fold_pilot_weights(inputs, logps)  # looked up when it runs: the class is swapped after this
 
     trainer._pilot_loss_forward = LossForward(fold, LOSS_ORDER)
     return trainer._pilot_store

@@ -1,14 +1,15 @@
-"""`--band LO,HI` over dots and mopps: train first on prompts whose pass-rate estimate lies in [LO, HI].
+"""`--band LO,HI` over a strategy that estimates pass rates: train first on prompts whose estimate lies in [LO, HI].
 
 The band-pass filter verl users ask for (drop what the policy already solves or cannot yet touch), over
 the strategies that estimate a pass rate per prompt:
 
 * dots: its aged estimate p_q (measured, or its neighbours' prediction);
 * mopps: the posterior mean a_q / (a_q + b_q) (a never-measured prompt sits at the prior mean);
+* probe: its ridge prediction across prompts; variance (the lab's): its estimate per prompt;
 * screen applies the band to its own measurements (`gaincurate.lab.strategies.screen`), not through this filter.
 
-The base strategy orders every prompt (`priority`); the epoch is the first `subset_size` prompts of that
-order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
+The base strategy orders every prompt (`choose` returns a `Priority`); the epoch is the first `subset_size`
+prompts of that order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
 epoch keeps its size. Before any measurement (a dots run's first epoch without `--reference`) there is no
 estimate and the base draws alone. The epoch's history line says how many were in the band.
 `--skip-zero-variance` may step after this filter: it walks the banded order.
@@ -37,8 +38,8 @@ class BandFilter(Filter):
     setting = "band"
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
-        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps; screen and pilot "
-        "without it: drop 0/r and r/r)."
+        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps, probe, variance; screen "
+        "and pilot without it: drop 0/r and r/r)."
     )
 
     @classmethod

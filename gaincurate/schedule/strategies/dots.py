@@ -234,7 +234,7 @@ class DotsStrategy(Strategy):
     def estimates(self, state: ScheduleState) -> Estimates | None:
         """The neighbours' prediction and the aged estimate of every prompt (gc_id order) before drawing epoch
         `state.epoch`; None before any measurement."""
-        if self._last is not None and self._last[0] is state:  # the same draw asks again (priority, --band)
+        if self._last is not None and self._last[0] is state:  # the same state asked again (a draw, then an evaluation)
             return self._last[1]
         rates = self.measured(state)
         estimates = None

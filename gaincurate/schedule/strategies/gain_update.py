@@ -10,7 +10,7 @@
 `ang` of the epoch's prompts under the newest model, as is (`raw`, the paper's formula), or standardised
 with the mean and spread of the same fresh scores (`centered`): (ang - mean) / std. The scheduler passes
 signal 0 when no fresh score exists (`--rescore none`, or no checkpoint yet): stored scores are one fixed
-number per subset, not model signal. Pure functions of floats.
+number per subset, not model signal.
 
 `MU_COLUMNS`, `mu_moved` and `mu_drawn` are what gain and length declare about these numbers (their `columns`,
 `update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule next`'s line;

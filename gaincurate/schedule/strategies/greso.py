@@ -13,12 +13,12 @@ correct is compared with target_zero_variance / 3, and the all-wrong share with 
 target a rate drops by EXPLORE_STEP (skip more), below it rises by EXPLORE_STEP, within
 [explore_min, explore_max].
 
-`ZeroVarianceFilter` steps over any strategy that has `priority`: the base orders every prompt, one uniform
-per position decides the skips, and the epoch is the first `subset_size` prompts not skipped, so it keeps
-its size with the base strategy's next choices (if too few are left, skipped ones fill it in the base's
-order). `greso` alone is the filter over `uniform`, the released code's random order, as a strategy of its
-own. The streaks and rates live in the scheduler state, and each epoch's history line says how many prompts were
-skipped.
+`ZeroVarianceFilter` steps over any strategy that declares `about.ordered` (its `choose` returns an order):
+the base orders every prompt, one uniform per position decides the skips, and the epoch is the first
+`subset_size` prompts not skipped, so it keeps its size with the base strategy's next choices (if too few are
+left, skipped ones fill it in the base's order). `greso` alone is the filter over `uniform`, the released code's
+random order, as a strategy of its own. The streaks and rates live in the scheduler state, and each epoch's history
+line says how many prompts were skipped.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Features, per prompt:
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
 * with `--likelihood`, the current policy's log-probability of the prompt's reference answer, and that probability
   (`gaincurate.scoring.likelihood`): one teacher-forced forward, refreshed after every epoch from the live model or
-  the newest checkpoint, through the re-score hooks (`rescore_ids` / `update`), up to `--refresh` prompts per epoch,
+  the newest checkpoint, through the re-score hooks (`wants` / `observe`), up to `--refresh` prompts per epoch,
   those measured longest ago first. On a task whose reward checks a short exact answer at temperature 1 that
   probability *is* the pass rate; on a chain-of-thought task it is a proxy, so the fit decides how much it says:
   its two columns, like the intercept, are not penalised, the embedding's are.
