@@ -20,7 +20,7 @@ copy to `echo`. A failing or stopped command stops the loop with its exit code a
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
 The loop holds one `gaincurate.schedule.run.run.Run`: it takes each epoch's feedback (read and checked once) and
-steps through `gaincurate.schedule.run.driver.advance`, the step `schedule next` takes. A trainer command's reward
+steps with its `advance`, the step `schedule next` takes. A trainer command's reward
 function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.rewards`).
 """
 
@@ -41,7 +41,6 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint
-from gaincurate.schedule.run.driver import advance
 from gaincurate.schedule.run.rewards import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.registry import strategy_class
@@ -123,13 +122,13 @@ def run_loop(
     if run.epoch < 0:
         # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
-        advance(run_dir, checkpoint=first, progress=progress, run=run)
+        run.advance(checkpoint=first, progress=progress)
     while run.epoch < epochs:
         epoch = run.epoch
         if not run.trained:
             _train(run, trainer, progress)
             trained.append(epoch)
-        step = advance(run_dir, progress=progress, run=run)
+        step = run.advance(progress=progress)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:

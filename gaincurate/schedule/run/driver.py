@@ -30,16 +30,11 @@ def advance(
     feedback: Path | None = None,
     checkpoint: Path | None = None,
     progress: Progress = NULL_PROGRESS,
-    run: Run | None = None,
 ) -> StepResult:
-    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.advance`).
-
-    `run`: the `Run` of `run_dir` already open (the `--trainer-cmd` loop holds one), instead of opening it here.
-    """
+    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.advance`)."""
     if checkpoint is not None:
         check_given_checkpoint(Path(checkpoint))  # a wrong path is refused before the run is opened
-    run = run if run is not None else Run.open(run_dir)
-    return run.advance(feedback=feedback, checkpoint=checkpoint, progress=progress)
+    return Run.open(run_dir).advance(feedback=feedback, checkpoint=checkpoint, progress=progress)
 
 
 def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
