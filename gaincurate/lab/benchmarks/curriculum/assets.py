@@ -3,7 +3,7 @@
 * the data split: the training pool (`pool.jsonl`) and the held-out split (`eval.jsonl`), disjoint and seeded;
 * the initial model: for `arith`, built and warm-started here (`model/`); for `math`, the configured model;
 * the pool's scores (`scores/`, a `gaincurate score` output with embeddings, so `dots` can run), scored with
-  the initial model, and the seconds that scoring took: every strategy but the baseline is charged them.
+  the initial model, and the seconds and tokens that scoring took: every strategy but the baseline is charged them.
 
 `assets.json` is written last; a bench killed before it prepares the assets again.
 """
@@ -25,6 +25,7 @@ from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum import task as arith
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.shards import read_manifest
 
 ASSETS = "assets"
 MARKER = "assets.json"
@@ -40,6 +41,7 @@ class Assets:
     pool: list[dict[str, Any]]
     eval: list[dict[str, Any]]
     scoring_seconds: float
+    scoring_tokens: int  # what the scoring engine put through the model (its manifest's count)
     warm_start: dict[str, Any] | None
     task: str
 
@@ -87,6 +89,7 @@ def prepare_assets(config: BenchConfig, out_dir: Path, progress: Progress = NULL
         pool=_read_jsonl(folder / "pool.jsonl"),
         eval=_read_jsonl(folder / "eval.jsonl"),
         scoring_seconds=float(info["scoring_seconds"]),
+        scoring_tokens=int(read_manifest(folder / "scores")["timings"]["tokens"]),
         warm_start=info.get("warm_start"),
         task=config.task,
     )

@@ -9,7 +9,8 @@ selector in with `GainCurriculum.use_strategy`, and screen's cost is read from `
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 
 * held-out greedy accuracy and sampled pass rate (`evaluate.py`);
-* cumulative rollouts (training, plus screen's screening) and generated tokens, counted as they are spent;
+* cumulative rollouts (training, plus screen's screening) and tokens by kind (generated, prompts prefilled, trained,
+  scoring, refresh: `compute.py`), counted as they are spent;
 * the fraction of rollout groups since the previous point whose rewards were all equal;
 * wall-clock seconds of everything the strategy costs: model load, trainer set-up, training, the curriculum's
   epoch ends (re-scoring, prediction, drawing), plus the initial scoring for every strategy but the baseline.
@@ -31,14 +32,15 @@ from transformers import TrainerCallback
 
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.lab.benchmarks.curriculum.assets import Assets
+from gaincurate.lab.benchmarks.curriculum.compute import PARAMETERS, REFRESH, ROLLOUT, TokenCounter, matmul_parameters
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.diagnosis import PoolInstrument
 from gaincurate.lab.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
 
-POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "seconds", "accuracy", "zero_variance_fraction",
-              "sampled_accuracy")  # fmt: skip
+POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens", "trained_tokens", "scoring_tokens",
+              "refresh_tokens", "seconds", "accuracy", "zero_variance_fraction", "sampled_accuracy")  # fmt: skip
 RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
 POOL_STREAM = 50_021  # the pool instrument's sampling seeds sit this far from the oracle's (seed * 100_003 + epoch)
@@ -146,6 +148,7 @@ class _Callbacks:
         class Before(TrainerCallback):
             def on_epoch_end(self, args, state, control, **kwargs):
                 outer.epoch_end_started = outer.run.clock.now()
+                outer.run.token_counter.phase = REFRESH
 
         return Before()
 
@@ -160,6 +163,7 @@ class _Callbacks:
 
             def on_epoch_end(self, args, state, control, **kwargs):
                 outer.run.costs["curriculum_seconds"] += outer.run.clock.now() - outer.epoch_end_started
+                outer.run.token_counter.phase = ROLLOUT
 
         return After()
 
@@ -182,11 +186,13 @@ class PairRun:
         self.on_point, self.on_step = on_point, on_step
         self.points: list[dict[str, Any]] = []
         self.charged_setup = 0.0 if strategy == config.baseline else assets.scoring_seconds
+        self.charged_scoring_tokens = 0 if strategy == config.baseline else assets.scoring_tokens
         self.costs = {"scoring_seconds": self.charged_setup, "curriculum_seconds": 0.0}
         self.clock = Clock()
         self.curriculum: Any = None
         self.screen_charged: Any = None  # screening as of the last point (what the points carry)
         self.instrument: PoolInstrument | None = None  # `measure_pool`: the whole pool measured, never charged
+        self.token_counter: TokenCounter | None = None  # the prefill and training tokens (`compute.py`)
 
     def progress_step(self) -> None:
         if self.on_step is not None:
@@ -201,7 +207,7 @@ class PairRun:
     def measure(self, step: int) -> None:
         """One evaluation point (the clock stands still meanwhile)."""
         config, assets = self.config, self.assets
-        with self.clock.exclude("eval"):
+        with self.clock.exclude("eval"), self.token_counter.during(None):
             result = evaluate(
                 self.model, self.tokenizer, [assets.messages(r["problem"]) for r in assets.eval],
                 [r["answer"] for r in assets.eval], assets.check, samples=config.eval_samples,
@@ -209,10 +215,13 @@ class PairRun:
                 batch_size=config.eval_batch, seed=EVAL_STREAM + step,
             )  # fmt: skip
         spent = self.screen_spent()  # a snapshot: the strategy's own count keeps growing
+        counted = self.token_counter.counts
         self.screen_charged = spent
         point = {
             "strategy": self.strategy, "seed": self.seed, "step": step,
             "rollouts": self.counter.rollouts + spent.rollouts, "tokens": self.counter.tokens + spent.tokens,
+            "prompt_tokens": counted["prompt_tokens"], "trained_tokens": counted["trained_tokens"],
+            "scoring_tokens": self.charged_scoring_tokens, "refresh_tokens": counted["refresh_tokens"],
             "seconds": self.charged_setup + self.clock.now(),
             "accuracy": result.accuracy, "zero_variance_fraction": self.counter.take_zero_variance_fraction(),
             "sampled_accuracy": result.sampled_accuracy,
@@ -238,7 +247,7 @@ class PairRun:
     def _oracle_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
         def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
             seed = self.seed * 100_003 + epoch
-            with self.clock.exclude("oracle"):
+            with self.clock.exclude("oracle"), self.token_counter.during(None):
                 return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
 
         return measure
@@ -249,7 +258,8 @@ class PairRun:
 
         def measure(gc_ids: np.ndarray, epoch: int) -> tuple[np.ndarray, int]:
             seed = self.seed * 100_003 + POOL_STREAM + epoch
-            return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
+            with self.token_counter.during(None):
+                return self._pass_rates(dataset, row_of, gc_ids, self.config.oracle_rollouts, seed)
 
         return measure
 
@@ -261,17 +271,19 @@ class PairRun:
         from gaincurate.schedule.strategies.screening import PilotCompletions, Screening
 
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
-            sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
+            with self.token_counter.during(ROLLOUT):  # sampling like the trainer's: its prefill is charged so
+                sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
             kept = None
             if keep:
                 parts = zip(sampled.prompt_ids, sampled.completions, sampled.correct, strict=True)
                 temperature = self.config.temperature
-                kept = [
-                    PilotCompletions(
-                        ids, group, correct.tolist(), completion_logps(self.model, ids, group, temperature)
-                    )
-                    for ids, group, correct in parts
-                ]
+                with self.token_counter.during(REFRESH):  # the pilot's own pass over its completions
+                    kept = [
+                        PilotCompletions(
+                            ids, group, correct.tolist(), completion_logps(self.model, ids, group, temperature)
+                        )
+                        for ids, group, correct in parts
+                    ]
             return Screening(np.rint(sampled.rates * rollouts), np.full(len(gc_ids), rollouts), sampled.tokens, kept)
 
         return screen
@@ -317,7 +329,9 @@ class PairRun:
             self.model, self.tokenizer = load_initial(self.assets, config)
             quiet_training_noise(self.model)  # TRL's renamed-API FutureWarnings, on every pair otherwise
             initial_sha256 = state_sha256(self.model)
-            curriculum, dataset, oracle = self._curriculum()
+            self.token_counter = TokenCounter(self.model)
+            with self.token_counter.during(REFRESH):  # the curriculum's first draw may measure with the model
+                curriculum, dataset, oracle = self._curriculum()
             self.curriculum = curriculum
             self.counter = CountingReward(self.assets.reward, config.num_generations, lambda: self.model.training)
             callbacks = _Callbacks(self)
@@ -332,11 +346,14 @@ class PairRun:
 
             trainer.remove_callback(PrinterCallback)  # TRL's log lines would go to stdout, which carries results
             self.measure(0)
+            self.token_counter.phase = ROLLOUT
             trainer.train()
             if not self.points or self.points[-1]["step"] != trainer.state.global_step:
                 self.measure(trainer.state.global_step)
         finally:
             torch.set_num_threads(previous_threads)
+            if self.token_counter is not None:
+                self.token_counter.close()
         return self._record(curriculum, oracle, initial_sha256)
 
     def _record(self, curriculum: Any, oracle: OracleStrategy | None, initial_sha256: str) -> dict[str, Any]:
@@ -348,6 +365,7 @@ class PairRun:
             "select_seconds": self.costs["curriculum_seconds"] - rescore,
             "total_seconds": self.points[-1]["seconds"],
             "eval_seconds": self.clock.excluded.get("eval", 0.0),
+            PARAMETERS: matmul_parameters(self.model),
         }
         # As of the last point, whose rollouts, tokens and seconds include it; listed apart here. The epoch drawn
         # after the last step (never trained) was screened after that point and is not charged.

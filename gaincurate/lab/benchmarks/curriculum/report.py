@@ -7,6 +7,9 @@ A bench directory, or a published copy of its small outputs under docs/results/N
     costs.jsonl    every finished pair's costs (seconds by part, screening and oracle measurement)
     summary.json   what `summarize` computed from the three files above
 
+Where the pairs recorded tokens by kind (benches since issue 57), the tables open with the compute account to the
+target (`compute.py`); older benches say which kinds they lack and keep rollouts as their headline.
+
 `report(DIR)` recomputes the summary from the first three and returns it with the markdown tables; that is
 `gaincurate bench curriculum --report DIR`, and tests/benchmarks/test_published_results.py checks that the
 tables in docs/benchmarks.md are exactly what it prints. `publish(OUT, DIR)` copies a bench's small outputs.
@@ -21,6 +24,7 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum import compute
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
@@ -145,19 +149,68 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}" if value < 0.001 else f"{value:.3f}"
 
 
-def _verdict_line(summary: dict[str, Any]) -> str:
-    baseline, primary = summary["baseline"], summary["primary"]
+def _verdict_line(summary: dict[str, Any], key: str = "primary", unit: str = "rollouts") -> str:
+    baseline, primary = summary["baseline"], summary[key]
     if not primary:
         return "No primary comparison was declared, so no arm is tested against the baseline."
     parts = []
     for arm, result in primary.items():
-        parts.append(f"{arm} {result['verdict']} {baseline} ({result['ratio']:.2f}x its rollouts, Holm p = "
+        parts.append(f"{arm} {result['verdict']} {baseline} ({result['ratio']:.2f}x its {unit}, Holm p = "
                      f"{_p(result['p_holm'])}, {result['censored']} censored)")  # fmt: skip
     winners = [arm for arm, result in primary.items() if result["verdict"] == "beats"]
     lead = (f"At the 5% level, after Holm's correction over {', '.join(primary)}: "
             + (f"{' and '.join(winners)} beat{'s' if len(winners) == 1 else ''} {baseline}." if winners
                else f"no arm beats {baseline}."))  # fmt: skip
     return lead + " " + "; ".join(parts) + "."
+
+
+def _significant(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def compute_lines(summary: dict[str, Any]) -> list[str]:
+    """The compute account to the target, first: its paired ratio and Holm p, then tokens by kind, FLOPs and price.
+    A bench run before the account was recorded says so, and its headline stays rollouts."""
+    baseline, account = summary["baseline"], summary.get("account")
+    if account is None:
+        return ["", "Compute account: not recorded. This bench predates the token counts (issue 57): its points hold "
+                "generated tokens but not the prompts prefilled, trained, scoring or refresh tokens, so its headline "
+                "is rollouts to the target, below."]  # fmt: skip
+    lines = [
+        "", f"Compute to the target, the headline: each pair's tokens by kind priced on {account['setup']} "
+        f"(docs/benchmarks.md, \"The compute account\"); the curriculum's scoring and refresh are charged, evaluation "
+        f"and the oracle's measurement are not. Measured seconds (this machine) stand beside it as its check.", "",
+        f"| arm | seeds | censored | compute to target (GPU ms) | compute / {baseline} | p | Holm p "
+        f"| seconds / {baseline} (measured) | rollouts / {baseline} |", "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for arm, entry in summary["strategies"].items():
+        versus = entry["vs_baseline"] or {}
+        ratio, reached = versus.get("compute") or {}, entry["to_target"]["compute"]
+        milliseconds = {k: (None if k == "n" or v is None else 1000 * v) for k, v in reached.items()}
+        lines.append(
+            f"| {arm} | {len(entry['seeds'])} | {(ratio or {}).get('censored', entry['censored'])} "
+            f"| {_fmt(milliseconds, 3)} | {_fmt(ratio)} | {_p(ratio.get('p'))} "
+            f"| {_p(summary['compute_primary'].get(arm, {}).get('p_holm'))} | {_fmt(versus.get('seconds'))} "
+            f"| {_fmt(versus.get('rollouts'))} |"
+        )
+    lines += ["", _verdict_line(summary, "compute_primary", "compute")]
+    price = account["seconds_per_token"]
+    lines += [
+        "", f"Tokens per pair by kind over the whole run (mean over seeds), their model FLOPs (N = "
+        f"{account['parameters']:,} matmul parameters: 2N per forward token, 6N per trained token) and their price "
+        f"(GPU ns per token: generated {1e9 * price['tokens']:.3g} at a decode batch of {account['decode_batch']}, "
+        f"prefilled {1e9 * price['prompt_tokens']:.3g}, trained {1e9 * price['trained_tokens']:.3g}):", "",
+        "| arm | generated | prompts prefilled | trained | scoring | refresh | FLOPs | GPU ms | scoring share "
+        "| refresh share | selection (measured s) |", "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for arm, row in account["arms"].items():
+        kinds = " | ".join(f"{row[kind]:,.0f}" for kind in compute.KINDS)
+        selection = summary["strategies"][arm]["costs"].get("select_seconds")
+        lines.append(
+            f"| {arm} | {kinds} | {row['flops']:.3g} | {_significant(1000 * row['gpu_seconds'])} "
+            f"| {row['scoring_tokens_share']:.1%} | {row['refresh_tokens_share']:.1%} | {_number(selection, 1)} |"
+        )
+    return [*lines, "", "Rollouts to the target, second:"]
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -170,6 +223,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
         f"crossings interpolated on {smoothing}; a seed that never reaches the target "
         f"is censored at its budget and counted. Intervals are 95% over seeds; ratios and differences are paired "
         f"against {baseline} by seed; p is an exact two-sided sign-flip test.",
+        *compute_lines(summary),
         "",
         f"| arm | seeds | initial | final | censored | rollouts to target | rollouts / {baseline} | p | Holm p "
         f"| partial AUC - {baseline} ({_number(budget, 0)} rollouts) | steps / {baseline} | seconds / {baseline} |",

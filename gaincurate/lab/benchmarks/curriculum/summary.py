@@ -9,12 +9,14 @@ themselves are in stats.py):
 * The target, on the headline metric, is the config's `target`, declared before the runs. Without one the
   target lies `target_fraction` of the way from the mean initial accuracy to the best mean final of any arm but
   the oracle; that rule moves with the arms, so the summary marks it as not declared.
-* X-to-target (X = steps, rollouts, seconds) is X at the crossing. A seed that never crosses is censored at its
+* X-to-target (X = steps, rollouts, seconds, and compute where the pairs recorded tokens by kind: priced GPU-seconds,
+  `compute.py`) is X at the crossing. A seed that never crosses is censored at its
   budget (its last X) and counted in `censored`: it stays in every mean and ratio, never dropped.
 * Against the baseline, per seed: the ratio of X-to-target (geometric mean, t interval on log ratios, exact
   sign-flip p) and the difference of the partial AUC over `pauc_budget` rollouts. The arms named in `primary`
   are corrected together with Holm's method on the rollouts ratio's p; an arm beats the baseline when its
-  Holm-adjusted p is below 0.05 and its ratio is below 1.
+  Holm-adjusted p is below 0.05 and its ratio is below 1. Where compute was recorded, the same test on the compute
+  ratio is `compute_primary`, and `account` holds each arm's tokens by kind over the run, their FLOPs and price.
 * Headroom (when `oracle` ran beside the baseline): per seed, the oracle's rollouts to reach the baseline's own
   final accuracy, over the baseline's rollouts to reach it.
 * Share of the oracle's saving (when `oracle` ran): (1 - arm's rollouts ratio) / (1 - the oracle's), both geometric
@@ -30,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.lab.benchmarks.curriculum import stats
+from gaincurate.lab.benchmarks.curriculum import compute, stats
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 
 METRICS = {"greedy": "accuracy", "sampled": "sampled_accuracy"}
 ORACLE = "oracle"  # the ceiling arm the headroom line reads
 UNITS = ("steps", "rollouts", "seconds")
+COMPUTE = "compute"  # the unit of the compute account, where the pairs recorded it
 ALPHA = 0.05
 Curve = dict[str, np.ndarray]
 
@@ -51,7 +54,7 @@ def curves(points: list[dict[str, Any]]) -> dict[tuple[str, int], Curve]:
         rows = sorted(rows, key=lambda p: p["step"])
         out[key] = {
             field: np.array([np.nan if r.get(field) is None else r[field] for r in rows], dtype=np.float64)
-            for field in ("step", "rollouts", "seconds", "tokens", "accuracy", "sampled_accuracy")
+            for field in ("step", "rollouts", "seconds", *compute.KINDS, "accuracy", "sampled_accuracy")
         }
         out[key]["steps"] = out[key]["step"]
     return out
@@ -61,10 +64,16 @@ def final(curve: Curve, metric: str, window: int) -> float:
     return float(np.mean(curve[metric][-window:]))
 
 
+def units_of(curve: Curve) -> tuple[str, ...]:
+    """The units a curve can be read in: compute only where its pair recorded every kind of token."""
+    return (*UNITS, COMPUTE) if COMPUTE in curve else UNITS
+
+
 def reaches(curve: Curve, metric: str, target: float, window: int) -> dict[str, stats.Reach]:
-    """Steps, rollouts and seconds at the interpolated crossing of the smoothed curve (censored at the budget)."""
+    """Steps, rollouts, seconds (and compute) at the interpolated crossing of the smoothed curve (censored at the
+    budget)."""
     y = stats.centred_mean(curve[metric], window)
-    return {unit: stats.reach(curve[unit], y, target) for unit in UNITS}
+    return {unit: stats.reach(curve[unit], y, target) for unit in units_of(curve)}
 
 
 def auc(curve: Curve, metric: str) -> float | None:
@@ -85,11 +94,12 @@ def _arm(by_seed: dict[int, Curve], base: dict[int, Curve] | None, metric: str, 
     window = config.smooth
     seeds = sorted(by_seed)
     reach = {seed: reaches(by_seed[seed], metric, target, window) for seed in seeds}
+    units = units_of(by_seed[seeds[0]])
     result: dict[str, Any] = {
         "initial": stats.mean_ci([float(by_seed[s][metric][0]) for s in seeds]),
         "final": stats.mean_ci([final(by_seed[s], metric, window) for s in seeds]),
         "auc": stats.mean_ci([a for a in (auc(by_seed[s], metric) for s in seeds) if a is not None]),
-        "to_target": {unit: stats.mean_ci([reach[s][unit].value for s in seeds]) for unit in UNITS},
+        "to_target": {unit: stats.mean_ci([reach[s][unit].value for s in seeds]) for unit in units},
         "censored": sum(reach[s]["rollouts"].censored for s in seeds),
         "vs_baseline": None,
     }
@@ -101,7 +111,7 @@ def _arm(by_seed: dict[int, Curve], base: dict[int, Curve] | None, metric: str, 
         unit: stats.paired_ratio(
             [reach[s][unit] for s in paired], [base_reach[s][unit] for s in paired], _floor(base[paired[0]], unit)
         )  # fmt: skip
-        for unit in UNITS
+        for unit in units
     }
     if budget is not None:
         arm_pauc = [stats.partial_auc(by_seed[s]["rollouts"], by_seed[s][metric], budget) for s in paired]
@@ -200,10 +210,10 @@ def _oracle_shares(arms: dict[str, Any]) -> None:
         entry["oracle_share"] = stats.share_of_saving([ratios[s] for s in seeds], [oracle[s] for s in seeds])
 
 
-def _verdicts(arms: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
-    """Holm over the primary arms' rollouts-ratio p-values, and who beats the baseline at the 5% level."""
+def _verdicts(arms: dict[str, Any], config: BenchConfig, unit: str = "rollouts") -> dict[str, Any]:
+    """Holm over the primary arms' p-values of the ratio in `unit`, and who beats the baseline at the 5% level."""
     compared = {arm: arms[arm]["vs_baseline"] for arm in config.primary if arm in arms}
-    tested = {arm: v["rollouts"] for arm, v in compared.items() if v and v["rollouts"]["p"] is not None}
+    tested = {arm: v[unit] for arm, v in compared.items() if v and unit in v and v[unit]["p"] is not None}
     adjusted = stats.holm({arm: ratio["p"] for arm, ratio in tested.items()})
     out = {}
     for arm, ratio in tested.items():
@@ -231,6 +241,13 @@ def summarize(
     for (arm, seed), curve in curves(points).items():
         by_arm[arm][seed] = curve
     by_arm = {arm: by_arm[arm] for arm in arm_order(by_arm, config)}
+    parameters = _parameters(costs)
+    accounted = parameters is not None and all(_recorded(c) for seeds in by_arm.values() for c in seeds.values())
+    if accounted:
+        batch = decode_batch(config)
+        for seeds in by_arm.values():
+            for curve in seeds.values():
+                curve[COMPUTE] = compute.gpu_seconds(curve, parameters, batch)
     target, rule, declared = _target(by_arm, config)
     base = by_arm.get(config.baseline)
     budget = config.pauc_budget
@@ -255,6 +272,10 @@ def summarize(
         entry["costs"] = {k: float(np.mean([c.get(k, 0.0) for c in spent])) for k in keys}
         arms[arm] = entry
     _oracle_shares(arms)
+    accounting = {}
+    if accounted:
+        accounting = {"compute_primary": _verdicts(arms, config, COMPUTE),
+                      "account": account(by_arm, parameters, decode_batch(config))}  # fmt: skip
     return {
         "config": config.name,
         "headline": config.headline,
@@ -272,4 +293,42 @@ def summarize(
         "strategies": arms,
         "primary": _verdicts(arms, config),
         "headroom": headroom(by_arm, config),
+        **accounting,
     }
+
+
+def _parameters(costs: dict[tuple[str, int], dict[str, float]] | None) -> int | None:
+    """N of the pairs' model (every pair records it since the account; None before)."""
+    found = {int(c[compute.PARAMETERS]) for c in (costs or {}).values() if compute.PARAMETERS in c}
+    if len(found) > 1:
+        raise ValueError(f"the pairs of one bench record different model sizes: {sorted(found)}")
+    return found.pop() if found and all(compute.PARAMETERS in c for c in costs.values()) else None
+
+
+def _recorded(curve: Curve) -> bool:
+    return not any(np.isnan(curve[kind]).any() for kind in compute.KINDS)
+
+
+def decode_batch(config: BenchConfig) -> int:
+    """The sequences one decoding step serves, as the price assumes: a training step's rollouts."""
+    return config.prompts_per_step * config.num_generations
+
+
+def account(by_arm: dict[str, dict[int, Curve]], parameters: int, batch: int) -> dict[str, Any]:
+    """The priced account: each kind's price per token, and per arm the run's tokens by kind, FLOPs, GPU-seconds and
+    the curriculum's shares of them (scoring, refresh), means over seeds of each pair's last point."""
+    price = compute.H100.seconds_per_token(parameters, batch)
+    arms = {}
+    for arm, seeds in by_arm.items():
+        finals = [{kind: float(curve[kind][-1]) for kind in compute.KINDS} for curve in seeds.values()]
+        costs = [{kind: tokens[kind] * price[kind] for kind in compute.KINDS} for tokens in finals]
+        totals = [sum(cost.values()) for cost in costs]
+        arms[arm] = {
+            **{kind: float(np.mean([tokens[kind] for tokens in finals])) for kind in compute.KINDS},
+            "flops": float(np.mean([compute.flops(tokens, parameters) for tokens in finals])),
+            "gpu_seconds": float(np.mean(totals)),
+            **{f"{kind}_share": float(np.mean([c[kind] / t if t else 0.0 for c, t in zip(costs, totals, strict=True)]))
+               for kind in ("scoring_tokens", "refresh_tokens")},
+        }  # fmt: skip
+    return {"setup": compute.H100.name, "parameters": parameters, "decode_batch": batch, "seconds_per_token": price,
+            "arms": arms}  # fmt: skip
