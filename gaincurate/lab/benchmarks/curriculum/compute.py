@@ -107,9 +107,9 @@ class TokenCounter:
     the oracle's measurement, the pool instrument)."""
 
     def __init__(self, model: Any) -> None:
-        self.counts = dict.fromkeys(("prompt_tokens", TRAINED, "refresh_tokens"), 0)
+        self.counts = dict.fromkeys(("prompt_tokens", TRAINED, "refresh_tokens"), 0)  # in runs.jsonl's order
         self.phase: str | None = None
-        self.handle = model.get_decoder().register_forward_pre_hook(self._count, with_kwargs=True)
+        model.get_decoder().register_forward_pre_hook(self._count, with_kwargs=True)  # lives as long as the model
 
     @contextmanager
     def during(self, phase: str | None) -> Iterator[None]:
@@ -136,6 +136,3 @@ class TokenCounter:
             self.counts[TRAINED] += real
         elif new > 1:  # a prompt's prefill; one new position per sequence is a decoding step
             self.counts["prompt_tokens"] += real
-
-    def close(self) -> None:
-        self.handle.remove()

@@ -9,8 +9,7 @@ selector in with `GainCurriculum.use_strategy`, and screen's cost is read from `
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 
 * held-out greedy accuracy and sampled pass rate (`evaluate.py`);
-* cumulative rollouts (training, plus screen's screening) and tokens by kind (generated, prompts prefilled, trained,
-  scoring, refresh: `compute.py`), counted as they are spent;
+* cumulative rollouts (training, plus screen's screening) and tokens by kind (`compute.py`), counted as spent;
 * the fraction of rollout groups since the previous point whose rewards were all equal;
 * wall-clock seconds of everything the strategy costs: model load, trainer set-up, training, the curriculum's
   epoch ends (re-scoring, prediction, drawing), plus the initial scoring for every strategy but the baseline.
@@ -39,8 +38,8 @@ from gaincurate.lab.benchmarks.curriculum.evaluate import Sampled, evaluate, sam
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
 
-POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens", "trained_tokens", "scoring_tokens",
-              "refresh_tokens", "seconds", "accuracy", "zero_variance_fraction", "sampled_accuracy")  # fmt: skip
+POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens", "trained_tokens", "refresh_tokens",
+              "scoring_tokens", "seconds", "accuracy", "zero_variance_fraction", "sampled_accuracy")  # fmt: skip
 RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
 POOL_STREAM = 50_021  # the pool instrument's sampling seeds sit this far from the oracle's (seed * 100_003 + epoch)
@@ -192,7 +191,6 @@ class PairRun:
         self.curriculum: Any = None
         self.screen_charged: Any = None  # screening as of the last point (what the points carry)
         self.instrument: PoolInstrument | None = None  # `measure_pool`: the whole pool measured, never charged
-        self.token_counter: TokenCounter | None = None  # the prefill and training tokens (`compute.py`)
 
     def progress_step(self) -> None:
         if self.on_step is not None:
@@ -215,13 +213,11 @@ class PairRun:
                 batch_size=config.eval_batch, seed=EVAL_STREAM + step,
             )  # fmt: skip
         spent = self.screen_spent()  # a snapshot: the strategy's own count keeps growing
-        counted = self.token_counter.counts
         self.screen_charged = spent
         point = {
             "strategy": self.strategy, "seed": self.seed, "step": step,
             "rollouts": self.counter.rollouts + spent.rollouts, "tokens": self.counter.tokens + spent.tokens,
-            "prompt_tokens": counted["prompt_tokens"], "trained_tokens": counted["trained_tokens"],
-            "scoring_tokens": self.charged_scoring_tokens, "refresh_tokens": counted["refresh_tokens"],
+            **self.token_counter.counts, "scoring_tokens": self.charged_scoring_tokens,
             "seconds": self.charged_setup + self.clock.now(),
             "accuracy": result.accuracy, "zero_variance_fraction": self.counter.take_zero_variance_fraction(),
             "sampled_accuracy": result.sampled_accuracy,
@@ -275,15 +271,14 @@ class PairRun:
                 sampled = self._sample(dataset, row_of, gc_ids, rollouts, screen_seed(self.seed, epoch))
             kept = None
             if keep:
-                parts = zip(sampled.prompt_ids, sampled.completions, sampled.correct, strict=True)
+                parts = list(zip(sampled.prompt_ids, sampled.completions, sampled.correct, strict=True))
                 temperature = self.config.temperature
                 with self.token_counter.during(REFRESH):  # the pilot's own pass over its completions
-                    kept = [
-                        PilotCompletions(
-                            ids, group, correct.tolist(), completion_logps(self.model, ids, group, temperature)
-                        )
-                        for ids, group, correct in parts
-                    ]
+                    mus = [completion_logps(self.model, ids, group, temperature) for ids, group, _ in parts]
+                kept = [
+                    PilotCompletions(ids, group, correct.tolist(), mu)
+                    for (ids, group, correct), mu in zip(parts, mus, strict=True)
+                ]
             return Screening(np.rint(sampled.rates * rollouts), np.full(len(gc_ids), rollouts), sampled.tokens, kept)
 
         return screen
@@ -352,8 +347,6 @@ class PairRun:
                 self.measure(trainer.state.global_step)
         finally:
             torch.set_num_threads(previous_threads)
-            if self.token_counter is not None:
-                self.token_counter.close()
         return self._record(curriculum, oracle, initial_sha256)
 
     def _record(self, curriculum: Any, oracle: OracleStrategy | None, initial_sha256: str) -> dict[str, Any]:
