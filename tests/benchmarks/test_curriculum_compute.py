@@ -153,3 +153,19 @@ def test_a_bench_without_the_token_counts_says_so_and_keeps_rollouts_first(bench
     assert "account" not in summary and "compute_primary" not in summary
     assert "compute" not in summary["strategies"]["oracle"]["vs_baseline"]
     assert "Compute account: not recorded." in table and "Compute to the target" not in table
+
+
+def test_the_demo_note_says_compute_before_rollouts_where_recorded():
+    from gaincurate.lab.benchmarks.curriculum.report import demo_note
+
+    versus = {"rollouts": {"mean": 0.5}, "compute": {"mean": 0.62}}
+    summary = {
+        "baseline": "uniform",
+        "strategies": {
+            "uniform": {"seeds": [200, 201], "vs_baseline": None, "censored": 0},
+            "probe": {"seeds": [200, 201], "vs_baseline": versus, "censored": 0},
+        },
+    }
+    assert "probe needed 0.62x uniform's compute and 0.50x uniform's rollouts to reach the target" in demo_note(
+        summary, "demo"
+    )

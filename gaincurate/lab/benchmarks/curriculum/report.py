@@ -92,15 +92,17 @@ def demo_note(summary: dict[str, Any], name: str) -> str:
     arms = []
     for arm, entry in summary["strategies"].items():
         ratio = ((entry["vs_baseline"] or {}).get("rollouts") or {}).get("mean")
+        spent = ((entry["vs_baseline"] or {}).get("compute") or {}).get("mean")
         if ratio is not None:
             missed = f", {entry['censored']} seed(s) never reaching it" if entry["censored"] else ""
-            arms.append(f"{arm} needed {ratio:.2f}x {baseline}'s rollouts to reach the target{missed}")
+            first = "" if spent is None else f"{spent:.2f}x {baseline}'s compute and "
+            arms.append(f"{arm} needed {first}{ratio:.2f}x {baseline}'s rollouts to reach the target{missed}")
     shown = "; ".join(arms) or f"no arm reached the target on both sides of a pair with {baseline}"
     return (
-        f"\nWhat this shows: on {seeds} seed(s) of cpu-arith on this machine, {shown} (rollouts to target: the table's "
-        f"column; curves.png plots accuracy per rollout spent). What it does not: it is a demonstration on a few "
-        f"seeds, too few for a sign-flip test to reach 5%, not the published verdict (12 seeds, an analysis declared "
-        f"before the runs: {PUBLISHED}).\n"
+        f"\nWhat this shows: on {seeds} seed(s) of cpu-arith on this machine, {shown} (compute and rollouts to target: "
+        f"the tables' columns; curves.png plots accuracy per rollout spent). What it does not: it is a demonstration "
+        f"on a few seeds, too few for a sign-flip test to reach 5%, not the published verdict (12 seeds, an analysis "
+        f"declared before the runs: {PUBLISHED}).\n"
     )
 
 
