@@ -74,9 +74,10 @@ test-all:
 test-main: setup verl-env
 	$(PYTEST) -m "not triton" -q $(PARALLEL) --durations=25
 
-# The `determinism` tests (recorded runs, resume, byte identity) once more on numpy's baseline loops and torch's
-# default kernels (#40), so a machine without AVX-512 still runs two SIMD paths and one with it shows its widest and
-# narrowest agree. tests/simd_paths.py names the paths this numpy build has. One process: 15-40 s on 2 cores.
+# The `determinism` tests (recorded runs, resume, byte identity) once more on numpy's baseline loops, torch's default
+# kernels and MKL's and oneDNN's oldest (#40, #56), so a machine without AVX-512 still runs two SIMD and BLAS paths
+# and one with it shows its widest and narrowest agree. tests/simd_paths.py names the paths; the scores' own
+# tolerance across paths is tests/test_score_invariance.py's. One process: 15-40 s on 2 cores.
 test-determinism: setup
 	env $$($(PY) tests/simd_paths.py) $(PYTEST) -m determinism -q -p no:xdist
 

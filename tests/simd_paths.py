@@ -1,10 +1,12 @@
-"""The narrowest vector paths numpy and torch can take on this machine, as environment variables.
+"""The narrowest vector paths numpy, torch and its BLAS can take on this machine, as environment variables.
 
-numpy and torch pick their SIMD loops by CPU once, at import, so another path needs another process. numpy reads
-`NPY_DISABLE_CPU_FEATURES` (the names of its dispatched targets: numpy 2.4 calls them X86_V3, X86_V4, AVX512_ICL,
-AVX512_SPR; naming one the CPU lacks is no error, naming a baseline one is) and torch `ATEN_CPU_CAPABILITY`.
-Switching off every dispatched target leaves numpy's baseline loops, the same set on an AVX-512 machine and on one
-without it. `make test-determinism` runs the `determinism` tests a second time under them:
+numpy, torch, MKL and oneDNN pick their SIMD loops by CPU once, at start-up, so another path needs another process.
+numpy reads `NPY_DISABLE_CPU_FEATURES` (the names of its dispatched targets: numpy 2.4 calls them X86_V3, X86_V4,
+AVX512_ICL, AVX512_SPR; naming one the CPU lacks is no error, naming a baseline one is) and torch
+`ATEN_CPU_CAPABILITY`. Switching off every dispatched target leaves numpy's baseline loops, the same set on an
+AVX-512 machine and on one without it. torch's float32 matmuls are MKL's (`MKL_ENABLE_INSTRUCTIONS`; MKL on an AMD
+CPU ignores it, but `MKL_CBWR=COMPATIBLE` moves every x86 CPU to its oldest kernels), its bfloat16 ones oneDNN's
+(`ONEDNN_MAX_CPU_ISA`). `make test-determinism` runs the `determinism` tests a second time under them all:
 
     env $(python tests/simd_paths.py) pytest -m determinism
 """
@@ -30,9 +32,16 @@ def enabled_targets() -> list[str]:
     return [name for name in dispatched_targets() if features.get(name)]
 
 
+# The BLAS and oneDNN paths an Intel AVX-512 CPU takes when held to AVX2 (#56: its scores moved with the batch).
+AVX2_BLAS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+NARROWEST_BLAS = {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
 def narrowest_environment() -> dict[str, str]:
-    """Environment variables that hold a new process to numpy's baseline loops and torch's default kernels."""
-    return {"NPY_DISABLE_CPU_FEATURES": " ".join(dispatched_targets()), "ATEN_CPU_CAPABILITY": "default"}
+    """Environment variables that hold a new process to numpy's baseline loops, torch's default kernels and the
+    oldest BLAS and oneDNN kernels."""
+    targets = {"NPY_DISABLE_CPU_FEATURES": " ".join(dispatched_targets()), "ATEN_CPU_CAPABILITY": "default"}
+    return targets | NARROWEST_BLAS
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.shards import read_manifest, read_shard
+from gaincurate.scoring.config import SCORE_TOLERANCE
+from gaincurate.shards import read_manifest, read_scores, read_shard
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -182,7 +184,10 @@ def test_threads_and_shard_rows(score_args, clean, tmp_path):
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(out)
     assert manifest["shard_rows"] == 8 and manifest["config"]["threads"] == 1
-    assert shard_bytes(out) == shard_bytes(clean)
+    # Another thread count may take another BLAS kernel: within the promise (docs/shards.md), not byte for byte.
+    tolerance = SCORE_TOLERANCE["float32"].score
+    np.testing.assert_allclose(read_scores(out)["gc_score"].to_numpy(), read_scores(clean)["gc_score"].to_numpy(),
+                               rtol=0, atol=tolerance)  # fmt: skip
     line = error_line(gaincurate(*args, "--out", out, "--shard-rows", "5"))
     assert "--shard-rows 8" in line and "--shard-rows 5" in line
 

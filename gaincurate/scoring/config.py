@@ -36,6 +36,20 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 CUDA_BATCH_TOKENS = 16384
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far stored scores may move when only the cut of the work or the CPU's kernels change."""
+
+    score: float  # absolute, on gc_intra, gc_inter and gc_score
+    embedding: float  # on gc_embedding: |got - expected| / |expected| per row (L2 norms)
+
+
+# By dtype, for --shard-rows, --batch-tokens, --threads, torchrun ranks and another x86 CPU: BLAS picks its kernel by
+# the product's shape and the thread count, so bytes hold only for the same command on the same machine
+# (docs/shards.md, "What the scores promise", gives the largest moves measured). float16 and int8: not measured.
+SCORE_TOLERANCE = {"float32": Tolerance(score=1e-5, embedding=2e-3), "bfloat16": Tolerance(score=1e-2, embedding=5e-2)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScoreConfig:
     """What the scores depend on. Each field's help is `gaincurate score --help`'s (`gaincurate.settings.setting`)."""
@@ -74,7 +88,8 @@ class ScoreConfig:
     max_length: int | None = setting(4096, "Truncate prompts to N tokens, context first.", check=at_least(2))
     batch_tokens: int | None = setting(
         None,
-        "Tokens per forward batch (rows of one length). Changes speed, not scores.",
+        "Tokens per forward batch (rows of one length). Changes speed; scores only within the tolerance in "
+        "docs/shards.md.",
         check=at_least(1),
         shown=f"measured on CPU (gaincurate/scoring/batch_size.py), {CUDA_BATCH_TOKENS} on CUDA",
     )
@@ -130,7 +145,7 @@ class ScoreConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How one run is carried out; none of these changes a score, so none is fingerprinted."""
+    """How one run is carried out; none moves a score beyond SCORE_TOLERANCE, so none is fingerprinted."""
 
     out: str = setting("scores", "Output directory for shards and manifest.", flags=("--out", "-o"))
     overwrite: bool = setting(False, "Replace an existing scores directory.", flags=("--overwrite",))
@@ -141,11 +156,11 @@ class RunOptions:
         None, "Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`."
     )
     threads: int | None = setting(None, "Torch CPU threads.", check=at_least(1), shown="one per core")
-    # The shard layout changes no score (a row's padding depends on its own length only: engine.padded_width),
-    # so it is checked against the directory, not fingerprinted.
+    # The shard layout moves scores only within SCORE_TOLERANCE (a row's padding depends on its own length only:
+    # engine.padded_width), so it is checked against the directory, not fingerprinted.
     shard_rows: int | None = setting(
         None,
-        "Rows per shard: the unit of resume. Changes no score.",
+        "Rows per shard: the unit of resume. Scores move only within the tolerance in docs/shards.md.",
         check=at_least(1),
         shown=f"the --out directory's, else {DEFAULT_SHARD_ROWS}",
         flags=("--shard-rows", "--shard-size"),

@@ -1,7 +1,7 @@
 """The compute engine: encoded prompts -> truncated forward -> segment sums -> (intra, inter, score).
 
 Prompts are packed into batches of rows of one token length, at most `batch_tokens` tokens, widest first,
-so no row is padded and no row's floats depend on its batch companions (`pack_batches`). The leading
+so no row is padded (`pack_batches`). The leading
 tokens that every prompt shares (system prompt, few-shot turns, role headers) run once: each batch
 continues from their key/value cache and adds their segment sums, since in a causal model their hidden
 states do not depend on the question.
@@ -49,10 +49,11 @@ def pack_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Group row indices into batches of rows of one padded width, widest first, at most `batch_tokens` tokens.
 
     A row's width is `padded_width` of its own length, never its batch companions': padded to another
-    width, a row's floats change in the last bits (attention and matmuls reduce over the width), while
-    the rows beside it at the same width change nothing. So a row's score does not depend on which rows
-    share its shard, its part or the budget. A row wider than the budget gets a batch of its own. Rows of
-    one width keep input order, so packing is deterministic.
+    width, a row's floats change in the last bits (attention and matmuls reduce over the width; bfloat16
+    scores moved by up to 0.0013). How many rows share its batch can still move its last bits, since BLAS
+    picks its kernel by the product's shape (docs/shards.md, "What the scores promise": within
+    `SCORE_TOLERANCE`). A row wider than the budget gets a batch of its own. Rows of one width keep input
+    order, so packing is deterministic.
     """
     groups: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):
