@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
@@ -242,11 +243,35 @@ def test_one_number_given_to_seeds_is_refused_with_both_spellings(tmp_path):
     assert "90-90: seed 90 alone" in shown.stdout and "one number alone is refused" in shown.stdout
 
 
-def test_the_products_task_runs_by_name_at_smoke_size(tmp_path):
-    # cpu-mult (#26): the same harness on products; the pool, the held-out split and the model's vocabulary are its own.
-    summary = run_bench("cpu-mult", tmp_path / "out", strategies=["uniform", "dots"], smoke=True)
+def _product_right(row: dict) -> bool:
+    return str(eval(row["problem"]))[::-1] == row["answer"] and "*" in row["problem"]
+
+
+def _chain_right(row: dict) -> bool:
+    terms = [int(t) for t in row["problem"].split("+")]
+    return str(sum(terms))[::-1] == row["answer"] and len(row["solution"].split(",")) == len(terms) - 1
+
+
+@pytest.mark.parametrize(
+    ("bench", "symbol", "right"),
+    [("cpu-mult", "*", _product_right), ("cpu-chain", ",", _chain_right)],
+)
+def test_the_other_tasks_run_by_name_at_smoke_size(tmp_path, bench, symbol, right):
+    # cpu-mult (#26) and cpu-chain (#57): the same harness; the pool, the held-out split and the vocabulary are theirs.
+    summary = run_bench(bench, tmp_path / "out", strategies=["uniform", "dots"], smoke=True)
     pool = [json.loads(line) for line in (tmp_path / "out" / "assets" / "pool.jsonl").read_text().splitlines()]
-    assert pool and all(str(eval(row["problem"]))[::-1] == row["answer"] and "*" in row["problem"] for row in pool)
+    assert pool and all(right(row) for row in pool)
     vocabulary = json.loads((tmp_path / "out" / "assets" / "model" / "tokenizer.json").read_text())["model"]["vocab"]
-    assert "*" in vocabulary
+    assert symbol in vocabulary
     assert set(summary["strategies"]) == {"uniform", "dots"}
+
+
+def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(tmp_path):
+    """The chain rows' reference answer is the scores' answer column, so `probe --likelihood` (an arm of the declared
+    verdict) measures it after each epoch; at smoke size, its one pair."""
+    from gaincurate.schedule.run.rundir import load_run
+
+    run_bench("cpu-chain-compute", tmp_path / "out", strategies=["probe-likelihood"], smoke=True)
+    memory = load_run(tmp_path / "out" / "runs" / "probe-likelihood-seed0").schedule.memory
+    measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
+    assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)

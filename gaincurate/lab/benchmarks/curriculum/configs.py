@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import chain
 from gaincurate.lab.benchmarks.curriculum import task as arith
 from gaincurate.lab.benchmarks.curriculum.run_options import parse_seeds
 from gaincurate.schedule.config import DEFAULT_STRATEGY
 
-TASKS = ("arith", "math")
+TASKS = ("arith", "chain", "math")
 HEADLINES = ("greedy", "sampled")
 DEFAULT_STRATEGIES = ("uniform", "length", "gain", "dots")
 
@@ -33,9 +34,11 @@ class BenchConfig:
 
     name: str
     task: str = "arith"
-    # arith: "+" adds two d-digit integers, "*" multiplies a d-digit integer by one digit.
+    # arith: "+" adds two d-digit integers, "*" multiplies a d-digit integer by one digit. chain: sums of 2-digit
+    # terms, answered after their running totals (chain.py); "+" only.
     operator: str = "+"
-    # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed.
+    # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed (chain: (terms,
+    # count) pairs; so for warm_start_digits and warm_start_noise).
     pool: tuple[tuple[int, int], ...] = ((1, 96), (2, 64), (3, 176), (4, 176))
     eval: tuple[tuple[int, int], ...] = ((2, 240),)
     data_seed: int = 0
@@ -125,11 +128,15 @@ class BenchConfig:
         object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
         object.__setattr__(self, "eval", tuple(tuple(int(x) for x in pair) for pair in self.eval))
         object.__setattr__(self, "warm_start_digits", tuple(int(d) for d in self.warm_start_digits))
-        if self.operator not in arith.OPERATORS:
-            raise ConfigError(f"operator must be one of {' '.join(arith.OPERATORS)}; got {self.operator!r}")
+        if self.operator not in arith.OPERATORS or (self.task == "chain" and self.operator != "+"):
+            allowed = "+" if self.task == "chain" else " ".join(arith.OPERATORS)
+            raise ConfigError(f"operator must be one of {allowed} for task {self.task}; got {self.operator!r}")
         for digits in {d for d, _ in (*self.pool, *self.eval)}:
             wanted = sum(c for d, c in (*self.pool, *self.eval) if d == digits)
-            possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
+            if self.task == "chain":
+                possible = chain.distinct_problems(digits) if digits >= 2 else 0
+            else:
+                possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
             if wanted > possible:
                 raise ConfigError(
                     f"pool and eval ask for {wanted} distinct {digits}-digit problems ({self.operator}); "
@@ -211,6 +218,9 @@ _MATH_SMOKE = {
     **{"eval_every": 1, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
 }
 
+# The chain task at smoke size: sums of 4 and 5 terms, whose completions (steps, then the answer) are the longest.
+_CHAIN_SMOKE = {**_ARITH_SMOKE, "pool": ((4, 16), (5, 16)), "eval": ((4, 8), (5, 8)), "warm_start_digits": (4, 5)}
+
 # The GAIN-RL ablation (#26): the accuracy-driven centre over a random ranking, the angle ranking swept at a fixed
 # rate, and the ranking oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu
 # can move back. Arms of their own, run after the declared strategies (`--strategies`).
@@ -271,6 +281,24 @@ _CPU_MULT = dataclasses.replace(
     other_targets=(0.435, 0.452),
 )
 
+# The third task (#57): an answer that follows reasoning. Sums of 4 to 7 one-digit terms; the completion writes every
+# running total, then "=" and the answer, and the reward reads the answer only (chain.py). DESIGN PENDING.
+_CPU_CHAIN = dataclasses.replace(
+    _CPU_ARITH,
+    name="cpu-chain",
+    task="chain",
+    pool=((4, 96), (5, 64), (6, 176), (7, 176)),
+    eval=((5, 240),),
+    model_shape={"layers": 2, "hidden": 64, "heads": 2},
+    warm_start_digits=(4, 5),
+    warm_start_steps=1500,
+    warm_start_noise=((5, 0.5),),
+    max_completion_length=21,  # 7 terms: 6 totals of at most 2 digits, 5 commas, "=", 2 digits, the end token
+    target=None,
+    other_targets=(),
+    smoke_overrides=_CHAIN_SMOKE,
+)
+
 # The headroom verdict (#38): the baseline, the two estimators that save on cpu-arith only, the ceiling, and the
 # two mechanisms of #38 (pilot and commit; a predictor learned across prompts).
 HEADROOM_ARMS = ("uniform", "dots", "mopps", "oracle", "pilot", "predict")
@@ -306,6 +334,7 @@ DEMO_WORKERS = 2
 BUNDLED: dict[str, BenchConfig] = {
     "cpu-arith": _CPU_ARITH,
     "cpu-mult": _CPU_MULT,
+    "cpu-chain": _CPU_CHAIN,
     "demo": _DEMO,
     # The headroom verdict (#38, in _VERDICTS below), declared 2026-11-24 before any of its seeds ran, on a machine
     # (AVX-512) whose warm start differs from the published runs': every arm again, seeds 112-123, targets from that
@@ -370,6 +399,7 @@ _VERDICTS = {
     # (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"), declared 2026-11-25 before any of its pairs ran.
     "cpu-arith-probe-avx512": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.729, (0.638, 0.783))),
     "cpu-mult-probe-avx512": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.421, (0.405, 0.431))),
+    "cpu-chain-compute": (_CPU_CHAIN, PROBE_ARMS, PROBE_PRIMARY, "136-147", (None, ())),
 }
 BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
 
