@@ -65,7 +65,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{', '.join(BUNDLED)}, or a JSON/TOML BenchConfig.",  # the bundled configs, by name
+            help=f"{', '.join(BUNDLED)}, or JSON/TOML.",  # the bundled configs, by name; FILE is JSON or TOML
         ),
     ] = None,
     out: Annotated[

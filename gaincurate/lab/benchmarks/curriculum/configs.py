@@ -319,7 +319,7 @@ PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
 
 # The ten-minute demonstration (#49, `gaincurate bench curriculum --demo`): cpu-arith exactly as declared (task, warm
 # start, GRPO, target, analysis), uniform against the scheduler's default strategy, on two seeds that no published
-# comparison uses (published: 100-123; the next declared verdict: 124-135; pilots: 90-99). Two seeds show the
+# comparison uses (published: 100-135; the next declared verdict: 136-147; pilots: 90-99). Two seeds show the
 # saving; they are no verdict (docs/benchmarks.md holds the published one). Two workers: 2.5 minutes on two idle
 # cores, measured twice (docs/benchmarks.md, "The ten-minute demonstration"), so a slower or busier laptop keeps
 # inside the bound.
