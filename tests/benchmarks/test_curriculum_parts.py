@@ -238,9 +238,9 @@ def test_a_chain_completion_is_at_least_four_times_its_answer_in_tokens():
     for terms in (4, 5, 6, 7):
         rows = [chain.make_row(t) for t in every] if terms == 4 else chain.sample_rows(rng, [terms], 2000)
         rows += [chain.make_row([0] * (terms - 2) + [9, 9]), chain.make_row([9] * terms)]
-        for row in rows:
-            completion = tokenizer(chain.completion(row), add_special_tokens=False)["input_ids"]
-            answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
+        completions = tokenizer([chain.completion(row) for row in rows], add_special_tokens=False)["input_ids"]
+        answers = tokenizer([row["answer"] for row in rows], add_special_tokens=False)["input_ids"]
+        for row, completion, answer in zip(rows, completions, answers, strict=True):
             assert tokenizer.unk_token_id not in completion
             assert len(completion) >= terms * len(answer) >= 4 * len(answer), row
 
