@@ -11,7 +11,8 @@ import pytest
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum import chain, task
 from gaincurate.lab.benchmarks.curriculum.assets import chain_reward
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, load_config
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.evaluate import zero_variance_groups
 from gaincurate.lab.benchmarks.curriculum.harness import Clock, CountingReward
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy, nearest
@@ -183,7 +184,7 @@ def test_a_config_can_define_an_arm_of_a_strategy_with_options():
 
 
 def test_the_demo_is_cpu_arith_with_uniform_against_the_default_strategy_on_unpublished_seeds():
-    from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+    from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
     from gaincurate.lab.benchmarks.curriculum.report import demo_note
     from gaincurate.schedule.config import DEFAULT_STRATEGY
 

@@ -20,7 +20,7 @@ from gaincurate.cli.fields import field_parameters, fixed_parameters, given, ins
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
