@@ -130,15 +130,13 @@ class BenchConfig:
             raise ConfigError(f"operator must be one of {allowed} for task {self.task}; got {self.operator!r}")
         for digits in {d for d, _ in (*self.pool, *self.eval)}:
             wanted = sum(c for d, c in (*self.pool, *self.eval) if d == digits)
-            if self.task == "chain":
-                possible = chain.distinct_problems(digits) if digits >= 2 else 0
+            if self.task == "chain":  # a sum of 2 terms or more
+                possible, kind = (chain.distinct_problems(digits) if digits >= 2 else 0), f"{digits}-term sums"
             else:
                 possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
+                kind = f"{digits}-digit problems ({self.operator})"
             if wanted > possible:
-                raise ConfigError(
-                    f"pool and eval ask for {wanted} distinct {digits}-digit problems ({self.operator}); "
-                    f"there are {possible}"
-                )
+                raise ConfigError(f"pool and eval ask for {wanted} distinct {kind}; there are {possible}")
         noise = tuple((int(d), float(rate)) for d, rate in self.warm_start_noise)
         if any(not 0 <= rate <= 1 for _, rate in noise):
             raise ConfigError(f"warm_start_noise rates must lie in [0, 1]; got {noise}")
