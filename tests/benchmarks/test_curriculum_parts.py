@@ -228,6 +228,8 @@ def test_chain_rows_carry_the_running_totals_as_solution_and_the_reversed_sum_as
         assert new["solution"].split(",")[:-1] == row["solution"].split(",")[:-1]
     with pytest.raises(ConfigError, match="operator must be one of \\+ for task chain"):
         BenchConfig(name="x", task="chain", operator="*", pool=((4, 8),), eval=((4, 8),))
+    with pytest.raises(ConfigError, match="8 distinct 1-term sums; there are 0"):
+        BenchConfig(name="x", task="chain", pool=((1, 8),), eval=((4, 8),))
 
 
 def test_a_chain_completion_is_at_least_four_times_its_answer_in_tokens():
