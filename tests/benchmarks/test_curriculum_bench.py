@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
 from gaincurate.schedule.strategies.base import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
@@ -242,11 +243,46 @@ def test_one_number_given_to_seeds_is_refused_with_both_spellings(tmp_path):
     assert "90-90: seed 90 alone" in shown.stdout and "one number alone is refused" in shown.stdout
 
 
-def test_the_products_task_runs_by_name_at_smoke_size(tmp_path):
-    # cpu-mult (#26): the same harness on products; the pool, the held-out split and the model's vocabulary are its own.
-    summary = run_bench("cpu-mult", tmp_path / "out", strategies=["uniform", "dots"], smoke=True)
+def _product_right(row: dict) -> bool:
+    return str(eval(row["problem"]))[::-1] == row["answer"] and "*" in row["problem"]
+
+
+def _chain_right(row: dict) -> bool:
+    terms = [int(t) for t in row["problem"].split("+")]
+    return str(sum(terms))[::-1] == row["answer"] and len(row["solution"].split(",")) == len(terms) - 1
+
+
+@pytest.mark.parametrize(
+    ("bench", "symbol", "right"),
+    [("cpu-mult", "*", _product_right), ("cpu-chain", ",", _chain_right)],
+)
+def test_the_other_tasks_run_by_name_at_smoke_size(tmp_path, bench, symbol, right):
+    # cpu-mult (#26) and cpu-chain (#57): the same harness; the pool, the held-out split and the vocabulary are theirs.
+    summary = run_bench(bench, tmp_path / "out", strategies=["uniform", "dots"], smoke=True)
     pool = [json.loads(line) for line in (tmp_path / "out" / "assets" / "pool.jsonl").read_text().splitlines()]
-    assert pool and all(str(eval(row["problem"]))[::-1] == row["answer"] and "*" in row["problem"] for row in pool)
+    assert pool and all(right(row) for row in pool)
     vocabulary = json.loads((tmp_path / "out" / "assets" / "model" / "tokenizer.json").read_text())["model"]["vocab"]
-    assert "*" in vocabulary
+    assert symbol in vocabulary
     assert set(summary["strategies"]) == {"uniform", "dots"}
+
+
+def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(tmp_path):
+    """The chain rows' reference answer is the scores' answer column, so `probe --likelihood` (an arm of the declared
+    verdict) measures it after each epoch; at smoke size, its one pair."""
+    from gaincurate.schedule.run.rundir import load_run
+
+    run_bench("cpu-chain-compute", tmp_path / "out", strategies=["probe-likelihood"], smoke=True)
+    memory = load_run(tmp_path / "out" / "runs" / "probe-likelihood-seed0").schedule.memory
+    measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
+    assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
+
+
+def test_a_chain_config_the_task_cannot_draw_is_refused_in_one_line(tmp_path):
+    # One console run (its start-up is the cost); the other refusals of the chain's split: test_curriculum_parts.py.
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"base": "cpu-chain", "pool": [[2, 99]], "eval": [[2, 2]]}))
+    done = subprocess.run([CONSOLE, "bench", "curriculum", "--bench", str(config), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)  # fmt: skip
+    said = "gaincurate: error: pool and eval ask for 101 distinct 2-term sums; there are 100"
+    assert done.returncode == 1 and done.stderr.strip() == said, done.stderr
+    assert not (tmp_path / "out").exists()

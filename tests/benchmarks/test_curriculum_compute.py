@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import compute, run_bench
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
 
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")

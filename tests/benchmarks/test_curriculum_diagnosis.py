@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import run_bench
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
 from gaincurate.lab.benchmarks.curriculum.report import publish, report

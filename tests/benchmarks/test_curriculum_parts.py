@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
-from gaincurate.lab.benchmarks.curriculum import task
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, BenchConfig, load_config
+from gaincurate.lab.benchmarks.curriculum import chain, task
+from gaincurate.lab.benchmarks.curriculum.assets import chain_reward
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, load_config
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.evaluate import zero_variance_groups
 from gaincurate.lab.benchmarks.curriculum.harness import Clock, CountingReward
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy, nearest
@@ -182,13 +184,13 @@ def test_a_config_can_define_an_arm_of_a_strategy_with_options():
 
 
 def test_the_demo_is_cpu_arith_with_uniform_against_the_default_strategy_on_unpublished_seeds():
-    from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+    from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
     from gaincurate.lab.benchmarks.curriculum.report import demo_note
     from gaincurate.schedule.config import DEFAULT_STRATEGY
 
     demo, arith = BUNDLED["demo"], BUNDLED["cpu-arith"]
     assert demo.strategies == ("uniform", DEFAULT_STRATEGY) and demo.primary == (DEFAULT_STRATEGY,)
-    published = set(range(90, 136))  # pilots 90-99, published 100-123, the next declared verdict 124-135
+    published = set(range(90, 148))  # pilots 90-99, published 100-135, the next declared verdict 136-147
     assert not published & set(demo.seed_list) and len(demo.seed_list) >= 2
     same = ("name", "strategies", "primary", "seeds", "schedule")
     assert {k: v for k, v in demo.to_dict().items() if k not in same} == {
@@ -205,3 +207,62 @@ def test_the_demo_is_cpu_arith_with_uniform_against_the_default_strategy_on_unpu
     assert "on 2 seed(s)" in note and "dots needed 0.50x uniform's rollouts" in note and "1 seed(s) never" in note
     assert "not the published verdict" in note and "docs/benchmarks.md" in note
     assert demo_note(summary, "cpu-arith") == ""  # published tables keep their text
+
+
+def test_chain_rows_carry_the_running_totals_as_solution_and_the_reversed_sum_as_answer():
+    pool = chain.problems([(4, 30), (6, 20)], seed=0)
+    assert pool == chain.problems([(4, 30), (6, 20)], seed=0) and len({r["problem"] for r in pool}) == 50
+    for row in pool:
+        terms = [int(t) for t in row["problem"].split("+")]
+        assert len(terms) == row["digits"] and all(0 <= t <= 9 for t in terms)
+        totals = [sum(terms[: i + 1]) for i in range(1, len(terms))]
+        assert row["solution"] == ",".join(str(t)[::-1] for t in totals)
+        assert row["answer"] == str(sum(terms))[::-1]
+        assert chain.completion(row) == f"{row['solution']}={row['answer']}"
+    held_out = chain.problems([(4, 30)], seed=1, exclude={r["problem"] for r in pool})
+    assert not {r["problem"] for r in held_out} & {r["problem"] for r in pool}
+    slipped = task.corrupt(pool, {4: 1.0}, np.random.default_rng(0))
+    for row, new in zip(pool, slipped, strict=True):
+        wrong = str(int(row["answer"][::-1]) + 1)[::-1] if row["digits"] == 4 else row["answer"]
+        assert new["answer"] == wrong and new["solution"].split(",")[-1] == wrong  # the last step slips, not a copy
+        assert new["solution"].split(",")[:-1] == row["solution"].split(",")[:-1]
+    with pytest.raises(ConfigError, match="operator must be one of \\+ for task chain"):
+        BenchConfig(name="x", task="chain", operator="*", pool=((4, 8),), eval=((4, 8),))
+    with pytest.raises(ConfigError, match="8 distinct 1-term sums; there are 0"):
+        BenchConfig(name="x", task="chain", pool=((1, 8),), eval=((4, 8),))
+
+
+def test_a_chain_completion_is_at_least_four_times_its_answer_in_tokens():
+    """The docstring's bound (k times for k terms), on every 4-term problem and on random longer ones, in the tokens
+    of the bench's own tokenizer (one per character, the end token not counted)."""
+    tokenizer = task.build_tokenizer(chain.SYMBOLS)
+    rng = np.random.default_rng(0)
+    every = np.array(np.meshgrid(*[np.arange(10)] * 4)).reshape(4, -1).T
+    for terms in (4, 5, 6, 7):
+        rows = [chain.make_row(t) for t in every] if terms == 4 else chain.sample_rows(rng, [terms], 2000)
+        rows += [chain.make_row([0] * (terms - 2) + [9, 9]), chain.make_row([9] * terms)]
+        completions = tokenizer([chain.completion(row) for row in rows], add_special_tokens=False)["input_ids"]
+        answers = tokenizer([row["answer"] for row in rows], add_special_tokens=False)["input_ids"]
+        for row, completion, answer in zip(rows, completions, answers, strict=True):
+            assert tokenizer.unk_token_id not in completion
+            assert len(completion) >= terms * len(answer) >= 4 * len(answer), row
+
+
+def test_the_chain_reward_reads_the_final_answer_only():
+    row = chain.make_row([7, 5, 9, 8])
+    assert (row["solution"], row["answer"]) == ("21,12,92", "92")
+    completions = ["21,12,92=92", "99,99,99=92", "=92", "21,12,92=93", "21,12,92", "1=2=92 "]
+    assert chain_reward(completions=completions, answer=["92"] * 6) == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    assert chain.final_answer("21,12") is None and chain.is_correct(" 21,12,92= 92", "92")
+
+
+def test_a_policy_that_does_not_fold_every_term_into_its_state_answers_right_at_most_once_in_10():
+    """The bound of chain.py's docstring, by brute force: for each held-out problem and each term, the best answer a
+    policy can give from every term but that one is right for at most 1 of the term's 10 values, in float64."""
+    for row in chain.problems([(4, 40), (5, 40), (7, 40)], seed=1):
+        terms = [int(t) for t in row["problem"].split("+")]
+        for position in range(len(terms)):
+            answers = [chain.make_row([*terms[:position], value, *terms[position + 1 :]])["answer"]
+                       for value in range(chain.LOW, chain.HIGH)]  # fmt: skip
+            best = max(answers.count(a) for a in set(answers)) / np.float64(len(answers))
+            assert best == 1 / np.float64(10)

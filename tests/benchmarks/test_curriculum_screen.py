@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import run_bench
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS
 
 
@@ -64,7 +64,7 @@ def test_a_band_reaches_the_bench_through_the_configs_schedule_field(tmp_path):
     run_bench(config_file, out, strategies=["mopps"], smoke=True)
     pair = json.loads((out / "pairs" / "mopps-seed0.json").read_text())
     assert pair["points"][-1]["step"] == BUNDLED["cpu-arith"].smoke().steps
-    from gaincurate.lab.benchmarks.curriculum.configs import load_config
+    from gaincurate.lab.benchmarks.curriculum.bundled import load_config
     from gaincurate.schedule.config import ScheduleConfig
 
     fields = load_config(config_file).schedule_fields("mopps")

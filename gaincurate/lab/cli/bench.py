@@ -20,7 +20,7 @@ from gaincurate.cli.fields import field_parameters, fixed_parameters, given, ins
 from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
-from gaincurate.lab.benchmarks.curriculum.configs import BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
@@ -65,7 +65,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{', '.join(BUNDLED)}, or a JSON/TOML BenchConfig.",  # the bundled configs, by name
+            help=f"{', '.join(BUNDLED)}, or JSON/TOML.",  # the bundled configs, by name; FILE is JSON or TOML
         ),
     ] = None,
     out: Annotated[

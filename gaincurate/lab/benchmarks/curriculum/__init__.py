@@ -22,7 +22,7 @@ from typing import Any
 # light modules (`run_options`) at start-up.
 _EXPORTS = {
     "finish": "bench", "known_strategies": "bench", "run_bench": "bench",
-    "BUNDLED": "configs", "BenchConfig": "configs", "load_config": "configs",
+    "BUNDLED": "bundled", "BenchConfig": "configs", "load_config": "bundled",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

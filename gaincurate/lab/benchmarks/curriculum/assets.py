@@ -22,12 +22,14 @@ import numpy as np
 
 from gaincurate.errors import ConfigError, MissingColumnError
 from gaincurate.fileio import atomic_write_bytes
+from gaincurate.lab.benchmarks.curriculum import chain
 from gaincurate.lab.benchmarks.curriculum import task as arith
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.shards import read_manifest
 
 ASSETS = "assets"
+LOCAL_TASKS = ("arith", "chain")  # a character vocabulary and a small Llama, warm-started in the bench
 MARKER = "assets.json"
 
 
@@ -36,7 +38,7 @@ class Assets:
     """The shared inputs of every pair; `messages`, `check` and `reward` depend on the task."""
 
     folder: Path
-    model: str  # a local folder (arith) or the configured model spec (math; None is the embedded model)
+    model: str  # a local folder (arith, chain) or the configured model spec (math; None is the embedded model)
     scores_dir: Path
     pool: list[dict[str, Any]]
     eval: list[dict[str, Any]]
@@ -47,7 +49,7 @@ class Assets:
 
     def messages(self, question: str) -> list[dict[str, str]]:
         """The conversation of one question, built exactly as scoring (and so TRL's training prompt) builds it."""
-        if self.task == "arith":
+        if self.task in LOCAL_TASKS:
             return [{"role": "user", "content": question}]
         from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, build_messages
 
@@ -57,13 +59,20 @@ class Assets:
     def check(self) -> Callable[[str, Any], bool]:
         if self.task == "arith":
             return arith.is_correct
+        if self.task == "chain":
+            return chain.is_correct
         from gaincurate.rollout.answers import check_answer
 
         return check_answer
 
     @property
     def reward(self) -> Callable[..., list[float]]:
-        return arith.arithmetic_reward if self.task == "arith" else math_reward
+        return {"arith": arith.arithmetic_reward, "chain": chain_reward}.get(self.task, math_reward)
+
+
+def chain_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
+    """TRL reward: 1.0 when the text after the completion's last `=` is the answer, the steps before it unread."""
+    return [float(chain.is_correct(arith.completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
 
 
 def math_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
@@ -84,7 +93,7 @@ def prepare_assets(config: BenchConfig, out_dir: Path, progress: Progress = NULL
     info = json.loads(marker.read_text())
     return Assets(
         folder=folder,
-        model=str(folder / "model") if config.task == "arith" else info["model"],
+        model=str(folder / "model") if config.task in LOCAL_TASKS else info["model"],
         scores_dir=folder / "scores",
         pool=_read_jsonl(folder / "pool.jsonl"),
         eval=_read_jsonl(folder / "eval.jsonl"),
@@ -102,7 +111,7 @@ def _build(config: BenchConfig, folder: Path, progress: Progress) -> dict[str, A
     _write_jsonl(folder / "eval.jsonl", held_out)
     warm_start = None
     model = config.model
-    if config.task == "arith":
+    if config.task in LOCAL_TASKS:
         warm_start = _warm_start(config, folder / "model", progress)
         model = str(folder / "model")
     progress.stage("scoring the pool with the initial model")
@@ -118,7 +127,8 @@ def warm_start_settings(config: BenchConfig) -> dict[str, Any]:
             "batch_size": config.warm_start_batch, "learning_rate": config.warm_start_lr,
             "shape": dict(config.model_shape), "seed": config.warm_start_seed,
             "noise": [[int(d), float(r)] for d, r in config.warm_start_noise],
-            **({} if config.operator == "+" else {"operator": config.operator})}  # fmt: skip
+            **({} if config.operator == "+" else {"operator": config.operator}),
+            **({} if config.task == "arith" else {"task": config.task})}  # fmt: skip
 
 
 def _warm_start(config: BenchConfig, folder: Path, progress: Progress) -> dict[str, Any]:
@@ -137,7 +147,7 @@ def _warm_start(config: BenchConfig, folder: Path, progress: Progress) -> dict[s
         return arith.warm_start(
             folder, digits=settings["digits"], steps=settings["steps"], batch_size=settings["batch_size"],
             learning_rate=settings["learning_rate"], shape=settings["shape"], seed=settings["seed"],
-            noise=settings["noise"], operator=config.operator, progress=progress,
+            noise=settings["noise"], operator=config.operator, task=config.task, progress=progress,
         )  # fmt: skip
     finally:
         torch.set_num_threads(previous)
@@ -149,6 +159,10 @@ def split_rows(config: BenchConfig) -> tuple[list[dict[str, Any]], list[dict[str
         pool = arith.problems(config.pool, seed=config.data_seed, operator=config.operator)
         held_out = arith.problems(config.eval, seed=config.data_seed + 1, exclude={r["problem"] for r in pool},
                                   operator=config.operator)  # fmt: skip
+        return pool, held_out
+    if config.task == "chain":
+        pool = chain.problems(config.pool, seed=config.data_seed)
+        held_out = chain.problems(config.eval, seed=config.data_seed + 1, exclude={r["problem"] for r in pool})
         return pool, held_out
     from gaincurate.data import load_rows
 
@@ -180,7 +194,7 @@ def score_pool(config: BenchConfig, pool_file: Path, model: str | None, out: Pat
     from gaincurate.scoring import score
     from gaincurate.scoring.config import RunOptions, ScoreConfig
 
-    arith_format = {"system_prompt": None, "few_shot": ()} if config.task == "arith" else {}
+    arith_format = {"system_prompt": None, "few_shot": ()} if config.task in LOCAL_TASKS else {}
     score_config = ScoreConfig(
         dataset=str(pool_file), prompt_column="problem", answer_column="answer", model=model, dtype="float32",
         device=config.device, embed=True, **arith_format,

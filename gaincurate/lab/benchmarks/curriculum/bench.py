@@ -32,7 +32,8 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
-from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, load_config, parse_seeds
+from gaincurate.lab.benchmarks.curriculum.bundled import load_config
+from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
 from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
@@ -64,7 +65,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run (or resume) a training-efficiency bench into `out_dir`; returns the summary (also in summary.json).
 
-    `config`: a `BenchConfig`, a bundled name (`BUNDLED` in configs.py: `cpu-arith`, `cpu-mult`, ...) or a
+    `config`: a `BenchConfig`, a bundled name (`BUNDLED` in bundled.py: `cpu-arith`, `cpu-mult`, ...) or a
     JSON/TOML file.
     `run`: `BenchRun`'s fields, by name (its defaults for the rest). `strategies`: arms: names the scheduler
     knows (`gaincurate.schedule.config.STRATEGIES`), `oracle`, or arms the config's `schedule` field defines;

@@ -1,12 +1,11 @@
-"""Bench configurations: one frozen dataclass, the bundled configs by name, and config files.
+"""Bench configurations: one frozen dataclass of everything a bench fixes (the bundled ones: bundled.py).
 
 A config fixes everything but the strategy and the seed: the task and its data split, the model and its warm
 start, the GRPO hyper-parameters and rollout budget, and how the summary reads the curves. Every strategy of a
 bench runs with the same config; only the prompts it trains on differ.
 
-    load_config("cpu-arith")              # a bundled config
-    load_config("my-bench.json")          # a JSON or TOML file of BenchConfig fields (unknown keys are an error)
-    load_config("cpu-arith").smoke()      # the same code at smoke size: 1 seed, a few steps
+    BenchConfig.from_dict({"name": "mine", "steps": 80})   # unknown keys are an error
+    config.smoke()                                          # the same code at smoke size: 1 seed, a few steps
 """
 
 from __future__ import annotations
@@ -14,15 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import chain
 from gaincurate.lab.benchmarks.curriculum import task as arith
 from gaincurate.lab.benchmarks.curriculum.run_options import parse_seeds
-from gaincurate.schedule.config import DEFAULT_STRATEGY
 
-TASKS = ("arith", "math")
+TASKS = ("arith", "chain", "math")
 HEADLINES = ("greedy", "sampled")
 DEFAULT_STRATEGIES = ("uniform", "length", "gain", "dots")
 
@@ -33,9 +31,11 @@ class BenchConfig:
 
     name: str
     task: str = "arith"
-    # arith: "+" adds two d-digit integers, "*" multiplies a d-digit integer by one digit.
+    # arith: "+" adds two d-digit integers, "*" multiplies a d-digit integer by one digit. chain: sums of 2-digit
+    # terms, answered after their running totals (chain.py); "+" only.
     operator: str = "+"
-    # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed.
+    # arith: (digits, count) pairs for the training pool and the held-out split, drawn with data_seed (chain: (terms,
+    # count) pairs; so for warm_start_digits and warm_start_noise).
     pool: tuple[tuple[int, int], ...] = ((1, 96), (2, 64), (3, 176), (4, 176))
     eval: tuple[tuple[int, int], ...] = ((2, 240),)
     data_seed: int = 0
@@ -125,16 +125,18 @@ class BenchConfig:
         object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
         object.__setattr__(self, "eval", tuple(tuple(int(x) for x in pair) for pair in self.eval))
         object.__setattr__(self, "warm_start_digits", tuple(int(d) for d in self.warm_start_digits))
-        if self.operator not in arith.OPERATORS:
-            raise ConfigError(f"operator must be one of {' '.join(arith.OPERATORS)}; got {self.operator!r}")
+        if self.operator not in arith.OPERATORS or (self.task == "chain" and self.operator != "+"):
+            allowed = "+" if self.task == "chain" else " ".join(arith.OPERATORS)
+            raise ConfigError(f"operator must be one of {allowed} for task {self.task}; got {self.operator!r}")
         for digits in {d for d, _ in (*self.pool, *self.eval)}:
             wanted = sum(c for d, c in (*self.pool, *self.eval) if d == digits)
-            possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
+            if self.task == "chain":  # a sum of 2 terms or more
+                possible, kind = (chain.distinct_problems(digits) if digits >= 2 else 0), f"{digits}-term sums"
+            else:
+                possible = arith.distinct_problems(digits, self.operator) if digits >= 1 else 0
+                kind = f"{digits}-digit problems ({self.operator})"
             if wanted > possible:
-                raise ConfigError(
-                    f"pool and eval ask for {wanted} distinct {digits}-digit problems ({self.operator}); "
-                    f"there are {possible}"
-                )
+                raise ConfigError(f"pool and eval ask for {wanted} distinct {kind}; there are {possible}")
         noise = tuple((int(d), float(rate)) for d, rate in self.warm_start_noise)
         if any(not 0 <= rate <= 1 for _, rate in noise):
             raise ConfigError(f"warm_start_noise rates must lie in [0, 1]; got {noise}")
@@ -184,215 +186,3 @@ class BenchConfig:
                 f"bench config has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**data)
-
-
-_ARITH_SMOKE = {
-    "pool": ((1, 16), (2, 16)),
-    "eval": ((1, 8), (2, 8)),
-    "warm_start_steps": 60,
-    "warm_start_digits": (1, 2),
-    "model_shape": {"layers": 2, "hidden": 32, "heads": 2},
-    "steps": 4,
-    "subset_size": 8,
-    "prompts_per_step": 4,
-    "num_generations": 4,
-    "eval_every": 2,
-    "eval_samples": 2,
-    "oracle_rollouts": 2,
-    "pauc_budget": None,
-}
-
-# The real 135M model on one thread: a GRPO step of two 8-token completions costs about 10 s (generation,
-# forward and backward, AdamW over 135M weights), an evaluation about 5 s. So one step on one prompt (one
-# curriculum epoch: its draw, training, epoch end and the next draw), evaluated at steps 0 and 1 on two held-out
-# prompts: 25-35 s per arm, where eight-completion steps took 2-3 minutes (#27). Nothing is learnt at this size.
-_MATH_SMOKE = {
-    **{"pool_rows": 4, "eval_rows": 2, "steps": 1, "prompts_per_step": 1, "num_generations": 2, "subset_size": 1},
-    **{"eval_every": 1, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
-}
-
-# The GAIN-RL ablation (#26): the accuracy-driven centre over a random ranking, the angle ranking swept at a fixed
-# rate, and the ranking oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu
-# can move back. Arms of their own, run after the declared strategies (`--strategies`).
-GAIN_ABLATION = {
-    "gain-random": {"strategy": "gain", "ranking": "random"},
-    "gain-sweep": {"strategy": "gain", "mu_control": "sweep"},
-    "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
-}
-
-# The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
-# every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
-# family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
-# The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
-# timing run of seed 0, then plateaus), evaluation every 10 steps, crossings on a centred 3-point mean, the
-# target from a uniform-only pilot on seeds 90-93 (75% of its gain; 50% and 90% for sensitivity), the partial
-# AUC over the first 5,120 rollouts (80 steps), Holm over dots, mopps and gain. Published seeds: 100-111.
-_CPU_ARITH = BenchConfig(
-    name="cpu-arith",
-    pool=((1, 96), (2, 64), (3, 176), (4, 176)),
-    eval=((2, 240),),
-    warm_start_digits=(1, 2),
-    warm_start_steps=1500,
-    warm_start_noise=((2, 0.5),),
-    steps=160,
-    eval_every=10,
-    headline="sampled",
-    smooth=3,
-    # From `gaincurate bench curriculum --report docs/results/cpu-arith-pilot`: 50%, 75%, 90% of uniform's gain.
-    target=0.768,
-    other_targets=(0.652, 0.838),
-    primary=("dots", "mopps", "gain"),
-    pauc_budget=5120,
-    oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
-    strategies=("uniform", "dots", "mopps", "gain", "oracle"),
-    seeds="100-111",
-    # The GAIN-RL ablation (#26), declared with the rest and run after the arms above.
-    schedule=GAIN_ABLATION,
-    smoke_overrides=_ARITH_SMOKE,
-)
-
-# The second task (#26), different in kind and built by nobody's hand: products of a d-digit number and one digit,
-# whose difficulty varies naturally (length, carries, the multiplier). The frontier is the warm start's own
-# half-learnt family: 1,000 supervised steps on 1- to 3-digit products, no slip, leave 3-digit ones at about 0.4
-# sampled; 4-digit ones were never seen. Chosen from uniform and oracle runs on pilot seeds 90-91
-# (docs/benchmarks.md lists every design tried, with its figures); the target from uniform on seeds 90-93; the
-# analysis, the arms and the GRPO settings are cpu-arith's, declared before the runs. Published seeds: 100-111.
-_CPU_MULT = dataclasses.replace(
-    _CPU_ARITH,
-    name="cpu-mult",
-    operator="*",
-    pool=((1, 100), (2, 150), (3, 150), (4, 150)),
-    eval=((3, 240),),
-    warm_start_digits=(1, 2, 3),
-    warm_start_steps=1000,
-    warm_start_noise=(),
-    # From `gaincurate bench curriculum --report docs/results/cpu-mult-pilot`: 50%, 75%, 90% of uniform's gain.
-    target=0.446,
-    other_targets=(0.435, 0.452),
-)
-
-# The headroom verdict (#38): the baseline, the two estimators that save on cpu-arith only, the ceiling, and the
-# two mechanisms of #38 (pilot and commit; a predictor learned across prompts).
-HEADROOM_ARMS = ("uniform", "dots", "mopps", "oracle", "pilot", "predict")
-HEADROOM_PRIMARY = ("dots", "mopps", "pilot", "predict")
-
-
-def _verdict(name: str, task: BenchConfig, arms: tuple, primary: tuple, seeds: str, targets: tuple) -> BenchConfig:
-    """`task` with a verdict's arms, analysis, fresh seeds and targets: (target, (sensitivity targets))."""
-    schedule = {"probe-likelihood": PROBE_LIKELIHOOD} if "probe-likelihood" in arms else {}
-    return dataclasses.replace(task, name=name, target=targets[0], other_targets=targets[1], primary=primary,
-                               strategies=arms, seeds=seeds, schedule=schedule)  # fmt: skip
-
-
-# The probe verdict (#47): the baseline, the default, the probe without and with the answer likelihood, the ceiling.
-PROBE_ARMS = ("uniform", "dots", "probe", "probe-likelihood", "oracle")
-PROBE_PRIMARY = ("dots", "probe", "probe-likelihood")
-PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
-
-# The ten-minute demonstration (#49, `gaincurate bench curriculum --demo`): cpu-arith exactly as declared (task, warm
-# start, GRPO, target, analysis), uniform against the scheduler's default strategy, on two seeds that no published
-# comparison uses (published: 100-123; the next declared verdict: 124-135; pilots: 90-99). Two seeds show the
-# saving; they are no verdict (docs/benchmarks.md holds the published one). Two workers: 2.5 minutes on two idle
-# cores, measured twice (docs/benchmarks.md, "The ten-minute demonstration"), so a slower or busier laptop keeps
-# inside the bound.
-_DEMO = dataclasses.replace(
-    _CPU_ARITH, name="demo", strategies=("uniform", DEFAULT_STRATEGY), primary=(DEFAULT_STRATEGY,), seeds="200-201",
-    schedule={},
-)  # fmt: skip
-DEMO_WORKERS = 2
-
-# The declared strategies of every bundled config run with the scheduler's own defaults; only the ablation arms
-# set options.
-BUNDLED: dict[str, BenchConfig] = {
-    "cpu-arith": _CPU_ARITH,
-    "cpu-mult": _CPU_MULT,
-    "demo": _DEMO,
-    # The headroom verdict (#38, in _VERDICTS below), declared 2026-11-24 before any of its seeds ran, on a machine
-    # (AVX-512) whose warm start differs from the published runs': every arm again, seeds 112-123, targets from that
-    # machine's pilot seeds 90-92 (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"); Holm over the four
-    # practical arms. Results: docs/results/cpu-arith-headroom, cpu-mult-headroom.
-    # The probe verdict (#47, in _VERDICTS below), declared 2026-11-25 before any of its seeds ran: docs/benchmarks.md,
-    # "The probe (issue 47): what was declared before its runs" (its targets come from this machine's pilot seeds).
-    # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
-    # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
-    # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).
-    "cpu-smollm2-math": BenchConfig(
-        name="cpu-smollm2-math",
-        task="math",
-        model=None,
-        dataset=None,
-        pool_rows=32,
-        eval_rows=24,
-        steps=16,
-        prompts_per_step=2,
-        num_generations=4,
-        subset_size=8,
-        learning_rate=5e-6,
-        max_completion_length=96,
-        eval_every=8,
-        eval_samples=2,
-        eval_batch=16,
-        oracle_rollouts=4,
-        seeds=1,
-        smoke_overrides=_MATH_SMOKE,
-    ),
-    # One H100 call (10 minutes) per (strategy, seed); see docs/benchmarks.md, "Training efficiency" for how to run it.
-    "gpu-math": BenchConfig(
-        name="gpu-math",
-        task="math",
-        model=None,
-        dataset="../shared/data/math_train.json",
-        pool_rows=1024,
-        eval_rows=256,
-        steps=120,
-        prompts_per_step=16,
-        num_generations=8,
-        subset_size=128,
-        learning_rate=1e-6,
-        max_completion_length=384,
-        eval_every=20,
-        eval_samples=4,
-        eval_batch=128,
-        device="cuda",
-        smoke_overrides={**_MATH_SMOKE, "device": "cpu", "dataset": None},
-    ),
-}
-
-
-# The verdicts, each declared before its seeds ran (the comments in BUNDLED above say where and how).
-_VERDICTS = {
-    "cpu-arith-headroom": (_CPU_ARITH, HEADROOM_ARMS, HEADROOM_PRIMARY, "112-123", (0.729, (0.638, 0.783))),
-    "cpu-mult-headroom": (_CPU_MULT, HEADROOM_ARMS, HEADROOM_PRIMARY, "112-123", (0.421, (0.405, 0.431))),
-    "cpu-arith-probe": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.779, (0.659, 0.851))),
-    "cpu-mult-probe": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.447, (0.436, 0.454))),
-    # The same verdict for the other warm start (AVX-512 machines: initial_sha256 128ce2c7... for cpu-arith, 7ee3a0bb...
-    # for cpu-mult), its targets by the same declared rule from that warm start's uniform pilot seeds 90-92
-    # (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"), declared 2026-11-25 before any of its pairs ran.
-    "cpu-arith-probe-avx512": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.729, (0.638, 0.783))),
-    "cpu-mult-probe-avx512": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.421, (0.405, 0.431))),
-}
-BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
-
-
-def load_config(spec: str | Path) -> BenchConfig:
-    """A bundled config by name (`BUNDLED`: `cpu-arith`, `cpu-mult`, ...) or a JSON/TOML file."""
-    if str(spec) in BUNDLED:
-        return BUNDLED[str(spec)]
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"--bench {spec} is neither a bundled config ({', '.join(BUNDLED)}) nor a file")
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(path.read_text())
-        else:
-            data = json.loads(path.read_text())
-    except ValueError as error:
-        raise ConfigError(f"--bench {spec} cannot be parsed ({error})") from None
-    base = data.pop("base", None)
-    if base is not None:
-        if base not in BUNDLED:
-            raise ConfigError(f"--bench {spec}: base {base!r} is not a bundled config ({', '.join(BUNDLED)})")
-        data = {**BUNDLED[base].to_dict(), **data}
-    return BenchConfig.from_dict(data)

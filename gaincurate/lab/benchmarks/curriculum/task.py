@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.lab.benchmarks.curriculum import chain
 from gaincurate.progress import NULL_PROGRESS, Progress
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -114,7 +115,8 @@ def arithmetic_reward(completions: list[Any], answer: list[str], **kwargs: Any) 
 
 
 def corrupt(rows: list[dict], noise: dict[int, float], rng: np.random.Generator) -> list[dict]:
-    """Supervision with a systematic slip: for `digits` in `noise`, the result plus one, with that probability.
+    """Supervision with a systematic slip: for `digits` in `noise`, the result plus one, with that probability (a
+    chain row's last step and answer: `chain.slip`).
 
     A model fine-tuned on it samples the right answer of such problems with about `1 - rate` probability (and the
     slip otherwise): a frontier family whose pass rate reinforcement learning can raise, since the slip is one rule.
@@ -123,20 +125,21 @@ def corrupt(rows: list[dict], noise: dict[int, float], rng: np.random.Generator)
     out = []
     for row, draw in zip(rows, draws, strict=True):
         if draw < noise.get(row["digits"], 0.0):
-            row = {**row, "answer": str(int(row["answer"][::-1]) + 1)[::-1]}
+            row = chain.slip(row) if "solution" in row else {**row, "answer": str(int(row["answer"][::-1]) + 1)[::-1]}
         out.append(row)
     return out
 
 
-def build_tokenizer(operator: str = "+") -> Any:
+def build_tokenizer(symbols: str = "+") -> Any:
     """A fast tokenizer with one token per character (offsets included, as scoring needs) and the chat template.
 
-    An operator outside `ALPHABET` gets the next id, so the sums' vocabulary (and their models' bytes) never change.
+    `symbols` outside `ALPHABET` (an operator, the chain's comma) get the next ids, so the sums' vocabulary (and their
+    models' bytes) never change.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = ALPHABET if operator in ALPHABET else ALPHABET + operator
+    alphabet = ALPHABET + "".join(c for c in dict.fromkeys(symbols) if c not in ALPHABET)
     vocab = {token: index for index, token in enumerate([*SPECIALS, *alphabet])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
@@ -164,7 +167,8 @@ def build_model(tokenizer: Any, *, layers: int, hidden: int, heads: int, seed: i
 
 
 def sft_batch(tokenizer: Any, rows: list[dict]) -> dict[str, Any]:
-    """Right-padded `question=answer</s>` sequences with labels on the answer and end token only."""
+    """Right-padded `question=answer</s>` sequences with labels on the answer and end token only (a chain row's answer
+    comes after its reference solution: `chain.completion`)."""
     import torch
 
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -173,7 +177,8 @@ def sft_batch(tokenizer: Any, rows: list[dict]) -> dict[str, Any]:
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": row["problem"]}], tokenize=False,
                                                add_generation_prompt=True)  # fmt: skip
         prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
-        answer_ids = [*tokenizer.encode(row["answer"], add_special_tokens=False), eos]
+        target = chain.completion(row) if "solution" in row else row["answer"]
+        answer_ids = [*tokenizer.encode(target, add_special_tokens=False), eos]
         sequences.append(prompt_ids + answer_ids)
         labels.append([-100] * len(prompt_ids) + answer_ids)
     width = max(len(s) for s in sequences)
@@ -194,9 +199,11 @@ def warm_start(
     seed: int,
     noise: Sequence[Sequence[float]] = (),
     operator: str = "+",
+    task: str = "arith",
     progress: Progress = NULL_PROGRESS,
 ) -> dict[str, Any]:
-    """Build the model and fine-tune it on fresh problems of `digits` digits; save it (and its tokenizer) to `folder`.
+    """Build the model and fine-tune it on fresh problems of `digits` digits (`task` "chain": of `digits` terms);
+    save it (and its tokenizer) to `folder`.
 
     `noise`: `(digits, rate)` pairs; those problems are supervised with the slip of `corrupt` at that rate.
     Seeded throughout, so the same arguments give the same bytes. Returns what was done, with its seconds.
@@ -204,7 +211,7 @@ def warm_start(
     import torch
 
     started = time.perf_counter()
-    tokenizer = build_tokenizer(operator)
+    tokenizer = build_tokenizer(chain.SYMBOLS if task == "chain" else operator)
     model = build_model(tokenizer, seed=seed, **shape)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     rng = np.random.default_rng([seed, 1])
@@ -218,7 +225,11 @@ def warm_start(
         # A warm-up keeps the first large steps from wrecking the embeddings.
         for group in optimizer.param_groups:
             group["lr"] = learning_rate * min(1.0, (step + 1) / min(WARM_UP_STEPS, steps))
-        rows = sample_rows(rng, digits, batch_size, operator)
+        rows = (
+            chain.sample_rows(rng, digits, batch_size)
+            if task == "chain"
+            else sample_rows(rng, digits, batch_size, operator)
+        )
         batch = sft_batch(tokenizer, corrupt(rows, slips, slip_rng) if slips else rows)
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -233,7 +244,8 @@ def warm_start(
     info = {
         "settings": {"digits": [int(d) for d in digits], "steps": steps, "batch_size": batch_size,
                      "learning_rate": learning_rate, "shape": dict(shape), "seed": seed,
-                     "noise": [[int(d), float(r)] for d, r in noise], **_operator_setting(operator)},
+                     "noise": [[int(d), float(r)] for d, r in noise], **_operator_setting(operator),
+                     **({"task": task} if task != "arith" else {})},
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
