@@ -203,6 +203,13 @@ def run_(
         Path | None, typer.Option(help=with_default("The trainer's checkpoint folder.", "RUN/trainer"))
     ] = None,
     initial_checkpoint: Annotated[str, typer.Option(help="{checkpoint} before the trainer has saved one.")] = "",
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            help="Carry on when the strategy reads the newest model (probe --likelihood, gain) and the trainer left "
+            "none it can load; the epoch is marked stale. Default: stop."
+        ),
+    ] = False,
     config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -213,7 +220,7 @@ def run_(
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
         result = run_loop(
             run, epochs=epochs, trainer_cmd=trainer_cmd, feedback_file=feedback_file, output_dir=output_dir,
-            initial_checkpoint=initial_checkpoint, progress=progress,
+            initial_checkpoint=initial_checkpoint, progress=progress, allow_stale=allow_stale,
             echo=None if quiet else sys.stderr,  # the trainer's output, bounded (its full log is in RUN/logs/)
         )  # fmt: skip
     from gaincurate.schedule.figures import figure_words

@@ -130,6 +130,14 @@ class Run:
         """Whether the strategy measures candidates with the policy (screen) before each draw."""
         return POLICY in self.scheduler.strategy.about.needs
 
+    @property
+    def reads_newest_model(self) -> bool:
+        """Whether the step after the current epoch measures prompts with the newest model (fresh scores, answer
+        likelihoods), so a trainer must leave one it can load."""
+        from gaincurate.schedule.run.fresh import wants_fresh
+
+        return wants_fresh(self.scheduler.strategy) and self.scheduler.rescore_ids() is not None
+
     def use_screener(self, screener: Screener) -> None:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.run.screeners`)."""
         if self.screens:

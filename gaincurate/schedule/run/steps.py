@@ -72,12 +72,14 @@ def take_step(
     timings: dict[str, float] | None = None,
     feedback_sha256: str | None = None,
     reference: FreshReference | None = None,
+    stale: str | None = None,
 ) -> StepResult:
     """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
 
     The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
     epoch file, the history line, and last the state, so a step killed half-way is simply done again.
-    `feedback_sha256` (default: the hash of `archive`) goes into the history line.
+    `feedback_sha256` (default: the hash of `archive`) goes into the history line, and so does `stale`, when given:
+    why the strategy could not re-measure with the newest model after this epoch (it drew with what it had).
     """
     timings = {} if timings is None else timings
     step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
@@ -86,6 +88,7 @@ def take_step(
     record = None
     if step.record is not None:
         record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
+        record |= {"stale": stale} if stale else {}
     if run_dir is None or run is None:
         record = None if record is None else record | {"timings": timings}
         return StepResult(step, record, None, None, scheduler.config.strategy)
@@ -203,7 +206,7 @@ def consume_feedback(
         summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
         seconds = time.perf_counter() - started
     timings["feedback_s"] = seconds
-    rescored, used = rescore_from_checkpoint(context)
+    rescored, used, stale = rescore_from_checkpoint(context)
     fresh = fresh_reference(context)
     screened_with = arm_screener(context)
     scheduler = context.scheduler
@@ -213,7 +216,8 @@ def consume_feedback(
         timings["train_s"] = run.train_seconds
     archive = data if source.resolve() != archived.resolve() else None
     return {"feedback": summary, "reference": fresh, "rescored": rescored, "archive": archive,
-            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
+            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest,
+            "stale": stale}  # fmt: skip
 
 
 def step_notices(result: StepResult, summary: Feedback, epoch: int) -> list[str]:
@@ -273,11 +277,12 @@ def arm_screener(context: StepContext) -> str | None:
     return None if found is None else str(found.path)
 
 
-def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None]:
-    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
+def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None, str | None]:
+    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch:
+    (what was measured, the checkpoint used, why nothing was measured when the strategy asked)."""
     scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
     if not wants_fresh(scheduler.strategy):
-        return None, run.checkpoint
+        return None, run.checkpoint, None
     found = None
     if checkpoint is not None:
         found = find_checkpoint(checkpoint)
@@ -290,7 +295,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
     used = str(found.path) if found else None
     ids = scheduler.rescore_ids()
     if ids is None:
-        return None, used
+        return None, used, None
     if found is None and run.checkpoint:
         # Falling back to the stored scores here would quietly change where mu goes.
         raise InputError(
@@ -305,13 +310,13 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
             else ("the fit keeps the likelihoods it had")
         )
         context.notices.append(f"not re-scored: {why}; {lost}")
-        return None, used
+        return None, used, why
     context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
     rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
                        nproc=scheduler.config.rescore_nproc)  # fmt: skip
     context.timings["rescore_s"] = time.perf_counter() - started
-    return rescored, used
+    return rescored, used, None
 
 
 def unused_checkpoint(scheduler: Scheduler) -> str:
