@@ -72,6 +72,9 @@ PromptsOption = Annotated[
 PromptColumnOption = Annotated[
     str | None, typer.Option(help="With --prompts: the column of prompts, when not `gaincurate score`'s own.")
 ]
+DropDuplicatesOption = Annotated[
+    bool, typer.Option(help="With --prompts: keep only the first row of each repeated prompt text, as score's.")
+]
 _FIELDS = {field.name: field for field in dataclasses.fields(ScheduleConfig)}
 _REWARDS = ",".join(default_text(_FIELDS[name]) for name in ("reward_min", "reward_max"))  # --reward-range sets both
 RewardRange = Annotated[
