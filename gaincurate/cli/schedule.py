@@ -213,8 +213,9 @@ def run_(
     allow_stale: Annotated[
         bool,
         typer.Option(
-            help="Carry on when the strategy reads the newest model (probe --likelihood, gain) and the trainer left "
-            "none it can load; the epoch is marked stale. Default: stop."
+            "--allow-stale",
+            help="When the strategy reads the newest model (probe --likelihood, gain) and the trainer left none it "
+            "can load: carry on, the epoch marked stale, instead of stopping.",
         ),
     ] = False,
     config: ConfigFile = None,
