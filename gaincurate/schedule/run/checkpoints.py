@@ -34,6 +34,7 @@ TRAINER_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 # Under a verl step's actor/: FSDP's model folder, then Megatron's (verl 0.9 layout, hf_model through a bridge).
 VERL_MODEL_FOLDERS = ("huggingface", "model/huggingface")
+NO_CHECKPOINT = "no checkpoint was given"  # why a step that wanted the newest model measured nothing with it
 MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
 
 

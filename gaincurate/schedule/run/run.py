@@ -35,6 +35,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir, steps
+from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.run.rewards import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
@@ -258,8 +259,11 @@ class Run:
         if rescored is not None:
             timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
         archive = "".join(format_line(gc_id, reward) for gc_id, reward in self._records).encode()
+        # The step wanted the newest model and was given nothing it measured: the history line says so, as a
+        # file-driven step's does (`steps.rescore_from_checkpoint`).
+        stale = NO_CHECKPOINT if rescored is None and self.reads_newest_model else None
         record = self._take(
-            summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings
+            summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings, stale=stale
         ).record
         self._records = []
         self._epoch_started = time.perf_counter()

@@ -16,7 +16,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
+from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, find_checkpoint, given_or_recorded, no_model_reason
 from gaincurate.schedule.run.epochs import check_format
 from gaincurate.schedule.run.fresh import measure, wants_fresh
 from gaincurate.schedule.run.inputs import ScoresInput, load_scores
@@ -262,7 +262,7 @@ def arm_screener(context: StepContext) -> str | None:
     found = given_or_recorded(context.checkpoint, context.run.checkpoint)
     epoch = context.run.schedule.epoch
     if epoch >= 0 and (found is None or found.model_path is None):
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        why = NO_CHECKPOINT if found is None else no_model_reason(found)
         raise InputError(
             f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
             f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
@@ -303,7 +303,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
             f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
         )
     if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        why = NO_CHECKPOINT if found is None else no_model_reason(found)
         lost = (
             "ang comes from the stored scores"
             if FRESH_SCORES in scheduler.strategy.about.needs
