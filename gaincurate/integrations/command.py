@@ -133,10 +133,11 @@ def run_loop(
         run.advance(checkpoint=first, progress=progress)
     while run.epoch < epochs:
         epoch = run.epoch
+        stale = None
         if not run.trained:
-            _train(run, trainer, progress)
+            stale = _train(run, trainer, progress)
             trained.append(epoch)
-        step = run.advance(progress=progress)
+        step = run.advance(progress=progress, stale=stale)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:
@@ -146,8 +147,9 @@ def run_loop(
     return LoopResult(trained, run.epoch, draw)
 
 
-def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
-    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid."""
+def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
+    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid.
+    Returns what the trainer failed to leave when `allow_stale` carried on without it (else None)."""
     run_dir, epoch = run.run_dir, run.epoch
     archived = rundir.feedback_path(run_dir, epoch)
     template = trainer.feedback_file
@@ -214,10 +216,12 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
                 f"command: epoch {epoch} is trained again (or pass --allow-stale to carry on without it)"
             )
         progress.stage(f"warning: epoch {epoch}: {reads}, but {missing}; carrying on (--allow-stale): stale")
-        after = None  # the step then keeps what it had, and its history line says so
-    elif not new:
+        run.mark_trained(checkpoint=None, train_seconds=seconds)  # the step keeps what it had; history says why
+        return missing
+    if not new:
         progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
     run.mark_trained(checkpoint=str(after.path) if after else None, train_seconds=seconds)
+    return None
 
 
 def _tail(log: Path) -> str:

@@ -129,7 +129,10 @@ def test_a_trainer_that_leaves_nothing_loadable_stops_the_run_in_one_line_unless
                          save="bare")  # fmt: skip
     assert carried.returncode == 0, carried.stderr
     assert carried.stderr.count("carrying on (--allow-stale)") == 2
-    assert [line["stale"] for line in history(run)] == ["no checkpoint was given"] * 2
+    assert [line["stale"] for line in history(run)] == [
+        f"{run / 'trainer' / f'checkpoint-{epoch + 1}'} has no weights (model.safetensors or pytorch_model.bin)"
+        for epoch in (0, 1)
+    ]
     status = gaincurate("schedule", "status", "--run", run).stdout
     assert [cells[0] for cells in table_rows(status) if len(cells) == 6] == ["0 (stale)", "1 (stale)"]
     assert "stale: after epoch(s) 0, 1 nothing was re-measured with the newest model" in status

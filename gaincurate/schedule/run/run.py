@@ -35,7 +35,6 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir, steps
-from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.run.rewards import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
@@ -259,11 +258,8 @@ class Run:
         if rescored is not None:
             timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
         archive = "".join(format_line(gc_id, reward) for gc_id, reward in self._records).encode()
-        # The step wanted the newest model and was given nothing it measured: the history line says so, as a
-        # file-driven step's does (`steps.rescore_from_checkpoint`).
-        stale = NO_CHECKPOINT if rescored is None and self.reads_newest_model else None
         record = self._take(
-            summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings, stale=stale
+            summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings
         ).record
         self._records = []
         self._epoch_started = time.perf_counter()
@@ -301,10 +297,11 @@ class Run:
 
     def advance(
         self, *, feedback: str | Path | None = None, checkpoint: str | Path | None = None,
-        progress: Progress = NULL_PROGRESS,
+        progress: Progress = NULL_PROGRESS, stale: str | None = None,
     ) -> steps.StepResult:  # fmt: skip
         """One step on disk: write epoch 0, or consume the epoch's feedback file (`feedback`, else the one archived
-        or taken by `take_feedback`) and write the next epoch, re-scoring from `checkpoint` when the strategy asks."""
+        or taken by `take_feedback`) and write the next epoch, re-scoring from `checkpoint` when the strategy asks.
+        `stale`: why the trainer left no model to re-measure with, recorded in the epoch's history line."""
         if not self.write:
             raise ConfigError("advance() steps a run directory this process writes; open it with Run.open(RUN)")
         if checkpoint is not None:
@@ -323,7 +320,7 @@ class Run:
             return dataclasses.replace(self._take(), notices=context.notices)
         kept = self._feedback[1:] if self._feedback is not None and self._feedback[0] == current else None
         taken = steps.consume_feedback(context, None if feedback is None else Path(feedback), kept)
-        result = self._take(**taken)
+        result = self._take(**taken, stale=stale)
         self._feedback = None
         return dataclasses.replace(
             result, notices=context.notices + steps.step_notices(result, taken["feedback"], current)

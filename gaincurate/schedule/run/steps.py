@@ -79,7 +79,7 @@ def take_step(
     The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
     epoch file, the history line, and last the state, so a step killed half-way is simply done again.
     `feedback_sha256` (default: the hash of `archive`) goes into the history line, and so does `stale`, when given:
-    why the strategy could not re-measure with the newest model after this epoch (it drew with what it had).
+    why the strategy could not re-measure with the newest model after this epoch (`schedule run --allow-stale`).
     """
     timings = {} if timings is None else timings
     step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
@@ -206,7 +206,7 @@ def consume_feedback(
         summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
         seconds = time.perf_counter() - started
     timings["feedback_s"] = seconds
-    rescored, used, stale = rescore_from_checkpoint(context)
+    rescored, used = rescore_from_checkpoint(context)
     fresh = fresh_reference(context)
     screened_with = arm_screener(context)
     scheduler = context.scheduler
@@ -216,8 +216,7 @@ def consume_feedback(
         timings["train_s"] = run.train_seconds
     archive = data if source.resolve() != archived.resolve() else None
     return {"feedback": summary, "reference": fresh, "rescored": rescored, "archive": archive,
-            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest,
-            "stale": stale}  # fmt: skip
+            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
 
 
 def step_notices(result: StepResult, summary: Feedback, epoch: int) -> list[str]:
@@ -277,12 +276,11 @@ def arm_screener(context: StepContext) -> str | None:
     return None if found is None else str(found.path)
 
 
-def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None, str | None]:
-    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch:
-    (what was measured, the checkpoint used, why nothing was measured when the strategy asked)."""
+def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None]:
+    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
     scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
     if not wants_fresh(scheduler.strategy):
-        return None, run.checkpoint, None
+        return None, run.checkpoint
     found = None
     if checkpoint is not None:
         found = find_checkpoint(checkpoint)
@@ -295,7 +293,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
     used = str(found.path) if found else None
     ids = scheduler.rescore_ids()
     if ids is None:
-        return None, used, None
+        return None, used
     if found is None and run.checkpoint:
         # Falling back to the stored scores here would quietly change where mu goes.
         raise InputError(
@@ -310,13 +308,13 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
             else ("the fit keeps the likelihoods it had")
         )
         context.notices.append(f"not re-scored: {why}; {lost}")
-        return None, used, why
+        return None, used
     context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
     rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
                        nproc=scheduler.config.rescore_nproc)  # fmt: skip
     context.timings["rescore_s"] = time.perf_counter() - started
-    return rescored, used, None
+    return rescored, used
 
 
 def unused_checkpoint(scheduler: Scheduler) -> str:
