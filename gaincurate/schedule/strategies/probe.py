@@ -99,13 +99,12 @@ def check_answers(scores: Any) -> None:
     if not has_column(scores.table, column):
         names = ", ".join(name for name in scores.table.column_names if not name.startswith("gc_"))
         raise ConfigError(f"{why} {scores.directory} has no {column!r} column (its columns: {names}); {fix}")
-    values = column_values(scores.table, column)
-    missing = missing_answers(values)
+    missing = missing_answers(column_values(scores.table, column))
     if missing:
-        first = scores.table.column("gc_id")[missing[0]].as_py()
+        first, rows = scores.table.column("gc_id")[missing[0]].as_py(), scores.table.num_rows
         raise ConfigError(
-            f"{why} {len(missing)} of {len(values)} prompts in {scores.directory} have no {column!r} answer (first: "
-            f"gc_id {first}); drop those rows and score again, or name another column: {fix}"
+            f"{why} {len(missing)} of {rows} prompts in {scores.directory} have no {column!r} answer "
+            f"(first: gc_id {first}); drop those rows and score again, or name another column: {fix}"
         )
 
 
