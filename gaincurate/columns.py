@@ -76,6 +76,11 @@ def verl_columns(rows: Any) -> bool:
     return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type)
 
 
+def missing_answers(values: list[Any]) -> list[int]:
+    """The positions of the answers that are not there: None, or blank text."""
+    return [i for i, value in enumerate(values) if value is None or (isinstance(value, str) and not value.strip())]
+
+
 def check_ground_truths(values: list[Any], column: str, name: str) -> None:
     """Refuse answers that are not text or numbers: a trainer would compare the object's text with the answer
     and give a correct completion reward 0. The error names the field that holds the answer when there is one."""

@@ -9,6 +9,7 @@ default ones are absent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from gaincurate.columns import (
     check_ground_truths,
     column_values,
     has_column,
+    missing_answers,
     verl_columns,
 )
 from gaincurate.errors import InputError, MissingColumnError
@@ -36,6 +38,7 @@ SAMPLE_PATH = Path(__file__).parent / "assets" / "math_sample.jsonl"
 # The columns a run reads unless told otherwise (`--prompt-column`, `--answer-column`).
 DEFAULT_PROMPT_COLUMN = "problem"
 DEFAULT_ANSWER_COLUMN = "answer"
+ID_COLUMN = "id"  # a dataset's own row ids, when it has them: each must be unique (`check_repeats`)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,28 @@ class LoadedDataset:
     split: str | None
     prompt_column: str = DEFAULT_PROMPT_COLUMN  # the columns to read: as asked, or verl's (`default_columns`)
     answer_column: str | None = DEFAULT_ANSWER_COLUMN
+    repeats: Repeats | None = None  # prompts whose text an earlier row has (`check_repeats`)
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Rows whose prompt text an earlier row of the dataset has: each copy would be scored and drawn on its own."""
+
+    count: int
+    first: tuple[int, int]  # (a repeating row, the earlier row it repeats), counting from 0
+    rows: int  # of the dataset, repeats included
+    dropped: bool  # kept only the first of each (`--drop-duplicates`)
+
+    def line(self, name: str) -> str:
+        """The one line that tells the user."""
+        row, earlier = self.first
+        found = f"{self.count} of {self.rows} prompts of {name} repeat an earlier row's text (first: row {row} "
+        if self.dropped:
+            return f"note: {found}repeats row {earlier}); --drop-duplicates kept the first of each"
+        return (
+            f"warning: {found}repeats row {earlier}); each copy is scored and drawn on its own: pass "
+            "--drop-duplicates to keep the first of each"
+        )
 
 
 def load_rows(
@@ -89,9 +114,43 @@ def load_rows(
         )
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
+    if not len(rows):
+        columns = ", ".join(rows.column_names)
+        raise InputError(f"{name} has columns ({columns}) but no rows; it needs one prompt per row")
     _check_prompt_column(rows, prompt_column, name)
     _check_utf8(rows, name)
     return LoadedDataset(rows, name, split, prompt_column, answer_column)
+
+
+def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
+    """Refuse repeated ids (the `id` column, when there is one); count the prompts whose text repeats an earlier
+    row's (`repeats`), and with `drop` keep only the first row of each."""
+    rows, name = loaded.rows, loaded.name
+    if ID_COLUMN in rows.column_names:
+        seen: dict[Any, int] = {}
+        for row, value in enumerate(rows[ID_COLUMN]):
+            key = json.dumps(value, sort_keys=True, default=str)
+            if key in seen:
+                raise InputError(
+                    f"{name} repeats ids: rows {seen[key]} and {row} (counting from 0) both have {ID_COLUMN} "
+                    f"{value!r}; give every row its own id, or rename the column if it holds no ids"
+                )
+            seen[key] = row
+    first: dict[bytes, int] = {}
+    keep, repeats = [], []
+    for batch in rows.select_columns([loaded.prompt_column]).iter(batch_size=10_000):
+        for text in batch[loaded.prompt_column]:
+            row = len(keep) + len(repeats)
+            digest = hashlib.sha256(repr(text).encode()).digest()
+            if digest in first:
+                repeats.append((row, first[digest]))
+            else:
+                first[digest] = row
+                keep.append(row)
+    if not repeats:
+        return loaded
+    found = Repeats(len(repeats), repeats[0], len(rows), drop)
+    return dataclasses.replace(loaded, rows=rows.select(keep) if drop else rows, repeats=found)
 
 
 def default_columns(rows: Any, prompt_column: str, answer_column: str | None) -> tuple[str, str | None]:
@@ -125,7 +184,7 @@ def check_answers(rows: Any, column: str | None, name: str, *, allow_missing: bo
         return {"column": column, "present": False, "missing": len(rows)}
     values = column_values(rows, column)
     check_ground_truths(values, column, name)
-    missing = [i for i, value in enumerate(values) if value is None or (isinstance(value, str) and not value.strip())]
+    missing = missing_answers(values)
     if missing and not allow_missing:
         raise InputError(
             f"{len(missing)} of {len(rows)} rows of {name} have no {column!r} answer (first: row {missing[0]}, "
@@ -144,12 +203,15 @@ def _load_file(path: Path, split: str | None) -> Any:
     import datasets
 
     json_file = _BUILDERS[path.suffix] == "json"
+    _check_not_empty(path)
     if json_file:
         check_json_depth_once(path)
     try:
         with json_reader_quiet(json_file):
             rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     except Exception as error:  # any parser failure means the file is unreadable
+        if "corresponds to no data" in str(error):  # datasets' words for a file it read no row from (`[]`)
+            raise InputError(f"{path} holds no rows; it needs one prompt per row") from None
         where = json_syntax_error(path) if json_file else None
         if where is not None:
             raise InputError(
@@ -161,6 +223,36 @@ def _load_file(path: Path, split: str | None) -> Any:
     if split not in (None, "train"):
         raise InputError(f"{path} is a single file with one split; drop --split {split}")
     return rows
+
+
+def _check_not_empty(path: Path) -> None:
+    """Say so when a file holds no rows: empty, blank lines only, a CSV header alone, a parquet schema alone."""
+    fix = "it needs one prompt per row"
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes); {fix}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            metadata = pq.read_metadata(path)
+        except Exception:  # not parquet at all: the reader's own message says so
+            return
+        if metadata.num_rows == 0:
+            names = ", ".join(metadata.schema.names)
+            raise InputError(f"{path} has columns ({names}) but no rows; {fix}")
+        return
+    if path.suffix not in (".json", ".jsonl", ".csv"):
+        return
+    lines = 0
+    with path.open("rb") as file:
+        for line in file:
+            if line.strip():
+                lines += 1
+                if lines > 1 or path.suffix != ".csv":
+                    return
+    if lines == 0:
+        raise InputError(f"{path} holds only blank lines; {fix}")
+    raise InputError(f"{path} has a header line but no rows; {fix}")
 
 
 def _load_saved(path: Path, split: str | None) -> Any:

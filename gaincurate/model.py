@@ -174,6 +174,7 @@ def load_config(source: ModelSource) -> Any:
 
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
+    quiet_dependency_noise()  # transformers imports torchao on a model load: load_embedded in a user's script too
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -35,6 +35,7 @@ RUN_BY: dict[str, dict[str, str]] = {
         "gaincurate score --out scores": QUICKSTART_TEST,
         "datasets.load_dataset": QUICKSTART_TEST,
         "--run run --subset-size 64": QUICKSTART_TEST,
+        "--feedback rewards.jsonl": QUICKSTART_TEST,
         "--run run-trl": QUICKSTART_TEST,
     },
     "docs/trl.md": {

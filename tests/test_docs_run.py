@@ -75,7 +75,7 @@ def test_every_block_of_the_four_pages_is_run_by_a_test_or_marked_with_why_not()
                 assert found.mark is None or found.mark.startswith("run: "), f"{where}: unknown mark {found.mark!r}"
     # What a CPU cannot run is said on the page: every verl launch is marked, and nothing of the quickstart is lost.
     assert all(b.not_run for b in blocks("docs/verl.md"))
-    assert len(blocks("docs/quickstart.md")) == 8 and len(blocks("docs/trl.md")) == 6
+    assert len(blocks("docs/quickstart.md")) == 9 and len(blocks("docs/trl.md")) == 6
 
 
 @pytest.mark.slow

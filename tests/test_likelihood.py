@@ -13,7 +13,7 @@ import torch
 from helpers import build_model, build_tokenizer
 
 from gaincurate.errors import InputError
-from gaincurate.scoring.likelihood import answer_ids, answer_logprobs, likelihoods
+from gaincurate.scoring.likelihood import answer_ids, answer_logprobs, likelihoods, shared_prefix
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,22 @@ def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny):
                            atol=1e-5)  # fmt: skip
     hotter = answer_logprobs(model, tokenizer, prompts, completions, temperature=2.0)
     assert np.all(np.abs(hotter - values) > 0)
+
+
+def test_a_shared_prefix_runs_once_and_changes_nothing(tiny):
+    """Prompts that share their leading tokens (system prompt, few-shot turns) continue from its cache: the same
+    values as each row alone in float64, whatever the batch size (issue 58: re-scoring cost more than scoring)."""
+    model, tokenizer = tiny
+    rng = np.random.default_rng(1)
+    prefix = rng.integers(3, len(tokenizer), size=12).tolist()
+    prompts = [prefix + rng.integers(3, len(tokenizer), size=n).tolist() for n in (1, 6, 3, 9)]
+    assert shared_prefix(prompts) == prefix and shared_prefix([prefix, prefix]) == prefix[:-1]
+    assert shared_prefix([[1, 2, 3], [1, 5, 6]]) == []  # one token in common: not worth a cache
+    completions = answer_ids(tokenizer, ["4", "81", "0", "27"])
+    expected = [brute_force(model, p, c) for p, c in zip(prompts, completions, strict=True)]
+    for batch_tokens in (1, 7, 10_000):
+        values = answer_logprobs(model, tokenizer, prompts, completions, batch_tokens=batch_tokens)
+        assert np.allclose(values, expected, rtol=1e-5, atol=1e-5), (batch_tokens, values, expected)
 
 
 def test_exp_of_it_is_the_chance_of_sampling_exactly_the_answer(tiny):

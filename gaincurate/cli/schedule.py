@@ -27,6 +27,7 @@ from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
     RESCORE_PANEL,
+    DropDuplicatesOption,
     PromptColumnOption,
     PromptsOption,
     RewardRange,
@@ -57,6 +58,7 @@ def init(
     scores: ScoresOption = None,
     prompts: PromptsOption = None,
     prompt_column: PromptColumnOption = None,
+    drop_duplicates: DropDuplicatesOption = False,
     strategy: StrategyOption = DEFAULT_STRATEGY,
     reward_range: RewardRange = None,
     config: ConfigFile = None,
@@ -82,8 +84,12 @@ def init(
         raise ConfigError("pass --scores DIR (a `gaincurate score` directory) or --prompts FILE, one of them")
     if prompt_column is not None and prompts is None:
         raise ConfigError("--prompt-column goes with --prompts; --scores DIR already names its prompt column")
+    if drop_duplicates and prompts is None:
+        raise ConfigError("--drop-duplicates goes with --prompts; for --scores DIR pass it to `gaincurate score`")
     if prompts is not None:
-        _, scheduler = init_unscored(run, str(prompts), schedule_config, prompt_column=prompt_column)
+        with RowProgress("reading prompts", quiet=as_json) as progress:
+            _, scheduler = init_unscored(run, str(prompts), schedule_config, prompt_column=prompt_column,
+                                         drop_duplicates=drop_duplicates, progress=progress)  # fmt: skip
     else:
         _, scheduler = init_run(run, scores, schedule_config)
     n_prompts = scheduler.n_prompts
@@ -118,7 +124,8 @@ def _with_generated_options(command: Any) -> Any:
     # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones.
     fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)}
     parameters = [
-        fixed["scores"], fixed["prompts"], fixed["prompt_column"], fixed["run"], fixed["strategy"],
+        fixed["scores"], fixed["prompts"], fixed["prompt_column"], fixed["drop_duplicates"], fixed["run"],
+        fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
         *common_parameters("format", "data_source"), *filter_parameters(), fixed["config"], fixed["as_json"],
         *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
@@ -203,6 +210,14 @@ def run_(
         Path | None, typer.Option(help=with_default("The trainer's checkpoint folder.", "RUN/trainer"))
     ] = None,
     initial_checkpoint: Annotated[str, typer.Option(help="{checkpoint} before the trainer has saved one.")] = "",
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stale",
+            help="When the strategy reads the newest model (probe --likelihood, gain) and the trainer left none it "
+            "can load: carry on, the epoch marked stale, instead of stopping.",
+        ),
+    ] = False,
     config: ConfigFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -213,7 +228,7 @@ def run_(
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
         result = run_loop(
             run, epochs=epochs, trainer_cmd=trainer_cmd, feedback_file=feedback_file, output_dir=output_dir,
-            initial_checkpoint=initial_checkpoint, progress=progress,
+            initial_checkpoint=initial_checkpoint, progress=progress, allow_stale=allow_stale,
             echo=None if quiet else sys.stderr,  # the trainer's output, bounded (its full log is in RUN/logs/)
         )  # fmt: skip
     from gaincurate.schedule.figures import figure_words

@@ -69,8 +69,16 @@ PromptsOption = Annotated[
         "pilot): a JSONL/parquet prompt file, kept in RUN/prompts; no model pass.",
     ),
 ]
+PROMPTS_PANEL = "with --prompts FILE"
 PromptColumnOption = Annotated[
-    str | None, typer.Option(help="With --prompts: the column of prompts, when not `gaincurate score`'s own.")
+    str | None,
+    typer.Option(help="The column of prompts, when not `gaincurate score`'s own.", rich_help_panel=PROMPTS_PANEL),
+]
+DropDuplicatesOption = Annotated[
+    bool,
+    typer.Option(
+        "--drop-duplicates", help="Keep only the first row of each repeated prompt text.", rich_help_panel=PROMPTS_PANEL
+    ),
 ]
 _FIELDS = {field.name: field for field in dataclasses.fields(ScheduleConfig)}
 _REWARDS = ",".join(default_text(_FIELDS[name]) for name in ("reward_min", "reward_max"))  # --reward-range sets both

@@ -39,7 +39,7 @@ Dataset = Annotated[str | None, typer.Argument(help=help_text(field_named(ScoreC
 # Switches that set a field to "none" rather than a value of their own, so they are not fields themselves.
 # `score --help` in panels, the common options first: the settings most runs leave alone are grouped by what they set.
 _PANELS = {
-    "data columns": ("split", "prompt_column", "answer_column", "allow_missing_answers"),
+    "data columns": ("split", "prompt_column", "answer_column", "allow_missing_answers", "drop_duplicates"),
     "prompt format": ("system_prompt", "few_shot", "chat_template", "max_length"),
     "what is stored": ("layer", "site", "inter_weight", "debias", "embed", "embed_layer"),
     "speed": ("batch_tokens", "prefix_cache", "dtype", "device", "backend", "threads"),

@@ -44,6 +44,8 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     if any(line.get("readout") for line in report["history"]):
         stdout.print(readout_table(report["history"]))
         stdout.line(spent_line(report["history"]))
+        if stale_line(report["history"]):
+            stdout.line(stale_line(report["history"]))
     for warning in report.get("warnings", []):
         stdout.line(f"warning: {warning}")
     if finished:
@@ -64,8 +66,22 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
         table.add_column(column, justify="right")
     for line in history:
         if line.get("readout"):
-            table.add_row(str(line["epoch"]), *readout_cells(line["readout"]))
+            epoch = f"{line['epoch']} (stale)" if line.get("stale") else str(line["epoch"])
+            table.add_row(epoch, *readout_cells(line["readout"]))
     return table
+
+
+def stale_line(history: list[dict[str, Any]]) -> str:
+    """Which epochs the strategy could not re-measure with the newest model after, and why (`schedule run
+    --allow-stale`, or `schedule next` without a checkpoint)."""
+    stale = [line for line in history if line.get("stale")]
+    if not stale:
+        return ""
+    epochs = ", ".join(str(line["epoch"]) for line in stale)
+    return (
+        f"stale: after epoch(s) {epochs} nothing was re-measured with the newest model ({stale[-1]['stale']}), so "
+        "the next draw used the estimates from before"
+    )
 
 
 def readout_cells(readout: dict[str, Any] | None) -> list[str]:

@@ -5,7 +5,12 @@
 
 Per epoch: run the command with the placeholders filled in (shell-quoted, paths absolute), wait for it,
 check and archive the feedback it wrote, find the newest complete checkpoint in the output directory, then
-`advance` the schedule (re-scoring from that checkpoint when asked). Placeholders:
+`advance` the schedule (re-scoring from that checkpoint when asked). A checkpoint is any folder `from_pretrained`
+loads: a TRL/accelerate `checkpoint-N/`, your own script's `model.save_pretrained` into `{output_dir}/checkpoint-N/`
+(or into `{output_dir}` itself), verl's `global_step_N/actor/huggingface/` (`gaincurate.schedule.run.checkpoints`).
+When the strategy reads the newest model after the epoch (probe --likelihood, gain) and the trainer left no new one
+it can load, the loop stops with one line naming what is missing, the epoch not marked trained; `allow_stale`
+carries on instead, and the epoch's history line says its estimates are stale. Placeholders:
 
     {epoch_data}     RUN/epoch-NNNN.parquet, the epoch's rows
     {checkpoint}     newest complete checkpoint in the output directory ('' or --initial-checkpoint before one exists)
@@ -40,7 +45,7 @@ from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, Bounded
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.checkpoints import find_checkpoint
+from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.rewards import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.registry import strategy_class
@@ -80,6 +85,7 @@ class _Trainer:
     initial_checkpoint: str
     echo: TextIO | None
     grace_s: float
+    allow_stale: bool
 
 
 def fill_command(template: str, values: dict[str, str]) -> str:
@@ -101,11 +107,13 @@ def run_loop(
     progress: Progress = NULL_PROGRESS,
     echo: TextIO | None = None,
     grace_s: float = GRACE_S,
+    allow_stale: bool = False,
 ) -> LoopResult:
     """Train epochs until `epochs` of them are done; resumes wherever a previous call stopped.
 
     `echo`: where a bounded copy of the trainer's output goes (the CLI passes stderr). `grace_s`: how long a
-    stopped trainer gets between the forwarded signal and SIGKILL.
+    stopped trainer gets between the forwarded signal and SIGKILL. `allow_stale`: carry on when the strategy reads
+    the newest model and the trainer left none it can load (the epoch is marked stale) instead of stopping.
     """
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1; got {epochs}")
@@ -114,7 +122,7 @@ def run_loop(
     # Absolute, so that the state and the placeholders mean the same from any working directory.
     run_dir = Path(run_dir).resolve()
     output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
-    trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s)
+    trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s, allow_stale)
     trained: list[int] = []
     run = Run.open(run_dir)  # the one run object of this loop: it takes each epoch's feedback and steps
     if run.epoch < epochs:
@@ -125,10 +133,11 @@ def run_loop(
         run.advance(checkpoint=first, progress=progress)
     while run.epoch < epochs:
         epoch = run.epoch
+        stale = None
         if not run.trained:
-            _train(run, trainer, progress)
+            stale = _train(run, trainer, progress)
             trained.append(epoch)
-        step = run.advance(progress=progress)
+        step = run.advance(progress=progress, stale=stale)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:
@@ -138,8 +147,9 @@ def run_loop(
     return LoopResult(trained, run.epoch, draw)
 
 
-def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
-    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid."""
+def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
+    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid.
+    Returns what the trainer failed to leave when `allow_stale` carried on without it (else None)."""
     run_dir, epoch = run.run_dir, run.epoch
     archived = rundir.feedback_path(run_dir, epoch)
     template = trainer.feedback_file
@@ -147,6 +157,7 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
     # A leftover from a failed attempt would be counted twice; this path belongs to the loop.
     target.unlink(missing_ok=True)
     before = find_checkpoint(trainer.output_dir)
+    stamp = before.stamp() if before is not None else None  # now: the trainer may save over the same folder
     trainer.output_dir.mkdir(parents=True, exist_ok=True)
     values = {
         "epoch_data": str(rundir.epoch_path(run_dir, epoch)),
@@ -194,9 +205,23 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
             f"`gaincurate schedule next --run {run_dir} --feedback FILE{kept}`"
         )
     run.take_feedback(target)  # read and checked once, archived: bad feedback is an error now, not a trained epoch
-    if after is None or (before is not None and after.path == before.path):
+    new = after is not None and after.stamp() != stamp
+    if run.reads_newest_model and not (new and after.model_path is not None):
+        missing = missing_model(trainer.output_dir, after if new else None)
+        reads = f"--strategy {run.config.strategy} reads the newest model after every epoch"
+        if not trainer.allow_stale:
+            raise InputError(
+                f"epoch {epoch}: {reads}, but {missing}; make the trainer save its model there "
+                f"(`model.save_pretrained(f'{{output_dir}}/checkpoint-{{step}}')`, tokenizer too) and run the same "
+                f"command: epoch {epoch} is trained again (or pass --allow-stale to carry on without it)"
+            )
+        progress.stage(f"warning: epoch {epoch}: {reads}, but {missing}; carrying on (--allow-stale): stale")
+        run.mark_trained(checkpoint=None, train_seconds=seconds)  # the step keeps what it had; history says why
+        return missing
+    if not new:
         progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
     run.mark_trained(checkpoint=str(after.path) if after else None, train_seconds=seconds)
+    return None
 
 
 def _tail(log: Path) -> str:

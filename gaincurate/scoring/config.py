@@ -170,6 +170,11 @@ class RunOptions:
         "Score rows without an answer (counted in the manifest) instead of refusing.",
         flags=("--allow-missing-answers",),
     )
+    drop_duplicates: bool = setting(
+        False,
+        "Keep only the first row of each repeated prompt text (repeats are counted and warned about otherwise).",
+        flags=("--drop-duplicates",),
+    )
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -21,7 +21,6 @@ the `nn.Linear` layers with torchao (`pip install 'gaincurate[int8]'`), activati
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,32 +80,14 @@ def layer_flops_per_token(shapes: dict[str, Any]) -> float:
     return float(sum(2 * i * o * n for i, o, n, _ in shapes["linears"]))
 
 
-class _OnlyErrors(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-
-def quiet_torchao() -> None:
-    """Drop torchao's import-time warnings: one per CUDA extension it cannot load on a CPU-only torch.
-
-    transformers imports torchao on every model load once it is installed, so this runs when this module
-    is imported (before `prepare` loads anything). A filter rather than a level, because torch resets
-    its loggers' levels when its logging initializes during that import.
-    """
-    for name in ("torchao", "torch.utils._pytree"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _OnlyErrors) for f in logger.filters):
-            logger.addFilter(_OnlyErrors())
-
-
-quiet_torchao()
-
-
 def unavailable(dtype: str) -> str | None:
     """Why `dtype` cannot run here, or None when it can."""
     import torch
 
     if dtype == "int8":
+        from gaincurate.model import quiet_dependency_noise
+
+        quiet_dependency_noise()  # torchao's CUDA-only extensions fail to load on this CPU: said at import, dropped
         try:
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_  # noqa: F401
         except ImportError as error:

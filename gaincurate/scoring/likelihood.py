@@ -19,6 +19,7 @@ runs the whole model and its LM head, but only over the answer positions.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ def answer_logprobs(
 ) -> np.ndarray:
     """sum_t log p(completion_t | prompt, completion_<t) for each row, at `temperature`, float64.
 
-    Rows are batched longest first, padded on the right (a causal model never sees the padding of its own row);
-    the LM head runs only at the positions that predict a completion token.
+    The leading tokens every prompt shares (system prompt, few-shot turns, role headers) run once, as scoring runs
+    them (`gaincurate.scoring.engine.SharedPrefix`): each batch continues from their key/value cache. The rest of each
+    row is batched longest first, padded on the right (a causal model never sees the padding of its own row); the LM
+    head runs only at the positions that predict a completion token.
     """
     import torch
 
@@ -62,34 +65,66 @@ def answer_logprobs(
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = [list(map(int, p)) + list(map(int, c)) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    shared = shared_prefix(prompt_ids)
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]), i))
     result = np.zeros(len(rows), dtype=np.float64)
     was_training = model.training
     model.eval()
     try:
-        start = 0
-        while start < len(order):
-            width = len(rows[order[start]])
-            count = max(1, batch_tokens // max(width, 1))
-            batch = order[start : start + count]
-            start += len(batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for slot, row in enumerate(batch):
-                ids[slot, : len(rows[row])] = torch.tensor(rows[row])
-                mask[slot, : len(rows[row])] = 1
-            with torch.no_grad():
-                values = _completion_logprobs(model, ids.to(device), mask.to(device), batch, prompt_ids, rows,
-                                              temperature)  # fmt: skip
-            result[batch] = values
+        with torch.no_grad():
+            prefix = _prefix_cache(model, shared, device) if shared else None
+            start = 0
+            while start < len(order):
+                width = len(rows[order[start]]) - len(shared)
+                count = max(1, batch_tokens // max(width, 1))
+                batch = order[start : start + count]
+                start += len(batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), len(shared) + width), dtype=torch.long)
+                mask[:, : len(shared)] = 1
+                for slot, row in enumerate(batch):
+                    ids[slot, : len(rows[row]) - len(shared)] = torch.tensor(rows[row][len(shared) :])
+                    mask[slot, : len(rows[row])] = 1
+                cache = None
+                if prefix is not None:
+                    cache = copy.deepcopy(prefix)
+                    cache.batch_repeat_interleave(len(batch))
+                values = _completion_logprobs(model, ids.to(device), mask.to(device), cache, batch, prompt_ids, rows,
+                                              len(shared), temperature)  # fmt: skip
+                result[batch] = values
     finally:
         if was_training:
             model.train()
     return result
 
 
-def _completion_logprobs(model, ids, mask, batch, prompt_ids, rows, temperature) -> np.ndarray:
-    """One batch: the hidden state before each completion token, through the LM head, log-softmax, gathered."""
+def shared_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:
+    """The leading tokens all prompts share, leaving each at least its last token (whose hidden state predicts the
+    completion's first); empty when that is fewer than two tokens."""
+    if not prompt_ids:
+        return []
+    first = list(map(int, prompt_ids[0]))
+    length = min(len(p) for p in prompt_ids) - 1
+    for prompt in prompt_ids[1:]:
+        length = next((i for i in range(length) if int(prompt[i]) != first[i]), length)
+    return first[:length] if length >= 2 else []
+
+
+def _prefix_cache(model: Any, prefix: list[int], device: Any) -> Any:
+    """The key/value cache of the shared prefix, computed once."""
+    import torch
+    from transformers import DynamicCache
+
+    from gaincurate.model import cache_keyword
+
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{cache_keyword(model): cache})
+    return cache
+
+
+def _completion_logprobs(model, ids, mask, cache, batch, prompt_ids, rows, offset, temperature) -> np.ndarray:
+    """One batch after the shared prefix (`offset` tokens, in `cache`): the hidden state before each completion
+    token, through the LM head, log-softmax, gathered."""
     import torch
 
     # (slot, position predicting a completion token, that token) for every completion token of the batch.
@@ -97,14 +132,18 @@ def _completion_logprobs(model, ids, mask, batch, prompt_ids, rows, temperature)
     for slot, row in enumerate(batch):
         start, end = len(prompt_ids[row]), len(rows[row])
         slots.extend([slot] * (end - start))
-        positions.extend(range(start - 1, end - 1))
+        positions.extend(range(start - 1 - offset, end - 1 - offset))
         targets.extend(rows[row][start:end])
+    from gaincurate.model import cache_keyword
+
     decoder, head = _decoder_and_head(model)
+    given = {"input_ids": ids, "attention_mask": mask, "use_cache": cache is not None}
+    given[cache_keyword(decoder if decoder is not None else model)] = cache
     if decoder is not None:
-        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = decoder(**given).last_hidden_state
         logits = head(hidden[slots, positions])
     else:  # a model without a separate decoder: the full logits, read at those positions
-        logits = model(input_ids=ids, attention_mask=mask).logits[slots, positions]
+        logits = model(**given).logits[slots, positions]
     logps = torch.log_softmax(logits.float() / temperature, dim=-1)
     picked = logps[torch.arange(len(targets)), torch.tensor(targets, device=logps.device)].double().cpu().numpy()
     sums = np.zeros(len(batch), dtype=np.float64)
@@ -156,10 +195,11 @@ def likelihoods(
     if model is None:
         if checkpoint is None:
             raise InputError("likelihoods needs a checkpoint or a live model")
-        from gaincurate.model import load_model, load_tokenizer, resolve_device, resolve_source
+        from gaincurate.model import load_model, resolve_device, resolve_source
+        from gaincurate.scoring.rescore import checkpoint_tokenizer
 
         source = resolve_source(str(checkpoint))
-        tokenizer = load_tokenizer(source)
+        tokenizer = checkpoint_tokenizer(source, config)
         model = load_model(source, dtype="float32", device=resolve_device(config.device))
     prompts = [encoded.input_ids for encoded in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
     return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))

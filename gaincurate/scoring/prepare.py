@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import distributed
-from gaincurate.data import LoadedDataset, check_answers, load_rows
+from gaincurate.data import LoadedDataset, check_answers, check_repeats, load_rows
 from gaincurate.data import fingerprint as dataset_fingerprint
 from gaincurate.model import (
     ModelSource,
@@ -127,6 +127,7 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
     """Load the rows, find the model, fingerprint the data and look at `--out`: no tokenizer, no model, no write."""
     dataset = load_rows(config.dataset, split=config.split, prompt_column=config.prompt_column, limit=config.limit,
                         answer_column=config.answer_column)  # fmt: skip
+    dataset = check_repeats(dataset, drop=options.drop_duplicates)
     rows = dataset.rows
     answers = check_answers(rows, dataset.answer_column, dataset.name, allow_missing=options.allow_missing_answers)
     if (dataset.prompt_column, dataset.answer_column) != (config.prompt_column, config.answer_column):

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.model import SiteForward, load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_source
+from gaincurate.model import (
+    ModelSource,
+    SiteForward,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+)
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder, for_column
 from gaincurate.scoring.config import RunOptions, ScoreConfig, split_config
@@ -50,7 +58,7 @@ def rescore(
             raise ConfigError("rescore needs --checkpoint or a live model")
         source = resolve_source(str(checkpoint))
         device = resolve_device(config.device)
-        tokenizer = load_tokenizer(source)
+        tokenizer = checkpoint_tokenizer(source, config)
         model = load_model(source, dtype=resolve_dtype(config.dtype, device), device=device)
         site = SiteForward(model, layer=config.layer, site=config.site)
     else:
@@ -68,6 +76,17 @@ def rescore(
         if was_training:
             model.train()
     return result["score"]
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def checkpoint_tokenizer(source: ModelSource, config: ScoreConfig) -> Any:
+    """The checkpoint's own tokenizer, or the scored model's when the trainer saved the model alone (a script's
+    `model.save_pretrained` without `tokenizer.save_pretrained`): training does not change the tokenizer."""
+    if source.kind == "folder" and not any((Path(source.folder) / name).is_file() for name in TOKENIZER_FILES):
+        return load_tokenizer(resolve_source(config.model))
+    return load_tokenizer(source)
 
 
 def prompt_format(scores_dir: Path) -> tuple[ScoreConfig, Any]:

@@ -51,6 +51,8 @@ def score(
 
         torch.set_num_threads(options.threads)
     plan = plan_run(config, options, probe_lock=not part.distributed or part.is_leader)
+    if plan.dataset.repeats is not None:
+        progress.stage(plan.dataset.repeats.line(plan.dataset.name))
     finished = check_resume(plan)  # a clashing run stops here, before any tokenizer or model loads
     if finished is not None:
         return finished

@@ -23,6 +23,7 @@ OWN = {
     "--scores": None,
     "--prompts": None,
     "--prompt-column": None,
+    "--drop-duplicates": None,
     "--run": None,
     "--config": None,
     "--json": None,

@@ -12,6 +12,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from gaincurate.schedule.config import DEFAULT_STRATEGY
 from gaincurate.schedule.run.unscored import MODEL_PASS, UNSCORED
 from gaincurate.schedule.strategies.registry import STRATEGIES
 from gaincurate.shards import read_manifest, read_scores
@@ -48,8 +49,20 @@ def test_a_strategy_that_reads_a_model_pass_is_refused_and_nothing_is_written(
             "schedule", "init", "--prompts", scored.parent / "problems.jsonl", "--run", "r", "--strategy", strategy
         )
     )
-    assert f"--strategy {strategy} reads" in line and "needs --scores" in line and "mopps" in line
+    prompts = scored.parent / "problems.jsonl"
+    assert f"strategy {strategy} reads" in line and "mopps" in line
+    # The command that makes what it reads, with the user's own file, and the flag that names a strategy without.
+    assert f"run `gaincurate score {prompts} --out scores` first, then `gaincurate schedule init --scores" in line
+    assert "start from the prompt file alone with --strategy one of uniform, mopps" in line
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_the_default_strategy_from_a_prompt_file_names_the_score_command_and_no_flag_never_typed(
+    gaincurate, error_line, scored, tmp_path
+):
+    line = error_line(gaincurate("schedule", "init", "--prompts", scored.parent / "problems.jsonl", "--run", "r"))
+    assert line.startswith(f"gaincurate: error: strategy {DEFAULT_STRATEGY} reads") and "--scores (" not in line
+    assert "gaincurate score " in line and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("given", [(), ("--scores", "s", "--prompts", "p.jsonl")])

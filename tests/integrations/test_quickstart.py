@@ -5,9 +5,9 @@ console script, in a fresh `tmp_path`. One change keeps the test offline and fas
 replaced by the tests' tiny random Llama, with the option the quickstart names for it (`--model` on
 `gaincurate score` and on `gaincurate example trl-epoch`), as the page's marks say (tests/doc_blocks.py). The
 blocks marked not run (the install, a Hub model) are not run; the demo and MATH blocks run in
-tests/test_docs_run.py. Where the
-page says "train on it, collect {"gc_id": ..., "reward": ...} lines", the test does that: one reward line per
-prompt of epoch 0, and a checkpoint folder at out/checkpoint-100 holding the model.
+tests/test_docs_run.py. Between the page's
+two curriculum blocks, where it hands over to the user's trainer, the test does what the page asks: one reward line
+per prompt of epoch 0 in rewards.jsonl, and the model as `save_pretrained` leaves it at out/checkpoint-100.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ pytest.importorskip("trl")
 PAGE = "docs/quickstart.md"
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
-TRAINING = "# ... train on it"  # where the page hands over to the user's trainer
 
 
 def shell_blocks() -> list[str]:
@@ -58,15 +57,14 @@ def train_on_it(cwd: Path, model: Path) -> None:
     gc_ids = pq.read_table(cwd / "run" / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     lines = [json.dumps({"gc_id": g, "reward": float(i % 2)}) for i, g in enumerate(gc_ids)]
     (cwd / "rewards.jsonl").write_text("\n".join(lines) + "\n")
-    shutil.copytree(model, cwd / "out" / "checkpoint-100")
-    (cwd / "out" / "checkpoint-100" / "trainer_state.json").write_text(json.dumps({"global_step": 100}))
+    shutil.copytree(model, cwd / "out" / "checkpoint-100")  # the model as save_pretrained leaves it
 
 
 @pytest.mark.slow
 def test_the_quickstart_runs_as_written_from_an_empty_directory(tiny_llama, tmp_path):
     blocks = shell_blocks()
-    assert len(blocks) == 3 and all(block.startswith("gaincurate ") for block in blocks)
-    score, curriculum, trl = (with_model(block, tiny_llama) for block in blocks)
+    assert len(blocks) == 4 and all(block.startswith("gaincurate ") for block in blocks)
+    score, curriculum, stepped, trl = (with_model(block, tiny_llama) for block in blocks)
     assert f"--model {tiny_llama}" in score and f"trl-epoch --model {tiny_llama}" in trl
 
     # 2. Score the bundled sample prompts, then look at them.
@@ -81,12 +79,11 @@ def test_the_quickstart_runs_as_written_from_an_empty_directory(tiny_llama, tmp_
     assert read.returncode == 0, read.stderr
     assert len(ast.literal_eval(read.stdout)) == 5
 
-    # 4. A curriculum, with the user's own training in the middle.
-    before, after = curriculum.split(TRAINING)
-    bash(before, tmp_path)
+    # 4. A curriculum, with the user's own training between its two blocks (the page says so between them).
+    bash(curriculum, tmp_path)
     assert pq.read_table(tmp_path / "run" / "epoch-0000.parquet").num_rows == 64
     train_on_it(tmp_path, tiny_llama)
-    stepped = bash(after.split("\n", 1)[1], tmp_path)
+    stepped = bash(stepped, tmp_path)
     [line] = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert (line["epoch"], line["rollouts"], line["accuracy"]) == (0, 64, 0.5)  # the rewards written above
     assert (tmp_path / "run" / "epoch-0001.parquet").is_file() and "waiting for training" in stepped.stdout

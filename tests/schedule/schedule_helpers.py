@@ -79,7 +79,9 @@ def write_hf_model(folder: Path, *, truncate: int = 0) -> Path:
 
 
 def write_trl_checkpoint(output_dir: Path, step: int, *, state: bool = True, truncate: int = 0) -> Path:
+    """A Trainer's checkpoint-N: the model, training_args.bin (written before the state), then trainer_state.json."""
     folder = write_hf_model(output_dir / f"checkpoint-{step}", truncate=truncate)
+    (folder / "training_args.bin").write_bytes(b"args")
     if state:
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return folder

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 from schedule_helpers import write_hf_model, write_safetensors, write_trl_checkpoint
 
-from gaincurate.schedule.run.checkpoints import find_checkpoint, is_complete_model
+from gaincurate.schedule.run.checkpoints import find_checkpoint, is_complete_model, missing_model
 
 
 def test_empty_or_missing_directory_has_none(tmp_path):
@@ -89,3 +90,49 @@ def test_peft_adapter_checkpoint_resumes_but_has_no_model(tmp_path):
     (folder / "trainer_state.json").write_text("{}")
     found = find_checkpoint(tmp_path)
     assert found.step == 3 and found.model_path is None
+
+
+def test_a_scripts_save_pretrained_checkpoint_is_one_and_a_trainers_without_its_state_is_not(tmp_path):
+    """`model.save_pretrained(f"{output_dir}/checkpoint-{step}")` writes no trainer_state.json: complete once its
+    weights are whole. A Trainer's checkpoint is recognised by its own files and still needs its state (issue 58)."""
+    write_trl_checkpoint(tmp_path, 10)
+    write_hf_model(tmp_path / "checkpoint-20")  # a script's save: config and weights only
+    found = find_checkpoint(tmp_path)
+    assert (found.kind, found.step, found.path, found.model_path) == ("hf", 20, found.path, found.path)
+    write_trl_checkpoint(tmp_path, 30, state=False)  # the Trainer is still writing it: skipped
+    write_hf_model(tmp_path / "checkpoint-40", truncate=4)  # a script's save cut off: skipped
+    assert find_checkpoint(tmp_path).step == 20
+    assert find_checkpoint(tmp_path / "checkpoint-30") is None
+
+
+def test_a_model_saved_over_the_same_folder_is_a_new_checkpoint(tmp_path):
+    """A trainer that saves into {output_dir} itself every epoch: same path, newer files, another stamp."""
+    write_hf_model(tmp_path)
+    before = find_checkpoint(tmp_path).stamp()
+    assert find_checkpoint(tmp_path).stamp() == before
+    weights = tmp_path / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert find_checkpoint(tmp_path).stamp() != before and find_checkpoint(tmp_path).path == tmp_path
+
+
+def test_what_an_output_folder_lacks_is_said_in_words(tmp_path):
+    assert missing_model(tmp_path / "absent") == f"the trainer wrote nothing to {tmp_path / 'absent'}"
+    bare = tmp_path / "checkpoint-1"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    assert missing_model(tmp_path) == f"{bare} has no weights (model.safetensors or pytorch_model.bin)"
+    (bare / "config.json").unlink()
+    assert missing_model(tmp_path) == f"{bare} has no config.json"
+    write_trl_checkpoint(tmp_path, 2, state=False)
+    assert "a Trainer checkpoint without its trainer_state.json" in missing_model(tmp_path)
+    write_trl_checkpoint(tmp_path, 3, truncate=4)
+    assert missing_model(tmp_path).endswith("checkpoint-3 has cut-off weights (a file shorter than its header says, "
+                                            "or a missing shard)")  # fmt: skip
+    write_hf_model(tmp_path / "checkpoint-4")
+    assert missing_model(tmp_path) == (
+        "the newest model there, checkpoint-4, is the one the epoch started from: nothing new was saved"
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("")
+    assert missing_model(other) == f"{other} holds no checkpoint-N/ folder and no model (notes.txt): has no config.json"

@@ -82,7 +82,20 @@ def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):
 def test_run_command(tmp_path, scores_dir):
     run = tmp_path / "run"
     assert (
-        invoke("init", "--strategy", "gain", "--scores", scores_dir, "--run", run, "--subset-size", "5").exit_code == 0
+        invoke(
+            "init",
+            "--strategy",
+            "gain",
+            "--scores",
+            scores_dir,
+            "--run",
+            run,
+            "--subset-size",
+            "5",
+            "--rescore",
+            "none",
+        ).exit_code
+        == 0  # fmt: skip
     )
     script = tmp_path / "trainer.py"
     script.write_text(

@@ -4,6 +4,9 @@ Layouts understood, under a trainer's output directory (or given directly):
 
 * TRL / transformers: `checkpoint-N/`. Complete when `trainer_state.json` parses (the Trainer writes
   it after the weights) and the weights are whole.
+* Your own script's `checkpoint-N/`, written by `model.save_pretrained` (no `trainer_state.json`): complete when
+  `config.json` parses and the weights are whole, unless the Trainer's own files are there (`TRAINER_FILES`,
+  written before `trainer_state.json`): then it is a Trainer checkpoint still being written, or cut off.
 * verl: `global_step_N/`, complete when `latest_checkpointed_iteration.txt` names N (verl writes it
   last). Its model for re-scoring is `global_step_N/actor/huggingface/` (FSDP) or
   `global_step_N/actor/model/huggingface/` (Megatron, verl 0.9), which hold full weights only when
@@ -27,9 +30,11 @@ TRL_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 VERL_PATTERN = re.compile(r"^global_step_(\d+)$")
 VERL_TRACKER = "latest_checkpointed_iteration.txt"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TRAINER_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth")  # a Trainer's, not a script's
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 # Under a verl step's actor/: FSDP's model folder, then Megatron's (verl 0.9 layout, hf_model through a bridge).
 VERL_MODEL_FOLDERS = ("huggingface", "model/huggingface")
+NO_CHECKPOINT = "no checkpoint was given"  # why a step that wanted the newest model measured nothing with it
 MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
 
 
@@ -41,6 +46,13 @@ class Checkpoint:
     model_path: Path | None  # None: no loadable full model inside (a verl run without hf_model)
     kind: str  # "trl", "verl" or "hf"
     step: int | None
+
+    def stamp(self) -> tuple[Path, int]:
+        """Where it is and when its newest file was written: a trainer that saves over the same folder each epoch
+        leaves a new checkpoint at the same path."""
+        folder = self.model_path or self.path
+        files = [entry.stat().st_mtime_ns for entry in folder.iterdir() if entry.is_file()] if folder.is_dir() else []
+        return self.path, max(files, default=0)
 
 
 def find_checkpoint(directory: Path) -> Checkpoint | None:
@@ -105,6 +117,41 @@ def no_model_reason(checkpoint: Checkpoint) -> str:
     return megatron or f"{checkpoint.path} has no full model (verl: add hf_model to actor.checkpoint.save_contents)"
 
 
+def missing_model(directory: Path, found: Checkpoint | None = None) -> str:
+    """What a trainer's output `directory` lacks for a model `from_pretrained` can load, in words: `found` is the new
+    checkpoint the trainer left there (None: none, or only the one it started from)."""
+    directory = Path(directory)
+    if found is not None and found.model_path is None:
+        return no_model_reason(found)
+    entries = sorted(directory.iterdir()) if directory.is_dir() else []
+    if not entries:
+        return f"the trainer wrote nothing to {directory}"
+    newest = find_checkpoint(directory)
+    folders = [entry for entry in entries if entry.is_dir() and TRL_PATTERN.match(entry.name)]
+    if folders:
+        last = max(folders, key=lambda entry: int(TRL_PATTERN.match(entry.name).group(1)))
+        if newest is not None and newest.path == last:
+            return f"the newest model there, {last.name}, is the one the epoch started from: nothing new was saved"
+        return f"{last} {_lacks(last)}"
+    if newest is not None:
+        return f"{newest.path} is the model the epoch started from: nothing new was saved"
+    shown = ", ".join(entry.name for entry in entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return f"{directory} holds no checkpoint-N/ folder and no model ({shown}): {_lacks(directory)}"
+
+
+def _lacks(folder: Path) -> str:
+    """Why `folder` is no complete model folder, in words."""
+    if any((folder / name).exists() for name in TRAINER_FILES) and not _parses(folder / "trainer_state.json"):
+        return "is a Trainer checkpoint without its trainer_state.json (cut off while saving)"
+    if not _parses(folder / "config.json"):
+        return "has no config.json"
+    if not any((folder / name).exists() or (folder / f"{name}.index.json").exists() for name in WEIGHT_FILES):
+        if _weights_complete(folder, ADAPTER_FILES):
+            return "holds a PEFT adapter alone (merge it into its base model)"
+        return f"has no weights ({' or '.join(WEIGHT_FILES)})"
+    return "has cut-off weights (a file shorter than its header says, or a missing shard)"
+
+
 def _as_checkpoint(directory: Path) -> Checkpoint | None:
     """`directory` itself as a checkpoint-N or global_step_N folder, when it is one and complete."""
     trl = TRL_PATTERN.match(directory.name)
@@ -121,7 +168,9 @@ def _as_checkpoint(directory: Path) -> Checkpoint | None:
 
 def _trl(folder: Path, step: int) -> Checkpoint | None:
     if not _parses(folder / "trainer_state.json"):
-        return None
+        if any((folder / name).exists() for name in TRAINER_FILES) or not is_complete_model(folder):
+            return None  # a Trainer's checkpoint before its trainer_state.json, or no whole model yet
+        return Checkpoint(folder, folder, "hf", step)  # `save_pretrained` by the user's own script
     if is_complete_model(folder):
         return Checkpoint(folder, folder, "trl", step)
     if _weights_complete(folder, ADAPTER_FILES):

@@ -96,7 +96,7 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
 
 def fresh_reference(context: StepContext) -> FreshReference | None:
     """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
-    from gaincurate.schedule.run.checkpoints import given_or_recorded, no_model_reason
+    from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, given_or_recorded, no_model_reason
 
     epoch = context.run.schedule.epoch
     size = context.scheduler.wants().reference
@@ -104,7 +104,7 @@ def fresh_reference(context: StepContext) -> FreshReference | None:
         return None
     found = given_or_recorded(context.checkpoint, context.run.checkpoint)
     if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        why = NO_CHECKPOINT if found is None else no_model_reason(found)
         context.notices.append(f"no fresh reference set after epoch {epoch}: {why}")
         return None
     fresh = roll_reference(

@@ -130,6 +130,14 @@ class Run:
         """Whether the strategy measures candidates with the policy (screen) before each draw."""
         return POLICY in self.scheduler.strategy.about.needs
 
+    @property
+    def reads_newest_model(self) -> bool:
+        """Whether the step after the current epoch measures prompts with the newest model (fresh scores, answer
+        likelihoods), so a trainer must leave one it can load."""
+        from gaincurate.schedule.run.fresh import wants_fresh
+
+        return wants_fresh(self.scheduler.strategy) and self.scheduler.rescore_ids() is not None
+
     def use_screener(self, screener: Screener) -> None:
         """The policy a screen strategy measures with from now on (see `gaincurate.schedule.run.screeners`)."""
         if self.screens:
@@ -289,10 +297,11 @@ class Run:
 
     def advance(
         self, *, feedback: str | Path | None = None, checkpoint: str | Path | None = None,
-        progress: Progress = NULL_PROGRESS,
+        progress: Progress = NULL_PROGRESS, stale: str | None = None,
     ) -> steps.StepResult:  # fmt: skip
         """One step on disk: write epoch 0, or consume the epoch's feedback file (`feedback`, else the one archived
-        or taken by `take_feedback`) and write the next epoch, re-scoring from `checkpoint` when the strategy asks."""
+        or taken by `take_feedback`) and write the next epoch, re-scoring from `checkpoint` when the strategy asks.
+        `stale`: why the trainer left no model to re-measure with, recorded in the epoch's history line."""
         if not self.write:
             raise ConfigError("advance() steps a run directory this process writes; open it with Run.open(RUN)")
         if checkpoint is not None:
@@ -311,7 +320,7 @@ class Run:
             return dataclasses.replace(self._take(), notices=context.notices)
         kept = self._feedback[1:] if self._feedback is not None and self._feedback[0] == current else None
         taken = steps.consume_feedback(context, None if feedback is None else Path(feedback), kept)
-        result = self._take(**taken)
+        result = self._take(**taken, stale=stale)
         self._feedback = None
         return dataclasses.replace(
             result, notices=context.notices + steps.step_notices(result, taken["feedback"], current)

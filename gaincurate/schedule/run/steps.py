@@ -16,7 +16,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.checkpoints import find_checkpoint, given_or_recorded, no_model_reason
+from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, find_checkpoint, given_or_recorded, no_model_reason
 from gaincurate.schedule.run.epochs import check_format
 from gaincurate.schedule.run.fresh import measure, wants_fresh
 from gaincurate.schedule.run.inputs import ScoresInput, load_scores
@@ -72,12 +72,14 @@ def take_step(
     timings: dict[str, float] | None = None,
     feedback_sha256: str | None = None,
     reference: FreshReference | None = None,
+    stale: str | None = None,
 ) -> StepResult:
     """Draw the next epoch (epoch 0 without feedback) and, given a run directory, write the step into it.
 
     The files go in commit order: the consumed feedback (`archive`, when it is not archived yet), the
     epoch file, the history line, and last the state, so a step killed half-way is simply done again.
-    `feedback_sha256` (default: the hash of `archive`) goes into the history line.
+    `feedback_sha256` (default: the hash of `archive`) goes into the history line, and so does `stale`, when given:
+    why the strategy could not re-measure with the newest model after this epoch (`schedule run --allow-stale`).
     """
     timings = {} if timings is None else timings
     step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
@@ -86,6 +88,7 @@ def take_step(
     record = None
     if step.record is not None:
         record = step.record.to_json() | {"checkpoint": checkpoint, "feedback_sha256": feedback_sha256}
+        record |= {"stale": stale} if stale else {}
     if run_dir is None or run is None:
         record = None if record is None else record | {"timings": timings}
         return StepResult(step, record, None, None, scheduler.config.strategy)
@@ -258,7 +261,7 @@ def arm_screener(context: StepContext) -> str | None:
     found = given_or_recorded(context.checkpoint, context.run.checkpoint)
     epoch = context.run.schedule.epoch
     if epoch >= 0 and (found is None or found.model_path is None):
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        why = NO_CHECKPOINT if found is None else no_model_reason(found)
         raise InputError(
             f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
             f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
@@ -298,7 +301,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
             f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
         )
     if found is None or found.model_path is None:
-        why = "no checkpoint was given" if found is None else no_model_reason(found)
+        why = NO_CHECKPOINT if found is None else no_model_reason(found)
         lost = (
             "ang comes from the stored scores"
             if FRESH_SCORES in scheduler.strategy.about.needs

@@ -11,6 +11,7 @@ lengths, embeddings, answer likelihoods: `MODEL_PASS` in its `needs`) is refused
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate.errors import ConfigError
+from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.strategies.base import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
 
 PROMPTS = "prompts"  # the scores-format folder inside the run directory
@@ -25,25 +27,31 @@ UNSCORED = "unscored"  # every row's gc_status
 MODEL_PASS = frozenset({SCORES, EMBEDDINGS, FRESH_SCORES, LIKELIHOOD})
 
 
-def check_unscored(strategy: str) -> None:
-    """Refuse, in one line, a strategy that reads what only `gaincurate score` makes."""
+def check_unscored(strategy: str, prompts: str = "FILE") -> None:
+    """Refuse, in one line, a strategy that reads what only `gaincurate score` makes: the `score` command that makes
+    it, and the strategies that start from `prompts` alone."""
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     wanted = sorted(STRATEGIES[strategy].about.needs & MODEL_PASS)
     if wanted:
         takes = ", ".join(name for name, cls in STRATEGIES.items() if not cls.about.needs & MODEL_PASS)
         raise ConfigError(
-            f"--strategy {strategy} reads {' and '.join(wanted)} from a model pass, so it needs --scores (a "
-            f"directory `gaincurate score` wrote); --prompts FILE serves {takes}"
+            f"strategy {strategy} reads {' and '.join(wanted)} from a model pass over the prompts: run `gaincurate "
+            f"score {shlex.quote(prompts)} --out scores` first, then `gaincurate schedule init --scores scores` "
+            f"instead of --prompts; or start from the prompt file alone with --strategy one of {takes}"
         )
 
 
-def write_unscored(dataset: str, out: Path, *, prompt_column: str | None = None) -> dict[str, Any]:
+def write_unscored(
+    dataset: str, out: Path, *, prompt_column: str | None = None, drop_duplicates: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> dict[str, Any]:  # fmt: skip
     """Write `dataset` (a JSONL, JSON, parquet... file, as `score` reads it) to `out` as an unscored scores
-    directory; returns its manifest. `prompt_column` defaults to `score`'s (verl's own layout is detected)."""
+    directory; returns its manifest. `prompt_column` defaults to `score`'s (verl's own layout is detected).
+    Repeated ids are refused, repeated prompt texts told on `progress` (`drop_duplicates`: the first of each kept)."""
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
-    from gaincurate.data import check_answers, fingerprint, load_rows
+    from gaincurate.data import check_answers, check_repeats, fingerprint, load_rows
     from gaincurate.fileio import atomic_write_json, file_sha256
     from gaincurate.prompts import answer_text, for_column, prompt_digest
     from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
@@ -52,6 +60,9 @@ def write_unscored(dataset: str, out: Path, *, prompt_column: str | None = None)
     config = ScoreConfig(dataset=dataset, **({"prompt_column": prompt_column} if prompt_column else {}))
     loaded = load_rows(dataset, split=None, prompt_column=config.prompt_column, limit=None,
                        answer_column=config.answer_column)  # fmt: skip
+    loaded = check_repeats(loaded, drop=drop_duplicates)
+    if loaded.repeats is not None:
+        progress.stage(loaded.repeats.line(loaded.name))
     rows = loaded.rows
     answers = check_answers(rows, loaded.answer_column, loaded.name, allow_missing=True)
     config = config.replace(prompt_column=loaded.prompt_column, answer_column=loaded.answer_column)
@@ -68,7 +79,7 @@ def write_unscored(dataset: str, out: Path, *, prompt_column: str | None = None)
         }  # as `gaincurate score` hashes them (`scoring.run.score_columns`), so trainers check rows alike
         names.append(shard_name(index))
         write_shard(out / names[-1], _table(chunk.with_format("arrow")[:], schema, low, hashes))
-    options = RunOptions(out=str(out), allow_missing_answers=True)
+    options = RunOptions(out=str(out), allow_missing_answers=True, drop_duplicates=drop_duplicates)
     manifest = {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
@@ -110,7 +121,10 @@ def _table(inputs: pa.Table, schema: pa.Schema, low: int, hashes: dict[str, list
                                 schema=schema)  # fmt: skip
 
 
-def init_unscored(run_dir: Path, prompts: str, config: Any, *, prompt_column: str | None = None) -> tuple[Any, Any]:
+def init_unscored(
+    run_dir: Path, prompts: str, config: Any, *, prompt_column: str | None = None, drop_duplicates: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[Any, Any]:  # fmt: skip
     """`driver.init_run` for a prompt file: its unscored directory staged beside `run_dir`, checked by `init_run`
     like any scores directory, then moved to `RUN/prompts/`; nothing is left behind when a check fails."""
     import dataclasses
@@ -122,11 +136,11 @@ def init_unscored(run_dir: Path, prompts: str, config: Any, *, prompt_column: st
 
     run_dir = Path(run_dir)
     rundir.check_new(run_dir)
-    check_unscored(config.strategy)
+    check_unscored(config.strategy, prompts)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{run_dir.name}-", dir=run_dir.parent) as work:
         staged = Path(work) / PROMPTS
-        write_unscored(prompts, staged, prompt_column=prompt_column)
+        write_unscored(prompts, staged, prompt_column=prompt_column, drop_duplicates=drop_duplicates, progress=progress)
         run, scheduler = init_run(run_dir, staged, config)
         os.replace(staged, run_dir / PROMPTS)
     run = dataclasses.replace(run, scores_dir=str((run_dir / PROMPTS).resolve()))

@@ -86,6 +86,28 @@ def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     return mean, np.where(spread > 0, spread, 1.0)
 
 
+def check_answers(scores: Any) -> None:
+    """Refuse, before the first step, a scores directory without a reference answer for every prompt: the likelihood
+    measures the policy's probability of that answer after each epoch."""
+    from gaincurate.columns import column_values, has_column, missing_answers
+
+    column = scores.prompt_config.get("answer_column")
+    why = "--likelihood measures the policy's probability of each prompt's reference answer, but"
+    fix = "score the data again with --answer-column NAME (the column holding the answers), or drop --likelihood"
+    if not column:
+        raise ConfigError(f"{why} {scores.directory} names no answer column; {fix}")
+    if not has_column(scores.table, column):
+        names = ", ".join(name for name in scores.table.column_names if not name.startswith("gc_"))
+        raise ConfigError(f"{why} {scores.directory} has no {column!r} column (its columns: {names}); {fix}")
+    missing = missing_answers(column_values(scores.table, column))
+    if missing:
+        first, rows = scores.table.column("gc_id")[missing[0]].as_py(), scores.table.num_rows
+        raise ConfigError(
+            f"{why} {len(missing)} of {rows} prompts in {scores.directory} have no {column!r} answer "
+            f"(first: gc_id {first}); drop those rows and score again, or name another column: {fix}"
+        )
+
+
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} is true or false; got {value!r}")
@@ -274,12 +296,8 @@ class ProbeStrategy(Strategy):
         assert isinstance(options, ProbeOptions)
         if inputs.scores is None:
             raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
-        if options.likelihood and not inputs.scores.prompt_config.get("answer_column"):
-            raise ConfigError(
-                f"--likelihood measures the policy's probability of each reference answer, but "
-                f"{inputs.scores.directory} names no answer column; score the data with --answer-column NAME, or drop "
-                "--likelihood"
-            )
+        if options.likelihood:
+            check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
 
