@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -281,15 +282,22 @@ class ProbeStrategy(Strategy):
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
         self.options = options
-        self.features = standardised_features(embeddings, options.width)  # float32: width * 4 bytes per prompt
+        self.embeddings = embeddings  # `EmbeddingRows` (read when sliced) or a matrix: `features` reads it once
         self.about = replace(
             self.about,
             needs=self.about.needs | ({LIKELIHOOD} if options.likelihood else set()),
-            settings={"feature_columns": self.features.shape[1] + (2 if options.likelihood else 0)},
+            settings={"feature_columns": min(options.width, embeddings.shape[1]) + (2 if options.likelihood else 0)},
             notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
             answer_template=options.answer_template,
         )
         self._last: tuple[ScheduleState, Estimate | None] | None = None
+
+    @cached_property
+    def features(self) -> np.ndarray:
+        """The standardised embedding columns (float32: width * 4 bytes per prompt), built when a fit first needs
+        them: `init` and epoch 0's uniform draw never do, and at a million prompts they cost three passes of the
+        projection over the pool."""
+        return standardised_features(self.embeddings, self.options.width)
 
     @classmethod
     def build(cls, inputs: StrategyInputs, options: Options) -> ProbeStrategy:
