@@ -141,8 +141,8 @@ class ProbeOptions(Options):
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
-# Rows projected and standardised at a time: a million prompts never hold a float64 copy. numpy adds along the rows
-# one row after another, so the column sums have the same bits whatever the block size.
+# Rows projected and standardised at a time: a million prompts never hold a float64 copy. numpy adds a block's rows
+# one after another and the blocks' sums in order, so the column sums' bits depend on this constant, not the CPU.
 FEATURE_BLOCK = 16_384
 
 
