@@ -10,12 +10,11 @@ Features, per prompt:
 * the scoring pass's question embedding (`gc_embedding`; no extra cost), standardised over the pool; an embedding
   wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
-* with `--likelihood`, the current policy's log-probability of the prompt's reference answer, and that probability
-  (`gaincurate.scoring.likelihood`): one teacher-forced forward, refreshed after every epoch from the live model or
-  the newest checkpoint, through the re-score hooks (`wants` / `observe`), up to `--refresh` prompts per epoch,
-  those measured longest ago first. On a task whose reward checks a short exact answer at temperature 1 that
-  probability *is* the pass rate; on a chain-of-thought task it is a proxy, so the fit decides how much it says:
-  its two columns, like the intercept, are not penalised, the embedding's are.
+* with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
+  (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
+  (`wants` / `observe`), up to `--refresh` prompts, those measured longest ago first. Where the reward checks a
+  short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
+  it: its two columns, like the intercept, are not penalised, the embedding's are.
 
 The fit: labels y (mean reward of a group, in [0, 1]), weights (group size * forget ** age), each row's features
 as they stood when the group was drawn. The penalty is chosen each epoch from `ridge.STRENGTHS` by the weighted
@@ -191,8 +190,8 @@ def likelihood_columns(logps: np.ndarray) -> np.ndarray:
 
 
 class Measured:
-    """The strategy's memory as arrays: every trained group (gc_id, epoch, reward sum, rollouts, the answer's
-    log-probability when it was drawn) and the newest log-probability of each prompt measured (gc_id, value, epoch)."""
+    """The memory as arrays: every trained group (gc_id, epoch, reward sum, rollouts, the answer's log-probability
+    when drawn) and the newest log-probability of each measured prompt (gc_id, value, epoch)."""
 
     GROUPS = ("gc_ids", "epochs", "sums", "counts", "logps")
     LATEST = ("gc_ids", "values", "epochs")
@@ -294,9 +293,8 @@ class ProbeStrategy(Strategy):
 
     @cached_property
     def features(self) -> np.ndarray:
-        """The standardised embedding columns (float32: width * 4 bytes per prompt), built when a fit first needs
-        them: `init` and epoch 0's uniform draw never do, and at a million prompts they cost three passes of the
-        projection over the pool."""
+        """The standardised embedding columns (float32), built when a fit first needs them: init and epoch 0's
+        uniform draw never do, and at a million prompts they cost three projection passes over the pool."""
         return standardised_features(self.embeddings, self.options.width)
 
     @classmethod
@@ -313,8 +311,7 @@ class ProbeStrategy(Strategy):
         return Strategy.start(self, prompts)[0], Measured(None).to_memory()
 
     def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
-        """The memory with the epoch's groups, and the answer likelihoods measured after it (the features of the
-        next draw)."""
+        """The memory with the epoch's groups and the answer likelihoods measured after it (the next draw's)."""
         measured = Measured(state.memory)
         measured.add_groups(per_prompt_feedback(feedback, self.name), state.epoch)
         if fresh.likelihood is not None and fresh.gc_ids is not None:
@@ -359,9 +356,9 @@ class ProbeStrategy(Strategy):
             block = np.arange(low, min(low + ridge.ROW_BLOCK, len(self.gc_ids)))
             logps = None if pool_logps is None else pool_logps[block]
             rates[block] = ridge.predict(self._design(block, logps, scale), beta)
-        figures = {"strength": strength, "strength_at_edge": bool(choice.at_edge) if choice else None,
-                   "measured_groups": len(labels)}  # fmt: skip
-        return Estimate(np.clip(rates, 0.0, 1.0), figures)
+        edge = bool(choice.at_edge) if choice else None
+        return Estimate(np.clip(rates, 0.0, 1.0), {"strength": strength, "strength_at_edge": edge,
+                                                   "measured_groups": len(labels)})  # fmt: skip
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
         """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
@@ -374,35 +371,30 @@ class ProbeStrategy(Strategy):
         columns[:, FREE_COLUMNS:] = self.features[rows]
         return columns
 
-    def _rows(self, context: RankingContext) -> np.ndarray:
-        return np.searchsorted(self.gc_ids, context.gc_ids)
-
     def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
         """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
         estimate = self.estimate(state)
         if estimate is None:
             return Priority(draw_order(np.zeros(context.n_prompts), rng))
-        rates = estimate.rates[self._rows(context)]
+        rates = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)]
         aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
         order = draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
         first, rest = order[:aimed], order[aimed:]
         return Priority(np.concatenate([first, rest[draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates)
 
     def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
-        """How the fit went (the chosen penalty, whether at the grid's edge, the groups fitted) and the mean estimate
-        of the picked prompts."""
+        """How the fit went (penalty, at the grid's edge, groups fitted) and the picked prompts' mean estimate."""
         estimate = self.estimate(state)
         if estimate is None:
             return {}
-        picked = estimate.rates[self._rows(context)[positions]]
+        picked = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)[positions]]
         mean = recorded(math.fsum(picked.tolist()) / len(picked)) if len(picked) else None
         return {**estimate.figures, "estimate_mean": mean}
 
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
         estimates = drawn.estimates
-        source = "probe: ridge across prompts on the embedding" + (
-            " and the policy's answer likelihood" if self.options.likelihood else ""
-        )
+        likelihood = " and the policy's answer likelihood" if self.options.likelihood else ""
+        source = "probe: ridge across prompts on the embedding" + likelihood
         figures = self.describe(state, context, drawn.positions) | drawn.info
         return Report(estimates, source if estimates is not None else "no estimate yet",
                       target_band(self.options.target), figures)  # fmt: skip
