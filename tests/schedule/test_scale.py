@@ -149,6 +149,17 @@ def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(mo
     assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
 
 
+def test_a_large_pool_standardises_by_evenly_spaced_blocks(monkeypatch):
+    monkeypatch.setattr(probe, "FEATURE_BLOCK", 100)
+    rng = np.random.default_rng(10)
+    raw = rng.normal(size=(1050, 40)).astype(np.float16)
+    got = probe.standardised_features(raw, 16)
+    projected = probe.project(raw.astype(np.float32), 16)  # float64, exact
+    sampled = np.concatenate([projected[low : low + 100] for low in (0, 316, 633, 950)])  # 950 * k // 3
+    mean, spread = sampled.mean(axis=0), sampled.std(axis=0)
+    np.testing.assert_allclose(got, (projected - mean) / spread, rtol=1e-5, atol=1e-5)  # every row's would miss
+
+
 def test_a_command_the_scale_bench_times_does_not_report_the_bench_s_own_peak(tmp_path):
     from gaincurate.lab.benchmarks.scale import Launcher
 
