@@ -11,7 +11,8 @@ products differ from larger ones).
 The tiny `from_config` Llama runs in the quick suite: cut otherwise in process, and on other BLAS and SIMD paths
 (`OTHER_PATHS`; MKL, oneDNN and torch pick their kernels at start-up, so in fresh processes), which find this class
 of difference on any x86 machine. The embedded model runs in one `slow` test, on the first 96 of the bundled
-prompts (all 320 cost the suite four minutes), cut into 32-row shards and over two torchrun ranks.
+prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards and over two
+torchrun ranks.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from gaincurate.shards import read_scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 DTYPES = ["float32", "bfloat16"]
-EMBEDDED_ROWS = 96  # three 32-row shards: every cut crosses a shard and a rank boundary
+# Three shards each: every cut crosses a shard and a rank boundary. bfloat16 has no native kernels on an AVX2 CPU
+# and took four minutes of the suite at 96 rows; its tolerance is 2.6x the largest move seen on 96 (docs/shards.md).
+EMBEDDED_ROWS = {"float32": 96, "bfloat16": 24}
 SCORES = ("gc_intra", "gc_inter", "gc_score")
 # Another GEMM kernel on every x86 CPU (MKL's conditional-reproducibility path for the oldest ISA), and the BLAS,
 # oneDNN and ATen paths that an Intel AVX-512 machine takes when held to AVX2.
@@ -168,8 +171,9 @@ def test_two_torchrun_ranks_score_like_one_process(dtype, tiny_llama, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedded_model_scores_alike_however_cut(dtype, tmp_path):
-    scored = cuts(None, dtype, tmp_path, limit=EMBEDDED_ROWS)
-    assert len(scored["whole"]["gc_id"]) == EMBEDDED_ROWS
-    torchrun_score(None, dtype, tmp_path / "ranked", limit=EMBEDDED_ROWS)
+    rows = EMBEDDED_ROWS[dtype]
+    scored = cuts(None, dtype, tmp_path, limit=rows)
+    assert len(scored["whole"]["gc_id"]) == rows
+    torchrun_score(None, dtype, tmp_path / "ranked", limit=rows)
     assert_within_tolerance(scored["cut"], scored["whole"], dtype)
     assert_within_tolerance(scores_of(tmp_path / "ranked"), scored["whole"], dtype)
