@@ -44,10 +44,16 @@ class PoolInstrument:
     """Measures the whole pool after every draw of `curriculum` and keeps each epoch's diagnosis (`epochs`)."""
 
     def __init__(
-        self, curriculum: Any, measure: Measure, rollouts: int, off_clock: Callable[[], Any] = nullcontext
+        self,
+        curriculum: Any,
+        measure: Measure,
+        rollouts: int,
+        off_clock: Callable[[], Any] = nullcontext,
+        candidates: tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray] | None = None,
     ) -> None:
         self.curriculum = curriculum
         self.measure = measure
+        self.candidates = candidates  # (the likelihoods of gc_ids, the standardised embedding in gc_id order)
         self.rollouts = rollouts
         self.off_clock = off_clock  # a context in which the arm's clock stands still (`Clock.exclude`)
         self.epochs: list[dict[str, Any]] = []
@@ -88,6 +94,18 @@ class PoolInstrument:
         self.costs["pool_measure_seconds"] += seconds
         target = DEFAULT_TARGET if report.band is None else (report.band[0] + report.band[1]) / 2.0
         diagnosis = epoch_diagnosis(int(state.epoch), report.estimates, report.source, rates, state.positions, target)
+        if self.candidates is not None:  # in gc_id order, so the cross-fit's halves do not follow the arm's ranking
+            from gaincurate.lab.benchmarks.curriculum.candidates import candidate_figures
+
+            measure_likelihoods, embedding = self.candidates
+            ranking = np.asarray(state.ranking)
+            order = np.argsort(ranking, kind="stable")
+            position = np.empty(len(order), dtype=np.int64)
+            position[order] = np.arange(len(order))
+            diagnosis["candidates"] = candidate_figures(measure_likelihoods(ranking[order]), embedding,
+                                                        np.asarray(rates)[order],
+                                                        position[np.asarray(state.positions, dtype=np.int64)],
+                                                        target)  # fmt: skip
         self.epochs.append(diagnosis)
 
 
@@ -189,6 +207,8 @@ def diagnosis_lines(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def arm_diagnosis(lines: list[dict[str, Any]]) -> dict[str, Any]:
     """Per arm: each epoch's figures averaged over seeds, and the mean over the trained epochs after the first."""
+    from gaincurate.lab.benchmarks.curriculum.candidates import arm_candidates
+
     by_arm: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for line in lines:
         by_arm.setdefault(line["strategy"], {}).setdefault(int(line["epoch"]), []).append(line)
@@ -206,11 +226,16 @@ def arm_diagnosis(lines: list[dict[str, Any]]) -> dict[str, Any]:
             "trained_epochs_after_first": {key: _mean_of(later, key) for key in FIGURES},
             "epochs": {str(epoch): figures for epoch, figures in per_epoch.items()},
         }
+        candidates = arm_candidates(later)  # the chain task's candidate features (candidates.py)
+        if candidates is not None:
+            arms[arm]["candidates"] = candidates
     return arms
 
 
 def diagnosis_markdown(arms: dict[str, Any]) -> str:
     """The diagnosis tables: per arm over the trained epochs after the first, then per arm and epoch."""
+    from gaincurate.lab.benchmarks.curriculum.candidates import candidates_markdown
+
     if not arms:
         return ""
     head = (
@@ -236,6 +261,7 @@ def diagnosis_markdown(arms: dict[str, Any]) -> str:
     lines += _per_epoch(arms, "AUC 0<p<1 / aimed 0<p<1 (how the estimate tells the informative prompts apart, "
                         "and the share it would aim at them)", (("informative_auc", "{:.2f}"),
                                                                 ("aimed_informative", "{:.0%}")))  # fmt: skip
+    lines += candidates_markdown(arms)
     return "\n".join(lines) + "\n"
 
 
