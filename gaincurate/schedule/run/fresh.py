@@ -23,7 +23,7 @@ MEASURED = frozenset({FRESH_SCORES, LIKELIHOOD})  # what `measure` can give a st
 
 
 def wants_fresh(strategy: Strategy) -> bool:
-    """Whether the strategy reads anything the newest model says (fresh scores or answer likelihoods)."""
+    """Whether the strategy reads anything the newest model says (fresh scores or likelihoods)."""
     return bool(strategy.about.needs & MEASURED)
 
 
@@ -51,7 +51,8 @@ def measure(
     if LIKELIHOOD in strategy.about.needs:
         from gaincurate.scoring.likelihood import likelihoods
 
-        template = strategy.about.answer_template
+        about = strategy.about
         likelihood = likelihoods(scores_dir, listed, checkpoint=checkpoint, model=model, tokenizer=tokenizer,
-                                 template=template)  # fmt: skip
+                                 template=about.answer_template, of=about.likelihood_of,
+                                 solution_column=about.solution_column)  # fmt: skip
     return Rescored(ids, scores, likelihood)
