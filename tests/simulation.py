@@ -125,22 +125,17 @@ def bundled_policy(
     return SimulatedPolicy(embeddings.astype(np.float32), hardness, uniforms, start, rate)
 
 
-def write_scores(
-    directory: Path, policy: SimulatedPolicy, *, reversed_scores: bool = False, solutions: bool = False
-) -> Path:
+def write_scores(directory: Path, policy: SimulatedPolicy, *, reversed_scores: bool = False) -> Path:
     """A complete scores directory of the bundled prompts, embeddings included, as `gaincurate score` writes.
 
     gc_score falls with hardness plus as much noise again (correlation about -0.5), so `gain` ranks by a
     real but weak signal, as angle scores do on real data. `reversed_scores`: it rises with hardness instead
-    (the same noise), so the highest score marks the hardest prompts, as on the bench's `cpu-arith`. `solutions`:
-    the rows carry a `solution` column too.
+    (the same noise), so the highest score marks the hardest prompts, as on the bench's `cpu-arith`.
     """
     rows = bundled_rows()
     count = len(rows)
     rng = np.random.default_rng(7)
     inputs = pa.table({key: [row[key] for row in rows] for key in ("problem", "answer", "type")})
-    if solutions:  # MATH-style rows: a reference solution beside the answer (what --likelihood-of solution reads)
-        inputs = inputs.append_column("solution", pa.array([f"... so the answer is {row['answer']}" for row in rows]))
     score = 1.0 + (0.1 if reversed_scores else -0.1) * policy.hardness + rng.normal(0.0, 0.25, count)
     columns = score_columns(score, [len(row["problem"].split()) for row in rows])
     columns["gc_embedding"] = pa.array([row.astype(np.float16) for row in policy.embeddings], pa.list_(pa.float16()))

@@ -139,11 +139,10 @@ def test_it_follows_an_improving_policy_from_the_embedding_alone(world, seed):
 
 
 def drive_with_likelihood(
-    scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None, feature=None, **settings
+    scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None, **settings
 ):
     """The scheduler fed, after each epoch, the log of every prompt's true pass rate at the next epoch as the
-    answer likelihood: what a direct-answer task's likelihood is (docs/strategies.md, "probe"); or `feature(ids,
-    epoch)`, another likelihood."""
+    answer likelihood: what a direct-answer task's likelihood is (docs/strategies.md, "probe")."""
     share = ProbeOptions().uniform_share if uniform_share is None else uniform_share
     config = ScheduleConfig(
         strategy="probe", subset_size=128, seed=seed, likelihood=True, uniform_share=share, **settings
@@ -157,7 +156,7 @@ def drive_with_likelihood(
         feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
                     for r in row]  # fmt: skip
         ids = scheduler.rescore_ids()
-        logps = np.log(policy.pass_rates(epoch + 1)[ids]) if feature is None else feature(ids, epoch + 1)
+        logps = np.log(policy.pass_rates(epoch + 1)[ids])
         step = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps))
         plan = step.plan
         selected.append(plan.gc_ids)
@@ -182,36 +181,6 @@ def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow
     from_embedding = np.mean([np.sort(np.abs(policy.pass_rates(e)[plain[e]] - 0.5))[:100].mean() for e in range(5, 20)])
     assert with_likelihood < from_embedding - 0.01, (with_likelihood, from_embedding)
     assert "likelihood" in records[-1].readout["estimate"]
-
-
-def aimed_distance(policy, selected) -> float:
-    """Over epochs 5-19: the mean distance from 0.5 of the true pass rates of each epoch's 100 nearest picks."""
-    return float(np.mean([np.sort(np.abs(policy.pass_rates(e)[selected[e]] - 0.5))[:100].mean() for e in range(5, 20)]))
-
-
-def test_the_fit_weighs_a_reasoning_likelihood_by_what_it_tells(tmp_path):
-    """--likelihood-of solution on MATH-style rows, with an improving policy: fed a reference solution's per-token
-    log-probability that tracks the pass rate the way it may on a reasoning task (the log of the pass rate spread
-    over a solution of 40 to 60 tokens, plus noise), the probe aims closer than from the embedding alone; fed a
-    per-token likelihood that says nothing of the pass rate (noise), no worse than that, within 0.02: the fit weighs
-    the likelihood's columns by what they tell, it does not trust them."""
-    policy = bundled_policy()
-    scores = write_scores(tmp_path / "scores", policy, solutions=True)
-    rng = np.random.default_rng(5)
-    lengths = rng.integers(40, 60, size=len(policy.hardness))
-    settings = {"likelihood_of": "solution", "answer_template": "{solution}"}  # the rows' "solution" column
-
-    def tracking(ids, epoch):
-        return np.log(policy.pass_rates(epoch)[ids]) / lengths[ids] + rng.normal(0.0, 0.002, len(ids))
-
-    def noise(ids, epoch):
-        return rng.normal(-1.0, 0.3, len(ids))
-
-    plain = aimed_distance(policy, simulate(scores, tmp_path / "plain", policy, strategy="probe", seed=0).selected)
-    told = aimed_distance(policy, drive_with_likelihood(scores, policy, seed=0, feature=tracking, **settings)[0])
-    blind = aimed_distance(policy, drive_with_likelihood(scores, policy, seed=0, feature=noise, **settings)[0])
-    assert told < plain - 0.01, (told, plain)
-    assert blind < plain + 0.02, (blind, plain)
 
 
 def test_the_uniform_share_keeps_measuring_the_whole_pool(tmp_path):
@@ -264,16 +233,7 @@ def test_its_options_are_its_own():
         ({"uniform_share": 2}, r"uniform_share must be a number in \[0, 1\]"),
         ({"tau": 0}, "tau must be a positive number"),
         ({"likelihood": "yes"}, "likelihood is true or false"),
-        ({"answer_template": "the answer"}, r"answer_template must be text holding \{answer\} or \{solution\}"),
-        ({"likelihood_of": "steps"}, "likelihood_of must be one of answer, solution, answer-after-solution"),
-        ({"likelihood_of": "solution"}, "chooses what --likelihood measures: add --likelihood"),
-        ({"likelihood": True, "likelihood_of": "solution"}, "pass e.g. --answer-template"),
-        (
-            {"likelihood": True, "likelihood_of": "answer-after-solution", "answer_template": "{solution}"},
-            r"'\{solution\}=\{answer\}'",
-        ),
-        ({"solution_column": " "}, "solution_column must be a column name"),
-        ({"likelihood": True, "answer_template": "{solution}={answer}"}, "choose --likelihood-of solution"),
+        ({"answer_template": "the answer"}, r"answer_template must be text holding \{answer\}"),
         ({"width": 0}, "width must be"),
     ]:
         with pytest.raises(ConfigError, match=message) as error:
@@ -318,24 +278,6 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     assert "not re-scored: no checkpoint was given" in stepped.stdout + stepped.stderr
     shown = console("schedule", "init", "--help").stdout
     assert "probe options" in shown and "--uniform-share" in shown and "--likelihood" in shown
-    assert "--likelihood-of" in shown and "--solution-column" in shown
-
-
-def test_a_solution_column_the_scores_lack_is_refused_at_init_in_one_line(tmp_path):
-    """--likelihood-of solution names a column of the scored rows; init refuses one they lack, and one with a row
-    without a solution, in one line each, and writes nothing."""
-    policy = bundled_policy()
-    scores = write_scores(tmp_path / "scores", policy, solutions=True)
-    run = tmp_path / "run"
-    flags = ["--strategy", "probe", "--likelihood", "--likelihood-of", "solution", "--answer-template", "{solution}"]
-    refused = console("schedule", "init", "--scores", scores, "--run", run, *flags, "--solution-column", "steps")
-    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert "has no 'steps' column (its columns: problem, answer, type, solution)" in refused.stderr
-    assert not run.exists()
-    done = console("schedule", "init", "--scores", scores, "--run", run, *flags)  # the default: "solution"
-    assert done.returncode == 0, done.stderr
-    options = rundir.load_run(run).config.options
-    assert (options.likelihood_of, options.solution_column) == ("solution", "solution")
 
 
 def test_where_each_prompt_is_all_right_or_all_wrong_the_likelihood_wastes_fewer_groups(tmp_path):

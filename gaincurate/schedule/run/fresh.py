@@ -23,7 +23,7 @@ MEASURED = frozenset({FRESH_SCORES, LIKELIHOOD})  # what `measure` can give a st
 
 
 def wants_fresh(strategy: Strategy) -> bool:
-    """Whether the strategy reads anything the newest model says (fresh scores or likelihoods)."""
+    """Whether the strategy reads anything the newest model says (fresh scores or answer likelihoods)."""
     return bool(strategy.about.needs & MEASURED)
 
 
@@ -51,8 +51,7 @@ def measure(
     if LIKELIHOOD in strategy.about.needs:
         from gaincurate.scoring.likelihood import likelihoods
 
-        about = strategy.about
+        template = strategy.about.answer_template
         likelihood = likelihoods(scores_dir, listed, checkpoint=checkpoint, model=model, tokenizer=tokenizer,
-                                 template=about.answer_template, of=about.likelihood_of,
-                                 solution_column=about.solution_column)  # fmt: skip
+                                 template=template)  # fmt: skip
     return Rescored(ids, scores, likelihood)

@@ -200,9 +200,7 @@ class About:
     own_band: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    answer_template: str = "{answer}"  # the likelihood's (`gaincurate.scoring.likelihood`): what, and from where
-    likelihood_of: str = "answer"
-    solution_column: str = "solution"
+    answer_template: str = "{answer}"
     reuses_pilots: bool = False
 
 

@@ -10,11 +10,10 @@ Features, per prompt:
 * the scoring pass's question embedding (`gc_embedding`; no extra cost), standardised over the pool; an embedding
   wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
-* with `--likelihood`, the current policy's log-probability of the prompt's reference answer (or, by
-  `--likelihood-of`, of its reference solution per token, or of the answer after that solution:
-  `probe_likelihood`) and that probability, refreshed after every epoch from the live model or the newest
-  checkpoint (`wants` / `observe`), up to `--refresh` prompts, those measured longest ago first. Where the reward
-  checks a short exact answer at temperature 1 the answer's *is* the pass rate; elsewhere a proxy, so the fit weighs
+* with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
+  (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
+  (`wants` / `observe`), up to `--refresh` prompts, those measured longest ago first. Where the reward checks a
+  short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
 The fit: labels y (mean reward of a group, in [0, 1]), weights (group size * forget ** age), each row's features
@@ -40,9 +39,8 @@ import numpy as np
 from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
-from gaincurate.numerics import int_powers, recorded
-from gaincurate.schedule.options import POSITIVE, RATE, Options, choice, option, whole
-from gaincurate.schedule.strategies import probe_likelihood
+from gaincurate.numerics import exp, int_powers, recorded
+from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
 from gaincurate.schedule.strategies.base import (
     EMBEDDINGS,
     LIKELIHOOD,
@@ -61,28 +59,64 @@ from gaincurate.schedule.strategies.base import (
     target_band,
 )
 from gaincurate.schedule.strategies.mopps import TARGET_HELP, per_prompt_feedback
-from gaincurate.schedule.strategies.probe_likelihood import (
-    KIND_HELP,
-    SOLUTION_HELP,
-    TEMPLATE_HELP,
-    check_options,
-    column_check,
-    template_check,
-)
-from gaincurate.scoring.likelihood import KINDS
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
     from gaincurate.schedule.strategies.base import Fresh, StrategyInputs
 
+LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every run of a pool sees the same features
-FREE_COLUMNS = 3  # intercept, the likelihood's probability, its log: not penalised (the likelihood columns may be 0)
+FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
+LIKELIHOOD_NOTE = (
+    "the answer's likelihood is measured after each epoch with the newest model (the live model, or --checkpoint); "
+    "until then, and for prompts never measured, the fit uses the embedding alone"
+)
+
+
+def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and spread (1 where there is none) of the likelihood columns over the pool's measured prompts; None
+    when none was measured (or the probe reads no likelihood)."""
+    if pool_logps is None or not np.isfinite(pool_logps).any():
+        return None
+    reference = likelihood_columns(pool_logps[np.isfinite(pool_logps)])
+    mean = reference.mean(axis=0)
+    centred = reference - mean
+    spread = np.sqrt((centred * centred).mean(axis=0))
+    return mean, np.where(spread > 0, spread, 1.0)
+
+
+def check_answers(scores: Any) -> None:
+    """Refuse, before the first step, a scores directory without a reference answer for every prompt: the likelihood
+    measures the policy's probability of that answer after each epoch."""
+    from gaincurate.columns import column_values, has_column, missing_answers
+
+    column = scores.prompt_config.get("answer_column")
+    why = "--likelihood measures the policy's probability of each prompt's reference answer, but"
+    fix = "score the data again with --answer-column NAME (the column holding the answers), or drop --likelihood"
+    if not column:
+        raise ConfigError(f"{why} {scores.directory} names no answer column; {fix}")
+    if not has_column(scores.table, column):
+        names = ", ".join(name for name in scores.table.column_names if not name.startswith("gc_"))
+        raise ConfigError(f"{why} {scores.directory} has no {column!r} column (its columns: {names}); {fix}")
+    missing = missing_answers(column_values(scores.table, column))
+    if missing:
+        first, rows = scores.table.column("gc_id")[missing[0]].as_py(), scores.table.num_rows
+        raise ConfigError(
+            f"{why} {len(missing)} of {rows} prompts in {scores.directory} have no {column!r} answer "
+            f"(first: gc_id {first}); drop those rows and score again, or name another column: {fix}"
+        )
 
 
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} is true or false; got {value!r}")
+    return value
+
+
+def _answer_template(name: str, value: Any) -> str:
+    if not isinstance(value, str) or "{answer}" not in value:
+        raise ConfigError(f"{name} must be text holding {{answer}}, where the reference answer goes; got {value!r}")
     return value
 
 
@@ -96,17 +130,14 @@ class ProbeOptions(Options):
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )
     likelihood: bool = option(
-        False, "Add the current policy's log-probability of the reference (--likelihood-of) to the features.", _boolean
+        False, "Add the current policy's log-probability of the reference answer to the features.", _boolean
     )
-    likelihood_of: str = option("answer", KIND_HELP, choice(*KINDS), cli="choice", choices=KINDS)
-    answer_template: str = option("{answer}", TEMPLATE_HELP, template_check, cli="text")
-    solution_column: str = option("solution", SOLUTION_HELP, column_check, cli="text")
+    answer_template: str = option(
+        "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
+        cli="text",
+    )  # fmt: skip
     refresh: int = option(8192, "Prompts whose likelihood is measured again after each epoch.", whole(1))
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_options(self.likelihood, self.likelihood_of, self.answer_template)
 
 
 # Rows projected and standardised at a time: a million prompts never hold a float64 copy. numpy adds a block's rows
@@ -147,6 +178,15 @@ def standardised_features(embeddings: np.ndarray, width: int) -> np.ndarray:
     for low in starts:
         out[low : low + FEATURE_BLOCK] = (block(low) - mean) / np.where(spread > 0, spread, 1.0)
     return out
+
+
+def likelihood_columns(logps: np.ndarray) -> np.ndarray:
+    """[N, 2]: the answer's probability and its log-probability (floored), NaN where unmeasured."""
+    floored = np.maximum(logps, LOGP_FLOOR)  # NaN stays NaN
+    measured = np.isfinite(floored)
+    probability = np.full(len(logps), np.nan)
+    probability[measured] = exp(floored[measured])  # not np.exp: its bits vary by CPU
+    return np.stack([probability, floored], axis=1)
 
 
 class Measured:
@@ -246,10 +286,8 @@ class ProbeStrategy(Strategy):
             self.about,
             needs=self.about.needs | ({LIKELIHOOD} if options.likelihood else set()),
             settings={"feature_columns": min(options.width, embeddings.shape[1]) + (2 if options.likelihood else 0)},
-            notes=(probe_likelihood.NOTE,) if options.likelihood else (),
+            notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
             answer_template=options.answer_template,
-            likelihood_of=options.likelihood_of,
-            solution_column=options.solution_column,
         )
         self._last: tuple[ScheduleState, Estimate | None] | None = None
 
@@ -265,7 +303,7 @@ class ProbeStrategy(Strategy):
         if inputs.scores is None:
             raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
         if options.likelihood:
-            probe_likelihood.check_columns(inputs.scores, options.likelihood_of, options.solution_column)
+            check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
 
@@ -305,7 +343,7 @@ class ProbeStrategy(Strategy):
             return None
         rows = np.searchsorted(self.gc_ids, groups["gc_ids"])
         pool_logps = measured.logps_of(self.gc_ids) if self.options.likelihood else None
-        scale = probe_likelihood.likelihood_scale(pool_logps)
+        scale = likelihood_scale(pool_logps)
         features = self._design(rows, groups["logps"], scale)
         weights = groups["counts"] * int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0))
         labels = groups["sums"] / groups["counts"]
@@ -328,7 +366,7 @@ class ProbeStrategy(Strategy):
         columns = np.zeros((len(rows), FREE_COLUMNS + self.features.shape[1]), dtype=np.float32)
         columns[:, 0] = 1.0
         if logps is not None and scale is not None:
-            values = (probe_likelihood.likelihood_columns(logps) - scale[0]) / scale[1]
+            values = (likelihood_columns(logps) - scale[0]) / scale[1]
             columns[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
         columns[:, FREE_COLUMNS:] = self.features[rows]
         return columns
