@@ -31,8 +31,6 @@ EMBEDDING = "embedding"  # the fit on the embedding alone
 # The chain task's completion (chain.completion): the steps, "=", the answer.
 CHAIN_TEMPLATE = "{solution}={answer}"
 
-Likelihoods = Callable[[np.ndarray], dict[str, np.ndarray]]
-
 
 def candidate_figures(
     likelihoods: dict[str, np.ndarray], embedding: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float
@@ -75,33 +73,30 @@ def cross_fitted(embedding: np.ndarray, logps: np.ndarray | None, rates: np.ndar
     return np.clip(out, 0.0, 1.0)
 
 
-FIGURES = ("spearman", "fit_spearman", "fit_auc", "fit_aimed")
+def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, Any]]:
+    """The pool instrument's hook (`diagnosis.Candidates`) for a bench pair (`harness.PairRun`): at each draw, every
+    likelihood the probe could read, measured with the pair's live model (its tokens counted as no kind of the
+    arm's), and the probe's standardised embedding, held against the draw's measured rates in gc_id order (so the
+    cross-fit's halves do not follow the arm's ranking)."""
+    from gaincurate.difficulty.reference import embeddings_from_table
+    from gaincurate.schedule.strategies.probe import ProbeOptions, standardised_features
+    from gaincurate.scoring.likelihood import KINDS, likelihoods
+    from gaincurate.shards import read_scores
 
+    scores_dir = pair.assets.scores_dir
+    embedding = embeddings_from_table(read_scores(scores_dir), str(scores_dir)).embeddings
+    features = standardised_features(embedding, ProbeOptions().width).astype(np.float64)
 
-def arm_candidates(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]] | None:
-    """Each candidate's figures, mean over `rows` (an arm's diagnosis lines); None when none measured candidates."""
-    from gaincurate.lab.benchmarks.curriculum.diagnosis import _mean
+    def figures(ranking: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float) -> dict[str, Any]:
+        order = np.argsort(ranking, kind="stable")
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        ids = [int(i) for i in ranking[order]]
+        with pair.token_counter.during(None):
+            measured = {kind: likelihoods(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer, of=kind,
+                                          template="{answer}" if kind == "answer" else CHAIN_TEMPLATE,
+                                          solution_column="solution") for kind in KINDS}  # fmt: skip
+        picked = position[np.asarray(positions, dtype=np.int64)]
+        return candidate_figures(measured, features, np.asarray(rates)[order], picked, target)
 
-    measured = [row["candidates"] for row in rows if row.get("candidates")]
-    if not measured:
-        return None
-    return {name: {key: _mean([float(m[name][key]) for m in measured if m[name][key] is not None]) for key in FIGURES}
-            for name in measured[0]}  # fmt: skip
-
-
-def candidates_markdown(arms: dict[str, Any]) -> list[str]:
-    """The candidates table: a row per (arm, candidate), mean over seeds of the trained epochs 1 and later."""
-    rows = [(arm, name, figures) for arm, data in arms.items()
-            for name, figures in (data.get("candidates") or {}).items()]  # fmt: skip
-    if not rows:
-        return []
-    lines = ["", "Candidate features (the whole pool measured at every draw; raw: the feature's rank correlation "
-             "with the measured pass rates; fit: the probe's fit on the embedding and that feature, cross-fitted on "
-             "halves of the pool, against the same measurement; mean over seeds of the trained epochs 1 and later):",
-             "", "| arm | feature | raw spearman r | fit spearman r | fit AUC 0<p<1 | fit aimed 0<p<1 |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    formats = ("{:+.2f}", "{:+.2f}", "{:.2f}", "{:.0%}")
-    for arm, name, figures in rows:
-        cells = ("-" if figures[k] is None else f.format(figures[k]) for k, f in zip(FIGURES, formats, strict=True))
-        lines.append(f"| {arm} | {name} | " + " | ".join(cells) + " |")
-    return lines
+    return figures

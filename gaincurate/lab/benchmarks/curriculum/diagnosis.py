@@ -38,6 +38,9 @@ FIGURES = ("pearson", "spearman", "informative_auc", "aimed_informative", "pool_
            "trained_informative", "zero_variance")  # fmt: skip
 
 Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+# (ranking, measured rates, the epoch's positions, target) -> each candidate feature's figures (candidates.py)
+Candidates = Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, dict[str, Any]]]
+CANDIDATE_FIGURES = ("spearman", "fit_spearman", "fit_auc", "fit_aimed")
 
 
 class PoolInstrument:
@@ -49,11 +52,11 @@ class PoolInstrument:
         measure: Measure,
         rollouts: int,
         off_clock: Callable[[], Any] = nullcontext,
-        candidates: tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray] | None = None,
+        candidates: Candidates | None = None,
     ) -> None:
         self.curriculum = curriculum
         self.measure = measure
-        self.candidates = candidates  # (the likelihoods of gc_ids, the standardised embedding in gc_id order)
+        self.candidates = candidates  # the chain task's candidate features against the same measurement
         self.rollouts = rollouts
         self.off_clock = off_clock  # a context in which the arm's clock stands still (`Clock.exclude`)
         self.epochs: list[dict[str, Any]] = []
@@ -94,18 +97,8 @@ class PoolInstrument:
         self.costs["pool_measure_seconds"] += seconds
         target = DEFAULT_TARGET if report.band is None else (report.band[0] + report.band[1]) / 2.0
         diagnosis = epoch_diagnosis(int(state.epoch), report.estimates, report.source, rates, state.positions, target)
-        if self.candidates is not None:  # in gc_id order, so the cross-fit's halves do not follow the arm's ranking
-            from gaincurate.lab.benchmarks.curriculum.candidates import candidate_figures
-
-            measure_likelihoods, embedding = self.candidates
-            ranking = np.asarray(state.ranking)
-            order = np.argsort(ranking, kind="stable")
-            position = np.empty(len(order), dtype=np.int64)
-            position[order] = np.arange(len(order))
-            diagnosis["candidates"] = candidate_figures(measure_likelihoods(ranking[order]), embedding,
-                                                        np.asarray(rates)[order],
-                                                        position[np.asarray(state.positions, dtype=np.int64)],
-                                                        target)  # fmt: skip
+        if self.candidates is not None:
+            diagnosis["candidates"] = self.candidates(np.asarray(state.ranking), rates, state.positions, target)
         self.epochs.append(diagnosis)
 
 
@@ -207,8 +200,6 @@ def diagnosis_lines(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def arm_diagnosis(lines: list[dict[str, Any]]) -> dict[str, Any]:
     """Per arm: each epoch's figures averaged over seeds, and the mean over the trained epochs after the first."""
-    from gaincurate.lab.benchmarks.curriculum.candidates import arm_candidates
-
     by_arm: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for line in lines:
         by_arm.setdefault(line["strategy"], {}).setdefault(int(line["epoch"]), []).append(line)
@@ -234,8 +225,6 @@ def arm_diagnosis(lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 def diagnosis_markdown(arms: dict[str, Any]) -> str:
     """The diagnosis tables: per arm over the trained epochs after the first, then per arm and epoch."""
-    from gaincurate.lab.benchmarks.curriculum.candidates import candidates_markdown
-
     if not arms:
         return ""
     head = (
@@ -298,3 +287,31 @@ def _mean(values: list[float]) -> float | None:
 
 def _informative(values: list[float]) -> float | None:
     return recorded(sum(0.0 < v < 1.0 for v in values) / len(values)) if values else None
+
+
+def arm_candidates(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]] | None:
+    """Each candidate's figures, mean over `rows` (an arm's diagnosis lines); None when none measured candidates."""
+    measured = [row["candidates"] for row in rows if row.get("candidates")]
+    if not measured:
+        return None
+    return {name: {key: _mean([float(m[name][key]) for m in measured if m[name][key] is not None])
+                   for key in CANDIDATE_FIGURES} for name in measured[0]}  # fmt: skip
+
+
+def candidates_markdown(arms: dict[str, Any]) -> list[str]:
+    """The candidates table: a row per (arm, candidate), mean over seeds of the trained epochs 1 and later."""
+    rows = [(arm, name, figures) for arm, data in arms.items()
+            for name, figures in (data.get("candidates") or {}).items()]  # fmt: skip
+    if not rows:
+        return []
+    lines = ["", "Candidate features (the whole pool measured at every draw; raw: the feature's rank correlation "
+             "with the measured pass rates; fit: the probe's fit on the embedding and that feature, cross-fitted on "
+             "halves of the pool, against the same measurement; mean over seeds of the trained epochs 1 and later):",
+             "", "| arm | feature | raw spearman r | fit spearman r | fit AUC 0<p<1 | fit aimed 0<p<1 |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    formats = ("{:+.2f}", "{:+.2f}", "{:.2f}", "{:.0%}")
+    for arm, name, figures in rows:
+        pairs = zip(CANDIDATE_FIGURES, formats, strict=True)
+        cells = ("-" if figures[k] is None else f.format(figures[k]) for k, f in pairs)
+        lines.append(f"| {arm} | {name} | " + " | ".join(cells) + " |")
+    return lines

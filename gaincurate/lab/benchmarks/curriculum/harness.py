@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.lab.benchmarks.curriculum.assets import Assets
+from gaincurate.lab.benchmarks.curriculum.candidates import live_candidates
 from gaincurate.lab.benchmarks.curriculum.compute import PARAMETERS, REFRESH, ROLLOUT, TokenCounter, matmul_parameters
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.diagnosis import PoolInstrument
@@ -259,28 +260,6 @@ class PairRun:
 
         return measure
 
-    def _candidates(self) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], np.ndarray]:
-        """The pool instrument's candidate features (`candidates`): every likelihood the probe can read, measured
-        with the live model, and the probe's standardised embedding of the pool in gc_id order."""
-        from gaincurate.difficulty.reference import embeddings_from_table
-        from gaincurate.lab.benchmarks.curriculum.candidates import CHAIN_TEMPLATE
-        from gaincurate.schedule.strategies.probe import ProbeOptions, standardised_features
-        from gaincurate.scoring.likelihood import KINDS, likelihoods
-        from gaincurate.shards import read_scores
-
-        scores_dir = self.assets.scores_dir
-        embedding = embeddings_from_table(read_scores(scores_dir), str(scores_dir)).embeddings
-        features = standardised_features(embedding, ProbeOptions().width).astype(np.float64)
-
-        def measure(gc_ids: np.ndarray) -> dict[str, np.ndarray]:
-            ids = [int(i) for i in gc_ids]
-            with self.token_counter.during(None):
-                return {kind: likelihoods(scores_dir, ids, model=self.model, tokenizer=self.tokenizer, of=kind,
-                                          template="{answer}" if kind == "answer" else CHAIN_TEMPLATE,
-                                          solution_column="solution") for kind in KINDS}  # fmt: skip
-
-        return measure, features
-
     def _screener(self, dataset: Any, row_of: dict[int, int], keep: bool) -> Callable[[np.ndarray, int, int], Any]:
         """screen's and pilot's measurement with the live model and the task's checker; on the clock: it is charged.
         `keep`: the completions and their mu go with it, so that the trainer trains on them (`pilot_reuse`)."""
@@ -329,10 +308,9 @@ class PairRun:
                                                 rollouts=config.oracle_rollouts)  # fmt: skip
             curriculum.use_strategy(oracle)
         if config.measure_pool:
-            candidates = self._candidates() if config.task == "chain" else None  # rows with a reference solution
+            candidates = live_candidates(self) if config.task == "chain" else None  # each likelihood the probe reads
             self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts,
-                                             off_clock=lambda: self.clock.exclude("pool"),
-                                             candidates=candidates)  # fmt: skip
+                                             lambda: self.clock.exclude("pool"), candidates)  # fmt: skip
         self.costs["curriculum_seconds"] += self.clock.now() - started
         return curriculum, dataset, oracle
 
@@ -361,8 +339,6 @@ class PairRun:
                 model=self.model, args=grpo_config(config, self.work_dir, self.seed), train_dataset=dataset,
                 reward_funcs=[self.counter], processing_class=self.tokenizer, curriculum=curriculum, callbacks=listed,
             )  # fmt: skip
-            from transformers import PrinterCallback
-
             trainer.remove_callback(PrinterCallback)  # TRL's log lines would go to stdout, which carries results
             self.measure(0)
             self.token_counter.phase = ROLLOUT
