@@ -11,7 +11,8 @@ in process) or the newest checkpoint (`schedule next`, verl), through the same h
     logps = likelihoods(scores_dir, [3, 7], checkpoint="out/checkpoint-40")
 
 The prompt is built exactly as scoring built it (the directory's manifest: template, system prompt, few-shot
-turns), so it is the prompt the trainer samples from. What is measured (`of`, one of KINDS):
+turns), so it is the prompt the trainer samples from. What is measured (`of`, one of KINDS; the probe reads
+`answer`, the bench's pool instrument all three: `gaincurate.lab.benchmarks.curriculum.candidates`):
 
 * `answer`: the completion `template.format(answer=...)` (default: the answer alone, right after the generation
   prompt), then end-of-sequence, summed. Where the policy writes reasoning first it is a proxy (the answer without
