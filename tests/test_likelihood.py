@@ -104,3 +104,46 @@ def test_rows_of_a_scores_directory_are_scored_with_the_prompt_scoring_built(tin
     assert np.allclose(live, expected, atol=1e-5)
     with pytest.raises(InputError, match="gc_id 99 is not in"):
         likelihoods(scores, [99], model=model, tokenizer=tokenizer)
+
+
+def test_the_solution_kinds_are_brute_force_float64_sums_over_their_own_tokens(tiny_llama, tmp_path):
+    """MATH-style rows (problem, solution, answer): `solution` is the reference solution's log-probability per token
+    after the prompt; `answer-after-solution` the answer's (and the end token's) after prompt + solution part. Each
+    against a float64 forward of the row alone; the template's two parts are tokenized apart."""
+    from helpers import write_jsonl
+
+    from gaincurate.model import load_model, load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
+    from gaincurate.scoring.rescore import prompt_format, questions_and_answers
+
+    rows = [{"problem": f"What is {i} + {3 * i + 1}?", "solution": f"{i} and {3 * i + 1} make {4 * i + 1}",
+             "answer": str(4 * i + 1)} for i in range(6)]  # fmt: skip
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    scores = tmp_path / "scores"
+    score(ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", backend="torch",
+                      system_prompt="Solve it.", few_shot=()), RunOptions(out=str(scores), quiet=True))  # fmt: skip
+    source = resolve_source(str(tiny_llama))
+    model, tokenizer = load_model(source, dtype="float32", device="cpu"), load_tokenizer(source)
+    ids, template = [4, 0, 2], "{solution}\nSo the answer is {answer}."
+    config, fmt = prompt_format(scores)
+    questions, answers = questions_and_answers(scores, ids, config.prompt_column, "answer")
+    solutions = questions_and_answers(scores, ids, config.prompt_column, "solution")[1]
+    prompts = [e.input_ids.tolist() for e in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
+    cue = "\nSo the answer is "  # the text before {answer} goes with the solution
+    heads = [tokenizer(solution + cue, add_special_tokens=False)["input_ids"] for solution in solutions]
+    tails = answer_ids(tokenizer, answers, "{answer}.")
+
+    def measured(of):
+        return likelihoods(scores, ids, model=model, tokenizer=tokenizer, template=template, of=of,
+                           solution_column="solution")  # fmt: skip
+
+    per_token = [brute_force(model, p, h) / len(h) for p, h in zip(prompts, heads, strict=True)]
+    assert np.allclose(measured("solution"), per_token, atol=1e-6)
+    after = [brute_force(model, p + h, t) for p, h, t in zip(prompts, heads, tails, strict=True)]
+    assert np.allclose(measured("answer-after-solution"), after, atol=1e-5)
+    bare = [brute_force(model, p, c) for p, c in zip(prompts, answer_ids(tokenizer, answers), strict=True)]
+    assert np.allclose(likelihoods(scores, ids, model=model, tokenizer=tokenizer), bare, atol=1e-5)  # the default
+    with pytest.raises(InputError, match="reads each row's reference solution"):
+        likelihoods(scores, ids, model=model, tokenizer=tokenizer, template=template, of="solution")

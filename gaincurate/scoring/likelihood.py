@@ -11,10 +11,20 @@ in process) or the newest checkpoint (`schedule next`, verl), through the same h
     logps = likelihoods(scores_dir, [3, 7], checkpoint="out/checkpoint-40")
 
 The prompt is built exactly as scoring built it (the directory's manifest: template, system prompt, few-shot
-turns), so it is the prompt the trainer samples from. The answer is `template.format(answer=...)` (default: the
-answer alone, right after the generation prompt); for a chain-of-thought template it is a proxy (the answer after a
-short cue, without the reasoning), whose worth the probe's fit measures rather than assumes. Unlike scoring, this
-runs the whole model and its LM head, but only over the answer positions.
+turns), so it is the prompt the trainer samples from. What is measured (`of`, one of KINDS; the probe reads
+`answer`, the bench's pool instrument all three: `gaincurate.lab.benchmarks.curriculum.candidates`):
+
+* `answer`: the completion `template.format(answer=...)` (default: the answer alone, right after the generation
+  prompt), then end-of-sequence, summed. Where the policy writes reasoning first it is a proxy (the answer without
+  the reasoning), whose worth the probe's fit measures rather than assumes.
+* `solution`: the reference solution, per token: the template's text before `{answer}` (all of it when it has
+  none) with the row's solution in `{solution}`, its log-probability divided by its token count (a reference
+  solution is one of many correct ones, so its total says little; its per-token rate says how familiar it is).
+* `answer-after-solution`: the template's text from `{answer}` on, then end-of-sequence, summed, with the solution
+  part above appended to the prompt: how surely the policy concludes from the reference reasoning.
+
+The two parts are tokenized apart (a BPE token spanning the seam is split there). Unlike scoring, this runs the
+whole model and its LM head, but only over the measured positions.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from gaincurate.errors import InputError
 
 DEFAULT_TEMPLATE = "{answer}"
 BATCH_TOKENS = 8192  # padded tokens per forward
+KINDS = ("answer", "solution", "answer-after-solution")  # what `likelihoods` measures (the module docstring)
 
 
 def answer_ids(tokenizer: Any, answers: Sequence[Any], template: str = DEFAULT_TEMPLATE) -> list[list[int]]:
@@ -40,6 +51,20 @@ def answer_ids(tokenizer: Any, answers: Sequence[Any], template: str = DEFAULT_T
     texts = [template.format(answer=answer) for answer in answers]
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     return [list(ids) + [int(eos)] for ids in encoded]
+
+
+def reasoning_ids(
+    tokenizer: Any, solutions: Sequence[Any], answers: Sequence[Any] | None, template: str, of: str
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(context, measured) token ids of each row for `of` "solution" or "answer-after-solution": the context goes
+    after the prompt, the measured tokens after it (the module docstring says which part of `template` is which)."""
+    head, marker, tail = template.partition("{answer}")
+    encode = tokenizer([head.format(solution=s) for s in solutions], add_special_tokens=False)["input_ids"]
+    if of == "solution":
+        return [[] for _ in solutions], [list(ids) for ids in encode]
+    if not marker or answers is None:
+        raise ValueError(f"answer-after-solution needs a template with {{answer}} and the answers; got {template!r}")
+    return [list(ids) for ids in encode], answer_ids(tokenizer, answers, marker + tail)
 
 
 def answer_logprobs(
@@ -173,23 +198,34 @@ def likelihoods(
     tokenizer: Any = None,
     template: str = DEFAULT_TEMPLATE,
     answer_column: str | None = None,
+    of: str = "answer",
+    solution_column: str | None = None,
 ) -> np.ndarray:
-    """The answer log-probability of rows `ids` (gc_id) of a scores directory, with a checkpoint or a live model.
+    """The likelihood (`of`, one of KINDS) of rows `ids` (gc_id) of a scores directory, with a checkpoint or a live
+    model.
 
     The prompts are built as the directory's scoring built them; the answers are its `answer_column` (the
-    manifest's, unless given). Returns float64 values in the order of `ids`.
+    manifest's, unless given), the solutions its `solution_column` (`of` other than "answer"). Returns float64
+    values in the order of `ids`.
     """
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.rescore import prompt_format, questions_and_answers
 
     config, fmt = prompt_format(scores_dir)
+    if of not in KINDS:
+        raise ValueError(f"of must be one of {', '.join(KINDS)}; got {of!r}")
     column = answer_column or config.answer_column
-    if not column:
+    if not column and of != "solution":
         raise InputError(
             f"{scores_dir} names no answer column, so the policy's likelihood of the answer cannot be measured; "
             "score the data with --answer-column NAME"
         )
-    questions, answers = questions_and_answers(scores_dir, ids, config.prompt_column, column)
+    if of != "answer" and not solution_column:
+        raise InputError(f"the likelihood of {of} reads each row's reference solution: name its column")
+    answer_column = column if of != "solution" else None
+    questions, answers = questions_and_answers(scores_dir, ids, config.prompt_column, answer_column)
+    solutions = None if of == "answer" else questions_and_answers(scores_dir, ids, config.prompt_column,
+                                                                  solution_column)[1]  # fmt: skip
     if (model is None) != (tokenizer is None):
         raise InputError("likelihoods needs both a live model and its tokenizer, or a checkpoint")
     if model is None:
@@ -202,4 +238,10 @@ def likelihoods(
         tokenizer = checkpoint_tokenizer(source, config)
         model = load_model(source, dtype="float32", device=resolve_device(config.device))
     prompts = [encoded.input_ids for encoded in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
-    return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))
+    if solutions is None:
+        return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))
+    contexts, measured = reasoning_ids(tokenizer, solutions, answers, template, of)
+    if any(not tokens for tokens in measured):
+        raise InputError(f"a row's {of} has no tokens under the template {template!r}: nothing to measure")
+    sums = answer_logprobs(model, tokenizer, [list(p) + c for p, c in zip(prompts, contexts, strict=True)], measured)
+    return sums / np.asarray([len(tokens) for tokens in measured], dtype=np.float64) if of == "solution" else sums

@@ -268,13 +268,20 @@ def test_the_other_tasks_run_by_name_at_smoke_size(tmp_path, bench, symbol, righ
 
 def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(tmp_path):
     """The chain rows' reference answer is the scores' answer column, so `probe --likelihood` (an arm of the declared
-    verdict) measures it after each epoch; at smoke size, its one pair."""
+    verdict) measures it after each epoch; with `measure_pool`, the pool instrument also holds every candidate
+    feature (candidates.py: the likelihoods of the answer, the solution, the answer after it; the embedding) against
+    the measured pass rates. At smoke size, its one pair."""
     from gaincurate.schedule.run.rundir import load_run
 
-    run_bench("cpu-chain-compute", tmp_path / "out", strategies=["probe-likelihood"], smoke=True)
+    config = tmp_path / "chain.json"
+    config.write_text(json.dumps({"base": "cpu-chain-compute", "measure_pool": True}))
+    run_bench(str(config), tmp_path / "out", strategies=["probe-likelihood"], smoke=True)
     memory = load_run(tmp_path / "out" / "runs" / "probe-likelihood-seed0").schedule.memory
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "diagnosis.jsonl").read_text().splitlines()]
+    assert lines and all(set(line["candidates"]) == {"embedding", "answer", "solution", "answer-after-solution"}
+                         for line in lines)  # fmt: skip
 
 
 def test_a_chain_config_the_task_cannot_draw_is_refused_in_one_line(tmp_path):

@@ -127,3 +127,25 @@ def test_oracle_nonzero_draws_uniformly_among_the_informative_prompts():
     assert arm.choose(State, Context, np.random.default_rng(0)).positions.tolist() == [1, 3, 5]
     report = arm.report(State, Context, type("Drawn", (), {"info": {}})())
     assert report.band is None and report.estimates.tolist() == rates.tolist()
+
+
+def test_each_candidate_feature_is_held_against_the_measured_rates_on_halves_it_was_not_fitted_on():
+    """A likelihood that is the log of the true pass rate ranks the measured rates (4 samples each) and, in the
+    probe's cross-fitted fit, tells the informative prompts apart far better than a random embedding alone; one
+    that is noise does neither. A prompt's cross-fitted estimate never reads its own measured rate."""
+    from gaincurate.lab.benchmarks.curriculum.candidates import EMBEDDING, candidate_figures, cross_fitted
+
+    rng = np.random.default_rng(3)
+    true = np.clip(rng.beta(0.6, 0.6, 240), 0.01, 0.99)
+    rates = rng.binomial(4, true) / 4.0
+    embedding = rng.normal(size=(240, 8))
+    features = {"answer": np.log(true), "solution": rng.normal(-1.0, 0.3, 240)}
+    figures = candidate_figures(features, embedding, rates, np.arange(0, 240, 4), 0.5)
+    assert set(figures) == {EMBEDDING, "answer", "solution"} and figures[EMBEDDING]["spearman"] is None
+    assert figures["answer"]["spearman"] > 0.7 and abs(figures["solution"]["spearman"]) < 0.2
+    assert figures["answer"]["fit_auc"] > figures[EMBEDDING]["fit_auc"] + 0.15
+    assert abs(figures["solution"]["fit_auc"] - 0.5) < 0.15
+    moved = rates.copy()
+    moved[0] = 1.0 - moved[0]  # an even prompt: it trains the odd half's fit, never its own estimate
+    before, after = (cross_fitted(embedding, features["answer"], r) for r in (rates, moved))
+    assert np.array_equal(before[0::2], after[0::2]) and not np.array_equal(before[1::2], after[1::2])

@@ -130,7 +130,7 @@ class ProbeOptions(Options):
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )
     likelihood: bool = option(
-        False, "Add the current policy's log-probability of the reference answer to the features.", _boolean
+        False, "Add the policy's log-probability of the reference answer (near useless after reasoning).", _boolean
     )
     answer_template: str = option(
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,

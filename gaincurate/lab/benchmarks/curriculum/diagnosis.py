@@ -38,16 +38,25 @@ FIGURES = ("pearson", "spearman", "informative_auc", "aimed_informative", "pool_
            "trained_informative", "zero_variance")  # fmt: skip
 
 Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+# (ranking, measured rates, the epoch's positions, target) -> each candidate feature's figures (candidates.py)
+Candidates = Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, dict[str, Any]]]
+CANDIDATE_FIGURES = ("spearman", "fit_spearman", "fit_auc", "fit_aimed")
 
 
 class PoolInstrument:
     """Measures the whole pool after every draw of `curriculum` and keeps each epoch's diagnosis (`epochs`)."""
 
     def __init__(
-        self, curriculum: Any, measure: Measure, rollouts: int, off_clock: Callable[[], Any] = nullcontext
+        self,
+        curriculum: Any,
+        measure: Measure,
+        rollouts: int,
+        off_clock: Callable[[], Any] = nullcontext,
+        candidates: Candidates | None = None,
     ) -> None:
         self.curriculum = curriculum
         self.measure = measure
+        self.candidates = candidates  # the chain task's candidate features against the same measurement
         self.rollouts = rollouts
         self.off_clock = off_clock  # a context in which the arm's clock stands still (`Clock.exclude`)
         self.epochs: list[dict[str, Any]] = []
@@ -88,6 +97,8 @@ class PoolInstrument:
         self.costs["pool_measure_seconds"] += seconds
         target = DEFAULT_TARGET if report.band is None else (report.band[0] + report.band[1]) / 2.0
         diagnosis = epoch_diagnosis(int(state.epoch), report.estimates, report.source, rates, state.positions, target)
+        if self.candidates is not None:
+            diagnosis["candidates"] = self.candidates(np.asarray(state.ranking), rates, state.positions, target)
         self.epochs.append(diagnosis)
 
 
@@ -206,6 +217,9 @@ def arm_diagnosis(lines: list[dict[str, Any]]) -> dict[str, Any]:
             "trained_epochs_after_first": {key: _mean_of(later, key) for key in FIGURES},
             "epochs": {str(epoch): figures for epoch, figures in per_epoch.items()},
         }
+        candidates = arm_candidates(later)  # the chain task's candidate features (candidates.py)
+        if candidates is not None:
+            arms[arm]["candidates"] = candidates
     return arms
 
 
@@ -236,6 +250,7 @@ def diagnosis_markdown(arms: dict[str, Any]) -> str:
     lines += _per_epoch(arms, "AUC 0<p<1 / aimed 0<p<1 (how the estimate tells the informative prompts apart, "
                         "and the share it would aim at them)", (("informative_auc", "{:.2f}"),
                                                                 ("aimed_informative", "{:.0%}")))  # fmt: skip
+    lines += candidates_markdown(arms)
     return "\n".join(lines) + "\n"
 
 
@@ -272,3 +287,31 @@ def _mean(values: list[float]) -> float | None:
 
 def _informative(values: list[float]) -> float | None:
     return recorded(sum(0.0 < v < 1.0 for v in values) / len(values)) if values else None
+
+
+def arm_candidates(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]] | None:
+    """Each candidate's figures, mean over `rows` (an arm's diagnosis lines); None when none measured candidates."""
+    measured = [row["candidates"] for row in rows if row.get("candidates")]
+    if not measured:
+        return None
+    return {name: {key: _mean([float(m[name][key]) for m in measured if m[name][key] is not None])
+                   for key in CANDIDATE_FIGURES} for name in measured[0]}  # fmt: skip
+
+
+def candidates_markdown(arms: dict[str, Any]) -> list[str]:
+    """The candidates table: a row per (arm, candidate), mean over seeds of the trained epochs 1 and later."""
+    rows = [(arm, name, figures) for arm, data in arms.items()
+            for name, figures in (data.get("candidates") or {}).items()]  # fmt: skip
+    if not rows:
+        return []
+    lines = ["", "Candidate features (the whole pool measured at every draw; raw: the feature's rank correlation "
+             "with the measured pass rates; fit: the probe's fit on the embedding and that feature, cross-fitted on "
+             "halves of the pool, against the same measurement; mean over seeds of the trained epochs 1 and later):",
+             "", "| arm | feature | raw spearman r | fit spearman r | fit AUC 0<p<1 | fit aimed 0<p<1 |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    formats = ("{:+.2f}", "{:+.2f}", "{:.2f}", "{:.0%}")
+    for arm, name, figures in rows:
+        pairs = zip(CANDIDATE_FIGURES, formats, strict=True)
+        cells = ("-" if figures[k] is None else f.format(figures[k]) for k, f in pairs)
+        lines.append(f"| {arm} | {name} | " + " | ".join(cells) + " |")
+    return lines

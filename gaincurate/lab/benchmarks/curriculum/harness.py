@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.lab.benchmarks.curriculum.assets import Assets
+from gaincurate.lab.benchmarks.curriculum.candidates import live_candidates
 from gaincurate.lab.benchmarks.curriculum.compute import PARAMETERS, REFRESH, ROLLOUT, TokenCounter, matmul_parameters
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.diagnosis import PoolInstrument
@@ -307,8 +308,9 @@ class PairRun:
                                                 rollouts=config.oracle_rollouts)  # fmt: skip
             curriculum.use_strategy(oracle)
         if config.measure_pool:
+            candidates = live_candidates(self) if config.task == "chain" else None  # each likelihood the probe reads
             self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts,
-                                             off_clock=lambda: self.clock.exclude("pool"))  # fmt: skip
+                                             lambda: self.clock.exclude("pool"), candidates)  # fmt: skip
         self.costs["curriculum_seconds"] += self.clock.now() - started
         return curriculum, dataset, oracle
 
@@ -337,8 +339,6 @@ class PairRun:
                 model=self.model, args=grpo_config(config, self.work_dir, self.seed), train_dataset=dataset,
                 reward_funcs=[self.counter], processing_class=self.tokenizer, curriculum=curriculum, callbacks=listed,
             )  # fmt: skip
-            from transformers import PrinterCallback
-
             trainer.remove_callback(PrinterCallback)  # TRL's log lines would go to stdout, which carries results
             self.measure(0)
             self.token_counter.phase = ROLLOUT

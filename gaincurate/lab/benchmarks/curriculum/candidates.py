@@ -1,0 +1,102 @@
+"""What each candidate feature of the probe says of the pool's measured pass rates (issue 57).
+
+On a task whose rows carry a reference solution (the chain task), the pool instrument (`diagnosis.PoolInstrument`)
+also measures, at every draw and with the current policy, each likelihood the probe can read
+(`gaincurate.scoring.likelihood.KINDS`: the bare answer, the reference solution per token, the answer after the
+reference solution), and holds each against the measured pass rates:
+
+* `spearman`: the feature's own rank correlation with the measured rates (the embedding has no single value: None);
+* `fit_spearman`, `fit_auc`, `fit_aimed`: the epoch diagnosis (`diagnosis.epoch_diagnosis`: Spearman, the
+  informative AUC, the aimed share) of the probe's fit cross-fitted on the pool: the probe's design (intercept, the
+  likelihood's probability and log, free; the standardised embedding, penalised, the penalty chosen by
+  `ridge.choose_strength`), fitted on the prompts at even gc_id positions with their measured rates and predicting
+  the odd ones, and the other way round. It is the fit the probe would make had it measured half the pool, so the
+  candidates are compared on equal data; `embedding` is that fit without a likelihood.
+
+Nothing here is charged to the arm (the instrument runs off the clock) and nothing changes a draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gaincurate.difficulty import ridge
+from gaincurate.lab.benchmarks.curriculum.diagnosis import epoch_diagnosis, pearson_r, ranks
+from gaincurate.schedule.strategies.probe import FREE_COLUMNS, likelihood_columns, likelihood_scale
+
+EMBEDDING = "embedding"  # the fit on the embedding alone
+# The chain task's completion (chain.completion): the steps, "=", the answer.
+CHAIN_TEMPLATE = "{solution}={answer}"
+
+
+def candidate_figures(
+    likelihoods: dict[str, np.ndarray], embedding: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float
+) -> dict[str, Any]:
+    """Per candidate (each likelihood, and the embedding alone): the raw Spearman and the cross-fitted fit's
+    figures, for one drawn epoch (`rates`: the pool's measured pass rates in gc_id order)."""
+    rates = np.asarray(rates, dtype=np.float64)
+    out: dict[str, Any] = {}
+    for name, values in {EMBEDDING: None, **likelihoods}.items():
+        raw = None
+        if values is not None:
+            raw = pearson_r(ranks(np.asarray(values, dtype=np.float64).tolist()), ranks(rates.tolist()))
+        fit = epoch_diagnosis(0, cross_fitted(embedding, values, rates), name, rates, positions, target)
+        out[name] = {"spearman": raw, "fit_spearman": fit["spearman"], "fit_auc": fit["informative_auc"],
+                     "fit_aimed": fit["aimed_informative"]}  # fmt: skip
+    return out
+
+
+def cross_fitted(embedding: np.ndarray, logps: np.ndarray | None, rates: np.ndarray) -> np.ndarray:
+    """Each prompt's pass rate predicted by the probe's design fitted on the other half of the pool (by position
+    parity), clipped to [0, 1]."""
+    rows = np.arange(len(rates))
+    scale = likelihood_scale(None if logps is None else np.asarray(logps, dtype=np.float64))
+    design = np.zeros((len(rates), FREE_COLUMNS + embedding.shape[1]))
+    design[:, 0] = 1.0
+    if scale is not None:
+        values = (likelihood_columns(np.asarray(logps, dtype=np.float64)) - scale[0]) / scale[1]
+        design[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
+    design[:, FREE_COLUMNS:] = embedding
+    out = np.empty(len(rates))
+    for fold in (0, 1):
+        train, test = rows % 2 != fold, rows % 2 == fold
+        features, labels = design[train], rates[train]
+        weights = np.ones(len(labels))
+        held_out = np.arange(len(labels)) % 2 == 1  # the penalty chosen within the fitted half
+        choice, system = ridge.choose_strength(features, weights, labels, held_out, free=FREE_COLUMNS)
+        strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
+        beta = ridge.solve(system, ridge.penalty_vector(design.shape[1], free=FREE_COLUMNS, strength=strength))
+        out[test] = ridge.predict(design[test], beta)
+    return np.clip(out, 0.0, 1.0)
+
+
+def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, Any]]:
+    """The pool instrument's hook (`diagnosis.Candidates`) for a bench pair (`harness.PairRun`): at each draw, every
+    likelihood the probe could read, measured with the pair's live model (its tokens counted as no kind of the
+    arm's), and the probe's standardised embedding, held against the draw's measured rates in gc_id order (so the
+    cross-fit's halves do not follow the arm's ranking)."""
+    from gaincurate.difficulty.reference import embeddings_from_table
+    from gaincurate.schedule.strategies.probe import ProbeOptions, standardised_features
+    from gaincurate.scoring.likelihood import KINDS, likelihoods
+    from gaincurate.shards import read_scores
+
+    scores_dir = pair.assets.scores_dir
+    embedding = embeddings_from_table(read_scores(scores_dir), str(scores_dir)).embeddings
+    features = standardised_features(embedding, ProbeOptions().width).astype(np.float64)
+
+    def figures(ranking: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float) -> dict[str, Any]:
+        order = np.argsort(ranking, kind="stable")
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        ids = [int(i) for i in ranking[order]]
+        with pair.token_counter.during(None):
+            measured = {kind: likelihoods(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer, of=kind,
+                                          template="{answer}" if kind == "answer" else CHAIN_TEMPLATE,
+                                          solution_column="solution") for kind in KINDS}  # fmt: skip
+        picked = position[np.asarray(positions, dtype=np.int64)]
+        return candidate_figures(measured, features, np.asarray(rates)[order], picked, target)
+
+    return figures
