@@ -50,15 +50,6 @@ def reward(gc_id: int, epoch: int) -> float:
     return float((gc_id * 7 + epoch) % 3 == 0)
 
 
-def test_curriculum_driver_is_the_run_object_under_a_warning():
-    from gaincurate.schedule.run import curriculum, driver, steps
-
-    with pytest.warns(DeprecationWarning, match=r"CurriculumDriver moved to gaincurate.schedule.run.run.Run"):
-        assert curriculum.CurriculumDriver is Run
-    with pytest.warns(DeprecationWarning, match=r"driver.take_step moved to gaincurate.schedule.run.steps"):
-        assert driver.take_step is steps.take_step
-
-
 def test_no_trainer_path_orders_rows_reads_feedback_or_builds_a_scheduler_itself():
     """The adapters call the run's methods; the pieces under it (`epoch_rows`, `check_feedback`, `take_step`,
     `Scheduler`) are named by no module of `gaincurate/integrations/`."""

@@ -226,12 +226,12 @@ def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(sco
     a driver built on it at once writes it; an untrained one given another config starts again the same way."""
     import dataclasses
 
-    from gaincurate.schedule.run.curriculum import CurriculumDriver
+    from gaincurate.schedule.run.run import Run
     from gaincurate.schedule.run.rundir import load_run
 
     config = ScheduleConfig(**{"strategy": "gain", **SCHEDULE})
-    at_once = CurriculumDriver(scores, config, run_dir=tmp_path / "at-once")
-    later = CurriculumDriver(scores, config, run_dir=tmp_path / "later", start_later=True)
+    at_once = Run(scores, config, run_dir=tmp_path / "at-once")
+    later = Run(scores, config, run_dir=tmp_path / "later", start_later=True)
     assert not (tmp_path / "later").exists() and not later.write
     assert later.plan.gc_ids.tolist() == at_once.plan.gc_ids.tolist()  # drawn in memory meanwhile
     later.start_run_dir()
@@ -243,11 +243,11 @@ def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(sco
         assert (tmp_path / "later" / name).read_bytes() == (tmp_path / "at-once" / name).read_bytes(), name
 
     other = dataclasses.replace(config, seed=config.seed + 1)
-    again = CurriculumDriver(config=other, run_dir=tmp_path / "later", start_later=True)  # its scores: the run's
+    again = Run(config=other, run_dir=tmp_path / "later", start_later=True)  # its scores: the run's
     assert load_run(tmp_path / "later").config == config  # untouched until started
     again.start_run_dir()
     assert load_run(tmp_path / "later").config == other and again.scores_dir == later.scores_dir
-    assert CurriculumDriver(run_dir=tmp_path / "at-once", start_later=True).write  # continued: opened at once
+    assert Run(run_dir=tmp_path / "at-once", start_later=True).write  # continued: opened at once
 
 
 def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(scores, tiny_llama, tmp_path):

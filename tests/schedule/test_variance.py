@@ -1,4 +1,4 @@
-"""The `variance` strategy (gaincurate/schedule/strategies/variance.py): its formula against brute force, its draw, a
+"""The `variance` strategy (gaincurate/lab/strategies/variance.py): its formula against brute force, its draw, a
 simulated learning policy (tests/simulation.py), and its options through the console script."""
 
 from __future__ import annotations

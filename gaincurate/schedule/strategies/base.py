@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from gaincurate.moved import moved_names
 from gaincurate.numerics import exp
 from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
@@ -30,8 +29,6 @@ from gaincurate.schedule.options import Options
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-
-__getattr__ = moved_names(__name__, ("Spent",), "gaincurate.schedule.strategies.screening")
 
 # What a strategy may need from the run (`About.needs`), so an integration can refuse early what it lacks.
 EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)

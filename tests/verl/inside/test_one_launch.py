@@ -109,7 +109,7 @@ class Launch:
         from verl.trainer.ppo.v1 import get_trainer_cls
         from verl.utils.skip import SkipManager
 
-        from gaincurate.integrations import verl_v1
+        from gaincurate.integrations.verl import one_launch
 
         self.tq, self.config = tq, config
         # A launch is a fresh process: an empty TransferQueue (a test stopped mid-step leaves groups there), and
@@ -117,7 +117,7 @@ class Launch:
         for partition, items in (tq.kv_list() or {}).items():
             if items:
                 tq.kv_clear(keys=list(items), partition_id=partition)
-        verl_v1._BUFFERS.clear()
+        one_launch._BUFFERS.clear()
         self.trainer = get_trainer_cls(config.trainer.v1.trainer_mode)(config=config)  # builds the replay buffer
         # _init_tokenizer loads the model's config; verl 0.9.1's dataset tokenizes nothing without length filtering
         self.trainer.tokenizer, self.trainer.processor = None, None
