@@ -72,7 +72,7 @@ def test_trl_in_process_holds_a_run_and_takes_its_rows_map_and_recorder_from_it(
     from gaincurate.integrations.trl.curriculum import GainCurriculum
 
     curriculum = GainCurriculum(write_scores(tmp_path / "scores"), CONFIG, run_dir=tmp_path / "run", shuffle=True)
-    run = curriculum.driver
+    run = curriculum.run
     assert isinstance(run, Run)
     (wrapped,) = curriculum.wrap_rewards([lambda completions, **kwargs: [1.0] * len(completions)])
     assert wrapped.sink == run.record and curriculum.records_feedback([wrapped])
@@ -102,7 +102,7 @@ def test_verls_sampler_holds_a_run_and_takes_its_rows_map_and_rewards_through_it
 
     source, data_config = verl_setup(tmp_path)
     sampler = GainCurriculumSampler(source, data_config)
-    run = sampler.driver
+    run = sampler.run
     assert isinstance(run, Run)
     rows = list(sampler)
     gc_ids = [source.dataframe[row]["gc_id"] for row in rows]
@@ -118,7 +118,7 @@ def test_verls_one_launch_dataset_hands_out_the_runs_rows(tmp_path, used):
     source, _ = verl_setup(tmp_path)
     run = Run(run_dir=tmp_path / "run")
     dataset = GainCurriculumDataset.__new__(GainCurriculumDataset)  # verl's RLHFDataset is not installed here
-    dataset.curriculum, dataset._rows = run, None
+    dataset.run, dataset._rows = run, None
     dataset.row_of = run.row_map([int(g) for g in source.dataframe["gc_id"]], fix="export", every_prompt=False)
     assert dataset.current_rows() == run.rows(dataset.row_of) and len(dataset) == run.subset_size
     assert [name for name, owner in used if owner is run] == ["row_map", "rows", "rows"]

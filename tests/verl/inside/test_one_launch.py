@@ -218,7 +218,7 @@ def test_verl_loads_both_hooks_and_trains_each_epoch_in_rank_order(scores, launc
     assert isinstance(launched.trainer.replay_buffer, GainReplayBuffer)
     assert isinstance(launched.dataset, GainCurriculumDataset)
     assert type(launched.trainer.val_dataset).__name__ == "GainCurriculumDataset"
-    assert launched.trainer.val_dataset.curriculum is None  # validation files read as plain RLHFDataset
+    assert launched.trainer.val_dataset.run is None  # validation files read as plain RLHFDataset
     assert launched.trainer.steps_per_epoch == STEPS  # verl's own arithmetic: len(dataset) // train_batch_size
     launched.train(STEPS)
     assert launched.rollouts.submitted == epoch_ids(launched.run, 0)  # through verl's sampler and collate
@@ -227,9 +227,9 @@ def test_verl_loads_both_hooks_and_trains_each_epoch_in_rank_order(scores, launc
 def test_rewards_are_recorded_and_the_schedule_steps_at_the_epoch_boundary(scores, launch, tmp_path):
     launched = launch(new_run(scores, tmp_path / "run"))
     launched.train(STEPS)
-    driver = launched.dataset.curriculum
+    run = launched.dataset.run
     want = sorted((gc_id, reward(gc_id, session)) for gc_id in epoch_ids(launched.run, 0) for session in range(N))
-    assert sorted((r["gc_id"], r["reward"]) for r in driver.records) == want  # every trajectory, once
+    assert sorted((r["gc_id"], r["reward"]) for r in run.records) == want  # every trajectory, once
     assert history(launched.run) == []  # not stepped while the epoch trains
     launched.train(1)  # the next epoch's first fetch steps the schedule
     [line] = history(launched.run)
