@@ -40,7 +40,7 @@ from gaincurate.schedule.run.rewards import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
 from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import POLICY
+from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.screening import Screener, Spent
 
 logger = logging.getLogger(__name__)

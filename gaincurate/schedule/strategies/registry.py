@@ -21,12 +21,12 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.strategies.band import BandFilter
-from gaincurate.schedule.strategies.base import Strategy, StrategyInputs
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
+from gaincurate.schedule.strategies.plugin import Strategy, StrategyInputs
 from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
