@@ -170,13 +170,10 @@ class StepScheduleOnSave(_callback_base()):
         if steps_per_epoch and global_step % steps_per_epoch:
             return  # a save inside the epoch: the schedule steps at the epoch's end only
         from gaincurate.schedule.run.run import Run
-        from gaincurate.schedule.strategies.gain import LengthOptions
 
-        # Only gain's and length's re-scoring loads the checkpoint here: else no need to wait for it, or check it.
-        run = Run.open(self.run_dir)  # read once: its config here, its step below
-        options = run.config.options
-        rescores = isinstance(options, LengthOptions) and options.rescore != "none"
-        checkpoint = Path(checkpoint_dir) if rescores else None
+        # Only a step that measures prompts with the newest model loads the checkpoint: else no need to wait for it.
+        run = Run.open(self.run_dir)  # read once: what its strategy asks here, its step below
+        checkpoint = Path(checkpoint_dir) if run.reads_newest_model else None
         if (
             checkpoint is not None
             and async_save

@@ -183,7 +183,7 @@ def reference_agreement(name: str, scores: Path, run: Path, hidden: np.ndarray) 
         weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
         measured, limit, extra = len(rates), strategy.reference_limit, aim
     elif name == "predict":
-        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
+        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictStrategy.about.options())
         evidence = predict.Evidence.from_memory(state.memory)
 
         def rate(limit: int) -> np.ndarray:

@@ -239,11 +239,11 @@ def _online(run_dir: Path) -> dict[str, Any]:
 
     run = load_run(run_dir)
     found = measurements(run_dir, run)
-    from gaincurate.schedule.strategies.dots import DotsOptions
+    from gaincurate.schedule.strategies.dots import DotsStrategy
 
     config = run.config
     # A dots run predicts with its own settings; another strategy's run is read with dots' defaults.
-    dots = config.options if isinstance(config.options, DotsOptions) else DotsOptions()
+    dots = config.options if config.strategy == DotsStrategy.name else DotsStrategy.about.options()
     report = online_evaluation(
         Path(run.scores_dir), found.feedback, references=found.references, tau_attn=dots.tau_attn,
         decay=dots.forget, reward_max=config.reward_max, reward_min=config.reward_min,

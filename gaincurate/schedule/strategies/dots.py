@@ -118,6 +118,7 @@ class DotsStrategy(plugin.Strategy):
         ),
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
+        measured_before="reference",
     )
 
     def __init__(

@@ -211,6 +211,7 @@ class About:
     notes: tuple[str, ...] = ()
     answer_template: str = "{answer}"
     reuses_pilots: bool = False
+    measured_before: str = ""  # the option naming a pass-rates file measured before epoch 0 (dots: `reference`)
 
 
 class Strategy:
