@@ -1,6 +1,6 @@
 """A calibrator from `gaincurate difficulty fit`: a small trained adapter plus a calibration head over attention
-predictions, loaded and applied with numpy (dots' `--calibrator`). The training is the lab's
-(`gaincurate.lab.difficulty.fit`): a run only loads a saved fit.
+predictions, loaded and applied with numpy (dots' `--calibrator`). The training is the lab's (`gaincurate
+difficulty fit`): a run only loads a saved fit.
 
 The adapter is a linear projection A (d x h) of the prepared embeddings; the head calibrates the
 attention prediction in logit space:

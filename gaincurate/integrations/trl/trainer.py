@@ -26,7 +26,6 @@ Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import math
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
+from gaincurate import plugins
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 from gaincurate.schedule.figures import logged_figures
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 # GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
 _POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
-
-PILOT_REUSE = "gaincurate.lab.strategies.pilot_reuse"  # pilot's completions in their trained groups (by name)
 
 NOT_ATTACHED = (
     "the curriculum is not attached to this trainer, so it would train on every prompt; build the trainer as "
@@ -58,7 +56,7 @@ class CurriculumMixin:
     """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
 
     When the curriculum's strategy pilots and keeps its completions (`pilot`), the trainer's class also gains
-    `PilotReuseMixin` (gaincurate/lab/strategies/pilot_reuse.py): a committed prompt's group takes its pilot
+    `PilotReuseMixin` (the lab's `pilot_reuse`, registered for pilot): a committed prompt's group takes its pilot
     completions and n - k fresh ones.
 
     Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
@@ -118,8 +116,9 @@ def bind(curriculum: Any, trainer: Any) -> None:
     if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
         trainer.add_callback(curriculum.callback)
     curriculum.trainer = trainer
-    if run.screens and run.scheduler.strategy.about.reuses_pilots:  # pilot's, kept in the lab with it
-        run.use_screener(importlib.import_module(PILOT_REUSE).reusing_screener(curriculum, trainer))
+    strategy = run.scheduler.strategy
+    if run.screens and strategy.about.reuses_pilots:  # pilot's: its screener is registered with it (the lab's)
+        run.use_screener(plugins.load(plugins.TRL_SCREENERS, strategy.name)(curriculum, trainer))
     elif run.screens:
         run.use_screener(curriculum.screener or run.live_screener(trainer.model, tokenizer_of(trainer)))
 

@@ -6,7 +6,7 @@ the strategies that estimate a pass rate per prompt:
 * dots: its aged estimate p_q (measured, or its neighbours' prediction);
 * mopps: the posterior mean a_q / (a_q + b_q) (a never-measured prompt sits at the prior mean);
 * probe: its ridge prediction across prompts; variance (the lab's): its estimate per prompt;
-* screen applies the band to its own measurements (`gaincurate.lab.strategies.screen`), not through this filter.
+* screen applies the band to its own measurements (the lab's screen strategy), not through this filter.
 
 The base strategy orders every prompt (`choose` returns a `Priority`); the epoch is the first `subset_size`
 prompts of that order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
