@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gaincurate import plugins
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A dotted name that starts a path (not `.gaincurate.lock`, `+data.gaincurate.run_dir` or `gaincurate-score`).
@@ -45,8 +47,9 @@ def resolve(path: str) -> object:
     raise ModuleNotFoundError(path)
 
 
-# Names in the docs that are not Python paths: the scores format's keys and the run directory's files.
-NOT_PATHS = {"gaincurate.KEY"}
+# Names in the docs that are not Python paths: the scores format's keys, the run directory's files, and the
+# entry-point groups other packages register in (`gaincurate.plugins`).
+NOT_PATHS = {"gaincurate.KEY", plugins.STRATEGIES, plugins.COMMANDS, plugins.TRL_SCREENERS}
 
 
 def test_the_docs_name_paths_at_all():

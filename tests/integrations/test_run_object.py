@@ -24,7 +24,7 @@ from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
-from gaincurate.schedule.run.rewards import FeedbackFile
+from gaincurate.schedule.run.recorder import FeedbackFile
 from gaincurate.schedule.run.run import Run
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gaincurate"

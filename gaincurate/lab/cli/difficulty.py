@@ -234,7 +234,7 @@ def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:
 def _online(run_dir: Path) -> dict[str, Any]:
     """`online_evaluation` of a run directory, with the run's own tau_attn, decay and calibrator."""
     from gaincurate.lab.difficulty.online import online_evaluation
-    from gaincurate.schedule.run.reference import measurements
+    from gaincurate.schedule.run.reference_sets import measurements
     from gaincurate.schedule.run.rundir import load_run
 
     run = load_run(run_dir)

@@ -72,7 +72,7 @@ _ENTRIES: dict[str, type[Strategy] | str] = {
     "greso": GresoStrategy,
     "probe": ProbeStrategy,
 }
-# The plug-ins' strategies (the lab's, kept for comparison), by module path; none takes a product strategy's name.
+# The plug-ins' strategies (the lab's, kept for comparison), by entry point; none takes a product strategy's name.
 _PLUGGED_IN = {name: path for name, path in plugins.registered(plugins.STRATEGIES).items() if name not in _ENTRIES}
 STRATEGIES = Registry(_ENTRIES | _PLUGGED_IN)
 KEPT_FOR_COMPARISON = frozenset(_PLUGGED_IN)
