@@ -136,7 +136,7 @@ def test_the_checker_sees_a_cycle():
 
 # Floors of the house, bottom first (docs/architecture.md draws the same plan): imports point down or sideways.
 FLOORS = {
-    "errors": 0, "moved": 0, "fileio": 0, "progress": 0, "feedback": 0, "metrics": 0, "hub": 0, "config_file": 0,
+    "errors": 0, "plugins": 0, "fileio": 0, "progress": 0, "feedback": 0, "metrics": 0, "hub": 0, "config_file": 0,
     "numerics": 0, "settings": 0,
     "data": 1, "columns": 1, "json_files": 1, "prompts": 1,
     "model": 2, "kernels": 2, "distributed": 2,
@@ -148,7 +148,7 @@ FLOORS = {
     "integrations": 8, "replay": 8,
     "examples": 9,
     "cli": 10, "__main__": 10,
-    "lab": 11, "benchmarks": 11,  # the lab measures the product; `benchmarks` is its old path
+    "lab": 11,  # the lab measures the product
 }  # fmt: skip
 
 
@@ -195,3 +195,52 @@ def test_imports_inside_schedule_point_down_its_rooms():
         if target.startswith("gaincurate.schedule") and _schedule_room(target) > _schedule_room(module)
     ]
     assert upward == []
+
+
+def forwards(source: str, package: bool = False) -> bool:
+    """Whether a module's source exists only to forward another: it rebinds `sys.modules` or takes its `__getattr__`
+    from a helper, or it holds nothing but imports and calls (a package's `__init__` may import its package's names
+    to export them, and may define a `__getattr__` that loads them lazily)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        targets = [ast.unparse(target) for target in getattr(node, "targets", [])]
+        if any(target.startswith("sys.modules[") for target in targets):
+            return True
+        if "__getattr__" in targets and isinstance(node.value, ast.Call):
+            return True
+    body = [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))  # the docstring
+        and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
+        and not (isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__")
+    ]
+    calls = [node for node in body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+    only_imports_and_calls = all(isinstance(node, ast.Import | ast.ImportFrom) for node in body if node not in calls)
+    if package:
+        return bool(calls) and only_imports_and_calls
+    getattr_hook = any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in body)
+    return getattr_hook or only_imports_and_calls
+
+
+def test_no_module_exists_only_to_forward_another():
+    """Unreleased code renames; it does not alias (issue 59): a module is code of its own, not an old path."""
+    forwarding = [
+        str(path.relative_to(ROOT))
+        for path in _module_files().values()
+        if path.name != "__main__.py"  # `python -m gaincurate`: an import and a call are all it is for
+        and forwards(path.read_text(), package=path.name == "__init__.py")
+    ]
+    assert forwarding == []
+
+
+def test_the_forwarding_check_sees_the_shapes_an_alias_takes():
+    docstring = '"""Moved."""\n'
+    assert forwards(docstring + "from gaincurate.schedule.run.run import Run, STATE\n")
+    assert forwards(docstring + "import sys\nimport gaincurate.lab\nsys.modules[__name__] = gaincurate.lab\n")
+    assert forwards(docstring + "from gaincurate.moved import alias\n\nalias(__name__, 'gaincurate.lab.x')\n")
+    assert forwards(docstring + "from m import alias_package\n\nalias_package(__name__, 'b')\n", package=True)
+    assert forwards(docstring + "from a import hook\n__getattr__ = hook(__name__, ('Spent',), 'b')\n")
+    assert forwards("import sys, b\nsys.modules['a'] = b\n", package=True)
+    assert not forwards(docstring + "from a import b\n\nLIMIT = b * 2\n")
+    assert not forwards(docstring + "from a import b\n__all__ = ['b']\n", package=True)

@@ -42,7 +42,7 @@ ENTRY_POINTS = (
     "gaincurate.integrations.command",
     "gaincurate.integrations.supervisor",
 )
-LAB = ("gaincurate.lab", "gaincurate.benchmarks")
+LAB = "gaincurate.lab"
 # Issue 50's measure: the imports that give its "14,261 today" at 21e357f, where it asks for at most 12,000.
 ISSUE_ENTRY_POINTS = (
     "gaincurate.cli.score",
@@ -178,3 +178,39 @@ def test_a_product_command_runs_without_the_lab_and_a_lab_command_with_it(tmp_pa
 )
 def test_only_schedule_init_offers_the_options_of_the_strategies_kept_for_comparison(argv, lab):
     assert mounts_the_lab(argv) is lab
+
+
+def test_no_product_module_names_the_lab():
+    """The lab registers what it adds through entry points (pyproject.toml, `gaincurate.plugins`): no module of the
+    product names a lab module, in an import, a string a loader imports, or its prose (read as text, which an import
+    graph misses)."""
+    package = ROOT / "gaincurate"
+    naming = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if (package / "lab") not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if LAB in line
+    ]
+    assert naming == []
+
+
+def test_the_lab_registers_its_strategies_commands_and_trl_screener_as_entry_points():
+    """The installed metadata (an editable install: `make setup`) holds what pyproject.toml declares, and the registry
+    offers the lab's strategies by those entries, after the product's own, without importing them."""
+    import tomllib
+
+    from gaincurate import plugins
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    for group in (plugins.STRATEGIES, plugins.COMMANDS, plugins.TRL_SCREENERS):
+        assert plugins.registered(group) == declared[group], f"re-install (make setup): {group} is stale"
+    code = (
+        "import sys\n"
+        "from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES\n"
+        "last = sorted(list(STRATEGIES)[-len(KEPT_FOR_COMPARISON):])\n"
+        "print(sorted(KEPT_FOR_COMPARISON), last, any(m.startswith('gaincurate.lab') for m in sys.modules))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    lab = sorted(declared[plugins.STRATEGIES])
+    assert shown.stdout.splitlines()[-1] == f"{lab} {lab} False"

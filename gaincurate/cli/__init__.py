@@ -5,7 +5,7 @@
     gaincurate schedule init|next|run|status        # schedule.py
     gaincurate rollout ...                          # rollout.py
     gaincurate example trl-epoch ...                # example.py: the trainer scripts shipped in the package
-    gaincurate bench ... / difficulty ... / signal check  # the lab's (gaincurate/lab/cli), mounted by name
+    gaincurate bench ... / difficulty ... / signal check  # the lab's: an entry point (`gaincurate.plugins`)
 
 Each command parses its options (shared ones in `options.py`), calls one library function and hands the
 result to `render.emit`: results go to stdout, progress (`progress.py`) and errors to stderr.
@@ -20,13 +20,13 @@ re-running resumes. Set GAINCURATE_DEBUG=1 for the traceback. Bugs are not caugh
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import sys
 
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
+from gaincurate import plugins
 from gaincurate.cli.options import PRODUCT_COMMANDS, FlagErrors
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
@@ -55,12 +55,10 @@ INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same comm
 START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
 
 
-LAB_COMMANDS = "gaincurate.lab.cli"
-
-
 def _mount(lab: bool) -> None:
-    """Command modules import no torch at module level, so `gaincurate --help` stays fast. The lab is mounted by name
-    and only when `lab` is set, so that a product command never imports it."""
+    """Command modules import no torch at module level, so `gaincurate --help` stays fast. Other packages' commands
+    (the lab's) come from their entry points, and only when `lab` is set, so that a product command never imports
+    them."""
     from gaincurate.cli import example, rollout, schedule, score, show, verl
 
     score.register(app, START)
@@ -68,7 +66,8 @@ def _mount(lab: bool) -> None:
     show.register(app, START)
     rollout.register(app, MEASURE)
     if lab:
-        importlib.import_module(LAB_COMMANDS).register(app, MEASURE)
+        for name in plugins.registered(plugins.COMMANDS):
+            plugins.load(plugins.COMMANDS, name)(app, MEASURE)
     score.register_merge(app, TOOLS)
     app.add_typer(verl.app, name="verl", rich_help_panel=TOOLS)
     example.register(app, TOOLS)

@@ -171,7 +171,7 @@ def next_(
     for notice in step.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
-    from gaincurate.schedule.strategies.base import draw_words, update_words
+    from gaincurate.schedule.strategies.plugin import draw_words, update_words
     from gaincurate.schedule.strategies.registry import strategy_class, top_level
 
     strategy = strategy_class(step.strategy)

@@ -1,6 +1,6 @@
 """A calibrator from `gaincurate difficulty fit`: a small trained adapter plus a calibration head over attention
-predictions, loaded and applied with numpy (dots' `--calibrator`). The training is the lab's
-(`gaincurate.lab.difficulty.fit`): a run only loads a saved fit.
+predictions, loaded and applied with numpy (dots' `--calibrator`). The training is the lab's (`gaincurate
+difficulty fit`): a run only loads a saved fit.
 
 The adapter is a linear projection A (d x h) of the prepared embeddings; the head calibrates the
 attention prediction in logit space:
@@ -39,7 +39,6 @@ import numpy as np
 
 from gaincurate.difficulty.predict import attention_predict, self_index
 from gaincurate.errors import InputError
-from gaincurate.moved import moved_names
 from gaincurate.settings import setting
 
 if TYPE_CHECKING:
@@ -208,8 +207,3 @@ def load_calibrator(path: Path, prompts: PromptEmbeddings) -> tuple[FittedCalibr
             f"{prompts.embeddings.shape[1]}; fit it on this scores directory"
         )
     return calibrator, center
-
-
-# The fitting moved to the lab (issue 50): its old names here still load it, with a DeprecationWarning.
-_MOVED_TO_THE_LAB = ("FitConfig", "FitResult", "fit_calibrator", "initial_projection", "fold_assignment")
-__getattr__ = moved_names(__name__, _MOVED_TO_THE_LAB, "gaincurate.lab.difficulty.fit")

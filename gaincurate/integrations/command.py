@@ -26,7 +26,7 @@ epoch counts as trained only once its feedback is in and valid, so the same comm
 
 The loop holds one `gaincurate.schedule.run.run.Run`: it takes each epoch's feedback (read and checked once) and
 steps with its `advance`, the step `schedule next` takes. A trainer command's reward
-function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.rewards`).
+function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.recorder`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
-from gaincurate.schedule.run.rewards import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
+from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.registry import strategy_class
 

@@ -30,7 +30,6 @@ from typing import Any
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, choice, is_number, size, whole
-from gaincurate.schedule.strategies.greso import ZeroVarianceOptions
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
 from gaincurate.settings import setting as declare  # a field with its help and check (errors' `setting` names one)
 
@@ -89,7 +88,7 @@ class ScheduleConfig:
     )
     # One field per filter (`registry.FILTERS`, named by its `setting`; None: off), set and checked by the filter.
     band: tuple[float, float] | None  # keep prompts whose pass-rate estimate lies in [LO, HI] first
-    skip_zero_variance: ZeroVarianceOptions | None  # GRESO's filter over the strategy
+    skip_zero_variance: Options | None  # GRESO's filter over the strategy (its `options_class`)
     options: Options  # the strategy's own (gaincurate.schedule.strategies.registry)
 
     def __init__(self, *, strategy: str = DEFAULT_STRATEGY, options: Options | None = None, **settings: Any) -> None:

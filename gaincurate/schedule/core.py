@@ -2,8 +2,9 @@
 
 No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run.driver` wraps
 it with a run directory. One step consumes the latest epoch's feedback through the strategy's `observe`
-(`gaincurate.schedule.strategies.base.Strategy`, with what the newest model said: `Fresh`) and draws the next epoch with
-`numpy.random.default_rng([seed, epoch])`, so the same config, seed and feedback always give the same epochs.
+(`gaincurate.schedule.strategies.plugin.Strategy`, with what the newest model said: `Fresh`) and draws the next
+epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed and feedback always give the same
+epochs.
 
     scheduler = Scheduler(ScheduleConfig(strategy="gain", seed=1), prompts)
     first = scheduler.next_epoch().plan                         # epoch 0, mu = 0 (gain's drawn number)
@@ -23,7 +24,8 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import (
+from gaincurate.schedule.strategies.filters import Filter, chosen_through
+from gaincurate.schedule.strategies.plugin import (
     Fresh,
     PromptSet,
     RankingContext,
@@ -34,7 +36,6 @@ from gaincurate.schedule.strategies.base import (
     draw_info,
     observed,
 )
-from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 from gaincurate.schedule.strategies.screening import Metered
 

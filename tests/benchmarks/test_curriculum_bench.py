@@ -17,7 +17,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
-from gaincurate.schedule.strategies.base import POLICY
+from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -164,10 +164,10 @@ def test_a_schedule_setting_is_named_as_its_caller_spells_it(scored, gaincurate,
 
     line = error_line(gaincurate("schedule", "init", "--scores", scored, "--run", "r", "--strategy", "mopps",
                                  "--tau", "0.2", "--subset-size", "4"))  # fmt: skip
-    assert line == "gaincurate: error: --tau is a dots or variance or probe option; pass --strategy dots or drop --tau"
+    assert line == "gaincurate: error: --tau is a dots or probe or variance option; pass --strategy dots or drop --tau"
     with pytest.raises(ConfigError) as refused:
         ScheduleConfig(strategy="mopps", tau=0.2, subset_size=4)
-    assert str(refused.value) == "tau is a dots or variance or probe option; pass strategy='dots' or drop tau"
+    assert str(refused.value) == "tau is a dots or probe or variance option; pass strategy='dots' or drop tau"
     with pytest.raises(ConfigError) as refused:
         ScheduleConfig(reward_min=1.0, reward_max=0.0)
     assert str(refused.value) == "reward_min (a wrong answer) must be below reward_max (a right one); got 1,0"

@@ -20,9 +20,9 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.rundir import load_run
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import RankingContext, StrategyInputs, draw_without_replacement
 from gaincurate.schedule.strategies.dots import DotsStrategy, selection_probabilities
 from gaincurate.schedule.strategies.filters import chosen_through
+from gaincurate.schedule.strategies.plugin import RankingContext, StrategyInputs, draw_without_replacement
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
 

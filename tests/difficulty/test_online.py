@@ -13,7 +13,7 @@ from gaincurate.errors import InputError
 from gaincurate.lab.difficulty.online import online_evaluation
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
-from gaincurate.schedule.run.reference import measurements
+from gaincurate.schedule.run.reference_sets import measurements
 from gaincurate.schedule.run.rundir import load_run, reference_path
 
 EPOCHS = 4

@@ -53,7 +53,7 @@ def test_a_row_without_a_gc_id_or_a_prompt_without_a_row_is_refused_with_the_fix
 
 def test_feedback_lines_are_appended_in_one_place():
     """Out of process, TRL's `record_rewards` and verl's reward functions write through one recorder
-    (`gaincurate.schedule.run.rewards`); no other module of the trainer paths appends feedback lines itself."""
+    (`gaincurate.schedule.run.recorder`); no other module of the trainer paths appends feedback lines itself."""
     writers = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -63,7 +63,7 @@ def test_feedback_lines_are_appended_in_one_place():
             ):
                 writers.append(str(path.relative_to(PACKAGE)))
     assert [path for path in writers if path.startswith(("integrations/", "schedule/run/"))] == [
-        "schedule/run/rewards.py"
+        "schedule/run/recorder.py"
     ]
 
 

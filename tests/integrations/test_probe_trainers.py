@@ -2,7 +2,7 @@
 
 TRL in process: the live model, measured at the epoch's end (the weights the epoch's checkpoint holds).
 `schedule run --trainer-cmd`: the newest checkpoint the command left. (verl's one launch goes through the same
-`CurriculumDriver.rescore` as TRL; tests/verl runs it in verl's own environment.)
+`Run.rescore` as TRL; tests/verl runs it in verl's own environment.)
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
-from gaincurate.schedule.run.rewards import FeedbackFile
+from gaincurate.schedule.run.recorder import FeedbackFile
 from gaincurate.schedule.run.run import Run
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gaincurate"
@@ -50,15 +50,6 @@ def reward(gc_id: int, epoch: int) -> float:
     return float((gc_id * 7 + epoch) % 3 == 0)
 
 
-def test_curriculum_driver_is_the_run_object_under_a_warning():
-    from gaincurate.schedule.run import curriculum, driver, steps
-
-    with pytest.warns(DeprecationWarning, match=r"CurriculumDriver moved to gaincurate.schedule.run.run.Run"):
-        assert curriculum.CurriculumDriver is Run
-    with pytest.warns(DeprecationWarning, match=r"driver.take_step moved to gaincurate.schedule.run.steps"):
-        assert driver.take_step is steps.take_step
-
-
 def test_no_trainer_path_orders_rows_reads_feedback_or_builds_a_scheduler_itself():
     """The adapters call the run's methods; the pieces under it (`epoch_rows`, `check_feedback`, `take_step`,
     `Scheduler`) are named by no module of `gaincurate/integrations/`."""
@@ -81,7 +72,7 @@ def test_trl_in_process_holds_a_run_and_takes_its_rows_map_and_recorder_from_it(
     from gaincurate.integrations.trl.curriculum import GainCurriculum
 
     curriculum = GainCurriculum(write_scores(tmp_path / "scores"), CONFIG, run_dir=tmp_path / "run", shuffle=True)
-    run = curriculum.driver
+    run = curriculum.run
     assert isinstance(run, Run)
     (wrapped,) = curriculum.wrap_rewards([lambda completions, **kwargs: [1.0] * len(completions)])
     assert wrapped.sink == run.record and curriculum.records_feedback([wrapped])
@@ -111,7 +102,7 @@ def test_verls_sampler_holds_a_run_and_takes_its_rows_map_and_rewards_through_it
 
     source, data_config = verl_setup(tmp_path)
     sampler = GainCurriculumSampler(source, data_config)
-    run = sampler.driver
+    run = sampler.run
     assert isinstance(run, Run)
     rows = list(sampler)
     gc_ids = [source.dataframe[row]["gc_id"] for row in rows]
@@ -127,7 +118,7 @@ def test_verls_one_launch_dataset_hands_out_the_runs_rows(tmp_path, used):
     source, _ = verl_setup(tmp_path)
     run = Run(run_dir=tmp_path / "run")
     dataset = GainCurriculumDataset.__new__(GainCurriculumDataset)  # verl's RLHFDataset is not installed here
-    dataset.curriculum, dataset._rows = run, None
+    dataset.run, dataset._rows = run, None
     dataset.row_of = run.row_map([int(g) for g in source.dataframe["gc_id"]], fix="export", every_prompt=False)
     assert dataset.current_rows() == run.rows(dataset.row_of) and len(dataset) == run.subset_size
     assert [name for name, owner in used if owner is run] == ["row_map", "rows", "rows"]

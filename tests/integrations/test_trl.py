@@ -63,11 +63,11 @@ def test_sampler_has_repeat_sampler_structure_over_the_subset(scores, shape):
     structure = {"mini_repeat_count": generations, "batch_size": batch, "repeat_count": repeat}
     sampler = CurriculumSampler(curriculum, row_of, **structure)
     indices = list(sampler)
-    plan_rows = [row_of[int(g)] for g in curriculum.driver.plan.gc_ids]
+    plan_rows = [row_of[int(g)] for g in curriculum.run.plan.gc_ids]
     reference = RepeatSampler(plan_rows, **structure, shuffle=False)
     assert indices == [plan_rows[i] for i in reference]
     assert len(indices) == len(sampler) == len(reference)
-    assert {int(dataset[i]["gc_id"]) for i in indices} == set(curriculum.driver.plan.gc_ids.tolist())
+    assert {int(dataset[i]["gc_id"]) for i in indices} == set(curriculum.run.plan.gc_ids.tolist())
 
 
 def test_shuffled_epochs_are_seeded_permutations(scores):
@@ -77,13 +77,13 @@ def test_shuffled_epochs_are_seeded_permutations(scores):
     structure = {"mini_repeat_count": 1, "batch_size": 1, "repeat_count": 1}
     rows = [CurriculumSampler(c, row_of, **structure).current_rows() for c in (first, second)]
     assert rows[0] == rows[1]
-    assert sorted(rows[0]) == sorted(int(g) for g in first.driver.plan.gc_ids)
+    assert sorted(rows[0]) == sorted(int(g) for g in first.run.plan.gc_ids)
 
 
 def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scores):
     # No run_dir: the curriculum holds the scheduler in memory and must build the dots strategy itself.
     config = ScheduleConfig(**schedule("dots"))
-    driver = GainCurriculum(scores, config).driver
+    driver = GainCurriculum(scores, config).run
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
     assert driver.plan.gc_ids.tolist() == scheduler.next_epoch().plan.gc_ids.tolist()
@@ -141,10 +141,10 @@ def test_evaluation_rewards_are_not_feedback(scores):
     [wrapped] = curriculum.wrap_rewards([parity_reward])
     curriculum.trainer = SimpleNamespace(model=torch.nn.Linear(1, 1).eval())
     wrapped(completion_ids=[[1]], gc_id=[0])
-    assert curriculum.driver.records == []
+    assert curriculum.run.records == []
     curriculum.trainer.model.train()
     wrapped(completion_ids=[[1]], gc_id=[0])
-    assert curriculum.driver.records == [{"gc_id": 0, "reward": 1.0}]
+    assert curriculum.run.records == [{"gc_id": 0, "reward": 1.0}]
 
 
 def test_reward_outside_range_is_a_one_line_error(scores):
@@ -226,12 +226,12 @@ def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(sco
     a driver built on it at once writes it; an untrained one given another config starts again the same way."""
     import dataclasses
 
-    from gaincurate.schedule.run.curriculum import CurriculumDriver
+    from gaincurate.schedule.run.run import Run
     from gaincurate.schedule.run.rundir import load_run
 
     config = ScheduleConfig(**{"strategy": "gain", **SCHEDULE})
-    at_once = CurriculumDriver(scores, config, run_dir=tmp_path / "at-once")
-    later = CurriculumDriver(scores, config, run_dir=tmp_path / "later", start_later=True)
+    at_once = Run(scores, config, run_dir=tmp_path / "at-once")
+    later = Run(scores, config, run_dir=tmp_path / "later", start_later=True)
     assert not (tmp_path / "later").exists() and not later.write
     assert later.plan.gc_ids.tolist() == at_once.plan.gc_ids.tolist()  # drawn in memory meanwhile
     later.start_run_dir()
@@ -243,11 +243,11 @@ def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(sco
         assert (tmp_path / "later" / name).read_bytes() == (tmp_path / "at-once" / name).read_bytes(), name
 
     other = dataclasses.replace(config, seed=config.seed + 1)
-    again = CurriculumDriver(config=other, run_dir=tmp_path / "later", start_later=True)  # its scores: the run's
+    again = Run(config=other, run_dir=tmp_path / "later", start_later=True)  # its scores: the run's
     assert load_run(tmp_path / "later").config == config  # untouched until started
     again.start_run_dir()
     assert load_run(tmp_path / "later").config == other and again.scores_dir == later.scores_dir
-    assert CurriculumDriver(run_dir=tmp_path / "at-once", start_later=True).write  # continued: opened at once
+    assert Run(run_dir=tmp_path / "at-once", start_later=True).write  # continued: opened at once
 
 
 def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(scores, tiny_llama, tmp_path):
@@ -261,7 +261,7 @@ def test_the_trainer_args_round_the_default_subset_to_whole_generation_batches(s
     with pytest.raises(ConfigError, match="subset_size 1 is not a multiple of the 2 prompts.*args=training_args"):
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
     curriculum = GainCurriculum(scores, schedule, args=GRPOConfig(**grpo_settings(tmp_path / "out")))
-    assert (curriculum.driver.subset_size, curriculum.config.subset_multiple) == (2, 2)
+    assert (curriculum.run.subset_size, curriculum.config.subset_multiple) == (2, 2)
     curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path))
 
 
@@ -346,7 +346,7 @@ def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, stra
         plans.append(step.plan)
     for line, plan in zip(history, plans, strict=False):
         assert line["subset_ids"] == plan.gc_ids.tolist()
-    assert result.curriculum.driver.plan.gc_ids.tolist() == plans[3].gc_ids.tolist()  # epoch 3, drawn and waiting
+    assert result.curriculum.run.plan.gc_ids.tolist() == plans[3].gc_ids.tolist()  # epoch 3, drawn and waiting
 
 
 @pytest.mark.slow
@@ -355,7 +355,7 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
     from gaincurate import scoring
 
     result = inprocess(strategy)
-    driver = result.curriculum.driver
+    driver = result.curriculum.run
     checkpoints = epoch_end_checkpoints(result.out)
     mu = 0.0
     for line in read_history(result.run_dir):
@@ -391,7 +391,7 @@ def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
     for line in history:
         for record in result.rewards.feedback(line["epoch"]):
             rewards.setdefault(record["gc_id"], []).append((line["epoch"], record["reward"]))
-    driver = result.curriculum.driver
+    driver = result.curriculum.run
     rates = PassRates.from_json(driver.scheduler.state.memory["pass_rates"])
     measured = dict(zip(rates.gc_ids.tolist(), rates.rates.tolist(), strict=True))
     assert sorted(measured) == sorted(rewards)

@@ -248,10 +248,10 @@ def test_scores_without_hash_columns_still_train_and_say_once_they_are_unchecked
 
     curriculum = GainCurriculum(scores, ScheduleConfig(strategy="gain", subset_size=4))
     dataset = curriculum.train_dataset()
-    row_of = curriculum.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
+    row_of = curriculum.run.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
     with caplog.at_level("WARNING"):
-        check_same_prompts(dataset, curriculum.driver.scores, row_of)
-        check_same_prompts(dataset, curriculum.driver.scores, row_of)
+        check_same_prompts(dataset, curriculum.run.scores, row_of)
+        check_same_prompts(dataset, curriculum.run.scores, row_of)
     assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
     assert "predates prompt hashes" in caplog.records[0].getMessage()
 

@@ -71,7 +71,7 @@ def trained(scores, tiny_llama, tmp_path_factory):
 
     from gaincurate.integrations.trl import CurriculumGRPOTrainer
     from gaincurate.schedule.run import screeners
-    from gaincurate.schedule.run.curriculum import CurriculumDriver
+    from gaincurate.schedule.run.run import Run
 
     patch = pytest.MonkeyPatch()
     patch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
@@ -90,13 +90,13 @@ def trained(scores, tiny_llama, tmp_path_factory):
         return real_generate(self, prompt_ids, *args, **kwargs)
 
     patch.setattr(GRPOTrainer, "_generate_single_turn", counting_generate)
-    real_record = CurriculumDriver.record
+    real_record = Run.record
 
     def counting_record(self, gc_ids, rewards):
         recorded[self.epoch].update(int(g) for g in gc_ids)
         return real_record(self, gc_ids, rewards)
 
-    patch.setattr(CurriculumDriver, "record", counting_record)
+    patch.setattr(Run, "record", counting_record)
     real_fold = trl_reuse.fold_replay_weights
     trainer_box = []
 

@@ -47,7 +47,7 @@ def train(curriculum, model_dir, output_dir):
         callbacks=[curriculum.callback],
     )
     curriculum.attach(trainer)
-    assert curriculum.driver.epoch == -1  # screen draws epoch 0 with the policy, at on_train_begin
+    assert curriculum.run.epoch == -1  # screen draws epoch 0 with the policy, at on_train_begin
     trainer.train()
     return rewards, trainer
 
@@ -113,11 +113,11 @@ def test_grpo_trains_the_prompts_the_live_model_screened(scores, tiny_llama, tmp
     assert model is trainer.model and seed == CONFIG.seed
     history = read_history(tmp_path / "run")
     assert curriculum.history == history
-    check_epochs(history, rewards, recorder.calls, curriculum.driver.plan.gc_ids.tolist())
+    check_epochs(history, rewards, recorder.calls, curriculum.run.plan.gc_ids.tolist())
     assert all(line["selection"]["screen_tokens"] > 0 for line in history)
     # Every rollout of the epoch's screening is one completion of r per candidate.
     assert all(np.array_equal(s.counts, np.full(SCREENED, ROLLOUTS)) for *_, s in recorder.calls)
-    spent = curriculum.driver.scheduler.policy.spent
+    spent = curriculum.run.scheduler.policy.spent
     assert spent.rollouts == (EPOCHS + 1) * SCREENED * ROLLOUTS
 
 
@@ -140,7 +140,7 @@ def test_a_custom_screener_decides_each_epoch(scores, tiny_llama, tmp_path, monk
     curriculum = GainCurriculum(scores, CONFIG, screener=recorder)  # no run directory: kept in memory
     rewards, _ = train(curriculum, tiny_llama, tmp_path / "out")
     history = curriculum.history
-    check_epochs(history, rewards, recorder.calls, curriculum.driver.plan.gc_ids.tolist())
+    check_epochs(history, rewards, recorder.calls, curriculum.run.plan.gc_ids.tolist())
     for line, (candidates, _, _, screening) in zip(history, recorder.calls, strict=False):
         # The in-band candidates nearest 0.5, exactly: these made-up rates have no ties among them.
         rates = dict(zip(candidates, screening.rates.tolist(), strict=True))

@@ -117,12 +117,12 @@ def test_the_class_refuses_a_wrong_set_up_before_writing_and_reads_grpos_positio
     assert not (tmp_path / "r").exists()
 
     curriculum = GainCurriculum(scores, CONFIG, run_dir=tmp_path / "r")
-    driver = curriculum.driver  # one driver for the curriculum's life: it starts the run directory once checked
+    driver = curriculum.run  # one driver for the curriculum's life: it starts the run directory once checked
     arguments = trainer_arguments(tiny_llama, tmp_path / "out")
     trainer = CurriculumGRPOTrainer(
         arguments.pop("model"), [parity], arguments.pop("args"), curriculum=curriculum, **arguments
     )
-    assert trainer.curriculum is curriculum and curriculum.trainer is trainer and curriculum.driver is driver
+    assert trainer.curriculum is curriculum and curriculum.trainer is trainer and curriculum.run is driver
     assert trainer.train_dataset["gc_id"] == curriculum.train_dataset()["gc_id"]
     assert (tmp_path / "r" / "state.json").is_file()
     assert sum(callback is curriculum.callback for callback in trainer.callback_handler.callbacks) == 1
@@ -140,6 +140,6 @@ def test_a_plug_in_strategy_draws_from_epoch_0_and_screen_cost_is_public(scores,
     assert curriculum.screen_spent.rollouts == 0  # not a screen strategy: zeros
     oracle = OracleStrategy(measure, target=0.5, rollouts=2)
     curriculum.use_strategy(oracle)
-    assert sorted(curriculum.driver.plan.gc_ids.tolist()) == [6, 7, 8, 9] and len(oracle.costs.epochs) == 1
+    assert sorted(curriculum.run.plan.gc_ids.tolist()) == [6, 7, 8, 9] and len(oracle.costs.epochs) == 1
     with pytest.raises(ConfigError, match="without run_dir="):
         GainCurriculum(scores, CONFIG, run_dir=tmp_path / "run").use_strategy(oracle)

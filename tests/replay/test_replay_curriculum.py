@@ -153,7 +153,7 @@ def test_fresh_prompts_are_delta_of_each_curriculum_batch_once_warm(straight):
 
 @pytest.mark.slow
 def test_curriculum_advances_on_fresh_rollouts_only(straight):
-    driver = straight.curriculum.driver
+    driver = straight.curriculum.run
     history = read_history(straight.run_dir)
     assert strip(straight.curriculum.history) == strip(history)
     mu = 0.0

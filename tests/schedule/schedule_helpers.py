@@ -20,7 +20,7 @@ from fake_scores import score_columns, write_scores_dir
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
-from gaincurate.schedule.strategies.base import PromptSet
+from gaincurate.schedule.strategies.plugin import PromptSet
 from gaincurate.schedule.strategies.screening import Screening
 
 SYSTEM_PROMPT = "Solve it."

@@ -15,9 +15,9 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.curriculum import CurriculumDriver
 from gaincurate.schedule.run.driver import advance, init_run, run_status
 from gaincurate.schedule.run.plot import text_chart, write_plot
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
 
 CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6, step_size=5, adj_max=12)
@@ -93,7 +93,7 @@ def test_same_seed_gives_byte_identical_epoch_files(tmp_path, scores_dir):
 def test_in_process_driver_writes_the_run_directory_schedule_next_writes(tmp_path, scores_dir):
     """One step function: the in-process driver and `schedule next`, fed the same rollouts, write the same files."""
     cli_run, in_process = tmp_path / "cli", tmp_path / "in-process"
-    driver = CurriculumDriver(scores_dir, CONFIG, run_dir=in_process)
+    driver = Run(scores_dir, CONFIG, run_dir=in_process)
     init_run(cli_run, scores_dir, CONFIG)
     step = advance(cli_run)
     for epoch in range(3):

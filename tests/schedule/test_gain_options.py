@@ -23,9 +23,9 @@ from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance
-from gaincurate.schedule.strategies.base import PromptSet
 from gaincurate.schedule.strategies.gain import RANKING_STREAM, GainOptions, GainStrategy, resolve_sizes
 from gaincurate.schedule.strategies.gain_direction import average_ranks, spearman
+from gaincurate.schedule.strategies.plugin import PromptSet
 
 SMALL = {"seed": 3, "subset_size": 8, "sigma": 6, "step_size": 5, "adj_max": 12}
 NEW_FIELDS = ("ranking", "mu_control", "sweep_rate", "direction")

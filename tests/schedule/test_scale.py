@@ -36,8 +36,8 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.state import LISTED_PROMPTS, ScheduleState
 from gaincurate.schedule.strategies import probe
-from gaincurate.schedule.strategies.base import PromptSet
 from gaincurate.schedule.strategies.dots import DotsStrategy
+from gaincurate.schedule.strategies.plugin import PromptSet
 
 
 def prepared_directly(raw: np.ndarray) -> np.ndarray:

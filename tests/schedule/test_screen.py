@@ -16,8 +16,8 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
-from gaincurate.schedule.strategies.base import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
+from gaincurate.schedule.strategies.plugin import RankingContext
 
 SEEDS = (0, 1, 2)
 

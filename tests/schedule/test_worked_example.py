@@ -1,10 +1,10 @@
 """The worked example of docs/strategies.md ("Adding a strategy"), taken from the page and run as a user would.
 
-The page's Python block is written out as a module of its own, registered by its one registry line, and driven through
-the real console script: `schedule init --prompts` (it reads no score), `schedule next` for epoch 0, `schedule next
---feedback` with the trainer's rollouts of it, and `schedule status`. Its memory keeps the measured pass rates, and
-the next epoch leaves out the prompts its rollouts found all right or all wrong.
-"""
+The page's Python block is written out as a package of its own, registered by its entry point as a third party's
+would be (installed metadata on the path), and driven through the real console script: `schedule init --prompts`
+(it reads no score), `schedule next` for epoch 0, `schedule next --feedback` with the trainer's rollouts of it, and
+`schedule status`. Its memory keeps the measured pass rates, and the next epoch leaves out the prompts its rollouts
+found all right or all wrong."""
 
 from __future__ import annotations
 
@@ -20,25 +20,24 @@ from helpers import PROBLEMS, write_jsonl
 
 from gaincurate.feedback import format_line
 
-RUNNER = """\
-import sys
-sys.path.insert(0, sys.argv.pop(1))
-from lastrate import LastRateStrategy
-from gaincurate.schedule.strategies.registry import STRATEGIES
-STRATEGIES[LastRateStrategy.name] = LastRateStrategy  # the strategy's registry line, made at run time
-from gaincurate.cli import main
-main()
-"""
+# The package the worked example would be: its module, and the entry point its pyproject.toml would declare,
+# `[project.entry-points."gaincurate.strategies"] lastrate = "lastrate:LastRateStrategy"`, as installed metadata.
+ENTRY_POINTS = "[gaincurate.strategies]\nlastrate = lastrate:LastRateStrategy\n"
 
 
 def test_the_worked_example_is_one_module_and_runs_through_init_next_and_status(tmp_path):
-    (tmp_path / "lastrate.py").write_text(block("docs/strategies.md", "class LastRateStrategy").text)
-    (tmp_path / "runner.py").write_text(RUNNER)
+    package = tmp_path / "package"
+    (package / "lastrate-0.1.dist-info").mkdir(parents=True)
+    (package / "lastrate-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lastrate\nVersion: 0.1\n"
+    )
+    (package / "lastrate-0.1.dist-info" / "entry_points.txt").write_text(ENTRY_POINTS)
+    (package / "lastrate.py").write_text(block("docs/strategies.md", "class LastRateStrategy").text)
     prompts = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONPATH": str(package)}
 
     def gaincurate(*args: object) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(tmp_path / "runner.py"), str(tmp_path), *map(str, args)]
+        command = [str(Path(sys.executable).parent / "gaincurate"), *map(str, args)]
         done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-600:]
         return done

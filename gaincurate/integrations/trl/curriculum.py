@@ -23,7 +23,7 @@ How it works (trl 1.x, transformers 5.x):
   `resume_from_checkpoint` continues it exactly. The live model at `on_epoch_end` holds the same weights the
   checkpoint saves.
 
-`GainCurriculum` itself is the front end a script holds over the run (`driver`, a `gaincurate.schedule.run.run.Run`:
+`GainCurriculum` itself is the front end a script holds over the run (`run`, a `gaincurate.schedule.run.run.Run`:
 the schedule, the run directory, the epoch's rows and the reward recorder), and the trainer it is attached to.
 
 Out of process, one epoch per command: `epoch_dataset`, `resume_checkpoint` and `record_rewards` (from
@@ -54,7 +54,7 @@ from gaincurate.integrations.trl.trainer import (
 )
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
-from gaincurate.schedule.strategies.base import Strategy
+from gaincurate.schedule.strategies.plugin import Strategy
 from gaincurate.schedule.strategies.screening import Screener, Spent
 
 __all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
@@ -90,13 +90,13 @@ class GainCurriculum:
         # Only the main process writes the run directory; the others follow its state. A new run directory (or
         # an untrained one started again with another config) is written only once a trainer's set-up was
         # accepted (`bind`): until then the curriculum lives in memory.
-        self.driver = Run(scores_dir, config, run_dir=run_dir, write=_is_main_process(), start_later=True)
+        self.run = Run(scores_dir, config, run_dir=run_dir, write=_is_main_process(), start_later=True)
         if args is not None:
-            logger.info("gaincurate: %s", self.driver.subset_choice())
-        if screener is not None and not self.driver.screens:
+            logger.info("gaincurate: %s", self.run.subset_choice())
+        if screener is not None and not self.run.screens:
             raise ConfigError(
                 f"screener= measures candidates for strategy='screen' or 'pilot'; this curriculum's strategy is "
-                f"{self.driver.config.strategy!r}: drop screener= or use ScheduleConfig(strategy='screen')"
+                f"{self.run.config.strategy!r}: drop screener= or use ScheduleConfig(strategy='screen')"
             )
         self.shuffle = shuffle
         self.screener = screener
@@ -105,34 +105,34 @@ class GainCurriculum:
 
     @property
     def config(self) -> ScheduleConfig:
-        return self.driver.config
+        return self.run.config
 
     @property
     def history(self) -> list[dict[str, Any]]:
         """One record per epoch this curriculum finished: subset, accuracy, ang, delta, mu, ..."""
-        return self.driver.history
+        return self.run.history
 
     @property
     def strategy(self) -> Strategy:
         """The strategy drawing the epochs; its `about.columns` and `about.update_words` say what its history
         numbers mean."""
-        return self.driver.scheduler.strategy
+        return self.run.scheduler.strategy
 
     @property
     def screen_spent(self) -> Spent:
         """What screening has cost so far (`Spent`: rollouts, tokens, seconds), a snapshot; zeros unless screen."""
-        return self.driver.screen_spent
+        return self.run.screen_spent
 
     def use_strategy(self, strategy: Strategy) -> None:
         """Draw the epochs with `strategy` (an object with the scheduler's strategy hooks: `rank`, `select`, ...)
         instead of the one `config.strategy` names; epoch 0 is drawn again by it. Only before training, and
         without `run_dir` (state.json names the config's strategy). The bench's `oracle` arm plugs in this way."""
-        if self.trainer is not None or self.driver.run_dir is not None:
+        if self.trainer is not None or self.run.run_dir is not None:
             raise ConfigError(
                 "use_strategy() replaces the strategy before anything is trained or written: call it before "
                 "building the trainer, on a GainCurriculum without run_dir="
             )
-        self.driver.use_strategy(strategy)
+        self.run.use_strategy(strategy)
 
     def train_dataset(self):
         """Every scored prompt as a `datasets.Dataset` for TRL, in gc_id order.
@@ -142,7 +142,7 @@ class GainCurriculum:
         """
         import datasets
 
-        return datasets.Dataset(self.driver.prompt_table("trl").replace_schema_metadata(None))
+        return datasets.Dataset(self.run.prompt_table("trl").replace_schema_metadata(None))
 
     def wrap_rewards(self, reward_funcs: Any, *, feedback: int = 0) -> list[Any]:
         """The reward functions, with `reward_funcs[feedback]` also recording each rollout as feedback.
@@ -158,14 +158,14 @@ class GainCurriculum:
                 "the feedback reward must be a Python function (a reward model cannot be recorded); "
                 "pass feedback=INDEX of your correctness function"
             )
-        sink = self.driver.recorder()  # the run's own `record`: in process, no feedback file
+        sink = self.run.recorder()  # the run's own `record`: in process, no feedback file
         funcs[feedback] = record_rewards(funcs[feedback], sink=sink, when=self._recording, check=self._check_call)
         return funcs
 
     def records_feedback(self, reward_funcs: Any) -> bool:
         """Whether one of `reward_funcs` records its rewards for this curriculum (`wrap_rewards`)."""
         funcs = reward_funcs if isinstance(reward_funcs, list | tuple) else [reward_funcs]
-        return any(getattr(f, "sink", None) == self.driver.recorder() for f in funcs)
+        return any(getattr(f, "sink", None) == self.run.recorder() for f in funcs)
 
     def attach(self, trainer: GRPOTrainer) -> GRPOTrainer:
         """Make a GRPOTrainer built elsewhere train on this curriculum; returns it (a thin convenience).
@@ -194,7 +194,7 @@ class GainCurriculum:
         args = trainer.args
         return CurriculumSampler(
             self,
-            self.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET),
+            self.run.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET),
             mini_repeat_count=trainer.num_generations,
             batch_size=args.generation_batch_size // trainer.num_generations,
             repeat_count=trainer.num_iterations * args.steps_per_generation,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError
-from gaincurate.schedule.run.rewards import feedback_file
+from gaincurate.schedule.run.recorder import feedback_file
 
 # The column a trainer that reuses pilot completions (`lab.strategies.pilot_reuse`) adds to a batch: True for a row it
 # did not generate but took from the pilot, whose reward the pilot already recorded. Such rows are not recorded again.

@@ -47,15 +47,15 @@ class CurriculumSampler(Sampler[int]):
 
     def current_rows(self) -> list[int]:
         """The current epoch's dataset rows, in training order (rank order, or seeded shuffle)."""
-        driver = self.curriculum.driver
-        plan = driver.plan
+        run = self.curriculum.run
+        plan = run.plan
         if self.trainer_epoch is not None and self.trainer_epoch != plan.epoch:
             raise ConfigError(
                 f"the trainer is at epoch {self.trainer_epoch} but the curriculum at epoch {plan.epoch}; resume the "
                 "trainer from a checkpoint this curriculum wrote (its trainer_state.json carries it), or start "
                 "from a new run_dir"
             )
-        return driver.rows(self.row_of, shuffle=self.curriculum.shuffle)
+        return run.rows(self.row_of, shuffle=self.curriculum.shuffle)
 
     def __iter__(self) -> Iterator[int]:
         from trl.trainer.utils import RepeatSampler
@@ -71,7 +71,7 @@ class CurriculumSampler(Sampler[int]):
         return (rows[index] for index in structure)
 
     def __len__(self) -> int:
-        subset = self.curriculum.driver.subset_size
+        subset = self.curriculum.run.subset_size
         return (subset // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 

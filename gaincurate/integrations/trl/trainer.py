@@ -26,7 +26,6 @@ Put the mixin first in the bases of your own subclass, e.g. with rollout replay:
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import math
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
+from gaincurate import plugins
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 from gaincurate.schedule.figures import logged_figures
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 # GRPOTrainer's leading parameters, in its order: positional arguments are read under these names.
 _POSITIONAL = ("model", "reward_funcs", "args", "train_dataset")
-
-PILOT_REUSE = "gaincurate.lab.strategies.pilot_reuse"  # pilot's completions in their trained groups (by name)
 
 NOT_ATTACHED = (
     "the curriculum is not attached to this trainer, so it would train on every prompt; build the trainer as "
@@ -58,7 +56,7 @@ class CurriculumMixin:
     """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
 
     When the curriculum's strategy pilots and keeps its completions (`pilot`), the trainer's class also gains
-    `PilotReuseMixin` (gaincurate/lab/strategies/pilot_reuse.py): a committed prompt's group takes its pilot
+    `PilotReuseMixin` (the lab's `pilot_reuse`, registered for pilot): a committed prompt's group takes its pilot
     completions and n - k fresh ones.
 
     Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
@@ -113,15 +111,16 @@ def bind(curriculum: Any, trainer: Any) -> None:
     """Check the trainer's set-up (`check_setup`), then make `curriculum` its own; nothing is written before every
     check passed (`CurriculumMixin` calls this once the trainer is built, `GainCurriculum.attach` first)."""
     check_setup(curriculum, trainer)
-    driver = curriculum.driver
-    driver.start_run_dir()  # every check passed: only now is a new run directory written
+    run = curriculum.run
+    run.start_run_dir()  # every check passed: only now is a new run directory written
     if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
         trainer.add_callback(curriculum.callback)
     curriculum.trainer = trainer
-    if driver.screens and driver.scheduler.strategy.about.reuses_pilots:  # pilot's, kept in the lab with it
-        driver.use_screener(importlib.import_module(PILOT_REUSE).reusing_screener(curriculum, trainer))
-    elif driver.screens:
-        driver.use_screener(curriculum.screener or driver.live_screener(trainer.model, tokenizer_of(trainer)))
+    strategy = run.scheduler.strategy
+    if run.screens and strategy.about.reuses_pilots:  # pilot's: its screener is registered with it (the lab's)
+        run.use_screener(plugins.load(plugins.TRL_SCREENERS, strategy.name)(curriculum, trainer))
+    elif run.screens:
+        run.use_screener(curriculum.screener or run.live_screener(trainer.model, tokenizer_of(trainer)))
 
 
 class GainCurriculumCallback(TrainerCallback, ExportableState):
@@ -151,69 +150,69 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             self._curriculum = curriculum
 
     def state(self) -> dict[str, Any]:
-        return {"args": {}, "attributes": {self.STATE_KEY: self.curriculum.driver.state_dict()}}
+        return {"args": {}, "attributes": {self.STATE_KEY: self.curriculum.run.state_dict()}}
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Restore the curriculum a resumed trainer's checkpoint carries, draw epoch 0 if it waits for the policy,
         and finish an epoch the checkpoint left open."""
         curriculum = self.curriculum
-        trainer, driver = curriculum.trainer, curriculum.driver
+        trainer, run = curriculum.trainer, curriculum.run
         if trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
             raise ConfigError(NOT_ATTACHED)
         if state.global_step > 0:
             self._restore(state)
-        if driver.epoch < 0:
-            _on_main_then_shared(trainer, driver, lambda: driver.plan)  # screen: draws it with the live model
+        if run.epoch < 0:
+            _on_main_then_shared(trainer, run, lambda: run.plan)  # screen: draws it with the live model
         # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
         trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        if driver.epoch == trainer_epoch - 1 and driver.records:
+        if run.epoch == trainer_epoch - 1 and run.records:
             self._step()
-        driver.mark_finished(False)
+        run.mark_finished(False)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self._step()
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.curriculum.driver.mark_finished(True)
+        self.curriculum.run.mark_finished(True)
 
     def _restore(self, state: Any) -> None:
         """Load the curriculum state a resumed checkpoint's trainer_state.json carries (a warning when none)."""
-        driver = self.curriculum.driver
+        run = self.curriculum.run
         stored = (state.stateful_callbacks or {}).get(type(self).__name__)
         if isinstance(stored, list):
             stored = stored[0]
         saved = (stored or {}).get("attributes", {}).get(self.STATE_KEY)
         if saved is None:
-            where = f"epoch {driver.epoch}" if driver.run_dir is None else f"{driver.run_dir} (epoch {driver.epoch})"
+            where = f"epoch {run.epoch}" if run.run_dir is None else f"{run.run_dir} (epoch {run.epoch})"
             logger.warning("the checkpoint carries no gaincurate curriculum; continuing from %s", where)
             return
-        driver.load_state_dict(saved)
+        run.load_state_dict(saved)
         accelerator = getattr(self.curriculum.trainer, "accelerator", None)
         if accelerator is not None and not accelerator.is_main_process:
             # The checkpoint holds the main process's rollouts only; at the epoch's end every process's
             # are gathered, so the others must not bring a second copy of them.
-            driver.replace_records([])
+            run.replace_records([])
 
     def _step(self) -> dict[str, Any] | None:
         """Step the run with the epoch's rollouts (from every process) and the live model's scores; log it."""
         curriculum = self.curriculum
-        trainer, driver = curriculum.trainer, curriculum.driver
+        trainer, run = curriculum.trainer, curriculum.run
         if trainer is None:
             raise ConfigError(NOT_ATTACHED)
         accelerator = trainer.accelerator
         if accelerator.num_processes > 1:
             from accelerate.utils import gather_object
 
-            driver.replace_records(gather_object(driver.state_dict()["records"]))
+            run.replace_records(gather_object(run.state_dict()["records"]))
 
         def step() -> dict[str, Any] | None:
-            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer)))
+            return run.step(rescored=run.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer)))
 
-        record = _on_main_then_shared(trainer, driver, step)
+        record = _on_main_then_shared(trainer, run, step)
         if record is not None:
             logged = {"curriculum/accuracy": record["accuracy"]}
             # The numbers the strategy declares for its log (gain: ang, delta, mu), under the names it gives them.
-            logged |= logged_figures(driver.scheduler.strategy.about.columns, record)
+            logged |= logged_figures(run.scheduler.strategy.about.columns, record)
             # The savings readout and the strategy's own figures, as every path names them (docs/readout.md).
             logged |= logged_readout(record.get("readout") or {})
             logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")
@@ -221,7 +220,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         return record
 
 
-def _on_main_then_shared(trainer: Any, driver: Any, work: Callable[[], Any]) -> Any:
+def _on_main_then_shared(trainer: Any, run: Any, work: Callable[[], Any]) -> Any:
     """`work()` on the main process only, then the run's state it left shared with the other processes."""
     accelerator = getattr(trainer, "accelerator", None)
     if accelerator is None or accelerator.num_processes == 1:
@@ -229,9 +228,9 @@ def _on_main_then_shared(trainer: Any, driver: Any, work: Callable[[], Any]) -> 
     from accelerate.utils import broadcast_object_list
 
     result = work() if accelerator.is_main_process else None
-    shared = broadcast_object_list([driver.state_dict() if accelerator.is_main_process else None])
+    shared = broadcast_object_list([run.state_dict() if accelerator.is_main_process else None])
     if not accelerator.is_main_process:
-        driver.load_state_dict(shared[0])
+        run.load_state_dict(shared[0])
     return result
 
 
@@ -262,7 +261,7 @@ def check_setup(curriculum: Any, trainer: Any) -> None:
             "pass reward_funcs=curriculum.wrap_rewards([...]) to GRPOTrainer"
         )
     prompts_per_batch = args.generation_batch_size // trainer.num_generations
-    subset = curriculum.driver.subset_size
+    subset = curriculum.run.subset_size
     if subset % prompts_per_batch:
         low = subset - subset % prompts_per_batch
         raise ConfigError(
@@ -271,5 +270,5 @@ def check_setup(curriculum: Any, trainer: Any) -> None:
             f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
             f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
         )
-    row_of = curriculum.driver.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
-    check_same_prompts(dataset, curriculum.driver.scores, row_of)
+    row_of = curriculum.run.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
+    check_same_prompts(dataset, curriculum.run.scores, row_of)

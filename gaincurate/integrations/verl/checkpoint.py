@@ -31,8 +31,8 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.config import config_value
 from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
-from gaincurate.schedule.run.rewards import FEEDBACK_ENV
-from gaincurate.schedule.strategies.base import update_words
+from gaincurate.schedule.run.recorder import FEEDBACK_ENV
+from gaincurate.schedule.strategies.plugin import update_words
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def refuse_megatron(step_dir: str | Path) -> None:
         )
 
 
-def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]:
+def step_at_epoch_end(run: Any, checkpoint_dir: str | None) -> dict[str, Any]:
     """End an in-process curriculum's epoch in verl's driver process; returns the step's history record.
 
     When the schedule re-scores this epoch, the fresh scores come from the newest complete checkpoint in
@@ -68,29 +68,29 @@ def step_at_epoch_end(driver: Any, checkpoint_dir: str | None) -> dict[str, Any]
     from gaincurate.schedule.run.checkpoints import find_checkpoint
 
     rescored, checkpoint = None, None
-    if driver.scheduler.rescore_ids() is not None and checkpoint_dir:
+    if run.scheduler.rescore_ids() is not None and checkpoint_dir:
         found = find_checkpoint(Path(checkpoint_dir))
         if found is not None:
             refuse_megatron(found.path)
         if found is not None and found.model_path is not None:
             checkpoint = str(found.path)
-            rescored = driver.rescore(checkpoint=found.model_path)
+            rescored = run.rescore(checkpoint=found.model_path)
         else:
             logger.warning(
                 "no checkpoint with full weights in %s; epoch %d's angle comes from the stored scores "
                 "(save actor.checkpoint.save_contents with hf_model)",
                 checkpoint_dir,
-                driver.epoch,
+                run.epoch,
             )
-    record = driver.step(rescored=rescored, checkpoint=checkpoint)
-    moved = update_words(driver.scheduler.strategy, record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
+    record = run.step(rescored=rescored, checkpoint=checkpoint)
+    moved = update_words(run.scheduler.strategy, record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
     zero = (record.get("readout") or {}).get("zero_variance")
     moved += "" if zero is None else f", zero-variance groups {zero:.0%}"  # the savings readout (docs/readout.md)
     logger.info("gaincurate: epoch %d accuracy %.3f%s", record["epoch"], record["accuracy"], moved)
     return record
 
 
-def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir: str) -> Any:
+def newest_checkpoint_screener(run: Any, run_dir: str | Path, checkpoint_dir: str) -> Any:
     """screen's measurement in verl's driver: epoch 0 with the scored model, later the newest checkpoint.
 
     verl's live policy sits in its Ray workers, out of the driver's reach; a later epoch without a checkpoint
@@ -109,12 +109,12 @@ def newest_checkpoint_screener(driver: Any, run_dir: str | Path, checkpoint_dir:
             if found is None or found.model_path is None:
                 why = "there is none" if found is None else no_model_reason(found)
                 raise ConfigError(
-                    f"--strategy {driver.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
+                    f"--strategy {run.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
                     f"to measure epoch {epoch}'s candidates, but {why}; save actor.checkpoint.save_contents with "
                     "hf_model every epoch"
                 )
             model_path = found.model_path
-        screener = checkpoint_screener(Path(run_dir), driver.scores_dir, seed=driver.config.seed, model_path=model_path)
+        screener = checkpoint_screener(Path(run_dir), run.scores_dir, seed=run.config.seed, model_path=model_path)
         return screener(gc_ids, epoch, rollouts)
 
     return screen
@@ -170,13 +170,10 @@ class StepScheduleOnSave(_callback_base()):
         if steps_per_epoch and global_step % steps_per_epoch:
             return  # a save inside the epoch: the schedule steps at the epoch's end only
         from gaincurate.schedule.run.run import Run
-        from gaincurate.schedule.strategies.gain import LengthOptions
 
-        # Only gain's and length's re-scoring loads the checkpoint here: else no need to wait for it, or check it.
-        run = Run.open(self.run_dir)  # read once: its config here, its step below
-        options = run.config.options
-        rescores = isinstance(options, LengthOptions) and options.rescore != "none"
-        checkpoint = Path(checkpoint_dir) if rescores else None
+        # Only a step that measures prompts with the newest model loads the checkpoint: else no need to wait for it.
+        run = Run.open(self.run_dir)  # read once: what its strategy asks here, its step below
+        checkpoint = Path(checkpoint_dir) if run.reads_newest_model else None
         if (
             checkpoint is not None
             and async_save

@@ -134,7 +134,7 @@ class GainReplayBuffer(_replay_buffer_base()):
                 "groups are scored, so the curriculum could not step on them; set trainer.v1.trainer_mode=sync"
             )
         super().__init__(trainer_mode, *args, sampler_kwargs=sampler_kwargs, **kwargs)
-        self.curriculum: Run | None = None  # set by GainCurriculumDataset
+        self.run: Run | None = None  # set by GainCurriculumDataset
         self.reported = 0  # epochs of the curriculum's history whose readout verl's logger has had
         _buffers().append(self)
 
@@ -143,15 +143,15 @@ class GainReplayBuffer(_replay_buffer_base()):
         if partition_id == "train":
             self.record(batch)
             # verl's trainer logs these metrics with the step's own: the readout of an epoch that just ended goes too.
-            history = self.curriculum.history if self.curriculum is not None else []
-            columns = self.curriculum.scheduler.strategy.about.columns if self.curriculum is not None else ()
+            history = self.run.history if self.run is not None else []
+            columns = self.run.scheduler.strategy.about.columns if self.run is not None else ()
             readout, self.reported = unreported_readout(history, self.reported, columns)
             metrics = {**metrics, **readout}
         return batch, metrics
 
     def record(self, batch: Any) -> int:
         """Record one reward per trajectory of `batch` (a KVBatchMeta) under its gc_id; returns how many."""
-        if self.curriculum is None:
+        if self.run is None:
             raise ConfigError(f"GainReplayBuffer records rewards for GainCurriculumDataset; set {DATASET_HOOK}")
         if not batch.keys:
             return 0
@@ -168,7 +168,7 @@ class GainReplayBuffer(_replay_buffer_base()):
                 f"+{SAMPLER_KWARGS}.index_key/reward_key to the trajectories' fields"
             )
         gc_ids, rewards = group_rewards(data, self.settings.index_key, self.settings.reward_key)
-        return self.curriculum.record(gc_ids, rewards)
+        return self.run.record(gc_ids, rewards)
 
 
 class GainCurriculumDataset(_dataset_base()):
@@ -179,7 +179,7 @@ class GainCurriculumDataset(_dataset_base()):
 
     def __init__(self, data_files: Any, tokenizer: Any, config: Any, processor: Any = None, **kwargs: Any) -> None:
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, **kwargs)
-        self.curriculum: Run | None = None
+        self.run: Run | None = None
         if _paths(data_files) != _paths(config_value(config, "train_files")):
             return
         buffer = _claim_buffer()
@@ -196,33 +196,33 @@ class GainCurriculumDataset(_dataset_base()):
                 "curriculum cannot step; set data.dataloader_num_workers=0"
             )
         self.settings = buffer.settings
-        driver, self.row_of = open_run(self, self.settings, config, keys=SAMPLER_KWARGS)
+        run, self.row_of = open_run(self, self.settings, config, keys=SAMPLER_KWARGS)
         gen_batch = config_value(config, "gen_batch_size")
-        if gen_batch and driver.subset_size % int(gen_batch):
+        if gen_batch and run.subset_size % int(gen_batch):
             raise ConfigError(
-                f"subset_size {driver.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "
+                f"subset_size {run.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "
                 "drop data.gen_batch_size or re-init the run with a multiple of it"
             )
-        if driver.screens:
+        if run.screens:
             logger.warning(
                 "gaincurate: screen cannot screen with verl's live policy (it lives in the Ray workers); it screens "
                 "each epoch with the newest checkpoint's Hugging Face weights in %s",
                 self.settings.checkpoint_dir,
             )
-        buffer.curriculum = self.curriculum = driver
+        buffer.run = self.run = run
         self._served = 0  # rows of the current epoch handed out
         self._rows: tuple[int, list[int]] | None = None  # (epoch, its dataset rows), cached
 
     def __len__(self) -> int:
-        if self.curriculum is None:
+        if self.run is None:
             return super().__len__()
-        return self.curriculum.subset_size
+        return self.run.subset_size
 
     def __getitem__(self, item: int) -> dict:
-        if self.curriculum is None:
+        if self.run is None:
             return super().__getitem__(item)
         if self._served >= len(self):  # the first row of the next pass: the epoch is trained and recorded
-            step_at_epoch_end(self.curriculum, self.settings.checkpoint_dir)
+            step_at_epoch_end(self.run, self.settings.checkpoint_dir)
             self._served = 0
         row = self.current_rows()[int(item)]
         self._served += 1
@@ -230,25 +230,25 @@ class GainCurriculumDataset(_dataset_base()):
 
     def current_rows(self) -> list[int]:
         """The current epoch's dataset rows, in rank order (kept for the epoch: verl asks for one row at a time)."""
-        plan = self.curriculum.plan
+        plan = self.run.plan
         if self._rows is None or self._rows[0] != plan.epoch:
-            self._rows = (plan.epoch, self.curriculum.rows(self.row_of))
+            self._rows = (plan.epoch, self.run.rows(self.row_of))
         return self._rows[1]
 
     def state_dict(self) -> dict[str, Any]:
-        if self.curriculum is None:
+        if self.run is None:
             return {}
         return {
             "version": STATE_VERSION,
-            "run": _run_identity(self.curriculum),
-            "epoch": self.curriculum.epoch,
+            "run": _run_identity(self.run),
+            "epoch": self.run.epoch,
             "served": self._served,
-            "curriculum": self.curriculum.state_dict(),
+            "curriculum": self.run.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from verl's data.pt: the checkpoint's epoch, row and rewards, as its weights were trained."""
-        if self.curriculum is None or not state:
+        if self.run is None or not state:
             return
         if state.get("version") != STATE_VERSION:
             raise ConfigError(
@@ -256,7 +256,7 @@ class GainCurriculumDataset(_dataset_base()):
                 "with the gaincurate that saved it, or start afresh with trainer.resume_mode=disable"
             )
         where = Path(self.settings.run_dir) / "state.json"
-        saved, ours = state["run"], _run_identity(self.curriculum)
+        saved, ours = state["run"], _run_identity(self.run)
         if saved != ours:
             key = next(key for key in sorted(ours) if saved.get(key) != ours[key])
             raise ConfigError(
@@ -264,12 +264,12 @@ class GainCurriculumDataset(_dataset_base()):
                 f"{key}={ours[key]!r}; point +{SAMPLER_KWARGS}.run_dir at that checkpoint's run, or set "
                 "trainer.resume_mode=disable"
             )
-        epoch, served, current = int(state["epoch"]), int(state["served"]), self.curriculum.epoch
+        epoch, served, current = int(state["epoch"]), int(state["served"]), self.run.epoch
         if epoch == current - 1 and served >= len(self):
             # An epoch-end checkpoint whose epoch the schedule already stepped on exactly these rewards (the step
             # comes at the next fetch, before any later save): start the drawn epoch, without stepping twice.
             self._served = 0
-            self.curriculum.replace_records([])
+            self.run.replace_records([])
             return
         if epoch != current:
             logger.warning(
@@ -277,18 +277,18 @@ class GainCurriculumDataset(_dataset_base()):
                 "goes back to the checkpoint, whose weights these are (history from epoch %d on is rewritten)",
                 where, current, served, epoch, epoch,
             )  # fmt: skip
-        self.curriculum.load_state_dict(state["curriculum"])
+        self.run.load_state_dict(state["curriculum"])
         self._served = served
         self._rows = None
 
 
-def _run_identity(driver: Run) -> dict[str, Any]:
+def _run_identity(run: Run) -> dict[str, Any]:
     """What a checkpoint's curriculum must share with the run directory it resumes into."""
     return {
-        "strategy": driver.config.strategy,
-        "seed": int(driver.config.seed),
-        "n_prompts": int(driver.scheduler.n_prompts),
-        "subset_size": int(driver.subset_size),
+        "strategy": run.config.strategy,
+        "seed": int(run.config.seed),
+        "n_prompts": int(run.scheduler.n_prompts),
+        "subset_size": int(run.subset_size),
     }
 
 

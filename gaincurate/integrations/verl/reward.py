@@ -33,8 +33,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gaincurate.schedule.run.rewards import FEEDBACK_ENV
-from gaincurate.schedule.run.rewards import feedback_file as recording_file
+from gaincurate.schedule.run.recorder import FEEDBACK_ENV
+from gaincurate.schedule.run.recorder import feedback_file as recording_file
 
 logger = logging.getLogger(__name__)
 

@@ -112,12 +112,12 @@ class GainCurriculumSampler(_curriculum_base()):
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
         self.settings = SamplerSettings.from_data_config(data_config)
-        self.driver, self.row_of = open_run(data_source, self.settings, data_config, keys="data.gaincurate")
+        self.run, self.row_of = open_run(data_source, self.settings, data_config, keys="data.gaincurate")
         self._yielded = 0  # rows of the current epoch handed out so far
         self._resume_at: int | None = None  # set by load_state_dict: rows to skip on the next iteration
 
     def __len__(self) -> int:
-        return self.driver.subset_size
+        return self.run.subset_size
 
     def __iter__(self) -> Iterator[int]:
         # A generator: nothing happens until the first row is asked for, so the throwaway iterators that
@@ -129,7 +129,7 @@ class GainCurriculumSampler(_curriculum_base()):
         if self._yielded >= len(self):
             self._end_epoch()
             self._yielded = 0
-        rows = self.driver.rows(self.row_of, shuffle=self.settings.shuffle)
+        rows = self.run.rows(self.row_of, shuffle=self.settings.shuffle)
         while self._yielded < len(rows):
             row = rows[self._yielded]
             self._yielded += 1
@@ -138,22 +138,22 @@ class GainCurriculumSampler(_curriculum_base()):
     def update(self, batch: Any) -> None:
         """Record the step's rollouts: one reward per row, under the row's gc_id."""
         gc_ids, rewards = batch_rollouts(batch, self.settings.index_key, self.settings.reward_key)
-        self.driver.record(gc_ids, rewards)
+        self.run.record(gc_ids, rewards)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"curriculum": self.driver.state_dict(), "yielded": self._yielded}
+        return {"curriculum": self.run.state_dict(), "yielded": self._yielded}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.driver.load_state_dict(state["curriculum"])
+        self.run.load_state_dict(state["curriculum"])
         self._resume_at = int(state["yielded"])
 
     def _end_epoch(self) -> None:
-        step_at_epoch_end(self.driver, self.settings.checkpoint_dir)
+        step_at_epoch_end(self.run, self.settings.checkpoint_dir)
 
 
-def check_rows(driver: Run, row_of: Mapping[int, int], data_config: Any) -> None:
+def check_rows(run: Run, row_of: Mapping[int, int], data_config: Any) -> None:
     """Refuse, in one line, training rows the schedule cannot draw from, or a subset verl would cut short."""
-    missing = [int(g) for g in driver.scores.prompts.gc_ids if int(g) not in row_of]
+    missing = [int(g) for g in run.scores.prompts.gc_ids if int(g) not in row_of]
     if missing and config_value(data_config, "filter_overlong_prompts"):
         raise ConfigError(
             f"data.filter_overlong_prompts dropped {len(missing)} scored prompt(s) (gc_id {missing[0]}, ...) "
@@ -166,7 +166,7 @@ def check_rows(driver: Run, row_of: Mapping[int, int], data_config: Any) -> None
             "`gaincurate verl export --scores SCORES --out FILE.parquet`"
         )
     batch = config_value(data_config, "train_batch_size")
-    subset = driver.subset_size
+    subset = run.subset_size
     if batch and subset % int(batch):
         raise ConfigError(
             f"subset_size {subset} is not a multiple of data.train_batch_size {batch}; verl would drop "

@@ -21,12 +21,12 @@ import numpy as np
 
 def measure(prompts: int, width: int, per_epoch: int = 4096, epochs: int = 3) -> dict[str, float]:
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies.probe import Measured, ProbeOptions, ProbeStrategy
+    from gaincurate.schedule.strategies.probe import Measured, ProbeStrategy
 
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(prompts, width)).astype(np.float16).astype(np.float32)
     started = time.process_time()
-    probe = ProbeStrategy(np.arange(prompts), embeddings, ProbeOptions(likelihood=True))
+    probe = ProbeStrategy(np.arange(prompts), embeddings, ProbeStrategy.about.options(likelihood=True))
     build = time.process_time() - started
     measured = Measured(None)
     for epoch in range(epochs):

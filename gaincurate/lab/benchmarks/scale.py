@@ -102,7 +102,7 @@ class Launcher:
 
 def skip_reason(name: str) -> str | None:
     """Why a strategy is not benched (None: it is): it needs a live policy to measure candidates with."""
-    from gaincurate.schedule.strategies.base import POLICY
+    from gaincurate.schedule.strategies.plugin import POLICY
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     if POLICY in STRATEGIES[name].about.needs:
@@ -183,7 +183,7 @@ def reference_agreement(name: str, scores: Path, run: Path, hidden: np.ndarray) 
         weights = [dots.selection_log_weights(p, target=strategy.target, tau=strategy.tau) for p in (bounded, full)]
         measured, limit, extra = len(rates), strategy.reference_limit, aim
     elif name == "predict":
-        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictOptions())
+        strategy = predict.PredictStrategy(prompts.gc_ids, prompts.embeddings, predict.PredictStrategy.about.options())
         evidence = predict.Evidence.from_memory(state.memory)
 
         def rate(limit: int) -> np.ndarray:

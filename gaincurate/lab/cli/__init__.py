@@ -1,7 +1,7 @@
 """The lab's commands on `gaincurate`: `bench ...`, `difficulty ...` and `signal check`.
 
-`gaincurate.cli` mounts them by module name, only when the command line is not a product command, so a run of
-`score`, `schedule`, `show`, ... never imports the lab.
+`register` is an entry point in the `gaincurate.commands` group (pyproject.toml): `gaincurate.cli` calls it only
+when the command line is not a product command, so a run of `score`, `schedule`, `show`, ... never imports the lab.
 """
 
 from __future__ import annotations

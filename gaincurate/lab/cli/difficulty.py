@@ -234,16 +234,16 @@ def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:
 def _online(run_dir: Path) -> dict[str, Any]:
     """`online_evaluation` of a run directory, with the run's own tau_attn, decay and calibrator."""
     from gaincurate.lab.difficulty.online import online_evaluation
-    from gaincurate.schedule.run.reference import measurements
+    from gaincurate.schedule.run.reference_sets import measurements
     from gaincurate.schedule.run.rundir import load_run
 
     run = load_run(run_dir)
     found = measurements(run_dir, run)
-    from gaincurate.schedule.strategies.dots import DotsOptions
+    from gaincurate.schedule.strategies.dots import DotsStrategy
 
     config = run.config
     # A dots run predicts with its own settings; another strategy's run is read with dots' defaults.
-    dots = config.options if isinstance(config.options, DotsOptions) else DotsOptions()
+    dots = config.options if config.strategy == DotsStrategy.name else DotsStrategy.about.options()
     report = online_evaluation(
         Path(run.scores_dir), found.feedback, references=found.references, tau_attn=dots.tau_attn,
         decay=dots.forget, reward_max=config.reward_max, reward_min=config.reward_min,

@@ -1,6 +1,7 @@
 """Strategies kept for comparison: measured by the bench, none of them the product's choice.
 
-Each is registered by name in `gaincurate.schedule.strategies.registry` and loaded only when a run names it (or
+Each is registered by an entry point in the `gaincurate.strategies` group (pyproject.toml), which
+`gaincurate.schedule.strategies.registry` reads, and loaded only when a run names it (or
 `schedule init --help` and `schedule strategies` list every strategy), so a run of the product's strategies loads
 none of them. Their results are in docs/benchmarks.md and docs/strategies.md:
 

@@ -136,11 +136,11 @@ def reusing_screener(curriculum: Any, trainer: Any) -> Screener:
     then gains `PilotReuseMixin`); otherwise the plain live screener, with one warning saying why."""
     from gaincurate.integrations.trl.trainer import tokenizer_of
 
-    driver = curriculum.driver
-    store = reuse_pilots(trainer, driver.scheduler.strategy)  # None: the pilot's completions are not reused
+    run = curriculum.run
+    store = reuse_pilots(trainer, run.scheduler.strategy)  # None: the pilot's completions are not reused
     # When they are, the live pilot samples as the trainer does and keeps what it sampled.
     keep = None if store is None else pilot_sampling(trainer)
-    screener = curriculum.screener or driver.live_screener(trainer.model, tokenizer_of(trainer), keep=keep)
+    screener = curriculum.screener or run.live_screener(trainer.model, tokenizer_of(trainer), keep=keep)
     if store is None:
         return screener
     if not isinstance(trainer, PilotReuseMixin):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gaincurate.moved import moved_names
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures
 from gaincurate.schedule.readout import Thresholds, rewarned
@@ -18,8 +17,6 @@ from gaincurate.schedule.run.steps import StepResult, check_feedback, check_give
 from gaincurate.schedule.strategies.registry import how_it_draws, strategy_class, top_level
 
 __all__ = ["PER_PROMPT_KEYS", "StepResult", "advance", "check_feedback", "init_run", "open_scheduler", "run_status"]
-
-__getattr__ = moved_names(__name__, ("take_step", "arm_screener"), "gaincurate.schedule.run.steps")
 
 PER_PROMPT_KEYS = ("subset_ids", "positions")  # a history line's lists of the epoch's prompts: status counts them
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate.errors import InputError
-from gaincurate.schedule.strategies.base import PromptSet
+from gaincurate.schedule.strategies.plugin import PromptSet
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir, steps
 from gaincurate.schedule.run.inputs import load_scores
-from gaincurate.schedule.run.rewards import feedback_file
+from gaincurate.schedule.run.recorder import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
 from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import POLICY
+from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.screening import Screener, Spent
 
 logger = logging.getLogger(__name__)

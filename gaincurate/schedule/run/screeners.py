@@ -19,7 +19,7 @@ import numpy as np
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.rollout.config import RolloutConfig
-from gaincurate.schedule.run.reference import SEED_STREAM
+from gaincurate.schedule.run.reference_sets import SEED_STREAM
 from gaincurate.schedule.strategies.screening import PilotCompletions, Screener, Screening
 
 SCREEN_OFFSET = 500_009  # screening seeds sit apart from fresh reference sets' (seed * SEED_STREAM + epoch)

@@ -20,10 +20,10 @@ from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, find_checkpoint, 
 from gaincurate.schedule.run.epochs import check_format
 from gaincurate.schedule.run.fresh import measure, wants_fresh
 from gaincurate.schedule.run.inputs import ScoresInput, load_scores
-from gaincurate.schedule.run.reference import fresh_reference
+from gaincurate.schedule.run.reference_sets import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.run.step_context import StepContext
-from gaincurate.schedule.strategies.base import FRESH_SCORES, POLICY
+from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from gaincurate.errors import ConfigError
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule.strategies.base import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
+from gaincurate.schedule.strategies.plugin import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
 
 PROMPTS = "prompts"  # the scores-format folder inside the run directory
 UNSCORED = "unscored"  # every row's gc_status

@@ -6,7 +6,7 @@ the strategies that estimate a pass rate per prompt:
 * dots: its aged estimate p_q (measured, or its neighbours' prediction);
 * mopps: the posterior mean a_q / (a_q + b_q) (a never-measured prompt sits at the prior mean);
 * probe: its ridge prediction across prompts; variance (the lab's): its estimate per prompt;
-* screen applies the band to its own measurements (`gaincurate.lab.strategies.screen`), not through this filter.
+* screen applies the band to its own measurements (the lab's screen strategy), not through this filter.
 
 The base strategy orders every prompt (`choose` returns a `Priority`); the epoch is the first `subset_size`
 prompts of that order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
@@ -23,7 +23,7 @@ import numpy as np
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.options import is_number
-from gaincurate.schedule.strategies.base import RankingContext, Report, Strategy, StrategyInputs
+from gaincurate.schedule.strategies import plugin
 from gaincurate.schedule.strategies.filters import Filter
 
 
@@ -54,18 +54,18 @@ class BandFilter(Filter):
         return low, high
 
     @classmethod
-    def applies_to(cls, strategy: type[Strategy]) -> bool:
+    def applies_to(cls, strategy: type[plugin.Strategy]) -> bool:
         return strategy.about.own_band or (strategy.about.estimates and strategy.about.ordered)
 
     @classmethod
-    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
+    def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
         return (
             f"{setting('band')} filters by pass-rate estimates, which {strategy.name} has none of; use it with "
             f"{', '.join(usable)}"
         )
 
     @classmethod
-    def applied_by(cls, strategy: type[Strategy]) -> bool:
+    def applied_by(cls, strategy: type[plugin.Strategy]) -> bool:
         return strategy.about.own_band
 
     @classmethod
@@ -73,7 +73,7 @@ class BandFilter(Filter):
         return band_note(value)
 
     @classmethod
-    def over(cls, base: Strategy, value: tuple[float, float], inputs: StrategyInputs) -> BandFilter:
+    def over(cls, base: plugin.Strategy, value: tuple[float, float], inputs: plugin.StrategyInputs) -> BandFilter:
         if not (base.about.ordered and base.about.estimates):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
         return cls(value)
@@ -94,7 +94,7 @@ class BandFilter(Filter):
     def describe(
         self,
         info: dict[str, Any],
-        context: RankingContext,
+        context: plugin.RankingContext,
         positions: np.ndarray,
         estimates: np.ndarray | None,
         *,
@@ -108,6 +108,6 @@ class BandFilter(Filter):
             info["in_band"] = context.n_prompts if estimates is None else int(np.sum(self.inside(estimates)))
         return info
 
-    def aim(self, report: Report) -> Report:
+    def aim(self, report: plugin.Report) -> plugin.Report:
         """The base's report, aiming at the band."""
-        return Report(report.estimates, report.source, (self.low, self.high), report.figures)
+        return plugin.Report(report.estimates, report.source, (self.low, self.high), report.figures)

@@ -1,7 +1,7 @@
 """The `gain` strategy (GAIN-RL, arXiv 2506.02281) and `length`: a Gaussian over a ranking, centred on mu.
 
 `gain` ranks by angle concentration, highest first, and draws `subset_size` positions without replacement
-from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.base`). After each epoch mu
+from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.plugin`). After each epoch mu
 moves by the GAIN-RL update (DESIGN section 4, `gaincurate.schedule.strategies.gain_update`):
 
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
@@ -39,22 +39,7 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
-from gaincurate.schedule.strategies.base import (
-    FRESH_SCORES,
-    NOTHING_FRESH,
-    SCORES,
-    About,
-    Fresh,
-    Observed,
-    PromptSet,
-    RankingContext,
-    Strategy,
-    StrategyInputs,
-    Wants,
-    draw_order,
-    gaussian_log_weights,
-    rank_by_score,
-)
+from gaincurate.schedule.strategies import plugin
 from gaincurate.schedule.strategies.gain_direction import orient
 from gaincurate.schedule.strategies.gain_update import (
     MU_COLUMNS,
@@ -208,22 +193,22 @@ def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
     )
 
 
-class LengthStrategy(Strategy):
+class LengthStrategy(plugin.Strategy):
     """The GAIN-RL schedule over a shortest-question-first ranking (the length confound baseline)."""
 
     name = "length"
-    about = About(
+    about = plugin.About(
         options=LengthOptions,
         summary="gain's schedule over a shortest-question-first ranking (the length confound)",
         draws="a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy",
-        needs=frozenset({SCORES, FRESH_SCORES}),
+        needs=frozenset({plugin.SCORES, plugin.FRESH_SCORES}),
         columns=MU_COLUMNS,  # mu (drawn, so the epoch file keeps it), acc, ang, delta, mu next
         update_words=mu_moved,
         draw_words=mu_drawn,
     )
 
     def __init__(
-        self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None
+        self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: plugin.PromptSet | None = None
     ) -> None:
         """`n_prompts` resolves the sizes given as shares of N (and the defaults); `prompts` allows a re-rank."""
         options = options if options is not None else self.about.options()
@@ -232,49 +217,51 @@ class LengthStrategy(Strategy):
         resolved = {k: v for k, v in vars(self.sizes).items() if k != "n_prompts"}
         self.about = replace(
             self.about,
-            needs=self.about.needs - ({FRESH_SCORES} if options.rescore == "none" else set()),
+            needs=self.about.needs - ({plugin.FRESH_SCORES} if options.rescore == "none" else set()),
             settings={**options.to_dict(), **resolved},
             notes=(angle_source_note(options),),
         )
         self.prompts = prompts  # for a re-rank from fresh scores (`--rescore full`)
 
     @classmethod
-    def build(cls, inputs: StrategyInputs, options: Options) -> LengthStrategy:
+    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> LengthStrategy:
         assert isinstance(options, LengthOptions)
         return cls(options, len(inputs.prompts), inputs.prompts)
 
-    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return self.rank(prompts), {"mu": 0.0}
 
-    def rank(self, prompts: PromptSet) -> np.ndarray:
+    def rank(self, prompts: plugin.PromptSet) -> np.ndarray:
         return np.lexsort((prompts.gc_ids, prompts.question_tokens)).astype(np.int64)
 
     @staticmethod
     def mu(state: ScheduleState) -> float:
         return float((state.memory or {})["mu"])
 
-    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return draw_order(gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
+    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return plugin.draw_order(plugin.gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
 
-    def wants(self, state: ScheduleState) -> Wants:
+    def wants(self, state: ScheduleState) -> plugin.Wants:
         options = self.options
         if options.rescore == "none" or state.epoch < 0 or (state.epoch + 1) % options.rescore_every:
-            return Wants()
+            return plugin.Wants()
         if options.rescore == "full":
-            return Wants(np.sort(state.ranking))
+            return plugin.Wants(np.sort(state.ranking))
         positions = state.positions
         if options.rescore == "window":
             reach, mu = WINDOW_SIGMAS * self.sizes.sigma, self.mu(state)
             low, high = max(0, math.ceil(mu - reach)), min(len(state.ranking) - 1, math.floor(mu + reach))
             positions = np.union1d(positions, np.arange(low, high + 1))
-        return Wants(np.sort(state.ranking[positions]))
+        return plugin.Wants(np.sort(state.ranking[positions]))
 
-    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> Observed:
+    def observe(
+        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+    ) -> plugin.Observed:
         following, numbers = self.update(state, replace(state, epoch=state.epoch + 1), feedback, fresh)
-        return Observed(following.memory, numbers, following.ranking, following.scores)
+        return plugin.Observed(following.memory, numbers, following.ranking, following.scores)
 
     def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: plugin.Fresh
     ) -> tuple[ScheduleState, dict[str, Any]]:
         """mu moved by the epoch's accuracy and angle term; fresh scores kept (window, full) or re-ranked (full)."""
         scores, refreshed = state.scores, np.zeros(len(state.scores), dtype=bool)
@@ -313,7 +300,7 @@ class LengthStrategy(Strategy):
         )  # fmt: skip
 
     def _angle(
-        self, state: ScheduleState, fresh: Fresh, scores: np.ndarray, refreshed: np.ndarray
+        self, state: ScheduleState, fresh: plugin.Fresh, scores: np.ndarray, refreshed: np.ndarray
     ) -> tuple[float | None, str, float]:
         """(ang, its source, the signal fed to tanh) for the current epoch.
 
@@ -365,20 +352,24 @@ class GainStrategy(LengthStrategy):
     )
 
     def __init__(
-        self, options: GainOptions | None = None, n_prompts: int = 1, prompts: PromptSet | None = None, seed: int = 0
+        self,
+        options: GainOptions | None = None,
+        n_prompts: int = 1,
+        prompts: plugin.PromptSet | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(options, n_prompts, prompts)
         self.seed = seed
 
     @classmethod
-    def build(cls, inputs: StrategyInputs, options: Options) -> GainStrategy:
+    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> GainStrategy:
         assert isinstance(options, GainOptions)
         return cls(options, len(inputs.prompts), inputs.prompts, inputs.seed)
 
-    def rank(self, prompts: PromptSet) -> np.ndarray:
+    def rank(self, prompts: plugin.PromptSet) -> np.ndarray:
         if self.options.ranking == "random":  # fixed for the run: a rerank (--rescore full) gives the same order
             return np.random.default_rng([self.seed, 0, RANKING_STREAM]).permutation(len(prompts)).astype(np.int64)
-        return rank_by_score(prompts)
+        return plugin.rank_by_score(prompts)
 
     def _delta(self, accuracy: float, signal: float) -> float:
         if self.options.mu_control == "sweep":  # the order alone: no feedback, and no adj clamp
@@ -386,7 +377,7 @@ class GainStrategy(LengthStrategy):
         return super()._delta(accuracy, signal)
 
     def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: Fresh
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: plugin.Fresh
     ) -> tuple[ScheduleState, dict[str, Any]]:
         following, record = super().update(state, following, feedback, fresh)
         if self.options.direction == "auto":  # the first epoch's pass rates keep or reverse the ranking

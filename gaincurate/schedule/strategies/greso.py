@@ -32,19 +32,8 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import RATE, Options, option
-from gaincurate.schedule.strategies.base import (
-    NOTHING_FRESH,
-    ROLLOUTS,
-    About,
-    Fresh,
-    PromptSet,
-    RankingContext,
-    Selection,
-    Strategy,
-    StrategyInputs,
-)
+from gaincurate.schedule.strategies import plugin
 from gaincurate.schedule.strategies.filters import Filter, chosen_through
-from gaincurate.schedule.strategies.mopps import per_prompt_feedback
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
 if TYPE_CHECKING:
@@ -120,11 +109,11 @@ class ZeroVarianceFilter(Filter):
         return value or None
 
     @classmethod
-    def applies_to(cls, strategy: type[Strategy]) -> bool:
+    def applies_to(cls, strategy: type[plugin.Strategy]) -> bool:
         return strategy.about.keeps_zero_variance and strategy.about.ordered
 
     @classmethod
-    def refusal(cls, strategy: type[Strategy], usable: list[str]) -> str:
+    def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
         if not strategy.about.keeps_zero_variance:
             what = "skips" if strategy.about.ordered else "drops prompts its screening found all right or all wrong, as"
             return (
@@ -138,7 +127,9 @@ class ZeroVarianceFilter(Filter):
         return SKIP_NOTE
 
     @classmethod
-    def over(cls, base: Strategy, value: ZeroVarianceOptions, inputs: StrategyInputs) -> ZeroVarianceFilter:
+    def over(
+        cls, base: plugin.Strategy, value: ZeroVarianceOptions, inputs: plugin.StrategyInputs
+    ) -> ZeroVarianceFilter:
         if not base.about.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
         return cls(base.name, inputs.prompts.gc_ids, value)
@@ -165,7 +156,7 @@ class ZeroVarianceFilter(Filter):
     def observe(self, state: ScheduleState, feedback: Feedback, memory: dict[str, Any] | None) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: the base's (`memory`), then the streaks and rates moved by its
         rollouts."""
-        per_prompt = per_prompt_feedback(feedback, self.base_name)
+        per_prompt = plugin.per_prompt_feedback(feedback, self.base_name)
         streaks, easy, hard = self.memory(state)
         if per_prompt:
             ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
@@ -187,7 +178,7 @@ class ZeroVarianceFilter(Filter):
         return {**(memory or {}), MEMORY_KEY: own}
 
     def skips(
-        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator
+        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """(skipped per rank position, streak per rank position)."""
         streaks, easy, hard = self.memory(state)
@@ -197,8 +188,8 @@ class ZeroVarianceFilter(Filter):
         return skipped, streaks
 
     def walk(
-        self, state: ScheduleState, context: RankingContext, rng: np.random.Generator, order: np.ndarray
-    ) -> Selection:
+        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator, order: np.ndarray
+    ) -> plugin.Selection:
         """The first `subset_size` prompts of `order` not skipped, and how many were skipped, of which kind."""
         count = context.subset_size
         skipped, streaks = self.skips(state, context, rng)
@@ -218,18 +209,18 @@ class ZeroVarianceFilter(Filter):
             "explore_easy": easy,
             "explore_hard": hard,
         }
-        return Selection(np.sort(chosen).astype(np.int64), info)
+        return plugin.Selection(np.sort(chosen).astype(np.int64), info)
 
 
-class GresoStrategy(Strategy):
+class GresoStrategy(plugin.Strategy):
     """GRESO on its own: the zero-variance filter over a uniformly random order (the released code's)."""
 
     name = "greso"
-    about = About(
+    about = plugin.About(
         options=ZeroVarianceOptions,
         summary="uniform, skipping prompts whose recent rollouts all agreed (GRESO)",
         draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",
-        needs=frozenset({ROLLOUTS}),
+        needs=frozenset({plugin.ROLLOUTS}),
         keeps_zero_variance=False,
     )
 
@@ -237,16 +228,20 @@ class GresoStrategy(Strategy):
         self.order, self.skipping = UniformStrategy(), ZeroVarianceFilter(self.name, gc_ids, options)
 
     @classmethod
-    def build(cls, inputs: StrategyInputs, options: Options) -> GresoStrategy:
+    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> GresoStrategy:
         assert isinstance(options, ZeroVarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
 
-    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         order, memory = self.order.start(prompts)
         return order, self.skipping.initial_memory(memory)
 
-    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+    def observe(
+        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+    ) -> dict[str, Any]:
         return self.skipping.observe(state, feedback, self.order.observe(state, feedback, fresh))
 
-    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Selection:
+    def choose(
+        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
+    ) -> plugin.Selection:
         return chosen_through(self.order, (self.skipping,), state, context, rng)

@@ -24,22 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.errors import InputError
 from gaincurate.schedule.options import RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies.base import (
-    NOTHING_FRESH,
-    ROLLOUTS,
-    About,
-    Fresh,
-    Priority,
-    PromptSet,
-    RankingContext,
-    Report,
-    Selection,
-    Strategy,
-    StrategyInputs,
-    target_band,
-)
+from gaincurate.schedule.strategies import plugin
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -48,24 +34,13 @@ if TYPE_CHECKING:
 MEMORY_KEY = "posterior"
 # The weight old evidence keeps at each update (docs/strategies.md shows the simulation that picked it).
 DEFAULT_FORGET = 0.8
-TARGET_HELP = "The pass rate to aim at."
 
 
 @dataclass(frozen=True, kw_only=True)
 class MoppsOptions(Options):
-    target: float = option(0.5, TARGET_HELP, RATE)
+    target: float = option(0.5, plugin.TARGET_HELP, RATE)
     prior: tuple[float, float] = option((1.0, 1.0), "Beta prior A,B of every pass rate.", positive_pair, cli="pair")
     forget: float = option(DEFAULT_FORGET, "Weight old evidence keeps at each update (1: never forget).", RATE)
-
-
-def per_prompt_feedback(feedback: Feedback, strategy: str) -> dict[int, tuple[float, int]]:
-    """The epoch's per-prompt (correctness sum, rollouts); a bare accuracy cannot teach a per-prompt strategy."""
-    if feedback.per_prompt is None:
-        raise InputError(
-            f"the {strategy} strategy learns from each prompt's own rollouts: pass per-rollout feedback "
-            '({"gc_id": int, "reward": float} lines, or the records themselves), not a bare accuracy'
-        )
-    return feedback.per_prompt
 
 
 def update_posterior(
@@ -94,11 +69,11 @@ def posterior_sd(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.sqrt(alpha * beta / (total * total * (total + 1.0)))
 
 
-class MoppsStrategy(Strategy):
+class MoppsStrategy(plugin.Strategy):
     """Select the prompts whose Thompson draw of the pass rate lies nearest the target."""
 
     name = "mopps"
-    about = About(
+    about = plugin.About(
         options=MoppsOptions,
         summary=(
             "a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on "
@@ -107,7 +82,7 @@ class MoppsStrategy(Strategy):
         draws=(
             "epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson draw"
         ),
-        needs=frozenset({ROLLOUTS}),
+        needs=frozenset({plugin.ROLLOUTS}),
         estimates=True,
     )
 
@@ -123,12 +98,12 @@ class MoppsStrategy(Strategy):
         self.target, self.prior, self.forget = float(target), (float(prior[0]), float(prior[1])), float(forget)
 
     @classmethod
-    def build(cls, inputs: StrategyInputs, options: Options) -> MoppsStrategy:
+    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> MoppsStrategy:
         assert isinstance(options, MoppsOptions)
         return cls(inputs.prompts.gc_ids, target=options.target, prior=options.prior, forget=options.forget)
 
-    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return Strategy.start(self, prompts)[0], {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
+    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return plugin.Strategy.start(self, prompts)[0], {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
 
     def posterior(self, state: ScheduleState) -> tuple[np.ndarray, np.ndarray]:
         """(alpha, beta) of every prompt in gc_id order; prompts never measured are at the prior."""
@@ -141,9 +116,11 @@ class MoppsStrategy(Strategy):
             beta[rows] = np.asarray(stored["beta"], dtype=np.float64)
         return alpha, beta
 
-    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+    def observe(
+        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+    ) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: each prompt with rollouts gets its discounted update."""
-        per_prompt = per_prompt_feedback(feedback, self.name)
+        per_prompt = plugin.per_prompt_feedback(feedback, self.name)
         alpha, beta = self.posterior(state)
         measured = {int(i) for i in (state.memory or {}).get(MEMORY_KEY, {}).get("gc_ids", [])}
         if per_prompt:
@@ -159,25 +136,25 @@ class MoppsStrategy(Strategy):
         stored = {"gc_ids": self.gc_ids[kept].tolist(), "alpha": alpha[kept].tolist(), "beta": beta[kept].tolist()}
         return {**(state.memory or {}), MEMORY_KEY: stored}
 
-    def _rows(self, context: RankingContext) -> np.ndarray:
+    def _rows(self, context: plugin.RankingContext) -> np.ndarray:
         """Index into gc_id order of each rank position."""
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
         """The posterior mean of every prompt at the draw (the prior mean where never measured)."""
         figures = self.describe(state, context, drawn.positions) | drawn.info
-        return Report(drawn.estimates, "posterior mean", target_band(self.target), figures)
+        return plugin.Report(drawn.estimates, "posterior mean", plugin.target_band(self.target), figures)
 
-    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
+    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
         """Every rank position, nearest draw to the target first (ties by position), with the posterior mean at
         each (the prior mean where never measured)."""
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
         draws = rng.beta(alpha[rows], beta[rows])
         order = np.argsort(np.abs(draws - self.target), kind="stable").astype(np.int64)
-        return Priority(order, posterior_mean(alpha[rows], beta[rows]))
+        return plugin.Priority(order, posterior_mean(alpha[rows], beta[rows]))
 
-    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """Posterior mean and sd, averaged over the epoch's prompts, as the posterior stood when it was drawn."""
         alpha, beta = self._drawn_posterior(state, context, positions)
         return {
@@ -186,7 +163,7 @@ class MoppsStrategy(Strategy):
         }
 
     def _drawn_posterior(
-        self, state: ScheduleState, context: RankingContext, positions: np.ndarray
+        self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The Beta(alpha, beta) posterior of each prompt at the rank `positions` drawn."""
         alpha, beta = self.posterior(state)

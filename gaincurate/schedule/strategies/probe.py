@@ -41,29 +41,11 @@ from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
-from gaincurate.schedule.strategies.base import (
-    EMBEDDINGS,
-    LIKELIHOOD,
-    NOTHING_FRESH,
-    ROLLOUTS,
-    About,
-    Fresh,
-    Priority,
-    PromptSet,
-    RankingContext,
-    Report,
-    Selection,
-    Strategy,
-    Wants,
-    draw_order,
-    target_band,
-)
-from gaincurate.schedule.strategies.mopps import TARGET_HELP, per_prompt_feedback
+from gaincurate.schedule.strategies import plugin
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies.base import Fresh, StrategyInputs
 
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every run of a pool sees the same features
@@ -122,7 +104,7 @@ def _answer_template(name: str, value: Any) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeOptions(Options):
-    target: float = option(0.5, TARGET_HELP, RATE)
+    target: float = option(0.5, plugin.TARGET_HELP, RATE)
     tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
     # 0.1: chosen over 0.3 by the rule declared before the pilot runs (docs/benchmarks.md, "The probe (issue 47)").
@@ -260,11 +242,11 @@ class Estimate:
     figures: dict[str, Any]
 
 
-class ProbeStrategy(Strategy):
+class ProbeStrategy(plugin.Strategy):
     """Draw near a target pass rate, estimated by a ridge across prompts on embeddings and the answer's likelihood."""
 
     name = "probe"
-    about = About(
+    about = plugin.About(
         options=ProbeOptions,
         summary=(
             "pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's "
@@ -275,7 +257,7 @@ class ProbeStrategy(Strategy):
             "epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
             "embedding, and with --likelihood the policy's probability of each answer), plus a uniform slice"
         ),
-        needs=frozenset({EMBEDDINGS, ROLLOUTS}),
+        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
     )
 
@@ -285,7 +267,7 @@ class ProbeStrategy(Strategy):
         self.embeddings = embeddings  # `EmbeddingRows` (read when sliced) or a matrix: `features` reads it once
         self.about = replace(
             self.about,
-            needs=self.about.needs | ({LIKELIHOOD} if options.likelihood else set()),
+            needs=self.about.needs | ({plugin.LIKELIHOOD} if options.likelihood else set()),
             settings={"feature_columns": min(options.width, embeddings.shape[1]) + (2 if options.likelihood else 0)},
             notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
             answer_template=options.answer_template,
@@ -298,7 +280,7 @@ class ProbeStrategy(Strategy):
         return standardised_features(self.embeddings, self.options.width)
 
     @classmethod
-    def build(cls, inputs: StrategyInputs, options: Options) -> ProbeStrategy:
+    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> ProbeStrategy:
         assert isinstance(options, ProbeOptions)
         if inputs.scores is None:
             raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
@@ -307,27 +289,29 @@ class ProbeStrategy(Strategy):
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
 
-    def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return Strategy.start(self, prompts)[0], Measured(None).to_memory()
+    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return plugin.Strategy.start(self, prompts)[0], Measured(None).to_memory()
 
-    def observe(self, state: ScheduleState, feedback: Feedback, fresh: Fresh = NOTHING_FRESH) -> dict[str, Any]:
+    def observe(
+        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+    ) -> dict[str, Any]:
         """The memory with the epoch's groups and the answer likelihoods measured after it (the next draw's)."""
         measured = Measured(state.memory)
-        measured.add_groups(per_prompt_feedback(feedback, self.name), state.epoch)
+        measured.add_groups(plugin.per_prompt_feedback(feedback, self.name), state.epoch)
         if fresh.likelihood is not None and fresh.gc_ids is not None:
             measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
-    def wants(self, state: ScheduleState) -> Wants:
+    def wants(self, state: ScheduleState) -> plugin.Wants:
         """The prompts whose answer likelihood to measure after this epoch: those measured longest ago first."""
         if not self.options.likelihood:
-            return Wants()
+            return plugin.Wants()
         measured = Measured(state.memory)
         last = np.full(len(self.gc_ids), -2, dtype=np.int64)
         known, rows = _lookup(measured.latest["gc_ids"], self.gc_ids)
         last[known] = measured.latest["epochs"][rows]
         chosen = np.lexsort((self.gc_ids, last))[: self.options.refresh]
-        return Wants(np.sort(self.gc_ids[chosen]))
+        return plugin.Wants(np.sort(self.gc_ids[chosen]))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
@@ -371,18 +355,20 @@ class ProbeStrategy(Strategy):
         columns[:, FREE_COLUMNS:] = self.features[rows]
         return columns
 
-    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> Priority:
+    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
         """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
         estimate = self.estimate(state)
         if estimate is None:
-            return Priority(draw_order(np.zeros(context.n_prompts), rng))
+            return plugin.Priority(plugin.draw_order(np.zeros(context.n_prompts), rng))
         rates = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)]
         aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
-        order = draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
+        order = plugin.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
         first, rest = order[:aimed], order[aimed:]
-        return Priority(np.concatenate([first, rest[draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates)
+        return plugin.Priority(
+            np.concatenate([first, rest[plugin.draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates
+        )
 
-    def describe(self, state: ScheduleState, context: RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """How the fit went (penalty, at the grid's edge, groups fitted) and the picked prompts' mean estimate."""
         estimate = self.estimate(state)
         if estimate is None:
@@ -391,10 +377,10 @@ class ProbeStrategy(Strategy):
         mean = recorded(math.fsum(picked.tolist()) / len(picked)) if len(picked) else None
         return {**estimate.figures, "estimate_mean": mean}
 
-    def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:
+    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
         estimates = drawn.estimates
         likelihood = " and the policy's answer likelihood" if self.options.likelihood else ""
         source = "probe: ridge across prompts on the embedding" + likelihood
         figures = self.describe(state, context, drawn.positions) | drawn.info
-        return Report(estimates, source if estimates is not None else "no estimate yet",
-                      target_band(self.options.target), figures)  # fmt: skip
+        return plugin.Report(estimates, source if estimates is not None else "no estimate yet",
+                      plugin.target_band(self.options.target), figures)  # fmt: skip

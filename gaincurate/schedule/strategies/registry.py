@@ -1,9 +1,10 @@
 """The strategies a run can name, one line each, and the one place that builds a run's strategy from its config.
 
 A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
-config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table. The strategies
-kept for comparison live in the lab (`gaincurate.lab.strategies`) and are named here by module path: loaded when a
-run names one, or when `schedule init`'s help and `schedule strategies` list them all.
+config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table. A strategy from
+another package joins it by an entry point in the `gaincurate.strategies` group (`gaincurate.plugins`), after the
+product's own: the lab's strategies, kept for comparison, register so. One is imported when a run names it, or when
+`schedule init`'s help and `schedule strategies` list them all.
 
 A filter is a `Filter` subclass, listed in `FILTERS` the same way, by the setting that turns it on; the config
 (its value, its options, its check against the strategy), the CLI, state.json and `schedule status` read that
@@ -19,23 +20,22 @@ import importlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from gaincurate import plugins
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.strategies.band import BandFilter
-from gaincurate.schedule.strategies.base import Strategy, StrategyInputs
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
+from gaincurate.schedule.strategies.plugin import Strategy, StrategyInputs
 from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
-
-LAB = "gaincurate.lab.strategies"  # the strategies kept for comparison (`gaincurate.lab.strategies`)
 
 
 class Registry(MutableMapping[str, type[Strategy]]):
     """Strategy classes by name, in the order the help lists them. An entry may be a class or the module path of
-    one ("module:Class"), imported when first read: the lab's strategies, which a run of the product's never loads."""
+    one ("module:Class"), imported when first read: a plug-in's, which a run of the product's never loads."""
 
     def __init__(self, entries: dict[str, type[Strategy] | str]) -> None:
         self._entries = dict(entries)
@@ -70,14 +70,12 @@ _ENTRIES: dict[str, type[Strategy] | str] = {
     "dots": DotsStrategy,
     "mopps": MoppsStrategy,
     "greso": GresoStrategy,
-    "screen": f"{LAB}.screen:ScreenStrategy",
-    "variance": f"{LAB}.variance:VarianceStrategy",
-    "pilot": f"{LAB}.pilot:PilotStrategy",
-    "predict": f"{LAB}.predict:PredictStrategy",
     "probe": ProbeStrategy,
 }
-STRATEGIES = Registry(_ENTRIES)
-KEPT_FOR_COMPARISON = frozenset(name for name, entry in _ENTRIES.items() if isinstance(entry, str))  # the lab's
+# The plug-ins' strategies (the lab's, kept for comparison), by entry point; none takes a product strategy's name.
+_PLUGGED_IN = {name: path for name, path in plugins.registered(plugins.STRATEGIES).items() if name not in _ENTRIES}
+STRATEGIES = Registry(_ENTRIES | _PLUGGED_IN)
+KEPT_FOR_COMPARISON = frozenset(_PLUGGED_IN)
 
 
 # The filters a config can turn on, by the setting that does it, in the order they step over the strategy's draw.

@@ -1,6 +1,6 @@
 """Screening with the current policy: what a screener is, what it returns, and what it has cost.
 
-A strategy that needs `POLICY` (the lab's screen and pilot, `gaincurate.lab.strategies`) measures candidates with a
+A strategy that needs `POLICY` (the lab's screen and pilot, plug-ins) measures candidates with a
 `Screener`: the live model in process (`gaincurate.schedule.run.screeners.live_screener`), the newest checkpoint
 out of process. The scheduler holds it `Metered`, so what screening costs is counted in one place, and a trainer
 that trains on the measuring rollouts (TRL in process) keeps each candidate's `PilotCompletions`.

@@ -5,22 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.base import (
-    About,
-    RankingContext,
-    Strategy,
-    draw_order,
-)
+from gaincurate.schedule.strategies import plugin
 
 
-class UniformStrategy(Strategy):
+class UniformStrategy(plugin.Strategy):
     """Plain GRPO sampling: every prompt equally likely; ranking is dataset order."""
 
     name = "uniform"
-    about = About(
+    about = plugin.About(
         summary="the baseline: every prompt equally likely (plain GRPO)",
         draws="every prompt equally likely, every epoch (plain GRPO's sampling); it keeps no pass-rate estimate",
     )
 
-    def choose(self, state: ScheduleState, context: RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return draw_order(np.zeros(context.n_prompts), rng)
+    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return plugin.draw_order(np.zeros(context.n_prompts), rng)

@@ -109,7 +109,7 @@ class Launch:
         from verl.trainer.ppo.v1 import get_trainer_cls
         from verl.utils.skip import SkipManager
 
-        from gaincurate.integrations import verl_v1
+        from gaincurate.integrations.verl import one_launch
 
         self.tq, self.config = tq, config
         # A launch is a fresh process: an empty TransferQueue (a test stopped mid-step leaves groups there), and
@@ -117,7 +117,7 @@ class Launch:
         for partition, items in (tq.kv_list() or {}).items():
             if items:
                 tq.kv_clear(keys=list(items), partition_id=partition)
-        verl_v1._BUFFERS.clear()
+        one_launch._BUFFERS.clear()
         self.trainer = get_trainer_cls(config.trainer.v1.trainer_mode)(config=config)  # builds the replay buffer
         # _init_tokenizer loads the model's config; verl 0.9.1's dataset tokenizes nothing without length filtering
         self.trainer.tokenizer, self.trainer.processor = None, None
@@ -218,7 +218,7 @@ def test_verl_loads_both_hooks_and_trains_each_epoch_in_rank_order(scores, launc
     assert isinstance(launched.trainer.replay_buffer, GainReplayBuffer)
     assert isinstance(launched.dataset, GainCurriculumDataset)
     assert type(launched.trainer.val_dataset).__name__ == "GainCurriculumDataset"
-    assert launched.trainer.val_dataset.curriculum is None  # validation files read as plain RLHFDataset
+    assert launched.trainer.val_dataset.run is None  # validation files read as plain RLHFDataset
     assert launched.trainer.steps_per_epoch == STEPS  # verl's own arithmetic: len(dataset) // train_batch_size
     launched.train(STEPS)
     assert launched.rollouts.submitted == epoch_ids(launched.run, 0)  # through verl's sampler and collate
@@ -227,9 +227,9 @@ def test_verl_loads_both_hooks_and_trains_each_epoch_in_rank_order(scores, launc
 def test_rewards_are_recorded_and_the_schedule_steps_at_the_epoch_boundary(scores, launch, tmp_path):
     launched = launch(new_run(scores, tmp_path / "run"))
     launched.train(STEPS)
-    driver = launched.dataset.curriculum
+    run = launched.dataset.run
     want = sorted((gc_id, reward(gc_id, session)) for gc_id in epoch_ids(launched.run, 0) for session in range(N))
-    assert sorted((r["gc_id"], r["reward"]) for r in driver.records) == want  # every trajectory, once
+    assert sorted((r["gc_id"], r["reward"]) for r in run.records) == want  # every trajectory, once
     assert history(launched.run) == []  # not stepped while the epoch trains
     launched.train(1)  # the next epoch's first fetch steps the schedule
     [line] = history(launched.run)

@@ -83,7 +83,7 @@ class PoolInstrument:
             self._take()
 
     def _take(self) -> None:
-        scheduler = self.curriculum.driver.scheduler
+        scheduler = self.curriculum.run.scheduler
         state = scheduler.state
         if state.epoch < 0 or any(line["epoch"] == state.epoch for line in self.epochs):
             return

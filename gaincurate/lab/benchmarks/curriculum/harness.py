@@ -299,7 +299,7 @@ class PairRun:
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule, run_dir=run_dir)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-        if curriculum.driver.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
+        if curriculum.run.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
             keep = curriculum.strategy.about.reuses_pilots  # pilot: its completions join the groups
             curriculum.screener = self._screener(dataset, row_of, keep)
         oracle = None

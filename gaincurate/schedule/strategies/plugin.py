@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from gaincurate.moved import moved_names
+from gaincurate.errors import InputError
 from gaincurate.numerics import exp
 from gaincurate.schedule.figures import DEFAULT_COLUMNS, Column, drawn_figures, figure_words
 from gaincurate.schedule.options import Options
@@ -30,8 +30,6 @@ from gaincurate.schedule.options import Options
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
-
-__getattr__ = moved_names(__name__, ("Spent",), "gaincurate.schedule.strategies.screening")
 
 # What a strategy may need from the run (`About.needs`), so an integration can refuse early what it lacks.
 EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)
@@ -134,11 +132,22 @@ class Report:
 
 
 TARGET_HALF_WIDTH = 0.25  # the readout counts a strategy aiming at one pass rate as aiming at target +- this
+TARGET_HELP = "The pass rate to aim at."  # the `target` option's help, in every strategy that aims at one
 
 
 def target_band(target: float) -> tuple[float, float]:
     """The band a strategy aiming at one pass rate is counted as aiming at: the target +- 0.25, within [0, 1]."""
     return (max(0.0, target - TARGET_HALF_WIDTH), min(1.0, target + TARGET_HALF_WIDTH))
+
+
+def per_prompt_feedback(feedback: Feedback, strategy: str) -> dict[int, tuple[float, int]]:
+    """The epoch's per-prompt (correctness sum, rollouts); a bare accuracy cannot teach a per-prompt strategy."""
+    if feedback.per_prompt is None:
+        raise InputError(
+            f"the {strategy} strategy learns from each prompt's own rollouts: pass per-rollout feedback "
+            '({"gc_id": int, "reward": float} lines, or the records themselves), not a bare accuracy'
+        )
+    return feedback.per_prompt
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,7 @@ class About:
     notes: tuple[str, ...] = ()
     answer_template: str = "{answer}"
     reuses_pilots: bool = False
+    measured_before: str = ""  # the option naming a pass-rates file measured before epoch 0 (dots: `reference`)
 
 
 class Strategy:

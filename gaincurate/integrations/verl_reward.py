@@ -1,8 +1,0 @@
-"""Deprecated path (issue 42): this module is `gaincurate.integrations.verl.reward` now.
-
-The old name keeps existing scripts and launch lines working, with a DeprecationWarning.
-"""
-
-from gaincurate.moved import alias
-
-alias(__name__, "gaincurate.integrations.verl.reward")
