@@ -12,7 +12,7 @@ in process) or the newest checkpoint (`schedule next`, verl), through the same h
 
 The prompt is built exactly as scoring built it (the directory's manifest: template, system prompt, few-shot
 turns), so it is the prompt the trainer samples from. What is measured (`of`, one of KINDS; the probe reads
-`answer`, the bench's pool instrument all three: `gaincurate.lab.benchmarks.curriculum.candidates`):
+`answer`, the bench's pool instrument all three):
 
 * `answer`: the completion `template.format(answer=...)` (default: the answer alone, right after the generation
   prompt), then end-of-sequence, summed. Where the policy writes reasoning first it is a proxy (the answer without
