@@ -207,7 +207,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             driver.replace_records(gather_object(driver.state_dict()["records"]))
 
         def step() -> dict[str, Any] | None:
-            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer)))
+            return driver.step(rescored=driver.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer))).record
 
         record = _on_main_then_shared(trainer, driver, step)
         if record is not None:
