@@ -266,3 +266,30 @@ def test_a_run_steps_through_one_verb_whichever_source_its_rewards_come_from(tmp
     assert from_files.step().epoch == 0
     with pytest.raises(ConfigError, match=r"measures its own re-scoring"):
         from_files.step(rescored=object())
+
+
+def test_a_reward_handed_in_process_is_checked_once_with_the_message_a_feedback_file_gets(tmp_path, monkeypatch):
+    import gaincurate.feedback
+    import gaincurate.schedule.run.run
+    from gaincurate.errors import InputError
+    from gaincurate.feedback import read_rollouts
+
+    run = Run(write_scores(tmp_path / "scores"), CONFIG)
+    with pytest.raises(ConfigError) as in_process:
+        run.record([5], [-1.0])
+    (tmp_path / "f.jsonl").write_text(format_line(5, -1.0))
+    with pytest.raises(InputError) as from_file:
+        list(read_rollouts(tmp_path / "f.jsonl", known_ids=[5], reward_max=1.0))
+    problem = str(in_process.value).removeprefix("gc_id 5: ")
+    assert problem.startswith("reward -1 is outside [0, reward_max=1]") and problem in str(from_file.value)
+    checked = []
+
+    def counting(reward, *args, _original=gaincurate.feedback.check_reward):
+        checked.append(reward)
+        return _original(reward, *args)
+
+    for module in (gaincurate.feedback, gaincurate.schedule.run.run):
+        monkeypatch.setattr(module, "check_reward", counting)
+    gc_ids = [int(g) for g in run.plan.gc_ids]
+    run.record(gc_ids, [reward(g, 0) for g in gc_ids])
+    assert run.step().record["epoch"] == 0 and len(checked) == len(gc_ids)  # at record, not again at the step

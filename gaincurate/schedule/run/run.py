@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import format_line
+from gaincurate.feedback import check_reward, format_line
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
@@ -207,18 +207,13 @@ class Run:
     def record(self, gc_ids: Iterable[Any], rewards: Iterable[Any]) -> int:
         """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
         added = []
-        reward_min, reward_max = self.config.reward_min, self.config.reward_max
         for gc_id, reward in zip(gc_ids, rewards, strict=True):
             if reward is None or (isinstance(reward, float) and math.isnan(reward)):
                 continue
-            value = float(reward)
-            if not reward_min <= value <= reward_max:
-                fix = f"reward_min={value:g}" if value < reward_min else f"reward_max={value:g}"
-                raise ConfigError(
-                    f"reward {value:g} of gc_id {int(gc_id)} is outside [{reward_min:g}, reward_max={reward_max:g}]; "
-                    f"if it is the reward of a {'wrong' if value < reward_min else 'right'} answer, pass "
-                    f"ScheduleConfig({fix})"
-                )
+            try:  # checked here, once: the step reads these pairs as checked (`Scheduler.summarize(checked=True)`)
+                value = check_reward(float(reward), self.config.reward_max, self.config.reward_min)
+            except ValueError as problem:
+                raise ConfigError(f"gc_id {int(gc_id)}: {problem}") from None
             added.append((int(gc_id), value))
         self._records.extend(added)
         return len(added)
@@ -277,7 +272,7 @@ class Run:
             )
         train_seconds = time.perf_counter() - self._epoch_started
         started = time.perf_counter()
-        summary = self.scheduler.summarize(self.records)
+        summary = self.scheduler.summarize(self._records, checked=True)
         timings = {"feedback_s": time.perf_counter() - started, "train_s": train_seconds}
         if rescored is not None:
             timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
