@@ -51,7 +51,7 @@ def write_unscored(
     Repeated ids are refused, repeated prompt texts told on `progress` (`drop_duplicates`: the first of each kept)."""
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
-    from gaincurate.data import check_answers, check_repeats, fingerprint, load_rows
+    from gaincurate.data import check_answers, check_repeats, load_rows
     from gaincurate.fileio import atomic_write_json, file_sha256
     from gaincurate.prompts import answer_text, for_column, prompt_digest
     from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
@@ -91,7 +91,7 @@ def write_unscored(
         "prompt_hash": for_column(config.prompt_format, config.prompt_column).fingerprint(),
         "prompt_format": "as_is" if for_column(config.prompt_format, config.prompt_column).as_is else "question",
         "answers": answers,
-        "dataset": {"name": loaded.name, "split": None, "fingerprint": fingerprint(rows, config.prompt_column),
+        "dataset": {"name": loaded.name, "split": None, "fingerprint": loaded.fingerprint,
                     "columns": rows.column_names},
         "rows": len(rows),
         "shard_rows": DEFAULT_SHARD_ROWS,
