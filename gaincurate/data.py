@@ -9,8 +9,6 @@ default ones are absent.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ SAMPLE_PATH = Path(__file__).parent / "assets" / "math_sample.jsonl"
 # The columns a run reads unless told otherwise (`--prompt-column`, `--answer-column`).
 DEFAULT_PROMPT_COLUMN = "problem"
 DEFAULT_ANSWER_COLUMN = "answer"
-ID_COLUMN = "id"  # a dataset's own row ids, when it has them: each must be unique (`check_repeats`)
+ID_COLUMN = "id"  # a dataset's own row ids, when it has them: each must be unique (`prompt_scan.check_repeats`)
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,8 @@ class LoadedDataset:
     prompt_column: str = DEFAULT_PROMPT_COLUMN  # the columns to read: as asked, or verl's (`default_columns`)
     answer_column: str | None = DEFAULT_ANSWER_COLUMN
     repeats: Repeats | None = None  # prompts whose text an earlier row has (`check_repeats`)
-    # From `check_repeats`' one pass over the prompt text (`scan_prompts`): the hash of the prompts and column names,
-    # and the characters of prompt text per row (chat messages: their contents), the shards' balancing weight.
+    # From `prompt_scan.check_repeats`' one pass over the prompt text: the hash of the prompts and column names, and
+    # the characters of prompt text per row (chat messages: their contents), the shards' balancing weight.
     fingerprint: str | None = None
     weights: Any = None  # numpy int64 [rows]
 
@@ -124,77 +122,6 @@ def load_rows(
     _check_prompt_column(rows, prompt_column, name)
     _check_utf8(rows, name)
     return LoadedDataset(rows, name, split, prompt_column, answer_column)
-
-
-def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
-    """Refuse repeated ids (the `id` column, when there is one); count the prompts whose text repeats an earlier
-    row's (`repeats`), and with `drop` keep only the first row of each. The same pass over the text
-    (`scan_prompts`) gives the kept rows' `fingerprint` and `weights`, so no later step reads the whole column."""
-    rows, name = loaded.rows, loaded.name
-    if ID_COLUMN in rows.column_names:
-        seen: dict[Any, int] = {}
-        for row, value in enumerate(rows[ID_COLUMN]):
-            key = json.dumps(value, sort_keys=True, default=str)
-            if key in seen:
-                raise InputError(
-                    f"{name} repeats ids: rows {seen[key]} and {row} (counting from 0) both have {ID_COLUMN} "
-                    f"{value!r}; give every row its own id, or rename the column if it holds no ids"
-                )
-            seen[key] = row
-    scan = scan_prompts(rows, loaded.prompt_column)
-    if not scan.repeats:
-        return dataclasses.replace(loaded, fingerprint=scan.every, weights=scan.lengths)
-    found = Repeats(len(scan.repeats), scan.repeats[0], len(rows), drop)
-    if not drop:
-        return dataclasses.replace(loaded, repeats=found, fingerprint=scan.every, weights=scan.lengths)
-    return dataclasses.replace(
-        loaded, rows=rows.select(scan.keep), repeats=found, fingerprint=scan.kept, weights=scan.lengths[scan.keep]
-    )
-
-
-@dataclass(frozen=True)
-class PromptScan:
-    """What one pass over a prompt column finds: the rows to keep (the first of each text), the repeats
-    (row, earlier row), the fingerprint of every row and of the kept rows only, and each row's text length."""
-
-    keep: list[int]
-    repeats: list[tuple[int, int]]
-    every: str
-    kept: str
-    lengths: Any  # numpy int64 [rows]
-
-
-def scan_prompts(rows: Any, prompt_column: str) -> PromptScan:
-    """Read each prompt's text once (in batches of the column only) for everything scoring needs from the whole
-    column before it starts: repeats, the fingerprint (`fingerprint`: the prompts and column names, so it changes
-    whenever the scored text could) of the rows as read and of the rows `--drop-duplicates` keeps, and the
-    characters of prompt text per row (chat messages: their contents), by which shards are balanced."""
-    import numpy as np
-
-    names = ",".join(rows.column_names).encode()
-    every, kept = hashlib.sha256(names), hashlib.sha256(names)
-    first: dict[bytes, int] = {}
-    keep, repeats, lengths = [], [], []
-    for batch in rows.select_columns([prompt_column]).iter(batch_size=10_000):
-        for text in batch[prompt_column]:
-            row, shown = len(lengths), repr(text).encode()
-            digest = hashlib.sha256(shown).digest()
-            every.update(shown + b"\x00")
-            if digest in first:
-                repeats.append((row, first[digest]))
-            else:
-                first[digest] = row
-                keep.append(row)
-                kept.update(shown + b"\x00")
-            lengths.append(_text_length(text))
-    return PromptScan(keep, repeats, every.hexdigest()[:16], kept.hexdigest()[:16], np.array(lengths, dtype=np.int64))
-
-
-def _text_length(value: Any) -> int:
-    """Characters of a prompt: its text, or its chat messages' contents; 0 for none."""
-    if isinstance(value, list):
-        return sum(len(message["content"] or "") for message in value)
-    return len(value) if isinstance(value, str) else 0
 
 
 def default_columns(rows: Any, prompt_column: str, answer_column: str | None) -> tuple[str, str | None]:
@@ -347,11 +274,6 @@ def _first_line(error: BaseException) -> str:
         error = error.__cause__  # "An error occurred while generating the dataset" says nothing; its cause does
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def fingerprint(rows: Any, prompt_column: str) -> str:
-    """Hash of the prompts and column names: changes whenever the scored text could change (`scan_prompts`)."""
-    return scan_prompts(rows, prompt_column).every
 
 
 def _check_prompt_column(rows: Any, column: str, name: str) -> None:

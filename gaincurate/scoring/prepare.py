@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import distributed
-from gaincurate.data import LoadedDataset, check_answers, check_repeats, load_rows
+from gaincurate.data import LoadedDataset, check_answers, load_rows
 from gaincurate.model import (
     ModelSource,
     SiteForward,
@@ -30,6 +30,7 @@ from gaincurate.model import (
     source_fingerprint,
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompt_scan import check_repeats
 from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig

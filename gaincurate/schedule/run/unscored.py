@@ -51,8 +51,9 @@ def write_unscored(
     Repeated ids are refused, repeated prompt texts told on `progress` (`drop_duplicates`: the first of each kept)."""
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
-    from gaincurate.data import check_answers, check_repeats, load_rows
+    from gaincurate.data import check_answers, load_rows
     from gaincurate.fileio import atomic_write_json, file_sha256
+    from gaincurate.prompt_scan import check_repeats
     from gaincurate.prompts import answer_text, for_column, prompt_digest
     from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
     from gaincurate.shards import DEFAULT_SHARD_ROWS, FORMAT_VERSION, MANIFEST, output_schema, shard_name, write_shard
