@@ -69,8 +69,7 @@ def parse_record(record: Any, reward_max: float, reward_min: float = 0.0) -> Rol
 
 
 def checked_rollout(rollout: tuple[int, float], reward_max: float, reward_min: float = 0.0) -> Rollout:
-    """(gc_id, correctness) of a `(gc_id, reward)` pair whose reward `check_reward` passed when it was handed in
-    (`Run.record`), so it is not checked again."""
+    """(gc_id, correctness) of a `(gc_id, reward)` pair whose reward `check_reward` passed in `Run.record`."""
     gc_id, reward = rollout
     return gc_id, (reward - reward_min) / (reward_max - reward_min)
 

@@ -244,18 +244,13 @@ class Run:
         rescored: Rescored | None = None, ang: float | None = None, progress: Progress = NULL_PROGRESS,
         stale: str | None = None,
     ) -> steps.StepResult:  # fmt: skip
-        """End the current epoch and draw the next, with the epoch's rewards from where this run takes them.
-
-        In process (`Run(...)`): the rewards `record` collected, `rescored` what `rescore` measured (and `ang`,
-        `checkpoint` what the history line names). From files (`Run.open`): write epoch 0 first, then consume the
-        epoch's feedback file (`feedback`, else the one archived or taken by `take_feedback`), re-scoring from
-        `checkpoint` when the strategy asks; `stale` says why the trainer left no model to re-measure with, and
-        `progress` hears the re-scoring. Either way the run directory gets the same files."""
+        """End the current epoch and draw the next. In process (`Run(...)`): with the rewards `record` collected and
+        what `rescore` measured. From files (`Run.open`): epoch 0 first, then the epoch's feedback file (`feedback`,
+        else the one taken by `take_feedback`), re-scoring from `checkpoint`; `stale`: why no model was left."""
         if self.in_process:
             if feedback is not None or stale is not None:
                 raise ConfigError(
-                    "a run in process steps with the rewards handed to record(); step a run directory from a "
-                    "feedback file with Run.open(RUN).step(feedback=FILE)"
+                    "a run in process steps with what record() took; use Run.open(RUN).step(feedback=FILE)"
                 )
             return self._step_recorded(rescored, ang, None if checkpoint is None else str(checkpoint))
         if rescored is not None or ang is not None:
@@ -263,7 +258,6 @@ class Run:
         return self._step_from_file(feedback, checkpoint, progress, stale)
 
     def _step_recorded(self, rescored: Rescored | None, ang: float | None, checkpoint: str | None):
-        """The in-process step: summarize the rollouts `record` collected, move the strategy, draw the next epoch."""
         if not self._records:
             raise ConfigError(
                 f"no rollout reward was recorded for epoch {self.epoch}; record the rewards of the reward "
@@ -317,7 +311,6 @@ class Run:
     def _step_from_file(
         self, feedback: str | Path | None, checkpoint: str | Path | None, progress: Progress, stale: str | None
     ) -> steps.StepResult:
-        """The file-driven step: epoch 0, or the epoch's feedback file consumed and the next epoch written."""
         if not self.write:
             raise ConfigError("step() from files steps a run directory this process writes; open it with Run.open(RUN)")
         if checkpoint is not None:
