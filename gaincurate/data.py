@@ -9,8 +9,6 @@ default ones are absent.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ SAMPLE_PATH = Path(__file__).parent / "assets" / "math_sample.jsonl"
 # The columns a run reads unless told otherwise (`--prompt-column`, `--answer-column`).
 DEFAULT_PROMPT_COLUMN = "problem"
 DEFAULT_ANSWER_COLUMN = "answer"
-ID_COLUMN = "id"  # a dataset's own row ids, when it has them: each must be unique (`check_repeats`)
+ID_COLUMN = "id"  # a dataset's own row ids, when it has them: each must be unique (`prompt_scan.check_repeats`)
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,10 @@ class LoadedDataset:
     prompt_column: str = DEFAULT_PROMPT_COLUMN  # the columns to read: as asked, or verl's (`default_columns`)
     answer_column: str | None = DEFAULT_ANSWER_COLUMN
     repeats: Repeats | None = None  # prompts whose text an earlier row has (`check_repeats`)
+    # From `prompt_scan.check_repeats`' one pass over the prompt text: the hash of the prompts and column names, and
+    # the characters of prompt text per row (chat messages: their contents), the shards' balancing weight.
+    fingerprint: str | None = None
+    weights: Any = None  # numpy int64 [rows]
 
 
 @dataclass(frozen=True)
@@ -120,37 +122,6 @@ def load_rows(
     _check_prompt_column(rows, prompt_column, name)
     _check_utf8(rows, name)
     return LoadedDataset(rows, name, split, prompt_column, answer_column)
-
-
-def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
-    """Refuse repeated ids (the `id` column, when there is one); count the prompts whose text repeats an earlier
-    row's (`repeats`), and with `drop` keep only the first row of each."""
-    rows, name = loaded.rows, loaded.name
-    if ID_COLUMN in rows.column_names:
-        seen: dict[Any, int] = {}
-        for row, value in enumerate(rows[ID_COLUMN]):
-            key = json.dumps(value, sort_keys=True, default=str)
-            if key in seen:
-                raise InputError(
-                    f"{name} repeats ids: rows {seen[key]} and {row} (counting from 0) both have {ID_COLUMN} "
-                    f"{value!r}; give every row its own id, or rename the column if it holds no ids"
-                )
-            seen[key] = row
-    first: dict[bytes, int] = {}
-    keep, repeats = [], []
-    for batch in rows.select_columns([loaded.prompt_column]).iter(batch_size=10_000):
-        for text in batch[loaded.prompt_column]:
-            row = len(keep) + len(repeats)
-            digest = hashlib.sha256(repr(text).encode()).digest()
-            if digest in first:
-                repeats.append((row, first[digest]))
-            else:
-                first[digest] = row
-                keep.append(row)
-    if not repeats:
-        return loaded
-    found = Repeats(len(repeats), repeats[0], len(rows), drop)
-    return dataclasses.replace(loaded, rows=rows.select(keep) if drop else rows, repeats=found)
 
 
 def default_columns(rows: Any, prompt_column: str, answer_column: str | None) -> tuple[str, str | None]:
@@ -303,16 +274,6 @@ def _first_line(error: BaseException) -> str:
         error = error.__cause__  # "An error occurred while generating the dataset" says nothing; its cause does
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def fingerprint(rows: Any, prompt_column: str) -> str:
-    """Hash of the prompts and column names: changes whenever the scored text could change."""
-    digest = hashlib.sha256(",".join(rows.column_names).encode())
-    for batch in rows.select_columns([prompt_column]).iter(batch_size=10_000):
-        for text in batch[prompt_column]:
-            digest.update(repr(text).encode())
-            digest.update(b"\x00")
-    return digest.hexdigest()[:16]
 
 
 def _check_prompt_column(rows: Any, column: str, name: str) -> None:

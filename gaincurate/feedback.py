@@ -33,6 +33,22 @@ FORMAT_HINT = 'write one {"gc_id": int, "reward": float} or {"gc_id": int, "corr
 Rollout = tuple[int, float]  # (gc_id, correctness in [0, 1])
 
 
+def check_reward(reward: Any, reward_max: float, reward_min: float = 0.0) -> float:
+    """`reward` as a float, or ValueError saying what is wrong and how to fix it: the one check of a reward, whether
+    a feedback file holds it (`parse_record`) or a trainer hands it in process (`Run.record`)."""
+    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
+        raise ValueError(f"reward {reward!r} is not a finite number")
+    if not reward_min <= reward <= reward_max:
+        below = reward < reward_min
+        fix = f"reward_min={reward:g}" if below else f"reward_max={reward:g}"
+        raise ValueError(
+            f"reward {reward:g} is outside [{reward_min:g}, reward_max={reward_max:g}]; if it is the reward of a "
+            f"{'wrong' if below else 'right'} answer, set {fix} (`gaincurate schedule init --reward-range LO,HI` or "
+            f"--reward-max, or ScheduleConfig({fix}) in process)"
+        )
+    return float(reward)
+
+
 def parse_record(record: Any, reward_max: float, reward_min: float = 0.0) -> Rollout:
     """(gc_id, correctness in [0, 1]) of one decoded record, or ValueError saying what is wrong with it."""
     if not isinstance(record, Mapping):
@@ -48,15 +64,14 @@ def parse_record(record: Any, reward_max: float, reward_min: float = 0.0) -> Rol
         if not isinstance(correct, bool | np.bool_):
             raise ValueError(f"correct {correct!r} is not true/false")
         return int(gc_id), float(bool(correct))
-    reward = record["reward"]
-    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-        raise ValueError(f"reward {reward!r} is not a finite number")
-    if not reward_min <= reward <= reward_max:
-        raise ValueError(
-            f"reward {reward} is outside [{reward_min:g}, reward_max={reward_max:g}] "
-            "(set --reward-max, or --reward-range LO,HI for scorers such as verl's -1/+1, at init)"
-        )
-    return int(gc_id), (float(reward) - reward_min) / (reward_max - reward_min)
+    reward = check_reward(record["reward"], reward_max, reward_min)
+    return int(gc_id), (reward - reward_min) / (reward_max - reward_min)
+
+
+def checked_rollout(rollout: tuple[int, float], reward_max: float, reward_min: float = 0.0) -> Rollout:
+    """(gc_id, correctness) of a `(gc_id, reward)` pair whose reward `check_reward` passed in `Run.record`."""
+    gc_id, reward = rollout
+    return gc_id, (reward - reward_min) / (reward_max - reward_min)
 
 
 def parse_line(raw: bytes | str, reward_max: float, reward_min: float = 0.0) -> Rollout:

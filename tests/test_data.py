@@ -6,8 +6,9 @@ import datasets
 import pytest
 from helpers import PROBLEMS
 
-from gaincurate.data import fingerprint, load_rows
+from gaincurate.data import load_rows
 from gaincurate.errors import InputError
+from gaincurate.prompt_scan import check_repeats, scan_prompts
 from gaincurate.scoring import score
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.shards import read_manifest, read_scores
@@ -51,8 +52,8 @@ def test_limit_and_fingerprint(tmp_path):
     rows.to_json(tmp_path / "d.jsonl", lines=True)
     first = load_rows(str(tmp_path / "d.jsonl"), split=None, prompt_column="problem", limit=3).rows
     assert len(first) == 3
-    assert fingerprint(first, "problem") != fingerprint(rows, "problem")
-    assert fingerprint(first, "problem") == fingerprint(rows.select(range(3)), "problem")
+    assert scan_prompts(first, "problem").every != scan_prompts(rows, "problem").every
+    assert scan_prompts(first, "problem").every == scan_prompts(rows.select(range(3)), "problem").every
 
 
 def test_empty_and_missing_questions_are_kept_and_flagged(tiny_llama, tmp_path):
@@ -65,3 +66,65 @@ def test_empty_and_missing_questions_are_kept_and_flagged(tiny_llama, tmp_path):
     assert table.num_rows == 5 and table["gc_status"].to_pylist()[3:] == ["empty_question", "empty_question"]
     assert manifest["diagnostics"]["status_counts"]["empty_question"] == 2
     assert read_manifest(tmp_path / "s")["diagnostics"]["unscored_rows"] == 2
+
+
+def _brute_fingerprint(rows, column: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(",".join(rows.column_names).encode())
+    for text in rows[column]:
+        digest.update(repr(text).encode() + b"\x00")
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_one_pass_over_the_prompts_gives_what_separate_passes_gave(drop, tmp_path):
+    """`check_repeats`' one read of the text: its fingerprint is the kept rows' (as hashed row by row), its weights
+    each kept row's characters (as Arrow counts them), its repeats each later copy of an earlier text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = ["What is 2 + 3?", "héllo wörld", "What is 2 + 3?", None, "ünïcödé ∑", "héllo wörld", ""]
+    datasets.Dataset.from_list([{"problem": t, "answer": "1"} for t in texts]).to_json(tmp_path / "d.jsonl")
+    loaded = check_repeats(load_rows(str(tmp_path / "d.jsonl"), split=None, prompt_column="problem", limit=None),
+                           drop=drop)  # fmt: skip
+    rows = loaded.rows
+    assert len(rows) == (5 if drop else 7) and (loaded.repeats.count, loaded.repeats.first) == (2, (2, 0))
+    assert loaded.fingerprint == _brute_fingerprint(rows, "problem") == scan_prompts(rows, "problem").every
+    column = pa.array(rows["problem"], pa.string())
+    assert loaded.weights.tolist() == pc.fill_null(pc.utf8_length(column), 0).to_pylist()
+
+
+def test_chat_prompts_weigh_their_messages_contents(tmp_path):
+    chats = [[{"role": "user", "content": "Solve x + 1 = 2."}], [{"role": "system", "content": "Be brief."},
+             {"role": "user", "content": "2 + 2?"}]]  # fmt: skip
+    datasets.Dataset.from_list([{"prompt": c, "answer": "1"} for c in chats]).to_json(tmp_path / "c.jsonl")
+    loaded = check_repeats(load_rows(str(tmp_path / "c.jsonl"), split=None, prompt_column="prompt", limit=None),
+                           drop=False)  # fmt: skip
+    assert loaded.weights.tolist() == [len("Solve x + 1 = 2."), len("Be brief.") + len("2 + 2?")]
+
+
+def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_once(tiny_llama, tmp_path, monkeypatch):
+    """One whole-column pass (`scan_prompts`: repeats, fingerprint, shard weights), then each shard's prompts once,
+    encoded and hashed from the same read; besides, only the batch-size probe's sample."""
+    import gaincurate.prompt_scan
+    from gaincurate.scoring.batch_size import SAMPLE_ROWS
+
+    scans, reads = [], []
+    real_scan, real_getitem = gaincurate.prompt_scan.scan_prompts, datasets.Dataset.__getitem__
+
+    def scan(rows, column):
+        scans.append(column)
+        return real_scan(rows, column)
+
+    def getitem(self, key):
+        if key == "problem":
+            reads.append(len(self))
+        return real_getitem(self, key)
+
+    monkeypatch.setattr(gaincurate.prompt_scan, "scan_prompts", scan)
+    monkeypatch.setattr(datasets.Dataset, "__getitem__", getitem)
+    config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=40)
+    score(config, RunOptions(out=str(tmp_path / "s"), shard_rows=16))
+    assert scans == ["problem"]
+    assert sorted(reads) == sorted([min(40, SAMPLE_ROWS), 16, 16, 8])

@@ -51,8 +51,10 @@ _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same command again to resume"
 
 
-# `gaincurate --help` in panels: the path a run takes first, then what measures, then the glue for other tools.
+# `gaincurate --help` in panels: the path a run takes first, then what measures, then the glue for other tools, and
+# the lab's commands last, marked as such: they study the product and are no part of a user's run.
 START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
+LAB = "Lab: research commands, not part of a run"
 
 
 def _mount(lab: bool) -> None:
@@ -65,12 +67,12 @@ def _mount(lab: bool) -> None:
     app.add_typer(schedule.app, name="schedule", rich_help_panel=START)
     show.register(app, START)
     rollout.register(app, MEASURE)
-    if lab:
-        for name in plugins.registered(plugins.COMMANDS):
-            plugins.load(plugins.COMMANDS, name)(app, MEASURE)
     score.register_merge(app, TOOLS)
     app.add_typer(verl.app, name="verl", rich_help_panel=TOOLS)
     example.register(app, TOOLS)
+    if lab:
+        for name in plugins.registered(plugins.COMMANDS):
+            plugins.load(plugins.COMMANDS, name)(app, LAB)
 
 
 def _asks_for_the_lab(argv: list[str]) -> bool:

@@ -121,16 +121,19 @@ def init(
 def _with_generated_options(command: Any) -> Any:
     """`command` taking, as keywords, the common settings (from `ScheduleConfig`'s fields), every filter's flag (from
     `registry.FILTERS`) and every strategy option (from the strategies' `Options` fields), among its written ones."""
-    # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones.
+    # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones. The help
+    # shows its panels in the order their first option comes: the common one, the default strategy's, the other
+    # product strategies', --prompts' and the filters', and the lab's strategies' last.
     fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)}
+    product, kept = strategy_parameters(lab=mounts_the_lab(sys.argv))
     parameters = [
-        fixed["scores"], fixed["prompts"], fixed["prompt_column"], fixed["drop_duplicates"], fixed["run"],
-        fixed["strategy"],
+        fixed["scores"], fixed["prompts"], fixed["run"], fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
-        *common_parameters("format", "data_source"), *filter_parameters(), fixed["config"], fixed["as_json"],
-        *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
+        *common_parameters("format", "data_source"), fixed["config"], fixed["as_json"],
+        *product, *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
+        fixed["prompt_column"], fixed["drop_duplicates"], *filter_parameters(),
     ]  # fmt: skip
-    return install(command, parameters, strategy_parameters(lab=mounts_the_lab(sys.argv)))
+    return install(command, parameters, kept)
 
 
 app.command("init")(_with_generated_options(init))

@@ -2,14 +2,16 @@
 
 The common settings come from `ScheduleConfig`'s fields (`common_parameters`: help, "[default: ...]" and form, by
 `gaincurate.cli.fields`); only `--scores` and `--reward-range` (which sets two fields) are written here. Every
-strategy option comes from its dataclass field
-(`gaincurate.schedule.options.option`: default, help, check), so a new strategy's options appear in `init`, its
-`--help` (one panel per strategy, after the common options), `--config FILE` and docs/cli.md with no second list
-to keep in step. Each filter's flag (`--band`, `--skip-zero-variance`) comes from its class in `registry.FILTERS`
+strategy option comes from its dataclass field (`gaincurate.schedule.options.option`: default, help, check), so a
+new strategy's options appear in `init`, its `--help`, `--config FILE` and docs/cli.md with no second list to keep
+in step. The help shows the common options, then the default strategy's panel, then one panel per other product
+strategy, and the options of the strategies kept for comparison last, in one closing panel of their own
+(`LAB_PANEL`). Each filter's flag (`--band`, `--skip-zero-variance`) comes from its class in `registry.FILTERS`
 (`filter_parameters`), its options from its `Options` as a strategy's do. An option several strategies share
-(`--target`, `--forget`) is one flag, shown in the panel of the first, its help naming every owner and each one's
-default. Old names (`Options.renamed`) stay readable as hidden flags. A size is checked at parse time (`_size`),
-and so is an `A,B` pair (`_pair_parser`), so a bad value is a usage error naming it, like any mistyped value.
+(`--target`, `--forget`) is one flag, shown in the panel of the first in that order, its help naming every owner and
+each one's default. Old names (`Options.renamed`) stay readable as hidden flags. A size is checked at parse time
+(`_size`), and so is an `A,B` pair (`_pair_parser`), so a bad value is a usage error naming it, like any mistyped
+value.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import typer
 
 from gaincurate.cli.fields import default_text, field_parameters, option_annotation, value_text, with_default
 from gaincurate.cli.options import PRODUCT_COMMANDS
-from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
 from gaincurate.schedule.options import flag
 from gaincurate.schedule.strategies.registry import FILTERS, KEPT_FOR_COMPARISON, STRATEGIES
 
@@ -91,6 +93,7 @@ RewardRange = Annotated[
 ]
 RESCORE_PANEL = "gain and length options"
 FILTER_PANEL = "filters over any strategy"
+LAB_PANEL = "strategies kept for comparison (the lab's)"
 
 # A field's spelling on the command line (`option(cli=...)`), when it is not a plain number.
 _PARSERS = {
@@ -113,15 +116,18 @@ def _owners(lab: bool = True) -> dict[str, list[tuple[str, dataclasses.Field]]]:
 
 
 def _mounted(lab: bool) -> dict[str, type]:
-    """The registered strategies by name, in registry order; without `lab`, not those kept for comparison."""
-    return {name: STRATEGIES[name] for name in STRATEGIES if lab or name not in KEPT_FOR_COMPARISON}
+    """The registered strategies by name in the order the help shows them: the default, the product's others in
+    registry order, then (with `lab`) those kept for comparison. An option several share is in its first one's panel."""
+    product = [DEFAULT_STRATEGY, *(name for name in STRATEGIES if name not in KEPT_FOR_COMPARISON | {DEFAULT_STRATEGY})]
+    kept = [name for name in STRATEGIES if lab and name in KEPT_FOR_COMPARISON]
+    return {name: STRATEGIES[name] for name in (*product, *kept)}
 
 
 def _panel(strategies: list[str]) -> str:
     first = strategies[0]
     if first in ("gain", "length"):
         return RESCORE_PANEL
-    return f"{first} options (kept for comparison)" if first in KEPT_FOR_COMPARISON else f"{first} options"
+    return LAB_PANEL if first in KEPT_FOR_COMPARISON else f"{first} options"
 
 
 def mounts_the_lab(argv: list[str]) -> bool:
@@ -159,13 +165,15 @@ def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Par
     return field_parameters(ScheduleConfig, only=names, panel=panel, parsers=_PARSERS)
 
 
-def strategy_parameters(lab: bool = True) -> list[inspect.Parameter]:
-    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name;
-    without `lab`, none of the strategies kept for comparison."""
-    parameters = []
+def strategy_parameters(lab: bool = True) -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
+    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name: the
+    product's, then those only the strategies kept for comparison have (none without `lab`), each in help order."""
+    parameters, kept = [], []
     for name, owned in _owners(lab).items():
-        annotation = _annotation(owned[0][1], _help(name, owned), _panel([owner for owner, _ in owned]))
-        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+        panel = _panel([owner for owner, _ in owned])
+        annotation = _annotation(owned[0][1], _help(name, owned), panel)
+        parameter = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        (kept if panel == LAB_PANEL else parameters).append(parameter)
     for cls in _mounted(lab).values():
         for old, new in cls.about.options.renamed.items():
             field = next(f for f in dataclasses.fields(cls.about.options) if f.name == new)
@@ -173,7 +181,7 @@ def strategy_parameters(lab: bool = True) -> list[inspect.Parameter]:
             parameters.append(
                 inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
             )
-    return parameters
+    return parameters, kept
 
 
 def filter_parameters() -> list[inspect.Parameter]:

@@ -5,7 +5,7 @@
 
 Per epoch: run the command with the placeholders filled in (shell-quoted, paths absolute), wait for it,
 check and archive the feedback it wrote, find the newest complete checkpoint in the output directory, then
-`advance` the schedule (re-scoring from that checkpoint when asked). A checkpoint is any folder `from_pretrained`
+step the schedule (re-scoring from that checkpoint when asked). A checkpoint is any folder `from_pretrained`
 loads: a TRL/accelerate `checkpoint-N/`, your own script's `model.save_pretrained` into `{output_dir}/checkpoint-N/`
 (or into `{output_dir}` itself), verl's `global_step_N/actor/huggingface/` (`gaincurate.schedule.run.checkpoints`).
 When the strategy reads the newest model after the epoch (probe --likelihood, gain) and the trainer left no new one
@@ -25,7 +25,7 @@ copy to `echo`. A failing or stopped command stops the loop with its exit code a
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
 The loop holds one `gaincurate.schedule.run.run.Run`: it takes each epoch's feedback (read and checked once) and
-steps with its `advance`, the step `schedule next` takes. A trainer command's reward
+steps with its `step`, the step `schedule next` takes. A trainer command's reward
 function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.recorder`).
 """
 
@@ -130,14 +130,14 @@ def run_loop(
     if run.epoch < 0:
         # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
-        run.advance(checkpoint=first, progress=progress)
+        run.step(checkpoint=first, progress=progress)
     while run.epoch < epochs:
         epoch = run.epoch
         stale = None
         if not run.trained:
             stale = _train(run, trainer, progress)
             trained.append(epoch)
-        step = run.advance(progress=progress, stale=stale)
+        step = run.step(progress=progress, stale=stale)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
         progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
         for notice in step.notices:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.feedback import checked_rollout, parse_record
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
@@ -170,8 +171,9 @@ class Scheduler:
         """gc_ids (ascending) the strategy wants re-scored after the current epoch, or None when none are due."""
         return self.wants().rescore
 
-    def summarize(self, records: Iterable[Any]) -> Feedback:
-        """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`."""
+    def summarize(self, records: Iterable[Any], *, checked: bool = False) -> Feedback:
+        """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`; `checked`:
+        `(gc_id, reward)` pairs whose rewards were checked when handed in (`Run.record`), not checked again."""
         if self.state.epoch < 0:
             raise ValueError("no epoch has been drawn yet, so there is no feedback to summarize")
         return summarize_feedback(
@@ -180,6 +182,7 @@ class Scheduler:
             known_ids=self.state.ranking,
             reward_max=self.config.reward_max,
             reward_min=self.config.reward_min,
+            parse=checked_rollout if checked else parse_record,
         )
 
     def next_epoch(

@@ -16,7 +16,7 @@ same file is not consumed for two epochs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import Rollout, no_rollout_error, read_rollouts, tally, validated
+from gaincurate.feedback import Rollout, no_rollout_error, parse_record, read_rollouts, tally, validated
 
 EXACT = 1e-9  # correctness is reward rescaled to [0, 1]: all-correct sums to the rollout count up to rounding
 
@@ -70,10 +70,12 @@ def summarize_feedback(
     reward_max: float,
     reward_min: float = 0.0,
     source: str = "feedback",
+    parse: Callable[[Any, float, float], Rollout] = parse_record,
 ) -> Feedback:
-    """Reduce rollout records (mappings, or `(location, mapping)` pairs) to a `Feedback`."""
+    """Reduce rollout records (mappings, or `(location, mapping)` pairs) to a `Feedback`; `parse` reads each one
+    (`checked_rollout`: a `(gc_id, reward)` pair whose reward was checked when handed in)."""
     located = _located(records, source)
-    rollouts = validated(located, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min)
+    rollouts = validated(located, known_ids=known_ids, reward_max=reward_max, reward_min=reward_min, parse=parse)
     return _reduce(rollouts, epoch_ids=epoch_ids, source=source)
 
 

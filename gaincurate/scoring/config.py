@@ -249,7 +249,7 @@ def resolve_batch_tokens(batch_tokens: int | None, device: str) -> int:
 
     A single CPU run measures it instead (gaincurate/scoring/batch_size.py); this fixed value serves GPUs,
     which need large batches to fill, and split CPU runs, whose parts must agree without measuring. On a
-    2-core EPYC, 512 suffix tokens per batch ran about 30% faster than 2,048 (docs/benchmarks.md).
+    2-core EPYC, 512 suffix tokens per batch ran about 30% faster than 2,048 (docs/benchmark-history.md).
     """
     if batch_tokens is not None:
         return batch_tokens

@@ -19,8 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import distributed
-from gaincurate.data import LoadedDataset, check_answers, check_repeats, load_rows
-from gaincurate.data import fingerprint as dataset_fingerprint
+from gaincurate.data import LoadedDataset, check_answers, load_rows
 from gaincurate.model import (
     ModelSource,
     SiteForward,
@@ -31,6 +30,7 @@ from gaincurate.model import (
     source_fingerprint,
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.prompt_scan import check_repeats
 from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig
@@ -140,7 +140,7 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
     previous = inspect_output(out, probe_lock=probe_lock)
     return Plan(
         config, options, dataset, source, resolve_device(config.device), schema, out, source_fingerprint(source),
-        dataset_fingerprint(rows, config.prompt_column), previous, answers,
+        dataset.fingerprint, previous, answers,
     )  # fmt: skip
 
 
@@ -198,18 +198,10 @@ def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
     return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
 
 
-def shard_weights(rows: Any, prompt_column: str, bounds: list[tuple[int, int]]) -> list[int]:
-    """Characters of prompt text per shard: the balancing weight (tokens would need a tokenizer pass)."""
-    import pyarrow.compute as pc
-
-    lengths = []
-    for batch in rows.select_columns([prompt_column]).with_format("arrow").iter(batch_size=50_000):
-        column = batch[prompt_column]
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # chat messages: their contents
-            lengths.append(np.array([sum(len(m["content"] or "") for m in v or []) for v in column.to_pylist()]))
-            continue
-        lengths.append(pc.fill_null(pc.utf8_length(pc.cast(column, pa.string())), 0).to_numpy())
-    cumulative = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1)
+def shard_weights(weights: np.ndarray, bounds: list[tuple[int, int]]) -> list[int]:
+    """Characters of prompt text per shard, from each row's (`LoadedDataset.weights`): the balancing weight (tokens
+    would need a tokenizer pass)."""
+    cumulative = np.concatenate([[0], np.cumsum(weights, dtype=np.int64)])
     return [int(cumulative[high] - cumulative[low]) for low, high in bounds]
 
 

@@ -95,7 +95,7 @@ def _score_part(
 ) -> dict[str, Any]:
     """Write this part's missing or damaged shards, then complete the manifest (or leave an array part's marker)."""
     out, bounds = prepared.out, prepared.bounds
-    mine = distributed.assign(shard_weights(prepared.rows, prepared.config.prompt_column, bounds), part.count)
+    mine = distributed.assign(shard_weights(prepared.dataset.weights, bounds), part.count)
     mine = mine[part.index]
     todo = shards_to_write(prepared, mine, bounds)
     progress.set_total(sum(bounds[i][1] - bounds[i][0] for i in mine))
@@ -130,20 +130,21 @@ def _score_shards(
     answer_column = prepared.config.answer_column
     answer_column = answer_column if answer_column and has_column(rows, answer_column) else None
 
-    def encode(index: int) -> tuple[Any, list[EncodedPrompt]]:
+    def encode(index: int) -> tuple[Any, list[Any], list[EncodedPrompt]]:
         chunk = rows.select(range(*bounds[index]))
-        return chunk, prepared.encoder.encode(chunk[column])
+        values = chunk[column]  # the shard's prompts, read once: encoded here, hashed into gc_prompt_hash below
+        return chunk, values, prepared.encoder.encode(values)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(encode, todo[0]) if todo else None
         for position, index in enumerate(todo):
-            chunk, prompts = upcoming.result()
+            chunk, values, prompts = upcoming.result()
             if position + 1 < len(todo):
                 upcoming = pool.submit(encode, todo[position + 1])
             result = scorer.score(prompts, progress)
             table = chunk.with_format("arrow")[:]
             answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
-            columns = score_columns(prompts, np.arange(*bounds[index]), result, chunk[column], answers)
+            columns = score_columns(prompts, np.arange(*bounds[index]), result, values, answers)
             schema = prepared.schema
             table = (
                 pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)

@@ -1,4 +1,4 @@
-"""Every bench table in docs/benchmarks.md is exactly what `gaincurate bench curriculum --report DIR` prints.
+"""Every bench table in docs/benchmarks.md and its history is exactly what `bench curriculum --report DIR` prints.
 
 A published table sits between `<!-- report: docs/results/NAME -->` and `<!-- /report -->`; its folder keeps the
 bench's config, points and costs, from which the summary and the table are recomputed here. The folder's
@@ -16,12 +16,17 @@ import pytest
 from gaincurate.lab.benchmarks.curriculum.report import report
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "benchmarks.md"
+# The standing verdicts, and the history page that keeps every run's section with its tables.
+DOCS = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmark-history.md")
 BLOCK = re.compile(r"<!-- report: (?P<folder>\S+) -->\n(?P<table>.*?)<!-- /report -->", re.DOTALL)
 
 
+def pages() -> str:
+    return "".join(page.read_text() for page in DOCS)
+
+
 def published() -> list[tuple[str, str]]:
-    return [(m["folder"], m["table"]) for m in BLOCK.finditer(DOC.read_text())]
+    return [(m["folder"], m["table"]) for m in BLOCK.finditer(pages())]
 
 
 def test_every_results_folder_is_published_and_every_published_table_has_its_folder():
@@ -45,8 +50,22 @@ SCALE_BLOCK = re.compile(r"<!-- scale: (?P<file>\S+) -->\n(?P<table>.*?)<!-- /sc
 def test_every_published_scale_table_re_derives_from_its_result_file():
     from gaincurate.lab.benchmarks.scale import result_lines
 
-    blocks = list(SCALE_BLOCK.finditer(DOC.read_text()))
-    assert blocks, "docs/benchmarks.md publishes no scale bench table"
+    blocks = list(SCALE_BLOCK.finditer(pages()))
+    assert blocks, "docs/benchmarks.md and its history publish no scale bench table"
     for block in blocks:
         result = json.loads((ROOT / block["file"]).read_text())
         assert block["table"] == "\n".join(result_lines(result)) + "\n", block["file"]
+
+
+def test_every_link_into_the_history_names_one_of_its_sections():
+    """The verdicts page (and any other page) links into the history by its sections' anchors, as GitHub makes them
+    from the headings outside code blocks: a renamed or moved section breaks no link unnoticed."""
+    text, fenced, anchors = DOCS[1].read_text(), False, set()
+    for line in text.splitlines():
+        fenced = fenced != line.lstrip().startswith("```")
+        if not fenced and re.match(r"#{1,6} ", line):
+            heading = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+            anchors.add(heading.replace(" ", "-"))
+    linking = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    links = {link for page in linking for link in re.findall(r"benchmark-history\.md#([\w-]+)", page.read_text())}
+    assert len(links) >= 20 and links <= anchors, sorted(links - anchors)

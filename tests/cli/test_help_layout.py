@@ -1,9 +1,10 @@
 """`--help` says where to start and stays readable at 80 columns (issue 50's CLI points).
 
-The top level puts the path a run takes (score, schedule, show) in a first panel of its own; `schedule init` keeps
-its common settings in one panel of at most 15 options, each strategy's in its own; no option's help runs over 8
-lines at 80 columns in any command; `--strategy` takes a name, with "did you mean" for a misspelt one, and
-`schedule strategies` lists them (the bench's ceilings are not offered).
+The top level puts the path a run takes (score, schedule, show) in a first panel of its own and the lab's commands
+in a last one marked as the lab's; `schedule init` keeps its common settings in one panel of at most 15 options, the
+default strategy's panel right after it, each other product strategy's in its own and the lab's strategies' last; no
+option's help runs over 8 lines at 80 columns in any command; `--strategy` takes a name, with "did you mean" for a
+misspelt one, and `schedule strategies` lists them (the bench's ceilings are not offered).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import re
 import pytest
 import typer
 
-from gaincurate.cli import app
+from gaincurate.cli import LAB, app
+from gaincurate.cli.schedule_options import LAB_PANEL
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, DEFAULT_STRATEGY
-from gaincurate.schedule.strategies.registry import STRATEGIES
+from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
 
 MAX_HELP_LINES = 8
 
@@ -58,7 +60,8 @@ def test_the_top_level_help_starts_with_the_path_a_run_takes(gaincurate):
     first, *others = [panel for panel in _panels(shown) if panel[0] != "Options"]
     assert first[0] == "Start here" and sorted(name for name, _ in first[1]) == ["schedule", "score", "show"]
     assert len(first[1]) <= 4
-    assert [title for title, _ in others] == ["Measure", "Integrations and cluster jobs"]
+    assert [title for title, _ in others] == ["Measure", "Integrations and cluster jobs", LAB]
+    assert sorted(name for name, _ in others[-1][1]) == ["bench", "difficulty", "signal"]  # the lab's, marked so
     assert "GAIN-RL angle concentration)" not in shown  # the line says what the default does instead
     assert "by default" in shown and "dots" in shown
 
@@ -68,6 +71,17 @@ def test_schedule_init_keeps_its_common_settings_in_one_short_panel(monkeypatch,
     assert len(panels["Options"]) <= 15
     assert "--strategy" in dict(panels["Options"]) and "--target" not in dict(panels["Options"])
     assert "probe options" in panels and "dots options" in panels
+
+
+def test_schedule_init_shows_the_default_strategy_first_and_the_lab_last(gaincurate):
+    """Through the console script at 80 columns: the common panel, the default strategy's right after it, the other
+    product strategies', and every option only a strategy kept for comparison has in one closing panel."""
+    titles = [title for title, _ in _panels(gaincurate("schedule", "init", "--help", env={"COLUMNS": "80"}).stdout)]
+    assert titles[:2] == ["Options", f"{DEFAULT_STRATEGY} options"]
+    assert titles[-1] == LAB_PANEL and titles.count(LAB_PANEL) == 1
+    product = [name for name in STRATEGIES if name not in KEPT_FOR_COMPARISON | {"gain", "length", "uniform"}]
+    assert {f"{name} options" for name in product} <= set(titles[1:-1])
+    assert not any(name in title for title in titles[:-1] for name in KEPT_FOR_COMPARISON)
 
 
 def test_no_option_help_runs_over_eight_lines_at_80_columns(monkeypatch, capsys):

@@ -231,18 +231,18 @@ def test_resumed_from_another_directory_still_rescores(tmp_path, scores_dir, tra
     (tmp_path / "first").mkdir()
     monkeypatch.chdir(tmp_path / "first")
     init_run(Path("run"), scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
-    real_advance = Run.advance
+    real_step = Run.step
 
     def killed_after_training(run, **kwargs):
         if run.trained:
             raise KeyboardInterrupt
-        return real_advance(run, **kwargs)
+        return real_step(run, **kwargs)
 
-    monkeypatch.setattr(Run, "advance", killed_after_training)
+    monkeypatch.setattr(Run, "step", killed_after_training)
     with pytest.raises(KeyboardInterrupt):
         run_loop(Path("run"), epochs=1, trainer_cmd=trainer_cmd)
     assert load_run(Path("run")).checkpoint == str(tmp_path / "first" / "run" / "trainer" / "checkpoint-10")
-    monkeypatch.setattr(Run, "advance", real_advance)
+    monkeypatch.setattr(Run, "step", real_step)
     monkeypatch.chdir(tmp_path)
     assert run_loop(tmp_path / "first" / "run", epochs=1, trainer_cmd=trainer_cmd).trained == []
     (record,) = read_history(tmp_path / "first" / "run")
@@ -255,11 +255,11 @@ def test_recorded_checkpoint_that_is_gone_is_an_error(tmp_path, scores_dir, trai
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
     advance(run_dir)
-    real_advance = Run.advance
-    monkeypatch.setattr(Run, "advance", lambda run, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
+    real_step = Run.step
+    monkeypatch.setattr(Run, "step", lambda run, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         run_loop(run_dir, epochs=1, trainer_cmd=trainer_cmd)
-    monkeypatch.setattr(Run, "advance", real_advance)
+    monkeypatch.setattr(Run, "step", real_step)
     shutil.rmtree(run_dir / "trainer" / "checkpoint-10")
     with pytest.raises(InputError, match="names .*checkpoint-10 as the checkpoint of epoch 0, but it is gone"):
         advance(run_dir)

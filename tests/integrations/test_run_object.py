@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from schedule_helpers import fixed_screener, without_timings, write_scores
 
+from gaincurate.errors import ConfigError
 from gaincurate.feedback import format_line
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
@@ -29,7 +30,7 @@ from gaincurate.schedule.run.run import Run
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gaincurate"
 CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
-SPIED = ("advance", "take_feedback", "record", "rows", "row_map", "recorder")
+SPIED = ("step", "take_feedback", "record", "rows", "row_map", "recorder")
 
 
 @pytest.fixture()
@@ -135,7 +136,7 @@ def test_verls_on_save_hook_steps_one_run_with_its_feedback_file(tmp_path, used)
     hook = StepScheduleOnSave({"gaincurate": {"run_dir": str(run_dir), "feedback_file": str(feedback)}})
     result = hook.step(None)
     assert result.epoch == 1 and rundir.feedback_path(run_dir, 0).read_bytes() == feedback.read_bytes()
-    assert [name for name, _ in used] == ["advance", "advance"]  # `schedule next`'s advance, then the hook's
+    assert [name for name, _ in used] == ["step", "step"]  # `schedule next`'s step, then the hook's
     assert all(isinstance(owner, Run) for _, owner in used)
 
 
@@ -169,7 +170,7 @@ def test_the_trainer_command_loop_holds_one_run_that_takes_each_feedback_file_on
         monkeypatch.setattr(owner, "open", counting)
     assert run_loop(run_dir, epochs=2, trainer_cmd=command).trained == [0, 1]
     assert opened.count("feedback-0000.jsonl") == opened.count("feedback-0001.jsonl") == 1  # checked, then stepped
-    assert [name for name, _ in used] == ["advance", "take_feedback", "advance", "take_feedback", "advance"]
+    assert [name for name, _ in used] == ["step", "take_feedback", "step", "take_feedback", "step"]
     assert len({id(owner) for _, owner in used}) == 1  # one object for the whole loop
 
 
@@ -222,12 +223,12 @@ def run_files(run_dir: Path) -> tuple[dict[str, bytes], list[dict], dict]:
     ids=lambda config: config.strategy + ("-skip" if config.to_dict().get("skip_zero_variance") else ""),
 )
 def test_in_process_and_from_feedback_files_write_the_same_run_directory(tmp_path, config):
-    """The same config and rewards, stepped in process (`record` + `step`) and from files (`advance`)."""
+    """The same config and rewards, stepped in process (`record` + `step`) and from files (`step(feedback=...)`)."""
     scores = write_scores(tmp_path / "scores")
     in_process = Run(scores, config, run_dir=tmp_path / "in_process")
     init_run(tmp_path / "files", scores, config)
     from_files = Run.open(tmp_path / "files")
-    from_files.advance()
+    from_files.step()
     for epoch in range(3):
         gc_ids = [int(g) for g in in_process.plan.gc_ids]
         assert gc_ids == [int(g) for g in from_files.plan.gc_ids]
@@ -235,7 +236,51 @@ def test_in_process_and_from_feedback_files_write_the_same_run_directory(tmp_pat
         in_process.step()
         feedback = tmp_path / f"feedback-{epoch}.jsonl"
         feedback.write_text("".join(format_line(g, reward(g, epoch)) for g in gc_ids))
-        from_files.advance(feedback=feedback)
+        from_files.step(feedback=feedback)
     kept, history, state = run_files(tmp_path / "files")
     assert (kept, history, state) == run_files(tmp_path / "in_process")
     assert len(kept) == 7 and len(history) == 3 and state["epoch"] == 3  # epochs 0-3, feedback 0-2
+
+
+def test_a_run_steps_through_one_verb_whichever_source_its_rewards_come_from(tmp_path):
+    """`step` is the one stepping verb: in process it takes what `record` collected, from files the feedback file;
+    handed the other source's input, it refuses in one line naming the verb that fits."""
+    assert not hasattr(Run, "advance")
+    scores = write_scores(tmp_path / "scores")
+    in_process = Run(scores, CONFIG)
+    in_process.record(in_process.plan.gc_ids, [1.0] * len(in_process.plan.gc_ids))
+    with pytest.raises(ConfigError, match=r"Run.open\(RUN\).step\(feedback=FILE\)"):
+        in_process.step(feedback=tmp_path / "feedback.jsonl")
+    assert in_process.step().record["epoch"] == 0 and in_process.epoch == 1
+    init_run(tmp_path / "files", scores, CONFIG)
+    from_files = Run.open(tmp_path / "files")
+    assert from_files.step().epoch == 0
+    with pytest.raises(ConfigError, match=r"measures its own re-scoring"):
+        from_files.step(rescored=object())
+
+
+def test_a_reward_handed_in_process_is_checked_once_with_the_message_a_feedback_file_gets(tmp_path, monkeypatch):
+    import gaincurate.feedback
+    import gaincurate.schedule.run.run
+    from gaincurate.errors import InputError
+    from gaincurate.feedback import read_rollouts
+
+    run = Run(write_scores(tmp_path / "scores"), CONFIG)
+    with pytest.raises(ConfigError) as in_process:
+        run.record([5], [-1.0])
+    (tmp_path / "f.jsonl").write_text(format_line(5, -1.0))
+    with pytest.raises(InputError) as from_file:
+        list(read_rollouts(tmp_path / "f.jsonl", known_ids=[5], reward_max=1.0))
+    problem = str(in_process.value).removeprefix("gc_id 5: ")
+    assert problem.startswith("reward -1 is outside [0, reward_max=1]") and problem in str(from_file.value)
+    checked = []
+
+    def counting(reward, *args, _original=gaincurate.feedback.check_reward):
+        checked.append(reward)
+        return _original(reward, *args)
+
+    for module in (gaincurate.feedback, gaincurate.schedule.run.run):
+        monkeypatch.setattr(module, "check_reward", counting)
+    gc_ids = [int(g) for g in run.plan.gc_ids]
+    run.record(gc_ids, [reward(g, 0) for g in gc_ids])
+    assert run.step().record["epoch"] == 0 and len(checked) == len(gc_ids)  # at record, not again at the step

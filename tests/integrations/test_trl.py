@@ -150,7 +150,9 @@ def test_evaluation_rewards_are_not_feedback(scores):
 def test_reward_outside_range_is_a_one_line_error(scores):
     curriculum = GainCurriculum(scores, ScheduleConfig(**{"strategy": "gain", **SCHEDULE}))
     [wrapped] = curriculum.wrap_rewards([lambda completions, **kw: [2.0] * len(completions)])
-    with pytest.raises(ConfigError, match=r"reward 2 of gc_id 5 is outside \[0, reward_max=1\]"):
+    with pytest.raises(
+        ConfigError, match=r"gc_id 5: reward 2 is outside \[0, reward_max=1\]; .*ScheduleConfig\(reward_max=2\)"
+    ):
         wrapped(completions=["a"], gc_id=[5])
 
 

@@ -217,7 +217,9 @@ def test_plus_minus_one_rewards_are_refused_naming_reward_min(tiny_llama, tmp_pa
     scores = score_rows(user_rows("messages"), tiny_llama, tmp_path)
     reward = CountingReward(value=lambda i: 1.0 if i % 2 else -1.0)
     _, trainer, _ = five_lines(scores, tiny_llama, tmp_path, reward=reward)
-    with pytest.raises(ConfigError, match=r"reward -1 .*pass ScheduleConfig\(reward_min=-1\)"):
+    with pytest.raises(
+        ConfigError, match=r"reward -1 .*wrong answer, set reward_min=-1 .*ScheduleConfig\(reward_min=-1\)"
+    ):
         trainer.train()
     assert trainer.state.global_step == 0
 

@@ -117,6 +117,7 @@ def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_
     import typer.main
 
     from gaincurate.cli.schedule import app
+    from gaincurate.cli.schedule_options import LAB_PANEL
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     init = typer.main.get_command(app).commands["init"]
@@ -124,8 +125,7 @@ def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_
     common = [p for p in shown if getattr(p, "rich_help_panel", None) is None]
     assert len(common) + 1 <= 15, [p.name for p in common]  # + --help
     panels = {getattr(p, "rich_help_panel", None) for p in shown} - {None}
-    kept = {"screen options (kept for comparison)", "variance options (kept for comparison)"}
-    assert {"gain and length options", "dots options", "mopps options", *kept} <= panels
+    assert {"gain and length options", "dots options", "mopps options", LAB_PANEL} <= panels
     option_names = {p.name for p in shown}
     for cls in STRATEGIES.values():
         assert set(cls.about.options.names()) <= option_names, cls.name

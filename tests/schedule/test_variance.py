@@ -104,4 +104,4 @@ def test_the_console_script_runs_it_and_help_shows_its_panel(tmp_path, scores_di
     assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
     assert (run / "epoch-0000.parquet").is_file()
     shown = console("schedule", "init", "--help").stdout
-    assert "variance options" in shown and "--bonus" in shown
+    assert "strategies kept for comparison (the lab's)" in shown and "variance: Weight" in shown

@@ -206,7 +206,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             run.replace_records(gather_object(run.state_dict()["records"]))
 
         def step() -> dict[str, Any] | None:
-            return run.step(rescored=run.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer)))
+            return run.step(rescored=run.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer))).record
 
         record = _on_main_then_shared(trainer, run, step)
         if record is not None:

@@ -82,7 +82,7 @@ def step_at_epoch_end(run: Any, checkpoint_dir: str | None) -> dict[str, Any]:
                 checkpoint_dir,
                 run.epoch,
             )
-    record = run.step(rescored=rescored, checkpoint=checkpoint)
+    record = run.step(rescored=rescored, checkpoint=checkpoint).record
     moved = update_words(run.scheduler.strategy, record)  # gain: ", ang ..., delta ..., mu 0.0 -> 410.7"
     zero = (record.get("readout") or {}).get("zero_variance")
     moved += "" if zero is None else f", zero-variance groups {zero:.0%}"  # the savings readout (docs/readout.md)
@@ -192,13 +192,13 @@ class StepScheduleOnSave(_callback_base()):
 
     def step(self, checkpoint: Path | None, run: Any = None) -> Any:
         """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process: the run's
-        `advance` (`run`: the `gaincurate.schedule.run.run.Run` of RUN, already open)."""
+        `step` (`run`: the `gaincurate.schedule.run.run.Run` of RUN, already open)."""
         from gaincurate.schedule.run.run import Run
 
         if checkpoint is not None:
             refuse_megatron(checkpoint)
         run = run if run is not None else Run.open(self.run_dir)
-        result = run.advance(feedback=self.feedback_file, checkpoint=checkpoint)
+        result = run.step(feedback=self.feedback_file, checkpoint=checkpoint)
         for notice in result.notices:
             logger.warning("gaincurate: %s", notice)
         logger.info("gaincurate: epoch %d written to %s", result.epoch, result.path)

@@ -7,7 +7,7 @@ It builds the strategy over seeded random float16 embeddings (the projection to 
 three epochs of 4,096 measured groups and the answer likelihood of the whole pool (then 8,192 a refresh), and times
 one estimate of every prompt: the penalty chosen on the newest epoch, the fit, the predictions. CPU seconds
 (`time.process_time`), so a shared machine's load does not count; run it with one thread (OMP_NUM_THREADS=1).
-docs/benchmarks.md ("The probe's fit at scale") keeps the figures.
+docs/benchmark-history.md ("The probe's fit at scale") keeps the figures.
 """
 
 from __future__ import annotations

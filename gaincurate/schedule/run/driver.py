@@ -1,4 +1,4 @@
-"""The file-driven step and a run's status: `advance` (`gaincurate.schedule.run.run.Run.advance` on the run in a
+"""The file-driven step and a run's status: `advance` (`gaincurate.schedule.run.run.Run.step` on the run in a
 directory), taken by `schedule next`, `schedule run` and verl's on-save hook, and `run_status` for `schedule status`.
 The step's pieces (`gaincurate.schedule.run.steps`: `init_run`, `check_feedback`, ...) are importable here too.
 """
@@ -28,10 +28,10 @@ def advance(
     checkpoint: Path | None = None,
     progress: Progress = NULL_PROGRESS,
 ) -> StepResult:
-    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.advance`)."""
+    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.step`)."""
     if checkpoint is not None:
         check_given_checkpoint(Path(checkpoint))  # a wrong path is refused before the run is opened
-    return Run.open(run_dir).advance(feedback=feedback, checkpoint=checkpoint, progress=progress)
+    return Run.open(run_dir).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
 
 
 def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:

@@ -6,16 +6,17 @@ rows (`row_map`, `rows`), the reward recorder (`recorder`) and its state. TRL's 
 and on-save hook, and the `--trainer-cmd` loop only translate their events into its methods. From files:
 
     run = Run.open("run/")
-    run.advance(feedback="rollouts.jsonl", checkpoint="ckpt/")   # epoch 0 first, then one step per feedback file
+    run.step(feedback="rollouts.jsonl", checkpoint="ckpt/")   # epoch 0 first, then one step per feedback file
 
 In process (a trainer that stays up for the whole run; with or without a run directory):
 
     run = Run(scores_dir="scores/", config=ScheduleConfig(subset_size=64), run_dir="run/")
     run.rows(row_of)                      # the epoch's dataset rows, in training order
     run.record(gc_ids, rewards)           # any number of times during the epoch
-    record = run.step(rescored=run.rescore(model=model, tokenizer=tokenizer))   # at the epoch's end
+    record = run.step(rescored=run.rescore(model=model, tokenizer=tokenizer)).record   # at the epoch's end
 
-Either way the run directory is the same, byte for byte, so `gaincurate schedule status` reads any run.
+`step` is the one verb either way, and the run directory is the same, byte for byte, so `gaincurate schedule
+status` reads any run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import format_line
+from gaincurate.feedback import check_reward, format_line
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
@@ -51,14 +52,14 @@ STATE_DICT_VERSION = 2  # 2: mu in gain's memory (1: beside the state, for every
 class Run:
     """A `Scheduler`, its scores and its run directory, with the rollout bookkeeping every trainer path needs.
 
-    `Run.open(run_dir)`: a run directory driven from files (`advance`). `Run(scores_dir, config, run_dir=...)`:
-    a trainer's run in process. Give `scores_dir` (and `config`) for a new schedule; give `run_dir` too to keep
-    it on disk. An existing `run_dir` is continued from its state.json; a `config` or `scores_dir` passed with it
-    must match the ones it was started with. `write=False` (the other ranks of a multi-process job) reads an
-    existing run directory but never writes one. `start_later=True` (a trainer that checks its set-up first)
-    holds a run directory it would write in memory until `start_run_dir()`. `state_dict()` / `load_state_dict()`
-    carry what a trainer checkpoint needs to resume exactly: the scheduler state and the current epoch's rollouts
-    so far.
+    `Run.open(run_dir)`: a run directory driven from files (`step` reads each epoch's feedback file).
+    `Run(scores_dir, config, run_dir=...)`: a trainer's run in process (`step` takes what `record` collected). Give
+    `scores_dir` (and `config`) for a new schedule; give `run_dir` too to keep it on disk. An existing `run_dir` is
+    continued from its state.json; a `config` or `scores_dir` passed with it must match the ones it was started
+    with. `write=False` (the other ranks of a multi-process job) reads an existing run directory but never writes
+    one. `start_later=True` (a trainer that checks its set-up first) holds a run directory it would write in memory
+    until `start_run_dir()`. `state_dict()` / `load_state_dict()` carry what a trainer checkpoint needs to resume
+    exactly: the scheduler state and the current epoch's rollouts so far.
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class Run:
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
-        """The run kept in `run_dir`, driven from files: nothing is drawn until `advance` (epoch 0 included)."""
+        """The run kept in `run_dir`, driven from files: nothing is drawn until `step` (epoch 0 included)."""
         run = cls.__new__(cls)
         run.run_dir, run.in_process, run._waiting = Path(run_dir), False, False
         run._open(run.run_dir, None, None, write=True, state=rundir.load_run(run.run_dir))
@@ -206,18 +207,13 @@ class Run:
     def record(self, gc_ids: Iterable[Any], rewards: Iterable[Any]) -> int:
         """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
         added = []
-        reward_min, reward_max = self.config.reward_min, self.config.reward_max
         for gc_id, reward in zip(gc_ids, rewards, strict=True):
             if reward is None or (isinstance(reward, float) and math.isnan(reward)):
                 continue
-            value = float(reward)
-            if not reward_min <= value <= reward_max:
-                fix = f"reward_min={value:g}" if value < reward_min else f"reward_max={value:g}"
-                raise ConfigError(
-                    f"reward {value:g} of gc_id {int(gc_id)} is outside [{reward_min:g}, reward_max={reward_max:g}]; "
-                    f"if it is the reward of a {'wrong' if value < reward_min else 'right'} answer, pass "
-                    f"ScheduleConfig({fix})"
-                )
+            try:  # checked here, once: the step reads these pairs as checked (`Scheduler.summarize(checked=True)`)
+                value = check_reward(float(reward), self.config.reward_max, self.config.reward_min)
+            except ValueError as problem:
+                raise ConfigError(f"gc_id {int(gc_id)}: {problem}") from None
             added.append((int(gc_id), value))
         self._records.extend(added)
         return len(added)
@@ -243,8 +239,25 @@ class Run:
         self._rescore_seconds = time.perf_counter() - started
         return rescored
 
-    def step(self, *, rescored: Rescored | None = None, ang: float | None = None, checkpoint: str | None = None):
-        """End the current epoch: summarize its rollouts, move mu, draw the next epoch. Returns the record."""
+    def step(
+        self, *, feedback: str | Path | None = None, checkpoint: str | Path | None = None,
+        rescored: Rescored | None = None, ang: float | None = None, progress: Progress = NULL_PROGRESS,
+        stale: str | None = None,
+    ) -> steps.StepResult:  # fmt: skip
+        """End the current epoch and draw the next. In process (`Run(...)`): with the rewards `record` collected and
+        what `rescore` measured. From files (`Run.open`): epoch 0 first, then the epoch's feedback file (`feedback`,
+        else the one taken by `take_feedback`), re-scoring from `checkpoint`; `stale`: why no model was left."""
+        if self.in_process:
+            if feedback is not None or stale is not None:
+                raise ConfigError(
+                    "a run in process steps with what record() took; use Run.open(RUN).step(feedback=FILE)"
+                )
+            return self._step_recorded(rescored, ang, None if checkpoint is None else str(checkpoint))
+        if rescored is not None or ang is not None:
+            raise ConfigError("a run stepped from files measures its own re-scoring from checkpoint=")
+        return self._step_from_file(feedback, checkpoint, progress, stale)
+
+    def _step_recorded(self, rescored: Rescored | None, ang: float | None, checkpoint: str | None):
         if not self._records:
             raise ConfigError(
                 f"no rollout reward was recorded for epoch {self.epoch}; record the rewards of the reward "
@@ -253,17 +266,17 @@ class Run:
             )
         train_seconds = time.perf_counter() - self._epoch_started
         started = time.perf_counter()
-        summary = self.scheduler.summarize(self.records)
+        summary = self.scheduler.summarize(self._records, checked=True)
         timings = {"feedback_s": time.perf_counter() - started, "train_s": train_seconds}
         if rescored is not None:
             timings["rescore_s"] = getattr(self, "_rescore_seconds", 0.0)
         archive = "".join(format_line(gc_id, reward) for gc_id, reward in self._records).encode()
-        record = self._take(
+        result = self._take(
             summary, rescored=rescored, ang=ang, archive=archive, checkpoint=checkpoint, timings=timings
-        ).record
+        )
         self._records = []
         self._epoch_started = time.perf_counter()
-        return record
+        return result
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume mid-run: the scheduler state and this epoch's rollouts so far."""
@@ -295,15 +308,11 @@ class Run:
             self._run = dataclasses.replace(self._run, schedule=self.scheduler.state)
             rundir.save_run(self.run_dir, self._run)
 
-    def advance(
-        self, *, feedback: str | Path | None = None, checkpoint: str | Path | None = None,
-        progress: Progress = NULL_PROGRESS, stale: str | None = None,
-    ) -> steps.StepResult:  # fmt: skip
-        """One step on disk: write epoch 0, or consume the epoch's feedback file (`feedback`, else the one archived
-        or taken by `take_feedback`) and write the next epoch, re-scoring from `checkpoint` when the strategy asks.
-        `stale`: why the trainer left no model to re-measure with, recorded in the epoch's history line."""
+    def _step_from_file(
+        self, feedback: str | Path | None, checkpoint: str | Path | None, progress: Progress, stale: str | None
+    ) -> steps.StepResult:
         if not self.write:
-            raise ConfigError("advance() steps a run directory this process writes; open it with Run.open(RUN)")
+            raise ConfigError("step() from files steps a run directory this process writes; open it with Run.open(RUN)")
         if checkpoint is not None:
             steps.check_given_checkpoint(Path(checkpoint))
         checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None  # history names it absolute
@@ -328,7 +337,7 @@ class Run:
 
     def take_feedback(self, source: str | Path) -> bytes:
         """Read and check the current epoch's feedback file once, archive it in the run directory, and keep it for
-        the next `advance`; returns its bytes. Bad feedback is refused here, before the epoch counts as trained."""
+        the next `step`; returns its bytes. Bad feedback is refused here, before the epoch counts as trained."""
         source, archived = Path(source), rundir.feedback_path(self.run_dir, self.epoch)
         started = time.perf_counter()
         summary, digest, data = steps.check_feedback(self.run_dir, source, run=self._run)
@@ -345,7 +354,7 @@ class Run:
 
     @property
     def trained(self) -> bool:
-        """Whether the current epoch was trained and its feedback taken, waiting for `advance`."""
+        """Whether the current epoch was trained and its feedback taken, waiting for `step`."""
         return self._run is not None and self._run.trained
 
     def row_map(self, ids: Sequence[Any], *, fix: str, where: str = "", every_prompt: bool = True) -> dict[int, int]:

@@ -1,4 +1,4 @@
-"""What one `advance` step hands, once, to the work it does before the draw: re-scoring, a fresh reference set
+"""What one step from files (`Run.step`) hands, once, to the work before its draw: re-scoring, a fresh reference set
 (`gaincurate.schedule.run.reference_sets`) and arming the screener (`gaincurate.schedule.run.steps.arm_screener`).
 
 Each of those reads the same run, scheduler, scores and checkpoint, and adds to the same notices and timings;

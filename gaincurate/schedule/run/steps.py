@@ -28,9 +28,9 @@ from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY
 
 @dataclass(frozen=True)
 class StepResult:
-    """One step as the run took it (`take_step`, `advance`): the scheduler's own `EpochStep` (the epoch drawn
+    """One step as the run took it (`take_step`, `Run.step`): the scheduler's own `EpochStep` (the epoch drawn
     and the update that led to it), its history line, and what was written: the epoch file and the run's state
-    (None without a run directory), plus what `advance` noticed on the way.
+    (None without a run directory), plus what a step from files noticed on the way.
 
     The one result type of a step outside the pure core; `EpochStep` stays the core's return, which knows no
     files, timings or notices.

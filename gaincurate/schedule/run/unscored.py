@@ -51,8 +51,9 @@ def write_unscored(
     Repeated ids are refused, repeated prompt texts told on `progress` (`drop_duplicates`: the first of each kept)."""
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
-    from gaincurate.data import check_answers, check_repeats, fingerprint, load_rows
+    from gaincurate.data import check_answers, load_rows
     from gaincurate.fileio import atomic_write_json, file_sha256
+    from gaincurate.prompt_scan import check_repeats
     from gaincurate.prompts import answer_text, for_column, prompt_digest
     from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
     from gaincurate.shards import DEFAULT_SHARD_ROWS, FORMAT_VERSION, MANIFEST, output_schema, shard_name, write_shard
@@ -91,7 +92,7 @@ def write_unscored(
         "prompt_hash": for_column(config.prompt_format, config.prompt_column).fingerprint(),
         "prompt_format": "as_is" if for_column(config.prompt_format, config.prompt_column).as_is else "question",
         "answers": answers,
-        "dataset": {"name": loaded.name, "split": None, "fingerprint": fingerprint(rows, config.prompt_column),
+        "dataset": {"name": loaded.name, "split": None, "fingerprint": loaded.fingerprint,
                     "columns": rows.column_names},
         "rows": len(rows),
         "shard_rows": DEFAULT_SHARD_ROWS,

@@ -107,7 +107,7 @@ class ProbeOptions(Options):
     target: float = option(0.5, plugin.TARGET_HELP, RATE)
     tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
-    # 0.1: chosen over 0.3 by the rule declared before the pilot runs (docs/benchmarks.md, "The probe (issue 47)").
+    # 0.1: chosen over 0.3 by the rule declared before the pilot runs (benchmark-history.md, "The probe (issue 47)").
     uniform_share: float = option(
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )

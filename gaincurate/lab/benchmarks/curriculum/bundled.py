@@ -52,7 +52,7 @@ GAIN_ABLATION = {
     "gain-signed": {"strategy": "gain", "direction": "auto", "adj_min": "-13.3%"},
 }
 
-# The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmarks.md, "Training efficiency", lists
+# The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmark-history.md, "Training efficiency", lists
 # every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
 # family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
 # The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
@@ -87,7 +87,7 @@ _CPU_ARITH = BenchConfig(
 # whose difficulty varies naturally (length, carries, the multiplier). The frontier is the warm start's own
 # half-learnt family: 1,000 supervised steps on 1- to 3-digit products, no slip, leave 3-digit ones at about 0.4
 # sampled; 4-digit ones were never seen. Chosen from uniform and oracle runs on pilot seeds 90-91
-# (docs/benchmarks.md lists every design tried, with its figures); the target from uniform on seeds 90-93; the
+# (docs/benchmark-history.md lists every design tried, with its figures); the target from uniform on seeds 90-93; the
 # analysis, the arms and the GRPO settings are cpu-arith's, declared before the runs. Published seeds: 100-111.
 _CPU_MULT = dataclasses.replace(
     _CPU_ARITH,
@@ -108,10 +108,10 @@ _CPU_MULT = dataclasses.replace(
 # recipe moved into the reasoning: the warm start (1,500 supervised steps on 4- and 5-term sums) slips the last step of
 # 5-term sums by +1 half of the time; 6 and 7 terms were never seen. A 2-layer width-64 model: the other tasks' shape
 # costs 6x the CPU per supervised step on these longer sequences. Chosen from uniform and oracle runs on pilot seeds
-# 90-93 (docs/benchmarks.md, "Every design tried for `cpu-chain`"): uniform gains +28.7 points [19.6, 37.7] of held-out
-# sampled accuracy, the oracle needs 0.26x [0.13, 0.51] its rollouts to reach uniform's final. The analysis and GRPO
-# settings are cpu-arith's. Left on the pilot's arms and seeds, so that running it by name runs no fresh seed; its
-# verdict is `cpu-chain-compute` in _VERDICTS below (declared, not run).
+# 90-93 (docs/benchmark-history.md, "Every design tried for `cpu-chain`"): uniform gains +28.7 points [19.6, 37.7]
+# of held-out sampled accuracy, the oracle needs 0.26x [0.13, 0.51] its rollouts to reach uniform's final. The
+# analysis and GRPO settings are cpu-arith's. Left on the pilot's arms and seeds, so that running it by name runs no
+# fresh seed; its verdict is `cpu-chain-compute` in _VERDICTS below (declared, not run).
 _CPU_CHAIN = dataclasses.replace(
     _CPU_ARITH,
     name="cpu-chain",
@@ -155,7 +155,7 @@ PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
 # start, GRPO, target, analysis), uniform against the scheduler's default strategy, on two seeds that no published
 # comparison uses (published: 100-135; the next declared verdict: 136-147; pilots: 90-99). Two seeds show the
 # saving; they are no verdict (docs/benchmarks.md holds the published one). Two workers: 2.5 minutes on two idle
-# cores, measured twice (docs/benchmarks.md, "The ten-minute demonstration"), so a slower or busier laptop keeps
+# cores, measured twice (docs/benchmark-history.md, "The ten-minute demonstration"), so a slower or busier laptop keeps
 # inside the bound.
 _DEMO = dataclasses.replace(
     _CPU_ARITH, name="demo", strategies=("uniform", DEFAULT_STRATEGY), primary=(DEFAULT_STRATEGY,), seeds="200-201",
@@ -174,8 +174,9 @@ BUNDLED: dict[str, BenchConfig] = {
     # (AVX-512) whose warm start differs from the published runs': every arm again, seeds 112-123, targets from that
     # machine's pilot seeds 90-92 (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"); Holm over the four
     # practical arms. Results: docs/results/cpu-arith-headroom, cpu-mult-headroom.
-    # The probe verdict (#47, in _VERDICTS below), declared 2026-11-25 before any of its seeds ran: docs/benchmarks.md,
-    # "The probe (issue 47): what was declared before its runs" (its targets come from this machine's pilot seeds).
+    # The probe verdict (#47, in _VERDICTS below), declared 2026-11-25 before any of its seeds ran:
+    # docs/benchmark-history.md, "The probe (issue 47): what was declared before its runs" (its targets come from
+    # this machine's pilot seeds).
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
     # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).
@@ -199,7 +200,8 @@ BUNDLED: dict[str, BenchConfig] = {
         seeds=1,
         smoke_overrides=_MATH_SMOKE,
     ),
-    # One H100 call (10 minutes) per (strategy, seed); see docs/benchmarks.md, "Training efficiency" for how to run it.
+    # One H100 call (10 minutes) per (strategy, seed); docs/benchmark-history.md, "Training efficiency", says how to
+    # run it.
     "gpu-math": BenchConfig(
         name="gpu-math",
         task="math",

@@ -13,7 +13,7 @@ so `3k - 2` characters for a one-digit answer, and for a two-digit one the last 
 Why the steps carry the answer: given every term but one, the sum takes 10 different values as the missing term
 runs over its 10 values, each once, so a policy that does not fold every term into its running state answers right
 at most once in 10, whatever else it computes (the bound the tests check). That bounds shortcuts, not a model that
-adds every term in its forward pass; docs/benchmarks.md ("Every design tried for `cpu-chain`") measures both: the
+adds every term in its forward pass; docs/benchmark-history.md ("Every design tried for `cpu-chain`") measures both: the
 bench's warm start answers from the totals it wrote (force an earlier total one too high and its answer moves with it,
 in 300 of 300 4-term sums), and the same model supervised on bare answers learns them too, less well.
 """

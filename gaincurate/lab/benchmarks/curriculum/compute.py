@@ -23,7 +23,7 @@ FLOPs (Kaplan et al. 2020, "Scaling Laws for Neural Language Models", section 2.
 
 Prices (`H100`): prefill and training are compute-bound, at the GPU's dense bf16 peak times a model-FLOPs
 utilisation; decoding is memory-bound, reading the bf16 weights once per step for a batch of sequences, at the
-HBM bandwidth times a bandwidth utilisation. docs/benchmarks.md ("The compute account") gives the sources.
+HBM bandwidth times a bandwidth utilisation. docs/benchmark-history.md ("The compute account") gives the sources.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class GpuSetup:
 
 # NVIDIA H100 Tensor Core GPU datasheet (SXM5 80 GB): 1,979 TFLOP/s bf16 with sparsity, so 989.5 dense; 3.35 TB/s
 # HBM3. 40% model-FLOPs utilisation: Llama 3 (Dubey et al. 2024, table 4) trained at 38-43% bf16 MFU on H100s.
-# 60% of the bandwidth in decoding: an assumption, stated in docs/benchmarks.md beside the others.
+# 60% of the bandwidth in decoding: an assumption, stated in docs/benchmark-history.md beside the others.
 H100 = GpuSetup(
     name="one H100 SXM5 80 GB (bf16: 989.5 TFLOP/s dense at 40%, 3.35 TB/s HBM3 at 60%)",
     peak_flops=989.5e12, memory_bandwidth=3.35e12, flops_utilisation=0.4, bandwidth_utilisation=0.6,

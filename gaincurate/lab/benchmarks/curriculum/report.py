@@ -12,7 +12,7 @@ target (`compute.py`); older benches say which kinds they lack and keep rollouts
 
 `report(DIR)` recomputes the summary from the first three and returns it with the markdown tables; that is
 `gaincurate bench curriculum --report DIR`, and tests/benchmarks/test_published_results.py checks that the
-tables in docs/benchmarks.md are exactly what it prints. `publish(OUT, DIR)` copies a bench's small outputs.
+tables in docs/benchmark-history.md are exactly what it prints. `publish(OUT, DIR)` copies a bench's small outputs.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
 
 
 # What the demonstration (`gaincurate bench curriculum --demo`) shows and what it does not, said under its tables.
-PUBLISHED = 'docs/benchmarks.md, "Results: the probe verdict"'
+PUBLISHED = 'docs/benchmarks.md, "The probe verdict"'
 
 
 def demo_note(summary: dict[str, Any], name: str) -> str:
@@ -180,8 +180,9 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
                 "is rollouts to the target, below."]  # fmt: skip
     lines = [
         "", f"Compute to the target, the headline: each pair's tokens by kind priced on {account['setup']} "
-        f"(docs/benchmarks.md, \"The compute account\"); the curriculum's scoring and refresh are charged, evaluation "
-        f"and the oracle's measurement are not. Measured seconds (this machine) stand beside it as its check.", "",
+        f"(docs/benchmark-history.md, \"The compute account\"); the curriculum's scoring and refresh are charged, "
+        f"evaluation and the oracle's measurement are not. Measured seconds (this machine) stand beside it as its "
+        f"check.", "",
         f"| arm | seeds | censored | compute to target (GPU ms) | compute / {baseline} | p | Holm p "
         f"| seconds / {baseline} (measured) | rollouts / {baseline} |", "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The bench's paired statistics: crossings, censoring, intervals, sign-flip tests, partial AUC and Holm.
 
 Every function works on a few small arrays (one curve, or one value per seed) and is checked against a hand
-computation in tests/benchmarks/test_curriculum_stats.py. docs/benchmarks.md ("How the summary reads the
+computation in tests/benchmarks/test_curriculum_stats.py. docs/benchmark-history.md ("How the summary reads the
 curves") says the same in words.
 
 * `centred_mean`: smoothing that does not lag. A trailing mean reaches a threshold about half its window late,

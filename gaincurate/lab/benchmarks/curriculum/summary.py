@@ -1,6 +1,6 @@
 """From the evaluation points of every finished pair to summary.json: the declared analysis, arm by arm.
 
-Definitions (docs/benchmarks.md, "How the summary reads the curves", says the same in words; the statistics
+Definitions (docs/benchmark-history.md, "How the summary reads the curves", says the same in words; the statistics
 themselves are in stats.py):
 
 * A curve is one (arm, seed) pair's points by step. Crossings are read on a centred mean over `smooth` points
