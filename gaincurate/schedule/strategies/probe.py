@@ -12,7 +12,7 @@ Features, per prompt:
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
 * with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
   (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
-  (`wants` / `observe`), up to `--refresh` prompts, those measured longest ago first. Where the reward checks a
+  (`wants` / `observe`): the prompts near the target and a rotation (`probe_refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
@@ -41,6 +41,7 @@ from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
+from gaincurate.schedule.strategies import probe_refresh
 from gaincurate.schedule.strategies.base import (
     EMBEDDINGS,
     LIKELIHOOD,
@@ -136,7 +137,7 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    refresh: int = option(8192, "Prompts whose likelihood is measured again after each epoch.", whole(1))
+    refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of the epoch's prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
@@ -209,7 +210,7 @@ class Measured:
     def logps_of(self, gc_ids: np.ndarray) -> np.ndarray:
         """The newest log-probability of each of `gc_ids` (NaN: never measured)."""
         out = np.full(len(gc_ids), np.nan)
-        known, rows = _lookup(self.latest["gc_ids"], gc_ids)
+        known, rows = probe_refresh.lookup(self.latest["gc_ids"], gc_ids)
         out[known] = self.latest["values"][rows]
         return out
 
@@ -244,13 +245,6 @@ def _listed(values: np.ndarray) -> list[Any]:
     return [None if math.isnan(v) else float(v) for v in values]
 
 
-def _lookup(sorted_ids: np.ndarray, gc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(which of `gc_ids` are in `sorted_ids`, their rows there)."""
-    rows = np.minimum(np.searchsorted(sorted_ids, gc_ids), max(len(sorted_ids) - 1, 0))
-    known = (sorted_ids[rows] == gc_ids) if len(sorted_ids) else np.zeros(len(gc_ids), dtype=bool)
-    return known, rows[known]
-
-
 @dataclass(frozen=True)
 class Estimate:
     """Every prompt's estimated pass rate (gc_id order) and how the fit that made it went."""
@@ -278,9 +272,11 @@ class ProbeStrategy(Strategy):
         estimates=True,
     )
 
-    def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
+    def __init__(
+        self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions, *, subset_size: int = 1, seed: int = 0
+    ) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
-        self.options = options
+        self.options, self.subset_size, self.seed = options, subset_size, seed  # the last two: the refresh's
         self.embeddings = embeddings  # `EmbeddingRows` (read when sliced) or a matrix: `features` reads it once
         self.about = replace(
             self.about,
@@ -305,7 +301,7 @@ class ProbeStrategy(Strategy):
         if options.likelihood:
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
-        return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
+        return cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
 
     def start(self, prompts: PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return Strategy.start(self, prompts)[0], Measured(None).to_memory()
@@ -319,15 +315,12 @@ class ProbeStrategy(Strategy):
         return measured.to_memory()
 
     def wants(self, state: ScheduleState) -> Wants:
-        """The prompts whose answer likelihood to measure after this epoch: those measured longest ago first."""
+        """The prompts whose answer likelihood to measure after this epoch (`probe_refresh`)."""
         if not self.options.likelihood:
             return Wants()
-        measured = Measured(state.memory)
-        last = np.full(len(self.gc_ids), -2, dtype=np.int64)
-        known, rows = _lookup(measured.latest["gc_ids"], self.gc_ids)
-        last[known] = measured.latest["epochs"][rows]
-        chosen = np.lexsort((self.gc_ids, last))[: self.options.refresh]
-        return Wants(np.sort(self.gc_ids[chosen]))
+        rates = None if (estimate := self.estimate(state)) is None else estimate.rates
+        latest = Measured(state.memory).latest
+        return Wants(probe_refresh.chosen(self.gc_ids, latest, rates, self.options, self.subset_size, self.seed))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
