@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import compute, run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
+from gaincurate.schedule.strategies.probe import ProbeOptions
+from gaincurate.schedule.strategies.probe_refresh import budget, rotation
 
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")
 NAME = "cpu-arith-probe"
@@ -69,11 +72,14 @@ def test_every_kind_of_token_adds_up_to_what_the_pair_did(bench):
         # The scoring pass (the pool's prompts, once) is charged from the start to every arm but the baseline.
         scoring = 0 if arm == config.baseline else sum(prompts.values())
         assert {p["scoring_tokens"] for p in mine} == {scoring}
-    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), every prompt of
-    # the pool (fewer than its `refresh` of 8192), teacher-forced with its answer.
+    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), `refresh` x the
+    # epoch's prompts, before any fit the first of the seeded rotation (probe_refresh), teacher-forced with its answer.
     likelihood = [p for p in points if p["strategy"] == "probe-likelihood"]
     epoch_steps = config.subset_size // config.prompts_per_step
-    refreshed = sum(prompts[i] + answers[i] for i in prompts)
+    count = budget(ProbeOptions().refresh, config.subset_size)
+    first = np.argsort(rotation(len(prompts), seed=0))[:count]  # the pair's seed
+    assert 0 < count < len(prompts)
+    refreshed = sum(prompts[int(i)] + answers[int(i)] for i in first)
     assert [p["refresh_tokens"] for p in likelihood] == [
         refreshed if p["step"] > epoch_steps else 0 for p in likelihood
     ]

@@ -26,7 +26,7 @@ SUBSET, POOL = 32, 320  # an epoch of 32 of the simulation's 320 prompts: the de
 def by_hand(last, rates, target, count, near, order) -> list[int]:
     """The definition, one row at a time: the `near` rows nearest the target (ties by `order`), then the oldest."""
     rows = list(range(len(last)))
-    first = sorted(rows, key=lambda i: (abs(rates[i] - target), order[i]))[: min(near, count)] if rates is not None else []
+    first = [] if rates is None else sorted(rows, key=lambda i: (abs(rates[i] - target), order[i]))[: min(near, count)]
     rest = sorted((i for i in rows if i not in first), key=lambda i: (last[i], order[i]))
     return sorted(first + rest[: max(min(count, len(rows)) - len(first), 0)])
 

@@ -137,7 +137,7 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of the epoch's prompts.", POSITIVE)
+    refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
