@@ -123,6 +123,7 @@ def test_flops_and_price_match_a_hand_computation_from_the_models_shape(bench):
         assert math.isclose(row["gpu_seconds"], priced, rel_tol=1e-12)
         refresh = last["refresh_tokens"] * prefill / priced
         assert math.isclose(row["refresh_tokens_share"], refresh, rel_tol=1e-12, abs_tol=1e-15)
+        assert row["refresh_tokens_share_max"] == row["refresh_tokens_share"]  # one seed: its highest is its mean
         assert {kind: row[kind] for kind in compute.KINDS} == {kind: float(last[kind]) for kind in compute.KINDS}
 
 
@@ -146,6 +147,9 @@ def test_the_report_leads_with_the_compute_account_and_re_derives_it(bench, tmp_
         assert math.isclose(ratio["mean"], per_seed, rel_tol=1e-9)
     assert set(summary["compute_primary"]) == {"probe-likelihood"}  # the declared primary arms that ran
     row = next(line for line in table.splitlines() if line.startswith("| probe-likelihood | 1 |"))
+    # The refresh's share of its arm's compute, the figure issue 57 bounds at 10%: only arms that refresh are named.
+    share = summary["account"]["arms"]["probe-likelihood"]["refresh_tokens_share"]
+    assert f"compute over the run, mean (highest seed): probe-likelihood {share:.1%} ({share:.1%}).\n" in table
     assert f"| {summary['strategies']['probe-likelihood']['vs_baseline']['compute']['mean']:.2f} |" in row
 
 
