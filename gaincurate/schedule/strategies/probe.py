@@ -41,7 +41,6 @@ from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
-from gaincurate.schedule.strategies import probe_refresh
 from gaincurate.schedule.strategies.base import (
     EMBEDDINGS,
     LIKELIHOOD,
@@ -210,7 +209,7 @@ class Measured:
     def logps_of(self, gc_ids: np.ndarray) -> np.ndarray:
         """The newest log-probability of each of `gc_ids` (NaN: never measured)."""
         out = np.full(len(gc_ids), np.nan)
-        known, rows = probe_refresh.lookup(self.latest["gc_ids"], gc_ids)
+        known, rows = _lookup(self.latest["gc_ids"], gc_ids)
         out[known] = self.latest["values"][rows]
         return out
 
@@ -243,6 +242,13 @@ def _listed(values: np.ndarray) -> list[Any]:
     if values.dtype.kind == "i":
         return [int(v) for v in values]
     return [None if math.isnan(v) else float(v) for v in values]
+
+
+def _lookup(sorted_ids: np.ndarray, gc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `gc_ids` are in `sorted_ids`, their rows there)."""
+    rows = np.minimum(np.searchsorted(sorted_ids, gc_ids), max(len(sorted_ids) - 1, 0))
+    known = (sorted_ids[rows] == gc_ids) if len(sorted_ids) else np.zeros(len(gc_ids), dtype=bool)
+    return known, rows[known]
 
 
 @dataclass(frozen=True)
@@ -318,9 +324,9 @@ class ProbeStrategy(Strategy):
         """The prompts whose answer likelihood to measure after this epoch (`probe_refresh`)."""
         if not self.options.likelihood:
             return Wants()
-        rates = None if (estimate := self.estimate(state)) is None else estimate.rates
-        latest = Measured(state.memory).latest
-        return Wants(probe_refresh.chosen(self.gc_ids, latest, rates, self.options, self.subset_size, self.seed))
+        from gaincurate.schedule.strategies.probe_refresh import chosen  # only with --likelihood: off the product path
+
+        return Wants(chosen(self, state))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""

@@ -17,9 +17,15 @@ Before any fit (after epoch 0) all of the budget rotates. A budget of at least t
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from gaincurate.schedule.strategies.probe import Measured
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.state import ScheduleState
+    from gaincurate.schedule.strategies.probe import ProbeStrategy
 
 NEVER = -2  # the "epoch" of a prompt never measured: older than any measurement
 ROTATION_SALT = 57  # the rotation's order is seeded by (the run's seed, this)
@@ -30,34 +36,22 @@ def rotation(prompts: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, ROTATION_SALT]).permutation(prompts).astype(np.int64)
 
 
-def lookup(sorted_ids: np.ndarray, gc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(which of `gc_ids` are in `sorted_ids`, their rows there): the probe's memory is kept by gc_id, ascending."""
-    rows = np.minimum(np.searchsorted(sorted_ids, gc_ids), max(len(sorted_ids) - 1, 0))
-    known = (sorted_ids[rows] == gc_ids) if len(sorted_ids) else np.zeros(len(gc_ids), dtype=bool)
-    return known, rows[known]
-
-
 def budget(refresh: float, subset_size: int) -> int:
     """Prompts measured after each epoch: `refresh` times the epoch's size, rounded up."""
     return math.ceil(refresh * subset_size)
 
 
-def chosen(
-    gc_ids: np.ndarray,
-    latest: dict[str, np.ndarray],
-    rates: np.ndarray | None,
-    options: Any,
-    subset_size: int,
-    seed: int,
-) -> np.ndarray:
-    """The gc_ids (ascending) of the pool `gc_ids` to measure after an epoch, given each prompt's newest measurement
-    (`latest`: gc_ids ascending, epochs), the fit's estimates (None: no fit yet) and the probe's options."""
-    last = np.full(len(gc_ids), NEVER, dtype=np.int64)
-    known, rows = lookup(latest["gc_ids"], gc_ids)
-    last[known] = latest["epochs"][rows]
-    count = budget(options.refresh, subset_size)
-    return gc_ids[rows_to_measure(last, rates, target=options.target, count=count, near=subset_size,
-                                  order=rotation(len(gc_ids), seed))]  # fmt: skip
+def chosen(probe: ProbeStrategy, state: ScheduleState) -> np.ndarray:
+    """The gc_ids (ascending) whose likelihood `probe` measures after epoch `state.epoch`: its budget, the epoch's
+    worth nearest the target by the fit that drew the epoch, then the rest by age."""
+    last = np.full(len(probe.gc_ids), NEVER, dtype=np.int64)
+    latest = Measured(state.memory).latest
+    last[np.searchsorted(probe.gc_ids, latest["gc_ids"])] = latest["epochs"]  # every measured gc_id is the pool's
+    estimate = probe.estimate(state)
+    rows = rows_to_measure(last, None if estimate is None else estimate.rates, target=probe.options.target,
+                           count=budget(probe.options.refresh, probe.subset_size), near=probe.subset_size,
+                           order=rotation(len(probe.gc_ids), probe.seed))  # fmt: skip
+    return probe.gc_ids[rows]
 
 
 def rows_to_measure(
