@@ -326,7 +326,7 @@ class ProbeStrategy(Strategy):
             return Wants()
         from gaincurate.schedule.strategies.probe_refresh import chosen  # only with --likelihood: off the product path
 
-        return Wants(chosen(self, state))
+        return Wants(chosen(self, state, Measured(state.memory).latest))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""

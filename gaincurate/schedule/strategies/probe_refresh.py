@@ -17,15 +17,12 @@ Before any fit (after epoch 0) all of the budget rotates. A budget of at least t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies.probe import Measured
-
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies.probe import ProbeStrategy
 
 NEVER = -2  # the "epoch" of a prompt never measured: older than any measurement
 ROTATION_SALT = 57  # the rotation's order is seeded by (the run's seed, this)
@@ -41,11 +38,11 @@ def budget(refresh: float, subset_size: int) -> int:
     return math.ceil(refresh * subset_size)
 
 
-def chosen(probe: ProbeStrategy, state: ScheduleState) -> np.ndarray:
-    """The gc_ids (ascending) whose likelihood `probe` measures after epoch `state.epoch`: its budget, the epoch's
-    worth nearest the target by the fit that drew the epoch, then the rest by age."""
+def chosen(probe: Any, state: ScheduleState, latest: dict[str, np.ndarray]) -> np.ndarray:
+    """The gc_ids (ascending) whose likelihood `probe` (a `ProbeStrategy`) measures after epoch `state.epoch`, given
+    its memory's newest measurements (`latest`: gc_ids, epochs): its budget, the epoch's worth nearest the target by
+    the fit that drew the epoch, then the rest by age."""
     last = np.full(len(probe.gc_ids), NEVER, dtype=np.int64)
-    latest = Measured(state.memory).latest
     last[np.searchsorted(probe.gc_ids, latest["gc_ids"])] = latest["epochs"]  # every measured gc_id is the pool's
     estimate = probe.estimate(state)
     rows = rows_to_measure(last, None if estimate is None else estimate.rates, target=probe.options.target,
