@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import compute, run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
+from gaincurate.schedule.strategies.probe import ProbeOptions
+from gaincurate.schedule.strategies.probe_refresh import budget, rotation
 
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")
 NAME = "cpu-arith-probe"
@@ -69,11 +72,14 @@ def test_every_kind_of_token_adds_up_to_what_the_pair_did(bench):
         # The scoring pass (the pool's prompts, once) is charged from the start to every arm but the baseline.
         scoring = 0 if arm == config.baseline else sum(prompts.values())
         assert {p["scoring_tokens"] for p in mine} == {scoring}
-    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), every prompt of
-    # the pool (fewer than its `refresh` of 8192), teacher-forced with its answer.
+    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), `refresh` x the
+    # epoch's prompts, before any fit the first of the seeded rotation (probe_refresh), teacher-forced with its answer.
     likelihood = [p for p in points if p["strategy"] == "probe-likelihood"]
     epoch_steps = config.subset_size // config.prompts_per_step
-    refreshed = sum(prompts[i] + answers[i] for i in prompts)
+    count = budget(ProbeOptions().refresh, config.subset_size)
+    first = np.argsort(rotation(len(prompts), seed=0))[:count]  # the pair's seed
+    assert 0 < count < len(prompts)
+    refreshed = sum(prompts[int(i)] + answers[int(i)] for i in first)
     assert [p["refresh_tokens"] for p in likelihood] == [
         refreshed if p["step"] > epoch_steps else 0 for p in likelihood
     ]
@@ -117,6 +123,7 @@ def test_flops_and_price_match_a_hand_computation_from_the_models_shape(bench):
         assert math.isclose(row["gpu_seconds"], priced, rel_tol=1e-12)
         refresh = last["refresh_tokens"] * prefill / priced
         assert math.isclose(row["refresh_tokens_share"], refresh, rel_tol=1e-12, abs_tol=1e-15)
+        assert row["refresh_tokens_share_max"] == row["refresh_tokens_share"]  # one seed: its highest is its mean
         assert {kind: row[kind] for kind in compute.KINDS} == {kind: float(last[kind]) for kind in compute.KINDS}
 
 
@@ -140,6 +147,9 @@ def test_the_report_leads_with_the_compute_account_and_re_derives_it(bench, tmp_
         assert math.isclose(ratio["mean"], per_seed, rel_tol=1e-9)
     assert set(summary["compute_primary"]) == {"probe-likelihood"}  # the declared primary arms that ran
     row = next(line for line in table.splitlines() if line.startswith("| probe-likelihood | 1 |"))
+    # The refresh's share of its arm's compute, the figure issue 57 bounds at 10%: only arms that refresh are named.
+    share = summary["account"]["arms"]["probe-likelihood"]["refresh_tokens_share"]
+    assert f"compute over the run, mean (highest seed): probe-likelihood {share:.1%} ({share:.1%}).\n" in table
     assert f"| {summary['strategies']['probe-likelihood']['vs_baseline']['compute']['mean']:.2f} |" in row
 
 

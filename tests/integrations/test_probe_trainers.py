@@ -22,7 +22,10 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.rundir import load_run, read_history
 from gaincurate.scoring.likelihood import likelihoods
 
-CONFIG = ScheduleConfig(strategy="probe", likelihood=True, subset_size=SUBSET, seed=3)
+# A refresh budget of the whole pool (16 prompts, 4 an epoch): every prompt measured after every epoch, so each
+# value can be checked against the model that ended the last one (which prompts a smaller budget picks:
+# tests/schedule/test_probe_refresh.py).
+CONFIG = ScheduleConfig(strategy="probe", likelihood=True, subset_size=SUBSET, seed=3, refresh=16 / SUBSET)
 
 
 @pytest.fixture(scope="module")

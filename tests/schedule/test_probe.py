@@ -235,6 +235,7 @@ def test_its_options_are_its_own():
         ({"likelihood": "yes"}, "likelihood is true or false"),
         ({"answer_template": "the answer"}, r"answer_template must be text holding \{answer\}"),
         ({"width": 0}, "width must be"),
+        ({"refresh": 0}, "refresh must be a positive number"),
     ]:
         with pytest.raises(ConfigError, match=message) as error:
             ScheduleConfig(strategy="probe", **options)

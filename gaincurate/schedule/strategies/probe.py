@@ -12,7 +12,7 @@ Features, per prompt:
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
 * with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
   (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
-  (`wants` / `observe`), up to `--refresh` prompts, those measured longest ago first. Where the reward checks a
+  (`wants` / `observe`): the prompts near the target and a rotation (`probe_refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
@@ -118,7 +118,7 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    refresh: int = option(8192, "Prompts whose likelihood is measured again after each epoch.", whole(1))
+    refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
 
@@ -261,9 +261,11 @@ class ProbeStrategy(plugin.Strategy):
         estimates=True,
     )
 
-    def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions) -> None:
+    def __init__(
+        self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions, *, subset_size: int = 1, seed: int = 0
+    ) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
-        self.options = options
+        self.options, self.subset_size, self.seed = options, subset_size, seed  # the last two: the refresh's
         self.embeddings = embeddings  # `EmbeddingRows` (read when sliced) or a matrix: `features` reads it once
         self.about = replace(
             self.about,
@@ -287,7 +289,7 @@ class ProbeStrategy(plugin.Strategy):
         if options.likelihood:
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
-        return cls(prompts.gc_ids, prompts.embeddings, options)  # read a block at a time: only the features are kept
+        return cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
 
     def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return plugin.Strategy.start(self, prompts)[0], Measured(None).to_memory()
@@ -303,15 +305,12 @@ class ProbeStrategy(plugin.Strategy):
         return measured.to_memory()
 
     def wants(self, state: ScheduleState) -> plugin.Wants:
-        """The prompts whose answer likelihood to measure after this epoch: those measured longest ago first."""
+        """The prompts whose answer likelihood to measure after this epoch (`probe_refresh`)."""
         if not self.options.likelihood:
             return plugin.Wants()
-        measured = Measured(state.memory)
-        last = np.full(len(self.gc_ids), -2, dtype=np.int64)
-        known, rows = _lookup(measured.latest["gc_ids"], self.gc_ids)
-        last[known] = measured.latest["epochs"][rows]
-        chosen = np.lexsort((self.gc_ids, last))[: self.options.refresh]
-        return plugin.Wants(np.sort(self.gc_ids[chosen]))
+        from gaincurate.schedule.strategies.probe_refresh import chosen  # only with --likelihood: off the product path
+
+        return plugin.Wants(chosen(self, state, Measured(state.memory).latest))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""

@@ -213,6 +213,11 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
             f"| {arm} | {kinds} | {row['flops']:.3g} | {_significant(1000 * row['gpu_seconds'])} "
             f"| {row['scoring_tokens_share']:.1%} | {row['refresh_tokens_share']:.1%} | {_number(selection, 1)} |"
         )
+    refreshing = [(arm, row) for arm, row in account["arms"].items() if row["refresh_tokens"]]
+    if refreshing:  # issue 57 bounds it at 10% of the arm's compute, in every seed
+        shares = ", ".join(f"{arm} {row['refresh_tokens_share']:.1%} ({row['refresh_tokens_share_max']:.1%})"
+                           for arm, row in refreshing)  # fmt: skip
+        lines += ["", f"The refresh's share of its arm's compute over the run, mean (highest seed): {shares}."]
     return [*lines, "", "Rollouts to the target, second:"]
 
 

@@ -329,6 +329,8 @@ def account(by_arm: dict[str, dict[int, Curve]], parameters: int, batch: int) ->
             "gpu_seconds": float(np.mean(totals)),
             **{f"{kind}_share": float(np.mean([c[kind] / t if t else 0.0 for c, t in zip(costs, totals, strict=True)]))
                for kind in ("scoring_tokens", "refresh_tokens")},
+            "refresh_tokens_share_max": max(c["refresh_tokens"] / t if t else 0.0
+                                            for c, t in zip(costs, totals, strict=True)),
         }  # fmt: skip
     return {"setup": compute.H100.name, "parameters": parameters, "decode_batch": batch, "seconds_per_token": price,
             "arms": arms}  # fmt: skip

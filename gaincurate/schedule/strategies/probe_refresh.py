@@ -1,0 +1,65 @@
+"""Which prompts' answer likelihood `probe --likelihood` measures after an epoch: what the next draw can use.
+
+Measuring every pool prompt after every epoch (a teacher-forced forward each) cost 15-25% of a bench run's compute
+(docs/benchmarks.md, "A cheap likelihood refresh"). The next draw aims near the target, so the prompts that matter
+most are the ones the fit puts there; the others only need their value kept from going stale. So a budget of
+`refresh` x the epoch's size goes, in this order:
+
+1. to the epoch's worth of prompts that the fit which drew the epoch puts nearest the target (the next draw's
+   candidates; the fit with the epoch's own groups is made only after the refresh);
+2. to the rest by the age of their last measurement, never measured first: a rotation over the pool, in a seeded
+   order among equals, so no prompt is measured again before every other has had its turn and no part of the pool
+   (the bench's pool lists its families one after another) is measured first every time.
+
+Before any fit (after epoch 0) all of the budget rotates. A budget of at least the pool measures every prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.state import ScheduleState
+
+NEVER = -2  # the "epoch" of a prompt never measured: older than any measurement
+ROTATION_SALT = 57  # the rotation's order is seeded by (the run's seed, this)
+
+
+def rotation(prompts: int, seed: int) -> np.ndarray:
+    """Each prompt's place in the rotation (a seeded permutation of 0..prompts-1): the order among equals."""
+    return np.random.default_rng([seed, ROTATION_SALT]).permutation(prompts).astype(np.int64)
+
+
+def budget(refresh: float, subset_size: int) -> int:
+    """Prompts measured after each epoch: `refresh` times the epoch's size, rounded up."""
+    return math.ceil(refresh * subset_size)
+
+
+def chosen(probe: Any, state: ScheduleState, latest: dict[str, np.ndarray]) -> np.ndarray:
+    """The gc_ids (ascending) whose likelihood `probe` (a `ProbeStrategy`) measures after epoch `state.epoch`, given
+    its memory's newest measurements (`latest`: gc_ids, epochs): its budget, the epoch's worth nearest the target by
+    the fit that drew the epoch, then the rest by age."""
+    last = np.full(len(probe.gc_ids), NEVER, dtype=np.int64)
+    last[np.searchsorted(probe.gc_ids, latest["gc_ids"])] = latest["epochs"]  # every measured gc_id is the pool's
+    estimate = probe.estimate(state)
+    rows = rows_to_measure(last, None if estimate is None else estimate.rates, target=probe.options.target,
+                           count=budget(probe.options.refresh, probe.subset_size), near=probe.subset_size,
+                           order=rotation(len(probe.gc_ids), probe.seed))  # fmt: skip
+    return probe.gc_ids[rows]
+
+
+def rows_to_measure(
+    last: np.ndarray, rates: np.ndarray | None, *, target: float, count: int, near: int, order: np.ndarray
+) -> np.ndarray:
+    """The rows (ascending) to measure: up to `near` of `count` nearest `target` by `rates` (None: no fit yet), the
+    rest oldest first by `last` (the epoch each row was last measured, `NEVER` if not), ties by `order`."""
+    picked = np.zeros(len(last), dtype=bool)
+    count = min(count, len(last))
+    if rates is not None:
+        picked[np.lexsort((order, np.abs(rates - target)))[: min(near, count)]] = True
+    rest = np.flatnonzero(~picked)
+    picked[rest[np.lexsort((order[rest], last[rest]))][: count - int(picked.sum())]] = True
+    return np.flatnonzero(picked)
