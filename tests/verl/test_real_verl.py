@@ -12,6 +12,7 @@ verl. `VERL_SPEC`/`VERL_EXTRA` pick another verl (`make test-verl07`: verl 0.7.1
 import importlib.util
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,14 +39,27 @@ def smollm2_gguf() -> Path:
 
 def installed_layout(folder: Path) -> Path:
     """The package as a wheel lays it out, from links into the clone: gaincurate/ with kernels/ inside it as
-    gaincurate/kernels (pyproject's package-dir). verl's environment does not install gaincurate (it is shared by
-    every clone), so without this the clone's own layout would hide gaincurate.kernels from the code under test."""
+    gaincurate/kernels (pyproject's package-dir), and its dist-info with the entry points. verl's environment does not
+    install gaincurate (it is shared by every clone), so without this the clone's own layout would hide
+    gaincurate.kernels, and the lab's registrations, from the code under test."""
     package = folder / "gaincurate"
     package.mkdir(parents=True)
     for entry in (ROOT / "gaincurate").iterdir():
         if entry.name != "__pycache__":
             (package / entry.name).symlink_to(entry)
     (package / "kernels").symlink_to(ROOT / "kernels")
+    # The installed metadata too: the lab's strategies reach the product through pyproject's entry points only.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    info = folder / f"gaincurate-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: gaincurate\nVersion: {project['version']}\n")
+    groups = project["entry-points"].items()
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in entries.items())
+            for group, entries in groups
+        )
+    )
     return folder
 
 
