@@ -60,11 +60,12 @@ ISSUE_LINES = 12_000
 # from `schedule.strategies`, verl's two adapters opening their run in one function), 17,059 with what a user's own
 # data and trainer are checked for before a run (issue 58: empty inputs, repeated ids and texts, checkpoints a script
 # saves, a likelihood without answers) and the scores' stated tolerance (issue 56), 17,137 with issue 59's one pass
-# over the prompt text (`prompt_scan`), one stepping verb and one reward check. The bound keeps it from growing.
-PRODUCT_LINES = 17_140
+# over the prompt text (`prompt_scan`), one stepping verb and one reward check, 16,969 once issue 59's alias modules
+# and lab names went and issue 57's sampled feature statistics came. The bound keeps it from growing.
+PRODUCT_LINES = 17_000
 # The same modules' code lines (no blank line, comment or docstring): 11,223 at 16,800 lines, 11,429 at 17,059,
-# 11,473 at 17,137.
-PRODUCT_CODE_LINES = 11_475
+# 11,473 at 17,137, 11,325 at 16,969.
+PRODUCT_CODE_LINES = 11_350
 
 
 def loaded_files(entry_points: tuple[str, ...] = ENTRY_POINTS) -> dict[str, Path]:
