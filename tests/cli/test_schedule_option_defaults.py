@@ -77,9 +77,9 @@ def expected_defaults() -> dict[str, str | None]:
     expected["--reward-range"] = text((fields["reward_min"].default, fields["reward_max"].default))
     for setting, filter_class in FILTERS.items():
         expected[flag(setting)] = None if filter_class.pair_form else f"no-{flag(setting)[2:]}"  # a switch, off
-    owners: dict[str, dict[str, Any]] = {}
+    owners: dict[str, dict[str, Any]] = {}  # the default strategy first, as the help shows it
     for owner, options_class in [
-        *((name, cls.about.options) for name, cls in STRATEGIES.items()),
+        *((name, STRATEGIES[name].about.options) for name in dict.fromkeys([DEFAULT_STRATEGY, *STRATEGIES])),
         *((flag(setting), cls.options_class) for setting, cls in FILTERS.items()),
     ]:
         for field in dataclasses.fields(options_class):

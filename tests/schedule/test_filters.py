@@ -103,7 +103,7 @@ def test_a_filter_goes_over_exactly_the_strategies_it_applies_to(setting):
 
 
 def test_a_refused_filter_says_which_strategies_take_it():
-    with pytest.raises(ConfigError, match="use it with dots, mopps, screen"):
+    with pytest.raises(ConfigError, match="use it with dots, mopps, probe, pilot, screen"):
         ScheduleConfig(strategy="uniform", band=(0.1, 0.9))
     config = ScheduleConfig(strategy="dots", band=(0.1, 0.9))
     check_filters(config)  # no error for a strategy it applies to

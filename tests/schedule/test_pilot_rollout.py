@@ -61,4 +61,4 @@ def test_a_bad_pilot_option_is_one_line_through_the_console_script(tiny_scores, 
     assert result.returncode == 1 and len(errors) == 1, result.stderr
     assert "--pilot-factor must be a number 1 or more" in errors[0] and not run_dir.exists()
     shown = console("schedule", "init", "--help").stdout
-    assert "pilot options" in shown and "--pilot-rollouts" in shown
+    assert "kept for comparison (the lab's)" in shown and "--pilot-rollouts" in shown  # the lab's one panel

@@ -286,7 +286,7 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
     assert (run / "epoch-0000.parquet").is_file()
     shown = console("schedule", "init", "--help").stdout
-    assert "predict options" in shown and "--bandwidth" in shown and "--informative-prior" in shown
+    assert "kept for comparison (the lab's)" in shown and "--bandwidth" in shown and "--informative-prior" in shown
 
 
 def test_schedule_run_drives_it_with_a_trainer_command(tmp_path):

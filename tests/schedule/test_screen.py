@@ -99,7 +99,7 @@ def test_screen_without_a_screener_says_what_is_missing():
         ({"strategy": "uniform", "screen_rollouts": 2}, "screen_rollouts is a screen option"),
         ({"strategy": "screen", "screen_factor": 0}, "screen_factor must be a whole number 1 or more"),
         ({"strategy": "uniform", "band": (0.1, 0.9)}, "band filters by pass-rate estimates"),
-        ({"strategy": "gain", "band": (0.1, 0.9)}, "use it with dots, mopps, screen"),
+        ({"strategy": "gain", "band": (0.1, 0.9)}, "use it with dots, mopps, probe, pilot, screen"),
         ({"strategy": "mopps", "band": (0.9, 0.1)}, "0 <= LO <= HI <= 1"),
         ({"strategy": "mopps", "band": (0.1, 1.5)}, "0 <= LO <= HI <= 1"),
         ({"strategy": "screen", "skip_zero_variance": True}, "already drops prompts"),
