@@ -111,7 +111,7 @@ _CPU_MULT = dataclasses.replace(
 # 90-93 (docs/benchmark-history.md, "Every design tried for `cpu-chain`"): uniform gains +28.7 points [19.6, 37.7]
 # of held-out sampled accuracy, the oracle needs 0.26x [0.13, 0.51] its rollouts to reach uniform's final. The
 # analysis and GRPO settings are cpu-arith's. Left on the pilot's arms and seeds, so that running it by name runs no
-# fresh seed; its verdict is `cpu-chain-compute` in _VERDICTS below (declared, not run).
+# fresh seed; its verdict is `cpu-chain-compute` in _VERDICTS below.
 _CPU_CHAIN = dataclasses.replace(
     _CPU_ARITH,
     name="cpu-chain",
@@ -237,8 +237,12 @@ _VERDICTS = {
     "cpu-mult-probe-avx512": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.421, (0.405, 0.431))),
     # The chain task's verdict (#57), declared 2026-11-25 before any of its pairs ran: the probe verdict's arms on
     # fresh seeds, the targets of `cpu-chain` (this machine's warm start, initial_sha256 2eec3d77...; another warm
-    # start sets its own from its uniform pilot seeds by the same rule). Not run.
+    # start sets its own from its uniform pilot seeds by the same rule).
     "cpu-chain-compute": (_CPU_CHAIN, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.715, (0.643, 0.758))),
+    # The same verdict on the two direct-answer tasks (#57 part 5), declared 2026-11-25 before any of their pairs ran:
+    # the probe verdict's targets for this machine's warm starts (initial_sha256 65e9c3d4... and 0d6e40c5...).
+    "cpu-arith-compute": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.779, (0.659, 0.851))),
+    "cpu-mult-compute": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.447, (0.436, 0.454))),
 }
 BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
 
