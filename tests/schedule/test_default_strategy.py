@@ -28,7 +28,14 @@ def test_the_default_is_the_strongest_significant_saving_in_the_published_result
         "cpu-arith-headroom": "dots",
         "cpu-arith-probe-avx512": "probe-likelihood",
         "cpu-mult-probe-avx512": "probe-likelihood",
+        "cpu-chain-compute": "probe",
     }
+    # The compute verdict (issue 57) reads compute to the target first: on the chain task probe, the default, saves
+    # the most, and the likelihood's refresh buys nothing there.
+    chain = json.loads((RESULTS / "cpu-chain-compute" / "summary.json").read_text())["compute_primary"]
+    beating = {arm: result["ratio"] for arm, result in chain.items() if result["verdict"] == "beats"}
+    assert min(beating, key=beating.get) == "probe"
+    assert chain["probe"]["ratio"] <= 0.6
     newest = [json.loads((RESULTS / f"cpu-{task}-probe-avx512" / "summary.json").read_text()) for task in TASKS]
     # The default is a strategy: probe, whose likelihood needs reference answers and the policy between epochs, so it
     # stays an option; probe on its defaults beat uniform on both tasks and its ratio was below dots' on both.
