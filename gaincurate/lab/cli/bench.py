@@ -17,25 +17,17 @@ from typing import Annotated, Any
 import typer
 
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
-from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument, command_group
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
-bench_app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy.",
+bench_app = command_group(
+    "Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy."
 )
-signal_app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Check that the angle score carries learning signal on a model, beyond prompt length.",
-)
+signal_app = command_group("Check that the angle score carries learning signal on a model, beyond prompt length.")
 
 
 DEMO_OUT = "bench-demo"
