@@ -20,7 +20,7 @@ from gaincurate.cli.fields import field_parameters, fixed_parameters, given, ins
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument, command_group
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
-from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, BUNDLED, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
@@ -57,7 +57,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{', '.join(BUNDLED)}, or JSON/TOML.",  # the bundled configs, by name; FILE is JSON or TOML
+            help=BENCH_HELP,
         ),
     ] = None,
     out: Annotated[
@@ -127,8 +127,8 @@ def _with_run_options(command: Any) -> Any:
 
 
 bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about ten "
-    "minutes on 2 cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about three "
+    "minutes on 2 idle cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )(_with_run_options(curriculum))
