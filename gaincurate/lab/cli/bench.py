@@ -20,7 +20,7 @@ from gaincurate.cli.fields import field_parameters, fixed_parameters, given, ins
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument, command_group
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
-from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
