@@ -27,20 +27,17 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from gaincurate import plugins
-from gaincurate.cli.options import PRODUCT_COMMANDS, FlagErrors
+from gaincurate.cli.options import PRODUCT_COMMANDS, command_group
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
 TOP_LINE = (
     "Choose which prompts a GRPO run trains on, and when, to reach its accuracy with fewer rollouts: by default "
     "each epoch takes the prompts predicted nearest a 50% pass rate (probe)."
 )
-app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+app = command_group(
+    TOP_LINE,
     add_completion=False,
     rich_markup_mode="markdown",
-    help=TOP_LINE,
     epilog="First run: `gaincurate score PROMPTS.jsonl --out scores`, then `gaincurate schedule init --scores scores "
     "--run run`; docs/quickstart.md walks through it, and `gaincurate bench curriculum --demo` shows the saving.",
 )

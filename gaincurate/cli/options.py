@@ -38,6 +38,11 @@ class FlagErrors(TyperGroup):
             return super().invoke(ctx)
 
 
+def command_group(help: str, **settings: Any) -> typer.Typer:
+    """A command group of the CLI: its errors name flags (`FlagErrors`), bare it prints its help, no locals shown."""
+    return typer.Typer(cls=FlagErrors, no_args_is_help=True, pretty_exceptions_show_locals=False, help=help, **settings)
+
+
 def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
     """`--config FILE`: check the file against this command's options, then make its values their defaults."""
     if value is None or ctx.resilient_parsing:

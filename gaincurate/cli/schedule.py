@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from gaincurate.cli.fields import fixed_parameters, install, with_default
-from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, StrategyOption
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption, command_group
 from gaincurate.cli.progress import RowProgress
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
@@ -43,11 +43,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import DEFAULT_STRATEGY
 from gaincurate.schedule.readout import Thresholds
 
-app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Turn prompt scores and trainer feedback into each epoch's training data, by the strategy you choose.",
+app = command_group(
+    "Turn prompt scores and trainer feedback into each epoch's training data, by the strategy you choose."
 )
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.json, epoch files, history).")]

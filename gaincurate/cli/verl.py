@@ -13,16 +13,11 @@ from typing import Annotated
 import typer
 
 from gaincurate.cli.fields import field_named, help_text
-from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
+from gaincurate.cli.options import AsJson, ConfigFile, command_group
 from gaincurate.cli.render import emit
 from gaincurate.schedule.config import ScheduleConfig
 
-app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Files for verl's own launch: the full prompt set its one-launch curriculum and sampler pick from.",
-)
+app = command_group("Files for verl's own launch: the full prompt set its one-launch curriculum and sampler pick from.")
 
 
 @app.command()

@@ -88,16 +88,12 @@ class Calibrator:
         )
         return self.calibrate(raw)
 
+    def header(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a calibrator file keeps of it besides the projection, then `metadata`."""
+        return {"weight": self.weight, "bias": self.bias, "tau": self.tau, **(metadata or {})}
+
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> None:
-        from gaincurate.fileio import atomic_write
-
-        header = json.dumps({"weight": self.weight, "bias": self.bias, "tau": self.tau, **(metadata or {})})
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as file:
-                np.savez(file, projection=self.projection, header=np.frombuffer(header.encode(), dtype=np.uint8))
-
-        atomic_write(Path(path), write)
+        _save_npz(path, self.header(metadata), projection=self.projection)
 
     @classmethod
     def load(cls, path: Path) -> tuple[Calibrator, dict[str, Any]]:
@@ -147,23 +143,12 @@ class FittedCalibrator:
         return result
 
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> None:
-        from gaincurate.fileio import atomic_write
-
-        header = {"weight": self.full.weight, "bias": self.full.bias, "tau": self.full.tau, **(metadata or {})}
-        header["fold_heads"] = [[model.weight, model.bias] for model in self.folds]
-        arrays = {
-            "projection": self.full.projection,
-            "fold_projections": np.stack([m.projection for m in self.folds]) if self.folds else np.zeros((0, 0, 0)),
-            "fit_ids": self.fit_ids,
-            "fit_folds": self.fit_folds,
-            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-        }
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as file:
-                np.savez(file, **arrays)
-
-        atomic_write(Path(path), write)
+        header = {**self.full.header(metadata), "fold_heads": [[model.weight, model.bias] for model in self.folds]}
+        _save_npz(
+            path, header, projection=self.full.projection,
+            fold_projections=np.stack([m.projection for m in self.folds]) if self.folds else np.zeros((0, 0, 0)),
+            fit_ids=self.fit_ids, fit_folds=self.fit_folds,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> tuple[FittedCalibrator, dict[str, Any]]:
@@ -186,6 +171,17 @@ class FittedCalibrator:
             for projection, (w, b) in zip(arrays["fold_projections"], heads, strict=True)
         ]
         return cls(full, folds, arrays["fit_ids"].astype(np.int64), fit_folds), header
+
+
+def _save_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None:
+    """`arrays`, then the JSON `header`, as one .npz written atomically: a calibrator file."""
+    from gaincurate.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.savez(file, **arrays, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+
+    atomic_write(Path(path), write)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

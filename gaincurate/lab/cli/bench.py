@@ -17,25 +17,17 @@ from typing import Annotated, Any
 import typer
 
 from gaincurate.cli.fields import field_parameters, fixed_parameters, given, install
-from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors, Quiet, ScoresDirArgument
+from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoresDirArgument, command_group
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
-from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED, DEMO_WORKERS
+from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
-bench_app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy.",
+bench_app = command_group(
+    "Measure what a curriculum buys: held-out accuracy per rollout spent, strategy against strategy."
 )
-signal_app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Check that the angle score carries learning signal on a model, beyond prompt length.",
-)
+signal_app = command_group("Check that the angle score carries learning signal on a model, beyond prompt length.")
 
 
 DEMO_OUT = "bench-demo"
@@ -65,7 +57,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{', '.join(BUNDLED)}, or JSON/TOML.",  # the bundled configs, by name; FILE is JSON or TOML
+            help=BENCH_HELP,
         ),
     ] = None,
     out: Annotated[
@@ -135,8 +127,8 @@ def _with_run_options(command: Any) -> Any:
 
 
 bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about ten "
-    "minutes on 2 cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about three "
+    "minutes on 2 idle cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )(_with_run_options(curriculum))

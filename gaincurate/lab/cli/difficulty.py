@@ -26,7 +26,7 @@ from gaincurate.cli.fields import (
     help_text,
     install,
 )
-from gaincurate.cli.options import AsJson, ConfigFile, FlagErrors
+from gaincurate.cli.options import AsJson, ConfigFile, command_group
 from gaincurate.cli.render import Stdout, emit, json_line
 from gaincurate.errors import ConfigError
 from gaincurate.lab.difficulty.evaluate import EvaluateConfig
@@ -34,11 +34,8 @@ from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.lab.difficulty.jobs import PredictConfig
 from gaincurate.schedule.config import ScheduleConfig
 
-app = typer.Typer(
-    cls=FlagErrors,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    help="Predict prompt pass rates from embeddings and measured rollouts (DOTS), and check the predictions.",
+app = command_group(
+    "Predict prompt pass rates from embeddings and measured rollouts (DOTS), and check the predictions."
 )
 
 EmbeddedScores = Annotated[Path, typer.Argument(help="Scores directory written by `gaincurate score --embed`.")]

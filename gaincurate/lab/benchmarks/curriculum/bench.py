@@ -34,7 +34,7 @@ from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.lab.benchmarks.curriculum.bundled import load_config
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
-from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, RUN, run_pair
+from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, RUN, PairRun
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.progress import NULL_PROGRESS, Progress
@@ -167,7 +167,7 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
                 handle.write(json.dumps(point) + "\n")
 
         with _readout_warnings_kept():
-            record = run_pair(config, assets, strategy, seed, work, on_point=note, on_step=on_step)
+            record = PairRun(config, assets, strategy, seed, work, on_point=note, on_step=on_step).run()
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
         if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run
             kept = out / "runs" / name

@@ -245,6 +245,11 @@ _VERDICTS = {
     "cpu-mult-compute": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.447, (0.436, 0.454))),
 }
 BUNDLED |= {name: _verdict(name, *spec) for name, spec in _VERDICTS.items()}
+# For `--bench`'s help: the tasks and demos by name, the verdicts by their kinds (cpu-TASK-KIND).
+BENCH_HELP = (
+    f"{', '.join(name for name in BUNDLED if name not in _VERDICTS)}, a declared verdict (cpu-TASK-KIND, KIND: "
+    f"{', '.join(sorted({name.split('-', 2)[2] for name in _VERDICTS}))}; docs/benchmarks.md), or JSON/TOML."
+)
 
 
 def load_config(spec: str | Path) -> BenchConfig:

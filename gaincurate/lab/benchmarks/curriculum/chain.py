@@ -20,7 +20,7 @@ in 300 of 300 4-term sums), and the same model supervised on bare answers learns
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -65,14 +65,19 @@ def problems(term_counts: Sequence[Sequence[int]], *, seed: int, exclude: set[st
     rows: list[dict] = []
     seen = set(exclude)
     for terms, count in term_counts:
-        drawn = 0
-        while drawn < count:
-            row = make_row([int(t) for t in rng.integers(LOW, HIGH, size=terms)])
-            if row["problem"] in seen:
-                continue
+        rows += draw_distinct(lambda n=terms: make_row([int(t) for t in rng.integers(LOW, HIGH, size=n)]), count, seen)
+    return rows
+
+
+def draw_distinct(draw: Callable[[], dict], count: int, seen: set[str]) -> list[dict]:
+    """`count` rows of `draw()` whose problems are neither in `seen` nor repeated (the arithmetic task's too); each
+    row's problem joins `seen`."""
+    rows: list[dict] = []
+    while len(rows) < count:
+        row = draw()
+        if row["problem"] not in seen:
             seen.add(row["problem"])
             rows.append(row)
-            drawn += 1
     return rows
 
 

@@ -4,7 +4,7 @@ Prompts are rendered exactly as TRL renders them for training (the tokenizer's c
 generation prompt). Greedy decoding gives `accuracy`; `samples` completions per prompt at the training
 temperature give `sampled_accuracy`, their mean pass rate. Sampling draws from its own `torch.Generator`,
 seeded per call, so evaluating never touches the random stream that training draws from, and the same model
-gives the same figures. The oracle measures pool prompts with the same sampler (`pass_rates`).
+gives the same figures. The oracle measures pool prompts with the same sampler (`sample_prompts`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def sample_prompts(
     batch_size: int,
     seed: int,
 ) -> Sampled:
-    """Sample and check `samples` completions of each conversation (the completions `pass_rates` measures)."""
+    """Sample and check `samples` completions of each conversation."""
     ids = prompt_ids(tokenizer, conversations)
     repeated = [p for p in ids for _ in range(samples)]
     completions = generate(
@@ -137,47 +137,15 @@ def sample_prompts(
     return Sampled(correct.mean(axis=1), sum(len(c) for c in bare), ids, grouped, correct)
 
 
-def pass_rates(
-    model: Any,
-    tokenizer: Any,
-    conversations: Sequence[list[dict[str, str]]],
-    answers: Sequence[Any],
-    check: Check,
-    **sampling: Any,
-) -> tuple[np.ndarray, int]:
-    """Per-prompt fraction of the completions that `check` accepts, and the tokens generated; `sampling` are
-    `sample_prompts`' keywords (samples, temperature, max_new_tokens, batch_size, seed)."""
-    sampled = sample_prompts(model, tokenizer, conversations, answers, check, **sampling)
-    return sampled.rates, sampled.tokens
-
-
-def evaluate(
-    model: Any,
-    tokenizer: Any,
-    conversations: Sequence[list[dict[str, str]]],
-    answers: Sequence[Any],
-    check: Check,
-    *,
-    samples: int,
-    temperature: float,
-    max_new_tokens: int,
-    batch_size: int,
-    seed: int,
-) -> Evaluation:
-    """Greedy accuracy and the sampled pass rate of `model` on the held-out conversations."""
-    greedy, greedy_tokens = pass_rates(
-        model, tokenizer, conversations, answers, check, samples=1, temperature=None,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-    )  # fmt: skip
-    sampled, sampled_tokens = pass_rates(
-        model, tokenizer, conversations, answers, check, samples=samples, temperature=temperature,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-    )  # fmt: skip
+def evaluate(sample: Callable[[int, float | None], Sampled], *, samples: int, temperature: float) -> Evaluation:
+    """Greedy accuracy and the sampled pass rate on the held-out prompts; `sample(samples, temperature)` samples and
+    checks each prompt's completions (`sample_prompts`, temperature None: greedy)."""
+    greedy, sampled = sample(1, None), sample(samples, temperature)
     return Evaluation(
-        accuracy=float(greedy.mean()),
-        sampled_accuracy=float(sampled.mean()),
-        rollouts=len(conversations) * (1 + samples),
-        tokens=greedy_tokens + sampled_tokens,
+        accuracy=float(greedy.rates.mean()),
+        sampled_accuracy=float(sampled.rates.mean()),
+        rollouts=len(greedy.rates) * (1 + samples),
+        tokens=greedy.tokens + sampled.tokens,
     )
 
 

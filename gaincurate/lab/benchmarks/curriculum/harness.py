@@ -22,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +208,11 @@ class PairRun:
         """One evaluation point (the clock stands still meanwhile)."""
         config, assets = self.config, self.assets
         with self.clock.exclude("eval"), self.token_counter.during(None):
-            result = evaluate(
-                self.model, self.tokenizer, [assets.messages(r["problem"]) for r in assets.eval],
-                [r["answer"] for r in assets.eval], assets.check, samples=config.eval_samples,
-                temperature=config.temperature, max_new_tokens=config.max_completion_length,
-                batch_size=config.eval_batch, seed=EVAL_STREAM + step,
-            )  # fmt: skip
+            conversations = [assets.messages(r["problem"]) for r in assets.eval]
+            sample = partial(
+                self._sample_prompts, conversations, [r["answer"] for r in assets.eval], seed=EVAL_STREAM + step
+            )
+            result = evaluate(sample, samples=config.eval_samples, temperature=config.temperature)
         spent = self.screen_spent()  # a snapshot: the strategy's own count keeps growing
         self.screen_charged = spent
         point = {
@@ -233,12 +233,18 @@ class PairRun:
         return sampled.rates, sampled.tokens
 
     def _sample(self, dataset: Any, row_of: dict[int, int], gc_ids: np.ndarray, samples: int, seed: int) -> Sampled:
-        config = self.config
         rows = [dataset[row_of[int(i)]] for i in gc_ids]
+        answers = [r["answer"] for r in rows]
+        return self._sample_prompts([r["prompt"] for r in rows], answers, samples, self.config.temperature, seed=seed)
+
+    def _sample_prompts(
+        self, conversations: list, answers: list, samples: int, temperature: float | None, *, seed: int
+    ) -> Sampled:
+        """`sample_prompts` with the live model, the task's check and the bench's sampling settings."""
+        config, check = self.config, self.assets.check
         return sample_prompts(
-            self.model, self.tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], self.assets.check,
-            samples=samples, temperature=config.temperature, max_new_tokens=config.max_completion_length,
-            batch_size=config.eval_batch, seed=seed,
+            self.model, self.tokenizer, conversations, answers, check, samples=samples, temperature=temperature,
+            max_new_tokens=config.max_completion_length, batch_size=config.eval_batch, seed=seed,
         )  # fmt: skip
 
     def _oracle_measure(self, dataset: Any, row_of: dict[int, int]) -> Callable[[np.ndarray, int], tuple]:
@@ -384,17 +390,3 @@ class PairRun:
             "oracle_epochs": oracle.costs.epochs if oracle is not None else None,
             "pool_epochs": self.instrument.epochs if self.instrument is not None else None,
         }
-
-
-def run_pair(
-    config: BenchConfig,
-    assets: Assets,
-    strategy: str,
-    seed: int,
-    work_dir: Path,
-    *,
-    on_point: Callable[[dict], None] | None = None,
-    on_step: Callable[[], None] | None = None,
-) -> dict:
-    """Train one (strategy, seed) pair from the bench's initial model; returns its points, costs and weights digest."""
-    return PairRun(config, assets, strategy, seed, work_dir, on_point, on_step).run()

@@ -52,18 +52,15 @@ def problems(
         low, high = operand_range(digits)
         if count > distinct_problems(digits, operator) - sum(1 for q in seen if _digits_of(q) == digits):
             raise ValueError(f"cannot draw {count} distinct {digits}-digit problems")
-        drawn = 0
-        while drawn < count:
+
+        def draw(low: int = low, high: int = high, digits: int = digits) -> dict:
             if operator == "+":
                 a, b = (int(x) for x in rng.integers(low, high, size=2))
             else:
                 a, b = int(rng.integers(low, high)), int(rng.integers(0, 10))
-            row = make_row(a, b, digits, operator)
-            if row["problem"] in seen:
-                continue
-            seen.add(row["problem"])
-            rows.append(row)
-            drawn += 1
+            return make_row(a, b, digits, operator)
+
+        rows += chain.draw_distinct(draw, count, seen)
     return rows
 
 
