@@ -17,6 +17,7 @@ from schedule_helpers import write_hf_model
 from simulation import ROLLOUTS, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.feedback import append_rollouts
+from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.readout import (
     CORRELATION_MIN_PROMPTS,
@@ -25,6 +26,8 @@ from gaincurate.schedule.readout import (
     epoch_readout,
     uniform_zero_variance,
 )
+from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.run.steps import init_run
 from gaincurate.schedule.state import Drawn, ScheduleState, Tally
 
 EPOCHS = 4
@@ -55,9 +58,9 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
     """The issue's "done when": dots fed feedback through `schedule next --feedback`, by the console script."""
     policy, scores = world
     run = tmp_path / "run"
-    assert console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "dots", "--subset-size", "128",
-                   "--seed", "3").returncode == 0  # fmt: skip
-    assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
+    # Epoch 0 (uniform: nothing fed yet) is set up in this process, through the driver the console script calls.
+    init_run(run, scores, ScheduleConfig(strategy="dots", subset_size="128", seed=3))
+    advance(run)
     picked, zero = [], []
     for epoch in range(EPOCHS):
         state = json.loads((run / "state.json").read_text())

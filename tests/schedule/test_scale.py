@@ -215,26 +215,29 @@ MEMORY_PER_PROMPT = 4096
 
 
 def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
-    """Peak bytes of a dots `schedule next --feedback` (its third) on a synthetic pool of `prompts`."""
+    """Peak bytes of a dots `schedule next --feedback` (its third) on a synthetic pool of `prompts`.
+
+    The steps before it only set the run up: they run in this process (the same driver the console script calls);
+    the measured step alone is a fresh console-script process.
+    """
     from gaincurate.lab.benchmarks.scale import console_script
     from gaincurate.lab.benchmarks.scale_data import hidden_pass_rates, write_feedback, write_synthetic_scores
+    from gaincurate.schedule.run.driver import advance
+    from gaincurate.schedule.run.steps import init_run
 
     scores = write_synthetic_scores(directory / "scores", rows=prompts, width=64, seed=1)
-    run, log = directory / "run", directory / "log"
-
-    def peak(*args: str) -> float:
-        step = launcher.timed([*console_script(), *args], log)
-        assert step["ok"], log.read_text()[-400:]
-        return step["peak_gb"] * 2**30
-
-    peak("schedule", "init", "--scores", str(scores), "--run", str(run), "--strategy", "dots", "--subset-size", "2000")
-    peak("schedule", "next", "--run", str(run))
+    run, log, feedback = directory / "run", directory / "log", directory / "f.jsonl"
+    init_run(run, scores, ScheduleConfig(strategy="dots", subset_size="2000"))
+    advance(run)
     rates = hidden_pass_rates(prompts, 1)
     for epoch in range(3):
         ids = json.loads((run / "state.json").read_text())["positions"]  # dataset order: positions are gc_ids
-        write_feedback(directory / "f.jsonl", np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
-        used = peak("schedule", "next", "--run", str(run), "--feedback", str(directory / "f.jsonl"))
-    return used
+        write_feedback(feedback, np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
+        if epoch < 2:
+            advance(run, feedback=feedback)
+    step = launcher.timed([*console_script(), "schedule", "next", "--run", str(run), "--feedback", str(feedback)], log)
+    assert step["ok"], log.read_text()[-400:]
+    return step["peak_gb"] * 2**30
 
 
 def test_a_dots_step_stays_under_its_memory_bound_per_prompt(tmp_path):
