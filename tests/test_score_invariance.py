@@ -11,8 +11,8 @@ products differ from larger ones).
 The tiny `from_config` Llama runs in the quick suite: cut otherwise in process, and on other BLAS and SIMD paths
 (`OTHER_PATHS`; MKL, oneDNN and torch pick their kernels at start-up, so in fresh processes), which find this class
 of difference on any x86 machine. The embedded model runs in one `slow` test, on the first 96 of the bundled
-prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards and over two
-torchrun ranks.
+prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards, and in float32
+over two torchrun ranks (the tiny model's torchrun test covers ranks in both dtypes).
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def test_embedded_model_scores_alike_however_cut(dtype, tmp_path):
     rows = EMBEDDED_ROWS[dtype]
     scored = cuts(None, dtype, tmp_path, limit=rows)
     assert len(scored["whole"]["gc_id"]) == rows
-    torchrun_score(None, dtype, tmp_path / "ranked", limit=rows)
     assert_within_tolerance(scored["cut"], scored["whole"], dtype)
-    assert_within_tolerance(scores_of(tmp_path / "ranked"), scored["whole"], dtype)
+    if dtype == "float32":  # ranks in bfloat16: the tiny model's torchrun test (two more 135M loads, emulated here)
+        torchrun_score(None, dtype, tmp_path / "ranked", limit=rows)
+        assert_within_tolerance(scores_of(tmp_path / "ranked"), scored["whole"], dtype)
