@@ -129,6 +129,27 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def score_in_process(args: list[object]) -> None:
+    """`gaincurate score ARGS` in this process on one torch thread, for a reference run the test does not check for what
+    users see: torch is imported here already (a console script spends 5-8 s CPU starting), and one thread gives the
+    bytes the console script gives under OMP_NUM_THREADS=1."""
+    import contextlib
+    import io
+
+    import torch
+
+    from gaincurate.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(["score", *map(str, args), "--threads", "1"])
+    except SystemExit as done:
+        assert not done.code, f"the reference run failed: exit {done.code}"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
     """Pearson's statistic and degrees of freedom, cells expecting fewer than 5 draws pooled into one bin."""
     expected = probabilities * counts.sum()

@@ -2,7 +2,9 @@
 
 Every case runs `.venv/bin/gaincurate` in a subprocess, as a user would, and checks three things: what
 the user sees (exit code 1 and one `gaincurate: error:` line, no traceback), that nothing on disk was
-damaged, and, where a rerun is meaningful, that the rerun's shards equal a clean run's byte for byte.
+damaged, and, where a rerun is meaningful, that the rerun's shards equal a clean run's byte for byte. The clean runs
+and those reruns are references, not what the user sees: they run in this process (`score_in_process`), sparing a
+console script's 5-8 s CPU start each.
 
 Faults that cannot be made for real everywhere are injected: a full disk by a `sitecustomize` module on
 PYTHONPATH that makes `os.fsync` of shard files fail with ENOSPC (what a full disk or quota reports), a
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PROBLEMS, write_jsonl
+from helpers import PROBLEMS, score_in_process, write_jsonl
 
 from gaincurate.scoring.config import SCORE_TOLERANCE
 from gaincurate.shards import read_manifest, read_scores, read_shard
@@ -93,8 +95,7 @@ def score_args(tiny_llama, many_rows) -> list[str]:
 def clean(score_args, tmp_path_factory) -> Path:
     """The scores an undisturbed run writes: what every rerun below must equal."""
     out = tmp_path_factory.mktemp("clean") / "scores"
-    result = gaincurate(*score_args, "--out", out)
-    assert result.returncode == 0, result.stderr
+    score_in_process([*score_args[1:], "--out", out])
     return out
 
 
@@ -115,7 +116,7 @@ def test_two_runs_with_different_configs_into_one_new_directory(score_args, tiny
     layer = (-1, 1)[winners[0]]
     assert read_manifest(out)["fingerprint"]["layer"] == layer
     reference = tmp_path / "reference"
-    assert gaincurate(*score_args, "--out", reference, "--layer", layer).returncode == 0
+    score_in_process([*score_args[1:], "--out", reference, "--layer", layer])
     assert shard_bytes(out) == shard_bytes(reference)
     assert read_manifest(out)["checksums"] == read_manifest(reference)["checksums"]
 
@@ -136,8 +137,7 @@ def test_a_damaged_shard_is_refused_by_name_then_rebuilt(score_args, clean, tmp_
         assert "shard-00002.arrow" in line and "damaged" in line and "gaincurate score" in line, line
     assert not (tmp_path / "run").exists()
 
-    result = gaincurate(*score_args, "--out", out)
-    assert result.returncode == 0, result.stderr
+    score_in_process([*score_args[1:], "--out", out])
     assert shard_bytes(out) == shard_bytes(clean)
     assert read_manifest(out)["timings"]["shards_resumed"] == len(read_manifest(clean)["shards"]) - 1
     assert gaincurate("show", out, "--json").returncode == 0
@@ -180,8 +180,7 @@ def test_a_finished_run_is_not_redone(score_args, clean, tmp_path):
 def test_threads_and_shard_rows(score_args, clean, tmp_path):
     out = tmp_path / "scores"
     args = [arg for arg in score_args if arg not in ("--shard-size", "8")]
-    result = gaincurate(*args, "--out", out, "--threads", "1", "--shard-rows", "8")
-    assert result.returncode == 0, result.stderr
+    score_in_process([*args[1:], "--out", out, "--shard-rows", "8"])  # it passes --threads 1
     manifest = read_manifest(out)
     assert manifest["shard_rows"] == 8 and manifest["config"]["threads"] == 1
     # Another thread count may take another BLAS kernel: within the promise (docs/shards.md), not byte for byte.
@@ -313,7 +312,7 @@ def test_output_made_read_only_after_the_model_loaded(score_args, clean, tmp_pat
         undo()
     assert_undamaged(out)
     assert not read_manifest(out)["complete"]
-    assert gaincurate(*score_args, "--out", out).returncode == 0
+    score_in_process([*score_args[1:], "--out", out])
     assert shard_bytes(out) == shard_bytes(clean)
 
 
@@ -341,5 +340,5 @@ def test_a_full_disk_mid_run(score_args, clean, tmp_path):
     assert "No space left on device" in line and "shard-" in line and "free some disk space" in line, line
     assert_undamaged(out)
     assert len(list(out.glob("shard-*.arrow"))) == 3 and not read_manifest(out)["complete"]
-    assert gaincurate(*score_args, "--out", out).returncode == 0
+    score_in_process([*score_args[1:], "--out", out])
     assert shard_bytes(out) == shard_bytes(clean)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PROBLEMS, write_jsonl
+from helpers import PROBLEMS, score_in_process, write_jsonl
 
 from gaincurate.cli import INTERRUPTED
 
@@ -122,12 +122,13 @@ def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_change
     tiny_llama, gaincurate, error_line, tmp_path
 ):
     """`score --overwrite` of edited prompts under a live run said only "(8 rows, run has 8)"."""
-    score = ["--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--quiet", "--out", "scores"]
-    assert gaincurate("score", write_jsonl(tmp_path / "a.jsonl", PROBLEMS), *score).returncode == 0
+    # The scoring runs in this process (score_in_process): the refusal of `schedule next` is what is under test.
+    score = ["--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--quiet", "--out", tmp_path / "scores"]
+    score_in_process([write_jsonl(tmp_path / "a.jsonl", PROBLEMS), *score])
     assert gaincurate("schedule", "init", "--scores", "scores", "--run", "run", "--subset-size", "4").returncode == 0
     assert gaincurate("schedule", "next", "--run", "run").returncode == 0
     edited = [{**row, "problem": row["problem"] + " Explain."} if i == 3 else row for i, row in enumerate(PROBLEMS)]
-    assert gaincurate("score", write_jsonl(tmp_path / "b.jsonl", edited), *score, "--overwrite").returncode == 0
+    score_in_process([write_jsonl(tmp_path / "b.jsonl", edited), *score, "--overwrite"])
     line = error_line(gaincurate("schedule", "next", "--run", "run"))
     scores = tmp_path / "scores"
     assert line == (

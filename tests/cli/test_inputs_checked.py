@@ -13,7 +13,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import PROBLEMS, write_jsonl
+from helpers import PROBLEMS, score_in_process, write_jsonl
 
 from gaincurate.shards import read_scores
 
@@ -91,9 +91,9 @@ def test_repeated_prompt_texts_are_counted_and_dropped_when_asked(gaincurate, ti
 
 def test_likelihood_without_reference_answers_is_refused_at_init(gaincurate, error_line, tiny_llama, tmp_path):
     unanswered = write_jsonl(tmp_path / "p.jsonl", [{"problem": row["problem"]} for row in PROBLEMS])
-    scored = gaincurate("score", unanswered, "--out", "scores", "--model", tiny_llama, "--dtype", "float32",
-                        "--allow-missing-answers")  # fmt: skip
-    assert scored.returncode == 0, scored.stderr
+    # The scores are made in this process (score_in_process): the refusal at init is what is under test.
+    score_in_process([unanswered, "--out", tmp_path / "scores", "--model", tiny_llama, "--dtype", "float32",
+                      "--allow-missing-answers"])  # fmt: skip
     line = error_line(gaincurate("schedule", "init", "--scores", "scores", "--run", "run", "--likelihood"))
     assert line == (
         "gaincurate: error: --likelihood measures the policy's probability of each prompt's reference answer, but "
@@ -103,9 +103,8 @@ def test_likelihood_without_reference_answers_is_refused_at_init(gaincurate, err
     assert not (tmp_path / "run").exists()
     half = write_jsonl(tmp_path / "half.jsonl", [{**row, "answer": None if i == 2 else row["answer"]}
                                                  for i, row in enumerate(PROBLEMS)])  # fmt: skip
-    scored = gaincurate("score", half, "--out", "half", "--model", tiny_llama, "--dtype", "float32",
-                        "--allow-missing-answers")  # fmt: skip
-    assert scored.returncode == 0, scored.stderr
+    score_in_process([half, "--out", tmp_path / "half", "--model", tiny_llama, "--dtype", "float32",
+                      "--allow-missing-answers"])  # fmt: skip
     line = error_line(gaincurate("schedule", "init", "--scores", "half", "--run", "run", "--likelihood"))
     assert f"but 1 of {len(PROBLEMS)} prompts in half have no 'answer' answer (first: gc_id 2)" in line
     assert not (tmp_path / "run").exists()
