@@ -12,15 +12,20 @@ RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 TASKS = ("arith", "mult")
 
 
+def strongest(analysis: dict) -> str | None:
+    """The arm of a summary's primary analysis (rollouts or compute) that beats the baseline with the lowest ratio."""
+    beating = {arm: result["ratio"] for arm, result in analysis.items() if result["verdict"] == "beats"}
+    return min(beating, key=beating.get) if beating else None
+
+
 def test_the_default_is_the_strongest_significant_saving_in_the_published_results():
     # Every published bench with a declared analysis: the primary arm that beats the baseline with the lowest
     # rollouts ratio (docs/strategies.md, "Which strategy should I use?").
     winners = {}
     for summary_file in sorted(RESULTS.glob("*/summary.json")):
         summary = json.loads(summary_file.read_text())
-        beating = {arm: r["ratio"] for arm, r in summary["primary"].items() if r["verdict"] == "beats"}
-        if summary["analysis"]["declared"] and beating:
-            winners[summary["config"]] = min(beating, key=beating.get)
+        if summary["analysis"]["declared"] and strongest(summary["primary"]):
+            winners[summary["config"]] = strongest(summary["primary"])
     # cpu-mult: no arm beat uniform, in the published run or in the headroom verdict (issue 38); in the probe verdict
     # (issue 47) probe with the answer likelihood beat it on both tasks, and probe on its own defaults too.
     assert winners == {
@@ -33,8 +38,7 @@ def test_the_default_is_the_strongest_significant_saving_in_the_published_result
     # The compute verdict (issue 57) reads compute to the target first: on the chain task probe, the default, saves
     # the most, and the likelihood's refresh buys nothing there.
     chain = json.loads((RESULTS / "cpu-chain-compute" / "summary.json").read_text())["compute_primary"]
-    beating = {arm: result["ratio"] for arm, result in chain.items() if result["verdict"] == "beats"}
-    assert min(beating, key=beating.get) == "probe"
+    assert strongest(chain) == "probe"
     assert chain["probe"]["ratio"] <= 0.6
     newest = [json.loads((RESULTS / f"cpu-{task}-probe-avx512" / "summary.json").read_text()) for task in TASKS]
     # The default is a strategy: probe, whose likelihood needs reference answers and the policy between epochs, so it
