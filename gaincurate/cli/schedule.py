@@ -283,10 +283,11 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
 
     from gaincurate.schedule.options import flag
     from gaincurate.schedule.run.unscored import MODEL_PASS
+    from gaincurate.schedule.strategies import plugin
     from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
 
     listed = [
-        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.about.summary,
+        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": plugin.summary(cls),
          "options": [flag(field.name) for field in dataclasses.fields(cls.about.options)],
          "needs": sorted(cls.about.needs), "prompts_file": not cls.about.needs & MODEL_PASS,
          "kept_for_comparison": name in KEPT_FOR_COMPARISON}

@@ -59,7 +59,7 @@ def test_the_worked_example_is_one_module_and_runs_through_init_next_and_status(
     assert len(second) == 3 and solved not in second and failed not in second  # weight e**-10 beside 1
     status = json.loads(gaincurate("schedule", "status", "--run", run, "--json").stdout)
     assert status["params"]["strategy"] == "lastrate" and status["params"]["sharpness"] == 0.05
-    assert status["draws"] == "the prompts whose last measured pass rate is nearest 50% first"
+    assert status["draws"] == "each prompt drawn with weight exp(-|p - 0.5| / sharpness), p its last measured pass rate"
     readout = status["history"][0]["readout"]  # the savings readout read its estimates: 0.5 for every prompt at epoch 0
     assert len(status["history"]) == 1 and readout["estimate"] == "pass-rate estimate"
     assert readout["estimated_pass_rate"] == 0.5 and readout["zero_variance"] > 0.6

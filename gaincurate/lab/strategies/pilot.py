@@ -123,17 +123,16 @@ def commit_order(rates: np.ndarray, band: tuple[float, float] | None, target: fl
 
 
 class PilotStrategy(MoppsStrategy):
-    """Pilot k x m candidates the posterior points at with r rollouts each; commit the m that can teach."""
+    """candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed
+
+    candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the current policy, the
+    ones in the band committed; the pilots feed the posterior
+    """
 
     name = "pilot"
     about = replace(
         MoppsStrategy.about,
         options=PilotOptions,
-        summary="candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed",
-        draws=(
-            "candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the "
-            "current policy, the ones in the band committed; the pilots feed the posterior"
-        ),
         needs=frozenset({plugin.POLICY, plugin.ROLLOUTS}),
         ordered=False,
         keeps_zero_variance=False,

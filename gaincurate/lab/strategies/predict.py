@@ -246,16 +246,15 @@ def mean(values: np.ndarray) -> float | None:
 
 
 class PredictStrategy(plugin.Strategy):
-    """Draw the prompts most likely to give an informative group, by a predictor learned across prompts."""
+    """the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings
+
+    epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward variance, from
+    its own groups and its embedding neighbours'
+    """
 
     name = "predict"
     about = plugin.About(
         options=PredictOptions,
-        summary="the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings",
-        draws=(
-            "epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward "
-            "variance, from its own groups and its embedding neighbours'"
-        ),
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
     )
 

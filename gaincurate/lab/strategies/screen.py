@@ -62,15 +62,14 @@ def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: floa
 
 
 class ScreenStrategy(plugin.Strategy):
-    """Screen k x m uniformly drawn candidates with r rollouts each; train on the m in the band nearest target."""
+    """candidates measured with the current policy, kept in the band
+
+    candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept
+    """
 
     name = "screen"
     about = plugin.About(
         options=ScreenOptions,
-        summary="candidates measured with the current policy, kept in the band",
-        draws=(
-            "candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept"
-        ),
         needs=frozenset({plugin.POLICY}),
         ordered=False,
         keeps_zero_variance=False,

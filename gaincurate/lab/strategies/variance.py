@@ -52,15 +52,13 @@ def values(alpha: np.ndarray, beta: np.ndarray, *, bonus: float) -> np.ndarray:
 
 
 class VarianceStrategy(MoppsStrategy):
-    """Draw prompts by expected reward variance p(1-p) plus an uncertainty bonus, from mopps' posteriors."""
+    """expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)
+
+    by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform
+    """
 
     name = "variance"
-    about = replace(
-        MoppsStrategy.about,
-        options=VarianceOptions,
-        summary="expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)",
-        draws="by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform",
-    )
+    about = replace(MoppsStrategy.about, options=VarianceOptions)
 
     def __init__(self, gc_ids: np.ndarray, options: VarianceOptions) -> None:
         super().__init__(gc_ids, prior=options.prior, forget=options.forget)

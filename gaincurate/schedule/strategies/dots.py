@@ -103,19 +103,16 @@ def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float
 
 
 class DotsStrategy(plugin.Strategy):
-    """Pick prompts whose (measured or predicted) pass rate is near the target."""
+    """pass rate near --target, predicted by attention over embeddings (0.54x uniform's rollouts on cpu-arith, 0.76x on
+    cpu-mult; probe does better with the same inputs)
+
+    epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, each prompt's
+    estimated from its own rollouts and its embedding neighbours'
+    """
 
     name = "dots"
     about = plugin.About(
         options=DotsOptions,
-        summary=(
-            "pass rate near --target, predicted by attention over embeddings (0.54x uniform's rollouts on "
-            "cpu-arith, 0.76x on cpu-mult; probe does better with the same inputs)"
-        ),
-        draws=(
-            "epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, "
-            "each prompt's estimated from its own rollouts and its embedding neighbours'"
-        ),
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
         measured_before="reference",

@@ -194,13 +194,14 @@ def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
 
 
 class LengthStrategy(plugin.Strategy):
-    """The GAIN-RL schedule over a shortest-question-first ranking (the length confound baseline)."""
+    """gain's schedule over a shortest-question-first ranking (the length confound)
+
+    a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy
+    """
 
     name = "length"
     about = plugin.About(
         options=LengthOptions,
-        summary="gain's schedule over a shortest-question-first ranking (the length confound)",
-        draws="a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy",
         needs=frozenset({plugin.SCORES, plugin.FRESH_SCORES}),
         columns=MU_COLUMNS,  # mu (drawn, so the epoch file keeps it), acc, ang, delta, mu next
         update_words=mu_moved,
@@ -338,18 +339,14 @@ class LengthStrategy(plugin.Strategy):
 
 
 class GainStrategy(LengthStrategy):
-    """GAIN-RL: rank by angle concentration, sample a Gaussian over positions around mu."""
+    """GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)
+
+    a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's accuracy and
+    angle; it keeps no pass-rate estimate
+    """
 
     name = "gain"
-    about = replace(
-        LengthStrategy.about,
-        options=GainOptions,
-        summary="GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)",
-        draws=(
-            "a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's "
-            "accuracy and angle; it keeps no pass-rate estimate"
-        ),
-    )
+    about = replace(LengthStrategy.about, options=GainOptions)
 
     def __init__(
         self,

@@ -213,13 +213,12 @@ class ZeroVarianceFilter(Filter):
 
 
 class GresoStrategy(plugin.Strategy):
-    """GRESO on its own: the zero-variance filter over a uniformly random order (the released code's)."""
+    """uniform, skipping prompts whose recent rollouts all agreed (GRESO)"""
 
     name = "greso"
     about = plugin.About(
         options=ZeroVarianceOptions,
-        summary="uniform, skipping prompts whose recent rollouts all agreed (GRESO)",
-        draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",
+        draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",  # the filter's own note
         needs=frozenset({plugin.ROLLOUTS}),
         keeps_zero_variance=False,
     )

@@ -2,10 +2,11 @@
 
 A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
 `gaincurate.schedule.strategies.registry` (docs/strategies.md, "Adding a strategy"). The scheduler core calls nothing
-else of it: `name` and `about` (what it declares of itself, as data), `build` (the object for a run), `start` (its
-ranking and memory before epoch 0), `choose` (an epoch's draw, with its pass-rate estimates), `observe` (its memory
-after an epoch's feedback and what the newest model said), `wants` (what it asks of the newest model) and `report`
-(what it says of a draw: the savings readout, status, the plot, TRL's logs and the bench read nothing else).
+else of it but its docstring (what it draws, in words: `summary`, `draws`): `name` and `about` (what it declares of
+itself, as data), `build` (the object for a run), `start` (its ranking and memory before epoch 0), `choose` (an
+epoch's draw, with its pass-rate estimates), `observe` (its memory after an epoch's feedback and what the newest model
+said), `wants` (what it asks of the newest model) and `report` (what it says of a draw: the savings readout, status,
+the plot, TRL's logs and the bench read nothing else).
 Filters (`--band`, `--skip-zero-variance`: `gaincurate.schedule.strategies.filters`) step over a strategy's
 `Priority`; they are not strategies.
 
@@ -16,6 +17,7 @@ working with log-weights means positions far from the mode never underflow to pr
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -194,11 +196,14 @@ class Wants:
 class About:
     """What a strategy declares of itself (`Strategy.about`), as data: docs/strategies.md's second table says what
     each field is for. `build` may narrow it for a run (`dataclasses.replace`): gain without rescoring needs no fresh
-    scores, and says the sizes it resolved for the pool (`settings`) and how its angle term is fed (`notes`)."""
+    scores, and says the sizes it resolved for the pool (`settings`) and how its angle term is fed (`notes`).
+
+    `summary` and `draws` are written in the strategy's docstring (read through `summary()` and `draws()`); they are
+    fields only for a text the docstring cannot hold as written (greso's, built from its filter's note)."""
 
     options: type[Options] = Options
-    summary: str = ""
-    draws: str = ""
+    summary: str = ""  # '': the class docstring's first paragraph
+    draws: str = ""  # '': the class docstring's second paragraph
     needs: frozenset[str] = frozenset()
     columns: tuple[Column, ...] = DEFAULT_COLUMNS
     update_words: Callable[[dict[str, Any]], str] | None = None
@@ -215,7 +220,12 @@ class About:
 
 
 class Strategy:
-    """A curriculum strategy: the eight members below, each with its default. Subclass it and override."""
+    """A curriculum strategy: the eight members below, each with its default. Subclass it and override.
+
+    A subclass's own docstring says what it is, as phrases shown as written: its first paragraph is what it draws in
+    a line (`schedule strategies`), its second how it draws an epoch (`schedule status`); any further paragraph is
+    for readers of the code.
+    """
 
     name: ClassVar[str]
     about: About = About()  # what it declares of itself; `build` may narrow it for a run
@@ -259,6 +269,23 @@ class Strategy:
 def observed(result: Any) -> Observed:
     """What `Strategy.observe` returned, as an `Observed` (a bare memory keeps the ranking and adds no numbers)."""
     return result if isinstance(result, Observed) else Observed(result)
+
+
+def summary(strategy: Strategy | type[Strategy]) -> str:
+    """What a strategy draws, in a line (`schedule strategies`): its docstring's first paragraph."""
+    return strategy.about.summary or _paragraph(strategy, 0)
+
+
+def draws(strategy: Strategy | type[Strategy]) -> str:
+    """How a strategy draws an epoch (`schedule status`): its docstring's second paragraph, else its summary."""
+    return strategy.about.draws or _paragraph(strategy, 1) or summary(strategy)
+
+
+def _paragraph(strategy: Strategy | type[Strategy], index: int) -> str:
+    """Paragraph `index` of the class's own docstring (not a base's), on one line; '' when it has none."""
+    cls = strategy if isinstance(strategy, type) else type(strategy)
+    paragraphs = inspect.cleandoc(vars(cls).get("__doc__") or "").split("\n\n")
+    return " ".join(paragraphs[index].split()) if index < len(paragraphs) else ""
 
 
 def draw_info(strategy: Strategy | type[Strategy], memory: dict[str, Any] | None) -> dict[str, Any]:

@@ -243,20 +243,16 @@ class Estimate:
 
 
 class ProbeStrategy(plugin.Strategy):
-    """Draw near a target pass rate, estimated by a ridge across prompts on embeddings and the answer's likelihood."""
+    """pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's rollouts on
+    cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer (0.47x, 0.53x)
+
+    epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the embedding, and
+    with --likelihood the policy's probability of each answer), plus a uniform slice
+    """
 
     name = "probe"
     about = plugin.About(
         options=ProbeOptions,
-        summary=(
-            "pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's "
-            "rollouts on cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer "
-            "(0.47x, 0.53x)"
-        ),
-        draws=(
-            "epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
-            "embedding, and with --likelihood the policy's probability of each answer), plus a uniform slice"
-        ),
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
     )

@@ -28,7 +28,7 @@ from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
-from gaincurate.schedule.strategies.plugin import Strategy, StrategyInputs
+from gaincurate.schedule.strategies.plugin import Strategy, StrategyInputs, draws
 from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -100,7 +100,7 @@ def check_filters(config: Any) -> None:
 def how_it_draws(config: Any) -> str:
     """How a run's strategy draws its epochs, in words (`schedule status`), from the strategy's and filters' own."""
     cls = strategy_class(config.strategy)
-    text = cls.about.draws or cls.about.summary
+    text = draws(cls)
     for name, filter_class in FILTERS.items():
         value = getattr(config, name)
         if value is not None and not filter_class.applied_by(cls):
