@@ -30,14 +30,25 @@ from gaincurate.settings import flag as flag  # re-exported: strategies and the 
 
 
 def option(
-    default: Any, help: str, check: Check, *, cli: str | None = None, choices: tuple[str, ...] = (), shown: str = ""
+    default: Any,
+    help: str,
+    check: Check | None = None,
+    *,
+    cli: str | None = None,
+    choices: tuple[str, ...] = (),
+    shown: str = "",
 ) -> Any:
     """A strategy setting: its default, its help (one sentence, without the default) and its check.
 
-    `cli` is how the command line spells a value when it is not a plain number: "size" (ranks or a share of N),
-    "pair" (A,B), "choice" (one of `choices`), "path" or "text" (`gaincurate.settings.setting`). `shown` is what
-    the help shows as the default when the value does not say it (None resolved later: "2/15 of N").
+    `choices` alone is a check: the value must be one of them (and the command line offers them). `cli` is how the
+    command line spells a value when it is not a plain number: "size" (ranks or a share of N), "pair" (A,B), "path"
+    or "text" (`gaincurate.settings.setting`). `shown` is what the help shows as the default when the value does not
+    say it (None resolved later: "2/15 of N").
     """
+    if check is None:
+        if not choices:
+            raise TypeError("an option needs a check, or the choices it must be one of")
+        check = choice(*choices)
     return settings.setting(default, help, check=check, cli=cli, choices=choices, shown=shown or None)
 
 

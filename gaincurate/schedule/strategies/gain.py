@@ -38,7 +38,7 @@ import numpy as np
 from gaincurate.errors import ConfigError, setting
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule import sizes
-from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, choice, option, size, whole
+from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, option, size, whole
 from gaincurate.schedule.strategies import plugin
 from gaincurate.schedule.strategies.gain_direction import orient
 from gaincurate.schedule.strategies.gain_update import (
@@ -90,14 +90,12 @@ class LengthOptions(Options):
         "subset",
         "Re-score from checkpoints for the angle term: the epoch's prompts, mu +- 3 sigma, every prompt "
         "(and re-rank), or none (no angle term).",
-        choice(*RESCORE_MODES),
         choices=RESCORE_MODES,
     )
     rescore_every: int = option(1, "Re-score every K epochs.", whole(1))
     angle_signal: str = option(
         "raw",
         "Angle term: the raw fresh score, or centered on the fresh scores (needs --rescore window or full).",
-        choice(*ANGLE_SIGNALS),
         choices=ANGLE_SIGNALS,
     )
 
@@ -120,14 +118,9 @@ class LengthOptions(Options):
 class GainOptions(LengthOptions):
     """gain's options: the published schedule, and the ablation options (each default is the published one)."""
 
-    ranking: str = option(
-        "score", "Rank by angle score, or by a permutation seeded by --seed.", choice(*RANKINGS), choices=RANKINGS
-    )
+    ranking: str = option("score", "Rank by angle score, or by a permutation seeded by --seed.", choices=RANKINGS)
     mu_control: str = option(
-        "feedback",
-        "Move mu by the GAIN-RL update, or sweep it --sweep-rate ranks an epoch.",
-        choice(*MU_CONTROLS),
-        choices=MU_CONTROLS,
+        "feedback", "Move mu by the GAIN-RL update, or sweep it --sweep-rate ranks an epoch.", choices=MU_CONTROLS
     )
     sweep_rate: float | str | None = option(
         None, "--mu-control sweep: ranks mu moves per epoch." + SHARE, size("sweep_rate"), cli="size",
@@ -136,7 +129,6 @@ class GainOptions(LengthOptions):
     direction: str = option(
         "high-first",
         "Highest score first, or auto: reversed when the first epoch's pass rates fall with the score.",
-        choice(*DIRECTIONS),
         choices=DIRECTIONS,
     )
 
