@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,34 @@ FIRST = "test_load_embedded_gives_a_model_grpo_trains_fresh_from_the_gguf_and_th
 LONG = "test_real_verl_runs_the_documented_integration"
 
 
+# The kernel and determinism legs (`make test-kernels`: `-m triton`, `make test-determinism`: `-m determinism`) run a
+# few files; collecting the whole suite cost each of their processes about 12 s. They collect only the test files
+# that name their marker, and every full collection checks that no test carries the marker from anywhere else (a
+# conftest, a shared mark object), which that rule would drop from its leg.
+LEGS = ("triton", "determinism")
+
+
+@cache
+def names_marker(path: Path, marker: str) -> bool:
+    return f"mark.{marker}" in path.read_text()
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    leg = config.getoption("markexpr")
+    test_file = collection_path.name.startswith("test_") and collection_path.suffix == ".py"
+    if leg in LEGS and test_file and not names_marker(collection_path, leg):
+        return True
+    return None  # not False: that would overrule the other ignore rules (tests/verl/conftest.py's collect_ignore)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the full run sees the triton tests it does not run
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for leg in LEGS:
+            if item.get_closest_marker(leg) and not names_marker(item.path, leg):
+                raise pytest.UsageError(f"{item.nodeid} is marked {leg} but its file does not say `mark.{leg}`, so "
+                                        f"`pytest -m {leg}` would not collect it: mark it in its file")  # fmt: skip
+
     def rank(item) -> int:
         return 0 if item.name == FIRST else 1 if item.name == LONG or item.get_closest_marker("slow") else 2
 

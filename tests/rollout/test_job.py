@@ -193,7 +193,7 @@ main()
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path):
+def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path, parity_checker, capsys):
     args = [
         str(tiny_scores),
         "--samples",
@@ -214,7 +214,18 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path):
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight, killed = tmp_path / "straight.jsonl", tmp_path / "killed.jsonl"
-    subprocess.run([sys.executable, "-c", KILLABLE, *args, "--out", str(straight)], check=True, env=env)
+    # The uninterrupted reference in this process, with KILLABLE's checker: its start is not under test; the run that
+    # is killed and its rerun are processes of their own.
+    import torch
+
+    from gaincurate.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        main(["rollout", *args, "--out", str(straight)])
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
     # Only the run to be killed pauses after each append: the other two idled 13 s between them (#27).
     slow = {**env, "GAINCURATE_TEST_APPEND_DELAY": "0.3"}
     process = subprocess.Popen([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], env=slow)
