@@ -34,12 +34,21 @@ def test_the_default_is_the_strongest_significant_saving_in_the_published_result
         "cpu-arith-probe-avx512": "probe-likelihood",
         "cpu-mult-probe-avx512": "probe-likelihood",
         "cpu-chain-compute": "probe",
+        "cpu-arith-compute": "probe-likelihood",
+        "cpu-mult-compute": "probe-likelihood",
     }
-    # The compute verdict (issue 57) reads compute to the target first: on the chain task probe, the default, saves
-    # the most, and the likelihood's refresh buys nothing there.
-    chain = json.loads((RESULTS / "cpu-chain-compute" / "summary.json").read_text())["compute_primary"]
-    assert strongest(chain) == "probe"
-    assert chain["probe"]["ratio"] <= 0.6
+    # The compute verdict (issue 57) reads compute to the target first. probe, the default, saves the most on the
+    # chain task and on cpu-arith, at most 0.6x; on cpu-mult it misses (README and docs/strategies.md say so, and
+    # why), and only the likelihood saves there.
+    compute = {task: json.loads((RESULTS / f"cpu-{task}-compute" / "summary.json").read_text())["compute_primary"]
+               for task in ("chain", "arith", "mult")}  # fmt: skip
+    assert {task: strongest(analysis) for task, analysis in compute.items()} == {
+        "chain": "probe",
+        "arith": "probe",
+        "mult": "probe-likelihood",
+    }
+    assert compute["chain"]["probe"]["ratio"] <= 0.6 and compute["arith"]["probe"]["ratio"] <= 0.6
+    assert compute["mult"]["probe"]["verdict"] == "not distinguishable from"
     newest = [json.loads((RESULTS / f"cpu-{task}-probe-avx512" / "summary.json").read_text()) for task in TASKS]
     # The default is a strategy: probe, whose likelihood needs reference answers and the policy between epochs, so it
     # stays an option; probe on its defaults beat uniform on both tasks and its ratio was below dots' on both.
