@@ -103,8 +103,8 @@ def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float
 
 
 class DotsStrategy(plugin.Strategy):
-    """pass rate near --target, predicted by attention over embeddings (0.54x uniform's rollouts on cpu-arith, 0.76x on
-    cpu-mult; probe does better with the same inputs)
+    """pass rate near --target, predicted by attention over embeddings (0.62x uniform's compute on cpu-chain, 0.50x on
+    cpu-arith, no saving on cpu-mult; probe does better with the same inputs)
 
     epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, each prompt's
     estimated from its own rollouts and its embedding neighbours'

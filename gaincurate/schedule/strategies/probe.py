@@ -243,8 +243,9 @@ class Estimate:
 
 
 class ProbeStrategy(plugin.Strategy):
-    """pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.48x uniform's rollouts on
-    cpu-arith, 0.69x on cpu-mult); --likelihood adds the policy's probability of the answer (0.47x, 0.53x)
+    """pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.39x uniform's compute on
+    cpu-chain, 0.45x on cpu-arith, no saving on cpu-mult); --likelihood adds the policy's probability of the answer
+    (0.40x, 0.48x, 0.64x)
 
     epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the embedding, and
     with --likelihood the policy's probability of each answer), plus a uniform slice
