@@ -72,10 +72,10 @@ def test_ignored_runs_and_empty_segments(dtype_name):
 
 @pytest.mark.parametrize("dtype_name", DTYPES)
 def test_non_contiguous_batch_and_token_strides(dtype_name):
-    big_hidden, big_ids = random_segment_inputs(10, 650, 1000, DTYPES[dtype_name], seed=seed_for("strides", dtype_name))
-    hidden = big_hidden[::2, 3:603:2, 5:901]  # batch and token strides doubled, rows start unaligned
-    segment_ids = big_ids.t().contiguous().t()[1::2, 5:305]  # column-major ids, another slice
-    assert hidden.stride() == (2 * 650 * 1000, 2 * 1000, 1)
+    big_hidden, big_ids = random_segment_inputs(6, 340, 700, DTYPES[dtype_name], seed=seed_for("strides", dtype_name))
+    hidden = big_hidden[::2, 3:303:2, 5:605]  # batch and token strides doubled, rows start unaligned
+    segment_ids = big_ids.t().contiguous().t()[1::2, 5:155]  # column-major ids, another slice
+    assert hidden.stride() == (2 * 340 * 700, 2 * 700, 1)
     assert not segment_ids.is_contiguous()
 
     sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
@@ -88,16 +88,17 @@ def test_non_contiguous_batch_and_token_strides(dtype_name):
     assert torch.equal(sums, contiguous_sums) and torch.equal(counts, contiguous_counts)
 
 
-@pytest.mark.parametrize("id_dtype", [torch.int8, torch.int16, torch.int32, torch.int64], ids=str)
-def test_every_segment_id_dtype_gives_the_same_bits(id_dtype):
-    hidden, segment_ids = random_segment_inputs(3, 300, 576, torch.bfloat16, seed=seed_for("ids"))
-
-    sums, counts = segment_unit_sums(hidden, segment_ids.to(id_dtype), 2, backend="triton")
+def test_every_segment_id_dtype_gives_the_same_bits():
+    hidden, segment_ids = random_segment_inputs(3, 150, 576, torch.bfloat16, seed=seed_for("ids"))
+    assert segment_ids.dtype == torch.int64
 
     expected_sums, expected_counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
-    assert torch.equal(sums, expected_sums) and torch.equal(counts, expected_counts)
-    agreement = agreement_with_reference(hidden, segment_ids, 2, sums, counts)
+
+    agreement = agreement_with_reference(hidden, segment_ids, 2, expected_sums, expected_counts)
     assert agreement.ok, agreement
+    for id_dtype in (torch.int8, torch.int16, torch.int32):
+        sums, counts = segment_unit_sums(hidden, segment_ids.to(id_dtype), 2, backend="triton")
+        assert torch.equal(sums, expected_sums) and torch.equal(counts, expected_counts), id_dtype
 
 
 @pytest.mark.parametrize("num_segments", [1, 3, 8])
@@ -136,13 +137,13 @@ def hand_config(block_t: int, chunk_t: int) -> LaunchConfig:
         pytest.param(64, gpu_config(64), id="gpu-config-D64"),
         pytest.param(576, gpu_config(576), id="gpu-config-D576"),
         pytest.param(1000, gpu_config(1000), id="gpu-config-D1000"),
-        pytest.param(1000, hand_config(1, 4), id="one-token-tiles-75-chunks"),
+        pytest.param(1000, hand_config(1, 4), id="one-token-tiles-38-chunks"),
         pytest.param(1000, hand_config(4, 8), id="two-tiles-per-chunk"),
         pytest.param(1000, hand_config(16, 16), id="one-tile-per-chunk"),
     ],
 )
 def test_every_launch_config(dim, config):
-    hidden, segment_ids = random_segment_inputs(3, 300, dim, torch.float32, seed=seed_for("config", dim))
+    hidden, segment_ids = random_segment_inputs(3, 150, dim, torch.float32, seed=seed_for("config", dim))
 
     sums, counts = triton_sums(hidden, segment_ids, 2, config)
 
@@ -151,7 +152,7 @@ def test_every_launch_config(dim, config):
 
 
 def test_two_runs_are_bitwise_identical():
-    hidden, segment_ids = random_segment_inputs(5, 300, 1000, torch.bfloat16, seed=seed_for("repeat"))
+    hidden, segment_ids = random_segment_inputs(3, 150, 1000, torch.bfloat16, seed=seed_for("repeat"))
 
     first = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
     second = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
@@ -160,7 +161,7 @@ def test_two_runs_are_bitwise_identical():
 
 
 def test_permuting_the_batch_permutes_the_outputs():
-    hidden, segment_ids = random_segment_inputs(5, 300, 896, torch.bfloat16, seed=seed_for("permute"))
+    hidden, segment_ids = random_segment_inputs(5, 150, 896, torch.bfloat16, seed=seed_for("permute"))
     order = torch.tensor([3, 0, 4, 2, 1])
 
     sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
@@ -170,9 +171,9 @@ def test_permuting_the_batch_permutes_the_outputs():
 
 
 def test_a_samples_bits_do_not_depend_on_batch_mates_or_padding():
-    hidden, segment_ids = random_segment_inputs(4, 300, 576, torch.float16, seed=seed_for("alone"))
+    hidden, segment_ids = random_segment_inputs(4, 200, 576, torch.float16, seed=seed_for("alone"))
     alone_sums, alone_counts = segment_unit_sums(hidden[2:3, :130], segment_ids[2:3, :130], 2, backend="triton")
-    # The same sample padded to 300 tokens (ignored ids), beside three other samples.
+    # The same sample padded to 200 tokens (ignored ids), beside three other samples.
     segment_ids[2, 130:] = -1
 
     sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
@@ -206,7 +207,7 @@ def test_empty_inputs_give_zero_sums_and_counts(batch, num_tokens):
 
 
 def test_kernel_sums_give_the_brute_force_mean_cosines():
-    hidden, segment_ids = random_segment_inputs(4, 300, 576, torch.float32, seed=seed_for("metric"))
+    hidden, segment_ids = random_segment_inputs(4, 150, 576, torch.float32, seed=seed_for("metric"))
     segment_ids[3, 1:] = -1  # one question token: intra is NaN, inter is NaN
 
     sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
