@@ -42,14 +42,14 @@ def test_show_json_prints_null_for_an_undefined_correlation(scored, gaincurate):
 
 def test_show_prints_a_conversations_question_not_its_dicts(tiny_llama, gaincurate, tmp_path):
     """TRL's conversational `prompt` column was shown as "[{'role': 'system', 'content': ..."."""
-    from helpers import PROBLEMS, write_jsonl
+    from helpers import PROBLEMS, score_in_process, write_jsonl
 
     rows = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": p["problem"]}],
              "answer": p["answer"]} for p in PROBLEMS]  # fmt: skip
     data = write_jsonl(tmp_path / "chat.jsonl", rows)
-    scored = gaincurate("score", data, "--prompt-column", "prompt", "--model", tiny_llama, "--device", "cpu",
-                        "--dtype", "float32", "--quiet", "--out", "scores")  # fmt: skip
-    assert scored.returncode == 0, scored.stderr
+    # Scored in this process: what `show` prints is under test, through the console script.
+    score_in_process([data, "--prompt-column", "prompt", "--model", tiny_llama, "--device", "cpu", "--dtype",
+                      "float32", "--quiet", "--out", tmp_path / "scores"])  # fmt: skip
     shown = gaincurate("show", "scores", "--json")
     texts = [row["text"] for row in strict_json(shown.stdout)["top"]]
     assert texts and all(text in {p["problem"] for p in PROBLEMS} for text in texts), texts

@@ -1,10 +1,11 @@
 """`schedule run --trainer-cmd` with a strategy that reads the newest model after every epoch (probe --likelihood).
 
 Issue 58: a trainer script that saves plain `model.save_pretrained` folders (`checkpoint-N/` with config, weights and
-tokenizer, no trainer_state.json) must have the answer's likelihood refreshed from them every epoch, and the readout's
-r then has a value; a trainer that leaves nothing `from_pretrained` can load stops the run with one line naming what
-is missing, unless `--allow-stale` carries on and marks the epoch. Through the console script in a subprocess, with
-the tests' tiny random Llama (a copy of its folder is each epoch's "trained" model), so each test takes seconds.
+tokenizer, no trainer_state.json) must have the answer's likelihood refreshed from them every epoch, and the readout's r
+then has a value; a trainer that leaves nothing `from_pretrained` can load stops the run with one line naming what is
+missing, unless `--allow-stale` carries on and marks the epoch. Through the console script in a subprocess (but the run
+that re-measures, in process), with the tests' tiny random Llama (a copy of its folder is each epoch's "trained" model),
+so each test takes seconds.
 """
 
 from __future__ import annotations
@@ -88,12 +89,23 @@ def history(run: Path) -> list[dict]:
 
 
 def test_plain_save_pretrained_folders_refresh_the_likelihood_every_epoch_and_r_has_a_value(
-    scores, tiny_llama, tmp_path
+    scores, tiny_llama, tmp_path, capfd, monkeypatch
 ):
+    """`schedule run` in this process (what it measures is under test, not its start-up: the refusal below is the
+    console script's), `schedule status` through the console script."""
+    import torch
+
+    from gaincurate.cli import main
+
     run, command = start(tmp_path, scores, tiny_llama)
-    done = gaincurate("schedule", "run", "--run", run, "--epochs", 2, "--trainer-cmd", command)
-    assert done.returncode == 0, done.stderr
-    shown = done.stdout + done.stderr
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    threads = torch.get_num_threads()
+    try:
+        main(["schedule", "run", "--run", str(run), "--epochs", "2", "--trainer-cmd", command])
+    finally:
+        torch.set_num_threads(threads)
+    done = capfd.readouterr()
+    shown = done.out + done.err
     assert "not re-scored" not in shown and "no new complete checkpoint" not in shown, shown
     lines = history(run)
     assert [line["epoch"] for line in lines] == [0, 1]

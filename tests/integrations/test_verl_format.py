@@ -1,8 +1,8 @@
 """verl's own parquet, as its preprocessing scripts write it, read as it is and given back unchanged.
 
 The files come from `verl_preprocessing` (verl's gsm8k/MATH row layout over the bundled sample). Scores are
-made up except in the slow test, which runs the real `gaincurate` console script end to end. The same loop
-against real verl (its `default_compute_score` and `RLHFDataset`) is tests/verl/inside/test_verl_format.py.
+made up except in the slow test, which scores with the tiny Llama and runs `schedule` through the console script. The
+same loop against real verl (its `default_compute_score` and `RLHFDataset`) is tests/verl/inside/test_verl_format.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fake_scores import score_columns, write_scores_dir
+from helpers import score_in_process
 from verl_preprocessing import concatenated_gsm8k, gsm8k_split, math_split, write_parquet
 
 from gaincurate.columns import VERL_ANSWER_PATH
@@ -174,8 +175,9 @@ def test_the_trl_export_keeps_conversational_prompts_and_extra_columns(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tmp_path):
-    """The real console script: score (the embedded model), schedule init --format verl, schedule next twice."""
+def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tiny_llama, tmp_path):
+    """`score` (the tiny Llama, in this process: the columns it finds are under test, not its start-up), then the real
+    console script: schedule init --format verl, schedule next twice."""
     parquet = concatenated_gsm8k(tmp_path, count=4)
     scores, run = tmp_path / "scores", tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -185,7 +187,7 @@ def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tmp
         assert result.returncode == 0, result.stderr
         return result
 
-    gaincurate("score", str(parquet), "--out", str(scores), "--quiet")
+    score_in_process([parquet, "--out", scores, "--model", tiny_llama, "--dtype", "float32", "--quiet"])
     manifest = json.loads((scores / "manifest.json").read_text())
     assert (manifest["config"]["prompt_column"], manifest["config"]["answer_column"]) == ("prompt", VERL_ANSWER_PATH)
     gaincurate("schedule", "init", "--scores", str(scores), "--run", str(run), "--format", "verl", "--subset-size", "4")

@@ -214,18 +214,21 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path, parity
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight, killed = tmp_path / "straight.jsonl", tmp_path / "killed.jsonl"
-    # The uninterrupted reference in this process, with KILLABLE's checker: its start is not under test; the run that
-    # is killed and its rerun are processes of their own.
+    # The uninterrupted reference and the rerun in this process, with KILLABLE's checker: their start is not under
+    # test; the run that is killed is a process of its own (SIGKILL is what is under test).
     import torch
 
     from gaincurate.cli import main
 
-    threads = torch.get_num_threads()
-    try:
-        main(["rollout", *args, "--out", str(straight)])
-    finally:
-        torch.set_num_threads(threads)
-    capsys.readouterr()
+    def in_process(out: Path) -> None:
+        threads = torch.get_num_threads()
+        try:
+            main(["rollout", *args, "--out", str(out)])
+        finally:
+            torch.set_num_threads(threads)
+        capsys.readouterr()
+
+    in_process(straight)
     # Only the run to be killed pauses after each append: the other two idled 13 s between them (#27).
     slow = {**env, "GAINCURATE_TEST_APPEND_DELAY": "0.3"}
     process = subprocess.Popen([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], env=slow)
@@ -235,5 +238,5 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path, parity
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert killed.read_bytes().count(b"\n") < straight.read_bytes().count(b"\n")  # it really was cut short
-    subprocess.run([sys.executable, "-c", KILLABLE, *args, "--out", str(killed)], check=True, env=env)
+    in_process(killed)  # resumes from what the killed process appended
     assert killed.read_bytes() == straight.read_bytes()

