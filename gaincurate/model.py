@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import importlib.util
 import inspect
 import json
@@ -63,6 +64,9 @@ def resolve_source(spec: str | None) -> ModelSource:
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise ModelError(f"model file {spec} does not exist; check the path")
+        with open(path, "rb") as file:  # here, not at conversion: a wrong file is named before torch loads
+            if file.read(4) != b"GGUF":
+                raise ModelError(f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path")
         return ModelSource("gguf", str(path.parent), path.name, spec)
     if path.exists():
         if not (path / "config.json").is_file():
@@ -90,14 +94,16 @@ def source_fingerprint(source: ModelSource, model: Any = None) -> str:
 
 
 def resolve_device(device: str) -> str:
+    if device == "cpu":  # without torch: a run that stops at its input, or finds its work done, ends in a second
+        return device
+    if device != "auto" and not device.startswith("cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda[:N]; got {device}")
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise ConfigError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda[:N]; got {device}")
     return device
 
 
@@ -184,8 +190,12 @@ def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     def load(name_or_path: str, **args: Any) -> Any:
         return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **args)
 
-    if source.gguf_file:
-        model = _from_gguf(source, f"model-{dtype}", lambda: load(source.folder, gguf_file=source.gguf_file), load)
+    def convert() -> Any:
+        return AutoModelForCausalLM.from_pretrained(source.folder, gguf_file=source.gguf_file, dtype=torch.float32)
+
+    if source.gguf_file:  # one float32 copy for every dtype: the GGUF de-quantizes to float32 either way, and its
+        # copy loaded in bfloat16 holds the very bytes of a bfloat16 conversion (one conversion, not one per dtype)
+        model = _from_gguf(source, "model-float32", convert, load).to(getattr(torch, dtype))
     else:
         try:
             model = _from_hub_or_folder(source, load)
@@ -231,11 +241,7 @@ def _save_dequantized(loaded: Any, folder: Path) -> None:
 
 
 def _read_gguf(source: ModelSource, convert: Any) -> Any:
-    path = Path(source.folder) / source.gguf_file
-    with open(path, "rb") as file:
-        magic = file.read(4)
-    if magic != b"GGUF":
-        raise ModelError(f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path")
+    path = Path(source.folder) / source.gguf_file  # a GGUF by its first bytes (`resolve_source`)
     try:
         return convert()
     except Exception as error:  # the GGUF reader fails on a cut file with errors of any type
@@ -246,41 +252,41 @@ def _read_gguf(source: ModelSource, convert: Any) -> Any:
 
 def gguf_cache_folder(source: ModelSource) -> Path:
     """Where the safetensors conversion of a GGUF model lives: one folder per file version and transformers."""
-    import transformers
-
+    transformers = importlib.metadata.version("transformers")  # not imported: a refused run never loads it
     path = (Path(source.folder) / source.gguf_file).resolve()
     stat = path.stat()
-    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|transformers={transformers.__version__}|{_GGUF_CACHE_FORMAT}"
+    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|transformers={transformers}|{_GGUF_CACHE_FORMAT}"
     return cache_dir() / "gguf" / f"{path.stem}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
 
 
 def _from_hub_or_folder(source: ModelSource, load: Any) -> Any:
-    """`load(folder)`, failing fast when a Hub id is asked for and the Hub cannot be reached.
-
-    Without a network, `from_pretrained` retries for about a minute before giving up; this checks first,
-    uses the local Hugging Face cache if the model is there, and otherwise names the way out.
-    """
-    if source.kind != "hub":
-        return load(source.folder)
-    if hub_offline():
-        try:
-            return load(source.folder)
-        except (OSError, ValueError):
-            raise ModelError(
-                f"cannot load {source.display}: it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 "
-                "forbids downloading it; unset HF_HUB_OFFLINE, or pass a local model folder or .gguf file to --model"
-            ) from None
-    unreachable = hub_unreachable()
-    if unreachable is None:
-        return load(source.folder)
-    try:
+    """`load(folder)`; a Hub id from the local Hugging Face cache alone when the Hub cannot be reached."""
+    if source.kind == "hub" and hub_local_only(source):
         return load(source.folder, local_files_only=True)
-    except (OSError, ValueError):
+    return load(source.folder)
+
+
+def hub_local_only(source: ModelSource) -> bool:
+    """Whether a Hub model must come from the local cache (HF_HUB_OFFLINE=1, or the Hub is unreachable); when it
+    is not there, one line naming the way out. `score` asks before it loads anything: without a network,
+    `from_pretrained` would retry for about a minute, after seconds of importing torch."""
+    from huggingface_hub import try_to_load_from_cache
+
+    unreachable = None if hub_offline() else hub_unreachable()
+    if not hub_offline() and unreachable is None:
+        return False
+    if isinstance(try_to_load_from_cache(source.folder, "config.json"), str):
+        return True
+    if unreachable is None:
         raise ModelError(
-            f"cannot download {source.display}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
-            "is not in the local cache; connect, set HF_HUB_OFFLINE=1 to use only cached models, "
-            "or pass a local model folder or .gguf file to --model"
-        ) from None
+            f"cannot load {source.display}: it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 "
+            "forbids downloading it; unset HF_HUB_OFFLINE, or pass a local model folder or .gguf file to --model"
+        )
+    raise ModelError(
+        f"cannot download {source.display}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
+        "is not in the local cache; connect, set HF_HUB_OFFLINE=1 to use only cached models, "
+        "or pass a local model folder or .gguf file to --model"
+    )
 
 
 def _first_line(error: Exception) -> str:

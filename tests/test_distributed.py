@@ -57,18 +57,6 @@ def test_assign_balances_weights_and_covers_everything():
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_equal_one_process(tiny_llama, many_problems, tmp_path):
-    single, ranked = tmp_path / "single", tmp_path / "ranked"
-    score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), dtype="float32", device="cpu"),
-          RunOptions(out=str(single), shard_rows=16))  # fmt: skip
-    subprocess.run([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
-    manifest = read_manifest(ranked)
-    assert manifest["complete"] and manifest["timings"]["processes"] == 2
-    assert_same_scores(ranked, single)
-
-
-@pytest.mark.slow
 def test_killed_rank_then_rerun_resumes_and_matches(tiny_llama, many_problems, tmp_path):
     single, ranked = tmp_path / "single", tmp_path / "ranked"
     score(ScoreConfig(dataset=str(many_problems), model=str(tiny_llama), dtype="float32", device="cpu"),
@@ -87,7 +75,8 @@ def test_killed_rank_then_rerun_resumes_and_matches(tiny_llama, many_problems, t
 
     subprocess.run([*torchrun(2), *score_args(many_problems, tiny_llama, ranked)], env=ENV, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
-    assert read_manifest(ranked)["timings"]["shards_resumed"] >= 2
+    manifest = read_manifest(ranked)  # what a fresh run of two ranks writes; test_score_invariance.py runs one
+    assert manifest["complete"] and manifest["timings"]["processes"] == 2 and manifest["timings"]["shards_resumed"] >= 2
     assert_same_scores(ranked, single)
 
 

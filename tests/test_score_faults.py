@@ -6,6 +6,9 @@ damaged, and, where a rerun is meaningful, that the rerun's shards equal a clean
 and those reruns are references, not what the user sees: they run in this process (`score_in_process`), sparing a
 console script's 5-8 s CPU start each.
 
+A run refused for its input, or one that finds its work done, ends before torch loads (seconds, not ten): checked
+by a `sitecustomize` module on PYTHONPATH that records which heavy modules the console script imported.
+
 Faults that cannot be made for real everywhere are injected: a full disk by a `sitecustomize` module on
 PYTHONPATH that makes `os.fsync` of shard files fail with ENOSPC (what a full disk or quota reports), a
 read-only directory by `chmod` (or, for root, who ignores modes, by `chattr +i`).
@@ -49,6 +52,33 @@ def own_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GAINCURATE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+RECORD_IMPORTS = """
+import atexit, os, sys
+def _record():
+    with open(os.environ["GAINCURATE_TEST_IMPORTS"], "w") as file:
+        file.write(" ".join(name for name in ("torch", "transformers") if name in sys.modules))
+atexit.register(_record)
+"""
+
+
+@pytest.fixture(scope="module")
+def light(tmp_path_factory):
+    """`gaincurate ARGS` through the console script, asserting it imported neither torch nor transformers."""
+    inject = tmp_path_factory.mktemp("record-imports")
+    (inject / "sitecustomize.py").write_text(RECORD_IMPORTS)
+    record = inject / "imported.txt"
+
+    def run(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        record.unlink(missing_ok=True)
+        result = gaincurate(
+            *args, env={**(env or {}), "PYTHONPATH": str(inject), "GAINCURATE_TEST_IMPORTS": str(record)}
+        )
+        assert record.read_text() == "", f"it imported {record.read_text()}: {result.stderr}"
+        return result
+
+    return run
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -163,17 +193,17 @@ def test_a_manifest_that_is_not_one_is_one_line(content, expected, score_args, t
     assert snapshot(tmp_path) == before
 
 
-def test_a_finished_run_is_not_redone(score_args, clean, tmp_path):
+def test_a_finished_run_is_not_redone(score_args, clean, light, tmp_path):
     out = tmp_path / "scores"
     shutil.copytree(clean, out)
     before = snapshot(out)
     loud = [arg for arg in score_args if arg != "--quiet"]
-    result = gaincurate(*loud, "--out", out)
+    result = light(*loud, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "loading model" not in result.stderr and "already complete" in result.stdout, result
     assert "Scored" not in result.stdout  # the old timings are not reported as a new run's
     assert snapshot(out) == before
-    again = json.loads(gaincurate(*score_args, "--out", out, "--json").stdout)
+    again = json.loads(light(*score_args, "--out", out, "--json").stdout)
     assert again["already_complete"] is True and again["timings"] == read_manifest(clean)["timings"]
 
 
@@ -249,7 +279,7 @@ def embedded_gguf() -> Path:
 
 
 @pytest.mark.parametrize("case", ["truncated", "not-gguf"])
-def test_a_broken_gguf_is_one_line(case, score_args, tmp_path):
+def test_a_broken_gguf_is_one_line(case, score_args, light, tmp_path):
     broken = tmp_path / "model.gguf"
     if case == "truncated":
         with open(embedded_gguf(), "rb") as source:
@@ -258,23 +288,24 @@ def test_a_broken_gguf_is_one_line(case, score_args, tmp_path):
         broken.write_text("not a model")
     args = [str(broken) if i == 3 else arg for i, arg in enumerate(score_args)]
     before = snapshot(tmp_path)
-    line = error_line(gaincurate(*args, "--out", tmp_path / "scores"))
+    # A file that is no GGUF is named by its first bytes; a cut one only when the GGUF reader fails on it.
+    line = error_line((gaincurate if case == "truncated" else light)(*args, "--out", tmp_path / "scores"))
     assert ("looks truncated" if case == "truncated" else "is not a GGUF file") in line, line
     assert snapshot(tmp_path) == before  # no scores directory
     assert not list((Path(os.environ["GAINCURATE_CACHE_DIR"]) / "gguf").glob("model-*"))  # no cached conversion
 
 
-def test_a_hub_id_without_network_fails_fast(score_args, tmp_path):
+def test_a_hub_id_without_network_fails_fast(score_args, light, tmp_path):
     args = [("org/model" if i == 3 else arg) for i, arg in enumerate(score_args)]
     offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
     started = time.monotonic()
-    line = error_line(gaincurate(*args, "--out", tmp_path / "scores", env=offline))
+    line = error_line(light(*args, "--out", tmp_path / "scores", env=offline))
     assert time.monotonic() - started < 30  # no minute of retries
     assert "unreachable" in line and "HF_HUB_OFFLINE=1" in line and "local model folder" in line, line
-    line = error_line(gaincurate(*args, "--out", tmp_path / "scores", env={**offline, "HF_HUB_OFFLINE": "1"}))
+    line = error_line(light(*args, "--out", tmp_path / "scores", env={**offline, "HF_HUB_OFFLINE": "1"}))
     assert "not in the local Hugging Face cache" in line and "local model folder" in line, line
     started = time.monotonic()
-    line = error_line(gaincurate("score", "org/dataset", *score_args[2:], "--out", tmp_path / "scores", env=offline))
+    line = error_line(light("score", "org/dataset", *score_args[2:], "--out", tmp_path / "scores", env=offline))
     assert time.monotonic() - started < 30 and "cannot load dataset org/dataset" in line and "HF_HUB_OFFLINE=1" in line
     assert not (tmp_path / "scores").exists()
 

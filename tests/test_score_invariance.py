@@ -11,12 +11,15 @@ products differ from larger ones).
 The tiny `from_config` Llama runs in the quick suite: cut otherwise in process, and on other BLAS and SIMD paths
 (`OTHER_PATHS`; MKL, oneDNN and torch pick their kernels at start-up, so in fresh processes), which find this class
 of difference on any x86 machine. The embedded model runs in one `slow` test, on the first 96 of the bundled
-prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards, and in float32
-over two torchrun ranks (the tiny model's torchrun test covers ranks in both dtypes).
+prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards. Ranks are the
+tiny model's torchrun test, in both dtypes: a rank is one more cut of the work, which the embedded model's cuts
+already exercise on real weights, and its two more 135M loads cost the suite 40 CPU-s.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +37,7 @@ from gaincurate.shards import read_scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 DTYPES = ["float32", "bfloat16"]
-# Three shards each: every cut crosses a shard and a rank boundary. bfloat16 has no native kernels on an AVX2 CPU
+# Three shards each: every cut crosses shard boundaries. bfloat16 has no native kernels on an AVX2 CPU
 # and took four minutes of the suite at 96 rows; its tolerance is 2.6x the largest move seen on 96 (docs/shards.md).
 EMBEDDED_ROWS = {"float32": 96, "bfloat16": 24}
 SCORES = ("gc_intra", "gc_inter", "gc_score")
@@ -77,25 +80,31 @@ def score_in_subprocess(model: str | None, dtype: str, out: Path, env: dict[str,
     assert done.returncode == 0, done.stderr
 
 
-def torchrun_score(model: str | None, dtype: str, out: Path, *, limit: int | None = None) -> None:
-    shard_rows = 64 if limit is None else limit // 3
+def torchrun_score(model: str, dtype: str, out: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
                "gaincurate", "score", "--dtype", dtype, "--device", "cpu", "--out", str(out),
-               "--shard-rows", str(shard_rows), "--quiet", *(["--model", model] if model else []),
-               *(["--limit", str(limit)] if limit else [])]  # fmt: skip
+               "--shard-rows", "64", "--quiet", "--model", model]  # fmt: skip
     subprocess.run(command, env=ENV, check=True, capture_output=True, timeout=1800)
 
 
-def cuts(model: str | None, dtype: str, root: Path, *, limit: int | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """The bundled prompts (the first `limit`) scored whole (default shards, budget 1,024) and cut (64-row shards,
-    or a third of `limit`, budget 256)."""
-    base = ScoreConfig(model=model, dtype=dtype, device="cpu", limit=limit)
-    score(base.replace(batch_tokens=1024), RunOptions(out=str(root / "whole")))
-    score(
-        base.replace(batch_tokens=256),
-        RunOptions(out=str(root / "cut"), shard_rows=64 if limit is None else limit // 3),
-    )
-    return {name: scores_of(root / name) for name in ("whole", "cut")}
+def whole(model: str | None, dtype: str, out: Path, *, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The bundled prompts (the first `limit`) scored whole: default shards, budget 1,024."""
+    score(ScoreConfig(model=model, dtype=dtype, device="cpu", limit=limit, batch_tokens=1024), RunOptions(out=str(out)))
+    return scores_of(out)
+
+
+def cut(model: str | None, dtype: str, out: Path, *, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The same prompts cut otherwise: 64-row shards (or a third of `limit`), budget 256."""
+    config = ScoreConfig(model=model, dtype=dtype, device="cpu", limit=limit, batch_tokens=256)
+    score(config, RunOptions(out=str(out), shard_rows=64 if limit is None else limit // 3))
+    return scores_of(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_whole(tiny_llama, tmp_path_factory):
+    """The tiny model's 320 bundled prompts scored whole, once per dtype: what its cuts and its ranks are held to."""
+    root = tmp_path_factory.mktemp("tiny-whole")
+    return functools.cache(lambda dtype: whole(str(tiny_llama), dtype, root / dtype))
 
 
 def test_a_rows_width_depends_on_its_own_length_only():
@@ -133,10 +142,10 @@ def test_the_tolerance_check_catches_a_score_or_an_embedding_that_moved_too_far(
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_another_cut_stays_within_tolerance(dtype, tiny_llama, tmp_path):
-    scored = cuts(str(tiny_llama), dtype, tmp_path)
-    assert len(scored["whole"]["gc_id"]) == 320 and np.isfinite(scored["whole"]["gc_score"]).all()
-    assert_within_tolerance(scored["cut"], scored["whole"], dtype)
+def test_another_cut_stays_within_tolerance(dtype, tiny_llama, tiny_whole, tmp_path):
+    reference = tiny_whole(dtype)
+    assert len(reference["gc_id"]) == 320 and np.isfinite(reference["gc_score"]).all()
+    assert_within_tolerance(cut(str(tiny_llama), dtype, tmp_path / "cut"), reference, dtype)
 
 
 @pytest.fixture(scope="module")
@@ -154,33 +163,44 @@ def default_path(tiny_llama, tmp_path_factory) -> dict[str, dict[str, np.ndarray
     return {dtype: scores_of(root / dtype) for dtype in DTYPES}
 
 
+# `gaincurate score` once per argument list, in one process: the path is what is tested, not the console script,
+# and a process per dtype cost the suite 9 CPU-s more each.
+SCORE_EACH = """
+import json, sys
+from gaincurate.cli import main
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+    except SystemExit as done:
+        assert not done.code, f"exit {done.code}"
+"""
+
+
 @pytest.mark.parametrize("path", sorted(OTHER_PATHS))
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_another_blas_and_simd_path_and_another_cut_stay_within_tolerance(dtype, path, default_path, tiny_llama,
-                                                                           tmp_path):  # fmt: skip
+def test_another_blas_and_simd_path_and_another_cut_stay_within_tolerance(path, default_path, tiny_llama, tmp_path):
     """The same prompts on another path (other GEMM kernels: the bytes may differ) and cut otherwise (32-row shards,
-    budget 256) than the default path's run: the scores stay within the promise."""
-    args = ("--limit", str(PATH_ROWS), "--batch-tokens", "256", "--shard-rows", str(PATH_ROWS // 3))
-    score_in_subprocess(str(tiny_llama), dtype, tmp_path / path, PLAIN_ENV | OTHER_PATHS[path], *args)
-    assert_within_tolerance(scores_of(tmp_path / path), default_path[dtype], dtype)
+    budget 256) than the default path's run, in each dtype: the scores stay within the promise."""
+    args = ["--limit", str(PATH_ROWS), "--batch-tokens", "256", "--shard-rows", str(PATH_ROWS // 3), "--quiet"]
+    runs = [["score", "--model", str(tiny_llama), "--dtype", dtype, "--device", "cpu", "--out", str(tmp_path / dtype),
+             *args] for dtype in DTYPES]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", SCORE_EACH, json.dumps(runs)], env=PLAIN_ENV | OTHER_PATHS[path],
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for dtype in DTYPES:
+        assert_within_tolerance(scores_of(tmp_path / dtype), default_path[dtype], dtype)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_two_torchrun_ranks_score_like_one_process(dtype, tiny_llama, tmp_path):
-    whole = tmp_path / "whole"
-    score(ScoreConfig(model=str(tiny_llama), dtype=dtype, device="cpu"), RunOptions(out=str(whole)))
-    torchrun_score(str(tiny_llama), dtype, tmp_path / "ranked")
-    assert_within_tolerance(scores_of(tmp_path / "ranked"), scores_of(whole), dtype)
+def test_two_torchrun_ranks_score_like_one_process(dtype, tiny_llama, tiny_whole, tmp_path):
+    torchrun_score(str(tiny_llama), dtype, tmp_path / "ranked")  # split runs take a fixed budget: one more cut
+    assert_within_tolerance(scores_of(tmp_path / "ranked"), tiny_whole(dtype), dtype)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedded_model_scores_alike_however_cut(dtype, tmp_path):
     rows = EMBEDDED_ROWS[dtype]
-    scored = cuts(None, dtype, tmp_path, limit=rows)
-    assert len(scored["whole"]["gc_id"]) == rows
-    assert_within_tolerance(scored["cut"], scored["whole"], dtype)
-    if dtype == "float32":  # ranks in bfloat16: the tiny model's torchrun test (two more 135M loads, emulated here)
-        torchrun_score(None, dtype, tmp_path / "ranked", limit=rows)
-        assert_within_tolerance(scores_of(tmp_path / "ranked"), scored["whole"], dtype)
+    reference = whole(None, dtype, tmp_path / "whole", limit=rows)
+    assert len(reference["gc_id"]) == rows
+    assert_within_tolerance(cut(None, dtype, tmp_path / "cut", limit=rows), reference, dtype)

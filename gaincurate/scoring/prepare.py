@@ -23,6 +23,7 @@ from gaincurate.data import LoadedDataset, check_answers, load_rows
 from gaincurate.model import (
     ModelSource,
     SiteForward,
+    hub_local_only,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -135,6 +136,8 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
                     dataset.answer_column)  # fmt: skip
         config = config.replace(prompt_column=dataset.prompt_column, answer_column=dataset.answer_column)
     source = resolve_source(config.model)
+    if source.kind == "hub":
+        hub_local_only(source)  # a Hub id that cannot be had fails here, before the lock and torch
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out = Path(options.out)
     previous = inspect_output(out, probe_lock=probe_lock)

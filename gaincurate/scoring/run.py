@@ -46,16 +46,16 @@ def score(
     part = distributed.current_part(options.num_shards, options.shard_index)
     if options.overwrite and part.count > 1 and not part.distributed:
         raise ConfigError("--overwrite cannot be combined with --num-shards; clear the --out directory first")
-    if options.threads is not None:
-        import torch
-
-        torch.set_num_threads(options.threads)
     plan = plan_run(config, options, probe_lock=not part.distributed or part.is_leader)
     if plan.dataset.repeats is not None:
         progress.stage(plan.dataset.repeats.line(plan.dataset.name))
     finished = check_resume(plan)  # a clashing run stops here, before any tokenizer or model loads
     if finished is not None:
         return finished
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(options.threads)
     try:
         return _claim_and_score(plan, part, progress, started)
     except KeyboardInterrupt:
