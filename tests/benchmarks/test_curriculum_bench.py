@@ -15,8 +15,9 @@ import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
+from gaincurate.lab.benchmarks.curriculum.bench import POINT_KEYS
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
-from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
+from gaincurate.lab.benchmarks.curriculum.harness import load_initial, state_sha256
 from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
