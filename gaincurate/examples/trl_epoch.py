@@ -123,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     notice = mechanics_only_notice(args)
     if notice:
         print(notice, file=sys.stderr, flush=True)  # first, before the libraries' own lines
+    from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
+
+    # A missing epoch file or checkpoint is refused before torch loads (seconds, not ten).
+    dataset = epoch_dataset(args.data)
+    resume = resume_checkpoint(args.checkpoint, args.epoch)
     import torch
 
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from gaincurate.integrations.trl import epoch_dataset, record_rewards, resume_checkpoint
     from gaincurate.integrations.trl.noise import quiet_training_noise
     from gaincurate.model import resolve_source
 
@@ -137,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         def on_epoch_end(self, args, state, control, **kwargs):
             control.should_training_stop = True  # the epoch's checkpoint is still written
 
-    dataset = epoch_dataset(args.data)
-    resume = resume_checkpoint(args.checkpoint, args.epoch)
     source = resolve_source(args.model)  # None: the embedded GGUF
     # A checkpoint holds the weights and the tokenizer: resuming skips the GGUF conversion.
     folder, gguf_file = (str(resume), None) if resume else (source.folder, source.gguf_file)

@@ -15,8 +15,9 @@ import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
+from gaincurate.lab.benchmarks.curriculum.bench import POINT_KEYS
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
-from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, load_initial, state_sha256
+from gaincurate.lab.benchmarks.curriculum.harness import load_initial, state_sha256
 from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
@@ -293,3 +294,14 @@ def test_a_chain_config_the_task_cannot_draw_is_refused_in_one_line(tmp_path):
     said = "gaincurate: error: pool and eval ask for 101 distinct 2-term sums; there are 100"
     assert done.returncode == 1 and done.stderr.strip() == said, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_bench_refuses_before_it_loads_torch():
+    """A refusal (config, arm, seeds, dataset) comes from run_bench before a pair trains: the bench's module and
+    its CLI load no torch, so a user waits a second for it, not five; only the harness, where a pair trains, does."""
+    code = (
+        "import sys, gaincurate.cli, gaincurate.lab.cli.bench, gaincurate.lab.benchmarks.curriculum.bench\n"
+        "print(sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -340,7 +340,7 @@ def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_pa
     # A missing epoch file is one line, not a traceback.
     missing = "epoch file absent.parquet does not exist; pass {epoch_data}, the RUN/epoch-NNNN.parquet file"
     assert small.returncode == 1 and lines[1:] == [f"gaincurate: error: {missing}"]
-    # Larger settings, no note: checked in this process (trl is imported here already), the same `main` as above.
+    # Larger settings, no note: checked in this process, the same `main` as above.
     monkeypatch.chdir(tmp_path)
     large = run_cli([*common, "--epoch", "0", "--num-generations", "8", "--max-completion-length", "512"],
                     monkeypatch, capsys)  # fmt: skip

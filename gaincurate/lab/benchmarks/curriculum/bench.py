@@ -34,10 +34,13 @@ from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
 from gaincurate.lab.benchmarks.curriculum.bundled import load_config
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
-from gaincurate.lab.benchmarks.curriculum.harness import POINT_KEYS, RUN, PairRun
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.progress import NULL_PROGRESS, Progress
+
+# runs.jsonl's columns: one line per evaluation point of every pair
+POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens", "trained_tokens", "refresh_tokens",
+              "scoring_tokens", "seconds", "accuracy", "zero_variance_fraction", "sampled_accuracy")  # fmt: skip
 
 # A bench's identity: every config field that changes a run or its declared analysis. Arms and seeds may be
 # extended by a later call; the name and the smoke size change nothing.
@@ -155,6 +158,8 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
     try:
         if _pair_file(out, strategy, seed).is_file():
             return True
+        from gaincurate.lab.benchmarks.curriculum.harness import RUN, PairRun  # torch: only where a pair trains
+
         assets = assets or prepare_assets(config, out)
         work = out / "work" / name
         if work.exists():

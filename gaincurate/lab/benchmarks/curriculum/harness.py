@@ -40,8 +40,6 @@ from gaincurate.lab.benchmarks.curriculum.evaluate import Sampled, evaluate, sam
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
 
-POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens", "trained_tokens", "refresh_tokens",
-              "scoring_tokens", "seconds", "accuracy", "zero_variance_fraction", "sampled_accuracy")  # fmt: skip
 RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
 POOL_STREAM = 50_021  # the pool instrument's sampling seeds sit this far from the oracle's (seed * 100_003 + epoch)
