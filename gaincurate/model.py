@@ -27,7 +27,7 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, ModelError, interrupts_held
 from gaincurate.fileio import cache_dir, publish_folder
-from gaincurate.hub import hub_offline, hub_unreachable
+from gaincurate.hub import hub_local_only
 
 log = logging.getLogger(__name__)
 
@@ -261,32 +261,9 @@ def gguf_cache_folder(source: ModelSource) -> Path:
 
 def _from_hub_or_folder(source: ModelSource, load: Any) -> Any:
     """`load(folder)`; a Hub id from the local Hugging Face cache alone when the Hub cannot be reached."""
-    if source.kind == "hub" and hub_local_only(source):
+    if source.kind == "hub" and hub_local_only(source.folder):
         return load(source.folder, local_files_only=True)
     return load(source.folder)
-
-
-def hub_local_only(source: ModelSource) -> bool:
-    """Whether a Hub model must come from the local cache (HF_HUB_OFFLINE=1, or the Hub is unreachable); when it
-    is not there, one line naming the way out. `score` asks before it loads anything: without a network,
-    `from_pretrained` would retry for about a minute, after seconds of importing torch."""
-    from huggingface_hub import try_to_load_from_cache
-
-    unreachable = None if hub_offline() else hub_unreachable()
-    if not hub_offline() and unreachable is None:
-        return False
-    if isinstance(try_to_load_from_cache(source.folder, "config.json"), str):
-        return True
-    if unreachable is None:
-        raise ModelError(
-            f"cannot load {source.display}: it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 "
-            "forbids downloading it; unset HF_HUB_OFFLINE, or pass a local model folder or .gguf file to --model"
-        )
-    raise ModelError(
-        f"cannot download {source.display}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
-        "is not in the local cache; connect, set HF_HUB_OFFLINE=1 to use only cached models, "
-        "or pass a local model folder or .gguf file to --model"
-    )
 
 
 def _first_line(error: Exception) -> str:

@@ -20,10 +20,10 @@ import pyarrow as pa
 
 from gaincurate import distributed
 from gaincurate.data import LoadedDataset, check_answers, load_rows
+from gaincurate.hub import hub_local_only
 from gaincurate.model import (
     ModelSource,
     SiteForward,
-    hub_local_only,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -137,7 +137,7 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
         config = config.replace(prompt_column=dataset.prompt_column, answer_column=dataset.answer_column)
     source = resolve_source(config.model)
     if source.kind == "hub":
-        hub_local_only(source)  # a Hub id that cannot be had fails here, before the lock and torch
+        hub_local_only(source.folder)  # a Hub id that cannot be had fails here, before the lock and torch
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out = Path(options.out)
     previous = inspect_output(out, probe_lock=probe_lock)
