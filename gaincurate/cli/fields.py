@@ -77,23 +77,21 @@ def option_annotation(
     *,
     help: str,
     panel: str | None = None,
-    hidden: bool = False,
-    name: str = "",
     parsers: dict[str, Parser] | None = None,
 ) -> Any:
-    """`Annotated[base | None, typer.Option(...)]` for a field; `name` spells the flag when it is not the field's.
+    """`Annotated[base | None, typer.Option(...)]` for a field.
 
     The field's `cli` kind picks the type: a kind in `parsers` is text checked by its parser, a field with
     `choices` is one of them, "path" a Path; a bool is an on/off switch; a check's
     minimum (`settings.at_least`) is the option's.
     """
     kind = field.metadata.get("cli")
-    declared = {"help": help, "rich_help_panel": panel, "hidden": hidden}
+    declared = {"help": help, "rich_help_panel": panel}
     minimum = getattr(field.metadata.get("check"), "minimum", None)  # `settings.at_least`: Typer checks it too
     if minimum is not None:
         declared["min"] = minimum
-    flags = _declarations(field, name, base)
-    if base is bool and not name and _switches(field)[0] == "":  # `--no-x` alone: a flag row of its own in --help
+    flags = _declarations(field, base)
+    if base is bool and _switches(field)[0] == "":  # `--no-x` alone: a flag row of its own in --help
         return Annotated[bool | None, typer.Option(*flags, callback=_turned_off, **declared)]
     if kind in (parsers or {}):
         return Annotated[str | None, typer.Option(*flags, parser=parsers[kind], **declared)]
@@ -161,10 +159,8 @@ def install(
     return command
 
 
-def _declarations(field: dataclasses.Field, name: str, base: Any) -> tuple[str, ...]:
+def _declarations(field: dataclasses.Field, base: Any) -> tuple[str, ...]:
     """The flags Typer declares: the field's own spellings, `--x/--no-x` for a bool, else `--name`."""
-    if name:
-        return (flag(name),)
     if base is not bool:
         return field.metadata.get("flags") or (flag(field.name),)
     on, off = _switches(field)

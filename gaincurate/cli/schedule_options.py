@@ -9,7 +9,7 @@ strategy, and the options of the strategies kept for comparison last, in one clo
 (`LAB_PANEL`). Each filter's flag (`--band`, `--skip-zero-variance`) comes from its class in `registry.FILTERS`
 (`filter_parameters`), its options from its `Options` as a strategy's do. An option several strategies share
 (`--target`, `--forget`) is one flag, shown in the panel of the first in that order, its help naming every owner and
-each one's default. Old names (`Options.renamed`) stay readable as hidden flags. A size is checked at parse time
+each one's default. A size is checked at parse time
 (`_size`), and so is an `A,B` pair (`_pair_parser`), so a bad value is a usage error naming it, like any mistyped
 value.
 """
@@ -154,9 +154,9 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
     return f"{', '.join(strategies)}: {field.metadata['help']}{default}"
 
 
-def _annotation(field: dataclasses.Field, help: str, panel: str, *, hidden: bool = False, name: str = "") -> Any:
+def _annotation(field: dataclasses.Field, help: str, panel: str) -> Any:
     base = next((kind for kind in (bool, int, str) if isinstance(field.default, kind)), float)  # bool before int
-    return option_annotation(field, base, help=help, panel=panel, hidden=hidden, name=name, parsers=_PARSERS)
+    return option_annotation(field, base, help=help, panel=panel, parsers=_PARSERS)
 
 
 def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Parameter]:
@@ -166,21 +166,14 @@ def common_parameters(*names: str, panel: str | None = None) -> list[inspect.Par
 
 
 def strategy_parameters(lab: bool = True) -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
-    """A keyword parameter (default None: not given) for every strategy option, and a hidden one per old name: the
-    product's, then those only the strategies kept for comparison have (none without `lab`), each in help order."""
+    """A keyword parameter (default None: not given) for every strategy option: the product's, then those only the
+    strategies kept for comparison have (none without `lab`), each in help order."""
     parameters, kept = [], []
     for name, owned in _owners(lab).items():
         panel = _panel([owner for owner, _ in owned])
         annotation = _annotation(owned[0][1], _help(name, owned), panel)
         parameter = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         (kept if panel == LAB_PANEL else parameters).append(parameter)
-    for cls in _mounted(lab).values():
-        for old, new in cls.about.options.renamed.items():
-            field = next(f for f in dataclasses.fields(cls.about.options) if f.name == new)
-            annotation = _annotation(field, f"Old name of {flag(new)}.", "", hidden=True, name=old)
-            parameters.append(
-                inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-            )
     return parameters, kept
 
 
@@ -210,7 +203,6 @@ def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
     options this command line mounted are read (`mounts_the_lab`)."""
     lab = mounts_the_lab(sys.argv)
     kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners(lab).items()}
-    kinds |= {old: "number" for cls in _mounted(lab).values() for old in cls.about.options.renamed}
     kinds |= {setting: "pair" if cls.pair_form else "switch" for setting, cls in FILTERS.items()}
     settings = {}
     for name, value in values.items():

@@ -9,8 +9,7 @@ flat:
     ScheduleConfig(strategy="dots", subset_size="5%", tau=0.1)      # options=DotsOptions(tau=0.1)
 
 An option of another strategy is refused in one line ("tau is a dots option; pass strategy='dots' or drop tau";
-errors name settings as the caller spells them, `--tau` and `--strategy dots` on the command line), and an old
-name is read with a one-line deprecation notice (`decay`, dots' name for mopps' `forget`).
+errors name settings as the caller spells them, `--tau` and `--strategy dots` on the command line).
 
 The subset size is rank units when given as a number, a share of the prompt count N when spelled as a
 percentage ("2%"), and 256/7,500 of N when left out (the released GAIN-RL subset on MATH's 7,500 prompts),
@@ -23,7 +22,6 @@ rounded to a multiple of `subset_multiple`, the prompts a trainer takes per batc
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,13 +175,12 @@ class ScheduleConfig:
         """
         strategy = data.get("strategy", "gain")
         cls_options = strategy_class(strategy).about.options
-        own = set(cls_options.names()) | set(cls_options.renamed)
+        if strategy == "dots" and "decay" in data:  # 0.x: dots' decay, beside mopps' forget
+            data = {**{key: value for key, value in data.items() if key != "decay"}, "forget": data["decay"]}
+        own = set(cls_options.names())
         switches = {name for name, filter_class in FILTERS.items() if filter_class.options_class.names()}
         common = {field.name for field in dataclasses.fields(cls)} - {"options"} - switches
         kept = {key: value for key, value in data.items() if key in common or key in own}
-        for old, new in cls_options.renamed.items():  # in 0.x `new` was another strategy's (dots' decay, mopps' forget)
-            if old in kept:
-                kept[new] = kept.pop(old)
         if strategy in ("gain", "length") and kept.get("rescore") is None:
             kept.pop("rescore", None)
         if strategy != "gain":
@@ -192,9 +189,7 @@ class ScheduleConfig:
         for name in switches:
             if data.get(name):
                 kept[name] = {key: data[key] for key in FILTERS[name].options_class.names() if key in data}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # a stored 0.x name is not the user's to rename
-            return cls(**kept)
+        return cls(**kept)
 
 
 def common_fields() -> list[dataclasses.Field]:
@@ -215,12 +210,6 @@ def _split_settings(
     own: dict[str, Any] = {}
     filter_settings: dict[str, dict[str, Any]] = {name: {} for name in switches}
     for key, value in settings.items():
-        if key in options_class.renamed:
-            new = options_class.renamed[key]
-            warnings.warn(
-                f"{setting(key)} is now {setting(new)} (the same setting); pass {setting(new)}", FutureWarning, 2
-            )
-            key = new
         filters = [name for name, on in switches.items() if on and key in FILTERS[name].options_class.names()]
         if key in options_class.names():
             own[key] = value

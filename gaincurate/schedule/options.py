@@ -20,7 +20,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from gaincurate import settings
 from gaincurate.errors import ConfigError, setting
@@ -122,9 +122,6 @@ def text(name: str, value: Any) -> str | None:
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """The options of one strategy; a subclass declares them with `option(...)`. No options: this class itself."""
-
-    # Old names still read (a stored config, a flag), each with the name it became.
-    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -300,8 +300,9 @@ def test_bad_dots_values_name_the_flag(options, flag):
         ScheduleConfig(**{"strategy": "gain", **{"strategy": "dots", **options}})
 
 
-def test_decay_is_read_as_forget_with_a_notice():
-    """dots' old name for the weight a measurement keeps per epoch of age."""
-    with pytest.warns(FutureWarning, match="decay is now forget"):
-        config = ScheduleConfig(strategy="dots", decay=0.5)
-    assert config == ScheduleConfig(strategy="dots", forget=0.5)
+def test_decay_is_no_schedule_setting():
+    """dots' weight per epoch of age is `forget`, as mopps' is: 0.x's `decay` is not read (one name per setting)."""
+    from gaincurate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decay"):
+        ScheduleConfig(strategy="dots", decay=0.5)

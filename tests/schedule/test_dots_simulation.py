@@ -7,9 +7,9 @@ every epoch and shared by embedding neighbours, default options. Two margins (is
   bar a prompt for ever while the policy improves;
 * in epochs 3-9 the selected prompts' mean |p_true - 0.5| is at most 0.8 times a uniform draw's.
 
-Before measurements aged (decay 1, tau 1e-3, a measured prompt's own rate standing in for its prediction),
+Before measurements aged (forget 1, tau 1e-3, a measured prompt's own rate standing in for its prediction),
 none of those prompts was ever selected again. `PYTHONPATH=tests python tests/schedule/test_dots_simulation.py`
-prints the decay sweep of docs/dots.md.
+prints the forget sweep of docs/dots.md.
 """
 
 from __future__ import annotations
@@ -70,18 +70,18 @@ def test_default_dots_comes_back_to_stale_zeros_and_aims_near_the_middle(world, 
 def test_without_ageing_a_stale_zero_bars_its_prompt_for_ever(world):
     # The paper's settings with the trainer's own feedback as the reference set: nothing ages, and e^-500 is 0.
     for seed in SEEDS[:2]:
-        assert world(seed, decay=1.0, tau=1e-3)["again"] == 0.0
+        assert world(seed, forget=1.0, tau=1e-3)["again"] == 0.0
 
 
 def sweep(root: Path, seeds: range = range(24)) -> str:
-    """The markdown table of docs/dots.md: both margins over seeds for a few decays (and the paper's settings)."""
+    """The markdown table of docs/dots.md: both margins over seeds for a few forget rates (and the paper's settings)."""
     policy = bundled_policy()
     scores = write_scores(root / "scores", policy)
     lines = [
-        "| decay | tau | early 0/4 prompts selected again: min / mean | distance ratio: mean / max |",
+        "| forget | tau | early 0/4 prompts selected again: min / mean | distance ratio: mean / max |",
         "|---|---|---|---|",
     ]
-    for index, (decay, tau) in enumerate([(1.0, 1e-3), (1.0, 0.05), (0.7, 0.05), (0.4, 0.05), (0.2, 0.05)]):
+    for index, (forget, tau) in enumerate([(1.0, 1e-3), (1.0, 0.05), (0.7, 0.05), (0.4, 0.05), (0.2, 0.05)]):
         runs = []
         for seed in seeds:
             folder = root / f"run-{index}-{seed}"
@@ -93,13 +93,13 @@ def sweep(root: Path, seeds: range = range(24)) -> str:
                 epochs=EPOCHS,
                 subset_size=SUBSET,
                 seed=seed,
-                decay=decay,
+                forget=forget,
                 tau=tau,
             )
             runs.append(margins(result, policy))
         again, ratio = [r["again"] for r in runs], [r["distance_ratio"] for r in runs]
         shares = f"{min(again):.0%} / {np.mean(again):.0%}"
-        lines.append(f"| {decay:g} | {tau:g} | {shares} | {np.mean(ratio):.3f} / {max(ratio):.3f} |")
+        lines.append(f"| {forget:g} | {tau:g} | {shares} | {np.mean(ratio):.3f} / {max(ratio):.3f} |")
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,7 +75,6 @@ class DotsOptions(Options):
     calibrator: str | None = option(
         None, "An adapter and calibration head from `gaincurate difficulty fit` (.npz).", optional(text), cli="path"
     )
-    renamed: ClassVar[dict[str, str]] = {"decay": "forget"}  # mopps' name for the same idea since 0.x
 
     def __post_init__(self) -> None:
         super().__post_init__()
