@@ -66,13 +66,7 @@ def init(
 
     The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
     """
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FutureWarning)
-        schedule_config = _schedule_config(strategy, reward_range, values)
-    for warning in caught:  # an old option name: one line saying the new one
-        note(f"note: {warning.message}")
+    schedule_config = _schedule_config(strategy, reward_range, values)
     from gaincurate.schedule.run.driver import init_run
     from gaincurate.schedule.run.unscored import init_unscored
     from gaincurate.schedule.sizes import subset_choice
