@@ -12,7 +12,8 @@ The tiny `from_config` Llama runs in the quick suite: cut otherwise in process, 
 (`OTHER_PATHS`; MKL, oneDNN and torch pick their kernels at start-up, so in fresh processes), which find this class
 of difference on any x86 machine. The embedded model runs in one `slow` test, on the first 96 of the bundled
 prompts in float32 and 24 in bfloat16 (all 320 cost the suite four minutes), cut into three shards. Ranks are the
-tiny model's torchrun test, in both dtypes: a rank is one more cut of the work, which the embedded model's cuts
+tiny model's torchrun test in bfloat16, and in float32 tests/test_distributed.py's killed rank's rerun against one
+process (every score and the embedding): a rank is one more cut of the work, which the embedded model's cuts
 already exercise on real weights, and its two more 135M loads cost the suite 40 CPU-s.
 """
 
@@ -191,10 +192,10 @@ def test_another_blas_and_simd_path_and_another_cut_stay_within_tolerance(path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_two_torchrun_ranks_score_like_one_process(dtype, tiny_llama, tiny_whole, tmp_path):
-    torchrun_score(str(tiny_llama), dtype, tmp_path / "ranked")  # split runs take a fixed budget: one more cut
-    assert_within_tolerance(scores_of(tmp_path / "ranked"), tiny_whole(dtype), dtype)
+def test_two_torchrun_ranks_score_like_one_process_in_bfloat16(tiny_llama, tiny_whole, tmp_path):
+    """float32's ranks: tests/test_distributed.py::test_killed_rank_then_rerun_resumes_and_matches."""
+    torchrun_score(str(tiny_llama), "bfloat16", tmp_path / "ranked")  # split runs take a fixed budget: one more cut
+    assert_within_tolerance(scores_of(tmp_path / "ranked"), tiny_whole("bfloat16"), "bfloat16")
 
 
 @pytest.mark.slow
