@@ -14,6 +14,7 @@ So everything here is built from those alone:
   value and the same bits on every path;
 * `log_by_value(values)`: natural logs through the C library's scalar `log`, once per distinct value, for
   arrays of few distinct values (token counts) whose logs rank prompts;
+* `fsum_array(values)`: `math.fsum` of a float64 array (its exactly rounded sum), in vector operations;
 * `recorded(value)`: a float that is only reported (never fed back) as the file keeps it, RECORDED_DIGITS
   significant digits, so a last-bit difference upstream never reaches the file.
 
@@ -54,6 +55,30 @@ def recorded(value: float | None) -> float | None:
     if not math.isfinite(value):
         return value
     return float(f"{value:.{RECORDED_DIGITS}g}")
+
+
+def fsum_array(values: np.ndarray) -> float:
+    """`math.fsum(values)`, the same bits, in a few vector passes instead of a Python float per value.
+
+    Rump, Ogita and Oishi's extraction: with sigma a power of two above 2 n max|x|, q = (sigma + x) - sigma is
+    x cut to the bits at or above sigma's last, exactly, and x - q is exact too; any partial sum of the q lies on that
+    grid within sigma, so numpy adds them exactly in whatever order it likes. Cutting the remainders again until none
+    is left gives a few exact sums, and `math.fsum` rounds their total once, as it rounds the values' own.
+    """
+    x = np.array(values, dtype=np.float64).ravel()
+    if not np.isfinite(x).all():
+        return math.fsum(x.tolist())  # inf and NaN: math.fsum's own rules
+    parts, top = [], float(np.max(np.abs(x))) if len(x) else 0.0
+    while top > 0.0:
+        exponent = math.frexp(top)[1] + len(x).bit_length() + 1  # sigma > 2 n top: see the docstring
+        if exponent > 1000:
+            return math.fsum(x.tolist())  # sigma would overflow
+        sigma = math.ldexp(1.0, exponent)
+        cut = (sigma + x) - sigma
+        parts.append(float(cut.sum()))
+        x -= cut
+        top = float(np.max(np.abs(x)))
+    return math.fsum(parts)
 
 
 def int_power(base: float, exponent: int) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from simd_paths import narrowest_environment
 
-from gaincurate.numerics import RECORDED_DIGITS, exp, int_power, int_powers, log_by_value, recorded
+from gaincurate.numerics import RECORDED_DIGITS, exp, fsum_array, int_power, int_powers, log_by_value, recorded
 
 
 def test_recorded_keeps_twelve_significant_digits_and_leaves_the_rest_alone():
@@ -67,17 +67,46 @@ def test_log_by_value_is_the_c_librarys_log_of_each_element():
     assert log_by_value(np.zeros(0)).shape == (0,)
 
 
+def test_fsum_array_is_math_fsum():
+    """The same bits as `math.fsum` where cancellation, a span of exponents, subnormals or overflow make a naive
+    sum wrong, and its own rules for inf and NaN."""
+    rng = np.random.default_rng(6)
+    cases = [np.zeros(0), np.array([0.1] * 10), np.array([1.0, 2.0**-53, 2.0**-106]), np.array([2.0**53, 1.0, -1.0])]
+    for n in (1, 2, 3, 100, 10_000):
+        cases += [
+            rng.random(n),
+            rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, size=n),
+            np.ldexp(rng.random(n), rng.integers(-1074, -1000, size=n)),
+            rng.choice([1e308, -1e308, 1.0, 1e-308, 5e-324, -5e-324], size=n),
+            np.concatenate([rng.normal(size=n) * 1e16, rng.normal(size=n) * -1e16, rng.random(n)]),
+        ]
+    cases += [np.array(v) for v in ([1e308, 1e308, -1e308], [math.inf, 1.0], [math.nan, 1.0], [math.inf, -math.inf])]
+    for values in cases:
+        assert outcome(fsum_array, values) == outcome(math.fsum, values.tolist()), values[:4]
+
+
+def outcome(function, values) -> str:
+    try:
+        return repr(function(values))
+    except (OverflowError, ValueError) as error:
+        return type(error).__name__
+
+
 PROBE = """
 import hashlib, numpy as np
-from gaincurate.numerics import exp, int_powers
+from gaincurate.numerics import exp, fsum_array, int_powers
 from gaincurate.difficulty.predict import attention_predict, prepare_embeddings
 from gaincurate.metrics import apply_debias
+from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
 rng = np.random.default_rng(4)
 x = rng.uniform(-60, 5, 100_000)
 z = prepare_embeddings(rng.normal(size=(300, 64)))
 p = attention_predict(z, z[:200], rng.uniform(size=200), tau=0.1, exclude=np.arange(300) % 250 - 50)
 debiased = apply_debias(x, rng.integers(1, 500, len(x)), {"intercept": 0.3, "slope": -0.07})
-for values in (exp(x), int_powers(0.4, rng.integers(0, 30, 1000)), p, debiased):
+features = EmbeddingFeatures(rng.normal(size=(3000, 600)).astype(np.float16), 256)
+probe = (features.rows(np.arange(0, 3000, 7)), features.predict(rng.normal(size=256)))
+summed = np.array([fsum_array(x), fsum_array(x[:7] * 1e200)])
+for values in (exp(x), int_powers(0.4, rng.integers(0, 30, 1000)), p, debiased, *probe, summed):
     print(hashlib.sha256(values.tobytes()).hexdigest())
 """
 
@@ -89,9 +118,9 @@ OTHER_BLAS = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "2"}
 
 @pytest.mark.determinism
 def test_the_same_bits_on_every_simd_path_and_blas_kernel():
-    """numerics' exp and powers, DOTS' attention and the length-debiased ranking score built on them agree across
-    numpy's paths and BLAS's kernels (the former np.exp and BLAS attention did not on this AVX-512 machine, with
-    either change)."""
+    """numerics' exp, powers and sums, DOTS' attention, the length-debiased ranking score and the probe's features
+    and pool predictions built on them agree across numpy's paths and BLAS's kernels (the former np.exp and BLAS
+    attention did not on this AVX-512 machine, with either change)."""
     outputs = []
     others = [OTHER_BLAS] if platform.machine() in ("x86_64", "AMD64") else []
     for environment in ({}, narrowest_environment(), *others):
@@ -102,4 +131,4 @@ def test_the_same_bits_on_every_simd_path_and_blas_kernel():
             cwd=Path(__file__).parent,
         )  # fmt: skip
         outputs.append(done.stdout.split())
-    assert len(outputs[0]) == 4 and all(output == outputs[0] for output in outputs)
+    assert len(outputs[0]) == 7 and all(output == outputs[0] for output in outputs)

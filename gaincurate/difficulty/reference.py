@@ -257,6 +257,24 @@ class EmbeddingRows:
             raise IndexError("EmbeddingRows reads a contiguous block of rows")
         return fill_matrix(self.column.slice(low, max(high - low, 0)), self.shape[1], self.dtype)
 
+    def take(self, indices: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Rows `indices`, in their order (a matrix's `take` along its rows), taken chunk by chunk: a chunked column's
+        own `take` first joins every chunk (a million prompts' embeddings copied for a few thousand rows)."""
+        import pyarrow as pa
+
+        if axis != 0:
+            raise IndexError("EmbeddingRows takes rows")
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        ascending = indices[order]
+        bounds = np.cumsum([0, *(len(chunk) for chunk in self.column.chunks)])
+        cuts = np.searchsorted(ascending, bounds)
+        spans = zip(self.column.chunks, bounds[:-1], cuts[:-1], cuts[1:], strict=True)
+        parts = [chunk.take(ascending[a:b] - low) for chunk, low, a, b in spans if b > a]
+        out = np.empty((len(indices), self.shape[1]), dtype=self.dtype)
+        out[order] = fill_matrix(pa.chunked_array(parts, type=self.column.type), self.shape[1], self.dtype)
+        return out
+
 
 def load_embeddings(scores_dir: Path) -> PromptEmbeddings:
     from gaincurate.shards import read_scores

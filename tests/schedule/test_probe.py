@@ -25,7 +25,8 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import load_scores
-from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy, project
+from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy
+from gaincurate.schedule.strategies.probe_features import project
 
 SEEDS = (0, 1, 2)
 
@@ -97,10 +98,14 @@ def test_a_wide_embedding_is_projected_exactly_whatever_the_summation_order():
     assert project(embeddings[:, :200].astype(np.float32), 256).shape == (20, 200)  # narrow: as it is
 
 
-def test_features_of_a_7b_sized_model_stay_within_2_kib_per_prompt():
+def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool_s_estimates_none():
     """A 7B-sized model (Llama-2-7B's width and depth, built `from_config` on the meta device: no weights, no
-    download) emits 4,096-wide hidden states at every scoring site, so its stored embedding is 4,096 wide; the probe
-    keeps `width` float32 columns of it, 1 KiB per prompt by default, plus the likelihood's two floats in its memory."""
+    download) emits 4,096-wide hidden states at every scoring site, so its stored embedding is 4,096 wide. The fit
+    keeps `width` float32 columns of each measured prompt, 1 KiB by default, plus the likelihood's two floats in its
+    memory; the pool's estimates read the embedding a block at a time and never build the pool's features (a float32
+    copy of this pool would take 128 MiB)."""
+    import tracemalloc
+
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -110,10 +115,16 @@ def test_features_of_a_7b_sized_model_stay_within_2_kib_per_prompt():
     layers = model.model.layers
     assert len(layers) == 32
     site_width = layers[-1].post_attention_layernorm.weight.shape[0]  # the scoring site: the last MLP's input
-    embeddings = np.random.default_rng(0).normal(size=(64, site_width)).astype(np.float16)
-    probe = ProbeStrategy(np.arange(64), embeddings.astype(np.float32), ProbeOptions(likelihood=True))
-    per_prompt = probe.features.nbytes / 64 + 2 * 8
-    assert site_width == 4096 and per_prompt <= 2048, per_prompt
+    embeddings = np.random.default_rng(0).standard_normal(size=(8192, site_width), dtype=np.float32).astype(np.float16)
+    probe = ProbeStrategy(np.arange(8192), embeddings, ProbeOptions(likelihood=True))
+    per_measured = probe.features.rows(np.arange(64)).nbytes / 64 + 2 * 8
+    assert site_width == 4096 and per_measured <= 2048, per_measured
+    beta = np.random.default_rng(1).normal(size=probe.features.width)
+    tracemalloc.start()
+    rates = probe.features.predict(beta)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rates.shape == (8192,) and peak < 32 * 2**20, peak
 
 
 # -- following an improving policy ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from gaincurate.lab.strategies.predict import kernel_sums
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.state import LISTED_PROMPTS, ScheduleState
-from gaincurate.schedule.strategies import probe
+from gaincurate.schedule.strategies import probe_features
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.plugin import PromptSet
 
@@ -135,26 +135,26 @@ def test_the_reference_set_keeps_2048_in_pools_that_bench_and_record_and_shrinks
 
 @pytest.mark.determinism
 def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(monkeypatch):
-    monkeypatch.setattr(probe, "FEATURE_BLOCK", 1000)
+    monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 1000)
     rng = np.random.default_rng(9)
     raw = rng.normal(size=(2500, 40)).astype(np.float16)
     raw[rng.random(len(raw)) < 0.02] = np.nan
     kept = raw.copy()
     whole = np.where(np.isfinite(raw).all(axis=1)[:, None], raw, np.float32(0.0)).astype(np.float32)
     for width in (16, 64):
-        blocks = probe.standardised_features(raw, width)
-        monkeypatch.setattr(probe, "FEATURE_BLOCK", 10**6)
-        assert np.array_equal(blocks, probe.standardised_features(whole, width))
-        monkeypatch.setattr(probe, "FEATURE_BLOCK", 1000)
+        blocks = probe_features.standardised_features(raw, width)
+        monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 10**6)
+        assert np.array_equal(blocks, probe_features.standardised_features(whole, width))
+        monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 1000)
     assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
 
 
 def test_a_large_pool_standardises_by_evenly_spaced_blocks(monkeypatch):
-    monkeypatch.setattr(probe, "FEATURE_BLOCK", 100)
+    monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 100)
     rng = np.random.default_rng(10)
     raw = rng.normal(size=(1050, 40)).astype(np.float16)
-    got = probe.standardised_features(raw, 16)
-    projected = probe.project(raw.astype(np.float32), 16)  # float64, exact
+    got = probe_features.standardised_features(raw, 16)
+    projected = probe_features.project(raw.astype(np.float32), 16)  # float64, exact
     sampled = np.concatenate([projected[low : low + 100] for low in (0, 316, 633, 950)])  # 950 * k // 3
     mean, spread = sampled.mean(axis=0), sampled.std(axis=0)
     np.testing.assert_allclose(got, (projected - mean) / spread, rtol=1e-5, atol=1e-5)  # every row's would miss
@@ -280,4 +280,6 @@ def test_embedding_rows_read_a_block_at_a_time_are_the_whole_matrix_and_give_pro
     assert lazy.shape == whole.shape and lazy[:].dtype == whole.dtype == np.float16
     assert np.array_equal(lazy[1200:1300], whole[1200:1300], equal_nan=True)
     assert np.array_equal(lazy[2990:5000], whole[2990:], equal_nan=True)
-    assert np.array_equal(probe.standardised_features(lazy, 16), probe.standardised_features(whole, 16))
+    assert np.array_equal(
+        probe_features.standardised_features(lazy, 16), probe_features.standardised_features(whole, 16)
+    )

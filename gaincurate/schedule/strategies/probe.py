@@ -9,7 +9,8 @@ loses sight of the rest; docs/strategies.md, "probe").
 Features, per prompt:
 * the scoring pass's question embedding (`gc_embedding`; no extra cost), standardised over the pool; an embedding
   wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
-  values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does);
+  values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does). Only the
+  measured prompts' features are built; the pool is predicted through the raw embedding (`probe_features`);
 * with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
   (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
   (`wants` / `observe`): the prompts near the target and a rotation (`probe_refresh`). Where the reward checks a
@@ -42,13 +43,13 @@ from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
 from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
-PROJECTION_SEED = 20_506  # the sign matrix of a wide embedding: fixed, so every run of a pool sees the same features
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
     "the answer's likelihood is measured after each epoch with the newest model (the live model, or --checkpoint); "
@@ -120,47 +121,6 @@ class ProbeOptions(Options):
     )  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
-
-
-# Rows projected and standardised at a time: a million prompts never hold a float64 copy. numpy adds a block's rows
-# one after another and the blocks' sums in order, so the column sums' bits depend on this constant, not the CPU. A
-# larger pool's mean and spread come from STATS_BLOCKS evenly spaced blocks (65,536 rows: a spread off by ~0.3%,
-# below what the fit resolves): at a million prompts, one projection pass over the pool instead of three.
-FEATURE_BLOCK, STATS_BLOCKS = 16_384, 4
-
-
-def project(embeddings: np.ndarray, width: int) -> np.ndarray:
-    """`embeddings` (float16 values) as at most `width` columns, float64: as they are, or times a seeded sign matrix
-    over sqrt(its density) - exact in any summation order, since float16 values times signs sum exactly in float64."""
-    if embeddings.shape[1] <= width:
-        return np.asarray(embeddings, dtype=np.float64)
-    signs = np.random.default_rng(PROJECTION_SEED).choice([-1.0, 0.0, 0.0, 1.0], size=(embeddings.shape[1], width))
-    return (np.asarray(embeddings, dtype=np.float16).astype(np.float64) @ signs) / math.sqrt(embeddings.shape[1] / 2)
-
-
-def standardised_features(embeddings: np.ndarray, width: int) -> np.ndarray:
-    """The projected embedding's columns centred and scaled to unit spread over the rows (STATS_BLOCKS blocks of them
-    in a larger pool; a constant column stays 0), float32, built FEATURE_BLOCK rows at a time (the sums added block by
-    block, in a fixed order). A row without an embedding (NaN) counts as zeros. `embeddings` (a matrix, or
-    `EmbeddingRows` read when sliced) is never copied whole (as float32, a million rows of width 576 take 2.3 GB)."""
-    rows = len(embeddings)
-
-    def block(low: int) -> np.ndarray:
-        chunk = np.array(embeddings[low : low + FEATURE_BLOCK], dtype=np.float32)  # a copy: the caller's rows stay
-        chunk[~np.isfinite(chunk).all(axis=1)] = 0.0
-        return project(chunk, width)
-
-    starts = range(0, rows, FEATURE_BLOCK)
-    spaced = [(rows - FEATURE_BLOCK) * k // (STATS_BLOCKS - 1) for k in range(STATS_BLOCKS)]
-    kept = [block(low) for low in (starts if len(starts) <= STATS_BLOCKS else spaced)]  # projected once for both sums
-    counted = max(sum(map(len, kept)), 1)
-    mean = sum((b.sum(axis=0) for b in kept), np.zeros(min(width, embeddings.shape[1]))) / counted
-    squares = sum((np.square(b - mean).sum(axis=0) for b in kept), np.zeros(len(mean)))  # the same on every CPU
-    spread = np.sqrt(squares / counted)
-    out = np.empty((rows, len(mean)), dtype=np.float32)
-    for low in starts:
-        out[low : low + FEATURE_BLOCK] = (block(low) - mean) / np.where(spread > 0, spread, 1.0)
-    return out
 
 
 def likelihood_columns(logps: np.ndarray) -> np.ndarray:
@@ -274,9 +234,9 @@ class ProbeStrategy(plugin.Strategy):
         self._last: tuple[ScheduleState, Estimate | None] | None = None
 
     @cached_property
-    def features(self) -> np.ndarray:
-        """The standardised embedding columns (float32), built when a fit first needs them (init never does)."""
-        return standardised_features(self.embeddings, self.options.width)
+    def features(self) -> EmbeddingFeatures:
+        """The standardised embedding columns, read when a fit first needs them (init never does)."""
+        return EmbeddingFeatures(self.embeddings, self.options.width)
 
     @classmethod
     def build(cls, inputs: plugin.StrategyInputs, options: Options) -> ProbeStrategy:
@@ -331,11 +291,9 @@ class ProbeStrategy(plugin.Strategy):
         choice, system = ridge.choose_strength(features, weights, labels, held_out, free=FREE_COLUMNS)
         strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
         beta = ridge.solve(system, ridge.penalty_vector(features.shape[1], free=FREE_COLUMNS, strength=strength))
-        rates = np.empty(len(self.gc_ids))
-        for low in range(0, len(self.gc_ids), ridge.ROW_BLOCK):  # the pool's design a block at a time
-            block = np.arange(low, min(low + ridge.ROW_BLOCK, len(self.gc_ids)))
-            logps = None if pool_logps is None else pool_logps[block]
-            rates[block] = ridge.predict(self._design(block, logps, scale), beta)
+        rates = beta[0] + self.features.predict(beta[FREE_COLUMNS:])  # the pool's, without its features
+        if pool_logps is not None and scale is not None:
+            rates += ridge.predict(self._likelihood_design(pool_logps, scale), beta[1:FREE_COLUMNS])
         edge = bool(choice.at_edge) if choice else None
         return Estimate(np.clip(rates, 0.0, 1.0), {"strength": strength, "strength_at_edge": edge,
                                                    "measured_groups": len(labels)})  # fmt: skip
@@ -343,13 +301,18 @@ class ProbeStrategy(plugin.Strategy):
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
         """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
         standardised by `scale` (`likelihood_scale`), 0 where unmeasured (and everywhere without it)."""
-        columns = np.zeros((len(rows), FREE_COLUMNS + self.features.shape[1]), dtype=np.float32)
+        columns = np.zeros((len(rows), FREE_COLUMNS + self.features.width), dtype=np.float32)
         columns[:, 0] = 1.0
         if logps is not None and scale is not None:
-            values = (likelihood_columns(logps) - scale[0]) / scale[1]
-            columns[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
-        columns[:, FREE_COLUMNS:] = self.features[rows]
+            columns[:, 1:FREE_COLUMNS] = self._likelihood_design(logps, scale)
+        columns[:, FREE_COLUMNS:] = self.features.rows(rows)
         return columns
+
+    @staticmethod
+    def _likelihood_design(logps: np.ndarray, scale: tuple) -> np.ndarray:
+        """The two likelihood columns standardised by `scale`, 0 where unmeasured, float32."""
+        values = (likelihood_columns(logps) - scale[0]) / scale[1]
+        return np.where(np.isfinite(values), values, 0.0).astype(np.float32)
 
     def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
         """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""

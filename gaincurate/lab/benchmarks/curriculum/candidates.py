@@ -79,7 +79,8 @@ def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, 
     arm's), and the probe's standardised embedding, held against the draw's measured rates in gc_id order (so the
     cross-fit's halves do not follow the arm's ranking)."""
     from gaincurate.difficulty.reference import embeddings_from_table
-    from gaincurate.schedule.strategies.probe import ProbeStrategy, standardised_features
+    from gaincurate.schedule.strategies.probe import ProbeStrategy
+    from gaincurate.schedule.strategies.probe_features import standardised_features
     from gaincurate.scoring.likelihood import KINDS, likelihoods
     from gaincurate.shards import read_scores
 
