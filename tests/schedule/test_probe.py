@@ -103,7 +103,7 @@ def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool
     download) emits 4,096-wide hidden states at every scoring site, so its stored embedding is 4,096 wide. The fit
     keeps `width` float32 columns of each measured prompt, 1 KiB by default, plus the likelihood's two floats in its
     memory; the pool's estimates read the embedding a block at a time and never build the pool's features (a float32
-    copy of this pool would take 128 MiB)."""
+    copy of this pool would take 64 MiB)."""
     import tracemalloc
 
     import torch
@@ -115,8 +115,8 @@ def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool
     layers = model.model.layers
     assert len(layers) == 32
     site_width = layers[-1].post_attention_layernorm.weight.shape[0]  # the scoring site: the last MLP's input
-    embeddings = np.random.default_rng(0).standard_normal(size=(8192, site_width), dtype=np.float32).astype(np.float16)
-    probe = ProbeStrategy(np.arange(8192), embeddings, ProbeOptions(likelihood=True))
+    embeddings = np.random.default_rng(0).standard_normal(size=(4096, site_width), dtype=np.float32).astype(np.float16)
+    probe = ProbeStrategy(np.arange(4096), embeddings, ProbeOptions(likelihood=True))
     per_measured = probe.features.rows(np.arange(64)).nbytes / 64 + 2 * 8
     assert site_width == 4096 and per_measured <= 2048, per_measured
     beta = np.random.default_rng(1).normal(size=probe.features.width)
@@ -124,7 +124,7 @@ def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool
     rates = probe.features.predict(beta)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert rates.shape == (8192,) and peak < 32 * 2**20, peak
+    assert rates.shape == (4096,) and peak < 32 * 2**20, peak
 
 
 # -- following an improving policy ---------------------------------------------------------------------------------
