@@ -143,7 +143,8 @@ def load_tokenizer(source: ModelSource) -> Any:
 
 
 def load_embedded(*, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
-    """The embedded SmolLM2-135M-Instruct and its tokenizer, ready to train: what `score` uses with no `--model`."""
+    """The embedded SmolLM2-135M-Instruct and its tokenizer, ready to hand to a trainer (in eval mode, as
+    `from_pretrained` leaves a model; a trainer switches it to train mode): what `score` uses with no `--model`."""
     source = resolve_source(None)
     model, tokenizer = load_model(source, dtype=dtype, device=device), load_tokenizer(source)
     quantizer = getattr(model, "hf_quantizer", None)
