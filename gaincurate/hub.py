@@ -1,8 +1,10 @@
 """Reaching the Hugging Face Hub: know at once when it cannot be reached, instead of after a minute of retries.
 
 `hub_unreachable()` opens one TCP connection to the Hub's endpoint (`HF_ENDPOINT`, default
-https://huggingface.co) with a short timeout and returns why it failed, or None. Behind a proxy the
-answer would be wrong, so with a proxy configured it reports reachable and leaves the client to try.
+https://huggingface.co) with a short timeout and returns why it failed, or None; the answer stands for PROBE_SECONDS
+(one `score` run asks at plan time and again for the model and its tokenizer, up to three timeouts offline; a long
+`schedule run` asks afresh later). Behind a proxy the answer would be wrong, so with a proxy configured it reports
+reachable and leaves the client to try.
 `hub_local_only(repo_id)` says whether a model must come from the local cache, and names the way out when it is
 not there.
 """
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from urllib.parse import urlparse
 
 from gaincurate.errors import ModelError
 
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
 _TRUE = {"1", "true", "yes", "on"}
+PROBE_SECONDS = 60.0
+_probed: dict[tuple[str, int], tuple[float, str | None]] = {}  # (host, port) -> (when, the answer)
 
 
 def hub_offline() -> bool:
@@ -29,12 +34,17 @@ def hub_unreachable(timeout: float = 5.0) -> str | None:
     if any(os.environ.get(name) for name in _PROXY_VARIABLES):
         return None
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    address = (endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443))
+    when, answer = _probed.get(address, (-PROBE_SECONDS, None))
+    if time.monotonic() - when < PROBE_SECONDS:
+        return answer
     try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
+        socket.create_connection(address, timeout=timeout).close()
+        answer = None
     except OSError as error:
-        return f"{endpoint.hostname}: {error.strerror or error}"
-    return None
+        answer = f"{endpoint.hostname}: {error.strerror or error}"
+    _probed[address] = (time.monotonic(), answer)
+    return answer
 
 
 def hub_local_only(repo_id: str) -> bool:
