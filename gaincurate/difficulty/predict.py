@@ -73,14 +73,19 @@ def embedding_center(raw: np.ndarray) -> np.ndarray:
     """The float64 mean of the rows of `raw` with an embedding (zeros when none has), a block of rows at a time.
 
     numpy sums along the slow axis row after row (pairwise summation is for the fast axis only), so the running
-    total with each block stacked under it gives the bits of `raw[finite].astype(float64).mean(axis=0)`.
+    total added into each block's first row gives the bits of `raw[finite].astype(float64).mean(axis=0)` (as the
+    total stacked on top of the block would, without copying the block again: 5.4 -> 2-3.5 s at a million rows).
     """
     total, count = None, 0
     for low in range(0, len(raw), PREPARE_ROWS):
-        block = np.asarray(raw[low : low + PREPARE_ROWS], dtype=np.float64)
-        block = block[np.isfinite(block).all(axis=1)]
+        block = np.array(raw[low : low + PREPARE_ROWS], dtype=np.float64)  # a copy: its first row is added to
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            block = block[finite]
         if len(block):
-            total = block.sum(axis=0) if total is None else np.concatenate([total[None], block]).sum(axis=0)
+            if total is not None:
+                block[0] += total
+            total = block.sum(axis=0)
             count += len(block)
     return np.zeros(np.shape(raw)[1]) if total is None else total / count
 

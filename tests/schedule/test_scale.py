@@ -54,14 +54,18 @@ def prepared_directly(raw: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.determinism
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_embeddings_prepared_block_by_block_are_the_whole_matrix_bit_for_bit(dtype):
     rng = np.random.default_rng(4)
     raw = (rng.normal(size=(2 * PREPARE_ROWS + 37, 24)) * 2 + 5).astype(dtype)
     raw[rng.random(len(raw)) < 0.01] = np.nan
+    kept = raw.copy()
     expected = prepared_directly(raw)
     assert np.array_equal(prepare_embeddings(raw), expected, equal_nan=True)
     lazy = PreparedEmbeddings.of(raw)
+    whole = np.asarray(raw, dtype=np.float64)
+    assert np.array_equal(lazy.center, whole[np.isfinite(whole).all(axis=1)].mean(axis=0))  # the centre's bits
+    assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
     rows = rng.choice(len(raw), 500, replace=False)
     assert np.array_equal(lazy.rows(rows), expected[rows], equal_nan=True)
     assert np.array_equal(lazy.embedded, np.isfinite(expected).all(axis=1))
