@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -223,20 +222,16 @@ class ProbeStrategy(plugin.Strategy):
     ) -> None:
         self.gc_ids = np.asarray(gc_ids, dtype=np.int64)
         self.options, self.subset_size, self.seed = options, subset_size, seed  # the last two: the refresh's
-        self.embeddings = embeddings  # `EmbeddingRows` (read when sliced) or a matrix: `features` reads it once
+        # `EmbeddingRows` (read when sliced) or a matrix: read by the fit (measured rows) and the pool's predictions
+        self.features = EmbeddingFeatures(embeddings, options.width)
         self.about = replace(
             self.about,
             needs=self.about.needs | ({plugin.LIKELIHOOD} if options.likelihood else set()),
-            settings={"feature_columns": min(options.width, embeddings.shape[1]) + (2 if options.likelihood else 0)},
+            settings={"feature_columns": self.features.width + (2 if options.likelihood else 0)},
             notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
             answer_template=options.answer_template,
         )
         self._last: tuple[ScheduleState, Estimate | None] | None = None
-
-    @cached_property
-    def features(self) -> EmbeddingFeatures:
-        """The standardised embedding columns, read when a fit first needs them (init never does)."""
-        return EmbeddingFeatures(self.embeddings, self.options.width)
 
     @classmethod
     def build(cls, inputs: plugin.StrategyInputs, options: Options) -> ProbeStrategy:

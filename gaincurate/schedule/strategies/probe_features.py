@@ -4,7 +4,8 @@ The fit needs the features of the measured prompts only (`EmbeddingFeatures.rows
 build the pool's features. A linear fit on standardised projected columns is linear in the raw embedding, so
 `EmbeddingFeatures.predict` folds the coefficients back through the standardisation and the projection into one weight
 per embedding column and makes one pass of products and fixed-order sums over the embedding: at a million prompts,
-576 products per prompt instead of a 576 x 256 projection (DESIGN §8: no BLAS on what reaches a draw).
+576 products per prompt instead of a 576 x 256 projection, in numpy's fixed-order sums, not BLAS: the estimates
+reach the draw, so their bits must not depend on the CPU (DESIGN §8).
 
     features = EmbeddingFeatures(embeddings, width=256)   # a matrix, or `EmbeddingRows` read a block at a time
     design = features.rows(measured_rows)                 # float32 [rows, 256], the fit's columns
@@ -59,7 +60,8 @@ def _finite(chunk: Any) -> np.ndarray:
 
 class EmbeddingFeatures:
     """The standardised projected embedding of a pool, read from `embeddings` (a matrix, or `EmbeddingRows` read when
-    sliced or taken) when asked for: never copied whole (as float32, a million rows of width 576 take 2.3 GB)."""
+    sliced or taken) when asked for: never copied whole (as float32, a million rows of width 576 take 2.3 GB). Its
+    mean and spread are measured when first needed (init never needs them)."""
 
     def __init__(self, embeddings: Any, width: int) -> None:
         self.embeddings, self.requested = embeddings, width
