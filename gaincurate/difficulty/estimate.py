@@ -5,17 +5,17 @@ measured prompt q blends its own rollouts with the attention prediction of its n
 leave-one-out, so q's own label never reaches it), and the blend moves toward the neighbours as the
 measurement ages:
 
-    w_q   = decay ** age_q                          (age: epochs since q was last measured)
+    w_q   = forget ** age_q                         (age: epochs since q was last measured)
     p_q   = (w_q * sums_q + K * m_q) / (w_q * counts_q + K)
-    m_q   = sum_{i != q} softmax_i( <z_q, z_i> / (sqrt(h) tau) + age_i log(decay) ) y_i
+    m_q   = sum_{i != q} softmax_i( <z_q, z_i> / (sqrt(h) tau) + age_i log(forget) ) y_i
 
 `sums_q` and `counts_q` are q's correctness and rollout counts (older rollouts of q already discounted by
-decay per epoch, `PassRates.add`), and K = `NEIGHBOUR_ROLLOUTS`: the neighbours' prediction weighs as
+forget per epoch, `PassRates.add`), and K = `NEIGHBOUR_ROLLOUTS`: the neighbours' prediction weighs as
 much as K fresh rollouts of q's own. A fresh 4-rollout measurement therefore dominates; four epochs
-later (decay 0.4: w = 0.026) it weighs a tenth of a rollout and the estimate is the neighbours'. The
+later (forget 0.4: w = 0.026) it weighs a tenth of a rollout and the estimate is the neighbours'. The
 attention's recency term shifts weight, among similar prompts, to the recently measured ones. An
-unmeasured prompt's estimate is m_q itself. With decay 1 nothing ages: a stale 0 or 1 then bars a prompt
-for ever under a sharp selection temperature, which is why decay 1 is only right when a fresh reference
+unmeasured prompt's estimate is m_q itself. With forget 1 nothing ages: a stale 0 or 1 then bars a prompt
+for ever under a sharp selection temperature, which is why forget 1 is only right when a fresh reference
 set is rolled every step (the published DOTS).
 
 With a calibrator from `gaincurate difficulty fit`, m_q is the calibrated prediction. A prompt the
@@ -55,15 +55,15 @@ def neighbour_predictions(
     *,
     now: int,
     tau: float,
-    decay: float,
+    forget: float,
     calibrator: FittedCalibrator | None = None,
 ) -> np.ndarray:
-    """m_q for every prompt, leave-one-out, with recency weights decay ** age on the reference prompts.
+    """m_q for every prompt, leave-one-out, with recency weights forget ** age on the reference prompts.
 
     `embeddings` are prepared (`prepare_embeddings`) rows in `gc_ids` order; with a calibrator they must be
     prepared with the calibrator's centre.
     """
-    log_weights = recency_log_weights(rates.last, now, decay)
+    log_weights = recency_log_weights(rates.last, now, forget)
     if calibrator is None:
         return predict_pass_rates(
             embeddings, gc_ids, rates.gc_ids, rates.rates, tau=tau, reference_log_weights=log_weights
@@ -94,15 +94,15 @@ def aged_blend(
     rates: PassRates,
     *,
     now: int,
-    decay: float,
+    forget: float,
     prior: float = NEIGHBOUR_ROLLOUTS,
 ) -> np.ndarray:
-    """p_q: each measured prompt's own rollouts, weighed decay ** age, blended with `neighbour` as K rollouts."""
+    """p_q: each measured prompt's own rollouts, weighed forget ** age, blended with `neighbour` as K rollouts."""
     estimate = np.asarray(neighbour, dtype=np.float64).copy()
     if not len(rates):
         return estimate
     rows = self_index(rates.gc_ids, gc_ids)
-    weight = int_powers(float(decay), np.maximum(now - rates.last, 0))  # the same bits on every CPU (numerics)
+    weight = int_powers(float(forget), np.maximum(now - rates.last, 0))  # the same bits on every CPU (numerics)
     estimate[rows] = (weight * rates.sums + prior * estimate[rows]) / (weight * rates.counts + prior)
     return estimate
 
@@ -114,7 +114,7 @@ def estimate_pass_rates(
     *,
     now: int,
     tau: float,
-    decay: float,
+    forget: float,
     calibrator: FittedCalibrator | None = None,
     prior: float = NEIGHBOUR_ROLLOUTS,
     limit: int = 0,
@@ -122,8 +122,8 @@ def estimate_pass_rates(
     """Both the leave-one-out neighbour prediction and the aged estimate of every prompt at time `now`.
 
     `limit` bounds the reference set the neighbours' prediction attends to: a sample of that many measured prompts
-    weighted by decay ** age (`PassRates.sample`; 0: every measured prompt). Each prompt's own rollouts always count.
+    weighted by forget ** age (`PassRates.sample`; 0: every measured prompt). Each prompt's own rollouts always count.
     """
-    keys = rates.sample(limit, now=now, decay=decay)
-    neighbour = neighbour_predictions(embeddings, gc_ids, keys, now=now, tau=tau, decay=decay, calibrator=calibrator)
-    return Estimates(neighbour, aged_blend(neighbour, gc_ids, rates, now=now, decay=decay, prior=prior))
+    keys = rates.sample(limit, now=now, forget=forget)
+    neighbour = neighbour_predictions(embeddings, gc_ids, keys, now=now, tau=tau, forget=forget, calibrator=calibrator)
+    return Estimates(neighbour, aged_blend(neighbour, gc_ids, rates, now=now, forget=forget, prior=prior))

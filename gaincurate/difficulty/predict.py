@@ -5,8 +5,8 @@ For a prompt q with embedding z_q and reference prompts i with embeddings z_i an
     p_q = sum_i softmax_i( <z_q, z_i> / (sqrt(h) tau) + log w_i ) y_i
 
 h is the embedding dimension and tau the attention temperature. w_i is an optional recency weight:
-w_i = decay ** age_i, where age_i counts the epochs (or feedback files) since prompt i was last
-measured; decay = 1 (the default) gives every reference prompt the same prior weight, which is the
+w_i = forget ** age_i, where age_i counts the epochs (or feedback files) since prompt i was last
+measured; forget = 1 (the default) gives every reference prompt the same prior weight, which is the
 paper's formula exactly. A prompt that is itself in the reference set never attends to itself when
 its own value is predicted (leave-one-out), so its own label never leaks into its prediction.
 
@@ -157,14 +157,14 @@ def grid_bits(width: int) -> int:
     return (52 - math.ceil(math.log2(2.0 * math.sqrt(max(width, 1))))) // 2
 
 
-def recency_log_weights(last_measured: np.ndarray, now: int, decay: float) -> np.ndarray | None:
-    """log w_i = (now - last_i) log(decay); None when decay is 1 (no recency weighting)."""
-    if decay == 1.0:
+def recency_log_weights(last_measured: np.ndarray, now: int, forget: float) -> np.ndarray | None:
+    """log w_i = (now - last_i) log(forget); None when forget is 1 (no recency weighting)."""
+    if forget == 1.0:
         return None
-    if not 0.0 < decay <= 1.0:
-        raise ValueError(f"decay must lie in (0, 1]; got {decay}")
+    if not 0.0 < forget <= 1.0:
+        raise ValueError(f"forget must lie in (0, 1]; got {forget}")
     age = np.maximum(now - np.asarray(last_measured, dtype=np.float64), 0.0)
-    return age * math.log(decay)
+    return age * math.log(forget)
 
 
 def attention_predict(

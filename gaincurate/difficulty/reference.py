@@ -2,11 +2,11 @@
 
 `PassRates` keeps, per gc_id, a recency-weighted sum of correctness, the matching weighted rollout
 count, and when the prompt was last measured. Adding a new measurement at time t first discounts
-what is stored by decay ** (t - last), so with decay < 1 the pass rate is a mean over recent
-rollouts (an exponential window) and with decay = 1 a plain mean over all of them. Time is an
+what is stored by forget ** (t - last), so with forget < 1 the pass rate is a mean over recent
+rollouts (an exponential window) and with forget = 1 a plain mean over all of them. Time is an
 epoch number in the scheduler, and a feedback file's position when several files are read.
 
-    rates = read_pass_rates([Path("epoch0.jsonl"), Path("epoch1.jsonl")], known_ids=ids, decay=0.5)
+    rates = read_pass_rates([Path("epoch0.jsonl"), Path("epoch1.jsonl")], known_ids=ids, forget=0.5)
     rates.gc_ids, rates.rates, rates.counts
 
 `load_embeddings(scores_dir)` returns the `gc_embedding` column as a float matrix (NaN rows where a
@@ -31,7 +31,7 @@ RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model)
 
 @dataclass(frozen=True)
 class PassRates:
-    """Measured pass rates: per gc_id (ascending), decayed sums and counts and the last measurement time."""
+    """Measured pass rates: per gc_id (ascending), aged sums and counts and the last measurement time."""
 
     gc_ids: np.ndarray  # int64, ascending, unique
     sums: np.ndarray  # float64 weighted sum of correctness in [0, 1]
@@ -53,8 +53,8 @@ class PassRates:
     def rates(self) -> np.ndarray:
         return self.sums / self.counts
 
-    def add(self, measured: Mapping[int, tuple[float, float]], *, time: int, decay: float) -> PassRates:
-        """Fold in {gc_id: (sum, count)} measured at `time`; what was stored counts decay ** age."""
+    def add(self, measured: Mapping[int, tuple[float, float]], *, time: int, forget: float) -> PassRates:
+        """Fold in {gc_id: (sum, count)} measured at `time`; what was stored counts forget ** age."""
         if not measured:
             return self
         new_ids = np.asarray(sorted(int(i) for i in measured), dtype=np.int64)
@@ -67,14 +67,14 @@ class PassRates:
         sums[old], counts[old], last[old] = self.sums, self.counts, self.last
         fresh = np.searchsorted(ids, new_ids)
         # Products in a fixed order, not np.power: its AVX-512 loop rounds 0.4 ** 2 otherwise (numerics).
-        discount = int_powers(float(decay), np.maximum(time - last[fresh], 0))
+        discount = int_powers(float(forget), np.maximum(time - last[fresh], 0))
         sums[fresh] = sums[fresh] * discount + new_sums
         counts[fresh] = counts[fresh] * discount + new_counts
         last[fresh] = time
         return PassRates(ids, sums, counts, last)
 
-    def sample(self, limit: int, *, now: int, decay: float) -> PassRates:
-        """At most `limit` of the measured prompts (0: all), drawn in proportion to their weight decay ** age at
+    def sample(self, limit: int, *, now: int, forget: float) -> PassRates:
+        """At most `limit` of the measured prompts (0: all), drawn in proportion to their weight forget ** age at
         `now`, the weight the attention gives them: a bounded reference set in which fresh measurements dominate
         and older ones keep their share (docs/dots.md, "A bounded reference set").
 
@@ -86,7 +86,7 @@ class PassRates:
             return self
         scramble = (self.gc_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)
         uniform = (scramble.astype(np.float64) + 0.5) / 2.0**53  # in (0, 1), exactly
-        keys = -log_by_value(uniform) / int_powers(float(decay), np.maximum(now - self.last, 0))
+        keys = -log_by_value(uniform) / int_powers(float(forget), np.maximum(now - self.last, 0))
         kept = np.sort(np.lexsort((self.gc_ids, keys))[:limit])  # gc_id order kept
         return PassRates(self.gc_ids[kept], self.sums[kept], self.counts[kept], self.last[kept])
 
@@ -113,7 +113,7 @@ def read_pass_rates(
     *,
     known_ids: Iterable[int],
     reward_max: float = 1.0,
-    decay: float = 1.0,
+    forget: float = 1.0,
     first_time: int = 0,
     reward_min: float = 0.0,
 ) -> PassRates:
@@ -127,7 +127,7 @@ def read_pass_rates(
     for time, path in enumerate(paths, start=first_time):
         path = Path(path)
         rates = rates.add(
-            read_measurements(path, known, reward_max=reward_max, reward_min=reward_min), time=time, decay=decay
+            read_measurements(path, known, reward_max=reward_max, reward_min=reward_min), time=time, forget=forget
         )
     return rates
 

@@ -34,13 +34,13 @@ def predicted(result: subprocess.CompletedProcess) -> list[float]:
 def test_predict_takes_defaults_then_the_file_then_flags(world, tmp_path):
     scores, feedback = world
     config = tmp_path / "predict.toml"
-    config.write_text("tau_attn = 0.3\ndecay = 0.5\n")
+    config.write_text("tau_attn = 0.3\nforget = 0.5\n")
     base = ("difficulty", "predict", scores, "-f", feedback)
     by_default = predicted(gaincurate(*base))
-    assert by_default == predicted(gaincurate(*base, "--tau-attn", "0.1", "--decay", "1", "--reward-max", "1"))
+    assert by_default == predicted(gaincurate(*base, "--tau-attn", "0.1", "--forget", "1", "--reward-max", "1"))
     from_file = predicted(gaincurate(*base, "--config", config))
-    assert from_file == predicted(gaincurate(*base, "--tau-attn", "0.3", "--decay", "0.5")) != by_default
-    overridden = predicted(gaincurate(*base, "--config", config, "--tau-attn", "0.1", "--decay", "1"))
+    assert from_file == predicted(gaincurate(*base, "--tau-attn", "0.3", "--forget", "0.5")) != by_default
+    overridden = predicted(gaincurate(*base, "--config", config, "--tau-attn", "0.1", "--forget", "1"))
     assert overridden == by_default
 
 

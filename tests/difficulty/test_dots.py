@@ -42,7 +42,7 @@ def strategy_with_memory(n_prompts: int = 40, target: float = 0.5, tau: float = 
     prompts = PromptEmbeddings(np.arange(n_prompts), embeddings, np.full(n_prompts, 10), np.zeros(n_prompts))
     strategy = DotsStrategy(prompts, target=target, tau=tau, tau_attn=0.2)
     measured = {i: (float(round(rates[i] * 4)), 4) for i in range(0, n_prompts, 3)}
-    memory = {"pass_rates": PassRates.empty().add(measured, time=0, decay=1.0).to_json()}
+    memory = {"pass_rates": PassRates.empty().add(measured, time=0, forget=1.0).to_json()}
     state = ScheduleState(epoch=1, ranking=np.arange(n_prompts), scores=np.zeros(n_prompts), memory=memory)
     subset_size = ScheduleConfig(strategy="dots", subset_size=1, target=target, tau=tau).subset_count(n_prompts)
     return strategy, state, RankingContext(np.arange(n_prompts), np.zeros(n_prompts), subset_size)

@@ -50,7 +50,7 @@ def test_each_epoch_is_predicted_as_the_scheduler_predicted_it(run):
     found = measurements(run_dir, state)
     assert sorted(found.feedback) == list(range(EPOCHS)) and found.references == []
     report = online_evaluation(
-        state.scores_dir, found.feedback, tau_attn=CONFIG.options.tau_attn, decay=CONFIG.options.forget
+        state.scores_dir, found.feedback, tau_attn=CONFIG.options.tau_attn, forget=CONFIG.options.forget
     )
     assert [line["epoch"] for line in report["per_epoch"]] == list(range(EPOCHS - 1))
     for line in report["per_epoch"]:
@@ -69,7 +69,7 @@ def test_the_measured_epoch_never_reaches_its_own_prediction(run, tmp_path):
     run_dir, _ = run
     state = load_run(run_dir)
     found = measurements(run_dir, state)
-    before = online_evaluation(state.scores_dir, found.feedback, tau_attn=0.2, decay=CONFIG.options.forget)
+    before = online_evaluation(state.scores_dir, found.feedback, tau_attn=0.2, forget=CONFIG.options.forget)
     last = found.feedback[EPOCHS - 1]  # what the last line predicts; flip every reward in it
     flipped = tmp_path / "flipped.jsonl"
     flipped.write_text(
@@ -79,7 +79,7 @@ def test_the_measured_epoch_never_reaches_its_own_prediction(run, tmp_path):
         )
     )
     after = online_evaluation(
-        state.scores_dir, found.feedback | {EPOCHS - 1: flipped}, tau_attn=0.2, decay=CONFIG.options.forget
+        state.scores_dir, found.feedback | {EPOCHS - 1: flipped}, tau_attn=0.2, forget=CONFIG.options.forget
     )
     assert before["per_epoch"][:-1] == after["per_epoch"][:-1]  # earlier epochs never see it
     mae_before = before["per_epoch"][-1]["methods"]["dots"]["mae"]
@@ -92,9 +92,9 @@ def test_fresh_reference_sets_count_from_their_epoch(run, embedded_scores):
     found = measurements(run_dir, load_run(run_dir))
     assert found.references == [(1, reference)]
     report = online_evaluation(
-        embedded_scores, found.feedback, references=found.references, tau_attn=0.2, decay=CONFIG.options.forget
+        embedded_scores, found.feedback, references=found.references, tau_attn=0.2, forget=CONFIG.options.forget
     )
-    plain = online_evaluation(embedded_scores, found.feedback, tau_attn=0.2, decay=CONFIG.options.forget)
+    plain = online_evaluation(embedded_scores, found.feedback, tau_attn=0.2, forget=CONFIG.options.forget)
     assert report["per_epoch"][0] == plain["per_epoch"][0]  # epoch 0 -> 1 is predicted before the set existed
     assert report["per_epoch"][1] != plain["per_epoch"][1]
 
@@ -107,7 +107,7 @@ def test_a_run_needs_two_epochs_of_feedback(embedded_scores, tmp_path):
     advance(run_dir, feedback=write_feedback(tmp_path / "fb.jsonl", ids, samples=4))
     found = measurements(run_dir, load_run(run_dir))
     with pytest.raises(InputError, match="no two consecutive epochs"):
-        online_evaluation(embedded_scores, found.feedback, tau_attn=0.2, decay=0.4)
+        online_evaluation(embedded_scores, found.feedback, tau_attn=0.2, forget=0.4)
 
 
 def test_cli_evaluate_online(run, monkeypatch, capsys):

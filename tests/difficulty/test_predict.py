@@ -129,11 +129,11 @@ def test_self_index_finds_ids():
     np.testing.assert_array_equal(self_index(np.array([5]), np.zeros(0, np.int64)), [-1])
 
 
-def test_recency_weights_and_decayed_means():
+def test_recency_weights_and_aged_means():
     assert recency_log_weights(np.array([0, 2]), 2, 1.0) is None
     np.testing.assert_allclose(recency_log_weights(np.array([0, 2, -1]), 2, 0.5), np.log(0.5) * np.array([2, 0, 3]))
-    rates = PassRates.empty().add({3: (2.0, 4), 1: (0.0, 2)}, time=0, decay=0.5)
-    rates = rates.add({3: (4.0, 4)}, time=2, decay=0.5)
+    rates = PassRates.empty().add({3: (2.0, 4), 1: (0.0, 2)}, time=0, forget=0.5)
+    rates = rates.add({3: (4.0, 4)}, time=2, forget=0.5)
     # gc_id 3: (2 * 0.25 + 4) / (4 * 0.25 + 4) = 4.5 / 5; gc_id 1 keeps its epoch-0 mean.
     np.testing.assert_array_equal(rates.gc_ids, [1, 3])
     np.testing.assert_allclose(rates.rates, [0.0, 0.9])

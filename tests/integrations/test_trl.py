@@ -386,7 +386,7 @@ def test_mu_follows_the_formula_with_the_live_models_angle(inprocess, scores, st
 def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
     # Each epoch's rollouts join the reference set before the next draw: after three epochs the measured
     # pass rates are exactly the trained prompts' mean rewards, a rollout from k epochs before the prompt's
-    # last measurement weighing decay ** k, and the rest are predicted.
+    # last measurement weighing forget ** k, and the rest are predicted.
     result = inprocess("dots")
     history = read_history(result.run_dir)
     rewards: dict[int, list[tuple[int, float]]] = {}
@@ -397,10 +397,10 @@ def test_dots_reference_set_grows_by_every_trained_prompt(inprocess):
     rates = PassRates.from_json(driver.scheduler.state.memory["pass_rates"])
     measured = dict(zip(rates.gc_ids.tolist(), rates.rates.tolist(), strict=True))
     assert sorted(measured) == sorted(rewards)
-    decay = driver.config.options.forget
+    forget = driver.config.options.forget
     for gc_id, values in rewards.items():
         last = max(epoch for epoch, _ in values)
-        weights = [decay ** (last - epoch) for epoch, _ in values]
+        weights = [forget ** (last - epoch) for epoch, _ in values]
         mean = sum(w * reward for w, (_, reward) in zip(weights, values, strict=True)) / sum(weights)
         assert measured[gc_id] == pytest.approx(mean, abs=1e-12)
     assert len(measured) < len(driver.scores.prompts.gc_ids)

@@ -114,14 +114,14 @@ def test_the_bounded_reference_set_is_a_sample_weighted_by_recency():
     rng = np.random.default_rng(6)
     ids = np.sort(rng.choice(100_000, 9000, replace=False))
     rates = PassRates(ids, rng.random(9000), np.full(9000, 4.0), np.repeat(np.arange(3), 3000)[rng.permutation(9000)])
-    kept = rates.sample(1000, now=2, decay=0.4)
+    kept = rates.sample(1000, now=2, forget=0.4)
     assert len(kept) == 1000 and np.all(np.diff(kept.gc_ids) > 0) and np.isin(kept.gc_ids, ids).all()
     shares = np.bincount(kept.last, minlength=3) / 1000
     assert shares[2] > shares[1] > shares[0] > 0.02  # fresh ones dominate, old ones keep a share
-    assert np.array_equal(rates.sample(1000, now=2, decay=0.4).gc_ids, kept.gc_ids)  # a fixed draw
-    flat = np.bincount(rates.sample(3000, now=2, decay=1.0).last, minlength=3) / 3000
+    assert np.array_equal(rates.sample(1000, now=2, forget=0.4).gc_ids, kept.gc_ids)  # a fixed draw
+    flat = np.bincount(rates.sample(3000, now=2, forget=1.0).last, minlength=3) / 3000
     assert np.all(np.abs(flat - 1 / 3) < 0.05)  # no ageing: every measurement alike
-    assert rates.sample(0, now=2, decay=0.4) is rates and rates.sample(9000, now=2, decay=0.4) is rates
+    assert rates.sample(0, now=2, forget=0.4) is rates and rates.sample(9000, now=2, forget=0.4) is rates
 
 
 def test_the_reference_set_keeps_2048_in_pools_that_bench_and_record_and_shrinks_to_a_pair_budget_beyond():

@@ -174,7 +174,7 @@ def reference_agreement(name: str, scores: Path, run: Path, hidden: np.ndarray) 
 
         def estimate(limit: int) -> np.ndarray:
             found = estimate_pass_rates(strategy.embeddings, strategy.gc_ids, rates, now=state.epoch - 1,
-                                        tau=strategy.tau_attn, decay=strategy.forget, limit=limit)  # fmt: skip
+                                        tau=strategy.tau_attn, forget=strategy.forget, limit=limit)  # fmt: skip
             key = "pearson_hidden_bounded" if limit else "pearson_hidden_all"
             aim[key] = round(pearson(found.neighbour[never], hidden[never]), 4)
             return found.estimate

@@ -177,7 +177,7 @@ _REWARD_MAX = ("reward_max",)
 def _register() -> None:
     """Each command with its config's fields as options (generated), in the order the options always had."""
     scores, feedback, out, *rest = fixed_parameters(predict)
-    generated = field_parameters(PredictConfig, only=("tau_attn", "decay", "calibrator"))
+    generated = field_parameters(PredictConfig, only=("tau_attn", "forget", "calibrator"))
     reward_max = field_parameters(ScheduleConfig, only=_REWARD_MAX)
     app.command()(install(predict, [scores], [feedback, out, *generated, *reward_max, *rest]))
 
@@ -229,7 +229,7 @@ def _draw_evaluation(stdout: Stdout, report: dict[str, Any]) -> None:
 
 
 def _online(run_dir: Path) -> dict[str, Any]:
-    """`online_evaluation` of a run directory, with the run's own tau_attn, decay and calibrator."""
+    """`online_evaluation` of a run directory, with the run's own tau_attn, forget and calibrator."""
     from gaincurate.lab.difficulty.online import online_evaluation
     from gaincurate.schedule.run.reference_sets import measurements
     from gaincurate.schedule.run.rundir import load_run
@@ -243,7 +243,7 @@ def _online(run_dir: Path) -> dict[str, Any]:
     dots = config.options if config.strategy == DotsStrategy.name else DotsStrategy.about.options()
     report = online_evaluation(
         Path(run.scores_dir), found.feedback, references=found.references, tau_attn=dots.tau_attn,
-        decay=dots.forget, reward_max=config.reward_max, reward_min=config.reward_min,
+        forget=dots.forget, reward_max=config.reward_max, reward_min=config.reward_min,
         calibrator_path=None if dots.calibrator is None else Path(dots.calibrator),
     )  # fmt: skip
     return {"run": str(run_dir), "strategy": config.strategy, **report}
@@ -275,7 +275,7 @@ def _draw_online(stdout: Stdout, report: dict[str, Any]) -> None:
     table.add_row(*row("pooled", report["pooled"]))
     stdout.print(table)
     stdout.line(
-        f"tau_attn {report['tau_attn']:g}, decay {report['decay']:g}"
+        f"tau_attn {report['tau_attn']:g}, forget {report['forget']:g}"
         + (f", calibrator {report['calibrator']}" if report["calibrator"] else "")
         + f"; {len(report['feedback'])} epochs of feedback, {len(report['references'])} other reference set(s)"
     )

@@ -1,7 +1,7 @@
 """The file-level jobs behind `gaincurate difficulty predict|fit|evaluate`: read, compute, return.
 
 Each reads a scores directory's embeddings (`gaincurate score --embed`) and the measured pass rates of
-one or more feedback files (in time order; `decay` weighs older files down), runs the pure math of
+one or more feedback files (in time order; `forget` weighs older files down), runs the pure math of
 `predict`, `calibrate` or `evaluate`, and returns plain data for the CLI to render.
 """
 
@@ -33,14 +33,14 @@ class Measured:
 
 
 def load_measured(
-    scores_dir: Path, feedback: Sequence[Path], *, reward_max: float = 1.0, decay: float = 1.0
+    scores_dir: Path, feedback: Sequence[Path], *, reward_max: float = 1.0, forget: float = 1.0
 ) -> Measured:
     if not feedback:
         raise InputError("pass at least one --feedback FILE.jsonl with measured rollouts (`gaincurate rollout`)")
     prompts = load_embeddings(scores_dir)
     finite = prompts.has_embedding
     center = prompts.embeddings[finite].astype(np.float64).mean(axis=0)
-    rates = read_pass_rates(feedback, known_ids=prompts.gc_ids, reward_max=reward_max, decay=decay)
+    rates = read_pass_rates(feedback, known_ids=prompts.gc_ids, reward_max=reward_max, forget=forget)
     if not len(rates):
         raise InputError(f"{', '.join(map(str, feedback))} hold no rollouts; run `gaincurate rollout` first")
     rows = prompts.rows_of(rates.gc_ids)
@@ -58,7 +58,7 @@ class PredictConfig:
     from these fields."""
 
     tau_attn: float = attention_temperature()
-    decay: float = setting(1.0, "Weight per feedback file of age (1: all alike).")
+    forget: float = setting(1.0, "Weight a measurement keeps per feedback file of age (1: never ages).")
     calibrator: Path | None = setting(None, "A calibrator from `difficulty fit`.", cli="path")
 
 
@@ -73,7 +73,7 @@ def predict_scores(
     from gaincurate.difficulty.estimate import neighbour_predictions
 
     config = config or PredictConfig()
-    measured = load_measured(scores_dir, feedback, reward_max=reward_max, decay=config.decay)
+    measured = load_measured(scores_dir, feedback, reward_max=reward_max, forget=config.forget)
     prompts, rates = measured.prompts, measured.rates
     embeddings, calibrator = measured.embeddings, None
     if config.calibrator is not None:
@@ -81,7 +81,7 @@ def predict_scores(
         embeddings = prepare_embeddings(prompts.embeddings, center=center)
     # Leave-one-out; a prompt the calibrator was fitted on is predicted by a fold model that never saw its label.
     predicted = neighbour_predictions(
-        embeddings, prompts.gc_ids, rates, now=len(feedback) - 1, tau=config.tau_attn, decay=config.decay,
+        embeddings, prompts.gc_ids, rates, now=len(feedback) - 1, tau=config.tau_attn, forget=config.forget,
         calibrator=calibrator,
     )  # fmt: skip
     predicted[~prompts.has_embedding] = np.nan

@@ -7,7 +7,7 @@ policy trains a step later? That is the number that says whether DOTS works in a
 For every epoch t with a next epoch, the measurements up to t (a `--reference` file at time -1, the feedback
 of epochs 0..t, and any fresh reference sets rolled up to t) give the DOTS estimates exactly as the
 scheduler computed them before drawing epoch t+1 (`gaincurate.difficulty.estimate`, with the run's
-tau_attn, decay and calibrator). They are compared with the pass rates epoch t+1 measured, prompt by prompt:
+tau_attn, forget and calibrator). They are compared with the pass rates epoch t+1 measured, prompt by prompt:
 
 * `dots`: the aged estimate selection aimed with;
 * `neighbours`: the neighbours' prediction alone (leave-one-out attention);
@@ -58,7 +58,7 @@ def online_evaluation(
     *,
     references: Sequence[tuple[int, Path]] = (),
     tau_attn: float,
-    decay: float,
+    forget: float,
     reward_max: float = 1.0,
     reward_min: float = 0.0,
     calibrator_path: Path | None = None,
@@ -88,9 +88,9 @@ def online_evaluation(
         known = [per_prompt for time, per_prompt in timeline if time <= epoch]
         rates = PassRates.empty()
         for time, per_prompt in (item for item in timeline if item[0] <= epoch):
-            rates = rates.add(per_prompt, time=time, decay=decay)
+            rates = rates.add(per_prompt, time=time, forget=forget)
         estimates = estimate_pass_rates(
-            embeddings, prompts.gc_ids, rates, now=epoch, tau=tau_attn, decay=decay, calibrator=calibrator
+            embeddings, prompts.gc_ids, rates, now=epoch, tau=tau_attn, forget=forget, calibrator=calibrator
         )
         line, predictions = _score_epoch(epoch, epochs[epoch + 1], known, estimates, prompts.rows_of)
         per_epoch.append(line)
@@ -103,7 +103,7 @@ def online_evaluation(
     return {
         "scores_dir": str(scores_dir),
         "tau_attn": tau_attn,
-        "decay": decay,
+        "forget": forget,
         "calibrator": None if calibrator_path is None else str(calibrator_path),
         "feedback": {str(epoch): str(path) for epoch, path in sorted(feedback.items())},
         "references": [{"time": time, "file": str(path)} for time, path in references],

@@ -133,7 +133,7 @@ def group_outcomes(feedback: Feedback, strategy: str) -> tuple[dict, dict]:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the run measured, per trained prompt, each as `PassRates` (decayed sums, gc_ids and last epochs shared):
+    """What the run measured, per trained prompt, each as `PassRates` (aged sums, gc_ids and last epochs shared):
     `informative` sums its informative groups over its groups not all right (aged by `--forget`), `solved` its
     all-right groups (aged by `--forget-solved`), `correct` its correctness over its rollouts (by `--forget`)."""
 
@@ -162,9 +162,9 @@ class Evidence:
         informative, solved = group_outcomes(feedback, strategy)
         forget = options.forget
         return Evidence(
-            self.informative.add(informative, time=time, decay=forget),
-            self.solved.add(solved, time=time, decay=options.forget_solved),
-            self.correct.add(plugin.per_prompt_feedback(feedback, strategy), time=time, decay=forget),
+            self.informative.add(informative, time=time, forget=forget),
+            self.solved.add(solved, time=time, forget=options.forget_solved),
+            self.correct.add(plugin.per_prompt_feedback(feedback, strategy), time=time, forget=forget),
         )
 
 
@@ -217,7 +217,7 @@ def predict_informative(
         own[rows] = np.stack([informative.sums * aged, groups, correct.sums * aged, correct.counts * aged], axis=1)
         # The neighbours: at most `limit` measured prompts, sampled by their weight forget ** age (dots' bound); every
         # prompt's own evidence counts.
-        sampled = informative.sample(limit, now=now, decay=options.forget).gc_ids
+        sampled = informative.sample(limit, now=now, forget=options.forget).gc_ids
         keys = rows[np.isin(informative.gc_ids, sampled, assume_unique=True)]
         sums = kernel_sums(embeddings, keys, own[keys], bandwidth=options.bandwidth)
     else:

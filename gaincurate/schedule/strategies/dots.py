@@ -210,7 +210,7 @@ class DotsStrategy(plugin.Strategy):
 
     def measure(self, state: ScheduleState, per_prompt: dict[int, tuple[float, int]], *, time: int) -> dict[str, Any]:
         """The memory with extra measurements at `time` (a fresh reference set) added to the reference set."""
-        rates = self.measured(state).add(per_prompt, time=time, decay=self.forget)
+        rates = self.measured(state).add(per_prompt, time=time, forget=self.forget)
         return {**(state.memory or {}), "pass_rates": rates.to_json()}
 
     def estimates(self, state: ScheduleState) -> Estimates | None:
@@ -227,7 +227,7 @@ class DotsStrategy(plugin.Strategy):
                 rates,
                 now=state.epoch - 1,  # the epoch whose feedback is the newest
                 tau=self.tau_attn,
-                decay=self.forget,
+                forget=self.forget,
                 calibrator=self.calibrator,
                 limit=self.reference_limit,
             )
