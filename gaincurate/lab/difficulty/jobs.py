@@ -18,7 +18,8 @@ from gaincurate.difficulty.calibrate import attention_temperature, load_calibrat
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, load_embeddings, read_pass_rates
 from gaincurate.errors import InputError
-from gaincurate.settings import setting
+from gaincurate.schedule.options import OPEN_RATE, POSITIVE
+from gaincurate.settings import flag, setting
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class PredictConfig:
     tau_attn: float = attention_temperature()
     forget: float = setting(1.0, "Weight a measurement keeps per feedback file of age (1: never ages).")
     calibrator: Path | None = setting(None, "A calibrator from `difficulty fit`.", cli="path")
+
+    def __post_init__(self) -> None:  # one line before any work, not an error from deep in the attention
+        POSITIVE(flag("tau_attn"), self.tau_attn)
+        OPEN_RATE(flag("forget"), self.forget)
 
 
 def predict_scores(

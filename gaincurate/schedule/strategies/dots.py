@@ -42,7 +42,7 @@ from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddi
 from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
 from gaincurate.schedule.feedback import Feedback
-from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, text, whole
+from gaincurate.schedule.options import OPEN_RATE, POSITIVE, RATE, Options, option, optional, text, whole
 from gaincurate.schedule.strategies import plugin
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class DotsOptions(Options):
     tau_attn: float = option(
         attention_temperature().default, "Attention temperature of the neighbours' prediction.", POSITIVE
     )
-    forget: float = option(DOTS_FORGET, "Weight a measurement keeps per epoch of age (1: never ages).", RATE)
+    forget: float = option(DOTS_FORGET, "Weight a measurement keeps per epoch of age (1: never ages).", OPEN_RATE)
     reference: str | None = option(
         None, "Feedback JSON lines measured before epoch 0 (`gaincurate rollout`).", text, cli="path"
     )
@@ -78,10 +78,6 @@ class DotsOptions(Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.forget <= 0:
-            raise ConfigError(
-                f"{setting('forget')} must lie in (0, 1] for dots (1: no recency weighting); got {self.forget}"
-            )
         if self.reference_size and not self.reference_every:
             raise ConfigError(
                 f"{setting('reference_size')} sizes the fresh reference set of {setting('reference_every')} K; "
