@@ -47,7 +47,7 @@ def brute_force(embeddings: np.ndarray, width: int, beta: np.ndarray, stats_rows
 def test_a_measured_row_s_features_are_its_own_whichever_rows_come_with_it(monkeypatch, columns):
     monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 300)
     whole, lazy = pool(1000, columns, seed=1)
-    every = EmbeddingFeatures(whole, 16).matrix()
+    every = EmbeddingFeatures(whole, 16).rows(np.arange(1000))
     monkeypatch.setattr(probe_features, "ROW_CELLS", 50 * columns)  # 50 rows read at a time
     rows = np.random.default_rng(2).integers(0, 1000, size=700)  # unsorted, with repeats
     assert np.array_equal(EmbeddingFeatures(lazy, 16).rows(rows), every[rows])
@@ -66,7 +66,7 @@ def test_the_pool_s_predictions_equal_a_float64_brute_force_of_the_features_prod
     expected = brute_force(whole, 16, beta, stats_rows)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     features = EmbeddingFeatures(whole, 16)
-    by_features = (features.matrix().astype(np.float64) * beta).sum(axis=1)  # the fit's float32 columns
+    by_features = (features.rows(np.arange(1000)).astype(np.float64) * beta).sum(axis=1)  # the fit's float32 columns
     np.testing.assert_allclose(got, by_features, rtol=0, atol=1e-6 * np.abs(expected).max())
     monkeypatch.setattr(probe_features, "ROW_CELLS", 7 * columns)
     assert np.array_equal(features.predict(beta), got)  # a row's estimate does not depend on the block it is in

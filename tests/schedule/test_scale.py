@@ -40,6 +40,11 @@ from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.plugin import PromptSet
 
 
+def every_row(embeddings, width: int) -> np.ndarray:
+    """The probe's features of every row of a pool (a step builds only the measured rows')."""
+    return probe_features.EmbeddingFeatures(embeddings, width).rows(np.arange(len(embeddings)))
+
+
 def prepared_directly(raw: np.ndarray) -> np.ndarray:
     """The preparation as one float64 matrix (the form before #48): centred, norm h^(1/4), on the grid."""
     matrix = np.asarray(raw, dtype=np.float64)
@@ -146,9 +151,9 @@ def test_probe_features_read_block_by_block_are_those_of_a_whole_float32_copy(mo
     kept = raw.copy()
     whole = np.where(np.isfinite(raw).all(axis=1)[:, None], raw, np.float32(0.0)).astype(np.float32)
     for width in (16, 64):
-        blocks = probe_features.standardised_features(raw, width)
+        blocks = every_row(raw, width)
         monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 10**6)
-        assert np.array_equal(blocks, probe_features.standardised_features(whole, width))
+        assert np.array_equal(blocks, every_row(whole, width))
         monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 1000)
     assert np.array_equal(raw, kept, equal_nan=True)  # the caller's matrix is read, never written
 
@@ -157,7 +162,7 @@ def test_a_large_pool_standardises_by_evenly_spaced_blocks(monkeypatch):
     monkeypatch.setattr(probe_features, "FEATURE_BLOCK", 100)
     rng = np.random.default_rng(10)
     raw = rng.normal(size=(1050, 40)).astype(np.float16)
-    got = probe_features.standardised_features(raw, 16)
+    got = every_row(raw, 16)
     projected = probe_features.project(raw.astype(np.float32), 16)  # float64, exact
     sampled = np.concatenate([projected[low : low + 100] for low in (0, 316, 633, 950)])  # 950 * k // 3
     mean, spread = sampled.mean(axis=0), sampled.std(axis=0)
@@ -284,6 +289,4 @@ def test_embedding_rows_read_a_block_at_a_time_are_the_whole_matrix_and_give_pro
     assert lazy.shape == whole.shape and lazy[:].dtype == whole.dtype == np.float16
     assert np.array_equal(lazy[1200:1300], whole[1200:1300], equal_nan=True)
     assert np.array_equal(lazy[2990:5000], whole[2990:], equal_nan=True)
-    assert np.array_equal(
-        probe_features.standardised_features(lazy, 16), probe_features.standardised_features(whole, 16)
-    )
+    assert np.array_equal(every_row(lazy, 16), every_row(whole, 16))

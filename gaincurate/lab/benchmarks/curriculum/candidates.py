@@ -80,13 +80,14 @@ def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, 
     cross-fit's halves do not follow the arm's ranking)."""
     from gaincurate.difficulty.reference import embeddings_from_table
     from gaincurate.schedule.strategies.probe import ProbeStrategy
-    from gaincurate.schedule.strategies.probe_features import standardised_features
+    from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
     from gaincurate.scoring.likelihood import KINDS, likelihoods
     from gaincurate.shards import read_scores
 
     scores_dir = pair.assets.scores_dir
     embedding = embeddings_from_table(read_scores(scores_dir), str(scores_dir)).embeddings
-    features = standardised_features(embedding, ProbeStrategy.about.options().width).astype(np.float64)
+    every = np.arange(len(embedding))
+    features = EmbeddingFeatures(embedding, ProbeStrategy.about.options().width).rows(every).astype(np.float64)
 
     def figures(ranking: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float) -> dict[str, Any]:
         order = np.argsort(ranking, kind="stable")
