@@ -300,6 +300,19 @@ def test_bad_dots_values_name_the_flag(options, flag):
         ScheduleConfig(**{"strategy": "gain", **{"strategy": "dots", **options}})
 
 
+def test_the_console_script_refuses_a_zero_forget_in_one_line(tmp_path):
+    """dots takes log(forget) of each measurement's age weight: 0 is refused before the run directory exists."""
+    import subprocess
+
+    scores, run = write_embedded_scores(tmp_path / "scores"), tmp_path / "run"
+    command = [str(Path(sys.executable).with_name("gaincurate")), "schedule", "init", "--scores", str(scores),
+               "--run", str(run), "--strategy", "dots", "--forget", "0"]  # fmt: skip
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and refused.stdout == "", refused
+    assert refused.stderr.strip().splitlines() == ["gaincurate: error: --forget must be a number in (0, 1]; got 0.0"]
+    assert not run.exists()
+
+
 def test_decay_is_no_schedule_setting():
     """dots' weight per epoch of age is `forget`, as mopps' is: 0.x's `decay` is not read (one name per setting)."""
     from gaincurate.errors import ConfigError
