@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,3 +115,25 @@ def interrupts_held() -> Iterator[None]:
             signal.signal(number, handler)
         for number in noted[:1]:
             previous[number](number, None)
+
+
+# torch's bfloat16 and float16 attention on CPU packs its blocks for AMX tiles whenever oneDNN reports them, with a
+# packing routine that exists only in ATen's AVX-512 kernels: with ATEN_CPU_CAPABILITY below avx512 on an AMX CPU
+# it raises this (torch 2.13). Holding oneDNN below AMX too (ONEDNN_MAX_CPU_ISA) avoids it.
+NARROWED_ATTENTION = "pack_vnni2 is only supported when avx512"
+
+
+@contextlib.contextmanager
+def narrowed_attention_explained() -> Iterator[None]:
+    """Inside, torch's narrowed-attention failure (an environment setting, not a bug) is one BackendError line."""
+    try:
+        yield
+    except RuntimeError as error:
+        if NARROWED_ATTENTION not in str(error):
+            raise
+        capability = os.environ.get("ATEN_CPU_CAPABILITY", "unset")
+        raise BackendError(
+            f"torch's bfloat16 and float16 attention cannot run on this CPU with ATEN_CPU_CAPABILITY={capability} "
+            "while oneDNN may use AMX: unset ATEN_CPU_CAPABILITY, hold oneDNN below AMX too (ONEDNN_MAX_CPU_ISA=AVX2), "
+            f"or use {setting('dtype', 'float32')}"
+        ) from None

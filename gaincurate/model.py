@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.errors import ConfigError, ModelError, interrupts_held
+from gaincurate.errors import ConfigError, ModelError, interrupts_held, narrowed_attention_explained
 from gaincurate.fileio import cache_dir, publish_folder
 from gaincurate.hub import hub_local_only
 
@@ -356,7 +356,7 @@ class SiteForward:
         import torch
 
         self._captured = {}
-        with torch.inference_mode(), contextlib.suppress(_StopForward):
+        with torch.inference_mode(), narrowed_attention_explained(), contextlib.suppress(_StopForward):
             self.base(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

@@ -9,6 +9,13 @@ CPU ignores it, but `MKL_CBWR=COMPATIBLE` moves every x86 CPU to its oldest kern
 (`ONEDNN_MAX_CPU_ISA`). `make test-determinism` runs the `determinism` tests a second time under them all:
 
     env $(python tests/simd_paths.py) pytest -m determinism
+
+`PATHS` is every narrowed path the suite runs, and each must be one torch can take on every x86 CPU. torch's
+bfloat16 flash attention on CPU (torch 2.13) packs its blocks for AMX whenever oneDNN reports AMX tiles, with a
+packing routine built only into ATen's AVX-512 kernels: with `ATEN_CPU_CAPABILITY` below avx512 and oneDNN free to
+use AMX, it raises "pack_vnni2 is only supported when avx512 is supported". So a path that lowers ATen's capability
+also holds oneDNN below AMX (`problem_with`); an AMD machine, which has no AMX, then still catches a path that only an
+AMX machine would crash on.
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ def enabled_targets() -> list[str]:
     return [name for name in dispatched_targets() if features.get(name)]
 
 
-# The BLAS and oneDNN paths an Intel AVX-512 CPU takes when held to AVX2 (#56: its scores moved with the batch).
+# The BLAS and oneDNN paths an Intel AVX-512 CPU takes when held to AVX2: there its scores move with the batch.
 AVX2_BLAS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 NARROWEST_BLAS = {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+# ATen's capabilities below the one whose kernels hold the AMX packing, and oneDNN's ISA names below AMX.
+ATEN_BELOW_AVX512 = ("default", "avx2")
+ONEDNN_BELOW_AMX = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+                    "AVX512_CORE_BF16", "AVX10_1_512")  # fmt: skip
 
 
 def narrowest_environment() -> dict[str, str]:
@@ -44,5 +55,25 @@ def narrowest_environment() -> dict[str, str]:
     return targets | NARROWEST_BLAS
 
 
+# Every narrowed path the suite runs. `compatible`: MKL's conditional-reproducibility path for the oldest ISA (another
+# GEMM kernel on every x86 CPU) with ATen's default kernels; `avx2`: what an Intel AVX-512 machine takes held to AVX2;
+# `narrowest`: the determinism leg's.
+PATHS = {
+    "compatible": {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2": AVX2_BLAS,
+    "narrowest": narrowest_environment(),
+}
+
+
+def problem_with(path: dict[str, str]) -> str | None:
+    """Why torch cannot take `path` on every x86 CPU, or None when it can (see the module docstring)."""
+    capability = path.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = path.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if capability in ATEN_BELOW_AVX512 and onednn not in ONEDNN_BELOW_AMX:
+        return (f"ATEN_CPU_CAPABILITY={capability} with ONEDNN_MAX_CPU_ISA={onednn or 'unset'}: bfloat16 attention "
+                f"crashes on AMX CPUs; hold oneDNN to one of {', '.join(ONEDNN_BELOW_AMX)}")  # fmt: skip
+    return None
+
+
 if __name__ == "__main__":
-    print(" ".join(f"{name}={value.replace(' ', ',')}" for name, value in narrowest_environment().items()))
+    print(" ".join(f"{name}={value.replace(' ', ',')}" for name, value in PATHS["narrowest"].items()))

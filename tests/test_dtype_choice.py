@@ -16,7 +16,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.scoring import tuning
 from gaincurate.scoring.batch_size import choose_batch_tokens
 from gaincurate.scoring.config import RunOptions, ScoreConfig
-from gaincurate.scoring.dtype import choose_dtype, flops_per_token, model_shapes
+from gaincurate.scoring.dtype import choose_dtype, flops_per_token, model_shapes, unavailable
 from gaincurate.scoring.fidelity import MAX_DIFF_FRACTION, MIN_SPEARMAN, verdict
 
 
@@ -70,6 +70,23 @@ def test_every_lossy_dtype_failing_leaves_float32():
     gate = RecordingGate({"bfloat16": False, "int8": False})
     choice = choose_dtype({"float32": 4e-6, "bfloat16": 1e-6, "int8": 2e-6}, gate)
     assert choice.dtype == "float32" and gate.asked == ["bfloat16", "int8"]
+
+
+def test_a_dtype_whose_attention_torch_cannot_run_here_is_no_candidate(monkeypatch):
+    """torch's narrowed bfloat16 attention on an AMX CPU (tests/test_score_faults.py has the forced run's one line):
+    `--dtype auto` leaves bfloat16 out, and says why."""
+    import torch
+
+    attention = torch.nn.functional.scaled_dot_product_attention
+
+    def narrowed(query, *args, **kwargs):
+        if query.dtype == torch.bfloat16:
+            raise RuntimeError("pack_vnni2 is only supported when avx512 is supported")
+        return attention(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", narrowed)
+    assert "cannot run bfloat16 attention" in unavailable("bfloat16")
+    assert unavailable("float32") is None
 
 
 def test_gate_verdict_from_fidelity_numbers():

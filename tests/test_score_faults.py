@@ -373,3 +373,31 @@ def test_a_full_disk_mid_run(score_args, clean, tmp_path):
     assert len(list(out.glob("shard-*.arrow"))) == 3 and not read_manifest(out)["complete"]
     score_in_process([*score_args[1:], "--out", out])
     assert shard_bytes(out) == shard_bytes(clean)
+
+
+NARROWED_ATTENTION = """
+import torch, torch.nn.functional as functional
+_attention = functional.scaled_dot_product_attention
+def _narrowed(query, *args, **kwargs):
+    if query.dtype in (torch.bfloat16, torch.float16):
+        raise RuntimeError("pack_vnni2 is only supported when avx512 is supported")
+    return _attention(query, *args, **kwargs)
+functional.scaled_dot_product_attention = _narrowed
+"""
+
+
+def test_bfloat16_attention_torch_cannot_run_here_is_one_line_with_the_way_out(score_args, tmp_path):
+    """torch's bfloat16 attention on an AMX CPU whose ATen kernels were narrowed below AVX-512 (raised for real
+    there, injected anywhere else): the line names the variable and the fixes, and no shard is written."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(NARROWED_ATTENTION)
+    out = tmp_path / "scores"
+    args = list(score_args)
+    args[args.index("--dtype") + 1] = "bfloat16"
+    line = error_line(
+        gaincurate(*args, "--out", out, env={"PYTHONPATH": str(inject), "ATEN_CPU_CAPABILITY": "default"})
+    )
+    assert "ATEN_CPU_CAPABILITY=default" in line and "ONEDNN_MAX_CPU_ISA=AVX2" in line, line
+    assert "--dtype float32" in line, line
+    assert not list(out.glob("shard-*.arrow")) and not list(out.glob("*.tmp"))

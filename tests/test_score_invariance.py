@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import score_in_process
-from simd_paths import AVX2_BLAS
+from simd_paths import PATHS
 
 from gaincurate.scoring import score
 from gaincurate.scoring.config import SCORE_TOLERANCE, RunOptions, ScoreConfig
@@ -42,9 +42,8 @@ DTYPES = ["float32", "bfloat16"]
 # and took four minutes of the suite at 96 rows; its tolerance is 2.6x the largest move seen on 96 (docs/shards.md).
 EMBEDDED_ROWS = {"float32": 96, "bfloat16": 24}
 SCORES = ("gc_intra", "gc_inter", "gc_score")
-# Another GEMM kernel on every x86 CPU (MKL's conditional-reproducibility path for the oldest ISA), and the BLAS,
-# oneDNN and ATen paths that an Intel AVX-512 machine takes when held to AVX2.
-OTHER_PATHS = {"compatible": {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}, "avx2": AVX2_BLAS}
+# The narrowed paths besides the determinism leg's (tests/simd_paths.py says what each is).
+OTHER_PATHS = {name: PATHS[name] for name in ("compatible", "avx2")}
 PLAIN_ENV = {k: v for k, v in ENV.items() if k not in {name for path in OTHER_PATHS.values() for name in path}}
 PATH_ROWS = 96
 

@@ -1,5 +1,6 @@
 """The kernel and determinism legs collect only the files that name their marker (tests/conftest.py), and a test
-marked from anywhere else stops the full collection instead of silently leaving its leg."""
+marked from anywhere else stops the full collection instead of silently leaving its leg; the narrowed CPU paths the
+suite runs are paths torch can take."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from simd_paths import PATHS, problem_with
 
 
 @pytest.fixture()
@@ -47,6 +49,17 @@ def test_a_test_marked_from_outside_its_file_stops_the_full_collection(conftest,
 def test_every_file_of_the_real_legs_names_its_marker(conftest):
     tests = Path(__file__).parent
     for leg, files in {"triton": ["test_score_triton.py", "kernels/test_kernel_triton.py"],
-                       "determinism": ["schedule/test_recorded_runs.py", "test_numerics.py"]}.items():  # fmt: skip
+                       "determinism": ["schedule/test_recorded_runs.py", "test_numerics.py",
+                                       "benchmarks/test_published_results.py"]}.items():  # fmt: skip
         for name in files:
             assert conftest.pytest_ignore_collect(tests / name, run_with(leg)) is None, name
+
+
+def test_every_narrowed_path_is_one_torch_takes_on_every_x86_cpu():
+    """A path that lowers ATen's kernels below AVX-512 holds oneDNN below AMX (tests/simd_paths.py says why): checked
+    on the table, so a machine without AMX catches a path only an AMX machine would crash on."""
+    for name, path in PATHS.items():
+        assert problem_with(path) is None, f"{name}: {problem_with(path)}"
+    assert problem_with({"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"})  # the crash met on AMX
+    assert problem_with({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"})
+    assert problem_with({"ATEN_CPU_CAPABILITY": "avx512"}) is None and problem_with({}) is None

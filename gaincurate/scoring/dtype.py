@@ -98,6 +98,11 @@ def unavailable(dtype: str) -> str | None:
         ones @ ones
     except (RuntimeError, TypeError) as error:
         return f"torch cannot multiply {dtype} matrices on this CPU ({error})"
+    try:  # 64 tokens of 64 features: the smallest attention that takes torch's blocked CPU kernel
+        block = torch.ones(1, 1, 64, 64, dtype=getattr(torch, dtype))
+        torch.nn.functional.scaled_dot_product_attention(block, block, block, is_causal=True)
+    except RuntimeError as error:
+        return f"torch cannot run {dtype} attention on this CPU ({error})"
     return None
 
 

@@ -2,7 +2,9 @@
 
 A published table sits between `<!-- report: docs/results/NAME -->` and `<!-- /report -->`; its folder keeps the
 bench's config, points and costs, from which the summary and the table are recomputed here. The folder's
-summary.json must equal the recomputation too, so neither a table nor a kept summary can drift from the runs.
+summary.json must equal the recomputation too, so neither a table nor a kept summary can drift from the runs. The
+determinism leg re-derives them again on numpy's, torch's and the BLAS's narrowest paths: a kept float must be the
+same on every CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def test_every_results_folder_is_published_and_every_published_table_has_its_fol
     assert sorted(folder for folder, _ in published()) == folders
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("folder,table", published(), ids=[folder for folder, _ in published()])
 def test_a_published_table_re_derives_from_its_results(folder, table):
     summary, printed = report(ROOT / folder)

@@ -15,11 +15,16 @@ curves") says the same in words.
 * `holm`: Holm's step-down adjustment across the arms compared with one baseline.
 * `share_of_saving`: how much of the oracle's saving an arm captured, (1 - arm) / (1 - oracle) on the geometric-mean
   ratios, with a percentile bootstrap over seeds (per-seed shares explode where a seed's oracle saved little).
+
+Every float here reaches a kept summary.json, so each is the same on every CPU: sums are `math.fsum` (exactly
+rounded, in no order a vector loop picks), logs and exponentials the C library's scalar `math.log` and `math.exp`
+(numpy's `np.log` and `np.exp` round by SIMD width, scalars included), the rest single IEEE operations.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,17 +48,24 @@ def t_quantile(df: int) -> float:
     return T975[df - 1] if df <= len(T975) else 1.96
 
 
-def mean_ci(values: list[float]) -> dict[str, Any]:
+def mean(values: Iterable[float]) -> float:
+    """The arithmetic mean through an exactly rounded sum; NaN for no values."""
+    values = [float(v) for v in values]
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def mean_ci(values: Iterable[float]) -> dict[str, Any]:
     """Mean and 95% t interval; the interval is None with fewer than two values."""
     values = [float(v) for v in values]
     n = len(values)
     if n == 0:
         return {"mean": None, "low": None, "high": None, "n": 0}
-    mean = float(np.mean(values))
+    centre = mean(values)
     if n == 1:
-        return {"mean": mean, "low": None, "high": None, "n": 1}
-    half = t_quantile(n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+        return {"mean": centre, "low": None, "high": None, "n": 1}
+    variance = math.fsum((v - centre) * (v - centre) for v in values) / (n - 1)
+    half = t_quantile(n - 1) * math.sqrt(variance) / math.sqrt(n)
+    return {"mean": centre, "low": centre - half, "high": centre + half, "n": n}
 
 
 def centred_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -65,7 +77,7 @@ def centred_mean(values: np.ndarray, window: int) -> np.ndarray:
     out = np.empty(n)
     for i in range(n):
         reach = min(half, i, n - 1 - i)
-        out[i] = values[i - reach : i + reach + 1].mean()
+        out[i] = mean(values[i - reach : i + reach + 1].tolist())
     return out
 
 
@@ -110,7 +122,9 @@ def sign_flip_p(values: list[float]) -> float | None:
         return None
     if n > MAX_EXACT_SEEDS:
         raise ValueError(f"an exact sign-flip test enumerates 2^n patterns; {n} seeds is more than {MAX_EXACT_SEEDS}")
-    observed = abs(float(d.sum()))
+    observed = abs(math.fsum(d.tolist()))
+    # Patterns are summed by BLAS, in an order of its choosing: a count against a tolerance a million times any
+    # rounding difference is the same on every path.
     tolerance = 1e-9 * max(1.0, observed)
     bits = np.arange(n)
     at_least = 0
@@ -154,7 +168,7 @@ def partial_auc(x: np.ndarray, y: np.ndarray, budget: float) -> float | None:
     inside = x < budget
     xs = np.concatenate([x[inside], [budget]])
     ys = np.concatenate([y[inside], [end]])
-    return float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)) / (budget - x[0]))
+    return math.fsum(((ys[1:] + ys[:-1]) / 2 * np.diff(xs)).tolist()) / (budget - x[0])
 
 
 def paired_difference(arm: list[float], base: list[float]) -> dict[str, Any]:

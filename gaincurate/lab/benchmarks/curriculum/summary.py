@@ -27,6 +27,7 @@ themselves are in stats.py):
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -61,7 +62,7 @@ def curves(points: list[dict[str, Any]]) -> dict[tuple[str, int], Curve]:
 
 
 def final(curve: Curve, metric: str, window: int) -> float:
-    return float(np.mean(curve[metric][-window:]))
+    return stats.mean(curve[metric][-window:].tolist())
 
 
 def units_of(curve: Curve) -> tuple[str, ...]:
@@ -135,13 +136,13 @@ def headroom(by_arm: dict[str, dict[int, Curve]], config: BenchConfig) -> dict[s
         best = reaches(oracle[seed], metric, target, window)["rollouts"]
         misses += best.censored
         floor = _floor(base[seed], "rollouts")
-        ratios.append(np.log(max(best.value, floor) / max(own.value, floor)))  # both cross at or after 0
+        ratios.append(math.log(max(best.value, floor) / max(own.value, floor)))  # both cross at or after 0
     gains = [final(c, metric, window) - float(c[metric][0]) for c in base.values()]
     oracle_gains = [final(c, metric, window) - float(c[metric][0]) for c in oracle.values()]
     ratio = stats.mean_ci(ratios)
     result = {
         "metric": config.headline,
-        "rollouts_ratio": {k: (float(np.exp(v)) if k != "n" and v is not None else v) for k, v in ratio.items()},
+        "rollouts_ratio": {k: (math.exp(v) if k != "n" and v is not None else v) for k, v in ratio.items()},
         "oracle_missed": misses,
         "seeds": len(ratios),
         "baseline_gain": stats.mean_ci(gains),
@@ -184,13 +185,13 @@ def _target(by_arm: dict[str, dict[int, Curve]], config: BenchConfig) -> tuple[f
         return config.target, "declared in the config before the runs", True
     metric = METRICS[config.headline]
     arms = [seeds for arm, seeds in by_arm.items() if arm not in ORACLE_ARMS]
-    finals = [np.mean([final(c, metric, config.smooth) for c in seeds.values()]) for seeds in arms]
+    finals = [stats.mean(final(c, metric, config.smooth) for c in seeds.values()) for seeds in arms]
     starts = [c[metric][0] for seeds in arms for c in seeds.values()]
     if not finals:
         return float("nan"), "no arm but the oracle ran (not declared)", False
     # A share of the way from the start, not of the level: 0.9 x a final that is 4 points above a 41% start lies
     # below the start, and every arm would "reach" it at step 0.
-    start, best = float(np.mean(starts)), float(max(finals))
+    start, best = stats.mean(starts), float(max(finals))
     rule = f"{config.target_fraction:g} of the way from the start to the best final (not declared)"
     return start + config.target_fraction * (best - start), rule, False
 
@@ -269,7 +270,7 @@ def summarize(
         spent = [costs[(arm, s)] for s in seeds if costs and (arm, s) in costs]
         keys = sorted({k for c in spent for k in c})
         entry["seeds"] = sorted(seeds)
-        entry["costs"] = {k: float(np.mean([c.get(k, 0.0) for c in spent])) for k in keys}
+        entry["costs"] = {k: stats.mean(c.get(k, 0.0) for c in spent) for k in keys}
         arms[arm] = entry
     _oracle_shares(arms)
     accounting = {}
@@ -324,10 +325,10 @@ def account(by_arm: dict[str, dict[int, Curve]], parameters: int, batch: int) ->
         costs = [{kind: tokens[kind] * price[kind] for kind in compute.KINDS} for tokens in finals]
         totals = [sum(cost.values()) for cost in costs]
         arms[arm] = {
-            **{kind: float(np.mean([tokens[kind] for tokens in finals])) for kind in compute.KINDS},
-            "flops": float(np.mean([compute.flops(tokens, parameters) for tokens in finals])),
-            "gpu_seconds": float(np.mean(totals)),
-            **{f"{kind}_share": float(np.mean([c[kind] / t if t else 0.0 for c, t in zip(costs, totals, strict=True)]))
+            **{kind: stats.mean(tokens[kind] for tokens in finals) for kind in compute.KINDS},
+            "flops": stats.mean(compute.flops(tokens, parameters) for tokens in finals),
+            "gpu_seconds": stats.mean(totals),
+            **{f"{kind}_share": stats.mean(c[kind] / t if t else 0.0 for c, t in zip(costs, totals, strict=True))
                for kind in ("scoring_tokens", "refresh_tokens")},
             "refresh_tokens_share_max": max(c["refresh_tokens"] / t if t else 0.0
                                             for c, t in zip(costs, totals, strict=True)),
