@@ -4,7 +4,7 @@
     class ScoreConfig:
         layer: int = setting(-1, "Decoder layer of the site; negative counts from the end.")
         batch_tokens: int | None = setting(None, "Padded tokens per forward batch.",
-                                           shown="measured on CPU, 16384 on CUDA")
+                                           shown="measured on CPU, from free memory on CUDA")
 
 TRL's `field(metadata={"help": ...})` pattern. The default is the field's own; the help never repeats it, since
 `gaincurate.cli.fields` writes "[default: ...]" from the field (or from `shown` when the value alone does not
@@ -44,7 +44,7 @@ def setting(
     `check(flag, value)` returns the value as stored or raises ConfigError (None: no check of its own).
     `cli` says how the command line spells a value when it is not plain: "size" (ranks or a share of N),
     "pair" (A,B), "choice" (one of `choices`), "path", "text" or "flag". `shown` is the default as the help
-    shows it when the value alone does not say it (None meaning "measured on CPU, 16384 on CUDA"). `flags`
+    shows it when the value alone does not say it (None meaning "measured on CPU, from free memory on CUDA"). `flags`
     are explicit spellings (`("--shard-rows", "--shard-size")`; for a bool, `("--no-prefix-cache",)` turns it off).
     """
     metadata = {

@@ -10,13 +10,15 @@ CONTRACT (shared with gaincurate/scoring/engine.py; do not change the signature)
                  (norm clamped below at 1e-12, as torch.nn.functional.normalize does)
     counts       [B, S] int32: number of tokens in each segment
 
-    resolve_backend(backend, device) -> "triton" | "torch"
+    resolve_backend(backend, device, work_bytes=None) -> "triton" | "torch"
 
 Backends:
     "triton"  the fused kernel in triton_impl.py: CUDA tensors, or CPU tensors when TRITON_INTERPRET=1
               was set before the process started (Triton's CPU interpreter, for tests)
     "torch"   the vectorised fp32 implementation in torch_impl.py; runs anywhere
-    "auto"    "triton" for CUDA tensors when Triton imports (and TRITON_INTERPRET is off), else "torch"
+    "auto"    "triton" for CUDA tensors when Triton imports (and TRITON_INTERPRET is off), else "torch";
+              given the hidden-state bytes a whole run will sum (`work_bytes`), "triton" only when they repay
+              the kernel's first compile (TRITON_REPAYS_BYTES)
 
 An impossible request raises gaincurate.errors.BackendError (a ValueError) naming the device and
 the fix. Triton is imported only when the Triton backend is chosen, so this package imports fine
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "BackendError", "resolve_backend", "segment_unit_sums"]
 
 BACKENDS = ("auto", "triton", "torch")
+# The kernel's first compile in a process (about 3 s) against the time it saves over the torch backend, which reads
+# hidden states at about 150 GB/s where the kernel reads about 1 TB/s on an H200 (docs/kernel.md, "GPU numbers"): it
+# repays the compile past about 500 GB of hidden states, a few hundred thousand prompts of a 7B-class model.
+TRITON_REPAYS_BYTES = 500 * 10**9
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +76,9 @@ def _triton_unavailable(device: object, reason: str) -> BackendError:
     )
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """The backend ("triton" or "torch") that `segment_unit_sums` uses for tensors on `device`."""
+def resolve_backend(backend: str, device: torch.device | str, work_bytes: int | None = None) -> str:
+    """The backend ("triton" or "torch") that `segment_unit_sums` uses for tensors on `device`; `work_bytes`, the
+    hidden-state bytes of the whole run when known, lets "auto" skip a compile that the run cannot repay."""
     import torch
 
     device = torch.device(device)
@@ -86,8 +93,11 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
         if module is None:
             logger.warning("Triton failed to import (%s); using the torch backend on %s", reason, device)
             return "torch"
-        # Interpreted kernels on GPU tensors are correct but far slower than the torch backend.
-        return "torch" if module.INTERPRETED else "triton"
+        # Interpreted kernels on GPU tensors are correct but far slower than the torch backend. The torch backend's
+        # float32 matmul is exact only while TF32 is off.
+        if module.INTERPRETED or (work_bytes is not None and work_bytes < TRITON_REPAYS_BYTES and not _tf32()):
+            return "torch"
+        return "triton"
 
     if device.type == "cuda":
         module, reason = _load_triton_impl()
@@ -116,7 +126,13 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     )
 
 
-def _check_inputs(hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int) -> None:
+def _tf32() -> bool:
+    import torch
+
+    return bool(torch.backends.cuda.matmul.allow_tf32)
+
+
+def _check_inputs(hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int, *, check_ids: bool) -> None:
     """Raise ValueError for inputs outside the contract; the message names the bad value."""
     import torch
 
@@ -138,21 +154,29 @@ def _check_inputs(hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments:
         raise ValueError(f"num_segments must be an int, got {num_segments!r}")
     if not 1 <= num_segments <= MAX_SEGMENTS:
         raise ValueError(f"num_segments must be in 1..{MAX_SEGMENTS}, got {num_segments}")
+    if not check_ids or not segment_ids.numel():
+        return
     # One small reduction (a sync on CUDA): an id the kernel would silently drop is a caller bug.
     out_of_range = (segment_ids < -1) | (segment_ids >= num_segments)
-    if segment_ids.numel() and bool(out_of_range.any()):
+    if bool(out_of_range.any()):
         bad = segment_ids[out_of_range][0].item()
         raise ValueError(f"segment_ids must be -1 or in 0..{num_segments - 1}, found {bad}")
 
 
 def segment_unit_sums(
-    hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int, backend: str = "auto"
+    hidden: torch.Tensor,
+    segment_ids: torch.Tensor,
+    num_segments: int,
+    backend: str = "auto",
+    *,
+    check_ids: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-segment sums of unit vectors [B, S, D] fp32 and token counts [B, S] int32.
 
-    See the module docstring for the contract and the backends.
+    See the module docstring for the contract and the backends. `check_ids=False` skips the range check of the ids,
+    a reduction whose answer the host waits for: for a caller that built them in range on the host.
     """
-    _check_inputs(hidden, segment_ids, num_segments)
+    _check_inputs(hidden, segment_ids, num_segments, check_ids=check_ids)
     if resolve_backend(backend, hidden.device) == "triton":
         module, _ = _load_triton_impl()
         return module.segment_unit_sums_triton(hidden, segment_ids, num_segments)

@@ -51,6 +51,14 @@ _INTERPRETER_BLOCK_T = 16
 # the current one is reduced. Compiled for sm_90 this also lowered registers (54 -> 48 at D=1536).
 _NUM_STAGES = 3
 _REDUCE_BLOCK_D = 1024
+# Where the GPU sweep measured (`gaincurate bench kernel`: BLOCK_T x warps x stages at D 896, 1536 and 3584 with 2
+# segments; docs/kernel.md, "GPU numbers"), its fastest tiles: 2 tokens, 4 warps, 3 stages, 1.35-1.5x the register
+# budget rule's bandwidth at every D measured, although ptxas spills 16 bytes at D 1536 and 3584. Elsewhere the
+# budget rule holds.
+_MEASURED_TILES = {"block_t": 2, "num_warps": 4, "num_stages": 3}
+_MEASURED_BLOCK_D = (1024, 4096)
+_MEASURED_MAX_SEGMENTS = 2
+MEASURED_SPILL_BYTES = 16  # what ptxas spills for the measured tiles where they were measured
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +105,12 @@ def check_shape(batch: int, dim: int, num_segments: int) -> None:
         raise BackendError(f"num_segments={num_segments} is outside 1..{MAX_SEGMENTS}")
 
 
+def measured(dim: int, num_segments: int) -> bool:
+    """Whether (dim, num_segments) lies where the GPU sweep measured its tiles (see _MEASURED_TILES)."""
+    low, high = _MEASURED_BLOCK_D
+    return low <= next_power_of_two(dim) <= high and num_segments <= _MEASURED_MAX_SEGMENTS
+
+
 def launch_config(dim: int, num_segments: int, *, interpret: bool | None = None) -> LaunchConfig:
     """The single config for hidden size `dim` and `num_segments` segments (see module docstring).
 
@@ -108,21 +122,23 @@ def launch_config(dim: int, num_segments: int, *, interpret: bool | None = None)
     block_d = next_power_of_two(dim)
     segments_pad = next_power_of_two(num_segments)
     chunk_t = max(_MIN_CHUNK_T, _CHUNK_TOKENS_PER_SEGMENT * segments_pad)
-    num_warps = 16 if block_d >= 4096 else 8 if block_d >= 1024 else 4
-    if interpret:
-        block_t = _INTERPRETER_BLOCK_T
+    num_warps, num_stages = (16 if block_d >= 4096 else 8 if block_d >= 1024 else 4), _NUM_STAGES
+    if measured(dim, num_segments):
+        block_t, num_warps, num_stages = (_MEASURED_TILES[key] for key in ("block_t", "num_warps", "num_stages"))
     else:
         budget = _VALUES_PER_THREAD * 32 * num_warps
         block_t = 1
         while block_t < _MAX_BLOCK_T and (2 * block_t * (segments_pad + 1) + segments_pad) * block_d <= budget:
             block_t *= 2
+    if interpret:
+        block_t = _INTERPRETER_BLOCK_T
     return LaunchConfig(
         block_t=block_t,
         block_d=block_d,
         chunk_t=chunk_t,
         segments_pad=segments_pad,
         num_warps=num_warps,
-        num_stages=_NUM_STAGES,
+        num_stages=num_stages,
         reduce_block_d=min(block_d, _REDUCE_BLOCK_D),
         reduce_num_warps=4,
     )

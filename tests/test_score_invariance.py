@@ -190,6 +190,19 @@ def test_another_blas_and_simd_path_and_another_cut_stay_within_tolerance(path, 
         assert_within_tolerance(scores_of(tmp_path / dtype), default_path[dtype], dtype)
 
 
+def test_gpu_bucket_widths_stay_within_tolerance_of_exact_ones(tiny_llama, default_path, tmp_path, monkeypatch):
+    """A GPU pads each row to its bucket (`engine.padded_width` on cuda); the same padding here, in float32, moves no
+    score beyond the tolerance of the exact widths a CPU keeps."""
+    from gaincurate.scoring import engine
+
+    exact = engine.padded_width
+    monkeypatch.setattr(engine, "padded_width", lambda length, device="cpu": exact(length, "cuda"))
+    config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=PATH_ROWS, batch_tokens=1024)
+    timings = score(config, RunOptions(out=str(tmp_path / "bucketed")))["timings"]
+    assert timings["padded_tokens"] > timings["tokens"]  # rows were padded (the shared prefix counts once in tokens)
+    assert_within_tolerance(scores_of(tmp_path / "bucketed"), default_path["float32"], "float32")
+
+
 @pytest.mark.slow
 def test_two_torchrun_ranks_score_like_one_process_in_bfloat16(tiny_llama, tiny_whole, tmp_path):
     """float32's ranks: tests/test_distributed.py::test_killed_rank_then_rerun_resumes_and_matches."""

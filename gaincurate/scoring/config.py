@@ -32,8 +32,6 @@ DEBIAS = ("none", "length")
 ALIASES = {"shard_size": "shard_rows"}
 # auto: measured on CPU (gaincurate/scoring/dtype.py); int8 is torchao's dynamic quantization of the linears.
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-# Padded tokens per forward batch on a GPU, which needs large batches to fill (`resolve_batch_tokens`).
-CUDA_BATCH_TOKENS = 16384
 
 
 @dataclass(frozen=True)
@@ -88,10 +86,10 @@ class ScoreConfig:
     max_length: int | None = setting(4096, "Truncate prompts to N tokens, context first.", check=at_least(2))
     batch_tokens: int | None = setting(
         None,
-        "Tokens per forward batch (rows of one length). Changes speed; scores only within the tolerance in "
+        "Padded tokens per forward batch (rows of one width). Changes speed; scores only within the tolerance in "
         "docs/shards.md.",
         check=at_least(1),
-        shown=f"measured on CPU (gaincurate/scoring/batch_size.py), {CUDA_BATCH_TOKENS} on CUDA",
+        shown="measured on CPU, from free memory on CUDA",
     )
     prefix_cache: bool = setting(
         True,
@@ -242,15 +240,3 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tu
     merged = dict(file_values)
     merged.update({k: v for k, v in flag_values.items() if v is not None})
     return split_config(merged)
-
-
-def resolve_batch_tokens(batch_tokens: int | None, device: str) -> int:
-    """The padded-token budget per forward batch when it is not measured.
-
-    A single CPU run measures it instead (gaincurate/scoring/batch_size.py); this fixed value serves GPUs,
-    which need large batches to fill, and split CPU runs, whose parts must agree without measuring. On a
-    2-core EPYC, 512 suffix tokens per batch ran about 30% faster than 2,048 (docs/benchmark-history.md).
-    """
-    if batch_tokens is not None:
-        return batch_tokens
-    return CUDA_BATCH_TOKENS if device.startswith("cuda") else 512

@@ -1,15 +1,15 @@
 """The compute engine: encoded prompts -> truncated forward -> segment sums -> (intra, inter, score).
 
-Prompts are packed into batches of rows of one token length, at most `batch_tokens` tokens, widest first,
-so no row is padded (`pack_batches`). The leading
-tokens that every prompt shares (system prompt, few-shot turns, role headers) run once: each batch
-continues from their key/value cache and adds their segment sums, since in a causal model their hidden
-states do not depend on the question.
+Prompts are packed into batches of rows of one padded width, at most `batch_tokens` tokens, widest first
+(`pack_batches`). A row's width is a function of its own length and the device (`padded_width`): its exact
+length on a CPU, a bucket on a GPU. The leading tokens that every prompt shares (system prompt, few-shot turns,
+role headers) run once: each batch continues from their key/value cache and adds their segment sums, since in a
+causal model their hidden states do not depend on the question. On a GPU a batch's rows go up from pinned memory
+without blocking and its results stay on the device until the last batch of the call, which reads them once.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from gaincurate.metrics import concentration
 from gaincurate.model import SiteForward
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import NUM_SEGMENTS, QUESTION, EncodedPrompt, PromptEncoder
-from gaincurate.scoring.config import ScoreConfig, resolve_batch_tokens
+from gaincurate.scoring.config import ScoreConfig
 
 
 @dataclass
@@ -37,27 +37,39 @@ class BatchStats:
     first_batch_tokens: int = 0
 
 
-WIDTH_STEP = 1  # padded widths are multiples of this: 1 pads nothing
+# Widths a GPU bucket covers per doubling of length: a row's padding is below 1/8 of its length (about 1/16 on
+# average), and a run's rows fall into a few widths, so its batches are few, large and of few shapes.
+BUCKETS_PER_OCTAVE = 8
 
 
-def padded_width(length: int) -> int:
-    """The width a row of `length` tokens is padded to: a function of its own length only."""
-    return -(-length // WIDTH_STEP) * WIDTH_STEP
+def on_gpu(device: str) -> bool:
+    return str(device).startswith("cuda")
 
 
-def pack_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+def padded_width(length: int, device: str = "cpu") -> int:
+    """The width a row of `length` tokens is padded to on `device`: a function of its own length only.
+
+    A CPU pays for every padded token and gives a row padded to another width other last bits (attention and
+    matmuls reduce over the width), so a row keeps its exact length. A GPU pays per batch: the length is rounded up
+    to a multiple of 1/BUCKETS_PER_OCTAVE of the largest power of two at or below it.
+    """
+    if not on_gpu(device) or length < 2 * BUCKETS_PER_OCTAVE:
+        return length
+    step = (1 << (length.bit_length() - 1)) // BUCKETS_PER_OCTAVE
+    return -(-length // step) * step
+
+
+def pack_batches(lengths: Sequence[int], batch_tokens: int, device: str = "cpu") -> list[list[int]]:
     """Group row indices into batches of rows of one padded width, widest first, at most `batch_tokens` tokens.
 
-    A row's width is `padded_width` of its own length, never its batch companions': padded to another
-    width, a row's floats change in the last bits (attention and matmuls reduce over the width; bfloat16
-    scores moved by up to 0.0013). How many rows share its batch can still move its last bits, since BLAS
-    picks its kernel by the product's shape (docs/shards.md, "What the scores promise": within
-    `SCORE_TOLERANCE`). A row wider than the budget gets a batch of its own. Rows of one width keep input
-    order, so packing is deterministic.
+    A row's width is `padded_width` of its own length, never its batch companions'. How many rows share its
+    batch can still move its last bits, since BLAS picks its kernel by the product's shape (docs/shards.md, "What
+    the scores promise": within `SCORE_TOLERANCE`). A row wider than the budget gets a batch of its own. Rows of
+    one width keep input order, so packing is deterministic.
     """
     groups: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):
-        groups.setdefault(padded_width(length), []).append(index)
+        groups.setdefault(padded_width(length, device), []).append(index)
     batches: list[list[int]] = []
     for width in sorted(groups, reverse=True):
         rows, size = groups[width], max(1, batch_tokens // width)
@@ -99,6 +111,33 @@ def find_shared_prefix(encoder: PromptEncoder) -> SharedPrefix | None:
     return SharedPrefix(first.input_ids[:length].copy(), first.segment_ids[:length].copy())
 
 
+def expand_cache(cache: Any, rows: int, model_config: Any) -> Any:
+    """A new cache that starts each of `rows` rows from `cache`'s one row: every filled layer's keys and values
+    expanded (views, not copies; the forward's append makes the one copy it needs), `cache` left as it is. A forward
+    that stopped at a layer filled the layers up to it only."""
+    from transformers import DynamicCache
+
+    filled = [layer for layer in cache.layers if layer.keys is not None and layer.keys.numel()]
+    layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in filled]
+    return DynamicCache(layers, config=model_config)
+
+
+def batch_plan(
+    prompts: Sequence[EncodedPrompt], prefix: SharedPrefix | None, batch_tokens: int, device: str
+) -> list[tuple[list[int], int, int]]:
+    """(rows, prefix tokens skipped, padded width) of each forward over `prompts`: rows that start with the shared
+    prefix continue from its cache, the others run in full; rows without question tokens run in none."""
+    runnable = [i for i, prompt in enumerate(prompts) if prompt.question_tokens > 0]
+    with_prefix = [i for i in runnable if prefix is not None and prefix.matches(prompts[i])]
+    in_full = sorted(set(runnable) - set(with_prefix))
+    plan = []
+    for group, offset in ((with_prefix, len(prefix.input_ids) if prefix else 0), (in_full, 0)):
+        lengths = [len(prompts[i].input_ids) - offset for i in group]
+        for batch in pack_batches(lengths, batch_tokens, device):
+            plan.append(([group[i] for i in batch], offset, padded_width(lengths[batch[0]], device)))
+    return plan
+
+
 class Scorer:
     """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch."""
 
@@ -107,11 +146,13 @@ class Scorer:
     ) -> None:
         from gaincurate.kernels import resolve_backend
 
+        if config.batch_tokens is None:
+            raise ValueError("Scorer takes a resolved batch_tokens (gaincurate.scoring.tuning decides it)")
         self.site = site
         self.device = device
         self.config = config
         self.backend = resolve_backend(backend, device)
-        self.batch_tokens = resolve_batch_tokens(config.batch_tokens, device)
+        self.batch_tokens = config.batch_tokens
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
@@ -121,28 +162,36 @@ class Scorer:
         count = len(prompts)
         intra, inter, score = (np.full(count, np.nan) for _ in range(3))
         embeddings: list[np.ndarray | None] = [None] * count
-        runnable = [i for i, p in enumerate(prompts) if p.question_tokens > 0]
-        unrunnable = count - len(runnable)
+        plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
+        unrunnable = count - sum(len(rows) for rows, _, _ in plan)
         if unrunnable:
             progress.advance(unrunnable)
-        with_prefix = [i for i in runnable if self.prefix is not None and self.prefix.matches(prompts[i])]
-        in_full = sorted(set(runnable) - set(with_prefix))
-        for group, offset in ((with_prefix, len(self.prefix.input_ids) if self.prefix else 0), (in_full, 0)):
-            lengths = [len(prompts[i].input_ids) - offset for i in group]
-            for batch in pack_batches(lengths, self.batch_tokens):
-                rows = [group[i] for i in batch]
-                width = padded_width(lengths[batch[0]])
-                sums, counts, pooled = self._run_batch([prompts[i] for i in rows], offset, width)
-                batch_intra, batch_inter, batch_score = concentration(sums, counts, self.config.inter_weight)
-                intra[rows], inter[rows], score[rows] = batch_intra, batch_inter, batch_score
-                if pooled is not None:
-                    for row, vector in zip(rows, pooled, strict=True):
-                        embeddings[row] = vector
-                progress.advance(len(rows))
+        order, parts = [], []  # rows in the order their results come, and each batch's results on the device
+        for rows, offset, width in plan:
+            parts.append(self._run_batch([prompts[i] for i in rows], offset, width))
+            order.extend(rows)
+            progress.advance(len(rows))
         result = {"intra": intra, "inter": inter, "score": score}
+        if parts:
+            sums, counts, pooled = self._read(parts)
+            intra[order], inter[order], score[order] = concentration(sums, counts, self.config.inter_weight)
+            if pooled is not None:
+                for row, vector in zip(order, pooled, strict=True):
+                    embeddings[row] = vector
         if self.config.embed:
             result["embedding"] = embeddings
         return result
+
+    def _read(self, parts: list[tuple[Any, Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Every batch's sums, counts and pooled embeddings, moved to the host once (one synchronisation)."""
+        import torch
+
+        started = time.perf_counter()
+        sums = torch.cat([part[0] for part in parts]).cpu().numpy()
+        counts = torch.cat([part[1] for part in parts]).cpu().numpy()
+        pooled = torch.cat([part[2] for part in parts]).cpu().numpy() if self.config.embed else None
+        self.stats.forward_seconds += time.perf_counter() - started  # the device's queued work finishes here
+        return sums, counts, pooled
 
     def _prefix_parts(self) -> tuple[Any, Any, Any]:
         """Run the shared prefix once: its key/value cache and its segment sums."""
@@ -161,10 +210,9 @@ class Scorer:
             self.stats.tokens += len(self.prefix.input_ids)  # the prefix goes through the model once
         return self._prefix_state
 
-    def _run_batch(
-        self, prompts: list[EncodedPrompt], offset: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Score one batch padded to `width` tokens; with `offset` > 0 the first `offset` are the shared prefix's."""
+    def _run_batch(self, prompts: list[EncodedPrompt], offset: int, width: int) -> tuple[Any, Any, Any]:
+        """One batch padded to `width` tokens (with `offset` > 0 the first `offset` are the shared prefix's): its
+        sums, counts and pooled embeddings (or None), left on the device."""
         import torch
 
         from gaincurate.kernels import segment_unit_sums
@@ -178,16 +226,18 @@ class Scorer:
             input_ids[row, :length] = torch.from_numpy(prompt.input_ids[offset:])
             attention_mask[row, offset : offset + length] = 1
             segments[row, :length] = torch.from_numpy(prompt.segment_ids[offset:])
+        real_tokens = int(attention_mask[:, offset:].sum())
         start = time.perf_counter()
+        input_ids, attention_mask, segments = (self._to_device(t) for t in (input_ids, attention_mask, segments))
         cache = None
         if offset:
-            prefix_cache, prefix_sums, prefix_counts = self._prefix_parts()
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(prompts))
-        captured = self.site.capture(input_ids.to(self.device), attention_mask.to(self.device), cache=cache)
+            _, prefix_sums, prefix_counts = self._prefix_parts()
+            cache = expand_cache(self._prefix_parts()[0], len(prompts), self.site.base.config)
+        captured = self.site.capture(input_ids, attention_mask, cache=cache)
         hidden = captured[self.site.layer_index]
-        segments = segments.to(self.device)
-        sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
+        # The ids come from the encoder's segments (-1, QUESTION, CONTEXT): no range check, whose answer a GPU
+        # would make the host wait for.
+        sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend, check_ids=False)
         if offset:
             sums, counts = sums + prefix_sums, counts + prefix_counts
         pooled = None
@@ -196,14 +246,19 @@ class Scorer:
             # the DOTS embedding, free from the same forward.
             mask = (segments == QUESTION).to(torch.float32).unsqueeze(-1)
             embed_hidden = captured[self.site.embed_index]
-            pooled = ((embed_hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu().numpy()
-        sums, counts = sums.cpu().numpy(), counts.cpu().numpy()
+            pooled = (embed_hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1)
         elapsed = time.perf_counter() - start
         self.stats.forward_seconds += elapsed
         self.stats.batches += 1
-        self.stats.tokens += int(attention_mask[:, offset:].sum())
+        self.stats.tokens += real_tokens
         if self.stats.batches == 1:
             self.stats.first_batch_seconds, self.stats.first_batch_tokens = elapsed, self.stats.tokens
-        self.stats.padded_tokens += input_ids.numel()
+        self.stats.padded_tokens += len(prompts) * width
         self.stats.prefix_tokens_reused += offset * len(prompts)
         return sums, counts, pooled
+
+    def _to_device(self, tensor: Any) -> Any:
+        """A host tensor on the scoring device; on a GPU through pinned memory, without waiting for the copy."""
+        if not on_gpu(self.device):
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)

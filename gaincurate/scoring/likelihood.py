@@ -29,7 +29,6 @@ whole model and its LM head, but only over the measured positions.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import numpy as np
 from gaincurate.errors import InputError
 
 DEFAULT_TEMPLATE = "{answer}"
-BATCH_TOKENS = 8192  # padded tokens per forward
+CPU_BATCH_TOKENS = 8192  # padded tokens per forward on a CPU; a GPU's budget is what its free memory holds
 KINDS = ("answer", "solution", "answer-after-solution")  # what `likelihoods` measures (the module docstring)
 
 
@@ -74,16 +73,19 @@ def answer_logprobs(
     completion_ids: Sequence[Sequence[int]],
     *,
     temperature: float = 1.0,
-    batch_tokens: int = BATCH_TOKENS,
+    batch_tokens: int | None = None,
 ) -> np.ndarray:
     """sum_t log p(completion_t | prompt, completion_<t) for each row, at `temperature`, float64.
 
     The leading tokens every prompt shares (system prompt, few-shot turns, role headers) run once, as scoring runs
     them (`gaincurate.scoring.engine.SharedPrefix`): each batch continues from their key/value cache. The rest of each
-    row is batched longest first, padded on the right (a causal model never sees the padding of its own row); the LM
-    head runs only at the positions that predict a completion token.
+    row is batched as `forward_batches` says, padded on the right (a causal model never sees the padding of its own
+    row); the LM head runs only at the positions that predict a completion token. `batch_tokens`: padded tokens per
+    forward (default: CPU_BATCH_TOKENS on a CPU, what free memory holds on a GPU).
     """
     import torch
+
+    from gaincurate.scoring.engine import expand_cache
 
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -91,29 +93,23 @@ def answer_logprobs(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = [list(map(int, p)) + list(map(int, c)) for p, c in zip(prompt_ids, completion_ids, strict=True)]
     shared = shared_prefix(prompt_ids)
-    order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]), i))
+    lengths = [len(row) - len(shared) for row in rows]
+    if batch_tokens is None:
+        batch_tokens = _batch_tokens(model, device, max(lengths, default=1))
     result = np.zeros(len(rows), dtype=np.float64)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             prefix = _prefix_cache(model, shared, device) if shared else None
-            start = 0
-            while start < len(order):
-                width = len(rows[order[start]]) - len(shared)
-                count = max(1, batch_tokens // max(width, 1))
-                batch = order[start : start + count]
-                start += len(batch)
+            for batch, width in forward_batches(lengths, batch_tokens, str(device)):
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), len(shared) + width), dtype=torch.long)
                 mask[:, : len(shared)] = 1
                 for slot, row in enumerate(batch):
                     ids[slot, : len(rows[row]) - len(shared)] = torch.tensor(rows[row][len(shared) :])
                     mask[slot, : len(rows[row])] = 1
-                cache = None
-                if prefix is not None:
-                    cache = copy.deepcopy(prefix)
-                    cache.batch_repeat_interleave(len(batch))
+                cache = None if prefix is None else expand_cache(prefix, len(batch), model.config)
                 values = _completion_logprobs(model, ids.to(device), mask.to(device), cache, batch, prompt_ids, rows,
                                               len(shared), temperature)  # fmt: skip
                 result[batch] = values
@@ -121,6 +117,41 @@ def answer_logprobs(
         if was_training:
             model.train()
     return result
+
+
+def forward_batches(lengths: Sequence[int], batch_tokens: int, device: str) -> list[tuple[list[int], int]]:
+    """(rows, padded width) of each forward. On a GPU the scoring engine's plan (`engine.pack_batches`): rows of one
+    bucket width, few and large batches. On a CPU, which pays for every padded token: rows longest first, each batch
+    as many as fit at its longest row's width."""
+    from gaincurate.scoring.engine import on_gpu, pack_batches, padded_width
+
+    if on_gpu(device):
+        return [
+            (batch, padded_width(lengths[batch[0]], device)) for batch in pack_batches(lengths, batch_tokens, device)
+        ]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches, start = [], 0
+    while start < len(order):
+        width = lengths[order[start]]
+        batch = order[start : start + max(1, batch_tokens // max(width, 1))]
+        batches.append((batch, width))
+        start += len(batch)
+    return batches
+
+
+def _batch_tokens(model: Any, device: Any, longest: int) -> int:
+    """The default budget: CPU_BATCH_TOKENS on a CPU; on a GPU what its free memory holds beside the loaded model."""
+    from gaincurate.scoring.engine import on_gpu
+
+    if not on_gpu(str(device)):
+        return CPU_BATCH_TOKENS
+    import torch
+
+    from gaincurate.scoring.gpu_budget import gpu_batch_tokens, gpu_memory
+
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    free, _ = torch.cuda.mem_get_info(device)
+    return gpu_batch_tokens(free, 0, gpu_memory(model.config, dtype, longest)[1])
 
 
 def shared_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:

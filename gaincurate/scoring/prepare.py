@@ -190,9 +190,24 @@ def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
     seconds = time.perf_counter() - started + prepared.preloaded_seconds
     embed_layer = config.embed_layer if config.embed else None
     site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)
+    from gaincurate.kernels import resolve_backend
+
     prefix = find_shared_prefix(prepared.encoder) if config.prefix_cache else None
-    scorer = Scorer(site, device=device, backend=config.backend, config=config, prefix=prefix)
+    backend = resolve_backend(config.backend, device, work_bytes=hidden_bytes(prepared, model))
+    scorer = Scorer(site, device=device, backend=backend, config=config, prefix=prefix)
     return Loaded(model, site, scorer, seconds)
+
+
+# Characters per token of prompt text, a rough mean for English and mathematics: only the backend's choice reads it.
+CHARS_PER_TOKEN = 4
+
+
+def hidden_bytes(prepared: Prepared, model: Any) -> int:
+    """The hidden-state bytes the whole run's segment sums read, estimated from its rows' characters (the same for
+    every part and every resume of the run, so each picks the same backend)."""
+    parameter = next(model.parameters())
+    tokens = int(np.sum(prepared.dataset.weights, dtype=np.int64)) // CHARS_PER_TOKEN
+    return tokens * model.config.hidden_size * parameter.element_size()
 
 
 def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:

@@ -1,7 +1,8 @@
 """The scoring run: dataset rows -> prompts -> truncated forward -> segment sums -> shards.
 
-Rows are cut into shards of `shard_rows` consecutive rows. Inside a shard, prompts of one token length
-are batched together, at most `batch_tokens` tokens a batch, so nothing is padded. A shard's bytes depend
+Rows are cut into shards of `shard_rows` consecutive rows. Inside a shard, prompts of one padded width (their
+exact length on a CPU, a bucket of it on a GPU) are batched together, at most `batch_tokens` tokens a batch. A
+shard's bytes depend
 only on its rows, the config and the machine, so a killed run that is started again skips the finished
 shards and produces the same bytes as an uninterrupted run; another `--shard-rows`, `--batch-tokens` or
 number of ranks moves scores only within `SCORE_TOLERANCE` (docs/shards.md, "What the scores promise").

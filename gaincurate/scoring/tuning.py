@@ -5,7 +5,8 @@ On CPU, `--dtype auto` and an unset `--batch-tokens` are decided by measurement 
 (`gaincurate.scoring.tuning_cache`). A flag the user gave is kept as given. A run resumed in an existing
 `--out` keeps the choices recorded there, and a run split into parts (torchrun, `--num-shards`) never
 measures, since parts that measured differently would write clashing shards: it takes float32 and 512
-tokens unless told otherwise. On CUDA the choice stays bf16 (fp16 without bf16 support) and 16,384 tokens.
+tokens unless told otherwise. On CUDA the dtype is bf16 (fp16 without bf16 support) and the batch what the GPU's
+free memory holds (`gpu_budget.gpu_batch_tokens`; a split run's parts take a fixed 65,536).
 
 The decision, its one-line reason and the figures behind it become the manifest's `tuning`; after the
 run, `floor_fields` turns them into the fraction of the compute floor at the chosen dtype's measured rate.
@@ -27,7 +28,7 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder
 from gaincurate.scoring import tuning_cache
 from gaincurate.scoring.batch_size import choose_batch_tokens, measure_batch_sizes
-from gaincurate.scoring.config import ScoreConfig, resolve_batch_tokens
+from gaincurate.scoring.config import ScoreConfig
 from gaincurate.scoring.dtype import (
     choose_dtype,
     flops_per_token,
@@ -86,19 +87,19 @@ def tune(
     started = time.perf_counter()
     if config.dtype == "int8" and (why := unavailable("int8")):
         raise ConfigError(f"--dtype int8 cannot run here: {why}")
+    run = _Run(config, source, model_fingerprint, encoder, previous, split, list(questions or []))
     if not device.startswith("cpu"):
         dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
         how = "forced" if config.dtype != "auto" else "device"
-        batch_tokens = resolve_batch_tokens(config.batch_tokens, device)
         record = {
             "dtype": {"chosen": dtype, "how": how, "reason": f"{how} ({device}: not measured)"},
-            "batch_tokens": {"chosen": batch_tokens, "how": "forced" if config.batch_tokens else "device"},
+            "batch_tokens": _gpu_batch_tokens(run, device, dtype),
         }
         progress.stage(f"dtype {dtype}: {record['dtype']['reason']}")
-        return Tuning(dtype, batch_tokens, record)
+        progress.stage(f"batch tokens {record['batch_tokens']['chosen']}: {record['batch_tokens']['reason']}")
+        return Tuning(dtype, record["batch_tokens"]["chosen"], record)
     import torch
 
-    run = _Run(config, source, model_fingerprint, encoder, previous, split, list(questions or []))
     threads = torch.get_num_threads()
     shapes = _shapes(source, model_fingerprint)
     dtype_record, model, model_seconds = _dtype(run, shapes, threads, progress)
@@ -226,6 +227,29 @@ def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -
     size, reason = choose_batch_tokens(timings)
     reason += " [cached]" if cached else ""
     return {"chosen": size, "how": "measured", "reason": reason, "seconds_per_token": timings}
+
+
+def _gpu_batch_tokens(run: _Run, device: str, dtype: str) -> dict[str, Any]:
+    """Forced, kept from --out, fixed for a split run's parts, else what the GPU's free memory holds."""
+    if run.config.batch_tokens is not None:
+        return {"chosen": run.config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
+    if run.previous and run.previous.get("batch_tokens"):
+        return {"chosen": run.previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
+    from gaincurate.scoring import gpu_budget as budget
+
+    if run.split:
+        reason = "split run: parts must agree, so none reads its free memory; pass --batch-tokens to choose"
+        return {"chosen": budget.GPU_SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    weights, per_token = budget.gpu_memory(_model_config(run.source), dtype, run.config.max_length)
+    chosen = budget.gpu_batch_tokens(free, weights, per_token)
+    low, high = budget.GPU_BATCH_TOKENS
+    reason = (f"{budget.GPU_MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device} less "
+              f"{weights / 2**30:.1f} GiB of weights, at {per_token / 1024:.0f} KiB a token, as a power of two within "
+              f"{low:,}-{high:,}")  # fmt: skip
+    return {"chosen": chosen, "how": "device", "reason": reason, "free_bytes": free, "token_bytes": per_token}
 
 
 def _linear_rate(run: _Run, shapes: dict[str, Any], dtype: str, batch_tokens: int, threads: int) -> float:

@@ -12,6 +12,7 @@ from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import resolve_backend, segment_unit_sums
 from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
+from gaincurate.kernels.launch import launch_config, measured
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
 
 pytestmark = [pytest.mark.gpu, pytest.mark.triton, pytest.mark.usefixtures("cuda")]
@@ -65,6 +66,22 @@ def test_strides_and_id_dtypes_on_cuda(id_dtype):
 
     agreement = agreement_with_reference(hidden, segment_ids, 2, sums, counts)
     assert agreement.ok, agreement
+
+
+@pytest.mark.parametrize("dim", [896, 1536, 3584])
+def test_the_swept_tiles_where_they_were_measured(dim):
+    """launch.py's measured tiles at the sweep's hidden sizes: against the reference, and a sample's bits the same
+    whatever its batch-mates."""
+    config = launch_config(dim, 2, interpret=False)
+    assert measured(dim, 2) and (config.block_t, config.num_warps, config.num_stages) == (2, 4, 3)
+    hidden, segment_ids = cuda_inputs(64, 512, dim, torch.bfloat16, layout="prompt", seed_parts=("swept", dim))
+
+    sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
+
+    agreement = agreement_with_reference(hidden, segment_ids, 2, sums, counts)
+    assert agreement.ok, agreement
+    alone = segment_unit_sums(hidden[5:6].clone(), segment_ids[5:6].clone(), 2, backend="triton")
+    assert torch.equal(alone[0], sums[5:6]) and torch.equal(alone[1], counts[5:6])
 
 
 def test_realistic_batch_of_a_7b_model():

@@ -19,7 +19,7 @@ from kernel_cases import DTYPES, seed_for, shape_matrix
 
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
 from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
-from gaincurate.kernels.launch import MAX_DIM, LaunchConfig, launch_config
+from gaincurate.kernels.launch import MAX_DIM, MEASURED_SPILL_BYTES, LaunchConfig, launch_config, measured
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
 
 pytestmark = [pytest.mark.triton, pytest.mark.usefixtures("interpreter")]
@@ -137,6 +137,7 @@ def hand_config(block_t: int, chunk_t: int) -> LaunchConfig:
         pytest.param(64, gpu_config(64), id="gpu-config-D64"),
         pytest.param(576, gpu_config(576), id="gpu-config-D576"),
         pytest.param(1000, gpu_config(1000), id="gpu-config-D1000"),
+        pytest.param(1536, gpu_config(1536), id="gpu-config-D1536"),
         pytest.param(1000, hand_config(1, 4), id="one-token-tiles-38-chunks"),
         pytest.param(1000, hand_config(4, 8), id="two-tiles-per-chunk"),
         pytest.param(1000, hand_config(16, 16), id="one-tile-per-chunk"),
@@ -253,7 +254,8 @@ print(json.dumps(reports))
 
 
 def test_kernel_compiles_for_sm80_and_sm90_without_spills():
-    """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas)."""
+    """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas). No config spills,
+    except the GPU sweep's measured tiles where they were measured: they ran fastest with ptxas's 16-byte spill."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
     result = subprocess.run(
@@ -263,6 +265,7 @@ def test_kernel_compiles_for_sm80_and_sm90_without_spills():
     reports = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(reports) == 9
     for report in reports:
-        assert report["stack_bytes"] == 0 and report["reduce_stack_bytes"] == 0, report  # no spills
+        allowed = MEASURED_SPILL_BYTES if measured(report["dim"], report["num_segments"]) else 0
+        assert report["stack_bytes"] <= allowed and report["reduce_stack_bytes"] == 0, report
         if report["dim"] % 16 == 0:  # as for every real model: the row loads are issued ahead of use
             assert report["pipelined_hidden_loads"], report

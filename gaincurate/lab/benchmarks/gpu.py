@@ -1,16 +1,19 @@
 """End-to-end scoring throughput on one GPU against the naive baseline and the forward roofline.
 
-    gaincurate bench gpu [--out results.json]            # on a CUDA machine
-    gaincurate bench gpu --device cpu --tiny --rows 16    # smoke test anywhere
+    gaincurate bench gpu --out docs/results/gpu/NAME.json    # on a CUDA machine
+    gaincurate bench gpu --device cpu --tiny --rows 16        # smoke test anywhere
 
-Models are random-weight Qwen2 configs of the 0.5B and 1.5B class (throughput does not depend on the
-weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Prompts are long: sample
-problems joined to about `--prompt-tokens` tokens. For each model it reports, in one run:
+Models are random-weight Qwen2 configs of the 0.5B, 1.5B and 7B class (throughput does not depend on the
+weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Each model scores long prompts (sample
+problems joined to about `--prompt-tokens` tokens); the 1.5B class also scores the bundled MATH problems at their
+own lengths. For each case it reports, in one run:
 
-* gaincurate's scoring throughput (question tokens through the forward per second);
+* gaincurate's scoring throughput (question tokens through the forward per second), its batches and padding;
 * the naive published-style scorer (one prompt at a time, full forward with logits, T x T cosines) on
   the same GPU and prompts, and the speed-up;
 * the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run.
+
+`cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +34,13 @@ MODELS = {
                              num_attention_heads=14, num_key_value_heads=2),
     "qwen2-1.5b-class": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                              num_attention_heads=12, num_key_value_heads=2),
+    "qwen2-7b-class": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                           num_attention_heads=28, num_key_value_heads=4),
 }  # fmt: skip
 TINY = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2)}  # fmt: skip
+MATH_MODEL = "qwen2-1.5b-class"  # the model that also scores the bundled problems at their own lengths
+LONG, MATH = "long", "math"  # the prompt sets: joined problems of about --prompt-tokens tokens; problems as they are
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +52,9 @@ class GpuBench:
     rows: int = setting(512, "Rows to score.", check=at_least(1))
     naive_rows: int = setting(32, "Rows for the naive baseline.", check=at_least(1))
     prompt_tokens: int = setting(1024, "Tokens per prompt.", check=at_least(8))
-    batch_tokens: int = setting(32768, "Padded tokens per batch.", check=at_least(1))
+    batch_tokens: int | None = setting(
+        None, "Padded tokens per batch.", check=at_least(1), shown="what the device holds, as scoring picks it"
+    )
     tiny: bool = setting(False, "A 2-layer model: a smoke test of the bench.", flags=("--tiny",))
 
 
@@ -74,17 +84,28 @@ def matmul_rate(device: str, dtype_name: str, size: int) -> float:
 
 def build_model_folder(folder: Path, shape: dict, dtype_name: str) -> Path:
     import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM
 
     from gaincurate.model import load_tokenizer, resolve_source
 
     tokenizer = load_tokenizer(resolve_source(None))
-    config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=True, **shape)
     with torch.device("cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name))
+        model = AutoModelForCausalLM.from_config(model_config(shape, tokenizer), dtype=getattr(torch, dtype_name))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def prompts_of(kind: str, rows: int, prompt_tokens: int) -> list[dict]:
+    """The bench's rows: `LONG` prompts of about `prompt_tokens` tokens, or `MATH`, the bundled problems as they are
+    (repeated with a numbered suffix past the sample's size, so no two rows are one prompt)."""
+    if kind == MATH:
+        from gaincurate.data import load_sample
+
+        sample = [r["problem"] for r in load_sample()]
+        return [{"problem": sample[i % len(sample)] + ("" if i < len(sample) else f" ({i // len(sample)})")}
+                for i in range(rows)]  # fmt: skip
+    return long_prompts(rows, prompt_tokens)
 
 
 def long_prompts(rows: int, prompt_tokens: int) -> list[dict]:
@@ -109,7 +130,34 @@ def flops_per_token(shape: dict) -> float:
     return shape["num_hidden_layers"] * layer - 2 * 3 * d * shape["intermediate_size"]  # stops at the last MLP
 
 
-def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
+def model_config(shape: dict, tokenizer: Any) -> Any:
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=True, **shape)
+
+
+def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16") -> dict:
+    """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free, computed on any
+    machine: the budget it picks, the batch count, and the padding share (padded over real tokens, less one)."""
+    from gaincurate.model import load_tokenizer, resolve_source
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.config import ScoreConfig
+    from gaincurate.scoring.engine import batch_plan, find_shared_prefix
+    from gaincurate.scoring.gpu_budget import gpu_batch_tokens, gpu_memory
+
+    tokenizer = load_tokenizer(resolve_source(None))
+    config = ScoreConfig(max_length=prompt_tokens * 2)
+    encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+    prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
+    weights, per_token = gpu_memory(model_config(shape, tokenizer), dtype, config.max_length)
+    budget = gpu_batch_tokens(free_bytes, weights, per_token)
+    plan = batch_plan(prompts, find_shared_prefix(encoder), budget, "cuda")
+    real = sum(len(prompts[row].input_ids) - offset for rows_, offset, _ in plan for row in rows_)
+    padded = sum(len(rows_) * width for rows_, _, width in plan)
+    return {"batch_tokens": budget, "batches": len(plan), "padding": padded / real - 1}
+
+
+def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) -> dict:
     import torch
 
     from gaincurate.lab.benchmarks.scoring import naive_scores
@@ -118,10 +166,11 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     from gaincurate.scoring import score
     from gaincurate.scoring.config import RunOptions, ScoreConfig
 
+    rows = prompts_of(kind, args.rows, args.prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model_folder(Path(tmp) / "model", shape, args.dtype)
         data = Path(tmp) / "prompts.jsonl"
-        data.write_text("".join(json.dumps(p) + "\n" for p in long_prompts(args.rows, args.prompt_tokens)))
+        data.write_text("".join(json.dumps(p) + "\n" for p in rows))
         # Generated questions: no answer column to check.
         config = ScoreConfig(dataset=str(data), model=str(folder), dtype=args.dtype, device=args.device,
                              batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
@@ -137,7 +186,7 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
         tokenizer = load_tokenizer(source)
         naive_rows = min(args.naive_rows, args.rows)
         prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(
-            [p["problem"] for p in long_prompts(naive_rows, args.prompt_tokens)]
+            [p["problem"] for p in rows[:naive_rows]]
         )
         model = load_model(source, dtype=args.dtype, device=args.device)
         _, naive_seconds = naive_scores(model, tokenizer, prompts, shape["num_hidden_layers"] - 1, 1.0,
@@ -147,8 +196,12 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     achieved = flops_per_token(shape) * tokens_per_second
     return {
         "model": name,
+        "prompts": kind,
         "rows": args.rows,
-        "prompt_tokens": args.prompt_tokens,
+        "prompt_tokens": args.prompt_tokens if kind == LONG else None,
+        "batch_tokens": manifest["tuning"]["batch_tokens"]["chosen"],
+        "batches": timings["batches"],
+        "backend": manifest.get("backend"),
         "tokens_per_second": tokens_per_second,
         "rows_per_second": timings["rows_per_second"],
         "naive_tokens_per_second": naive_tokens / naive_seconds,
@@ -159,17 +212,25 @@ def bench_model(name: str, shape: dict, args: GpuBench, rate: float) -> dict:
     }
 
 
+def cases(tiny: bool) -> list[tuple[str, dict, str]]:
+    """(model, shape, prompts) of each row of the bench."""
+    if tiny:
+        return [(name, shape, LONG) for name, shape in TINY.items()]
+    return [(name, shape, LONG) for name, shape in MODELS.items()] + [(MATH_MODEL, MODELS[MATH_MODEL], MATH)]
+
+
 def bench_gpu(options: GpuBench) -> dict:
-    """Every model of the run (or the tiny one): gaincurate and naive throughput, and the roofline."""
+    """Every case of the run (or the tiny one): gaincurate and naive throughput, and the roofline."""
     import torch
 
     rate = matmul_rate(options.device, options.dtype, 256 if options.tiny else 8192)
     return {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if options.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
         "dtype": options.dtype,
         "matmul_tflops": rate / 1e12,
-        "models": [bench_model(n, s, options, rate) for n, s in (TINY if options.tiny else MODELS).items()],
+        "models": [bench_model(name, shape, kind, options, rate) for name, shape, kind in cases(options.tiny)],
     }
 
 
@@ -177,11 +238,13 @@ def table_lines(results: dict) -> list[str]:
     """The run as a header line and one row per model."""
     lines = [
         f"{results['device']}  {results['dtype']}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s",
-        f"{'model':<18} {'tok/s':>10} {'naive tok/s':>12} {'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}",
+        f"{'model':<18} {'prompts':<7} {'batches':>7} {'padding':>7} {'tok/s':>10} {'naive tok/s':>12} "
+        f"{'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}",
     ]
     for r in results["models"]:
         lines.append(
-            f"{r['model']:<18} {r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
+            f"{r['model']:<18} {r['prompts']:<7} {r['batches']:>7} {r['padding_overhead']:>7.1%} "
+            f"{r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
     return lines

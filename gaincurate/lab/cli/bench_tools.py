@@ -87,7 +87,8 @@ def kernel(*, out: JsonOut = None, config: ConfigFile = None, as_json: AsJson = 
 def gpu(
     *, out: JsonOut = None, config: ConfigFile = None, quiet: Quiet = False, as_json: AsJson = False, **values: Any
 ) -> None:
-    """Scoring throughput of 0.5B- and 1.5B-class random Qwen2 models on one GPU, against naive and the roofline."""
+    """Scoring throughput of 0.5B-, 1.5B- and 7B-class random Qwen2 models on one GPU (long and MATH-length prompts),
+    with batches and padding, against naive and the roofline."""
     setup_logging(quiet or as_json)
     from gaincurate.lab.benchmarks.gpu import bench_gpu, table_lines
 
@@ -143,7 +144,8 @@ _BENCHES = {
 _EPILOGS = {
     "scoring": "Example:\n\n* `gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 --threads 1`",
     "kernel": "Example:\n\n* `gaincurate bench kernel --quick` (a GPU run: `gaincurate bench kernel --out r.json`)",
-    "gpu": "Example:\n\n* `gaincurate bench gpu --device cpu --tiny --rows 16` (a smoke test anywhere)",
+    "gpu": "Example:\n\n* `gaincurate bench gpu --out docs/results/gpu/NAME.json` (on a CUDA machine; "
+    "`--device cpu --tiny --rows 16` is a smoke test anywhere)",
     "replay": "Example:\n\n* `gaincurate bench replay --steps 12 --out bench.json`",
     "profile": "Example:\n\n* `gaincurate bench profile --data ../shared/data/math_train.json --rows 200 --gates`",
     "scale": "Example:\n\n* `gaincurate bench scale --sizes 10000,100000 --workdir scale-bench --out scale.json`",
