@@ -401,3 +401,24 @@ def test_bfloat16_attention_torch_cannot_run_here_is_one_line_with_the_way_out(s
     assert "ATEN_CPU_CAPABILITY=default" in line and "ONEDNN_MAX_CPU_ISA=AVX2" in line, line
     assert "--dtype float32" in line, line
     assert not list(out.glob("shard-*.arrow")) and not list(out.glob("*.tmp"))
+
+
+def test_a_max_length_beyond_the_models_context_window_is_one_line(score_args, tiny_llama, tmp_path):
+    """The tiny model reads 512 positions: asking for 1,000 tokens a prompt is refused before anything is scored."""
+    out = tmp_path / "scores"
+    line = error_line(gaincurate(*score_args, "--max-length", "1000", "--out", out))
+    assert "--max-length 1000" in line and "context window of 512 tokens" in line and "--max-length 512" in line, line
+    assert not list(out.glob("shard-*.arrow")) and not (out / "manifest.json").exists()
+
+
+def test_the_default_max_length_stops_at_a_shorter_context_window(tiny_llama, tmp_path):
+    """The default (4,096 tokens) is capped at the tiny model's 512 positions: a longer prompt is truncated there and
+    flagged, the others are scored whole."""
+    rows = [{"problem": "Add the numbers " + " ".join(str(n) for n in range(700)) + ".", "answer": "1"}]
+    rows += [{"problem": problem["problem"], "answer": problem["answer"]} for problem in PROBLEMS[:3]]
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    score_in_process([data, "--model", tiny_llama, "--dtype", "float32", "--device", "cpu", "--out", tmp_path / "s",
+                      "--quiet"])  # fmt: skip
+    table = read_scores(tmp_path / "s")
+    assert table["gc_truncated"].to_pylist() == [True, False, False, False]
+    assert table["gc_question_tokens"][0].as_py() < 512

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from gaincurate import errors
 from gaincurate.columns import VERL_ANSWER_PATH, VERL_PROMPT_COLUMN
 from gaincurate.config_file import describe, matches
 from gaincurate.data import DEFAULT_ANSWER_COLUMN, DEFAULT_PROMPT_COLUMN
@@ -27,6 +28,7 @@ from gaincurate.settings import at_least, setting
 from gaincurate.shards import DEFAULT_SHARD_ROWS
 
 BACKENDS = ("auto", "torch", "triton")
+DEFAULT_MAX_LENGTH = 4096  # prompt tokens kept, capped at a shorter context window (`prompt_tokens`)
 DEBIAS = ("none", "length")
 # Old setting names still read from config files and manifests: `shard_size` became `RunOptions.shard_rows`.
 ALIASES = {"shard_size": "shard_rows"}
@@ -83,7 +85,11 @@ class ScoreConfig:
     )
     layer: int = setting(-1, "Decoder layer of the site; negative counts from the end.")
     site: str = setting("mlp-input", "Where the hidden states are read.", choices=SITES)
-    max_length: int | None = setting(4096, "Truncate prompts to N tokens, context first.", check=at_least(2))
+    max_length: int | None = setting(
+        DEFAULT_MAX_LENGTH,
+        "Truncate prompts to N tokens, context first; at most the model's context window.",
+        check=at_least(2),
+    )
     batch_tokens: int | None = setting(
         None,
         "Padded tokens per forward batch (rows of one width). Changes speed; scores only within the tolerance in "
@@ -240,3 +246,18 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tu
     merged = dict(file_values)
     merged.update({k: v for k, v in flag_values.items() if v is not None})
     return split_config(merged)
+
+
+def prompt_tokens(max_length: int | None, model_config: Any) -> int | None:
+    """The tokens a prompt keeps: `max_length`, at most the model's context window (`max_position_embeddings`),
+    past which the model has no positions. The default is capped at a shorter window; a `max_length` asked for
+    beyond it is refused, since the model cannot read what it asks for."""
+    window = getattr(model_config, "max_position_embeddings", None)
+    if not window or (max_length is not None and max_length <= window):
+        return max_length
+    if max_length is not None and max_length != DEFAULT_MAX_LENGTH:
+        raise ConfigError(
+            f"{errors.setting('max_length', max_length)} is beyond the model's context window of {window} tokens, "
+            f"past which it has no positions; use {errors.setting('max_length', window)} or less"
+        )
+    return window

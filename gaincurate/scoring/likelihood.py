@@ -240,6 +240,7 @@ def likelihoods(
     values in the order of `ids`.
     """
     from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.config import prompt_tokens
     from gaincurate.scoring.rescore import prompt_format, questions_and_answers
 
     config, fmt = prompt_format(scores_dir)
@@ -268,7 +269,8 @@ def likelihoods(
         source = resolve_source(str(checkpoint))
         tokenizer = checkpoint_tokenizer(source, config)
         model = load_model(source, dtype="float32", device=resolve_device(config.device))
-    prompts = [encoded.input_ids for encoded in PromptEncoder(tokenizer, fmt, config.max_length).encode(questions)]
+    encoder = PromptEncoder(tokenizer, fmt, prompt_tokens(config.max_length, model.config))
+    prompts = [encoded.input_ids for encoded in encoder.encode(questions)]
     if solutions is None:
         return answer_logprobs(model, tokenizer, prompts, answer_ids(tokenizer, answers, template))
     contexts, measured = reasoning_ids(tokenizer, solutions, answers, template, of)

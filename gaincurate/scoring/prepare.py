@@ -34,10 +34,10 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompt_scan import check_repeats
 from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
-from gaincurate.scoring.config import RunOptions, ScoreConfig
+from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
-from gaincurate.scoring.tuning import tune
+from gaincurate.scoring.tuning import model_config, tune
 from gaincurate.shards import inspect_output, output_schema, plan_output
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,10 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
     started = time.perf_counter()
     tokenizer = load_tokenizer(plan.source)
     tokenizer_seconds = time.perf_counter() - started
-    encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), config.max_length)
+    window = prompt_tokens(config.max_length, model_config(plan.source))
+    if window != config.max_length:
+        progress.stage(f"prompts truncated at {window} tokens: the model's context window")
+    encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), window)
     if len(rows):
         encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
 

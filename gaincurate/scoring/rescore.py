@@ -27,7 +27,7 @@ from gaincurate.model import (
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder, for_column
-from gaincurate.scoring.config import RunOptions, ScoreConfig, split_config
+from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens, split_config
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.shards import read_manifest, read_scores
 
@@ -67,7 +67,7 @@ def rescore(
     was_training = model.training
     model.eval()
     try:
-        encoder = PromptEncoder(tokenizer, fmt, config.max_length)
+        encoder = PromptEncoder(tokenizer, fmt, prompt_tokens(config.max_length, model.config))
         prefix = find_shared_prefix(encoder) if config.prefix_cache else None
         scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix)
         result = scorer.score(encoder.encode(questions), progress)

@@ -123,14 +123,14 @@ def tune(
     return Tuning(dtype, batch_record["chosen"], record, model, model_seconds)
 
 
-_model_config = functools.lru_cache(maxsize=4)(load_config)  # shapes and the batch probe both need it
+model_config = functools.lru_cache(maxsize=4)(load_config)  # the window, shapes and batch probe all read it
 
 
 def _shapes(source: ModelSource, model_fingerprint: str) -> dict[str, Any]:
     """One decoder layer's linear shapes, from the model's config (cached: a GGUF's config takes seconds)."""
     shapes = tuning_cache.get("model_shapes", model_fingerprint)
     if shapes is None:
-        shapes = model_shapes(_model_config(source))
+        shapes = model_shapes(model_config(source))
         tuning_cache.put("model_shapes", model_fingerprint, shapes)
     return shapes
 
@@ -222,7 +222,7 @@ def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -
     if timings is None:
         if not run.questions:
             return {"chosen": SPLIT_BATCH_TOKENS, "how": "default", "reason": "no prompts to measure on"}
-        timings = measure_batch_sizes(_model_config(run.source), dtype, run.config, run.encoder, run.questions)
+        timings = measure_batch_sizes(model_config(run.source), dtype, run.config, run.encoder, run.questions)
         tuning_cache.put("batch_timings", key, timings)
     size, reason = choose_batch_tokens(timings)
     reason += " [cached]" if cached else ""
@@ -243,7 +243,7 @@ def _gpu_batch_tokens(run: _Run, device: str, dtype: str) -> dict[str, Any]:
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    weights, per_token = budget.gpu_memory(_model_config(run.source), dtype, run.config.max_length)
+    weights, per_token = budget.gpu_memory(model_config(run.source), dtype, run.config.max_length)
     chosen = budget.gpu_batch_tokens(free, weights, per_token)
     low, high = budget.GPU_BATCH_TOKENS
     reason = (f"{budget.GPU_MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device} less "
