@@ -95,6 +95,9 @@ def build_model_folder(folder: Path, shape: dict, dtype_name: str, device: str =
         model = AutoModelForCausalLM.from_config(model_config(shape, tokenizer), dtype=getattr(torch, dtype_name))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # scoring reads the memory free when it starts: hand these weights' memory back
     return folder
 
 
