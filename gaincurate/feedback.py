@@ -144,12 +144,24 @@ def tally(rollouts: Iterable[Rollout]) -> dict[int, tuple[float, int]]:
     return per_prompt
 
 
-def no_rollout_error(source: str, prompts: int, outside: int = 0) -> InputError:
+class NoRolloutError(InputError):
+    """Feedback without a usable rollout for the prompts it was read for; `outside_ids`: the other prompts it holds,
+    by which a run tells an earlier epoch's rollouts."""
+
+    def __init__(self, message: str, *, outside_ids: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.outside_ids = outside_ids
+
+
+def no_rollout_error(
+    source: str, prompts: int, outside: int = 0, outside_ids: frozenset[int] = frozenset()
+) -> NoRolloutError:
     """The error for feedback without a usable rollout for the `prompts` it was read for."""
-    return InputError(
+    return NoRolloutError(
         f"{source} has no rollout for the {prompts} prompts of this epoch"
         f"{f' ({outside} line(s) were for other prompts)' if outside else ''}; "
-        "pass the feedback the trainer wrote while training on this epoch's file"
+        "pass the feedback the trainer wrote while training on this epoch's file",
+        outside_ids=outside_ids,
     )
 
 

@@ -106,7 +106,7 @@ def _reduce(rollouts: Iterator[Rollout], *, epoch_ids: Iterable[int], source: st
             outside += 1
             outside_ids.add(rollout[0])
     if not in_epoch:
-        raise no_rollout_error(source, len(epoch_set), outside)
+        raise no_rollout_error(source, len(epoch_set), outside, frozenset(outside_ids))
     per_prompt = tally(in_epoch)
     extremes: dict[int, tuple[float, float]] = {}
     for gc_id, value in in_epoch:

@@ -327,6 +327,47 @@ def test_feedback_for_an_earlier_epoch_is_refused(tmp_path, scores_dir):
     assert snapshot(run_dir) == before
 
 
+def test_an_earlier_epochs_feedback_without_one_prompt_of_this_epoch_is_named_as_such(tmp_path, scores_dir):
+    """Stale rollouts are named as that epoch's when none is of the current epoch (disjoint epochs) too, not
+    only when the epochs overlap: refused in one line, nothing written."""
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, CONFIG)
+    first = advance(run_dir).path
+    second = advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
+    current = set(pq.read_table(second, columns=["gc_id"]).column("gc_id").to_pylist())
+    only_first = [i for i in pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist() if i not in current]
+    stale = tmp_path / "stale.jsonl"
+    append_rollouts(stale, [i for i in only_first for _ in range(3)], [1.0] * (3 * len(only_first)))
+    before = snapshot(run_dir)
+    with pytest.raises(InputError) as error:
+        advance(run_dir, feedback=stale)
+    assert str(error.value) == (
+        f"{stale} holds the rollouts of epoch 0: all its {len(only_first)} prompts are in epoch-0000.parquet, all of "
+        "its rollouts are outside epoch 1; pass the rollouts written while training on epoch-0001.parquet"
+    )
+    assert snapshot(run_dir) == before
+
+
+def test_stale_rollouts_beside_this_epochs_are_left_out_and_named(tmp_path, scores_dir):
+    """A file that also holds an earlier epoch's rollouts (one a trainer appends to every epoch) keeps this epoch's;
+    the note names the others as that epoch's stale rollouts."""
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, CONFIG)
+    first = advance(run_dir).path
+    second = advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
+    current = set(pq.read_table(second, columns=["gc_id"]).column("gc_id").to_pylist())
+    only_first = [i for i in pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist() if i not in current]
+    both = write_feedback(tmp_path / "both.jsonl", second)
+    append_rollouts(both, only_first, [0.0] * len(only_first))
+    step = advance(run_dir, feedback=both)
+    assert step.record["outside_epoch"] == len(only_first) and step.record["rollouts"] == 2 * len(current)
+    assert (
+        f"{len(only_first)} rollout(s) of prompts outside epoch 1 were left out: stale rollouts of epoch 0, whose "
+        f"file epoch-0000.parquet holds all their {len(only_first)} prompts; write each epoch's rollouts to a file of "
+        "its own"
+    ) in step.notices
+
+
 def test_checkpoint_given_relative_is_recorded_absolute(tmp_path, scores_dir, fake_rescore, monkeypatch):
     monkeypatch.chdir(tmp_path)
     init_run(Path("run"), scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))

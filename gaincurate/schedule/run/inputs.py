@@ -3,10 +3,15 @@
 `load_scores(DIR)` returns the manifest, the full table (every input column plus gc_*, in gc_id order)
 and a `PromptSet` of numpy arrays for the pure scheduler. The reading itself is
 `gaincurate.shards`'s; this module only checks that the directory is usable for a schedule.
+
+`scores_fingerprint(manifest)` is what a run records of the scores it starts on (the model, the scoring config, the
+shards' checksums), and `check_unchanged` refuses, in one line, scores that differ from it in any of those.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,3 +70,74 @@ def load_scores(scores_dir: Path) -> ScoresInput:
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
     return np.asarray(column.to_pylist() if column.null_count else column.to_numpy(), dtype=np.float64)
+
+
+# Keys of the manifest's fingerprint that are not what the scores mean: the model's (its own part), the dataset's (a run
+# checks its prompts by the dataset fingerprint, with its own message), the shard layout, and the speed settings, which
+# a re-scoring may tune otherwise: where they changed a score's bits, the shards' checksums tell.
+_NOT_SCORING = frozenset({"model", "model_fingerprint", "dataset", "dataset_fingerprint", "shard_size"})
+_SPEED = frozenset({"batch_tokens", "prefix_cache", "device", "backend"})
+
+
+def scores_fingerprint(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """What identifies a scores directory's scores: the model (id and fingerprint), the scoring config (with
+    the length debias a ranking applies) and one digest of the shards' checksums. Each part the manifest holds is
+    kept; None when it holds none of them (made by hand, or by a gaincurate that wrote none), so nothing is checked."""
+    parts: dict[str, Any] = {}
+    model, config, checksums = manifest.get("model"), manifest.get("fingerprint"), manifest.get("checksums")
+    if isinstance(model, dict):
+        parts["model"] = {"id": model.get("id"), "fingerprint": model.get("fingerprint")}
+    if isinstance(config, dict):
+        settings = {key: value for key, value in config.items() if key not in _NOT_SCORING | _SPEED}
+        parts["config"] = dict(sorted({**settings, "debias": manifest.get("debias")}.items()))
+    if isinstance(checksums, dict):
+        parts["shards"] = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()[:16]
+    return parts or None
+
+
+def check_unchanged(recorded: dict[str, Any] | None, manifest: dict[str, Any], scores_dir: str | Path) -> None:
+    """Refuse scores that differ from those a run recorded at its start (`recorded`), naming each part that changed.
+
+    A run recorded before runs kept a fingerprint (None) is not checked, nor is a part it did not record.
+    """
+    if not recorded:
+        return
+    now = scores_fingerprint(manifest) or {}
+    changes = {}
+    if "model" in recorded:
+        changes["model"] = _model_change(recorded["model"], now.get("model") or {})
+    if "config" in recorded:
+        changes["config"] = _config_change(recorded["config"], now.get("config") or {})
+    if "shards" in recorded and recorded["shards"] != now.get("shards"):
+        changes["shards"] = "shards: other bytes than the run started on"
+    changes = {part: words for part, words in changes.items() if words}
+    if set(changes) == {"model"} and "shards" in recorded:
+        # The same shard bytes under the same settings are the same scores, whichever copy of the model made them
+        # (its fingerprint is its files' sizes and times): the model is named only beside a change it explains.
+        return
+    if changes:
+        raise InputError(
+            f"the scores in {scores_dir} changed since this run started ({'; '.join(changes.values())}), and the "
+            "run's ranking and draws come from the scores it started on; put those scores back (score again with "
+            "the run's model and settings), or start a new run on these in another directory: "
+            f"`gaincurate schedule init --scores {scores_dir} --run NEW_RUN`"
+        )
+
+
+def _model_change(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    if then.get("id") != now.get("id"):
+        return f"model {then.get('id')} -> {now.get('id')}"
+    before, after = then.get("fingerprint"), now.get("fingerprint")
+    return None if before == after else f"model {then.get('id')}: its files changed (fingerprint {before} -> {after})"
+
+
+def _config_change(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """`scoring config: layer -1 -> 1, ...`: a value shown where it is short, a system prompt or few-shot turns by
+    name only; three settings at most, the rest counted."""
+    keys = sorted(key for key in then.keys() | now.keys() if then.get(key) != now.get(key))
+    shown = []
+    for key in keys[:3]:
+        before, after = json.dumps(then.get(key)), json.dumps(now.get(key))
+        shown.append(f"{key} {before} -> {after}" if len(before) + len(after) <= 60 else key)
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return f"scoring config: {', '.join(shown)}{more}" if keys else None

@@ -332,7 +332,7 @@ class Run:
         result = self._take(**taken, stale=stale)
         self._feedback = None
         return dataclasses.replace(
-            result, notices=context.notices + steps.step_notices(result, taken["feedback"], current)
+            result, notices=context.notices + steps.step_notices(result, taken["feedback"], current, self.run_dir)
         )
 
     def take_feedback(self, source: str | Path) -> bytes:

@@ -1,6 +1,6 @@
 """The run directory on disk: the one module that writes (and reads) it.
 
-    RUN/state.json            config, scores directory, scheduler state; rewritten atomically each step
+    RUN/state.json            config, scores directory and fingerprint, scheduler state; rewritten atomically each step
     RUN/history.jsonl         one line per finished epoch: subset, acc, ang, delta, mu, timings
     RUN/epoch-NNNN.parquet    the rows of epoch NNNN, in the trainer's format
     RUN/feedback-NNNN.jsonl   the feedback that epoch NNNN's update consumed (a copy)
@@ -52,6 +52,9 @@ class RunState:
     train_seconds: float | None = None
     # The trainer driving the run ended with this epoch drawn and untrained (`Run.mark_finished`); None: it did not.
     finished: int | None = None
+    # What identifies the scores the run started on (`inputs.scores_fingerprint`); None: a run started before runs
+    # kept it, or scores that carry none. Each step checks the scores directory against it (`inputs.check_unchanged`).
+    scores_fingerprint: dict[str, Any] | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -71,6 +74,7 @@ class RunState:
             "train_seconds": self.train_seconds,
             **self.schedule.to_json(),
             **({"finished": self.finished} if self.finished is not None else {}),  # absent: every run before it
+            **({"scores_fingerprint": self.scores_fingerprint} if self.scores_fingerprint is not None else {}),
         }
 
     @classmethod
@@ -85,6 +89,7 @@ class RunState:
             checkpoint=data.get("checkpoint"),
             train_seconds=data.get("train_seconds"),
             finished=data.get("finished"),
+            scores_fingerprint=data.get("scores_fingerprint"),
         )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
+from gaincurate.feedback import NoRolloutError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
@@ -19,11 +20,12 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, find_checkpoint, given_or_recorded, no_model_reason
 from gaincurate.schedule.run.epochs import check_format
 from gaincurate.schedule.run.fresh import measure, wants_fresh
-from gaincurate.schedule.run.inputs import ScoresInput, load_scores
+from gaincurate.schedule.run.inputs import ScoresInput, check_unchanged, load_scores, scores_fingerprint
 from gaincurate.schedule.run.reference_sets import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY
+from gaincurate.shards import read_manifest
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ def take_step(
     why the strategy could not re-measure with the newest model after this epoch (`schedule run --allow-stale`).
     """
     timings = {} if timings is None else timings
+    if run_dir is not None and run is not None:
+        # Scores swapped while the epoch trained (a long `schedule run`, a trainer in process) are refused before the
+        # draw, with nothing written.
+        check_unchanged(run.scores_fingerprint, read_manifest(scores.directory), run.scores_dir)
     step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
     if feedback_sha256 is None and archive is not None:
         feedback_sha256 = fingerprint(archive)
@@ -118,6 +124,7 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
         n_prompts=len(scores.prompts),
         dataset_fingerprint=scores.manifest.get("dataset", {}).get("fingerprint"),
         schedule=scheduler.state,
+        scores_fingerprint=scores_fingerprint(scores.manifest),
     )
     rundir.create(run_dir, run)
     return run, scheduler
@@ -135,29 +142,43 @@ def check_feedback(
     run_dir, source = Path(run_dir), Path(source)
     run = run if run is not None else rundir.load_run(run_dir)
     epoch = run.schedule.epoch
-    wanted = f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
     data = source.read_bytes() if source.is_file() else None  # the one read: hashed, parsed and archived from here
     consumed = rundir.consumed_by(run_dir, epoch, data) if unseen and data is not None else None
     if consumed is not None:
-        raise InputError(f"{source} is the feedback epoch {consumed} already consumed (same content); {wanted}")
-    summary = read_feedback(
-        source,
-        epoch_ids=run.schedule.subset_ids,
-        known_ids=run.schedule.ranking,
-        reward_max=run.config.reward_max,
-        reward_min=run.config.reward_min,
-        data=data,
-    )
+        raise InputError(
+            f"{source} is the feedback epoch {consumed} already consumed (same content); {_wanted(run_dir, epoch)}"
+        )
+    try:
+        summary = read_feedback(
+            source,
+            epoch_ids=run.schedule.subset_ids,
+            known_ids=run.schedule.ranking,
+            reward_max=run.config.reward_max,
+            reward_min=run.config.reward_min,
+            data=data,
+        )
+    except NoRolloutError as error:  # not one rollout of this epoch: named as an earlier epoch's when it is one
+        _refuse_stale(run_dir, source, epoch, set(error.outside_ids), "all")
+        raise
     if summary.outside_epoch:
         prompts = summary.outside_ids | set(summary.per_prompt or {})
-        older = rundir.epoch_holding(run_dir, epoch, prompts)
-        if older is not None:
-            raise InputError(
-                f"{source} holds the rollouts of epoch {older}: all its {len(prompts)} prompts are in "
-                f"{rundir.epoch_path(run_dir, older).name}, {summary.outside_epoch} of its rollouts "
-                f"are outside epoch {epoch}; {wanted}"
-            )
+        _refuse_stale(run_dir, source, epoch, prompts, summary.outside_epoch)
     return summary, fingerprint(data or b""), data or b""
+
+
+def _wanted(run_dir: Path, epoch: int) -> str:
+    return f"pass the rollouts written while training on {rundir.epoch_path(run_dir, epoch).name}"
+
+
+def _refuse_stale(run_dir: Path, source: Path, epoch: int, prompts: set[int], outside: int | str) -> None:
+    """Refuse, in one line, feedback whose prompts all lie in one earlier epoch's file: that epoch's rollouts."""
+    older = rundir.epoch_holding(run_dir, epoch, prompts) if prompts else None
+    if older is not None:
+        raise InputError(
+            f"{source} holds the rollouts of epoch {older}: all its {len(prompts)} prompts are in "
+            f"{rundir.epoch_path(run_dir, older).name}, {outside} of its rollouts are outside epoch {epoch}; "
+            f"{_wanted(run_dir, epoch)}"
+        ) from None
 
 
 def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
@@ -176,6 +197,7 @@ def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
             f"drew; score the run's own dataset into {run.scores_dir} again, or start a new run on these scores "
             f"in another directory (`gaincurate schedule init --scores {run.scores_dir} --run NEW_RUN`)"
         )
+    check_unchanged(run.scores_fingerprint, scores.manifest, run.scores_dir)
     try:
         return Scheduler(run.config, scores.prompts, run.schedule, scores=scores), scores
     except ValueError as error:
@@ -219,12 +241,19 @@ def consume_feedback(
             "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
 
 
-def step_notices(result: StepResult, summary: Feedback, epoch: int) -> list[str]:
+def step_notices(result: StepResult, summary: Feedback, epoch: int, run_dir: Path) -> list[str]:
     """What a file-driven step noticed of the feedback of `epoch` and the readout it wrote, one line each."""
     readout = (result.record or {}).get("readout") or {}
     notices = [f"warning: {warning}" for warning in readout.get("warnings", [])]
     if summary.outside_epoch:
-        notices.append(f"{summary.outside_epoch} rollout(s) of prompts outside epoch {epoch} were left out")
+        left_out = f"{summary.outside_epoch} rollout(s) of prompts outside epoch {epoch} were left out"
+        older = rundir.epoch_holding(run_dir, epoch, set(summary.outside_ids))
+        if older is not None:  # a file that also holds an earlier epoch's rollouts (one appended to every epoch)
+            left_out += (
+                f": stale rollouts of epoch {older}, whose file {rundir.epoch_path(run_dir, older).name} holds all "
+                f"their {len(summary.outside_ids)} prompts; write each epoch's rollouts to a file of its own"
+            )
+        notices.append(left_out)
     if summary.missing_prompts:
         notices.append(f"{summary.missing_prompts} prompt(s) of epoch {epoch} had no rollout in the feedback")
     return notices

@@ -1,0 +1,80 @@
+"""`gaincurate show`'s first screen says what the ranking is: mostly question length (and what `--debias length` would
+change) when |Spearman(score, question tokens)| is above `MOSTLY_LENGTH`, and which rows were truncated, by gc_id.
+
+The scores are made up (`fake_scores`), so each case's correlation is exact; `show` runs through the console script.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from fake_scores import score_columns, write_scores_dir
+
+from gaincurate.fileio import atomic_write_json, read_json
+from gaincurate.metrics import spearman
+from gaincurate.shards import MANIFEST
+from gaincurate.show import MOSTLY_LENGTH, TRUNCATED_SHOWN
+
+ROWS = 20
+TOKENS = 5 + 3 * np.arange(ROWS)  # question tokens rise with gc_id
+
+
+def write_scores(folder: Path, scores: np.ndarray, truncated: set[int] | None = None) -> Path:
+    """ROWS made-up scored rows, with the manifest fields `show` reads (as `gaincurate score` writes them)."""
+    inputs = pa.table({"problem": [f"question {i}" for i in range(ROWS)], "answer": [str(i) for i in range(ROWS)]})
+    columns = score_columns(np.asarray(scores, dtype=np.float64), TOKENS)
+    truncated = truncated or set()
+    columns["gc_truncated"] = pa.array([i in truncated for i in range(ROWS)])
+    write_scores_dir(folder, inputs, columns, dataset={"name": "toy", "fingerprint": "toy-20"})
+    manifest = read_json(folder / MANIFEST) | {
+        "model": {"id": "toy-model"}, "site": "mlp-input", "layer": 2, "dtype": "float32", "device": "cpu",
+        "backend": "torch", "diagnostics": {"status_counts": {"ok": ROWS}, "truncated_rows": len(truncated)},
+    }  # fmt: skip
+    atomic_write_json(folder / MANIFEST, manifest)
+    return folder
+
+
+def words(text: str) -> str:
+    """The output as one line: rich wraps a long sentence at the terminal's width."""
+    return " ".join(text.split())
+
+
+def test_a_ranking_that_is_mostly_length_is_said_first_with_what_debias_length_changes(gaincurate, tmp_path):
+    scores = write_scores(tmp_path / "scores", 1.0 / TOKENS)  # shorter questions score higher: Spearman -1
+    shown = gaincurate("show", scores)
+    assert shown.returncode == 0, shown.stderr
+    text = words(shown.stdout)
+    sentence = "The ranking is mostly question length (Spearman with question tokens -1.000, beyond ±0.5):"
+    assert sentence in text, shown.stdout
+    # What `--debias length` does, as `metrics.apply_debias` does it, and how to get it.
+    assert "scoring with `--debias length` (into a new --out, or with --overwrite) ranks by how far each score " in text
+    assert "the residual of a least-squares fit on log question tokens." in text
+    assert text.index(sentence) < text.index("Highest concentration"), "not on the first screen"
+    assert json.loads(gaincurate("show", scores, "--json").stdout)["mostly_length"] is True
+
+
+def test_a_ranking_that_is_not_mostly_length_says_nothing_of_it(gaincurate, tmp_path):
+    scores = (np.arange(ROWS) * 7 % ROWS) / ROWS  # a shuffle of the lengths' order
+    assert abs(spearman(scores, TOKENS)) < MOSTLY_LENGTH
+    folder = write_scores(tmp_path / "scores", scores)
+    shown = gaincurate("show", folder)
+    assert shown.returncode == 0, shown.stderr
+    assert "mostly question length" not in words(shown.stdout) and "--debias" not in shown.stdout
+    assert json.loads(gaincurate("show", folder, "--json").stdout)["mostly_length"] is False
+
+
+def test_truncated_rows_are_named_by_gc_id_a_handful_then_counted(gaincurate, tmp_path):
+    truncated = {1, 3, 5, 7, 9, 11, 13, 15}
+    folder = write_scores(tmp_path / "scores", (np.arange(ROWS) * 7 % ROWS) / ROWS, truncated)
+    shown = gaincurate("show", folder)
+    named = sorted(truncated)[:TRUNCATED_SHOWN]
+    listed = ", ".join(map(str, named))
+    line = f"truncated rows: 8 (cut to fit --max-length: gc_id {listed} and {8 - TRUNCATED_SHOWN} more)"
+    assert line in words(shown.stdout), shown.stdout
+    assert json.loads(gaincurate("show", folder, "--json").stdout)["truncated_gc_ids"] == named
+
+    none = write_scores(tmp_path / "untruncated", (np.arange(ROWS) * 7 % ROWS) / ROWS)
+    assert "truncated rows: 0" in words(gaincurate("show", none).stdout)
