@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "BackendError", "resolve_backend", "segment_unit_sums"]
 
 BACKENDS = ("auto", "triton", "torch")
-# The kernel's first compile in a process (about 3 s) against the time it saves over the torch backend, which reads
-# hidden states at about 150 GB/s where the kernel reads about 1 TB/s on an H200 (docs/kernel.md, "GPU numbers"): it
-# repays the compile past about 500 GB of hidden states, a few hundred thousand prompts of a 7B-class model.
+# The kernel's first compile in a process (seconds) against the time it saves over the torch backend, which reads
+# hidden states at about a seventh of the kernel's rate (docs/kernel.md, "GPU numbers"): it repays the compile past
+# about 500 GB of hidden states, a few hundred thousand prompts of a 7B-class model.
 TRITON_REPAYS_BYTES = 500 * 10**9
 
 logger = logging.getLogger(__name__)

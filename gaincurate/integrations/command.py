@@ -46,7 +46,7 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
-from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (its home since issue 50; kept importable)
+from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.registry import strategy_class
 

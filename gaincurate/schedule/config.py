@@ -33,7 +33,7 @@ from gaincurate.settings import setting as declare  # a field with its help and 
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparisons (docs/strategies.md, "Which strategy should I use?"): probe is
-# the strongest significant saving on both tasks of the probe verdict (issue 47); dots was, on cpu-arith only, before.
+# the strongest significant saving on both tasks of the probe verdict.
 DEFAULT_STRATEGY = "probe"
 # Ceilings that only a benchmark may run: they measure every prompt with the current policy each epoch.
 BENCH_ONLY_STRATEGIES = ("oracle",)

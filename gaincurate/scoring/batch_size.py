@@ -1,10 +1,10 @@
 """`--batch-tokens` on CPU, chosen by timing a few sizes once per machine instead of one fixed number.
 
-The best padded-token budget per forward batch depends on the CPU and on the dtype: on a 2-core EPYC
-in float32, 512 tokens beat 2,048 by about 30%; on a Xeon with AMX in bf16 the matmuls keep speeding up
-to 2,048 tokens, yet the forward does not, because padding (on 200 MATH prompts: 1% at 256 tokens, 3%
-at 512, 9% at 1,024, 21% at 2,048) and the attention, norms and activations of padded rows are most of
-the time once the matmuls are that fast. A probe of the linear layers alone therefore picks wrong.
+The best padded-token budget per forward batch depends on the CPU and on the dtype, and not through the
+matmuls alone: padding grows with the budget, and once the matmuls are fast (bf16 on AMX), the attention,
+norms and activations of padded rows are most of the time, so the forward slows down where the matmuls still
+speed up. A probe of the linear layers alone therefore picks wrong (docs/benchmark-history.md, "Batch size",
+has the figures).
 
 So the sizes are timed on the scoring engine itself (`Scorer`: shared prefix, packing, truncated
 forward), run on a one-layer, random-weight model of the same architecture in the chosen dtype, over

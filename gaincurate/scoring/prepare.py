@@ -71,7 +71,7 @@ class Plan:
             "dtype": dtype,
             "model_fingerprint": self.model_fingerprint,
             "dataset_fingerprint": self.dataset_fingerprint,
-            # TRL's prompt column is scored as it is since #28; only then, so other fingerprints stay as they were.
+            # TRL's prompt column is scored as it is, and marked so; only then, so other fingerprints keep their value.
             **({"prompt_format": "as_is"} if config.prompt_column == TRL_PROMPT_COLUMN else {}),
         }
 

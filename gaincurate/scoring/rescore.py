@@ -93,7 +93,7 @@ def prompt_format(scores_dir: Path) -> tuple[ScoreConfig, Any]:
     """The scoring config of a scores directory and the prompt format its prompts were built with."""
     manifest = read_manifest(scores_dir)
     config, _ = split_config(manifest["config"])
-    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: re-score them the same way.
+    # Scores without the `as_is` mark wrapped even TRL's `prompt` column in the question format: re-score them alike.
     fmt = for_column(config.prompt_format, config.prompt_column)
     return config, dataclasses.replace(fmt, as_is=fmt.as_is and manifest.get("prompt_format") == "as_is")
 

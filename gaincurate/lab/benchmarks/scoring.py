@@ -1,7 +1,7 @@
 """Scoring throughput against a naive baseline and the forward's compute floor, in one run.
 
-    gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 [--out r.json]
-    gaincurate bench scoring --data ../shared/data/math_train.json --offset 5000 --rows 200 \\
+    gaincurate bench scoring --data math_train.json --rows 200 [--out r.json]
+    gaincurate bench scoring --data math_train.json --offset 5000 --rows 200 \\
         --threads 1 --compare-dtypes float32,bfloat16,float16,int8 --batch-sweep 256,512,1024,2048
 
 The naive baseline does what the published GAIN-RL scorer does, with its defaults: float32, one prompt

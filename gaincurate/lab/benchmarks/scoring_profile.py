@@ -1,6 +1,6 @@
 """Where a scoring run's forward time goes, by kind of operator, and the fidelity gate of every lossy dtype.
 
-    gaincurate bench profile --data ../shared/data/math_train.json --offset 5000 \\
+    gaincurate bench profile --data math_train.json --offset 5000 \\
         --rows 200 --threads 1 [--dtype auto] [--batch-tokens N] [--gates]
 
 Scores the rows once to warm up (kernels built, shared prefix cached), then once more under

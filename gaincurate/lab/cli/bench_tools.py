@@ -1,10 +1,10 @@
 """`gaincurate bench scoring|kernel|gpu|replay|profile|scale`: the measurements behind docs/benchmarks.md.
 
-    gaincurate bench scoring --data ../shared/data/math_train.json --rows 200 --threads 1 --out r.json
+    gaincurate bench scoring --data math_train.json --rows 200 --threads 1 --out r.json
     gaincurate bench kernel --quick
     gaincurate bench gpu --device cpu --tiny --rows 16
     gaincurate bench replay --steps 12
-    gaincurate bench profile --data ../shared/data/math_train.json --offset 5000 --rows 200 --gates
+    gaincurate bench profile --data math_train.json --offset 5000 --rows 200 --gates
     gaincurate bench scale --sizes 10000,100000 --workdir scale-bench
 
 Each command's options are its library bench's fields (a dataclass in gaincurate.lab.benchmarks.* or

@@ -7,7 +7,7 @@ the thing itself: the chance that a prompt's next group has nonzero reward varia
 from every group the run has trained, for every prompt of the pool, those never trained on too.
 
 Evidence: each trained group is one observation y (1: informative, 0: all alike), weighted by its age in epochs
-(measurements age, DESIGN §6e): forget ** age, or forget_solved ** age for a group all right, since the policy
+(measurements age): forget ** age, or forget_solved ** age for a group all right, since the policy
 improves and what it solved tends to stay solved while what it failed may come into play. Per prompt q: I_q = the
 weighted sum of y, G_q = the sum of the weights. Then
 

@@ -29,7 +29,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.options import RATE, Options, option, whole
 from gaincurate.schedule.strategies import plugin
 
-# Screening's types were defined here before issue 50: scripts that import them from here still find them.
+# Screening's types, re-exported: scripts that import them from here still find them.
 from gaincurate.schedule.strategies.screening import PilotCompletions, Screener, Screening, Spent  # noqa: F401
 
 if TYPE_CHECKING:

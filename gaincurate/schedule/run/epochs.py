@@ -63,7 +63,7 @@ def prompt_format(scores: ScoresInput):
         few_shot=tuple(config.get("few_shot") or ()),
         chat_template=bool(config.get("chat_template", True)),
     )
-    # Scores made before #28 wrapped even TRL's `prompt` column in the question format: train them as scored.
+    # Scores without the `as_is` mark wrapped even TRL's `prompt` column in the question format: train them as scored.
     as_is = for_column(fmt, str(config.get("prompt_column"))).as_is and scores.manifest.get("prompt_format") == "as_is"
     return dataclasses.replace(fmt, as_is=as_is)
 

@@ -2,7 +2,7 @@
 
 `gain` ranks by angle concentration, highest first, and draws `subset_size` positions without replacement
 from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.plugin`). After each epoch mu
-moves by the GAIN-RL update (DESIGN section 4, `gaincurate.schedule.strategies.gain_update`):
+moves by the GAIN-RL update (`gaincurate.schedule.strategies.gain_update`):
 
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)

@@ -1,7 +1,7 @@
 """The `probe` strategy: each prompt's pass rate under the current policy, predicted by a fit across prompts.
 
 Every trained group is a measurement: its mean reward, with its size as weight, aged by `--forget` per epoch (the
-policy has moved since, DESIGN §6). A ridge regression across the measured prompts maps features to pass rates,
+policy has moved since). A ridge regression across the measured prompts maps features to pass rates,
 and predicts the rest of the pool; each epoch draws near `--target` from those predictions, with a uniform slice
 (`--uniform-share`) so that its own measurements keep covering the pool (fed only the prompts it aims at, a fit
 loses sight of the rest; docs/strategies.md, "probe").
@@ -107,7 +107,7 @@ class ProbeOptions(Options):
     target: float = option(0.5, plugin.TARGET_HELP, RATE)
     tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
-    # 0.1: chosen over 0.3 by the rule declared before the pilot runs (benchmark-history.md, "The probe (issue 47)").
+    # 0.1: chosen over 0.3 by the rule declared before the pilot runs (docs/benchmark-history.md, the probe's).
     uniform_share: float = option(
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )

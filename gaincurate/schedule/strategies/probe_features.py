@@ -2,8 +2,8 @@
 
 Only the measured prompts' features are built (`rows`, the fit's columns). The fit is linear in them, so `predict`
 folds its coefficients back through the standardisation and the projection into a weight per embedding column: a
-prompt's estimate is 576 products and a fixed-order sum (not BLAS: estimates reach the draw, DESIGN §8), where
-building its features took a 576 x 256 projection.
+prompt's estimate is 576 products and a fixed-order sum (not BLAS: estimates reach the draw, which is the same on
+every CPU), where building its features took a 576 x 256 projection.
 """
 
 from __future__ import annotations

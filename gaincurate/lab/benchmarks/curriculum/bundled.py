@@ -34,7 +34,7 @@ _ARITH_SMOKE = {
 # The real 135M model on one thread: a GRPO step of two 8-token completions costs about 10 s (generation,
 # forward and backward, AdamW over 135M weights), an evaluation about 5 s. So one step on one prompt (one
 # curriculum epoch: its draw, training, epoch end and the next draw), evaluated at steps 0 and 1 on two held-out
-# prompts: 25-35 s per arm, where eight-completion steps took 2-3 minutes (#27). Nothing is learnt at this size.
+# prompts: 25-35 s per arm, where eight completions a step would take 2-3 minutes. Nothing is learnt at this size.
 _MATH_SMOKE = {
     **{"pool_rows": 4, "eval_rows": 2, "steps": 1, "prompts_per_step": 1, "num_generations": 2, "subset_size": 1},
     **{"eval_every": 1, "eval_samples": 1, "eval_batch": 4, "oracle_rollouts": 1, "max_completion_length": 8},
@@ -43,7 +43,7 @@ _MATH_SMOKE = {
 # The chain task at smoke size: sums of 4 and 5 terms, whose completions (steps, then the answer) are the longest.
 _CHAIN_SMOKE = {**_ARITH_SMOKE, "pool": ((4, 16), (5, 16)), "eval": ((4, 8), (5, 8)), "warm_start_digits": (4, 5)}
 
-# The GAIN-RL ablation (#26): the accuracy-driven centre over a random ranking, the angle ranking swept at a fixed
+# The GAIN-RL ablation: the accuracy-driven centre over a random ranking, the angle ranking swept at a fixed
 # rate, and the ranking oriented by the first epoch's pass rates with a signed update (adj_min = -adj_max) so mu
 # can move back. Arms of their own, run after the declared strategies (`--strategies`).
 GAIN_ABLATION = {
@@ -55,7 +55,7 @@ GAIN_ABLATION = {
 # The task was fixed from uniform and oracle runs on seeds 0-2 (docs/benchmark-history.md, "Training efficiency", lists
 # every config tried): a frontier family (2-digit sums, supervised with a +1 slip half of the time), a solved
 # family (1 digit) and never-seen sums (3-4 digits); held out: fresh 2-digit sums, read by the sampled pass rate.
-# The powered analysis (2026-11-23) was declared before its runs: 160 steps (uniform learns within about 110 on a
+# The powered analysis was declared before its runs: 160 steps (uniform learns within about 110 on a
 # timing run of seed 0, then plateaus), evaluation every 10 steps, crossings on a centred 3-point mean, the
 # target from a uniform-only pilot on seeds 90-93 (75% of its gain; 50% and 90% for sensitivity), the partial
 # AUC over the first 5,120 rollouts (80 steps), Holm over dots, mopps and gain. Published seeds: 100-111.
@@ -78,12 +78,12 @@ _CPU_ARITH = BenchConfig(
     oracle_rollouts=4,  # the ceiling's measurement of all 512 prompts each epoch is the dearest part of a seed
     strategies=("uniform", "dots", "mopps", "gain", "oracle"),
     seeds="100-111",
-    # The GAIN-RL ablation (#26), declared with the rest and run after the arms above.
+    # The GAIN-RL ablation, declared with the rest and run after the arms above.
     schedule=GAIN_ABLATION,
     smoke_overrides=_ARITH_SMOKE,
 )
 
-# The second task (#26), different in kind and built by nobody's hand: products of a d-digit number and one digit,
+# The second task, different in kind and built by nobody's hand: products of a d-digit number and one digit,
 # whose difficulty varies naturally (length, carries, the multiplier). The frontier is the warm start's own
 # half-learnt family: 1,000 supervised steps on 1- to 3-digit products, no slip, leave 3-digit ones at about 0.4
 # sampled; 4-digit ones were never seen. Chosen from uniform and oracle runs on pilot seeds 90-91
@@ -103,7 +103,7 @@ _CPU_MULT = dataclasses.replace(
     other_targets=(0.435, 0.452),
 )
 
-# The third task (#57): an answer that follows reasoning. Sums of 4 to 7 one-digit terms; the completion writes every
+# The third task: an answer that follows reasoning. Sums of 4 to 7 one-digit terms; the completion writes every
 # running total, then "=" and the answer, and the reward reads the answer only (chain.py). The frontier is cpu-arith's
 # recipe moved into the reasoning: the warm start (1,500 supervised steps on 4- and 5-term sums) slips the last step of
 # 5-term sums by +1 half of the time; 6 and 7 terms were never seen. A 2-layer width-64 model: the other tasks' shape
@@ -133,8 +133,8 @@ _CPU_CHAIN = dataclasses.replace(
     smoke_overrides=_CHAIN_SMOKE,
 )
 
-# The headroom verdict (#38): the baseline, the two estimators that save on cpu-arith only, the ceiling, and the
-# two mechanisms of #38 (pilot and commit; a predictor learned across prompts).
+# The headroom verdict: the baseline, the two estimators that save on cpu-arith only, the ceiling, and the two
+# mechanisms it tests (pilot and commit; a predictor learned across prompts).
 HEADROOM_ARMS = ("uniform", "dots", "mopps", "oracle", "pilot", "predict")
 HEADROOM_PRIMARY = ("dots", "mopps", "pilot", "predict")
 
@@ -146,12 +146,12 @@ def _verdict(name: str, task: BenchConfig, arms: tuple, primary: tuple, seeds: s
                                strategies=arms, seeds=seeds, schedule=schedule)  # fmt: skip
 
 
-# The probe verdict (#47): the baseline, the default, the probe without and with the answer likelihood, the ceiling.
+# The probe verdict: the baseline, the default, the probe without and with the answer likelihood, the ceiling.
 PROBE_ARMS = ("uniform", "dots", "probe", "probe-likelihood", "oracle")
 PROBE_PRIMARY = ("dots", "probe", "probe-likelihood")
 PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
 
-# The ten-minute demonstration (#49, `gaincurate bench curriculum --demo`): cpu-arith exactly as declared (task, warm
+# The ten-minute demonstration (`gaincurate bench curriculum --demo`): cpu-arith exactly as declared (task, warm
 # start, GRPO, target, analysis), uniform against the scheduler's default strategy, on two seeds that no published
 # comparison uses (published: 100-135; the next declared verdict: 136-147; pilots: 90-99). Two seeds show the
 # saving; they are no verdict (docs/benchmarks.md holds the published one). Two workers: 2.5 minutes on two idle
@@ -170,13 +170,12 @@ BUNDLED: dict[str, BenchConfig] = {
     "cpu-mult": _CPU_MULT,
     "cpu-chain": _CPU_CHAIN,
     "demo": _DEMO,
-    # The headroom verdict (#38, in _VERDICTS below), declared 2026-11-24 before any of its seeds ran, on a machine
+    # The headroom verdict (in _VERDICTS below), declared before any of its seeds ran, on a machine
     # (AVX-512) whose warm start differs from the published runs': every arm again, seeds 112-123, targets from that
     # machine's pilot seeds 90-92 (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"); Holm over the four
     # practical arms. Results: docs/results/cpu-arith-headroom, cpu-mult-headroom.
-    # The probe verdict (#47, in _VERDICTS below), declared 2026-11-25 before any of its seeds ran:
-    # docs/benchmark-history.md, "The probe (issue 47): what was declared before its runs" (its targets come from
-    # this machine's pilot seeds).
+    # The probe verdict (in _VERDICTS below), declared before any of its seeds ran: docs/benchmark-history.md says
+    # what the probe's declaration holds (its targets come from this machine's pilot seeds).
     # Sized to the 2-core machine: one GRPO step of 8 completions of the few-shot prompt takes about 40 s on one
     # thread, so 16 steps, 3 evaluation points and the oracle's 4 measurements of 32 prompts fit about 15-30
     # minutes per strategy. The learning rate was set before any run (5e-6: a short run must be able to move).
@@ -232,14 +231,14 @@ _VERDICTS = {
     "cpu-mult-probe": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.447, (0.436, 0.454))),
     # The same verdict for the other warm start (AVX-512 machines: initial_sha256 128ce2c7... for cpu-arith, 7ee3a0bb...
     # for cpu-mult), its targets by the same declared rule from that warm start's uniform pilot seeds 90-92
-    # (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"), declared 2026-11-25 before any of its pairs ran.
+    # (`--report docs/results/cpu-*-diagnosis-pilot`, "As a pilot"), declared before any of its pairs ran.
     "cpu-arith-probe-avx512": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.729, (0.638, 0.783))),
     "cpu-mult-probe-avx512": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "124-135", (0.421, (0.405, 0.431))),
-    # The chain task's verdict (#57), declared 2026-11-25 before any of its pairs ran: the probe verdict's arms on
+    # The chain task's verdict, declared before any of its pairs ran: the probe verdict's arms on
     # fresh seeds, the targets of `cpu-chain` (this machine's warm start, initial_sha256 2eec3d77...; another warm
     # start sets its own from its uniform pilot seeds by the same rule).
     "cpu-chain-compute": (_CPU_CHAIN, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.715, (0.643, 0.758))),
-    # The same verdict on the two direct-answer tasks (#57 part 5), declared 2026-11-25 before any of their pairs ran:
+    # The same verdict on the two direct-answer tasks, declared before any of their pairs ran:
     # the probe verdict's targets for this machine's warm starts (initial_sha256 65e9c3d4... and 0d6e40c5...).
     "cpu-arith-compute": (_CPU_ARITH, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.779, (0.659, 0.851))),
     "cpu-mult-compute": (_CPU_MULT, PROBE_ARMS, PROBE_PRIMARY, "136-147", (0.447, (0.436, 0.454))),

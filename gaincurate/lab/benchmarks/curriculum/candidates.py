@@ -1,4 +1,4 @@
-"""What each candidate feature of the probe says of the pool's measured pass rates (issue 57).
+"""What each candidate feature of the probe says of the pool's measured pass rates.
 
 On a task whose rows carry a reference solution (the chain task), the pool instrument (`diagnosis.PoolInstrument`)
 also measures, at every draw and with the current policy, each likelihood the probe can read

@@ -39,7 +39,7 @@ GENERATED = "tokens"  # the points' original count: completion tokens generated 
 PREFILL_KINDS = ("prompt_tokens", "scoring_tokens", "refresh_tokens")  # a forward each: 2 N FLOPs per token
 TRAINED = "trained_tokens"  # forward and backward: 6 N FLOPs per token
 KINDS = (GENERATED, "prompt_tokens", TRAINED, "scoring_tokens", "refresh_tokens")
-RECORDED = KINDS[1:]  # what benches before the account (issue 57) did not record
+RECORDED = KINDS[1:]  # what benches older than the compute account did not record
 PARAMETERS = "matmul_parameters"  # costs.jsonl: N, counted on the pair's model
 FORWARD_FLOPS, TRAINED_FLOPS = 2, 6  # per parameter per token
 

@@ -7,7 +7,7 @@ A bench directory, or a published copy of its small outputs under docs/results/N
     costs.jsonl    every finished pair's costs (seconds by part, screening and oracle measurement)
     summary.json   what `summarize` computed from the three files above
 
-Where the pairs recorded tokens by kind (benches since issue 57), the tables open with the compute account to the
+Where the pairs recorded tokens by kind, the tables open with the compute account to the
 target (`compute.py`); older benches say which kinds they lack and keep rollouts as their headline.
 
 `report(DIR)` recomputes the summary from the first three and returns it with the markdown tables; that is
@@ -29,9 +29,9 @@ from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
 from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
-READOUTS = "readouts.jsonl"  # each epoch's savings readout (benches since issue 39)
-DIAGNOSIS = "diagnosis.jsonl"  # each draw's pool measurement against the estimates (`measure_pool`, issue 38)
-DRAWS = "draws.jsonl"  # what each pair trained on (benches since the headroom verdict, issue 38)
+READOUTS = "readouts.jsonl"  # each epoch's savings readout (older benches have none)
+DIAGNOSIS = "diagnosis.jsonl"  # each draw's pool measurement against the estimates (benches run with `measure_pool`)
+DRAWS = "draws.jsonl"  # what each pair trained on (older benches have none)
 
 
 def read_results(folder: Path) -> tuple[BenchConfig, list[dict[str, Any]], dict[tuple[str, int], dict[str, float]]]:
@@ -62,17 +62,17 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
     summary = summarize(points, config, costs)
     table = markdown_table(summary) + whole_groups_line(points, list(summary["strategies"]))
     readouts = Path(folder) / READOUTS
-    if readouts.is_file():  # benches run before the savings readout (issue 39) have none
+    if readouts.is_file():  # older benches have none
         lines = [json.loads(line) for line in readouts.read_text().splitlines() if line.strip()]
         summary["readout"] = arm_readouts(pairs_of(lines))
         table += readout_markdown(summary["readout"])
     diagnosis = Path(folder) / DIAGNOSIS
-    if diagnosis.is_file():  # benches run with `measure_pool` (issue 38)
+    if diagnosis.is_file():  # only benches run with `measure_pool` have one
         lines = [json.loads(line) for line in diagnosis.read_text().splitlines() if line.strip()]
         summary["diagnosis"] = arm_diagnosis(lines)
         table += diagnosis_markdown(summary["diagnosis"])
     drawn = Path(folder) / DRAWS
-    if drawn.is_file():  # benches since the headroom verdict (issue 38)
+    if drawn.is_file():  # older benches have none
         lines = [json.loads(line) for line in drawn.read_text().splitlines() if line.strip()]
         summary["draws"] = arm_draws(lines)
         table += draws_markdown(summary["draws"])
@@ -214,7 +214,7 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
             f"| {row['scoring_tokens_share']:.1%} | {row['refresh_tokens_share']:.1%} | {_number(selection, 1)} |"
         )
     refreshing = [(arm, row) for arm, row in account["arms"].items() if row["refresh_tokens"]]
-    if refreshing:  # issue 57 bounds it at 10% of the arm's compute, in every seed
+    if refreshing:  # the refresh is bounded at 10% of its arm's compute in every seed: show that it keeps inside
         shares = ", ".join(f"{arm} {row['refresh_tokens_share']:.1%} ({row['refresh_tokens_share_max']:.1%})"
                            for arm, row in refreshing)  # fmt: skip
         lines += ["", f"The refresh's share of its arm's compute over the run, mean (highest seed): {shares}."]

@@ -34,7 +34,7 @@ def parse_seeds(spec: int | str) -> tuple[int, ...]:
     ("5,7-9").
 
     Text is never a count: "90" alone could mean seed 90 (as "90-92" means 90 to 92) or the 90 seeds from 0, so it is
-    refused with both spellings (issue 49). A count is an int, as a config file or the Python API writes it."""
+    refused with both spellings. A count is an int, as a config file or the Python API writes it."""
     if isinstance(spec, bool):
         raise ConfigError(f"seeds is a count, a range A-B or a comma list; got {spec!r}")
     if isinstance(spec, int):

@@ -3,7 +3,7 @@
 A problem of `d` digits adds two `d`-digit integers, `"123+456"`, or (operator `*`) multiplies a `d`-digit integer
 by one digit, `"123*7"`. The model answers with the digits of the result least significant first (`"975"` for 579),
 then its end-of-sequence token: reversed digits let a tiny model carry from left to right, which is what makes
-several digit lengths learnable at all (DESIGN section 8). The answer column holds the reversed digits, so checking
+several digit lengths learnable at all. The answer column holds the reversed digits, so checking
 is an exact string comparison.
 
 The tokenizer has one token per character (digits, `+`, `=`, `*` for products, and the special tokens), with a
