@@ -140,7 +140,7 @@ def test_score_sample_prompts_with_embedded_model(embedded, tmp_path):
 
 def test_prefix_cache_equals_full_forward_on_real_model(embedded):
     source, tokenizer = embedded
-    config = ScoreConfig(dtype="float32", device="cpu")
+    config = ScoreConfig(dtype="float32", device="cpu", batch_tokens=512)
     model = load_model(source, dtype="float32", device="cpu")
     site = SiteForward(model, layer=-1, site="mlp-input")
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
