@@ -48,6 +48,15 @@ def test_the_budget_is_what_free_memory_holds_as_a_power_of_two_within_bounds():
     assert gpu_batch_tokens(int(8.1 * 2**30), weights, per_token) == small
 
 
+def test_every_architecture_of_the_suite_gets_a_budget(tiny_models):
+    from transformers import AutoConfig
+
+    for folder in tiny_models.values():  # Llama, Qwen2 and GPT-2 (which names no intermediate size)
+        weights, per_token = gpu_memory(AutoConfig.from_pretrained(folder), "bfloat16", None)
+        assert weights > 0 and per_token > 0
+        assert GPU_BATCH_TOKENS[0] <= gpu_batch_tokens(H100_FREE, weights, per_token) <= GPU_BATCH_TOKENS[1]
+
+
 def test_the_15b_benchs_prompts_make_few_large_batches_with_little_padding():
     plan = cuda_plan(MODELS["qwen2-1.5b-class"], LONG, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
     assert plan["batches"] <= 16 and plan["padding"] <= 0.10, plan

@@ -26,7 +26,11 @@ def gpu_memory(model_config: Any, dtype: str, max_length: int | None) -> tuple[i
     intermediate rows, the key/value cache of every layer (a prefix-cached batch keeps it), a row of the attention
     mask, and the float32 unit vectors and sums of the segment kernel."""
     size = 4 if dtype == "float32" else 2
-    hidden, intermediate = model_config.hidden_size, model_config.intermediate_size
+    hidden = model_config.hidden_size
+    # GPT-2's config names no intermediate size (n_inner None): its MLP is 4 x hidden, as most are at most.
+    intermediate = (
+        getattr(model_config, "intermediate_size", None) or getattr(model_config, "n_inner", None) or 4 * hidden
+    )
     heads = model_config.num_attention_heads
     head_dim = getattr(model_config, "head_dim", None) or hidden // heads
     key_value = 2 * (getattr(model_config, "num_key_value_heads", None) or heads) * head_dim
