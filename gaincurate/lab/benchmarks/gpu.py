@@ -11,7 +11,9 @@ own lengths. For each case it reports, in one run:
 * gaincurate's scoring throughput (question tokens through the forward per second), its batches and padding;
 * the naive published-style scorer (one prompt at a time, full forward with logits, T x T cosines) on
   the same GPU and prompts, and the speed-up;
-* the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run.
+* the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run;
+* the bundled prompts scored cold (a fresh process, an empty Triton cache) with `--backend auto` and with
+  `--backend torch`, a SmolLM2-135M-shaped model: what a first small run pays for the kernel's compile.
 
 `cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
 """
@@ -236,7 +238,38 @@ def bench_gpu(options: GpuBench) -> dict:
         "dtype": options.dtype,
         "matmul_tflops": rate / 1e12,
         "models": [bench_model(name, shape, kind, options, rate) for name, shape, kind in cases(options.tiny)],
+        "cold": None if options.tiny else cold_backends(options),
     }
+
+
+# SmolLM2-135M's shape, the embedded default: the bundled prompts scored cold show what a first run pays.
+SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+               num_key_value_heads=3)  # fmt: skip
+
+
+def cold_backends(options: GpuBench) -> dict:
+    """The bundled prompts' forward seconds in a fresh process with an empty Triton cache, `--backend auto` against
+    `--backend torch`: what a first small run pays for the kernel's compile (`auto` should not pay it)."""
+    import os
+    import subprocess
+    import sys
+
+    from gaincurate.shards import read_manifest
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model_folder(Path(tmp) / "model", SMOLLM2, options.dtype, options.device)
+        for backend in ("auto", "torch"):
+            out = Path(tmp) / backend
+            command = [sys.executable, "-m", "gaincurate", "score", "--model", str(folder), "--device", options.device,
+                       "--dtype", options.dtype, "--backend", backend, "--out", str(out), "--quiet"]  # fmt: skip
+            environment = {**os.environ, "TRITON_CACHE_DIR": str(Path(tmp) / f"triton-{backend}")}
+            subprocess.run(command, env=environment, check=True, capture_output=True)
+            manifest = read_manifest(out)
+            seconds[backend] = {"forward_seconds": manifest["timings"]["forward_seconds"],
+                                "backend": manifest.get("backend")}  # fmt: skip
+    ratio = seconds["auto"]["forward_seconds"] / seconds["torch"]["forward_seconds"]
+    return {**seconds, "auto_over_torch": ratio}
 
 
 def table_lines(results: dict) -> list[str]:
@@ -251,5 +284,12 @@ def table_lines(results: dict) -> list[str]:
             f"{r['model']:<18} {r['prompts']:<7} {r['batches']:>7} {r['padding_overhead']:>7.1%} "
             f"{r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
+        )
+    cold = results.get("cold")
+    if cold:
+        lines.append(
+            f"bundled prompts, cold: --backend auto ({cold['auto']['backend']}) "
+            f"{cold['auto']['forward_seconds']:.2f} s, torch {cold['torch']['forward_seconds']:.2f} s: "
+            f"{cold['auto_over_torch']:.2f}x"
         )
     return lines
