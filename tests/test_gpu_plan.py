@@ -1,7 +1,7 @@
 """What scoring does on a GPU, checked on any machine: the batch plan, the budget from free memory, the backend.
 
 A GPU pays per batch, so there a row is padded to its bucket (`engine.padded_width`) and a batch holds what free memory
-allows (`gpu_budget.gpu_batch_tokens`); the torch backend replaces the Triton kernel where the kernel's first compile
+allows (`gpu_budget.budget`); the torch backend replaces the Triton kernel where the kernel's first compile
 would cost more than it saves (`kernels.resolve_backend`). The scores those paddings give stay within the tolerance of
 exact widths: tests/test_score_invariance.py. The throughput itself needs a GPU: `gaincurate bench gpu`.
 """
@@ -17,7 +17,7 @@ import torch
 import gaincurate.kernels as kernels
 from gaincurate.lab.benchmarks.gpu import LONG, MODELS, cuda_plan
 from gaincurate.scoring.engine import BUCKETS_PER_OCTAVE, pack_batches, padded_width
-from gaincurate.scoring.gpu_budget import GPU_BATCH_TOKENS, gpu_batch_tokens, gpu_memory
+from gaincurate.scoring.gpu_budget import GPU_BATCH_TOKENS, budget, gpu_memory
 
 H100_FREE = 79 * 2**30  # an idle H100's free memory
 
@@ -40,12 +40,12 @@ def test_the_budget_is_what_free_memory_holds_as_a_power_of_two_within_bounds():
     weights, per_token = gpu_memory(config, "bfloat16", 2048)
     assert 2.5e9 < weights < 4e9  # 1.5B parameters (their embedding among them) in two bytes each
     low, high = GPU_BATCH_TOKENS
-    assert gpu_batch_tokens(H100_FREE, weights, per_token) == high
-    small = gpu_batch_tokens(8 * 2**30, weights, per_token)
+    assert budget(H100_FREE, weights, per_token) == high
+    small = budget(8 * 2**30, weights, per_token)
     assert low <= small < high and small & (small - 1) == 0
-    assert gpu_batch_tokens(weights, weights, per_token) == low  # a full GPU still gets the smallest budget
+    assert budget(weights, weights, per_token) == low  # a full GPU still gets the smallest budget
     # A little more or less free memory gives the same budget.
-    assert gpu_batch_tokens(int(8.1 * 2**30), weights, per_token) == small
+    assert budget(int(8.1 * 2**30), weights, per_token) == small
 
 
 def test_every_architecture_of_the_suite_gets_a_budget(tiny_models):
@@ -54,7 +54,7 @@ def test_every_architecture_of_the_suite_gets_a_budget(tiny_models):
     for folder in tiny_models.values():  # Llama, Qwen2 and GPT-2 (which names no intermediate size)
         weights, per_token = gpu_memory(AutoConfig.from_pretrained(folder), "bfloat16", None)
         assert weights > 0 and per_token > 0
-        assert GPU_BATCH_TOKENS[0] <= gpu_batch_tokens(H100_FREE, weights, per_token) <= GPU_BATCH_TOKENS[1]
+        assert GPU_BATCH_TOKENS[0] <= budget(H100_FREE, weights, per_token) <= GPU_BATCH_TOKENS[1]
 
 
 def test_the_15b_benchs_prompts_make_few_large_batches_with_little_padding():

@@ -2,14 +2,17 @@
 
 The batch is the unit of cost on a GPU, and the largest batch that fits runs the matmuls nearest their peak. So the
 budget is a share of the memory free before the weights load (less the weights), over what one token of a batch
-holds at the peak of a truncated forward (`gpu_memory`), as a power of two within bounds (`gpu_batch_tokens`).
-`gaincurate.scoring.tuning` records the choice in the manifest; the CPU's budget is measured instead
-(`gaincurate.scoring.batch_size`).
+holds at the peak of a truncated forward (`gpu_memory`), as a power of two within bounds (`budget`).
+`gpu_batch_tokens` is the manifest's record of the choice (the CPU's budget is measured instead:
+`gaincurate.scoring.batch_size`); `hidden_bytes`, what the backend's choice weighs on a GPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 # The rest of the free memory absorbs the allocator's fragmentation and transient buffers. A power of two keeps the
 # budget when a little more or less memory is free; below the lower bound a large GPU idles between launches, above
@@ -43,8 +46,42 @@ def gpu_memory(model_config: Any, dtype: str, max_length: int | None) -> tuple[i
     return size * weights, activations
 
 
-def gpu_batch_tokens(free_bytes: int, weight_bytes: int, token_bytes: int) -> int:
+def budget(free_bytes: int, weight_bytes: int, token_bytes: int) -> int:
     """The padded-token budget a GPU with `free_bytes` free holds (module constants say how)."""
     fits = max(1, int((free_bytes - weight_bytes) * GPU_MEMORY_SHARE) // token_bytes)
     low, high = GPU_BATCH_TOKENS
     return min(max(1 << (fits.bit_length() - 1), low), high)
+
+
+def gpu_batch_tokens(
+    config: Any, device: str, dtype: str, previous: dict[str, Any] | None, split: bool, model_config: Callable[[], Any]
+) -> dict[str, Any]:
+    """The manifest's record of a GPU run's budget: forced, kept from --out, fixed for a split run's parts, else what
+    the GPU's free memory holds (`model_config` loads the model's config, read only then)."""
+    if config.batch_tokens is not None:
+        return {"chosen": config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
+    if previous and previous.get("batch_tokens"):
+        return {"chosen": previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
+    if split:
+        reason = "split run: parts must agree, so none reads its free memory; pass --batch-tokens to choose"
+        return {"chosen": GPU_SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    weights, per_token = gpu_memory(model_config(), dtype, config.max_length)
+    low, high = GPU_BATCH_TOKENS
+    reason = (f"{GPU_MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device} less {weights / 2**30:.1f} "
+              f"GiB of weights, at {per_token / 1024:.0f} KiB a token, a power of two in {low:,}-{high:,}")  # fmt: skip
+    chosen = budget(free, weights, per_token)
+    return {"chosen": chosen, "how": "device", "reason": reason, "free_bytes": free, "token_bytes": per_token}
+
+
+# Characters per token of prompt text, a rough mean for English and mathematics: only the backend's choice reads it.
+CHARS_PER_TOKEN = 4
+
+
+def hidden_bytes(characters: np.ndarray, model: Any) -> int:
+    """The hidden-state bytes a whole run's segment sums read, estimated from its rows' characters (the same for
+    every part and every resume of the run, so each picks the same backend)."""
+    tokens = int(np.sum(characters, dtype=np.int64)) // CHARS_PER_TOKEN
+    return tokens * model.config.hidden_size * next(model.parameters()).element_size()

@@ -147,11 +147,11 @@ def _batch_tokens(model: Any, device: Any, longest: int) -> int:
         return CPU_BATCH_TOKENS
     import torch
 
-    from gaincurate.scoring.gpu_budget import gpu_batch_tokens, gpu_memory
+    from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     free, _ = torch.cuda.mem_get_info(device)
-    return gpu_batch_tokens(free, 0, gpu_memory(model.config, dtype, longest)[1])
+    return budget(free, 0, gpu_memory(model.config, dtype, longest)[1])
 
 
 def shared_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:

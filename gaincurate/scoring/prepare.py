@@ -36,7 +36,7 @@ from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
-from gaincurate.scoring.engine import Scorer, find_shared_prefix
+from gaincurate.scoring.engine import Scorer, find_shared_prefix, on_gpu
 from gaincurate.scoring.tuning import model_config, tune
 from gaincurate.shards import inspect_output, output_schema, plan_output
 
@@ -181,6 +181,8 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
 
 def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
     """Load the model on `device` and cut it after the last layer scoring (or embedding) needs."""
+    from gaincurate.kernels import resolve_backend
+
     config = prepared.config
     progress.stage("loading model")
     started = time.perf_counter()
@@ -193,24 +195,19 @@ def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
     seconds = time.perf_counter() - started + prepared.preloaded_seconds
     embed_layer = config.embed_layer if config.embed else None
     site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)
-    from gaincurate.kernels import resolve_backend
-
     prefix = find_shared_prefix(prepared.encoder) if config.prefix_cache else None
-    backend = resolve_backend(config.backend, device, work_bytes=hidden_bytes(prepared, model))
+    backend = resolve_backend(config.backend, device, work_bytes=_work_bytes(prepared, device, model))
     scorer = Scorer(site, device=device, backend=backend, config=config, prefix=prefix)
     return Loaded(model, site, scorer, seconds)
 
 
-# Characters per token of prompt text, a rough mean for English and mathematics: only the backend's choice reads it.
-CHARS_PER_TOKEN = 4
+def _work_bytes(prepared: Prepared, device: str, model: Any) -> int | None:
+    """What the backend's choice weighs on a GPU: the run's hidden-state bytes (elsewhere it needs none)."""
+    if not on_gpu(device):
+        return None
+    from gaincurate.scoring.gpu_budget import hidden_bytes
 
-
-def hidden_bytes(prepared: Prepared, model: Any) -> int:
-    """The hidden-state bytes the whole run's segment sums read, estimated from its rows' characters (the same for
-    every part and every resume of the run, so each picks the same backend)."""
-    parameter = next(model.parameters())
-    tokens = int(np.sum(prepared.dataset.weights, dtype=np.int64)) // CHARS_PER_TOKEN
-    return tokens * model.config.hidden_size * parameter.element_size()
+    return hidden_bytes(prepared.dataset.weights, model)
 
 
 def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:

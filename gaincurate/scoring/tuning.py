@@ -89,11 +89,13 @@ def tune(
         raise ConfigError(f"--dtype int8 cannot run here: {why}")
     run = _Run(config, source, model_fingerprint, encoder, previous, split, list(questions or []))
     if not device.startswith("cpu"):
+        from gaincurate.scoring.gpu_budget import gpu_batch_tokens
+
         dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
         how = "forced" if config.dtype != "auto" else "device"
         record = {
             "dtype": {"chosen": dtype, "how": how, "reason": f"{how} ({device}: not measured)"},
-            "batch_tokens": _gpu_batch_tokens(run, device, dtype),
+            "batch_tokens": gpu_batch_tokens(config, device, dtype, previous, split, lambda: model_config(source)),
         }
         progress.stage(f"dtype {dtype}: {record['dtype']['reason']}")
         progress.stage(f"batch tokens {record['batch_tokens']['chosen']}: {record['batch_tokens']['reason']}")
@@ -227,29 +229,6 @@ def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -
     size, reason = choose_batch_tokens(timings)
     reason += " [cached]" if cached else ""
     return {"chosen": size, "how": "measured", "reason": reason, "seconds_per_token": timings}
-
-
-def _gpu_batch_tokens(run: _Run, device: str, dtype: str) -> dict[str, Any]:
-    """Forced, kept from --out, fixed for a split run's parts, else what the GPU's free memory holds."""
-    if run.config.batch_tokens is not None:
-        return {"chosen": run.config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
-    if run.previous and run.previous.get("batch_tokens"):
-        return {"chosen": run.previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
-    from gaincurate.scoring import gpu_budget as budget
-
-    if run.split:
-        reason = "split run: parts must agree, so none reads its free memory; pass --batch-tokens to choose"
-        return {"chosen": budget.GPU_SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
-    import torch
-
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    weights, per_token = budget.gpu_memory(model_config(run.source), dtype, run.config.max_length)
-    chosen = budget.gpu_batch_tokens(free, weights, per_token)
-    low, high = budget.GPU_BATCH_TOKENS
-    reason = (f"{budget.GPU_MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device} less "
-              f"{weights / 2**30:.1f} GiB of weights, at {per_token / 1024:.0f} KiB a token, as a power of two within "
-              f"{low:,}-{high:,}")  # fmt: skip
-    return {"chosen": chosen, "how": "device", "reason": reason, "free_bytes": free, "token_bytes": per_token}
 
 
 def _linear_rate(run: _Run, shapes: dict[str, Any], dtype: str, batch_tokens: int, threads: int) -> float:

@@ -150,18 +150,18 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.engine import batch_plan, find_shared_prefix
-    from gaincurate.scoring.gpu_budget import gpu_batch_tokens, gpu_memory
+    from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
     tokenizer = load_tokenizer(resolve_source(None))
     config = ScoreConfig(max_length=prompt_tokens * 2)
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
     weights, per_token = gpu_memory(model_config(shape, tokenizer), dtype, config.max_length)
-    budget = gpu_batch_tokens(free_bytes, weights, per_token)
-    plan = batch_plan(prompts, find_shared_prefix(encoder), budget, "cuda")
+    tokens = budget(free_bytes, weights, per_token)
+    plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda")
     real = sum(len(prompts[row].input_ids) - offset for rows_, offset, _ in plan for row in rows_)
     padded = sum(len(rows_) * width for rows_, _, width in plan)
-    return {"batch_tokens": budget, "batches": len(plan), "padding": padded / real - 1}
+    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / real - 1}
 
 
 def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) -> dict:
