@@ -54,10 +54,10 @@ ISSUE_LINES = 12_000
 
 # The wider measure's lines (ENTRY_POINTS) and their code lines (no blank line, comment or docstring): bounds that keep
 # the product path from growing unnoticed. A raise says in its commit what it bought; the last, from 17,064 lines
-# (11,331 code), bought the run's record of the scores it started on, show's first-screen sentences and the scoring
-# engine's device-shaped plan.
-PRODUCT_LINES = 17_400
-PRODUCT_CODE_LINES = 11_550
+# (11,331 code), bought the run's record of the scores it started on, show's first-screen sentences, the scoring
+# engine's device-shaped plan and the readout's one-line words.
+PRODUCT_LINES = 17_450
+PRODUCT_CODE_LINES = 11_600
 
 
 def loaded_files(entry_points: tuple[str, ...] = ENTRY_POINTS) -> dict[str, Path]:

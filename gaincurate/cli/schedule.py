@@ -67,6 +67,7 @@ def init(
     The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
     """
     schedule_config = _schedule_config(strategy, reward_range, values)
+    from gaincurate.schedule.readout_words import readout_needs
     from gaincurate.schedule.run.driver import init_run
     from gaincurate.schedule.run.unscored import init_unscored
     from gaincurate.schedule.sizes import subset_choice
@@ -92,7 +93,7 @@ def init(
     chosen = subset_choice(
         schedule_config.subset_size, n_prompts, schedule_config.subset_multiple, scheduler.subset_size
     )
-    notes = [chosen, *scheduler.strategy.about.notes]
+    notes = [chosen, *readout_needs(scheduler), *scheduler.strategy.about.notes]
 
     def draw(stdout: Stdout) -> None:
         from rich.table import Table
@@ -179,11 +180,14 @@ def next_(
 
 
 def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, drawn: str) -> None:
-    """`epoch 0: acc 0.412 over 3008 rollouts<what the update did>`, then how the next epoch was drawn."""
+    """`epoch 0: acc 0.412 over 3008 rollouts<what the update did>`, its readout in a line, then the next epoch."""
+    from gaincurate.schedule.readout_words import epoch_words
+
     record = result["record"]
     if record is not None:
         done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
         stdout.line(f"epoch {record['epoch']}: {done}{update}")
+        stdout.line(f"epoch {record['epoch']} {epoch_words(record)}")
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 
 

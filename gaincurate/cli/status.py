@@ -2,7 +2,8 @@
 
 Everything strategy-specific comes from the run's data: how the strategy draws (`draws`, its own line), the
 readout each history line holds (`gaincurate.schedule.readout`), and the figures its report hook gave about each
-draw (`selection`), shown as they are named, and the columns it declares (`About.columns`: gain's mu, ang, delta).
+draw (`selection`), named in the words it and the run's filters declare (`figure_names`; else the key), and the
+columns it declares (`About.columns`: gain's mu, ang, delta).
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.cli.render import Stdout
+from gaincurate.schedule.readout_words import epoch_words, r_words
 
-READOUT_COLUMNS = ("aimed at", "measured", "zero variance", "uniform (est.)", "r")
+READOUT_COLUMNS = ("groups", "aimed at", "measured", "zero variance", "uniform (est.)", "r")
 
 
 def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from gaincurate.schedule.figures import STATE, cell, figure_words
-    from gaincurate.schedule.strategies.registry import strategy_class
+    from gaincurate.schedule.strategies.registry import FILTERS, strategy_class
 
-    columns = strategy_class(report["params"]["strategy"]).about.columns
+    about = strategy_class(report["params"]["strategy"]).about
+    columns, turned_on = about.columns, [f for key, f in FILTERS.items() if report["params"].get(key) is not None]
+    names = {**about.figure_names, **{key: name for f in turned_on for key, name in f.figure_names.items()}}
     where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"
     finished = report["finished"]
     stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
@@ -31,19 +35,21 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     for line in report["history"]:
         values = {**line, STATE.key: "trained"}
         cells = [cell(column, values.get(column.key)) for column in columns]
-        table.add_row(str(line["epoch"]), *cells, *([figures(line.get("selection"))] if drawn else []))
+        table.add_row(str(line["epoch"]), *cells, *([figures(line.get("selection"), names)] if drawn else []))
     if report["epoch"] >= 0:
         waiting = "trained, feedback archived" if report["trained"] else "waiting for training"
         waiting = "drawn, not trained: finished" if finished else waiting
         # The waiting epoch: the numbers that draw it, and what it waits for in the last column.
         cells = [cell(column, report["draw"].get(column.key)) if column.drawn else "-" for column in columns]
         cells[-1] = waiting
-        table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"))] if drawn else []))
+        table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"), names)] if drawn else []))
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
     stdout.print(table)
     if any(line.get("readout") for line in report["history"]):
         stdout.print(readout_table(report["history"]))
         stdout.line(spent_line(report["history"]))
+        last = [line for line in report["history"] if line.get("readout")][-1]
+        stdout.line(f"latest, epoch {last['epoch']}: {epoch_words(last)}")
         if stale_line(report["history"]):
             stdout.line(stale_line(report["history"]))
     for warning in report.get("warnings", []):
@@ -61,7 +67,10 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
     """Each epoch's savings readout (docs/readout.md): aimed at, measured, zero variance, uniform's, r."""
     from rich.table import Table
 
-    table = Table(title="savings readout (aimed at: the strategy's estimate of its picks; r: over every prompt so far)")
+    table = Table(
+        title="savings readout (aimed at: the strategy's estimate of its picks; r: its estimates against the measured "
+        "pass rates, over every prompt measured so far)"
+    )
     for column in ("epoch", *READOUT_COLUMNS):
         table.add_column(column, justify="right")
     for line in history:
@@ -85,7 +94,8 @@ def stale_line(history: list[dict[str, Any]]) -> str:
 
 
 def readout_cells(readout: dict[str, Any] | None) -> list[str]:
-    """The readout's columns: estimated pass rate (share in band), measured, zero variance (sides), uniform, r."""
+    """The readout's columns: groups, estimated pass rate (share in band), measured, zero variance (sides), uniform, r
+    (or how many measured prompts it waits for)."""
     if not readout:
         return ["-"] * len(READOUT_COLUMNS)
     aimed = _rate(readout.get("estimated_pass_rate"))
@@ -97,13 +107,13 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
     if readout.get("zero_variance") is not None:
         zero = f"{readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} wrong, {readout['all_right']:.0%} right)"
     uniform = readout.get("uniform_zero_variance_estimate")
-    correlation = readout.get("correlation")
     return [
+        str(readout.get("groups", "-")),
         aimed,
         _rate(readout.get("measured_pass_rate")),
         zero,
         "no estimate" if _all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
-        "-" if correlation is None else f"{correlation:+.2f}",
+        r_words(readout, cell=True),
     ]
 
 
@@ -132,16 +142,16 @@ def _all_equal(readout: dict[str, Any]) -> bool:
     return readout.get("estimate_spread") == 0.0
 
 
-def figures(info: dict[str, Any] | None) -> str:
-    """A strategy's own figures about a draw, as it names them."""
+def figures(info: dict[str, Any] | None, names: dict[str, str] | None = None) -> str:
+    """A strategy's own figures about a draw, by the words it declares for them (`figure_names`), else their keys."""
     if not info:
         return "-"
-    return ", ".join(f"{key.replace('_', ' ')} {_value(value)}" for key, value in info.items())
+    return ", ".join(f"{(names or {}).get(key, key.replace('_', ' '))} {_value(value)}" for key, value in info.items())
 
 
 def _value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
-        return str(value).lower()
+        return {True: "yes", False: "no"}.get(value, "-")
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, list):

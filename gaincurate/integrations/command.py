@@ -44,6 +44,7 @@ from gaincurate.errors import ConfigError, GaincurateError, InputError
 from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
+from gaincurate.schedule.readout_words import epoch_words
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
@@ -139,7 +140,8 @@ def run_loop(
             trained.append(epoch)
         step = run.step(progress=progress, stale=stale)
         words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
-        progress.stage(f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else ""))
+        written = f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else "")
+        progress.stage(f"{written}; {epoch_words(step.record)}")  # the epoch's savings readout, in one line
         for notice in step.notices:
             progress.stage(notice)
     run.mark_finished(True)  # `schedule status` says so, not "waiting for training"

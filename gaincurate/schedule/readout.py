@@ -16,8 +16,8 @@ trainer path and the bench mean the same thing by each number. Per epoch with fe
   measured, over every prompt measured so far (shown from CORRELATION_MIN_PROMPTS on); `nonzero_rollouts`, the
   rollouts spent so far in groups with nonzero variance, and over the epochs that had uniform's estimate
   (`compared_nonzero_rollouts`) beside uniform's estimate of the same (`uniform_nonzero_rollouts_estimate`);
-* `warnings`: most groups zero-variance two epochs in a row, or estimates that carry no information
-  (`Thresholds`; `schedule status --warn-zero-variance/--warn-correlation` sets them when reading a run).
+* `warnings`: most groups zero-variance two epochs in a row, a share far above uniform's estimate on enough groups,
+  or estimates that carry no information (`Thresholds`; `schedule status --warn-zero-variance/--warn-correlation`).
 
 The readout reads only what the draw and the feedback already hold: no forward pass, no rollout. Its sums are
 plain float64 sums in a fixed order (`math.fsum`), so no BLAS or SIMD path changes them, and every float it writes
@@ -39,6 +39,8 @@ from gaincurate.schedule.strategies.plugin import NO_ESTIMATE, Report
 
 CORRELATION_MIN_PROMPTS = 30  # fewer measured prompts give a correlation too noisy to show
 MAX_GROUP = 64  # uniform's zero-variance share is kept for groups of 1..MAX_GROUP rollouts
+ENOUGH_GROUPS = 30  # groups for an epoch's zero-variance share to tell: its standard error is <= 0.5 / sqrt(30) = 0.09
+FAR_ABOVE = 0.25  # over uniform's estimate: 2.7 standard errors on 30 groups (< 1% by chance), 1.3 on 7 (1 in 10)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,13 @@ def warnings(readout: dict[str, Any], previous_zero_variance: float | None, thre
                 "(a format-only reward)"
             )
         found.append(f"{share:.0%} of rollout groups had zero reward variance two epochs in a row ({cause})")
+    uniform, groups = readout.get("uniform_zero_variance_estimate"), readout.get("groups", 0)
+    far = uniform is not None and groups >= ENOUGH_GROUPS and share - uniform >= FAR_ABOVE
+    if far and readout.get("estimate_spread") != 0.0:  # all-equal estimates describe no pool
+        found.append(
+            f"{share:.0%} of {groups} rollout groups had zero reward variance, far above a uniform draw's estimated "
+            f"~{uniform:.0%}: the draw wastes more than uniform, or its estimates are blunt (a uniform run tells which)"
+        )
     if readout.get("estimate_spread") == 0.0 and previous_zero_variance is not None:
         found.append("the strategy's estimates are all equal: they carry no information to aim with")
     correlation = readout.get("correlation")

@@ -36,6 +36,7 @@ class BandFilter(Filter):
     """A base strategy's priority order with the prompts estimated inside [low, high] moved to the front."""
 
     setting = "band"
+    figure_names = {"band_kept": "picks in band", "in_band": "pool in band"}
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
         "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps, probe, variance; screen "

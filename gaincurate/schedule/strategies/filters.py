@@ -38,15 +38,16 @@ class Filter:
 
     What it declares: `setting`, the `ScheduleConfig` field and flag that turn it on (its value None: off);
     `pair_form`, how the command line spells that value (an `LO,HI` pair; None: a switch, on or off); its own
-    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help; and
-    which strategies it goes over (`applies_to`, from their `about`; `refusal(strategy, usable)`, the one-line error
-    for the others).
+    `options_class`, given flat beside the switch as a strategy's options are; `summary`, the flag's help;
+    `figure_names`, status's words for its figures; and which strategies it goes over (`applies_to`, from their
+    `about`; `refusal(strategy, usable)`, the one-line error for the others).
     """
 
     setting: ClassVar[str]
     pair_form: ClassVar[str | None] = None
     options_class: ClassVar[type[Options]] = Options
     summary: ClassVar[str] = ""
+    figure_names: ClassVar[dict[str, str]] = {}  # status's words for its figures' keys (default: the key, spaced)
 
     @classmethod
     def configure(cls, value: Any, settings: dict[str, Any]) -> Any:

@@ -96,6 +96,7 @@ class ZeroVarianceFilter(Filter):
     setting = "skip_zero_variance"
     options_class = ZeroVarianceOptions
     summary = "Skip prompts whose recent rollouts all agreed (GRESO's filter) over this strategy."
+    figure_names = {"explore_easy": "keep chance after all right", "explore_hard": "keep chance after all wrong"}
 
     @classmethod
     def configure(cls, value: Any, settings: dict[str, Any]) -> ZeroVarianceOptions | None:
@@ -221,6 +222,7 @@ class GresoStrategy(plugin.Strategy):
         draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",  # the filter's own note
         needs=frozenset({plugin.ROLLOUTS}),
         keeps_zero_variance=False,
+        figure_names=ZeroVarianceFilter.figure_names,
     )
 
     def __init__(self, gc_ids: np.ndarray, options: ZeroVarianceOptions | None = None) -> None:

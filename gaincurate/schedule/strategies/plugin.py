@@ -206,6 +206,7 @@ class About:
     draws: str = ""  # '': the class docstring's second paragraph
     needs: frozenset[str] = frozenset()
     columns: tuple[Column, ...] = DEFAULT_COLUMNS
+    figure_names: Mapping[str, str] = field(default_factory=dict)  # status's words for its figures' keys
     update_words: Callable[[dict[str, Any]], str] | None = None
     draw_words: Callable[[dict[str, Any]], str] | None = None
     ordered: bool = True

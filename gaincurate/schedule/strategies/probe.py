@@ -215,6 +215,7 @@ class ProbeStrategy(plugin.Strategy):
         options=ProbeOptions,
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
+        figure_names={"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit"},
     )
 
     def __init__(
