@@ -18,6 +18,7 @@ from gaincurate.lab.benchmarks.curriculum import known_strategies, run_bench
 from gaincurate.lab.benchmarks.curriculum.bench import POINT_KEYS
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.harness import load_initial, state_sha256
+from gaincurate.lab.benchmarks.curriculum.warm import SCORING_FIRST_IMPORT, WARM_UP, WARM_UP_SECONDS
 from gaincurate.schedule.strategies.plugin import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
@@ -112,6 +113,13 @@ def test_costs_are_reported_apart_and_the_oracle_is_not_charged(smoke):
     first = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     gain_start = next(line for line in first if line["strategy"] == "gain")
     assert gain_start["seconds"] >= gain["scoring_seconds"]
+    # First imports are timed apart and charged to no arm: the scoring's, listed for the arms charged the scoring pass,
+    # and each process's, paid before its first pair's clock starts (so by one pair at most in this process).
+    info = json.loads((out / "assets" / "assets.json").read_text())
+    assert info[SCORING_FIRST_IMPORT] > 0 and not (out / "assets" / WARM_UP).exists()
+    assert gain[SCORING_FIRST_IMPORT] == info[SCORING_FIRST_IMPORT] and SCORING_FIRST_IMPORT not in uniform
+    pairs = [json.loads(path.read_text())["costs"] for path in (out / "pairs").glob("*.json")]
+    assert all(WARM_UP_SECONDS in pair for pair in pairs) and sum(pair[WARM_UP_SECONDS] > 0 for pair in pairs) <= 1
 
 
 def test_a_bench_of_another_config_or_an_unknown_strategy_is_refused(smoke):

@@ -13,7 +13,8 @@ What it measures, every `eval_every` optimizer steps and at step 0 (the initial 
 * the fraction of rollout groups since the previous point whose rewards were all equal;
 * wall-clock seconds of everything the strategy costs: model load, trainer set-up, training, the curriculum's
   epoch ends (re-scoring, prediction, drawing), plus the initial scoring for every strategy but the baseline.
-  Evaluation and the oracle's measurement pause the clock; each cost is also reported on its own.
+  Evaluation and the oracle's measurement pause the clock; each cost is also reported on its own. The first
+  imports are paid before the clock starts and reported apart, charged to no arm (`warm.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gaincurate.lab.benchmarks.curriculum.diagnosis import PoolInstrument
 from gaincurate.lab.benchmarks.curriculum.evaluate import Sampled, evaluate, sample_prompts, zero_variance_groups
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.oracle import OracleStrategy
+from gaincurate.lab.benchmarks.curriculum.warm import SCORING_FIRST_IMPORT, WARM_UP_SECONDS, warm_up_process
 
 RUN = "run"  # the pair's run directory, inside its work directory while it trains
 EVAL_STREAM = 1_000_003  # sampling seeds of evaluation, apart from the oracle's (epoch numbers)
@@ -187,6 +189,8 @@ class PairRun:
         self.charged_setup = 0.0 if strategy == config.baseline else assets.scoring_seconds
         self.charged_scoring_tokens = 0 if strategy == config.baseline else assets.scoring_tokens
         self.costs = {"scoring_seconds": self.charged_setup, "curriculum_seconds": 0.0}
+        if strategy != config.baseline and assets.scoring_first_import_seconds is not None:
+            self.costs[SCORING_FIRST_IMPORT] = assets.scoring_first_import_seconds  # listed, never charged
         self.clock = Clock()
         self.curriculum: Any = None
         self.screen_charged: Any = None  # screening as of the last point (what the points carry)
@@ -326,6 +330,7 @@ class PairRun:
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:
+            self.costs[WARM_UP_SECONDS] = warm_up_process(lambda: load_initial(self.assets, config))
             self.clock = Clock()
             self.model, self.tokenizer = load_initial(self.assets, config)
             quiet_training_noise(self.model)  # TRL's renamed-API FutureWarnings, on every pair otherwise

@@ -26,6 +26,14 @@ from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum import compute
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.seconds import (
+    LESS_SCORING,
+    first_import_cell,
+    first_imports_line,
+    included,
+    less_scoring,
+    seconds_line,
+)
 from gaincurate.lab.benchmarks.curriculum.summary import summarize
 
 FILES = ("bench.json", "runs.jsonl", "costs.jsonl", "summary.json")
@@ -60,6 +68,10 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
 
     config, points, costs = read_results(folder)
     summary = summarize(points, config, costs)
+    if "account" in summary:  # the compute table's seconds check says what its seconds include (seconds.py)
+        less = less_scoring(points, config, costs)
+        if less is not None:
+            summary[LESS_SCORING] = less
     table = markdown_table(summary) + whole_groups_line(points, list(summary["strategies"]))
     readouts = Path(folder) / READOUTS
     if readouts.is_file():  # older benches have none
@@ -173,7 +185,7 @@ def _significant(value: float) -> str:
 def compute_lines(summary: dict[str, Any]) -> list[str]:
     """The compute account to the target, first: its paired ratio and Holm p, then tokens by kind, FLOPs and price.
     A bench run before the account was recorded says so, and its headline stays rollouts."""
-    baseline, account = summary["baseline"], summary.get("account")
+    baseline, account, mark = summary["baseline"], summary.get("account"), included(summary)
     if account is None:
         return ["", "Compute account: not recorded. This bench predates the token counts (issue 57): its points hold "
                 "generated tokens but not the prompts prefilled, trained, scoring or refresh tokens, so its headline "
@@ -184,7 +196,8 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
         f"evaluation and the oracle's measurement are not. Measured seconds (this machine) stand beside it as its "
         f"check.", "",
         f"| arm | seeds | censored | compute to target (GPU ms) | compute / {baseline} | p | Holm p "
-        f"| seconds / {baseline} (measured) | rollouts / {baseline} |", "|---|---|---|---|---|---|---|---|---|",
+        f"| seconds / {baseline} (measured{', ' + mark if mark else ''}) | rollouts / {baseline} |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for arm, entry in summary["strategies"].items():
         versus = entry["vs_baseline"] or {}
@@ -197,6 +210,8 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
             f"| {_fmt(versus.get('rollouts'))} |"
         )
     lines += ["", _verdict_line(summary, "compute_primary", "compute")]
+    said = seconds_line(summary)
+    lines += ["", said] if said else []
     price = account["seconds_per_token"]
     lines += [
         "", f"Tokens per pair by kind over the whole run (mean over seeds), their model FLOPs (N = "
@@ -224,6 +239,7 @@ def compute_lines(summary: dict[str, Any]) -> list[str]:
 def markdown_table(summary: dict[str, Any]) -> str:
     """The headline table, the verdict, the sensitivity table, the cost table and the headroom line."""
     headline, baseline, analysis = summary["headline"], summary["baseline"], summary["analysis"]
+    mark = included(summary)
     budget = analysis["pauc_budget"]
     smoothing = "the raw curve" if analysis["smooth"] == 1 else f"a centred {analysis['smooth']}-point mean"
     lines = [
@@ -234,7 +250,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
         *compute_lines(summary),
         "",
         f"| arm | seeds | initial | final | censored | rollouts to target | rollouts / {baseline} | p | Holm p "
-        f"| partial AUC - {baseline} ({_number(budget, 0)} rollouts) | steps / {baseline} | seconds / {baseline} |",
+        f"| partial AUC - {baseline} ({_number(budget, 0)} rollouts) | steps / {baseline} | seconds / {baseline}"
+        f"{f' ({mark})' if mark else ''} |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, entry in summary["strategies"].items():
@@ -268,18 +285,21 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 cells.append(f"{_fmt(ratio)} ({ratio['censored']})" if ratio else "n/a")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "Costs per pair, mean over seeds, in seconds (measured with the load noted beside the table):", "",
-              "| arm | scoring | curriculum (re-score, select) | total | evaluation (not charged) "
-              "| oracle measurement (not charged) |", "|---|---|---|---|---|---|"]  # fmt: skip
+              "| arm | scoring | first imports (not charged) | curriculum (re-score, select) | total "
+              "| evaluation (not charged) | oracle measurement (not charged) |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for arm, entry in summary["strategies"].items():
         c = entry["costs"]
         measured = (f"{c['measure_rollouts']:,.0f} rollouts, {c['measure_seconds']:.0f} s"
                     if "measure_rollouts" in c else "")  # fmt: skip
         screening = f"; screening {c['screen_rollouts']:,.0f} rollouts (charged)" if c.get("screen_rollouts") else ""
         lines.append(
-            f"| {arm} | {c.get('scoring_seconds', 0):.1f} | {c.get('curriculum_seconds', 0):.1f} "
+            f"| {arm} | {c.get('scoring_seconds', 0):.1f} | {first_import_cell(summary, arm)} "
+            f"| {c.get('curriculum_seconds', 0):.1f} "
             f"({c.get('rescore_seconds', 0):.1f}, {c.get('select_seconds', 0):.1f}){screening} "
             f"| {c.get('total_seconds', 0):.0f} | {c.get('eval_seconds', 0):.0f} | {measured} |"
         )
+    lines += ["", first_imports_line(summary)]
     if summary.get("headroom"):
         lines += ["", f"Headroom: {summary['headroom']['line']}."]
     targets = pilot_targets(summary)
