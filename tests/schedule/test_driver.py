@@ -327,15 +327,21 @@ def test_feedback_for_an_earlier_epoch_is_refused(tmp_path, scores_dir):
     assert snapshot(run_dir) == before
 
 
-def test_an_earlier_epochs_feedback_without_one_prompt_of_this_epoch_is_named_as_such(tmp_path, scores_dir):
-    """Stale rollouts are named as that epoch's when none is of the current epoch (disjoint epochs) too, not
-    only when the epochs overlap: refused in one line, nothing written."""
+def two_epochs(tmp_path: Path, scores_dir: Path) -> tuple[Path, Path, set[int], list[int]]:
+    """A run two epochs in (epoch 0 fed back): its folder, epoch 1's file, epoch 1's gc_ids and epoch 0's others."""
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
     first = advance(run_dir).path
     second = advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
     current = set(pq.read_table(second, columns=["gc_id"]).column("gc_id").to_pylist())
     only_first = [i for i in pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist() if i not in current]
+    return run_dir, second, current, only_first
+
+
+def test_an_earlier_epochs_feedback_without_one_prompt_of_this_epoch_is_named_as_such(tmp_path, scores_dir):
+    """Stale rollouts are named as that epoch's when none is of the current epoch (disjoint epochs) too, not
+    only when the epochs overlap: refused in one line, nothing written."""
+    run_dir, second, current, only_first = two_epochs(tmp_path, scores_dir)
     stale = tmp_path / "stale.jsonl"
     append_rollouts(stale, [i for i in only_first for _ in range(3)], [1.0] * (3 * len(only_first)))
     before = snapshot(run_dir)
@@ -351,12 +357,7 @@ def test_an_earlier_epochs_feedback_without_one_prompt_of_this_epoch_is_named_as
 def test_stale_rollouts_beside_this_epochs_are_left_out_and_named(tmp_path, scores_dir):
     """A file that also holds an earlier epoch's rollouts (one a trainer appends to every epoch) keeps this epoch's;
     the note names the others as that epoch's stale rollouts."""
-    run_dir = tmp_path / "run"
-    init_run(run_dir, scores_dir, CONFIG)
-    first = advance(run_dir).path
-    second = advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
-    current = set(pq.read_table(second, columns=["gc_id"]).column("gc_id").to_pylist())
-    only_first = [i for i in pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist() if i not in current]
+    run_dir, second, current, only_first = two_epochs(tmp_path, scores_dir)
     both = write_feedback(tmp_path / "both.jsonl", second)
     append_rollouts(both, only_first, [0.0] * len(only_first))
     step = advance(run_dir, feedback=both)
