@@ -155,7 +155,8 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
 
 
 def _annotation(field: dataclasses.Field, help: str, panel: str) -> Any:
-    base = next((kind for kind in (bool, int, str) if isinstance(field.default, kind)), float)  # bool before int
+    # bool before int; a "flag" may default to None, decided later (`Options.resolved`)
+    base = next((k for k in (bool, int, str) if isinstance(field.default, k) or field.metadata["cli"] == "flag"), float)
     return option_annotation(field, base, help=help, panel=panel, parsers=_PARSERS)
 
 

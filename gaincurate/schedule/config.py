@@ -142,6 +142,10 @@ class ScheduleConfig:
         """The data_source of verl rows (None for TRL rows)."""
         return (self.data_source or VERL_DATA_SOURCE) if self.format == "verl" else None
 
+    def resolved(self, scores: Any) -> ScheduleConfig:
+        """This config with the options its strategy leaves to the data decided from `scores` (`Options.resolved`)."""
+        return ScheduleConfig.from_dict(self.to_dict() | self.options.resolved(scores).to_dict())
+
     def subset_count(self, n_prompts: int) -> int:
         """The subset size in prompts for a set of `n_prompts` prompts."""
         if n_prompts < 1:
@@ -217,14 +221,9 @@ def _split_settings(
             filter_settings[filters[0]][key] = value
         elif owners := options_owners(key):
             raise ConfigError(
-                f"{setting(key)} is {_article(owners)} option; pass {setting('strategy', owners[0])} or drop "
+                f"{setting(key)} is a {' or '.join(owners)} option; pass {setting('strategy', owners[0])} or drop "
                 f"{setting(key)}"
             )
         else:
             raise ConfigError(f"{setting(key)} is not a schedule setting of any strategy; drop it")
     return own, filter_settings
-
-
-def _article(owners: list[str]) -> str:
-    names = " or ".join(owners)
-    return f"a {names}"

@@ -127,7 +127,7 @@ class Scheduler:
     ) -> None:
         """`scores` (a `ScoresInput`): the scores table a strategy may need (dots: embeddings); `strategy`: one
         built by the caller (a bench's oracle) instead of the config's, under `filters` (none unless given)."""
-        self.config = config
+        self.config = config if strategy is not None else config.resolved(scores)
         self.prompts = prompts
         self.n_prompts = len(prompts)
         self.subset_size = config.subset_count(len(prompts))
@@ -136,8 +136,8 @@ class Scheduler:
                 prompts=prompts, subset_size=self.subset_size, seed=config.seed, reward_min=config.reward_min,
                 reward_max=config.reward_max, band=config.band, scores=scores, initial=state is None,
             )  # fmt: skip
-            strategy = build_strategy(config, inputs)
-            filters = build_filters(config, strategy, inputs)
+            strategy = build_strategy(self.config, inputs)
+            filters = build_filters(self.config, strategy, inputs)
         self.strategy = strategy
         self.filters = tuple(filters)  # steps over the strategy's draw (`Filter`), in `registry.FILTERS` order
         self.policy: Metered | None = None  # the current policy's screener (`use_screener`), counting its cost

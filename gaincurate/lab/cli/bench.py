@@ -127,8 +127,8 @@ def _with_run_options(command: Any) -> Any:
 
 
 bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against the default strategy, about three "
-    "minutes on 2 idle cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against probe on its embedding alone, "
+    "about three minutes on 2 idle cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )(_with_run_options(curriculum))

@@ -11,7 +11,7 @@ Features, per prompt:
   wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does). Only the
   measured prompts' features are built; the pool is predicted through the raw embedding (`probe_features`);
-* with `--likelihood`, the current policy's log-probability of the prompt's reference answer and that probability
+* with the likelihood, the current policy's log-probability of the prompt's reference answer and that probability
   (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
   (`wants` / `observe`): the prompts near the target and a rotation (`probe_refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
@@ -40,7 +40,7 @@ from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.options import POSITIVE, RATE, Options, option, whole
+from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, whole
 from gaincurate.schedule.strategies import plugin
 from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
 
@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
-    "the answer's likelihood is measured after each epoch with the newest model (the live model, or --checkpoint); "
-    "until then, and for prompts never measured, the fit uses the embedding alone"
+    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after each epoch with the "
+    "newest model (live, or --checkpoint); until then, and for prompts never measured, the fit uses the embedding alone"
 )
+NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
 
 
 def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -111,15 +112,21 @@ class ProbeOptions(Options):
     uniform_share: float = option(
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )
-    likelihood: bool = option(
-        False, "Add the policy's log-probability of the reference answer (near useless after reasoning).", _boolean
-    )
+    likelihood: bool | None = option(  # None: decided from the scores once (`resolved`), and stored so
+        None, "Add the policy's log-probability of the reference answer (near useless after reasoning).",
+        optional(_boolean), cli="flag", shown="on when every prompt has a reference answer")  # fmt: skip
     answer_template: str = option(
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
+
+    def resolved(self, scores: Any) -> ProbeOptions:
+        """Unset, the likelihood is on where the manifest records an answer for every prompt: it saved on every task."""
+        answers = (scores.manifest.get("answers") or {}) if scores is not None else {}
+        on = answers.get("present") is True and answers.get("missing") == 0
+        return replace(self, likelihood=on) if self.likelihood is None else self
 
 
 def likelihood_columns(logps: np.ndarray) -> np.ndarray:
@@ -202,12 +209,12 @@ class Estimate:
 
 
 class ProbeStrategy(plugin.Strategy):
-    """pass rates predicted by a ridge fit across prompts on the embedding (the default: 0.39x uniform's compute on
-    cpu-chain, 0.45x on cpu-arith, no saving on cpu-mult); --likelihood adds the policy's probability of the answer
-    (0.40x, 0.48x, 0.64x)
+    """pass rates predicted by a ridge fit across prompts on the embedding (0.39x uniform's compute on cpu-chain, 0.45x
+    on cpu-arith, no saving on cpu-mult) and, where every prompt has a reference answer, the policy's probability of
+    the answer (0.40x, 0.48x, 0.64x; --no-likelihood: off)
 
     epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the embedding, and
-    with --likelihood the policy's probability of each answer), plus a uniform slice
+    with the likelihood the policy's probability of each answer), plus a uniform slice
     """
 
     name = "probe"
@@ -242,7 +249,10 @@ class ProbeStrategy(plugin.Strategy):
         if options.likelihood:
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
-        return cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
+        strategy = cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
+        if inputs.initial and not options.likelihood and not ProbeOptions().resolved(inputs.scores).likelihood:
+            strategy.about = replace(strategy.about, notes=(NO_ANSWERS_NOTE,))
+        return strategy
 
     def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return plugin.Strategy.start(self, prompts)[0], Measured(None).to_memory()

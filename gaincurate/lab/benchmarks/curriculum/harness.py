@@ -299,6 +299,8 @@ class PairRun:
         config = self.config
         fields = config.schedule_fields(self.strategy)
         name = config.baseline if self.strategy in ORACLE_ARMS else fields.pop("strategy", self.strategy)
+        if name == "probe":  # the embedding alone unless the arm asks for the likelihood, as the verdicts ran it
+            fields.setdefault("likelihood", False)
         schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
         started = self.clock.now()
         # A run directory like a user's (the oracle's strategy is the bench's own, which state.json cannot name), so
