@@ -50,10 +50,13 @@ GPU_QUICK = ((896, 3584), ((1, 4096), (64, 512)))
 CPU_DIMS = (896, 1536, 3584)
 CPU_BATCH_TOKENS = ((1, 256), (4, 512))
 CPU_QUICK = ((896,), ((1, 256),))
-SWEEP_SHAPE = (16, 2048)
-SWEEP_BLOCK_T = (1, 2, 4, 8)
-SWEEP_WARPS = (4, 8, 16)
-SWEEP_STAGES = (1, 3)
+SWEEP_SHAPE = (64, 4096)  # the shape the kernel is judged at: 2 GB of hidden states at D 3584
+# Around launch.py's rule (one token per tile, 64 row values per thread, 4 stages, 256 tokens per program).
+SWEEP_BLOCK_T = (1, 2)
+SWEEP_ROW_VALUES = (32, 64)  # values of a hidden row per thread: sets the warps for each BLOCK_D
+SWEEP_TILE_VALUES = 64  # at most this many values of a tile per thread (block_t x row values): no spills
+SWEEP_STAGES = (3, 4)
+SWEEP_CHUNK_T = (256, 512, 1024)
 
 
 @dataclass
@@ -213,7 +216,7 @@ def time_shapes(device: torch.device, backends: list[str], quick: bool) -> list[
 
 
 def sweep_configs(device: torch.device) -> list[dict[str, object]]:
-    """Time tile configs per hidden size at one shape, to re-tune launch.py on a new GPU."""
+    """Time tile configs per hidden size at SWEEP_SHAPE, to re-tune launch.py on a new GPU."""
     batch, tokens = SWEEP_SHAPE
     results = []
     for dim in GPU_DIMS:
@@ -222,21 +225,29 @@ def sweep_configs(device: torch.device) -> list[dict[str, object]]:
         )
         moved = bytes_moved(hidden, segment_ids, NUM_SEGMENTS)
         default = launch_config(dim, NUM_SEGMENTS, interpret=False)
-        for block_t in SWEEP_BLOCK_T:
-            for num_warps in SWEEP_WARPS:
-                for num_stages in SWEEP_STAGES:
-                    tiles = {"block_t": block_t, "num_warps": num_warps, "num_stages": num_stages}
-                    config = LaunchConfig(**asdict(default) | tiles)
-                    timing = time_gpu(partial(run_backend, "triton", hidden, segment_ids, config))
-                    results.append(
-                        {"dim": dim, **tiles}
-                        | {"median_ms": timing.median_ms, "gbps": moved / (timing.median_ms * 1e-3) / 1e9}
-                        | {"default": config == default}
-                    )
+        grid = [
+            {"block_t": block_t, "num_warps": default.block_d // (32 * values), "num_stages": stages, "chunk_t": chunk}
+            for block_t in SWEEP_BLOCK_T
+            for values in SWEEP_ROW_VALUES
+            for stages in SWEEP_STAGES
+            for chunk in SWEEP_CHUNK_T
+            if default.block_d // (32 * values) >= 1 and block_t * values <= SWEEP_TILE_VALUES
+        ]
+        if not any(LaunchConfig(**asdict(default) | tiles) == default for tiles in grid):
+            grid.append({key: getattr(default, key) for key in ("block_t", "num_warps", "num_stages", "chunk_t")})
+        for tiles in grid:
+            config = LaunchConfig(**asdict(default) | tiles)
+            timing = time_gpu(partial(run_backend, "triton", hidden, segment_ids, config))
+            results.append(
+                {"dim": dim, **tiles}
+                | {"median_ms": timing.median_ms, "gbps": moved / (timing.median_ms * 1e-3) / 1e9}
+                | {"default": config == default}
+            )
+            log(f"    D{dim} {tiles}: {results[-1]['gbps']:.0f} GB/s")
         best = max((r for r in results if r["dim"] == dim), key=lambda r: r["gbps"])
         log(
             f"  sweep D{dim}: best block_t={best['block_t']} warps={best['num_warps']} "
-            f"stages={best['num_stages']} at {best['gbps']:.0f} GB/s"
+            f"stages={best['num_stages']} chunk_t={best['chunk_t']} at {best['gbps']:.0f} GB/s"
         )
     return results
 
@@ -287,7 +298,8 @@ def render_table(report: dict[str, object]) -> str:
             default = next(r for r in entries if r["default"])
             lines.append(
                 f"  D{dim}: best block_t={best['block_t']} warps={best['num_warps']} "
-                f"stages={best['num_stages']} {rate(best['gbps'])} GB/s; * {rate(default['gbps'])} GB/s"
+                f"stages={best['num_stages']} chunk_t={best['chunk_t']} {rate(best['gbps'])} GB/s; "
+                f"* {rate(default['gbps'])} GB/s"
             )
     return "\n".join(lines)
 
@@ -318,7 +330,7 @@ def run_kernel_bench(options: KernelBench = KernelBench()) -> dict[str, object]:
     report["ceiling_gbps"] = copy_ceiling_gbps(device, repeats=5)
     log("timings:")
     report["timings"] = [asdict(row) for row in time_shapes(device, backends, quick)]
-    if device.type == "cuda" and "triton" in backends and not quick:
+    if device.type == "cuda" and "triton" in backends and options.sweep and not quick:
         log("config sweep:")
         report["sweep"] = sweep_configs(device)
     return report

@@ -15,3 +15,5 @@ class KernelBench:
 
     device: str = setting("auto", "Where to check and time (auto: cuda when there is one).", choices=DEVICES)
     quick: bool = setting(False, "Fewer shapes, no config sweep.", flags=("--quick",))
+    sweep: bool = setting(True, "Sweep launch configs on CUDA after the timings (--no-sweep: skip it).",
+                          flags=("--no-sweep",))  # fmt: skip

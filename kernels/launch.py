@@ -33,32 +33,31 @@ MAX_BATCH = 65535
 # The same clamp as torch.nn.functional.normalize: a zero vector contributes zero, not NaN.
 NORM_EPS = 1e-12
 
-# Live fp32 values per thread the tile sizes aim at: the [S, BLOCK_D] accumulator, the
-# [BLOCK_T, BLOCK_D] tile and its [BLOCK_T, S, BLOCK_D] one-hot product. Compiled for sm_90 with
-# Triton 3.9 (ptxas), 32 keeps the kernel between about 35 and 100 registers and free of spills for
-# D up to 8192 with S <= 4, and up to 3584 with S = 8 (docs/kernel.md lists the numbers).
-_VALUES_PER_THREAD = 32
-_MAX_BLOCK_T = 16
-# Partial sums cost 2 * 4 bytes per (segment, feature) per chunk (written, then read back); 32 tokens
-# per padded segment keeps that at most an eighth of the bf16 bytes the chunk itself reads.
-_CHUNK_TOKENS_PER_SEGMENT = 32
-_MIN_CHUNK_T = 64
+# The tiles, from the sweep of `gaincurate bench kernel` on an H200 (docs/kernel.md, "GPU numbers"): at every width
+# swept (896, 1536, 3584; 2 segments) the fastest configs read one token per tile, gave each thread as many values of
+# a row as the registers allow, and let each program walk 256 tokens. The kernel is bound by instructions, not
+# bytes: a per-tile cost (the row norm's reduction across warps, the pipeline's bookkeeping) is paid once per row
+# slice a thread holds, so the more of a row a thread holds, the less that cost weighs.
+_ROW_VALUES_PER_THREAD = 64
+# A thread holds its slice of the row and one accumulator slice per segment: (segments + 1) x values. 192 fp32
+# values keep it unspilled in 255 registers (ptxas for sm_90 with Triton 3.6 and 3.9); past 2 segments the slice
+# halves until it fits. Past 8 warps a thread gets fewer than 255 registers, so where the accumulators alone
+# outgrow the register file (8 segments of rows wider than about 5,000) the kernel spills: right, and slower.
+_LIVE_VALUES = 192
+_MAX_WARPS = 32
+_BLOCK_T = 1
+# Tokens per program: each program writes one fp32 partial sum per segment, read back by the chunk reduction; 256
+# tokens keep that traffic under 2% of a bf16 chunk's bytes. Where a row takes two warps or more, 512 (measured: 3%
+# faster at D 3584, where one-warp rows ran 30% slower at 512, their grid too thin to fill the GPU).
+_CHUNK_T = 256
+_WIDE_CHUNK_T = 512
+# Tiles in flight per program: Triton issues the loads of the next tiles (cp.async into shared memory) while the
+# current one is reduced.
+_NUM_STAGES = 4
 # The interpreter's cost is per Triton call, not per element: it gets the biggest tiles that still
 # leave several tiles per chunk, so the CPU tests also walk the token loop.
 _INTERPRETER_BLOCK_T = 16
-# Tiles in flight per program. Without pipelining a program waits out the full memory latency for
-# each tile; with it Triton issues the loads of the next tiles (cp.async into shared memory) while
-# the current one is reduced. Compiled for sm_90 this also lowered registers (54 -> 48 at D=1536).
-_NUM_STAGES = 3
 _REDUCE_BLOCK_D = 1024
-# Where the GPU sweep measured (`gaincurate bench kernel`: BLOCK_T x warps x stages at D 896, 1536 and 3584 with 2
-# segments; docs/kernel.md, "GPU numbers"), its fastest tiles: 2 tokens, 4 warps, 3 stages, 1.35-1.5x the register
-# budget rule's bandwidth at every D measured, although ptxas spills 16 bytes at D 1536 and 3584. Elsewhere the
-# budget rule holds.
-_MEASURED_TILES = {"block_t": 2, "num_warps": 4, "num_stages": 3}
-_MEASURED_BLOCK_D = (1024, 4096)
-_MEASURED_MAX_SEGMENTS = 2
-MEASURED_SPILL_BYTES = 16  # what ptxas spills for the measured tiles where they were measured
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,14 +67,13 @@ class LaunchConfig:
     block_t: int  # tokens per tile
     block_d: int  # hidden size rounded up: one tile row is a whole hidden vector
     chunk_t: int  # tokens per program; each program writes one partial sum per segment
-    segments_pad: int  # num_segments rounded up (Triton tensor shapes are powers of two)
     num_warps: int
     num_stages: int  # software-pipelining depth of the token loop (1 = none)
     reduce_block_d: int  # features per program in the fixed-order chunk reduction
     reduce_num_warps: int
 
     def __post_init__(self) -> None:
-        for name in ("block_t", "block_d", "chunk_t", "segments_pad", "reduce_block_d"):
+        for name in ("block_t", "block_d", "chunk_t", "reduce_block_d"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"LaunchConfig.{name}={value} must be a power of two")
@@ -105,12 +103,6 @@ def check_shape(batch: int, dim: int, num_segments: int) -> None:
         raise BackendError(f"num_segments={num_segments} is outside 1..{MAX_SEGMENTS}")
 
 
-def measured(dim: int, num_segments: int) -> bool:
-    """Whether (dim, num_segments) lies where the GPU sweep measured its tiles (see _MEASURED_TILES)."""
-    low, high = _MEASURED_BLOCK_D
-    return low <= next_power_of_two(dim) <= high and num_segments <= _MEASURED_MAX_SEGMENTS
-
-
 def launch_config(dim: int, num_segments: int, *, interpret: bool | None = None) -> LaunchConfig:
     """The single config for hidden size `dim` and `num_segments` segments (see module docstring).
 
@@ -120,25 +112,16 @@ def launch_config(dim: int, num_segments: int, *, interpret: bool | None = None)
     if interpret is None:
         interpret = interpret_requested()
     block_d = next_power_of_two(dim)
-    segments_pad = next_power_of_two(num_segments)
-    chunk_t = max(_MIN_CHUNK_T, _CHUNK_TOKENS_PER_SEGMENT * segments_pad)
-    num_warps, num_stages = (16 if block_d >= 4096 else 8 if block_d >= 1024 else 4), _NUM_STAGES
-    if measured(dim, num_segments):
-        block_t, num_warps, num_stages = (_MEASURED_TILES[key] for key in ("block_t", "num_warps", "num_stages"))
-    else:
-        budget = _VALUES_PER_THREAD * 32 * num_warps
-        block_t = 1
-        while block_t < _MAX_BLOCK_T and (2 * block_t * (segments_pad + 1) + segments_pad) * block_d <= budget:
-            block_t *= 2
-    if interpret:
-        block_t = _INTERPRETER_BLOCK_T
+    values = _ROW_VALUES_PER_THREAD
+    while (num_segments + 1) * values > _LIVE_VALUES and values > 1:
+        values //= 2
+    num_warps = min(_MAX_WARPS, max(1, block_d // (32 * values)))
     return LaunchConfig(
-        block_t=block_t,
+        block_t=_INTERPRETER_BLOCK_T if interpret else _BLOCK_T,
         block_d=block_d,
-        chunk_t=chunk_t,
-        segments_pad=segments_pad,
+        chunk_t=_WIDE_CHUNK_T if num_warps > 1 else _CHUNK_T,
         num_warps=num_warps,
-        num_stages=num_stages,
+        num_stages=_NUM_STAGES,
         reduce_block_d=min(block_d, _REDUCE_BLOCK_D),
         reduce_num_warps=4,
     )

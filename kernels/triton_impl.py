@@ -41,6 +41,21 @@ ENABLE_FP_FUSION = True
 
 
 @triton.jit
+def _add_segment(sums, counts, rows, segment, inverse_norms, SEGMENT: tl.constexpr):
+    """sums += the tile's unit rows of SEGMENT, counts += its members: one FMA per element, no layout change."""
+    member = segment == SEGMENT
+    sums += tl.sum(rows * tl.where(member, inverse_norms, 0.0)[:, None], axis=0)
+    return sums, counts + member.to(tl.int32)
+
+
+@triton.jit
+def _store_segment(partial_sums, partial_counts, sums, counts, features, feature_mask, stride_s,
+                   SEGMENT: tl.constexpr):  # fmt: skip
+    tl.store(partial_sums + SEGMENT * stride_s + features, sums, mask=feature_mask)
+    tl.store(partial_counts + SEGMENT, tl.sum(counts, axis=0))
+
+
+@triton.jit
 def _segment_unit_sums_kernel(
     # pointers
     hidden_ptr,  # [B, T, D], bf16 / fp16 / fp32, last dim contiguous
@@ -62,7 +77,6 @@ def _segment_unit_sums_kernel(
     stride_partial_counts_c,
     # meta
     NUM_SEGMENTS: tl.constexpr,
-    SEGMENTS_PAD: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -74,42 +88,66 @@ def _segment_unit_sums_kernel(
 
     features = tl.arange(0, BLOCK_D)
     feature_mask = features < dim
-    segment_rows = tl.arange(0, SEGMENTS_PAD)
     hidden_sample = hidden_ptr + batch * stride_hidden_b
     ids_sample = segment_ids_ptr + batch * stride_ids_b
 
-    sums = tl.zeros((SEGMENTS_PAD, BLOCK_D), dtype=tl.float32)
-    # Per (tile position, segment) token counts, reduced once after the loop.
-    token_counts = tl.zeros((BLOCK_T, SEGMENTS_PAD), dtype=tl.int32)
+    # One [BLOCK_D] accumulator per segment (MAX_SEGMENTS of them; those past NUM_SEGMENTS are never touched):
+    # a row's features stay in the layout they were loaded in, where a [S, D] accumulator would make Triton move
+    # every tile through shared memory.
+    zeros = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    no_tokens = tl.zeros((BLOCK_T,), dtype=tl.int32)
+    sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7 = zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros
+    counts0, counts1, counts2, counts3 = no_tokens, no_tokens, no_tokens, no_tokens
+    counts4, counts5, counts6, counts7 = no_tokens, no_tokens, no_tokens, no_tokens
     # NUM_STAGES > 1: the next tiles' loads are issued (cp.async) while this one is reduced.
     for tile_start in tl.range(0, CHUNK_T, BLOCK_T, num_stages=NUM_STAGES):
         tokens = chunk * CHUNK_T + tile_start + tl.arange(0, BLOCK_T)
         segment = tl.load(ids_sample + tokens * stride_ids_t, mask=tokens < num_tokens, other=-1)
         segment = segment.to(tl.int32)
-        # Ids outside 0..S-1 (the -1 of template tokens and padding) are never loaded.
+        # Ids outside 0..S-1 (the -1 of template tokens and padding) are never loaded and match no segment.
         wanted = (segment >= 0) & (segment < NUM_SEGMENTS)
         rows = tl.load(
             hidden_sample + tokens[:, None] * stride_hidden_t + features[None, :],
             mask=wanted[:, None] & feature_mask[None, :],
             other=0.0,
         ).to(tl.float32)
-        # F.normalize semantics: h / max(||h||, eps), the norm in fp32.
-        norms = tl.sqrt_rn(tl.sum(rows * rows, axis=1))
-        units = rows * (1.0 / tl.maximum(norms, NORM_EPS))[:, None]
-        # One-hot [BLOCK_T, SEGMENTS_PAD]: padded rows and id -1 match nothing.
-        member = segment[:, None] == segment_rows[None, :]
-        sums += tl.sum(tl.where(member[:, :, None], units[:, None, :], 0.0), axis=0)
-        token_counts += member.to(tl.int32)
+        # F.normalize semantics, h / max(||h||, eps), as 1 / sqrt(max(||h||^2, eps^2)) in fp32: one reciprocal
+        # square root (correct to about 2 ulp) in place of a rounded square root and a division.
+        inverse_norms = tl.math.rsqrt(tl.maximum(tl.sum(rows * rows, axis=1), NORM_EPS * NORM_EPS))
+        sums0, counts0 = _add_segment(sums0, counts0, rows, segment, inverse_norms, 0)
+        if NUM_SEGMENTS > 1:
+            sums1, counts1 = _add_segment(sums1, counts1, rows, segment, inverse_norms, 1)
+        if NUM_SEGMENTS > 2:
+            sums2, counts2 = _add_segment(sums2, counts2, rows, segment, inverse_norms, 2)
+        if NUM_SEGMENTS > 3:
+            sums3, counts3 = _add_segment(sums3, counts3, rows, segment, inverse_norms, 3)
+        if NUM_SEGMENTS > 4:
+            sums4, counts4 = _add_segment(sums4, counts4, rows, segment, inverse_norms, 4)
+        if NUM_SEGMENTS > 5:
+            sums5, counts5 = _add_segment(sums5, counts5, rows, segment, inverse_norms, 5)
+        if NUM_SEGMENTS > 6:
+            sums6, counts6 = _add_segment(sums6, counts6, rows, segment, inverse_norms, 6)
+        if NUM_SEGMENTS > 7:
+            sums7, counts7 = _add_segment(sums7, counts7, rows, segment, inverse_norms, 7)
 
-    row_mask = segment_rows < NUM_SEGMENTS
-    partial_sums = partial_sums_ptr + batch * stride_partial_sums_b + chunk * stride_partial_sums_c
-    tl.store(
-        partial_sums + segment_rows[:, None] * stride_partial_sums_s + features[None, :],
-        sums,
-        mask=row_mask[:, None] & feature_mask[None, :],
-    )
-    partial_counts = partial_counts_ptr + batch * stride_partial_counts_b + chunk * stride_partial_counts_c
-    tl.store(partial_counts + segment_rows, tl.sum(token_counts, axis=0), mask=row_mask)
+    sums_out = partial_sums_ptr + batch * stride_partial_sums_b + chunk * stride_partial_sums_c
+    counts_out = partial_counts_ptr + batch * stride_partial_counts_b + chunk * stride_partial_counts_c
+    stride_s = stride_partial_sums_s
+    _store_segment(sums_out, counts_out, sums0, counts0, features, feature_mask, stride_s, 0)
+    if NUM_SEGMENTS > 1:
+        _store_segment(sums_out, counts_out, sums1, counts1, features, feature_mask, stride_s, 1)
+    if NUM_SEGMENTS > 2:
+        _store_segment(sums_out, counts_out, sums2, counts2, features, feature_mask, stride_s, 2)
+    if NUM_SEGMENTS > 3:
+        _store_segment(sums_out, counts_out, sums3, counts3, features, feature_mask, stride_s, 3)
+    if NUM_SEGMENTS > 4:
+        _store_segment(sums_out, counts_out, sums4, counts4, features, feature_mask, stride_s, 4)
+    if NUM_SEGMENTS > 5:
+        _store_segment(sums_out, counts_out, sums5, counts5, features, feature_mask, stride_s, 5)
+    if NUM_SEGMENTS > 6:
+        _store_segment(sums_out, counts_out, sums6, counts6, features, feature_mask, stride_s, 6)
+    if NUM_SEGMENTS > 7:
+        _store_segment(sums_out, counts_out, sums7, counts7, features, feature_mask, stride_s, 7)
 
 
 @triton.jit
@@ -171,7 +209,7 @@ def segment_unit_sums_triton(
     check_shape(batch, dim, num_segments)
     if config is None:
         config = launch_config(dim, num_segments, interpret=INTERPRETED)
-    if config.block_d < dim or config.segments_pad < num_segments:
+    if config.block_d < dim:
         raise ValueError(f"{config} cannot hold D={dim} and num_segments={num_segments}")
     device = hidden.device
     if batch == 0 or num_tokens == 0:
@@ -200,7 +238,6 @@ def segment_unit_sums_triton(
         partial_counts.stride(0),
         partial_counts.stride(1),
         NUM_SEGMENTS=num_segments,
-        SEGMENTS_PAD=config.segments_pad,
         CHUNK_T=config.chunk_t,
         BLOCK_T=config.block_t,
         BLOCK_D=config.block_d,

@@ -86,7 +86,6 @@ def compile_report(
         aligned += ["stride_sums_b", "stride_sums_s"]
     main_constants = {
         "NUM_SEGMENTS": num_segments,
-        "SEGMENTS_PAD": config.segments_pad,
         "CHUNK_T": config.chunk_t,
         "BLOCK_T": config.block_t,
         "BLOCK_D": config.block_d,

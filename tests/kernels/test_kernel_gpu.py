@@ -6,13 +6,15 @@ Every test skips cleanly where there is no CUDA device (or when the interpreter 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from kernel_cases import DTYPES, seed_for, shape_matrix
 
-from gaincurate.kernels import resolve_backend, segment_unit_sums
+from gaincurate.kernels import bench, resolve_backend, segment_unit_sums
 from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
-from gaincurate.kernels.launch import launch_config, measured
+from gaincurate.kernels.launch import LaunchConfig, launch_config
 from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
 
 pytestmark = [pytest.mark.gpu, pytest.mark.triton, pytest.mark.usefixtures("cuda")]
@@ -68,12 +70,12 @@ def test_strides_and_id_dtypes_on_cuda(id_dtype):
     assert agreement.ok, agreement
 
 
-@pytest.mark.parametrize("dim", [896, 1536, 3584])
-def test_the_swept_tiles_where_they_were_measured(dim):
-    """launch.py's measured tiles at the sweep's hidden sizes: against the reference, and a sample's bits the same
-    whatever its batch-mates."""
+@pytest.mark.parametrize(("dim", "num_warps", "chunk_t"), [(896, 1, 256), (1536, 1, 256), (3584, 2, 512)])
+def test_the_sweep_winners_at_the_swept_widths(dim, num_warps, chunk_t):
+    """launch.py's tiles where the GPU sweep measured them (one token per tile, 64 row values per thread): against
+    the reference, and a sample's bits the same whatever its batch-mates."""
     config = launch_config(dim, 2, interpret=False)
-    assert measured(dim, 2) and (config.block_t, config.num_warps, config.num_stages) == (2, 4, 3)
+    assert (config.block_t, config.num_warps, config.chunk_t) == (1, num_warps, chunk_t)
     hidden, segment_ids = cuda_inputs(64, 512, dim, torch.bfloat16, layout="prompt", seed_parts=("swept", dim))
 
     sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
@@ -82,6 +84,32 @@ def test_the_swept_tiles_where_they_were_measured(dim):
     assert agreement.ok, agreement
     alone = segment_unit_sums(hidden[5:6].clone(), segment_ids[5:6].clone(), 2, backend="triton")
     assert torch.equal(alone[0], sums[5:6]) and torch.equal(alone[1], counts[5:6])
+
+
+SWEEP_GRID = [
+    (block_t, values, stages, chunk_t)
+    for block_t in bench.SWEEP_BLOCK_T
+    for values in bench.SWEEP_ROW_VALUES
+    for stages in bench.SWEEP_STAGES
+    for chunk_t in bench.SWEEP_CHUNK_T
+    if block_t * values <= bench.SWEEP_TILE_VALUES
+]
+
+
+@pytest.mark.parametrize(("block_t", "values", "stages", "chunk_t"), SWEEP_GRID)
+def test_every_config_the_sweep_times(block_t, values, stages, chunk_t):
+    """What `bench kernel` times must be right: each swept config against the reference at a 7B width."""
+    default = launch_config(3584, 2, interpret=False)
+    tiles = {"block_t": block_t, "num_warps": default.block_d // (32 * values), "num_stages": stages}
+    config = LaunchConfig(**asdict(default) | tiles | {"chunk_t": chunk_t})
+    hidden, segment_ids = cuda_inputs(8, 1000, 3584, torch.bfloat16, layout="prompt", seed_parts=("grid", block_t))
+
+    from gaincurate.kernels.triton_impl import segment_unit_sums_triton
+
+    sums, counts = segment_unit_sums_triton(hidden, segment_ids, 2, config=config)
+
+    agreement = agreement_with_reference(hidden, segment_ids, 2, sums, counts)
+    assert agreement.ok, agreement
 
 
 def test_realistic_batch_of_a_7b_model():
