@@ -355,14 +355,12 @@ class SiteForward:
         """Hidden states at the site of the scoring layer and of the embedding layer, by layer index."""
         import torch
 
-        self._captured = {}
-        with torch.inference_mode(), narrowed_attention_explained(), contextlib.suppress(_StopForward):
-            self.base(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                use_cache=cache is not None,
-                **{cache_keyword(self.base): cache},
-            )
+        from gaincurate.forward_kernels import attention_for_many_shapes
+
+        self._captured, stop = {}, contextlib.suppress(_StopForward)
+        with torch.inference_mode(), attention_for_many_shapes(), narrowed_attention_explained(), stop:
+            self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=cache is not None,
+                      **{cache_keyword(self.base): cache})  # fmt: skip
         if self._last not in self._captured:
             raise RuntimeError("the scoring site was never reached in the forward pass")
         captured, self._captured = self._captured, {}

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import gaincurate.kernels as kernels
-from gaincurate.lab.benchmarks.gpu import LONG, MODELS, cuda_plan
-from gaincurate.scoring.engine import BUCKETS_PER_OCTAVE, pack_batches, padded_width
+from gaincurate.lab.benchmarks.gpu import LONG, MATH, MODELS, cuda_plan
+from gaincurate.scoring.engine import BUCKETS_PER_OCTAVE, MIN_BUCKET_STEP, pack_batches, padded_width
 from gaincurate.scoring.gpu_budget import GPU_BATCH_TOKENS, budget, gpu_memory
 
 H100_FREE = 79 * 2**30  # an idle H100's free memory
@@ -26,8 +26,10 @@ def test_a_rows_gpu_width_is_its_own_length_in_a_bucket_an_eighth_of_an_octave_w
     lengths = np.random.default_rng(3).integers(1, 9000, size=2000).tolist()
     for length in lengths:
         width = padded_width(length, "cuda")
-        assert length <= width < length * (1 + 1 / BUCKETS_PER_OCTAVE) + 1
+        assert length <= width < max(length * (1 + 1 / BUCKETS_PER_OCTAVE), length + MIN_BUCKET_STEP)
+        assert width % MIN_BUCKET_STEP == 0
         assert padded_width(length, "cpu") == length  # a CPU pads nothing
+    assert {padded_width(length, "cuda") for length in range(1, 129)} == set(range(16, 129, 16))
     widths = {padded_width(length, "cuda") for length in range(1024, 2048)}
     assert len(widths) <= BUCKETS_PER_OCTAVE + 1  # a few shapes per doubling of length (its top rounds up to 2048)
     for batch in pack_batches(lengths, 65_536, "cuda"):
@@ -60,6 +62,13 @@ def test_every_architecture_of_the_suite_gets_a_budget(tiny_models):
 def test_the_15b_benchs_prompts_make_few_large_batches_with_little_padding():
     plan = cuda_plan(MODELS["qwen2-1.5b-class"], LONG, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
     assert plan["batches"] <= 16 and plan["padding"] <= 0.10, plan
+
+
+def test_short_prompts_share_a_few_batches():
+    """The bundled problems run 20-150 tokens past the shared prefix: by length alone they would make 23 batches of a
+    few rows, each bound by its kernel launches."""
+    plan = cuda_plan(MODELS["qwen2-1.5b-class"], MATH, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
+    assert plan["batches"] <= 6, plan
 
 
 def test_auto_takes_the_kernel_on_cuda_only_for_work_that_repays_its_compile(monkeypatch):

@@ -78,18 +78,12 @@ class ScoreConfig:
     few_shot: tuple[dict[str, str], ...] = setting(
         DEFAULT_FEW_SHOT, "JSON file: a list of {question, answer} turns.", shown="one worked example", cli="path"
     )
-    chat_template: bool = setting(
-        True,
-        "Wrap prompts in the model's chat template; --no-chat-template renders plain 'Question:/Answer:' text.",
-        flags=("--no-chat-template",),
-    )
+    chat_template: bool = setting(True, "Wrap prompts in the model's chat template; --no-chat-template renders plain "
+                                  "'Question:/Answer:' text.", flags=("--no-chat-template",))  # fmt: skip
     layer: int = setting(-1, "Decoder layer of the site; negative counts from the end.")
     site: str = setting("mlp-input", "Where the hidden states are read.", choices=SITES)
-    max_length: int | None = setting(
-        DEFAULT_MAX_LENGTH,
-        "Truncate prompts to N tokens, context first; at most the model's context window.",
-        check=at_least(2),
-    )
+    max_length: int | None = setting(DEFAULT_MAX_LENGTH, "Truncate prompts to N tokens, context first; at most the "
+                                     "model's context window.", check=at_least(2))  # fmt: skip
     batch_tokens: int | None = setting(
         None,
         "Padded tokens per forward batch (rows of one width). Changes speed; scores only within the tolerance in "
@@ -97,11 +91,8 @@ class ScoreConfig:
         check=at_least(1),
         shown="measured on CPU, from free memory on CUDA",
     )
-    prefix_cache: bool = setting(
-        True,
-        "Run the shared system/few-shot prefix once and reuse it; --no-prefix-cache runs it for every row.",
-        flags=("--no-prefix-cache",),
-    )
+    prefix_cache: bool = setting(True, "Run the shared system/few-shot prefix once and reuse it; --no-prefix-cache "
+                                 "runs it for every row.", flags=("--no-prefix-cache",))  # fmt: skip
     dtype: str = setting(
         "auto",
         "auto: on CPU, the fastest that ranks like float32, measured once here and cached (the run prints it; "
@@ -110,14 +101,13 @@ class ScoreConfig:
     )
     device: str = setting("auto", "auto, cpu or cuda[:N].")
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
+    liger: bool = setting(False, "Patch Liger-Kernel's fused RMSNorm, RoPE and SwiGLU into the model: about 1.4x the "
+                          "forward on a GPU (pip install liger-kernel).", flags=("--liger",))  # fmt: skip
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
     debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
     # probe, the default strategy, and dots read it; the same forward pass, so it costs only storage.
-    embed: bool = setting(
-        True,
-        "Store the mean-pooled question embedding (dots needs it); --no-embed leaves it out "
-        "(2 bytes x hidden size per row).",
-    )
+    embed: bool = setting(True, "Store the mean-pooled question embedding (dots needs it); --no-embed leaves it out "
+                          "(2 bytes x hidden size per row).")  # fmt: skip
     embed_layer: int | None = setting(None, "Layer for --embed.", shown="the scoring layer")
 
     def __post_init__(self) -> None:

@@ -40,6 +40,9 @@ class BatchStats:
 # Widths a GPU bucket covers per doubling of length: a row's padding is below 1/8 of its length (about 1/16 on
 # average), and a run's rows fall into a few widths, so its batches are few, large and of few shapes.
 BUCKETS_PER_OCTAVE = 8
+# The narrowest GPU bucket step. A batch of short rows costs its kernel launches (about a thousand for a 28-layer
+# model), not its FLOPs, so rows under 128 tokens share 8 widths (16, 32, ..., 128) rather than one per length.
+MIN_BUCKET_STEP = 16
 
 
 def on_gpu(device: str) -> bool:
@@ -51,11 +54,11 @@ def padded_width(length: int, device: str = "cpu") -> int:
 
     A CPU pays for every padded token and gives a row padded to another width other last bits (attention and
     matmuls reduce over the width), so a row keeps its exact length. A GPU pays per batch: the length is rounded up
-    to a multiple of 1/BUCKETS_PER_OCTAVE of the largest power of two at or below it.
+    to a multiple of 1/BUCKETS_PER_OCTAVE of the largest power of two at or below it, and of MIN_BUCKET_STEP.
     """
-    if not on_gpu(device) or length < 2 * BUCKETS_PER_OCTAVE:
+    if not on_gpu(device):
         return length
-    step = (1 << (length.bit_length() - 1)) // BUCKETS_PER_OCTAVE
+    step = max(MIN_BUCKET_STEP, (1 << (length.bit_length() - 1)) // BUCKETS_PER_OCTAVE)
     return -(-length // step) * step
 
 

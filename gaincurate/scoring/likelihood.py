@@ -85,6 +85,7 @@ def answer_logprobs(
     """
     import torch
 
+    from gaincurate.forward_kernels import attention_for_many_shapes
     from gaincurate.scoring.engine import expand_cache
 
     if len(prompt_ids) != len(completion_ids):
@@ -100,7 +101,7 @@ def answer_logprobs(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), attention_for_many_shapes():
             prefix = _prefix_cache(model, shared, device) if shared else None
             for batch, width in forward_batches(lengths, batch_tokens, str(device)):
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)

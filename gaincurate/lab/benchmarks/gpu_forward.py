@@ -1,0 +1,129 @@
+"""The model's own forward, outside gaincurate's control: plain transformers against torch.compile and Liger-Kernel.
+
+`gaincurate bench gpu --forward-variants` runs this on the 1.5B class: one batch of `rows` x `tokens` random ids
+through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
+state compared with the plain run's. A variant counts as worth adopting at `WORTH_ADOPTING` times the plain
+forward's speed with its hidden states as close as the plain bf16 forward is to itself in float32 (the scores'
+tolerance follows from the hidden states).
+
+Liger-Kernel is not a dependency: where it does not import, or does not patch this transformers version, its row
+says why instead of a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+WORTH_ADOPTING = 1.2
+WARMUP, REPEATS = 2, 8
+
+
+def _median_seconds(run: Callable[[], Any], device: str) -> float:
+    import torch
+
+    times = []
+    for step in range(WARMUP + REPEATS):
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize()
+            elapsed = start.elapsed_time(end) / 1e3
+        else:
+            began = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - began
+        if step >= WARMUP:
+            times.append(elapsed)
+    return sorted(times)[len(times) // 2]
+
+
+def _difference(got: Any, reference: Any) -> float:
+    """max |got - reference| over max |reference|, in float32."""
+    reference = reference.float()
+    return float((got.float() - reference).abs().max() / reference.abs().max())
+
+
+def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, tokens: int) -> dict:
+    """Seconds per forward of each variant, its speed-up over plain, and its distance from plain's hidden states."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from gaincurate.lab.benchmarks.gpu import flops_per_token
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True, **shape)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name)).eval()
+        ids = torch.randint(0, config.vocab_size, (rows, tokens))
+        mask = torch.ones_like(ids)
+
+    def forward(base: Any) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.inference_mode():
+                return base(input_ids=ids, attention_mask=mask).last_hidden_state
+
+        return run
+
+    plain_run = forward(model.model)
+    reference = plain_run()
+    with torch.device(device):
+        high = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    high.load_state_dict(model.state_dict())
+    tolerance = _difference(reference, forward(high.model)())
+    del high
+    plain = _median_seconds(plain_run, device)
+    results: dict[str, Any] = {
+        "rows": rows,
+        "tokens": tokens,
+        "tflops_plain": flops_per_token(shape) * rows * tokens / plain / 1e12,
+        "tolerance": tolerance,
+        "plain": {"seconds": plain},
+    }
+
+    def measure(name: str, prepare: Callable[[], Callable[[], Any]]) -> None:
+        began = time.perf_counter()
+        try:
+            run = prepare()
+            output = run()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            first = time.perf_counter() - began
+            seconds = _median_seconds(run, device)
+        except Exception as error:  # a variant that does not run here is a finding, not a failed bench
+            results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            return
+        difference = _difference(output, reference)
+        speedup = plain / seconds
+        results[name] = {"seconds": seconds, "first_call_seconds": first, "speedup": speedup,
+                         "difference": difference,
+                         "worth_adopting": speedup >= WORTH_ADOPTING and difference <= tolerance}  # fmt: skip
+
+    measure("torch_compile", lambda: forward(torch.compile(model.model)))
+
+    def liger() -> Callable[[], Any]:
+        from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+
+        apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False, model=model)  # fmt: skip
+        return forward(model.model)
+
+    measure("liger_kernel", liger)
+    return results
+
+
+def forward_lines(results: dict) -> list[str]:
+    lines = [f"forward of {results['rows']} x {results['tokens']} tokens: plain {results['plain']['seconds']:.3f} s "
+             f"({results['tflops_plain']:.0f} TFLOP/s); tolerance {results['tolerance']:.2g}"]  # fmt: skip
+    for name in ("torch_compile", "liger_kernel"):
+        row = results[name]
+        if "error" in row:
+            lines.append(f"  {name}: did not run: {row['error']}")
+        else:
+            lines.append(f"  {name}: {row['seconds']:.3f} s, {row['speedup']:.2f}x, first call "
+                         f"{row['first_call_seconds']:.1f} s, difference {row['difference']:.2g}"
+                         + (" (worth adopting)" if row["worth_adopting"] else ""))  # fmt: skip
+    return lines
