@@ -56,6 +56,53 @@ def _store_segment(partial_sums, partial_counts, sums, counts, features, feature
 
 
 @triton.jit
+def _add_tile(sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+              counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7,
+              rows, segment, inverse_norms, NUM_SEGMENTS: tl.constexpr):  # fmt: skip
+    """The tile added to each of the first NUM_SEGMENTS accumulators; the others are left as they are."""
+    sums0, counts0 = _add_segment(sums0, counts0, rows, segment, inverse_norms, 0)
+    if NUM_SEGMENTS > 1:
+        sums1, counts1 = _add_segment(sums1, counts1, rows, segment, inverse_norms, 1)
+    if NUM_SEGMENTS > 2:
+        sums2, counts2 = _add_segment(sums2, counts2, rows, segment, inverse_norms, 2)
+    if NUM_SEGMENTS > 3:
+        sums3, counts3 = _add_segment(sums3, counts3, rows, segment, inverse_norms, 3)
+    if NUM_SEGMENTS > 4:
+        sums4, counts4 = _add_segment(sums4, counts4, rows, segment, inverse_norms, 4)
+    if NUM_SEGMENTS > 5:
+        sums5, counts5 = _add_segment(sums5, counts5, rows, segment, inverse_norms, 5)
+    if NUM_SEGMENTS > 6:
+        sums6, counts6 = _add_segment(sums6, counts6, rows, segment, inverse_norms, 6)
+    if NUM_SEGMENTS > 7:
+        sums7, counts7 = _add_segment(sums7, counts7, rows, segment, inverse_norms, 7)
+    return (sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+            counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7)  # fmt: skip
+
+
+@triton.jit
+def _store_tile(sums_out, counts_out, features, feature_mask, stride_s,
+                sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+                counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7,
+                NUM_SEGMENTS: tl.constexpr):  # fmt: skip
+    """The first NUM_SEGMENTS accumulators' partial sums and counts, written to the program's workspace row."""
+    _store_segment(sums_out, counts_out, sums0, counts0, features, feature_mask, stride_s, 0)
+    if NUM_SEGMENTS > 1:
+        _store_segment(sums_out, counts_out, sums1, counts1, features, feature_mask, stride_s, 1)
+    if NUM_SEGMENTS > 2:
+        _store_segment(sums_out, counts_out, sums2, counts2, features, feature_mask, stride_s, 2)
+    if NUM_SEGMENTS > 3:
+        _store_segment(sums_out, counts_out, sums3, counts3, features, feature_mask, stride_s, 3)
+    if NUM_SEGMENTS > 4:
+        _store_segment(sums_out, counts_out, sums4, counts4, features, feature_mask, stride_s, 4)
+    if NUM_SEGMENTS > 5:
+        _store_segment(sums_out, counts_out, sums5, counts5, features, feature_mask, stride_s, 5)
+    if NUM_SEGMENTS > 6:
+        _store_segment(sums_out, counts_out, sums6, counts6, features, feature_mask, stride_s, 6)
+    if NUM_SEGMENTS > 7:
+        _store_segment(sums_out, counts_out, sums7, counts7, features, feature_mask, stride_s, 7)
+
+
+@triton.jit
 def _segment_unit_sums_kernel(
     # pointers
     hidden_ptr,  # [B, T, D], bf16 / fp16 / fp32, last dim contiguous
@@ -114,40 +161,17 @@ def _segment_unit_sums_kernel(
         # F.normalize semantics, h / max(||h||, eps), as 1 / sqrt(max(||h||^2, eps^2)) in fp32: one reciprocal
         # square root (correct to about 2 ulp) in place of a rounded square root and a division.
         inverse_norms = tl.math.rsqrt(tl.maximum(tl.sum(rows * rows, axis=1), NORM_EPS * NORM_EPS))
-        sums0, counts0 = _add_segment(sums0, counts0, rows, segment, inverse_norms, 0)
-        if NUM_SEGMENTS > 1:
-            sums1, counts1 = _add_segment(sums1, counts1, rows, segment, inverse_norms, 1)
-        if NUM_SEGMENTS > 2:
-            sums2, counts2 = _add_segment(sums2, counts2, rows, segment, inverse_norms, 2)
-        if NUM_SEGMENTS > 3:
-            sums3, counts3 = _add_segment(sums3, counts3, rows, segment, inverse_norms, 3)
-        if NUM_SEGMENTS > 4:
-            sums4, counts4 = _add_segment(sums4, counts4, rows, segment, inverse_norms, 4)
-        if NUM_SEGMENTS > 5:
-            sums5, counts5 = _add_segment(sums5, counts5, rows, segment, inverse_norms, 5)
-        if NUM_SEGMENTS > 6:
-            sums6, counts6 = _add_segment(sums6, counts6, rows, segment, inverse_norms, 6)
-        if NUM_SEGMENTS > 7:
-            sums7, counts7 = _add_segment(sums7, counts7, rows, segment, inverse_norms, 7)
+        (sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+         counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7) = _add_tile(
+            sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+            counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7,
+            rows, segment, inverse_norms, NUM_SEGMENTS)  # fmt: skip
 
     sums_out = partial_sums_ptr + batch * stride_partial_sums_b + chunk * stride_partial_sums_c
     counts_out = partial_counts_ptr + batch * stride_partial_counts_b + chunk * stride_partial_counts_c
-    stride_s = stride_partial_sums_s
-    _store_segment(sums_out, counts_out, sums0, counts0, features, feature_mask, stride_s, 0)
-    if NUM_SEGMENTS > 1:
-        _store_segment(sums_out, counts_out, sums1, counts1, features, feature_mask, stride_s, 1)
-    if NUM_SEGMENTS > 2:
-        _store_segment(sums_out, counts_out, sums2, counts2, features, feature_mask, stride_s, 2)
-    if NUM_SEGMENTS > 3:
-        _store_segment(sums_out, counts_out, sums3, counts3, features, feature_mask, stride_s, 3)
-    if NUM_SEGMENTS > 4:
-        _store_segment(sums_out, counts_out, sums4, counts4, features, feature_mask, stride_s, 4)
-    if NUM_SEGMENTS > 5:
-        _store_segment(sums_out, counts_out, sums5, counts5, features, feature_mask, stride_s, 5)
-    if NUM_SEGMENTS > 6:
-        _store_segment(sums_out, counts_out, sums6, counts6, features, feature_mask, stride_s, 6)
-    if NUM_SEGMENTS > 7:
-        _store_segment(sums_out, counts_out, sums7, counts7, features, feature_mask, stride_s, 7)
+    _store_tile(sums_out, counts_out, features, feature_mask, stride_partial_sums_s,
+                sums0, sums1, sums2, sums3, sums4, sums5, sums6, sums7,
+                counts0, counts1, counts2, counts3, counts4, counts5, counts6, counts7, NUM_SEGMENTS)  # fmt: skip
 
 
 @triton.jit

@@ -255,7 +255,8 @@ def forward_case(options: GpuBench) -> dict:
     from gaincurate.lab.benchmarks.gpu_forward import forward_variants
 
     name, shape = next(iter(TINY.items())) if options.tiny else (MATH_MODEL, MODELS[MATH_MODEL])
-    return {"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens)
+    return {"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens,
+                                              flops_per_token(shape))  # fmt: skip
 
 
 COLD_ROUNDS = 2
