@@ -177,6 +177,32 @@ def drive_with_likelihood(
     return selected, records
 
 
+def test_each_draw_the_answer_likelihood_cannot_shape_says_so(world):
+    """The fit learns the likelihood's weight only from rollout groups whose prompt had one measured before its epoch:
+    the draw after epoch 0 has none (nothing was measured before epoch 0) and says so; once prompts measured after
+    epoch 0 are drawn and trained, the draws stop saying it."""
+    _, policy, scores = world
+    config = ScheduleConfig(strategy="probe", subset_size=128, seed=0, likelihood=True)
+    table = load_scores(scores)
+    scheduler = Scheduler(config, table.prompts, scores=table)
+    plan, notes, measured = scheduler.next_epoch().plan, [], []
+    for epoch in range(3):
+        rewards = policy.rollouts(plan.gc_ids, epoch)
+        feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
+                    for r in row]  # fmt: skip
+        ids = scheduler.rescore_ids()
+        measured.append(len(ids))
+        logps = np.log(policy.pass_rates(epoch + 1)[ids])
+        plan = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
+        notes.append(scheduler.reported.note)
+    assert notes[0] == (
+        "the answer likelihood did not shape epoch 1's draw: none of the 128 rollout groups it fits had its prompt's "
+        f"likelihood measured before that epoch ({measured[0]} prompts measured so far; each counts once drawn)"
+    )
+    assert notes[1:] == [None, None]
+    assert scheduler.reported.figures["likelihood_groups"] > 0
+
+
 def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow(world):
     """Given the true pass rates as its likelihood feature, the estimate is nearly exact: over epochs 5-19 the 100
     prompts of each epoch nearest 0.5 (its aimed 90% and a few fewer) sit within 0.02 of the 100 nearest in the whole

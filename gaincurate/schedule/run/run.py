@@ -331,9 +331,10 @@ class Run:
         taken = steps.consume_feedback(context, None if feedback is None else Path(feedback), kept)
         result = self._take(**taken, stale=stale)
         self._feedback = None
-        return dataclasses.replace(
-            result, notices=context.notices + steps.step_notices(result, taken["feedback"], current, self.run_dir)
-        )
+        reported = self.scheduler.reported
+        said = [reported.note] if reported is not None and reported.note else []  # the strategy's word on its draw
+        noticed = steps.step_notices(result, taken["feedback"], current, self.run_dir)
+        return dataclasses.replace(result, notices=context.notices + noticed + said)
 
     def take_feedback(self, source: str | Path) -> bytes:
         """Read and check the current epoch's feedback file once, archive it in the run directory, and keep it for

@@ -124,13 +124,14 @@ class Report:
     `estimates`: its pass-rate estimate at each rank position as it stood at the draw (NaN where it has none;
     None: it keeps no estimate); `source`: what the estimate is, or why there is none; `band`: the pass rates it
     aims at (None: it aims at none); `figures`: its own JSON-ready numbers about the draw (skips, posteriors), which
-    the epoch's history line keeps as `selection`.
+    the epoch's history line keeps as `selection`; `note`: a sentence the run prints after the draw, not kept.
     """
 
     estimates: np.ndarray | None
     source: str
     band: tuple[float, float] | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
 
 TARGET_HALF_WIDTH = 0.25  # the readout counts a strategy aiming at one pass rate as aiming at target +- this

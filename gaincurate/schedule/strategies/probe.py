@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
 
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
+FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit",
+                "likelihood_groups": "groups with a likelihood"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
     "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after each epoch with the "
@@ -218,12 +220,8 @@ class ProbeStrategy(plugin.Strategy):
     """
 
     name = "probe"
-    about = plugin.About(
-        options=ProbeOptions,
-        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
-        estimates=True,
-        figure_names={"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit"},
-    )
+    about = plugin.About(options=ProbeOptions, needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}), estimates=True,
+                         figure_names=FIGURE_NAMES)  # fmt: skip
 
     def __init__(
         self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions, *, subset_size: int = 1, seed: int = 0
@@ -301,8 +299,10 @@ class ProbeStrategy(plugin.Strategy):
         if pool_logps is not None and scale is not None:
             rates += ridge.predict(self._likelihood_design(pool_logps, scale), beta[1:FREE_COLUMNS])
         edge = bool(choice.at_edge) if choice else None
-        return Estimate(np.clip(rates, 0.0, 1.0), {"strength": strength, "strength_at_edge": edge,
-                                                   "measured_groups": len(labels)})  # fmt: skip
+        info = {"strength": strength, "strength_at_edge": edge, "measured_groups": len(labels)}
+        if pool_logps is not None:  # with the likelihood: the fit's groups whose prompt had one measured before
+            info["likelihood_groups"] = int(np.isfinite(groups["logps"]).sum())
+        return Estimate(np.clip(rates, 0.0, 1.0), info)
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
         """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
@@ -347,5 +347,10 @@ class ProbeStrategy(plugin.Strategy):
         likelihood = " and the policy's answer likelihood" if self.options.likelihood else ""
         source = "probe: ridge across prompts on the embedding" + likelihood
         figures = self.describe(state, context, drawn.positions) | drawn.info
+        note = None
+        if figures.get("likelihood_groups") == 0:
+            from gaincurate.schedule.strategies.probe_refresh import unshaped  # only with --likelihood
+
+            note = unshaped(state.epoch, figures["measured_groups"], len(Measured(state.memory).latest["gc_ids"]))
         return plugin.Report(estimates, source if estimates is not None else "no estimate yet",
-                      plugin.target_band(self.options.target), figures)  # fmt: skip
+                             plugin.target_band(self.options.target), figures, note)  # fmt: skip

@@ -63,3 +63,12 @@ def rows_to_measure(
     rest = np.flatnonzero(~picked)
     picked[rest[np.lexsort((order[rest], last[rest]))][: count - int(picked.sum())]] = True
     return np.flatnonzero(picked)
+
+
+def unshaped(epoch: int, groups: int, measured: int) -> str:
+    """What the run says of a draw the answer likelihood could not shape: the fit learns the likelihood's weight only
+    from rollout groups whose prompt had one measured before the epoch that trained it, and none of its `groups` did
+    (`measured`: prompts measured so far)."""
+    return (f"the answer likelihood did not shape epoch {epoch}'s draw: none of the {groups} rollout groups it fits "
+            f"had its prompt's likelihood measured before that epoch ({measured} prompts measured so far; each counts "
+            "once drawn)")  # fmt: skip
