@@ -33,22 +33,21 @@ MAX_BATCH = 65535
 # The same clamp as torch.nn.functional.normalize: a zero vector contributes zero, not NaN.
 NORM_EPS = 1e-12
 
-# The tiles, from the sweep of `gaincurate bench kernel` on an H200 (docs/kernel.md, "GPU numbers"): at every width
-# swept (896, 1536, 3584; 2 segments) the fastest configs read one token per tile, gave each thread as many values of
-# a row as the registers allow, and let each program walk 256 tokens. The kernel is bound by instructions, not
-# bytes: a per-tile cost (the row norm's reduction across warps, the pipeline's bookkeeping) is paid once per row
-# slice a thread holds, so the more of a row a thread holds, the less that cost weighs.
+# The tiles (docs/kernel.md, "GPU numbers", has the sweep behind them): one token per tile, as many values of a row
+# per thread as the registers allow, 256 tokens a program. The kernel is bound by instructions, not bytes: a per-tile
+# cost (the row norm's reduction across warps, the pipeline's bookkeeping) is paid once per row slice a thread holds,
+# so the more of a row a thread holds, the less that cost weighs.
 _ROW_VALUES_PER_THREAD = 64
 # A thread holds its slice of the row and one accumulator slice per segment: (segments + 1) x values. 192 fp32
-# values keep it unspilled in 255 registers (ptxas for sm_90 with Triton 3.6 and 3.9); past 2 segments the slice
-# halves until it fits. Past 8 warps a thread gets fewer than 255 registers, so where the accumulators alone
-# outgrow the register file (8 segments of rows wider than about 5,000) the kernel spills: right, and slower.
+# values stay unspilled in 255 registers; past 2 segments the slice halves until it fits. Past 8 warps a thread gets
+# fewer than 255 registers, so where the accumulators alone outgrow the register file (8 segments of rows wider than
+# about 5,000) the kernel spills: right, and slower.
 _LIVE_VALUES = 192
 _MAX_WARPS = 32
 _BLOCK_T = 1
 # Tokens per program: each program writes one fp32 partial sum per segment, read back by the chunk reduction; 256
-# tokens keep that traffic under 2% of a bf16 chunk's bytes. Where a row takes two warps or more, 512 (measured: 3%
-# faster at D 3584, where one-warp rows ran 30% slower at 512, their grid too thin to fill the GPU).
+# tokens keep that traffic under 2% of a bf16 chunk's bytes. Where a row takes two warps or more, 512: fewer, longer
+# programs still fill the GPU there, where one-warp programs at 512 leave it idle.
 _CHUNK_T = 256
 _WIDE_CHUNK_T = 512
 # Tiles in flight per program: Triton issues the loads of the next tiles (cp.async into shared memory) while the

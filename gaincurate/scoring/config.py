@@ -84,24 +84,17 @@ class ScoreConfig:
     site: str = setting("mlp-input", "Where the hidden states are read.", choices=SITES)
     max_length: int | None = setting(DEFAULT_MAX_LENGTH, "Truncate prompts to N tokens, context first; at most the "
                                      "model's context window.", check=at_least(2))  # fmt: skip
-    batch_tokens: int | None = setting(
-        None,
-        "Padded tokens per forward batch (rows of one width). Changes speed; scores only within the tolerance in "
-        "docs/shards.md.",
-        check=at_least(1),
-        shown="measured on CPU, from free memory on CUDA",
-    )
+    batch_tokens: int | None = setting(None, "Padded tokens per forward batch (rows of one width). Changes speed; "
+                                       "scores only within the tolerance in docs/shards.md.", check=at_least(1),
+                                       shown="measured on CPU, from free memory on CUDA")  # fmt: skip
     prefix_cache: bool = setting(True, "Run the shared system/few-shot prefix once and reuse it; --no-prefix-cache "
                                  "runs it for every row.", flags=("--no-prefix-cache",))  # fmt: skip
-    dtype: str = setting(
-        "auto",
-        "auto: on CPU, the fastest that ranks like float32, measured once here and cached (the run prints it; "
-        "pass it to pin it); int8: torchao's dynamic quantization of the linears.",
-        choices=DTYPES,
-    )
+    dtype: str = setting("auto", "auto: on CPU, the fastest that ranks like float32, measured once here and cached "
+                         "(the run prints it; pass it to pin it); int8: torchao's dynamic quantization of the linears.",
+                         choices=DTYPES)  # fmt: skip
     device: str = setting("auto", "auto, cpu or cuda[:N].")
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
-    liger: bool = setting(False, "Patch Liger-Kernel's fused RMSNorm, RoPE and SwiGLU into the model: about 1.4x the "
+    liger: bool = setting(False, "Patch Liger-Kernel's fused RMSNorm, RoPE and SwiGLU into the model: a faster "
                           "forward on a GPU (pip install liger-kernel).", flags=("--liger",))  # fmt: skip
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
     debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
