@@ -144,9 +144,9 @@ def length_sentence(rho: float, *, debiased: bool) -> str:
     if debiased:
         return f"The length-debiased ranking is still mostly question length {strength}: a log-length fit misses it."
     return (
-        f"The ranking is mostly question length {strength}: scoring with `--debias length` (into a new --out, or with "
-        "--overwrite) ranks by how far each score lies above what its question length predicts, the residual of a "
-        "least-squares fit on log question tokens."
+        f"The ranking is mostly question length {strength}: the same `gaincurate score` command with `--debias length` "
+        "re-ranks these scores (none is scored again) by how far each lies above what its question length predicts, "
+        "the residual of a least-squares fit on log question tokens."
     )
 
 

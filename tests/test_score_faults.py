@@ -207,6 +207,24 @@ def test_a_finished_run_is_not_redone(score_args, clean, light, tmp_path):
     assert again["already_complete"] is True and again["timings"] == read_manifest(clean)["timings"]
 
 
+def test_a_finished_run_asked_for_another_ranking_reranks_without_rescoring(score_args, clean, tmp_path):
+    """`--debias` only re-ranks the stored scores, so a finished folder asked for another one gets it: the shards stay
+    byte for byte, the manifest records the fit; asked back, the fit goes."""
+    out = tmp_path / "scores"
+    shutil.copytree(clean, out)
+    shards = shard_bytes(out)
+
+    result = gaincurate(*score_args, "--out", out, "--debias", "length")
+
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(out)
+    assert manifest["config"]["debias"] == "length" and manifest["debias"]["method"] == "length"
+    assert "spearman_debiased_vs_question_tokens" in manifest["diagnostics"]
+    assert shard_bytes(out) == shards and manifest["timings"]["shards_resumed"] == len(shards)
+    assert gaincurate(*score_args, "--out", out).returncode == 0
+    assert read_manifest(out)["debias"] is None and shard_bytes(out) == shards
+
+
 def test_threads_and_shard_rows(score_args, clean, tmp_path):
     out = tmp_path / "scores"
     args = [arg for arg in score_args if arg not in ("--shard-size", "8")]

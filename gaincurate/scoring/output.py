@@ -100,6 +100,8 @@ def check_resume(plan: Plan) -> dict[str, Any] | None:
         name = shard_name(index)
         if not shard_intact(plan.out / name, checksums.get(name), low, high, plan.schema):
             return None
+    if (previous.get("debias") is not None) != (plan.config.debias == "length"):
+        return None  # the ranking `--debias` asks for is not the one recorded: finalize again, no shard is rescored
     return {**previous, "already_complete": True}
 
 

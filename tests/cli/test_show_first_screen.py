@@ -50,7 +50,7 @@ def test_a_ranking_that_is_mostly_length_is_said_first_with_what_debias_length_c
     sentence = "The ranking is mostly question length (Spearman with question tokens -1.000, beyond ±0.5):"
     assert sentence in text, shown.stdout
     # What `--debias length` does, as `metrics.apply_debias` does it, and how to get it.
-    assert "scoring with `--debias length` (into a new --out, or with --overwrite) ranks by how far each score " in text
+    assert "the same `gaincurate score` command with `--debias length` re-ranks these scores (none is scored " in text
     assert "the residual of a least-squares fit on log question tokens." in text
     assert text.index(sentence) < text.index("Highest concentration"), "not on the first screen"
     assert json.loads(gaincurate("show", scores, "--json").stdout)["mostly_length"] is True
