@@ -35,8 +35,9 @@ def check_liger(device: str) -> None:
 
 
 def apply_liger(model: Any, device: str) -> None:
-    """Patch Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU (GeGLU) into `model`, in place: Triton
-    kernels for a GPU, which change the forward's last bits (the scores stay within SCORE_TOLERANCE)."""
+    """Patch Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU (GeGLU) into `model`, in place, and into
+    transformers' module for its architecture in this process: Triton kernels for a GPU, whose sums differ from
+    PyTorch's in their last bits: scores made with and without it are not the same bytes (the flag is fingerprinted)."""
     check_liger(device)
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
