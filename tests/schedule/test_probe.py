@@ -200,7 +200,30 @@ def test_each_draw_the_answer_likelihood_cannot_shape_says_so(world):
         f"likelihood measured before that epoch ({measured[0]} prompts measured so far; each counts once drawn)"
     )
     assert notes[1:] == [None, None]
-    assert scheduler.reported.figures["likelihood_groups"] > 0
+    assert scheduler.reported.figures["likelihood_groups"] > 0 and scheduler.reported.figures["likelihood_weighed"]
+
+
+def test_a_fit_with_nothing_to_learn_from_the_likelihood_says_it_gave_it_no_weight(world):
+    """Every rollout wrong, as in a pilot whose completions are cut short: groups carry likelihoods from epoch 1 on,
+    but labels that are all equal give the likelihood's coefficients exactly 0, and the draw says so."""
+    _, _, scores = world
+    table = load_scores(scores)
+    scheduler = Scheduler(ScheduleConfig(strategy="probe", subset_size=64, seed=0, likelihood=True), table.prompts,
+                          scores=table)  # fmt: skip
+    plan, notes = scheduler.next_epoch().plan, []
+    for _ in range(2):
+        ids = scheduler.rescore_ids()
+        feedback = [{"gc_id": int(g), "reward": 0.0} for g in plan.gc_ids for _ in range(4)]
+        plan = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, -np.arange(len(ids)) / 10)).plan
+        notes.append(scheduler.reported.note)
+    assert "none of the 64 rollout groups it fits" in notes[0]
+    figures = scheduler.reported.figures
+    assert figures["likelihood_groups"] > 0 and figures["likelihood_weighed"] is False
+    carrying = figures["likelihood_groups"]
+    assert notes[1] == (
+        f"the answer likelihood did not shape epoch 2's draw: the fit gave it no weight (it fits 128 rollout groups, "
+        f"{carrying} with a likelihood; groups whose mean rewards are all equal weigh nothing)"
+    )
 
 
 def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow(world):

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit",
-                "likelihood_groups": "groups with a likelihood"}  # fmt: skip
+                "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
     "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after each epoch with the "
@@ -300,8 +300,9 @@ class ProbeStrategy(plugin.Strategy):
             rates += ridge.predict(self._likelihood_design(pool_logps, scale), beta[1:FREE_COLUMNS])
         edge = bool(choice.at_edge) if choice else None
         info = {"strength": strength, "strength_at_edge": edge, "measured_groups": len(labels)}
-        if pool_logps is not None:  # with the likelihood: the fit's groups whose prompt had one measured before
+        if pool_logps is not None:  # the fit's groups whose prompt had one measured before; whether it weighs it
             info["likelihood_groups"] = int(np.isfinite(groups["logps"]).sum())
+            info["likelihood_weighed"] = bool(scale is not None and np.any(beta[1:FREE_COLUMNS] != 0.0))
         return Estimate(np.clip(rates, 0.0, 1.0), info)
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
@@ -348,9 +349,9 @@ class ProbeStrategy(plugin.Strategy):
         source = "probe: ridge across prompts on the embedding" + likelihood
         figures = self.describe(state, context, drawn.positions) | drawn.info
         note = None
-        if figures.get("likelihood_groups") == 0:
+        if figures.get("likelihood_weighed") is False:
             from gaincurate.schedule.strategies.probe_refresh import unshaped  # only with --likelihood
 
-            note = unshaped(state.epoch, figures["measured_groups"], len(Measured(state.memory).latest["gc_ids"]))
+            note = unshaped(state.epoch, figures, len(Measured(state.memory).latest["gc_ids"]))
         return plugin.Report(estimates, source if estimates is not None else "no estimate yet",
                              plugin.target_band(self.options.target), figures, note)  # fmt: skip

@@ -65,10 +65,14 @@ def rows_to_measure(
     return np.flatnonzero(picked)
 
 
-def unshaped(epoch: int, groups: int, measured: int) -> str:
-    """What the run says of a draw the answer likelihood could not shape: the fit learns the likelihood's weight only
-    from rollout groups whose prompt had one measured before the epoch that trained it, and none of its `groups` did
-    (`measured`: prompts measured so far)."""
-    return (f"the answer likelihood did not shape epoch {epoch}'s draw: none of the {groups} rollout groups it fits "
-            f"had its prompt's likelihood measured before that epoch ({measured} prompts measured so far; each counts "
-            "once drawn)")  # fmt: skip
+def unshaped(epoch: int, figures: dict[str, Any], measured: int) -> str:
+    """What the run says of a draw the answer likelihood did not shape (its fit's two likelihood coefficients exactly
+    0): either none of the fitted rollout groups had its prompt's likelihood measured before the epoch that trained it
+    (the fit learns the likelihood's weight from those alone), or the fit gave it none (`measured`: prompts measured
+    so far)."""
+    groups, carrying = figures["measured_groups"], figures["likelihood_groups"]
+    why = (f"none of the {groups} rollout groups it fits had its prompt's likelihood measured before that epoch "
+           f"({measured} prompts measured so far; each counts once drawn)") if carrying == 0 else (
+           f"the fit gave it no weight (it fits {groups} rollout groups, {carrying} with a likelihood; groups whose "
+           "mean rewards are all equal weigh nothing)")  # fmt: skip
+    return f"the answer likelihood did not shape epoch {epoch}'s draw: {why}"
