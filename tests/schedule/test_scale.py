@@ -10,6 +10,7 @@ not timed.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,20 @@ def test_a_command_the_scale_bench_times_does_not_report_the_bench_s_own_peak(tm
     step = launcher.timed([sys.executable, "-c", "pass"], tmp_path / "log")
     launcher.close()
     assert step["ok"] and step["peak_gb"] < 0.1 and held[-1] == 1.0
+
+
+def test_the_scale_bench_runs_end_to_end_with_its_reference_agreement(tmp_path):
+    """`gaincurate bench scale` through the console script on a small pool: each strategy's steps, and for dots and
+    the lab's predict the bounded reference set against the full one."""
+    options = ["--sizes", "2000", "--strategies", "probe,predict,dots", "--epochs", "1", "--subset", "64", "--json"]
+    console = str(Path(sys.executable).with_name("gaincurate"))
+    command = [console, "bench", "scale", *options, "--workdir", str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    strategies = json.loads(run.stdout)["sizes"]["2000"]["strategies"]
+    assert set(strategies) == {"probe", "predict", "dots"}
+    assert "agreement" not in strategies["probe"]
+    assert strategies["predict"]["agreement"]["measured"] > 0 and strategies["dots"]["agreement"]["measured"] == 64
 
 
 @pytest.mark.determinism

@@ -158,10 +158,11 @@ def reference_agreement(name: str, scores: Path, run: Path, hidden: np.ndarray) 
     from gaincurate.difficulty.estimate import estimate_pass_rates
     from gaincurate.difficulty.predict import reference_limit
     from gaincurate.difficulty.reference import embeddings_from_table
+    from gaincurate.lab.strategies import predict
     from gaincurate.metrics import pearson, spearman
     from gaincurate.schedule.run.inputs import load_scores
     from gaincurate.schedule.run.rundir import load_run
-    from gaincurate.schedule.strategies import dots, predict
+    from gaincurate.schedule.strategies import dots
 
     state = load_run(run).schedule
     prompts = embeddings_from_table(load_scores(scores).table, str(scores))
