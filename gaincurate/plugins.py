@@ -7,8 +7,6 @@ datasets' builders do, under these groups (the lab registers its own this way, i
     mine = "my_package.mine:MineStrategy"
     [project.entry-points."gaincurate.commands"]       # commands: "module:register", called as register(app, panel)
     my-tool = "my_package.cli:register"
-    [project.entry-points."gaincurate.trl_screeners"]  # by strategy name: "module:factory", factory(curriculum,
-    mine = "my_package.trl:screener"                    # trainer) -> the screener TRL's trainer hands the run
 
 Reading a group imports nothing; a module loads when its entry is first used (a run that names the strategy, a command
 line that may reach the command).
@@ -22,7 +20,6 @@ from typing import Any
 
 STRATEGIES = "gaincurate.strategies"
 COMMANDS = "gaincurate.commands"
-TRL_SCREENERS = "gaincurate.trl_screeners"
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from gaincurate.metrics import spearman
 from gaincurate.prompts import question_text
 from gaincurate.shards import numeric_input_column, ranking_scores, read_manifest, read_scores
 
-# Above this |Spearman(ranking score, question tokens)| the first screen says the ranking mostly follows length: at
+# Above this |Spearman(ranking score, question tokens)| `show` says the ranking mostly follows length: at
 # 0.5 two prompts picked at random are ordered by score as by length about two times in three (Kendall's tau 0.35 for
 # normal-like data), so the top and the bottom of the ranking lean to the shortest and the longest questions.
 MOSTLY_LENGTH = 0.5
@@ -139,7 +139,7 @@ def render(console: Any, summary: dict[str, Any]) -> None:
 
 
 def length_sentence(rho: float, *, debiased: bool) -> str:
-    """The first screen's sentence for a ranking that mostly follows length, and what `--debias length` does."""
+    """`show`'s sentence for a ranking that mostly follows length, and what `--debias length` does."""
     strength = f"(Spearman with question tokens {rho:+.3f}, beyond ±{MOSTLY_LENGTH})"
     if debiased:
         return f"The length-debiased ranking is still mostly question length {strength}: a log-length fit misses it."

@@ -22,13 +22,12 @@ def cooled(record: dict[str, Any]) -> str:
 
 
 class TemperedStrategy(Strategy):
-    """made up for the tests: uniform draws under a temperature that halves each epoch
-
-    every prompt equally likely; its temperature halves each epoch
-    """
+    """Uniform draws under a temperature that halves each epoch."""
 
     name = NAME
     about = About(
+        summary="made up for the tests: uniform draws under a temperature that halves each epoch",
+        draws="every prompt equally likely; its temperature halves each epoch",
         columns=(
             Column("temp", "temperature", ".3f", logged="temperature", mark="t", drawn=True),
             ACCURACY,

@@ -11,7 +11,7 @@ epoch see the same rewards (common random numbers: comparisons between strategie
 
 `simulate` drives a run directory through the public API, `gaincurate.schedule.run.driver.init_run` and
 `advance`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
-`gaincurate.feedback.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
+`gaincurate.feedback_lines.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
 
     scores = write_scores(tmp_path / "scores", policy := bundled_policy())
     result = simulate(scores, tmp_path / "run", policy, strategy="mopps", seed=1)
@@ -37,7 +37,7 @@ import pyarrow as pa
 from fake_scores import score_columns, write_scores_dir
 
 import gaincurate
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 
 ASSET = Path(gaincurate.__file__).parent / "assets" / "math_sample.jsonl"
 ROLLOUTS = 4
@@ -71,13 +71,13 @@ class SimulatedPolicy:
 
 
 def simulated_screener(policy: SimulatedPolicy, calls: list[tuple[np.ndarray, int, int]]):
-    """A stand-in for `gaincurate.schedule.run.screeners.checkpoint_screener` that screens with the simulated policy.
+    """A stand-in for `gaincurate.lab.strategies.screening.checkpoint_screener` that screens with the simulated policy.
 
     Candidates drawn for epoch t are rolled with the pass rates of epoch t (the policy that will train it), from
     uniforms of their own (seeded by the run's seed and t), so screening never replays the training rollouts.
     Every call is appended to `calls` as (gc_ids, epoch, rollouts), so a test can count the rollouts spent.
     """
-    from gaincurate.schedule.strategies.screening import Screening
+    from gaincurate.lab.strategies.screening import Screening
 
     def factory(run_dir: Path, scores_dir: Path, *, seed: int, model_path: Path | None, progress: Any = None):
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
@@ -240,7 +240,7 @@ def margins_table(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
         bands = []
         for seed in seeds:
             screener = simulated_screener(policy, [])
-            with _replaced("gaincurate.schedule.run.screeners", "checkpoint_screener", screener):
+            with _replaced("gaincurate.lab.strategies.screening", "checkpoint_screener", screener):
                 run_dir = root / f"run-{index}-{seed}"
                 result = simulate(scores, run_dir, policy, strategy=name, seed=seed, checkpoint=checkpoint, **options)
             bands.append(band(result))

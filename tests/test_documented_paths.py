@@ -49,7 +49,11 @@ def resolve(path: str) -> object:
 
 # Names in the docs that are not Python paths: the scores format's keys, the run directory's files, and the
 # entry-point groups other packages register in (`gaincurate.plugins`).
-NOT_PATHS = {"gaincurate.KEY", plugins.STRATEGIES, plugins.COMMANDS, plugins.TRL_SCREENERS}
+NOT_PATHS = {
+    "gaincurate.KEY",
+    plugins.STRATEGIES,
+    plugins.COMMANDS,
+}
 
 
 def test_the_docs_name_paths_at_all():

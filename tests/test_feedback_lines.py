@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import (
+from gaincurate.feedback_lines import (
     append_rollouts,
     format_line,
     parse_line,

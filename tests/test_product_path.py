@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,7 +191,22 @@ def test_no_product_module_names_the_lab():
     assert naming == []
 
 
-def test_the_lab_registers_its_strategies_commands_and_trl_screener_as_entry_points():
+def test_no_product_module_names_the_strategies_that_measure_the_policy():
+    """screen and pilot (the lab's) measure candidates with the policy being trained; the product hands any strategy
+    that needs it where the policy is (`PolicyAt`, `About.measure`) and carries none of their machinery: no
+    module outside the lab names them, in code or prose (their registry lines are pyproject.toml's entry points)."""
+    package = ROOT / "gaincurate"
+    naming = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if (package / "lab") not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search("screen|pilot", line, re.IGNORECASE)
+    ]
+    assert naming == []
+
+
+def test_the_lab_registers_its_strategies_and_commands_as_entry_points():
     """The installed metadata (an editable install: `make setup`) holds what pyproject.toml declares, and the registry
     offers the lab's strategies by those entries, after the product's own, without importing them."""
     import tomllib
@@ -198,7 +214,7 @@ def test_the_lab_registers_its_strategies_commands_and_trl_screener_as_entry_poi
     from gaincurate import plugins
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
-    for group in (plugins.STRATEGIES, plugins.COMMANDS, plugins.TRL_SCREENERS):
+    for group in (plugins.STRATEGIES, plugins.COMMANDS):
         assert plugins.registered(group) == declared[group], f"re-install (make setup): {group} is stale"
     code = (
         "import sys\n"

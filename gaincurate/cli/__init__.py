@@ -28,6 +28,7 @@ from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpEr
 
 from gaincurate import plugins
 from gaincurate.cli.options import PRODUCT_COMMANDS, command_group
+from gaincurate.cli.schedule_options import mounts_the_lab
 from gaincurate.errors import GaincurateError, InterruptedCommand
 
 TOP_LINE = (
@@ -54,14 +55,14 @@ START, MEASURE, TOOLS = "Start here", "Measure", "Integrations and cluster jobs"
 LAB = "Lab: research commands, not part of a run"
 
 
-def _mount(lab: bool) -> None:
+def _mount(lab: bool, lab_options: bool) -> None:
     """Command modules import no torch at module level, so `gaincurate --help` stays fast. Other packages' commands
     (the lab's) come from their entry points, and only when `lab` is set, so that a product command never imports
-    them."""
+    them; `schedule init` offers the options of the lab's strategies only with `lab_options` (`mounts_the_lab`)."""
     from gaincurate.cli import example, rollout, schedule, score, show, verl
 
     score.register(app, START)
-    app.add_typer(schedule.app, name="schedule", rich_help_panel=START)
+    schedule.register(app, START, lab=lab_options)
     show.register(app, START)
     rollout.register(app, MEASURE)
     score.register_merge(app, TOOLS)
@@ -79,7 +80,8 @@ def _asks_for_the_lab(argv: list[str]) -> bool:
     return not words or words[0] not in PRODUCT_COMMANDS
 
 
-_mount(lab=_asks_for_the_lab(sys.argv))
+# The one reader of the command line outside Typer: what it may reach decides what is mounted.
+_mount(lab=_asks_for_the_lab(sys.argv), lab_options=mounts_the_lab(sys.argv))
 
 
 def _version(shown: bool) -> None:

@@ -34,7 +34,6 @@ from gaincurate.cli.schedule_options import (
     ScoresOption,
     common_parameters,
     filter_parameters,
-    mounts_the_lab,
     pair,
     strategy_parameters,
     strategy_settings,
@@ -60,13 +59,14 @@ def init(
     reward_range: RewardRange = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    lab: bool = True,  # no flag: `register` says whether init took the options of the strategies kept for comparison
     **values: Any,
 ) -> None:
     """Create a run directory for a scores directory (or, for strategies that read no score, a prompt file).
 
     The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
     """
-    schedule_config = _schedule_config(strategy, reward_range, values)
+    schedule_config = _schedule_config(strategy, reward_range, values, lab)
     from gaincurate.schedule.readout_words import readout_needs
     from gaincurate.schedule.run.driver import init_run
     from gaincurate.schedule.run.unscored import init_unscored
@@ -110,14 +110,15 @@ def init(
     emit({"run": str(run), "params": resolved, "notes": notes}, as_json=as_json, human=draw)
 
 
-def _with_generated_options(command: Any) -> Any:
-    """`command` taking, as keywords, the common settings (from `ScheduleConfig`'s fields), every filter's flag (from
-    `registry.FILTERS`) and every strategy option (from the strategies' `Options` fields), among its written ones."""
+def _with_generated_options(command: Any, lab: bool) -> Any:
+    """`command`, a call of `init`, given the signature Typer reads: `init`'s written parameters and, as keywords, the
+    common settings (from `ScheduleConfig`'s fields), every filter's flag (from `registry.FILTERS`) and every strategy
+    option (from the strategies' `Options` fields; those of the strategies kept for comparison only with `lab`)."""
     # All keyword-only (Typer passes keywords), so that generated options may sit among the written ones. The help
     # shows its panels in the order their first option comes: the common one, the default strategy's, the other
     # product strategies', --prompts' and the filters', and the lab's strategies' last.
-    fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(command)}
-    product, kept = strategy_parameters(lab=mounts_the_lab(sys.argv))
+    fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(init)}
+    product, kept = strategy_parameters(lab=lab)
     parameters = [
         fixed["scores"], fixed["prompts"], fixed["run"], fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
@@ -128,10 +129,16 @@ def _with_generated_options(command: Any) -> Any:
     return install(command, parameters, kept)
 
 
-app.command("init")(_with_generated_options(init))
+def register(parent: typer.Typer, panel: str, *, lab: bool) -> None:
+    """`gaincurate schedule ...` under `parent`, in its help's `panel`. `init` offers the options of the strategies
+    kept for comparison only with `lab`, which the CLI's entry decides from its command line (`mounts_the_lab`)."""
+    command = _with_generated_options(lambda **values: init(**values, lab=lab), lab)
+    app.command("init", help=init.__doc__)(command)
+    app.registered_commands.insert(0, app.registered_commands.pop())  # init first in the help: a run starts there
+    parent.add_typer(app, name="schedule", rich_help_panel=panel)
 
 
-def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, Any]) -> Any:
+def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, Any], lab: bool) -> Any:
     """`ScheduleConfig` from `init`'s values: given values only, the comma pairs parsed."""
     from gaincurate.schedule.config import ScheduleConfig, common_fields
 
@@ -145,7 +152,7 @@ def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, 
             )
         common |= {"reward_min": low, "reward_max": high}
     options = {name: value for name, value in values.items() if name not in names}
-    return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options))
+    return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options, lab))
 
 
 @app.command("next")
@@ -167,9 +174,9 @@ def next_(
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
     from gaincurate.schedule.strategies.plugin import draw_words, update_words
-    from gaincurate.schedule.strategies.registry import strategy_class, top_level
+    from gaincurate.schedule.strategies.registry import top_level
 
-    strategy = strategy_class(step.strategy)
+    strategy = step.run.config.strategy_class  # a step of a run directory: `step.run` is its state after the step
     result = {
         "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
         **top_level(step.draw), "draw": step.draw, "record": step.record, "notices": step.notices,
@@ -231,10 +238,10 @@ def run_(
         )  # fmt: skip
     from gaincurate.schedule.figures import figure_words
     from gaincurate.schedule.run.rundir import load_run
-    from gaincurate.schedule.strategies.registry import strategy_class, top_level
+    from gaincurate.schedule.strategies.registry import top_level
 
     done = {"trained": result.trained, "epoch": result.epoch, **top_level(result.draw), "draw": result.draw}
-    words = figure_words(strategy_class(load_run(run).config.strategy).about.columns, result.draw)  # "mu 410.7"
+    words = figure_words(load_run(run).config.strategy_class.about.columns, result.draw)  # "mu 410.7"
     shown = f", {words}" if words else ""
 
     def draw(stdout: Stdout) -> None:
@@ -281,11 +288,10 @@ def strategies(config: ConfigFile = None, as_json: AsJson = False) -> None:
 
     from gaincurate.schedule.options import flag
     from gaincurate.schedule.run.unscored import MODEL_PASS
-    from gaincurate.schedule.strategies import plugin
     from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
 
     listed = [
-        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": plugin.summary(cls),
+        {"strategy": name, "default": name == DEFAULT_STRATEGY, "draws": cls.about.summary,
          "options": [flag(field.name) for field in dataclasses.fields(cls.about.options)],
          "needs": sorted(cls.about.needs), "prompts_file": not cls.about.needs & MODEL_PASS,
          "kept_for_comparison": name in KEPT_FOR_COMPARISON}

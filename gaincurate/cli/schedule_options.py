@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,8 +66,8 @@ PromptsOption = Annotated[
     typer.Option(
         "--prompts",
         metavar="FILE",
-        help="Instead of --scores, for strategies that read no score (uniform, mopps, greso, variance, screen, "
-        "pilot): a JSONL/parquet prompt file, kept in RUN/prompts; no model pass.",
+        help="Instead of --scores, for strategies that read no score (uniform, mopps, greso; `schedule strategies` "
+        "says which): a JSONL/parquet prompt file, kept in RUN/prompts; no model pass.",
     ),
 ]
 PROMPTS_PANEL = "with --prompts FILE"
@@ -198,11 +197,10 @@ def filter_parameters() -> list[inspect.Parameter]:
     return parameters
 
 
-def strategy_settings(values: dict[str, Any]) -> dict[str, Any]:
+def strategy_settings(values: dict[str, Any], lab: bool) -> dict[str, Any]:
     """The strategy and filter options given on the command line, as `ScheduleConfig` takes them (pairs parsed,
     paths absolute: a calibrator is read at every step, from wherever the step runs). Only the strategies whose
-    options this command line mounted are read (`mounts_the_lab`)."""
-    lab = mounts_the_lab(sys.argv)
+    options `init` was built with are read: those kept for comparison with `lab` (`mounts_the_lab`)."""
     kinds = {name: owned[0][1].metadata["cli"] for name, owned in _owners(lab).items()}
     kinds |= {setting: "pair" if cls.pair_form else "switch" for setting, cls in FILTERS.items()}
     settings = {}

@@ -20,9 +20,9 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from gaincurate.schedule.figures import STATE, cell, figure_words
-    from gaincurate.schedule.strategies.registry import FILTERS, strategy_class
+    from gaincurate.schedule.strategies.registry import FILTERS, status_about
 
-    about = strategy_class(report["params"]["strategy"]).about
+    about = status_about(report)
     columns, turned_on = about.columns, [f for key, f in FILTERS.items() if report["params"].get(key) is not None]
     names = {**about.figure_names, **{key: name for f in turned_on for key, name in f.figure_names.items()}}
     where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"

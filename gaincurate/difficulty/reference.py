@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import no_rollout_error, read_rollouts, tally
+from gaincurate.feedback_lines import no_rollout_error, read_rollouts, tally
 from gaincurate.numerics import int_powers, log_by_value
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"

@@ -49,7 +49,6 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
 from gaincurate.schedule.run.run import Run
-from gaincurate.schedule.strategies.registry import strategy_class
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
@@ -69,11 +68,6 @@ class LoopResult:
     trained: list[int]  # epochs trained by this call
     epoch: int  # the epoch now written and waiting (== --epochs when the loop is done)
     draw: dict[str, Any]  # the strategy's numbers that drew `epoch` (its `columns` declared `drawn`; gain: mu)
-
-    @property
-    def mu(self) -> float | None:
-        """gaincurate 0.x's field, kept for its callers: gain and length's centre that drew `epoch` (else None)."""
-        return self.draw.get("mu")
 
 
 @dataclass(frozen=True)
@@ -129,7 +123,7 @@ def run_loop(
     if run.epoch < epochs:
         run.mark_finished(False)  # training on: a run finished by an earlier call is not any more
     if run.epoch < 0:
-        # screen measures epoch 0 with the trainer's starting weights when they are a local folder.
+        # A strategy that needs the policy measures epoch 0 with the trainer's starting weights, when a local folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
         run.step(checkpoint=first, progress=progress)
     while run.epoch < epochs:
@@ -139,13 +133,13 @@ def run_loop(
             stale = _train(run, trainer, progress)
             trained.append(epoch)
         step = run.step(progress=progress, stale=stale)
-        words = figure_words(strategy_class(step.strategy).about.columns, step.draw)  # gain: "mu 410.7"
+        words = figure_words(run.config.strategy_class.about.columns, step.draw)  # gain: "mu 410.7"
         written = f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else "")
         progress.stage(f"{written}; {epoch_words(step.record)}")  # the epoch's savings readout, in one line
         for notice in step.notices:
             progress.stage(notice)
     run.mark_finished(True)  # `schedule status` says so, not "waiting for training"
-    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.scheduler.state.memory)
+    draw = drawn_figures(run.config.strategy_class.about.columns, run.scheduler.state.memory)
     return LoopResult(trained, run.epoch, draw)
 
 
@@ -227,7 +221,7 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
 
 
 def _tail(log: Path) -> str:
-    """The log's last lines, each cut to a screen-friendly length."""
+    """The log's last lines, each cut to a terminal-friendly length."""
     with log.open("rb") as file:
         file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
         lines = deque(file.read().splitlines(), maxlen=LOG_TAIL_LINES)

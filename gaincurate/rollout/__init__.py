@@ -7,6 +7,6 @@
 * `output`: the resumable output file (complete prompt groups, the settings sidecar);
 * `job`: `run_rollouts`, the resumable job that ties them together.
 
-It writes feedback lines through `gaincurate.feedback`, the format `gaincurate difficulty` and the `dots`
+It writes feedback lines through `gaincurate.feedback_lines`, the format `gaincurate difficulty` and the `dots`
 schedule strategy read as a reference set.
 """

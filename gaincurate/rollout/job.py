@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.rollout import sampling
 from gaincurate.rollout.answers import AnswerChecker

@@ -1,8 +1,8 @@
 """Rollouts of a model already in memory (a trainer's live policy), checked as `gaincurate rollout` checks them.
 
 `run_rollouts` loads a model from disk and writes a resumable file; a trainer that holds the policy in
-process (the TRL curriculum's `screen` strategy) wants the pass rates now, from the weights it is
-training. The prompts, sampling seeds and answer check are the same as `gaincurate rollout`'s, so a
+process (a TRL curriculum whose strategy measures the live policy) wants the pass rates now, from the weights it
+is training. The prompts, sampling seeds and answer check are the same as `gaincurate rollout`'s, so a
 checkpoint rolled out from disk with the same settings gives the same rewards up to numerics.
 """
 

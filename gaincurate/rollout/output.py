@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import parse_line
+from gaincurate.feedback_lines import parse_line
 from gaincurate.fileio import atomic_write_json
 from gaincurate.rollout.config import RolloutConfig
 

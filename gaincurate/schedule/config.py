@@ -109,9 +109,12 @@ class ScheduleConfig:
         elif not isinstance(options, cls.about.options):
             raise ConfigError(f"options= of {setting('strategy', strategy)} must be {cls.about.options.__name__}")
         filters = {name: FILTERS[name].configure(value, filter_settings[name]) for name, value in switches.items()}
-        for name, value in {"strategy": strategy, **common, **filters, "options": options}.items():
+        for name, value in {"strategy": strategy, **common, **filters, "options": options, "_class": cls}.items():
             object.__setattr__(self, name, value)
         self._check()
+
+    # The class `strategy` names (a `Strategy` subclass), resolved once, when the config is made: what the run reads.
+    strategy_class = property(lambda self: self._class)
 
     def _check(self) -> None:
         """Each common setting's own check (on its field), then the ones between settings."""
@@ -168,32 +171,6 @@ class ScheduleConfig:
     def from_dict(cls, data: dict[str, Any]) -> ScheduleConfig:
         """Rebuild a stored config; unknown keys are an error, not silently dropped."""
         return cls(**data)
-
-    @classmethod
-    def from_legacy(cls, data: dict[str, Any]) -> ScheduleConfig:
-        """A config stored by gaincurate 0.x (state version 1): every strategy's options flat, most at defaults.
-
-        The options of other strategies never changed that run's draws, so they are dropped; dots' `decay` is
-        its `forget`; `skip_zero_variance` was a switch with the exploration rates beside it (a filter's options
-        sat flat beside its switch).
-        """
-        strategy = data.get("strategy", "gain")
-        cls_options = strategy_class(strategy).about.options
-        if strategy == "dots" and "decay" in data:  # 0.x: dots' decay, beside mopps' forget
-            data = {**{key: value for key, value in data.items() if key != "decay"}, "forget": data["decay"]}
-        own = set(cls_options.names())
-        switches = {name for name, filter_class in FILTERS.items() if filter_class.options_class.names()}
-        common = {field.name for field in dataclasses.fields(cls)} - {"options"} - switches
-        kept = {key: value for key, value in data.items() if key in common or key in own}
-        if strategy in ("gain", "length") and kept.get("rescore") is None:
-            kept.pop("rescore", None)
-        if strategy != "gain":
-            for key in ("ranking", "mu_control", "sweep_rate", "direction"):
-                kept.pop(key, None)
-        for name in switches:
-            if data.get(name):
-                kept[name] = {key: data[key] for key in FILTERS[name].options_class.names() if key in data}
-        return cls(**kept)
 
 
 def common_fields() -> list[dataclasses.Field]:

@@ -20,14 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.feedback import checked_rollout, parse_record
+from gaincurate.feedback_lines import checked_rollout, parse_record
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.plugin import (
+    POLICY,
     Fresh,
+    PolicyAt,
     PromptSet,
     RankingContext,
     Report,
@@ -38,7 +40,6 @@ from gaincurate.schedule.strategies.plugin import (
     observed,
 )
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
-from gaincurate.schedule.strategies.screening import Metered
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Scheduler:
             filters = build_filters(self.config, strategy, inputs)
         self.strategy = strategy
         self.filters = tuple(filters)  # steps over the strategy's draw (`Filter`), in `registry.FILTERS` order
-        self.policy: Metered | None = None  # the current policy's screener (`use_screener`), counting its cost
+        self.policy: Any = None  # what a strategy that needs `POLICY` measures with (`hand_policy`)
         self.reported: Report | None = None  # the strategy's own report of the latest draw (not kept in the state)
         if state is None:
             order, memory = self.strategy.start(prompts)
@@ -159,9 +160,13 @@ class Scheduler:
         state = self.state
         return EpochPlan(state.epoch, state.positions, state.subset_ids, draw_info(self.strategy, state.memory))
 
-    def use_screener(self, screener: Any) -> None:
-        """Measure candidates with this policy (a `Screener`) from now on, for a strategy that needs `POLICY`."""
-        self.policy = screener if isinstance(screener, Metered) else Metered(screener)
+    def hand_policy(self, at: PolicyAt) -> None:
+        """Give a strategy that needs `POLICY` the policy being trained, where it is, from now on (others: nothing)."""
+        about = self.strategy.about
+        if POLICY in about.needs:
+            if about.measure is None:
+                raise ValueError(f"the {self.strategy.name} strategy needs the policy and declares no `about.measure`")
+            self.policy = about.measure(at)
 
     def wants(self) -> Wants:
         """What the strategy asks of the newest model after the current epoch (nothing before epoch 0)."""

@@ -1,9 +1,9 @@
 """Trainer feedback reduced to an epoch's accuracy: what the scheduler steps on.
 
-The line format, its validation and its errors live in `gaincurate.feedback`; this module splits the
+The line format, its validation and its errors live in `gaincurate.feedback_lines`; this module splits the
 validated rollouts by epoch, so bad data never moves mu silently:
 
-* malformed lines and gc_ids that are not in the prompt set are errors (see `gaincurate.feedback.validated`);
+* malformed lines and gc_ids that are not in the prompt set are errors (see `gaincurate.feedback_lines.validated`);
 * rollouts of known prompts that were not in this epoch are left out and counted (a trainer that
   resumed mid-epoch, or a stale line); epoch prompts without any rollout are counted too;
 * feedback with no usable rollout for the epoch is an error.
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import Rollout, no_rollout_error, parse_record, read_rollouts, tally, validated
+from gaincurate.feedback_lines import Rollout, no_rollout_error, parse_record, read_rollouts, tally, validated
 
 EXACT = 1e-9  # correctness is reward rescaled to [0, 1]: all-correct sums to the rollout count up to rounding
 

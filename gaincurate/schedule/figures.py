@@ -28,8 +28,8 @@ class Column:
     name under `curriculum/` in a trainer's log (None: not logged; None values log as NaN). `mark`: the letter
     the text plot draws it with (None: not plotted); a plotted number lies on [0, 1], or is a rank position
     (`rank`: shown "of N - 1" and plotted over N - 1). `drawn`: the number that draws an epoch, which the
-    strategy's memory keeps under `key` for the waiting one. `top_level`: gaincurate 0.x's JSON also carried it
-    at the top of `schedule status/next/run --json` (null for the strategies without it); kept there.
+    strategy's memory keeps under `key` for the waiting one. `top_level`: also at the top of
+    `schedule status/next/run --json` (null for the strategies without it).
     """
 
     heading: str

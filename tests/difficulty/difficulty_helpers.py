@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from fake_scores import score_columns, write_scores_dir
 
-from gaincurate.feedback import format_line
+from gaincurate.feedback_lines import format_line
 
 WIDTH = 12
 

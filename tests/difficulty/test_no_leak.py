@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from difficulty_helpers import write_embedded_scores
 
-from gaincurate.feedback import format_line
+from gaincurate.feedback_lines import format_line
 from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.lab.difficulty.jobs import PredictConfig, fit_scores, predict_scores
 from gaincurate.schedule.config import ScheduleConfig

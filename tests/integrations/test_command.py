@@ -317,7 +317,7 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
     tmp_path, scores_dir, trainer_cmd, monkeypatch
 ):
     """`schedule run --strategy screen`: epoch 0 screens with the initial weights, epoch k with checkpoint k-1's."""
-    from gaincurate.schedule.strategies.screening import Screening
+    from gaincurate.lab.strategies.screening import Screening
 
     used: list[tuple[int, str | None, int]] = []
 
@@ -329,7 +329,7 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
 
         return screen
 
-    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", factory)
+    monkeypatch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", factory)
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(strategy="screen", subset_size=6, seed=2))
     base = write_hf_model(tmp_path / "base-model")

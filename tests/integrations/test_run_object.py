@@ -21,7 +21,8 @@ import pytest
 from schedule_helpers import fixed_screener, without_timings, write_scores
 
 from gaincurate.errors import ConfigError
-from gaincurate.feedback import format_line
+from gaincurate.feedback_lines import format_line
+from gaincurate.lab.strategies.screening import spent
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
@@ -194,14 +195,14 @@ def test_a_run_resumed_from_a_trainer_checkpoint_keeps_the_screener_and_its_cost
     scores = write_scores(tmp_path / "scores")
     run = Run(scores, ScheduleConfig(strategy="screen", seed=5, subset_size=4))
     rates, calls = {int(i): 0.5 for i in run.scores.prompts.gc_ids}, []
-    run.use_screener(fixed_screener(rates, calls))
+    run.hand_policy(given=fixed_screener(rates, calls))
     assert len(run.plan.gc_ids) == 4  # epoch 0, screened
     saved = run.state_dict()
     run.record(run.plan.gc_ids, [1.0] * len(run.plan.gc_ids))
     run.load_state_dict(saved)
     run.record(run.plan.gc_ids, [1.0] * len(run.plan.gc_ids))
     run.step()  # epoch 1 is screened with the same screener
-    assert [epoch for _, epoch, _ in calls] == [0, 1] and run.screen_spent.rollouts == 2 * 2 * 4 * 4
+    assert [epoch for _, epoch, _ in calls] == [0, 1] and spent(run).rollouts == 2 * 2 * 4 * 4
 
 
 def run_files(run_dir: Path) -> tuple[dict[str, bytes], list[dict], dict]:
@@ -260,10 +261,10 @@ def test_a_run_steps_through_one_verb_whichever_source_its_rewards_come_from(tmp
 
 
 def test_a_reward_handed_in_process_is_checked_once_with_the_message_a_feedback_file_gets(tmp_path, monkeypatch):
-    import gaincurate.feedback
+    import gaincurate.feedback_lines
     import gaincurate.schedule.run.run
     from gaincurate.errors import InputError
-    from gaincurate.feedback import read_rollouts
+    from gaincurate.feedback_lines import read_rollouts
 
     run = Run(write_scores(tmp_path / "scores"), CONFIG)
     with pytest.raises(ConfigError) as in_process:
@@ -275,11 +276,11 @@ def test_a_reward_handed_in_process_is_checked_once_with_the_message_a_feedback_
     assert problem.startswith("reward -1 is outside [0, reward_max=1]") and problem in str(from_file.value)
     checked = []
 
-    def counting(reward, *args, _original=gaincurate.feedback.check_reward):
+    def counting(reward, *args, _original=gaincurate.feedback_lines.check_reward):
         checked.append(reward)
         return _original(reward, *args)
 
-    for module in (gaincurate.feedback, gaincurate.schedule.run.run):
+    for module in (gaincurate.feedback_lines, gaincurate.schedule.run.run):
         monkeypatch.setattr(module, "check_reward", counting)
     gc_ids = [int(g) for g in run.plan.gc_ids]
     run.record(gc_ids, [reward(g, 0) for g in gc_ids])

@@ -17,6 +17,7 @@ from test_trl_screen import RecordingScreener, train
 from trl_helpers import NUM_GENERATIONS, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
+from gaincurate.lab.strategies.screening import spent
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.rundir import load_run, read_history
@@ -33,7 +34,7 @@ def scores(tiny_llama, tmp_path_factory):
 
 
 def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule.run import screeners
+    from gaincurate.lab.strategies import screening as screeners
 
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
@@ -68,7 +69,7 @@ def test_grpo_trains_the_candidates_the_live_model_piloted(scores, tiny_llama, t
         assert selection["piloted"] == PILOTED and selection["pilot_rollouts"] == PILOTED * ROLLOUTS
         assert selection["pilot_tokens"] == screening.tokens > 0
     # Every pilot rollout is charged, and what the pilots measured is kept: every candidate has left the prior.
-    assert curriculum.screen_spent.rollouts == (EPOCHS + 1) * PILOTED * ROLLOUTS
+    assert spent(curriculum.run).rollouts == (EPOCHS + 1) * PILOTED * ROLLOUTS
     memory = load_run(tmp_path / "run").schedule.memory
     later = {g for ids, epoch, _, _ in recorder.calls if epoch > 0 for g in ids}
     assert later <= set(memory["posterior"]["gc_ids"])
@@ -80,4 +81,4 @@ def test_a_screener_of_your_own_is_taken_for_pilot(scores):
     def mine(gc_ids, epoch, rollouts):  # never called: nothing trains here
         raise AssertionError
 
-    assert GainCurriculum(scores, CONFIG, screener=mine).screener is mine
+    assert GainCurriculum(scores, CONFIG, policy_measure=mine).policy_measure is mine

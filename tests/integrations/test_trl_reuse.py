@@ -70,7 +70,7 @@ def trained(scores, tiny_llama, tmp_path_factory):
     from trl import GRPOConfig, GRPOTrainer
 
     from gaincurate.integrations.trl import CurriculumGRPOTrainer
-    from gaincurate.schedule.run import screeners
+    from gaincurate.lab.strategies import screening as screeners
     from gaincurate.schedule.run.run import Run
 
     patch = pytest.MonkeyPatch()

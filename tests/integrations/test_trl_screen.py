@@ -2,7 +2,7 @@
 
 The live screener samples the trainer's own model (tests/helpers.py's tiny random Llama) as `gaincurate
 rollout` does; its answer check is replaced by the completion's length parity so that the random model gets
-some rollouts right. A custom `screener=` replaces it altogether.
+some rollouts right. A custom `policy_measure=` replaces it altogether.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytest.importorskip("trl")
 from trl_helpers import NUM_GENERATIONS, EpochRewards, grpo_settings, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
-from gaincurate.lab.strategies.screen import Screening
+from gaincurate.lab.strategies.screening import Screening
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.rundir import read_history
@@ -94,7 +94,7 @@ def check_epochs(history, rewards, calls, plan_ids) -> None:
 
 
 def test_grpo_trains_the_prompts_the_live_model_screened(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule.run import screeners
+    from gaincurate.lab.strategies import screening as screeners
 
     monkeypatch.setattr(AnswerChecker, "__call__", lambda self, completion, answer: len(completion) % 2 == 0)
     real, made = screeners.live_screener, []
@@ -130,14 +130,14 @@ def fixed_rates(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
 
 
 def test_a_custom_screener_decides_each_epoch(scores, tiny_llama, tmp_path, monkeypatch):
-    from gaincurate.schedule.run import screeners
+    from gaincurate.lab.strategies import screening as screeners
 
     def no_live_screener(*args, **kwargs):
         raise AssertionError("a given screener replaces the live one")
 
     monkeypatch.setattr(screeners, "live_screener", no_live_screener)
     recorder = RecordingScreener(fixed_rates)
-    curriculum = GainCurriculum(scores, CONFIG, screener=recorder)  # no run directory: kept in memory
+    curriculum = GainCurriculum(scores, CONFIG, policy_measure=recorder)  # no run directory: kept in memory
     rewards, _ = train(curriculum, tiny_llama, tmp_path / "out")
     history = curriculum.history
     check_epochs(history, rewards, recorder.calls, curriculum.run.plan.gc_ids.tolist())
@@ -154,5 +154,5 @@ def test_a_custom_screener_decides_each_epoch(scores, tiny_llama, tmp_path, monk
 def test_a_screener_for_another_strategy_is_refused(scores):
     from gaincurate.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="screener= measures candidates for strategy='screen'"):
-        GainCurriculum(scores, ScheduleConfig(strategy="uniform", subset_size=4), screener=fixed_rates)
+    with pytest.raises(ConfigError, match="policy_measure= replaces the policy measurement"):
+        GainCurriculum(scores, ScheduleConfig(strategy="uniform", subset_size=4), policy_measure=fixed_rates)

@@ -19,6 +19,7 @@ from trl_helpers import SCHEDULE, grpo_settings, parity_reward, score_prompts
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl import CurriculumGRPOTrainer, CurriculumMixin, GainCurriculum
+from gaincurate.lab.strategies.screening import spent
 from gaincurate.schedule import ScheduleConfig
 
 CONFIG = ScheduleConfig(**{"strategy": "gain", **SCHEDULE})
@@ -137,7 +138,7 @@ def test_a_plug_in_strategy_draws_from_epoch_0_and_screen_cost_is_public(scores,
         return pass_rate[np.asarray(gc_ids)], 0
 
     curriculum = GainCurriculum(scores, ScheduleConfig(strategy="uniform", subset_size=4, seed=1))
-    assert curriculum.screen_spent.rollouts == 0  # not a screen strategy: zeros
+    assert spent(curriculum.run).rollouts == 0  # not a screen strategy: zeros
     oracle = OracleStrategy(measure, target=0.5, rollouts=2)
     curriculum.use_strategy(oracle)
     assert sorted(curriculum.run.plan.gc_ids.tolist()) == [6, 7, 8, 9] and len(oracle.costs.epochs) == 1

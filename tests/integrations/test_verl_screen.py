@@ -18,7 +18,7 @@ from schedule_helpers import snapshot, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.sampler import GainCurriculumSampler, export_prompts
-from gaincurate.lab.strategies.screen import Screening
+from gaincurate.lab.strategies.screening import Screening
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.driver import init_run
 from gaincurate.schedule.run.rundir import load_run, read_history
@@ -51,7 +51,7 @@ def setup(tmp_path):
 @pytest.fixture()
 def fake_screener(monkeypatch):
     """Replace `checkpoint_screener`: record each screener's model and each call; rates are gc_id % 3 of 2."""
-    from gaincurate.schedule.run import screeners
+    from gaincurate.lab.strategies import screening as screeners
 
     built: list[dict] = []
     calls: list[tuple[list[int], int, int]] = []

@@ -12,10 +12,16 @@ import pytest
 import torch
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.replay import ReplayConfig
-from gaincurate.replay.batch import count_prompt_groups
-from gaincurate.replay.buffer import ReplayBuffer
-from gaincurate.replay.loss import fold_replay_weights, group_advantages, group_has_signal, nanstd, replay_token_loss
+from gaincurate.integrations.trl.replay import ReplayConfig
+from gaincurate.integrations.trl.replay.batch import count_prompt_groups
+from gaincurate.integrations.trl.replay.buffer import ReplayBuffer
+from gaincurate.integrations.trl.replay.loss import (
+    fold_replay_weights,
+    group_advantages,
+    group_has_signal,
+    nanstd,
+    replay_token_loss,
+)
 
 EPS_LOW, EPS_HIGH = 0.2, 0.28
 
@@ -191,7 +197,7 @@ def fresh_batch(rewards: list[list[float]], group_size: int = 4, width: int = 5)
 def fake_trainer(capacity: int = 8, group_size: int = 4, config: ReplayConfig | None = None):
     """Just the state ReplayMixin's storing methods read, around a real buffer (no model, no TRL trainer)."""
     pytest.importorskip("trl")
-    from gaincurate.replay.trainer import ReplayMixin
+    from gaincurate.integrations.trl.replay.trainer import ReplayMixin
 
     trainer = SimpleNamespace(
         replay_config=config or ReplayConfig(),
@@ -389,7 +395,8 @@ def test_buffer_capacity_is_groups_or_batches():
 def test_pure_modules_import_without_trl():
     """Only the trainer adapter needs TRL: the package, its config, buffer, batch and loss modules do not."""
     code = (
-        "import sys, gaincurate.replay, gaincurate.replay.loss, gaincurate.replay.batch, gaincurate.replay.buffer; "
+        "import sys\n"
+        "from gaincurate.integrations.trl.replay import batch, buffer, loss\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trl', 'transformers')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

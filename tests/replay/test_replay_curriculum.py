@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from trl_helpers import SCHEDULE, EpochRewards, expected_mu_next, grpo_settings, score_prompts
 
 from gaincurate.integrations.trl import GainCurriculum
-from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig, ReplayGRPOTrainer
+from gaincurate.integrations.trl.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig, ReplayGRPOTrainer
 from gaincurate.schedule import ScheduleConfig
 from gaincurate.schedule.run.rundir import read_history
 

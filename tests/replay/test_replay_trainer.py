@@ -14,15 +14,14 @@ from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
 from gaincurate.errors import ConfigError
-from gaincurate.lab.benchmarks.replay import WORDS, build_model, build_prompts, build_tokenizer, parity_reward
-from gaincurate.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig
-from gaincurate.replay.loss import (
+from gaincurate.integrations.trl.replay import REPLAY_BUFFER_FILE, ReplayBuffer, ReplayConfig
+from gaincurate.integrations.trl.replay.loss import (
     fold_replay_weights,
     group_advantages,
     group_has_signal,
     replay_token_loss,
 )
-from gaincurate.replay.trainer import (
+from gaincurate.integrations.trl.replay.trainer import (
     ADVANTAGES_KEY,
     BEHAVIOUR_KEY,
     CAPTURE_KEY,
@@ -31,6 +30,7 @@ from gaincurate.replay.trainer import (
     ReplayGRPOTrainer,
     ReplayMixin,
 )
+from gaincurate.lab.benchmarks.replay import WORDS, build_model, build_prompts, build_tokenizer, parity_reward
 
 GROUP = 4  # num_generations
 BATCH_PROMPTS = 4  # prompts per generation batch

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gaincurate.errors import InputError
-from gaincurate.feedback import format_line
+from gaincurate.feedback_lines import format_line
 from gaincurate.rollout.inputs import choose_ids
 from gaincurate.rollout.output import complete_prefix
 

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from simd_paths import enabled_targets  # noqa: E402
 from test_recorded_runs import ROLLOUTS, RUNS, SETTINGS, feedback_rewards, schedule  # noqa: E402
 
-from gaincurate.feedback import append_rollouts  # noqa: E402
+from gaincurate.feedback_lines import append_rollouts  # noqa: E402
 from gaincurate.schedule.run import rundir  # noqa: E402
 
 

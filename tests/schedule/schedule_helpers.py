@@ -17,11 +17,11 @@ import pyarrow as pa
 import pytest
 from fake_scores import score_columns, write_scores_dir
 
+from gaincurate.lab.strategies.screening import Screening
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.strategies.plugin import PromptSet
-from gaincurate.schedule.strategies.screening import Screening
 
 SYSTEM_PROMPT = "Solve it."
 FEW_SHOT = [{"question": "1 + 1?", "answer": "2"}]

@@ -27,6 +27,22 @@ def test_help_lists_the_commands():
         assert command in result.output
 
 
+def test_a_strategys_docstring_is_not_what_the_cli_prints(monkeypatch):
+    """`schedule strategies` and `schedule status` print the words each strategy declares in its `About`: editing a
+    docstring, which speaks to readers of the code, changes neither."""
+    from gaincurate.schedule.strategies.plugin import draws
+    from gaincurate.schedule.strategies.registry import STRATEGIES
+
+    def printed() -> tuple[str, str, dict[str, str]]:
+        return invoke("strategies").output, invoke("strategies", "--json").output, {n: draws(c) for n, c in cls_of}
+
+    cls_of = list(STRATEGIES.items())
+    before = printed()
+    for _, cls in cls_of:
+        monkeypatch.setattr(cls, "__doc__", "Edited for readers of the code.\n\nA second paragraph, edited too.")
+    assert printed() == before
+
+
 def test_init_next_status(tmp_path, scores_dir):
     run = tmp_path / "run"
     result = invoke(

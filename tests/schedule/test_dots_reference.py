@@ -17,7 +17,7 @@ from simulation import bundled_policy, write_scores
 
 from gaincurate.difficulty.reference import PassRates
 from gaincurate.errors import ConfigError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.rollout.config import RolloutResult
 from gaincurate.rollout.inputs import choose_ids
 from gaincurate.schedule.config import ScheduleConfig

@@ -12,7 +12,7 @@ import pytest
 from schedule_helpers import FEW_SHOT, SYSTEM_PROMPT, snapshot, without_timings, write_trl_checkpoint
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.driver import advance, init_run, run_status

@@ -46,7 +46,8 @@ def test_outside_epoch_rollouts_are_counted_and_left_out(tmp_path):
 
 
 def test_a_bad_line_stops_the_reduction(tmp_path):
-    """Validation is `gaincurate.feedback`'s (tests/test_feedback.py); its error reaches the scheduler unchanged."""
+    """Validation is `gaincurate.feedback_lines`'s (tests/test_feedback_lines.py); its error reaches the scheduler
+    unchanged."""
     path = write_lines(tmp_path / "f.jsonl", [{"gc_id": 3, "correct": True}, {"gc_id": 99, "correct": True}])
     with pytest.raises(InputError, match="line 2: gc_id 99 is not in the prompt set"):
         read_feedback(path, epoch_ids=EPOCH, known_ids=KNOWN, reward_max=1.0)

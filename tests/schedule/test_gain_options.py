@@ -18,7 +18,7 @@ from helpers import run_cli
 from schedule_helpers import drive_epochs, snapshot, without_timings
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback

@@ -16,7 +16,7 @@ from schedule_helpers import fixed_screener, prompt_set, snapshot, without_timin
 from simulation import ROLLOUTS, band, bundled_policy, simulate, simulated_screener, write_scores
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.lab.strategies.pilot import (
     CANDIDATE_STREAM,
     PILOT_FACTOR,
@@ -26,6 +26,7 @@ from gaincurate.lab.strategies.pilot import (
     commit_order,
     thompson_candidates,
 )
+from gaincurate.lab.strategies.screening import Metered
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.run import rundir
@@ -62,7 +63,7 @@ def test_epoch_0_pilots_k_times_m_candidates_and_commits_the_m_that_can_teach():
     rates = {int(i): [0.0, 0.5, 1.0, 0.5, 0.5, 0.5][k % 6] for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=8, pilot_factor=2.5, seed=4), prompts)
-    scheduler.use_screener(fixed_screener(rates, calls))
+    scheduler.policy = Metered(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == PILOT_ROLLOUTS and len(set(candidates.tolist())) == 20
@@ -85,7 +86,7 @@ def test_the_next_pilot_feeds_the_posterior_and_the_feedback_is_not_discounted_t
     calls: list = []
     config = ScheduleConfig(strategy="pilot", subset_size=5, seed=2, forget=0.5, prior=(1.0, 2.0))
     scheduler = Scheduler(config, prompts)
-    scheduler.use_screener(fixed_screener(rates, calls))
+    scheduler.policy = Metered(fixed_screener(rates, calls))
     scheduler.next_epoch()
     first = scheduler.state.subset_ids
     feedback = [{"gc_id": int(i), "reward": float(r)} for i in first for r in (1, 0, 0)]
@@ -120,7 +121,7 @@ def test_the_report_gives_posterior_means_and_the_pilot_rates_of_the_candidates(
     prompts = prompt_set(30)
     rates = {int(i): 0.5 for i in prompts.gc_ids}
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=4), prompts)
-    scheduler.use_screener(fixed_screener(rates, []))
+    scheduler.policy = Metered(fixed_screener(rates, []))
     scheduler.next_epoch()
     drawn = scheduler.state.selection
     assert drawn.picked == (0.5,) * 4 and drawn.band == (0.25, 0.75)  # 0 < k/2 < 1
@@ -173,7 +174,7 @@ def world(tmp_path_factory):
             calls: list = []
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(
-                    "gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls)
+                    "gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, calls)
                 )
                 folder = root / f"run-{len(runs)}"
                 result = simulate(
@@ -246,7 +247,7 @@ def test_a_step_killed_in_its_pilot_or_before_state_json_resumes_to_the_same_run
     scores = write_scores(tmp_path / "scores", policy)
     checkpoint = write_hf_model(tmp_path / "policy")
     config = ScheduleConfig(strategy="pilot", subset_size=32, seed=6)
-    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
+    monkeypatch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, []))
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     drive(straight, scores, checkpoint, policy, 4, config=config)
     drive(killed, scores, checkpoint, policy, 2, config=config)
@@ -259,7 +260,7 @@ def test_a_step_killed_in_its_pilot_or_before_state_json_resumes_to_the_same_run
         return screen
 
     with monkeypatch.context() as patch:  # killed while piloting epoch 3's candidates
-        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", dies_in_its_pilot)
+        patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", dies_in_its_pilot)
         with pytest.raises(KeyboardInterrupt):
             advance(killed, feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
     assert (killed / "state.json").read_bytes() == before
@@ -289,13 +290,13 @@ def test_a_scheduler_rebuilt_from_its_state_json_draws_what_the_running_one_draw
         return scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": float((i + epoch) % 2)} for i in ids])
 
     running = Scheduler(config, prompts)
-    running.use_screener(fixed_screener(rates, []))
+    running.policy = Metered(fixed_screener(rates, []))
     running.next_epoch()
     for epoch in range(2):
         step(running, epoch)
     saved = json.dumps(running.state.to_json())
     rebuilt = Scheduler(config, prompts, state=ScheduleState.from_json(json.loads(saved)))
-    rebuilt.use_screener(fixed_screener(rates, []))
+    rebuilt.policy = Metered(fixed_screener(rates, []))
     for epoch in range(2, 5):
         assert step(running, epoch).plan.gc_ids.tolist() == step(rebuilt, epoch).plan.gc_ids.tolist()
         assert json.dumps(running.state.to_json()) == json.dumps(rebuilt.state.to_json())
@@ -307,7 +308,7 @@ def test_a_pilot_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     run = tmp_path / "run"
     init_run(run, scores, ScheduleConfig(strategy="pilot", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
+        patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, []))
         advance(run)  # epoch 0 pilots with the model the prompts were scored with
         before = (run / "state.json").read_bytes()
         with pytest.raises(InputError, match="--strategy pilot .* pass --checkpoint PATH"):

@@ -21,7 +21,7 @@ from test_recorded_runs import write_recorded_scores
 
 from gaincurate.difficulty import ridge
 from gaincurate.errors import ConfigError
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.run import rundir

@@ -16,7 +16,7 @@ import pytest
 from schedule_helpers import write_hf_model
 from simulation import ROLLOUTS, bundled_policy, simulate, simulated_screener, write_scores
 
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.readout import (
@@ -122,7 +122,7 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
 def test_every_strategy_gives_the_same_readout(world, tmp_path, monkeypatch, strategy, estimate):
     policy, scores = world
     calls: list = []
-    monkeypatch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls))
+    monkeypatch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, calls))
     checkpoint = write_hf_model(tmp_path / "policy") if strategy == "screen" else None  # the stand-in ignores it
     result = simulate(scores, tmp_path / "run", policy, strategy=strategy, seed=1, epochs=EPOCHS, checkpoint=checkpoint)
     readouts = [line["readout"] for line in result.history]
@@ -220,11 +220,11 @@ def test_a_state_written_before_the_record_loads_its_figures_into_it():
 
 
 def test_every_registered_strategy_says_how_it_draws():
-    from gaincurate.schedule.strategies.plugin import draws, summary
+    from gaincurate.schedule.strategies.plugin import draws
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     for name, cls in STRATEGIES.items():
-        assert draws(cls) != summary(cls), f"{name} has no `draws` line for schedule status"
+        assert draws(cls) != cls.about.summary, f"{name} has no `draws` line for schedule status"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from simulation import band, bundled_policy, simulate, simulated_screener, write
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_band, keep_order
+from gaincurate.lab.strategies.screening import Metered
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.strategies.filters import chosen_through
@@ -44,7 +45,7 @@ def test_screen_draws_k_times_m_candidates_and_keeps_the_m_in_band_nearest_the_t
     rates = {int(i): [0.0, 0.25, 0.5, 0.75, 1.0][k % 5] for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=8, screen_factor=3), prompts)
-    scheduler.use_screener(fixed_screener(rates, calls))
+    scheduler.policy = Metered(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == SCREEN_ROLLOUTS and len(set(candidates.tolist())) == 24
@@ -63,7 +64,7 @@ def test_screen_fills_the_epoch_from_out_of_band_candidates_when_too_few_are_in_
     rates = {int(i): (0.5 if k < 3 else 1.0 if k % 2 else 0.0) for k, i in enumerate(prompts.gc_ids)}
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=10, screen_factor=4), prompts)
-    scheduler.use_screener(fixed_screener(rates, calls))
+    scheduler.policy = Metered(fixed_screener(rates, calls))
     plan = scheduler.next_epoch().plan
     assert len(plan.gc_ids) == 10  # the epoch keeps its size
     assert {int(i) for i in prompts.gc_ids[:3]} <= set(plan.gc_ids.tolist())  # all three in band are kept
@@ -76,7 +77,7 @@ def test_screen_is_seeded_and_draws_new_candidates_every_epoch():
     def first_two(seed):
         calls: list = []
         scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=5, seed=seed), prompts)
-        scheduler.use_screener(fixed_screener(rates, calls))
+        scheduler.policy = Metered(fixed_screener(rates, calls))
         scheduler.next_epoch()
         scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": 1.0} for i in scheduler.state.subset_ids])
         return [c[0].tolist() for c in calls]
@@ -154,7 +155,7 @@ def world(tmp_path_factory):
             calls: list = []
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(
-                    "gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, calls)
+                    "gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, calls)
                 )
                 folder = root / f"run-{len(runs)}"
                 result = simulate(
@@ -203,7 +204,7 @@ def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     run = tmp_path / "run"
     init_run(run, scores, ScheduleConfig(strategy="screen", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gaincurate.schedule.run.screeners.checkpoint_screener", simulated_screener(policy, []))
+        patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, []))
         advance(run)  # epoch 0 screens with the model the prompts were scored with
         ids = rundir.load_run(run).schedule.subset_ids
         feedback = tmp_path / "rollouts.jsonl"

@@ -21,6 +21,7 @@ from helpers import score_helper_problems, write_jsonl
 from schedule_helpers import snapshot
 
 from gaincurate.errors import InputError
+from gaincurate.lab.strategies import screening
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
@@ -50,7 +51,7 @@ def epoch_ids(run_dir: Path, epoch: int) -> list[int]:
 
 def screened(run_dir: Path, epoch: int) -> tuple[list[int], dict[int, list[float]]]:
     """RUN/screen-NNNN.ids (the candidates, in draw order) and each candidate's rewards in screen-NNNN.jsonl."""
-    path = rundir.screen_path(run_dir, epoch)
+    path = screening.screen_path(run_dir, epoch)
     ids = [int(line) for line in path.with_suffix(".ids").read_text().split()]
     rewards: dict[int, list[float]] = {}
     for line in path.read_text().splitlines():
@@ -93,7 +94,7 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     chosen = epoch_ids(run_dir, 0)
     assert sorted(chosen) == sorted(run.schedule.subset_ids.tolist())
     check_screened_epoch(run_dir, 0, chosen, run.schedule.selection.figures)
-    assert not rundir.screen_path(run_dir, 1).exists()
+    assert not screening.screen_path(run_dir, 1).exists()
 
     # Epoch 0 trained: without a checkpoint there is no policy to screen epoch 1 with. One line, nothing written.
     feedback = write_feedback(tmp_path / "feedback-0.jsonl", chosen)
@@ -121,8 +122,8 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     run = rundir.load_run(run_dir)
     check_screened_epoch(run_dir, 1, epoch_ids(run_dir, 1), run.schedule.selection.figures)
     # Screening seeds differ by epoch: epoch 1 drew (and rolled) its own candidates.
-    assert rundir.screen_path(run_dir, 1).with_suffix(".ids").read_text() != (
-        rundir.screen_path(run_dir, 0).with_suffix(".ids").read_text()
+    assert screening.screen_path(run_dir, 1).with_suffix(".ids").read_text() != (
+        screening.screen_path(run_dir, 0).with_suffix(".ids").read_text()
     )
 
 

@@ -3,7 +3,7 @@ and class attributes together), and every registered strategy defines no other m
 
 from __future__ import annotations
 
-from gaincurate.schedule.strategies.plugin import About, Strategy, summary
+from gaincurate.schedule.strategies.plugin import About, Strategy
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
 CONTRACT = {"name", "about", "build", "start", "choose", "observe", "wants", "report"}
@@ -23,7 +23,7 @@ def test_every_registered_strategy_declares_itself_as_data_and_is_drawn_by_its_c
     for name, cls in STRATEGIES.items():
         assert cls.name == name and isinstance(cls.about, About), name
         assert cls.choose is not Strategy.choose, f"{name} does not say how it chooses"
-        assert summary(cls), f"{name} says nothing of what it draws"
+        assert cls.about.summary, f"{name} says nothing of what it draws"
 
 
 def test_no_module_but_a_strategys_own_names_its_options_class():

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from doc_blocks import block
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.feedback import format_line
+from gaincurate.feedback_lines import format_line
 
 # The package the worked example would be: its module, and the entry point its pyproject.toml would declare,
 # `[project.entry-points."gaincurate.strategies"] lastrate = "lastrate:LastRateStrategy"`, as installed metadata.

@@ -55,7 +55,6 @@ from gaincurate.integrations.trl.trainer import (
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.strategies.plugin import Strategy
-from gaincurate.schedule.strategies.screening import Screener, Spent
 
 __all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
 
@@ -70,9 +69,8 @@ class GainCurriculum:
     and an existing one is continued. `shuffle=True` shuffles each epoch's subset (seeded by the schedule's
     seed and the epoch) instead of training it in rank order. `args`, the trainer's `GRPOConfig`, rounds a
     default (or percentage) subset size to whole generation batches (`subset_multiple`) and logs what it chose.
-    `screener`, for `strategy="screen"` or `"pilot"` only, replaces the default measurement (the attached trainer's
-    live model, sampled and checked as `gaincurate rollout` does) with your own
-    `gaincurate.schedule.strategies.screening.Screener`.
+    `policy_measure`, for a strategy that needs the policy being trained (`about.needs`) only, replaces what it
+    would make of the attached trainer's live model (`About.measure`) with your own measurement.
     """
 
     def __init__(
@@ -83,7 +81,7 @@ class GainCurriculum:
         run_dir: str | Path | None = None,
         shuffle: bool = False,
         args: Any = None,
-        screener: Screener | None = None,
+        policy_measure: Any = None,
     ) -> None:
         if args is not None and (config is not None or run_dir is None or not Path(run_dir, "state.json").is_file()):
             config = _whole_batches(config or ScheduleConfig(), args)
@@ -93,13 +91,13 @@ class GainCurriculum:
         self.run = Run(scores_dir, config, run_dir=run_dir, write=_is_main_process(), start_later=True)
         if args is not None:
             logger.info("gaincurate: %s", self.run.subset_choice())
-        if screener is not None and not self.run.screens:
+        if policy_measure is not None and not self.run.needs_policy:
             raise ConfigError(
-                f"screener= measures candidates for strategy='screen' or 'pilot'; this curriculum's strategy is "
-                f"{self.run.config.strategy!r}: drop screener= or use ScheduleConfig(strategy='screen')"
+                f"policy_measure= replaces the policy measurement of a strategy that needs one; this curriculum's "
+                f"strategy {self.run.config.strategy!r} measures none: drop policy_measure="
             )
         self.shuffle = shuffle
-        self.screener = screener
+        self.policy_measure = policy_measure
         self.trainer: GRPOTrainer | None = None  # the trainer it trains, once attached (`bind`)
         self.callback = GainCurriculumCallback(curriculum=self)
 
@@ -117,11 +115,6 @@ class GainCurriculum:
         """The strategy drawing the epochs; its `about.columns` and `about.update_words` say what its history
         numbers mean."""
         return self.run.scheduler.strategy
-
-    @property
-    def screen_spent(self) -> Spent:
-        """What screening has cost so far (`Spent`: rollouts, tokens, seconds), a snapshot; zeros unless screen."""
-        return self.run.screen_spent
 
     def use_strategy(self, strategy: Strategy) -> None:
         """Draw the epochs with `strategy` (an object with the scheduler's strategy hooks: `rank`, `select`, ...)

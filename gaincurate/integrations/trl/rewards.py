@@ -17,8 +17,8 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.schedule.run.recorder import feedback_file
 
-# The column a trainer that reuses pilot completions (`lab.strategies.pilot_reuse`) adds to a batch: True for a row it
-# did not generate but took from the pilot, whose reward the pilot already recorded. Such rows are not recorded again.
+# The column a trainer that trains on completions it did not generate adds to a batch (a strategy's own measuring
+# rollouts, reused): True for such a row, whose reward was recorded when it was measured, so it is not recorded again.
 REUSED_COLUMN = "gc_reused"
 
 
@@ -52,7 +52,7 @@ class RecordingReward:
                 "(curriculum.train_dataset() or an epoch file) with GRPOConfig(remove_unused_columns=False)"
             )
         reused = kwargs.get(REUSED_COLUMN)
-        if reused is not None:  # the pilot's rows were fed back when it measured them: only the fresh ones now
+        if reused is not None:  # reused rows were fed back when they were measured: only the fresh ones now
             kept = [i for i, flag in enumerate(reused) if not flag]
             gc_ids, rewards = [gc_ids[i] for i in kept], [rewards[i] for i in kept]
         self.sink(list(gc_ids), list(rewards))

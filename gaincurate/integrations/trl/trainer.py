@@ -35,7 +35,6 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
-from gaincurate import plugins
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.trl.sampler import TRAIN_DATASET, check_same_prompts, dataset_gc_ids
 from gaincurate.schedule.figures import logged_figures
@@ -54,10 +53,6 @@ NOT_ATTACHED = (
 
 class CurriculumMixin:
     """Trains a TRL `GRPOTrainer` subclass on a `GainCurriculum`'s epochs; put it first in the bases.
-
-    When the curriculum's strategy pilots and keeps its completions (`pilot`), the trainer's class also gains
-    `PilotReuseMixin` (the lab's `pilot_reuse`, registered for pilot): a committed prompt's group takes its pilot
-    completions and n - k fresh ones.
 
     Takes the trainer's own arguments plus `curriculum` and `feedback_reward` (default 0: the index in
     `reward_funcs` of the function whose reward says whether an answer is right; it is recorded as the
@@ -116,11 +111,9 @@ def bind(curriculum: Any, trainer: Any) -> None:
     if not any(isinstance(c, GainCurriculumCallback) for c in trainer.callback_handler.callbacks):
         trainer.add_callback(curriculum.callback)
     curriculum.trainer = trainer
-    strategy = run.scheduler.strategy
-    if run.screens and strategy.about.reuses_pilots:  # pilot's: its screener is registered with it (the lab's)
-        run.use_screener(plugins.load(plugins.TRL_SCREENERS, strategy.name)(curriculum, trainer))
-    elif run.screens:
-        run.use_screener(curriculum.screener or run.live_screener(trainer.model, tokenizer_of(trainer)))
+    if run.needs_policy:  # the live model, as it stands at each draw
+        run.hand_policy(model=trainer.model, tokenizer=tokenizer_of(trainer), trainer=trainer,
+                        given=curriculum.policy_measure)  # fmt: skip
 
 
 class GainCurriculumCallback(TrainerCallback, ExportableState):
@@ -162,7 +155,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         if state.global_step > 0:
             self._restore(state)
         if run.epoch < 0:
-            _on_main_then_shared(trainer, run, lambda: run.plan)  # screen: draws it with the live model
+            _on_main_then_shared(trainer, run, lambda: run.plan)  # drawn with the live model, for one that needs it
         # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
         trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
         if run.epoch == trainer_epoch - 1 and run.records:

@@ -41,7 +41,7 @@ DEFAULT_TRACKER_TIMEOUT = 300.0
 __all__ = [
     "StepScheduleOnSave",
     "model_merger_command",
-    "newest_checkpoint_screener",
+    "newest_weights",
     "refuse_megatron",
     "step_at_epoch_end",
     "wait_for_tracker",
@@ -90,34 +90,32 @@ def step_at_epoch_end(run: Any, checkpoint_dir: str | None) -> dict[str, Any]:
     return record
 
 
-def newest_checkpoint_screener(run: Any, run_dir: str | Path, checkpoint_dir: str) -> Any:
-    """screen's measurement in verl's driver: epoch 0 with the scored model, later the newest checkpoint.
+def newest_weights(run: Any, checkpoint_dir: str) -> Any:
+    """The weights a strategy that needs the policy measures epoch N's draw with in verl's driver: the scored model
+    for epoch 0, later the newest checkpoint's.
 
     verl's live policy sits in its Ray workers, out of the driver's reach; a later epoch without a checkpoint
-    holding full weights is refused rather than screened with a stale policy.
+    holding full weights is refused rather than measured with a stale policy.
     """
 
-    def screen(gc_ids: Any, epoch: int, rollouts: int) -> Any:
+    def weights(epoch: int) -> Path | None:
         from gaincurate.schedule.run.checkpoints import find_checkpoint, no_model_reason
-        from gaincurate.schedule.run.screeners import checkpoint_screener
 
-        model_path = None
-        if epoch > 0:
-            found = find_checkpoint(Path(checkpoint_dir))
-            if found is not None:
-                refuse_megatron(found.path)
-            if found is None or found.model_path is None:
-                why = "there is none" if found is None else no_model_reason(found)
-                raise ConfigError(
-                    f"--strategy {run.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
-                    f"to measure epoch {epoch}'s candidates, but {why}; save actor.checkpoint.save_contents with "
-                    "hf_model every epoch"
-                )
-            model_path = found.model_path
-        screener = checkpoint_screener(Path(run_dir), run.scores_dir, seed=run.config.seed, model_path=model_path)
-        return screener(gc_ids, epoch, rollouts)
+        if epoch == 0:
+            return None
+        found = find_checkpoint(Path(checkpoint_dir))
+        if found is not None:
+            refuse_megatron(found.path)
+        if found is None or found.model_path is None:
+            why = "there is none" if found is None else no_model_reason(found)
+            raise ConfigError(
+                f"--strategy {run.config.strategy} needs the newest checkpoint's weights in {checkpoint_dir} "
+                f"to measure epoch {epoch}'s candidates, but {why}; save actor.checkpoint.save_contents with "
+                "hf_model every epoch"
+            )
+        return found.model_path
 
-    return screen
+    return weights
 
 
 def wait_for_tracker(step_dir: str | Path, step: int, timeout: float, poll: float = 1.0) -> bool:

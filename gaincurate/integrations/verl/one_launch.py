@@ -32,7 +32,7 @@ sampler hook: `create_rl_sampler` builds a sequential or random sampler, nothing
   epoch-end checkpoint whose epoch state.json has already stepped starts the drawn epoch.
 
 Keys under `trainer.v1.sampler.sampler_kwargs` (add them with `+...=VALUE`; unknown keys are an error):
-`run_dir` (required), `checkpoint_dir` (trainer.default_local_dir: re-scoring and screen), `index_key`
+`run_dir` (required), `checkpoint_dir` (trainer.default_local_dir: re-scoring, and measuring the policy), `index_key`
 (default "gc_id", the export's column) and `reward_key` (default "rm_scores"). Async trainer modes are refused:
 they fetch the next epoch's prompts before the last groups of this one are scored. docs/verl.md has the recipe
 and its checks.
@@ -203,10 +203,11 @@ class GainCurriculumDataset(_dataset_base()):
                 f"subset_size {run.subset_size} is not a multiple of data.gen_batch_size {gen_batch}; "
                 "drop data.gen_batch_size or re-init the run with a multiple of it"
             )
-        if run.screens:
+        if run.needs_policy:
             logger.warning(
-                "gaincurate: screen cannot screen with verl's live policy (it lives in the Ray workers); it screens "
-                "each epoch with the newest checkpoint's Hugging Face weights in %s",
+                "gaincurate: --strategy %s cannot measure with verl's live policy (it lives in the Ray workers); it "
+                "measures each epoch with the newest checkpoint's Hugging Face weights in %s",
+                run.config.strategy,
                 self.settings.checkpoint_dir,
             )
         buffer.run = self.run = run

@@ -53,7 +53,7 @@ from torch.utils.data import Sampler
 
 from gaincurate.config_file import check_keys
 from gaincurate.errors import ConfigError
-from gaincurate.integrations.verl.checkpoint import newest_checkpoint_screener, step_at_epoch_end
+from gaincurate.integrations.verl.checkpoint import newest_weights, step_at_epoch_end
 from gaincurate.integrations.verl.config import config_keys, config_value
 from gaincurate.integrations.verl.reward import recording_score
 from gaincurate.schedule.run.run import Run
@@ -224,19 +224,19 @@ def export_prompts(scores_dir: str | Path, out: str | Path, data_source: str | N
 
 def open_run(data_source: Any, settings: Any, data_config: Any, *, keys: str) -> tuple[Run, dict[int, int]]:
     """The run a verl adapter holds (its sampler, its one launch) and the dataset's row of each gc_id, checked
-    against verl's `data` config; a strategy that screens measures with the newest checkpoint, which `settings`
-    (keys under `keys` in verl's config) must name."""
+    against verl's `data` config; a strategy that needs the policy measures with the newest checkpoint, which
+    `settings` (keys under `keys` in verl's config) must name."""
     run = Run(run_dir=settings.run_dir)
     ids = data_source_ids(data_source, settings.index_key)
     row_of = run.row_map(ids, fix=EXPORT, where=" (extra_info.gc_id)", every_prompt=False)
     check_rows(run, row_of, data_config)
-    if run.screens:
+    if run.needs_policy:
         if not settings.checkpoint_dir:
             raise ConfigError(
                 f"--strategy {run.config.strategy} measures each epoch's candidates with the newest policy; set "
                 f"+{keys}.checkpoint_dir to trainer.default_local_dir and save hf_model every epoch"
             )
-        run.use_screener(newest_checkpoint_screener(run, settings.run_dir, settings.checkpoint_dir))
+        run.hand_policy(weights=newest_weights(run, settings.checkpoint_dir))
     return run, row_of
 
 

@@ -124,7 +124,7 @@ def _train(config: BenchConfig, replay: bool, output_dir: Path) -> dict[str, Any
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from gaincurate.replay import ReplayConfig, ReplayGRPOTrainer
+    from gaincurate.integrations.trl.replay import ReplayConfig, ReplayGRPOTrainer
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:

@@ -22,7 +22,7 @@ in `choose`, which cannot write the memory, so epoch 0's pilot chooses that epoc
 Cost. k x r rollouts per trained prompt, every one charged, kept or not: `Metered.spent` (the bench charges it) and the
 epoch's history line (`selection`: piloted, pilot_rollouts, pilot_tokens). The seconds are in the scheduler's
 `Metered` screener only, so state.json stays byte-identical across runs. In TRL in process the committed prompts'
-pilot completions join their trained group (`about.reuses_pilots`; `pilot_reuse`): the trainer rolls n - r fresh
+pilot completions join their trained group (`pilot_measure`; `pilot_reuse`): the trainer rolls n - r fresh
 rollouts for each. Through `--trainer-cmd` and verl the trainer rolls a full group of its own.
 """
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.strategies.screen import in_band, keep_order
+from gaincurate.lab.strategies.screening import Metered, Screener, Screening, screener_for
 from gaincurate.numerics import recorded
 from gaincurate.schedule.options import RATE, Options, is_number, option, positive_pair, whole
 from gaincurate.schedule.strategies import plugin
@@ -46,7 +47,6 @@ from gaincurate.schedule.strategies.mopps import (
     posterior_mean,
     update_posterior,
 )
-from gaincurate.schedule.strategies.screening import Screener, Screening
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -122,22 +122,32 @@ def commit_order(rates: np.ndarray, band: tuple[float, float] | None, target: fl
     return keep_order(rates, band, target, np.arange(len(rates), dtype=np.float64))
 
 
-class PilotStrategy(MoppsStrategy):
-    """candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed
+def pilot_measure(at: plugin.PolicyAt) -> Metered:
+    """What pilot measures with: in TRL the live policy, its completions kept for the trained groups when the trainer
+    can weigh them (`pilot_reuse`); otherwise what screen measures with."""
+    if at.trainer is not None:
+        from gaincurate.lab.strategies.pilot_reuse import reusing_screener
 
-    candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the current policy, the
-    ones in the band committed; the pilots feed the posterior
-    """
+        return reusing_screener(at)
+    return screener_for(at)
+
+
+class PilotStrategy(MoppsStrategy):
+    """`MoppsStrategy`'s posterior draws the candidates, a few rollouts of the current policy pilot them, and those
+    in the band are committed; the pilots feed the posterior."""
 
     name = "pilot"
     about = replace(
         MoppsStrategy.about,
         options=PilotOptions,
+        summary="candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed",
+        draws="candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the "
+        "current policy, the ones in the band committed; the pilots feed the posterior",
         needs=frozenset({plugin.POLICY, plugin.ROLLOUTS}),
+        measure=pilot_measure,
         ordered=False,
         keeps_zero_variance=False,
         own_band=True,
-        reuses_pilots=True,  # the TRL adapter trains committed prompts on their pilot completions (pilot_reuse.py)
     )
 
     def __init__(

@@ -12,8 +12,8 @@ what it commits with rollouts the trainer would otherwise throw away. Here they 
   prompt still brings feedback of the current epoch;
 * the reused rows carry an importance weight pi_old / mu (capped at 2, truncated importance sampling as replay's
   default): the pilot sampled with the policy at the epoch's start, up to steps_per_epoch - 1 optimizer steps ago.
-  It is folded into TRL's loss inputs by `gaincurate.replay.loss.fold_replay_weights`, at the loss forward (whose
-  log-probs are pi_old with TRL's one generation per optimizer step: `gaincurate.replay.loss_forward`, the hook
+  It is folded into TRL's loss inputs by `replay.loss.fold_replay_weights`, at the loss forward (whose
+  log-probs are pi_old with TRL's one generation per optimizer step: `replay.loss_forward`, the hook
   rollout replay uses too) or from TRL's own old log-probs;
 * each reused row is marked in the batch's `gc_reused` column, so the curriculum's feedback (`RecordingReward`) does
   not record its reward again: the pilot already fed it to the posterior.
@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaincurate.integrations.trl.replay.loss import fold_replay_weights
+from gaincurate.integrations.trl.replay.loss_forward import LossForward
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
-from gaincurate.replay.loss import fold_replay_weights
-from gaincurate.replay.loss_forward import LossForward
-from gaincurate.schedule.strategies.screening import PilotCompletions, Screener, Screening
+from gaincurate.lab.strategies.screening import Metered, PilotCompletions, Screener, Screening, screener_for
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +107,10 @@ def pilot_sampling(trainer: Any) -> dict[str, Any]:
     return {"temperature": float(trainer.temperature), "max_new_tokens": int(trainer.max_completion_length)}
 
 
-def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
-    """A store for the pilot's completions when `strategy` keeps them and the trainer can weigh them, else None
-    (with one warning saying why, when the strategy would have)."""
+def reuse_pilots(trainer: Any) -> PilotStore | None:
+    """A store for the pilot's completions when the trainer can weigh them, else None (with one warning saying
+    why)."""
     # `reusing_screener` gives the trainer's class PilotReuseMixin once this store is set.
-    if not strategy.about.reuses_pilots:
-        return None
     problems = reuse_problems(trainer)
     if problems:
         logger.warning(
@@ -130,22 +128,19 @@ def reuse_pilots(trainer: Any, strategy: Any) -> PilotStore | None:
     return trainer._pilot_store
 
 
-def reusing_screener(curriculum: Any, trainer: Any) -> Screener:
-    """The screener a `pilot` curriculum measures with in TRL (`integrations.trl.trainer.bind` calls it): the live
-    policy, whose completions are kept and reused in their trained groups when the trainer can weigh them (its class
-    then gains `PilotReuseMixin`); otherwise the plain live screener, with one warning saying why."""
-    from gaincurate.integrations.trl.trainer import tokenizer_of
-
-    run = curriculum.run
-    store = reuse_pilots(trainer, run.scheduler.strategy)  # None: the pilot's completions are not reused
+def reusing_screener(at: Any) -> Metered:
+    """What `pilot` measures with in TRL (its `about.measure`, given the trainer): the live policy, whose completions
+    are kept and reused in their trained groups when the trainer can weigh them (its class then gains
+    `PilotReuseMixin`); otherwise the plain live screener, with one warning saying why."""
+    trainer = at.trainer
+    store = reuse_pilots(trainer)  # None: the pilot's completions are not reused
     # When they are, the live pilot samples as the trainer does and keeps what it sampled.
-    keep = None if store is None else pilot_sampling(trainer)
-    screener = curriculum.screener or run.live_screener(trainer.model, tokenizer_of(trainer), keep=keep)
+    screener = screener_for(at, keep=None if store is None else pilot_sampling(trainer))
     if store is None:
         return screener
     if not isinstance(trainer, PilotReuseMixin):
         trainer.__class__ = with_pilot_reuse(type(trainer))
-    return keeping_pilots(screener, store, trainer)
+    return Metered(keeping_pilots(screener.screener, store, trainer))
 
 
 @functools.cache

@@ -246,15 +246,15 @@ def mean(values: np.ndarray) -> float | None:
 
 
 class PredictStrategy(plugin.Strategy):
-    """the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings
-
-    epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward variance, from
-    its own groups and its embedding neighbours'
-    """
+    """A Thompson draw of each prompt's chance that its next group has nonzero reward variance, from its own groups
+    and its embedding neighbours'."""
 
     name = "predict"
     about = plugin.About(
         options=PredictOptions,
+        summary="the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings",
+        draws="epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward "
+        "variance, from its own groups and its embedding neighbours'",
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
     )
 

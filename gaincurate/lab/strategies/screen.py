@@ -13,7 +13,7 @@ the policy gets all right or all wrong: their GRPO groups would have zero reward
 k is `--screen-factor` (default 2), r `--screen-rollouts` (default 4), m the subset size. The screening
 rollouts are a real cost, k x r per trained prompt beside the trainer's own: they are counted in the
 epoch's history line (`selection`: screened, screen_rollouts, screen_tokens, screen_seconds) and in
-`Metered.spent` (the scheduler's screener), which the bench charges to the arm's rollouts, tokens and seconds.
+`Metered.spent` (what the scheduler measures with), which the bench charges to the arm's rollouts, tokens and seconds.
 Unlike the paper we do not reuse them as training rollouts: a stock trainer generates its own.
 """
 
@@ -26,11 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.errors import ConfigError
+from gaincurate.lab.strategies.screening import screener_for
 from gaincurate.schedule.options import RATE, Options, option, whole
 from gaincurate.schedule.strategies import plugin
-
-# Screening's types, re-exported: scripts that import them from here still find them.
-from gaincurate.schedule.strategies.screening import PilotCompletions, Screener, Screening, Spent  # noqa: F401
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
@@ -62,15 +60,17 @@ def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: floa
 
 
 class ScreenStrategy(plugin.Strategy):
-    """candidates measured with the current policy, kept in the band
-
-    candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target kept
-    """
+    """Candidates drawn uniformly and measured with the current policy; those in the band, nearest the target,
+    make the epoch."""
 
     name = "screen"
     about = plugin.About(
         options=ScreenOptions,
+        summary="candidates measured with the current policy, kept in the band",
+        draws="candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target "
+        "kept",
         needs=frozenset({plugin.POLICY}),
+        measure=screener_for,
         ordered=False,
         keeps_zero_variance=False,
         own_band=True,

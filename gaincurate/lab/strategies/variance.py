@@ -52,13 +52,15 @@ def values(alpha: np.ndarray, beta: np.ndarray, *, bonus: float) -> np.ndarray:
 
 
 class VarianceStrategy(MoppsStrategy):
-    """expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)
-
-    by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform
-    """
+    """`MoppsStrategy`'s posterior, drawn by expected reward variance p(1-p) plus an uncertainty bonus."""
 
     name = "variance"
-    about = replace(MoppsStrategy.about, options=VarianceOptions)
+    about = replace(
+        MoppsStrategy.about,
+        options=VarianceOptions,
+        summary="expected reward variance p(1-p) plus an uncertainty bonus (Pilot-Commit, HIVE)",
+        draws="by each prompt's expected reward variance p(1-p) plus a bonus for what is not known; epoch 0 is uniform",
+    )
 
     def __init__(self, gc_ids: np.ndarray, options: VarianceOptions) -> None:
         super().__init__(gc_ids, prior=options.prior, forget=options.forget)

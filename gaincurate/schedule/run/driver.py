@@ -14,7 +14,7 @@ from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.steps import StepResult, check_feedback, check_given_checkpoint, init_run, open_scheduler
-from gaincurate.schedule.strategies.registry import how_it_draws, strategy_class, top_level
+from gaincurate.schedule.strategies.registry import how_it_draws, top_level
 
 __all__ = ["PER_PROMPT_KEYS", "StepResult", "advance", "check_feedback", "init_run", "open_scheduler", "run_status"]
 
@@ -48,12 +48,12 @@ def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str
         if "readout" in line:
             shown["readout"] = line["readout"] | {"warnings": found}
         history.append(shown)
-    draw = drawn_figures(strategy_class(run.config.strategy).about.columns, run.schedule.memory)
+    draw = drawn_figures(run.config.strategy_class.about.columns, run.schedule.memory)
     selection = run.schedule.selection
     return {
         "run": str(run_dir),
         "epoch": run.schedule.epoch,
-        **top_level(draw, uses=True),  # 0.x's `mu` and `uses_mu`, as docs/schedule.md shows them
+        **top_level(draw, uses=True),  # `mu` and `uses_mu`, as docs/schedule.md shows them
         "draw": draw,
         "trained": run.trained,
         "epoch_file": str(rundir.epoch_path(run_dir, run.schedule.epoch)) if run.schedule.epoch >= 0 else None,

@@ -21,7 +21,7 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.schedule.figures import Column, plot_label, plotted
-from gaincurate.schedule.strategies.registry import strategy_class
+from gaincurate.schedule.strategies.registry import status_about
 
 CHART_ROWS = 10
 
@@ -29,7 +29,7 @@ CHART_ROWS = 10
 def strategy_series(status: dict[str, Any]) -> list[tuple[Column, list[float | None]]]:
     """Each number the run's strategy declares plotted, per epoch of `series` (the waiting one: the number that
     draws it, for a number declared `drawn`), on [0, 1]."""
-    columns = strategy_class(status["params"]["strategy"]).about.columns
+    columns = status_about(status).columns
     n_prompts, waiting = status["n_prompts"], status["epoch"] >= 0 and status["epoch"] not in _epochs(status)
     found = []
     for column in (column for column in columns if column.mark is not None):

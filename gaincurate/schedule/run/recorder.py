@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gaincurate.feedback import append_rollouts
+from gaincurate.feedback_lines import append_rollouts
 
 FEEDBACK_ENV = "GAINCURATE_FEEDBACK_FILE"  # `schedule run` sets it for the trainer command
 

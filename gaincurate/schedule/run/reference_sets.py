@@ -24,7 +24,6 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import ScoresInput
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.run.step_context import StepContext
-from gaincurate.schedule.strategies.registry import strategy_class
 
 SEED_STREAM = 1_000_003  # the rollout seed of epoch t's reference set: seed * SEED_STREAM + t
 
@@ -84,7 +83,7 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
         path = rundir.feedback_path(run_dir, epoch)
         if path.is_file():
             feedback[epoch] = path
-    before = strategy_class(run.config.strategy).about.measured_before  # dots': its --reference file
+    before = run.config.strategy_class.about.measured_before  # dots': its --reference file
     given = getattr(run.config.options, before) if before else None
     references = [] if given is None else [(-1, Path(given))]
     for epoch in range(run.schedule.epoch):  # a set rolled after the current epoch is not committed yet

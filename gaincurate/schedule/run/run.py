@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import check_reward, format_line
+from gaincurate.feedback_lines import check_reward, format_line
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
@@ -41,12 +41,11 @@ from gaincurate.schedule.run.recorder import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
 from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.plugin import POLICY
-from gaincurate.schedule.strategies.screening import Screener, Spent
+from gaincurate.schedule.strategies.plugin import POLICY, PolicyAt
 
 logger = logging.getLogger(__name__)
 
-STATE_DICT_VERSION = 2  # 2: mu in gain's memory (1: beside the state, for every strategy)
+STATE_DICT_VERSION = 2  # raised with every change of the trainer-checkpoint state's format
 
 
 class Run:
@@ -121,14 +120,14 @@ class Run:
         self._records: list[tuple[int, float]] = []
         self._feedback: tuple[int, Feedback, str, float] | None = None  # take_feedback's epoch, feedback, hash, s
         self._epoch_started = time.perf_counter()
-        # screen draws epoch 0 by measuring candidates with the policy, which a trainer hands over later
-        # (`use_screener`); every other strategy draws it now.
-        if self.in_process and self.scheduler.state.epoch < 0 and not self.screens:
+        # A strategy that needs the policy draws epoch 0 by measuring with it, which a trainer hands over later
+        # (`hand_policy`); every other strategy draws it now.
+        if self.in_process and self.scheduler.state.epoch < 0 and not self.needs_policy:
             self._take()
 
     @property
-    def screens(self) -> bool:
-        """Whether the strategy measures candidates with the policy (screen) before each draw."""
+    def needs_policy(self) -> bool:
+        """Whether the strategy measures candidates with the policy being trained before each draw."""
         return POLICY in self.scheduler.strategy.about.needs
 
     @property
@@ -139,30 +138,18 @@ class Run:
 
         return wants_fresh(self.scheduler.strategy) and self.scheduler.rescore_ids() is not None
 
-    def use_screener(self, screener: Screener) -> None:
-        """The policy a screen strategy measures with from now on (see `gaincurate.schedule.run.screeners`)."""
-        if self.screens:
-            self.scheduler.use_screener(screener)
-
-    def live_screener(self, model: Any, tokenizer: Any, *, keep: dict[str, Any] | None = None) -> Screener:
-        """A screener measuring with `model` as it is at each draw, over this run's scores and seed
-        (`gaincurate.schedule.run.screeners.live_screener`; `keep`: the trainer's sampling, completions kept)."""
-        from gaincurate.schedule.run.screeners import live_screener
-
-        return live_screener(self.scores_dir, model, tokenizer, seed=self.config.seed, keep=keep)
-
-    @property
-    def screen_spent(self) -> Spent:
-        """What screening has cost this process so far, a snapshot (zeros for a strategy that does not screen)."""
-        policy = self.scheduler.policy
-        return dataclasses.replace(policy.spent) if self.screens and policy is not None else Spent()
+    def hand_policy(self, **where: Any) -> None:
+        """Hand a strategy that needs the policy being trained where the integration has it (`PolicyAt`'s fields
+        but this run's own: its scores, seed and directory); any other strategy takes nothing."""
+        at = PolicyAt(scores_dir=self.scores_dir, seed=self.config.seed, run_dir=self.run_dir, **where)
+        self.scheduler.hand_policy(at)
 
     def use_strategy(self, strategy: Any) -> None:
         """Draw with `strategy` from epoch 0 on, instead of the config's (before training; no run directory)."""
         if self.run_dir is not None or self.history or self._records:
             raise ConfigError("a strategy object replaces the config's only before training, without a run directory")
         self.scheduler = Scheduler(self.config, self.scores.prompts, strategy=strategy)
-        if not self.screens:
+        if not self.needs_policy:
             self._take()
 
     def subset_choice(self) -> str:
@@ -188,7 +175,8 @@ class Run:
 
     @property
     def plan(self) -> EpochPlan:
-        """The epoch being trained: its prompts' gc_ids in rank order (screen draws epoch 0 on first use)."""
+        """The epoch being trained: its prompts' gc_ids in rank order (a strategy that needs the policy draws epoch 0
+        on first use)."""
         if self.scheduler.state.epoch < 0:
             self._take()
         plan = self.scheduler.current
@@ -288,20 +276,15 @@ class Run:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Return to a saved point (a trainer resuming from a checkpoint); the run directory follows."""
-        if state.get("version") == 1:  # gaincurate 0.x: mu beside the state, for every strategy
-            mu = state["schedule"].get("mu", 0.0)
-            memory = state["schedule"].get("memory") or {}
-            keeps_mu = "mu" in (self.scheduler.strategy.start(self.scheduler.prompts)[1] or {})
-            state = {**state, "schedule": {**state["schedule"], "memory": {**memory, "mu": mu} if keeps_mu else memory}}
-        elif state.get("version") != STATE_DICT_VERSION:
+        if state.get("version") != STATE_DICT_VERSION:
             raise ConfigError(
-                f"the checkpoint's curriculum state has version {state.get('version')}; "
-                f"this gaincurate reads 1 and {STATE_DICT_VERSION}: upgrade gaincurate to resume from it"
+                f"the checkpoint's curriculum state has version {state.get('version')}; this gaincurate reads "
+                f"{STATE_DICT_VERSION} only: train from the start, or resume with the gaincurate that wrote it"
             )
         schedule, policy = ScheduleState.from_json(state["schedule"]), self.scheduler.policy
         self.scheduler = Scheduler(self.config, self.scores.prompts, schedule, strategy=self.scheduler.strategy,
                                    filters=self.scheduler.filters)  # fmt: skip
-        self.scheduler.policy = policy  # the screener a trainer handed over before resuming (screen, pilot)
+        self.scheduler.policy = policy  # what a trainer handed over before resuming (`hand_policy`)
         self._records = [(int(gc_id), float(reward)) for gc_id, reward in state["records"]]
         self._epoch_started = time.perf_counter()
         if self.write:
@@ -325,7 +308,7 @@ class Run:
                     f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
                     f"run `gaincurate schedule next --run {self.run_dir}` without --feedback first"
                 )
-            steps.arm_screener(context)
+            steps.hand_policy(context)
             return dataclasses.replace(self._take(), notices=context.notices)
         kept = self._feedback[1:] if self._feedback is not None and self._feedback[0] == current else None
         taken = steps.consume_feedback(context, None if feedback is None else Path(feedback), kept)

@@ -5,7 +5,7 @@
     RUN/epoch-NNNN.parquet    the rows of epoch NNNN, in the trainer's format
     RUN/feedback-NNNN.jsonl   the feedback that epoch NNNN's update consumed (a copy)
     RUN/reference-NNNN.jsonl  dots --reference-every: a fresh reference set rolled after epoch NNNN
-    RUN/screen-NNNN.jsonl     screen: the rollouts that screened epoch NNNN's candidates (and .ids, their gc_ids)
+    RUN/...                   what a plug-in strategy's own measurements write, named and documented by it
 
 `state.json` is the commit point: every other file of a step is written first, and deterministically,
 so a step killed half-way is simply done again and yields the same bytes. `gaincurate.schedule.run.steps`
@@ -31,8 +31,8 @@ from gaincurate.schedule.run.inputs import ScoresInput
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.shards import MANIFEST
 
-# 2: the config keeps the common settings and its strategy's options only, and mu lives in gain's memory.
-# 1 (gaincurate 0.x) still loads: `_from_version_1`.
+# 2: the config keeps the common settings and its strategy's options only, and mu lives in gain's memory. Another
+# version is refused: the package is unreleased, and a run is started again with `schedule init`, not migrated.
 STATE_VERSION = 2
 STATE = "state.json"
 HISTORY = "history.jsonl"
@@ -112,14 +112,6 @@ def reference_path(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / f"reference-{epoch:04d}.jsonl"
 
 
-def screen_path(run_dir: Path, epoch: int) -> Path:
-    """RUN/screen-NNNN.jsonl: the screening rollouts of epoch NNNN's candidates (`--strategy screen`).
-
-    `gaincurate rollout` writes it, resumably, from the candidate list in RUN/screen-NNNN.ids.
-    """
-    return Path(run_dir) / f"screen-{epoch:04d}.jsonl"
-
-
 def trainer_dir(run_dir: Path) -> Path:
     """The default `{output_dir}` of `schedule run`: the trainer's checkpoints, written by the trainer."""
     return Path(run_dir) / "trainer"
@@ -165,12 +157,10 @@ def load_run(run_dir: Path) -> RunState:
         data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, not an object")
-        if data.get("version") == 1:
-            data = _from_version_1(data)
-        elif data.get("version") != STATE_VERSION:
+        if data.get("version") != STATE_VERSION:
             raise InputError(
-                f"{path} has state version {data.get('version')}; this gaincurate reads versions 1 and "
-                f"{STATE_VERSION}: upgrade gaincurate to continue this run, or start a new one with `schedule init`"
+                f"{path} has state version {data.get('version')}; this gaincurate reads version {STATE_VERSION} only: "
+                f"start the run again: `gaincurate schedule init --scores {data.get('scores_dir')} --run NEW_RUN`"
             )
         return RunState.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as error:
@@ -179,16 +169,6 @@ def load_run(run_dir: Path) -> RunState:
             f"{path} is damaged ({_problem(error)}); restore it from a backup, or start a new run with "
             "`gaincurate schedule init`"
         ) from None
-
-
-def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
-    """A 0.x state.json in today's form: the config's other strategies' options dropped, mu into gain's memory."""
-    config = ScheduleConfig.from_legacy(data["config"])
-    data = {**data, "config": config.to_dict(), "version": STATE_VERSION}
-    mu = data.pop("mu", 0.0)
-    if config.strategy in ("gain", "length"):
-        data["memory"] = {**(data.get("memory") or {}), "mu": float(mu)}
-    return data
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """What one step from files (`Run.step`) hands, once, to the work before its draw: re-scoring, a fresh reference set
-(`gaincurate.schedule.run.reference_sets`) and arming the screener (`gaincurate.schedule.run.steps.arm_screener`).
+(`gaincurate.schedule.run.reference_sets`) and handing over the policy (`gaincurate.schedule.run.steps.hand_policy`).
 
 Each of those reads the same run, scheduler, scores and checkpoint, and adds to the same notices and timings;
 `StepContext` carries them together so that a new piece of per-step work does not widen three signatures.

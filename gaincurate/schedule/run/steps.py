@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback import NoRolloutError
+from gaincurate.feedback_lines import NoRolloutError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochStep, FreshReference, Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback, fingerprint, read_feedback
@@ -24,7 +24,7 @@ from gaincurate.schedule.run.inputs import ScoresInput, check_unchanged, load_sc
 from gaincurate.schedule.run.reference_sets import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.run.step_context import StepContext
-from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY
+from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY, PolicyAt
 from gaincurate.shards import read_manifest
 
 
@@ -209,7 +209,7 @@ def consume_feedback(
 ) -> dict[str, Any]:
     """The work of a file-driven step before its draw, as `take_step`'s keywords: the epoch's feedback read and
     checked once (`feedback`, else the archived file, or `kept`: that file already checked, its hash and the seconds
-    that took), re-scoring, a fresh reference set, and the screener armed."""
+    that took), re-scoring, a fresh reference set, and the policy handed to a strategy that needs it."""
     run_dir, run, timings = context.run_dir, context.run, context.timings
     current = run.schedule.epoch
     started = time.perf_counter()
@@ -230,15 +230,15 @@ def consume_feedback(
     timings["feedback_s"] = seconds
     rescored, used = rescore_from_checkpoint(context)
     fresh = fresh_reference(context)
-    screened_with = arm_screener(context)
+    measured_with = hand_policy(context)
     scheduler = context.scheduler
-    if context.checkpoint is not None and not wants_fresh(scheduler.strategy) and not fresh and not screened_with:
+    if context.checkpoint is not None and not wants_fresh(scheduler.strategy) and not fresh and not measured_with:
         context.notices.append(unused_checkpoint(scheduler))
     if run.train_seconds is not None:
         timings["train_s"] = run.train_seconds
     archive = data if source.resolve() != archived.resolve() else None
     return {"feedback": summary, "reference": fresh, "rescored": rescored, "archive": archive,
-            "checkpoint": screened_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
+            "checkpoint": measured_with or used, "timings": timings, "feedback_sha256": digest}  # fmt: skip
 
 
 def step_notices(result: StepResult, summary: Feedback, epoch: int, run_dir: Path) -> list[str]:
@@ -274,19 +274,18 @@ def check_given_checkpoint(checkpoint: Path) -> None:
         raise InputError(f"checkpoint {checkpoint} is a file, not a folder; {what}")
 
 
-def arm_screener(context: StepContext) -> str | None:
-    """Give a screen run the policy to screen the next epoch with: the newest checkpoint's weights.
+def hand_policy(context: StepContext) -> str | None:
+    """Give a strategy that needs the policy being trained the one to measure the next epoch's draw with: the
+    newest checkpoint's weights.
 
-    Epoch 0 screens with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
-    scored with; a later epoch without a checkpoint holding full weights is refused, since screening with a
-    stale policy would measure the wrong pass rates. Returns the checkpoint it screens with (None: none, or
-    not a screen run).
+    Epoch 0 measures with the checkpoint given (`--initial-checkpoint`), or else the model the prompts were
+    scored with; a later epoch without a checkpoint holding full weights is refused, since measuring with a
+    stale policy would give the wrong pass rates. Returns the checkpoint it measures with (None: none, or a
+    strategy that needs no policy).
     """
     strategy = context.scheduler.strategy
     if POLICY not in strategy.about.needs:
         return None
-    from gaincurate.schedule.run.screeners import checkpoint_screener
-
     found = given_or_recorded(context.checkpoint, context.run.checkpoint)
     epoch = context.run.schedule.epoch
     if epoch >= 0 and (found is None or found.model_path is None):
@@ -295,13 +294,10 @@ def arm_screener(context: StepContext) -> str | None:
             f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
             f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
         )
-    model_path = None if found is None else found.model_path
-    seed = context.scheduler.config.seed
-    context.scheduler.use_screener(
-        checkpoint_screener(
-            context.run_dir, context.scores.directory, seed=seed, model_path=model_path, progress=context.progress
-        )
-    )
+    weights = None if found is None else found.model_path
+    at = PolicyAt(scores_dir=context.scores.directory, seed=context.scheduler.config.seed, run_dir=context.run_dir,
+                  weights=lambda _: weights, progress=context.progress)  # fmt: skip
+    context.scheduler.hand_policy(at)
     return None if found is None else str(found.path)
 
 

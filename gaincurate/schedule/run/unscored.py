@@ -1,12 +1,13 @@
 """A run's prompts without a model pass, for strategies that read no score: `schedule init --prompts FILE`.
 
-uniform, mopps, greso, variance, screen and pilot choose from rewards (and the live policy) alone, so a scoring pass
-would cost them a model load and a forward over every prompt for nothing. `write_unscored` writes the prompt file as
-a scores directory, `RUN/prompts/`: the shards, gc_ids (the file's row order), prompt and answer hashes and manifest
-`gaincurate score` writes, so every trainer path reads it alike, with the score columns null, every row's
-`gc_status` "unscored" and its question tokens 0 (no tokenizer ran). Its prompt format is `score`'s defaults, so TRL
-trains on the prompts a default scoring would render. A strategy that reads what a model pass makes (scores,
-lengths, embeddings, answer likelihoods: `MODEL_PASS` in its `needs`) is refused, before anything is written.
+uniform, mopps, greso and the lab's strategies that measure the live policy choose from rewards (and that policy)
+alone, so a scoring pass would cost them a model load and a forward over every prompt for nothing. `write_unscored`
+writes the prompt file as a scores directory, `RUN/prompts/`: the shards, gc_ids (the file's row order), prompt and
+answer hashes and manifest `gaincurate score` writes, so every trainer path reads it alike, with the score columns
+null, every row's `gc_status` "unscored" and its question tokens 0 (no tokenizer ran). Its prompt format is
+`score`'s defaults, so TRL trains on the prompts a default scoring would render. A strategy that reads what a model
+pass makes (scores, lengths, embeddings, answer likelihoods: `MODEL_PASS` in its `needs`) is refused, before
+anything is written.
 """
 
 from __future__ import annotations

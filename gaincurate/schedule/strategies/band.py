@@ -6,7 +6,7 @@ the strategies that estimate a pass rate per prompt:
 * dots: its aged estimate p_q (measured, or its neighbours' prediction);
 * mopps: the posterior mean a_q / (a_q + b_q) (a never-measured prompt sits at the prior mean);
 * probe: its ridge prediction across prompts; variance (the lab's): its estimate per prompt;
-* screen applies the band to its own measurements (the lab's screen strategy), not through this filter.
+* a strategy that declares `own_band` applies the band to its own measurements, not through this filter.
 
 The base strategy orders every prompt (`choose` returns a `Priority`); the epoch is the first `subset_size`
 prompts of that order whose estimate is in the band, and when fewer are, the next in the base's order fill it, so the
@@ -39,8 +39,8 @@ class BandFilter(Filter):
     figure_names = {"band_kept": "picks in band", "in_band": "pool in band"}
     pair_form = "two pass rates LO,HI such as 0.1,0.9"
     summary = (
-        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps, probe, variance; screen "
-        "and pilot without it: drop 0/r and r/r)."
+        "Train first on prompts whose pass-rate estimate is in [LO, HI] (dots, mopps, probe; one that measures "
+        "the policy applies it itself)."
     )
 
     @classmethod

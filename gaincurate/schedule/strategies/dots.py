@@ -98,16 +98,16 @@ def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float
 
 
 class DotsStrategy(plugin.Strategy):
-    """pass rate near --target, predicted by attention over embeddings (0.62x uniform's compute on cpu-chain, 0.50x on
-    cpu-arith, no saving on cpu-mult; probe does better with the same inputs)
-
-    epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, each prompt's
-    estimated from its own rollouts and its embedding neighbours'
-    """
+    """Each prompt's pass rate estimated by attention over the embeddings of the measured prompts; the epoch is drawn
+    nearest the target."""
 
     name = "dots"
     about = plugin.About(
         options=DotsOptions,
+        summary="pass rate near --target, predicted by attention over embeddings (0.62x uniform's compute on "
+        "cpu-chain, 0.50x on cpu-arith, no saving on cpu-mult; probe does better with the same inputs)",
+        draws="epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, each "
+        "prompt's estimated from its own rollouts and its embedding neighbours'",
         needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
         estimates=True,
         measured_before="reference",

@@ -186,14 +186,13 @@ def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
 
 
 class LengthStrategy(plugin.Strategy):
-    """gain's schedule over a shortest-question-first ranking (the length confound)
-
-    a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy
-    """
+    """gain's schedule over the question lengths: shortest question first, for the length confound."""
 
     name = "length"
     about = plugin.About(
         options=LengthOptions,
+        summary="gain's schedule over a shortest-question-first ranking (the length confound)",
+        draws="a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy",
         needs=frozenset({plugin.SCORES, plugin.FRESH_SCORES}),
         columns=MU_COLUMNS,  # mu (drawn, so the epoch file keeps it), acc, ang, delta, mu next
         update_words=mu_moved,
@@ -331,14 +330,16 @@ class LengthStrategy(plugin.Strategy):
 
 
 class GainStrategy(LengthStrategy):
-    """GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)
-
-    a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's accuracy and
-    angle; it keeps no pass-rate estimate
-    """
+    """GAIN-RL's schedule: `LengthStrategy`'s Gaussian over the angle-concentration ranking, mu fed by the angle."""
 
     name = "gain"
-    about = replace(LengthStrategy.about, options=GainOptions)
+    about = replace(
+        LengthStrategy.about,
+        options=GainOptions,
+        summary="GAIN-RL: a Gaussian around mu over the angle ranking (lost to uniform on both bench tasks)",
+        draws="a Gaussian around mu over the angle-concentration ranking, highest first; mu moves with each epoch's "
+        "accuracy and angle; it keeps no pass-rate estimate",
+    )
 
     def __init__(
         self,

@@ -116,7 +116,9 @@ class ZeroVarianceFilter(Filter):
     @classmethod
     def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
         if not strategy.about.keeps_zero_variance:
-            what = "skips" if strategy.about.ordered else "drops prompts its screening found all right or all wrong, as"
+            what = (
+                "skips" if strategy.about.ordered else "drops prompts its measurements found all right or all wrong, as"
+            )
             return (
                 f"{setting('strategy', strategy.name)} already {what} zero-variance prompts; drop "
                 f"{setting('skip_zero_variance')}"
@@ -214,11 +216,12 @@ class ZeroVarianceFilter(Filter):
 
 
 class GresoStrategy(plugin.Strategy):
-    """uniform, skipping prompts whose recent rollouts all agreed (GRESO)"""
+    """`UniformStrategy`'s draw under the zero-variance filter (`ZeroVarianceFilter`): GRESO as a strategy."""
 
     name = "greso"
     about = plugin.About(
         options=ZeroVarianceOptions,
+        summary="uniform, skipping prompts whose recent rollouts all agreed (GRESO)",
         draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",  # the filter's own note
         needs=frozenset({plugin.ROLLOUTS}),
         keeps_zero_variance=False,

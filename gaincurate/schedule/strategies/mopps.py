@@ -70,15 +70,16 @@ def posterior_sd(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 
 class MoppsStrategy(plugin.Strategy):
-    """a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on cpu-arith, 1.05x
-    on cpu-mult)
-
-    epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson draw
-    """
+    """A discounted Beta posterior of each prompt's pass rate, from its own rollouts; the epoch is a Thompson draw
+    nearest the target."""
 
     name = "mopps"
     about = plugin.About(
         options=MoppsOptions,
+        summary="a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on "
+        "cpu-arith, 1.05x on cpu-mult)",
+        draws="epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson "
+        "draw",
         needs=frozenset({plugin.ROLLOUTS}),
         estimates=True,
     )

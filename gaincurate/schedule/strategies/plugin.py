@@ -2,11 +2,11 @@
 
 A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
 `gaincurate.schedule.strategies.registry` (docs/strategies.md, "Adding a strategy"). The scheduler core calls nothing
-else of it but its docstring (what it draws, in words: `summary`, `draws`): `name` and `about` (what it declares of
-itself, as data), `build` (the object for a run), `start` (its ranking and memory before epoch 0), `choose` (an
-epoch's draw, with its pass-rate estimates), `observe` (its memory after an epoch's feedback and what the newest model
-said), `wants` (what it asks of the newest model) and `report` (what it says of a draw: the savings readout, status,
-the plot, TRL's logs and the bench read nothing else).
+else of it: `name` and `about` (what it declares of itself, as data, and what it draws, in words: `summary`, `draws`),
+`build` (the object for a run), `start` (its ranking and memory before epoch 0), `choose` (an epoch's draw, with its
+pass-rate estimates), `observe` (its memory after an epoch's feedback and what the newest model said), `wants` (what
+it asks of the newest model) and `report` (what it says of a draw: the savings readout, status, the plot, TRL's logs
+and the bench read nothing else).
 Filters (`--band`, `--skip-zero-variance`: `gaincurate.schedule.strategies.filters`) step over a strategy's
 `Priority`; they are not strategies.
 
@@ -17,9 +17,9 @@ working with log-weights means positions far from the mode never underflow to pr
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # What a strategy may need from the run (`About.needs`), so an integration can refuse early what it lacks.
 EMBEDDINGS = "embeddings"  # the scores table's question embeddings (`gaincurate score` stores them by default)
 ROLLOUTS = "rollouts"  # per-prompt feedback: each rollout's gc_id and reward, not a bare accuracy
-POLICY = "policy"  # the current policy, to measure candidates before a draw (`Scheduler.use_screener`)
+POLICY = "policy"  # the current policy, to measure candidates before a draw (`About.measure`, `PolicyAt`)
 FRESH_SCORES = "fresh_scores"  # angle scores of the newest checkpoint (`Wants.rescore`)
 LIKELIHOOD = "likelihood"  # the newest policy's log-probability of each reference answer (`Wants.rescore`)
 SCORES = "scores"  # the scoring pass's angle scores or question lengths (`schedule init --prompts` has neither)
@@ -88,7 +88,7 @@ class RankingContext:
     gc_ids: np.ndarray
     scores: np.ndarray
     subset_size: int
-    policy: Any = None  # the current policy's screener (`Metered`), for a strategy that needs `POLICY`
+    policy: Any = None  # what a strategy that needs `POLICY` measures with (`About.measure`)
 
     @property
     def n_prompts(self) -> int:
@@ -159,7 +159,7 @@ class Fresh:
     (`ang`), fresh scores of some prompts (`gc_ids`, `scores`), its log-probability of their reference answers
     (`gc_ids`, `likelihood`: a strategy that needs `LIKELIHOOD`), the rollouts of a fresh reference set
     (`reference`: {gc_id: (sum of correctness, rollouts)}, asked by `Wants.reference`), and the policy itself
-    (`policy`: its screener, for a strategy that needs `POLICY`); any may be absent."""
+    (`policy`: what a strategy that needs `POLICY` measures with); any may be absent."""
 
     ang: float | None = None
     gc_ids: np.ndarray | None = None
@@ -194,17 +194,36 @@ class Wants:
 
 
 @dataclass(frozen=True)
+class PolicyAt:
+    """Where the policy being trained is, as the integration driving a run can hand it over, for a strategy that needs
+    `POLICY` (its `About.measure` makes its measurement of it): in process, the live `model` with its
+    `tokenizer` (and TRL's `trainer`); out of process, the weights folder that holds the policy to measure epoch
+    N's draw with (`weights(N)`; None: the model the prompts were scored with). `given`: a measurement the
+    caller built itself, used instead."""
+
+    scores_dir: Path
+    seed: int
+    run_dir: Path | None = None  # where a measurement out of process writes its files
+    weights: Callable[[int], Path | None] | None = None
+    model: Any = None
+    tokenizer: Any = None
+    trainer: Any = None
+    given: Any = None
+    progress: Any = None
+
+
+@dataclass(frozen=True)
 class About:
     """What a strategy declares of itself (`Strategy.about`), as data: docs/strategies.md's second table says what
     each field is for. `build` may narrow it for a run (`dataclasses.replace`): gain without rescoring needs no fresh
     scores, and says the sizes it resolved for the pool (`settings`) and how its angle term is fed (`notes`).
 
-    `summary` and `draws` are written in the strategy's docstring (read through `summary()` and `draws()`); they are
-    fields only for a text the docstring cannot hold as written (greso's, built from its filter's note)."""
+    `summary` and `draws` are the words the CLI prints, phrases shown as written (`draws()` reads both): declared
+    here, not read from the docstring, so a docstring speaks to readers of the code and editing it changes no output."""
 
     options: type[Options] = Options
-    summary: str = ""  # '': the class docstring's first paragraph
-    draws: str = ""  # '': the class docstring's second paragraph
+    summary: str = ""  # what it draws, in a line: `schedule strategies`
+    draws: str = ""  # how it draws an epoch: `schedule status` ('': its summary)
     needs: frozenset[str] = frozenset()
     columns: tuple[Column, ...] = DEFAULT_COLUMNS
     figure_names: Mapping[str, str] = field(default_factory=dict)  # status's words for its figures' keys
@@ -217,17 +236,13 @@ class About:
     settings: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     answer_template: str = "{answer}"
-    reuses_pilots: bool = False
     measured_before: str = ""  # the option naming a pass-rates file measured before epoch 0 (dots: `reference`)
+    measure: Callable[[PolicyAt], Any] | None = None  # needing `POLICY`: what it measures with, from where it is
 
 
 class Strategy:
-    """A curriculum strategy: the eight members below, each with its default. Subclass it and override.
-
-    A subclass's own docstring says what it is, as phrases shown as written: its first paragraph is what it draws in
-    a line (`schedule strategies`), its second how it draws an epoch (`schedule status`); any further paragraph is
-    for readers of the code.
-    """
+    """A curriculum strategy: the eight members below, each with its default. Subclass it and override; what the
+    CLI says of it is declared in its `about` (`About.summary`, `About.draws`)."""
 
     name: ClassVar[str]
     about: About = About()  # what it declares of itself; `build` may narrow it for a run
@@ -273,21 +288,9 @@ def observed(result: Any) -> Observed:
     return result if isinstance(result, Observed) else Observed(result)
 
 
-def summary(strategy: Strategy | type[Strategy]) -> str:
-    """What a strategy draws, in a line (`schedule strategies`): its docstring's first paragraph."""
-    return strategy.about.summary or _paragraph(strategy, 0)
-
-
 def draws(strategy: Strategy | type[Strategy]) -> str:
-    """How a strategy draws an epoch (`schedule status`): its docstring's second paragraph, else its summary."""
-    return strategy.about.draws or _paragraph(strategy, 1) or summary(strategy)
-
-
-def _paragraph(strategy: Strategy | type[Strategy], index: int) -> str:
-    """Paragraph `index` of the class's own docstring (not a base's), on one line; '' when it has none."""
-    cls = strategy if isinstance(strategy, type) else type(strategy)
-    paragraphs = inspect.cleandoc(vars(cls).get("__doc__") or "").split("\n\n")
-    return " ".join(paragraphs[index].split()) if index < len(paragraphs) else ""
+    """How a strategy draws an epoch (`schedule status`): its declared `About.draws`, else its `About.summary`."""
+    return strategy.about.draws or strategy.about.summary
 
 
 def draw_info(strategy: Strategy | type[Strategy], memory: dict[str, Any] | None) -> dict[str, Any]:

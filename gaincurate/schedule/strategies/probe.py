@@ -110,7 +110,7 @@ class ProbeOptions(Options):
     target: float = option(0.5, plugin.TARGET_HELP, RATE)
     tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
-    # 0.1: chosen over 0.3 by the rule declared before the pilot runs (docs/benchmark-history.md, the probe's).
+    # 0.1: chosen over 0.3 by the rule declared before the trial runs (docs/benchmark-history.md, the probe's).
     uniform_share: float = option(
         0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
     )
@@ -211,17 +211,21 @@ class Estimate:
 
 
 class ProbeStrategy(plugin.Strategy):
-    """pass rates predicted by a ridge fit across prompts on the embedding (0.39x uniform's compute on cpu-chain, 0.45x
-    on cpu-arith, no saving on cpu-mult) and, where every prompt has a reference answer, the policy's probability of
-    the answer (0.40x, 0.48x, 0.64x; --no-likelihood: off)
-
-    epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the embedding, and
-    with the likelihood the policy's probability of each answer), plus a uniform slice
-    """
+    """Pass rates predicted by a ridge fit across every measured group (the embedding, with the likelihood the
+    policy's probability of each reference answer); the epoch is drawn near the target, plus a uniform slice."""
 
     name = "probe"
-    about = plugin.About(options=ProbeOptions, needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}), estimates=True,
-                         figure_names=FIGURE_NAMES)  # fmt: skip
+    about = plugin.About(
+        options=ProbeOptions,
+        summary="pass rates predicted by a ridge fit across prompts on the embedding (0.39x uniform's compute on "
+        "cpu-chain, 0.45x on cpu-arith, no saving on cpu-mult) and, where every prompt has a reference answer, the "
+        "policy's probability of the answer (0.40x, 0.48x, 0.64x; --no-likelihood: off)",
+        draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
+        "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
+        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
+        estimates=True,
+        figure_names=FIGURE_NAMES,
+    )
 
     def __init__(
         self, gc_ids: np.ndarray, embeddings: np.ndarray, options: ProbeOptions, *, subset_size: int = 1, seed: int = 0

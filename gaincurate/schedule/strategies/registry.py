@@ -28,7 +28,7 @@ from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
-from gaincurate.schedule.strategies.plugin import Strategy, StrategyInputs, draws
+from gaincurate.schedule.strategies.plugin import About, Strategy, StrategyInputs, draws
 from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -83,14 +83,21 @@ FILTERS: dict[str, type[Filter]] = {cls.setting: cls for cls in (BandFilter, Zer
 
 
 def strategy_class(name: str) -> type[Strategy]:
+    """The class `name` names, or a one-line refusal listing the names: `ScheduleConfig` resolves its strategy so,
+    once, and everything after reads `config.strategy_class`."""
     if name not in STRATEGIES:
         raise ConfigError(f"{setting('strategy')} must be one of {', '.join(STRATEGIES)}; got {name!r}")
     return STRATEGIES[name]
 
 
+def status_about(status: dict[str, Any]) -> About:
+    """What the strategy of a run's status (`run_status`, whose config checked its name) declares of itself."""
+    return STRATEGIES[status["params"]["strategy"]].about
+
+
 def check_filters(config: Any) -> None:
     """Refuse a filter the strategy cannot take, from its declarations, in one line naming the fix."""
-    cls = strategy_class(config.strategy)
+    cls = config.strategy_class
     for name, filter_class in FILTERS.items():
         if getattr(config, name) is not None and not filter_class.applies_to(cls):
             usable = [strategy for strategy, other in STRATEGIES.items() if filter_class.applies_to(other)]
@@ -99,7 +106,7 @@ def check_filters(config: Any) -> None:
 
 def how_it_draws(config: Any) -> str:
     """How a run's strategy draws its epochs, in words (`schedule status`), from the strategy's and filters' own."""
-    cls = strategy_class(config.strategy)
+    cls = config.strategy_class
     text = draws(cls)
     for name, filter_class in FILTERS.items():
         value = getattr(config, name)
@@ -110,12 +117,12 @@ def how_it_draws(config: Any) -> str:
 
 def build_strategy(config: Any, inputs: StrategyInputs) -> Strategy:
     """The strategy object for `config` (its filters apart: `build_filters`)."""
-    return strategy_class(config.strategy).build(inputs, config.options)
+    return config.strategy_class.build(inputs, config.options)
 
 
 def build_filters(config: Any, strategy: Strategy, inputs: StrategyInputs) -> tuple[Filter, ...]:
     """The filters `config` turns on over `strategy`, in `FILTERS` order (a strategy that applies one itself, none)."""
-    cls = strategy_class(config.strategy)
+    cls = config.strategy_class
     return tuple(
         filter_class.over(strategy, getattr(config, name), inputs)
         for name, filter_class in FILTERS.items()
@@ -124,8 +131,7 @@ def build_filters(config: Any, strategy: Strategy, inputs: StrategyInputs) -> tu
 
 
 def top_level(draw: dict[str, Any], *, uses: bool = False) -> dict[str, Any]:
-    """gaincurate 0.x's JSON (`schedule status/next/run --json`): every number declared `top_level` (gain's and
-    length's mu, the only strategies 0.x had with one), at the top, null where this run's strategy keeps none;
-    `uses`: status's `uses_<key>` beside it."""
+    """The numbers of `schedule status/next/run --json` kept at its top: every one declared `top_level` (gain's and
+    length's mu), null where this run's strategy keeps none; `uses`: status's `uses_<key>` beside it."""
     keys = dict.fromkeys(c.key for cls in (GainStrategy, LengthStrategy) for c in cls.about.columns if c.top_level)
     return {key: draw.get(key) for key in keys} | ({f"uses_{key}": key in draw for key in keys} if uses else {})

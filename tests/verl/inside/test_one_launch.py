@@ -358,9 +358,9 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     import numpy as np
 
     from gaincurate import scoring
-    from gaincurate.lab.strategies.screen import Screening
+    from gaincurate.lab.strategies import screening as screeners
+    from gaincurate.lab.strategies.screening import Screening
     from gaincurate.schedule.config import STRATEGIES
-    from gaincurate.schedule.run import screeners
     from gaincurate.schedule.run.rundir import load_run
     from gaincurate.scoring import likelihood
 
@@ -406,4 +406,4 @@ def test_every_strategy_and_filter_draws_and_steps_through_it(scores, launch, tm
     kept = load_run(tmp_path / "probe-likelihood" / "run").schedule.memory["likelihood"]
     assert kept["values"] and set(kept["values"]) == {-0.7} and set(kept["epochs"]) == {0}
     assert all(Path(checkpoint) == newest(name) for name, checkpoint in rescored)
-    assert "screen cannot screen with verl's live policy" in caplog.text
+    assert "--strategy screen cannot measure with verl's live policy" in caplog.text

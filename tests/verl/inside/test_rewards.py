@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from verl.utils.reward_score import default_compute_score
 
-from gaincurate.feedback import read_rollouts
+from gaincurate.feedback_lines import read_rollouts
 from gaincurate.integrations.verl import reward as verl_reward
 
 

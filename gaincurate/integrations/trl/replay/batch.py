@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gaincurate.errors import ConfigError
-from gaincurate.replay.buffer import RolloutGroup
+from gaincurate.integrations.trl.replay.buffer import RolloutGroup
 
 
 def pad_rows(rows: list[torch.Tensor], value: float, side: str, multiple: int | None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The arithmetic of rollout replay: advantages from stored rewards and the importance-corrected loss.
 
 Pure tensor functions that import torch only (no TRL, no trainer state), so each is tested on hand-built
-tensors and the trainer adapter (`gaincurate.replay.trainer`) is the one module that needs TRL.
+tensors and the trainer adapter (`gaincurate.integrations.trl.replay.trainer`) is the one module that needs TRL.
 
 The replay objective (DOTS+RR, arXiv 2506.05316), per completion token, with behaviour policy mu (the
 policy that generated the rollout, its log-probs recorded at generation time), pi_old (the policy at the

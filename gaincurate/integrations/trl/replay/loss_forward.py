@@ -1,6 +1,6 @@
 """The loss forward's log-probs, handed to a trainer mixin that folds a weight into the batch before TRL reads it.
 
-Rollout replay (`gaincurate.replay.trainer`) and the lab's pilot reuse (`pilot_reuse`) both weigh rows
+Rollout replay (`gaincurate.integrations.trl.replay.trainer`) and the lab's reuse of measuring rollouts both weigh rows
 that another policy sampled, and with TRL's default (one generation per optimizer step) pi_old is exactly the
 policy that the loss's own forward evaluates. TRL's `_compute_loss` (trl 1.16) computes the policy log-probs,
 through `_get_per_token_logps_and_entropies`, before it reads `advantages` and `old_per_token_logps`. So a mixin

@@ -3,10 +3,10 @@
 The second half of DOTS+RR (arXiv 2506.05316). Each generation round takes the first ceil(delta * B)
 prompts of the batch the trainer's sampler delivered and generates for them as usual; the other prompt
 slots are filled with rollout groups drawn uniformly from a FIFO buffer of recent groups. Staleness is
-corrected by an importance weight inside the clipped loss (see `gaincurate.replay.loss`). Switch it on by swapping
+corrected by an importance weight inside the clipped loss (see `replay.loss`). Switch it on by swapping
 the trainer class:
 
-    from gaincurate.replay import ReplayConfig, ReplayGRPOTrainer
+    from gaincurate.integrations.trl.replay import ReplayConfig, ReplayGRPOTrainer
 
     trainer = ReplayGRPOTrainer(
         model=model, reward_funcs=reward, args=grpo_config, train_dataset=dataset,
@@ -25,9 +25,9 @@ Where the log-probs come from. The loss needs mu (the generating policy) for eve
   mu for the fresh rows, and one extra no-grad forward gives pi_old for the replayed rows.
 * Otherwise (TRL's default: one generation per optimizer step) pi_old is exactly the policy the loss's own
   forward evaluates, so no extra forward runs: `_compute_loss` hands the loss forward's log-probs to
-  `_use_loss_logps` (`gaincurate.replay.loss_forward`, the hook pilot reuse shares), which records mu for the
-  fresh rows and folds the weight into the replayed rows before TRL reads them. TRL's inputs hold NaN until
-  then, so a TRL that read them earlier fails loudly.
+  `_use_loss_logps` (`replay.loss_forward`, a hook the lab's reuse of measuring rollouts shares),
+  which records mu for the fresh rows and folds the weight into the replayed rows before TRL reads them. TRL's
+  inputs hold NaN until then, so a TRL that read them earlier fails loudly.
 
 TRL internals used (trl 1.x, checked against 1.16): wrapped `_generate_and_score_completions`,
 `_calculate_rewards`, `_compute_loss`, `_get_per_token_logps_and_entropies`, `_save_checkpoint` and
@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from gaincurate.errors import ConfigError
-from gaincurate.replay.batch import (
+from gaincurate.integrations.trl.replay.batch import (
     count_prompt_groups,
     group_fields,
     join_batches,
@@ -58,10 +58,15 @@ from gaincurate.replay.batch import (
     join_rows,
     replay_tensors,
 )
-from gaincurate.replay.buffer import REPLAY_BUFFER_FILE, ReplayBuffer, RolloutGroup
-from gaincurate.replay.config import ReplayConfig
-from gaincurate.replay.loss import FoldedReplay, fold_replay_weights, group_advantages, group_has_signal
-from gaincurate.replay.loss_forward import LossForward
+from gaincurate.integrations.trl.replay.buffer import REPLAY_BUFFER_FILE, ReplayBuffer, RolloutGroup
+from gaincurate.integrations.trl.replay.config import ReplayConfig
+from gaincurate.integrations.trl.replay.loss import (
+    FoldedReplay,
+    fold_replay_weights,
+    group_advantages,
+    group_has_signal,
+)
+from gaincurate.integrations.trl.replay.loss_forward import LossForward
 
 try:
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint

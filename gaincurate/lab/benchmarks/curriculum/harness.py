@@ -4,7 +4,7 @@ The pair does exactly what a user's script does with `gaincurate.integrations.tr
 same public API only: a `GainCurriculum` over the bench's scores, `train_dataset()`, `wrap_rewards(...)`, a
 `CurriculumGRPOTrainer(..., curriculum=curriculum)`, `trainer.train()`. The strategy is only a name in the
 `ScheduleConfig`, so every strategy the scheduler knows runs here unchanged; `oracle` (bench only) plugs its own
-selector in with `GainCurriculum.use_strategy`, and screen's cost is read from `GainCurriculum.screen_spent`.
+selector in with `GainCurriculum.use_strategy`, and screen's cost is read from the policy measurement it was handed (`screening.spent`).
 
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 
@@ -202,9 +202,9 @@ class PairRun:
 
     def screen_spent(self) -> Any:
         """What a screen arm's screening has cost so far (charged like training rollouts); zeros for others."""
-        from gaincurate.schedule.strategies.screening import Spent
+        from gaincurate.lab.strategies.screening import Spent, spent
 
-        return self.curriculum.screen_spent if self.curriculum is not None else Spent()
+        return spent(self.curriculum.run) if self.curriculum is not None else Spent()
 
     def measure(self, step: int) -> None:
         """One evaluation point (the clock stands still meanwhile)."""
@@ -271,9 +271,8 @@ class PairRun:
     def _screener(self, dataset: Any, row_of: dict[int, int], keep: bool) -> Callable[[np.ndarray, int, int], Any]:
         """screen's and pilot's measurement with the live model and the task's checker; on the clock: it is charged.
         `keep`: the completions and their mu go with it, so that the trainer trains on them (`pilot_reuse`)."""
+        from gaincurate.lab.strategies.screening import PilotCompletions, Screening, screen_seed
         from gaincurate.rollout.live import completion_logps
-        from gaincurate.schedule.run.screeners import screen_seed
-        from gaincurate.schedule.strategies.screening import PilotCompletions, Screening
 
         def screen(gc_ids: np.ndarray, epoch: int, rollouts: int) -> Screening:
             with self.token_counter.during(ROLLOUT):  # sampling like the trainer's: its prefill is charged so
@@ -309,9 +308,9 @@ class PairRun:
         curriculum = GainCurriculum(scores_dir=self.assets.scores_dir, config=schedule, run_dir=run_dir)
         dataset = curriculum.train_dataset()
         row_of = {int(gc_id): row for row, gc_id in enumerate(dataset["gc_id"])}
-        if curriculum.run.screens:  # screen, pilot: measure with the live model and the task's checker, on the clock
-            keep = curriculum.strategy.about.reuses_pilots  # pilot: its completions join the groups
-            curriculum.screener = self._screener(dataset, row_of, keep)
+        if curriculum.run.needs_policy:  # screen, pilot: measure with the live model and the task's checker, charged
+            keep = curriculum.strategy.name == "pilot"  # its completions join the groups (`pilot_reuse`)
+            curriculum.policy_measure = self._screener(dataset, row_of, keep)
         oracle = None
         if self.strategy in ORACLE_ARMS:
             oracle = ORACLE_ARMS[self.strategy](self._oracle_measure(dataset, row_of), target=config.oracle_target,
