@@ -45,7 +45,7 @@ def setting(
     `cli` says how the command line spells a value when it is not plain: "size" (ranks or a share of N),
     "pair" (A,B), "choice" (one of `choices`), "path", "text" or "flag". `shown` is the default as the help
     shows it when the value alone does not say it (None meaning "measured on CPU, from free memory on CUDA"). `flags`
-    are explicit spellings (`("--shard-rows", "--shard-size")`; for a bool, `("--no-prefix-cache",)` turns it off).
+    are explicit spellings (`("--out", "-o")`; for a bool, `("--no-prefix-cache",)` turns it off).
     """
     metadata = {
         "help": help,

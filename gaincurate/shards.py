@@ -1,43 +1,31 @@
-"""The scores directory: Arrow shards of scored rows plus `manifest.json`.
-
-Layout of `--out DIR`:
-
-    manifest.json        what was scored, how, with which model; diagnostics, timings, shard checksums
-    shard-00000.arrow    rows 0 .. shard_rows-1: every input column plus the gc_* columns
-    shard-00001.arrow    ...
-    .gaincurate.lock     the advisory lock of the run writing DIR (`OutputLock`)
+"""The format of a scores directory, and reading one: Arrow shards of scored rows plus `manifest.json`.
 
 Shards are Arrow IPC *stream* files, the format `datasets.Dataset.from_file` reads; pyarrow reads
 them with `pyarrow.ipc.open_stream`. Each is written under a temporary name and renamed when
-complete, so a file named `shard-NNNNN.arrow` is always whole. The manifest is written at the start
-(`complete: false`, with the config fingerprint that a resumed run must match) and again at the end,
-with the SHA-256 of every shard: `read_scores` refuses a shard that no longer matches, by name.
+complete, so a file named `shard-NNNNN.arrow` is always whole. A complete manifest holds the SHA-256
+of every shard: `read_scores` refuses a shard that no longer matches, by name. What a run writes
+into `--out`, when, and under which lock is `gaincurate.scoring.output`'s.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from gaincurate.errors import ConfigError, InputError
+from gaincurate.errors import InputError
 from gaincurate.fileio import atomic_write, file_sha256, read_json
 from gaincurate.metrics import apply_debias
 
 FORMAT_VERSION = 1
 RESERVED_PREFIX = "gc_"
 MANIFEST = "manifest.json"
-LOCK = ".gaincurate.lock"
 DEFAULT_SHARD_ROWS = 1000
 _SHARD_NAME = re.compile(r"shard-\d{5,}\.arrow")
-_LAYOUT_KEYS = {"shard_size"}  # fingerprinted before the shard layout moved to `shard_rows`; not a score setting
 _MANIFEST_FIELDS = {"shards": list, "checksums": dict, "fingerprint": dict, "config": dict, "model": dict}
 _KIND_WORDS = {list: "a list", dict: "an object"}
 _COMPLETE_FIELDS = ("shards", "config")  # what every reader of a finished run uses
@@ -197,139 +185,3 @@ def ranking_scores(table: pa.Table, manifest: dict[str, Any]) -> np.ndarray:
     score = table.column("gc_score").to_numpy(zero_copy_only=False).astype(np.float64)
     tokens = table.column("gc_question_tokens").to_numpy(zero_copy_only=False)
     return apply_debias(score, tokens, manifest.get("debias"))
-
-
-def manifest_shard_rows(manifest: dict[str, Any]) -> int:
-    """Rows per shard of a directory's layout; manifests from before `shard_rows` kept it as `shard_size`."""
-    for value in (manifest.get("shard_rows"), manifest.get("fingerprint", {}).get("shard_size")):
-        if isinstance(value, int) and value > 0:
-            return value
-    return DEFAULT_SHARD_ROWS
-
-
-@dataclass(frozen=True)
-class OutputPlan:
-    """What `--out` holds before a run: the manifest there (None: nothing yet), the files `--overwrite`
-    deletes (or the leftover temporary files), and the rows per shard the run must use."""
-
-    previous: dict[str, Any] | None
-    stale: list[Path]
-    shard_rows: int
-
-
-def inspect_output(out: Path, *, probe_lock: bool = True) -> dict[str, Any] | None:
-    """The manifest already in `--out` (None: a new or empty directory), after the checks that need no config.
-
-    Refused: a file in place of the directory, a non-empty directory that is not ours, a manifest that is
-    not one, and (`probe_lock`) a directory another run is writing. Nothing is changed.
-    """
-    if not out.exists():
-        return None
-    if not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
-    if probe_lock:
-        OutputLock(out, shared=True).probe()
-    if not (out / MANIFEST).exists():
-        # Another array part may be writing the manifest right now: its temporary file is not foreign.
-        if any(not p.name.startswith((".shard-", f".{MANIFEST}.", LOCK)) for p in out.iterdir()):
-            raise ConfigError(f"--out {out} is not empty and holds no {MANIFEST}; choose an empty or new directory")
-        return None
-    return read_manifest(out)
-
-
-def plan_output(
-    out: Path, fingerprint: dict[str, Any], *, overwrite: bool, shard_rows: int | None, probe_lock: bool = True
-) -> OutputPlan:
-    """Check that `--out` can be used, changing nothing, so a refusal leaves the directory byte-for-byte as it was.
-
-    A directory written with the same fingerprint and shard layout is resumed; one written with another
-    config is refused unless `overwrite`; a non-empty directory that is not ours is always refused, and
-    so is one that another run holds (`probe_lock`; torchrun's other ranks skip it, their leader holds it).
-    """
-    previous = inspect_output(out, probe_lock=probe_lock)
-    if previous is None:
-        return OutputPlan(None, [], shard_rows or DEFAULT_SHARD_ROWS)
-    if overwrite:
-        ours = [p for p in out.iterdir() if p.name == MANIFEST or p.name.startswith(("shard-", ".shard-", "part-"))]
-        return OutputPlan(previous, sorted(ours), shard_rows or DEFAULT_SHARD_ROWS)
-    check_fingerprint(out, previous.get("fingerprint", {}), fingerprint)
-    # Leftovers of a killed writer are never whole shards; they are cleared before resuming.
-    return OutputPlan(previous, sorted(out.glob(".shard-*.tmp")), check_layout(out, previous, shard_rows))
-
-
-def check_layout(out: Path, previous: dict[str, Any], shard_rows: int | None) -> int:
-    """The rows per shard of `--out`; a run asking for another layout is refused (None: take the directory's)."""
-    existing = manifest_shard_rows(previous)
-    if shard_rows is not None and shard_rows != existing:
-        raise ConfigError(
-            f"--out {out} was started with --shard-rows {existing}, this run has --shard-rows {shard_rows}; "
-            "pass the same value (or leave it out), use another --out, or --overwrite to replace it"
-        )
-    return existing
-
-
-def check_fingerprint(out: Path, previous: dict[str, Any], fingerprint: dict[str, Any]) -> None:
-    """Refuse a run whose fingerprint differs from the one `--out` was scored with, naming the first difference."""
-    previous = {k: v for k, v in previous.items() if k not in _LAYOUT_KEYS}
-    differing = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
-    if differing:
-        key, more = differing[0], differing[1:]
-        raise ConfigError(
-            f"--out {out} was scored with {key}={previous.get(key)!r}, this run has {key}={fingerprint.get(key)!r}"
-            f"{' (also ' + ', '.join(more) + ' differ)' if more else ''}; "
-            "use another --out, or --overwrite to replace it"
-        )
-
-
-class OutputLock:
-    """An advisory `fcntl.flock` on `DIR/.gaincurate.lock`: one run writes a scores directory at a time.
-
-    A single-process run (or torchrun's leader) holds it exclusively for the whole run. Array-job parts
-    (`--num-shards`) share it with each other, so they exclude a single run but not one another. The lock
-    dies with its process, so a killed run never leaves the directory locked. The empty file stays (only a
-    run that created the directory and failed before writing into it removes it again).
-    """
-
-    def __init__(self, out: Path, *, shared: bool) -> None:
-        self.path = Path(out) / LOCK
-        self.shared = shared
-        self._fd: int | None = None
-
-    def acquire(self) -> OutputLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise self._busy() from None
-        self._fd = fd
-        return self
-
-    def probe(self) -> None:
-        """Refuse now if another run holds the lock the way this one would need it; take nothing."""
-        if not self.path.exists():
-            return
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise self._busy() from None
-        finally:
-            os.close(fd)  # closing drops a probe lock that was taken
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _busy(self) -> ConfigError:
-        return ConfigError(
-            f"--out {self.path.parent} is being written by another `gaincurate score` run right now; "
-            "wait for it to finish, or use another --out"
-        )
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

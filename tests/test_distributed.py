@@ -31,7 +31,7 @@ def many_problems(tmp_path) -> Path:
 
 def score_args(dataset: Path, model: Path, out: Path) -> list[str]:
     return ["score", str(dataset), "--model", str(model), "--out", str(out), "--dtype", "float32",
-            "--device", "cpu", "--shard-size", "16", "--quiet"]  # fmt: skip
+            "--device", "cpu", "--shard-rows", "16", "--quiet"]  # fmt: skip
 
 
 def torchrun(nproc: int) -> list[str]:

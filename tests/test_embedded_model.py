@@ -140,13 +140,13 @@ def test_score_sample_prompts_with_embedded_model(embedded, tmp_path):
 
 def test_prefix_cache_equals_full_forward_on_real_model(embedded):
     source, tokenizer = embedded
-    config = ScoreConfig(dtype="float32", device="cpu", batch_tokens=512)
+    config = ScoreConfig(dtype="float32", device="cpu")
     model = load_model(source, dtype="float32", device="cpu")
     site = SiteForward(model, layer=-1, site="mlp-input")
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in load_sample()[:4]])  # a batch: the claim needs no more
     prefix = find_shared_prefix(encoder)
     assert prefix is not None and len(prefix.input_ids) > 50
-    cached = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix).score(prompts)
-    full = Scorer(site, device="cpu", backend="torch", config=config, prefix=None).score(prompts)
+    cached = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix, batch_tokens=512).score(prompts)
+    full = Scorer(site, device="cpu", backend="torch", config=config, prefix=None, batch_tokens=512).score(prompts)
     np.testing.assert_allclose(cached["score"], full["score"], atol=1e-4)

@@ -37,7 +37,7 @@ def base_args(model: Path, out: Path) -> list[str]:
 
 def test_score_writes_shards_other_tools_read(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scores"
-    code, stdout, _ = run_cli(["score", str(problems_file), *base_args(tiny_llama, out), "--shard-size", "3"],
+    code, stdout, _ = run_cli(["score", str(problems_file), *base_args(tiny_llama, out), "--shard-rows", "3"],
                               monkeypatch, capsys)  # fmt: skip
     assert code == 0
     manifest = read_manifest(out)
@@ -84,7 +84,7 @@ def test_show_json_and_against(tiny_llama, problems_file, tmp_path, monkeypatch,
 
 def test_rerun_resumes_and_equals(tiny_llama, problems_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scores"
-    args = ["score", str(problems_file), *base_args(tiny_llama, out), "--shard-size", "2"]
+    args = ["score", str(problems_file), *base_args(tiny_llama, out), "--shard-rows", "2"]
     run_cli(args, monkeypatch, capsys)
     before = shard_bytes(out)
     (out / "shard-00002.arrow").unlink()
@@ -157,7 +157,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_llama, tmp_path):
     rows = [{"problem": f"{p['problem']} Then add {i} to the result and double it.", "answer": p["answer"]}
             for i in range(150) for p in PROBLEMS[:4]]  # fmt: skip
     dataset = write_jsonl(tmp_path / "many.jsonl", rows)
-    command = [sys.executable, "-m", "gaincurate", "score", str(dataset), "--shard-size", "8", "--batch-tokens", "256"]
+    command = [sys.executable, "-m", "gaincurate", "score", str(dataset), "--shard-rows", "8", "--batch-tokens", "256"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
 

@@ -118,7 +118,7 @@ def many_rows(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def score_args(tiny_llama, many_rows) -> list[str]:
     return ["score", str(many_rows), "--model", str(tiny_llama), "--dtype", "float32", "--device", "cpu",
-            "--batch-tokens", "64", "--shard-size", "8", "--quiet"]  # fmt: skip
+            "--batch-tokens", "64", "--shard-rows", "8", "--quiet"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_a_finished_run_asked_for_another_ranking_reranks_without_rescoring(scor
 
 def test_threads_and_shard_rows(score_args, clean, tmp_path):
     out = tmp_path / "scores"
-    args = [arg for arg in score_args if arg not in ("--shard-size", "8")]
+    args = [arg for arg in score_args if arg not in ("--shard-rows", "8")]
     score_in_process([*args[1:], "--out", out, "--shard-rows", "8"])  # it passes --threads 1
     manifest = read_manifest(out)
     assert manifest["shard_rows"] == 8 and manifest["config"]["threads"] == 1

@@ -1,5 +1,5 @@
 """The scores directory's integrity in the library: checksums, confined shard names, the lock, the first
-manifest, the already-complete path, the old `shard_size` layout, config types, the GGUF conversion cache."""
+manifest, the already-complete path, config types, the GGUF conversion cache."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.fileio import atomic_write, create_exclusive
 from gaincurate.model import ModelSource, _from_gguf, gguf_cache_folder, load_config
 from gaincurate.scoring import score
-from gaincurate.scoring.config import RunOptions, ScoreConfig, split_config
-from gaincurate.shards import OutputLock, read_manifest, read_scores
+from gaincurate.scoring.config import RunOptions, ScoreConfig
+from gaincurate.scoring.output import OutputLock
+from gaincurate.shards import read_manifest, read_scores
 
 
 def tiny_config(model: Path, dataset: Path, **changes) -> ScoreConfig:
@@ -51,7 +52,6 @@ def test_run_options_are_checked_and_an_int_weight_fingerprints_like_a_float():
     with pytest.raises(ConfigError, match='--shard-rows must be a whole number or null; got "8"'):
         RunOptions(shard_rows="8")
     assert ScoreConfig(inter_weight=1).result_fields() == ScoreConfig(inter_weight=1.0).result_fields()
-    assert split_config({"shard_size": 7, "limit": 2})[1].shard_rows == 7  # manifests from before the rename
 
 
 def test_a_damaged_or_missing_shard_is_refused_by_name(scored):
@@ -85,20 +85,6 @@ def test_a_finished_run_loads_neither_tokenizer_nor_model(scored, tiny_llama, pr
     before = (scored / "manifest.json").read_bytes()
     manifest = score(tiny_config(tiny_llama, problems_file), RunOptions(out=str(scored)))
     assert manifest["already_complete"] is True and (scored / "manifest.json").read_bytes() == before
-
-
-def test_a_directory_from_before_shard_rows_resumes(scored, tiny_llama, problems_file):
-    shards = {p.name: p.read_bytes() for p in scored.glob("shard-*.arrow")}
-    old = read_manifest(scored)
-    for key in ("shard_rows", "checksums"):
-        del old[key]
-    old["fingerprint"]["shard_size"] = old["config"]["shard_size"] = 3
-    del old["config"]["shard_rows"], old["config"]["threads"]
-    (scored / "manifest.json").write_text(json.dumps({**old, "complete": False}))
-    (scored / "shard-00001.arrow").unlink()
-    manifest = score(tiny_config(tiny_llama, problems_file), RunOptions(out=str(scored)))
-    assert manifest["complete"] and manifest["shard_rows"] == 3 and manifest["timings"]["shards_resumed"] == 2
-    assert {p.name: p.read_bytes() for p in scored.glob("shard-*.arrow")} == shards
 
 
 def test_a_run_failing_before_any_shard_leaves_no_directory(tiny_llama, problems_file, tmp_path, monkeypatch):

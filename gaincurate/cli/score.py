@@ -138,7 +138,7 @@ def score_config_file(path: Path) -> dict[str, Any]:
     """A scoring `--config FILE`: its keys are `ScoreConfig` and `RunOptions` fields, checked by type."""
     from gaincurate.config_file import read_config_file
 
-    schema = {**typing.get_type_hints(ScoreConfig), **typing.get_type_hints(RunOptions), "shard_size": int | None}
+    schema = {**typing.get_type_hints(ScoreConfig), **typing.get_type_hints(RunOptions)}
     return read_config_file(path, schema)
 
 

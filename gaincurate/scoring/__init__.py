@@ -4,7 +4,7 @@ Run it with `gaincurate score [DATASET] --out DIR`, or from Python with
 `score(ScoreConfig(...), RunOptions(out=DIR))`. The steps live in their own modules:
 
     prepare.py   load rows, tokenizer and model; fingerprint the run; plan its shards
-    output.py    own `--out`: the lock, the first manifest, the already-complete check, the shards to (re)write
+    output.py    the scores folder on disk: its layout, the lock, every manifest write, the fingerprint check
     engine.py    the batched `Scorer`: shared-prefix cache, length packing, one truncated forward per batch
     run.py       `score`: the shard loop, resumable, split across torchrun ranks or array parts
     finalize.py  the manifest: its first form, then diagnostics, timings and shard checksums on completion

@@ -74,7 +74,7 @@ def measure_batch_sizes(
     tokens = dict.fromkeys(sizes, 1)
 
     def scorer(size: int) -> Scorer:
-        return Scorer(site, device="cpu", backend="torch", config=settings.replace(batch_tokens=size), prefix=prefix)
+        return Scorer(site, device="cpu", backend="torch", config=settings, prefix=prefix, batch_tokens=size)
 
     started = time.perf_counter()
     with torch.inference_mode():

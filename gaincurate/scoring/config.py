@@ -30,8 +30,6 @@ from gaincurate.shards import DEFAULT_SHARD_ROWS
 BACKENDS = ("auto", "torch", "triton")
 DEFAULT_MAX_LENGTH = 4096  # prompt tokens kept, capped at a shorter context window (`prompt_tokens`)
 DEBIAS = ("none", "length")
-# Old setting names still read from config files and manifests: `shard_size` became `RunOptions.shard_rows`.
-ALIASES = {"shard_size": "shard_rows"}
 # auto: measured on CPU (gaincurate/scoring/dtype.py); int8 is torchao's dynamic quantization of the linears.
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
@@ -150,7 +148,6 @@ class RunOptions:
         "Rows per shard: the unit of resume. Scores move only within the tolerance in docs/shards.md.",
         check=at_least(1),
         shown=f"the --out directory's, else {DEFAULT_SHARD_ROWS}",
-        flags=("--shard-rows", "--shard-size"),
     )
     allow_missing_answers: bool = setting(
         False,
@@ -215,9 +212,6 @@ def split_config(values: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
     """A flat mapping (a manifest's `config`, a config file with flags applied) as `ScoreConfig` + `RunOptions`."""
     run_fields = {f.name for f in dataclasses.fields(RunOptions)}
     values = dict(values)
-    for old, new in ALIASES.items():  # manifests and config files written before the rename
-        if old in values:
-            values.setdefault(new, values.pop(old))
     if "few_shot" in values:
         values["few_shot"] = tuple(values["few_shot"])
     options = RunOptions(**{k: v for k, v in values.items() if k in run_fields})

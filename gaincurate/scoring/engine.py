@@ -142,20 +142,18 @@ def batch_plan(
 
 
 class Scorer:
-    """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch."""
+    """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch of at most
+    `batch_tokens` padded tokens (a number: `tuning.resolve_batch_tokens` decides a run's)."""
 
-    def __init__(
-        self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig, prefix: SharedPrefix | None
-    ) -> None:
+    def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
+                 prefix: SharedPrefix | None, batch_tokens: int) -> None:  # fmt: skip
         from gaincurate.kernels import resolve_backend
 
-        if config.batch_tokens is None:
-            raise ValueError("Scorer takes a resolved batch_tokens (gaincurate.scoring.tuning decides it)")
         self.site = site
         self.device = device
         self.config = config
         self.backend = resolve_backend(backend, device)
-        self.batch_tokens = config.batch_tokens
+        self.batch_tokens = batch_tokens
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use

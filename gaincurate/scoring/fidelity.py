@@ -26,6 +26,7 @@ from gaincurate.prompts import EncodedPrompt, PromptEncoder
 from gaincurate.scoring.config import ScoreConfig
 
 GATE_PROMPTS = 64
+GATE_BATCH_TOKENS = 512  # the gate compares dtypes, not batch sizes: one fixed size for both
 MIN_SPEARMAN = 0.995
 MAX_DIFF_FRACTION = 0.25
 
@@ -64,7 +65,8 @@ def gate_scores(model: Any, config: ScoreConfig, encoder: PromptEncoder, prompts
     site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
     try:
         prefix = find_shared_prefix(encoder) if config.prefix_cache else None
-        scorer = Scorer(site, device="cpu", backend="torch", config=config.replace(embed=False), prefix=prefix)
+        scorer = Scorer(site, device="cpu", backend="torch", config=config.replace(embed=False), prefix=prefix,
+                        batch_tokens=GATE_BATCH_TOKENS)  # fmt: skip
         return scorer.score(prompts)["score"]
     finally:
         site.close()
@@ -74,7 +76,7 @@ class FidelityGate:
     """`gate(dtype)`: the verdict for one lossy dtype; float32 scores are computed once, on first use."""
 
     def __init__(self, model: Any, config: ScoreConfig, encoder: PromptEncoder) -> None:
-        self.model, self.config, self.encoder = model, config.replace(batch_tokens=512), encoder
+        self.model, self.config, self.encoder = model, config, encoder
         self._prompts: list[EncodedPrompt] | None = None
         self._reference: np.ndarray | None = None
 

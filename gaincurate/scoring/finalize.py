@@ -16,14 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaincurate import __version__
-from gaincurate.fileio import atomic_write_json, file_sha256
+from gaincurate.fileio import file_sha256
 from gaincurate.metrics import apply_debias, fit_length_debias, spearman
 from gaincurate.model import describe_model
 from gaincurate.prompts import for_column
 from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
+from gaincurate.scoring.output import write_manifest
 from gaincurate.scoring.prepare import Loaded, Prepared
 from gaincurate.scoring.tuning import floor_fields
-from gaincurate.shards import FORMAT_VERSION, MANIFEST, read_shard, shard_name
+from gaincurate.shards import FORMAT_VERSION, read_shard, shard_name
 
 _SUMMED = ("tokens", "padded_tokens", "batches", "rows_scored", "prefix_tokens_reused", "shards_resumed")
 
@@ -32,7 +33,7 @@ def start_manifest(prepared: Prepared, options: RunOptions) -> dict[str, Any]:
     """What is scored, how, with which model; `complete: false` until `finalize`. Written before the model
     loads, so it names the model by its source; `model_fields` adds what only the loaded model tells."""
     config, dataset = prepared.config, prepared.dataset
-    previous = prepared.previous if prepared.previous is not None and not options.overwrite else {}
+    previous = prepared.previous or {}
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
@@ -93,7 +94,7 @@ def finalize(
     manifest["timings"].update(floor_fields(manifest.get("tuning"), manifest["timings"], works))
     manifest["checksums"] = {name: file_sha256(out / name) for name in manifest["shards"]}
     manifest["complete"] = True
-    atomic_write_json(out / MANIFEST, manifest)
+    write_manifest(out, manifest)
     return manifest
 
 

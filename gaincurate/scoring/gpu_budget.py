@@ -9,7 +9,6 @@ holds at the peak of a truncated forward (`gpu_memory`), as a power of two withi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,6 @@ import numpy as np
 # the upper one batches add only memory risk.
 GPU_MEMORY_SHARE = 0.5
 GPU_BATCH_TOKENS = (16_384, 131_072)
-# The parts of a split run (torchrun ranks, array jobs) must agree, so they do not read their own free memory.
-GPU_SPLIT_BATCH_TOKENS = 65_536
 
 
 def gpu_memory(model_config: Any, dtype: str, max_length: int | None) -> tuple[int, int]:
@@ -53,22 +50,12 @@ def budget(free_bytes: int, weight_bytes: int, token_bytes: int) -> int:
     return min(max(1 << (fits.bit_length() - 1), low), high)
 
 
-def gpu_batch_tokens(
-    config: Any, device: str, dtype: str, previous: dict[str, Any] | None, split: bool, model_config: Callable[[], Any]
-) -> dict[str, Any]:
-    """The manifest's record of a GPU run's budget: forced, kept from --out, fixed for a split run's parts, else what
-    the GPU's free memory holds (`model_config` loads the model's config, read only then)."""
-    if config.batch_tokens is not None:
-        return {"chosen": config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
-    if previous and previous.get("batch_tokens"):
-        return {"chosen": previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
-    if split:
-        reason = "split run: parts must agree, so none reads its free memory; pass --batch-tokens to choose"
-        return {"chosen": GPU_SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
+def gpu_batch_tokens(device: str, dtype: str, max_length: int | None, model_config: Any) -> dict[str, Any]:
+    """The manifest's record of what the GPU's free memory holds (asked only by `tuning.resolve_batch_tokens`)."""
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    weights, per_token = gpu_memory(model_config(), dtype, config.max_length)
+    weights, per_token = gpu_memory(model_config, dtype, max_length)
     low, high = GPU_BATCH_TOKENS
     reason = (f"{GPU_MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free on {device} less {weights / 2**30:.1f} "
               f"GiB of weights, at {per_token / 1024:.0f} KiB a token, a power of two in {low:,}-{high:,}")  # fmt: skip

@@ -38,7 +38,7 @@ import numpy as np
 from gaincurate.errors import InputError
 
 DEFAULT_TEMPLATE = "{answer}"
-CPU_BATCH_TOKENS = 8192  # padded tokens per forward on a CPU; a GPU's budget is what its free memory holds
+CPU_LIKELIHOOD_TOKENS = 8192  # padded tokens per forward on a CPU; a GPU's budget is what its free memory holds
 KINDS = ("answer", "solution", "answer-after-solution")  # what `likelihoods` measures (the module docstring)
 
 
@@ -81,7 +81,7 @@ def answer_logprobs(
     them (`gaincurate.scoring.engine.SharedPrefix`): each batch continues from their key/value cache. The rest of each
     row is batched as `forward_batches` says, padded on the right (a causal model never sees the padding of its own
     row); the LM head runs only at the positions that predict a completion token. `batch_tokens`: padded tokens per
-    forward (default: CPU_BATCH_TOKENS on a CPU, what free memory holds on a GPU).
+    forward (default: CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU).
     """
     import torch
 
@@ -96,7 +96,7 @@ def answer_logprobs(
     shared = shared_prefix(prompt_ids)
     lengths = [len(row) - len(shared) for row in rows]
     if batch_tokens is None:
-        batch_tokens = _batch_tokens(model, device, max(lengths, default=1))
+        batch_tokens = _likelihood_budget(model, device, max(lengths, default=1))
     result = np.zeros(len(rows), dtype=np.float64)
     was_training = model.training
     model.eval()
@@ -140,12 +140,14 @@ def forward_batches(lengths: Sequence[int], batch_tokens: int, device: str) -> l
     return batches
 
 
-def _batch_tokens(model: Any, device: Any, longest: int) -> int:
-    """The default budget: CPU_BATCH_TOKENS on a CPU; on a GPU what its free memory holds beside the loaded model."""
+def _likelihood_budget(model: Any, device: Any, longest: int) -> int:
+    """The likelihood pass's own padded tokens per forward, apart from a scoring run's `--batch-tokens` (it runs the
+    whole model and its LM head, on a model already loaded): CPU_LIKELIHOOD_TOKENS on a CPU; on a GPU what its free
+    memory holds beside the loaded model."""
     from gaincurate.scoring.engine import on_gpu
 
     if not on_gpu(str(device)):
-        return CPU_BATCH_TOKENS
+        return CPU_LIKELIHOOD_TOKENS
     import torch
 
     from gaincurate.scoring.gpu_budget import budget, gpu_memory

@@ -1,35 +1,194 @@
-"""Owning `--out` for one run: the lock, the first manifest, the already-complete check, the shards to (re)write.
+"""The scores folder on disk as a run writes it: its layout, the lock, every manifest write, the fingerprint check.
 
-A run takes `DIR/.gaincurate.lock` (`shards.OutputLock`) before it decides anything that depends on what
-the directory holds, and publishes the manifest with its config fingerprint before the model loads. A
-second run into the same directory therefore fails at once: on the lock while the first one runs, on the
-fingerprint once it has finished. A run that fails before writing any shard into a directory it created
-leaves nothing behind.
-
-    with OutputClaim(out, part) as claim:
-        prepared = prepare(plan)                  # reads --out again, under the lock
-        manifest = claim.publish(start_manifest(prepared, prepared.options), prepared)
+`--out DIR` holds `manifest.json`, `shard-NNNNN.arrow` (rows i*shard_rows ..; their format and reading:
+`gaincurate.shards`), an array job's `part-*-of-*.json` markers and `.gaincurate.lock` (`OutputLock`). A run
+takes the lock before it decides anything that depends on what the directory holds, and publishes the
+manifest (`complete: false`, with the config fingerprint that a resumed run must match) before the model
+loads; at the end it is written again with the SHA-256 of every shard. A second run into the same directory
+therefore fails at once: on the lock while the first one runs, on the fingerprint once it has finished. A run
+that fails before writing any shard into a directory it created leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from gaincurate.distributed import Part
+from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_json, create_exclusive, json_bytes
-from gaincurate.scoring.prepare import Plan, Prepared, shard_bounds
-from gaincurate.shards import (
-    LOCK,
-    MANIFEST,
-    OutputLock,
-    check_fingerprint,
-    check_layout,
-    read_manifest,
-    shard_intact,
-    shard_name,
-)
+from gaincurate.shards import DEFAULT_SHARD_ROWS, MANIFEST, read_manifest, shard_intact, shard_name
+
+LOCK = ".gaincurate.lock"
+
+
+def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """Row ranges `[low, high)` of the output shards; an empty dataset still gets one (empty) shard."""
+    count = max(1, math.ceil(num_rows / shard_rows))
+    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
+
+
+def manifest_shard_rows(manifest: dict[str, Any]) -> int:
+    """Rows per shard of a directory's layout."""
+    value = manifest.get("shard_rows")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_SHARD_ROWS
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Replace `--out`'s manifest atomically: readers see the old one or the new one, never a part."""
+    atomic_write_json(Path(out) / MANIFEST, manifest)
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What `--out` holds before a run: the manifest of the run it resumes (None: nothing yet, or `--overwrite`), the
+    files `--overwrite` deletes (or the leftover temporary files), and the rows per shard the run must use."""
+
+    previous: dict[str, Any] | None
+    stale: list[Path]
+    shard_rows: int
+
+
+def inspect_output(out: Path, *, probe_lock: bool = True) -> dict[str, Any] | None:
+    """The manifest already in `--out` (None: a new or empty directory), after the checks that need no config.
+
+    Refused: a file in place of the directory, a non-empty directory that is not ours, a manifest that is
+    not one, and (`probe_lock`) a directory another run is writing. Nothing is changed.
+    """
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
+    if probe_lock:
+        OutputLock(out, shared=True).probe()
+    if not (out / MANIFEST).exists():
+        # Another array part may be writing the manifest right now: its temporary file is not foreign.
+        if any(not p.name.startswith((".shard-", f".{MANIFEST}.", LOCK)) for p in out.iterdir()):
+            raise ConfigError(f"--out {out} is not empty and holds no {MANIFEST}; choose an empty or new directory")
+        return None
+    return read_manifest(out)
+
+
+def plan_output(
+    out: Path, fingerprint: dict[str, Any], *, overwrite: bool, shard_rows: int | None, probe_lock: bool = True
+) -> OutputPlan:
+    """Check that `--out` can be used, changing nothing, so a refusal leaves the directory byte-for-byte as it was.
+
+    A directory written with the same fingerprint and shard layout is resumed; one written with another
+    config is refused unless `overwrite`; a non-empty directory that is not ours is always refused, and
+    so is one that another run holds (`probe_lock`; torchrun's other ranks skip it, their leader holds it).
+    """
+    previous = inspect_output(out, probe_lock=probe_lock)
+    if previous is None:
+        return OutputPlan(None, [], shard_rows or DEFAULT_SHARD_ROWS)
+    if overwrite:
+        ours = [p for p in out.iterdir() if p.name == MANIFEST or p.name.startswith(("shard-", ".shard-", "part-"))]
+        return OutputPlan(None, sorted(ours), shard_rows or DEFAULT_SHARD_ROWS)
+    check_fingerprint(out, previous.get("fingerprint", {}), fingerprint)
+    # Leftovers of a killed writer are never whole shards; they are cleared before resuming.
+    return OutputPlan(previous, sorted(out.glob(".shard-*.tmp")), check_layout(out, previous, shard_rows))
+
+
+def check_layout(out: Path, previous: dict[str, Any], shard_rows: int | None) -> int:
+    """The rows per shard of `--out`; a run asking for another layout is refused (None: take the directory's)."""
+    existing = manifest_shard_rows(previous)
+    if shard_rows is not None and shard_rows != existing:
+        raise ConfigError(
+            f"--out {out} was started with --shard-rows {existing}, this run has --shard-rows {shard_rows}; "
+            "pass the same value (or leave it out), use another --out, or --overwrite to replace it"
+        )
+    return existing
+
+
+def check_fingerprint(out: Path, previous: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    """Refuse a run whose fingerprint differs from the one `--out` was scored with, naming the first difference."""
+    differing = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+    if differing:
+        key, more = differing[0], differing[1:]
+        raise ConfigError(
+            f"--out {out} was scored with {key}={previous.get(key)!r}, this run has {key}={fingerprint.get(key)!r}"
+            f"{' (also ' + ', '.join(more) + ' differ)' if more else ''}; "
+            "use another --out, or --overwrite to replace it"
+        )
+
+
+def is_finished(out: Path, previous: dict[str, Any], fingerprint: dict[str, Any], shard_rows: int | None, rows: int,
+                schema: pa.Schema) -> bool:  # fmt: skip
+    """Refuse a run that clashes with `--out` (its fingerprint or shard layout); True when the same run finished
+    there and every shard is intact, False when there is work (an unfinished run, a damaged or missing shard)."""
+    check_fingerprint(out, previous.get("fingerprint", {}), fingerprint)
+    bounds = shard_bounds(rows, check_layout(out, previous, shard_rows))
+    if previous.get("complete") is not True or previous.get("shards") != [shard_name(i) for i in range(len(bounds))]:
+        return False
+    return not shards_to_write(out, previous.get("checksums", {}), list(range(len(bounds))), bounds, schema)
+
+
+def shards_to_write(
+    out: Path, checksums: dict[str, str], mine: list[int], bounds: list[tuple[int, int]], schema: pa.Schema
+) -> list[int]:
+    """This process's shards that are not on disk intact: missing, or damaged (checksum or content)."""
+    return [i for i in mine if not shard_intact(out / shard_name(i), checksums.get(shard_name(i)), *bounds[i], schema)]
+
+
+class OutputLock:
+    """An advisory `fcntl.flock` on `DIR/.gaincurate.lock`: one run writes a scores directory at a time.
+
+    A single-process run (or torchrun's leader) holds it exclusively for the whole run. Array-job parts
+    (`--num-shards`) share it with each other, so they exclude a single run but not one another. The lock
+    dies with its process, so a killed run never leaves the directory locked. The empty file stays (only a
+    run that created the directory and failed before writing into it removes it again).
+    """
+
+    def __init__(self, out: Path, *, shared: bool) -> None:
+        self.path = Path(out) / LOCK
+        self.shared = shared
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise self._busy() from None
+        self._fd = fd
+        return self
+
+    def probe(self) -> None:
+        """Refuse now if another run holds the lock the way this one would need it; take nothing."""
+        if not self.path.exists():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._busy() from None
+        finally:
+            os.close(fd)  # closing drops a probe lock that was taken
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _busy(self) -> ConfigError:
+        return ConfigError(
+            f"--out {self.path.parent} is being written by another `gaincurate score` run right now; "
+            "wait for it to finish, or use another --out"
+        )
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class OutputClaim:
@@ -63,12 +222,12 @@ class OutputClaim:
                 with contextlib.suppress(OSError):
                     path.rmdir() if path.is_dir() else path.unlink()
 
-    def publish(self, manifest: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+    def publish(self, manifest: dict[str, Any], stale: list[Path]) -> dict[str, Any]:
         """Write the first manifest (`complete: false`) before the model loads; clear stale files first."""
         if not self.locks:
             return manifest  # torchrun's other ranks: their leader writes
         if self.exclusive:  # array parts run concurrently: none may delete another's temporary files
-            for path in prepared.stale:
+            for path in stale:
                 path.unlink(missing_ok=True)
         path = self.out / MANIFEST
         if not path.exists() and create_exclusive(path, json_bytes(manifest)):
@@ -76,40 +235,5 @@ class OutputClaim:
             return manifest
         # Resuming, or another array part published first: either way it must be scoring the same thing.
         check_fingerprint(self.out, read_manifest(self.out).get("fingerprint", {}), manifest["fingerprint"])
-        atomic_write_json(path, manifest)
+        write_manifest(self.out, manifest)
         return manifest
-
-
-def check_resume(plan: Plan) -> dict[str, Any] | None:
-    """Before any tokenizer or model: refuse a run that clashes with `--out`, and recognise one already done.
-
-    Compares the fingerprint this run gets if it resumes the directory (an `auto` dtype or batch size keeps
-    the recorded choice) and the shard layout. Returns the manifest, marked `already_complete`, when the
-    same run finished there and every shard is intact; None when there is work (a new directory, an
-    unfinished run, a damaged or missing shard).
-    """
-    previous = plan.previous
-    if plan.options.overwrite or previous is None:
-        return None
-    check_fingerprint(plan.out, previous.get("fingerprint", {}), plan.resumed_fingerprint())
-    bounds = shard_bounds(len(plan.rows), check_layout(plan.out, previous, plan.options.shard_rows))
-    if previous.get("complete") is not True or previous.get("shards") != [shard_name(i) for i in range(len(bounds))]:
-        return None
-    checksums = previous.get("checksums", {})
-    for index, (low, high) in enumerate(bounds):
-        name = shard_name(index)
-        if not shard_intact(plan.out / name, checksums.get(name), low, high, plan.schema):
-            return None
-    if (previous.get("debias") is not None) != (plan.config.debias == "length"):
-        return None  # the ranking `--debias` asks for is not the one recorded: finalize again, no shard is rescored
-    return {**previous, "already_complete": True}
-
-
-def shards_to_write(prepared: Prepared, mine: list[int], bounds: list[tuple[int, int]]) -> list[int]:
-    """This process's shards that are not on disk intact: missing, or damaged (checksum or content)."""
-    checksums = {} if prepared.options.overwrite else (prepared.previous or {}).get("checksums", {})
-    return [
-        i
-        for i in mine
-        if not shard_intact(prepared.out / shard_name(i), checksums.get(shard_name(i)), *bounds[i], prepared.schema)
-    ]

@@ -9,7 +9,6 @@ before anything is touched) and list the files an `--overwrite` will delete.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,9 @@ from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
 from gaincurate.scoring.engine import Scorer, find_shared_prefix, on_gpu
-from gaincurate.scoring.tuning import model_config, tune
-from gaincurate.shards import inspect_output, output_schema, plan_output
+from gaincurate.scoring.output import inspect_output, is_finished, plan_output, shard_bounds
+from gaincurate.scoring.tuning import model_config, resolve_batch_tokens, tune
+from gaincurate.shards import output_schema
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Plan:
     dataset_fingerprint: str
     previous: dict[str, Any] | None  # the manifest in --out before this run, read without the lock
     answers: dict[str, Any] | None = None  # the answer column: present, rows without an answer (`check_answers`)
+    split: bool = False  # one part of several (torchrun, `--num-shards`): the parts must agree on every choice
 
     @property
     def rows(self) -> Any:
@@ -78,9 +79,22 @@ class Plan:
     def resumed_fingerprint(self) -> dict[str, Any]:
         """The fingerprint this run gets if it resumes `--out`: an `auto` dtype or batch size keeps the recorded one."""
         recorded = (self.previous or {}).get("fingerprint", {})
-        batch_tokens = self.config.batch_tokens or recorded.get("batch_tokens")
+        unmeasured = {"chosen": None}  # nothing is measured before the model loads: an unrecorded size stays None
+        chosen = resolve_batch_tokens(self.config, self.device, recorded, self.split, lambda: unmeasured)["chosen"]
         dtype = self.config.dtype if self.config.dtype != "auto" else recorded.get("dtype")
-        return self.fingerprint(self.config.replace(batch_tokens=batch_tokens), dtype)
+        return self.fingerprint(self.config.replace(batch_tokens=chosen), dtype)
+
+    def finished(self) -> dict[str, Any] | None:
+        """Before any tokenizer or model: refuse a run that clashes with `--out`; the manifest, marked
+        `already_complete`, when the same run finished there (`output.is_finished`); None when there is work."""
+        if self.options.overwrite or self.previous is None:
+            return None
+        if not is_finished(self.out, self.previous, self.resumed_fingerprint(), self.options.shard_rows, len(self.rows),
+                           self.schema):  # fmt: skip
+            return None
+        if (self.previous.get("debias") is not None) != (self.config.debias == "length"):
+            return None  # the ranking `--debias` asks for is not the one recorded: finalize again, no shard is rescored
+        return {**self.previous, "already_complete": True}
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class Prepared:
     out: Path
     fingerprint: dict[str, Any]
     stale: list[Path]  # files to delete before writing (an --overwrite, or leftovers of a killed writer)
-    previous: dict[str, Any] | None  # the manifest found in --out under the lock (its shard checksums)
+    previous: dict[str, Any] | None  # the manifest of the run resumed, found under the lock (its shard checksums)
     tuning: dict[str, Any] | None = None  # how dtype and batch tokens were chosen: the manifest's `tuning`
     preloaded: Any = None  # the float32 model the fidelity gate loaded; `load_scorer` converts it in place
     preloaded_seconds: float = 0.0
@@ -145,9 +159,10 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
 
         check_liger(device)
     previous = inspect_output(out, probe_lock=probe_lock)
+    split = distributed.current_part(options.num_shards, options.shard_index).count > 1
     return Plan(
         config, options, dataset, source, device, schema, out, source_fingerprint(source),
-        dataset.fingerprint, previous, answers,
+        dataset.fingerprint, previous, answers, split,
     )  # fmt: skip
 
 
@@ -166,10 +181,9 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
         encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
 
     previous = None if options.overwrite else inspect_output(plan.out, probe_lock=False)  # it may have changed
-    split = distributed.current_part(options.num_shards, options.shard_index).count > 1
     questions = rows.select(range(min(len(rows), SAMPLE_ROWS)))[config.prompt_column]  # the batch-size probe's
     tuning = tune(config, plan.source, plan.model_fingerprint, plan.device, encoder,
-                  previous=(previous or {}).get("fingerprint"), split=split, questions=questions,
+                  previous=(previous or {}).get("fingerprint"), split=plan.split, questions=questions,
                   progress=progress)  # fmt: skip
     config = config.replace(batch_tokens=tuning.batch_tokens)
     fingerprint = plan.fingerprint(config, tuning.dtype)
@@ -205,7 +219,8 @@ def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
     site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)
     prefix = find_shared_prefix(prepared.encoder) if config.prefix_cache else None
     backend = resolve_backend(config.backend, device, work_bytes=_work_bytes(prepared, device, model))
-    scorer = Scorer(site, device=device, backend=backend, config=config, prefix=prefix)
+    scorer = Scorer(site, device=device, backend=backend, config=config, prefix=prefix,
+                    batch_tokens=config.batch_tokens)  # fmt: skip
     return Loaded(model, site, scorer, seconds)
 
 
@@ -216,12 +231,6 @@ def _work_bytes(prepared: Prepared, device: str, model: Any) -> int | None:
     from gaincurate.scoring.gpu_budget import hidden_bytes
 
     return hidden_bytes(prepared.dataset.weights, model)
-
-
-def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
-    """Row ranges `[low, high)` of the output shards; an empty dataset still gets one (empty) shard."""
-    count = max(1, math.ceil(num_rows / shard_rows))
-    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
 
 
 def shard_weights(weights: np.ndarray, bounds: list[tuple[int, int]]) -> list[int]:

@@ -69,7 +69,8 @@ def rescore(
     try:
         encoder = PromptEncoder(tokenizer, fmt, prompt_tokens(config.max_length, model.config))
         prefix = find_shared_prefix(encoder) if config.prefix_cache else None
-        scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix)
+        scorer = Scorer(site, device=device, backend=config.backend, config=config.replace(embed=False), prefix=prefix,
+                        batch_tokens=config.batch_tokens)  # fmt: skip
         result = scorer.score(encoder.encode(questions), progress)
     finally:
         site.close()

@@ -28,9 +28,9 @@ from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import Scorer
 from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
-from gaincurate.scoring.output import OutputClaim, check_resume, shards_to_write
+from gaincurate.scoring.output import OutputClaim, manifest_shard_rows, shards_to_write, write_manifest
 from gaincurate.scoring.prepare import Loaded, Plan, Prepared, load_scorer, plan_run, prepare, shard_weights
-from gaincurate.shards import DEFAULT_SHARD_ROWS, MANIFEST, manifest_shard_rows, read_manifest, shard_name, write_shard
+from gaincurate.shards import DEFAULT_SHARD_ROWS, read_manifest, shard_name, write_shard
 
 
 def score(
@@ -50,7 +50,7 @@ def score(
     plan = plan_run(config, options, probe_lock=not part.distributed or part.is_leader)
     if plan.dataset.repeats is not None:
         progress.stage(plan.dataset.repeats.line(plan.dataset.name))
-    finished = check_resume(plan)  # a clashing run stops here, before any tokenizer or model loads
+    finished = plan.finished()  # a clashing run stops here, before any tokenizer or model loads
     if finished is not None:
         return finished
     if options.threads is not None:
@@ -81,12 +81,12 @@ def _claim_and_score(plan: Plan, part: Part, progress: Progress, started: float)
         prepared = prepare(plan, progress)
         device = distributed.device_for(part, prepared.device)
         distributed.init(part, device)
-        manifest = claim.publish(start_manifest(prepared, prepared.options), prepared)  # before the model loads
+        manifest = claim.publish(start_manifest(prepared, prepared.options), prepared.stale)  # before the model loads
         distributed.barrier(part)
         loaded = load_scorer(prepared, device, progress)
         manifest = {**manifest, **model_fields(prepared, loaded)}
         if claim.locks:
-            atomic_write_json(prepared.out / MANIFEST, manifest)
+            write_manifest(prepared.out, manifest)
         distributed.barrier(part)
         return _score_part(prepared, loaded, manifest, part, progress, started)
 
@@ -98,7 +98,7 @@ def _score_part(
     out, bounds = prepared.out, prepared.bounds
     mine = distributed.assign(shard_weights(prepared.dataset.weights, bounds), part.count)
     mine = mine[part.index]
-    todo = shards_to_write(prepared, mine, bounds)
+    todo = shards_to_write(out, (prepared.previous or {}).get("checksums", {}), mine, bounds, prepared.schema)
     progress.set_total(sum(bounds[i][1] - bounds[i][0] for i in mine))
     progress.advance(sum(bounds[i][1] - bounds[i][0] for i in mine if i not in todo))
 

@@ -2,11 +2,11 @@
 
 On CPU, `--dtype auto` and an unset `--batch-tokens` are decided by measurement on this machine
 (`gaincurate.scoring.dtype`, `.fidelity`, `.batch_size`), cached per machine and torch version
-(`gaincurate.scoring.tuning_cache`). A flag the user gave is kept as given. A run resumed in an existing
-`--out` keeps the choices recorded there, and a run split into parts (torchrun, `--num-shards`) never
-measures, since parts that measured differently would write clashing shards: it takes float32 and 512
-tokens unless told otherwise. On CUDA the dtype is bf16 (fp16 without bf16 support) and the batch what the GPU's
-free memory holds (`gpu_budget.gpu_batch_tokens`; a split run's parts take a fixed 65,536).
+(`gaincurate.scoring.tuning_cache`). A flag the user gave is kept as given. A run resumed in an existing `--out` keeps
+the choices recorded there, and a run split into parts (torchrun, `--num-shards`) never measures, since parts that
+measured differently would write clashing shards: it takes float32 and 512 tokens unless told otherwise. On CUDA the
+dtype is bf16 (fp16 without bf16 support) and the batch what the GPU's free memory holds (`gpu_budget`; a split run's
+parts take a fixed 65,536). `resolve_batch_tokens` alone turns an unset `--batch-tokens` into a number.
 
 The decision, its one-line reason and the figures behind it become the manifest's `tuning`; after the
 run, `floor_fields` turns them into the fraction of the compute floor at the chosen dtype's measured rate.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ from gaincurate.scoring.dtype import (
     unavailable,
 )
 
-SPLIT_DTYPE, SPLIT_BATCH_TOKENS = "float32", 512
+SPLIT_DTYPE, SPLIT_BATCH_TOKENS, GPU_SPLIT_BATCH_TOKENS = "float32", 512, 65_536
 DTYPE_SECTION = "dtype_speed"  # paired-round medians; the old `dtype_timings` section (one-off best-of) is ignored
 # Load average per core: a measurement above BUSY_LOAD is re-taken by the first run at or below QUIET_LOAD.
 BUSY_LOAD, QUIET_LOAD = 1.0, 0.5
@@ -93,9 +94,10 @@ def tune(
 
         dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
         how = "forced" if config.dtype != "auto" else "device"
+        gpu = functools.partial(gpu_batch_tokens, device, dtype, config.max_length, model_config(source))
         record = {
             "dtype": {"chosen": dtype, "how": how, "reason": f"{how} ({device}: not measured)"},
-            "batch_tokens": gpu_batch_tokens(config, device, dtype, previous, split, lambda: model_config(source)),
+            "batch_tokens": resolve_batch_tokens(config, device, previous, split, gpu),
         }
         progress.stage(f"dtype {dtype}: {record['dtype']['reason']}")
         progress.stage(f"batch tokens {record['batch_tokens']['chosen']}: {record['batch_tokens']['reason']}")
@@ -107,7 +109,7 @@ def tune(
     dtype_record, model, model_seconds = _dtype(run, shapes, threads, progress)
     dtype = dtype_record["chosen"]
     progress.stage(f"dtype {dtype}: {dtype_record['reason']}")
-    batch_record = _batch_tokens(run, shapes, dtype, threads)
+    batch_record = resolve_batch_tokens(config, device, previous, split, lambda: _time_batches(run, dtype, threads))
     progress.stage(f"batch tokens {batch_record['chosen']}: {batch_record['reason']}")
 
     layers = shapes["num_layers"]
@@ -210,14 +212,25 @@ def _load_for_gate(run: _Run, progress: Progress) -> dict[str, Any]:
     return {"model": model, "seconds": seconds, "gate": FidelityGate(model, run.config, run.encoder)}
 
 
-def _batch_tokens(run: _Run, shapes: dict[str, Any], dtype: str, threads: int) -> dict[str, Any]:
-    if run.config.batch_tokens is not None:
-        return {"chosen": run.config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
-    if run.previous and run.previous.get("batch_tokens"):
-        return {"chosen": run.previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
-    if run.split:
+def resolve_batch_tokens(
+    config: ScoreConfig, device: str, previous: dict[str, Any] | None, split: bool, measure: Callable[[], dict]
+) -> dict[str, Any]:
+    """Padded tokens per forward batch for a run of `config` on `device`, as the manifest's `tuning` record: the
+    `--batch-tokens` given, else the one recorded in `previous` (the fingerprint of the run in --out), else a split
+    run's fixed budget (its parts must agree, so none measures), else `measure()` on this device."""
+    if config.batch_tokens is not None:
+        return {"chosen": config.batch_tokens, "how": "forced", "reason": "forced by --batch-tokens"}
+    if previous and previous.get("batch_tokens"):
+        return {"chosen": previous["batch_tokens"], "how": "kept", "reason": "kept from the run already in --out"}
+    if split:
+        chosen = SPLIT_BATCH_TOKENS if device.startswith("cpu") else GPU_SPLIT_BATCH_TOKENS
         reason = "split run: parts must agree, so none measures; pass --batch-tokens to choose"
-        return {"chosen": SPLIT_BATCH_TOKENS, "how": "split-default", "reason": reason}
+        return {"chosen": chosen, "how": "split-default", "reason": reason}
+    return measure()
+
+
+def _time_batches(run: _Run, dtype: str, threads: int) -> dict[str, Any]:
+    """The CPU's budget: the engine timed at each size on the run's first prompts (cached per machine)."""
     key = f"{run.model_fingerprint}|threads={threads}|{dtype}"
     timings = tuning_cache.get("batch_timings", key)
     cached = timings is not None

@@ -206,7 +206,7 @@ def interrupted_score(tmp_path: Path, tiny_llama: Path, *extra: str, ready) -> t
 def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_llama, tmp_path):
     # Interrupt once scoring is under way: the first finished shard on disk says so.
     process, stdout, stderr, out = interrupted_score(
-        tmp_path, tiny_llama, "--shard-size", "16", ready=lambda out: list(out.glob("shard-*.arrow"))
+        tmp_path, tiny_llama, "--shard-rows", "16", ready=lambda out: list(out.glob("shard-*.arrow"))
     )
     assert process.returncode == 130, stderr
     kept, total = len(list(out.glob("shard-*.arrow"))), -(-len(PROBLEMS) * 1000 // 16)

@@ -77,3 +77,21 @@ def test_trl_and_verl_record_the_same_lines_to_the_feedback_file(tmp_path, monke
     assert record_feedback({"gc_id": 4}, 1.0) and record_feedback({"gc_id": 7}, {"score": 0.0})
     lines = (tmp_path / "env" / "feedback.jsonl").read_text().splitlines()
     assert lines[:2] == lines[2:] and len(lines) == 4
+
+
+def test_the_scores_folder_has_one_owner():
+    """The scores folder's lock and manifest writes live in `gaincurate.scoring.output`: no other module names
+    `OutputLock` or writes a file under the manifest's name itself (they call `write_manifest`)."""
+    owner = PACKAGE / "scoring" / "output.py"
+    others = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == owner:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = getattr(node, "id", getattr(node, "attr", None))
+            writes = (
+                isinstance(node, ast.Call) and "MANIFEST" in ast.unparse(node) and "write" in ast.unparse(node.func)
+            )
+            if named == "OutputLock" or writes:
+                others.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert others == []

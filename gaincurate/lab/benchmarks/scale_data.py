@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate import shards
-from gaincurate.fileio import atomic_write_json, file_sha256
+from gaincurate.fileio import file_sha256
+from gaincurate.scoring.output import write_manifest
 
 SCORE_SPREAD = 0.05  # the jitter of a copy's score around its original's
 EMBEDDING_SPREAD = 0.5  # the jitter of a copy's embedding, relative to the spread of the originals'
@@ -76,7 +77,7 @@ def write_synthetic_scores(directory: Path, *, rows: int, width: int, seed: int)
         "diagnostics": {"status_counts": {"ok": rows}, "truncated_rows": 0},
         "debias": None,
     }  # fmt: skip
-    atomic_write_json(manifest_path, manifest)
+    write_manifest(directory, manifest)
     return directory
 
 

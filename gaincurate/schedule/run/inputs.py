@@ -73,9 +73,9 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
 
 
 # Keys of the manifest's fingerprint that are not what the scores mean: the model's (its own part), the dataset's (a run
-# checks its prompts by the dataset fingerprint, with its own message), the shard layout, and the speed settings, which
+# checks its prompts by the dataset fingerprint, with its own message), and the speed settings, which
 # a re-scoring may tune otherwise: where they changed a score's bits, the shards' checksums tell.
-_NOT_SCORING = frozenset({"model", "model_fingerprint", "dataset", "dataset_fingerprint", "shard_size"})
+_NOT_SCORING = frozenset({"model", "model_fingerprint", "dataset", "dataset_fingerprint"})
 _SPEED = frozenset({"batch_tokens", "prefix_cache", "device", "backend"})
 
 

@@ -53,11 +53,11 @@ def write_unscored(
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
     from gaincurate.data import check_answers, load_rows
-    from gaincurate.fileio import atomic_write_json, file_sha256
+    from gaincurate.fileio import file_sha256
     from gaincurate.prompt_scan import check_repeats
     from gaincurate.prompts import answer_text, for_column, prompt_digest
     from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
-    from gaincurate.shards import DEFAULT_SHARD_ROWS, FORMAT_VERSION, MANIFEST, output_schema, shard_name, write_shard
+    from gaincurate.shards import DEFAULT_SHARD_ROWS, FORMAT_VERSION, output_schema, shard_name, write_shard
 
     config = ScoreConfig(dataset=dataset, **({"prompt_column": prompt_column} if prompt_column else {}))
     loaded = load_rows(dataset, split=None, prompt_column=config.prompt_column, limit=None,
@@ -101,7 +101,9 @@ def write_unscored(
         "checksums": {name: file_sha256(out / name) for name in names},
         "debias": None,
     }  # fmt: skip
-    atomic_write_json(out / MANIFEST, manifest)
+    from gaincurate.scoring.output import write_manifest  # the one writer of a scores manifest
+
+    write_manifest(out, manifest)
     return manifest
 
 
