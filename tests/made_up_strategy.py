@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.schedule.figures import ACCURACY, Column
-from gaincurate.schedule.strategies.plugin import About, Observed, Strategy, draw_order
+from gaincurate.schedule.strategies.contract import About, Observed, Strategy, draw_order
 
 NAME = "tempered"
 

@@ -9,8 +9,8 @@ and each selected prompt gets ROLLOUTS Bernoulli rollouts of that pass rate. The
 fixed table of uniforms per (prompt, epoch, rollout), so two strategies that pick the same prompt in the same
 epoch see the same rewards (common random numbers: comparisons between strategies are less noisy).
 
-`simulate` drives a run directory through the public API, `gaincurate.schedule.run.driver.init_run` and
-`advance`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
+`simulate` drives a run directory through the public API, `gaincurate.schedule.run.steps.init_run` and
+`Run.open(RUN).step`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
 `gaincurate.feedback_lines.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
 
     scores = write_scores(tmp_path / "scores", policy := bundled_policy())
@@ -171,13 +171,14 @@ def simulate(
     """
     from gaincurate.schedule.config import ScheduleConfig
     from gaincurate.schedule.run import rundir
-    from gaincurate.schedule.run.driver import advance, init_run
+    from gaincurate.schedule.run.run import Run
+    from gaincurate.schedule.run.steps import init_run
 
     # No checkpoint scores here: gain and length move mu by accuracy alone (their angle term off).
     mu_settings = {"rescore": "none"} if strategy in ("gain", "length") else {}
     config = ScheduleConfig(strategy=strategy, subset_size=subset_size, seed=seed, **(mu_settings | options))
     init_run(run_dir, scores_dir, config)
-    advance(run_dir, checkpoint=checkpoint)
+    Run.open(run_dir).step(checkpoint=checkpoint)
     selected, rates, memories, selections = [], [], [], []
     for epoch in range(epochs):
         schedule = rundir.load_run(run_dir).schedule
@@ -191,7 +192,7 @@ def simulate(
         rewards = policy.rollouts(gc_ids, epoch)
         feedback = run_dir / f"rollouts-{epoch:04d}.jsonl"
         append_rollouts(feedback, np.repeat(gc_ids, ROLLOUTS).tolist(), rewards.ravel().tolist())
-        advance(run_dir, feedback=feedback, checkpoint=checkpoint)
+        Run.open(run_dir).step(feedback=feedback, checkpoint=checkpoint)
     return SimulationResult(selected, rates, memories, rundir.read_history(run_dir), selections)
 
 

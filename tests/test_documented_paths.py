@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate import plugins
+from gaincurate import entry_points
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -48,11 +48,11 @@ def resolve(path: str) -> object:
 
 
 # Names in the docs that are not Python paths: the scores format's keys, the run directory's files, and the
-# entry-point groups other packages register in (`gaincurate.plugins`).
+# entry-point groups other packages register in (`gaincurate.entry_points`).
 NOT_PATHS = {
     "gaincurate.KEY",
-    plugins.STRATEGIES,
-    plugins.COMMANDS,
+    entry_points.STRATEGIES,
+    entry_points.COMMANDS,
 }
 
 

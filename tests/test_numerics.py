@@ -97,7 +97,7 @@ import hashlib, numpy as np
 from gaincurate.numerics import exp, fsum_array, int_powers
 from gaincurate.difficulty.predict import attention_predict, prepare_embeddings
 from gaincurate.metrics import apply_debias
-from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
+from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 rng = np.random.default_rng(4)
 x = rng.uniform(-60, 5, 100_000)
 z = prepare_embeddings(rng.normal(size=(300, 64)))

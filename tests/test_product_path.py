@@ -34,7 +34,7 @@ ENTRY_POINTS = (
     "gaincurate.scoring.run",
     "gaincurate.scoring.merge",
     "gaincurate.show",
-    "gaincurate.schedule.run.driver",
+    "gaincurate.schedule.run.status",
     "gaincurate.schedule.run.run",
     "gaincurate.schedule.strategies.registry",
     "gaincurate.rollout.job",
@@ -177,7 +177,7 @@ def test_only_schedule_init_offers_the_options_of_the_strategies_kept_for_compar
 
 
 def test_no_product_module_names_the_lab():
-    """The lab registers what it adds through entry points (pyproject.toml, `gaincurate.plugins`): no module of the
+    """The lab registers what it adds through entry points (pyproject.toml, `gaincurate.entry_points`): no module of the
     product names a lab module, in an import, a string a loader imports, or its prose (read as text, which an import
     graph misses)."""
     package = ROOT / "gaincurate"
@@ -211,11 +211,11 @@ def test_the_lab_registers_its_strategies_and_commands_as_entry_points():
     offers the lab's strategies by those entries, after the product's own, without importing them."""
     import tomllib
 
-    from gaincurate import plugins
+    from gaincurate import entry_points
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
-    for group in (plugins.STRATEGIES, plugins.COMMANDS):
-        assert plugins.registered(group) == declared[group], f"re-install (make setup): {group} is stale"
+    for group in (entry_points.STRATEGIES, entry_points.COMMANDS):
+        assert entry_points.registered(group) == declared[group], f"re-install (make setup): {group} is stale"
     code = (
         "import sys\n"
         "from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES\n"
@@ -223,5 +223,5 @@ def test_the_lab_registers_its_strategies_and_commands_as_entry_points():
         "print(sorted(KEPT_FOR_COMPARISON), last, any(m.startswith('gaincurate.lab') for m in sys.modules))\n"
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    lab = sorted(declared[plugins.STRATEGIES])
+    lab = sorted(declared[entry_points.STRATEGIES])
     assert shown.stdout.splitlines()[-1] == f"{lab} {lab} False"

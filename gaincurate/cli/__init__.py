@@ -5,7 +5,7 @@
     gaincurate schedule init|next|run|status        # schedule.py
     gaincurate rollout ...                          # rollout.py
     gaincurate example trl-epoch ...                # example.py: the trainer scripts shipped in the package
-    gaincurate bench ... / difficulty ... / signal check  # the lab's: an entry point (`gaincurate.plugins`)
+    gaincurate bench ... / difficulty ... / signal check  # the lab's: an entry point (`gaincurate.entry_points`)
 
 Each command parses its options (shared ones in `options.py`), calls one library function and hands the
 result to `render.emit`: results go to stdout, progress (`progress.py`) and errors to stderr.
@@ -26,7 +26,7 @@ import sys
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
-from gaincurate import plugins
+from gaincurate import entry_points
 from gaincurate.cli.options import PRODUCT_COMMANDS, command_group
 from gaincurate.cli.schedule_options import mounts_the_lab
 from gaincurate.errors import GaincurateError, InterruptedCommand
@@ -69,8 +69,8 @@ def _mount(lab: bool, lab_options: bool) -> None:
     app.add_typer(verl.app, name="verl", rich_help_panel=TOOLS)
     example.register(app, TOOLS)
     if lab:
-        for name in plugins.registered(plugins.COMMANDS):
-            plugins.load(plugins.COMMANDS, name)(app, LAB)
+        for name in entry_points.registered(entry_points.COMMANDS):
+            entry_points.load(entry_points.COMMANDS, name)(app, LAB)
 
 
 def _asks_for_the_lab(argv: list[str]) -> bool:

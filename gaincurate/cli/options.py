@@ -25,7 +25,7 @@ from gaincurate.errors import settings_as_flags
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
 from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON
 
-# The commands a user's run is made of; every other command is a plug-in's (the lab's: `gaincurate.plugins`).
+# The commands a user's run is made of; every other command is a plug-in's (the lab's: `gaincurate.entry_points`).
 PRODUCT_COMMANDS = frozenset({"score", "merge", "schedule", "show", "rollout", "verl", "example"})
 
 

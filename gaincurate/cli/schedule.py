@@ -1,4 +1,4 @@
-"""`gaincurate schedule ...`: thin commands over `gaincurate.schedule.run.driver` and `gaincurate.integrations.command`.
+"""`gaincurate schedule ...`: thin commands over `gaincurate.schedule.run.run` and `gaincurate.integrations.command`.
 
     gaincurate schedule init --scores scores/ --run run/ --seed 1
     gaincurate schedule next --run run/                                 # writes run/epoch-0000.parquet
@@ -68,7 +68,7 @@ def init(
     """
     schedule_config = _schedule_config(strategy, reward_range, values, lab)
     from gaincurate.schedule.readout_words import readout_needs
-    from gaincurate.schedule.run.driver import init_run
+    from gaincurate.schedule.run.steps import init_run
     from gaincurate.schedule.run.unscored import init_unscored
     from gaincurate.schedule.sizes import subset_choice
 
@@ -166,14 +166,14 @@ def next_(
 ) -> None:
     """Consume the last epoch's feedback, update the strategy (gain: move mu) and write the next epoch (epoch 0 on
     the first call)."""
-    from gaincurate.schedule.run.driver import advance
+    from gaincurate.schedule.run.run import Run
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
-        step = advance(run, feedback=feedback, checkpoint=checkpoint, progress=progress)
+        step = Run.open(run).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
     for notice in step.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
-    from gaincurate.schedule.strategies.plugin import draw_words, update_words
+    from gaincurate.schedule.strategies.contract import draw_words, update_words
     from gaincurate.schedule.strategies.registry import top_level
 
     strategy = step.run.config.strategy_class  # a step of a run directory: `step.run` is its state after the step
@@ -270,9 +270,9 @@ def status(
     """Show each epoch's accuracy and savings readout: what the strategy aimed at, what the feedback measured,
     the share of zero-variance groups against a uniform draw's estimate, and warnings (docs/readout.md)."""
     from gaincurate.cli.status import draw_status
-    from gaincurate.schedule.run.driver import run_status
     from gaincurate.schedule.run.plot import save_plot
     from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.run.status import run_status
 
     thresholds = Thresholds(zero_variance=warn_zero_variance, correlation=warn_correlation)
     report = run_status(run, thresholds) | {"finished": load_run(run).is_finished}

@@ -10,7 +10,7 @@
 * `ridge`: the probe strategy's CPU-exact weighted ridge.
 
 The `gaincurate difficulty predict|fit|evaluate` commands, their jobs and the held-out and online evaluations are
-the lab's (registered by entry point, `gaincurate.plugins`): they measure this math; a run does not need them.
+the lab's (registered by entry point, `gaincurate.entry_points`): they measure this math; a run does not need them.
 
 It imports `gaincurate.feedback_lines` and never `gaincurate.schedule`: the schedule builds on it, not the reverse.
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gaincurate.integrations.trl import CurriculumGRPOTrainer, GainCurriculum
     from gaincurate.schedule import ScheduleConfig
-    from gaincurate.schedule.strategies.plugin import update_words
+    from gaincurate.schedule.strategies.contract import update_words
     from gaincurate.scoring import score
     from gaincurate.scoring.config import RunOptions, ScoreConfig
 

@@ -11,7 +11,7 @@ it; it imports the product and measures it:
 * `strategies`: the strategies kept for comparison, with pilot's TRL reuse.
 
 What it adds to the product (its strategies, its commands, pilot's TRL screener) it registers by entry points in
-pyproject.toml, as another package's plug-ins would (`gaincurate.plugins`): the product never names it.
+pyproject.toml, as another package's plug-ins would (`gaincurate.entry_points`): the product never names it.
 
 docs/architecture.md draws the product and the lab side by side.
 """

@@ -14,7 +14,7 @@ from gaincurate.schedule.core import EpochPlan, EpochRecord, EpochStep, Rescored
 from gaincurate.schedule.feedback import Feedback, read_feedback, summarize_feedback
 from gaincurate.schedule.options import Options
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.plugin import PromptSet, RankingContext, Selection, Strategy, StrategyInputs
+from gaincurate.schedule.strategies.contract import PromptSet, RankingContext, Selection, Strategy, StrategyInputs
 
 __all__ = [
     "EpochPlan",

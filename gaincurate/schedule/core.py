@@ -1,8 +1,8 @@
 """The scheduler: a pure state machine from feedback (and the model's fresh scores) to the next epoch's prompts.
 
-No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run.driver` wraps
+No files, no models: a trainer callback can drive it in process, and `gaincurate.schedule.run.run` wraps
 it with a run directory. One step consumes the latest epoch's feedback through the strategy's `observe`
-(`gaincurate.schedule.strategies.plugin.Strategy`, with what the newest model said: `Fresh`) and draws the next
+(`gaincurate.schedule.strategies.contract.Strategy`, with what the newest model said: `Fresh`) and draws the next
 epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed and feedback always give the same
 epochs.
 
@@ -25,8 +25,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.filters import Filter, chosen_through
-from gaincurate.schedule.strategies.plugin import (
+from gaincurate.schedule.strategies.contract import (
     POLICY,
     Fresh,
     PolicyAt,
@@ -39,6 +38,7 @@ from gaincurate.schedule.strategies.plugin import (
     draw_info,
     observed,
 )
+from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from gaincurate.numerics import fsum_array, recorded
 from gaincurate.schedule.feedback import EXACT, Feedback
 from gaincurate.schedule.state import Drawn, Tally
-from gaincurate.schedule.strategies.plugin import NO_ESTIMATE, Report
+from gaincurate.schedule.strategies.contract import NO_ESTIMATE, Report
 
 CORRELATION_MIN_PROMPTS = 30  # fewer measured prompts give a correlation too noisy to show
 MAX_GROUP = 64  # uniform's zero-variance share is kept for groups of 1..MAX_GROUP rollouts

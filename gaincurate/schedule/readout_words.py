@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from gaincurate.schedule.readout import CORRELATION_MIN_PROMPTS, ENOUGH_GROUPS
-from gaincurate.schedule.strategies.plugin import NO_ESTIMATE
+from gaincurate.schedule.strategies.contract import NO_ESTIMATE
 
 
 def epoch_words(line: dict[str, Any] | None) -> str:

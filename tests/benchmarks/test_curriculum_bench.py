@@ -19,7 +19,7 @@ from gaincurate.lab.benchmarks.curriculum.bench import POINT_KEYS
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.harness import load_initial, state_sha256
 from gaincurate.lab.benchmarks.curriculum.warm import SCORING_FIRST_IMPORT, WARM_UP, WARM_UP_SECONDS
-from gaincurate.schedule.strategies.plugin import POLICY
+from gaincurate.schedule.strategies.contract import POLICY
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[2]

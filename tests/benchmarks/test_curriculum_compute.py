@@ -16,7 +16,7 @@ from gaincurate.lab.benchmarks.curriculum import compute, run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
 from gaincurate.schedule.strategies.probe import ProbeOptions
-from gaincurate.schedule.strategies.probe_refresh import budget, rotation
+from gaincurate.schedule.strategies.probe.refresh import budget, rotation
 
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")
 NAME = "cpu-arith-probe"

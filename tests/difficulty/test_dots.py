@@ -17,12 +17,13 @@ from gaincurate.difficulty.estimate import NEIGHBOUR_ROLLOUTS
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run
+from gaincurate.schedule.run.steps import init_run
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.contract import RankingContext, StrategyInputs, draw_without_replacement
 from gaincurate.schedule.strategies.dots import DotsStrategy, selection_probabilities
 from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.plugin import RankingContext, StrategyInputs, draw_without_replacement
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=10, seed=5, tau=0.05, tau_attn=0.2)
 
@@ -104,11 +105,11 @@ def test_measurements_age_toward_the_neighbours_prediction():
 
 def run_epochs(run_dir: Path, scores: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
     init_run(run_dir, scores, config)
-    advance(run_dir)
+    Run.open(run_dir).step()
     for epoch in range(epochs):
         ids = load_run(run_dir).schedule.subset_ids
         feedback = write_feedback(run_dir.parent / f"{run_dir.name}-fb{epoch}.jsonl", ids, samples=4, seed=epoch)
-        advance(run_dir, feedback=feedback)
+        Run.open(run_dir).step(feedback=feedback)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -145,16 +146,16 @@ def test_a_step_killed_before_its_commit_is_redone_identically(embedded_scores, 
     run_epochs(run_dir, embedded_scores, 1)
     committed = (run_dir / "state.json").read_bytes()
     feedback = write_feedback(tmp_path / "fb.jsonl", load_run(run_dir).schedule.subset_ids, samples=4, seed=9)
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
     finished = snapshot(run_dir)
     (run_dir / "state.json").write_bytes(committed)  # killed after writing epoch 2, before state.json
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
     assert snapshot(run_dir) == finished
 
 
 def test_epoch_zero_is_uniform_without_a_reference(embedded_scores, tmp_path):
     init_run(tmp_path / "run", embedded_scores, CONFIG)
-    advance(tmp_path / "run")
+    Run.open(tmp_path / "run").step()
     positions = load_run(tmp_path / "run").schedule.positions
     expected = draw_without_replacement(np.zeros(60), 10, np.random.default_rng([CONFIG.seed, 0]))
     np.testing.assert_array_equal(positions, expected)
@@ -164,7 +165,7 @@ def test_a_reference_file_aims_epoch_zero(embedded_scores, tmp_path):
     reference = write_feedback(tmp_path / "reference.jsonl", range(0, 60, 2), samples=8, seed=1)
     config = ScheduleConfig(**{**CONFIG.to_dict(), "reference": str(reference), "tau": 1e-3})
     init_run(tmp_path / "run", embedded_scores, config)
-    advance(tmp_path / "run")
+    Run.open(tmp_path / "run").step()
     run = load_run(tmp_path / "run")
     strategy = dots_strategy(_scores(embedded_scores), config, initial=False)  # the reference lives in the state
     distance = np.abs(strategy.pass_rates(run.schedule) - 0.5)

@@ -21,8 +21,9 @@ from gaincurate.feedback_lines import format_line
 from gaincurate.lab.difficulty.fit import FitConfig
 from gaincurate.lab.difficulty.jobs import PredictConfig, fit_scores, predict_scores
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run
+from gaincurate.schedule.run.steps import init_run, open_scheduler
 
 REFERENCE = list(range(0, 60, 2))  # 30 measured prompts
 CHANGED = 10  # the prompt whose label changes
@@ -87,7 +88,7 @@ def test_dots_selection(world, tmp_path, calibrated):
         config = ScheduleConfig(strategy="dots", subset_size=6, seed=2, reference=str(labels), calibrator=calibrator)
         run = tmp_path / f"run-{name}"
         init_run(run, scores, config)
-        advance(run)
+        Run.open(run).step()
         scheduler, _ = open_scheduler(load_run(run))
         estimates = scheduler.strategy.estimates(scheduler.state)
         got.append(estimates.neighbour)

@@ -12,9 +12,10 @@ from difficulty_helpers import write_feedback
 from gaincurate.errors import InputError
 from gaincurate.lab.difficulty.online import online_evaluation
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run, open_scheduler
 from gaincurate.schedule.run.reference_sets import measurements
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, reference_path
+from gaincurate.schedule.run.steps import init_run, open_scheduler
 
 EPOCHS = 4
 CONFIG = ScheduleConfig(strategy="dots", subset_size=12, seed=4, tau_attn=0.2)
@@ -25,12 +26,12 @@ def run(embedded_scores, tmp_path):
     """A dots run of EPOCHS trained epochs, and the estimates its scheduler drew each next epoch with."""
     run_dir = tmp_path / "run"
     init_run(run_dir, embedded_scores, CONFIG)
-    advance(run_dir)
+    Run.open(run_dir).step()
     drawn_with = {}
     for epoch in range(EPOCHS):
         ids = load_run(run_dir).schedule.subset_ids
         feedback = write_feedback(tmp_path / f"fb{epoch}.jsonl", ids, samples=4, seed=epoch)
-        advance(run_dir, feedback=feedback)
+        Run.open(run_dir).step(feedback=feedback)
         scheduler, _ = open_scheduler(load_run(run_dir))
         drawn_with[epoch] = scheduler.strategy.pass_rates(scheduler.state)  # memory up to `epoch`
     return run_dir, drawn_with
@@ -102,9 +103,9 @@ def test_fresh_reference_sets_count_from_their_epoch(run, embedded_scores):
 def test_a_run_needs_two_epochs_of_feedback(embedded_scores, tmp_path):
     run_dir = tmp_path / "short"
     init_run(run_dir, embedded_scores, CONFIG)
-    advance(run_dir)
+    Run.open(run_dir).step()
     ids = load_run(run_dir).schedule.subset_ids
-    advance(run_dir, feedback=write_feedback(tmp_path / "fb.jsonl", ids, samples=4))
+    Run.open(run_dir).step(feedback=write_feedback(tmp_path / "fb.jsonl", ids, samples=4))
     found = measurements(run_dir, load_run(run_dir))
     with pytest.raises(InputError, match="no two consecutive epochs"):
         online_evaluation(embedded_scores, found.feedback, tau_attn=0.2, forget=0.4)

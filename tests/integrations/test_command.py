@@ -18,8 +18,10 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop
 from gaincurate.integrations.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run, run_status
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.run.status import run_status
+from gaincurate.schedule.run.steps import init_run
 
 CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
 
@@ -161,7 +163,7 @@ def test_rollouts_handed_over_by_hand_continue_the_loop(tmp_path, scores_dir, tr
     ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     feedback = tmp_path / "manual.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": i, "reward": 1.0}) + "\n" for i in ids))
-    assert advance(run_dir, feedback=feedback, checkpoint=run_dir / "trainer").epoch == 1
+    assert Run.open(run_dir).step(feedback=feedback, checkpoint=run_dir / "trainer").epoch == 1
     monkeypatch.delenv("NO_FEEDBACK")
     assert run_loop(run_dir, epochs=2, trainer_cmd=trainer_cmd).trained == [1]
     assert [call[4] for call in calls(run_dir)] == ["0", "1"]
@@ -254,7 +256,7 @@ def test_recorded_checkpoint_that_is_gone_is_an_error(tmp_path, scores_dir, trai
 
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
-    advance(run_dir)
+    Run.open(run_dir).step()
     real_step = Run.step
     monkeypatch.setattr(Run, "step", lambda run, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
@@ -262,7 +264,7 @@ def test_recorded_checkpoint_that_is_gone_is_an_error(tmp_path, scores_dir, trai
     monkeypatch.setattr(Run, "step", real_step)
     shutil.rmtree(run_dir / "trainer" / "checkpoint-10")
     with pytest.raises(InputError, match="names .*checkpoint-10 as the checkpoint of epoch 0, but it is gone"):
-        advance(run_dir)
+        Run.open(run_dir).step()
     assert not fake_rescore and load_run(run_dir).schedule.epoch == 0
 
 

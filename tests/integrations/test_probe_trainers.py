@@ -73,7 +73,7 @@ shutil.copytree(model, folder)
 
 def test_schedule_run_measures_it_with_the_newest_checkpoint_the_command_left(scores, tiny_llama, tmp_path):
     from gaincurate.integrations.command import run_loop
-    from gaincurate.schedule.run.driver import init_run
+    from gaincurate.schedule.run.steps import init_run
 
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)

@@ -22,7 +22,7 @@ from helpers import write_jsonl
 
 from gaincurate.data import load_sample
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import init_run
+from gaincurate.schedule.run.steps import init_run
 
 BIN = Path(sys.executable).parent
 PROMPTS = 64

@@ -25,9 +25,9 @@ from gaincurate.feedback_lines import format_line
 from gaincurate.lab.strategies.screening import spent
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.recorder import FeedbackFile
 from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gaincurate"
 CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
@@ -131,7 +131,7 @@ def test_verls_on_save_hook_steps_one_run_with_its_feedback_file(tmp_path, used)
 
     run_dir = tmp_path / "run"
     init_run(run_dir, write_scores(tmp_path / "scores"), CONFIG)
-    epoch_0 = advance(run_dir)
+    epoch_0 = Run.open(run_dir).step()
     feedback = tmp_path / "rewards.jsonl"
     feedback.write_text("".join(format_line(int(g), reward(int(g), 0)) for g in epoch_0.step.plan.gc_ids))
     hook = StepScheduleOnSave({"gaincurate": {"run_dir": str(run_dir), "feedback_file": str(feedback)}})

@@ -19,8 +19,8 @@ from schedule_helpers import write_scores
 
 from gaincurate.integrations.supervisor import stop_group, supervise
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import init_run
 from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.run.steps import init_run
 
 GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 SUBSET = 6

@@ -28,9 +28,9 @@ from gaincurate.integrations.verl.sampler import (
     recording_score,
 )
 from gaincurate.schedule import ScheduleConfig, Scheduler
-from gaincurate.schedule.run.driver import init_run
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.run.rundir import read_history
+from gaincurate.schedule.run.steps import init_run
 
 CONFIG = ScheduleConfig(strategy="gain", subset_size=6, sigma=6, step_size=5, adj_max=12, seed=2, format="verl")
 BATCH = 2  # data.train_batch_size: prompts per step
@@ -233,7 +233,7 @@ def test_the_one_launch_replay_buffer_hands_each_epochs_readout_to_verls_logger_
     metrics, reported = unreported_readout(history, 0)
     assert metrics == {"curriculum/accuracy": 0.5, "curriculum/zero_variance": 0.25} and reported == 1
     assert unreported_readout(history, reported) == ({}, 1)
-    from gaincurate.schedule.strategies.gain_update import (
+    from gaincurate.schedule.strategies.gain.update import (
         MU_COLUMNS,  # gain's declared numbers go with it, as TRL logs them
     )
 

@@ -28,9 +28,10 @@ from gaincurate.errors import InputError
 from gaincurate.integrations.verl import reward as verl_reward
 from gaincurate.integrations.verl.sampler import batch_rollouts, data_source_ids, export_prompts
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.epochs import epoch_table
 from gaincurate.schedule.run.inputs import load_scores
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
 
 VERL_COLUMNS = ("data_source", "prompt", "ability", "reward_model")
 GAINCURATE = str(Path(sys.executable).parent / "gaincurate")
@@ -94,7 +95,7 @@ def test_every_export_keeps_the_users_verl_columns_and_extra_info(tmp_path):
     scores = scores_of(parquet, tmp_path / "scores")
     run = tmp_path / "run"
     init_run(run, scores, ScheduleConfig(strategy="gain", subset_size=4, format="verl", data_source="ignored/here"))
-    advance(run)
+    Run.open(run).step()
     source = source_rows(parquet)
     assert_kept(pq.read_table(run / "epoch-0000.parquet"), source)
     exported = pq.read_table(export_prompts(scores, tmp_path / "all.parquet"))

@@ -20,8 +20,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.sampler import GainCurriculumSampler, export_prompts
 from gaincurate.lab.strategies.screening import Screening
 from gaincurate.schedule import ScheduleConfig
-from gaincurate.schedule.run.driver import init_run
 from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.run.steps import init_run
 
 SUBSET, FACTOR, ROLLOUTS = 6, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET

@@ -20,8 +20,9 @@ from fake_scores import score_columns, write_scores_dir
 from gaincurate.lab.strategies.screening import Screening
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
-from gaincurate.schedule.strategies.plugin import PromptSet
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
+from gaincurate.schedule.strategies.contract import PromptSet
 
 SYSTEM_PROMPT = "Solve it."
 FEW_SHOT = [{"question": "1 + 1?", "answer": "2"}]
@@ -96,10 +97,10 @@ def drive_epochs(
 ) -> None:
     """Init a run, write epoch 0, then take `epochs` steps on `feedback(path, the epoch's gc_ids, epoch)`."""
     init_run(run_dir, scores_dir, config)
-    advance(run_dir)
+    Run.open(run_dir).step()
     for epoch in range(epochs):
         ids = rundir.load_run(run_dir).schedule.subset_ids
-        advance(run_dir, feedback=feedback(run_dir.parent / f"{run_dir.name}-{epoch}.jsonl", ids, epoch))
+        Run.open(run_dir).step(feedback=feedback(run_dir.parent / f"{run_dir.name}-{epoch}.jsonl", ids, epoch))
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -132,9 +133,9 @@ def check_killed_step_resumes(
     with monkeypatch.context() as patch:
         patch.setattr(rundir, "save_run", killed)
         with pytest.raises(KeyboardInterrupt):
-            advance(run_dir, feedback=path)
+            Run.open(run_dir).step(feedback=path)
     assert rundir.load_run(run_dir).schedule.epoch == 2
-    advance(run_dir, feedback=path)
+    Run.open(run_dir).step(feedback=path)
     resumed, whole = snapshot(run_dir), snapshot(straight)
     assert {k: v for k, v in resumed.items() if k != "history.jsonl"} == {
         k: v for k, v in whole.items() if k != "history.jsonl"

@@ -30,7 +30,7 @@ def test_help_lists_the_commands():
 def test_a_strategys_docstring_is_not_what_the_cli_prints(monkeypatch):
     """`schedule strategies` and `schedule status` print the words each strategy declares in its `About`: editing a
     docstring, which speaks to readers of the code, changes neither."""
-    from gaincurate.schedule.strategies.plugin import draws
+    from gaincurate.schedule.strategies.contract import draws
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     def printed() -> tuple[str, str, dict[str, str]]:

@@ -21,8 +21,9 @@ from gaincurate.feedback_lines import append_rollouts
 from gaincurate.rollout.config import RolloutResult
 from gaincurate.rollout.inputs import choose_ids
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history, reference_path
+from gaincurate.schedule.run.steps import init_run
 
 CONFIG = ScheduleConfig(strategy="dots", subset_size=16, seed=3, reference_every=2, reference_size=24)
 
@@ -53,13 +54,13 @@ def test_a_fresh_reference_set_is_rolled_every_k_epochs_and_counted(tmp_path, fa
     scores = write_scores(tmp_path / "scores", bundled_policy())
     run_dir = tmp_path / "run"
     init_run(run_dir, scores, CONFIG)
-    advance(run_dir)
+    Run.open(run_dir).step()
     trainer = tmp_path / "trainer"
     records = []
     for epoch in range(4):
         checkpoint = write_trl_checkpoint(trainer, 10 * (epoch + 1))
         before = PassRates.from_json(load_run(run_dir).schedule.memory["pass_rates"])
-        step = advance(run_dir, feedback=feedback_for(run_dir, tmp_path, epoch), checkpoint=trainer)
+        step = Run.open(run_dir).step(feedback=feedback_for(run_dir, tmp_path, epoch), checkpoint=trainer)
         records.append(step.record)
         after = PassRates.from_json(load_run(run_dir).schedule.memory["pass_rates"])
         if (epoch + 1) % 2:  # not due: only the epoch's own prompts joined
@@ -87,8 +88,8 @@ def test_without_a_checkpoint_the_step_goes_on_with_a_notice(tmp_path, fake_roll
     scores = write_scores(tmp_path / "scores", bundled_policy())
     run_dir = tmp_path / "run"
     init_run(run_dir, scores, ScheduleConfig(**{**CONFIG.to_dict(), "reference_every": 1}))
-    advance(run_dir)
-    step = advance(run_dir, feedback=feedback_for(run_dir, tmp_path, 0))
+    Run.open(run_dir).step()
+    step = Run.open(run_dir).step(feedback=feedback_for(run_dir, tmp_path, 0))
     assert "reference" not in step.record and not fake_rollout
     assert any("no fresh reference set after epoch 0: no checkpoint was given" in notice for notice in step.notices)
 
@@ -98,11 +99,11 @@ def test_a_fresh_reference_set_reads_rollouts_1_and_0_whatever_the_trainers_rewa
     scores = write_scores(tmp_path / "scores", bundled_policy())
     run_dir = tmp_path / "run"
     init_run(run_dir, scores, ScheduleConfig(**{**CONFIG.to_dict(), "reference_every": 1, "reward_min": -1.0}))
-    advance(run_dir)
+    Run.open(run_dir).step()
     ids = load_run(run_dir).schedule.subset_ids
     feedback = tmp_path / "fb.jsonl"
     append_rollouts(feedback, np.repeat(ids, 4).tolist(), [1.0 if i % 2 else -1.0 for i in np.repeat(ids, 4)])
-    advance(run_dir, feedback=feedback, checkpoint=write_trl_checkpoint(tmp_path / "trainer", 10))
+    Run.open(run_dir).step(feedback=feedback, checkpoint=write_trl_checkpoint(tmp_path / "trainer", 10))
     rates = PassRates.from_json(load_run(run_dir).schedule.memory["pass_rates"])
     fresh = {json.loads(line)["gc_id"] for line in reference_path(run_dir, 0).read_text().splitlines()}
     for gc_id in fresh - set(ids.tolist()):  # measured by the reference set alone: solved iff gc_id % 3 == 0

@@ -15,10 +15,11 @@ from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback_lines import append_rollouts
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run, run_status
 from gaincurate.schedule.run.plot import text_chart, write_plot
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.run.status import run_status
+from gaincurate.schedule.run.steps import init_run
 
 CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6, step_size=5, adj_max=12)
 
@@ -33,15 +34,15 @@ def write_feedback(path: Path, epoch_file: Path, *, rollouts: int = 2) -> Path:
 
 def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleConfig = CONFIG) -> None:
     init_run(run_dir, scores_dir, config)
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     for _ in range(epochs):
-        step = advance(run_dir, feedback=write_feedback(run_dir.parent / f"{run_dir.name}.jsonl", step.path))
+        step = Run.open(run_dir).step(feedback=write_feedback(run_dir.parent / f"{run_dir.name}.jsonl", step.path))
 
 
 def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
     init_run(tmp_path / "run", scores_dir, CONFIG)
     assert not list((tmp_path / "run").glob("epoch-*"))
-    step = advance(tmp_path / "run")
+    step = Run.open(tmp_path / "run").step()
     assert step.epoch == 0 and step.draw == {"mu": 0.0} and step.path.name == "epoch-0000.parquet"
     table = pq.read_table(step.path)
     assert table.column_names == ["prompt", "problem", "answer", "level", "gc_id"]
@@ -61,7 +62,7 @@ def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
 
 def test_verl_form(tmp_path, scores_dir):
     init_run(tmp_path / "run", scores_dir, ScheduleConfig(strategy="gain", subset_size=5, format="verl"))
-    table = pq.read_table(advance(tmp_path / "run").path)
+    table = pq.read_table(Run.open(tmp_path / "run").step().path)
     assert table.column_names[:5] == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
     assert {"problem", "answer", "level", "gc_id"} <= set(table.column_names)
     row = table.to_pylist()[0]
@@ -95,7 +96,7 @@ def test_in_process_driver_writes_the_run_directory_schedule_next_writes(tmp_pat
     cli_run, in_process = tmp_path / "cli", tmp_path / "in-process"
     driver = Run(scores_dir, CONFIG, run_dir=in_process)
     init_run(cli_run, scores_dir, CONFIG)
-    step = advance(cli_run)
+    step = Run.open(cli_run).step()
     for epoch in range(3):
         assert driver.plan.gc_ids.tolist() == pq.read_table(step.path).column("gc_id").to_pylist()
         gc_ids = [int(i) for i in driver.plan.gc_ids for _ in range(2)]
@@ -103,7 +104,7 @@ def test_in_process_driver_writes_the_run_directory_schedule_next_writes(tmp_pat
         driver.record(gc_ids, rewards)
         driver.step()
         append_rollouts(tmp_path / f"feedback-{epoch}.jsonl", gc_ids, rewards)
-        step = advance(cli_run, feedback=tmp_path / f"feedback-{epoch}.jsonl")
+        step = Run.open(cli_run).step(feedback=tmp_path / f"feedback-{epoch}.jsonl")
     written = snapshot(cli_run)
     assert set(written) == set(snapshot(in_process)) and len(written) == 2 + 4 + 3  # state, history, epochs, feedback
     assert {k: v for k, v in written.items() if k != "history.jsonl"} == {
@@ -137,8 +138,8 @@ def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir,
 
     run_dir = tmp_path / "killed"
     init_run(run_dir, scores_dir, CONFIG)
-    step = advance(run_dir)
-    step = advance(run_dir, feedback=write_feedback(tmp_path / "killed.jsonl", step.path))
+    step = Run.open(run_dir).step()
+    step = Run.open(run_dir).step(feedback=write_feedback(tmp_path / "killed.jsonl", step.path))
     feedback = write_feedback(tmp_path / "killed.jsonl", step.path)
     real_save = rundir.save_run
 
@@ -147,10 +148,10 @@ def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir,
 
     monkeypatch.setattr(rundir, "save_run", killed)
     with pytest.raises(KeyboardInterrupt):
-        advance(run_dir, feedback=feedback)
+        Run.open(run_dir).step(feedback=feedback)
     assert load_run(run_dir).schedule.epoch == 1
     monkeypatch.setattr(rundir, "save_run", real_save)
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
 
     straight, resumed = snapshot(tmp_path / "straight"), snapshot(run_dir)
     assert {k: v for k, v in resumed.items() if k.startswith(("epoch-", "feedback-"))} == {
@@ -162,13 +163,13 @@ def test_killed_step_resumes_without_repeating_or_skipping(tmp_path, scores_dir,
 def test_bad_feedback_is_one_line_and_changes_nothing(tmp_path, scores_dir):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     good = write_feedback(tmp_path / "good.jsonl", step.path)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(good.read_text() + '{"gc_id": 10000, "correct": true}\n')
     before = snapshot(run_dir)
     with pytest.raises(InputError, match="line 17: gc_id 10000 is not in the prompt set") as error:
-        advance(run_dir, feedback=bad)
+        Run.open(run_dir).step(feedback=bad)
     assert "\n" not in str(error.value)
     assert snapshot(run_dir) == before
 
@@ -177,10 +178,10 @@ def test_next_checks_the_order_of_calls(tmp_path, scores_dir):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
     with pytest.raises(InputError, match="no epoch has been written yet"):
-        advance(run_dir, feedback=tmp_path / "whatever.jsonl")
-    advance(run_dir)
+        Run.open(run_dir).step(feedback=tmp_path / "whatever.jsonl")
+    Run.open(run_dir).step()
     with pytest.raises(InputError, match="epoch 0 is waiting for its feedback; pass --feedback"):
-        advance(run_dir)
+        Run.open(run_dir).step()
 
 
 def test_init_refuses_to_overwrite(tmp_path, scores_dir):
@@ -206,18 +207,20 @@ def test_changed_scores_are_refused(tmp_path, make_scores):
     state["scores_dir"] = str(make_scores("b", n_prompts=41))
     (tmp_path / "run" / "state.json").write_text(json.dumps(state))
     with pytest.raises(InputError, match="hold 41 rows, the run started with 40"):
-        advance(tmp_path / "run")
+        Run.open(tmp_path / "run").step()
 
 
 @pytest.mark.parametrize("mode", ["subset", "window", "full"])
 def test_rescoring_feeds_ang_and_full_reranks(tmp_path, scores_dir, fake_rescore, mode):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": mode}))
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     checkpoint = write_trl_checkpoint(tmp_path / "trainer", 10)
     subset = pq.read_table(step.path, columns=["gc_id"]).column("gc_id").to_pylist()
     state = load_run(run_dir).schedule
-    step = advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "trainer")
+    step = Run.open(run_dir).step(
+        feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "trainer"
+    )
     record = step.record
     assert record["ang_source"] == "rescored" and record["checkpoint"] == str(checkpoint)
     assert record["ang"] == pytest.approx(np.mean(3.0 - np.asarray(subset) / 100))
@@ -239,11 +242,11 @@ def test_rescore_every_k(tmp_path, scores_dir, fake_rescore):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset", "rescore_every": 2}))
     write_trl_checkpoint(tmp_path / "trainer", 10)
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     sources = []
     for _ in range(4):
-        step = advance(
-            run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "trainer"
+        step = Run.open(run_dir).step(
+            feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "trainer"
         )
         sources.append(step.record["ang_source"])
     assert sources == ["stored", "rescored", "stored", "rescored"]
@@ -252,15 +255,17 @@ def test_rescore_every_k(tmp_path, scores_dir, fake_rescore):
 def test_rescore_without_checkpoint_falls_back_with_a_notice(tmp_path, scores_dir, fake_rescore):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
-    step = advance(run_dir)
-    step = advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path))
+    step = Run.open(run_dir).step()
+    step = Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f.jsonl", step.path))
     assert step.record["ang_source"] == "stored" and not fake_rescore
     assert any("not re-scored" in notice for notice in step.notices)
     (tmp_path / "empty").mkdir()  # an output folder the trainer has not saved into yet: wait
     with pytest.raises(InputError, match="holds no complete checkpoint yet; wait"):
-        advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "empty")
+        Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "empty")
     with pytest.raises(InputError, match="missing does not exist; pass a folder the trainer saved"):
-        advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "missing")
+        Run.open(run_dir).step(
+            feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=tmp_path / "missing"
+        )
 
 
 def test_a_megatron_checkpoint_without_hf_weights_falls_back_naming_verls_merger(tmp_path, scores_dir, fake_rescore):
@@ -269,8 +274,8 @@ def test_a_megatron_checkpoint_without_hf_weights_falls_back_naming_verls_merger
     step_dir = tmp_path / "ckpt" / "global_step_4"
     (step_dir / "actor" / "dist_ckpt").mkdir(parents=True)  # Megatron shards only (verl before 0.9)
     (step_dir.parent / "latest_checkpointed_iteration.txt").write_text("4")
-    step = advance(run_dir)
-    step = advance(run_dir, feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=step_dir.parent)
+    step = Run.open(run_dir).step()
+    step = Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=step_dir.parent)
     assert step.record["ang_source"] == "stored" and not fake_rescore
     (notice,) = [notice for notice in step.notices if "not re-scored" in notice]
     assert "is a Megatron checkpoint without Hugging Face weights" in notice
@@ -297,13 +302,13 @@ def test_status_and_plots(tmp_path, scores_dir):
 def test_the_same_feedback_file_is_not_consumed_twice(tmp_path, scores_dir):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     feedback = write_feedback(tmp_path / "f.jsonl", step.path)
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
     assert read_history(run_dir)[0]["feedback_sha256"] == hashlib.sha256(feedback.read_bytes()).hexdigest()
     before = snapshot(run_dir)
     with pytest.raises(InputError, match="f.jsonl is the feedback epoch 0 already consumed") as error:
-        advance(run_dir, feedback=feedback)
+        Run.open(run_dir).step(feedback=feedback)
     assert "\n" not in str(error.value) and "epoch-0001.parquet" in str(error.value)
     assert snapshot(run_dir) == before
 
@@ -312,8 +317,8 @@ def test_feedback_for_an_earlier_epoch_is_refused(tmp_path, scores_dir):
     """Epoch 0's rollouts handed over for epoch 1 (the epochs overlap): refused, not partly counted."""
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
-    first = advance(run_dir).path
-    advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first))
+    first = Run.open(run_dir).step().path
+    Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f0.jsonl", first))
     stale = write_feedback(tmp_path / "stale.jsonl", first, rollouts=3)  # other bytes, same prompts
     current = set(load_run(run_dir).schedule.subset_ids.tolist())
     overlap = set(pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist())
@@ -322,7 +327,7 @@ def test_feedback_for_an_earlier_epoch_is_refused(tmp_path, scores_dir):
     with pytest.raises(
         InputError, match="stale.jsonl holds the rollouts of epoch 0: all its 8 prompts are in"
     ) as error:
-        advance(run_dir, feedback=stale)
+        Run.open(run_dir).step(feedback=stale)
     assert "\n" not in str(error.value) and "epoch-0001.parquet" in str(error.value)
     assert snapshot(run_dir) == before
 
@@ -331,8 +336,8 @@ def two_epochs(tmp_path: Path, scores_dir: Path) -> tuple[Path, Path, set[int], 
     """A run two epochs in (epoch 0 fed back): its folder, epoch 1's file, epoch 1's gc_ids and epoch 0's others."""
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
-    first = advance(run_dir).path
-    second = advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
+    first = Run.open(run_dir).step().path
+    second = Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f0.jsonl", first)).path
     current = set(pq.read_table(second, columns=["gc_id"]).column("gc_id").to_pylist())
     only_first = [i for i in pq.read_table(first, columns=["gc_id"]).column("gc_id").to_pylist() if i not in current]
     return run_dir, second, current, only_first
@@ -346,7 +351,7 @@ def test_an_earlier_epochs_feedback_without_one_prompt_of_this_epoch_is_named_as
     append_rollouts(stale, [i for i in only_first for _ in range(3)], [1.0] * (3 * len(only_first)))
     before = snapshot(run_dir)
     with pytest.raises(InputError) as error:
-        advance(run_dir, feedback=stale)
+        Run.open(run_dir).step(feedback=stale)
     assert str(error.value) == (
         f"{stale} holds the rollouts of epoch 0: all its {len(only_first)} prompts are in epoch-0000.parquet, all of "
         "its rollouts are outside epoch 1; pass the rollouts written while training on epoch-0001.parquet"
@@ -360,7 +365,7 @@ def test_stale_rollouts_beside_this_epochs_are_left_out_and_named(tmp_path, scor
     run_dir, second, current, only_first = two_epochs(tmp_path, scores_dir)
     both = write_feedback(tmp_path / "both.jsonl", second)
     append_rollouts(both, only_first, [0.0] * len(only_first))
-    step = advance(run_dir, feedback=both)
+    step = Run.open(run_dir).step(feedback=both)
     assert step.record["outside_epoch"] == len(only_first) and step.record["rollouts"] == 2 * len(current)
     assert (
         f"{len(only_first)} rollout(s) of prompts outside epoch 1 were left out: stale rollouts of epoch 0, whose "
@@ -372,9 +377,11 @@ def test_stale_rollouts_beside_this_epochs_are_left_out_and_named(tmp_path, scor
 def test_checkpoint_given_relative_is_recorded_absolute(tmp_path, scores_dir, fake_rescore, monkeypatch):
     monkeypatch.chdir(tmp_path)
     init_run(Path("run"), scores_dir, ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}))
-    step = advance(Path("run"))
+    step = Run.open(Path("run")).step()
     write_trl_checkpoint(tmp_path / "trainer", 10)
-    step = advance(Path("run"), feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=Path("trainer"))
+    step = Run.open(Path("run")).step(
+        feedback=write_feedback(tmp_path / "f.jsonl", step.path), checkpoint=Path("trainer")
+    )
     assert step.record["checkpoint"] == str(tmp_path / "trainer" / "checkpoint-10")
 
 
@@ -386,7 +393,8 @@ def test_a_step_reads_its_feedback_file_once_and_no_history_to_check_it(tmp_path
 
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
-    advance(run_dir, feedback=write_feedback(tmp_path / "f0.jsonl", advance(run_dir).path))
+    first = Run.open(run_dir).step().path
+    Run.open(run_dir).step(feedback=write_feedback(tmp_path / "f0.jsonl", first))
     feedback = write_feedback(tmp_path / "f1.jsonl", rundir.epoch_path(run_dir, 1))
     opened: list[str] = []
 
@@ -399,11 +407,11 @@ def test_a_step_reads_its_feedback_file_once_and_no_history_to_check_it(tmp_path
 
     for owner in (builtins, io):  # every read of a file goes through io.open (pathlib's read_bytes and open too)
         monkeypatch.setattr(owner, "open", counting(owner.open))
-    from gaincurate.schedule.run.driver import check_feedback
+    from gaincurate.schedule.run.steps import check_feedback
 
     check_feedback(run_dir, feedback, unseen=True)
     assert opened.count("f1.jsonl") == 1 and "history.jsonl" not in opened
     opened.clear()
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
     assert opened.count("f1.jsonl") == 1
     assert rundir.feedback_path(run_dir, 1).read_bytes() == feedback.read_bytes()  # archived from the one read

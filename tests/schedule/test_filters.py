@@ -19,8 +19,8 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.options import flag
+from gaincurate.schedule.strategies.contract import PromptSet, RankingContext, Strategy, draw_words
 from gaincurate.schedule.strategies.filters import Filter, chosen_through
-from gaincurate.schedule.strategies.plugin import PromptSet, RankingContext, Strategy, draw_words
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, how_it_draws
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 

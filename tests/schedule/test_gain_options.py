@@ -23,10 +23,10 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.strategies.contract import PromptSet
 from gaincurate.schedule.strategies.gain import RANKING_STREAM, GainOptions, GainStrategy, resolve_sizes
-from gaincurate.schedule.strategies.gain_direction import average_ranks, spearman
-from gaincurate.schedule.strategies.plugin import PromptSet
+from gaincurate.schedule.strategies.gain.direction import average_ranks, spearman
 
 SMALL = {"seed": 3, "subset_size": 8, "sigma": 6, "step_size": 5, "adj_max": 12}
 NEW_FIELDS = ("ranking", "mu_control", "sweep_rate", "direction")
@@ -266,11 +266,10 @@ def test_a_step_killed_before_state_json_resumes_to_the_uninterrupted_run(
     with monkeypatch.context() as patch:
         patch.setattr(rundir, "save_run", kill)
         with pytest.raises(KeyboardInterrupt):
-            advance(killed, feedback=feedback)
-    advance(killed, feedback=feedback)
+            Run.open(killed).step(feedback=feedback)
+    Run.open(killed).step(feedback=feedback)
     for epoch in range(killed_at + 1, 4):
-        advance(
-            killed,
+        Run.open(killed).step(
             feedback=rollouts_file(tmp_path / f"k{epoch}.jsonl", rundir.load_run(killed).schedule.subset_ids, epoch),
         )
     # every file but history.jsonl, whose lines carry wall-clock timings (compared without them below)

@@ -17,6 +17,7 @@ from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.contract import PromptSet, RankingContext, Strategy
 from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.greso import (
     EXPLORE_STEP,
@@ -26,7 +27,6 @@ from gaincurate.schedule.strategies.greso import (
     next_streaks,
     skip_probabilities,
 )
-from gaincurate.schedule.strategies.plugin import PromptSet, RankingContext, Strategy
 
 CONFIG = ScheduleConfig(strategy="greso", subset_size=8, seed=5)
 

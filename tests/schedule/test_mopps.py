@@ -15,8 +15,9 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import run_status
+from gaincurate.schedule.run.status import run_status
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.contract import PromptSet, RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.mopps import (
     DEFAULT_FORGET,
@@ -25,7 +26,6 @@ from gaincurate.schedule.strategies.mopps import (
     posterior_sd,
     update_posterior,
 )
-from gaincurate.schedule.strategies.plugin import PromptSet, RankingContext
 
 CONFIG = ScheduleConfig(strategy="mopps", subset_size=8, seed=3, prior=(1.0, 2.0), forget=0.5)
 

@@ -30,7 +30,8 @@ from gaincurate.lab.strategies.screening import Metered
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.mopps import update_posterior
 
@@ -228,9 +229,9 @@ def test_every_pilot_rollout_is_counted_and_the_committed_prompts_were_piloted(w
 
 def drive(run_dir: Path, scores: Path, checkpoint: Path, policy, epochs: int, *, config: ScheduleConfig) -> None:
     init_run(run_dir, scores, config)
-    advance(run_dir, checkpoint=checkpoint)
+    Run.open(run_dir).step(checkpoint=checkpoint)
     for epoch in range(epochs):
-        advance(run_dir, feedback=feedback_file(run_dir, policy, epoch), checkpoint=checkpoint)
+        Run.open(run_dir).step(feedback=feedback_file(run_dir, policy, epoch), checkpoint=checkpoint)
 
 
 def feedback_file(run_dir: Path, policy, epoch: int) -> Path:
@@ -262,14 +263,14 @@ def test_a_step_killed_in_its_pilot_or_before_state_json_resumes_to_the_same_run
     with monkeypatch.context() as patch:  # killed while piloting epoch 3's candidates
         patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", dies_in_its_pilot)
         with pytest.raises(KeyboardInterrupt):
-            advance(killed, feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
+            Run.open(killed).step(feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
     assert (killed / "state.json").read_bytes() == before
-    advance(killed, feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
+    Run.open(killed).step(feedback=feedback_file(killed, policy, 2), checkpoint=checkpoint)
     with monkeypatch.context() as patch:  # killed after the epoch file and the history line, before state.json
         patch.setattr(rundir, "save_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
-            advance(killed, feedback=feedback_file(killed, policy, 3), checkpoint=checkpoint)
-    advance(killed, feedback=feedback_file(killed, policy, 3), checkpoint=checkpoint)
+            Run.open(killed).step(feedback=feedback_file(killed, policy, 3), checkpoint=checkpoint)
+    Run.open(killed).step(feedback=feedback_file(killed, policy, 3), checkpoint=checkpoint)
     names = {name for name in snapshot(straight) if name != "history.jsonl"}
     assert names == {name for name in snapshot(killed) if name != "history.jsonl"}
     assert {n: h for n, h in snapshot(killed).items() if n in names} == {
@@ -309,8 +310,8 @@ def test_a_pilot_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     init_run(run, scores, ScheduleConfig(strategy="pilot", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, []))
-        advance(run)  # epoch 0 pilots with the model the prompts were scored with
+        Run.open(run).step()  # epoch 0 pilots with the model the prompts were scored with
         before = (run / "state.json").read_bytes()
         with pytest.raises(InputError, match="--strategy pilot .* pass --checkpoint PATH"):
-            advance(run, feedback=feedback_file(run, policy, 0))
+            Run.open(run).step(feedback=feedback_file(run, policy, 0))
     assert (run / "state.json").read_bytes() == before

@@ -14,7 +14,7 @@ from test_screen_rollout import console, epoch_ids, screened, tiny_scores, write
 
 from gaincurate.cli import main
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.run.run import Run
 
 SUBSET, FACTOR, ROLLOUTS = 2, 2, 2  # m, k, r
 PILOTED = FACTOR * SUBSET
@@ -29,7 +29,7 @@ def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_sc
     assert result.returncode == 0, result.stderr
     # Epoch 0 in this process, through the driver `schedule next` calls (a console step costs a fresh torch import):
     # the console script's own step is epoch 1's, below.
-    assert advance(run_dir).strategy == "pilot"
+    assert Run.open(run_dir).step().strategy == "pilot"
     ids, rewards = screened(run_dir, 0)  # epoch 0: piloted with the model the prompts were scored with
     assert len(ids) == PILOTED and sum(len(r) for r in rewards.values()) == PILOTED * ROLLOUTS
     assert set(epoch_ids(run_dir, 0)) <= set(ids)

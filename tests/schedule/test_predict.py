@@ -35,8 +35,8 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.contract import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.plugin import RankingContext
 
 SEEDS = (0, 1, 2)
 

@@ -1,4 +1,4 @@
-"""`probe`: pass rates predicted by a ridge across prompts (schedule/strategies/probe.py, difficulty/ridge.py).
+"""`probe`: pass rates predicted by a ridge across prompts (schedule/strategies/probe/__init__.py, difficulty/ridge.py).
 
 The fit against a brute-force float64 solve; the penalty rule against its definition; the simulated improving policy
 of tests/simulation.py, with and without the answer likelihood (given as the log of the true pass rate, what a
@@ -28,7 +28,7 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.run.steps import open_run
 from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy
-from gaincurate.schedule.strategies.probe_features import project
+from gaincurate.schedule.strategies.probe.features import project
 
 SEEDS = (0, 1, 2)
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from gaincurate.difficulty.reference import embeddings_from_table
-from gaincurate.schedule.strategies import probe_features
-from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures, project
+from gaincurate.schedule.strategies.probe import features as probe_features
+from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures, project
 
 
 def pool(rows: int, width: int, seed: int) -> tuple[np.ndarray, object]:

@@ -1,4 +1,4 @@
-"""`probe --likelihood`'s refresh (schedule/strategies/probe_refresh.py): which prompts it measures after an epoch.
+"""`probe --likelihood`'s refresh (schedule/strategies/probe/refresh.py): which prompts it measures after an epoch.
 
 The choice against its definition computed by hand; then the simulated improving policy of tests/simulation.py,
 its answer likelihood the log of the true pass rate (as test_probe.py feeds it): the refresh measures its budget,
@@ -18,7 +18,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.run.inputs import load_scores
 from gaincurate.schedule.strategies.probe import ProbeOptions
-from gaincurate.schedule.strategies.probe_refresh import NEVER, budget, rotation, rows_to_measure
+from gaincurate.schedule.strategies.probe.refresh import NEVER, budget, rotation, rows_to_measure
 
 SUBSET, POOL = 32, 320  # an epoch of 32 of the simulation's 320 prompts: the default budget, 96, is 30% of it
 

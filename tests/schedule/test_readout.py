@@ -26,7 +26,7 @@ from gaincurate.schedule.readout import (
     epoch_readout,
     uniform_zero_variance,
 )
-from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.steps import init_run
 from gaincurate.schedule.state import Drawn, ScheduleState, Tally
 
@@ -60,7 +60,7 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
     run = tmp_path / "run"
     # Epoch 0 (uniform: nothing fed yet) is set up in this process, through the driver the console script calls.
     init_run(run, scores, ScheduleConfig(strategy="dots", subset_size="128", seed=3))
-    advance(run)
+    Run.open(run).step()
     picked, zero = [], []
     for epoch in range(EPOCHS):
         state = json.loads((run / "state.json").read_text())
@@ -220,7 +220,7 @@ def test_a_state_written_before_the_record_loads_its_figures_into_it():
 
 
 def test_every_registered_strategy_says_how_it_draws():
-    from gaincurate.schedule.strategies.plugin import draws
+    from gaincurate.schedule.strategies.contract import draws
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     for name, cls in STRATEGIES.items():

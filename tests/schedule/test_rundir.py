@@ -11,8 +11,10 @@ import pytest
 
 from gaincurate.errors import InputError
 from gaincurate.schedule.config import ScheduleConfig
-from gaincurate.schedule.run.driver import advance, init_run, run_status
+from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
+from gaincurate.schedule.run.status import run_status
+from gaincurate.schedule.run.steps import init_run
 
 CONFIG = ScheduleConfig(strategy="gain", seed=3, subset_size=8, sigma=6)
 GAINCURATE = Path(sys.executable).parent / "gaincurate"
@@ -21,7 +23,7 @@ GAINCURATE = Path(sys.executable).parent / "gaincurate"
 @pytest.fixture()
 def run_dir(tmp_path, scores_dir) -> Path:
     init_run(tmp_path / "run", scores_dir, CONFIG)
-    advance(tmp_path / "run")
+    Run.open(tmp_path / "run").step()
     return tmp_path / "run"
 
 
@@ -54,7 +56,7 @@ def test_damaged_history_names_the_line(run_dir, line, reason):
     feedback.write_text(
         "".join(json.dumps({"gc_id": int(i), "reward": 1.0}) + "\n" for i in load_run(run_dir).schedule.subset_ids)
     )
-    advance(run_dir, feedback=feedback)
+    Run.open(run_dir).step(feedback=feedback)
     path = run_dir / "history.jsonl"
     path.write_text(path.read_text() + line + "\n")
     with pytest.raises(InputError, match=rf"history.jsonl: line 2 is damaged \({reason}") as error:

@@ -9,15 +9,15 @@ import pytest
 from helpers import chi_square
 
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy, LengthStrategy
-from gaincurate.schedule.strategies.plugin import (
+from gaincurate.schedule.strategies.contract import (
     PromptSet,
     RankingContext,
     draw_without_replacement,
     gaussian_log_weights,
     gaussian_probabilities,
 )
+from gaincurate.schedule.strategies.filters import chosen_through
+from gaincurate.schedule.strategies.gain import GainOptions, GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
 

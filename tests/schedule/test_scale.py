@@ -36,9 +36,9 @@ from gaincurate.lab.strategies.predict import kernel_sums
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
 from gaincurate.schedule.state import LISTED_PROMPTS, ScheduleState
-from gaincurate.schedule.strategies import probe_features
+from gaincurate.schedule.strategies.contract import PromptSet
 from gaincurate.schedule.strategies.dots import DotsStrategy
-from gaincurate.schedule.strategies.plugin import PromptSet
+from gaincurate.schedule.strategies.probe import features as probe_features
 
 
 def every_row(embeddings, width: int) -> np.ndarray:
@@ -246,19 +246,19 @@ def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
     """
     from gaincurate.lab.benchmarks.scale import console_script
     from gaincurate.lab.benchmarks.scale_data import hidden_pass_rates, write_feedback, write_synthetic_scores
-    from gaincurate.schedule.run.driver import advance
+    from gaincurate.schedule.run.run import Run
     from gaincurate.schedule.run.steps import init_run
 
     scores = write_synthetic_scores(directory / "scores", rows=prompts, width=64, seed=1)
     run, log, feedback = directory / "run", directory / "log", directory / "f.jsonl"
     init_run(run, scores, ScheduleConfig(strategy="dots", subset_size="2000"))
-    advance(run)
+    Run.open(run).step()
     rates = hidden_pass_rates(prompts, 1)
     for epoch in range(3):
         ids = json.loads((run / "state.json").read_text())["positions"]  # dataset order: positions are gc_ids
         write_feedback(feedback, np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
         if epoch < 2:
-            advance(run, feedback=feedback)
+            Run.open(run).step(feedback=feedback)
     step = launcher.timed([*console_script(), "schedule", "next", "--run", str(run), "--feedback", str(feedback)], log)
     assert step["ok"], log.read_text()[-400:]
     return step["peak_gb"] * 2**30

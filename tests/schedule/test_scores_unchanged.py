@@ -23,8 +23,8 @@ from gaincurate.errors import InputError
 from gaincurate.fileio import atomic_write_json, file_sha256, read_json
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
 from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
 from gaincurate.shards import MANIFEST
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
@@ -118,7 +118,7 @@ def started(tmp_path: Path) -> tuple[Path, Path]:
     """A run on fingerprinted scores, epoch 0 written, and that epoch's feedback."""
     scores, run = fingerprinted(write_scores(tmp_path / "scores")), tmp_path / "run"
     init_run(run, scores, CONFIG)
-    ids = advance(run).step.plan.gc_ids.tolist()
+    ids = Run.open(run).step().step.plan.gc_ids.tolist()
     return run, write_jsonl(tmp_path / "f0.jsonl", [{"gc_id": i, "reward": 1.0} for i in ids])
 
 
@@ -128,7 +128,7 @@ def test_the_run_records_each_part_and_the_same_scores_made_elsewhere_pass(tmp_p
     assert set(recorded) == {"model", "config", "shards"} and recorded["config"] == {"debias": None, "layer": -1}
     # Scored again on another device with a copy of the model, to the same bytes: the same scores.
     fingerprinted(tmp_path / "scores", device="cuda", model="a-copy")
-    assert advance(run, feedback=feedback).epoch == 1
+    assert Run.open(run).step(feedback=feedback).epoch == 1
 
 
 def test_scores_swapped_while_an_epoch_trains_are_refused_before_the_draw(tmp_path):
@@ -147,7 +147,7 @@ def test_a_run_recorded_without_a_fingerprint_checks_nothing(tmp_path):
     state = read_json(run / rundir.STATE)
     atomic_write_json(run / rundir.STATE, {key: value for key, value in state.items() if key != "scores_fingerprint"})
     fingerprinted(tmp_path / "scores", layer=3)
-    assert advance(run, feedback=feedback).epoch == 1
+    assert Run.open(run).step(feedback=feedback).epoch == 1
     assert "scores_fingerprint" not in read_json(run / rundir.STATE)  # and none is recorded later
 
 
@@ -159,4 +159,4 @@ def test_a_part_the_run_did_not_record_is_not_checked(tmp_path):
     init_run(tmp_path / "run", scores, CONFIG)
     assert set(rundir.load_run(tmp_path / "run").scores_fingerprint) == {"model", "config"}
     fingerprinted(scores)  # the checksums appear
-    assert advance(tmp_path / "run").epoch == 0
+    assert Run.open(tmp_path / "run").step().epoch == 0

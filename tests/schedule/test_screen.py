@@ -17,8 +17,8 @@ from gaincurate.lab.strategies.screen import SCREEN_FACTOR, SCREEN_ROLLOUTS, in_
 from gaincurate.lab.strategies.screening import Metered
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Scheduler
+from gaincurate.schedule.strategies.contract import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
-from gaincurate.schedule.strategies.plugin import RankingContext
 
 SEEDS = (0, 1, 2)
 
@@ -197,7 +197,8 @@ def test_a_band_over_dots_and_mopps_keeps_extreme_prompts_out(world):
 
 def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     from gaincurate.schedule.run import rundir
-    from gaincurate.schedule.run.driver import advance, init_run
+    from gaincurate.schedule.run.run import Run
+    from gaincurate.schedule.run.steps import init_run
 
     policy = bundled_policy()
     scores = write_scores(tmp_path / "scores", policy)
@@ -205,13 +206,13 @@ def test_a_screen_run_without_a_checkpoint_after_epoch_0_is_refused(tmp_path):
     init_run(run, scores, ScheduleConfig(strategy="screen", subset_size=8))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("gaincurate.lab.strategies.screening.checkpoint_screener", simulated_screener(policy, []))
-        advance(run)  # epoch 0 screens with the model the prompts were scored with
+        Run.open(run).step()  # epoch 0 screens with the model the prompts were scored with
         ids = rundir.load_run(run).schedule.subset_ids
         feedback = tmp_path / "rollouts.jsonl"
         feedback.write_text("".join(json.dumps({"gc_id": int(i), "reward": 1.0}) + "\n" for i in ids))
         before = (run / "state.json").read_bytes()
         with pytest.raises(InputError, match="pass --checkpoint PATH"):
-            advance(run, feedback=feedback)
+            Run.open(run).step(feedback=feedback)
     assert (run / "state.json").read_bytes() == before
 
 

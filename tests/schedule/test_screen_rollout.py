@@ -25,7 +25,8 @@ from gaincurate.lab.strategies import screening
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.driver import advance, init_run
+from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.steps import init_run
 
 SUBSET, FACTOR, ROLLOUTS = 2, 2, 2  # m, k, r
 SCREENED = FACTOR * SUBSET
@@ -88,7 +89,7 @@ def write_feedback(path: Path, ids: list[int]) -> Path:
 def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, tiny_llama, tmp_path, parity_checker):
     run_dir = tmp_path / "run"
     init_run(run_dir, tiny_scores, CONFIG)
-    first = advance(run_dir)  # epoch 0: the model the prompts were scored with
+    first = Run.open(run_dir).step()  # epoch 0: the model the prompts were scored with
     assert (first.epoch, first.subset_size, first.strategy) == (0, SUBSET, "screen")
     run = rundir.load_run(run_dir)
     chosen = epoch_ids(run_dir, 0)
@@ -100,7 +101,7 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     feedback = write_feedback(tmp_path / "feedback-0.jsonl", chosen)
     before = snapshot(run_dir)
     with pytest.raises(InputError, match="--checkpoint") as refused:
-        advance(run_dir, feedback=feedback)
+        Run.open(run_dir).step(feedback=feedback)
     assert "\n" not in str(refused.value) and "epoch 1" in str(refused.value)
     assert snapshot(run_dir) == before
     # A checkpoint that holds no full weights (a PEFT adapter) is refused the same way.
@@ -109,10 +110,10 @@ def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
     (adapter / "trainer_state.json").write_text("{}")
     (adapter / "adapter_model.safetensors").write_bytes((tiny_llama / "model.safetensors").read_bytes())
     with pytest.raises(InputError, match="no full model"):
-        advance(run_dir, feedback=feedback, checkpoint=adapter.parent)
+        Run.open(run_dir).step(feedback=feedback, checkpoint=adapter.parent)
     assert snapshot(run_dir) == before
 
-    second = advance(run_dir, feedback=feedback, checkpoint=tiny_llama)
+    second = Run.open(run_dir).step(feedback=feedback, checkpoint=tiny_llama)
     assert (second.epoch, second.subset_size) == (1, SUBSET)
     assert second.notices == []  # the checkpoint is used (it screened epoch 1), so no "not used" notice
     [line] = rundir.read_history(run_dir)
@@ -131,8 +132,8 @@ def test_a_given_initial_checkpoint_screens_epoch_0(tiny_scores, tiny_llama, tmp
     # The same weights as the scores' model, and the same seed: the same candidates, rewards and epoch.
     init_run(tmp_path / "scores-model", tiny_scores, CONFIG)
     init_run(tmp_path / "given", tiny_scores, CONFIG)
-    advance(tmp_path / "scores-model")
-    advance(tmp_path / "given", checkpoint=tiny_llama)
+    Run.open(tmp_path / "scores-model").step()
+    Run.open(tmp_path / "given").step(checkpoint=tiny_llama)
     for name in ("screen-0000.ids", "screen-0000.jsonl", "epoch-0000.parquet"):
         assert (tmp_path / "given" / name).read_bytes() == (tmp_path / "scores-model" / name).read_bytes(), name
 
@@ -159,7 +160,7 @@ def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, 
 
     # Epoch 0 in this process, through the driver `schedule next` calls (a console step costs a fresh torch import):
     # the console script's own step is epoch 1's, below.
-    step = advance(run_dir)
+    step = Run.open(run_dir).step()
     assert (step.epoch, step.subset_size, step.strategy) == (0, SUBSET, "screen")
     ids, rewards = screened(run_dir, 0)
     assert len(ids) == SCREENED and sum(len(r) for r in rewards.values()) == SCREENED * ROLLOUTS

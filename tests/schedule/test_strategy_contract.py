@@ -3,7 +3,7 @@ and class attributes together), and every registered strategy defines no other m
 
 from __future__ import annotations
 
-from gaincurate.schedule.strategies.plugin import About, Strategy
+from gaincurate.schedule.strategies.contract import About, Strategy
 from gaincurate.schedule.strategies.registry import STRATEGIES
 
 CONTRACT = {"name", "about", "build", "start", "choose", "observe", "wants", "report"}

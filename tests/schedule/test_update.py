@@ -9,9 +9,9 @@ from gaincurate.errors import ConfigError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.feedback import Feedback
+from gaincurate.schedule.strategies.contract import PromptSet
 from gaincurate.schedule.strategies.gain import GainStrategy, resolve_sizes
-from gaincurate.schedule.strategies.gain_update import angle_signal, next_mu
-from gaincurate.schedule.strategies.plugin import PromptSet
+from gaincurate.schedule.strategies.gain.update import angle_signal, next_mu
 
 # tanh values used below: tanh(0.5) = 0.46211715726, tanh(0.2) = 0.19737532022,
 # tanh(1) = 0.76159415596, tanh(2.8) = 0.99263152020.

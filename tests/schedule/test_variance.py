@@ -17,9 +17,9 @@ from gaincurate.errors import ConfigError
 from gaincurate.lab.strategies.variance import VarianceOptions, VarianceStrategy, expected_variance, values
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.state import ScheduleState
+from gaincurate.schedule.strategies.contract import RankingContext
 from gaincurate.schedule.strategies.filters import chosen_through
 from gaincurate.schedule.strategies.mopps import posterior_sd
-from gaincurate.schedule.strategies.plugin import RankingContext
 
 
 def drawn(strategy, state, context, rng):

@@ -16,7 +16,7 @@ from schedule_helpers import write_scores
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.integrations.verl import checkpoint as verl_checkpoint
 from gaincurate.integrations.verl import reward as verl_reward
-from gaincurate.schedule.run.driver import advance
+from gaincurate.schedule.run.run import Run
 
 
 def init(tmp_path, monkeypatch, capsys, *options: str) -> tuple[int, str, Path]:
@@ -42,7 +42,7 @@ def init(tmp_path, monkeypatch, capsys, *options: str) -> tuple[int, str, Path]:
 def test_verl_rows_default_to_a_data_source_verl_scores_and_keep_the_dataset_name(tmp_path, monkeypatch, capsys):
     code, output, run = init(tmp_path, monkeypatch, capsys, "--format", "verl")
     assert code == 0, output
-    advance(run)
+    Run.open(run).step()
     table = pq.read_table(run / "epoch-0000.parquet")
     assert set(table.column("data_source").to_pylist()) == {"lighteval/MATH"}
     info = table.column("extra_info").to_pylist()
@@ -53,7 +53,7 @@ def test_verl_rows_default_to_a_data_source_verl_scores_and_keep_the_dataset_nam
 def test_data_source_is_chosen_at_init_and_only_for_verl_rows(tmp_path, monkeypatch, capsys):
     code, output, run = init(tmp_path, monkeypatch, capsys, "--format", "verl", "--data-source", "openai/gsm8k")
     assert code == 0, output
-    advance(run)
+    Run.open(run).step()
     assert set(pq.read_table(run / "epoch-0000.parquet").column("data_source").to_pylist()) == {"openai/gsm8k"}
     code, output, _ = init(tmp_path / "trl", monkeypatch, capsys, "--data-source", "openai/gsm8k")
     assert code != 0 and "--data-source names verl's reward scorer; pass --format verl" in output
@@ -69,16 +69,16 @@ def feedback_for(run: Path, rewards) -> Path:
 def test_reward_range_maps_verls_minus_one_plus_one(tmp_path, monkeypatch, capsys):
     code, output, run = init(tmp_path, monkeypatch, capsys, "--format", "verl", "--reward-range", "-1,1")
     assert code == 0, output
-    advance(run)
-    step = advance(run, feedback=feedback_for(run, [1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0]))
+    Run.open(run).step()
+    step = Run.open(run).step(feedback=feedback_for(run, [1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0]))
     assert step.record["accuracy"] == pytest.approx(0.25)
 
 
 def test_without_a_range_a_minus_one_is_rejected_naming_the_option(tmp_path, monkeypatch, capsys):
     code, output, run = init(tmp_path, monkeypatch, capsys, "--format", "verl")
-    advance(run)
+    Run.open(run).step()
     with pytest.raises(InputError, match="--reward-range LO,HI"):
-        advance(run, feedback=feedback_for(run, [1.0, -1.0] * 4))
+        Run.open(run).step(feedback=feedback_for(run, [1.0, -1.0] * 4))
 
 
 @pytest.mark.parametrize(

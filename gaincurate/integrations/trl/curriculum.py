@@ -54,7 +54,7 @@ from gaincurate.integrations.trl.trainer import (
 )
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
-from gaincurate.schedule.strategies.plugin import Strategy
+from gaincurate.schedule.strategies.contract import Strategy
 
 __all__ = ["GainCurriculum"]  # the package (`gaincurate.integrations.trl`) lists every public name
 

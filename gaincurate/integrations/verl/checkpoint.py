@@ -32,7 +32,7 @@ from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl.config import config_value
 from gaincurate.schedule.run.checkpoints import VERL_TRACKER, megatron_without_model, model_merger_command
 from gaincurate.schedule.run.recorder import FEEDBACK_ENV
-from gaincurate.schedule.strategies.plugin import update_words
+from gaincurate.schedule.strategies.contract import update_words
 
 logger = logging.getLogger(__name__)
 

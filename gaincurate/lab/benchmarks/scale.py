@@ -102,7 +102,7 @@ class Launcher:
 
 def skip_reason(name: str) -> str | None:
     """Why a strategy is not benched (None: it is): it needs a live policy to measure candidates with."""
-    from gaincurate.schedule.strategies.plugin import POLICY
+    from gaincurate.schedule.strategies.contract import POLICY
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
     if POLICY in STRATEGIES[name].about.needs:

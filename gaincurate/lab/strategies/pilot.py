@@ -39,7 +39,7 @@ from gaincurate.lab.strategies.screen import in_band, keep_order
 from gaincurate.lab.strategies.screening import Metered, Screener, Screening, screener_for
 from gaincurate.numerics import recorded
 from gaincurate.schedule.options import RATE, Options, is_number, option, positive_pair, whole
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.mopps import (
     DEFAULT_FORGET,
     MEMORY_KEY,
@@ -70,7 +70,7 @@ def factor_check(name: str, value: Any) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class PilotOptions(Options):
-    target: float = option(0.5, plugin.TARGET_HELP, RATE)
+    target: float = option(0.5, contract.TARGET_HELP, RATE)
     prior: tuple[float, float] = option((1.0, 1.0), "Beta prior A,B of every pass rate.", positive_pair, cli="pair")
     forget: float = option(DEFAULT_FORGET, "Weight old evidence keeps at each update (1: never forget).", RATE)
     pilot_factor: float = option(
@@ -122,7 +122,7 @@ def commit_order(rates: np.ndarray, band: tuple[float, float] | None, target: fl
     return keep_order(rates, band, target, np.arange(len(rates), dtype=np.float64))
 
 
-def pilot_measure(at: plugin.PolicyAt) -> Metered:
+def pilot_measure(at: contract.PolicyAt) -> Metered:
     """What pilot measures with: in TRL the live policy, its completions kept for the trained groups when the trainer
     can weigh them (`pilot_reuse`); otherwise what screen measures with."""
     if at.trainer is not None:
@@ -143,7 +143,7 @@ class PilotStrategy(MoppsStrategy):
         summary="candidates drawn by a pass-rate posterior, piloted with the current policy, the teachable committed",
         draws="candidates drawn by each prompt's posterior near the target, measured with a few rollouts of the "
         "current policy, the ones in the band committed; the pilots feed the posterior",
-        needs=frozenset({plugin.POLICY, plugin.ROLLOUTS}),
+        needs=frozenset({contract.POLICY, contract.ROLLOUTS}),
         measure=pilot_measure,
         ordered=False,
         keeps_zero_variance=False,
@@ -158,7 +158,7 @@ class PilotStrategy(MoppsStrategy):
         self._drawn: tuple[int, np.ndarray, np.ndarray] | None = None  # the last draw's (epoch, positions, rates)
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> PilotStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> PilotStrategy:
         assert isinstance(options, PilotOptions)
         return cls(inputs.prompts.gc_ids, options, seed=inputs.seed, band=inputs.band)
 
@@ -199,7 +199,7 @@ class PilotStrategy(MoppsStrategy):
         return Pilot.from_json(data, self.gc_ids)
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         """Fold the epoch's feedback in, then pilot the next epoch's candidates with the policy that trained this
         one (`fresh.policy`) and keep what they measured."""
@@ -208,7 +208,7 @@ class PilotStrategy(MoppsStrategy):
 
     def fold_feedback(self, state: ScheduleState, feedback: Feedback) -> dict[str, Any]:
         """The memory with the epoch's feedback; a prompt piloted for this epoch was discounted then, so not again."""
-        per_prompt = plugin.per_prompt_feedback(feedback, self.name)
+        per_prompt = contract.per_prompt_feedback(feedback, self.name)
         alpha, beta = self.posterior(state)
         measured = self._measured(state)
         stored = self._stored_pilot(state)
@@ -238,8 +238,8 @@ class PilotStrategy(MoppsStrategy):
         return {**self._memory(following, alpha, beta, measured), PILOT_KEY: pilot.to_json(self.gc_ids)}
 
     def choose(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
-    ) -> plugin.Selection:
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Selection:
         """Commit the m candidates of the epoch's pilot in the band nearest the target (epoch 0 pilots now)."""
         pilot = self._stored_pilot(state)
         if pilot is None:
@@ -262,11 +262,13 @@ class PilotStrategy(MoppsStrategy):
             "posterior_mean": recorded(float(np.mean(posterior_mean(alpha[chosen], beta[chosen])))),
         }
         rows = self._rows(context)
-        return plugin.Selection(
+        return contract.Selection(
             np.sort(candidates[order]).astype(np.int64), info, posterior_mean(alpha[rows], beta[rows])
         )
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         """The posterior mean of every prompt at the draw, and the pilot's measured rate for the candidates."""
         # 0 < k/r < 1 is, for rates of r rollouts, the closed band [1/(2r), 1 - 1/(2r)].
         band = self.band if self.band is not None else (0.5 / self.rollouts, 1.0 - 0.5 / self.rollouts)
@@ -274,4 +276,4 @@ class PilotStrategy(MoppsStrategy):
         if self._drawn is not None and self._drawn[0] == state.epoch:
             estimates[self._drawn[1]] = self._drawn[2]
         source = f"pilot pass rate ({self.rollouts} rollouts) for the candidates, posterior mean for the rest"
-        return plugin.Report(estimates, source, band, drawn.info)
+        return contract.Report(estimates, source, band, drawn.info)

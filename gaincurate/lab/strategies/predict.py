@@ -57,7 +57,7 @@ from gaincurate.difficulty.reference import PassRates, embeddings_from_table
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -115,7 +115,7 @@ class Prediction:
 def group_outcomes(feedback: Feedback, strategy: str) -> tuple[dict, dict]:
     """Each trained prompt's group in the epoch as two observations for `PassRates.add`: ({gc_id: (1.0 if its
     rewards differed else 0.0, 0 if all right else 1)}, {gc_id: (1.0 if all right else 0.0, 1)})."""
-    per_prompt = plugin.per_prompt_feedback(feedback, strategy)
+    per_prompt = contract.per_prompt_feedback(feedback, strategy)
     extremes = feedback.extremes or {}
     informative, solved = {}, {}
     for gc_id, (total, count) in per_prompt.items():
@@ -164,7 +164,7 @@ class Evidence:
         return Evidence(
             self.informative.add(informative, time=time, forget=forget),
             self.solved.add(solved, time=time, forget=options.forget_solved),
-            self.correct.add(plugin.per_prompt_feedback(feedback, strategy), time=time, forget=forget),
+            self.correct.add(contract.per_prompt_feedback(feedback, strategy), time=time, forget=forget),
         )
 
 
@@ -245,17 +245,17 @@ def mean(values: np.ndarray) -> float | None:
     return recorded(math.fsum(values.tolist()) / len(values)) if len(values) else None
 
 
-class PredictStrategy(plugin.Strategy):
+class PredictStrategy(contract.Strategy):
     """A Thompson draw of each prompt's chance that its next group has nonzero reward variance, from its own groups
     and its embedding neighbours'."""
 
     name = "predict"
-    about = plugin.About(
+    about = contract.About(
         options=PredictOptions,
         summary="the chance a prompt's next group is informative (0 < p < 1), learned across prompts from embeddings",
         draws="epoch 0 is uniform; then by a Thompson draw of each prompt's chance that its group has nonzero reward "
         "variance, from its own groups and its embedding neighbours'",
-        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
+        needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
     )
 
     def __init__(self, gc_ids: np.ndarray, embeddings: np.ndarray, options: PredictOptions) -> None:
@@ -265,7 +265,7 @@ class PredictStrategy(plugin.Strategy):
         self._last: tuple[ScheduleState, Prediction] | None = None
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> PredictStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> PredictStrategy:
         assert isinstance(options, PredictOptions)
         if inputs.scores is None:
             raise ValueError(
@@ -274,11 +274,11 @@ class PredictStrategy(plugin.Strategy):
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
         return cls(prompts.gc_ids, prompts.embeddings, options)
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return plugin.Strategy.start(self, prompts)[0], Evidence.empty().to_memory()
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return contract.Strategy.start(self, prompts)[0], Evidence.empty().to_memory()
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: one observation per trained group, older ones aged."""
         evidence = Evidence.from_memory(state.memory).add(feedback, self.name, time=state.epoch, options=self.options)
@@ -296,10 +296,10 @@ class PredictStrategy(plugin.Strategy):
         self._last = (state, result)  # states are frozen: the same object always gives the same prediction
         return result
 
-    def _rows(self, context: plugin.RankingContext) -> np.ndarray:
+    def _rows(self, context: contract.RankingContext) -> np.ndarray:
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator) -> np.ndarray:
         """Every rank position, the largest Thompson draw of the informative chance first, ties by a seeded draw."""
         prediction = self.prediction(state)
         rows = self._rows(context)
@@ -307,7 +307,7 @@ class PredictStrategy(plugin.Strategy):
         ties = rng.random(len(rows))
         return np.lexsort((ties, -draws)).astype(np.int64)
 
-    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """The predicted informative share of the picked prompts and of the pool, and the picked prompts' evidence."""
         prediction = self.prediction(state)
         rows = self._rows(context)
@@ -318,8 +318,12 @@ class PredictStrategy(plugin.Strategy):
             "evidence": mean(prediction.alpha[picked] + prediction.beta[picked]),
         }
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         """The kernel's pass-rate estimate of every prompt, for the readout; the informative figures in `drawn`."""
         estimates = self.prediction(state).pass_rate[self._rows(context)]
         figures = self.describe(state, context, drawn.positions) | drawn.info
-        return plugin.Report(estimates, "pass rate by the predict kernel (it draws by informativeness)", None, figures)
+        return contract.Report(
+            estimates, "pass rate by the predict kernel (it draws by informativeness)", None, figures
+        )

@@ -28,7 +28,7 @@ import numpy as np
 from gaincurate.errors import ConfigError
 from gaincurate.lab.strategies.screening import screener_for
 from gaincurate.schedule.options import RATE, Options, option, whole
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.schedule.state import ScheduleState
@@ -40,7 +40,7 @@ SCREEN_ROLLOUTS = 4
 
 @dataclass(frozen=True, kw_only=True)
 class ScreenOptions(Options):
-    target: float = option(0.5, plugin.TARGET_HELP, RATE)
+    target: float = option(0.5, contract.TARGET_HELP, RATE)
     screen_factor: int = option(SCREEN_FACTOR, "Candidates screened per epoch prompt, k.", whole(1))
     screen_rollouts: int = option(SCREEN_ROLLOUTS, "Rollouts per candidate with the current policy, r.", whole(1))
 
@@ -59,17 +59,17 @@ def keep_order(rates: np.ndarray, band: tuple[float, float] | None, target: floa
     return np.lexsort((ties, np.abs(rates - target), ~in_band(rates, band))).astype(np.int64)
 
 
-class ScreenStrategy(plugin.Strategy):
+class ScreenStrategy(contract.Strategy):
     """Candidates drawn uniformly and measured with the current policy; those in the band, nearest the target,
     make the epoch."""
 
     name = "screen"
-    about = plugin.About(
+    about = contract.About(
         options=ScreenOptions,
         summary="candidates measured with the current policy, kept in the band",
         draws="candidates drawn uniformly, measured with the current policy, the ones in the band nearest the target "
         "kept",
-        needs=frozenset({plugin.POLICY}),
+        needs=frozenset({contract.POLICY}),
         measure=screener_for,
         ordered=False,
         keeps_zero_variance=False,
@@ -88,29 +88,31 @@ class ScreenStrategy(plugin.Strategy):
         self._measured: tuple[int, np.ndarray, np.ndarray] | None = None  # the last draw's (epoch, candidates, rates)
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> ScreenStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> ScreenStrategy:
         assert isinstance(options, ScreenOptions)
         return cls(
             factor=options.screen_factor, rollouts=options.screen_rollouts, band=inputs.band, target=options.target
         )
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         """The screened candidates' measured pass rates (NaN for the prompts not screened), aiming at the band."""
         # 0 < k/r < 1 is, for rates of r rollouts, the closed band [1/(2r), 1 - 1/(2r)].
         band = self.band if self.band is not None else (0.5 / self.rollouts, 1.0 - 0.5 / self.rollouts)
         estimates = np.full(context.n_prompts, np.nan)
         if self._measured is not None and self._measured[0] == state.epoch:
             estimates[self._measured[1]] = self._measured[2]
-        return plugin.Report(estimates, f"screened pass rate ({self.rollouts} rollouts)", band, drawn.info)
+        return contract.Report(estimates, f"screened pass rate ({self.rollouts} rollouts)", band, drawn.info)
 
-    def candidates(self, context: plugin.RankingContext, rng: np.random.Generator) -> np.ndarray:
+    def candidates(self, context: contract.RankingContext, rng: np.random.Generator) -> np.ndarray:
         """The epoch's k x m candidate positions, in the order drawn (all prompts when there are fewer)."""
         count = min(self.factor * context.subset_size, context.n_prompts)
-        return plugin.draw_order(np.zeros(context.n_prompts), rng)[:count]
+        return contract.draw_order(np.zeros(context.n_prompts), rng)[:count]
 
     def choose(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
-    ) -> plugin.Selection:
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Selection:
         """The k x m candidates drawn uniformly, each measured with the current policy (`context.policy`, which the
         scheduler holds and meters), the m in the band nearest the target kept."""
         if context.policy is None:
@@ -138,4 +140,4 @@ class ScreenStrategy(plugin.Strategy):
             "screened_pass_rate": float(rates.mean()) if len(rates) else None,
             "chosen_pass_rate": float(rates[order].mean()) if len(order) else None,
         }
-        return plugin.Selection(np.sort(candidates[order]).astype(np.int64), info)
+        return contract.Selection(np.sort(candidates[order]).astype(np.int64), info)

@@ -2,7 +2,7 @@
 policies it measures with.
 
 Both strategies need `POLICY`: the integration driving a run hands over where the policy being trained is
-(`plugin.PolicyAt`), and `screener_for` (their `About.measure`) turns that into a `Screener`, held `Metered`
+(`contract.PolicyAt`), and `screener_for` (their `About.measure`) turns that into a `Screener`, held `Metered`
 so that what screening costs is counted in one place (`spent`, which the bench charges to the arm):
 
 * `live_screener`: the trainer's model as it stands (the TRL curriculum, at each draw); with `keep`, every
@@ -167,7 +167,7 @@ def screen_path(run_dir: Path, epoch: int) -> Path:
 
 
 def screener_for(at: Any, keep: dict[str, Any] | None = None) -> Metered:
-    """What screen and pilot measure with, from where the integration has the policy (`plugin.PolicyAt`): the
+    """What screen and pilot measure with, from where the integration has the policy (`contract.PolicyAt`): the
     measurement it was given, the live model in process, or else the weights on disk for each epoch's draw."""
     if at.given is not None:
         return Metered(at.given)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.mopps import DEFAULT_FORGET, MoppsStrategy, posterior_mean, posterior_sd
 
 if TYPE_CHECKING:
@@ -67,19 +67,21 @@ class VarianceStrategy(MoppsStrategy):
         self.bonus, self.tau = options.bonus, options.tau
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> VarianceStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> VarianceStrategy:
         assert isinstance(options, VarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
+    def choose(
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Priority:
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
         alpha, beta = alpha[rows], beta[rows]
-        return plugin.Priority(
-            plugin.draw_order(values(alpha, beta, bonus=self.bonus) / self.tau, rng), posterior_mean(alpha, beta)
+        return contract.Priority(
+            contract.draw_order(values(alpha, beta, bonus=self.bonus) / self.tau, rng), posterior_mean(alpha, beta)
         )
 
-    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """mopps' posterior mean and sd, then the expected variance, averaged over the epoch's prompts at the draw."""
         alpha, beta = self._drawn_posterior(state, context, positions)
         variance = float(np.mean(expected_variance(alpha, beta)))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.schedule.core import Rescored
-from gaincurate.schedule.strategies.plugin import FRESH_SCORES, LIKELIHOOD, Strategy
+from gaincurate.schedule.strategies.contract import FRESH_SCORES, LIKELIHOOD, Strategy
 
 MEASURED = frozenset({FRESH_SCORES, LIKELIHOOD})  # what `measure` can give a strategy
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaincurate.errors import InputError
-from gaincurate.schedule.strategies.plugin import PromptSet
+from gaincurate.schedule.strategies.contract import PromptSet
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from gaincurate.schedule.run.recorder import feedback_file
 from gaincurate.schedule.run.rows import epoch_rows, rows_by_gc_id
 from gaincurate.schedule.run.step_context import StepContext
 from gaincurate.schedule.state import ScheduleState
-from gaincurate.schedule.strategies.plugin import POLICY, PolicyAt
+from gaincurate.schedule.strategies.contract import POLICY, PolicyAt
 
 logger = logging.getLogger(__name__)
 

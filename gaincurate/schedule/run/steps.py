@@ -24,7 +24,7 @@ from gaincurate.schedule.run.inputs import ScoresInput, check_unchanged, load_sc
 from gaincurate.schedule.run.reference_sets import fresh_reference
 from gaincurate.schedule.run.rundir import RunState
 from gaincurate.schedule.run.step_context import StepContext
-from gaincurate.schedule.strategies.plugin import FRESH_SCORES, POLICY, PolicyAt
+from gaincurate.schedule.strategies.contract import FRESH_SCORES, POLICY, PolicyAt
 from gaincurate.shards import read_manifest
 
 

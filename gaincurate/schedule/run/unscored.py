@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from gaincurate.errors import ConfigError
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.schedule.strategies.plugin import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
+from gaincurate.schedule.strategies.contract import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
 
 PROMPTS = "prompts"  # the scores-format folder inside the run directory
 UNSCORED = "unscored"  # every row's gc_status
@@ -129,14 +129,14 @@ def init_unscored(
     run_dir: Path, prompts: str, config: Any, *, prompt_column: str | None = None, drop_duplicates: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> tuple[Any, Any]:  # fmt: skip
-    """`driver.init_run` for a prompt file: its unscored directory staged beside `run_dir`, checked by `init_run`
+    """`steps.init_run` for a prompt file: its unscored directory staged beside `run_dir`, checked by `init_run`
     like any scores directory, then moved to `RUN/prompts/`; nothing is left behind when a check fails."""
     import dataclasses
     import os
     import tempfile
 
     from gaincurate.schedule.run import rundir
-    from gaincurate.schedule.run.driver import init_run
+    from gaincurate.schedule.run.steps import init_run
 
     run_dir = Path(run_dir)
     rundir.check_new(run_dir)

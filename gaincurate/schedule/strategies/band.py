@@ -23,7 +23,7 @@ import numpy as np
 
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.options import is_number
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.filters import Filter
 
 
@@ -55,18 +55,18 @@ class BandFilter(Filter):
         return low, high
 
     @classmethod
-    def applies_to(cls, strategy: type[plugin.Strategy]) -> bool:
+    def applies_to(cls, strategy: type[contract.Strategy]) -> bool:
         return strategy.about.own_band or (strategy.about.estimates and strategy.about.ordered)
 
     @classmethod
-    def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
+    def refusal(cls, strategy: type[contract.Strategy], usable: list[str]) -> str:
         return (
             f"{setting('band')} filters by pass-rate estimates, which {strategy.name} has none of; use it with "
             f"{', '.join(usable)}"
         )
 
     @classmethod
-    def applied_by(cls, strategy: type[plugin.Strategy]) -> bool:
+    def applied_by(cls, strategy: type[contract.Strategy]) -> bool:
         return strategy.about.own_band
 
     @classmethod
@@ -74,7 +74,7 @@ class BandFilter(Filter):
         return band_note(value)
 
     @classmethod
-    def over(cls, base: plugin.Strategy, value: tuple[float, float], inputs: plugin.StrategyInputs) -> BandFilter:
+    def over(cls, base: contract.Strategy, value: tuple[float, float], inputs: contract.StrategyInputs) -> BandFilter:
         if not (base.about.ordered and base.about.estimates):
             raise ValueError(f"the {base.name} strategy has no pass-rate estimate to filter by a band")
         return cls(value)
@@ -95,7 +95,7 @@ class BandFilter(Filter):
     def describe(
         self,
         info: dict[str, Any],
-        context: plugin.RankingContext,
+        context: contract.RankingContext,
         positions: np.ndarray,
         estimates: np.ndarray | None,
         *,
@@ -109,6 +109,6 @@ class BandFilter(Filter):
             info["in_band"] = context.n_prompts if estimates is None else int(np.sum(self.inside(estimates)))
         return info
 
-    def aim(self, report: plugin.Report) -> plugin.Report:
+    def aim(self, report: contract.Report) -> contract.Report:
         """The base's report, aiming at the band."""
-        return plugin.Report(report.estimates, report.source, (self.low, self.high), report.figures)
+        return contract.Report(report.estimates, report.source, (self.low, self.high), report.figures)

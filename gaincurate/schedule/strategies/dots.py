@@ -43,7 +43,7 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.options import OPEN_RATE, POSITIVE, RATE, Options, option, optional, text, whole
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.difficulty.calibrate import FittedCalibrator
@@ -58,7 +58,7 @@ DOTS_TAU = 0.05
 
 @dataclass(frozen=True, kw_only=True)
 class DotsOptions(Options):
-    target: float = option(0.5, plugin.TARGET_HELP, RATE)
+    target: float = option(0.5, contract.TARGET_HELP, RATE)
     tau: float = option(DOTS_TAU, "Selection temperature (the paper's: 1e-3).", POSITIVE)
     # difficulty's attention temperature (`--tau-attn` of `difficulty predict|fit|evaluate`): one default.
     tau_attn: float = option(
@@ -97,18 +97,18 @@ def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float
     return weights / weights.sum()
 
 
-class DotsStrategy(plugin.Strategy):
+class DotsStrategy(contract.Strategy):
     """Each prompt's pass rate estimated by attention over the embeddings of the measured prompts; the epoch is drawn
     nearest the target."""
 
     name = "dots"
-    about = plugin.About(
+    about = contract.About(
         options=DotsOptions,
         summary="pass rate near --target, predicted by attention over embeddings (0.62x uniform's compute on "
         "cpu-chain, 0.50x on cpu-arith, no saving on cpu-mult; probe does better with the same inputs)",
         draws="epoch 0 is uniform (unless --reference measured the prompts); then nearest the target pass rate, each "
         "prompt's estimated from its own rollouts and its embedding neighbours'",
-        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
+        needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
         estimates=True,
         measured_before="reference",
     )
@@ -140,7 +140,7 @@ class DotsStrategy(plugin.Strategy):
         self._last: tuple[ScheduleState, Estimates | None] | None = None
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> DotsStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> DotsStrategy:
         """The strategy for a scores table; its `--reference` file is read when a run starts (later it lives in
         the state)."""
         assert isinstance(options, DotsOptions)
@@ -177,21 +177,21 @@ class DotsStrategy(plugin.Strategy):
         strategy.reference_size = min(options.reference_size or inputs.subset_size, len(inputs.prompts))
         return strategy
 
-    def wants(self, state: ScheduleState) -> plugin.Wants:
+    def wants(self, state: ScheduleState) -> contract.Wants:
         """After epochs K-1, 2K-1, ...: a fresh reference set of M prompts (`--reference-every K`)."""
         every = self.reference_every
         due = every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0
-        return plugin.Wants(reference=self.reference_size if due else 0)
+        return contract.Wants(reference=self.reference_size if due else 0)
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return plugin.Strategy.start(self, prompts)[0], {"pass_rates": self.reference.to_json()}
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return contract.Strategy.start(self, prompts)[0], {"pass_rates": self.reference.to_json()}
 
     def measured(self, state: ScheduleState) -> PassRates:
         memory = state.memory or {}
         return PassRates.from_json(memory["pass_rates"]) if "pass_rates" in memory else PassRates.empty()
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         """The memory after epoch `state.epoch`'s feedback: its per-prompt rewards added to the reference set, then
         a fresh reference set's rollouts after it (`fresh.reference`), measured at the same time."""
@@ -235,17 +235,23 @@ class DotsStrategy(plugin.Strategy):
         estimates = self.estimates(state)
         return None if estimates is None else estimates.estimate
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         """p_q of every prompt at the draw: its aged measurement blended with its neighbours' prediction."""
         estimates = drawn.estimates
         source = "no estimate yet: nothing measured" if estimates is None else "estimated pass rate (dots)"
-        return plugin.Report(estimates, source, plugin.target_band(self.target), drawn.info)
+        return contract.Report(estimates, source, contract.target_band(self.target), drawn.info)
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
+    def choose(
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Priority:
         """Every rank position in the order of the draw (`--skip-zero-variance` walks past the skipped), with p_q
         at each (None before any measurement)."""
         predicted = self.pass_rates(state)
         if predicted is None:
-            return plugin.Priority(plugin.draw_order(np.zeros(context.n_prompts), rng))
+            return contract.Priority(contract.draw_order(np.zeros(context.n_prompts), rng))
         at = predicted[np.searchsorted(self.gc_ids, context.gc_ids)]
-        return plugin.Priority(plugin.draw_order(selection_log_weights(at, target=self.target, tau=self.tau), rng), at)
+        return contract.Priority(
+            contract.draw_order(selection_log_weights(at, target=self.target, tau=self.tau), rng), at
+        )

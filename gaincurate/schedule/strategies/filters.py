@@ -13,7 +13,7 @@ import numpy as np
 
 from gaincurate import errors
 from gaincurate.schedule.options import Options
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -55,17 +55,17 @@ class Filter:
         return value
 
     @classmethod
-    def applies_to(cls, strategy: type[plugin.Strategy]) -> bool:
+    def applies_to(cls, strategy: type[contract.Strategy]) -> bool:
         """Whether it can go over `strategy`, from the strategy's declarations."""
         return True
 
     @classmethod
-    def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
+    def refusal(cls, strategy: type[contract.Strategy], usable: list[str]) -> str:
         """The one-line error for a strategy it cannot go over (`applies_to` False); a filter may say why."""
         return f"{errors.setting(cls.setting)} cannot go over {strategy.name}; use it with {', '.join(usable)}"
 
     @classmethod
-    def applied_by(cls, strategy: type[plugin.Strategy]) -> bool:
+    def applied_by(cls, strategy: type[contract.Strategy]) -> bool:
         """Whether `strategy` applies it itself (from `StrategyInputs`), so that it is not put over it."""
         return False
 
@@ -75,7 +75,7 @@ class Filter:
         return ""
 
     @classmethod
-    def over(cls, base: plugin.Strategy, value: Any, inputs: plugin.StrategyInputs) -> Filter:
+    def over(cls, base: contract.Strategy, value: Any, inputs: contract.StrategyInputs) -> Filter:
         """It over `base`, for a run whose config gives it `value`."""
         raise NotImplementedError(f"the {cls.setting} filter does not say how it is built")
 
@@ -83,14 +83,14 @@ class Filter:
         return order
 
     def walk(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator, order: np.ndarray
-    ) -> plugin.Selection | None:
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator, order: np.ndarray
+    ) -> contract.Selection | None:
         return None
 
     def describe(
         self,
         info: dict[str, Any],
-        context: plugin.RankingContext,
+        context: contract.RankingContext,
         positions: np.ndarray,
         estimates: np.ndarray | None,
         *,
@@ -98,7 +98,7 @@ class Filter:
     ) -> dict[str, Any]:
         return info
 
-    def aim(self, report: plugin.Report) -> plugin.Report:
+    def aim(self, report: contract.Report) -> contract.Report:
         return report
 
     def initial_memory(self, memory: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -109,29 +109,31 @@ class Filter:
 
 
 def chosen_through(
-    base: plugin.Strategy,
+    base: contract.Strategy,
     filters: tuple[Filter, ...],
     state: ScheduleState,
-    context: plugin.RankingContext,
+    context: contract.RankingContext,
     rng: np.random.Generator,
-) -> plugin.Selection:
+) -> contract.Selection:
     """The draw of `base` (`Strategy.choose`) through `filters`: its priority order, reordered by each filter in
     turn, walked by the last that walks (or its first `subset_size`), and described by each filter."""
     chosen = base.choose(state, context, rng)
     if isinstance(
-        chosen, plugin.Selection
+        chosen, contract.Selection
     ):  # a strategy that selects itself takes no filter (`registry.check_filters`)
         assert not filters, f"the {base.name} strategy selects its epochs itself, so no filter goes over it"
         return chosen
-    priority = chosen if isinstance(chosen, plugin.Priority) else plugin.Priority(np.asarray(chosen, dtype=np.int64))
+    priority = (
+        chosen if isinstance(chosen, contract.Priority) else contract.Priority(np.asarray(chosen, dtype=np.int64))
+    )
     order, estimates = priority.order, priority.estimates
     for step in filters:
         order = step.reorder(order, estimates)
     walked = None
     for step in filters:
         walked = step.walk(state, context, rng, order) or walked
-    positions = plugin.first_positions(order, context.subset_size) if walked is None else walked.positions
+    positions = contract.first_positions(order, context.subset_size) if walked is None else walked.positions
     info: dict[str, Any] = {}
     for number, step in enumerate(filters):
         info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    return plugin.Selection(positions, info | (walked.info if walked is not None else {}), estimates)
+    return contract.Selection(positions, info | (walked.info if walked is not None else {}), estimates)

@@ -32,7 +32,7 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import int_powers
 from gaincurate.schedule.feedback import EXACT
 from gaincurate.schedule.options import RATE, Options, option
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.filters import Filter, chosen_through
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -110,11 +110,11 @@ class ZeroVarianceFilter(Filter):
         return value or None
 
     @classmethod
-    def applies_to(cls, strategy: type[plugin.Strategy]) -> bool:
+    def applies_to(cls, strategy: type[contract.Strategy]) -> bool:
         return strategy.about.keeps_zero_variance and strategy.about.ordered
 
     @classmethod
-    def refusal(cls, strategy: type[plugin.Strategy], usable: list[str]) -> str:
+    def refusal(cls, strategy: type[contract.Strategy], usable: list[str]) -> str:
         if not strategy.about.keeps_zero_variance:
             what = (
                 "skips" if strategy.about.ordered else "drops prompts its measurements found all right or all wrong, as"
@@ -131,7 +131,7 @@ class ZeroVarianceFilter(Filter):
 
     @classmethod
     def over(
-        cls, base: plugin.Strategy, value: ZeroVarianceOptions, inputs: plugin.StrategyInputs
+        cls, base: contract.Strategy, value: ZeroVarianceOptions, inputs: contract.StrategyInputs
     ) -> ZeroVarianceFilter:
         if not base.about.ordered:
             raise ValueError(f"the {base.name} strategy has no priority order, so skipped prompts cannot be replaced")
@@ -159,7 +159,7 @@ class ZeroVarianceFilter(Filter):
     def observe(self, state: ScheduleState, feedback: Feedback, memory: dict[str, Any] | None) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: the base's (`memory`), then the streaks and rates moved by its
         rollouts."""
-        per_prompt = plugin.per_prompt_feedback(feedback, self.base_name)
+        per_prompt = contract.per_prompt_feedback(feedback, self.base_name)
         streaks, easy, hard = self.memory(state)
         if per_prompt:
             ids = np.fromiter(per_prompt, dtype=np.int64, count=len(per_prompt))
@@ -181,7 +181,7 @@ class ZeroVarianceFilter(Filter):
         return {**(memory or {}), MEMORY_KEY: own}
 
     def skips(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """(skipped per rank position, streak per rank position)."""
         streaks, easy, hard = self.memory(state)
@@ -191,8 +191,8 @@ class ZeroVarianceFilter(Filter):
         return skipped, streaks
 
     def walk(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator, order: np.ndarray
-    ) -> plugin.Selection:
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator, order: np.ndarray
+    ) -> contract.Selection:
         """The first `subset_size` prompts of `order` not skipped, and how many were skipped, of which kind."""
         count = context.subset_size
         skipped, streaks = self.skips(state, context, rng)
@@ -212,18 +212,18 @@ class ZeroVarianceFilter(Filter):
             "explore_easy": easy,
             "explore_hard": hard,
         }
-        return plugin.Selection(np.sort(chosen).astype(np.int64), info)
+        return contract.Selection(np.sort(chosen).astype(np.int64), info)
 
 
-class GresoStrategy(plugin.Strategy):
+class GresoStrategy(contract.Strategy):
     """`UniformStrategy`'s draw under the zero-variance filter (`ZeroVarianceFilter`): GRESO as a strategy."""
 
     name = "greso"
-    about = plugin.About(
+    about = contract.About(
         options=ZeroVarianceOptions,
         summary="uniform, skipping prompts whose recent rollouts all agreed (GRESO)",
         draws="every prompt equally likely" + SKIP_NOTE + "; it keeps no pass-rate estimate",  # the filter's own note
-        needs=frozenset({plugin.ROLLOUTS}),
+        needs=frozenset({contract.ROLLOUTS}),
         keeps_zero_variance=False,
         figure_names=ZeroVarianceFilter.figure_names,
     )
@@ -232,20 +232,20 @@ class GresoStrategy(plugin.Strategy):
         self.order, self.skipping = UniformStrategy(), ZeroVarianceFilter(self.name, gc_ids, options)
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> GresoStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> GresoStrategy:
         assert isinstance(options, ZeroVarianceOptions)
         return cls(inputs.prompts.gc_ids, options)
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         order, memory = self.order.start(prompts)
         return order, self.skipping.initial_memory(memory)
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         return self.skipping.observe(state, feedback, self.order.observe(state, feedback, fresh))
 
     def choose(
-        self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator
-    ) -> plugin.Selection:
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Selection:
         return chosen_through(self.order, (self.skipping,), state, context, rng)

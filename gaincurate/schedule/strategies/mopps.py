@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.schedule.options import RATE, Options, option, positive_pair
-from gaincurate.schedule.strategies import plugin
+from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -38,7 +38,7 @@ DEFAULT_FORGET = 0.8
 
 @dataclass(frozen=True, kw_only=True)
 class MoppsOptions(Options):
-    target: float = option(0.5, plugin.TARGET_HELP, RATE)
+    target: float = option(0.5, contract.TARGET_HELP, RATE)
     prior: tuple[float, float] = option((1.0, 1.0), "Beta prior A,B of every pass rate.", positive_pair, cli="pair")
     forget: float = option(DEFAULT_FORGET, "Weight old evidence keeps at each update (1: never forget).", RATE)
 
@@ -69,18 +69,18 @@ def posterior_sd(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return np.sqrt(alpha * beta / (total * total * (total + 1.0)))
 
 
-class MoppsStrategy(plugin.Strategy):
+class MoppsStrategy(contract.Strategy):
     """A discounted Beta posterior of each prompt's pass rate, from its own rollouts; the epoch is a Thompson draw
     nearest the target."""
 
     name = "mopps"
-    about = plugin.About(
+    about = contract.About(
         options=MoppsOptions,
         summary="a Thompson draw of each prompt's Beta posterior, nearest --target (0.69x uniform's rollouts on "
         "cpu-arith, 1.05x on cpu-mult)",
         draws="epoch 0 is uniform (every posterior at the prior); then nearest the target pass rate, by a Thompson "
         "draw",
-        needs=frozenset({plugin.ROLLOUTS}),
+        needs=frozenset({contract.ROLLOUTS}),
         estimates=True,
     )
 
@@ -96,12 +96,12 @@ class MoppsStrategy(plugin.Strategy):
         self.target, self.prior, self.forget = float(target), (float(prior[0]), float(prior[1])), float(forget)
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> MoppsStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> MoppsStrategy:
         assert isinstance(options, MoppsOptions)
         return cls(inputs.prompts.gc_ids, target=options.target, prior=options.prior, forget=options.forget)
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return plugin.Strategy.start(self, prompts)[0], {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return contract.Strategy.start(self, prompts)[0], {MEMORY_KEY: {"gc_ids": [], "alpha": [], "beta": []}}
 
     def posterior(self, state: ScheduleState) -> tuple[np.ndarray, np.ndarray]:
         """(alpha, beta) of every prompt in gc_id order; prompts never measured are at the prior."""
@@ -115,10 +115,10 @@ class MoppsStrategy(plugin.Strategy):
         return alpha, beta
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         """The memory after epoch `state.epoch`: each prompt with rollouts gets its discounted update."""
-        per_prompt = plugin.per_prompt_feedback(feedback, self.name)
+        per_prompt = contract.per_prompt_feedback(feedback, self.name)
         alpha, beta = self.posterior(state)
         measured = {int(i) for i in (state.memory or {}).get(MEMORY_KEY, {}).get("gc_ids", [])}
         if per_prompt:
@@ -134,25 +134,29 @@ class MoppsStrategy(plugin.Strategy):
         stored = {"gc_ids": self.gc_ids[kept].tolist(), "alpha": alpha[kept].tolist(), "beta": beta[kept].tolist()}
         return {**(state.memory or {}), MEMORY_KEY: stored}
 
-    def _rows(self, context: plugin.RankingContext) -> np.ndarray:
+    def _rows(self, context: contract.RankingContext) -> np.ndarray:
         """Index into gc_id order of each rank position."""
         return np.searchsorted(self.gc_ids, context.gc_ids)
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         """The posterior mean of every prompt at the draw (the prior mean where never measured)."""
         figures = self.describe(state, context, drawn.positions) | drawn.info
-        return plugin.Report(drawn.estimates, "posterior mean", plugin.target_band(self.target), figures)
+        return contract.Report(drawn.estimates, "posterior mean", contract.target_band(self.target), figures)
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
+    def choose(
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Priority:
         """Every rank position, nearest draw to the target first (ties by position), with the posterior mean at
         each (the prior mean where never measured)."""
         alpha, beta = self.posterior(state)
         rows = self._rows(context)
         draws = rng.beta(alpha[rows], beta[rows])
         order = np.argsort(np.abs(draws - self.target), kind="stable").astype(np.int64)
-        return plugin.Priority(order, posterior_mean(alpha[rows], beta[rows]))
+        return contract.Priority(order, posterior_mean(alpha[rows], beta[rows]))
 
-    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """Posterior mean and sd, averaged over the epoch's prompts, as the posterior stood when it was drawn."""
         alpha, beta = self._drawn_posterior(state, context, positions)
         return {
@@ -161,7 +165,7 @@ class MoppsStrategy(plugin.Strategy):
         }
 
     def _drawn_posterior(
-        self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray
+        self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The Beta(alpha, beta) posterior of each prompt at the rank `positions` drawn."""
         alpha, beta = self.posterior(state)

@@ -2,7 +2,7 @@
 
 A new strategy is a module with a `Strategy` subclass and its `Options` dataclass, plus its line here: the
 config, the CLI (`schedule init` options and help), docs/cli.md and the bench all read this table. A strategy from
-another package joins it by an entry point in the `gaincurate.strategies` group (`gaincurate.plugins`), after the
+another package joins it by an entry point in the `gaincurate.strategies` group (`gaincurate.entry_points`), after the
 product's own: the lab's strategies, kept for comparison, register so. One is imported when a run names it, or when
 `schedule init`'s help and `schedule strategies` list them all.
 
@@ -20,15 +20,15 @@ import importlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from gaincurate import plugins
+from gaincurate import entry_points
 from gaincurate.errors import ConfigError, setting
 from gaincurate.schedule.strategies.band import BandFilter
+from gaincurate.schedule.strategies.contract import About, Strategy, StrategyInputs, draws
 from gaincurate.schedule.strategies.dots import DotsStrategy
 from gaincurate.schedule.strategies.filters import Filter
 from gaincurate.schedule.strategies.gain import GainStrategy, LengthStrategy
 from gaincurate.schedule.strategies.greso import GresoStrategy, ZeroVarianceFilter
 from gaincurate.schedule.strategies.mopps import MoppsStrategy
-from gaincurate.schedule.strategies.plugin import About, Strategy, StrategyInputs, draws
 from gaincurate.schedule.strategies.probe import ProbeStrategy
 from gaincurate.schedule.strategies.uniform import UniformStrategy
 
@@ -73,7 +73,9 @@ _ENTRIES: dict[str, type[Strategy] | str] = {
     "probe": ProbeStrategy,
 }
 # The plug-ins' strategies (the lab's, kept for comparison), by entry point; none takes a product strategy's name.
-_PLUGGED_IN = {name: path for name, path in plugins.registered(plugins.STRATEGIES).items() if name not in _ENTRIES}
+_PLUGGED_IN = {
+    name: path for name, path in entry_points.registered(entry_points.STRATEGIES).items() if name not in _ENTRIES
+}
 STRATEGIES = Registry(_ENTRIES | _PLUGGED_IN)
 KEPT_FOR_COMPARISON = frozenset(_PLUGGED_IN)
 

@@ -80,7 +80,7 @@ def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, 
     cross-fit's halves do not follow the arm's ranking)."""
     from gaincurate.difficulty.reference import embeddings_from_table
     from gaincurate.schedule.strategies.probe import ProbeStrategy
-    from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
+    from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
     from gaincurate.scoring.likelihood import KINDS, likelihoods
     from gaincurate.shards import read_scores
 

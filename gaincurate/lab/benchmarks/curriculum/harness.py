@@ -4,7 +4,8 @@ The pair does exactly what a user's script does with `gaincurate.integrations.tr
 same public API only: a `GainCurriculum` over the bench's scores, `train_dataset()`, `wrap_rewards(...)`, a
 `CurriculumGRPOTrainer(..., curriculum=curriculum)`, `trainer.train()`. The strategy is only a name in the
 `ScheduleConfig`, so every strategy the scheduler knows runs here unchanged; `oracle` (bench only) plugs its own
-selector in with `GainCurriculum.use_strategy`, and screen's cost is read from the policy measurement it was handed (`screening.spent`).
+selector in with `GainCurriculum.use_strategy`, and screen's cost is read from the measurement it was handed
+(`screening.spent`).
 
 What it measures, every `eval_every` optimizer steps and at step 0 (the initial model):
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.schedule.strategies.plugin import About, Report, Selection, Strategy, target_band
+from gaincurate.schedule.strategies.contract import About, Report, Selection, Strategy, target_band
 
 NAME = "oracle"
 NONZERO = "oracle-nonzero"

@@ -10,10 +10,10 @@ Features, per prompt:
 * the scoring pass's question embedding (`gc_embedding`; no extra cost), standardised over the pool; an embedding
   wider than `--width` is projected to that width by a seeded sign matrix (entries -1, 0, +1: the products of float16
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does). Only the
-  measured prompts' features are built; the pool is predicted through the raw embedding (`probe_features`);
+  measured prompts' features are built; the pool is predicted through the raw embedding (`probe.features`);
 * with the likelihood, the current policy's log-probability of the prompt's reference answer and that probability
   (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
-  (`wants` / `observe`): the prompts near the target and a rotation (`probe_refresh`). Where the reward checks a
+  (`wants` / `observe`): the prompts near the target and a rotation (`probe.refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
@@ -41,8 +41,8 @@ from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, whole
-from gaincurate.schedule.strategies import plugin
-from gaincurate.schedule.strategies.probe_features import EmbeddingFeatures
+from gaincurate.schedule.strategies import contract
+from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
@@ -107,7 +107,7 @@ def _answer_template(name: str, value: Any) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeOptions(Options):
-    target: float = option(0.5, plugin.TARGET_HELP, RATE)
+    target: float = option(0.5, contract.TARGET_HELP, RATE)
     tau: float = option(0.05, "Selection temperature: log-weight -|estimate - target| / tau.", POSITIVE)
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
     # 0.1: chosen over 0.3 by the rule declared before the trial runs (docs/benchmark-history.md, the probe's).
@@ -210,19 +210,19 @@ class Estimate:
     figures: dict[str, Any]
 
 
-class ProbeStrategy(plugin.Strategy):
+class ProbeStrategy(contract.Strategy):
     """Pass rates predicted by a ridge fit across every measured group (the embedding, with the likelihood the
     policy's probability of each reference answer); the epoch is drawn near the target, plus a uniform slice."""
 
     name = "probe"
-    about = plugin.About(
+    about = contract.About(
         options=ProbeOptions,
         summary="pass rates predicted by a ridge fit across prompts on the embedding (0.39x uniform's compute on "
         "cpu-chain, 0.45x on cpu-arith, no saving on cpu-mult) and, where every prompt has a reference answer, the "
         "policy's probability of the answer (0.40x, 0.48x, 0.64x; --no-likelihood: off)",
         draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
         "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
-        needs=frozenset({plugin.EMBEDDINGS, plugin.ROLLOUTS}),
+        needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
         estimates=True,
         figure_names=FIGURE_NAMES,
     )
@@ -236,7 +236,7 @@ class ProbeStrategy(plugin.Strategy):
         self.features = EmbeddingFeatures(embeddings, options.width)
         self.about = replace(
             self.about,
-            needs=self.about.needs | ({plugin.LIKELIHOOD} if options.likelihood else set()),
+            needs=self.about.needs | ({contract.LIKELIHOOD} if options.likelihood else set()),
             settings={"feature_columns": self.features.width + (2 if options.likelihood else 0)},
             notes=(LIKELIHOOD_NOTE,) if options.likelihood else (),
             answer_template=options.answer_template,
@@ -244,7 +244,7 @@ class ProbeStrategy(plugin.Strategy):
         self._last: tuple[ScheduleState, Estimate | None] | None = None
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> ProbeStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> ProbeStrategy:
         assert isinstance(options, ProbeOptions)
         if inputs.scores is None:
             raise ValueError("the probe strategy needs the scores table's embeddings: StrategyInputs(scores=)")
@@ -256,26 +256,26 @@ class ProbeStrategy(plugin.Strategy):
             strategy.about = replace(strategy.about, notes=(NO_ANSWERS_NOTE,))
         return strategy
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
-        return plugin.Strategy.start(self, prompts)[0], Measured(None).to_memory()
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+        return contract.Strategy.start(self, prompts)[0], Measured(None).to_memory()
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
     ) -> dict[str, Any]:
         """The memory with the epoch's groups and the answer likelihoods measured after it (the next draw's)."""
         measured = Measured(state.memory)
-        measured.add_groups(plugin.per_prompt_feedback(feedback, self.name), state.epoch)
+        measured.add_groups(contract.per_prompt_feedback(feedback, self.name), state.epoch)
         if fresh.likelihood is not None and fresh.gc_ids is not None:
             measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
-    def wants(self, state: ScheduleState) -> plugin.Wants:
-        """The prompts whose answer likelihood to measure after this epoch (`probe_refresh`)."""
+    def wants(self, state: ScheduleState) -> contract.Wants:
+        """The prompts whose answer likelihood to measure after this epoch (`probe.refresh`)."""
         if not self.options.likelihood:
-            return plugin.Wants()
-        from gaincurate.schedule.strategies.probe_refresh import chosen  # only with --likelihood: off the product path
+            return contract.Wants()
+        from gaincurate.schedule.strategies.probe.refresh import chosen  # only with --likelihood: off the product path
 
-        return plugin.Wants(chosen(self, state, Measured(state.memory).latest))
+        return contract.Wants(chosen(self, state, Measured(state.memory).latest))
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
@@ -325,20 +325,22 @@ class ProbeStrategy(plugin.Strategy):
         values = (likelihood_columns(logps) - scale[0]) / scale[1]
         return np.where(np.isfinite(values), values, 0.0).astype(np.float32)
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> plugin.Priority:
+    def choose(
+        self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
+    ) -> contract.Priority:
         """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
         estimate = self.estimate(state)
         if estimate is None:
-            return plugin.Priority(plugin.draw_order(np.zeros(context.n_prompts), rng))
+            return contract.Priority(contract.draw_order(np.zeros(context.n_prompts), rng))
         rates = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)]
         aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
-        order = plugin.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
+        order = contract.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
         first, rest = order[:aimed], order[aimed:]
-        return plugin.Priority(
-            np.concatenate([first, rest[plugin.draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates
+        return contract.Priority(
+            np.concatenate([first, rest[contract.draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates
         )
 
-    def describe(self, state: ScheduleState, context: plugin.RankingContext, positions: np.ndarray) -> dict[str, Any]:
+    def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """How the fit went (penalty, at the grid's edge, groups fitted) and the picked prompts' mean estimate."""
         estimate = self.estimate(state)
         if estimate is None:
@@ -347,15 +349,17 @@ class ProbeStrategy(plugin.Strategy):
         mean = recorded(math.fsum(picked.tolist()) / len(picked)) if len(picked) else None
         return {**estimate.figures, "estimate_mean": mean}
 
-    def report(self, state: ScheduleState, context: plugin.RankingContext, drawn: plugin.Selection) -> plugin.Report:
+    def report(
+        self, state: ScheduleState, context: contract.RankingContext, drawn: contract.Selection
+    ) -> contract.Report:
         estimates = drawn.estimates
         likelihood = " and the policy's answer likelihood" if self.options.likelihood else ""
         source = "probe: ridge across prompts on the embedding" + likelihood
         figures = self.describe(state, context, drawn.positions) | drawn.info
         note = None
         if figures.get("likelihood_weighed") is False:
-            from gaincurate.schedule.strategies.probe_refresh import unshaped  # only with --likelihood
+            from gaincurate.schedule.strategies.probe.refresh import unshaped  # only with --likelihood
 
             note = unshaped(state.epoch, figures, len(Measured(state.memory).latest["gc_ids"]))
-        return plugin.Report(estimates, source if estimates is not None else "no estimate yet",
-                             plugin.target_band(self.options.target), figures, note)  # fmt: skip
+        return contract.Report(estimates, source if estimates is not None else "no estimate yet",
+                             contract.target_band(self.options.target), figures, note)  # fmt: skip

@@ -1,37 +1,16 @@
-"""The file-driven step and a run's status: `advance` (`gaincurate.schedule.run.run.Run.step` on the run in a
-directory), taken by `schedule next`, `schedule run` and verl's on-save hook, and `run_status` for `schedule status`.
-The step's pieces (`gaincurate.schedule.run.steps`: `init_run`, `check_feedback`, ...) are importable here too.
-"""
+"""Where a run directory stands, as JSON-ready data (`run_status`): what `schedule status` shows and `--json` prints."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures
 from gaincurate.schedule.readout import Thresholds, rewarned
 from gaincurate.schedule.run import rundir
-from gaincurate.schedule.run.run import Run
-from gaincurate.schedule.run.steps import StepResult, check_feedback, check_given_checkpoint, init_run, open_scheduler
 from gaincurate.schedule.strategies.registry import how_it_draws, top_level
 
-__all__ = ["PER_PROMPT_KEYS", "StepResult", "advance", "check_feedback", "init_run", "open_scheduler", "run_status"]
-
 PER_PROMPT_KEYS = ("subset_ids", "positions")  # a history line's lists of the epoch's prompts: status counts them
-
-
-def advance(
-    run_dir: Path,
-    *,
-    feedback: Path | None = None,
-    checkpoint: Path | None = None,
-    progress: Progress = NULL_PROGRESS,
-) -> StepResult:
-    """One scheduler step on disk: write epoch 0, or consume feedback and write the next epoch (`Run.step`)."""
-    if checkpoint is not None:
-        check_given_checkpoint(Path(checkpoint))  # a wrong path is refused before the run is opened
-    return Run.open(run_dir).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
 
 
 def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:

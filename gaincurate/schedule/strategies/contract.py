@@ -1,4 +1,4 @@
-"""The strategy plug-in: eight members a strategy may define, and the draws they share.
+"""The strategy contract: eight members a strategy may define, and the draws they share.
 
 A strategy is a subclass of `Strategy` in a module of its own, registered by one line in
 `gaincurate.schedule.strategies.registry` (docs/strategies.md, "Adding a strategy"). The scheduler core calls nothing

@@ -1,8 +1,8 @@
 """The `gain` strategy (GAIN-RL, arXiv 2506.02281) and `length`: a Gaussian over a ranking, centred on mu.
 
 `gain` ranks by angle concentration, highest first, and draws `subset_size` positions without replacement
-from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.plugin`). After each epoch mu
-moves by the GAIN-RL update (`gaincurate.schedule.strategies.gain_update`):
+from a Gaussian of width sigma around mu (Gumbel-top-k, `gaincurate.schedule.strategies.contract`). After each epoch mu
+moves by the GAIN-RL update (`gaincurate.schedule.strategies.gain.update`):
 
     delta     = clamp(n * tanh(alpha * (acc - beta)) + n * tanh(alpha * signal), adj_min, adj_max)
     mu_next   = clamp(mu + delta, 0, N - 1)
@@ -23,7 +23,7 @@ of the published schedule:
   (the order alone); left out, the sweep rate is the step size n, the step the published update takes when
   accuracy sits at beta and the raw angle term is saturated (n tanh(0) + n tanh(2 x 1.4) = 0.993 n);
 * `direction`: "high-first" (published) or "auto": the first epoch's pass rates keep or reverse the ranking
-  (`gaincurate.schedule.strategies.gain_direction`);
+  (`gaincurate.schedule.strategies.gain.direction`);
 * a negative `adj_min` lets the feedback update move mu back.
 """
 
@@ -39,9 +39,9 @@ from gaincurate.errors import ConfigError, setting
 from gaincurate.metrics import apply_debias
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import NON_NEGATIVE, RATE, Options, option, size, whole
-from gaincurate.schedule.strategies import plugin
-from gaincurate.schedule.strategies.gain_direction import orient
-from gaincurate.schedule.strategies.gain_update import (
+from gaincurate.schedule.strategies import contract
+from gaincurate.schedule.strategies.gain.direction import orient
+from gaincurate.schedule.strategies.gain.update import (
     MU_COLUMNS,
     angle_signal,
     angle_source_note,
@@ -185,22 +185,22 @@ def resolve_sizes(options: LengthOptions, n_prompts: int) -> Sizes:
     )
 
 
-class LengthStrategy(plugin.Strategy):
+class LengthStrategy(contract.Strategy):
     """gain's schedule over the question lengths: shortest question first, for the length confound."""
 
     name = "length"
-    about = plugin.About(
+    about = contract.About(
         options=LengthOptions,
         summary="gain's schedule over a shortest-question-first ranking (the length confound)",
         draws="a Gaussian around mu over the shortest-question-first ranking; mu moves with each epoch's accuracy",
-        needs=frozenset({plugin.SCORES, plugin.FRESH_SCORES}),
+        needs=frozenset({contract.SCORES, contract.FRESH_SCORES}),
         columns=MU_COLUMNS,  # mu (drawn, so the epoch file keeps it), acc, ang, delta, mu next
         update_words=mu_moved,
         draw_words=mu_drawn,
     )
 
     def __init__(
-        self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: plugin.PromptSet | None = None
+        self, options: LengthOptions | None = None, n_prompts: int = 1, prompts: contract.PromptSet | None = None
     ) -> None:
         """`n_prompts` resolves the sizes given as shares of N (and the defaults); `prompts` allows a re-rank."""
         options = options if options is not None else self.about.options()
@@ -209,51 +209,53 @@ class LengthStrategy(plugin.Strategy):
         resolved = {k: v for k, v in vars(self.sizes).items() if k != "n_prompts"}
         self.about = replace(
             self.about,
-            needs=self.about.needs - ({plugin.FRESH_SCORES} if options.rescore == "none" else set()),
+            needs=self.about.needs - ({contract.FRESH_SCORES} if options.rescore == "none" else set()),
             settings={**options.to_dict(), **resolved},
             notes=(angle_source_note(options),),
         )
         self.prompts = prompts  # for a re-rank from fresh scores (`--rescore full`)
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> LengthStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> LengthStrategy:
         assert isinstance(options, LengthOptions)
         return cls(options, len(inputs.prompts), inputs.prompts)
 
-    def start(self, prompts: plugin.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
+    def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return self.rank(prompts), {"mu": 0.0}
 
-    def rank(self, prompts: plugin.PromptSet) -> np.ndarray:
+    def rank(self, prompts: contract.PromptSet) -> np.ndarray:
         return np.lexsort((prompts.gc_ids, prompts.question_tokens)).astype(np.int64)
 
     @staticmethod
     def mu(state: ScheduleState) -> float:
         return float((state.memory or {})["mu"])
 
-    def choose(self, state: ScheduleState, context: plugin.RankingContext, rng: np.random.Generator) -> np.ndarray:
-        return plugin.draw_order(plugin.gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng)
+    def choose(self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator) -> np.ndarray:
+        return contract.draw_order(
+            contract.gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng
+        )
 
-    def wants(self, state: ScheduleState) -> plugin.Wants:
+    def wants(self, state: ScheduleState) -> contract.Wants:
         options = self.options
         if options.rescore == "none" or state.epoch < 0 or (state.epoch + 1) % options.rescore_every:
-            return plugin.Wants()
+            return contract.Wants()
         if options.rescore == "full":
-            return plugin.Wants(np.sort(state.ranking))
+            return contract.Wants(np.sort(state.ranking))
         positions = state.positions
         if options.rescore == "window":
             reach, mu = WINDOW_SIGMAS * self.sizes.sigma, self.mu(state)
             low, high = max(0, math.ceil(mu - reach)), min(len(state.ranking) - 1, math.floor(mu + reach))
             positions = np.union1d(positions, np.arange(low, high + 1))
-        return plugin.Wants(np.sort(state.ranking[positions]))
+        return contract.Wants(np.sort(state.ranking[positions]))
 
     def observe(
-        self, state: ScheduleState, feedback: Feedback, fresh: plugin.Fresh = plugin.NOTHING_FRESH
-    ) -> plugin.Observed:
+        self, state: ScheduleState, feedback: Feedback, fresh: contract.Fresh = contract.NOTHING_FRESH
+    ) -> contract.Observed:
         following, numbers = self.update(state, replace(state, epoch=state.epoch + 1), feedback, fresh)
-        return plugin.Observed(following.memory, numbers, following.ranking, following.scores)
+        return contract.Observed(following.memory, numbers, following.ranking, following.scores)
 
     def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: plugin.Fresh
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: contract.Fresh
     ) -> tuple[ScheduleState, dict[str, Any]]:
         """mu moved by the epoch's accuracy and angle term; fresh scores kept (window, full) or re-ranked (full)."""
         scores, refreshed = state.scores, np.zeros(len(state.scores), dtype=bool)
@@ -292,7 +294,7 @@ class LengthStrategy(plugin.Strategy):
         )  # fmt: skip
 
     def _angle(
-        self, state: ScheduleState, fresh: plugin.Fresh, scores: np.ndarray, refreshed: np.ndarray
+        self, state: ScheduleState, fresh: contract.Fresh, scores: np.ndarray, refreshed: np.ndarray
     ) -> tuple[float | None, str, float]:
         """(ang, its source, the signal fed to tanh) for the current epoch.
 
@@ -345,21 +347,21 @@ class GainStrategy(LengthStrategy):
         self,
         options: GainOptions | None = None,
         n_prompts: int = 1,
-        prompts: plugin.PromptSet | None = None,
+        prompts: contract.PromptSet | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(options, n_prompts, prompts)
         self.seed = seed
 
     @classmethod
-    def build(cls, inputs: plugin.StrategyInputs, options: Options) -> GainStrategy:
+    def build(cls, inputs: contract.StrategyInputs, options: Options) -> GainStrategy:
         assert isinstance(options, GainOptions)
         return cls(options, len(inputs.prompts), inputs.prompts, inputs.seed)
 
-    def rank(self, prompts: plugin.PromptSet) -> np.ndarray:
+    def rank(self, prompts: contract.PromptSet) -> np.ndarray:
         if self.options.ranking == "random":  # fixed for the run: a rerank (--rescore full) gives the same order
             return np.random.default_rng([self.seed, 0, RANKING_STREAM]).permutation(len(prompts)).astype(np.int64)
-        return plugin.rank_by_score(prompts)
+        return contract.rank_by_score(prompts)
 
     def _delta(self, accuracy: float, signal: float) -> float:
         if self.options.mu_control == "sweep":  # the order alone: no feedback, and no adj clamp
@@ -367,7 +369,7 @@ class GainStrategy(LengthStrategy):
         return super()._delta(accuracy, signal)
 
     def update(
-        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: plugin.Fresh
+        self, state: ScheduleState, following: ScheduleState, feedback: Feedback, fresh: contract.Fresh
     ) -> tuple[ScheduleState, dict[str, Any]]:
         following, record = super().update(state, following, feedback, fresh)
         if self.options.direction == "auto":  # the first epoch's pass rates keep or reverse the ranking
