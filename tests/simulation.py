@@ -10,7 +10,7 @@ fixed table of uniforms per (prompt, epoch, rollout), so two strategies that pic
 epoch see the same rewards (common random numbers: comparisons between strategies are less noisy).
 
 `simulate` drives a run directory through the public API, `gaincurate.schedule.run.steps.init_run` and
-`Run.open(RUN).step`, exactly as `gaincurate schedule init` / `next` would, with the feedback written as JSON lines by
+`Run.open(RUN).step`, exactly as `gaincurate schedule init` / `step` would, with the feedback written as JSON lines by
 `gaincurate.feedback_lines.append_rollouts`. The strategy and its options are parameters, so any strategy runs:
 
     scores = write_scores(tmp_path / "scores", policy := bundled_policy())

@@ -124,7 +124,7 @@ def test_the_product_path_by_the_issues_own_measure_is_at_most_12000_lines():
         (["gaincurate", "bench", "scale"], True),
         (["gaincurate", "difficulty", "fit"], True),
         (["gaincurate", "score", "data.jsonl", "--out", "scores"], False),
-        (["gaincurate", "schedule", "next", "--run", "run"], False),
+        (["gaincurate", "schedule", "step", "--run", "run"], False),
         (["python -m gaincurate", "--version"], True),
     ],
 )
@@ -154,8 +154,8 @@ def test_a_product_command_runs_without_the_lab_and_a_lab_command_with_it(tmp_pa
     for strategy in ("mopps", "variance"):
         init = ("schedule", "init", "--strategy", strategy, "--prompts", str(prompts), "--subset-size", "2")
         assert lab_loaded(*init, "--run", str(tmp_path / strategy))  # init offers every strategy's options
-    assert not lab_loaded("schedule", "next", "--run", str(tmp_path / "mopps"))
-    assert lab_loaded("schedule", "next", "--run", str(tmp_path / "variance"))
+    assert not lab_loaded("schedule", "step", "--run", str(tmp_path / "mopps"))
+    assert lab_loaded("schedule", "step", "--run", str(tmp_path / "variance"))
     assert (tmp_path / "mopps" / "epoch-0000.parquet").is_file() and (
         tmp_path / "variance" / "epoch-0000.parquet"
     ).is_file()
@@ -166,7 +166,7 @@ def test_a_product_command_runs_without_the_lab_and_a_lab_command_with_it(tmp_pa
     [
         (["gaincurate", "schedule", "init", "--help"], True),
         (["gaincurate", "schedule", "init", "--strategy", "probe", "--run", "r"], True),
-        (["gaincurate", "schedule", "next", "--run", "r"], False),
+        (["gaincurate", "schedule", "step", "--run", "r"], False),
         (["gaincurate", "schedule", "status", "--run", "r", "--json"], False),
         (["gaincurate", "score", "data.jsonl"], False),
         (["pytest", "tests"], True),  # `main` called in process by a script: every strategy's options

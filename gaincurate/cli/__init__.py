@@ -2,7 +2,7 @@
 
     gaincurate score data.jsonl --out scores        # gaincurate/cli/score.py (score, merge)
     gaincurate show scores                          # show.py
-    gaincurate schedule init|next|run|status        # schedule.py
+    gaincurate schedule init|step|run|status        # schedule.py
     gaincurate rollout ...                          # rollout.py
     gaincurate example trl-epoch ...                # example.py: the trainer scripts shipped in the package
     gaincurate bench ... / difficulty ... / signal check  # the lab's: an entry point (`gaincurate.entry_points`)

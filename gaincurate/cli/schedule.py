@@ -1,8 +1,8 @@
 """`gaincurate schedule ...`: thin commands over `gaincurate.schedule.run.run` and `gaincurate.integrations.command`.
 
     gaincurate schedule init --scores scores/ --run run/ --seed 1
-    gaincurate schedule next --run run/                                 # writes run/epoch-0000.parquet
-    gaincurate schedule next --run run/ --feedback rollouts.jsonl       # updates mu, writes epoch 1
+    gaincurate schedule step --run run/                                 # writes run/epoch-0000.parquet
+    gaincurate schedule step --run run/ --feedback rollouts.jsonl       # updates mu, writes epoch 1
     gaincurate schedule run --run run/ --epochs 10 --trainer-cmd 'python train.py {epoch_data} ...'
     gaincurate schedule status --run run/ [--json] [--plot status.png]
     gaincurate schedule strategies                                      # what each --strategy does, its options
@@ -105,7 +105,7 @@ def init(
         for key, value in resolved.items():
             table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
         stdout.print(table)
-        stdout.line(f"next: gaincurate schedule next --run {run}")
+        stdout.line(f"next: gaincurate schedule step --run {run}")
 
     emit({"run": str(run), "params": resolved, "notes": notes}, as_json=as_json, human=draw)
 
@@ -155,8 +155,8 @@ def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, 
     return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options, lab))
 
 
-@app.command("next")
-def next_(
+@app.command("step")
+def step(
     run: RunOption,
     feedback: Annotated[Path | None, typer.Option(help="The last epoch's rollouts, JSON lines.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Newest checkpoint (or the trainer's output dir).")] = None,
@@ -169,20 +169,20 @@ def next_(
     from gaincurate.schedule.run.run import Run
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
-        step = Run.open(run).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
-    for notice in step.notices:
+        taken = Run.open(run).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
+    for notice in taken.notices:
         if not (quiet or as_json):
             note(notice if notice.startswith("warning: ") else f"note: {notice}")  # the readout's warnings
     from gaincurate.schedule.strategies.contract import draw_words, update_words
     from gaincurate.schedule.strategies.registry import top_level
 
-    strategy = step.run.config.strategy_class  # a step of a run directory: `step.run` is its state after the step
+    strategy = taken.run.config.strategy_class  # a step of a run directory: `taken.run` is its state after the step
     result = {
-        "epoch": step.epoch, "path": str(step.path), "subset_size": step.subset_size, "strategy": step.strategy,
-        **top_level(step.draw), "draw": step.draw, "record": step.record, "notices": step.notices,
+        "epoch": taken.epoch, "path": str(taken.path), "subset_size": taken.subset_size, "strategy": taken.strategy,
+        **top_level(taken.draw), "draw": taken.draw, "record": taken.record, "notices": taken.notices,
     }  # fmt: skip
-    update = "" if step.record is None else update_words(strategy, step.record)
-    drawn = draw_words(strategy, step.draw)  # gain: "around mu 410.7"; by default "by probe"
+    update = "" if taken.record is None else update_words(strategy, taken.record)
+    drawn = draw_words(strategy, taken.draw)  # gain: "around mu 410.7"; by default "by probe"
     emit(result, as_json=as_json, human=lambda stdout: _draw_step(stdout, result, update, drawn))
 
 

@@ -133,7 +133,7 @@ def mounts_the_lab(argv: list[str]) -> bool:
     """Whether `schedule init` offers the options of the strategies kept for comparison on this command line: on
     `schedule init` itself (its flags, help, `--config` file and errors see every strategy's options) and on any
     command line that is no product command (a script calling `main` in process, `gaincurate --help`). A product
-    command besides (`schedule next`, `status`, `score`, ...) never reads init's options, so it loads no lab module."""
+    command besides (`schedule step`, `status`, `score`, ...) never reads init's options, so it loads no lab module."""
     words = [word for word in argv[1:] if not word.startswith("-")]
     return not words or words[0] not in PRODUCT_COMMANDS or words[:2] == ["schedule", "init"]
 

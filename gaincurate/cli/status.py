@@ -82,7 +82,7 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
 
 def stale_line(history: list[dict[str, Any]]) -> str:
     """Which epochs the strategy could not re-measure with the newest model after, and why (`schedule run
-    --allow-stale`, or `schedule next` without a checkpoint)."""
+    --allow-stale`, or `schedule step` without a checkpoint)."""
     stale = [line for line in history if line.get("stale")]
     if not stale:
         return ""

@@ -25,7 +25,7 @@ copy to `echo`. A failing or stopped command stops the loop with its exit code a
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
 
 The loop holds one `gaincurate.schedule.run.run.Run`: it takes each epoch's feedback (read and checked once) and
-steps with its `step`, the step `schedule next` takes. A trainer command's reward
+steps with its `step`, the step `schedule step` takes. A trainer command's reward
 function appends its feedback lines to the file this loop reads after the epoch (`gaincurate.schedule.run.recorder`).
 """
 
@@ -198,7 +198,7 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
             f"the trainer exited 0 on epoch {epoch} but wrote no feedback to {target}, so epoch {epoch} is not "
             f"marked trained: make it write one JSON line per rollout there ({{feedback_file}} or "
             f"$GAINCURATE_FEEDBACK_FILE) and rerun, or hand its rollouts over with "
-            f"`gaincurate schedule next --run {run_dir} --feedback FILE{kept}`"
+            f"`gaincurate schedule step --run {run_dir} --feedback FILE{kept}`"
         )
     run.take_feedback(target)  # read and checked once, archived: bad feedback is an error now, not a trained epoch
     new = after is not None and after.stamp() != stamp

@@ -7,8 +7,8 @@ epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed a
 epochs.
 
     scheduler = Scheduler(ScheduleConfig(strategy="gain", seed=1), prompts)
-    first = scheduler.next_epoch().plan                         # epoch 0, mu = 0 (gain's drawn number)
-    step = scheduler.next_epoch(feedback=scheduler.summarize(rollouts), ang=mean_fresh_score)
+    first = scheduler.step().plan                         # epoch 0, mu = 0 (gain's drawn number)
+    step = scheduler.step(feedback=scheduler.summarize(rollouts), ang=mean_fresh_score)
     step.record.update["delta"], step.plan.gc_ids               # how gain moved mu; epoch 1's prompts
 """
 
@@ -190,7 +190,7 @@ class Scheduler:
             parse=checked_rollout if checked else parse_record,
         )
 
-    def next_epoch(
+    def step(
         self,
         *,
         feedback: Feedback | Iterable[Any] | None = None,
@@ -208,7 +208,7 @@ class Scheduler:
         state = self.state
         if state.epoch < 0:
             if feedback is not None or ang is not None or rescored is not None:
-                raise ValueError("epoch 0 is drawn without feedback; call next_epoch() with no arguments first")
+                raise ValueError("epoch 0 is drawn without feedback; call step() with no arguments first")
             return EpochStep(self._draw(state), None)
         if feedback is None:
             raise ValueError(f"epoch {state.epoch} needs its feedback before the next epoch can be drawn")

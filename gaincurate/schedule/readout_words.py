@@ -1,4 +1,4 @@
-"""The savings readout in words: an epoch's in one line (`schedule run`'s epoch line, `schedule next`, `schedule
+"""The savings readout in words: an epoch's in one line (`schedule run`'s epoch line, `schedule step`, `schedule
 status`), r or what it waits for, and what `schedule init` says of an epoch too small for its readout to tell.
 """
 

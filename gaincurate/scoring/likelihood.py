@@ -4,7 +4,7 @@ For a reward that checks a short exact answer, sampled at temperature 1, the cha
 reference answer and then stops is the prompt's expected pass rate, measured without sampling: the sum over the
 answer's tokens (and the end-of-sequence token) of log p(token | everything before it). The `probe` strategy
 (`gaincurate.schedule.strategies.probe`) reads it as a feature, refreshed between epochs from the live model (TRL
-in process) or the newest checkpoint (`schedule next`, verl), through the same hooks as re-scoring.
+in process) or the newest checkpoint (`schedule step`, verl), through the same hooks as re-scoring.
 
     logps = answer_logprobs(model, tokenizer, prompt_ids, answer_ids)             # token ids in, float64 out
     logps = likelihoods(scores_dir, [3, 7], model=model, tokenizer=tokenizer)     # rows of a scores directory

@@ -23,7 +23,7 @@ USAGE_ERRORS = {
     "unknown-flag": (["show", "scores", "--bogus"], ["--bogus", "`gaincurate show --help`"]),
     "misspelt-flag": (["show", "scores", "--tpo", "3"], ["--tpo", "--top"]),
     "unknown-command": (["scroe"], ["scroe", "`gaincurate --help`"]),
-    "missing-option": (["schedule", "next"], ["--run", "`gaincurate schedule next --help`"]),
+    "missing-option": (["schedule", "step"], ["--run", "`gaincurate schedule step --help`"]),
     "missing-argument": (["show"], ["scores_dir", "`gaincurate show --help`"]),
     "bad-choice": (
         ["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "gian"],
@@ -81,7 +81,7 @@ def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line
         (["bench", "curriculum", "--bench", "no-such-bench", "--out", "b"], "neither a bundled config"),
         (["signal", "check", "missing"], "missing has no manifest.json"),
         (
-            ["schedule", "next", "--run", "missing"],
+            ["schedule", "step", "--run", "missing"],
             "--run missing does not exist; check the path, or start a run there: "
             "`gaincurate schedule init --scores SCORES --run missing`",
         ),
@@ -100,7 +100,7 @@ def test_other_commands_user_errors_are_one_line(args, message, gaincurate, erro
 
 def test_a_run_directory_that_is_no_run_gets_the_fix_that_works_there(scored, gaincurate, error_line, tmp_path):
     """The old line suggested `schedule init --run DIR` (no --scores, and refused for a scores directory)."""
-    line = error_line(gaincurate("schedule", "next", "--run", scored))
+    line = error_line(gaincurate("schedule", "step", "--run", scored))
     assert line.endswith(
         f"--run {scored} is a scores directory (written by `gaincurate score`), not a run; pass the run directory, "
         f"or start a run on these scores: `gaincurate schedule init --scores {scored} --run NEW_RUN`"
@@ -110,7 +110,7 @@ def test_a_run_directory_that_is_no_run_gets_the_fix_that_works_there(scored, ga
     assert "--run empty is empty: no run was started there" in line
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
-    line = error_line(gaincurate("schedule", "next", "--run", "other"))
+    line = error_line(gaincurate("schedule", "step", "--run", "other"))
     assert "--run other holds no state.json, so it is not a run directory" in line and "--run NEW_RUN`" in line
     # Each suggested init is one that is accepted.
     for run in ("NEW_RUN", "empty"):
@@ -122,14 +122,14 @@ def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_change
     tiny_llama, gaincurate, error_line, tmp_path
 ):
     """`score --overwrite` of edited prompts under a live run said only "(8 rows, run has 8)"."""
-    # The scoring runs in this process (score_in_process): the refusal of `schedule next` is what is under test.
+    # The scoring runs in this process (score_in_process): the refusal of `schedule step` is what is under test.
     score = ["--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--quiet", "--out", tmp_path / "scores"]
     score_in_process([write_jsonl(tmp_path / "a.jsonl", PROBLEMS), *score])
     assert gaincurate("schedule", "init", "--scores", "scores", "--run", "run", "--subset-size", "4").returncode == 0
-    assert gaincurate("schedule", "next", "--run", "run").returncode == 0
+    assert gaincurate("schedule", "step", "--run", "run").returncode == 0
     edited = [{**row, "problem": row["problem"] + " Explain."} if i == 3 else row for i, row in enumerate(PROBLEMS)]
     score_in_process([write_jsonl(tmp_path / "b.jsonl", edited), *score, "--overwrite"])
-    line = error_line(gaincurate("schedule", "next", "--run", "run"))
+    line = error_line(gaincurate("schedule", "step", "--run", "run"))
     scores = tmp_path / "scores"
     assert line == (
         f"gaincurate: error: the scores in {scores} hold other prompts than when the run started (the same "
@@ -177,7 +177,7 @@ def test_a_schedule_setting_is_named_as_its_caller_spells_it(scored, gaincurate,
 def test_no_arguments_prints_the_help(gaincurate):
     result = gaincurate("schedule")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert all(command in result.stdout + result.stderr for command in ("init", "next", "run", "status"))
+    assert all(command in result.stdout + result.stderr for command in ("init", "step", "run", "status"))
 
 
 def interrupted_score(tmp_path: Path, tiny_llama: Path, *extra: str, ready) -> tuple[subprocess.Popen, str, str, Path]:

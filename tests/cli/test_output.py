@@ -61,11 +61,11 @@ def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(["schedule", "init", "--scores", scored, "--run", run_dir, "--strategy", "uniform", "--subset-size", "4"],
         capsys)  # fmt: skip
-    assert "around mu" not in run(["schedule", "next", "--run", run_dir], capsys)
+    assert "around mu" not in run(["schedule", "step", "--run", run_dir], capsys)
     ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     feedback = tmp_path / "f.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": i, "reward": float(i % 2)}) + "\n" for i in ids))
-    stepped = strict_json(run(["schedule", "next", "--run", run_dir, "--feedback", feedback, "--json"], capsys))
+    stepped = strict_json(run(["schedule", "step", "--run", run_dir, "--feedback", feedback, "--json"], capsys))
     assert stepped["mu"] is None and "mu" not in stepped["record"] and stepped["record"]["accuracy"] is not None
 
     status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
@@ -83,14 +83,14 @@ def test_status_of_a_strategy_without_mu_shows_no_mu(scored, tmp_path, capsys):
 def test_status_of_gain_keeps_mu(scored, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(["schedule", "init", "--strategy", "gain", "--scores", scored, "--run", run_dir, "--subset-size", "4"], capsys)
-    assert "around mu 0.0" in run(["schedule", "next", "--run", run_dir], capsys)
+    assert "around mu 0.0" in run(["schedule", "step", "--run", run_dir], capsys)
     status = strict_json(run(["schedule", "status", "--run", run_dir, "--json"], capsys))
     assert status["uses_mu"] is True and status["mu"] == 0.0
     assert "mu 0.0 of 7" in run(["schedule", "status", "--run", run_dir], capsys)
     ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     feedback = tmp_path / "f.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": i, "reward": float(i % 2)}) + "\n" for i in ids))
-    stepped = run(["schedule", "next", "--run", run_dir, "--feedback", feedback], capsys)
+    stepped = run(["schedule", "step", "--run", run_dir, "--feedback", feedback], capsys)
     assert "rollouts, ang " in stepped and " (stored, angle term off), delta +0.0, mu 0.0 -> 0.0\n" in stepped
     assert "epoch 1: 4 prompts around mu 0.0 -> " in stepped  # docs/schedule.md's lines, from gain's own words
     table = run(["schedule", "status", "--run", run_dir], capsys)  # gain's declared columns, in their order

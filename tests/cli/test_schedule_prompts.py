@@ -26,7 +26,7 @@ def test_a_prompt_file_draws_the_epochs_its_scores_would(scored, tmp_path, capsy
         given = prompts if source == "--prompts" else scored
         run_dir = str(tmp_path / run)
         main(["schedule", "init", source, str(given), "--run", run_dir, "--strategy", "mopps", "--subset-size", "3"])
-        main(["schedule", "next", "--run", run_dir])
+        main(["schedule", "step", "--run", run_dir])
     capsys.readouterr()
     kept = tmp_path / "from-file" / "prompts"
     assert read_manifest(kept)["unscored"] is True

@@ -210,15 +210,15 @@ def test_in_process_scheduler_needs_the_strategy_and_per_rollout_feedback(embedd
         Scheduler(CONFIG, scores.prompts)
     strategy = dots_strategy(scores, CONFIG, initial=True)
     np.testing.assert_array_equal(
-        Scheduler(CONFIG, scores.prompts, strategy=strategy).next_epoch().plan.gc_ids,
-        Scheduler(CONFIG, scores.prompts, scores=scores).next_epoch().plan.gc_ids,
+        Scheduler(CONFIG, scores.prompts, strategy=strategy).step().plan.gc_ids,
+        Scheduler(CONFIG, scores.prompts, scores=scores).step().plan.gc_ids,
     )  # a strategy built by hand draws what the scheduler's own does
     scheduler = Scheduler(CONFIG, scores.prompts, scores=scores)
-    first = scheduler.next_epoch().plan
+    first = scheduler.step().plan
     with pytest.raises(ValueError, match="per-rollout feedback"):
-        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        scheduler.step(feedback=Feedback.from_accuracy(0.5))
     records = [{"gc_id": int(i), "reward": float(i % 2)} for i in first.gc_ids for _ in range(2)]
-    step = scheduler.next_epoch(feedback=records)
+    step = scheduler.step(feedback=records)
     assert step.plan.epoch == 1
     memory = PassRates.from_json(scheduler.state.memory["pass_rates"])
     np.testing.assert_array_equal(memory.gc_ids, first.gc_ids)
@@ -278,7 +278,7 @@ def test_schedule_cli_takes_the_dots_options(embedded_scores, tmp_path, monkeypa
     assert (options.reference_every, options.reference_size) == (3, 7)
     assert options.calibrator == str(tmp_path / "cal.npz")  # stored absolute: it is read at every step
     assert "dots" in capsys.readouterr().out
-    monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "next", "--run", str(tmp_path / "run")])
+    monkeypatch.setattr(sys, "argv", ["gaincurate", "schedule", "step", "--run", str(tmp_path / "run")])
     main()
     assert "epoch 0: 5 prompts by dots ->" in capsys.readouterr().out  # not "around mu": dots does not draw by it
 

@@ -45,7 +45,7 @@ def epoch_0(tmp_path) -> Path:
     """A run at epoch 0 (uniform, re-scoring its subset) and that epoch's feedback in tmp_path/rewards.jsonl."""
     write_scores(tmp_path / "scores")
     assert console("schedule", "init", "--scores", "scores", "--run", "run", *INIT, cwd=tmp_path).returncode == 0
-    assert console("schedule", "next", "--run", "run", cwd=tmp_path).returncode == 0
+    assert console("schedule", "step", "--run", "run", cwd=tmp_path).returncode == 0
     ids = json.loads((tmp_path / "run" / "state.json").read_text())["positions"]
     ranking = json.loads((tmp_path / "run" / "state.json").read_text())["ranking"]
     lines = [json.dumps({"gc_id": ranking[p], "reward": float(p % 2)}) for p in ids]
@@ -57,14 +57,14 @@ def test_a_missing_checkpoint_is_refused_naming_the_newest_one_and_nothing_chang
     write_trl_checkpoint(tmp_path / "out", 50)
     before = files(epoch_0)
     typo = console(
-        "schedule", "next", "--run", "run", "--feedback", "rewards.jsonl", "--checkpoint", "out/checkpoint-100",
+        "schedule", "step", "--run", "run", "--feedback", "rewards.jsonl", "--checkpoint", "out/checkpoint-100",
         cwd=tmp_path,
     )  # fmt: skip
     line = one_error_line(typo)
     assert "checkpoint out/checkpoint-100 does not exist; pass a folder the trainer saved" in line
     assert "the newest complete checkpoint in out is out/checkpoint-50" in line and "wait" not in line
     weights = console(
-        "schedule", "next", "--run", "run", "--feedback", "rewards.jsonl",
+        "schedule", "step", "--run", "run", "--feedback", "rewards.jsonl",
         "--checkpoint", "out/checkpoint-50/model.safetensors", cwd=tmp_path,
     )  # fmt: skip
     assert "model.safetensors is a file, not a folder; pass a folder the trainer saved" in one_error_line(weights)

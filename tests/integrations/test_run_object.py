@@ -137,7 +137,7 @@ def test_verls_on_save_hook_steps_one_run_with_its_feedback_file(tmp_path, used)
     hook = StepScheduleOnSave({"gaincurate": {"run_dir": str(run_dir), "feedback_file": str(feedback)}})
     result = hook.step(None)
     assert result.epoch == 1 and rundir.feedback_path(run_dir, 0).read_bytes() == feedback.read_bytes()
-    assert [name for name, _ in used] == ["step", "step"]  # `schedule next`'s step, then the hook's
+    assert [name for name, _ in used] == ["step", "step"]  # `schedule step`'s step, then the hook's
     assert all(isinstance(owner, Run) for _, owner in used)
 
 

@@ -86,12 +86,12 @@ def test_a_dots_curriculum_without_a_run_directory_draws_like_the_scheduler(scor
     driver = GainCurriculum(scores, config).run
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    assert driver.plan.gc_ids.tolist() == scheduler.next_epoch().plan.gc_ids.tolist()
+    assert driver.plan.gc_ids.tolist() == scheduler.step().plan.gc_ids.tolist()
     rewards = [float(g % 2) for g in driver.plan.gc_ids]
     driver.record(driver.plan.gc_ids, rewards)
     driver.step()
     feedback = [{"gc_id": int(g), "reward": r} for g, r in zip(scheduler.current.gc_ids, rewards, strict=True)]
-    assert driver.plan.gc_ids.tolist() == scheduler.next_epoch(feedback=feedback).plan.gc_ids.tolist()
+    assert driver.plan.gc_ids.tolist() == scheduler.step(feedback=feedback).plan.gc_ids.tolist()
 
 
 def test_sampler_refuses_an_epoch_the_curriculum_is_not_at(scores):
@@ -338,9 +338,9 @@ def test_each_epoch_trains_exactly_the_schedulers_subset(inprocess, scores, stra
     config = ScheduleConfig(**schedule(strategy))
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    plans = [scheduler.next_epoch().plan]
+    plans = [scheduler.step().plan]
     for line in history:
-        step = scheduler.next_epoch(feedback=result.rewards.feedback(line["epoch"]), ang=line.get("ang"))
+        step = scheduler.step(feedback=result.rewards.feedback(line["epoch"]), ang=line.get("ang"))
         if "mu_next" in line:  # gain and length
             assert step.record.update["mu_next"] == pytest.approx(line["mu_next"], abs=1e-12)
         else:

@@ -33,8 +33,8 @@ def test_a_run_from_a_prompt_file_trains_in_process(tiny_llama, tmp_path):
     assert [line["epoch"] for line in history] == [0, 1, 2]
     prompts = load_scores(run_dir / PROMPTS)
     scheduler = Scheduler(config, prompts.prompts, scores=prompts)
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     for line in history:
         assert line["subset_ids"] == plan.gc_ids.tolist()
         assert rewards.ids(line["epoch"]) == {g: NUM_GENERATIONS for g in line["subset_ids"]}
-        plan = scheduler.next_epoch(feedback=rewards.feedback(line["epoch"])).plan
+        plan = scheduler.step(feedback=rewards.feedback(line["epoch"])).plan

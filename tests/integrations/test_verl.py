@@ -81,7 +81,7 @@ def test_epochs_are_the_schedule_and_mu_learns_from_updates(setup):
     trained = run_epochs(sampler, frame, 3, trace=batches)
     # An independent scheduler fed the same rollouts draws the same epochs and moves mu the same way.
     scheduler = Scheduler(CONFIG, load_scores(setup.scores).prompts)
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     history = read_history(setup.run)
     assert [line["epoch"] for line in history] == [0, 1]  # epoch 2 is trained; it steps at the next __iter__
     steps_per_epoch = CONFIG.subset_size // BATCH
@@ -90,7 +90,7 @@ def test_epochs_are_the_schedule_and_mu_learns_from_updates(setup):
         epoch_batches = batches[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]
         pairs = [pair for b in epoch_batches for pair in zip(b["gc_id"], b["rewards"], strict=True)]
         feedback = [{"gc_id": int(g), "reward": float(r)} for g, r in pairs]
-        step = scheduler.next_epoch(feedback=feedback)
+        step = scheduler.step(feedback=feedback)
         if epoch < 2:
             assert history[epoch]["mu_next"] == pytest.approx(step.record.update["mu_next"], abs=1e-12)
             assert history[epoch]["rollouts"] == CONFIG.subset_size * ROLLOUTS

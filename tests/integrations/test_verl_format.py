@@ -178,7 +178,7 @@ def test_the_trl_export_keeps_conversational_prompts_and_extra_columns(tmp_path)
 @pytest.mark.slow
 def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tiny_llama, tmp_path):
     """`score` (the tiny Llama, in this process: the columns it finds are under test, not its start-up), then the real
-    console script: schedule init --format verl, schedule next twice."""
+    console script: schedule init --format verl, schedule step twice."""
     parquet = concatenated_gsm8k(tmp_path, count=4)
     scores, run = tmp_path / "scores", tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -192,13 +192,13 @@ def test_a_verl_parquet_goes_through_score_and_schedule_with_no_column_flags(tin
     manifest = json.loads((scores / "manifest.json").read_text())
     assert (manifest["config"]["prompt_column"], manifest["config"]["answer_column"]) == ("prompt", VERL_ANSWER_PATH)
     gaincurate("schedule", "init", "--scores", str(scores), "--run", str(run), "--format", "verl", "--subset-size", "4")
-    gaincurate("schedule", "next", "--run", str(run))
+    gaincurate("schedule", "step", "--run", str(run))
     source = source_rows(parquet)
     first = pq.read_table(run / "epoch-0000.parquet")
     assert_kept(first, source)
     feedback = tmp_path / "rollouts.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": g, "reward": 1.0}) + "\n" for g in first["gc_id"].to_pylist()))
-    gaincurate("schedule", "next", "--run", str(run), "--feedback", str(feedback))
+    gaincurate("schedule", "step", "--run", str(run), "--feedback", str(feedback))
     assert_kept(pq.read_table(run / "epoch-0001.parquet"), source)
 
 

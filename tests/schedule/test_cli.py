@@ -23,7 +23,7 @@ def invoke(*args):
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("init", "next", "run", "status"):
+    for command in ("init", "step", "run", "status"):
         assert command in result.output
 
 
@@ -43,7 +43,7 @@ def test_a_strategys_docstring_is_not_what_the_cli_prints(monkeypatch):
     assert printed() == before
 
 
-def test_init_next_status(tmp_path, scores_dir):
+def test_init_step_status(tmp_path, scores_dir):
     run = tmp_path / "run"
     result = invoke(
         "init", "--scores", scores_dir, "--run", run, "--subset-size", "25%", "--sigma", "10%", "--step-size", "4",
@@ -62,12 +62,12 @@ def test_init_next_status(tmp_path, scores_dir):
     )  # fmt: skip
     assert (config.strategy, options.alpha, options.beta, config.reward_max) == ("length", 1.5, 0.4, 2.0)
 
-    result = invoke("next", "--run", run)
+    result = invoke("step", "--run", run)
     assert result.exit_code == 0 and "epoch 0: 10 prompts" in result.output
     ids = pq.read_table(run / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     feedback = tmp_path / "f.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": i, "reward": 2.0 * (i % 2)}) + "\n" for i in ids))
-    result = invoke("next", "--run", run, "--feedback", feedback)
+    result = invoke("step", "--run", run, "--feedback", feedback)
     assert result.exit_code == 0, result.output
     assert "epoch 0: acc" in result.output and "epoch 1: 10 prompts" in result.output
 
@@ -87,7 +87,7 @@ def test_bad_values_raise_the_project_errors(tmp_path, scores_dir):
     result = invoke("init", "--strategy", "gain", "--scores", scores_dir, "--run", tmp_path / "run", "--beta", "3")
     assert isinstance(result.exception, ConfigError) and "--beta" in str(result.exception)
     assert not (tmp_path / "run").exists()
-    result = invoke("next", "--run", tmp_path / "nowhere")
+    result = invoke("step", "--run", tmp_path / "nowhere")
     assert isinstance(result.exception, InputError) and "schedule init" in str(result.exception)
     # dots needs question embeddings, which these scores lack: one line naming the fix, nothing written.
     result = invoke("init", "--scores", scores_dir, "--run", tmp_path / "run", "--strategy", "dots")

@@ -33,16 +33,16 @@ def rollouts(gc_ids) -> list[dict]:
 @pytest.mark.determinism
 def test_json_round_trip_resumes_identically():
     straight = Scheduler(CONFIG, prompts())
-    plans = [straight.next_epoch().plan]
+    plans = [straight.step().plan]
     saved = None
     for epoch in range(4):
         if epoch == 2:
             saved = json.dumps(straight.state.to_json())
-        plans.append(straight.next_epoch(feedback=rollouts(plans[-1].gc_ids)).plan)
+        plans.append(straight.step(feedback=rollouts(plans[-1].gc_ids)).plan)
 
     resumed = Scheduler(CONFIG, prompts(), ScheduleState.from_json(json.loads(saved)))
     for expected in plans[3:]:
-        plan = resumed.next_epoch(feedback=rollouts(resumed.current.gc_ids)).plan
+        plan = resumed.step(feedback=rollouts(resumed.current.gc_ids)).plan
         assert plan.epoch == expected.epoch and plan.draw == expected.draw
         np.testing.assert_array_equal(plan.gc_ids, expected.gc_ids)
 
@@ -51,10 +51,10 @@ def test_calls_in_the_wrong_order_are_refused():
     scheduler = Scheduler(CONFIG, prompts())
     assert scheduler.current is None
     with pytest.raises(ValueError, match="epoch 0 is drawn without feedback"):
-        scheduler.next_epoch(ang=1.0)
-    scheduler.next_epoch()
+        scheduler.step(ang=1.0)
+    scheduler.step()
     with pytest.raises(ValueError, match="epoch 0 needs its feedback"):
-        scheduler.next_epoch()
+        scheduler.step()
 
 
 def test_rescore_ids_per_mode():
@@ -62,9 +62,9 @@ def test_rescore_ids_per_mode():
         scheduler = Scheduler(
             ScheduleConfig(**{**CONFIG.to_dict(), "rescore": mode, "rescore_every": every}), prompts()
         )
-        plan = scheduler.next_epoch().plan
+        plan = scheduler.step().plan
         for _ in range(epochs - 1):
-            plan = scheduler.next_epoch(feedback=rollouts(plan.gc_ids)).plan
+            plan = scheduler.step(feedback=rollouts(plan.gc_ids)).plan
         return scheduler, scheduler.rescore_ids()
 
     assert ids_for("none")[1] is None
@@ -80,10 +80,10 @@ def test_rescore_ids_per_mode():
 
 def test_full_rescore_reranks_and_keeps_fresh_scores():
     scheduler = Scheduler(ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "full"}), prompts())
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     ids = scheduler.rescore_ids()
     fresh = (ids - 1000) / 100.0  # the highest gc_id now has the highest score
-    step = scheduler.next_epoch(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, fresh))
+    step = scheduler.step(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, fresh))
     assert step.record.update["reranked"] and step.record.update["ang_source"] == "rescored"
     np.testing.assert_array_equal(scheduler.state.ranking, np.arange(120)[::-1] + 1000)
     np.testing.assert_allclose(scheduler.state.scores, np.arange(120)[::-1] / 100.0)
@@ -92,10 +92,10 @@ def test_full_rescore_reranks_and_keeps_fresh_scores():
 
 def test_subset_rescore_does_not_touch_the_stored_scores():
     scheduler = Scheduler(ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "subset"}), prompts())
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     before = scheduler.state.scores.copy()
     ids = scheduler.rescore_ids()
-    step = scheduler.next_epoch(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, np.full(len(ids), 9.0)))
+    step = scheduler.step(feedback=rollouts(plan.gc_ids), rescored=Rescored(ids, np.full(len(ids), 9.0)))
     assert step.record.update["ang"] == 9.0 and not step.record.update["reranked"]
     np.testing.assert_array_equal(scheduler.state.scores, before)
 
@@ -106,9 +106,9 @@ def test_length_debias_is_reapplied_when_reranking():
     debias = {"intercept": 0.0, "slope": 1.0}
     debiased = PromptSet(base.gc_ids, base.scores, base.scores - np.log(tokens), tokens, debias)
     scheduler = Scheduler(ScheduleConfig(**{**CONFIG.to_dict(), "rescore": "full"}), debiased)
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     fresh = np.full(120, 1.0)  # equal fresh scores: residual 1 - log(tokens) ranks the shortest first
-    scheduler.next_epoch(feedback=rollouts(plan.gc_ids), rescored=Rescored(base.gc_ids, fresh))
+    scheduler.step(feedback=rollouts(plan.gc_ids), rescored=Rescored(base.gc_ids, fresh))
     ranked_tokens = tokens[scheduler.state.ranking - 1000]
     assert np.all(np.diff(ranked_tokens) >= 0)  # without the debias, ties would keep gc_id order
 

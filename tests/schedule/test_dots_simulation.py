@@ -1,4 +1,4 @@
-"""dots against a simulated policy that keeps improving (tests/simulation.py), driven through `schedule next`'s API.
+"""dots against a simulated policy that keeps improving (tests/simulation.py), driven through `schedule step`'s API.
 
 10 epochs of 32 of the 320 bundled prompts, 4 Bernoulli rollouts per selected prompt, true pass rates rising
 every epoch and shared by embedding neighbours, default options. Two margins (issue #13):

@@ -92,7 +92,7 @@ def test_same_seed_gives_byte_identical_epoch_files(tmp_path, scores_dir):
 
 
 def test_in_process_driver_writes_the_run_directory_schedule_next_writes(tmp_path, scores_dir):
-    """One step function: the in-process driver and `schedule next`, fed the same rollouts, write the same files."""
+    """One step function: the in-process driver and `schedule step`, fed the same rollouts, write the same files."""
     cli_run, in_process = tmp_path / "cli", tmp_path / "in-process"
     driver = Run(scores_dir, CONFIG, run_dir=in_process)
     init_run(cli_run, scores_dir, CONFIG)

@@ -117,7 +117,7 @@ def test_random_ranking_is_the_seeded_permutation_whatever_the_scores():
 def test_random_ranking_draws_around_mu_as_gain_does():
     """A tiny sigma takes the positions nearest mu: epoch 0 is the permutation's first two prompts."""
     config = ScheduleConfig(strategy="gain", ranking="random", seed=4, subset_size=2, sigma=0.01)
-    plan = Scheduler(config, prompt_set([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])).next_epoch().plan
+    plan = Scheduler(config, prompt_set([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])).step().plan
     assert sorted(plan.gc_ids.tolist()) == sorted(np.random.default_rng([4, 0, RANKING_STREAM]).permutation(6)[:2])
 
 
@@ -129,11 +129,11 @@ def test_sweep_moves_mu_by_its_rate_whatever_the_feedback(rate, step):
     """40 prompts, step_size 5: all right, all wrong, all right... mu still goes 0, step, 2 step, up to 39."""
     config = ScheduleConfig(strategy="gain", mu_control="sweep", sweep_rate=rate, step_size=5, subset_size=4, seed=1)
     scheduler = Scheduler(config, prompt_set(list(np.linspace(1, 0, 40))))
-    scheduler.next_epoch()
+    scheduler.step()
     mus = [scheduler.state.memory["mu"]]
     for epoch in range(10):
         ids = scheduler.state.subset_ids.tolist()
-        scheduler.next_epoch(feedback=per_prompt(dict.fromkeys(ids, float(epoch % 2 == 0))))
+        scheduler.step(feedback=per_prompt(dict.fromkeys(ids, float(epoch % 2 == 0))))
         mus.append(scheduler.state.memory["mu"])
     assert mus == [min(step * epoch, 39.0) for epoch in range(11)]
 
@@ -177,8 +177,8 @@ SCORES = [0.9, 0.8, 0.7, 0.6, 0.5, float("nan")]  # ranked as given: gc_id 5 (un
 )
 def test_auto_direction_keeps_or_reverses_after_the_first_epoch(rates, ranking, rho, order):
     scheduler = Scheduler(AUTO, prompt_set(SCORES))
-    assert scheduler.next_epoch().plan.gc_ids.tolist() == [0, 1, 2, 3, 4]  # the five nearest mu = 0
-    step = scheduler.next_epoch(feedback=per_prompt(rates))
+    assert scheduler.step().plan.gc_ids.tolist() == [0, 1, 2, 3, 4]  # the five nearest mu = 0
+    step = scheduler.step(feedback=per_prompt(rates))
     decision = {"epoch": 0, "ranking": ranking, "spearman": rho, "prompts": 5}
     direction = step.record.update["direction"]
     assert direction == (decision if rho is None else decision | {"spearman": pytest.approx(rho)})
@@ -188,28 +188,28 @@ def test_auto_direction_keeps_or_reverses_after_the_first_epoch(rates, ranking, 
     # mu keeps its value: it counts ranks from the (new) start
     assert scheduler.state.memory == {"mu": mu_next, "direction": direction}
     # decided once: a later epoch whose rates run the other way changes nothing
-    later = scheduler.next_epoch(feedback=per_prompt({int(i): 1.0 - rates.get(int(i), 0.5) for i in step.plan.gc_ids}))
+    later = scheduler.step(feedback=per_prompt({int(i): 1.0 - rates.get(int(i), 0.5) for i in step.plan.gc_ids}))
     assert "direction" not in later.record.update and scheduler.state.ranking.tolist() == order
 
 
 def test_auto_direction_needs_per_prompt_feedback():
     scheduler = Scheduler(AUTO, prompt_set(SCORES))
-    scheduler.next_epoch()
+    scheduler.step()
     with pytest.raises(InputError, match="--direction auto reads each prompt's pass rate"):
-        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        scheduler.step(feedback=Feedback.from_accuracy(0.5))
 
 
 def test_auto_direction_decision_survives_a_json_round_trip():
     from gaincurate.schedule.state import ScheduleState
 
     scheduler = Scheduler(AUTO, prompt_set(SCORES))
-    scheduler.next_epoch()
-    scheduler.next_epoch(feedback=per_prompt({0: 0.0, 1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}))
+    scheduler.step()
+    scheduler.step(feedback=per_prompt({0: 0.0, 1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}))
     state = ScheduleState.from_json(json.loads(json.dumps(scheduler.state.to_json())))
     resumed = Scheduler(AUTO, prompt_set(SCORES), state)
     feedback = per_prompt(dict.fromkeys(scheduler.state.subset_ids.tolist(), 1.0))
-    assert resumed.next_epoch(feedback=feedback).plan.gc_ids.tolist() == (
-        scheduler.next_epoch(feedback=feedback).plan.gc_ids.tolist()
+    assert resumed.step(feedback=feedback).plan.gc_ids.tolist() == (
+        scheduler.step(feedback=feedback).plan.gc_ids.tolist()
     )
 
 
@@ -229,13 +229,13 @@ def test_negative_adj_min_moves_mu_back_through_the_console_script(tmp_path, sco
                       "--json")  # fmt: skip
     assert init.returncode == 0, init.stderr
     assert json.loads(init.stdout)["params"]["adj_min"] == -4.0
-    assert gaincurate("schedule", "next", "--run", str(run), "--json").returncode == 0
+    assert gaincurate("schedule", "step", "--run", str(run), "--json").returncode == 0
     mus = []
     for epoch, reward in enumerate((1.0, 0.0)):
         ids = rundir.load_run(run).schedule.subset_ids.tolist()
         feedback = tmp_path / f"feedback-{epoch}.jsonl"
         append_rollouts(feedback, ids, [reward] * len(ids))
-        step = gaincurate("schedule", "next", "--run", str(run), "--feedback", str(feedback), "--json")
+        step = gaincurate("schedule", "step", "--run", str(run), "--feedback", str(feedback), "--json")
         assert step.returncode == 0, step.stderr
         mus.append(json.loads(step.stdout)["mu"])
     assert mus == [pytest.approx(5 * math.tanh(1.0)), pytest.approx(0.0, abs=1e-12)]

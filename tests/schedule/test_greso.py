@@ -100,11 +100,11 @@ def test_exploration_rates_step_toward_the_target():
 def test_the_scheduler_moves_streaks_and_rates_from_the_epochs_rollouts():
     config = ScheduleConfig(**{**CONFIG.to_dict(), "subset_size": 10, "target_zero_variance": 0.3})
     scheduler = Scheduler(config, prompt_set(10))
-    scheduler.next_epoch()
+    scheduler.step()
     # 1 and 2 all right, 3 all wrong, 4 mixed; the other six have no rollout.
     records = [{"gc_id": i, "correct": True} for i in (1, 2) for _ in range(3)]
     records += [{"gc_id": 3, "reward": 0.0}] * 3 + [{"gc_id": 4, "correct": c} for c in (True, False)]
-    step = scheduler.next_epoch(feedback=records)
+    step = scheduler.step(feedback=records)
     memory = scheduler.state.memory["zero_variance"]
     assert (memory["gc_ids"], memory["streaks"]) == ([1, 2, 3], [1, 1, -1])
     # Of the 4 prompts with rollouts, 2/4 were all right (target 0.3 / 3) and 1/4 all wrong (target 0.2):
@@ -113,7 +113,7 @@ def test_the_scheduler_moves_streaks_and_rates_from_the_epochs_rollouts():
     assert step.record.selection["skipped"] == 0  # epoch 0 had nothing to skip
     # Next epoch: 3 turns mixed, 1 right again, 2 has no rollout and keeps its streak.
     records = [{"gc_id": 1, "correct": True}] + [{"gc_id": 3, "correct": c} for c in (True, False)]
-    scheduler.next_epoch(feedback=records)
+    scheduler.step(feedback=records)
     memory = scheduler.state.memory["zero_variance"]
     assert (memory["gc_ids"], memory["streaks"]) == ([1, 2], [2, 1])
 
@@ -124,7 +124,7 @@ def test_without_streaks_the_filter_draws_what_its_base_draws():
     filtered = Scheduler(
         ScheduleConfig(strategy="gain", subset_size=8, seed=2, sigma=10, skip_zero_variance=True), prompts
     )
-    np.testing.assert_array_equal(plain.next_epoch().plan.gc_ids, filtered.next_epoch().plan.gc_ids)
+    np.testing.assert_array_equal(plain.step().plan.gc_ids, filtered.step().plan.gc_ids)
 
 
 class FixedOrder(Strategy):
@@ -160,9 +160,9 @@ def test_the_epoch_keeps_its_size_with_the_bases_next_choices():
 
 def test_a_bare_accuracy_is_refused_in_one_line():
     scheduler = Scheduler(CONFIG, prompt_set(20))
-    scheduler.next_epoch()
+    scheduler.step()
     with pytest.raises(InputError, match="per-rollout feedback") as error:
-        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        scheduler.step(feedback=Feedback.from_accuracy(0.5))
     assert "\n" not in str(error.value)
 
 

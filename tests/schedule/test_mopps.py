@@ -61,17 +61,17 @@ def stored_posteriors(scheduler: Scheduler) -> dict[int, tuple[float, float]]:
 def test_the_scheduler_updates_the_measured_prompts_and_keeps_the_rest():
     # Every prompt is in every epoch (subset = N), so which prompts get rollouts is up to the test.
     scheduler = Scheduler(ScheduleConfig(**{**CONFIG.to_dict(), "subset_size": 20}), prompt_set(20))
-    scheduler.next_epoch()
+    scheduler.step()
     # Prompt 3: rewards 1, 0.5, 0 (a partial reward counts as half a success); prompt 7: wrong twice.
     records = [{"gc_id": 3, "reward": r} for r in (1.0, 0.5, 0.0)] + [{"gc_id": 7, "correct": False}] * 2
-    scheduler.next_epoch(feedback=records)
+    scheduler.step(feedback=records)
     assert stored_posteriors(scheduler) == {
         3: (0.5 * 1 + 0.5 * 1 + 1.5, 0.5 * 2 + 0.5 * 2 + 1.5),
         7: (0.5 * 1 + 0.5 * 1 + 0.0, 0.5 * 2 + 0.5 * 2 + 2.0),
     }
     # Next epoch only prompts 7 (right once) and 11 (right, wrong) have rollouts: prompt 3 keeps its posterior.
     records = [{"gc_id": 7, "correct": True}, {"gc_id": 11, "correct": True}, {"gc_id": 11, "correct": False}]
-    scheduler.next_epoch(feedback=records)
+    scheduler.step(feedback=records)
     assert stored_posteriors(scheduler) == {
         3: (2.5, 3.5),
         7: (0.5 * 1.0 + 0.5 * 1 + 1.0, 0.5 * 4.0 + 0.5 * 2 + 0.0),
@@ -110,7 +110,7 @@ def test_thompson_selection_frequencies_match_a_monte_carlo_of_the_formula():
 
 def test_epoch_zero_is_a_uniform_draw_under_a_flat_prior():
     scheduler = Scheduler(ScheduleConfig(strategy="mopps", subset_size=5, seed=1), prompt_set(50))
-    step = scheduler.next_epoch()
+    step = scheduler.step()
     assert len(step.plan.gc_ids) == 5 and len(set(step.plan.gc_ids.tolist())) == 5
     assert scheduler.state.selection.figures == {
         "posterior_mean": 0.5,
@@ -120,9 +120,9 @@ def test_epoch_zero_is_a_uniform_draw_under_a_flat_prior():
 
 def test_a_bare_accuracy_is_refused_in_one_line():
     scheduler = Scheduler(CONFIG, prompt_set(20))
-    scheduler.next_epoch()
+    scheduler.step()
     with pytest.raises(InputError, match="per-rollout feedback") as error:
-        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        scheduler.step(feedback=Feedback.from_accuracy(0.5))
     assert "\n" not in str(error.value)
 
 

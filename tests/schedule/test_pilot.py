@@ -65,7 +65,7 @@ def test_epoch_0_pilots_k_times_m_candidates_and_commits_the_m_that_can_teach():
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=8, pilot_factor=2.5, seed=4), prompts)
     scheduler.policy = Metered(fixed_screener(rates, calls))
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == PILOT_ROLLOUTS and len(set(candidates.tolist())) == 20
     # Under the prior every draw is uniform: the candidates are the epoch's Thompson draws nearest 0.5.
@@ -88,10 +88,10 @@ def test_the_next_pilot_feeds_the_posterior_and_the_feedback_is_not_discounted_t
     config = ScheduleConfig(strategy="pilot", subset_size=5, seed=2, forget=0.5, prior=(1.0, 2.0))
     scheduler = Scheduler(config, prompts)
     scheduler.policy = Metered(fixed_screener(rates, calls))
-    scheduler.next_epoch()
+    scheduler.step()
     first = scheduler.state.subset_ids
     feedback = [{"gc_id": int(i), "reward": float(r)} for i in first for r in (1, 0, 0)]
-    plan = scheduler.next_epoch(feedback=feedback).plan
+    plan = scheduler.step(feedback=feedback).plan
     (_, _, _), (piloted, epoch, rollouts) = calls
     assert epoch == 1 and len(piloted) == 10
     memory = scheduler.state.memory
@@ -123,7 +123,7 @@ def test_the_report_gives_posterior_means_and_the_pilot_rates_of_the_candidates(
     rates = {int(i): 0.5 for i in prompts.gc_ids}
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=4), prompts)
     scheduler.policy = Metered(fixed_screener(rates, []))
-    scheduler.next_epoch()
+    scheduler.step()
     drawn = scheduler.state.selection
     assert drawn.picked == (0.5,) * 4 and drawn.band == (0.25, 0.75)  # 0 < k/2 < 1
     assert "pilot pass rate (2 rollouts)" in drawn.source
@@ -133,7 +133,7 @@ def test_the_report_gives_posterior_means_and_the_pilot_rates_of_the_candidates(
 def test_pilot_without_a_policy_says_what_is_missing():
     scheduler = Scheduler(ScheduleConfig(strategy="pilot", subset_size=4), prompt_set(20))
     with pytest.raises(ConfigError, match="no model was given to pilot with"):
-        scheduler.next_epoch()
+        scheduler.step()
 
 
 @pytest.mark.parametrize(
@@ -288,11 +288,11 @@ def test_a_scheduler_rebuilt_from_its_state_json_draws_what_the_running_one_draw
 
     def step(scheduler, epoch):
         ids = scheduler.state.subset_ids
-        return scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": float((i + epoch) % 2)} for i in ids])
+        return scheduler.step(feedback=[{"gc_id": int(i), "reward": float((i + epoch) % 2)} for i in ids])
 
     running = Scheduler(config, prompts)
     running.policy = Metered(fixed_screener(rates, []))
-    running.next_epoch()
+    running.step()
     for epoch in range(2):
         step(running, epoch)
     saved = json.dumps(running.state.to_json())

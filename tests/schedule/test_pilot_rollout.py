@@ -1,4 +1,4 @@
-"""`--strategy pilot` on disk through the console script: `schedule next` pilots with a real model's rollouts.
+"""`--strategy pilot` on disk through the console script: `schedule step` pilots with a real model's rollouts.
 
 A tiny random Llama scores the helper problems (test_screen_rollout's fixture); epoch 0 pilots with that model (in
 process, through the driver the console script calls), and each later epoch with the checkpoint given (in process too;
@@ -27,7 +27,7 @@ def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_sc
         "--strategy", "pilot", "--pilot-factor", FACTOR, "--pilot-rollouts", ROLLOUTS,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    # Epoch 0 in this process, through the driver `schedule next` calls (a console step costs a fresh torch import):
+    # Epoch 0 in this process, through the driver `schedule step` calls (a console step costs a fresh torch import):
     # the console script's own step is epoch 1's, below.
     assert Run.open(run_dir).step().strategy == "pilot"
     ids, rewards = screened(run_dir, 0)  # epoch 0: piloted with the model the prompts were scored with
@@ -36,17 +36,17 @@ def test_the_console_script_pilots_each_epoch_and_keeps_what_it_measured(tiny_sc
 
     feedback = write_feedback(tmp_path / "feedback-0.jsonl", epoch_ids(run_dir, 0))
     before = snapshot(run_dir)
-    result = console("schedule", "next", "--run", run_dir, "--feedback", feedback)
+    result = console("schedule", "step", "--run", run_dir, "--feedback", feedback)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(errors) == 1, result.stderr  # one line, naming the fix
     assert "--strategy pilot measures epoch 1's candidates" in errors[0] and "--checkpoint" in errors[0]
     assert snapshot(run_dir) == before
 
-    # Epoch 1's step with the checkpoint through the command in this process: a console `schedule next --checkpoint`
+    # Epoch 1's step with the checkpoint through the command in this process: a console `schedule step --checkpoint`
     # that measures with a model is test_screen_rollout's (screen and pilot measure through the same screener).
     threads = torch.get_num_threads()
     try:
-        main(["schedule", "next", "--run", str(run_dir), "--feedback", str(feedback), "--checkpoint", str(tiny_llama)])
+        main(["schedule", "step", "--run", str(run_dir), "--feedback", str(feedback), "--checkpoint", str(tiny_llama)])
     finally:
         torch.set_num_threads(threads)
     assert "epoch 1: 2 prompts by pilot" in capsys.readouterr().out

@@ -283,7 +283,7 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     done = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "predict", "--explore", "0.2",
                    "--subset-size", "4")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
+    assert console("schedule", "step", "--run", run, "--quiet").returncode == 0
     assert (run / "epoch-0000.parquet").is_file()
     shown = console("schedule", "init", "--help").stdout
     assert "kept for comparison (the lab's)" in shown and "--bandwidth" in shown and "--informative-prior" in shown

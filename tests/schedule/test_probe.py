@@ -162,7 +162,7 @@ def drive_with_likelihood(
     )
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     selected, records = [plan.gc_ids], []
     for epoch in range(epochs - 1):
         rewards = policy.rollouts(plan.gc_ids, epoch)
@@ -170,7 +170,7 @@ def drive_with_likelihood(
                     for r in row]  # fmt: skip
         ids = scheduler.rescore_ids()
         logps = np.log(policy.pass_rates(epoch + 1)[ids])
-        step = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps))
+        step = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps))
         plan = step.plan
         selected.append(plan.gc_ids)
         records.append(step.record)
@@ -185,7 +185,7 @@ def test_each_draw_the_answer_likelihood_cannot_shape_says_so(world):
     config = ScheduleConfig(strategy="probe", subset_size=128, seed=0, likelihood=True)
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    plan, notes, measured = scheduler.next_epoch().plan, [], []
+    plan, notes, measured = scheduler.step().plan, [], []
     for epoch in range(3):
         rewards = policy.rollouts(plan.gc_ids, epoch)
         feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
@@ -193,7 +193,7 @@ def test_each_draw_the_answer_likelihood_cannot_shape_says_so(world):
         ids = scheduler.rescore_ids()
         measured.append(len(ids))
         logps = np.log(policy.pass_rates(epoch + 1)[ids])
-        plan = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
+        plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
         notes.append(scheduler.reported.note)
     assert notes[0] == (
         "the answer likelihood did not shape epoch 1's draw: none of the 128 rollout groups it fits had its prompt's "
@@ -210,11 +210,11 @@ def test_a_fit_with_nothing_to_learn_from_the_likelihood_says_it_gave_it_no_weig
     table = load_scores(scores)
     scheduler = Scheduler(ScheduleConfig(strategy="probe", subset_size=64, seed=0, likelihood=True), table.prompts,
                           scores=table)  # fmt: skip
-    plan, notes = scheduler.next_epoch().plan, []
+    plan, notes = scheduler.step().plan, []
     for _ in range(2):
         ids = scheduler.rescore_ids()
         feedback = [{"gc_id": int(g), "reward": 0.0} for g in plan.gc_ids for _ in range(4)]
-        plan = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, -np.arange(len(ids)) / 10)).plan
+        plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, -np.arange(len(ids)) / 10)).plan
         notes.append(scheduler.reported.note)
     assert "none of the 64 rollout groups it fits" in notes[0]
     figures = scheduler.reported.figures
@@ -332,11 +332,11 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
                    "--subset-size", "4")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert rundir.load_run(run).config.options.likelihood is True
-    assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
+    assert console("schedule", "step", "--run", run, "--quiet").returncode == 0
     ids = rundir.load_run(run).schedule.subset_ids
     feedback = tmp_path / "feedback.jsonl"
     append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), [1.0, 0.0] * (2 * len(ids)))
-    stepped = console("schedule", "next", "--run", run, "--feedback", feedback)
+    stepped = console("schedule", "step", "--run", run, "--feedback", feedback)
     assert stepped.returncode == 0, stepped.stderr
     assert "not re-scored: no checkpoint was given" in stepped.stdout + stepped.stderr
     shown = console("schedule", "init", "--help").stdout

@@ -55,7 +55,7 @@ def drive(scores, policy, *, seed: int, refresh: float, epochs: int = 20):
     config = ScheduleConfig(strategy="probe", subset_size=SUBSET, seed=seed, likelihood=True, refresh=refresh)
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     drawn, asked, estimates = [plan.gc_ids], [], []
     for epoch in range(epochs - 1):
         rewards = policy.rollouts(plan.gc_ids, epoch)
@@ -66,7 +66,7 @@ def drive(scores, policy, *, seed: int, refresh: float, epochs: int = 20):
         ids = scheduler.rescore_ids()
         asked.append(ids)
         logps = np.log(policy.pass_rates(epoch + 1)[ids])
-        plan = scheduler.next_epoch(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
+        plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
         drawn.append(plan.gc_ids)
     return drawn, asked, estimates
 

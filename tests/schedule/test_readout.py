@@ -55,7 +55,7 @@ def world(tmp_path_factory):
 
 
 def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_status(world, tmp_path):
-    """The issue's "done when": dots fed feedback through `schedule next --feedback`, by the console script."""
+    """The issue's "done when": dots fed feedback through `schedule step --feedback`, by the console script."""
     policy, scores = world
     run = tmp_path / "run"
     # Epoch 0 (uniform: nothing fed yet) is set up in this process, through the driver the console script calls.
@@ -70,7 +70,7 @@ def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_statu
         append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), policy.rollouts(ids, epoch).ravel().tolist())
         groups = groups_in(feedback)
         zero.append(sum(len(set(rewards)) == 1 for rewards in groups.values()) / len(groups))
-        result = console("schedule", "next", "--run", run, "--feedback", feedback, "--quiet")
+        result = console("schedule", "step", "--run", run, "--feedback", feedback, "--quiet")
         assert result.returncode == 0, result.stderr
     history = [json.loads(line)["readout"] for line in (run / "history.jsonl").read_text().splitlines()]
     status = console("schedule", "status", "--run", run, "--json")
@@ -245,7 +245,7 @@ def test_the_filters_pass_the_base_strategys_readout_on(world, tmp_path, options
 
 
 def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_schedule_next(world, tmp_path, monkeypatch):
-    """A new strategy is its module and a registry line: status, the plot and `schedule next` show what it declares
+    """A new strategy is its module and a registry line: status, the plot and `schedule step` show what it declares
     (tests/made_up_strategy.py: a `temperature` drawn, plotted `t`, logged) and name nothing of gain's."""
     import made_up_strategy
 
@@ -283,5 +283,5 @@ def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_sche
     feedback = tmp_path / "rollouts-2.jsonl"
     ids = np.asarray(result.selected[2])
     append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), policy.rollouts(ids, 2).ravel().tolist())
-    stepped = tempered("schedule", "next", "--run", run, "--feedback", feedback).stdout
+    stepped = tempered("schedule", "step", "--run", run, "--feedback", feedback).stdout
     assert "rollouts, cooled 0.250 -> 0.125" in stepped and "prompts by tempered (temp 0.125) ->" in stepped

@@ -1,6 +1,6 @@
 """Recorded runs of every strategy and filter: the byte-identity net under the strategy refactor (issue #27).
 
-Each run in RUNS is driven the way a user drives it, through `gaincurate schedule init` and `schedule next`
+Each run in RUNS is driven the way a user drives it, through `gaincurate schedule init` and `schedule step`
 (the Typer app in process, as tests/schedule/test_cli.py does; settings given as CLI flags, so they outlive
 the config classes), over one small fixed scores directory with question embeddings, for five epochs on
 deterministic feedback from an improving policy (`feedback_rewards`: a function of the gc_id and the epoch
@@ -157,7 +157,7 @@ def replay(name: str, root: Path, scores: Path) -> dict[str, Any]:
     paths = {str(root): "<run-root>", str(scores.parent): "<scores-root>"}
     schedule("init", "--strategy", "gain", "--scores", scores, "--run", run, *SETTINGS, *RUNS[name])
     seen = [look(run, paths)]
-    schedule("next", "--run", run, *options)
+    schedule("step", "--run", run, *options)
     seen.append(look(run, paths))
     for epoch in range(EPOCHS - 1):
         ids = seen[-1]["gc_ids"]
@@ -165,7 +165,7 @@ def replay(name: str, root: Path, scores: Path) -> dict[str, Any]:
         append_rollouts(
             feedback, np.repeat(ids, ROLLOUTS).tolist(), [r for i in ids for r in feedback_rewards(i, epoch)]
         )
-        schedule("next", "--run", run, "--feedback", feedback, *options)
+        schedule("step", "--run", run, "--feedback", feedback, *options)
         seen.append(look(run, paths))
     steps = []
     for index, now in enumerate(seen):

@@ -212,7 +212,7 @@ def test_a_large_pools_state_json_keeps_what_changed_and_loads_back_the_same(tmp
         question_tokens=np.full(n, 9),
     )  # fmt: skip
     scheduler = Scheduler(ScheduleConfig(strategy="uniform", subset_size="64", seed=2), prompts)
-    scheduler.next_epoch()
+    scheduler.step()
     rescored = scheduler.state.scores.copy()
     rescored[[3, 70]] = [0.25, np.nan]  # as a re-scoring leaves them
     state = ScheduleState(**{**scheduler.state.__dict__, "scores": rescored})
@@ -239,7 +239,7 @@ MEMORY_PER_PROMPT = 4096
 
 
 def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
-    """Peak bytes of a dots `schedule next --feedback` (its third) on a synthetic pool of `prompts`.
+    """Peak bytes of a dots `schedule step --feedback` (its third) on a synthetic pool of `prompts`.
 
     The steps before it only set the run up: they run in this process (the same driver the console script calls);
     the measured step alone is a fresh console-script process.
@@ -259,7 +259,7 @@ def dots_step_peak(directory: Path, prompts: int, launcher: Any) -> float:
         write_feedback(feedback, np.asarray(ids), pass_rates=rates, rollouts=8, seed=1, epoch=epoch)
         if epoch < 2:
             Run.open(run).step(feedback=feedback)
-    step = launcher.timed([*console_script(), "schedule", "next", "--run", str(run), "--feedback", str(feedback)], log)
+    step = launcher.timed([*console_script(), "schedule", "step", "--run", str(run), "--feedback", str(feedback)], log)
     assert step["ok"], log.read_text()[-400:]
     return step["peak_gb"] * 2**30
 

@@ -78,7 +78,7 @@ def test_scores_rescored_under_a_run_are_refused_in_one_line_and_nothing_is_writ
     shutil.copytree(llama_scores, scores)
     init = gaincurate("schedule", "init", "--strategy", "gain", "--subset-size", "4", "--scores", scores, "--run", run)
     assert init.returncode == 0, init.stderr
-    assert gaincurate("schedule", "next", "--run", run).returncode == 0
+    assert gaincurate("schedule", "step", "--run", run).returncode == 0
     epoch = rundir.load_run(run).schedule.subset_ids.tolist()
     feedback = write_jsonl(tmp_path / "rollouts.jsonl", [{"gc_id": i, "reward": float(i % 2)} for i in epoch])
 
@@ -90,7 +90,7 @@ def test_scores_rescored_under_a_run_are_refused_in_one_line_and_nothing_is_writ
         said = ("(scoring config: layer -1 -> 1; shards: other bytes than the run started on)",)
     before = tree(run)
     for command in (
-        ("next", "--run", run, "--feedback", feedback),
+        ("step", "--run", run, "--feedback", feedback),
         ("run", "--run", run, "--epochs", "2", "--trainer-cmd", "true {epoch_data}"),
     ):
         line = error_line(gaincurate("schedule", *command))

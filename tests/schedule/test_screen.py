@@ -1,5 +1,5 @@
 """`screen` (SPEED-style screening) and `--band LO,HI`: the rules against brute force, the options, and a
-simulated learning policy (tests/simulation.py) driven through `schedule next`'s public API.
+simulated learning policy (tests/simulation.py) driven through `schedule step`'s public API.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_screen_draws_k_times_m_candidates_and_keeps_the_m_in_band_nearest_the_t
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=8, screen_factor=3), prompts)
     scheduler.policy = Metered(fixed_screener(rates, calls))
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     ((candidates, epoch, rollouts),) = calls
     assert epoch == 0 and rollouts == SCREEN_ROLLOUTS and len(set(candidates.tolist())) == 24
     assert set(plan.gc_ids.tolist()) <= set(candidates.tolist()) and len(plan.gc_ids) == 8
@@ -65,7 +65,7 @@ def test_screen_fills_the_epoch_from_out_of_band_candidates_when_too_few_are_in_
     calls: list = []
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=10, screen_factor=4), prompts)
     scheduler.policy = Metered(fixed_screener(rates, calls))
-    plan = scheduler.next_epoch().plan
+    plan = scheduler.step().plan
     assert len(plan.gc_ids) == 10  # the epoch keeps its size
     assert {int(i) for i in prompts.gc_ids[:3]} <= set(plan.gc_ids.tolist())  # all three in band are kept
 
@@ -78,8 +78,8 @@ def test_screen_is_seeded_and_draws_new_candidates_every_epoch():
         calls: list = []
         scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=5, seed=seed), prompts)
         scheduler.policy = Metered(fixed_screener(rates, calls))
-        scheduler.next_epoch()
-        scheduler.next_epoch(feedback=[{"gc_id": int(i), "reward": 1.0} for i in scheduler.state.subset_ids])
+        scheduler.step()
+        scheduler.step(feedback=[{"gc_id": int(i), "reward": 1.0} for i in scheduler.state.subset_ids])
         return [c[0].tolist() for c in calls]
 
     assert first_two(1) == first_two(1)
@@ -90,7 +90,7 @@ def test_screen_is_seeded_and_draws_new_candidates_every_epoch():
 def test_screen_without_a_screener_says_what_is_missing():
     scheduler = Scheduler(ScheduleConfig(strategy="screen", subset_size=4), prompt_set(20))
     with pytest.raises(ConfigError, match="no model was given to screen with"):
-        scheduler.next_epoch()
+        scheduler.step()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""`--strategy screen` on disk, end to end: `schedule next` screens each epoch's candidates with a real model.
+"""`--strategy screen` on disk, end to end: `schedule step` screens each epoch's candidates with a real model.
 
-A tiny random Llama scores the helper problems; `advance` (what `schedule next` and `schedule run` call) then
+A tiny random Llama scores the helper problems; `advance` (what `schedule step` and `schedule run` call) then
 screens with `gaincurate rollout`'s job on that model's folder, writing RUN/screen-NNNN.ids and .jsonl.
 Generation is real; the answer check is replaced by the completion's length parity (as in the rollout job's
 tests), so a random model gets some rollouts right and the band has members.
@@ -158,7 +158,7 @@ def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, 
         "screen", FACTOR, ROLLOUTS, (0.0, 1.0),
     )  # fmt: skip
 
-    # Epoch 0 in this process, through the driver `schedule next` calls (a console step costs a fresh torch import):
+    # Epoch 0 in this process, through the driver `schedule step` calls (a console step costs a fresh torch import):
     # the console script's own step is epoch 1's, below.
     step = Run.open(run_dir).step()
     assert (step.epoch, step.subset_size, step.strategy) == (0, SUBSET, "screen")
@@ -168,13 +168,13 @@ def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, 
 
     feedback = write_feedback(tmp_path / "feedback-0.jsonl", epoch_ids(run_dir, 0))
     before = snapshot(run_dir)
-    result = console("schedule", "next", "--run", run_dir, "--feedback", feedback)
+    result = console("schedule", "step", "--run", run_dir, "--feedback", feedback)
     assert result.returncode == 1  # a user error, not a usage error
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "--checkpoint" in errors[0], result.stderr
     assert snapshot(run_dir) == before
 
-    result = console("schedule", "next", "--run", run_dir, "--feedback", feedback, "--checkpoint", tiny_llama)
+    result = console("schedule", "step", "--run", run_dir, "--feedback", feedback, "--checkpoint", tiny_llama)
     assert result.returncode == 0, result.stderr
     assert "epoch 1: 2 prompts by screen" in result.stdout
     ids, rewards = screened(run_dir, 1)

@@ -1,4 +1,4 @@
-"""mopps and greso against a simulated learning policy (tests/simulation.py), driven through `schedule next`'s
+"""mopps and greso against a simulated learning policy (tests/simulation.py), driven through `schedule step`'s
 public API: 128 of the 320 bundled prompts per epoch, 20 epochs, 4 rollouts per prompt, pass rates rising every
 epoch. Over epochs 5-19 the selected prompts are compared with a uniform draw (its exact expectation).
 

@@ -128,10 +128,10 @@ def test_scheduler_step_uses_the_formula_and_the_epoch_mean_fresh_score():
     scores = np.linspace(2.0, 0.0, n_prompts)  # already in rank order: position i has score 2 - 2i/999
     config = ScheduleConfig(strategy="gain", step_size=50, sigma=100, adj_min=0, adj_max=80, subset_size=10)
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
-    first = scheduler.next_epoch().plan
+    first = scheduler.step().plan
     assert first.epoch == 0 and first.draw["mu"] == 0.0
     fresh = np.linspace(0.1, 0.3, len(first.gc_ids))
-    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.6), rescored=Rescored(first.gc_ids, fresh))
+    step = scheduler.step(feedback=Feedback.from_accuracy(0.6), rescored=Rescored(first.gc_ids, fresh))
     ang = float(fresh.mean())
     expected = min(max(50 * np.tanh(2 * 0.1) + 50 * np.tanh(2 * ang), 0), 80)
     assert step.record.update["ang"] == pytest.approx(ang)
@@ -150,9 +150,9 @@ def test_without_fresh_scores_accuracy_at_beta_leaves_mu_where_it_is(rescore):
         strategy="gain", step_size=50, sigma=100, adj_min=-80, adj_max=80, subset_size=10, rescore=rescore
     )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
-    scheduler.next_epoch()
+    scheduler.step()
     for _ in range(5):
-        step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5))
+        step = scheduler.step(feedback=Feedback.from_accuracy(0.5))
         assert (step.record.update["signal"], step.record.update["delta"], step.plan.draw["mu"]) == (0.0, 0.0, 0.0)
         assert step.record.update["ang"] == pytest.approx(1.4) and step.record.update["ang_source"] == "stored"
 
@@ -174,10 +174,10 @@ def test_centered_signal_uses_the_statistics_of_the_same_fresh_scores():
         rescore="window",
     )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
-    first = scheduler.next_epoch().plan
+    first = scheduler.step().plan
     window = scheduler.rescore_ids()
     fresh = np.linspace(2.1, 1.9, len(window))
-    step = scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), rescored=Rescored(window, fresh))
+    step = scheduler.step(feedback=Feedback.from_accuracy(0.5), rescored=Rescored(window, fresh))
     own = fresh[np.searchsorted(window, first.gc_ids)]
     signal = (own.mean() - fresh.mean()) / fresh.std()
     assert step.record.update["ang"] == pytest.approx(own.mean()) and step.record.update["ang_source"] == "rescored"
@@ -199,11 +199,11 @@ def test_a_given_ang_is_centred_on_the_fresh_scores_passed_with_it():
         rescore="full",
     )
     scheduler = Scheduler(config, prompt_set(n_prompts, scores))
-    scheduler.next_epoch()
+    scheduler.step()
     with pytest.raises(ValueError, match="centered needs the fresh scores"):
-        scheduler.next_epoch(feedback=Feedback.from_accuracy(0.5), ang=1.45)
+        scheduler.step(feedback=Feedback.from_accuracy(0.5), ang=1.45)
     fresh = np.linspace(1.6, 1.2, n_prompts)
-    step = scheduler.next_epoch(
+    step = scheduler.step(
         feedback=Feedback.from_accuracy(0.5), ang=1.45, rescored=Rescored(np.arange(n_prompts), fresh)
     )
     assert step.record.update["signal"] == pytest.approx((1.45 - fresh.mean()) / fresh.std())

@@ -101,7 +101,7 @@ def test_the_console_script_runs_it_and_help_shows_its_panel(tmp_path, scores_di
     result = console("schedule", "init", "--scores", scores_dir, "--run", run, "--strategy", "variance",
                      "--bonus", "0.25", "--band", "0.1,0.9", "--subset-size", "4", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert console("schedule", "next", "--run", run, "--quiet").returncode == 0
+    assert console("schedule", "step", "--run", run, "--quiet").returncode == 0
     assert (run / "epoch-0000.parquet").is_file()
     shown = console("schedule", "init", "--help").stdout
     assert "strategies kept for comparison (the lab's)" in shown and "variance: Weight" in shown

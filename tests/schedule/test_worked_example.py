@@ -2,7 +2,7 @@
 
 The page's Python block is written out as a package of its own, registered by its entry point as a third party's
 would be (installed metadata on the path), and driven through the real console script: `schedule init --prompts`
-(it reads no score), `schedule next` for epoch 0, `schedule next --feedback` with the trainer's rollouts of it, and
+(it reads no score), `schedule step` for epoch 0, `schedule step --feedback` with the trainer's rollouts of it, and
 `schedule status`. Its memory keeps the measured pass rates, and the next epoch leaves out the prompts its rollouts
 found all right or all wrong."""
 
@@ -45,13 +45,13 @@ def test_the_worked_example_is_one_module_and_runs_through_init_next_and_status(
     run = tmp_path / "run"
     gaincurate("schedule", "init", "--prompts", prompts, "--run", run, "--strategy", "lastrate", "--sharpness", "0.05",
                "--subset-size", "3", "--seed", "1")  # fmt: skip
-    gaincurate("schedule", "next", "--run", run)
+    gaincurate("schedule", "step", "--run", run)
     first = pq.read_table(run / "epoch-0000.parquet").column("gc_id").to_pylist()
     solved, failed, mixed = first
     rewards = {solved: [1, 1, 1, 1], failed: [0, 0, 0, 0], mixed: [1, 0, 1, 0]}
     feedback = tmp_path / "rewards.jsonl"
     feedback.write_text("".join(format_line(gc_id, r) for gc_id, values in rewards.items() for r in values))
-    gaincurate("schedule", "next", "--run", run, "--feedback", feedback)
+    gaincurate("schedule", "step", "--run", run, "--feedback", feedback)
 
     state = json.loads((run / "state.json").read_text())
     assert state["memory"]["last_rate"] == {str(solved): 1.0, str(failed): 0.0, str(mixed): 0.5}

@@ -10,7 +10,7 @@ verl writes `global_step_N/` under `trainer.default_local_dir` and names the new
   a checkpoint is refused with that command rather than silently falling back.
 
 `StepScheduleOnSave` is a verl >= 0.9.1 `trainer.checkpoint_callback_class`: at each epoch-end save it steps
-the schedule (`gaincurate schedule next`) in verl's driver, so one-epoch launches need no `schedule run`:
+the schedule (`gaincurate schedule step`) in verl's driver, so one-epoch launches need no `schedule run`:
 
     trainer.checkpoint_callback_class=gaincurate.integrations.verl.checkpoint.StepScheduleOnSave
     +gaincurate.run_dir=run/  [+gaincurate.feedback_file=FILE] [+gaincurate.tracker_timeout=SECONDS]
@@ -189,7 +189,7 @@ class StepScheduleOnSave(_callback_base()):
         self.step(checkpoint, run)
 
     def step(self, checkpoint: Path | None, run: Any = None) -> Any:
-        """`gaincurate schedule next --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process: the run's
+        """`gaincurate schedule step --run RUN --feedback FILE [--checkpoint CHECKPOINT]`, in process: the run's
         `step` (`run`: the `gaincurate.schedule.run.run.Run` of RUN, already open)."""
         from gaincurate.schedule.run.run import Run
 

@@ -2,7 +2,7 @@
 
 For each size it builds (once, then reuses) a synthetic scores directory (`gaincurate.lab.benchmarks.scale_data`),
 then for every registered strategy runs, each in a fresh process through the real `gaincurate` console script:
-`schedule init`, `schedule next` (epoch 0), `schedule next --feedback` `epochs` times with seeded synthetic
+`schedule init`, `schedule step` (epoch 0), `schedule step --feedback` `epochs` times with seeded synthetic
 feedback (`rollouts` per prompt of the epoch), and `schedule status`. It records each command's wall seconds and
 peak resident memory (`os.wait4`'s `ru_maxrss`, that process alone, spawned by a small launcher so it does not
 inherit the bench's own peak). A strategy added to the registry joins without
@@ -38,7 +38,7 @@ class ScaleBench:
     strategies: tuple[str, ...] = setting((), "Comma list of strategies.", cli="words", shown="every registered one")
     subset: int = setting(4096, "Prompts per epoch.", check=at_least(1))
     rollouts: int = setting(8, "Rollouts per prompt of an epoch's synthetic feedback.", check=at_least(1))
-    epochs: int = setting(3, "`schedule next` steps with feedback after epoch 0.", check=at_least(1))
+    epochs: int = setting(3, "`schedule step` steps with feedback after epoch 0.", check=at_least(1))
     width: int = setting(576, "Embedding width (SmolLM2-135M's hidden size; 0: no embeddings).", check=at_least(0))
     seed: int = setting(0, "Seed of the synthetic scores and feedback.")
     agreement: int = setting(
@@ -113,7 +113,7 @@ def skip_reason(name: str) -> str | None:
 def bench_strategy(
     name: str, scores: Path, run: Path, options: ScaleBench, pass_rates: Any, launcher: Launcher
 ) -> dict[str, Any]:
-    """init, next (epoch 0), next with feedback `epochs` times, status: each timed in a fresh process."""
+    """init, step (epoch 0), step with feedback `epochs` times, status: each timed in a fresh process."""
     import pyarrow.parquet as pq
 
     from gaincurate.lab.benchmarks.scale_data import write_feedback
@@ -127,7 +127,7 @@ def bench_strategy(
         [*gaincurate, *init, "--subset-size", str(options.subset), "--seed", str(options.seed)], log
     )
     steps["next_0"] = (
-        launcher.timed([*gaincurate, "schedule", "next", "--run", str(run)], log) if steps["init"]["ok"] else None
+        launcher.timed([*gaincurate, "schedule", "step", "--run", str(run)], log) if steps["init"]["ok"] else None
     )
     for epoch in range(1, options.epochs + 1):
         previous = steps.get(f"next_{epoch - 1}")
@@ -137,7 +137,7 @@ def bench_strategy(
         feedback = run.parent / f"{run.name}-feedback-{epoch - 1}.jsonl"
         write_feedback(feedback, drawn, pass_rates=pass_rates, rollouts=options.rollouts, seed=options.seed,
                        epoch=epoch - 1)  # fmt: skip
-        step = ["schedule", "next", "--run", str(run), "--feedback", str(feedback)]
+        step = ["schedule", "step", "--run", str(run), "--feedback", str(feedback)]
         steps[f"next_{epoch}"] = launcher.timed([*gaincurate, *step], log)
     steps["status"] = launcher.timed([*gaincurate, "schedule", "status", "--run", str(run), "--json"], log)
     failed = [step for step, value in steps.items() if value is not None and not value["ok"]]
@@ -272,7 +272,8 @@ def _cell(step: dict[str, Any] | None) -> str:
 
 
 def result_lines(result: dict[str, Any]) -> list[str]:
-    """A markdown table per size: each strategy's init, next (epoch 0, then with feedback), status."""
+    """A markdown table per size: each strategy's init, step (epoch 0, then with feedback: `next N`, as
+    recorded), status."""
     epochs = result["options"]["epochs"]
     heads = ["init", "next 0", *(f"next {e}" for e in range(1, epochs + 1)), "status"]
     keys = ["init", "next_0", *(f"next_{e}" for e in range(1, epochs + 1)), "status"]

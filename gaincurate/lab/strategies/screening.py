@@ -8,7 +8,7 @@ so that what screening costs is counted in one place (`spent`, which the bench c
 * `live_screener`: the trainer's model as it stands (the TRL curriculum, at each draw); with `keep`, every
   completion and its behaviour log-probs stay in the `Screening` (`PilotCompletions`), so that the trainer can train
   on them (`pilot_reuse`);
-* `checkpoint_screener`: `gaincurate rollout` on a checkpoint's weights (`schedule next` / `schedule run`, the verl
+* `checkpoint_screener`: `gaincurate rollout` on a checkpoint's weights (`schedule step` / `schedule run`, the verl
   sampler), or on the scores' own model before the first checkpoint. It writes the candidate list to
   RUN/screen-NNNN.ids and the rollouts to RUN/screen-NNNN.jsonl, so a killed step resumes the file.
 

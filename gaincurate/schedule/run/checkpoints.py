@@ -70,7 +70,7 @@ def find_checkpoint(directory: Path) -> Checkpoint | None:
 
 
 def given_or_recorded(checkpoint: Path | None, recorded: str | None) -> Checkpoint | None:
-    """The checkpoint `schedule next --checkpoint` named, else the one state.json recorded; None when neither is."""
+    """The checkpoint `schedule step --checkpoint` named, else the one state.json recorded; None when neither is."""
     found = find_checkpoint(checkpoint) if checkpoint is not None else None
     if found is None and recorded:
         found = find_checkpoint(Path(recorded))
@@ -101,7 +101,7 @@ def model_merger_command(step_dir: str | Path) -> str | None:
 def megatron_without_model(step_dir: str | Path) -> str | None:
     """For a verl Megatron step with shards only: what it is and verl's command that converts it; else None.
 
-    The one wording of this case, for `schedule next`/`run`'s notice and the verl adapters' refusal alike.
+    The one wording of this case, for `schedule step`/`run`'s notice and the verl adapters' refusal alike.
     """
     command = model_merger_command(step_dir)
     if command is None or verl_model_path(step_dir) is not None:

@@ -2,7 +2,7 @@
 
 A strategy names the prompts (`Strategy.wants`) and what it needs of them (`about.needs`): fresh angle scores
 (`FRESH_SCORES`: gain) and/or the policy's log-probability of each reference answer (`LIKELIHOOD`: probe). The
-in-process curriculum (TRL, verl's sampler) measures with the live model, `schedule next` and verl's checkpoint hook
+in-process curriculum (TRL, verl's sampler) measures with the live model, `schedule step` and verl's checkpoint hook
 with the newest checkpoint; all of them call `measure` here.
 
     rescored = measure(strategy, scores_dir, ids, model=model, tokenizer=tokenizer)   # live

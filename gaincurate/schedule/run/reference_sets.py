@@ -94,7 +94,7 @@ def measurements(run_dir: Path, run: RunState) -> Measurements:
 
 
 def fresh_reference(context: StepContext) -> FreshReference | None:
-    """The fresh reference set `schedule next` / `schedule run` rolls after the current epoch, when it is due."""
+    """The fresh reference set `schedule step` / `schedule run` rolls after the current epoch, when it is due."""
     from gaincurate.schedule.run.checkpoints import NO_CHECKPOINT, given_or_recorded, no_model_reason
 
     epoch = context.run.schedule.epoch

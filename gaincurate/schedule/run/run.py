@@ -1,4 +1,4 @@
-"""The run: the one object every trainer path holds, from `gaincurate schedule next` to TRL and verl in process.
+"""The run: the one object every trainer path holds, from `gaincurate schedule step` to TRL and verl in process.
 
 A `Run` reads and checks its inputs once, commits each step atomically (`gaincurate.schedule.run.steps`: feedback,
 epoch file, history line, then state), draws the next epoch and hands a trainer what it needs: the epoch's dataset
@@ -306,7 +306,7 @@ class Run:
             if feedback is not None:
                 raise InputError(
                     f"no epoch has been written yet, so --feedback {feedback} has nothing to update; "
-                    f"run `gaincurate schedule next --run {self.run_dir}` without --feedback first"
+                    f"run `gaincurate schedule step --run {self.run_dir}` without --feedback first"
                 )
             steps.hand_policy(context)
             return dataclasses.replace(self._take(), notices=context.notices)

@@ -216,7 +216,7 @@ def check_new(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if (run_dir / STATE).exists():
         raise ConfigError(
-            f"--run {run_dir} already holds a schedule; continue it with `schedule next`, or pick a new --run"
+            f"--run {run_dir} already holds a schedule; continue it with `schedule step`, or pick a new --run"
         )
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")

@@ -88,7 +88,7 @@ def take_step(
         # Scores swapped while the epoch trained (a long `schedule run`, a trainer in process) are refused before the
         # draw, with nothing written.
         check_unchanged(run.scores_fingerprint, read_manifest(scores.directory), run.scores_dir)
-    step = scheduler.next_epoch(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
+    step = scheduler.step(feedback=feedback, rescored=rescored, ang=ang, reference=reference)
     if feedback_sha256 is None and archive is not None:
         feedback_sha256 = fingerprint(archive)
     record = None
@@ -323,7 +323,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
         # Falling back to the stored scores here would quietly change where mu goes.
         raise InputError(
             f"state.json names {run.checkpoint} as the checkpoint of epoch {run.schedule.epoch}, but it is gone or "
-            f"incomplete; restore it, or name another with `gaincurate schedule next --run RUN --checkpoint PATH`"
+            f"incomplete; restore it, or name another with `gaincurate schedule step --run RUN --checkpoint PATH`"
         )
     if found is None or found.model_path is None:
         why = NO_CHECKPOINT if found is None else no_model_reason(found)

@@ -23,7 +23,7 @@ def scores(workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def epoch_file(scores, workdir) -> Path:
-    """RUN/epoch-0000.parquet of `schedule init --format verl` (default data_source) and `schedule next`."""
+    """RUN/epoch-0000.parquet of `schedule init --format verl` (default data_source) and `schedule step`."""
     run = workdir / "run"
     schedule(
         "init",
@@ -38,7 +38,7 @@ def epoch_file(scores, workdir) -> Path:
         "--subset-size",
         str(SUBSET),
     )
-    schedule("next", "--run", str(run))
+    schedule("step", "--run", str(run))
     return run / "epoch-0000.parquet"
 
 

@@ -44,7 +44,7 @@ def run(scores, tmp_path, monkeypatch) -> SimpleNamespace:
         run_dir = tmp_path / f"run-{rescore}"
         schedule("init", "--strategy", "gain", "--scores", str(scores), "--run", str(run_dir), "--format", "verl",
                  "--subset-size", str(SUBSET), "--rescore", rescore)  # fmt: skip
-        schedule("next", "--run", str(run_dir))
+        schedule("step", "--run", str(run_dir))
         feedback = tmp_path / "rollouts.jsonl"
         gc_ids = pq.read_table(run_dir / "epoch-0000.parquet").column("gc_id").to_pylist()
         feedback.write_text("".join(json.dumps({"gc_id": g, "reward": float(g % 2)}) + "\n" for g in gc_ids))

@@ -66,7 +66,7 @@ def verl_files(request, tmp_path_factory):
     scores, run = scores_of(parquet, directory / "scores"), directory / "run"
     in_process("schedule", "init", "--strategy", "gain", "--scores", str(scores), "--run", str(run), "--format", "verl",
                "--subset-size", "8")  # fmt: skip
-    warned = in_process("schedule", "next", "--run", str(run))
+    warned = in_process("schedule", "step", "--run", str(run))
     assert not [line for line in warned if "custom_reward_function" in line]  # verl knows gsm8k and MATH-lighteval
     exported = directory / "all.parquet"
     in_process("verl", "export", "--scores", str(scores), "--out", str(exported))
@@ -113,6 +113,6 @@ def test_a_data_source_verl_does_not_know_gets_a_one_line_warning(tmp_path):
     scores, run = scores_of(tmp_path / "own.parquet", tmp_path / "scores"), tmp_path / "run"
     in_process("schedule", "init", "--strategy", "gain", "--scores", str(scores), "--run", str(run), "--format", "verl",
                "--subset-size", "8")  # fmt: skip
-    warned = [line for line in gaincurate("schedule", "next", "--run", str(run)).stderr.splitlines() if line.strip()]
+    warned = [line for line in gaincurate("schedule", "step", "--run", str(run)).stderr.splitlines() if line.strip()]
     assert len(warned) == 1, warned
     assert "'my/own-set'" in warned[0] and "reward.custom_reward_function" in warned[0]

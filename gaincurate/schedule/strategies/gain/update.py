@@ -13,7 +13,7 @@ signal 0 when no fresh score exists (`--rescore none`, or no checkpoint yet): st
 number per subset, not model signal.
 
 `MU_COLUMNS`, `mu_moved` and `mu_drawn` are what gain and length declare about these numbers (their `columns`,
-`update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule next`'s line;
+`update_words` and `draw_words`): status's mu columns, the plot's `m`, TRL's `curriculum/mu`, `schedule step`'s line;
 `angle_source_note` is what `schedule init` says of the angle term, and `positions_of` finds fresh scores' positions.
 """
 
