@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, choice, is_number, size, whole
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
 from gaincurate.settings import setting as declare  # a field with its help and check (errors' `setting` names one)
+
+if TYPE_CHECKING:
+    from gaincurate.schedule.strategies.contract import Strategy
 
 # The strategy a schedule uses when none is named (`schedule init`, `ScheduleConfig`, `GainCurriculum`): chosen by
 # the training-efficiency bench's declared comparisons (docs/strategies.md, "Which strategy should I use?"): probe is
@@ -113,8 +116,10 @@ class ScheduleConfig:
             object.__setattr__(self, name, value)
         self._check()
 
-    # The class `strategy` names (a `Strategy` subclass), resolved once, when the config is made: what the run reads.
-    strategy_class = property(lambda self: self._class)
+    @property
+    def strategy_class(self) -> type[Strategy]:
+        """The class `strategy` names, resolved once, when the config is made: what the run reads."""
+        return self._class
 
     def _check(self) -> None:
         """Each common setting's own check (on its field), then the ones between settings."""
