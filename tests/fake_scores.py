@@ -43,7 +43,7 @@ def write_scores_dir(
     columns: dict[str, pa.Array],
     *,
     dataset: dict[str, str],
-    shard_size: int | None = None,
+    shard_rows: int | None = None,
     system_prompt: str = "Solve it.",
     few_shot: Sequence[dict[str, str]] = (),
     answer_column: str | None = "answer",
@@ -74,7 +74,7 @@ def write_scores_dir(
         columns["gc_embedding"] = embedding
     table = pa.Table.from_arrays([*inputs.columns, *columns.values()], schema=schema)
     directory.mkdir(parents=True, exist_ok=True)
-    size = shard_size or max(table.num_rows, 1)
+    size = shard_rows or max(table.num_rows, 1)
     names = [shards.shard_name(index) for index in range(-(-table.num_rows // size))]
     for index, name in enumerate(names):
         shards.write_shard(directory / name, table.slice(index * size, size))

@@ -190,7 +190,7 @@ def test_the_recorder_is_the_runs_own_record_in_process_and_the_feedback_file_ou
 
 
 def test_a_run_resumed_from_a_trainer_checkpoint_keeps_the_screener_and_its_cost(tmp_path):
-    # The policy lives with the scheduler (`Scheduler.use_screener`); a resume rebuilds the scheduler from the saved
+    # The policy lives with the scheduler (`Scheduler.hand_policy`); a resume rebuilds the scheduler from the saved
     # state, after the trainer handed the screener over, and must keep measuring with it.
     scores = write_scores(tmp_path / "scores")
     run = Run(scores, ScheduleConfig(strategy="screen", seed=5, subset_size=4))

@@ -36,7 +36,7 @@ def write_scores(
     nan_ids: tuple[int, ...] = (),
     answer_column: str | None = "answer",
     debias: dict | None = None,
-    shard_size: int = 16,
+    shard_rows: int = 16,
 ) -> Path:
     """A complete scores directory of `n_prompts` rows with random but fixed scores and lengths."""
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def write_scores(
         inputs,
         score_columns(scores, tokens),
         dataset={"name": "toy-math", "fingerprint": f"toy-{n_prompts}-{seed}"},
-        shard_size=shard_size,
+        shard_rows=shard_rows,
         system_prompt=SYSTEM_PROMPT,
         few_shot=FEW_SHOT,
         answer_column=answer_column,

@@ -111,7 +111,7 @@ def write_recorded_scores(directory: Path) -> Path:
         inputs,
         columns,
         dataset={"name": "toy-recorded", "fingerprint": "toy-recorded-20"},
-        shard_size=8,
+        shard_rows=8,
         system_prompt=SYSTEM_PROMPT,
         few_shot=FEW_SHOT,
     )

@@ -106,11 +106,11 @@ def test_embeddings_read_column_wise_are_the_rows_read_one_by_one():
 def test_a_gc_id_ordered_scores_table_is_read_as_mapped_and_an_unordered_one_is_sorted(tmp_path):
     inputs = pa.table({"problem": [f"q{i}" for i in range(30)]})
     columns = score_columns(np.linspace(0, 1, 30), [5] * 30)
-    write_scores_dir(tmp_path / "ordered", inputs, columns, dataset={"name": "t", "fingerprint": "t"}, shard_size=7)
+    write_scores_dir(tmp_path / "ordered", inputs, columns, dataset={"name": "t", "fingerprint": "t"}, shard_rows=7)
     table = shards.read_scores(tmp_path / "ordered")
     assert table.column("gc_id").to_pylist() == list(range(30)) and table.column("gc_id").num_chunks == 5
     shuffled = dict(columns, gc_id=pa.array(np.arange(30)[::-1].copy(), pa.int64()))
-    write_scores_dir(tmp_path / "reversed", inputs, shuffled, dataset={"name": "t", "fingerprint": "t"}, shard_size=7)
+    write_scores_dir(tmp_path / "reversed", inputs, shuffled, dataset={"name": "t", "fingerprint": "t"}, shard_rows=7)
     table = shards.read_scores(tmp_path / "reversed")
     assert table.column("gc_id").to_pylist() == list(range(30))
     assert table.column("problem").to_pylist() == [f"q{i}" for i in range(30)][::-1]
@@ -280,7 +280,7 @@ def test_an_epochs_rows_taken_shard_by_shard_are_those_of_a_whole_table_take(tmp
 
     inputs = pa.table({"problem": [f"q{i}" for i in range(50)], "level": list(range(50))})
     columns = score_columns(np.linspace(0, 1, 50), [5] * 50)
-    write_scores_dir(tmp_path / "s", inputs, columns, dataset={"name": "t", "fingerprint": "t"}, shard_size=7)
+    write_scores_dir(tmp_path / "s", inputs, columns, dataset={"name": "t", "fingerprint": "t"}, shard_rows=7)
     table = shards.read_scores(tmp_path / "s")
     rows = np.random.default_rng(8).permutation(50)[:23]  # across shards, in no order
     taken = take_rows(table, rows)
