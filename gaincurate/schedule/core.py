@@ -7,7 +7,7 @@ epoch with `numpy.random.default_rng([seed, epoch])`, so the same config, seed a
 epochs.
 
     scheduler = Scheduler(ScheduleConfig(strategy="gain", seed=1), prompts)
-    first = scheduler.step().plan                         # epoch 0, mu = 0 (gain's drawn number)
+    first = scheduler.step().plan  # epoch 0, mu = 0 (gain's drawn number)
     step = scheduler.step(feedback=scheduler.summarize(rollouts), ang=mean_fresh_score)
     step.record.update["delta"], step.plan.gc_ids               # how gain moved mu; epoch 1's prompts
 """

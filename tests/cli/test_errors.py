@@ -118,7 +118,7 @@ def test_a_run_directory_that_is_no_run_gets_the_fix_that_works_there(scored, ga
         assert result.returncode == 0, result.stderr
 
 
-def test_next_after_the_scores_were_rescored_from_other_prompts_says_what_changed(
+def test_step_after_the_scores_were_rescored_from_other_prompts_says_what_changed(
     tiny_llama, gaincurate, error_line, tmp_path
 ):
     """`score --overwrite` of edited prompts under a live run said only "(8 rows, run has 8)"."""

@@ -205,6 +205,15 @@ def test_a_run_resumed_from_a_trainer_checkpoint_keeps_the_screener_and_its_cost
     assert [epoch for _, epoch, _ in calls] == [0, 1] and spent(run).rollouts == 2 * 2 * 4 * 4
 
 
+def test_a_trainer_checkpoint_of_another_state_version_is_refused_in_one_line(tmp_path):
+    """0.1.0 reads only its own trainer-checkpoint state (gaincurate 0.x wrote version 1); the run is left as it was."""
+    run = Run(write_scores(tmp_path / "scores"), ScheduleConfig(strategy="uniform", seed=5, subset_size=4))
+    before = run.state_dict()
+    with pytest.raises(ConfigError, match=r"has version 1; this gaincurate reads 2 only") as caught:
+        run.load_state_dict({**before, "version": 1})
+    assert "\n" not in str(caught.value) and run.state_dict() == before
+
+
 def run_files(run_dir: Path) -> tuple[dict[str, bytes], list[dict], dict]:
     """A run directory's epoch files and archived feedback (bytes), its history without timings, and its state."""
     kept = {path.name: path.read_bytes() for path in sorted(run_dir.glob("*-*")) if path.is_file()}

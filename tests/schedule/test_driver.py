@@ -39,7 +39,7 @@ def run_epochs(run_dir: Path, scores_dir: Path, epochs: int, config: ScheduleCon
         step = Run.open(run_dir).step(feedback=write_feedback(run_dir.parent / f"{run_dir.name}.jsonl", step.path))
 
 
-def test_first_next_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
+def test_first_step_writes_epoch_zero_in_trl_form(tmp_path, scores_dir):
     init_run(tmp_path / "run", scores_dir, CONFIG)
     assert not list((tmp_path / "run").glob("epoch-*"))
     step = Run.open(tmp_path / "run").step()
@@ -91,7 +91,7 @@ def test_same_seed_gives_byte_identical_epoch_files(tmp_path, scores_dir):
     assert without_timings(read_history(tmp_path / "a")) == without_timings(read_history(tmp_path / "b"))
 
 
-def test_in_process_driver_writes_the_run_directory_schedule_next_writes(tmp_path, scores_dir):
+def test_in_process_driver_writes_the_run_directory_schedule_step_writes(tmp_path, scores_dir):
     """One step function: the in-process driver and `schedule step`, fed the same rollouts, write the same files."""
     cli_run, in_process = tmp_path / "cli", tmp_path / "in-process"
     driver = Run(scores_dir, CONFIG, run_dir=in_process)
@@ -174,7 +174,7 @@ def test_bad_feedback_is_one_line_and_changes_nothing(tmp_path, scores_dir):
     assert snapshot(run_dir) == before
 
 
-def test_next_checks_the_order_of_calls(tmp_path, scores_dir):
+def test_step_checks_the_order_of_calls(tmp_path, scores_dir):
     run_dir = tmp_path / "run"
     init_run(run_dir, scores_dir, CONFIG)
     with pytest.raises(InputError, match="no epoch has been written yet"):

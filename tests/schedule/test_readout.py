@@ -54,7 +54,7 @@ def world(tmp_path_factory):
     return policy, write_scores(tmp_path_factory.mktemp("readout") / "scores", policy)
 
 
-def test_a_dots_run_through_schedule_next_shows_its_readout_in_history_and_status(world, tmp_path):
+def test_a_dots_run_through_schedule_step_shows_its_readout_in_history_and_status(world, tmp_path):
     """The issue's "done when": dots fed feedback through `schedule step --feedback`, by the console script."""
     policy, scores = world
     run = tmp_path / "run"
@@ -244,7 +244,7 @@ def test_the_filters_pass_the_base_strategys_readout_on(world, tmp_path, options
     assert ("recent rollouts all agreed" in shown["draws"]) == ("skip_zero_variance" in options)
 
 
-def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_schedule_next(world, tmp_path, monkeypatch):
+def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_schedule_step(world, tmp_path, monkeypatch):
     """A new strategy is its module and a registry line: status, the plot and `schedule step` show what it declares
     (tests/made_up_strategy.py: a `temperature` drawn, plotted `t`, logged) and name nothing of gain's."""
     import made_up_strategy

@@ -86,7 +86,7 @@ def write_feedback(path: Path, ids: list[int]) -> Path:
     return write_jsonl(path, [{"gc_id": g, "reward": float((g + k) % 2)} for g in ids for k in range(2)])
 
 
-def test_schedule_next_screens_each_epoch_with_the_newest_policy(tiny_scores, tiny_llama, tmp_path, parity_checker):
+def test_schedule_step_screens_each_epoch_with_the_newest_policy(tiny_scores, tiny_llama, tmp_path, parity_checker):
     run_dir = tmp_path / "run"
     init_run(run_dir, tiny_scores, CONFIG)
     first = Run.open(run_dir).step()  # epoch 0: the model the prompts were scored with
@@ -146,7 +146,7 @@ def console(*args: object) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_console_script_screens_with_schedule_next(tiny_scores, tiny_llama, tmp_path):
+def test_the_console_script_screens_with_schedule_step(tiny_scores, tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
     result = console(
         "schedule", "init", "--scores", tiny_scores, "--run", run_dir, "--subset-size", SUBSET,

@@ -25,7 +25,7 @@ from gaincurate.feedback_lines import format_line
 ENTRY_POINTS = "[gaincurate.strategies]\nlastrate = lastrate:LastRateStrategy\n"
 
 
-def test_the_worked_example_is_one_module_and_runs_through_init_next_and_status(tmp_path):
+def test_the_worked_example_is_one_module_and_runs_through_init_step_and_status(tmp_path):
     package = tmp_path / "package"
     (package / "lastrate-0.1.dist-info").mkdir(parents=True)
     (package / "lastrate-0.1.dist-info" / "METADATA").write_text(
