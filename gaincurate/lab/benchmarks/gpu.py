@@ -13,7 +13,9 @@ own lengths. For each case it reports, in one run:
   the same GPU and prompts, and the speed-up;
 * the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run;
 * the bundled prompts scored cold (a fresh process, an empty Triton cache) with `--backend auto` and with
-  `--backend torch`, a SmolLM2-135M-shaped model: what a first small run pays for the kernel's compile.
+  `--backend torch`, a SmolLM2-135M-shaped model: what a first small run pays for the kernel's compile;
+* with `--liger`, each case scored again without it: the speed-up, and how far Liger's kernels move the scores
+  against the tolerance the scores promise (`score_agreement`).
 
 `cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
 """
@@ -194,6 +196,12 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         timings = manifest["timings"]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
+        against_plain = None
+        if args.liger:  # the same prompts without Liger: what its kernels change in the scores, and the speed-up
+            plain = score(config.replace(liger=False), RunOptions(out=str(Path(tmp) / "plain"), quiet=True))
+            against_plain = score_agreement(Path(tmp) / "scores", Path(tmp) / "plain", args.dtype)
+            plain_rate = plain["timings"]["tokens"] / plain["timings"]["forward_seconds"]
+            against_plain["speedup"] = timings["tokens"] / timings["forward_seconds"] / plain_rate
 
         source = resolve_source(str(folder))
         tokenizer = load_tokenizer(source)
@@ -222,7 +230,25 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+        "liger_against_plain": against_plain,
     }
+
+
+def score_agreement(scores: Path, reference: Path, dtype: str) -> dict[str, Any]:
+    """How the scores in `scores` differ from those in `reference` (the same rows scored another way): the largest
+    difference of a row's score, the Spearman correlation of the two rankings, and whether the largest difference is
+    within what the scores promise for `dtype` (`SCORE_TOLERANCE`, docs/shards.md)."""
+    from gaincurate.metrics import spearman
+    from gaincurate.scoring.config import SCORE_TOLERANCE
+    from gaincurate.shards import read_scores
+
+    first, second = (read_scores(path, ["gc_score"]).column("gc_score").to_numpy(zero_copy_only=False)
+                     for path in (scores, reference))  # fmt: skip
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    largest = float(np.nanmax(np.abs(first - second))) if len(first) else 0.0
+    tolerance = SCORE_TOLERANCE[dtype].score if dtype in SCORE_TOLERANCE else None  # one is stated per dtype
+    return {"max_abs_score_diff": largest, "spearman": spearman(first, second), "tolerance": tolerance,
+            "within": None if tolerance is None else largest <= tolerance}  # fmt: skip
 
 
 def cases(tiny: bool) -> list[tuple[str, dict, str]]:
@@ -310,6 +336,14 @@ def table_lines(results: dict) -> list[str]:
             f"{r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
+    for r in results["models"]:
+        agreement = r.get("liger_against_plain")
+        if agreement:
+            lines.append(
+                f"{r['model']} {r['prompts']}: --liger {agreement['speedup']:.2f}x the plain forward; scores differ "
+                f"by at most {agreement['max_abs_score_diff']:.2g} ({_against(agreement)}), Spearman "
+                f"{agreement['spearman']:.4f}"
+            )
     cold = results.get("cold")
     if cold:
         lines.append(
@@ -322,3 +356,9 @@ def table_lines(results: dict) -> list[str]:
 
         lines += forward_lines(results["forward"])
     return lines
+
+
+def _against(agreement: dict[str, Any]) -> str:
+    if agreement["tolerance"] is None:
+        return "no tolerance is stated for this dtype"
+    return f"tolerance {agreement['tolerance']:g}: {'within' if agreement['within'] else 'BEYOND it'}"
