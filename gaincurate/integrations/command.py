@@ -123,7 +123,7 @@ def run_loop(
     if run.epoch < epochs:
         run.mark_finished(False)  # training on: a run finished by an earlier call is not any more
     if run.epoch < 0:
-        # A strategy that needs the policy measures epoch 0 with the trainer's starting weights, when a local folder.
+        # A strategy that needs the policy measures epoch 0 with the trainer's starting weights, when they are a folder.
         first = Path(initial_checkpoint) if initial_checkpoint and Path(initial_checkpoint).is_dir() else None
         run.step(checkpoint=first, progress=progress)
     while run.epoch < epochs:
