@@ -176,34 +176,30 @@ def test_only_schedule_init_offers_the_options_of_the_strategies_kept_for_compar
     assert mounts_the_lab(argv) is lab
 
 
-def test_no_product_module_names_the_lab():
-    """The lab registers what it adds through entry points (pyproject.toml, `gaincurate.entry_points`): no module of the
-    product names a lab module, in an import, a string a loader imports, or its prose (read as text, which an import
-    graph misses)."""
+def product_lines_matching(pattern: str) -> list[str]:
+    """Each line of a product module (every module of the package outside the lab) that `pattern` finds, read as
+    text, which an import graph misses: "path:line: text"."""
     package = ROOT / "gaincurate"
-    naming = [
-        f"{path.relative_to(ROOT)}:{number}"
+    return [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in sorted(package.rglob("*.py"))
         if (package / "lab") not in path.parents
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if LAB in line
+        if re.search(pattern, line, re.IGNORECASE)
     ]
-    assert naming == []
+
+
+def test_no_product_module_names_the_lab():
+    """The lab registers what it adds through entry points (pyproject.toml, `gaincurate.entry_points`): no module of the
+    product names a lab module, in an import, a string a loader imports, or its prose."""
+    assert product_lines_matching(re.escape(LAB)) == []
 
 
 def test_no_product_module_names_the_strategies_that_measure_the_policy():
     """screen and pilot (the lab's) measure candidates with the policy being trained; the product hands any strategy
     that needs it where the policy is (`PolicyAt`, `About.measure`) and carries none of their machinery: no
     module outside the lab names them, in code or prose (their registry lines are pyproject.toml's entry points)."""
-    package = ROOT / "gaincurate"
-    naming = [
-        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for path in sorted(package.rglob("*.py"))
-        if (package / "lab") not in path.parents
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if re.search("screen|pilot", line, re.IGNORECASE)
-    ]
-    assert naming == []
+    assert product_lines_matching("screen|pilot") == []
 
 
 def test_the_lab_registers_its_strategies_and_commands_as_entry_points():

@@ -66,6 +66,21 @@ def test_damaged_history_names_the_line(run_dir, line, reason):
         run_status(run_dir)
 
 
+def test_a_run_directory_of_another_version_is_refused_through_the_console_script(run_dir):
+    """0.1.0 reads only its own run directories: one line saying how to start again, and nothing written."""
+    state = json.loads((run_dir / "state.json").read_text())
+    old = json.dumps({**state, "version": 1})
+    (run_dir / "state.json").write_text(old)
+    before = sorted(path.name for path in run_dir.iterdir())
+    result = subprocess.run(
+        [str(GAINCURATE), "schedule", "step", "--run", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "state version 1" in line and "gaincurate schedule init --scores" in line
+    assert sorted(path.name for path in run_dir.iterdir()) == before and (run_dir / "state.json").read_text() == old
+
+
 def test_damaged_state_through_the_console_script(run_dir):
     (run_dir / "state.json").write_text('{"version": 1, "config": ')
     result = subprocess.run(
