@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gaincurate.difficulty.predict import attention_predict, self_index
 from gaincurate.errors import InputError
 from gaincurate.settings import setting
 
@@ -77,6 +76,8 @@ class Calibrator:
         exclude: np.ndarray | None = None,
         key_log_weights: np.ndarray | None = None,
     ) -> np.ndarray:
+        from gaincurate.difficulty.predict import attention_predict  # loaded when a prediction is made
+
         raw = attention_predict(
             self.transform(queries),
             self.transform(keys),
@@ -127,6 +128,8 @@ class FittedCalibrator:
         key_log_weights: np.ndarray | None = None,
     ) -> np.ndarray:
         """Calibrated predictions; a query the fit saw gets a model that never saw its label."""
+        from gaincurate.difficulty.predict import attention_predict, self_index  # loaded when a prediction is made
+
         at = self_index(query_ids, self.fit_ids)
         fold = np.where(at >= 0, self.fit_folds[np.maximum(at, 0)], -2)  # -2: not fitted on
         result = np.full(len(queries), np.nan)

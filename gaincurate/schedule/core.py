@@ -27,6 +27,7 @@ from gaincurate.schedule.readout import drawn, epoch_readout
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.contract import (
     POLICY,
+    EpochEnd,
     Fresh,
     PolicyAt,
     PromptSet,
@@ -168,13 +169,19 @@ class Scheduler:
                 raise ValueError(f"the {self.strategy.name} strategy needs the policy and declares no `about.measure`")
             self.policy = about.measure(at)
 
-    def wants(self) -> Wants:
-        """What the strategy asks of the newest model after the current epoch (nothing before epoch 0)."""
-        return Wants() if self.state.epoch < 0 else self.strategy.wants(self.state)
+    def wants(self, feedback: Feedback | Iterable[Any] | None = None) -> Wants:
+        """What the strategy asks of the newest model after the current epoch (nothing before epoch 0), given the
+        epoch's `feedback` (None: asked ahead, before the rollouts are in; the answer is what it may ask for)."""
+        if self.state.epoch < 0:
+            return Wants()
+        if feedback is None:
+            return self.strategy.wants(self.state)
+        feedback = feedback if isinstance(feedback, Feedback) else self.summarize(feedback)
+        return self.strategy.wants(self.state, EpochEnd(feedback, lambda: self._upcoming(feedback)))
 
-    def rescore_ids(self) -> np.ndarray | None:
-        """gc_ids (ascending) the strategy wants re-scored after the current epoch, or None when none are due."""
-        return self.wants().rescore
+    def rescore_ids(self, feedback: Feedback | Iterable[Any] | None = None) -> np.ndarray | None:
+        """gc_ids (ascending) the strategy wants re-scored after the current epoch (`wants`), or None: none due."""
+        return self.wants(feedback).rescore
 
     def summarize(self, records: Iterable[Any], *, checked: bool = False) -> Feedback:
         """Reduce the current epoch's rollout records ({"gc_id", "reward"|"correct"}) to a `Feedback`; `checked`:
@@ -216,27 +223,14 @@ class Scheduler:
             feedback = self.summarize(feedback)
         # The strategy folds the epoch's feedback and what the newest model said into its memory; then each filter
         # adds its own keys beside the strategy's.
-        if reference is not None and not self.wants().reference:
+        if reference is not None and not self.wants(feedback).reference:
             strategy = self.config.strategy
             raise ValueError(f"the {strategy} strategy asks for no fresh reference set after epoch {state.epoch}")
         fresh = Fresh(
             ang, *(() if rescored is None else (rescored.gc_ids, rescored.scores, rescored.likelihood)),
             reference=None if reference is None else reference.per_prompt, policy=self.policy,
         )  # fmt: skip
-        learnt = observed(self.strategy.observe(state, feedback, fresh))
-        memory = learnt.memory
-        for step in self.filters:
-            memory = step.observe(state, feedback, memory)
-        following = replace(
-            state,
-            epoch=state.epoch + 1,
-            memory=memory,
-            ranking=state.ranking if learnt.ranking is None else learnt.ranking,
-            scores=state.scores if learnt.scores is None else learnt.scores,
-        )
-        update = learnt.numbers
-        readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
-        following = replace(following, tally=tally)
+        following, update, readout = self._following(state, feedback, fresh)
         record = EpochRecord(
             epoch=state.epoch,
             positions=state.positions,
@@ -249,12 +243,38 @@ class Scheduler:
         )
         return EpochStep(self._draw(following), record)
 
-    def _draw(self, state: ScheduleState) -> EpochPlan:
-        epoch = state.epoch if state.epoch >= 0 else 0
-        state = replace(state, epoch=epoch)
+    def _following(self, state: ScheduleState, feedback: Feedback, fresh: Fresh) -> tuple[ScheduleState, Any, Any]:
+        """The state the next epoch is drawn from, after the current epoch's `feedback` and `fresh` (the strategy's
+        memory, then each filter's keys beside it); the numbers its update gives the history line; the readout."""
+        learnt = observed(self.strategy.observe(state, feedback, fresh))
+        memory = learnt.memory
+        for step in self.filters:
+            memory = step.observe(state, feedback, memory)
+        readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
+        following = replace(
+            state,
+            epoch=state.epoch + 1,
+            memory=memory,
+            ranking=state.ranking if learnt.ranking is None else learnt.ranking,
+            scores=state.scores if learnt.scores is None else learnt.scores,
+            tally=tally,
+        )
+        return following, learnt.numbers, readout
+
+    def _upcoming(self, feedback: Feedback) -> np.ndarray:
+        """The gc_ids (ascending) `step` would draw next were nothing measured after the epoch (the state is kept)."""
+        following = self._following(self.state, feedback, Fresh(policy=self.policy))[0]
+        chosen = self._choose(following)[2]
+        return np.sort(following.ranking[np.asarray(chosen.positions, dtype=np.int64)])
+
+    def _choose(self, state: ScheduleState) -> tuple[ScheduleState, RankingContext, Any]:
+        state = replace(state, epoch=state.epoch if state.epoch >= 0 else 0)
         context = RankingContext(state.ranking, state.scores, self.subset_size, self.policy)
-        rng = np.random.default_rng([self.config.seed, epoch])
-        chosen = chosen_through(self.strategy, self.filters, state, context, rng)
+        rng = np.random.default_rng([self.config.seed, state.epoch])
+        return state, context, chosen_through(self.strategy, self.filters, state, context, rng)
+
+    def _draw(self, state: ScheduleState) -> EpochPlan:
+        state, context, chosen = self._choose(state)
         positions = np.asarray(chosen.positions, dtype=np.int64)
         # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
         report = self.reported = self.strategy.report(state, context, chosen)
@@ -262,4 +282,4 @@ class Scheduler:
             report = step.aim(report)
         record = drawn(report, positions)
         self.state = replace(state, positions=positions, selection=record)
-        return EpochPlan(epoch, positions, state.ranking[positions], draw_info(self.strategy, self.state.memory))
+        return EpochPlan(state.epoch, positions, state.ranking[positions], draw_info(self.strategy, self.state.memory))

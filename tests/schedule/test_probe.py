@@ -151,6 +151,12 @@ def test_it_follows_an_improving_policy_from_the_embedding_alone(world, seed):
     assert all(f["measured_groups"] > 0 and f["strength"] in ridge.STRENGTHS for f in figures)
 
 
+def improving_feedback(policy, gc_ids, epoch: int) -> list[dict]:
+    """One epoch of the simulated policy's rollouts of `gc_ids`, as feedback records."""
+    rewards = policy.rollouts(gc_ids, epoch)
+    return [{"gc_id": int(g), "reward": float(r)} for g, row in zip(gc_ids, rewards, strict=True) for r in row]
+
+
 def drive_with_likelihood(
     scores: Path, policy, *, seed: int, epochs: int = 20, uniform_share: float | None = None, **settings
 ):
@@ -165,10 +171,8 @@ def drive_with_likelihood(
     plan = scheduler.step().plan
     selected, records = [plan.gc_ids], []
     for epoch in range(epochs - 1):
-        rewards = policy.rollouts(plan.gc_ids, epoch)
-        feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
-                    for r in row]  # fmt: skip
-        ids = scheduler.rescore_ids()
+        feedback = improving_feedback(policy, plan.gc_ids, epoch)
+        ids = scheduler.rescore_ids(feedback)
         logps = np.log(policy.pass_rates(epoch + 1)[ids])
         step = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps))
         plan = step.plan
@@ -177,53 +181,59 @@ def drive_with_likelihood(
     return selected, records
 
 
-def test_each_draw_the_answer_likelihood_cannot_shape_says_so(world):
+def test_each_draw_the_answer_likelihood_cannot_shape_says_so_and_the_refresh_measures_what_the_next_can_use(world):
     """The fit learns the likelihood's weight only from rollout groups whose prompt had one measured before its epoch:
-    the draw after epoch 0 has none (nothing was measured before epoch 0) and says so; once prompts measured after
-    epoch 0 are drawn and trained, the draws stop saying it."""
+    after epoch 0 none has, so the refresh measures exactly the prompts of the next draw (which cannot depend on it),
+    and that draw says the likelihood did not shape it; from then on every group carries one, the refresh measures
+    its budget and the draws stop saying it."""
     _, policy, scores = world
     config = ScheduleConfig(strategy="probe", subset_size=128, seed=0, likelihood=True)
     table = load_scores(scores)
     scheduler = Scheduler(config, table.prompts, scores=table)
-    plan, notes, measured = scheduler.step().plan, [], []
+    plan, notes, asked = scheduler.step().plan, [], []
     for epoch in range(3):
-        rewards = policy.rollouts(plan.gc_ids, epoch)
-        feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True)
-                    for r in row]  # fmt: skip
-        ids = scheduler.rescore_ids()
-        measured.append(len(ids))
+        feedback = improving_feedback(policy, plan.gc_ids, epoch)
+        ids = scheduler.rescore_ids(feedback)
+        asked.append(ids)
         logps = np.log(policy.pass_rates(epoch + 1)[ids])
         plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
         notes.append(scheduler.reported.note)
+        if epoch == 0:
+            assert ids.tolist() == sorted(plan.gc_ids.tolist())
     assert notes[0] == (
         "the answer likelihood did not shape epoch 1's draw: none of the 128 rollout groups it fits had its prompt's "
-        f"likelihood measured before that epoch ({measured[0]} prompts measured so far; each counts once drawn)"
+        "likelihood measured before that epoch (128 prompts measured so far); this draw's prompts are measured with "
+        "the model that trains them, for the next fit"
     )
-    assert notes[1:] == [None, None]
-    assert scheduler.reported.figures["likelihood_groups"] > 0 and scheduler.reported.figures["likelihood_weighed"]
+    assert notes[1:] == [None, None] and [len(ids) for ids in asked[1:]] == [320] * 2  # the pool: less than the budget
+    figures = scheduler.reported.figures
+    assert figures["likelihood_groups"] >= 128 and figures["likelihood_weighed"]
 
 
-def test_a_fit_with_nothing_to_learn_from_the_likelihood_says_it_gave_it_no_weight(world):
-    """Every rollout wrong, as in a pilot whose completions are cut short: groups carry likelihoods from epoch 1 on,
-    but labels that are all equal give the likelihood's coefficients exactly 0, and the draw says so."""
+def test_while_every_reward_is_the_same_nothing_is_measured_and_a_measurement_would_change_no_draw(world):
+    """Every rollout wrong, as in a pilot whose completions are cut short: no fit can weigh the likelihood, so the
+    refresh measures nothing and each draw says why; a run fed the whole budget's likelihoods after every epoch (what
+    the refresh measured before) draws exactly the same epochs."""
     _, _, scores = world
     table = load_scores(scores)
-    scheduler = Scheduler(ScheduleConfig(strategy="probe", subset_size=64, seed=0, likelihood=True), table.prompts,
-                          scores=table)  # fmt: skip
-    plan, notes = scheduler.step().plan, []
-    for _ in range(2):
-        ids = scheduler.rescore_ids()
-        feedback = [{"gc_id": int(g), "reward": 0.0} for g in plan.gc_ids for _ in range(4)]
-        plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, -np.arange(len(ids)) / 10)).plan
-        notes.append(scheduler.reported.note)
-    assert "none of the 64 rollout groups it fits" in notes[0]
-    figures = scheduler.reported.figures
-    assert figures["likelihood_groups"] > 0 and figures["likelihood_weighed"] is False
-    carrying = figures["likelihood_groups"]
-    assert notes[1] == (
-        f"the answer likelihood did not shape epoch 2's draw: the fit gave it no weight (it fits 128 rollout groups, "
-        f"{carrying} with a likelihood; groups whose mean rewards are all equal weigh nothing)"
+    config = ScheduleConfig(strategy="probe", subset_size=64, seed=0, likelihood=True)
+    lean, fed = (Scheduler(config, table.prompts, scores=table) for _ in range(2))
+    plans, notes = [(lean.step().plan, fed.step().plan)], []
+    for _ in range(3):
+        feedback = [{"gc_id": int(g), "reward": 0.0} for g in plans[-1][0].gc_ids for _ in range(4)]
+        assert lean.rescore_ids(feedback) is None
+        ahead = fed.rescore_ids()
+        assert ahead is not None and len(ahead) == 3 * 64
+        step = fed.step(feedback=feedback, rescored=Rescored(ahead, None, -np.arange(len(ahead)) / 10))
+        plans.append((lean.step(feedback=feedback).plan, step.plan))
+        notes.append(lean.reported.note)
+    assert all(a.gc_ids.tolist() == b.gc_ids.tolist() for a, b in plans)
+    assert fed.reported.figures["likelihood_groups"] > 0 and fed.reported.figures["likelihood_weighed"] is False
+    assert notes[0] == (
+        "the answer likelihood did not shape epoch 1's draw: all 64 rollout groups it fits have the same mean reward, "
+        "so nothing relates the likelihood to the reward; none is measured until the rewards differ"
     )
+    assert "all 192 rollout groups" in notes[2]
 
 
 def test_with_the_answer_likelihood_it_aims_as_well_as_the_true_pass_rates_allow(world):
@@ -335,7 +345,8 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     assert console("schedule", "step", "--run", run, "--quiet").returncode == 0
     ids = rundir.load_run(run).schedule.subset_ids
     feedback = tmp_path / "feedback.jsonl"
-    append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), [1.0, 0.0] * (2 * len(ids)))
+    rewards = [float(k <= i) for i in range(len(ids)) for k in range(ROLLOUTS)]  # mean rewards that differ
+    append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), rewards)
     stepped = console("schedule", "step", "--run", run, "--feedback", feedback)
     assert stepped.returncode == 0, stepped.stderr
     assert "not re-scored: no checkpoint was given" in stepped.stdout + stepped.stderr

@@ -68,7 +68,7 @@ def step_at_epoch_end(run: Any, checkpoint_dir: str | None) -> dict[str, Any]:
     from gaincurate.schedule.run.checkpoints import find_checkpoint
 
     rescored, checkpoint = None, None
-    if run.scheduler.rescore_ids() is not None and checkpoint_dir:
+    if run.reads_newest_model and checkpoint_dir:
         found = find_checkpoint(Path(checkpoint_dir))
         if found is not None:
             refuse_megatron(found.path)

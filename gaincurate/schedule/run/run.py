@@ -216,7 +216,8 @@ class Run:
 
         Pass the live model and its tokenizer (in-process trainers), or a checkpoint folder.
         """
-        ids = self.scheduler.rescore_ids()
+        feedback = self.scheduler.summarize(self._records, checked=True) if self._records else None
+        ids = self.scheduler.rescore_ids(feedback)
         if ids is None:
             return None
         from gaincurate.schedule.run.fresh import measure

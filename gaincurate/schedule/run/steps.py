@@ -228,7 +228,7 @@ def consume_feedback(
         summary, digest, data = check_feedback(run_dir, source, run=run, unseen=feedback is not None)
         seconds = time.perf_counter() - started
     timings["feedback_s"] = seconds
-    rescored, used = rescore_from_checkpoint(context)
+    rescored, used = rescore_from_checkpoint(context, summary)
     fresh = fresh_reference(context)
     measured_with = hand_policy(context)
     scheduler = context.scheduler
@@ -301,8 +301,9 @@ def hand_policy(context: StepContext) -> str | None:
     return None if found is None else str(found.path)
 
 
-def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str | None]:
-    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them this epoch."""
+def rescore_from_checkpoint(context: StepContext, feedback: Feedback) -> tuple[Rescored | None, str | None]:
+    """Fresh scores or answer likelihoods from the newest checkpoint when the strategy asks for them after the epoch
+    whose `feedback` this is."""
     scheduler, run, checkpoint = context.scheduler, context.run, context.checkpoint
     if not wants_fresh(scheduler.strategy):
         return None, run.checkpoint
@@ -316,7 +317,7 @@ def rescore_from_checkpoint(context: StepContext) -> tuple[Rescored | None, str 
     elif run.checkpoint:
         found = find_checkpoint(Path(run.checkpoint))
     used = str(found.path) if found else None
-    ids = scheduler.rescore_ids()
+    ids = scheduler.rescore_ids(feedback)
     if ids is None:
         return None, used
     if found is None and run.checkpoint:

@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaincurate.difficulty.calibrate import attention_temperature
-from gaincurate.difficulty.estimate import Estimates, estimate_pass_rates
-from gaincurate.difficulty.predict import PreparedEmbeddings, reference_limit
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
 from gaincurate.errors import ConfigError, setting
 from gaincurate.numerics import exp
@@ -47,6 +45,7 @@ from gaincurate.schedule.strategies import contract
 
 if TYPE_CHECKING:
     from gaincurate.difficulty.calibrate import FittedCalibrator
+    from gaincurate.difficulty.estimate import Estimates
     from gaincurate.schedule.state import ScheduleState
 
 REFERENCE_TIME = -1  # a --reference file is measured before epoch 0
@@ -126,6 +125,8 @@ class DotsStrategy(contract.Strategy):
         center: np.ndarray | None = None,
         limit: int | None = None,
     ) -> None:
+        from gaincurate.difficulty.predict import PreparedEmbeddings, reference_limit  # loaded when dots is used
+
         self.gc_ids = prompts.gc_ids
         # A calibrator is applied to embeddings centred as it was fitted (`center`, from its file). Prepared a block
         # of rows at a time when used: the pool's float64 matrix is never held.
@@ -177,7 +178,7 @@ class DotsStrategy(contract.Strategy):
         strategy.reference_size = min(options.reference_size or inputs.subset_size, len(inputs.prompts))
         return strategy
 
-    def wants(self, state: ScheduleState) -> contract.Wants:
+    def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
         """After epochs K-1, 2K-1, ...: a fresh reference set of M prompts (`--reference-every K`)."""
         every = self.reference_every
         due = every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0
@@ -214,6 +215,8 @@ class DotsStrategy(contract.Strategy):
         `state.epoch`; None before any measurement."""
         if self._last is not None and self._last[0] is state:  # the same state asked again (a draw, then an evaluation)
             return self._last[1]
+        from gaincurate.difficulty.estimate import estimate_pass_rates
+
         rates = self.measured(state)
         estimates = None
         if len(rates):

@@ -131,6 +131,19 @@ class ProbeOptions(Options):
         return replace(self, likelihood=on) if self.likelihood is None else self
 
 
+WEIGHED, EQUAL_REWARDS, NONE_CARRIED = "weighed", "equal rewards", "none carried"
+
+
+def reaches_draw(groups: dict[str, np.ndarray]) -> str:
+    """Whether a fit on `groups` (those it weighs, `ProbeStrategy.weighed`) can give the answer likelihood weight:
+    `WEIGHED`; else why not: `EQUAL_REWARDS` (every group's mean reward is the same, so nothing relates the
+    likelihood to the reward) or `NONE_CARRIED` (no group's prompt had its likelihood measured before its epoch)."""
+    labels = groups["sums"] / groups["counts"]
+    if not len(labels) or labels.min() == labels.max():
+        return EQUAL_REWARDS
+    return WEIGHED if np.isfinite(groups["logps"]).any() else NONE_CARRIED
+
+
 def likelihood_columns(logps: np.ndarray) -> np.ndarray:
     """[N, 2]: the answer's probability and its log-probability (floored), NaN where unmeasured."""
     floored = np.maximum(logps, LOGP_FLOOR)  # NaN stays NaN
@@ -269,13 +282,29 @@ class ProbeStrategy(contract.Strategy):
             measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
-    def wants(self, state: ScheduleState) -> contract.Wants:
-        """The prompts whose answer likelihood to measure after this epoch (`probe.refresh`)."""
+    def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
+        """The prompts whose answer likelihood to measure after this epoch: only what a draw can use. Given the
+        epoch's feedback, the next fit's groups are known. While their mean rewards are all equal: nothing (no fit
+        weighs the likelihood until they differ). While none carries a likelihood, the next draw cannot use one and
+        is the same whatever is measured: its prompts, so that each of their groups carries the likelihood of the
+        model that trains it. Otherwise, and asked ahead: the budget (`probe.refresh`)."""
         if not self.options.likelihood:
             return contract.Wants()
+        after = None if end.feedback is None else Measured(self.observe(state, end.feedback))
+        why = None if after is None else reaches_draw(self.weighed(after, now=state.epoch))
+        if why == EQUAL_REWARDS:
+            return contract.Wants()
+        if why == NONE_CARRIED and end.upcoming is not None:
+            return contract.Wants(np.asarray(end.upcoming(), dtype=np.int64))
         from gaincurate.schedule.strategies.probe.refresh import chosen  # only with --likelihood: off the product path
 
         return contract.Wants(chosen(self, state, Measured(state.memory).latest))
+
+    def weighed(self, measured: Measured, *, now: int) -> dict[str, np.ndarray]:
+        """The groups that a fit before drawing epoch `now + 1` gives a weight above 0 (size * forget ** age)."""
+        groups = measured.groups
+        kept = int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0)) > 0
+        return {key: value[kept] for key, value in groups.items()}
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
@@ -291,7 +320,10 @@ class ProbeStrategy(contract.Strategy):
             return None
         rows = np.searchsorted(self.gc_ids, groups["gc_ids"])
         pool_logps = measured.logps_of(self.gc_ids) if self.options.likelihood else None
-        scale = likelihood_scale(pool_logps)
+        # Where the likelihood cannot be weighed, its columns stay 0 (their coefficients are 0 in exact arithmetic
+        # too), so that nothing measured after the epoch changes the draw: the refresh relies on it.
+        weighs = pool_logps is not None and reaches_draw(self.weighed(measured, now=now)) == WEIGHED
+        scale = likelihood_scale(pool_logps) if weighs else None
         features = self._design(rows, groups["logps"], scale)
         weights = groups["counts"] * int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0))
         labels = groups["sums"] / groups["counts"]
@@ -300,7 +332,7 @@ class ProbeStrategy(contract.Strategy):
         strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
         beta = ridge.solve(system, ridge.penalty_vector(features.shape[1], free=FREE_COLUMNS, strength=strength))
         rates = beta[0] + self.features.predict(beta[FREE_COLUMNS:])  # the pool's, without its features
-        if pool_logps is not None and scale is not None:
+        if scale is not None:
             rates += ridge.predict(self._likelihood_design(pool_logps, scale), beta[1:FREE_COLUMNS])
         edge = bool(choice.at_edge) if choice else None
         info = {"strength": strength, "strength_at_edge": edge, "measured_groups": len(labels)}
@@ -360,6 +392,8 @@ class ProbeStrategy(contract.Strategy):
         if figures.get("likelihood_weighed") is False:
             from gaincurate.schedule.strategies.probe.refresh import unshaped  # only with --likelihood
 
-            note = unshaped(state.epoch, figures, len(Measured(state.memory).latest["gc_ids"]))
+            measured = Measured(state.memory)
+            equal = reaches_draw(self.weighed(measured, now=state.epoch - 1)) == EQUAL_REWARDS
+            note = unshaped(state.epoch, figures, equal, len(measured.latest["gc_ids"]))
         return contract.Report(estimates, source if estimates is not None else "no estimate yet",
                              contract.target_band(self.options.target), figures, note)  # fmt: skip

@@ -65,14 +65,20 @@ def rows_to_measure(
     return np.flatnonzero(picked)
 
 
-def unshaped(epoch: int, figures: dict[str, Any], measured: int) -> str:
-    """What the run says of a draw the answer likelihood did not shape (its fit's two likelihood coefficients exactly
-    0): either none of the fitted rollout groups had its prompt's likelihood measured before the epoch that trained it
-    (the fit learns the likelihood's weight from those alone), or the fit gave it none (`measured`: prompts measured
+def unshaped(epoch: int, figures: dict[str, Any], equal_rewards: bool, measured: int) -> str:
+    """What the run says of a draw the answer likelihood did not shape (its fit's two likelihood coefficients 0), and
+    what is measured meanwhile: every fitted group has the same mean reward (`equal_rewards`: nothing is measured
+    until they differ), none of them had its prompt's likelihood measured before the epoch that trained it (the
+    prompts of this draw are measured, for the next fit), or the fit gave it no weight (`measured`: prompts measured
     so far)."""
     groups, carrying = figures["measured_groups"], figures["likelihood_groups"]
-    why = (f"none of the {groups} rollout groups it fits had its prompt's likelihood measured before that epoch "
-           f"({measured} prompts measured so far; each counts once drawn)") if carrying == 0 else (
-           f"the fit gave it no weight (it fits {groups} rollout groups, {carrying} with a likelihood; groups whose "
-           "mean rewards are all equal weigh nothing)")  # fmt: skip
+    if equal_rewards:
+        why = (f"all {groups} rollout groups it fits have the same mean reward, so nothing relates the likelihood to "
+               "the reward; none is measured until the rewards differ")  # fmt: skip
+    elif carrying == 0:
+        why = (f"none of the {groups} rollout groups it fits had its prompt's likelihood measured before that epoch "
+               f"({measured} prompts measured so far); this draw's prompts are measured with the model that trains "
+               "them, for the next fit")  # fmt: skip
+    else:
+        why = f"the fit gave it no weight (it fits {groups} rollout groups, {carrying} with a likelihood)"
     return f"the answer likelihood did not shape epoch {epoch}'s draw: {why}"
