@@ -354,6 +354,24 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     assert "probe options" in shown and "--uniform-share" in shown and "--likelihood" in shown
 
 
+def test_while_every_rollout_is_wrong_a_step_asks_for_no_model_and_says_why(tmp_path):
+    """The new user's pilot whose completions are all wrong: `schedule step` without a checkpoint measures nothing,
+    so it has nothing to miss, and says that the likelihood waits for rewards that differ."""
+    scores, run = write_recorded_scores(tmp_path / "scores"), tmp_path / "run"
+    init = ("schedule", "init", "--scores", scores, "--run", run, "--likelihood", "--subset-size", "4")
+    assert console(*init).returncode == 0
+    assert console("schedule", "step", "--run", run, "--quiet").returncode == 0
+    for epoch in range(2):
+        ids = rundir.load_run(run).schedule.subset_ids
+        feedback = tmp_path / f"wrong-{epoch}.jsonl"
+        append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), [0.0] * (ROLLOUTS * len(ids)))
+        stepped = console("schedule", "step", "--run", run, "--feedback", feedback)
+        assert stepped.returncode == 0, stepped.stderr
+        assert "not re-scored" not in stepped.stdout + stepped.stderr
+        assert f"did not shape epoch {epoch + 1}'s draw: all {4 * (epoch + 1)} rollout groups" in stepped.stderr
+        assert "none is measured until the rewards differ" in stepped.stderr
+
+
 def test_the_likelihood_is_on_by_itself_where_every_prompt_has_an_answer_and_a_choice_overrides_it(tmp_path):
     """Resolved once at init from the scores and stored so; `--no-likelihood` turns it off, `--likelihood` on."""
     scores = write_recorded_scores(tmp_path / "scores")

@@ -12,8 +12,8 @@ Features, per prompt:
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does). Only the
   measured prompts' features are built; the pool is predicted through the raw embedding (`probe.features`);
 * with the likelihood, the current policy's log-probability of the prompt's reference answer and that probability
-  (`gaincurate.scoring.likelihood`), refreshed after every epoch from the live model or the newest checkpoint
-  (`wants` / `observe`): the prompts near the target and a rotation (`probe.refresh`). Where the reward checks a
+  (`gaincurate.scoring.likelihood`), refreshed after each epoch from the live model or the newest checkpoint
+  (`wants` / `observe`), only what a draw can use (`wants`; `probe.refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
@@ -53,8 +53,9 @@ FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its r
                 "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
-    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after each epoch with the "
-    "newest model (live, or --checkpoint); until then, and for prompts never measured, the fit uses the embedding alone"
+    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
+    "model (live, or --checkpoint) where a draw can use it; until then, and for prompts never measured, the fit uses "
+    "the embedding alone"
 )
 NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
 
@@ -121,7 +122,7 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    refresh: float = option(3.0, "Likelihoods measured after each epoch, as a multiple of its prompts.", POSITIVE)
+    refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
     def resolved(self, scores: Any) -> ProbeOptions:

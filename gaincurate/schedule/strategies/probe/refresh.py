@@ -1,9 +1,10 @@
-"""Which prompts' answer likelihood `probe --likelihood` measures after an epoch: what the next draw can use.
+"""Which prompts' answer likelihood `probe --likelihood` measures after an epoch whose groups the fit can weigh it by.
 
-Measuring every pool prompt after every epoch (a teacher-forced forward each) cost 15-25% of a bench run's compute
-(docs/benchmarks.md, "A cheap likelihood refresh"). The next draw aims near the target, so the prompts that matter
-most are the ones the fit puts there; the others only need their value kept from going stale. So a budget of
-`refresh` x the epoch's size goes, in this order:
+`ProbeStrategy.wants` decides first from the epoch's rewards: nothing, or the next draw's prompts, while the next fit
+cannot weigh the likelihood. Otherwise this budget. Measuring every pool prompt after every epoch (a teacher-forced
+forward each) cost 15-25% of a bench run's compute (docs/benchmarks.md, "A cheap likelihood refresh"). The next draw
+aims near the target, so the prompts that matter most are the ones the fit puts there; the others only need their
+value kept from going stale. So a budget of `refresh` x the epoch's size goes, in this order:
 
 1. to the epoch's worth of prompts that the fit which drew the epoch puts nearest the target (the next draw's
    candidates; the fit with the epoch's own groups is made only after the refresh);
@@ -11,7 +12,8 @@ most are the ones the fit puts there; the others only need their value kept from
    order among equals, so no prompt is measured again before every other has had its turn and no part of the pool
    (the bench's pool lists its families one after another) is measured first every time.
 
-Before any fit (after epoch 0) all of the budget rotates. A budget of at least the pool measures every prompt.
+Before any fit (asked ahead of epoch 0's feedback) all of the budget rotates. A budget of at least the pool measures
+every prompt.
 """
 
 from __future__ import annotations
