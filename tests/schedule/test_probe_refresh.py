@@ -1,9 +1,10 @@
 """`probe --likelihood`'s refresh (schedule/strategies/probe/refresh.py): which prompts it measures after an epoch.
 
 The choice against its definition computed by hand; then the simulated improving policy of tests/simulation.py,
-its answer likelihood the log of the true pass rate (as test_probe.py feeds it): the refresh measures its budget,
-the prompts the fit puts nearest the target among them, and every prompt within a bounded age; and it aims as well
-as measuring the whole pool after every epoch.
+its answer likelihood the log of the true pass rate (as test_probe.py feeds it): before any group carries a
+likelihood the refresh measures exactly the next draw's prompts (that draw made apart, through any filter); then its
+budget, the prompts the fit puts nearest the target among them, and every prompt within a bounded age; and it aims
+as well as measuring the whole pool after every epoch.
 """
 
 from __future__ import annotations
@@ -111,3 +112,21 @@ def test_it_aims_as_well_as_measuring_the_whole_pool_every_epoch(world):
         distance[refresh] = np.mean([np.abs(policy.pass_rates(e)[run[e]] - 0.5).mean() for run in runs
                                      for e in range(5, 20)])  # fmt: skip
     assert distance[3] < distance[POOL / SUBSET] + 0.015, distance
+
+
+@pytest.mark.parametrize("band", [None, (0.3, 0.7)])
+def test_the_next_draw_it_measures_before_any_group_carries_a_likelihood_is_the_draw_made(world, band):
+    """After epoch 0 the next draw cannot use a likelihood, so the scheduler makes it apart first (through any
+    filter, here the band) and the refresh measures exactly its prompts: the draw then made is that one."""
+    policy, scores = world
+    table = load_scores(scores)
+    config = ScheduleConfig(strategy="probe", subset_size=SUBSET, seed=3, likelihood=True, band=band)
+    scheduler = Scheduler(config, table.prompts, scores=table)
+    plan = scheduler.step().plan
+    rewards = policy.rollouts(plan.gc_ids, 0)
+    feedback = [{"gc_id": int(g), "reward": float(r)} for g, row in zip(plan.gc_ids, rewards, strict=True) for r in row]
+    state = scheduler.state
+    ids = scheduler.rescore_ids(feedback)
+    assert scheduler.state is state  # made apart: the scheduler's state is untouched
+    plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, np.log(policy.pass_rates(1)[ids]))).plan
+    assert ids.tolist() == sorted(plan.gc_ids.tolist())
