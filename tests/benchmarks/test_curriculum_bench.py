@@ -276,16 +276,18 @@ def test_the_other_tasks_run_by_name_at_smoke_size(tmp_path, bench, symbol, righ
 
 
 def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(tmp_path):
-    """The chain rows' reference answer is the scores' answer column, so `probe --likelihood` (an arm of the declared
-    verdict) measures it after each epoch; with `measure_pool`, the pool instrument also holds every candidate
-    feature (candidates.py: the likelihoods of the answer, the solution, the answer after it; the embedding) against
-    the measured pass rates. At smoke size, its one pair."""
+    """The chain rows' reference answer is the scores' answer column, so a probe with the likelihood measures it after
+    each epoch: here the bench arm that measures its budget whatever the rewards (`budget_probe.py`), since at smoke
+    size every rollout is wrong and `probe --likelihood` then measures nothing. With `measure_pool`, the pool
+    instrument also holds every candidate feature (candidates.py: the likelihoods of the answer, the solution, the
+    answer after it; the embedding) against the measured pass rates. At smoke size, its one pair."""
     from gaincurate.schedule.run.rundir import load_run
 
     config = tmp_path / "chain.json"
-    config.write_text(json.dumps({"base": "cpu-chain-compute", "measure_pool": True}))
-    run_bench(str(config), tmp_path / "out", strategies=["probe-likelihood"], smoke=True)
-    memory = load_run(tmp_path / "out" / "runs" / "probe-likelihood-seed0").schedule.memory
+    arm = {"strategy": "probe-budget", "likelihood": True}
+    config.write_text(json.dumps({"base": "cpu-chain-compute", "measure_pool": True, "schedule": {"budget": arm}}))
+    run_bench(str(config), tmp_path / "out", strategies=["budget"], smoke=True)
+    memory = load_run(tmp_path / "out" / "runs" / "budget-seed0").schedule.memory
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
     lines = [json.loads(line) for line in (tmp_path / "out" / "diagnosis.jsonl").read_text().splitlines()]

@@ -9,14 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gaincurate.lab.benchmarks.curriculum import compute, run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
-from gaincurate.schedule.strategies.probe import ProbeOptions
-from gaincurate.schedule.strategies.probe.refresh import budget, rotation
 
 CONSOLE = str(Path(sys.executable).parent / "gaincurate")
 NAME = "cpu-arith-probe"
@@ -72,14 +69,18 @@ def test_every_kind_of_token_adds_up_to_what_the_pair_did(bench):
         # The scoring pass (the pool's prompts, once) is charged from the start to every arm but the baseline.
         scoring = 0 if arm == config.baseline else sum(prompts.values())
         assert {p["scoring_tokens"] for p in mine} == {scoring}
-    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), `refresh` x the
-    # epoch's prompts, before any fit the first of the seeded rotation (probe_refresh), teacher-forced with its answer.
+    # probe's likelihood refresh: after the first epoch (the last point's epoch end comes after it), whose rewards
+    # differ and whose groups carry no likelihood yet, exactly the next epoch's prompts, teacher-forced with their
+    # answers (ProbeStrategy.wants).
     likelihood = [p for p in points if p["strategy"] == "probe-likelihood"]
     epoch_steps = config.subset_size // config.prompts_per_step
-    count = budget(ProbeOptions().refresh, config.subset_size)
-    first = np.argsort(rotation(len(prompts), seed=0))[:count]  # the pair's seed
-    assert 0 < count < len(prompts)
-    refreshed = sum(prompts[int(i)] + answers[int(i)] for i in first)
+    run = out / "runs" / "probe-likelihood-seed0"
+    groups: dict[int, list[float]] = {}
+    for line in _lines(run / "feedback-0000.jsonl"):
+        groups.setdefault(line["gc_id"], []).append(line["reward"])
+    assert len({sum(rewards) / len(rewards) for rewards in groups.values()}) > 1
+    following = _lines(run / "history.jsonl")[1]["subset_ids"]
+    refreshed = sum(prompts[int(i)] + answers[int(i)] for i in set(following))
     assert [p["refresh_tokens"] for p in likelihood] == [
         refreshed if p["step"] > epoch_steps else 0 for p in likelihood
     ]
