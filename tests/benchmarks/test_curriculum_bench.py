@@ -281,13 +281,17 @@ def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(t
     size every rollout is wrong and `probe --likelihood` then measures nothing. With `measure_pool`, the pool
     instrument also holds every candidate feature (candidates.py: the likelihoods of the answer, the solution, the
     answer after it; the embedding) against the measured pass rates. At smoke size, its one pair."""
+    from gaincurate.lab.benchmarks.curriculum.budget_probe import BudgetProbe
     from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.strategies.registry import STRATEGIES
 
     config = tmp_path / "chain.json"
     arm = {"strategy": "probe-budget", "likelihood": True}
     config.write_text(json.dumps({"base": "cpu-chain-compute", "measure_pool": True, "schedule": {"budget": arm}}))
     run_bench(str(config), tmp_path / "out", strategies=["budget"], smoke=True)
-    memory = load_run(tmp_path / "out" / "runs" / "budget-seed0").schedule.memory
+    assert "probe-budget" not in STRATEGIES  # registered while its pair trained, and no longer
+    with BudgetProbe.registered():  # the bench's own strategy: named only where it runs
+        memory = load_run(tmp_path / "out" / "runs" / "budget-seed0").schedule.memory
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
     lines = [json.loads(line) for line in (tmp_path / "out" / "diagnosis.jsonl").read_text().splitlines()]

@@ -3,11 +3,13 @@
 `probe` measures only what a draw can use (`ProbeStrategy.wants`): nothing while every group's mean reward is the
 same, the next draw's prompts while no group carries a likelihood, the budget otherwise. This arm measures the budget
 after every epoch, whatever the epoch's rewards, as `probe` did before; its fit and draws are `probe`'s. It is kept
-for comparison and registered in a pair's process only, so `gaincurate schedule status` cannot name its runs.
+for comparison and registered only while a pair trains, so `gaincurate schedule status` cannot name its runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gaincurate.schedule.strategies.probe import ProbeStrategy
@@ -24,8 +26,13 @@ class BudgetProbe(ProbeStrategy):
         return ProbeStrategy.wants(self, state)
 
     @classmethod
-    def register(cls) -> None:
-        """Make `--strategy probe-budget` name it, in this process."""
+    @contextmanager
+    def registered(cls) -> Iterator[None]:
+        """`--strategy probe-budget` names it while the block runs, in this process only, and no longer."""
         from gaincurate.schedule.strategies.registry import STRATEGIES
 
-        STRATEGIES.setdefault(BUDGET_PROBE, cls)
+        STRATEGIES[BUDGET_PROBE] = cls
+        try:
+            yield
+        finally:
+            del STRATEGIES[BUDGET_PROBE]

@@ -34,7 +34,6 @@ from transformers import PrinterCallback, TrainerCallback
 
 from gaincurate.integrations.trl.rewards import REUSED_COLUMN
 from gaincurate.lab.benchmarks.curriculum.assets import Assets
-from gaincurate.lab.benchmarks.curriculum.budget_probe import BUDGET_PROBE, BudgetProbe
 from gaincurate.lab.benchmarks.curriculum.candidates import live_candidates
 from gaincurate.lab.benchmarks.curriculum.compute import PARAMETERS, REFRESH, ROLLOUT, TokenCounter, matmul_parameters
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
@@ -300,8 +299,6 @@ class PairRun:
         config = self.config
         fields = config.schedule_fields(self.strategy)
         name = config.baseline if self.strategy in ORACLE_ARMS else fields.pop("strategy", self.strategy)
-        if name == BUDGET_PROBE:
-            BudgetProbe.register()
         if name == "probe":  # the embedding alone unless the arm asks for the likelihood, as the verdicts ran it
             fields.setdefault("likelihood", False)
         schedule = ScheduleConfig(strategy=name, subset_size=config.subset_size, seed=self.seed, **fields)
