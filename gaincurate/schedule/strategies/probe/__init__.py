@@ -284,28 +284,28 @@ class ProbeStrategy(contract.Strategy):
         return measured.to_memory()
 
     def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
-        """The prompts whose answer likelihood to measure after this epoch: only what a draw can use. Given the
-        epoch's feedback, the next fit's groups are known. While their mean rewards are all equal: nothing (no fit
-        weighs the likelihood until they differ). While none carries a likelihood, the next draw cannot use one and
-        is the same whatever is measured: its prompts, so that each of their groups carries the likelihood of the
-        model that trains it. Otherwise, and asked ahead: the budget (`probe.refresh`)."""
+        """The prompts whose answer likelihood to measure after this epoch: only what a draw can use. Given the epoch's
+        feedback: nothing while the next fit's groups all have the same mean reward (no fit weighs it); the next draw's
+        prompts while none carries one (that draw is the same whatever is measured, and each of its groups then
+        carries the likelihood of the model that trains it). Otherwise, or asked ahead: the budget (`probe.refresh`)."""
         if not self.options.likelihood:
             return contract.Wants()
-        after = None if end.feedback is None else Measured(self.observe(state, end.feedback))
-        why = None if after is None else reaches_draw(self.weighed(after, now=state.epoch))
-        if why == EQUAL_REWARDS:
-            return contract.Wants()
-        if why == NONE_CARRIED and end.upcoming is not None:
-            return contract.Wants(np.asarray(end.upcoming(), dtype=np.int64))
+        measured = Measured(state.memory)
+        if end.feedback is not None:  # the next fit's groups: the epoch's added (the newest likelihoods unchanged)
+            measured.add_groups(contract.per_prompt_feedback(end.feedback, self.name), state.epoch)
+            why = reaches_draw(self.weighed(measured, now=state.epoch))
+            if why == EQUAL_REWARDS:
+                return contract.Wants()
+            if why == NONE_CARRIED and end.upcoming is not None:
+                return contract.Wants(np.asarray(end.upcoming(), dtype=np.int64))
         from gaincurate.schedule.strategies.probe.refresh import chosen  # only with --likelihood: off the product path
 
-        return contract.Wants(chosen(self, state, Measured(state.memory).latest))
+        return contract.Wants(chosen(self, state, measured.latest))
 
     def weighed(self, measured: Measured, *, now: int) -> dict[str, np.ndarray]:
         """The groups that a fit before drawing epoch `now + 1` gives a weight above 0 (size * forget ** age)."""
-        groups = measured.groups
-        kept = int_powers(self.options.forget, np.maximum(now - groups["epochs"], 0)) > 0
-        return {key: value[kept] for key, value in groups.items()}
+        kept = int_powers(self.options.forget, np.maximum(now - measured.groups["epochs"], 0)) > 0
+        return {key: value[kept] for key, value in measured.groups.items()}
 
     def estimate(self, state: ScheduleState) -> Estimate | None:
         """Every prompt's estimate before drawing epoch `state.epoch`; None before any group was measured."""
