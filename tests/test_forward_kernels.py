@@ -88,3 +88,74 @@ def test_attention_for_many_shapes_leaves_out_cudnn_only():
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
         got = torch.nn.functional.scaled_dot_product_attention(query, query, query, attn_mask=mask)
     assert torch.equal(got, expected)  # on a CPU, the same backend as without it
+
+
+def _qwen2(**changes):
+    from transformers import Qwen2Config
+
+    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)  # fmt: skip
+    return AutoModelForCausalLM.from_config(Qwen2Config(**(shape | changes))).eval()
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+# (device, dtype, head width, tolerance): a CPU in float32 runs the materialised masks; a GPU in bfloat16 runs flash,
+# at the head widths of the 0.5B and 1.5B classes, against the memory-efficient kernel over the mask.
+DEVICES = [("cpu", torch.float32, 8, 1e-5),
+           pytest.param("cuda", torch.bfloat16, 64, 2e-2, marks=[pytest.mark.gpu, CUDA], id="cuda-64"),
+           pytest.param("cuda", torch.bfloat16, 128, 2e-2, marks=[pytest.mark.gpu, CUDA], id="cuda-128")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("device", "dtype", "head", "tolerance"), DEVICES)
+@pytest.mark.parametrize("prefix", [0, 5], ids=["whole-rows", "after-a-cached-prefix"])
+def test_right_padded_rows_attend_alike_without_the_padding_mask(prefix, device, dtype, head, tolerance):
+    """Rows of 9, 4 and 1 tokens padded on the right to 9 (after `prefix` cached tokens): without the mask, every
+    real token's hidden states match the masked forward's, and the config's attention is restored after."""
+    from transformers import DynamicCache
+
+    from gaincurate.model import SiteForward
+    from gaincurate.scoring.engine import expand_cache
+
+    torch.manual_seed(0)
+    model = _qwen2(hidden_size=4 * head, head_dim=head).to(device, dtype)
+    site = SiteForward(model, layer=-1, site="residual", prune=False)
+    lengths, width = [9, 4, 1], 9
+    ids = torch.randint(1, 64, (len(lengths), width), device=device)
+    mask = torch.zeros(len(lengths), prefix + width, dtype=torch.long, device=device)
+    mask[:, :prefix] = 1
+    for row, length in enumerate(lengths):
+        ids[row, length:] = 0
+        mask[row, prefix : prefix + length] = 1
+    head_ids = torch.randint(1, 64, (1, prefix), device=device)
+
+    def forward():
+        cache = None
+        if prefix:
+            cache = DynamicCache(config=model.config)
+            site(head_ids, torch.ones_like(head_ids), cache=cache)
+            cache = expand_cache(cache, len(lengths), model.config)
+        return site(ids, mask, cache=cache).float()
+
+    masked = forward()
+    with forward_kernels.right_padded_causal(model.config):
+        assert model.config._attn_implementation == forward_kernels.RIGHT_PADDED_CAUSAL
+        unmasked = forward()
+    assert model.config._attn_implementation == "sdpa"
+    scale = float(masked.abs().max())
+    for row, length in enumerate(lengths):
+        torch.testing.assert_close(unmasked[row, :length], masked[row, :length], rtol=0, atol=tolerance * scale)
+
+
+def test_the_padding_mask_goes_only_on_a_gpu_in_a_half_dtype_with_plain_causal_attention():
+    half = _qwen2().to(torch.bfloat16)
+    assert forward_kernels.right_padded_causal_applies(half, "cuda:0")
+    assert not forward_kernels.right_padded_causal_applies(half, "cpu")
+    assert not forward_kernels.right_padded_causal_applies(_qwen2(), "cuda")  # float32: no flash kernel
+    windowed = _qwen2(use_sliding_window=True, sliding_window=4, max_window_layers=0).to(torch.bfloat16)
+    assert not forward_kernels.right_padded_causal_applies(windowed, "cuda")
+    eager = _qwen2(attn_implementation="eager").to(torch.bfloat16)
+    assert not forward_kernels.right_padded_causal_applies(eager, "cuda")
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=4))
+    assert forward_kernels.right_padded_causal_applies(gpt2.to(torch.bfloat16), "cuda") == (
+        gpt2._supports_attention_backend and gpt2.config._attn_implementation == "sdpa"
+    )

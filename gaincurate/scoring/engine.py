@@ -5,11 +5,14 @@ Prompts are packed into batches of rows of one padded width, at most `batch_toke
 length on a CPU, a bucket on a GPU. The leading tokens that every prompt shares (system prompt, few-shot turns,
 role headers) run once: each batch continues from their key/value cache and adds their segment sums, since in a
 causal model their hidden states do not depend on the question. On a GPU a batch's rows go up from pinned memory
-without blocking and its results stay on the device until the last batch of the call, which reads them once.
+without blocking, attention runs without the padding mask where the model allows it (rows are padded on the right:
+`forward_kernels.right_padded_causal`), and its results stay on the device until the last batch of the call, which
+reads them once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +150,7 @@ class Scorer:
 
     def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
                  prefix: SharedPrefix | None, batch_tokens: int) -> None:  # fmt: skip
+        from gaincurate.forward_kernels import right_padded_causal, right_padded_causal_applies
         from gaincurate.kernels import resolve_backend
 
         self.site = site
@@ -157,6 +161,9 @@ class Scorer:
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
+        # Rows are padded on the right (`_run_batch`), so on a GPU the padding mask can go.
+        padded_right = right_padded_causal_applies(site.base, device)
+        self._attention = (lambda: right_padded_causal(site.base.config)) if padded_right else contextlib.nullcontext
 
     def score(self, prompts: list[EncodedPrompt], progress: Progress = NULL_PROGRESS) -> dict[str, np.ndarray]:
         """Scores of `prompts` in their order; rows without question tokens stay NaN. Advances `progress` per row."""
@@ -234,7 +241,8 @@ class Scorer:
         if offset:
             _, prefix_sums, prefix_counts = self._prefix_parts()
             cache = expand_cache(self._prefix_parts()[0], len(prompts), self.site.base.config)
-        captured = self.site.capture(input_ids, attention_mask, cache=cache)
+        with self._attention():
+            captured = self.site.capture(input_ids, attention_mask, cache=cache)
         hidden = captured[self.site.layer_index]
         # The ids come from the encoder's segments (-1, QUESTION, CONTEXT): no range check, whose answer a GPU
         # would make the host wait for.
