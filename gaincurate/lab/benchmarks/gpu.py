@@ -178,8 +178,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
     from gaincurate.lab.benchmarks.scoring import naive_scores
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
-    from gaincurate.scoring import score
-    from gaincurate.scoring.config import RunOptions, ScoreConfig
+    from gaincurate.scoring.config import ScoreConfig
 
     rows = prompts_of(kind, args.rows, args.prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,15 +189,15 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         config = ScoreConfig(dataset=str(data), model=str(folder), dtype=args.dtype, device=args.device,
                              batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
                              answer_column=None, liger=args.liger)  # fmt: skip
-        warmup = config.replace(limit=min(8, args.rows))  # compile, allocator, caches
-        score(warmup, RunOptions(out=str(Path(tmp) / "warmup"), quiet=True))
-        manifest = score(config, RunOptions(out=str(Path(tmp) / "scores"), quiet=True))
+        # Liger-Kernel patches transformers' modules for the whole process: a run with it gets a process of its own,
+        # so the plain run and the naive baseline after it run unpatched.
+        manifest = (warm_score_apart if args.liger else warm_score)(config, Path(tmp) / "scores")
         timings = manifest["timings"]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         against_plain = None
         if args.liger:  # the same prompts without Liger: what its kernels change in the scores, and the speed-up
-            plain = score(config.replace(liger=False), RunOptions(out=str(Path(tmp) / "plain"), quiet=True))
+            plain = warm_score(config.replace(liger=False), Path(tmp) / "plain")
             against_plain = score_agreement(Path(tmp) / "scores", Path(tmp) / "plain", args.dtype)
             plain_rate = plain["timings"]["tokens"] / plain["timings"]["forward_seconds"]
             against_plain["speedup"] = timings["tokens"] / timings["forward_seconds"] / plain_rate
@@ -232,6 +231,42 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
         "liger_against_plain": against_plain,
     }
+
+
+WARMUP_ROWS = 8
+
+
+def warm_score(config: Any, out: Path) -> dict:
+    """`config` scored into `out` after its first WARMUP_ROWS rows (compile, allocator, caches): the manifest."""
+    from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions
+
+    score(config.replace(limit=WARMUP_ROWS), RunOptions(out=str(out.with_name(out.name + "-warmup")), quiet=True))
+    return score(config, RunOptions(out=str(out), quiet=True))
+
+
+WARM_SCORE = """
+import pickle, sys
+from pathlib import Path
+from gaincurate.lab.benchmarks.gpu import warm_score
+warm_score(pickle.loads(Path(sys.argv[1]).read_bytes()), Path(sys.argv[2]))
+"""
+
+
+def warm_score_apart(config: Any, out: Path) -> dict:
+    """`warm_score` in a fresh process."""
+    import pickle
+    import subprocess
+    import sys
+
+    from gaincurate.shards import read_manifest
+
+    saved = out.with_name(out.name + "-config.pickle")
+    saved.write_bytes(pickle.dumps(config))
+    done = subprocess.run([sys.executable, "-c", WARM_SCORE, str(saved), str(out)], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"scoring in a process of its own failed: {done.stderr.strip()[-2000:]}")
+    return read_manifest(out)
 
 
 def score_agreement(scores: Path, reference: Path, dtype: str) -> dict[str, Any]:
