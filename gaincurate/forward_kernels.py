@@ -49,6 +49,14 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
     )
 
 
+def attention_for_right_padded_rows(model: Any, device: str) -> contextlib.AbstractContextManager:
+    """How a forward over rows padded on the right attends: `right_padded_causal` where it applies, else as the model
+    does."""
+    if right_padded_causal_applies(model, device):
+        return right_padded_causal(model.config)
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def right_padded_causal(config: Any) -> Any:
     """Run the forwards inside with causal attention and no padding mask, then restore `config`'s attention.

@@ -101,7 +101,7 @@ def _qwen2(**changes):
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 # (device, dtype, head width, tolerance): a CPU in float32 runs the materialised masks; a GPU in bfloat16 runs flash,
 # at the head widths of the 0.5B and 1.5B classes, against the memory-efficient kernel over the mask.
-DEVICES = [("cpu", torch.float32, 8, 1e-5),
+DEVICES = [pytest.param("cpu", torch.float32, 8, 1e-5, id="cpu"),
            pytest.param("cuda", torch.bfloat16, 64, 2e-2, marks=[pytest.mark.gpu, CUDA], id="cuda-64"),
            pytest.param("cuda", torch.bfloat16, 128, 2e-2, marks=[pytest.mark.gpu, CUDA], id="cuda-128")]  # fmt: skip
 

@@ -1,6 +1,7 @@
 """The policy's log-probability of a reference answer (gaincurate/scoring/likelihood.py).
 
-Against a brute-force float64 forward of each row alone; batching and padding change nothing; the rows of a scores
+Against a brute-force float64 forward of each row alone; batching and padding change nothing, with the padding mask
+or without it as on a GPU; the rows of a scores
 directory are scored with the prompt scoring built; on a tiny model, exp of it is the chance that sampling at
 temperature 1 writes exactly the answer and stops (the reason the probe reads it).
 """
@@ -14,6 +15,15 @@ from helpers import build_model, build_tokenizer
 
 from gaincurate.errors import InputError
 from gaincurate.scoring.likelihood import answer_ids, answer_logprobs, likelihoods, shared_prefix
+
+
+@pytest.fixture(params=[True, False], ids=["padding-mask", "right-padded-causal"])
+def padding_mask(request, monkeypatch):
+    """Each batch attends with the padding mask, or without it as on a GPU (`forward_kernels.right_padded_causal`)."""
+    from gaincurate import forward_kernels
+
+    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: not request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +44,7 @@ def brute_force(model, prompt: list[int], completion: list[int]) -> float:
         model.float()
 
 
-def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny):
+def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny, padding_mask):
     model, tokenizer = tiny
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, len(tokenizer), size=n).tolist() for n in (5, 9, 2, 14)]
@@ -51,7 +61,7 @@ def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny):
     assert np.all(np.abs(hotter - values) > 0)
 
 
-def test_a_shared_prefix_runs_once_and_changes_nothing(tiny):
+def test_a_shared_prefix_runs_once_and_changes_nothing(tiny, padding_mask):
     """Prompts that share their leading tokens (system prompt, few-shot turns) continue from its cache: the same
     values as each row alone in float64, whatever the batch size (issue 58: re-scoring cost more than scoring)."""
     model, tokenizer = tiny

@@ -12,7 +12,6 @@ reads them once.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,7 +149,6 @@ class Scorer:
 
     def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
                  prefix: SharedPrefix | None, batch_tokens: int) -> None:  # fmt: skip
-        from gaincurate.forward_kernels import right_padded_causal, right_padded_causal_applies
         from gaincurate.kernels import resolve_backend
 
         self.site = site
@@ -161,9 +159,6 @@ class Scorer:
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
-        # Rows are padded on the right (`_run_batch`), so on a GPU the padding mask can go.
-        padded_right = right_padded_causal_applies(site.base, device)
-        self._attention = (lambda: right_padded_causal(site.base.config)) if padded_right else contextlib.nullcontext
 
     def score(self, prompts: list[EncodedPrompt], progress: Progress = NULL_PROGRESS) -> dict[str, np.ndarray]:
         """Scores of `prompts` in their order; rows without question tokens stay NaN. Advances `progress` per row."""
@@ -223,6 +218,7 @@ class Scorer:
         sums, counts and pooled embeddings (or None), left on the device."""
         import torch
 
+        from gaincurate.forward_kernels import attention_for_right_padded_rows
         from gaincurate.kernels import segment_unit_sums
 
         input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -241,7 +237,7 @@ class Scorer:
         if offset:
             _, prefix_sums, prefix_counts = self._prefix_parts()
             cache = expand_cache(self._prefix_parts()[0], len(prompts), self.site.base.config)
-        with self._attention():
+        with attention_for_right_padded_rows(self.site.base, self.device):  # rows are padded on the right
             captured = self.site.capture(input_ids, attention_mask, cache=cache)
         hidden = captured[self.site.layer_index]
         # The ids come from the encoder's segments (-1, QUESTION, CONTEXT): no range check, whose answer a GPU
