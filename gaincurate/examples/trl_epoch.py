@@ -127,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # A missing epoch file or checkpoint is refused before torch loads (seconds, not ten).
     dataset = epoch_dataset(args.data)
+    dropped = len(dataset) % args.prompts_per_step
+    if dropped:  # TRL's sampler yields whole steps only: the last prompts of the epoch file get no rollout
+        print(
+            f"note: {dropped} of this epoch's {len(dataset)} prompts will get no rollout: TRL trains whole steps of "
+            f"--prompts-per-step {args.prompts_per_step} only. To train them all, pass a --prompts-per-step that "
+            f"divides {len(dataset)}, or start the run with `schedule init --subset-multiple {args.prompts_per_step}`.",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
     resume = resume_checkpoint(args.checkpoint, args.epoch)
     import torch
 

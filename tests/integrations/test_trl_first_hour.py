@@ -348,6 +348,26 @@ def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_example_says_before_training_which_prompts_its_steps_leave_out(tmp_path):
+    """An epoch of 7 prompts in steps of 2: TRL drops the last one; the pilot learned it only after the epoch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    common = ["example", "trl-epoch", "--output-dir", "o", "--feedback-file", "f", "--epoch", "1", "--reward",
+              "parity"]  # fmt: skip
+    for rows, noted in ((7, True), (8, False)):
+        pq.write_table(pa.table({"prompt": [f"q{i}" for i in range(rows)]}), tmp_path / f"e{rows}.parquet")
+        run = console(*common, "--data", f"e{rows}.parquet", cwd=tmp_path)
+        lines = run.stderr.splitlines()
+        assert run.returncode == 1 and lines[-1].startswith("gaincurate: error: epoch 1 needs the checkpoint"), lines
+        expected = [
+            "note: 1 of this epoch's 7 prompts will get no rollout: TRL trains whole steps of --prompts-per-step 2 "
+            "only. To train them all, pass a --prompts-per-step that divides 7, or start the run with `schedule init "
+            "--subset-multiple 2`."
+        ]
+        assert lines[:-1] == (expected if noted else []), lines
+
+
 def test_importing_the_integration_and_trl_prints_nothing(tmp_path):
     code = "import gaincurate.integrations.trl\nfrom trl import GRPOTrainer, GRPOConfig\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
