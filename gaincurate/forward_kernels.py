@@ -28,7 +28,6 @@ def attention_for_many_shapes() -> contextlib.AbstractContextManager:
 
 # The attention implementation registered with transformers for rows padded on the right only.
 RIGHT_PADDED_CAUSAL = "gaincurate_right_padded_causal"
-HALF_DTYPES = ("float16", "bfloat16")  # what flash attention takes
 
 
 def right_padded_causal_applies(model: Any, device: str) -> bool:
@@ -41,7 +40,7 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
     return (
         str(device).startswith("cuda")
-        and model.dtype in tuple(getattr(torch, name) for name in HALF_DTYPES)
+        and model.dtype in (torch.float16, torch.bfloat16)  # what flash attention takes
         and getattr(model, "_supports_attention_backend", False)
         and config._attn_implementation == "sdpa"
         and getattr(config, "sliding_window", None) is None
