@@ -159,3 +159,73 @@ def test_the_padding_mask_goes_only_on_a_gpu_in_a_half_dtype_with_plain_causal_a
     assert forward_kernels.right_padded_causal_applies(gpt2.to(torch.bfloat16), "cuda") == (
         gpt2._supports_attention_backend and gpt2.config._attn_implementation == "sdpa"
     )
+
+
+def _causal_lm(family: str, dtype: torch.dtype, device: str = "cpu"):
+    import transformers
+
+    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=8)  # fmt: skip
+    config = getattr(transformers, f"{family}Config")(**shape)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # weights away from 1, so a norm that reads them otherwise gives other outputs
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.copy_(torch.rand_like(parameter) + 0.5)
+    return model.to(device, dtype)
+
+
+def _own_forwards(model) -> list[str]:
+    return [name for name, module in model.named_modules() if "forward" in vars(module)]
+
+
+# (family, RMSNorm layers taken): two per decoder layer and the final one; Qwen3 also normalises each head's queries
+# and keys; Gemma applies its weight as 1 + w, so no layer of it computes `rms_norm` and each keeps its own forward.
+FAMILIES = [("Llama", 5), ("Qwen2", 5), ("Qwen3", 9), ("Gemma", 0)]
+
+
+NORM_DEVICES = [pytest.param("cpu", torch.float32, 1e-5, id="cpu-float32"),
+                pytest.param("cpu", torch.bfloat16, 3e-2, id="cpu-bfloat16"),
+                pytest.param("cuda", torch.bfloat16, 3e-2, marks=[pytest.mark.gpu, CUDA], id="cuda")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "taken"), FAMILIES, ids=[family for family, _ in FAMILIES])
+@pytest.mark.parametrize(("device", "dtype", "tolerance"), NORM_DEVICES)
+def test_fused_rms_norms_give_the_models_own_hidden_states(family, taken, device, dtype, tolerance, monkeypatch):
+    """Every layer whose class computes `rms_norm` runs as one fused call inside the context, a layer that computes
+    something else keeps its own forward, the hidden states stay within the dtype's rounding, and every layer has its
+    own forward back after."""
+    monkeypatch.setattr(forward_kernels, "_AGREES", {})
+    model = _causal_lm(family, dtype, device)
+    ids = torch.randint(1, 64, (3, 7), device=device)
+    with torch.inference_mode():
+        plain = model.model(input_ids=ids).last_hidden_state.float()
+        with forward_kernels.fused_rms_norms(model):
+            assert len(_own_forwards(model)) == taken
+            fused = model.model(input_ids=ids).last_hidden_state.float()
+    assert _own_forwards(model) == []
+    if taken == 0:
+        assert torch.equal(fused, plain)
+    else:
+        torch.testing.assert_close(fused, plain, rtol=0, atol=tolerance * float(plain.abs().max()))
+
+
+def test_a_norm_with_a_forward_of_its_own_is_left_to_it():
+    """A layer patched by another library (or hooked) keeps that forward inside the context and after it."""
+    model = _causal_lm("Llama", torch.bfloat16)
+    patched = model.model.norm
+    patched.forward = lambda hidden_states: hidden_states
+    own = patched.forward
+    with forward_kernels.fused_rms_norms(model):
+        assert patched.forward is own
+        assert len(_own_forwards(model)) == 5  # the other four, and this one's own
+    assert _own_forwards(model) == ["model.norm"] and patched.forward is own
+
+
+def test_fused_rms_norms_go_only_on_a_gpu_in_a_half_dtype():
+    half = _qwen2().to(torch.bfloat16)
+    assert forward_kernels.fused_rms_norms_apply(half, "cuda:0")
+    assert forward_kernels.fused_rms_norms_apply(_qwen2().to(torch.float16), "cuda")
+    assert not forward_kernels.fused_rms_norms_apply(half, "cpu")  # a CPU's scores are the recorded bytes
+    assert not forward_kernels.fused_rms_norms_apply(_qwen2(), "cuda")  # float32

@@ -22,7 +22,7 @@ from gaincurate.scoring.gpu_budget import GPU_BATCH_TOKENS, budget, gpu_memory
 H100_FREE = 79 * 2**30  # an idle H100's free memory
 
 
-def test_a_rows_gpu_width_is_its_own_length_in_a_bucket_an_eighth_of_an_octave_wide():
+def test_a_rows_gpu_width_is_its_own_length_in_a_bucket_a_sixteenth_of_an_octave_wide():
     lengths = np.random.default_rng(3).integers(1, 9000, size=2000).tolist()
     for length in lengths:
         width = padded_width(length, "cuda")

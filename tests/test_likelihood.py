@@ -17,12 +17,14 @@ from gaincurate.errors import InputError
 from gaincurate.scoring.likelihood import answer_ids, answer_logprobs, likelihoods, shared_prefix
 
 
-@pytest.fixture(params=[True, False], ids=["padding-mask", "right-padded-causal"])
-def padding_mask(request, monkeypatch):
-    """Each batch attends with the padding mask, or without it as on a GPU (`forward_kernels.right_padded_causal`)."""
+@pytest.fixture(params=[False, True], ids=["cpu-forward", "gpu-forward"])
+def gpu_forward(request, monkeypatch):
+    """Each batch runs the model as it is, or as on a GPU in a half dtype (`forward_kernels.right_padded_forward`:
+    attention without the padding mask, RMSNorm fused)."""
     from gaincurate import forward_kernels
 
-    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: not request.param)
+    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: request.param)
+    monkeypatch.setattr(forward_kernels, "fused_rms_norms_apply", lambda model, device: request.param)
     return request.param
 
 
@@ -44,7 +46,7 @@ def brute_force(model, prompt: list[int], completion: list[int]) -> float:
         model.float()
 
 
-def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny, padding_mask):
+def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny, gpu_forward):
     model, tokenizer = tiny
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, len(tokenizer), size=n).tolist() for n in (5, 9, 2, 14)]
@@ -61,7 +63,7 @@ def test_it_is_the_sum_of_the_answer_tokens_log_probabilities(tiny, padding_mask
     assert np.all(np.abs(hotter - values) > 0)
 
 
-def test_a_shared_prefix_runs_once_and_changes_nothing(tiny, padding_mask):
+def test_a_shared_prefix_runs_once_and_changes_nothing(tiny, gpu_forward):
     """Prompts that share their leading tokens (system prompt, few-shot turns) continue from its cache: the same
     values as each row alone in float64, whatever the batch size (issue 58: re-scoring cost more than scoring)."""
     model, tokenizer = tiny

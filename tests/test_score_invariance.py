@@ -190,21 +190,22 @@ def test_another_blas_and_simd_path_and_another_cut_stay_within_tolerance(path, 
         assert_within_tolerance(scores_of(tmp_path / dtype), default_path[dtype], dtype)
 
 
-@pytest.mark.parametrize("padding_mask", [True, False], ids=["padding-mask", "right-padded-causal"])
-def test_gpu_bucket_widths_stay_within_tolerance_of_exact_ones(padding_mask, tiny_llama, default_path, tmp_path,
+@pytest.mark.parametrize("gpu_forward", [False, True], ids=["cpu-forward", "gpu-forward"])
+def test_gpu_bucket_widths_stay_within_tolerance_of_exact_ones(gpu_forward, tiny_llama, default_path, tmp_path,
                                                                monkeypatch):  # fmt: skip
-    """A GPU pads each row to its bucket (`engine.padded_width` on cuda) and, where the model allows, attends without
-    the padding mask (`forward_kernels.right_padded_causal`); the same here, in float32, moves no score beyond the
-    tolerance of the exact widths a CPU keeps."""
+    """A GPU pads each row to its bucket (`engine.padded_width` on cuda) and, where the model allows, runs the forward
+    as `forward_kernels.right_padded_forward` says (attention without the padding mask, RMSNorm fused); the same here,
+    in float32, moves no score beyond the tolerance of the exact widths a CPU keeps."""
     from gaincurate import forward_kernels
     from gaincurate.scoring import engine
 
     exact = engine.padded_width
     monkeypatch.setattr(engine, "padded_width", lambda length, device="cpu": exact(length, "cuda"))
-    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: not padding_mask)
+    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: gpu_forward)
+    monkeypatch.setattr(forward_kernels, "fused_rms_norms_apply", lambda model, device: gpu_forward)
     config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=PATH_ROWS, batch_tokens=1024)
     timings = score(config, RunOptions(out=str(tmp_path / "bucketed")))["timings"]
-    assert timings["padded_tokens"] > timings["tokens"]  # rows were padded (the shared prefix counts once in tokens)
+    assert timings["padded_tokens"] > timings["tokens"]  # rows were padded
     assert_within_tolerance(scores_of(tmp_path / "bucketed"), default_path["float32"], "float32")
 
 

@@ -5,9 +5,9 @@ Prompts are packed into batches of rows of one padded width, at most `batch_toke
 length on a CPU, a bucket on a GPU. The leading tokens that every prompt shares (system prompt, few-shot turns,
 role headers) run once: each batch continues from their key/value cache and adds their segment sums, since in a
 causal model their hidden states do not depend on the question. On a GPU a batch's rows go up from pinned memory
-without blocking, attention runs without the padding mask where the model allows it (rows are padded on the right:
-`forward_kernels.right_padded_causal`), and its results stay on the device until the last batch of the call, which
-reads them once.
+without blocking, the forward runs as `forward_kernels.right_padded_forward` says (rows are padded on the right:
+attention without the padding mask, RMSNorm fused, where the model allows), and its results stay on the device
+until the last batch of the call, which reads them once.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from gaincurate.scoring.config import ScoreConfig
 class BatchStats:
     """Work counters across batches, for the manifest's timings."""
 
-    tokens: int = 0
-    padded_tokens: int = 0
+    tokens: int = 0  # real tokens through the model
+    padded_tokens: int = 0  # every position through the model, padding included: never fewer than `tokens`
     batches: int = 0
     forward_seconds: float = 0.0
     prefix_tokens_reused: int = 0
@@ -39,9 +39,10 @@ class BatchStats:
     first_batch_tokens: int = 0
 
 
-# Widths a GPU bucket covers per doubling of length: a row's padding is below 1/8 of its length (about 1/16 on
-# average), and a run's rows fall into a few widths, so its batches are few, large and of few shapes.
-BUCKETS_PER_OCTAVE = 8
+# Widths a GPU bucket covers per doubling of length: past 256 tokens a row's padding is below 1/16 of its length
+# (about 1/32 on average), and a large run's rows still fall into few widths, so its batches stay few and large:
+# padding is paid in FLOPs, a batch more in its kernel launches, and a long row's batch is bound by its FLOPs.
+BUCKETS_PER_OCTAVE = 16
 # The narrowest GPU bucket step. A batch of short rows costs its kernel launches (about a thousand for a 28-layer
 # model), not its FLOPs, so rows under 128 tokens share 8 widths (16, 32, ..., 128) rather than one per length.
 MIN_BUCKET_STEP = 16
@@ -202,15 +203,18 @@ class Scorer:
             import torch
             from transformers import DynamicCache
 
+            from gaincurate.forward_kernels import right_padded_forward
             from gaincurate.kernels import segment_unit_sums
 
             ids = torch.from_numpy(self.prefix.input_ids)[None].to(self.device)
             cache = DynamicCache(config=self.site.base.config)  # the prefix forward fills it in place
-            hidden = self.site(ids, torch.ones_like(ids), cache=cache)
+            with right_padded_forward(self.site.base, self.device):  # the batches' forward, so one path per token
+                hidden = self.site(ids, torch.ones_like(ids), cache=cache)
             segments = torch.from_numpy(self.prefix.segment_ids)[None].to(self.device)
             sums, counts = segment_unit_sums(hidden, segments, NUM_SEGMENTS, backend=self.backend)
             self._prefix_state = (cache, sums, counts)
-            self.stats.tokens += len(self.prefix.input_ids)  # the prefix goes through the model once
+            self.stats.tokens += len(self.prefix.input_ids)  # the prefix goes through the model once, unpadded
+            self.stats.padded_tokens += len(self.prefix.input_ids)
         return self._prefix_state
 
     def _run_batch(self, prompts: list[EncodedPrompt], offset: int, width: int) -> tuple[Any, Any, Any]:
@@ -218,7 +222,7 @@ class Scorer:
         sums, counts and pooled embeddings (or None), left on the device."""
         import torch
 
-        from gaincurate.forward_kernels import attention_for_right_padded_rows
+        from gaincurate.forward_kernels import right_padded_forward
         from gaincurate.kernels import segment_unit_sums
 
         input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -237,7 +241,7 @@ class Scorer:
         if offset:
             _, prefix_sums, prefix_counts = self._prefix_parts()
             cache = expand_cache(self._prefix_parts()[0], len(prompts), self.site.base.config)
-        with attention_for_right_padded_rows(self.site.base, self.device):  # rows are padded on the right
+        with right_padded_forward(self.site.base, self.device):  # rows are padded on the right
             captured = self.site.capture(input_ids, attention_mask, cache=cache)
         hidden = captured[self.site.layer_index]
         # The ids come from the encoder's segments (-1, QUESTION, CONTEXT): no range check, whose answer a GPU

@@ -80,13 +80,13 @@ def answer_logprobs(
     The leading tokens every prompt shares (system prompt, few-shot turns, role headers) run once, as scoring runs
     them (`gaincurate.scoring.engine.SharedPrefix`): each batch continues from their key/value cache. The rest of each
     row is batched as `forward_batches` says, padded on the right (a causal model never sees the padding of its own
-    row, so on a GPU attention goes without the mask: `forward_kernels.right_padded_causal`); the LM head runs only
+    row, so the forward runs as `forward_kernels.right_padded_forward` says); the LM head runs only
     at the positions that predict a completion token. `batch_tokens`: padded tokens per forward (default:
     CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU).
     """
     import torch
 
-    from gaincurate.forward_kernels import attention_for_many_shapes, attention_for_right_padded_rows
+    from gaincurate.forward_kernels import attention_for_many_shapes, right_padded_forward
     from gaincurate.scoring.engine import expand_cache
 
     if len(prompt_ids) != len(completion_ids):
@@ -103,7 +103,8 @@ def answer_logprobs(
     model.eval()
     try:
         with torch.no_grad(), attention_for_many_shapes():
-            prefix = _prefix_cache(model, shared, device) if shared else None
+            with right_padded_forward(model, str(device)):  # the batches' forward, so one path per token
+                prefix = _prefix_cache(model, shared, device) if shared else None
             for batch, width in forward_batches(lengths, batch_tokens, str(device)):
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), len(shared) + width), dtype=torch.long)
@@ -112,7 +113,7 @@ def answer_logprobs(
                     ids[slot, : len(rows[row]) - len(shared)] = torch.tensor(rows[row][len(shared) :])
                     mask[slot, : len(rows[row])] = 1
                 cache = None if prefix is None else expand_cache(prefix, len(batch), model.config)
-                with attention_for_right_padded_rows(model, str(device)):
+                with right_padded_forward(model, str(device)):
                     values = _completion_logprobs(model, ids.to(device), mask.to(device), cache, batch, prompt_ids,
                                                   rows, len(shared), temperature)  # fmt: skip
                 result[batch] = values

@@ -1,4 +1,4 @@
-"""The model's own forward, outside gaincurate's control: plain transformers against torch.compile and Liger-Kernel.
+"""The model's own forward: plain transformers against scoring's fused RMSNorm, torch.compile and Liger-Kernel.
 
 `gaincurate bench gpu --forward-variants` runs this on the 1.5B class: one batch of `rows` x `tokens` random ids
 through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
+VARIANTS = ("fused_rms_norm", "torch_compile", "liger_kernel")
 WARMUP, REPEATS = 2, 8
 
 
@@ -100,6 +101,18 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
                          "difference": difference,
                          "worth_adopting": speedup >= WORTH_ADOPTING and difference <= tolerance}  # fmt: skip
 
+    def fused_norms() -> Callable[[], Any]:
+        from gaincurate.forward_kernels import fused_rms_norms
+
+        plain_forward = forward(model.model)
+
+        def run() -> Any:
+            with fused_rms_norms(model.model):
+                return plain_forward()
+
+        return run
+
+    measure("fused_rms_norm", fused_norms)  # what scoring runs on a GPU in a half dtype
     measure("torch_compile", lambda: forward(torch.compile(model.model)))
 
     def liger() -> Callable[[], Any]:
@@ -116,7 +129,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
 def forward_lines(results: dict) -> list[str]:
     lines = [f"forward of {results['rows']} x {results['tokens']} tokens: plain {results['plain']['seconds']:.3f} s "
              f"({results['tflops_plain']:.0f} TFLOP/s); tolerance {results['tolerance']:.2g}"]  # fmt: skip
-    for name in ("torch_compile", "liger_kernel"):
+    for name in VARIANTS:
         row = results[name]
         if "error" in row:
             lines.append(f"  {name}: did not run: {row['error']}")
