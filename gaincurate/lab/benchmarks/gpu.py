@@ -63,7 +63,7 @@ class GpuBench:
     liger: bool = setting(False, "Score with --liger: Liger-Kernel's fused layers (a GPU and liger-kernel).",
                           flags=("--liger",))  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time the model's forward plain, with torch.compile and with Liger-Kernel.",
+        False, "Also time one padded batch's forward: transformers', scoring's, and with torch.compile and Liger.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

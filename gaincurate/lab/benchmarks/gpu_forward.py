@@ -1,8 +1,11 @@
 """The model's own forward: plain transformers against scoring's fused RMSNorm, torch.compile and Liger-Kernel.
 
-`gaincurate bench gpu --forward-variants` runs this on the 1.5B class: one batch of `rows` x `tokens` random ids
+`gaincurate bench gpu --forward-variants` runs this on the 1.5B class: one batch of `rows` x `tokens` random ids,
+the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
 through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
-state compared with the plain run's. A variant counts as worth adopting at `WORTH_ADOPTING` times the plain
+state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
+(`forward_kernels.right_padded_forward`: attention without the padding mask and RMSNorm fused, where they apply);
+`fused_rms_norm` is the second part alone. A variant counts as worth adopting at `WORTH_ADOPTING` times the plain
 forward's speed with its hidden states as close as the plain bf16 forward is to itself in float32 (the scores'
 tolerance follows from the hidden states).
 
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("fused_rms_norm", "torch_compile", "liger_kernel")
+VARIANTS = ("gaincurate", "fused_rms_norm", "torch_compile", "liger_kernel")
 WARMUP, REPEATS = 2, 8
 
 
@@ -42,10 +45,10 @@ def _median_seconds(run: Callable[[], Any], device: str) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def _difference(got: Any, reference: Any) -> float:
-    """max |got - reference| over max |reference|, in float32."""
-    reference = reference.float()
-    return float((got.float() - reference).abs().max() / reference.abs().max())
+def _difference(got: Any, reference: Any, real: Any) -> float:
+    """max |got - reference| over max |reference| at the `real` positions, in float32."""
+    got, reference = got[real].float(), reference[real].float()
+    return float((got - reference).abs().max() / reference.abs().max())
 
 
 def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, tokens: int, flops_per_token: float) -> dict:
@@ -58,7 +61,9 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name)).eval()
         ids = torch.randint(0, config.vocab_size, (rows, tokens))
-        mask = torch.ones_like(ids)
+        lengths = tokens - torch.arange(rows) * max(1, tokens // 16) // rows
+        mask = (torch.arange(tokens)[None] < lengths[:, None]).long()
+    real = mask.bool()
 
     def forward(base: Any) -> Callable[[], Any]:
         def run() -> Any:
@@ -72,7 +77,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     with torch.device(device):
         high = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     high.load_state_dict(model.state_dict())
-    tolerance = _difference(reference, forward(high.model)())
+    tolerance = _difference(reference, forward(high.model)(), real)
     del high
     plain = _median_seconds(plain_run, device)
     results: dict[str, Any] = {
@@ -95,24 +100,26 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
         except Exception as error:  # a variant that does not run here is a finding, not a failed bench
             results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
             return
-        difference = _difference(output, reference)
+        difference = _difference(output, reference, real)
         speedup = plain / seconds
         results[name] = {"seconds": seconds, "first_call_seconds": first, "speedup": speedup,
                          "difference": difference,
                          "worth_adopting": speedup >= WORTH_ADOPTING and difference <= tolerance}  # fmt: skip
 
-    def fused_norms() -> Callable[[], Any]:
-        from gaincurate.forward_kernels import fused_rms_norms
+    def within(context: Callable[[Any], Any]) -> Callable[[], Callable[[], Any]]:
+        def prepare() -> Callable[[], Any]:
+            def run() -> Any:
+                with context(model.model):
+                    return plain_run()
 
-        plain_forward = forward(model.model)
+            return run
 
-        def run() -> Any:
-            with fused_rms_norms(model.model):
-                return plain_forward()
+        return prepare
 
-        return run
+    from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
 
-    measure("fused_rms_norm", fused_norms)  # what scoring runs on a GPU in a half dtype
+    measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
+    measure("fused_rms_norm", within(fused_rms_norms))
     measure("torch_compile", lambda: forward(torch.compile(model.model)))
 
     def liger() -> Callable[[], Any]:
