@@ -42,7 +42,7 @@ from gaincurate.scoring.dtype import (
 )
 
 SPLIT_DTYPE, SPLIT_BATCH_TOKENS, GPU_SPLIT_BATCH_TOKENS = "float32", 512, 65_536
-DTYPE_SECTION = "dtype_speed"  # paired-round medians; the old `dtype_timings` section (one-off best-of) is ignored
+DTYPE_SECTION = "dtype_speed"  # paired-round medians; the cache's other sections are not read for the dtype
 # Load average per core: a measurement above BUSY_LOAD is re-taken by the first run at or below QUIET_LOAD.
 BUSY_LOAD, QUIET_LOAD = 1.0, 0.5
 
@@ -189,7 +189,6 @@ def _dtype_timings(run: _Run, shapes: dict[str, Any], threads: int) -> tuple[dic
 
     A measurement taken on a busy machine is kept only until a run finds the machine quiet, which then
     measures again: the paired medians resist load, and a quiet measurement is better still.
-    (`dtype_timings`, the one-off best-of measurements before paired rounds, is no longer read.)
     """
     key = f"{run.model_fingerprint}|threads={threads}"
     timings = tuning_cache.get(DTYPE_SECTION, key)

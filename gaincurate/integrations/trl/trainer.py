@@ -127,8 +127,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
 
     STATE_KEY = "gaincurate_state"
 
-    def __init__(self, key: str | None = None, curriculum: Any = None) -> None:
-        # `key`: what checkpoints written before CurriculumMixin stored in the callback's args; unused now.
+    def __init__(self, curriculum: Any = None) -> None:
         self._curriculum = curriculum
 
     @property
