@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import inspect
+import weakref
 from typing import Any
 
 from gaincurate.errors import ConfigError
@@ -140,7 +141,9 @@ def fused_rms_norms(model: Any) -> Any:
             del module.forward
 
 
-_AGREES: dict[tuple, bool] = {}  # (class, dtype, device type) -> whether the class computes `rms_norm`
+# layer -> whether it computes `rms_norm` (`_agrees`): checked once a layer, for its class's code may read settings
+# of its own
+_AGREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _epsilon(module: Any) -> float | None:
@@ -159,10 +162,9 @@ def _fusable(module: Any) -> bool:
             or _epsilon(module) is None
             or getattr(module, "bias", None) is not None):  # fmt: skip
         return False
-    key = (type(module), weight.dtype, weight.device.type)
-    if key not in _AGREES:
-        _AGREES[key] = _agrees(module)
-    return _AGREES[key]
+    if module not in _AGREES:
+        _AGREES[module] = _agrees(module)
+    return _AGREES[module]
 
 
 def _fused_forward(module: Any) -> Any:
@@ -180,7 +182,8 @@ def _fused_forward(module: Any) -> Any:
 
 def _agrees(module: Any) -> bool:
     """Whether a copy of `module` with weights ramping from 0.25 to 2 gives `rms_norm`'s output on a fixed input,
-    to within two units in the last place of its dtype."""
+    to within two units in the last place of its dtype. A layer whose forward takes more than the hidden states, or
+    fails on them, does not."""
     import copy
 
     import torch
@@ -189,11 +192,14 @@ def _agrees(module: Any) -> bool:
     probe = copy.deepcopy(module)
     size = weight.shape[0]
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        probe.weight.copy_(torch.linspace(0.25, 2.0, size))
-        rows = (torch.randn(8, size, generator=generator) * torch.linspace(0.1, 10.0, 8)[:, None]).to(weight)
-        expected = probe(rows).float()
-        fused = _fused_forward(probe)(rows).float()
+    try:
+        with torch.no_grad():
+            probe.weight.copy_(torch.linspace(0.25, 2.0, size))
+            rows = (torch.randn(8, size, generator=generator) * torch.linspace(0.1, 10.0, 8)[:, None]).to(weight)
+            expected = probe(rows).float()
+            fused = _fused_forward(probe)(rows).float()
+    except Exception:  # another signature or another computation: the layer keeps its own forward
+        return False
     if expected.shape != fused.shape:
         return False
     bound = 2 * torch.finfo(weight.dtype).eps * expected.abs() + torch.finfo(weight.dtype).tiny

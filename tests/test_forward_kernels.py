@@ -192,11 +192,10 @@ NORM_DEVICES = [pytest.param("cpu", torch.float32, 1e-5, id="cpu-float32"),
 
 @pytest.mark.parametrize(("family", "taken"), FAMILIES, ids=[family for family, _ in FAMILIES])
 @pytest.mark.parametrize(("device", "dtype", "tolerance"), NORM_DEVICES)
-def test_fused_rms_norms_give_the_models_own_hidden_states(family, taken, device, dtype, tolerance, monkeypatch):
+def test_fused_rms_norms_give_the_models_own_hidden_states(family, taken, device, dtype, tolerance):
     """Every layer whose class computes `rms_norm` runs as one fused call inside the context, a layer that computes
     something else keeps its own forward, the hidden states stay within the dtype's rounding, and every layer has its
     own forward back after."""
-    monkeypatch.setattr(forward_kernels, "_AGREES", {})
     model = _causal_lm(family, dtype, device)
     ids = torch.randint(1, 64, (3, 7), device=device)
     with torch.inference_mode():
@@ -229,3 +228,31 @@ def test_fused_rms_norms_go_only_on_a_gpu_in_a_half_dtype():
     assert forward_kernels.fused_rms_norms_apply(_qwen2().to(torch.float16), "cuda")
     assert not forward_kernels.fused_rms_norms_apply(half, "cpu")  # a CPU's scores are the recorded bytes
     assert not forward_kernels.fused_rms_norms_apply(_qwen2(), "cuda")  # float32
+
+
+class _HubRMSNorm(torch.nn.Module):
+    """A hub model's own norm: RMSNorm, or with `offset` its weight applied as 1 + w (a setting of the layer)."""
+
+    __module__ = "transformers_modules.someone.model"
+
+    def __init__(self, size: int, offset: bool = False) -> None:
+        super().__init__()
+        self.weight, self.eps, self.offset = torch.nn.Parameter(torch.rand(size) + 0.5), 1e-6, offset
+
+    def forward(self, hidden_states):
+        variance = hidden_states.float().pow(2).mean(-1, keepdim=True)
+        normed = (hidden_states.float() * torch.rsqrt(variance + self.eps)).to(hidden_states.dtype)
+        return (1 + self.weight if self.offset else self.weight) * normed
+
+
+class _GatedRMSNorm(_HubRMSNorm):
+    def forward(self, hidden_states, gate):  # takes more than the hidden states
+        return super().forward(hidden_states) * gate
+
+
+def test_each_layer_is_checked_and_one_that_differs_or_takes_more_keeps_its_own():
+    layers = torch.nn.ModuleDict({"plain": _HubRMSNorm(16), "offset": _HubRMSNorm(16, offset=True),
+                                  "gated": _GatedRMSNorm(16)})  # fmt: skip
+    with forward_kernels.fused_rms_norms(layers):
+        assert _own_forwards(layers) == ["plain"]
+    assert _own_forwards(layers) == []
