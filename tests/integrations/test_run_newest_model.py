@@ -28,9 +28,9 @@ BIN = Path(sys.executable).parent
 PROMPTS = 64
 SUBSET = 32  # r is shown from 30 measured prompts on: epoch 1 alone has 32 with an estimate
 
-# Each epoch: 4 rollouts per prompt of the epoch file, pass rate (gc_id % 5) / 4, so the pool spreads from 0 to 1;
-# then the model saved as `save_pretrained` leaves it, into {output_dir}/checkpoint-{epoch + 1} (SAVE=bare: config
-# only, no weights).
+# Each epoch: 4 rollouts per prompt of the epoch file, pass rate (gc_id % 5) / 4, so the pool spreads from 0 to 1
+# (WRONG=1: every rollout wrong); then the model saved as `save_pretrained` leaves it, into
+# {output_dir}/checkpoint-{epoch + 1} (SAVE=bare: config only, no weights).
 TRAINER = """
 import json, os, pathlib, shutil, sys
 import pyarrow.parquet as pq
@@ -39,7 +39,8 @@ ids = pq.read_table(data, columns=["gc_id"]).column("gc_id").to_pylist()
 with open(feedback, "w") as f:
     for gc_id in ids:
         for r in range(4):
-            f.write(json.dumps({"gc_id": gc_id, "reward": float(r < gc_id % 5)}) + "\\n")
+            reward = 0.0 if os.environ.get("WRONG") else float(r < gc_id % 5)
+            f.write(json.dumps({"gc_id": gc_id, "reward": reward}) + "\\n")
 target = pathlib.Path(output_dir, f"checkpoint-{int(epoch) + 1}")
 if os.environ.get("SAVE") == "bare":
     target.mkdir(parents=True)
@@ -62,8 +63,9 @@ def scores(tiny_llama, tmp_path_factory) -> Path:
     return root / "scores"
 
 
-def gaincurate(*args: object, save: str = "") -> subprocess.CompletedProcess:
+def gaincurate(*args: object, save: str = "", wrong: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200", "SAVE": save}
+    env |= {"WRONG": wrong}
     env |= {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [str(BIN / "gaincurate"), *map(str, args)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -148,3 +150,15 @@ def test_a_trainer_that_leaves_nothing_loadable_stops_the_run_in_one_line_unless
     status = gaincurate("schedule", "status", "--run", run).stdout
     assert [cells[0] for cells in table_rows(status) if len(cells) == 7] == ["0 (stale)", "1 (stale)"]
     assert "stale: after epoch(s) 0, 1 nothing was re-measured with the newest model" in status
+
+
+def test_while_every_rollout_is_wrong_a_trainer_that_leaves_no_model_is_not_stopped(scores, tiny_llama, tmp_path):
+    """The step after an epoch of equal rewards measures nothing (the fit cannot weigh a likelihood then), so the run
+    asks for no model: the answer comes from the epoch's feedback, taken before the trainer's checkpoint is judged."""
+    run, command = start(tmp_path, scores, tiny_llama)
+    done = gaincurate("schedule", "run", "--run", run, "--epochs", 2, "--trainer-cmd", command, save="bare", wrong="1")
+    assert done.returncode == 0, done.stderr
+    assert "reads the newest model" not in done.stderr and "stale" not in done.stderr
+    lines = history(run)
+    assert [line["epoch"] for line in lines] == [0, 1]
+    assert all("stale" not in line and not line["timings"].get("rescore_s") for line in lines)

@@ -133,10 +133,18 @@ class Run:
     @property
     def reads_newest_model(self) -> bool:
         """Whether the step after the current epoch measures prompts with the newest model (fresh scores, answer
-        likelihoods), so a trainer must leave one it can load."""
+        likelihoods), so a trainer must leave one it can load. Asked once the epoch's feedback is in (taken or
+        recorded), the answer is the step's own; before, it is what the strategy would ask without feedback."""
         from gaincurate.schedule.run.fresh import wants_fresh
 
-        return wants_fresh(self.scheduler.strategy) and self.scheduler.rescore_ids() is not None
+        return wants_fresh(self.scheduler.strategy) and self.scheduler.rescore_ids(self._epoch_feedback()) is not None
+
+    def _epoch_feedback(self) -> Feedback | None:
+        """The current epoch's feedback as the next step will read it: taken from its file, or the records handed
+        in; None while there is neither."""
+        if self._feedback is not None and self._feedback[0] == self.epoch:
+            return self._feedback[1]
+        return self.scheduler.summarize(self._records, checked=True) if self._records else None
 
     def hand_policy(self, **where: Any) -> None:
         """Hand a strategy that needs the policy being trained where the integration has it (`PolicyAt`'s fields
@@ -216,8 +224,7 @@ class Run:
 
         Pass the live model and its tokenizer (in-process trainers), or a checkpoint folder.
         """
-        feedback = self.scheduler.summarize(self._records, checked=True) if self._records else None
-        ids = self.scheduler.rescore_ids(feedback)
+        ids = self.scheduler.rescore_ids(self._epoch_feedback())
         if ids is None:
             return None
         from gaincurate.schedule.run.fresh import measure
