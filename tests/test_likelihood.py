@@ -118,6 +118,37 @@ def test_rows_of_a_scores_directory_are_scored_with_the_prompt_scoring_built(tin
         likelihoods(scores, [99], model=model, tokenizer=tokenizer)
 
 
+class _Asked(Exception):
+    """Raised by a stand-in loader: what was asked for is all a test reads."""
+
+
+DTYPES = [("cpu", True, "float32"), ("cuda", True, "bfloat16"), ("cuda:1", False, "float16")]
+
+
+@pytest.mark.parametrize(("device", "bf16", "dtype"), DTYPES)
+def test_a_checkpoint_is_measured_in_float32_on_a_cpu_and_in_the_gpus_half_dtype(device, bf16, dtype, tiny_llama,
+                                                                                  tmp_path, monkeypatch):  # fmt: skip
+    """On a CPU every SIMD path must give the recorded values; on a GPU the pass runs as scoring does there."""
+    import torch
+    from trl_helpers import score_prompts
+
+    from gaincurate import model as models
+
+    scores = score_prompts(tiny_llama, tmp_path / "scores")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    monkeypatch.setattr(models, "resolve_device", lambda wanted: device)
+    loaded = {}
+
+    def load(source, *, dtype, device):
+        loaded.update(dtype=dtype, device=device)
+        raise _Asked
+
+    monkeypatch.setattr(models, "load_model", load)
+    with pytest.raises(_Asked):
+        likelihoods(scores, [0], checkpoint=tiny_llama)
+    assert loaded == {"dtype": dtype, "device": device}
+
+
 def test_the_solution_kinds_are_brute_force_float64_sums_over_their_own_tokens(tiny_llama, tmp_path):
     """MATH-style rows (problem, solution, answer): `solution` is the reference solution's log-probability per token
     after the prompt; `answer-after-solution` the answer's (and the end token's) after prompt + solution part. Each

@@ -42,6 +42,16 @@ CPU_LIKELIHOOD_TOKENS = 8192  # padded tokens per forward on a CPU; a GPU's budg
 KINDS = ("answer", "solution", "answer-after-solution")  # what `likelihoods` measures (the module docstring)
 
 
+def likelihood_dtype(device: str) -> str:
+    """The dtype a checkpoint is loaded in to measure likelihoods on `device`: float32 on a CPU, so that every CPU
+    path gives the same values; on a GPU the half dtype scoring takes there (`model.resolve_dtype`), which runs the
+    forward that scoring runs (flash attention, fused RMSNorm) and rounds the likelihoods far less than they differ
+    between prompts (docs/strategies.md, "The answer's likelihood on a GPU")."""
+    from gaincurate.model import resolve_dtype
+
+    return resolve_dtype("auto", device) if str(device).startswith("cuda") else "float32"
+
+
 def answer_ids(tokenizer: Any, answers: Sequence[Any], template: str = DEFAULT_TEMPLATE) -> list[list[int]]:
     """Token ids of each completion that a correct answer is: the template's text, then end-of-sequence."""
     eos = tokenizer.eos_token_id
@@ -274,7 +284,8 @@ def likelihoods(
 
         source = resolve_source(str(checkpoint))
         tokenizer = checkpoint_tokenizer(source, config)
-        model = load_model(source, dtype="float32", device=resolve_device(config.device))
+        device = resolve_device(config.device)
+        model = load_model(source, dtype=likelihood_dtype(device), device=device)
     encoder = PromptEncoder(tokenizer, fmt, prompt_tokens(config.max_length, model.config))
     prompts = [encoded.input_ids for encoded in encoder.encode(questions)]
     if solutions is None:
