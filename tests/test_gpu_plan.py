@@ -62,6 +62,7 @@ def test_every_architecture_of_the_suite_gets_a_budget(tiny_models):
 def test_the_15b_benchs_prompts_make_few_large_batches_with_little_padding():
     plan = cuda_plan(MODELS["qwen2-1.5b-class"], LONG, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
     assert plan["batches"] <= 16 and plan["padding"] <= 0.10, plan
+    assert plan["padding"] <= 0.03, plan  # buckets a sixteenth of an octave wide: an eighth gave 6.3%
 
 
 def test_short_prompts_share_a_few_batches():
