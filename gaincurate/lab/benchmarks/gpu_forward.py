@@ -83,6 +83,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     results: dict[str, Any] = {
         "rows": rows,
         "tokens": tokens,
+        "lengths": lengths.tolist(),  # each row's real tokens, padded on the right to `tokens`
         "tflops_plain": flops_per_token * rows * tokens / plain / 1e12,
         "tolerance": tolerance,
         "plain": {"seconds": plain},
