@@ -1,5 +1,6 @@
 """How the model's forward runs: `--liger` refused in one line where it cannot run, patched in with the layers asked
-for where it can; the attention backends scoring allows (gaincurate.forward_kernels)."""
+for where it can; the attention backends scoring allows; attention without the padding mask and RMSNorm fused, each
+where it applies (gaincurate.forward_kernels)."""
 
 from __future__ import annotations
 
