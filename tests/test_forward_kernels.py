@@ -247,13 +247,22 @@ class _HubRMSNorm(torch.nn.Module):
 
 
 class _GatedRMSNorm(_HubRMSNorm):
+    __module__ = _HubRMSNorm.__module__
+
     def forward(self, hidden_states, gate):  # takes more than the hidden states
         return super().forward(hidden_states) * gate
 
 
-def test_each_layer_is_checked_and_one_that_differs_or_takes_more_keeps_its_own():
+class _ShardedRMSNorm(_HubRMSNorm):
+    __module__ = _HubRMSNorm.__module__
+
+    def __deepcopy__(self, memo):  # as a layer whose weight lives across processes may
+        raise RuntimeError("cannot copy a sharded parameter")
+
+
+def test_each_layer_is_checked_and_one_that_differs_takes_more_or_cannot_be_copied_keeps_its_own():
     layers = torch.nn.ModuleDict({"plain": _HubRMSNorm(16), "offset": _HubRMSNorm(16, offset=True),
-                                  "gated": _GatedRMSNorm(16)})  # fmt: skip
+                                  "gated": _GatedRMSNorm(16), "sharded": _ShardedRMSNorm(16)})  # fmt: skip
     with forward_kernels.fused_rms_norms(layers):
         assert _own_forwards(layers) == ["plain"]
     assert _own_forwards(layers) == []
