@@ -36,13 +36,10 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
     """Whether `right_padded_causal` may run `model`'s forward on `device`: a GPU in a half dtype (where flash
     attention runs), a model that takes transformers' attention functions and uses SDPA, and every layer's attention
     plain causal (no sliding window). Elsewhere the forward keeps transformers' padding mask."""
-    import torch
-
     config = model.config
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
     return (
-        str(device).startswith("cuda")
-        and model.dtype in (torch.float16, torch.bfloat16)  # what flash attention takes
+        _half_on_gpu(model, device)  # what flash attention takes
         and getattr(model, "_supports_attention_backend", False)
         and config._attn_implementation == "sdpa"
         and getattr(config, "sliding_window", None) is None
@@ -114,6 +111,10 @@ def fused_rms_norms_apply(model: Any, device: str) -> bool:
     """Whether `fused_rms_norms` may run `model`'s forward on `device`: a GPU in a half dtype, where the model's own
     RMSNorm takes about seven kernels over float32 copies of the hidden state. A CPU keeps the model's own (its
     scores are the recorded bytes) and so does float32 (nothing to save but the last bits)."""
+    return _half_on_gpu(model, device)
+
+
+def _half_on_gpu(model: Any, device: str) -> bool:
     import torch
 
     return str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)

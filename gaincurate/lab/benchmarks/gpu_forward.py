@@ -117,14 +117,11 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
                          "worth_adopting": speedup >= WORTH_ADOPTING and difference <= tolerance}  # fmt: skip
 
     def within(context: Callable[[Any], Any]) -> Callable[[], Callable[[], Any]]:
-        def prepare() -> Callable[[], Any]:
-            def run() -> Any:
-                with context(model.model):
-                    return plain_run()
+        def run() -> Any:
+            with context(model.model):
+                return plain_run()
 
-            return run
-
-        return prepare
+        return lambda: run
 
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
 
