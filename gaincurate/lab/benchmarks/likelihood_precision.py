@@ -1,7 +1,7 @@
 """How far a half dtype moves the answer likelihood the probe reads, against float32 (a check, not a test).
 
-    python -m gaincurate.lab.benchmarks.likelihood_dtype                  # the embedded model on this CPU, bfloat16
-    python -m gaincurate.lab.benchmarks.likelihood_dtype --device cuda    # the same on a GPU
+    python -m gaincurate.lab.benchmarks.likelihood_precision                # the embedded model on this CPU, bfloat16
+    python -m gaincurate.lab.benchmarks.likelihood_precision --device cuda  # the same on a GPU
 
 The embedded model with its real weights scores the likelihood of each bundled problem's reference answer (the
 bundled 320, as `probe --likelihood` measures it: `scoring.likelihood.answer_logprobs`), once in float32 and once in
