@@ -1,82 +1,13 @@
-"""How the model's forward runs: `--liger` refused in one line where it cannot run, patched in with the layers asked
-for where it can; the attention backends scoring allows; attention without the padding mask and RMSNorm fused, each
-where it applies (gaincurate.forward_kernels)."""
+"""How the model's forward runs: the attention backends scoring allows; attention without the padding mask and
+RMSNorm fused, each where it applies (gaincurate.forward_kernels)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import types
-from pathlib import Path
-
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+from transformers import AutoModelForCausalLM, GPT2Config
 
 import gaincurate.forward_kernels as forward_kernels
-from gaincurate.errors import ConfigError
-
-CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
-
-
-def test_liger_off_a_gpu_is_refused_in_one_line_before_the_model_loads(tmp_path):
-    out = tmp_path / "scores"
-    run = subprocess.run([str(CONSOLE_SCRIPT), "score", "--liger", "--device", "cpu", "--out", str(out)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-
-    assert run.returncode != 0
-    assert run.stderr.strip().splitlines() == [
-        "gaincurate: error: --liger runs Liger-Kernel's GPU kernels; it needs --device cuda, not cpu"
-    ]
-    assert not out.exists()
-
-
-def test_liger_without_the_package_names_the_install(monkeypatch):
-    find_spec = forward_kernels.importlib.util.find_spec
-    monkeypatch.setattr(forward_kernels.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "liger_kernel" else find_spec(name, *args))  # fmt: skip
-    with pytest.raises(ConfigError, match="pip install liger-kernel"):
-        forward_kernels.check_liger("cuda")
-
-
-@pytest.fixture
-def fake_liger(monkeypatch):
-    """Liger-Kernel's registry of patch functions, with one for Llama that records what it was asked to patch."""
-    calls = []
-
-    def apply_to_llama(*, model, rope=True, rms_norm=True, swiglu=True, cross_entropy=True,
-                       fused_linear_cross_entropy=True):  # fmt: skip
-        asked = {"rope": rope, "rms_norm": rms_norm, "swiglu": swiglu, "cross_entropy": cross_entropy}
-        calls.append({"model": model, **asked, "fused_linear_cross_entropy": fused_linear_cross_entropy})
-
-    registry = types.ModuleType("liger_kernel.transformers.monkey_patch")
-    registry.MODEL_TYPE_TO_APPLY_LIGER_FN = {"llama": apply_to_llama}
-    for name in ("liger_kernel", "liger_kernel.transformers"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, registry.__name__, registry)
-    find_spec = forward_kernels.importlib.util.find_spec
-    monkeypatch.setattr(forward_kernels.importlib.util, "find_spec",
-                        lambda name, *args: object() if name == "liger_kernel" else find_spec(name, *args))  # fmt: skip
-    return calls
-
-
-def test_liger_patches_the_layers_a_forward_uses_and_no_loss(fake_liger):
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    model = AutoModelForCausalLM.from_config(config)
-
-    forward_kernels.apply_liger(model, "cuda:0")
-
-    assert fake_liger == [{"model": model, "rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False,
-                           "fused_linear_cross_entropy": False}]  # fmt: skip
-
-
-def test_liger_for_an_architecture_it_lacks_says_so(fake_liger):
-    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=4))
-
-    with pytest.raises(ConfigError, match="no kernels for gpt2 models; drop --liger"):
-        forward_kernels.apply_liger(model, "cuda")
-    assert fake_liger == []
 
 
 def test_attention_for_many_shapes_leaves_out_cudnn_only():

@@ -92,8 +92,6 @@ class ScoreConfig:
                          choices=DTYPES)  # fmt: skip
     device: str = setting("auto", "auto, cpu or cuda[:N].")
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
-    liger: bool = setting(False, "Patch Liger-Kernel's fused RMSNorm, RoPE and SwiGLU into the model: a faster "
-                          "forward on a GPU (pip install liger-kernel).", flags=("--liger",))  # fmt: skip
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
     debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
     # probe, the default strategy, and dots read it; the same forward pass, so it costs only storage.

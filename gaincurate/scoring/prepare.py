@@ -154,10 +154,6 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
         hub_local_only(source.folder)  # a Hub id that cannot be had fails here, before the lock and torch
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out, device = Path(options.out), resolve_device(config.device)
-    if config.liger:  # refused before the model loads
-        from gaincurate.forward_kernels import check_liger
-
-        check_liger(device)
     previous = inspect_output(out, probe_lock=probe_lock)
     split = distributed.current_part(options.num_shards, options.shard_index).count > 1
     return Plan(
@@ -210,10 +206,6 @@ def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
         model = load_model(prepared.source, dtype=load_dtype(prepared.dtype), device=device)
         if prepared.dtype == "int8":
             model = convert_model(model, "int8")
-    if config.liger:
-        from gaincurate.forward_kernels import apply_liger
-
-        apply_liger(model, device)
     seconds = time.perf_counter() - started + prepared.preloaded_seconds
     embed_layer = config.embed_layer if config.embed else None
     site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)

@@ -14,8 +14,7 @@ own lengths. For each case it reports, in one run:
 * the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run;
 * the bundled prompts scored cold (a fresh process, an empty Triton cache) with `--backend auto` and with
   `--backend torch`, a SmolLM2-135M-shaped model: what a first small run pays for the kernel's compile;
-* with `--liger`, each case scored again without it: the speed-up, and how far Liger's kernels move the scores
-  against the tolerance the scores promise (`score_agreement`).
+* with `--forward-variants`, last, one padded batch's forward by each way to run it (`gpu_forward`).
 
 `cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
 """
@@ -60,8 +59,6 @@ class GpuBench:
         None, "Padded tokens per batch.", check=at_least(1), shown="what the device holds, as scoring picks it"
     )
     tiny: bool = setting(False, "A 2-layer model: a smoke test of the bench.", flags=("--tiny",))
-    liger: bool = setting(False, "Score with --liger: Liger-Kernel's fused layers (a GPU and liger-kernel).",
-                          flags=("--liger",))  # fmt: skip
     forward_variants: bool = setting(
         False, "Also time one padded batch's forward: transformers', scoring's, and with torch.compile and Liger.",
         flags=("--forward-variants",),
@@ -188,19 +185,11 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         # Generated questions: no answer column to check.
         config = ScoreConfig(dataset=str(data), model=str(folder), dtype=args.dtype, device=args.device,
                              batch_tokens=args.batch_tokens, max_length=args.prompt_tokens * 2,
-                             answer_column=None, liger=args.liger)  # fmt: skip
-        # Liger-Kernel patches transformers' modules for the whole process: a run with it gets a process of its own,
-        # so the plain run and the naive baseline after it run unpatched.
-        manifest = (warm_score_apart if args.liger else warm_score)(config, Path(tmp) / "scores")
+                             answer_column=None)  # fmt: skip
+        manifest = warm_score(config, Path(tmp) / "scores")
         timings = manifest["timings"]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        against_plain = None
-        if args.liger:  # the same prompts without Liger: what its kernels change in the scores, and the speed-up
-            plain = warm_score(config.replace(liger=False), Path(tmp) / "plain")
-            against_plain = score_agreement(Path(tmp) / "scores", Path(tmp) / "plain", args.dtype)
-            plain_rate = plain["timings"]["tokens"] / plain["timings"]["forward_seconds"]
-            against_plain["speedup"] = timings["tokens"] / timings["forward_seconds"] / plain_rate
 
         source = resolve_source(str(folder))
         tokenizer = load_tokenizer(source)
@@ -232,7 +221,6 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
-        "liger_against_plain": against_plain,
     }
 
 
@@ -246,43 +234,6 @@ def warm_score(config: Any, out: Path) -> dict:
 
     score(config.replace(limit=WARMUP_ROWS), RunOptions(out=str(out.with_name(out.name + "-warmup")), quiet=True))
     return score(config, RunOptions(out=str(out), quiet=True))
-
-
-WARM_SCORE = ("import pickle, sys; from pathlib import Path; from gaincurate.lab.benchmarks.gpu import warm_score; "
-              "warm_score(pickle.loads(Path(sys.argv[1]).read_bytes()), Path(sys.argv[2]))")  # fmt: skip
-
-
-def warm_score_apart(config: Any, out: Path) -> dict:
-    """`warm_score` in a fresh process."""
-    import pickle
-    import subprocess
-    import sys
-
-    from gaincurate.shards import read_manifest
-
-    saved = out.with_name(out.name + "-config.pickle")
-    saved.write_bytes(pickle.dumps(config))
-    done = subprocess.run([sys.executable, "-c", WARM_SCORE, str(saved), str(out)], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"scoring in a process of its own failed: {done.stderr.strip()[-2000:]}")
-    return read_manifest(out)
-
-
-def score_agreement(scores: Path, reference: Path, dtype: str) -> dict[str, Any]:
-    """How the scores in `scores` differ from those in `reference` (the same rows scored another way): the largest
-    difference of a row's score, the Spearman correlation of the two rankings, and whether the largest difference is
-    within what the scores promise for `dtype` (`SCORE_TOLERANCE`, docs/shards.md)."""
-    from gaincurate.metrics import spearman
-    from gaincurate.scoring.config import SCORE_TOLERANCE
-    from gaincurate.shards import read_scores
-
-    first, second = (read_scores(path, ["gc_score"]).column("gc_score").to_numpy(zero_copy_only=False)
-                     for path in (scores, reference))  # fmt: skip
-    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
-    largest = float(np.nanmax(np.abs(first - second))) if len(first) else 0.0
-    tolerance = SCORE_TOLERANCE[dtype].score if dtype in SCORE_TOLERANCE else None  # one is stated per dtype
-    return {"max_abs_score_diff": largest, "spearman": spearman(first, second), "tolerance": tolerance,
-            "within": None if tolerance is None else largest <= tolerance}  # fmt: skip
 
 
 def cases(tiny: bool) -> list[tuple[str, dict, str]]:
@@ -302,10 +253,10 @@ def bench_gpu(options: GpuBench) -> dict:
         "device": torch.cuda.get_device_name() if options.device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
         "dtype": options.dtype,
-        "liger": options.liger,
         "matmul_tflops": rate / 1e12,
         "models": [bench_model(name, shape, kind, options, rate) for name, shape, kind in cases(options.tiny)],
         "cold": None if options.tiny else cold_backends(options),
+        # Last: the Liger-Kernel variant patches transformers' module for the whole process.
         "forward": forward_case(options) if options.forward_variants else None,
     }
 
@@ -359,8 +310,7 @@ def cold_backends(options: GpuBench) -> dict:
 def table_lines(results: dict) -> list[str]:
     """The run as a header line and one row per model."""
     lines = [
-        f"{results['device']}  {results['dtype']}{'  --liger' if results.get('liger') else ''}  measured matmul "
-        f"{results['matmul_tflops']:.1f} TFLOP/s",
+        f"{results['device']}  {results['dtype']}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s",
         f"{'model':<18} {'prompts':<7} {'batches':>7} {'padding':>7} {'tok/s':>10} {'naive tok/s':>12} "
         f"{'speed-up':>9} {'TFLOP/s':>8} {'roofline':>9}",
     ]
@@ -370,14 +320,6 @@ def table_lines(results: dict) -> list[str]:
             f"{r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
-    for r in results["models"]:
-        agreement = r.get("liger_against_plain")
-        if agreement:
-            lines.append(
-                f"{r['model']} {r['prompts']}: --liger {agreement['speedup']:.2f}x the plain forward; scores differ "
-                f"by at most {agreement['max_abs_score_diff']:.2g} ({_against(agreement)}), Spearman "
-                f"{agreement['spearman']:.4f}"
-            )
     cold = results.get("cold")
     if cold:
         lines.append(
@@ -390,9 +332,3 @@ def table_lines(results: dict) -> list[str]:
 
         lines += forward_lines(results["forward"])
     return lines
-
-
-def _against(agreement: dict[str, Any]) -> str:
-    if agreement["tolerance"] is None:
-        return "no tolerance is stated for this dtype"
-    return f"tolerance {agreement['tolerance']:g}: {'within' if agreement['within'] else 'BEYOND it'}"
