@@ -11,9 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.cli.render import Stdout
-from gaincurate.schedule.readout_words import epoch_words, r_words
+from gaincurate.schedule.readout_words import control_words, epoch_words, r_words
 
-READOUT_COLUMNS = ("groups", "aimed at", "measured", "zero variance", "uniform (est.)", "r")
+READOUT_COLUMNS = (
+    "groups",
+    "aimed at",
+    "measured",
+    "zero variance",
+    "informative: aimed / control",
+    "uniform (model)",
+    "r",
+)
 
 
 def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
@@ -68,8 +76,9 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(
-        title="savings readout (aimed at: the strategy's estimate of its picks; r: its estimates against the measured "
-        "pass rates, over every prompt measured so far)"
+        title="savings readout (aimed at: the strategy's estimate of its picks; control: its uniform slice; uniform "
+        "(model): what its own estimates expect of a uniform draw, not a measurement; r: its estimates against the "
+        "measured pass rates, over every prompt measured so far)"
     )
     for column in ("epoch", *READOUT_COLUMNS):
         table.add_column(column, justify="right")
@@ -107,34 +116,31 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
     if readout.get("zero_variance") is not None:
         zero = f"{readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} wrong, {readout['all_right']:.0%} right)"
     uniform = readout.get("uniform_zero_variance_estimate")
+    arms = "-"
+    if readout.get("control_groups"):
+        arms = f"{readout['aimed_informative']:.0%} / {readout['control_informative']:.0%}"
     return [
         str(readout.get("groups", "-")),
         aimed,
         _rate(readout.get("measured_pass_rate")),
         zero,
+        arms,
         "no estimate" if _all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
         r_words(readout, cell=True),
     ]
 
 
 def spent_line(history: list[dict[str, Any]]) -> str:
-    """The rollouts spent in groups with nonzero variance so far, against uniform's estimate."""
+    """The rollouts spent in groups with nonzero variance so far, and the verdict against the run's control."""
     readouts = [line["readout"] for line in history if line.get("readout", {}).get("nonzero_rollouts") is not None]
     if not readouts:
         return ""
     last = readouts[-1]
-    uniform = last.get("uniform_nonzero_rollouts_estimate")
-    versus = ""
-    compared = [line for line in readouts if line.get("uniform_zero_variance_estimate") is not None]
-    if compared and all(_all_equal(line) for line in compared):
-        versus = "; no estimate to compare with (the strategy's estimates were all equal: they tell no prompts apart)"
-    elif uniform is not None:
-        versus = (
-            f"; over the epochs with an estimate {last['compared_nonzero_rollouts']}, where a uniform draw would "
-            f"have spent ~{uniform:.0f} (estimated from the strategy's own estimates)"
-        )
     total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
-    return f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}{versus}"
+    return (
+        f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}; "
+        f"{control_words({key: value for key, value in last.items() if not key.startswith(('aimed_', 'control_'))})}"
+    )
 
 
 def _all_equal(readout: dict[str, Any]) -> bool:

@@ -84,6 +84,10 @@ class ScheduleConfig:
     data_source: str | None = declare(
         None, "verl: data_source of rows without their own, verl's reward key.", shown=VERL_DATA_SOURCE
     )
+    pause: bool = declare(
+        True,
+        "Stop paying for aiming (the refresh, then the aim) while the run's uniform control shows no saving.",
+    )
     rescore_nproc: int = declare(
         1, "gain, length: re-score with N processes via torchrun (1: in this process).", check=whole(1)
     )

@@ -23,9 +23,12 @@ import numpy as np
 from gaincurate.feedback_lines import checked_rollout, parse_record
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
-from gaincurate.schedule.readout import drawn, epoch_readout
+from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED, Gate, advance
+from gaincurate.schedule.readout import drawn, epoch_evidence, epoch_readout
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.contract import (
+    FRESH_SCORES,
+    LIKELIHOOD,
     POLICY,
     EpochEnd,
     Fresh,
@@ -175,8 +178,10 @@ class Scheduler:
         if self.state.epoch < 0:
             return Wants()
         if feedback is None:
-            return self.strategy.wants(self.state)
+            return self.strategy.wants(self.state) if self._gate(self.state).asks_model else Wants()
         feedback = feedback if isinstance(feedback, Feedback) else self.summarize(feedback)
+        if not self._gate(self.state, feedback)[0].asks_model:  # paused: the run spends what uniform would
+            return Wants()
         return self.strategy.wants(self.state, EpochEnd(feedback, lambda: self._upcoming(feedback)))
 
     def rescore_ids(self, feedback: Feedback | Iterable[Any] | None = None) -> np.ndarray | None:
@@ -251,6 +256,9 @@ class Scheduler:
         for step in self.filters:
             memory = step.observe(state, feedback, memory)
         readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
+        gate, change = self._gate(state, feedback)
+        if gate.level != AIMING or change:  # a run that never pauses says nothing of it
+            readout |= {"aim": LEVEL_WORDS[gate.level], **({"aim_change": change} if change else {})}
         following = replace(
             state,
             epoch=state.epoch + 1,
@@ -258,8 +266,20 @@ class Scheduler:
             ranking=state.ranking if learnt.ranking is None else learnt.ranking,
             scores=state.scores if learnt.scores is None else learnt.scores,
             tally=tally,
+            gate=gate if self.config.pause and gate != Gate() else None,  # kept once there is evidence
         )
         return following, learnt.numbers, readout
+
+    def _gate(self, state: ScheduleState, feedback: Feedback | None = None) -> Any:
+        """Whether aiming is paused (`gaincurate.schedule.gate`): as it stands (no `feedback`), or after the
+        epoch's `feedback` with what changed in words. Off (`--no-pause`): always aiming."""
+        gate = state.gate or Gate()
+        if feedback is None:
+            return gate
+        if not self.config.pause:
+            return Gate(), None
+        refreshes = bool(self.strategy.about.needs & {LIKELIHOOD, FRESH_SCORES})
+        return advance(gate, epoch_evidence(state.selection, state.subset_ids, feedback), refreshes=refreshes)
 
     def _upcoming(self, feedback: Feedback) -> np.ndarray:
         """The gc_ids (ascending) `step` would draw next were nothing measured after the epoch (the state is kept)."""
@@ -275,11 +295,16 @@ class Scheduler:
 
     def _draw(self, state: ScheduleState) -> EpochPlan:
         state, context, chosen = self._choose(state)
+        if state.gate is not None and state.gate.level == PAUSED:  # uniformly, from the same seeded stream
+            rng = np.random.default_rng([self.config.seed, state.epoch, PAUSED])
+            positions = np.sort(rng.permutation(context.n_prompts)[: self.subset_size]).astype(np.int64)
+            chosen = replace(chosen, positions=positions, control=None)
         positions = np.asarray(chosen.positions, dtype=np.int64)
         # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
         report = self.reported = self.strategy.report(state, context, chosen)
         for step in self.filters:
             report = step.aim(report)
-        record = drawn(report, positions)
+        control = None if chosen.control is None else tuple(int(i) for i in state.ranking[chosen.control])
+        record = drawn(report, positions, control)
         self.state = replace(state, positions=positions, selection=record)
         return EpochPlan(state.epoch, positions, state.ranking[positions], draw_info(self.strategy, self.state.memory))

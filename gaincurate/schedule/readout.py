@@ -10,12 +10,17 @@ trainer path and the bench mean the same thing by each number. Per epoch with fe
 * what happened: `measured_pass_rate`, the mean over the epoch's prompts of each one's measured pass rate, and
   `zero_variance`, the share of rollout groups (a prompt's rollouts in the epoch) whose rewards were all equal,
   `all_wrong` and `all_right` apart (a group all at one reward in between counts in neither side);
-* what uniform would have drawn: `uniform_zero_variance_estimate`, the expected zero-variance share of a uniform
-  draw over the pool, E[p^n + (1 - p)^n] over the strategy's own pool estimates for each group's n: an estimate;
+* against uniform, measured: where the draw kept a control (a uniform slice drawn from the whole pool before the
+  aim: probe's `--uniform-share`), the epoch's aimed and control groups and the informative share of each
+  (`aimed_informative`, `control_informative`); and over every epoch with both, `verdict` ("saving", "loss", "not
+  yet distinguishable", or "no control") with the difference of the shares and the ratio of rollouts per informative
+  group, each with its 95% interval, and roughly how many more groups a verdict needs (`more_groups`;
+  `gaincurate.schedule.control`). A saving is claimed nowhere else;
+* the strategy's model of uniform: `uniform_zero_variance_estimate`, E[p^n + (1 - p)^n] over the strategy's own pool
+  estimates for each group's n. It is as right as the estimates are, so it is shown as their model, never as a saving;
 * how good the estimate is: `correlation`, Pearson's r of each prompt's estimate at the draw with the pass rate then
   measured, over every prompt measured so far (shown from CORRELATION_MIN_PROMPTS on); `nonzero_rollouts`, the
-  rollouts spent so far in groups with nonzero variance, and over the epochs that had uniform's estimate
-  (`compared_nonzero_rollouts`) beside uniform's estimate of the same (`uniform_nonzero_rollouts_estimate`);
+  rollouts spent so far in groups with nonzero variance;
 * `warnings`: most groups zero-variance two epochs in a row, a share far above uniform's estimate on enough groups,
   or estimates that carry no information (`Thresholds`; `schedule status --warn-zero-variance/--warn-correlation`).
 
@@ -33,7 +38,9 @@ from typing import Any
 import numpy as np
 
 from gaincurate.numerics import fsum_array, recorded
+from gaincurate.schedule.control import NO_CONTROL, UNDECIDED, Arm, compare
 from gaincurate.schedule.feedback import EXACT, Feedback
+from gaincurate.schedule.gate import Evidence
 from gaincurate.schedule.state import Drawn, Tally
 from gaincurate.schedule.strategies.contract import NO_ESTIMATE, Report
 
@@ -52,19 +59,19 @@ class Thresholds:
     correlation: float = 0.1
 
 
-def drawn(report: Report, positions: np.ndarray) -> Drawn:
-    """The typed record of a draw: the strategy's figures and what its estimates say, at the draw."""
+def drawn(report: Report, positions: np.ndarray, control: tuple[int, ...] | None = None) -> Drawn:
+    """The typed record of a draw: the strategy's figures, what its estimates say at the draw, and the gc_ids of the
+    control slice it drew uniformly from the whole pool (None: no control)."""
+    common = {"figures": report.figures, "source": report.source, "band": report.band, "control": control}
     if report.estimates is None:
-        return Drawn(figures=report.figures, source=report.source, band=report.band)
+        return Drawn(**common)
     estimates = np.asarray(report.estimates, dtype=np.float64)
     picked = tuple(recorded(value) if math.isfinite(value) else None for value in estimates[positions].tolist())
     pool = estimates[np.isfinite(estimates)]
     if not len(pool):
-        return Drawn(figures=report.figures, source=report.source, band=report.band, picked=picked)
+        return Drawn(**common, picked=picked)
     return Drawn(
-        figures=report.figures,
-        source=report.source,
-        band=report.band,
+        **common,
         picked=picked,
         uniform_zero_variance=uniform_zero_variance(pool),
         pool_mean=recorded(fsum_array(pool) / len(pool)),
@@ -98,9 +105,7 @@ def epoch_readout(
     record = drawn_record if drawn_record is not None else Drawn(source=NO_ESTIMATE)
     tally = tally if tally is not None else Tally()
     ids = [int(i) for i in gc_ids]
-    estimate_of = (
-        {} if record.picked is None else {g: e for g, e in zip(ids, record.picked, strict=True) if e is not None}
-    )
+    estimate_of = _estimates(record, ids)
     estimated = [estimate_of[g] for g in ids if g in estimate_of]
     band = record.band
     readout: dict[str, Any] = {
@@ -124,17 +129,13 @@ def epoch_readout(
     uniform = None if not table or max(counts, default=0) > len(table) else [table[n - 1] for n in counts]
     nonzero = sum(count for g, count in zip(measured, counts, strict=True) if sides[g] is None)
     pairs = [(estimate_of[g], rates[g]) for g in measured if g in estimate_of]
-    sums = _sums(tally.sums, pairs)
-    compared, uniform_nonzero = tally.compared_nonzero_rollouts, tally.uniform_nonzero_rollouts
-    if uniform is not None:  # only epochs with uniform's estimate are compared with it
-        spent = math.fsum(count * (1.0 - share) for count, share in zip(counts, uniform, strict=True))
-        compared, uniform_nonzero = compared + nonzero, recorded(math.fsum([uniform_nonzero, spent]))
+    evidence = epoch_evidence(record, gc_ids, feedback)
     following = Tally(
         pairs=tally.pairs + len(pairs),
-        sums=sums,
+        sums=_sums(tally.sums, pairs),
         nonzero_rollouts=tally.nonzero_rollouts + nonzero,
-        compared_nonzero_rollouts=compared,
-        uniform_nonzero_rollouts=uniform_nonzero,
+        aimed=tally.aimed + evidence.aimed,
+        control=tally.control + evidence.control,
         last_zero_variance=_share(sum(side is not None for side in sides.values()), groups),
     )
     correlation, why = correlation_of(following)
@@ -149,11 +150,75 @@ def epoch_readout(
         "correlated_prompts": following.pairs,
         **({"correlation_note": why} if why else {}),
         "nonzero_rollouts": following.nonzero_rollouts,
-        "compared_nonzero_rollouts": compared if compared or uniform is not None else None,
-        "uniform_nonzero_rollouts_estimate": uniform_nonzero if compared or uniform is not None else None,
+        **control_figures(evidence, following),
     }
     readout["warnings"] = warnings(readout, tally.last_zero_variance, thresholds)
     return readout, following
+
+
+def epoch_evidence(drawn_record: Drawn | None, gc_ids: np.ndarray, feedback: Feedback) -> Evidence:
+    """The epoch's groups as arms: aimed and control when it was drawn with a control; otherwise, where the draw had
+    estimates and a band, the groups estimated in the band and the rest (what `gaincurate.schedule.gate` reads)."""
+    per_prompt = feedback.per_prompt
+    if drawn_record is None or per_prompt is None:
+        return Evidence()
+    ids = [int(i) for i in gc_ids if int(i) in per_prompt]
+    informative = {g: _side(g, per_prompt, feedback.extremes) is None for g in ids}
+    if drawn_record.control is not None:
+        control = set(drawn_record.control)
+        return Evidence(
+            aimed=_arm([g for g in ids if g not in control], informative, per_prompt),
+            control=_arm([g for g in ids if g in control], informative, per_prompt),
+        )
+    estimate_of, band = _estimates(drawn_record, [int(i) for i in gc_ids]), drawn_record.band
+    if band is None or not estimate_of:
+        return Evidence()
+    inside = [g for g in ids if g in estimate_of and band[0] <= estimate_of[g] <= band[1]]
+    outside = [g for g in ids if g in estimate_of and not band[0] <= estimate_of[g] <= band[1]]
+    return Evidence(in_band=_arm(inside, informative, per_prompt), off_band=_arm(outside, informative, per_prompt))
+
+
+def control_figures(evidence: Evidence, tally: Tally) -> dict[str, Any]:
+    """The epoch's arms (shares of informative groups) and, over every epoch with both, the comparison
+    (`gaincurate.schedule.control.compare`): the readout's keys, `verdict` "no control" when there is none."""
+    epoch: dict[str, Any] = {}
+    if evidence.control.groups or evidence.aimed.groups:
+        epoch = {
+            "aimed_groups": evidence.aimed.groups,
+            "aimed_informative": _share(evidence.aimed.informative, evidence.aimed.groups),
+            "control_groups": evidence.control.groups,
+            "control_informative": _share(evidence.control.informative, evidence.control.groups),
+        }
+    comparison = compare(tally.aimed, tally.control)
+    if comparison is None:
+        return epoch | {"verdict": NO_CONTROL if not tally.control.groups else UNDECIDED}
+    return epoch | {
+        "verdict": comparison.verdict,
+        "compared_groups": tally.aimed.groups + tally.control.groups,
+        "informative_gain": recorded(comparison.gain),
+        "informative_gain_low": recorded(comparison.gain_interval[0]),
+        "informative_gain_high": recorded(comparison.gain_interval[1]),
+        "rollouts_ratio": _finite(comparison.ratio),
+        "rollouts_ratio_low": _finite(comparison.ratio_interval[0]),
+        "rollouts_ratio_high": _finite(comparison.ratio_interval[1]),
+        "more_groups": comparison.more_groups,
+    }
+
+
+def _estimates(record: Drawn, ids: list[int]) -> dict[int, float]:
+    """Each drawn prompt's estimate at the draw, where it had one."""
+    if record.picked is None:
+        return {}
+    return {g: e for g, e in zip(ids, record.picked, strict=True) if e is not None}
+
+
+def _arm(ids: list[int], informative: dict[int, bool], per_prompt: dict[int, tuple[float, int]]) -> Arm:
+    return Arm(len(ids), sum(informative[g] for g in ids), sum(per_prompt[g][1] for g in ids))
+
+
+def _finite(value: float) -> float | None:
+    """A float for JSON: None for an unbounded end (JSON has no infinity)."""
+    return recorded(value) if math.isfinite(value) else None
 
 
 def correlation_of(tally: Tally) -> tuple[float | None, str | None]:
@@ -192,8 +257,9 @@ def warnings(readout: dict[str, Any], previous_zero_variance: float | None, thre
     far = uniform is not None and groups >= ENOUGH_GROUPS and share - uniform >= FAR_ABOVE
     if far and readout.get("estimate_spread") != 0.0:  # all-equal estimates describe no pool
         found.append(
-            f"{share:.0%} of {groups} rollout groups had zero reward variance, far above a uniform draw's estimated "
-            f"~{uniform:.0%}: the draw wastes more than uniform, or its estimates are blunt (a uniform run tells which)"
+            f"{share:.0%} of {groups} rollout groups had zero reward variance, far above the ~{uniform:.0%} that the "
+            "strategy's own estimates expect of a uniform draw: its estimates are blunt (the control, where the run "
+            "keeps one, says whether the draw still beats uniform)"
         )
     if readout.get("estimate_spread") == 0.0 and previous_zero_variance is not None:
         found.append("the strategy's estimates are all equal: they carry no information to aim with")

@@ -1,5 +1,6 @@
 """The savings readout in words: an epoch's in one line (`schedule run`'s epoch line, `schedule step`, `schedule
-status`), r or what it waits for, and what `schedule init` says of an epoch too small for its readout to tell.
+status`), the verdict against the run's uniform control, r or what it waits for, and what `schedule init` says of an
+epoch too small for its readout to tell.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gaincurate.schedule.control import LOSS, NO_CONTROL, SAVING
 from gaincurate.schedule.readout import CORRELATION_MIN_PROMPTS, ENOUGH_GROUPS
 from gaincurate.schedule.strategies.contract import NO_ESTIMATE
 
@@ -18,19 +20,64 @@ def epoch_words(line: dict[str, Any] | None) -> str:
     groups = readout.get("groups") or 0
     if not groups:
         return "readout: nothing measured (the feedback gave no prompt's own rollouts)"
-    uniform, aimed = readout.get("uniform_zero_variance_estimate"), readout.get("estimated_pass_rate")
+    aimed = readout.get("estimated_pass_rate")
     aimed_at = "" if aimed is None else f", {aimed:.2f} aimed at"
-    compared = uniform is not None and readout.get("estimate_spread")  # all-equal estimates describe no pool
-    against = f" against ~{uniform:.0%} for a uniform draw (estimated)" if compared else ""
     parts = [
         f"zero variance {readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} all wrong, "
-        f"{readout['all_right']:.0%} all right){against}",
+        f"{readout['all_right']:.0%} all right)",
         f"pass rate {readout['measured_pass_rate']:.2f} measured{aimed_at}",
         r_words(readout),
     ]
     if groups < ENOUGH_GROUPS:
         parts.append(f"{groups} groups are too few to tell the share from chance (it takes {ENOUGH_GROUPS})")
+    parts.append(control_words(readout))
+    if readout.get("aim_change"):
+        parts.append(readout["aim_change"])
     return f"readout on {groups} rollout groups ({groups} prompts, {line['rollouts']} rollouts): " + "; ".join(parts)
+
+
+def control_words(readout: dict[str, Any]) -> str:
+    """The epoch's arms and the verdict so far against the uniform control (`gaincurate.schedule.control`)."""
+    verdict = readout.get("verdict", NO_CONTROL)
+    if verdict == NO_CONTROL:
+        return "against uniform: no control (the draw keeps no uniform slice, so nothing here says whether it saves)"
+    epoch = ""
+    if readout.get("control_groups"):
+        epoch = (
+            f"this epoch {_share(readout['aimed_informative'])} of {readout['aimed_groups']} aimed groups informative, "
+            f"{_share(readout['control_informative'])} of {readout['control_groups']} in the uniform slice; "
+        )
+    if readout.get("informative_gain") is None:
+        return f"{epoch}against uniform: {verdict} (no aimed epoch with a control yet)"
+    gain = (
+        f"{_points(readout['informative_gain'])} points of informative groups "
+        f"[{_points(readout['informative_gain_low'])}, {_points(readout['informative_gain_high'])}]"
+    )
+    ratio = _ratio_words(readout)
+    so_far = f"over {readout['compared_groups']} groups"
+    if verdict == SAVING:
+        return f"{epoch}against uniform, measured: a saving, {gain}, {ratio} {so_far}"
+    if verdict == LOSS:
+        return f"{epoch}against uniform, measured: a loss, {gain}, {ratio} {so_far}"
+    more = readout.get("more_groups")
+    needs = "no difference so far" if more is None else f"about {more} more groups would tell a difference this size"
+    return f"{epoch}against uniform: not yet distinguishable, {gain} {so_far}; {needs}"
+
+
+def _ratio_words(readout: dict[str, Any]) -> str:
+    ratio, low, high = (readout.get(key) for key in ("rollouts_ratio", "rollouts_ratio_low", "rollouts_ratio_high"))
+    if ratio is None:
+        return "no informative group in one arm"
+    bound = "inf" if high is None else f"{high:.2f}x"
+    return f"{ratio:.2f}x the slice's rollouts per informative group [{low:.2f}x, {bound}]"
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.0f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def r_words(readout: dict[str, Any], *, cell: bool = False) -> str:

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.schedule.control import Arm
+from gaincurate.schedule.gate import Gate
+
 
 @dataclass(frozen=True)
 class Drawn:
@@ -43,11 +46,14 @@ class Drawn:
     uniform_zero_variance: tuple[float | None, ...] | None = None
     pool_mean: float | None = None
     pool_spread: float | None = None
+    control: tuple[int, ...] | None = None  # gc_ids of the uniform slice drawn from the whole pool (None: no control)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"figures": self.figures, "source": self.source}
         if self.band is not None:
             data["band"] = list(self.band)
+        if self.control is not None:
+            data["control"] = list(self.control)
         if self.picked is not None:
             data |= {
                 "picked": list(self.picked),
@@ -60,7 +66,7 @@ class Drawn:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Drawn:
         band = data.get("band")
-        picked, uniform = data.get("picked"), data.get("uniform_zero_variance")
+        picked, uniform, control = data.get("picked"), data.get("uniform_zero_variance"), data.get("control")
         return cls(
             figures=dict(data.get("figures") or {}),
             source=data.get("source"),
@@ -69,6 +75,7 @@ class Drawn:
             uniform_zero_variance=None if uniform is None else tuple(uniform),
             pool_mean=data.get("pool_mean"),
             pool_spread=data.get("pool_spread"),
+            control=None if control is None else tuple(int(i) for i in control),
         )
 
 
@@ -76,14 +83,14 @@ class Drawn:
 class Tally:
     """What the readout sums over every epoch with feedback so far: the (estimate at the draw, measured pass rate)
     pairs' count and sums (x, y, xx, yy, xy: the correlation's), the rollouts spent in groups with nonzero reward
-    variance, the same over the epochs that had uniform's estimate beside uniform's estimate of them, and the latest
-    epoch's zero-variance share (the warnings')."""
+    variance, the aimed arm and the control over the epochs that had both (`gaincurate.schedule.control`), and the
+    latest epoch's zero-variance share (the warnings')."""
 
     pairs: int = 0
     sums: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
     nonzero_rollouts: int = 0
-    compared_nonzero_rollouts: int = 0
-    uniform_nonzero_rollouts: float = 0.0
+    aimed: Arm = Arm()
+    control: Arm = Arm()
     last_zero_variance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -91,8 +98,8 @@ class Tally:
             "pairs": self.pairs,
             "sums": list(self.sums),
             "nonzero_rollouts": self.nonzero_rollouts,
-            "compared_nonzero_rollouts": self.compared_nonzero_rollouts,
-            "uniform_nonzero_rollouts": self.uniform_nonzero_rollouts,
+            "aimed": self.aimed.to_json(),
+            "control": self.control.to_json(),
             "last_zero_variance": self.last_zero_variance,
         }
 
@@ -103,8 +110,8 @@ class Tally:
             pairs=int(data.get("pairs", 0)),
             sums=sums,  # type: ignore[arg-type]
             nonzero_rollouts=int(data.get("nonzero_rollouts", 0)),
-            compared_nonzero_rollouts=int(data.get("compared_nonzero_rollouts", 0)),
-            uniform_nonzero_rollouts=float(data.get("uniform_nonzero_rollouts", 0.0)),
+            aimed=Arm.from_json(data.get("aimed")),
+            control=Arm.from_json(data.get("control")),
             last_zero_variance=data.get("last_zero_variance"),
         )
 
@@ -125,6 +132,7 @@ class ScheduleState:
     memory: dict[str, Any] | None = None  # JSON-ready data the strategy keeps (gain: mu; dots: measured pass rates)
     selection: Drawn | None = None  # how epoch `epoch` was drawn (the readout's, never the strategy's)
     tally: Tally | None = None  # the readout's sums over the epochs with feedback so far
+    gate: Gate | None = None  # whether aiming is paused, and the evidence since it last changed (`schedule.gate`)
     # The scores directory's (gc_ids ascending, gc_score), against which state.json keeps only what changed.
     pool_scores: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False, repr=False)
     changed: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # as loaded, scores None
@@ -158,6 +166,7 @@ class ScheduleState:
             **({"memory": self.memory} if self.memory is not None else {}),
             **({"selection": self.selection.to_json()} if self.selection is not None else {}),
             **({"tally": self.tally.to_json()} if self.tally is not None else {}),
+            **({"gate": self.gate.to_json()} if self.gate is not None else {}),
         }
 
     def _scores_json(self) -> list[float | None] | dict[str, Any]:
@@ -188,6 +197,7 @@ class ScheduleState:
             memory=memory,
             selection=None if selection is None else Drawn.from_json(selection),
             tally=None if data.get("tally") is None else Tally.from_json(data["tally"]),
+            gate=None if data.get("gate") is None else Gate.from_json(data["gate"]),
         )
 
 

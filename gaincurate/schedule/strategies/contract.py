@@ -97,21 +97,28 @@ class RankingContext:
 
 @dataclass(frozen=True)
 class Selection:
-    """An epoch's rank positions plus JSON-ready numbers about how they were drawn (skips, posteriors), and the
-    strategy's pass-rate estimate at each rank position as it stood at the draw (None: it keeps none)."""
+    """An epoch's rank positions plus JSON-ready numbers about how they were drawn (skips, posteriors), the
+    strategy's pass-rate estimate at each rank position as it stood at the draw (None: it keeps none), and the
+    positions of its control: a slice drawn uniformly from the whole pool whatever the aim picks (None: none)."""
 
     positions: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     estimates: np.ndarray | None = None
+    control: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Priority:
     """Every rank position, the one a strategy wants most first, and its pass-rate estimate at each position
-    (None: it keeps none). The scheduler keeps the first `subset_size`, after any filter's step over it."""
+    (None: it keeps none). The scheduler keeps the first `subset_size`, after any filter's step over it.
+
+    `control`: positions drawn uniformly from the whole pool, before and whatever the aim, placed first in `order`:
+    the readout's randomized sample of a uniform draw (`gaincurate.schedule.control`). A filter reorders the draw, so
+    a run with one keeps no control."""
 
     order: np.ndarray
     estimates: np.ndarray | None = None
+    control: np.ndarray | None = None
 
 
 NO_ESTIMATE = "no pass-rate estimate"

@@ -136,4 +136,5 @@ def chosen_through(
     info: dict[str, Any] = {}
     for number, step in enumerate(filters):
         info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    return contract.Selection(positions, info | (walked.info if walked is not None else {}), estimates)
+    control = priority.control if not filters else None  # a filter's reorder leaves the slice no longer uniform
+    return contract.Selection(positions, info | (walked.info if walked is not None else {}), estimates, control)

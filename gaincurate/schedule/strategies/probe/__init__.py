@@ -22,9 +22,9 @@ as they stood when the group was drawn. The penalty is chosen each epoch from `r
 error on the newest epoch's groups when fitted on the older ones (`gaincurate.difficulty.ridge`), then the fit is
 made on all. Estimates are the fit's predictions clipped to [0, 1].
 
-The draw: epoch 0 (nothing measured yet) is uniform. Then `(1 - uniform_share)` of the epoch by a Gumbel-top-k draw
-with log-weight -|estimate - target| / tau, the rest uniformly from the prompts not yet drawn; seeded by
-(seed, epoch). Every float that reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no
+The draw: epoch 0 (nothing measured yet) is uniform. Then `uniform_share` of the epoch uniformly from the whole pool,
+whatever the aim picks (the run's control: `gaincurate.schedule.control`), and the rest by a Gumbel-top-k draw with
+log-weight -|estimate - target| / tau from the prompts the slice left; seeded by (seed, epoch). Every float that reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no
 BLAS, exp is `gaincurate.numerics.exp`, ageing is `int_powers`, and model outputs go through `recorded` before use.
 """
 
@@ -113,7 +113,7 @@ class ProbeOptions(Options):
     forget: float = option(0.8, "Weight a measured group keeps per epoch of age (1: never ages).", RATE)
     # 0.1: chosen over 0.3 by the rule declared before the trial runs (docs/benchmark-history.md, the probe's).
     uniform_share: float = option(
-        0.1, "Share of each epoch drawn uniformly, so the fit keeps measuring the whole pool.", RATE
+        0.1, "Share of each epoch drawn uniformly from the whole pool: the run's control, and the fit's coverage.", RATE
     )
     likelihood: bool | None = option(  # None: decided from the scores once (`resolved`), and stored so
         None, "Add the policy's log-probability of the reference answer (near useless after reasoning).",
@@ -361,17 +361,17 @@ class ProbeStrategy(contract.Strategy):
     def choose(
         self, state: ScheduleState, context: contract.RankingContext, rng: np.random.Generator
     ) -> contract.Priority:
-        """The aimed share by Gumbel-top-k near the target, then the other prompts in a uniform order."""
+        """The uniform slice first, drawn from the whole pool (the run's control), then the rest by Gumbel-top-k near
+        the target from the prompts it left; epoch 0, with nothing measured, wholly uniform (and no control)."""
         estimate = self.estimate(state)
         if estimate is None:
             return contract.Priority(contract.draw_order(np.zeros(context.n_prompts), rng))
         rates = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)]
-        aimed = context.subset_size - int(self.options.uniform_share * context.subset_size + 0.5)
-        order = contract.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
-        first, rest = order[:aimed], order[aimed:]
-        return contract.Priority(
-            np.concatenate([first, rest[contract.draw_order(np.zeros(len(rest)), rng)]]).astype(np.int64), rates
-        )
+        sliced = int(self.options.uniform_share * context.subset_size + 0.5)
+        control = contract.draw_order(np.zeros(context.n_prompts), rng)[:sliced]
+        aimed = contract.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
+        order = np.concatenate([control, aimed[~np.isin(aimed, control)]]).astype(np.int64)
+        return contract.Priority(order, rates, np.sort(control) if sliced else None)
 
     def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """How the fit went (penalty, at the grid's edge, groups fitted) and the picked prompts' mean estimate."""

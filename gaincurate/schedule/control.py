@@ -1,0 +1,141 @@
+"""The in-run control: the aimed draw against a uniform slice of the same epochs, with intervals honest at small counts.
+
+A strategy that keeps a control (probe's `--uniform-share`) draws that slice uniformly from the whole pool before it
+aims, so the slice's groups are a randomized sample of what a uniform draw would have given, under the same policy in
+the same epoch. A group is *informative* when its rewards vary (a group whose rollouts all agree teaches GRPO
+nothing). The comparison, over the epochs with both arms:
+
+* the informative share of each arm, and their difference with Newcombe's hybrid score interval (each share's Wilson
+  interval combined; Newcombe 1998, method 10), which keeps its coverage at tens of groups where the normal
+  approximation does not;
+* rollouts spent per informative group, the aimed arm's over the control's, with the MOVER interval of the ratio of
+  the two shares (Donner and Zou 2012) scaled by the arms' mean group sizes (exact when every group has the same size);
+* the verdict: a saving only when the difference's interval lies above 0, a loss only when it lies below, otherwise
+  "not yet distinguishable", with roughly how many more groups the observed difference would need.
+
+Pure arithmetic on counts in `math`: the same bits on every CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+SAVING, LOSS, UNDECIDED, NO_CONTROL = "saving", "loss", "not yet distinguishable", "no control"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm's groups so far: how many, how many had rewards that varied, and the rollouts they spent."""
+
+    groups: int = 0
+    informative: int = 0
+    rollouts: int = 0
+
+    def __add__(self, other: Arm) -> Arm:
+        return Arm(self.groups + other.groups, self.informative + other.informative, self.rollouts + other.rollouts)
+
+    @property
+    def share(self) -> float | None:
+        return self.informative / self.groups if self.groups else None
+
+    def to_json(self) -> list[int]:
+        return [self.groups, self.informative, self.rollouts]
+
+    @classmethod
+    def from_json(cls, data: list[int] | None) -> Arm:
+        return cls(*(int(value) for value in data)) if data else cls()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The aimed arm against the control: the informative shares' difference and the ratio of rollouts spent per
+    informative group, each with its 95% interval; the verdict; and roughly how many more groups (both arms together)
+    the observed difference needs before its interval can exclude 0 (None: it already does, or there is none)."""
+
+    aimed: Arm
+    control: Arm
+    gain: float
+    gain_interval: tuple[float, float]
+    ratio: float
+    ratio_interval: tuple[float, float]
+    verdict: str
+    more_groups: int | None
+
+
+def wilson(successes: int, trials: int, z: float = Z) -> tuple[float, float]:
+    """Wilson's score interval of a binomial share; (0, 1) with no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    share = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(share * (1.0 - share) / trials + z * z / (4 * trials * trials)) / denominator
+    # At 0 and n successes the bound is the share itself; rounding must not put it a hair beyond.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+def difference_interval(first: Arm, second: Arm, z: float = Z) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of first.share - second.share (both arms need a group)."""
+    p1, p2 = first.informative / first.groups, second.informative / second.groups
+    l1, u1 = wilson(first.informative, first.groups, z)
+    l2, u2 = wilson(second.informative, second.groups, z)
+    d = p1 - p2
+    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def ratio_interval(first: Arm, second: Arm, z: float = Z) -> tuple[float, float]:
+    """The MOVER interval of first.share / second.share from their Wilson intervals (inf: unbounded above)."""
+    p1, p2 = first.informative / first.groups, second.informative / second.groups
+    l1, u1 = wilson(first.informative, first.groups, z)
+    l2, u2 = wilson(second.informative, second.groups, z)
+    product = p1 * p2
+    low = 0.0
+    if u2 > 0 and p1 > 0:
+        low = (product - math.sqrt(max(0.0, product * product - l1 * u2 * (2 * p1 - l1) * (2 * p2 - u2)))) / (
+            u2 * (2 * p2 - u2)
+        )
+    high = math.inf
+    if l2 > 0:
+        high = (product + math.sqrt(max(0.0, product * product - u1 * l2 * (2 * p1 - u1) * (2 * p2 - l2)))) / (
+            l2 * (2 * p2 - l2)
+        )
+    return max(0.0, low), high
+
+
+def more_groups_needed(aimed: Arm, control: Arm, z: float = Z) -> int | None:
+    """Roughly how many more groups, in the arms' current proportion, a difference the size of the observed one needs
+    for its interval's half-width to fall below it (normal approximation); None when the arms show no difference."""
+    p1, p2 = aimed.informative / aimed.groups, control.informative / control.groups
+    gain = p1 - p2
+    if gain == 0.0:
+        return None
+    per_control = aimed.groups / control.groups
+    # Half-width z * sqrt(p1 q1 / (m c) + p2 q2 / c) <= |gain|, solved for the control's c; shares at 0 or 1 use a
+    # floor of one group's worth so that a few all-agreeing groups do not promise certainty.
+    v1, v2 = max(p1 * (1 - p1), 1 / (4 * aimed.groups)), max(p2 * (1 - p2), 1 / (4 * control.groups))
+    control_needed = z * z * (v1 / per_control + v2) / (gain * gain)
+    total_needed = math.ceil(control_needed * (1.0 + per_control))
+    return max(0, total_needed - aimed.groups - control.groups)
+
+
+def compare(aimed: Arm, control: Arm) -> Comparison | None:
+    """The comparison of two arms with groups in both (None: an arm has none, or neither has an informative one)."""
+    if not aimed.groups or not control.groups:
+        return None
+    low, high = difference_interval(aimed, control)
+    gain = aimed.informative / aimed.groups - control.informative / control.groups
+    verdict = SAVING if low > 0 else LOSS if high < 0 else UNDECIDED
+    sizes = (aimed.rollouts / aimed.groups) / (control.rollouts / control.groups)
+    # rollouts per informative group = mean group size / informative share, so the ratio is sizes * (p_c / p_a)
+    if aimed.informative and control.informative:
+        ratio = sizes * (control.share / aimed.share)  # type: ignore[operator]
+        share_low, share_high = ratio_interval(control, aimed)
+        ratio_bounds = (sizes * share_low, sizes * share_high)
+    else:
+        ratio, ratio_bounds = math.inf if not aimed.informative else 0.0, (0.0, math.inf)
+    more = None if verdict != UNDECIDED else more_groups_needed(aimed, control)
+    return Comparison(aimed, control, gain, (low, high), ratio, ratio_bounds, verdict, more)

@@ -1,0 +1,133 @@
+"""The in-run control's arithmetic and the gate it drives, against brute force.
+
+* Wilson's bounds are the roots of (share - p)^2 = z^2 p (1 - p) / n, solved here as a float64 quadratic.
+* Honest at small counts: summed over every binomial outcome (exact, no sampling), the difference's interval
+  claims a difference where there is none in at most about 5% of runs, at the arm sizes a pilot has (6 control groups
+  against 54 aimed) and at a run's (30 against 270); the ratio's interval covers the true ratio about 95% of the time.
+* The probe's slice is drawn from the whole pool: a prompt at the target is as likely to be in it as any other.
+* The gate pauses on a control that shows no gain, resumes on evidence, and never pauses a large true gain in these
+  seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gaincurate.schedule.control import (
+    LOSS,
+    SAVING,
+    UNDECIDED,
+    Arm,
+    Z,
+    compare,
+    difference_interval,
+    ratio_interval,
+    wilson,
+)
+from gaincurate.schedule.gate import AIMING, GATE_GROUPS, PAUSED, REFRESH_PAUSED, Evidence, Gate, advance
+
+
+def binomial(n: int, p: float) -> np.ndarray:
+    return np.asarray([math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)], dtype=np.float64)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 5), (1, 5), (3, 7), (7, 7), (12, 30), (29, 30), (150, 270)])
+def test_wilson_bounds_are_the_roots_of_the_score_equation(k, n):
+    share, z2 = k / n, Z * Z
+    # (share - p)^2 = z2 p (1 - p) / n  <=>  (1 + z2/n) p^2 - (2 share + z2/n) p + share^2 = 0
+    roots = np.sort(np.roots([1 + z2 / n, -(2 * share + z2 / n), share * share]).real)
+    assert wilson(k, n) == pytest.approx(tuple(roots), abs=1e-12)
+
+
+@pytest.mark.parametrize(("aimed", "control"), [(54, 6), (270, 30), (90, 10)])
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.875])
+def test_no_difference_is_claimed_in_more_than_about_five_percent_of_runs(aimed, control, p):
+    first, second = binomial(aimed, p), binomial(control, p)
+    claimed = 0.0
+    for k1 in range(aimed + 1):
+        for k2 in range(control + 1):
+            low, high = difference_interval(Arm(aimed, k1, 4 * aimed), Arm(control, k2, 4 * control))
+            if low > 0 or high < 0:
+                claimed += first[k1] * second[k2]
+    assert claimed <= 0.06
+
+
+@pytest.mark.parametrize(("n1", "n2", "p1", "p2"), [(30, 60, 0.5, 0.7), (10, 90, 0.4, 0.8), (30, 270, 0.6, 0.6)])
+def test_the_ratio_interval_covers_the_true_ratio(n1, n2, p1, p2):
+    first, second = binomial(n1, p1), binomial(n2, p2)
+    covered = 0.0
+    for k1 in range(n1 + 1):
+        for k2 in range(n2 + 1):
+            if k2 == 0:
+                continue  # no share to divide by: the comparison gives no ratio then
+            low, high = ratio_interval(Arm(n1, k1, n1), Arm(n2, k2, n2))
+            covered += first[k1] * second[k2] * (low <= p1 / p2 <= high)
+    assert covered >= 0.93
+
+
+def test_the_verdict_follows_the_interval_and_the_ratio_counts_rollouts():
+    assert compare(Arm(90, 80, 360), Arm(10, 3, 40)).verdict == SAVING
+    assert compare(Arm(90, 20, 360), Arm(10, 9, 40)).verdict == LOSS
+    undecided = compare(Arm(54, 30, 216), Arm(6, 3, 24))
+    assert undecided.verdict == UNDECIDED and undecided.more_groups > 0
+    same = compare(Arm(54, 27, 216), Arm(6, 3, 24))
+    assert same.verdict == UNDECIDED and same.more_groups is None  # no difference to wait for
+    # rollouts per informative group: aimed 360 / 80 = 4.5, control 40 / 3; their ratio
+    assert compare(Arm(90, 80, 360), Arm(10, 3, 40)).ratio == pytest.approx(4.5 / (40 / 3), rel=1e-12)
+    assert compare(Arm(0, 0, 0), Arm(10, 3, 40)) is None
+
+
+def test_the_gate_pauses_the_refresh_then_the_aim_and_resumes_on_evidence():
+    coin = Evidence(aimed=Arm(54, 47, 216), control=Arm(6, 6, 24))  # the slice a touch better: no gain
+    gate, change = Gate(), None
+    for _ in range(GATE_GROUPS // 6 - 1):
+        gate, change = advance(gate, coin, refreshes=True)
+        assert gate.level == AIMING and change is None  # fewer control groups than it takes
+    gate, change = advance(gate, coin, refreshes=True)
+    assert gate.level == REFRESH_PAUSED and "the refresh pauses" in change
+    for _ in range(GATE_GROUPS // 6):
+        gate, change = advance(gate, coin, refreshes=True)
+    assert gate.level == PAUSED and "aiming pauses" in change
+    assert advance(Gate(), coin, refreshes=False)[0].level == AIMING
+    straight = Gate()
+    for _ in range(GATE_GROUPS // 6):
+        straight, _ = advance(straight, coin, refreshes=False)
+    assert straight.level == PAUSED  # nothing asked of the model: no refresh to pause first
+    # Paused: the uniform draw's in-band groups against the rest; an interval above 0 resumes.
+    flat = Evidence(in_band=Arm(20, 10, 80), off_band=Arm(40, 20, 160))
+    assert advance(gate, flat, refreshes=True)[0].level == PAUSED
+    telling = Evidence(in_band=Arm(20, 18, 80), off_band=Arm(40, 10, 160))
+    resumed, change = advance(gate, telling, refreshes=True)
+    assert resumed == Gate(AIMING) and "aiming resumes" in change
+
+
+def test_a_large_true_gain_is_not_paused():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        gate = Gate()
+        for _ in range(10):  # aimed groups informative at 0.7, the slice at 0.4: a saving of the benches' size
+            aimed, control = rng.binomial(54, 0.7), rng.binomial(6, 0.4)
+            gate, _ = advance(gate, Evidence(Arm(54, aimed, 216), Arm(6, control, 24)), refreshes=True)
+            assert gate.level == AIMING
+
+
+def test_the_probe_draws_its_control_from_the_whole_pool():
+    from gaincurate.schedule.strategies.contract import RankingContext
+    from gaincurate.schedule.strategies.probe import Estimate, ProbeOptions, ProbeStrategy
+
+    pool, size = 200, 40
+    rates = np.where(np.arange(pool) < 20, 0.5, 0.0)  # 20 prompts at the target, which the aim takes first
+    strategy = ProbeStrategy(np.arange(pool), np.zeros((pool, 4), dtype=np.float16), ProbeOptions(likelihood=False))
+    strategy.estimate = lambda state: Estimate(rates, {})  # type: ignore[method-assign]
+    context = RankingContext(np.arange(pool), np.zeros(pool), size)
+    in_control = np.zeros(pool)
+    for seed in range(400):
+        priority = strategy.choose(None, context, np.random.default_rng(seed))  # type: ignore[arg-type]
+        assert len(priority.control) == 4 and np.array_equal(np.sort(priority.order[:4]), priority.control)
+        in_control[priority.control] += 1
+    expected = 400 * 4 / pool  # every prompt equally likely: 8 times each
+    assert in_control[:20].mean() == pytest.approx(expected, rel=0.2)  # the aim's favourites too
+    assert in_control[20:].mean() == pytest.approx(expected, rel=0.1)

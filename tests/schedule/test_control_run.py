@@ -1,0 +1,105 @@
+"""The run's own control, as a user sees it through the console script (`schedule init`, `schedule run`, `status`).
+
+* Coin-flip rewards (every rollout right with probability 0.5, whatever the prompt): 200 prompts, 5 epochs of the
+  default strategy. Nothing can be saved, and nothing anywhere (epoch lines, history, status) claims a saving.
+* An improving simulated policy whose pass rates follow the first embedding column: the probe learns them and its
+  aimed groups are truly more often informative than its uniform slice's. The run claims the saving from the first
+  epoch whose interval (recomputed here from the history's counts) lies above 0, and in no epoch before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from fake_scores import score_columns, write_scores_dir
+
+from gaincurate.schedule.control import SAVING, Arm, difference_interval
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
+ROLLOUTS = 4
+# The pass rate of prompt i in the epoch file named `data`: COIN, or a logistic of its difficulty that rises by
+# epoch. Each rollout's reward is a seeded draw from its name, so a rerun writes the same lines.
+TRAINER = """
+import json, math, random, sys
+import pyarrow.parquet as pq
+data, feedback, mode = sys.argv[1:4]
+epoch = int(data.rsplit("epoch-", 1)[1].split(".")[0])
+with open(feedback, "w") as out:
+    for i in pq.read_table(data).column("gc_id").to_pylist():
+        difficulty = ((i * 7919) % 400) / 400 * 8 - 4
+        p = 0.5 if mode == "coin" else 1 / (1 + math.exp(-(2 * difficulty + 0.5 * epoch)))
+        for r in range(ROLLOUTS):
+            reward = float(random.Random(f"{epoch}-{i}-{r}").random() < p)
+            out.write(json.dumps({"gc_id": i, "reward": reward}) + "\\n")
+""".replace("ROLLOUTS", str(ROLLOUTS))
+
+
+def gaincurate(*args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    env.pop("GAINCURATE_DEBUG", None)
+    done = subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def run(tmp_path: Path, mode: str, prompts: int, subset: int, epochs: int) -> tuple[str, str, list]:
+    """The default strategy over a pool whose first embedding column is each prompt's difficulty: run's stderr,
+    status's stdout, history."""
+    ids = np.arange(prompts)
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(size=(prompts, 8))
+    embeddings[:, 0] = ((ids * 7919) % 400) / 400 * 8 - 4
+    columns = score_columns(rng.uniform(0.5, 2.0, prompts), 5 + ids % 40)
+    columns["gc_embedding"] = pa.array(list(embeddings.astype(np.float16)), pa.list_(pa.float16()))
+    inputs = pa.table({"problem": [f"question {i}" for i in ids]})
+    scores = write_scores_dir(tmp_path / "scores", inputs, columns, dataset={"name": "toy", "fingerprint": mode},
+                              answer_column=None)  # fmt: skip
+    directory = tmp_path / "run"
+    gaincurate("schedule", "init", "--scores", scores, "--run", directory, "--subset-size", subset, "--seed", 3)
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(tmp_path / 'trainer.py'))} {{epoch_data}} "
+    command += f"{{feedback_file}} {mode}"
+    done = gaincurate("schedule", "run", "--run", directory, "--epochs", epochs, "--trainer-cmd", command)
+    history = [json.loads(line) for line in (directory / "history.jsonl").read_text().splitlines()]
+    status = gaincurate("schedule", "status", "--run", directory).stdout
+    return done.stderr, status, history
+
+
+def test_coin_flip_rewards_claim_no_saving_anywhere(tmp_path):
+    stderr, status, history = run(tmp_path, "coin", 200, 60, 5)
+    assert len(history) == 5
+    readouts = [line["readout"] for line in history]
+    assert all(readout["verdict"] != SAVING for readout in readouts)
+    assert any(readout.get("control_groups") for readout in readouts)  # the default keeps a control
+    for text in (stderr, status):
+        assert "a saving" not in text and "would have spent" not in text
+        assert "against uniform" in text
+    assert "not yet distinguishable" in status or "a loss" in status
+
+
+def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_path):
+    stderr, status, history = run(tmp_path, "improving", 400, 100, 6)
+    aimed, control, claimed = Arm(), Arm(), []
+    for line in history:
+        readout = line["readout"]
+        if readout.get("control_groups"):
+            aimed += Arm(readout["aimed_groups"], round(readout["aimed_informative"] * readout["aimed_groups"]), 0)
+            control += Arm(
+                readout["control_groups"], round(readout["control_informative"] * readout["control_groups"]), 0
+            )
+        allows = bool(control.groups) and difference_interval(aimed, control)[0] > 0
+        assert (readout["verdict"] == SAVING) == allows, (line["epoch"], readout)
+        claimed.append(allows)
+    assert claimed[-1] and not claimed[0], claimed  # claimed by the end, never before the interval allows
+    lines = [line for line in stderr.splitlines() if "readout on" in line]
+    assert len(lines) == len(history)
+    assert [("a saving" in line) for line in lines] == claimed
+    assert "against uniform, measured: a saving" in status
+    assert all("aim_change" not in line["readout"] for line in history)  # a true saving is never paused
