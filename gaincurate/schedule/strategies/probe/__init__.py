@@ -24,8 +24,9 @@ made on all. Estimates are the fit's predictions clipped to [0, 1].
 
 The draw: epoch 0 (nothing measured yet) is uniform. Then `uniform_share` of the epoch uniformly from the whole pool,
 whatever the aim picks (the run's control: `gaincurate.schedule.control`), and the rest by a Gumbel-top-k draw with
-log-weight -|estimate - target| / tau from the prompts the slice left; seeded by (seed, epoch). Every float that reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no
-BLAS, exp is `gaincurate.numerics.exp`, ageing is `int_powers`, and model outputs go through `recorded` before use.
+log-weight -|estimate - target| / tau from the prompts the slice left; seeded by (seed, epoch). Every float that
+reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no BLAS, exp is
+`gaincurate.numerics.exp`, ageing is `int_powers`, and model outputs go through `recorded` before use.
 """
 
 from __future__ import annotations
