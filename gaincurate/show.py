@@ -56,6 +56,7 @@ def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 
     return {
         "dir": str(scores_dir),
         "rows": int(len(table)),
+        "columns": table.column_names,
         "scored": int(finite.sum()),
         "model": manifest["model"]["id"],
         "site": f"{manifest['site']} of layer {manifest['layer']}",
@@ -88,6 +89,8 @@ def render(console: Any, summary: dict[str, Any]) -> None:
         f"[bold]{summary['dir']}[/]  {summary['rows']} rows ({summary['scored']} scored)  model {summary['model']}  "
         f"site {summary['site']}  {summary['dtype']} on {summary['device']} ({summary['backend']})"
     )
+    if summary.get("default_reads"):
+        console.print(summary["default_reads"])
     if summary["debias"]:
         console.print("ranking by the length-debiased score (residual of score ~ log question tokens)")
     if summary["mostly_length"]:

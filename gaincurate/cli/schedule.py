@@ -123,7 +123,7 @@ def _with_generated_options(command: Any, lab: bool) -> Any:
         fixed["scores"], fixed["prompts"], fixed["run"], fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
         *common_parameters("format", "data_source"), fixed["config"], fixed["as_json"],
-        *product, *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
+        *product, *common_parameters("pause"), *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
         fixed["prompt_column"], fixed["drop_duplicates"], *filter_parameters(),
     ]  # fmt: skip
     return install(command, parameters, kept)

@@ -13,6 +13,12 @@ nothing). The comparison, over the epochs with both arms:
 * the verdict: a saving only when the difference's interval lies above 0, a loss only when it lies below, otherwise
   "not yet distinguishable", with roughly how many more groups the observed difference would need.
 
+The readout looks again after every epoch, and a 95% interval looked at k times claims a difference that is not there
+more often than 5% of the time. So the verdict's interval at the k-th look is at level 1 - alpha_k with
+alpha_k = 0.05 * 6 / (pi^2 k^2) (`look_z`): the alphas sum to 0.05 over any number of looks, so a run claims a saving
+or a loss where there is none with a chance of at most 5% however long it runs (Bonferroni over the looks; the first
+look at 97%, the fifth at 99.9%).
+
 Pure arithmetic on counts in `math`: the same bits on every CPU.
 """
 
@@ -22,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 Z = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+ALPHA = 0.05  # the chance, over every look of a run, of claiming a difference that is not there
 SAVING, LOSS, UNDECIDED, NO_CONTROL = "saving", "loss", "not yet distinguishable", "no control"
 
 
@@ -51,8 +58,9 @@ class Arm:
 @dataclass(frozen=True)
 class Comparison:
     """The aimed arm against the control: the informative shares' difference and the ratio of rollouts spent per
-    informative group, each with its 95% interval; the verdict; and roughly how many more groups (both arms together)
-    the observed difference needs before its interval can exclude 0 (None: it already does, or there is none)."""
+    informative group, each with its interval (95% over every look of the run: `look_z`); the verdict; and roughly
+    how many more groups (both arms together) the observed difference needs before its interval can exclude 0 (None:
+    it already does, or there is none)."""
 
     aimed: Arm
     control: Arm
@@ -122,20 +130,32 @@ def more_groups_needed(aimed: Arm, control: Arm, z: float = Z) -> int | None:
     return max(0, total_needed - aimed.groups - control.groups)
 
 
-def compare(aimed: Arm, control: Arm) -> Comparison | None:
-    """The comparison of two arms with groups in both (None: an arm has none, or neither has an informative one)."""
+def look_z(look: int) -> float:
+    """The normal quantile of the two-sided interval at the `look`-th look (1, 2, ...): level 1 - alpha_k with
+    alpha_k = ALPHA * 6 / (pi^2 k^2), which sum to ALPHA over every look. `statistics.NormalDist` is pure Python: the
+    same bits on every CPU."""
+    from statistics import NormalDist
+
+    alpha = ALPHA * 6.0 / (math.pi * math.pi * max(look, 1) ** 2)
+    return NormalDist().inv_cdf(1.0 - alpha / 2.0)
+
+
+def compare(aimed: Arm, control: Arm, z: float = Z) -> Comparison | None:
+    """The comparison of two arms with groups in both, its intervals at quantile `z` (a run's readout: `look_z`;
+    None: an arm has none)."""
     if not aimed.groups or not control.groups:
         return None
-    low, high = difference_interval(aimed, control)
+    low, high = difference_interval(aimed, control, z)
     gain = aimed.informative / aimed.groups - control.informative / control.groups
     verdict = SAVING if low > 0 else LOSS if high < 0 else UNDECIDED
-    sizes = (aimed.rollouts / aimed.groups) / (control.rollouts / control.groups)
+    # the arms' mean group sizes; counts without rollouts (a pooled bench table) take them as equal
+    sizes = (aimed.rollouts * control.groups) / (control.rollouts * aimed.groups) if control.rollouts else 1.0
     # rollouts per informative group = mean group size / informative share, so the ratio is sizes * (p_c / p_a)
     if aimed.informative and control.informative:
         ratio = sizes * (control.share / aimed.share)  # type: ignore[operator]
-        share_low, share_high = ratio_interval(control, aimed)
+        share_low, share_high = ratio_interval(control, aimed, z)
         ratio_bounds = (sizes * share_low, sizes * share_high)
     else:
         ratio, ratio_bounds = math.inf if not aimed.informative else 0.0, (0.0, math.inf)
-    more = None if verdict != UNDECIDED else more_groups_needed(aimed, control)
+    more = None if verdict != UNDECIDED else more_groups_needed(aimed, control, z)
     return Comparison(aimed, control, gain, (low, high), ratio, ratio_bounds, verdict, more)

@@ -90,6 +90,13 @@ def optional(check: Check) -> Check:
     return optional_check
 
 
+def boolean(name: str, value: Any) -> bool:
+    """A check: true or false, nothing else (a 1 in a config file is not a yes)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} is true or false; got {value!r}")
+    return value
+
+
 def choice(*choices: str) -> Check:
     def check(name: str, value: Any) -> str:
         if value not in choices:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.numerics import fsum_array, recorded
-from gaincurate.schedule.control import NO_CONTROL, UNDECIDED, Arm, compare
+from gaincurate.schedule.control import NO_CONTROL, UNDECIDED, Arm, compare, look_z
 from gaincurate.schedule.feedback import EXACT, Feedback
 from gaincurate.schedule.gate import Evidence
 from gaincurate.schedule.state import Drawn, Tally
@@ -136,6 +136,7 @@ def epoch_readout(
         nonzero_rollouts=tally.nonzero_rollouts + nonzero,
         aimed=tally.aimed + evidence.aimed,
         control=tally.control + evidence.control,
+        looks=tally.looks + (1 if evidence.control.groups else 0),
         last_zero_variance=_share(sum(side is not None for side in sides.values()), groups),
     )
     correlation, why = correlation_of(following)
@@ -189,7 +190,7 @@ def control_figures(evidence: Evidence, tally: Tally) -> dict[str, Any]:
             "control_groups": evidence.control.groups,
             "control_informative": _share(evidence.control.informative, evidence.control.groups),
         }
-    comparison = compare(tally.aimed, tally.control)
+    comparison = compare(tally.aimed, tally.control, look_z(tally.looks))
     if comparison is None:
         return epoch | {"verdict": NO_CONTROL if not tally.control.groups else UNDECIDED}
     return epoch | {

@@ -91,6 +91,7 @@ class Tally:
     nonzero_rollouts: int = 0
     aimed: Arm = Arm()
     control: Arm = Arm()
+    looks: int = 0  # epochs with a control so far: the verdict's interval widens with them (`control.look_z`)
     last_zero_variance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class Tally:
             "nonzero_rollouts": self.nonzero_rollouts,
             "aimed": self.aimed.to_json(),
             "control": self.control.to_json(),
+            "looks": self.looks,
             "last_zero_variance": self.last_zero_variance,
         }
 
@@ -112,6 +114,7 @@ class Tally:
             nonzero_rollouts=int(data.get("nonzero_rollouts", 0)),
             aimed=Arm.from_json(data.get("aimed")),
             control=Arm.from_json(data.get("control")),
+            looks=int(data.get("looks", 0)),
             last_zero_variance=data.get("last_zero_variance"),
         )
 

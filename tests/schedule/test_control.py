@@ -24,6 +24,7 @@ from gaincurate.schedule.control import (
     Z,
     compare,
     difference_interval,
+    look_z,
     ratio_interval,
     wilson,
 )
@@ -66,6 +67,12 @@ def test_the_ratio_interval_covers_the_true_ratio(n1, n2, p1, p2):
             low, high = ratio_interval(Arm(n1, k1, n1), Arm(n2, k2, n2))
             covered += first[k1] * second[k2] * (low <= p1 / p2 <= high)
     assert covered >= 0.93
+
+
+def test_the_looks_spend_five_percent_in_all():
+    alphas = [2 * (1 - __import__("statistics").NormalDist().cdf(look_z(k))) for k in range(1, 20001)]
+    assert math.fsum(alphas) == pytest.approx(0.05, abs=1e-5)  # the rest of the series is below 3e-6
+    assert look_z(1) > Z and look_z(5) > look_z(1)
 
 
 def test_the_verdict_follows_the_interval_and_the_ratio_counts_rollouts():
@@ -131,3 +138,35 @@ def test_the_probe_draws_its_control_from_the_whole_pool():
     expected = 400 * 4 / pool  # every prompt equally likely: 8 times each
     assert in_control[:20].mean() == pytest.approx(expected, rel=0.2)  # the aim's favourites too
     assert in_control[20:].mean() == pytest.approx(expected, rel=0.1)
+
+
+@pytest.mark.parametrize("pause", [True, False])
+def test_coin_flips_pause_the_refresh_then_the_aim_and_a_paused_run_draws_uniformly_asking_nothing(tmp_path, pause):
+    from simulation import bundled_policy, write_scores
+
+    from gaincurate.schedule.config import ScheduleConfig
+    from gaincurate.schedule.core import Rescored, Scheduler
+    from gaincurate.schedule.run.inputs import load_scores
+
+    table = load_scores(write_scores(tmp_path / "scores", bundled_policy()))
+    config = ScheduleConfig(strategy="probe", subset_size=128, seed=2, likelihood=True, pause=pause)
+    scheduler = Scheduler(config, table.prompts, scores=table)
+    # A coin whose draws leave the aim no more informative than the slice within 12 epochs (about half of them do):
+    # the mechanism is under test here; how rarely a true gain pauses is `test_a_large_true_gain_is_not_paused`'s.
+    plan, coin, levels = scheduler.step().plan, np.random.default_rng(2), []
+    for _ in range(12):
+        feedback = [{"gc_id": int(g), "reward": float(coin.random() < 0.5)} for g in plan.gc_ids for _ in range(4)]
+        ids = scheduler.rescore_ids(feedback)
+        level = scheduler._gate(scheduler.state, scheduler.summarize(feedback))[0].level
+        assert (ids is None) == (level != AIMING)  # nothing is asked of the model once the refresh pauses
+        rescored = None if ids is None else Rescored(ids, None, np.full(len(ids), -0.7))
+        step = scheduler.step(feedback=feedback, rescored=rescored)
+        plan = step.plan
+        levels.append(level)
+        drawn = scheduler.state.selection
+        assert (drawn.control is None) == (level == PAUSED)  # a paused epoch is all uniform: no aimed arm
+    if not pause:
+        assert set(levels) == {AIMING} and scheduler.state.gate is None
+        return
+    assert levels[0] == AIMING and REFRESH_PAUSED in levels and levels[-1] == PAUSED
+    assert levels.index(REFRESH_PAUSED) < levels.index(PAUSED)

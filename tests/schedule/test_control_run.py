@@ -4,7 +4,8 @@
   default strategy. Nothing can be saved, and nothing anywhere (epoch lines, history, status) claims a saving.
 * An improving simulated policy whose pass rates follow the first embedding column: the probe learns them and its
   aimed groups are truly more often informative than its uniform slice's. The run claims the saving from the first
-  epoch whose interval (recomputed here from the history's counts) lies above 0, and in no epoch before.
+  epoch whose interval (recomputed here from the history's counts, at that look's level) lies above 0, and in no
+  epoch before.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from fake_scores import score_columns, write_scores_dir
 
-from gaincurate.schedule.control import SAVING, Arm, difference_interval
+from gaincurate.schedule.control import SAVING, Arm, difference_interval, look_z
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
 ROLLOUTS = 4
@@ -86,7 +87,7 @@ def test_coin_flip_rewards_claim_no_saving_anywhere(tmp_path):
 
 def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_path):
     stderr, status, history = run(tmp_path, "improving", 400, 100, 6)
-    aimed, control, claimed = Arm(), Arm(), []
+    aimed, control, claimed, looks = Arm(), Arm(), [], 0
     for line in history:
         readout = line["readout"]
         if readout.get("control_groups"):
@@ -94,7 +95,7 @@ def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_pat
             control += Arm(
                 readout["control_groups"], round(readout["control_informative"] * readout["control_groups"]), 0
             )
-        allows = bool(control.groups) and difference_interval(aimed, control)[0] > 0
+        allows = bool(control.groups) and difference_interval(aimed, control, look_z(looks))[0] > 0
         assert (readout["verdict"] == SAVING) == allows, (line["epoch"], readout)
         claimed.append(allows)
     assert claimed[-1] and not claimed[0], claimed  # claimed by the end, never before the interval allows

@@ -3,10 +3,11 @@
 Every pair trains through the in-process curriculum, so each of its epochs carries the readout of
 `gaincurate.schedule.readout` (the strategy's report hook and the feedback, nothing measured apart): a bench and
 a user's run mean the same thing by each number. Per arm: the mean over seeds, epoch by epoch, of the share of
-zero-variance groups, uniform's estimate of it, the strategy's estimated and the measured pass rates of its
-picks, and, at the last epoch every seed reached, the estimate's correlation and the rollouts spent in groups with
-nonzero variance beside uniform's estimate. In OUT/table.md and summary.json's `readout`, re-derived by
-`--report` from OUT/readouts.jsonl.
+zero-variance groups, the strategy's model of uniform's, the strategy's estimated and the measured pass rates of its
+picks; at the last epoch every seed reached, the estimate's correlation and the rollouts spent in groups with
+nonzero variance; and, pooled over seeds and epochs, what the arm's own control (its uniform slice) measured of
+uniform, beside what the bench's uniform arm measured: the check that a run's readout of uniform is right. In
+OUT/table.md and summary.json's `readout`, re-derived by `--report` from OUT/readouts.jsonl.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import math
 from typing import Any
 
 from gaincurate.numerics import recorded
+from gaincurate.schedule.control import Arm, compare, wilson
 
 EPOCH_FIGURES = ("zero_variance", "uniform_zero_variance_estimate", "estimated_pass_rate", "measured_pass_rate")
-FINAL_FIGURES = ("correlation", "compared_nonzero_rollouts", "uniform_nonzero_rollouts_estimate", "nonzero_rollouts")
+FINAL_FIGURES = ("correlation", "nonzero_rollouts")
 
 
 def arm_readouts(pairs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -38,8 +40,49 @@ def arm_readouts(pairs: list[dict[str, Any]]) -> dict[str, Any]:
             "estimate": last[0].get("estimate"),
             "epochs": epochs,
             "final": {key: _mean([line.get(key) for line in last]) for key in FINAL_FIGURES},
+            "control": control_of(seeds),
         }
+    uniform = by_arm.get("uniform")
+    if uniform is not None:
+        measured = sum((_counted(line, None) for seed in uniform for line in seed), Arm())
+        for data in arms.values():
+            data["uniform_arm"] = _arm_json(measured)
     return arms
+
+
+def control_of(seeds: list[list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The arm's aimed groups and control groups pooled over its seeds and epochs, and their comparison (None: it
+    kept no control)."""
+    lines = [line for seed in seeds for line in seed if line.get("control_groups")]
+    if not lines:
+        return None
+    aimed = sum((_counted(line, "aimed") for line in lines), Arm())
+    control = sum((_counted(line, "control") for line in lines), Arm())
+    comparison = compare(aimed, control)  # pooled once, after the runs: one look at 95%
+    return {
+        "aimed": _arm_json(aimed),
+        "control": _arm_json(control),
+        "verdict": None if comparison is None else comparison.verdict,
+        "informative_gain": None if comparison is None else recorded(comparison.gain),
+        "informative_gain_interval": None if comparison is None else [recorded(v) for v in comparison.gain_interval],
+    }
+
+
+def _counted(readout: dict[str, Any], arm: str | None) -> Arm:
+    """An epoch's groups (`arm` None: all of them; else the aimed or control arm's) as counts."""
+    if arm is None:
+        groups = readout.get("groups") or 0
+        share = 1.0 - (readout.get("zero_variance") or 0.0)
+    else:
+        groups, share = readout.get(f"{arm}_groups") or 0, readout.get(f"{arm}_informative") or 0.0
+    return Arm(groups, round(share * groups), 0)
+
+
+def _arm_json(arm: Arm) -> dict[str, Any]:
+    low, high = wilson(arm.informative, arm.groups)
+    share = arm.share
+    return {"groups": arm.groups, "informative": None if share is None else recorded(share),
+            "interval": [recorded(low), recorded(high)]}  # fmt: skip
 
 
 def readout_lines(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,20 +112,34 @@ def readout_markdown(arms: dict[str, Any]) -> str:
         "",
         "Savings readout per arm (mean over seeds; `gaincurate schedule status` shows the same on a run):",
         "",
-        "| arm | estimate | zero-variance groups | uniform's (est.) | r | nonzero-variance rollouts (uniform, est.) |",
-        "|---|---|---|---|---|---|",
+        "| arm | estimate | zero-variance groups | uniform (model) | r | informative: its control [95%] "
+        "| informative: uniform arm | aimed against control |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for arm, data in arms.items():
         epochs, final = data["epochs"], data["final"]
         zero = _mean([e["zero_variance"] for e in epochs])
         uniform = _mean([e["uniform_zero_variance_estimate"] for e in epochs])
-        spent = _number(final["compared_nonzero_rollouts"], "{:.0f}")
-        versus = _number(final["uniform_nonzero_rollouts_estimate"], "~{:.0f}")
+        control, measured = data.get("control"), data.get("uniform_arm")
+        slice_share = "no control" if control is None else _share_words(control["control"])
+        against = "-" if control is None or control["verdict"] is None else _gain_words(control)
         lines.append(
             f"| {arm} | {data['estimate']} | {_number(zero, '{:.0%}')} | {_number(uniform, '{:.0%}')} "
-            f"| {_number(final['correlation'], '{:+.2f}')} | {spent} ({versus}) |"
+            f"| {_number(final['correlation'], '{:+.2f}')} | {slice_share} "
+            f"| {'-' if measured is None else _share_words(measured)} | {against} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _share_words(arm: dict[str, Any]) -> str:
+    low, high = arm["interval"]
+    return f"{_number(arm['informative'], '{:.0%}')} [{low:.0%}, {high:.0%}] of {arm['groups']}"
+
+
+def _gain_words(control: dict[str, Any]) -> str:
+    low, high = control["informative_gain_interval"]
+    gain = control["informative_gain"]
+    return f"{control['verdict']}: {100 * gain:+.0f} points [{100 * low:+.0f}, {100 * high:+.0f}]"
 
 
 def _mean(values: list[Any]) -> float | None:

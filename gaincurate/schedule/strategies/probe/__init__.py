@@ -41,7 +41,7 @@ from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.options import POSITIVE, RATE, Options, option, optional, whole
+from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, optional, whole
 from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 
@@ -56,7 +56,8 @@ FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the l
 LIKELIHOOD_NOTE = (
     "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
     "model (live, or --checkpoint) where a draw can use it; until then, and for prompts never measured, the fit uses "
-    "the embedding alone"
+    "the embedding alone. Where the answer follows reasoning it is a proxy: the run's uniform control says whether "
+    "aiming saves, and the refresh pauses while it does not (--no-pause: never)"
 )
 NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
 
@@ -95,12 +96,6 @@ def check_answers(scores: Any) -> None:
         )
 
 
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} is true or false; got {value!r}")
-    return value
-
-
 def _answer_template(name: str, value: Any) -> str:
     if not isinstance(value, str) or "{answer}" not in value:
         raise ConfigError(f"{name} must be text holding {{answer}}, where the reference answer goes; got {value!r}")
@@ -117,8 +112,8 @@ class ProbeOptions(Options):
         0.1, "Share of each epoch drawn uniformly from the whole pool: the run's control, and the fit's coverage.", RATE
     )
     likelihood: bool | None = option(  # None: decided from the scores once (`resolved`), and stored so
-        None, "Add the policy's log-probability of the reference answer (near useless after reasoning).",
-        optional(_boolean), cli="flag", shown="on when every prompt has a reference answer")  # fmt: skip
+        None, "Add the policy's log-probability of the reference answer (after reasoning a proxy the fit weighs).",
+        optional(boolean), cli="flag", shown="on when every prompt has a reference answer")  # fmt: skip
     answer_template: str = option(
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
