@@ -289,7 +289,15 @@ def segment_unit_sums_triton(
     )
     if num_chunks == 1:
         return partial_sums.view(batch, num_segments, dim), partial_counts.view(batch, num_segments)
+    return _reduce_chunks(partial_sums, partial_counts, config)
 
+
+def _reduce_chunks(
+    partial_sums: torch.Tensor, partial_counts: torch.Tensor, config: LaunchConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunks' partial sums [B, C, S, D] and counts [B, C, S] added in chunk order: [B, S, D] and [B, S]."""
+    batch, num_chunks, num_segments, dim = partial_sums.shape
+    device = partial_sums.device
     sums = torch.empty((batch, num_segments, dim), dtype=torch.float32, device=device)
     counts = torch.empty((batch, num_segments), dtype=torch.int32, device=device)
     _reduce_chunks_kernel[(batch * num_segments, triton.cdiv(dim, config.reduce_block_d))](
