@@ -148,9 +148,12 @@ def model_config(shape: dict, tokenizer: Any) -> Any:
     return Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=True, **shape)
 
 
-def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16") -> dict:
-    """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free, computed on any
-    machine: the budget it picks, the batch count, and the padding share (padded over real tokens, less one)."""
+def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16",
+              packed: bool = False, batch_tokens: int | None = None) -> dict:  # fmt: skip
+    """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free (or `batch_tokens`
+    given), computed on any machine: the budget it picks, the batch count, the padding share (tokens through the
+    model over real tokens, less one) and the least fill of a batch but the last (its real tokens over the budget).
+    `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
     from gaincurate.model import load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
@@ -162,11 +165,12 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
     weights, per_token = gpu_memory(model_config(shape, tokenizer), dtype, config.max_length)
-    tokens = budget(free_bytes, weights, per_token)
-    plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda")
-    real = sum(len(prompts[row].input_ids) - offset for rows_, offset, _ in plan for row in rows_)
-    padded = sum(len(rows_) * width for rows_, _, width in plan)
-    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / real - 1}
+    tokens = batch_tokens or budget(free_bytes, weights, per_token)
+    plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda", packed=packed)
+    real = [sum(len(prompts[row].input_ids) - offset for row in rows_) for rows_, offset, _ in plan]
+    padded = sum(width if packed else len(rows_) * width for rows_, _, width in plan)
+    fill = min((tokens_ / tokens for tokens_ in real[:-1]), default=1.0)
+    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / sum(real) - 1, "least_fill": fill}
 
 
 def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) -> dict:
