@@ -149,6 +149,8 @@ def cuda_varlen() -> tuple[Callable | None, str]:
             options["scale"] = scale
         elif scale is not None:
             query = query * (scale * query.shape[-1] ** 0.5)
+        # Flash attention reads [T, H, D] rows; transformers' rotated queries and keys arrive as views of [H, T, D].
+        query, key, value = (t.contiguous() for t in (query, key, value))
         output, lse = varlen_attn(query, key, value, cu_q, cu_k, max_q, max_k, **options)
         if tuple(lse.shape) == (heads, query.shape[0]):  # flash's layout, [H, Tq]
             lse = lse.transpose(0, 1)
@@ -171,8 +173,8 @@ def packing_applies(model: Any, device: str) -> str | None:
 def prefix_key_values(cache: Any) -> dict[int, tuple[Any, Any]]:
     """The shared prefix's keys and values by layer index, [P, Hkv, D] each, from its one-row cache."""
     layers = [layer for layer in cache.layers if layer.keys is not None and layer.keys.numel()]
-    return {index: (layer.keys[0].transpose(0, 1), layer.values[0].transpose(0, 1)) for index, layer in
-            enumerate(layers)}  # fmt: skip
+    return {index: (layer.keys[0].transpose(0, 1).contiguous(), layer.values[0].transpose(0, 1).contiguous())
+            for index, layer in enumerate(layers)}  # fmt: skip
 
 
 @dataclass(frozen=True)

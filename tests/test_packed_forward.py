@@ -166,3 +166,38 @@ def test_torch_varlen_attention_on_cuda_matches_the_reference():
         got = varlen(*cuda, starts.cuda(), starts.cuda(), 130, 130, causal=causal, scale=0.1)
         torch.testing.assert_close(got[0].double().cpu(), expected[0], rtol=0, atol=2e-2)
         torch.testing.assert_close(got[1].double().cpu(), expected[1], rtol=0, atol=2e-2)
+
+
+@pytest.mark.gpu
+@CUDA
+def test_packed_rows_on_cuda_score_within_tolerance_of_padded_buckets(tiny_models, monkeypatch):
+    """On a GPU in bfloat16, at a head width flash attention takes: the scorer packs by default (torch's varlen
+    attention), and its scores are within the bfloat16 SCORE_TOLERANCE of the same rows padded to buckets."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from gaincurate.model import SiteForward
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring import engine
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen2"])
+    torch.manual_seed(0)
+    shape = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=64)  # fmt: skip
+    model = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=len(tokenizer), **shape))
+    model = model.to("cuda", torch.bfloat16).eval()
+    config = ScoreConfig(dtype="bfloat16", device="cuda")
+    encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
+    prompts = encoder.encode([row["problem"] for row in PROBLEMS] * 4)
+    site = SiteForward(model, layer=-1, site="mlp-input", prune=False)
+    prefix = engine.find_shared_prefix(encoder)
+
+    def scores() -> tuple:
+        scorer = engine.Scorer(site, device="cuda", backend="torch", config=config, prefix=prefix, batch_tokens=256)
+        return scorer.score(prompts), scorer
+
+    packed, packed_scorer = scores()
+    assert packed_scorer.varlen is not None and packed_scorer.stats.padded_tokens == packed_scorer.stats.tokens
+    monkeypatch.setattr(engine, "default_varlen", lambda model, device: None)
+    padded, padded_scorer = scores()
+    assert padded_scorer.varlen is None and padded_scorer.stats.padded_tokens > padded_scorer.stats.tokens
+    np.testing.assert_allclose(packed["score"], padded["score"], rtol=0, atol=SCORE_TOLERANCE["bfloat16"].score)
