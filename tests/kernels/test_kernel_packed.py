@@ -39,9 +39,10 @@ def test_the_packed_reference_is_the_padded_reference_row_by_row():
     assert counts[2].tolist() == [0, 0] and not sums[2].any()  # the empty row
 
 
-def _check(backend: str, dim: int, dtype_name: str) -> None:
+def _check(backend: str, dim: int, dtype_name: str, device: str = "cpu") -> None:
     packed_hidden, packed_ids, starts, hidden, ids = packed_case(dim, DTYPES[dtype_name], seed_for(dim, dtype_name))
-    sums, counts = packed_segment_unit_sums(packed_hidden, packed_ids, starts, 2, backend=backend)
+    sums, counts = packed_segment_unit_sums(packed_hidden.to(device), packed_ids.to(device), starts, 2,
+                                            backend=backend)  # fmt: skip
     assert sums.shape == (len(LENGTHS), 2, dim) and counts.shape == (len(LENGTHS), 2)
     agreement = agreement_with_reference(hidden, ids, 2, sums, counts)
     assert agreement.ok, agreement
@@ -75,3 +76,12 @@ def test_row_starts_that_do_not_cover_the_packed_tokens_are_refused():
 @pytest.mark.parametrize("dim", [96, 1000])
 def test_triton_kernel_reads_packed_rows_like_the_float64_reference(dim, dtype_name):
     _check("triton", dim, dtype_name)
+
+
+@pytest.mark.gpu
+@pytest.mark.triton
+@pytest.mark.usefixtures("cuda")
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("dim", [1536, 3584])
+def test_both_backends_read_packed_rows_on_cuda(dim, backend):
+    _check(backend, dim, "bf16", device="cuda")
