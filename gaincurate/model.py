@@ -351,16 +351,20 @@ class SiteForward:
         (`attention_mask` then covers prefix and input)."""
         return self.capture(input_ids, attention_mask, cache)[self.layer_index]
 
-    def capture(self, input_ids: Any, attention_mask: Any, cache: Any = None) -> dict[int, Any]:
-        """Hidden states at the site of the scoring layer and of the embedding layer, by layer index."""
+    def capture(
+        self, input_ids: Any, attention_mask: Any, cache: Any = None, position_ids: Any = None
+    ) -> dict[int, Any]:
+        """Hidden states at the site of the scoring layer and of the embedding layer, by layer index. `position_ids`:
+        the rotary positions of packed rows (`gaincurate.packed_forward`), whose attention mask is None."""
         import torch
 
         from gaincurate.forward_kernels import attention_for_many_shapes
 
         self._captured, stop = {}, contextlib.suppress(_StopForward)
+        positions = {} if position_ids is None else {"position_ids": position_ids}
         with torch.inference_mode(), attention_for_many_shapes(), narrowed_attention_explained(), stop:
             self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=cache is not None,
-                      **{cache_keyword(self.base): cache})  # fmt: skip
+                      **{cache_keyword(self.base): cache}, **positions)  # fmt: skip
         if self._last not in self._captured:
             raise RuntimeError("the scoring site was never reached in the forward pass")
         captured, self._captured = self._captured, {}

@@ -10,6 +10,11 @@ CONTRACT (shared with gaincurate/scoring/engine.py; do not change the signature)
                  (norm clamped below at 1e-12, as torch.nn.functional.normalize does)
     counts       [B, S] int32: number of tokens in each segment
 
+    packed_segment_unit_sums(hidden, segment_ids, row_starts, num_segments, backend="auto") -> (sums, counts)
+
+    the same sums of B rows packed end to end without padding: hidden [N, D], segment_ids [N], row_starts the
+    B + 1 cumulative offsets (host ints) where each row starts; sums [B, S, D], counts [B, S]
+
     resolve_backend(backend, device, work_bytes=None) -> "triton" | "torch"
 
 Backends:
@@ -32,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -42,7 +48,7 @@ from .launch import MAX_SEGMENTS, interpret_requested
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BACKENDS", "BackendError", "resolve_backend", "segment_unit_sums"]
+__all__ = ["BACKENDS", "BackendError", "packed_segment_unit_sums", "resolve_backend", "segment_unit_sums"]
 
 BACKENDS = ("auto", "triton", "torch")
 # The kernel's first compile in a process (seconds) against the time it saves over the torch backend, which reads
@@ -183,3 +189,31 @@ def segment_unit_sums(
     from .torch_impl import segment_unit_sums_torch
 
     return segment_unit_sums_torch(hidden, segment_ids, num_segments)
+
+
+def packed_segment_unit_sums(
+    hidden: torch.Tensor,
+    segment_ids: torch.Tensor,
+    row_starts: Sequence[int],
+    num_segments: int,
+    backend: str = "auto",
+    *,
+    check_ids: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`segment_unit_sums` of B rows packed end to end (the module docstring): `hidden` [N, D], `segment_ids` [N],
+    `row_starts` the B + 1 cumulative offsets on the host, the last one N."""
+    import torch
+
+    _check_inputs(hidden[None], segment_ids[None], num_segments, check_ids=check_ids)
+    starts = [int(start) for start in row_starts]
+    lengths = [high - low for low, high in zip(starts[:-1], starts[1:], strict=True)]
+    if not starts or starts[0] != 0 or starts[-1] != hidden.shape[0] or min(lengths, default=0) < 0:
+        raise ValueError(f"row_starts must rise from 0 to the {hidden.shape[0]} packed tokens, got {starts[:8]}...")
+    if resolve_backend(backend, hidden.device) == "triton":
+        module, _ = _load_triton_impl()
+        device_starts = torch.tensor(starts, dtype=torch.int32).to(hidden.device, non_blocking=True)
+        return module.segment_unit_sums_triton(hidden[None], segment_ids[None], num_segments,
+                                               row_starts=device_starts, longest=max(lengths, default=0))  # fmt: skip
+    from .torch_impl import segment_unit_sums_packed_torch
+
+    return segment_unit_sums_packed_torch(hidden, segment_ids, starts, num_segments)

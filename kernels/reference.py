@@ -50,6 +50,22 @@ def segment_unit_sums_reference(
     return torch.stack(sums, dim=1), torch.stack(counts, dim=1).to(torch.int32)
 
 
+def packed_segment_unit_sums_reference(
+    hidden: torch.Tensor,
+    segment_ids: torch.Tensor,
+    row_starts: list[int],
+    num_segments: int,
+    compute_dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`segment_unit_sums_reference` of B rows packed end to end: `hidden` [N, D] and `segment_ids` [N], row b
+    being tokens row_starts[b] to row_starts[b + 1]; sums [B, S, D] and counts [B, S], one row at a time."""
+    rows = [
+        segment_unit_sums_reference(hidden[None, low:high], segment_ids[None, low:high], num_segments, compute_dtype)
+        for low, high in zip(row_starts[:-1], row_starts[1:], strict=True)
+    ]
+    return torch.cat([sums for sums, _ in rows]), torch.cat([counts for _, counts in rows])
+
+
 def cosine_means_naive(
     hidden: torch.Tensor,
     segment_ids: torch.Tensor,

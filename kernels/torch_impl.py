@@ -13,6 +13,9 @@ does not double its memory; every sample's result is the same however the batch 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,4 +40,36 @@ def segment_unit_sums_torch(
         stop = min(batch, start + samples_per_slice)
         units = F.normalize(hidden[start:stop].to(torch.float32), dim=-1, eps=NORM_EPS)
         torch.bmm(membership[start:stop].to(torch.float32), units, out=sums[start:stop])
+    return sums, counts
+
+
+def padded_index(row_starts: Sequence[int], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows packed end to end (`row_starts`: B + 1 cumulative offsets), the packed position of each row's t-th
+    token `[B, W]` (W the longest row; positions past a row's end repeat its last valid one) and which are real."""
+    starts = np.asarray(row_starts, dtype=np.int64)
+    lengths = np.diff(starts)
+    width = int(lengths.max(initial=0))
+    offsets = np.arange(width, dtype=np.int64)
+    valid = offsets[None, :] < lengths[:, None]
+    index = np.where(valid, starts[:-1, None] + offsets[None, :], np.maximum(starts[1:, None] - 1, 0))
+    return torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
+
+
+def segment_unit_sums_packed_torch(
+    hidden: torch.Tensor, segment_ids: torch.Tensor, row_starts: Sequence[int], num_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch backend of `gaincurate.kernels.packed_segment_unit_sums`: `hidden` [N, D] and `segment_ids` [N] hold
+    B rows end to end. A slice of rows at a time is laid out padded to its longest row and summed as above, so each
+    row gets the arithmetic of its padded batch."""
+    rows, dim = len(row_starts) - 1, hidden.shape[-1]
+    sums = torch.zeros((rows, num_segments, dim), dtype=torch.float32, device=hidden.device)
+    counts = torch.zeros((rows, num_segments), dtype=torch.int32, device=hidden.device)
+    widest = int(np.diff(np.asarray(row_starts, dtype=np.int64)).max(initial=0))
+    rows_per_slice = max(1, SLICE_BYTES // max(1, widest * dim * 4))
+    for start in range(0, rows, rows_per_slice):
+        stop = min(rows, start + rows_per_slice)
+        index, valid = padded_index(row_starts[start : stop + 1], hidden.device)
+        ids = torch.where(valid, segment_ids[index], torch.full_like(index, -1, dtype=segment_ids.dtype))
+        padded = torch.where(valid[..., None], hidden[index], torch.zeros((), dtype=hidden.dtype, device=hidden.device))
+        sums[start:stop], counts[start:stop] = segment_unit_sums_torch(padded, ids, num_segments)
     return sums, counts

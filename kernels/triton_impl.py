@@ -105,8 +105,9 @@ def _store_tile(sums_out, counts_out, features, feature_mask, stride_s,
 @triton.jit
 def _segment_unit_sums_kernel(
     # pointers
-    hidden_ptr,  # [B, T, D], bf16 / fp16 / fp32, last dim contiguous
-    segment_ids_ptr,  # [B, T], int8..int64, -1 = ignored
+    hidden_ptr,  # [B, T, D], bf16 / fp16 / fp32, last dim contiguous (PACKED: [1, N, D])
+    segment_ids_ptr,  # [B, T], int8..int64, -1 = ignored (PACKED: [1, N])
+    row_starts_ptr,  # PACKED only: [B + 1] int32, where each row starts in the packed tokens
     partial_sums_ptr,  # [B, C, S, D] fp32, contiguous
     partial_counts_ptr,  # [B, C, S] int32, contiguous
     # sizes
@@ -129,14 +130,22 @@ def _segment_unit_sums_kernel(
     BLOCK_D: tl.constexpr,
     NUM_STAGES: tl.constexpr,
     NORM_EPS: tl.constexpr,
+    PACKED: tl.constexpr,
 ):
     chunk = tl.program_id(0).to(tl.int64)
     batch = tl.program_id(1).to(tl.int64)
 
     features = tl.arange(0, BLOCK_D)
     feature_mask = features < dim
-    hidden_sample = hidden_ptr + batch * stride_hidden_b
-    ids_sample = segment_ids_ptr + batch * stride_ids_b
+    if PACKED:
+        # Row b is tokens [starts[b], starts[b + 1]) of the one packed sequence; chunks past its end load nothing.
+        row_start = tl.load(row_starts_ptr + batch).to(tl.int64)
+        num_tokens = tl.load(row_starts_ptr + batch + 1).to(tl.int64) - row_start
+        hidden_sample = hidden_ptr + row_start * stride_hidden_t
+        ids_sample = segment_ids_ptr + row_start * stride_ids_t
+    else:
+        hidden_sample = hidden_ptr + batch * stride_hidden_b
+        ids_sample = segment_ids_ptr + batch * stride_ids_b
 
     # One [BLOCK_D] accumulator per segment (MAX_SEGMENTS of them; those past NUM_SEGMENTS are never touched):
     # a row's features stay in the layout they were loaded in, where a [S, D] accumulator would make Triton move
@@ -224,12 +233,18 @@ def segment_unit_sums_triton(
     segment_ids: torch.Tensor,
     num_segments: int,
     config: LaunchConfig | None = None,
+    *,
+    row_starts: torch.Tensor | None = None,
+    longest: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton backend of `gaincurate.kernels.segment_unit_sums`; inputs are already validated.
 
-    `config` overrides `launch_config(D, num_segments)`; tests use it to reach every code path.
+    `config` overrides `launch_config(D, num_segments)`; tests use it to reach every code path. With `row_starts`
+    ([B + 1] int32 on the device) `hidden` is [1, N, D], B rows packed end to end, the longest `longest` tokens.
     """
     batch, num_tokens, dim = hidden.shape
+    if row_starts is not None:
+        batch, num_tokens = row_starts.shape[0] - 1, longest
     check_shape(batch, dim, num_segments)
     if config is None:
         config = launch_config(dim, num_segments, interpret=INTERPRETED)
@@ -248,6 +263,7 @@ def segment_unit_sums_triton(
     _segment_unit_sums_kernel[(num_chunks, batch)](
         hidden,
         segment_ids,
+        segment_ids if row_starts is None else row_starts,
         partial_sums,
         partial_counts,
         num_tokens,
@@ -267,12 +283,21 @@ def segment_unit_sums_triton(
         BLOCK_D=config.block_d,
         NUM_STAGES=config.num_stages,
         NORM_EPS=NORM_EPS,
+        PACKED=row_starts is not None,
         num_warps=config.num_warps,
         enable_fp_fusion=ENABLE_FP_FUSION,
     )
     if num_chunks == 1:
         return partial_sums.view(batch, num_segments, dim), partial_counts.view(batch, num_segments)
+    return _reduce_chunks(partial_sums, partial_counts, config)
 
+
+def _reduce_chunks(
+    partial_sums: torch.Tensor, partial_counts: torch.Tensor, config: LaunchConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunks' partial sums [B, C, S, D] and counts [B, C, S] added in chunk order: [B, S, D] and [B, S]."""
+    batch, num_chunks, num_segments, dim = partial_sums.shape
+    device = partial_sums.device
     sums = torch.empty((batch, num_segments, dim), dtype=torch.float32, device=device)
     counts = torch.empty((batch, num_segments), dtype=torch.int32, device=device)
     _reduce_chunks_kernel[(batch * num_segments, triton.cdiv(dim, config.reduce_block_d))](

@@ -66,12 +66,14 @@ def compile_report(
     id_dtype: torch.dtype = torch.int64,
     arch: int = 90,
     config: LaunchConfig | None = None,
+    packed: bool = False,
 ) -> dict[str, object]:
     """Compile both kernels for CUDA sm_<arch> on any machine and report their resources.
 
     Triton ships ptxas and cuobjdump, so this needs no GPU. It is the CPU-side check that the code
     the interpreter runs also passes the real compiler, and that a config does not spill
-    (`stack_bytes` > 0 means registers spilled). Needs compiled mode: TRITON_INTERPRET unset.
+    (`stack_bytes` > 0 means registers spilled). Needs compiled mode: TRITON_INTERPRET unset. `packed`: the kernel
+    that reads rows packed end to end (`row_starts_ptr`).
     """
     if triton_impl.INTERPRETED:
         raise RuntimeError("compile_report needs compiled kernels; start Python without TRITON_INTERPRET")
@@ -91,10 +93,13 @@ def compile_report(
         "BLOCK_D": config.block_d,
         "NUM_STAGES": config.num_stages,
         "NORM_EPS": NORM_EPS,
+        "PACKED": packed,
     }
     main_pointers = {
         "hidden_ptr": _POINTER_TYPES[hidden_dtype],
         "segment_ids_ptr": _POINTER_TYPES[id_dtype],
+        # What a launch passes: the row starts, or (unread) the segment ids again
+        "row_starts_ptr": "*i32" if packed else _POINTER_TYPES[id_dtype],
         "partial_sums_ptr": "*fp32",
         "partial_counts_ptr": "*i32",
     }
@@ -119,6 +124,7 @@ def compile_report(
         "arch": f"sm_{arch}",
         "dim": dim,
         "num_segments": num_segments,
+        "packed": packed,
         "hidden_dtype": str(hidden_dtype).removeprefix("torch."),
         "block_t": config.block_t,
         "num_warps": config.num_warps,

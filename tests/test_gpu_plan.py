@@ -1,9 +1,11 @@
 """What scoring does on a GPU, checked on any machine: the batch plan, the budget from free memory, the backend.
 
-A GPU pays per batch, so there a row is padded to its bucket (`engine.padded_width`) and a batch holds what free memory
-allows (`gpu_budget.budget`); the torch backend replaces the Triton kernel where the kernel's first compile
-would cost more than it saves (`kernels.resolve_backend`). The scores those paddings give stay within the tolerance of
-exact widths: tests/test_score_invariance.py. The throughput itself needs a GPU: `gaincurate bench gpu`.
+A GPU pays per batch, so there rows are laid end to end where its torch has variable-length attention
+(`packed_forward`), else padded to their bucket (`engine.padded_width`), and a batch holds what free memory allows
+(`gpu_budget.budget`); the torch backend replaces the Triton kernel where the kernel's first compile would cost more
+than it saves (`kernels.resolve_backend`). The scores those paddings give stay within the tolerance of exact widths:
+tests/test_score_invariance.py, and packed rows tests/test_packed_forward.py. The throughput itself needs a GPU:
+`gaincurate bench gpu`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def test_short_prompts_share_a_few_batches():
     few rows, each bound by its kernel launches."""
     plan = cuda_plan(MODELS["qwen2-1.5b-class"], MATH, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
     assert plan["batches"] <= 6, plan
+
+
+@pytest.mark.parametrize("batch_tokens", [None, 2048], ids=["H100-budget", "small-budget"])
+def test_packed_rows_fill_batches_with_real_tokens(batch_tokens):
+    """Packed end to end, the bundled problems go through the model at least 95% real tokens (none is padding),
+    and every batch but the last holds at least 95% of the budget in real tokens."""
+    plan = cuda_plan(MODELS["qwen2-1.5b-class"], MATH, rows=512, prompt_tokens=1024, free_bytes=H100_FREE,
+                     packed=True, batch_tokens=batch_tokens)  # fmt: skip
+    assert 1 / (1 + plan["padding"]) >= 0.95 and plan["least_fill"] >= 0.95, plan
+    if batch_tokens:
+        assert plan["batches"] > 5, plan  # several full batches: the fill is measured, not vacuous
+    else:
+        assert plan["batches"] <= 2, plan  # one budget of an idle H100 holds them all
 
 
 def test_auto_takes_the_kernel_on_cuda_only_for_work_that_repays_its_compile(monkeypatch):

@@ -8,12 +8,18 @@ causal model their hidden states do not depend on the question. On a GPU a batch
 without blocking, the forward runs as `forward_kernels.right_padded_forward` says (rows are padded on the right:
 attention without the padding mask, RMSNorm fused, where the model allows), and its results stay on the device
 until the last batch of the call, which reads them once.
+
+Where the GPU's torch has variable-length flash attention (`packed_forward.packing_applies`), a batch's rows are not
+padded at all: they are laid end to end up to `batch_tokens` tokens, each attending to its own tokens and to the
+shared prefix's cached keys and values (`packed_forward`), and the segment sums read the packed rows. A CPU keeps its
+exact widths, and its bytes.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +30,8 @@ from gaincurate.model import SiteForward
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import NUM_SEGMENTS, QUESTION, EncodedPrompt, PromptEncoder
 from gaincurate.scoring.config import ScoreConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +58,21 @@ MIN_BUCKET_STEP = 16
 
 def on_gpu(device: str) -> bool:
     return str(device).startswith("cuda")
+
+
+def default_varlen(model: Any, device: str) -> Callable | None:
+    """The variable-length attention that packs `model`'s rows on `device` (`packed_forward.cuda_varlen`), or None
+    where packing does not apply: a CPU keeps its exact widths, and a GPU whose torch lacks the function keeps its
+    padded buckets (logged, with the reason)."""
+    if not on_gpu(device):
+        return None
+    from gaincurate.packed_forward import cuda_varlen, packing_applies
+
+    why_not = packing_applies(model, device)
+    if why_not:
+        log.info("rows run padded on %s: %s", device, why_not)
+        return None
+    return cuda_varlen()[0]
 
 
 def padded_width(length: int, device: str = "cpu") -> int:
@@ -129,16 +152,24 @@ def expand_cache(cache: Any, rows: int, model_config: Any) -> Any:
 
 
 def batch_plan(
-    prompts: Sequence[EncodedPrompt], prefix: SharedPrefix | None, batch_tokens: int, device: str
-) -> list[tuple[list[int], int, int]]:
+    prompts: Sequence[EncodedPrompt], prefix: SharedPrefix | None, batch_tokens: int, device: str,
+    packed: bool = False,
+) -> list[tuple[list[int], int, int]]:  # fmt: skip
     """(rows, prefix tokens skipped, padded width) of each forward over `prompts`: rows that start with the shared
-    prefix continue from its cache, the others run in full; rows without question tokens run in none."""
+    prefix continue from its cache, the others run in full; rows without question tokens run in none. `packed`: rows
+    laid end to end (`packed_forward.fill_batches`), the width being the batch's tokens in all."""
+    from gaincurate.packed_forward import fill_batches
+
     runnable = [i for i, prompt in enumerate(prompts) if prompt.question_tokens > 0]
     with_prefix = [i for i in runnable if prefix is not None and prefix.matches(prompts[i])]
     in_full = sorted(set(runnable) - set(with_prefix))
     plan = []
     for group, offset in ((with_prefix, len(prefix.input_ids) if prefix else 0), (in_full, 0)):
         lengths = [len(prompts[i].input_ids) - offset for i in group]
+        if packed:
+            plan += [([group[i] for i in batch], offset, sum(lengths[i] for i in batch))
+                     for batch in fill_batches(lengths, batch_tokens)]  # fmt: skip
+            continue
         for batch in pack_batches(lengths, batch_tokens, device):
             plan.append(([group[i] for i in batch], offset, padded_width(lengths[batch[0]], device)))
     return plan
@@ -146,12 +177,17 @@ def batch_plan(
 
 class Scorer:
     """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch of at most
-    `batch_tokens` padded tokens (a number: `tuning.resolve_batch_tokens` decides a run's)."""
+    `batch_tokens` padded tokens (a number: `tuning.resolve_batch_tokens` decides a run's).
+
+    `varlen`: the variable-length attention that runs rows packed end to end (`gaincurate.packed_forward`); by
+    default torch's flash attention where packing applies (a GPU), else none, and rows run padded.
+    """
 
     def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
-                 prefix: SharedPrefix | None, batch_tokens: int) -> None:  # fmt: skip
+                 prefix: SharedPrefix | None, batch_tokens: int, varlen: Callable | None = None) -> None:  # fmt: skip
         from gaincurate.kernels import resolve_backend
 
+        self.varlen = varlen if varlen is not None else default_varlen(site.base, device)
         self.site = site
         self.device = device
         self.config = config
@@ -160,19 +196,21 @@ class Scorer:
         self.stats = BatchStats()
         self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
+        self._prefix_layers: dict[int, tuple[Any, Any]] | None = None  # its keys and values, for packed rows
 
     def score(self, prompts: list[EncodedPrompt], progress: Progress = NULL_PROGRESS) -> dict[str, np.ndarray]:
         """Scores of `prompts` in their order; rows without question tokens stay NaN. Advances `progress` per row."""
         count = len(prompts)
         intra, inter, score = (np.full(count, np.nan) for _ in range(3))
         embeddings: list[np.ndarray | None] = [None] * count
-        plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
+        plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device, packed=self.varlen is not None)
         unrunnable = count - sum(len(rows) for rows, _, _ in plan)
         if unrunnable:
             progress.advance(unrunnable)
         order, parts = [], []  # rows in the order their results come, and each batch's results on the device
         for rows, offset, width in plan:
-            parts.append(self._run_batch([prompts[i] for i in rows], offset, width))
+            batch = [prompts[i] for i in rows]
+            parts.append(self._run_packed(batch, offset) if self.varlen else self._run_batch(batch, offset, width))
             order.extend(rows)
             progress.advance(len(rows))
         result = {"intra": intra, "inter": inter, "score": score}
@@ -256,14 +294,47 @@ class Scorer:
             mask = (segments == QUESTION).to(torch.float32).unsqueeze(-1)
             embed_hidden = captured[self.site.embed_index]
             pooled = (embed_hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1)
-        elapsed = time.perf_counter() - start
+        self._count(time.perf_counter() - start, real_tokens, len(prompts) * width, offset * len(prompts))
+        return sums, counts, pooled
+
+    def _count(self, elapsed: float, tokens: int, padded_tokens: int, prefix_tokens: int) -> None:
+        """One batch's work in the run's counters."""
         self.stats.forward_seconds += elapsed
         self.stats.batches += 1
-        self.stats.tokens += real_tokens
+        self.stats.tokens += tokens
         if self.stats.batches == 1:
             self.stats.first_batch_seconds, self.stats.first_batch_tokens = elapsed, self.stats.tokens
-        self.stats.padded_tokens += len(prompts) * width
-        self.stats.prefix_tokens_reused += offset * len(prompts)
+        self.stats.padded_tokens += padded_tokens
+        self.stats.prefix_tokens_reused += prefix_tokens
+
+    def _run_packed(self, prompts: list[EncodedPrompt], offset: int) -> tuple[Any, Any, Any]:
+        """One batch of rows packed end to end (after `offset` tokens of the shared prefix, attended through its
+        cached keys and values): as `_run_batch`, with no padding."""
+        import torch
+
+        from gaincurate.kernels import packed_segment_unit_sums
+        from gaincurate.kernels.torch_impl import padded_index
+        from gaincurate.packed_forward import pack_rows, packed_forward, prefix_key_values
+
+        rows = pack_rows([prompt.input_ids[offset:] for prompt in prompts], offset)
+        segments = torch.from_numpy(np.concatenate([prompt.segment_ids[offset:] for prompt in prompts]))
+        start = time.perf_counter()
+        input_ids, positions, segments = (self._to_device(t) for t in (rows.input_ids, rows.position_ids, segments))
+        if offset and self._prefix_layers is None:
+            self._prefix_layers = prefix_key_values(self._prefix_parts()[0])
+        with packed_forward(self.site.base, self.device, rows, self.varlen, self._prefix_layers if offset else None):
+            captured = self.site.capture(input_ids, None, position_ids=positions)
+        sums, counts = packed_segment_unit_sums(captured[self.site.layer_index][0], segments, rows.starts,
+                                                NUM_SEGMENTS, backend=self.backend, check_ids=False)  # fmt: skip
+        if offset:
+            sums, counts = sums + self._prefix_parts()[1], counts + self._prefix_parts()[2]
+        pooled = None
+        if self.config.embed:  # the mean of the raw question hidden states, as `_run_batch` pools them
+            index, valid = padded_index(rows.starts, self.device)
+            mask = (valid & (segments[index] == QUESTION)).to(torch.float32).unsqueeze(-1)
+            pooled = (captured[self.site.embed_index][0][index].float() * mask).sum(1) / mask.sum(1).clamp_min(1)
+        tokens = rows.starts[-1]
+        self._count(time.perf_counter() - start, tokens, tokens, offset * len(prompts))
         return sums, counts, pooled
 
     def _to_device(self, tensor: Any) -> Any:

@@ -29,7 +29,7 @@ whole model and its LM head, but only over the measured positions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ def answer_logprobs(
     *,
     temperature: float = 1.0,
     batch_tokens: int | None = None,
+    varlen: Callable | None = None,
 ) -> np.ndarray:
     """sum_t log p(completion_t | prompt, completion_<t) for each row, at `temperature`, float64.
 
@@ -92,12 +93,14 @@ def answer_logprobs(
     row is batched as `forward_batches` says, padded on the right (a causal model never sees the padding of its own
     row, so the forward runs as `forward_kernels.right_padded_forward` says); the LM head runs only
     at the positions that predict a completion token. `batch_tokens`: padded tokens per forward (default:
-    CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU).
+    CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU). Where scoring packs its rows (`varlen`, by
+    default `engine.default_varlen`: a GPU whose torch has variable-length attention) these are packed the same way,
+    prompt and completion per row, end to end (`_packed_logprobs`).
     """
     import torch
 
     from gaincurate.forward_kernels import attention_for_many_shapes, right_padded_forward
-    from gaincurate.scoring.engine import expand_cache
+    from gaincurate.scoring.engine import default_varlen, expand_cache
 
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -109,12 +112,16 @@ def answer_logprobs(
     if batch_tokens is None:
         batch_tokens = _likelihood_budget(model, device, max(lengths, default=1))
     result = np.zeros(len(rows), dtype=np.float64)
+    varlen = varlen if varlen is not None else default_varlen(model, str(device))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), attention_for_many_shapes():
             with right_padded_forward(model, str(device)):  # the batches' forward, so one path per token
                 prefix = _prefix_cache(model, shared, device) if shared else None
+            if varlen is not None:
+                return _packed_logprobs(model, rows, prompt_ids, len(shared), prefix, varlen, batch_tokens,
+                                        temperature)  # fmt: skip
             for batch, width in forward_batches(lengths, batch_tokens, str(device)):
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), len(shared) + width), dtype=torch.long)
@@ -194,33 +201,63 @@ def _prefix_cache(model: Any, prefix: list[int], device: Any) -> Any:
     return cache
 
 
-def _completion_logprobs(model, ids, mask, cache, batch, prompt_ids, rows, offset, temperature) -> np.ndarray:
-    """One batch after the shared prefix (`offset` tokens, in `cache`): the hidden state before each completion
-    token, through the LM head, log-softmax, gathered."""
-    import torch
-
-    # (slot, position predicting a completion token, that token) for every completion token of the batch.
+def _completion_targets(batch, prompt_ids, rows, offset, starts=None) -> tuple[list[int], list[int], list[int]]:
+    """(slot, position predicting a completion token, that token) for every completion token of the batch, its rows
+    after `offset` shared tokens: padded one to a slot, or packed end to end from `starts`."""
     slots, positions, targets = [], [], []
     for slot, row in enumerate(batch):
         start, end = len(prompt_ids[row]), len(rows[row])
+        first = (starts[slot] if starts is not None else 0) - 1 - offset
         slots.extend([slot] * (end - start))
-        positions.extend(range(start - 1 - offset, end - 1 - offset))
+        positions.extend(range(first + start, first + end))
         targets.extend(rows[row][start:end])
+    return slots, positions, targets
+
+
+def _completion_logprobs(model, ids, mask, cache, batch, prompt_ids, rows, offset, temperature) -> np.ndarray:
+    """One batch after the shared prefix (`offset` tokens, in `cache`): the hidden state before each completion
+    token, through the LM head, log-softmax, gathered."""
     from gaincurate.model import cache_keyword
 
-    decoder, head = _decoder_and_head(model)
+    slots, positions, targets = _completion_targets(batch, prompt_ids, rows, offset)
+    decoder, _ = _decoder_and_head(model)
     given = {"input_ids": ids, "attention_mask": mask, "use_cache": cache is not None}
     given[cache_keyword(decoder if decoder is not None else model)] = cache
-    if decoder is not None:
-        hidden = decoder(**given).last_hidden_state
-        logits = head(hidden[slots, positions])
-    else:  # a model without a separate decoder: the full logits, read at those positions
-        logits = model(**given).logits[slots, positions]
+    return _logprobs_at(model, given, (slots, positions), slots, targets, len(batch), temperature)
+
+
+def _logprobs_at(model, given, at, slots, targets, count, temperature) -> np.ndarray:
+    """The forward of `given`: the hidden state at each `at` (batch rows, positions) through the LM head, log-softmax
+    at `temperature`, the `targets`' log-probabilities summed into `count` sums by `slots`."""
+    import torch
+
+    decoder, head = _decoder_and_head(model)
+    # A model without a separate decoder: the full logits, read at those positions.
+    logits = head(decoder(**given).last_hidden_state[at]) if decoder is not None else model(**given).logits[at]
     logps = torch.log_softmax(logits.float() / temperature, dim=-1)
     picked = logps[torch.arange(len(targets)), torch.tensor(targets, device=logps.device)].double().cpu().numpy()
-    sums = np.zeros(len(batch), dtype=np.float64)
+    sums = np.zeros(count, dtype=np.float64)
     np.add.at(sums, np.asarray(slots, dtype=np.int64), picked)
     return sums
+
+
+def _packed_logprobs(model, rows, prompt_ids, offset, prefix, varlen, batch_tokens, temperature) -> np.ndarray:
+    """`answer_logprobs` with each batch's rows (after the `offset` shared tokens, whose cache is `prefix`) laid end
+    to end, attending through `varlen` (`gaincurate.packed_forward`): no padding, the prefix's keys and values read
+    once by every row."""
+    from gaincurate.packed_forward import fill_batches, pack_rows, packed_forward, prefix_key_values
+
+    device = next(model.parameters()).device
+    layers = prefix_key_values(prefix) if prefix is not None else None
+    result = np.zeros(len(rows), dtype=np.float64)
+    for batch in fill_batches([len(row) - offset for row in rows], batch_tokens):
+        packed = pack_rows([rows[row][offset:] for row in batch], offset)
+        slots, positions, targets = _completion_targets(batch, prompt_ids, rows, offset, packed.starts)
+        given = {"input_ids": packed.input_ids.to(device), "position_ids": packed.position_ids.to(device),
+                 "attention_mask": None, "use_cache": False}  # fmt: skip
+        with packed_forward(model, str(device), packed, varlen, layers):
+            result[batch] = _logprobs_at(model, given, (0, positions), slots, targets, len(batch), temperature)
+    return result
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any]:

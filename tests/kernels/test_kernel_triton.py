@@ -248,6 +248,7 @@ reports += [compile_report(896, s) for s in (1, 3, 8)] + [compile_report(8192, 4
 reports += [compile_report(1000, 2, dtype, ids, arch=arch)
             for dtype, ids, arch in ((torch.float16, torch.int8, 90), (torch.float32, torch.int16, 80),
                                      (torch.bfloat16, torch.int32, 80))]
+reports += [compile_report(dim, 2, id_dtype=torch.int8, packed=True) for dim in (1536, 3584)]
 print(json.dumps(reports))
 """
 
@@ -261,7 +262,7 @@ def test_kernel_compiles_for_sm80_and_sm90_without_spills():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(reports) == 11
+    assert len(reports) == 13
     for report in reports:
         assert report["stack_bytes"] == 0 and report["reduce_stack_bytes"] == 0, report
         if report["dim"] % 16 == 0:  # as for every real model: the row loads are issued ahead of use

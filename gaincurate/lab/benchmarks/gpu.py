@@ -5,15 +5,21 @@
 
 Models are random-weight Qwen2 configs of the 0.5B, 1.5B and 7B class (throughput does not depend on the
 weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Each model scores long prompts (sample
-problems joined to about `--prompt-tokens` tokens); the 1.5B class also scores the bundled MATH problems at their
-own lengths. For each case it reports, in one run:
+problems joined to about `--prompt-tokens` tokens); the 1.5B and 7B classes also score the bundled MATH problems at
+their own lengths. For each case it reports, in one run:
 
-* gaincurate's scoring throughput (question tokens through the forward per second), its batches and padding;
+* gaincurate's scoring throughput (question tokens through the forward per second), its batches and padding, and
+  whether its rows ran packed (`packed_forward`; else why not);
+* on MATH-length prompts, the same rows scored padded to buckets (`gpu_paths.padded_rows`): their throughput, and
+  how far the packed scores are from the padded ones against the dtype's `SCORE_TOLERANCE`;
 * the naive published-style scorer (one prompt at a time, full forward with logits, T x T cosines) on
   the same GPU and prompts, warm, and the speed-up;
 * the roofline: matmul FLOPs per token times tokens/s, over the bf16 matmul rate measured in this run;
 * the bundled prompts scored cold (a fresh process, an empty Triton cache) with `--backend auto` and with
   `--backend torch`, a SmolLM2-135M-shaped model: what a first small run pays for the kernel's compile;
+* `gaincurate rollout` on the bundled problems with the 1.5B class against its decode floor, and vLLM beside it
+  where it imports (`gpu_paths.rollout_case`; `--rollout-prompts 0` skips it);
+* the answer likelihood's ranking in the half dtype against float32 (`gpu_paths.likelihood_case`);
 * with `--forward-variants`, last, one padded batch's forward by each way to run it (`gpu_forward`).
 
 `cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
@@ -30,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.lab.benchmarks.gpu_models import SMOLLM2, TINY, build_model_folder, model_config, warm_score
 from gaincurate.settings import at_least, setting
 
 MODELS = {
@@ -40,9 +47,8 @@ MODELS = {
     "qwen2-7b-class": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                            num_attention_heads=28, num_key_value_heads=4),
 }  # fmt: skip
-TINY = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2)}  # fmt: skip
-MATH_MODEL = "qwen2-1.5b-class"  # the model that also scores the bundled problems at their own lengths
+MATH_MODELS = ("qwen2-1.5b-class", "qwen2-7b-class")  # the models that also score the bundled problems as they are
+MATH_MODEL = MATH_MODELS[0]  # the forward variants' and the rollout's model
 LONG, MATH = "long", "math"  # the prompt sets: joined problems of about --prompt-tokens tokens; problems as they are
 
 
@@ -59,6 +65,11 @@ class GpuBench:
         None, "Padded tokens per batch.", check=at_least(1), shown="what the device holds, as scoring picks it"
     )
     tiny: bool = setting(False, "A 2-layer model: a smoke test of the bench.", flags=("--tiny",))
+    rollout_prompts: int = setting(32, "Bundled problems `gaincurate rollout` samples (0: none).", check=at_least(0))
+    rollout_tokens: int = setting(128, "Tokens each rollout generates.", check=at_least(1))
+    likelihood_model: str | None = setting(
+        None, "Model folder for the likelihood's half-dtype ranking.", shown="the embedded model, or random weights"
+    )
     forward_variants: bool = setting(
         False, "Also time one padded batch's forward: transformers', scoring's, and with torch.compile and Liger.",
         flags=("--forward-variants",),
@@ -87,25 +98,6 @@ def matmul_rate(device: str, dtype_name: str, size: int) -> float:
         if step >= 3:  # warm-up
             times.append(elapsed)
     return 2 * size**3 / float(np.median(times))
-
-
-def build_model_folder(folder: Path, shape: dict, dtype_name: str, device: str = "cpu") -> Path:
-    """A random-weight model of `shape` saved in `folder`, initialised on `device` (a 7B-class model takes minutes
-    to initialise on a CPU, seconds on a GPU)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from gaincurate.model import load_tokenizer, resolve_source
-
-    tokenizer = load_tokenizer(resolve_source(None))
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(model_config(shape, tokenizer), dtype=getattr(torch, dtype_name))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    del model
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()  # scoring reads the memory free when it starts: hand these weights' memory back
-    return folder
 
 
 def prompts_of(kind: str, rows: int, prompt_tokens: int) -> list[dict]:
@@ -142,15 +134,12 @@ def flops_per_token(shape: dict) -> float:
     return shape["num_hidden_layers"] * layer - 2 * 3 * d * shape["intermediate_size"]  # stops at the last MLP
 
 
-def model_config(shape: dict, tokenizer: Any) -> Any:
-    from transformers import Qwen2Config
-
-    return Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=True, **shape)
-
-
-def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16") -> dict:
-    """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free, computed on any
-    machine: the budget it picks, the batch count, and the padding share (padded over real tokens, less one)."""
+def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16",
+              packed: bool = False, batch_tokens: int | None = None) -> dict:  # fmt: skip
+    """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free (or `batch_tokens`
+    given), computed on any machine: the budget it picks, the batch count, the padding share (tokens through the
+    model over real tokens, less one) and the least fill of a batch but the last (its real tokens over the budget).
+    `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
     from gaincurate.model import load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
@@ -162,16 +151,18 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
     weights, per_token = gpu_memory(model_config(shape, tokenizer), dtype, config.max_length)
-    tokens = budget(free_bytes, weights, per_token)
-    plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda")
-    real = sum(len(prompts[row].input_ids) - offset for rows_, offset, _ in plan for row in rows_)
-    padded = sum(len(rows_) * width for rows_, _, width in plan)
-    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / real - 1}
+    tokens = batch_tokens or budget(free_bytes, weights, per_token)
+    plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda", packed=packed)
+    real = [sum(len(prompts[row].input_ids) - offset for row in rows_) for rows_, offset, _ in plan]
+    padded = sum(width if packed else len(rows_) * width for rows_, _, width in plan)
+    fill = min((tokens_ / tokens for tokens_ in real[:-1]), default=1.0)
+    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / sum(real) - 1, "least_fill": fill}
 
 
 def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) -> dict:
     import torch
 
+    from gaincurate.lab.benchmarks.gpu_paths import packing_used
     from gaincurate.lab.benchmarks.scoring import naive_scores
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
@@ -204,6 +195,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
             _, naive_seconds = naive_scores(model, tokenizer, prompts, shape["num_hidden_layers"] - 1, 1.0,
                                             device=args.device)  # fmt: skip
         naive_tokens = sum(len(p.input_ids) for p in prompts)
+        padded = padded_case(config, Path(tmp), args.dtype) if kind == MATH else None
     tokens_per_second = timings["tokens"] / timings["forward_seconds"]
     achieved = flops_per_token(shape) * tokens_per_second
     return {
@@ -221,33 +213,42 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+        "packed": packing_used(args.device, args.dtype) is None,
+        "not_packed_because": packing_used(args.device, args.dtype),
+        "padded": padded,
     }
 
 
-WARMUP_ROWS = 8
+def padded_case(config: Any, tmp: Path, dtype: str) -> dict:
+    """The case's rows scored again padded to buckets: throughput, and the largest score difference from the packed
+    run (in `tmp/scores`) against the dtype's tolerance."""
+    from gaincurate.lab.benchmarks.gpu_paths import padded_rows, score_difference
+    from gaincurate.scoring.config import SCORE_TOLERANCE
 
-
-def warm_score(config: Any, out: Path) -> dict:
-    """`config` scored into `out` after its first WARMUP_ROWS rows (compile, allocator, caches): the manifest."""
-    from gaincurate.scoring import score
-    from gaincurate.scoring.config import RunOptions
-
-    score(config.replace(limit=WARMUP_ROWS), RunOptions(out=str(out.with_name(out.name + "-warmup")), quiet=True))
-    return score(config, RunOptions(out=str(out), quiet=True))
+    with padded_rows():
+        timings = warm_score(config, tmp / "scores-padded")["timings"]
+    return {"tokens_per_second": timings["tokens"] / timings["forward_seconds"], "batches": timings["batches"],
+            "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+            "largest_score_difference": score_difference(tmp / "scores", tmp / "scores-padded"),
+            "tolerance": SCORE_TOLERANCE[dtype].score if dtype in SCORE_TOLERANCE else None}  # fmt: skip
 
 
 def cases(tiny: bool) -> list[tuple[str, dict, str]]:
     """(model, shape, prompts) of each row of the bench."""
     if tiny:
-        return [(name, shape, LONG) for name, shape in TINY.items()]
-    return [(name, shape, LONG) for name, shape in MODELS.items()] + [(MATH_MODEL, MODELS[MATH_MODEL], MATH)]
+        return [(name, shape, kind) for name, shape in TINY.items() for kind in (LONG, MATH)]
+    long_cases = [(name, shape, LONG) for name, shape in MODELS.items()]
+    return long_cases + [(name, MODELS[name], MATH) for name in MATH_MODELS]
 
 
 def bench_gpu(options: GpuBench) -> dict:
     """Every case of the run (or the tiny one): gaincurate and naive throughput, and the roofline."""
     import torch
 
+    from gaincurate.lab.benchmarks.gpu_paths import likelihood_case, rollout_case
+
     rate = matmul_rate(options.device, options.dtype, 256 if options.tiny else 8192)
+    rollout_shape = TINY["tiny"] if options.tiny else MODELS[MATH_MODEL]
     return {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if options.device.startswith("cuda") else "cpu",
@@ -256,6 +257,8 @@ def bench_gpu(options: GpuBench) -> dict:
         "matmul_tflops": rate / 1e12,
         "models": [bench_model(name, shape, kind, options, rate) for name, shape, kind in cases(options.tiny)],
         "cold": None if options.tiny else cold_backends(options),
+        "rollout": rollout_case(rollout_shape, options, rate) if options.rollout_prompts else None,
+        "likelihood": likelihood_case(options),
         # Last: the Liger-Kernel variant patches transformers' module for the whole process.
         "forward": forward_case(options) if options.forward_variants else None,
     }
@@ -271,9 +274,6 @@ def forward_case(options: GpuBench) -> dict:
 
 
 COLD_ROUNDS = 3
-# SmolLM2-135M's shape, the embedded default: the bundled prompts scored cold show what a first run pays.
-SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-               num_key_value_heads=3)  # fmt: skip
 
 
 def cold_backends(options: GpuBench) -> dict:
@@ -308,7 +308,9 @@ def cold_backends(options: GpuBench) -> dict:
 
 
 def table_lines(results: dict) -> list[str]:
-    """The run as a header line and one row per model."""
+    """The run as a header line and one row per model, then the other parts' lines."""
+    from gaincurate.lab.benchmarks.gpu_paths import path_lines
+
     lines = [
         f"{results['device']}  {results['dtype']}  measured matmul {results['matmul_tflops']:.1f} TFLOP/s",
         f"{'model':<18} {'prompts':<7} {'batches':>7} {'padding':>7} {'tok/s':>10} {'naive tok/s':>12} "
@@ -320,6 +322,17 @@ def table_lines(results: dict) -> list[str]:
             f"{r['tokens_per_second']:>10.0f} {r['naive_tokens_per_second']:>12.0f} "
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
+    for r in results["models"]:
+        if not r.get("packed"):
+            lines.append(f"{r['model']} {r['prompts']}: rows padded ({r.get('not_packed_because')})")
+        if r.get("padded"):
+            padded = r["padded"]
+            lines.append(
+                f"{r['model']} {r['prompts']} padded to buckets: {padded['tokens_per_second']:.0f} tok/s "
+                f"({padded['padding_overhead']:.1%} padding); scores within {padded['largest_score_difference']:.2g} "
+                f"of the packed run (tolerance {padded['tolerance']})"
+            )
+    lines += path_lines(results)
     cold = results.get("cold")
     if cold:
         lines.append(

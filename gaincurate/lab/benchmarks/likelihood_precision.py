@@ -18,17 +18,24 @@ import json
 import numpy as np
 
 
-def measure(device: str, dtype: str) -> dict[str, float]:
+def measure(device: str, dtype: str, model_folder: str | None = None) -> dict[str, float]:
+    """The comparison on `device`, with the embedded model or the model in `model_folder`."""
     from gaincurate.data import load_sample
     from gaincurate.metrics import spearman
-    from gaincurate.model import load_embedded
+    from gaincurate.model import load_embedded, load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.likelihood import answer_ids, answer_logprobs
 
+    def load(each: str) -> tuple:
+        if model_folder is None:
+            return load_embedded(dtype=each, device=device)
+        source = resolve_source(model_folder)
+        return load_model(source, dtype=each, device=device), load_tokenizer(source)
+
     rows, values = load_sample(), {}
     for each in ("float32", dtype):
-        model, tokenizer = load_embedded(dtype=each, device=device)
+        model, tokenizer = load(each)
         config = ScoreConfig()
         prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode([r["problem"] for r in rows])
         completions = answer_ids(tokenizer, [r["answer"] for r in rows])

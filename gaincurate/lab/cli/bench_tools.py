@@ -88,7 +88,8 @@ def gpu(
     *, out: JsonOut = None, config: ConfigFile = None, quiet: Quiet = False, as_json: AsJson = False, **values: Any
 ) -> None:
     """Scoring throughput of 0.5B-, 1.5B- and 7B-class random Qwen2 models on one GPU (long and MATH-length prompts),
-    with batches and padding, against naive and the roofline."""
+    with batches, padding and packing, against naive and the roofline; rollout against its decode floor; the
+    likelihood's half-dtype ranking."""
     setup_logging(quiet or as_json)
     from gaincurate.lab.benchmarks.gpu import bench_gpu, table_lines
 
