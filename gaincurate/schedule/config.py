@@ -86,7 +86,9 @@ class ScheduleConfig:
     )
     pause: bool = declare(
         True,
-        "Stop paying for aiming (the refresh, then the aim) while the run's uniform control shows no saving.",
+        "Stop paying for aiming (the refresh, then the aim) while the run's uniform control shows no saving "
+        "(--no-pause: aim whatever it shows).",
+        flags=("--no-pause",),
     )
     rescore_nproc: int = declare(
         1, "gain, length: re-score with N processes via torchrun (1: in this process).", check=whole(1)

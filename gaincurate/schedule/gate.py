@@ -1,4 +1,5 @@
-"""Whether a run keeps paying for aiming, decided from its own control after each epoch (`schedule init --pause`).
+"""Whether a run keeps paying for aiming, decided from its own control after each epoch (`schedule init --no-pause`:
+always aim).
 
 Aiming costs twice: the strategy's measurements of the newest model between epochs (probe's likelihood refresh:
 forward passes the user pays for) and, where its estimates are blunt, a draw no more informative than uniform's.

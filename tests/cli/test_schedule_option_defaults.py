@@ -71,9 +71,11 @@ def expected_defaults() -> dict[str, str | None]:
     for name, field in fields.items():
         if "help" in field.metadata and name != "reward_min":  # --reward-range sets reward_min, below
             shown = field.metadata.get("shown")
-            expected[flag(name)] = (
-                shown if shown is not None else None if field.default is None else text(field.default)
-            )
+            spelled = (field.metadata.get("flags") or (flag(name),))[0]
+            if spelled.startswith("--no-"):  # a switch that only turns off: its help says what it does
+                expected[spelled] = None
+                continue
+            expected[spelled] = shown if shown is not None else None if field.default is None else text(field.default)
     expected["--reward-range"] = text((fields["reward_min"].default, fields["reward_max"].default))
     for setting, filter_class in FILTERS.items():
         expected[flag(setting)] = None if filter_class.pair_form else f"no-{flag(setting)[2:]}"  # a switch, off
