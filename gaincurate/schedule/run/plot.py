@@ -8,7 +8,8 @@ The series are on [0, 1]: each epoch's accuracy and every number the run's strat
 (`About.columns`; gain and length: `m`, the centre mu that drew the epoch, over N - 1, a rank position).
 Beside them, the savings readout of every
 strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
-reward variance against uniform's estimate of it, and the estimated against the measured pass rate of the picks.
+reward variance beside the strategy's model of uniform's, the informative share of the aimed draw against its uniform
+control where it keeps one, and the estimated against the measured pass rate of the picks.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def _epochs(status: dict[str, Any]) -> list[int]:
 
 READOUT_SERIES = (  # (readout key, label, style) of the PNG's readout panel
     ("zero_variance", "zero-variance groups", "o-"),
-    ("uniform_zero_variance_estimate", "uniform's zero-variance (est.)", "o--"),
+    ("uniform_zero_variance_estimate", "uniform's zero-variance by the strategy's model", "o--"),
+    ("aimed_informative", "informative groups, aimed draw", "x-"),
+    ("control_informative", "informative groups, uniform slice (the control)", "x--"),
     ("estimated_pass_rate", "estimated pass rate of the picks", "^-"),
     ("measured_pass_rate", "measured pass rate of the picks", "v-"),
     ("correlation", "r: estimate vs measured, so far", "s:"),
@@ -128,7 +131,7 @@ def _png(status: dict[str, Any]) -> bytes:
 
 def text_chart(status: dict[str, Any]) -> str:
     """Columns per epoch; the strategy's declared marks first (gain: `m`, mu / (N - 1)), `a` accuracy, `z` the
-    share of zero-variance groups, `u` uniform's estimate of it, `*` several in one cell."""
+    share of zero-variance groups, `u` the strategy's model of uniform's, `*` several in one cell."""
     epochs, accuracies = series(status)
     declared = strategy_series(status)
     if not epochs:
