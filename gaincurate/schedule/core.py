@@ -178,9 +178,9 @@ class Scheduler:
         if self.state.epoch < 0:
             return Wants()
         if feedback is None:
-            return self.strategy.wants(self.state) if self._gate(self.state).asks_model else Wants()
+            return self.strategy.wants(self.state) if (self.state.gate or Gate()).asks_model else Wants()
         feedback = feedback if isinstance(feedback, Feedback) else self.summarize(feedback)
-        if not self._gate(self.state, feedback)[0].asks_model:  # paused: the run spends what uniform would
+        if not self._gate_after(self.state, feedback)[0].asks_model:  # paused: the run spends what uniform would
             return Wants()
         return self.strategy.wants(self.state, EpochEnd(feedback, lambda: self._upcoming(feedback)))
 
@@ -256,7 +256,7 @@ class Scheduler:
         for step in self.filters:
             memory = step.observe(state, feedback, memory)
         readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
-        gate, change = self._gate(state, feedback)
+        gate, change = self._gate_after(state, feedback)
         if gate.level != AIMING or change:  # a run that never pauses says nothing of it
             readout |= {"aim": LEVEL_WORDS[gate.level], **({"aim_change": change} if change else {})}
         following = replace(
@@ -270,12 +270,10 @@ class Scheduler:
         )
         return following, learnt.numbers, readout
 
-    def _gate(self, state: ScheduleState, feedback: Feedback | None = None) -> Any:
-        """Whether aiming is paused (`gaincurate.schedule.gate`): as it stands (no `feedback`), or after the
-        epoch's `feedback` with what changed in words. Off (`--no-pause`): always aiming."""
+    def _gate_after(self, state: ScheduleState, feedback: Feedback) -> tuple[Gate, str | None]:
+        """Whether aiming is paused after the epoch's `feedback` (`gaincurate.schedule.gate`), and what changed, in
+        words. Off (`--no-pause`): always aiming."""
         gate = state.gate or Gate()
-        if feedback is None:
-            return gate
         if not self.config.pause:
             return Gate(), None
         refreshes = bool(self.strategy.about.needs & {LIKELIHOOD, FRESH_SCORES})
@@ -295,7 +293,7 @@ class Scheduler:
 
     def _draw(self, state: ScheduleState) -> EpochPlan:
         state, context, chosen = self._choose(state)
-        if state.gate is not None and state.gate.level == PAUSED:  # uniformly, from the same seeded stream
+        if state.gate is not None and state.gate.level == PAUSED:  # uniformly, by a stream seeded by (seed, epoch)
             rng = np.random.default_rng([self.config.seed, state.epoch, PAUSED])
             positions = np.sort(rng.permutation(context.n_prompts)[: self.subset_size]).astype(np.int64)
             chosen = replace(chosen, positions=positions, control=None)

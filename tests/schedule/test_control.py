@@ -157,11 +157,10 @@ def test_coin_flips_pause_the_refresh_then_the_aim_and_a_paused_run_draws_unifor
     for _ in range(12):
         feedback = [{"gc_id": int(g), "reward": float(coin.random() < 0.5)} for g in plan.gc_ids for _ in range(4)]
         ids = scheduler.rescore_ids(feedback)
-        level = scheduler._gate(scheduler.state, scheduler.summarize(feedback))[0].level
-        assert (ids is None) == (level != AIMING)  # nothing is asked of the model once the refresh pauses
         rescored = None if ids is None else Rescored(ids, None, np.full(len(ids), -0.7))
-        step = scheduler.step(feedback=feedback, rescored=rescored)
-        plan = step.plan
+        plan = scheduler.step(feedback=feedback, rescored=rescored).plan
+        level = (scheduler.state.gate or Gate()).level  # the gate after the epoch, which decided what was asked
+        assert (ids is None) == (level != AIMING)  # nothing is asked of the model once the refresh pauses
         levels.append(level)
         drawn = scheduler.state.selection
         assert (drawn.control is None) == (level == PAUSED)  # a paused epoch is all uniform: no aimed arm
