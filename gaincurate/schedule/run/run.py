@@ -370,7 +370,8 @@ class Run:
 
     def _take(self, feedback: Feedback | None = None, **taken: Any) -> steps.StepResult:
         """One `take_step`, written to the run directory when this run writes one; in process, the readout's
-        warnings go to the trainer's log (a file-driven step returns them as notices)."""
+        warnings and a pause or resumption of aiming go to the trainer's log (a file-driven step returns them as
+        notices)."""
         result = steps.take_step(
             self.scheduler, self.scores, run_dir=self.run_dir if self.write else None, run=self._run, feedback=feedback,
             **taken,
@@ -379,6 +380,9 @@ class Run:
             self._run = result.run
         if result.record is not None:
             self.history.append(result.record)
-            for warning in (result.record.get("readout") or {}).get("warnings", []) if self.in_process else ():
+            readout = result.record.get("readout") or {}
+            for warning in readout.get("warnings", []) if self.in_process else ():
                 logger.warning("gaincurate: epoch %d: %s", result.record["epoch"], warning)
+            if readout.get("aim_change") and self.in_process:  # the run stopped, or started again, paying to aim
+                logger.warning("gaincurate: epoch %d: %s", result.record["epoch"], readout["aim_change"])
         return result
