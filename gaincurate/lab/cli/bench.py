@@ -22,6 +22,7 @@ from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
 from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
+from gaincurate.lab.benchmarks.curriculum.warm_starts import DECLARATION, VERDICTS
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
 bench_app = command_group(
@@ -57,7 +58,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=BENCH_HELP,
+            help=f"{BENCH_HELP} Across warm starts (the task as the unit): {', '.join(VERDICTS)}.",
         ),
     ] = None,
     out: Annotated[
@@ -86,6 +87,12 @@ def curriculum(
     from gaincurate.errors import ConfigError
     from gaincurate.lab.benchmarks.curriculum.report import markdown_table
 
+    if report is not None and (report / DECLARATION).is_file():  # a warm-start run: its units pooled
+        from gaincurate.lab.benchmarks.curriculum.pooled import report as pooled_report
+
+        summary, table = pooled_report(report)
+        emit(summary, as_json=as_json, human=lambda stdout: stdout.write(table))
+        return
     if report is not None:
         from gaincurate.lab.benchmarks.curriculum.report import plot_results
         from gaincurate.lab.benchmarks.curriculum.report import report as rederive
@@ -103,6 +110,9 @@ def curriculum(
         options = {"workers": DEMO_WORKERS, **options}
     if bench is None or out is None:
         raise ConfigError("bench curriculum needs --bench and --out to run a bench (or --report DIR to read one)")
+    if bench in VERDICTS:
+        _warm_starts(bench, out, options, quiet=quiet, as_json=as_json)
+        return
     from gaincurate.lab.benchmarks.curriculum.bench import run_bench
 
     with RowProgress("bench (optimizer steps)", quiet=quiet or as_json) as progress:
@@ -117,6 +127,21 @@ def curriculum(
             f"curriculum --report {out} --plot curves.png\n"
         )
     emit(summary, as_json=as_json, human=lambda stdout: stdout.write(shown))
+
+
+def _warm_starts(bench: str, out: Path, options: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
+    """A warm-start verdict: its declared arms and seeds on every unit; only --workers and --smoke apply."""
+    from gaincurate.errors import ConfigError
+    from gaincurate.lab.benchmarks.curriculum.pooled import report
+    from gaincurate.lab.benchmarks.curriculum.warm_starts import run_warm_starts
+
+    extra = sorted(set(options) - {"workers", "smoke"})
+    if extra:
+        raise ConfigError(f"--bench {bench} runs its declared arms and seeds; drop --{extra[0].replace('_', '-')}")
+    with RowProgress("warm starts (units: a task's warm start)", quiet=quiet or as_json) as progress:
+        run_warm_starts(bench, out, progress=progress, **options)
+    summary, table = report(out)
+    emit(summary, as_json=as_json, human=lambda stdout: stdout.write(table))
 
 
 def _with_run_options(command: Any) -> Any:

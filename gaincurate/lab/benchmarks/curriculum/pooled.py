@@ -1,0 +1,227 @@
+"""A warm-start verdict's report: each unit's ratio, the pooled ratio over warm starts, the worst warm start.
+
+    summary, markdown = report(Path("docs/results/warm-starts"))   # `gaincurate bench curriculum --report DIR`
+    publish(Path("/work/runs/warm-starts"), Path("docs/results/warm-starts"))
+
+Every figure comes from the unit folders' small files (`report.report` on each): the pilot's uniform gain gives the
+unit's targets again, and the report refuses a comparison whose declared targets differ from them; the comparison
+gives the arm's paired compute ratio to the target, per seed (censored seeds at their budget, counted).
+
+The pooled ratio is the geometric mean over warm starts of each warm start's geometric mean over seeds: every warm
+start weighs the same, as the task is the unit and each warm start one draw of it. Its interval is a two-stage
+(hierarchical) percentile bootstrap: resample the warm starts, then each drawn warm start's seeds, so both the spread
+between warm starts and the seed noise within each reach it. With four warm starts it is narrow-biased (a resample
+of four units has at most four distinct values), so the t interval over the warm starts' means stands beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum import stats
+from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
+from gaincurate.lab.benchmarks.curriculum.report import FILES, pilot_targets
+from gaincurate.lab.benchmarks.curriculum.report import publish as publish_bench
+from gaincurate.lab.benchmarks.curriculum.report import report as bench_report
+from gaincurate.lab.benchmarks.curriculum.warm_starts import COMPARE, DECLARATION, PILOT, WarmStartVerdict, unit_folder
+
+UNIT = "compute"  # the verdict's cost: priced compute to the target (compute.py)
+
+
+def pooled_ratio(logs: list[list[float]], *, resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
+    """exp(mean over warm starts of the mean log ratio over each one's seeds), with a 95% two-stage percentile
+    bootstrap (warm starts with replacement, then seeds within each) and a t interval over the warm starts' means.
+    `logs`: per warm start, its seeds' log ratios."""
+    logs = [list(map(float, seeds)) for seeds in logs if seeds]
+    if not logs:
+        return {"mean": None, "low": None, "high": None, "t_low": None, "t_high": None, "warm_starts": 0}
+    means = [stats.mean(seeds) for seeds in logs]
+    t = stats.mean_ci(means)
+    result = {"mean": math.exp(stats.mean(means)), "low": None, "high": None, "warm_starts": len(logs),
+              "t_low": None if t["low"] is None else math.exp(t["low"]),
+              "t_high": None if t["high"] is None else math.exp(t["high"])}  # fmt: skip
+    if len(logs) < 2:
+        return result
+    values = sorted(bootstrap_draws(logs, resamples))
+    result["low"] = math.exp(values[int(0.025 * (len(values) - 1))])
+    result["high"] = math.exp(values[int(math.ceil(0.975 * (len(values) - 1)))])
+    return result
+
+
+def bootstrap_draws(logs: list[list[float]], resamples: int) -> list[float]:
+    """Each resample's pooled mean log ratio: PCG64 integers (the same on every platform), sums by math.fsum."""
+    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)
+    width = len(logs)
+    out = []
+    for _ in range(resamples):
+        drawn = rng.integers(0, width, size=width).tolist()
+        means = []
+        for index in drawn:
+            seeds = logs[index]
+            picks = rng.integers(0, len(seeds), size=len(seeds)).tolist()
+            means.append(math.fsum(seeds[i] for i in picks) / len(seeds))
+        out.append(math.fsum(means) / width)
+    return out
+
+
+def _read_verdict(folder: Path) -> tuple[WarmStartVerdict, dict[str, Any]]:
+    path = Path(folder) / DECLARATION
+    if not path.is_file():
+        raise ConfigError(f"{folder} lacks {DECLARATION}: point --report at a warm-start run or its docs/results copy")
+    kept = json.loads(path.read_text())
+    data = kept["verdict"]
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return WarmStartVerdict(**fields), kept
+
+
+def _digest(folder: Path) -> str | None:
+    path = folder / "summary.json"
+    return json.loads(path.read_text()).get("initial_sha256") if path.is_file() else None
+
+
+def unit_result(verdict: WarmStartVerdict, folder: Path, task: str, warm_start: int) -> dict[str, Any]:
+    """One unit from its folders: status, digest, targets (re-derived from the pilot) and each arm's ratios."""
+    pilot, compare = folder / PILOT, folder / COMPARE
+    if not (pilot / FILES[1]).is_file():
+        return {"status": "not run"}
+    pilot_summary, _ = bench_report(pilot)
+    targets = pilot_targets(pilot_summary)
+    entry: dict[str, Any] = {"digest": _digest(pilot), "pilot_seeds": pilot_summary["strategies"]["uniform"]["seeds"],
+                             "targets": {f"{share:g}": value for share, value in targets.items()}}  # fmt: skip
+    if not (compare / FILES[1]).is_file():
+        return {**entry, "status": "pilot only" if targets else "no target: uniform gained nothing on the pilot"}
+    summary, _ = bench_report(compare)
+    analysis = summary["analysis"]
+    declared = verdict.compare_config(task, warm_start, targets)
+    kept = json.loads((compare / FILES[0]).read_text())["config"]
+    if (analysis["target"], tuple(analysis["other_targets"]), kept["warm_start_seed"]) != (
+        declared.target,
+        declared.other_targets,
+        warm_start,
+    ):
+        raise ConfigError(f"{compare}: its targets or warm start are not the ones its pilot gives by the declared rule")
+    if _digest(compare) not in (None, entry["digest"]):
+        raise ConfigError(f"{compare} started from other weights than its pilot ({_digest(compare)})")
+    arms = {}
+    for arm, arm_entry in summary["strategies"].items():
+        ratio = (arm_entry["vs_baseline"] or {}).get(UNIT)
+        if ratio is not None:
+            sensitivity = {name: (versus or {}).get(UNIT) for name, versus in arm_entry["sensitivity"].items()}
+            arms[arm] = {**{k: ratio[k] for k in ("mean", "low", "high", "n", "p", "per_seed", "censored",
+                                                   "baseline_censored")},
+                         "p_holm": summary.get("compute_primary", {}).get(arm, {}).get("p_holm"),
+                         "sensitivity": {k: v and v["mean"] for k, v in sensitivity.items()}}  # fmt: skip
+    seeds = summary["strategies"].get(verdict.arms[0], {}).get("seeds", [])
+    done = len(seeds) == len(parse_seeds(verdict.seeds))
+    return {**entry, "status": "compared", "seeds": seeds, "complete": done, "arms": arms,
+            "analysis": {"target": analysis["target"], "other_targets": analysis["other_targets"]}}  # fmt: skip
+
+
+def report(folder: Path) -> tuple[dict[str, Any], str]:
+    """(summary, markdown) of a warm-start run, re-derived from its unit folders."""
+    verdict, kept = _read_verdict(folder)
+    units = {f"{task}/ws{k}": unit_result(verdict, unit_folder(folder, task, k), task, k)
+             for task, k in verdict.units()}  # fmt: skip
+    for name, unit in units.items():
+        unit["cpu"] = kept.get("cpu", {}).get(name)
+    tasks = {}
+    for task in verdict.tasks:
+        mine = {k: units[f"{task}/ws{k}"] for k in verdict.warm_starts}
+        compared = {k: u for k, u in mine.items() if u["status"] == "compared"}
+        arms = {}
+        for arm in verdict.arms[1:]:
+            measured = {k: u["arms"][arm] for k, u in compared.items() if arm in u["arms"]}
+            pooled = pooled_ratio([[math.log(r) for r in m["per_seed"]] for m in measured.values()])
+            worst = max(measured, key=lambda k: measured[k]["mean"], default=None)
+            arms[arm] = {**pooled, "worst_warm_start": worst,
+                         "worst": None if worst is None else measured[worst]["mean"],
+                         "censored": sum(m["censored"] for m in measured.values()),
+                         "baseline_censored": sum(m["baseline_censored"] for m in measured.values()),
+                         "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
+        tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms}
+    goal = _goal(verdict, tasks)
+    summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal}
+    return summary, markdown(verdict, summary)
+
+
+def _goal(verdict: WarmStartVerdict, tasks: dict[str, Any]) -> dict[str, Any]:
+    """Whether the goal arm's pooled ratio is at most goal_pooled on every task and no warm start above goal_worst,
+    over the warm starts compared (`complete`: every declared unit was)."""
+    per_task = {}
+    for task, entry in tasks.items():
+        arm = entry["arms"].get(verdict.goal_arm) or {}
+        if arm.get("mean") is None:
+            per_task[task] = None
+            continue
+        per_task[task] = arm["mean"] <= verdict.goal_pooled and arm["worst"] <= verdict.goal_worst
+    complete = all(len(e["warm_starts_compared"]) == len(verdict.warm_starts) for e in tasks.values())
+    met = all(per_task.values()) and None not in per_task.values()
+    return {"per_task": per_task, "met": met, "complete": complete}
+
+
+def _ratio(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    interval = "" if entry.get("low") is None else f" [{entry['low']:.2f}, {entry['high']:.2f}]"
+    return f"{entry['mean']:.2f}{interval}"
+
+
+def _pooled_cell(arm: dict[str, Any]) -> str:
+    return f"{_ratio(arm)} (t: {_ratio({'mean': arm['mean'], 'low': arm['t_low'], 'high': arm['t_high']})})"
+
+
+def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
+    """Per task: a row per warm start (digest, CPU, targets, each arm's compute ratio), the pooled row, the worst."""
+    compared = verdict.arms[1:]
+    lines = [f"Warm-start verdict {verdict.name}: compute to the target over {verdict.arms[0]}'s, paired by seed "
+             f"(geometric mean, 95% t interval; censored seeds at their budget, counted in brackets). Targets per "
+             f"warm start from {verdict.arms[0]} on pilot seeds {verdict.pilot_seeds} (75% of its mean gain; 50% and "
+             f"90% for sensitivity); fresh seeds {verdict.seeds}. Pooled: the geometric mean over warm starts, 95% "
+             f"two-stage bootstrap (warm starts, then seeds), the t interval over warm starts beside it."]  # fmt: skip
+    for task, entry in summary["tasks"].items():
+        lines += ["", f"**{task}**", "", "| warm start | digest | CPU | targets (50/75/90%) | seeds | "
+                  + " | ".join(compared) + " |", "|---|---|---|---|---|" + "---|" * len(compared)]  # fmt: skip
+        for k in verdict.warm_starts:
+            unit = summary["units"][f"{task}/ws{k}"]
+            cpu = unit.get("cpu") or {}
+            where = f"{cpu.get('torch_kernels', '?')}, {cpu.get('model', '?')}" if cpu else "?"
+            targets = "/".join(f"{v:.3f}" for v in (unit.get("targets") or {}).values()) or "-"
+            if unit["status"] != "compared":
+                lines.append(f"| {k} | {(unit.get('digest') or '-')[:8]} | {where} | {targets} | {unit['status']} |"
+                             + " |" * len(compared))  # fmt: skip
+                continue
+            cells = [f"{_ratio(unit['arms'].get(arm))} ({(unit['arms'].get(arm) or {}).get('censored', '-')})"
+                     for arm in compared]  # fmt: skip
+            lines.append(f"| {k} | {unit['digest'][:8]} | {where} | {targets} | {len(unit['seeds'])} | "
+                         + " | ".join(cells) + " |")  # fmt: skip
+        pooled = [_pooled_cell(entry["arms"][arm]) for arm in compared]
+        worst = [f"{entry['arms'][arm]['worst']:.2f} (ws{entry['arms'][arm]['worst_warm_start']})"
+                 if entry["arms"][arm]["worst"] is not None else "n/a" for arm in compared]  # fmt: skip
+        lines += [f"| pooled over {len(entry['warm_starts_compared'])} | | | | | " + " | ".join(pooled) + " |",
+                  "| worst warm start | | | | | " + " | ".join(worst) + " |"]  # fmt: skip
+    goal = summary["goal"]
+    said = "met" if goal["met"] else "missed"
+    per_task = ", ".join(f"{task} {'met' if ok else 'missed' if ok is not None else 'not measured'}"
+                         for task, ok in goal["per_task"].items())  # fmt: skip
+    lines += ["", f"Goal ({verdict.goal_arm}: pooled at most {verdict.goal_pooled:.2f}x on every task and no warm "
+              f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
+              + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def publish(out: Path, folder: Path) -> None:
+    """Copy a warm-start run's small files (each unit bench's, and the declaration) into a results folder."""
+    verdict, _ = _read_verdict(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DECLARATION).write_bytes((Path(out) / DECLARATION).read_bytes())
+    for task, k in verdict.units():
+        for phase in (PILOT, COMPARE):
+            source = unit_folder(out, task, k) / phase
+            if (source / FILES[1]).is_file():
+                publish_bench(source, unit_folder(folder, task, k) / phase)
