@@ -1,0 +1,104 @@
+"""Verdicts across warm starts: the pooled ratio and its bootstrap against brute force, and the report from files."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gaincurate.errors import ConfigError
+from gaincurate.lab.benchmarks.curriculum.pooled import bootstrap_draws, pooled_ratio, publish, report
+from gaincurate.lab.benchmarks.curriculum.warm_starts import VERDICTS, run_warm_starts, unit_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+# A published warm-start table sits between `<!-- warm-starts: docs/results/NAME -->` and `<!-- /warm-starts -->`.
+BLOCK = re.compile(r"<!-- warm-starts: (?P<folder>\S+) -->\n(?P<table>.*?)<!-- /warm-starts -->", re.DOTALL)
+PUBLISHED = [(m["folder"], m["table"]) for page in ("benchmarks.md", "benchmark-history.md")
+             for m in BLOCK.finditer((ROOT / "docs" / page).read_text())]  # fmt: skip
+
+
+def test_the_pooled_ratio_weighs_every_warm_start_alike():
+    logs = [[math.log(0.5), math.log(0.7), math.log(0.6)], [math.log(1.1)], [math.log(0.9), math.log(0.8)]]
+    by_hand = math.exp(sum(sum(seeds) / len(seeds) for seeds in logs) / len(logs))
+    result = pooled_ratio(logs, resamples=2000)
+    assert result["mean"] == pytest.approx(by_hand, rel=1e-12)
+    assert result["warm_starts"] == 3
+    assert result["low"] <= result["mean"] <= result["high"]
+    assert result == pooled_ratio(logs, resamples=2000)  # seeded: the same bytes every time
+
+
+def test_the_bootstrap_draws_warm_starts_then_seeds_as_brute_force_enumerates():
+    """Two warm starts of two seeds each: every resample is one of 2^2 warm-start picks times 2^2 seed picks per
+    drawn warm start, all equally likely; the bootstrap's frequencies match that exact distribution."""
+    logs = [[0.0, 1.0], [10.0, 30.0]]
+    exact: Counter[float] = Counter()
+    for picks in itertools.product(range(2), repeat=2):
+        for seeds in itertools.product(itertools.product(range(2), repeat=2), repeat=2):
+            means = [sum(logs[w][i] for i in chosen) / 2 for w, chosen in zip(picks, seeds, strict=True)]
+            exact[round(sum(means) / 2, 9)] += 1
+    total = sum(exact.values())
+    draws = Counter(round(value, 9) for value in bootstrap_draws(logs, 8000))
+    assert set(draws) <= set(exact)
+    for value, count in exact.items():
+        assert draws[value] / 8000 == pytest.approx(count / total, abs=0.015), value
+
+
+def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
+    assert pooled_ratio([[math.log(0.8), math.log(0.9)]])["low"] is None
+    assert pooled_ratio([])["mean"] is None
+    same = pooled_ratio([[math.log(0.7)] * 3] * 4, resamples=500)
+    assert same["low"] == pytest.approx(0.7) and same["high"] == pytest.approx(0.7)
+
+
+# Two warm starts of the first task at smoke size, two arms: the whole path (assets, pilot, targets, comparison).
+TINY = dataclasses.replace(
+    VERDICTS["warm-starts"], name="tiny", arms=("uniform", "probe-default"), primary=("probe-default",)
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("warm-starts")
+    run_warm_starts(TINY, out, smoke=True)
+    summary, table = report(out)
+    return out, summary, table
+
+
+def test_a_smoke_run_reports_each_warm_start_and_the_pooled_ratio(tiny_run):
+    out, summary, table = tiny_run
+    units = summary["units"]
+    assert sorted(units) == ["cpu-chain/ws0", "cpu-chain/ws1"]
+    assert all(unit["status"] == "compared" and unit["cpu"]["model"] for unit in units.values())
+    assert units["cpu-chain/ws0"]["digest"] != units["cpu-chain/ws1"]["digest"]  # warm_start_seed moves the start
+    probe = summary["tasks"]["cpu-chain"]["arms"]["probe-default"]
+    per_unit = [units[name]["arms"]["probe-default"]["mean"] for name in sorted(units)]
+    assert probe["mean"] == pytest.approx(math.exp(sum(map(math.log, per_unit)) / 2))
+    assert probe["worst"] == max(per_unit)
+    assert "pooled over 2" in table and "worst warm start" in table
+
+
+def test_the_report_re_derives_from_the_published_files_and_refuses_moved_targets(tiny_run, tmp_path):
+    out, summary, table = tiny_run
+    published = tmp_path / "published"
+    publish(out, published)
+    assert not list(published.rglob("model"))  # small files only
+    again, printed = report(published)
+    assert printed == table
+    assert json.loads(json.dumps(again)) == json.loads(json.dumps(summary))
+    bench = unit_folder(published, "cpu-chain", 1) / "compare" / "bench.json"
+    kept = json.loads(bench.read_text())
+    kept["config"]["other_targets"] = [0.1, 0.2]
+    bench.write_text(json.dumps(kept))
+    with pytest.raises(ConfigError, match="targets"):
+        report(published)
+
+
+@pytest.mark.parametrize("folder,table", PUBLISHED, ids=[folder for folder, _ in PUBLISHED])
+def test_a_published_warm_start_table_re_derives_from_its_results(folder, table):
+    assert report(ROOT / folder)[1] == table
