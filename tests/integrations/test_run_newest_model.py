@@ -119,7 +119,7 @@ def test_plain_save_pretrained_folders_refresh_the_likelihood_every_epoch_and_r_
     assert lines[1]["readout"]["correlation"] is not None
     status = gaincurate("schedule", "status", "--run", run)
     assert status.returncode == 0, status.stderr
-    readout = [cells for cells in table_rows(status.stdout) if len(cells) == 7]  # epoch and the six readout columns
+    readout = [cells for cells in table_rows(status.stdout) if len(cells) == 8]  # epoch and the seven readout columns
     assert readout[-1][0] == "1" and readout[-1][-1] == f"{lines[1]['readout']['correlation']:+.2f}"
 
 
@@ -148,7 +148,7 @@ def test_a_trainer_that_leaves_nothing_loadable_stops_the_run_in_one_line_unless
         for epoch in (0, 1)
     ]
     status = gaincurate("schedule", "status", "--run", run).stdout
-    assert [cells[0] for cells in table_rows(status) if len(cells) == 7] == ["0 (stale)", "1 (stale)"]
+    assert [cells[0] for cells in table_rows(status) if len(cells) == 8] == ["0 (stale)", "1 (stale)"]
     assert "stale: after epoch(s) 0, 1 nothing was re-measured with the newest model" in status
 
 
