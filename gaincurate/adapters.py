@@ -1,0 +1,129 @@
+"""LoRA adapters as models: a folder holding `adapter_config.json` and adapter weights, and no `config.json`.
+
+TRL with `peft_config`, verl's LoRA (`global_step_N/actor/lora_adapter/`) and most single-GPU GRPO scripts save
+such a folder (`PeftModel.save_pretrained`). It loads as its base model with the adapter merged in
+(`merge_and_unload`): scoring and the likelihood then run the plain model's forward, whose logits equal the unmerged
+adapter's within float32 rounding.
+
+The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here; otherwise
+the model the prompts were scored with, where there is one. When both are there, a base whose shapes differ from
+the scored model's is refused: the adapter was trained on another model. `gaincurate.model.resolve_source` finds
+adapters; finding and checking one needs nothing, loading one needs peft (`pip install 'gaincurate[peft]'`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gaincurate.errors import ModelError
+
+if TYPE_CHECKING:
+    from gaincurate.model import ModelSource
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+PEFT_EXTRA = "pip install 'gaincurate[peft]'"
+# What makes two models the same shape: an adapter's matrices fit a base only when these agree.
+SHAPE_FACTS = ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    """A folder a `PeftModel` was saved to: an adapter config and no model config of its own."""
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def require_peft(folder: str | Path) -> None:
+    """Refuse, in one line naming the adapter and the extra, to load an adapter where peft is not installed."""
+    if importlib.util.find_spec("peft") is None:
+        raise ModelError(f"{folder} is a LoRA adapter ({ADAPTER_CONFIG}); loading it needs peft: {PEFT_EXTRA}")
+
+
+def named_base(folder: Path) -> str | None:
+    """The base model the adapter's config names, or None."""
+    try:
+        named = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ModelError(f"{folder / ADAPTER_CONFIG} cannot be read ({error}); save the adapter again") from None
+    return str(named) if named else None
+
+
+def adapter_source(folder: Path, spec: str, scored_with: ModelSource | None) -> ModelSource:
+    """The adapter at `folder` (as the user named it, `spec`) with its base resolved; `scored_with` is the model the
+    prompts were scored with, the base when the adapter's own is not here (None: there is no such model)."""
+    from gaincurate.model import ModelSource
+
+    require_peft(folder)
+    fallback = None if scored_with is None else scored_with.base or scored_with  # an adapter's own base
+    named = named_base(folder)
+    base = _named_source(named, hub_allowed=fallback is None)
+    if base is None and fallback is None:
+        raise ModelError(
+            f"{spec} is a LoRA adapter of {named!r}, which is not a model here; set base_model_name_or_path in "
+            f"{folder / ADAPTER_CONFIG} to the base model's folder, .gguf file or Hub id"
+        )
+    if base is not None and fallback is not None:
+        check_same_shape(folder, base, fallback)
+    return ModelSource("adapter", str(folder), None, spec, base=base or fallback)
+
+
+def _named_source(named: str | None, *, hub_allowed: bool) -> ModelSource | None:
+    """The adapter's named base as a model source, when it is a model folder or GGUF file here (or, `hub_allowed`,
+    a Hub id); None otherwise (a trainer's temporary folder, a GGUF package folder)."""
+    from gaincurate.model import resolve_source
+
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if (path / "config.json").is_file() or (named.endswith(".gguf") and path.is_file()):
+        return resolve_source(named)
+    if hub_allowed and not path.exists() and not named.startswith((".", "/", "~")) and named.count("/") <= 1:
+        return resolve_source(named)
+    return None
+
+
+def check_same_shape(folder: Path, base: ModelSource, scored: ModelSource) -> None:
+    """Refuse an adapter whose named base differs in shape from the model the prompts were scored with."""
+    if base == scored:
+        return
+    from gaincurate.model import load_config
+
+    shapes = [{fact: getattr(load_config(source), fact, None) for fact in SHAPE_FACTS} for source in (base, scored)]
+    if shapes[0] != shapes[1]:
+        raise ModelError(
+            f"{folder} is a LoRA adapter of {base.display} ({_shape_words(shapes[0])}), not of "
+            f"{scored.display}, the model the prompts were scored with ({_shape_words(shapes[1])}); score the "
+            f"prompts with {base.display}, or train the adapter on {scored.display}"
+        )
+
+
+def _shape_words(shape: dict[str, Any]) -> str:
+    return ", ".join(f"{fact} {value}" for fact, value in shape.items())
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether a trainer saved the tokenizer beside the weights (training does not change it; many do not)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_adapter_model(source: ModelSource, *, dtype: str, device: str) -> Any:
+    """The adapter's base model in `dtype` on `device`, with the adapter merged in, in eval mode."""
+    from gaincurate.model import load_model, quiet_dependency_noise
+
+    require_peft(source.folder)
+    quiet_dependency_noise()  # peft imports torchao where it is installed
+    from peft import PeftModel
+
+    base = load_model(source.base, dtype=dtype, device=device)
+    try:
+        model = PeftModel.from_pretrained(base, source.folder)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:  # another model's adapter: sizes do not match
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"cannot apply the LoRA adapter {source.folder} to {source.base.display}: {first}; train the adapter on "
+            "the model the prompts were scored with"
+        ) from None
+    return model.merge_and_unload().eval()
