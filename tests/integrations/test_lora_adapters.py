@@ -1,0 +1,175 @@
+"""LoRA adapters as checkpoints, through the console script: a trainer that saves a `PeftModel` drives `schedule run`
+with the answer's likelihood on, `score --model ADAPTER_DIR` scores the base with the adapter, and without peft the
+adapter is refused in one line.
+
+The adapters are real (peft's `get_peft_model` on the tests' tiny random Llama, `init_lora_weights=False` so they
+move the model); the reference is the same adapter merged into its base (`merge_and_unload`) and saved as a plain
+model folder, which loads without peft.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_jsonl
+
+from gaincurate.data import load_sample
+from gaincurate.schedule.config import ScheduleConfig
+from gaincurate.schedule.run.steps import init_run
+
+BIN = Path(sys.executable).parent
+PROMPTS = 40
+LORA = {"r": 4, "target_modules": ["q_proj", "v_proj", "up_proj"], "init_lora_weights": False}
+# float32 likelihoods of the same weights, merged or applied as an adapter: the sums of a few log-probabilities
+LOGP_TOLERANCE = 1e-4
+
+# Each epoch: feedback for every prompt of the epoch file, what {checkpoint} it was handed, then one "training step"
+# (every adapter weight moved by a seeded draw) on the adapter it was handed, or a new one on the base, saved with
+# `save_pretrained` into {output_dir}/checkpoint-{epoch + 1}: the adapter alone, as a PEFT trainer leaves it.
+TRAINER = """
+import json, pathlib, sys
+import pyarrow.parquet as pq
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM
+data, output_dir, feedback, epoch, checkpoint, base, lora = sys.argv[1:8]
+ids = pq.read_table(data, columns=["gc_id"]).column("gc_id").to_pylist()
+with open(feedback, "w") as f:
+    for gc_id in ids:
+        for r in range(4):
+            f.write(json.dumps({"gc_id": gc_id, "reward": float(r < gc_id % 5)}) + "\\n")
+pathlib.Path(output_dir, f"handed-{epoch}.txt").write_text(checkpoint)
+model = AutoModelForCausalLM.from_pretrained(base)
+if checkpoint:
+    model = PeftModel.from_pretrained(model, checkpoint, is_trainable=True)
+else:
+    model = get_peft_model(model, LoraConfig(**json.loads(lora)))
+torch.manual_seed(int(epoch))
+with torch.no_grad():
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            parameter.add_(0.05 * torch.randn_like(parameter))
+model.save_pretrained(pathlib.Path(output_dir, f"checkpoint-{int(epoch) + 1}"))
+"""
+
+# In the console script's process: peft is not importable (`import peft` and `find_spec("peft")` both see None).
+NO_PEFT = "import sys\nsys.modules['peft'] = None\n"
+
+
+@pytest.fixture(scope="module")
+def scores(tiny_llama, tmp_path_factory) -> Path:
+    """The bundled sample's first prompts with their answers, scored with the tiny Llama."""
+    from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
+
+    root = tmp_path_factory.mktemp("lora")
+    data = write_jsonl(root / "prompts.jsonl", load_sample()[:PROMPTS])
+    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", few_shot=())
+    score(config, RunOptions(out=str(root / "scores"), quiet=True))
+    return root / "scores"
+
+
+def gaincurate(*args: object, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
+    env |= {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    return subprocess.run([str(BIN / "gaincurate"), *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+def merged_copy(adapter: Path, base: Path, folder: Path) -> Path:
+    """The adapter merged into its base, saved as a plain model folder with the base's tokenizer."""
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
+    model.save_pretrained(folder)
+    for file in base.iterdir():  # the tokenizer and its chat template
+        if not (folder / file.name).exists():
+            shutil.copy(file, folder)
+    return folder
+
+
+def test_a_trainer_that_saves_lora_adapters_runs_three_epochs_and_the_likelihood_comes_from_its_adapters(
+    scores, tiny_llama, tmp_path
+):
+    from gaincurate.scoring.likelihood import likelihoods
+
+    run = tmp_path / "run"
+    init_run(run, scores, ScheduleConfig(strategy="probe", likelihood=True, subset_size=PROMPTS // 2))
+    script = tmp_path / "train.py"
+    script.write_text(TRAINER)
+    places = "{epoch_data} {output_dir} {feedback_file} {epoch} {checkpoint}"
+    command = f"{shlex.quote(sys.executable)} {script} {places} {tiny_llama} {shlex.quote(json.dumps(LORA))}"
+    done = gaincurate("schedule", "run", "--run", run, "--epochs", 3, "--trainer-cmd", command)
+    assert done.returncode == 0, done.stderr
+    assert "not re-scored" not in done.stderr and "no new complete checkpoint" not in done.stderr, done.stderr
+
+    trainer = run / "trainer"
+    handed = [(trainer / f"handed-{epoch}.txt").read_text() for epoch in range(3)]
+    assert handed == ["", str(trainer / "checkpoint-1"), str(trainer / "checkpoint-2")]
+    assert not (trainer / "checkpoint-1" / "config.json").exists()  # an adapter alone
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [line["checkpoint"] for line in history] == [str(trainer / f"checkpoint-{e + 1}") for e in range(3)]
+    assert all(line["timings"]["rescore_s"] > 0 and "stale" not in line for line in history)
+
+    latest = json.loads((run / "state.json").read_text())["memory"]["likelihood"]
+    assert set(latest["epochs"]) == {2} and len(latest["gc_ids"]) == PROMPTS  # every prompt, after the last epoch
+    merged = merged_copy(trainer / "checkpoint-3", tiny_llama, tmp_path / "merged")
+    expected = likelihoods(scores, latest["gc_ids"], checkpoint=merged)
+    np.testing.assert_allclose(latest["values"], expected, rtol=0, atol=LOGP_TOLERANCE)
+    before = likelihoods(scores, latest["gc_ids"], checkpoint=tiny_llama)
+    assert np.abs(np.asarray(latest["values"]) - before).max() > 100 * LOGP_TOLERANCE  # the adapter moved them
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_llama, tmp_path_factory) -> Path:
+    """A LoRA adapter of the tiny Llama, saved as `PeftModel.save_pretrained` leaves it (no tokenizer)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("adapter") / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(**LORA)).save_pretrained(folder)
+    return folder
+
+
+def test_score_with_an_adapter_folder_equals_scoring_its_merged_model(adapter, tiny_llama, scores, tmp_path):
+    from helpers import score_in_process
+
+    from gaincurate.shards import read_manifest, read_scores
+
+    data = read_manifest(scores)["config"]["dataset"]
+    merged = merged_copy(adapter, tiny_llama, tmp_path / "merged")
+    score_in_process([data, "--model", merged, "--out", tmp_path / "merged-scores", "--dtype", "float32",
+                      "--device", "cpu", "--no-few-shot"])  # fmt: skip
+    done = gaincurate("score", data, "--model", adapter, "--out", tmp_path / "adapter-scores",
+                      "--dtype", "float32", "--device", "cpu", "--no-few-shot", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ours, reference = read_scores(tmp_path / "adapter-scores"), read_scores(tmp_path / "merged-scores")
+    np.testing.assert_allclose(ours["gc_score"].to_numpy(), reference["gc_score"].to_numpy(), rtol=1e-5, atol=1e-6)
+    model = read_manifest(tmp_path / "adapter-scores")["model"]
+    assert (model["kind"], model["base"]) == ("adapter", str(tiny_llama))
+
+
+def test_without_peft_an_adapter_is_refused_in_one_line_naming_it_and_the_extra(adapter, scores, tmp_path):
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(NO_PEFT)
+    data = json.loads((scores / "manifest.json").read_text())["config"]["dataset"]
+    out = tmp_path / "out"
+    done = gaincurate("score", data, "--model", adapter, "--out", out, pythonpath=tmp_path / "inject")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"gaincurate: error: {adapter} is a LoRA adapter (adapter_config.json); loading it needs peft: "
+        "pip install 'gaincurate[peft]'"
+    ]
+    assert not out.exists()
