@@ -127,3 +127,10 @@ def load_adapter_model(source: ModelSource, *, dtype: str, device: str) -> Any:
             "the model the prompts were scored with"
         ) from None
     return model.merge_and_unload().eval()
+
+
+def peft_unwrapped(model: Any) -> Any:
+    """A live PEFT model's own model, its adapter layers in place (TRL with `peft_config`): scoring hooks and runs
+    the decoder layers of that model, whose forward takes the arguments transformers documents."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model

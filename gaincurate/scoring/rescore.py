@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.adapters import has_tokenizer, is_adapter_folder
+from gaincurate.adapters import has_tokenizer, is_adapter_folder, peft_unwrapped
 from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.model import (
     ModelSource,
@@ -65,7 +65,7 @@ def rescore(
         site = SiteForward(model, layer=config.layer, site=config.site)
     else:
         device = str(next(model.parameters()).device)
-        site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
+        site = SiteForward(peft_unwrapped(model), layer=config.layer, site=config.site, prune=False)
     was_training = model.training
     model.eval()
     try:

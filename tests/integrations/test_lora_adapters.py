@@ -173,3 +173,43 @@ def test_without_peft_an_adapter_is_refused_in_one_line_naming_it_and_the_extra(
         "pip install 'gaincurate[peft]'"
     ]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_trls_grpo_trainer_with_a_peft_config_measures_with_the_live_adapter_what_its_checkpoint_holds(
+    tiny_llama, tmp_path
+):
+    """GRPOTrainer given a `peft_config` trains and saves adapters. The likelihoods (and the re-scored angles) the
+    live adapter gave at the last epoch's end equal those of the adapter checkpoint it saved then."""
+    from peft import LoraConfig
+    from test_probe_trainers import CONFIG
+    from test_trl import epoch_end_checkpoints
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+    from trl_helpers import EpochRewards, grpo_settings, score_prompts
+
+    from gaincurate.integrations.trl import GainCurriculum
+    from gaincurate.schedule.run.checkpoints import find_checkpoint
+    from gaincurate.scoring.likelihood import likelihoods
+    from gaincurate.scoring.rescore import rescore
+
+    scores = score_prompts(tiny_llama, tmp_path / "scores")
+    curriculum = GainCurriculum(scores, CONFIG, run_dir=tmp_path / "run")
+    rewards = EpochRewards()
+    rewards.__name__ = "parity"
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=GRPOConfig(**grpo_settings(tmp_path / "out")),
+        processing_class=AutoTokenizer.from_pretrained(tiny_llama), train_dataset=curriculum.train_dataset(),
+        reward_funcs=curriculum.wrap_rewards([rewards]), callbacks=[curriculum.callback],
+        peft_config=LoraConfig(**LORA),
+    )  # fmt: skip
+    curriculum.attach(trainer)
+    trainer.train()
+    last = epoch_end_checkpoints(tmp_path / "out")[3]
+    assert (last / "adapter_config.json").is_file() and not (last / "model.safetensors").exists()
+    assert find_checkpoint(tmp_path / "out").model_path == last
+    kept = json.loads((tmp_path / "run" / "state.json").read_text())["memory"]["likelihood"]
+    assert set(kept["epochs"]) == {2}
+    np.testing.assert_allclose(kept["values"], likelihoods(scores, kept["gc_ids"], checkpoint=last), atol=1e-5)
+    live = rescore(scores, kept["gc_ids"], model=trainer.model, tokenizer=trainer.processing_class)
+    np.testing.assert_allclose(live, rescore(scores, kept["gc_ids"], checkpoint=last), rtol=1e-5, atol=1e-6)
