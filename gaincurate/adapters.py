@@ -7,21 +7,19 @@ adapter's within float32 rounding.
 
 The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here; otherwise
 the model the prompts were scored with, where there is one. When both are there, a base whose shapes differ from
-the scored model's is refused: the adapter was trained on another model. `gaincurate.model.resolve_source` finds
-adapters; finding and checking one needs nothing, loading one needs peft (`pip install 'gaincurate[peft]'`).
+the scored model's is refused: the adapter was trained on another model. `gaincurate.model` finds and loads adapters
+through these functions; finding one needs nothing, loading one needs peft (`pip install 'gaincurate[peft]'`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gaincurate.errors import ModelError
-
-if TYPE_CHECKING:
-    from gaincurate.model import ModelSource
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -51,47 +49,40 @@ def named_base(folder: Path) -> str | None:
     return str(named) if named else None
 
 
-def adapter_source(folder: Path, spec: str, scored_with: ModelSource | None) -> ModelSource:
-    """The adapter at `folder` (as the user named it, `spec`) with its base resolved; `scored_with` is the model the
-    prompts were scored with, the base when the adapter's own is not here (None: there is no such model)."""
-    from gaincurate.model import ModelSource
-
+def adapter_base(folder: Path, spec: str, scored_with: Any, *, resolve: Callable, read_config: Callable) -> Any:
+    """The base model (a `ModelSource`) of the adapter at `folder`, as the user named it (`spec`): the one its config
+    names when that is here, else `scored_with`, the model the prompts were scored with (None: there is none).
+    `resolve` and `read_config` are `gaincurate.model`'s, which calls this."""
     require_peft(folder)
     fallback = None if scored_with is None else scored_with.base or scored_with  # an adapter's own base
     named = named_base(folder)
-    base = _named_source(named, hub_allowed=fallback is None)
+    base = _named_source(named, hub_allowed=fallback is None, resolve=resolve)
     if base is None and fallback is None:
         raise ModelError(
             f"{spec} is a LoRA adapter of {named!r}, which is not a model here; set base_model_name_or_path in "
             f"{folder / ADAPTER_CONFIG} to the base model's folder, .gguf file or Hub id"
         )
-    if base is not None and fallback is not None:
-        check_same_shape(folder, base, fallback)
-    return ModelSource("adapter", str(folder), None, spec, base=base or fallback)
+    if base is not None and fallback is not None and base != fallback:
+        _check_same_shape(folder, base, fallback, read_config)
+    return base or fallback
 
 
-def _named_source(named: str | None, *, hub_allowed: bool) -> ModelSource | None:
+def _named_source(named: str | None, *, hub_allowed: bool, resolve: Callable) -> Any:
     """The adapter's named base as a model source, when it is a model folder or GGUF file here (or, `hub_allowed`,
     a Hub id); None otherwise (a trainer's temporary folder, a GGUF package folder)."""
-    from gaincurate.model import resolve_source
-
     if not named:
         return None
     path = Path(named).expanduser()
     if (path / "config.json").is_file() or (named.endswith(".gguf") and path.is_file()):
-        return resolve_source(named)
+        return resolve(named)
     if hub_allowed and not path.exists() and not named.startswith((".", "/", "~")) and named.count("/") <= 1:
-        return resolve_source(named)
+        return resolve(named)
     return None
 
 
-def check_same_shape(folder: Path, base: ModelSource, scored: ModelSource) -> None:
+def _check_same_shape(folder: Path, base: Any, scored: Any, read_config: Callable) -> None:
     """Refuse an adapter whose named base differs in shape from the model the prompts were scored with."""
-    if base == scored:
-        return
-    from gaincurate.model import load_config
-
-    shapes = [{fact: getattr(load_config(source), fact, None) for fact in SHAPE_FACTS} for source in (base, scored)]
+    shapes = [{fact: getattr(read_config(source), fact, None) for fact in SHAPE_FACTS} for source in (base, scored)]
     if shapes[0] != shapes[1]:
         raise ModelError(
             f"{folder} is a LoRA adapter of {base.display} ({_shape_words(shapes[0])}), not of "
@@ -109,22 +100,18 @@ def has_tokenizer(folder: str | Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
 
 
-def load_adapter_model(source: ModelSource, *, dtype: str, device: str) -> Any:
-    """The adapter's base model in `dtype` on `device`, with the adapter merged in, in eval mode."""
-    from gaincurate.model import load_model, quiet_dependency_noise
-
-    require_peft(source.folder)
-    quiet_dependency_noise()  # peft imports torchao where it is installed
+def merge_adapter(folder: str | Path, base: Any, base_name: str) -> Any:
+    """The adapter at `folder` merged into `base`, a loaded model (named `base_name` in errors), in eval mode."""
+    require_peft(folder)
     from peft import PeftModel
 
-    base = load_model(source.base, dtype=dtype, device=device)
     try:
-        model = PeftModel.from_pretrained(base, source.folder)
+        model = PeftModel.from_pretrained(base, str(folder))
     except (OSError, ValueError, RuntimeError, KeyError) as error:  # another model's adapter: sizes do not match
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(
-            f"cannot apply the LoRA adapter {source.folder} to {source.base.display}: {first}; train the adapter on "
-            "the model the prompts were scored with"
+            f"cannot apply the LoRA adapter {folder} to {base_name}: {first}; train the adapter on the model the "
+            "prompts were scored with"
         ) from None
     return model.merge_and_unload().eval()
 

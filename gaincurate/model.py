@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.adapters import adapter_source, has_tokenizer, is_adapter_folder, load_adapter_model
+from gaincurate.adapters import adapter_base, has_tokenizer, is_adapter_folder, merge_adapter
 from gaincurate.errors import ConfigError, ModelError, interrupts_held, narrowed_attention_explained
 from gaincurate.fileio import cache_dir, publish_folder
 from gaincurate.hub import hub_local_only
@@ -75,7 +75,8 @@ def resolve_source(spec: str | None, scored_with: ModelSource | None = None) -> 
         return ModelSource("gguf", str(path.parent), path.name, spec)
     if path.exists():
         if is_adapter_folder(path):
-            return adapter_source(path, spec, scored_with)
+            base = adapter_base(path, spec, scored_with, resolve=resolve_source, read_config=load_config)
+            return ModelSource("adapter", str(path), None, spec, base=base)
         if not (path / "config.json").is_file():
             raise ModelError(f"{spec} is not a Hugging Face model folder (no config.json); check the path")
         return ModelSource("folder", str(path), None, spec)
@@ -196,7 +197,7 @@ def load_config(source: ModelSource) -> Any:
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
     if source.kind == "adapter":
-        return load_adapter_model(source, dtype=dtype, device=device)
+        return merge_adapter(source.folder, load_model(source.base, dtype=dtype, device=device), source.base.display)
     quiet_dependency_noise()  # transformers imports torchao on a model load: load_embedded in a user's script too
     import torch
     from transformers import AutoModelForCausalLM
