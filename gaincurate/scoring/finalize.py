@@ -8,6 +8,7 @@ summed work counters of every process and the SHA-256 of every shard, then sets 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def finalize(
     manifest["timings"].update(floor_fields(manifest.get("tuning"), manifest["timings"], works))
     manifest["checksums"] = {name: file_sha256(out / name) for name in manifest["shards"]}
     manifest["complete"] = True
+    write_manifest(out, manifest)
+    return manifest
+
+
+def apply_debias_choice(out: Path, manifest: dict[str, Any], config: ScoreConfig) -> dict[str, Any]:
+    """A complete directory's manifest with the diagnostics and length-debias fit of `config.debias`, written: the
+    shards are read, not written, and the scoring pass's timings are kept, with this step's own `debias_seconds`."""
+    started = time.perf_counter()
+    manifest = {
+        **manifest,
+        **diagnostics(out, manifest, config),
+        "config": {**manifest["config"], "debias": config.debias},
+    }
+    manifest["timings"] = {**manifest["timings"], "debias_seconds": time.perf_counter() - started}
     write_manifest(out, manifest)
     return manifest
 

@@ -86,15 +86,19 @@ class Plan:
 
     def finished(self) -> dict[str, Any] | None:
         """Before any tokenizer or model: refuse a run that clashes with `--out`; the manifest, marked
-        `already_complete`, when the same run finished there (`output.is_finished`); None when there is work."""
+        `already_complete`, when the same run finished there (`output.is_finished`); None when there is work. The
+        recorded ranking may still differ from the one `--debias` asks for (`debias_changes`)."""
         if self.options.overwrite or self.previous is None:
             return None
         if not is_finished(self.out, self.previous, self.resumed_fingerprint(), self.options.shard_rows, len(self.rows),
                            self.schema):  # fmt: skip
             return None
-        if (self.previous.get("debias") is not None) != (self.config.debias == "length"):
-            return None  # the ranking `--debias` asks for is not the one recorded: finalize again, no shard is rescored
         return {**self.previous, "already_complete": True}
+
+    def debias_changes(self) -> bool:
+        """Whether the ranking `--debias` asks for is not the one `--out` records: re-ranking reads the shards only."""
+        recorded = (self.previous or {}).get("debias") is not None
+        return recorded != (self.config.debias == "length")
 
 
 @dataclass(frozen=True)
