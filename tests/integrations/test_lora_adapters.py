@@ -122,6 +122,17 @@ def test_a_trainer_that_saves_lora_adapters_runs_three_epochs_and_the_likelihood
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [line["checkpoint"] for line in history] == [str(trainer / f"checkpoint-{e + 1}") for e in range(3)]
     assert all(line["timings"]["rescore_s"] > 0 and "stale" not in line for line in history)
+    for line in history:  # what each epoch cost, said after it and kept in `schedule status`'s table
+        spent, refresh = line["timings"]["train_s"], line["timings"]["rescore_s"]
+        said = f"epoch {line['epoch']} took trainer {spent:.1f} s, refresh {refresh:.1f} s ({refresh / spent:.2f}x"
+        assert said in done.stderr
+    status = gaincurate("schedule", "status", "--run", run).stdout
+    seconds = status[status.index("seconds per epoch") :].split("savings readout")[0]
+    rows = [[cell.strip() for cell in row.split("│")[1:-1]] for row in seconds.splitlines() if row.startswith("│")]
+    assert [row[:3] for row in rows] == [
+        [str(line["epoch"]), f"{line['timings']['train_s']:.1f}", f"{line['timings']['rescore_s']:.1f}"]
+        for line in history
+    ]
 
     latest = json.loads((run / "state.json").read_text())["memory"]["likelihood"]
     assert set(latest["epochs"]) == {2} and len(latest["gc_ids"]) == PROMPTS  # every prompt, after the last epoch
