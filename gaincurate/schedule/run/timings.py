@@ -15,7 +15,7 @@ TRAINER, REFRESH, REFERENCE = "train_s", "rescore_s", "reference_s"  # history's
 
 
 def seconds_words(timings: dict[str, Any] | None) -> str:
-    """`trainer 22.1 s, refresh 20.3 s (0.92x the trainer's)`; the trainer's only where gaincurate ran it."""
+    """`trainer T s, refresh R s (R/T x the trainer's)`; the trainer's only where gaincurate ran it."""
     timings = timings or {}
     trainer, refresh, reference = (timings.get(key) for key in (TRAINER, REFRESH, REFERENCE))
     parts = [] if trainer is None else [f"trainer {trainer:.1f} s"]
