@@ -31,7 +31,7 @@ from gaincurate.model import (
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompt_scan import check_repeats
-from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
+from gaincurate.prompts import NO_CONTEXT, TRL_PROMPT_COLUMN, PromptEncoder, for_column, is_messages
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
@@ -178,7 +178,10 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
         progress.stage(f"prompts truncated at {window} tokens: the model's context window")
     encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), window)
     if len(rows):
-        encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
+        first = rows[0][config.prompt_column]
+        encoded = encoder.encode([first])[0]  # template problems surface before any write
+        if is_messages(first) and not encoded.context_tokens:
+            progress.stage(NO_CONTEXT)
 
     previous = None if options.overwrite else inspect_output(plan.out, probe_lock=False)  # it may have changed
     questions = rows.select(range(min(len(rows), SAMPLE_ROWS)))[config.prompt_column]  # the batch-size probe's
