@@ -216,3 +216,36 @@ def test_trls_grpo_trainer_with_a_peft_config_measures_with_the_live_adapter_wha
     np.testing.assert_allclose(kept["values"], likelihoods(scores, kept["gc_ids"], checkpoint=last), atol=1e-5)
     live = rescore(scores, kept["gc_ids"], model=trainer.model, tokenizer=trainer.processing_class)
     np.testing.assert_allclose(live, rescore(scores, kept["gc_ids"], checkpoint=last), rtol=1e-5, atol=1e-6)
+
+
+def test_an_adapter_of_another_model_or_of_a_base_not_here_is_refused_in_one_line(tiny_models, scores, tmp_path):
+    """Re-scoring a run scored with the tiny Llama from an adapter trained on the tiny Qwen2 (another architecture) is
+    refused naming both models and their shapes; `score --model` on an adapter whose base is not here names the field
+    to fix."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from gaincurate.errors import ModelError
+    from gaincurate.model import resolve_source
+    from gaincurate.scoring.likelihood import likelihoods
+
+    qwen = shutil.copytree(tiny_models["qwen2"], tmp_path / "qwen")
+    adapter = tmp_path / "qwen-adapter"
+    base = AutoModelForCausalLM.from_pretrained(qwen)
+    get_peft_model(base, LoraConfig(**LORA)).save_pretrained(adapter)
+    with pytest.raises(ModelError) as refused:
+        likelihoods(scores, [0, 1], checkpoint=adapter)
+    message = str(refused.value)
+    assert "\n" not in message and f"{adapter} is a LoRA adapter of {qwen}" in message
+    assert "(model_type qwen2, num_hidden_layers 3" in message and "(model_type llama, num_hidden_layers 3" in message
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/gone/base"}))
+    with pytest.raises(ModelError) as unknown:
+        resolve_source(str(adapter))
+    assert str(unknown.value) == (
+        f"{adapter} is a LoRA adapter of '/gone/base', which is not a model here; set base_model_name_or_path in "
+        f"{adapter / 'adapter_config.json'} to the base model's folder, .gguf file or Hub id"
+    )
