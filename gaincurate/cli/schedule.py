@@ -197,7 +197,7 @@ def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, drawn: str) 
     if record is not None:
         done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
         stdout.line(f"epoch {record['epoch']}: {done}{update}")
-        stdout.line(f"epoch {record['epoch']} took {seconds_words(record.get('timings'))}")
+        stdout.line(f"epoch {record['epoch']} cost: {seconds_words(record.get('timings'))}")
         stdout.line(f"epoch {record['epoch']} {epoch_words(record)}")
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 

@@ -137,7 +137,7 @@ def run_loop(
         words = figure_words(run.config.strategy_class.about.columns, step.draw)  # gain: "mu 410.7"
         written = f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else "")
         progress.stage(f"{written}; {epoch_words(step.record)}")  # the epoch's savings readout, in one line
-        progress.stage(f"epoch {epoch} took {seconds_words(step.record.get('timings'))}")  # what the epoch cost
+        progress.stage(f"epoch {epoch} cost: {seconds_words(step.record.get('timings'))}")  # what the epoch cost
         for notice in step.notices:
             progress.stage(notice)
     run.mark_finished(True)  # `schedule status` says so, not "waiting for training"

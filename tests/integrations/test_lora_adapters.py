@@ -112,7 +112,7 @@ def test_a_trainer_that_saves_lora_adapters_runs_three_epochs_and_the_likelihood
     assert all(line["timings"]["rescore_s"] > 0 and "stale" not in line for line in history)
     for line in history:  # what each epoch cost, said after it and kept in `schedule status`'s table
         spent, refresh = line["timings"]["train_s"], line["timings"]["rescore_s"]
-        said = f"epoch {line['epoch']} took trainer {spent:.1f} s, refresh {refresh:.1f} s ({refresh / spent:.2f}x"
+        said = f"epoch {line['epoch']} cost: trainer {spent:.1f} s, refresh {refresh:.1f} s ({refresh / spent:.2f}x"
         assert said in done.stderr
     status = gaincurate("schedule", "status", "--run", run).stdout
     seconds = status[status.index("seconds per epoch") :].split("savings readout")[0]

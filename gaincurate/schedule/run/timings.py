@@ -39,9 +39,7 @@ def seconds_table(history: list[dict[str, Any]]) -> Any:
     """Each epoch's seconds as columns (`-` where not timed): a refresh that costs more than the trainer shows here."""
     from rich.table import Table
 
-    table = Table(
-        title="seconds per epoch (trainer: the command `schedule run` ran; refresh: measuring the newest model)"
-    )
+    table = Table(title="seconds per epoch (refresh: measuring with the newest model)")
     for column in SECONDS_COLUMNS:
         table.add_column(column, justify="right")
     for line in history:
