@@ -31,7 +31,15 @@ from gaincurate.model import (
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompt_scan import check_repeats
-from gaincurate.prompts import NO_CONTEXT, TRL_PROMPT_COLUMN, PromptEncoder, for_column, is_messages
+from gaincurate.prompts import (
+    DEFAULT_FEW_SHOT,
+    DEFAULT_SYSTEM_PROMPT,
+    NO_CONTEXT,
+    TRL_PROMPT_COLUMN,
+    PromptEncoder,
+    for_column,
+    is_messages,
+)
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
@@ -66,6 +74,10 @@ class Plan:
 
     def fingerprint(self, config: ScoreConfig, dtype: str | None) -> dict[str, Any]:
         """Every setting a score depends on: the config (batch tokens resolved), device, dtype, model, data."""
+        if len(self.rows) and is_messages(self.rows[0][config.prompt_column]):
+            # Chat messages get no system prompt or few-shot turn, so none of them changes a score: the fingerprint
+            # holds the defaults whatever is set, as it did when it held whatever was set (mostly the defaults).
+            config = config.replace(system_prompt=DEFAULT_SYSTEM_PROMPT, few_shot=DEFAULT_FEW_SHOT)
         return {
             **{k: _jsonable(v) for k, v in config.result_fields().items()},
             "device": self.device,

@@ -233,3 +233,8 @@ def test_chat_message_prompts_say_at_run_time_what_their_score_is_and_record_onl
     assert manifest["prompt_hash"] == for_column(PromptFormat(system_prompt=None, few_shot=()), "prompt").fingerprint()
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "already complete" in again.stdout, again.stderr
+    recorded = tmp_path / "manifest-config.json"  # the manifest's config, reused as `--config`: the same scores
+    recorded.write_text(json.dumps(manifest["config"]))
+    reused = subprocess.run([GAINCURATE, "score", "--config", str(recorded)], capture_output=True, text=True, env=env,
+                            timeout=600)  # fmt: skip
+    assert reused.returncode == 0 and "already complete" in reused.stdout, reused.stderr
