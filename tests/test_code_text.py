@@ -73,6 +73,25 @@ def test_no_history_or_outside_document_in_comments_and_docstrings():
     )
 
 
+# Pages a reader opens: our own issue numbers mean nothing to them. The benchmark history is the record of how each
+# result came about, and keeps them.
+READER_PAGES = ("README.md", "docs/*.md")
+HISTORY_PAGE = "docs/benchmark-history.md"
+
+
+def test_no_internal_issue_number_in_the_readme_and_the_docs():
+    pages = [path for pattern in READER_PAGES for path in sorted(ROOT.glob(pattern)) if path != ROOT / HISTORY_PAGE]
+    assert len(pages) > 10  # the glob found the docs
+    number = FORBIDDEN["an issue number"]
+    found = [
+        f"{path.relative_to(ROOT)}:{index}: {line.strip()}"
+        for path in pages
+        for index, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if number.search(line)
+    ]
+    assert not found, "Say what the result is, not which issue asked for it:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -111,6 +111,46 @@ def test_debias_length_ranks_by_residual(tiny_llama, problems_file, tmp_path, mo
     assert abs(manifest["diagnostics"]["spearman_debiased_vs_question_tokens"]) < 0.6
 
 
+def test_debias_on_a_complete_folder_re_ranks_without_the_model_and_keeps_the_scoring_pass_timings(
+    tiny_llama, problems_file, tmp_path
+):
+    """Through the console script. The model's weights are made unreadable after scoring (same size and time, so the
+    same fingerprint): the re-rank succeeds only because it never loads them."""
+    import shutil
+
+    model, out = shutil.copytree(tiny_llama, tmp_path / "model"), tmp_path / "scores"
+    score_in_process([problems_file, *base_args(model, out)])
+    before, shards = read_manifest(out), shard_bytes(out)
+    weights = model / "model.safetensors"
+    stat = weights.stat()
+    weights.write_bytes(b"x" * stat.st_size)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    args = ["score", problems_file, *base_args(model, out)[:-1], "--debias", "length"]  # not --quiet: what users see
+    done = run_gaincurate_console(args)
+    assert done.returncode == 0, done.stderr
+    after = read_manifest(out)
+    assert shard_bytes(out) == shards and after["checksums"] == before["checksums"]
+    assert {k: v for k, v in after["timings"].items() if k != "debias_seconds"} == before["timings"]
+    assert after["timings"]["debias_seconds"] >= 0 and after["config"]["debias"] == "length"
+    raw = after["diagnostics"]["spearman_score_vs_question_tokens"]
+    debiased = after["diagnostics"]["spearman_debiased_vs_question_tokens"]
+    assert raw == before["diagnostics"]["spearman_score_vs_question_tokens"] and after["debias"]["method"] == "length"
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("Re-ranked")]
+    assert "without scoring or loading the model" in line and "--debias length" in line
+    assert line.endswith(f"Spearman(score, question tokens) = {raw:+.3f} raw, {debiased:+.3f} debiased.")
+    assert "loading model" not in done.stderr
+
+    again = run_gaincurate_console(["score", problems_file, *base_args(model, out)])  # undone the same way
+    assert again.returncode == 0, again.stderr
+    assert read_manifest(out)["debias"] is None and shard_bytes(out) == shards
+
+
+def run_gaincurate_console(args: list[object]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).with_name("gaincurate")), *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "case",
     ["missing-file", "corrupt-file", "missing-column", "missing-model", "config-clash", "bad-few-shot", "foreign-dir"],

@@ -89,7 +89,9 @@ def init(
         key: value for key, value in schedule_config.to_dict().items() if key not in schedule_config.options.names()
     }
     resolved = {**common, "n_prompts": n_prompts, "subset_size": scheduler.subset_size}
-    resolved |= dict(scheduler.strategy.about.settings) or schedule_config.options.to_dict()
+    # The strategy's own options as its options dataclass resolved them (likelihood, target, tau, ...), then what it
+    # derived from them: a user decides from the whole list, not from the common settings alone.
+    resolved |= scheduler.config.options.to_dict() | dict(scheduler.strategy.about.settings)
     chosen = subset_choice(
         schedule_config.subset_size, n_prompts, schedule_config.subset_multiple, scheduler.subset_size
     )
@@ -189,11 +191,13 @@ def step(
 def _draw_step(stdout: Stdout, result: dict[str, Any], update: str, drawn: str) -> None:
     """`epoch 0: acc 0.412 over 3008 rollouts<what the update did>`, its readout in a line, then the next epoch."""
     from gaincurate.schedule.readout_words import epoch_words
+    from gaincurate.schedule.run.timings import seconds_words
 
     record = result["record"]
     if record is not None:
         done = f"acc {record['accuracy']:.3f} over {record['rollouts']} rollouts"
         stdout.line(f"epoch {record['epoch']}: {done}{update}")
+        stdout.line(f"epoch {record['epoch']} cost: {seconds_words(record.get('timings'))}")
         stdout.line(f"epoch {record['epoch']} {epoch_words(record)}")
     stdout.line(f"epoch {result['epoch']}: {result['subset_size']} prompts {drawn} -> {result['path']}")
 

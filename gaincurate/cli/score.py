@@ -168,11 +168,19 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
         return
     diagnostics, timings = manifest["diagnostics"], manifest["timings"]
     flagged = {k: v for k, v in diagnostics["status_counts"].items() if k != "ok"}
-    spearman = diagnostics["spearman_score_vs_question_tokens"]
+    if manifest.get("debiased"):
+        stdout.line(
+            f"Re-ranked the {manifest['rows']} scored rows of {options.out} with --debias "
+            f"{manifest['config']['debias']} in {timings['debias_seconds']:.2f}s, without scoring or loading the "
+            f"model (the scoring pass's timings are kept); Spearman(score, question tokens) = "
+            f"{_spearman_words(diagnostics)}."
+        )
+        stdout.line(f"Next: gaincurate show {options.out}")
+        return
     stdout.line(
         f"Scored {manifest['rows']} rows into {options.out} in {timings['score_seconds']:.1f}s "
         f"({timings['shards_resumed']} shard(s) resumed); Spearman(score, question tokens) = "
-        f"{'n/a' if spearman is None else f'{spearman:+.3f}'}; flagged rows: {sum(flagged.values())}."
+        f"{_spearman_words(diagnostics)}; flagged rows: {sum(flagged.values())}."
     )
     answers = manifest.get("answers") or {}
     if answers.get("column") and not answers.get("present"):
@@ -183,6 +191,13 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
     elif answers.get("missing"):
         stdout.line(f"{answers['missing']} row(s) have no {answers['column']!r} answer (--allow-missing-answers).")
     stdout.line(f"Next: gaincurate show {options.out}")
+
+
+def _spearman_words(diagnostics: dict[str, Any]) -> str:
+    """How far the ranking is a length sort: the raw score's, and the debiased ranking's when there is one."""
+    raw, debiased = (diagnostics.get(f"spearman_{name}_vs_question_tokens") for name in ("score", "debiased"))
+    words = "n/a" if raw is None else f"{raw:+.3f}"
+    return words if debiased is None else f"{words} raw, {debiased:+.3f} debiased"
 
 
 def register(app: typer.Typer, panel: str) -> None:

@@ -28,6 +28,7 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from gaincurate.schedule.figures import STATE, cell, figure_words
+    from gaincurate.schedule.run.timings import seconds_table
     from gaincurate.schedule.strategies.registry import FILTERS, status_about
 
     about = status_about(report)
@@ -53,6 +54,8 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"), names)] if drawn else []))
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
     stdout.print(table)
+    if report["history"]:  # what each epoch cost, where the choice of refresh and trainer settings is made
+        stdout.print(seconds_table(report["history"]))
     if any(line.get("readout") for line in report["history"]):
         stdout.print(readout_table(report["history"]))
         stdout.line(spent_line(report["history"]))

@@ -49,6 +49,7 @@ from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
 from gaincurate.schedule.run.run import Run
+from gaincurate.schedule.run.timings import seconds_words
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
@@ -136,6 +137,7 @@ def run_loop(
         words = figure_words(run.config.strategy_class.about.columns, step.draw)  # gain: "mu 410.7"
         written = f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else "")
         progress.stage(f"{written}; {epoch_words(step.record)}")  # the epoch's savings readout, in one line
+        progress.stage(f"epoch {epoch} cost: {seconds_words(step.record.get('timings'))}")  # what the epoch cost
         for notice in step.notices:
             progress.stage(notice)
     run.mark_finished(True)  # `schedule status` says so, not "waiting for training"

@@ -69,7 +69,9 @@ class ScoreConfig:
         shown=f"{DEFAULT_ANSWER_COLUMN}; verl's layout: {VERL_ANSWER_PATH}",
     )
     limit: int | None = setting(None, "Score only the first N rows.", check=at_least(1))
-    model: str | None = setting(None, "Hub id, local model folder or .gguf file.", shown="embedded SmolLM2-135M")
+    model: str | None = setting(
+        None, "Hub id, local model folder, LoRA adapter folder or .gguf file.", shown="embedded SmolLM2-135M"
+    )
     system_prompt: str | None = setting(
         DEFAULT_SYSTEM_PROMPT, "System prompt text.", shown="a step-by-step, \\boxed{} one"
     )

@@ -8,6 +8,7 @@ summed work counters of every process and the SHA-256 of every shard, then sets 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from gaincurate import __version__
 from gaincurate.fileio import file_sha256
 from gaincurate.metrics import apply_debias, fit_length_debias, spearman
 from gaincurate.model import describe_model
-from gaincurate.prompts import for_column
+from gaincurate.prompts import applied_format, for_column
 from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
 from gaincurate.scoring.output import write_manifest
 from gaincurate.scoring.prepare import Loaded, Prepared
@@ -34,18 +35,22 @@ def start_manifest(prepared: Prepared, options: RunOptions) -> dict[str, Any]:
     loads, so it names the model by its source; `model_fields` adds what only the loaded model tells."""
     config, dataset = prepared.config, prepared.dataset
     previous = prepared.previous or {}
+    # The template as applied: chat messages get no system prompt or few-shot turns, so none is recorded for them.
+    applied = applied_format(config.prompt_format, dataset.rows[0][config.prompt_column] if len(dataset.rows) else "")
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
         "complete": False,
         "fingerprint": prepared.fingerprint,
-        "config": manifest_config(config, options),
+        "config": manifest_config(
+            config.replace(system_prompt=applied.system_prompt, few_shot=applied.few_shot), options
+        ),
         "model": {"id": prepared.source.display, "kind": prepared.source.kind},
         "site": config.site,
         "dtype": prepared.dtype,
         "device": prepared.device,
         "tuning": prepared.tuning,
-        "prompt_hash": for_column(config.prompt_format, config.prompt_column).fingerprint(),
+        "prompt_hash": for_column(applied, config.prompt_column).fingerprint(),
         # What TRL trains on: "as_is" (TRL's prompt column, or chat messages) or "question" (system + few-shot added).
         "prompt_format": "as_is" if for_column(config.prompt_format, config.prompt_column).as_is else "question",
         "answers": prepared.answers,
@@ -94,6 +99,20 @@ def finalize(
     manifest["timings"].update(floor_fields(manifest.get("tuning"), manifest["timings"], works))
     manifest["checksums"] = {name: file_sha256(out / name) for name in manifest["shards"]}
     manifest["complete"] = True
+    write_manifest(out, manifest)
+    return manifest
+
+
+def apply_debias_choice(out: Path, manifest: dict[str, Any], config: ScoreConfig) -> dict[str, Any]:
+    """A complete directory's manifest with the diagnostics and length-debias fit of `config.debias`, written: the
+    shards are read, not written, and the scoring pass's timings are kept, with this step's own `debias_seconds`."""
+    started = time.perf_counter()
+    manifest = {
+        **manifest,
+        **diagnostics(out, manifest, config),
+        "config": {**manifest["config"], "debias": config.debias},
+    }
+    manifest["timings"] = {**manifest["timings"], "debias_seconds": time.perf_counter() - started}
     write_manifest(out, manifest)
     return manifest
 

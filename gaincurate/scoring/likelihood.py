@@ -316,10 +316,10 @@ def likelihoods(
     if model is None:
         if checkpoint is None:
             raise InputError("likelihoods needs a checkpoint or a live model")
-        from gaincurate.model import load_model, resolve_device, resolve_source
-        from gaincurate.scoring.rescore import checkpoint_tokenizer
+        from gaincurate.model import load_model, resolve_device
+        from gaincurate.scoring.rescore import checkpoint_source, checkpoint_tokenizer
 
-        source = resolve_source(str(checkpoint))
+        source = checkpoint_source(checkpoint, config)
         tokenizer = checkpoint_tokenizer(source, config)
         device = resolve_device(config.device)
         model = load_model(source, dtype=likelihood_dtype(device), device=device)

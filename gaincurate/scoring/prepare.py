@@ -31,7 +31,15 @@ from gaincurate.model import (
 )
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompt_scan import check_repeats
-from gaincurate.prompts import TRL_PROMPT_COLUMN, PromptEncoder, for_column
+from gaincurate.prompts import (
+    DEFAULT_FEW_SHOT,
+    DEFAULT_SYSTEM_PROMPT,
+    NO_CONTEXT,
+    TRL_PROMPT_COLUMN,
+    PromptEncoder,
+    for_column,
+    is_messages,
+)
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
 from gaincurate.scoring.dtype import convert_model, load_dtype
@@ -66,6 +74,10 @@ class Plan:
 
     def fingerprint(self, config: ScoreConfig, dtype: str | None) -> dict[str, Any]:
         """Every setting a score depends on: the config (batch tokens resolved), device, dtype, model, data."""
+        if len(self.rows) and is_messages(self.rows[0][config.prompt_column]):
+            # Chat messages get no system prompt or few-shot turn, so none of them changes a score: the fingerprint
+            # holds the defaults whatever is set, as it did when it held whatever was set (mostly the defaults).
+            config = config.replace(system_prompt=DEFAULT_SYSTEM_PROMPT, few_shot=DEFAULT_FEW_SHOT)
         return {
             **{k: _jsonable(v) for k, v in config.result_fields().items()},
             "device": self.device,
@@ -86,15 +98,19 @@ class Plan:
 
     def finished(self) -> dict[str, Any] | None:
         """Before any tokenizer or model: refuse a run that clashes with `--out`; the manifest, marked
-        `already_complete`, when the same run finished there (`output.is_finished`); None when there is work."""
+        `already_complete`, when the same run finished there (`output.is_finished`); None when there is work. The
+        recorded ranking may still differ from the one `--debias` asks for (`debias_changes`)."""
         if self.options.overwrite or self.previous is None:
             return None
         if not is_finished(self.out, self.previous, self.resumed_fingerprint(), self.options.shard_rows, len(self.rows),
                            self.schema):  # fmt: skip
             return None
-        if (self.previous.get("debias") is not None) != (self.config.debias == "length"):
-            return None  # the ranking `--debias` asks for is not the one recorded: finalize again, no shard is rescored
         return {**self.previous, "already_complete": True}
+
+    def debias_changes(self) -> bool:
+        """Whether the ranking `--debias` asks for is not the one `--out` records: re-ranking reads the shards only."""
+        recorded = (self.previous or {}).get("debias") is not None
+        return recorded != (self.config.debias == "length")
 
 
 @dataclass(frozen=True)
@@ -174,7 +190,10 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
         progress.stage(f"prompts truncated at {window} tokens: the model's context window")
     encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), window)
     if len(rows):
-        encoder.encode([rows[0][config.prompt_column]])  # template problems surface before any write
+        first = rows[0][config.prompt_column]
+        encoded = encoder.encode([first])[0]  # template problems surface before any write
+        if is_messages(first) and not encoded.context_tokens:
+            progress.stage(NO_CONTEXT)
 
     previous = None if options.overwrite else inspect_output(plan.out, probe_lock=False)  # it may have changed
     questions = rows.select(range(min(len(rows), SAMPLE_ROWS)))[config.prompt_column]  # the batch-size probe's

@@ -6,6 +6,7 @@ scores are comparable with the stored ones. Used by `gaincurate schedule` and th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.errors import ConfigError, InputError
+from gaincurate.adapters import has_tokenizer, is_adapter_folder, peft_unwrapped
+from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.model import (
     ModelSource,
     SiteForward,
@@ -56,14 +58,14 @@ def rescore(
     if model is None:
         if checkpoint is None:
             raise ConfigError("rescore needs --checkpoint or a live model")
-        source = resolve_source(str(checkpoint))
+        source = checkpoint_source(checkpoint, config)
         device = resolve_device(config.device)
         tokenizer = checkpoint_tokenizer(source, config)
         model = load_model(source, dtype=resolve_dtype(config.dtype, device), device=device)
         site = SiteForward(model, layer=config.layer, site=config.site)
     else:
         device = str(next(model.parameters()).device)
-        site = SiteForward(model, layer=config.layer, site=config.site, prune=False)
+        site = SiteForward(peft_unwrapped(model), layer=config.layer, site=config.site, prune=False)
     was_training = model.training
     model.eval()
     try:
@@ -79,13 +81,20 @@ def rescore(
     return result["score"]
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+def checkpoint_source(checkpoint: str | Path, config: ScoreConfig) -> ModelSource:
+    """A checkpoint as a model to load. An adapter's base is the one its config names, or else the model the prompts
+    were scored with (a base of another shape is refused: `gaincurate.adapters`)."""
+    scored = None
+    if is_adapter_folder(Path(checkpoint)):
+        with contextlib.suppress(ModelError):  # the scored model gone: the adapter's own base, if it names one here
+            scored = resolve_source(config.model)
+    return resolve_source(str(checkpoint), scored_with=scored)
 
 
 def checkpoint_tokenizer(source: ModelSource, config: ScoreConfig) -> Any:
     """The checkpoint's own tokenizer, or the scored model's when the trainer saved the model alone (a script's
     `model.save_pretrained` without `tokenizer.save_pretrained`): training does not change the tokenizer."""
-    if source.kind == "folder" and not any((Path(source.folder) / name).is_file() for name in TOKENIZER_FILES):
+    if source.kind == "folder" and not has_tokenizer(source.folder):
         return load_tokenizer(resolve_source(config.model))
     return load_tokenizer(source)
 

@@ -27,7 +27,7 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import Scorer
-from gaincurate.scoring.finalize import finalize, model_fields, start_manifest
+from gaincurate.scoring.finalize import apply_debias_choice, finalize, model_fields, start_manifest
 from gaincurate.scoring.output import OutputClaim, manifest_shard_rows, shards_to_write, write_manifest
 from gaincurate.scoring.prepare import Loaded, Plan, Prepared, load_scorer, plan_run, prepare, shard_weights
 from gaincurate.shards import DEFAULT_SHARD_ROWS, read_manifest, shard_name, write_shard
@@ -52,7 +52,7 @@ def score(
         progress.stage(plan.dataset.repeats.line(plan.dataset.name))
     finished = plan.finished()  # a clashing run stops here, before any tokenizer or model loads
     if finished is not None:
-        return finished
+        return _debiased(plan, part, progress) if plan.debias_changes() else finished
     if options.threads is not None:
         import torch
 
@@ -61,6 +61,17 @@ def score(
         return _claim_and_score(plan, part, progress, started)
     except KeyboardInterrupt:
         raise _interrupted(plan) from None
+
+
+def _debiased(plan: Plan, part: Part, progress: Progress) -> dict[str, Any]:
+    """A complete `--out` re-ranked as `--debias` asks: no shard is scored or written and no model loads, so the
+    scoring pass's timings stay those of the pass that made the scores. The returned manifest is marked `debiased`."""
+    progress.stage(f"re-ranking {plan.out} with --debias {plan.config.debias}: the scores are kept, no model loads")
+    with OutputClaim(plan.out, part) as claim:
+        if not claim.exclusive:  # an array part: the parts' `merge` completes the directory, not one part
+            return {**read_manifest(plan.out), "already_complete": True}
+        manifest = apply_debias_choice(plan.out, read_manifest(plan.out), plan.config)
+    return {**manifest, "debiased": True}
 
 
 def _interrupted(plan: Plan) -> Interrupted:

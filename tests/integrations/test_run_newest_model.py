@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_jsonl
+from helpers import score_sample_prompts
 
-from gaincurate.data import load_sample
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.steps import init_run
 
@@ -53,14 +52,7 @@ else:
 @pytest.fixture(scope="module")
 def scores(tiny_llama, tmp_path_factory) -> Path:
     """The bundled sample's first prompts with their answers, scored with the tiny Llama (embeddings included)."""
-    from gaincurate.scoring import score
-    from gaincurate.scoring.config import RunOptions, ScoreConfig
-
-    root = tmp_path_factory.mktemp("newest-model")
-    data = write_jsonl(root / "prompts.jsonl", load_sample()[:PROMPTS])
-    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", few_shot=())
-    score(config, RunOptions(out=str(root / "scores"), quiet=True))
-    return root / "scores"
+    return score_sample_prompts(tiny_llama, tmp_path_factory.mktemp("newest-model"), PROMPTS)
 
 
 def gaincurate(*args: object, save: str = "", wrong: str = "") -> subprocess.CompletedProcess:

@@ -208,3 +208,33 @@ def test_a_nested_prompt_column_is_read_as_named(tmp_path):
     assert loaded.prompt_column == "extra_info.question"
     questions = [row["extra_info"]["question"] for row in source_rows(parquet)]
     assert loaded.rows["extra_info.question"][:] == questions
+
+
+def test_chat_message_prompts_say_at_run_time_what_their_score_is_and_record_only_the_template_applied(
+    tiny_llama, tmp_path
+):
+    """verl's prompts are chat messages with the question alone: no context span, so gc_inter is NaN on every row.
+    The console script says so in one line while scoring, and the manifest records no system prompt or few-shot turn,
+    which messages never get; the same command then finds the folder complete (its fingerprint is unchanged)."""
+    from gaincurate.prompts import NO_CONTEXT, PromptFormat, for_column
+    from gaincurate.shards import read_scores
+
+    parquet = concatenated_gsm8k(tmp_path, count=3)
+    command = [GAINCURATE, "score", str(parquet), "--out", str(tmp_path / "scores"), "--model", str(tiny_llama),
+               "--dtype", "float32", "--device", "cpu"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "gc_inter" in line] == [NO_CONTEXT]
+    scores = read_scores(tmp_path / "scores")
+    assert np.isnan(scores["gc_inter"].to_numpy(zero_copy_only=False)).all()
+    manifest = json.loads((tmp_path / "scores" / "manifest.json").read_text())
+    assert (manifest["config"]["system_prompt"], manifest["config"]["few_shot"]) == (None, [])
+    assert manifest["prompt_hash"] == for_column(PromptFormat(system_prompt=None, few_shot=()), "prompt").fingerprint()
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stderr
+    recorded = tmp_path / "manifest-config.json"  # the manifest's config, reused as `--config`: the same scores
+    recorded.write_text(json.dumps(manifest["config"]))
+    reused = subprocess.run([GAINCURATE, "score", "--config", str(recorded)], capture_output=True, text=True, env=env,
+                            timeout=600)  # fmt: skip
+    assert reused.returncode == 0 and "already complete" in reused.stdout, reused.stderr

@@ -84,12 +84,33 @@ def test_trainer_output_prefers_step_checkpoints_over_its_final_save(tmp_path):
     assert find_checkpoint(tmp_path).path == tmp_path / "checkpoint-7"
 
 
-def test_peft_adapter_checkpoint_resumes_but_has_no_model(tmp_path):
-    folder = tmp_path / "checkpoint-3"
-    write_safetensors(folder / "adapter_model.safetensors")
-    (folder / "trainer_state.json").write_text("{}")
-    found = find_checkpoint(tmp_path)
-    assert found.step == 3 and found.model_path is None
+def test_a_lora_adapter_is_a_checkpoint_with_a_model_in_every_layout_and_a_cut_off_one_is_none(tmp_path):
+    """TRL with peft_config (trainer state + adapter), a script's `PeftModel.save_pretrained` (adapter alone), verl's
+    `actor/lora_adapter/`: each is complete, and the adapter is the model to re-score from."""
+    trl, script = tmp_path / "trl" / "checkpoint-3", tmp_path / "script" / "checkpoint-4"
+    for folder in (trl, script):
+        write_safetensors(folder / "adapter_model.safetensors")
+        (folder / "adapter_config.json").write_text('{"base_model_name_or_path": "base"}')
+    (trl / "trainer_state.json").write_text("{}")
+    assert [(f.kind, f.step, f.model_path) for f in (find_checkpoint(trl.parent), find_checkpoint(script.parent))] == [
+        ("trl", 3, trl),
+        ("hf", 4, script),
+    ]
+    verl = tmp_path / "verl"
+    adapter = verl / "global_step_5" / "actor" / "lora_adapter"
+    write_safetensors(adapter / "adapter_model.safetensors")
+    (adapter / "adapter_config.json").write_text("{}")
+    (verl / "latest_checkpointed_iteration.txt").write_text("5")
+    assert find_checkpoint(verl).model_path == adapter
+
+    cut = tmp_path / "cut" / "checkpoint-6"
+    write_safetensors(cut / "adapter_model.safetensors", truncate=4)
+    (cut / "adapter_config.json").write_text("{}")
+    assert find_checkpoint(cut.parent) is None
+    assert missing_model(cut.parent) == (
+        f"{cut} holds a LoRA adapter with a cut-off adapter_config.json or weights "
+        "(adapter_model.safetensors or adapter_model.bin)"
+    )
 
 
 def test_a_scripts_save_pretrained_checkpoint_is_one_and_a_trainers_without_its_state_is_not(tmp_path):

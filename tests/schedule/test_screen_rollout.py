@@ -104,12 +104,12 @@ def test_schedule_step_screens_each_epoch_with_the_newest_policy(tiny_scores, ti
         Run.open(run_dir).step(feedback=feedback)
     assert "\n" not in str(refused.value) and "epoch 1" in str(refused.value)
     assert snapshot(run_dir) == before
-    # A checkpoint that holds no full weights (a PEFT adapter) is refused the same way.
+    # A checkpoint that holds no model (adapter weights without their adapter_config.json) is refused the same way.
     adapter = tmp_path / "trainer" / "checkpoint-2"
     adapter.mkdir(parents=True)
     (adapter / "trainer_state.json").write_text("{}")
     (adapter / "adapter_model.safetensors").write_bytes((tiny_llama / "model.safetensors").read_bytes())
-    with pytest.raises(InputError, match="no full model"):
+    with pytest.raises(InputError, match="--checkpoint"):
         Run.open(run_dir).step(feedback=feedback, checkpoint=adapter.parent)
     assert snapshot(run_dir) == before
 

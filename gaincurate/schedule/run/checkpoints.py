@@ -7,12 +7,16 @@ Layouts understood, under a trainer's output directory (or given directly):
 * Your own script's `checkpoint-N/`, written by `model.save_pretrained` (no `trainer_state.json`): complete when
   `config.json` parses and the weights are whole, unless the Trainer's own files are there (`TRAINER_FILES`,
   written before `trainer_state.json`): then it is a Trainer checkpoint still being written, or cut off.
+* A LoRA adapter in place of the model, in any of these layouts (a `PeftModel`'s `save_pretrained`, TRL with
+  `peft_config`, verl's `actor/lora_adapter/`): complete when `adapter_config.json` parses and the adapter's
+  weights are whole. It is the model to re-score from: `gaincurate.adapters` loads it onto its base.
 * verl: `global_step_N/`, complete when `latest_checkpointed_iteration.txt` names N (verl writes it
   last). Its model for re-scoring is `global_step_N/actor/huggingface/` (FSDP) or
   `global_step_N/actor/model/huggingface/` (Megatron, verl 0.9), which hold full weights only when
-  `actor.checkpoint.save_contents` includes `hf_model`. A Megatron step with shards only has no model;
-  `no_model_reason` names verl's merger command for it, the wording the verl adapters refuse with too.
-* A plain Hugging Face model folder: `config.json` plus whole weights.
+  `actor.checkpoint.save_contents` includes `hf_model`; else, with LoRA, its adapter
+  `global_step_N/actor/lora_adapter/`. A Megatron step with shards only has no model; `no_model_reason` names
+  verl's merger command for it, the wording the verl adapters refuse with too.
+* A plain Hugging Face model folder: `config.json` plus whole weights, or a LoRA adapter's folder.
 
 "Whole weights" is checked, not assumed: a safetensors file must be exactly as long as its header
 says, every shard named by an index file must be whole, and a `.bin` must be a complete zip archive.
@@ -26,14 +30,16 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gaincurate.adapters import ADAPTER_CONFIG, ADAPTER_FILES
+
 TRL_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 VERL_PATTERN = re.compile(r"^global_step_(\d+)$")
 VERL_TRACKER = "latest_checkpointed_iteration.txt"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TRAINER_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth")  # a Trainer's, not a script's
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 # Under a verl step's actor/: FSDP's model folder, then Megatron's (verl 0.9 layout, hf_model through a bridge).
 VERL_MODEL_FOLDERS = ("huggingface", "model/huggingface")
+VERL_ADAPTER_FOLDER = "lora_adapter"  # under a verl step's actor/: what verl saves of a LoRA run
 NO_CHECKPOINT = "no checkpoint was given"  # why a step that wanted the newest model measured nothing with it
 MEGATRON_SHARDS = ("model/dist_ckpt", "dist_ckpt")  # under actor/: verl 0.9's layout, then the older one
 
@@ -66,7 +72,7 @@ def find_checkpoint(directory: Path) -> Checkpoint | None:
     candidates = [c for c in (_newest_trl(directory), _verl(directory)) if c is not None]
     if candidates:
         return max(candidates, key=lambda c: c.step or 0)
-    return Checkpoint(directory, directory, "hf", None) if is_complete_model(directory) else None
+    return Checkpoint(directory, directory, "hf", None) if is_complete_model_or_adapter(directory) else None
 
 
 def given_or_recorded(checkpoint: Path | None, recorded: str | None) -> Checkpoint | None:
@@ -82,10 +88,20 @@ def is_complete_model(folder: Path) -> bool:
     return _parses(folder / "config.json") and _weights_complete(folder, WEIGHT_FILES)
 
 
+def is_complete_adapter(folder: Path) -> bool:
+    """A LoRA adapter's folder with a parsable adapter_config.json and whole adapter weights."""
+    return _parses(folder / ADAPTER_CONFIG) and _weights_complete(folder, ADAPTER_FILES)
+
+
+def is_complete_model_or_adapter(folder: Path) -> bool:
+    return is_complete_model(folder) or is_complete_adapter(folder)
+
+
 def verl_model_path(step_dir: str | Path) -> Path | None:
-    """The Hugging Face model with full weights inside a verl `global_step_N` folder, or None."""
+    """The Hugging Face model with full weights inside a verl `global_step_N` folder, else its LoRA adapter, or None."""
     actor = Path(step_dir) / "actor"
-    return next((actor / name for name in VERL_MODEL_FOLDERS if is_complete_model(actor / name)), None)
+    full = next((actor / name for name in VERL_MODEL_FOLDERS if is_complete_model(actor / name)), None)
+    return full or (actor / VERL_ADAPTER_FOLDER if is_complete_adapter(actor / VERL_ADAPTER_FOLDER) else None)
 
 
 def model_merger_command(step_dir: str | Path) -> str | None:
@@ -112,7 +128,7 @@ def megatron_without_model(step_dir: str | Path) -> str | None:
 def no_model_reason(checkpoint: Checkpoint) -> str:
     """Why a complete checkpoint has no model to re-score from (`model_path` is None), and the fix."""
     if checkpoint.kind != "verl":
-        return f"{checkpoint.path} has no full model (a PEFT adapter alone; merge it into its base model)"
+        return f"{checkpoint.path} has no whole model or LoRA adapter"
     megatron = megatron_without_model(checkpoint.path)
     return megatron or f"{checkpoint.path} has no full model (verl: add hf_model to actor.checkpoint.save_contents)"
 
@@ -143,11 +159,11 @@ def _lacks(folder: Path) -> str:
     """Why `folder` is no complete model folder, in words."""
     if any((folder / name).exists() for name in TRAINER_FILES) and not _parses(folder / "trainer_state.json"):
         return "is a Trainer checkpoint without its trainer_state.json (cut off while saving)"
+    if (folder / ADAPTER_CONFIG).exists() and not (folder / "config.json").exists():
+        return f"holds a LoRA adapter with a cut-off {ADAPTER_CONFIG} or weights ({' or '.join(ADAPTER_FILES)})"
     if not _parses(folder / "config.json"):
         return "has no config.json"
     if not any((folder / name).exists() or (folder / f"{name}.index.json").exists() for name in WEIGHT_FILES):
-        if _weights_complete(folder, ADAPTER_FILES):
-            return "holds a PEFT adapter alone (merge it into its base model)"
         return f"has no weights ({' or '.join(WEIGHT_FILES)})"
     return "has cut-off weights (a file shorter than its header says, or a missing shard)"
 
@@ -168,14 +184,10 @@ def _as_checkpoint(directory: Path) -> Checkpoint | None:
 
 def _trl(folder: Path, step: int) -> Checkpoint | None:
     if not _parses(folder / "trainer_state.json"):
-        if any((folder / name).exists() for name in TRAINER_FILES) or not is_complete_model(folder):
+        if any((folder / name).exists() for name in TRAINER_FILES) or not is_complete_model_or_adapter(folder):
             return None  # a Trainer's checkpoint before its trainer_state.json, or no whole model yet
         return Checkpoint(folder, folder, "hf", step)  # `save_pretrained` by the user's own script
-    if is_complete_model(folder):
-        return Checkpoint(folder, folder, "trl", step)
-    if _weights_complete(folder, ADAPTER_FILES):
-        return Checkpoint(folder, None, "trl", step)  # a PEFT adapter: resumable, not loadable alone
-    return None
+    return Checkpoint(folder, folder, "trl", step) if is_complete_model_or_adapter(folder) else None
 
 
 def _newest_trl(directory: Path) -> Checkpoint | None:

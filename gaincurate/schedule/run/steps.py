@@ -292,7 +292,7 @@ def hand_policy(context: StepContext) -> str | None:
         why = NO_CHECKPOINT if found is None else no_model_reason(found)
         raise InputError(
             f"--strategy {strategy.name} measures epoch {epoch + 1}'s candidates with the policy that trained epoch "
-            f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights)"
+            f"{epoch}, but {why}; pass --checkpoint PATH (a folder with full weights or a LoRA adapter)"
         )
     weights = None if found is None else found.model_path
     at = PolicyAt(scores_dir=context.scores.directory, seed=context.scheduler.config.seed, run_dir=context.run_dir,

@@ -1,0 +1,128 @@
+"""LoRA adapters as models: a folder holding `adapter_config.json` and adapter weights, and no `config.json`.
+
+TRL with `peft_config`, verl's LoRA (`global_step_N/actor/lora_adapter/`) and most single-GPU GRPO scripts save
+such a folder (`PeftModel.save_pretrained`). It loads as its base model with the adapter merged in
+(`merge_and_unload`): scoring and the likelihood then run the plain model's forward, whose logits equal the unmerged
+adapter's within float32 rounding.
+
+The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here; otherwise
+the model the prompts were scored with, where there is one. When both are there, a base whose shapes differ from
+the scored model's is refused: the adapter was trained on another model. `gaincurate.model` finds and loads adapters
+through these functions; finding one needs nothing, loading one needs peft (`pip install 'gaincurate[peft]'`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gaincurate.errors import ModelError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+PEFT_EXTRA = "pip install 'gaincurate[peft]'"
+# What makes two models the same shape: an adapter's matrices fit a base only when these agree.
+SHAPE_FACTS = ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    """A folder a `PeftModel` was saved to: an adapter config and no model config of its own."""
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def require_peft(folder: str | Path) -> None:
+    """Refuse, in one line naming the adapter and the extra, to load an adapter where peft is not installed."""
+    if importlib.util.find_spec("peft") is None:
+        raise ModelError(f"{folder} is a LoRA adapter ({ADAPTER_CONFIG}); loading it needs peft: {PEFT_EXTRA}")
+
+
+def named_base(folder: Path) -> str | None:
+    """The base model the adapter's config names, or None."""
+    try:
+        named = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ModelError(f"{folder / ADAPTER_CONFIG} cannot be read ({error}); save the adapter again") from None
+    return str(named) if named else None
+
+
+def adapter_base(folder: Path, spec: str, scored_with: Any, *, resolve: Callable, read_config: Callable) -> Any:
+    """The base model (a `ModelSource`) of the adapter at `folder`, as the user named it (`spec`): the one its config
+    names when that is here, else `scored_with`, the model the prompts were scored with (None: there is none).
+    `resolve` and `read_config` are `gaincurate.model`'s, which calls this."""
+    require_peft(folder)
+    fallback = None if scored_with is None else scored_with.base or scored_with  # an adapter's own base
+    named = named_base(folder)
+    base = _named_source(named, hub_allowed=fallback is None, resolve=resolve)
+    if base is None and fallback is None:
+        raise ModelError(
+            f"{spec} is a LoRA adapter of {named!r}, which is not a model here; set base_model_name_or_path in "
+            f"{folder / ADAPTER_CONFIG} to the base model's folder, .gguf file or Hub id"
+        )
+    if base is not None and fallback is not None and base != fallback:
+        _check_same_shape(folder, base, fallback, read_config)
+    return base or fallback
+
+
+def _named_source(named: str | None, *, hub_allowed: bool, resolve: Callable) -> Any:
+    """The adapter's named base as a model source, when it is a model folder or GGUF file here (or, `hub_allowed`,
+    a Hub id); None otherwise (a trainer's temporary folder, a GGUF package folder)."""
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if (path / "config.json").is_file() or (named.endswith(".gguf") and path.is_file()):
+        return resolve(named)
+    if hub_allowed and not path.exists() and not named.startswith((".", "/", "~")) and named.count("/") <= 1:
+        return resolve(named)
+    return None
+
+
+def _check_same_shape(folder: Path, base: Any, scored: Any, read_config: Callable) -> None:
+    """Refuse an adapter whose named base differs in shape from the model the prompts were scored with."""
+    shapes = [{fact: getattr(read_config(source), fact, None) for fact in SHAPE_FACTS} for source in (base, scored)]
+    if shapes[0] != shapes[1]:
+        raise ModelError(
+            f"{folder} is a LoRA adapter of {base.display} ({_shape_words(shapes[0])}), not of "
+            f"{scored.display}, the model the prompts were scored with ({_shape_words(shapes[1])}); score the "
+            f"prompts with {base.display}, or train the adapter on {scored.display}"
+        )
+
+
+def _shape_words(shape: dict[str, Any]) -> str:
+    return ", ".join(f"{fact} {value}" for fact, value in shape.items())
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether a trainer saved the tokenizer beside the weights (training does not change it; many do not)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def merge_adapter(folder: str | Path, base: Any, base_name: str) -> Any:
+    """The adapter at `folder` merged into `base`, a loaded model (named `base_name` in errors), in eval mode."""
+    require_peft(folder)
+    import warnings
+
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():  # peft 0.21 asks transformers 5 for `is_gradient_checkpointing`, deprecated
+            # there: a note to peft's authors, not to the user; it goes once peft asks `is_activation_checkpointing`
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            model = PeftModel.from_pretrained(base, str(folder))
+    except (OSError, ValueError, RuntimeError, KeyError) as error:  # another model's adapter: sizes do not match
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"cannot apply the LoRA adapter {folder} to {base_name}: {first}; train the adapter on the model the "
+            "prompts were scored with"
+        ) from None
+    return model.merge_and_unload().eval()
+
+
+def peft_unwrapped(model: Any) -> Any:
+    """A live PEFT model's own model, its adapter layers in place (TRL with `peft_config`): scoring hooks and runs
+    the decoder layers of that model, whose forward takes the arguments transformers documents."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
