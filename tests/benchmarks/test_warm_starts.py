@@ -56,10 +56,10 @@ def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
     assert same["low"] == pytest.approx(0.7) and same["high"] == pytest.approx(0.7)
 
 
-# Two warm starts of the first task at smoke size, two arms: the whole path (assets, pilot, targets, comparison).
-TINY = dataclasses.replace(
-    VERDICTS["warm-starts"], name="tiny", arms=("uniform", "probe-default"), primary=("probe-default",)
-)
+# Two warm starts of cpu-arith (the cheapest task) at smoke size, two arms: the whole path (assets, pilot, targets,
+# comparison).
+TINY = dataclasses.replace(VERDICTS["warm-starts"], name="tiny", tasks=("cpu-arith",),
+                           arms=("uniform", "probe-default"), primary=("probe-default",))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +73,10 @@ def tiny_run(tmp_path_factory):
 def test_a_smoke_run_reports_each_warm_start_and_the_pooled_ratio(tiny_run):
     out, summary, table = tiny_run
     units = summary["units"]
-    assert sorted(units) == ["cpu-chain/ws0", "cpu-chain/ws1"]
+    assert sorted(units) == ["cpu-arith/ws0", "cpu-arith/ws1"]
     assert all(unit["status"] == "compared" and unit["cpu"]["model"] for unit in units.values())
-    assert units["cpu-chain/ws0"]["digest"] != units["cpu-chain/ws1"]["digest"]  # warm_start_seed moves the start
-    probe = summary["tasks"]["cpu-chain"]["arms"]["probe-default"]
+    assert units["cpu-arith/ws0"]["digest"] != units["cpu-arith/ws1"]["digest"]  # warm_start_seed moves the start
+    probe = summary["tasks"]["cpu-arith"]["arms"]["probe-default"]
     per_unit = [units[name]["arms"]["probe-default"]["mean"] for name in sorted(units)]
     assert probe["mean"] == pytest.approx(math.exp(sum(map(math.log, per_unit)) / 2))
     assert probe["worst"] == max(per_unit)
@@ -91,7 +91,7 @@ def test_the_report_re_derives_from_the_published_files_and_refuses_moved_target
     again, printed = report(published)
     assert printed == table
     assert json.loads(json.dumps(again)) == json.loads(json.dumps(summary))
-    bench = unit_folder(published, "cpu-chain", 1) / "compare" / "bench.json"
+    bench = unit_folder(published, "cpu-arith", 1) / "compare" / "bench.json"
     kept = json.loads(bench.read_text())
     kept["config"]["other_targets"] = [0.1, 0.2]
     bench.write_text(json.dumps(kept))

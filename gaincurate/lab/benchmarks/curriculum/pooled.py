@@ -198,7 +198,8 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
                 continue
             cells = [f"{_ratio(unit['arms'].get(arm))} ({(unit['arms'].get(arm) or {}).get('censored', '-')})"
                      for arm in compared]  # fmt: skip
-            lines.append(f"| {k} | {unit['digest'][:8]} | {where} | {targets} | {len(unit['seeds'])} | "
+            seeds = f"{len(unit['seeds'])}" + ("" if unit["complete"] else f" of {verdict.seeds}")
+            lines.append(f"| {k} | {unit['digest'][:8]} | {where} | {targets} | {seeds} | "
                          + " | ".join(cells) + " |")  # fmt: skip
         pooled = [_pooled_cell(entry["arms"][arm]) for arm in compared]
         worst = [f"{entry['arms'][arm]['worst']:.2f} (ws{entry['arms'][arm]['worst_warm_start']})"
