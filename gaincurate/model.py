@@ -366,9 +366,7 @@ class SiteForward:
         (`attention_mask` then covers prefix and input)."""
         return self.capture(input_ids, attention_mask, cache)[self.layer_index]
 
-    def capture(
-        self, input_ids: Any, attention_mask: Any, cache: Any = None, position_ids: Any = None
-    ) -> dict[int, Any]:
+    def capture(self, input_ids: Any, attention_mask: Any, cache: Any = None, position_ids: Any = None) -> dict:
         """Hidden states at the site of the scoring layer and of the embedding layer, by layer index. `position_ids`:
         the rotary positions of packed rows (`gaincurate.packed_forward`), whose attention mask is None."""
         import torch
