@@ -74,7 +74,8 @@ def curriculum(
         typer.Option(
             "--demo",
             help="See the saving in about three minutes (2 min 37 s on 2 idle AMD EPYC cores): the bundled `demo` "
-            "bench (cpu-arith, uniform against the strategy a schedule uses when none is named, two fresh seeds, two workers), into --out.",
+            "bench (cpu-arith, uniform against the strategy a schedule uses when none is named, two fresh seeds, two "
+            "workers), into --out.",
         ),
     ] = False,
     config: ConfigFile = None,
