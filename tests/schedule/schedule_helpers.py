@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -160,3 +163,13 @@ def fixed_screener(rates_by_id: dict[int, float], calls: list) -> Callable:
         return Screening(sums, np.full(len(gc_ids), rollouts), 3 * len(gc_ids))
 
     return screen
+
+
+def console_ok(*args: object) -> subprocess.CompletedProcess:
+    """The real console script with `args` (one torch thread, a wide terminal), asserted to succeed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    env.pop("GAINCURATE_DEBUG", None)
+    script = Path(sys.executable).with_name("gaincurate")
+    done = subprocess.run([str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done

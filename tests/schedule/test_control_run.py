@@ -11,19 +11,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from fake_scores import score_columns, write_scores_dir
+from schedule_helpers import console_ok as gaincurate
 
 from gaincurate.schedule.control import SAVING, Arm, difference_interval, look_z
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
 ROLLOUTS = 4
 # The pass rate of prompt i in the epoch file named `data`: COIN, or a logistic of its difficulty that rises by
 # epoch. Each rollout's reward is a seeded draw from its name, so a rerun writes the same lines.
@@ -40,14 +38,6 @@ with open(feedback, "w") as out:
             reward = float(random.Random(f"{epoch}-{i}-{r}").random() < p)
             out.write(json.dumps({"gc_id": i, "reward": reward}) + "\\n")
 """.replace("ROLLOUTS", str(ROLLOUTS))
-
-
-def gaincurate(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    env.pop("GAINCURATE_DEBUG", None)
-    done = subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def run(tmp_path: Path, mode: str, prompts: int, subset: int, epochs: int) -> tuple[str, str, list]:

@@ -13,10 +13,8 @@ embeddings sit near 0.5, where uniform's estimated share is low.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,11 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from fake_scores import score_columns, write_scores_dir
+from schedule_helpers import console_ok as gaincurate
 
 from gaincurate.schedule.readout import CORRELATION_MIN_PROMPTS, ENOUGH_GROUPS, FAR_ABOVE, Thresholds
 from gaincurate.schedule.readout import warnings as readout_warnings
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
 ROLLOUTS = 4
 TRAINER = """
 import json, sys
@@ -40,14 +38,6 @@ with open(feedback, "w") as out:
             reward = float(r % 2) if i % 4 == 0 else float(i % 4 == 1)
             out.write(json.dumps({"gc_id": i, "reward": reward}) + "\\n")
 """.replace("ROLLOUTS", str(ROLLOUTS))
-
-
-def gaincurate(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    env.pop("GAINCURATE_DEBUG", None)
-    done = subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def write_pool(directory: Path, prompts: int) -> Path:
