@@ -133,7 +133,8 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
     tasks = {}
     for task in verdict.tasks:
         mine = {k: units[f"{task}/ws{k}"] for k in verdict.warm_starts}
-        compared = {k: u for k, u in mine.items() if u["status"] == "compared"}
+        # Only warm starts whose every declared seed finished are pooled: a part of one is not a draw of the task.
+        compared = {k: u for k, u in mine.items() if u["status"] == "compared" and u["complete"] and u["arms"]}
         arms = {}
         for arm in verdict.arms[1:]:
             measured = {k: u["arms"][arm] for k, u in compared.items() if arm in u["arms"]}
@@ -198,7 +199,7 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
                 continue
             cells = [f"{_ratio(unit['arms'].get(arm))} ({(unit['arms'].get(arm) or {}).get('censored', '-')})"
                      for arm in compared]  # fmt: skip
-            seeds = f"{len(unit['seeds'])}" + ("" if unit["complete"] else f" of {verdict.seeds}")
+            seeds = f"{len(unit['seeds'])}" + ("" if unit["complete"] else f" of {verdict.seeds}, not pooled")
             lines.append(f"| {k} | {unit['digest'][:8]} | {where} | {targets} | {seeds} | "
                          + " | ".join(cells) + " |")  # fmt: skip
         pooled = [_pooled_cell(entry["arms"][arm]) for arm in compared]
