@@ -47,8 +47,8 @@ SIGNAL_WORDS = {
 
 
 def default_reads(manifest: dict[str, Any], columns: list[str]) -> str:
-    """Which signals the default strategy reads on these scores, so the first screen says whether this ranking is
-    the one a run draws by."""
+    """Which signals the default strategy reads on these scores, so that what `show` prints first says whether this
+    ranking is the one a run draws by."""
     from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
     from gaincurate.schedule.strategies.contract import LIKELIHOOD
 
