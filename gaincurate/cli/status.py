@@ -142,7 +142,7 @@ def spent_line(history: list[dict[str, Any]]) -> str:
     total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
     return (
         f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}; "
-        f"{control_words({key: value for key, value in last.items() if not key.startswith(('aimed_', 'control_'))})}"
+        f"{control_words(last, epoch_arms=False)}"
     )
 
 

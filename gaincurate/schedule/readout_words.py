@@ -36,13 +36,14 @@ def epoch_words(line: dict[str, Any] | None) -> str:
     return f"readout on {groups} rollout groups ({groups} prompts, {line['rollouts']} rollouts): " + "; ".join(parts)
 
 
-def control_words(readout: dict[str, Any]) -> str:
-    """The epoch's arms and the verdict so far against the uniform control (`gaincurate.schedule.control`)."""
+def control_words(readout: dict[str, Any], *, epoch_arms: bool = True) -> str:
+    """The verdict so far against the uniform control (`gaincurate.schedule.control`), after the epoch's own arms
+    unless `epoch_arms` is False (a summary over the whole run)."""
     verdict = readout.get("verdict", NO_CONTROL)
     if verdict == NO_CONTROL:
         return "against uniform: no control (the draw keeps no uniform slice, so nothing here says whether it saves)"
     epoch = ""
-    if readout.get("control_groups"):
+    if epoch_arms and readout.get("control_groups"):
         epoch = (
             f"this epoch {_share(readout['aimed_informative'])} of {readout['aimed_groups']} aimed groups informative, "
             f"{_share(readout['control_informative'])} of {readout['control_groups']} in the uniform slice; "
