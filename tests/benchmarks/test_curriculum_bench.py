@@ -280,7 +280,8 @@ def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(t
     each epoch: here the bench arm that measures its budget whatever the rewards (`budget_probe.py`), since at smoke
     size every rollout is wrong and `probe --likelihood` then measures nothing. With `measure_pool`, the pool
     instrument also holds every candidate feature (candidates.py: the likelihoods of the answer, the solution, the
-    answer after it; the embedding) against the measured pass rates. At smoke size, its one pair."""
+    answer after it; the angle score stored, in parts and re-scored live; the embedding) against the measured pass
+    rates. At smoke size, its one pair."""
     from gaincurate.lab.benchmarks.curriculum.budget_probe import BudgetProbe
     from gaincurate.schedule.run.rundir import load_run
     from gaincurate.schedule.strategies.registry import STRATEGIES
@@ -295,8 +296,8 @@ def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(t
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
     lines = [json.loads(line) for line in (tmp_path / "out" / "diagnosis.jsonl").read_text().splitlines()]
-    assert lines and all(set(line["candidates"]) == {"embedding", "answer", "solution", "answer-after-solution"}
-                         for line in lines)  # fmt: skip
+    expected = {"embedding", "answer", "solution", "answer-after-solution", "angle", "angle-parts", "angle-live"}
+    assert lines and all(set(line["candidates"]) == expected for line in lines)
 
 
 def test_a_chain_config_the_task_cannot_draw_is_refused_in_one_line(tmp_path):

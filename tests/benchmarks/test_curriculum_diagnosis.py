@@ -63,6 +63,8 @@ def test_diagnosis_lines_the_table_and_the_report_re_derive_them(on_and_off, tmp
     assert {(line["strategy"], line["epoch"]) for line in lines} == {(a, e) for a in ARMS for e in (0, 1, 2)}
     for line in lines:
         assert 0.0 <= line["pool_informative"] <= 1.0 and 0.0 <= line["trained_pass_rate"] <= 1.0
+        # Off the chain task: the answer's likelihood and the angle score (stored, in parts, re-scored live)
+        assert set(line["candidates"]) == {"embedding", "answer", "angle", "angle-parts", "angle-live"}
     # The zero-variance share is the savings readout's for the trained epochs; the draw after the last step has none.
     readout = {e["epoch"]: e["readout"]["zero_variance"] for e in _pair(on, "dots")["epochs"]}
     assert {line["epoch"]: line["zero_variance"] for line in lines if line["strategy"] == "dots"} == {
@@ -127,6 +129,34 @@ def test_oracle_nonzero_draws_uniformly_among_the_informative_prompts():
     assert arm.choose(State, Context, np.random.default_rng(0)).positions.tolist() == [1, 3, 5]
     report = arm.report(State, Context, type("Drawn", (), {"info": {}})())
     assert report.band is None and report.estimates.tolist() == rates.tolist()
+
+
+def test_an_angle_column_enters_the_fit_standardised_and_only_a_telling_one_helps():
+    """A free column that carries the true pass rate (on an arbitrary scale, one value missing) helps the cross-fitted
+    fit tell the informative prompts apart; a noise column, alone or as one of two, does not; the standardisation
+    is the float64 brute force's."""
+    from gaincurate.lab.benchmarks.curriculum.candidates import EMBEDDING, candidate_figures, standardised
+
+    rng = np.random.default_rng(5)
+    true = np.clip(rng.beta(0.6, 0.6, 240), 0.01, 0.99)
+    rates = rng.binomial(4, true) / 4.0
+    embedding = rng.normal(size=(240, 8))
+    telling = 40.0 + 3.0 * true  # on the angle score's scale
+    telling[7] = np.nan
+    noise = rng.normal(1.4, 0.2, 240)
+    columns = {"angle": telling, "angle-parts": np.stack([noise, rng.normal(size=240)], axis=1), "noise": noise}
+    figures = candidate_figures({}, embedding, rates, np.arange(0, 240, 4), 0.5, columns)
+    assert set(figures) == {EMBEDDING, "angle", "angle-parts", "noise"} and figures["angle-parts"]["spearman"] is None
+    assert figures["angle"]["fit_auc"] > figures[EMBEDDING]["fit_auc"] + 0.15
+    assert abs(figures["noise"]["fit_auc"] - figures[EMBEDDING]["fit_auc"]) < 0.1
+    assert abs(figures["angle-parts"]["fit_auc"] - figures[EMBEDDING]["fit_auc"]) < 0.1
+
+    finite = [float(v) for v in telling if np.isfinite(v)]
+    mean = sum(finite) / len(finite)
+    spread = (sum((v - mean) ** 2 for v in finite) / len(finite)) ** 0.5
+    expected = [0.0 if not np.isfinite(v) else (float(v) - mean) / spread for v in telling]
+    np.testing.assert_allclose(standardised(telling)[:, 0], expected, rtol=0, atol=1e-12)
+    assert standardised(np.full(5, 3.0)).tolist() == [[0.0]] * 5
 
 
 def test_each_candidate_feature_is_held_against_the_measured_rates_on_halves_it_was_not_fitted_on():

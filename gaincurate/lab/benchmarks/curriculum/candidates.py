@@ -13,11 +13,18 @@ reference solution), and holds each against the measured pass rates:
   the odd ones, and the other way round. It is the fit the probe would make had it measured half the pool, so the
   candidates are compared on equal data; `embedding` is that fit without a likelihood.
 
+On every task the same instrument holds the angle score against the measurement, as a free column of the same fit
+in place of a likelihood (each column standardised over the pool): `angle`, the scores folder's `gc_score` (what
+the warm start's scoring pass gave, as `schedule` reads it without a refresh); `angle-parts`, its two parts
+`gc_intra` and `gc_inter` as two columns; `angle-live`, `gc_score` re-scored with the live policy at each draw (what
+the refresh would give). On a task whose rows carry no reference solution the only likelihood is `answer`.
+
 Nothing here is charged to the arm (the instrument runs off the clock) and nothing changes a draw.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,72 +40,113 @@ CHAIN_TEMPLATE = "{solution}={answer}"
 
 
 def candidate_figures(
-    likelihoods: dict[str, np.ndarray], embedding: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float
+    likelihoods: dict[str, np.ndarray],
+    embedding: np.ndarray,
+    rates: np.ndarray,
+    positions: np.ndarray,
+    target: float,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per candidate (each likelihood, and the embedding alone): the raw Spearman and the cross-fitted fit's
-    figures, for one drawn epoch (`rates`: the pool's measured pass rates in gc_id order)."""
+    """Per candidate (each likelihood, each of `columns`' free columns, and the embedding alone): the raw Spearman
+    (a single value's only) and the cross-fitted fit's figures, for one drawn epoch (`rates`: the pool's measured
+    pass rates in gc_id order; `columns`: a name to its [N] or [N, k] values, the angle score's)."""
     rates = np.asarray(rates, dtype=np.float64)
     out: dict[str, Any] = {}
-    for name, values in {EMBEDDING: None, **likelihoods}.items():
+    features = [(EMBEDDING, None, None), *((name, values, None) for name, values in likelihoods.items()),
+                *((name, None, values) for name, values in (columns or {}).items())]  # fmt: skip
+    for name, logps, extra in features:
+        single = logps if extra is None or np.ndim(extra) != 1 else extra
         raw = None
-        if values is not None:
-            raw = pearson_r(ranks(np.asarray(values, dtype=np.float64).tolist()), ranks(rates.tolist()))
-        fit = epoch_diagnosis(0, cross_fitted(embedding, values, rates), name, rates, positions, target)
+        if single is not None:
+            raw = pearson_r(ranks(np.asarray(single, dtype=np.float64).tolist()), ranks(rates.tolist()))
+        fit = epoch_diagnosis(0, cross_fitted(embedding, logps, rates, extra), name, rates, positions, target)
         out[name] = {"spearman": raw, "fit_spearman": fit["spearman"], "fit_auc": fit["informative_auc"],
                      "fit_aimed": fit["aimed_informative"]}  # fmt: skip
     return out
 
 
-def cross_fitted(embedding: np.ndarray, logps: np.ndarray | None, rates: np.ndarray) -> np.ndarray:
+def cross_fitted(
+    embedding: np.ndarray, logps: np.ndarray | None, rates: np.ndarray, extra: np.ndarray | None = None
+) -> np.ndarray:
     """Each prompt's pass rate predicted by the probe's design fitted on the other half of the pool (by position
-    parity), clipped to [0, 1]."""
+    parity), clipped to [0, 1]. `extra`: further free columns ([N] or [N, k]), standardised over the pool, NaN as 0."""
     rows = np.arange(len(rates))
     scale = likelihood_scale(None if logps is None else np.asarray(logps, dtype=np.float64))
-    design = np.zeros((len(rates), FREE_COLUMNS + embedding.shape[1]))
+    added = np.zeros((len(rates), 0)) if extra is None else standardised(np.asarray(extra, dtype=np.float64))
+    free = FREE_COLUMNS + added.shape[1]
+    design = np.zeros((len(rates), free + embedding.shape[1]))
     design[:, 0] = 1.0
     if scale is not None:
         values = (likelihood_columns(np.asarray(logps, dtype=np.float64)) - scale[0]) / scale[1]
         design[:, 1:FREE_COLUMNS] = np.where(np.isfinite(values), values, 0.0)
-    design[:, FREE_COLUMNS:] = embedding
+    design[:, FREE_COLUMNS:free] = added
+    design[:, free:] = embedding
     out = np.empty(len(rates))
     for fold in (0, 1):
         train, test = rows % 2 != fold, rows % 2 == fold
         features, labels = design[train], rates[train]
         weights = np.ones(len(labels))
         held_out = np.arange(len(labels)) % 2 == 1  # the penalty chosen within the fitted half
-        choice, system = ridge.choose_strength(features, weights, labels, held_out, free=FREE_COLUMNS)
+        choice, system = ridge.choose_strength(features, weights, labels, held_out, free=free)
         strength = ridge.DEFAULT_STRENGTH if choice is None else choice.strength
-        beta = ridge.solve(system, ridge.penalty_vector(design.shape[1], free=FREE_COLUMNS, strength=strength))
+        beta = ridge.solve(system, ridge.penalty_vector(design.shape[1], free=free, strength=strength))
         out[test] = ridge.predict(design[test], beta)
     return np.clip(out, 0.0, 1.0)
 
 
-def live_candidates(pair: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, Any]]:
+def standardised(values: np.ndarray) -> np.ndarray:
+    """[N, k]: each column less its mean over its finite values, over their spread (1 where none), NaN as 0."""
+    columns = values.reshape(len(values), -1)
+    out = np.zeros_like(columns)
+    for j in range(columns.shape[1]):
+        finite = np.isfinite(columns[:, j])
+        if not finite.any():
+            continue
+        kept = columns[finite, j]
+        mean = math.fsum(kept.tolist()) / len(kept)  # fsum: the same bits whatever the SIMD path
+        spread = math.sqrt(math.fsum(((kept - mean) ** 2).tolist()) / len(kept))
+        out[finite, j] = (kept - mean) / (spread if spread > 0 else 1.0)
+    return out
+
+
+def live_candidates(pair: Any, chain: bool) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, Any]]:
     """The pool instrument's hook (`diagnosis.Candidates`) for a bench pair (`harness.PairRun`): at each draw, every
-    likelihood the probe could read, measured with the pair's live model (its tokens counted as no kind of the
-    arm's), and the probe's standardised embedding, held against the draw's measured rates in gc_id order (so the
-    cross-fit's halves do not follow the arm's ranking)."""
+    likelihood the probe could read (on the chain task each kind, elsewhere the answer's) and the angle score
+    re-scored, measured with the pair's live model (its tokens counted as no kind of the arm's), the scores
+    folder's angle score and its parts, and the probe's standardised embedding, held against the draw's measured
+    rates in gc_id order (so the cross-fit's halves do not follow the arm's ranking)."""
     from gaincurate.difficulty.reference import embeddings_from_table
     from gaincurate.schedule.strategies.probe import ProbeStrategy
     from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
     from gaincurate.scoring.likelihood import KINDS, likelihoods
+    from gaincurate.scoring.rescore import rescore
     from gaincurate.shards import read_scores
 
     scores_dir = pair.assets.scores_dir
-    embedding = embeddings_from_table(read_scores(scores_dir), str(scores_dir)).embeddings
+    table = read_scores(scores_dir)
+    embedding = embeddings_from_table(table, str(scores_dir)).embeddings
     every = np.arange(len(embedding))
     features = EmbeddingFeatures(embedding, ProbeStrategy.about.options().width).rows(every).astype(np.float64)
+    row_of = {int(gc_id): row for row, gc_id in enumerate(table.column("gc_id").to_pylist())}
+    stored = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+              for name in ("gc_score", "gc_intra", "gc_inter")}  # fmt: skip
+    kinds = KINDS if chain else ("answer",)
 
     def figures(ranking: np.ndarray, rates: np.ndarray, positions: np.ndarray, target: float) -> dict[str, Any]:
         order = np.argsort(ranking, kind="stable")
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))
         ids = [int(i) for i in ranking[order]]
+        rows = np.asarray([row_of[i] for i in ids], dtype=np.int64)
         with pair.token_counter.during(None):
             measured = {kind: likelihoods(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer, of=kind,
                                           template="{answer}" if kind == "answer" else CHAIN_TEMPLATE,
-                                          solution_column="solution") for kind in KINDS}  # fmt: skip
+                                          solution_column="solution") for kind in kinds}  # fmt: skip
+            live = np.asarray(rescore(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer), dtype=np.float64)
+        columns = {"angle": stored["gc_score"][rows],
+                   "angle-parts": np.stack([stored["gc_intra"][rows], stored["gc_inter"][rows]], axis=1),
+                   "angle-live": live}  # fmt: skip
         picked = position[np.asarray(positions, dtype=np.int64)]
-        return candidate_figures(measured, features, np.asarray(rates)[order], picked, target)
+        return candidate_figures(measured, features, np.asarray(rates)[order], picked, target, columns)
 
     return figures

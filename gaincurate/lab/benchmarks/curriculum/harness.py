@@ -318,7 +318,7 @@ class PairRun:
                                                 rollouts=config.oracle_rollouts)  # fmt: skip
             curriculum.use_strategy(oracle)
         if config.measure_pool:
-            candidates = live_candidates(self) if config.task == "chain" else None  # each likelihood the probe reads
+            candidates = live_candidates(self, chain=config.task == "chain")  # what the probe could read
             self.instrument = PoolInstrument(curriculum, self._pool_measure(dataset, row_of), config.oracle_rollouts,
                                              lambda: self.clock.exclude("pool"), candidates)  # fmt: skip
         self.costs["curriculum_seconds"] += self.clock.now() - started
