@@ -102,3 +102,34 @@ def test_the_report_re_derives_from_the_published_files_and_refuses_moved_target
 @pytest.mark.parametrize("folder,table", PUBLISHED, ids=[folder for folder, _ in PUBLISHED])
 def test_a_published_warm_start_table_re_derives_from_its_results(folder, table):
     assert report(ROOT / folder)[1] == table
+
+
+def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epochs(tmp_path):
+    """Only the (seed, epoch)s both have count; the difference and its interval are the control's own comparison
+    of the pooled counts (one look at 95%); by epoch pools the folders' seeds."""
+    from gaincurate.lab.benchmarks.curriculum.agreement import by_epoch, unit_agreement
+    from gaincurate.schedule.control import Arm, compare
+
+    def line(strategy, seed, epoch, **readout):
+        return json.dumps({"strategy": strategy, "seed": seed, "epoch": epoch, "readout": readout})
+
+    folders = []
+    for k, informative in enumerate((3, 1)):
+        folder = tmp_path / f"unit{k}"
+        folder.mkdir()
+        lines = [line("uniform", 0, 0, groups=64, zero_variance=0.75), line("uniform", 0, 1, groups=64,
+                 zero_variance=0.5), line("uniform", 1, 1, groups=64, zero_variance=1.0),
+                 line("probe", 0, 1, control_groups=6, control_informative=informative / 6),
+                 line("probe", 0, 2, control_groups=6, control_informative=0.5),  # the uniform arm has no epoch 2
+                 line("probe", 1, 0, verdict="no control")]  # fmt: skip
+        (folder / "readouts.jsonl").write_text("\n".join(lines) + "\n")
+        folders.append(folder)
+
+    entry = unit_agreement(folders[0])["probe"]
+    expected = compare(Arm(6, 3, 0), Arm(64, 32, 0))
+    assert entry["control"] == [6, 3] and entry["uniform_arm"] == [64, 32] and entry["agrees"]
+    assert entry["difference"] == pytest.approx(expected.gain, abs=1e-12)
+    assert entry["interval"] == pytest.approx(list(expected.gain_interval), abs=1e-12)
+    pooled = by_epoch(folders, "probe")
+    assert list(pooled) == [1] and pooled[1]["control"] == [12, 4] and pooled[1]["uniform_arm"] == [128, 64]
+    assert unit_agreement(tmp_path) == {}  # no readouts: nothing to hold together

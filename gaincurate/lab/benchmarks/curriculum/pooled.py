@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import ConfigError
-from gaincurate.lab.benchmarks.curriculum import stats
+from gaincurate.lab.benchmarks.curriculum import agreement, stats
 from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
 from gaincurate.lab.benchmarks.curriculum.report import FILES, pilot_targets
 from gaincurate.lab.benchmarks.curriculum.report import publish as publish_bench
@@ -120,7 +120,8 @@ def unit_result(verdict: WarmStartVerdict, folder: Path, task: str, warm_start: 
     seeds = summary["strategies"].get(verdict.arms[0], {}).get("seeds", [])
     done = len(seeds) == len(parse_seeds(verdict.seeds))
     return {**entry, "status": "compared", "seeds": seeds, "complete": done, "arms": arms,
-            "analysis": {"target": analysis["target"], "other_targets": analysis["other_targets"]}}  # fmt: skip
+            "analysis": {"target": analysis["target"], "other_targets": analysis["other_targets"]},
+            "agreement": agreement.unit_agreement(compare)}  # fmt: skip
 
 
 def report(folder: Path) -> tuple[dict[str, Any], str]:
@@ -147,7 +148,11 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                          "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
         tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms}
     goal = _goal(verdict, tasks)
-    summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal}
+    compared = [unit_folder(folder, task, k) / COMPARE for task, k in verdict.units()
+                if units[f"{task}/ws{k}"]["status"] == "compared"]  # fmt: skip
+    by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(compared, verdict.goal_arm).items()}
+    summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
+               "agreement_by_epoch": by_epoch}  # fmt: skip
     return summary, markdown(verdict, summary)
 
 
@@ -214,7 +219,28 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     lines += ["", f"Goal ({verdict.goal_arm}: pooled at most {verdict.goal_pooled:.2f}x on every task and no warm "
               f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
               + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _agreement_lines(verdict, summary)) + "\n"
+
+
+def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:
+    """Each run's control against the uniform arm, per unit and arm, then the goal arm's per epoch."""
+    rows = [(name, arm, entry) for name, unit in summary["units"].items()
+            for arm, entry in (unit.get("agreement") or {}).items() if entry is not None]  # fmt: skip
+    if not rows:
+        return []
+    lines = ["", "Each run's control against the bench's uniform arm: the share of groups with nonzero reward "
+             "variance over the same seeds and epochs, the difference with its 95% interval (Newcombe).", "",
+             "| unit | arm | control | uniform arm | control - uniform arm |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, arm, entry in rows:
+        lines.append(f"| {name} | {arm} | {agreement.share_words(entry['control'])} "
+                     f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |")
+    lines += ["", f"{verdict.goal_arm}'s control against the uniform arm by epoch, pooled over the units:", "",
+              "| epoch | control | uniform arm | control - uniform arm |", "|---|---|---|---|"]  # fmt: skip
+    for epoch, entry in summary["agreement_by_epoch"].items():
+        if entry is not None:
+            lines.append(f"| {epoch} | {agreement.share_words(entry['control'])} "
+                         f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |")
+    return lines
 
 
 def publish(out: Path, folder: Path) -> None:
