@@ -232,14 +232,18 @@ def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list
              "variance over the same seeds and epochs, the difference with its 95% interval (Newcombe).", "",
              "| unit | arm | control | uniform arm | control - uniform arm |", "|---|---|---|---|---|"]  # fmt: skip
     for name, arm, entry in rows:
-        lines.append(f"| {name} | {arm} | {agreement.share_words(entry['control'])} "
-                     f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |")
+        lines.append(
+            f"| {name} | {arm} | {agreement.share_words(entry['control'])} "
+            f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |"
+        )
     lines += ["", f"{verdict.goal_arm}'s control against the uniform arm by epoch, pooled over the units:", "",
               "| epoch | control | uniform arm | control - uniform arm |", "|---|---|---|---|"]  # fmt: skip
     for epoch, entry in summary["agreement_by_epoch"].items():
         if entry is not None:
-            lines.append(f"| {epoch} | {agreement.share_words(entry['control'])} "
-                         f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |")
+            lines.append(
+                f"| {epoch} | {agreement.share_words(entry['control'])} "
+                f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |"
+            )
     return lines
 
 
