@@ -106,8 +106,9 @@ def test_a_published_warm_start_table_re_derives_from_its_results(folder, table)
 
 def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epochs(tmp_path):
     """Only the (seed, epoch)s both have count; the difference and its interval are the control's own comparison
-    of the pooled counts (one look at 95%); by epoch pools the folders' seeds."""
-    from gaincurate.lab.benchmarks.curriculum.agreement import by_epoch, unit_agreement
+    of the pooled counts (one look at 95%); the first epoch with a control stands apart; by epoch pools the
+    folders' seeds."""
+    from gaincurate.lab.benchmarks.curriculum.agreement import by_epoch, task_agreement
     from gaincurate.schedule.control import Arm, compare
 
     def line(strategy, seed, epoch, **readout):
@@ -118,18 +119,22 @@ def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epo
         folder = tmp_path / f"unit{k}"
         folder.mkdir()
         lines = [line("uniform", 0, 0, groups=64, zero_variance=0.75), line("uniform", 0, 1, groups=64,
-                 zero_variance=0.5), line("uniform", 1, 1, groups=64, zero_variance=1.0),
+                 zero_variance=0.5), line("uniform", 0, 2, groups=64, zero_variance=1.0),
+                 line("uniform", 1, 1, groups=64, zero_variance=1.0),
                  line("probe", 0, 1, control_groups=6, control_informative=informative / 6),
-                 line("probe", 0, 2, control_groups=6, control_informative=0.5),  # the uniform arm has no epoch 2
+                 line("probe", 0, 2, control_groups=6, control_informative=0.5),
+                 line("probe", 0, 3, control_groups=6, control_informative=0.5),  # the uniform arm has no epoch 3
                  line("probe", 1, 0, verdict="no control")]  # fmt: skip
         (folder / "readouts.jsonl").write_text("\n".join(lines) + "\n")
         folders.append(folder)
 
-    entry = unit_agreement(folders[0])["probe"]
-    expected = compare(Arm(6, 3, 0), Arm(64, 32, 0))
-    assert entry["control"] == [6, 3] and entry["uniform_arm"] == [64, 32] and entry["agrees"]
-    assert entry["difference"] == pytest.approx(expected.gain, abs=1e-12)
-    assert entry["interval"] == pytest.approx(list(expected.gain_interval), abs=1e-12)
+    entry = task_agreement(folders[:1])["probe"]
+    assert entry["first"]["control"] == [6, 3] and entry["first"]["uniform_arm"] == [64, 32]
+    expected = compare(Arm(12, 6, 0), Arm(128, 32, 0))
+    assert entry["all"]["control"] == [12, 6] and entry["all"]["uniform_arm"] == [128, 32]
+    assert entry["all"]["difference"] == pytest.approx(expected.gain, abs=1e-12)
+    assert entry["all"]["interval"] == pytest.approx(list(expected.gain_interval), abs=1e-12)
+    assert entry["all"]["agrees"] == (expected.gain_interval[0] <= 0 <= expected.gain_interval[1])
     pooled = by_epoch(folders, "probe")
-    assert list(pooled) == [1] and pooled[1]["control"] == [12, 4] and pooled[1]["uniform_arm"] == [128, 64]
-    assert unit_agreement(tmp_path) == {}  # no readouts: nothing to hold together
+    assert list(pooled) == [1, 2] and pooled[1]["control"] == [12, 4] and pooled[1]["uniform_arm"] == [128, 64]
+    assert task_agreement([tmp_path]) == {}  # no readouts: nothing to hold together

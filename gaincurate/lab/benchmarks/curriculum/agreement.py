@@ -1,14 +1,14 @@
-"""Does a run's control read uniform as the bench's uniform arm measures it? Per unit of a warm-start verdict.
+"""Does a run's control read uniform as the bench's uniform arm measures it? Per task of a warm-start verdict.
 
 A run with a control (probe's uniform slice) counts, each epoch, the slice's groups and how many had nonzero reward
 variance: its readout of what a uniform draw would get, under the run's own policy. The bench's uniform arm
-measures the same share under its own policy. Held side by side over the same (seed, epoch)s, from a comparison
-folder's readouts.jsonl:
+measures the same share under its own policy. Held side by side over the same (seed, epoch)s, from the comparison
+folders' readouts.jsonl, with the difference's Newcombe interval (one look, 95%; "agrees" when it includes 0):
 
-* per arm with a control: the control's share, the uniform arm's over the same (seed, epoch)s, and the difference
-  with Newcombe's interval (one look, 95%): "agrees" when it includes 0;
-* per epoch, pooled over the units and arms given: the same, so that where they part shows (the two policies start
-  from the same weights and part as the aimed run learns what uniform does not).
+* per task and arm with a control, at the first epoch with a control (epoch 1: every arm of a seed draws epoch 0
+  alike, uniformly, so both runs start it from the same training) and over every epoch;
+* per epoch, pooled over the units, so that where they part shows (the policies part as the aimed run learns what
+  uniform does not).
 """
 
 from __future__ import annotations
@@ -57,9 +57,15 @@ def agreement(pairs: list[tuple[Arm, Arm]]) -> dict[str, Any] | None:
             "agrees": low <= 0.0 <= high}  # fmt: skip
 
 
-def unit_agreement(folder: Path) -> dict[str, Any]:
-    """Per arm with a control: `agreement` over every (seed, epoch) it shares with the uniform arm."""
-    return {arm: agreement(list(epochs.values())) for arm, epochs in epoch_arms(folder).items()}
+def task_agreement(folders: list[Path]) -> dict[str, dict[str, Any]]:
+    """Per arm with a control, over `folders` (a task's comparison folders): `agreement` at the first epoch with a
+    control and over every epoch it shares with the uniform arm."""
+    pairs: dict[str, list[tuple[int, tuple[Arm, Arm]]]] = defaultdict(list)
+    for folder in folders:
+        for arm, epochs in epoch_arms(folder).items():
+            pairs[arm] += [(epoch, pair) for (_, epoch), pair in epochs.items()]
+    return {arm: {"first": agreement([pair for epoch, pair in kept if epoch == min(e for e, _ in kept)]),
+                  "all": agreement([pair for _, pair in kept])} for arm, kept in pairs.items()}  # fmt: skip
 
 
 def by_epoch(folders: list[Path], arm: str) -> dict[int, dict[str, Any] | None]:

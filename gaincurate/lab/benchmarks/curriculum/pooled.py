@@ -120,8 +120,7 @@ def unit_result(verdict: WarmStartVerdict, folder: Path, task: str, warm_start: 
     seeds = summary["strategies"].get(verdict.arms[0], {}).get("seeds", [])
     done = len(seeds) == len(parse_seeds(verdict.seeds))
     return {**entry, "status": "compared", "seeds": seeds, "complete": done, "arms": arms,
-            "analysis": {"target": analysis["target"], "other_targets": analysis["other_targets"]},
-            "agreement": agreement.unit_agreement(compare)}  # fmt: skip
+            "analysis": {"target": analysis["target"], "other_targets": analysis["other_targets"]}}  # fmt: skip
 
 
 def report(folder: Path) -> tuple[dict[str, Any], str]:
@@ -146,11 +145,14 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                          "censored": sum(m["censored"] for m in measured.values()),
                          "baseline_censored": sum(m["baseline_censored"] for m in measured.values()),
                          "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
-        tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms}
+        folders = [unit_folder(folder, task, k) / COMPARE for k in sorted(compared)]
+        tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms,
+                       "agreement": agreement.task_agreement(folders)}  # fmt: skip
     goal = _goal(verdict, tasks)
-    compared = [unit_folder(folder, task, k) / COMPARE for task, k in verdict.units()
-                if units[f"{task}/ws{k}"]["status"] == "compared"]  # fmt: skip
-    by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(compared, verdict.goal_arm).items()}
+    every = [
+        unit_folder(folder, task, k) / COMPARE for task in verdict.tasks for k in tasks[task]["warm_starts_compared"]
+    ]
+    by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(every, verdict.goal_arm).items()}
     summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
                "agreement_by_epoch": by_epoch}  # fmt: skip
     return summary, markdown(verdict, summary)
@@ -223,27 +225,30 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
 
 
 def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:
-    """Each run's control against the uniform arm, per unit and arm, then the goal arm's per epoch."""
-    rows = [(name, arm, entry) for name, unit in summary["units"].items()
-            for arm, entry in (unit.get("agreement") or {}).items() if entry is not None]  # fmt: skip
+    """Each run's control against the uniform arm per task and arm (epoch 1 and every epoch), then per epoch."""
+    rows = [(task, arm, entry) for task, data in summary["tasks"].items()
+            for arm, entry in (data.get("agreement") or {}).items()]  # fmt: skip
     if not rows:
         return []
-    lines = ["", "Each run's control against the bench's uniform arm: the share of groups with nonzero reward "
-             "variance over the same seeds and epochs, the difference with its 95% interval (Newcombe).", "",
-             "| unit | arm | control | uniform arm | control - uniform arm |", "|---|---|---|---|---|"]  # fmt: skip
-    for name, arm, entry in rows:
-        lines.append(
-            f"| {name} | {arm} | {agreement.share_words(entry['control'])} "
-            f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |"
-        )
-    lines += ["", f"{verdict.goal_arm}'s control against the uniform arm by epoch, pooled over the units:", "",
-              "| epoch | control | uniform arm | control - uniform arm |", "|---|---|---|---|"]  # fmt: skip
+    words = agreement.share_words
+    lines = ["", "Each run's control against the bench's uniform arm: the share of groups with nonzero reward variance "
+             "over the same seeds and epochs, pooled over the warm starts compared, and the difference with its 95% "
+             "interval (Newcombe). Epoch 1 is the first with a control; every arm of a seed drew epoch 0 alike, so "
+             "both runs start it from the same training.", "",
+             "| task | arm | epoch 1: control | uniform arm | control - uniform arm | every epoch: control "
+             "| uniform arm | control - uniform arm |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for task, arm, entry in rows:
+        cells = []
+        for part in (entry["first"], entry["all"]):
+            cells += ["-", "-", "-"] if part is None else [words(part["control"]), words(part["uniform_arm"]),
+                                                           agreement.difference_words(part)]  # fmt: skip
+        lines.append(f"| {task} | {arm} | " + " | ".join(cells) + " |")
+    lines += ["", f"{verdict.goal_arm}'s control against the uniform arm by epoch, pooled over every unit compared:",
+              "", "| epoch | control | uniform arm | control - uniform arm |", "|---|---|---|---|"]  # fmt: skip
     for epoch, entry in summary["agreement_by_epoch"].items():
         if entry is not None:
-            lines.append(
-                f"| {epoch} | {agreement.share_words(entry['control'])} "
-                f"| {agreement.share_words(entry['uniform_arm'])} | {agreement.difference_words(entry)} |"
-            )
+            lines.append(f"| {epoch} | {words(entry['control'])} | {words(entry['uniform_arm'])} "
+                         f"| {agreement.difference_words(entry)} |")  # fmt: skip
     return lines
 
 
