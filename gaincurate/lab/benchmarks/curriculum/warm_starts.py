@@ -107,6 +107,12 @@ VERDICTS = {
         schedule={"probe-default": PROBE_DEFAULT, "probe-alone": PROBE_ALONE},
     ),
 }
+# Declared before its runs (docs/benchmark-history.md, "The default across warm starts on cpu-mult, more seeds"):
+# the same units, pilots and targets, four fresh seeds more, without the oracle.
+VERDICTS["warm-starts-mult"] = dataclasses.replace(
+    VERDICTS["warm-starts"], name="warm-starts-mult", tasks=("cpu-mult",), seeds="302-305",
+    arms=("uniform", "probe-default", "probe-alone"),
+)  # fmt: skip
 
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
