@@ -18,11 +18,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from gaincurate.lab.benchmarks.curriculum.report import READOUTS
 from gaincurate.numerics import recorded
 from gaincurate.schedule.control import Arm, compare
 
-READOUTS = "readouts.jsonl"
-BASELINE = "uniform"
+BASELINE = "uniform"  # the arm whose measured share the controls are held against
 
 
 def epoch_arms(folder: Path) -> dict[str, dict[tuple[int, int], tuple[Arm, Arm]]]:
