@@ -138,3 +138,47 @@ def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epo
     pooled = by_epoch(folders, "probe")
     assert list(pooled) == [1, 2] and pooled[1]["control"] == [12, 4] and pooled[1]["uniform_arm"] == [128, 64]
     assert task_agreement([tmp_path]) == {}  # no readouts: nothing to hold together
+
+
+def test_the_same_prompts_are_read_in_both_runs_and_tested_exactly(tmp_path):
+    """The control's prompts are rebuilt from the bench's seeding and checked against the run; each prompt's group is
+    paired with the same prompt's group in the uniform arm; McNemar's p is the exact binomial's, summed by brute
+    force here."""
+    import numpy as np
+
+    from gaincurate.lab.benchmarks.curriculum.agreement import control_prompts, mcnemar_p, same_prompts
+    from gaincurate.schedule.strategies.contract import draw_order
+
+    ranking = [5, 3, 0, 4, 1, 2, 7, 6]
+    slice_ids = sorted(np.asarray(ranking)[draw_order(np.zeros(8), np.random.default_rng([7, 1]))[:2]].tolist())
+    runs = tmp_path / "compare" / "runs"
+
+    def run(name, varied, subset, informative_share):
+        folder = runs / name
+        folder.mkdir(parents=True)
+        (folder / "state.json").write_text(json.dumps({"ranking": ranking}))
+        readout = {"control_groups": 2, "control_informative": informative_share}
+        lines = [{"epoch": 0, "subset_ids": subset, "readout": {}}, {"epoch": 1, "subset_ids": subset,
+                 "readout": readout if name.startswith("probe") else {}}]  # fmt: skip
+        (folder / "history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        rewards = [{"gc_id": g, "reward": float(r)} for g in subset for r in ((0, 1) if g in varied else (1, 1))]
+        (folder / "feedback-0001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rewards))
+
+    run("uniform-seed7", varied={slice_ids[1]}, subset=sorted(set(slice_ids) | {6}), informative_share=0.0)
+    run("probe-seed7", varied={slice_ids[0]}, subset=sorted(set(slice_ids) | {2}), informative_share=0.5)
+    lines = control_prompts(tmp_path / "compare")
+    assert lines == [{"strategy": "probe", "seed": 7, "epoch": 1, "gc_ids": slice_ids, "aimed_run": [True, False],
+                      "uniform_arm": [False, True]}]  # fmt: skip
+    entry = same_prompts([tmp_path / "compare"])["probe"]
+    assert entry["first"] == {"prompts": 2, "aimed_run": 1, "uniform_arm": 1, "discordant": [1, 1], "p": 1.0,
+                              "agrees": True} and entry["later"] is None  # fmt: skip
+
+    history = runs / "probe-seed7" / "history.jsonl"
+    history.write_text(history.read_text().replace('"control_informative": 0.5', '"control_informative": 1.0'))
+    with pytest.raises(ValueError, match="not the slice"):
+        control_prompts(tmp_path / "compare")
+
+    for b, c in [(0, 0), (3, 0), (8, 3), (10, 10), (1, 19)]:
+        n = b + c
+        brute = sum(math.comb(n, k) / 2**n for k in range(n + 1) if k <= min(b, c) or k >= n - min(b, c))
+        assert mcnemar_p(b, c) == pytest.approx(min(1.0, brute if b != c else 1.0), abs=1e-12)

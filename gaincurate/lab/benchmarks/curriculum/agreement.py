@@ -2,27 +2,38 @@
 
 A run with a control (probe's uniform slice) counts, each epoch, the slice's groups and how many had nonzero reward
 variance: its readout of what a uniform draw would get, under the run's own policy. The bench's uniform arm
-measures the same share under its own policy. Held side by side over the same (seed, epoch)s, from the comparison
-folders' readouts.jsonl, with the difference's Newcombe interval (one look, 95%; "agrees" when it includes 0):
+measures the same share under its own policy. Two comparisons, each per task and arm with a control, at the first
+epoch with a control (epoch 1: every arm of a seed draws epoch 0 alike, uniformly, so both runs start it from the
+same training) and over the later epochs:
 
-* per task and arm with a control, at the first epoch with a control (epoch 1: every arm of a seed draws epoch 0
-  alike, uniformly, so both runs start it from the same training) and over every epoch;
-* per epoch, pooled over the units, so that where they part shows (the policies part as the aimed run learns what
-  uniform does not).
+* **Shares** (readouts.jsonl): the control's share against the uniform arm's over the same (seed, epoch)s, with
+  the difference's Newcombe interval (one look, 95%; "agrees" when it includes 0); and per epoch, pooled over the
+  units, so that where they part shows.
+* **The same prompts** (controls.jsonl): the bench seeds every arm's draw of an epoch alike, so the control's
+  prompts are the first of the permutation the uniform arm draws its epoch from, and the uniform arm trained on
+  them in that same epoch. Each control prompt's group, informative or not, in the aimed run and in the uniform arm:
+  the prompts' own difficulty drops out, and what remains is the two policies. Exact McNemar test on the discordant
+  prompts ("agrees" when its two-sided p is at least 0.05). `control_prompts` extracts the file from a comparison's
+  run folders (`pooled.publish`), checking each rebuilt slice against what the run drew and counted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gaincurate.lab.benchmarks.curriculum.report import READOUTS
 from gaincurate.numerics import recorded
 from gaincurate.schedule.control import Arm, compare
 
 BASELINE = "uniform"  # the arm whose measured share the controls are held against
+CONTROLS = "controls.jsonl"  # each control prompt's group in the aimed run and in the uniform arm
 
 
 def epoch_arms(folder: Path) -> dict[str, dict[tuple[int, int], tuple[Arm, Arm]]]:
@@ -88,3 +99,95 @@ def difference_words(entry: dict[str, Any] | None) -> str:
     low, high = entry["interval"]
     said = "agrees" if entry["agrees"] else "differs"
     return f"{100 * entry['difference']:+.0f} points [{100 * low:+.0f}, {100 * high:+.0f}]: {said}"
+
+
+def control_prompts(compare: Path) -> list[dict[str, Any]]:
+    """Per (arm, seed, epoch) with a control, its prompts and whether each one's group was informative in the arm's
+    run and in the uniform arm's (None: the uniform arm did not draw it), from the run folders of a comparison."""
+    from gaincurate.schedule.strategies.contract import draw_order
+
+    runs = Path(compare) / "runs"
+    lines = []
+    for run in sorted(runs.glob("*-seed*")):
+        arm, seed = run.name.rsplit("-seed", 1)
+        uniform = runs / f"{BASELINE}-seed{seed}"
+        if arm == BASELINE or not uniform.is_dir():
+            continue
+        ranking = np.asarray(json.loads((run / "state.json").read_text())["ranking"], dtype=np.int64)
+        for line in map(json.loads, (run / "history.jsonl").read_text().splitlines()):
+            epoch, readout = int(line["epoch"]), line.get("readout") or {}
+            if not readout.get("control_groups") or not (uniform / _feedback(epoch)).is_file():
+                continue
+            ids = ranking[draw_order(np.zeros(len(ranking)), np.random.default_rng([int(seed), epoch]))]
+            slice_ids = sorted(int(i) for i in ids[: readout["control_groups"]])
+            mine, theirs = _informative(run / _feedback(epoch)), _informative(uniform / _feedback(epoch))
+            counted = sum(mine.get(g, False) for g in slice_ids)
+            if not set(slice_ids) <= set(line["subset_ids"]) or counted != round(
+                readout["control_informative"] * len(slice_ids)
+            ):
+                raise ValueError(f"{run}: epoch {epoch}'s control is not the slice the bench's seeding gives")
+            lines.append({"strategy": arm, "seed": int(seed), "epoch": epoch, "gc_ids": slice_ids,
+                          "aimed_run": [mine[g] for g in slice_ids],
+                          "uniform_arm": [theirs.get(g) for g in slice_ids]})  # fmt: skip
+    return lines
+
+
+def control_lines(compare: Path) -> list[dict[str, Any]]:
+    """A comparison's controls.jsonl (a published folder), else extracted from its run folders (a bench's --out)."""
+    path = Path(compare) / CONTROLS
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    return control_prompts(compare) if (Path(compare) / "runs").is_dir() else []
+
+
+def _feedback(epoch: int) -> str:
+    return f"feedback-{epoch:04d}.jsonl"
+
+
+def _informative(path: Path) -> dict[int, bool]:
+    """Per prompt of an epoch's feedback file: whether its rewards varied."""
+    rewards: dict[int, set[float]] = defaultdict(set)
+    for line in map(json.loads, path.read_text().splitlines()):
+        rewards[int(line["gc_id"])].add(float(line["reward"]))
+    return {gc_id: len(seen) > 1 for gc_id, seen in rewards.items()}
+
+
+def same_prompts(folders: list[Path]) -> dict[str, dict[str, Any]]:
+    """Per arm, over `folders`' controls.jsonl: the control prompts' groups in the aimed run against the same
+    prompts' groups in the uniform arm, at the first epoch with a control and over the later ones."""
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"first": [0, 0, 0, 0], "later": [0, 0, 0, 0]})
+    for folder in folders:
+        for line in control_lines(folder):
+            part = counts[line["strategy"]]["first" if line["epoch"] == 1 else "later"]
+            for mine, theirs in zip(line["aimed_run"], line["uniform_arm"], strict=True):
+                if theirs is not None:  # both informative, the aimed run's only, the uniform arm's only, neither
+                    part[(0 if theirs else 1) if mine else (2 if theirs else 3)] += 1
+    return {arm: {name: paired(cells) for name, cells in parts.items()} for arm, parts in counts.items()}
+
+
+def paired(cells: list[int]) -> dict[str, Any] | None:
+    """[both, aimed run only, uniform arm only, neither] as shares and the exact McNemar p (None: no prompts)."""
+    both, mine, theirs, _ = cells
+    prompts = sum(cells)
+    if not prompts:
+        return None
+    p = mcnemar_p(mine, theirs)
+    return {"prompts": prompts, "aimed_run": both + mine, "uniform_arm": both + theirs, "discordant": [mine, theirs],
+            "p": recorded(p), "agrees": p >= 0.05}  # fmt: skip
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """The exact two-sided McNemar p: twice the smaller binomial tail of b among b + c discordant pairs at 1/2."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = Fraction(sum(math.comb(n, k) for k in range(min(b, c) + 1)), 2**n)  # exact at any count
+    return float(min(Fraction(1), 2 * tail))
+
+
+def same_prompts_words(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "-"
+    said = "agrees" if entry["agrees"] else "differs"
+    return (f"{entry['aimed_run']} / {entry['uniform_arm']} of {entry['prompts']} "
+            f"(McNemar p {entry['p']:.2g}): {said}")  # fmt: skip

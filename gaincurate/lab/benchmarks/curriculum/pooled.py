@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import ConfigError
+from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum import agreement, stats
 from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
 from gaincurate.lab.benchmarks.curriculum.report import FILES, pilot_targets
@@ -147,7 +148,8 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                          "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
         folders = [unit_folder(folder, task, k) / COMPARE for k in sorted(compared)]
         tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms,
-                       "agreement": agreement.task_agreement(folders)}  # fmt: skip
+                       "agreement": agreement.task_agreement(folders),
+                       "same_prompts": agreement.same_prompts(folders)}  # fmt: skip
     goal = _goal(verdict, tasks)
     every = [
         unit_folder(folder, task, k) / COMPARE for task in verdict.tasks for k in tasks[task]["warm_starts_compared"]
@@ -243,6 +245,17 @@ def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list
             cells += ["-", "-", "-"] if part is None else [words(part["control"]), words(part["uniform_arm"]),
                                                            agreement.difference_words(part)]  # fmt: skip
         lines.append(f"| {task} | {arm} | " + " | ".join(cells) + " |")
+    paired = [(task, arm, entry) for task, data in summary["tasks"].items()
+              for arm, entry in (data.get("same_prompts") or {}).items()]  # fmt: skip
+    if paired:
+        lines += ["", "The same prompts: each control prompt's group in the aimed run against the same prompt's group "
+                  "in the uniform arm, the same seed and epoch (the bench draws every arm's epoch from one "
+                  "permutation, so the uniform arm trained on the control's prompts too). Informative groups, aimed "
+                  "run / uniform arm, of the prompts; exact McNemar test on the discordant ones.", "",
+                  "| task | arm | epoch 1 | later epochs |", "|---|---|---|---|"]  # fmt: skip
+        for task, arm, entry in paired:
+            lines.append(f"| {task} | {arm} | {agreement.same_prompts_words(entry.get('first'))} "
+                         f"| {agreement.same_prompts_words(entry.get('later'))} |")  # fmt: skip
     lines += ["", f"{verdict.goal_arm}'s control against the uniform arm by epoch, pooled over every unit compared:",
               "", "| epoch | control | uniform arm | control - uniform arm |", "|---|---|---|---|"]  # fmt: skip
     for epoch, entry in summary["agreement_by_epoch"].items():
@@ -262,3 +275,8 @@ def publish(out: Path, folder: Path) -> None:
             source = unit_folder(out, task, k) / phase
             if (source / FILES[1]).is_file():
                 publish_bench(source, unit_folder(folder, task, k) / phase)
+        compare = unit_folder(out, task, k) / COMPARE
+        if (compare / FILES[1]).is_file():  # the control prompts' groups, from the run folders it does not copy
+            lines = agreement.control_lines(compare)
+            text = "".join(json.dumps(line) + "\n" for line in lines)
+            atomic_write_bytes(unit_folder(folder, task, k) / COMPARE / agreement.CONTROLS, text.encode())
