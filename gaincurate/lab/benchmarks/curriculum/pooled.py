@@ -1,7 +1,7 @@
 """A warm-start verdict's report: each unit's ratio, the pooled ratio over warm starts, the worst warm start.
 
     summary, markdown = report(Path("docs/results/warm-starts"))   # `gaincurate bench curriculum --report DIR`
-    publish(Path("/work/runs/warm-starts"), Path("docs/results/warm-starts"))
+    publish(Path("OUT"), Path("docs/results/warm-starts"))
 
 Every figure comes from the unit folders' small files (`report.report` on each): the pilot's uniform gain gives the
 unit's targets again, and the report refuses a comparison whose declared targets differ from them; the comparison
