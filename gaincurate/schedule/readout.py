@@ -164,7 +164,7 @@ def epoch_evidence(drawn_record: Drawn | None, gc_ids: np.ndarray, feedback: Fee
     if drawn_record is None or per_prompt is None:
         return Evidence()
     ids = [int(i) for i in gc_ids if int(i) in per_prompt]
-    informative = {g: _side(g, per_prompt, feedback.extremes) is None for g in ids}
+    informative = informative_prompts(feedback)
     if drawn_record.control is not None:
         control = set(drawn_record.control)
         return Evidence(
@@ -293,6 +293,12 @@ def logged(readout: dict[str, Any], prefix: str = "curriculum/") -> dict[str, fl
         for key, value in readout.items()
         if isinstance(value, int | float) and not isinstance(value, bool) and value is not None
     }
+
+
+def informative_prompts(feedback: Feedback) -> dict[int, bool]:
+    """Per prompt with rollouts in `feedback`: whether its group's rewards varied (an informative group)."""
+    per_prompt = feedback.per_prompt or {}
+    return {g: _side(g, per_prompt, feedback.extremes) is None for g in per_prompt}
 
 
 def _side(gc_id: int, per_prompt: dict[int, tuple[float, int]], extremes: dict | None) -> str | None:

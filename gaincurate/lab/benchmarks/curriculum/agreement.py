@@ -114,13 +114,14 @@ def control_prompts(compare: Path) -> list[dict[str, Any]]:
         if arm == BASELINE or not uniform.is_dir():
             continue
         ranking = np.asarray(json.loads((run / "state.json").read_text())["ranking"], dtype=np.int64)
-        for line in map(json.loads, (run / "history.jsonl").read_text().splitlines()):
+        uniform_lines = {int(line["epoch"]): line for line in _history(uniform)}
+        for line in _history(run):
             epoch, readout = int(line["epoch"]), line.get("readout") or {}
-            if not readout.get("control_groups") or not (uniform / _feedback(epoch)).is_file():
+            if not readout.get("control_groups") or epoch not in uniform_lines:
                 continue
             ids = ranking[draw_order(np.zeros(len(ranking)), np.random.default_rng([int(seed), epoch]))]
             slice_ids = sorted(int(i) for i in ids[: readout["control_groups"]])
-            mine, theirs = _informative(run / _feedback(epoch)), _informative(uniform / _feedback(epoch))
+            mine, theirs = _informative(run, line, ranking), _informative(uniform, uniform_lines[epoch], ranking)
             counted = sum(mine.get(g, False) for g in slice_ids)
             if not set(slice_ids) <= set(line["subset_ids"]) or counted != round(
                 readout["control_informative"] * len(slice_ids)
@@ -140,16 +141,22 @@ def control_lines(compare: Path) -> list[dict[str, Any]]:
     return control_prompts(compare) if (Path(compare) / "runs").is_dir() else []
 
 
+def _history(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
 def _feedback(epoch: int) -> str:
     return f"feedback-{epoch:04d}.jsonl"
 
 
-def _informative(path: Path) -> dict[int, bool]:
-    """Per prompt of an epoch's feedback file: whether its rewards varied."""
-    rewards: dict[int, set[float]] = defaultdict(set)
-    for line in map(json.loads, path.read_text().splitlines()):
-        rewards[int(line["gc_id"])].add(float(line["reward"]))
-    return {gc_id: len(seen) > 1 for gc_id, seen in rewards.items()}
+def _informative(run: Path, line: dict[str, Any], known: np.ndarray) -> dict[int, bool]:
+    """Per prompt of the epoch of history `line` in `run`: whether its group was informative, as the readout reads
+    the epoch's feedback file."""
+    from gaincurate.schedule.feedback import read_feedback
+    from gaincurate.schedule.readout import informative_prompts
+
+    path = run / _feedback(int(line["epoch"]))
+    return informative_prompts(read_feedback(path, epoch_ids=line["subset_ids"], known_ids=known, reward_max=1.0))
 
 
 def same_prompts(folders: list[Path]) -> dict[str, dict[str, Any]]:
