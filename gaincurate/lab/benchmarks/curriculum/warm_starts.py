@@ -113,6 +113,20 @@ VERDICTS["warm-starts-mult"] = dataclasses.replace(
     VERDICTS["warm-starts"], name="warm-starts-mult", tasks=("cpu-mult",), seeds="302-305",
     arms=("uniform", "probe-default", "probe-alone"),
 )  # fmt: skip
+# Declared before its runs (docs/benchmark-history.md, "A cheaper likelihood refresh across warm starts"): the default
+# with its refresh cut to one epoch's worth of prompts (the next draw's candidates, no rotation) against the default as
+# shipped, on `cpu-mult`'s warm starts (where warm start 3 cost 1.10x, 6.6% of it the refresh); and on the two other
+# tasks against uniform alone, to see that their savings hold.
+PROBE_REFRESH_1 = PROBE_DEFAULT | {"refresh": 1.0}
+VERDICTS["refresh-mult"] = dataclasses.replace(
+    VERDICTS["warm-starts"], name="refresh-mult", tasks=("cpu-mult",), seeds="306-309",
+    arms=("uniform", "probe-default", "probe-refresh1"), primary=("probe-default", "probe-refresh1"),
+    schedule={"probe-default": PROBE_DEFAULT, "probe-refresh1": PROBE_REFRESH_1}, goal_arm="probe-refresh1",
+)  # fmt: skip
+VERDICTS["refresh-others"] = dataclasses.replace(
+    VERDICTS["refresh-mult"], name="refresh-others", tasks=("cpu-chain", "cpu-arith"), seeds="306-307",
+    arms=("uniform", "probe-refresh1"), primary=("probe-refresh1",), schedule={"probe-refresh1": PROBE_REFRESH_1},
+)  # fmt: skip
 
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
