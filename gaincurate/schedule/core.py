@@ -85,12 +85,14 @@ class EpochRecord:
     selection: dict[str, Any] | None = None  # how the strategy drew the epoch (skips, posteriors), if it says
     reference: dict[str, Any] | None = None  # a fresh reference set rolled after the epoch: what it cost
     readout: dict[str, Any] | None = None  # the savings readout (`gaincurate.schedule.readout`)
+    control: tuple[int, ...] | None = None  # gc_ids of the epoch's uniform slice: the readout's control, auditable
 
     def to_json(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "subset_ids": [int(i) for i in self.gc_ids],
             "positions": [int(p) for p in self.positions],
+            **({"control_ids": list(self.control)} if self.control is not None else {}),
             **self.feedback.to_dict(),
             **self.update,
             **({"selection": self.selection} if self.selection is not None else {}),
@@ -245,6 +247,7 @@ class Scheduler:
             selection=(state.selection.figures or None) if state.selection is not None else None,
             reference=None if reference is None else reference.info,
             readout=readout,
+            control=state.selection.control if state.selection is not None else None,
         )
         return EpochStep(self._draw(following), record)
 

@@ -81,6 +81,9 @@ def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_pat
     for line in history:
         readout = line["readout"]
         if readout.get("control_groups"):
+            looks += 1
+            assert len(line["control_ids"]) == readout["control_groups"]  # the slice's prompts, listed
+            assert set(line["control_ids"]) <= set(line["subset_ids"])
             aimed += Arm(readout["aimed_groups"], round(readout["aimed_informative"] * readout["aimed_groups"]), 0)
             control += Arm(
                 readout["control_groups"], round(readout["control_informative"] * readout["control_groups"]), 0
