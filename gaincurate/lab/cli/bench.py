@@ -58,7 +58,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{BENCH_HELP} Across warm starts (the task as the unit): {', '.join(VERDICTS)}.",
+            help=f"{BENCH_HELP} Across warm starts: {', '.join(VERDICTS)}.",
         ),
     ] = None,
     out: Annotated[
