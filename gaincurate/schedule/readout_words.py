@@ -56,10 +56,12 @@ def control_words(readout: dict[str, Any], *, epoch_arms: bool = True) -> str:
     )
     ratio = _ratio_words(readout)
     so_far = f"over {readout['compared_groups']} groups"
+    # What the control measures is informative groups, not accuracy: a draw can be more informative and reach a
+    # held-out target no sooner (docs/readout.md), so the words name what was measured.
     if verdict == SAVING:
-        return f"{epoch}against uniform, measured: a saving, {gain}, {ratio} {so_far}"
+        return f"{epoch}against uniform, measured: a saving in informative groups, {gain}, {ratio} {so_far}"
     if verdict == LOSS:
-        return f"{epoch}against uniform, measured: a loss, {gain}, {ratio} {so_far}"
+        return f"{epoch}against uniform, measured: a loss in informative groups, {gain}, {ratio} {so_far}"
     more = readout.get("more_groups")
     needs = "no difference so far" if more is None else f"about {more} more groups would tell a difference this size"
     return f"{epoch}against uniform: not yet distinguishable, {gain} {so_far}; {needs}"

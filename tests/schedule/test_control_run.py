@@ -95,5 +95,5 @@ def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_pat
     lines = [line for line in stderr.splitlines() if "readout on" in line]
     assert len(lines) == len(history)
     assert [("a saving" in line) for line in lines] == claimed
-    assert "against uniform, measured: a saving" in status
+    assert "against uniform, measured: a saving in informative groups" in status
     assert all("aim_change" not in line["readout"] for line in history)  # a true saving is never paused
