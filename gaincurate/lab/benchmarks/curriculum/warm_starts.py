@@ -115,8 +115,8 @@ VERDICTS["warm-starts-mult"] = dataclasses.replace(
 )  # fmt: skip
 # Declared before its runs (docs/benchmark-history.md, "A cheaper likelihood refresh across warm starts"): the default
 # with its refresh cut to one epoch's worth of prompts (the next draw's candidates, no rotation) against the default as
-# shipped, on `cpu-mult`'s warm starts (where warm start 3 cost 1.10x, 6.6% of it the refresh); and on the two other
-# tasks against uniform alone, to see that their savings hold.
+# shipped on `cpu-mult`'s warm starts, where the refresh is most of what the default pays beyond uniform; and on the
+# two other tasks against uniform alone, to see whether their savings hold.
 PROBE_REFRESH_1 = PROBE_DEFAULT | {"refresh": 1.0}
 VERDICTS["refresh-mult"] = dataclasses.replace(
     VERDICTS["warm-starts"], name="refresh-mult", tasks=("cpu-mult",), seeds="306-309",
