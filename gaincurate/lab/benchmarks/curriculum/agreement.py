@@ -145,17 +145,14 @@ def _history(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
 
 
-def _feedback(epoch: int) -> str:
-    return f"feedback-{epoch:04d}.jsonl"
-
-
 def _informative(run: Path, line: dict[str, Any], known: np.ndarray) -> dict[int, bool]:
     """Per prompt of the epoch of history `line` in `run`: whether its group was informative, as the readout reads
     the epoch's feedback file."""
     from gaincurate.schedule.feedback import read_feedback
     from gaincurate.schedule.readout import informative_prompts
+    from gaincurate.schedule.run.rundir import feedback_path
 
-    path = run / _feedback(int(line["epoch"]))
+    path = feedback_path(run, int(line["epoch"]))
     return informative_prompts(read_feedback(path, epoch_ids=line["subset_ids"], known_ids=known, reward_max=1.0))
 
 

@@ -131,7 +131,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
              for task, k in verdict.units()}  # fmt: skip
     for name, unit in units.items():
         unit["cpu"] = kept.get("cpu", {}).get(name)
-    tasks = {}
+    tasks, every = {}, []  # every: each compared unit's comparison folder, over the tasks
     for task in verdict.tasks:
         mine = {k: units[f"{task}/ws{k}"] for k in verdict.warm_starts}
         # Only warm starts whose every declared seed finished are pooled: a part of one is not a draw of the task.
@@ -147,13 +147,11 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                          "baseline_censored": sum(m["baseline_censored"] for m in measured.values()),
                          "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
         folders = [unit_folder(folder, task, k) / COMPARE for k in sorted(compared)]
+        every += folders
         tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms,
                        "agreement": agreement.task_agreement(folders),
                        "same_prompts": agreement.same_prompts(folders)}  # fmt: skip
     goal = _goal(verdict, tasks)
-    every = [
-        unit_folder(folder, task, k) / COMPARE for task in verdict.tasks for k in tasks[task]["warm_starts_compared"]
-    ]
     by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(every, verdict.goal_arm).items()}
     summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
                "agreement_by_epoch": by_epoch}  # fmt: skip
