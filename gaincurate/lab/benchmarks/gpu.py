@@ -28,6 +28,7 @@ their own lengths. For each case it reports, in one run:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,8 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.lab.benchmarks.gpu_models import SMOLLM2, TINY, build_model_folder, model_config, warm_score
+from gaincurate.lab.benchmarks.gpu_models import (
+    SMOLLM2,
+    TINY,
+    bench_tokenizer,
+    build_model_folder,
+    model_config,
+    warm_score,
+)
 from gaincurate.settings import at_least, setting
+
+log = logging.getLogger(__name__)
 
 MODELS = {
     "qwen2-0.5b-class": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
@@ -65,6 +75,9 @@ class GpuBench:
         None, "Padded tokens per batch.", check=at_least(1), shown="what the device holds, as scoring picks it"
     )
     tiny: bool = setting(False, "A 2-layer model: a smoke test of the bench.", flags=("--tiny",))
+    tokenizer: str | None = setting(
+        None, "Folder holding the tokenizer the random-weight models take.", shown="the embedded model's"
+    )
     rollout_prompts: int = setting(32, "Bundled problems `gaincurate rollout` samples (0: none).", check=at_least(0))
     rollout_tokens: int = setting(128, "Tokens each rollout generates.", check=at_least(1))
     likelihood_model: str | None = setting(
@@ -135,18 +148,17 @@ def flops_per_token(shape: dict) -> float:
 
 
 def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16",
-              packed: bool = False, batch_tokens: int | None = None) -> dict:  # fmt: skip
+              packed: bool = False, batch_tokens: int | None = None, tokenizer: str | None = None) -> dict:  # fmt: skip
     """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free (or `batch_tokens`
     given), computed on any machine: the budget it picks, the batch count, the padding share (tokens through the
     model over real tokens, less one) and the least fill of a batch but the last (its real tokens over the budget).
     `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
-    from gaincurate.model import load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.engine import batch_plan, find_shared_prefix
     from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
-    tokenizer = load_tokenizer(resolve_source(None))
+    tokenizer = bench_tokenizer(tokenizer)
     config = ScoreConfig(max_length=prompt_tokens * 2)
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
@@ -170,7 +182,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
 
     rows = prompts_of(kind, args.rows, args.prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model_folder(Path(tmp) / "model", shape, args.dtype, args.device)
+        folder = build_model_folder(Path(tmp) / "model", shape, args.dtype, args.device, args.tokenizer)
         data = Path(tmp) / "prompts.jsonl"
         data.write_text("".join(json.dumps(p) + "\n" for p in rows))
         # Generated questions: no answer column to check.
@@ -255,13 +267,20 @@ def bench_gpu(options: GpuBench) -> dict:
         "torch": torch.__version__,
         "dtype": options.dtype,
         "matmul_tflops": rate / 1e12,
-        "models": [bench_model(name, shape, kind, options, rate) for name, shape, kind in cases(options.tiny)],
+        "models": [_logged(bench_model(name, shape, kind, options, rate)) for name, shape, kind in cases(options.tiny)],
         "cold": None if options.tiny else cold_backends(options),
         "rollout": rollout_case(rollout_shape, options, rate) if options.rollout_prompts else None,
         "likelihood": likelihood_case(options),
         # Last: the Liger-Kernel variant patches transformers' module for the whole process.
         "forward": forward_case(options) if options.forward_variants else None,
     }
+
+
+def _logged(row: dict) -> dict:
+    """`row`, after logging its throughput: a run stopped by a time limit still shows the cases it finished."""
+    log.info("%s %s: %.0f tokens/s, %.1f%% of the matmul rate", row["model"], row["prompts"],
+             row["tokens_per_second"], 100 * row["fraction_of_roofline"])  # fmt: skip
+    return row
 
 
 def forward_case(options: GpuBench) -> dict:
@@ -289,7 +308,7 @@ def cold_backends(options: GpuBench) -> dict:
 
     seconds: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model_folder(Path(tmp) / "model", SMOLLM2, options.dtype, options.device)
+        folder = build_model_folder(Path(tmp) / "model", SMOLLM2, options.dtype, options.device, options.tokenizer)
         for round_ in range(COLD_ROUNDS):
             for backend in ("auto", "torch"):
                 out = Path(tmp) / f"{backend}-{round_}"

@@ -16,15 +16,22 @@ SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, nu
                num_key_value_heads=3)  # fmt: skip
 
 
-def build_model_folder(folder: Path, shape: dict, dtype_name: str, device: str = "cpu") -> Path:
-    """A random-weight model of `shape` saved in `folder`, initialised on `device` (a 7B-class model takes minutes
-    to initialise on a CPU, seconds on a GPU)."""
+def bench_tokenizer(folder: str | None) -> Any:
+    """The tokenizer the bench's models take: the one saved in `folder`, else the embedded model's (a GPU machine
+    that cannot carry the embedded GGUF takes its tokenizer as a saved folder)."""
+    from gaincurate.model import ModelSource, load_tokenizer, resolve_source
+
+    return load_tokenizer(resolve_source(None) if folder is None else ModelSource("folder", folder, None, folder))
+
+
+def build_model_folder(folder: Path, shape: dict, dtype_name: str, device: str = "cpu",
+                       tokenizer: str | None = None) -> Path:  # fmt: skip
+    """A random-weight model of `shape` saved in `folder` with `bench_tokenizer(tokenizer)`, initialised on `device`
+    (a 7B-class model takes minutes to initialise on a CPU, seconds on a GPU)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from gaincurate.model import load_tokenizer, resolve_source
-
-    tokenizer = load_tokenizer(resolve_source(None))
+    tokenizer = bench_tokenizer(tokenizer)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(model_config(shape, tokenizer), dtype=getattr(torch, dtype_name))
     model.save_pretrained(folder)

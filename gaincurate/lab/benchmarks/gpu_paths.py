@@ -94,7 +94,7 @@ def rollout_case(shape: dict, options: Any, rate: float) -> dict[str, Any]:
     rows = load_sample()[: options.rollout_prompts]
     row: dict[str, Any] = {"prompts": len(rows), "samples": ROLLOUT_SAMPLES, "max_new_tokens": options.rollout_tokens}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model_folder(Path(tmp) / "model", shape, options.dtype, options.device)
+        folder = build_model_folder(Path(tmp) / "model", shape, options.dtype, options.device, options.tokenizer)
         data = Path(tmp) / "problems.jsonl"
         data.write_text("".join(json.dumps({"problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows))
         config = ScoreConfig(dataset=str(data), model=str(folder), dtype=options.dtype, device=options.device,
@@ -167,7 +167,7 @@ def likelihood_case(options: Any) -> dict[str, Any]:
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
     with tempfile.TemporaryDirectory() as tmp:
         shape = TINY["tiny"] if options.tiny else SMOLLM2
-        folder = build_model_folder(Path(tmp) / "model", shape, "float32", options.device)
+        folder = build_model_folder(Path(tmp) / "model", shape, "float32", options.device, options.tokenizer)
         result = measure(options.device, options.dtype, str(folder))
     return {"model": "random weights", "shape": shape, "not_the_embedded_model_because": reason} | result
 
