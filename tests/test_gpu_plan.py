@@ -18,7 +18,7 @@ import torch
 
 import gaincurate.kernels as kernels
 from gaincurate.lab.benchmarks.gpu import LONG, MATH, MODELS, cuda_plan
-from gaincurate.scoring.engine import BUCKETS_PER_OCTAVE, MIN_BUCKET_STEP, pack_batches, padded_width
+from gaincurate.scoring.engine import BUCKETS_PER_OCTAVE, MIN_BUCKET_STEP, PACK_FROM_PADDING, pack_batches, padded_width
 from gaincurate.scoring.gpu_budget import GPU_BATCH_TOKENS, budget, gpu_memory
 
 H100_FREE = 79 * 2**30  # an idle H100's free memory
@@ -72,6 +72,14 @@ def test_short_prompts_share_a_few_batches():
     few rows, each bound by its kernel launches."""
     plan = cuda_plan(MODELS["qwen2-1.5b-class"], MATH, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
     assert plan["batches"] <= 6, plan
+
+
+def test_short_prompts_pack_and_long_ones_stay_padded():
+    """Rows pack where their buckets would carry at least PACK_FROM_PADDING of padding: the bundled problems do, the
+    bench's ~1,024-token prompts do not (packing's own attention work would cost more than their padding)."""
+    short, long_ = (cuda_plan(MODELS["qwen2-1.5b-class"], kind, rows=512, prompt_tokens=1024, free_bytes=H100_FREE)
+                    for kind in (MATH, LONG))  # fmt: skip
+    assert short["padding"] >= PACK_FROM_PADDING > long_["padding"], (short, long_)
 
 
 @pytest.mark.parametrize("batch_tokens", [None, 2048], ids=["H100-budget", "small-budget"])

@@ -82,7 +82,9 @@ def test_batches_fill_to_the_budget_longest_first_and_keep_every_row_once():
     assert fill_batches([5000, 10], 4096) == [[0], [1]]  # a row past the budget goes alone
 
 
-def _scorer(folder, *, varlen, dtype=torch.float32, embed=False):
+def _scorer(folder, *, varlen, dtype=torch.float32, embed=False, pack_from=0.0):
+    """A float32 CPU scorer of the tiny model in `folder`; with `varlen` its rows pack wherever padding them would add
+    `pack_from` of their tokens (by default always: a CPU's exact widths add none)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gaincurate.model import SiteForward
@@ -96,7 +98,8 @@ def _scorer(folder, *, varlen, dtype=torch.float32, embed=False):
     site = SiteForward(model, layer=-1, site="mlp-input")
     prefix = find_shared_prefix(encoder)
     assert prefix is not None
-    scorer = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix, batch_tokens=96, varlen=varlen)
+    scorer = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix, batch_tokens=96, varlen=varlen,
+                     pack_from=pack_from)  # fmt: skip
     return scorer, encoder
 
 
@@ -118,6 +121,18 @@ def test_packed_rows_score_as_the_padded_path_does(tiny_models, architecture):
         assert moved <= tolerance.embedding * np.linalg.norm(vector), row
     assert packed.stats.batches > 1 and packed.stats.padded_tokens == packed.stats.tokens  # no padding
     assert packed.stats.prefix_tokens_reused == padded.stats.prefix_tokens_reused > 0
+
+
+def test_rows_pack_only_where_padding_them_would_cost_at_least_pack_from(tiny_models):
+    """A CPU's exact widths carry no padding, so with the default threshold the same rows run padded; with none they
+    pack; the manifest's `packed_batches` counts which."""
+    from gaincurate.scoring.engine import PACK_FROM_PADDING
+
+    for pack_from, packs in ((PACK_FROM_PADDING, False), (0.0, True)):
+        scorer, encoder = _scorer(tiny_models["llama"], varlen=varlen_reference, pack_from=pack_from)
+        scorer.score(encoder.encode([row["problem"] for row in PROBLEMS]))
+        assert scorer.stats.batches > 0
+        assert scorer.stats.packed_batches == (scorer.stats.batches if packs else 0)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2"])
@@ -171,8 +186,9 @@ def test_torch_varlen_attention_on_cuda_matches_the_reference():
 @pytest.mark.gpu
 @CUDA
 def test_packed_rows_on_cuda_score_within_tolerance_of_padded_buckets(tiny_models, monkeypatch):
-    """On a GPU in bfloat16, at a head width flash attention takes: the scorer packs by default (torch's varlen
-    attention), and its scores are within the bfloat16 SCORE_TOLERANCE of the same rows padded to buckets."""
+    """On a GPU in bfloat16, at a head width flash attention takes: the scorer packs through torch's varlen
+    attention (told to, whatever the padding), and its scores are within the bfloat16 SCORE_TOLERANCE of the same
+    rows padded to buckets."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
     from gaincurate.model import SiteForward
@@ -192,7 +208,8 @@ def test_packed_rows_on_cuda_score_within_tolerance_of_padded_buckets(tiny_model
     prefix = engine.find_shared_prefix(encoder)
 
     def scores() -> tuple:
-        scorer = engine.Scorer(site, device="cuda", backend="torch", config=config, prefix=prefix, batch_tokens=256)
+        scorer = engine.Scorer(site, device="cuda", backend="torch", config=config, prefix=prefix, batch_tokens=256,
+                               pack_from=0.0)  # fmt: skip
         return scorer.score(prompts), scorer
 
     packed, packed_scorer = scores()

@@ -9,10 +9,10 @@ without blocking, the forward runs as `forward_kernels.right_padded_forward` say
 attention without the padding mask, RMSNorm fused, where the model allows), and its results stay on the device
 until the last batch of the call, which reads them once.
 
-Where the GPU's torch has variable-length flash attention (`packed_forward.packing_applies`), a batch's rows are not
-padded at all: they are laid end to end up to `batch_tokens` tokens, each attending to its own tokens and to the
-shared prefix's cached keys and values (`packed_forward`), and the segment sums read the packed rows. A CPU keeps its
-exact widths, and its bytes.
+Where the GPU's torch has variable-length flash attention (`packed_forward.packing_applies`) and padding the rows to
+buckets would add at least `PACK_FROM_PADDING` of their tokens, a batch's rows are not padded at all: they are laid
+end to end up to `batch_tokens` tokens, each attending to its own tokens and to the shared prefix's cached keys and
+values (`packed_forward`), and the segment sums read the packed rows. A CPU keeps its exact widths, and its bytes.
 """
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ class BatchStats:
     batches: int = 0
     forward_seconds: float = 0.0
     prefix_tokens_reused: int = 0
+    packed_batches: int = 0  # batches whose rows ran packed end to end
     first_batch_seconds: float = 0.0  # kernel set-up and the shared prefix: a fixed cost, reported apart
     first_batch_tokens: int = 0
 
+
+# Packed rows pay attention work that padded rows do not (a second call over the shared prefix, the merge by
+# log-sum-exp, each key/value head copied per query head where torch lacks grouped heads): they lose to rows padded to
+# buckets that carry little padding and win by far where short rows carry much (docs/scale-out.md, "Packed rows").
+# So rows pack where padding them would add at least this share of their tokens.
+PACK_FROM_PADDING = 0.10
 
 # Widths a GPU bucket covers per doubling of length: past 256 tokens a row's padding is below 1/16 of its length
 # (about 1/32 on average), and a large run's rows still fall into few widths, so its batches stay few and large:
@@ -175,19 +182,29 @@ def batch_plan(
     return plan
 
 
+def padding_share(plan: list[tuple[list[int], int, int]], prompts: Sequence[EncodedPrompt]) -> float:
+    """Tokens through the model over real tokens, less one, of a `batch_plan` of `prompts`."""
+    real = sum(len(prompts[row].input_ids) - offset for rows, offset, _ in plan for row in rows)
+    padded = sum(width * len(rows) for rows, _, width in plan)
+    return padded / max(real, 1) - 1
+
+
 class Scorer:
     """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch of at most
     `batch_tokens` padded tokens (a number: `tuning.resolve_batch_tokens` decides a run's).
 
     `varlen`: the variable-length attention that runs rows packed end to end (`gaincurate.packed_forward`); by
-    default torch's flash attention where packing applies (a GPU), else none, and rows run padded.
+    default torch's flash attention where packing applies (a GPU), else none, and rows run padded. With it, a call's
+    rows pack where padding them would add at least `pack_from` of their tokens (`PACK_FROM_PADDING`).
     """
 
     def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
-                 prefix: SharedPrefix | None, batch_tokens: int, varlen: Callable | None = None) -> None:  # fmt: skip
+                 prefix: SharedPrefix | None, batch_tokens: int, varlen: Callable | None = None,
+                 pack_from: float = PACK_FROM_PADDING) -> None:  # fmt: skip
         from gaincurate.kernels import resolve_backend
 
         self.varlen = varlen if varlen is not None else default_varlen(site.base, device)
+        self.pack_from = pack_from
         self.site = site
         self.device = device
         self.config = config
@@ -203,14 +220,18 @@ class Scorer:
         count = len(prompts)
         intra, inter, score = (np.full(count, np.nan) for _ in range(3))
         embeddings: list[np.ndarray | None] = [None] * count
-        plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device, packed=self.varlen is not None)
+        plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
+        packed = self.varlen is not None and padding_share(plan, prompts) >= self.pack_from
+        if packed:
+            plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device, packed=True)
+            self.stats.packed_batches += len(plan)
         unrunnable = count - sum(len(rows) for rows, _, _ in plan)
         if unrunnable:
             progress.advance(unrunnable)
         order, parts = [], []  # rows in the order their results come, and each batch's results on the device
         for rows, offset, width in plan:
             batch = [prompts[i] for i in rows]
-            parts.append(self._run_packed(batch, offset) if self.varlen else self._run_batch(batch, offset, width))
+            parts.append(self._run_packed(batch, offset) if packed else self._run_batch(batch, offset, width))
             order.extend(rows)
             progress.advance(len(rows))
         result = {"intra": intra, "inter": inter, "score": score}

@@ -27,7 +27,8 @@ from gaincurate.scoring.prepare import Loaded, Prepared
 from gaincurate.scoring.tuning import floor_fields
 from gaincurate.shards import FORMAT_VERSION, read_shard, shard_name
 
-_SUMMED = ("tokens", "padded_tokens", "batches", "rows_scored", "prefix_tokens_reused", "shards_resumed")
+_SUMMED = ("tokens", "padded_tokens", "batches", "packed_batches", "rows_scored", "prefix_tokens_reused",
+           "shards_resumed")  # fmt: skip
 
 
 def start_manifest(prepared: Prepared, options: RunOptions) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from gaincurate import packed_forward
 from gaincurate.lab.benchmarks import gpu_paths
 from gaincurate.lab.benchmarks.gpu import table_lines
 from gaincurate.scoring import engine
@@ -24,9 +25,12 @@ def test_padded_rows_turns_packing_off_inside_and_back_on_after():
     assert engine.default_varlen is before
 
 
-def test_a_cpu_is_never_packed_and_says_why():
-    assert "GPU" in gpu_paths.packing_used("cpu", "bfloat16")
-    assert "half dtype" in gpu_paths.packing_used("cuda", "float32")
+def test_a_run_kept_padded_says_why(monkeypatch):
+    timings = {"tokens": 1000, "padded_tokens": 1025}
+    assert "GPU" in gpu_paths.why_padded("cpu", "bfloat16", timings)
+    assert "half dtype" in gpu_paths.why_padded("cuda", "float32", timings)
+    monkeypatch.setattr(packed_forward, "cuda_varlen", lambda: (object(), ""))
+    assert gpu_paths.why_padded("cuda", "bfloat16", timings) == "2.5% padding, under the 10% from which rows pack"
 
 
 def test_the_lines_name_packing_the_padded_comparison_the_rollout_floor_and_the_likelihood():

@@ -155,7 +155,7 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
-    from gaincurate.scoring.engine import batch_plan, find_shared_prefix
+    from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_share
     from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
     tokenizer = bench_tokenizer(tokenizer)
@@ -166,15 +166,15 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     tokens = batch_tokens or budget(free_bytes, weights, per_token)
     plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda", packed=packed)
     real = [sum(len(prompts[row].input_ids) - offset for row in rows_) for rows_, offset, _ in plan]
-    padded = sum(width if packed else len(rows_) * width for rows_, _, width in plan)
+    padding = sum(width for _, _, width in plan) / sum(real) - 1 if packed else padding_share(plan, prompts)
     fill = min((tokens_ / tokens for tokens_ in real[:-1]), default=1.0)
-    return {"batch_tokens": tokens, "batches": len(plan), "padding": padded / sum(real) - 1, "least_fill": fill}
+    return {"batch_tokens": tokens, "batches": len(plan), "padding": padding, "least_fill": fill}
 
 
 def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) -> dict:
     import torch
 
-    from gaincurate.lab.benchmarks.gpu_paths import packing_used
+    from gaincurate.lab.benchmarks.gpu_paths import why_padded
     from gaincurate.lab.benchmarks.scoring import naive_scores
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
@@ -225,8 +225,8 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
         "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
-        "packed": packing_used(args.device, args.dtype) is None,
-        "not_packed_because": packing_used(args.device, args.dtype),
+        "packed": timings["packed_batches"] == timings["batches"],
+        "not_packed_because": None if timings["packed_batches"] else why_padded(args.device, args.dtype, timings),
         "padded": padded,
     }
 

@@ -41,14 +41,17 @@ def padded_rows() -> Any:
         engine.default_varlen = saved
 
 
-def packing_used(device: str, dtype: str) -> str | None:
-    """None where scoring packs a bench model's rows on `device` in `dtype`, else why not (`engine.default_varlen`:
-    the bench's Qwen2 models take transformers' attention functions with plain causal attention)."""
+def why_padded(device: str, dtype: str, timings: dict) -> str:
+    """Why a run of a bench model on `device` in `dtype` (its manifest's `timings`) kept its rows padded: no packing
+    here (`engine.default_varlen`: the bench's Qwen2 models take transformers' attention functions with plain causal
+    attention), or too little padding to repay it (`engine.PACK_FROM_PADDING`)."""
     from gaincurate.packed_forward import cuda_varlen
+    from gaincurate.scoring.engine import PACK_FROM_PADDING
 
     if not device.startswith("cuda") or dtype == "float32":
         return "rows run padded: packing needs a GPU and a half dtype"
-    return cuda_varlen()[1] or None
+    padding = timings["padded_tokens"] / max(timings["tokens"], 1) - 1
+    return cuda_varlen()[1] or f"{padding:.1%} padding, under the {PACK_FROM_PADDING:.0%} from which rows pack"
 
 
 def score_difference(packed_out: Path, padded_out: Path) -> float:
