@@ -3,10 +3,11 @@
 * `render_prompts` builds each prompt exactly as the scores directory did (system prompt, few-shot
   turns, chat template) with `gaincurate.prompts.build_messages`.
 * `generate_batch` left-pads the distinct prompts, prefills each once, repeats its key/value cache
-  for the samples, and lets `generate` continue. Every rollout (gc_id, sample) draws its tokens with
-  its own `torch.Generator`, seeded from (seed, gc_id, sample), inside a logits processor; `generate`
-  then takes the argmax of the one-hot it returns. So a completion depends on its own seed only, not
-  on which other rows share the batch.
+  for the samples, and lets `generate` continue. Every rollout (gc_id, sample) draws one uniform a step
+  from its own `torch.Generator`, seeded from (seed, gc_id, sample), inside a logits processor, and its
+  token is that uniform's place in the row's cumulative distribution (`inverse_cdf_draw`), computed where
+  the logits are; `generate` then takes the argmax of the one-hot it returns. So a completion depends on
+  its own seed only, not on which other rows share the batch, and the logits never leave the GPU.
 """
 
 from __future__ import annotations
@@ -45,11 +46,23 @@ def rollout_seed(seed: int, gc_id: int, sample: int) -> int:
     return int(np.random.SeedSequence([seed, gc_id, sample]).generate_state(1, np.uint64)[0])
 
 
+def inverse_cdf_draw(scores: Any, uniforms: Any, temperature: float) -> Any:
+    """Each row's token from its scores at `temperature` and its uniform u in [0, 1): the first token whose cumulative
+    probability reaches (1 - u) of the row's total, so a token is drawn with its probability and never one of none.
+    The cumulative sum runs in float64 over each row alone: a row's draw does not depend on the others."""
+    import torch
+
+    cumulative = torch.softmax(scores.float() / temperature, dim=-1).double().cumsum(-1)
+    reach = (1 - uniforms.to(cumulative.device, torch.float64)) * cumulative[:, -1]
+    return torch.searchsorted(cumulative, reach[:, None]).squeeze(-1)
+
+
 def seeded_sampler(seeds: Sequence[int], temperature: float) -> Any:
     """A logits processor that samples each row with its own generator and returns a one-hot mask.
 
     `generate` runs greedy (argmax) on its output, so the token is exactly the sampled one. Each row
-    draws once per step whatever the other rows do, so its completion depends only on its own seed.
+    draws one uniform per step whatever the other rows do, so its completion depends only on its own seed.
+    Only the uniforms cross to the device (a number a row), where `inverse_cdf_draw` reads the logits.
     """
     import torch
     from transformers import LogitsProcessor
@@ -59,17 +72,13 @@ def seeded_sampler(seeds: Sequence[int], temperature: float) -> Any:
             self.generators = [torch.Generator().manual_seed(s) for s in seeds]
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            scores = scores.float().cpu()
             if temperature == 0:
                 chosen = scores.argmax(-1)
             else:
-                probs = torch.softmax(scores / temperature, dim=-1)
-                chosen = torch.stack(
-                    [torch.multinomial(row, 1, generator=g)[0] for row, g in zip(probs, self.generators, strict=True)]
-                )
+                uniforms = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+                chosen = inverse_cdf_draw(scores, uniforms, temperature)
             mask = torch.full_like(scores, float("-inf"))
-            mask[torch.arange(len(chosen)), chosen] = 0.0
-            return mask.to(input_ids.device)
+            return mask.scatter_(1, chosen[:, None], 0.0)
 
     return SeededSampler()
 

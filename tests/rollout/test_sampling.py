@@ -39,3 +39,32 @@ def test_a_left_padded_row_sees_what_it_sees_alone(tiny_llama, monkeypatch):
     assert batched[2:] == alone
     for step_batched, step_alone in zip(recorded[0], recorded[1], strict=True):
         np.testing.assert_allclose(step_batched[2:].numpy(), step_alone.numpy(), atol=1e-4)
+
+
+def test_the_draw_is_the_float64_inverse_of_each_rows_cumulative_distribution():
+    """Against a brute-force float64 walk down each row's probabilities: the first token whose cumulative probability
+    reaches (1 - u) of the total; a token of no probability (a -inf score) is never drawn, even at u's extremes."""
+    import torch
+
+    generator = torch.Generator().manual_seed(5)
+    scores = torch.randn(6, 50, generator=generator) * 3
+    scores[:, ::7] = float("-inf")
+    uniforms = torch.rand(6, generator=generator, dtype=torch.float64)
+    uniforms[:2] = torch.tensor([0.0, 1 - 2**-53], dtype=torch.float64)
+    got = sampling.inverse_cdf_draw(scores, uniforms, temperature=0.7)
+    for row in range(len(scores)):
+        weights = [np.exp(np.float64(s) / 0.7) if np.isfinite(s) else 0.0 for s in scores[row].tolist()]
+        reach, total = (1 - float(uniforms[row])) * sum(weights), 0.0
+        expected = next(token for token, weight in enumerate(weights) if (total := total + weight) >= reach)
+        assert int(got[row]) == expected and weights[expected] > 0
+
+
+def test_each_token_is_drawn_with_its_probability():
+    import torch
+
+    probabilities = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    rows = 40_000
+    uniforms = torch.rand(rows, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    drawn = sampling.inverse_cdf_draw(probabilities.log().expand(rows, -1), uniforms, temperature=1.0)
+    shares = torch.bincount(drawn, minlength=4).double() / rows
+    assert torch.allclose(shares, probabilities.double(), atol=4 * (0.25 / rows) ** 0.5)  # four standard errors
