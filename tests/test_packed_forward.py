@@ -14,7 +14,17 @@ import torch
 from helpers import PROBLEMS
 
 from gaincurate.packed_forward import fill_batches, merge_by_log_sum_exp, pack_rows, varlen_reference
+from gaincurate.scoring import engine
 from gaincurate.scoring.config import SCORE_TOLERANCE, ScoreConfig
+
+SHIPPED_PACK_FROM_PADDING = engine.PACK_FROM_PADDING
+
+
+@pytest.fixture(autouse=True)
+def rows_always_pack(monkeypatch):
+    """Rows pack whatever their padding (a CPU's exact widths carry none), unless a test sets the threshold."""
+    monkeypatch.setattr(engine, "PACK_FROM_PADDING", 0.0)
+
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -82,9 +92,7 @@ def test_batches_fill_to_the_budget_longest_first_and_keep_every_row_once():
     assert fill_batches([5000, 10], 4096) == [[0], [1]]  # a row past the budget goes alone
 
 
-def _scorer(folder, *, varlen, dtype=torch.float32, embed=False, pack_from=0.0):
-    """A float32 CPU scorer of the tiny model in `folder`; with `varlen` its rows pack wherever padding them would add
-    `pack_from` of their tokens (by default always: a CPU's exact widths add none)."""
+def _scorer(folder, *, varlen, dtype=torch.float32, embed=False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gaincurate.model import SiteForward
@@ -98,8 +106,7 @@ def _scorer(folder, *, varlen, dtype=torch.float32, embed=False, pack_from=0.0):
     site = SiteForward(model, layer=-1, site="mlp-input")
     prefix = find_shared_prefix(encoder)
     assert prefix is not None
-    scorer = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix, batch_tokens=96, varlen=varlen,
-                     pack_from=pack_from)  # fmt: skip
+    scorer = Scorer(site, device="cpu", backend="torch", config=config, prefix=prefix, batch_tokens=96, varlen=varlen)
     return scorer, encoder
 
 
@@ -123,13 +130,12 @@ def test_packed_rows_score_as_the_padded_path_does(tiny_models, architecture):
     assert packed.stats.prefix_tokens_reused == padded.stats.prefix_tokens_reused > 0
 
 
-def test_rows_pack_only_where_padding_them_would_cost_at_least_pack_from(tiny_models):
-    """A CPU's exact widths carry no padding, so with the default threshold the same rows run padded; with none they
+def test_rows_pack_only_where_padding_them_would_cost_at_least_the_threshold(tiny_models, monkeypatch):
+    """A CPU's exact widths carry no padding, so at the shipped threshold the same rows run padded; with none they
     pack; the manifest's `packed_batches` counts which."""
-    from gaincurate.scoring.engine import PACK_FROM_PADDING
-
-    for pack_from, packs in ((PACK_FROM_PADDING, False), (0.0, True)):
-        scorer, encoder = _scorer(tiny_models["llama"], varlen=varlen_reference, pack_from=pack_from)
+    for pack_from, packs in ((SHIPPED_PACK_FROM_PADDING, False), (0.0, True)):
+        monkeypatch.setattr(engine, "PACK_FROM_PADDING", pack_from)
+        scorer, encoder = _scorer(tiny_models["llama"], varlen=varlen_reference)
         scorer.score(encoder.encode([row["problem"] for row in PROBLEMS]))
         assert scorer.stats.batches > 0
         assert scorer.stats.packed_batches == (scorer.stats.batches if packs else 0)
@@ -187,13 +193,12 @@ def test_torch_varlen_attention_on_cuda_matches_the_reference():
 @CUDA
 def test_packed_rows_on_cuda_score_within_tolerance_of_padded_buckets(tiny_models, monkeypatch):
     """On a GPU in bfloat16, at a head width flash attention takes: the scorer packs through torch's varlen
-    attention (told to, whatever the padding), and its scores are within the bfloat16 SCORE_TOLERANCE of the same
-    rows padded to buckets."""
+    attention (whatever the padding, as throughout this file), and its scores are within the bfloat16
+    SCORE_TOLERANCE of the same rows padded to buckets."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
     from gaincurate.model import SiteForward
     from gaincurate.prompts import PromptEncoder
-    from gaincurate.scoring import engine
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen2"])
     torch.manual_seed(0)
@@ -208,8 +213,7 @@ def test_packed_rows_on_cuda_score_within_tolerance_of_padded_buckets(tiny_model
     prefix = engine.find_shared_prefix(encoder)
 
     def scores() -> tuple:
-        scorer = engine.Scorer(site, device="cuda", backend="torch", config=config, prefix=prefix, batch_tokens=256,
-                               pack_from=0.0)  # fmt: skip
+        scorer = engine.Scorer(site, device="cuda", backend="torch", config=config, prefix=prefix, batch_tokens=256)
         return scorer.score(prompts), scorer
 
     packed, packed_scorer = scores()

@@ -189,22 +189,26 @@ def padding_share(plan: list[tuple[list[int], int, int]], prompts: Sequence[Enco
     return padded / max(real, 1) - 1
 
 
+def packs(varlen: Callable | None, padding: float) -> bool:
+    """Whether rows whose padded plan carries `padding` (padded tokens over real ones, less one) run packed through
+    `varlen`: where there is one and the padding reaches PACK_FROM_PADDING. Scoring and the likelihood both ask."""
+    return varlen is not None and padding >= PACK_FROM_PADDING
+
+
 class Scorer:
     """Turns encoded prompts into (intra, inter, score) with one truncated forward per batch of at most
     `batch_tokens` padded tokens (a number: `tuning.resolve_batch_tokens` decides a run's).
 
     `varlen`: the variable-length attention that runs rows packed end to end (`gaincurate.packed_forward`); by
     default torch's flash attention where packing applies (a GPU), else none, and rows run padded. With it, a call's
-    rows pack where padding them would add at least `pack_from` of their tokens (`PACK_FROM_PADDING`).
+    rows pack where padding them would add at least PACK_FROM_PADDING of their tokens (`packs`).
     """
 
     def __init__(self, site: SiteForward, *, device: str, backend: str, config: ScoreConfig,
-                 prefix: SharedPrefix | None, batch_tokens: int, varlen: Callable | None = None,
-                 pack_from: float = PACK_FROM_PADDING) -> None:  # fmt: skip
+                 prefix: SharedPrefix | None, batch_tokens: int, varlen: Callable | None = None) -> None:  # fmt: skip
         from gaincurate.kernels import resolve_backend
 
         self.varlen = varlen if varlen is not None else default_varlen(site.base, device)
-        self.pack_from = pack_from
         self.site = site
         self.device = device
         self.config = config
@@ -221,7 +225,7 @@ class Scorer:
         intra, inter, score = (np.full(count, np.nan) for _ in range(3))
         embeddings: list[np.ndarray | None] = [None] * count
         plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
-        packed = self.varlen is not None and padding_share(plan, prompts) >= self.pack_from
+        packed = packs(self.varlen, padding_share(plan, prompts))
         if packed:
             plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device, packed=True)
             self.stats.packed_batches += len(plan)

@@ -93,14 +93,15 @@ def answer_logprobs(
     row is batched as `forward_batches` says, padded on the right (a causal model never sees the padding of its own
     row, so the forward runs as `forward_kernels.right_padded_forward` says); the LM head runs only
     at the positions that predict a completion token. `batch_tokens`: padded tokens per forward (default:
-    CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU). Where scoring packs its rows (`varlen`, by
-    default `engine.default_varlen`: a GPU whose torch has variable-length attention) these are packed the same way,
-    prompt and completion per row, end to end (`_packed_logprobs`).
+    CPU_LIKELIHOOD_TOKENS on a CPU, what free memory holds on a GPU). Where scoring would pack such rows
+    (`engine.packs`: a variable-length attention, by default `engine.default_varlen`'s on a GPU whose torch has one,
+    and enough padding to repay it) these are packed the same way, prompt and completion per row, end to end
+    (`_packed_logprobs`).
     """
     import torch
 
     from gaincurate.forward_kernels import attention_for_many_shapes, right_padded_forward
-    from gaincurate.scoring.engine import default_varlen, expand_cache
+    from gaincurate.scoring.engine import default_varlen, expand_cache, packs
 
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -119,10 +120,12 @@ def answer_logprobs(
         with torch.no_grad(), attention_for_many_shapes():
             with right_padded_forward(model, str(device)):  # the batches' forward, so one path per token
                 prefix = _prefix_cache(model, shared, device) if shared else None
-            if varlen is not None:
+            plan = forward_batches(lengths, batch_tokens, str(device))
+            padding = sum(len(batch) * width for batch, width in plan) / max(sum(lengths), 1) - 1
+            if packs(varlen, padding):
                 return _packed_logprobs(model, rows, prompt_ids, len(shared), prefix, varlen, batch_tokens,
                                         temperature)  # fmt: skip
-            for batch, width in forward_batches(lengths, batch_tokens, str(device)):
+            for batch, width in plan:
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), len(shared) + width), dtype=torch.long)
                 mask[:, : len(shared)] = 1
