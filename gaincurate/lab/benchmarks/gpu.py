@@ -148,7 +148,7 @@ def flops_per_token(shape: dict) -> float:
 
 
 def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes: int, dtype: str = "bfloat16",
-              packed: bool = False, batch_tokens: int | None = None, tokenizer: str | None = None) -> dict:  # fmt: skip
+              packed: bool = False, batch_tokens: int | None = None) -> dict:  # fmt: skip
     """The batches `gaincurate score` makes of a case's prompts on a GPU with `free_bytes` free (or `batch_tokens`
     given), computed on any machine: the budget it picks, the batch count, the padding share (tokens through the
     model over real tokens, less one) and the least fill of a batch but the last (its real tokens over the budget).
@@ -158,7 +158,7 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_share
     from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
-    tokenizer = bench_tokenizer(tokenizer)
+    tokenizer = bench_tokenizer(None)
     config = ScoreConfig(max_length=prompt_tokens * 2)
     encoder = PromptEncoder(tokenizer, config.prompt_format, config.max_length)
     prompts = encoder.encode([row["problem"] for row in prompts_of(kind, rows, prompt_tokens)])
