@@ -23,7 +23,7 @@ import numpy as np
 from gaincurate.feedback_lines import checked_rollout, parse_record
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.feedback import Feedback, summarize_feedback
-from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED, Gate, advance
+from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED, Evidence, Gate, advance
 from gaincurate.schedule.readout import drawn, epoch_evidence, epoch_readout
 from gaincurate.schedule.state import ScheduleState
 from gaincurate.schedule.strategies.contract import (
@@ -182,7 +182,8 @@ class Scheduler:
         if feedback is None:
             return self.strategy.wants(self.state) if (self.state.gate or Gate()).asks_model else Wants()
         feedback = feedback if isinstance(feedback, Feedback) else self.summarize(feedback)
-        if not self._gate_after(self.state, feedback)[0].asks_model:  # paused: the run spends what uniform would
+        evidence = epoch_evidence(self.state.selection, self.state.subset_ids, feedback)
+        if not self._gate_after(self.state, evidence)[0].asks_model:  # paused: the run spends what uniform would
             return Wants()
         return self.strategy.wants(self.state, EpochEnd(feedback, lambda: self._upcoming(feedback)))
 
@@ -258,8 +259,8 @@ class Scheduler:
         memory = learnt.memory
         for step in self.filters:
             memory = step.observe(state, feedback, memory)
-        readout, tally = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
-        gate, change = self._gate_after(state, feedback)
+        readout, tally, evidence = epoch_readout(state.selection, state.subset_ids, feedback, state.tally)
+        gate, change = self._gate_after(state, evidence)
         if gate.level != AIMING or change:  # a run that never pauses says nothing of it
             readout |= {"aim": LEVEL_WORDS[gate.level], **({"aim_change": change} if change else {})}
         following = replace(
@@ -273,14 +274,14 @@ class Scheduler:
         )
         return following, learnt.numbers, readout
 
-    def _gate_after(self, state: ScheduleState, feedback: Feedback) -> tuple[Gate, str | None]:
-        """Whether aiming is paused after the epoch's `feedback` (`gaincurate.schedule.gate`), and what changed, in
-        words. Off (`--no-pause`): always aiming."""
+    def _gate_after(self, state: ScheduleState, evidence: Evidence) -> tuple[Gate, str | None]:
+        """Whether aiming is paused after the epoch's groups as arms (`evidence`; `gaincurate.schedule.gate`), and
+        what changed, in words. Off (`--no-pause`): always aiming."""
         gate = state.gate or Gate()
         if not self.config.pause:
             return Gate(), None
         refreshes = bool(self.strategy.about.needs & {LIKELIHOOD, FRESH_SCORES})
-        return advance(gate, epoch_evidence(state.selection, state.subset_ids, feedback), refreshes=refreshes)
+        return advance(gate, evidence, refreshes=refreshes)
 
     def _upcoming(self, feedback: Feedback) -> np.ndarray:
         """The gc_ids (ascending) `step` would draw next were nothing measured after the epoch (the state is kept)."""

@@ -100,8 +100,9 @@ def epoch_readout(
     feedback: Feedback,
     tally: Tally | None,
     thresholds: Thresholds = Thresholds(),
-) -> tuple[dict[str, Any], Tally]:
-    """The readout of the epoch of `gc_ids` (rank order) and the tally after it."""
+) -> tuple[dict[str, Any], Tally, Evidence]:
+    """The readout of the epoch of `gc_ids` (rank order), the tally after it, and the epoch's groups as arms
+    (`epoch_evidence`, which the gate reads too)."""
     record = drawn_record if drawn_record is not None else Drawn(source=NO_ESTIMATE)
     tally = tally if tally is not None else Tally()
     ids = [int(i) for i in gc_ids]
@@ -119,7 +120,7 @@ def epoch_readout(
     }
     per_prompt = feedback.per_prompt
     if per_prompt is None:  # a bare accuracy: nothing measured per prompt
-        return readout | {"measured_pass_rate": None, "groups": 0, "warnings": []}, tally
+        return readout | {"measured_pass_rate": None, "groups": 0, "warnings": []}, tally, Evidence()
     measured = [g for g in ids if g in per_prompt]
     rates = {g: per_prompt[g][0] / per_prompt[g][1] for g in measured}
     sides = {g: _side(g, per_prompt, feedback.extremes) for g in measured}
@@ -154,7 +155,7 @@ def epoch_readout(
         **control_figures(evidence, following),
     }
     readout["warnings"] = warnings(readout, tally.last_zero_variance, thresholds)
-    return readout, following
+    return readout, following, evidence
 
 
 def epoch_evidence(drawn_record: Drawn | None, gc_ids: np.ndarray, feedback: Feedback) -> Evidence:

@@ -173,7 +173,7 @@ def test_float_rewards_count_a_group_zero_variance_only_when_its_rewards_are_equ
         per_prompt={1: (1.0, 2), 2: (1.0, 2), 3: (2.0, 2)},
         extremes={1: (0.5, 0.5), 2: (0.0, 1.0), 3: (1.0, 1.0)},
     )  # fmt: skip
-    readout, tally = epoch_readout(None, np.array([1, 2, 3]), feedback, None)
+    readout, tally, _ = epoch_readout(None, np.array([1, 2, 3]), feedback, None)
     assert readout["zero_variance"] == pytest.approx(2 / 3)
     assert (readout["all_wrong"], readout["all_right"]) == (0.0, pytest.approx(1 / 3))  # 0.5, 0.5: neither side
     assert tally.nonzero_rollouts == 2 and readout["estimate"] == "no pass-rate estimate"
@@ -199,7 +199,7 @@ def test_uncorrelated_estimates_warn():
     feedback = Feedback(
         accuracy=0.5, rollouts=80, prompts=40, per_prompt={i: (float(i // 2 % 2) + 0.5, 2) for i in ids}
     )
-    readout, _ = epoch_readout(drawn, ids, feedback, None, Thresholds(correlation=0.1))
+    readout, _, _ = epoch_readout(drawn, ids, feedback, None, Thresholds(correlation=0.1))
     assert readout["correlation"] == pytest.approx(0.0, abs=1e-9)
     assert any("do not track the measured pass rates" in w for w in readout["warnings"])
 
