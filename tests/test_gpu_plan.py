@@ -1,11 +1,11 @@
 """What scoring does on a GPU, checked on any machine: the batch plan, the budget from free memory, the backend.
 
-A GPU pays per batch, so there rows are laid end to end where its torch has variable-length attention
-(`packed_forward`), else padded to their bucket (`engine.padded_width`), and a batch holds what free memory allows
-(`gpu_budget.budget`); the torch backend replaces the Triton kernel where the kernel's first compile would cost more
-than it saves (`kernels.resolve_backend`). The scores those paddings give stay within the tolerance of exact widths:
-tests/test_score_invariance.py, and packed rows tests/test_packed_forward.py. The throughput itself needs a GPU:
-`gaincurate bench gpu`.
+A GPU pays per batch, so there rows are laid end to end where its torch has variable-length attention (`packed_forward`)
+and their buckets would carry at least `engine.PACK_FROM_PADDING` of padding, else padded to their bucket
+(`engine.padded_width`), and a batch holds what free memory allows (`gpu_budget.budget`); the torch backend replaces the
+Triton kernel where the kernel's first compile would cost more than it saves (`kernels.resolve_backend`). The scores
+those paddings give stay within the tolerance of exact widths: tests/test_score_invariance.py, and packed rows
+tests/test_packed_forward.py. The throughput itself needs a GPU: `gaincurate bench gpu`.
 """
 
 from __future__ import annotations
