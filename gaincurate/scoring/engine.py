@@ -50,8 +50,8 @@ class BatchStats:
 
 # Packed rows pay attention work that padded rows do not (a second call over the shared prefix, the merge by
 # log-sum-exp, each key/value head copied per query head where torch lacks grouped heads): they lose to rows padded to
-# buckets that carry little padding and win by far where short rows carry much (docs/scale-out.md, "Packed rows").
-# So rows pack where padding them would add at least this share of their tokens.
+# buckets that carry little padding and win by far where short rows carry much (docs/scale-out.md, "Throughput on one
+# GPU"). So rows pack where padding them would add at least this share of their tokens.
 PACK_FROM_PADDING = 0.10
 
 # Widths a GPU bucket covers per doubling of length: past 256 tokens a row's padding is below 1/16 of its length
