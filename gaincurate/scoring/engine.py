@@ -182,11 +182,15 @@ def batch_plan(
     return plan
 
 
+def padding_overhead(padded_tokens: int, real_tokens: int) -> float:
+    """Tokens through the model over real tokens, less one: the share of work that padding adds."""
+    return padded_tokens / max(real_tokens, 1) - 1
+
+
 def padding_share(plan: list[tuple[list[int], int, int]], prompts: Sequence[EncodedPrompt]) -> float:
-    """Tokens through the model over real tokens, less one, of a `batch_plan` of `prompts`."""
+    """`padding_overhead` of a `batch_plan` of `prompts`."""
     real = sum(len(prompts[row].input_ids) - offset for rows, offset, _ in plan for row in rows)
-    padded = sum(width * len(rows) for rows, _, width in plan)
-    return padded / max(real, 1) - 1
+    return padding_overhead(sum(width * len(rows) for rows, _, width in plan), real)
 
 
 def packs(varlen: Callable | None, padding: float) -> bool:

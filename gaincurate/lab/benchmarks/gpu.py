@@ -155,7 +155,7 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
-    from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_share
+    from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_overhead, padding_share
     from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
     tokenizer = bench_tokenizer(None)
@@ -166,7 +166,9 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     tokens = batch_tokens or budget(free_bytes, weights, per_token)
     plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda", packed=packed)
     real = [sum(len(prompts[row].input_ids) - offset for row in rows_) for rows_, offset, _ in plan]
-    padding = sum(width for _, _, width in plan) / sum(real) - 1 if packed else padding_share(plan, prompts)
+    padding = (
+        padding_overhead(sum(width for _, _, width in plan), sum(real)) if packed else padding_share(plan, prompts)
+    )
     fill = min((tokens_ / tokens for tokens_ in real[:-1]), default=1.0)
     return {"batch_tokens": tokens, "batches": len(plan), "padding": padding, "least_fill": fill}
 
@@ -179,6 +181,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
     from gaincurate.model import load_model, load_tokenizer, resolve_source
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
+    from gaincurate.scoring.engine import padding_overhead
 
     rows = prompts_of(kind, args.rows, args.prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +227,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "speedup_vs_naive": tokens_per_second / (naive_tokens / naive_seconds),
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
-        "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+        "padding_overhead": padding_overhead(timings["padded_tokens"], timings["tokens"]),
         "packed": timings["packed_batches"] == timings["batches"],
         "not_packed_because": None if timings["packed_batches"] else why_padded(args.device, args.dtype, timings),
         "padded": padded,
@@ -236,11 +239,12 @@ def padded_case(config: Any, tmp: Path, dtype: str) -> dict:
     run (in `tmp/scores`) against the dtype's tolerance."""
     from gaincurate.lab.benchmarks.gpu_paths import padded_rows, score_difference
     from gaincurate.scoring.config import SCORE_TOLERANCE
+    from gaincurate.scoring.engine import padding_overhead
 
     with padded_rows():
         timings = warm_score(config, tmp / "scores-padded")["timings"]
     return {"tokens_per_second": timings["tokens"] / timings["forward_seconds"], "batches": timings["batches"],
-            "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+            "padding_overhead": padding_overhead(timings["padded_tokens"], timings["tokens"]),
             "largest_score_difference": score_difference(tmp / "scores", tmp / "scores-padded"),
             "tolerance": SCORE_TOLERANCE[dtype].score if dtype in SCORE_TOLERANCE else None}  # fmt: skip
 

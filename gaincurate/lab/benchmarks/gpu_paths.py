@@ -46,11 +46,11 @@ def why_padded(device: str, dtype: str, timings: dict) -> str:
     here (`engine.default_varlen`: the bench's Qwen2 models take transformers' attention functions with plain causal
     attention), or too little padding to repay it (`engine.PACK_FROM_PADDING`)."""
     from gaincurate.packed_forward import cuda_varlen
-    from gaincurate.scoring.engine import PACK_FROM_PADDING
+    from gaincurate.scoring.engine import PACK_FROM_PADDING, padding_overhead
 
     if not device.startswith("cuda") or dtype == "float32":
         return "rows run padded: packing needs a GPU and a half dtype"
-    padding = timings["padded_tokens"] / max(timings["tokens"], 1) - 1
+    padding = padding_overhead(timings["padded_tokens"], timings["tokens"])
     return cuda_varlen()[1] or f"{padding:.1%} padding, under the {PACK_FROM_PADDING:.0%} from which rows pack"
 
 

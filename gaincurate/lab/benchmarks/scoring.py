@@ -170,6 +170,7 @@ def _score_once(config: Any, reference: np.ndarray | None) -> dict[str, Any]:
     from gaincurate.metrics import spearman
     from gaincurate.scoring import score
     from gaincurate.scoring.config import RunOptions
+    from gaincurate.scoring.engine import padding_overhead
     from gaincurate.shards import read_scores
 
     with tempfile.TemporaryDirectory() as out:
@@ -184,7 +185,7 @@ def _score_once(config: Any, reference: np.ndarray | None) -> dict[str, Any]:
         "forward_seconds": timings["forward_seconds"],
         "fraction_of_floor_probe_rate": timings.get("fraction_of_floor"),
         "tokens_through_model": timings["tokens"],
-        "padding_overhead": timings["padded_tokens"] / max(timings["tokens"], 1) - 1,
+        "padding_overhead": padding_overhead(timings["padded_tokens"], timings["tokens"]),
         **{key: timings.get(key) for key in _FIXED},
         "gates": tuning["dtype"].get("gates", {}),
         "flops_per_token": tuning.get("flops_per_token"),
