@@ -187,16 +187,10 @@ def padding_overhead(padded_tokens: int, real_tokens: int) -> float:
     return padded_tokens / max(real_tokens, 1) - 1
 
 
-def padding_share(plan: list[tuple[list[int], int, int]], prompts: Sequence[EncodedPrompt]) -> float:
-    """`padding_overhead` of a `batch_plan` of `prompts`."""
-    real = sum(len(prompts[row].input_ids) - offset for rows, offset, _ in plan for row in rows)
-    return padding_overhead(sum(width * len(rows) for rows, _, width in plan), real)
-
-
-def packs(varlen: Callable | None, padding: float) -> bool:
-    """Whether rows whose padded plan carries `padding` (padded tokens over real ones, less one) run packed through
-    `varlen`: where there is one and the padding reaches PACK_FROM_PADDING. Scoring and the likelihood both ask."""
-    return varlen is not None and padding >= PACK_FROM_PADDING
+def packs(varlen: Callable | None, padded_tokens: int, real_tokens: int) -> bool:
+    """Whether rows whose padded plan puts `padded_tokens` through the model for `real_tokens` run packed through
+    `varlen`: where there is one and the padding adds at least PACK_FROM_PADDING. Scoring and the likelihood ask."""
+    return varlen is not None and padding_overhead(padded_tokens, real_tokens) >= PACK_FROM_PADDING
 
 
 class Scorer:
@@ -229,7 +223,8 @@ class Scorer:
         intra, inter, score = (np.full(count, np.nan) for _ in range(3))
         embeddings: list[np.ndarray | None] = [None] * count
         plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
-        packed = packs(self.varlen, padding_share(plan, prompts))
+        real = sum(len(prompts[row].input_ids) - offset for rows, offset, _ in plan for row in rows)
+        packed = packs(self.varlen, sum(width * len(rows) for rows, _, width in plan), real)
         if packed:
             plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device, packed=True)
             self.stats.packed_batches += len(plan)

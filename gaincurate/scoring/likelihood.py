@@ -101,7 +101,7 @@ def answer_logprobs(
     import torch
 
     from gaincurate.forward_kernels import attention_for_many_shapes, right_padded_forward
-    from gaincurate.scoring.engine import default_varlen, expand_cache, packs, padding_overhead
+    from gaincurate.scoring.engine import default_varlen, expand_cache, packs
 
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -121,7 +121,7 @@ def answer_logprobs(
             with right_padded_forward(model, str(device)):  # the batches' forward, so one path per token
                 prefix = _prefix_cache(model, shared, device) if shared else None
             plan = forward_batches(lengths, batch_tokens, str(device))
-            if packs(varlen, padding_overhead(sum(len(batch) * width for batch, width in plan), sum(lengths))):
+            if packs(varlen, sum(len(batch) * width for batch, width in plan), sum(lengths)):
                 return _packed_logprobs(model, rows, prompt_ids, len(shared), prefix, varlen, batch_tokens,
                                         temperature)  # fmt: skip
             for batch, width in plan:

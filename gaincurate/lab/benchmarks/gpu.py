@@ -155,7 +155,7 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     `packed`: rows laid end to end, as where the GPU's torch has variable-length attention."""
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring.config import ScoreConfig
-    from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_overhead, padding_share
+    from gaincurate.scoring.engine import batch_plan, find_shared_prefix, padding_overhead
     from gaincurate.scoring.gpu_budget import budget, gpu_memory
 
     tokenizer = bench_tokenizer(None)
@@ -166,9 +166,8 @@ def cuda_plan(shape: dict, kind: str, rows: int, prompt_tokens: int, free_bytes:
     tokens = batch_tokens or budget(free_bytes, weights, per_token)
     plan = batch_plan(prompts, find_shared_prefix(encoder), tokens, "cuda", packed=packed)
     real = [sum(len(prompts[row].input_ids) - offset for row in rows_) for rows_, offset, _ in plan]
-    padding = (
-        padding_overhead(sum(width for _, _, width in plan), sum(real)) if packed else padding_share(plan, prompts)
-    )
+    padded = sum(width if packed else len(rows_) * width for rows_, _, width in plan)
+    padding = padding_overhead(padded, sum(real))
     fill = min((tokens_ / tokens for tokens_ in real[:-1]), default=1.0)
     return {"batch_tokens": tokens, "batches": len(plan), "padding": padding, "least_fill": fill}
 
