@@ -4,7 +4,7 @@ always aim).
 Aiming costs twice: the strategy's measurements of the newest model between epochs (probe's likelihood refresh:
 forward passes the user pays for) and, where its estimates are blunt, a draw no more informative than uniform's.
 Where the in-run control (`gaincurate.schedule.control`) shows nothing saved, a run should pay for neither. Three
-levels, each epoch's evidence added to what was seen since the level last changed:
+levels, each read over the gate's window (below):
 
 * `AIMING`: aim, and measure what the strategy asks of the newest model. When the control has `GATE_GROUPS` groups
   and the aimed arm's informative share is no higher than the control's, the refresh pauses (`REFRESH_PAUSED`; a
@@ -16,9 +16,16 @@ levels, each epoch's evidence added to what was seen since the level last change
   put in its band are more informative than the rest of the uniform draw (the difference's interval above 0),
   aiming resumes.
 
-A pause rests on a point estimate over `GATE_GROUPS` control groups, a resumption on an interval: where nothing can be
-saved the run stops paying soon, and a true saving of the size the benches show (20-30 points of informative share)
-is wrongly paused with a chance of about 1 in 50 at the first check, less after.
+The window: the latest epochs since the level last changed, as few as give each arm `WINDOW_GROUPS` groups (all of
+them until then); an epoch missing either arm adds nothing. The policy moves, so evidence from many epochs ago says
+little of what aiming buys now: summed over a whole run, a large early saving would hide for ever an aim that has
+since stopped paying (with the window, such a run pauses its refresh about 8 epochs after, at the benches' 6 control
+groups an epoch).
+
+A pause rests on a point estimate over at least `GATE_GROUPS` control groups, a resumption on an interval: where
+nothing can be saved the run stops paying soon, and a true saving of the size the benches show (20-30 points of
+informative share) is wrongly paused with a chance of about 1 in 50 at the first check and about 1 in 25 over 30
+epochs (tests/schedule/test_control.py), after which the refresh comes back once the window shows the saving.
 """
 
 from __future__ import annotations
@@ -31,23 +38,24 @@ from gaincurate.schedule.control import Arm, difference_interval
 AIMING, REFRESH_PAUSED, PAUSED = 0, 1, 2
 LEVEL_WORDS = {AIMING: "aiming", REFRESH_PAUSED: "refresh paused", PAUSED: "paused"}
 GATE_GROUPS = 30  # control groups before a pause: a share's standard error is then <= 0.09
+WINDOW_GROUPS = 2 * GATE_GROUPS  # groups of each arm the window keeps: recent, yet rarely pausing a true saving
 
 
 @dataclass(frozen=True)
 class Gate:
-    """The level, and the evidence since it last changed: the aimed arm and the control (`PAUSED`: the uniform
-    draws' groups inside the strategy's band and outside it)."""
+    """The level, and its window: per epoch since the level last changed, the two arms compared (the aimed draw and
+    the control; `PAUSED`: the uniform draw's groups inside the strategy's band and outside it)."""
 
     level: int = AIMING
-    first: Arm = Arm()
-    second: Arm = Arm()
+    window: tuple[tuple[Arm, Arm], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "first": self.first.to_json(), "second": self.second.to_json()}
+        return {"level": self.level, "window": [[first.to_json(), second.to_json()] for first, second in self.window]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Gate:
-        return cls(int(data["level"]), Arm.from_json(data.get("first")), Arm.from_json(data.get("second")))
+        window = tuple((Arm.from_json(first), Arm.from_json(second)) for first, second in data.get("window", ()))
+        return cls(int(data["level"]), window)
 
     @property
     def asks_model(self) -> bool:
@@ -56,6 +64,11 @@ class Gate:
     @property
     def aims(self) -> bool:
         return self.level != PAUSED
+
+    @property
+    def arms(self) -> tuple[Arm, Arm]:
+        """The window's two arms, summed over its epochs."""
+        return sum((first for first, _ in self.window), Arm()), sum((second for _, second in self.window), Arm())
 
 
 @dataclass(frozen=True)
@@ -74,24 +87,26 @@ def advance(gate: Gate | None, evidence: Evidence, *, refreshes: bool) -> tuple[
     asks something of the newest model (without, an aim no better pauses straight to `PAUSED`)."""
     gate = gate or Gate()
     if gate.level == PAUSED:
-        first, second = gate.first + evidence.in_band, gate.second + evidence.off_band
+        window = _slid(gate.window, evidence.in_band, evidence.off_band)
+        first, second = Gate(PAUSED, window).arms
         if first.groups and second.groups and difference_interval(first, second)[0] > 0:
             return Gate(AIMING), (
                 f"aiming resumes: within the uniform draws the prompts the estimates aim at were more informative "
                 f"({_share(first)} of {first.groups} groups against {_share(second)} of {second.groups})"
             )
-        return Gate(PAUSED, first, second), None
-    first, second = gate.first + evidence.aimed, gate.second + evidence.control
+        return Gate(PAUSED, window), None
+    window = _slid(gate.window, evidence.aimed, evidence.control)
+    first, second = Gate(gate.level, window).arms
     if gate.level == REFRESH_PAUSED and first.groups and second.groups and difference_interval(first, second)[0] > 0:
         return Gate(AIMING), (
             f"the refresh resumes: the aimed draw is more informative than the uniform slice again ({_share(first)} "
             f"of {first.groups} groups against {_share(second)} of {second.groups})"
         )
     if second.groups < GATE_GROUPS or first.groups == 0 or _more_informative(first, second):
-        return Gate(gate.level, first, second), None
+        return Gate(gate.level, window), None
     seen = (
         f"the aimed draw was no more informative than the uniform slice ({_share(first)} of {first.groups} groups "
-        f"against {_share(second)} of {second.groups})"
+        f"against {_share(second)} of {second.groups}, the latest {len(window)} epochs)"
     )
     if gate.level == AIMING and refreshes:
         return Gate(REFRESH_PAUSED), f"{seen}: the refresh pauses (nothing more is asked of the model); aiming goes on"
@@ -99,6 +114,19 @@ def advance(gate: Gate | None, evidence: Evidence, *, refreshes: bool) -> tuple[
         f"{seen}: aiming pauses, and epochs are drawn uniformly with nothing asked of the model, until the estimates "
         "pick informative prompts again"
     )
+
+
+def _slid(window: tuple[tuple[Arm, Arm], ...], first: Arm, second: Arm) -> tuple[tuple[Arm, Arm], ...]:
+    """The window with an epoch's two arms added (not where either is empty), then its oldest epochs dropped while
+    the rest still give each arm `WINDOW_GROUPS` groups."""
+    if first.groups and second.groups:
+        window = (*window, (first, second))
+    while len(window) > 1:
+        rest = Gate(window=window[1:]).arms
+        if min(rest[0].groups, rest[1].groups) < WINDOW_GROUPS:
+            break
+        window = window[1:]
+    return window
 
 
 def _more_informative(first: Arm, second: Arm) -> bool:
