@@ -58,7 +58,7 @@ def curriculum(
         typer.Option(
             "--bench",
             metavar="NAME|FILE",
-            help=f"{BENCH_HELP} Across warm starts: {', '.join(VERDICTS)}.",
+            help=f"{BENCH_HELP} Across warm starts: {next(iter(VERDICTS))} or a later one (docs/benchmark-history.md).",
         ),
     ] = None,
     out: Annotated[

@@ -127,6 +127,17 @@ VERDICTS["refresh-others"] = dataclasses.replace(
     VERDICTS["refresh-mult"], name="refresh-others", tasks=("cpu-chain", "cpu-arith"), seeds="306-307",
     arms=("uniform", "probe-refresh1"), primary=("probe-refresh1",), schedule={"probe-refresh1": PROBE_REFRESH_1},
 )  # fmt: skip
+# Declared before its runs (docs/benchmark-history.md, "The embedding alone as the default, across warm starts"):
+# the default against probe without the likelihood, its pause on (what `--no-likelihood` gives), on every task.
+PROBE_EMBEDDING = {"strategy": "probe", "likelihood": False}
+VERDICTS["embedding-mult"] = dataclasses.replace(
+    VERDICTS["warm-starts"], name="embedding-mult", tasks=("cpu-mult",), seeds="310-317",
+    arms=("uniform", "probe-default", "probe-embedding"), primary=("probe-default", "probe-embedding"),
+    schedule={"probe-default": PROBE_DEFAULT, "probe-embedding": PROBE_EMBEDDING}, goal_arm="probe-embedding",
+)  # fmt: skip
+VERDICTS["embedding-others"] = dataclasses.replace(
+    VERDICTS["embedding-mult"], name="embedding-others", tasks=("cpu-chain", "cpu-arith"), seeds="310-311",
+)  # fmt: skip
 
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
