@@ -50,13 +50,9 @@ def default_reads(manifest: dict[str, Any], columns: list[str]) -> str:
     """Which signals the default strategy reads on these scores, so that what `show` prints first says whether this
     ranking is the one a run draws by."""
     from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
-    from gaincurate.schedule.strategies.contract import LIKELIHOOD
 
     config = ScheduleConfig(strategy=DEFAULT_STRATEGY)
     needs = set(config.strategy_class.about.needs) & set(SIGNAL_WORDS)
-    answers = manifest.get("answers") or {}
-    if getattr(config.options, "likelihood", False) is None and answers.get("present") and not answers.get("missing"):
-        needs.add(LIKELIHOOD)  # on by itself where every row has a reference answer
     if "gc_embedding" not in columns:
         needs.discard("embeddings")
     read = " and ".join(SIGNAL_WORDS[need] for need in sorted(needs)) or "none of these columns"

@@ -17,15 +17,12 @@ levels, each read over the gate's window (below):
   aiming resumes.
 
 The window: the latest epochs since the level last changed, as few as give each arm `WINDOW_GROUPS` groups (all of
-them until then); an epoch missing either arm adds nothing. The policy moves, so evidence from many epochs ago says
-little of what aiming buys now: summed over a whole run, a large early saving would hide for ever an aim that has
-since stopped paying (with the window, such a run pauses its refresh about 8 epochs after, at the benches' 6 control
-groups an epoch).
-
-A pause rests on a point estimate over at least `GATE_GROUPS` control groups, a resumption on an interval: where
-nothing can be saved the run stops paying soon, and a true saving of the size the benches show (20-30 points of
-informative share) is wrongly paused with a chance of about 1 in 50 at the first check and about 1 in 25 over 30
-epochs (tests/schedule/test_control.py), after which the refresh comes back once the window shows the saving.
+them until then); an epoch missing either arm adds nothing. Summed over a whole run, a large early saving would hide
+for ever an aim that has since stopped paying (with the window its refresh pauses about 8 epochs after, at the
+benches' 6 control groups an epoch). A pause rests on a point estimate over at least `GATE_GROUPS` control groups, a
+resumption on an interval: where nothing can be saved the run stops paying soon, and a true saving of the benches'
+size (20-30 points of informative share) is wrongly paused with a chance of about 1 in 50 at the first check, 1 in 25
+over 30 epochs (tests/schedule/test_control.py), and resumes once the window shows the saving.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 
 DECLARATION = "warm_starts.json"
 PILOT, COMPARE = "pilot", "compare"
-# The default as shipped: probe with no option, the likelihood decided from the scores (on: every bench row has an
-# answer) and the pause on. The bench's plain `probe` arm is the embedding alone, as the earlier verdicts ran it, so
-# the default is an arm of its own that sets the likelihood back to undecided.
-PROBE_DEFAULT = {"strategy": "probe", "likelihood": None}
+# `probe-default`: the default as the warm-start verdicts ran it, probe with the likelihood (then decided from the
+# scores, and on, every bench row having an answer) and the pause on. The default since the embedding verdict
+# (docs/benchmark-history.md, "The embedding alone as the default") is the plain `probe` arm.
+PROBE_DEFAULT = {"strategy": "probe", "likelihood": True}
 # probe on its embedding alone as it ran before the in-run control: no likelihood, never paused.
 PROBE_ALONE = {"strategy": "probe", "likelihood": False, "pause": False}
 # The CPU flags that decide which kernels torch runs, and so the warm start a machine trains.
