@@ -128,7 +128,7 @@ VERDICTS["refresh-others"] = dataclasses.replace(
     arms=("uniform", "probe-refresh1"), primary=("probe-refresh1",), schedule={"probe-refresh1": PROBE_REFRESH_1},
 )  # fmt: skip
 # Declared before its runs (docs/benchmark-history.md, "The embedding alone as the default, across warm starts"):
-# the default against probe without the likelihood, its pause on (what `--no-likelihood` gives), on every task.
+# the default against probe without the likelihood, its pause on (plain `probe` since this verdict), on every task.
 PROBE_EMBEDDING = {"strategy": "probe", "likelihood": False}
 VERDICTS["embedding-mult"] = dataclasses.replace(
     VERDICTS["warm-starts"], name="embedding-mult", tasks=("cpu-mult",), seeds="310-317",
