@@ -201,12 +201,14 @@ def packed_attention(config: Any, rows: PackedRows, varlen: Callable, prefix: di
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    def to_device(values: list[int]) -> Any:
-        return torch.tensor(values, dtype=torch.int32).to(device, non_blocking=True)
+    from gaincurate.kernels.torch_impl import to_device
+
+    def on_device(values: list[int]) -> Any:
+        return to_device(torch.tensor(values, dtype=torch.int32), device)
 
     prefix_length = next((keys.shape[0] for keys, _ in (prefix or {}).values()), 0)
-    state = _Packing(varlen, to_device(rows.starts), rows.longest, prefix or {},
-                     to_device([0, rows.starts[-1]]), to_device([0, prefix_length]))  # fmt: skip
+    state = _Packing(varlen, on_device(rows.starts), rows.longest, prefix or {},
+                     on_device([0, rows.starts[-1]]), on_device([0, prefix_length]))  # fmt: skip
     AttentionInterface.register(PACKED_ROWS, functools.partial(_packed_rows_attention, state))
     AttentionMaskInterface.register(PACKED_ROWS, _no_mask)
     saved = config._attn_implementation

@@ -211,7 +211,9 @@ def packed_segment_unit_sums(
         raise ValueError(f"row_starts must rise from 0 to the {hidden.shape[0]} packed tokens, got {starts[:8]}...")
     if resolve_backend(backend, hidden.device) == "triton":
         module, _ = _load_triton_impl()
-        device_starts = torch.tensor(starts, dtype=torch.int32).to(hidden.device, non_blocking=True)
+        from .torch_impl import to_device
+
+        device_starts = to_device(torch.tensor(starts, dtype=torch.int32), hidden.device)
         return module.segment_unit_sums_triton(hidden[None], segment_ids[None], num_segments,
                                                row_starts=device_starts, longest=max(lengths, default=0))  # fmt: skip
     from .torch_impl import segment_unit_sums_packed_torch

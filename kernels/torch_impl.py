@@ -52,7 +52,15 @@ def padded_index(row_starts: Sequence[int], device: torch.device | str) -> tuple
     offsets = np.arange(width, dtype=np.int64)
     valid = offsets[None, :] < lengths[:, None]
     index = np.where(valid, starts[:-1, None] + offsets[None, :], np.maximum(starts[1:, None] - 1, 0))
-    return torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
+    return to_device(torch.from_numpy(index), device), to_device(torch.from_numpy(valid), device)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on `device`; on a GPU through pinned memory, without waiting: a copy from pageable memory would
+    wait for the work queued on the device."""
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def segment_unit_sums_packed_torch(

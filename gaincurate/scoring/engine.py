@@ -7,7 +7,7 @@ role headers) run once: each batch continues from their key/value cache and adds
 causal model their hidden states do not depend on the question. On a GPU a batch's rows go up from pinned memory
 without blocking, the forward runs as `forward_kernels.right_padded_forward` says (rows are padded on the right:
 attention without the padding mask, RMSNorm fused, where the model allows), and its results stay on the device
-until the last batch of the call, which reads them once.
+until the call's results are read, once (`Scorer.launch`). A batch's seconds are the device's own (`DeviceClock`).
 
 Where the GPU's torch has variable-length flash attention (`packed_forward.packing_applies`) and padding the rows to
 buckets would add at least `PACK_FROM_PADDING` of their tokens, a batch's rows are not padded at all: they are laid
@@ -63,6 +63,28 @@ BUCKETS_PER_OCTAVE = 16
 MIN_BUCKET_STEP = 16
 
 
+class DeviceClock:
+    """Seconds between marks, the first made on creation: on a GPU by CUDA events, so that a batch's seconds are the
+    device's from the end of the batch before to the end of its own, whatever the host did meanwhile."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.marks = device, []
+        self.mark()
+
+    def mark(self) -> None:
+        if not on_gpu(self.device):
+            return self.marks.append(time.perf_counter())
+        import torch
+
+        self.marks.append(torch.cuda.Event(enable_timing=True))
+        self.marks[-1].record(torch.cuda.current_stream(self.device))
+
+    def intervals(self) -> list[float]:
+        """Seconds between consecutive marks; on a GPU once the marked work is done (its results read)."""
+        pairs = zip(self.marks, self.marks[1:], strict=False)
+        return [end - start if isinstance(end, float) else start.elapsed_time(end) / 1e3 for start, end in pairs]
+
+
 def on_gpu(device: str) -> bool:
     return str(device).startswith("cuda")
 
@@ -83,12 +105,10 @@ def default_varlen(model: Any, device: str) -> Callable | None:
 
 
 def padded_width(length: int, device: str = "cpu") -> int:
-    """The width a row of `length` tokens is padded to on `device`: a function of its own length only.
-
-    A CPU pays for every padded token and gives a row padded to another width other last bits (attention and
-    matmuls reduce over the width), so a row keeps its exact length. A GPU pays per batch: the length is rounded up
-    to a multiple of 1/BUCKETS_PER_OCTAVE of the largest power of two at or below it, and of MIN_BUCKET_STEP.
-    """
+    """The width a row of `length` tokens is padded to on `device`: a function of its own length only. A CPU pays for
+    every padded token and gives a row padded to another width other last bits (attention and matmuls reduce over the
+    width), so a row keeps its exact length. A GPU pays per batch: the length is rounded up to a multiple of
+    1/BUCKETS_PER_OCTAVE of the largest power of two at or below it, and of MIN_BUCKET_STEP."""
     if not on_gpu(device):
         return length
     step = max(MIN_BUCKET_STEP, (1 << (length.bit_length() - 1)) // BUCKETS_PER_OCTAVE)
@@ -96,13 +116,11 @@ def padded_width(length: int, device: str = "cpu") -> int:
 
 
 def pack_batches(lengths: Sequence[int], batch_tokens: int, device: str = "cpu") -> list[list[int]]:
-    """Group row indices into batches of rows of one padded width, widest first, at most `batch_tokens` tokens.
-
-    A row's width is `padded_width` of its own length, never its batch companions'. How many rows share its
-    batch can still move its last bits, since BLAS picks its kernel by the product's shape (docs/shards.md, "What
-    the scores promise": within `SCORE_TOLERANCE`). A row wider than the budget gets a batch of its own. Rows of
-    one width keep input order, so packing is deterministic.
-    """
+    """Group row indices into batches of rows of one padded width, widest first, at most `batch_tokens` tokens. A
+    row's width is `padded_width` of its own length, never its batch companions'. How many rows share its batch can
+    still move its last bits, since BLAS picks its kernel by the product's shape (docs/shards.md, "What the scores
+    promise": within `SCORE_TOLERANCE`). A row wider than the budget gets a batch of its own. Rows of one width keep
+    input order, so packing is deterministic."""
     groups: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):
         groups.setdefault(padded_width(length, device), []).append(index)
@@ -115,14 +133,9 @@ def pack_batches(lengths: Sequence[int], batch_tokens: int, device: str = "cpu")
 
 @dataclass(frozen=True)
 class SharedPrefix:
-    """The leading tokens every prompt shares: system prompt, few-shot turns, role headers.
-
-    In a causal model their hidden states do not depend on the question, so they are computed once:
-    each batch continues from their key/value cache and adds their segment sums. Only the question
-    and the generation prompt go through the model per row, which cuts the forward's FLOPs by the
-    prefix's share of the prompt. A row whose tokens do not start with the prefix (say its context was
-    truncated) simply runs in full.
-    """
+    """The leading tokens every prompt shares (system prompt, few-shot turns, role headers), run once: in a causal model
+    their hidden states do not depend on the question. A row whose tokens do not start with them (say its context was
+    truncated) runs in full."""
 
     input_ids: np.ndarray
     segment_ids: np.ndarray
@@ -207,21 +220,21 @@ class Scorer:
         from gaincurate.kernels import resolve_backend
 
         self.varlen = varlen if varlen is not None else default_varlen(site.base, device)
-        self.site = site
-        self.device = device
-        self.config = config
+        self.site, self.device, self.config, self.prefix = site, device, config, prefix
         self.backend = resolve_backend(backend, device)
         self.batch_tokens = batch_tokens
         self.stats = BatchStats()
-        self.prefix = prefix
         self._prefix_state: tuple[Any, Any, Any] | None = None  # (cache, sums, counts), built on first use
         self._prefix_layers: dict[int, tuple[Any, Any]] | None = None  # its keys and values, for packed rows
 
     def score(self, prompts: list[EncodedPrompt], progress: Progress = NULL_PROGRESS) -> dict[str, np.ndarray]:
         """Scores of `prompts` in their order; rows without question tokens stay NaN. Advances `progress` per row."""
+        return self.launch(prompts, progress)()
+
+    def launch(self, prompts: list[EncodedPrompt], progress: Progress = NULL_PROGRESS) -> Callable[[], dict]:
+        """Queue the forwards over `prompts`; return what reads their scores (as `score` returns them). On a GPU nothing
+        queued waits for the device: the host's work until the read (the next shard's tokens) overlaps the forwards."""
         count = len(prompts)
-        intra, inter, score = (np.full(count, np.nan) for _ in range(3))
-        embeddings: list[np.ndarray | None] = [None] * count
         plan = batch_plan(prompts, self.prefix, self.batch_tokens, self.device)
         real = sum(len(prompts[row].input_ids) - offset for rows, offset, _ in plan for row in rows)
         packed = packs(self.varlen, sum(width * len(rows) for rows, _, width in plan), real)
@@ -231,33 +244,35 @@ class Scorer:
         unrunnable = count - sum(len(rows) for rows, _, _ in plan)
         if unrunnable:
             progress.advance(unrunnable)
-        order, parts = [], []  # rows in the order their results come, and each batch's results on the device
+        clock, order, parts, work = DeviceClock(self.device), [], [], []  # order: the rows as their results come
         for rows, offset, width in plan:
             batch = [prompts[i] for i in rows]
-            parts.append(self._run_packed(batch, offset) if packed else self._run_batch(batch, offset, width))
+            results, counted = self._run_packed(batch, offset) if packed else self._run_batch(batch, offset, width)
+            clock.mark()
+            parts.append(results)
+            work.append(counted)
             order.extend(rows)
             progress.advance(len(rows))
-        result = {"intra": intra, "inter": inter, "score": score}
-        if parts:
-            sums, counts, pooled = self._read(parts)
-            intra[order], inter[order], score[order] = concentration(sums, counts, self.config.inter_weight)
-            if pooled is not None:
-                for row, vector in zip(order, pooled, strict=True):
+
+        def read() -> dict[str, Any]:
+            import torch
+
+            intra, inter, score = (np.full(count, np.nan) for _ in range(3))
+            embeddings: list[np.ndarray | None] = [None] * count
+            if parts:  # one synchronisation: every batch's sums, counts and pooled embeddings moved to the host
+                sums, counts, pooled = (None if part[0] is None else torch.cat(part).cpu().numpy()
+                                        for part in zip(*parts, strict=True))  # fmt: skip
+                for seconds, counted in zip(clock.intervals(), work, strict=True):
+                    self._count(seconds, *counted)
+                intra[order], inter[order], score[order] = concentration(sums, counts, self.config.inter_weight)
+                for row, vector in zip(order, [] if pooled is None else pooled, strict=False):
                     embeddings[row] = vector
-        if self.config.embed:
-            result["embedding"] = embeddings
-        return result
+            result = {"intra": intra, "inter": inter, "score": score}
+            if self.config.embed:
+                result["embedding"] = embeddings
+            return result
 
-    def _read(self, parts: list[tuple[Any, Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Every batch's sums, counts and pooled embeddings, moved to the host once (one synchronisation)."""
-        import torch
-
-        started = time.perf_counter()
-        sums = torch.cat([part[0] for part in parts]).cpu().numpy()
-        counts = torch.cat([part[1] for part in parts]).cpu().numpy()
-        pooled = torch.cat([part[2] for part in parts]).cpu().numpy() if self.config.embed else None
-        self.stats.forward_seconds += time.perf_counter() - started  # the device's queued work finishes here
-        return sums, counts, pooled
+        return read
 
     def _prefix_parts(self) -> tuple[Any, Any, Any]:
         """Run the shared prefix once: its key/value cache and its segment sums."""
@@ -279,13 +294,14 @@ class Scorer:
             self.stats.padded_tokens += len(self.prefix.input_ids)
         return self._prefix_state
 
-    def _run_batch(self, prompts: list[EncodedPrompt], offset: int, width: int) -> tuple[Any, Any, Any]:
+    def _run_batch(self, prompts: list[EncodedPrompt], offset: int, width: int) -> tuple[tuple, tuple[int, int, int]]:
         """One batch padded to `width` tokens (with `offset` > 0 the first `offset` are the shared prefix's): its
-        sums, counts and pooled embeddings (or None), left on the device."""
+        sums, counts and pooled embeddings (or None), left on the device, and its real, padded and prefix tokens."""
         import torch
 
         from gaincurate.forward_kernels import right_padded_forward
         from gaincurate.kernels import segment_unit_sums
+        from gaincurate.kernels.torch_impl import to_device
 
         input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), offset + width), dtype=torch.long)
@@ -297,8 +313,7 @@ class Scorer:
             attention_mask[row, offset : offset + length] = 1
             segments[row, :length] = torch.from_numpy(prompt.segment_ids[offset:])
         real_tokens = int(attention_mask[:, offset:].sum())
-        start = time.perf_counter()
-        input_ids, attention_mask, segments = (self._to_device(t) for t in (input_ids, attention_mask, segments))
+        input_ids, attention_mask, segments = (to_device(t, self.device) for t in (input_ids, attention_mask, segments))
         cache = None
         if offset:
             _, prefix_sums, prefix_counts = self._prefix_parts()
@@ -318,8 +333,7 @@ class Scorer:
             mask = (segments == QUESTION).to(torch.float32).unsqueeze(-1)
             embed_hidden = captured[self.site.embed_index]
             pooled = (embed_hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1)
-        self._count(time.perf_counter() - start, real_tokens, len(prompts) * width, offset * len(prompts))
-        return sums, counts, pooled
+        return (sums, counts, pooled), (real_tokens, len(prompts) * width, offset * len(prompts))
 
     def _count(self, elapsed: float, tokens: int, padded_tokens: int, prefix_tokens: int) -> None:
         """One batch's work in the run's counters."""
@@ -331,23 +345,22 @@ class Scorer:
         self.stats.padded_tokens += padded_tokens
         self.stats.prefix_tokens_reused += prefix_tokens
 
-    def _run_packed(self, prompts: list[EncodedPrompt], offset: int) -> tuple[Any, Any, Any]:
+    def _run_packed(self, prompts: list[EncodedPrompt], offset: int) -> tuple[tuple, tuple[int, int, int]]:
         """One batch of rows packed end to end (after `offset` tokens of the shared prefix, attended through its
         cached keys and values): as `_run_batch`, with no padding."""
         import torch
 
         from gaincurate.kernels import packed_segment_unit_sums
-        from gaincurate.kernels.torch_impl import padded_index
+        from gaincurate.kernels.torch_impl import padded_index, to_device
         from gaincurate.packed_forward import pack_rows, packed_forward, prefix_key_values
 
         rows = pack_rows([prompt.input_ids[offset:] for prompt in prompts], offset)
         segments = torch.from_numpy(np.concatenate([prompt.segment_ids[offset:] for prompt in prompts]))
-        start = time.perf_counter()
-        input_ids, positions, segments = (self._to_device(t) for t in (rows.input_ids, rows.position_ids, segments))
+        ids, positions, segments = (to_device(t, self.device) for t in (rows.input_ids, rows.position_ids, segments))
         if offset and self._prefix_layers is None:
             self._prefix_layers = prefix_key_values(self._prefix_parts()[0])
         with packed_forward(self.site.base, self.device, rows, self.varlen, self._prefix_layers if offset else None):
-            captured = self.site.capture(input_ids, None, position_ids=positions)
+            captured = self.site.capture(ids, None, position_ids=positions)
         sums, counts = packed_segment_unit_sums(captured[self.site.layer_index][0], segments, rows.starts,
                                                 NUM_SEGMENTS, backend=self.backend, check_ids=False)  # fmt: skip
         if offset:
@@ -358,11 +371,4 @@ class Scorer:
             mask = (valid & (segments[index] == QUESTION)).to(torch.float32).unsqueeze(-1)
             pooled = (captured[self.site.embed_index][0][index].float() * mask).sum(1) / mask.sum(1).clamp_min(1)
         tokens = rows.starts[-1]
-        self._count(time.perf_counter() - start, tokens, tokens, offset * len(prompts))
-        return sums, counts, pooled
-
-    def _to_device(self, tensor: Any) -> Any:
-        """A host tensor on the scoring device; on a GPU through pinned memory, without waiting for the copy."""
-        if not on_gpu(self.device):
-            return tensor
-        return tensor.pin_memory().to(self.device, non_blocking=True)
+        return (sums, counts, pooled), (tokens, tokens, offset * len(prompts))

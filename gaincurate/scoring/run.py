@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -137,7 +136,8 @@ def _score_part(
 def _score_shards(
     prepared: Prepared, scorer: Scorer, bounds: list[tuple[int, int]], todo: list[int], progress: Progress
 ) -> None:
-    """Score and write the shards `todo`, tokenizing the next shard on a worker thread meanwhile."""
+    """Score and write the shards `todo`, tokenizing the next one while the device runs this one's forwards, on this
+    thread: a worker tokenizing would hold the interpreter lock while kernels launch, and the device would wait."""
     rows, column = prepared.rows, prepared.config.prompt_column
     answer_column = prepared.config.answer_column
     answer_column = answer_column if answer_column and has_column(rows, answer_column) else None
@@ -147,23 +147,20 @@ def _score_shards(
         values = chunk[column]  # the shard's prompts, read once: encoded here, hashed into gc_prompt_hash below
         return chunk, values, prepared.encoder.encode(values)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = pool.submit(encode, todo[0]) if todo else None
-        for position, index in enumerate(todo):
-            chunk, values, prompts = upcoming.result()
-            if position + 1 < len(todo):
-                upcoming = pool.submit(encode, todo[position + 1])
-            result = scorer.score(prompts, progress)
-            table = chunk.with_format("arrow")[:]
-            answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
-            columns = score_columns(prompts, np.arange(*bounds[index]), result, values, answers)
-            schema = prepared.schema
-            table = (
-                pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema)
-                if len(table)
-                else schema.empty_table()
-            )
-            write_shard(prepared.out / shard_name(index), table)
+    upcoming = encode(todo[0]) if todo else None
+    for position, index in enumerate(todo):
+        chunk, values, prompts = upcoming
+        read = scorer.launch(prompts, progress)
+        if position + 1 < len(todo):
+            upcoming = encode(todo[position + 1])
+        result = read()
+        table = chunk.with_format("arrow")[:]
+        answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
+        columns = score_columns(prompts, np.arange(*bounds[index]), result, values, answers)
+        schema = prepared.schema
+        table = pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema) if len(table) else (
+            schema.empty_table())  # fmt: skip
+        write_shard(prepared.out / shard_name(index), table)
 
 
 def score_columns(
