@@ -33,10 +33,11 @@ def test_a_run_kept_padded_says_why(monkeypatch):
     assert gpu_paths.why_padded("cuda", "bfloat16", timings) == "2.5% padding, under the 10% from which rows pack"
 
 
-def test_the_lines_name_packing_the_padded_comparison_the_rollout_floor_and_the_likelihood():
+def test_the_lines_name_packing_the_loop_the_padded_comparison_the_rollout_floor_and_the_likelihood():
     row = {"model": "qwen2-7b-class", "prompts": "math", "batches": 1, "padding_overhead": 0.0,
            "tokens_per_second": 1e5, "naive_tokens_per_second": 1e4, "speedup_vs_naive": 10.0, "achieved_tflops": 400,
-           "fraction_of_roofline": 0.5, "packed": True, "not_packed_because": None,
+           "fraction_of_roofline": 0.5, "packed": True, "not_packed_because": None, "rows": 8192,
+           "loop_tokens_per_second": 6e4, "first_batch_seconds": 0.3,
            "padded": {"tokens_per_second": 5e4, "padding_overhead": 0.27, "largest_score_difference": 1e-3,
                       "tolerance": 1e-2}}  # fmt: skip
     results = {"device": "NVIDIA H100", "dtype": "bfloat16", "matmul_tflops": 800, "models": [row], "cold": None,
@@ -47,6 +48,7 @@ def test_the_lines_name_packing_the_padded_comparison_the_rollout_floor_and_the_
                               "largest_change": 0.01, "interquartile_spread": 3.0}}  # fmt: skip
     lines = table_lines(results)
     assert any("padded to buckets: 50000 tok/s (27.0% padding); scores within 0.001" in line for line in lines)
+    assert any("8192 rows; the scoring loop 60000 tok/s of wall clock; first batch 0.30 s" in line for line in lines)
     assert any("25.0% of the decode floor (8000); vLLM: vllm is not importable here" in line for line in lines)
     assert any("Spearman 0.9990" in line for line in lines)
     assert not any("rows padded" in line for line in lines)  # packed: no reason to give

@@ -4,12 +4,13 @@
     gaincurate bench gpu --device cpu --tiny --rows 16        # smoke test anywhere
 
 Models are random-weight Qwen2 configs of the 0.5B, 1.5B and 7B class (throughput does not depend on the
-weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Each model scores long prompts (sample
-problems joined to about `--prompt-tokens` tokens); the 1.5B and 7B classes also score the bundled MATH problems at
-their own lengths. For each case it reports, in one run:
+weights), with the embedded SmolLM2 tokenizer so nothing is downloaded. Each model scores `--rows` long prompts
+(sample problems joined to about `--prompt-tokens` tokens); the 1.5B and 7B classes also score `--math-rows` of the
+bundled MATH problems at their own lengths. For each case it reports, in one run:
 
-* gaincurate's scoring throughput (question tokens through the forward per second), its batches and padding, and
-  whether its rows ran packed (`packed_forward`; else why not);
+* gaincurate's scoring throughput (tokens through the forward per second of the device's time), its batches and
+  padding, and whether its rows ran packed (`packed_forward`; else why not); the scoring loop's tokens per second of
+  wall clock (tokenizing and writing included), and the first batch's seconds (the shared prefix, kernel set-up);
 * on MATH-length prompts, the same rows scored padded to buckets (`gpu_paths.padded_rows`): their throughput, and
   how far the packed scores are from the padded ones against the dtype's `SCORE_TOLERANCE`;
 * the naive published-style scorer (one prompt at a time, full forward with logits, T x T cosines) on
@@ -68,7 +69,11 @@ class GpuBench:
 
     device: str = setting("cuda", "cuda[:N], or cpu for a smoke test.")
     dtype: str = setting("bfloat16", "Model and scoring dtype.")
-    rows: int = setting(512, "Rows to score.", check=at_least(1))
+    rows: int = setting(512, "Long prompts to score.", check=at_least(1))
+    math_rows: int = setting(
+        8192, "Bundled problems to score, repeated past their number: shards enough that the shared prefix and the "
+        "first batch are a small part of the run, as in a real one.", check=at_least(1),
+    )  # fmt: skip
     naive_rows: int = setting(32, "Rows for the naive baseline.", check=at_least(1))
     prompt_tokens: int = setting(1024, "Tokens per prompt.", check=at_least(8))
     batch_tokens: int | None = setting(
@@ -182,7 +187,8 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
     from gaincurate.scoring.config import ScoreConfig
     from gaincurate.scoring.engine import padding_overhead
 
-    rows = prompts_of(kind, args.rows, args.prompt_tokens)
+    count = args.math_rows if kind == MATH else args.rows
+    rows = prompts_of(kind, count, args.prompt_tokens)
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model_folder(Path(tmp) / "model", shape, args.dtype, args.device, args.tokenizer)
         data = Path(tmp) / "prompts.jsonl"
@@ -198,7 +204,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
 
         source = resolve_source(str(folder))
         tokenizer = load_tokenizer(source)
-        naive_rows = min(args.naive_rows, args.rows)
+        naive_rows = min(args.naive_rows, count)
         prompts = PromptEncoder(tokenizer, config.prompt_format, config.max_length).encode(
             [p["problem"] for p in rows[:naive_rows]]
         )
@@ -215,7 +221,7 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
     return {
         "model": name,
         "prompts": kind,
-        "rows": args.rows,
+        "rows": count,
         "prompt_tokens": args.prompt_tokens if kind == LONG else None,
         "batch_tokens": manifest["tuning"]["batch_tokens"]["chosen"],
         "batches": timings["batches"],
@@ -226,6 +232,9 @@ def bench_model(name: str, shape: dict, kind: str, args: GpuBench, rate: float) 
         "speedup_vs_naive": tokens_per_second / (naive_tokens / naive_seconds),
         "achieved_tflops": achieved / 1e12,
         "fraction_of_roofline": achieved / rate,
+        # The scoring loop's wall clock: tokenizing, the forwards and writing the shards, as a user waits for them.
+        "loop_tokens_per_second": timings["tokens"] / timings["score_seconds"],
+        "first_batch_seconds": timings["first_batch_seconds"],
         "padding_overhead": padding_overhead(timings["padded_tokens"], timings["tokens"]),
         "packed": timings["packed_batches"] == timings["batches"],
         "not_packed_because": None if timings["packed_batches"] else why_padded(args.device, args.dtype, timings),
@@ -345,6 +354,9 @@ def table_lines(results: dict) -> list[str]:
             f"{r['speedup_vs_naive']:>8.1f}x {r['achieved_tflops']:>8.2f} {r['fraction_of_roofline']:>8.1%}"
         )
     for r in results["models"]:
+        lines.append(f"{r['model']} {r['prompts']}: {r['rows']} rows; the scoring loop "
+                     f"{r['loop_tokens_per_second']:.0f} tok/s of wall clock; "
+                     f"first batch {r['first_batch_seconds']:.2f} s")  # fmt: skip
         if not r.get("packed"):
             lines.append(f"{r['model']} {r['prompts']}: rows padded ({r.get('not_packed_because')})")
         if r.get("padded"):
