@@ -152,11 +152,9 @@ def question_text(value: Any) -> str:
 
 
 def training_prompt(value: Any, fmt: PromptFormat) -> Any:
-    """What TRL trains on for one row's prompt value, rendered by scoring exactly so.
-
-    Chat messages and the text of TRL's `prompt` column stay as they are; a raw question becomes the
-    system prompt, the few-shot turns and the question as the last user message.
-    """
+    """What TRL trains on for one row's prompt value, rendered by scoring exactly so: chat messages and the text of
+    TRL's `prompt` column stay as they are; a raw question becomes the system prompt, the few-shot turns and the
+    question as the last user message."""
     if is_messages(value):
         return [{"role": m["role"], "content": m["content"]} for m in value]
     if fmt.as_is:
@@ -191,8 +189,10 @@ def _labels_of(message_index: int, messages: list[dict[str, Any]]) -> int:
     return QUESTION if message_index == last else CONTEXT
 
 
-def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat) -> tuple[str, list[tuple[int, int, int]]]:
-    """Render one prompt; return its text and `(start, end, label)` character spans of each content."""
+def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat,
+                      skeletons: dict | None = None) -> tuple[str, list[tuple[int, int, int]]]:  # fmt: skip
+    """Render one prompt; return its text and `(start, end, label)` character spans of each content. `skeletons`:
+    the template rendered around placeholders, by the messages' roles, kept across the prompts of one call."""
     if not is_messages(question) and fmt.as_is:
         text = "" if question is None else str(question)  # TRL tokenizes a text prompt as it is
         return text, [(0, len(text), QUESTION)]
@@ -201,11 +201,14 @@ def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat) -> tuple
         return _render_plain(messages)
 
     placeholders = [_PLACEHOLDER.format(i) for i in range(len(messages))]
-    skeleton = tokenizer.apply_chat_template(
-        [{"role": m["role"], "content": p} for m, p in zip(messages, placeholders, strict=True)],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
+    roles, skeletons = tuple(m["role"] for m in messages), {} if skeletons is None else skeletons
+    if roles not in skeletons:  # the roles decide it: the contents are placeholders
+        skeletons[roles] = tokenizer.apply_chat_template(
+            [{"role": role, "content": p} for role, p in zip(roles, placeholders, strict=True)],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+    skeleton = skeletons[roles]
     pieces, spans, cursor = [], [], 0
     for index, (message, placeholder) in enumerate(zip(messages, placeholders, strict=True)):
         at = skeleton.find(placeholder, cursor)
@@ -242,11 +245,9 @@ def _render_plain(messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, 
 
 
 def label_tokens(offsets: np.ndarray, spans: list[tuple[int, int, int]], text_length: int) -> np.ndarray:
-    """Label each token by the content it overlaps most; tokens touching no content are TEMPLATE.
-
-    `offsets` is the `[T, 2]` character offset mapping. A token that straddles a content boundary
-    (say a leading space from the template plus the first word of the question) belongs to the content.
-    """
+    """Label each token by the content it overlaps most; tokens touching no content are TEMPLATE. `offsets` is the
+    `[T, 2]` character offset mapping. A token that straddles a content boundary (say a leading space from the
+    template plus the first word of the question) belongs to the content."""
     question_chars = np.zeros(text_length + 1, dtype=np.int64)
     context_chars = np.zeros(text_length + 1, dtype=np.int64)
     for start, end, label in spans:
@@ -263,11 +264,9 @@ def label_tokens(offsets: np.ndarray, spans: list[tuple[int, int, int]], text_le
 
 
 def truncate(ids: np.ndarray, labels: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray, bool, bool]:
-    """Fit a prompt into `max_length` tokens: drop the earliest context first, then the question's tail.
-
-    Template tokens are kept so the prompt keeps its shape (role headers, generation prompt).
-    Returns `(ids, labels, any_truncated, question_truncated)`.
-    """
+    """Fit a prompt into `max_length` tokens: drop the earliest context first, then the question's tail. Template
+    tokens are kept so the prompt keeps its shape (role headers, generation prompt). Returns `(ids, labels,
+    any_truncated, question_truncated)`."""
     excess = len(ids) - max_length if max_length else 0
     if excess <= 0:
         return ids, labels, False, False
@@ -305,7 +304,7 @@ class PromptEncoder:
         self.add_special_tokens = not fmt.chat_template or fmt.as_is
 
     def encode(self, questions: list[Any]) -> list[EncodedPrompt]:
-        texts, spans, empty = [], [], []
+        texts, spans, empty, skeletons = [], [], [], {}
         for question in questions:
             if is_messages(question):
                 value = list(question)
@@ -314,7 +313,7 @@ class PromptEncoder:
             else:
                 value = "" if question is None else (str(question) if self.fmt.as_is else str(question).strip())
                 empty.append(not value.strip())
-            text, question_spans = render_with_spans(self.tokenizer, value, self.fmt)
+            text, question_spans = render_with_spans(self.tokenizer, value, self.fmt, skeletons)
             texts.append(text)
             spans.append(question_spans)
         # TRL renders conversations with the chat template (its own BOS) and tokenizes text with special tokens.

@@ -122,3 +122,23 @@ def test_template_that_rewrites_content_is_refused():
 def test_missing_chat_template_names_the_fix():
     with pytest.raises(ConfigError, match="--no-chat-template"):
         PromptEncoder(build_tokenizer(None), PromptFormat(), max_length=None)
+
+
+def test_a_call_renders_the_template_around_placeholders_once_per_sequence_of_roles(monkeypatch):
+    tokenizer = build_tokenizer(CHATML_TEMPLATE)
+    fmt = PromptFormat(system_prompt=SYSTEM, few_shot=SHOTS)
+    questions = ["What is 2 + 3?", "If x + 4 = 9, what is x?", "How many primes are below 10?"]
+    conversation = [{"role": "user", "content": "What is 7 - 2?"}]
+    expected = [PromptEncoder(tokenizer, fmt, max_length=None).encode([q])[0] for q in [*questions, conversation]]
+    rendered, render = [], type(tokenizer).apply_chat_template
+
+    def counted(self, messages, **options):
+        rendered.append(messages)
+        return render(self, messages, **options)
+
+    monkeypatch.setattr(type(tokenizer), "apply_chat_template", counted)
+    got = PromptEncoder(tokenizer, fmt, max_length=None).encode([*questions, conversation])
+    # Each prompt rendered with its contents (to check the template keeps them), plus one skeleton per role sequence.
+    assert len(rendered) == len(got) + 2
+    for mine, alone in zip(got, expected, strict=True):
+        assert np.array_equal(mine.input_ids, alone.input_ids) and np.array_equal(mine.segment_ids, alone.segment_ids)
