@@ -442,3 +442,32 @@ def test_the_default_max_length_stops_at_a_shorter_context_window(tiny_llama, tm
     table = read_scores(tmp_path / "s")
     assert table["gc_truncated"].to_pylist() == [True, False, False, False]
     assert table["gc_question_tokens"][0].as_py() < 512
+
+
+def test_a_shard_is_written_when_tokenizing_the_next_one_fails(score_args, clean, tmp_path, monkeypatch):
+    """The next shard is tokenized while this one's forwards run: a failure there still leaves this one written."""
+    import torch
+
+    from gaincurate.cli import main
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.shards import shard_name
+
+    encode = PromptEncoder.encode
+
+    def third_shard_fails(self, questions):
+        if any("Then add 2 and" in str(question) for question in questions):
+            raise RuntimeError("the tokenizer broke")
+        return encode(self, questions)
+
+    monkeypatch.setattr(PromptEncoder, "encode", third_shard_fails)
+    out, threads = tmp_path / "scores", torch.get_num_threads()
+    try:
+        with pytest.raises((RuntimeError, SystemExit)):
+            main([*map(str, score_args), "--out", str(out), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(path.name for path in out.glob("shard-*.arrow")) == [shard_name(0), shard_name(1)]
+    assert_undamaged(out)
+    monkeypatch.setattr(PromptEncoder, "encode", encode)
+    score_in_process([*score_args[1:], "--out", out])
+    assert shard_bytes(out) == shard_bytes(clean)

@@ -151,16 +151,16 @@ def _score_shards(
     for position, index in enumerate(todo):
         chunk, values, prompts = upcoming
         read = scorer.launch(prompts, progress)
-        if position + 1 < len(todo):
-            upcoming = encode(todo[position + 1])
-        result = read()
-        table = chunk.with_format("arrow")[:]
-        answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
-        columns = score_columns(prompts, np.arange(*bounds[index]), result, values, answers)
-        schema = prepared.schema
-        table = pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema) if len(table) else (
-            schema.empty_table())  # fmt: skip
-        write_shard(prepared.out / shard_name(index), table)
+        try:
+            if position + 1 < len(todo):
+                upcoming = encode(todo[position + 1])
+        finally:  # this shard is written whatever tokenizing the next one raises
+            answers = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
+            columns = score_columns(prompts, np.arange(*bounds[index]), read(), values, answers)
+            table, schema = chunk.with_format("arrow")[:], prepared.schema
+            table = pa.Table.from_arrays([*table.columns, *columns.values()], schema=schema) if len(table) else (
+                schema.empty_table())  # fmt: skip
+            write_shard(prepared.out / shard_name(index), table)
 
 
 def score_columns(
