@@ -73,7 +73,8 @@ class DeviceClock:
 
     def mark(self) -> None:
         if not on_gpu(self.device):
-            return self.marks.append(time.perf_counter())
+            self.marks.append(time.perf_counter())
+            return
         import torch
 
         self.marks.append(torch.cuda.Event(enable_timing=True))
