@@ -444,30 +444,29 @@ def test_the_default_max_length_stops_at_a_shorter_context_window(tiny_llama, tm
     assert table["gc_question_tokens"][0].as_py() < 512
 
 
-def test_a_shard_is_written_when_tokenizing_the_next_one_fails(score_args, clean, tmp_path, monkeypatch):
-    """The next shard is tokenized while this one's forwards run: a failure there still leaves this one written."""
-    import torch
+THIRD_SHARD_REFUSED = """
+from gaincurate.errors import ConfigError
+from gaincurate.prompts import PromptEncoder
+_encode = PromptEncoder.encode
+def _third_shard_refused(self, questions):
+    if any("Then add 2 and" in str(question) for question in questions):
+        raise ConfigError("the chat template rewrites message text, so token labels cannot be trusted")
+    return _encode(self, questions)
+PromptEncoder.encode = _third_shard_refused
+"""
 
-    from gaincurate.cli import main
-    from gaincurate.prompts import PromptEncoder
+
+def test_a_shard_is_written_when_tokenizing_the_next_one_fails(score_args, clean, tmp_path):
+    """The next shard is tokenized while this one's forwards run: a refusal there still leaves this one written."""
     from gaincurate.shards import shard_name
 
-    encode = PromptEncoder.encode
-
-    def third_shard_fails(self, questions):
-        if any("Then add 2 and" in str(question) for question in questions):
-            raise RuntimeError("the tokenizer broke")
-        return encode(self, questions)
-
-    monkeypatch.setattr(PromptEncoder, "encode", third_shard_fails)
-    out, threads = tmp_path / "scores", torch.get_num_threads()
-    try:
-        with pytest.raises((RuntimeError, SystemExit)):
-            main([*map(str, score_args), "--out", str(out), "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(THIRD_SHARD_REFUSED)
+    out = tmp_path / "scores"
+    line = error_line(gaincurate(*score_args, "--out", out, env={"PYTHONPATH": str(inject)}))
+    assert "rewrites message text" in line, line
     assert sorted(path.name for path in out.glob("shard-*.arrow")) == [shard_name(0), shard_name(1)]
     assert_undamaged(out)
-    monkeypatch.setattr(PromptEncoder, "encode", encode)
     score_in_process([*score_args[1:], "--out", out])
     assert shard_bytes(out) == shard_bytes(clean)
