@@ -138,6 +138,16 @@ VERDICTS["embedding-mult"] = dataclasses.replace(
 VERDICTS["embedding-others"] = dataclasses.replace(
     VERDICTS["embedding-mult"], name="embedding-others", tasks=("cpu-chain", "cpu-arith"), seeds="310-311",
 )  # fmt: skip
+# Exploratory, on the pilot seeds (docs/benchmark-history.md, "The probe's draw on cpu-mult's warm starts"): the
+# options the probe has kept since before any run, against the default, where the default saves least.
+VERDICTS["draw-mult-pilot"] = dataclasses.replace(
+    VERDICTS["embedding-mult"], name="draw-mult-pilot", seeds="90-92",
+    arms=("uniform", "probe", "probe-tau0.15", "probe-target0.35", "probe-target0.65", "probe-forget0.5"),
+    primary=("probe",), goal_arm="probe",
+    schedule={"probe-tau0.15": {"strategy": "probe", "tau": 0.15}, "probe-target0.35": {"strategy": "probe",
+              "target": 0.35}, "probe-target0.65": {"strategy": "probe", "target": 0.65},
+              "probe-forget0.5": {"strategy": "probe", "forget": 0.5}},
+)  # fmt: skip
 
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
