@@ -223,9 +223,9 @@ class ProbeStrategy(contract.Strategy):
     name = "probe"
     about = contract.About(
         options=ProbeOptions,
-        summary="pass rates predicted by a ridge fit across prompts on the embedding (0.39x uniform's compute on "
-        "cpu-chain, 0.45x on cpu-arith, no saving on cpu-mult) and, where every prompt has a reference answer, the "
-        "policy's probability of the answer (0.40x, 0.48x, 0.64x; --no-likelihood: off)",
+        summary="pass rates predicted by a ridge fit across prompts on the embedding (over four warm starts 0.34x "
+        "uniform's compute on cpu-chain, 0.42x on cpu-arith, 0.72x on cpu-mult) and, with --likelihood, on the "
+        "policy's probability of each prompt's reference answer (0.35x, 0.44x, 0.68x)",
         draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
         "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
         needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
