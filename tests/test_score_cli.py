@@ -195,7 +195,7 @@ def test_user_errors_are_one_line_and_leave_disk_untouched(case, tiny_llama, pro
 
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_llama, tmp_path):
     rows = [{"problem": f"{p['problem']} Then add {i} to the result and double it.", "answer": p["answer"]}
-            for i in range(150) for p in PROBLEMS[:4]]  # fmt: skip
+            for i in range(60) for p in PROBLEMS[:4]]  # fmt: skip
     dataset = write_jsonl(tmp_path / "many.jsonl", rows)
     command = [sys.executable, "-m", "gaincurate", "score", str(dataset), "--shard-rows", "8", "--batch-tokens", "256"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -209,7 +209,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_llama, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     written = len(list(killed_out.glob("shard-*.arrow")))
-    assert 4 <= written < 75, "the kill must land mid-run"
+    assert 4 <= written < 30, "the kill must land mid-run"
     assert not read_manifest(killed_out)["complete"]
 
     subprocess.run([*command, *base_args(tiny_llama, killed_out)], env=env, check=True, capture_output=True)
