@@ -57,12 +57,12 @@ def test_every_kind_of_token_adds_up_to_what_the_pair_did(bench):
     prompts, answers = _lengths(out)
     points = _lines(out / "runs.jsonl")
     drawn = {(line["strategy"], line["seed"]): line["drawn"] for line in _lines(out / "draws.jsonl")}
+    assert set(drawn) == {(arm, 0) for arm in ARMS}  # the oracle's from its record, the others' from their run
     for arm in ARMS:
         mine = [p for p in points if p["strategy"] == arm]
-        if (arm, 0) in drawn:  # the oracle keeps no run directory, so no draws
-            # Each trained rollout's prompt was prefilled once to generate it.
-            trained = sum(count * prompts[gc_id] for gc_id, count in drawn[(arm, 0)])
-            assert mine[-1]["prompt_tokens"] == config.num_generations * trained
+        # Each trained rollout's prompt was prefilled once to generate it.
+        trained = sum(count * prompts[gc_id] for gc_id, count in drawn[(arm, 0)])
+        assert mine[-1]["prompt_tokens"] == config.num_generations * trained
         # GRPO's loss runs the policy over every rollout's prompt and completion, nothing else; so no other prefill
         # (the oracle's sampling of the pool, evaluation) was counted as a rollout's.
         assert all(p["trained_tokens"] == p["prompt_tokens"] + p["tokens"] for p in mine)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fake_scores import score_columns, write_scores_dir
 
 from gaincurate.lab.benchmarks.curriculum.draws import TOP_PROMPTS, arm_draws, draw_lines, draws_markdown
 
@@ -23,6 +25,20 @@ def test_only_trained_epochs_count_and_each_prompt_keeps_its_count(tmp_path):
     lines = draw_lines(tmp_path, [{"strategy": "dots", "seed": 3}, {"strategy": "uniform", "seed": 3}])
     assert lines == [
         {"strategy": "dots", "seed": 3, "drawn": [[1, 1], [2, 2], [3, 1]], "digits": {"1": 1, "2": 2, "3": 1}}
+    ]
+
+
+def test_the_oracles_trained_draws_count_from_its_record_with_families_from_the_scored_pool(tmp_path):
+    inputs = pa.table({"problem": [f"{i}*3" for i in range(5)], "answer": ["0"] * 5, "digits": [1, 1, 2, 2, 3]})
+    columns = score_columns(np.linspace(0, 1, 5), [4] * 5)
+    write_scores_dir(tmp_path / "assets" / "scores", inputs, columns, dataset={"name": "t", "fingerprint": "t"})
+    pair = {
+        "strategy": "oracle", "seed": 1, "epochs": [{"epoch": 0}, {"epoch": 1}],
+        "oracle_epochs": [{"epoch": 0, "chosen": [0, 2]}, {"epoch": 1, "chosen": [2, 4]},
+                          {"epoch": 2, "chosen": [1, 3]}],  # the last draw is never trained
+    }  # fmt: skip
+    assert draw_lines(tmp_path, [pair, {"strategy": "uniform", "seed": 1}]) == [
+        {"strategy": "oracle", "seed": 1, "drawn": [[0, 1], [2, 2], [4, 1]], "digits": {"1": 1, "2": 2, "3": 1}}
     ]
 
 

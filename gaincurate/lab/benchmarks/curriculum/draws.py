@@ -1,7 +1,9 @@
 """What each arm trained on: how often each prompt was drawn, and from which family, over a pair's trained epochs.
 
 A pair's run directory (OUT/runs/NAME, kept by the bench) holds every epoch's draw (`epoch-NNNN.parquet`) and, for
-the epochs that trained, their feedback (`feedback-NNNN.jsonl`); the last draw is never trained. `draw_lines`
+the epochs that trained, their feedback (`feedback-NNNN.jsonl`); the last draw is never trained. The oracle arms keep
+no run directory: their pair record lists each epoch's chosen gc_ids (`oracle_epochs`), and their families come from
+the bench's scored pool (OUT/assets/scores). `draw_lines`
 condenses each pair into one line of OUT/draws.jsonl: its prompts with how often each was drawn, and its draws per
 `digits` family where the task has one (arith). `arm_draws` reads those lines back, per arm over the seeds:
 
@@ -29,6 +31,7 @@ def draw_lines(out: Path, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     lines = []
+    family_of: dict[int, str] | None = None
     for pair in pairs:
         run = Path(out) / "runs" / f"{pair['strategy']}-seed{pair['seed']}"
         drawn: Counter[int] = Counter()
@@ -41,11 +44,28 @@ def draw_lines(out: Path, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             drawn.update(int(g) for g in table.column("gc_id").to_pylist())
             if "digits" in table.column_names:
                 families.update(str(d) for d in table.column("digits").to_pylist())
+        trained = {line["epoch"] for line in pair.get("epochs") or ()}
+        chosen = [e["chosen"] for e in pair.get("oracle_epochs") or () if "chosen" in e and e["epoch"] in trained]
+        if chosen and not drawn:
+            family_of = _families(Path(out)) if family_of is None else family_of
+            drawn.update(g for epoch in chosen for g in epoch)
+            families.update(family_of[g] for epoch in chosen for g in epoch if g in family_of)
         if drawn:
             lines.append({"strategy": pair["strategy"], "seed": pair["seed"],
                           "drawn": sorted([g, n] for g, n in drawn.items()),
                           "digits": dict(sorted(families.items()))})  # fmt: skip
     return lines
+
+
+def _families(out: Path) -> dict[int, str]:
+    """{gc_id: digits family} of the bench's scored pool (empty where the task has no families)."""
+    from gaincurate.lab.benchmarks.curriculum.assets import ASSETS
+    from gaincurate.shards import read_scores
+
+    table = read_scores(out / ASSETS / "scores")
+    if "digits" not in table.column_names:
+        return {}
+    return dict(zip(table.column("gc_id").to_pylist(), map(str, table.column("digits").to_pylist()), strict=True))
 
 
 def arm_draws(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

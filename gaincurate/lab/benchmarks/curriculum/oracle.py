@@ -78,6 +78,7 @@ class OracleStrategy(Strategy):
                 "pool_informative": float(np.mean((rates > 0) & (rates < 1))),
                 "chosen_pass_rate": float(rates[chosen].mean()),
                 "seconds": seconds,
+                "chosen": [int(g) for g in np.asarray(context.gc_ids)[chosen]],  # what `draws.draw_lines` counts
             }
         )
         return Selection(np.asarray(chosen, dtype=np.int64))

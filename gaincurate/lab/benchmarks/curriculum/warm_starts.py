@@ -149,6 +149,14 @@ VERDICTS["draw-mult-pilot"] = dataclasses.replace(
               "probe-forget0.5": {"strategy": "probe", "forget": 0.5}},
 )  # fmt: skip
 
+# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "What the oracles train on at cpu-mult"): where the
+# oracle and oracle-nonzero aim, family by family, beside the default's aim. Their uniform and probe pairs are
+# draw-mult-pilot's, the same code and settings, copied into its folders rather than trained again.
+VERDICTS["oracle-mult-pilot"] = dataclasses.replace(
+    VERDICTS["draw-mult-pilot"], name="oracle-mult-pilot", arms=("uniform", "probe", "oracle", "oracle-nonzero"),
+    primary=("probe",), schedule={},
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
