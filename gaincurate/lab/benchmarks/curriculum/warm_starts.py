@@ -157,6 +157,13 @@ VERDICTS["oracle-mult-pilot"] = dataclasses.replace(
     primary=("probe",), schedule={},
 )  # fmt: skip
 
+# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "GRESO's filter over the probe at cpu-mult"): the
+# default with `--skip-zero-variance`, since the oracles skip the four-digit products that the default keeps drawing.
+VERDICTS["skip-mult-pilot"] = dataclasses.replace(
+    VERDICTS["draw-mult-pilot"], name="skip-mult-pilot", arms=("uniform", "probe", "probe-skip"),
+    schedule={"probe-skip": {"strategy": "probe", "skip_zero_variance": True}},
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
