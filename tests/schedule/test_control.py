@@ -182,6 +182,29 @@ def test_the_probe_draws_its_control_from_the_whole_pool():
     assert in_control[20:].mean() == pytest.approx(expected, rel=0.1)
 
 
+def test_a_filter_steps_over_the_aim_and_leaves_the_control_as_drawn():
+    """`--band` and `--skip-zero-variance` over probe: the control slice is the one probe drew uniformly, whatever
+    the filter would skip or move; the filter fills the rest of the epoch from the aimed order."""
+    from gaincurate.schedule.strategies.contract import RankingContext
+    from gaincurate.schedule.strategies.filters import Filter, chosen_through
+    from gaincurate.schedule.strategies.probe import Estimate, ProbeOptions, ProbeStrategy
+
+    class Backwards(Filter):  # the aim's least wanted first: a reorder that would move any slice
+        def reorder(self, order, estimates):
+            return order[::-1]
+
+    pool, size = 200, 40
+    strategy = ProbeStrategy(np.arange(pool), np.zeros((pool, 4), dtype=np.float16), ProbeOptions(likelihood=False))
+    strategy.estimate = lambda state: Estimate(np.linspace(0, 1, pool), {})  # type: ignore[method-assign]
+    context = RankingContext(np.arange(pool), np.zeros(pool), size)
+    for seed in range(20):
+        priority = strategy.choose(None, context, np.random.default_rng(seed))  # type: ignore[arg-type]
+        drawn = chosen_through(strategy, (Backwards(),), None, context, np.random.default_rng(seed))  # type: ignore[arg-type]
+        aimed = priority.order[~np.isin(priority.order, priority.control)][::-1][: size - len(priority.control)]
+        assert np.array_equal(drawn.control, priority.control)
+        assert np.array_equal(drawn.positions, np.sort(np.concatenate([priority.control, aimed])))
+
+
 @pytest.mark.parametrize("pause", [True, False])
 def test_coin_flips_pause_the_refresh_then_the_aim_and_a_paused_run_draws_uniformly_asking_nothing(tmp_path, pause):
     from simulation import bundled_policy, write_scores

@@ -118,23 +118,22 @@ def chosen_through(
     """The draw of `base` (`Strategy.choose`) through `filters`: its priority order, reordered by each filter in
     turn, walked by the last that walks (or its first `subset_size`), and described by each filter."""
     chosen = base.choose(state, context, rng)
-    if isinstance(
-        chosen, contract.Selection
-    ):  # a strategy that selects itself takes no filter (`registry.check_filters`)
+    if isinstance(chosen, contract.Selection):  # it selects itself: no filter goes over it (`registry.check_filters`)
         assert not filters, f"the {base.name} strategy selects its epochs itself, so no filter goes over it"
         return chosen
-    priority = (
-        chosen if isinstance(chosen, contract.Priority) else contract.Priority(np.asarray(chosen, dtype=np.int64))
-    )
-    order, estimates = priority.order, priority.estimates
+    priority = chosen if isinstance(chosen, contract.Priority) else contract.Priority(np.asarray(chosen, np.int64))
+    estimates, control = priority.estimates, priority.control
+    kept = control if filters and control is not None else np.zeros(0, dtype=np.int64)  # the control stays as drawn
+    order = priority.order[~np.isin(priority.order, kept)]  # the filters step over the aim only
+    aimed = contract.RankingContext(context.gc_ids, context.scores, context.subset_size - len(kept), context.policy)
     for step in filters:
         order = step.reorder(order, estimates)
     walked = None
     for step in filters:
-        walked = step.walk(state, context, rng, order) or walked
-    positions = contract.first_positions(order, context.subset_size) if walked is None else walked.positions
+        walked = step.walk(state, aimed, rng, order) or walked
+    positions = contract.first_positions(order, aimed.subset_size) if walked is None else walked.positions
+    positions = np.sort(np.concatenate([kept, positions])).astype(np.int64)
     info: dict[str, Any] = {}
     for number, step in enumerate(filters):
         info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    control = priority.control if not filters else None  # a filter's reorder leaves the slice no longer uniform
     return contract.Selection(positions, info | (walked.info if walked is not None else {}), estimates, control)
