@@ -164,6 +164,13 @@ VERDICTS["skip-mult-pilot"] = dataclasses.replace(
     schedule={"probe-skip": {"strategy": "probe", "skip_zero_variance": True}},
 )  # fmt: skip
 
+# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "What the control costs the default at cpu-mult"):
+# the default without its uniform slice, to price the control.
+VERDICTS["slice-mult-pilot"] = dataclasses.replace(
+    VERDICTS["draw-mult-pilot"], name="slice-mult-pilot", arms=("uniform", "probe", "probe-noslice"),
+    schedule={"probe-noslice": {"strategy": "probe", "uniform_share": 0.0}},
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
