@@ -409,3 +409,5 @@ def test_the_likelihood_keeps_the_zero_variance_filters_memory_beside_its_own(wo
     selected, records = drive_with_likelihood(scores, policy, seed=0, epochs=6, skip_zero_variance=True)
     assert len(selected) == 6 and all(len(gc_ids) == 128 for gc_ids in selected)
     assert all(record.selection["skipped"] >= 0 for record in records[1:])
+    # The filter steps over the aim only: every aimed epoch keeps its uniform slice, so the readout has its control.
+    assert all(record.readout["control_groups"] == 13 for record in records[1:])
