@@ -7,6 +7,7 @@ memory through their `initial_memory` and `observe`, its report through their `a
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -125,7 +126,7 @@ def chosen_through(
     estimates, control = priority.estimates, priority.control
     kept = control if filters and control is not None else np.zeros(0, dtype=np.int64)  # the control stays as drawn
     order = priority.order[~np.isin(priority.order, kept)]  # the filters step over the aim only
-    aimed = contract.RankingContext(context.gc_ids, context.scores, context.subset_size - len(kept), context.policy)
+    aimed = dataclasses.replace(context, subset_size=context.subset_size - len(kept))
     for step in filters:
         order = step.reorder(order, estimates)
     walked = None
