@@ -25,7 +25,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import load_scores
-from gaincurate.schedule.strategies.probe import FREE_COLUMNS, Measured, ProbeOptions, ProbeStrategy
+from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy
 from gaincurate.schedule.strategies.probe.features import project
 
 SEEDS = (0, 1, 2)
@@ -125,28 +125,6 @@ def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert rates.shape == (4096,) and peak < 32 * 2**20, peak
-
-
-def test_with_an_own_weight_a_measured_prompt_s_estimate_is_its_aged_rewards_under_the_fit_s_prior():
-    """(prediction + W * sum of forget ** age * reward sums) / (1 + W * sum of forget ** age * rollouts), in float64
-    by hand; a prompt never measured keeps the fit's prediction exactly, and W = 0 is the fit alone."""
-    rng = np.random.default_rng(6)
-    gc_ids, embeddings = np.arange(60) * 3 + 1, rng.normal(size=(60, 12)).astype(np.float16)
-    drawn = rng.choice(gc_ids[:40], size=90)  # prompts drawn again and again; the last 20 never
-    epochs, counts = rng.integers(0, 4, size=90), rng.choice([4.0, 8.0], size=90)
-    sums = rng.integers(0, 5, size=90) * counts / 4
-    memory = {"groups": {"gc_ids": drawn.tolist(), "epochs": epochs.tolist(), "sums": sums.tolist(),
-                         "counts": counts.tolist(), "logps": [None] * 90}}  # fmt: skip
-    fits = {w: ProbeStrategy(gc_ids, embeddings, ProbeOptions(own_weight=w))._fit(Measured(memory), now=3).rates
-            for w in (0.0, 0.5, 4.0)}  # fmt: skip
-    for w in (0.5, 4.0):
-        for k, gc_id in enumerate(gc_ids):
-            mine = drawn == gc_id
-            ages = 0.8 ** (3 - epochs[mine].astype(np.float64))
-            rollouts, rewards = math.fsum(ages * counts[mine]), math.fsum(ages * sums[mine])
-            expected = (fits[0.0][k] + w * rewards) / (1 + w * rollouts)
-            assert math.isclose(fits[w][k], expected, rel_tol=1e-12), (w, gc_id)
-            assert mine.any() or fits[w][k] == fits[0.0][k]
 
 
 # -- following an improving policy ---------------------------------------------------------------------------------

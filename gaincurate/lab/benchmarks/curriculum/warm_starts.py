@@ -171,13 +171,6 @@ VERDICTS["slice-mult-pilot"] = dataclasses.replace(
     schedule={"probe-noslice": {"strategy": "probe", "uniform_share": 0.0}},
 )  # fmt: skip
 
-# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "A prompt's own rewards in the probe's estimate"):
-# each measured prompt's estimate pulled from the fit toward its own aged rewards, a rollout weighing half the fit's.
-VERDICTS["own-mult-pilot"] = dataclasses.replace(
-    VERDICTS["draw-mult-pilot"], name="own-mult-pilot", arms=("uniform", "probe", "probe-own"),
-    schedule={"probe-own": {"strategy": "probe", "own_weight": 0.5}},
-)  # fmt: skip
-
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"

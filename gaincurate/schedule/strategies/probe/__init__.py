@@ -20,8 +20,7 @@ Features, per prompt:
 The fit: labels y (mean reward of a group, in [0, 1]), weights (group size * forget ** age), each row's features
 as they stood when the group was drawn. The penalty is chosen each epoch from `ridge.STRENGTHS` by the weighted
 error on the newest epoch's groups when fitted on the older ones (`gaincurate.difficulty.ridge`), then the fit is
-made on all. Estimates are the fit's predictions clipped to [0, 1]; with `--own-weight W`, a measured prompt's is
-(prediction + W * its groups' weighted labels) / (1 + W * their weights): its own rewards, the prediction their prior.
+made on all. Estimates are the fit's predictions clipped to [0, 1].
 
 The draw: epoch 0 (nothing measured yet) is uniform. Then `uniform_share` of the epoch uniformly from the whole pool,
 whatever the aim picks (the run's control: `gaincurate.schedule.control`), and the rest by a Gumbel-top-k draw with
@@ -42,7 +41,7 @@ from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, boolean, option, whole
+from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, whole
 from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 
@@ -120,10 +119,6 @@ class ProbeOptions(Options):
     answer_template: str = option(
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
-    )  # fmt: skip
-    own_weight: float = option(
-        0.0, "A measured prompt's estimate: the fit's prediction (weight 1) and its own rewards (this weight a rollout,"
-        " aged by --forget).", NON_NEGATIVE,
     )  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
@@ -262,7 +257,8 @@ class ProbeStrategy(contract.Strategy):
         if options.likelihood:
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
-        return cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
+        strategy = cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
+        return strategy
 
     def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
         return contract.Strategy.start(self, prompts)[0], Measured(None).to_memory()
@@ -329,16 +325,12 @@ class ProbeStrategy(contract.Strategy):
         rates = beta[0] + self.features.predict(beta[FREE_COLUMNS:])  # the pool's, without its features
         if scale is not None:
             rates += ridge.predict(self._likelihood_design(pool_logps, scale), beta[1:FREE_COLUMNS])
-        rates = np.clip(rates, 0.0, 1.0)
-        if own := self.options.own_weight:  # a measured prompt's own aged rewards, the fit's prediction as prior
-            rollouts, rewards = (np.bincount(rows, w, minlength=len(rates)) for w in (weights, weights * labels))
-            rates = (rates + own * rewards) / (1.0 + own * rollouts)
         edge = bool(choice.at_edge) if choice else None
         info = {"strength": strength, "strength_at_edge": edge, "measured_groups": len(labels)}
         if pool_logps is not None:  # the fit's groups whose prompt had one measured before; whether it weighs it
             info["likelihood_groups"] = int(np.isfinite(groups["logps"]).sum())
             info["likelihood_weighed"] = bool(scale is not None and np.any(beta[1:FREE_COLUMNS] != 0.0))
-        return Estimate(rates, info)
+        return Estimate(np.clip(rates, 0.0, 1.0), info)
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
         """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
