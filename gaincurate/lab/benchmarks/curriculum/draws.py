@@ -3,9 +3,9 @@
 A pair's run directory (OUT/runs/NAME, kept by the bench) holds every epoch's draw (`epoch-NNNN.parquet`) and, for
 the epochs that trained, their feedback (`feedback-NNNN.jsonl`); the last draw is never trained. The oracle arms keep
 no run directory: their pair record lists each epoch's chosen gc_ids (`oracle_epochs`), and their families come from
-the bench's scored pool (OUT/assets/scores). `draw_lines`
-condenses each pair into one line of OUT/draws.jsonl: its prompts with how often each was drawn, and its draws per
-`digits` family where the task has one (arith). `arm_draws` reads those lines back, per arm over the seeds:
+the bench's scored pool (OUT/assets/scores). `draw_lines` condenses each pair into one line of OUT/draws.jsonl: its
+prompts with how often each was drawn, and its draws per `digits` family where the task has one (arith).
+`arm_draws` reads those lines back, per arm over the seeds:
 
 * distinct prompts trained;
 * the share of draws that went to the TOP_PROMPTS most drawn prompts (a uniform draw spreads them thin; a strategy
