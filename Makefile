@@ -61,14 +61,13 @@ test: setup verl-env
 	$(PYTEST) -m "not triton and not slow" -q $(PARALLEL)
 	$(MAKE) test-kernels
 
-# Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is. On a machine
-# without the verl environment, it is built while .venv is set up and the kernel tests run: pip and uv wait on
-# the network and the disk as much as on the CPU (the build takes about two minutes, the other two together
-# about as long).
+# Everything, slow tests included: what CI runs (.ci/run) and what the README's test command is. The suite is
+# bound by the CPU, so no core may idle: the determinism leg is one process, and runs beside the kernel leg's two
+# rather than alone after the main leg. On a machine without the verl environment, it is built beside them: pip
+# and uv wait on the network and the disk as much as on the CPU (the build takes about two minutes).
 test-all:
-	$(MAKE) --no-print-directory -j2 --output-sync=target verl-env test-kernels
+	$(MAKE) --no-print-directory -j3 --output-sync=target verl-env test-kernels test-determinism
 	$(MAKE) --no-print-directory test-main
-	$(MAKE) --no-print-directory test-determinism
 
 # --durations: the log says where the time goes (the suite must stay under 15 minutes on 2 cores).
 test-main: setup verl-env
