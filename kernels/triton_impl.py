@@ -1,6 +1,6 @@
 """Fused Triton kernel: per-sample, per-segment sums of unit hidden vectors in one read of HBM.
 
-This is the only module of gaincurate that imports Triton. `gaincurate.kernels` imports it lazily,
+With `elementwise.py`, the only module of gaincurate that imports Triton. `gaincurate.kernels` imports it lazily,
 and only when the Triton backend is chosen, so gaincurate works where Triton is missing or broken.
 TRITON_INTERPRET=1 must be set before this module is first imported: `@triton.jit` decides at
 decoration time whether it builds a compiled or an interpreted kernel.

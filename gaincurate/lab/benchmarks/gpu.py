@@ -59,7 +59,8 @@ MODELS = {
                            num_attention_heads=28, num_key_value_heads=4),
 }  # fmt: skip
 MATH_MODELS = ("qwen2-1.5b-class", "qwen2-7b-class")  # the models that also score the bundled problems as they are
-MATH_MODEL = MATH_MODELS[0]  # the forward variants' and the rollout's model
+MATH_MODEL = MATH_MODELS[0]  # the rollout's model
+FORWARD_MODELS = ("qwen2-0.5b-class", MATH_MODEL)  # the forward variants' models
 LONG, MATH = "long", "math"  # the prompt sets: joined problems of about --prompt-tokens tokens; problems as they are
 
 
@@ -89,7 +90,8 @@ class GpuBench:
         None, "Model folder for the likelihood's half-dtype ranking.", shown="the embedded model, or random weights"
     )
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward: transformers', scoring's, and with torch.compile and Liger.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's, each fusion alone "
+        "and torch.compile.",
         flags=("--forward-variants",),
     )  # fmt: skip
 
@@ -283,8 +285,7 @@ def bench_gpu(options: GpuBench) -> dict:
         "cold": None if options.tiny else cold_backends(options),
         "rollout": rollout_case(rollout_shape, options, rate) if options.rollout_prompts else None,
         "likelihood": likelihood_case(options),
-        # Last: the Liger-Kernel variant patches transformers' module for the whole process.
-        "forward": forward_case(options) if options.forward_variants else None,
+        "forward": forward_cases(options) if options.forward_variants else None,
     }
 
 
@@ -295,13 +296,14 @@ def _logged(row: dict) -> dict:
     return row
 
 
-def forward_case(options: GpuBench) -> dict:
-    """The forward variants on the 1.5B class at one batch of 16 prompts (a smoke size with --tiny)."""
+def forward_cases(options: GpuBench) -> list[dict]:
+    """The forward variants on the 0.5B and 1.5B classes at one batch of 16 prompts each (a smoke size with --tiny)."""
     from gaincurate.lab.benchmarks.gpu_forward import forward_variants
 
-    name, shape = next(iter(TINY.items())) if options.tiny else (MATH_MODEL, MODELS[MATH_MODEL])
-    return {"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens,
-                                              flops_per_token(shape))  # fmt: skip
+    models = TINY if options.tiny else {name: MODELS[name] for name in FORWARD_MODELS}
+    return [{"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens,
+                                               flops_per_token(shape))
+            for name, shape in models.items()]  # fmt: skip
 
 
 COLD_ROUNDS = 3
@@ -377,5 +379,6 @@ def table_lines(results: dict) -> list[str]:
     if results.get("forward"):
         from gaincurate.lab.benchmarks.gpu_forward import forward_lines
 
-        lines += forward_lines(results["forward"])
+        for case in results["forward"]:
+            lines += [f"{case['model']}:", *forward_lines(case)]
     return lines

@@ -1,26 +1,30 @@
-"""The model's own forward: plain transformers against scoring's fused RMSNorm, torch.compile and Liger-Kernel.
+"""The model's own forward: plain transformers against scoring's fusions and torch.compile.
 
-`gaincurate bench gpu --forward-variants` runs this on the 1.5B class: one batch of `rows` x `tokens` random ids,
-the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
-through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
+`gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens`
+random ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the
+width), through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
 state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
-(`forward_kernels.right_padded_forward`: attention without the padding mask and RMSNorm fused, where they apply);
-`fused_rms_norm` is the second part alone. A variant counts as worth adopting at `WORTH_ADOPTING` times the plain
+(`forward_kernels.right_padded_forward`: attention without the padding mask and the elementwise work fused, where
+they apply); `without_triton` the same without the Triton fusions (SwiGLU, rotary), as scoring ran before them;
+`fused_rms_norm`, `fused_swiglu` and `fused_rotary` each fusion alone on transformers' forward (the last two on a
+GPU in a half dtype only). A variant counts as worth adopting at `WORTH_ADOPTING` times the plain
 forward's speed with its hidden states as close as the plain bf16 forward is to itself in float32 (the scores'
 tolerance follows from the hidden states).
 
-Liger-Kernel is not a dependency: where it does not import, or does not patch this transformers version, its row
-says why instead of a time.
+Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU were measured here until scoring's own fusions replaced
+them (docs/benchmark-history.md, "Scoring throughput on one GPU"); a variant that does not run says why instead of a
+time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "fused_rms_norm", "torch_compile", "liger_kernel")
+VARIANTS = ("gaincurate", "without_triton", "fused_rms_norm", "fused_swiglu", "fused_rotary", "torch_compile")
 WARMUP, REPEATS = 2, 8
 
 
@@ -123,21 +127,32 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
 
         return lambda: run
 
-    from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
+    from gaincurate.forward_kernels import right_padded_forward
+    from gaincurate.layer_fusions import fused_rms_norms, fused_rotary, fused_swiglu, triton_fusions_apply
 
     measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
+    measure("without_triton", within(lambda base: _without_triton(base, device)))
     measure("fused_rms_norm", within(fused_rms_norms))
+    for name, fusion in (("fused_swiglu", fused_swiglu), ("fused_rotary", fused_rotary)):
+        if triton_fusions_apply(model, device):
+            measure(name, within(fusion))
+        else:
+            results[name] = {"error": "the Triton fusions run on a GPU in a half dtype"}
     measure("torch_compile", lambda: forward(torch.compile(model.model)))
-
-    def liger() -> Callable[[], Any]:  # last: it patches transformers' Qwen2 module for the rest of the process
-        from liger_kernel.transformers import apply_liger_kernel_to_qwen2
-
-        apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False, model=model)  # fmt: skip
-        return forward(model.model)
-
-    measure("liger_kernel", liger)
     return results
+
+
+def _without_triton(base: Any, device: str) -> contextlib.ExitStack:
+    """Scoring's forward as it ran before the Triton fusions: attention without the mask and RMSNorm fused, where
+    each applies."""
+    from gaincurate import forward_kernels, layer_fusions
+
+    stack = contextlib.ExitStack()
+    if forward_kernels.right_padded_causal_applies(base, device):
+        stack.enter_context(forward_kernels.right_padded_causal(base.config))
+    if layer_fusions.fused_rms_norms_apply(base, device):
+        stack.enter_context(layer_fusions.fused_rms_norms(base))
+    return stack
 
 
 def forward_lines(results: dict) -> list[str]:

@@ -1,0 +1,185 @@
+"""The forward's fused kernels (gaincurate.kernels.elementwise) against float64, and the fusions that run them
+(gaincurate.layer_fusions.fused_swiglu, fused_rotary) against transformers' own layers.
+
+Run: TRITON_INTERPRET=1 pytest -m triton tests/kernels (the interpreter, on CPU tensors), and pytest -m gpu on CUDA.
+The interpreter rounds float32 to bfloat16 by truncation, a compiled kernel to nearest: the bounds allow one unit in
+the last place either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HALVES = [torch.bfloat16, torch.float16]
+
+
+@pytest.fixture(params=[pytest.param("cpu", marks=pytest.mark.triton, id="interpreted"),
+                        pytest.param("cuda", marks=pytest.mark.gpu, id="cuda")])  # fmt: skip
+def device(request) -> str:
+    """The CPU through Triton's interpreter (the kernel leg), or a GPU with the kernels compiled."""
+    request.getfixturevalue("interpreter" if request.param == "cpu" else "cuda")
+    return request.param
+
+
+def _within_one_unit(got: torch.Tensor, exact: torch.Tensor) -> None:
+    """|got - exact| within one unit in the last place of `got`'s dtype at |exact| (normal numbers)."""
+    finfo = torch.finfo(got.dtype)
+    error = (got.double() - exact).abs()
+    assert bool((error <= finfo.eps * exact.abs() + finfo.tiny).all()), float((error / exact.abs()).max())
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("shape", [(3, 37, 50), (1, 4864), (2, 4097)], ids=str)
+def test_silu_mul_is_the_float64_product_rounded_once(device, dtype, shape):
+    from gaincurate.kernels.elementwise import silu_mul
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    gate, up = (torch.randn(shape, generator=generator).mul(4).to(device, dtype) for _ in range(2))
+    got = silu_mul(gate, up)
+    assert got.shape == gate.shape and got.dtype == dtype
+    _within_one_unit(got.cpu(), torch.nn.functional.silu(gate.cpu().double()) * up.cpu().double())
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+# (rows, query heads, key heads, tokens, head width, rows of angles): the 0.5B class's heads, odd counts, packed rows
+@pytest.mark.parametrize("shape", [(2, 14, 2, 9, 64, 2), (3, 5, 1, 7, 12, 1), (1, 4, 4, 33, 128, 1)], ids=str)
+def test_rotary_is_the_float64_rotation_rounded_once(device, dtype, shape):
+    """Queries and keys as transformers' attention hands them over (transposed views of [B, T, H, D]): each result
+    keeps its input's layout and is the float64 rotation to one unit in the last place."""
+    from gaincurate.kernels.elementwise import rotary
+
+    rows, heads, key_heads, tokens, width, angle_rows = shape
+    generator = torch.Generator().manual_seed(width)
+    q = torch.randn(rows, tokens, heads, width, generator=generator).to(device, dtype).transpose(1, 2)
+    k = torch.randn(rows, tokens, key_heads, width, generator=generator).to(device, dtype).transpose(1, 2)
+    angles = torch.rand(angle_rows, tokens, width // 2, generator=generator) * 20
+    cos, sin = (torch.cat((part, part), dim=-1).to(device, dtype) for part in (angles.cos(), angles.sin()))
+
+    got = rotary(q, k, cos, sin)
+    for out, x in zip(got, (q, k), strict=True):
+        assert out.shape == x.shape and out.stride() == x.stride()
+        x64, cos64, sin64 = (t.cpu().double() for t in (x, cos[:, None], sin[:, None]))
+        _within_one_unit(out.cpu(), x64 * cos64 + _rotate_half(x64) * sin64)
+
+
+def _qwen2(**changes):
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    shape = dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)  # fmt: skip
+    return AutoModelForCausalLM.from_config(Qwen2Config(**(shape | changes))).eval()
+
+
+def test_the_fused_forward_keeps_the_models_hidden_states(device):
+    """A bfloat16 Qwen2 with its MLPs and rotary embedding fused: every layer's MLP and the modeling module's rotary
+    function are taken, the last hidden states stay within the model's own bfloat16 distance from float32, and the
+    layers and the module are as they were after."""
+    from transformers.models.qwen2 import modeling_qwen2
+
+    from gaincurate.layer_fusions import fused_rotary, fused_swiglu
+
+    torch.manual_seed(0)
+    model = _qwen2().to(device, torch.bfloat16)
+    ids = torch.randint(0, 64, (3, 11), device=device)
+    own_rotary = modeling_qwen2.apply_rotary_pos_emb
+
+    def hidden(base):
+        with torch.inference_mode():
+            return base.model(input_ids=ids).last_hidden_state.float()
+
+    plain = hidden(model)
+    exact = hidden(_float32_copy(model))
+    with fused_swiglu(model), fused_rotary(model):
+        assert all("forward" in vars(layer.mlp) for layer in model.model.layers)
+        assert modeling_qwen2.apply_rotary_pos_emb is not own_rotary
+        fused = hidden(model)
+    assert not any("forward" in vars(layer.mlp) for layer in model.model.layers)
+    assert modeling_qwen2.apply_rotary_pos_emb is own_rotary
+    own_distance = float((plain - exact).abs().max())
+    assert float((fused - exact).abs().max()) <= 1.5 * own_distance
+    assert not torch.equal(fused, plain)  # the kernels ran: rounded once, not at every step
+
+
+def _float32_copy(model):
+    copy = _qwen2().to(next(model.parameters()).device)
+    copy.load_state_dict({name: tensor.float() for name, tensor in model.state_dict().items()})
+    return copy.eval()
+
+
+def test_layers_that_compute_something_else_keep_their_own(device, monkeypatch):
+    """An MLP with GELU for SiLU, and a rotary function that turns the other way, are left as they are."""
+    from transformers.models.qwen2 import modeling_qwen2
+
+    from gaincurate.layer_fusions import fused_rotary, fused_swiglu
+
+    own_rotary = modeling_qwen2.apply_rotary_pos_emb
+
+    def backwards(q, k, cos, sin, unsqueeze_dim=1):
+        return own_rotary(q, k, cos, -sin, unsqueeze_dim)
+
+    monkeypatch.setattr(modeling_qwen2, "apply_rotary_pos_emb", backwards)
+    model = _qwen2(hidden_act="gelu").to(device, torch.bfloat16)
+    with fused_swiglu(model), fused_rotary(model):
+        assert not any("forward" in vars(layer.mlp) for layer in model.model.layers)
+        assert modeling_qwen2.apply_rotary_pos_emb is backwards
+
+
+def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
+    """Inside the fusion, float32 tensors and a CPU model's forward (the interpreter aside) run transformers' own
+    code: the same bits as without it."""
+    from gaincurate.layer_fusions import fused_rotary, fused_swiglu
+
+    torch.manual_seed(0)
+    model = _qwen2().to(device, torch.bfloat16)
+    other = _qwen2().to(device)  # float32, the same modeling module
+    ids = torch.randint(0, 64, (2, 7), device=device)
+    with torch.inference_mode():
+        expected = other.model(input_ids=ids).last_hidden_state
+        with fused_swiglu(model), fused_rotary(model):
+            got = other.model(input_ids=ids).last_hidden_state
+    assert torch.equal(got, expected)
+
+
+COMPILE_SCRIPT = """
+import json, torch
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import triton
+from gaincurate.kernels import elementwise
+reports = []
+for kernel, pointers, constants in (
+    (elementwise._silu_mul_kernel, ("gate_ptr", "up_ptr", "out_ptr"), {"BLOCK": elementwise._SILU_BLOCK}),
+    (elementwise._rotary_kernel, ("q_ptr", "k_ptr", "cos_ptr", "sin_ptr", "q_out_ptr", "k_out_ptr"),
+     {"HALF": 32, "BLOCK_HALF": 32, "BLOCK_QH": 16, "BLOCK_KH": 2}),
+):
+    signature = {name: "constexpr" if name in constants else "i32" for name in kernel.arg_names}
+    signature |= {name: "*bf16" for name in pointers}
+    for arch in (80, 90):
+        compiled = triton.compile(ASTSource(kernel, signature, constants),
+                                  target=GPUTarget("cuda", arch, 32), options={"num_warps": 8})
+        reports.append({"arch": arch, "shared": compiled.metadata.shared, "cubin": len(compiled.asm["cubin"])})
+print(json.dumps(reports))
+"""
+
+
+@pytest.mark.triton
+def test_the_kernels_compile_for_sm80_and_sm90():
+    """The interpreter accepts code the compiler rejects: compile both kernels for real (Triton ships ptxas)."""
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=environment,
+                            timeout=300, cwd=Path(__file__).parents[2])  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(reports) == 4 and all(report["cubin"] > 0 for report in reports)
