@@ -37,6 +37,8 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up for two contiguous tensors of one shape and dtype, in one pass."""
     out = torch.empty_like(gate)
     numel = gate.numel()
+    if not numel:  # a grid of no programs is not launched
+        return out
     _silu_mul_kernel[(triton.cdiv(numel, _SILU_BLOCK),)](gate, up, out, numel, BLOCK=_SILU_BLOCK, num_warps=8)
     return out
 
@@ -83,6 +85,8 @@ def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     [B or 1, T, D] of one layout with a contiguous last dimension. Each result has its input's layout."""
     batch, _, tokens, width = q.shape
     q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+    if not q.numel() or not k.numel():
+        return q_out, k_out
     half = width // 2
     _rotary_kernel[(batch * tokens,)](
         q, k, cos, sin, q_out, k_out, tokens, q.shape[1], k.shape[1],

@@ -36,7 +36,7 @@ def _within_one_unit(got: torch.Tensor, exact: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
-@pytest.mark.parametrize("shape", [(3, 37, 50), (1, 4864), (2, 4097)], ids=str)
+@pytest.mark.parametrize("shape", [(3, 37, 50), (1, 4864), (2, 4097), (0, 64)], ids=str)
 def test_silu_mul_is_the_float64_product_rounded_once(device, dtype, shape):
     from gaincurate.kernels.elementwise import silu_mul
 
@@ -52,9 +52,13 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+# (rows, query heads, key heads, tokens, head width, rows of angles): the 0.5B class's heads, odd counts, packed
+# rows, no tokens at all
+ROTARY_SHAPES = [(2, 14, 2, 9, 64, 2), (3, 5, 1, 7, 12, 1), (1, 4, 4, 33, 128, 1), (2, 4, 2, 0, 8, 2)]
+
+
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
-# (rows, query heads, key heads, tokens, head width, rows of angles): the 0.5B class's heads, odd counts, packed rows
-@pytest.mark.parametrize("shape", [(2, 14, 2, 9, 64, 2), (3, 5, 1, 7, 12, 1), (1, 4, 4, 33, 128, 1)], ids=str)
+@pytest.mark.parametrize("shape", ROTARY_SHAPES, ids=str)
 def test_rotary_is_the_float64_rotation_rounded_once(device, dtype, shape):
     """Queries and keys as transformers' attention hands them over (transposed views of [B, T, H, D]): each result
     keeps its input's layout and is the float64 rotation to one unit in the last place."""
