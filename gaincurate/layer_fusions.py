@@ -1,6 +1,7 @@
 """A decoder layer's elementwise work fused while a forward runs on a GPU in a half dtype: RMSNorm as torch's
-`rms_norm`, SwiGLU's activation and product and the rotary embedding each as one Triton kernel
-(`gaincurate.kernels.elementwise`), where transformers runs several passes over the activations.
+`rms_norm`, the rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`), where
+transformers runs several passes over the activations. (SwiGLU's activation and product as one kernel was measured
+slower than transformers' two on an H200, and taken out: docs/benchmark-history.md.)
 
 `fused_layers` enters each where it applies. Each takes a model's layers only where a check on fixed inputs shows
 they compute what the fused code does, to the half dtype's rounding; a call the fused code does not take runs the
@@ -18,13 +19,12 @@ from typing import Any
 
 def fused_layers(model: Any, device: str) -> contextlib.AbstractContextManager:
     """The layers' elementwise work fused where each fusion applies, else as the model does: RMSNorm by
-    `fused_rms_norms`, SwiGLU by `fused_swiglu` and the rotary embedding by `fused_rotary`. Every forward of
+    `fused_rms_norms`, the rotary embedding by `fused_rotary`. Every forward of
     scoring and the likelihood, padded or packed, runs inside it."""
     stack = contextlib.ExitStack()
     if fused_rms_norms_apply(model, device):
         stack.enter_context(fused_rms_norms(model))
-    if triton_fusions_apply(model, device):
-        stack.enter_context(fused_swiglu(model))
+    if fused_rotary_applies(model, device):
         stack.enter_context(fused_rotary(model))
     return stack
 
@@ -43,20 +43,7 @@ def half_on_gpu(model: Any, device: str) -> bool:
 
 
 @contextlib.contextmanager
-def _forwards_replaced(model: Any, fusable: Any, fused_forward: Any) -> Any:
-    """Run the forwards inside with each of `model`'s layers that is `fusable` computed by its `fused_forward`, then
-    restore them."""
-    swapped = [module for module in model.modules() if fusable(module)]
-    for module in swapped:
-        module.forward = fused_forward(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
-
-
-def fused_rms_norms(model: Any) -> contextlib.AbstractContextManager:
+def fused_rms_norms(model: Any) -> Any:
     """Run the forwards inside with each of `model`'s RMSNorm layers computed by torch's fused `rms_norm` (one kernel
     on a GPU), then restore them.
 
@@ -67,7 +54,14 @@ def fused_rms_norms(model: Any) -> contextlib.AbstractContextManager:
     weight applied as 1 + w, keep their own forward. The one difference left is where the result is rounded: once,
     after the weight, where transformers' RMSNorm rounds before it too.
     """
-    return _forwards_replaced(model, _rms_fusable, _rms_forward)
+    swapped = [module for module in model.modules() if _rms_fusable(module)]
+    for module in swapped:
+        module.forward = _rms_forward(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
 
 
 # layer -> whether it computes `rms_norm` (`_rms_agrees`): checked once a layer, for its class's code may read settings
@@ -80,19 +74,13 @@ def _epsilon(module: Any) -> float | None:
     return float(value) if isinstance(value, float | int) else None
 
 
-def transformers_layer(module: Any, kind: str) -> bool:
-    """Whether `module`'s class is transformers' (or a hub model's own code, "transformers_modules"), its name ends
-    in `kind`, and the instance has no forward of its own (another library's patch): the layers a fusion may take.
-    Another library's layers keep theirs."""
-    return (type(module).__module__.startswith("transformers") and type(module).__name__.endswith(kind)
-            and "forward" not in vars(module))  # fmt: skip
-
-
 def _rms_fusable(module: Any) -> bool:
     import torch
 
     weight = getattr(module, "weight", None)
-    if (not transformers_layer(module, "RMSNorm")
+    # transformers' modules and hub models' own code ("transformers_modules"); another library's norms keep theirs
+    if (not type(module).__module__.startswith("transformers") or not type(module).__name__.endswith("RMSNorm")
+            or "forward" in vars(module)
             or not isinstance(weight, torch.nn.Parameter) or weight.dim() != 1 or not weight.numel()
             or _epsilon(module) is None
             or getattr(module, "bias", None) is not None):  # fmt: skip
@@ -141,8 +129,8 @@ def _rms_agrees(module: Any) -> bool:
     return bool(((fused - expected).abs() <= bound).all())
 
 
-def triton_fusions_apply(model: Any, device: str) -> bool:
-    """Whether `fused_swiglu` and `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with
+def fused_rotary_applies(model: Any, device: str) -> bool:
+    """Whether `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with
     Triton compiled for it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
     return half_on_gpu(model, device) and _elementwise() is not None and not _elementwise().INTERPRETED
 
@@ -183,73 +171,6 @@ def _within_rounding(got: Any, expected: Any, scale: Any) -> bool:
     return bool(((got.float() - expected.float()).abs() <= 2 * finfo.eps * scale + finfo.tiny).all())
 
 
-def fused_swiglu(model: Any) -> contextlib.AbstractContextManager:
-    """Run the forwards inside with each gated MLP's activation and product, silu(gate(x)) * up(x), computed in one
-    kernel (`kernels.elementwise.silu_mul`), then restore the layers.
-
-    A layer is taken when its class is transformers' (or a hub model's own code) and named MLP, has `gate_proj`,
-    `up_proj` and `down_proj` projections (`in_features` read from the first) and no forward of the instance's own,
-    and on a fixed input gives what the fused forward gives, to the half dtype's rounding (`_swiglu_agrees`). An MLP
-    with another activation (GELU's), or that gates the other projection, keeps its own forward.
-    """
-    return _forwards_replaced(model, _swiglu_fusable, _swiglu_forward)
-
-
-# layer -> whether it computes silu(gate) * up (`_swiglu_agrees`)
-_SWIGLU_AGREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _swiglu_fusable(module: Any) -> bool:
-    if (not transformers_layer(module, "MLP")
-            or not all(callable(getattr(module, name, None)) for name in ("gate_proj", "up_proj", "down_proj"))
-            or not isinstance(getattr(module.gate_proj, "in_features", None), int)):  # fmt: skip
-        return False
-    if module not in _SWIGLU_AGREES:
-        _SWIGLU_AGREES[module] = _swiglu_agrees(module)
-    return _SWIGLU_AGREES[module]
-
-
-def _swiglu_forward(module: Any) -> Any:
-    def forward(hidden_states: Any) -> Any:
-        gate, up = module.gate_proj(hidden_states), module.up_proj(hidden_states)
-        if (
-            gate.shape != up.shape
-            or not gate.is_contiguous()
-            or not up.is_contiguous()
-            or not _on_kernel_device(gate, up)
-        ):
-            return type(module).forward(module, hidden_states)  # what the check did not see: the layer's own forward
-        return module.down_proj(_elementwise().silu_mul(gate, up))
-
-    return forward
-
-
-def _swiglu_agrees(module: Any) -> bool:
-    """Whether `module` on eight fixed rows gives the fused forward's output to within twice its dtype's epsilon in
-    relative (Frobenius) norm. The two differ by where the intermediate is rounded, a fraction of that; another
-    activation (GELU's differs from SiLU's by about a tenth) or the other projection gated, by far more. A layer
-    whose forward fails on the rows does not."""
-    import torch
-
-    weight = next(module.parameters(), None)
-    if weight is None:
-        return False
-    generator = torch.Generator().manual_seed(0)
-    rows = torch.randn(8, module.gate_proj.in_features, generator=generator).to(weight)
-    try:
-        with torch.inference_mode():
-            expected = module(rows).float()
-            fused = _swiglu_forward(module)(rows).float()
-    except Exception:  # a layer this cannot check keeps its own forward
-        return False
-    if expected.shape != fused.shape:
-        return False
-    return bool(
-        torch.linalg.vector_norm(fused - expected)
-        <= 2 * torch.finfo(weight.dtype).eps * torch.linalg.vector_norm(expected)
-    )
-
-
 @contextlib.contextmanager
 def fused_rotary(model: Any) -> Any:
     """Run the forwards inside with the rotary embedding of queries and keys computed in one kernel
@@ -257,19 +178,22 @@ def fused_rotary(model: Any) -> Any:
 
     transformers' attention layers call their modeling module's `apply_rotary_pos_emb(q, k, cos, sin)`. While the
     forwards run, that function is replaced in the namespace of each of `model`'s modeling modules whose function,
-    called on fixed inputs of the model's head width, gives what the kernel gives to the half dtype's rounding
-    (`_rotary_agrees`). A call the kernel does not take (a CPU, float32, a rotary width short of the head's, other
-    arguments or shapes) goes to the module's own function, so other models of that module are unaffected.
+    called on fixed queries and keys of the model's heads and width, gives what the kernel gives to the half dtype's
+    rounding (`_rotary_agrees`). A call the kernel does not take (a CPU, float32, a rotary width short of the head's,
+    other arguments or shapes) goes to the module's own function, so other models of that module are unaffected.
     """
     config = model.config
-    width = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    heads = config.num_attention_heads
+    # the forward's own heads and width: the check compiles the kernel the forward runs, not one more
+    shape = (heads, getattr(config, "num_key_value_heads", None) or heads,
+             getattr(config, "head_dim", None) or config.hidden_size // heads)  # fmt: skip
     namespaces = {sys.modules.get(type(module).__module__) for module in model.modules()
                   if type(module).__module__.startswith("transformers")}  # fmt: skip
     weight = next(model.parameters())
     replaced = {}
     for namespace in namespaces:
         own = getattr(namespace, "apply_rotary_pos_emb", None)
-        if callable(own) and _rotary_agrees(own, width, weight):
+        if callable(own) and _rotary_agrees(own, shape, weight):
             replaced[namespace] = own
             namespace.apply_rotary_pos_emb = _rotary_function(own)
     try:
@@ -298,20 +222,22 @@ def _rotary_takes(q: Any, k: Any, cos: Any, sin: Any) -> bool:
             and _on_kernel_device(q, k, cos, sin))  # fmt: skip
 
 
-# (function, head width, dtype, device) -> whether it computes what `rotary` does (`_rotary_agrees`)
+# (function, (query heads, key heads, width), dtype, device) -> whether it computes what `rotary` does
 _ROTARY_AGREES: dict[tuple, bool] = {}
 
 
-def _rotary_agrees(own: Any, width: int, weight: Any) -> bool:
-    """Whether `own` on fixed queries, keys and angles of `width` gives the kernel's output, to two units in the last
-    place at each output's scale (the sum of its two products' magnitudes). A function that fails on them does not."""
+def _rotary_agrees(own: Any, shape: tuple[int, int, int], weight: Any) -> bool:
+    """Whether `own` on fixed queries, keys and angles of `shape` (query heads, key heads, width) gives the kernel's
+    output, to two units in the last place at each output's scale (the sum of its two products' magnitudes), laid
+    out as transformers' attention hands them over. A function that fails on them does not."""
     import torch
 
-    key = (own, width, weight.dtype, str(weight.device))
+    key = (own, shape, weight.dtype, str(weight.device))
     if key in _ROTARY_AGREES:
         return _ROTARY_AGREES[key]
+    *heads, width = shape
     generator = torch.Generator().manual_seed(0)
-    q, k = (torch.randn(2, heads, 5, width, generator=generator).to(weight) for heads in (3, 1))
+    q, k = (torch.randn(2, 5, count, width, generator=generator).to(weight).transpose(1, 2) for count in heads)
     angles = torch.rand(1, 5, width // 2, generator=generator) * 5
     cos, sin = (torch.cat((part, part), dim=-1).to(weight) for part in (angles.cos(), angles.sin()))
     agrees = False

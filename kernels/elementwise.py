@@ -1,14 +1,14 @@
-"""Fused Triton kernels for a decoder layer's elementwise work on a GPU: SwiGLU's SiLU-and-multiply and the rotary
-position embedding.
+"""A fused Triton kernel for a decoder layer's elementwise work on a GPU: the rotary position embedding of queries
+and keys.
 
-transformers runs each as several kernels in the half dtype, each a pass over the activations: `act(gate) * up` is
-two (four reads and writes of the intermediate width), the rotary embedding about five per tensor (`rotate_half`'s
-slices, negation and concatenation, two products and a sum). Here each is one pass, computed in float32 and rounded
-once to the half dtype, where transformers rounds after every step: the results differ from its by at most a unit
-in the last place or two, as the fused RMSNorm's do. `gaincurate.forward_kernels` decides where they run.
+transformers runs it as about five kernels per tensor in the half dtype, each a pass over the activations
+(`rotate_half`'s negation and concatenation, two products and a sum). Here queries and keys are one pass, computed in
+float32 and rounded once to the half dtype, where transformers rounds after every step: the results differ from its
+by at most a unit in the last place or two, as the fused RMSNorm's do. `gaincurate.layer_fusions` decides where it
+runs.
 
-Like `triton_impl`, this module imports Triton, and only the forward's fusions import it, on a GPU. TRITON_INTERPRET=1
-set before it is first imported runs both kernels on CPU tensors (the tests).
+Like `triton_impl`, this module imports Triton, and only the forward's fusion imports it, on a GPU. TRITON_INTERPRET=1
+set before it is first imported runs the kernel on CPU tensors (the tests).
 """
 
 from __future__ import annotations
@@ -20,27 +20,6 @@ from triton import knobs
 
 # Whether the kernels below were built for the CPU interpreter (fixed at import, as in `triton_impl`).
 INTERPRETED: bool = bool(knobs.runtime.interpret)
-# Elements a SiLU-and-multiply program takes: whole 16-byte vectors per thread at 8 warps.
-_SILU_BLOCK = 2048
-
-
-@triton.jit(do_not_specialize=["numel"])
-def _silu_mul_kernel(gate_ptr, up_ptr, out_ptr, numel, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    inside = offsets < numel
-    gate = tl.load(gate_ptr + offsets, mask=inside).to(tl.float32)
-    up = tl.load(up_ptr + offsets, mask=inside).to(tl.float32)
-    tl.store(out_ptr + offsets, (gate * tl.sigmoid(gate) * up).to(out_ptr.dtype.element_ty), mask=inside)
-
-
-def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up for two contiguous tensors of one shape and dtype, in one pass."""
-    out = torch.empty_like(gate)
-    numel = gate.numel()
-    if not numel:  # a grid of no programs is not launched
-        return out
-    _silu_mul_kernel[(triton.cdiv(numel, _SILU_BLOCK),)](gate, up, out, numel, BLOCK=_SILU_BLOCK, num_warps=8)
-    return out
 
 
 @triton.jit

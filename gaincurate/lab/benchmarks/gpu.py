@@ -21,7 +21,7 @@ bundled MATH problems at their own lengths. For each case it reports, in one run
 * `gaincurate rollout` on the bundled problems with the 1.5B class against its decode floor, and vLLM beside it
   where it imports (`gpu_paths.rollout_case`; `--rollout-prompts 0` skips it);
 * the answer likelihood's ranking in the half dtype against float32 (`gpu_paths.likelihood_case`);
-* with `--forward-variants`, last, one padded batch's forward by each way to run it (`gpu_forward`).
+* with `--forward-variants`, first, one padded batch's forward by each way to run it (`gpu_forward`).
 
 `cuda_plan` computes, without a GPU, the batches scoring makes of a case's prompts on a GPU with a given free memory.
 """
@@ -89,9 +89,13 @@ class GpuBench:
     likelihood_model: str | None = setting(
         None, "Model folder for the likelihood's half-dtype ranking.", shown="the embedded model, or random weights"
     )
+    largest: str = setting(
+        "qwen2-7b-class",
+        "The largest model class to score (a shorter lease skips the larger ones).",
+        choices=("qwen2-0.5b-class", "qwen2-1.5b-class", "qwen2-7b-class"),
+    )
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's, each fusion alone "
-        "and torch.compile.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's and each fusion alone.",
         flags=("--forward-variants",),
     )  # fmt: skip
 
@@ -259,12 +263,13 @@ def padded_case(config: Any, tmp: Path, dtype: str) -> dict:
             "tolerance": SCORE_TOLERANCE[dtype].score if dtype in SCORE_TOLERANCE else None}  # fmt: skip
 
 
-def cases(tiny: bool) -> list[tuple[str, dict, str]]:
-    """(model, shape, prompts) of each row of the bench."""
+def cases(tiny: bool, largest: str = list(MODELS)[-1]) -> list[tuple[str, dict, str]]:
+    """(model, shape, prompts) of each row of the bench, the model classes up to `largest`."""
     if tiny:
         return [(name, shape, kind) for name, shape in TINY.items() for kind in (LONG, MATH)]
-    long_cases = [(name, shape, LONG) for name, shape in MODELS.items()]
-    return long_cases + [(name, MODELS[name], MATH) for name in MATH_MODELS]
+    names = list(MODELS)[: list(MODELS).index(largest) + 1]
+    long_cases = [(name, MODELS[name], LONG) for name in names]
+    return long_cases + [(name, MODELS[name], MATH) for name in MATH_MODELS if name in names]
 
 
 def bench_gpu(options: GpuBench) -> dict:
@@ -275,17 +280,21 @@ def bench_gpu(options: GpuBench) -> dict:
 
     rate = matmul_rate(options.device, options.dtype, 256 if options.tiny else 8192)
     rollout_shape = TINY["tiny"] if options.tiny else MODELS[MATH_MODEL]
+    forward = forward_cases(options) if options.forward_variants else None  # first: what a short lease decides on
     return {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if options.device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
         "dtype": options.dtype,
         "matmul_tflops": rate / 1e12,
-        "models": [_logged(bench_model(name, shape, kind, options, rate)) for name, shape, kind in cases(options.tiny)],
+        "models": [
+            _logged(bench_model(name, shape, kind, options, rate))
+            for name, shape, kind in cases(options.tiny, options.largest)
+        ],
         "cold": None if options.tiny else cold_backends(options),
         "rollout": rollout_case(rollout_shape, options, rate) if options.rollout_prompts else None,
         "likelihood": likelihood_case(options),
-        "forward": forward_cases(options) if options.forward_variants else None,
+        "forward": forward,
     }
 
 
