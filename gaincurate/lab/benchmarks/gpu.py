@@ -307,12 +307,15 @@ def _logged(row: dict) -> dict:
 
 def forward_cases(options: GpuBench) -> list[dict]:
     """The forward variants on the 0.5B and 1.5B classes at one batch of 16 prompts each (a smoke size with --tiny)."""
-    from gaincurate.lab.benchmarks.gpu_forward import forward_variants
+    from gaincurate.lab.benchmarks.gpu_forward import forward_lines, forward_variants
 
     models = TINY if options.tiny else {name: MODELS[name] for name in FORWARD_MODELS}
-    return [{"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens,
-                                               flops_per_token(shape))
-            for name, shape in models.items()]  # fmt: skip
+    found = []
+    for name, shape in models.items():
+        found.append({"model": name} | forward_variants(shape, options.device, options.dtype, 16,
+                                                        options.prompt_tokens, flops_per_token(shape)))  # fmt: skip
+        log.info("%s: %s", name, "\n".join(forward_lines(found[-1])))  # a run stopped by a time limit still shows it
+    return found
 
 
 COLD_ROUNDS = 3
