@@ -1,5 +1,4 @@
-"""How the model's own forward runs on the device: which attention backend and mask (the layers' elementwise work is
-`layer_fusions`').
+"""How the model's own forward runs on the device: which attention backend and mask, and its RMSNorm layers fused.
 
 Imported when a forward runs, not with the command line: neither is needed to parse a command.
 """
@@ -7,6 +6,7 @@ Imported when a forward runs, not with the command line: neither is needed to pa
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any
 
 
@@ -27,12 +27,10 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
     """Whether `right_padded_causal` may run `model`'s forward on `device`: a GPU in a half dtype (where flash
     attention runs), a model that takes transformers' attention functions and uses SDPA, and every layer's attention
     plain causal (no sliding window). Elsewhere the forward keeps transformers' padding mask."""
-    from gaincurate.layer_fusions import half_on_gpu
-
     config = model.config
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
     return (
-        half_on_gpu(model, device)  # what flash attention takes
+        _half_on_gpu(model, device)  # what flash attention takes
         and getattr(model, "_supports_attention_backend", False)
         and config._attn_implementation == "sdpa"
         and getattr(config, "sliding_window", None) is None
@@ -41,14 +39,13 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
 
 
 def right_padded_forward(model: Any, device: str) -> contextlib.AbstractContextManager:
-    """How a forward over rows padded on the right runs on `device`: attention by `right_padded_causal` where it
-    applies, the layers' elementwise work by `fused_layers`."""
-    from gaincurate.layer_fusions import fused_layers
-
+    """How a forward over rows padded on the right runs on `device`: attention by `right_padded_causal` and RMSNorm
+    by `fused_rms_norms` where each applies, else as the model does."""
     stack = contextlib.ExitStack()
     if right_padded_causal_applies(model, device):
         stack.enter_context(right_padded_causal(model.config))
-    stack.enter_context(fused_layers(model, device))
+    if fused_rms_norms_apply(model, device):
+        stack.enter_context(fused_rms_norms(model))
     return stack
 
 
@@ -99,3 +96,103 @@ def _right_padded_causal_attention(
     output = scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=scaling,
                                           enable_gqa=query.shape[1] != key.shape[1], **causal)  # fmt: skip
     return output.transpose(1, 2).contiguous(), None
+
+
+def fused_rms_norms_apply(model: Any, device: str) -> bool:
+    """Whether `fused_rms_norms` may run `model`'s forward on `device`: a GPU in a half dtype, where the model's own
+    RMSNorm takes about seven kernels over float32 copies of the hidden state. A CPU keeps the model's own (its
+    scores are the recorded bytes) and so does float32 (nothing to save but the last bits)."""
+    return _half_on_gpu(model, device)
+
+
+def _half_on_gpu(model: Any, device: str) -> bool:
+    import torch
+
+    return str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
+
+
+@contextlib.contextmanager
+def fused_rms_norms(model: Any) -> Any:
+    """Run the forwards inside with each of `model`'s RMSNorm layers computed by torch's fused `rms_norm` (one kernel
+    on a GPU), then restore them.
+
+    A layer is taken when its class computes what `rms_norm` does, to the half dtype's rounding: the class is
+    transformers' (or a hub model's own code) and named RMSNorm, has a 1-D weight held here (not a sharded
+    placeholder), an epsilon, no bias and no forward of the instance's own (another library's patch), and a copy of it
+    gives `rms_norm`'s output on a fixed input with a fixed ramp of weights (`_agrees`). Norms that differ, say a
+    weight applied as 1 + w, keep their own forward. The one difference left is where the result is rounded: once,
+    after the weight, where transformers' RMSNorm rounds before it too.
+    """
+    swapped = [module for module in model.modules() if _fusable(module)]
+    for module in swapped:
+        module.forward = _fused_forward(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
+
+
+# layer -> whether it computes `rms_norm` (`_agrees`): checked once a layer, for its class's code may read settings
+# of its own
+_AGREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _epsilon(module: Any) -> float | None:
+    value = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    return float(value) if isinstance(value, float | int) else None
+
+
+def _fusable(module: Any) -> bool:
+    import torch
+
+    weight = getattr(module, "weight", None)
+    # transformers' modules and hub models' own code ("transformers_modules"); another library's norms keep theirs
+    if (not type(module).__module__.startswith("transformers") or not type(module).__name__.endswith("RMSNorm")
+            or "forward" in vars(module)
+            or not isinstance(weight, torch.nn.Parameter) or weight.dim() != 1 or not weight.numel()
+            or _epsilon(module) is None
+            or getattr(module, "bias", None) is not None):  # fmt: skip
+        return False
+    if module not in _AGREES:
+        _AGREES[module] = _agrees(module)
+    return _AGREES[module]
+
+
+def _fused_forward(module: Any) -> Any:
+    from torch.nn.functional import rms_norm
+
+    weight, epsilon = module.weight, _epsilon(module)
+
+    def forward(hidden_states: Any) -> Any:
+        if hidden_states.dtype != weight.dtype:  # what the check did not see: the layer's own forward
+            return type(module).forward(module, hidden_states)
+        return rms_norm(hidden_states, hidden_states.shape[-1:], weight, epsilon)
+
+    return forward
+
+
+def _agrees(module: Any) -> bool:
+    """Whether a copy of `module` with weights ramping from 0.25 to 2 gives `rms_norm`'s output on a fixed input,
+    to within two units in the last place of its dtype. A layer that cannot be copied, or whose forward takes more
+    than the hidden states or fails on them, does not."""
+    import copy
+
+    import torch
+
+    weight = module.weight
+    size = weight.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    try:
+        probe = copy.deepcopy(module)
+        with torch.no_grad():
+            probe.weight.copy_(torch.linspace(0.25, 2.0, size))
+            rows = (torch.randn(8, size, generator=generator) * torch.linspace(0.1, 10.0, 8)[:, None]).to(weight)
+            expected = probe(rows).float()
+            fused = _fused_forward(probe)(rows).float()
+    except Exception:  # a layer this cannot check (sharded weights, another signature) keeps its own forward
+        return False
+    if expected.shape != fused.shape:
+        return False
+    bound = 2 * torch.finfo(weight.dtype).eps * expected.abs() + torch.finfo(weight.dtype).tiny
+    return bool(((fused - expected).abs() <= bound).all())

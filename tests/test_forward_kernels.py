@@ -8,7 +8,6 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 import gaincurate.forward_kernels as forward_kernels
-import gaincurate.layer_fusions as layer_fusions
 
 
 def test_attention_for_many_shapes_leaves_out_cudnn_only():
@@ -133,7 +132,7 @@ def test_fused_rms_norms_give_the_models_own_hidden_states(family, taken, device
     ids = torch.randint(1, 64, (3, 7), device=device)
     with torch.inference_mode():
         plain = model.model(input_ids=ids).last_hidden_state.float()
-        with layer_fusions.fused_rms_norms(model):
+        with forward_kernels.fused_rms_norms(model):
             assert len(_own_forwards(model)) == taken
             fused = model.model(input_ids=ids).last_hidden_state.float()
     assert _own_forwards(model) == []
@@ -149,7 +148,7 @@ def test_a_norm_with_a_forward_of_its_own_is_left_to_it():
     patched = model.model.norm
     patched.forward = lambda hidden_states: hidden_states
     own = patched.forward
-    with layer_fusions.fused_rms_norms(model):
+    with forward_kernels.fused_rms_norms(model):
         assert patched.forward is own
         assert len(_own_forwards(model)) == 5  # the other four, and this one's own
     assert _own_forwards(model) == ["model.norm"] and patched.forward is own
@@ -157,10 +156,10 @@ def test_a_norm_with_a_forward_of_its_own_is_left_to_it():
 
 def test_fused_rms_norms_go_only_on_a_gpu_in_a_half_dtype():
     half = _qwen2().to(torch.bfloat16)
-    assert layer_fusions.fused_rms_norms_apply(half, "cuda:0")
-    assert layer_fusions.fused_rms_norms_apply(_qwen2().to(torch.float16), "cuda")
-    assert not layer_fusions.fused_rms_norms_apply(half, "cpu")  # a CPU's scores are the recorded bytes
-    assert not layer_fusions.fused_rms_norms_apply(_qwen2(), "cuda")  # float32
+    assert forward_kernels.fused_rms_norms_apply(half, "cuda:0")
+    assert forward_kernels.fused_rms_norms_apply(_qwen2().to(torch.float16), "cuda")
+    assert not forward_kernels.fused_rms_norms_apply(half, "cpu")  # a CPU's scores are the recorded bytes
+    assert not forward_kernels.fused_rms_norms_apply(_qwen2(), "cuda")  # float32
 
 
 class _HubRMSNorm(torch.nn.Module):
@@ -195,6 +194,6 @@ class _ShardedRMSNorm(_HubRMSNorm):
 def test_each_layer_is_checked_and_one_that_differs_takes_more_or_cannot_be_copied_keeps_its_own():
     layers = torch.nn.ModuleDict({"plain": _HubRMSNorm(16), "offset": _HubRMSNorm(16, offset=True),
                                   "gated": _GatedRMSNorm(16), "sharded": _ShardedRMSNorm(16)})  # fmt: skip
-    with layer_fusions.fused_rms_norms(layers):
+    with forward_kernels.fused_rms_norms(layers):
         assert _own_forwards(layers) == ["plain"]
     assert _own_forwards(layers) == []

@@ -22,13 +22,13 @@ def gpu_forward(request, monkeypatch):
     """Each batch runs the model as it is, as on a GPU in a half dtype (`forward_kernels.right_padded_forward`:
     attention without the padding mask, RMSNorm fused), or with its rows packed end to end as where a GPU's torch has
     variable-length attention (through its pure-torch specification, `packed_forward.varlen_reference`)."""
-    from gaincurate import forward_kernels, layer_fusions
+    from gaincurate import forward_kernels
     from gaincurate.packed_forward import varlen_reference
     from gaincurate.scoring import engine
 
     padded_gpu = request.param == "gpu"
     monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: padded_gpu)
-    monkeypatch.setattr(layer_fusions, "fused_rms_norms_apply", lambda model, device: padded_gpu)
+    monkeypatch.setattr(forward_kernels, "fused_rms_norms_apply", lambda model, device: padded_gpu)
     if request.param == "packed":
         monkeypatch.setattr(engine, "default_varlen", lambda model, device: varlen_reference)
         monkeypatch.setattr(engine, "PACK_FROM_PADDING", 0.0)  # whatever the padding

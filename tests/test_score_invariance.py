@@ -196,13 +196,13 @@ def test_gpu_bucket_widths_stay_within_tolerance_of_exact_ones(gpu_forward, tiny
     """A GPU pads each row to its bucket (`engine.padded_width` on cuda) and, where the model allows, runs the forward
     as `forward_kernels.right_padded_forward` says (attention without the padding mask, RMSNorm fused); the same here,
     in float32, moves no score beyond the tolerance of the exact widths a CPU keeps."""
-    from gaincurate import forward_kernels, layer_fusions
+    from gaincurate import forward_kernels
     from gaincurate.scoring import engine
 
     exact = engine.padded_width
     monkeypatch.setattr(engine, "padded_width", lambda length, device="cpu": exact(length, "cuda"))
     monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: gpu_forward)
-    monkeypatch.setattr(layer_fusions, "fused_rms_norms_apply", lambda model, device: gpu_forward)
+    monkeypatch.setattr(forward_kernels, "fused_rms_norms_apply", lambda model, device: gpu_forward)
     config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=PATH_ROWS, batch_tokens=1024)
     timings = score(config, RunOptions(out=str(tmp_path / "bucketed")))["timings"]
     assert timings["padded_tokens"] > timings["tokens"]  # rows were padded

@@ -16,9 +16,8 @@ def test_each_variant_is_timed_against_transformers_forward_on_a_padded_batch(mo
     results = forward_variants(shape, "cpu", "bfloat16", rows=4, tokens=64, flops_per_token=flops_per_token(shape))
 
     assert results["gaincurate"]["difference"] == 0.0  # a CPU runs the model's own forward
-    assert results["without_triton"]["difference"] == 0.0
     assert results["gaincurate"]["from_float32"] == results["tolerance"]
-    assert "GPU" in results["fused_rotary"]["error"]
+    assert "GPU" in results["fused_rotary"]["error"] and "GPU" in results["with_rotary"]["error"]
     assert results["fused_rms_norm"]["difference"] <= 2 * results["tolerance"]
     assert all(results[name].get("seconds", 1.0) > 0 for name in VARIANTS)
     lines = forward_lines(results)

@@ -1,5 +1,5 @@
-"""The forward's fused rotary kernel (gaincurate.kernels.elementwise) against float64, and the fusion that runs it
-(gaincurate.layer_fusions.fused_rotary) against transformers' own code.
+"""The fused rotary kernel (gaincurate.kernels.elementwise) against float64, and the bench's fusion that runs it
+(gaincurate.lab.benchmarks.rotary_fusion.fused_rotary) against transformers' own code.
 
 Run: TRITON_INTERPRET=1 pytest -m triton tests/kernels (the interpreter, on CPU tensors), and pytest -m gpu on CUDA.
 The interpreter rounds float32 to bfloat16 by truncation, a compiled kernel to nearest: the bounds allow one unit in
@@ -79,7 +79,7 @@ def test_the_fused_forward_keeps_the_models_hidden_states(device):
     hidden states stay within the model's own bfloat16 distance from float32, and the module is as it was after."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.layer_fusions import fused_rotary
+    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)
@@ -111,7 +111,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
     """A modeling module whose rotary function turns the other way is left as it is."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.layer_fusions import fused_rotary
+    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
 
     own_rotary = modeling_qwen2.apply_rotary_pos_emb
 
@@ -127,7 +127,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
 def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
     """Inside the fusion, float32 tensors and a CPU model's forward (the interpreter aside) run transformers' own
     code: the same bits as without it."""
-    from gaincurate.layer_fusions import fused_rotary
+    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)

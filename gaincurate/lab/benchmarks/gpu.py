@@ -95,7 +95,8 @@ class GpuBench:
         choices=("qwen2-0.5b-class", "qwen2-1.5b-class", "qwen2-7b-class"),
     )
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's and each fusion alone.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's, and with the fused "
+        "rotary embedding, a candidate.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

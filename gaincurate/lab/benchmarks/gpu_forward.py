@@ -1,21 +1,22 @@
-"""The model's own forward: plain transformers against scoring's, and each of its fusions alone.
+"""The model's own forward: plain transformers against scoring's, its fused RMSNorm alone, and the Triton rotary
+embedding.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens`
 random ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the
 width), through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
 state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
-(`forward_kernels.right_padded_forward`: attention without the padding mask and the elementwise work fused, where
-they apply); `without_triton` the same without the Triton rotary embedding, as scoring ran before it;
-`fused_rms_norm` and `fused_rotary` each fusion alone on transformers' forward (the second on a GPU in a half dtype
+(`forward_kernels.right_padded_forward`: attention without the padding mask and RMSNorm fused, where they apply);
+`fused_rms_norm` the second part alone; `fused_rotary` the Triton rotary embedding (`rotary_fusion`, a candidate not
+in scoring's forward) alone on transformers' forward, and `with_rotary` on scoring's (both on a GPU in a half dtype
 only). Each row's `difference` is its distance from the plain forward's hidden states, `from_float32` its distance from
 the same weights' float32 forward, against the plain forward's own (`tolerance`). A variant counts as worth adopting at
 `WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32 than the plain
 forward's (the scores' tolerance follows from the hidden states): a variant that rounds less can be farther from the
 plain forward than that and nearer float32.
 
-Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and a fused SwiGLU of scoring's own were
-measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and "The rotary embedding fused on one
-GPU"); a variant that does not run says why instead of a time.
+Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and a fused SwiGLU of this project's own were
+measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and "SwiGLU and the rotary embedding
+fused on one GPU"); a variant that does not run says why instead of a time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "without_triton", "fused_rms_norm", "fused_rotary")
+VARIANTS = ("gaincurate", "fused_rms_norm", "fused_rotary", "with_rotary")
 WARMUP, REPEATS = 2, 8
 
 
@@ -129,30 +130,23 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
 
         return lambda: run
 
-    from gaincurate.forward_kernels import right_padded_forward
-    from gaincurate.layer_fusions import fused_rms_norms, fused_rotary, fused_rotary_applies
+    from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
+    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary, fused_rotary_applies
+
+    def with_rotary(base: Any) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(right_padded_forward(base, device))
+        stack.enter_context(fused_rotary(base))
+        return stack
 
     measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
-    measure("without_triton", within(lambda base: _without_triton(base, device)))
     measure("fused_rms_norm", within(fused_rms_norms))
-    if fused_rotary_applies(model, device):
-        measure("fused_rotary", within(fused_rotary))
-    else:
-        results["fused_rotary"] = {"error": "the Triton rotary embedding runs on a GPU in a half dtype"}
+    for name, variant in (("fused_rotary", fused_rotary), ("with_rotary", with_rotary)):
+        if fused_rotary_applies(model, device):
+            measure(name, within(variant))
+        else:
+            results[name] = {"error": "the Triton rotary embedding runs on a GPU in a half dtype"}
     return results
-
-
-def _without_triton(base: Any, device: str) -> contextlib.ExitStack:
-    """Scoring's forward as it ran before the Triton rotary embedding: attention without the mask and RMSNorm fused,
-    where each applies."""
-    from gaincurate import forward_kernels, layer_fusions
-
-    stack = contextlib.ExitStack()
-    if forward_kernels.right_padded_causal_applies(base, device):
-        stack.enter_context(forward_kernels.right_padded_causal(base.config))
-    if layer_fusions.fused_rms_norms_apply(base, device):
-        stack.enter_context(layer_fusions.fused_rms_norms(base))
-    return stack
 
 
 def forward_lines(results: dict) -> list[str]:

@@ -1,138 +1,29 @@
-"""A decoder layer's elementwise work fused while a forward runs on a GPU in a half dtype: RMSNorm as torch's
-`rms_norm`, the rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`), where
-transformers runs several passes over the activations. (SwiGLU's activation and product as one kernel was measured
-slower than transformers' two on an H200, and taken out: docs/benchmark-history.md.)
+"""The rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`), a candidate for
+scoring's forward on a GPU that `gaincurate bench gpu --forward-variants` measures (its `fused_rotary` and
+`with_rotary` rows). It is not in scoring's forward: on an H200 it made scoring's forward 1.16x (0.5B class) and
+1.12x (1.5B) faster, but missed the accuracy bound declared before that call at the 0.5B class
+(docs/benchmark-history.md, "SwiGLU and the rotary embedding fused on one GPU").
 
-`fused_layers` enters each where it applies. Each takes a model's layers only where a check on fixed inputs shows
-they compute what the fused code does, to the half dtype's rounding; a call the fused code does not take runs the
-model's own. Imported when a forward runs, not with the command line.
+transformers' attention layers call their modeling module's `apply_rotary_pos_emb(q, k, cos, sin)`; `fused_rotary`
+replaces it while forwards run, where a check on fixed inputs shows the module's function computes what the kernel
+does, to the half dtype's rounding. A call the kernel does not take runs the module's own function.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import weakref
 from types import ModuleType
 from typing import Any
-
-
-def fused_layers(model: Any, device: str) -> contextlib.AbstractContextManager:
-    """The layers' elementwise work fused where each fusion applies, else as the model does: RMSNorm by
-    `fused_rms_norms`, the rotary embedding by `fused_rotary`. Every forward of
-    scoring and the likelihood, padded or packed, runs inside it."""
-    stack = contextlib.ExitStack()
-    if fused_rms_norms_apply(model, device):
-        stack.enter_context(fused_rms_norms(model))
-    if fused_rotary_applies(model, device):
-        stack.enter_context(fused_rotary(model))
-    return stack
-
-
-def fused_rms_norms_apply(model: Any, device: str) -> bool:
-    """Whether `fused_rms_norms` may run `model`'s forward on `device`: a GPU in a half dtype, where the model's own
-    RMSNorm takes about seven kernels over float32 copies of the hidden state. A CPU keeps the model's own (its
-    scores are the recorded bytes) and so does float32 (nothing to save but the last bits)."""
-    return half_on_gpu(model, device)
-
-
-def half_on_gpu(model: Any, device: str) -> bool:
-    import torch
-
-    return str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
-
-
-@contextlib.contextmanager
-def fused_rms_norms(model: Any) -> Any:
-    """Run the forwards inside with each of `model`'s RMSNorm layers computed by torch's fused `rms_norm` (one kernel
-    on a GPU), then restore them.
-
-    A layer is taken when its class computes what `rms_norm` does, to the half dtype's rounding: the class is
-    transformers' (or a hub model's own code) and named RMSNorm, has a 1-D weight held here (not a sharded
-    placeholder), an epsilon, no bias and no forward of the instance's own (another library's patch), and a copy of it
-    gives `rms_norm`'s output on a fixed input with a fixed ramp of weights (`_rms_agrees`). Norms that differ, say a
-    weight applied as 1 + w, keep their own forward. The one difference left is where the result is rounded: once,
-    after the weight, where transformers' RMSNorm rounds before it too.
-    """
-    swapped = [module for module in model.modules() if _rms_fusable(module)]
-    for module in swapped:
-        module.forward = _rms_forward(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
-
-
-# layer -> whether it computes `rms_norm` (`_rms_agrees`): checked once a layer, for its class's code may read settings
-# of its own
-_RMS_AGREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _epsilon(module: Any) -> float | None:
-    value = getattr(module, "variance_epsilon", getattr(module, "eps", None))
-    return float(value) if isinstance(value, float | int) else None
-
-
-def _rms_fusable(module: Any) -> bool:
-    import torch
-
-    weight = getattr(module, "weight", None)
-    # transformers' modules and hub models' own code ("transformers_modules"); another library's norms keep theirs
-    if (not type(module).__module__.startswith("transformers") or not type(module).__name__.endswith("RMSNorm")
-            or "forward" in vars(module)
-            or not isinstance(weight, torch.nn.Parameter) or weight.dim() != 1 or not weight.numel()
-            or _epsilon(module) is None
-            or getattr(module, "bias", None) is not None):  # fmt: skip
-        return False
-    if module not in _RMS_AGREES:
-        _RMS_AGREES[module] = _rms_agrees(module)
-    return _RMS_AGREES[module]
-
-
-def _rms_forward(module: Any) -> Any:
-    from torch.nn.functional import rms_norm
-
-    weight, epsilon = module.weight, _epsilon(module)
-
-    def forward(hidden_states: Any) -> Any:
-        if hidden_states.dtype != weight.dtype:  # what the check did not see: the layer's own forward
-            return type(module).forward(module, hidden_states)
-        return rms_norm(hidden_states, hidden_states.shape[-1:], weight, epsilon)
-
-    return forward
-
-
-def _rms_agrees(module: Any) -> bool:
-    """Whether a copy of `module` with weights ramping from 0.25 to 2 gives `rms_norm`'s output on a fixed input,
-    to within two units in the last place of its dtype. A layer that cannot be copied, or whose forward takes more
-    than the hidden states or fails on them, does not."""
-    import copy
-
-    import torch
-
-    weight = module.weight
-    size = weight.shape[0]
-    generator = torch.Generator().manual_seed(0)
-    try:
-        probe = copy.deepcopy(module)
-        with torch.no_grad():
-            probe.weight.copy_(torch.linspace(0.25, 2.0, size))
-            rows = (torch.randn(8, size, generator=generator) * torch.linspace(0.1, 10.0, 8)[:, None]).to(weight)
-            expected = probe(rows).float()
-            fused = _rms_forward(probe)(rows).float()
-    except Exception:  # a layer this cannot check (sharded weights, another signature) keeps its own forward
-        return False
-    if expected.shape != fused.shape:
-        return False
-    bound = 2 * torch.finfo(weight.dtype).eps * expected.abs() + torch.finfo(weight.dtype).tiny
-    return bool(((fused - expected).abs() <= bound).all())
 
 
 def fused_rotary_applies(model: Any, device: str) -> bool:
     """Whether `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with
     Triton compiled for it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
-    return half_on_gpu(model, device) and _elementwise() is not None and not _elementwise().INTERPRETED
+    import torch
+
+    on_gpu = str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
+    return on_gpu and _elementwise() is not None and not _elementwise().INTERPRETED
 
 
 # The one attempt to import the fused kernels: [module or None], empty before it
