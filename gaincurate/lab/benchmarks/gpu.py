@@ -90,10 +90,9 @@ class GpuBench:
         None, "Model folder for the likelihood's half-dtype ranking.", shown="the embedded model, or random weights"
     )
     largest: str = setting(
-        "qwen2-7b-class",
-        "The largest model class to score (a shorter lease skips the larger ones).",
-        choices=("qwen2-0.5b-class", "qwen2-1.5b-class", "qwen2-7b-class"),
-    )
+        list(MODELS)[-1], "The largest model class to score (a shorter lease skips the larger ones).",
+        choices=tuple(MODELS),
+    )  # fmt: skip
     forward_variants: bool = setting(
         False, "Also time one padded batch's forward per model class: transformers', scoring's, and with the fused "
         "rotary embedding, a candidate.",
