@@ -18,8 +18,8 @@ from typing import Any
 
 
 def fused_rotary_applies(model: Any, device: str) -> bool:
-    """Whether `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with
-    Triton compiled for it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
+    """Whether `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with Triton compiled for
+    it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
     import torch
 
     on_gpu = str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
