@@ -1,4 +1,5 @@
-"""Compile the Triton kernels for CUDA sm_<arch> on any machine and report their resources (test-only).
+"""Compile the Triton kernels (the segment sums', and the rotary embedding's) for CUDA sm_<arch> on any machine and
+report their resources (test-only).
 
 Triton ships ptxas and cuobjdump, so this needs no GPU: tests/kernels/test_kernel_triton.py runs it in a
 child process without TRITON_INTERPRET, as the check that the code the interpreter runs also passes the
@@ -140,3 +141,15 @@ def compile_report(
         "reduce_registers": int(reduce_usage["REG"]),
         "reduce_stack_bytes": int(reduce_usage["STACK"]),
     }
+
+
+def rotary_compile_report(arch: int = 90) -> dict[str, object]:
+    """Compile `elementwise`'s rotary kernel for CUDA sm_<arch> at the 0.5B class's heads (14 query, 2 key/value, 64
+    wide) in bfloat16, as the forward launches it, and report its resources."""
+    from gaincurate.kernels import elementwise
+
+    kernel = elementwise._rotary_kernel
+    constants = {"HALF": 32, "BLOCK_HALF": 32, "BLOCK_QH": 16, "BLOCK_KH": 2}
+    pointers = {name: "*bf16" for name in ("q_ptr", "k_ptr", "cos_ptr", "sin_ptr", "q_out_ptr", "k_out_ptr")}
+    _, usage = _compile_for_cuda(kernel, constants, pointers, list(pointers), arch, num_warps=4)
+    return {"arch": f"sm_{arch}", "registers": int(usage["REG"]), "stack_bytes": int(usage["STACK"])}

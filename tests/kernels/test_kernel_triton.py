@@ -242,26 +242,29 @@ def test_the_kernel_leaves_its_inputs_unchanged():
 
 COMPILE_SCRIPT = """
 import json, torch
-from kernel_compile import compile_report
+from kernel_compile import compile_report, rotary_compile_report
 reports = [compile_report(dim, 2) for dim in (896, 1536, 3584)]
 reports += [compile_report(896, s) for s in (1, 3, 8)] + [compile_report(8192, 4), compile_report(3584, 8)]
 reports += [compile_report(1000, 2, dtype, ids, arch=arch)
             for dtype, ids, arch in ((torch.float16, torch.int8, 90), (torch.float32, torch.int16, 80),
                                      (torch.bfloat16, torch.int32, 80))]
 reports += [compile_report(dim, 2, id_dtype=torch.int8, packed=True) for dim in (1536, 3584)]
-print(json.dumps(reports))
+print(json.dumps({"segment_sums": reports, "rotary": [rotary_compile_report(arch) for arch in (80, 90)]}))
 """
 
 
 def test_kernel_compiles_for_sm80_and_sm90_without_spills():
-    """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas). No config spills."""
+    """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas). No config spills.
+    The rotary embedding's kernel (elementwise.py) too, in the same child."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=environment, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    reports = found["segment_sums"]
+    assert [report["stack_bytes"] for report in found["rotary"]] == [0, 0]  # elementwise.py's kernel, without spills
     assert len(reports) == 13
     for report in reports:
         assert report["stack_bytes"] == 0 and report["reduce_stack_bytes"] == 0, report
