@@ -93,7 +93,7 @@ def test_the_fused_forward_keeps_the_models_hidden_states(device):
     assert modeling_qwen2.apply_rotary_pos_emb is own_rotary
     own_distance = float((plain - exact).abs().max())
     assert float((fused - exact).abs().max()) <= 1.5 * own_distance
-    assert not torch.equal(fused, plain)  # the kernels ran: rounded once, not at every step
+    assert not torch.equal(fused, plain)  # the kernel ran: rounded once, not at every step
 
 
 def _float32_copy(model):
@@ -120,8 +120,8 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
 
 
 def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
-    """Inside the fusion, float32 tensors and a CPU model's forward (the interpreter aside) run transformers' own
-    code: the same bits as without it."""
+    """Inside the fusion, another model of the same modeling module, in float32, runs transformers' own rotary
+    embedding: the same bits as without the fusion."""
     from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
 
     torch.manual_seed(0)
