@@ -83,9 +83,6 @@ def load_rows(
     answer_column: str | None = DEFAULT_ANSWER_COLUMN,
 ) -> LoadedDataset:
     """Load, pick the columns (`default_columns`), check the prompt column exists, apply `--limit` (the first N)."""
-    import datasets
-
-    datasets.disable_progress_bars()
     if spec is None:
         rows, name = _load_file(SAMPLE_PATH, split), "gaincurate/math_sample"
     else:
@@ -170,16 +167,23 @@ def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
         return [json.loads(line) for line in file if line.strip()]
 
 
-def _load_file(path: Path, split: str | None) -> Any:
+def _datasets() -> Any:
+    """The `datasets` module, imported only once a file has passed the checks that need none of it: its import costs
+    about a second, which a refusal of an empty or missing file should not."""
     import datasets
 
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def _load_file(path: Path, split: str | None) -> Any:
     json_file = _BUILDERS[path.suffix] == "json"
     _check_not_empty(path)
     if json_file:
         check_json_depth_once(path)
     try:
         with json_reader_quiet(json_file):
-            rows = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
+            rows = _datasets().load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     except Exception as error:  # any parser failure means the file is unreadable
         if "corresponds to no data" in str(error):  # datasets' words for a file it read no row from (`[]`)
             raise InputError(f"{path} holds no rows; it needs one prompt per row") from None
@@ -227,18 +231,14 @@ def _check_not_empty(path: Path) -> None:
 
 
 def _load_saved(path: Path, split: str | None) -> Any:
-    import datasets
-
     try:
-        loaded = datasets.load_from_disk(str(path))
+        loaded = _datasets().load_from_disk(str(path))
     except Exception as error:  # whatever `load_from_disk` trips on, the folder is not one it wrote
         raise InputError(f"{path} is not a datasets save_to_disk folder ({_first_line(error)})") from None
     return _pick_split(loaded, split, str(path))
 
 
 def _load_hub(spec: str, split: str | None) -> Any:
-    import datasets
-
     unreachable = None if hub_offline() else hub_unreachable()
     if unreachable:  # datasets would retry for a minute first
         raise InputError(
@@ -246,7 +246,7 @@ def _load_hub(spec: str, split: str | None) -> Any:
             "HF_HUB_OFFLINE=1 to use a cached copy, or pass a local .json/.jsonl/.parquet/.arrow/.csv file"
         )
     try:
-        loaded = datasets.load_dataset(spec, split=split)
+        loaded = _datasets().load_dataset(spec, split=split)
     except Exception as error:  # the Hub client and the builders raise many types; all mean "cannot load"
         raise InputError(
             f"cannot load dataset {spec} from the Hub ({_first_line(error)}); check the id and network"
