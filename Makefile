@@ -53,8 +53,10 @@ PYTEST_WORKERS ?= 2
 PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 # The tests start hundreds of Python processes (the console script, trainers, torchrun ranks). Where the machine
 # sets PYTHONDONTWRITEBYTECODE (this one does), each would compile the project's sources again, and pytest would
-# rewrite every test module's asserts again in each worker: bytecode goes to the venv instead.
-PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(VENV)/bin/pytest
+# rewrite every test module's asserts again in each worker: the tests write bytecode, to the __pycache__ folders
+# beside the sources (git ignores them). Not to a PYTHONPYCACHEPREFIX: Python reads bytecode only from there once it
+# is set, so a fresh clone would compile again the torch, transformers and verl that set-up had compiled.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest
 
 # The quick loop: everything but the `slow` tests (real embedded model, real trainers).
 test: setup verl-env
