@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import datasets
 import pytest
 from helpers import PROBLEMS
@@ -38,6 +41,26 @@ def test_every_local_form_loads_with_all_columns(form, tmp_path):
     expected = PROBLEMS[:2] if form == "dataset_dict" else PROBLEMS
     assert loaded.rows["problem"] == [p["problem"] for p in expected]
     assert set(loaded.rows.column_names) == {"problem", "answer", "difficulty"}
+
+
+def test_a_file_the_checks_refuse_is_refused_without_importing_datasets(tmp_path):
+    """datasets' import costs about a second; an empty, blank or missing file needs none of it to be refused."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "blank.csv").write_text("\n\n")
+    probe = (
+        "import sys\n"
+        "from gaincurate.data import load_rows\n"
+        "from gaincurate.errors import InputError\n"
+        "for name in ('empty.jsonl', 'blank.csv', 'missing.json'):\n"
+        "    try:\n"
+        "        load_rows(name, split=None, prompt_column='problem', limit=None)\n"
+        "    except InputError as error:\n"
+        "        print(error)\n"
+        "print('datasets' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    *refusals, imported = result.stdout.splitlines()
+    assert len(refusals) == 3 and imported == "False", result.stdout
 
 
 def test_dataset_dict_needs_a_split(tmp_path):
