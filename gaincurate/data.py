@@ -168,8 +168,8 @@ def load_sample(path: Path = SAMPLE_PATH) -> list[dict]:
 
 
 def _datasets() -> Any:
-    """The `datasets` module, imported only once a file has passed the checks that need none of it: its import costs
-    about a second, which a refusal of an empty or missing file should not."""
+    """The `datasets` module, imported only once a file has passed the checks that need none of it: its import
+    (pandas included) would be most of what refusing an empty or missing file takes."""
     import datasets
 
     datasets.disable_progress_bars()

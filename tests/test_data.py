@@ -44,7 +44,7 @@ def test_every_local_form_loads_with_all_columns(form, tmp_path):
 
 
 def test_a_file_the_checks_refuse_is_refused_without_importing_datasets(tmp_path):
-    """datasets' import costs about a second; an empty, blank or missing file needs none of it to be refused."""
+    """An empty, blank or missing file is refused before `datasets`, the slowest import on that path, is needed."""
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "blank.csv").write_text("\n\n")
     probe = (
