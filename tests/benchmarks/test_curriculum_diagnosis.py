@@ -63,8 +63,10 @@ def test_diagnosis_lines_the_table_and_the_report_re_derive_them(on_and_off, tmp
     assert {(line["strategy"], line["epoch"]) for line in lines} == {(a, e) for a in ARMS for e in (0, 1, 2)}
     for line in lines:
         assert 0.0 <= line["pool_informative"] <= 1.0 and 0.0 <= line["trained_pass_rate"] <= 1.0
-        # Off the chain task: the answer's likelihood and the angle score (stored, in parts, re-scored live)
-        assert set(line["candidates"]) == {"embedding", "answer", "angle", "angle-parts", "angle-live"}
+        # Off the chain task: the answer's likelihood, the angle score (stored, in parts, re-scored live) and the
+        # embedding re-computed live (alone and beside the stored one)
+        assert set(line["candidates"]) == {"embedding", "answer", "angle", "angle-parts", "angle-live",
+                                           "embedding-live", "embedding-both"}  # fmt: skip
     # The zero-variance share is the savings readout's for the trained epochs; the draw after the last step has none.
     readout = {e["epoch"]: e["readout"]["zero_variance"] for e in _pair(on, "dots")["epochs"]}
     assert {line["epoch"]: line["zero_variance"] for line in lines if line["strategy"] == "dots"} == {
@@ -79,6 +81,43 @@ def test_diagnosis_lines_the_table_and_the_report_re_derive_them(on_and_off, tmp
     assert (folder / "diagnosis.jsonl").read_bytes() == (on / "diagnosis.jsonl").read_bytes()
     again, table = report(folder)
     assert again["diagnosis"] == summary["diagnosis"] and "Pool diagnosis" in table
+
+
+def test_the_live_scores_of_the_model_that_scored_the_pool_are_the_scores_folders(on_and_off):
+    """Re-computed with the bench's initial model, the angle score and the embedding are the stored ones (the
+    embedding stored in float16), and the model is left in the mode it was in."""
+    from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
+    from gaincurate.lab.benchmarks.curriculum.candidates import live_scores
+    from gaincurate.lab.benchmarks.curriculum.harness import load_initial
+    from gaincurate.shards import read_scores
+
+    smoke = dataclasses.replace(BUNDLED["cpu-arith"].smoke(), measure_pool=True)
+    assets = prepare_assets(smoke, on_and_off[True])
+    model, tokenizer = load_initial(assets, smoke)
+    table = read_scores(assets.scores_dir)
+    ids = table.column("gc_id").to_pylist()[::-1]
+    model.train()
+    score, embedding = live_scores(assets.scores_dir, ids, model, tokenizer)
+    assert model.training and embedding.shape == (len(ids), model.config.hidden_size)
+    stored = np.stack(table.column("gc_embedding").to_pylist()[::-1]).astype(np.float32)
+    np.testing.assert_allclose(embedding, stored, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(score, table.column("gc_score").to_numpy()[::-1], rtol=1e-5)
+
+
+def test_an_embedding_in_the_embeddings_place_is_fitted_as_the_embedding_is():
+    """The stored embedding under another name gives the embedding's figures exactly; one that carries the pass
+    rate (a column of it among noise) tells the informative prompts apart better."""
+    from gaincurate.lab.benchmarks.curriculum.candidates import EMBEDDING, candidate_figures
+
+    rng = np.random.default_rng(7)
+    true = np.clip(rng.beta(0.6, 0.6, 240), 0.01, 0.99)
+    rates = rng.binomial(4, true) / 4.0
+    embedding = rng.normal(size=(240, 8))
+    telling = np.concatenate([embedding[:, :7], 3.0 * (true - 0.5)[:, None]], axis=1)
+    figures = candidate_figures({}, embedding, rates, np.arange(0, 240, 4), 0.5, None,
+                                {"same": embedding.copy(), "telling": telling})  # fmt: skip
+    assert figures["same"] == figures[EMBEDDING]
+    assert figures["telling"]["fit_auc"] > figures[EMBEDDING]["fit_auc"] + 0.1
 
 
 def test_correlations_are_pearson_and_spearman_with_tied_ranks():

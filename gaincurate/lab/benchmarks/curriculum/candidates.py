@@ -19,6 +19,10 @@ the warm start's scoring pass gave, as `schedule` reads it without a refresh); `
 `gc_intra` and `gc_inter` as two columns; `angle-live`, `gc_score` re-scored with the live policy at each draw (what
 the refresh would give). On a task whose rows carry no reference solution the only likelihood is `answer`.
 
+And the embedding itself, re-computed with the live policy at each draw (the scoring pass's mean hidden state, its
+layer and span, as `live_scores` computes it): `embedding-live`, the fit on it in place of the stored one;
+`embedding-both`, the fit on both, each projected and standardised as the probe's features are.
+
 Nothing here is charged to the arm (the instrument runs off the clock) and nothing changes a draw.
 """
 
@@ -46,20 +50,24 @@ def candidate_figures(
     positions: np.ndarray,
     target: float,
     columns: dict[str, np.ndarray] | None = None,
+    embeddings: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per candidate (each likelihood, each of `columns`' free columns, and the embedding alone): the raw Spearman
-    (a single value's only) and the cross-fitted fit's figures, for one drawn epoch (`rates`: the pool's measured
-    pass rates in gc_id order; `columns`: a name to its [N] or [N, k] values, the angle score's)."""
+    """Per candidate (each likelihood, each of `columns`' free columns, each of `embeddings` in the embedding's place,
+    and the embedding alone): the raw Spearman (a single value's only) and the cross-fitted fit's figures, for one
+    drawn epoch (`rates`: the pool's measured pass rates in gc_id order; `columns`: a name to its [N] or [N, k]
+    values, the angle score's; `embeddings`: a name to its [N, d] features)."""
     rates = np.asarray(rates, dtype=np.float64)
     out: dict[str, Any] = {}
-    features = [(EMBEDDING, None, None), *((name, values, None) for name, values in likelihoods.items()),
-                *((name, None, values) for name, values in (columns or {}).items())]  # fmt: skip
-    for name, logps, extra in features:
+    features = [(EMBEDDING, None, None, embedding),
+                *((name, values, None, embedding) for name, values in likelihoods.items()),
+                *((name, None, values, embedding) for name, values in (columns or {}).items()),
+                *((name, None, None, values) for name, values in (embeddings or {}).items())]  # fmt: skip
+    for name, logps, extra, fitted in features:
         single = logps if extra is None or np.ndim(extra) != 1 else extra
         raw = None
         if single is not None:
             raw = pearson_r(ranks(np.asarray(single, dtype=np.float64).tolist()), ranks(rates.tolist()))
-        fit = epoch_diagnosis(0, cross_fitted(embedding, logps, rates, extra), name, rates, positions, target)
+        fit = epoch_diagnosis(0, cross_fitted(fitted, logps, rates, extra), name, rates, positions, target)
         out[name] = {"spearman": raw, "fit_spearman": fit["spearman"], "fit_auc": fit["informative_auc"],
                      "fit_aimed": fit["aimed_informative"]}  # fmt: skip
     return out
@@ -111,22 +119,22 @@ def standardised(values: np.ndarray) -> np.ndarray:
 
 def live_candidates(pair: Any, chain: bool) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float], dict[str, Any]]:
     """The pool instrument's hook (`diagnosis.Candidates`) for a bench pair (`harness.PairRun`): at each draw, every
-    likelihood the probe could read (on the chain task each kind, elsewhere the answer's) and the angle score
-    re-scored, measured with the pair's live model (its tokens counted as no kind of the arm's), the scores
-    folder's angle score and its parts, and the probe's standardised embedding, held against the draw's measured
-    rates in gc_id order (so the cross-fit's halves do not follow the arm's ranking)."""
+    likelihood the probe could read (on the chain task each kind, elsewhere the answer's) and the angle score and
+    the embedding re-computed, measured with the pair's live model (its tokens counted as no kind of the arm's), the
+    scores folder's angle score and its parts, and the probe's standardised embedding, held against the draw's
+    measured rates in gc_id order (so the cross-fit's halves do not follow the arm's ranking)."""
     from gaincurate.difficulty.reference import embeddings_from_table
     from gaincurate.schedule.strategies.probe import ProbeStrategy
     from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
     from gaincurate.scoring.likelihood import KINDS, likelihoods
-    from gaincurate.scoring.rescore import rescore
     from gaincurate.shards import read_scores
 
     scores_dir = pair.assets.scores_dir
     table = read_scores(scores_dir)
     embedding = embeddings_from_table(table, str(scores_dir)).embeddings
     every = np.arange(len(embedding))
-    features = EmbeddingFeatures(embedding, ProbeStrategy.about.options().width).rows(every).astype(np.float64)
+    width = ProbeStrategy.about.options().width
+    features = EmbeddingFeatures(embedding, width).rows(every).astype(np.float64)
     row_of = {int(gc_id): row for row, gc_id in enumerate(table.column("gc_id").to_pylist())}
     stored = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
               for name in ("gc_score", "gc_intra", "gc_inter")}  # fmt: skip
@@ -142,11 +150,43 @@ def live_candidates(pair: Any, chain: bool) -> Callable[[np.ndarray, np.ndarray,
             measured = {kind: likelihoods(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer, of=kind,
                                           template="{answer}" if kind == "answer" else CHAIN_TEMPLATE,
                                           solution_column="solution") for kind in kinds}  # fmt: skip
-            live = np.asarray(rescore(scores_dir, ids, model=pair.model, tokenizer=pair.tokenizer), dtype=np.float64)
+            live, live_embedding = live_scores(scores_dir, ids, pair.model, pair.tokenizer)
         columns = {"angle": stored["gc_score"][rows],
                    "angle-parts": np.stack([stored["gc_intra"][rows], stored["gc_inter"][rows]], axis=1),
                    "angle-live": live}  # fmt: skip
+        refreshed = EmbeddingFeatures(live_embedding, width).rows(np.arange(len(ids))).astype(np.float64)
+        embeddings = {"embedding-live": refreshed, "embedding-both": np.concatenate([features[rows], refreshed], 1)}
         picked = position[np.asarray(positions, dtype=np.int64)]
-        return candidate_figures(measured, features, np.asarray(rates)[order], picked, target, columns)
+        return candidate_figures(measured, features[rows], np.asarray(rates)[order], picked, target, columns,
+                                 embeddings)  # fmt: skip
 
     return figures
+
+
+def live_scores(scores_dir: Any, ids: list[int], model: Any, tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The angle score [N] and the embedding [N, hidden] (float32) of rows `ids` (gc_id) re-computed with a live
+    model as the scores folder's pass computed them: its prompt format, layer, site and embedding layer."""
+    from gaincurate.model import SiteForward
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.config import prompt_tokens
+    from gaincurate.scoring.engine import Scorer, find_shared_prefix
+    from gaincurate.scoring.rescore import prompt_format, questions_and_answers
+
+    config, fmt = prompt_format(scores_dir)
+    questions = questions_and_answers(scores_dir, ids, config.prompt_column)[0]
+    site = SiteForward(model, layer=config.layer, site=config.site, prune=False, embed_layer=config.embed_layer)
+    was_training = model.training
+    model.eval()
+    try:
+        encoder = PromptEncoder(tokenizer, fmt, prompt_tokens(config.max_length, model.config))
+        prefix = find_shared_prefix(encoder) if config.prefix_cache else None
+        scorer = Scorer(site, device=str(next(model.parameters()).device), backend=config.backend,
+                        config=config.replace(embed=True), prefix=prefix, batch_tokens=config.batch_tokens)  # fmt: skip
+        result = scorer.score(encoder.encode(questions))
+    finally:
+        site.close()
+        model.train(was_training)
+    width = model.config.hidden_size
+    rows = [np.full(width, np.nan, np.float32) if row is None else np.asarray(row, np.float32) for row in
+            result["embedding"]]  # fmt: skip
+    return np.asarray(result["score"], dtype=np.float64), np.stack(rows)
