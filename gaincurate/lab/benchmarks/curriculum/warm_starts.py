@@ -138,6 +138,12 @@ VERDICTS["embedding-mult"] = dataclasses.replace(
 VERDICTS["embedding-others"] = dataclasses.replace(
     VERDICTS["embedding-mult"], name="embedding-others", tasks=("cpu-chain", "cpu-arith"), seeds="310-311",
 )  # fmt: skip
+# Declared before its runs (docs/benchmark-history.md, "The default on cpu-mult's warm starts of a second CPU"): the
+# default as shipped against uniform alone, on the warm starts the running machine trains, fresh seeds.
+VERDICTS["default-mult"] = dataclasses.replace(
+    VERDICTS["embedding-mult"], name="default-mult", seeds="318-325", arms=("uniform", "probe"), primary=("probe",),
+    schedule={}, goal_arm="probe",
+)  # fmt: skip
 # Exploratory, on the pilot seeds (docs/benchmark-history.md, "The probe's draw on cpu-mult's warm starts"): the
 # options the probe has kept since before any run, against the default, where the default saves least.
 VERDICTS["draw-mult-pilot"] = dataclasses.replace(
