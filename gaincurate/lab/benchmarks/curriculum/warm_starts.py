@@ -139,10 +139,14 @@ VERDICTS["embedding-others"] = dataclasses.replace(
     VERDICTS["embedding-mult"], name="embedding-others", tasks=("cpu-chain", "cpu-arith"), seeds="310-311",
 )  # fmt: skip
 # Declared before its runs (docs/benchmark-history.md, "The default on cpu-mult's warm starts of a second CPU"): the
-# default as shipped against uniform alone, on the warm starts the running machine trains, fresh seeds.
+# default as shipped against uniform alone, on the warm starts the running machine trains, fresh seeds; then on the
+# two other tasks.
 VERDICTS["default-mult"] = dataclasses.replace(
     VERDICTS["embedding-mult"], name="default-mult", seeds="318-325", arms=("uniform", "probe"), primary=("probe",),
     schedule={}, goal_arm="probe",
+)  # fmt: skip
+VERDICTS["default-others"] = dataclasses.replace(
+    VERDICTS["default-mult"], name="default-others", tasks=("cpu-chain", "cpu-arith"), seeds="318-319",
 )  # fmt: skip
 # Exploratory, on the pilot seeds (docs/benchmark-history.md, "The probe's draw on cpu-mult's warm starts"): the
 # options the probe has kept since before any run, against the default, where the default saves least.
