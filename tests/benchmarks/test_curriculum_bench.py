@@ -296,7 +296,8 @@ def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(t
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)
     lines = [json.loads(line) for line in (tmp_path / "out" / "diagnosis.jsonl").read_text().splitlines()]
-    expected = {"embedding", "answer", "solution", "answer-after-solution", "angle", "angle-parts", "angle-live"}
+    expected = {"embedding", "answer", "solution", "answer-after-solution", "angle", "angle-parts", "angle-live",
+                "embedding-live", "embedding-both"}  # fmt: skip
     assert lines and all(set(line["candidates"]) == expected for line in lines)
 
 
