@@ -127,42 +127,6 @@ def test_a_7b_sized_model_s_features_take_1_kib_per_measured_prompt_and_the_pool
     assert rates.shape == (4096,) and peak < 32 * 2**20, peak
 
 
-def test_with_a_record_the_aim_weighs_each_prompt_s_own_informative_groups_against_the_fit_s_closeness():
-    """-(1 - q) m / tau with q = (c + R I) / (1 + R G), c = 1 - |estimate - target| / m, m = max(target, 1 - target),
-    I and G the prompt's informative groups and groups aged forget ** age: in float64 by hand. R = 0 is the plain aim;
-    a prompt never measured keeps it; of two with the same estimate, an informative record outranks an agreeing one."""
-    from gaincurate.schedule.state import ScheduleState
-
-    rng = np.random.default_rng(8)
-    gc_ids, rates = np.arange(40) * 2 + 3, rng.uniform(0, 1, 40)
-    drawn = rng.choice(gc_ids[:30], size=80)  # the last ten never measured
-    epochs, counts = rng.integers(0, 5, size=80), np.full(80, 8.0)
-    sums = rng.integers(0, 9, size=80).astype(np.float64)
-    memory = {"groups": {"gc_ids": drawn.tolist(), "epochs": epochs.tolist(), "sums": sums.tolist(),
-                         "counts": counts.tolist(), "logps": [None] * 80}}  # fmt: skip
-    state = ScheduleState(epoch=5, ranking=gc_ids, scores=np.zeros(40), memory=memory)
-    embeddings = rng.normal(size=(40, 6)).astype(np.float16)
-    for target, record in ((0.5, 1.0), (0.3, 0.5)):
-        options = ProbeOptions(target=target, tau=0.05, forget=0.8, record=record)
-        aim = ProbeStrategy(gc_ids, embeddings, options).aim(state, gc_ids[::-1], rates[::-1])[::-1]
-        widest = max(target, 1 - target)
-        for k, gc_id in enumerate(gc_ids):
-            mine = drawn == gc_id
-            ages = 0.8 ** (4 - epochs[mine].astype(np.float64))
-            told = math.fsum(ages * ((sums[mine] > 0) & (sums[mine] < 8)))
-            odds = (1 - abs(rates[k] - target) / widest + record * told) / (1 + record * math.fsum(ages))
-            assert math.isclose(aim[k], -(1 - odds) * widest / 0.05, rel_tol=1e-12, abs_tol=1e-12), (target, gc_id)
-        plain = ProbeStrategy(gc_ids, embeddings, ProbeOptions(target=target)).aim(state, gc_ids, rates)
-        assert np.array_equal(plain, -np.abs(rates - target) / 0.05)
-        assert np.allclose(aim[30:], plain[30:], rtol=1e-12, atol=1e-12)
-    twins = {
-        "groups": {"gc_ids": [3, 5], "epochs": [4, 4], "sums": [4.0, 8.0], "counts": [8.0, 8.0], "logps": [None] * 2}
-    }
-    state = ScheduleState(epoch=5, ranking=gc_ids, scores=np.zeros(40), memory=twins)
-    aim = ProbeStrategy(gc_ids, embeddings, ProbeOptions(record=1.0)).aim(state, gc_ids[:2], np.array([0.4, 0.4]))
-    assert aim[0] > aim[1]
-
-
 # -- following an improving policy ---------------------------------------------------------------------------------
 
 

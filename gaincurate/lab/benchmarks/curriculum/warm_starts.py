@@ -181,15 +181,6 @@ VERDICTS["slice-mult-pilot"] = dataclasses.replace(
     schedule={"probe-noslice": {"strategy": "probe", "uniform_share": 0.0}},
 )  # fmt: skip
 
-# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "A prompt's record of informative groups in the
-# probe's aim"): each prompt's own informative groups weigh in the aim beside the fit's closeness to the target.
-VERDICTS["record-mult-pilot"] = dataclasses.replace(
-    VERDICTS["draw-mult-pilot"], name="record-mult-pilot", arms=("uniform", "probe", "probe-record1",
-                                                                 "probe-record0.5"),
-    schedule={arm: {"strategy": "probe", "record": value} for arm, value in (("probe-record1", 1.0),
-                                                                             ("probe-record0.5", 0.5))},
-)  # fmt: skip
-
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"

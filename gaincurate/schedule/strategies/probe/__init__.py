@@ -24,10 +24,9 @@ made on all. Estimates are the fit's predictions clipped to [0, 1].
 
 The draw: epoch 0 (nothing measured yet) is uniform. Then `uniform_share` of the epoch uniformly from the whole pool,
 whatever the aim picks (the run's control: `gaincurate.schedule.control`), and the rest by a Gumbel-top-k draw with
-log-weight -|estimate - target| / tau from the prompts the slice left (with `--record`, each prompt's own informative
-groups weigh in: `probe.aim`); seeded by (seed, epoch). Every float that reaches the draw is the same on every CPU
-(docs/architecture.md): the ridge uses no BLAS, exp is `gaincurate.numerics.exp`, ageing is `int_powers`, and model
-outputs go through `recorded` before use.
+log-weight -|estimate - target| / tau from the prompts the slice left; seeded by (seed, epoch). Every float that
+reaches the draw is the same on every CPU (docs/architecture.md): the ridge uses no BLAS, exp is
+`gaincurate.numerics.exp`, ageing is `int_powers`, and model outputs go through `recorded` before use.
 """
 
 from __future__ import annotations
@@ -42,9 +41,8 @@ from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.options import NON_NEGATIVE, POSITIVE, RATE, Options, boolean, option, whole
+from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, whole
 from gaincurate.schedule.strategies import contract
-from gaincurate.schedule.strategies.probe.aim import log_weights
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 
 if TYPE_CHECKING:
@@ -122,8 +120,6 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    record: float = option(0.0, "Weight of each of a prompt's own informative groups (rewards in {0, 1}) in the aim, "
-                           "the fit's closeness to the target weighing 1; 0: the fit alone.", NON_NEGATIVE)  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
@@ -363,14 +359,9 @@ class ProbeStrategy(contract.Strategy):
         rates = estimate.rates[np.searchsorted(self.gc_ids, context.gc_ids)]
         sliced = int(self.options.uniform_share * context.subset_size + 0.5)
         control = contract.draw_order(np.zeros(context.n_prompts), rng)[:sliced]
-        aimed = contract.draw_order(self.aim(state, context.gc_ids, rates), rng)
+        aimed = contract.draw_order(-np.abs(rates - self.options.target) / self.options.tau, rng)
         order = np.concatenate([control, aimed[~np.isin(aimed, control)]]).astype(np.int64)
         return contract.Priority(order, rates, np.sort(control) if sliced else None)
-
-    def aim(self, state: ScheduleState, gc_ids: np.ndarray, rates: np.ndarray) -> np.ndarray:
-        """The aimed draw's log-weight of each of `gc_ids` (estimated `rates`): `probe.aim`."""
-        groups = Measured(state.memory).groups if self.options.record else None
-        return log_weights(self.options, rates, gc_ids, self.gc_ids, groups, now=state.epoch - 1)
 
     def describe(self, state: ScheduleState, context: contract.RankingContext, positions: np.ndarray) -> dict[str, Any]:
         """How the fit went (penalty, at the grid's edge, groups fitted) and the picked prompts' mean estimate."""
