@@ -12,7 +12,7 @@ import pytest
 from gaincurate.lab.benchmarks.curriculum import run_bench
 from gaincurate.lab.benchmarks.curriculum.bundled import BUNDLED
 from gaincurate.lab.benchmarks.curriculum.diagnosis import epoch_diagnosis, informative_auc, pearson_r, ranks
-from gaincurate.lab.benchmarks.curriculum.oracle import OracleNonzeroStrategy, informative_uniform
+from gaincurate.lab.benchmarks.curriculum.oracle import OracleDrawnStrategy, OracleNonzeroStrategy, informative_uniform
 from gaincurate.lab.benchmarks.curriculum.report import publish, report
 
 ARMS = ["dots", "oracle-nonzero"]
@@ -168,6 +168,27 @@ def test_oracle_nonzero_draws_uniformly_among_the_informative_prompts():
     assert arm.choose(State, Context, np.random.default_rng(0)).positions.tolist() == [1, 3, 5]
     report = arm.report(State, Context, type("Drawn", (), {"info": {}})())
     assert report.band is None and report.estimates.tolist() == rates.tolist()
+
+
+def test_oracle_drawn_draws_the_oracle_s_rates_exactly_as_probe_draws_its_estimates():
+    """Epoch 0 uniform, then probe's uniform tenth and its Gumbel-top-k near the target: the positions
+    `ProbeStrategy.choose` keeps first, given the same rates as its estimate and the same generator."""
+    from gaincurate.schedule.state import ScheduleState
+    from gaincurate.schedule.strategies.contract import RankingContext
+    from gaincurate.schedule.strategies.probe import Estimate, ProbeOptions, ProbeStrategy
+
+    rng = np.random.default_rng(3)
+    rates, gc_ids = rng.integers(0, 9, size=300) / 8, np.arange(300) * 2
+    context = RankingContext(gc_ids, np.zeros(300), 40)
+    arm = OracleDrawnStrategy(lambda ids, epoch: (rates, 5), target=0.5, rollouts=8)
+    probe = ProbeStrategy(gc_ids, rng.normal(size=(300, 4)).astype(np.float16), ProbeOptions())
+    for epoch in (0, 1, 5):
+        state = ScheduleState(epoch=epoch, ranking=gc_ids, scores=np.zeros(300))
+        probe._last = (state, Estimate(rates, {}) if epoch else None)
+        chosen = arm.choose(state, context, np.random.default_rng(epoch)).positions
+        expected = probe.choose(state, context, np.random.default_rng(epoch)).order[:40]
+        assert chosen.tolist() == sorted(expected.tolist()), epoch
+        assert epoch == 0 or np.mean(np.abs(rates[chosen] - 0.5)) < np.mean(np.abs(rates - 0.5))
 
 
 def test_an_angle_column_enters_the_fit_standardised_and_only_a_telling_one_helps():

@@ -53,7 +53,7 @@ def pair_name(strategy: str, seed: int) -> str:
 
 def known_strategies() -> tuple[str, ...]:
     """Every strategy the scheduler knows (read from its config, so new ones need no change here), plus the oracle
-    arms (oracle, oracle-nonzero)."""
+    arms (oracle, oracle-nonzero, oracle-drawn)."""
     from gaincurate.schedule.config import STRATEGIES
 
     return (*STRATEGIES, *ORACLE_ARMS)

@@ -14,6 +14,10 @@ cannot be asked for outside the bench.
 `oracle-nonzero` measures the same way but draws uniformly over the prompts measured with 0 < p < 1 (filling up
 uniformly from the rest when there are fewer than an epoch's worth): it avoids zero-variance groups without aiming
 at any pass rate, so oracle against oracle-nonzero says how much of the oracle's saving comes from each.
+
+`oracle-drawn` measures the same way but draws as `probe` draws from its estimates (epoch 0 uniform; then its
+uniform tenth and the rest by Gumbel-top-k with log-weight -|rate - target| / tau, at probe's default options): oracle
+against oracle-drawn says what the probe's draw costs with the oracle's rates in place of the probe's estimates.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from gaincurate.schedule.strategies.contract import About, Report, Selection, St
 
 NAME = "oracle"
 NONZERO = "oracle-nonzero"
+DRAWN = "oracle-drawn"
 
 Measure = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
 
@@ -113,7 +118,33 @@ class OracleNonzeroStrategy(OracleStrategy):
         return None  # it aims at no pass rate, only away from 0 and 1
 
 
-ARMS: dict[str, type[OracleStrategy]] = {NAME: OracleStrategy, NONZERO: OracleNonzeroStrategy}
+class OracleDrawnStrategy(OracleStrategy):
+    """The oracle's measurement, drawn as `probe` draws from its estimates (`ProbeStrategy.choose`, default options)."""
+
+    name = DRAWN
+    about = About(draws="every pool prompt measured with the current policy each epoch; drawn as probe draws")
+
+    def choose(self, state: Any, context: Any, rng: np.random.Generator) -> Selection:
+        self._epoch = int(state.epoch)  # epoch 0 is uniform, as probe's is before anything is measured
+        return super().choose(state, context, rng)
+
+    def pick(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        from gaincurate.schedule.strategies import contract
+        from gaincurate.schedule.strategies.probe import ProbeOptions
+
+        options = ProbeOptions(target=self.target)
+        if self._epoch == 0:
+            return np.sort(contract.draw_order(np.zeros(len(rates)), rng)[:count]).astype(np.int64)
+        control = contract.draw_order(np.zeros(len(rates)), rng)[: int(options.uniform_share * count + 0.5)]
+        aimed = contract.draw_order(-np.abs(rates - options.target) / options.tau, rng)
+        return np.sort(np.concatenate([control, aimed[~np.isin(aimed, control)]])[:count]).astype(np.int64)
+
+
+ARMS: dict[str, type[OracleStrategy]] = {
+    NAME: OracleStrategy,
+    NONZERO: OracleNonzeroStrategy,
+    DRAWN: OracleDrawnStrategy,
+}
 
 
 def nearest(rates: np.ndarray, target: float, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ class BenchRun:
 
     strategies: tuple[str, ...] | None = setting(
         None,
-        "Comma-separated arms: strategies, oracle, oracle-nonzero, or arms the config defines.",
+        "Comma-separated arms: strategies, oracle, oracle-nonzero, oracle-drawn, or arms the config defines.",
         shown="the config's",
         cli="words",
     )

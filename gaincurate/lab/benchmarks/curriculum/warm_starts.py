@@ -181,6 +181,13 @@ VERDICTS["slice-mult-pilot"] = dataclasses.replace(
     schedule={"probe-noslice": {"strategy": "probe", "uniform_share": 0.0}},
 )  # fmt: skip
 
+# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "The probe's draw with the oracle's rates at
+# cpu-mult"): the oracle's measurement drawn as the probe draws, beside the oracle and the default.
+VERDICTS["oracle-drawn-mult-pilot"] = dataclasses.replace(
+    VERDICTS["draw-mult-pilot"], name="oracle-drawn-mult-pilot", arms=("uniform", "probe", "oracle", "oracle-drawn"),
+    schedule={},
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
