@@ -188,6 +188,15 @@ VERDICTS["oracle-drawn-mult-pilot"] = dataclasses.replace(
     schedule={},
 )  # fmt: skip
 
+# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "The answer's likelihood over the whole pool at
+# cpu-mult"): the likelihood as its refresh measures it by default, and measured for every pool prompt every epoch.
+VERDICTS["likelihood-mult-pilot"] = dataclasses.replace(
+    VERDICTS["draw-mult-pilot"], name="likelihood-mult-pilot",
+    arms=("uniform", "probe", "probe-likelihood", "probe-likelihood-pool"),
+    schedule={"probe-likelihood": {"strategy": "probe", "likelihood": True},
+              "probe-likelihood-pool": {"strategy": "probe", "likelihood": True, "refresh": 9.0}},
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
