@@ -148,6 +148,17 @@ VERDICTS["default-mult"] = dataclasses.replace(
 VERDICTS["default-others"] = dataclasses.replace(
     VERDICTS["default-mult"], name="default-others", tasks=("cpu-chain", "cpu-arith"), seeds="318-319",
 )  # fmt: skip
+# Declared before its runs (docs/benchmark-history.md, "The likelihood as the default where rows carry answers, on the
+# second CPU's warm starts"): the likelihood beside the default at the same seeds, whose uniform and probe pairs are
+# default-mult's and default-others', copied.
+VERDICTS["likelihood-mult"] = dataclasses.replace(
+    VERDICTS["default-mult"], name="likelihood-mult", arms=("uniform", "probe", "probe-likelihood"),
+    primary=("probe", "probe-likelihood"), schedule={"probe-likelihood": {"strategy": "probe", "likelihood": True}},
+    goal_arm="probe-likelihood",
+)  # fmt: skip
+VERDICTS["likelihood-others"] = dataclasses.replace(
+    VERDICTS["likelihood-mult"], name="likelihood-others", tasks=("cpu-chain", "cpu-arith"), seeds="318-319",
+)  # fmt: skip
 # Exploratory, on the pilot seeds (docs/benchmark-history.md, "The probe's draw on cpu-mult's warm starts"): the
 # options the probe has kept since before any run, against the default, where the default saves least.
 VERDICTS["draw-mult-pilot"] = dataclasses.replace(
