@@ -89,7 +89,7 @@ def init(
         key: value for key, value in schedule_config.to_dict().items() if key not in schedule_config.options.names()
     }
     resolved = {**common, "n_prompts": n_prompts, "subset_size": scheduler.subset_size}
-    # The strategy's own options as the run stores them (likelihood, target, tau, ...), then what it
+    # The strategy's own options as its options dataclass resolved them (likelihood, target, tau, ...), then what it
     # derived from them: a user decides from the whole list, not from the common settings alone.
     resolved |= scheduler.config.options.to_dict() | dict(scheduler.strategy.about.settings)
     chosen = subset_choice(

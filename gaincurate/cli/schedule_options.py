@@ -144,7 +144,7 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
     defaults = {strategy: other.default for strategy, other in owned}
     shown = set(map(repr, defaults.values()))
     shown_texts = {other.metadata.get("shown") for _, other in owned}
-    if None in defaults.values():  # the field says what None means (`shown`), or the help does
+    if None in defaults.values():  # resolved later: the field says how (`shown`), or the help says what it means
         default = f" [default: {shown_texts.pop()}]" if len(shown_texts) == 1 and None not in shown_texts else ""
     elif len(shown) == 1:
         default = f" [default: {default_text(field)}]"
@@ -154,7 +154,7 @@ def _help(name: str, owned: list[tuple[str, dataclasses.Field]]) -> str:
 
 
 def _annotation(field: dataclasses.Field, help: str, panel: str) -> Any:
-    # bool before int
+    # bool before int; a "flag" may default to None, decided later (`Options.resolved`)
     base = next((k for k in (bool, int, str) if isinstance(field.default, k) or field.metadata["cli"] == "flag"), float)
     return option_annotation(field, base, help=help, panel=panel, parsers=_PARSERS)
 

@@ -6,7 +6,7 @@ gaincurate show scores --json | jq .spearman
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,10 +29,11 @@ def show(
     as_json: AsJson = False,
 ) -> None:
     """Show the top and bottom prompts, the score histogram, the length confound and the timings."""
+    from gaincurate.shards import read_manifest
     from gaincurate.show import render, summarize
 
     summary = summarize(scores_dir, against=against, top=top)
-    summary["default_reads"] = default_reads(summary["columns"])
+    summary["default_reads"] = default_reads(read_manifest(scores_dir), summary["columns"])
     emit(summary, as_json=as_json, human=lambda stdout: render(stdout.console, summary))
 
 
@@ -45,13 +46,17 @@ SIGNAL_WORDS = {
 }
 
 
-def default_reads(columns: list[str]) -> str:
+def default_reads(manifest: dict[str, Any], columns: list[str]) -> str:
     """Which signals the default strategy reads on these scores, so that what `show` prints first says whether this
     ranking is the one a run draws by."""
     from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
+    from gaincurate.schedule.strategies.contract import LIKELIHOOD
 
     config = ScheduleConfig(strategy=DEFAULT_STRATEGY)
     needs = set(config.strategy_class.about.needs) & set(SIGNAL_WORDS)
+    answers = manifest.get("answers") or {}
+    if getattr(config.options, "likelihood", False) is None and answers.get("present") and not answers.get("missing"):
+        needs.add(LIKELIHOOD)  # on by itself where every row has a reference answer
     if "gc_embedding" not in columns:
         needs.discard("embeddings")
     read = " and ".join(SIGNAL_WORDS[need] for need in sorted(needs)) or "none of these columns"

@@ -147,6 +147,10 @@ class Options:
     def to_dict(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
+    def resolved(self, scores: Any) -> Options:
+        """These options with those left to the data decided from `scores`, before a run stores them."""
+        return self
+
 
 def _default(cls: type[Options], name: str) -> Any:
     field = next(field for field in dataclasses.fields(cls) if field.name == name)

@@ -83,11 +83,11 @@ def test_truncated_rows_are_named_by_gc_id_a_handful_then_counted(gaincurate, tm
 def test_the_first_screen_says_which_signals_the_default_strategy_reads(gaincurate, tmp_path):
     scores = write_scores(tmp_path / "scores", np.linspace(0.0, 1.0, ROWS))
     manifest = read_json(scores / MANIFEST)
-    for answers in ({"present": True, "missing": 0}, {"present": False}):  # off by default, answers or not
+    for answers, likelihood in (({"present": True, "missing": 0}, True), ({"present": False}, False)):
         atomic_write_json(scores / MANIFEST, manifest | {"answers": answers})
         shown = gaincurate("show", scores)
         assert shown.returncode == 0, shown.stderr
         text = words(shown.stdout)
         assert "the default strategy (probe) does not rank by this score: it fits pass rates on" in text
-        assert "likelihood of each reference answer" not in text
+        assert ("likelihood of each reference answer" in text) == likelihood
         assert json.loads(gaincurate("show", scores, "--json").stdout)["default_reads"] in text

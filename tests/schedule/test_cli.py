@@ -147,11 +147,12 @@ def test_init_help_shows_the_common_options_first_and_each_strategys_in_its_own_
         assert set(cls.about.options.names()) <= option_names, cls.name
 
 
-def test_init_lists_every_setting_of_the_strategys_own_options_as_stored(tmp_path):
+def test_init_lists_every_setting_of_the_strategys_own_options_as_resolved(tmp_path):
     """Each strategy's options come from its options dataclass; init's table shows every one of them as the run
-    stores it, whatever else the strategy declares."""
+    resolved it (probe's likelihood decided from the scores, not left unset), whatever else the strategy declares."""
     from test_recorded_runs import write_recorded_scores
 
+    from gaincurate.schedule.run.inputs import load_scores
     from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
 
     scores = write_recorded_scores(tmp_path / "scores")  # embeddings and answers: every strategy can start on it
@@ -160,7 +161,7 @@ def test_init_lists_every_setting_of_the_strategys_own_options_as_stored(tmp_pat
         result = invoke("init", "--scores", scores, "--run", run, "--strategy", name, "--json")
         assert result.exit_code == 0, (name, result.output)
         params = json.loads(result.output)["params"]
-        expected = json.loads(json.dumps(load_run(run).config.options.to_dict()))
+        expected = json.loads(json.dumps(load_run(run).config.resolved(load_scores(scores)).options.to_dict()))
         assert set(expected) <= set(params), (name, set(expected) - set(params))
         # an option left to the data shows as the strategy sized it (gain's sigma in ranks); the others as set
         assert {key: params[key] for key, value in expected.items() if value is not None} == {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import Rescored, Scheduler
 from gaincurate.schedule.run import rundir
 from gaincurate.schedule.run.inputs import load_scores
+from gaincurate.schedule.run.steps import open_run
 from gaincurate.schedule.strategies.probe import FREE_COLUMNS, ProbeOptions, ProbeStrategy
 from gaincurate.schedule.strategies.probe.features import project
 
@@ -370,22 +372,29 @@ def test_while_every_rollout_is_wrong_a_step_asks_for_no_model_and_says_why(tmp_
         assert "none is measured until the rewards differ" in stepped.stderr
 
 
-def test_the_likelihood_is_off_unless_asked_even_where_every_prompt_has_an_answer(tmp_path):
-    """Off by default, answers or not (the embedding verdict, docs/benchmark-history.md); `--likelihood` turns it on,
-    stored so and said at init."""
+def test_the_likelihood_is_on_by_itself_where_every_prompt_has_an_answer_and_a_choice_overrides_it(tmp_path):
+    """Resolved once at init from the scores and stored so; `--no-likelihood` turns it off, `--likelihood` on."""
     scores = write_recorded_scores(tmp_path / "scores")
-    manifest = json.loads((scores / "manifest.json").read_text())  # what `gaincurate score` records
-    (scores / "manifest.json").write_text(
-        json.dumps(manifest | {"answers": {"column": "answer", "present": True, "missing": 0}})
-    )
-    for name, flags, on in [("default", [], False), ("on", ["--likelihood"], True)]:
+    unanswered = Path(shutil.copytree(scores, tmp_path / "bare"))
+    for directory, missing in [(scores, 0), (unanswered, 3)]:
+        manifest = json.loads((directory / "manifest.json").read_text())  # what `gaincurate score` records
+        (directory / "manifest.json").write_text(
+            json.dumps(manifest | {"answers": {"column": "answer", "present": True, "missing": missing}})
+        )
+    for name, directory, flags, on, line in [
+        ("answered", scores, [], True, "answer likelihood on (every prompt has an answer; --no-likelihood: off)"),
+        ("bare", unanswered, [], False, "answer likelihood off: not every prompt has a reference answer"),
+        ("off", scores, ["--no-likelihood"], False, None),
+    ]:
         run = tmp_path / "runs" / name
-        done = console("schedule", "init", "--scores", scores, "--run", run, "--subset-size", "4", *flags)
+        done = console("schedule", "init", "--scores", directory, "--run", run, "--subset-size", "4", *flags)
         assert done.returncode == 0, done.stderr
         assert rundir.load_run(run).config.options.likelihood is on
         assert json.loads((run / "state.json").read_text())["config"]["likelihood"] is on
-        assert ("answer likelihood on (--likelihood)" in done.stdout) is on
-    assert ScheduleConfig().options.likelihood is False
+        assert (line in done.stdout) if line else ("answer likelihood" not in done.stdout)
+    assert ScheduleConfig().options.likelihood is None  # left to the scores until a run is built on them
+    resumed = open_run(tmp_path / "runs" / "answered", scores, ScheduleConfig(subset_size=4), write=True)
+    assert resumed.config.options.likelihood is True  # a Python caller's unset choice resolves as the stored one did
 
 
 def test_where_each_prompt_is_all_right_or_all_wrong_the_likelihood_wastes_fewer_groups(tmp_path):

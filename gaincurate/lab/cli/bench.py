@@ -73,7 +73,7 @@ def curriculum(
         bool,
         typer.Option(
             "--demo",
-            help="See the saving in about three minutes (2 min 37 s on 2 idle AMD EPYC cores): the bundled `demo` "
+            help="See the saving in about four minutes (3 min 33 s on 2 idle AMD EPYC cores): the bundled `demo` "
             "bench (cpu-arith, uniform against the strategy a schedule uses when none is named, two fresh seeds, two "
             "workers), into --out.",
         ),
@@ -153,8 +153,8 @@ def _with_run_options(command: Any) -> Any:
 
 
 bench_app.command(
-    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against probe on its embedding alone, "
-    "2 min 37 s on 2 idle AMD EPYC cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
+    epilog="Examples:\n\n* `gaincurate bench curriculum --demo` (uniform against probe as shipped: the likelihood on, "
+    "3 min 33 s on 2 idle AMD EPYC cores)\n\n* `gaincurate bench curriculum --bench cpu-arith --out bench --smoke`\n\n"
     "* `gaincurate bench curriculum --bench cpu-arith --out bench --seeds 100-111 --workers 2`\n\n"
     "* `gaincurate bench curriculum --report docs/results/cpu-arith` (the published tables, re-derived)"
 )(_with_run_options(curriculum))

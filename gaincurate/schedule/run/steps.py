@@ -363,6 +363,12 @@ def open_run(
     """The run an in-process `Run` continues or starts in `run_dir`; None when it keeps no run directory."""
     if run_dir is not None and rundir.holds_run(run_dir):
         run = rundir.load_run(run_dir)
+        if (
+            config is not None
+            and config != run.config
+            and config.resolved(load_scores(Path(run.scores_dir))) == run.config
+        ):
+            config = run.config  # its unset options decided from the scores as the stored ones were
         if config is not None and config != run.config and write and rundir.untrained(run_dir):
             rundir.clear_untrained(run_dir)  # never trained on: started again with this config
             return open_run(run_dir, scores_dir, config, write=write)

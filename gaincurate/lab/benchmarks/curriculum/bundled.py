@@ -148,13 +148,13 @@ PROBE_PRIMARY = ("dots", "probe", "probe-likelihood")
 PROBE_LIKELIHOOD = {"strategy": "probe", "likelihood": True}
 
 # The ten-minute demonstration (`gaincurate bench curriculum --demo`): cpu-arith exactly as declared (task, warm
-# start, GRPO, target, analysis), uniform against probe on its embedding alone (the default strategy without the
-# likelihood), on two seeds that no comparison or pilot uses (comparisons: 100-147; pilots: 90-99). Two seeds show
-# the saving and are no verdict: a sign-flip test on two seeds cannot go below p 0.5. Two workers: about 2.5 minutes
-# on two idle cores, so a slower or busier laptop keeps inside the ten-minute bound.
+# start, GRPO, target, analysis), uniform against the default strategy as shipped (probe, the likelihood decided from
+# the scores: on, every row having an answer; the bench's plain probe arm is the embedding alone), on two seeds that
+# no comparison or pilot uses (comparisons: 100-147; pilots: 90-99). Two seeds show the saving and are no verdict: a
+# sign-flip test on two seeds cannot go below p 0.5. Two workers keep a slower or busier laptop inside ten minutes.
 _DEMO = dataclasses.replace(
     _CPU_ARITH, name="demo", strategies=("uniform", DEFAULT_STRATEGY), primary=(DEFAULT_STRATEGY,), seeds="200-201",
-    schedule={},
+    schedule={DEFAULT_STRATEGY: {"strategy": DEFAULT_STRATEGY, "likelihood": None}},
 )  # fmt: skip
 DEMO_WORKERS = 2
 

@@ -36,9 +36,9 @@ from gaincurate.progress import NULL_PROGRESS, Progress
 
 DECLARATION = "warm_starts.json"
 PILOT, COMPARE = "pilot", "compare"
-# `probe-default`: the default as the warm-start verdicts ran it, probe with the likelihood (then decided from the
-# scores, and on, every bench row having an answer) and the pause on. The default since the embedding verdict
-# (docs/benchmark-history.md, "The embedding alone as the default") is the plain `probe` arm.
+# `probe-default`: the default on the bench's rows, probe with the likelihood (decided from the scores, and on, every
+# bench row having an answer) and the pause on. The plain `probe` arm is the embedding alone (the harness sets it), the
+# default between the embedding verdict and the likelihood verdict (docs/benchmark-history.md).
 PROBE_DEFAULT = {"strategy": "probe", "likelihood": True}
 # probe on its embedding alone as it ran before the in-run control: no likelihood, never paused.
 PROBE_ALONE = {"strategy": "probe", "likelihood": False, "pause": False}

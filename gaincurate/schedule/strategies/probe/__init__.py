@@ -41,7 +41,7 @@ from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
 from gaincurate.numerics import exp, int_powers, recorded
-from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, whole
+from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, optional, whole
 from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
 
@@ -54,11 +54,12 @@ FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its r
                 "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
-    "answer likelihood on (--likelihood), measured after an epoch with the newest model (live, or --checkpoint) where "
-    "a draw can use it; until then, and for prompts never measured, the fit uses the embedding alone. Where the "
-    "answer follows reasoning it is a proxy: the run's uniform control says whether aiming saves, and the refresh "
-    "pauses while it does not (--no-pause: never)"
+    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
+    "model (live, or --checkpoint) where a draw can use it; until then, and for prompts never measured, the fit uses "
+    "the embedding alone. Where the answer follows reasoning it is a proxy: the run's uniform control says whether "
+    "aiming saves, and the refresh pauses while it does not (--no-pause: never)"
 )
+NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
 
 
 def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -110,18 +111,24 @@ class ProbeOptions(Options):
     uniform_share: float = option(
         0.1, "Share of each epoch drawn uniformly from the whole pool: the run's control, and the fit's coverage.", RATE
     )
-    # Off: across every task's warm starts the embedding alone saved within 0.05 of it, its refresh paid before a run
-    # can tell whether it pays (docs/benchmark-history.md, "The embedding alone as the default").
-    likelihood: bool = option(
-        False, "Add the policy's log-probability of the reference answer (after reasoning a proxy the fit weighs).",
-        boolean, cli="flag",
-    )  # fmt: skip
+    # On where every prompt has an answer: on the second CPU's warm starts it saved 0.08 more than the embedding alone
+    # on cpu-mult, within 0.05 on the others (docs/benchmark-history.md, "The likelihood as the default where rows carry
+    # answers"). None: decided from the scores once (`resolved`), and stored so.
+    likelihood: bool | None = option(
+        None, "Add the policy's log-probability of the reference answer (after reasoning a proxy the fit weighs).",
+        optional(boolean), cli="flag", shown="on when every prompt has a reference answer")  # fmt: skip
     answer_template: str = option(
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
+
+    def resolved(self, scores: Any) -> ProbeOptions:
+        """Unset, the likelihood is on where the manifest records an answer for every prompt."""
+        answers = (scores.manifest.get("answers") or {}) if scores is not None else {}
+        on = answers.get("present") is True and answers.get("missing") == 0
+        return replace(self, likelihood=on) if self.likelihood is None else self
 
 
 WEIGHED, EQUAL_REWARDS, NONE_CARRIED = "weighed", "equal rewards", "none carried"
@@ -223,9 +230,9 @@ class ProbeStrategy(contract.Strategy):
     name = "probe"
     about = contract.About(
         options=ProbeOptions,
-        summary="pass rates predicted by a ridge fit across prompts on the embedding (over four warm starts 0.34x "
-        "uniform's compute on cpu-chain, 0.42x on cpu-arith, 0.72x on cpu-mult) and, with --likelihood, on the "
-        "policy's probability of each prompt's reference answer (0.35x, 0.44x, 0.68x)",
+        summary="pass rates predicted by a ridge fit across prompts on the embedding and, where every prompt has a "
+        "reference answer, the policy's probability of it (over four warm starts 0.42x uniform's compute on "
+        "cpu-chain, 0.56x on cpu-arith, 0.63x on cpu-mult; the embedding alone 0.41x, 0.52x, 0.71x)",
         draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
         "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
         needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
@@ -258,6 +265,8 @@ class ProbeStrategy(contract.Strategy):
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         strategy = cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
+        if inputs.initial and not options.likelihood and not ProbeOptions().resolved(inputs.scores).likelihood:
+            strategy.about = replace(strategy.about, notes=(NO_ANSWERS_NOTE,))
         return strategy
 
     def start(self, prompts: contract.PromptSet) -> tuple[np.ndarray, dict[str, Any]]:
