@@ -129,10 +129,10 @@ class OracleDrawnStrategy(OracleStrategy):
         return super().choose(state, context, rng)
 
     def pick(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        from gaincurate.schedule.config import ScheduleConfig
         from gaincurate.schedule.strategies import contract
-        from gaincurate.schedule.strategies.probe import ProbeOptions
 
-        options = ProbeOptions(target=self.target)
+        options = ScheduleConfig(strategy="probe", target=self.target).options  # probe's defaults, its target ours
         if self._epoch == 0:
             return np.sort(contract.draw_order(np.zeros(len(rates)), rng)[:count]).astype(np.int64)
         control = contract.draw_order(np.zeros(len(rates)), rng)[: int(options.uniform_share * count + 0.5)]
