@@ -99,13 +99,11 @@ def predict(features: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen penalty strength, whether it sits at an end of the grid, the held-out error of each, and the chosen
-    fit's predictions of the held-out rows (clipped to [0, 1])."""
+    """The chosen penalty strength, whether it sits at an end of the grid, and the held-out error of each."""
 
     strength: float
     at_edge: bool
     errors: tuple[float, ...]
-    held_out: np.ndarray
 
 
 def choose_strength(
@@ -120,11 +118,10 @@ def choose_strength(
     if not train.any() or not test.any():
         return None, whole
     test_features, test_weights, test_labels = features[test], weights[test], labels[test]
-    errors, predictions = [], []
+    errors = []
     for strength in STRENGTHS:
         beta = solve(system, penalty_vector(features.shape[1], free=free, strength=strength))
-        predictions.append(np.clip(predict(test_features, beta), 0.0, 1.0))
-        miss = predictions[-1] - test_labels
+        miss = np.clip(predict(test_features, beta), 0.0, 1.0) - test_labels
         errors.append(math.fsum((test_weights * miss * miss).tolist()))
     best = min(range(len(STRENGTHS)), key=lambda k: (errors[k], -k))
-    return Choice(STRENGTHS[best], best in (0, len(STRENGTHS) - 1), tuple(errors), predictions[best]), whole
+    return Choice(STRENGTHS[best], best in (0, len(STRENGTHS) - 1), tuple(errors)), whole

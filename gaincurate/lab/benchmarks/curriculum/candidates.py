@@ -36,8 +36,7 @@ import numpy as np
 
 from gaincurate.difficulty import ridge
 from gaincurate.lab.benchmarks.curriculum.diagnosis import epoch_diagnosis, pearson_r, ranks
-from gaincurate.schedule.strategies.probe import FREE_COLUMNS
-from gaincurate.schedule.strategies.probe.likelihood import likelihood_columns, likelihood_scale
+from gaincurate.schedule.strategies.probe import FREE_COLUMNS, likelihood_columns, likelihood_scale
 
 EMBEDDING = "embedding"  # the fit on the embedding alone
 # The chain task's completion (chain.completion): the steps, "=", the answer.

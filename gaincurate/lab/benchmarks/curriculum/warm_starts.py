@@ -208,26 +208,6 @@ VERDICTS["likelihood-mult-pilot"] = dataclasses.replace(
               "probe-likelihood-pool": {"strategy": "probe", "likelihood": True, "refresh": 9.0}},
 )  # fmt: skip
 
-# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "The answer's probability as the estimate at
-# cpu-mult"): the likelihood's fresh probability in place of the fit's estimate, always and where it predicted better.
-PROBE_BETTER = PROBE_DEFAULT | {"use_probability": "when-better"}
-VERDICTS["probability-mult-pilot"] = dataclasses.replace(
-    VERDICTS["draw-mult-pilot"], name="probability-mult-pilot",
-    arms=("uniform", "probe", "probe-likelihood", "probe-fresh", "probe-better"),
-    schedule={"probe-likelihood": PROBE_DEFAULT, "probe-fresh": PROBE_DEFAULT | {"use_probability": "fresh"},
-              "probe-better": PROBE_BETTER},
-)  # fmt: skip
-# Declared with it, run only if the pilot's rule sends `probe-better` on: beside the default as shipped at the seeds of
-# the likelihood verdict, whose uniform and probe-likelihood pairs are copied.
-VERDICTS["probability-mult"] = dataclasses.replace(
-    VERDICTS["likelihood-mult"], name="probability-mult", arms=("uniform", "probe-likelihood", "probe-better"),
-    primary=("probe-likelihood", "probe-better"), goal_arm="probe-better",
-    schedule={"probe-likelihood": PROBE_DEFAULT, "probe-better": PROBE_BETTER},
-)  # fmt: skip
-VERDICTS["probability-others"] = dataclasses.replace(
-    VERDICTS["probability-mult"], name="probability-others", tasks=("cpu-chain", "cpu-arith"), seeds="318-319",
-)  # fmt: skip
-
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"

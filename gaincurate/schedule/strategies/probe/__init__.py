@@ -40,25 +40,18 @@ import numpy as np
 from gaincurate.difficulty import ridge
 from gaincurate.difficulty.reference import embeddings_from_table
 from gaincurate.errors import ConfigError
-from gaincurate.numerics import int_powers, recorded
+from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, optional, whole
 from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
-from gaincurate.schedule.strategies.probe.likelihood import (
-    CHOICES,
-    NEVER,
-    estimates,
-    likelihood_columns,
-    likelihood_scale,
-)
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
+LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit",
-                "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used",
-                "from_probability": "estimates that are the answer's probability"}  # fmt: skip
+                "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
     "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
@@ -67,6 +60,18 @@ LIKELIHOOD_NOTE = (
     "aiming saves, and the refresh pauses while it does not (--no-pause: never)"
 )
 NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
+
+
+def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and spread (1 where there is none) of the likelihood columns over the pool's measured prompts; None
+    when none was measured (or the probe reads no likelihood)."""
+    if pool_logps is None or not np.isfinite(pool_logps).any():
+        return None
+    reference = likelihood_columns(pool_logps[np.isfinite(pool_logps)])
+    mean = reference.mean(axis=0)
+    centred = reference - mean
+    spread = np.sqrt((centred * centred).mean(axis=0))
+    return mean, np.where(spread > 0, spread, 1.0)
 
 
 def check_answers(scores: Any) -> None:
@@ -116,10 +121,6 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    use_probability: str = option(
-        NEVER, "Where the answer's likelihood was measured after the last epoch, its probability as the estimate "
-        "(a short exact answer at temperature 1); when-better: where it predicted the newest epoch better.",
-        choices=CHOICES)  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
@@ -141,6 +142,15 @@ def reaches_draw(groups: dict[str, np.ndarray]) -> str:
     if not len(labels) or labels.min() == labels.max():
         return EQUAL_REWARDS
     return WEIGHED if np.isfinite(groups["logps"]).any() else NONE_CARRIED
+
+
+def likelihood_columns(logps: np.ndarray) -> np.ndarray:
+    """[N, 2]: the answer's probability and its log-probability (floored), NaN where unmeasured."""
+    floored = np.maximum(logps, LOGP_FLOOR)  # NaN stays NaN
+    measured = np.isfinite(floored)
+    probability = np.full(len(logps), np.nan)
+    probability[measured] = exp(floored[measured])  # not np.exp: its bits vary by CPU
+    return np.stack([probability, floored], axis=1)
 
 
 class Measured:
@@ -329,10 +339,7 @@ class ProbeStrategy(contract.Strategy):
         if pool_logps is not None:  # the fit's groups whose prompt had one measured before; whether it weighs it
             info["likelihood_groups"] = int(np.isfinite(groups["logps"]).sum())
             info["likelihood_weighed"] = bool(scale is not None and np.any(beta[1:FREE_COLUMNS] != 0.0))
-        rates, use = np.clip(rates, 0.0, 1.0), self.options.use_probability
-        if scale is not None and use != NEVER:  # the figure only where it is asked for
-            rates, info["from_probability"] = estimates(rates, self.gc_ids, measured, use, held_out, choice, now)
-        return Estimate(rates, info)
+        return Estimate(np.clip(rates, 0.0, 1.0), info)
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
         """[intercept, probability, log-probability, embedding columns] of `rows`; the likelihood columns
