@@ -208,24 +208,6 @@ VERDICTS["likelihood-mult-pilot"] = dataclasses.replace(
               "probe-likelihood-pool": {"strategy": "probe", "likelihood": True, "refresh": 9.0}},
 )  # fmt: skip
 
-# Exploratory, on the same pilot seeds (docs/benchmark-history.md, "The likelihood's drift at cpu-mult"): the default
-# reading each likelihood as moved by the pool's drift per epoch since it was measured.
-PROBE_DRIFT = PROBE_DEFAULT | {"drift": True}
-VERDICTS["drift-mult-pilot"] = dataclasses.replace(
-    VERDICTS["draw-mult-pilot"], name="drift-mult-pilot", arms=("uniform", "probe", "probe-likelihood", "probe-drift"),
-    schedule={"probe-likelihood": PROBE_DEFAULT, "probe-drift": PROBE_DRIFT},
-)  # fmt: skip
-# Declared with it, run only if the pilot's rule sends `probe-drift` on: beside the default as shipped at the seeds of
-# the likelihood verdict, whose uniform and probe-likelihood pairs are copied.
-VERDICTS["drift-mult"] = dataclasses.replace(
-    VERDICTS["likelihood-mult"], name="drift-mult", arms=("uniform", "probe-likelihood", "probe-drift"),
-    primary=("probe-likelihood", "probe-drift"), goal_arm="probe-drift",
-    schedule={"probe-likelihood": PROBE_DEFAULT, "probe-drift": PROBE_DRIFT},
-)  # fmt: skip
-VERDICTS["drift-others"] = dataclasses.replace(
-    VERDICTS["drift-mult"], name="drift-others", tasks=("cpu-chain", "cpu-arith"), seeds="318-319",
-)  # fmt: skip
-
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"

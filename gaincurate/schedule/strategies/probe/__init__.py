@@ -15,8 +15,7 @@ Features, per prompt:
   (`gaincurate.scoring.likelihood`), refreshed after each epoch from the live model or the newest checkpoint
   (`wants` / `observe`), only what a draw can use (`wants`; `probe.refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
-  it: its two columns, like the intercept, are not penalised, the embedding's are. With `--drift` a value measured
-  epochs ago reads as moved by the pool's drift per epoch since (`probe.memory`).
+  it: its two columns, like the intercept, are not penalised, the embedding's are.
 
 The fit: labels y (mean reward of a group, in [0, 1]), weights (group size * forget ** age), each row's features
 as they stood when the group was drawn. The penalty is chosen each epoch from `ridge.STRENGTHS` by the weighted
@@ -45,15 +44,14 @@ from gaincurate.numerics import exp, int_powers, recorded
 from gaincurate.schedule.options import POSITIVE, RATE, Options, boolean, option, optional, whole
 from gaincurate.schedule.strategies import contract
 from gaincurate.schedule.strategies.probe.features import EmbeddingFeatures
-from gaincurate.schedule.strategies.probe.memory import LOGP_FLOOR, Measured
 
 if TYPE_CHECKING:
     from gaincurate.schedule.feedback import Feedback
     from gaincurate.schedule.state import ScheduleState
 
+LOGP_FLOOR = -30.0  # a log-probability below this says "never": clipped, so one hopeless prompt does not set the scale
 FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its range's limit",
-                "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used",
-                "likelihood_drift": "likelihood drift per epoch (nats)"}  # fmt: skip
+                "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
     "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
@@ -123,8 +121,6 @@ class ProbeOptions(Options):
         "{answer}", "The completion whose probability is measured; {answer} is the reference answer.", _answer_template,
         cli="text",
     )  # fmt: skip
-    drift: bool = option(False, "Read a likelihood measured epochs ago as moved by the pool's drift per epoch since.",
-                         boolean, cli="flag")  # fmt: skip
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
@@ -155,6 +151,68 @@ def likelihood_columns(logps: np.ndarray) -> np.ndarray:
     probability = np.full(len(logps), np.nan)
     probability[measured] = exp(floored[measured])  # not np.exp: its bits vary by CPU
     return np.stack([probability, floored], axis=1)
+
+
+class Measured:
+    """The memory as arrays: every trained group (gc_id, epoch, reward sum, rollouts, the answer's log-probability
+    when drawn) and the newest log-probability of each measured prompt (gc_id, value, epoch)."""
+
+    GROUPS = ("gc_ids", "epochs", "sums", "counts", "logps")
+    LATEST = ("gc_ids", "values", "epochs")
+
+    def __init__(self, memory: dict[str, Any] | None) -> None:
+        memory = memory or {}
+        groups, latest = memory.get("groups", {}), memory.get("likelihood", {})
+        self.groups = {key: _array(groups.get(key, []), key) for key in self.GROUPS}
+        self.latest = {key: _array(latest.get(key, []), key) for key in self.LATEST}
+
+    def to_memory(self) -> dict[str, Any]:
+        return {"groups": {key: _listed(v) for key, v in self.groups.items()},
+                "likelihood": {key: _listed(v) for key, v in self.latest.items()}}  # fmt: skip
+
+    def logps_of(self, gc_ids: np.ndarray) -> np.ndarray:
+        """The newest log-probability of each of `gc_ids` (NaN: never measured)."""
+        out = np.full(len(gc_ids), np.nan)
+        known, rows = _lookup(self.latest["gc_ids"], gc_ids)
+        out[known] = self.latest["values"][rows]
+        return out
+
+    def add_groups(self, per_prompt: dict[int, tuple[float, int]], epoch: int) -> None:
+        ids = np.asarray(sorted(per_prompt), dtype=np.int64)
+        new = {"gc_ids": ids, "epochs": np.full(len(ids), epoch, dtype=np.int64),
+               "sums": np.asarray([per_prompt[int(i)][0] for i in ids], dtype=np.float64),
+               "counts": np.asarray([per_prompt[int(i)][1] for i in ids], dtype=np.float64),
+               "logps": self.logps_of(ids)}  # fmt: skip
+        self.groups = {key: np.concatenate([self.groups[key], new[key]]) for key in self.GROUPS}
+
+    def add_likelihood(self, gc_ids: np.ndarray, values: np.ndarray, epoch: int) -> None:
+        kept = ~np.isin(self.latest["gc_ids"], gc_ids)
+        ids = np.concatenate([self.latest["gc_ids"][kept], gc_ids])
+        order = np.argsort(ids, kind="stable")
+        values = np.asarray([recorded(float(v)) for v in values], dtype=np.float64)  # model floats: rounded once
+        epochs = np.full(len(values), epoch, dtype=np.int64)
+        self.latest = {"gc_ids": ids[order],
+                       "values": np.concatenate([self.latest["values"][kept], values])[order],
+                       "epochs": np.concatenate([self.latest["epochs"][kept], epochs])[order]}  # fmt: skip
+
+
+def _array(values: list[Any], key: str) -> np.ndarray:
+    if key in ("gc_ids", "epochs"):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _listed(values: np.ndarray) -> list[Any]:
+    if values.dtype.kind == "i":
+        return [int(v) for v in values]
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def _lookup(sorted_ids: np.ndarray, gc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `gc_ids` are in `sorted_ids`, their rows there)."""
+    rows = np.minimum(np.searchsorted(sorted_ids, gc_ids), max(len(sorted_ids) - 1, 0))
+    known = (sorted_ids[rows] == gc_ids) if len(sorted_ids) else np.zeros(len(gc_ids), dtype=bool)
+    return known, rows[known]
 
 
 @dataclass(frozen=True)
@@ -219,10 +277,9 @@ class ProbeStrategy(contract.Strategy):
     ) -> dict[str, Any]:
         """The memory with the epoch's groups and the answer likelihoods measured after it (the next draw's)."""
         measured = Measured(state.memory)
-        measured.add_groups(contract.per_prompt_feedback(feedback, self.name), state.epoch, aged=self.options.drift)
+        measured.add_groups(contract.per_prompt_feedback(feedback, self.name), state.epoch)
         if fresh.likelihood is not None and fresh.gc_ids is not None:
-            ids, values = np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood)
-            measured.add_likelihood(ids, values, state.epoch, drift=self.options.drift)
+            measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
     def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
@@ -234,8 +291,7 @@ class ProbeStrategy(contract.Strategy):
             return contract.Wants()
         measured = Measured(state.memory)
         if end.feedback is not None:  # the next fit's groups: the epoch's added (the newest likelihoods unchanged)
-            groups = contract.per_prompt_feedback(end.feedback, self.name)
-            measured.add_groups(groups, state.epoch, aged=self.options.drift)
+            measured.add_groups(contract.per_prompt_feedback(end.feedback, self.name), state.epoch)
             why = reaches_draw(self.weighed(measured, now=state.epoch))
             if why == EQUAL_REWARDS:
                 return contract.Wants()
@@ -263,8 +319,7 @@ class ProbeStrategy(contract.Strategy):
         if not len(groups["gc_ids"]):
             return None
         rows = np.searchsorted(self.gc_ids, groups["gc_ids"])
-        aged = now if self.options.drift else None
-        pool_logps = measured.logps_of(self.gc_ids, aged) if self.options.likelihood else None
+        pool_logps = measured.logps_of(self.gc_ids) if self.options.likelihood else None
         # Where the likelihood cannot be weighed, its columns stay 0 (their coefficients are 0 in exact arithmetic
         # too), so that nothing measured after the epoch changes the draw: the refresh relies on it.
         weighs = pool_logps is not None and reaches_draw(self.weighed(measured, now=now)) == WEIGHED
@@ -284,8 +339,6 @@ class ProbeStrategy(contract.Strategy):
         if pool_logps is not None:  # the fit's groups whose prompt had one measured before; whether it weighs it
             info["likelihood_groups"] = int(np.isfinite(groups["logps"]).sum())
             info["likelihood_weighed"] = bool(scale is not None and np.any(beta[1:FREE_COLUMNS] != 0.0))
-            if self.options.drift:
-                info["likelihood_drift"] = measured.drift
         return Estimate(np.clip(rates, 0.0, 1.0), info)
 
     def _design(self, rows: np.ndarray, logps: np.ndarray | None, scale: tuple | None) -> np.ndarray:
