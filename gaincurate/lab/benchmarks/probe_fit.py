@@ -21,7 +21,8 @@ import numpy as np
 
 def measure(prompts: int, width: int, per_epoch: int = 4096, epochs: int = 3) -> dict[str, float]:
     from gaincurate.schedule.state import ScheduleState
-    from gaincurate.schedule.strategies.probe import Measured, ProbeStrategy
+    from gaincurate.schedule.strategies.probe import ProbeStrategy
+    from gaincurate.schedule.strategies.probe.memory import Measured
 
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(prompts, width)).astype(np.float16).astype(np.float32)

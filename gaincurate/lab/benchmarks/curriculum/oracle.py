@@ -131,13 +131,12 @@ class OracleDrawnStrategy(OracleStrategy):
     def pick(self, rates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
         from gaincurate.schedule.config import ScheduleConfig
         from gaincurate.schedule.strategies import contract
+        from gaincurate.schedule.strategies.probe import aimed_order
 
         options = ScheduleConfig(strategy="probe", target=self.target).options  # probe's defaults, its target ours
         if self._epoch == 0:
             return np.sort(contract.draw_order(np.zeros(len(rates)), rng)[:count]).astype(np.int64)
-        control = contract.draw_order(np.zeros(len(rates)), rng)[: int(options.uniform_share * count + 0.5)]
-        aimed = contract.draw_order(-np.abs(rates - options.target) / options.tau, rng)
-        return np.sort(np.concatenate([control, aimed[~np.isin(aimed, control)]])[:count]).astype(np.int64)
+        return np.sort(aimed_order(rates, options, count, rng)[0][:count])
 
 
 ARMS: dict[str, type[OracleStrategy]] = {
