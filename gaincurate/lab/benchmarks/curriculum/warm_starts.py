@@ -208,6 +208,17 @@ VERDICTS["likelihood-mult-pilot"] = dataclasses.replace(
               "probe-likelihood-pool": {"strategy": "probe", "likelihood": True, "refresh": 9.0}},
 )  # fmt: skip
 
+# Declared before its runs (docs/benchmark-history.md, "The default on four more of cpu-mult's warm starts"): the
+# default as shipped on bench rows on warm starts it has never run on; then read over all eight with the likelihood
+# verdict's pairs of warm starts 0-3, copied.
+VERDICTS["default-mult-more"] = dataclasses.replace(
+    VERDICTS["likelihood-mult"], name="default-mult-more", warm_starts=(4, 5, 6, 7),
+    arms=("uniform", "probe-likelihood"), primary=("probe-likelihood",),
+)  # fmt: skip
+VERDICTS["default-mult-eight"] = dataclasses.replace(
+    VERDICTS["default-mult-more"], name="default-mult-eight", warm_starts=tuple(range(8)),
+)  # fmt: skip
+
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
     return Path(out) / task / f"ws{warm_start}"
