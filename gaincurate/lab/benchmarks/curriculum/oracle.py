@@ -119,7 +119,7 @@ class OracleNonzeroStrategy(OracleStrategy):
 
 
 class OracleDrawnStrategy(OracleStrategy):
-    """The oracle's measurement, drawn as `probe` draws from its estimates (`ProbeStrategy.choose`, default options)."""
+    """The oracle's measurement, drawn as `probe` draws from its estimates (`probe.aimed_order`, default options)."""
 
     name = DRAWN
     about = About(draws="every pool prompt measured with the current policy each epoch; drawn as probe draws")
