@@ -181,8 +181,8 @@ class ProbeStrategy(contract.Strategy):
     about = contract.About(
         options=ProbeOptions,
         summary="pass rates predicted by a ridge fit across prompts on the embedding and, where every prompt has a "
-        "reference answer, the policy's probability of it (over four warm starts 0.42x uniform's compute on "
-        "cpu-chain, 0.56x on cpu-arith, 0.63x on cpu-mult; the embedding alone 0.41x, 0.52x, 0.71x)",
+        "reference answer, the policy's probability of it (on one CPU's warm starts 0.42x uniform's compute on "
+        "cpu-chain and 0.56x on cpu-arith over four, 0.68x on cpu-mult over eight, none above 0.88x)",
         draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
         "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
         needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
