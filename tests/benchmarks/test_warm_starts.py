@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -97,6 +98,18 @@ def test_the_report_re_derives_from_the_published_files_and_refuses_moved_target
     bench.write_text(json.dumps(kept))
     with pytest.raises(ConfigError, match="targets"):
         report(published)
+
+
+def test_a_unit_assembled_from_copied_pairs_records_its_config_and_reports(tiny_run, tmp_path):
+    """Pairs copied in without the bench.json a training run writes (a verdict reusing another's pairs): the run
+    trains nothing, records the config, and the report reads the units as if they had trained there."""
+    out, _, table = tiny_run
+    copied = tmp_path / "copied"
+    shutil.copytree(out, copied)
+    for k in (0, 1):
+        (unit_folder(copied, "cpu-arith", k) / "compare" / "bench.json").unlink()
+    run_warm_starts(TINY, copied, smoke=True)
+    assert report(copied)[1] == table
 
 
 @pytest.mark.parametrize("folder,table", PUBLISHED, ids=[folder for folder, _ in PUBLISHED])

@@ -94,7 +94,7 @@ def run_bench(
         raise ConfigError(f"unknown arm {unknown[0]!r}; the bench runs {', '.join(known)}")
     seed_list = config.seed_list if seeds is None else parse_seeds(seeds)
     out = Path(out_dir)
-    _claim(out, config)
+    claim(out, config)
     assets = prepare_assets(config, out, progress)
     todo = [(s, seed) for seed in seed_list for s in chosen if not _pair_file(out, s, seed).is_file()]
     todo = todo[:max_pairs] if max_pairs is not None else todo
@@ -280,7 +280,7 @@ def _pair_file(out: Path, strategy: str, seed: int) -> Path:
     return out / "pairs" / f"{pair_name(strategy, seed)}.json"
 
 
-def _claim(out: Path, config: BenchConfig) -> None:
+def claim(out: Path, config: BenchConfig) -> None:
     """Record the config in `out/bench.json`, or check that the bench already there ran the same one."""
     identity = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
     stored_file = out / "bench.json"

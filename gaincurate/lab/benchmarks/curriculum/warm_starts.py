@@ -283,13 +283,16 @@ class _Unit:
 
     def advance(self) -> None:
         """Step through phases whose jobs are all done (finishing each bench as its phase ends)."""
-        from gaincurate.lab.benchmarks.curriculum.bench import finish
+        from gaincurate.lab.benchmarks.curriculum.bench import claim, finish
         from gaincurate.lab.benchmarks.curriculum.report import pilot_targets
 
+        # Each phase claims its folder before finishing it: one assembled wholly from copied pairs trains nothing,
+        # and would otherwise have no bench.json for a report to read (or to check the copies against).
         while not self.pending and not self.running and self.phase != "done":
             if self.phase == "assets":
                 self.phase, self.pending = PILOT, _missing(self.pilot, self.folder / PILOT)
             elif self.phase == PILOT:
+                claim(self.folder / PILOT, self.pilot)
                 summary = finish(self.folder / PILOT, self.pilot, self.pilot.strategies)
                 targets = pilot_targets(summary)
                 if not targets and not self.verdict.smoke:  # no gain, no target by the declared rule
@@ -302,6 +305,7 @@ class _Unit:
                 self.pending = _missing(compare, self.folder / COMPARE)
             else:
                 if (self.folder / COMPARE / "pairs").is_dir():
+                    claim(self.folder / COMPARE, self.compare)
                     finish(self.folder / COMPARE, self.compare, self.compare.strategies)
                 self.phase = "done"
 
