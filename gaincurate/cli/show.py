@@ -52,11 +52,10 @@ def default_reads(manifest: dict[str, Any], columns: list[str]) -> str:
     from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
     from gaincurate.schedule.strategies.contract import LIKELIHOOD
 
-    config = ScheduleConfig(strategy=DEFAULT_STRATEGY)
+    config = ScheduleConfig(strategy=DEFAULT_STRATEGY).resolved(manifest)
     needs = set(config.strategy_class.about.needs) & set(SIGNAL_WORDS)
-    answers = manifest.get("answers") or {}
-    if getattr(config.options, "likelihood", False) is None and answers.get("present") and not answers.get("missing"):
-        needs.add(LIKELIHOOD)  # on by itself where every row has a reference answer
+    if getattr(config.options, "likelihood", False):
+        needs.add(LIKELIHOOD)  # decided from the manifest as a run would decide it
     if "gc_embedding" not in columns:
         needs.discard("embeddings")
     read = " and ".join(SIGNAL_WORDS[need] for need in sorted(needs)) or "none of these columns"

@@ -156,9 +156,10 @@ class ScheduleConfig:
         """The data_source of verl rows (None for TRL rows)."""
         return (self.data_source or VERL_DATA_SOURCE) if self.format == "verl" else None
 
-    def resolved(self, scores: Any) -> ScheduleConfig:
-        """This config with the options its strategy leaves to the data decided from `scores` (`Options.resolved`)."""
-        return ScheduleConfig.from_dict(self.to_dict() | self.options.resolved(scores).to_dict())
+    def resolved(self, manifest: dict[str, Any]) -> ScheduleConfig:
+        """This config with the options its strategy leaves to the data decided from the scores' `manifest`
+        (`Options.resolved`)."""
+        return ScheduleConfig.from_dict(self.to_dict() | self.options.resolved(manifest).to_dict())
 
     def subset_count(self, n_prompts: int) -> int:
         """The subset size in prompts for a set of `n_prompts` prompts."""

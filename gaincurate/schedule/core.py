@@ -134,7 +134,7 @@ class Scheduler:
     ) -> None:
         """`scores` (a `ScoresInput`): the scores table a strategy may need (dots: embeddings); `strategy`: one
         built by the caller (a bench's oracle) instead of the config's, under `filters` (none unless given)."""
-        self.config = config if strategy is not None else config.resolved(scores)
+        self.config = config if strategy is not None else config.resolved(scores.manifest if scores is not None else {})
         self.prompts = prompts
         self.n_prompts = len(prompts)
         self.subset_size = config.subset_count(len(prompts))

@@ -147,8 +147,8 @@ class Options:
     def to_dict(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
-    def resolved(self, scores: Any) -> Options:
-        """These options with those left to the data decided from `scores`, before a run stores them."""
+    def resolved(self, manifest: dict[str, Any]) -> Options:
+        """These options with those left to the data decided from the scores' `manifest`, before a run stores them."""
         return self
 
 

@@ -152,8 +152,8 @@ def test_init_lists_every_setting_of_the_strategys_own_options_as_resolved(tmp_p
     resolved it (probe's likelihood decided from the scores, not left unset), whatever else the strategy declares."""
     from test_recorded_runs import write_recorded_scores
 
-    from gaincurate.schedule.run.inputs import load_scores
     from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON, STRATEGIES
+    from gaincurate.shards import read_manifest
 
     scores = write_recorded_scores(tmp_path / "scores")  # embeddings and answers: every strategy can start on it
     for name in sorted(set(STRATEGIES) - KEPT_FOR_COMPARISON):
@@ -161,7 +161,7 @@ def test_init_lists_every_setting_of_the_strategys_own_options_as_resolved(tmp_p
         result = invoke("init", "--scores", scores, "--run", run, "--strategy", name, "--json")
         assert result.exit_code == 0, (name, result.output)
         params = json.loads(result.output)["params"]
-        expected = json.loads(json.dumps(load_run(run).config.resolved(load_scores(scores)).options.to_dict()))
+        expected = json.loads(json.dumps(load_run(run).config.resolved(read_manifest(scores)).options.to_dict()))
         assert set(expected) <= set(params), (name, set(expected) - set(params))
         # an option left to the data shows as the strategy sized it (gain's sigma in ranks); the others as set
         assert {key: params[key] for key, value in expected.items() if value is not None} == {

@@ -366,7 +366,7 @@ def open_run(
         if (
             config is not None
             and config != run.config
-            and config.resolved(load_scores(Path(run.scores_dir))) == run.config
+            and config.resolved(read_manifest(Path(run.scores_dir))) == run.config
         ):
             config = run.config  # its unset options decided from the scores as the stored ones were
         if config is not None and config != run.config and write and rundir.untrained(run_dir):

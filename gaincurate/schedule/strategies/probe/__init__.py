@@ -125,9 +125,9 @@ class ProbeOptions(Options):
     refresh: float = option(3.0, "Likelihoods measured after an epoch, at most, a multiple of its prompts.", POSITIVE)
     width: int = option(256, "Embedding columns used; a wider embedding is projected to this width.", whole(1))
 
-    def resolved(self, scores: Any) -> ProbeOptions:
+    def resolved(self, manifest: dict[str, Any]) -> ProbeOptions:
         """Unset, the likelihood is on where the manifest records an answer for every prompt."""
-        answers = (scores.manifest.get("answers") or {}) if scores is not None else {}
+        answers = manifest.get("answers") or {}
         on = answers.get("present") is True and answers.get("missing") == 0
         return replace(self, likelihood=on) if self.likelihood is None else self
 
@@ -215,7 +215,7 @@ class ProbeStrategy(contract.Strategy):
             check_answers(inputs.scores)
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory), blocks=True)
         strategy = cls(prompts.gc_ids, prompts.embeddings, options, subset_size=inputs.subset_size, seed=inputs.seed)
-        if inputs.initial and not options.likelihood and not ProbeOptions().resolved(inputs.scores).likelihood:
+        if inputs.initial and not options.likelihood and not ProbeOptions().resolved(inputs.scores.manifest).likelihood:
             strategy.about = replace(strategy.about, notes=(NO_ANSWERS_NOTE,))
         return strategy
 
