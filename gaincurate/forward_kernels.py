@@ -1,4 +1,5 @@
-"""How the model's own forward runs on the device: which attention backend and mask, and its RMSNorm layers fused.
+"""How the model's own forward runs on the device: which attention backend and mask, and its layers' elementwise
+work fused (RMSNorm here, the rotary embedding in `rotary_fusion`).
 
 Imported when a forward runs, not with the command line: neither is needed to parse a command.
 """
@@ -39,13 +40,25 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
 
 
 def right_padded_forward(model: Any, device: str) -> contextlib.AbstractContextManager:
-    """How a forward over rows padded on the right runs on `device`: attention by `right_padded_causal` and RMSNorm
-    by `fused_rms_norms` where each applies, else as the model does."""
+    """How a forward over rows padded on the right runs on `device`: attention by `right_padded_causal` where it
+    applies, the layers by `fused_layers`."""
     stack = contextlib.ExitStack()
     if right_padded_causal_applies(model, device):
         stack.enter_context(right_padded_causal(model.config))
+    stack.enter_context(fused_layers(model, device))
+    return stack
+
+
+def fused_layers(model: Any, device: str) -> contextlib.ExitStack:
+    """The layers' elementwise work fused where each fusion applies: RMSNorm (`fused_rms_norms`) and the rotary
+    embedding (`rotary_fusion.fused_rotary`), both on a GPU in a half dtype only; elsewhere the model's own."""
+    from gaincurate.rotary_fusion import fused_rotary, fused_rotary_applies
+
+    stack = contextlib.ExitStack()
     if fused_rms_norms_apply(model, device):
         stack.enter_context(fused_rms_norms(model))
+    if fused_rotary_applies(model, device):
+        stack.enter_context(fused_rotary(model))
     return stack
 
 

@@ -238,12 +238,11 @@ def _packed_rows_attention(state: _Packing, module: Any, query: Any, key: Any, v
 
 def packed_forward(model: Any, device: str, rows: PackedRows, varlen: Callable,
                    prefix: dict[int, tuple[Any, Any]] | None) -> contextlib.AbstractContextManager:  # fmt: skip
-    """How a forward over packed `rows` runs on `device`: attention by `packed_attention`, RMSNorm by
-    `forward_kernels.fused_rms_norms` where that applies (as on the padded path)."""
-    from gaincurate.forward_kernels import fused_rms_norms, fused_rms_norms_apply
+    """How a forward over packed `rows` runs on `device`: attention by `packed_attention`, the layers by
+    `forward_kernels.fused_layers` (as on the padded path)."""
+    from gaincurate.forward_kernels import fused_layers
 
     stack = contextlib.ExitStack()
     stack.enter_context(packed_attention(model.config, rows, varlen, prefix, device))
-    if fused_rms_norms_apply(model, device):
-        stack.enter_context(fused_rms_norms(model))
+    stack.enter_context(fused_layers(model, device))
     return stack

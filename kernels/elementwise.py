@@ -4,9 +4,8 @@ and keys.
 transformers runs it as about five kernels per tensor in the half dtype, each a pass over the activations
 (`rotate_half`'s negation and concatenation, two products and a sum). Here queries and keys are one pass, computed in
 float32 and rounded once to the half dtype, where transformers rounds after every step: the results differ from its
-by at most a unit in the last place or two, as the fused RMSNorm's do. Only `gaincurate bench gpu --forward-variants`
-runs it (`gaincurate.lab.benchmarks.rotary_fusion`): it is not in scoring's forward (docs/benchmark-history.md,
-"SwiGLU and the rotary embedding fused on one GPU").
+by at most a unit in the last place or two, as the fused RMSNorm's do. Scoring's forward runs it on a GPU
+(`gaincurate.rotary_fusion`).
 
 Like `triton_impl`, this module imports Triton, and only on a GPU. TRITON_INTERPRET=1 set before it is first imported
 runs the kernel on CPU tensors (the tests).

@@ -1,5 +1,5 @@
-"""How the model's forward runs: the attention backends scoring allows; attention without the padding mask and
-RMSNorm fused, each where it applies (gaincurate.forward_kernels)."""
+"""How the model's forward runs: the attention backends scoring allows; attention without the padding mask, RMSNorm
+and the rotary embedding fused, each where it applies (gaincurate.forward_kernels)."""
 
 from __future__ import annotations
 
@@ -160,6 +160,39 @@ def test_fused_rms_norms_go_only_on_a_gpu_in_a_half_dtype():
     assert forward_kernels.fused_rms_norms_apply(_qwen2().to(torch.float16), "cuda")
     assert not forward_kernels.fused_rms_norms_apply(half, "cpu")  # a CPU's scores are the recorded bytes
     assert not forward_kernels.fused_rms_norms_apply(_qwen2(), "cuda")  # float32
+
+
+def test_the_padded_and_packed_forwards_fuse_the_layers_each_fusion_where_it_applies(monkeypatch):
+    """Both scoring forwards enter `fused_layers`, which enters the fused RMSNorm and the rotary kernel where each
+    applies (a GPU in a half dtype) and neither elsewhere."""
+    import contextlib
+    import functools
+
+    from gaincurate import packed_forward, rotary_fusion
+
+    entered = []
+
+    def recorder(name):
+        @contextlib.contextmanager
+        def fusion(model):
+            entered.append(name)
+            yield
+
+        return fusion
+
+    monkeypatch.setattr(forward_kernels, "fused_rms_norms", recorder("rms_norm"))
+    monkeypatch.setattr(rotary_fusion, "fused_rotary", recorder("rotary"))
+    monkeypatch.setattr(rotary_fusion, "fused_rotary_applies", forward_kernels.fused_rms_norms_apply)
+    monkeypatch.setattr(packed_forward, "packed_attention", lambda *args: contextlib.nullcontext())  # needs a GPU
+    half = _qwen2().to(torch.bfloat16)
+    rows = packed_forward.pack_rows([[1, 2, 3]])
+    for device, expected in (("cuda", ["rms_norm", "rotary"]), ("cpu", [])):
+        for forward in (functools.partial(forward_kernels.right_padded_forward, half, device),
+                        functools.partial(packed_forward.packed_forward, half, device, rows, None, None)):  # fmt: skip
+            entered.clear()
+            with forward():
+                pass
+            assert entered == expected
 
 
 class _HubRMSNorm(torch.nn.Module):

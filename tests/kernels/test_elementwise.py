@@ -1,5 +1,5 @@
 """The fused rotary kernel (gaincurate.kernels.elementwise) against float64, and the bench's fusion that runs it
-(gaincurate.lab.benchmarks.rotary_fusion.fused_rotary) against transformers' own code.
+(gaincurate.rotary_fusion.fused_rotary) against transformers' own code.
 
 Run: TRITON_INTERPRET=1 pytest -m triton tests/kernels (the interpreter, on CPU tensors), and pytest -m gpu on CUDA.
 The kernel's compile for sm_80 and sm_90 is checked with the segment-sum kernels' (test_kernel_triton.py), in one
@@ -74,7 +74,7 @@ def test_the_fused_forward_keeps_the_models_hidden_states(device):
     hidden states stay within the model's own bfloat16 distance from float32, and the module is as it was after."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
+    from gaincurate.rotary_fusion import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)
@@ -106,7 +106,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
     """A modeling module whose rotary function turns the other way is left as it is."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
+    from gaincurate.rotary_fusion import fused_rotary
 
     own_rotary = modeling_qwen2.apply_rotary_pos_emb
 
@@ -122,7 +122,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
 def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
     """Inside the fusion, another model of the same modeling module, in float32, runs transformers' own rotary
     embedding: the same bits as without the fusion."""
-    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
+    from gaincurate.rotary_fusion import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)

@@ -94,8 +94,8 @@ class GpuBench:
         choices=tuple(MODELS),
     )  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's, and with the fused "
-        "rotary embedding, a candidate.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's, and scoring's "
+        "without its rotary kernel.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

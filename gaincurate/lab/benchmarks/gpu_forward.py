@@ -1,13 +1,13 @@
-"""The model's own forward: plain transformers against scoring's, its fused RMSNorm alone, and the Triton rotary
-embedding.
+"""The model's own forward: plain transformers against scoring's, scoring's without its Triton rotary embedding, and
+each fusion alone.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens`
 random ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the
 width), through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
 state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
-(`forward_kernels.right_padded_forward`: attention without the padding mask and RMSNorm fused, where they apply);
-`fused_rms_norm` the second part alone; `fused_rotary` the Triton rotary embedding (`rotary_fusion`, a candidate not
-in scoring's forward) alone on transformers' forward, and `with_rotary` on scoring's (both on a GPU in a half dtype
+(`forward_kernels.right_padded_forward`: attention without the padding mask, RMSNorm fused and the Triton rotary
+embedding, where each applies); `without_rotary` the same without the rotary kernel, as scoring ran before it;
+`fused_rms_norm` and `fused_rotary` each fusion alone on transformers' forward (the second on a GPU in a half dtype
 only). Each row's `difference` is its distance from the plain forward's hidden states, `from_float32` its distance from
 the same weights' float32 forward, against the plain forward's own (`tolerance`): the largest difference over the
 largest value. `rms_from_float32` (against `rms_tolerance`) reads every element's, root mean square over root mean
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "fused_rms_norm", "fused_rotary", "with_rotary")
+VARIANTS = ("gaincurate", "without_rotary", "fused_rms_norm", "fused_rotary")
 WARMUP, REPEATS = 2, 8
 
 
@@ -143,26 +143,28 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
         return lambda: run
 
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
-    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary, fused_rotary_applies
+    from gaincurate.rotary_fusion import fused_rotary, fused_rotary_applies
 
     measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
+    measure("without_rotary", within(lambda base: _without_rotary(base, device)))
     measure("fused_rms_norm", within(fused_rms_norms))
-    for name, variant in (("fused_rotary", fused_rotary), ("with_rotary", lambda base: _with_rotary(base, device))):
-        if fused_rotary_applies(model, device):
-            measure(name, within(variant))
-        else:
-            results[name] = {"error": "the Triton rotary embedding runs on a GPU in a half dtype"}
+    if fused_rotary_applies(model, device):
+        measure("fused_rotary", within(fused_rotary))
+    else:
+        results["fused_rotary"] = {"error": "the Triton rotary embedding runs on a GPU in a half dtype"}
     return results
 
 
-def _with_rotary(base: Any, device: str) -> contextlib.ExitStack:
-    """Scoring's forward with the Triton rotary embedding, the candidate, on top."""
-    from gaincurate.forward_kernels import right_padded_forward
-    from gaincurate.lab.benchmarks.rotary_fusion import fused_rotary
+def _without_rotary(base: Any, device: str) -> contextlib.ExitStack:
+    """Scoring's forward as it ran before the Triton rotary embedding: attention without the mask and RMSNorm fused,
+    where each applies."""
+    from gaincurate import forward_kernels
 
     stack = contextlib.ExitStack()
-    stack.enter_context(right_padded_forward(base, device))
-    stack.enter_context(fused_rotary(base))
+    if forward_kernels.right_padded_causal_applies(base, device):
+        stack.enter_context(forward_kernels.right_padded_causal(base.config))
+    if forward_kernels.fused_rms_norms_apply(base, device):
+        stack.enter_context(forward_kernels.fused_rms_norms(base))
     return stack
 
 

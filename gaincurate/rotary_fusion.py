@@ -1,11 +1,13 @@
-"""The rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`), a candidate for
-scoring's forward on a GPU that `gaincurate bench gpu --forward-variants` measures (its `fused_rotary` and
-`with_rotary` rows). It joins scoring's forward only once it passes the rule declared for it, speed and distance
-from the float32 forward both (docs/benchmark-history.md, "SwiGLU and the rotary embedding fused on one GPU").
+"""The rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`) while a forward
+runs on a GPU in a half dtype, where transformers computes it in several passes over the activations. Scoring's
+padded and packed forwards enter it where it applies (`forward_kernels.fused_layers`); it joined them by the rule
+declared for it, speed and distance from the float32 forward both (docs/benchmark-history.md, "SwiGLU and the rotary
+embedding fused on one GPU").
 
 transformers' attention layers call their modeling module's `apply_rotary_pos_emb(q, k, cos, sin)`; `fused_rotary`
 replaces it while forwards run, where a check on fixed inputs shows the module's function computes what the kernel
-does, to the half dtype's rounding. A call the kernel does not take runs the module's own function.
+does, to the half dtype's rounding. A call the kernel does not take runs the module's own function. Imported when a
+forward runs, not with the command line.
 """
 
 from __future__ import annotations
