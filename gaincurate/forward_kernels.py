@@ -1,5 +1,5 @@
 """How the model's own forward runs on the device: which attention backend and mask, and its layers' elementwise
-work fused (RMSNorm here, the rotary embedding in `rotary_fusion`).
+work fused (RMSNorm here, the rotary embedding and SwiGLU in `layer_fusions`).
 
 Imported when a forward runs, not with the command line: neither is needed to parse a command.
 """
@@ -50,15 +50,16 @@ def right_padded_forward(model: Any, device: str) -> contextlib.AbstractContextM
 
 
 def fused_layers(model: Any, device: str) -> contextlib.ExitStack:
-    """The layers' elementwise work fused where each fusion applies: RMSNorm (`fused_rms_norms`) and the rotary
-    embedding (`rotary_fusion.fused_rotary`), both on a GPU in a half dtype only; elsewhere the model's own."""
-    from gaincurate.rotary_fusion import fused_rotary, fused_rotary_applies
+    """The layers' elementwise work fused where each fusion applies: RMSNorm (`fused_rms_norms`), the rotary
+    embedding and SwiGLU (`layer_fusions`), all on a GPU in a half dtype only; elsewhere the model's own."""
+    from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
 
     stack = contextlib.ExitStack()
     if fused_rms_norms_apply(model, device):
         stack.enter_context(fused_rms_norms(model))
-    if fused_rotary_applies(model, device):
+    if triton_fusions_apply(model, device):
         stack.enter_context(fused_rotary(model))
+        stack.enter_context(fused_swiglu(model))
     return stack
 
 

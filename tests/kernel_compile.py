@@ -153,3 +153,17 @@ def rotary_compile_report(arch: int = 90) -> dict[str, object]:
     pointers = {name: "*bf16" for name in ("q_ptr", "k_ptr", "cos_ptr", "sin_ptr", "q_out_ptr", "k_out_ptr")}
     _, usage = _compile_for_cuda(kernel, constants, pointers, list(pointers), arch, num_warps=4)
     return {"arch": f"sm_{arch}", "registers": int(usage["REG"]), "stack_bytes": int(usage["STACK"])}
+
+
+def silu_mul_compile_report(arch: int = 90, aligned: bool = True) -> dict[str, object]:
+    """Compile `elementwise`'s SiLU-and-product kernel for CUDA sm_<arch> in bfloat16, its element count known a
+    multiple of 16 (as Triton specialises it for every real MLP width) or not, and report its resources and whether
+    it loads 16 bytes at a time (`ld.global.v4`)."""
+    from gaincurate.kernels import elementwise
+
+    kernel = elementwise._silu_mul_kernel
+    pointers = {name: "*bf16" for name in ("gate_ptr", "up_ptr", "out_ptr")}
+    aligned_names = [*pointers, "numel"] if aligned else list(pointers)
+    compiled, usage = _compile_for_cuda(kernel, {"BLOCK": elementwise._SILU_BLOCK}, pointers, aligned_names, arch, 4)
+    return {"arch": f"sm_{arch}", "aligned": aligned, "stack_bytes": int(usage["STACK"]),
+            "vector_loads": "ld.global.v4" in compiled.asm["ptx"]}  # fmt: skip

@@ -163,12 +163,12 @@ def test_fused_rms_norms_go_only_on_a_gpu_in_a_half_dtype():
 
 
 def test_the_padded_and_packed_forwards_fuse_the_layers_each_fusion_where_it_applies(monkeypatch):
-    """Both scoring forwards enter `fused_layers`, which enters the fused RMSNorm and the rotary kernel where each
-    applies (a GPU in a half dtype) and neither elsewhere."""
+    """Both scoring forwards enter `fused_layers`, which enters the fused RMSNorm, the rotary kernel and SwiGLU's
+    where they apply (a GPU in a half dtype) and none elsewhere."""
     import contextlib
     import functools
 
-    from gaincurate import packed_forward, rotary_fusion
+    from gaincurate import layer_fusions, packed_forward
 
     entered = []
 
@@ -181,12 +181,13 @@ def test_the_padded_and_packed_forwards_fuse_the_layers_each_fusion_where_it_app
         return fusion
 
     monkeypatch.setattr(forward_kernels, "fused_rms_norms", recorder("rms_norm"))
-    monkeypatch.setattr(rotary_fusion, "fused_rotary", recorder("rotary"))
-    monkeypatch.setattr(rotary_fusion, "fused_rotary_applies", forward_kernels.fused_rms_norms_apply)
+    monkeypatch.setattr(layer_fusions, "fused_rotary", recorder("rotary"))
+    monkeypatch.setattr(layer_fusions, "fused_swiglu", recorder("swiglu"))
+    monkeypatch.setattr(layer_fusions, "triton_fusions_apply", forward_kernels.fused_rms_norms_apply)
     monkeypatch.setattr(packed_forward, "packed_attention", lambda *args: contextlib.nullcontext())  # needs a GPU
     half = _qwen2().to(torch.bfloat16)
     rows = packed_forward.pack_rows([[1, 2, 3]])
-    for device, expected in (("cuda", ["rms_norm", "rotary"]), ("cpu", [])):
+    for device, expected in (("cuda", ["rms_norm", "rotary", "swiglu"]), ("cpu", [])):
         for forward in (functools.partial(forward_kernels.right_padded_forward, half, device),
                         functools.partial(packed_forward.packed_forward, half, device, rows, None, None)):  # fmt: skip
             entered.clear()

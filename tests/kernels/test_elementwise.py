@@ -1,5 +1,5 @@
-"""The fused rotary kernel (gaincurate.kernels.elementwise) against float64, and the bench's fusion that runs it
-(gaincurate.rotary_fusion.fused_rotary) against transformers' own code.
+"""The fused rotary and SiLU-and-product kernels (gaincurate.kernels.elementwise) against float64, and the fusions
+that run them in scoring's forward (gaincurate.layer_fusions) against transformers' own code.
 
 Run: TRITON_INTERPRET=1 pytest -m triton tests/kernels (the interpreter, on CPU tensors), and pytest -m gpu on CUDA.
 The kernel's compile for sm_80 and sm_90 is checked with the segment-sum kernels' (test_kernel_triton.py), in one
@@ -74,7 +74,7 @@ def test_the_fused_forward_keeps_the_models_hidden_states(device):
     hidden states stay within the model's own bfloat16 distance from float32, and the module is as it was after."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.rotary_fusion import fused_rotary
+    from gaincurate.layer_fusions import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)
@@ -106,7 +106,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
     """A modeling module whose rotary function turns the other way is left as it is."""
     from transformers.models.qwen2 import modeling_qwen2
 
-    from gaincurate.rotary_fusion import fused_rotary
+    from gaincurate.layer_fusions import fused_rotary
 
     own_rotary = modeling_qwen2.apply_rotary_pos_emb
 
@@ -122,7 +122,7 @@ def test_a_rotary_function_that_computes_something_else_keeps_its_own(device, mo
 def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
     """Inside the fusion, another model of the same modeling module, in float32, runs transformers' own rotary
     embedding: the same bits as without the fusion."""
-    from gaincurate.rotary_fusion import fused_rotary
+    from gaincurate.layer_fusions import fused_rotary
 
     torch.manual_seed(0)
     model = _qwen2().to(device, torch.bfloat16)
@@ -133,3 +133,55 @@ def test_calls_the_kernel_does_not_take_go_to_the_models_own(device):
         with fused_rotary(model):
             got = other.model(input_ids=ids).last_hidden_state
     assert torch.equal(got, expected)
+
+
+# (shape) of gate and up: the 0.5B class's MLP width, a count that is no multiple of 16, one element, none
+SILU_SHAPES = [(3, 4864), (5, 7, 9), (1,), (0, 8)]
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("shape", SILU_SHAPES, ids=str)
+def test_silu_mul_is_the_float64_product_rounded_once(device, dtype, shape):
+    from gaincurate.kernels.elementwise import silu_mul
+
+    generator = torch.Generator().manual_seed(len(shape))
+    gate, up = (torch.randn(shape, generator=generator).mul(4).to(device, dtype) for _ in range(2))
+
+    got = silu_mul(gate, up)
+    assert got.shape == gate.shape and got.dtype == dtype
+    g64, u64 = gate.cpu().double(), up.cpu().double()
+    _within_one_unit(got.cpu(), g64 * torch.sigmoid(g64) * u64)
+
+
+def test_the_fused_swiglu_keeps_the_models_hidden_states(device):
+    """A bfloat16 Qwen2 with its MLPs' SiLU and product fused: each MLP layer is taken, the last hidden states stay
+    within the model's own bfloat16 distance from float32, and every layer is as it was after."""
+    from gaincurate.layer_fusions import fused_swiglu
+
+    torch.manual_seed(0)
+    model = _qwen2().to(device, torch.bfloat16)
+    ids = torch.randint(0, 64, (3, 11), device=device)
+    mlps = [module for module in model.modules() if type(module).__name__ == "Qwen2MLP"]
+
+    def hidden(base):
+        with torch.inference_mode():
+            return base.model(input_ids=ids).last_hidden_state.float()
+
+    plain = hidden(model)
+    exact = hidden(_float32_copy(model))
+    with fused_swiglu(model):
+        assert len(mlps) == 2 and all("forward" in vars(mlp) for mlp in mlps)
+        fused = hidden(model)
+    assert not any("forward" in vars(mlp) for mlp in mlps)
+    own_distance = float((plain - exact).abs().max())
+    assert float((fused - exact).abs().max()) <= 1.5 * own_distance
+    assert not torch.equal(fused, plain)  # the kernel ran: the activation rounded once, not twice
+
+
+def test_an_mlp_with_another_activation_keeps_its_own(device):
+    """GELU's MLP computes something else than silu(gate) * up: the check leaves its layers as they are."""
+    from gaincurate.layer_fusions import fused_swiglu
+
+    model = _qwen2(hidden_act="gelu").to(device, torch.bfloat16)
+    with fused_swiglu(model):
+        assert not any("forward" in vars(module) for module in model.modules())

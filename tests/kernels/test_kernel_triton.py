@@ -242,20 +242,21 @@ def test_the_kernel_leaves_its_inputs_unchanged():
 
 COMPILE_SCRIPT = """
 import json, torch
-from kernel_compile import compile_report, rotary_compile_report
+from kernel_compile import compile_report, rotary_compile_report, silu_mul_compile_report
 reports = [compile_report(dim, 2) for dim in (896, 1536, 3584)]
 reports += [compile_report(896, s) for s in (1, 3, 8)] + [compile_report(8192, 4), compile_report(3584, 8)]
 reports += [compile_report(1000, 2, dtype, ids, arch=arch)
             for dtype, ids, arch in ((torch.float16, torch.int8, 90), (torch.float32, torch.int16, 80),
                                      (torch.bfloat16, torch.int32, 80))]
 reports += [compile_report(dim, 2, id_dtype=torch.int8, packed=True) for dim in (1536, 3584)]
-print(json.dumps({"segment_sums": reports, "rotary": [rotary_compile_report(arch) for arch in (80, 90)]}))
+print(json.dumps({"segment_sums": reports, "rotary": [rotary_compile_report(arch) for arch in (80, 90)],
+                  "silu_mul": [silu_mul_compile_report(90, aligned) for aligned in (True, False)]}))
 """
 
 
 def test_kernel_compiles_for_sm80_and_sm90_without_spills():
     """The interpreter accepts code the compiler rejects; compile for real (Triton ships ptxas). No config spills.
-    The rotary embedding's kernel (elementwise.py) too, in the same child."""
+    The rotary embedding's and SiLU-and-product's kernels (elementwise.py) too, in the same child."""
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
     result = subprocess.run(
@@ -265,6 +266,8 @@ def test_kernel_compiles_for_sm80_and_sm90_without_spills():
     found = json.loads(result.stdout.strip().splitlines()[-1])
     reports = found["segment_sums"]
     assert [report["stack_bytes"] for report in found["rotary"]] == [0, 0]  # elementwise.py's kernel, without spills
+    # SiLU and product loads 16 bytes at a time once its element count is known a multiple of 16, and only then
+    assert [(report["stack_bytes"], report["vector_loads"]) for report in found["silu_mul"]] == [(0, True), (0, False)]
     assert len(reports) == 13
     for report in reports:
         assert report["stack_bytes"] == 0 and report["reduce_stack_bytes"] == 0, report

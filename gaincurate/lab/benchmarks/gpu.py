@@ -94,8 +94,8 @@ class GpuBench:
         choices=tuple(MODELS),
     )  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's, and scoring's "
-        "without its rotary kernel.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's, scoring's without "
+        "its SwiGLU kernel, and each fusion alone.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

@@ -1,24 +1,24 @@
-"""The model's own forward: plain transformers against scoring's, scoring's without its Triton rotary embedding, and
-each fusion alone.
+"""The model's own forward: plain transformers against scoring's, scoring's without its SwiGLU kernel, and each fusion
+alone.
 
-`gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens`
-random ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the
-width), through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden
-state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
+`gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens` random
+ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
+through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden state at
+the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
 (`forward_kernels.right_padded_forward`: attention without the padding mask, RMSNorm fused and the Triton rotary
-embedding, where each applies); `without_rotary` the same without the rotary kernel, as scoring ran before it;
-`fused_rms_norm` and `fused_rotary` each fusion alone on transformers' forward (the second on a GPU in a half dtype
-only). Each row's `difference` is its distance from the plain forward's hidden states, `from_float32` its distance from
-the same weights' float32 forward, against the plain forward's own (`tolerance`): the largest difference over the
-largest value. `rms_from_float32` (against `rms_tolerance`) reads every element's, root mean square over root mean
-square, which moves far less from one batch to the next. A variant counts as worth adopting at
-`WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32 than the plain
-forward's (the scores' tolerance follows from the hidden states): a variant that rounds less can be farther from the
-plain forward than that and nearer float32.
+embedding and SwiGLU, where each applies); `without_swiglu` the same without the SwiGLU kernel, as scoring ran before
+it; `fused_rms_norm`, `fused_rotary` and `fused_swiglu` each fusion alone on transformers' forward (the last two on a
+GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
+`from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
+largest difference over the largest value. `rms_from_float32` (against `rms_tolerance`) reads every element's, root mean
+square over root mean square, which moves far less from one batch to the next. A variant counts as worth adopting at
+`WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32 than the plain forward's
+(the scores' tolerance follows from the hidden states): a variant that rounds less can be farther from the plain forward
+than that and nearer float32.
 
-Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and a fused SwiGLU of this project's own were
-measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and "SwiGLU and the rotary embedding
-fused on one GPU"); a variant that does not run says why instead of a time.
+Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and this project's SwiGLU kernel before it
+specialised its element count were measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and
+"SwiGLU and the rotary embedding fused on one GPU"); a variant that does not run says why instead of a time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "without_rotary", "fused_rms_norm", "fused_rotary")
+VARIANTS = ("gaincurate", "without_swiglu", "fused_rms_norm", "fused_rotary", "fused_swiglu")
 WARMUP, REPEATS = 2, 8
 
 
@@ -143,28 +143,31 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
         return lambda: run
 
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
-    from gaincurate.rotary_fusion import fused_rotary, fused_rotary_applies
+    from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
 
     measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
-    measure("without_rotary", within(lambda base: _without_rotary(base, device)))
+    measure("without_swiglu", within(lambda base: _without_swiglu(base, device)))
     measure("fused_rms_norm", within(fused_rms_norms))
-    if fused_rotary_applies(model, device):
-        measure("fused_rotary", within(fused_rotary))
-    else:
-        results["fused_rotary"] = {"error": "the Triton rotary embedding runs on a GPU in a half dtype"}
+    for name, fusion in (("fused_rotary", fused_rotary), ("fused_swiglu", fused_swiglu)):
+        if triton_fusions_apply(model, device):
+            measure(name, within(fusion))
+        else:
+            results[name] = {"error": "the Triton kernels run on a GPU in a half dtype"}
     return results
 
 
-def _without_rotary(base: Any, device: str) -> contextlib.ExitStack:
-    """Scoring's forward as it ran before the Triton rotary embedding: attention without the mask and RMSNorm fused,
-    where each applies."""
-    from gaincurate import forward_kernels
+def _without_swiglu(base: Any, device: str) -> contextlib.ExitStack:
+    """Scoring's forward as it ran before the SwiGLU kernel: attention without the mask, RMSNorm and the rotary
+    embedding fused, where each applies."""
+    from gaincurate import forward_kernels, layer_fusions
 
     stack = contextlib.ExitStack()
     if forward_kernels.right_padded_causal_applies(base, device):
         stack.enter_context(forward_kernels.right_padded_causal(base.config))
     if forward_kernels.fused_rms_norms_apply(base, device):
         stack.enter_context(forward_kernels.fused_rms_norms(base))
+    if layer_fusions.triton_fusions_apply(base, device):
+        stack.enter_context(layer_fusions.fused_rotary(base))
     return stack
 
 

@@ -1,13 +1,13 @@
-"""The rotary embedding of queries and keys as one Triton kernel (`gaincurate.kernels.elementwise`) while a forward
-runs on a GPU in a half dtype, where transformers computes it in several passes over the activations. Scoring's
-padded and packed forwards enter it where it applies (`forward_kernels.fused_layers`); it joined them by the rule
-declared for it, speed and distance from the float32 forward both (docs/benchmark-history.md, "SwiGLU and the rotary
-embedding fused on one GPU").
+"""A decoder layer's elementwise work as Triton kernels (`gaincurate.kernels.elementwise`) while a forward runs on a
+GPU in a half dtype, where transformers makes several passes over the activations: the rotary embedding of queries
+and keys, and a gated MLP's activation and product (SwiGLU). Scoring's padded and packed forwards enter each where it
+applies (`forward_kernels.fused_layers`); each joined them by the rule declared for it, speed and distance from the
+float32 forward both (docs/benchmark-history.md, "SwiGLU and the rotary embedding fused on one GPU").
 
 transformers' attention layers call their modeling module's `apply_rotary_pos_emb(q, k, cos, sin)`; `fused_rotary`
-replaces it while forwards run, where a check on fixed inputs shows the module's function computes what the kernel
-does, to the half dtype's rounding. A call the kernel does not take runs the module's own function. Imported when a
-forward runs, not with the command line.
+replaces it while forwards run, and `fused_swiglu` each MLP layer's forward, where a check on fixed inputs shows the
+model's own code computes what the kernel does, to the half dtype's rounding. A call the kernel does not take runs the
+model's own code. Imported when a forward runs, not with the command line.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import weakref
 from types import ModuleType
 from typing import Any
 
 
-def fused_rotary_applies(model: Any, device: str) -> bool:
-    """Whether `fused_rotary` may run `model`'s forward on `device`: a GPU in a half dtype, with Triton compiled for
-    it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
+def triton_fusions_apply(model: Any, device: str) -> bool:
+    """Whether `fused_rotary` and `fused_swiglu` may run `model`'s forward on `device`: a GPU in a half dtype, with
+    Triton compiled for it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
     import torch
 
     on_gpu = str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
@@ -146,3 +147,73 @@ def _rotary_agrees(own: Any, shape: tuple[int, int, int], weight: Any) -> bool:
             agrees = False
     _ROTARY_AGREES[key] = agrees
     return agrees
+
+
+@contextlib.contextmanager
+def fused_swiglu(model: Any) -> Any:
+    """Run the forwards inside with each gated MLP's activation and product, silu(gate(x)) * up(x), computed in one
+    kernel (`kernels.elementwise.silu_mul`), then restore the layers.
+
+    A layer is taken when its class is transformers' (or a hub model's own code) and named MLP, has `gate_proj`,
+    `up_proj` and `down_proj` projections (`in_features` read from the first) and no forward of the instance's own,
+    and on fixed rows gives what the fused forward gives, to the half dtype's rounding (`_swiglu_agrees`). An MLP with
+    another activation (GELU's), or that gates the other projection, keeps its own forward.
+    """
+    swapped = [module for module in model.modules() if _swiglu_fusable(module)]
+    for module in swapped:
+        module.forward = _swiglu_forward(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
+
+
+# layer -> whether it computes silu(gate) * up (`_swiglu_agrees`): checked once a layer
+_SWIGLU_AGREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _swiglu_fusable(module: Any) -> bool:
+    if (not type(module).__module__.startswith("transformers") or not type(module).__name__.endswith("MLP")
+            or "forward" in vars(module)
+            or not all(callable(getattr(module, name, None)) for name in ("gate_proj", "up_proj", "down_proj"))
+            or not isinstance(getattr(module.gate_proj, "in_features", None), int)):  # fmt: skip
+        return False
+    if module not in _SWIGLU_AGREES:
+        _SWIGLU_AGREES[module] = _swiglu_agrees(module)
+    return _SWIGLU_AGREES[module]
+
+
+def _swiglu_forward(module: Any) -> Any:
+    def forward(hidden_states: Any) -> Any:
+        gate, up = module.gate_proj(hidden_states), module.up_proj(hidden_states)
+        contiguous = gate.is_contiguous() and up.is_contiguous()
+        if gate.shape != up.shape or not contiguous or not _on_kernel_device(gate, up):
+            return type(module).forward(module, hidden_states)  # what the check did not see: the layer's own forward
+        return module.down_proj(_elementwise().silu_mul(gate, up))
+
+    return forward
+
+
+def _swiglu_agrees(module: Any) -> bool:
+    """Whether `module` on eight fixed rows gives the fused forward's output to within twice its dtype's epsilon in
+    relative (Frobenius) norm. The two differ by where the intermediate is rounded, a fraction of that; another
+    activation (GELU's differs from SiLU's by about a tenth) or the other projection gated, by far more. A layer
+    whose forward fails on the rows does not."""
+    import torch
+
+    weight = next(module.parameters(), None)
+    if weight is None:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(8, module.gate_proj.in_features, generator=generator).to(weight)
+    try:
+        with torch.inference_mode():
+            expected = module(rows).float()
+            fused = _swiglu_forward(module)(rows).float()
+    except Exception:  # a layer this cannot check keeps its own forward
+        return False
+    if expected.shape != fused.shape:
+        return False
+    bound = 2 * torch.finfo(weight.dtype).eps * torch.linalg.vector_norm(expected)
+    return bool(torch.linalg.vector_norm(fused - expected) <= bound)
