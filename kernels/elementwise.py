@@ -1,15 +1,15 @@
 """Fused Triton kernels for a decoder layer's elementwise work on a GPU: the rotary position embedding of queries
 and keys, and a gated MLP's SiLU and product.
 
-transformers runs it as about five kernels per tensor in the half dtype, each a pass over the activations
-(`rotate_half`'s negation and concatenation, two products and a sum). Here queries and keys are one pass, computed in
-float32 and rounded once to the half dtype, where transformers rounds after every step: the results differ from its
-by at most a unit in the last place or two, as the fused RMSNorm's do. SiLU and product read the gate and up
+transformers runs the rotary embedding as about five kernels per tensor in the half dtype, each a pass over the
+activations (`rotate_half`'s negation and concatenation, two products and a sum). Here queries and keys are one pass,
+computed in float32 and rounded once to the half dtype, where transformers rounds after every step: the results differ
+from its by at most a unit in the last place or two, as the fused RMSNorm's do. SiLU and product read the gate and up
 projections once and write once, where transformers' two kernels write and read the activation in between. Scoring's
 forward runs them on a GPU (`gaincurate.layer_fusions`).
 
 Like `triton_impl`, this module imports Triton, and only on a GPU. TRITON_INTERPRET=1 set before it is first imported
-runs the kernel on CPU tensors (the tests).
+runs the kernels on CPU tensors (the tests).
 """
 
 from __future__ import annotations
