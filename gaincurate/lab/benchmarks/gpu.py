@@ -94,8 +94,8 @@ class GpuBench:
         choices=tuple(MODELS),
     )  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's, scoring's without "
-        "its SwiGLU kernel, and each fusion alone.",
+        False, "Also time one padded batch's forward per model class: transformers', scoring's, scoring's with "
+        "cuDNN's attention, and each fusion alone.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

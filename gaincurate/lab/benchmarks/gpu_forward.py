@@ -1,20 +1,22 @@
-"""The model's own forward: plain transformers against scoring's, scoring's without its SwiGLU kernel, and each fusion
+"""The model's own forward: plain transformers against scoring's, scoring's with cuDNN's attention, and each fusion
 alone.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens` random
 ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
-through the base model (no LM head, as scoring runs it), timed with device events, each variant's last hidden state at
-the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the device
-(`forward_kernels.right_padded_forward`: attention without the padding mask, RMSNorm fused and the Triton rotary
-embedding and SwiGLU, where each applies); `without_swiglu` the same without the SwiGLU kernel, as scoring ran before
-it; `fused_rms_norm`, `fused_rotary` and `fused_swiglu` each fusion alone on transformers' forward (the last two on a
-GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
-`from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
-largest difference over the largest value. `rms_from_float32` (against `rms_tolerance`) reads every element's, root mean
-square over root mean square, which moves far less from one batch to the next. A variant counts as worth adopting at
-`WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32 than the plain forward's
-(the scores' tolerance follows from the hidden states): a variant that rounds less can be farther from the plain forward
-than that and nearer float32.
+through the base model (no LM head and no cache, as scoring runs it), timed with device events, each variant's last
+hidden state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the
+device: attention without cuDNN's backend (`forward_kernels.attention_for_many_shapes`), and
+`forward_kernels.right_padded_forward` (attention without the padding mask, RMSNorm fused, the Triton rotary
+embedding and SwiGLU, where each applies); `cudnn_attention` the same with cuDNN's attention allowed, a candidate for
+padded batches (cuDNN plans each new shape once, at a cost, and on an H200 its attention kernel was the one torch
+picked for these batches); `fused_rms_norm`, `fused_rotary` and `fused_swiglu` each fusion alone on transformers'
+forward (the last two on a GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's
+hidden states, `from_float32` its distance from the same weights' float32 forward, against the plain forward's own
+(`tolerance`): the largest difference over the largest value. `rms_from_float32` (against `rms_tolerance`) reads every
+element's, root mean square over root mean square, which moves far less from one batch to the next. A variant counts
+as worth adopting at `WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32
+than the plain forward's (the scores' tolerance follows from the hidden states): a variant that rounds less can be
+farther from the plain forward than that and nearer float32.
 
 Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and this project's SwiGLU kernel before it
 specialised its element count were measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "without_swiglu", "fused_rms_norm", "fused_rotary", "fused_swiglu")
+VARIANTS = ("gaincurate", "cudnn_attention", "fused_rms_norm", "fused_rotary", "fused_swiglu")
 WARMUP, REPEATS = 2, 8
 
 
@@ -92,8 +94,8 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
 
     def forward(base: Any) -> Callable[[], Any]:
         def run() -> Any:
-            with torch.inference_mode():
-                return base(input_ids=ids, attention_mask=mask).last_hidden_state
+            with torch.inference_mode():  # no cache, as scoring runs rows without a shared prefix
+                return base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
 
         return run
 
@@ -145,8 +147,8 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
     from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
 
-    measure("gaincurate", within(lambda base: right_padded_forward(base, device)))
-    measure("without_swiglu", within(lambda base: _without_swiglu(base, device)))
+    measure("gaincurate", within(lambda base: _scoring_forward(base, device)))
+    measure("cudnn_attention", within(lambda base: right_padded_forward(base, device)))
     measure("fused_rms_norm", within(fused_rms_norms))
     for name, fusion in (("fused_rotary", fused_rotary), ("fused_swiglu", fused_swiglu)):
         if triton_fusions_apply(model, device):
@@ -156,18 +158,14 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     return results
 
 
-def _without_swiglu(base: Any, device: str) -> contextlib.ExitStack:
-    """Scoring's forward as it ran before the SwiGLU kernel: attention without the mask, RMSNorm and the rotary
-    embedding fused, where each applies."""
-    from gaincurate import forward_kernels, layer_fusions
+def _scoring_forward(base: Any, device: str) -> contextlib.ExitStack:
+    """The forward as scoring runs it (`model.SiteForward.capture`): attention without cuDNN's backend, and
+    `right_padded_forward`."""
+    from gaincurate.forward_kernels import attention_for_many_shapes, right_padded_forward
 
     stack = contextlib.ExitStack()
-    if forward_kernels.right_padded_causal_applies(base, device):
-        stack.enter_context(forward_kernels.right_padded_causal(base.config))
-    if forward_kernels.fused_rms_norms_apply(base, device):
-        stack.enter_context(forward_kernels.fused_rms_norms(base))
-    if layer_fusions.triton_fusions_apply(base, device):
-        stack.enter_context(layer_fusions.fused_rotary(base))
+    stack.enter_context(attention_for_many_shapes())
+    stack.enter_context(right_padded_forward(base, device))
     return stack
 
 
