@@ -6,8 +6,9 @@ length on a CPU, a bucket on a GPU. The leading tokens that every prompt shares 
 role headers) run once: each batch continues from their key/value cache and adds their segment sums, since in a
 causal model their hidden states do not depend on the question. On a GPU a batch's rows go up from pinned memory
 without blocking, the forward runs as `forward_kernels.right_padded_forward` says (rows are padded on the right:
-attention without the padding mask, RMSNorm fused, where the model allows), and its results stay on the device
-until the call's results are read, once (`Scorer.launch`). A batch's seconds are the device's own (`DeviceClock`).
+attention without the padding mask, the layers' elementwise work fused, where the model allows), and its results stay
+on the device until the call's results are read, once (`Scorer.launch`). A batch's seconds are the device's own
+(`DeviceClock`).
 
 Where the GPU's torch has variable-length flash attention (`packed_forward.packing_applies`) and padding the rows to
 buckets would add at least `PACK_FROM_PADDING` of their tokens, a batch's rows are not padded at all: they are laid

@@ -45,7 +45,7 @@ KINDS = ("answer", "solution", "answer-after-solution")  # what `likelihoods` me
 def likelihood_dtype(device: str) -> str:
     """The dtype a checkpoint is loaded in to measure likelihoods on `device`: float32 on a CPU, so that every CPU
     path gives the same values; on a GPU the half dtype scoring takes there (`model.resolve_dtype`), which runs the
-    forward that scoring runs (flash attention, fused RMSNorm) and rounds the likelihoods far less than they differ
+    forward that scoring runs (flash attention, its layers fused) and rounds the likelihoods far less than they differ
     between prompts (docs/strategies.md, "The answer's likelihood on a GPU")."""
     from gaincurate.model import resolve_dtype
 
