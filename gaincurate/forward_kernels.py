@@ -10,6 +10,8 @@ import contextlib
 import weakref
 from typing import Any
 
+from gaincurate import layer_fusions
+
 
 def attention_for_many_shapes() -> contextlib.AbstractContextManager:
     """torch's attention without its cuDNN backend, for forwards over batches of many widths. cuDNN builds a plan for
@@ -31,7 +33,7 @@ def right_padded_causal_applies(model: Any, device: str) -> bool:
     config = model.config
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
     return (
-        _half_on_gpu(model, device)  # what flash attention takes
+        layer_fusions.half_on_gpu(model, device)  # what flash attention takes
         and getattr(model, "_supports_attention_backend", False)
         and config._attn_implementation == "sdpa"
         and getattr(config, "sliding_window", None) is None
@@ -52,14 +54,12 @@ def right_padded_forward(model: Any, device: str) -> contextlib.AbstractContextM
 def fused_layers(model: Any, device: str) -> contextlib.ExitStack:
     """The layers' elementwise work fused where each fusion applies: RMSNorm (`fused_rms_norms`), the rotary
     embedding and SwiGLU (`layer_fusions`), all on a GPU in a half dtype only; elsewhere the model's own."""
-    from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
-
     stack = contextlib.ExitStack()
     if fused_rms_norms_apply(model, device):
         stack.enter_context(fused_rms_norms(model))
-    if triton_fusions_apply(model, device):
-        stack.enter_context(fused_rotary(model))
-        stack.enter_context(fused_swiglu(model))
+    if layer_fusions.triton_fusions_apply(model, device):
+        stack.enter_context(layer_fusions.fused_rotary(model))
+        stack.enter_context(layer_fusions.fused_swiglu(model))
     return stack
 
 
@@ -116,17 +116,10 @@ def fused_rms_norms_apply(model: Any, device: str) -> bool:
     """Whether `fused_rms_norms` may run `model`'s forward on `device`: a GPU in a half dtype, where the model's own
     RMSNorm takes about seven kernels over float32 copies of the hidden state. A CPU keeps the model's own (its
     scores are the recorded bytes) and so does float32 (nothing to save but the last bits)."""
-    return _half_on_gpu(model, device)
+    return layer_fusions.half_on_gpu(model, device)
 
 
-def _half_on_gpu(model: Any, device: str) -> bool:
-    import torch
-
-    return str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
-
-
-@contextlib.contextmanager
-def fused_rms_norms(model: Any) -> Any:
+def fused_rms_norms(model: Any) -> contextlib.AbstractContextManager:
     """Run the forwards inside with each of `model`'s RMSNorm layers computed by torch's fused `rms_norm` (one kernel
     on a GPU), then restore them.
 
@@ -137,14 +130,7 @@ def fused_rms_norms(model: Any) -> Any:
     weight applied as 1 + w, keep their own forward. The one difference left is where the result is rounded: once,
     after the weight, where transformers' RMSNorm rounds before it too.
     """
-    swapped = [module for module in model.modules() if _fusable(module)]
-    for module in swapped:
-        module.forward = _fused_forward(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
+    return layer_fusions.forwards_replaced(model, _fusable, _fused_forward)
 
 
 # layer -> whether it computes `rms_norm` (`_agrees`): checked once a layer, for its class's code may read settings

@@ -20,13 +20,31 @@ from types import ModuleType
 from typing import Any
 
 
+def half_on_gpu(model: Any, device: str) -> bool:
+    """Whether `model` runs on a GPU in a half dtype: where the forward's fusions apply."""
+    import torch
+
+    return str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
+
+
 def triton_fusions_apply(model: Any, device: str) -> bool:
     """Whether `fused_rotary` and `fused_swiglu` may run `model`'s forward on `device`: a GPU in a half dtype, with
     Triton compiled for it. Where Triton is missing, broken or interpreted, the model's own forward runs."""
-    import torch
+    return half_on_gpu(model, device) and _elementwise() is not None and not _elementwise().INTERPRETED
 
-    on_gpu = str(device).startswith("cuda") and model.dtype in (torch.float16, torch.bfloat16)
-    return on_gpu and _elementwise() is not None and not _elementwise().INTERPRETED
+
+@contextlib.contextmanager
+def forwards_replaced(model: Any, fusable: Any, fused_forward: Any) -> Any:
+    """Run the forwards inside with each of `model`'s modules that `fusable` takes running `fused_forward(module)` as
+    its own forward, then restore them."""
+    swapped = [module for module in model.modules() if fusable(module)]
+    for module in swapped:
+        module.forward = fused_forward(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
 
 
 @functools.cache
@@ -149,8 +167,7 @@ def _rotary_agrees(own: Any, shape: tuple[int, int, int], weight: Any) -> bool:
     return agrees
 
 
-@contextlib.contextmanager
-def fused_swiglu(model: Any) -> Any:
+def fused_swiglu(model: Any) -> contextlib.AbstractContextManager:
     """Run the forwards inside with each gated MLP's activation and product, silu(gate(x)) * up(x), computed in one
     kernel (`kernels.elementwise.silu_mul`), then restore the layers.
 
@@ -159,14 +176,7 @@ def fused_swiglu(model: Any) -> Any:
     and on fixed rows gives what the fused forward gives, to the half dtype's rounding (`_swiglu_agrees`). An MLP with
     another activation (GELU's), or that gates the other projection, keeps its own forward.
     """
-    swapped = [module for module in model.modules() if _swiglu_fusable(module)]
-    for module in swapped:
-        module.forward = _swiglu_forward(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
+    return forwards_replaced(model, _swiglu_fusable, _swiglu_forward)
 
 
 # layer -> whether it computes silu(gate) * up (`_swiglu_agrees`): checked once a layer
