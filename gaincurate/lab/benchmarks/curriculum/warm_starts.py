@@ -218,6 +218,15 @@ VERDICTS["default-mult-more"] = dataclasses.replace(
 VERDICTS["default-mult-eight"] = dataclasses.replace(
     VERDICTS["default-mult-more"], name="default-mult-eight", warm_starts=tuple(range(8)),
 )  # fmt: skip
+# Declared before its runs (docs/benchmark-history.md, "The default on four more warm starts of cpu-chain and
+# cpu-arith"): the same on the two other tasks, four fresh seeds; then over all eight, warm starts 0-3's pilots and
+# their pairs at seeds 318-319 copied from likelihood-others, 320-321 run there.
+VERDICTS["default-others-more"] = dataclasses.replace(
+    VERDICTS["default-mult-more"], name="default-others-more", tasks=("cpu-chain", "cpu-arith"), seeds="318-321",
+)  # fmt: skip
+VERDICTS["default-others-eight"] = dataclasses.replace(
+    VERDICTS["default-others-more"], name="default-others-eight", warm_starts=tuple(range(8)),
+)  # fmt: skip
 
 
 def unit_folder(out: Path, task: str, warm_start: int) -> Path:
