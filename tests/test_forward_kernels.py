@@ -1,5 +1,5 @@
-"""How the model's forward runs: the attention backends scoring allows; attention without the padding mask, RMSNorm
-and the rotary embedding fused, each where it applies (gaincurate.forward_kernels)."""
+"""How the model's forward runs: the attention backends scoring allows; attention without the padding mask, RMSNorm,
+the rotary embedding and SwiGLU fused, each where it applies (gaincurate.forward_kernels)."""
 
 from __future__ import annotations
 
