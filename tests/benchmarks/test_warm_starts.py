@@ -122,7 +122,7 @@ def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epo
     of the pooled counts (one look at 95%); the first epoch with a control stands apart; by epoch pools the
     folders' seeds."""
     from gaincurate.lab.benchmarks.curriculum.agreement import by_epoch, task_agreement
-    from gaincurate.schedule.control import Arm, compare
+    from gaincurate.schedule.control import Arm, compare, difference_interval
 
     def line(strategy, seed, epoch, **readout):
         return json.dumps({"strategy": strategy, "seed": seed, "epoch": epoch, "readout": readout})
@@ -148,9 +148,20 @@ def test_the_control_is_held_against_the_uniform_arm_over_the_same_seeds_and_epo
     assert entry["all"]["difference"] == pytest.approx(expected.gain, abs=1e-12)
     assert entry["all"]["interval"] == pytest.approx(list(expected.gain_interval), abs=1e-12)
     assert entry["all"]["agrees"] == (expected.gain_interval[0] <= 0 <= expected.gain_interval[1])
-    pooled = by_epoch(folders, "probe")
-    assert list(pooled) == [1, 2] and pooled[1]["control"] == [12, 4] and pooled[1]["uniform_arm"] == [128, 64]
+    pooled = by_epoch({"task": folders}, "probe")
+    assert list(pooled) == [1, 2] and pooled[1]["control"] == [6, 2] and pooled[1]["uniform_arm"] == [64, 32]
+    assert pooled[1]["groups"] == [12, 128]
     assert task_agreement([tmp_path]) == {}  # no readouts: nothing to hold together
+
+    # Two warm starts of one seed drew the same prompts: each draw counts once, its groups averaged over them, so
+    # the interval is no narrower than one warm start's; two tasks' draws are two draws.
+    first = task_agreement(folders)["probe"]["first"]
+    assert first["control"] == [6, 2] and first["groups"] == [12, 128]
+    assert first["interval"] == pytest.approx(list(difference_interval(Arm(6, 2), Arm(64, 32))), abs=1e-12)
+    low, high = difference_interval(Arm(12, 4), Arm(128, 64))  # the two warm starts as if they had drawn apart
+    assert first["interval"][1] - first["interval"][0] > high - low
+    twice = by_epoch({"a": folders, "b": folders}, "probe")[1]
+    assert twice["control"] == [12, 4] and twice["interval"] == pytest.approx([low, high])
 
 
 def test_the_same_prompts_are_read_in_both_runs_and_tested_exactly(tmp_path):

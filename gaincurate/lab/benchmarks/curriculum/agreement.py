@@ -8,7 +8,10 @@ same training) and over the later epochs:
 
 * **Shares** (readouts.jsonl): the control's share against the uniform arm's over the same (seed, epoch)s, with
   the difference's Newcombe interval (one look, 95%; "agrees" when it includes 0); and per epoch, pooled over the
-  units, so that where they part shows.
+  units, so that where they part shows. The bench seeds every warm start's draws alike, so a seed's control slice
+  and the uniform arm's epoch are the same prompts on every warm start of a task: `agreement` counts each such draw
+  once (eight warm starts of one six-prompt slice are six prompts, not 48), or the interval is too narrow for what
+  the prompts can carry.
 * **The same prompts** (controls.jsonl): the bench seeds every arm's draw of an epoch alike, so the control's
   prompts are the first of the permutation the uniform arm draws its epoch from, and the uniform arm trained on
   them in that same epoch. Each control prompt's group, informative or not, in the aimed run and in the uniform arm:
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Hashable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ import numpy as np
 
 from gaincurate.lab.benchmarks.curriculum.report import READOUTS
 from gaincurate.numerics import recorded
-from gaincurate.schedule.control import Arm, compare
+from gaincurate.schedule.control import Arm, difference_interval
 
 BASELINE = "uniform"  # the arm whose measured share the controls are held against
 CONTROLS = "controls.jsonl"  # each control prompt's group in the aimed run and in the uniform arm
@@ -55,42 +59,58 @@ def epoch_arms(folder: Path) -> dict[str, dict[tuple[int, int], tuple[Arm, Arm]]
             for arm, epochs in control.items()}  # fmt: skip
 
 
-def agreement(pairs: list[tuple[Arm, Arm]]) -> dict[str, Any] | None:
-    """The control's share against the uniform arm's over the same epochs (None: nothing to hold together)."""
-    kept = sum((c for c, _ in pairs), Arm())
-    measured = sum((u for _, u in pairs), Arm())
-    comparison = compare(kept, measured)  # one look, after the runs: 95%
-    if comparison is None:
+def agreement(pairs: list[tuple[Hashable, tuple[Arm, Arm]]]) -> dict[str, Any] | None:
+    """The control's share against the uniform arm's over the same epochs (None: nothing to hold together). Each
+    pair carries its draw: the prompts it was drawn from (a task's seed and epoch). Pairs of one draw, from k warm
+    starts, count 1/k each: a prompt counted once however many warm starts drew it (Kish's design effect of an exact
+    repeat, an upper bound where warm starts differ). Newcombe's interval on those counts, as the run's own
+    readout reads its control (one look: 95%)."""
+    draws: dict[Hashable, list[tuple[Arm, Arm]]] = defaultdict(list)
+    for draw, pair in pairs:
+        draws[draw].append(pair)
+
+    def counted_once(side: int, field: str) -> float:
+        return math.fsum(getattr(pair[side], field) / len(kept) for kept in draws.values() for pair in kept)
+
+    n1, x1, n2, x2 = (counted_once(side, field) for side in (0, 1) for field in ("groups", "informative"))
+    if not n1 or not n2:
         return None
-    low, high = comparison.gain_interval
-    return {"control": [kept.groups, kept.informative], "uniform_arm": [measured.groups, measured.informative],
-            "difference": recorded(comparison.gain), "interval": [recorded(low), recorded(high)],
+    low, high = difference_interval(Arm(n1, x1), Arm(n2, x2))  # Wilson's and Newcombe's formulas take fractional counts
+    groups = [sum(pair[side].groups for kept in draws.values() for pair in kept) for side in (0, 1)]
+    return {"control": [recorded(n1), recorded(x1)], "uniform_arm": [recorded(n2), recorded(x2)], "groups": groups,
+            "difference": recorded(x1 / n1 - x2 / n2), "interval": [recorded(low), recorded(high)],
             "agrees": low <= 0.0 <= high}  # fmt: skip
 
 
 def task_agreement(folders: list[Path]) -> dict[str, dict[str, Any]]:
     """Per arm with a control, over `folders` (a task's comparison folders): `agreement` at the first epoch with a
     control and over every epoch it shares with the uniform arm."""
-    pairs: dict[str, list[tuple[int, tuple[Arm, Arm]]]] = defaultdict(list)
+    pairs: dict[str, list[tuple[tuple[int, int], tuple[Arm, Arm]]]] = defaultdict(list)
     for folder in folders:
         for arm, epochs in epoch_arms(folder).items():
-            pairs[arm] += [(epoch, pair) for (_, epoch), pair in epochs.items()]
-    return {arm: {"first": agreement([pair for epoch, pair in kept if epoch == min(e for e, _ in kept)]),
-                  "all": agreement([pair for _, pair in kept])} for arm, kept in pairs.items()}  # fmt: skip
+            pairs[arm] += list(epochs.items())
+    result = {}
+    for arm, kept in pairs.items():
+        first = min(epoch for (_, epoch), _ in kept)
+        result[arm] = {"first": agreement([(draw, pair) for draw, pair in kept if draw[1] == first]),
+                       "all": agreement(kept)}  # fmt: skip
+    return result
 
 
-def by_epoch(folders: list[Path], arm: str) -> dict[int, dict[str, Any] | None]:
-    """`arm`'s agreement per epoch, pooled over `folders` (each a comparison folder) and their seeds."""
-    pooled: dict[int, list[tuple[Arm, Arm]]] = defaultdict(list)
-    for folder in folders:
-        for (_, epoch), pair in epoch_arms(folder).get(arm, {}).items():
-            pooled[epoch].append(pair)
+def by_epoch(tasks: dict[str, list[Path]], arm: str) -> dict[int, dict[str, Any] | None]:
+    """`arm`'s agreement per epoch, pooled over every task's comparison folders and their seeds (tasks draw from
+    different pools: a seed's draw on two tasks is two draws)."""
+    pooled: dict[int, list[tuple[Hashable, tuple[Arm, Arm]]]] = defaultdict(list)
+    for task, folders in tasks.items():
+        for folder in folders:
+            for (seed, epoch), pair in epoch_arms(folder).get(arm, {}).items():
+                pooled[epoch].append(((task, seed, epoch), pair))
     return {epoch: agreement(pairs) for epoch, pairs in sorted(pooled.items())}
 
 
-def share_words(counts: list[int]) -> str:
+def share_words(counts: list[float]) -> str:
     groups, informative = counts
-    return f"{informative / groups:.0%} of {groups}"
+    return f"{informative / groups:.0%} of {groups:.4g}"
 
 
 def difference_words(entry: dict[str, Any] | None) -> str:

@@ -131,7 +131,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
              for task, k in verdict.units()}  # fmt: skip
     for name, unit in units.items():
         unit["cpu"] = kept.get("cpu", {}).get(name)
-    tasks, every = {}, []  # every: each compared unit's comparison folder, over the tasks
+    tasks, every = {}, {}  # every: per task, each compared unit's comparison folder
     for task in verdict.tasks:
         mine = {k: units[f"{task}/ws{k}"] for k in verdict.warm_starts}
         # Only warm starts whose every declared seed finished are pooled: a part of one is not a draw of the task.
@@ -147,7 +147,7 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                          "baseline_censored": sum(m["baseline_censored"] for m in measured.values()),
                          "seeds": sum(m["n"] for m in measured.values())}  # fmt: skip
         folders = [unit_folder(folder, task, k) / COMPARE for k in sorted(compared)]
-        every += folders
+        every[task] = folders
         tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms,
                        "agreement": agreement.task_agreement(folders),
                        "same_prompts": agreement.same_prompts(folders)}  # fmt: skip
@@ -233,8 +233,9 @@ def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list
     words = agreement.share_words
     lines = ["", "Each run's control against the bench's uniform arm: the share of groups with nonzero reward variance "
              "over the same seeds and epochs, pooled over the warm starts compared, and the difference with its 95% "
-             "interval (Newcombe). Epoch 1 is the first with a control; every arm of a seed drew epoch 0 alike, so "
-             "both runs start it from the same training.", "",
+             "interval (Newcombe). A seed draws the same prompts on every warm start of a task, so a draw counts "
+             "once: groups over the warm starts that drew it. Epoch 1 is the first with a control; every arm of a "
+             "seed drew epoch 0 alike, so both runs start it from the same training.", "",
              "| task | arm | epoch 1: control | uniform arm | control - uniform arm | every epoch: control "
              "| uniform arm | control - uniform arm |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for task, arm, entry in rows:
