@@ -50,6 +50,24 @@ def test_the_bootstrap_draws_warm_starts_then_seeds_as_brute_force_enumerates():
         assert draws[value] / 8000 == pytest.approx(count / total, abs=0.015), value
 
 
+def test_the_t_interval_is_crossed_where_every_warm_start_ran_the_same_seeds():
+    """The same seeds on every warm start (in any order): the crossed interval over the grid, seed by seed; other
+    seeds, or none given: the t interval over the warm starts' means."""
+    from gaincurate.lab.benchmarks.curriculum import stats
+
+    logs = [[0.1, -0.4, -0.2], [-0.3, -0.9, -0.1], [0.2, -0.5, 0.0]]
+    grid = stats.crossed_mean_ci([logs[0], logs[1], [logs[2][2], logs[2][0], logs[2][1]]])
+    same = pooled_ratio(logs, [[1, 2, 3], [1, 2, 3], [2, 3, 1]], resamples=200)
+    assert same["t_kind"] == "crossed"
+    assert [same["t_low"], same["t_high"]] == pytest.approx([math.exp(grid["low"]), math.exp(grid["high"])])
+    means = stats.mean_ci([sum(seeds) / 3 for seeds in logs])
+    for other in ([[1, 2, 3], [4, 5, 6], [1, 2, 3]], None):
+        apart = pooled_ratio(logs, other, resamples=200)
+        assert apart["t_kind"] == "warm starts"
+        assert [apart["t_low"], apart["t_high"]] == pytest.approx([math.exp(means["low"]), math.exp(means["high"])])
+        assert (apart["low"], apart["high"]) == (same["low"], same["high"])  # the bootstrap does not read seeds
+
+
 def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
     assert pooled_ratio([[math.log(0.8), math.log(0.9)]])["low"] is None
     assert pooled_ratio([])["mean"] is None

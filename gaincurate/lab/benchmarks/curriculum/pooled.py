@@ -11,7 +11,11 @@ The pooled ratio is the geometric mean over warm starts of each warm start's geo
 start weighs the same, as the task is the unit and each warm start one draw of it. Its interval is a two-stage
 (hierarchical) percentile bootstrap: resample the warm starts, then each drawn warm start's seeds, so both the spread
 between warm starts and the seed noise within each reach it. With four warm starts it is narrow-biased (a resample
-of four units has at most four distinct values), so the t interval over the warm starts' means stands beside it.
+of four units has at most four distinct values), and it takes each warm start's seeds as its own, while the bench
+runs the same seeds on every warm start of a verdict: a seed's draws and rollouts are shared, and its effect on the
+ratio with them (a lucky order of prompts helps every warm start alike) does not shrink as warm starts are added. So
+a t interval stands beside it: for that crossed design `stats.crossed_mean_ci` (warm starts and seeds both random),
+else the t interval over the warm starts' means.
 """
 
 from __future__ import annotations
@@ -35,18 +39,30 @@ from gaincurate.lab.benchmarks.curriculum.warm_starts import COMPARE, DECLARATIO
 UNIT = "compute"  # the verdict's cost: priced compute to the target (compute.py)
 
 
-def pooled_ratio(logs: list[list[float]], *, resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
+def pooled_ratio(logs: list[list[float]], seeds: list[list[int]] | None = None, *,
+                 resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict[str, Any]:  # fmt: skip
     """exp(mean over warm starts of the mean log ratio over each one's seeds), with a 95% two-stage percentile
-    bootstrap (warm starts with replacement, then seeds within each) and a t interval over the warm starts' means.
-    `logs`: per warm start, its seeds' log ratios."""
-    logs = [list(map(float, seeds)) for seeds in logs if seeds]
+    bootstrap (warm starts with replacement, then seeds within each) and a t interval beside it. `logs`: per warm
+    start, its seeds' log ratios; `seeds`: their seed numbers. Where every warm start ran the same seeds (a crossed
+    design), the t interval is `stats.crossed_mean_ci` (`t_kind` "crossed"), which counts a seed's effect shared by
+    every warm start; otherwise the t interval over the warm starts' means ("warm starts")."""
+    kept = [(list(map(float, values)), list(mine)) for values, mine in zip(logs, seeds or [[]] * len(logs),
+                                                                           strict=True) if values]  # fmt: skip
+    logs = [values for values, _ in kept]
     if not logs:
-        return {"mean": None, "low": None, "high": None, "t_low": None, "t_high": None, "warm_starts": 0}
-    means = [stats.mean(seeds) for seeds in logs]
-    t = stats.mean_ci(means)
+        return {"mean": None, "low": None, "high": None, "t_low": None, "t_high": None, "t_kind": None,
+                "warm_starts": 0}  # fmt: skip
+    means = [stats.mean(values) for values in logs]
+    crossed = len({tuple(sorted(mine)) for _, mine in kept}) == 1 and len(kept[0][1]) == len(logs[0]) > 1
+    if crossed:
+        order = sorted(kept[0][1])
+        t = stats.crossed_mean_ci([[dict(zip(mine, values, strict=True))[s] for s in order] for values, mine in kept])
+    else:
+        t = stats.mean_ci(means)
     result = {"mean": math.exp(stats.mean(means)), "low": None, "high": None, "warm_starts": len(logs),
               "t_low": None if t["low"] is None else math.exp(t["low"]),
-              "t_high": None if t["high"] is None else math.exp(t["high"])}  # fmt: skip
+              "t_high": None if t["high"] is None else math.exp(t["high"]),
+              "t_kind": "crossed" if crossed else "warm starts"}  # fmt: skip
     if len(logs) < 2:
         return result
     values = sorted(bootstrap_draws(logs, resamples))
@@ -115,7 +131,7 @@ def unit_result(verdict: WarmStartVerdict, folder: Path, task: str, warm_start: 
         if ratio is not None:
             sensitivity = {name: (versus or {}).get(UNIT) for name, versus in arm_entry["sensitivity"].items()}
             arms[arm] = {**{k: ratio[k] for k in ("mean", "low", "high", "n", "p", "per_seed", "censored",
-                                                   "baseline_censored")},
+                                                   "baseline_censored")}, "seeds": arm_entry["vs_baseline"]["seeds"],
                          "p_holm": summary.get("compute_primary", {}).get(arm, {}).get("p_holm"),
                          "sensitivity": {k: v and v["mean"] for k, v in sensitivity.items()}}  # fmt: skip
     seeds = summary["strategies"].get(verdict.arms[0], {}).get("seeds", [])
@@ -139,7 +155,10 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         arms = {}
         for arm in verdict.arms[1:]:
             measured = {k: u["arms"][arm] for k, u in compared.items() if arm in u["arms"]}
-            pooled = pooled_ratio([[math.log(r) for r in m["per_seed"]] for m in measured.values()])
+            pooled = pooled_ratio(
+                [[math.log(r) for r in m["per_seed"]] for m in measured.values()],
+                [m["seeds"] for m in measured.values()],
+            )
             worst = max(measured, key=lambda k: measured[k]["mean"], default=None)
             arms[arm] = {**pooled, "worst_warm_start": worst,
                          "worst": None if worst is None else measured[worst]["mean"],
@@ -181,7 +200,8 @@ def _ratio(entry: dict[str, Any] | None) -> str:
 
 
 def _pooled_cell(arm: dict[str, Any]) -> str:
-    return f"{_ratio(arm)} (t: {_ratio({'mean': arm['mean'], 'low': arm['t_low'], 'high': arm['t_high']})})"
+    kind = "crossed t" if arm.get("t_kind") == "crossed" else "t"
+    return f"{_ratio(arm)} ({kind}: {_ratio({'mean': arm['mean'], 'low': arm['t_low'], 'high': arm['t_high']})})"
 
 
 def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
@@ -191,7 +211,9 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
              f"(geometric mean, 95% t interval; censored seeds at their budget, counted in brackets). Targets per "
              f"warm start from {verdict.arms[0]} on pilot seeds {verdict.pilot_seeds} (75% of its mean gain; 50% and "
              f"90% for sensitivity); fresh seeds {verdict.seeds}. Pooled: the geometric mean over warm starts, 95% "
-             f"two-stage bootstrap (warm starts, then seeds), the t interval over warm starts beside it."]  # fmt: skip
+             f"two-stage bootstrap (warm starts, then seeds); beside it, where every warm start ran the same seeds, "
+             f"the crossed t interval, which counts a seed's effect shared by every warm start (the bootstrap and a "
+             f"t over the warm starts' means leave it out), else the t interval over warm starts."]  # fmt: skip
     for task, entry in summary["tasks"].items():
         lines += ["", f"**{task}**", "", "| warm start | digest | CPU | targets (50/75/90%) | seeds | "
                   + " | ".join(compared) + " |", "|---|---|---|---|---|" + "---|" * len(compared)]  # fmt: skip

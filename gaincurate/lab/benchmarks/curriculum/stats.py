@@ -68,6 +68,38 @@ def mean_ci(values: Iterable[float]) -> dict[str, Any]:
     return {"mean": centre, "low": centre - half, "high": centre + half, "n": n}
 
 
+def crossed_mean_ci(grid: list[list[float]]) -> dict[str, Any]:
+    """Mean and 95% t interval of a complete rows x columns grid where both are random draws and crossed: warm starts
+    by seeds, when every warm start ran the same seeds, so a seed's effect (its draws, its rollouts) is shared by
+    every warm start and does not average out over them. Two-way random effects without replicates: with the mean
+    squares MS_r, MS_c and MS_e (rows, columns, residual), Var(mean) = s_r^2/R + s_c^2/C + s_e^2/(RC), each
+    component's estimate floored at 0, which is (max(MS_r, MS_e) + max(MS_c, MS_e) - MS_e)/(RC); Satterthwaite's
+    degrees of freedom for that sum, rounded down. The interval is None below two rows or two columns."""
+    rows, columns = len(grid), len(grid[0]) if grid else 0
+    if rows < 2 or columns < 2:
+        return {"mean": mean(v for row in grid for v in row) if grid else None, "low": None, "high": None}
+    centre = mean(v for row in grid for v in row)
+    row_means = [mean(row) for row in grid]
+    column_means = [mean(row[c] for row in grid) for c in range(columns)]
+    df_r, df_c, df_e = rows - 1, columns - 1, (rows - 1) * (columns - 1)
+    ms_r = columns * math.fsum((m - centre) ** 2 for m in row_means) / df_r
+    ms_c = rows * math.fsum((m - centre) ** 2 for m in column_means) / df_c
+    ms_e = math.fsum((grid[r][c] - row_means[r] - column_means[c] + centre) ** 2
+                     for r in range(rows) for c in range(columns)) / df_e  # fmt: skip
+    # The floored sum: MS_e alone, or the one mean square above it alone, or both above it less MS_e.
+    terms = [(t, df) for t, df in ((ms_r, df_r), (ms_c, df_c)) if t > ms_e]
+    if not terms:
+        terms = [(ms_e, df_e)]
+    elif len(terms) == 2:
+        terms.append((-ms_e, df_e))
+    total = math.fsum(t for t, _ in terms)
+    if total <= 0.0:
+        return {"mean": centre, "low": centre, "high": centre}
+    df = total * total / math.fsum(t * t / df for t, df in terms)
+    half = t_quantile(max(1, math.floor(df))) * math.sqrt(total / (rows * columns))
+    return {"mean": centre, "low": centre - half, "high": centre + half}
+
+
 def centred_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean over `window` points centred on each point (window odd; it narrows symmetrically at both ends)."""
     if window < 1 or window % 2 == 0:
