@@ -68,6 +68,16 @@ def test_the_t_interval_is_crossed_where_every_warm_start_ran_the_same_seeds():
         assert (apart["low"], apart["high"]) == (same["low"], same["high"])  # the bootstrap does not read seeds
 
 
+def test_seeds_apart_give_each_warm_start_its_own():
+    """Shifted by their count per place in the verdict, so no two warm starts share a seed; without, the same."""
+    apart = VERDICTS["apart"]
+    assert apart.unit_seeds(0) == "326,327,328,329" and apart.unit_seeds(7) == "354,355,356,357"
+    assert apart.compare_config("cpu-mult", 1, {}).seed_list == (330, 331, 332, 333)
+    later = dataclasses.replace(apart, warm_starts=(4, 5))
+    assert later.unit_seeds(4) == "326,327,328,329" and later.unit_seeds(5) == "330,331,332,333"
+    assert VERDICTS["default-mult-eight"].unit_seeds(5) == "318-325"
+
+
 def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
     assert pooled_ratio([[math.log(0.8), math.log(0.9)]])["low"] is None
     assert pooled_ratio([])["mean"] is None

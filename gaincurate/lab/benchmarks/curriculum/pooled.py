@@ -207,13 +207,14 @@ def _pooled_cell(arm: dict[str, Any]) -> str:
 def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     """Per task: a row per warm start (digest, CPU, targets, each arm's compute ratio), the pooled row, the worst."""
     compared = verdict.arms[1:]
+    apart = ", each warm start its own (the next one's shifted by their count)" if verdict.seeds_apart else ""
     lines = [f"Warm-start verdict {verdict.name}: compute to the target over {verdict.arms[0]}'s, paired by seed "
              f"(geometric mean, 95% t interval; censored seeds at their budget, counted in brackets). Targets per "
              f"warm start from {verdict.arms[0]} on pilot seeds {verdict.pilot_seeds} (75% of its mean gain; 50% and "
-             f"90% for sensitivity); fresh seeds {verdict.seeds}. Pooled: the geometric mean over warm starts, 95% "
-             f"two-stage bootstrap (warm starts, then seeds); beside it, where every warm start ran the same seeds, "
-             f"the crossed t interval, which counts a seed's effect shared by every warm start (the bootstrap and a "
-             f"t over the warm starts' means leave it out), else the t interval over warm starts."]  # fmt: skip
+             f"90% for sensitivity); fresh seeds {verdict.seeds}{apart}. Pooled: the geometric mean over warm starts, "
+             f"95% two-stage bootstrap (warm starts, then seeds); beside it, where every warm start ran the same "
+             f"seeds, the crossed t interval, which counts a seed's effect shared by every warm start (the bootstrap "
+             f"and a t over the warm starts' means leave it out), else the t interval over warm starts."]  # fmt: skip
     for task, entry in summary["tasks"].items():
         lines += ["", f"**{task}**", "", "| warm start | digest | CPU | targets (50/75/90%) | seeds | "
                   + " | ".join(compared) + " |", "|---|---|---|---|---|" + "---|" * len(compared)]  # fmt: skip
