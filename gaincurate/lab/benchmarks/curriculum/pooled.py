@@ -12,7 +12,7 @@ start weighs the same, as the task is the unit and each warm start one draw of i
 (hierarchical) percentile bootstrap: resample the warm starts, then each drawn warm start's seeds, so both the spread
 between warm starts and the seed noise within each reach it. With four warm starts it is narrow-biased (a resample
 of four units has at most four distinct values), and it takes each warm start's seeds as its own, while the bench
-runs the same seeds on every warm start of a verdict: a seed's draws and rollouts are shared, and its effect on the
+runs the same seeds on every warm start of a verdict: a seed's draws and sampling are shared, and its effect on the
 ratio with them (a lucky order of prompts helps every warm start alike) does not shrink as warm starts are added. So
 a t interval stands beside it: for that crossed design `stats.crossed_mean_ci` (warm starts and seeds both random),
 else the t interval over the warm starts' means.
@@ -53,7 +53,7 @@ def pooled_ratio(logs: list[list[float]], seeds: list[list[int]] | None = None, 
         return {"mean": None, "low": None, "high": None, "t_low": None, "t_high": None, "t_kind": None,
                 "warm_starts": 0}  # fmt: skip
     means = [stats.mean(values) for values in logs]
-    crossed = len({tuple(sorted(mine)) for _, mine in kept}) == 1 and len(kept[0][1]) == len(logs[0]) > 1
+    crossed = len({tuple(sorted(mine)) for _, mine in kept}) == 1 and all(len(m) == len(v) > 1 for v, m in kept)
     if crossed:
         order = sorted(kept[0][1])
         t = stats.crossed_mean_ci([[dict(zip(mine, values, strict=True))[s] for s in order] for values, mine in kept])

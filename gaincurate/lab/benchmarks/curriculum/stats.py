@@ -13,6 +13,8 @@ curves") says the same in words.
   an exact two-sided sign-flip p-value.
 * `partial_auc`: mean accuracy over a fixed rollout budget (the area under the curve up to it, over its span).
 * `holm`: Holm's step-down adjustment across the arms compared with one baseline.
+* `crossed_mean_ci`: the mean of a warm starts x seeds grid where every warm start ran the same seeds, with a t
+  interval that counts each seed's effect shared by all of them (two-way random effects, Satterthwaite).
 * `share_of_saving`: how much of the oracle's saving an arm captured, (1 - arm) / (1 - oracle) on the geometric-mean
   ratios, with a percentile bootstrap over seeds (per-seed shares explode where a seed's oracle saved little).
 
@@ -70,7 +72,7 @@ def mean_ci(values: Iterable[float]) -> dict[str, Any]:
 
 def crossed_mean_ci(grid: list[list[float]]) -> dict[str, Any]:
     """Mean and 95% t interval of a complete rows x columns grid where both are random draws and crossed: warm starts
-    by seeds, when every warm start ran the same seeds, so a seed's effect (its draws, its rollouts) is shared by
+    by seeds, when every warm start ran the same seeds, so a seed's effect (its draws, its sampling) is shared by
     every warm start and does not average out over them. Two-way random effects without replicates: with the mean
     squares MS_r, MS_c and MS_e (rows, columns, residual), Var(mean) = s_r^2/R + s_c^2/C + s_e^2/(RC), each
     component's estimate floored at 0, which is (max(MS_r, MS_e) + max(MS_c, MS_e) - MS_e)/(RC); Satterthwaite's
