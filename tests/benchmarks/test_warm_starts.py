@@ -15,7 +15,8 @@ import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum.pooled import bootstrap_draws, pooled_ratio, publish, report
-from gaincurate.lab.benchmarks.curriculum.warm_starts import VERDICTS, run_warm_starts, unit_folder
+from gaincurate.lab.benchmarks.curriculum.verdicts import VERDICTS
+from gaincurate.lab.benchmarks.curriculum.warm_starts import run_warm_starts, unit_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 # A published warm-start table sits between `<!-- warm-starts: docs/results/NAME -->` and `<!-- /warm-starts -->`.

@@ -22,7 +22,8 @@ from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit
 from gaincurate.lab.benchmarks.curriculum.bundled import BENCH_HELP, DEMO_WORKERS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
-from gaincurate.lab.benchmarks.curriculum.warm_starts import DECLARATION, VERDICTS
+from gaincurate.lab.benchmarks.curriculum.verdicts import VERDICTS
+from gaincurate.lab.benchmarks.curriculum.warm_starts import DECLARATION
 from gaincurate.lab.benchmarks.signal import SignalCheck
 
 bench_app = command_group(

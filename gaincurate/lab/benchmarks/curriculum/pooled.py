@@ -34,7 +34,8 @@ from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
 from gaincurate.lab.benchmarks.curriculum.report import FILES, pilot_targets
 from gaincurate.lab.benchmarks.curriculum.report import publish as publish_bench
 from gaincurate.lab.benchmarks.curriculum.report import report as bench_report
-from gaincurate.lab.benchmarks.curriculum.warm_starts import COMPARE, DECLARATION, PILOT, WarmStartVerdict, unit_folder
+from gaincurate.lab.benchmarks.curriculum.verdicts import WarmStartVerdict
+from gaincurate.lab.benchmarks.curriculum.warm_starts import COMPARE, DECLARATION, PILOT, unit_folder
 
 UNIT = "compute"  # the verdict's cost: priced compute to the target (compute.py)
 
