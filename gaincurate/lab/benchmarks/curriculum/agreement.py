@@ -110,7 +110,9 @@ def by_epoch(tasks: dict[str, list[Path]], arm: str) -> dict[int, dict[str, Any]
 
 def share_words(counts: list[float]) -> str:
     groups, informative = counts
-    return f"{informative / groups:.0%} of {groups:.4g}"
+    # counted once: fractional where a draw is missing from some of the warm starts that share it
+    size = f"{groups:.0f}" if float(groups).is_integer() else f"{groups:.1f}"
+    return f"{informative / groups:.0%} of {size}"
 
 
 def difference_words(entry: dict[str, Any] | None) -> str:

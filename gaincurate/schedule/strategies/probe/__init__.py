@@ -181,8 +181,8 @@ class ProbeStrategy(contract.Strategy):
     about = contract.About(
         options=ProbeOptions,
         summary="pass rates predicted by a ridge fit across prompts on the embedding and, where every prompt has a "
-        "reference answer, the policy's probability of it (over eight warm starts a task on one CPU, 0.33x "
-        "uniform's compute on cpu-chain, 0.47x on cpu-arith and 0.68x on cpu-mult, none above 0.88x)",
+        "reference answer, the policy's probability of it (over eight warm starts a task on one CPU, twice: 0.33x "
+        "and 0.37x uniform's compute on cpu-chain, 0.47x and 0.46x on cpu-arith, 0.68x and 0.76x on cpu-mult)",
         draws="epoch 0 is uniform; then near the target pass rate by a ridge fit across every measured group (the "
         "embedding, and with the likelihood the policy's probability of each answer), plus a uniform slice",
         needs=frozenset({contract.EMBEDDINGS, contract.ROLLOUTS}),
