@@ -223,3 +223,11 @@ VERDICTS["apart"] = dataclasses.replace(
     VERDICTS["default-mult-eight"], name="apart", tasks=("cpu-chain", "cpu-arith", "cpu-mult"), seeds="326-329",
     seeds_apart=True,
 )  # fmt: skip
+
+# Exploratory, on the pilot seeds (docs/benchmark-history.md, "What can be saved on cpu-mult's later warm starts"):
+# the oracle, the oracle's rates drawn as the probe draws, and the default on warm starts 4-7, where the default saved
+# least at fresh seeds; the uniform pairs are the pilots' own, copied.
+VERDICTS["oracle-mult-late-pilot"] = dataclasses.replace(
+    VERDICTS["default-mult-more"], name="oracle-mult-late-pilot", seeds="90-92",
+    arms=("uniform", "probe-likelihood", "oracle", "oracle-drawn"),
+)  # fmt: skip
