@@ -231,3 +231,11 @@ VERDICTS["oracle-mult-late-pilot"] = dataclasses.replace(
     VERDICTS["default-mult-more"], name="oracle-mult-late-pilot", seeds="90-92",
     arms=("uniform", "probe-likelihood", "oracle", "oracle-drawn"),
 )  # fmt: skip
+
+# Declared before its runs (docs/benchmark-history.md, "The probe's draw with every prompt's rate, at apart's seeds"):
+# the oracle and the oracle's rates drawn as the probe draws, on all eight of `cpu-mult`'s warm starts at the fresh
+# seeds the default was last read on; uniform's and the default's pairs are apart's, copied.
+VERDICTS["oracle-mult-apart"] = dataclasses.replace(
+    VERDICTS["apart"], name="oracle-mult-apart", tasks=("cpu-mult",),
+    arms=("uniform", "probe-likelihood", "oracle", "oracle-drawn"),
+)  # fmt: skip
