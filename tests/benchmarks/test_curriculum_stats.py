@@ -168,3 +168,23 @@ def test_a_seed_shared_by_every_warm_start_widens_the_interval_to_its_coverage()
         naive += means["low"] <= 0.0 <= means["high"]
     assert 0.93 <= crossed / trials <= 0.99
     assert naive / trials < 0.8
+
+
+def test_within_sd_is_the_pooled_standard_deviation_about_each_groups_mean():
+    rng = np.random.default_rng(5)
+    groups = [rng.normal(m, 0.4, n).tolist() for m, n in ((0.0, 4), (1.5, 3), (-2.0, 6), (0.3, 1))]
+    squares = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in groups)
+    assert stats.within_sd(groups) == pytest.approx(math.sqrt(squares / (3 + 2 + 5)), rel=1e-12)
+    assert stats.within_sd([[0.1], [0.2]]) is None
+
+
+def test_chance_any_above_matches_simulated_verdicts():
+    """Warm starts of 4, 4, 8 and 3 seeds, each seed's log ratio normal about log 0.6: how often the highest warm
+    start's geometric mean reads above 1.05x, counted over 200,000 simulated verdicts in float64."""
+    rng = np.random.default_rng(17)
+    counts, sd, ratio, bound = [4, 4, 8, 3], 0.64, 0.6, 1.05
+    trials = 200_000
+    highest = np.max([rng.normal(math.log(ratio), sd, (trials, n)).mean(1) for n in counts], axis=0)
+    simulated = float((highest > math.log(bound)).mean())
+    assert stats.chance_any_above(sd, counts, ratio, bound) == pytest.approx(simulated, abs=0.005)
+    assert stats.chance_any_above(sd, [4], 1.05, 1.05) == pytest.approx(0.5, abs=1e-12)

@@ -156,12 +156,11 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         arms = {}
         for arm in verdict.arms[1:]:
             measured = {k: u["arms"][arm] for k, u in compared.items() if arm in u["arms"]}
-            pooled = pooled_ratio(
-                [[math.log(r) for r in m["per_seed"]] for m in measured.values()],
-                [m["seeds"] for m in measured.values()],
-            )
+            logs = [[math.log(r) for r in m["per_seed"]] for m in measured.values()]
+            pooled = pooled_ratio(logs, [m["seeds"] for m in measured.values()])
             worst = max(measured, key=lambda k: measured[k]["mean"], default=None)
-            arms[arm] = {**pooled, "worst_warm_start": worst,
+            arms[arm] = {**pooled, "worst_warm_start": worst, "within_sd": stats.within_sd(logs),
+                         "seed_counts": [len(values) for values in logs],
                          "worst": None if worst is None else measured[worst]["mean"],
                          "censored": sum(m["censored"] for m in measured.values()),
                          "baseline_censored": sum(m["baseline_censored"] for m in measured.values()),
@@ -245,7 +244,28 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     lines += ["", f"Goal ({verdict.goal_arm}: pooled at most {verdict.goal_pooled:.2f}x on every task and no warm "
               f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
               + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
-    return "\n".join(lines + _agreement_lines(verdict, summary)) + "\n"
+    return "\n".join(lines + _noise_lines(verdict, summary) + _agreement_lines(verdict, summary)) + "\n"
+
+
+def _noise_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:
+    """How often seed noise alone would put one warm start above the goal's bound, were the goal arm at the pooled
+    goal on every warm start: the worst warm start's reading at this verdict's size, and at twice its seeds."""
+    said = []
+    for task, entry in summary["tasks"].items():
+        arm = entry["arms"].get(verdict.goal_arm) or {}
+        if arm.get("within_sd") is None:
+            continue
+        chances = [stats.chance_any_above(arm["within_sd"], [times * n for n in arm["seed_counts"]],
+                                          verdict.goal_pooled, verdict.goal_worst) for times in (1, 2)]  # fmt: skip
+        now, twice = (f"{p:.0%}" if p >= 0.005 else "under 1%" for p in chances)
+        said.append(f"{now} on {task} ({twice} with twice the seeds; SD {arm['within_sd']:.2f})")
+    if not said:
+        return []
+    return ["", f"The worst warm start at this size: were {verdict.goal_arm} at {verdict.goal_pooled:.2f}x on every "
+            f"warm start, seed noise alone would read one of them above {verdict.goal_worst:.2f}x with probability "
+            + ", ".join(said) + ". Each seed's log ratio taken as normal about the true one with the standard "
+            "deviation (SD) within a warm start pooled over the verdict's, and the warm starts as independent (where "
+            "they share seeds, less often)."]  # fmt: skip
 
 
 def _agreement_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:

@@ -15,6 +15,8 @@ curves") says the same in words.
 * `holm`: Holm's step-down adjustment across the arms compared with one baseline.
 * `crossed_mean_ci`: the mean of a warm starts x seeds grid where every warm start ran the same seeds, with a t
   interval that counts each seed's effect shared by all of them (two-way random effects, Satterthwaite).
+* `within_sd`, `chance_any_above`: how often seed noise alone puts some warm start above a bound, were every warm
+  start's true ratio the same (the worst warm start's reading at a verdict's size).
 * `share_of_saving`: how much of the oracle's saving an arm captured, (1 - arm) / (1 - oracle) on the geometric-mean
   ratios, with a percentile bootstrap over seeds (per-seed shares explode where a seed's oracle saved little).
 
@@ -100,6 +102,27 @@ def crossed_mean_ci(grid: list[list[float]]) -> dict[str, Any]:
     df = total * total / math.fsum(t * t / df for t, df in terms)
     half = t_quantile(max(1, math.floor(df))) * math.sqrt(total / (rows * columns))
     return {"mean": centre, "low": centre - half, "high": centre + half}
+
+
+def within_sd(groups: list[list[float]]) -> float | None:
+    """The standard deviation within groups, pooled: sqrt(sum of squares about each group's own mean over the sum of
+    (n - 1)); None where no group has two values."""
+    df = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if df == 0:
+        return None
+    squares = math.fsum((v - mean(g)) ** 2 for g in groups if len(g) > 1 for v in g)
+    return math.sqrt(squares / df)
+
+
+def chance_any_above(sd: float, counts: list[int], ratio: float, bound: float) -> float:
+    """The chance that at least one of len(counts) warm starts reads a geometric-mean ratio above `bound` when every
+    one's true ratio is `ratio` and its seeds' log ratios are normal about log(ratio) with standard deviation `sd`
+    (warm start k averaging counts[k] seeds): 1 - prod_k Phi((log bound - log ratio) sqrt(n_k) / sd)."""
+    below = 1.0
+    for n in counts:
+        z = (math.log(bound) - math.log(ratio)) * math.sqrt(n) / sd
+        below *= 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return 1.0 - below
 
 
 def centred_mean(values: np.ndarray, window: int) -> np.ndarray:
