@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from gaincurate.errors import ConfigError
-from gaincurate.lab.benchmarks.curriculum.pooled import bootstrap_draws, pooled_ratio, publish, report
+from gaincurate.lab.benchmarks.curriculum.pooled import (
+    bootstrap_draws,
+    informative_by_epoch,
+    pooled_ratio,
+    publish,
+    report,
+)
 from gaincurate.lab.benchmarks.curriculum.verdicts import VERDICTS
 from gaincurate.lab.benchmarks.curriculum.warm_starts import run_warm_starts, unit_folder
 
@@ -84,6 +90,26 @@ def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
     assert pooled_ratio([])["mean"] is None
     same = pooled_ratio([[math.log(0.7)] * 3] * 4, resamples=500)
     assert same["low"] == pytest.approx(0.7) and same["high"] == pytest.approx(0.7)
+
+
+def test_informative_groups_by_epoch_sum_every_folder_and_seed(tmp_path):
+    """Each arm's informative groups and groups per epoch, summed over comparison folders and seeds, as counted by
+    hand from the readouts; an epoch without a count (no groups, or no zero-variance share) is [0, 0]."""
+    rows = [("uniform", 1, 0, 8, 0.75), ("uniform", 1, 1, 8, 0.5), ("probe", 1, 0, 8, 0.75), ("probe", 1, 1, 8, 0.25),
+            ("probe", 2, 1, 4, 0.0), ("probe", 2, 2, 0, None)]  # fmt: skip
+    folders = []
+    for index, part in enumerate((rows[:4], rows[4:])):
+        folder = tmp_path / f"ws{index}"
+        folder.mkdir()
+        lines = [{"strategy": arm, "seed": seed, "epoch": epoch, "readout": {"groups": groups, "zero_variance": zv}}
+                 for arm, seed, epoch, groups, zv in part]  # fmt: skip
+        (folder / "readouts.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        folders.append(folder)
+    assert informative_by_epoch(folders) == {"uniform": [[2, 8], [4, 8]], "probe": [[2, 8], [10, 12]]}
+    (folders[1] / "readouts.jsonl").write_text(json.dumps({"strategy": "probe", "seed": 3, "epoch": 3, "readout": {
+        "groups": 4, "zero_variance": 0.5}}) + "\n")  # fmt: skip
+    assert informative_by_epoch(folders)["probe"] == [[2, 8], [6, 8], [0, 0], [2, 4]]
+    assert informative_by_epoch([tmp_path / "absent"]) == {}
 
 
 # Two warm starts of cpu-arith (the cheapest task) at smoke size, two arms: the whole path (assets, pilot, targets,

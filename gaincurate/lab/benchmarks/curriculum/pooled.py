@@ -31,13 +31,14 @@ from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum import agreement, stats
 from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
-from gaincurate.lab.benchmarks.curriculum.report import FILES, pilot_targets
+from gaincurate.lab.benchmarks.curriculum.report import FILES, READOUTS, pilot_targets
 from gaincurate.lab.benchmarks.curriculum.report import publish as publish_bench
 from gaincurate.lab.benchmarks.curriculum.report import report as bench_report
 from gaincurate.lab.benchmarks.curriculum.verdicts import WarmStartVerdict
 from gaincurate.lab.benchmarks.curriculum.warm_starts import COMPARE, DECLARATION, PILOT, unit_folder
 
 UNIT = "compute"  # the verdict's cost: priced compute to the target (compute.py)
+RAMP_EPOCHS = 10  # the epochs the informative table shows: where aims differ most, before most targets are reached
 
 
 def pooled_ratio(logs: list[list[float]], seeds: list[list[int]] | None = None, *,
@@ -86,6 +87,23 @@ def bootstrap_draws(logs: list[list[float]], resamples: int) -> list[float]:
             means.append(math.fsum(seeds[i] for i in picks) / len(seeds))
         out.append(math.fsum(means) / width)
     return out
+
+
+def informative_by_epoch(folders: list[Path]) -> dict[str, list[list[int]]]:
+    """Per arm, per epoch from 0: [groups with nonzero reward variance, groups], summed over `folders`' seeds (each
+    comparison's readouts.jsonl; [0, 0] for an epoch none counted): where in a run an aim becomes informative."""
+    counts: dict[str, dict[int, list[int]]] = {}
+    for folder in folders:
+        path = folder / READOUTS
+        for line in map(json.loads, path.read_text().splitlines() if path.is_file() else []):
+            readout = line["readout"]
+            groups = readout.get("groups") or 0
+            if readout.get("zero_variance") is None or not groups:
+                continue
+            cell = counts.setdefault(line["strategy"], {}).setdefault(int(line["epoch"]), [0, 0])
+            cell[0] += round((1.0 - readout["zero_variance"]) * groups)
+            cell[1] += groups
+    return {arm: [epochs.get(e, [0, 0]) for e in range(max(epochs) + 1)] for arm, epochs in counts.items()}
 
 
 def _read_verdict(folder: Path) -> tuple[WarmStartVerdict, dict[str, Any]]:
@@ -169,7 +187,8 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
         every[task] = folders
         tasks[task] = {"warm_starts_compared": sorted(compared), "arms": arms,
                        "agreement": agreement.task_agreement(folders),
-                       "same_prompts": agreement.same_prompts(folders)}  # fmt: skip
+                       "same_prompts": agreement.same_prompts(folders),
+                       "informative_by_epoch": informative_by_epoch(folders)}  # fmt: skip
     goal = _goal(verdict, tasks)
     by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(every, verdict.goal_arm).items()}
     summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
@@ -244,7 +263,25 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     lines += ["", f"Goal ({verdict.goal_arm}: pooled at most {verdict.goal_pooled:.2f}x on every task and no warm "
               f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
               + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
-    return "\n".join(lines + _noise_lines(verdict, summary) + _agreement_lines(verdict, summary)) + "\n"
+    lines += _noise_lines(verdict, summary) + _ramp_lines(summary)
+    return "\n".join(lines + _agreement_lines(verdict, summary)) + "\n"
+
+
+def _ramp_lines(summary: dict[str, Any]) -> list[str]:
+    """Per task, each arm's share of informative groups in its first epochs, pooled over the warm starts compared."""
+    lines = []
+    for task, entry in summary["tasks"].items():
+        ramp = entry.get("informative_by_epoch") or {}
+        if not ramp:
+            continue
+        shown = min(RAMP_EPOCHS, max(len(cells) for cells in ramp.values()))
+        lines += ["", f"{task}: each arm's groups with nonzero reward variance by epoch, pooled over the warm starts "
+                  f"compared (epochs 0 to {shown - 1}):", "",
+                  "| arm | " + " | ".join(str(e) for e in range(shown)) + " |", "|---|" + "---|" * shown]  # fmt: skip
+        for arm, cells in ramp.items():
+            shares = [f"{x / n:.0%}" if n else "-" for x, n in cells[:shown]] + ["-"] * (shown - len(cells[:shown]))
+            lines.append(f"| {arm} | " + " | ".join(shares) + " |")
+    return lines
 
 
 def _noise_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:
