@@ -83,6 +83,9 @@ def test_seeds_apart_give_each_warm_start_its_own():
     later = dataclasses.replace(apart, warm_starts=(4, 5))
     assert later.unit_seeds(4) == "326,327,328,329" and later.unit_seeds(5) == "330,331,332,333"
     assert VERDICTS["default-mult-eight"].unit_seeds(5) == "318-325"
+    strided = VERDICTS["apart-mult-eight-seeds"]
+    assert strided.unit_seeds(0) == "326,327,328,329,358,359,360,361"
+    assert strided.unit_seeds(7) == "354,355,356,357,386,387,388,389"  # apart's warm start 7 and four more
 
 
 def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():

@@ -226,7 +226,8 @@ def _pooled_cell(arm: dict[str, Any]) -> str:
 def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     """Per task: a row per warm start (digest, CPU, targets, each arm's compute ratio), the pooled row, the worst."""
     compared = verdict.arms[1:]
-    apart = ", each warm start its own (the next one's shifted by their count)" if verdict.seeds_apart else ""
+    shift = f"by {verdict.seed_stride}" if verdict.seed_stride else "by their count"
+    apart = f", each warm start its own (the next one's shifted {shift})" if verdict.seeds_apart else ""
     lines = [f"Warm-start verdict {verdict.name}: compute to the target over {verdict.arms[0]}'s, paired by seed "
              f"(geometric mean, 95% t interval; censored seeds at their budget, counted in brackets). Targets per "
              f"warm start from {verdict.arms[0]} on pilot seeds {verdict.pilot_seeds} (75% of its mean gain; 50% and "
