@@ -188,3 +188,4 @@ def test_chance_any_above_matches_simulated_verdicts():
     simulated = float((highest > math.log(bound)).mean())
     assert stats.chance_any_above(sd, counts, ratio, bound) == pytest.approx(simulated, abs=0.005)
     assert stats.chance_any_above(sd, [4], 1.05, 1.05) == pytest.approx(0.5, abs=1e-12)
+    assert stats.chance_any_above(0.0, [4, 4], 0.6, 1.05) == 0.0 and stats.chance_any_above(0.0, [4], 1.1, 1.05) == 1.0

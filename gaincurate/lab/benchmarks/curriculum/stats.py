@@ -117,7 +117,10 @@ def within_sd(groups: list[list[float]]) -> float | None:
 def chance_any_above(sd: float, counts: list[int], ratio: float, bound: float) -> float:
     """The chance that at least one of len(counts) warm starts reads a geometric-mean ratio above `bound` when every
     one's true ratio is `ratio` and its seeds' log ratios are normal about log(ratio) with standard deviation `sd`
-    (warm start k averaging counts[k] seeds): 1 - prod_k Phi((log bound - log ratio) sqrt(n_k) / sd)."""
+    (warm start k averaging counts[k] seeds): 1 - prod_k Phi((log bound - log ratio) sqrt(n_k) / sd). With no spread
+    every warm start reads the true ratio: 1 above the bound, else 0."""
+    if sd <= 0.0:
+        return float(ratio > bound)
     below = 1.0
     for n in counts:
         z = (math.log(bound) - math.log(ratio)) * math.sqrt(n) / sd
