@@ -22,7 +22,7 @@ class BudgetProbe(ProbeStrategy):
 
     name = BUDGET_PROBE
 
-    def wants(self, state: Any, end: Any = None) -> Any:
+    def wants(self, state: Any, feedback: Any = None) -> Any:
         return ProbeStrategy.wants(self, state)
 
     @classmethod

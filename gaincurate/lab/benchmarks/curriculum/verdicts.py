@@ -248,3 +248,11 @@ VERDICTS["oracle-mult-apart"] = dataclasses.replace(
 VERDICTS["apart-mult-eight-seeds"] = dataclasses.replace(
     VERDICTS["apart"], name="apart-mult-eight-seeds", tasks=("cpu-mult",), seeds="326-329,358-361", seed_stride=4,
 )  # fmt: skip
+
+# Exploratory, on the pilot seeds (docs/benchmark-history.md, "Every prompt's likelihood after epoch 0 at cpu-mult"):
+# the default whose first refresh measures every prompt and whose epoch 0 groups take theirs, on all eight of
+# cpu-mult's warm starts; the uniform pairs are the pilots' own, copied.
+VERDICTS["pool-first-mult-pilot"] = dataclasses.replace(
+    VERDICTS["apart"], name="pool-first-mult-pilot", tasks=("cpu-mult",), seeds="90-92", seeds_apart=False,
+    arms=("uniform", "probe-likelihood"),
+)  # fmt: skip
