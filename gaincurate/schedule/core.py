@@ -30,6 +30,7 @@ from gaincurate.schedule.strategies.contract import (
     FRESH_SCORES,
     LIKELIHOOD,
     POLICY,
+    EpochEnd,
     Fresh,
     PolicyAt,
     PromptSet,
@@ -184,7 +185,7 @@ class Scheduler:
         evidence = epoch_evidence(self.state.selection, self.state.subset_ids, feedback)
         if not self._gate_after(self.state, evidence)[0].asks_model:  # paused: the run spends what uniform would
             return Wants()
-        return self.strategy.wants(self.state, feedback)
+        return self.strategy.wants(self.state, EpochEnd(feedback, lambda: self._upcoming(feedback)))
 
     def rescore_ids(self, feedback: Feedback | Iterable[Any] | None = None) -> np.ndarray | None:
         """gc_ids (ascending) the strategy wants re-scored after the current epoch (`wants`), or None: none due."""
@@ -281,6 +282,12 @@ class Scheduler:
             return Gate(), None
         refreshes = bool(self.strategy.about.needs & {LIKELIHOOD, FRESH_SCORES})
         return advance(gate, evidence, refreshes=refreshes)
+
+    def _upcoming(self, feedback: Feedback) -> np.ndarray:
+        """The gc_ids (ascending) `step` would draw next were nothing measured after the epoch (the state is kept)."""
+        following = self._following(self.state, feedback, Fresh(policy=self.policy))[0]
+        chosen = self._choose(following)[2]
+        return np.sort(following.ranking[np.asarray(chosen.positions, dtype=np.int64)])
 
     def _choose(self, state: ScheduleState) -> tuple[ScheduleState, RankingContext, Any]:
         state = replace(state, epoch=state.epoch if state.epoch >= 0 else 0)

@@ -277,12 +277,12 @@ def test_the_other_tasks_run_by_name_at_smoke_size(tmp_path, bench, symbol, righ
 
 def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(tmp_path):
     """The chain rows' reference answer is the scores' answer column, so a probe with the likelihood measures it after
-    each epoch: here the bench arm that measures its budget whatever the rewards (`budget_probe.py`), since at smoke
+    each epoch: here the bench arm that measures its budget whatever the rewards (`bench_probes.py`), since at smoke
     size every rollout is wrong and `probe --likelihood` then measures nothing. With `measure_pool`, the pool
     instrument also holds every candidate feature (candidates.py: the likelihoods of the answer, the solution, the
     answer after it; the angle score stored, in parts and re-scored live; the embedding) against the measured pass
     rates. At smoke size, its one pair."""
-    from gaincurate.lab.benchmarks.curriculum.budget_probe import BudgetProbe
+    from gaincurate.lab.benchmarks.curriculum import bench_probes
     from gaincurate.schedule.run.rundir import load_run
     from gaincurate.schedule.strategies.registry import STRATEGIES
 
@@ -291,7 +291,7 @@ def test_the_probe_measures_the_reference_answers_likelihood_on_the_chain_task(t
     config.write_text(json.dumps({"base": "cpu-chain-compute", "measure_pool": True, "schedule": {"budget": arm}}))
     run_bench(str(config), tmp_path / "out", strategies=["budget"], smoke=True)
     assert "probe-budget" not in STRATEGIES  # registered while its pair trained, and no longer
-    with BudgetProbe.registered():  # the bench's own strategy: named only where it runs
+    with bench_probes.registered():  # the bench's own strategies: named only where they run
         memory = load_run(tmp_path / "out" / "runs" / "budget-seed0").schedule.memory
     measured = np.asarray(memory["likelihood"]["values"], dtype=np.float64)
     assert measured.size and np.all(np.isfinite(measured)) and np.all(measured < 0)

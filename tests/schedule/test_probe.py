@@ -182,34 +182,32 @@ def drive_with_likelihood(
 
 
 def test_each_draw_the_answer_likelihood_cannot_shape_says_so_and_the_refresh_measures_what_the_next_can_use(world):
-    """The fit learns the likelihood's weight only from rollout groups that carry one, measured before their epoch or
-    right after it. After epoch 0 none does, so the refresh measures every prompt and epoch 0's groups take theirs:
-    epoch 1's draw weighs it, and from then on the refresh measures its budget. A trainer that left nothing to
-    measure after epoch 0 (no checkpoint): epoch 1's draw says the likelihood did not shape it, and every prompt is
-    asked for again."""
+    """The fit learns the likelihood's weight only from rollout groups whose prompt had one measured before its epoch:
+    after epoch 0 none has, so the refresh measures exactly the prompts of the next draw (which cannot depend on it),
+    and that draw says the likelihood did not shape it; from then on every group carries one, the refresh measures
+    its budget and the draws stop saying it."""
     _, policy, scores = world
-    config = ScheduleConfig(strategy="probe", subset_size=64, seed=0, likelihood=True)
+    config = ScheduleConfig(strategy="probe", subset_size=128, seed=0, likelihood=True)
     table = load_scores(scores)
-    for missed in (False, True):
-        scheduler = Scheduler(config, table.prompts, scores=table)
-        plan, notes, asked = scheduler.step().plan, [], []
-        for epoch in range(3):
-            feedback = improving_feedback(policy, plan.gc_ids, epoch)
-            ids = scheduler.rescore_ids(feedback)
-            asked.append(len(ids))
-            rescored = None if missed and epoch == 0 else Rescored(ids, None, np.log(policy.pass_rates(epoch + 1)[ids]))
-            plan = scheduler.step(feedback=feedback, rescored=rescored).plan
-            notes.append(scheduler.reported.note)
-        assert asked == ([320, 320, 3 * 64] if missed else [320, 3 * 64, 3 * 64])
-        assert notes == ([UNSHAPED, None, None] if missed else [None] * 3)
-        figures = scheduler.reported.figures
-        assert figures["likelihood_groups"] >= 64 and figures["likelihood_weighed"]
-
-
-UNSHAPED = (
-    "the answer likelihood did not shape epoch 1's draw: none of the 64 rollout groups it fits carries its prompt's "
-    "likelihood (0 prompts measured so far); every prompt is measured after this epoch, and its groups take theirs"
-)
+    scheduler = Scheduler(config, table.prompts, scores=table)
+    plan, notes, asked = scheduler.step().plan, [], []
+    for epoch in range(3):
+        feedback = improving_feedback(policy, plan.gc_ids, epoch)
+        ids = scheduler.rescore_ids(feedback)
+        asked.append(ids)
+        logps = np.log(policy.pass_rates(epoch + 1)[ids])
+        plan = scheduler.step(feedback=feedback, rescored=Rescored(ids, None, logps)).plan
+        notes.append(scheduler.reported.note)
+        if epoch == 0:
+            assert ids.tolist() == sorted(plan.gc_ids.tolist())
+    assert notes[0] == (
+        "the answer likelihood did not shape epoch 1's draw: none of the 128 rollout groups it fits had its prompt's "
+        "likelihood measured before that epoch (128 prompts measured so far); this draw's prompts are measured with "
+        "the model that trains them, for the next fit"
+    )
+    assert notes[1:] == [None, None] and [len(ids) for ids in asked[1:]] == [320] * 2  # the pool: less than the budget
+    figures = scheduler.reported.figures
+    assert figures["likelihood_groups"] >= 128 and figures["likelihood_weighed"]
 
 
 def test_while_every_reward_is_the_same_nothing_is_measured_and_a_measurement_would_change_no_draw(world):

@@ -180,6 +180,18 @@ NOTHING_FRESH = Fresh()
 
 
 @dataclass(frozen=True)
+class EpochEnd:
+    """What `Strategy.wants` knows as the epoch ends: its `feedback`, and `upcoming()`, the gc_ids (ascending) the next
+    draw takes if nothing is measured after it. Both None: asked ahead of the rollouts, for what it may ask."""
+
+    feedback: Feedback | None = None
+    upcoming: Callable[[], np.ndarray] | None = None
+
+
+AHEAD = EpochEnd()
+
+
+@dataclass(frozen=True)
 class Observed:
     """What `Strategy.observe` made of an epoch, when it is more than the memory: the memory, the numbers the
     epoch's history line keeps about it (gain: mu, ang, delta), and a new ranking with its scores (None: kept)."""
@@ -277,9 +289,8 @@ class Strategy:
         default: unchanged."""
         return state.memory
 
-    def wants(self, state: ScheduleState, feedback: Feedback | None = None) -> Wants:
-        """What it asks of the newest model after the current epoch, given its `feedback` (None: asked ahead of the
-        rollouts, for what it may ask); default: nothing."""
+    def wants(self, state: ScheduleState, end: EpochEnd = AHEAD) -> Wants:
+        """What it asks of the newest model after the current epoch, given what `end` knows (default: nothing)."""
         return Wants()
 
     def report(self, state: ScheduleState, context: RankingContext, drawn: Selection) -> Report:

@@ -178,7 +178,7 @@ class DotsStrategy(contract.Strategy):
         strategy.reference_size = min(options.reference_size or inputs.subset_size, len(inputs.prompts))
         return strategy
 
-    def wants(self, state: ScheduleState, feedback: Feedback | None = None) -> contract.Wants:
+    def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
         """After epochs K-1, 2K-1, ...: a fresh reference set of M prompts (`--reference-every K`)."""
         every = self.reference_every
         due = every > 0 and state.epoch >= 0 and (state.epoch + 1) % every == 0

@@ -158,7 +158,7 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
     try:
         if _pair_file(out, strategy, seed).is_file():
             return True
-        from gaincurate.lab.benchmarks.curriculum.budget_probe import BudgetProbe
+        from gaincurate.lab.benchmarks.curriculum import bench_probes
         from gaincurate.lab.benchmarks.curriculum.harness import RUN, PairRun  # torch: only where a pair trains
 
         assets = assets or prepare_assets(config, out)
@@ -172,7 +172,7 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
             with live.open("a") as handle:
                 handle.write(json.dumps(point) + "\n")
 
-        with _readout_warnings_kept(), BudgetProbe.registered():  # an arm may name the bench's own strategy
+        with _readout_warnings_kept(), bench_probes.registered():  # an arm may name the bench's own strategies
             record = PairRun(config, assets, strategy, seed, work, on_point=note, on_step=on_step).run()
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
         if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run

@@ -256,3 +256,12 @@ VERDICTS["pool-first-mult-pilot"] = dataclasses.replace(
     VERDICTS["apart"], name="pool-first-mult-pilot", tasks=("cpu-mult",), seeds="90-92", seeds_apart=False,
     arms=("uniform", "probe-likelihood"),
 )  # fmt: skip
+
+# Declared before its runs (docs/benchmark-history.md, "Every prompt's likelihood after epoch 0, across warm starts"):
+# the pilot's change as its own arm beside the default, on apart's units at apart's seeds; uniform's and the
+# default's pairs are apart's, copied.
+VERDICTS["pool-first"] = dataclasses.replace(
+    VERDICTS["apart"], name="pool-first", arms=("uniform", "probe-likelihood", "probe-pool-first"),
+    primary=("probe-likelihood", "probe-pool-first"),
+    schedule={**VERDICTS["apart"].schedule, "probe-pool-first": {"strategy": "probe-pool-first", "likelihood": True}},
+)  # fmt: skip

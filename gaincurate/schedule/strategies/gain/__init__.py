@@ -235,7 +235,7 @@ class LengthStrategy(contract.Strategy):
             contract.gaussian_log_weights(context.n_prompts, self.mu(state), self.sizes.sigma), rng
         )
 
-    def wants(self, state: ScheduleState, feedback: Feedback | None = None) -> contract.Wants:
+    def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
         options = self.options
         if options.rescore == "none" or state.epoch < 0 or (state.epoch + 1) % options.rescore_every:
             return contract.Wants()

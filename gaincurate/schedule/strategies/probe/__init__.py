@@ -12,9 +12,8 @@ Features, per prompt:
   values and signs sum exactly in float64, so the projection is the same on every CPU whatever BLAS does). Only the
   measured prompts' features are built; the pool is predicted through the raw embedding (`probe.features`);
 * with the likelihood, the current policy's log-probability of the prompt's reference answer and that probability
-  (`gaincurate.scoring.likelihood`), measured for every prompt after the first epoch that differs in reward, then
-  refreshed after each epoch from the live model or the newest checkpoint (`wants` / `observe`), only what a draw
-  can use (`wants`; `probe.refresh`). Where the reward checks a
+  (`gaincurate.scoring.likelihood`), refreshed after each epoch from the live model or the newest checkpoint
+  (`wants` / `observe`), only what a draw can use (`wants`; `probe.refresh`). Where the reward checks a
   short exact answer at temperature 1 it *is* the pass rate; on a chain-of-thought task a proxy, so the fit weighs
   it: its two columns, like the intercept, are not penalised, the embedding's are.
 
@@ -56,10 +55,10 @@ FIGURE_NAMES = {"strength": "fit penalty", "strength_at_edge": "penalty at its r
                 "likelihood_groups": "groups with a likelihood", "likelihood_weighed": "likelihood used"}  # fmt: skip
 FREE_COLUMNS = 3  # intercept, answer probability, its log: not penalised (the likelihood columns may be all zero)
 LIKELIHOOD_NOTE = (
-    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured with the newest model (live, "
-    "or --checkpoint): for every prompt after epoch 0 (its groups take theirs), then after an epoch where a draw can "
-    "use it; until then the fit uses the embedding alone. Where the answer follows reasoning it is a proxy: the run's "
-    "uniform control says whether aiming saves, and the refresh pauses while it does not (--no-pause: never)"
+    "answer likelihood on (every prompt has an answer; --no-likelihood: off), measured after an epoch with the newest "
+    "model (live, or --checkpoint) where a draw can use it; until then, and for prompts never measured, the fit uses "
+    "the embedding alone. Where the answer follows reasoning it is a proxy: the run's uniform control says whether "
+    "aiming saves, and the refresh pauses while it does not (--no-pause: never)"
 )
 NO_ANSWERS_NOTE = "answer likelihood off: not every prompt has a reference answer (score with --answer-column)"
 
@@ -233,22 +232,21 @@ class ProbeStrategy(contract.Strategy):
             measured.add_likelihood(np.asarray(fresh.gc_ids, dtype=np.int64), np.asarray(fresh.likelihood), state.epoch)
         return measured.to_memory()
 
-    def wants(self, state: ScheduleState, feedback: Feedback | None = None) -> contract.Wants:
+    def wants(self, state: ScheduleState, end: contract.EpochEnd = contract.AHEAD) -> contract.Wants:
         """The prompts whose answer likelihood to measure after this epoch: only what a draw can use. Given the epoch's
-        feedback: nothing while the next fit's groups all have the same mean reward (no fit weighs it); every prompt
-        while none carries one (normally after epoch 0: its groups take theirs, `Measured.add_likelihood`, so the
-        first aimed draw weighs the likelihood, and predicts each prompt from its own rather than from the pool's
-        mean). Otherwise, or asked ahead: the budget (`probe.refresh`)."""
+        feedback: nothing while the next fit's groups all have the same mean reward (no fit weighs it); the next draw's
+        prompts while none carries one (that draw is the same whatever is measured, and each of its groups then
+        carries the likelihood of the model that trains it). Otherwise, or asked ahead: the budget (`probe.refresh`)."""
         if not self.options.likelihood:
             return contract.Wants()
         measured = Measured(state.memory)
-        if feedback is not None:  # the next fit's groups: the epoch's added (the newest likelihoods unchanged)
-            measured.add_groups(contract.per_prompt_feedback(feedback, self.name), state.epoch)
+        if end.feedback is not None:  # the next fit's groups: the epoch's added (the newest likelihoods unchanged)
+            measured.add_groups(contract.per_prompt_feedback(end.feedback, self.name), state.epoch)
             why = reaches_draw(self.weighed(measured, now=state.epoch))
             if why == EQUAL_REWARDS:
                 return contract.Wants()
-            if why == NONE_CARRIED:
-                return contract.Wants(self.gc_ids.copy())
+            if why == NONE_CARRIED and end.upcoming is not None:
+                return contract.Wants(np.asarray(end.upcoming(), dtype=np.int64))
         from gaincurate.schedule.strategies.probe.refresh import chosen  # only with --likelihood: off the product path
 
         return contract.Wants(chosen(self, state, measured.latest))

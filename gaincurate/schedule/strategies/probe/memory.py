@@ -12,8 +12,7 @@ from gaincurate.numerics import recorded
 
 class Measured:
     """The memory as arrays: every trained group (gc_id, epoch, reward sum, rollouts, the answer's log-probability
-    when drawn, or else right after its epoch) and the newest log-probability of each measured prompt (gc_id, value,
-    epoch)."""
+    when drawn) and the newest log-probability of each measured prompt (gc_id, value, epoch)."""
 
     GROUPS = ("gc_ids", "epochs", "sums", "counts", "logps")
     LATEST = ("gc_ids", "values", "epochs")
@@ -44,8 +43,6 @@ class Measured:
         self.groups = {key: np.concatenate([self.groups[key], new[key]]) for key in self.GROUPS}
 
     def add_likelihood(self, gc_ids: np.ndarray, values: np.ndarray, epoch: int) -> None:
-        """The log-probabilities measured after `epoch`; a group of that epoch whose prompt had none measured before
-        takes its prompt's (the model that trained it, one epoch on: the nearest measurement a fit can weigh)."""
         kept = ~np.isin(self.latest["gc_ids"], gc_ids)
         ids = np.concatenate([self.latest["gc_ids"][kept], gc_ids])
         order = np.argsort(ids, kind="stable")
@@ -54,9 +51,6 @@ class Measured:
         self.latest = {"gc_ids": ids[order],
                        "values": np.concatenate([self.latest["values"][kept], values])[order],
                        "epochs": np.concatenate([self.latest["epochs"][kept], epochs])[order]}  # fmt: skip
-        unmeasured = np.flatnonzero((self.groups["epochs"] == epoch) & np.isnan(self.groups["logps"]))
-        known, rows = _lookup(self.latest["gc_ids"], self.groups["gc_ids"][unmeasured])
-        self.groups["logps"][unmeasured[known]] = self.latest["values"][rows]
 
 
 def _array(values: list[Any], key: str) -> np.ndarray:

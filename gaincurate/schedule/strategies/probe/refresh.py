@@ -1,9 +1,7 @@
 """Which prompts' answer likelihood `probe --likelihood` measures after an epoch whose groups the fit can weigh it by.
 
-`ProbeStrategy.wants` decides first from the epoch's rewards: nothing while every group's mean reward is the same;
-every prompt while no group carries a likelihood (normally once, after epoch 0: the epoch's groups take their
-prompts' values, so the first aimed draw weighs the likelihood and predicts each prompt from its own; a pool's worth
-of forwards, once). Otherwise this budget. Measuring every pool prompt after every epoch (a teacher-forced
+`ProbeStrategy.wants` decides first from the epoch's rewards: nothing, or the next draw's prompts, while the next fit
+cannot weigh the likelihood. Otherwise this budget. Measuring every pool prompt after every epoch (a teacher-forced
 forward each) cost 15-25% of a bench run's compute (docs/benchmarks.md, "A cheap likelihood refresh"). The next draw
 aims near the target, so the prompts that matter most are the ones the fit puts there; the others only need their
 value kept from going stale. So a budget of `refresh` x the epoch's size goes, in this order:
@@ -72,15 +70,17 @@ def rows_to_measure(
 def unshaped(epoch: int, figures: dict[str, Any], equal_rewards: bool, measured: int) -> str:
     """What the run says of a draw the answer likelihood did not shape (its fit's two likelihood coefficients 0), and
     what is measured meanwhile: every fitted group has the same mean reward (`equal_rewards`: nothing is measured
-    until they differ), none of them carries its prompt's likelihood (every prompt is measured after the epoch), or
-    the fit gave it no weight (`measured`: prompts measured so far)."""
+    until they differ), none of them had its prompt's likelihood measured before the epoch that trained it (the
+    prompts of this draw are measured, for the next fit), or the fit gave it no weight (`measured`: prompts measured
+    so far)."""
     groups, carrying = figures["measured_groups"], figures["likelihood_groups"]
     if equal_rewards:
         why = (f"all {groups} rollout groups it fits have the same mean reward, so nothing relates the likelihood to "
                "the reward; none is measured until the rewards differ")  # fmt: skip
     elif carrying == 0:
-        why = (f"none of the {groups} rollout groups it fits carries its prompt's likelihood ({measured} prompts "
-               "measured so far); every prompt is measured after this epoch, and its groups take theirs")  # fmt: skip
+        why = (f"none of the {groups} rollout groups it fits had its prompt's likelihood measured before that epoch "
+               f"({measured} prompts measured so far); this draw's prompts are measured with the model that trains "
+               "them, for the next fit")  # fmt: skip
     else:
         why = f"the fit gave it no weight (it fits {groups} rollout groups, {carrying} with a likelihood)"
     return f"the answer likelihood did not shape epoch {epoch}'s draw: {why}"
