@@ -15,6 +15,7 @@ import pytest
 
 from gaincurate.errors import ConfigError
 from gaincurate.lab.benchmarks.curriculum.pooled import (
+    between_arms,
     bootstrap_draws,
     informative_by_epoch,
     pooled_ratio,
@@ -55,6 +56,26 @@ def test_the_bootstrap_draws_warm_starts_then_seeds_as_brute_force_enumerates():
     assert set(draws) <= set(exact)
     for value, count in exact.items():
         assert draws[value] / 8000 == pytest.approx(count / total, abs=0.015), value
+
+
+def test_arms_are_held_against_the_first_seed_by_seed_as_float64_brute_force_gives():
+    """Two warm starts, six seeds both arms finished (a seventh only one did: left out); the seed's ratio to the
+    baseline cancels to the arms' own ratio, and its logs' mean and t interval (the table's t 0.975 at 5 degrees of
+    freedom, 2.571) are the arithmetic's."""
+    import numpy as np
+
+    units = {0: {"arms": {"a": {"seeds": [1, 2, 3], "per_seed": [0.5, 0.8, 1.2]},
+                          "b": {"seeds": [1, 2, 3], "per_seed": [0.4, 0.9, 0.6]}}},
+             5: {"arms": {"a": {"seeds": [7, 8, 9, 10], "per_seed": [0.7, 0.3, 2.0, 1.0]},
+                          "b": {"seeds": [7, 8, 9], "per_seed": [0.35, 0.33, 1.5]}}}}  # fmt: skip
+    logs = np.log(np.array([0.4 / 0.5, 0.9 / 0.8, 0.6 / 1.2, 0.35 / 0.7, 0.33 / 0.3, 1.5 / 2.0], dtype=np.float64))
+    half = 2.571 * logs.std(ddof=1) / math.sqrt(6)
+    got = between_arms(("a", "b"), units)["b"]
+    assert got["n"] == 6
+    assert got["mean"] == pytest.approx(math.exp(logs.mean()), rel=1e-12)
+    assert (got["low"], got["high"]) == pytest.approx(
+        (math.exp(logs.mean() - half), math.exp(logs.mean() + half)), rel=1e-12
+    )
 
 
 def test_the_t_interval_is_crossed_where_every_warm_start_ran_the_same_seeds():

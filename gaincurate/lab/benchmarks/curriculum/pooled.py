@@ -106,6 +106,24 @@ def informative_by_epoch(folders: list[Path]) -> dict[str, list[list[int]]]:
     return {arm: [epochs.get(e, [0, 0]) for e in range(max(epochs) + 1)] for arm, epochs in counts.items()}
 
 
+def between_arms(arms: tuple[str, ...], units: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each of `arms` after the first against the first, seed by seed over `units` (the compared warm starts): the
+    geometric mean of their ratio (the baseline's compute cancels: the same pair), with a 95% t interval over the
+    seeds. Each seed one draw: for verdicts whose warm starts ran their own seeds."""
+    first, out = arms[0], {}
+    for arm in arms[1:]:
+        logs = []
+        for unit in units.values():
+            mine, theirs = unit["arms"].get(arm), unit["arms"].get(first)
+            if mine and theirs:
+                by_seed = dict(zip(theirs["seeds"], theirs["per_seed"], strict=True))
+                logs += [math.log(r / by_seed[s]) for s, r in zip(mine["seeds"], mine["per_seed"], strict=True)
+                         if s in by_seed]  # fmt: skip
+        ci = stats.mean_ci(logs)
+        out[arm] = {"n": ci["n"], **{k: None if ci[k] is None else math.exp(ci[k]) for k in ("mean", "low", "high")}}
+    return out
+
+
 def _read_verdict(folder: Path) -> tuple[WarmStartVerdict, dict[str, Any]]:
     path = Path(folder) / DECLARATION
     if not path.is_file():
@@ -189,6 +207,8 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                        "agreement": agreement.task_agreement(folders),
                        "same_prompts": agreement.same_prompts(folders),
                        "informative_by_epoch": informative_by_epoch(folders)}  # fmt: skip
+        if verdict.seeds_apart:
+            tasks[task]["between_arms"] = between_arms(verdict.arms[1:], compared)
     goal = _goal(verdict, tasks)
     by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(every, verdict.goal_arm).items()}
     summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
@@ -264,8 +284,19 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
     lines += ["", f"Goal ({verdict.goal_arm}: pooled at most {verdict.goal_pooled:.2f}x on every task and no warm "
               f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
               + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
-    lines += _noise_lines(verdict, summary) + _ramp_lines(summary)
+    lines += _between_lines(verdict, summary) + _noise_lines(verdict, summary) + _ramp_lines(summary)
     return "\n".join(lines + _agreement_lines(verdict, summary)) + "\n"
+
+
+def _between_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:
+    """Per task, each compared arm after the first against the first, seed by seed (`between_arms`)."""
+    said = [f"{task}: {arm} {_ratio(entry)} over {entry['n']} seeds" for task, task_entry in summary["tasks"].items()
+            for arm, entry in task_entry.get("between_arms", {}).items() if entry["n"]]  # fmt: skip
+    if not said:
+        return []
+    first = verdict.arms[1]
+    return ["", f"Against {first}, seed by seed (the same seed's compute to the target over {first}'s; geometric mean, "
+            "95% t interval over the seeds, each warm start's its own): " + "; ".join(said) + "."]  # fmt: skip
 
 
 def _ramp_lines(summary: dict[str, Any]) -> list[str]:
