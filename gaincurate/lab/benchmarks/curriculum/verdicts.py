@@ -265,3 +265,10 @@ VERDICTS["pool-first"] = dataclasses.replace(
     primary=("probe-likelihood", "probe-pool-first"),
     schedule={**VERDICTS["apart"].schedule, "probe-pool-first": {"strategy": "probe-pool-first", "likelihood": True}},
 )  # fmt: skip
+
+# Declared before its runs (docs/benchmark-history.md, "Every prompt's likelihood after epoch 0, at fresh seeds"):
+# pool-first's two seed-by-seed readings again on seeds that judged nothing, on cpu-chain and cpu-mult (warm start k:
+# 358 + 4k to 361 + 4k); cpu-mult's uniform and default pairs are apart-mult-eight-seeds', copied.
+VERDICTS["pool-first-fresh"] = dataclasses.replace(
+    VERDICTS["pool-first"], name="pool-first-fresh", tasks=("cpu-chain", "cpu-mult"), seeds="358-361", seed_stride=4,
+)  # fmt: skip
