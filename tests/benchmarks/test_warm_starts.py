@@ -11,6 +11,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
@@ -62,8 +63,6 @@ def test_arms_are_held_against_the_first_seed_by_seed_as_float64_brute_force_giv
     """Two warm starts, six seeds both arms finished (a seventh only one did: left out); the seed's ratio to the
     baseline cancels to the arms' own ratio, and its logs' mean and t interval (the table's t 0.975 at 5 degrees of
     freedom, 2.571) are the arithmetic's."""
-    import numpy as np
-
     units = {0: {"arms": {"a": {"seeds": [1, 2, 3], "per_seed": [0.5, 0.8, 1.2]},
                           "b": {"seeds": [1, 2, 3], "per_seed": [0.4, 0.9, 0.6]}}},
              5: {"arms": {"a": {"seeds": [7, 8, 9, 10], "per_seed": [0.7, 0.3, 2.0, 1.0]},
