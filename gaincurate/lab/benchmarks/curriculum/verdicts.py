@@ -250,9 +250,10 @@ VERDICTS["apart-mult-eight-seeds"] = dataclasses.replace(
 )  # fmt: skip
 
 # Exploratory, on the pilot seeds (docs/benchmark-history.md, "Every prompt's likelihood after epoch 0 at cpu-mult"):
-# the default as its declaring commit (c690dcd) changed it, its first refresh measuring every prompt and epoch 0's
-# groups taking theirs, on all eight of cpu-mult's warm starts; the uniform pairs are the pilots' own, copied. The
-# change was reverted after it: run from that commit, or read the rule as the bench arm probe-pool-first.
+# the default as its declaring commit changed it (the history names the commit), its first refresh measuring every
+# prompt and epoch 0's groups taking theirs, on all eight of cpu-mult's warm starts; the uniform pairs are the
+# pilots' own, copied. The change was reverted after it: run from that commit, or read the rule as the bench arm
+# probe-pool-first.
 VERDICTS["pool-first-mult-pilot"] = dataclasses.replace(
     VERDICTS["apart"], name="pool-first-mult-pilot", tasks=("cpu-mult",), seeds="90-92", seeds_apart=False,
     arms=("uniform", "probe-likelihood"),
