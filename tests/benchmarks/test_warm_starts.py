@@ -106,6 +106,7 @@ def test_seeds_apart_give_each_warm_start_its_own():
     strided = VERDICTS["apart-mult-eight-seeds"]
     assert strided.unit_seeds(0) == "326,327,328,329,358,359,360,361"
     assert strided.unit_seeds(7) == "354,355,356,357,386,387,388,389"  # apart's warm start 7 and four more
+    assert apart.smoked().unit_seeds(1) == "327-327"  # one seed: a range, since a lone number reads as a count
 
 
 def test_one_warm_start_has_no_bootstrap_interval_and_equal_ones_collapse_it():
@@ -138,7 +139,8 @@ def test_informative_groups_by_epoch_sum_every_folder_and_seed(tmp_path):
 # Two warm starts of cpu-arith (the cheapest task) at smoke size, two arms: the whole path (assets, pilot, targets,
 # comparison).
 TINY = dataclasses.replace(VERDICTS["warm-starts"], name="tiny", tasks=("cpu-arith",),
-                           arms=("uniform", "probe-default"), primary=("probe-default",))  # fmt: skip
+                           arms=("uniform", "probe-default"), primary=("probe-default",),
+                           measure_pool=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,8 @@ def test_a_smoke_run_reports_each_warm_start_and_the_pooled_ratio(tiny_run):
     assert probe["mean"] == pytest.approx(math.exp(sum(map(math.log, per_unit)) / 2))
     assert probe["worst"] == max(per_unit)
     assert "pooled over 2" in table and "worst warm start" in table
+    measured = summary["tasks"]["cpu-arith"]["own_policy"]["probe-default"]  # the pool instrument, a group's size
+    assert measured["control_pool"]["uniform_arm"][0] % 2 == 0 and "under the run's own policy" in table
 
 
 def test_the_report_re_derives_from_the_published_files_and_refuses_moved_targets(tiny_run, tmp_path):
@@ -284,3 +288,38 @@ def test_the_same_prompts_are_read_in_both_runs_and_tested_exactly(tmp_path):
         n = b + c
         brute = sum(math.comb(n, k) / 2**n for k in range(n + 1) if k <= min(b, c) or k >= n - min(b, c))
         assert mcnemar_p(b, c) == pytest.approx(min(1.0, brute if b != c else 1.0), abs=1e-12)
+
+
+def test_the_control_is_held_against_the_pool_measured_under_its_own_policy(tmp_path):
+    """The pool instrument's share of every prompt (its count from the line) against the control over the same
+    (seed, epoch)s, the uniform arm's beside it; a diagnosis without the pool's size counts nothing."""
+    from gaincurate.lab.benchmarks.curriculum import own_policy
+    from gaincurate.schedule.control import Arm, difference_interval
+
+    def line(strategy, seed, epoch, **readout):
+        return json.dumps({"strategy": strategy, "seed": seed, "epoch": epoch, "readout": readout})
+
+    def measured(strategy, seed, epoch, informative, prompts=550):
+        return json.dumps({"strategy": strategy, "seed": seed, "epoch": epoch, "pool_prompts": prompts,
+                           "pool_informative": informative / prompts})  # fmt: skip
+
+    folder = tmp_path / "unit"
+    folder.mkdir()
+    lines = [line("uniform", 0, 1, groups=64, zero_variance=0.75), line("uniform", 0, 2, groups=64, zero_variance=0.5),
+             line("probe", 0, 1, control_groups=6, control_informative=2 / 6),
+             line("probe", 0, 2, control_groups=6, control_informative=0.5)]  # fmt: skip
+    (folder / "readouts.jsonl").write_text("\n".join(lines) + "\n")
+    pool = [measured("probe", 0, 1, 110), measured("probe", 0, 2, 99),
+            json.dumps({"strategy": "probe", "seed": 0, "epoch": 3, "pool_informative": 0.2})]  # fmt: skip
+    (folder / "diagnosis.jsonl").write_text("\n".join(pool) + "\n")
+
+    entry = own_policy.task_agreement([folder])["probe"]
+    assert entry["control_pool"]["control"] == [12, 5] and entry["control_pool"]["uniform_arm"] == [1100, 209]
+    low, high = difference_interval(Arm(12, 5), Arm(1100, 209))
+    assert entry["control_pool"]["interval"] == pytest.approx([low, high], abs=1e-12)
+    assert entry["pool_uniform"]["control"] == [1100, 209] and entry["pool_uniform"]["uniform_arm"] == [128, 48]
+    assert list(entry["by_epoch"]) == ["1", "2"] and entry["by_epoch"]["2"]["control"] == [6, 3]
+    text = "\n".join(own_policy.lines({"tasks": {"cpu-x": {"own_policy": {"probe": entry}}}}))
+    assert "| cpu-x | probe | 42% of 12 | 19% of 1100 |" in text and "| 2 | 50% of 6 / 18% of 550:" in text
+    (folder / "diagnosis.jsonl").write_text(pool[2] + "\n")
+    assert own_policy.task_agreement([folder]) == {}

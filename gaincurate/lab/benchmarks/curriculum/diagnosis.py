@@ -11,7 +11,8 @@ Per (arm, seed, drawn epoch), in OUT/diagnosis.jsonl:
 
 * `pearson`, `spearman`: the correlation, over the prompts the strategy has an estimate for, of its estimate with
   the measured pass rate (None without an estimate, with fewer than 3, or with one side all equal);
-* `pool_pass_rate`, `pool_informative`: the pool's mean measured pass rate and its share with 0 < p < 1;
+* `pool_prompts`, `pool_pass_rate`, `pool_informative`: the pool's size, its mean measured pass rate and its share
+  with 0 < p < 1;
 * `trained_pass_rate`, `trained_informative`: the same over the prompts drawn for the epoch (what it trained on);
 * `zero_variance`: the share of the epoch's trained rollout groups with zero reward variance (the savings
   readout's, from the feedback; None for the draw after the last step, which is never trained).
@@ -141,6 +142,7 @@ def epoch_diagnosis(
         "informative_auc": auc,
         "aimed_pass_rate": _mean(aimed),
         "aimed_informative": _informative(aimed),
+        "pool_prompts": len(rates),
         "pool_pass_rate": _mean(rates.tolist()),
         "pool_informative": _informative(rates.tolist()),
         "trained_pass_rate": _mean(picked.tolist()),

@@ -29,7 +29,7 @@ import numpy as np
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
-from gaincurate.lab.benchmarks.curriculum import agreement, stats
+from gaincurate.lab.benchmarks.curriculum import agreement, own_policy, stats
 from gaincurate.lab.benchmarks.curriculum.configs import parse_seeds
 from gaincurate.lab.benchmarks.curriculum.report import FILES, READOUTS, pilot_targets
 from gaincurate.lab.benchmarks.curriculum.report import publish as publish_bench
@@ -209,6 +209,8 @@ def report(folder: Path) -> tuple[dict[str, Any], str]:
                        "informative_by_epoch": informative_by_epoch(folders)}  # fmt: skip
         if verdict.seeds_apart:
             tasks[task]["between_arms"] = between_arms(verdict.arms[1:], compared)
+        if verdict.measure_pool:
+            tasks[task]["own_policy"] = own_policy.task_agreement(folders)
     goal = _goal(verdict, tasks)
     by_epoch = {str(epoch): entry for epoch, entry in agreement.by_epoch(every, verdict.goal_arm).items()}
     summary = {"verdict": verdict.name, "declared": kept["verdict"], "units": units, "tasks": tasks, "goal": goal,
@@ -285,7 +287,7 @@ def markdown(verdict: WarmStartVerdict, summary: dict[str, Any]) -> str:
               f"start above {verdict.goal_worst:.2f}x): {said} ({per_task})"
               + ("." if goal["complete"] else "; over the units that finished, not every declared one.")]  # fmt: skip
     lines += _between_lines(verdict, summary) + _noise_lines(verdict, summary) + _ramp_lines(summary)
-    return "\n".join(lines + _agreement_lines(verdict, summary)) + "\n"
+    return "\n".join(lines + _agreement_lines(verdict, summary) + own_policy.lines(summary)) + "\n"
 
 
 def _between_lines(verdict: WarmStartVerdict, summary: dict[str, Any]) -> list[str]:

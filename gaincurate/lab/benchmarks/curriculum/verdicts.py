@@ -38,6 +38,9 @@ class WarmStartVerdict:
     seeds_apart: bool = False
     seed_stride: int = 0  # with seeds_apart, the shift from one warm start's seeds to the next (0: their count)
     schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The comparison's arms measure the whole pool as each epoch is drawn (the pool instrument, not charged), at the
+    # trained group's size: a prompt measured with 0 < p < 1 is a group of it with rewards that varied (own_policy.py).
+    measure_pool: bool = False
     goal_arm: str = "probe-default"
     goal_pooled: float = 0.6  # the pooled compute ratio the goal arm reaches on every task
     goal_worst: float = 1.05  # and no warm start above this
@@ -58,6 +61,8 @@ class WarmStartVerdict:
             return self.seeds
         seeds = parse_seeds(self.seeds)
         shift = self.warm_starts.index(warm_start) * (self.seed_stride or len(seeds))
+        if len(seeds) == 1:  # a lone number reads as a count of seeds
+            return f"{seeds[0] + shift}-{seeds[0] + shift}"
         return ",".join(str(seed + shift) for seed in seeds)
 
     def task_config(self, task: str, warm_start: int) -> BenchConfig:
@@ -73,6 +78,8 @@ class WarmStartVerdict:
         """The unit's comparison, its targets from its pilot (at smoke size, where uniform gains nothing in a few
         steps, the task's own)."""
         config = self.task_config(task, warm_start)
+        if self.measure_pool:
+            config = dataclasses.replace(config, measure_pool=True, oracle_rollouts=config.num_generations)
         target, others = config.target, config.other_targets
         if targets:
             target, others = targets[0.75], (targets[0.5], targets[0.9])
@@ -273,4 +280,12 @@ VERDICTS["pool-first"] = dataclasses.replace(
 # 358 + 4k to 361 + 4k); cpu-mult's uniform and default pairs are apart-mult-eight-seeds', copied.
 VERDICTS["pool-first-fresh"] = dataclasses.replace(
     VERDICTS["pool-first"], name="pool-first-fresh", tasks=("cpu-chain", "cpu-mult"), seeds="358-361", seed_stride=4,
+)  # fmt: skip
+
+# Declared before its runs (docs/benchmark-history.md, "The control against the pool under the run's own policy"): the
+# default on apart's units at the first two of apart's seeds on each warm start (warm start k: 326 + 4k and 327 + 4k),
+# with the pool instrument on at the trained group's size; the uniform pairs are apart's, copied, and the default's
+# run again, so that its points can be held against apart's (the instrument changes no draw).
+VERDICTS["own-policy"] = dataclasses.replace(
+    VERDICTS["apart"], name="own-policy", seeds="326-327", seed_stride=4, measure_pool=True,
 )  # fmt: skip
