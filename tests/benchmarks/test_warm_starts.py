@@ -323,3 +323,24 @@ def test_the_control_is_held_against_the_pool_measured_under_its_own_policy(tmp_
     assert "| cpu-x | probe | 42% of 12 | 19% of 1100 |" in text and "| 2 | 50% of 6 / 18% of 550:" in text
     (folder / "diagnosis.jsonl").write_text(pool[2] + "\n")
     assert own_policy.task_agreement([folder]) == {}
+
+
+def test_the_pool_instrument_changed_nothing_the_published_default_trained_on():
+    """own-policy ran the default again with the instrument on, at apart's seeds: every point but the seconds is
+    apart's (the instrument's sampling has its own generators and stands outside the clock)."""
+    results = ROOT / "docs" / "results"
+
+    def points(folder: Path) -> list[dict]:
+        lines = [json.loads(line) for line in (folder / "compare" / "runs.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in line.items() if k != "seconds"} for line in lines
+                if line["strategy"] == "probe-likelihood"]  # fmt: skip
+
+    compared = 0
+    for unit in sorted((results / "own-policy-2026-11-29").glob("cpu-*/ws*")):
+        mine = points(unit)
+        seeds = {line["seed"] for line in mine}
+        theirs = [line for line in points(results / "apart-2026-11-28" / unit.parent.name / unit.name)
+                  if line["seed"] in seeds]  # fmt: skip
+        assert mine and mine == theirs, unit
+        compared += len(seeds)
+    assert compared == 48
