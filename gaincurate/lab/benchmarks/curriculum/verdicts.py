@@ -289,3 +289,10 @@ VERDICTS["pool-first-fresh"] = dataclasses.replace(
 VERDICTS["own-policy"] = dataclasses.replace(
     VERDICTS["apart"], name="own-policy", seeds="326-327", seed_stride=4, measure_pool=True,
 )  # fmt: skip
+
+# Assembled after both of its parts were read, not declared before runs (docs/benchmark-history.md, "The default on
+# cpu-chain at eight seeds a warm start, assembled"): apart's cpu-chain pairs (warm start k: 326 + 4k to 329 + 4k) and
+# pool-first-fresh's uniform and default pairs (358 + 4k to 361 + 4k), copied; no pair runs.
+VERDICTS["apart-chain-eight-seeds"] = dataclasses.replace(
+    VERDICTS["apart-mult-eight-seeds"], name="apart-chain-eight-seeds", tasks=("cpu-chain",),
+)  # fmt: skip
