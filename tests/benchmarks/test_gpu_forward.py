@@ -1,7 +1,7 @@
-"""`bench gpu --forward-variants`: one batch padded on the right, transformers' forward against each variant, compared
-at the real tokens only. On a CPU scoring's forward is transformers' own, so it must match to the bit; the fused
-RMSNorm alone differs by its one rounding; a variant that cannot run here (the Triton rotary embedding) says why
-instead of failing the bench."""
+"""`bench gpu --forward-variants`: one batch padded on the right (after a cached shared prefix, as scoring runs rows),
+transformers' forward against each variant, compared at the real tokens only. On a CPU scoring's forward is
+transformers' own, so it must match to the bit; the fused RMSNorm alone differs by its one rounding; a variant that
+cannot run here (the Triton rotary embedding) says why instead of failing the bench."""
 
 from __future__ import annotations
 
@@ -43,3 +43,38 @@ def test_a_shorter_lease_scores_the_classes_up_to_the_largest_asked():
     assert [(name, kind) for name, _, kind in cases(False, "qwen2-1.5b-class")] == [
         ("qwen2-0.5b-class", "long"), ("qwen2-1.5b-class", "long"), ("qwen2-1.5b-class", MATH)]  # fmt: skip
     assert len(cases(False)) == len(MODELS) + 2  # every class's long prompts, and the 1.5B and 7B MATH rows
+
+
+def test_rows_after_a_cached_prefix_read_what_the_whole_sequence_gives():
+    """The batch as scoring runs it (each row from the shared prefix's cache) against each row run whole, prefix
+    first, in float64: the same hidden states at every real token."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from gaincurate.lab.benchmarks.gpu_forward import batch_forward, padded_batch
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=512, max_position_embeddings=256, **TINY["tiny"])
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float64).eval()
+    ids, lengths, mask = padded_batch(3, 32, config.vocab_size, "cpu")
+    prefix = torch.randint(0, config.vocab_size, (1, 7))
+
+    got = batch_forward(model.model, ids, mask, prefix)()
+    for row, length in enumerate(lengths.tolist()):
+        whole = torch.cat([prefix[0], ids[row, :length]])[None]
+        with torch.inference_mode():
+            expected = model.model(input_ids=whole, use_cache=False).last_hidden_state[0, 7:]
+        torch.testing.assert_close(got[row, :length], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_the_variants_continue_from_the_scoring_loops_shared_prefix():
+    from gaincurate.lab.benchmarks.gpu_forward import loop_prefix_tokens
+
+    shape = TINY["tiny"]
+    prefix = loop_prefix_tokens(None)
+    results = forward_variants(shape, "cpu", "bfloat16", rows=2, tokens=32, flops_per_token=flops_per_token(shape),
+                               prefix_tokens=prefix)  # fmt: skip
+
+    assert prefix > 0  # the default format's system prompt and worked example: every bench row continues from them
+    assert results["prefix_tokens"] == prefix and results["gaincurate"]["difference"] == 0.0
+    assert forward_lines(results)[0].startswith(f"forward of 2 x 32 tokens after a prefix of {prefix}")

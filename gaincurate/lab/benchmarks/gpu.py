@@ -94,8 +94,8 @@ class GpuBench:
         choices=tuple(MODELS),
     )  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class: transformers', scoring's, scoring's with "
-        "cuDNN's attention, and each fusion alone.",
+        False, "Also time one padded batch's forward per model class, after the scoring loop's shared prefix: "
+        "transformers', scoring's, scoring's with cuDNN's attention, and each fusion alone.",
         flags=("--forward-variants",),
     )  # fmt: skip
 
@@ -306,14 +306,15 @@ def _logged(row: dict) -> dict:
 
 
 def forward_cases(options: GpuBench) -> list[dict]:
-    """The forward variants on the 0.5B and 1.5B classes at one batch of 16 prompts each (a smoke size with --tiny)."""
-    from gaincurate.lab.benchmarks.gpu_forward import forward_lines, forward_variants
+    """The forward variants on the 0.5B and 1.5B classes at one batch of 16 prompts each (a smoke size with --tiny),
+    continuing from the scoring loop's shared prefix."""
+    from gaincurate.lab.benchmarks.gpu_forward import forward_lines, forward_variants, loop_prefix_tokens
 
     models = TINY if options.tiny else {name: MODELS[name] for name in FORWARD_MODELS}
-    found = []
+    found, prefix = [], loop_prefix_tokens(options.tokenizer)
     for name, shape in models.items():
-        found.append({"model": name} | forward_variants(shape, options.device, options.dtype, 16,
-                                                        options.prompt_tokens, flops_per_token(shape)))  # fmt: skip
+        found.append({"model": name} | forward_variants(shape, options.device, options.dtype, 16, options.prompt_tokens,
+                                                        flops_per_token(shape), prefix))  # fmt: skip
         log.info("%s: %s", name, "\n".join(forward_lines(found[-1])))  # a run stopped by a time limit still shows it
     return found
 

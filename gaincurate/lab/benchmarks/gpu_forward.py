@@ -3,20 +3,23 @@ alone.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens` random
 ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
-through the base model (no LM head and no cache, as scoring runs it), timed with device events, each variant's last
-hidden state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring runs it on the
-device: attention without cuDNN's backend (`forward_kernels.attention_for_many_shapes`), and
-`forward_kernels.right_padded_forward` (attention without the padding mask, RMSNorm fused, the Triton rotary
-embedding and SwiGLU, where each applies); `cudnn_attention` the same with cuDNN's attention allowed, a candidate for
-padded batches (cuDNN plans each new shape once, at a cost, and on an H200 its attention kernel was the one torch
-picked for these batches); `fused_rms_norm`, `fused_rotary` and `fused_swiglu` each fusion alone on transformers'
-forward (the last two on a GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's
-hidden states, `from_float32` its distance from the same weights' float32 forward, against the plain forward's own
-(`tolerance`): the largest difference over the largest value. `rms_from_float32` (against `rms_tolerance`) reads every
-element's, root mean square over root mean square, which moves far less from one batch to the next. A variant counts
-as worth adopting at `WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32
-than the plain forward's (the scores' tolerance follows from the hidden states): a variant that rounds less can be
-farther from the plain forward than that and nearer float32.
+through the base model (no LM head), continuing from a cached shared prefix of `prefix_tokens` as scoring continues
+every row that starts with its prompt format's shared prefix (`loop_prefix_tokens`), timed with device events, each
+variant's last hidden state at the real tokens compared with the plain run's. `gaincurate` is the forward as scoring
+runs it on the device: attention without cuDNN's backend (`forward_kernels.attention_for_many_shapes`), and
+`forward_kernels.right_padded_forward` (attention without the padding mask, RMSNorm fused, the Triton rotary embedding
+and SwiGLU, where each applies); `cudnn_attention` the same with cuDNN's attention allowed, a candidate for padded
+batches (cuDNN plans each new shape once, at a cost). Rows that continue from a prefix attend causally aligned to the
+lower right, which torch sends to flash attention where it can run and never to cuDNN's
+(`torch.nn.attention.bias.CausalBias`), so only rows without a prefix (`prefix_tokens` 0) can take cuDNN's kernel.
+`fused_rms_norm`, `fused_rotary` and `fused_swiglu` are each fusion alone on transformers' forward (the last two on a
+GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
+`from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
+largest difference over the largest value. `rms_from_float32` (against `rms_tolerance`) reads every element's, root mean
+square over root mean square, which moves far less from one batch to the next. A variant counts as worth adopting at
+`WORTH_ADOPTING` times the plain forward's speed with its hidden states no farther from float32 than the plain forward's
+(the scores' tolerance follows from the hidden states): a variant that rounds less can be farther from the plain forward
+than that and nearer float32.
 
 Liger-Kernel's fused RMSNorm, rotary embedding and SwiGLU, torch.compile and this project's SwiGLU kernel before it
 specialised its element count were measured here before (docs/benchmark-history.md, "Scoring throughput on one GPU" and
@@ -80,8 +83,10 @@ def padded_batch(rows: int, tokens: int, vocab_size: int, device: str) -> tuple[
         return ids, lengths, (torch.arange(tokens)[None] < lengths[:, None]).long()
 
 
-def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, tokens: int, flops_per_token: float) -> dict:
-    """Seconds per forward of each variant, its speed-up over plain, and its distance from plain's hidden states."""
+def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, tokens: int, flops_per_token: float,
+                     prefix_tokens: int = 0) -> dict:  # fmt: skip
+    """Seconds per forward of each variant, its speed-up over plain, and its distance from plain's hidden states; the
+    rows continue from a cached prefix of `prefix_tokens` random ids (none at 0)."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
@@ -90,21 +95,15 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name)).eval()
     ids, lengths, mask = padded_batch(rows, tokens, config.vocab_size, device)
+    prefix = torch.randint(0, config.vocab_size, (1, prefix_tokens), device=device)
     real = mask.bool()
 
-    def forward(base: Any) -> Callable[[], Any]:
-        def run() -> Any:
-            with torch.inference_mode():  # no cache, as scoring runs rows without a shared prefix
-                return base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-
-        return run
-
-    plain_run = forward(model.model)
+    plain_run = batch_forward(model.model, ids, mask, prefix)
     reference = plain_run()
     with torch.device(device):
         high = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     high.load_state_dict(model.state_dict())
-    exact = forward(high.model)()
+    exact = batch_forward(high.model, ids, mask, prefix)()
     tolerance = _difference(reference, exact, real)
     rms_tolerance = _rms_difference(reference, exact, real)
     del high
@@ -112,6 +111,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     results: dict[str, Any] = {
         "rows": rows,
         "tokens": tokens,
+        "prefix_tokens": prefix_tokens,
         "lengths": lengths.tolist(),  # each row's real tokens, padded on the right to `tokens`
         "tflops_plain": flops_per_token * rows * tokens / plain / 1e12,
         "tolerance": tolerance,
@@ -158,6 +158,55 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     return results
 
 
+def batch_forward(base: Any, ids: Any, mask: Any, prefix: Any) -> Callable[[], Any]:
+    """What runs `ids` (`mask`: rows padded on the right) through `base` as `Scorer._run_batch` does: with `prefix`
+    ids ([1, P], P > 0), each row continues from the prefix's one-row cache, which its forward extends; the last
+    hidden state at the rows' own positions."""
+    import torch
+
+    from gaincurate.model import cache_keyword
+    from gaincurate.scoring.engine import expand_cache
+
+    cached = _prefix_cache(base, prefix) if prefix.shape[1] else None
+    whole_mask = torch.cat([torch.ones_like(mask[:, : prefix.shape[1]]), mask], dim=1)
+
+    def run() -> Any:
+        with torch.inference_mode():
+            if cached is None:
+                return base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            cache = expand_cache(cached, ids.shape[0], base.config)
+            return base(input_ids=ids, attention_mask=whole_mask, use_cache=True,
+                        **{cache_keyword(base): cache}).last_hidden_state  # fmt: skip
+
+    return run
+
+
+def _prefix_cache(base: Any, prefix: Any) -> Any:
+    """The one-row cache of `prefix` through `base`, as `Scorer._prefix_parts` fills it."""
+    import torch
+    from transformers import DynamicCache
+
+    from gaincurate.model import cache_keyword
+
+    cache = DynamicCache(config=base.config)
+    with torch.inference_mode():
+        base(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, **{cache_keyword(base): cache})
+    return cache
+
+
+def loop_prefix_tokens(tokenizer: str | None) -> int:
+    """The shared prefix's tokens in the bench's scoring runs (the default prompt format with `bench_tokenizer`'s
+    tokenizer): what every row of the scoring loop continues from."""
+    from gaincurate.lab.benchmarks.gpu_models import bench_tokenizer
+    from gaincurate.prompts import PromptEncoder
+    from gaincurate.scoring.config import ScoreConfig
+    from gaincurate.scoring.engine import find_shared_prefix
+
+    config = ScoreConfig()
+    prefix = find_shared_prefix(PromptEncoder(bench_tokenizer(tokenizer), config.prompt_format, config.max_length))
+    return 0 if prefix is None else len(prefix.input_ids)
+
+
 def _scoring_forward(base: Any, device: str) -> contextlib.ExitStack:
     """The forward as scoring runs it (`model.SiteForward.capture`): attention without cuDNN's backend, and
     `right_padded_forward`."""
@@ -170,7 +219,8 @@ def _scoring_forward(base: Any, device: str) -> contextlib.ExitStack:
 
 
 def forward_lines(results: dict) -> list[str]:
-    lines = [f"forward of {results['rows']} x {results['tokens']} tokens: plain {results['plain']['seconds']:.3f} s "
+    lines = [f"forward of {results['rows']} x {results['tokens']} tokens after a prefix of "
+             f"{results.get('prefix_tokens', 0)}: plain {results['plain']['seconds']:.3f} s "
              f"({results['tflops_plain']:.0f} TFLOP/s); tolerance {results['tolerance']:.2g} "
              f"(rms {results['rms_tolerance']:.2g})"]  # fmt: skip
     for name in VARIANTS:
