@@ -77,4 +77,8 @@ def test_the_variants_continue_from_the_scoring_loops_shared_prefix():
 
     assert prefix > 0  # the default format's system prompt and worked example: every bench row continues from them
     assert results["prefix_tokens"] == prefix and results["gaincurate"]["difference"] == 0.0
-    assert forward_lines(results)[0].startswith(f"forward of 2 x 32 tokens after a prefix of {prefix}")
+    assert set(results["without_prefix"]) == {"gaincurate", "cudnn_attention"}  # what the prefix's path costs
+    assert all(seconds > 0 for seconds in results["without_prefix"].values())
+    lines = forward_lines(results)
+    assert lines[0].startswith(f"forward of 2 x 32 tokens after a prefix of {prefix}")
+    assert lines[-1].startswith("  the same rows without the prefix: gaincurate ")

@@ -11,7 +11,9 @@ runs it on the device: attention without cuDNN's backend (`forward_kernels.atten
 and SwiGLU, where each applies); `cudnn_attention` the same with cuDNN's attention allowed, a candidate for padded
 batches (cuDNN plans each new shape once, at a cost). Rows that continue from a prefix attend causally aligned to the
 lower right, which torch sends to flash attention where it can run and never to cuDNN's
-(`torch.nn.attention.bias.CausalBias`), so only rows without a prefix (`prefix_tokens` 0) can take cuDNN's kernel.
+(`torch.nn.attention.bias.CausalBias`), so only rows without a prefix (`prefix_tokens` 0) can take cuDNN's kernel. With
+a prefix, `without_prefix` also times scoring's forward over the same rows with none, cuDNN's attention left out and
+allowed: what continuing from the prefix costs, and what cuDNN's kernel buys rows that start with none.
 `fused_rms_norm`, `fused_rotary` and `fused_swiglu` are each fusion alone on transformers' forward (the last two on a
 GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
 `from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
@@ -155,7 +157,29 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
             measure(name, within(fusion))
         else:
             results[name] = {"error": "the Triton kernels run on a GPU in a half dtype"}
+    if prefix_tokens:
+        results["without_prefix"] = _without_prefix(model.model, ids, mask, device)
     return results
+
+
+def _without_prefix(base: Any, ids: Any, mask: Any, device: str) -> dict:
+    """Seconds of scoring's forward over the same rows with no prefix, cuDNN's attention left out (`gaincurate`) and
+    allowed (`cudnn_attention`): what continuing from the prefix costs, and what cuDNN's kernel does for rows that
+    start with none (a prompt format without a shared prefix)."""
+    from gaincurate.forward_kernels import right_padded_forward
+
+    run, timed = batch_forward(base, ids, mask, ids[:1, :0]), {}
+    for name, context in (("gaincurate", _scoring_forward), ("cudnn_attention", right_padded_forward)):
+        try:
+            timed[name] = _median_seconds(lambda context=context: _within(context(base, device), run), device)
+        except Exception as error:  # as a variant that does not run: a finding, not a failed bench
+            timed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    return timed
+
+
+def _within(context: Any, run: Callable[[], Any]) -> Any:
+    with context:
+        return run()
 
 
 def batch_forward(base: Any, ids: Any, mask: Any, prefix: Any) -> Callable[[], Any]:
@@ -232,4 +256,8 @@ def forward_lines(results: dict) -> list[str]:
                          f"{row['first_call_seconds']:.1f} s, difference {row['difference']:.2g}, "
                          f"from float32 {row['from_float32']:.2g} (rms {row['rms_from_float32']:.2g})"
                          + (" (worth adopting)" if row["worth_adopting"] else ""))  # fmt: skip
+    if results.get("without_prefix"):
+        lines.append("  the same rows without the prefix: " + ", ".join(
+            f"{name} {value:.3f} s" if isinstance(value, float) else f"{name} did not run: {value}"
+            for name, value in results["without_prefix"].items()))  # fmt: skip
     return lines
