@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; above that the normal 1.96 is close enough.
+# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom, to three decimals as printed tables give them.
 T975 = (
     *(12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131),
     *(2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042),
@@ -48,8 +48,24 @@ BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 38
 
 
+# Beyond them, Fisher and Cornish's expansion of the quantile in 1/df about the normal one, Z975: within 3e-8 of the
+# exact quantile from 30 degrees of freedom on (the normal 1.96 alone would make an interval over 32 seeds 4% narrow).
+Z975 = 1.959963984540054
+
+
 def t_quantile(df: int) -> float:
-    return T975[df - 1] if df <= len(T975) else 1.96
+    """The two-sided 95% Student-t quantile at `df` degrees of freedom; single IEEE operations beyond the table, so
+    the same bits on every CPU."""
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    z2 = z * z
+    g1 = z * (z2 + 1) / 4
+    g2 = z * ((5 * z2 + 16) * z2 + 3) / 96
+    g3 = z * (((3 * z2 + 19) * z2 + 17) * z2 - 15) / 384
+    g4 = z * ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) / 92160
+    x = 1.0 / df
+    return z + x * (g1 + x * (g2 + x * (g3 + x * g4)))
 
 
 def mean(values: Iterable[float]) -> float:
