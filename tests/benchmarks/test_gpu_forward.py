@@ -82,3 +82,19 @@ def test_the_variants_continue_from_the_scoring_loops_shared_prefix():
     lines = forward_lines(results)
     assert lines[0].startswith(f"forward of 2 x 32 tokens after a prefix of {prefix}")
     assert lines[-1].startswith("  the same rows without the prefix: gaincurate ")
+
+
+def test_the_devices_forward_after_a_prefix_reads_what_the_plain_one_does(monkeypatch):
+    """On a GPU scoring's forward attends without the padding mask, aligned to the lower right after the prefix
+    (`forward_kernels.right_padded_causal`); forced here in float32, it matches transformers' masked forward at every
+    real token, with and without the prefix."""
+    from gaincurate import forward_kernels
+
+    monkeypatch.setattr(forward_kernels, "right_padded_causal_applies", lambda model, device: True)
+    shape = TINY["tiny"]
+    results = forward_variants(shape, "cpu", "float32", rows=3, tokens=32, flops_per_token=flops_per_token(shape),
+                               prefix_tokens=9)  # fmt: skip
+
+    for name in ("gaincurate", "cudnn_attention"):
+        assert results[name]["difference"] <= 1e-5
+    assert all(isinstance(seconds, float) for seconds in results["without_prefix"].values())
