@@ -140,11 +140,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
                          "worth_adopting": speedup >= WORTH_ADOPTING and from_float32 <= tolerance}  # fmt: skip
 
     def within(context: Callable[[Any], Any]) -> Callable[[], Callable[[], Any]]:
-        def run() -> Any:
-            with context(model.model):
-                return plain_run()
-
-        return lambda: run
+        return lambda: lambda: _within(context(model.model), plain_run)
 
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
     from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
@@ -178,6 +174,7 @@ def _without_prefix(base: Any, ids: Any, mask: Any, device: str) -> dict:
 
 
 def _within(context: Any, run: Callable[[], Any]) -> Any:
+    """`run` inside `context` (a context manager made for this one call)."""
     with context:
         return run()
 
