@@ -45,7 +45,8 @@ def test_a_shorter_lease_scores_the_classes_up_to_the_largest_asked():
     assert len(cases(False)) == len(MODELS) + 2  # every class's long prompts, and the 1.5B and 7B MATH rows
 
 
-def test_rows_after_a_cached_prefix_read_what_the_whole_sequence_gives():
+@pytest.mark.parametrize("prefix_length", [7, 40])  # shorter and longer than the rows, as the bench's 118 is
+def test_rows_after_a_cached_prefix_read_what_the_whole_sequence_gives(prefix_length):
     """The batch as scoring runs it (each row from the shared prefix's cache) against each row run whole, prefix
     first, in float64: the same hidden states at every real token."""
     import torch
@@ -57,13 +58,13 @@ def test_rows_after_a_cached_prefix_read_what_the_whole_sequence_gives():
     config = Qwen2Config(vocab_size=512, max_position_embeddings=256, **TINY["tiny"])
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float64).eval()
     ids, lengths, mask = padded_batch(3, 32, config.vocab_size, "cpu")
-    prefix = torch.randint(0, config.vocab_size, (1, 7))
+    prefix = torch.randint(0, config.vocab_size, (1, prefix_length))
 
     got = batch_forward(model.model, ids, mask, prefix)()
     for row, length in enumerate(lengths.tolist()):
         whole = torch.cat([prefix[0], ids[row, :length]])[None]
         with torch.inference_mode():
-            expected = model.model(input_ids=whole, use_cache=False).last_hidden_state[0, 7:]
+            expected = model.model(input_ids=whole, use_cache=False).last_hidden_state[0, prefix_length:]
         torch.testing.assert_close(got[row, :length], expected, rtol=1e-10, atol=1e-10)
 
 

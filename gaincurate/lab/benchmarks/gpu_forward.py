@@ -189,7 +189,7 @@ def batch_forward(base: Any, ids: Any, mask: Any, prefix: Any) -> Callable[[], A
     from gaincurate.scoring.engine import expand_cache
 
     cached = _prefix_cache(base, prefix) if prefix.shape[1] else None
-    whole_mask = torch.cat([torch.ones_like(mask[:, : prefix.shape[1]]), mask], dim=1)
+    whole_mask = torch.cat([mask.new_ones(mask.shape[0], prefix.shape[1]), mask], dim=1)
 
     def run() -> Any:
         with torch.inference_mode():
