@@ -25,6 +25,7 @@ def test_each_variant_is_timed_against_transformers_forward_on_a_padded_batch(mo
     lines = forward_lines(results)
     assert lines[0].startswith("forward of 4 x 64 tokens") and len(lines) == 1 + len(VARIANTS)
     assert "did not run" in lines[1 + VARIANTS.index("fused_rotary")]
+    assert results["cascade_prefix"] == {"error": "no shared prefix to attend apart"}
 
 
 @pytest.mark.parametrize("rows", [1, 5])
@@ -80,8 +81,12 @@ def test_the_variants_continue_from_the_scoring_loops_shared_prefix():
     assert results["prefix_tokens"] == prefix and results["gaincurate"]["difference"] == 0.0
     assert set(results["without_prefix"]) == {"gaincurate", "cudnn_attention"}  # what the prefix's path costs
     assert all(seconds > 0 for seconds in results["without_prefix"].values())
+    # the prefix attended apart: another rounding of the same forward, as near float32 as the plain one
+    assert results["cascade_prefix"]["rms_from_float32"] <= 1.5 * results["rms_tolerance"]
+    assert results["cascade_attention"] == "the reference (no GPU)"
     lines = forward_lines(results)
     assert lines[0].startswith(f"forward of 2 x 32 tokens after a prefix of {prefix}")
+    assert lines[1 + VARIANTS.index("cascade_prefix")].endswith("attention by the reference (no GPU)")
     assert lines[-1].startswith("  the same rows without the prefix: gaincurate ")
 
 
@@ -96,6 +101,6 @@ def test_the_devices_forward_after_a_prefix_reads_what_the_plain_one_does(monkey
     results = forward_variants(shape, "cpu", "float32", rows=3, tokens=32, flops_per_token=flops_per_token(shape),
                                prefix_tokens=9)  # fmt: skip
 
-    for name in ("gaincurate", "cudnn_attention"):
+    for name in ("gaincurate", "cudnn_attention", "cascade_prefix"):
         assert results[name]["difference"] <= 1e-5
     assert all(isinstance(seconds, float) for seconds in results["without_prefix"].values())

@@ -1,5 +1,5 @@
-"""The model's own forward: plain transformers against scoring's, scoring's with cuDNN's attention, and each fusion
-alone.
+"""The model's own forward: plain transformers against scoring's, scoring's with cuDNN's attention or with the prefix
+attended apart, and each fusion alone.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens` random
 ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
@@ -14,6 +14,9 @@ lower right, which torch sends to flash attention where it can run and never to 
 (`torch.nn.attention.bias.CausalBias`), so only rows without a prefix (`prefix_tokens` 0) can take cuDNN's kernel. With
 a prefix, `without_prefix` also times scoring's forward over the same rows with none, cuDNN's attention left out and
 allowed: what continuing from the prefix costs, and what cuDNN's kernel buys rows that start with none.
+`cascade_prefix` is scoring's forward with the prefix's keys and values kept apart (`gpu_cascade`): each row attends to
+its own tokens causally (cuDNN's kernel takes that) and to the prefix in a second call, the two merged by their
+log-sum-exp, with no copy of the rows' keys behind the prefix's (`cascade_attention` says what ran the calls).
 `fused_rms_norm`, `fused_rotary` and `fused_swiglu` are each fusion alone on transformers' forward (the last two on a
 GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
 `from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
@@ -36,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "cudnn_attention", "fused_rms_norm", "fused_rotary", "fused_swiglu")
+VARIANTS = ("gaincurate", "cudnn_attention", "cascade_prefix", "fused_rms_norm", "fused_rotary", "fused_swiglu")
 WARMUP, REPEATS = 2, 8
 
 
@@ -147,6 +150,10 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
 
     measure("gaincurate", within(lambda base: _scoring_forward(base, device)))
     measure("cudnn_attention", within(lambda base: right_padded_forward(base, device)))
+    if prefix_tokens:
+        measure("cascade_prefix", lambda: _cascade_run(model.model, ids, prefix, device, results))
+    else:
+        results["cascade_prefix"] = {"error": "no shared prefix to attend apart"}
     measure("fused_rms_norm", within(fused_rms_norms))
     for name, fusion in (("fused_rotary", fused_rotary), ("fused_swiglu", fused_swiglu)):
         if triton_fusions_apply(model, device):
@@ -171,6 +178,17 @@ def _without_prefix(base: Any, ids: Any, mask: Any, device: str) -> dict:
         except Exception as error:  # as a variant that does not run: a finding, not a failed bench
             timed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
     return timed
+
+
+def _cascade_run(base: Any, ids: Any, prefix: Any, device: str, results: dict) -> Callable[[], Any]:
+    """Scoring's forward with the prefix attended apart (`gpu_cascade`), the layers fused as scoring fuses them; what
+    runs its attention goes into `results` (`cascade_attention`)."""
+    from gaincurate.forward_kernels import fused_layers
+    from gaincurate.lab.benchmarks.gpu_cascade import attention_with_lse, cascade_forward
+
+    attend, results["cascade_attention"] = attention_with_lse(device, base.dtype)
+    run = cascade_forward(base, ids, _prefix_cache(base, prefix), attend)
+    return lambda: _within(fused_layers(base, device), run)
 
 
 def _within(context: Any, run: Callable[[], Any]) -> Any:
@@ -252,6 +270,7 @@ def forward_lines(results: dict) -> list[str]:
             lines.append(f"  {name}: {row['seconds']:.3f} s, {row['speedup']:.2f}x, first call "
                          f"{row['first_call_seconds']:.1f} s, difference {row['difference']:.2g}, "
                          f"from float32 {row['from_float32']:.2g} (rms {row['rms_from_float32']:.2g})"
+                         + (f", attention by {results['cascade_attention']}" if name == "cascade_prefix" else "")
                          + (" (worth adopting)" if row["worth_adopting"] else ""))  # fmt: skip
     if results.get("without_prefix"):
         lines.append("  the same rows without the prefix: " + ", ".join(
