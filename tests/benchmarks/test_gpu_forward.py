@@ -19,7 +19,7 @@ def test_each_variant_is_timed_against_transformers_forward_on_a_padded_batch(mo
     assert results["gaincurate"]["from_float32"] == results["tolerance"]
     assert results["gaincurate"]["rms_from_float32"] == results["rms_tolerance"]
     assert results["cudnn_attention"]["difference"] == 0.0  # nor with cuDNN's attention allowed
-    assert "GPU" in results["fused_rotary"]["error"] and "GPU" in results["fused_swiglu"]["error"]
+    assert all("GPU" in results[name]["error"] for name in ("fused_rotary", "fused_swiglu", "cuda_graph"))
     assert results["fused_rms_norm"]["difference"] <= 2 * results["tolerance"]
     assert all(results[name].get("seconds", 1.0) > 0 for name in VARIANTS)
     lines = forward_lines(results)
@@ -104,3 +104,41 @@ def test_the_devices_forward_after_a_prefix_reads_what_the_plain_one_does(monkey
     for name in ("gaincurate", "cudnn_attention", "cascade_prefix"):
         assert results[name]["difference"] <= 1e-5
     assert all(isinstance(seconds, float) for seconds in results["without_prefix"].values())
+
+
+def test_a_graphed_forward_is_captured_once_after_two_warm_runs_and_replayed(monkeypatch):
+    """`cuda_graph`'s capture, its CUDA calls stood in for on a CPU: two runs on a side stream (compiles, cuDNN's
+    plans), one captured, and each replay relaunches the captured kernels into the captured output without running
+    the host's forward again. On a GPU: `gaincurate bench gpu --forward-variants`."""
+    import contextlib
+
+    import torch
+
+    from gaincurate.lab.benchmarks.gpu_forward import _graphed
+
+    events = []
+
+    class Graph:
+        def replay(self):
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def capturing(graph):
+        events.append("capture")
+        yield
+
+    fakes = {"Stream": lambda: type("Stream", (), {"wait_stream": lambda self, other: None})(),
+             "current_stream": lambda: type("Stream", (), {"wait_stream": lambda self, other: None})(),
+             "stream": lambda stream: contextlib.nullcontext(), "CUDAGraph": Graph, "graph": capturing}  # fmt: skip
+    for name, fake in fakes.items():
+        monkeypatch.setattr(torch.cuda, name, fake)
+    outputs = iter(range(10))
+
+    def run():
+        events.append("run")
+        return next(outputs)
+
+    replay = _graphed(run)
+    assert events == ["run", "run", "capture", "run"]
+    assert replay() == 2 and replay() == 2  # the captured run's output, refilled by each replay
+    assert events[4:] == ["replay", "replay"]

@@ -1,5 +1,5 @@
-"""The model's own forward: plain transformers against scoring's, scoring's with cuDNN's attention or with the prefix
-attended apart, and each fusion alone.
+"""The model's own forward: plain transformers against scoring's, scoring's with cuDNN's attention, with the prefix
+attended apart or replayed from a CUDA graph, and each fusion alone.
 
 `gaincurate bench gpu --forward-variants` runs this on the 0.5B and 1.5B classes: one batch of `rows` x `tokens` random
 ids, the rows padded on the right as scoring pads them (their lengths spread over the last sixteenth of the width),
@@ -17,6 +17,8 @@ allowed: what continuing from the prefix costs, and what cuDNN's kernel buys row
 `cascade_prefix` is scoring's forward with the prefix's keys and values kept apart (`gpu_cascade`): each row attends to
 its own tokens causally (cuDNN's kernel takes that) and to the prefix in a second call, the two merged by their
 log-sum-exp, with no copy of the rows' keys behind the prefix's (`cascade_attention` says what ran the calls).
+`cuda_graph` is scoring's forward captured once in a CUDA graph and replayed (a GPU only): the same kernels without the
+host launching each one, what the host's launches between kernels cost a batch of this shape.
 `fused_rms_norm`, `fused_rotary` and `fused_swiglu` are each fusion alone on transformers' forward (the last two on a
 GPU in a half dtype only). Each row's `difference` is its distance from the plain forward's hidden states,
 `from_float32` its distance from the same weights' float32 forward, against the plain forward's own (`tolerance`): the
@@ -39,7 +41,8 @@ from collections.abc import Callable
 from typing import Any
 
 WORTH_ADOPTING = 1.2
-VARIANTS = ("gaincurate", "cudnn_attention", "cascade_prefix", "fused_rms_norm", "fused_rotary", "fused_swiglu")
+VARIANTS = ("gaincurate", "cudnn_attention", "cascade_prefix", "cuda_graph", "fused_rms_norm", "fused_rotary",
+            "fused_swiglu")  # fmt: skip
 WARMUP, REPEATS = 2, 8
 
 
@@ -154,6 +157,10 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
         measure("cascade_prefix", lambda: _cascade_run(model.model, ids, prefix, device, results))
     else:
         results["cascade_prefix"] = {"error": "no shared prefix to attend apart"}
+    if device.startswith("cuda"):
+        measure("cuda_graph", lambda: _graphed(within(lambda base: _scoring_forward(base, device))()))
+    else:
+        results["cuda_graph"] = {"error": "CUDA graphs need a GPU"}
     measure("fused_rms_norm", within(fused_rms_norms))
     for name, fusion in (("fused_rotary", fused_rotary), ("fused_swiglu", fused_swiglu)):
         if triton_fusions_apply(model, device):
@@ -189,6 +196,28 @@ def _cascade_run(base: Any, ids: Any, prefix: Any, device: str, results: dict) -
     attend, results["cascade_attention"] = attention_with_lse(device, base.dtype)
     run = cascade_forward(base, ids, _prefix_cache(base, prefix), attend)
     return lambda: _within(fused_layers(base, device), run)
+
+
+def _graphed(run: Callable[[], Any]) -> Callable[[], Any]:
+    """`run` captured once in a CUDA graph (after two runs on a side stream, which compile and plan what it launches)
+    and replayed: the same kernels on the same buffers, without the host launching each one in between."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = run()
+
+    def replay() -> Any:
+        graph.replay()
+        return output
+
+    return replay
 
 
 def _within(context: Any, run: Callable[[], Any]) -> Any:
