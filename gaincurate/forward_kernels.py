@@ -64,7 +64,23 @@ def fused_layers(model: Any, device: str) -> contextlib.ExitStack:
 
 
 @contextlib.contextmanager
-def right_padded_causal(config: Any) -> Any:
+def attention_as(config: Any, name: str, function: Any) -> Any:
+    """Run the forwards inside with `function` (transformers' attention-function contract) registered as `name` and
+    taken for `config`'s attention, with no attention mask built; then restore `config`'s attention."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, _no_mask)
+    saved = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+
+
+def right_padded_causal(config: Any) -> contextlib.AbstractContextManager:
     """Run the forwards inside with causal attention and no padding mask, then restore `config`'s attention.
 
     For rows padded on the right only, a causal model's real tokens never see a padded one (each comes after every
@@ -73,17 +89,7 @@ def right_padded_causal(config: Any) -> Any:
     memory-efficient kernel over a materialised mask with the key/value heads copied out to every query head. With a
     cached prefix the query is the last tokens of the keys, so causality is aligned to the lower right.
     """
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
-
-    AttentionInterface.register(RIGHT_PADDED_CAUSAL, _right_padded_causal_attention)
-    AttentionMaskInterface.register(RIGHT_PADDED_CAUSAL, _no_mask)
-    saved = config._attn_implementation
-    config._attn_implementation = RIGHT_PADDED_CAUSAL
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
+    return attention_as(config, RIGHT_PADDED_CAUSAL, _right_padded_causal_attention)
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:

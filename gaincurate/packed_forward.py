@@ -187,20 +187,14 @@ class _Packing:
     whole_prefix: Any  # [0, P]
 
 
-def _no_mask(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
-@contextlib.contextmanager
 def packed_attention(config: Any, rows: PackedRows, varlen: Callable, prefix: dict[int, tuple[Any, Any]] | None,
-                     device: Any) -> Any:  # fmt: skip
+                     device: Any) -> contextlib.AbstractContextManager:  # fmt: skip
     """Run the forwards inside over `rows` (passed as `input_ids` and `position_ids` with no attention mask): each
     row attends to its own tokens causally and, with `prefix` (`prefix_key_values`), to the prefix's through
     `varlen`; then restore `config`'s attention."""
     import torch
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
 
+    from gaincurate.forward_kernels import attention_as
     from gaincurate.kernels.torch_impl import to_device
 
     def on_device(values: list[int]) -> Any:
@@ -209,14 +203,7 @@ def packed_attention(config: Any, rows: PackedRows, varlen: Callable, prefix: di
     prefix_length = next((keys.shape[0] for keys, _ in (prefix or {}).values()), 0)
     state = _Packing(varlen, on_device(rows.starts), rows.longest, prefix or {},
                      on_device([0, rows.starts[-1]]), on_device([0, prefix_length]))  # fmt: skip
-    AttentionInterface.register(PACKED_ROWS, functools.partial(_packed_rows_attention, state))
-    AttentionMaskInterface.register(PACKED_ROWS, _no_mask)
-    saved = config._attn_implementation
-    config._attn_implementation = PACKED_ROWS
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
+    return attention_as(config, PACKED_ROWS, functools.partial(_packed_rows_attention, state))
 
 
 def _packed_rows_attention(state: _Packing, module: Any, query: Any, key: Any, value: Any, attention_mask: Any,

@@ -107,26 +107,15 @@ class _Cascade:
     prefix: dict[int, tuple[Any, Any]]  # layer index -> the prefix's keys and values, [B, Hkv, P, D] each
 
 
-def _no_mask(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
-@contextlib.contextmanager
-def cascade_attention(config: Any, prefix: dict[int, tuple[Any, Any]], attend: Callable) -> Any:
+def cascade_attention(
+    config: Any, prefix: dict[int, tuple[Any, Any]], attend: Callable
+) -> contextlib.AbstractContextManager:
     """Run the forwards inside (rows padded on the right, positions counted after the prefix, no attention mask and
     no cache) with each row attending to its own tokens and to `prefix`'s keys and values through `attend`; then
     restore `config`'s attention."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
+    from gaincurate.forward_kernels import attention_as
 
-    AttentionInterface.register(CASCADE_PREFIX, functools.partial(_cascade_attention, _Cascade(attend, prefix)))
-    AttentionMaskInterface.register(CASCADE_PREFIX, _no_mask)
-    saved = config._attn_implementation
-    config._attn_implementation = CASCADE_PREFIX
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
+    return attention_as(config, CASCADE_PREFIX, functools.partial(_cascade_attention, _Cascade(attend, prefix)))
 
 
 def _cascade_attention(state: _Cascade, module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
