@@ -142,3 +142,10 @@ def test_a_graphed_forward_is_captured_once_after_two_warm_runs_and_replayed(mon
     assert events == ["run", "run", "capture", "run"]
     assert replay() == 2 and replay() == 2  # the captured run's output, refilled by each replay
     assert events[4:] == ["replay", "replay"]
+
+
+def test_a_variants_error_reads_in_one_line_even_without_a_message():
+    from gaincurate.lab.benchmarks.gpu_forward import _why
+
+    assert _why(RuntimeError("cuDNN: no plan\nat frame 3")) == "RuntimeError: cuDNN: no plan"
+    assert _why(RuntimeError()) == "RuntimeError"

@@ -95,7 +95,8 @@ class GpuBench:
     )  # fmt: skip
     forward_variants: bool = setting(
         False, "Also time one padded batch's forward per model class, after the scoring loop's shared prefix: "
-        "transformers', scoring's, scoring's with cuDNN's attention, and each fusion alone.",
+        "transformers', scoring's, scoring's with cuDNN's attention, with the prefix attended apart or replayed from a "
+        "CUDA graph, and each fusion alone.",
         flags=("--forward-variants",),
     )  # fmt: skip
 

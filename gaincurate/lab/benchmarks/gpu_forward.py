@@ -137,7 +137,7 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
             first = time.perf_counter() - began
             seconds = _median_seconds(run, device)
         except Exception as error:  # a variant that does not run here is a finding, not a failed bench
-            results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            results[name] = {"error": _why(error)}
             return
         speedup, from_float32 = plain / seconds, _difference(output, exact, real)
         results[name] = {"seconds": seconds, "first_call_seconds": first, "speedup": speedup,
@@ -151,14 +151,15 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     from gaincurate.forward_kernels import fused_rms_norms, right_padded_forward
     from gaincurate.layer_fusions import fused_rotary, fused_swiglu, triton_fusions_apply
 
-    measure("gaincurate", within(lambda base: _scoring_forward(base, device)))
+    scoring = within(lambda base: _scoring_forward(base, device))
+    measure("gaincurate", scoring)
     measure("cudnn_attention", within(lambda base: right_padded_forward(base, device)))
     if prefix_tokens:
         measure("cascade_prefix", lambda: _cascade_run(model.model, ids, prefix, device, results))
     else:
         results["cascade_prefix"] = {"error": "no shared prefix to attend apart"}
     if device.startswith("cuda"):
-        measure("cuda_graph", lambda: _graphed(within(lambda base: _scoring_forward(base, device))()))
+        measure("cuda_graph", lambda: _graphed(scoring()))
     else:
         results["cuda_graph"] = {"error": "CUDA graphs need a GPU"}
     measure("fused_rms_norm", within(fused_rms_norms))
@@ -172,6 +173,12 @@ def forward_variants(shape: dict, device: str, dtype_name: str, rows: int, token
     return results
 
 
+def _why(error: Exception) -> str:
+    """A variant's error in one line: its type and the first line of its message, if it has one."""
+    first = next(iter(str(error).splitlines()), "")
+    return f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
+
+
 def _without_prefix(base: Any, ids: Any, mask: Any, device: str) -> dict:
     """Seconds of scoring's forward over the same rows with no prefix, cuDNN's attention left out (`gaincurate`) and
     allowed (`cudnn_attention`): what continuing from the prefix costs, and what cuDNN's kernel does for rows that
@@ -183,7 +190,7 @@ def _without_prefix(base: Any, ids: Any, mask: Any, device: str) -> dict:
         try:
             timed[name] = _median_seconds(lambda context=context: _within(context(base, device), run), device)
         except Exception as error:  # as a variant that does not run: a finding, not a failed bench
-            timed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            timed[name] = _why(error)
     return timed
 
 
