@@ -94,9 +94,8 @@ class GpuBench:
         choices=tuple(MODELS),
     )  # fmt: skip
     forward_variants: bool = setting(
-        False, "Also time one padded batch's forward per model class, after the scoring loop's shared prefix: "
-        "transformers', scoring's, scoring's with cuDNN's attention, with the prefix attended apart or replayed from a "
-        "CUDA graph, and each fusion alone.",
+        False, "Also time one padded batch's forward per model class, after the shared prefix: transformers', "
+        "scoring's and each variant of it, by name in the output.",
         flags=("--forward-variants",),
     )  # fmt: skip
 
