@@ -321,3 +321,21 @@ def test_the_bench_refuses_before_it_loads_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_a_bench_worker_dies_with_the_bench_and_imports_trl_quietly(tmp_path):
+    """A spawned worker starts as a fresh interpreter, without the console script's filters: its initializer sets
+    them before the first pair imports trl (whose torchao import otherwise prints load failures on a CPU machine)."""
+    code = (
+        "import ctypes\n"
+        "from gaincurate.lab.benchmarks.curriculum.bench import start_worker\n"
+        "start_worker()\n"
+        "from trl import GRPOTrainer\n"
+        "signal = ctypes.c_int()\n"
+        "ctypes.CDLL('libc.so.6', use_errno=True).prctl(2, ctypes.byref(signal))\n"  # PR_GET_PDEATHSIG
+        "print(signal.value)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert int(done.stdout) == signal.SIGTERM

@@ -36,6 +36,7 @@ from gaincurate.lab.benchmarks.curriculum.bundled import load_config
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
+from gaincurate.model import quiet_dependency_noise
 from gaincurate.progress import NULL_PROGRESS, Progress
 
 # runs.jsonl's columns: one line per evaluation point of every pair
@@ -113,7 +114,7 @@ def _train_in_workers(config, out: Path, todo, workers: int, order, progress: Pr
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker) as pool:
         running = {pool.submit(train_pair, config, out, strategy, seed): (strategy, seed) for strategy, seed in todo}
         progress.stage(f"{len(todo)} pairs on {workers} workers")
         while running:
@@ -139,12 +140,14 @@ def _readout_warnings_kept() -> Iterator[None]:
         log.setLevel(level)
 
 
-def _die_with_parent() -> None:
-    """A worker gets SIGTERM when the bench process dies, even by SIGKILL (Linux), so no pair trains on orphaned."""
+def start_worker() -> None:
+    """A worker gets SIGTERM when the bench process dies, even by SIGKILL (Linux), so no pair trains on orphaned; and
+    it filters the dependencies' known import noise as the console script does, before its first pair imports trl."""
     import ctypes
     import signal
     import sys
 
+    quiet_dependency_noise()
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 

@@ -158,10 +158,10 @@ def _drive(units: list[_Unit], workers: int, progress: Progress) -> None:
     if workers > 1:
         import multiprocessing
 
-        from gaincurate.lab.benchmarks.curriculum.bench import _die_with_parent
+        from gaincurate.lab.benchmarks.curriculum.bench import start_worker
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker)
     running: dict[Any, _Unit] = {}
     try:
         while True:
