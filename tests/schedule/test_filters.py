@@ -118,3 +118,23 @@ def test_a_filter_that_says_nothing_of_its_refusal_still_refuses_in_one_line():
             return strategy is not UniformStrategy
 
     assert Picky.refusal(UniformStrategy, ["dots", "mopps"]) == "band cannot go over uniform; use it with dots, mopps"
+
+
+@pytest.mark.parametrize("setting", [{"skip_zero_variance": True}, {"band": (0.2, 0.8)}], ids=["skip", "band"])
+@pytest.mark.parametrize("whole_pool", [False, True], ids=["subset", "whole-pool"])
+def test_a_control_that_fills_the_epoch_leaves_the_filters_nothing_to_walk(tmp_path, setting, whole_pool):
+    """probe's uniform share of 1 draws the whole epoch as its control, which the filters step over: each epoch then
+    holds exactly the subset, down to a subset that is the whole pool (an empty order for the filters)."""
+    from test_recorded_runs import write_recorded_scores
+
+    from gaincurate.schedule.run.inputs import load_scores
+
+    scores = load_scores(write_recorded_scores(tmp_path / "scores"))
+    size = len(scores.prompts.gc_ids) if whole_pool else 5
+    config = ScheduleConfig(strategy="probe", subset_size=size, uniform_share=1.0, likelihood=False, **setting)
+    scheduler = Scheduler(config, scores.prompts, scores=scores)
+    plan = scheduler.step().plan
+    for _ in range(4):
+        assert len(plan.gc_ids) == size == len(set(plan.gc_ids.tolist()))
+        feedback = [{"gc_id": int(g), "reward": float(k == 0 and g % 2 == 0)} for g in plan.gc_ids for k in range(4)]
+        plan = scheduler.step(feedback=feedback).plan

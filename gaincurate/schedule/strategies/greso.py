@@ -198,7 +198,9 @@ class ZeroVarianceFilter(Filter):
         skipped, streaks = self.skips(state, context, rng)
         kept = ~skipped[order]
         taken = np.cumsum(kept)
-        if taken[-1] >= count:
+        if count <= 0:  # a control that fills the epoch leaves the aim nothing to take (nor the order anything)
+            chosen, passed = order[:0], order[:0]
+        elif taken[-1] >= count:
             walked = order[: int(np.searchsorted(taken, count)) + 1]  # up to the count-th prompt kept
             chosen, passed = walked[kept[: len(walked)]], walked[~kept[: len(walked)]]
         else:  # too few left: the skipped ones the base wanted most fill the epoch after all
