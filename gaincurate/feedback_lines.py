@@ -33,11 +33,27 @@ FORMAT_HINT = 'write one {"gc_id": int, "reward": float} or {"gc_id": int, "corr
 Rollout = tuple[int, float]  # (gc_id, correctness in [0, 1])
 
 
+def not_applicable(reward: Any) -> bool:
+    """A reward of None or NaN of any type a trainer hands over (Python's float, numpy's, a one-element tensor): the
+    rollout has no reward, and every recorder and writer skips it."""
+    if reward is None:
+        return True
+    try:
+        return math.isnan(reward)
+    except (TypeError, ValueError, OverflowError):  # no single number: `check_reward` refuses it
+        return False
+
+
 def check_reward(reward: Any, reward_max: float, reward_min: float = 0.0) -> float:
     """`reward` as a float, or ValueError saying what is wrong and how to fix it: the one check of a reward, whether
     a feedback file holds it (`parse_record`) or a trainer hands it in process (`Run.record`)."""
-    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-        raise ValueError(f"reward {reward!r} is not a finite number")
+    try:  # an integer beyond a float's range overflows
+        finite = not isinstance(reward, bool) and isinstance(reward, numbers.Real) and math.isfinite(reward)
+    except OverflowError:
+        finite = False
+    if not finite:
+        shown = repr(reward)
+        raise ValueError(f"reward {shown if len(shown) <= 40 else shown[:37] + '...'} is not a finite number")
     if not reward_min <= reward <= reward_max:
         below = reward < reward_min
         fix = f"reward_min={reward:g}" if below else f"reward_max={reward:g}"
@@ -128,6 +144,8 @@ def read_rollouts(
     """The rollouts of a feedback JSON-lines file (blank lines skipped), validated as `validated` does; `data`: the
     file's bytes, when the caller has read them already."""
     path = Path(path)
+    if data is None and path.is_dir():
+        raise InputError(f"feedback path {path} is a folder; pass the file the trainer wrote its rollouts to")
     if data is None and not path.is_file():
         raise InputError(f"feedback file {path} does not exist; {FORMAT_HINT}")
     return validated(
@@ -171,7 +189,7 @@ def format_line(gc_id: int, reward: float) -> str:
 
 
 def append_rollouts(path: str | Path, gc_ids: Sequence[Any], rewards: Sequence[Any], *, sync: bool = False) -> int:
-    """Append one line per rollout to `path`; a None (or float NaN) reward is "not applicable" and skipped.
+    """Append one line per rollout to `path`; a None or NaN reward is "not applicable" and skipped.
 
     The lines go out in one O_APPEND write, so lines from several processes never interleave mid-line.
     `sync`: fsync before returning (a resumable job that must not lose a finished batch). Returns the
@@ -180,7 +198,7 @@ def append_rollouts(path: str | Path, gc_ids: Sequence[Any], rewards: Sequence[A
     lines = [
         format_line(gc_id, reward)
         for gc_id, reward in zip(gc_ids, rewards, strict=True)
-        if reward is not None and not (isinstance(reward, float) and math.isnan(reward))
+        if not not_applicable(reward)
     ]
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

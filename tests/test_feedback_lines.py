@@ -51,6 +51,7 @@ def test_a_record_is_its_gc_id_and_correctness(record, reward_max, expected):
         ({"gc_id": 3, "reward": 1, "correct": True}, "line 2: needs exactly one"),
         ({"gc_id": 3, "correct": 1}, "line 2: correct 1 is not true/false"),
         ({"gc_id": 3, "reward": True}, "line 2: reward True is not a finite number"),
+        ('{"gc_id": 3, "reward": 1' + "0" * 400 + "}", r"line 2: reward 1000000000\S*\.\.\. is not a finite number"),
         ({"gc_id": 3, "reward": 1.5}, r"line 2: reward 1.5 is outside \[0, reward_max=1\]"),
         ({"gc_id": 99, "correct": True}, "line 2: gc_id 99 is not in the prompt set"),
         ([3, True], "line 2: expected a JSON object"),
@@ -80,6 +81,8 @@ def test_good_lines_come_out_in_order_and_blank_lines_are_skipped(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_rollouts(tmp_path / "none.jsonl", known_ids=KNOWN, reward_max=1.0)
+    with pytest.raises(InputError, match="is a folder; pass the file the trainer wrote its rollouts to"):
+        read_rollouts(tmp_path, known_ids=KNOWN, reward_max=1.0)
 
 
 def test_in_process_records_are_validated_alike():
@@ -104,6 +107,7 @@ def test_a_written_line_is_exact_and_reads_back():
 def test_append_skips_not_applicable_rewards_and_counts_lines(tmp_path):
     path = tmp_path / "f.jsonl"
     assert append_rollouts(path, [4, 5, 6, 7], [0.5, None, math.nan, 1]) == 2
+    assert append_rollouts(path, [4, 5], np.array([np.nan, np.nan], np.float32)) == 0  # numpy's NaN is one too
     assert append_rollouts(path, [8], [0.0], sync=True) == 1
     assert append_rollouts(path, [], []) == 0
     assert path.read_text() == (

@@ -294,3 +294,22 @@ def test_a_reward_handed_in_process_is_checked_once_with_the_message_a_feedback_
     gc_ids = [int(g) for g in run.plan.gc_ids]
     run.record(gc_ids, [reward(g, 0) for g in gc_ids])
     assert run.step().record["epoch"] == 0 and len(checked) == len(gc_ids)  # at record, not again at the step
+
+
+def test_a_trainer_s_nan_of_any_type_is_not_applicable_and_a_bad_reward_is_one_line(tmp_path):
+    """A reward function's NaN comes as Python's float, numpy's or a one-element tensor: each is skipped alike."""
+    import torch
+
+    run = Run(write_scores(tmp_path / "scores"), ScheduleConfig(strategy="uniform", seed=5, subset_size=4))
+    ids = [int(run.plan.gc_ids[0])] * 5
+    rewards = [float("nan"), np.float32("nan"), np.array(np.nan), torch.tensor(float("nan")), torch.tensor(0.5)]
+    assert run.record(ids, rewards) == 1 and run.records == [{"gc_id": ids[0], "reward": 0.5}]
+    for bad, shown in [
+        (10**400, r"reward 1000000000\S*\.\.\. is"),
+        ("x", "reward 'x' is"),
+        ([1.0, 2.0], r"reward \[1.0, 2.0\] is"),
+    ]:
+        with pytest.raises(ConfigError, match=f"gc_id {ids[0]}: {shown}") as caught:
+            run.record(ids[:1], [bad])
+        assert "\n" not in str(caught.value)
+    assert len(run.records) == 1

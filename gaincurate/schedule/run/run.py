@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.feedback_lines import check_reward, format_line
+from gaincurate.feedback_lines import check_reward, format_line, not_applicable
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan, Rescored, Scheduler
@@ -204,10 +204,14 @@ class Run:
         """Add rollouts of the current epoch; a reward of None or NaN (not applicable) is skipped."""
         added = []
         for gc_id, reward in zip(gc_ids, rewards, strict=True):
-            if reward is None or (isinstance(reward, float) and math.isnan(reward)):
+            if not_applicable(reward):
                 continue
+            try:  # a one-element tensor too; what float() cannot take, check_reward names
+                number = reward if isinstance(reward, numbers.Real) else float(reward)
+            except (TypeError, ValueError):
+                number = reward
             try:  # checked here, once: the step reads these pairs as checked (`Scheduler.summarize(checked=True)`)
-                value = check_reward(float(reward), self.config.reward_max, self.config.reward_min)
+                value = check_reward(number, self.config.reward_max, self.config.reward_min)
             except ValueError as problem:
                 raise ConfigError(f"gc_id {int(gc_id)}: {problem}") from None
             added.append((int(gc_id), value))
