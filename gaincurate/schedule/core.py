@@ -42,7 +42,7 @@ from gaincurate.schedule.strategies.contract import (
     draw_info,
     observed,
 )
-from gaincurate.schedule.strategies.filters import Filter, chosen_through
+from gaincurate.schedule.strategies.filters import Filter, chosen_through, described
 from gaincurate.schedule.strategies.registry import build_filters, build_strategy
 
 
@@ -300,7 +300,9 @@ class Scheduler:
         if state.gate is not None and state.gate.level == PAUSED:  # uniformly, by a stream seeded by (seed, epoch)
             rng = np.random.default_rng([self.config.seed, state.epoch, PAUSED])
             positions = np.sort(rng.permutation(context.n_prompts)[: self.subset_size]).astype(np.int64)
-            chosen = replace(chosen, positions=positions, control=None)
+            # The filters' figures describe the draw trained on, not the aimed one set aside (which kept, skipped).
+            info = described(self.filters, context, positions, chosen.estimates) if self.filters else chosen.info
+            chosen = replace(chosen, positions=positions, control=None, info=info)
         positions = np.asarray(chosen.positions, dtype=np.int64)
         # What the strategy says of the draw, as it stood: kept in the state until the epoch's history line is written.
         report = self.reported = self.strategy.report(state, context, chosen)

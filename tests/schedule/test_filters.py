@@ -138,3 +138,31 @@ def test_a_control_that_fills_the_epoch_leaves_the_filters_nothing_to_walk(tmp_p
         assert len(plan.gc_ids) == size == len(set(plan.gc_ids.tolist()))
         feedback = [{"gc_id": int(g), "reward": float(k == 0 and g % 2 == 0)} for g in plan.gc_ids for k in range(4)]
         plan = scheduler.step(feedback=feedback).plan
+
+
+def test_a_paused_epoch_s_figures_describe_the_uniform_draw_it_trains_on(tmp_path):
+    """Where only the control's groups vary, the gate pauses the aim: that epoch is drawn uniformly, and its history
+    says nothing of the aimed draw set aside (here, the prompts the zero-variance filter skipped in it)."""
+    import pyarrow as pa
+    from fake_scores import score_columns, write_scores_dir
+
+    from gaincurate.schedule.gate import PAUSED
+    from gaincurate.schedule.run.inputs import load_scores
+
+    ids, rng = np.arange(400), np.random.default_rng(5)
+    columns = score_columns(rng.uniform(0.5, 2.0, 400), 5 + ids % 40)
+    columns["gc_embedding"] = pa.array(list(rng.normal(size=(400, 8)).astype(np.float16)), pa.list_(pa.float16()))
+    inputs = pa.table({"problem": [f"question {i}" for i in ids]})
+    scores = load_scores(write_scores_dir(tmp_path, inputs, columns, dataset={"name": "toy", "fingerprint": "x"}))
+    config = ScheduleConfig(strategy="probe", subset_size=100, skip_zero_variance=True, seed=1)
+    scheduler = Scheduler(config, scores.prompts, scores=scores)
+    plan, skipped = scheduler.step().plan, {}
+    for _ in range(5):
+        control = set(scheduler.state.selection.control or ())
+        feedback = [
+            {"gc_id": int(g), "reward": float(r == 0 and int(g) in control)} for g in plan.gc_ids for r in range(4)
+        ]
+        plan = scheduler.step(feedback=feedback).plan
+        paused = scheduler.state.gate is not None and scheduler.state.gate.level == PAUSED
+        skipped.setdefault(paused, []).append(scheduler.state.selection.figures.get("skipped"))
+    assert all(skipped[False]) and set(skipped[True]) == {None}, skipped  # aimed epochs skip; paused ones draw all

@@ -113,8 +113,8 @@ class Priority:
     (None: it keeps none). The scheduler keeps the first `subset_size`, after any filter's step over it.
 
     `control`: positions drawn uniformly from the whole pool, before and whatever the aim, placed first in `order`:
-    the readout's randomized sample of a uniform draw (`gaincurate.schedule.control`). A filter reorders the draw, so
-    a run with one keeps no control."""
+    the readout's randomized sample of a uniform draw (`gaincurate.schedule.control`). A filter steps over the rest
+    only (`filters.chosen_through`): the control stays as drawn."""
 
     order: np.ndarray
     estimates: np.ndarray | None = None

@@ -134,7 +134,15 @@ def chosen_through(
         walked = step.walk(state, aimed, rng, order) or walked
     positions = contract.first_positions(order, aimed.subset_size) if walked is None else walked.positions
     positions = np.sort(np.concatenate([kept, positions])).astype(np.int64)
+    info = described(filters, context, positions, estimates) | (walked.info if walked is not None else {})
+    return contract.Selection(positions, info, estimates, control)
+
+
+def described(
+    filters: tuple[Filter, ...], context: contract.RankingContext, positions: np.ndarray, estimates: np.ndarray | None
+) -> dict[str, Any]:
+    """What each filter says of the epoch's `positions`, in turn (the outermost also of the pool)."""
     info: dict[str, Any] = {}
     for number, step in enumerate(filters):
         info = step.describe(info, context, positions, estimates, outermost=number == len(filters) - 1)
-    return contract.Selection(positions, info | (walked.info if walked is not None else {}), estimates, control)
+    return info
