@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,27 @@ def test_the_same_feedback_file_is_not_consumed_twice(tmp_path, scores_dir):
         Run.open(run_dir).step(feedback=feedback)
     assert "\n" not in str(error.value) and "epoch-0001.parquet" in str(error.value)
     assert snapshot(run_dir) == before
+
+
+def test_an_earlier_epoch_s_bytes_written_after_the_draw_are_this_epoch_s_own(tmp_path, scores_dir):
+    """Over a subset that is the whole pool, a policy that answers every prompt as before writes (sorted by gc_id)
+    the bytes of the epoch before: written after this epoch was drawn, they are its own, not a file handed twice."""
+    from gaincurate.schedule.run.inputs import load_scores
+
+    run_dir, pool = tmp_path / "run", len(load_scores(scores_dir).prompts.gc_ids)
+    init_run(run_dir, scores_dir, ScheduleConfig(strategy="uniform", seed=3, subset_size=pool))
+    step = Run.open(run_dir).step()
+    lines = sorted(pq.read_table(step.path, columns=["gc_id"]).column("gc_id").to_pylist())
+    text = "".join(json.dumps({"gc_id": i, "reward": 0.0}) + "\n" for i in lines)
+    (tmp_path / "f0.jsonl").write_text(text)
+    step = Run.open(run_dir).step(feedback=tmp_path / "f0.jsonl")
+    drawn = step.path.stat().st_mtime_ns
+    (tmp_path / "f1.jsonl").write_text(text)
+    os.utime(tmp_path / "f1.jsonl", ns=(drawn + 10**9, drawn + 10**9))  # written a second after the draw
+    assert Run.open(run_dir).step(feedback=tmp_path / "f1.jsonl").record["epoch"] == 1  # epoch 1 consumed
+    os.utime(tmp_path / "f0.jsonl", ns=(drawn - 10**9, drawn - 10**9))  # epoch 1's file handed over again for 2
+    with pytest.raises(InputError, match="f0.jsonl is the feedback epoch 0 already consumed"):
+        Run.open(run_dir).step(feedback=tmp_path / "f0.jsonl")
 
 
 def test_feedback_for_an_earlier_epoch_is_refused(tmp_path, scores_dir):

@@ -130,6 +130,13 @@ def init_run(run_dir: Path, scores_dir: Path, config: ScheduleConfig) -> tuple[R
     return run, scheduler
 
 
+def _written_since_drawn(run_dir: Path, epoch: int, source: Path) -> bool:
+    """Whether `source` was written after this epoch's file: an earlier epoch's bytes written again then are this
+    epoch's own (a policy that answered every prompt as before), not that epoch's file handed over twice."""
+    drawn = rundir.epoch_path(run_dir, epoch)
+    return drawn.is_file() and source.stat().st_mtime_ns > drawn.stat().st_mtime_ns
+
+
 def check_feedback(
     run_dir: Path, source: Path, *, run: RunState | None = None, unseen: bool = False
 ) -> tuple[Feedback, str, bytes]:
@@ -137,14 +144,14 @@ def check_feedback(
 
     Refused, each with one line: bad lines (`read_feedback`), and feedback for another epoch: all its prompts
     lie in one earlier epoch's file and some lie outside this one. `unseen`: a file whose content an earlier epoch
-    consumed (the same file handed over twice, found among the archived feedback) is refused too.
+    consumed, last written before this epoch was drawn (the same file handed over twice), is refused too.
     """
     run_dir, source = Path(run_dir), Path(source)
     run = run if run is not None else rundir.load_run(run_dir)
     epoch = run.schedule.epoch
     data = source.read_bytes() if source.is_file() else None  # the one read: hashed, parsed and archived from here
     consumed = rundir.consumed_by(run_dir, epoch, data) if unseen and data is not None else None
-    if consumed is not None:
+    if consumed is not None and not _written_since_drawn(run_dir, epoch, source):
         raise InputError(
             f"{source} is the feedback epoch {consumed} already consumed (same content); {_wanted(run_dir, epoch)}"
         )
