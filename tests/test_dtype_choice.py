@@ -7,6 +7,7 @@ plumbing (the cache, the manifest, the int8 conversion).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from gaincurate.errors import ConfigError
 from gaincurate.scoring import tuning
 from gaincurate.scoring.batch_size import choose_batch_tokens
-from gaincurate.scoring.config import RunOptions, ScoreConfig
+from gaincurate.scoring.config import SCORE_TOLERANCE, RunOptions, ScoreConfig
 from gaincurate.scoring.dtype import choose_dtype, flops_per_token, model_shapes, unavailable
 from gaincurate.scoring.fidelity import MAX_DIFF_FRACTION, MIN_SPEARMAN, verdict
 
@@ -223,6 +224,28 @@ def test_forced_dtype_skips_the_gate_and_a_slower_bf16_keeps_float32(tiny_llama,
     forced = score(base.replace(dtype="bfloat16"), RunOptions(out=str(tmp_path / "forced")))
     assert forced["dtype"] == "bfloat16" and forced["tuning"]["dtype"]["how"] == "forced"
     assert forced["config"]["batch_tokens"] == 256 and calls["batch"] == 0 and calls["gate"] == 0
+
+
+def test_a_rescore_computes_in_the_dtype_the_scores_were_computed_in(tiny_llama, problems_file, tmp_path, monkeypatch):
+    """`auto` chose float32 (bf16 measured slower) on a CPU whose flags favour bf16: a re-score of the same weights
+    takes the recorded dtype, not `auto` resolved again from the flags (bf16's rounding would move every score). A
+    directory scored in int8 re-scores in int8."""
+    from gaincurate.scoring import rescore, score
+    from gaincurate.shards import read_scores
+
+    fake_measurements(monkeypatch, {"float32": 1e-6, "bfloat16": 2e-6}, {"bfloat16": True})
+    monkeypatch.setattr("gaincurate.model.cpu_has_fast_bf16", lambda: True)
+    base = ScoreConfig(dataset=str(problems_file), model=str(tiny_llama), device="cpu", batch_tokens=256)
+    manifest = score(base, RunOptions(out=str(tmp_path / "auto")))
+    assert (manifest["dtype"], manifest["config"]["dtype"]) == ("float32", "auto")
+    ids = [4, 0, 2]
+    stored = read_scores(tmp_path / "auto")["gc_score"].to_numpy()[ids]
+    fresh = rescore(tmp_path / "auto", ids, checkpoint=tiny_llama)
+    np.testing.assert_allclose(fresh, stored, atol=SCORE_TOLERANCE["float32"].score)
+    if importlib.util.find_spec("torchao") is not None:
+        score(base.replace(dtype="int8"), RunOptions(out=str(tmp_path / "int8")))
+        stored = read_scores(tmp_path / "int8")["gc_score"].to_numpy()[ids]
+        np.testing.assert_allclose(rescore(tmp_path / "int8", ids, checkpoint=tiny_llama), stored, atol=1e-4)
 
 
 def test_split_runs_do_not_measure(tiny_llama, problems_file, tmp_path, monkeypatch):

@@ -131,6 +131,14 @@ def load_dtype(dtype: str) -> str:
     return "float32" if dtype == "int8" else dtype
 
 
+def load_in(source: Any, dtype: str, device: str) -> Any:
+    """The model of `source` in a scoring dtype on `device`: int8 is loaded in float32 and its linears quantized."""
+    from gaincurate.model import load_model
+
+    model = load_model(source, dtype=load_dtype(dtype), device=device)
+    return convert_model(model, "int8") if dtype == "int8" else model
+
+
 def probe_layer(shapes: dict[str, Any], dtype: str) -> list[tuple[Any, Any, int]]:
     """`(linear, input dtype, count)` per distinct shape of one layer, random weights, on `PROBE_TOKENS` tokens."""
     import torch

@@ -23,7 +23,6 @@ from gaincurate.hub import hub_local_only
 from gaincurate.model import (
     ModelSource,
     SiteForward,
-    load_model,
     load_tokenizer,
     resolve_device,
     resolve_source,
@@ -42,7 +41,7 @@ from gaincurate.prompts import (
 )
 from gaincurate.scoring.batch_size import SAMPLE_ROWS
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens
-from gaincurate.scoring.dtype import convert_model, load_dtype
+from gaincurate.scoring.dtype import convert_model, load_in
 from gaincurate.scoring.engine import Scorer, find_shared_prefix, on_gpu
 from gaincurate.scoring.output import inspect_output, is_finished, plan_output, shard_bounds
 from gaincurate.scoring.tuning import model_config, resolve_batch_tokens, tune
@@ -222,9 +221,7 @@ def load_scorer(prepared: Prepared, device: str, progress: Progress) -> Loaded:
     if prepared.preloaded is not None:
         model = convert_model(prepared.preloaded, prepared.dtype).to(device)
     else:
-        model = load_model(prepared.source, dtype=load_dtype(prepared.dtype), device=device)
-        if prepared.dtype == "int8":
-            model = convert_model(model, "int8")
+        model = load_in(prepared.source, prepared.dtype, device)
     seconds = time.perf_counter() - started + prepared.preloaded_seconds
     embed_layer = config.embed_layer if config.embed else None
     site = SiteForward(model, layer=config.layer, site=config.site, embed_layer=embed_layer)

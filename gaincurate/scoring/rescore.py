@@ -21,7 +21,6 @@ from gaincurate.errors import ConfigError, InputError, ModelError
 from gaincurate.model import (
     ModelSource,
     SiteForward,
-    load_model,
     load_tokenizer,
     resolve_device,
     resolve_dtype,
@@ -30,6 +29,7 @@ from gaincurate.model import (
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import PromptEncoder, for_column
 from gaincurate.scoring.config import RunOptions, ScoreConfig, prompt_tokens, split_config
+from gaincurate.scoring.dtype import load_in
 from gaincurate.scoring.engine import Scorer, find_shared_prefix
 from gaincurate.shards import read_manifest, read_scores
 
@@ -61,7 +61,8 @@ def rescore(
         source = checkpoint_source(checkpoint, config)
         device = resolve_device(config.device)
         tokenizer = checkpoint_tokenizer(source, config)
-        model = load_model(source, dtype=resolve_dtype(config.dtype, device), device=device)
+        dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
+        model = load_in(source, dtype, device)
         site = SiteForward(model, layer=config.layer, site=config.site)
     else:
         device = str(next(model.parameters()).device)
@@ -100,9 +101,11 @@ def checkpoint_tokenizer(source: ModelSource, config: ScoreConfig) -> Any:
 
 
 def prompt_format(scores_dir: Path) -> tuple[ScoreConfig, Any]:
-    """The scoring config of a scores directory and the prompt format its prompts were built with."""
+    """The scoring config of a scores directory, in the dtype its scores were computed in (what `auto` chose), and
+    the prompt format its prompts were built with."""
     manifest = read_manifest(scores_dir)
     config, _ = split_config(manifest["config"])
+    config = config.replace(dtype=manifest.get("dtype") or config.dtype)  # a fresh score comparable with the stored
     # Scores without the `as_is` mark wrapped even TRL's `prompt` column in the question format: re-score them alike.
     fmt = for_column(config.prompt_format, config.prompt_column)
     return config, dataclasses.replace(fmt, as_is=fmt.as_is and manifest.get("prompt_format") == "as_is")
