@@ -46,6 +46,12 @@ app = command_group(
 # Environment faults the user fixes outside gaincurate; everything written so far is kept.
 _NO_SPACE = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some quota", errno.EFBIG: "raise `ulimit -f`"}
 _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
+# A folder where a file goes, or a file where a folder does (`mkdir(parents=True, exist_ok=True)` says EEXIST).
+_WRONG_PATH = {
+    errno.EISDIR: "it is a folder",
+    errno.ENOTDIR: "a file stands where the path needs a folder",
+    errno.EEXIST: "a file stands where the path needs a folder",
+}
 INTERRUPTED = "gaincurate: interrupted; finished work is kept: run the same command again to resume"
 
 
@@ -124,7 +130,7 @@ def main(args: list[str] | None = None) -> None:
 
 def _fail(error: BaseException) -> None:
     """Print a user error as one line and exit with its code; anything else is a bug and keeps its traceback."""
-    if isinstance(error, OSError) and error.errno not in _NO_SPACE.keys() | _NO_ACCESS:
+    if isinstance(error, OSError) and error.errno not in _NO_SPACE.keys() | _NO_ACCESS | _WRONG_PATH.keys():
         raise error
     if os.environ.get("GAINCURATE_DEBUG") == "1":
         raise error
@@ -140,6 +146,8 @@ def _one_line(error: BaseException) -> str:
         return " ".join(error.format_message().split())
     if isinstance(error, typer.Abort):
         return "aborted"
+    if isinstance(error, OSError) and error.errno in _WRONG_PATH:
+        return f"{error.filename or 'a path'}: {_WRONG_PATH[error.errno]}; pick another path"
     if isinstance(error, OSError):
         fix = _NO_SPACE.get(error.errno, "fix the permissions or pick another path")
         return f"{error.filename or 'a file'}: {error.strerror}; {fix}, then run the same command again to resume"

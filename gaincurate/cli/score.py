@@ -70,11 +70,12 @@ def score(
     """
     switches = {"no_system_prompt": no_system_prompt, "no_few_shot": no_few_shot, "quiet": quiet, "as_json": as_json}
     resolved, options = resolve_score_config({"dataset": dataset, "config": config, **switches, **settings})
-    setup_logging(quiet or as_json)  # before the heavy imports, so other libraries' bars see it
+    quiet = options.quiet or as_json  # the command line's or the config file's
+    setup_logging(quiet)  # before the heavy imports, so other libraries' bars see it
     from gaincurate.scoring import score as run_score
 
     try:
-        with RowProgress("scoring", quiet=quiet or as_json) as progress:
+        with RowProgress("scoring", quiet=quiet) as progress:
             manifest = run_score(resolved, options, progress=progress)
     except Interrupted as stopped:
         raise InterruptedCommand(_what_was_kept(stopped)) from None

@@ -93,3 +93,14 @@ def test_a_manifest_config_is_a_score_config_file(tmp_path):
     (tmp_path / "manifest-config.json").write_text(json.dumps(manifest_config(config, options)))
     values = score_config_file(tmp_path / "manifest-config.json")
     assert values == {**config.to_dict(), **options.replace(num_shards=None, shard_index=None).to_dict()}
+
+
+def test_quiet_from_a_score_config_file_quiets_the_run(tiny_llama, gaincurate, tmp_path):
+    """`quiet = true` in the file is the `--quiet` flag: no stage lines or progress on stderr."""
+    from helpers import PROBLEMS, write_jsonl
+
+    dataset = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS[:2])
+    (tmp_path / "score.toml").write_text("quiet = true\n")
+    args = ["score", dataset, "--model", tiny_llama, "--device", "cpu", "--dtype", "float32", "--batch-tokens", "256"]
+    result = gaincurate(*args, "--out", tmp_path / "scores", "--config", tmp_path / "score.toml")
+    assert result.returncode == 0 and result.stderr == "", result.stderr

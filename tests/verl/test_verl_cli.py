@@ -35,3 +35,14 @@ def test_export_of_a_missing_scores_directory_is_one_line(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("gaincurate: error: ") and "nowhere" in line
     assert not (tmp_path / "a.parquet").exists()
+
+
+def test_an_out_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path):
+    scores = write_scores(tmp_path / "scores")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    for out, why in [(tmp_path / "folder", "it is a folder"), (tmp_path / "file" / "a.parquet", "a file stands where")]:
+        result = gaincurate("verl", "export", "--scores", str(scores), "--out", str(out))
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("gaincurate: error: ") and why in line and line.endswith("pick another path"), line
