@@ -111,6 +111,22 @@ def test_a_fresh_reference_set_reads_rollouts_1_and_0_whatever_the_trainers_rewa
         assert rates.sums[row] / rates.counts[row] == (1.0 if gc_id % 3 == 0 else 0.0)
 
 
+def test_a_reference_file_reads_rollouts_1_and_0_whatever_the_trainers_reward_range(tmp_path):
+    """`--reference` takes `gaincurate rollout`'s file, 1 right and 0 wrong, as the fresh sets do: under a -1/+1
+    trainer its 0s would read as half right, dots' very target."""
+    scores = write_scores(tmp_path / "scores", bundled_policy())
+    reference = tmp_path / "reference.jsonl"
+    append_rollouts(reference, [0, 0, 1, 1, 3, 3], [0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    config = {**CONFIG.to_dict(), "reference_every": 0, "reference_size": 0, "reference": str(reference)}
+    init_run(tmp_path / "run", scores, ScheduleConfig(**{**config, "reward_min": -1.0}))
+    rates = PassRates.from_json(load_run(tmp_path / "run").schedule.memory["pass_rates"])
+    assert {int(g): s / c for g, s, c in zip(rates.gc_ids, rates.sums, rates.counts, strict=True)} == {
+        0: 0.0,
+        1: 1.0,
+        3: 0.5,
+    }
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

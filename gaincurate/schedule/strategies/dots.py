@@ -65,7 +65,10 @@ class DotsOptions(Options):
     )
     forget: float = option(DOTS_FORGET, "Weight a measurement keeps per epoch of age (1: never ages).", OPEN_RATE)
     reference: str | None = option(
-        None, "Feedback JSON lines measured before epoch 0 (`gaincurate rollout`).", text, cli="path"
+        None,
+        "Feedback JSON lines measured before epoch 0 (`gaincurate rollout`'s: 1 right, 0 wrong).",
+        text,
+        cli="path",
     )
     reference_every: int = option(
         0, "Every K epochs roll a fresh reference set with the newest checkpoint (0: never).", whole(0)
@@ -151,14 +154,8 @@ class DotsStrategy(contract.Strategy):
             )
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
         reference = None
-        if inputs.initial and options.reference is not None:
-            reference = read_pass_rates(
-                [Path(options.reference)],
-                known_ids=prompts.gc_ids,
-                reward_max=inputs.reward_max,
-                reward_min=inputs.reward_min,
-                first_time=REFERENCE_TIME,
-            )
+        if inputs.initial and options.reference is not None:  # rollout's scale, as the fresh sets', not the run's
+            reference = read_pass_rates([Path(options.reference)], known_ids=prompts.gc_ids, first_time=REFERENCE_TIME)
         calibrator, center = None, None
         if options.calibrator is not None:
             from gaincurate.difficulty.calibrate import load_calibrator
