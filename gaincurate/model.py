@@ -18,7 +18,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -81,24 +80,6 @@ def resolve_source(spec: str | None, scored_with: ModelSource | None = None) -> 
     if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
         raise ModelError(f"model {spec} does not exist; pass a Hub id, a model folder or a .gguf file")
     return ModelSource("hub", spec, None, spec)
-
-
-def source_fingerprint(source: ModelSource, model: Any = None) -> str:
-    """A short hash that changes when the weights change: file sizes and times, or the Hub revision."""
-    digest = hashlib.sha256(source.kind.encode())
-    if source.base is not None:  # an adapter: its own files (below) and its base's weights
-        digest.update(source_fingerprint(source.base, model).encode())
-    if source.kind == "hub":
-        revision = getattr(getattr(model, "config", None), "_commit_hash", None)
-        digest.update(f"{source.folder}@{revision}".encode())
-        return digest.hexdigest()[:16]
-    folder = Path(source.folder)
-    files = [folder / source.gguf_file] if source.gguf_file else sorted(folder.iterdir())
-    for file in files:
-        if file.is_file() and file.suffix in {".gguf", ".safetensors", ".bin", ".json"}:
-            stat = file.stat()
-            digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
-    return digest.hexdigest()[:16]
 
 
 def resolve_device(device: str) -> str:
@@ -382,19 +363,3 @@ class SiteForward:
             raise RuntimeError("the scoring site was never reached in the forward pass")
         captured, self._captured = self._captured, {}
         return captured
-
-
-def describe_model(source: ModelSource, model: Any, tokenizer: Any) -> dict[str, Any]:
-    """Identity facts for the manifest: what was loaded and which template rendered the prompts."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    return {
-        "id": source.display,
-        "kind": source.kind,
-        **({"base": source.base.display} if source.base is not None else {}),
-        "fingerprint": source_fingerprint(source, model),
-        "revision": getattr(model.config, "_commit_hash", None),
-        "architecture": type(model).__name__,
-        "num_layers": model.config.num_hidden_layers,
-        "hidden_size": getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", None),
-        "template_hash": hashlib.sha256(json.dumps(template).encode()).hexdigest()[:16],
-    }

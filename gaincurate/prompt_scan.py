@@ -18,7 +18,8 @@ from gaincurate.errors import InputError
 def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
     """Refuse repeated ids (the `id` column, when there is one); count the prompts whose text repeats an earlier
     row's (`repeats`), and with `drop` keep only the first row of each. The same pass over the text
-    (`scan_prompts`) gives the kept rows' `fingerprint` and `weights`, so no later step reads the whole column."""
+    (`scan_prompts`) gives the kept rows' `weights` and, with their other columns (`other_columns`), their
+    `fingerprint`, so no later step reads the whole prompt column."""
     rows, name = loaded.rows, loaded.name
     if ID_COLUMN in rows.column_names:
         seen: dict[Any, int] = {}
@@ -31,14 +32,28 @@ def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
                 )
             seen[key] = row
     scan = scan_prompts(rows, loaded.prompt_column)
-    if not scan.repeats:
-        return dataclasses.replace(loaded, fingerprint=scan.every, weights=scan.lengths)
-    found = Repeats(len(scan.repeats), scan.repeats[0], len(rows), drop)
-    if not drop:
-        return dataclasses.replace(loaded, repeats=found, fingerprint=scan.every, weights=scan.lengths)
-    return dataclasses.replace(
-        loaded, rows=rows.select(scan.keep), repeats=found, fingerprint=scan.kept, weights=scan.lengths[scan.keep]
-    )
+    found = Repeats(len(scan.repeats), scan.repeats[0], len(rows), drop) if scan.repeats else None
+    dropping = drop and found is not None
+    rows = rows.select(scan.keep) if dropping else rows
+    prompts, weights = (scan.kept, scan.lengths[scan.keep]) if dropping else (scan.every, scan.lengths)
+    fingerprint = hashlib.sha256(f"{prompts}:{other_columns(rows, loaded.prompt_column)}".encode()).hexdigest()[:16]
+    return dataclasses.replace(loaded, rows=rows, repeats=found, fingerprint=fingerprint, weights=weights)
+
+
+def other_columns(rows: Any, prompt_column: str) -> str:
+    """A hash of every column but the prompts' (answers, ids, whatever the shards carry on to training), by value:
+    each batch of rows as one Arrow IPC stream of one chunk, so the file's own chunking does not enter it."""
+    import pyarrow as pa
+
+    digest = hashlib.sha256()
+    names = [name for name in rows.column_names if name != prompt_column]
+    if names:
+        for batch in rows.select_columns(names).with_format("arrow").iter(batch_size=10_000):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_table(batch.combine_chunks())
+            digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

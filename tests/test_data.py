@@ -113,9 +113,26 @@ def test_one_pass_over_the_prompts_gives_what_separate_passes_gave(drop, tmp_pat
                            drop=drop)  # fmt: skip
     rows = loaded.rows
     assert len(rows) == (5 if drop else 7) and (loaded.repeats.count, loaded.repeats.first) == (2, (2, 0))
-    assert loaded.fingerprint == _brute_fingerprint(rows, "problem") == scan_prompts(rows, "problem").every
+    assert _brute_fingerprint(rows, "problem") == scan_prompts(rows, "problem").every
     column = pa.array(rows["problem"], pa.string())
     assert loaded.weights.tolist() == pc.fill_null(pc.utf8_length(column), 0).to_pylist()
+
+
+def test_the_fingerprint_follows_every_column_by_value(tmp_path):
+    """A corrected answer is another dataset (its shards carry the answers on to training and the likelihood); the
+    rows `--drop-duplicates` keeps hash as a file of those rows alone does, whatever the file's layout."""
+    texts = ["What is 2 + 3?", "héllo", "What is 2 + 3?", None, "x"]
+
+    def fingerprint(name: str, rows: list[dict], drop: bool = False) -> str:
+        loaded = load_rows(str(write_jsonl(tmp_path / name, rows)), split=None, prompt_column="problem", limit=None)
+        return check_repeats(loaded, drop=drop).fingerprint
+
+    rows = [{"problem": text, "answer": str(i)} for i, text in enumerate(texts)]
+    first = fingerprint("a.jsonl", rows)
+    assert fingerprint("again.jsonl", rows) == first
+    assert fingerprint("fixed.jsonl", [*rows[:4], {**rows[4], "answer": "9"}]) != first
+    kept = [row for i, row in enumerate(rows) if i != 2]
+    assert fingerprint("a.jsonl", rows, drop=True) == fingerprint("kept.jsonl", kept) != first
 
 
 def test_chat_prompts_weigh_their_messages_contents(tmp_path):

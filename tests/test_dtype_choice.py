@@ -249,7 +249,8 @@ def test_a_rescore_computes_in_the_dtype_the_scores_were_computed_in(tiny_llama,
 
 
 def test_split_runs_do_not_measure(tiny_llama, problems_file, tmp_path, monkeypatch):
-    from gaincurate.model import resolve_source, source_fingerprint
+    from gaincurate.model import resolve_source
+    from gaincurate.model_identity import source_fingerprint
     from gaincurate.scoring.config import ScoreConfig as Config
 
     calls = fake_measurements(monkeypatch, {"float32": 3e-6, "bfloat16": 1e-6}, {"bfloat16": True})

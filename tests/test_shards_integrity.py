@@ -81,7 +81,7 @@ def test_a_finished_run_loads_neither_tokenizer_nor_model(scored, tiny_llama, pr
         raise AssertionError("a finished run must not load this")
 
     monkeypatch.setattr("gaincurate.scoring.prepare.load_tokenizer", refuse)
-    monkeypatch.setattr("gaincurate.scoring.prepare.load_model", refuse)
+    monkeypatch.setattr("gaincurate.scoring.prepare.load_in", refuse)
     before = (scored / "manifest.json").read_bytes()
     manifest = score(tiny_config(tiny_llama, problems_file), RunOptions(out=str(scored)))
     assert manifest["already_complete"] is True and (scored / "manifest.json").read_bytes() == before
@@ -91,7 +91,7 @@ def test_a_run_failing_before_any_shard_leaves_no_directory(tiny_llama, problems
     def fail(*args, **kwargs):
         raise ModelError("cannot load model: broken")
 
-    monkeypatch.setattr("gaincurate.scoring.prepare.load_model", fail)
+    monkeypatch.setattr("gaincurate.scoring.prepare.load_in", fail)
     out = tmp_path / "scores"
     with pytest.raises(ModelError):
         score(tiny_config(tiny_llama, problems_file), RunOptions(out=str(out)))

@@ -167,7 +167,7 @@ def run_rollouts(config: RolloutConfig, progress: Progress = NULL_PROGRESS) -> R
 
 def _settings(config: RolloutConfig, inputs: Inputs, source: Any, *, dtype: str, device: str) -> dict[str, Any]:
     """What decides the sampled tokens and rewards: a resume must match every one of them."""
-    from gaincurate.model import source_fingerprint
+    from gaincurate.model_identity import source_fingerprint
 
     return {
         "scores_dataset": inputs.dataset_fingerprint,

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from gaincurate import __version__
 from gaincurate.fileio import file_sha256
 from gaincurate.metrics import apply_debias, fit_length_debias, spearman
-from gaincurate.model import describe_model
+from gaincurate.model_identity import describe_model
 from gaincurate.prompts import applied_format, for_column
 from gaincurate.scoring.config import RunOptions, ScoreConfig, manifest_config
 from gaincurate.scoring.output import write_manifest

@@ -26,8 +26,8 @@ from gaincurate.model import (
     load_tokenizer,
     resolve_device,
     resolve_source,
-    source_fingerprint,
 )
+from gaincurate.model_identity import hub_revision, source_fingerprint
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompt_scan import check_repeats
 from gaincurate.prompts import (
@@ -165,8 +165,8 @@ def plan_run(config: ScoreConfig, options: RunOptions, *, probe_lock: bool = Tru
                     dataset.answer_column)  # fmt: skip
         config = config.replace(prompt_column=dataset.prompt_column, answer_column=dataset.answer_column)
     source = resolve_source(config.model)
-    if source.kind == "hub":
-        hub_local_only(source.folder)  # a Hub id that cannot be had fails here, before the lock and torch
+    if source.kind == "hub":  # a Hub id that cannot be had fails here, before the lock and torch
+        hub_revision(source.folder, fetch=not hub_local_only(source.folder))  # the revision the load will take
     schema = output_schema(rows.features.arrow_schema, embed=config.embed)
     out, device = Path(options.out), resolve_device(config.device)
     previous = inspect_output(out, probe_lock=probe_lock)

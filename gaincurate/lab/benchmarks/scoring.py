@@ -216,7 +216,8 @@ def _floor(run: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
 def run_benchmark(args: ScoringBench, data: str) -> dict[str, Any]:
     import torch
 
-    from gaincurate.model import load_tokenizer, resolve_source, source_fingerprint
+    from gaincurate.model import load_tokenizer, resolve_source
+    from gaincurate.model_identity import source_fingerprint
     from gaincurate.prompts import PromptEncoder
     from gaincurate.scoring import tuning_cache
     from gaincurate.scoring.dtype import layer_flops_per_token
