@@ -196,9 +196,7 @@ def append_rollouts(path: str | Path, gc_ids: Sequence[Any], rewards: Sequence[A
     number of lines written.
     """
     lines = [
-        format_line(gc_id, reward)
-        for gc_id, reward in zip(gc_ids, rewards, strict=True)
-        if not not_applicable(reward)
+        format_line(gc_id, reward) for gc_id, reward in zip(gc_ids, rewards, strict=True) if not not_applicable(reward)
     ]
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
