@@ -156,7 +156,8 @@ class RunOptions:
     )
     drop_duplicates: bool = setting(
         False,
-        "Keep only the first row of each repeated prompt text (repeats are counted and warned about otherwise).",
+        "Keep only the first row of each repeated prompt text (repeats are counted and warned about otherwise); "
+        "gc_id then counts the rows kept.",
         flags=("--drop-duplicates",),
     )
 
