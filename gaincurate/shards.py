@@ -137,7 +137,13 @@ def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:
     """All shards of a complete scores directory as one table, in gc_id order; a damaged shard is refused by name."""
     manifest = read_manifest(scores_dir)
     if not manifest.get("complete"):
-        raise InputError(f"{scores_dir} is not complete; re-run the same `gaincurate score` command to finish it")
+        parts = any(Path(scores_dir).glob("part-*-of-*.json"))  # an array job's: its parts finish, then a merge
+        finish = (
+            "finish every --shard-index part, then `gaincurate merge` it"
+            if parts
+            else "re-run the same `gaincurate score` command to finish it"
+        )
+        raise InputError(f"{scores_dir} is not complete; {finish}")
     checksums = manifest.get("checksums", {})
     tables = []
     for name in manifest["shards"]:

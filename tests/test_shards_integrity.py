@@ -176,3 +176,13 @@ def test_a_gguf_config_is_read_once_then_from_its_copy(tmp_path, monkeypatch):
     first, second = load_config(source), load_config(source)
     assert parsed == ["m.gguf"] and (gguf_cache_folder(source) / "config" / "config.json").is_file()
     assert model_shapes(second) == model_shapes(first) and second.num_hidden_layers == 3
+
+
+def test_an_unfinished_directory_says_how_to_finish_it_a_single_run_s_or_an_array_job_s(scored):
+    manifest = read_manifest(scored)
+    (scored / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(InputError, match="re-run the same `gaincurate score` command to finish it"):
+        read_scores(scored)
+    (scored / "part-00000-of-00002.json").write_text("{}")  # an array job's part marker
+    with pytest.raises(InputError, match=r"finish every --shard-index part, then `gaincurate merge` it"):
+        read_scores(scored)
