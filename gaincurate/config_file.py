@@ -12,6 +12,7 @@ unknown-key check for settings that come from elsewhere (a stored config, a trai
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import tomllib
@@ -42,8 +43,17 @@ def read_config_file(path: str | PurePath, schema: Mapping[str, Any]) -> dict[st
     check_keys(where, values, schema)
     for key, value in values.items():
         if not matches(value, schema[key]):
-            raise ConfigError(f"{where}: {key} must be {describe(schema[key])}; got {json.dumps(value)[:80]}")
+            raise ConfigError(f"{where}: {key} must be {describe(schema[key])}; got {_shown(value)[:80]}")
     return values
+
+
+def _shown(value: Any) -> str:
+    """A file's value as it was written, for an error message: JSON's spelling, and TOML's dates and times, which JSON
+    has no spelling for, as TOML writes them (a date inside a list is quoted)."""
+    if isinstance(value, datetime.date | datetime.time):
+        kind = "date and time" if isinstance(value, datetime.datetime) else type(value).__name__
+        return f"{value.isoformat()} (a TOML {kind})"
+    return json.dumps(value, default=str)
 
 
 def _parse(file: Path, where: str) -> Any:

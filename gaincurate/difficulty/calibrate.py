@@ -99,7 +99,7 @@ class Calibrator:
     @classmethod
     def load(cls, path: Path) -> tuple[Calibrator, dict[str, Any]]:
         try:
-            with np.load(Path(path)) as data:
+            with _open_npz(path) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 projection = np.asarray(data["projection"], dtype=np.float64)
         except (OSError, ValueError, KeyError) as error:
@@ -156,7 +156,7 @@ class FittedCalibrator:
     @classmethod
     def load(cls, path: Path) -> tuple[FittedCalibrator, dict[str, Any]]:
         try:
-            with np.load(Path(path)) as data:
+            with _open_npz(path) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 arrays = {key: np.asarray(data[key]) for key in ("projection", "fold_projections", "fit_ids")}
                 fit_folds = np.asarray(data["fit_folds"], dtype=np.int64)
@@ -174,6 +174,15 @@ class FittedCalibrator:
             for projection, (w, b) in zip(arrays["fold_projections"], heads, strict=True)
         ]
         return cls(full, folds, arrays["fit_ids"].astype(np.int64), fit_folds), header
+
+
+def _open_npz(path: Path) -> Any:
+    """The arrays of the .npz file at `path`. `np.load` returns a bare array for a .npy file, which holds no
+    calibrator: ValueError, so the loaders refuse it in their one line as they refuse any other file."""
+    data = np.load(Path(path))
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"it holds one {data.dtype} array of shape {data.shape}, not a .npz archive")
+    return data
 
 
 def _save_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None:

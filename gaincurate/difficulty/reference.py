@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.errors import InputError
+from gaincurate.errors import ConfigError, InputError, setting, settings_as_flags_now
 from gaincurate.feedback_lines import no_rollout_error, read_rollouts, tally
 from gaincurate.numerics import int_powers, log_by_value
 
@@ -108,6 +108,27 @@ class PassRates:
         )
 
 
+def check_reward_range(reward_min: float, reward_max: float) -> None:
+    """Refuse a reward range that cannot read a rollout. A reward becomes the correctness (reward - reward_min) /
+    (reward_max - reward_min), so the reward of a right answer (reward_max) must be a finite number above the reward
+    of a wrong one (reward_min). Every reader of rewards checks it: `ScheduleConfig` and the difficulty readers here.
+    """
+    for name, value in (("reward_min", reward_min), ("reward_max", reward_max)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ConfigError(f"{setting(name)} must be a finite number; got {value!r}")
+    if reward_min == 0 and reward_max <= 0:
+        raise ConfigError(
+            f"{setting('reward_max')} must be positive (the reward of a correct answer); got {reward_max}"
+        )
+    if reward_min >= reward_max:
+        wanted = (
+            "--reward-range LO,HI needs LO (a wrong answer) below HI (a right one)"
+            if settings_as_flags_now()
+            else "reward_min (a wrong answer) must be below reward_max (a right one)"
+        )
+        raise ConfigError(f"{wanted}; got {reward_min:g},{reward_max:g}")
+
+
 def read_pass_rates(
     paths: Sequence[Path],
     *,
@@ -122,6 +143,7 @@ def read_pass_rates(
     Every line is validated as the scheduler validates feedback; a gc_id that is not a known prompt is
     an error, since it means the feedback belongs to another dataset.
     """
+    check_reward_range(reward_min, reward_max)
     known = np.asarray(sorted({int(i) for i in known_ids}), dtype=np.int64)
     rates = PassRates.empty()
     for time, path in enumerate(paths, start=first_time):
@@ -136,6 +158,7 @@ def read_measurements(
     path: Path, known_ids: Iterable[int], *, reward_max: float = 1.0, reward_min: float = 0.0
 ) -> dict[int, tuple[float, int]]:
     """{gc_id: (sum of correctness, rollouts)} of one feedback file; a file without rollouts is an error."""
+    check_reward_range(reward_min, reward_max)
     known = np.asarray(sorted({int(i) for i in known_ids}), dtype=np.int64)
     per_prompt = tally(read_rollouts(Path(path), known_ids=known, reward_max=reward_max, reward_min=reward_min))
     if not per_prompt:

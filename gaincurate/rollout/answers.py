@@ -2,8 +2,8 @@
 
 The comparison is `math-verify`'s (`parse` then `verify`), so "3/4", "\\frac{3}{4}" and "0.75" agree and
 "x = 5" matches "5". The gold answer is wrapped as `$...$` unless it already carries LaTeX delimiters
-or a box, which is the form math-verify extracts from. Which part of the completion is the answer
-depends on the format:
+(an unescaped `$`: `\\$18.90` is a price) or a box, which is the form math-verify extracts from. Which part
+of the completion is the answer depends on the format:
 
 * `boxed` (default): the last complete `\\boxed{...}`; a completion without one is wrong. This is what
   GRPO reward functions usually check, so rollout pass rates match the trainer's rewards.
@@ -18,6 +18,7 @@ depends on the format:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gaincurate.errors import ConfigError
@@ -57,6 +58,16 @@ def _braced_after(text: str, start: int) -> str | None:
 
 ANSWER_FORMATS = ("boxed", "any")
 
+# A `$` after no backslash (or an even run of them) opens or closes math; `\$` is a dollar sign, as in MATH's
+# gold `\$18.90`, and such a gold is wrapped like any other.
+_MATH_DELIMITER = re.compile(r"(?<!\\)(?:\\\\)*\$")
+
+
+def _gold_for_parsing(answer: str) -> str:
+    """`answer` as math-verify extracts it: as written if it has a LaTeX delimiter or a box, else wrapped in `$...$`."""
+    text = answer.strip()
+    return text if _MATH_DELIMITER.search(text) or "\\boxed" in text else f"${text}$"
+
 
 class AnswerChecker:
     """Checks completions against gold answers with math-verify; gold answers are parsed once."""
@@ -74,10 +85,7 @@ class AnswerChecker:
 
     def gold(self, answer: str) -> Any:
         if answer not in self._gold:
-            text = answer.strip()
-            # math-verify extracts from LaTeX delimiters; a bare "3/4" or "16" is wrapped as $...$.
-            wrapped = text if ("$" in text or "\\boxed" in text) else f"${text}$"
-            self._gold[answer] = self._parse(wrapped)
+            self._gold[answer] = self._parse(_gold_for_parsing(answer))
         return self._gold[answer]
 
     def __call__(self, completion: str, answer: str | None) -> bool:

@@ -13,9 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.columns import column_values, has_column
+from gaincurate.columns import column_values, has_column, missing_answers
 from gaincurate.errors import ConfigError, InputError
+from gaincurate.prompts import is_messages
 from gaincurate.rollout.config import RolloutConfig
+
+# A prompt value as the scores directory holds it: text, or chat messages ({"role", "content"} dicts), which the
+# chat template renders as scoring and TRL render them.
+PromptValue = str | list[dict[str, Any]]
 
 REFERENCE_STREAM = 7  # seed-sequence branch for drawing the reference ids, apart from sampling streams
 
@@ -23,12 +28,13 @@ REFERENCE_STREAM = 7  # seed-sequence branch for drawing the reference ids, apar
 @dataclass(frozen=True)
 class Inputs:
     gc_ids: np.ndarray
-    questions: list[str]
+    questions: list[PromptValue]
     answers: list[str | None]
     prompt_config: dict[str, Any]
     dataset_fingerprint: str | None
     model_spec: str | None
     answer_column: str
+    note: str | None = None  # one line for the user: the prompts without a gold answer that were left out
 
 
 def choose_ids(all_ids: np.ndarray, *, reference_size: int | None, ids_file: str | None, seed: int) -> np.ndarray:
@@ -39,7 +45,9 @@ def choose_ids(all_ids: np.ndarray, *, reference_size: int | None, ids_file: str
     if reference_size is None:
         return np.sort(all_ids)
     if reference_size > len(all_ids):
-        raise ConfigError(f"--reference-size {reference_size} is more than the {len(all_ids)} prompts")
+        raise ConfigError(
+            f"--reference-size {reference_size} is more than the {len(all_ids)} prompts; pass at most {len(all_ids)}"
+        )
     rng = np.random.default_rng([seed, REFERENCE_STREAM])
     return np.sort(rng.choice(np.sort(all_ids), size=reference_size, replace=False))
 
@@ -62,8 +70,56 @@ def _ids_from_file(all_ids: np.ndarray, ids_file: str) -> np.ndarray:
     return chosen
 
 
-def read_inputs(config: RolloutConfig) -> Inputs:
-    """The chosen prompts of `config.scores`, with their answers; one-line errors for a missing column."""
+def answered_choice(
+    all_ids: np.ndarray, unanswered: np.ndarray, config: RolloutConfig, answer_column: str
+) -> tuple[np.ndarray, str | None]:
+    """`choose_ids` among the prompts with a gold answer, and the line that says how many without one were left out.
+
+    No completion can match a missing answer, so its rollouts would all read as failures and the reference set would
+    say the model cannot solve the prompt; those prompts are never rolled out (whole prompts, never some of their
+    lines, so a resumed file is still whole groups). A run left with nothing to roll out is refused.
+    """
+    lacking = f"no {answer_column!r} answer"
+    if config.ids_file is not None:
+        listed = choose_ids(all_ids, reference_size=None, ids_file=config.ids_file, seed=config.seed)
+        chosen = np.setdiff1d(listed, unanswered)
+        if not len(chosen):
+            raise InputError(
+                f"every gc_id --ids {config.ids_file} names has {lacking}, so no rollout could be checked; "
+                "list prompts that have an answer"
+            )
+        left_out = len(listed) - len(chosen)
+        where = f"of the {len(listed)} gc_ids of --ids {config.ids_file}"
+    else:
+        chosen_from = np.setdiff1d(all_ids, unanswered)
+        if not len(chosen_from):
+            raise InputError(
+                f"every prompt of {config.scores} has {lacking}, so no rollout could be checked; "
+                "pass --answer-column naming the column that holds the answers"
+            )
+        if len(unanswered) and config.reference_size is not None and config.reference_size > len(chosen_from):
+            raise ConfigError(
+                f"--reference-size {config.reference_size} is more than the {len(chosen_from)} prompts of "
+                f"{config.scores} with an answer ({len(unanswered)} have {lacking}); pass at most {len(chosen_from)}"
+            )
+        chosen = choose_ids(chosen_from, reference_size=config.reference_size, ids_file=None, seed=config.seed)
+        left_out = len(unanswered)
+        where = f"of the {len(all_ids)} prompts of {config.scores}"
+    if not left_out:
+        return chosen, None
+    return chosen, f"note: {left_out} {where} have {lacking}; they are left out, as no completion can match them"
+
+
+def prompt_value(value: Any) -> PromptValue:
+    """A prompt cell as rollout renders it: chat messages stay messages, anything else is its text."""
+    if is_messages(value):
+        return [dict(message) for message in value]
+    return "" if value is None else str(value)
+
+
+def read_inputs(config: RolloutConfig, *, answered_only: bool = True) -> Inputs:
+    """The chosen prompts of `config.scores`, with their answers; one-line errors for a missing column. Prompts without
+    a gold answer are left out (`answered_choice`) unless `answered_only` is False (every prompt, unchecked)."""
     from gaincurate.shards import read_manifest, read_scores
 
     manifest = read_manifest(Path(config.scores))
@@ -81,16 +137,22 @@ def read_inputs(config: RolloutConfig) -> Inputs:
     if not has_column(table, answer_column):
         raise InputError(f"{config.scores} has no column {answer_column!r}; pass --answer-column NAME")
     all_ids = table.column("gc_id").to_numpy(zero_copy_only=False).astype(np.int64)
-    chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)
+    note = None
+    if answered_only:
+        unanswered = all_ids[missing_answers(column_values(table, answer_column))]
+        chosen, note = answered_choice(all_ids, unanswered, config, answer_column)
+    else:
+        chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)
     rows = np.searchsorted(all_ids, chosen)
     questions = table.column(prompt_column).take(rows).to_pylist()
     answers = column_values(table.take(rows), answer_column)
     return Inputs(
         gc_ids=chosen,
-        questions=["" if q is None else str(q) for q in questions],
+        questions=[prompt_value(q) for q in questions],
         answers=[None if a is None else str(a) for a in answers],
         prompt_config=prompt_config,
         dataset_fingerprint=manifest.get("dataset", {}).get("fingerprint"),
         model_spec=config.model if config.model is not None else prompt_config.get("model"),
         answer_column=answer_column,
+        note=note,
     )

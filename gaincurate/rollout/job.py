@@ -7,7 +7,8 @@ built exactly as for scoring (the manifest's system prompt, few-shot turns and c
 last `\\boxed{...}` of each completion (or, with `--answer-format any`, the answer math-verify finds
 anywhere in it) is checked against the answer column with `math-verify`, and one
 feedback line `{"gc_id": int, "reward": 1.0 | 0.0}` is written per rollout: the same format a trainer
-writes, so `gaincurate difficulty` and `gaincurate schedule --strategy dots` read it as a reference set.
+writes, so `gaincurate difficulty` and `gaincurate schedule --strategy dots` read it as a reference set. A prompt
+without a gold answer is left out (`gaincurate.rollout.inputs.answered_choice`), and a stage line counts them.
 
 Determinism and resume:
 
@@ -120,6 +121,8 @@ def run_rollouts(config: RolloutConfig, progress: Progress = NULL_PROGRESS) -> R
             f"--out {out} holds gc_id {min(unknown)}, which this run does not roll out; pick another --out"
         )
 
+    if inputs.note:
+        progress.stage(inputs.note)
     progress.stage(f"loading {source.display}")
     tokenizer = load_tokenizer(source)
     prompt_ids = sampling.render_prompts(tokenizer, inputs.questions, inputs.prompt_config)

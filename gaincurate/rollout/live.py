@@ -77,7 +77,8 @@ def roll_live(
     """
     import torch
 
-    inputs = read_inputs(dataclasses.replace(config, reference_size=None, ids_file=None))
+    # The caller names the prompts, answered or not: one without a gold answer counts no correct rollout.
+    inputs = read_inputs(dataclasses.replace(config, reference_size=None, ids_file=None), answered_only=False)
     gc_ids = np.asarray(gc_ids, dtype=np.int64)
     rows = np.searchsorted(inputs.gc_ids, gc_ids)
     rows = np.clip(rows, 0, len(inputs.gc_ids) - 1)

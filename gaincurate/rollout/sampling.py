@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from gaincurate.errors import ConfigError
 from gaincurate.model import cache_keyword
+
+if TYPE_CHECKING:
+    from gaincurate.rollout.inputs import PromptValue
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ def seeded_sampler(seeds: Sequence[int], temperature: float) -> Any:
     return SeededSampler()
 
 
-def render_prompts(tokenizer: Any, questions: Sequence[str], prompt_config: dict[str, Any]) -> list[list[int]]:
+def render_prompts(tokenizer: Any, questions: Sequence[PromptValue], prompt_config: dict[str, Any]) -> list[list[int]]:
     """Token ids of each prompt, built like the scores directory's: system prompt, few-shot, template; or TRL's
     own `prompt` column (text or chat messages) as it is, as scoring and training render it."""
     from gaincurate.prompts import PromptFormat, for_column, is_messages, render_with_spans

@@ -25,6 +25,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gaincurate.difficulty.reference import check_reward_range
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, choice, is_number, size, whole
@@ -133,17 +134,7 @@ class ScheduleConfig:
             check = field.metadata["check"]
             if check is not None:
                 object.__setattr__(self, field.name, check(setting(field.name), getattr(self, field.name)))
-        if self.reward_min == 0 and self.reward_max <= 0:
-            raise ConfigError(
-                f"{setting('reward_max')} must be positive (the reward of a correct answer); got {self.reward_max}"
-            )
-        if self.reward_min >= self.reward_max:
-            wanted = (
-                "--reward-range LO,HI needs LO (a wrong answer) below HI (a right one)"
-                if settings_as_flags_now()
-                else "reward_min (a wrong answer) must be below reward_max (a right one)"
-            )
-            raise ConfigError(f"{wanted}; got {self.reward_min:g},{self.reward_max:g}")
+        check_reward_range(self.reward_min, self.reward_max)  # the rule every reader of rewards applies
         if self.data_source is not None and (self.format != "verl" or not str(self.data_source).strip()):
             raise ConfigError(
                 f"{setting('data_source')} names verl's reward scorer; pass {setting('format', 'verl')} and a name, "

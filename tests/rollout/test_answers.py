@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gaincurate.errors import ConfigError
-from gaincurate.rollout.answers import check_answer, last_boxed
+from gaincurate.rollout.answers import AnswerChecker, check_answer, last_boxed
 from gaincurate.rollout.config import RolloutConfig
+
+MATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "math_train.json"
 
 
 @pytest.mark.parametrize(
@@ -74,3 +79,44 @@ def test_last_boxed_keeps_nested_braces():
     assert last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
     assert last_boxed("\\boxed {42}") == "42"
     assert last_boxed("no box here") is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        ("\\boxed{18.9}", "\\$18.90", True),
+        ("\\boxed{18.90}", "\\$18.90", True),
+        ("\\boxed{\\$18.90}", "\\$18.90", True),
+        ("\\boxed{18.80}", "\\$18.90", False),
+        ("\\boxed{1657}", "\\$1,\\!657", True),
+        ("\\boxed{1,\\!657}", "\\$1,\\!657", True),
+        ("\\boxed{4}", "$4$", True),
+        ("\\boxed{5}", "$4$", False),
+        ("\\boxed{3}", "\\boxed{3}", True),
+    ],
+    ids=[
+        "price-decimal",
+        "price",
+        "price-boxed",
+        "price-wrong",
+        "price-thousands",
+        "thousands-boxed",
+        "delimited",
+        "delimited-wrong",
+        "boxed-gold",
+    ],
+)
+def test_an_escaped_dollar_in_the_gold_is_a_dollar_sign_not_a_delimiter(completion, gold, correct):
+    assert check_answer(completion, gold) is correct
+
+
+@pytest.mark.skipif(not MATH.is_file(), reason="MATH's training set is not at ../shared/data/math_train.json here")
+def test_every_real_math_gold_boxed_matches_itself():
+    """Every MATH gold with a `$` in it, and every 20th of the rest (the whole set takes half a minute on a CPU):
+    boxed, it is right against itself. Only a gold that is missing or empty cannot be matched."""
+    golds = [row["answer"] for row in json.loads(MATH.read_text())]
+    chosen = [gold for index, gold in enumerate(golds) if index % 20 == 0 or "$" in (gold or "")]
+    assert sum("$" in (gold or "") for gold in chosen) >= 30
+    checker = AnswerChecker()
+    failing = [gold for gold in chosen if not checker(f"\\boxed{{{gold}}}", gold)]
+    assert all(not (gold or "").strip() for gold in failing), failing

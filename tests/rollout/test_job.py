@@ -240,3 +240,78 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny_scores, tmp_path, parity
     assert killed.read_bytes().count(b"\n") < straight.read_bytes().count(b"\n")  # it really was cut short
     in_process(killed)  # resumes from what the killed process appended
     assert killed.read_bytes() == straight.read_bytes()
+
+
+UNANSWERED = (1, 4, 10)  # gc_ids of `answerless_scores` whose answer is missing or blank
+
+
+@pytest.fixture(scope="module")
+def answerless_scores(tiny_llama, tmp_path_factory) -> Path:
+    """`tiny_scores`' prompts, three of them without an answer, scored with --allow-missing-answers."""
+    from helpers import write_jsonl
+
+    from gaincurate.scoring import score
+    from gaincurate.scoring.config import RunOptions, ScoreConfig
+
+    root = tmp_path_factory.mktemp("answerless")
+    rows = [{**row, "problem": f"{row['problem']} (version {k})"} for k in range(3) for row in PROBLEMS]
+    for gc_id, blank in zip(UNANSWERED, (None, "", "  "), strict=True):
+        rows[gc_id]["answer"] = blank
+    data = write_jsonl(root / "problems.jsonl", rows)
+    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", few_shot=())
+    score(config, RunOptions(out=str(root / "scores"), quiet=True, allow_missing_answers=True))
+    return root / "scores"
+
+
+def test_prompts_without_an_answer_are_left_out_whole_and_resume_is_byte_identical(
+    answerless_scores, tmp_path, parity_checker
+):
+    straight, progress = tmp_path / "straight.jsonl", RecordingProgress()
+    result = run_rollouts(config_for(answerless_scores, straight), progress=progress)
+    written = [json.loads(line)["gc_id"] for line in straight.read_text().splitlines()]
+    answered = sorted(set(range(PROMPTS)) - set(UNANSWERED))
+    assert sorted(set(written)) == answered and len(written) == len(answered) * SAMPLES
+    assert result.prompts == len(answered) and progress.totals == [len(answered)]
+    assert progress.stages[0] == (
+        f"note: 3 of the {PROMPTS} prompts of {answerless_scores} have no 'answer' answer; they are left out, as no "
+        "completion can match them"
+    )
+    resumed = tmp_path / "resumed.jsonl"
+    run_rollouts(config_for(answerless_scores, resumed))
+    resumed.write_bytes(resumed.read_bytes()[: int(resumed.stat().st_size * 0.6)])  # torn mid-group
+    result = run_rollouts(config_for(answerless_scores, resumed))
+    assert resumed.read_bytes() == straight.read_bytes() and 0 < result.prompts_resumed < len(answered)
+
+    sample = run_rollouts(config_for(answerless_scores, tmp_path / "sample.jsonl", reference_size=len(answered)))
+    assert sample.prompts == len(answered)  # the sample of K is drawn among the prompts with an answer
+
+
+def console_rollout(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    """`gaincurate rollout ARGS` through the installed console script, as a user runs it."""
+    script = Path(sys.executable).with_name("gaincurate")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    environment.pop("GAINCURATE_DEBUG", None)
+    return subprocess.run([str(script), "rollout", *map(str, args)], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_prompts_without_an_answer_are_counted_in_one_line_and_none_left_is_refused(answerless_scores, tmp_path):
+    """Through the console script: --ids naming a prompt with an answer and one without rolls out the first and says
+    so in one stderr line; --ids naming only prompts without one is refused in one line, and nothing is written."""
+    common = ["--samples", "1", "--max-new-tokens", "2", "--device", "cpu", "--dtype", "float32", "--threads", "1"]
+    (tmp_path / "some.txt").write_text("0\n1\n")
+    done = console_rollout(answerless_scores, "--out", "some.jsonl", "--ids", "some.txt", *common, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    note = "note: 1 of the 2 gc_ids of --ids some.txt have no 'answer' answer; they are left out, as no completion can"
+    assert [line for line in done.stderr.splitlines() if "answer" in line] == [f"{note} match them"]
+    assert [json.loads(line)["gc_id"] for line in (tmp_path / "some.jsonl").read_text().splitlines()] == [0]
+
+    (tmp_path / "none.txt").write_text("1\n4\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    refused = console_rollout(answerless_scores, "--out", "none.jsonl", "--ids", "none.txt", *common, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "gaincurate: error: every gc_id --ids none.txt names has no 'answer' answer, so no rollout could be checked; "
+        "list prompts that have an answer"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
