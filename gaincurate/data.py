@@ -281,12 +281,12 @@ def _check_prompt_column(rows: Any, column: str, name: str) -> None:
     import pyarrow as pa
 
     kind = rows.data.table.schema.field(column).type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+    if _is_text(kind):
         return
     if pa.types.is_null(kind):
         return  # every prompt empty: each row is flagged `empty_question`, none is dropped
     if _is_messages_type(kind):
-        return  # TRL's conversational prompts: chat messages, scored and trained as they are
+        return _check_conversations(rows, column, name, kind)  # TRL's conversational prompts, scored as they are
     if getattr(kind, "extension_name", None) == "arrow.json":  # what datasets makes of a mixed-type JSON column
         values = rows[column]
         bad = [(i, _json_kind(v)) for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
@@ -310,6 +310,50 @@ def _is_messages_type(kind: Any) -> bool:
         return False
     names = {kind.value_type.field(i).name for i in range(kind.value_type.num_fields)}
     return {"role", "content"} <= names
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def _check_conversations(rows: Any, column: str, name: str, kind: Any) -> None:
+    """Refuse, naming the first such row, a conversation that a chat template cannot render as TRL renders it (with
+    every message's role and text content): the checks are vectorised; Python reads the rows only to name one."""
+    import pyarrow.compute as pc
+
+    def whole(chunk: Any) -> bool:  # no empty conversation, no message without a role or text
+        messages = chunk.flatten()
+        empty = pc.any(pc.equal(pc.list_value_length(chunk), 0)).as_py()
+        return not (empty or messages.null_count or any(messages.field(key).null_count for key in ("role", "content")))
+
+    text = all(_is_text(kind.value_type.field(key).type) for key in ("role", "content"))
+    if text and all(whole(chunk) for chunk in rows.with_format("arrow")[column].chunks):
+        return
+    for row, value in enumerate(rows[column]):
+        problem = _conversation_problem(value)
+        if problem:
+            raise InputError(f"row {row} (counting from 0) of column {column!r} of {name} {problem}")
+
+
+def _conversation_problem(value: Any) -> str | None:
+    """Why a conversation cannot be rendered, in words that follow its name; None when it can (or is none)."""
+    if not isinstance(value, list | tuple):
+        return None
+    if not value:
+        return "is an empty conversation (no message); give it at least one user message, or remove the row"
+    for index, message in enumerate(value):
+        role, content = (message.get("role"), message.get("content")) if isinstance(message, dict) else (None, None)
+        if not isinstance(role, str):
+            return f"has message {index} without a role; give every message a 'role' and a 'content' string"
+        if content is None:
+            return f"has message {index} ({role}) with no content (null); give it text, or remove the message"
+        if isinstance(content, list | tuple):
+            return f"has message {index} ({role}) with content parts, not text; join the parts' text into one string"
+        if not isinstance(content, str):
+            return f"has message {index} ({role}) whose content is not text; make every message's content a string"
+    return None
 
 
 def _json_kind(value: Any) -> str:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,9 +119,7 @@ def build_messages(
 
 def for_column(fmt: PromptFormat, column: str) -> PromptFormat:
     """The format of prompts read from `column`: TRL's `prompt` column is taken as it is."""
-    import dataclasses
-
-    return dataclasses.replace(fmt, as_is=column == TRL_PROMPT_COLUMN)
+    return replace(fmt, as_is=column == TRL_PROMPT_COLUMN)
 
 
 def is_messages(value: Any) -> bool:
@@ -138,9 +137,7 @@ NO_CONTEXT = (
 
 def applied_format(fmt: PromptFormat, value: Any) -> PromptFormat:
     """What of `fmt` a prompt value (a row's) is rendered with: chat messages get no system prompt or few-shot turns."""
-    import dataclasses
-
-    return dataclasses.replace(fmt, system_prompt=None, few_shot=()) if is_messages(value) else fmt
+    return replace(fmt, system_prompt=None, few_shot=()) if is_messages(value) else fmt
 
 
 def question_text(value: Any) -> str:
@@ -154,11 +151,17 @@ def question_text(value: Any) -> str:
 def training_prompt(value: Any, fmt: PromptFormat) -> Any:
     """What TRL trains on for one row's prompt value, rendered by scoring exactly so: chat messages and the text of
     TRL's `prompt` column stay as they are; a raw question becomes the system prompt, the few-shot turns and the
-    question as the last user message."""
+    question as the last user message, or without a chat template the plain text scored (TRL takes text as it is)."""
+    if fmt.as_is and not is_messages(value):
+        return "" if value is None else str(value)
+    messages = _conversation(value, fmt)
+    return messages if fmt.chat_template or is_messages(value) else _render_plain(messages)[0]
+
+
+def _conversation(value: Any, fmt: PromptFormat) -> list[dict[str, Any]]:
+    """The chat messages of a prompt value: its own (role and content of each), or the question in `fmt`'s."""
     if is_messages(value):
         return [{"role": m["role"], "content": m["content"]} for m in value]
-    if fmt.as_is:
-        return "" if value is None else str(value)
     question = "" if value is None else str(value)
     return build_messages(question, system_prompt=fmt.system_prompt, few_shot=fmt.few_shot)
 
@@ -189,48 +192,89 @@ def _labels_of(message_index: int, messages: list[dict[str, Any]]) -> int:
     return QUESTION if message_index == last else CONTEXT
 
 
-def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat,
-                      skeletons: dict | None = None) -> tuple[str, list[tuple[int, int, int]]]:  # fmt: skip
+def render_with_spans(tokenizer: Any, question: Any, fmt: PromptFormat, skeletons: dict | None = None, *,
+                      where: str | None = None) -> tuple[str, list[tuple[int, int, int]]]:  # fmt: skip
     """Render one prompt; return its text and `(start, end, label)` character spans of each content. `skeletons`:
-    the template rendered around placeholders, by the messages' roles, kept across the prompts of one call."""
+    the template rendered around placeholders, by the messages' roles, kept across the prompts of one call. `where`
+    names the prompt in errors (default: its first words)."""
     if not is_messages(question) and fmt.as_is:
         text = "" if question is None else str(question)  # TRL tokenizes a text prompt as it is
         return text, [(0, len(text), QUESTION)]
-    messages = training_prompt(question, fmt)
+    messages = _conversation(question, fmt)
     if not fmt.chat_template and not is_messages(question):
         return _render_plain(messages)
 
+    where = where or f"the prompt {question_text(question)[:60]!r}"
+    given = is_messages(question)  # the data's own messages, or those `fmt` builds around a question
     placeholders = [_PLACEHOLDER.format(i) for i in range(len(messages))]
     roles, skeletons = tuple(m["role"] for m in messages), {} if skeletons is None else skeletons
     if roles not in skeletons:  # the roles decide it: the contents are placeholders
-        skeletons[roles] = tokenizer.apply_chat_template(
-            [{"role": role, "content": p} for role, p in zip(roles, placeholders, strict=True)],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-    skeleton = skeletons[roles]
+        outline = [{"role": role, "content": p} for role, p in zip(roles, placeholders, strict=True)]
+        skeletons[roles] = _apply_template(tokenizer, outline, where=where, given=given)
+    rendered = _apply_template(tokenizer, messages, where=where, given=given)
+    # A template that trims each content (Llama 3's and Gemma's `| trim`) renders it stripped, as TRL then trains it:
+    # the spans are where the stripped contents stand, exact as long as the whole text is the template's.
+    for contents in ([m["content"] for m in messages], [m["content"].strip() for m in messages]):
+        text, spans = _fill(skeletons[roles], messages, contents, placeholders)
+        if text == rendered:
+            return text, spans
+    fix = "use a model whose template keeps message text" if given else "use --no-chat-template or another model"
+    raise ConfigError(f"the chat template rewrites message text in {where}, so token labels cannot be trusted; {fix}")
+
+
+def _fill(skeleton: str, messages: list[dict[str, Any]], contents: list[str],
+          placeholders: list[str]) -> tuple[str, list[tuple[int, int, int]]]:  # fmt: skip
+    """The skeleton with each placeholder replaced by its content, and the `(start, end, label)` span of each."""
     pieces, spans, cursor = [], [], 0
-    for index, (message, placeholder) in enumerate(zip(messages, placeholders, strict=True)):
+    for index, (content, placeholder) in enumerate(zip(contents, placeholders, strict=True)):
         at = skeleton.find(placeholder, cursor)
         if at < 0 or skeleton.find(placeholder, at + len(placeholder)) >= 0:
             raise ConfigError(
-                f"the chat template does not render message {index} ({message['role']}) exactly once; "
+                f"the chat template does not render message {index} ({messages[index]['role']}) exactly once; "
                 "use --no-chat-template or another model"
             )
         pieces.append(skeleton[cursor:at])
         start = sum(len(p) for p in pieces)
-        pieces.append(message["content"])
-        spans.append((start, start + len(message["content"]), _labels_of(index, messages)))
+        pieces.append(content)
+        spans.append((start, start + len(content), _labels_of(index, messages)))
         cursor = at + len(placeholder)
     pieces.append(skeleton[cursor:])
-    text = "".join(pieces)
+    return "".join(pieces), spans
 
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if rendered != text:
+
+# How to get past a template that refuses messages, by (the messages are the data's own, the system one is refused).
+_TEMPLATE_FIXES = {
+    (False, True): "it takes no system message: pass --no-system-prompt",
+    (True, True): "it takes no system message: remove the system messages from the prompts (TRL fails on them too)",
+    (False, False): "pass --no-chat-template, or use another model",
+    (True, False): "use a model whose template takes them (TRL renders them with it too)",
+}
+
+
+def _apply_template(tokenizer: Any, messages: list[dict[str, Any]], *, where: str, given: bool) -> str:
+    """The chat template with the generation prompt, as TRL applies it; `given`: the messages are the data's own, not
+    the format's. A template refuses what it cannot render by raising (Gemma's on a system message)."""
+    from jinja2 import TemplateError
+
+    if not getattr(tokenizer, "chat_template", None):  # messages have no plain form: TRL renders them with one
         raise ConfigError(
-            "the chat template rewrites message text, so token labels cannot be trusted; use --no-chat-template"
+            f"{where} is a list of chat messages, which TRL renders with the model's chat template, and this model's "
+            "tokenizer has none; pass --model naming a model with a chat template, or score a column of text"
+            if given
+            else "this model's tokenizer has no chat template; pass --no-chat-template"
         )
-    return text, spans
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as error:
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        refused = f"the messages of {where}" if given else "the prompt format's messages"
+        head = f"the model's chat template refuses {refused} ({', '.join(m['role'] for m in messages)}): {said!r}"
+        others = [m for m in messages if m["role"] != "system"]
+        try:  # the same messages without the system one render: that one is refused
+            system = 0 < len(others) < len(messages) and bool(_apply_template(tokenizer, others, where="", given=given))
+        except ConfigError:
+            system = False
+        raise ConfigError(f"{head}; {_TEMPLATE_FIXES[given, system]}") from None
 
 
 def _render_plain(messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int, int]]]:
@@ -295,17 +339,17 @@ class PromptEncoder:
     def __init__(self, tokenizer: Any, fmt: PromptFormat, max_length: int | None) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError("scoring needs a fast tokenizer (offset mapping); this model only has a slow one")
-        if fmt.chat_template and not fmt.as_is and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("this model's tokenizer has no chat template; pass --no-chat-template")
         self.tokenizer = tokenizer
         self.fmt = fmt
         self.max_length = max_length
         # A chat template writes its own BOS; plain text needs the tokenizer's (TRL's text prompts get it too).
         self.add_special_tokens = not fmt.chat_template or fmt.as_is
 
-    def encode(self, questions: list[Any]) -> list[EncodedPrompt]:
+    def encode(self, questions: list[Any], *, first_row: int | None = None) -> list[EncodedPrompt]:
+        """Encode `questions`; `first_row`, the dataset row of the first, lets errors name the row of a prompt."""
         texts, spans, empty, skeletons = [], [], [], {}
-        for question in questions:
+        for position, question in enumerate(questions):
+            where = f"row {first_row + position} (counting from 0)" if first_row is not None else None
             if is_messages(question):
                 value = list(question)
                 users = [m for m in value if m.get("role") == "user"]
@@ -313,7 +357,7 @@ class PromptEncoder:
             else:
                 value = "" if question is None else (str(question) if self.fmt.as_is else str(question).strip())
                 empty.append(not value.strip())
-            text, question_spans = render_with_spans(self.tokenizer, value, self.fmt, skeletons)
+            text, question_spans = render_with_spans(self.tokenizer, value, self.fmt, skeletons, where=where)
             texts.append(text)
             spans.append(question_spans)
         # TRL renders conversations with the chat template (its own BOS) and tokenizes text with special tokens.
@@ -344,8 +388,6 @@ def _status(labels: np.ndarray, empty: bool, question_cut: bool) -> str:
 
 def load_few_shot(path: str) -> tuple[dict[str, str], ...]:
     """Read `--few-shot FILE`: a JSON list of {"question": ..., "answer": ...} objects."""
-    from pathlib import Path
-
     file = Path(path)
     if not file.is_file():
         raise InputError(f"few-shot file {path} does not exist; pass a JSON list of question/answer objects")

@@ -7,7 +7,7 @@ import sys
 
 import datasets
 import pytest
-from helpers import PROBLEMS
+from helpers import PROBLEMS, write_jsonl
 
 from gaincurate.data import load_rows
 from gaincurate.errors import InputError
@@ -142,6 +142,46 @@ def test_chat_prompts_weigh_their_messages_contents(tmp_path):
     loaded = check_repeats(load_rows(str(tmp_path / "c.jsonl"), split=None, prompt_column="prompt", limit=None),
                            drop=False)  # fmt: skip
     assert loaded.weights.tolist() == [len("Solve x + 1 = 2."), len("Be brief.") + len("2 + 2?")]
+
+
+CHAT = [{"role": "user", "content": "What is 2 + 3?"}]
+PARTS = [{"role": "user", "content": [{"type": "text", "text": "What is 2 + 3?"}]}]
+# A conversation no chat template renders as TRL does (with each message's role and text), and the words for it.
+BAD_CONVERSATIONS = {
+    "null-content": ([{"role": "system", "content": None}, *CHAT], "has message 0 (system) with no content (null)"),
+    "content-parts": (PARTS, "has message 0 (user) with content parts, not text; join the parts' text into one string"),
+    "empty": ([], "is an empty conversation (no message); give it at least one user message, or remove the row"),
+    "number-content": ([{"role": "user", "content": 5}], "has message 0 (user) whose content is not text"),
+    "null-role": ([{"role": None, "content": "Be brief."}, *CHAT], "has message 0 without a role"),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "alone"),
+    # A column of empty lists alone holds no messages at all: it is refused as holding no text.
+    [(case, alone) for case in BAD_CONVERSATIONS for alone in (False, True) if case != "empty" or not alone],
+    ids=lambda value: {False: "after-good-rows", True: "every-row"}.get(value, value),
+)
+def test_a_conversation_no_template_renders_is_refused_naming_its_row(case, alone, tmp_path):
+    bad, said = BAD_CONVERSATIONS[case]
+    good = [] if alone else [{"prompt": CHAT, "answer": "5"}] * 3
+    path = write_jsonl(tmp_path / "chats.jsonl", [*good, *[{"prompt": bad, "answer": "5"}] * 2])
+    with pytest.raises(InputError) as refused:
+        load_rows(str(path), split=None, prompt_column="prompt", limit=None)
+    assert str(refused.value).startswith(f"row {len(good)} (counting from 0) of column 'prompt' of {path} {said}")
+
+
+def test_renderable_conversations_are_checked_without_reading_a_row_in_python(tmp_path, monkeypatch):
+    """Rows without a prompt or without a user message are scored and flagged, not refused."""
+    from gaincurate import data
+
+    def never(value):
+        raise AssertionError("a renderable column was read row by row")
+
+    monkeypatch.setattr(data, "_conversation_problem", never)
+    chats = [CHAT, None, [{"role": "system", "content": "Be brief."}], [{"role": "tool", "content": ""}, *CHAT]]
+    path = write_jsonl(tmp_path / "chats.jsonl", [{"prompt": chat, "answer": "5"} for chat in chats * 500])
+    assert len(load_rows(str(path), split=None, prompt_column="prompt", limit=None).rows) == 2000
 
 
 def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_once(tiny_llama, tmp_path, monkeypatch):

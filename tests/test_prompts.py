@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import CHATML_TEMPLATE, LLAMA_LIKE_TEMPLATE, SMOLLM2_TEMPLATE, build_tokenizer
+from helpers import CHATML_TEMPLATE, GEMMA_TEMPLATE, LLAMA_LIKE_TEMPLATE, SMOLLM2_TEMPLATE, build_tokenizer
 
 from gaincurate.errors import ConfigError
 from gaincurate.prompts import (
@@ -16,6 +16,8 @@ from gaincurate.prompts import (
     TEMPLATE,
     PromptEncoder,
     PromptFormat,
+    render_with_spans,
+    training_prompt,
     truncate,
 )
 
@@ -113,15 +115,94 @@ def test_truncated_prompt_is_flagged_and_keeps_generation_prompt():
     assert tokenizer.decode(cut.input_ids).endswith("<|im_start|>assistant\n")
 
 
-def test_template_that_rewrites_content_is_refused():
+def test_template_that_rewrites_content_is_refused_naming_the_prompt_and_a_fix_that_works_for_it():
     tokenizer = build_tokenizer("{% for m in messages %}{{ m['content'] | upper }}{% endfor %}")
-    with pytest.raises(ConfigError, match="rewrites message text"):
+    with pytest.raises(
+        ConfigError, match="rewrites message text in the prompt 'What is 2 [+] 3[?]'.*--no-chat-template"
+    ):
         PromptEncoder(tokenizer, PromptFormat(), max_length=None).encode(["What is 2 + 3?"])
+    # Chat messages are rendered with the template whatever --no-chat-template says (as TRL renders them).
+    encoder = PromptEncoder(tokenizer, PromptFormat(chat_template=False), max_length=None)
+    with pytest.raises(ConfigError) as refused:
+        encoder.encode(["What is 1 + 1?", [{"role": "user", "content": "What is 2 + 3?"}]], first_row=40)
+    assert "in row 41 (counting from 0)" in str(refused.value) and "--no-chat-template" not in str(refused.value)
+    assert str(refused.value).endswith("use a model whose template keeps message text")
 
 
-def test_missing_chat_template_names_the_fix():
-    with pytest.raises(ConfigError, match="--no-chat-template"):
-        PromptEncoder(build_tokenizer(None), PromptFormat(), max_length=None)
+@pytest.mark.parametrize("value", ["What is 2 + 3?", [{"role": "user", "content": "What is 2 + 3?"}]])
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_missing_chat_template_names_the_fix_that_works_for_the_prompt(value, chat_template):
+    encoder = PromptEncoder(build_tokenizer(None), PromptFormat(chat_template=chat_template), max_length=None)
+    if isinstance(value, str) and not chat_template:
+        assert encoder.encode([value])[0].question_tokens > 1  # plain text needs no template
+        return
+    with pytest.raises(ConfigError) as refused:
+        encoder.encode([value])
+    if isinstance(value, str):
+        assert str(refused.value) == "this model's tokenizer has no chat template; pass --no-chat-template"
+    else:  # messages have no plain form: --no-chat-template would not help
+        assert "is a list of chat messages" in str(refused.value) and "--no-chat-template" not in str(refused.value)
+        assert "pass --model naming a model with a chat template" in str(refused.value)
+
+
+def test_a_template_that_refuses_messages_is_one_line_with_the_fix_that_works():
+    tokenizer = build_tokenizer(GEMMA_TEMPLATE)
+    with pytest.raises(ConfigError) as refused:
+        PromptEncoder(tokenizer, PromptFormat(), max_length=None).encode(["What is 2 + 3?"])
+    assert str(refused.value) == (
+        "the model's chat template refuses the prompt format's messages (system, user, assistant, user): "
+        "'System role not supported'; it takes no system message: pass --no-system-prompt"
+    )
+    # The fix works: without the system prompt the same question is scored, the few-shot turn as context.
+    [encoded] = PromptEncoder(tokenizer, PromptFormat(system_prompt=None), max_length=None).encode(["What is 2 + 3?"])
+    assert _text(tokenizer, encoded.input_ids, encoded.segment_ids, QUESTION) == "What is 2 + 3?"
+    assert encoded.context_tokens > 0
+
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}]
+    twice = [{"role": "user", "content": "Hi."}, {"role": "user", "content": "What is 2 + 3?"}]
+    encoder = PromptEncoder(tokenizer, PromptFormat(as_is=True), max_length=None)
+    with pytest.raises(ConfigError, match=r"messages of row 3 .*: remove the system messages from the prompts"):
+        encoder.encode([system], first_row=3)
+    with pytest.raises(ConfigError, match=r"'Conversation roles must alternate.*'; use a model whose template takes"):
+        encoder.encode([twice])
+    refusing = build_tokenizer("{{ raise_exception('This template renders nothing') }}")
+    with pytest.raises(ConfigError, match=r"'This template renders nothing'; pass --no-chat-template, or use another"):
+        PromptEncoder(refusing, PromptFormat(), max_length=None).encode(["What is 2 + 3?"])
+
+
+def test_a_template_that_trims_contents_labels_what_it_renders_exactly_as_trl_tokenizes_it():
+    """Llama 3 and Gemma trim each message: the labels cover the trimmed text, and the ids are TRL's."""
+    tokenizer = build_tokenizer(LLAMA_LIKE_TEMPLATE)
+    conversation = [
+        {"role": "system", "content": "  Solve the following math problem.\n"},
+        {"role": "user", "content": "What is 2 + 3?\n\n"},
+    ]
+    encoder = PromptEncoder(tokenizer, PromptFormat(as_is=True), max_length=None)
+    [encoded] = encoder.encode([conversation])
+    assert _text(tokenizer, encoded.input_ids, encoded.segment_ids, QUESTION) == "What is 2 + 3?"
+    assert _text(tokenizer, encoded.input_ids, encoded.segment_ids, CONTEXT) == "Solve the following math problem."
+    trl = tokenizer.apply_chat_template([conversation], add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert encoded.input_ids.tolist() == list(trl["input_ids"][0])  # GRPOTrainer's own call
+    text, spans = render_with_spans(tokenizer, conversation, encoder.fmt)
+    assert [text[start:end] for start, end, _ in spans] == ["Solve the following math problem.", "What is 2 + 3?"]
+
+
+def test_without_a_chat_template_what_is_trained_is_the_text_scored():
+    """TRL tokenizes a text prompt as it is (`processing_class(text=prompts)`): the plain text scoring rendered."""
+    tokenizer = build_tokenizer(CHATML_TEMPLATE)
+    fmt = PromptFormat(system_prompt=SYSTEM, few_shot=SHOTS, chat_template=False)
+    question = "  If x + 4 = 9, what is x?\n"
+    prompt = training_prompt(question, fmt)
+    assert isinstance(prompt, str) and prompt == render_with_spans(tokenizer, question.strip(), fmt)[0]
+    assert prompt.startswith(SYSTEM) and prompt.endswith("Question: If x + 4 = 9, what is x?\nAnswer:")
+    [encoded] = PromptEncoder(tokenizer, fmt, max_length=None).encode([question])
+    assert encoded.input_ids.tolist() == tokenizer(text=[prompt])["input_ids"][0]
+    # Chat messages are rendered with the template whatever the format says, so they are trained as messages.
+    conversation = [{"role": "user", "content": "What is 2 + 3?"}]
+    assert training_prompt(conversation, fmt) == conversation
+    assert training_prompt(question, PromptFormat(system_prompt=None, few_shot=())) == [
+        {"role": "user", "content": "If x + 4 = 9, what is x?"}
+    ]
 
 
 def test_a_call_renders_the_template_around_placeholders_once_per_sequence_of_roles(monkeypatch):

@@ -448,10 +448,10 @@ THIRD_SHARD_REFUSED = """
 from gaincurate.errors import ConfigError
 from gaincurate.prompts import PromptEncoder
 _encode = PromptEncoder.encode
-def _third_shard_refused(self, questions):
+def _third_shard_refused(self, questions, **options):
     if any("Then add 2 and" in str(question) for question in questions):
         raise ConfigError("the chat template rewrites message text, so token labels cannot be trusted")
-    return _encode(self, questions)
+    return _encode(self, questions, **options)
 PromptEncoder.encode = _third_shard_refused
 """
 

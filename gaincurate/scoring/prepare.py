@@ -190,7 +190,7 @@ def prepare(plan: Plan, progress: Progress = NULL_PROGRESS) -> Prepared:
     encoder = PromptEncoder(tokenizer, for_column(config.prompt_format, config.prompt_column), window)
     if len(rows):
         first = rows[0][config.prompt_column]
-        encoded = encoder.encode([first])[0]  # template problems surface before any write
+        encoded = encoder.encode([first], first_row=0)[0]  # template problems surface before any write
         if is_messages(first) and not encoded.context_tokens:
             progress.stage(NO_CONTEXT)
 

@@ -166,6 +166,25 @@ def test_a_raw_question_column_gets_the_scoring_format_and_the_manifest_says_so(
     assert json.loads((tmp_path / "scores" / "manifest.json").read_text())["prompt_format"] == "question"
 
 
+def test_a_question_column_scored_without_a_chat_template_trains_the_very_text_scored(tiny_llama, tmp_path):
+    """`--no-chat-template` scores plain 'Question:/Answer:' text: the trainer gets that text, and its tokens."""
+    from gaincurate.prompts import PromptEncoder, PromptFormat
+
+    rows = [{"problem": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(N_ROWS)]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    config = ScoreConfig(dataset=str(data), model=str(tiny_llama), dtype="float32", device="cpu", backend="torch",
+                         chat_template=False, few_shot=())  # fmt: skip
+    score(config, RunOptions(out=str(tmp_path / "scores"), quiet=True))
+    curriculum, trainer, _ = five_lines(tmp_path / "scores", tiny_llama, tmp_path)
+    seen = SeenPrompts(trainer)
+    trainer.train()
+
+    encoder = PromptEncoder(trainer.processing_class, PromptFormat(chat_template=False, few_shot=()), None)
+    for gc_id in curriculum.history[0]["subset_ids"]:
+        text = f"{config.system_prompt}\n\nQuestion: {rows[gc_id]['problem']}\nAnswer:"
+        assert seen.ids[json.dumps(text)] == encoder.encode([rows[gc_id]["problem"]])[0].input_ids.tolist()
+
+
 # -- fail before work ----------------------------------------------------------------------------------
 
 

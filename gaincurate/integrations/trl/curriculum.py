@@ -131,7 +131,8 @@ class GainCurriculum:
         """Every scored prompt as a `datasets.Dataset` for TRL, in gc_id order.
 
         Columns: `prompt` (your own TRL `prompt` column as it is; for a raw question column, the chat messages
-        scoring built from it: `gaincurate.prompts.training_prompt`), the input columns, and `gc_id`.
+        scoring built from it, or the plain text it scored without a chat template: `gaincurate.prompts.
+        training_prompt`), the input columns, and `gc_id`.
         """
         import datasets
 

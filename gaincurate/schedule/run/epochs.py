@@ -2,7 +2,8 @@
 
 `RUN/epoch-NNNN.parquet` holds every input column, `gc_id`, and a `prompt` column built exactly as for
 scoring (`gaincurate.prompts.training_prompt`): TRL's own `prompt` column (text or chat messages) as it
-is, or, for a column of raw questions, the system prompt, few-shot turns and the question. With `--format verl` it
+is, or, for a column of raw questions, the system prompt, few-shot turns and the question (as the plain text scored
+with `--no-chat-template`, which TRL takes as it is; verl renders chat messages only). With `--format verl` it
 also carries verl's columns (`gaincurate.schedule.run.verl_rows`): the user's `data_source`, `ability`,
 `reward_model` and `extra_info` as they were, ours where they had none, and `extra_info.gc_id`. The schema is
 fixed up front, and the same rows give the same bytes.
@@ -39,10 +40,16 @@ def check_format(scores: ScoresInput, data_format: str) -> None:
     config = scores.prompt_config
     if config.get("prompt_column") not in scores.table.column_names:
         raise ConfigError(f"{scores.directory} has no prompt column {config.get('prompt_column')!r}; re-score it")
-    if data_format == "verl" and _text_prompts(scores):
+    if data_format == "verl" and _text_prompts(scores) and prompt_format(scores).as_is:
         raise ConfigError(
             "--format verl needs chat messages, but the scores were made from TRL's text `prompt` column; "
             "use --format trl, or score a column of questions or chat messages"
+        )
+    if data_format == "verl" and _text_prompts(scores):
+        raise ConfigError(
+            "--format verl needs chat messages (verl renders every prompt with the chat template), but the scores "
+            "rendered plain 'Question:/Answer:' text (--no-chat-template); use --format trl, or score again without "
+            "--no-chat-template"
         )
     if data_format == "verl" and not config.get("answer_column"):
         raise ConfigError(
@@ -69,10 +76,13 @@ def prompt_format(scores: ScoresInput):
 
 
 def _text_prompts(scores: ScoresInput) -> bool:
-    """TRL's `prompt` column of text: the epoch's prompt is that text as it is."""
+    """The epoch's prompt is text: TRL's `prompt` column of text as it is, or questions scored as plain text
+    (`--no-chat-template`); a column of chat messages is rendered with the chat template either way."""
     column = scores.prompt_config.get("prompt_column")
     kind = scores.table.schema.field(column).type if column in scores.table.column_names else None
-    return prompt_format(scores).as_is and kind is not None and not pa.types.is_list(kind)
+    fmt = prompt_format(scores)
+    listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind))
+    return (fmt.as_is or not fmt.chat_template) and kind is not None and not listed
 
 
 def _prompt_kept(scores: ScoresInput) -> bool:
