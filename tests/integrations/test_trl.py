@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,6 +146,38 @@ def test_evaluation_rewards_are_not_feedback(scores):
     curriculum.trainer.model.train()
     wrapped(completion_ids=[[1]], gc_id=[0])
     assert curriculum.run.records == [{"gc_id": 0, "reward": 1.0}]
+
+
+@pytest.mark.parametrize("eval_gc_ids", [False, True], ids=["eval-rows-without-gc_id", "eval-rows-with-gc_id"])
+def test_a_scripts_own_trainer_records_no_evaluation_rollout(tiny_llama, tmp_path, eval_gc_ids):
+    """`record_rewards(path=...)` in a trainer script of one's own with an `eval_dataset`: the reward function
+    scores the evaluation's rollouts, and the feedback file holds the training rollouts only, without an error."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    train = datasets.Dataset.from_list([{"prompt": f"What is {i}?", "gc_id": i} for i in range(4)])
+    held_out = [{"prompt": f"Held out {i}?", **({"gc_id": 100 + i} if eval_gc_ids else {})} for i in range(2)]
+    seen = []
+
+    def parity(completion_ids, **columns):
+        seen.append(columns.get("gc_id"))
+        return parity_reward(completion_ids)
+
+    feedback = tmp_path / "feedback.jsonl"
+    settings = grpo_settings(tmp_path / "out", num_train_epochs=1, save_strategy="no", eval_strategy="steps",
+                             eval_steps=1, per_device_eval_batch_size=4, shuffle_dataset=False)  # fmt: skip
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=GRPOConfig(**settings), train_dataset=train,
+        eval_dataset=datasets.Dataset.from_list(held_out), reward_funcs=[record_rewards(parity, path=feedback)],
+        processing_class=AutoTokenizer.from_pretrained(tiny_llama),
+    )  # fmt: skip
+    trainer.train()
+
+    evaluated = [ids for ids in seen if ids is None or min(ids) >= 100]
+    assert len(evaluated) == 2 == sum("eval_loss" in line for line in trainer.state.log_history)  # one per step
+    recorded = Counter(json.loads(line)["gc_id"] for line in feedback.read_text().splitlines())
+    assert recorded == {gc_id: NUM_GENERATIONS for gc_id in range(4)}
 
 
 def test_reward_outside_range_is_a_one_line_error(scores):

@@ -3,7 +3,8 @@
 TRL (and any trainer that calls reward functions with the dataset columns as keywords) passes `gc_id`
 to the reward function, so wrapping it is all a trainer script needs: in process the rewards go to the
 curriculum (`GainCurriculum.wrap_rewards`), out of process to the feedback file that
-`gaincurate schedule run` reads (`record_rewards(func)`).
+`gaincurate schedule run` reads (`record_rewards(func)`). Rollouts of an evaluation (`eval_dataset`) are not
+training feedback and are never recorded (`trainer_is_training`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class RecordingReward:
         functools.update_wrapper(self, reward_func, assigned=("__module__", "__qualname__", "__doc__"), updated=())
 
     def _keep(self, rewards: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        if self.when is not None and not self.when():
+        if not (self.when() if self.when is not None else trainer_is_training(kwargs)):
             return
         gc_ids = kwargs.get("gc_id")
         if gc_ids is None:
@@ -76,6 +77,18 @@ class AsyncRecordingReward(RecordingReward):
         return rewards
 
 
+def trainer_is_training(columns: dict[str, Any]) -> bool:
+    """Whether the trainer calling a reward function with `columns` is training rather than evaluating.
+
+    TRL's trainers pass every reward function `log_metric`, a method of the trainer itself, and tell training from
+    evaluation by whether the model is in training mode; this asks the same. A caller that passes no such method
+    (a trainer other than TRL's, a direct call) is taken to be training: pass `when=` to decide otherwise.
+    """
+    trainer = getattr(columns.get("log_metric"), "__self__", None)
+    model = getattr(trainer, "model", None)
+    return model is None or bool(getattr(model, "training", True))
+
+
 def record_rewards(
     reward_func: Callable,
     *,
@@ -88,7 +101,9 @@ def record_rewards(
 
     `path`: append JSON lines to this file (out of process; default `$GAINCURATE_FEEDBACK_FILE`, which
     `gaincurate schedule run` sets). `sink(gc_ids, rewards)`: call this instead (in process). `when()`:
-    record only while it returns True. `check(kwargs)`: called before each call, to refuse one (it raises).
+    record only while it returns True; without it, only while the calling TRL trainer trains, so that evaluation
+    rollouts are never feedback (`trainer_is_training`). `check(kwargs)`: called before each call, to refuse one
+    (it raises).
     """
     if sink is None:
         sink = feedback_file(path)

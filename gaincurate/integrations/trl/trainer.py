@@ -89,6 +89,11 @@ class CurriculumMixin:
             if isinstance(callback, GainCurriculumCallback):
                 callback.use_curriculum(self.curriculum)
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # Every process saves, but only the main one writes trainer_state.json: it must hold the rollouts of all.
+        _gather_records(self, self.curriculum.run)
+        super()._save_checkpoint(model, trial)
+
 
 class CurriculumGRPOTrainer(CurriculumMixin, GRPOTrainer):
     """TRL's `GRPOTrainer` training on a `GainCurriculum`; takes GRPOTrainer's arguments plus `curriculum`."""
@@ -156,8 +161,11 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         if run.epoch < 0:
             _on_main_then_shared(trainer, run, lambda: run.plan)  # drawn with the live model, for one that needs it
         # A checkpoint written at an epoch's last step, before on_epoch_end, holds the finished epoch unstepped.
+        # Every process loaded the same checkpoint, so all of them take this decision alike (the step gathers).
         trainer_epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        if run.epoch == trainer_epoch - 1 and run.records:
+        unstepped = run.epoch == trainer_epoch - 1 and bool(run.records)
+        _keep_on_main(trainer, run)
+        if unstepped:
             self._step()
         run.mark_finished(False)
 
@@ -179,11 +187,6 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             logger.warning("the checkpoint carries no gaincurate curriculum; continuing from %s", where)
             return
         run.load_state_dict(saved)
-        accelerator = getattr(self.curriculum.trainer, "accelerator", None)
-        if accelerator is not None and not accelerator.is_main_process:
-            # The checkpoint holds the main process's rollouts only; at the epoch's end every process's
-            # are gathered, so the others must not bring a second copy of them.
-            run.replace_records([])
 
     def _step(self) -> dict[str, Any] | None:
         """Step the run with the epoch's rollouts (from every process) and the live model's scores; log it."""
@@ -191,11 +194,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         trainer, run = curriculum.trainer, curriculum.run
         if trainer is None:
             raise ConfigError(NOT_ATTACHED)
-        accelerator = trainer.accelerator
-        if accelerator.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            run.replace_records(gather_object(run.state_dict()["records"]))
+        _gather_records(trainer, run)
 
         def step() -> dict[str, Any] | None:
             return run.step(rescored=run.rescore(model=trainer.model, tokenizer=tokenizer_of(trainer))).record
@@ -210,6 +209,29 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
             logged |= logged_readout(record.get("selection") or {}, "curriculum/draw/")
             trainer.log(logged)
         return record
+
+
+def _gather_records(trainer: Any, run: Any) -> None:
+    """Move the epoch's rollouts of every process to the main process; the others keep none.
+
+    Every process calls it at once (a collective). The main process alone writes checkpoints and steps the run, so
+    it holds the epoch's rollouts so far, in process order per gather, and the others only those taken since.
+    """
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is None or accelerator.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    gathered = gather_object([(line["gc_id"], line["reward"]) for line in run.records])
+    run.replace_records(gathered if accelerator.is_main_process else [])
+
+
+def _keep_on_main(trainer: Any, run: Any) -> None:
+    """Drop the epoch's rollouts on every process but the main one (each loaded the checkpoint's, which the
+    main process gathered from all before saving): the epoch's end gathers them, so none may count twice."""
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None and not accelerator.is_main_process:
+        run.replace_records([])
 
 
 def _on_main_then_shared(trainer: Any, run: Any, work: Callable[[], Any]) -> Any:
