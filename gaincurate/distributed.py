@@ -5,7 +5,8 @@ number of prompt characters (a cheap proxy for tokens), largest first. Because a
 only on its rows and the config, any split writes exactly the files a single process would.
 
 * `torchrun --nproc-per-node N -m gaincurate score ...`: one part per rank, on `cuda:LOCAL_RANK` when
-  CUDA is there (nccl) and on the CPU otherwise (gloo). Rank 0 writes the manifest after a barrier.
+  CUDA is there (nccl) and on the CPU otherwise (gloo). Rank 0 writes the manifest after a barrier. Any CUDA
+  `--device` (`cuda`, `cuda:N`) means the rank's own GPU there; CUDA_VISIBLE_DEVICES picks which GPUs they are.
 * `gaincurate score ... --num-shards K --shard-index I`: part I of K, no torch.distributed at all (Slurm
   or any array job). Each part leaves a `part-IIIII-of-KKKKK.json` marker when its shards are written;
   `gaincurate merge DIR` completes the manifest once every marker is there.
@@ -42,7 +43,7 @@ def current_part(num_shards: int | None, shard_index: int | None) -> Part:
     if world > 1:
         if num_shards is not None:
             raise ConfigError("--num-shards/--shard-index cannot be combined with torchrun; use one or the other")
-        return Part(int(os.environ["RANK"]), world, True, int(os.environ.get("LOCAL_RANK", "0")))
+        return Part(_rank("RANK", world), world, True, _rank("LOCAL_RANK", world, default=0))
     if num_shards is None and shard_index is None:
         return Part()
     if num_shards is None or shard_index is None:
@@ -52,6 +53,21 @@ def current_part(num_shards: int | None, shard_index: int | None) -> Part:
             f"--shard-index must be in 0..{num_shards - 1} for --num-shards {num_shards}; got {shard_index}"
         )
     return Part(shard_index, num_shards)
+
+
+def _rank(name: str, world: int, *, default: int | None = None) -> int:
+    """A rank torchrun sets in each process's environment; WORLD_SIZE > 1 without it is a launch mistake."""
+    value = os.environ.get(name)
+    if value is None and default is not None:
+        return default
+    if value is None or not value.strip().isdigit():
+        got = "is not set" if value is None else f"is {value!r}, not a whole number"
+        raise ConfigError(
+            f"WORLD_SIZE={world} asks for {world} processes but {name} {got}; launch with "
+            "`torchrun --nproc-per-node N -m gaincurate score ...` (it sets RANK, LOCAL_RANK and WORLD_SIZE), or unset "
+            "WORLD_SIZE to score in one process (--num-shards/--shard-index split a run without torchrun)"
+        )
+    return int(value)
 
 
 def assign(weights: list[int], parts: int) -> list[list[int]]:
@@ -70,8 +86,12 @@ def part_marker(part: Part) -> str:
 
 
 def device_for(part: Part, device: str) -> str:
-    """Under torchrun each rank gets its own GPU."""
-    if part.distributed and device == "cuda":
+    """Under torchrun each rank gets its own GPU, `cuda:LOCAL_RANK`, whatever CUDA device was named.
+
+    `init` pins the process to that GPU and NCCL needs each rank on its own; every rank gets the same `--device`, so
+    a `cuda:N` honoured as written would put them all on one GPU (a scores directory's manifest keeps the `cuda:0`
+    of a one-process run, which re-scoring with torchrun reuses)."""
+    if part.distributed and device.startswith("cuda"):
         return f"cuda:{part.local_rank}"
     return device
 

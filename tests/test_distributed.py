@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from helpers import PROBLEMS, write_jsonl
 
-from gaincurate.distributed import assign
-from gaincurate.errors import InputError
+from gaincurate.distributed import Part, assign, current_part, device_for
+from gaincurate.errors import ConfigError, InputError
 from gaincurate.scoring import merge, score
 from gaincurate.scoring.config import SCORE_TOLERANCE, RunOptions, ScoreConfig
 from gaincurate.shards import read_manifest, read_scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 
 
 @pytest.fixture()
@@ -133,3 +134,37 @@ def test_rescore_with_two_processes_equals_in_process(tiny_llama, problems_file,
     tolerance = SCORE_TOLERANCE["float32"].score  # another subset of rows: another cut of the work
     np.testing.assert_allclose(in_process, stored, atol=tolerance)
     np.testing.assert_allclose(two_processes, in_process, atol=tolerance)
+
+
+def test_world_size_without_a_rank_is_one_line_naming_the_variable_and_the_launch(tmp_path):
+    """WORLD_SIZE alone (left over in a shell, set by hand) is not torchrun: the line says which variable is missing
+    and how to launch, before anything is read or written."""
+    data = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
+    environment = {name: value for name, value in ENV.items() if name not in ("RANK", "LOCAL_RANK")}
+    done = subprocess.run(
+        [str(GAINCURATE), "score", str(data), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out")],
+        env={**environment, "WORLD_SIZE": "2"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("gaincurate: error: WORLD_SIZE=2 asks for 2 processes but RANK is not set; ")
+    assert "torchrun --nproc-per-node N -m gaincurate score" in done.stderr and "unset WORLD_SIZE" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_that_is_not_a_number_is_refused_the_same_way(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "first")
+    with pytest.raises(ConfigError, match=r"^WORLD_SIZE=2 asks for 2 processes but RANK is 'first', not a whole"):
+        current_part(None, None)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert current_part(None, None) == Part(1, 2, True, 0)  # LOCAL_RANK unset: one process per node
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
+def test_under_torchrun_any_cuda_device_is_the_ranks_own_gpu(device):
+    """`init` pins each rank to GPU LOCAL_RANK, so every CUDA device a rank is given means that one: a `cuda:0`
+    honoured as written would put every rank on GPU 0."""
+    assert [device_for(Part(rank, 3, True, rank), device) for rank in range(3)] == ["cuda:0", "cuda:1", "cuda:2"]
+    assert device_for(Part(1, 3, True, 1), "cpu") == "cpu"
+    assert device_for(Part(1, 3), device) == device  # an array-job part: the device as given

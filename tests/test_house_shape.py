@@ -137,7 +137,7 @@ def test_the_checker_sees_a_cycle():
 # Floors of the house, bottom first (docs/architecture.md draws the same plan): imports point down or sideways.
 FLOORS = {
     "errors": 0, "entry_points": 0, "fileio": 0, "progress": 0, "feedback_lines": 0, "metrics": 0, "hub": 0,
-    "config_file": 0, "numerics": 0, "settings": 0,
+    "config_file": 0, "numerics": 0, "settings": 0, "supervisor": 0,
     "data": 1, "columns": 1, "json_files": 1, "prompts": 1, "prompt_scan": 1,
     "model": 2, "model_identity": 2, "adapters": 2, "forward_kernels": 2, "layer_fusions": 2, "packed_forward": 2,
     "kernels": 2, "distributed": 2,

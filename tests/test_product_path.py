@@ -41,7 +41,7 @@ ENTRY_POINTS = (
     *(f"gaincurate.integrations.trl.{name}" for name in ("trainer", "curriculum", "epoch", "rewards")),
     *(f"gaincurate.integrations.verl.{name}" for name in ("one_launch", "sampler", "reward", "checkpoint")),
     "gaincurate.integrations.command",
-    "gaincurate.integrations.supervisor",
+    "gaincurate.supervisor",
 )
 LAB = "gaincurate.lab"
 # Issue 50's measure: the imports that give its "14,261 today" at 21e357f, where it asks for at most 12,000.

@@ -19,7 +19,7 @@ carries on instead, and the epoch's history line says its estimates are stale. P
     {epoch}, {run_dir}
 
 The same values are in the environment as GAINCURATE_EPOCH_DATA, GAINCURATE_CHECKPOINT, ... for
-reward functions that write the feedback. The command runs under `gaincurate.integrations.supervisor`: its
+reward functions that write the feedback. The command runs under `gaincurate.supervisor`: its
 own process group, which a signal to us stops too. Its output goes to RUN/logs/epoch-NNNN.log, with a bounded
 copy to `echo`. A failing or stopped command stops the loop with its exit code and the tail of its log; an
 epoch counts as trained only once its feedback is in and valid, so the same command resumes it.
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gaincurate.errors import ConfigError, GaincurateError, InputError
-from gaincurate.integrations.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.readout_words import epoch_words
@@ -50,6 +49,7 @@ from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.timings import seconds_words
+from gaincurate.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
@@ -129,11 +129,11 @@ def run_loop(
         run.step(checkpoint=first, progress=progress)
     while run.epoch < epochs:
         epoch = run.epoch
-        stale = None
         if not run.trained:
-            stale = _train(run, trainer, progress)
+            _train(run, trainer, progress)
             trained.append(epoch)
-        step = run.step(progress=progress, stale=stale)
+        # Read from the trained mark, not from `_train`: a step killed after the training is done again from here.
+        step = run.step(progress=progress, stale=run.stale)
         words = figure_words(run.config.strategy_class.about.columns, step.draw)  # gain: "mu 410.7"
         written = f"epoch {epoch} done; epoch {step.epoch} written" + (f", {words}" if words else "")
         progress.stage(f"{written}; {epoch_words(step.record)}")  # the epoch's savings readout, in one line
@@ -145,9 +145,9 @@ def run_loop(
     return LoopResult(trained, run.epoch, draw)
 
 
-def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
-    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid.
-    Returns what the trainer failed to leave when `allow_stale` carried on without it (else None)."""
+def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
+    """Run the command for the run's current epoch; mark it trained only once its feedback is in and valid, with
+    what the trainer failed to leave when `allow_stale` carried on without it (`Run.stale`)."""
     run_dir, epoch = run.run_dir, run.epoch
     archived = rundir.feedback_path(run_dir, epoch)
     template = trainer.feedback_file
@@ -214,12 +214,12 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> str | None:
                 f"command: epoch {epoch} is trained again (or pass --allow-stale to carry on without it)"
             )
         progress.stage(f"warning: epoch {epoch}: {reads}, but {missing}; carrying on (--allow-stale): stale")
-        run.mark_trained(checkpoint=None, train_seconds=seconds)  # the step keeps what it had; history says why
-        return missing
+        # The step keeps what it had; the history line says why.
+        run.mark_trained(checkpoint=None, train_seconds=seconds, stale=missing)
+        return
     if not new:
         progress.stage(f"epoch {epoch}: the trainer left no new complete checkpoint in {trainer.output_dir}")
     run.mark_trained(checkpoint=str(after.path) if after else None, train_seconds=seconds)
-    return None
 
 
 def _tail(log: Path) -> str:

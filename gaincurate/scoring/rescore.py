@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.adapters import has_tokenizer, is_adapter_folder, peft_unwrapped
-from gaincurate.errors import ConfigError, InputError, ModelError
+from gaincurate.errors import ConfigError, GaincurateError, InputError, ModelError
 from gaincurate.model import (
     ModelSource,
     SiteForward,
@@ -133,11 +134,25 @@ def questions_and_answers(
     return questions, column_values(rows, answer_column)
 
 
+class RescoreError(GaincurateError):
+    """Re-scoring with torchrun failed or was stopped; the CLI exits with `exit_code` (128 + N after signal N)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint: str | Path, nproc: int) -> np.ndarray:
-    """Score `questions` with the multi-process `score` path, reusing the scores directory's config."""
-    import subprocess
+    """Score `questions` with the multi-process `score` path, reusing the scores directory's config.
+
+    torchrun runs under `gaincurate.supervisor`, as `schedule run`'s trainer does: a signal to us stops its workers
+    too, and so does our death. Its output goes to a log kept (and named) only when it fails."""
+    import shlex
+    import shutil
     import sys
     import tempfile
+
+    from gaincurate.supervisor import Stopped, supervise
 
     with tempfile.TemporaryDirectory(prefix="gaincurate-rescore-") as tmp:
         folder = Path(tmp)
@@ -152,8 +167,30 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
         (folder / "config.json").write_text(json.dumps(settings))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "gaincurate", "score", "--config", str(folder / "config.json")]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(f"multi-process re-scoring failed with exit code {done.returncode}: {tail}")
+        log = folder / "torchrun.log"
+        try:
+            code = supervise(shlex.join(command), env=os.environ, log=log)
+        except Stopped as stopped:
+            raise RescoreError(
+                f"stopped by {stopped} while re-scoring with {nproc} processes (torchrun); its workers were stopped "
+                "too, and a step is recorded only once it finishes: run the same command again to redo it",
+                exit_code=128 + stopped.signum,
+            ) from None
+        if code != 0:
+            handle, kept = tempfile.mkstemp(prefix="gaincurate-rescore-", suffix=".log")  # outlives `folder`
+            os.close(handle)
+            shutil.copyfile(log, kept)
+            raise RescoreError(
+                f"re-scoring with {nproc} processes (torchrun) failed with exit code {code}{_cause(log)}; the full "
+                f"log is {kept}: fix what it names and run the same command again"
+            )
         return read_scores(folder / "scores")["gc_score"].to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _cause(log: Path) -> str:
+    """The workers' own one-line error (`gaincurate: error: ...`) from torchrun's log, when one wrote it."""
+    with log.open("rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - 64 * 1024))  # a failing worker's line is near the end
+        lines = file.read().decode(errors="replace").splitlines()
+    said = [line.split("gaincurate: error:", 1)[1].strip() for line in lines if "gaincurate: error:" in line]
+    return f": a worker says {said[-1][:500]}" if said else ""

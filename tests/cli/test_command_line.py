@@ -3,7 +3,7 @@ mount (the lab's commands, `schedule init`'s options of the strategies kept for 
 
 Read as code, not text: a script that the package hands to a child process as a string reads the child's own command
 line, not gaincurate's; two do so, and are named here with that reason. The supervisor's watchdog
-(`gaincurate/integrations/supervisor.py`, `_WATCHDOG`) takes its process group and grace from its argv, and the lab's
+(`gaincurate/supervisor.py`, `_WATCHDOG`) takes its process group and grace from its argv, and the lab's
 scoring bench writes a script that sets its own (`gaincurate/lab/benchmarks/scoring.py`).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "gaincurate/cli/__init__.py"
-CHILD_SCRIPTS = {"gaincurate/integrations/supervisor.py", "gaincurate/lab/benchmarks/scoring.py"}
+CHILD_SCRIPTS = {"gaincurate/supervisor.py", "gaincurate/lab/benchmarks/scoring.py"}
 
 
 def reads_argv(tree: ast.AST) -> list[int]:

@@ -16,12 +16,12 @@ from schedule_helpers import write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.integrations.command import TrainerCommandError, fill_command, run_loop
-from gaincurate.integrations.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
 from gaincurate.schedule.run.status import run_status
 from gaincurate.schedule.run.steps import init_run
+from gaincurate.supervisor import ECHO_BYTES, ECHO_LINE_CHARS, BoundedEcho
 
 CONFIG = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="none")
 
@@ -341,3 +341,40 @@ def test_screen_run_screens_each_epoch_with_the_checkpoint_that_trained_the_last
     assert [line["selection"]["screen_rollouts"] for line in history] == [48, 48, 48]
     for line in history:  # every kept prompt was measured in the band: never a 0 here (gc_id % 4 == 0)
         assert all(gc_id % 4 for gc_id in line["subset_ids"]) and line["selection"]["in_band"] >= 6
+
+
+# Feedback for every prompt and no checkpoint at all: a strategy that reads the newest model finds none.
+FEEDBACK_ONLY = (
+    'for i in $(seq 0 39); do echo "{\\"gc_id\\": $i, \\"reward\\": $((i % 2))}"; done > {feedback_file} # {epoch_data}'
+)
+
+
+def test_a_stale_epoch_killed_in_its_step_is_still_stale_when_the_step_is_done_again(tmp_path, scores_dir):
+    """`--allow-stale`: why the epoch is stale is kept with the trained mark, so a run killed after the training, in
+    the step, writes on resume the history line a run never stopped writes (`stale` included), training nothing."""
+    config = ScheduleConfig(strategy="gain", seed=5, subset_size=6, sigma=6, step_size=5, adj_max=12, rescore="subset")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for run_dir in (straight, killed):
+        init_run(run_dir, scores_dir, config)
+    run_loop(straight, epochs=1, trainer_cmd=FEEDBACK_ONLY, allow_stale=True)
+
+    real_step, steps = Run.step, []
+
+    def killed_in_the_step_after_training(self, **options):
+        steps.append(options)
+        if len(steps) == 2:  # the first draws epoch 0; the second follows its training
+            raise KeyboardInterrupt
+        return real_step(self, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Run, "step", killed_in_the_step_after_training)
+        with pytest.raises(KeyboardInterrupt):
+            run_loop(killed, epochs=1, trainer_cmd=FEEDBACK_ONLY, allow_stale=True)
+    assert load_run(killed).trained and read_history(killed) == []
+    resumed = run_loop(killed, epochs=1, trainer_cmd=FEEDBACK_ONLY, allow_stale=True)
+    assert resumed.trained == []  # the step was done again; the trainer was not run again
+    (line,), (expected,) = read_history(killed), read_history(straight)
+    assert line.pop("stale") == f"the trainer wrote nothing to {killed / 'trainer'}"
+    assert expected.pop("stale") == f"the trainer wrote nothing to {straight / 'trainer'}"
+    assert without_timings([line]) == without_timings([expected])
+    assert "stale" not in json.loads((killed / "state.json").read_text())  # the mark goes with the step

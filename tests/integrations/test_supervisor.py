@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from schedule_helpers import write_scores
 
-from gaincurate.integrations.supervisor import stop_group, supervise
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.rundir import load_run, read_history
 from gaincurate.schedule.run.steps import init_run
+from gaincurate.supervisor import stop_group, supervise
 
 GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 SUBSET = 6
@@ -77,11 +77,20 @@ def run(tmp_path) -> tuple[Path, str, Path]:
     return run_dir, command, notes
 
 
-def schedule_run(run_dir: Path, command: str, *, train_seconds: float) -> subprocess.Popen:
-    environment = {**os.environ, "TRAIN_SECONDS": str(train_seconds)}
+def schedule_run(
+    run_dir: Path,
+    command: str,
+    *,
+    train_seconds: float,
+    env: dict[str, str] | None = None,
+    ignoring: signal.Signals | None = None,
+) -> subprocess.Popen:
+    """`schedule run` of one epoch; `ignoring`: a signal it starts with ignored, as `nohup` or a background job."""
+    environment = {**os.environ, **(env or {}), "TRAIN_SECONDS": str(train_seconds)}
+    ignore = (lambda: signal.signal(ignoring, signal.SIG_IGN)) if ignoring is not None else None
     return subprocess.Popen(
         [str(GAINCURATE), "schedule", "run", "--run", str(run_dir), "--epochs", "1", "--trainer-cmd", command],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore,
     )  # fmt: skip
 
 
@@ -106,6 +115,51 @@ def test_stopped_schedule_run_leaves_no_trainer_and_the_rerun_trains_once(run, s
     rollouts = (run_dir / "feedback-0000.jsonl").read_text().splitlines()
     assert record["rollouts"] == len(rollouts) == 2 * SUBSET
     assert {json.loads(line)["gc_id"] for line in rollouts} == set(record["subset_ids"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT], ids=["SIGHUP-nohup", "SIGINT-background-job"])
+def test_a_signal_ignored_when_schedule_run_started_does_not_stop_it(run, signum):
+    """`nohup` starts a command with SIGHUP ignored, a shell's background job with SIGINT ignored: the hangup, or the
+    Ctrl-C meant for the foreground, must not stop the run."""
+    run_dir, command, notes = run
+    first = schedule_run(run_dir, command, train_seconds=3, ignoring=signum)
+    assert wait_for(lambda: (notes / "pid-1").is_file()), first.communicate(timeout=5)
+    first.send_signal(signum)  # while the trainer has its 3 s still to go
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert (notes / "calls.txt").read_text().split() == ["0"]
+    (record,) = read_history(run_dir)
+    assert record["rollouts"] == 2 * SUBSET
+
+
+# Sends SIGTERM to the console script itself once its trainer has exited, as `supervise` dismisses its watchdog: the
+# last moment of the supervision, after the command and its group are gone.
+SIGNAL_WHILE_DISMISSING = """
+import os, signal
+if os.environ.get("GAINCURATE_TEST_SIGNAL_WHILE_DISMISSING"):
+    from gaincurate import supervisor
+    _dismiss = supervisor._dismiss
+    def _signalled_then_dismissed(watchdog):
+        os.kill(os.getpid(), signal.SIGTERM)
+        _dismiss(watchdog)
+    supervisor._dismiss = _signalled_then_dismissed
+"""
+
+
+def test_a_signal_while_the_supervision_ends_is_the_same_one_line_stop(run, tmp_path):
+    """The handler acts on a signal however late it comes: exit 143, one line, the epoch not marked trained."""
+    run_dir, command, notes = run
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(SIGNAL_WHILE_DISMISSING)
+    late = {"PYTHONPATH": str(inject), "GAINCURATE_TEST_SIGNAL_WHILE_DISMISSING": "1"}
+    first = schedule_run(run_dir, command, train_seconds=0, env=late)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 143 and "Traceback" not in stderr, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("gaincurate: error:")]
+    assert line.startswith("gaincurate: error: stopped by SIGTERM while training epoch 0; the trainer was stopped")
+    assert (notes / "calls.txt").read_text().split() == ["0"]  # it had run to its end
+    assert not load_run(run_dir).trained and read_history(run_dir) == []
 
 
 def test_killed_schedule_run_leaves_no_trainer(run):

@@ -20,6 +20,7 @@ from schedule_helpers import without_timings, write_hf_model, write_scores
 
 from gaincurate.errors import ConfigError
 from gaincurate.integrations.verl import sampler as verl_integration
+from gaincurate.integrations.verl.checkpoint import DEFAULT_TRACKER_TIMEOUT, StepScheduleOnSave
 from gaincurate.integrations.verl.sampler import (
     GainCurriculumSampler,
     SamplerSettings,
@@ -241,3 +242,11 @@ def test_the_one_launch_replay_buffer_hands_each_epochs_readout_to_verls_logger_
     metrics, _ = unreported_readout(gain, 0, MU_COLUMNS)
     assert (metrics["curriculum/delta"], metrics["curriculum/mu"]) == (3.0, 3.0)
     assert math.isnan(metrics["curriculum/ang"])
+
+
+@pytest.mark.parametrize(("given", "kept"), [(0, 0.0), (0.5, 0.5), (None, DEFAULT_TRACKER_TIMEOUT)])
+def test_the_on_save_hooks_tracker_timeout_of_0_is_a_setting_not_unset(tmp_path, given, kept):
+    """`+gaincurate.tracker_timeout=0`: step without waiting for an asynchronous save; an absent key waits 300 s."""
+    settings = {"run_dir": str(tmp_path / "run"), "feedback_file": str(tmp_path / "rollouts.jsonl")}
+    hook = StepScheduleOnSave({"gaincurate": settings | ({"tracker_timeout": given} if given is not None else {})})
+    assert hook.tracker_timeout == kept

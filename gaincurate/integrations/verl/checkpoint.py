@@ -161,7 +161,8 @@ class StepScheduleOnSave(_callback_base()):
                 "StepScheduleOnSave needs +gaincurate.feedback_file=FILE (the file the reward writes feedback to)"
             )
         self.feedback_file = Path(str(feedback))
-        self.tracker_timeout = float(config_value(section, "tracker_timeout") or DEFAULT_TRACKER_TIMEOUT)
+        timeout = config_value(section, "tracker_timeout")  # 0 is a setting: do not wait for an async save at all
+        self.tracker_timeout = float(DEFAULT_TRACKER_TIMEOUT if timeout is None else timeout)
 
     def on_save(self, trainer: Any, global_step: int, checkpoint_dir: str, async_save: bool = False, **kwargs: Any):
         steps_per_epoch = _steps_per_epoch(trainer)

@@ -343,15 +343,22 @@ class Run:
         self._feedback = (self.epoch, summary, digest, seconds)
         return data
 
-    def mark_trained(self, *, checkpoint: str | None, train_seconds: float) -> None:
-        """The trainer finished the current epoch (its feedback taken); the next step may use `checkpoint`."""
-        rundir.mark_trained(self.run_dir, checkpoint=checkpoint, train_seconds=train_seconds)
+    def mark_trained(self, *, checkpoint: str | None, train_seconds: float, stale: str | None = None) -> None:
+        """The trainer finished the current epoch (its feedback taken); the next step may use `checkpoint`. `stale`:
+        what the trainer failed to leave when the run carried on without it, kept until the step."""
+        rundir.mark_trained(self.run_dir, checkpoint=checkpoint, train_seconds=train_seconds, stale=stale)
         self._run = rundir.load_run(self.run_dir)
 
     @property
     def trained(self) -> bool:
         """Whether the current epoch was trained and its feedback taken, waiting for `step`."""
         return self._run is not None and self._run.trained
+
+    @property
+    def stale(self) -> str | None:
+        """What the trainer of the current, trained epoch failed to leave (`mark_trained`); None: nothing, or the
+        epoch is not trained yet."""
+        return self._run.stale if self.trained else None
 
     def row_map(self, ids: Sequence[Any], *, fix: str, where: str = "", every_prompt: bool = True) -> dict[int, int]:
         """gc_id -> row of a trainer's dataset, from each row's gc_id (`rows.rows_by_gc_id`); `every_prompt`: a

@@ -50,6 +50,10 @@ class RunState:
     trained: bool = False  # the trainer finished the current epoch; its feedback is archived
     checkpoint: str | None = None  # newest complete checkpoint after that training
     train_seconds: float | None = None
+    # With `trained`: what the trainer failed to leave for a strategy that reads the newest model, when
+    # `schedule run --allow-stale` carried on without it. Kept with the trained mark, so that a step killed after the
+    # training and done again still says in the history line that its estimates are stale.
+    stale: str | None = None
     # The trainer driving the run ended with this epoch drawn and untrained (`Run.mark_finished`); None: it did not.
     finished: int | None = None
     # What identifies the scores the run started on (`inputs.scores_fingerprint`); None: a run started before runs
@@ -72,6 +76,7 @@ class RunState:
             "trained": self.trained,
             "checkpoint": self.checkpoint,
             "train_seconds": self.train_seconds,
+            **({"stale": self.stale} if self.trained and self.stale else {}),  # absent: not stale, or not trained
             **self.schedule.to_json(),
             **({"finished": self.finished} if self.finished is not None else {}),  # absent: every run before it
             **({"scores_fingerprint": self.scores_fingerprint} if self.scores_fingerprint is not None else {}),
@@ -88,6 +93,7 @@ class RunState:
             trained=bool(data.get("trained", False)),
             checkpoint=data.get("checkpoint"),
             train_seconds=data.get("train_seconds"),
+            stale=data.get("stale") if data.get("trained") else None,
             finished=data.get("finished"),
             scores_fingerprint=data.get("scores_fingerprint"),
         )
@@ -257,14 +263,16 @@ def save_run(run_dir: Path, run: RunState) -> None:
     atomic_write_json(Path(run_dir) / STATE, run.to_json())
 
 
-def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float) -> None:
+def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float, stale: str | None = None) -> None:
     """The trainer finished the current epoch (its feedback is archived); the next step may use `checkpoint`.
 
-    The checkpoint is stored absolute: the step that uses it may run from another working directory.
+    The checkpoint is stored absolute: the step that uses it may run from another working directory. `stale`: what
+    the trainer failed to leave when the run carried on without it (`RunState.stale`).
     """
     run = load_run(run_dir)
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
-    save_run(run_dir, dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds))
+    marked = dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds, stale=stale)
+    save_run(run_dir, marked)
 
 
 def write_epoch_file(run_dir: Path, scores: ScoresInput, config: ScheduleConfig, plan: EpochPlan) -> Path:

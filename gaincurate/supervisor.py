@@ -1,10 +1,17 @@
-"""Run a trainer command under supervision: its own process group, signals passed on, nothing left behind.
+"""Run a command under supervision: its own process group, signals passed on, nothing left behind.
 
 `supervise(command, env=..., log=...)` starts `command` through the shell in a new session (and so in its
-own process group), sends its stdout and stderr to `log`, and returns its exit code. Meanwhile:
+own process group), sends its stdout and stderr to `log`, and returns its exit code. `schedule run` runs its trainer
+command so (`gaincurate.integrations.command`), and re-scoring its torchrun (`gaincurate.scoring.rescore`). Meanwhile:
 
-* SIGINT, SIGTERM and SIGHUP sent to us are forwarded to the trainer's whole group. If the group is not gone
-  `grace_s` seconds later it gets SIGKILL; a second signal kills it at once. Then `Stopped` is raised.
+* SIGINT, SIGTERM and SIGHUP sent to us are forwarded to the command's whole group. If the group is not gone
+  `grace_s` seconds later it gets SIGKILL; a second signal kills it at once. Then `Stopped` is raised. A signal
+  that comes at any moment of `supervise`, while the command starts or after it has exited, ends the same way: the
+  handler only notes it, and `supervise` acts on the note once its clean-up is done, so nothing is raised from
+  inside the clean-up.
+* A signal that was ignored when we started stays ignored: `nohup` ignores SIGHUP and a shell's background job
+  SIGINT, so that they outlive the terminal and the Ctrl-C meant for the foreground (CPython leaves an ignored
+  SIGINT alone for the same reason).
 * If we die without a chance to forward anything (SIGKILL, the OOM killer), a small watchdog process notices
   that its pipe from us closed and stops the group the same way. PR_SET_PDEATHSIG would not do: the kernel
   sends it to one process only and clears it on fork, so it would reach the shell but not the trainer the
@@ -24,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,13 +74,6 @@ class Stopped(Exception):
         self.signum = signum
 
 
-class _Signalled(BaseException):
-    """Raised by the signal handler out of the wait; BaseException so no `except Exception` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-
 def supervise(
     command: str,
     *,
@@ -82,34 +82,44 @@ def supervise(
     echo: BoundedEcho | None = None,
     grace_s: float = GRACE_S,
 ) -> int:
-    """Run `command` through the shell, output to `log`; its exit code (negative: killed by that signal)."""
-    state: dict[str, Any] = {"group": None, "stopping": False}
+    """Run `command` through the shell, output to `log`; its exit code (negative: killed by that signal).
+
+    Raises `Stopped` when a forwarded signal came while it ran, the command's group stopped by then."""
+    state: dict[str, Any] = {"group": None, "signum": None}
+    with _handlers(state):
+        code = _run(command, env, Path(log), echo, grace_s, state)
+    if state["signum"] is not None:
+        raise Stopped(state["signum"])
+    return code
+
+
+def _run(
+    command: str, env: Mapping[str, str], log: Path, echo: BoundedEcho | None, grace_s: float, state: dict[str, Any]
+) -> int | None:
+    """Start the command, wait for it or for a signal, then stop its group; None when a signal ended the wait."""
     process: subprocess.Popen | None = None
     watchdog = None
-    with _handlers(state):
-        try:
-            with Path(log).open("wb") as sink:
-                # stdin from /dev/null: a trainer must not wait for a terminal it no longer has.
-                process = subprocess.Popen(
-                    command, shell=True, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                    env=dict(env), start_new_session=True,
-                )  # fmt: skip
-            state["group"] = process.pid  # a new session's leader: its pid is the group id
-            watchdog = _start_watchdog(process.pid, grace_s)
-            code = _wait(process, Path(log), echo)
-            stop_group(process.pid, signal.SIGTERM, grace_s)  # whatever the command left running in its group
-            return code
-        except BaseException as error:
-            state["stopping"] = True
-            if process is not None:
-                signum = error.signum if isinstance(error, _Signalled) else signal.SIGTERM
-                stop_group(process.pid, signum, grace_s, process=process)
-            if isinstance(error, _Signalled):
-                raise Stopped(error.signum) from None
-            raise
-        finally:
-            if watchdog is not None:
-                _dismiss(watchdog)
+    try:
+        with log.open("wb") as sink:
+            # stdin from /dev/null: a trainer must not wait for a terminal it no longer has.
+            process = subprocess.Popen(
+                command, shell=True, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                env=dict(env), start_new_session=True,
+            )  # fmt: skip
+        state["group"] = process.pid  # a new session's leader: its pid is the group id
+        watchdog = _start_watchdog(process.pid, grace_s)
+        code = _wait(process, log, echo, state)
+        # The signal that came, passed on; else SIGTERM to whatever the command left running in its group.
+        stop_group(process.pid, state["signum"] or signal.SIGTERM, grace_s, process=process)
+        return code
+    except BaseException:
+        if process is not None:
+            stop_group(process.pid, signal.SIGTERM, grace_s, process=process)
+        raise
+    finally:
+        state["group"] = None  # gone: its id may be given to another group, which a second signal must not reach
+        if watchdog is not None:
+            _dismiss(watchdog)
 
 
 def stop_group(group: int, signum: int, grace_s: float, *, process: subprocess.Popen | None = None) -> None:
@@ -206,45 +216,57 @@ class BoundedEcho:
         self.stream.flush()
 
 
-def _wait(process: subprocess.Popen, log: Path, copy: BoundedEcho | None) -> int:
-    if copy is None:
-        return process.wait()
-    with log.open("rb") as reader:
-        while True:
+def _wait(process: subprocess.Popen, log: Path, copy: BoundedEcho | None, state: dict[str, Any]) -> int | None:
+    """The command's exit code, or None as soon as a forwarded signal is noted in `state`."""
+    with log.open("rb") if copy is not None else nullcontext() as reader:
+        while state["signum"] is None:
             try:
                 code: int | None = process.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
                 code = None
-            while chunk := reader.read(_CHUNK):
-                copy.feed(chunk)
+            if copy is not None:
+                while chunk := reader.read(_CHUNK):
+                    copy.feed(chunk)
             if code is not None:
-                copy.close()
+                if copy is not None:
+                    copy.close()
                 return code
+    return None
 
 
 @contextmanager
 def _handlers(state: dict[str, Any]) -> Iterator[None]:
-    """While the command runs, a forwarded signal raises `_Signalled`; once stopping, another one kills."""
+    """While `supervise` runs, a forwarded signal is noted in `state` for it to act on; a second one kills the group.
+
+    The handler raises nothing: an exception raised wherever the signal lands (inside the clean-up, while the
+    watchdog is dismissed) would skip the rest of the clean-up and reach the user as a traceback."""
 
     def handle(signum: int, frame: Any) -> None:
-        if state["stopping"]:
-            if state["group"] is not None:
-                _kill(state["group"], signal.SIGKILL)
-            return
-        raise _Signalled(signum)
+        if state["signum"] is None:
+            state["signum"] = signum
+        elif state["group"] is not None:
+            _kill(state["group"], signal.SIGKILL)
 
     previous = {}
     try:
         for signum in FORWARDED:
+            # Ignored when we started (`nohup`, a background job): whoever started us asked not to be stopped by it.
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue
             previous[signum] = signal.signal(signum, handle)
     except ValueError:
         pass  # not the main thread: signals cannot reach this thread anyway
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            # None: the handler was not set from Python and cannot be put back; the default is the nearest.
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        # Held while they are put back, so that none is left with our handler by a signal that lands in between.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, previous)
+        try:
+            for signum, handler in previous.items():
+                # None: the handler was not set from Python and cannot be put back; the default is the nearest.
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _start_watchdog(group: int, grace_s: float) -> tuple[subprocess.Popen, int]:
