@@ -96,7 +96,15 @@ def test_a_stopped_rescore_leaves_no_torchrun_worker_and_is_one_line(step_with_t
     notes.mkdir()
     (inject / "sitecustomize.py").write_text(HELD_WORKERS)
     held = {**step.env, "PYTHONPATH": str(inject), "GAINCURATE_TEST_WORKER_NOTES": str(notes)}
-    first = subprocess.Popen(step.command, env=held, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # The signal at its default and not blocked, as in a terminal's foreground job: tests started in the background
+    # inherit SIGINT ignored, and an ignored signal stays ignored.
+    def foreground() -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+
+    first = subprocess.Popen(step.command, env=held, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=foreground)  # fmt: skip
     pids: set[int] = set()
     try:
         deadline = time.monotonic() + 240

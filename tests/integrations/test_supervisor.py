@@ -20,7 +20,7 @@ from schedule_helpers import write_scores
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.rundir import load_run, read_history
 from gaincurate.schedule.run.steps import init_run
-from gaincurate.supervisor import stop_group, supervise
+from gaincurate.supervisor import FORWARDED, stop_group, supervise
 
 GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 SUBSET = 6
@@ -85,9 +85,16 @@ def schedule_run(
     env: dict[str, str] | None = None,
     ignoring: signal.Signals | None = None,
 ) -> subprocess.Popen:
-    """`schedule run` of one epoch; `ignoring`: a signal it starts with ignored, as `nohup` or a background job."""
+    """`schedule run` of one epoch; `ignoring`: a signal it starts with ignored, as `nohup` or a background job.
+    The others start at their default, as in a terminal's foreground job, whatever started pytest (a background
+    shell script's tests inherit SIGINT ignored, and an ignored signal stays ignored)."""
     environment = {**os.environ, **(env or {}), "TRAIN_SECONDS": str(train_seconds)}
-    ignore = (lambda: signal.signal(ignoring, signal.SIG_IGN)) if ignoring is not None else None
+
+    def ignore() -> None:
+        for signum in FORWARDED:
+            signal.signal(signum, signal.SIG_IGN if signum == ignoring else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # nor held back by whatever started pytest
+
     return subprocess.Popen(
         [str(GAINCURATE), "schedule", "run", "--run", str(run_dir), "--epochs", "1", "--trainer-cmd", command],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore,
