@@ -332,3 +332,18 @@ def test_bad_gain_options_through_the_console_script(tmp_path, scores_dir, args,
 def test_bad_gain_fields_from_a_bench_config(fields, message):
     with pytest.raises(ConfigError, match=message):
         ScheduleConfig(**{"strategy": "gain", **fields})
+
+
+@pytest.mark.parametrize(("value", "prompts"), [(0.7, 3), (0.7, 7), (0.123456, 10), (1.3, 5)])
+def test_fresh_scores_all_equal_carry_no_centred_angle_signal(value, prompts):
+    """Equal fresh scores have no spread: their mean's rounding (a std of 1e-16) must not standardise into +-1."""
+    from gaincurate.schedule.core import Rescored
+
+    ids = np.arange(prompts)
+    prompt_set = PromptSet(ids, np.zeros(prompts), np.zeros(prompts), np.ones(prompts, dtype=int))
+    config = ScheduleConfig(strategy="gain", subset_size=2, rescore="full", angle_signal="centered")
+    scheduler = Scheduler(config, prompt_set)
+    plan = scheduler.step().plan
+    feedback = [{"gc_id": int(g), "reward": 0.0} for g in plan.gc_ids for _ in range(2)]
+    step = scheduler.step(feedback=feedback, rescored=Rescored(ids, np.full(prompts, value)))
+    assert step.record.update["signal"] == 0.0

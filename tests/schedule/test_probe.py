@@ -314,6 +314,18 @@ def test_its_options_are_its_own():
         assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("measured", [3, 7, 20, 57])
+@pytest.mark.parametrize("logp", [-45.0, -2.0])
+def test_equal_likelihoods_standardise_to_nothing_not_to_a_mark_of_the_measured(measured, logp):
+    """Every measured prompt at one likelihood (all below the floor early on a hard task): the columns carry nothing,
+    exactly 0 for every measured prompt as for the unmeasured ones, not +-1 from the rounding of their mean."""
+    from gaincurate.schedule.strategies.probe import likelihood_scale
+
+    pool = np.full(measured, logp)
+    design = ProbeStrategy._likelihood_design(pool, likelihood_scale(pool))
+    assert np.array_equal(design, np.zeros_like(design))
+
+
 def test_only_the_likelihood_columns_and_the_intercept_go_unpenalised():
     assert FREE_COLUMNS == 3  # intercept, probability, log-probability: docs/strategies.md says so
 

@@ -304,7 +304,7 @@ class LengthStrategy(contract.Strategy):
         positions, mode = state.positions, self.options.angle_signal
         values = None if fresh.scores is None else np.asarray(fresh.scores, dtype=np.float64)
         values = None if values is None else values[np.isfinite(values)]
-        mean, std = (None, None) if values is None or not len(values) else (float(values.mean()), float(values.std()))
+        mean, std = (None, None) if values is None or not len(values) else (float(values.mean()), _spread(values))
         if fresh.ang is not None:
             if mode == "centered" and mean is None:
                 raise ValueError("--angle-signal centered needs the fresh scores ang is centred on: pass rescored=")
@@ -377,3 +377,9 @@ class GainStrategy(LengthStrategy):
             if decision is not None:
                 record["direction"] = decision
         return following, record
+
+
+def _spread(values: np.ndarray) -> float:
+    """The standard deviation of `values`; 0 where they are all equal, not the rounding of their mean (about 1e-16,
+    which would standardise an equal set into a full angle signal of either sign)."""
+    return float(values.std()) if np.ptp(values) > 0 else 0.0

@@ -69,10 +69,13 @@ def likelihood_scale(pool_logps: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     if pool_logps is None or not np.isfinite(pool_logps).any():
         return None
     reference = likelihood_columns(pool_logps[np.isfinite(pool_logps)])
-    mean = reference.mean(axis=0)
+    # A column of equal values standardises to exactly 0: its computed mean and spread are only rounding's (a spread
+    # of 1e-29), which would make the column mark the measured prompts, unpenalised, as a feature of its own.
+    constant = np.ptp(reference, axis=0) == 0
+    mean = np.where(constant, reference[0], reference.mean(axis=0))
     centred = reference - mean
     spread = np.sqrt((centred * centred).mean(axis=0))
-    return mean, np.where(spread > 0, spread, 1.0)
+    return mean, np.where(constant | ~(spread > 0), 1.0, spread)
 
 
 def check_answers(scores: Any) -> None:
