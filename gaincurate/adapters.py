@@ -1,9 +1,9 @@
 """LoRA adapters as models: a folder holding `adapter_config.json` and adapter weights, and no `config.json`.
 
-TRL with `peft_config`, verl's LoRA (`global_step_N/actor/lora_adapter/`) and most single-GPU GRPO scripts save
-such a folder (`PeftModel.save_pretrained`). It loads as its base model with the adapter merged in
-(`merge_and_unload`): scoring and the likelihood then run the plain model's forward, whose logits equal the unmerged
-adapter's within float32 rounding.
+TRL with `peft_config`, verl's LoRA up to 0.7 (`global_step_N/actor/lora_adapter/`; 0.9.1's `model_merger` writes one)
+and most single-GPU GRPO scripts save such a folder (`PeftModel.save_pretrained`). It loads as its base model with
+the adapter merged in (`merge_and_unload`): scoring and the likelihood then run the plain model's forward, whose
+logits equal the unmerged adapter's within float32 rounding.
 
 The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here; otherwise
 the model the prompts were scored with, where there is one. When both are there, a base whose shapes differ from

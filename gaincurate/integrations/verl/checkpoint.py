@@ -205,6 +205,11 @@ class StepScheduleOnSave(_callback_base()):
 
 
 def _steps_per_epoch(trainer: Any) -> int | None:
+    """Training steps per epoch: verl's own count where it keeps one (its v1 trainer: prompts over the training
+    batch), since the dataloader's batches are `gen_batch_size`, a single prompt in the asynchronous modes."""
+    steps = getattr(trainer, "steps_per_epoch", None)
+    if isinstance(steps, int) and steps > 0:
+        return steps
     try:
         return len(trainer.train_dataloader)
     except (AttributeError, TypeError):

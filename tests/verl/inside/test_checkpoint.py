@@ -94,7 +94,11 @@ def save(fsdp_manager):
     return save_step
 
 
-def trainer() -> SimpleNamespace:
+def trainer(*, one_prompt_batches: bool = False) -> SimpleNamespace:
+    """verl's trainer as the hook sees it. Its asynchronous modes fetch one prompt per batch (`gen_batch_size` 1)
+    and keep the epoch's training steps as `steps_per_epoch`."""
+    if one_prompt_batches:
+        return SimpleNamespace(train_dataloader=[None] * SUBSET, steps_per_epoch=STEPS)
     return SimpleNamespace(train_dataloader=[None] * STEPS)
 
 
@@ -118,14 +122,15 @@ def test_verls_builder_makes_the_hook_from_the_documented_config(verl_config, tm
     assert hook.feedback_file == tmp_path / "rollouts.jsonl"
 
 
-def test_an_epoch_end_save_steps_the_schedule_and_a_mid_epoch_one_does_not(run, save):
+@pytest.mark.parametrize("one_prompt_batches", [False, True], ids=["sync", "async-one-prompt-batches"])
+def test_an_epoch_end_save_steps_the_schedule_and_a_mid_epoch_one_does_not(run, save, one_prompt_batches):
     r = run()
     hook = StepScheduleOnSave(r.config)
     mid = save(r.ckpt, STEPS // 2)
-    hook.on_save(trainer(), STEPS // 2, str(mid))
+    hook.on_save(trainer(one_prompt_batches=one_prompt_batches), STEPS // 2, str(mid))
     assert not (r.dir / "epoch-0001.parquet").exists()
     end = save(r.ckpt, STEPS)
-    hook.on_save(trainer(), STEPS, str(end))
+    hook.on_save(trainer(one_prompt_batches=one_prompt_batches), STEPS, str(end))
     assert (r.dir / "epoch-0001.parquet").is_file()
     [line] = history(r.dir)
     assert (line["checkpoint"], line["ang_source"]) == (str(end), "rescored")
