@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     from gaincurate.scoring.config import RunOptions, ScoreConfig
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gaincurate-trl-"))
-    model_dir = Path(args.model) if args.model else build_tiny_model(workdir / "model")
+    built = workdir / "model"  # a rerun in the same --workdir takes the model the first run built: built again, its
+    reused = (built / "model.safetensors").is_file()  # files' new times would make it another model to the scores
+    model_dir = Path(args.model) if args.model else built if reused else build_tiny_model(built)
     # Score once (the CLI equivalent: gaincurate score --model MODEL --limit 32 --out WORKDIR/scores).
     scores = workdir / "scores"
     score(ScoreConfig(model=str(model_dir), limit=args.prompts, dtype="float32"), RunOptions(out=str(scores)))
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         curriculum=curriculum,  # gaincurate: trains on curriculum.train_dataset(), each epoch on its subset
     )
-    trainer.train()
+    # A rerun in the same --workdir goes on from the newest checkpoint, which carries the curriculum's state.
+    trainer.train(resume_from_checkpoint=any((workdir / "trainer").glob("checkpoint-*")) or None)
 
     for line in curriculum.history:
         moved = update_words(curriculum.strategy, line)  # the strategy's own words (gain: how it moved mu)

@@ -391,3 +391,15 @@ def test_importing_the_integration_and_trl_prints_nothing(tmp_path):
     code = "import gaincurate.integrations.trl\nfrom trl import GRPOTrainer, GRPOConfig\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "" and done.stdout == "", done.stderr
+
+
+def test_the_in_process_example_rerun_in_its_workdir_goes_on_from_its_checkpoint(tmp_path):
+    """A rerun in the same --workdir took the model it built again (new file times: another model to the scores,
+    refused) and started its trainer from epoch 0 against a curriculum at epoch 1 (refused): it goes on now."""
+    workdir = tmp_path / "work"
+    for epochs in (1, 2):
+        args = ["--workdir", workdir, "--epochs", epochs, "--prompts", 16]
+        done = console("example", "trl-inprocess", *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+    lines = (workdir / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
