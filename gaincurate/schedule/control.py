@@ -58,9 +58,9 @@ class Arm:
 @dataclass(frozen=True)
 class Comparison:
     """The aimed arm against the control: the informative shares' difference and the ratio of rollouts spent per
-    informative group, each with its interval (95% over every look of the run: `look_z`); the verdict; and roughly
-    how many more groups (both arms together) the observed difference needs before its interval can exclude 0 (None:
-    it already does, or there is none)."""
+    informative group, each with its interval (95% over every look of the run: `look_z`); the verdict; and how many
+    more groups (both arms together) the observed difference needs before its interval can exclude 0
+    (`more_groups_needed`; None: it already does, or there is none)."""
 
     aimed: Arm
     control: Arm
@@ -115,19 +115,29 @@ def ratio_interval(first: Arm, second: Arm, z: float = Z) -> tuple[float, float]
 
 
 def more_groups_needed(aimed: Arm, control: Arm, z: float = Z) -> int | None:
-    """Roughly how many more groups, in the arms' current proportion, a difference the size of the observed one needs
-    for its interval's half-width to fall below it (normal approximation); None when the arms show no difference."""
+    """How many more groups, in the arms' current proportion and at their current shares, the verdict's own interval
+    (Newcombe's at `z`) needs before it excludes 0: the fewest, at least 1 while it does not yet; None when the arms
+    show no difference. A normal approximation would promise too few at a handful of control groups."""
     p1, p2 = aimed.informative / aimed.groups, control.informative / control.groups
-    gain = p1 - p2
-    if gain == 0.0:
+    if p1 == p2:
         return None
-    per_control = aimed.groups / control.groups
-    # Half-width z * sqrt(p1 q1 / (m c) + p2 q2 / c) <= |gain|, solved for the control's c; shares at 0 or 1 use a
-    # floor of one group's worth so that a few all-agreeing groups do not promise certainty.
-    v1, v2 = max(p1 * (1 - p1), 1 / (4 * aimed.groups)), max(p2 * (1 - p2), 1 / (4 * control.groups))
-    control_needed = z * z * (v1 / per_control + v2) / (gain * gain)
-    total_needed = math.ceil(control_needed * (1.0 + per_control))
-    return max(0, total_needed - aimed.groups - control.groups)
+    now, part = aimed.groups + control.groups, control.groups / (aimed.groups + control.groups)
+
+    def decided(total: int) -> bool:  # the shares held, the groups grown to `total`
+        c = max(1, round(total * part))
+        a = max(1, total - c)
+        low, high = difference_interval(Arm(a, p1 * a), Arm(c, p2 * c), z)  # type: ignore[arg-type]
+        return low > 0 or high < 0
+
+    if decided(now):
+        return None
+    low, high = now, 2 * now
+    while not decided(high):  # the interval narrows as the groups grow: double, then halve the gap
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decided(middle) else (middle, high)
+    return high - now
 
 
 def look_z(look: int) -> float:

@@ -14,7 +14,7 @@ trainer path and the bench mean the same thing by each number. Per epoch with fe
   aim: probe's `--uniform-share`), the epoch's aimed and control groups and the informative share of each
   (`aimed_informative`, `control_informative`); and over every epoch with both, `verdict` ("saving", "loss", "not
   yet distinguishable", or "no control") with the difference of the shares and the ratio of rollouts per informative
-  group, each with its 95% interval, and roughly how many more groups a verdict needs (`more_groups`;
+  group, each with its 95% interval, and how many more groups a verdict needs (`more_groups`;
   `gaincurate.schedule.control`). A saving is claimed nowhere else;
 * the strategy's model of uniform: `uniform_zero_variance_estimate`, E[p^n + (1 - p)^n] over the strategy's own pool
   estimates for each group's n. It is as right as the estimates are, so it is shown as their model, never as a saving;
