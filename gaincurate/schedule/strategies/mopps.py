@@ -1,7 +1,8 @@
 """The `mopps` strategy: Bayesian pass-rate tracking with Thompson sampling (MoPPS, arXiv 2507.04632).
 
 Every prompt q keeps a Beta(a_q, b_q) posterior over its pass rate, starting at the prior Beta(a0, b0).
-After an epoch, a prompt with k_q rollouts whose correctness sums to s_q (rewards / reward_max) becomes
+After an epoch, a prompt with k_q rollouts whose correctness ((reward - reward_min) / (reward_max - reward_min))
+sums to s_q becomes
 
     a_q <- forget * a_q + (1 - forget) * a0 + s_q
     b_q <- forget * b_q + (1 - forget) * b0 + (k_q - s_q)
