@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gaincurate.difficulty.predict import PreparedEmbeddings, predict_pass_rates, recency_log_weights, self_index
+from gaincurate.difficulty.predict import (
+    PreparedEmbeddings,
+    others_mean,
+    predict_pass_rates,
+    recency_log_weights,
+    self_index,
+)
 from gaincurate.difficulty.reference import PassRates
 from gaincurate.numerics import int_powers
 
@@ -84,8 +90,7 @@ def neighbour_predictions(
         exclude=self_index(gc_ids[embedded], rates.gc_ids[usable]),
         key_log_weights=weights,
     )
-    fallback = float(rates.rates.mean()) if len(rates) else 0.5
-    return np.where(np.isfinite(predicted), predicted, fallback)
+    return np.where(np.isfinite(predicted), predicted, others_mean(gc_ids, rates.gc_ids, rates.rates))
 
 
 def aged_blend(

@@ -236,7 +236,7 @@ def predict_pass_rates(
 
     Reference prompts are located by id among `gc_ids`; a reference prompt never attends to itself.
     Prompts without an embedding (NaN rows), and any prompt with nothing to attend to, get `fallback`
-    (default: the mean reference pass rate).
+    (default: the mean reference pass rate of the other prompts, `others_mean`).
     """
     gc_ids = np.asarray(gc_ids, dtype=np.int64)
     reference_ids = np.asarray(reference_ids, dtype=np.int64)
@@ -257,6 +257,16 @@ def predict_pass_rates(
     predicted[embedded] = attention_predict(
         queries, keys, values, tau=tau, exclude=exclude if everyone else exclude[embedded], key_log_weights=weights
     )
-    if fallback is None:
-        fallback = float(np.mean(reference_rates)) if len(reference_rates) else 0.5
-    return np.where(np.isfinite(predicted), predicted, fallback)
+    guess = others_mean(gc_ids, reference_ids, reference_rates) if fallback is None else fallback
+    return np.where(np.isfinite(predicted), predicted, guess)
+
+
+def others_mean(gc_ids: np.ndarray, reference_ids: np.ndarray, reference_rates: np.ndarray) -> np.ndarray:
+    """Per prompt, the mean reference pass rate of the other prompts (0.5 where no other is measured): a prompt's own
+    label never reaches its leave-one-out prediction, not even through the mean it falls back on. Summed exactly, the
+    same bits on every CPU."""
+    rates = np.asarray(reference_rates, dtype=np.float64)
+    own = self_index(np.asarray(gc_ids, dtype=np.int64), np.asarray(reference_ids, dtype=np.int64))
+    others = len(rates) - (own >= 0)
+    sums = math.fsum(rates.tolist()) - np.where(own >= 0, rates[np.maximum(own, 0)] if len(rates) else 0.0, 0.0)
+    return np.where(others > 0, sums / np.maximum(others, 1), 0.5)

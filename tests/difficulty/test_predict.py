@@ -75,11 +75,14 @@ def test_a_reference_prompt_never_sees_its_own_label():
     assert not np.array_equal(np.delete(before, own_row), np.delete(after, own_row))  # the label matters elsewhere
 
 
-def test_lone_reference_and_unembedded_prompts_fall_back_to_the_mean():
+def test_lone_reference_and_unembedded_prompts_fall_back_to_the_others_mean_never_their_own_rate():
     embeddings = prepare_embeddings(np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan]]))
     predicted = predict_pass_rates(embeddings, np.arange(3), np.array([0]), np.array([0.8]), tau=0.1)
-    # gc_id 0 has nobody else to attend to; gc_id 2 has no embedding; gc_id 1 attends to gc_id 0 alone.
-    np.testing.assert_allclose(predicted, [0.8, 0.8, 0.8])
+    # gc_id 0 has nobody else to attend to, and no other measured prompt: 0.5, not its own 0.8 (leave-one-out holds
+    # for the fallback too); gc_id 2 has no embedding: the others' mean; gc_id 1 attends to gc_id 0 alone.
+    np.testing.assert_allclose(predicted, [0.5, 0.8, 0.8])
+    both = predict_pass_rates(embeddings, np.arange(3), np.array([0, 2]), np.array([0.8, 0.2]), tau=0.1)
+    assert both[2] == 0.8  # measured itself but unembedded: gc_id 0's rate, not a mean with its own
     assert np.isnan(attention_predict(np.ones((1, 2)), np.ones((1, 2)), np.ones(1), tau=1, exclude=np.array([0])))[0]
 
 
