@@ -49,15 +49,17 @@ SIGNAL_WORDS = {
 def default_reads(manifest: dict[str, Any], columns: list[str]) -> str:
     """Which signals the default strategy reads on these scores, so that what `show` prints first says whether this
     ranking is the one a run draws by."""
+    from gaincurate.difficulty.reference import RESCORE_HINT
     from gaincurate.schedule.config import DEFAULT_STRATEGY, ScheduleConfig
-    from gaincurate.schedule.strategies.contract import LIKELIHOOD
+    from gaincurate.schedule.strategies.contract import EMBEDDINGS, LIKELIHOOD
 
     config = ScheduleConfig(strategy=DEFAULT_STRATEGY).resolved(manifest)
     needs = set(config.strategy_class.about.needs) & set(SIGNAL_WORDS)
+    if EMBEDDINGS in needs and "gc_embedding" not in columns:  # `schedule init` refuses these scores, with this hint
+        cannot = f"the default strategy ({DEFAULT_STRATEGY}) cannot run on these scores (no gc_embedding column)"
+        return f"{cannot}: {RESCORE_HINT}"
     if getattr(config.options, "likelihood", False):
         needs.add(LIKELIHOOD)  # decided from the manifest as a run would decide it
-    if "gc_embedding" not in columns:
-        needs.discard("embeddings")
     read = " and ".join(SIGNAL_WORDS[need] for need in sorted(needs)) or "none of these columns"
     ranked = "reads this score" if needs & {"scores", "fresh_scores"} else "does not rank by this score"
     return f"the default strategy ({DEFAULT_STRATEGY}) {ranked}: it fits pass rates on {read}"

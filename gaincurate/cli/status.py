@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from gaincurate.cli.render import Stdout
-from gaincurate.schedule.readout_words import control_words, epoch_words, r_words
+from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED
+from gaincurate.schedule.readout_words import control_words, drawn_paused, epoch_words, r_words, share_words
 
+PAUSED_CELL = "uniform (paused)"  # the aimed-at cell of an epoch drawn uniformly while aiming was paused
 READOUT_COLUMNS = (
     "groups",
     "aimed at",
@@ -53,6 +55,8 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         cells[-1] = waiting
         table.add_row(str(report["epoch"]), *cells, *([figures(report.get("selection"), names)] if drawn else []))
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
+    if aim := aim_line(report):
+        stdout.line(aim)
     stdout.print(table)
     if report["history"]:  # what each epoch cost, where the choice of refresh and trainer settings is made
         stdout.print(seconds_table(report["history"]))
@@ -79,9 +83,9 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(
-        title="savings readout (aimed at: the strategy's estimate of its picks; control: its uniform slice; uniform "
-        "(model): what its own estimates expect of a uniform draw, not a measurement; r: its estimates against the "
-        "measured pass rates, over every prompt measured so far)"
+        title=f"savings readout (aimed at: the strategy's estimate of its picks, {PAUSED_CELL} where aiming was "
+        "paused; control: its uniform slice; uniform (model): what its own estimates expect of a uniform draw, not a "
+        "measurement; r: its estimates against the measured pass rates, over every prompt measured so far)"
     )
     for column in ("epoch", *READOUT_COLUMNS):
         table.add_column(column, justify="right")
@@ -115,13 +119,15 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
         aimed += f" ({readout['estimated_in_band']:.0%} in band)"
     if readout.get("estimated_pass_rate") is None:
         aimed = "no estimate"
+    if drawn_paused(readout):
+        aimed = PAUSED_CELL
     zero = "-"
     if readout.get("zero_variance") is not None:
         zero = f"{readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} wrong, {readout['all_right']:.0%} right)"
     uniform = readout.get("uniform_zero_variance_estimate")
     arms = "-"
     if readout.get("control_groups"):
-        arms = f"{readout['aimed_informative']:.0%} / {readout['control_informative']:.0%}"
+        arms = f"{share_words(readout.get('aimed_informative'))} / {share_words(readout.get('control_informative'))}"
     return [
         str(readout.get("groups", "-")),
         aimed,
@@ -131,6 +137,26 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
         "no estimate" if _all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
         r_words(readout, cell=True),
     ]
+
+
+def aim_line(report: dict[str, Any]) -> str:
+    """Whether the run aims now, refreshes, or draws uniformly because the aim saved nothing against its control
+    (docs/readout.md), and since which epoch; nothing for a run without a control, which never pauses."""
+    readouts = [(line["epoch"], line["readout"]) for line in report["history"] if line.get("readout")]
+    if not any("aim" in readout or readout.get("control_groups") for _, readout in readouts):
+        return ""
+    level = readouts[-1][1].get("aim", LEVEL_WORDS[AIMING])
+    changed = [epoch for epoch, readout in readouts if readout.get("aim_change")]
+    since = f" since epoch {changed[-1] + 1}" if changed and level != LEVEL_WORDS[AIMING] else ""
+    if level == LEVEL_WORDS[AIMING]:
+        never = "" if report["params"].get("pause", True) else " (--no-pause: it never pauses)"
+        return f"aim now: aiming{never}"
+    if level == LEVEL_WORDS[PAUSED]:
+        return (
+            f"aim now: paused{since}: epochs are drawn uniformly, nothing asked of the model, until the estimates "
+            "pick informative prompts again"
+        )
+    return f"aim now: {level}{since}: aiming with what the strategy has, nothing asked of the model"
 
 
 def spent_line(history: list[dict[str, Any]]) -> str:

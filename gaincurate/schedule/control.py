@@ -11,13 +11,13 @@ nothing). The comparison, over the epochs with both arms:
 * rollouts spent per informative group, the aimed arm's over the control's, with the MOVER interval of the ratio of
   the two shares (Donner and Zou 2012) scaled by the arms' mean group sizes (exact when every group has the same size);
 * the verdict: a saving only when the difference's interval lies above 0, a loss only when it lies below, otherwise
-  "not yet distinguishable", with roughly how many more groups the observed difference would need.
+  "not yet distinguishable", with how many more groups the observed difference would need.
 
-The readout looks again after every epoch, and a 95% interval looked at k times claims a difference that is not there
-more often than 5% of the time. So the verdict's interval at the k-th look is at level 1 - alpha_k with
-alpha_k = 0.05 * 6 / (pi^2 k^2) (`look_z`): the alphas sum to 0.05 over any number of looks, so a run claims a saving
-or a loss where there is none with a chance of at most 5% however long it runs (Bonferroni over the looks; the first
-look at 97%, the fifth at 99.9%).
+The readout looks again after every epoch with both arms, and a 95% interval looked at k times claims a difference
+that is not there more often than 5% of the time. So the verdict's interval at the k-th look is at level
+1 - alpha_k with alpha_k = 0.05 * 6 / (pi^2 k^2) (`look_z`): the alphas sum to 0.05 over any number of looks, so a
+run claims a saving or a loss where there is none with a chance of at most 5% however long it runs (Bonferroni over
+the looks; the first look at 97%, the fifth at 99.9%).
 
 Pure arithmetic on counts in `math`: the same bits on every CPU.
 """

@@ -137,7 +137,8 @@ def epoch_readout(
         nonzero_rollouts=tally.nonzero_rollouts + nonzero,
         aimed=tally.aimed + evidence.aimed,
         control=tally.control + evidence.control,
-        looks=tally.looks + (1 if evidence.control.groups else 0),
+        # A look is an epoch that compared the arms: one with no aimed group adds nothing to the comparison.
+        looks=tally.looks + (1 if evidence.control.groups and evidence.aimed.groups else 0),
         last_zero_variance=_share(sum(side is not None for side in sides.values()), groups),
     )
     correlation, why = correlation_of(following)

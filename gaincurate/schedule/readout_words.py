@@ -12,6 +12,8 @@ from gaincurate.schedule.control import LOSS, NO_CONTROL, SAVING
 from gaincurate.schedule.readout import CORRELATION_MIN_PROMPTS, ENOUGH_GROUPS
 from gaincurate.schedule.strategies.contract import NO_ESTIMATE
 
+DRAWN_PAUSED = "drawn uniformly (aiming paused)"  # an epoch drawn while the aim saved nothing (docs/readout.md)
+
 
 def epoch_words(line: dict[str, Any] | None) -> str:
     """A history line's readout in one line: what it rests on, what it measured against uniform's, r, "too few"."""
@@ -22,6 +24,7 @@ def epoch_words(line: dict[str, Any] | None) -> str:
         return "readout: nothing measured (the feedback gave no prompt's own rollouts)"
     aimed = readout.get("estimated_pass_rate")
     aimed_at = "" if aimed is None else f", {aimed:.2f} aimed at"
+    aimed_at = f", {DRAWN_PAUSED}" if drawn_paused(readout) else aimed_at
     parts = [
         f"zero variance {readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} all wrong, "
         f"{readout['all_right']:.0%} all right)",
@@ -30,26 +33,34 @@ def epoch_words(line: dict[str, Any] | None) -> str:
     ]
     if groups < ENOUGH_GROUPS:
         parts.append(f"{groups} groups are too few to tell the share from chance (it takes {ENOUGH_GROUPS})")
-    parts.append(control_words(readout))
+    parts.append(control_words(readout, epoch=line.get("epoch")))
     if readout.get("aim_change"):
         parts.append(readout["aim_change"])
     return f"readout on {groups} rollout groups ({groups} prompts, {line['rollouts']} rollouts): " + "; ".join(parts)
 
 
-def control_words(readout: dict[str, Any], *, epoch_arms: bool = True) -> str:
+def control_words(readout: dict[str, Any], *, epoch_arms: bool = True, epoch: int | None = None) -> str:
     """The verdict so far against the uniform control (`gaincurate.schedule.control`), after the epoch's own arms
-    unless `epoch_arms` is False (a summary over the whole run)."""
+    unless `epoch_arms` is False (a summary over the whole run). `epoch`: the readout's epoch, where known."""
     verdict = readout.get("verdict", NO_CONTROL)
+    if verdict == NO_CONTROL and epoch == 0 and _uniform_first(readout):
+        # A strategy with a slice draws epoch 0 wholly uniformly (nothing is measured to aim with yet), and a history
+        # line does not name its strategy, so the words hold for a strategy with a slice and for one without.
+        return (
+            "against uniform: no control yet (epoch 0 is drawn wholly uniformly; the uniform slice, where the "
+            "strategy keeps one, starts at epoch 1)"
+        )
     if verdict == NO_CONTROL:
         return "against uniform: no control (the draw keeps no uniform slice, so nothing here says whether it saves)"
-    epoch = ""
+    arms = ""
     if epoch_arms and readout.get("control_groups"):
-        epoch = (
-            f"this epoch {_share(readout['aimed_informative'])} of {readout['aimed_groups']} aimed groups informative, "
-            f"{_share(readout['control_informative'])} of {readout['control_groups']} in the uniform slice; "
+        arms = (
+            f"this epoch {share_words(readout.get('aimed_informative'))} of {readout['aimed_groups']} aimed groups "
+            f"informative, {share_words(readout.get('control_informative'))} of {readout['control_groups']} in the "
+            "uniform slice; "
         )
     if readout.get("informative_gain") is None:
-        return f"{epoch}against uniform: {verdict} (no aimed epoch with a control yet)"
+        return f"{arms}against uniform: {verdict} (no aimed epoch with a control yet)"
     gain = (
         f"{_points(readout['informative_gain'])} points of informative groups "
         f"[{_points(readout['informative_gain_low'])}, {_points(readout['informative_gain_high'])}]"
@@ -59,12 +70,12 @@ def control_words(readout: dict[str, Any], *, epoch_arms: bool = True) -> str:
     # What the control measures is informative groups, not accuracy: a draw can be more informative and reach a
     # held-out target no sooner (docs/readout.md), so the words name what was measured.
     if verdict == SAVING:
-        return f"{epoch}against uniform, measured: a saving in informative groups, {gain}, {ratio} {so_far}"
+        return f"{arms}against uniform, measured: a saving in informative groups, {gain}, {ratio} {so_far}"
     if verdict == LOSS:
-        return f"{epoch}against uniform, measured: a loss in informative groups, {gain}, {ratio} {so_far}"
+        return f"{arms}against uniform, measured: a loss in informative groups, {gain}, {ratio} {so_far}"
     more = readout.get("more_groups")
     needs = "no difference so far" if more is None else f"about {more} more groups would tell a difference this size"
-    return f"{epoch}against uniform: not yet distinguishable, {gain} {so_far}; {needs}"
+    return f"{arms}against uniform: not yet distinguishable, {gain} {so_far}; {needs}"
 
 
 def _ratio_words(readout: dict[str, Any]) -> str:
@@ -79,8 +90,20 @@ def _points(value: float) -> str:
     return f"{100 * value:+.0f}"
 
 
-def _share(value: float | None) -> str:
+def share_words(value: float | None) -> str:
+    """A share in percent, "-" for none (an arm with no group has no share)."""
     return "-" if value is None else f"{value:.0%}"
+
+
+def drawn_paused(readout: dict[str, Any]) -> bool:
+    """Whether the epoch was drawn uniformly because aiming was paused (docs/readout.md). A run that has paused says
+    its level after every epoch (`aim`), and a paused draw keeps no slice: measured groups without arms."""
+    return bool("aim" in readout and readout.get("groups") and "aimed_groups" not in readout)
+
+
+def _uniform_first(readout: dict[str, Any]) -> bool:
+    """Whether the epoch was drawn by a strategy that estimates pass rates before it had any estimate."""
+    return readout.get("estimate") != NO_ESTIMATE and readout.get("estimated_pass_rate") is None
 
 
 def r_words(readout: dict[str, Any], *, cell: bool = False) -> str:

@@ -91,7 +91,7 @@ class Tally:
     nonzero_rollouts: int = 0
     aimed: Arm = Arm()
     control: Arm = Arm()
-    looks: int = 0  # epochs with a control so far: the verdict's interval widens with them (`control.look_z`)
+    looks: int = 0  # epochs that compared both arms so far: its interval widens with them (`control.look_z`)
     last_zero_variance: float | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -22,12 +22,16 @@ ROWS = 20
 TOKENS = 5 + 3 * np.arange(ROWS)  # question tokens rise with gc_id
 
 
-def write_scores(folder: Path, scores: np.ndarray, truncated: set[int] | None = None) -> Path:
-    """ROWS made-up scored rows, with the manifest fields `show` reads (as `gaincurate score` writes them)."""
+def write_scores(folder: Path, scores: np.ndarray, truncated: set[int] | None = None, *, embed: bool = False) -> Path:
+    """ROWS made-up scored rows, with the manifest fields `show` reads (as `gaincurate score` writes them); `embed`:
+    with question embeddings (`score --embed`), else as `score --no-embed` leaves them."""
     inputs = pa.table({"problem": [f"question {i}" for i in range(ROWS)], "answer": [str(i) for i in range(ROWS)]})
     columns = score_columns(np.asarray(scores, dtype=np.float64), TOKENS)
     truncated = truncated or set()
     columns["gc_truncated"] = pa.array([i in truncated for i in range(ROWS)])
+    if embed:
+        embeddings = np.random.default_rng(0).normal(size=(ROWS, 8)).astype(np.float16)
+        columns["gc_embedding"] = pa.array(list(embeddings), pa.list_(pa.float16()))
     write_scores_dir(folder, inputs, columns, dataset={"name": "toy", "fingerprint": "toy-20"})
     manifest = read_json(folder / MANIFEST) | {
         "model": {"id": "toy-model"}, "site": "mlp-input", "layer": 2, "dtype": "float32", "device": "cpu",
@@ -81,13 +85,27 @@ def test_truncated_rows_are_named_by_gc_id_a_handful_then_counted(gaincurate, tm
 
 
 def test_the_first_screen_says_which_signals_the_default_strategy_reads(gaincurate, tmp_path):
-    scores = write_scores(tmp_path / "scores", np.linspace(0.0, 1.0, ROWS))
+    scores = write_scores(tmp_path / "scores", np.linspace(0.0, 1.0, ROWS), embed=True)
     manifest = read_json(scores / MANIFEST)
     for answers, likelihood in (({"present": True, "missing": 0}, True), ({"present": False}, False)):
         atomic_write_json(scores / MANIFEST, manifest | {"answers": answers})
         shown = gaincurate("show", scores)
         assert shown.returncode == 0, shown.stderr
         text = words(shown.stdout)
-        assert "the default strategy (probe) does not rank by this score: it fits pass rates on" in text
+        assert "the default strategy (probe) does not rank by this score: it fits pass rates on the question" in text
         assert ("likelihood of each reference answer" in text) == likelihood
+        assert json.loads(gaincurate("show", scores, "--json").stdout)["default_reads"] in text
+
+
+def test_scores_without_embeddings_say_the_default_strategy_cannot_run_with_inits_hint(gaincurate, tmp_path):
+    scores = write_scores(tmp_path / "scores", np.linspace(0.0, 1.0, ROWS))  # as `score --no-embed` leaves them
+    manifest = read_json(scores / MANIFEST)
+    for answers in ({"present": True, "missing": 0}, {"present": False}):
+        atomic_write_json(scores / MANIFEST, manifest | {"answers": answers})
+        refused = gaincurate("schedule", "init", "--scores", scores, "--run", tmp_path / "run", "--subset-size", 4)
+        assert refused.returncode != 0 and "has no gc_embedding column; " in refused.stderr, refused.stderr
+        hint = words(refused.stderr).split("has no gc_embedding column; ", 1)[1]
+        text = words(gaincurate("show", scores).stdout)
+        assert f"the default strategy (probe) cannot run on these scores (no gc_embedding column): {hint}" in text
+        assert "fits pass rates" not in text
         assert json.loads(gaincurate("show", scores, "--json").stdout)["default_reads"] in text

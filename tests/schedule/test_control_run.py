@@ -6,6 +6,9 @@
   aimed groups are truly more often informative than its uniform slice's. The run claims the saving from the first
   epoch whose interval (recomputed here from the history's counts, at that look's level) lies above 0, and in no
   epoch before.
+* Coin flips for 14 epochs: the aim saves nothing, so the run pauses aiming and draws uniformly; status's header,
+  its readout table and every epoch line say which epochs were drawn so.
+* A slice of the whole epoch (`--uniform-share 1.0`): no aimed group, so no look and no arm's share to print.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from fake_scores import score_columns, write_scores_dir
 from schedule_helpers import console_ok as gaincurate
 
 from gaincurate.schedule.control import SAVING, Arm, difference_interval, look_z
+from gaincurate.schedule.readout_words import epoch_words
+from gaincurate.schedule.strategies.contract import NO_ESTIMATE
 
 ROLLOUTS = 4
 # The pass rate of prompt i in the epoch file named `data`: COIN, or a logistic of its difficulty that rises by
@@ -40,9 +45,9 @@ with open(feedback, "w") as out:
 """.replace("ROLLOUTS", str(ROLLOUTS))
 
 
-def run(tmp_path: Path, mode: str, prompts: int, subset: int, epochs: int) -> tuple[str, str, list]:
-    """The default strategy over a pool whose first embedding column is each prompt's difficulty: run's stderr,
-    status's stdout, history."""
+def run(tmp_path: Path, mode: str, prompts: int, subset: int, epochs: int, *init: object) -> tuple[str, str, list]:
+    """The default strategy (with `init`'s further options) over a pool whose first embedding column is each prompt's
+    difficulty: run's stderr, status's stdout, history."""
     ids = np.arange(prompts)
     rng = np.random.default_rng(5)
     embeddings = rng.normal(size=(prompts, 8))
@@ -53,7 +58,7 @@ def run(tmp_path: Path, mode: str, prompts: int, subset: int, epochs: int) -> tu
     scores = write_scores_dir(tmp_path / "scores", inputs, columns, dataset={"name": "toy", "fingerprint": mode},
                               answer_column=None)  # fmt: skip
     directory = tmp_path / "run"
-    gaincurate("schedule", "init", "--scores", scores, "--run", directory, "--subset-size", subset, "--seed", 3)
+    gaincurate("schedule", "init", "--scores", scores, "--run", directory, "--subset-size", subset, "--seed", 3, *init)
     (tmp_path / "trainer.py").write_text(TRAINER)
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(tmp_path / 'trainer.py'))} {{epoch_data}} "
     command += f"{{feedback_file}} {mode}"
@@ -96,4 +101,58 @@ def test_an_aim_that_is_truly_better_is_claimed_once_the_interval_allows(tmp_pat
     assert len(lines) == len(history)
     assert [("a saving" in line) for line in lines] == claimed
     assert "against uniform, measured: a saving in informative groups" in status
+    assert "aim now: aiming\n" in status  # the header says the run aims, as it does
     assert all("aim_change" not in line["readout"] for line in history)  # a true saving is never paused
+
+
+def epoch_lines(stderr: str) -> list[str]:
+    """`schedule run`'s line per epoch, with its readout."""
+    return [line for line in stderr.splitlines() if "readout on" in line]
+
+
+def test_epoch_zero_says_the_slice_starts_at_epoch_one(tmp_path):
+    stderr, _, history = run(tmp_path, "coin", 200, 60, 2)
+    first, second = epoch_lines(stderr)
+    assert "against uniform: no control yet (epoch 0 is drawn wholly uniformly; the uniform slice, where the " in first
+    assert "keeps no uniform slice" not in stderr
+    assert history[1]["readout"]["control_groups"]  # the slice, from epoch 1 on
+    assert "in the uniform slice" in second
+    # A strategy that keeps no estimate (uniform, gain) draws no slice and no aim: its epoch 0 says no control.
+    keeps_none = history[0] | {"readout": history[0]["readout"] | {"estimate": NO_ESTIMATE}}
+    assert "against uniform: no control (the draw keeps no uniform slice" in epoch_words(keeps_none)
+
+
+def test_a_paused_run_says_so_in_status_and_in_every_epoch_line_drawn_uniformly(tmp_path):
+    stderr, status, history = run(tmp_path, "coin", 200, 60, 14)
+    # Epoch k is drawn uniformly exactly when the run was paused after epoch k - 1.
+    paused = [k for k in range(1, len(history)) if history[k - 1]["readout"].get("aim") == "paused"]
+    assert paused and paused == list(range(paused[0], len(history))), paused  # coin flips never resume it
+    for line in history:
+        assert ("control_ids" in line) == (line["epoch"] not in paused and line["epoch"] > 0)  # uniform: no slice
+    lines = epoch_lines(stderr)
+    assert len(lines) == len(history)
+    for epoch, line in enumerate(lines):
+        assert ("drawn uniformly (aiming paused)" in line) == (epoch in paused), line
+        assert ("aimed at" in line) == (epoch not in paused and epoch > 0), line
+    assert f"aim now: paused since epoch {paused[0]}: epochs are drawn uniformly" in status
+    rows = {int(row.split("│")[1]): row for row in status.splitlines() if row.count("│") == 9}
+    readout_rows = {epoch: row for epoch, row in rows.items() if "%" in row}
+    assert sorted(readout_rows) == list(range(len(history)))
+    for epoch, row in readout_rows.items():
+        assert ("uniform (paused)" in row) == (epoch in paused), row
+        assert ("in band" in row) == (epoch not in paused and epoch > 0), row
+    assert f"latest, epoch {len(history) - 1}: " in status and "drawn uniformly (aiming paused)" in status
+
+
+def test_a_slice_of_the_whole_epoch_makes_no_look_and_prints_no_aimed_share(tmp_path):
+    stderr, status, history = run(tmp_path, "coin", 200, 60, 3, "--uniform-share", 1.0)
+    readouts = [line["readout"] for line in history[1:]]
+    assert all(r["aimed_groups"] == 0 and r["aimed_informative"] is None and r["control_groups"] for r in readouts)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["tally"]["looks"] == 0  # nothing was compared, so no later interval widens for it
+    for readout in readouts:
+        cell = f"- / {readout['control_informative']:.0%}"
+        assert cell in status, status
+    for line in epoch_lines(stderr)[1:]:
+        assert "this epoch - of 0 aimed groups informative" in line, line
+    assert "Traceback" not in stderr

@@ -281,3 +281,25 @@ def test_a_strategy_declaring_its_own_number_gets_it_in_status_the_plot_and_sche
     append_rollouts(feedback, np.repeat(ids, ROLLOUTS).tolist(), policy.rollouts(ids, 2).ravel().tolist())
     stepped = tempered("schedule", "step", "--run", run, "--feedback", feedback).stdout
     assert "rollouts, cooled 0.250 -> 0.125" in stepped and "prompts by tempered (temp 0.125) ->" in stepped
+
+
+@pytest.mark.parametrize("r", [-0.95, -0.4, 0.3])
+def test_the_plot_shows_every_readout_point_r_below_zero_too(r):
+    """r runs over [-1, 1]; the readout panel's limits hold every point it draws, a negative r as well."""
+    pytest.importorskip("matplotlib")
+    from gaincurate.schedule.run.plot import figure
+
+    history = [
+        {
+            "epoch": epoch,
+            "accuracy": 0.5,
+            "readout": {"zero_variance": 0.2, "measured_pass_rate": 0.5, "correlation": c},
+        }
+        for epoch, c in enumerate((None, r, r / 2))
+    ]
+    status = {"run": "/runs/coin", "epoch": 3, "n_prompts": 40, "params": {"strategy": "probe"}, "draw": {}}
+    readout = figure(status | {"history": history}).axes[1]
+    low, high = readout.get_ylim()
+    plotted = [y for line in readout.get_lines() for y in line.get_ydata()]
+    assert r in plotted and all(low < y < high for y in plotted), (low, high, plotted)
+    assert high <= 1.05 and (low >= -0.05 if r > 0 else low <= r)

@@ -9,7 +9,8 @@ The series are on [0, 1]: each epoch's accuracy and every number the run's strat
 Beside them, the savings readout of every
 strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
 reward variance beside the strategy's model of uniform's, the informative share of the aimed draw against its uniform
-control where it keeps one, and the estimated against the measured pass rate of the picks.
+control where it keeps one, the estimated against the measured pass rate of the picks, and r, the estimates'
+correlation with the measured pass rates (on [-1, 1]: the readout panel reaches below 0 when r does).
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def save_plot(path: Path, status: dict[str, Any]) -> Path:
     elif importlib.util.find_spec("matplotlib") is None:
         raise ConfigError(f"--plot {path} needs matplotlib: pip install 'gaincurate[plot]', or name a .txt file")
     else:
-        atomic_write_bytes(path, _png(status))
+        buffer = io.BytesIO()
+        figure(status).savefig(buffer, format="png", bbox_inches="tight")
+        atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -92,21 +95,26 @@ def write_plot(run_dir: Path, status: dict[str, Any], *, png: bool | None = None
     return save_plot(Path(run_dir) / ("status.png" if png else "status.txt"), status)
 
 
-def _png(status: dict[str, Any]) -> bytes:
+def figure(status: dict[str, Any]) -> Any:
+    """The PNG's matplotlib figure: the strategy's numbers and accuracy, then the savings readout."""
     # The object API, not pyplot: no global backend or figure state is touched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     epochs, accuracies = series(status)
-    figure = Figure(figsize=(11, 3.8), dpi=100)
-    FigureCanvasAgg(figure)
-    axes, readout = figure.subplots(1, 2)
+    drawn = Figure(figsize=(11, 3.8), dpi=100)
+    FigureCanvasAgg(drawn)
+    axes, readout = drawn.subplots(1, 2)
+    lowest = 0.0
     for key, label, style in READOUT_SERIES:
         points = [(e, v) for e, v in zip(epochs, readout_series(status, key), strict=True) if v is not None]
         if points:
             readout.plot(*zip(*points, strict=True), style, label=label)
+            lowest = min(lowest, *(v for _, v in points))
     readout.set_xlabel("epoch")
-    readout.set_ylim(-0.02, 1.02)
+    # The shares lie in [0, 1] and r in [-1, 1]: the panel reaches below 0 as far as r does, since a negative r is
+    # what its warning is about.
+    readout.set_ylim(lowest - 0.02, 1.02)
     readout.set_title("savings readout")
     if readout.get_legend_handles_labels()[0]:
         readout.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
@@ -124,9 +132,7 @@ def _png(status: dict[str, Any]) -> bytes:
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="best")
     axes.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
+    return drawn
 
 
 def text_chart(status: dict[str, Any]) -> str:
