@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -437,3 +439,20 @@ def test_a_step_reads_its_feedback_file_once_and_no_history_to_check_it(tmp_path
     Run.open(run_dir).step(feedback=feedback)
     assert opened.count("f1.jsonl") == 1
     assert rundir.feedback_path(run_dir, 1).read_bytes() == feedback.read_bytes()  # archived from the one read
+
+
+def test_a_feedback_folder_or_an_overflowing_reward_is_one_line_through_the_console_script(tmp_path, scores_dir):
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, CONFIG)
+    step = Run.open(run_dir).step()
+    gc_id = pq.read_table(step.path, columns=["gc_id"]).column("gc_id")[0].as_py()
+    (tmp_path / "huge.jsonl").write_text(f'{{"gc_id": {gc_id}, "reward": 1{"0" * 400}}}\n')
+    before = snapshot(run_dir)
+    script = str(Path(sys.executable).with_name("gaincurate"))
+    refused = [(tmp_path, "is a folder; pass the file"), (tmp_path / "huge.jsonl", "is not a finite number")]
+    for feedback, words in refused:
+        done = subprocess.run([script, "schedule", "step", "--run", str(run_dir), "--feedback", str(feedback)],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        [line] = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and line.startswith("gaincurate: error: ") and words in line, done.stderr
+    assert snapshot(run_dir) == before
