@@ -266,7 +266,9 @@ def others_mean(gc_ids: np.ndarray, reference_ids: np.ndarray, reference_rates: 
     label never reaches its leave-one-out prediction, not even through the mean it falls back on. Summed exactly, the
     same bits on every CPU."""
     rates = np.asarray(reference_rates, dtype=np.float64)
+    if not len(rates):
+        return np.full(len(gc_ids), 0.5)
     own = self_index(np.asarray(gc_ids, dtype=np.int64), np.asarray(reference_ids, dtype=np.int64))
     others = len(rates) - (own >= 0)
-    sums = math.fsum(rates.tolist()) - np.where(own >= 0, rates[np.maximum(own, 0)] if len(rates) else 0.0, 0.0)
+    sums = math.fsum(rates.tolist()) - np.where(own >= 0, rates[own], 0.0)  # own -1: rates[-1], dropped by where
     return np.where(others > 0, sums / np.maximum(others, 1), 0.5)
