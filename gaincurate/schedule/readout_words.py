@@ -23,7 +23,7 @@ def epoch_words(line: dict[str, Any] | None) -> str:
     if not groups:
         return "readout: nothing measured (the feedback gave no prompt's own rollouts)"
     aimed = readout.get("estimated_pass_rate")
-    aimed_at = "" if aimed is None else f", {aimed:.2f} aimed at"
+    aimed_at = "" if aimed is None else f", {aimed:.2f} {'estimated' if _all_control(readout) else 'aimed at'}"
     aimed_at = f", {DRAWN_PAUSED}" if drawn_paused(readout) else aimed_at
     parts = [
         f"zero variance {readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} all wrong, "
@@ -52,13 +52,16 @@ def control_words(readout: dict[str, Any], *, epoch_arms: bool = True, epoch: in
         )
     if verdict == NO_CONTROL:
         return "against uniform: no control (the draw keeps no uniform slice, so nothing here says whether it saves)"
-    arms = ""
-    if epoch_arms and readout.get("control_groups"):
+    arms, control = "", f"{share_words(readout.get('control_informative'))} of {readout.get('control_groups')}"
+    if epoch_arms and _all_control(readout):
+        arms = f"this epoch the uniform slice is the whole epoch, {control} groups informative; "
+    elif epoch_arms and readout.get("control_groups"):
         arms = (
             f"this epoch {share_words(readout.get('aimed_informative'))} of {readout['aimed_groups']} aimed groups "
-            f"informative, {share_words(readout.get('control_informative'))} of {readout['control_groups']} in the "
-            "uniform slice; "
+            f"informative, {control} in the uniform slice; "
         )
+    if readout.get("informative_gain") is None and _all_control(readout):
+        return f"{arms}against uniform: nothing to compare (no group was aimed)"
     if readout.get("informative_gain") is None:
         return f"{arms}against uniform: {verdict} (no aimed epoch with a control yet)"
     gain = (
@@ -99,6 +102,11 @@ def drawn_paused(readout: dict[str, Any]) -> bool:
     """Whether the epoch was drawn uniformly because aiming was paused (docs/readout.md). A run that has paused says
     its level after every epoch (`aim`), and a paused draw keeps no slice: measured groups without arms."""
     return bool("aim" in readout and readout.get("groups") and "aimed_groups" not in readout)
+
+
+def _all_control(readout: dict[str, Any]) -> bool:
+    """Whether the epoch's uniform slice is all of it (probe's `--uniform-share 1`): no group was aimed."""
+    return bool(readout.get("control_groups")) and readout.get("aimed_groups") == 0
 
 
 def _uniform_first(readout: dict[str, Any]) -> bool:

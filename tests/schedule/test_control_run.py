@@ -154,5 +154,6 @@ def test_a_slice_of_the_whole_epoch_makes_no_look_and_prints_no_aimed_share(tmp_
         cell = f"- / {readout['control_informative']:.0%}"
         assert cell in status, status
     for line in epoch_lines(stderr)[1:]:
-        assert "this epoch - of 0 aimed groups informative" in line, line
+        assert "this epoch the uniform slice is the whole epoch" in line, line
+        assert "aimed at" not in line and "aimed groups" not in line and "nothing to compare" in line, line
     assert "Traceback" not in stderr
