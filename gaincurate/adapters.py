@@ -5,9 +5,11 @@ and most single-GPU GRPO scripts save such a folder (`PeftModel.save_pretrained`
 the adapter merged in (`merge_and_unload`): scoring and the likelihood then run the plain model's forward, whose
 logits equal the unmerged adapter's within float32 rounding.
 
-The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here; otherwise
-the model the prompts were scored with, where there is one. When both are there, a base whose shapes differ from
-the scored model's is refused: the adapter was trained on another model. `gaincurate.model` finds and loads adapters
+The base is the model the adapter's config names (`base_model_name_or_path`) when that is a model here (as named, or
+relative to the adapter's folder); otherwise the model the prompts were scored with, where there is one. When both
+are there, a base whose shapes differ from the scored model's is refused: the adapter was trained on another model;
+so is an adapter whose weights do not all fit the base it loads on. Embeddings saved resized (tokens added in
+training) resize the base before they load over it. `gaincurate.model` finds and loads adapters
 through these functions; finding one needs nothing, loading one needs peft (`pip install 'gaincurate[peft]'`).
 """
 
@@ -56,25 +58,28 @@ def adapter_base(folder: Path, spec: str, scored_with: Any, *, resolve: Callable
     require_peft(folder)
     fallback = None if scored_with is None else scored_with.base or scored_with  # an adapter's own base
     named = named_base(folder)
-    base = _named_source(named, hub_allowed=fallback is None, resolve=resolve)
+    base = _named_source(named, folder, hub_allowed=fallback is None, resolve=resolve)
     if base is None and fallback is None:
+        what = f"of {named!r}, which is not a model here" if named else "that names no base model"
         raise ModelError(
-            f"{spec} is a LoRA adapter of {named!r}, which is not a model here; set base_model_name_or_path in "
-            f"{folder / ADAPTER_CONFIG} to the base model's folder, .gguf file or Hub id"
+            f"{spec} is a LoRA adapter {what}; set base_model_name_or_path in {folder / ADAPTER_CONFIG} to the base "
+            "model's folder (absolute, or relative to the adapter's), .gguf file or Hub id"
         )
     if base is not None and fallback is not None and base != fallback:
         _check_same_shape(folder, base, fallback, read_config)
     return base or fallback
 
 
-def _named_source(named: str | None, *, hub_allowed: bool, resolve: Callable) -> Any:
-    """The adapter's named base as a model source, when it is a model folder or GGUF file here (or, `hub_allowed`,
-    a Hub id); None otherwise (a trainer's temporary folder, a GGUF package folder)."""
+def _named_source(named: str | None, folder: Path, *, hub_allowed: bool, resolve: Callable) -> Any:
+    """The adapter's named base as a model source, when it is a model folder or GGUF file here, as named or relative
+    to the adapter's `folder` (moved together); or, `hub_allowed`, a Hub id; None otherwise (a trainer's temporary
+    folder, a GGUF package folder)."""
     if not named:
         return None
+    for path in (Path(named).expanduser(), folder / Path(named).expanduser()):
+        if (path / "config.json").is_file() or (named.endswith(".gguf") and path.is_file()):
+            return resolve(str(path))
     path = Path(named).expanduser()
-    if (path / "config.json").is_file() or (named.endswith(".gguf") and path.is_file()):
-        return resolve(named)
     if hub_allowed and not path.exists() and not named.startswith((".", "/", "~")) and named.count("/") <= 1:
         return resolve(named)
     return None
@@ -105,20 +110,62 @@ def merge_adapter(folder: str | Path, base: Any, base_name: str) -> Any:
     require_peft(folder)
     import warnings
 
-    from peft import PeftModel
+    from peft import PeftModel, get_peft_model_state_dict
 
+    saved = _saved_shapes(Path(folder))
+    _fit_vocabulary(base, saved)
     try:
         with warnings.catch_warnings():  # peft 0.21 asks transformers 5 for `is_gradient_checkpointing`, deprecated
             # there: a note to peft's authors, not to the user; it goes once peft asks `is_activation_checkpointing`
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            warnings.filterwarnings("ignore", message="Found missing adapter keys")  # refused below, in one line
             model = PeftModel.from_pretrained(base, str(folder))
     except (OSError, ValueError, RuntimeError, KeyError) as error:  # another model's adapter: sizes do not match
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        said = next((line.strip() for line in lines if "size mismatch" in line), lines[0])
         raise ModelError(
-            f"cannot apply the LoRA adapter {folder} to {base_name}: {first}; train the adapter on the model the "
+            f"cannot apply the LoRA adapter {folder} to {base_name}: {said}; train the adapter on the model the "
             "prompts were scored with"
         ) from None
+    expected = set(get_peft_model_state_dict(model, save_embedding_layers=False))
+    # peft applies what fits and only warns of the rest: a model adapted in some layers and not others
+    missing, extra = sorted(expected - set(saved)), sorted(k for k in set(saved) - expected if ".lora_" in k)
+    if missing or extra:
+        raise ModelError(
+            f"the LoRA adapter {folder} does not fit {base_name}: {len(missing)} of the weights it should hold are "
+            f"not in it and {len(extra)} of its own have no place there (first: {(missing or extra)[0]}); train "
+            "the adapter on the model the prompts were scored with"
+        )
     return model.merge_and_unload().eval()
+
+
+def _saved_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor in the adapter's weights file, by its saved name, read without loading the tensors."""
+    path = next((folder / name for name in ADAPTER_FILES if (folder / name).is_file()), None)
+    if path is None:
+        raise ModelError(f"{folder} holds no {' or '.join(ADAPTER_FILES)}; save the adapter again")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as weights:
+            return {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}  # noqa: SIM118
+    import torch
+
+    return {key: tuple(value.shape) for key, value in torch.load(path, mmap=True, weights_only=True).items()}
+
+
+def _fit_vocabulary(base: Any, saved: dict[str, tuple[int, ...]]) -> None:
+    """Resize `base`'s token embeddings to the adapter's where it saved them resized (tokens added in training, with
+    the embeddings in `modules_to_save`), as the trainer did before training: the saved rows then load over them."""
+    embeddings = base.get_input_embeddings()
+    name = next(name for name, module in base.named_modules() if module is embeddings)
+    rows = saved.get(f"base_model.model.{name}.weight", (embeddings.num_embeddings,))[0]
+    if rows != embeddings.num_embeddings:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # the added rows' start is drawn, then overwritten: drawn the same
+            torch.manual_seed(0)
+            base.resize_token_embeddings(rows, mean_resizing=False)
 
 
 def peft_unwrapped(model: Any) -> Any:

@@ -20,11 +20,12 @@ import importlib.util
 import inspect
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gaincurate.adapters import adapter_base, has_tokenizer, is_adapter_folder, merge_adapter
+from gaincurate.adapters import ADAPTER_CONFIG, adapter_base, has_tokenizer, is_adapter_folder, merge_adapter
 from gaincurate.errors import ConfigError, ModelError, interrupts_held, narrowed_attention_explained
 from gaincurate.fileio import cache_dir, publish_folder
 from gaincurate.hub import hub_local_only
@@ -117,11 +118,24 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
+@contextlib.contextmanager
+def _base_of(adapter: ModelSource) -> Iterator[None]:
+    """A failure to load an adapter's base, said as that: the way out may be to name another base in its config."""
+    try:
+        yield
+    except ModelError as error:
+        raise ModelError(
+            f"{error}; or name a base model that is here in {Path(adapter.folder) / ADAPTER_CONFIG} (the LoRA "
+            f"adapter {adapter.display}'s base_model_name_or_path)"
+        ) from None
+
+
 def load_tokenizer(source: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
     if source.base is not None and not has_tokenizer(source.folder):
-        return load_tokenizer(source.base)
+        with _base_of(source):
+            return load_tokenizer(source.base)
 
     def convert() -> Any:
         return AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
@@ -166,7 +180,8 @@ def load_config(source: ModelSource) -> Any:
     from transformers import AutoConfig
 
     if source.base is not None:
-        return load_config(source.base)
+        with _base_of(source):
+            return load_config(source.base)
     read = AutoConfig.from_pretrained
     if source.gguf_file:  # 15 s for the embedded model's 49k-token vocabulary
         return _from_gguf(source, "config", lambda: read(source.folder, gguf_file=source.gguf_file), read)
@@ -176,7 +191,9 @@ def load_config(source: ModelSource) -> Any:
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:
     """The causal LM in eval mode, in `dtype` on `device`."""
     if source.kind == "adapter":
-        return merge_adapter(source.folder, load_model(source.base, dtype=dtype, device=device), source.base.display)
+        with _base_of(source):
+            base = load_model(source.base, dtype=dtype, device=device)
+        return merge_adapter(source.folder, base, source.base.display)
     quiet_dependency_noise()  # transformers imports torchao on a model load: load_embedded in a user's script too
     import torch
     from transformers import AutoModelForCausalLM

@@ -104,11 +104,12 @@ class _Roller:
 
 def run_rollouts(config: RolloutConfig, progress: Progress = NULL_PROGRESS) -> RolloutResult:
     """Roll out the chosen prompts into `config.out`, resuming a matching partial file."""
-    from gaincurate.model import load_model, load_tokenizer, resolve_device, resolve_dtype, resolve_source
+    from gaincurate.model import load_model, load_tokenizer, resolve_device, resolve_dtype
+    from gaincurate.scoring.rescore import checkpoint_source
 
     inputs = read_inputs(config)
     checker = AnswerChecker(config.answer_format)
-    source = resolve_source(inputs.model_spec)
+    source = checkpoint_source(inputs.model_spec, inputs.prompt_config.get("model"))  # an adapter: its base as scored
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     out = Path(config.out)

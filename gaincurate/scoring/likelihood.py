@@ -321,7 +321,7 @@ def likelihoods(
         from gaincurate.model import load_model, resolve_device
         from gaincurate.scoring.rescore import checkpoint_source, checkpoint_tokenizer
 
-        source = checkpoint_source(checkpoint, config)
+        source = checkpoint_source(checkpoint, config.model)
         tokenizer = checkpoint_tokenizer(source, config)
         device = resolve_device(config.device)
         model = load_model(source, dtype=likelihood_dtype(device), device=device)

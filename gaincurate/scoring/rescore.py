@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.adapters import has_tokenizer, is_adapter_folder, peft_unwrapped
+from gaincurate.adapters import ADAPTER_CONFIG, has_tokenizer, is_adapter_folder, peft_unwrapped
 from gaincurate.errors import ConfigError, GaincurateError, InputError, ModelError
 from gaincurate.model import (
     ModelSource,
@@ -59,7 +59,7 @@ def rescore(
     if model is None:
         if checkpoint is None:
             raise ConfigError("rescore needs --checkpoint or a live model")
-        source = checkpoint_source(checkpoint, config)
+        source = checkpoint_source(checkpoint, config.model)
         device = resolve_device(config.device)
         tokenizer = checkpoint_tokenizer(source, config)
         dtype = config.dtype if config.dtype == "int8" else resolve_dtype(config.dtype, device)
@@ -83,14 +83,15 @@ def rescore(
     return result["score"]
 
 
-def checkpoint_source(checkpoint: str | Path, config: ScoreConfig) -> ModelSource:
-    """A checkpoint as a model to load. An adapter's base is the one its config names, or else the model the prompts
-    were scored with (a base of another shape is refused: `gaincurate.adapters`)."""
+def checkpoint_source(checkpoint: str | Path | None, scored_model: str | None) -> ModelSource:
+    """A checkpoint (None: the embedded model) as a model to load. An adapter's base is the one its config names, or
+    else `scored_model`, the model the prompts were scored with (a base of another shape is refused:
+    `gaincurate.adapters`)."""
     scored = None
-    if is_adapter_folder(Path(checkpoint)):
+    if checkpoint is not None and is_adapter_folder(Path(checkpoint)):
         with contextlib.suppress(ModelError):  # the scored model gone: the adapter's own base, if it names one here
-            scored = resolve_source(config.model)
-    return resolve_source(str(checkpoint), scored_with=scored)
+            scored = resolve_source(scored_model)
+    return resolve_source(None if checkpoint is None else str(checkpoint), scored_with=scored)
 
 
 def checkpoint_tokenizer(source: ModelSource, config: ScoreConfig) -> Any:
@@ -158,8 +159,9 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
         folder = Path(tmp)
         data = folder / "rows.jsonl"
         data.write_text("".join(json.dumps({config.prompt_column: q}) + "\n" for q in questions))
+        model = _workers_model(checkpoint_source(checkpoint, config.model), str(checkpoint), folder)
         settings = config.replace(
-            dataset=str(data), split=None, limit=None, model=str(checkpoint), embed=False, debias="none",
+            dataset=str(data), split=None, limit=None, model=model, embed=False, debias="none",
             answer_column=None,
         ).to_dict()  # fmt: skip
         shard_rows = max(1, math.ceil(len(questions) / (2 * nproc)))
@@ -185,6 +187,23 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
                 f"log is {kept}: fix what it names and run the same command again"
             )
         return read_scores(folder / "scores")["gc_score"].to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _workers_model(source: ModelSource, checkpoint: str, folder: Path) -> str:
+    """The checkpoint as each worker loads it. An adapter is linked into `folder` with its config naming the base
+    found here, where its own config may name none (a worker knows no scored model to fall back on)."""
+    if source.kind != "adapter" or source.base is None:
+        return checkpoint
+    linked = folder / "adapter"
+    linked.mkdir()
+    for file in Path(checkpoint).iterdir():
+        if file.name != ADAPTER_CONFIG:
+            (linked / file.name).symlink_to(file.resolve())
+    base = source.base
+    named = base.folder if base.kind == "hub" else str(Path(base.folder, base.gguf_file or "").resolve())
+    adapter_config = json.loads((Path(checkpoint) / ADAPTER_CONFIG).read_text())
+    (linked / ADAPTER_CONFIG).write_text(json.dumps({**adapter_config, "base_model_name_or_path": named}))
+    return str(linked)
 
 
 def _cause(log: Path) -> str:

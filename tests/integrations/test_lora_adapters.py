@@ -244,5 +244,99 @@ def test_an_adapter_of_another_model_or_of_a_base_not_here_is_refused_in_one_lin
         resolve_source(str(adapter))
     assert str(unknown.value) == (
         f"{adapter} is a LoRA adapter of '/gone/base', which is not a model here; set base_model_name_or_path in "
-        f"{adapter / 'adapter_config.json'} to the base model's folder, .gguf file or Hub id"
+        f"{adapter / 'adapter_config.json'} to the base model's folder (absolute, or relative to the adapter's), "
+        ".gguf file or Hub id"
     )
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    with pytest.raises(ModelError, match="is a LoRA adapter that names no base model; set base_model_name_or_path"):
+        resolve_source(str(adapter))
+
+
+def adapter_of(model: Path, folder: Path, base_named: str | None = None, **lora: object) -> Path:
+    """A LoRA adapter of `model` saved to `folder`, its config naming `base_named` where given."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model), LoraConfig(**LORA, **lora)).save_pretrained(folder)
+    if base_named is not None:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_named}))
+    return folder
+
+
+def test_an_adapter_with_added_tokens_scores_and_measures_as_its_merged_copy(tiny_llama, scores, tmp_path):
+    """Tokens added in training, the embeddings resized and saved whole (`modules_to_save`), the tokenizer beside the
+    adapter: the base is resized to the saved embeddings before the adapter loads over it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gaincurate.scoring.likelihood import likelihoods
+    from gaincurate.scoring.rescore import rescore
+
+    resized = tmp_path / "resized"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(resized)
+    tokenizer.save_pretrained(resized)
+    adapter = adapter_of(resized, tmp_path / "adapter", str(tiny_llama), modules_to_save=["embed_tokens", "lm_head"])
+    tokenizer.save_pretrained(adapter)
+    merged = merged_copy(adapter, resized, tmp_path / "merged")
+    ids = list(range(PROMPTS))
+    np.testing.assert_array_equal(rescore(scores, ids, checkpoint=adapter), rescore(scores, ids, checkpoint=merged))
+    ours, reference = likelihoods(scores, ids, checkpoint=adapter), likelihoods(scores, ids, checkpoint=merged)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=LOGP_TOLERANCE)
+
+
+def test_an_adapter_of_a_shallower_model_is_refused_where_the_scored_model_stands_in_for_its_base(
+    tiny_llama, scores, tmp_path
+):
+    """Its base not here, the scored model stands in; peft would apply the adapter's two layers and leave the third
+    unadapted with a warning. It is refused in one line, and peft's warning is not shown."""
+    import warnings
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gaincurate.errors import ModelError
+    from gaincurate.scoring.rescore import rescore
+
+    config = AutoConfig.from_pretrained(tiny_llama)
+    config.num_hidden_layers = 2
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "shallow")
+    adapter = adapter_of(tmp_path / "shallow", tmp_path / "adapter", "/gone/shallow")
+    with warnings.catch_warnings(record=True) as said, pytest.raises(ModelError) as refused:
+        warnings.simplefilter("always")
+        rescore(scores, [0, 1], checkpoint=adapter)
+    message = str(refused.value)
+    assert "\n" not in message and f"the LoRA adapter {adapter} does not fit {tiny_llama}: " in message
+    assert "layers.2." in message and not [w for w in said if "adapter keys" in str(w.message)]
+
+
+def test_an_adapter_whose_base_is_gone_loads_on_the_scored_model_in_rollout_and_in_two_processes(
+    adapter, tiny_llama, scores, tmp_path, monkeypatch
+):
+    """Re-scoring falls back on the scored model; so do `gaincurate rollout --model ADAPTER` and torchrun's workers,
+    which know no scored model (they are handed the adapter with that base named). A base named relative to the
+    adapter's folder is found from any directory."""
+    import shutil
+
+    from gaincurate.model import resolve_source
+    from gaincurate.scoring.rescore import rescore
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    gone = shutil.copytree(adapter, tmp_path / "gone")
+    (gone / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/gone/base"}))
+    ids = list(range(8))
+    np.testing.assert_array_equal(
+        rescore(scores, ids, checkpoint=gone, nproc=2), rescore(scores, ids, checkpoint=adapter)
+    )
+    out = tmp_path / "rollouts.jsonl"
+    done = gaincurate("rollout", scores, "--model", gone, "--out", out, "--reference-size", 2, "--samples", 1,
+                      "--max-new-tokens", 2, "--dtype", "float32", "--device", "cpu", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    shutil.copytree(tiny_llama, tmp_path / "models" / "base")
+    moved = shutil.copytree(adapter, tmp_path / "models" / "adapter")
+    (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "../base"}))
+    monkeypatch.chdir(tmp_path)  # where ../base is no model
+    assert resolve_source(str(moved)).base.folder == str(moved / "../base")
