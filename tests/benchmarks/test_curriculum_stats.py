@@ -101,6 +101,9 @@ def test_paired_ratio_counts_censored_seeds_at_their_budget():
     assert (result["censored"], result["baseline_censored"]) == (1, 1)
     # A crossing at the start (x = 0) counts as the floor, not as a division by zero.
     assert stats.paired_ratio([stats.Reach(0.0, False)], [stats.Reach(40.0, False)], floor=10.0)["mean"] == 0.25
+    # Below the floor on both sides (an arm's scoring pass, spent before a start already at the target): no saving.
+    at_start = stats.paired_ratio([stats.Reach(26.9, False)], [stats.Reach(0.0, False)], floor=203.0)
+    assert at_start["mean"] == 1.0
 
 
 def test_partial_auc_cuts_the_last_trapezoid_at_the_budget():

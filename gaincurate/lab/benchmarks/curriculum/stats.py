@@ -215,9 +215,12 @@ def paired_ratio(arm: list[Reach], base: list[Reach], floor: float) -> dict[str,
     """Per seed arm / base; geometric mean, 95% t interval on the logs, sign-flip p, censored counts.
 
     `floor`: what a crossing at the very start (x = 0: the curve began at the target) counts as, so it gives a
-    finite ratio rather than a division by zero.
+    finite ratio rather than a division by zero. Against a baseline that began at the target, an arm counts at least
+    the floor: having spent only its up-front cost (a scoring pass), it saved nothing against one that spent none.
     """
-    logs = [math.log(_positive(a.value, floor) / _positive(b.value, floor)) for a, b in zip(arm, base, strict=True)]
+    logs = [
+        math.log(_positive(a.value, floor, b.value) / _positive(b.value, floor)) for a, b in zip(arm, base, strict=True)
+    ]
     stats = mean_ci(logs)
     return {
         "mean": None if stats["mean"] is None else math.exp(stats["mean"]),
@@ -231,8 +234,9 @@ def paired_ratio(arm: list[Reach], base: list[Reach], floor: float) -> dict[str,
     }
 
 
-def _positive(value: float, floor: float) -> float:
-    return value if value > 0 else floor
+def _positive(value: float, floor: float, base: float = 1.0) -> float:
+    """`value`, or the floor where it is 0, or below the floor against a `base` of 0."""
+    return max(value, floor) if base <= 0 else value if value > 0 else floor
 
 
 def partial_auc(x: np.ndarray, y: np.ndarray, budget: float) -> float | None:
