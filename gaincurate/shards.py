@@ -10,6 +10,7 @@ into `--out`, when, and under which lock is `gaincurate.scoring.output`'s.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,20 @@ RESERVED_PREFIX = "gc_"
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_ROWS = 1000
 _SHARD_NAME = re.compile(r"shard-\d{5,}\.arrow")
-_MANIFEST_FIELDS = {"shards": list, "checksums": dict, "fingerprint": dict, "config": dict, "model": dict}
-_KIND_WORDS = {list: "a list", dict: "an object"}
-_COMPLETE_FIELDS = ("shards", "config")  # what every reader of a finished run uses
+# The kind of each field (a dotted path) that a reader uses, checked wherever it is present: another kind would stop
+# the reader with a traceback.
+_MANIFEST_FIELDS = {
+    "shards": list, "checksums": dict, "fingerprint": dict, "config": dict, "model": dict, "dataset": dict,
+    "diagnostics": dict, "timings": dict, "rows": int, "shard_rows": int, "config.prompt_column": str,
+    "dataset.columns": list, "model.id": str, "site": str, "layer": int, "dtype": str, "device": str, "backend": str,
+    "diagnostics.status_counts": dict, "diagnostics.truncated_rows": int,
+}  # fmt: skip
+_KIND_WORDS = {list: "a list", dict: "an object", str: "a string", int: "a whole number"}
+_COMPLETE_FIELDS = ("shards", "config", "config.prompt_column", "rows")  # what every reader of a finished run uses
+# What a scoring pass records besides, which `show` reads: a directory `schedule` wrote unscored holds none of it.
+SCORED_FIELDS = ("model.id", "site", "layer", "dtype", "device", "backend", "diagnostics.status_counts",
+                 "diagnostics.truncated_rows")  # fmt: skip
+_ABSENT = object()
 
 SCORE_FIELDS = [
     pa.field("gc_id", pa.int64()),
@@ -80,8 +92,21 @@ def read_shard(path: Path) -> pa.Table:
         raise InputError(f"shard {path} is unreadable ({error}); re-run `gaincurate score` to rebuild it") from None
 
 
-def read_manifest(scores_dir: Path) -> dict[str, Any]:
-    """The manifest of a scores directory, checked to be one: an object whose shard names stay inside `scores_dir`."""
+def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """Row ranges `[low, high)` of the output shards; an empty dataset still gets one (empty) shard."""
+    count = max(1, math.ceil(num_rows / shard_rows))
+    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
+
+
+def manifest_shard_rows(manifest: dict[str, Any]) -> int:
+    """Rows per shard of a directory's layout."""
+    value = manifest.get("shard_rows")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_SHARD_ROWS
+
+
+def read_manifest(scores_dir: Path, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest of a scores directory, checked to be one: an object whose shard names stay inside `scores_dir`,
+    whose fields have their kinds, with the fields every reader of a complete one uses and those in `needs`."""
     path = Path(scores_dir) / MANIFEST
     if not path.is_file():
         raise InputError(f"{scores_dir} has no {MANIFEST}; point at a directory written by `gaincurate score`")
@@ -89,18 +114,19 @@ def read_manifest(scores_dir: Path) -> dict[str, Any]:
         manifest = read_json(path)
     except (ValueError, RecursionError) as error:
         raise InputError(f"{path} is not valid JSON ({error}); re-run `gaincurate score --overwrite`") from None
-    _check_manifest(manifest, path)
+    _check_manifest(manifest, path, needs)
     return manifest
 
 
-def _check_manifest(manifest: Any, path: Path) -> None:
+def _check_manifest(manifest: Any, path: Path, needs: tuple[str, ...]) -> None:
     """Refuse a manifest that is not one, before any field of it is trusted (a path, above all)."""
-    broken = f"re-run `gaincurate score --overwrite` into {path.parent}, or score into a new --out"
+    broken = _rescore(path.parent)
     if not isinstance(manifest, dict):
         kind = "a list" if isinstance(manifest, list) else f"a single {type(manifest).__name__} value"
         raise InputError(f"{path} is not a gaincurate manifest: it holds {kind}, not an object; {broken}")
     for key, kind in _MANIFEST_FIELDS.items():
-        if key in manifest and not isinstance(manifest[key], kind):
+        value = _field(manifest, key)
+        if value is not _ABSENT and (not isinstance(value, kind) or isinstance(value, bool)):
             raise InputError(f"{path} is damaged: its {key!r} is not {_KIND_WORDS[kind]}; {broken}")
     for name in manifest.get("shards", []):
         # Only plain shard names: a manifest must never make a reader open /etc/passwd or ../../x.
@@ -111,9 +137,45 @@ def _check_manifest(manifest: Any, path: Path) -> None:
             )
     if any(not isinstance(v, str) for v in manifest.get("checksums", {}).values()):
         raise InputError(f"{path} is damaged: its checksums are not strings; {broken}")
-    missing = [key for key in _COMPLETE_FIELDS if key not in manifest] if manifest.get("complete") else []
+    required = [*(_COMPLETE_FIELDS if manifest.get("complete") else ()), *needs]
+    missing = [key for key in required if _field(manifest, key) is _ABSENT]
     if missing:
-        raise InputError(f"{path} is damaged: it says complete but lacks {', '.join(missing)}; {broken}")
+        raise InputError(f"{path} is damaged: it lacks {', '.join(missing)}; {broken}")
+    damage = _inconsistency(manifest)
+    if damage:
+        raise InputError(f"{path} is damaged: {damage}; {broken}")
+
+
+def _rescore(scores_dir: Path) -> str:
+    return f"re-run `gaincurate score --overwrite` into {scores_dir}, or score into a new --out"
+
+
+def _field(manifest: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (`config.prompt_column`), or `_ABSENT`."""
+    value: Any = manifest
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return _ABSENT
+        value = value[key]
+    return value
+
+
+def _inconsistency(manifest: dict[str, Any]) -> str | None:
+    """What in a manifest contradicts the rest of it: a debias that is no length fit, a prompt column that is not one
+    of its columns, fewer or more shards than its rows fill (a shortened list would drop rows without a word)."""
+    debias = manifest.get("debias")
+    if debias is not None and not (
+        isinstance(debias, dict) and all(type(debias.get(key)) in (int, float) for key in ("intercept", "slope"))
+    ):
+        return "its 'debias' is not a length fit (an object with a number intercept and slope)"
+    column, columns = _field(manifest, "config.prompt_column"), _field(manifest, "dataset.columns")
+    if column is not _ABSENT and columns is not _ABSENT and column not in columns:
+        return f"its config.prompt_column {column!r} is not one of its columns ({', '.join(map(str, columns))})"
+    rows, names, shard_rows = manifest.get("rows"), manifest.get("shards"), manifest_shard_rows(manifest)
+    needed = len(shard_bounds(rows, shard_rows)) if rows else None
+    if needed is not None and names is not None and len(names) != needed:
+        return f"it lists {len(names)} shard(s), but rows {rows} at shard_rows {shard_rows} need {needed}"
+    return None
 
 
 def shard_intact(path: Path, checksum: str | None, low: int, high: int, schema: pa.Schema | None = None) -> bool:
@@ -157,6 +219,9 @@ def read_scores(scores_dir: Path, columns: list[str] | None = None) -> pa.Table:
     if not tables:
         return pa.table({})
     table = pa.concat_tables(tables)  # zero-copy: the shards stay memory-mapped, read only where a column is used
+    if table.num_rows != manifest["rows"]:
+        said = f"it says {manifest['rows']} rows, its shards hold {table.num_rows}"
+        raise InputError(f"{Path(scores_dir) / MANIFEST} is damaged: {said}; {_rescore(scores_dir)}")
     if "gc_id" not in table.column_names or in_id_order(table.column("gc_id")):
         return table  # `score` writes gc_id order: sorting it again would copy every column (6 GB at 1M rows)
     return table.sort_by("gc_id")

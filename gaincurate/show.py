@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from gaincurate.errors import InputError
 from gaincurate.metrics import spearman
 from gaincurate.prompts import question_text
-from gaincurate.shards import numeric_input_column, ranking_scores, read_manifest, read_scores
+from gaincurate.shards import SCORED_FIELDS, numeric_input_column, ranking_scores, read_manifest, read_scores
 
 # Above this |Spearman(ranking score, question tokens)| `show` says the ranking mostly follows length: at
 # 0.5 two prompts picked at random are ordered by score as by length about two times in three (Kendall's tau 0.35 for
@@ -24,7 +25,10 @@ TRUNCATED_SHOWN = 5  # truncated rows named by gc_id; the rest are counted
 
 
 def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 5, bins: int = 12) -> dict[str, Any]:
-    manifest = read_manifest(scores_dir)
+    if read_manifest(scores_dir).get("unscored") is True:
+        raise InputError(f"{scores_dir} holds prompts no model has scored (`schedule init --prompts`): nothing to "
+                         "show; score them with `gaincurate score` to see a ranking")  # fmt: skip
+    manifest = read_manifest(scores_dir, needs=SCORED_FIELDS)
     table = read_scores(scores_dir)
     prompt_column = manifest["config"]["prompt_column"]
     rank_score = ranking_scores(table, manifest)

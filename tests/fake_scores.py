@@ -82,6 +82,7 @@ def write_scores_dir(
         "format_version": shards.FORMAT_VERSION,
         "complete": True,
         "rows": table.num_rows,
+        "shard_rows": size,
         "shards": names,
         "config": {
             "prompt_column": prompt_column,

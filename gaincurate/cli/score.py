@@ -110,9 +110,8 @@ def merge(
     from gaincurate.scoring import merge as run_merge
 
     manifest = run_merge(scores_dir)
-    emit(
-        manifest, as_json=as_json, human=lambda stdout: _draw_result(stdout, manifest, RunOptions(out=str(scores_dir)))
-    )
+    options = RunOptions(out=str(scores_dir))
+    emit(manifest, as_json=as_json, human=lambda stdout: _draw_result(stdout, manifest, options, command="merge"))
 
 
 def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
@@ -156,9 +155,9 @@ def _what_was_kept(stopped: Interrupted) -> str:
     )
 
 
-def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> None:
+def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions, command: str = "score") -> None:
     if manifest.get("already_complete"):
-        stdout.line(f"{options.out} is already complete ({manifest['rows']} rows); nothing to score.")
+        stdout.line(f"{options.out} is already complete ({manifest['rows']} rows); nothing to {command}.")
         stdout.line(f"Next: gaincurate show {options.out}")
         return
     if not manifest["complete"]:
@@ -170,8 +169,9 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions) -> 
     diagnostics, timings = manifest["diagnostics"], manifest["timings"]
     flagged = {k: v for k, v in diagnostics["status_counts"].items() if k != "ok"}
     if manifest.get("debiased"):
+        scored = manifest["rows"] - diagnostics["unscored_rows"]  # a row without a score is not ranked
         stdout.line(
-            f"Re-ranked the {manifest['rows']} scored rows of {options.out} with --debias "
+            f"Re-ranked the {scored} scored rows of {options.out} with --debias "
             f"{manifest['config']['debias']} in {timings['debias_seconds']:.2f}s, without scoring or loading the "
             f"model (the scoring pass's timings are kept); Spearman(score, question tokens) = "
             f"{_spearman_words(diagnostics)}."

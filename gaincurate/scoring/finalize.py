@@ -29,6 +29,7 @@ from gaincurate.shards import FORMAT_VERSION, read_shard, shard_name
 
 _SUMMED = ("tokens", "padded_tokens", "batches", "packed_batches", "rows_scored", "prefix_tokens_reused",
            "shards_resumed")  # fmt: skip
+WORK_FIELDS = (*_SUMMED, "score_seconds", "forward_seconds", "model_load_seconds")  # a part's counters `finalize` reads
 
 
 def start_manifest(prepared: Prepared, options: RunOptions) -> dict[str, Any]:
@@ -79,10 +80,10 @@ def model_fields(prepared: Prepared, loaded: Loaded) -> dict[str, Any]:
     }
 
 
-def finalize(
-    out: Path, manifest: dict[str, Any], config: ScoreConfig, works: list[dict[str, Any]], total: float | None
-) -> dict[str, Any]:
-    """Diagnostics over every shard, summed work counters, `complete: true`, written atomically."""
+def finalize(out: Path, manifest: dict[str, Any], config: ScoreConfig, works: list[dict[str, Any]],
+             total: float | None, checksums: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Diagnostics over every shard, summed work counters, `complete: true`, written atomically. `checksums`: the
+    shards' SHA-256 where the caller has them (`merge`, having checked them against the parts'), else read here."""
     manifest = {**manifest, **diagnostics(out, manifest, config)}
     summed = {key: sum(w[key] for w in works) for key in _SUMMED}
     score_seconds = max(w["score_seconds"] for w in works)
@@ -98,7 +99,7 @@ def finalize(
         "tokens_per_second": _rate(summed["tokens"], forward_seconds),
     }
     manifest["timings"].update(floor_fields(manifest.get("tuning"), manifest["timings"], works))
-    manifest["checksums"] = {name: file_sha256(out / name) for name in manifest["shards"]}
+    manifest["checksums"] = checksums or {name: file_sha256(out / name) for name in manifest["shards"]}
     manifest["complete"] = True
     write_manifest(out, manifest)
     return manifest

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +23,17 @@ import pyarrow as pa
 from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_json, create_exclusive, json_bytes
-from gaincurate.shards import DEFAULT_SHARD_ROWS, MANIFEST, read_manifest, shard_intact, shard_name
+from gaincurate.shards import (
+    DEFAULT_SHARD_ROWS,
+    MANIFEST,
+    manifest_shard_rows,
+    read_manifest,
+    shard_bounds,
+    shard_intact,
+    shard_name,
+)
 
 LOCK = ".gaincurate.lock"
-
-
-def shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
-    """Row ranges `[low, high)` of the output shards; an empty dataset still gets one (empty) shard."""
-    count = max(1, math.ceil(num_rows / shard_rows))
-    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(count)]
-
-
-def manifest_shard_rows(manifest: dict[str, Any]) -> int:
-    """Rows per shard of a directory's layout."""
-    value = manifest.get("shard_rows")
-    return value if isinstance(value, int) and value > 0 else DEFAULT_SHARD_ROWS
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from gaincurate import distributed
 from gaincurate.columns import column_values, has_column
 from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError, GaincurateError, Interrupted
-from gaincurate.fileio import atomic_write_json
+from gaincurate.fileio import atomic_write_json, file_sha256
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.config import RunOptions, ScoreConfig
@@ -122,7 +122,10 @@ def _score_part(
         "model_load_seconds": loaded.seconds,
     }
     if part.count > 1 and not part.distributed:
-        atomic_write_json(out / distributed.part_marker(part), {"fingerprint": prepared.fingerprint, "work": work})
+        # The SHA-256 of the part's shards, which `merge` checks: a shard copied from another run still reads as rows.
+        checksums = {shard_name(i): file_sha256(out / shard_name(i)) for i in mine}
+        marker = {"fingerprint": prepared.fingerprint, "work": work, "checksums": checksums}
+        atomic_write_json(out / distributed.part_marker(part), marker)
         return manifest
     works = distributed.gather(part, work)
     distributed.barrier(part)

@@ -73,3 +73,9 @@ def test_scores_or_prompts_one_of_them(given, gaincurate, error_line, tmp_path):
     line = error_line(gaincurate("schedule", "init", "--run", "r", "--strategy", "uniform", *given))
     assert "--scores DIR" in line and "--prompts FILE" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_show_on_a_run_s_unscored_prompts_says_there_is_nothing_to_show(gaincurate, error_line, scored, tmp_path):
+    gaincurate("schedule", "init", "--prompts", scored.parent / "problems.jsonl", "--run", "r", "--strategy", "mopps")
+    line = error_line(gaincurate("show", tmp_path / "r" / "prompts"))
+    assert "holds prompts no model has scored" in line and "gaincurate score" in line
