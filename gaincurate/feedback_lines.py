@@ -59,8 +59,9 @@ def check_reward(reward: Any, reward_max: float, reward_min: float = 0.0) -> flo
         fix = f"reward_min={reward:g}" if below else f"reward_max={reward:g}"
         raise ValueError(
             f"reward {reward:g} is outside [{reward_min:g}, reward_max={reward_max:g}]; if it is the reward of a "
-            f"{'wrong' if below else 'right'} answer, set {fix} (`gaincurate schedule init --reward-range LO,HI` or "
-            f"--reward-max, or ScheduleConfig({fix}) in process)"
+            f"{'wrong' if below else 'right'} answer, start a run with {fix} (a run keeps the range it began with: "
+            "`gaincurate schedule init --reward-range LO,HI` or --reward-max into a new --run, or "
+            f"ScheduleConfig({fix}) in process)"
         )
     return float(reward)
 
@@ -70,6 +71,8 @@ def parse_record(record: Any, reward_max: float, reward_min: float = 0.0) -> Rol
     if not isinstance(record, Mapping):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     gc_id = record.get("gc_id")
+    if "gc_id" not in record:
+        raise ValueError("has no gc_id (pass the epoch file's gc_id through to each rollout)")
     if isinstance(gc_id, bool) or not isinstance(gc_id, numbers.Integral):
         raise ValueError(f"gc_id {gc_id!r} is not an integer")
     has_reward, has_correct = "reward" in record, "correct" in record
@@ -148,6 +151,11 @@ def read_rollouts(
         raise InputError(f"feedback path {path} is a folder; pass the file the trainer wrote its rollouts to")
     if data is None and not path.is_file():
         raise InputError(f"feedback file {path} does not exist; {FORMAT_HINT}")
+    with Path(path).open("rb") if data is None else io.BytesIO(data) as file:
+        head = file.read(4096)
+    if b"\0" in head or head.startswith(b"PAR1"):  # an epoch's Parquet file, say: its bytes are no lines to quote
+        kind = "a Parquet file" if head.startswith(b"PAR1") else "binary"
+        raise InputError(f"feedback file {path} is {kind}, not JSON lines; {FORMAT_HINT}")
     return validated(
         file_lines(path, data), known_ids=known_ids, reward_max=reward_max, reward_min=reward_min, parse=parse_line
     )

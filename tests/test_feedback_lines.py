@@ -47,6 +47,7 @@ def test_a_record_is_its_gc_id_and_correctness(record, reward_max, expected):
     [
         ('{"gc_id": 3, "correct": tr', "line 2: not valid JSON"),
         ({"gc_id": "3", "correct": True}, "line 2: gc_id '3' is not an integer"),
+        ({"reward": 1.0}, r"line 2: has no gc_id \(pass the epoch file's gc_id through to each rollout\)"),
         ({"gc_id": 3}, "line 2: needs exactly one of 'reward' and 'correct'"),
         ({"gc_id": 3, "reward": 1, "correct": True}, "line 2: needs exactly one"),
         ({"gc_id": 3, "correct": 1}, "line 2: correct 1 is not true/false"),
@@ -83,6 +84,18 @@ def test_missing_file(tmp_path):
         read_rollouts(tmp_path / "none.jsonl", known_ids=KNOWN, reward_max=1.0)
     with pytest.raises(InputError, match="is a folder; pass the file the trainer wrote its rollouts to"):
         read_rollouts(tmp_path, known_ids=KNOWN, reward_max=1.0)
+
+
+def test_a_parquet_or_binary_file_is_named_as_such_not_quoted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"gc_id": [1, 2]}), tmp_path / "epoch-0000.parquet")
+    (tmp_path / "blob").write_bytes(b"\x00\x01gc_id\n")
+    for name, kind in (("epoch-0000.parquet", "a Parquet file"), ("blob", "binary")):
+        with pytest.raises(InputError) as refused:
+            read_rollouts(tmp_path / name, known_ids=KNOWN, reward_max=1.0)
+        assert str(refused.value).startswith(f"feedback file {tmp_path / name} is {kind}, not JSON lines; write one")
 
 
 def test_in_process_records_are_validated_alike():

@@ -272,7 +272,7 @@ def status(
     as_json: AsJson = False,
 ) -> None:
     """Show each epoch's accuracy and savings readout: what the strategy aimed at, what the feedback measured,
-    the share of zero-variance groups against a uniform draw's estimate, and warnings (docs/readout.md)."""
+    its informative groups against the run's own uniform slice, the verdict so far, and warnings (docs/readout.md)."""
     from gaincurate.cli.status import draw_status
     from gaincurate.schedule.run.plot import save_plot
     from gaincurate.schedule.run.rundir import load_run

@@ -38,7 +38,11 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     names = {**about.figure_names, **{key: name for f in turned_on for key, name in f.figure_names.items()}}
     where = figure_words(columns, report["draw"], report["n_prompts"]) or f"strategy {report['params']['strategy']}"
     finished = report["finished"]
-    stage = f"finished after {report['epoch']} epochs" if finished else f"epoch {report['epoch']}"
+    stage = (
+        f"finished after {report['epoch']} epoch{'s' * (report['epoch'] != 1)}"
+        if finished
+        else f"epoch {report['epoch']}"
+    )
     table = Table(title=f"{report['run']}: {stage}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])
     for heading in ("epoch", *(column.heading for column in columns), *(["selected"] if drawn else [])):
@@ -85,7 +89,7 @@ def readout_table(history: list[dict[str, Any]]) -> Any:
     table = Table(
         title=f"savings readout (aimed at: the strategy's estimate of its picks, {PAUSED_CELL} where aiming was "
         "paused; control: its uniform slice; uniform (model): what its own estimates expect of a uniform draw, not a "
-        "measurement; r: its estimates against the measured pass rates, over every prompt measured so far)"
+        "measurement; r: its estimates against the measured pass rates, over every prompt measured with an estimate)"
     )
     for column in ("epoch", *READOUT_COLUMNS):
         table.add_column(column, justify="right")
@@ -161,14 +165,14 @@ def aim_line(report: dict[str, Any]) -> str:
 
 def spent_line(history: list[dict[str, Any]]) -> str:
     """The rollouts spent in groups with nonzero variance so far, and the verdict against the run's control."""
-    readouts = [line["readout"] for line in history if line.get("readout", {}).get("nonzero_rollouts") is not None]
-    if not readouts:
+    lines = [line for line in history if line.get("readout", {}).get("nonzero_rollouts") is not None]
+    if not lines:
         return ""
-    last = readouts[-1]
+    last = lines[-1]["readout"]
     total = sum(line.get("rollouts") or 0 for line in history if line.get("readout"))
     return (
         f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}; "
-        f"{control_words(last, epoch_arms=False)}"
+        f"{control_words(last, epoch_arms=False, epoch=lines[-1].get('epoch'))}"
     )
 
 

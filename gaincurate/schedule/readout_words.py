@@ -115,13 +115,16 @@ def _uniform_first(readout: dict[str, Any]) -> bool:
 
 
 def r_words(readout: dict[str, Any], *, cell: bool = False) -> str:
-    """r over how many measured prompts, why there is none, or what it waits for: status's `cell` says it shorter."""
+    """r over how many prompts measured with an estimate (drawn after the strategy had one), why there is none, or
+    what it waits for: status's `cell` says it shorter."""
     correlation, so_far = readout.get("correlation"), readout.get("correlated_prompts") or 0
     if correlation is not None:
-        return f"{correlation:+.2f}" if cell else f"r {correlation:+.2f} over {so_far} measured prompts"
+        return (
+            f"{correlation:+.2f}" if cell else f"r {correlation:+.2f} over {so_far} prompts measured with an estimate"
+        )
     if readout.get("correlation_note") or readout.get("estimate") == NO_ESTIMATE:
         return "-" if cell else f"r: none ({readout.get('correlation_note') or 'the strategy keeps no estimate'})"
-    waits = f"after {CORRELATION_MIN_PROMPTS}" + ("" if cell else " measured prompts")
+    waits = f"after {CORRELATION_MIN_PROMPTS}" + ("" if cell else " prompts measured with an estimate")
     return f"{waits} ({so_far} so far)" if cell else f"r: {waits} ({so_far} so far)"
 
 

@@ -58,6 +58,8 @@ def normalize_size(name: str, value: Any) -> int | float | str | None:
             raise ConfigError(f"{flag} must be finite; got {value!r}")
         if percent:
             _check_sign(name, number, f"{text}")
+            if name == "subset_size" and number > 100:  # more than the pool, as a count above N is refused
+                raise ConfigError(f"{flag} {text} is more than the whole pool; give at most 100%")
             return f"{number:g}%" if float(f"{number:g}") == number else f"{number!r}%"
         value = number
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

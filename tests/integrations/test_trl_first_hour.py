@@ -237,7 +237,7 @@ def test_plus_minus_one_rewards_are_refused_naming_reward_min(tiny_llama, tmp_pa
     reward = CountingReward(value=lambda i: 1.0 if i % 2 else -1.0)
     _, trainer, _ = five_lines(scores, tiny_llama, tmp_path, reward=reward)
     with pytest.raises(
-        ConfigError, match=r"reward -1 .*wrong answer, set reward_min=-1 .*ScheduleConfig\(reward_min=-1\)"
+        ConfigError, match=r"reward -1 .*wrong answer, start a run with reward_min=-1 .*ScheduleConfig\(reward_min=-1\)"
     ):
         trainer.train()
     assert trainer.state.global_step == 0
@@ -357,7 +357,10 @@ def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_pa
     assert lines[0].startswith("note: this run shows the mechanics only: 2 rollouts of at most 8 tokens"), lines
     assert "--num-generations 8 --max-completion-length 512" in lines[0] and "zero reward variance" in lines[0]
     # A missing epoch file is one line, not a traceback.
-    missing = "epoch file absent.parquet does not exist; pass {epoch_data}, the RUN/epoch-NNNN.parquet file"
+    missing = (
+        "epoch file absent.parquet does not exist; pass {epoch_data}, the RUN/epoch-NNNN.parquet file `gaincurate "
+        "schedule` wrote"
+    )
     assert small.returncode == 1 and lines[1:] == [f"gaincurate: error: {missing}"]
     # Larger settings, no note: checked in this process, the same `main` as above.
     monkeypatch.chdir(tmp_path)
@@ -365,6 +368,23 @@ def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_pa
                     monkeypatch, capsys)  # fmt: skip
     assert "mechanics only" not in large[2] and large[0] == 1 and "absent.parquet does not exist" in large[2]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_no_epoch_file_is_one_line_before_the_model_loads(tmp_path):
+    """A JSON lines file, or a Parquet file of one's own prompts, where the epoch file belongs: before, pyarrow's
+    traceback, or TRL's KeyError after the model had loaded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "mine.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
+    pq.write_table(pa.table({"question": ["1+1?"], "answer": ["2"]}), tmp_path / "own.parquet")
+    for name, said in [("mine.jsonl", "is not a Parquet epoch file ("), ("own.parquet", "it has no gc_id or prompt")]:
+        done = console("example", "trl-epoch", "--data", name, "--output-dir", "o", "--feedback-file", "f",
+                       "--epoch", "0", cwd=tmp_path)  # fmt: skip
+        lines = done.stderr.splitlines()
+        assert done.returncode == 1 and len(lines) == 2 and lines[1].startswith(f"gaincurate: error: {name}"), lines
+        assert said in lines[1] and lines[1].endswith("pass {epoch_data}, the RUN/epoch-NNNN.parquet file `gaincurate "
+                                                      "schedule` wrote")  # fmt: skip
 
 
 def test_the_example_says_before_training_which_prompts_its_steps_leave_out(tmp_path):

@@ -122,6 +122,12 @@ def test_epoch_zero_says_the_slice_starts_at_epoch_one(tmp_path):
     assert "against uniform: no control (the draw keeps no uniform slice" in epoch_words(keeps_none)
 
 
+def test_status_after_epoch_zero_says_the_control_is_yet_to_come(tmp_path):
+    _, status, _ = run(tmp_path, "coin", 200, 60, 1)
+    assert "of 240; against uniform: no control yet (epoch 0" in status and "keeps no uniform slice" not in status
+    assert "r: after 30 prompts measured with an estimate (0 so far)" in status  # epoch 0's had none
+
+
 def test_a_paused_run_says_so_in_status_and_in_every_epoch_line_drawn_uniformly(tmp_path):
     stderr, status, history = run(tmp_path, "coin", 200, 60, 14)
     # Epoch k is drawn uniformly exactly when the run was paused after epoch k - 1.

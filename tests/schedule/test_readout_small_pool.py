@@ -89,7 +89,7 @@ def test_a_small_pilots_readout_says_what_it_rests_on_and_what_it_lacks(tmp_path
         readout = record["readout"]
         assert f"readout on 7 rollout groups (7 prompts, {7 * ROLLOUTS} rollouts): " in line
         assert f"zero variance {readout['zero_variance']:.0%} ({readout['all_wrong']:.0%} all wrong" in line
-        assert f"r: after {CORRELATION_MIN_PROMPTS} measured prompts ({so_far} so far)" in line
+        assert f"r: after {CORRELATION_MIN_PROMPTS} prompts measured with an estimate ({so_far} so far)" in line
         assert f"7 groups are too few to tell the share from chance (it takes {ENOUGH_GROUPS}); " in line
         assert "against uniform" in line and "a saving" not in line
         assert readout["groups"] == 7 and readout["correlated_prompts"] == so_far

@@ -244,6 +244,8 @@ def test_bad_values_name_the_flag(options, flag):
 def test_resolve_errors_name_the_value():
     with pytest.raises(ConfigError, match="subset_size=300 is more than the 200 prompts"):
         resolved(ScheduleConfig(strategy="gain", subset_size=300), 200)
+    with pytest.raises(ConfigError, match="subset_size 150% is more than the whole pool; give at most 100%"):
+        ScheduleConfig(strategy="gain", subset_size="150%")
     with pytest.raises(ConfigError, match="adj_min resolves to 100"):
         resolved(ScheduleConfig(strategy="gain", adj_min="50%", adj_max=50), 200)
 

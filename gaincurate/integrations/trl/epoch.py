@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from gaincurate.errors import ConfigError, InputError
+from gaincurate.prompts import TRL_PROMPT_COLUMN
 
 
 def epoch_dataset(path: str | Path):
@@ -18,9 +19,17 @@ def epoch_dataset(path: str | Path):
     import datasets
     import pyarrow.parquet as pq
 
+    which = "pass {epoch_data}, the RUN/epoch-NNNN.parquet file `gaincurate schedule` wrote"
     if not Path(path).is_file():
-        raise InputError(f"epoch file {path} does not exist; pass {{epoch_data}}, the RUN/epoch-NNNN.parquet file")
-    return datasets.Dataset(pq.read_table(path).replace_schema_metadata(None))
+        raise InputError(f"epoch file {path} does not exist; {which}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError: a JSON lines file, say
+        raise InputError(f"{path} is not a Parquet epoch file ({str(error).splitlines()[0]}); {which}") from None
+    missing = [name for name in ("gc_id", TRL_PROMPT_COLUMN) if name not in table.column_names]
+    if missing:  # TRL would fail on the first batch, deep in its own code
+        raise InputError(f"{path} is not an epoch file: it has no {' or '.join(missing)} column; {which}")
+    return datasets.Dataset(table.replace_schema_metadata(None))
 
 
 def resume_checkpoint(checkpoint: str | Path | None, epoch: int) -> Path | None:
