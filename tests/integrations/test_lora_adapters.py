@@ -102,6 +102,8 @@ def test_a_trainer_that_saves_lora_adapters_runs_three_epochs_and_the_likelihood
     done = gaincurate("schedule", "run", "--run", run, "--epochs", 3, "--trainer-cmd", command)
     assert done.returncode == 0, done.stderr
     assert "not re-scored" not in done.stderr and "no new complete checkpoint" not in done.stderr, done.stderr
+    # probe measures the answers' likelihood and re-scores nothing: its stage says which
+    assert "measuring the answer's likelihood of" in done.stderr and "re-scoring" not in done.stderr, done.stderr
 
     trainer = run / "trainer"
     handed = [(trainer / f"handed-{epoch}.txt").read_text() for epoch in range(3)]

@@ -342,7 +342,9 @@ def rescore_from_checkpoint(context: StepContext, feedback: Feedback) -> tuple[R
         )
         context.notices.append(f"not re-scored: {why}; {lost}")
         return None, used
-    context.progress.stage(f"re-scoring {len(ids)} prompts with {found.model_path}")
+    rescores = FRESH_SCORES in scheduler.strategy.about.needs  # else the answers' likelihood alone (probe's)
+    doing = "re-scoring" if rescores else "measuring the answer's likelihood of"
+    context.progress.stage(f"{doing} {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()
     rescored = measure(scheduler.strategy, context.scores.directory, ids, checkpoint=found.model_path,
                        nproc=scheduler.config.rescore_nproc)  # fmt: skip
