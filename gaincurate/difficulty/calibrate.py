@@ -155,6 +155,8 @@ class FittedCalibrator:
 
     @classmethod
     def load(cls, path: Path) -> tuple[FittedCalibrator, dict[str, Any]]:
+        if not Path(path).is_file():
+            raise InputError(f"calibrator {path} does not exist; check the path")
         try:
             with _open_npz(path) as data:
                 header = json.loads(bytes(data["header"]).decode())
@@ -164,15 +166,14 @@ class FittedCalibrator:
             full = Calibrator(
                 arrays["projection"].astype(np.float64), float(header.pop("weight")), float(header.pop("bias")), tau
             )
-            heads = header.pop("fold_heads")
-        except (OSError, ValueError, KeyError) as error:
+            folds = [
+                Calibrator(projection.astype(np.float64), float(w), float(b), tau)
+                for projection, (w, b) in zip(arrays["fold_projections"], header.pop("fold_heads"), strict=True)
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise InputError(
                 f"{path} is not a calibrator written by this `gaincurate difficulty fit` ({error}); fit it again"
             ) from None
-        folds = [
-            Calibrator(projection.astype(np.float64), float(w), float(b), tau)
-            for projection, (w, b) in zip(arrays["fold_projections"], heads, strict=True)
-        ]
         return cls(full, folds, arrays["fit_ids"].astype(np.int64), fit_folds), header
 
 
@@ -205,13 +206,36 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
-def load_calibrator(path: Path, prompts: PromptEmbeddings) -> tuple[FittedCalibrator, np.ndarray]:
-    """A `difficulty fit` file and the centre its embeddings are prepared with (checked to fit these prompts)."""
+def embedded_by(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a scores directory's embeddings depend on, from its manifest: a calibrator fitted on other embeddings of
+    the same width (another pool, model or layer) would apply that fit, and its fitted gc_ids, to these prompts."""
+    return {
+        "dataset": (manifest.get("dataset") or {}).get("fingerprint"),
+        "model": (manifest.get("model") or {}).get("fingerprint"),
+        "embed_layer": (manifest.get("config") or {}).get("embed_layer"),
+    }
+
+
+def load_calibrator(
+    path: Path, prompts: PromptEmbeddings, manifest: dict[str, Any]
+) -> tuple[FittedCalibrator, np.ndarray]:
+    """A `difficulty fit` file and the centre its embeddings are prepared with, checked to be whole (shapes that
+    agree, finite numbers) and fitted on these scores' embeddings (`manifest`'s)."""
     calibrator, header = FittedCalibrator.load(Path(path))
     center = np.asarray(header.get("center", []), dtype=np.float64)
-    if center.shape != (prompts.embeddings.shape[1],):
+    width = prompts.embeddings.shape[1]
+    if center.shape != (width,):
         raise InputError(
-            f"{path} was fitted on embeddings of width {center.shape[0]}, but these scores have width "
-            f"{prompts.embeddings.shape[1]}; fit it on this scores directory"
+            f"{path} was fitted on embeddings of width {center.shape[0]}, but these scores have width {width}; fit "
+            "it on this scores directory"
         )
+    if header.get("embedded_by") != embedded_by(manifest):
+        raise InputError(
+            f"{path} was fitted on the embeddings of other scores ({header.get('scores_dir')}: another dataset, "
+            "model or layer); fit it on these with `gaincurate difficulty fit`"
+        )
+    models = [calibrator.full, *calibrator.folds]
+    numbers = [center, *(m.projection for m in models), np.array([(m.weight, m.bias, m.tau) for m in models])]
+    if any(m.projection.shape[1:] != (width,) for m in models) or not all(np.isfinite(a).all() for a in numbers):
+        raise InputError(f"{path} is damaged (its shapes disagree, or it holds non-finite numbers); fit it again")
     return calibrator, center

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import ConfigError, InputError, setting, settings_as_flags_now
-from gaincurate.feedback_lines import no_rollout_error, read_rollouts, tally
+from gaincurate.feedback_lines import FORMAT_HINT, read_rollouts, tally
 from gaincurate.numerics import int_powers, log_by_value
 
 RESCORE_HINT = "rescore with `gaincurate score --embed` (same dataset and model) to store question embeddings"
@@ -162,7 +162,7 @@ def read_measurements(
     known = np.asarray(sorted({int(i) for i in known_ids}), dtype=np.int64)
     per_prompt = tally(read_rollouts(Path(path), known_ids=known, reward_max=reward_max, reward_min=reward_min))
     if not per_prompt:
-        raise no_rollout_error(str(path), len(known))
+        raise InputError(f"{path} holds no rollout; {FORMAT_HINT}")
     return per_prompt
 
 

@@ -85,7 +85,9 @@ def test_dots_selection(world, tmp_path, calibrated):
         if calibrated:
             calibrator = str(tmp_path / f"{name}.npz")
             fit_scores(scores, [labels], Path(calibrator), config=FIT)
-        config = ScheduleConfig(strategy="dots", subset_size=6, seed=2, reference=str(labels), calibrator=calibrator)
+        config = ScheduleConfig(
+            strategy="dots", subset_size=6, seed=2, reference=str(labels), calibrator=calibrator, tau_attn=FIT.tau
+        )  # a calibrator's predictions attend at the temperature it was fitted at
         run = tmp_path / f"run-{name}"
         init_run(run, scores, config)
         Run.open(run).step()

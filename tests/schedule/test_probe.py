@@ -298,14 +298,16 @@ def test_seeded_runs_are_byte_identical_and_a_killed_step_resumes(tmp_path, monk
 
 
 def test_its_options_are_its_own():
-    config = ScheduleConfig(strategy="probe", uniform_share=0.3, likelihood=True, answer_template="= {answer}")
-    assert config.options == ProbeOptions(uniform_share=0.3, likelihood=True, answer_template="= {answer}")
+    config = ScheduleConfig(strategy="probe", uniform_share=0.3, likelihood=True, answer_template="{{{answer}}}")
+    assert config.options == ProbeOptions(uniform_share=0.3, likelihood=True, answer_template="{{{answer}}}")
     assert ScheduleConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     for options, message in [
         ({"uniform_share": 2}, r"uniform_share must be a number in \[0, 1\]"),
         ({"tau": 0}, "tau must be a positive number"),
         ({"likelihood": "yes"}, "likelihood is true or false"),
         ({"answer_template": "the answer"}, r"answer_template must be text holding \{answer\}"),
+        # formatted with the answer alone at each measurement: another field or a lone brace is refused up front
+        *(({"answer_template": t}, r"and no other \{field\}") for t in ("{answer} {x}", "{answer} {", "{answer}{0}")),
         ({"width": 0}, "width must be"),
         ({"refresh": 0}, "refresh must be a positive number"),
     ]:

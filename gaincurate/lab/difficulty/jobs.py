@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.difficulty.calibrate import attention_temperature, load_calibrator
+from gaincurate.difficulty.calibrate import attention_temperature, embedded_by, load_calibrator
 from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, load_embeddings, read_pass_rates
 from gaincurate.errors import InputError
 from gaincurate.schedule.options import OPEN_RATE, POSITIVE
 from gaincurate.settings import flag, setting
+from gaincurate.shards import read_manifest
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def predict_scores(
     prompts, rates = measured.prompts, measured.rates
     embeddings, calibrator = measured.embeddings, None
     if config.calibrator is not None:
-        calibrator, center = load_calibrator(config.calibrator, prompts)
+        calibrator, center = load_calibrator(config.calibrator, prompts, read_manifest(scores_dir))
         embeddings = prepare_embeddings(prompts.embeddings, center=center)
     # Leave-one-out; a prompt the calibrator was fitted on is predicted by a fold model that never saw its label.
     predicted = neighbour_predictions(
@@ -127,6 +128,7 @@ def fit_scores(
         "center": [float(c) for c in measured.center],
         "reference_prompts": len(rates),
         "scores_dir": str(scores_dir),
+        "embedded_by": embedded_by(read_manifest(scores_dir)),
         "fit": {k: v for k, v in vars(config).items()},
     }
     result.fitted(rates.gc_ids).save(out, metadata)

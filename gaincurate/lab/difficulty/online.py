@@ -32,6 +32,7 @@ from gaincurate.difficulty.predict import prepare_embeddings
 from gaincurate.difficulty.reference import PassRates, load_embeddings, read_measurements
 from gaincurate.errors import InputError
 from gaincurate.metrics import pearson, spearman
+from gaincurate.shards import read_manifest
 
 METHODS = ("dots", "neighbours", "global_mean", "own_last", "dots_remeasured")
 
@@ -73,7 +74,7 @@ def online_evaluation(
     if calibrator_path is not None:
         from gaincurate.difficulty.calibrate import load_calibrator
 
-        calibrator, center = load_calibrator(Path(calibrator_path), prompts)
+        calibrator, center = load_calibrator(Path(calibrator_path), prompts, read_manifest(Path(scores_dir)))
     embeddings = prepare_embeddings(prompts.embeddings, center=center)
 
     def measured(path: Path) -> dict[int, tuple[float, int]]:

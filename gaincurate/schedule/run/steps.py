@@ -333,16 +333,12 @@ def rescore_from_checkpoint(context: StepContext, feedback: Feedback) -> tuple[R
             f"state.json names {run.checkpoint} as the checkpoint of epoch {run.schedule.epoch}, but it is gone or "
             f"incomplete; restore it, or name another with `gaincurate schedule step --run RUN --checkpoint PATH`"
         )
+    rescores = FRESH_SCORES in scheduler.strategy.about.needs  # else the answers' likelihood alone (probe's)
     if found is None or found.model_path is None:
         why = NO_CHECKPOINT if found is None else no_model_reason(found)
-        lost = (
-            "ang comes from the stored scores"
-            if FRESH_SCORES in scheduler.strategy.about.needs
-            else ("the fit keeps the likelihoods it had")
-        )
+        lost = "ang comes from the stored scores" if rescores else "the fit keeps the likelihoods it had"
         context.notices.append(f"not re-scored: {why}; {lost}")
         return None, used
-    rescores = FRESH_SCORES in scheduler.strategy.about.needs  # else the answers' likelihood alone (probe's)
     doing = "re-scoring" if rescores else "measuring the answer's likelihood of"
     context.progress.stage(f"{doing} {len(ids)} prompts with {found.model_path}")
     started = time.perf_counter()

@@ -37,7 +37,7 @@ import numpy as np
 
 from gaincurate.difficulty.calibrate import attention_temperature
 from gaincurate.difficulty.reference import PassRates, PromptEmbeddings, embeddings_from_table, read_pass_rates
-from gaincurate.errors import ConfigError, setting
+from gaincurate.errors import ConfigError, InputError, setting
 from gaincurate.numerics import exp
 from gaincurate.schedule.feedback import Feedback
 from gaincurate.schedule.options import OPEN_RATE, POSITIVE, RATE, Options, option, optional, text, whole
@@ -99,6 +99,29 @@ def selection_probabilities(pass_rates: np.ndarray, *, target: float, tau: float
     return weights / weights.sum()
 
 
+def _read_reference(path: Path, gc_ids: np.ndarray, manifest: dict[str, Any]) -> PassRates:
+    """The `--reference` file's pass rates, on rollout's scale (1 right, 0 wrong, or `correct` lines), as the fresh
+    sets' are, whatever the run's reward range. A `gaincurate rollout` file of another scores directory is refused
+    by the dataset its sidecar records: its gc_ids would credit other prompts."""
+    from gaincurate.fileio import read_json
+    from gaincurate.rollout.output import sidecar
+
+    ours = (manifest.get("dataset") or {}).get("fingerprint")
+    rolled = read_json(sidecar(path)).get("scores_dataset") if sidecar(path).is_file() else None
+    if rolled and ours and rolled != ours:
+        raise InputError(
+            f"--reference {path} was rolled out on another scores directory's prompts (dataset {rolled}; these are "
+            f"{ours}); roll it out on these: gaincurate rollout SCORES --out FILE"
+        )
+    try:
+        return read_pass_rates([path], known_ids=gc_ids, first_time=REFERENCE_TIME)
+    except InputError as error:  # the advice after "; " is for a run's own feedback, on the run's range
+        raise InputError(
+            f"--reference {str(error).split('; ')[0]}; it is read on rollout's scale whatever the run's reward "
+            'range: {"gc_id": int, "reward": 1 or 0} or {"gc_id": int, "correct": bool} per rollout'
+        ) from None
+
+
 class DotsStrategy(contract.Strategy):
     """Each prompt's pass rate estimated by attention over the embeddings of the measured prompts; the epoch is drawn
     nearest the target."""
@@ -154,13 +177,19 @@ class DotsStrategy(contract.Strategy):
             )
         prompts = embeddings_from_table(inputs.scores.table, str(inputs.scores.directory))
         reference = None
-        if inputs.initial and options.reference is not None:  # rollout's scale, as the fresh sets', not the run's
-            reference = read_pass_rates([Path(options.reference)], known_ids=prompts.gc_ids, first_time=REFERENCE_TIME)
+        if inputs.initial and options.reference is not None:
+            reference = _read_reference(Path(options.reference), prompts.gc_ids, inputs.scores.manifest)
         calibrator, center = None, None
         if options.calibrator is not None:
             from gaincurate.difficulty.calibrate import load_calibrator
 
-            calibrator, center = load_calibrator(Path(options.calibrator), prompts)
+            calibrator, center = load_calibrator(Path(options.calibrator), prompts, inputs.scores.manifest)
+            if calibrator.full.tau != options.tau_attn:  # its predictions attend at the temperature it was fitted at
+                raise ConfigError(
+                    f"{setting('tau_attn', options.tau_attn)} is not the {calibrator.full.tau:g} the calibrator "
+                    f"{options.calibrator} was fitted at, which its predictions use; pass "
+                    f"{setting('tau_attn', calibrator.full.tau)}, or fit one at {options.tau_attn:g}"
+                )
         strategy = cls(
             prompts,
             target=options.target,

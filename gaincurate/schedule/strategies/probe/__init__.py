@@ -101,8 +101,16 @@ def check_answers(scores: Any) -> None:
 
 
 def _answer_template(name: str, value: Any) -> str:
-    if not isinstance(value, str) or "{answer}" not in value:
-        raise ConfigError(f"{name} must be text holding {{answer}}, where the reference answer goes; got {value!r}")
+    whole = isinstance(value, str) and "{answer}" in value
+    try:  # formatted with the answer alone at every measurement: another field or a lone brace fails there
+        whole = whole and value.format(answer="") is not None
+    except (KeyError, IndexError, ValueError):
+        whole = False
+    if not whole:
+        raise ConfigError(
+            f"{name} must be text holding {{answer}}, where the reference answer goes, and no other {{field}} (a "
+            f"literal brace is written {{{{ or }}}}); got {value!r}"
+        )
     return value
 
 
