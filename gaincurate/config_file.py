@@ -4,7 +4,8 @@ A schema maps each known key to its Python type (`int | None`, `tuple[dict[str, 
 an `Enum`...). `read_config_file(path, schema)` returns the file's values with dashes in keys turned into
 underscores; an unknown key, a value of the wrong type, a file that is not a table, or one that cannot be
 parsed raises `ConfigError` as one line naming the key and what it should be. `check_keys` is the same
-unknown-key check for settings that come from elsewhere (a stored config, a trainer's config section).
+unknown-key check for settings that come from elsewhere (a stored config, a trainer's config section). An `A,B`
+option's type is `Pair(form)`: its text, or the list of two numbers that state.json stores.
 
     schema = {"limit": int | None, "strategy": Literal["gain", "dots"]}
     values = read_config_file("run.toml", schema)      # {"limit": 100}
@@ -40,6 +41,9 @@ def read_config_file(path: str | PurePath, schema: Mapping[str, Any]) -> dict[st
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a table of option names and values; it holds {_kind(data)}")
     values = {str(key).replace("-", "_"): value for key, value in data.items()}
+    for name in values:  # two spellings of one setting (`subset-size`, `subset_size`): neither may silently win
+        if len(spelled := [str(key) for key in data if str(key).replace("-", "_") == name]) > 1:
+            raise ConfigError(f"{where} sets {name} twice ({' and '.join(spelled)}); keep one")
     check_keys(where, values, schema)
     for key, value in values.items():
         if not matches(value, schema[key]):
@@ -56,18 +60,26 @@ def _shown(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+class Pair(str):
+    """The type of an `A,B` option (`--band 0.2,0.8`), named by how its flag spells it ("two pass rates LO,HI such
+    as 0.1,0.9"): that text (its option's parser checks it), or a list of two numbers, the form state.json stores."""
+
+
 def _parse(file: Path, where: str) -> Any:
+    if file.is_dir():
+        raise ConfigError(f"{where} is a folder; pass a JSON or TOML file")
     if not file.is_file():
         raise ConfigError(f"{where} does not exist; pass a JSON or TOML file")
+    toml = file.suffix.lower() == ".toml"
     try:
-        text = file.read_text(encoding="utf-8")
-        return tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+        text = file.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors write one) is skipped
+        return tomllib.loads(text) if toml else json.loads(text)
     except UnicodeDecodeError:
         raise ConfigError(f"{where} is not UTF-8 text; save it as UTF-8 JSON or TOML") from None
     except RecursionError:
         raise ConfigError(f"{where} is nested too deeply to read; a config is a flat table") from None
     except ValueError as error:
-        kind = "TOML" if file.suffix == ".toml" else "JSON (name it .toml for TOML)"
+        kind = "TOML" if toml else "JSON (name it .toml for TOML)"
         raise ConfigError(f"{where} is not valid {kind}: {error}") from None
 
 
@@ -76,6 +88,9 @@ def matches(value: Any, annotation: Any) -> bool:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return True
+    if isinstance(annotation, Pair):
+        pair = isinstance(value, list) and len(value) == 2 and all(matches(item, float) for item in value)
+        return value is None or isinstance(value, str) or pair
     if annotation is None or annotation is type(None):
         return value is None
     if origin in (typing.Union, types.UnionType):
@@ -103,6 +118,8 @@ def matches(value: Any, annotation: Any) -> bool:
 def describe(annotation: Any) -> str:
     """`annotation` in words, for the error message: "a whole number or null", "one of gain, dots"."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if isinstance(annotation, Pair):
+        return f"{annotation}, as text or a list of two numbers, or null"
     if annotation is None or annotation is type(None):
         return "null"
     if origin in (typing.Union, types.UnionType):
@@ -124,4 +141,6 @@ def _plural(words: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return "a list" if isinstance(value, list) else f"a single {type(value).__name__} value"
+    """What a file holds instead of a table, in JSON's words."""
+    words = {list: "a list", str: "a string", int: "a number", float: "a number"}
+    return words.get(type(value), json.dumps(value))  # null, true or false

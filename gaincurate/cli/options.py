@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from gaincurate.config_file import read_config_file
+from gaincurate.config_file import Pair, read_config_file
 from gaincurate.errors import settings_as_flags
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
 from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON
@@ -49,9 +49,10 @@ def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
         return value
     by_key, schema = command_schema(ctx.command)
     values = read_config_file(value, schema)
-    # An option with its own text parser (`--subset-size 1/8`) takes the number a file gives as that text.
-    defaults = {by_key[key].name: str(item) if _parsed(by_key[key]) and item is not None else item
-                for key, item in values.items()}  # fmt: skip
+    # An option with its own text parser (`--subset-size 1/8`) takes the number a file gives as that text, and an
+    # `A,B` option the list of two numbers (state.json's form) as "A,B".
+    defaults = {by_key[key].name: (",".join(map(str, item)) if isinstance(item, list) else str(item))
+                if _parser(by_key[key]) and item is not None else item for key, item in values.items()}  # fmt: skip
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -65,16 +66,20 @@ def command_schema(command: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             continue
         long_names = [opt for opt in param.opts if opt.startswith("--")]
         by_key[(long_names[0][2:] if long_names else param.name).replace("-", "_")] = param
-    schema = {
-        key: hints[param.name] | int | float if _parsed(param) else hints[param.name] for key, param in by_key.items()
-    }
-    return by_key, schema
+    return by_key, {key: _config_type(param, hints[param.name]) for key, param in by_key.items()}
 
 
-def _parsed(param: Any) -> bool:
-    """Whether the option reads its value with its own parser from text (Typer's `parser=`)."""
+def _config_type(param: Any, hint: Any) -> Any:
+    """An option's type in a file: with a text parser also a number (`subset_size = 8`), and for an `A,B` option (a
+    parser with a `pair_form`) its text or a list of two numbers."""
+    form = getattr(_parser(param), "pair_form", None)
+    return Pair(form) if form else hint | int | float if _parser(param) else hint
+
+
+def _parser(param: Any) -> Any:
+    """The option's own parser from text (Typer's `parser=`), or None."""
     info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
-    return getattr(info, "parser", None) is not None
+    return getattr(info, "parser", None)
 
 
 ConfigFile = Annotated[

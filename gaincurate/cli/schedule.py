@@ -50,6 +50,7 @@ RunOption = Annotated[Path, typer.Option("--run", help="Run directory (state.jso
 
 
 def init(
+    context: typer.Context,
     run: RunOption,
     scores: ScoresOption = None,
     prompts: PromptsOption = None,
@@ -66,7 +67,7 @@ def init(
 
     The common options come first; each strategy's own follow in its panel (`--strategy` picks which apply).
     """
-    schedule_config = _schedule_config(strategy, reward_range, values, lab)
+    schedule_config = _schedule_config(strategy, reward_range, values, lab, context)
     from gaincurate.schedule.readout_words import readout_needs
     from gaincurate.schedule.run.steps import init_run
     from gaincurate.schedule.run.unscored import init_unscored
@@ -122,7 +123,7 @@ def _with_generated_options(command: Any, lab: bool) -> Any:
     fixed = {p.name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed_parameters(init)}
     product, kept = strategy_parameters(lab=lab)
     parameters = [
-        fixed["scores"], fixed["prompts"], fixed["run"], fixed["strategy"],
+        fixed["context"], fixed["scores"], fixed["prompts"], fixed["run"], fixed["strategy"],
         *common_parameters("subset_size", "subset_multiple", "seed", "reward_max"), fixed["reward_range"],
         *common_parameters("format", "data_source"), fixed["config"], fixed["as_json"],
         *product, *common_parameters("pause"), *common_parameters("rescore_nproc", panel=RESCORE_PANEL),
@@ -140,7 +141,9 @@ def register(parent: typer.Typer, panel: str, *, lab: bool) -> None:
     parent.add_typer(app, name="schedule", rich_help_panel=panel)
 
 
-def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, Any], lab: bool) -> Any:
+def _schedule_config(
+    strategy: str, reward_range: str | None, values: dict[str, Any], lab: bool, context: typer.Context
+) -> Any:
     """`ScheduleConfig` from `init`'s values: given values only, the comma pairs parsed."""
     from gaincurate.schedule.config import ScheduleConfig, common_fields
 
@@ -148,11 +151,13 @@ def _schedule_config(strategy: str, reward_range: str | None, values: dict[str, 
     common = {name: values[name] for name in names if values.get(name) is not None}
     if reward_range is not None:
         low, high = pair(reward_range)
-        if common.get("reward_max", high) != high:
+        # Flags override the file: of two settings of the top reward, one from each, the flag wins.
+        in_file = [context.get_parameter_source(name).name == "DEFAULT_MAP" for name in ("reward_range", "reward_max")]
+        if common.get("reward_max", high) != high and in_file[0] == in_file[1]:
             raise ConfigError(
                 f"--reward-range {reward_range} and --reward-max {common['reward_max']:g} disagree; pass one of them"
             )
-        common |= {"reward_min": low, "reward_max": high}
+        common |= {"reward_min": low, "reward_max": common.get("reward_max", high) if in_file[0] else high}
     options = {name: value for name, value in values.items() if name not in names}
     return ScheduleConfig(strategy=strategy, **common, **strategy_settings(options, lab))
 

@@ -49,6 +49,7 @@ def _pair_parser(form: str):
             raise ValueError(f"expected {form}")
         return text
 
+    parse.pair_form = form  # type: ignore[attr-defined]  # a config file may give the pair as a list too
     return parse
 
 

@@ -69,7 +69,7 @@ def score(
     Writes Arrow shards; re-running the same command resumes after a crash; a different model or config is refused.
     """
     switches = {"no_system_prompt": no_system_prompt, "no_few_shot": no_few_shot, "quiet": quiet, "as_json": as_json}
-    resolved, options = resolve_score_config({"dataset": dataset, "config": config, **switches, **settings})
+    resolved, options, as_json = resolve_score_config({"dataset": dataset, "config": config, **switches, **settings})
     quiet = options.quiet or as_json  # the command line's or the config file's
     setup_logging(quiet)  # before the heavy imports, so other libraries' bars see it
     from gaincurate.scoring import score as run_score
@@ -114,11 +114,14 @@ def merge(
     emit(manifest, as_json=as_json, human=lambda stdout: _draw_result(stdout, manifest, options, command="merge"))
 
 
-def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions]:
-    """Defaults, then `--config FILE`, then the flags given (None: not given): the `no_*` switches become values."""
+def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions, bool]:
+    """Defaults, then `--config FILE`, then the flags given (None: not given): the `no_*` switches become values.
+    Also whether to print JSON: `--json`, or `json = true` in the file."""
     from gaincurate.prompts import load_few_shot
     from gaincurate.scoring.config import build_config
 
+    file_values = score_config_file(given["config"]) if given["config"] is not None else {}
+    given = given | {key: given[key] or bool(file_values.pop(name, False)) for name, key in _FILE_SWITCHES.items()}
     names = {field.name for cls in (ScoreConfig, RunOptions) for field in dataclasses.fields(cls)}
     flags = {name: value for name, value in given.items() if name in names}
     if given["no_system_prompt"]:
@@ -127,19 +130,23 @@ def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions
         () if given["no_few_shot"] else (load_few_shot(given["few_shot"]) if given["few_shot"] else None)
     )
     flags["quiet"] = True if given["quiet"] or given["as_json"] else None
-    file_values = score_config_file(given["config"]) if given["config"] is not None else {}
     resolved, options = build_config(file_values, flags)
     if resolved.system_prompt == "":
         resolved = resolved.replace(system_prompt=None)
-    return resolved, options
+    return resolved, options, given["as_json"]
+
+
+# The switches of `score` that are no setting, as a config file names them (their long names), and their parameters.
+_FILE_SWITCHES = {"json": "as_json", "no_system_prompt": "no_system_prompt", "no_few_shot": "no_few_shot"}
 
 
 def score_config_file(path: Path) -> dict[str, Any]:
-    """A scoring `--config FILE`: its keys are `ScoreConfig` and `RunOptions` fields, checked by type."""
+    """A scoring `--config FILE`: its keys are `ScoreConfig` and `RunOptions` fields, checked by type, and `score`'s
+    switches by their long names (`json = true`, as every command takes it)."""
     from gaincurate.config_file import read_config_file
 
     schema = {**typing.get_type_hints(ScoreConfig), **typing.get_type_hints(RunOptions)}
-    return read_config_file(path, schema)
+    return read_config_file(path, schema | dict.fromkeys(_FILE_SWITCHES, bool | None))
 
 
 def _what_was_kept(stopped: Interrupted) -> str:

@@ -29,6 +29,7 @@ from gaincurate.difficulty.reference import check_reward_range
 from gaincurate.errors import ConfigError, setting, settings_as_flags_now
 from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, choice, is_number, size, whole
+from gaincurate.schedule.strategies.contract import FRESH_SCORES
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
 from gaincurate.settings import setting as declare  # a field with its help and check (errors' `setting` names one)
 
@@ -141,6 +142,19 @@ class ScheduleConfig:
                 f"got {self.data_source!r}"
             )
         check_filters(self)
+        self._check_rescoring()
+
+    def _check_rescoring(self) -> None:
+        """Refuse a re-scoring setting where nothing re-scores: a setting recorded but never read misleads."""
+        if self.rescore_nproc != 1 and FRESH_SCORES not in self._class.about.needs:
+            fresh = [name for name, cls in STRATEGIES.items() if FRESH_SCORES in cls.about.needs]
+            raise _elsewhere("rescore_nproc", fresh, [])
+        unread = [name for name in ("rescore_nproc", "rescore_every") if self.settings().get(name, 1) != 1]
+        if unread and getattr(self.options, "rescore", None) == "none":  # gain and length make no fresh scores then
+            raise ConfigError(
+                f"{setting(unread[0])} has nothing to re-score with {setting('rescore', 'none')}; drop it, or pass "
+                f"{setting('rescore', 'subset')}"
+            )
 
     @property
     def verl_data_source(self) -> str | None:
@@ -199,11 +213,20 @@ def _split_settings(
             own[key] = value
         elif filters:
             filter_settings[filters[0]][key] = value
-        elif owners := options_owners(key):
-            raise ConfigError(
-                f"{setting(key)} is a {' or '.join(owners)} option; pass {setting('strategy', owners[0])} or drop "
-                f"{setting(key)}"
-            )
         else:
-            raise ConfigError(f"{setting(key)} is not a schedule setting of any strategy; drop it")
+            switches_of = [name for name, cls in FILTERS.items() if key in cls.options_class.names()]
+            if not (owners := options_owners(key)) and not switches_of:
+                raise ConfigError(f"{setting(key)} is not a schedule setting of any strategy; drop it")
+            raise _elsewhere(key, owners, switches_of)
     return own, filter_settings
+
+
+def _elsewhere(key: str, strategies: list[str], switches: list[str]) -> ConfigError:
+    """The refusal of an option only other strategies, or filters' switches, read: "--tau is a dots or probe option;
+    pass --strategy dots or drop --tau"."""
+    fixes = [setting("strategy", name) for name in strategies[:1]]
+    fixes += [setting(name) if settings_as_flags_now() else setting(name, True) for name in switches]
+    return ConfigError(
+        f"{setting(key)} is a {' or '.join([*strategies, *map(setting, switches)])} option; pass "
+        f"{' or '.join(fixes)}{',' * (len(fixes) > 1)} or drop {setting(key)}"
+    )

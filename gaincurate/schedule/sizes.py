@@ -8,7 +8,7 @@ So at N = 7,500 the defaults are exactly the released values.
 The subset size is also the number of rows a trainer sees per epoch, and trainers take whole batches
 (TRL: `generation_batch_size / num_generations` prompts; verl: `data.train_batch_size`). With
 `subset_multiple` K, a default or percentage subset rounds to the nearest multiple of K, and a count
-that is not a multiple is refused with the two nearest ones. `subset_choice` says in words what was chosen.
+that is not a multiple is refused with the nearest ones the pool holds. `subset_choice` says in words what was chosen.
 """
 
 from __future__ import annotations
@@ -106,24 +106,24 @@ def absolute(name: str, value: float | str | None, n_prompts: int) -> float:
 
 def resolve_subset(value: float | str | None, n_prompts: int, multiple: int) -> int:
     """The subset size in prompts: a share of N rounds to the nearest multiple of `multiple` (at least one)."""
+    if multiple > n_prompts:  # no size is a whole number of batches, whatever was asked
+        raise ConfigError(
+            f"the {n_prompts} prompts are fewer than one batch of {setting('subset_multiple', multiple)}; lower it"
+        )
     if not is_share(value):
         count = int(value)
         if count % multiple:
             low = count - count % multiple
+            near = " or ".join(str(size) for size in (low, low + multiple) if 1 <= size <= n_prompts)
             raise ConfigError(
                 f"{setting('subset_size', count)} is not a multiple of {setting('subset_multiple', multiple)}; the "
-                "trainer would drop "
-                f"{count % multiple} prompts each epoch. Use {low or multiple} or {low + multiple}, or give a share "
-                "of N such as 5%, which rounds by itself"
+                f"trainer would drop {count % multiple} prompts each epoch. Use {near}, or give a share of N such as "
+                "5%, which rounds by itself"
             )
     else:
         count = max(1, round(absolute("subset_size", value, n_prompts) / multiple)) * multiple
         if count > n_prompts:
             count = n_prompts - n_prompts % multiple
-    if count < 1:
-        raise ConfigError(
-            f"the {n_prompts} prompts are fewer than one batch of {setting('subset_multiple', multiple)}; lower it"
-        )
     if count > n_prompts:
         raise ConfigError(
             f"{setting('subset_size', count)} is more than the {n_prompts} prompts; pass at most {n_prompts}, or a "

@@ -136,7 +136,9 @@ class RunOptions:
     overwrite: bool = setting(False, "Replace an existing scores directory.", flags=("--overwrite",))
     # The library never prints; kept so the manifest records how the run was asked for (the CLI's --quiet).
     quiet: bool = False
-    num_shards: int | None = setting(None, "Array jobs: split the work into K parts (with --shard-index).")
+    num_shards: int | None = setting(
+        None, "Array jobs: split the work into K parts (with --shard-index).", check=at_least(1)
+    )
     shard_index: int | None = setting(
         None, "Array jobs: which part (0..K-1) this process writes; then `gaincurate merge`."
     )
