@@ -17,10 +17,12 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from gaincurate.errors import ConfigError
+from gaincurate.errors import setting as setting_name
 from gaincurate.settings import at_least, setting
 
 WORDS = tuple(f"w{i}" for i in range(60))
@@ -48,8 +50,8 @@ def build_model(tokenizer, *, hidden_size: int = 32, layers: int = 2, seed: int 
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
         max_position_embeddings=128,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -105,18 +107,39 @@ class _LogpsTimer:
         return result
 
 
+HEADS = 2  # the random Llama's attention heads (`build_model`)
+
+
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
-    steps: int = setting(12, "Optimizer steps per run.", check=at_least(1))
+    # Two steps at least: the baseline's first step (its compile and warm-up) is left out of its summary.
+    steps: int = setting(12, "Optimizer steps per run.", check=at_least(2))
     batch_prompts: int = setting(8, "Prompts per step.", check=at_least(1))
     num_generations: int = setting(4, "Completions per prompt.", check=at_least(2))
     completion_length: int = setting(64, "Most tokens per completion.", check=at_least(1))
-    hidden_size: int = setting(128, "The random Llama's width.", check=at_least(2))
+    hidden_size: int = setting(128, "The random Llama's width: a multiple of 4.", check=at_least(2 * HEADS))
     layers: int = setting(4, "The random Llama's depth.", check=at_least(1))
-    fresh_fraction: float = setting(0.5, "Replay's share of fresh prompts per step.")
+    fresh_fraction: float = setting(0.5, "Replay's share of fresh prompts per step, in (0, 1].")
     # One thread: on a shared 2-core machine a second thread mostly measures contention.
     threads: int = setting(1, "Torch CPU threads.", check=at_least(1))
     seed: int = setting(0, "Seed of the model, data and both runs.")
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            check = field.metadata.get("check")
+            if check is not None:
+                check(setting_name(field.name), getattr(self, field.name))
+        if self.hidden_size % (2 * HEADS):
+            # Each head's width is even, as rotary embeddings rotate its halves.
+            raise ConfigError(
+                f"{setting_name('hidden_size', self.hidden_size)} must be a multiple of {2 * HEADS}: the model has "
+                f"{HEADS} attention heads, each of an even width"
+            )
+        if not 0 < self.fresh_fraction <= 1:
+            raise ConfigError(
+                f"{setting_name('fresh_fraction', self.fresh_fraction)} is outside (0, 1]; 0.5 generates half of each "
+                "step's prompts fresh, 1 replays nothing"
+            )
 
 
 def _train(config: BenchConfig, replay: bool, output_dir: Path) -> dict[str, Any]:
@@ -239,10 +262,17 @@ def format_table(result: dict[str, Any]) -> str:
             f"{name:<9} {s['steps']:>5}  {s['fresh_prompts']:>18.1f}  {s['generated_tokens']:>15.1f}  "
             f"{s['seconds_mean']:>11.3f}  {s['seconds_median']:>13.3f}  {s['generation_seconds_mean']:>15.3f}"
             f"  {s['replay_logps_seconds_mean']:>18.3f}"
+            if s["steps"]
+            else f"{name:<9} {0:>5}  (no steps to summarise)"
             for name, s in (("baseline", base), ("replay", replay))
         ],
-        f"replay / baseline: tokens {replay['generated_tokens'] / base['generated_tokens']:.2f}x, "
-        f"median step time {replay['seconds_median'] / base['seconds_median']:.2f}x "
-        "(baseline: steps after the first; replay: steps after warm-up)",
     ]
+    if base["steps"] and replay["steps"]:
+        lines.append(
+            f"replay / baseline: tokens {replay['generated_tokens'] / base['generated_tokens']:.2f}x, "
+            f"median step time {replay['seconds_median'] / base['seconds_median']:.2f}x "
+            "(baseline: steps after the first; replay: steps after warm-up)"
+        )
+    else:  # replay fresh on every step (--fresh-fraction 1, or a buffer never filled) has no replayed step
+        lines.append("replay / baseline: no comparison, as one run has no steps past its warm-up; raise --steps")
     return "\n".join(lines)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.errors import ConfigError
+from gaincurate.errors import setting as setting_name
 from gaincurate.settings import at_least, setting
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -49,6 +51,15 @@ class ScaleBench:
     workdir: str | None = setting(
         None, "Folder for the scores and run directories (scores kept and reused).", cli="path", shown="a temporary one"
     )
+
+    def __post_init__(self) -> None:
+        # `schedule init` refuses a subset larger than the pool: every strategy of that size would fail.
+        smallest = min(self.sizes, default=self.subset)
+        if self.subset > smallest:
+            raise ConfigError(
+                f"{setting_name('subset', self.subset)} is larger than the pool size {smallest:,} "
+                f"({setting_name('sizes')}); pass {setting_name('subset')} {smallest} or less, or larger sizes"
+            )
 
 
 def console_script() -> list[str]:
@@ -139,8 +150,12 @@ def bench_strategy(
                        epoch=epoch - 1)  # fmt: skip
         step = ["schedule", "step", "--run", str(run), "--feedback", str(feedback)]
         steps[f"next_{epoch}"] = launcher.timed([*gaincurate, *step], log)
-    steps["status"] = launcher.timed([*gaincurate, "schedule", "status", "--run", str(run), "--json"], log)
     failed = [step for step, value in steps.items() if value is not None and not value["ok"]]
+    # After a failed step `status` would only fail on the missing run too, and its line would hide the cause: the
+    # log's last line is then the failed step's own error.
+    status = ["schedule", "status", "--run", str(run), "--json"]
+    steps["status"] = None if failed else launcher.timed([*gaincurate, *status], log)
+    failed += ["status"] if steps["status"] is not None and not steps["status"]["ok"] else []
     error = log.read_text(errors="replace").strip().splitlines()[-1:] if failed else []
     state = run / "state.json"
     return {
@@ -225,8 +240,6 @@ def bench_scale(options: ScaleBench, progress: Any = None) -> dict[str, Any]:
     names = options.strategies or tuple(STRATEGIES)
     unknown = [name for name in names if name not in STRATEGIES]
     if unknown:
-        from gaincurate.errors import ConfigError
-
         raise ConfigError(f"--strategies: {', '.join(unknown)} not registered; choose from {', '.join(STRATEGIES)}")
     launcher = Launcher()
     try:
@@ -302,3 +315,13 @@ def result_lines(result: dict[str, Any]) -> list[str]:
                        f" (all measured: {found['pearson_hidden_all']})" if "pearson_hidden_all" in found else "")
                 )  # fmt: skip
     return lines
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """Each strategy run that failed at a step, as `SIZE NAME (STEP)`."""
+    return [
+        f"{int(size):,} {name} ({line['failed'][0]})"
+        for size, per_size in result["sizes"].items()
+        for name, line in per_size["strategies"].items()
+        if line.get("failed")
+    ]

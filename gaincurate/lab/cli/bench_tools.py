@@ -16,6 +16,7 @@ only when they run, and their errors take the CLI's one error path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +26,7 @@ from gaincurate.cli.fields import field_parameters, fixed_parameters, given, ins
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet
 from gaincurate.cli.progress import setup_logging
 from gaincurate.cli.render import emit, json_text, note
-from gaincurate.errors import GaincurateError
+from gaincurate.errors import ConfigError, GaincurateError
 from gaincurate.kernels.bench_options import KernelBench
 from gaincurate.lab.benchmarks.gpu import GpuBench
 from gaincurate.lab.benchmarks.replay import BenchConfig as ReplayBench
@@ -67,6 +68,7 @@ def scoring(
     setup_logging(quiet or as_json)
     from gaincurate.lab.benchmarks.scoring import bench_scoring, result_lines
 
+    _check_out(out)
     _finish(bench_scoring(ScoringBench(**given(ScoringBench, values))), out, as_json, result_lines)
 
 
@@ -74,6 +76,7 @@ def kernel(*, out: JsonOut = None, config: ConfigFile = None, as_json: AsJson = 
     """Check every segment-sum backend against the float64 reference, then time them against the O(T^2) way."""
     from gaincurate.kernels.bench import failed_checks, render_table, run_kernel_bench
 
+    _check_out(out)
     report = run_kernel_bench(KernelBench(**given(KernelBench, values)))
     _finish(report, out, as_json, lambda result: render_table(result).splitlines())
     failed = failed_checks(report)
@@ -93,6 +96,7 @@ def gpu(
     setup_logging(quiet or as_json)
     from gaincurate.lab.benchmarks.gpu import bench_gpu, table_lines
 
+    _check_out(out)
     _finish(bench_gpu(GpuBench(**given(GpuBench, values))), out, as_json, table_lines)
 
 
@@ -104,6 +108,7 @@ def replay(
     from gaincurate.lab.benchmarks.replay import format_table, run_bench
 
     options = ReplayBench(**given(ReplayBench, values))
+    _check_out(out)
     if not (quiet or as_json):
         note(f"benchmarking {options}")
     _finish(run_bench(options), out, as_json, lambda result: format_table(result).splitlines())
@@ -116,6 +121,7 @@ def profile(
     setup_logging(quiet or as_json)
     from gaincurate.lab.benchmarks.scoring_profile import bench_profile, profile_lines
 
+    _check_out(out)
     _finish(bench_profile(ProfileBench(**given(ProfileBench, values))), out, as_json, profile_lines)
 
 
@@ -124,13 +130,26 @@ def scale(
 ) -> None:
     """Seconds and peak memory of every strategy's schedule steps on synthetic pools of each size."""
     setup_logging(quiet or as_json)
-    from gaincurate.lab.benchmarks.scale import bench_scale, result_lines
+    from gaincurate.lab.benchmarks.scale import bench_scale, failures, result_lines
+
+    options = ScaleBench(**given(ScaleBench, values))
+    _check_out(out)
 
     def progress(size: int, name: str, line: dict[str, Any]) -> None:
         if not (quiet or as_json):
-            note(f"{size:,} prompts, {name}: " + ("skipped" if "skipped" in line else "done"))
+            note(
+                f"{size:,} prompts, {name}: "
+                + ("skipped" if "skipped" in line else "failed" if "failed" in line else "done")
+            )
 
-    _finish(bench_scale(ScaleBench(**given(ScaleBench, values)), progress), out, as_json, result_lines)
+    result = bench_scale(options, progress)
+    _finish(result, out, as_json, result_lines)
+    failed = failures(result)
+    if failed:
+        raise GaincurateError(
+            f"{len(failed)} strategy run{'s' if len(failed) > 1 else ''} failed ({', '.join(failed[:3])}"
+            f"{', ...' if len(failed) > 3 else ''}); each one's error is in its table row"
+        )
 
 
 # Each command and the dataclass whose fields are its options.
@@ -151,6 +170,19 @@ _EPILOGS = {
     "profile": "Example:\n\n* `gaincurate bench profile --data ../shared/data/math_train.json --rows 200 --gates`",
     "scale": "Example:\n\n* `gaincurate bench scale --sizes 10000,100000 --workdir scale-bench --out scale.json`",
 }
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out the result cannot be written to before the bench runs, so no measurement is lost."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; pass a file path, such as {out / 'result.json'}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out}: the folder {folder} does not exist; create it, or pick another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out {out}: the folder {folder} is not writable; pick another path")
 
 
 def _finish(result: dict[str, Any], out: Path | None, as_json: bool, lines: Any) -> None:

@@ -232,8 +232,13 @@ def _online(run_dir: Path) -> dict[str, Any]:
     """`online_evaluation` of a run directory, with the run's own tau_attn, forget and calibrator."""
     from gaincurate.lab.difficulty.online import online_evaluation
     from gaincurate.schedule.run.reference_sets import measurements
-    from gaincurate.schedule.run.rundir import load_run
+    from gaincurate.schedule.run.rundir import holds_run, load_run
 
+    if not holds_run(run_dir):  # `load_run`'s message names --run, the flag of the schedule's commands
+        where = "does not exist" if not run_dir.exists() else "holds no run (no state.json)"
+        raise ConfigError(
+            f"--online {run_dir} {where}; pass the run directory given to `gaincurate schedule init --run`"
+        )
     run = load_run(run_dir)
     found = measurements(run_dir, run)
     from gaincurate.schedule.strategies.dots import DotsStrategy

@@ -15,6 +15,7 @@ import numpy as np
 from gaincurate.difficulty.calibrate import EPSILON, Calibrator, FittedCalibrator, attention_temperature
 from gaincurate.difficulty.predict import self_index
 from gaincurate.errors import InputError
+from gaincurate.errors import setting as setting_name
 from gaincurate.settings import setting
 
 
@@ -140,9 +141,15 @@ def fit_calibrator(
     embeddings = np.asarray(embeddings, dtype=np.float64)
     rates = np.asarray(rates, dtype=np.float64)
     counts = np.ones(len(rates)) if counts is None else np.asarray(counts, dtype=np.float64)
-    if len(rates) < 3 or (config.folds and len(rates) < 2 * config.folds):
+    if len(rates) < 3:
+        raise InputError(f"fitting needs at least 3 reference prompts with pass rates; got {len(rates)}")
+    if config.folds and len(rates) < 2 * config.folds:
+        # Each fold holds out two prompts at least; the fix is fewer folds, not more measured prompts.
+        most = len(rates) // 2
+        fewer = f"{setting_name('folds')} {most} or fewer" if most >= 2 else setting_name("folds", 0)
         raise InputError(
-            f"fitting needs at least {max(3, 2 * config.folds)} reference prompts with pass rates; got {len(rates)}"
+            f"{setting_name('folds', config.folds)} needs {2 * config.folds} reference prompts with pass rates (two "
+            f"a fold); got {len(rates)}: pass {fewer} (0: no cross-fitting)"
         )
     projection = initial_projection(embeddings, config.dim)
     calibrator, losses = _train(embeddings, rates, counts, projection, config)

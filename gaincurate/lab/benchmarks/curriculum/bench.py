@@ -1,6 +1,6 @@
 """`run_bench`: every (arm, seed) pair of a bench, resumable and in parallel, then the summary, tables and plot.
 
-    OUT/bench.json          the config the bench runs, its declared analysis included (another one is refused)
+    OUT/bench.json          the config the bench runs, its analysis included (another is refused once a pair trains)
     OUT/assets/             the data split, the initial model and the pool's scores (shared by every pair)
     OUT/pairs/NAME.json     one finished pair: its evaluation points, costs and initial-weights digest
     OUT/work/NAME/          the pair in progress (its points so far); removed when it finishes
@@ -31,9 +31,10 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
-from gaincurate.lab.benchmarks.curriculum.assets import prepare_assets
+from gaincurate.lab.benchmarks.curriculum.assets import ASSETS, MARKER, prepare_assets
 from gaincurate.lab.benchmarks.curriculum.bundled import load_config
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig, parse_seeds
+from gaincurate.lab.benchmarks.curriculum.interrupts import mark_worker, raise_if_stopped, stop_workers, stops_noted
 from gaincurate.lab.benchmarks.curriculum.oracle import ARMS as ORACLE_ARMS
 from gaincurate.lab.benchmarks.curriculum.run_options import BenchRun
 from gaincurate.model import quiet_dependency_noise
@@ -46,6 +47,7 @@ POINT_KEYS = ("strategy", "seed", "step", "rollouts", "tokens", "prompt_tokens",
 # A bench's identity: every config field that changes a run or its declared analysis. Arms and seeds may be
 # extended by a later call; the name and the smoke size change nothing.
 _NOT_IDENTITY = ("name", "strategies", "seeds", "smoke_overrides")
+_STOP_CHECK_S = 0.5  # how often the bench, waiting on its workers, checks for a stop Python may have dropped
 
 
 def pair_name(strategy: str, seed: int) -> str:
@@ -77,7 +79,9 @@ def run_bench(
     as text is refused: configs.parse_seeds); default the config's. `smoke`: the config's smoke size. `max_pairs`:
     train at most this many pairs in this call. `workers`: pairs trained at once, each in its own process.
     `progress` hears a stage per pair and `advance` per optimizer step (per finished pair with workers).
-    Raises `ConfigError` for an unknown arm, a bad seed spec, or an `out_dir` that holds another config's bench.
+    Raises `ConfigError` for an unknown arm, a baseline or primary arm outside the arms, a bad seed spec, or an
+    `out_dir` that holds another config's trained pairs. Ctrl-C or SIGTERM stops it within a step (KeyboardInterrupt),
+    its workers with it; the finished pairs are kept (`interrupts.py`).
     """
     options = BenchRun(**run)  # an unknown keyword is a TypeError, as for any function
     strategies, seeds, smoke = options.strategies, options.seeds, options.smoke
@@ -93,38 +97,61 @@ def run_bench(
     unknown = [name for name in chosen if name not in known]
     if unknown:
         raise ConfigError(f"unknown arm {unknown[0]!r}; the bench runs {', '.join(known)}")
+    _check_compared(config, chosen)
     seed_list = config.seed_list if seeds is None else parse_seeds(seeds)
     out = Path(out_dir)
-    claim(out, config)
-    assets = prepare_assets(config, out, progress)
-    todo = [(s, seed) for seed in seed_list for s in chosen if not _pair_file(out, s, seed).is_file()]
-    todo = todo[:max_pairs] if max_pairs is not None else todo
-    progress.set_total(len(todo) * config.steps)
-    if workers == 1:
-        for strategy, seed in todo:
-            progress.stage(f"{strategy}, seed {seed}")
-            train_pair(config, out, strategy, seed, assets=assets, on_step=lambda: progress.advance(1))
-            write_outputs(out, read_pairs(out, chosen))
-    else:
-        _train_in_workers(config, out, todo, workers, chosen, progress)
+    with stops_noted():
+        claim(out, config)
+        assets = prepare_assets(config, out, progress)
+        todo = [(s, seed) for seed in seed_list for s in chosen if not _pair_file(out, s, seed).is_file()]
+        todo = todo[:max_pairs] if max_pairs is not None else todo
+        progress.set_total(len(todo) * config.steps)
+        if workers == 1:
+            for strategy, seed in todo:
+                raise_if_stopped()
+                progress.stage(f"{strategy}, seed {seed}")
+                train_pair(config, out, strategy, seed, assets=assets, on_step=lambda: progress.advance(1))
+                write_outputs(out, read_pairs(out, chosen))
+        else:
+            _train_in_workers(config, out, todo, workers, chosen, progress)
+        raise_if_stopped()
     return finish(out, config, chosen)
+
+
+def _check_compared(config: BenchConfig, chosen: tuple[str, ...]) -> None:
+    """The baseline and the primary arms are among the bench's arms (the config's and this call's), or no
+    comparison the analysis declares could be made."""
+    arms = tuple(dict.fromkeys((*config.strategies, *chosen)))
+    for role, arm in (("baseline", config.baseline), *(("primary arm", arm) for arm in config.primary)):
+        if arm not in arms:
+            raise ConfigError(
+                f"{role} {arm} is not among the bench's arms ({', '.join(arms)}); add it to the strategies, or "
+                f"declare one of them as the {role}"
+            )
 
 
 def _train_in_workers(config, out: Path, todo, workers: int, order, progress: Progress) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker)
+    try:
         running = {pool.submit(train_pair, config, out, strategy, seed): (strategy, seed) for strategy, seed in todo}
         progress.stage(f"{len(todo)} pairs on {workers} workers")
         while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=_STOP_CHECK_S, return_when=FIRST_COMPLETED)
+            raise_if_stopped()  # a stop Python dropped is acted on here, within _STOP_CHECK_S
             for future in done:
                 strategy, seed = running.pop(future)
                 future.result()  # a failed pair stops the bench with its error; finished pairs are kept
                 progress.stage(f"finished {strategy}, seed {seed}")
                 progress.advance(config.steps)
                 write_outputs(out, read_pairs(out, order))
+    except KeyboardInterrupt:
+        stop_workers(pool)  # no queued pair starts, and no running one trains on
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failed pair: the running ones finish and are kept, no other starts
 
 
 @contextmanager
@@ -142,11 +169,15 @@ def _readout_warnings_kept() -> Iterator[None]:
 
 def start_worker() -> None:
     """A worker gets SIGTERM when the bench process dies, even by SIGKILL (Linux), so no pair trains on orphaned; and
-    it filters the dependencies' known import noise as the console script does, before its first pair imports trl."""
+    it filters the dependencies' known import noise as the console script does, before its first pair imports trl.
+    It ignores SIGINT: a Ctrl-C at the terminal reaches the whole process group, and the bench alone decides, stopping
+    its workers (`interrupts.stop_workers`); a worker that caught it would fail its pair and take the next one."""
     import ctypes
     import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_worker()
     quiet_dependency_noise()
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -175,8 +206,13 @@ def train_pair(config: BenchConfig, out: Path, strategy: str, seed: int, *, asse
             with live.open("a") as handle:
                 handle.write(json.dumps(point) + "\n")
 
+        def step() -> None:
+            raise_if_stopped()  # a Ctrl-C Python dropped inside a `__del__` stops the pair here
+            if on_step is not None:
+                on_step()
+
         with _readout_warnings_kept(), bench_probes.registered():  # an arm may name the bench's own strategies
-            record = PairRun(config, assets, strategy, seed, work, on_point=note, on_step=on_step).run()
+            record = PairRun(config, assets, strategy, seed, work, on_point=note, on_step=step).run()
         atomic_write_bytes(_pair_file(out, strategy, seed), (json.dumps(record, indent=1) + "\n").encode())
         if (work / RUN).is_dir():  # kept: `gaincurate schedule status --run OUT/runs/NAME` reads it like any run
             kept = out / "runs" / name
@@ -284,7 +320,8 @@ def _pair_file(out: Path, strategy: str, seed: int) -> Path:
 
 
 def claim(out: Path, config: BenchConfig) -> None:
-    """Record the config in `out/bench.json`, or check that the bench already there ran the same one."""
+    """Record the config in `out/bench.json`, or check that the bench already there ran the same one; a bench that
+    trained nothing (it stopped on a bad input) is taken over by the new config."""
     identity = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
     stored_file = out / "bench.json"
     if stored_file.is_file():
@@ -292,12 +329,31 @@ def claim(out: Path, config: BenchConfig) -> None:
         # Through from_dict, so a field added since the bench ran reads as its default.
         stored_config = BenchConfig.from_dict(stored["config"]).to_dict()
         stored_identity = {k: v for k, v in stored_config.items() if k not in _NOT_IDENTITY}
-        if stored_identity != identity:
-            changed = sorted(k for k in identity.keys() | stored_identity.keys()
-                             if identity.get(k) != stored_identity.get(k))  # fmt: skip
+        changed = sorted(k for k in identity.keys() | stored_identity.keys()
+                         if identity.get(k) != stored_identity.get(k))  # fmt: skip
+        if changed and not _trained_nothing(out):
             raise ConfigError(
                 f"{out} holds a bench of another config (differs in {', '.join(changed)}); the analysis is declared "
                 "before the runs, so pass another --out, or delete it to start again"
             )
+        if changed:
+            # No pair finished or trains, so no result is declared under the old config: the bench starts again
+            # under this one, its assets prepared again (the warm start kept where its settings are the same).
+            (out / ASSETS / MARKER).unlink(missing_ok=True)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(stored_file, (json.dumps({"config": config.to_dict()}, indent=2) + "\n").encode())
+
+
+def _trained_nothing(out: Path) -> bool:
+    """No finished pair in `out`, and no live process training one (a run that stopped on a bad input)."""
+    if any((out / "pairs").glob("*.json")):
+        return False
+    for lock in (out / "work").glob("*.lock"):
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            continue  # stale
+        except PermissionError:
+            pass
+        return False
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,52 @@ from gaincurate.lab.benchmarks.curriculum.run_options import parse_seeds
 TASKS = ("arith", "chain", "math")
 HEADLINES = ("greedy", "sampled")
 DEFAULT_STRATEGIES = ("uniform", "length", "gain", "dots")
+
+# Fields checked before anything runs: a value TRL, torch or the summary would refuse (or read as nan) only after the
+# data split and the warm start, with a traceback.
+_WHOLE_FROM_ONE = ("steps", "prompts_per_step", "num_generations", "subset_size", "eval_every", "eval_samples",
+                   "smooth", "threads", "oracle_rollouts", "eval_batch", "max_completion_length", "warm_start_batch",
+                   "pool_rows", "eval_rows")  # fmt: skip
+_POSITIVE = ("learning_rate", "warm_start_lr", "temperature")  # a zero temperature divides the logits by zero
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_values(config: BenchConfig) -> None:
+    """Each numeric field within its range, named in one line, before any data is drawn or a model is built."""
+    for name in _WHOLE_FROM_ONE:
+        value = getattr(config, name)
+        if not _whole(value) or value < 1:
+            raise ConfigError(f"{name} must be a whole number 1 or more; got {value!r}")
+    if not _whole(config.warm_start_steps) or config.warm_start_steps < 0:
+        raise ConfigError(f"warm_start_steps must be a whole number 0 or more; got {config.warm_start_steps!r}")
+    for name in _POSITIVE:
+        value = getattr(config, name)
+        if not _number(value) or value <= 0:
+            raise ConfigError(f"{name} must be a number above 0; got {value!r}")
+    unit = "terms" if config.task == "chain" else "digits"
+    for name in ("pool", "eval"):
+        for pair in getattr(config, name):
+            if not isinstance(pair, list | tuple) or len(pair) != 2 or not all(_whole(x) and x >= 1 for x in pair):
+                raise ConfigError(f"{name} lists ({unit}, count) pairs of whole numbers 1 or more; got {_shown(pair)}")
+    for name, value in (("target", config.target), *(("other_targets", t) for t in config.other_targets)):
+        if value is not None and (not _number(value) or not 0 < value <= 1):
+            raise ConfigError(f"{name} is a held-out accuracy in (0, 1]; got {value!r}")
+    for name in ("target_fraction", "oracle_target"):
+        value = getattr(config, name)
+        low_open = name == "target_fraction"  # a fraction 0 of the way puts the target at the start
+        if not _number(value) or not (0 < value <= 1 if low_open else 0 <= value <= 1):
+            raise ConfigError(f"{name} must lie in {'(0, 1]' if low_open else '[0, 1]'}; got {value!r}")
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | tuple) else repr(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,15 +140,11 @@ class BenchConfig:
     smoke_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_values(self)
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}")
         if self.headline not in HEADLINES:
             raise ConfigError(f"headline must be one of {', '.join(HEADLINES)}; got {self.headline!r}")
-        for name in ("steps", "prompts_per_step", "num_generations", "subset_size", "eval_every", "eval_samples",
-                     "smooth", "threads", "oracle_rollouts", "eval_batch"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number 1 or more; got {value!r}")
         if self.num_generations < 2:
             raise ConfigError("num_generations must be at least 2: GRPO compares the rollouts of a group")
         if self.subset_size % self.prompts_per_step:
@@ -113,15 +156,10 @@ class BenchConfig:
         parse_seeds(self.seeds)
         if not isinstance(self.measure_pool, bool):
             raise ConfigError(f"measure_pool is true or false; got {self.measure_pool!r}")
-        for target in (self.target, *self.other_targets):
-            if target is not None and not 0 < target <= 1:
-                raise ConfigError(f"a target is a held-out accuracy in (0, 1]; got {target}")
-        if self.pauc_budget is not None and self.pauc_budget < 1:
-            raise ConfigError(f"pauc_budget is a number of rollouts, 1 or more; got {self.pauc_budget}")
+        if self.pauc_budget is not None and (not _whole(self.pauc_budget) or self.pauc_budget < 1):
+            raise ConfigError(f"pauc_budget is a number of rollouts, 1 or more; got {self.pauc_budget!r}")
         if self.baseline in self.primary:
             raise ConfigError(f"primary lists the arms compared with the baseline; {self.baseline!r} is the baseline")
-        if not 0 < self.target_fraction <= 1:
-            raise ConfigError(f"target_fraction must lie in (0, 1]; got {self.target_fraction}")
         object.__setattr__(self, "pool", tuple(tuple(int(x) for x in pair) for pair in self.pool))
         object.__setattr__(self, "eval", tuple(tuple(int(x) for x in pair) for pair in self.eval))
         object.__setattr__(self, "warm_start_digits", tuple(int(d) for d in self.warm_start_digits))

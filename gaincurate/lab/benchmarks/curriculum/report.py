@@ -165,6 +165,12 @@ def _p(value: float | None) -> str:
 
 def _verdict_line(summary: dict[str, Any], key: str = "primary", unit: str = "rollouts") -> str:
     baseline, primary = summary["baseline"], summary[key]
+    declared = summary.get("analysis", {}).get("primary")
+    if not primary and declared:
+        return (
+            f"The declared primary arms ({', '.join(declared)}) have no pairs here, so no arm is tested against the "
+            "baseline."
+        )
     if not primary:
         return "No primary comparison was declared, so no arm is tested against the baseline."
     parts = []

@@ -31,6 +31,7 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.lab.benchmarks.curriculum.configs import BenchConfig
+from gaincurate.lab.benchmarks.curriculum.interrupts import stop_workers
 from gaincurate.lab.benchmarks.curriculum.verdicts import VERDICTS, WarmStartVerdict
 from gaincurate.progress import NULL_PROGRESS, Progress
 
@@ -185,6 +186,10 @@ def _drive(units: list[_Unit], workers: int, progress: Progress) -> None:
                 unit = running.pop(future)
                 future.result()  # a failed job stops the run with its error; finished pairs are kept
                 _settle(unit, progress)
+    except KeyboardInterrupt:
+        if pool is not None:
+            stop_workers(pool)  # Ctrl-C: no queued job starts, and no running one trains on
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
