@@ -81,11 +81,13 @@ def supervise(
     log: Path,
     echo: BoundedEcho | None = None,
     grace_s: float = GRACE_S,
+    keep_fds: tuple[int, ...] = (),
 ) -> int:
-    """Run `command` through the shell, output to `log`; its exit code (negative: killed by that signal).
+    """Run `command` through the shell, output to `log`; its exit code (negative: killed by that signal). `keep_fds`:
+    descriptors the command inherits (a lock it holds while it lives).
 
     Raises `Stopped` when a forwarded signal came while it ran, the command's group stopped by then."""
-    state: dict[str, Any] = {"group": None, "signum": None}
+    state: dict[str, Any] = {"group": None, "signum": None, "keep_fds": keep_fds}
     with _handlers(state):
         code = _run(command, env, Path(log), echo, grace_s, state)
     if state["signum"] is not None:
@@ -104,7 +106,7 @@ def _run(
             # stdin from /dev/null: a trainer must not wait for a terminal it no longer has.
             process = subprocess.Popen(
                 command, shell=True, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                env=dict(env), start_new_session=True,
+                env=dict(env), start_new_session=True, pass_fds=state["keep_fds"],
             )  # fmt: skip
         state["group"] = process.pid  # a new session's leader: its pid is the group id
         watchdog = _start_watchdog(process.pid, grace_s)

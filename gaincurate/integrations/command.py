@@ -31,11 +31,13 @@ function appends its feedback lines to the file this loop reads after the epoch 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +52,8 @@ from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exp
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.timings import seconds_words
 from gaincurate.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
+
+TRAINER_LOCK = ".trainer.lock"  # in the run directory: held while a loop or its trainer runs (`_run_lock`)
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
@@ -82,6 +86,7 @@ class _Trainer:
     echo: TextIO | None
     grace_s: float
     allow_stale: bool
+    lock: int  # the run lock's descriptor, which the trainer inherits (`_run_lock`)
 
 
 def fill_command(template: str, values: dict[str, str]) -> str:
@@ -118,7 +123,44 @@ def run_loop(
     # Absolute, so that the state and the placeholders mean the same from any working directory.
     run_dir = Path(run_dir).resolve()
     output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
-    trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s, allow_stale)
+    if not run_dir.is_dir():
+        Run.open(run_dir)  # the one line that says there is no run there, and how to start one
+    with _run_lock(run_dir, grace_s, progress) as lock:
+        trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s, allow_stale, lock)
+        return _loop(run_dir, epochs, trainer, initial_checkpoint, progress)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, grace_s: float, progress: Progress) -> Iterator[int]:
+    """The run directory's lock: held by this loop and, through the descriptor each trainer inherits, by its trainer.
+    A rerun after this process was killed waits for a trainer still stopping (the supervisor's watchdog gives it its
+    grace), instead of training the epoch beside it and counting its rollouts twice; a second loop is refused."""
+    import fcntl
+
+    handle = os.open(run_dir / TRAINER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, said = time.monotonic() + grace_s + 10, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"{run_dir} is in use: another `gaincurate schedule run` trains it, or the trainer of a "
+                        "killed one still runs; wait for it to end, or stop it"
+                    ) from None
+                if not said:
+                    progress.stage(f"waiting for the trainer of an earlier `schedule run` on {run_dir} to stop")
+                    said = True
+                time.sleep(0.2)
+        yield handle
+    finally:
+        os.close(handle)
+
+
+def _loop(run_dir: Path, epochs: int, trainer: _Trainer, initial_checkpoint: str, progress: Progress) -> LoopResult:
+    """`run_loop`'s epochs, under the run's lock."""
     trained: list[int] = []
     run = Run.open(run_dir)  # the one run object of this loop: it takes each epoch's feedback and steps
     if run.epoch < epochs:
@@ -171,9 +213,8 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
     environment = {**os.environ, **{f"GAINCURATE_{name.upper()}": value for name, value in values.items()}}
     copy = BoundedEcho(trainer.echo, log) if trainer.echo is not None else None
     try:
-        code = supervise(
-            fill_command(trainer.command, values), env=environment, log=log, echo=copy, grace_s=trainer.grace_s
-        )
+        code = supervise(fill_command(trainer.command, values), env=environment, log=log, echo=copy,
+                         grace_s=trainer.grace_s, keep_fds=(trainer.lock,))  # fmt: skip
     except Stopped as stopped:
         raise TrainerCommandError(
             f"stopped by {stopped} while training epoch {epoch}; the trainer was stopped too and nothing was "

@@ -25,9 +25,12 @@ from gaincurate.supervisor import FORWARDED, stop_group, supervise
 GAINCURATE = Path(sys.executable).parent / "gaincurate"  # the console script, as a user runs it
 SUBSET = 6
 
-# Notes its pid (one file per call), sleeps TRAIN_SECONDS, then appends two rollouts per prompt of the epoch.
+# Notes its pid (one file per call), sleeps TRAIN_SECONDS, then appends two rollouts per prompt of the epoch; with
+# SLOW_TO_STOP set it ignores SIGTERM, as a trainer that saves a checkpoint first does for a while.
 TRAINER = """
-import json, os, pathlib, sys, time
+import json, os, pathlib, signal, sys, time
+if os.environ.get("SLOW_TO_STOP"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 data, feedback, epoch, notes = sys.argv[1:5]
 calls = pathlib.Path(notes, "calls.txt")
 with calls.open("a") as file:
@@ -179,6 +182,25 @@ def test_killed_schedule_run_leaves_no_trainer(run):
     first.communicate(timeout=60)
     assert wait_for(lambda: not alive(trainer), timeout=30)
     assert not load_run(run_dir).trained
+
+
+def test_a_rerun_waits_for_the_trainer_of_a_killed_run_and_trains_the_epoch_once(run):
+    """`schedule run` killed: its watchdog stops the trainer, which may take its grace to go. The rerun waits for it
+    (the trainer holds the run's lock) instead of training the epoch beside it and counting its rollouts twice."""
+    run_dir, command, notes = run
+    first = schedule_run(run_dir, command, train_seconds=600, env={"SLOW_TO_STOP": "1"})
+    assert wait_for(lambda: (notes / "pid-1").is_file()), first.communicate(timeout=5)
+    trainer = int((notes / "pid-1").read_text())
+    first.kill()
+    first.communicate(timeout=60)
+    second = schedule_run(run_dir, command, train_seconds=0)
+    time.sleep(3)
+    assert alive(trainer) and (notes / "calls.txt").read_text().split() == ["0"]  # waiting, no second trainer
+    os.kill(trainer, signal.SIGKILL)  # as the watchdog does once the grace is over
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0 and "waiting for the trainer of an earlier `schedule run`" in stderr, stderr
+    (record,) = read_history(run_dir)
+    assert record["rollouts"] == len((run_dir / "feedback-0000.jsonl").read_text().splitlines()) == 2 * SUBSET
 
 
 def test_a_trainer_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
