@@ -77,8 +77,9 @@ class BackendError(GaincurateError, ValueError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C in work that keeps whole pieces (shards): how many it kept. Still a KeyboardInterrupt for callers."""
 
-    def __init__(self, *, kept: int, total: int, piece_rows: int, where: str) -> None:
+    def __init__(self, *, kept: int, total: int, piece_rows: int, where: str, overwrite: bool = False) -> None:
         self.kept, self.total, self.piece_rows, self.where = kept, total, piece_rows, where
+        self.overwrite = overwrite  # the run replaced an earlier one: the same command would delete what it kept
         super().__init__(f"interrupted; {kept} of {total} pieces of {piece_rows} rows are kept in {where}")
 
 

@@ -51,6 +51,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def remove_leftovers(folder: Path, *patterns: str) -> None:
+    """Delete the temporary files that `atomic_write` of a file named like a glob pattern left when its process was
+    killed (`.NAME.XXXX.tmp`); call it only where no other process may be writing such a file right now."""
+    for pattern in patterns:
+        for path in Path(folder).glob(f".{pattern}.*.tmp"):
+            with contextlib.suppress(OSError):  # a folder made read-only keeps its leftovers; the write reports it
+                path.unlink()
+
+
 def _naming(error: OSError, path: Path) -> OSError:
     """The same failure, as a plain `OSError(errno, strerror, path)` naming the file that was being written."""
     number = error.errno

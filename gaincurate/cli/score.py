@@ -156,9 +156,12 @@ def _what_was_kept(stopped: Interrupted) -> str:
             f"interrupted before the first shard ({stopped.piece_rows} rows) was complete, so nothing is kept "
             "and the same command starts over; a smaller --shard-rows keeps work more often"
         )
+    again = (
+        "the same command without --overwrite (which would delete them)" if stopped.overwrite else "the same command"
+    )
     return (
         f"interrupted; {stopped.kept} of {stopped.total} shards ({stopped.piece_rows} rows each) are kept in "
-        f"{stopped.where}: run the same command again to resume"
+        f"{stopped.where}: run {again} again to resume"
     )
 
 

@@ -53,8 +53,6 @@ from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.timings import seconds_words
 from gaincurate.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 
-TRAINER_LOCK = ".trainer.lock"  # in the run directory: held while a loop or its trainer runs (`_run_lock`)
-
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
 LOG_TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024  # the tail is read from the end of the log, however long it is
@@ -137,7 +135,7 @@ def _run_lock(run_dir: Path, grace_s: float, progress: Progress) -> Iterator[int
     grace), instead of training the epoch beside it and counting its rollouts twice; a second loop is refused."""
     import fcntl
 
-    handle = os.open(run_dir / TRAINER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    handle = os.open(run_dir / rundir.TRAINER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline, said = time.monotonic() + grace_s + 10, False
         while True:

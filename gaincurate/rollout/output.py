@@ -16,7 +16,7 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback_lines import parse_line
-from gaincurate.fileio import atomic_write_json
+from gaincurate.fileio import atomic_write_json, remove_leftovers
 from gaincurate.rollout.config import RolloutConfig
 
 SIDECAR_SUFFIX = ".rollout.json"
@@ -65,9 +65,10 @@ def sidecar(out: Path) -> Path:
 
 
 def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
-    """Whether an existing output is resumed; refuses one written with other settings."""
+    """Whether an existing output is resumed; refuses one written with other settings. An empty `out` without a
+    sidecar, which a run killed before writing its sidecar leaves, holds nothing to resume."""
     path = sidecar(out)
-    if overwrite or not out.exists():
+    if overwrite or not out.exists() or (out.stat().st_size == 0 and not path.exists()):
         return False
     if not path.is_file():
         raise ConfigError(f"--out {out} exists but has no {path.name}; pick another --out or pass --overwrite")
@@ -87,6 +88,7 @@ def start_output(
 ) -> None:
     """Make `out` hold only its complete groups (nothing when not resuming) and record the settings."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out.parent, sidecar(out).name)
     if not resuming:
         out.write_bytes(b"")
     elif out.stat().st_size != keep_bytes:

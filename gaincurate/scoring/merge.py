@@ -11,6 +11,7 @@ from gaincurate.errors import InputError
 from gaincurate.fileio import file_sha256, read_json
 from gaincurate.scoring.config import split_config
 from gaincurate.scoring.finalize import WORK_FIELDS, finalize
+from gaincurate.scoring.output import leftovers
 from gaincurate.shards import read_manifest
 
 _MARKER = re.compile(r"part-(\d{5,})-of-(\d{5,})\.json")
@@ -38,7 +39,7 @@ def merge(out: Path) -> dict[str, Any]:
         if checksums[name] != parts[index]["checksums"][name]:
             raise InputError(f"{out}: {name} is not the shard part {index} wrote (its SHA-256 differs from the "
                              f"part's marker): another run's, or damaged; remove it, {rerun}")  # fmt: skip
-    for leftover in out.glob(".shard-*.tmp"):  # from parts that were killed and rerun
+    for leftover in leftovers(out):  # from parts that were killed and rerun
         leftover.unlink(missing_ok=True)
     config, _ = split_config(manifest["config"])
     return finalize(out, manifest, config, [p["work"] for p in parts], None, checksums)

@@ -65,7 +65,7 @@ def inspect_output(out: Path, *, probe_lock: bool = True) -> dict[str, Any] | No
         OutputLock(out, shared=True).probe()
     if not (out / MANIFEST).exists():
         # Another array part may be writing the manifest right now: its temporary file is not foreign.
-        if any(not p.name.startswith((".shard-", f".{MANIFEST}.", LOCK)) for p in out.iterdir()):
+        if any(not p.name.startswith((".shard-", ".part-", f".{MANIFEST}.", LOCK)) for p in out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and holds no {MANIFEST}; choose an empty or new directory")
         return None
     return read_manifest(out)
@@ -84,11 +84,17 @@ def plan_output(
     if previous is None:
         return OutputPlan(None, [], shard_rows or DEFAULT_SHARD_ROWS)
     if overwrite:
-        ours = [p for p in out.iterdir() if p.name == MANIFEST or p.name.startswith(("shard-", ".shard-", "part-"))]
-        return OutputPlan(None, sorted(ours), shard_rows or DEFAULT_SHARD_ROWS)
+        # The manifest goes last: killed at any point, the directory is still the old run's or holds nothing of it.
+        ours = [p for p in out.iterdir() if p.name.startswith(("shard-", "part-"))] + leftovers(out)
+        return OutputPlan(None, sorted(ours) + [out / MANIFEST], shard_rows or DEFAULT_SHARD_ROWS)
     check_fingerprint(out, previous.get("fingerprint", {}), fingerprint)
-    # Leftovers of a killed writer are never whole shards; they are cleared before resuming.
-    return OutputPlan(previous, sorted(out.glob(".shard-*.tmp")), check_layout(out, previous, shard_rows))
+    return OutputPlan(previous, leftovers(out), check_layout(out, previous, shard_rows))
+
+
+def leftovers(out: Path) -> list[Path]:
+    """The temporary files of killed writes (shards, manifests, part markers): never whole files, cleared before a
+    run (by `merge` for an array job's parts, which must not delete one another's)."""
+    return sorted(p for pattern in (".shard-*.tmp", ".part-*.tmp", f".{MANIFEST}.*.tmp") for p in out.glob(pattern))
 
 
 def check_layout(out: Path, previous: dict[str, Any], shard_rows: int | None) -> int:

@@ -56,10 +56,11 @@ def score(
         import torch
 
         torch.set_num_threads(options.threads)
+    begun = time.time()
     try:
         return _claim_and_score(plan, part, progress, started)
     except KeyboardInterrupt:
-        raise _interrupted(plan) from None
+        raise _interrupted(plan, begun) from None
 
 
 def _debiased(plan: Plan, part: Part, progress: Progress) -> dict[str, Any]:
@@ -73,16 +74,18 @@ def _debiased(plan: Plan, part: Part, progress: Progress) -> dict[str, Any]:
     return {**manifest, "debiased": True}
 
 
-def _interrupted(plan: Plan) -> Interrupted:
-    """What a Ctrl-C left in `--out`: whole shards only, as each is written atomically."""
+def _interrupted(plan: Plan, begun: float) -> Interrupted:
+    """What a Ctrl-C left in `--out`: whole shards only, as each is written atomically. Under `--overwrite` only the
+    shards this run wrote count (the old run's are being deleted), and only a rerun without it keeps them."""
     out = plan.out
     try:
         shard_rows = manifest_shard_rows(read_manifest(out))
     except (OSError, GaincurateError):  # stopped before the first manifest: the layout this run would have used
         shard_rows = plan.options.shard_rows or DEFAULT_SHARD_ROWS
-    kept = len(list(out.glob("shard-*.arrow"))) if out.is_dir() else 0
+    overwrite = plan.options.overwrite
+    kept = sum(not overwrite or p.stat().st_mtime >= begun for p in out.glob("shard-*.arrow")) if out.is_dir() else 0
     total = max(1, -(-len(plan.rows) // shard_rows))
-    return Interrupted(kept=kept, total=total, piece_rows=shard_rows, where=str(out))
+    return Interrupted(kept=kept, total=total, piece_rows=shard_rows, where=str(out), overwrite=overwrite)
 
 
 def _claim_and_score(plan: Plan, part: Part, progress: Progress, started: float) -> dict[str, Any]:

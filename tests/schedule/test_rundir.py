@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gaincurate.errors import InputError
+from gaincurate.errors import ConfigError, InputError
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.rundir import load_run, read_history
@@ -89,3 +90,48 @@ def test_damaged_state_through_the_console_script(run_dir):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "state.json is damaged" in line
+
+
+def _leave_leftover(path: Path) -> None:
+    """What an atomic write killed before its rename leaves beside `path`."""
+    (path.parent / f".{path.name}.k1ll3d.tmp").write_bytes(b"half")
+
+
+def test_init_killed_before_its_state_is_started_again_by_the_same_init(tmp_path, scores_dir, monkeypatch):
+    import os
+
+    real = os.replace
+
+    def killed_at_state(src, dst):
+        if Path(dst).name == "state.json":
+            raise SystemExit("killed")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_state)
+    with pytest.raises(SystemExit):
+        init_run(tmp_path / "run", scores_dir, CONFIG)
+    monkeypatch.undo()
+    _leave_leftover(tmp_path / "run" / "state.json")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".state.json.k1ll3d.tmp", "history.jsonl"]
+    init_run(tmp_path / "run", scores_dir, CONFIG)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.jsonl", "state.json"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "history.jsonl").write_text('{"epoch": 0}\n')  # a history with lines is not init's
+    with pytest.raises(ConfigError, match="not an empty directory"):
+        init_run(tmp_path / "other", scores_dir, CONFIG)
+
+
+def test_leftovers_are_no_sign_of_training_and_a_step_clears_them(tmp_path, scores_dir):
+    from gaincurate.schedule.run.steps import open_run
+
+    run_dir = tmp_path / "run"
+    init_run(run_dir, scores_dir, CONFIG)
+    Run.open(run_dir).step()  # epoch 0 drawn, not trained on
+    _leave_leftover(run_dir / "epoch-0000.parquet")
+    (run_dir / ".trainer.lock").touch()  # a `schedule run` that stopped before its trainer trained anything
+    other = dataclasses.replace(CONFIG, seed=4)
+    assert open_run(run_dir, scores_dir, other, write=True).config.seed == 4  # started again with the new config
+    for name in ("state.json", "history.jsonl", "epoch-0000.parquet"):
+        _leave_leftover(run_dir / name)
+    Run.open(run_dir).step()
+    assert not list(run_dir.glob(".*.tmp"))

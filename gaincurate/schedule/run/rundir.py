@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
-from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json
+from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json, remove_leftovers
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan
 from gaincurate.schedule.feedback import fingerprint
@@ -36,6 +36,7 @@ from gaincurate.shards import MANIFEST
 STATE_VERSION = 2
 STATE = "state.json"
 HISTORY = "history.jsonl"
+TRAINER_LOCK = ".trainer.lock"  # held while a `schedule run` or its trainer runs (`integrations.command`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,19 +225,31 @@ def check_new(run_dir: Path) -> None:
         raise ConfigError(
             f"--run {run_dir} already holds a schedule; continue it with `schedule step`, or pick a new --run"
         )
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    # An empty history and leftovers are what an `init` killed before its state leaves: `create` writes them again.
+    kept = (is_leftover, lambda p: p.name == HISTORY and p.is_file() and not p.stat().st_size)
+    if run_dir.exists() and (not run_dir.is_dir() or any(not any(f(p) for f in kept) for p in run_dir.iterdir())):
         raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")
 
 
-# What a run directory holds before its first epoch is trained: a fresh `init` and epoch 0's draw.
-_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0)}
+def is_leftover(path: Path) -> bool:
+    """A temporary file of a killed atomic write (`.NAME.XXXX.tmp`): never a whole file, and no sign of training."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file()
+
+
+def clear_leftovers(run_dir: Path) -> None:  # where a step starts writing: no other write runs then
+    remove_leftovers(run_dir, "*")
+
+
+# What a run directory holds before its first epoch is trained: a fresh `init`, epoch 0's draw, and the lock of a
+# `schedule run` that may not have trained yet.
+_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0), TRAINER_LOCK}
 
 
 def untrained(run_dir: Path) -> bool:
     """Whether `run_dir` holds a run whose config was never trained on: epoch 0 drawn at most, no feedback, no
     history, no trainer output. Such a run may be re-initialised with another config (nothing is lost)."""
     run_dir = Path(run_dir)
-    if not holds_run(run_dir) or any(p.name not in _UNTRAINED_FILES for p in run_dir.iterdir()):
+    if not holds_run(run_dir) or any(p.name not in _UNTRAINED_FILES and not is_leftover(p) for p in run_dir.iterdir()):
         return False
     try:
         run = load_run(run_dir)
@@ -249,12 +262,13 @@ def clear_untrained(run_dir: Path) -> None:
     """Remove an untrained run (`untrained`) so that it can be created again; the state goes first."""
     if not untrained(run_dir):
         raise ConfigError(f"{run_dir} holds a run that was trained on; pick a new run directory")
-    for name in (STATE, epoch_name(0), HISTORY):
+    for name in (STATE, epoch_name(0), HISTORY, TRAINER_LOCK):
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def create(run_dir: Path, run: RunState) -> None:
     """A new run directory: an empty history, then the state."""
+    clear_leftovers(run_dir)
     atomic_write_bytes(Path(run_dir) / HISTORY, b"")
     save_run(run_dir, run)
 

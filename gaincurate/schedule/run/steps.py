@@ -99,6 +99,7 @@ def take_step(
         record = None if record is None else record | {"timings": timings}
         return StepResult(step, record, None, None, scheduler.config.strategy)
     started = time.perf_counter()
+    rundir.clear_leftovers(run_dir)
     if record is not None and archive is not None:
         rundir.archive_feedback(run_dir, record["epoch"], archive)
     path = rundir.write_epoch_file(run_dir, scores, scheduler.config, step.plan)
