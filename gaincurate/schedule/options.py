@@ -151,6 +151,11 @@ class Options:
         """These options with those left to the data decided from the scores' `manifest`, before a run stores them."""
         return self
 
+    def in_ranks(self, n_prompts: int) -> dict[str, Any]:
+        """The sizes among these options in ranks of `n_prompts`, as `schedule init` reports them (stored, a size is
+        as given: None for the default, "2%"); none for options that hold no size."""
+        return {}
+
 
 def _default(cls: type[Options], name: str) -> Any:
     field = next(field for field in dataclasses.fields(cls) if field.name == name)

@@ -395,7 +395,8 @@ def test_the_example_says_before_training_which_prompts_its_steps_leave_out(tmp_
     common = ["example", "trl-epoch", "--output-dir", "o", "--feedback-file", "f", "--epoch", "1", "--reward",
               "parity"]  # fmt: skip
     for rows, noted in ((7, True), (8, False)):
-        pq.write_table(pa.table({"prompt": [f"q{i}" for i in range(rows)]}), tmp_path / f"e{rows}.parquet")
+        epoch = pa.table({"gc_id": list(range(rows)), "prompt": [f"q{i}" for i in range(rows)]})
+        pq.write_table(epoch, tmp_path / f"e{rows}.parquet")
         run = console(*common, "--data", f"e{rows}.parquet", cwd=tmp_path)
         lines = run.stderr.splitlines()
         assert run.returncode == 1 and lines[-1].startswith("gaincurate: error: epoch 1 needs the checkpoint"), lines

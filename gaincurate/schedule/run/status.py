@@ -38,19 +38,13 @@ def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str
         "epoch_file": str(rundir.epoch_path(run_dir, run.schedule.epoch)) if run.schedule.epoch >= 0 else None,
         "n_prompts": run.n_prompts,
         "scores_dir": run.scores_dir,
-        "params": {**run.config.to_dict(), "subset_size": run.config.subset_count(run.n_prompts), **_resolved(run)},
+        "params": {
+            **run.config.to_dict(),
+            "subset_size": run.config.subset_count(run.n_prompts),
+            **run.config.options.in_ranks(run.n_prompts),
+        },
         "draws": how_it_draws(run.config),
         "history": history,
         "warnings": history[-1].get("readout", {}).get("warnings", []) if history else [],
         **({"selection": selection.figures} if selection is not None and selection.figures else {}),
     }
-
-
-def _resolved(run: rundir.RunState) -> dict[str, Any]:
-    """gain's and length's sizes in ranks of the run's N, as `schedule init` reports them (stored, a size is as
-    given: None, "2%"), from N alone: status reads no scores."""
-    from gaincurate.schedule.strategies.gain import LengthOptions, resolve_sizes
-
-    if not isinstance(run.config.options, LengthOptions):
-        return {}
-    return {k: v for k, v in vars(resolve_sizes(run.config.options, run.n_prompts)).items() if k != "n_prompts"}

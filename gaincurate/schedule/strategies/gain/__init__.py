@@ -99,6 +99,9 @@ class LengthOptions(Options):
         choices=ANGLE_SIGNALS,
     )
 
+    def in_ranks(self, n_prompts: int) -> dict[str, Any]:
+        return {k: v for k, v in vars(resolve_sizes(self, n_prompts)).items() if k != "n_prompts"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         low, high = self.adj_min, self.adj_max  # in ranks they compare now; shares of N when N is known
@@ -206,7 +209,7 @@ class LengthStrategy(contract.Strategy):
         options = options if options is not None else self.about.options()
         self.options = options
         self.sizes = resolve_sizes(options, n_prompts)
-        resolved = {k: v for k, v in vars(self.sizes).items() if k != "n_prompts"}
+        resolved = options.in_ranks(n_prompts)
         self.about = replace(
             self.about,
             needs=self.about.needs - ({contract.FRESH_SCORES} if options.rescore == "none" else set()),
