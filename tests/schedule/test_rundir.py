@@ -128,7 +128,6 @@ def test_leftovers_are_no_sign_of_training_and_a_step_clears_them(tmp_path, scor
     init_run(run_dir, scores_dir, CONFIG)
     Run.open(run_dir).step()  # epoch 0 drawn, not trained on
     _leave_leftover(run_dir / "epoch-0000.parquet")
-    (run_dir / ".trainer.lock").touch()  # a `schedule run` that stopped before its trainer trained anything
     other = dataclasses.replace(CONFIG, seed=4)
     assert open_run(run_dir, scores_dir, other, write=True).config.seed == 4  # started again with the new config
     for name in ("state.json", "history.jsonl", "epoch-0000.parquet"):

@@ -36,7 +36,6 @@ from gaincurate.shards import MANIFEST
 STATE_VERSION = 2
 STATE = "state.json"
 HISTORY = "history.jsonl"
-TRAINER_LOCK = ".trainer.lock"  # held while a `schedule run` or its trainer runs (`integrations.command`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,9 +239,8 @@ def clear_leftovers(run_dir: Path) -> None:  # where a step starts writing: no o
     remove_leftovers(run_dir, "*")
 
 
-# What a run directory holds before its first epoch is trained: a fresh `init`, epoch 0's draw, and the lock of a
-# `schedule run` that may not have trained yet.
-_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0), TRAINER_LOCK}
+# What a run directory holds before its first epoch is trained: a fresh `init` and epoch 0's draw.
+_UNTRAINED_FILES = {STATE, HISTORY, epoch_name(0)}
 
 
 def untrained(run_dir: Path) -> bool:
@@ -262,7 +260,7 @@ def clear_untrained(run_dir: Path) -> None:
     """Remove an untrained run (`untrained`) so that it can be created again; the state goes first."""
     if not untrained(run_dir):
         raise ConfigError(f"{run_dir} holds a run that was trained on; pick a new run directory")
-    for name in (STATE, epoch_name(0), HISTORY, TRAINER_LOCK):
+    for name in (STATE, epoch_name(0), HISTORY):
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
