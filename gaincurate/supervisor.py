@@ -87,17 +87,16 @@ def supervise(
     descriptors the command inherits (a lock it holds while it lives).
 
     Raises `Stopped` when a forwarded signal came while it ran, the command's group stopped by then."""
-    state: dict[str, Any] = {"group": None, "signum": None, "keep_fds": keep_fds}
+    state: dict[str, Any] = {"group": None, "signum": None}
     with _handlers(state):
-        code = _run(command, env, Path(log), echo, grace_s, state)
+        code = _run(command, env, Path(log), echo, grace_s, state, keep_fds)
     if state["signum"] is not None:
         raise Stopped(state["signum"])
     return code
 
 
-def _run(
-    command: str, env: Mapping[str, str], log: Path, echo: BoundedEcho | None, grace_s: float, state: dict[str, Any]
-) -> int | None:
+def _run(command: str, env: Mapping[str, str], log: Path, echo: BoundedEcho | None, grace_s: float,
+         state: dict[str, Any], keep_fds: tuple[int, ...]) -> int | None:  # fmt: skip
     """Start the command, wait for it or for a signal, then stop its group; None when a signal ended the wait."""
     process: subprocess.Popen | None = None
     watchdog = None
@@ -106,7 +105,7 @@ def _run(
             # stdin from /dev/null: a trainer must not wait for a terminal it no longer has.
             process = subprocess.Popen(
                 command, shell=True, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                env=dict(env), start_new_session=True, pass_fds=state["keep_fds"],
+                env=dict(env), start_new_session=True, pass_fds=keep_fds,
             )  # fmt: skip
         state["group"] = process.pid  # a new session's leader: its pid is the group id
         watchdog = _start_watchdog(process.pid, grace_s)

@@ -224,10 +224,13 @@ def check_new(run_dir: Path) -> None:
         raise ConfigError(
             f"--run {run_dir} already holds a schedule; continue it with `schedule step`, or pick a new --run"
         )
-    # An empty history and leftovers are what an `init` killed before its state leaves: `create` writes them again.
-    kept = (is_leftover, lambda p: p.name == HISTORY and p.is_file() and not p.stat().st_size)
-    if run_dir.exists() and (not run_dir.is_dir() or any(not any(f(p) for f in kept) for p in run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or not all(map(_left_by_init, run_dir.iterdir()))):
         raise ConfigError(f"--run {run_dir} exists and is not an empty directory; pick a new --run")
+
+
+def _left_by_init(path: Path) -> bool:
+    """What an `init` killed before its state leaves, which `create` writes again: an empty history, leftovers."""
+    return is_leftover(path) or (path.name == HISTORY and path.is_file() and not path.stat().st_size)
 
 
 def is_leftover(path: Path) -> bool:
