@@ -185,7 +185,10 @@ def load_config(source: ModelSource) -> Any:
     read = AutoConfig.from_pretrained
     if source.gguf_file:  # 15 s for the embedded model's 49k-token vocabulary
         return _from_gguf(source, "config", lambda: read(source.folder, gguf_file=source.gguf_file), read)
-    return read(source.folder)
+    try:
+        return _from_hub_or_folder(source, read)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the config of {source.display}: {_first_line(error)}") from None
 
 
 def load_model(source: ModelSource, *, dtype: str, device: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +135,9 @@ def test_rescore_with_two_processes_equals_in_process(tiny_llama, problems_file,
     tolerance = SCORE_TOLERANCE["float32"].score  # another subset of rows: another cut of the work
     np.testing.assert_allclose(in_process, stored, atol=tolerance)
     np.testing.assert_allclose(two_processes, in_process, atol=tolerance)
+    # A trainer's `model.save_pretrained` alone: the workers get the scored model's tokenizer, as one process does.
+    untokenized = shutil.copytree(tiny_llama, tmp_path / "weights", ignore=shutil.ignore_patterns("tokenizer*"))
+    np.testing.assert_array_equal(rescore(scores, ids, checkpoint=untokenized, nproc=2), two_processes)
 
 
 def test_world_size_without_a_rank_is_one_line_naming_the_variable_and_the_launch(tmp_path):

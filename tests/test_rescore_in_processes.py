@@ -48,7 +48,8 @@ def step_with_two_processes(tmp_path) -> SimpleNamespace:
     ids = pq.read_table(run_dir / "epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
     feedback = tmp_path / "feedback.jsonl"
     feedback.write_text("".join(json.dumps({"gc_id": i, "reward": i % 2}) + "\n" for i in ids))
-    checkpoint = write_hf_model(tmp_path / "checkpoint")  # config and weights, but no tokenizer: workers fail
+    checkpoint = write_hf_model(tmp_path / "checkpoint")
+    (checkpoint / "config.json").write_text('{"model_type": "no-such-model"}')  # the workers cannot load it
     command = [str(GAINCURATE), "schedule", "step", "--run", str(run_dir), "--feedback", str(feedback),
                "--checkpoint", str(checkpoint)]  # fmt: skip
     temporary = tmp_path / "tmp"  # the re-scoring's own folder and log go here

@@ -315,6 +315,15 @@ def test_a_broken_gguf_is_one_line(case, score_args, light, tmp_path):
     assert not list((Path(os.environ["GAINCURATE_CACHE_DIR"]) / "gguf").glob("model-*"))  # no cached conversion
 
 
+def test_a_model_type_this_transformers_does_not_know_is_one_line(score_args, tmp_path):
+    """A model newer than the installed transformers: its config is refused in one line, not a traceback."""
+    model = shutil.copytree(score_args[3], tmp_path / "newer-model")  # its tokenizer loads
+    (model / "config.json").write_text('{"model_type": "no-such-model"}')
+    args = [str(model) if i == 3 else arg for i, arg in enumerate(score_args)]
+    line = error_line(gaincurate(*args, "--out", tmp_path / "scores"))
+    assert line.startswith(f"gaincurate: error: cannot load the config of {model}: ") and "no-such-model" in line, line
+
+
 def test_a_hub_id_without_network_fails_fast(score_args, light, tmp_path):
     args = [("org/model" if i == 3 else arg) for i, arg in enumerate(score_args)]
     offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}

@@ -159,7 +159,7 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
         folder = Path(tmp)
         data = folder / "rows.jsonl"
         data.write_text("".join(json.dumps({config.prompt_column: q}) + "\n" for q in questions))
-        model = _workers_model(checkpoint_source(checkpoint, config.model), str(checkpoint), folder)
+        model = _workers_model(checkpoint_source(checkpoint, config.model), str(checkpoint), config, folder)
         settings = config.replace(
             dataset=str(data), split=None, limit=None, model=model, embed=False, debias="none",
             answer_column=None,
@@ -189,20 +189,26 @@ def _rescore_in_processes(config: ScoreConfig, questions: list[Any], checkpoint:
         return read_scores(folder / "scores")["gc_score"].to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _workers_model(source: ModelSource, checkpoint: str, folder: Path) -> str:
-    """The checkpoint as each worker loads it. An adapter is linked into `folder` with its config naming the base
-    found here, where its own config may name none (a worker knows no scored model to fall back on)."""
-    if source.kind != "adapter" or source.base is None:
+def _workers_model(source: ModelSource, checkpoint: str, config: ScoreConfig, folder: Path) -> str:
+    """The checkpoint as each worker loads it; a worker knows no scored model to fall back on. Where it could not
+    load the checkpoint as saved, the checkpoint's files are linked into `folder`: an adapter's config then names
+    the base found here (its own may name none), and a model saved without its tokenizer gets the scored model's."""
+    adapter = source.kind == "adapter" and source.base is not None
+    untokenized = source.kind == "folder" and not has_tokenizer(source.folder)
+    if not (adapter or untokenized):
         return checkpoint
-    linked = folder / "adapter"
+    linked = folder / "checkpoint"
     linked.mkdir()
-    for file in Path(checkpoint).iterdir():
-        if file.name != ADAPTER_CONFIG:
+    for file in Path(source.folder).iterdir():
+        if not (adapter and file.name == ADAPTER_CONFIG):
             (linked / file.name).symlink_to(file.resolve())
-    base = source.base
-    named = base.folder if base.kind == "hub" else str(Path(base.folder, base.gguf_file or "").resolve())
-    adapter_config = json.loads((Path(checkpoint) / ADAPTER_CONFIG).read_text())
-    (linked / ADAPTER_CONFIG).write_text(json.dumps({**adapter_config, "base_model_name_or_path": named}))
+    if untokenized:
+        checkpoint_tokenizer(source, config).save_pretrained(linked)
+    if adapter:
+        base = source.base
+        named = base.folder if base.kind == "hub" else str(Path(base.folder, base.gguf_file or "").resolve())
+        adapter_config = json.loads((Path(source.folder) / ADAPTER_CONFIG).read_text())
+        (linked / ADAPTER_CONFIG).write_text(json.dumps({**adapter_config, "base_model_name_or_path": named}))
     return str(linked)
 
 
