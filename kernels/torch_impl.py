@@ -39,7 +39,13 @@ def segment_unit_sums_torch(
     for start in range(0, batch, samples_per_slice):
         stop = min(batch, start + samples_per_slice)
         units = F.normalize(hidden[start:stop].to(torch.float32), dim=-1, eps=NORM_EPS)
+        # The 0/1 matmul would spread a non-finite token (an fp16 overflow, often at a template token) to every
+        # segment of its sample as 0 * inf: it adds nothing here, and makes its own segment's sum NaN below.
+        finite = units.isfinite().all(dim=-1)
+        units.masked_fill_(~finite[..., None], 0.0)
         torch.bmm(membership[start:stop].to(torch.float32), units, out=sums[start:stop])
+        spoiled = (membership[start:stop] & ~finite[:, None, :]).any(dim=-1)
+        sums[start:stop].masked_fill_(spoiled[..., None], float("nan"))
     return sums, counts
 
 

@@ -156,3 +156,38 @@ def test_embed_layer_takes_the_embedding_from_that_layer(site, tiny_llama, probl
         expected = [site_hidden(model, "llama", p, layer=layer, site=site)[mask].mean(0).numpy()
                     for p, mask in zip(prompts, question, strict=True)]  # fmt: skip
         np.testing.assert_allclose(embeddings(name), np.stack(expected), rtol=1e-3, atol=1e-6)  # stored as float16
+
+
+def test_a_float16_overflow_at_a_template_token_changes_no_score(tiny_llama, problems_file, tmp_path):
+    """float16 can overflow a hidden state, most often at a template token (a "massive activation"). That token is
+    not scored, so every row keeps a finite score, the one float32 gives within float16's rounding."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    template = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    with torch.no_grad():  # that token's residual in one feature, which the MLP's norm scales past float16's range
+        model.model.embed_tokens.weight[template] = 0.0
+        model.model.embed_tokens.weight[template, 5] = 100.0
+        model.model.layers[0].post_attention_layernorm.weight[5] = 1.2e4
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    scores = {}
+    for dtype in ("float16", "float32"):
+        config = ScoreConfig(dataset=str(problems_file), model=str(tmp_path / "model"), dtype=dtype, device="cpu",
+                             backend="torch", layer=0, embed=False)  # fmt: skip
+        score(config, RunOptions(out=str(tmp_path / dtype)))
+        scores[dtype] = read_scores(tmp_path / dtype)
+    assert scores["float16"]["gc_status"] == scores["float32"]["gc_status"]
+    np.testing.assert_allclose(scores["float16"]["gc_score"].to_numpy(), scores["float32"]["gc_score"].to_numpy(),
+                               atol=1e-2, equal_nan=True)  # fmt: skip
+
+
+def test_a_row_the_forward_leaves_without_a_finite_score_is_flagged():
+    """A non-finite hidden state in the question or context leaves the row's score NaN: `not_finite`, not `ok`."""
+    from gaincurate.prompts import EncodedPrompt
+    from gaincurate.scoring.run import STATUS_NOT_FINITE, score_columns
+
+    labels = np.array([CONTEXT, QUESTION, QUESTION])
+    prompts = [EncodedPrompt(np.arange(3), labels, False, status) for status in ("ok", "ok", "one_question_token")]
+    result = {"intra": [0.5, np.nan, np.nan], "inter": [0.1, 0.1, 0.1], "score": [0.6, np.nan, np.nan]}
+    columns = score_columns(prompts, np.arange(3), result, ["a", "b", "c"], [None] * 3)
+    assert columns["gc_status"].to_pylist() == ["ok", STATUS_NOT_FINITE, "one_question_token"]

@@ -23,13 +23,16 @@ from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError, GaincurateError, Interrupted
 from gaincurate.fileio import atomic_write_json, file_sha256
 from gaincurate.progress import NULL_PROGRESS, Progress
-from gaincurate.prompts import EncodedPrompt, answer_text, prompt_digest
+from gaincurate.prompts import STATUS_OK, EncodedPrompt, answer_text, prompt_digest
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 from gaincurate.scoring.engine import Scorer
 from gaincurate.scoring.finalize import apply_debias_choice, finalize, model_fields, start_manifest
 from gaincurate.scoring.output import OutputClaim, manifest_shard_rows, shards_to_write, write_manifest
 from gaincurate.scoring.prepare import Loaded, Plan, Prepared, load_scorer, plan_run, prepare, shard_weights
 from gaincurate.shards import DEFAULT_SHARD_ROWS, read_manifest, shard_name, write_shard
+
+# The status of a row the forward itself left without a finite score: a hidden state overflowed (float16).
+STATUS_NOT_FINITE = "not_finite"
 
 
 def score(
@@ -184,7 +187,13 @@ def score_columns(
         "gc_question_tokens": pa.array([p.question_tokens for p in prompts], pa.int32()),
         "gc_context_tokens": pa.array([p.context_tokens for p in prompts], pa.int32()),
         "gc_truncated": pa.array([p.truncated for p in prompts], pa.bool_()),
-        "gc_status": pa.array([p.status for p in prompts], pa.string()),
+        "gc_status": pa.array(
+            [
+                STATUS_NOT_FINITE if p.status == STATUS_OK and not np.isfinite(v) else p.status
+                for p, v in zip(prompts, result["score"], strict=True)
+            ],
+            pa.string(),
+        ),  # fmt: skip
         "gc_prompt_hash": pa.array([prompt_digest(v) for v in values], pa.string()),
         "gc_answer_hash": pa.array([prompt_digest(answer_text(a)) for a in answers], pa.string()),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from kernel_cases import DTYPES, seed_for, shape_matrix
+from kernel_cases import DTYPES, non_finite_case, seed_for, shape_matrix
 
 from gaincurate.kernels import segment_unit_sums, torch_impl
 from gaincurate.kernels.accuracy import (
@@ -97,6 +97,16 @@ def test_torch_backend_takes_every_id_dtype_and_stride(id_dtype):
 
     agreement = agreement_with_reference(hidden, segment_ids, 3, sums, counts)
     assert agreement.ok, agreement
+
+
+def test_torch_backend_keeps_a_non_finite_token_in_its_own_segment():
+    """A non-finite token spoils its own segment's sum and no other; an ignored one, none (an fp16 overflow is often
+    at a template token)."""
+    hidden, segment_ids, finite = non_finite_case()
+    sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="torch")
+    expected, _ = segment_unit_sums_reference(hidden, segment_ids, 2)
+    assert torch.equal(sums.isfinite().all(dim=-1), finite) and torch.equal(expected.isfinite().all(dim=-1), finite)
+    torch.testing.assert_close(sums[finite], expected[finite].float(), rtol=1e-5, atol=1e-5)
 
 
 def test_torch_backend_slices_the_batch_without_changing_bits(monkeypatch):

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from kernel_cases import DTYPES, seed_for, shape_matrix
+from kernel_cases import DTYPES, non_finite_case, seed_for, shape_matrix
 
 from gaincurate.kernels import BackendError, resolve_backend, segment_unit_sums
 from gaincurate.kernels.accuracy import agreement_with_reference, random_segment_inputs
 from gaincurate.kernels.launch import MAX_DIM, LaunchConfig, launch_config
-from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive
+from gaincurate.kernels.reference import cosine_means_from_sums, cosine_means_naive, segment_unit_sums_reference
 
 pytestmark = [pytest.mark.triton, pytest.mark.usefixtures("interpreter")]
 
@@ -32,6 +32,16 @@ def triton_sums(hidden, segment_ids, num_segments, config: LaunchConfig | None =
     from gaincurate.kernels.triton_impl import segment_unit_sums_triton
 
     return segment_unit_sums_triton(hidden, segment_ids, num_segments, config=config)
+
+
+def test_keeps_a_non_finite_token_in_its_own_segment():
+    """A non-finite token spoils its own segment's sum and no other; an ignored one, none (an fp16 overflow is often
+    at a template token)."""
+    hidden, segment_ids, finite = non_finite_case()
+    sums, counts = segment_unit_sums(hidden, segment_ids, 2, backend="triton")
+    expected, _ = segment_unit_sums_reference(hidden, segment_ids, 2)
+    assert torch.equal(sums.isfinite().all(dim=-1), finite) and torch.equal(expected.isfinite().all(dim=-1), finite)
+    torch.testing.assert_close(sums[finite], expected[finite].float(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("batch", "num_tokens", "dim", "dtype_name"), MATRIX)
