@@ -72,9 +72,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """Folders with a random 3-layer Llama, Qwen2 and GPT-2, each with a ChatML-template tokenizer."""
+    """Folders with a random 3-layer Llama, Qwen2, GPT-2 and Mistral (an 8-token sliding window, shorter than the
+    shared prompt prefix), each with a ChatML-template tokenizer."""
     root = tmp_path_factory.mktemp("models")
-    return {arch: save_tiny_model(root / arch, arch) for arch in ("llama", "qwen2", "gpt2")}
+    return {arch: save_tiny_model(root / arch, arch) for arch in ("llama", "qwen2", "gpt2", "mistral")}
 
 
 @pytest.fixture(scope="session")

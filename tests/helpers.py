@@ -75,7 +75,7 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
 def build_model(architecture: str, vocab_size: int):
     """A 2-layer random model of the given family, small enough to run in milliseconds on CPU."""
     import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
+    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
 
     torch.manual_seed(0)
     if architecture == "llama":
@@ -90,6 +90,12 @@ def build_model(architecture: str, vocab_size: int):
         )  # fmt: skip
     elif architecture == "gpt2":
         config = GPT2Config(vocab_size=vocab_size, n_embd=48, n_layer=3, n_head=4, n_positions=512)
+    elif architecture in ("mistral", "granite"):  # a sliding window shorter than a prompt; logits scaled after the head
+        extra = {"sliding_window": 8} if architecture == "mistral" else {"logits_scaling": 4.0}
+        config = AutoConfig.for_model(
+            architecture, vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, **extra,
+        )  # fmt: skip
     else:
         raise ValueError(architecture)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()

@@ -86,6 +86,21 @@ def test_a_shared_prefix_runs_once_and_changes_nothing(tiny, gpu_forward):
         assert np.allclose(values, expected, rtol=1e-5, atol=1e-5), (batch_tokens, values, expected)
 
 
+@pytest.mark.parametrize("architecture", ["mistral", "granite"])
+def test_a_sliding_window_shorter_than_the_prefix_or_a_scaled_head_changes_nothing(architecture):
+    """Mistral's window (8 tokens) ends inside the shared prefix, whose cache keeps its last keys only; Granite divides
+    its logits after the head. Each row as it is alone in float64."""
+    tokenizer = build_tokenizer()
+    model = build_model(architecture, len(tokenizer))
+    rng = np.random.default_rng(2)
+    prefix = rng.integers(3, len(tokenizer), size=12).tolist()
+    prompts = [prefix + rng.integers(3, len(tokenizer), size=n).tolist() for n in (1, 6, 3, 9)]
+    completions = answer_ids(tokenizer, ["4", "81", "0", "27"])
+    expected = [brute_force(model, p, c) for p, c in zip(prompts, completions, strict=True)]
+    values = answer_logprobs(model, tokenizer, prompts, completions)
+    assert np.allclose(values, expected, rtol=1e-5, atol=1e-5), (values, expected)
+
+
 def test_exp_of_it_is_the_chance_of_sampling_exactly_the_answer(tiny):
     """Temperature-1 sampling of len(answer) + 1 tokens: the share of samples equal to answer + EOS matches exp(logp)
     within four standard errors (a deterministic seed)."""

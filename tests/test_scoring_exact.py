@@ -67,7 +67,7 @@ def brute_force(model, architecture, prompt, *, layer: int, site: str, inter_wei
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt2", "mistral"])
 def test_scores_equal_bruteforce(architecture, case, tiny_models, problems_file, tmp_path):
     folder = tiny_models[architecture]
     config = ScoreConfig(

@@ -170,7 +170,13 @@ def expand_cache(cache: Any, rows: int, model_config: Any) -> Any:
 
     filled = [layer for layer in cache.layers if layer.keys is not None and layer.keys.numel()]
     layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in filled]
-    return DynamicCache(layers, config=model_config)
+    expanded = DynamicCache(layers, config=model_config)
+    for layer, source in zip(expanded.layers, filled, strict=False):
+        # A sliding-window layer keeps its last keys only but counts every token it has seen: what follows takes its
+        # positions and mask from that count, not from the keys kept.
+        if hasattr(source, "cumulative_length"):
+            layer.cumulative_length = source.cumulative_length
+    return expanded
 
 
 def batch_plan(

@@ -264,9 +264,12 @@ def _packed_logprobs(model, rows, prompt_ids, offset, prefix, varlen, batch_toke
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any]:
     """The base model (final norm included) and the LM head of a causal LM, or (None, None) when it has no such split
-    (or changes its logits after the head: softcapping, scaling), so the full forward is used instead."""
+    (or changes its logits after the head: Gemma's softcapping, Cohere's and Granite's scaling), so the full forward
+    is used instead."""
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None, None
+    if getattr(config, "logits_scaling", 1) not in (None, 1):
         return None, None
     get_decoder, get_head = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
     if get_decoder is None or get_head is None:
