@@ -207,6 +207,19 @@ def test_a_finished_run_is_not_redone(score_args, clean, light, tmp_path):
     assert again["already_complete"] is True and again["timings"] == read_manifest(clean)["timings"]
 
 
+def test_the_same_data_and_model_by_another_path_is_the_same_run(score_args, clean, many_rows, tmp_path):
+    """A resumed run names its data and model as it likes (relative, from another directory, a copy of the data on
+    local scratch): what identifies them is what they hold."""
+    out = tmp_path / "scores"
+    shutil.copytree(clean, out)
+    shutil.copy(many_rows, tmp_path / "copy.jsonl")
+    model = score_args[3]
+    args = [os.path.relpath(model, tmp_path) if arg == model else arg for arg in score_args]
+    result = gaincurate(*[("copy.jsonl" if arg == str(many_rows) else arg) for arg in args], "--out", "scores",
+                        "--json", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0 and json.loads(result.stdout)["already_complete"] is True, result.stderr
+
+
 def test_a_finished_run_asked_for_another_ranking_reranks_without_rescoring(score_args, clean, tmp_path):
     """`--debias` only re-ranks the stored scores, so a finished folder asked for another one gets it: the shards stay
     byte for byte, the manifest records the fit and keeps the scoring pass's timings; asked back, the fit goes."""

@@ -77,8 +77,11 @@ class Plan:
             # Chat messages get no system prompt or few-shot turn, so none of them changes a score: the fingerprint
             # holds the defaults whatever is set, as it did when it held whatever was set (mostly the defaults).
             config = config.replace(system_prompt=DEFAULT_SYSTEM_PROMPT, few_shot=DEFAULT_FEW_SHOT)
+        # The model and the data by what they hold (their fingerprints below), not by the path as typed: the same
+        # run resumed from another directory, or on a copy of its data, is the same run.
+        fields = {k: v for k, v in config.result_fields().items() if k not in ("model", "dataset")}
         return {
-            **{k: _jsonable(v) for k, v in config.result_fields().items()},
+            **{k: _jsonable(v) for k, v in fields.items()},
             "device": self.device,
             "dtype": dtype,
             "model_fingerprint": self.model_fingerprint,
