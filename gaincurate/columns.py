@@ -8,6 +8,7 @@ column flags at all; `check_ground_truths` refuses answers that are objects or l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +56,14 @@ def column_values(rows: Any, name: str) -> list[Any]:
         return [pick(value, tuple(fields)) for value in rows[head]]
     head, fields = resolve(schema_of(rows), name) or (name, ())
     values = rows.column(head).to_pylist() if hasattr(rows, "schema") else list(rows[head])
-    return [pick(value, fields) for value in values] if fields else values
+    values = [pick(value, fields) for value in values] if fields else values
+    if hasattr(rows, "schema"):  # pyarrow gives an `arrow.json` value's JSON text ('"10\\%"'), which no answer matches
+        kind = rows.schema.field(head).type  # (datasets' type for a JSON column mixing numbers and strings)
+        for field in fields:
+            kind = kind.field(field).type
+        if getattr(kind, "extension_name", None) == "arrow.json":  # decoded, as datasets decodes it
+            values = [None if value is None else json.loads(value) for value in values]
+    return values
 
 
 def pick(value: Any, fields: tuple[str, ...]) -> Any:

@@ -25,7 +25,7 @@ from gaincurate.columns import (
 )
 from gaincurate.errors import InputError, MissingColumnError
 from gaincurate.hub import hub_offline, hub_unreachable
-from gaincurate.json_files import check_json_depth_once, json_reader_quiet, json_syntax_error
+from gaincurate.json_files import builders_quiet, check_json_depth_once, check_not_empty, json_syntax_error
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
@@ -51,6 +51,14 @@ class LoadedDataset:
     # the characters of prompt text per row (chat messages: their contents), the shards' balancing weight.
     fingerprint: str | None = None
     weights: Any = None  # numpy int64 [rows]
+
+
+class SplitsError(InputError):
+    """A dataset of several splits, none chosen: `splits` names them, for a fix that fits the command."""
+
+    def __init__(self, message: str, splits: list[str]) -> None:
+        super().__init__(message)
+        self.splits = splits
 
 
 @dataclass(frozen=True)
@@ -83,16 +91,17 @@ def load_rows(
     answer_column: str | None = DEFAULT_ANSWER_COLUMN,
 ) -> LoadedDataset:
     """Load, pick the columns (`default_columns`), check the prompt column exists, apply `--limit` (the first N)."""
+    text_columns = [column for column in (prompt_column, answer_column) if column]  # a CSV's, read as written
     if spec is None:
-        rows, name = _load_file(SAMPLE_PATH, split), "gaincurate/math_sample"
+        rows, name = _load_file(SAMPLE_PATH, split, text_columns), "gaincurate/math_sample"
     else:
         path = Path(spec).expanduser()
         if path.is_dir():
             rows, name = _load_saved(path, split), str(path)
-        elif path.suffix in _BUILDERS:
+        elif path.suffix.lower() in _BUILDERS:
             if not path.is_file():
                 raise InputError(f"dataset file {spec} does not exist; check the path")
-            rows, name = _load_file(path, split), str(path)
+            rows, name = _load_file(path, split, text_columns), str(path)
         elif path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
             raise InputError(
                 f"cannot read dataset {spec}: use a .json/.jsonl/.parquet/.arrow/.csv file, "
@@ -176,58 +185,35 @@ def _datasets() -> Any:
     return datasets
 
 
-def _load_file(path: Path, split: str | None) -> Any:
-    json_file = _BUILDERS[path.suffix] == "json"
-    _check_not_empty(path)
-    if json_file:
+def _load_file(path: Path, split: str | None, text_columns: list[str]) -> Any:
+    builder = _BUILDERS[path.suffix.lower()]
+    check_not_empty(path)
+    if builder == "json":
         check_json_depth_once(path)
+    # CSV has no types: pandas' guesses would read the answer 02139 as 2139.0 and the prompt "NA" as missing, so the
+    # prompts and answers are read as written and only an empty cell is missing.
+    csv = {"keep_default_na": False, "na_values": [""], "converters": dict.fromkeys(text_columns, str)}
     try:
-        with json_reader_quiet(json_file):
-            rows = _datasets().load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
+        with builders_quiet():
+            rows = _datasets().load_dataset(
+                builder, data_files=str(path), split="train", **(csv if builder == "csv" else {})
+            )
     except Exception as error:  # any parser failure means the file is unreadable
         if "corresponds to no data" in str(error):  # datasets' words for a file it read no row from (`[]`)
             raise InputError(f"{path} holds no rows; it needs one prompt per row") from None
-        where = json_syntax_error(path) if json_file else None
+        where = json_syntax_error(path) if builder == "json" else None
         if where is not None:
             raise InputError(
                 f"cannot read {path}: {where}; fix or remove it, then run the same command again"
             ) from None
+        if isinstance(error.__cause__ or error, UnicodeDecodeError):
+            raise InputError(f"{path} is not UTF-8 text ({_first_line(error)}); re-save the file as UTF-8") from None
         raise InputError(
-            f"cannot read {path}: {_first_line(error)}. Check that it is valid {path.suffix[1:]}"
+            f"cannot read {path}: {_first_line(error).rstrip('.')}. Check that it is valid {builder}"
         ) from None
     if split not in (None, "train"):
         raise InputError(f"{path} is a single file with one split; drop --split {split}")
     return rows
-
-
-def _check_not_empty(path: Path) -> None:
-    """Say so when a file holds no rows: empty, blank lines only, a CSV header alone, a parquet schema alone."""
-    fix = "it needs one prompt per row"
-    if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty (0 bytes); {fix}")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            metadata = pq.read_metadata(path)
-        except Exception:  # not parquet at all: the reader's own message says so
-            return
-        if metadata.num_rows == 0:
-            names = ", ".join(metadata.schema.names)
-            raise InputError(f"{path} has columns ({names}) but no rows; {fix}")
-        return
-    if path.suffix not in (".json", ".jsonl", ".csv"):
-        return
-    lines = 0
-    with path.open("rb") as file:
-        for line in file:
-            if line.strip():
-                lines += 1
-                if lines > 1 or path.suffix != ".csv":
-                    return
-    if lines == 0:
-        raise InputError(f"{path} holds only blank lines; {fix}")
-    raise InputError(f"{path} has a header line but no rows; {fix}")
 
 
 def _load_saved(path: Path, split: str | None) -> Any:
@@ -235,6 +221,9 @@ def _load_saved(path: Path, split: str | None) -> Any:
         loaded = _datasets().load_from_disk(str(path))
     except Exception as error:  # whatever `load_from_disk` trips on, the folder is not one it wrote
         raise InputError(f"{path} is not a datasets save_to_disk folder ({_first_line(error)})") from None
+    own = str(loaded.split or "train") if isinstance(loaded, _datasets().Dataset) else None  # the split saved
+    if own is not None and split not in (None, own):  # as for a single file: one dataset has no other split to pick
+        raise InputError(f"{path} is a save_to_disk folder of one dataset (split {own}); drop --split {split}")
     return _pick_split(loaded, split, str(path))
 
 
@@ -263,7 +252,7 @@ def _pick_split(loaded: Any, split: str | None, name: str) -> Any:
     if split is None:
         if len(splits) == 1:
             return loaded[splits[0]]
-        raise InputError(f"dataset {name} has splits {', '.join(splits)}; pick one with --split")
+        raise SplitsError(f"dataset {name} has splits {', '.join(splits)}; pick one with --split", splits)
     if split not in loaded:
         raise InputError(f"dataset {name} has no split {split!r}; available: {', '.join(splits)}")
     return loaded[split]

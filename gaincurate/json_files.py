@@ -3,7 +3,8 @@
 * `json_syntax_error(path)`: where the file stops being JSON, its line counted from 1 (datasets says "row" from 0,
   or nothing);
 * `check_json_depth_once(path)`: refuse nesting deeper than Arrow reads, before pyarrow's reader crashes on it;
-* `json_reader_quiet(json_file)`: silence datasets' own log of a parse failure, which our error replaces.
+* `check_not_empty(path)`: say so when a dataset file of any kind holds no row;
+* `builders_quiet()`: silence datasets' file readers' own log of a failure, which our error replaces.
 """
 
 from __future__ import annotations
@@ -21,16 +22,46 @@ from gaincurate.fileio import cache_dir
 
 
 @contextlib.contextmanager
-def json_reader_quiet(json_file: bool) -> Iterator[None]:
-    """datasets logs a parse failure before raising it, so the user saw it twice; our error replaces both."""
-    logger = logging.getLogger("datasets.packaged_modules.json.json")
+def builders_quiet() -> Iterator[None]:
+    """datasets' readers (json, csv, parquet, arrow) log a failure before raising it, so the user saw it twice or
+    three times, even with --quiet; our one-line error replaces them all."""
+    logger = logging.getLogger("datasets.packaged_modules")
     level = logger.level
-    if json_file:
-        logger.setLevel(logging.CRITICAL)
+    logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         logger.setLevel(level)
+
+
+def check_not_empty(path: Path) -> None:
+    """Say so when a file holds no rows: empty, blank lines only, a CSV header alone, a parquet schema alone."""
+    fix, suffix = "it needs one prompt per row", path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes); {fix}")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            metadata = pq.read_metadata(path)
+        except Exception:  # not parquet at all: the reader's own message says so
+            return
+        if metadata.num_rows == 0:
+            names = ", ".join(metadata.schema.names)
+            raise InputError(f"{path} has columns ({names}) but no rows; {fix}")
+        return
+    if suffix not in (".json", ".jsonl", ".csv"):
+        return
+    lines = 0
+    with path.open("rb") as file:
+        for line in file:
+            if line.strip():
+                lines += 1
+                if lines > 1 or suffix != ".csv":
+                    return
+    if lines == 0:
+        raise InputError(f"{path} holds only blank lines; {fix}")
+    raise InputError(f"{path} has a header line but no rows; {fix}")
 
 
 def json_syntax_error(path: Path) -> str | None:

@@ -70,6 +70,27 @@ def test_dataset_dict_needs_a_split(tmp_path):
         load_rows(str(tmp_path / "dd"), split=None, prompt_column="problem", limit=None)
 
 
+def test_a_folder_of_one_dataset_takes_no_other_split(tmp_path):
+    """As a single file: --split names the split it holds or none; another split is refused, not ignored."""
+    datasets.Dataset.from_list(PROBLEMS).save_to_disk(tmp_path / "one")
+    for split in (None, "train"):
+        assert len(load_rows(str(tmp_path / "one"), split=split, prompt_column="problem", limit=None).rows) == 8
+    with pytest.raises(InputError, match=r"one dataset \(split train\); drop --split test"):
+        load_rows(str(tmp_path / "one"), split="test", prompt_column="problem", limit=None)
+
+
+def test_a_csv_is_read_as_written_like_the_same_rows_in_json(tmp_path):
+    """pandas would read the answer 02139 as 2139.0, 0.250 as 0.25, and the prompt `NA`, or the answer `None`, as
+    missing; a CSV's prompts and answers are its text, as JSON strings, and only an empty cell is missing."""
+    problems, answers = ["NA", "null", "7", "What is 2+2?", "Solve"], ["0.250", "02139", "1e3", "None", None]
+    text = "".join(f"{p},{'' if a is None else a}\n" for p, a in zip(problems, answers, strict=True))
+    (tmp_path / "d.CSV").write_text("problem,answer\n" + text)  # a suffix in capitals is read as its own kind
+    write_jsonl(tmp_path / "d.JSONL", [{"problem": p, "answer": a} for p, a in zip(problems, answers, strict=True)])
+    for name in ("d.CSV", "d.JSONL"):
+        rows = load_rows(str(tmp_path / name), split=None, prompt_column="problem", limit=None).rows
+        assert rows["problem"] == problems and rows["answer"] == answers, name
+
+
 def test_limit_and_fingerprint(tmp_path):
     rows = datasets.Dataset.from_list(PROBLEMS)
     rows.to_json(tmp_path / "d.jsonl", lines=True)

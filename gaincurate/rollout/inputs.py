@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gaincurate.columns import column_values, has_column, missing_answers
+from gaincurate.columns import check_ground_truths, column_values, has_column, missing_answers
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.prompts import is_messages
 from gaincurate.rollout.config import RolloutConfig
@@ -57,9 +57,9 @@ def _ids_from_file(all_ids: np.ndarray, ids_file: str) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"--ids {ids_file} does not exist; pass a file of gc_ids, one per line")
     try:
-        text = path.read_text().strip()
-        values = json.loads(text) if text.startswith("[") else [int(t) for t in text.replace(",", " ").split()]
-        chosen = np.asarray(sorted({int(v) for v in values}), dtype=np.int64)
+        text = path.read_text(encoding="utf-8-sig").strip()  # "-sig": an editor's byte order mark is no gc_id
+        values = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+        chosen = np.asarray(sorted({_gc_id(v) for v in values}), dtype=np.int64)
     except (ValueError, TypeError):
         raise InputError(f"--ids {ids_file} must hold whole gc_ids, one per line (or a JSON list)") from None
     unknown = np.setdiff1d(chosen, all_ids)
@@ -68,6 +68,13 @@ def _ids_from_file(all_ids: np.ndarray, ids_file: str) -> np.ndarray:
     if not len(chosen):
         raise InputError(f"--ids {ids_file} names no gc_id")
     return chosen
+
+
+def _gc_id(value: Any) -> int:
+    """A gc_id as written: an integer or its digits; 1.5 (or true) names no prompt, so it is refused, not rounded."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)
 
 
 def answered_choice(
@@ -136,10 +143,12 @@ def read_inputs(config: RolloutConfig, *, answered_only: bool = True) -> Inputs:
     table = read_scores(Path(config.scores))
     if not has_column(table, answer_column):
         raise InputError(f"{config.scores} has no column {answer_column!r}; pass --answer-column NAME")
+    given = column_values(table, answer_column)
+    check_ground_truths(given, answer_column, config.scores)  # as `score` refuses it: an object is no gold answer
     all_ids = table.column("gc_id").to_numpy(zero_copy_only=False).astype(np.int64)
     note = None
     if answered_only:
-        unanswered = all_ids[missing_answers(column_values(table, answer_column))]
+        unanswered = all_ids[missing_answers(given)]
         chosen, note = answered_choice(all_ids, unanswered, config, answer_column)
     else:
         chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)

@@ -110,3 +110,60 @@ def test_likelihood_without_reference_answers_is_refused_at_init(gaincurate, err
     line = error_line(gaincurate("schedule", "init", "--scores", "half", "--run", "run", "--likelihood"))
     assert f"but 1 of {len(PROBLEMS)} prompts in half have no 'answer' answer (first: gc_id 2)" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("quiet", [(), ("--quiet",)], ids=["", "quiet"])
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        ("bad.parquet", b"not parquet\n", "this is not a parquet file. Check that it is valid parquet"),
+        ("bad.arrow", b"not arrow\n", ". Check that it is valid arrow"),
+        ("ragged.csv", b'problem,answer\n"a?",1\n"b?",2,3,4\n', "Expected 2 fields in line 3, saw 4. Check that"),
+        ("latin1.csv", 'problem,answer\n"caf\xe9?",5\n'.encode("latin-1"), "; re-save the file as UTF-8"),
+    ],
+    ids=["parquet", "arrow", "ragged-csv", "latin1-csv"],
+)
+def test_an_unreadable_file_is_our_one_line_without_the_readers_log(name, content, said, quiet, gaincurate,
+                                                                     error_line, tmp_path):  # fmt: skip
+    """datasets' csv, parquet and arrow readers log their failure (twice: raw, then through rich) before ours."""
+    (tmp_path / name).write_bytes(content)
+    line = error_line(gaincurate("score", name, "--out", "scores", "--model", "no-such-model-needed", *quiet))
+    assert line.startswith(f"gaincurate: error: {'cannot read ' * (name != 'latin1.csv')}{name}") and said in line
+    assert ".." not in line and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_split_on_a_folder_of_one_dataset_is_refused_as_on_a_file(gaincurate, error_line, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list(PROBLEMS).save_to_disk(tmp_path / "saved")
+    line = error_line(gaincurate("score", "saved", "--split", "test", "--out", "scores", "--model", "no-such-model"))
+    assert line == "gaincurate: error: saved is a save_to_disk folder of one dataset (split train); drop --split test"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+def test_prompts_from_a_folder_of_splits_names_a_fix_init_takes(gaincurate, error_line, tmp_path):
+    """init has no --split: the fix it names is one split's folder, and that command runs."""
+    import datasets
+
+    rows = datasets.Dataset.from_list(PROBLEMS)
+    datasets.DatasetDict({"train": rows, "test": rows.select(range(2))}).save_to_disk(tmp_path / "dd")
+    line = error_line(gaincurate("schedule", "init", "--prompts", "dd", "--run", "run", "--strategy", "uniform"))
+    assert line == (
+        "gaincurate: error: dd has splits train, test; --prompts reads one: pass one split's folder, e.g. "
+        "--prompts dd/train"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dd"]
+    done = gaincurate("schedule", "init", "--prompts", "dd/train", "--run", "run", "--strategy", "uniform")
+    assert done.returncode == 0 and read_scores(tmp_path / "run" / "prompts").num_rows == len(PROBLEMS), done.stderr
+
+
+def test_prompts_for_verl_without_answers_names_the_users_file(gaincurate, error_line, tmp_path):
+    """Not the staging folder, gone by the time the user reads it, and no re-scoring of what was never scored."""
+    write_jsonl(tmp_path / "q.jsonl", [{"question": row["problem"], "solution": row["answer"]} for row in PROBLEMS])
+    line = error_line(gaincurate("schedule", "init", "--prompts", "q.jsonl", "--prompt-column", "question", "--run",
+                                 "run", "--strategy", "uniform", "--format", "verl"))  # fmt: skip
+    assert line == (
+        "gaincurate: error: --format verl needs a ground truth per prompt, but q.jsonl has no column 'answer'; "
+        "rename the column that holds its answers to 'answer', or use --format trl"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.jsonl"]

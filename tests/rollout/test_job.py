@@ -315,3 +315,55 @@ def test_prompts_without_an_answer_are_counted_in_one_line_and_none_left_is_refu
         "list prompts that have an answer"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def mixed_scores(tiny_llama, tmp_path_factory) -> Path:
+    """Answers mixing numbers and strings (datasets keeps such a column as JSON), and an object column `meta`."""
+    from helpers import score_in_process, write_jsonl
+
+    root = tmp_path_factory.mktemp("mixed")
+    answers = [42, "\\frac{1}{2}", "10\\%"]
+    rows = [
+        {"problem": row["problem"], "answer": a, "meta": {"a": str(a)}}
+        for row, a in zip(PROBLEMS[:3], answers, strict=True)
+    ]
+    score_in_process([write_jsonl(root / "p.jsonl", rows), "--out", root / "scores", "--model", tiny_llama,
+                      "--dtype", "float32", "--device", "cpu", "--quiet"])  # fmt: skip
+    return root / "scores"
+
+
+def test_gold_answers_of_a_mixed_json_column_are_the_files_values_not_their_json_text(mixed_scores, tmp_path):
+    from gaincurate.rollout.answers import check_answer
+    from gaincurate.rollout.inputs import read_inputs
+
+    answers = read_inputs(config_for(mixed_scores, tmp_path / "f.jsonl")).answers
+    assert answers == ["42", "\\frac{1}{2}", "10\\%"]  # not '"10\\\\%"', which no correct completion matched
+    assert [float(check_answer(f"\\boxed{{{a}}}", a)) for a in answers] == [1.0, 1.0, 1.0]
+
+
+def test_an_answer_column_of_objects_is_refused_as_score_refuses_it(mixed_scores, tmp_path):
+    common = ["--samples", "1", "--max-new-tokens", "2", "--device", "cpu", "--dtype", "float32", "--threads", "1"]
+    refused = console_rollout(mixed_scores, "--answer-column", "meta", "--out", "f.jsonl", *common, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"gaincurate: error: column 'meta' of {mixed_scores} holds an object in row 0 (counting from 0), not an answer "
+        "text or number; name the field that holds the answer: --answer-column meta.a"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ids_file_with_a_byte_order_mark_is_read_and_a_fraction_is_refused(mixed_scores, tmp_path):
+    common = ["--samples", "1", "--max-new-tokens", "2", "--device", "cpu", "--dtype", "float32", "--threads", "1"]
+    (tmp_path / "bom.txt").write_bytes("\ufeff0\r\n2\r\n".encode())  # as Notepad saves it
+    done = console_rollout(mixed_scores, "--out", "bom.jsonl", "--ids", "bom.txt", *common, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(line)["gc_id"] for line in (tmp_path / "bom.jsonl").read_text().splitlines()) == [0, 2]
+    (tmp_path / "half.json").write_text("[1.5, 2]")  # gc_id 1.5 names no prompt; it was rolled out as gc_id 1
+    before = sorted(p.name for p in tmp_path.iterdir())
+    refused = console_rollout(mixed_scores, "--out", "half.jsonl", "--ids", "half.json", *common, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "gaincurate: error: --ids half.json must hold whole gc_ids, one per line (or a JSON list)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, InputError
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.strategies.contract import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
 
@@ -52,7 +52,7 @@ def write_unscored(
     Repeated ids are refused, repeated prompt texts told on `progress` (`drop_duplicates`: the first of each kept)."""
     from gaincurate import __version__
     from gaincurate.columns import column_values, has_column
-    from gaincurate.data import check_answers, load_rows
+    from gaincurate.data import SplitsError, check_answers, load_rows
     from gaincurate.fileio import file_sha256
     from gaincurate.prompt_scan import check_repeats
     from gaincurate.prompts import answer_text, for_column, prompt_digest
@@ -60,8 +60,17 @@ def write_unscored(
     from gaincurate.shards import DEFAULT_SHARD_ROWS, FORMAT_VERSION, output_schema, shard_name, write_shard
 
     config = ScoreConfig(dataset=dataset, **({"prompt_column": prompt_column} if prompt_column else {}))
-    loaded = load_rows(dataset, split=None, prompt_column=config.prompt_column, limit=None,
-                       answer_column=config.answer_column)  # fmt: skip
+    try:
+        loaded = load_rows(dataset, split=None, prompt_column=config.prompt_column, limit=None,
+                           answer_column=config.answer_column)  # fmt: skip
+    except SplitsError as error:  # `score` picks one with --split; --prompts, with one split's own folder or file
+        first = error.splits[0]
+        fix = (
+            f"pass one split's folder, e.g. --prompts {Path(dataset) / first}"
+            if Path(dataset).is_dir()
+            else f"save one as a file (datasets.load_dataset({dataset!r}, split={first!r}).to_json('prompts.jsonl'))"
+        )
+        raise InputError(f"{dataset} has splits {', '.join(error.splits)}; --prompts reads one: {fix}") from None
     loaded = check_repeats(loaded, drop=drop_duplicates)
     if loaded.repeats is not None:
         progress.stage(loaded.repeats.line(loaded.name))
@@ -144,7 +153,15 @@ def init_unscored(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{run_dir.name}-", dir=run_dir.parent) as work:
         staged = Path(work) / PROMPTS
-        write_unscored(prompts, staged, prompt_column=prompt_column, drop_duplicates=drop_duplicates, progress=progress)
+        manifest = write_unscored(prompts, staged, prompt_column=prompt_column, drop_duplicates=drop_duplicates,
+                                  progress=progress)  # fmt: skip
+        # Checked here, not by `init_run`, so that the error names the user's file, not the staging folder.
+        if config.format == "verl" and not manifest["answers"]["present"]:
+            column = manifest["answers"]["column"]
+            raise InputError(
+                f"--format verl needs a ground truth per prompt, but {prompts} has no column {column!r}; rename the "
+                f"column that holds its answers to {column!r}, or use --format trl"
+            )
         run, scheduler = init_run(run_dir, staged, config)
         os.replace(staged, run_dir / PROMPTS)
     run = dataclasses.replace(run, scores_dir=str((run_dir / PROMPTS).resolve()))
