@@ -3,9 +3,10 @@
 A schema maps each known key to its Python type (`int | None`, `tuple[dict[str, str], ...]`, a `Literal`,
 an `Enum`...). `read_config_file(path, schema)` returns the file's values with dashes in keys turned into
 underscores; an unknown key, a value of the wrong type, a file that is not a table, or one that cannot be
-parsed raises `ConfigError` as one line naming the key and what it should be. `check_keys` is the same
-unknown-key check for settings that come from elsewhere (a stored config, a trainer's config section). An `A,B`
-option's type is `Pair(form)`: its text, or the list of two numbers that state.json stores.
+parsed raises `ConfigError` as one line naming the key and what it should be (a value of the wrong type:
+`OptionValueError`, a usage error as from a flag). `check_keys` is the same unknown-key check for settings that
+come from elsewhere (a stored config, a trainer's config section). An `A,B` option's type is `Pair(form)`: its
+text, or the list of two numbers that state.json stores.
 
     schema = {"limit": int | None, "strategy": Literal["gain", "dots"]}
     values = read_config_file("run.toml", schema)      # {"limit": 100}
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, OptionValueError
 
 
 def check_keys(where: str, keys: Iterable[str], known: Iterable[str]) -> None:
@@ -47,7 +48,7 @@ def read_config_file(path: str | PurePath, schema: Mapping[str, Any]) -> dict[st
     check_keys(where, values, schema)
     for key, value in values.items():
         if not matches(value, schema[key]):
-            raise ConfigError(f"{where}: {key} must be {describe(schema[key])}; got {_shown(value)[:80]}")
+            raise OptionValueError(f"{where}: {key} must be {describe(schema[key])}; got {_shown(value)[:80]}")
     return values
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # Errors name a setting as their caller spells it: `--subset-size 41` on the command line, `subset_size=41` in
 # Python. The `gaincurate` entry point runs every command under `settings_as_flags()`; Python callers get names.
 _AS_FLAGS = contextvars.ContextVar("gaincurate_settings_as_flags", default=False)
+# While a command runs, the `--config FILE` it read and which settings that file gave (no flag overrode them): a bad
+# value from the file is named as the file's key (`--config run.toml: top`), never as a flag the user did not type.
+_FROM_FILE: contextvars.ContextVar[tuple[str, Callable[[str], bool]] | None] = contextvars.ContextVar(
+    "gaincurate_settings_from_file", default=None
+)
 _NO_VALUE = object()
 
 
@@ -29,6 +34,18 @@ def setting(name: str, value: Any = _NO_VALUE) -> str:
     return f"{spelled} {shown}" if flags else f"{spelled}={shown}"
 
 
+def as_given(name: str) -> str:
+    """A setting named by a check (`--top`, `top`) as the user gave its value: `--config FILE: top` when the file
+    `settings_from_file` names gave it, else `name`."""
+    key, source = name.removeprefix("--").replace("-", "_"), _FROM_FILE.get()
+    return f"--config {source[0]}: {key}" if source is not None and source[1](key) else name
+
+
+def settings_from_file(path: Any, gave: Callable[[str], bool]) -> None:
+    """The command running read `path`, which gave the settings (by field name) that `gave` answers True for."""
+    _FROM_FILE.set((str(path), gave))
+
+
 def settings_as_flags_now() -> bool:
     """Whether errors raised here name settings as command-line flags."""
     return _AS_FLAGS.get()
@@ -37,11 +54,12 @@ def settings_as_flags_now() -> bool:
 @contextlib.contextmanager
 def settings_as_flags() -> Iterator[None]:
     """Inside, errors name settings as command-line flags (`--subset-size`), not as fields (`subset_size`)."""
-    token = _AS_FLAGS.set(True)
+    token, file_token = _AS_FLAGS.set(True), _FROM_FILE.set(None)  # a config file read inside is forgotten after
     try:
         yield
     finally:
         _AS_FLAGS.reset(token)
+        _FROM_FILE.reset(file_token)
 
 
 class GaincurateError(Exception):
@@ -68,6 +86,13 @@ class ModelError(GaincurateError):
 
 class ConfigError(GaincurateError):
     """An option value that is invalid, or clashes with existing output."""
+
+
+class OptionValueError(ConfigError):
+    """A bad option value (its type, its choice or its range), from a flag, `--config FILE` or Python: a usage error,
+    which the command line exits 2 for, like a mistyped flag. Every setting's check raises it (`settings.setting`)."""
+
+    exit_code = 2
 
 
 class BackendError(GaincurateError, ValueError):

@@ -235,6 +235,8 @@ def _from_gguf(source: ModelSource, part: str, convert: Any, load_folder: Any) -
         except Exception as error:  # any failure of a cached copy means: convert again
             log.warning("the cached conversion %s is unreadable (%s); converting the GGUF again", folder, error)
             shutil.rmtree(folder, ignore_errors=True)
+    # Tens of seconds with no bar off a terminal (`setup_logging`): a stage line, short for a log's 80 columns.
+    log.info("converting the GGUF's %s once; later runs read the copy", part)
     loaded = _read_gguf(source, convert)
     try:
         publish_folder(folder, lambda tmp: _save_dequantized(loaded, tmp))

@@ -11,6 +11,7 @@ or periodic log lines otherwise). Callers that do not care pass nothing and get 
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 
@@ -42,3 +43,26 @@ class NullProgress:
 
 
 NULL_PROGRESS: Progress = NullProgress()
+
+
+# The environment variables set to quiet other libraries in this process, with the user's values before them (None:
+# unset): a child process, such as `schedule run`'s trainer, runs with the user's own environment and its own bars.
+_USERS_VALUES: dict[str, str | None] = {}
+
+
+def set_for_libraries(name: str, value: str, *, override: bool = False) -> None:
+    """Set `name` for this process's libraries (`override`: where the user set it too), not for its children."""
+    _USERS_VALUES.setdefault(name, os.environ.get(name))
+    if override or name not in os.environ:
+        os.environ[name] = value
+
+
+def users_environment() -> dict[str, str]:
+    """This process's environment without what `set_for_libraries` set: the one a child process gets."""
+    environment = dict(os.environ)
+    for name, value in _USERS_VALUES.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment

@@ -22,6 +22,7 @@ from gaincurate.shards import SCORED_FIELDS, numeric_input_column, ranking_score
 # normal-like data), so the top and the bottom of the ranking lean to the shortest and the longest questions.
 MOSTLY_LENGTH = 0.5
 TRUNCATED_SHOWN = 5  # truncated rows named by gc_id; the rest are counted
+NARROW = 70  # columns: below this the top and bottom tables keep id, score and the prompt
 
 
 def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 5, bins: int = 12) -> dict[str, Any]:
@@ -87,11 +88,14 @@ def _float(value: Any) -> float | None:
 
 
 def render(console: Any, summary: dict[str, Any]) -> None:
+    """Draw `summary` on a `Stdout`'s console, which prints strings as they are (no markup): labels are `Text`."""
     from rich.table import Table
+    from rich.text import Text
 
     console.print(
-        f"[bold]{summary['dir']}[/]  {summary['rows']} rows ({summary['scored']} scored)  model {summary['model']}  "
-        f"site {summary['site']}  {summary['dtype']} on {summary['device']} ({summary['backend']})"
+        Text(summary["dir"], style="bold"),
+        f" {summary['rows']} rows ({summary['scored']} scored)  model {summary['model']}  "
+        f"site {summary['site']}  {summary['dtype']} on {summary['device']} ({summary['backend']})",
     )
     if summary.get("default_reads"):
         console.print(summary["default_reads"])
@@ -102,46 +106,48 @@ def render(console: Any, summary: dict[str, Any]) -> None:
     # The score ranking only: which prompts a run trains, and when, is its strategy's (`schedule status` says how).
     titles = ("Highest concentration (top of the score ranking)", "Lowest concentration (bottom of the ranking)")
     for title, rows in zip(titles, (summary["top"], summary["bottom"]), strict=True):
-        # Numbers keep their width; the prompt column takes what is left and is cut with an ellipsis.
-        table = Table(title=title, title_justify="left", expand=True)
-        for name, width in (("id", 5), ("score", 7), ("intra", 7), ("inter", 7), ("q tok", 5)):
+        # Numbers keep their width; the prompt column takes what is left and is cut with an ellipsis. Below NARROW
+        # columns intra, inter and q tok make way for the prompt, and the caption says so.
+        kept = 2 if console.width < NARROW else 5
+        caption = "intra, inter, q tok: on a wider terminal or --json" if kept < 5 else None
+        table = Table(title=title, title_justify="left", expand=True, caption=caption, caption_justify="left")
+        for name, width in (("id", 5), ("score", 7), ("intra", 7), ("inter", 7), ("q tok", 5))[:kept]:
             table.add_column(name, justify="right", no_wrap=True, min_width=width)
         table.add_column("prompt", overflow="ellipsis", no_wrap=True, ratio=1)
         for row in rows:
-            table.add_row(
-                str(row["gc_id"]),
-                f"{row['score']:.4f}",
-                _fmt(row["intra"]),
-                _fmt(row["inter"]),
-                str(row["question_tokens"]),
-                " ".join(row["text"].split()),
-            )
+            numbers = (str(row["gc_id"]), f"{row['score']:.4f}", _fmt(row["intra"]), _fmt(row["inter"]),
+                       str(row["question_tokens"]))  # fmt: skip
+            table.add_row(*numbers[:kept], " ".join(row["text"].split()))
         console.print(table)
 
     counts, edges = summary["histogram"]["counts"], summary["histogram"]["edges"]
     if counts:
-        console.print("[bold]Score distribution[/]")
+        console.print(Text("Score distribution", style="bold"))
         widest = max(counts) or 1
+        # 40 cells, fewer on a narrow terminal, so that each bin keeps to one line beside its edges and count.
+        cells = max(5, min(40, console.width - 27 - len(str(widest))))
         for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
-            console.print(f"  {low:8.4f} .. {high:8.4f} │{'█' * round(40 * count / widest):<40}│ {count}")
+            console.print(f"  {low:8.4f} .. {high:8.4f} │{'█' * round(cells * count / widest):<{cells}}│ {count}")
 
-    console.print("[bold]Spearman correlation of the ranking score with[/]")
+    console.print(Text("Spearman correlation of the ranking score with", style="bold"))
     for name, value in summary["spearman"].items():
         console.print(f"  {name:<20} {value:+.3f}")
     flagged = {k: v for k, v in summary["flags"].items() if k != "ok"}
     console.print(
-        f"[bold]Flags[/] {', '.join(f'{k}: {v}' for k, v in flagged.items()) or 'none'}; "
-        f"truncated rows: {truncated_words(summary['truncated_rows'], summary['truncated_gc_ids'])}"
+        Text("Flags", style="bold"),
+        f"{', '.join(f'{k}: {v}' for k, v in flagged.items()) or 'none'}; "
+        f"truncated rows: {truncated_words(summary['truncated_rows'], summary['truncated_gc_ids'])}",
     )
     timings = summary["timings"]
     if timings:
         rate = timings.get("rows_per_second")
         tokens = timings.get("tokens_per_second")
         console.print(
-            f"[bold]Speed[/] model load {timings.get('model_load_seconds', 0):.1f}s, scoring "
+            Text("Speed", style="bold"),
+            f"model load {timings.get('model_load_seconds', 0):.1f}s, scoring "
             f"{timings.get('score_seconds', 0):.1f}s"
             + (f", {rate:.1f} rows/s" if rate else "")
-            + (f", {tokens:,.0f} tokens/s in the forward" if tokens else "")
+            + (f", {tokens:,.0f} tokens/s in the forward" if tokens else ""),
         )
 
 

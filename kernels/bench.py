@@ -81,6 +81,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _silent(message: str) -> None:
+    pass
+
+
 def bytes_moved(hidden: torch.Tensor, segment_ids: torch.Tensor, num_segments: int) -> int:
     scored_tokens = int(((segment_ids >= 0) & (segment_ids < num_segments)).sum())
     batch, _, dim = hidden.shape
@@ -121,7 +125,7 @@ def copy_ceiling_gbps(device: torch.device, repeats: int) -> float:
     return 2 * size / (timing.median_ms * 1e-3) / 1e9
 
 
-def available_backends(device: torch.device) -> list[str]:
+def available_backends(device: torch.device, log: Callable[[str], None] = log) -> list[str]:
     backends = ["torch"]
     try:
         if resolve_backend("triton", device) == "triton":
@@ -144,7 +148,9 @@ def run_backend(
     return segment_unit_sums_torch(hidden, segment_ids, NUM_SEGMENTS)
 
 
-def check_correctness(device: torch.device, backends: list[str], quick: bool) -> list[dict[str, object]]:
+def check_correctness(
+    device: torch.device, backends: list[str], quick: bool, log: Callable[[str], None] = log
+) -> list[dict[str, object]]:
     """Every backend against the float64 reference, plus the metric against the brute force."""
     if device.type == "cuda":
         shapes = [(5, 300, 896, "runs"), (4, 4096, 3584, "prompt"), (64, 512, 1536, "prompt")]
@@ -182,7 +188,7 @@ def check_correctness(device: torch.device, backends: list[str], quick: bool) ->
     return checks
 
 
-def time_shapes(device: torch.device, backends: list[str], quick: bool) -> list[Row]:
+def time_shapes(device: torch.device, backends: list[str], quick: bool, log: Callable[[str], None] = log) -> list[Row]:
     on_gpu = device.type == "cuda"
     if on_gpu:
         dims, batch_tokens = GPU_QUICK if quick else (GPU_DIMS, GPU_BATCH_TOKENS)
@@ -215,7 +221,7 @@ def time_shapes(device: torch.device, backends: list[str], quick: bool) -> list[
     return rows
 
 
-def sweep_configs(device: torch.device) -> list[dict[str, object]]:
+def sweep_configs(device: torch.device, log: Callable[[str], None] = log) -> list[dict[str, object]]:
     """Time tile configs per hidden size at SWEEP_SHAPE, to re-tune launch.py on a new GPU."""
     batch, tokens = SWEEP_SHAPE
     results = []
@@ -304,13 +310,15 @@ def render_table(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def run_kernel_bench(options: KernelBench = KernelBench()) -> dict[str, object]:
-    """Correctness of every backend this device runs, then timings (and on CUDA, unless quick, a config sweep)."""
+def run_kernel_bench(options: KernelBench = KernelBench(), *, quiet: bool = False) -> dict[str, object]:
+    """Correctness of every backend this device runs, then timings (and on CUDA, unless quick, a config sweep);
+    progress on stderr unless `quiet`."""
+    say = _silent if quiet else log
     device_name, quick = options.device, options.quick
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device_name)
-    backends = available_backends(device)
+    backends = available_backends(device, say)
     report: dict[str, object] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "device_type": device.type,
@@ -324,15 +332,15 @@ def run_kernel_bench(options: KernelBench = KernelBench()) -> dict[str, object]:
 
         report["triton"] = triton_impl.TRITON_VERSION
 
-    log(f"correctness on {report['device']} ({', '.join(backends)}):")
-    report["correctness"] = check_correctness(device, backends, quick)
-    log("copy-bandwidth ceiling ...")
+    say(f"correctness on {report['device']} ({', '.join(backends)}):")
+    report["correctness"] = check_correctness(device, backends, quick, say)
+    say("copy-bandwidth ceiling ...")
     report["ceiling_gbps"] = copy_ceiling_gbps(device, repeats=5)
-    log("timings:")
-    report["timings"] = [asdict(row) for row in time_shapes(device, backends, quick)]
+    say("timings:")
+    report["timings"] = [asdict(row) for row in time_shapes(device, backends, quick, say)]
     if device.type == "cuda" and "triton" in backends and options.sweep and not quick:
-        log("config sweep:")
-        report["sweep"] = sweep_configs(device)
+        say("config sweep:")
+        report["sweep"] = sweep_configs(device, say)
     return report
 
 

@@ -12,9 +12,10 @@ result to `render.emit`: results go to stdout, progress (`progress.py`) and erro
 
 `main()` is the console entry point and the only place errors are turned into output. A user error
 prints one line, `gaincurate: error: ...`, naming the bad value and the fix: usage errors (an unknown
-flag, a missing option, a bad choice or type) exit 2, a `GaincurateError` 1 (or its own code), a full
-disk or a denied write 1. Ctrl-C exits 130 and says what was kept (`score`: its whole shards) and that
-re-running resumes. Set GAINCURATE_DEBUG=1 for the traceback. Bugs are not caught.
+flag, a missing option, a bad value from a flag or `--config FILE`: `errors.OptionValueError`) exit 2,
+a `GaincurateError` 1 (or its own code), a full disk or a denied write 1. Ctrl-C exits 130 and says what
+was kept (`score`: its whole shards) and that re-running resumes. Set GAINCURATE_DEBUG=1 for the
+traceback. Bugs are not caught.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import sys
 
 import typer
+from typer._click.core import ParameterSource
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from gaincurate import entry_points
@@ -155,12 +157,16 @@ def _one_line(error: BaseException) -> str:
 
 
 def _usage_message(error: UsageError) -> str:
-    """Click's message, with the value that failed to parse named: `--top -1 is not valid: input should be ...`."""
+    """Click's message, with the value that failed to parse named: `--top -1 is not valid: input should be ...`, or
+    `--config FILE: top -1 ...` for a value that file gave (only `--config FILE` fills the default map)."""
     errors = getattr(error.__cause__, "errors", None)  # Typer parses values with pydantic; its error holds the input
     if isinstance(error, BadParameter) and error.param is not None and callable(errors) and errors():
         first = errors()[0]
         hint = error.param_hint or error.param.get_error_hint()
         hint = hint if isinstance(hint, str) else " / ".join(hint)
+        if error.ctx is not None and error.ctx.get_parameter_source(error.param.name) is ParameterSource.DEFAULT_MAP:
+            key = hint.split("/")[0].strip(" '").removeprefix("--").replace("-", "_")  # as the file spells it
+            hint = f"--config {error.ctx.params.get('config')}: {key}"
         detail = str(first["msg"]).removeprefix("Value error, ")
         return f"{hint.replace(chr(39), '')} {first['input']} is not valid: {detail[0].lower()}{detail[1:]}"
     return " ".join(error.format_message().split())

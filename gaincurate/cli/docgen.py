@@ -35,7 +35,8 @@ and logs go to stderr.
   `chat_template`, `prefix_cache` and `few_shot` as a list; the `config` of any scores manifest is a
   valid `score --config` file.
 * **Errors.** A mistake you can fix prints one line, `gaincurate: error: ...`, naming the bad value and
-  the fix. Usage errors (an unknown flag, a missing option, a bad choice or type) exit with status 2;
+  the fix. Usage errors (an unknown flag, a missing option, a bad value: its type, choice or range,
+  from a flag or from `--config FILE`, which the line then names with its key) exit with status 2;
   other user errors (a missing file, a bad column, a clashing output directory, a full disk) with 1.
   Set `GAINCURATE_DEBUG=1` to see the traceback. `schedule run` exits with the trainer's own code
   when the trainer fails.

@@ -29,6 +29,8 @@ def example(
     """Run a shipped trainer script; every argument after NAME goes to the script (`NAME --help` for its own)."""
     from gaincurate.examples import EXAMPLES, example_path, run_example
 
+    if name is not None and name.startswith("-"):  # unknown options land in NAME, as the script's own do after it
+        ctx.fail(f"{name} is not an option of `gaincurate example`; NAME comes first, the script's options after it")
     if name is None:
         for key, what in EXAMPLES.items():
             typer.echo(f"{key:15} {what}")

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import ParameterSource
 from typer.core import TyperGroup
 
 from gaincurate.config_file import Pair, read_config_file
-from gaincurate.errors import settings_as_flags
+from gaincurate.errors import settings_as_flags, settings_from_file
 from gaincurate.schedule.config import BENCH_ONLY_STRATEGIES, STRATEGIES
 from gaincurate.schedule.strategies.registry import KEPT_FOR_COMPARISON
 
@@ -54,6 +55,11 @@ def apply_config_file(ctx: typer.Context, value: Path | None) -> Path | None:
     defaults = {by_key[key].name: (",".join(map(str, item)) if isinstance(item, list) else str(item))
                 if _parser(by_key[key]) and item is not None else item for key, item in values.items()}  # fmt: skip
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    # A value the file gave, and no flag overrode, is named as the file's key: by a setting's check here, and by
+    # Typer's own (a type, a choice, a minimum) in `gaincurate.cli.main`, which sees the same source.
+    settings_from_file(
+        value, lambda name: name in defaults and ctx.get_parameter_source(name) is ParameterSource.DEFAULT_MAP
+    )
     return value
 
 

@@ -12,11 +12,12 @@ silences all of it. `setup_logging` sends library log records to the same stderr
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
+
+from gaincurate.progress import set_for_libraries
 
 PLAIN_INTERVAL_SECONDS = 30.0
 
@@ -29,12 +30,14 @@ def setup_logging(quiet: bool) -> None:
     handler = RichHandler(console=Console(stderr=True, quiet=quiet), show_path=False, show_time=False)
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, handlers=[handler], format="%(message)s")
     # transformers' bars and warnings would duplicate ours; tqdm reads TQDM_DISABLE when it is first imported,
-    # which the commands defer until after this (the GGUF conversion bar comes from plain tqdm).
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # which the commands defer until after this (the GGUF conversion bar comes from plain tqdm). Off a terminal a
+    # bar redraws itself with carriage returns into the log, so there it is off too; stage lines say what runs.
+    set_for_libraries("TRANSFORMERS_VERBOSITY", "error")
+    set_for_libraries("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if quiet or not sys.stderr.isatty():
+        set_for_libraries("TQDM_DISABLE", "1", override=True)
     if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
-        os.environ.setdefault("TORCH_LOGS", "-all")  # torch's own log handler: warnings on import otherwise
+        set_for_libraries("TORCH_LOGS", "-all")  # torch's own log handler: warnings on import otherwise
 
 
 class RowProgress:

@@ -55,10 +55,12 @@ class Stdout:
     def __init__(self) -> None:
         from rich.console import Console
 
-        self.console = Console(highlight=False)
+        # Prompts, paths and templates are printed as they are: rich's markup would eat `[x]` and `\[`, fail on
+        # `[/]`, and its emoji codes would turn `1:100:` into a picture. Styles come as `rich.text.Text`.
+        self.console = Console(highlight=False, markup=False, emoji=False)
 
     def line(self, text: str) -> None:
-        self.console.print(text, soft_wrap=True, markup=False)
+        self.console.print(text, soft_wrap=True)
 
     def print(self, renderable: Any) -> None:
         self.console.print(renderable)

@@ -32,14 +32,9 @@ def rollout(
 
     Writes one {"gc_id", "reward"} line per rollout; re-running the same command resumes.
     """
-    from gaincurate.errors import ConfigError
-
     setup_logging(quiet or as_json)  # before the heavy imports, so other libraries' bars see it
     given_values = {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
-    try:
-        rollout_config = RolloutConfig(scores=str(scores), **given(RolloutConfig, given_values))
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    rollout_config = RolloutConfig(scores=str(scores), **given(RolloutConfig, given_values))
     from gaincurate.rollout.job import run_rollouts
 
     with RowProgress("rollouts (prompts)", quiet=quiet or as_json) as progress:

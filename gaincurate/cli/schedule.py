@@ -23,7 +23,7 @@ import typer
 
 from gaincurate.cli.fields import fixed_parameters, install, with_default
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, StrategyOption, command_group
-from gaincurate.cli.progress import RowProgress
+from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import Stdout, emit, note
 from gaincurate.cli.schedule_options import (
     RESCORE_PANEL,
@@ -173,6 +173,7 @@ def step(
 ) -> None:
     """Consume the last epoch's feedback, update the strategy (gain: move mu) and write the next epoch (epoch 0 on
     the first call)."""
+    setup_logging(quiet or as_json)  # before the heavy imports: the likelihood refresh loads a model
     from gaincurate.schedule.run.run import Run
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
@@ -237,6 +238,7 @@ def run_(
     as_json: AsJson = False,
 ) -> None:
     """Run the whole loop: train an epoch with any trainer command, read its feedback, update, repeat."""
+    setup_logging(quiet or as_json)
     from gaincurate.integrations.command import run_loop
 
     with RowProgress("re-scoring", quiet=quiet or as_json) as progress:

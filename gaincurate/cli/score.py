@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -23,7 +23,7 @@ from gaincurate.cli.fields import field_named, field_parameters, fixed_parameter
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoreConfigFile
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import emit
-from gaincurate.errors import Interrupted, InterruptedCommand
+from gaincurate.errors import Interrupted, InterruptedCommand, settings_from_file
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 
 SCORE_EXAMPLES = (
@@ -130,6 +130,8 @@ def resolve_score_config(given: dict[str, Any]) -> tuple[ScoreConfig, RunOptions
         () if given["no_few_shot"] else (load_few_shot(given["few_shot"]) if given["few_shot"] else None)
     )
     flags["quiet"] = True if given["quiet"] or given["as_json"] else None
+    if given["config"] is not None:  # a bad value the file gave is named as its key (the settings' checks)
+        settings_from_file(given["config"], lambda name: name in file_values and flags.get(name) is None)
     resolved, options = build_config(file_values, flags)
     if resolved.system_prompt == "":
         resolved = resolved.replace(system_prompt=None)
@@ -146,6 +148,8 @@ def score_config_file(path: Path) -> dict[str, Any]:
     from gaincurate.config_file import read_config_file
 
     schema = {**typing.get_type_hints(ScoreConfig), **typing.get_type_hints(RunOptions)}
+    fields = [*dataclasses.fields(ScoreConfig), *dataclasses.fields(RunOptions)]
+    schema |= {field.name: Literal[field.metadata["choices"]] for field in fields if field.metadata.get("choices")}
     return read_config_file(path, schema | dict.fromkeys(_FILE_SWITCHES, bool | None))
 
 

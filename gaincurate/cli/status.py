@@ -14,6 +14,7 @@ from gaincurate.cli.render import Stdout
 from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED
 from gaincurate.schedule.readout_words import control_words, drawn_paused, epoch_words, r_words, share_words
 
+NARROW = 60  # columns: below this each table row is one line of `heading: value` pairs, which the terminal wraps
 PAUSED_CELL = "uniform (paused)"  # the aimed-at cell of an epoch drawn uniformly while aiming was paused
 READOUT_COLUMNS = (
     "groups",
@@ -61,11 +62,11 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
     stdout.line(f"how {report['params']['strategy']} draws: {report['draws']}")
     if aim := aim_line(report):
         stdout.line(aim)
-    stdout.print(table)
+    print_table(stdout, table)
     if report["history"]:  # what each epoch cost, where the choice of refresh and trainer settings is made
-        stdout.print(seconds_table(report["history"]))
+        print_table(stdout, seconds_table(report["history"]))
     if any(line.get("readout") for line in report["history"]):
-        stdout.print(readout_table(report["history"]))
+        print_table(stdout, readout_table(report["history"]))
         stdout.line(spent_line(report["history"]))
         last = [line for line in report["history"] if line.get("readout")][-1]
         stdout.line(f"latest, epoch {last['epoch']}: {epoch_words(last)}")
@@ -80,6 +81,16 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         )
     if "plot" in report:
         stdout.line(f"plot: {report['plot']}")
+
+
+def print_table(stdout: Stdout, table: Any) -> None:
+    """`table` as drawn, or below NARROW columns its title and a line per row (cells cut to a letter say nothing)."""
+    if stdout.console.width >= NARROW:
+        return stdout.print(table)
+    stdout.line(str(table.title))
+    headings = [str(column.header) for column in table.columns]
+    for cells in zip(*(column.cells for column in table.columns), strict=True):
+        stdout.line("; ".join(f"{heading}: {cell}" for heading, cell in zip(headings, cells, strict=True)))
 
 
 def readout_table(history: list[dict[str, Any]]) -> Any:

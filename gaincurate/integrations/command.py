@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from gaincurate.errors import ConfigError, GaincurateError, InputError
-from gaincurate.progress import NULL_PROGRESS, Progress
+from gaincurate.errors import ConfigError, GaincurateError, InputError, InterruptedCommand, setting
+from gaincurate.progress import NULL_PROGRESS, Progress, users_environment
 from gaincurate.schedule.figures import drawn_figures, figure_words
 from gaincurate.schedule.readout_words import epoch_words
 from gaincurate.schedule.run import rundir
@@ -51,6 +51,7 @@ from gaincurate.schedule.run.checkpoints import find_checkpoint, missing_model
 from gaincurate.schedule.run.recorder import FeedbackFile  # noqa: F401  (re-exported: callers import it from here)
 from gaincurate.schedule.run.run import Run
 from gaincurate.schedule.run.timings import seconds_words
+from gaincurate.settings import at_least
 from gaincurate.supervisor import ECHO_LINE_CHARS, GRACE_S, BoundedEcho, Stopped, supervise
 
 PLACEHOLDERS = ("epoch_data", "checkpoint", "output_dir", "feedback_file", "epoch", "run_dir")
@@ -114,8 +115,7 @@ def run_loop(
     stopped trainer gets between the forwarded signal and SIGKILL. `allow_stale`: carry on when the strategy reads
     the newest model and the trainer left none it can load (the epoch is marked stale) instead of stopping.
     """
-    if epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1; got {epochs}")
+    at_least(1)(setting("epochs"), epochs)
     if "{epoch_data}" not in trainer_cmd:
         raise ConfigError("--trainer-cmd never mentions {epoch_data}; the trainer would not see the epoch's rows")
     # Absolute, so that the state and the placeholders mean the same from any working directory.
@@ -208,17 +208,20 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
     log = rundir.trainer_log(run_dir, epoch)
     progress.stage(f"epoch {epoch}: training (log {log})")
     started = time.perf_counter()
-    environment = {**os.environ, **{f"GAINCURATE_{name.upper()}": value for name, value in values.items()}}
+    environment = {**users_environment(), **{f"GAINCURATE_{name.upper()}": value for name, value in values.items()}}
     copy = BoundedEcho(trainer.echo, log) if trainer.echo is not None else None
     try:
         code = supervise(fill_command(trainer.command, values), env=environment, log=log, echo=copy,
                          grace_s=trainer.grace_s, keep_fds=(trainer.lock,))  # fmt: skip
     except Stopped as stopped:
-        raise TrainerCommandError(
-            f"stopped by {stopped} while training epoch {epoch}; the trainer was stopped too and nothing was "
-            f"recorded, so the same `gaincurate schedule run` trains epoch {epoch} again (log: {log})",
-            exit_code=128 + stopped.signum,
-        ) from None
+        after = (
+            f"the trainer was stopped too and nothing was recorded, so the same `gaincurate schedule run` trains "
+            f"epoch {epoch} again (log: {log})"
+        )
+        if stopped.signum == signal.SIGINT:  # Ctrl-C is the user's own stop: worded as every command words it
+            raise InterruptedCommand(f"interrupted; epoch {epoch} was training: {after}") from None
+        stop = f"stopped by {stopped} while training epoch {epoch}; {after}"
+        raise TrainerCommandError(stop, exit_code=128 + stopped.signum) from None
     seconds = time.perf_counter() - started
     if code != 0:
         name = f" ({signal.Signals(-code).name})" if code < 0 and -code in signal.valid_signals() else ""

@@ -7,7 +7,9 @@ from typing import Any
 
 from gaincurate.errors import ConfigError
 from gaincurate.rollout.answers import ANSWER_FORMATS
-from gaincurate.settings import setting
+from gaincurate.settings import at_least, check_fields, device_name, setting
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # gaincurate.model.resolve_dtype's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,12 +20,14 @@ class RolloutConfig:
     scores: str = setting(help="A directory written by `gaincurate score`.")
     out: str = setting(help="Feedback JSON lines to write (resumed if present).", flags=("--out", "-o"), cli="path")
     model: str | None = setting(None, "Model to sample.", shown="the scores manifest's")
-    samples: int = setting(4, "Rollouts per prompt.")
-    reference_size: int | None = setting(None, "Roll out a seeded sample of K prompts.", shown="every prompt")
+    samples: int = setting(4, "Rollouts per prompt.", check=at_least(1))
+    reference_size: int | None = setting(
+        None, "Roll out a seeded sample of K prompts.", check=at_least(1), shown="every prompt"
+    )
     ids_file: str | None = setting(None, "File of gc_ids to roll out, one per line.", flags=("--ids",), cli="path")
-    max_new_tokens: int = setting(256, "Longest completion in tokens.")
-    temperature: float = setting(0.7, "Sampling temperature (0: greedy).")
-    seed: int = setting(0, "Seed of the reference sample and of every rollout.")
+    max_new_tokens: int = setting(256, "Longest completion in tokens.", check=at_least(1))
+    temperature: float = setting(0.7, "Sampling temperature (0: greedy).", check=at_least(0))
+    seed: int = setting(0, "Seed of the reference sample and of every rollout.", check=at_least(0))
     answer_column: str | None = setting(None, "Gold answers.", shown="the manifest's")
     answer_format: str = setting(  # see gaincurate.rollout.answers
         "boxed",
@@ -32,34 +36,25 @@ class RolloutConfig:
         choices=ANSWER_FORMATS,
     )
     # Sequences per generate call, rounded down to whole prompt groups.
-    batch_size: int = setting(32, "Sequences per generate call (whole prompt groups).")
-    dtype: str = setting("auto", "auto, float32, bfloat16 or float16.")
-    device: str = setting("auto", "auto, cpu or cuda[:N].")
+    batch_size: int = setting(32, "Sequences per generate call (whole prompt groups).", check=at_least(1))
+    dtype: str = setting(
+        "auto",
+        "auto: bfloat16 where the device runs it fast (CUDA without bf16: float16), else float32.",
+        choices=DTYPES,
+    )
+    device: str = setting("auto", "auto, cpu or cuda[:N].", check=device_name)
     threads: int | None = setting(  # torch intra-op threads while generating
-        None, "CPU threads for torch (1 is often fastest on a busy shared CPU).", shown="torch's choice"
+        None,
+        "CPU threads for torch (1 is often fastest on a busy shared CPU).",
+        check=at_least(1),
+        shown="torch's choice",
     )
     overwrite: bool = setting(False, "Start --out again instead of resuming.", flags=("--overwrite",))
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
-            raise ConfigError(f"--threads must be 1 or more; got {self.threads!r}")
-        for flag, value, low in [
-            ("--samples", self.samples, 1),
-            ("--max-new-tokens", self.max_new_tokens, 1),
-            ("--batch-size", self.batch_size, 1),
-        ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{flag} must be a whole number {low} or more; got {value!r}")
-        if self.reference_size is not None and (isinstance(self.reference_size, bool) or self.reference_size < 1):
-            raise ConfigError(f"--reference-size must be 1 or more; got {self.reference_size!r}")
+        check_fields(self)
         if self.reference_size is not None and self.ids_file is not None:
             raise ConfigError("pass either --reference-size or --ids, not both")
-        if not (isinstance(self.temperature, int | float) and 0 <= self.temperature < float("inf")):
-            raise ConfigError(f"--temperature must be 0 (greedy) or more; got {self.temperature!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"--seed must be a whole number 0 or more; got {self.seed!r}")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}")
 
     @property
     def prompts_per_batch(self) -> int:

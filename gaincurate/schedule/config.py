@@ -31,6 +31,7 @@ from gaincurate.schedule import sizes
 from gaincurate.schedule.options import Options, choice, is_number, size, whole
 from gaincurate.schedule.strategies.contract import FRESH_SCORES
 from gaincurate.schedule.strategies.registry import FILTERS, STRATEGIES, check_filters, strategy_class
+from gaincurate.settings import check_fields
 from gaincurate.settings import setting as declare  # a field with its help and check (errors' `setting` names one)
 
 if TYPE_CHECKING:
@@ -131,10 +132,7 @@ class ScheduleConfig:
 
     def _check(self) -> None:
         """Each common setting's own check (on its field), then the ones between settings."""
-        for field in common_fields():
-            check = field.metadata["check"]
-            if check is not None:
-                object.__setattr__(self, field.name, check(setting(field.name), getattr(self, field.name)))
+        check_fields(self)
         check_reward_range(self.reward_min, self.reward_max)  # the rule every reader of rewards applies
         if self.data_source is not None and (self.format != "verl" or not str(self.data_source).strip()):
             raise ConfigError(

@@ -24,7 +24,7 @@ from gaincurate.data import DEFAULT_ANSWER_COLUMN, DEFAULT_PROMPT_COLUMN
 from gaincurate.errors import ConfigError
 from gaincurate.model import SITES
 from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFormat
-from gaincurate.settings import at_least, setting
+from gaincurate.settings import at_least, check_fields, device_name, setting
 from gaincurate.shards import DEFAULT_SHARD_ROWS
 
 BACKENDS = ("auto", "torch", "triton")
@@ -92,7 +92,7 @@ class ScoreConfig:
     dtype: str = setting("auto", "auto: on CPU, the fastest that ranks like float32, measured once here and cached "
                          "(the run prints it; pass it to pin it); int8: torchao's dynamic quantization of the linears.",
                          choices=DTYPES)  # fmt: skip
-    device: str = setting("auto", "auto, cpu or cuda[:N].")
+    device: str = setting("auto", "auto, cpu or cuda[:N].", check=device_name)
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")
     debias: str = setting("none", "length: rank by the residual after a log-length fit.", choices=DEBIAS)
@@ -103,7 +103,7 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_settings(self)
+        check_fields(self)
         object.__setattr__(self, "inter_weight", float(self.inter_weight))  # 1 and 1.0 must fingerprint alike
         if not math.isfinite(self.inter_weight):
             raise ConfigError(f"--inter-weight must be a finite number; got {self.inter_weight}")
@@ -165,7 +165,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_settings(self)
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,17 +188,6 @@ def check_types(instance: Any) -> None:
             shown = json.dumps(value, default=repr)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise ConfigError(f"--{field.name.replace('_', '-')} must be {describe(hint)}; got {shown}")
-
-
-def check_settings(instance: Any) -> None:
-    """Each field's own check (`setting(check=...)`) and choices, in one message form: "--limit must be ..."."""
-    for field in dataclasses.fields(instance):
-        value, name = getattr(instance, field.name), "--" + field.name.replace("_", "-")
-        choices = field.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value}")
-        if field.metadata.get("check") is not None:
-            field.metadata["check"](name, value)
 
 
 @functools.cache

@@ -9,17 +9,20 @@ import pytest
 from helpers import PROBLEMS, run_cli, write_jsonl
 
 
-def test_bench_kernel_checks_every_backend_then_times_and_writes_the_same_json(tmp_path, monkeypatch, capsys):
-    args = ["bench", "kernel", "--quick", "--device", "cpu", "--json", "--out", str(tmp_path / "kernel.json")]
+def test_bench_kernel_checks_every_backend_then_times_and_writes_the_same_json(tmp_path, gaincurate):
+    """`--json` implies `--quiet`, as for the other benches: the result on stdout and nothing on stderr."""
+    args = ["bench", "kernel", "--quick", "--device", "cpu", "--out", tmp_path / "kernel.json"]
 
-    code, out, err = run_cli(args, monkeypatch, capsys)
+    result = gaincurate(*args, "--json")
 
-    assert code == 0, err
-    report = json.loads(out)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout)
     assert report == json.loads((tmp_path / "kernel.json").read_text())
     assert report["correctness"] and all(check["ok"] for check in report["correctness"])
     assert {check["backend"] for check in report["correctness"]} == set(report["backends"]) >= {"torch"}
     assert report["timings"] and all(row["results"]["torch"]["median_ms"] > 0 for row in report["timings"])
+    quiet = gaincurate(*args, "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and "checks passed" in quiet.stdout, quiet.stderr
 
 
 def test_bench_scoring_agrees_with_the_naive_scorer(tiny_llama, tmp_path, monkeypatch, capsys):

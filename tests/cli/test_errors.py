@@ -46,6 +46,7 @@ USAGE_ERRORS = {
     "negative-top": (["show", "scores", "--top", "-1"], ["--top -1", "greater than or equal to 0"]),
     "zero-limit": (["score", "--limit", "0"], ["--limit 0", "greater than or equal to 1"]),
     "zero-seeds": (["bench", "curriculum", "--bench", "cpu-arith", "--out", "b", "--seeds", "0"], ["--seeds 0"]),
+    "option-for-example": (["example", "--json"], ["--json is not an option", "NAME comes first", "example --help"]),
 }
 
 
@@ -58,6 +59,41 @@ def test_usage_errors_are_one_line_exit_2(case, gaincurate, error_line, tmp_path
     for word in words:
         assert word in line
     assert sorted(path.name for path in tmp_path.iterdir()) == [], "a refused command writes nothing"
+
+
+# A bad option value, whichever check finds it (Typer's type, choice or minimum, a setting's own check, the config
+# file's type check): (the command, the key, the value). From a flag or from `--config FILE` alike, it exits 2.
+BAD_VALUES = {
+    "rollout-threads": (["rollout", "s", "--out", "r.jsonl"], "threads", 0),
+    "rollout-temperature": (["rollout", "s", "--out", "r.jsonl"], "temperature", -1),
+    "rollout-dtype": (["rollout", "s", "--out", "r.jsonl"], "dtype", "float64"),
+    "rollout-device": (["rollout", "s", "--out", "r.jsonl"], "device", "gpu"),
+    "init-subset-multiple": (["schedule", "init", "--scores", "s", "--run", "r"], "subset_multiple", 0),
+    "init-strategy": (["schedule", "init", "--scores", "s", "--run", "r"], "strategy", "gian"),
+    "init-forget": (["schedule", "init", "--scores", "s", "--run", "r", "--strategy", "mopps"], "forget", 2),
+    "run-epochs": (["schedule", "run", "--run", "r", "--trainer-cmd", "t {epoch_data}"], "epochs", 0),
+    "show-top": (["show", "s"], "top", -1),
+    "score-limit": (["score", "--out", "o"], "limit", 0),
+    "score-site": (["score", "--out", "o"], "site", "attention"),
+    "score-device": (["score", "--out", "o"], "device", "gpu"),
+}
+
+
+@pytest.mark.parametrize("given", ["flag", "file"])
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_a_bad_option_value_exits_2_named_as_it_was_given(case, given, gaincurate, error_line, tmp_path):
+    """One line and exit 2; a value from the file is named as the file's key, never as a flag nobody typed."""
+    args, key, value = BAD_VALUES[case]
+    spelled = "--" + key.replace("_", "-")
+    (tmp_path / "bad.json").write_text(json.dumps({key: value}))
+    result = gaincurate(*args, *([spelled, str(value)] if given == "flag" else ["--config", "bad.json"]))
+    line = error_line(result)
+    assert result.returncode == 2, result.stderr
+    if given == "file":
+        assert f"--config bad.json: {key}" in line and spelled not in line and str(value) in line
+    else:
+        assert f"{spelled} " in line and "bad.json" not in line and str(value) in line
+    assert [path.name for path in tmp_path.iterdir()] == ["bad.json"], "a refused command writes nothing"
 
 
 def test_user_errors_exit_1_and_debug_shows_the_traceback(gaincurate, error_line, tmp_path):

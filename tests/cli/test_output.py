@@ -104,3 +104,25 @@ def test_status_plot_to_a_png_file(scored, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     run(["schedule", "status", "--run", run_dir, "--plot", tmp_path / "run.png"], capsys)
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_path_and_template_are_shown_as_they_are_and_status_reads_on_a_narrow_terminal(
+    scored, gaincurate, tmp_path
+):
+    """Rich markup would fail on `[/]` after the run is written, and eat `[v2]`. Below 60 columns `status` prints
+    each table row as one line of `heading: value` pairs instead of cutting every cell to a letter."""
+    template = "[/] \\[{answer}\\]"
+    init = gaincurate("schedule", "init", "--scores", scored, "--run", "run[v2]", "--subset-size", "4",
+                      "--answer-template", template)  # fmt: skip
+    assert init.returncode == 0 and template in init.stdout and "run[v2]: 8 prompts" in init.stdout, init.stderr
+    assert gaincurate("schedule", "step", "--run", "run[v2]").returncode == 0
+    ids = pq.read_table(tmp_path / "run[v2]/epoch-0000.parquet", columns=["gc_id"]).column("gc_id").to_pylist()
+    (tmp_path / "f.jsonl").write_text("".join(json.dumps({"gc_id": i, "reward": float(k <= i % 3)}) + "\n"
+                                              for i in ids for k in range(4)))  # fmt: skip
+    assert gaincurate("schedule", "step", "--run", "run[v2]", "--feedback", "f.jsonl").returncode == 0
+    wide = gaincurate("schedule", "status", "--run", "run[v2]").stdout
+    narrow = gaincurate("schedule", "status", "--run", "run[v2]", env={"COLUMNS": "40"}).stdout
+    assert "run[v2]: epoch 1, strategy probe" in wide and "run[v2]: epoch 1, strategy probe" in narrow
+    assert "…" not in narrow and len(narrow.splitlines()) < len(wide.splitlines()), narrow
+    readout = next(line for line in narrow.splitlines() if line.startswith("epoch: 0; groups: 4; aimed at: "))
+    assert "; measured: " in readout and "; zero variance: " in readout and readout.endswith("; r: after 30 (0 so far)")

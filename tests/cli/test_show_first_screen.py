@@ -22,10 +22,13 @@ ROWS = 20
 TOKENS = 5 + 3 * np.arange(ROWS)  # question tokens rise with gc_id
 
 
-def write_scores(folder: Path, scores: np.ndarray, truncated: set[int] | None = None, *, embed: bool = False) -> Path:
+def write_scores(
+    folder: Path, scores: np.ndarray, truncated: set[int] | None = None, *, embed: bool = False, prompts=None
+) -> Path:
     """ROWS made-up scored rows, with the manifest fields `show` reads (as `gaincurate score` writes them); `embed`:
     with question embeddings (`score --embed`), else as `score --no-embed` leaves them."""
-    inputs = pa.table({"problem": [f"question {i}" for i in range(ROWS)], "answer": [str(i) for i in range(ROWS)]})
+    prompts = prompts or [f"question {i}" for i in range(ROWS)]
+    inputs = pa.table({"problem": prompts, "answer": [str(i) for i in range(ROWS)]})
     columns = score_columns(np.asarray(scores, dtype=np.float64), TOKENS)
     truncated = truncated or set()
     columns["gc_truncated"] = pa.array([i in truncated for i in range(ROWS)])
@@ -109,3 +112,32 @@ def test_scores_without_embeddings_say_the_default_strategy_cannot_run_with_init
         assert f"the default strategy (probe) cannot run on these scores (no gc_embedding column): {hint}" in text
         assert "fits pass rates" not in text
         assert json.loads(gaincurate("show", scores, "--json").stdout)["default_reads"] in text
+
+
+# Prompts as MATH writes them, and worse: rich markup would drop `[x]`, eat the backslash of `\[` and fail on `[/]`.
+BRACKETED = ["Let [x] denote the floor of x.", "Simplify \\[x^2 \\cdot x^3\\].", "In [/] there is nothing.",
+             "What is [bold]2+2[/bold]?", "The ratio 1:100: holds."]  # fmt: skip
+
+
+def test_prompts_and_paths_are_shown_as_they_are(gaincurate, tmp_path):
+    prompts = BRACKETED + [f"question {i}" for i in range(len(BRACKETED), ROWS)]
+    write_scores(tmp_path / "scores[v2]", -np.arange(ROWS, dtype=np.float64), prompts=prompts)  # row 0 on top
+    shown = gaincurate("show", "scores[v2]")
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    assert shown.stdout.startswith("scores[v2]  20 rows")
+    assert all(prompt in shown.stdout for prompt in BRACKETED), shown.stdout
+
+
+def test_a_narrow_terminal_keeps_the_prompt_and_a_bin_a_line(gaincurate, tmp_path):
+    """Below 70 columns the top and bottom tables keep id, score and the prompt, and say what they left out; the
+    histogram's bars shrink so that each bin keeps to one line."""
+    write_scores(tmp_path / "scores", (np.arange(ROWS) * 7 % ROWS) / ROWS)
+    for columns in (40, 60, 100):
+        shown = gaincurate("show", "scores", "--top", "1", env={"COLUMNS": str(columns)})
+        lines = shown.stdout.splitlines()
+        assert shown.returncode == 0 and max(map(len, lines)) <= columns, shown.stdout
+        header = next(line for line in lines if "┃" in line and "id" in line)
+        assert "prompt" in header and ("q tok" in header) == (columns >= 70), shown.stdout
+        assert ("intra, inter, q tok: on a wider terminal or --json" in words(shown.stdout)) == (columns < 70)
+        start = lines.index("Score distribution")
+        assert all(" .. " in line and line.endswith(tuple("0123456789")) for line in lines[start + 1 : start + 13])

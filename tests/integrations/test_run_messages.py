@@ -106,3 +106,24 @@ def test_status_says_a_run_is_finished_once_its_trainer_ended_and_not_while_it_t
     assert (during["epoch"], during["finished"]) == (2, False)  # training on: not finished
     status = console("schedule", "status", "--run", "run", cwd=tmp_path)
     assert "finished: the trainer ended after 3 epochs" in status.stdout
+
+
+def test_the_trainer_runs_with_the_users_environment_not_the_one_that_quiets_our_libraries(tmp_path, monkeypatch):
+    """`schedule run` turns other libraries' bars and warnings off for itself (off a terminal, or --quiet); the
+    trainer it starts keeps its own bars in its log, and a variable the user set keeps the user's value."""
+    quieting = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TORCH_LOGS", "TRANSFORMERS_VERBOSITY")
+    for name in quieting:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    write_scores(tmp_path / "scores")
+    init = ["--strategy", "uniform", "--subset-size", "6", "--seed", "5"]
+    assert console("schedule", "init", "--scores", "scores", "--run", "run", *init, cwd=tmp_path).returncode == 0
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    seen = f"env | grep -E '^({'|'.join(quieting)})=' > seen.txt"
+    arguments = "{epoch_data} {checkpoint} {output_dir} {feedback_file} {epoch}"
+    trainer = f"{shlex.quote(sys.executable)} trainer.py {arguments} && {seen}"
+    done = console(
+        "schedule", "run", "--run", "run", "--epochs", "1", "--quiet", "--trainer-cmd", trainer, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "seen.txt").read_text() == "TRANSFORMERS_VERBOSITY=info\n"

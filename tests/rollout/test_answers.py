@@ -71,7 +71,7 @@ def test_answer_format_any_lets_math_verify_find_the_answer(completion, gold, co
 
 
 def test_an_unknown_answer_format_is_a_config_error():
-    with pytest.raises(ConfigError, match="--answer-format must be one of boxed, any; got 'last'"):
+    with pytest.raises(ConfigError, match="answer_format must be one of boxed, any; got 'last'"):
         RolloutConfig(scores="scores", out="out.jsonl", answer_format="last")
 
 

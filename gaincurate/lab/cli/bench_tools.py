@@ -72,12 +72,15 @@ def scoring(
     _finish(bench_scoring(ScoringBench(**given(ScoringBench, values))), out, as_json, result_lines)
 
 
-def kernel(*, out: JsonOut = None, config: ConfigFile = None, as_json: AsJson = False, **values: Any) -> None:
+def kernel(
+    *, out: JsonOut = None, config: ConfigFile = None, quiet: Quiet = False, as_json: AsJson = False, **values: Any
+) -> None:
     """Check every segment-sum backend against the float64 reference, then time them against the O(T^2) way."""
+    setup_logging(quiet or as_json)
     from gaincurate.kernels.bench import failed_checks, render_table, run_kernel_bench
 
     _check_out(out)
-    report = run_kernel_bench(KernelBench(**given(KernelBench, values)))
+    report = run_kernel_bench(KernelBench(**given(KernelBench, values)), quiet=quiet or as_json)
     _finish(report, out, as_json, lambda result: render_table(result).splitlines())
     failed = failed_checks(report)
     if failed:
