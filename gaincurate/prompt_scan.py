@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gaincurate.columns import column_values
 from gaincurate.data import ID_COLUMN, LoadedDataset, Repeats
 from gaincurate.errors import InputError
 
@@ -23,7 +24,7 @@ def check_repeats(loaded: LoadedDataset, *, drop: bool) -> LoadedDataset:
     rows, name = loaded.rows, loaded.name
     if ID_COLUMN in rows.column_names:
         seen: dict[Any, int] = {}
-        for row, value in enumerate(rows[ID_COLUMN]):
+        for row, value in enumerate(column_values(rows, ID_COLUMN)):
             key = json.dumps(value, sort_keys=True, default=str)
             if key in seen:
                 raise InputError(

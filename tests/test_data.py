@@ -209,10 +209,12 @@ def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_on
     """One whole-column pass (`scan_prompts`: repeats, fingerprint, shard weights), then each shard's prompts once,
     encoded and hashed from the same read; besides, only the batch-size probe's sample."""
     import gaincurate.prompt_scan
+    import gaincurate.scoring.run
     from gaincurate.scoring.batch_size import SAMPLE_ROWS
 
     scans, reads = [], []
     real_scan, real_getitem = gaincurate.prompt_scan.scan_prompts, datasets.Dataset.__getitem__
+    real_values = gaincurate.scoring.run.column_values
 
     def scan(rows, column):
         scans.append(column)
@@ -223,9 +225,34 @@ def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_on
             reads.append(len(self))
         return real_getitem(self, key)
 
+    def values(rows, column):
+        if column == "problem":
+            reads.append(len(rows))
+        return real_values(rows, column)
+
     monkeypatch.setattr(gaincurate.prompt_scan, "scan_prompts", scan)
     monkeypatch.setattr(datasets.Dataset, "__getitem__", getitem)
+    monkeypatch.setattr(gaincurate.scoring.run, "column_values", values)
     config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=40)
     score(config, RunOptions(out=str(tmp_path / "s"), shard_rows=16))
     assert scans == ["problem"]
     assert sorted(reads) == sorted([min(40, SAMPLE_ROWS), 16, 16, 8])
+
+
+def test_a_datasets_column_is_read_in_one_arrow_pass_as_datasets_formats_it(tmp_path):
+    """`column_values` reads a Dataset's column through Arrow once (datasets' own formatting goes row by row, 90x
+    slower on a million rows): the same Python values for text, chat messages, struct fields, numbers and a JSON
+    column mixing numbers and strings, after a `select` too."""
+    from gaincurate.columns import column_values
+
+    rows = [{"problem": "What is 2 + 3?", "answer": 5, "meta": {"level": 1, "tag": "easy"},
+             "messages": [{"role": "user", "content": "hi"}]},
+            {"problem": "Find 10% of 80.", "answer": "10\\%", "meta": {"level": 2, "tag": None},
+             "messages": [{"role": "user", "content": "yo"}, {"role": "assistant", "content": "ok"}]}]  # fmt: skip
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    dataset = datasets.load_dataset("json", data_files=str(tmp_path / "rows.jsonl"), split="train")
+    for part in (dataset, dataset.select([1, 0])):
+        for name in ("problem", "answer", "messages", "meta"):
+            assert column_values(part, name) == list(part[name])
+        assert column_values(part, "meta.tag") == [row["tag"] for row in part["meta"]]
+    assert column_values(dataset, "answer") == [5, "10\\%"]

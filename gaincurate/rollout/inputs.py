@@ -154,7 +154,7 @@ def read_inputs(config: RolloutConfig, *, answered_only: bool = True) -> Inputs:
         chosen = choose_ids(all_ids, reference_size=config.reference_size, ids_file=config.ids_file, seed=config.seed)
     rows = np.searchsorted(all_ids, chosen)
     questions = table.column(prompt_column).take(rows).to_pylist()
-    answers = column_values(table.take(rows), answer_column)
+    answers = [given[row] for row in rows]  # not `table.take`, which would first join every column, embeddings too
     return Inputs(
         gc_ids=chosen,
         questions=[prompt_value(q) for q in questions],

@@ -153,7 +153,7 @@ def _score_shards(
 
     def encode(index: int) -> tuple[Any, list[Any], list[EncodedPrompt]]:
         chunk = rows.select(range(*bounds[index]))
-        values = chunk[column]  # the shard's prompts, read once: encoded here, hashed into gc_prompt_hash below
+        values = column_values(chunk, column)  # the shard's prompts, read once: encoded, then hashed below
         return chunk, values, prepared.encoder.encode(values, first_row=bounds[index][0])
 
     upcoming = encode(todo[0]) if todo else None

@@ -85,7 +85,7 @@ def write_unscored(
         chunk = rows.select(range(low, min(low + DEFAULT_SHARD_ROWS, len(rows))))
         given = column_values(chunk, answer_column) if answer_column else [None] * len(chunk)
         hashes = {
-            "gc_prompt_hash": [prompt_digest(value) for value in chunk[config.prompt_column]],
+            "gc_prompt_hash": [prompt_digest(value) for value in column_values(chunk, config.prompt_column)],
             "gc_answer_hash": [prompt_digest(answer_text(value)) for value in given],
         }  # as `gaincurate score` hashes them (`scoring.run.score_columns`), so trainers check rows alike
         names.append(shard_name(index))
