@@ -256,6 +256,45 @@ def test_attach_refuses_what_would_train_the_wrong_prompts(scores, tiny_llama, t
         curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path, reward_funcs=[parity_reward]))
 
 
+# Each GRPOConfig saves inside a generation batch at save_steps=1; the last is subset 6, one generation batch of
+# 3 micro-steps in 2 optimizer steps, where save_steps=3 lands inside epoch 1's batch though 3 * 2 % 3 == 0.
+INSIDE_A_GENERATION = {
+    "iterations-2": ({"num_iterations": 2}, 4, 1, 2),
+    "steps_per_generation-2": ({"steps_per_generation": 2}, 4, 1, 2),
+    "accumulation-2-steps_per_generation-3": ({"gradient_accumulation_steps": 2, "steps_per_generation": 3}, 6, 3, 2),
+}
+
+
+@pytest.mark.parametrize(("settings", "subset", "refused", "works"), INSIDE_A_GENERATION.values(),
+                         ids=INSIDE_A_GENERATION.keys())  # fmt: skip
+def test_step_saves_inside_a_generation_batch_are_refused_before_anything_is_written(
+    scores, tiny_llama, tmp_path, settings, subset, refused, works
+):
+    """A resume from a checkpoint saved inside a generation batch would record the batch's rewards twice (TRL
+    generates it again) and train other prompts; such a save_steps is refused, naming one that works."""
+    config = ScheduleConfig(**schedule("gain", subset_size=subset))
+    curriculum = GainCurriculum(scores, config, run_dir=tmp_path / "run")
+    steps = {**settings, "save_strategy": "steps"}
+    with pytest.raises(ConfigError, match=rf"^save_steps={refused} saves inside .* Use save_steps={works} "):
+        curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path / "out", **steps, save_steps=refused))
+    assert not (tmp_path / "run").exists()
+    curriculum.attach(tiny_trainer(curriculum, tiny_llama, tmp_path / "out", **steps, save_steps=works))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_inside_a_generation_batch_is_refused_on_resume_before_anything_is_written(
+    scores, tiny_llama, tmp_path
+):
+    """A checkpoint another configuration saved (here at step 1 of one generation per step) lies inside a
+    generation batch of num_iterations=2: its resume is refused before a step, and the run directory is untouched."""
+    first = train_inprocess(scores, tiny_llama, tmp_path, "gain", stop_at_step=1, save_strategy="steps", save_steps=1)
+    before = {path: path.read_bytes() for path in first.run_dir.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match=r"^the checkpoint at step 1 was saved 1 micro-steps into a generation bat"):
+        train_inprocess(scores, tiny_llama, tmp_path, "gain", resume=first.out / "checkpoint-1", run_dir=first.run_dir,
+                        num_iterations=2)  # fmt: skip
+    assert {path: path.read_bytes() for path in first.run_dir.rglob("*") if path.is_file()} == before
+
+
 def test_a_run_directory_started_late_is_the_one_a_driver_built_on_it_writes(scores, tmp_path):
     """`start_later`: a new run directory is written at `start_run_dir()` only, by the same driver, byte for byte as
     a driver built on it at once writes it; an untrained one given another config starts again the same way."""
@@ -317,9 +356,24 @@ class StopAfter:
         return _Stop()
 
 
+class StopAtStep:
+    """A callback that ends training at optimizer step `step`, inside an epoch when it is not an epoch's last."""
+
+    def __new__(cls, step: int):
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= step:
+                    control.should_training_stop = True
+
+        return _Stop()
+
+
 def train_inprocess(
-    scores, model_dir, root: Path, strategy: str, *, stop_after=None, resume=None, run_dir=None, **overrides
-):
+    scores, model_dir, root: Path, strategy: str, *, stop_after=None, stop_at_step=None, resume=None, run_dir=None,
+    **overrides,
+):  # fmt: skip
     config = ScheduleConfig(**schedule(strategy))
     run_dir = run_dir or root / "run"
     curriculum = GainCurriculum(scores, config, run_dir=run_dir) if not resume else GainCurriculum(run_dir=run_dir)
@@ -329,6 +383,8 @@ def train_inprocess(
     trainer = tiny_trainer(curriculum, model_dir, root / "out", reward_funcs=reward_funcs, **overrides)
     if stop_after is not None:
         trainer.add_callback(StopAfter(stop_after))
+    if stop_at_step is not None:
+        trainer.add_callback(StopAtStep(stop_at_step))
     curriculum.attach(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return SimpleNamespace(curriculum=curriculum, rewards=rewards, trainer=trainer, run_dir=run_dir, out=root / "out")
@@ -475,6 +531,40 @@ def test_resumed_training_equals_uninterrupted(inprocess, scores, tiny_llama, tm
     ours = load_file(epoch_end_checkpoints(second.out)[3] / "model.safetensors")
     theirs = load_file(epoch_end_checkpoints(straight.out)[3] / "model.safetensors")
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+@pytest.mark.slow
+def test_an_epoch_cut_short_stays_open_and_resuming_it_equals_uninterrupted(scores, tiny_llama, tmp_path, caplog):
+    """Training stopped at step 3 (epochs of 2 steps; max_steps or a fractional num_train_epochs cut the same way)
+    leaves epoch 1 half trained: the curriculum does not step on half its feedback, says so once, and the cut's
+    checkpoint carries the epoch open, so that resuming from it ends byte for byte as the unbroken run does."""
+    from safetensors.torch import load_file
+
+    from gaincurate.schedule.run.rundir import load_run
+
+    straight = train_inprocess(scores, tiny_llama, tmp_path / "straight", "gain", num_train_epochs=2)
+    with caplog.at_level("WARNING", logger="gaincurate"):
+        cut = train_inprocess(scores, tiny_llama, tmp_path / "cut", "gain", stop_at_step=3, num_train_epochs=2)
+    warned = [record.getMessage() for record in caplog.records if "inside epoch" in record.getMessage()]
+    assert warned == ["training stopped inside epoch 1; it stays open: resuming from the last checkpoint finishes it"]
+    assert [line["epoch"] for line in read_history(cut.run_dir)] == [0]
+    assert load_run(cut.run_dir).finished == 1  # `schedule status`: finished after 1 epoch, not 2
+    saved = json.loads((cut.out / "checkpoint-3" / "trainer_state.json").read_text())["stateful_callbacks"]
+    saved = saved["GainCurriculumCallback"]["attributes"]["gaincurate_state"]
+    assert (saved["schedule"]["epoch"], len(saved["records"])) == (1, 2 * NUM_GENERATIONS)
+
+    resumed = train_inprocess(scores, tiny_llama, tmp_path / "cut", "gain", resume=cut.out / "checkpoint-3",
+                              run_dir=cut.run_dir, num_train_epochs=2)  # fmt: skip
+
+    def strip(history):
+        return [{k: v for k, v in line.items() if k not in ("timings", "checkpoint")} for line in history]
+
+    assert strip(read_history(resumed.run_dir)) == strip(read_history(straight.run_dir))
+    for name in ("feedback-0000.jsonl", "feedback-0001.jsonl", "epoch-0002.parquet"):
+        assert (resumed.run_dir / name).read_bytes() == (straight.run_dir / name).read_bytes(), name
+    ours, theirs = (load_file(run.out / "checkpoint-4" / "model.safetensors") for run in (resumed, straight))
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert load_run(resumed.run_dir).finished == 2
 
 
 def test_the_savings_readout_is_logged_with_trls_metrics_and_agrees_with_frac_reward_zero_std(inprocess):

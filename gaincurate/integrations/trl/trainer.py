@@ -157,6 +157,7 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         if trainer is None:  # before the first step: else TRL trains a whole epoch on every prompt
             raise ConfigError(NOT_ATTACHED)
         if state.global_step > 0:
+            check_resume_step(trainer, run.subset_size, state.global_step)
             self._restore(state)
         if run.epoch < 0:
             _on_main_then_shared(trainer, run, lambda: run.plan)  # drawn with the live model, for one that needs it
@@ -170,7 +171,17 @@ class GainCurriculumCallback(TrainerCallback, ExportableState):
         run.mark_finished(False)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self._step()
+        # The Trainer also ends an epoch it cut short (max_steps, should_training_stop): that epoch stays open, its
+        # rollouts so far in the checkpoint, so that a resume finishes it rather than stepping on half its feedback.
+        run = self.curriculum.run
+        if math.floor(state.epoch + 1e-6) > run.epoch:
+            self._step()
+        elif resume_offset(self.curriculum.trainer, run.subset_size, state.global_step):
+            logger.warning("training stopped inside epoch %d, inside a generation batch: it stays open, and only a "
+                           "checkpoint saved at a batch's start can resume it", run.epoch)  # fmt: skip
+        else:
+            logger.warning("training stopped inside epoch %d; it stays open: resuming from the last checkpoint "
+                           "finishes it", run.epoch)  # fmt: skip
 
     def on_train_end(self, args, state, control, **kwargs):
         self.curriculum.run.mark_finished(True)
@@ -284,5 +295,51 @@ def check_setup(curriculum: Any, trainer: Any) -> None:
             f"each epoch. Use subset_size={low or prompts_per_batch} or {low + prompts_per_batch}, or leave it out "
             f"and pass GainCurriculum(..., args=training_args) to round the default to whole batches"
         )
+    every, per_epoch = _generation_cadence(trainer, subset)
+    ga, save_steps = args.gradient_accumulation_steps, int(args.save_steps)
+    # A fraction of the run is known at train() only: on resume, check_resume_step checks the checkpoint itself.
+    # The save points' offsets into a generation batch repeat with each epoch's steps.
+    saves = range(1, per_epoch + 1) if args.save_strategy == "steps" and args.save_steps >= 1 else ()
+    if any(resume_offset(trainer, subset, k * save_steps) for k in saves):
+        works = every // math.gcd(ga, every) if per_epoch * ga % every == 0 else per_epoch
+        raise ConfigError(
+            f"save_steps={save_steps} saves inside a generation batch: TRL generates every steps_per_generation x "
+            f"num_iterations = {every} micro-steps, an optimizer step is gradient_accumulation_steps={ga} of them, "
+            f"and a resume from there would record that batch's rewards twice and train other prompts. Use "
+            f'save_steps={works} (or a multiple of it), or save_strategy="epoch"'
+        )
     row_of = curriculum.run.row_map(dataset_gc_ids(dataset), fix=TRAIN_DATASET)
     check_same_prompts(dataset, curriculum.run.scores, row_of)
+
+
+def _generation_cadence(trainer: Any, subset: int) -> tuple[int, int]:
+    """TRL's micro-steps per generation batch (`steps_per_generation * num_iterations`) and the Trainer's optimizer
+    steps per epoch (the last one may take fewer micro-steps), for an epoch of `subset` prompts."""
+    args = trainer.args
+    every = args.steps_per_generation * trainer.num_iterations
+    micro_steps = subset // (args.generation_batch_size // trainer.num_generations) * every
+    return every, -(-micro_steps // args.gradient_accumulation_steps)
+
+
+def resume_offset(trainer: Any, subset: int, global_step: int) -> int:
+    """How many micro-steps into a generation batch a trainer resumed at `global_step` starts (0: at its start).
+
+    A resumed Trainer skips `(global_step % steps per epoch) * gradient_accumulation_steps` micro-batches of the
+    epoch, while TRL counts micro-steps from 0 again and generates afresh at once: only at a generation batch's
+    start are the two in phase (an epoch is whole generation batches, so each epoch starts one)."""
+    every, per_epoch = _generation_cadence(trainer, subset)
+    return global_step % per_epoch * trainer.args.gradient_accumulation_steps % every
+
+
+def check_resume_step(trainer: Any, subset: int, global_step: int) -> None:
+    """Refuse, before anything is restored, a checkpoint saved inside a generation batch (`resume_offset`)."""
+    offset = resume_offset(trainer, subset, global_step)
+    if offset:
+        every = trainer.args.steps_per_generation * trainer.num_iterations
+        raise ConfigError(
+            f"the checkpoint at step {global_step} was saved {offset} micro-steps into a generation batch of {every} "
+            f"(steps_per_generation x num_iterations, gradient_accumulation_steps="
+            f"{trainer.args.gradient_accumulation_steps}): TRL would generate that batch again, recording its rewards "
+            "twice and training other prompts. Resume from a checkpoint saved at a generation batch's start (an "
+            "epoch's end, or a save_steps the set-up accepts), or with the settings that wrote this one if others did"
+        )
