@@ -8,7 +8,8 @@ CONTRACT (shared with gaincurate/scoring/engine.py; do not change the signature)
     segment_ids  [B, T] integer tensor; -1 = ignore the token, 0..num_segments-1 = its segment
     sums         [B, S, D] float32: sum over tokens t with segment_ids[b, t] == s of h / ||h||
                  (norm clamped below at 1e-12, as torch.nn.functional.normalize does); a non-finite token
-                 makes its own segment's sum non-finite and no other (an ignored one: none)
+                 makes its own segment's sum non-finite (Triton: its sample's other sums too); an ignored
+                 one, none
     counts       [B, S] int32: number of tokens in each segment
 
     packed_segment_unit_sums(hidden, segment_ids, row_starts, num_segments, backend="auto") -> (sums, counts)

