@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gaincurate.errors import InputError
+from gaincurate.errors import InputError, interrupts_held
 
 # verl's layout: chat messages in `prompt`, the answer under `reward_model` (verl's examples/data_preprocess).
 VERL_PROMPT_COLUMN = "prompt"
@@ -55,13 +55,17 @@ def column_values(rows: Any, name: str) -> list[Any]:
         head, *fields = name.split(".")
         return [pick(value, tuple(fields)) for value in rows[head]]
     head, fields = resolve(schema_of(rows), name) or (name, ())
-    if not hasattr(rows, "schema"):  # a Dataset: one Arrow read, not datasets' formatting row by row (90x slower)
-        rows = rows.select_columns([head]).with_format("arrow")[:]
-    values = rows.column(head).to_pylist()
+    if hasattr(rows, "schema"):
+        column = rows.column(head)
+    else:  # a Dataset: one Arrow read, not datasets' formatting row by row (90x slower). Its fingerprinting of the
+        # format change swallows a Ctrl-C (a bare `except`), so one is acted on after the read.
+        with interrupts_held():
+            column = rows.with_format("arrow")[head]
+    values = column.to_pylist()
     values = [pick(value, fields) for value in values] if fields else values
     # pyarrow gives an `arrow.json` value (datasets' type for a JSON column mixing numbers and strings) as its JSON
     # text ('"10\\%"'), which no answer matches: decoded, as datasets decodes it.
-    kind = rows.schema.field(head).type
+    kind = column.type
     for field in fields:
         kind = kind.field(field).type
     if getattr(kind, "extension_name", None) == "arrow.json":

@@ -209,12 +209,10 @@ def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_on
     """One whole-column pass (`scan_prompts`: repeats, fingerprint, shard weights), then each shard's prompts once,
     encoded and hashed from the same read; besides, only the batch-size probe's sample."""
     import gaincurate.prompt_scan
-    import gaincurate.scoring.run
     from gaincurate.scoring.batch_size import SAMPLE_ROWS
 
     scans, reads = [], []
     real_scan, real_getitem = gaincurate.prompt_scan.scan_prompts, datasets.Dataset.__getitem__
-    real_values = gaincurate.scoring.run.column_values
 
     def scan(rows, column):
         scans.append(column)
@@ -225,14 +223,8 @@ def test_scoring_reads_the_prompt_column_once_before_it_starts_and_each_shard_on
             reads.append(len(self))
         return real_getitem(self, key)
 
-    def values(rows, column):
-        if column == "problem":
-            reads.append(len(rows))
-        return real_values(rows, column)
-
     monkeypatch.setattr(gaincurate.prompt_scan, "scan_prompts", scan)
     monkeypatch.setattr(datasets.Dataset, "__getitem__", getitem)
-    monkeypatch.setattr(gaincurate.scoring.run, "column_values", values)
     config = ScoreConfig(model=str(tiny_llama), dtype="float32", device="cpu", limit=40)
     score(config, RunOptions(out=str(tmp_path / "s"), shard_rows=16))
     assert scans == ["problem"]

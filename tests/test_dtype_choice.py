@@ -290,7 +290,7 @@ def test_int8_scores_close_to_float32(tiny_llama, problems_file, tmp_path):
 
 
 def test_unknown_dtype_is_a_one_line_error():
-    with pytest.raises(ConfigError, match="--dtype must be one of auto, float32, bfloat16, float16, int8"):
+    with pytest.raises(ConfigError, match="^dtype must be one of auto, float32, bfloat16, float16, int8"):
         ScoreConfig(dtype="float8")
 
 

@@ -47,7 +47,7 @@ def test_config_values_of_the_wrong_type_are_one_line(field, value, message):
 
 
 def test_run_options_are_checked_and_an_int_weight_fingerprints_like_a_float():
-    with pytest.raises(ConfigError, match="--threads must be at least 1; got 0"):
+    with pytest.raises(ConfigError, match="^threads must be at least 1; got 0"):  # named as Python spells it
         RunOptions(threads=0)
     with pytest.raises(ConfigError, match='--shard-rows must be a whole number or null; got "8"'):
         RunOptions(shard_rows="8")

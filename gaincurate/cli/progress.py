@@ -27,7 +27,13 @@ def setup_logging(quiet: bool) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=Console(stderr=True, quiet=quiet), show_path=False, show_time=False)
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=Console(stderr=True, quiet=quiet), show_path=False,
+                                               show_time=False)  # fmt: skip
+    else:  # a log file or a pipe: a record a line, however long (rich would wrap it at 80 columns, padded)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.setLevel(logging.CRITICAL + 1 if quiet else logging.NOTSET)
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, handlers=[handler], format="%(message)s")
     # transformers' bars and warnings would duplicate ours; tqdm reads TQDM_DISABLE when it is first imported,
     # which the commands defer until after this (the GGUF conversion bar comes from plain tqdm). Off a terminal a

@@ -20,7 +20,7 @@ import pyarrow as pa
 from gaincurate import distributed
 from gaincurate.columns import column_values, has_column
 from gaincurate.distributed import Part
-from gaincurate.errors import ConfigError, GaincurateError, Interrupted
+from gaincurate.errors import ConfigError, GaincurateError, Interrupted, interrupts_held
 from gaincurate.fileio import atomic_write_json, file_sha256
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.prompts import STATUS_OK, EncodedPrompt, answer_text, prompt_digest
@@ -152,7 +152,8 @@ def _score_shards(
     answer_column = answer_column if answer_column and has_column(rows, answer_column) else None
 
     def encode(index: int) -> tuple[Any, list[Any], list[EncodedPrompt]]:
-        chunk = rows.select(range(*bounds[index]))
+        with interrupts_held():  # datasets' fingerprinting of the selection would swallow a Ctrl-C (a bare `except`)
+            chunk = rows.select(range(*bounds[index]))
         values = column_values(chunk, column)  # the shard's prompts, read once: encoded, then hashed below
         return chunk, values, prepared.encoder.encode(values, first_row=bounds[index][0])
 

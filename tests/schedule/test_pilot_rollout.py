@@ -65,7 +65,7 @@ def test_a_bad_pilot_option_is_one_line_through_the_console_script(tiny_scores, 
     result = console("schedule", "init", "--scores", tiny_scores, "--run", run_dir, "--strategy", "pilot",
                      "--pilot-factor", "0.5")  # fmt: skip
     errors = [line for line in result.stderr.splitlines() if line.startswith("gaincurate: error:")]
-    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert result.returncode == 2 and len(errors) == 1, result.stderr  # a bad option value: a usage error
     assert "--pilot-factor must be a number 1 or more" in errors[0] and not run_dir.exists()
     shown = console("schedule", "init", "--help").stdout
     assert "kept for comparison (the lab's)" in shown and "--pilot-rollouts" in shown  # the lab's one panel
