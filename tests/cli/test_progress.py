@@ -177,3 +177,16 @@ def test_schedule_step_loading_a_checkpoint_prints_nothing_when_quiet(scored, ti
         assert stepped.returncode == 0 and stepped.stderr == "", stepped.stderr
     history = json.loads(gaincurate("schedule", "status", "--run", "run", "--json").stdout)["history"]
     assert [("rescore_s" in line["timings"]) for line in history] == [True, True]  # both loaded the checkpoint
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["", "quiet"])
+def test_off_a_terminal_a_log_record_is_one_line_however_long(quiet):
+    """A log file or a pipe gets `WARNING message` on one line (rich would wrap it at 80 columns, padded); --quiet
+    gets nothing."""
+    said = "x" * 150
+    script = (
+        "import logging\nfrom gaincurate.cli.progress import setup_logging\n"
+        f"setup_logging({quiet})\nlogging.getLogger('gaincurate').warning({said!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ("" if quiet else f"WARNING {said}\n"), done.stderr
