@@ -67,7 +67,7 @@ def _number(test: Callable[[float], bool], words: str) -> Check:
 
 RATE = _number(lambda v: 0 <= v <= 1, "a number in [0, 1]")
 OPEN_RATE = _number(lambda v: 0 < v <= 1, "a number in (0, 1]")  # a weight whose log is taken: never 0
-POSITIVE = _number(lambda v: v > 0, "a positive number")
+POSITIVE = _number(lambda v: v >= sizes.SMALLEST, f"a positive number ({sizes.SMALLEST:g} or more)")
 NON_NEGATIVE = _number(lambda v: v >= 0, "a number 0 or more")
 NUMBER = _number(lambda v: True, "a finite number")
 

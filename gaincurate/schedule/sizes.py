@@ -19,6 +19,10 @@ from typing import Any
 
 from gaincurate.errors import ConfigError, setting
 
+# A temperature or width divides log-weights (gain's sigma squared): below SMALLEST the quotient leaves float64 and
+# the draw turns NaN or skips its own centre.
+SMALLEST = 1e-100
+
 # The prompt count the released hyperparameters were tuned for (MATH train); defaults are shares of it.
 REFERENCE_PROMPTS = 7500
 RELEASED = {"step_size": 500, "sigma": 1000, "adj_min": 0, "adj_max": 1000, "subset_size": 256}
@@ -79,6 +83,8 @@ def _check_sign(name: str, number: float, shown: str) -> None:
     flag = setting(name)
     if name in ("subset_size", "sigma") and number <= 0:
         raise ConfigError(f"{flag} must be positive; got {shown}")
+    if name == "sigma" and number < SMALLEST:  # a share's sigma is as small as this times N / 100, still squarable
+        raise ConfigError(f"{flag} must be {SMALLEST:g} or more; got {shown}")
     if name in ("step_size", "sweep_rate") and number < 0:
         raise ConfigError(f"{flag} must be 0 or more; got {shown}")
 

@@ -50,7 +50,7 @@ def test_predict_takes_defaults_then_the_file_then_flags(world, tmp_path):
     overridden = predicted(gaincurate(*base, "--config", config, "--tau-attn", "0.1", "--forget", "1"))
     assert overridden == by_default
     for bad, line in (("--forget", "--forget must be a number in (0, 1]; got 0.0"),
-                      ("--tau-attn", "--tau-attn must be a positive number; got 0.0")):  # fmt: skip
+                      ("--tau-attn", "--tau-attn must be a positive number (1e-100 or more); got 0.0")):  # fmt: skip
         refused = gaincurate(*base, bad, "0")  # one line, before any work
         assert refused.returncode != 0 and refused.stdout == "", refused
         assert refused.stderr.strip().splitlines() == [f"gaincurate: error: {line}"]

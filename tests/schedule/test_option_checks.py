@@ -3,6 +3,7 @@ option offers its switch, and a size that is no whole number of batches offers o
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gaincurate.errors import ConfigError
@@ -44,3 +45,28 @@ def test_the_settings_that_are_read_are_taken():
 def test_a_size_off_the_batches_offers_sizes_the_pool_holds(size, n_prompts, multiple, expected):
     with pytest.raises(ConfigError, match=expected):
         resolve_subset(size, n_prompts, multiple)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"strategy": "gain", "sigma": 1e-170}, "sigma must be 1e-100 or more; got 1e-170"),
+        ({"strategy": "gain", "sigma": "1e-170%"}, "sigma must be 1e-100 or more; got 1e-170%"),
+        ({"strategy": "dots", "tau": 1e-309}, "tau must be a positive number"),
+        ({"strategy": "probe", "tau": 1e-200}, "tau must be a positive number"),
+    ],
+    ids=["sigma", "sigma-share", "dots-tau", "probe-tau"],
+)
+def test_a_width_whose_quotient_leaves_float64_is_refused(settings, expected):
+    """gain's log-weights divide by 2 sigma^2 and dots' and probe's by tau: a positive value small enough to make that
+    quotient infinite would draw NaN weights, or skip the centre the width is meant to concentrate on."""
+    with pytest.raises(ConfigError, match=expected):
+        ScheduleConfig(**settings)
+
+
+def test_the_smallest_width_draws_its_centre():
+    from gaincurate.schedule.sizes import SMALLEST
+    from gaincurate.schedule.strategies import contract
+
+    weights = contract.gaussian_log_weights(5, 2.0, SMALLEST)
+    assert weights[2] == 0.0 and bool(np.all(np.isfinite(weights)))

@@ -279,7 +279,8 @@ def test_the_console_script_runs_it_and_refuses_a_bad_option_in_one_line(tmp_pat
     run = tmp_path / "run"
     refused = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "predict", "--bandwidth", "0")
     assert refused.returncode != 0
-    assert refused.stderr.strip().splitlines() == ["gaincurate: error: --bandwidth must be a positive number; got 0.0"]
+    line = "gaincurate: error: --bandwidth must be a positive number (1e-100 or more); got 0.0"
+    assert refused.stderr.strip().splitlines() == [line]
     done = console("schedule", "init", "--scores", scores, "--run", run, "--strategy", "predict", "--explore", "0.2",
                    "--subset-size", "4")  # fmt: skip
     assert done.returncode == 0, done.stderr
