@@ -16,8 +16,9 @@ nothing). The comparison, over the epochs with both arms:
 The readout looks again after every epoch with both arms, and a 95% interval looked at k times claims a difference
 that is not there more often than 5% of the time. So the verdict's interval at the k-th look is at level
 1 - alpha_k with alpha_k = 0.05 * 6 / (pi^2 k^2) (`look_z`): the alphas sum to 0.05 over any number of looks, so a
-run claims a saving or a loss where there is none with a chance of at most 5% however long it runs (Bonferroni over
-the looks; the first look at 97%, the fifth at 99.9%).
+run claims a saving or a loss where there is none with a chance of about 5% however long it runs (Bonferroni over
+the looks; the first look at 97%, the fifth at 99.9%; a little more where a few control groups leave Newcombe's
+interval short of its level: docs/readout.md gives the exact sums).
 
 Pure arithmetic on counts in `math`: the same bits on every CPU.
 """
@@ -25,6 +26,7 @@ Pure arithmetic on counts in `math`: the same bits on every CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 Z = 1.959963984540054  # the normal quantile of a two-sided 95% interval
@@ -114,16 +116,19 @@ def ratio_interval(first: Arm, second: Arm, z: float = Z) -> tuple[float, float]
     return max(0.0, low), high
 
 
-def more_groups_needed(aimed: Arm, control: Arm, z: float = Z) -> int | None:
+def more_groups_needed(aimed: Arm, control: Arm, look: int | None = None) -> int | None:
     """How many more groups, in the arms' current proportion and at their current shares, the verdict's own interval
-    (Newcombe's at `z`) needs before it excludes 0: the fewest, at least 1 while it does not yet; None when the arms
-    show no difference. A normal approximation would promise too few at a handful of control groups."""
+    needs before it excludes 0: the fewest, at least 1 while it does not yet; None when the arms show no difference.
+    After the `look`-th look the groups come at the run's mean groups per look so far, each later look's interval at
+    its own, wider level (`look_z`); without `look`, one look at 95%. A normal approximation would promise too few at
+    a handful of control groups. The shares as seen are a point estimate: about one run in two decides by then."""
     p1, p2 = aimed.informative / aimed.groups, control.informative / control.groups
     if p1 == p2:
         return None
     now, part = aimed.groups + control.groups, control.groups / (aimed.groups + control.groups)
 
     def decided(total: int) -> bool:  # the shares held, the groups grown to `total`
+        z = Z if look is None else look_z(look + math.ceil((total - now) * look / now))
         c = max(1, round(total * part))
         a = max(1, total - c)
         low, high = difference_interval(Arm(a, p1 * a), Arm(c, p2 * c), z)  # type: ignore[arg-type]
@@ -131,13 +136,29 @@ def more_groups_needed(aimed: Arm, control: Arm, z: float = Z) -> int | None:
 
     if decided(now):
         return None
-    low, high = now, 2 * now
-    while not decided(high):  # the interval narrows as the groups grow: double, then halve the gap
-        low, high = high, 2 * high
+    if look is None:
+        return _first(decided, now) - now
+
+    # The later looks' levels widen the interval epoch by epoch: find the first epoch whose end decides, then the
+    # fewest groups within it (one level there, so more groups only narrow the interval).
+    def end(epochs: int) -> int:  # the groups after `epochs` more looks
+        return now + epochs * now // look
+
+    epochs = _first(lambda count: decided(end(count)), 0)
+    return _first(decided, end(epochs - 1), end(epochs)) - now
+
+
+def _first(test: Callable[[int], bool], low: int, high: int | None = None) -> int:
+    """The smallest n above `low` (where `test` fails) at which `test` holds, up to `high` (None: doubling until it
+    holds), for a `test` that holds from some n on."""
+    if high is None:
+        high = max(1, 2 * low)
+        while not test(high):
+            low, high = high, 2 * high
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (low, middle) if decided(middle) else (middle, high)
-    return high - now
+        low, high = (low, middle) if test(middle) else (middle, high)
+    return high
 
 
 def look_z(look: int) -> float:
@@ -150,11 +171,12 @@ def look_z(look: int) -> float:
     return NormalDist().inv_cdf(1.0 - alpha / 2.0)
 
 
-def compare(aimed: Arm, control: Arm, z: float = Z) -> Comparison | None:
-    """The comparison of two arms with groups in both, its intervals at quantile `z` (a run's readout: `look_z`;
-    None: an arm has none)."""
+def compare(aimed: Arm, control: Arm, look: int | None = None) -> Comparison | None:
+    """The comparison of two arms with groups in both (None: an arm has none), its intervals at the `look`-th look's
+    level (`look_z`; a run's readout looks after every epoch), or at 95% for one look (None)."""
     if not aimed.groups or not control.groups:
         return None
+    z = Z if look is None else look_z(look)
     low, high = difference_interval(aimed, control, z)
     gain = aimed.informative / aimed.groups - control.informative / control.groups
     verdict = SAVING if low > 0 else LOSS if high < 0 else UNDECIDED
@@ -167,5 +189,5 @@ def compare(aimed: Arm, control: Arm, z: float = Z) -> Comparison | None:
         ratio_bounds = (sizes * share_low, sizes * share_high)
     else:
         ratio, ratio_bounds = math.inf if not aimed.informative else 0.0, (0.0, math.inf)
-    more = None if verdict != UNDECIDED else more_groups_needed(aimed, control, z)
+    more = None if verdict != UNDECIDED else more_groups_needed(aimed, control, look)
     return Comparison(aimed, control, gain, (low, high), ratio, ratio_bounds, verdict, more)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.numerics import fsum_array, recorded
-from gaincurate.schedule.control import NO_CONTROL, UNDECIDED, Arm, compare, look_z
+from gaincurate.schedule.control import NO_CONTROL, UNDECIDED, Arm, compare
 from gaincurate.schedule.feedback import EXACT, Feedback
 from gaincurate.schedule.gate import Evidence
 from gaincurate.schedule.state import Drawn, Tally
@@ -192,7 +192,7 @@ def control_figures(evidence: Evidence, tally: Tally) -> dict[str, Any]:
             "control_groups": evidence.control.groups,
             "control_informative": _share(evidence.control.informative, evidence.control.groups),
         }
-    comparison = compare(tally.aimed, tally.control, look_z(tally.looks))
+    comparison = compare(tally.aimed, tally.control, tally.looks)
     if comparison is None:
         return epoch | {"verdict": NO_CONTROL if not tally.control.groups else UNDECIDED}
     return epoch | {
