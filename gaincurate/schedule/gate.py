@@ -20,9 +20,11 @@ The window: the latest epochs since the level last changed, as few as give each 
 them until then); an epoch missing either arm adds nothing. Summed over a whole run, a large early saving would hide
 for ever an aim that has since stopped paying (with the window its refresh pauses about 8 epochs after, at the
 benches' 6 control groups an epoch). A pause rests on a point estimate over at least `GATE_GROUPS` control groups, a
-resumption on an interval: where nothing can be saved the run stops paying soon, and a true saving of the benches'
-size (20-30 points of informative share) is wrongly paused with a chance of about 1 in 50 at the first check, 1 in 25
-over 30 epochs (tests/schedule/test_control.py), and resumes once the window shows the saving.
+resumption on an interval at the readout's per-look levels (`look_z`), counted from the level's last change, since
+it checks again after every epoch: where nothing can be saved the run stops paying soon and resumes by chance in under
+5% of runs, and a true saving of the benches' size (20-30 points of informative share) is wrongly paused with a
+chance of about 1 in 50 at the first check, 1 in 25 over 30 epochs (tests/schedule/test_control.py), and resumes once
+the window shows the saving.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gaincurate.schedule.control import Arm, difference_interval
+from gaincurate.schedule.control import Arm, difference_interval, look_z
 
 AIMING, REFRESH_PAUSED, PAUSED = 0, 1, 2
 LEVEL_WORDS = {AIMING: "aiming", REFRESH_PAUSED: "refresh paused", PAUSED: "paused"}
@@ -41,18 +43,21 @@ WINDOW_GROUPS = 2 * GATE_GROUPS  # groups of each arm the window keeps: recent, 
 @dataclass(frozen=True)
 class Gate:
     """The level, and its window: per epoch since the level last changed, the two arms compared (the aimed draw and
-    the control; `PAUSED`: the uniform draw's groups inside the strategy's band and outside it)."""
+    the control; `PAUSED`: the uniform draw's groups inside the strategy's band and outside it). `looks`: the checks
+    for a resumption made since the level last changed."""
 
     level: int = AIMING
     window: tuple[tuple[Arm, Arm], ...] = ()
+    looks: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "window": [[first.to_json(), second.to_json()] for first, second in self.window]}
+        window = [[first.to_json(), second.to_json()] for first, second in self.window]
+        return {"level": self.level, "window": window} | ({"looks": self.looks} if self.looks else {})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Gate:
         window = tuple((Arm.from_json(first), Arm.from_json(second)) for first, second in data.get("window", ()))
-        return cls(int(data["level"]), window)
+        return cls(int(data["level"]), window, int(data.get("looks", 0)))
 
     @property
     def asks_model(self) -> bool:
@@ -86,21 +91,23 @@ def advance(gate: Gate | None, evidence: Evidence, *, refreshes: bool) -> tuple[
     if gate.level == PAUSED:
         window = _slid(gate.window, evidence.in_band, evidence.off_band)
         first, second = Gate(PAUSED, window).arms
-        if first.groups and second.groups and difference_interval(first, second)[0] > 0:
+        looks = gate.looks + bool(first.groups and second.groups)
+        if looks > gate.looks and difference_interval(first, second, look_z(looks))[0] > 0:
             return Gate(AIMING), (
                 f"aiming resumes: within the uniform draws the prompts the estimates aim at were more informative "
                 f"({_share(first)} of {first.groups} groups against {_share(second)} of {second.groups})"
             )
-        return Gate(PAUSED, window), None
+        return Gate(PAUSED, window, looks), None
     window = _slid(gate.window, evidence.aimed, evidence.control)
     first, second = Gate(gate.level, window).arms
-    if gate.level == REFRESH_PAUSED and first.groups and second.groups and difference_interval(first, second)[0] > 0:
+    looks = gate.looks + bool(gate.level == REFRESH_PAUSED and first.groups and second.groups)
+    if looks > gate.looks and difference_interval(first, second, look_z(looks))[0] > 0:
         return Gate(AIMING), (
             f"the refresh resumes: the aimed draw is more informative than the uniform slice again ({_share(first)} "
             f"of {first.groups} groups against {_share(second)} of {second.groups})"
         )
     if second.groups < GATE_GROUPS or first.groups == 0 or _more_informative(first, second):
-        return Gate(gate.level, window), None
+        return Gate(gate.level, window, looks), None
     seen = (
         f"the aimed draw was no more informative than the uniform slice ({_share(first)} of {first.groups} groups "
         f"against {_share(second)} of {second.groups}, the latest {len(window)} epochs)"

@@ -78,6 +78,8 @@ def control_words(readout: dict[str, Any], *, epoch_arms: bool = True, epoch: in
         return f"{arms}against uniform, measured: a loss in informative groups, {gain}, {ratio} {so_far}"
     more = readout.get("more_groups")
     needs = "no difference so far" if more is None else f"about {more} more groups would tell a difference this size"
+    if more is not None and drawn_paused(readout):  # a paused draw keeps no slice: no group joins the comparison
+        needs = "the comparison waits while aiming is paused"
     return f"{arms}against uniform: not yet distinguishable, {gain} {so_far}; {needs}"
 
 

@@ -140,6 +140,9 @@ def test_a_paused_run_says_so_in_status_and_in_every_epoch_line_drawn_uniformly(
     for epoch, line in enumerate(lines):
         assert ("drawn uniformly (aiming paused)" in line) == (epoch in paused), line
         assert ("aimed at" in line) == (epoch not in paused and epoch > 0), line
+        if "not yet distinguishable" in line:  # a paused draw adds no group to the comparison: no count to wait for
+            assert ("more groups would tell" in line) == (epoch not in paused), line
+            assert ("the comparison waits while aiming is paused" in line) == (epoch in paused), line
     assert f"aim now: paused since epoch {paused[0]}: epochs are drawn uniformly" in status
     rows = {int(row.split("│")[1]): row for row in status.splitlines() if row.count("│") == 9}
     readout_rows = {epoch: row for epoch, row in rows.items() if "%" in row}
