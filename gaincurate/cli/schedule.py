@@ -270,17 +270,10 @@ def status(
     ] = None,
     warn_zero_variance: Annotated[
         float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Warn when this share of rollout groups had zero reward variance two epochs in a row.",
-        ),
+        typer.Option(help="Warn when this share of rollout groups had zero reward variance two epochs in a row."),
     ] = Thresholds.zero_variance,
     warn_correlation: Annotated[
-        float,
-        typer.Option(
-            min=0.0, max=1.0, help="Warn when the estimates' correlation with the measured pass rates is below this."
-        ),
+        float, typer.Option(help="Warn when the estimates' correlation with the measured pass rates is below this.")
     ] = Thresholds.correlation,
     config: ConfigFile = None,
     as_json: AsJson = False,
