@@ -23,8 +23,9 @@ so. Learning needs room and variety, TRL's own defaults at least (`--num-generat
 The model is `--model` (a folder, a Hub id or a .gguf file), by default the embedded SmolLM2-135M-Instruct
 GGUF that `gaincurate score` uses, so the example runs offline on a CPU. Epoch 0 converts the GGUF (half a
 minute); later epochs load the model and tokenizer from the checkpoint they resume. It uses a GPU when there
-is one. The reward is 1 when the completion contains the answer column's value; `--reward parity` gives a
-random model varied rewards (for smoke tests).
+is one. The reward is 1 when the completion's last `\\boxed{}` matches the answer column's value under math-verify
+(the check of `gaincurate rollout` and the verl reward); `--reward parity` gives a random model varied rewards (for
+smoke tests).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=1e-5, help="(default: %(default)s)")
     parser.add_argument(
         "--reward", choices=("answer", "parity"), default="answer",
-        help="answer: 1 when the completion holds the answer column's value; parity: varied rewards for smoke "
-        "tests (default: %(default)s).",
+        help="answer: 1 when the completion's last \\boxed{} matches the answer column's value; parity: varied "
+        "rewards for smoke tests (default: %(default)s).",
     )  # fmt: skip
     parser.add_argument(
         "--answer-column", default="answer", help="Column of the reference answer (default: %(default)s)."
@@ -89,9 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def answer_reward(completions, answer, **kwargs) -> list[float]:
-    """1.0 when the completion contains the reference answer, else 0.0."""
+    """1.0 when the completion's last `\\boxed{}` matches the reference answer under math-verify, else 0.0: the
+    check `gaincurate rollout` and the verl reward make, so a completion earns the same reward everywhere."""
+    from gaincurate.rollout.answers import check_answer
+
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-    return [float(str(a).strip() != "" and str(a).strip() in text) for text, a in zip(texts, answer, strict=True)]
+    return [float(check_answer(text, a)) for text, a in zip(texts, answer, strict=True)]
 
 
 def parity_reward(completion_ids, **kwargs) -> list[float]:

@@ -61,8 +61,11 @@ def build_tiny_model(folder: Path) -> Path:
 
 
 def answer_reward(completions, answer, **kwargs) -> list[float]:
-    """1.0 when the completion contains the reference answer."""
-    return [float(a in c[-1]["content"]) for c, a in zip(completions, answer, strict=True)]
+    """1.0 when the completion's last `\\boxed{}` matches the reference answer under math-verify (as `gaincurate
+    rollout` and the verl reward check), else 0.0."""
+    from gaincurate.rollout.answers import check_answer
+
+    return [float(check_answer(c[-1]["content"], a)) for c, a in zip(completions, answer, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 from gaincurate.columns import check_ground_truths, column_values, has_column, missing_answers
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.prompts import is_messages
+from gaincurate.rollout.answers import gold_text
 from gaincurate.rollout.config import RolloutConfig
 
 # A prompt value as the scores directory holds it: text, or chat messages ({"role", "content"} dicts), which the
@@ -158,7 +159,7 @@ def read_inputs(config: RolloutConfig, *, answered_only: bool = True) -> Inputs:
     return Inputs(
         gc_ids=chosen,
         questions=[prompt_value(q) for q in questions],
-        answers=[None if a is None else str(a) for a in answers],
+        answers=[gold_text(a) for a in answers],
         prompt_config=prompt_config,
         dataset_fingerprint=manifest.get("dataset", {}).get("fingerprint"),
         model_spec=config.model if config.model is not None else prompt_config.get("model"),

@@ -349,6 +349,18 @@ def test_example_help_is_ours_and_the_scripts_help_shows_their_defaults(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_examples_reward_an_answer_as_rollout_and_verl_do():
+    """The last `\\boxed{}` under math-verify: a box holding the gold among other digits is wrong, the gold in
+    another notation right, a cut-off box wrong, and a number gold is read as its number."""
+    from gaincurate.examples import trl_epoch, trl_inprocess
+
+    completions = ["So \\boxed{12}.", "So \\boxed{\\frac{3}{4}}.", "So \\boxed{18}.", "\\boxed{5"]
+    answers = ["2", "3/4", 18.0, "5"]
+    assert trl_epoch.answer_reward(completions, answers) == [0.0, 1.0, 1.0, 0.0]
+    chats = [[{"role": "assistant", "content": text}] for text in completions]
+    assert trl_inprocess.answer_reward(chats, answers) == [0.0, 1.0, 1.0, 0.0]
+
+
 def test_the_example_says_first_that_its_defaults_show_the_mechanics_only(tmp_path, monkeypatch, capsys):
     """2 rollouts of 8 tokens learn nothing; the quickstart's run said nothing of it (issue #41)."""
     common = ["example", "trl-epoch", "--data", "absent.parquet", "--output-dir", "o", "--feedback-file", "f"]

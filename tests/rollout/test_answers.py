@@ -1,14 +1,16 @@
-"""Answer checking with the real math-verify: boxed answers, the `any` format, and nested braces."""
+"""Answer checking with the real math-verify: boxed answers, the `any` format, nested braces, number golds, threads."""
 
 from __future__ import annotations
 
 import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from gaincurate.errors import ConfigError
-from gaincurate.rollout.answers import AnswerChecker, check_answer, last_boxed
+from gaincurate.rollout.answers import AnswerChecker, check_answer, gold_text, last_boxed
 from gaincurate.rollout.config import RolloutConfig
 
 MATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "math_train.json"
@@ -79,6 +81,63 @@ def test_last_boxed_keeps_nested_braces():
     assert last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
     assert last_boxed("\\boxed {42}") == "42"
     assert last_boxed("no box here") is None
+    assert last_boxed("\\boxed{\\boxed{5}}") == "5"  # the box that starts last
+    assert last_boxed("} \\boxed{3} then \\boxed{4") == "3"  # a cut-off last box: the previous complete one
+    assert last_boxed("\\boxed{a \\boxed{5} b") == "5"
+    assert last_boxed("\\fbox{2} \\boxed{3}") == "3" and last_boxed("\\boxed{3} \\fbox{2}") == "2"
+    assert last_boxed("\\boxed x {7}") is None
+
+
+def test_last_boxed_reads_a_cut_off_run_of_boxes_in_one_pass():
+    """A completion cut off in a `\\boxed{\\boxed{...` loop takes a bounded number of Python steps per character:
+    rescanning the rest of the text from every open box would take minutes on these 210k characters."""
+    text = "Let me think. \\boxed{5} " + "\\boxed{" * 30_000
+    steps, traced = 0, sys.gettrace()
+
+    def count(frame, event, arg):
+        nonlocal steps
+        steps += 1
+        if steps > len(text):
+            raise AssertionError(f"last_boxed took more than {len(text)} Python steps")
+        return count
+
+    sys.settrace(count)
+    try:
+        assert last_boxed(text) == "5"
+    finally:
+        sys.settrace(traced)
+
+
+def test_answers_are_checked_off_the_main_thread_as_verl_calls_its_reward():
+    """math-verify's `signal.alarm` timeouts raise in a worker thread, where verl's reward managers check answers."""
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(AnswerChecker(), "so \\boxed{18}", "18").result()
+        assert pool.submit(AnswerChecker("any"), "so the answer is 18", "18").result()
+        assert not pool.submit(AnswerChecker(), "so \\boxed{17}", "18").result()
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "correct"),
+    [
+        ("\\boxed{0.00001}", 1e-05, True),
+        ("\\boxed{10000000000000000}", 1e16, True),
+        ("\\boxed{18}", 18.0, True),
+        ("\\boxed{18}", 18, True),
+        ("\\boxed{19}", 18, False),
+        ("\\boxed{\\frac{1}{2}}", "\\[\\frac{1}{2}\\]", True),
+        ("\\boxed{0.5}", "\\(\\frac{1}{2}\\)", True),
+        ("\\boxed{\\frac{1}{3}}", "\\[\\frac{1}{2}\\]", False),
+    ],
+    ids=["tiny-float", "huge-float", "float", "int", "int-wrong", "display-math", "inline-math", "display-wrong"],
+)
+def test_number_golds_and_golds_in_latex_delimiters_are_read_as_written(completion, gold, correct):
+    assert check_answer(completion, gold) is correct
+
+
+def test_a_float_gold_is_written_without_an_exponent():
+    assert [gold_text(g) for g in (1e-05, 1e16, 0.00012, 18.0, 18, None, "1e-05")] == [
+        "0.00001", "10000000000000000", "0.00012", "18.0", "18", None, "1e-05",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -108,6 +109,13 @@ def test_the_bundled_reward_checks_boxed_answers_and_writes_feedback(tmp_path, m
     with caplog.at_level(logging.WARNING):
         assert verl_reward.compute_score("x", "\\boxed{4}", "4", info) == 1.0
     assert "no feedback file" in caplog.text
+
+
+def test_the_bundled_reward_scores_in_a_worker_thread_as_verls_reward_managers_call_it():
+    """verl 0.9.1's reward managers call `compute_score` in an executor thread, where math-verify's alarms raise."""
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(verl_reward.compute_score, "openai/gsm8k", "so \\boxed{18}", "18").result() == 1.0
+        assert pool.submit(verl_reward.compute_score, "x", "so \\boxed{0.00001}", 1e-05).result() == 1.0
 
 
 def test_megatron_checkpoints_without_hf_weights_are_refused_with_the_merger_command(tmp_path):

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def _checker() -> Callable[[str, str | None], bool]:
+def _checker() -> Callable[[str, Any], bool]:
     # Imported on first use: math-verify is an optional dependency, needed only where rewards are computed.
     from gaincurate.rollout.answers import AnswerChecker
 
@@ -61,8 +61,7 @@ def compute_score(
     reward manager). The rollout's feedback line goes to `feedback_file` or `$GAINCURATE_FEEDBACK_FILE`.
     """
     del data_source, kwargs
-    truth = None if ground_truth is None else str(ground_truth)
-    reward = 1.0 if _checker()(str(solution_str), truth) else 0.0
+    reward = 1.0 if _checker()(str(solution_str), ground_truth) else 0.0
     record_feedback(extra_info, reward, feedback_file)
     return reward
 

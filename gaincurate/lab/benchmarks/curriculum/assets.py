@@ -174,6 +174,7 @@ def split_rows(config: BenchConfig) -> tuple[list[dict[str, Any]], list[dict[str
         held_out = chain.problems(config.eval, seed=config.data_seed + 1, exclude={r["problem"] for r in pool})
         return pool, held_out
     from gaincurate.data import load_rows
+    from gaincurate.rollout.answers import gold_text
 
     # The bench has no column flags: its dataset names its columns `problem` and `answer`, as the bundled sample does.
     columns = "a bench config's dataset needs a 'problem' column (the question) and an 'answer' column; rename its"
@@ -192,7 +193,7 @@ def split_rows(config: BenchConfig) -> tuple[list[dict[str, Any]], list[dict[str
             f"eval_rows = {need}: lower them, or use a larger dataset"
         )
     chosen = [usable[i] for i in order[:need]]
-    keep = [{"problem": rows[i]["problem"], "answer": str(rows[i]["answer"])} for i in chosen]
+    keep = [{"problem": rows[i]["problem"], "answer": gold_text(rows[i]["answer"])} for i in chosen]
     return keep[: config.pool_rows], keep[config.pool_rows :]
 
 
