@@ -13,6 +13,7 @@ same rename trick for a whole folder), `file_sha256`, and `cache_dir`, the user 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +32,8 @@ os.umask(_UMASK)
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` and rename the result onto `path` once it has returned."""
     path = Path(path)
+    if path.is_dir():  # `.` too, whose empty name would put the temporary file inside it (os.replace: EBUSY)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     tmp_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

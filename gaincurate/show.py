@@ -29,8 +29,8 @@ def summarize(scores_dir: Path, *, against: list[str] | None = None, top: int = 
     if read_manifest(scores_dir).get("unscored") is True:
         raise InputError(f"{scores_dir} holds prompts no model has scored (`schedule init --prompts`): nothing to "
                          "show; score them with `gaincurate score` to see a ranking")  # fmt: skip
+    table = read_scores(scores_dir)  # first: an unfinished run is finished or merged, never called damaged
     manifest = read_manifest(scores_dir, needs=SCORED_FIELDS)
-    table = read_scores(scores_dir)
     prompt_column = manifest["config"]["prompt_column"]
     rank_score = ranking_scores(table, manifest)
     tokens = table.column("gc_question_tokens").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -126,12 +126,14 @@ def render(console: Any, summary: dict[str, Any]) -> None:
         widest = max(counts) or 1
         # 40 cells, fewer on a narrow terminal, so that each bin keeps to one line beside its edges and count.
         cells = max(5, min(40, console.width - 27 - len(str(widest))))
+        bar, edge = ("#", "|") if console.options.ascii_only else ("█", "│")  # a stdout that cannot encode them
         for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
-            console.print(f"  {low:8.4f} .. {high:8.4f} │{'█' * round(cells * count / widest):<{cells}}│ {count}")
+            drawn = bar * round(cells * count / widest)
+            console.print(f"  {low:8.4f} .. {high:8.4f} {edge}{drawn:<{cells}}{edge} {count}")
 
     console.print(Text("Spearman correlation of the ranking score with", style="bold"))
     for name, value in summary["spearman"].items():
-        console.print(f"  {name:<20} {value:+.3f}")
+        console.print(f"  {name:<20} {rho_words(value, summary['scored'])}")
     flagged = {k: v for k, v in summary["flags"].items() if k != "ok"}
     console.print(
         Text("Flags", style="bold"),
@@ -161,6 +163,13 @@ def length_sentence(rho: float, *, debiased: bool) -> str:
         "re-ranks these scores (none is scored again) by how far each lies above what its question length predicts, "
         "the residual of a least-squares fit on log question tokens."
     )
+
+
+def rho_words(rho: float | None, scored: int) -> str:
+    """A Spearman correlation, or why there is none (`--json` holds null)."""
+    if rho is not None and np.isfinite(rho):
+        return f"{rho:+.3f}"
+    return "undefined: fewer than 3 scored prompts" if scored < 3 else "undefined: one side is constant or missing"
 
 
 def truncated_words(count: int, gc_ids: list[int]) -> str:

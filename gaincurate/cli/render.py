@@ -58,6 +58,10 @@ class Stdout:
         # Prompts, paths and templates are printed as they are: rich's markup would eat `[x]` and `\[`, fail on
         # `[/]`, and its emoji codes would turn `1:100:` into a picture. Styles come as `rich.text.Text`.
         self.console = Console(highlight=False, markup=False, emoji=False)
+        # A stdout that cannot encode a glyph (PYTHONIOENCODING=ascii) prints it as `?`: the result stays whole, and
+        # rich draws its tables with ASCII lines there.
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="replace")
 
     def line(self, text: str) -> None:
         self.console.print(text, soft_wrap=True)

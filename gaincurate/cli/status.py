@@ -43,6 +43,8 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
         f"finished after {report['epoch']} epoch{'s' * (report['epoch'] != 1)}"
         if finished
         else f"epoch {report['epoch']}"
+        if report["epoch"] >= 0
+        else "not started: no epoch drawn yet"
     )
     table = Table(title=f"{report['run']}: {stage}, {where}")
     drawn = "selection" in report or any("selection" in line for line in report["history"])

@@ -85,3 +85,15 @@ def test_the_demo_time_in_the_benchmarks_page_is_the_one_its_help_gives():
     help_time = re.search(r"`--demo` \| See the saving in about four minutes \((\d+ min \d+ s)", cli)
     page_time = re.search(r"`--demo` runs in about (\d+ min \d+ s)", (ROOT / "docs" / "benchmarks.md").read_text())
     assert help_time and page_time and page_time[1] == help_time[1]
+
+
+def test_a_reference_set_within_its_bound_claims_no_agreement(tmp_path):
+    """Bounded to 2048 of 8 measured prompts, the bounded and the full reference set are one set: their Spearman of 1
+    would be no evidence, so the line says there is nothing to compare and keeps the aim on never-measured prompts."""
+    done = gaincurate("bench", "scale", "--sizes", "50", "--subset", "8", "--epochs", "1", "--width", "16",
+                      "--strategies", "dots", "--workdir", tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("dots: "))
+    said = "dots: 8 measured prompts, within the reference bound of 2048: the bounded set is every one, nothing to "
+    assert line.startswith(said + "compare; Pearson with the hidden rates, never-measured prompts: "), line
+    assert "Spearman" not in line and "largest difference" not in line

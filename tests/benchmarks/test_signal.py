@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +90,25 @@ def test_signal_check_reads_the_scores_table_without_data_and_refuses_the_wrong_
     other = write_jsonl(tmp_path / "other.jsonl", [dict(p, problem=p["problem"] + "!") for p in PROBLEMS])
     with pytest.raises(InputError, match="not the dataset"):
         signal_check(scores, str(other))
+
+
+def console(*args: object) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != "GAINCURATE_DEBUG"}
+    command = [str(Path(sys.executable).with_name("gaincurate")), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env={**environment, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_named_difficulty_column_that_is_missing_or_not_numeric_and_too_few_prompts_are_one_line(scored, tmp_path):
+    """The default difficulty column may be absent; one the user names may not. Under 3 prompts no Spearman exists:
+    refused before the model loads."""
+    scores, _ = scored
+    data = write_jsonl(tmp_path / "kinds.jsonl", [dict(p, kind=f"kind {p['difficulty']}") for p in PROBLEMS])
+    for column, fault in (("nope", "no such column"), ("kind", "not a numeric column")):
+        done = console("signal", "check", scores, "--data", data, "--difficulty-column", column)
+        said = f"gaincurate: error: --difficulty-column {column}: {fault}; name one of the numeric columns (answer, "
+        assert (done.returncode, done.stderr.strip()) == (1, said + "difficulty)"), done.stderr
+    answered = [dict(p, answer=p["answer"] if i < 2 else "") for i, p in enumerate(PROBLEMS)]
+    two = write_jsonl(tmp_path / "two.jsonl", answered)
+    done = console("signal", "check", scores, "--data", two)
+    said = f"{scores} has 2 prompts with an answer and a score; Spearman needs 3 or more: score a larger set, or give "
+    assert (done.returncode, done.stderr.strip()) == (1, f"gaincurate: error: {said}the answers it lacks (--data)")

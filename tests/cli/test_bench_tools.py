@@ -61,3 +61,19 @@ def test_bench_tool_mistakes_are_one_line(args, words, gaincurate, error_line):
     assert result.returncode in (1, 2)
     for word in words:
         assert word in line
+
+
+@pytest.mark.parametrize("bench", ["scoring", "profile"])
+def test_rows_the_bench_cannot_score_are_one_line_with_the_fix_it_can_take(
+    bench, tiny_llama, gaincurate, error_line, tmp_path
+):
+    """The bench has no --prompt-column to offer, and an --offset past the last row selects nothing."""
+    write_jsonl(tmp_path / "p.jsonl", PROBLEMS)
+    write_jsonl(tmp_path / "q.jsonl", [{"question": p["problem"]} for p in PROBLEMS])
+    args = ["bench", bench, "--rows", "3", "--model", tiny_llama, "--dtype", "float32"]
+    line = error_line(gaincurate(*args, "--data", "p.jsonl", "--offset", len(PROBLEMS)))
+    said = f"--offset {len(PROBLEMS)} skips every row of p.jsonl ({len(PROBLEMS)} rows); pass a smaller --offset"
+    assert line == f"gaincurate: error: {said}"
+    line = error_line(gaincurate(*args, "--data", "q.jsonl"))
+    said = "the bench reads the questions from a 'problem' column; q.jsonl has none (it has question): rename its"
+    assert line == f"gaincurate: error: {said} question column to problem"

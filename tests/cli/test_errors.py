@@ -279,3 +279,13 @@ def test_a_write_that_fails_for_lack_of_room_is_one_line(scored, gaincurate, err
     line = error_line(result)
     assert result.returncode == 1
     assert "File too large" in line and "run the same command again" in line
+
+
+def test_the_current_folder_as_a_file_to_write_is_refused_as_a_folder(scored, gaincurate, error_line, tmp_path):
+    """`.` has no name: the temporary file would go inside it and the rename onto it fail with EBUSY."""
+    init = gaincurate("schedule", "init", "--scores", scored, "--run", "run", "--subset-size", "4")
+    assert init.returncode == 0, init.stderr
+    for folder in (".", ".."):
+        line = error_line(gaincurate("schedule", "status", "--run", "run", "--plot", folder))
+        assert line == f"gaincurate: error: {folder}: it is a folder; pick another path"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]

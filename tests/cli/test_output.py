@@ -126,3 +126,30 @@ def test_a_run_path_and_template_are_shown_as_they_are_and_status_reads_on_a_nar
     assert "…" not in narrow and len(narrow.splitlines()) < len(wide.splitlines()), narrow
     readout = next(line for line in narrow.splitlines() if line.startswith("epoch: 0; groups: 4; aimed at: "))
     assert "; measured: " in readout and "; zero variance: " in readout and readout.endswith("; r: after 30 (0 so far)")
+
+
+def test_a_run_not_started_says_so_in_its_title_and_in_both_charts(scored, gaincurate, tmp_path):
+    from gaincurate.schedule.run.plot import figure
+
+    assert gaincurate("schedule", "init", "--scores", scored, "--run", "run", "--subset-size", "4").returncode == 0
+    shown = gaincurate("schedule", "status", "--run", "run", "--plot", "chart.txt")
+    title = "run: not started: no epoch drawn yet, strategy probe"  # rich wraps it to the table's width
+    assert shown.returncode == 0 and title in " ".join(shown.stdout.split()), shown.stdout
+    assert "epoch -1" not in shown.stdout
+    said = "no epoch written yet: run `gaincurate schedule step --run run`"
+    assert (tmp_path / "chart.txt").read_text() == said + "\n"
+    pytest.importorskip("matplotlib")
+    status = strict_json(gaincurate("schedule", "status", "--run", "run", "--json").stdout)
+    assert [text.get_text() for text in figure(status).texts] == [said]
+
+
+def test_a_text_chart_past_epoch_99_labels_every_fifth_epoch_apart(scored, gaincurate, tmp_path):
+    from gaincurate.schedule.run.plot import text_chart
+
+    assert gaincurate("schedule", "init", "--scores", scored, "--run", "run", "--subset-size", "4").returncode == 0
+    status = strict_json(gaincurate("schedule", "status", "--run", "run", "--json").stdout)
+    status["history"] = [{"epoch": epoch, "accuracy": 0.5} for epoch in range(120)]
+    status["epoch"] = 120
+    labels = text_chart(status).splitlines()[-2]
+    assert labels.split() == ["epoch", *map(str, range(0, 121, 5))], labels
+    assert labels.index(" 100") + 4 == len("epoch ") + 3 * 101  # ends where its column ends, as the others

@@ -141,3 +141,35 @@ def test_a_narrow_terminal_keeps_the_prompt_and_a_bin_a_line(gaincurate, tmp_pat
         assert ("intra, inter, q tok: on a wider terminal or --json" in words(shown.stdout)) == (columns < 70)
         start = lines.index("Score distribution")
         assert all(" .. " in line and line.endswith(tuple("0123456789")) for line in lines[start + 1 : start + 13])
+
+
+def test_an_unfinished_run_gets_the_step_that_finishes_it_not_an_overwrite(gaincurate, error_line, tmp_path):
+    """An interrupted run, or an array job's part, lacks the diagnostics a complete manifest has: it is unfinished,
+    not damaged, and `--overwrite` would throw its finished shards away."""
+    folder = write_scores(tmp_path / "scores", np.linspace(0.0, 1.0, ROWS))
+    manifest = read_json(folder / MANIFEST)
+    atomic_write_json(folder / MANIFEST, {**manifest, "complete": False, "diagnostics": {}})
+    line = error_line(gaincurate("show", folder))
+    said = "is not complete; re-run the same `gaincurate score` command to finish it"
+    assert line == f"gaincurate: error: {folder} {said}"
+    (folder / "part-00000-of-00002.json").write_text("{}")
+    line = error_line(gaincurate("show", folder))
+    assert line.endswith("is not complete; finish every --shard-index part, then `gaincurate merge` it"), line
+
+
+def test_an_undefined_correlation_is_said_in_words(gaincurate, tmp_path):
+    """Spearman needs 3 scored prompts and two sides that vary; `--json` holds null for it."""
+    equal = write_scores(tmp_path / "equal", np.full(ROWS, 0.25))
+    shown = gaincurate("show", equal)
+    assert shown.returncode == 0 and "nan" not in shown.stdout.split("Spearman correlation")[1], shown.stdout
+    assert "question_tokens      undefined: one side is constant or missing" in shown.stdout
+    few = write_scores(tmp_path / "few", np.where(np.arange(ROWS) < 2, 0.5, np.nan))
+    assert "question_tokens      undefined: fewer than 3 scored prompts" in gaincurate("show", few).stdout
+
+
+def test_a_stdout_that_cannot_encode_the_glyphs_still_gets_the_whole_summary(gaincurate, tmp_path):
+    write_scores(tmp_path / "scores", (np.arange(ROWS) * 7 % ROWS) / ROWS, prompts=["Ünïcode…"] * ROWS)
+    shown = gaincurate("show", "scores", env={"PYTHONIOENCODING": "ascii"})
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    assert "Score distribution" in shown.stdout and "|#" in shown.stdout and shown.stdout.isascii()
+    assert shown.stdout.rstrip().splitlines()[-1].startswith("Flags none; truncated rows: 0")

@@ -304,17 +304,26 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {line['state_mb']} MB | {load} |")
             if "error" in line:
                 lines.append(f"|   | error: {line['error'][:150]} |")
-        for name, line in per_size["strategies"].items():
-            if "agreement" in line:
-                found = line["agreement"]
-                lines.append(
-                    f"{name}: reference set bounded to {found['limit']} of {found['measured']} measured prompts: "
-                    f"Spearman {found['spearman_estimate']} (estimates), {found['spearman_selection']} (selection), "
-                    f"largest difference {found['max_abs_difference']}"
-                    + (f"; Pearson with the hidden rates, never-measured prompts: {found['pearson_hidden_bounded']}"
-                       f" (all measured: {found['pearson_hidden_all']})" if "pearson_hidden_all" in found else "")
-                )  # fmt: skip
+        lines += [agreement_line(name, line["agreement"]) for name, line in per_size["strategies"].items()
+                  if "agreement" in line]  # fmt: skip
     return lines
+
+
+def agreement_line(name: str, found: dict[str, Any]) -> str:
+    """How the bounded reference set agrees with the full one; within the bound they are one set, so no agreement is
+    claimed."""
+    hidden = ""
+    if "pearson_hidden_all" in found:
+        hidden = (f"; Pearson with the hidden rates, never-measured prompts: {found['pearson_hidden_bounded']}"
+                  f" (all measured: {found['pearson_hidden_all']})")  # fmt: skip
+    if found["measured"] <= found["limit"]:
+        bound = f"within the reference bound of {found['limit']}: the bounded set is every one, nothing to compare"
+        return f"{name}: {found['measured']} measured prompts, {bound}{hidden}"
+    return (
+        f"{name}: reference set bounded to {found['limit']} of {found['measured']} measured prompts: "
+        f"Spearman {found['spearman_estimate']} (estimates), {found['spearman_selection']} (selection), "
+        f"largest difference {found['max_abs_difference']}{hidden}"
+    )
 
 
 def failures(result: dict[str, Any]) -> list[str]:

@@ -145,8 +145,18 @@ class ScoringBench(ScoringRows):
 
 def write_rows(data: str, offset: int, rows: int, path: Path) -> None:
     from gaincurate.data import load_rows
+    from gaincurate.errors import InputError, MissingColumnError
+    from gaincurate.errors import setting as spelled
 
-    selected = load_rows(data, split=None, prompt_column="problem", limit=offset + rows).rows
+    try:  # the bench has no column flags: it reads the questions from `problem`, as the bundled sample names them
+        selected = load_rows(data, split=None, prompt_column="problem", limit=offset + rows).rows
+    except MissingColumnError as missing:
+        has = ", ".join(missing.available)
+        raise InputError(f"the bench reads the questions from a 'problem' column; {data} has none (it has {has}): "
+                         "rename its question column to problem") from None  # fmt: skip
+    if offset >= len(selected):
+        raise InputError(f"{spelled('offset', offset)} skips every row of {data} ({len(selected)} rows); "
+                         f"pass a smaller {spelled('offset')}")  # fmt: skip
     selected = selected.select(range(offset, min(offset + rows, len(selected))))
     path.write_text("".join(json.dumps({"problem": text}) + "\n" for text in selected["problem"]))
 

@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
+from gaincurate.errors import setting as spelled
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.settings import at_least, setting
 
 ANSWER_TEMPLATE = "The answer is \\boxed{{{answer}}}."
+DIFFICULTY_COLUMN = "difficulty"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,10 +39,10 @@ class SignalCheck:
     """What one check reads and how (the scores directory aside); `gaincurate signal check` takes each as an option."""
 
     data: str | None = setting(None, "The dataset the scores came from, for answers.", shown="the scores' columns")
-    rows: int | None = setting(None, "A seeded sample of N prompts.", check=at_least(1), shown="all with an answer")
+    rows: int | None = setting(None, "A seeded sample of N prompts.", check=at_least(3), shown="all with an answer")
     seed: int = setting(0, "Seed of the sample.")
     answer_column: str = setting("answer", "Column of the right answers.")
-    difficulty_column: str = setting("difficulty", "Column of a known difficulty, if any.")
+    difficulty_column: str = setting(DIFFICULTY_COLUMN, "Column of a known difficulty, if any.")
     device: str = setting("cpu", "cpu or cuda[:N].")
 
 
@@ -132,8 +134,19 @@ def _inputs(scores_dir: Path, data: str | None, answer_column: str, difficulty_c
         source = {key: [values[i] for i in gc_ids] for key, values in source.items()}
     if answer_column not in source:
         raise InputError(f"no answer column {answer_column!r}; pass --data with one, or --answer-column")
-    difficulty = source.get(difficulty_column)
-    return config, table, questions, source[answer_column], difficulty
+    # The default column may be absent (no difficulty is reported then); a column the user names must hold numbers.
+    if difficulty_column != DIFFICULTY_COLUMN and not _numeric(source.get(difficulty_column, [])):
+        fault = "no such column" if difficulty_column not in source else "not a numeric column"
+        numeric = [name for name, values in source.items() if not name.startswith("gc_") and _numeric(values)]
+        raise InputError(f"{spelled('difficulty_column', difficulty_column)}: {fault}; name one of the numeric "
+                         f"columns ({', '.join(numeric) or 'none'})")  # fmt: skip
+    return config, table, questions, source[answer_column], source.get(difficulty_column)
+
+
+def _numeric(values: list[Any]) -> bool:
+    """Whether every value given is a number (a string of one included), and one at least is."""
+    given = [value for value in values if value not in (None, "")]
+    return bool(given) and all(math.isfinite(_number(value)) for value in given)
 
 
 def measure_rows(scores_dir: str | Path, check: SignalCheck, progress: Progress = NULL_PROGRESS) -> SignalRows:
@@ -151,6 +164,9 @@ def measure_rows(scores_dir: str | Path, check: SignalCheck, progress: Progress 
     usable = [i for i, a in enumerate(answers) if a not in (None, "") and np.isfinite(scores[i])]
     if rows is not None and rows < len(usable):
         usable = sorted(np.random.default_rng(seed).choice(usable, size=rows, replace=False).tolist())
+    if len(usable) < 3:  # refused before the model loads: its gradients would correlate with nothing
+        raise InputError(f"{scores_dir} has {len(usable)} prompts with an answer and a score; Spearman needs 3 or "
+                         f"more: score a larger set, or give the answers it lacks ({spelled('data')})")  # fmt: skip
     progress.stage("loading the model")
     source = resolve_source(config.model)
     tokenizer = load_tokenizer(source)

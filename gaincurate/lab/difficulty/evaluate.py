@@ -181,8 +181,12 @@ def evaluate_predictions(
     rates = np.asarray(rates, dtype=np.float64)
     count = len(rates)
     held = max(1, round(config.holdout * count))
-    if count - held < 2 or held < 3:
-        raise ValueError(f"{count} measured prompts are too few to hold out {config.holdout:g} of them")
+    if count - held < 2 or held < 3:  # a correlation needs 3 held out, a fit 2 left
+        from gaincurate.errors import setting as spelled
+
+        fits = f"pass {spelled('holdout')} from {3 / count:.3g} to {(count - 2) / count:.3g}, or " if count >= 5 else ""
+        raise ValueError(f"{count} measured prompts are too few to hold out {config.holdout:g} of them (a split needs "
+                         f"3 held out and 2 left); {fits}measure more prompts")  # fmt: skip
     per_repeat: list[dict[str, dict[str, float | None]]] = []
     for repeat in range(config.repeats):
         order = np.random.default_rng([config.seed, repeat]).permutation(count)

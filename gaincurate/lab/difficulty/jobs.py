@@ -183,7 +183,7 @@ def evaluate_scores(
             config,
         )
     except ValueError as error:
-        raise InputError(f"{error}; measure more prompts with `gaincurate rollout`") from None
+        raise InputError(f"{error} with `gaincurate rollout`") from None
     if labels:
         report["against"] = {column: compare_column(values, measured.rates.rates) for column, values in labels.items()}
     report["scores_dir"] = str(scores_dir)

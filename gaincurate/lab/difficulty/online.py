@@ -99,7 +99,9 @@ def online_evaluation(
             pooled[name][0].append(predicted)
             pooled[name][1].append(actual)
     if not per_epoch:
-        raise InputError("the run has no two consecutive epochs with feedback yet; evaluate it after two more epochs")
+        left = "one more epoch" if epochs else "two epochs"  # any epoch fed back pairs with its next
+        said = f"the run has no two consecutive epochs with feedback yet; evaluate it after {left} with feedback"
+        raise InputError(said)
     joined = {name: (np.concatenate(p), np.concatenate(o)) for name, (p, o) in pooled.items()}
     return {
         "scores_dir": str(scores_dir),

@@ -102,8 +102,11 @@ def figure(status: dict[str, Any]) -> Any:
     from matplotlib.figure import Figure
 
     epochs, accuracies = series(status)
-    drawn = Figure(figsize=(11, 3.8), dpi=100)
+    drawn = Figure(figsize=(11, 3.8) if epochs else (8, 1), dpi=100)
     FigureCanvasAgg(drawn)
+    if not epochs:  # two empty panels would say nothing
+        drawn.text(0.5, 0.5, not_started(status), ha="center", va="center")
+        return drawn
     axes, readout = drawn.subplots(1, 2)
     lowest = 0.0
     for key, label, style in READOUT_SERIES:
@@ -135,13 +138,17 @@ def figure(status: dict[str, Any]) -> Any:
     return drawn
 
 
+def not_started(status: dict[str, Any]) -> str:
+    return f"no epoch written yet: run `gaincurate schedule step --run {status['run']}`"
+
+
 def text_chart(status: dict[str, Any]) -> str:
     """Columns per epoch; the strategy's declared marks first (gain: `m`, mu / (N - 1)), `a` accuracy, `z` the
     share of zero-variance groups, `u` the strategy's model of uniform's, `*` several in one cell."""
     epochs, accuracies = series(status)
     declared = strategy_series(status)
     if not epochs:
-        return "no epoch written yet\n"
+        return not_started(status) + "\n"
     grid = [[" "] * len(epochs) for _ in range(CHART_ROWS + 1)]
     marks = [(column.mark, values) for column, values in declared] + [("a", accuracies)]
     marks += [("z", readout_series(status, "zero_variance"))]
@@ -155,7 +162,14 @@ def text_chart(status: dict[str, Any]) -> str:
         f"{row / CHART_ROWS:4.1f} |{''.join(f' {cell} ' for cell in grid[row])}" for row in range(CHART_ROWS, -1, -1)
     ]
     lines.append("     +" + "---" * len(epochs))
-    lines.append("epoch " + "".join(f"{e:>3d}"[-3:] for e in epochs))
+    labels = [" "] * (3 * len(epochs))
+    every = 1 if max(epochs) < 100 else 5  # labels of 3 digits would fill their 3-character columns and touch
+    for column, epoch in enumerate(epochs):
+        if epoch % every == 0:
+            end = 3 * column + 3
+            start = max(0, end - len(str(epoch)))
+            labels[start:end] = str(epoch)[len(str(epoch)) - (end - start) :]
+    lines.append("epoch " + "".join(labels))
     legend = "".join(f"{column.mark} = {plot_label(column)}, " for column, _ in declared)
     legend += "a = accuracy, z = zero-variance groups"
     legend += ", u = uniform's (est.), * = several"
