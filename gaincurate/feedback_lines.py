@@ -15,6 +15,7 @@ naming the first bad line (malformed, or a gc_id outside the prompt set) and cou
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gaincurate.errors import InputError
+from gaincurate.fileio import naming
 
 FORMAT_HINT = 'write one {"gc_id": int, "reward": float} or {"gc_id": int, "correct": bool} per rollout'
 
@@ -201,16 +203,23 @@ def append_rollouts(path: str | Path, gc_ids: Sequence[Any], rewards: Sequence[A
 
     The lines go out in one O_APPEND write, so lines from several processes never interleave mid-line.
     `sync`: fsync before returning (a resumable job that must not lose a finished batch). Returns the
-    number of lines written.
+    number of lines written. A disk that fills mid-write takes a part only: the rest is written after it, or its
+    error (ENOSPC, naming `path`) is raised, so a torn line is never followed by another one.
     """
     lines = [
         format_line(gc_id, reward) for gc_id, reward in zip(gc_ids, rewards, strict=True) if not not_applicable(reward)
     ]
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, "".join(lines).encode())
-        if sync:
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    data = memoryview("".join(lines).encode())
+    with naming(path):
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while data:
+                written = os.write(descriptor, data)
+                if not written:  # no progress and no error: a full disk by another name
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                data = data[written:]
+            if sync:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     return len(lines)

@@ -6,8 +6,9 @@ never half of one. A write that fails (a full disk, a directory made read-only) 
 file behind and raises `OSError` with the error number and the target's name, whatever layer failed
 (pyarrow reports ENOSPC without a file name), so the command line can say which file and what to do.
 
-Also here: `create_exclusive` (write a file only if none is there, atomically), `publish_folder` (the
-same rename trick for a whole folder), `file_sha256`, and `cache_dir`, the user cache folder.
+Also here: `naming` (the same naming for a write to a raw descriptor), `hold_lock` (a file's advisory lock),
+`create_exclusive` (write a file only if none is there, atomically), `publish_folder` (the same rename trick for a
+whole folder), `file_sha256`, and `cache_dir`, the user cache folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,30 @@ def _naming(error: OSError, path: Path) -> OSError:
     if number is None:
         return error
     return OSError(number, os.strerror(number), str(path))  # OSError picks the subclass: PermissionError, ...
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Raise an `OSError` inside as one naming `path` (`_naming`): a raw descriptor's error names no file."""
+    try:
+        yield
+    except OSError as error:
+        raise _naming(error, Path(path)) from None
+
+
+def hold_lock(path: Path, busy: Callable[[], Exception], *, shared: bool = False) -> int:
+    """An advisory `flock` on `path` (created when missing), exclusive or `shared`, for as long as the returned
+    descriptor is open; `busy()` is raised when another process holds it in a way that excludes this one. The lock
+    dies with its process: a killed run leaves none."""
+    import fcntl
+
+    handle = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only is enough: a finished read-only file locks
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise busy() from None
+    return handle
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from gaincurate import feedback_lines
 from gaincurate.errors import InputError
 from gaincurate.feedback_lines import (
     append_rollouts,
@@ -129,3 +135,37 @@ def test_append_skips_not_applicable_rewards_and_counts_lines(tmp_path):
     assert list(read_rollouts(path, known_ids=KNOWN, reward_max=1.0)) == [(4, 0.5), (7, 1.0), (8, 0.0)]
     with pytest.raises(ValueError):
         append_rollouts(path, [1, 2], [1.0])
+
+
+class _ShortWrites:
+    """`os` whose `write` takes 7 bytes at a time, as a disk filling mid-write does (a part taken, no error)."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, descriptor, data):
+        return os.write(descriptor, bytes(data[:7]))
+
+
+def test_a_short_write_is_completed(tmp_path, monkeypatch):
+    """Half a line followed by the next batch's lines would be a torn line mid-file, which a resume refuses."""
+    path = tmp_path / "out.jsonl"
+    monkeypatch.setattr(feedback_lines, "os", _ShortWrites())
+    assert append_rollouts(path, [1, 2, 3], [1.0, 0.0, 0.5], sync=True) == 3
+    assert path.read_text() == "".join(format_line(i, r) for i, r in [(1, 1.0), (2, 0.0), (3, 0.5)])
+
+
+def test_a_write_cut_short_by_a_full_disk_is_an_error_naming_the_file(tmp_path):
+    """`ulimit -f`: the kernel takes what fits (a short count, no error), then refuses the rest (EFBIG), as a full
+    disk does (ENOSPC). The error names the file: a raw descriptor's names none."""
+    path = tmp_path / "out.jsonl"
+    append = (
+        f"from gaincurate.feedback_lines import append_rollouts; append_rollouts({str(path)!r}, range(20), [1.0] * 20)"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    result = subprocess.run([sys.executable, "-c", append], preexec_fn=limit, capture_output=True, text=True)
+    assert result.returncode == 1 and f"OSError: [Errno {errno.EFBIG}] File too large: {str(path)!r}" in result.stderr
+    assert path.stat().st_size == 100  # the torn tail a resume cuts

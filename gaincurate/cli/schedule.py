@@ -175,8 +175,10 @@ def step(
     the first call)."""
     setup_logging(quiet or as_json)  # before the heavy imports: the likelihood refresh loads a model
     from gaincurate.schedule.run.run import Run
+    from gaincurate.schedule.run.rundir import run_lock
 
-    with RowProgress("re-scoring", quiet=quiet or as_json) as progress:
+    # The lock `schedule run` holds while its trainer trains: a step beside it is refused, changing nothing.
+    with run_lock(run), RowProgress("re-scoring", quiet=quiet or as_json) as progress:
         taken = Run.open(run).step(feedback=feedback, checkpoint=checkpoint, progress=progress)
     for notice in taken.notices:
         if not (quiet or as_json):

@@ -31,13 +31,11 @@ function appends its feedback lines to the file this loop reads after the epoch 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,7 +83,7 @@ class _Trainer:
     echo: TextIO | None
     grace_s: float
     allow_stale: bool
-    lock: int  # the run lock's descriptor, which the trainer inherits (`_run_lock`)
+    lock: int  # the run lock's descriptor, which the trainer inherits (`run_lock`)
 
 
 def fill_command(template: str, values: dict[str, str]) -> str:
@@ -121,40 +119,11 @@ def run_loop(
     # Absolute, so that the state and the placeholders mean the same from any working directory.
     run_dir = Path(run_dir).resolve()
     output = Path(output_dir).resolve() if output_dir is not None else rundir.trainer_dir(run_dir)
-    if not run_dir.is_dir():
-        Run.open(run_dir)  # the one line that says there is no run there, and how to start one
-    with _run_lock(run_dir, grace_s, progress) as lock:
+    # A rerun after this process was killed waits for a trainer still stopping (the supervisor's watchdog gives it
+    # its grace), instead of training the epoch beside it and counting its rollouts twice.
+    with rundir.run_lock(run_dir, wait_s=grace_s + 10, progress=progress) as lock:
         trainer = _Trainer(trainer_cmd, feedback_file, output, initial_checkpoint, echo, grace_s, allow_stale, lock)
         return _loop(run_dir, epochs, trainer, initial_checkpoint, progress)
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path, grace_s: float, progress: Progress) -> Iterator[int]:
-    """The run directory's lock: held by this loop and, through the descriptor each trainer inherits, by its trainer.
-    A rerun after this process was killed waits for a trainer still stopping (the supervisor's watchdog gives it its
-    grace), instead of training the epoch beside it and counting its rollouts twice; a second loop is refused."""
-    import fcntl
-
-    handle = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)  # the directory itself: a lock that writes no file
-    try:
-        deadline, said = time.monotonic() + grace_s + 10, False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise InputError(
-                        f"{run_dir} is in use: another `gaincurate schedule run` trains it, or the trainer of a "
-                        "killed one still runs; wait for it to end, or stop it"
-                    ) from None
-                if not said:
-                    progress.stage(f"waiting for the trainer of an earlier `schedule run` on {run_dir} to stop")
-                    said = True
-                time.sleep(0.2)
-        yield handle
-    finally:
-        os.close(handle)
 
 
 def _loop(run_dir: Path, epochs: int, trainer: _Trainer, initial_checkpoint: str, progress: Progress) -> LoopResult:

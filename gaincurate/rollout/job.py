@@ -39,7 +39,7 @@ from gaincurate.rollout import sampling
 from gaincurate.rollout.answers import AnswerChecker
 from gaincurate.rollout.config import RolloutConfig, RolloutResult
 from gaincurate.rollout.inputs import Inputs, read_inputs
-from gaincurate.rollout.output import check_settings, complete_prefix, start_output
+from gaincurate.rollout.output import check_settings, claim_output, complete_prefix, start_output
 
 
 @dataclass
@@ -103,7 +103,14 @@ class _Roller:
 
 
 def run_rollouts(config: RolloutConfig, progress: Progress = NULL_PROGRESS) -> RolloutResult:
-    """Roll out the chosen prompts into `config.out`, resuming a matching partial file."""
+    """Roll out the chosen prompts into `config.out`, resuming a matching partial file; the file is held for the whole
+    run, so a second run into it is refused (`claim_output`)."""
+    with claim_output(Path(config.out)):
+        return _roll_out(config, progress)
+
+
+def _roll_out(config: RolloutConfig, progress: Progress) -> RolloutResult:
+    """`run_rollouts`, with `config.out` held."""
     from gaincurate.model import load_model, load_tokenizer, resolve_device, resolve_dtype
     from gaincurate.scoring.rescore import checkpoint_source
 

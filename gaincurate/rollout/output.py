@@ -8,15 +8,17 @@ is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.feedback_lines import parse_line
-from gaincurate.fileio import atomic_write_json, remove_leftovers
+from gaincurate.fileio import atomic_write_json, hold_lock, remove_leftovers
 from gaincurate.rollout.config import RolloutConfig
 
 SIDECAR_SUFFIX = ".rollout.json"
@@ -83,11 +85,36 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
     return True
 
 
+@contextlib.contextmanager
+def claim_output(out: Path) -> Iterator[None]:
+    """Hold `out` for the whole run, before anything on disk is read: two runs into one file would interleave their
+    groups, so the second is refused in one line. The empty file this run created goes again when it fails before
+    writing anything, so a failed first run leaves nothing."""
+    new = not out.exists() and not out.is_symlink()  # a link's target is the user's: left alone
+    out.parent.mkdir(parents=True, exist_ok=True)
+    busy = f"--out {out} is being written by another `gaincurate rollout` right now; wait for it, or use another --out"
+    try:
+        lock = hold_lock(out, lambda: ConfigError(busy))  # on the output file itself: it adds no file beside it
+    except FileNotFoundError:  # a link into a folder that is gone: the error would name the link, not what is missing
+        target = os.readlink(out) if out.is_symlink() else out
+        raise ConfigError(
+            f"--out {out} is a link to {target}, whose folder does not exist; make that folder or pick another --out"
+        ) from None
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if new and not out.stat().st_size and not sidecar(out).exists():
+                out.unlink()
+        raise
+    finally:
+        os.close(lock)
+
+
 def start_output(
     out: Path, *, resuming: bool, keep_bytes: int, settings: dict[str, Any], config: RolloutConfig
 ) -> None:
     """Make `out` hold only its complete groups (nothing when not resuming) and record the settings."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out.parent, sidecar(out).name)
     if not resuming:
         out.write_bytes(b"")

@@ -12,7 +12,6 @@ that fails before writing any shard into a directory it created leaves nothing b
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from gaincurate.distributed import Part
 from gaincurate.errors import ConfigError
-from gaincurate.fileio import atomic_write_json, create_exclusive, json_bytes
+from gaincurate.fileio import atomic_write_json, create_exclusive, hold_lock, json_bytes
 from gaincurate.shards import (
     DEFAULT_SHARD_ROWS,
     MANIFEST,
@@ -153,26 +152,13 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> OutputLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise self._busy() from None
-        self._fd = fd
+        self._fd = hold_lock(self.path, self._busy, shared=self.shared)
         return self
 
     def probe(self) -> None:
         """Refuse now if another run holds the lock the way this one would need it; take nothing."""
-        if not self.path.exists():
-            return
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise self._busy() from None
-        finally:
-            os.close(fd)  # closing drops a probe lock that was taken
+        if self.path.exists():
+            os.close(hold_lock(self.path, self._busy, shared=self.shared))  # closing drops the probe's lock
 
     def release(self) -> None:
         if self._fd is not None:

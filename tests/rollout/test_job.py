@@ -367,3 +367,33 @@ def test_an_ids_file_with_a_byte_order_mark_is_read_and_a_fraction_is_refused(mi
         "gaincurate: error: --ids half.json must hold whole gc_ids, one per line (or a JSON list)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_second_rollout_into_an_out_being_written_is_refused_and_writes_nothing(tiny_scores, tmp_path):
+    """Two runs into one file would interleave their groups (each gc_id twice, which its own resume refuses): while
+    one holds --out (here the test holds its lock, as a running `rollout` does), another is refused in one line."""
+    import fcntl
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    common = ["--samples", "1", "--max-new-tokens", "2", "--device", "cpu", "--dtype", "float32", "--threads", "1"]
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = console_rollout(tiny_scores, "--out", out, *common, cwd=tmp_path)
+    finally:
+        os.close(handle)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    busy = f"--out {out} is being written by another `gaincurate rollout` right now; wait for it, or use another --out"
+    assert refused.stderr == f"gaincurate: error: {busy}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"] and out.read_bytes() == b""
+
+
+def test_an_out_that_is_a_link_into_a_missing_folder_is_one_line(tiny_scores, tmp_path):
+    (tmp_path / "gone.jsonl").symlink_to(tmp_path / "nowhere" / "z.jsonl")
+    """A dangling link (into a scratch folder that was cleaned): one line naming it and the fix, nothing written."""
+    result = console_rollout(tiny_scores, "--out", "gone.jsonl", "--samples", "1", cwd=tmp_path)
+    link = f"--out gone.jsonl is a link to {tmp_path / 'nowhere' / 'z.jsonl'}, whose folder does not exist"
+    assert result.returncode == 1
+    assert result.stderr == f"gaincurate: error: {link}; make that folder or pick another --out\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone.jsonl"]

@@ -346,7 +346,7 @@ class Run:
     def mark_trained(self, *, checkpoint: str | None, train_seconds: float, stale: str | None = None) -> None:
         """The trainer finished the current epoch (its feedback taken); the next step may use `checkpoint`. `stale`:
         what the trainer failed to leave when the run carried on without it, kept until the step."""
-        rundir.mark_trained(self.run_dir, checkpoint=checkpoint, train_seconds=train_seconds, stale=stale)
+        rundir.mark_trained(self.run_dir, self.epoch, checkpoint=checkpoint, train_seconds=train_seconds, stale=stale)
         self._run = rundir.load_run(self.run_dir)
 
     @property

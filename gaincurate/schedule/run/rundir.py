@@ -15,14 +15,19 @@ trainer command's output) and RUN/trainer/ (its default checkpoint folder) here;
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gaincurate.errors import ConfigError, InputError
 from gaincurate.fileio import atomic_write_bytes, atomic_write_json, read_json, remove_leftovers
+from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.config import ScheduleConfig
 from gaincurate.schedule.core import EpochPlan
 from gaincurate.schedule.feedback import fingerprint
@@ -177,6 +182,40 @@ def load_run(run_dir: Path) -> RunState:
         ) from None
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path, *, wait_s: float = 0.0, progress: Progress = NULL_PROGRESS) -> Iterator[int]:
+    """The run's lock, an exclusive `flock` on the directory itself (a lock that writes no file): one command writes
+    a run at a time. `schedule run` holds it for its loop and, through the descriptor each trainer inherits, so does
+    its trainer; `schedule step` and `init` hold it while they write. A step beside a training epoch would move the
+    run on under it, and of two steps or inits at once one would replace the other's work: so a second command,
+    after waiting up to `wait_s`, is refused in one line and changes nothing."""
+    import fcntl
+
+    if not Path(run_dir).is_dir():
+        load_run(run_dir)  # the one line that says there is no run there, and how to start one
+    handle = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InputError(
+                        f"{run_dir} is in use by another gaincurate command (a `schedule run` training it, or its "
+                        "trainer still stopping, or a `schedule step` or `init` on it); wait for it to end, then run "
+                        "this command again"
+                    ) from None
+                if not said:
+                    progress.stage(f"waiting for the trainer of an earlier `schedule run` on {run_dir} to stop")
+                    said = True
+                time.sleep(0.2)
+        yield handle
+    finally:
+        os.close(handle)
+
+
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / HISTORY
     if not path.is_file():
@@ -268,23 +307,35 @@ def clear_untrained(run_dir: Path) -> None:
 
 
 def create(run_dir: Path, run: RunState) -> None:
-    """A new run directory: an empty history, then the state."""
-    clear_leftovers(run_dir)
-    atomic_write_bytes(Path(run_dir) / HISTORY, b"")
-    save_run(run_dir, run)
+    """A new run directory: an empty history, then the state. Under the run's lock, checked new again there: of two
+    inits at once, the second is refused instead of replacing the first one's state."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        check_new(run_dir)
+        clear_leftovers(run_dir)
+        atomic_write_bytes(Path(run_dir) / HISTORY, b"")
+        save_run(run_dir, run)
 
 
 def save_run(run_dir: Path, run: RunState) -> None:
     atomic_write_json(Path(run_dir) / STATE, run.to_json())
 
 
-def mark_trained(run_dir: Path, *, checkpoint: str | None, train_seconds: float, stale: str | None = None) -> None:
-    """The trainer finished the current epoch (its feedback is archived); the next step may use `checkpoint`.
+def mark_trained(
+    run_dir: Path, epoch: int, *, checkpoint: str | None, train_seconds: float, stale: str | None = None
+) -> None:
+    """The trainer finished `epoch`, the current one (its feedback is archived); the next step may use `checkpoint`.
 
     The checkpoint is stored absolute: the step that uses it may run from another working directory. `stale`: what
-    the trainer failed to leave when the run carried on without it (`RunState.stale`).
+    the trainer failed to leave when the run carried on without it (`RunState.stale`). A run that another command
+    moved on meanwhile is refused: marking its new epoch would count an epoch nobody trained.
     """
     run = load_run(run_dir)
+    if run.schedule.epoch != epoch:
+        raise InputError(
+            f"{run_dir} moved on to epoch {run.schedule.epoch} while epoch {epoch} was training (another command "
+            f"stepped it), so epoch {epoch} is not marked trained; see `gaincurate schedule status --run {run_dir}`"
+        )
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
     marked = dataclasses.replace(run, trained=True, checkpoint=checkpoint, train_seconds=train_seconds, stale=stale)
     save_run(run_dir, marked)
