@@ -13,6 +13,7 @@ from typing import Any
 from gaincurate.cli.render import Stdout
 from gaincurate.schedule.gate import AIMING, LEVEL_WORDS, PAUSED
 from gaincurate.schedule.readout_words import control_words, drawn_paused, epoch_words, r_words, share_words
+from gaincurate.schedule.run.status import estimates_all_equal
 
 NARROW = 60  # columns: below this each table row is one line of `heading: value` pairs, which the terminal wraps
 PAUSED_CELL = "uniform (paused)"  # the aimed-at cell of an epoch drawn uniformly while aiming was paused
@@ -86,8 +87,11 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
 
 
 def print_table(stdout: Stdout, table: Any) -> None:
-    """`table` as drawn, or below NARROW columns its title and a line per row (cells cut to a letter say nothing)."""
+    """`table` as drawn, a word wider than its column folded onto the next line (rich would cut it: "no estima…"),
+    or below NARROW columns its title and a line per row (cells cut to a letter say nothing)."""
     if stdout.console.width >= NARROW:
+        for column in table.columns:
+            column.overflow = "fold"
         return stdout.print(table)
     stdout.line(str(table.title))
     headings = [str(column.header) for column in table.columns]
@@ -151,7 +155,7 @@ def readout_cells(readout: dict[str, Any] | None) -> list[str]:
         _rate(readout.get("measured_pass_rate")),
         zero,
         arms,
-        "no estimate" if _all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
+        "no estimate" if estimates_all_equal(readout) else "-" if uniform is None else f"~{uniform:.0%}",
         r_words(readout, cell=True),
     ]
 
@@ -187,11 +191,6 @@ def spent_line(history: list[dict[str, Any]]) -> str:
         f"rollouts in groups with nonzero reward variance so far: {last['nonzero_rollouts']} of {total}; "
         f"{control_words(last, epoch_arms=False, epoch=lines[-1].get('epoch'))}"
     )
-
-
-def _all_equal(readout: dict[str, Any]) -> bool:
-    """Whether the draw's estimates were all equal: uniform's "estimate" from them then describes no pool."""
-    return readout.get("estimate_spread") == 0.0
 
 
 def figures(info: dict[str, Any] | None, names: dict[str, str] | None = None) -> str:

@@ -9,17 +9,22 @@
 * Coin flips for 14 epochs: the aim saves nothing, so the run pauses aiming and draws uniformly; status's header,
   its readout table and every epoch line say which epochs were drawn so.
 * A slice of the whole epoch (`--uniform-share 1.0`): no aimed group, so no look and no arm's share to print.
+* Every reward wrong for 8 epochs: the estimates are all equal and the run pauses; its charts draw no number where
+  the status table shows none and mark the epochs drawn paused, and status piped folds its cells, cutting none.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from fake_scores import score_columns, write_scores_dir
 from schedule_helpers import console_ok as gaincurate
 
@@ -38,7 +43,7 @@ epoch = int(data.rsplit("epoch-", 1)[1].split(".")[0])
 with open(feedback, "w") as out:
     for i in pq.read_table(data).column("gc_id").to_pylist():
         difficulty = ((i * 7919) % 400) / 400 * 8 - 4
-        p = 0.5 if mode == "coin" else 1 / (1 + math.exp(-(2 * difficulty + 0.5 * epoch)))
+        p = {"coin": 0.5, "wrong": 0.0}.get(mode, 1 / (1 + math.exp(-(2 * difficulty + 0.5 * epoch))))
         for r in range(ROLLOUTS):
             reward = float(random.Random(f"{epoch}-{i}-{r}").random() < p)
             out.write(json.dumps({"gc_id": i, "reward": reward}) + "\\n")
@@ -166,3 +171,58 @@ def test_a_slice_of_the_whole_epoch_makes_no_look_and_prints_no_aimed_share(tmp_
         assert "this epoch the uniform slice is the whole epoch" in line, line
         assert "aimed at" not in line and "aimed groups" not in line and "nothing to compare" in line, line
     assert "Traceback" not in stderr
+
+
+@pytest.fixture(scope="module")
+def never_varies(tmp_path_factory) -> tuple[Path, list, list[int]]:
+    """8 epochs with every reward wrong: the run directory, its history and the epochs drawn while aiming was paused
+    (epoch k exactly when the run was paused after epoch k - 1)."""
+    root = tmp_path_factory.mktemp("wrong")
+    _, _, history = run(root, "wrong", 200, 60, 8)
+    paused = [k for k in range(1, len(history)) if history[k - 1]["readout"].get("aim") == "paused"]
+    return root / "run", history, paused
+
+
+def test_the_charts_draw_no_number_the_status_table_withholds_and_mark_the_paused_epochs(never_varies, tmp_path):
+    """All-equal estimates: the table says "no estimate" of uniform's share, so neither chart draws one (the text
+    chart's `u` coincided with the measured 100% as a `*`); paused epochs: the table says "uniform (paused)", so the
+    PNG draws no aimed-at estimate for them and shades them, and the text chart puts a `p` under each."""
+    directory, history, paused = never_varies
+    assert paused and all(line["readout"]["estimate_spread"] == 0.0 for line in history[1:])
+    gaincurate("schedule", "status", "--run", directory, "--plot", tmp_path / "chart.txt")
+    chart = (tmp_path / "chart.txt").read_text().splitlines()
+    assert chart[0] == " 1.0 |" + " z " * len(history) + "   ", chart  # zero variance 100%, nothing else
+    assert chart[12] == "paused" + "".join(" p " if k in paused else "   " for k in range(len(history) + 1)), chart
+    assert chart[-1].endswith(", p = drawn uniformly: aiming paused (probe)"), chart
+    pytest.importorskip("matplotlib")
+    from gaincurate.schedule.run.plot import figure
+
+    status = json.loads(gaincurate("schedule", "status", "--run", directory, "--json").stdout)
+    readout = figure(status).axes[1]
+    drawn = {line.get_label(): list(line.get_xdata()) for line in readout.get_lines()}
+    assert "uniform's zero-variance by the strategy's model" not in drawn, drawn
+    assert drawn["estimated pass rate of the picks"] == [k for k in range(1, len(history)) if k not in paused]
+    shaded = [patch for patch in readout.patches if patch.get_label() == "drawn uniformly: aiming paused"]
+    assert len(shaded) == 1 and len(readout.patches) == len(paused)
+
+
+@pytest.mark.parametrize("columns", ["80", None])  # None: piped with no COLUMNS, where rich draws 80
+def test_status_piped_or_at_80_columns_folds_its_readout_cells_and_cuts_none(never_varies, columns):
+    """Cut, the cells that say an epoch had no estimate or was drawn paused read "no estima…", "uniform (pause…".
+    (Below 60 columns each row is a line: tests/cli/test_output.py.)"""
+    directory, history, paused = never_varies
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "GAINCURATE_DEBUG")}
+    env |= {"OMP_NUM_THREADS": "1"} | ({"COLUMNS": columns} if columns else {})
+    command = [str(Path(sys.executable).with_name("gaincurate")), "schedule", "status", "--run", str(directory)]
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "…" not in shown.stdout, shown.stdout
+    rows: dict[int, list[str]] = {}  # the readout table's cells, each folded line's part joined to the one above
+    for line in shown.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 8 and cells[0]:
+            rows[int(cells[0])] = cells
+        elif len(cells) == 8 and rows:
+            rows[max(rows)] = [above + part for above, part in zip(rows[max(rows)], cells, strict=True)]
+    assert sorted(rows) == list(range(len(history))), shown.stdout
+    for k in paused:
+        assert rows[k][2] == "uniform(paused)" and rows[k][6] == "noestimate", rows[k]

@@ -10,7 +10,8 @@ Beside them, the savings readout of every
 strategy (`gaincurate.schedule.readout`, read from each history line): the share of rollout groups with zero
 reward variance beside the strategy's model of uniform's, the informative share of the aimed draw against its uniform
 control where it keeps one, the estimated against the measured pass rate of the picks, and r, the estimates'
-correlation with the measured pass rates (on [-1, 1]: the readout panel reaches below 0 when r does).
+correlation with the measured pass rates (on [-1, 1]: the readout panel reaches below 0 when r does). Where the
+status table shows no figure (`UNSHOWN`) the charts draw none, and they mark each epoch drawn while aiming was paused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 from gaincurate.errors import ConfigError
 from gaincurate.fileio import atomic_write_bytes
 from gaincurate.schedule.figures import Column, plot_label, plotted
+from gaincurate.schedule.readout_words import drawn_paused
+from gaincurate.schedule.run.status import estimates_all_equal
 from gaincurate.schedule.strategies.registry import status_about
 
 CHART_ROWS = 10
@@ -67,11 +70,21 @@ READOUT_SERIES = (  # (readout key, label, style) of the PNG's readout panel
 )
 
 
+# Figures the status table shows no number for, and when: the same checks decide "no estimate" and "uniform (paused)".
+UNSHOWN = {"uniform_zero_variance_estimate": estimates_all_equal, "estimated_pass_rate": drawn_paused}
+
+
 def readout_series(status: dict[str, Any], key: str) -> list[float | None]:
-    """One readout figure per epoch of `series` (None where an epoch has none, or waits for its feedback)."""
-    values = [(line.get("readout") or {}).get(key) for line in status["history"]]
-    epochs = [line["epoch"] for line in status["history"]]
-    return values + ([None] if status["epoch"] >= 0 and status["epoch"] not in epochs else [])
+    """One readout figure per epoch of `series` (None where an epoch has none, the table shows none, or it waits for
+    its feedback)."""
+    readouts = [line.get("readout") or {} for line in status["history"]]
+    values = [None if key in UNSHOWN and UNSHOWN[key](readout) else readout.get(key) for readout in readouts]
+    return values + ([None] if status["epoch"] >= 0 and status["epoch"] not in _epochs(status) else [])
+
+
+def paused_epochs(status: dict[str, Any]) -> list[int]:
+    """The epochs drawn uniformly while aiming was paused (the table's "uniform (paused)")."""
+    return [line["epoch"] for line in status["history"] if drawn_paused(line.get("readout") or {})]
 
 
 def save_plot(path: Path, status: dict[str, Any]) -> Path:
@@ -109,6 +122,9 @@ def figure(status: dict[str, Any]) -> Any:
         return drawn
     axes, readout = drawn.subplots(1, 2)
     lowest = 0.0
+    for n, epoch in enumerate(paused_epochs(status)):
+        label = None if n else "drawn uniformly: aiming paused"
+        readout.axvspan(epoch - 0.5, epoch + 0.5, color="0.85", zorder=0, label=label)
     for key, label, style in READOUT_SERIES:
         points = [(e, v) for e, v in zip(epochs, readout_series(status, key), strict=True) if v is not None]
         if points:
@@ -144,7 +160,8 @@ def not_started(status: dict[str, Any]) -> str:
 
 def text_chart(status: dict[str, Any]) -> str:
     """Columns per epoch; the strategy's declared marks first (gain: `m`, mu / (N - 1)), `a` accuracy, `z` the
-    share of zero-variance groups, `u` the strategy's model of uniform's, `*` several in one cell."""
+    share of zero-variance groups, `u` the strategy's model of uniform's, `*` several in one cell; a `p` below the
+    axis under each epoch drawn while aiming was paused."""
     epochs, accuracies = series(status)
     declared = strategy_series(status)
     if not epochs:
@@ -162,6 +179,9 @@ def text_chart(status: dict[str, Any]) -> str:
         f"{row / CHART_ROWS:4.1f} |{''.join(f' {cell} ' for cell in grid[row])}" for row in range(CHART_ROWS, -1, -1)
     ]
     lines.append("     +" + "---" * len(epochs))
+    paused = paused_epochs(status)
+    if paused:
+        lines.append("paused" + "".join(" p " if epoch in paused else "   " for epoch in epochs))
     labels = [" "] * (3 * len(epochs))
     every = 1 if max(epochs) < 100 else 5  # labels of 3 digits would fill their 3-character columns and touch
     for column, epoch in enumerate(epochs):
@@ -172,6 +192,6 @@ def text_chart(status: dict[str, Any]) -> str:
     lines.append("epoch " + "".join(labels))
     legend = "".join(f"{column.mark} = {plot_label(column)}, " for column, _ in declared)
     legend += "a = accuracy, z = zero-variance groups"
-    legend += ", u = uniform's (est.), * = several"
+    legend += ", u = uniform's (est.), * = several" + (", p = drawn uniformly: aiming paused" if paused else "")
     lines.append(f"{legend} ({status['params']['strategy']})")
     return "\n".join(lines) + "\n"

@@ -48,3 +48,9 @@ def run_status(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str
         "warnings": history[-1].get("readout", {}).get("warnings", []) if history else [],
         **({"selection": selection.figures} if selection is not None and selection.figures else {}),
     }
+
+
+def estimates_all_equal(readout: dict[str, Any]) -> bool:
+    """Whether the draw's estimates were all equal: uniform's "estimate" from them then describes no pool, so the
+    status table says "no estimate" and the plot draws none."""
+    return readout.get("estimate_spread") == 0.0
