@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import shlex
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +33,13 @@ def setting(name: str, value: Any = _NO_VALUE) -> str:
         return spelled
     shown = f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) and not flags else value
     return f"{spelled} {shown}" if flags else f"{spelled}={shown}"
+
+
+def shell_word(value: Any) -> str:
+    """`value` (a path) as one word of a command a user pastes into a shell: quoted where it needs it, and a leading
+    dash written ./-x, which the command would read as an option otherwise."""
+    word = str(value)
+    return shlex.quote(f"./{word}" if word.startswith("-") else word)
 
 
 def as_given(name: str) -> str:

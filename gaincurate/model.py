@@ -255,6 +255,12 @@ def _save_dequantized(loaded: Any, folder: Path) -> None:
         getattr(loaded.config, "__dict__", {}).pop("quantization_config", None)
     try:
         loaded.save_pretrained(folder)
+    except Exception as error:
+        if type(error) is not Exception:
+            raise
+        # The Rust tokenizers library reports a failed write (a full disk: "... (os error 28)") as a plain Exception:
+        # an OSError here, so that a cache that cannot take the copy costs only the next run's conversion.
+        raise OSError(str(error)) from error
     finally:
         if quantizer is not None:
             loaded.hf_quantizer = quantizer

@@ -19,6 +19,7 @@ from helpers import PROBLEMS, score_in_process, write_jsonl
 from test_score_faults import error_line, gaincurate, snapshot
 
 from gaincurate.fileio import file_sha256, read_json
+from gaincurate.scoring.output import OutputLock
 from gaincurate.shards import read_manifest
 
 MARKER = "part-00001-of-00002.json"
@@ -182,3 +183,18 @@ def test_a_re_rank_counts_only_the_scored_rows(runs, tmp_path):
     result = gaincurate("score", *runs["args"], "--out", folder, "--debias", "length")
     assert result.returncode == 0, result.stderr
     assert f"Re-ranked the {len(PROBLEMS) - unscored} scored rows of {folder}" in result.stdout, result.stdout
+
+
+def test_a_part_still_running_is_waited_for_not_rerun(runs, tmp_path):
+    """A part that holds the directory's lock has not finished yet: rerunning it, the fix for a missing part, would
+    start a second copy beside it, so the line says to merge once it ends; once it has, a missing part is one."""
+    folder = shutil.copytree(runs["root"] / "parts", tmp_path / "scores")
+    (folder / MARKER).unlink()
+    before = snapshot(folder)
+    with OutputLock(folder, shared=True):  # what a running part holds
+        line = error_line(gaincurate("merge", folder))
+    assert "part(s) 1 of 2 have not finished, and a part is being written right now" in line, line
+    assert line.endswith("merge once it ends") and "rerun" not in line, line
+    assert snapshot(folder) == before
+    line = error_line(gaincurate("merge", folder))
+    assert "part(s) 1 of 2 are missing; rerun" in line, line

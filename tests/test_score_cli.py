@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -217,3 +218,18 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_llama, tmp_path):
     assert read_manifest(killed_out)["timings"]["shards_resumed"] >= 4
     assert read_scores(killed_out)["gc_id"].to_pylist() == list(range(len(rows)))
     assert shard_bytes(killed_out) == shard_bytes(clean_out)
+
+
+@pytest.mark.parametrize("out", ["-o2", "my scores é"])
+def test_the_next_hint_runs_as_pasted(out, tiny_llama, problems_file, tmp_path):
+    """A leading dash (`show -o2` would read an option) and a space each survive the paste."""
+    console = str(Path(sys.executable).with_name("gaincurate"))
+    scored = subprocess.run([console, "score", str(problems_file), "--model", str(tiny_llama), f"--out={out}",
+                             "--dtype", "float32", "--device", "cpu", "--quiet"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    hint = scored.stdout.splitlines()[-1]
+    assert hint.startswith("Next: gaincurate "), hint
+    pasted = subprocess.run([console, *shlex.split(hint.removeprefix("Next: gaincurate "))], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr

@@ -38,7 +38,7 @@ from gaincurate.cli.schedule_options import (
     strategy_parameters,
     strategy_settings,
 )
-from gaincurate.errors import ConfigError
+from gaincurate.errors import ConfigError, shell_word
 from gaincurate.schedule.config import DEFAULT_STRATEGY
 from gaincurate.schedule.readout import Thresholds
 
@@ -108,7 +108,7 @@ def init(
         for key, value in resolved.items():
             table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
         stdout.print(table)
-        stdout.line(f"next: gaincurate schedule step --run {run}")
+        stdout.line(f"next: gaincurate schedule step --run {shell_word(run)}")
 
     emit({"run": str(run), "params": resolved, "notes": notes}, as_json=as_json, human=draw)
 

@@ -23,7 +23,7 @@ from gaincurate.cli.fields import field_named, field_parameters, fixed_parameter
 from gaincurate.cli.options import AsJson, ConfigFile, Quiet, ScoreConfigFile
 from gaincurate.cli.progress import RowProgress, setup_logging
 from gaincurate.cli.render import emit
-from gaincurate.errors import Interrupted, InterruptedCommand, settings_from_file
+from gaincurate.errors import Interrupted, InterruptedCommand, settings_from_file, shell_word
 from gaincurate.scoring.config import RunOptions, ScoreConfig
 
 SCORE_EXAMPLES = (
@@ -172,12 +172,12 @@ def _what_was_kept(stopped: Interrupted) -> str:
 def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions, command: str = "score") -> None:
     if manifest.get("already_complete"):
         stdout.line(f"{options.out} is already complete ({manifest['rows']} rows); nothing to {command}.")
-        stdout.line(f"Next: gaincurate show {options.out}")
+        stdout.line(f"Next: gaincurate show {shell_word(options.out)}")
         return
     if not manifest["complete"]:
         stdout.line(
-            f"Part {options.shard_index} of {options.num_shards} is written; run `gaincurate merge {options.out}` "
-            "once every part has finished."
+            f"Part {options.shard_index} of {options.num_shards} is written; run "
+            f"`gaincurate merge {shell_word(options.out)}` once every part has finished."
         )
         return
     diagnostics, timings = manifest["diagnostics"], manifest["timings"]
@@ -190,7 +190,7 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions, com
             f"model (the scoring pass's timings are kept); Spearman(score, question tokens) = "
             f"{_spearman_words(diagnostics)}."
         )
-        stdout.line(f"Next: gaincurate show {options.out}")
+        stdout.line(f"Next: gaincurate show {shell_word(options.out)}")
         return
     stdout.line(
         f"Scored {manifest['rows']} rows into {options.out} in {timings['score_seconds']:.1f}s "
@@ -205,7 +205,7 @@ def _draw_result(stdout: Any, manifest: dict[str, Any], options: RunOptions, com
         )
     elif answers.get("missing"):
         stdout.line(f"{answers['missing']} row(s) have no {answers['column']!r} answer (--allow-missing-answers).")
-    stdout.line(f"Next: gaincurate show {options.out}")
+    stdout.line(f"Next: gaincurate show {shell_word(options.out)}")
 
 
 def _spearman_words(diagnostics: dict[str, Any]) -> str:

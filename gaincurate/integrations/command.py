@@ -165,7 +165,9 @@ def _train(run: Run, trainer: _Trainer, progress: Progress) -> None:
     target.unlink(missing_ok=True)
     before = find_checkpoint(trainer.output_dir)
     stamp = before.stamp() if before is not None else None  # now: the trainer may save over the same folder
-    trainer.output_dir.mkdir(parents=True, exist_ok=True)
+    # Made before the command starts, as its output folder is: a trainer writes its feedback only after training.
+    for folder in (trainer.output_dir, target.parent):
+        folder.mkdir(parents=True, exist_ok=True)
     values = {
         "epoch_data": str(rundir.epoch_path(run_dir, epoch)),
         "checkpoint": str(before.path) if before else trainer.initial_checkpoint,

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate import distributed
-from gaincurate.errors import InputError
+from gaincurate.errors import ConfigError, InputError
 from gaincurate.fileio import file_sha256, read_json
 from gaincurate.scoring.config import split_config
 from gaincurate.scoring.finalize import WORK_FIELDS, finalize
-from gaincurate.scoring.output import leftovers
+from gaincurate.scoring.output import LOCK, OutputLock, leftovers
 from gaincurate.shards import read_manifest
 
 _MARKER = re.compile(r"part-(\d{5,})-of-(\d{5,})\.json")
@@ -50,6 +50,7 @@ def _part_count(out: Path) -> int:
     named = [(path, match) for path in sorted(out.glob("part-*-of-*.json")) if (match := _MARKER.fullmatch(path.name))]
     counts = {int(match[2]) for _, match in named}
     if len(counts) != 1:
+        _refuse_while_written(out, "no part has finished")
         raise InputError(
             f"{out} holds no part markers of one --num-shards run (found {len(named)}); "
             "run every `gaincurate score ... --num-shards K --shard-index I` part first"
@@ -62,11 +63,23 @@ def _part_count(out: Path) -> int:
                          "then merge again")  # fmt: skip
     missing = distributed.missing_parts(out, count)
     if missing:
+        _refuse_while_written(out, f"part(s) {', '.join(map(str, missing))} of {count} have not finished")
         raise InputError(
             f"{out}: part(s) {', '.join(map(str, missing))} of {count} are missing; "
             f"rerun `gaincurate score ... --num-shards {count} --shard-index N` for each, then merge again"
         )
     return count
+
+
+def _refuse_while_written(out: Path, unfinished: str) -> None:
+    """Refuse, in one line, a merge that finds parts missing while a part still runs (it holds the directory's
+    lock): rerunning the part, the fix for a part that is gone, would start a second copy beside it."""
+    try:
+        OutputLock(out, shared=False).probe()
+    except ConfigError:
+        raise InputError(
+            f"{out}: {unfinished}, and a part is being written right now (it holds {out / LOCK}); merge once it ends"
+        ) from None
 
 
 def _read_marker(out: Path, index: int, count: int) -> dict[str, Any]:

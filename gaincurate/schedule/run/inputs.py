@@ -39,10 +39,16 @@ class ScoresInput:
         return np.searchsorted(self.prompts.gc_ids, np.asarray(gc_ids, dtype=np.int64))
 
 
-def load_scores(scores_dir: Path) -> ScoresInput:
+def load_scores(scores_dir: Path, *, recorded: bool = False) -> ScoresInput:
+    """`recorded`: `scores_dir` is the folder a run's state.json records, where a missing one is put back."""
     from gaincurate import shards
 
     scores_dir = Path(scores_dir)
+    if recorded and not scores_dir.exists():
+        raise InputError(
+            f"{scores_dir}, this run's scores folder (recorded in its state.json by `schedule init`), is not there; "
+            "put the scores back at that path (move or copy the folder there), then run the same command again"
+        )
     manifest = shards.read_manifest(scores_dir)
     table = shards.read_scores(scores_dir)
     expected = manifest.get("rows")

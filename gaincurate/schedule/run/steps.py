@@ -191,7 +191,7 @@ def _refuse_stale(run_dir: Path, source: Path, epoch: int, prompts: set[int], ou
 
 def open_scheduler(run: RunState) -> tuple[Scheduler, ScoresInput]:
     """The scheduler of a run, over its scores directory, checked to be the one it started with."""
-    scores = load_scores(Path(run.scores_dir))
+    scores = load_scores(Path(run.scores_dir), recorded=True)
     fingerprint = scores.manifest.get("dataset", {}).get("fingerprint")
     if len(scores.prompts) != run.n_prompts or (run.dataset_fingerprint and fingerprint != run.dataset_fingerprint):
         changed = (

@@ -12,14 +12,13 @@ anything is written.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from gaincurate.errors import ConfigError, InputError
+from gaincurate.errors import ConfigError, InputError, shell_word
 from gaincurate.progress import NULL_PROGRESS, Progress
 from gaincurate.schedule.strategies.contract import EMBEDDINGS, FRESH_SCORES, LIKELIHOOD, SCORES
 
@@ -38,7 +37,7 @@ def check_unscored(strategy: str, prompts: str = "FILE") -> None:
         takes = ", ".join(name for name, cls in STRATEGIES.items() if not cls.about.needs & MODEL_PASS)
         raise ConfigError(
             f"strategy {strategy} reads {' and '.join(wanted)} from a model pass over the prompts: run `gaincurate "
-            f"score {shlex.quote(prompts)} --out scores` first, then `gaincurate schedule init --scores scores` "
+            f"score {shell_word(prompts)} --out scores` first, then `gaincurate schedule init --scores scores` "
             f"instead of --prompts; or start from the prompt file alone with --strategy one of {takes}"
         )
 
