@@ -51,8 +51,10 @@ def test_bench_scoring_agrees_with_the_naive_scorer(tiny_llama, tmp_path, monkey
     [
         (["bench", "scoring", "--data", "x.jsonl", "--batch-sweep", "256,big"], ["--batch-sweep 256,big", "256,512"]),
         (["bench", "kernel", "--device", "tpu"], ["--device", "tpu"]),
+        (["bench", "curriculum", "--demo", "--report", "docs/results/cpu-arith"], ["--demo", "--report", "one of"]),
+        (["bench", "curriculum", "--report", "docs/results/cpu-arith", "--plot", "x.txt"], ["--plot x.txt", ".png"]),
     ],
-    ids=["bad-sweep", "bad-device"],
+    ids=["bad-sweep", "bad-device", "demo-with-report", "plot-not-png"],
 )
 def test_bench_tool_mistakes_are_one_line(args, words, gaincurate, error_line):
     result = gaincurate(*args)
