@@ -69,7 +69,7 @@ def test_replay_values_that_cannot_train_are_refused_naming_the_flag():
                                     "prompts fresh, 1 replays nothing"),
     ]:  # fmt: skip
         done = gaincurate("bench", "replay", flag, value)
-        assert (done.returncode, done.stderr.strip()) == (1, f"gaincurate: error: {said}"), done.stderr
+        assert (done.returncode, done.stderr.strip()) == (2, f"gaincurate: error: {said}"), done.stderr
 
 
 def test_a_replay_run_without_steps_past_its_warm_up_prints_its_table():

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gaincurate.errors import ConfigError
+from gaincurate.errors import OptionValueError
 from gaincurate.errors import setting as setting_name
 from gaincurate.settings import at_least, setting
 
@@ -131,12 +131,12 @@ class BenchConfig:
                 check(setting_name(field.name), getattr(self, field.name))
         if self.hidden_size % (2 * HEADS):
             # Each head's width is even, as rotary embeddings rotate its halves.
-            raise ConfigError(
+            raise OptionValueError(
                 f"{setting_name('hidden_size', self.hidden_size)} must be a multiple of {2 * HEADS}: the model has "
                 f"{HEADS} attention heads, each of an even width"
             )
         if not 0 < self.fresh_fraction <= 1:
-            raise ConfigError(
+            raise OptionValueError(
                 f"{setting_name('fresh_fraction', self.fresh_fraction)} is outside (0, 1]; 0.5 generates half of each "
                 "step's prompts fresh, 1 replays nothing"
             )
