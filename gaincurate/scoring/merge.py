@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from gaincurate import distributed
-from gaincurate.errors import ConfigError, InputError
+from gaincurate.errors import InputError
 from gaincurate.fileio import file_sha256, read_json
 from gaincurate.scoring.config import split_config
 from gaincurate.scoring.finalize import WORK_FIELDS, finalize
-from gaincurate.scoring.output import LOCK, OutputLock, leftovers
+from gaincurate.scoring.output import LOCK, being_written, leftovers
 from gaincurate.shards import read_manifest
 
 _MARKER = re.compile(r"part-(\d{5,})-of-(\d{5,})\.json")
@@ -74,12 +74,10 @@ def _part_count(out: Path) -> int:
 def _refuse_while_written(out: Path, unfinished: str) -> None:
     """Refuse, in one line, a merge that finds parts missing while a part still runs (it holds the directory's
     lock): rerunning the part, the fix for a part that is gone, would start a second copy beside it."""
-    try:
-        OutputLock(out, shared=False).probe()
-    except ConfigError:
+    if being_written(out):
         raise InputError(
             f"{out}: {unfinished}, and a part is being written right now (it holds {out / LOCK}); merge once it ends"
-        ) from None
+        )
 
 
 def _read_marker(out: Path, index: int, count: int) -> dict[str, Any]:

@@ -137,6 +137,15 @@ def shards_to_write(
     return [i for i in mine if not shard_intact(out / shard_name(i), checksums.get(shard_name(i)), *bounds[i], schema)]
 
 
+def being_written(out: Path) -> bool:
+    """Whether a run or an array-job part holds `out`'s lock right now."""
+    try:
+        OutputLock(out, shared=False).probe()
+    except ConfigError:
+        return True
+    return False
+
+
 class OutputLock:
     """An advisory `fcntl.flock` on `DIR/.gaincurate.lock`: one run writes a scores directory at a time.
 

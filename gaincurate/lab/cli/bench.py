@@ -52,6 +52,15 @@ def _seeds(text: str) -> str:
     return text
 
 
+def _check_outputs(report: Path | None, plot: Path | None, demo: bool) -> None:
+    from gaincurate.errors import ConfigError
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise ConfigError(f"--plot {plot}: the curves are drawn as a PNG; give a name ending in .png")
+    if report is not None and demo:
+        raise ConfigError("--demo runs the demo bench and --report reads a finished one; pass one of them")
+
+
 def curriculum(
     *,
     bench: Annotated[
@@ -89,10 +98,7 @@ def curriculum(
     from gaincurate.errors import ConfigError
     from gaincurate.lab.benchmarks.curriculum.report import markdown_table
 
-    if report is not None and demo:
-        raise ConfigError("--demo runs the demo bench and --report reads a finished one; pass one of them")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise ConfigError(f"--plot {plot}: the curves are drawn as a PNG; give a name ending in .png")
+    _check_outputs(report, plot, demo)
     if report is not None and (report / DECLARATION).is_file():  # a warm-start run: its units pooled
         from gaincurate.lab.benchmarks.curriculum.pooled import report as pooled_report
 
