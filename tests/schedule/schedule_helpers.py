@@ -173,3 +173,17 @@ def console_ok(*args: object) -> subprocess.CompletedProcess:
     done = subprocess.run([str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line a refused command prints, after checking there is no other line and no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("gaincurate: error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`, a file with the SHA-256 of its bytes."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            for path in sorted(folder.rglob("*"))}  # fmt: skip

@@ -4,14 +4,13 @@ trainer starts, as --output-dir's is."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from schedule_helpers import write_scores
+from schedule_helpers import error_line, tree, write_scores
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("gaincurate")
 # A trainer that writes one reward for each of the 40 prompts to its feedback file, as a reward function does.
@@ -24,19 +23,6 @@ def gaincurate(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     env |= {"OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=300, cwd=cwd)  # fmt: skip
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one line a refused command prints, after checking there is no other line and no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("gaincurate: error: ") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            for path in sorted(folder.rglob("*"))}  # fmt: skip
 
 
 def init(scores: str, run: str, cwd: Path) -> subprocess.CompletedProcess:

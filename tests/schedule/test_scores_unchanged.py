@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import PROBLEMS, score_in_process, write_jsonl
-from schedule_helpers import write_scores
+from schedule_helpers import error_line, tree, write_scores
 
 from gaincurate.errors import InputError
 from gaincurate.fileio import atomic_write_json, file_sha256, read_json
@@ -36,20 +36,6 @@ def gaincurate(*args: object) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "GAINCURATE_DEBUG"}
     env |= {"OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one line a refused command prints, after checking there is no other line and no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("gaincurate: error: ") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
-
-
-def tree(folder: Path) -> dict[str, str]:
-    """Every file and folder under `folder`, a file with the SHA-256 of its bytes."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            for path in sorted(folder.rglob("*"))}  # fmt: skip
 
 
 # -- through the console script -------------------------------------------------------------------------------
