@@ -87,11 +87,11 @@ def draw_status(stdout: Stdout, report: dict[str, Any]) -> None:
 
 
 def print_table(stdout: Stdout, table: Any) -> None:
-    """`table` as drawn, a word wider than its column folded onto the next line (rich would cut it: "no estima…"),
-    or below NARROW columns its title and a line per row (cells cut to a letter say nothing)."""
-    if stdout.console.width >= NARROW:
-        for column in table.columns:
-            column.overflow = "fold"
+    """`table` as drawn where its longest words fit, else its title and a line per row: rich would cut a word to fit
+    ("no estima…") or break it over lines ("measure/d"), and below NARROW columns cut cells to a letter."""
+    console = stdout.console
+    unbounded = console.options.update_width(10**4)  # a table measures itself within the width it is given
+    if console.width >= NARROW and console.measure(table, options=unbounded).minimum <= console.width:
         return stdout.print(table)
     stdout.line(str(table.title))
     headings = [str(column.header) for column in table.columns]
